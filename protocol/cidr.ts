@@ -1,0 +1,157 @@
+// IPv4/IPv6 address and CIDR arithmetic on bigints. Pure; used by validation, IPAM and topology.
+
+export interface Cidr {
+  readonly family: 4 | 6;
+  /** Network address (host bits cleared). */
+  readonly network: bigint;
+  readonly prefix: number;
+  /** Canonical text, e.g. "10.1.0.0/24". */
+  readonly text: string;
+}
+
+const V4_BITS = 32;
+const V6_BITS = 128;
+
+export function parseIp(text: string): { family: 4 | 6; value: bigint } | undefined {
+  if (text.includes(':')) {
+    const v = parseIpv6(text);
+    return v === undefined ? undefined : { family: 6, value: v };
+  }
+  const v = parseIpv4(text);
+  return v === undefined ? undefined : { family: 4, value: v };
+}
+
+function parseIpv4(text: string): bigint | undefined {
+  const parts = text.split('.');
+  if (parts.length !== 4) return undefined;
+  let v = 0n;
+  for (const p of parts) {
+    if (!/^(0|[1-9][0-9]{0,2})$/.test(p)) return undefined;
+    const n = Number(p);
+    if (n > 255) return undefined;
+    v = (v << 8n) | BigInt(n);
+  }
+  return v;
+}
+
+function parseIpv6(text: string): bigint | undefined {
+  if (!/^[0-9a-fA-F:.]+$/.test(text)) return undefined;
+  const halves = text.split('::');
+  if (halves.length > 2) return undefined;
+  const parseGroups = (s: string): number[] | undefined => {
+    if (s === '') return [];
+    const out: number[] = [];
+    for (const g of s.split(':')) {
+      if (!/^[0-9a-fA-F]{1,4}$/.test(g)) return undefined;
+      out.push(parseInt(g, 16));
+    }
+    return out;
+  };
+  const head = parseGroups(halves[0] ?? '');
+  const tail = halves.length === 2 ? parseGroups(halves[1] ?? '') : [];
+  if (!head || !tail) return undefined;
+  const missing = 8 - head.length - tail.length;
+  if (halves.length === 1 ? missing !== 0 : missing < 1) return undefined;
+  const groups = [...head, ...Array<number>(halves.length === 2 ? missing : 0).fill(0), ...tail];
+  let v = 0n;
+  for (const g of groups) v = (v << 16n) | BigInt(g);
+  return v;
+}
+
+export function formatIp(family: 4 | 6, value: bigint): string {
+  if (family === 4) {
+    return [24n, 16n, 8n, 0n].map((s) => String((value >> s) & 0xffn)).join('.');
+  }
+  const groups: string[] = [];
+  for (let i = 7; i >= 0; i--) groups.push(((value >> BigInt(i * 16)) & 0xffffn).toString(16));
+  // Compress the longest run of zero groups (RFC 5952).
+  let bestStart = -1;
+  let bestLen = 0;
+  for (let i = 0; i < 8; ) {
+    if (groups[i] !== '0') {
+      i++;
+      continue;
+    }
+    let j = i;
+    while (j < 8 && groups[j] === '0') j++;
+    if (j - i > bestLen && j - i > 1) {
+      bestStart = i;
+      bestLen = j - i;
+    }
+    i = j;
+  }
+  if (bestStart < 0) return groups.join(':');
+  return `${groups.slice(0, bestStart).join(':')}::${groups.slice(bestStart + bestLen).join(':')}`;
+}
+
+export function bitsOf(family: 4 | 6): number {
+  return family === 4 ? V4_BITS : V6_BITS;
+}
+
+/** Parses "a.b.c.d/n" or "x::/n"; a bare address is a host route (/32 or /128). Host bits must be zero unless `allowHostBits`. */
+export function parseCidr(text: string, options: { allowHostBits?: boolean } = {}): Cidr | undefined {
+  const [addr, prefixText, extra] = text.split('/');
+  if (addr === undefined || extra !== undefined) return undefined;
+  const ip = parseIp(addr);
+  if (!ip) return undefined;
+  const bits = bitsOf(ip.family);
+  let prefix = bits;
+  if (prefixText !== undefined) {
+    if (!/^(0|[1-9][0-9]{0,2})$/.test(prefixText)) return undefined;
+    prefix = Number(prefixText);
+    if (prefix > bits) return undefined;
+  }
+  const mask = prefixMask(ip.family, prefix);
+  const network = ip.value & mask;
+  if (network !== ip.value && !options.allowHostBits) return undefined;
+  return { family: ip.family, network, prefix, text: `${formatIp(ip.family, network)}/${prefix}` };
+}
+
+export function prefixMask(family: 4 | 6, prefix: number): bigint {
+  const bits = BigInt(bitsOf(family));
+  const all = (1n << bits) - 1n;
+  return (all << (bits - BigInt(prefix))) & all;
+}
+
+export function cidrSize(c: Cidr): bigint {
+  return 1n << BigInt(bitsOf(c.family) - c.prefix);
+}
+
+export function cidrLast(c: Cidr): bigint {
+  return c.network + cidrSize(c) - 1n;
+}
+
+export function cidrsOverlap(a: Cidr, b: Cidr): boolean {
+  if (a.family !== b.family) return false;
+  return a.network <= cidrLast(b) && b.network <= cidrLast(a);
+}
+
+export function cidrContainsIp(c: Cidr, family: 4 | 6, ip: bigint): boolean {
+  return c.family === family && ip >= c.network && ip <= cidrLast(c);
+}
+
+/** Canonical host route text for an address: "10.0.0.1/32" or "fd00::1/128". */
+export function hostCidr(ipText: string): string {
+  const ip = parseIp(ipText);
+  if (!ip) throw new Error(`not an IP address: ${ipText}`);
+  return `${formatIp(ip.family, ip.value)}/${bitsOf(ip.family)}`;
+}
+
+/** Normalises a CIDR's text (e.g. "fd00:0::/64" → "fd00::/64"); returns undefined if invalid. */
+export function canonicalCidr(text: string): string | undefined {
+  return parseCidr(text)?.text;
+}
+
+/** Parses "host:port" or "[v6]:port". Host must be an IP literal (names are resolved elsewhere, never here). */
+export function parseEndpoint(text: string): { host: string; family: 4 | 6; port: number } | undefined {
+  const m = /^\[([0-9a-fA-F:.]+)\]:([0-9]{1,5})$/.exec(text) ?? /^([0-9.]+):([0-9]{1,5})$/.exec(text);
+  if (!m || m[1] === undefined || m[2] === undefined) return undefined;
+  const ip = parseIp(m[1]);
+  const port = Number(m[2]);
+  if (!ip || port < 1 || port > 65535) return undefined;
+  return { host: formatIp(ip.family, ip.value), family: ip.family, port };
+}
+
+export function formatEndpoint(host: string, port: number): string {
+  return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+}

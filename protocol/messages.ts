@@ -1,0 +1,185 @@
+// Wire types (zod schemas) shared by agent, coordinator and CLI. Shape checks only; semantic
+// checks (overlaps, reserved ranges, policy) live in protocol/validate-registration.ts.
+import { z } from 'zod';
+import { canonicalCidr, parseEndpoint, parseIp } from './cidr.ts';
+
+const KEY_BASE64 = /^[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=$/;
+
+/** A 32-byte key in standard base64 (WireGuard keys, Ed25519 public keys). */
+export const Key32 = z.string().regex(KEY_BASE64, 'must be a 32-byte key in base64 (44 characters ending in "=")');
+
+/** Kubernetes node names are DNS-1123 subdomains. */
+export const NodeName = z
+  .string()
+  .min(1)
+  .max(253)
+  .regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/, 'must be a DNS subdomain: lowercase letters, digits, "-" and "."');
+
+export const ClusterName = z
+  .string()
+  .min(1)
+  .max(63)
+  .regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, 'must be a DNS label: lowercase letters, digits and "-"');
+
+export const LocationName = z
+  .string()
+  .min(1)
+  .max(63)
+  .regex(/^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$/, 'must be letters, digits, "-", "_" or "."');
+
+export const EndpointText = z
+  .string()
+  .refine((s) => parseEndpoint(s) !== undefined, 'must be "ip:port" or "[ipv6]:port" with an IP literal and a port 1-65535');
+
+export const IpText = z.string().refine((s) => parseIp(s) !== undefined, 'must be an IPv4 or IPv6 address');
+
+export const CidrText = z
+  .string()
+  .refine((s) => canonicalCidr(s) !== undefined, 'must be a CIDR like 10.1.0.0/24 with host bits zero');
+
+export const Topology = z.enum(['mesh', 'gateway']);
+export type Topology = z.infer<typeof Topology>;
+
+/** What an agent asks to be registered as. Sent inside a SignedEnvelope signed by `identityKey`. */
+export const RegistrationRequest = z
+  .object({
+    v: z.literal(1),
+    name: NodeName,
+    cluster: ClusterName,
+    location: LocationName,
+    zone: LocationName.optional(),
+    /** WireGuard public key (Curve25519). */
+    publicKey: Key32,
+    /** The node's Ed25519 identity key; it signs registrations and heartbeats. */
+    identityKey: Key32,
+    /** Advertised public endpoints; empty means "behind NAT, no inbound reachability". */
+    endpoints: z.array(EndpointText).max(4),
+    /** Addresses reachable from the same VPC/cloud (used for same-cloud paths, e.g. to the gateway). */
+    privateAddresses: z.array(IpText).max(4),
+    podCidrs: z.array(CidrText).min(1).max(8),
+    listenPort: z.number().int().min(1).max(65535),
+    topology: Topology,
+    gatewayEligible: z.boolean(),
+    /** Seconds; 0 disables; undefined lets the agent decide (on when behind NAT). */
+    persistentKeepalive: z.number().int().min(0).max(3600).optional(),
+    agentVersion: z.string().max(64),
+    /** Sender's clock (ms); the coordinator rejects stale or far-future requests (replay protection). */
+    sentAt: z.number().int().nonnegative(),
+  })
+  .strict();
+export type RegistrationRequest = z.infer<typeof RegistrationRequest>;
+
+/** Signed by the node identity key. */
+export const Heartbeat = z
+  .object({
+    v: z.literal(1),
+    name: NodeName,
+    identityKey: Key32,
+    /** Generation of the node record the agent currently holds; lets the coordinator spot stale agents. */
+    generation: z.number().int().nonnegative(),
+    sentAt: z.number().int().nonnegative(),
+  })
+  .strict();
+export type Heartbeat = z.infer<typeof Heartbeat>;
+
+export const Deregister = z
+  .object({ v: z.literal(1), name: NodeName, identityKey: Key32, sentAt: z.number().int().nonnegative() })
+  .strict();
+export type Deregister = z.infer<typeof Deregister>;
+
+/** The coordinator's view of a node, signed by the coordinator and stored at kvKeys.node(name). */
+export const NodeRecord = z
+  .object({
+    kind: z.literal('node'),
+    v: z.literal(1),
+    name: NodeName,
+    cluster: ClusterName,
+    location: LocationName,
+    zone: LocationName.optional(),
+    publicKey: Key32,
+    identityKey: Key32,
+    endpoints: z.array(EndpointText),
+    privateAddresses: z.array(IpText),
+    podCidrs: z.array(CidrText),
+    listenPort: z.number().int().min(1).max(65535),
+    topology: Topology,
+    gatewayEligible: z.boolean(),
+    persistentKeepalive: z.number().int().min(0).max(3600).optional(),
+    /** Allocated by the coordinator from --overlay-cidr; stable per node name. */
+    overlayIp: IpText,
+    /** Monotonic per node name; agents ignore a record older than one they hold (replay protection). */
+    generation: z.number().int().nonnegative(),
+    registeredAt: z.number().int().nonnegative(),
+    updatedAt: z.number().int().nonnegative(),
+  })
+  .strict();
+export type NodeRecord = z.infer<typeof NodeRecord>;
+
+/** Per-cluster state decided by the coordinator, stored at kvKeys.cluster(name). */
+export const ClusterRecord = z
+  .object({
+    kind: z.literal('cluster'),
+    v: z.literal(1),
+    name: ClusterName,
+    topology: Topology,
+    /** Active gateway node name (gateway topology), or null. */
+    gateway: NodeName.nullable(),
+    /** Increments on every gateway change; lets agents and the CLI see failovers. */
+    gatewayEpoch: z.number().int().nonnegative(),
+    generation: z.number().int().nonnegative(),
+    updatedAt: z.number().int().nonnegative(),
+  })
+  .strict();
+export type ClusterRecord = z.infer<typeof ClusterRecord>;
+
+/** Detached Ed25519 signature over the exact payload bytes (base64 of UTF-8 JSON). */
+export const SignedEnvelope = z
+  .object({
+    payload: z.string().min(1).max(65536),
+    sig: z.string().regex(/^[A-Za-z0-9+/]{86}==$/, 'must be a 64-byte signature in base64'),
+  })
+  .strict();
+export type SignedEnvelope = z.infer<typeof SignedEnvelope>;
+
+export const ErrorBody = z.object({
+  code: z.enum(['invalid', 'conflict', 'unauthorized', 'unavailable', 'internal', 'unknown-node', 'stale']),
+  /** The offending field, dotted (e.g. "podCidrs[1]"). */
+  field: z.string().optional(),
+  message: z.string(),
+});
+export type ErrorBody = z.infer<typeof ErrorBody>;
+
+export const RegisterReply = z.discriminatedUnion('ok', [
+  z.object({
+    ok: z.literal(true),
+    /** The signed record as stored, so the agent can verify it like any other. */
+    record: SignedEnvelope,
+    heartbeatIntervalMs: z.number().int().positive(),
+    nodeTtlMs: z.number().int().positive(),
+  }),
+  z.object({ ok: z.literal(false), error: ErrorBody }),
+]);
+export type RegisterReply = z.infer<typeof RegisterReply>;
+
+export const HeartbeatReply = z.discriminatedUnion('ok', [
+  z.object({ ok: z.literal(true) }),
+  z.object({ ok: z.literal(false), error: ErrorBody }),
+]);
+export type HeartbeatReply = z.infer<typeof HeartbeatReply>;
+
+export const DeregisterReply = HeartbeatReply;
+export type DeregisterReply = HeartbeatReply;
+
+/** Formats the first zod issue as "field: message (got value)". */
+export function describeZodError(err: z.ZodError, input?: unknown): { field: string; message: string } {
+  const issue = err.issues[0];
+  if (!issue) return { field: '(root)', message: 'invalid' };
+  const field = issue.path.map((p, i) => (typeof p === 'number' ? `[${p}]` : i === 0 ? String(p) : `.${String(p)}`)).join('') || '(root)';
+  let got: unknown = input;
+  for (const p of issue.path) {
+    if (got !== null && typeof got === 'object') got = (got as Record<PropertyKey, unknown>)[p];
+    else got = undefined;
+  }
+  const shown = got === undefined ? '' : ` (got ${JSON.stringify(got)?.slice(0, 80)})`;
+  return { field, message: `${field}: ${issue.message}${shown}` };
+}

@@ -1,0 +1,90 @@
+// The agent's status document, served as JSON (GET /status) on its unix status socket and its
+// health port. Read by the CLI and the lab. Never contains private keys.
+import { z } from 'zod';
+
+export const PeerPath = z.enum(['direct', 'relay', 'gateway']);
+export type PeerPath = z.infer<typeof PeerPath>;
+
+export const PeerStatus = z.object({
+  /** Node this WireGuard peer is (for a gateway peer: the gateway node). */
+  name: z.string(),
+  cluster: z.string(),
+  location: z.string(),
+  publicKey: z.string(),
+  /** direct: straight to the node; relay: end-to-end encrypted via a relay's UDP forwarder; gateway: to a cluster's active gateway. */
+  path: PeerPath,
+  /** Relay node name when path is relay. */
+  via: z.string().nullable(),
+  /** Endpoint we configured (null: learned from the peer's handshakes, it is behind NAT). */
+  configuredEndpoint: z.string().nullable(),
+  /** Endpoint WireGuard currently uses (may be a NAT-mapped address it learned). */
+  endpoint: z.string().nullable(),
+  allowedIps: z.array(z.string()),
+  /** Unix ms of the latest handshake, null if none. */
+  latestHandshakeAt: z.number().nullable(),
+  rxBytes: z.number(),
+  txBytes: z.number(),
+  persistentKeepalive: z.number(),
+  /** Nodes whose pod CIDRs this peer carries (more than one for a gateway). */
+  carries: z.array(z.string()),
+});
+export type PeerStatus = z.infer<typeof PeerStatus>;
+
+/** How this node reaches each remote node's pods. */
+export const RemotePath = z.object({
+  node: z.string(),
+  cluster: z.string(),
+  /** direct | relay | gateway (through the remote cluster's gateway) | local-gateway (through our own cluster's gateway over the VPC) | none (no path: reason says why) */
+  path: z.enum(['direct', 'relay', 'gateway', 'local-gateway', 'none']),
+  /** The next hop node (relay, gateway) if any. */
+  via: z.string().nullable(),
+  reason: z.string().nullable(),
+});
+export type RemotePath = z.infer<typeof RemotePath>;
+
+export const AgentStatus = z.object({
+  version: z.string(),
+  node: z.object({
+    name: z.string(),
+    cluster: z.string(),
+    location: z.string(),
+    publicKey: z.string(),
+    overlayIp: z.string().nullable(),
+    endpoints: z.array(z.string()),
+    privateAddresses: z.array(z.string()),
+    podCidrs: z.array(z.string()),
+    topology: z.enum(['mesh', 'gateway']),
+    isGateway: z.boolean(),
+    isRelay: z.boolean(),
+  }),
+  controlPlane: z.object({
+    connected: z.boolean(),
+    registered: z.boolean(),
+    lastHeartbeatAt: z.number().nullable(),
+    lastError: z.string().nullable(),
+    knownNodes: z.number(),
+  }),
+  dataplane: z.object({
+    backend: z.enum(['kernel', 'userspace', 'none']),
+    interface: z.string(),
+    listenPort: z.number(),
+    mtu: z.number(),
+  }),
+  lastReconcile: z
+    .object({
+      at: z.number(),
+      ok: z.boolean(),
+      changes: z.number(),
+      durationMs: z.number(),
+      error: z.string().nullable(),
+    })
+    .nullable(),
+  ready: z.boolean(),
+  peers: z.array(PeerStatus),
+  remotes: z.array(RemotePath),
+  relays: z.array(
+    z.object({ port: z.number(), between: z.tuple([z.string(), z.string()]), packets: z.number(), bytes: z.number() }),
+  ),
+  errors: z.array(z.string()),
+});
+export type AgentStatus = z.infer<typeof AgentStatus>;

@@ -1,0 +1,39 @@
+// NATS subjects and KV layout: the wire contract between agents, coordinator and CLI.
+// Versioned so a v2 protocol can run beside v1 during an upgrade.
+
+export const PROTOCOL_VERSION = 1 as const;
+
+export const DEFAULT_SUBJECT_PREFIX = 'crosslink.v1';
+export const DEFAULT_BUCKET = 'crosslink';
+
+export function subjects(prefix = DEFAULT_SUBJECT_PREFIX) {
+  return {
+    /** request/reply: SignedEnvelope<RegistrationRequest> → RegisterReply */
+    register: `${prefix}.register`,
+    /** request/reply: SignedEnvelope<Heartbeat> → HeartbeatReply. All coordinator replicas listen; the leader replies. */
+    heartbeat: `${prefix}.heartbeat`,
+    /** request/reply: SignedEnvelope<Deregister> → DeregisterReply (clean node removal). */
+    deregister: `${prefix}.deregister`,
+  } as const;
+}
+
+/** KV keys. Node names may contain dots (FQDNs); they are one hierarchical suffix. */
+export const kvKeys = {
+  node: (name: string) => `nodes.${name}`,
+  nodesFilter: 'nodes.>',
+  cluster: (name: string) => `clusters.${name}`,
+  clustersFilter: 'clusters.>',
+  /** Coordinator-internal: overlay IP and identity binding per node name; survives node expiry. */
+  ipam: (name: string) => `ipam.${name}`,
+  ipamFilter: 'ipam.>',
+  /** Coordinator leader lease. */
+  lease: 'coordinator.lease',
+} as const;
+
+export function nodeNameFromKey(key: string): string | undefined {
+  return key.startsWith('nodes.') ? key.slice('nodes.'.length) : undefined;
+}
+
+export function clusterNameFromKey(key: string): string | undefined {
+  return key.startsWith('clusters.') ? key.slice('clusters.'.length) : undefined;
+}
