@@ -1,0 +1,52 @@
+import test from 'ava';
+import { ExecaRunner, RecordingRunner } from '../lib/runner.ts';
+import { CommandError } from '../lib/errors.ts';
+
+test('ExecaRunner runs argv without a shell, with LC_ALL=C', async (t) => {
+  const r = new ExecaRunner();
+  const out = await r.run(['sh', '-c', 'echo "$LC_ALL" "$1"', 'sh', 'a b;c']);
+  t.is(out.stdout.trim(), 'C a b;c');
+  t.is(out.exitCode, 0);
+});
+
+test('ExecaRunner passes stdin input (keys are never put on argv)', async (t) => {
+  const out = await new ExecaRunner().run(['cat'], { input: 'secret' });
+  t.is(out.stdout, 'secret');
+});
+
+test('ExecaRunner failure keeps stderr and exit code in a CommandError', async (t) => {
+  const err = await t.throwsAsync(new ExecaRunner().run(['sh', '-c', 'echo boom >&2; exit 3']), { instanceOf: CommandError });
+  t.is(err?.exitCode, 3);
+  t.is(err?.stderr.trim(), 'boom');
+  t.is(err?.name, 'CommandError');
+  t.regex(err?.message ?? '', /exited 3: boom/);
+});
+
+test('ExecaRunner allowFailure returns the exit code instead of throwing', async (t) => {
+  const out = await new ExecaRunner().run(['sh', '-c', 'exit 2'], { allowFailure: true });
+  t.is(out.exitCode, 2);
+});
+
+test('ExecaRunner times out', async (t) => {
+  const err = await t.throwsAsync(new ExecaRunner().run(['sleep', '5'], { timeoutMs: 100 }), { instanceOf: CommandError });
+  t.true(err?.timedOut);
+});
+
+test('ExecaRunner reports a missing binary', async (t) => {
+  const err = await t.throwsAsync(new ExecaRunner().run(['/nonexistent/xl-binary']), { instanceOf: CommandError });
+  t.is(err?.exitCode, undefined);
+});
+
+test('ExecaRunner prefix is prepended (e.g. ip netns exec)', async (t) => {
+  const out = await new ExecaRunner(['env']).run(['sh', '-c', 'echo ok']);
+  t.is(out.stdout.trim(), 'ok');
+});
+
+test('RecordingRunner records a transcript and answers by prefix', async (t) => {
+  const r = new RecordingRunner().on(['wg', 'show'], 'dump').fail(['ip', 'route', 'del'], 'RTNETLINK answers: No such process');
+  t.is((await r.run(['wg', 'show', 'x', 'dump'])).stdout, 'dump');
+  await r.run(['ip', 'link', 'set', 'x', 'up'], { input: 'k' });
+  await t.throwsAsync(r.run(['ip', 'route', 'del', '10.0.0.0/24']), { instanceOf: CommandError, message: /No such process/ });
+  t.deepEqual(r.transcript(), ['wg show x dump', 'ip link set x up', 'ip route del 10.0.0.0/24']);
+  t.is(r.calls[1]?.input, 'k');
+});
