@@ -34,7 +34,11 @@ export async function generateSigningKeyPair(): Promise<SigningKeyPair> {
 
 export async function signingPublicKeyOf(secretKey: string): Promise<string> {
   await sodiumReady();
-  return b64(sodium.crypto_sign_ed25519_sk_to_pk(unb64(secretKey)));
+  // Derived from the seed (first 32 bytes), not copied from the embedded public half, so a damaged
+  // key is caught; crypto_sign_ed25519_sk_to_pk is missing from the libsodium-wrappers build.
+  const sk = unb64(secretKey);
+  if (sk.length !== 64) throw new SignatureError('Ed25519 secret key must be 64 bytes');
+  return b64(sodium.crypto_sign_seed_keypair(sk.slice(0, 32)).publicKey);
 }
 
 export interface WireguardKeyPair {
@@ -103,5 +107,5 @@ export async function verifyEnvelope<S extends z.ZodType>(raw: unknown, publicKe
   const ok = sodium.crypto_sign_verify_detached(unb64(env.data.sig), unb64(env.data.payload), pk);
   if (!ok) throw new SignatureError('signature does not verify (forged or signed by another key)');
   const value = openEnvelopeUnverified(env.data);
-  return schema.parse(value) as z.infer<S>;
+  return schema.parse(value);
 }

@@ -1,0 +1,29 @@
+# One image for the agent, the coordinator and the CLI (Kubernetes manifests pick the program with
+# `args`). Build: docker build -t crosslink:0.1.0 .   (the manifests default to ghcr.io/crosslink/crosslink:0.1.0)
+FROM node:22-bookworm-slim
+
+# wireguard-go: user-space WireGuard when the node kernel has no WireGuard module; wireguard-tools: `wg`;
+# iproute2: `ip`; iptables (nft backend on bookworm); tini: PID 1 that forwards SIGTERM and reaps children.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends wireguard-go wireguard-tools iproute2 iptables tini ca-certificates \
+ && rm -rf /var/lib/apt/lists/*
+
+WORKDIR /opt/crosslink
+ENV NODE_ENV=production
+
+COPY package.json package-lock.json ./
+# --omit=dev still installs tsx: it is a runtime dependency (TypeScript runs through its loader, no build step).
+RUN npm ci --omit=dev && npm cache clean --force
+
+COPY bin ./bin
+COPY lib ./lib
+COPY protocol ./protocol
+COPY agent ./agent
+COPY coordinator ./coordinator
+COPY cli ./cli
+# Templates for `crosslink manifests`.
+COPY deploy ./deploy
+
+ENV PATH=/opt/crosslink/bin:$PATH
+ENTRYPOINT ["/usr/bin/tini", "--"]
+CMD ["crosslink", "--help"]

@@ -1,0 +1,521 @@
+// The agent daemon: wires keys, the node source, the control plane (register/heartbeat), the KV
+// watch, the reconciler and the status server together, and shuts them down in order.
+//
+// Fail-static: the data plane only changes on verified information. While NATS or the coordinator
+// is unreachable the agent keeps the last verified view (and so the peers and routes as they are);
+// before the first registration and the first complete KV snapshot it ensures the interface only.
+import { readFileSync } from 'node:fs';
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { systemClock, type Clock } from '../lib/clock.ts';
+import { errorMessage } from '../lib/errors.ts';
+import type { Logger } from '../lib/logger.ts';
+import type { Runner } from '../lib/runner.ts';
+import { hostCidr, parseIp } from '../protocol/cidr.ts';
+import type { NodeRecord } from '../protocol/messages.ts';
+import type { AgentStatus, PeerStatus } from '../protocol/status.ts';
+import { redactUrl, type AgentConfig, type WireguardMode } from './config.ts';
+import { ControlPlane, onConnectionStatus } from './control-plane.ts';
+import { computeDesiredState as defaultComputeDesiredState } from './desired-state.ts';
+import { loadOrCreateNodeKeys, type NodeKeys } from './keys.ts';
+import { MeshWatch } from './mesh-watch.ts';
+import type { DataplaneConfig, DesiredInterface, DesiredState, MeshView, NodeIdentity, NodeSource, PublishedState } from './model.ts';
+import { Reconciler, type AgentDataplane, type AgentRelay, type ReconcileRecord } from './reconciler.ts';
+import { parseIpRoutes, readRoutesArgv } from './route-diff.ts';
+import { startStatusServer, toViewDocument, type DiagnosticsDocument, type Readiness, type StatusServer, type ViewDocument } from './status-server.ts';
+
+export const AGENT_VERSION: string = (() => {
+  try {
+    const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version?: unknown };
+    return typeof pkg.version === 'string' ? pkg.version : 'dev';
+  } catch {
+    return 'dev';
+  }
+})();
+
+export interface AgentOptions {
+  readonly config: AgentConfig;
+  readonly logger: Logger;
+  readonly clock?: Clock;
+  readonly runner: Runner;
+  /** Resolves once connected (it may wait for a server); the agent serves status meanwhile. */
+  readonly connectNats: () => Promise<NatsConnection>;
+  readonly createDataplane: (o: { config: DataplaneConfig; wireguardMode: WireguardMode }) => Promise<AgentDataplane>;
+  /** The UDP relay for NATed pairs; optional (no relaying without it). */
+  readonly createRelay?: (o: { config: DataplaneConfig }) => AgentRelay;
+  readonly nodeSource: NodeSource;
+  /** Resolved coordinator public key (from --coordinator-key or the file). */
+  readonly coordinatorKey: string;
+  /** Resolved MTU (auto already detected). */
+  readonly mtu: number;
+  readonly computeDesiredState?: (view: MeshView, config: DataplaneConfig) => DesiredState;
+  readonly agentVersion?: string;
+  /** Test knobs: faster retries. */
+  readonly tuning?: {
+    readonly retryMinMs?: number;
+    readonly retryMaxMs?: number;
+    readonly requestTimeoutMs?: number;
+    readonly debounceMs?: number;
+    readonly watchAuditIntervalMs?: number;
+  };
+}
+
+/** The last overlay IP we held, so a restart before re-registration does not strip it from the interface. */
+const OVERLAY_IP_FILE = 'overlay-ip';
+
+export class Agent {
+  private nc: NatsConnection | undefined;
+  private controlPlane: ControlPlane | undefined;
+  private meshWatch: MeshWatch | undefined;
+  private statusServer: StatusServer | undefined;
+  private resyncTimer: NodeJS.Timeout | undefined;
+  private connecting: Promise<void> | undefined;
+  private stopStatusEvents: (() => void) | undefined;
+  private unsubscribeRestart: (() => void) | undefined;
+  private readonly abort = new AbortController();
+  private stopping: Promise<void> | undefined;
+  private ownSeenInWatch = false;
+  private lastPublished = '';
+  private cachedOverlayIp: string | null = null;
+  private readonly clock: Clock;
+  private readonly dataplaneConfig: DataplaneConfig;
+  private readonly reconciler: Reconciler;
+
+  private constructor(
+    private readonly o: AgentOptions,
+    private readonly keys: NodeKeys,
+    private identity: NodeIdentity,
+    private readonly dataplane: AgentDataplane,
+    private readonly relay: AgentRelay | null,
+  ) {
+    this.clock = o.clock ?? systemClock;
+    const c = o.config;
+    this.dataplaneConfig = Object.freeze({
+      interfaceName: c.interfaceName,
+      listenPort: c.listenPort,
+      mtu: o.mtu,
+      natKeepaliveSec: c.natKeepaliveSec,
+      relayPortBase: c.relayPortBase,
+      relayPortSpan: c.relayPortSpan,
+    });
+    this.reconciler = new Reconciler({
+      dataplane,
+      dataplaneConfig: this.dataplaneConfig,
+      privateKey: keys.wireguard.privateKey,
+      view: () => this.currentView(),
+      interfaceWithoutView: () => this.interfaceWithoutView(),
+      computeDesiredState: o.computeDesiredState ?? defaultComputeDesiredState,
+      clock: this.clock,
+      logger: o.logger.child({ component: 'reconciler' }),
+      onReconciled: (r) => this.afterReconcile(r),
+      relay,
+    });
+  }
+
+  /** Loads keys, resolves the identity, creates the data plane and starts every loop. */
+  static async start(o: AgentOptions): Promise<Agent> {
+    const log = o.logger;
+    const keys = await loadOrCreateNodeKeys(o.config.stateDir);
+    log.info({ publicKey: keys.wireguard.publicKey, identityKey: keys.identity.publicKey, stateDir: o.config.stateDir }, 'node keys loaded');
+    const identity = await o.nodeSource.start(new AbortController().signal);
+    const dataplaneConfig: DataplaneConfig = {
+      interfaceName: o.config.interfaceName,
+      listenPort: o.config.listenPort,
+      mtu: o.mtu,
+      natKeepaliveSec: o.config.natKeepaliveSec,
+      relayPortBase: o.config.relayPortBase,
+      relayPortSpan: o.config.relayPortSpan,
+    };
+    const dataplane = await o.createDataplane({ config: dataplaneConfig, wireguardMode: o.config.wireguard });
+    let relay: AgentRelay | null;
+    try {
+      relay = o.createRelay?.({ config: dataplaneConfig }) ?? null;
+    } catch (err) {
+      await dataplane.close().catch(() => undefined);
+      throw err;
+    }
+    const agent = new Agent(o, keys, identity, dataplane, relay);
+    try {
+      await agent.run();
+    } catch (err) {
+      // Never tear down on a failed start: the interface may belong to an agent that is still running.
+      agent.stopping ??= agent.shutdown(false);
+      await agent.stopping.catch(() => undefined);
+      throw err;
+    }
+    return agent;
+  }
+
+  private async run(): Promise<void> {
+    const { config, logger } = this.o;
+    this.cachedOverlayIp = await readCachedOverlayIp(join(config.stateDir, OVERLAY_IP_FILE));
+    this.unsubscribeRestart = this.dataplane.onRestart?.((generation) => {
+      logger.warn({ generation }, 'WireGuard interface came back empty; re-applying everything');
+      this.reconciler.request('wireguard restarted');
+    });
+    this.o.nodeSource.onChange((identity) => {
+      this.identity = identity;
+      logger.info({ identity }, 'node identity changed');
+      this.controlPlane?.requestRegister('identity changed');
+    });
+    this.statusServer = await startStatusServer({
+      socketPath: config.statusSocket,
+      healthAddr: config.healthAddr,
+      provider: {
+        status: () => this.status(),
+        readiness: () => this.readiness(),
+        view: () => this.viewDocument(),
+        diagnostics: () => this.diagnostics(),
+      },
+      logger: logger.child({ component: 'status' }),
+    });
+    this.reconciler.request('start');
+    this.resyncTimer = setInterval(() => {
+      this.reconciler.request('resync');
+    }, config.resyncIntervalMs);
+    this.connecting = this.connectLoop();
+  }
+
+  private async connectLoop(): Promise<void> {
+    const log = this.o.logger;
+    let failures = 0;
+    while (!this.abort.signal.aborted) {
+      try {
+        log.info({ servers: this.o.config.natsServers.map(redactUrl) }, 'connecting to NATS');
+        const nc = await this.o.connectNats();
+        if (this.abort.signal.aborted) {
+          await nc.close();
+          return;
+        }
+        this.onConnected(nc);
+        return;
+      } catch (err) {
+        failures++;
+        log.error({ err: errorMessage(err) }, 'cannot connect to NATS (check --nats-url / --nats-creds); retrying');
+        await this.clock.sleep(Math.min(30_000, 1000 * 2 ** Math.min(failures, 5)), this.abort.signal);
+      }
+    }
+  }
+
+  private onConnected(nc: NatsConnection): void {
+    const { config, logger } = this.o;
+    const tuning = this.o.tuning ?? {};
+    this.nc = nc;
+    logger.info({ server: nc.getServer() }, 'connected to NATS');
+    this.stopStatusEvents = onConnectionStatus(nc, (s) => {
+      if (s.type === 'reconnect') this.reconciler.request('nats reconnected');
+    });
+    const cp = new ControlPlane({
+      nc,
+      clock: this.clock,
+      logger: logger.child({ component: 'control-plane' }),
+      coordinatorKey: this.o.coordinatorKey,
+      wireguardPublicKey: this.keys.wireguard.publicKey,
+      identityKey: this.keys.identity,
+      identity: () => this.identity,
+      listenPort: config.listenPort,
+      agentVersion: this.o.agentVersion ?? AGENT_VERSION,
+      ...(tuning.retryMinMs === undefined ? {} : { retryMinMs: tuning.retryMinMs }),
+      ...(tuning.retryMaxMs === undefined ? {} : { retryMaxMs: tuning.retryMaxMs }),
+      ...(tuning.requestTimeoutMs === undefined ? {} : { requestTimeoutMs: tuning.requestTimeoutMs }),
+    });
+    const watch = new MeshWatch({
+      nc,
+      bucket: config.bucket,
+      coordinatorKey: this.o.coordinatorKey,
+      logger: logger.child({ component: 'mesh-watch' }),
+      clock: this.clock,
+      ...(tuning.debounceMs === undefined ? {} : { debounceMs: tuning.debounceMs }),
+      ...(tuning.retryMinMs === undefined ? {} : { retryMinMs: tuning.retryMinMs }),
+      ...(tuning.retryMaxMs === undefined ? {} : { retryMaxMs: tuning.retryMaxMs }),
+      ...(tuning.watchAuditIntervalMs === undefined ? {} : { auditIntervalMs: tuning.watchAuditIntervalMs }),
+    });
+    this.controlPlane = cp;
+    this.meshWatch = watch;
+    cp.onRecord((record) => {
+      void this.cacheOverlayIp(record.overlayIp);
+      this.reconciler.request('registered');
+    });
+    watch.onChange(() => this.onMeshChanged());
+    cp.start();
+    watch.start();
+  }
+
+  private onMeshChanged(): void {
+    const cp = this.controlPlane;
+    const watch = this.meshWatch;
+    if (!cp || !watch) return;
+    const own = watch.nodes().get(this.identity.name);
+    if (own) {
+      this.ownSeenInWatch = true;
+      cp.observeOwnRecord(own);
+    } else if (this.ownSeenInWatch && watch.synced) {
+      // Expired or deleted by the coordinator (e.g. it missed our heartbeats): come back.
+      this.ownSeenInWatch = false;
+      cp.requestRegister('own record disappeared from the KV');
+    }
+    this.reconciler.request('mesh changed');
+  }
+
+  /** Our own record: the newest verified copy from the register reply or the KV. */
+  private ownRecord(): NodeRecord | null {
+    return this.controlPlane?.state().record ?? null;
+  }
+
+  private currentView(): MeshView | undefined {
+    const self = this.ownRecord();
+    const watch = this.meshWatch;
+    // Without a complete snapshot we could only remove peers we merely haven't read yet.
+    if (self === null || !watch?.synced) return undefined;
+    return { self, nodes: watch.nodes(), clusters: watch.clusters() };
+  }
+
+  private interfaceWithoutView(): DesiredInterface {
+    const ip = this.ownRecord()?.overlayIp ?? this.cachedOverlayIp;
+    return {
+      name: this.dataplaneConfig.interfaceName,
+      listenPort: this.dataplaneConfig.listenPort,
+      mtu: this.dataplaneConfig.mtu,
+      addresses: ip === null ? [] : [hostCidr(ip)],
+    };
+  }
+
+  private async cacheOverlayIp(ip: string): Promise<void> {
+    if (ip === this.cachedOverlayIp) return;
+    this.cachedOverlayIp = ip;
+    try {
+      await writeFile(join(this.o.config.stateDir, OVERLAY_IP_FILE), `${ip}\n`, { mode: 0o600 });
+    } catch (err) {
+      this.o.logger.warn({ err: errorMessage(err) }, 'cannot cache the overlay IP in the state dir');
+    }
+  }
+
+  private afterReconcile(_record: ReconcileRecord): void {
+    const r = this.readiness();
+    const state: PublishedState = {
+      publicKey: this.keys.wireguard.publicKey,
+      overlayIp: this.ownRecord()?.overlayIp ?? null,
+      ready: r.ready,
+      reason: r.reason,
+    };
+    const key = JSON.stringify(state);
+    if (key === this.lastPublished) return;
+    this.lastPublished = key;
+    this.o.nodeSource.publish(state).catch((err: unknown) => {
+      this.o.logger.warn({ err: errorMessage(err) }, 'publishing node state failed');
+    });
+  }
+
+  readiness(): Readiness {
+    const cp = this.controlPlane?.state();
+    if (!cp) return { ready: false, reason: 'not connected to NATS yet' };
+    if (!cp.registered) return { ready: false, reason: `not registered yet${cp.lastError ? `: ${cp.lastError}` : ''}` };
+    if (!this.meshWatch?.synced) return { ready: false, reason: 'KV snapshot not loaded yet' };
+    if (!this.reconciler.applied) {
+      const last = this.reconciler.lastReconcile();
+      return { ready: false, reason: `not reconciled yet${last?.error ? `: ${last.error}` : ''}` };
+    }
+    return { ready: true, reason: 'registered and reconciled' };
+  }
+
+  /** The verified view (null before there is one). */
+  view(): MeshView | null {
+    return this.currentView() ?? null;
+  }
+
+  /** The desired state of the latest reconcile (null before the first apply). */
+  desired(): DesiredState | null {
+    return this.reconciler.desired();
+  }
+
+  get publicKey(): string {
+    return this.keys.wireguard.publicKey;
+  }
+
+  get healthPort(): number | null {
+    return this.statusServer?.healthPort ?? null;
+  }
+
+  /** Waits for a reconcile that starts after this call (tests, diagnostics). */
+  reconcileNow(reason: string): Promise<ReconcileRecord | null> {
+    return this.reconciler.reconcileNow(reason);
+  }
+
+  private viewDocument(): ViewDocument | null {
+    const v = this.currentView();
+    return v ? toViewDocument(v, this.dataplaneConfig) : null;
+  }
+
+  async status(): Promise<AgentStatus> {
+    const errors: string[] = [];
+    const cp = this.controlPlane?.state();
+    const desired = this.reconciler.desired();
+    const watch = this.meshWatch;
+    let live: Awaited<ReturnType<AgentDataplane['livePeers']>> = [];
+    try {
+      live = await this.dataplane.livePeers();
+    } catch (err) {
+      errors.push(`cannot read WireGuard state: ${errorMessage(err)}`);
+    }
+    const liveByKey = new Map(live.map((p) => [p.publicKey, p]));
+    const peers: PeerStatus[] = (desired?.peers ?? []).map((p) => {
+      const l = liveByKey.get(p.publicKey);
+      const node = watch?.nodes().get(p.node);
+      return {
+        name: p.node,
+        cluster: p.cluster,
+        location: node?.location ?? '',
+        publicKey: p.publicKey,
+        path: p.path,
+        via: p.via,
+        configuredEndpoint: p.endpoint,
+        endpoint: l?.endpoint ?? null,
+        allowedIps: [...p.allowedIps],
+        latestHandshakeAt: l?.latestHandshakeAt ?? null,
+        rxBytes: l?.rxBytes ?? 0,
+        txBytes: l?.txBytes ?? 0,
+        persistentKeepalive: p.persistentKeepalive,
+        carries: [...p.carries],
+      };
+    });
+    if (cp?.lastError) errors.push(cp.lastError);
+    const ws = watch?.stats();
+    if (ws?.lastError) errors.push(`KV watch: ${ws.lastError}`);
+    const rejected = watch?.rejected().size ?? 0;
+    if (rejected > 0) errors.push(`${rejected} KV record(s) ignored (bad signature, name or generation); see \`crosslink nodes\``);
+    const last = this.reconciler.lastReconcile();
+    if (last?.error) errors.push(`reconcile: ${last.error}`);
+
+    const relayStats = new Map((this.relay?.stats() ?? []).map((s) => [s.port, s]));
+    const own = this.ownRecord();
+    const id = this.identity;
+    return {
+      version: this.o.agentVersion ?? AGENT_VERSION,
+      node: {
+        name: id.name,
+        cluster: id.cluster,
+        location: id.location,
+        publicKey: this.keys.wireguard.publicKey,
+        overlayIp: own?.overlayIp ?? null,
+        endpoints: [...id.endpoints],
+        privateAddresses: [...id.privateAddresses],
+        podCidrs: [...id.podCidrs],
+        topology: id.topology,
+        isGateway: desired?.isGateway ?? false,
+        isRelay: (desired?.relays.length ?? 0) > 0,
+      },
+      controlPlane: {
+        connected: cp?.connected ?? false,
+        registered: cp?.registered ?? false,
+        lastHeartbeatAt: cp?.lastHeartbeatAt ?? null,
+        lastError: cp?.lastError ?? (this.nc ? null : 'not connected to NATS yet'),
+        knownNodes: watch?.nodes().size ?? 0,
+      },
+      dataplane: {
+        backend: this.dataplane.backend,
+        interface: this.dataplaneConfig.interfaceName,
+        listenPort: this.dataplaneConfig.listenPort,
+        mtu: this.dataplaneConfig.mtu,
+      },
+      lastReconcile: last === null ? null : { at: last.at, ok: last.ok, changes: last.changes, durationMs: last.durationMs, error: last.error },
+      ready: this.readiness().ready,
+      peers,
+      remotes: [...(desired?.remotes ?? [])],
+      relays: (desired?.relays ?? []).map((r) => ({
+        port: r.port,
+        between: [r.a.node, r.b.node] as [string, string],
+        packets: relayStats.get(r.port)?.packets ?? 0,
+        bytes: relayStats.get(r.port)?.bytes ?? 0,
+      })),
+      errors,
+    };
+  }
+
+  async diagnostics(): Promise<DiagnosticsDocument> {
+    const doc: { -readonly [K in keyof DiagnosticsDocument]: DiagnosticsDocument[K] } = {
+      interface: this.dataplaneConfig.interfaceName,
+      livePeers: null,
+      livePeersError: null,
+      liveRoutes: null,
+      liveRoutesError: null,
+    };
+    try {
+      doc.livePeers = (await this.dataplane.livePeers()).map((p) => ({
+        publicKey: p.publicKey,
+        endpoint: p.endpoint,
+        allowedIps: [...p.allowedIps],
+        latestHandshakeAt: p.latestHandshakeAt,
+        rxBytes: p.rxBytes,
+        txBytes: p.txBytes,
+      }));
+    } catch (err) {
+      doc.livePeersError = errorMessage(err);
+    }
+    try {
+      const routes = [];
+      for (const family of [4, 6] as const) {
+        const r = await this.o.runner.run(readRoutesArgv(family), { allowFailure: family === 6 });
+        if (r.exitCode === 0) routes.push(...parseIpRoutes(r.stdout, family));
+      }
+      doc.liveRoutes = routes;
+    } catch (err) {
+      doc.liveRoutesError = errorMessage(err);
+    }
+    return doc;
+  }
+
+  /**
+   * Clean shutdown: stop loops and the watch, deregister (with cleanup), close the relay, then
+   * tear down (cleanup) or just release (no cleanup) the data plane, close NATS and the status server.
+   */
+  stop(): Promise<void> {
+    this.stopping ??= this.shutdown(this.o.config.cleanup);
+    return this.stopping;
+  }
+
+  private async shutdown(cleanup: boolean): Promise<void> {
+    const { logger } = this.o;
+    const step = async (what: string, fn: () => unknown): Promise<void> => {
+      try {
+        await fn();
+      } catch (err) {
+        logger.warn({ err: errorMessage(err) }, `shutdown: ${what} failed`);
+      }
+    };
+    logger.info({ cleanup }, 'shutting down');
+    this.abort.abort();
+    if (this.resyncTimer) clearInterval(this.resyncTimer);
+    this.stopStatusEvents?.();
+    this.unsubscribeRestart?.();
+    await step('stop KV watch', () => this.meshWatch?.stop());
+    await step('stop control plane', () => this.controlPlane?.stop());
+    await step('stop reconciler', () => this.reconciler.stop());
+    // Deregister only after the watch is closed, or we would see our own record go and re-register.
+    if (cleanup && this.controlPlane?.state().registered) await step('deregister', () => this.controlPlane?.deregister());
+    await step('close relay', () => this.relay?.close());
+    if (cleanup) await step('tear down data plane', () => this.dataplane.teardown());
+    else await step('release data plane', () => this.dataplane.close());
+    await step('close NATS', async () => {
+      await this.connecting;
+      await this.nc?.close();
+    });
+    await step('publish stopped state', async () => {
+      const source = this.o.nodeSource as NodeSource & { withdraw?: () => Promise<void> };
+      if (cleanup && typeof source.withdraw === 'function') await source.withdraw();
+      else await source.publish({ publicKey: this.keys.wireguard.publicKey, overlayIp: this.ownRecord()?.overlayIp ?? null, ready: false, reason: 'agent stopped' });
+    });
+    await step('stop node source', () => this.o.nodeSource.stop());
+    await step('close status server', () => this.statusServer?.close());
+    logger.info('stopped');
+  }
+}
+
+async function readCachedOverlayIp(path: string): Promise<string | null> {
+  try {
+    const text = (await readFile(path, 'utf8')).trim();
+    return parseIp(text) ? text : null;
+  } catch {
+    return null;
+  }
+}

@@ -1,0 +1,455 @@
+// The agent's flags and their CROSSLINK_* environment equivalents, parsed ONCE into a frozen
+// AgentConfig. Every rejection names the flag (and env var), the value, and what is allowed.
+import { existsSync } from 'node:fs';
+import { isAbsolute } from 'node:path';
+import { Command, CommanderError, Option } from 'commander';
+import { z } from 'zod';
+import { ValidationError } from '../lib/errors.ts';
+import { parseDuration } from '../lib/duration.ts';
+import { canonicalCidr, formatEndpoint, formatIp, parseEndpoint, parseIp } from '../protocol/cidr.ts';
+import { ClusterName, Key32, LocationName, NodeName, Topology } from '../protocol/messages.ts';
+import { DEFAULT_BUCKET } from '../protocol/subjects.ts';
+
+export type WireguardMode = 'auto' | 'kernel' | 'userspace';
+export type AgentMode = 'standalone' | 'kubernetes';
+
+export interface HostPort {
+  readonly host: string;
+  readonly port: number;
+}
+
+export interface AgentConfig {
+  readonly natsServers: readonly string[];
+  readonly natsCredsFile: string | null;
+  readonly bucket: string;
+  readonly nodeName: string;
+  readonly mode: AgentMode;
+  readonly cluster: string;
+  /** Required standalone; in Kubernetes mode the default when the Node has no location annotation/region label. */
+  readonly location: string | null;
+  readonly zone: string | null;
+  readonly podCidrs: readonly string[];
+  /** Advertised public endpoints; empty: behind NAT. */
+  readonly endpoints: readonly string[];
+  /** Empty: detect the primary IPv4 of the default-route interface at start. */
+  readonly privateAddresses: readonly string[];
+  readonly listenPort: number;
+  readonly interfaceName: string;
+  readonly stateDir: string;
+  readonly wireguard: WireguardMode;
+  /** Exactly one of these two is set. */
+  readonly coordinatorKey: string | null;
+  readonly coordinatorKeyFile: string | null;
+  readonly statusSocket: string;
+  readonly healthAddr: HostPort | null;
+  readonly topology: Topology;
+  /** null: eligible iff the node advertises an endpoint. */
+  readonly gatewayEligible: boolean | null;
+  /** Seconds; null lets the data plane decide (on when behind NAT). */
+  readonly persistentKeepalive: number | null;
+  readonly natKeepaliveSec: number;
+  /** 'auto': underlay MTU − 80. */
+  readonly mtu: number | 'auto';
+  readonly resyncIntervalMs: number;
+  readonly relayPortBase: number;
+  readonly relayPortSpan: number;
+  readonly cleanup: boolean;
+  readonly logLevel: string;
+}
+
+export const DEFAULTS = {
+  listenPort: 51820,
+  interfaceName: 'crosslink0',
+  stateDir: '/var/lib/crosslink',
+  natKeepaliveSec: 25,
+  resyncIntervalMs: 30_000,
+  relayPortRange: '52000-52999',
+  /** Health port used in Kubernetes mode when --health-addr is not given (probes point here). */
+  kubernetesHealthAddr: '0.0.0.0:9471',
+  logLevel: 'info',
+} as const;
+
+/** One flag: how commander sees it and which env var stands in for it. */
+interface FlagSpec {
+  readonly key: string;
+  readonly flags: string;
+  readonly description: string;
+  readonly repeatable?: boolean;
+  readonly boolean?: boolean;
+  /** Env vars tried in order (the first is CROSSLINK_<FLAG>). */
+  readonly env: readonly string[];
+  readonly hidden?: boolean;
+}
+
+const envOf = (flag: string): string => `CROSSLINK_${flag.replace(/^--/, '').replace(/-/g, '_').toUpperCase()}`;
+
+function spec(flag: string, arg: string | null, description: string, extra: Partial<FlagSpec> = {}): FlagSpec {
+  const key = flag.replace(/^--/, '').replace(/-([a-z])/g, (_m, c: string) => c.toUpperCase());
+  return {
+    key,
+    flags: arg === null ? flag : `${flag} <${arg}>`,
+    description,
+    env: [envOf(flag), ...(extra.env ?? [])],
+    ...(extra.repeatable ? { repeatable: true } : {}),
+    ...(arg === null ? { boolean: true } : {}),
+    ...(extra.hidden ? { hidden: true } : {}),
+  };
+}
+
+export const AGENT_FLAGS: readonly FlagSpec[] = [
+  spec('--nats-url', 'urls', 'NATS server URLs, comma-separated (e.g. nats://10.0.0.1:4222,nats://10.0.0.2:4222); required'),
+  spec('--nats-creds', 'file', 'NATS credentials file (JWT + nkey seed)'),
+  spec('--bucket', 'name', `JetStream KV bucket the coordinator writes (default: ${DEFAULT_BUCKET})`),
+  spec('--node-name', 'name', 'this node\'s name, a DNS subdomain (default: NODE_NAME, else the hostname lowercased)', { env: ['NODE_NAME'] }),
+  spec('--cluster', 'name', 'cluster this node belongs to, a DNS label (required)'),
+  spec('--location', 'name', 'location/region, e.g. aws-eu-west-1 (required standalone)'),
+  spec('--zone', 'name', 'availability zone (optional)'),
+  spec('--pod-cidr', 'cidr', 'pod CIDR routed to this node; repeatable or comma-separated (required standalone)', { repeatable: true }),
+  spec('--endpoint', 'ip:port', 'advertised public endpoint (IP literal); repeatable; none: the node is behind NAT', { repeatable: true }),
+  spec('--private-address', 'ip', 'address reachable inside the VPC; repeatable (default: primary IPv4 of the default-route interface)', { repeatable: true }),
+  spec('--listen-port', 'port', `WireGuard UDP port (default: ${DEFAULTS.listenPort})`),
+  spec('--interface', 'name', `WireGuard interface name, at most 15 characters (default: ${DEFAULTS.interfaceName})`),
+  spec('--state-dir', 'dir', `directory for keys and the status socket (default: ${DEFAULTS.stateDir})`),
+  spec('--wireguard', 'mode', 'WireGuard backend: auto | kernel | userspace (default: auto)'),
+  spec('--coordinator-key', 'base64', 'the coordinator\'s Ed25519 public key (base64); this or --coordinator-key-file is required'),
+  spec('--coordinator-key-file', 'file', 'file holding the coordinator\'s public key (output of `crosslink-coordinator public-key`)'),
+  spec('--status-socket', 'path', 'unix socket for the status API (default: <state-dir>/agent.sock)'),
+  spec('--health-addr', 'host:port', `HTTP /healthz /readyz /status listener (default: off standalone, ${DEFAULTS.kubernetesHealthAddr} in Kubernetes; "off" disables)`),
+  spec('--topology', 'mode', 'mesh (every node peers with every node) | gateway (one gateway per cluster) (default: mesh)'),
+  spec('--gateway-eligible', null, 'may be elected gateway/relay (default: only if it has an --endpoint)'),
+  spec('--no-gateway-eligible', null, 'never be elected gateway/relay'),
+  spec('--persistent-keepalive', 'seconds', 'keepalive towards every peer, 0 = off (default: the data plane decides)'),
+  spec('--nat-keepalive', 'seconds', `keepalive towards peers when this node is behind NAT (default: ${DEFAULTS.natKeepaliveSec})`),
+  spec('--mtu', 'bytes|auto', 'interface MTU (default: auto = underlay MTU - 80)'),
+  spec('--resync-interval', 'duration', 'full reconcile period that repairs drift, e.g. 30s (default: 30s)'),
+  spec('--relay-port-range', 'a-b', `UDP ports used when this node relays for NATed pairs (default: ${DEFAULTS.relayPortRange})`),
+  spec('--cleanup', null, 'on shutdown deregister and remove the interface, routes and rules (default)'),
+  spec('--no-cleanup', null, 'on shutdown leave the data plane in place (traffic keeps flowing during upgrades)'),
+  spec('--kubernetes', null, 'force Kubernetes mode: identity from the Node object (default: when KUBERNETES_SERVICE_HOST is set)'),
+  spec('--no-kubernetes', null, 'force standalone mode'),
+  spec('--log-level', 'level', 'trace | debug | info | warn | error | fatal | silent (default: info)'),
+];
+
+/** The commander program: used for --help, and to parse argv into raw strings (validation is ours). */
+export function agentCommand(): Command {
+  const cmd = new Command('crosslink-agent')
+    .description('Crosslink agent: registers this node with the coordinator and keeps WireGuard peers and routes in sync.')
+    .allowExcessArguments(false)
+    .helpOption('-h, --help', 'show this help');
+  for (const f of AGENT_FLAGS) {
+    const envText = f.boolean && f.flags.startsWith('--no-') ? '' : ` [env: ${f.env.join(', ')}]`;
+    const opt = new Option(f.flags, `${f.description}${envText}`);
+    if (f.repeatable) opt.argParser((value: string, previous: string[] | undefined) => [...(previous ?? []), value]);
+    if (f.hidden) opt.hideHelp();
+    cmd.addOption(opt);
+  }
+  return cmd;
+}
+
+export interface ParseContext {
+  readonly env: Readonly<Record<string, string | undefined>>;
+  /** os.hostname(), injected for tests. */
+  readonly hostname: string;
+  /** For Kubernetes auto-detection (the service account token); default fs.existsSync. */
+  readonly fileExists?: (path: string) => boolean;
+}
+
+const SERVICE_ACCOUNT_TOKEN = '/var/run/secrets/kubernetes.io/serviceaccount/token';
+
+/** Parses argv (without node and script) plus env into a frozen config. Throws ValidationError. */
+export function parseAgentConfig(argv: readonly string[], ctx: ParseContext): AgentConfig {
+  const cmd = agentCommand();
+  cmd.exitOverride().configureOutput({ writeErr: () => undefined, writeOut: () => undefined });
+  try {
+    cmd.parse([...argv], { from: 'user' });
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      throw new ValidationError('arguments', argv.join(' '), err.message.replace(/^error: /, ''), { cause: err });
+    }
+    throw err;
+  }
+  return buildConfig(cmd.opts(), ctx);
+}
+
+/** Where a raw value came from; used in error messages so people fix the right thing. */
+interface Raw {
+  readonly label: string;
+  readonly value: string | readonly string[] | boolean | undefined;
+}
+
+function rawValue(opts: Record<string, unknown>, key: string, ctx: ParseContext): Raw {
+  const f = AGENT_FLAGS.find((s) => s.key === key);
+  if (!f) throw new Error(`no flag spec for ${key}`);
+  const flag = f.flags.split(' ')[0] ?? key;
+  const cli = opts[key];
+  if (cli !== undefined) return { label: flag, value: cli as Raw['value'] };
+  for (const name of f.env) {
+    const v = ctx.env[name];
+    if (v === undefined || v === '') continue;
+    const label = `${flag} (env ${name})`;
+    if (f.boolean) {
+      const b = parseBool(v);
+      if (b === undefined) throw new ValidationError(label, v, 'allowed: true, false, 1, 0, yes, no');
+      return { label, value: b };
+    }
+    return { label, value: f.repeatable ? [v] : v };
+  }
+  return { label: flag, value: undefined };
+}
+
+function parseBool(text: string): boolean | undefined {
+  const t = text.trim().toLowerCase();
+  if (['1', 'true', 'yes', 'on'].includes(t)) return true;
+  if (['0', 'false', 'no', 'off'].includes(t)) return false;
+  return undefined;
+}
+
+function str(raw: Raw): string | undefined {
+  if (raw.value === undefined) return undefined;
+  if (typeof raw.value === 'string') return raw.value;
+  throw new ValidationError(raw.label, raw.value, 'expected a single value');
+}
+
+/** Repeatable flags also accept comma-separated lists (env vars can only carry one string). */
+function list(raw: Raw): string[] {
+  if (raw.value === undefined) return [];
+  const items = typeof raw.value === 'string' ? [raw.value] : Array.isArray(raw.value) ? (raw.value as string[]) : [];
+  return items.flatMap((s) => s.split(',')).map((s) => s.trim()).filter((s) => s !== '');
+}
+
+function check<T>(label: string, value: unknown, schema: z.ZodType<T>): T {
+  const r = schema.safeParse(value);
+  if (r.success) return r.data;
+  throw new ValidationError(label, value, r.error.issues[0]?.message ?? 'invalid');
+}
+
+const NATS_URL = /^((nats|tls|ws|wss):\/\/)?([^\s/:@,]+(:[^\s/@,]*)?@)?(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+)(:[0-9]{1,5})?\/?$/;
+export const NatsUrl = z.string().regex(NATS_URL, 'must be a NATS URL like nats://10.0.0.1:4222 (comma-separate several)');
+
+/** A NATS URL safe to log: user info (user:password@) replaced. */
+export function redactUrl(url: string): string {
+  return url.replace(/^((?:[a-z]+:\/\/)?)[^\s/@]+@/, '$1***@');
+}
+
+/** Linux IFNAMSIZ is 16 including the NUL; no '/', ':' or whitespace; not "." or "..". */
+export const InterfaceName = z
+  .string()
+  .regex(/^[A-Za-z0-9_.-]{1,15}$/, 'must be 1-15 characters: letters, digits, "_", "-", "."')
+  .refine((s) => s !== '.' && s !== '..', 'must not be "." or ".."');
+
+const Port = z.coerce.number().int('must be a whole number').min(1, 'must be 1-65535').max(65535, 'must be 1-65535');
+const AbsPath = z.string().refine((s) => isAbsolute(s), 'must be an absolute path');
+// sockaddr_un.sun_path is 108 bytes including the NUL.
+const SocketPath = AbsPath.refine((s) => Buffer.byteLength(s) <= 107, 'must be at most 107 bytes (unix socket path limit)');
+const LogLevel = z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']);
+
+function seconds(label: string, text: string, max: number): number {
+  const t = text.trim();
+  // Bare numbers are seconds here (keepalives are configured in seconds everywhere else too).
+  const ms = /^[0-9]+$/.test(t) ? Number(t) * 1000 : parseDuration(t);
+  if (ms === undefined || ms % 1000 !== 0 || ms / 1000 > max) {
+    throw new ValidationError(label, text, `must be whole seconds 0-${max}, e.g. 25 or 25s`);
+  }
+  return ms / 1000;
+}
+
+function healthAddr(label: string, text: string): HostPort | null {
+  if (text === 'off' || text === 'none') return null;
+  const m = /^(\[[0-9a-fA-F:.]+\]|[0-9.]*|localhost):([0-9]{1,5})$/.exec(text);
+  const allowed = 'must be host:port with an IP literal (e.g. 0.0.0.0:9471, 127.0.0.1:9471, [::]:9471, :9471) or "off"';
+  if (!m || m[1] === undefined || m[2] === undefined) throw new ValidationError(label, text, allowed);
+  const port = Number(m[2]);
+  if (port < 1 || port > 65535) throw new ValidationError(label, text, allowed);
+  let host = m[1].replace(/^\[|\]$/g, '');
+  if (host === '') host = '0.0.0.0';
+  if (host === 'localhost') host = '127.0.0.1';
+  const ip = parseIp(host);
+  if (!ip) throw new ValidationError(label, text, allowed);
+  return { host: formatIp(ip.family, ip.value), port };
+}
+
+function buildConfig(opts: Record<string, unknown>, ctx: ParseContext): AgentConfig {
+  const get = (key: string): Raw => rawValue(opts, key, ctx);
+
+  const natsRaw = get('natsUrl');
+  const natsText = str(natsRaw);
+  if (natsText === undefined) {
+    throw new ValidationError(natsRaw.label, undefined, 'required: comma-separated NATS URLs, e.g. nats://10.0.0.1:4222');
+  }
+  const natsServers = natsText.split(',').map((s) => s.trim()).filter((s) => s !== '');
+  if (natsServers.length === 0) throw new ValidationError(natsRaw.label, natsText, 'required: at least one NATS URL');
+  for (const u of natsServers) check(natsRaw.label, u, NatsUrl);
+
+  const nodeRaw = get('nodeName');
+  const nodeName = check(nodeRaw.label, str(nodeRaw) ?? ctx.hostname.toLowerCase(), NodeName);
+
+  const k8sRaw = get('kubernetes');
+  // Auto: in a pod with a service account (what agent/kubernetes/kubeconfig.ts detectKubernetes checks).
+  const inPod = (ctx.env['KUBERNETES_SERVICE_HOST'] ?? '') !== '' && (ctx.fileExists ?? existsSync)(SERVICE_ACCOUNT_TOKEN);
+  const mode: AgentMode = k8sRaw.value === true || (k8sRaw.value === undefined && inPod) ? 'kubernetes' : 'standalone';
+  const standalone = mode === 'standalone';
+  const requiredStandalone = (raw: Raw, what: string): never => {
+    throw new ValidationError(raw.label, undefined, `required in standalone mode (without --kubernetes): ${what}`);
+  };
+
+  const clusterRaw = get('cluster');
+  const clusterText = str(clusterRaw);
+  if (clusterText === undefined) {
+    // Also in Kubernetes mode: a Node object doesn't say which cluster it belongs to.
+    throw new ValidationError(clusterRaw.label, undefined, 'required: a DNS label naming this cluster (lowercase letters, digits, "-")');
+  }
+  const cluster = check(clusterRaw.label, clusterText, ClusterName);
+
+  const locationRaw = get('location');
+  const locationText = str(locationRaw);
+  if (locationText === undefined && standalone) requiredStandalone(locationRaw, 'a location name such as aws-eu-west-1');
+  const location = locationText === undefined ? null : check(locationRaw.label, locationText, LocationName);
+
+  const zoneRaw = get('zone');
+  const zoneText = str(zoneRaw);
+  const zone = zoneText === undefined ? null : check(zoneRaw.label, zoneText, LocationName);
+
+  const podRaw = get('podCidr');
+  const podTexts = list(podRaw);
+  if (podTexts.length === 0 && standalone) requiredStandalone(podRaw, 'at least one pod CIDR like 10.244.1.0/24');
+  if (podTexts.length > 8) throw new ValidationError(podRaw.label, podTexts, 'at most 8 pod CIDRs');
+  const podCidrs = podTexts.map((t) => {
+    const c = canonicalCidr(t);
+    if (c === undefined) throw new ValidationError(podRaw.label, t, 'must be a CIDR like 10.244.1.0/24 with host bits zero');
+    return c;
+  });
+
+  const endpointRaw = get('endpoint');
+  const endpointTexts = list(endpointRaw);
+  if (endpointTexts.length > 4) throw new ValidationError(endpointRaw.label, endpointTexts, 'at most 4 endpoints');
+  const endpoints = endpointTexts.map((t) => {
+    const e = parseEndpoint(t);
+    if (!e) throw new ValidationError(endpointRaw.label, t, 'must be "ip:port" or "[ipv6]:port" with an IP literal (names are not resolved) and a port 1-65535');
+    return formatEndpoint(e.host, e.port);
+  });
+
+  const privRaw = get('privateAddress');
+  const privTexts = list(privRaw);
+  if (privTexts.length > 4) throw new ValidationError(privRaw.label, privTexts, 'at most 4 private addresses');
+  const privateAddresses = privTexts.map((t) => {
+    const ip = parseIp(t);
+    if (!ip) throw new ValidationError(privRaw.label, t, 'must be an IPv4 or IPv6 address');
+    return formatIp(ip.family, ip.value);
+  });
+
+  const portRaw = get('listenPort');
+  const listenPort = check(portRaw.label, str(portRaw) ?? String(DEFAULTS.listenPort), Port.pipe(z.number()));
+
+  const ifRaw = get('interface');
+  const interfaceName = check(ifRaw.label, str(ifRaw) ?? DEFAULTS.interfaceName, InterfaceName);
+
+  const stateRaw = get('stateDir');
+  const stateDir = check(stateRaw.label, str(stateRaw) ?? DEFAULTS.stateDir, AbsPath).replace(/(.)\/+$/, '$1');
+
+  const wgRaw = get('wireguard');
+  const wireguard = check(wgRaw.label, str(wgRaw) ?? 'auto', z.enum(['auto', 'kernel', 'userspace'], 'allowed: auto, kernel, userspace'));
+
+  const keyRaw = get('coordinatorKey');
+  const keyFileRaw = get('coordinatorKeyFile');
+  const keyText = str(keyRaw);
+  const keyFileText = str(keyFileRaw);
+  if (keyText !== undefined && keyFileText !== undefined) {
+    throw new ValidationError(keyFileRaw.label, keyFileText, `give either --coordinator-key or --coordinator-key-file, not both`);
+  }
+  if (keyText === undefined && keyFileText === undefined) {
+    throw new ValidationError(keyRaw.label, undefined, 'required (or --coordinator-key-file): the coordinator\'s Ed25519 public key in base64, from `crosslink-coordinator public-key`');
+  }
+  const coordinatorKey = keyText === undefined ? null : check(keyRaw.label, keyText.trim(), Key32);
+  const coordinatorKeyFile = keyFileText === undefined ? null : check(keyFileRaw.label, keyFileText, AbsPath);
+
+  const sockRaw = get('statusSocket');
+  const statusSocket = check(sockRaw.label, str(sockRaw) ?? `${stateDir}/agent.sock`, SocketPath);
+
+  const healthRaw = get('healthAddr');
+  const healthText = str(healthRaw) ?? (standalone ? 'off' : DEFAULTS.kubernetesHealthAddr);
+  const health = healthAddr(healthRaw.label, healthText);
+
+  const topoRaw = get('topology');
+  const topology = check(topoRaw.label, str(topoRaw) ?? 'mesh', z.enum(['mesh', 'gateway'], 'allowed: mesh, gateway'));
+
+  const geRaw = get('gatewayEligible');
+  const gatewayEligible = typeof geRaw.value === 'boolean' ? geRaw.value : null;
+
+  const pkRaw = get('persistentKeepalive');
+  const pkText = str(pkRaw);
+  const persistentKeepalive = pkText === undefined ? null : seconds(pkRaw.label, pkText, 3600);
+
+  const nkRaw = get('natKeepalive');
+  const nkText = str(nkRaw);
+  const natKeepaliveSec = nkText === undefined ? DEFAULTS.natKeepaliveSec : seconds(nkRaw.label, nkText, 3600);
+
+  const mtuRaw = get('mtu');
+  const mtuText = str(mtuRaw) ?? 'auto';
+  const mtu: number | 'auto' =
+    mtuText === 'auto'
+      ? 'auto'
+      : check(mtuRaw.label, mtuText, z.coerce.number().int('must be "auto" or a whole number 1280-9000').min(1280, 'must be "auto" or 1280-9000').max(9000, 'must be "auto" or 1280-9000'));
+
+  const resyncRaw = get('resyncInterval');
+  const resyncText = str(resyncRaw) ?? '30s';
+  const resyncMs = /^[0-9]+$/.test(resyncText.trim()) ? Number(resyncText) * 1000 : parseDuration(resyncText);
+  if (resyncMs === undefined || resyncMs < 1000 || resyncMs > 3_600_000) {
+    throw new ValidationError(resyncRaw.label, resyncText, 'must be a duration 1s-1h, e.g. 30s, 2m (a bare number is seconds)');
+  }
+
+  const relayRaw = get('relayPortRange');
+  const relayText = str(relayRaw) ?? DEFAULTS.relayPortRange;
+  const rm = /^([0-9]{1,5})-([0-9]{1,5})$/.exec(relayText.trim());
+  const relayAllowed = 'must be "first-last" with 1024 <= first <= last <= 65535, e.g. 52000-52999, not containing --listen-port';
+  if (!rm || rm[1] === undefined || rm[2] === undefined) throw new ValidationError(relayRaw.label, relayText, relayAllowed);
+  const relayFirst = Number(rm[1]);
+  const relayLast = Number(rm[2]);
+  if (relayFirst < 1024 || relayLast > 65535 || relayFirst > relayLast || (listenPort >= relayFirst && listenPort <= relayLast)) {
+    throw new ValidationError(relayRaw.label, relayText, relayAllowed);
+  }
+
+  const cleanupRaw = get('cleanup');
+  const cleanup = typeof cleanupRaw.value === 'boolean' ? cleanupRaw.value : true;
+
+  const credsRaw = get('natsCreds');
+  const credsText = str(credsRaw);
+  const natsCredsFile = credsText === undefined ? null : check(credsRaw.label, credsText, AbsPath);
+
+  const bucketRaw = get('bucket');
+  const bucket = check(bucketRaw.label, str(bucketRaw) ?? DEFAULT_BUCKET, z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'must be 1-64 letters, digits, "_" or "-"'));
+
+  const logRaw = get('logLevel');
+  const logLevel = check(logRaw.label, str(logRaw) ?? DEFAULTS.logLevel, LogLevel);
+
+  return Object.freeze({
+    natsServers: Object.freeze(natsServers),
+    natsCredsFile,
+    bucket,
+    nodeName,
+    mode,
+    cluster,
+    location,
+    zone,
+    podCidrs: Object.freeze(podCidrs),
+    endpoints: Object.freeze(endpoints),
+    privateAddresses: Object.freeze(privateAddresses),
+    listenPort,
+    interfaceName,
+    stateDir,
+    wireguard,
+    coordinatorKey,
+    coordinatorKeyFile,
+    statusSocket,
+    healthAddr: health === null ? null : Object.freeze(health),
+    topology,
+    gatewayEligible,
+    persistentKeepalive,
+    natKeepaliveSec,
+    mtu,
+    resyncIntervalMs: resyncMs,
+    relayPortBase: relayFirst,
+    relayPortSpan: relayLast - relayFirst + 1,
+    cleanup,
+    logLevel,
+  });
+}

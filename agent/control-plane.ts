@@ -1,0 +1,444 @@
+// The agent's side of the coordinator protocol over NATS: register (signed request/reply, verified
+// reply), heartbeat, re-register when told or when our identity changes, deregister on clean exit.
+// While the coordinator is unreachable it backs off and keeps what it has (fail-static).
+import { readFile } from 'node:fs/promises';
+import { connect, credsAuthenticator, type NatsConnection, type Status } from '@nats-io/transport-node';
+import type { Clock } from '../lib/clock.ts';
+import { CrosslinkError, errorMessage } from '../lib/errors.ts';
+import type { Logger } from '../lib/logger.ts';
+import {
+  Deregister,
+  DeregisterReply,
+  Heartbeat,
+  HeartbeatReply,
+  NodeRecord,
+  RegisterReply,
+  RegistrationRequest,
+  describeZodError,
+  type ErrorBody,
+} from '../protocol/messages.ts';
+import { signEnvelope, verifyEnvelope, type SigningKeyPair } from '../protocol/signing.ts';
+import { subjects } from '../protocol/subjects.ts';
+import type { NodeIdentity } from './model.ts';
+
+export class RegistrationError extends CrosslinkError {
+  override name = 'RegistrationError';
+}
+
+export interface NatsConnectOptions {
+  readonly servers: readonly string[];
+  readonly credsFile: string | null;
+  /** Client name shown by the server (e.g. "crosslink-agent/node-a"). */
+  readonly name: string;
+  /** Default 1000 ms: a restarted server is found again quickly. */
+  readonly reconnectTimeWaitMs?: number;
+}
+
+/**
+ * Connects with unlimited reconnects. With `waitOnFirstConnect` the promise only settles once a
+ * server answered, so callers start it in the background and keep serving status meanwhile.
+ */
+export async function connectNats(options: NatsConnectOptions): Promise<NatsConnection> {
+  const creds = options.credsFile === null ? undefined : new Uint8Array(await readFile(options.credsFile));
+  return connect({
+    servers: [...options.servers],
+    name: options.name,
+    maxReconnectAttempts: -1,
+    reconnectTimeWait: options.reconnectTimeWaitMs ?? 1000,
+    waitOnFirstConnect: true,
+    timeout: 5000,
+    pingInterval: 10_000,
+    maxPingOut: 3,
+    ...(creds === undefined ? {} : { authenticator: credsAuthenticator(creds) }),
+  });
+}
+
+/**
+ * Calls `listener` for every connection status event until the returned function is called or the
+ * connection closes. (Breaking out of `for await` only happens on the next event, so we stop the
+ * underlying queued iterator directly when it offers `stop`.)
+ */
+export function onConnectionStatus(nc: NatsConnection, listener: (status: Status) => void): () => void {
+  const iterable = nc.status();
+  let stopped = false;
+  void (async () => {
+    try {
+      for await (const s of iterable) {
+        if (stopped) break;
+        listener(s);
+      }
+    } catch {
+      // The iterator ends with an error when the connection closes badly; nothing to do.
+    }
+  })();
+  return () => {
+    stopped = true;
+    const stoppable = iterable as Partial<{ stop: () => void }>;
+    if (typeof stoppable.stop === 'function') stoppable.stop();
+  };
+}
+
+/** Logs the first occurrence at `warn` and repeats within `intervalMs` at `debug`, with a count. */
+export class RateLimitedLog {
+  private readonly last = new Map<string, { at: number; suppressed: number }>();
+  constructor(
+    private readonly logger: Logger,
+    private readonly clock: Clock,
+    private readonly intervalMs = 60_000,
+  ) {}
+
+  warn(key: string, fields: Record<string, unknown>, message: string): void {
+    const now = this.clock.now();
+    const prev = this.last.get(key);
+    if (prev && now - prev.at < this.intervalMs) {
+      prev.suppressed++;
+      this.logger.debug(fields, message);
+      return;
+    }
+    this.last.set(key, { at: now, suppressed: 0 });
+    this.logger.warn(prev && prev.suppressed > 0 ? { ...fields, suppressedSinceLast: prev.suppressed } : fields, message);
+  }
+
+  /** Forget a key so the next occurrence is logged at warn again (e.g. after a recovery). */
+  reset(key: string): void {
+    this.last.delete(key);
+  }
+}
+
+export interface ControlPlaneOptions {
+  readonly nc: NatsConnection;
+  readonly clock: Clock;
+  readonly logger: Logger;
+  readonly coordinatorKey: string;
+  readonly wireguardPublicKey: string;
+  readonly identityKey: SigningKeyPair;
+  /** Current identity; read at every registration so changes are picked up. */
+  readonly identity: () => NodeIdentity;
+  readonly listenPort: number;
+  readonly agentVersion: string;
+  readonly subjectPrefix?: string;
+  readonly requestTimeoutMs?: number;
+  /** Retry delays while the coordinator is unreachable: min doubling up to max. */
+  readonly retryMinMs?: number;
+  readonly retryMaxMs?: number;
+  /** Delay after the coordinator rejected us (fixing that takes a human; don't spin). */
+  readonly rejectedRetryMs?: number;
+}
+
+export interface ControlPlaneState {
+  readonly connected: boolean;
+  readonly registered: boolean;
+  readonly record: NodeRecord | null;
+  readonly lastHeartbeatAt: number | null;
+  readonly lastError: string | null;
+  readonly heartbeatIntervalMs: number | null;
+  readonly nodeTtlMs: number | null;
+}
+
+type Outcome = { ok: true } | { ok: false; kind: 'unavailable' | 'rejected' };
+
+export class ControlPlane {
+  private connected = true;
+  private record: NodeRecord | null = null;
+  private lastHeartbeatAt: number | null = null;
+  private lastError: string | null = null;
+  private heartbeatIntervalMs: number | null = null;
+  private nodeTtlMs: number | null = null;
+  private needRegister = true;
+  private registerReason = 'start';
+  private stopped = false;
+  private wakeup = new AbortController();
+  private loopDone: Promise<void> | undefined;
+  private stopStatus: (() => void) | undefined;
+  private readonly recordListeners: ((record: NodeRecord) => void)[] = [];
+  private readonly throttle: RateLimitedLog;
+  private readonly subjects: ReturnType<typeof subjects>;
+
+  constructor(private readonly o: ControlPlaneOptions) {
+    this.subjects = subjects(o.subjectPrefix);
+    this.throttle = new RateLimitedLog(o.logger, o.clock);
+  }
+
+  start(): void {
+    if (this.loopDone) return;
+    this.stopStatus = onConnectionStatus(this.o.nc, (s) => this.onStatus(s));
+    this.loopDone = this.loop().catch((err: unknown) => {
+      this.o.logger.error({ err }, 'control-plane loop crashed');
+    });
+  }
+
+  /** Our newest verified record (from the register reply or the KV watch). */
+  onRecord(listener: (record: NodeRecord) => void): void {
+    this.recordListeners.push(listener);
+  }
+
+  state(): ControlPlaneState {
+    return {
+      connected: this.connected && !this.o.nc.isClosed(),
+      registered: this.record !== null,
+      record: this.record,
+      lastHeartbeatAt: this.lastHeartbeatAt,
+      lastError: this.lastError,
+      heartbeatIntervalMs: this.heartbeatIntervalMs,
+      nodeTtlMs: this.nodeTtlMs,
+    };
+  }
+
+  /** Re-register soon (identity changed, our record vanished from the KV, …). */
+  requestRegister(reason: string): void {
+    if (!this.needRegister) this.o.logger.info({ reason }, 'will re-register');
+    this.needRegister = true;
+    this.registerReason = reason;
+    this.wake();
+  }
+
+  /** A newer verified copy of our own record seen in the KV (e.g. the coordinator updated it). */
+  observeOwnRecord(record: NodeRecord): void {
+    if (record.publicKey !== this.o.wireguardPublicKey || record.identityKey !== this.o.identityKey.publicKey) {
+      // Someone else holds our name (or we were re-keyed): our registration will sort it out.
+      this.requestRegister('own record in the KV has other keys');
+      return;
+    }
+    if (this.record === null || record.generation > this.record.generation) {
+      this.record = record;
+      for (const l of this.recordListeners) l(record);
+    }
+  }
+
+  /** Sends a signed Deregister so peers drop us at once. Never throws. */
+  async deregister(timeoutMs = 2000): Promise<boolean> {
+    const name = this.o.identity().name;
+    try {
+      const msg = Deregister.parse({ v: 1, name, identityKey: this.o.identityKey.publicKey, sentAt: this.o.clock.now() });
+      const env = await signEnvelope(msg, this.o.identityKey.secretKey);
+      const reply = await this.o.nc.request(this.subjects.deregister, JSON.stringify(env), { timeout: timeoutMs });
+      const parsed = DeregisterReply.safeParse(reply.json());
+      if (parsed.success && parsed.data.ok) {
+        this.o.logger.info({ node: name }, 'deregistered');
+        return true;
+      }
+      this.o.logger.warn({ node: name, reply: parsed.success ? parsed.data : reply.string().slice(0, 200) }, 'deregister refused');
+    } catch (err) {
+      this.o.logger.warn({ node: name, err: errorMessage(err) }, 'deregister failed (the coordinator drops us when our record expires)');
+    }
+    return false;
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.stopStatus?.();
+    this.wake();
+    await this.loopDone;
+  }
+
+  private onStatus(s: Status): void {
+    if (s.type === 'disconnect') {
+      this.connected = false;
+      this.o.logger.warn({ server: s.server }, 'NATS disconnected; keeping the data plane as it is');
+    } else if (s.type === 'reconnect') {
+      this.connected = true;
+      this.o.logger.info({ server: s.server }, 'NATS reconnected');
+      // Heartbeat at once: it tells us whether the coordinator still knows us (else: re-register).
+      this.heartbeatDue = 0;
+      this.wake();
+    }
+  }
+
+  private heartbeatDue = 0;
+
+  private wake(): void {
+    this.wakeup.abort();
+  }
+
+  private async sleep(ms: number): Promise<void> {
+    if (this.stopped || this.wakeup.signal.aborted) {
+      this.wakeup = new AbortController();
+      return;
+    }
+    await this.o.clock.sleep(Math.max(0, ms), this.wakeup.signal);
+    if (this.wakeup.signal.aborted) this.wakeup = new AbortController();
+  }
+
+  private async loop(): Promise<void> {
+    let failures = 0;
+    while (!this.stopped) {
+      if (this.needRegister) {
+        const reason = this.registerReason;
+        this.needRegister = false;
+        const outcome = await this.registerOnce(reason);
+        if (this.stopped) return;
+        if (outcome.ok) {
+          failures = 0;
+          this.heartbeatDue = this.o.clock.now() + (this.heartbeatIntervalMs ?? 10_000);
+          continue;
+        }
+        this.needRegister = true;
+        failures++;
+        const min = this.o.retryMinMs ?? 250;
+        const max = this.o.retryMaxMs ?? 5000;
+        const delay =
+          outcome.kind === 'rejected' ? (this.o.rejectedRetryMs ?? 30_000) : Math.min(max, min * 2 ** Math.min(failures - 1, 16));
+        // Jitter so a fleet restarting together doesn't hammer a recovering coordinator in lockstep.
+        await this.sleep(delay * (0.8 + Math.random() * 0.4));
+        continue;
+      }
+      const wait = this.heartbeatDue - this.o.clock.now();
+      if (wait > 0) {
+        await this.sleep(wait);
+        continue;
+      }
+      await this.heartbeatOnce();
+      this.heartbeatDue = this.o.clock.now() + (this.heartbeatIntervalMs ?? 10_000);
+    }
+  }
+
+  private buildRequest(): RegistrationRequest {
+    const id = this.o.identity();
+    const persistentKeepalive = id.persistentKeepalive;
+    const candidate = {
+      v: 1,
+      name: id.name,
+      cluster: id.cluster,
+      location: id.location,
+      ...(id.zone === undefined ? {} : { zone: id.zone }),
+      publicKey: this.o.wireguardPublicKey,
+      identityKey: this.o.identityKey.publicKey,
+      endpoints: [...id.endpoints],
+      privateAddresses: [...id.privateAddresses],
+      podCidrs: [...id.podCidrs],
+      listenPort: this.o.listenPort,
+      topology: id.topology,
+      gatewayEligible: id.gatewayEligible,
+      ...(persistentKeepalive === undefined ? {} : { persistentKeepalive }),
+      agentVersion: this.o.agentVersion,
+      sentAt: this.o.clock.now(),
+    };
+    const parsed = RegistrationRequest.safeParse(candidate);
+    if (!parsed.success) {
+      throw new RegistrationError(`our own registration is invalid: ${describeZodError(parsed.error, candidate).message}`);
+    }
+    return parsed.data;
+  }
+
+  private async registerOnce(reason: string): Promise<Outcome> {
+    let request: RegistrationRequest;
+    try {
+      request = this.buildRequest();
+    } catch (err) {
+      this.lastError = errorMessage(err);
+      this.o.logger.error({ err: this.lastError }, 'cannot register: fix the node identity (flags or Node annotations)');
+      return { ok: false, kind: 'rejected' };
+    }
+    let raw: unknown;
+    try {
+      const env = await signEnvelope(request, this.o.identityKey.secretKey);
+      const reply = await this.o.nc.request(this.subjects.register, JSON.stringify(env), { timeout: this.o.requestTimeoutMs ?? 5000 });
+      raw = reply.json();
+    } catch (err) {
+      this.lastError = `coordinator unavailable: ${errorMessage(err)}`;
+      this.throttle.warn('register-unavailable', { err: errorMessage(err), reason }, 'registration: coordinator unavailable, retrying');
+      return { ok: false, kind: 'unavailable' };
+    }
+    const reply = RegisterReply.safeParse(raw);
+    if (!reply.success) {
+      this.lastError = `malformed register reply: ${describeZodError(reply.error, raw).message}`;
+      this.o.logger.error({ err: this.lastError }, 'registration: malformed reply from the coordinator');
+      return { ok: false, kind: 'rejected' };
+    }
+    if (!reply.data.ok) return this.rejected(reply.data.error);
+
+    let record: NodeRecord;
+    try {
+      record = await verifyEnvelope(reply.data.record, this.o.coordinatorKey, NodeRecord);
+    } catch (err) {
+      this.lastError = `register reply does not verify with the coordinator key: ${errorMessage(err)}`;
+      this.o.logger.error({ err: this.lastError }, 'registration: reply not signed by the configured coordinator key (wrong --coordinator-key?)');
+      return { ok: false, kind: 'rejected' };
+    }
+    if (record.name !== request.name || record.publicKey !== request.publicKey || record.identityKey !== request.identityKey) {
+      this.lastError = `register reply is for ${record.name} with other keys`;
+      this.o.logger.error({ err: this.lastError }, 'registration: the coordinator answered with a record that is not ours');
+      return { ok: false, kind: 'rejected' };
+    }
+    const first = this.record === null;
+    this.heartbeatIntervalMs = reply.data.heartbeatIntervalMs;
+    this.nodeTtlMs = reply.data.nodeTtlMs;
+    this.lastError = null;
+    this.lastHeartbeatAt = this.o.clock.now();
+    this.throttle.reset('register-unavailable');
+    // Keep the newer of what we hold (the KV may already show a later generation).
+    if (this.record === null || record.generation >= this.record.generation) this.record = record;
+    this.o.logger.info(
+      { reason, overlayIp: record.overlayIp, generation: record.generation, heartbeatIntervalMs: this.heartbeatIntervalMs },
+      first ? 'registered' : 're-registered',
+    );
+    for (const l of this.recordListeners) l(this.record);
+    return { ok: true };
+  }
+
+  private rejected(error: ErrorBody): Outcome {
+    this.lastError = `${error.code}${error.field ? ` (${error.field})` : ''}: ${error.message}`;
+    if (error.code === 'unavailable' || error.code === 'internal') {
+      this.throttle.warn('register-unavailable', { code: error.code, err: error.message }, 'registration: coordinator not ready, retrying');
+      return { ok: false, kind: 'unavailable' };
+    }
+    // A validation/conflict rejection needs a human; say exactly what, and retry slowly.
+    this.throttle.warn(
+      `register-rejected:${error.code}:${error.field ?? ''}`,
+      { code: error.code, field: error.field, err: error.message },
+      'registration rejected by the coordinator',
+    );
+    return { ok: false, kind: 'rejected' };
+  }
+
+  private async heartbeatOnce(): Promise<void> {
+    const record = this.record;
+    if (record === null) {
+      this.needRegister = true;
+      return;
+    }
+    let raw: unknown;
+    try {
+      const hb = Heartbeat.parse({
+        v: 1,
+        name: record.name,
+        identityKey: this.o.identityKey.publicKey,
+        generation: record.generation,
+        sentAt: this.o.clock.now(),
+      });
+      const env = await signEnvelope(hb, this.o.identityKey.secretKey);
+      const reply = await this.o.nc.request(this.subjects.heartbeat, JSON.stringify(env), { timeout: this.o.requestTimeoutMs ?? 5000 });
+      raw = reply.json();
+    } catch (err) {
+      this.lastError = `heartbeat failed: ${errorMessage(err)}`;
+      this.throttle.warn('heartbeat-failed', { err: errorMessage(err) }, 'heartbeat failed; keeping the data plane as it is');
+      return;
+    }
+    const reply = HeartbeatReply.safeParse(raw);
+    if (!reply.success) {
+      this.lastError = `malformed heartbeat reply: ${describeZodError(reply.error, raw).message}`;
+      this.throttle.warn('heartbeat-malformed', { err: this.lastError }, 'heartbeat: malformed reply');
+      return;
+    }
+    if (reply.data.ok) {
+      this.lastHeartbeatAt = this.o.clock.now();
+      this.lastError = null;
+      this.throttle.reset('heartbeat-failed');
+      return;
+    }
+    const { code, message } = reply.data.error;
+    if (code === 'unknown-node') {
+      // Expired or removed (e.g. during an outage): register again with the same keys.
+      this.requestRegister(`heartbeat answered ${code}: ${message}`);
+      return;
+    }
+    // 'stale' is clock skew and 'unauthorized' another identity holding our name: registering
+    // again would be refused the same way, so keep trying and say what a human must fix.
+    this.lastError = `heartbeat refused: ${code}: ${message}`;
+    this.throttle.warn(
+      `heartbeat-refused:${code}`,
+      { code, err: message },
+      code === 'stale' ? 'heartbeat refused: this node\'s clock is off (fix NTP)' : 'heartbeat refused',
+    );
+  }
+}

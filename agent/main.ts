@@ -1,0 +1,123 @@
+// `crosslink-agent`: parse flags once, build the real dependencies, run the Agent until SIGTERM/SIGINT.
+import { hostname } from 'node:os';
+import { systemClock } from '../lib/clock.ts';
+import { ValidationError, errorMessage } from '../lib/errors.ts';
+import { createLogger, type Logger } from '../lib/logger.ts';
+import { ExecaRunner, type Runner } from '../lib/runner.ts';
+import { Agent } from './agent.ts';
+import { agentCommand, parseAgentConfig, type AgentConfig } from './config.ts';
+import { connectNats } from './control-plane.ts';
+import { createDataplane } from './dataplane.ts';
+import { readCoordinatorKeyFile } from './keys.ts';
+import type { NodeSource } from './model.ts';
+import { defaultMtu } from './mtu.ts';
+import { RelayForwarder } from './relay-forwarder.ts';
+import { createStaticNodeSource } from './static-source.ts';
+
+async function createNodeSource(config: AgentConfig, runner: Runner, logger: Logger): Promise<NodeSource> {
+  if (config.mode === 'standalone') return createStaticNodeSource({ config, runner, logger });
+  // Imported lazily: the Kubernetes client is large and standalone agents never need it.
+  const { createKubernetesNodeSource } = await import('./kubernetes/node-source.ts');
+  return createKubernetesNodeSource({
+    nodeName: config.nodeName,
+    cluster: config.cluster,
+    defaults: {
+      topology: config.topology,
+      listenPort: config.listenPort,
+      ...(config.location === null ? {} : { location: config.location }),
+      ...(config.gatewayEligible === null ? {} : { gatewayEligible: config.gatewayEligible }),
+    },
+    logger,
+    clock: systemClock,
+  });
+}
+
+async function main(argv: readonly string[]): Promise<number> {
+  if (argv.includes('-h') || argv.includes('--help')) {
+    agentCommand().outputHelp();
+    return 0;
+  }
+  let config: AgentConfig;
+  try {
+    config = parseAgentConfig(argv, { env: process.env, hostname: hostname() });
+  } catch (err) {
+    if (err instanceof ValidationError) {
+      process.stderr.write(`crosslink-agent: ${err.message}\n(see crosslink-agent --help)\n`);
+      return 2;
+    }
+    throw err;
+  }
+  const logger = createLogger('crosslink-agent', config.logLevel);
+  // Don't die on a stray rejection: every loop retries on its own; log loudly so it gets fixed.
+  process.on('unhandledRejection', (reason) => logger.error({ err: errorMessage(reason) }, 'unhandled rejection'));
+
+  // Signals are handled from the start: a SIGTERM while starting must still stop wireguard-go cleanly.
+  let agent: Agent | undefined;
+  let stopRequested = false;
+  let signals = 0;
+  let resolveDone: () => void = () => undefined;
+  const done = new Promise<void>((resolve) => (resolveDone = resolve));
+  const onSignal = (signal: NodeJS.Signals): void => {
+    signals++;
+    if (signals > 1) {
+      logger.warn({ signal }, 'second signal: exiting without finishing cleanup');
+      process.exit(1);
+    }
+    logger.info({ signal }, 'signal received');
+    stopRequested = true;
+    if (agent) {
+      agent.stop().then(resolveDone, (err: unknown) => {
+        logger.error({ err: errorMessage(err) }, 'shutdown failed');
+        resolveDone();
+      });
+    }
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+
+  const runner = new ExecaRunner();
+  try {
+    const coordinatorKey = config.coordinatorKey ?? (await readCoordinatorKeyFile(config.coordinatorKeyFile ?? ''));
+    const mtu = config.mtu === 'auto' ? await defaultMtu(runner, logger) : config.mtu;
+    logger.info(
+      { node: config.nodeName, cluster: config.cluster, mode: config.mode, interface: config.interfaceName, mtu, cleanup: config.cleanup },
+      'starting',
+    );
+    const nodeSource = await createNodeSource(config, runner, logger.child({ component: 'node-source' }));
+    agent = await Agent.start({
+      config,
+      logger,
+      clock: systemClock,
+      runner,
+      coordinatorKey,
+      mtu,
+      nodeSource,
+      connectNats: () =>
+        connectNats({ servers: config.natsServers, credsFile: config.natsCredsFile, name: `crosslink-agent/${config.nodeName}` }),
+      createDataplane: ({ config: dataplaneConfig, wireguardMode }) =>
+        createDataplane({ runner, logger: logger.child({ component: 'dataplane' }), config: dataplaneConfig, wireguardMode, clock: systemClock }),
+      createRelay: () => new RelayForwarder({ logger: logger.child({ component: 'relay' }), clock: systemClock }),
+    });
+  } catch (err) {
+    logger.fatal({ err: errorMessage(err) }, 'cannot start');
+    return 1;
+  }
+  if (stopRequested) {
+    await agent.stop();
+    return 0;
+  }
+  await done;
+  return 0;
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+    // NATS sockets or timers left by a dependency must not keep a stopped agent alive.
+    setTimeout(() => process.exit(code), 1000).unref();
+  },
+  (err: unknown) => {
+    process.stderr.write(`crosslink-agent: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,351 @@
+// Watches the coordinator's KV bucket and keeps the VERIFIED node and cluster records: every value
+// must carry the coordinator's signature, its key must match its name, and its generation must not
+// go backwards. Anything else is ignored (and logged), so a forged or replayed record never
+// reaches the data plane. Survives NATS outages by re-creating the watch and re-reading the full
+// state; until a fresh snapshot is complete nothing is removed (fail-static).
+import { Kvm, type KvWatchEntry } from '@nats-io/kv';
+import type { NatsConnection, QueuedIterator } from '@nats-io/transport-node';
+import type { Clock } from '../lib/clock.ts';
+import { errorMessage } from '../lib/errors.ts';
+import type { Logger } from '../lib/logger.ts';
+import { ClusterRecord, NodeRecord } from '../protocol/messages.ts';
+import { SignatureError, verifyEnvelope } from '../protocol/signing.ts';
+import { clusterNameFromKey, kvKeys, nodeNameFromKey } from '../protocol/subjects.ts';
+import { RateLimitedLog, onConnectionStatus } from './control-plane.ts';
+
+export interface MeshWatchOptions {
+  readonly nc: NatsConnection;
+  readonly bucket: string;
+  readonly coordinatorKey: string;
+  readonly logger: Logger;
+  readonly clock: Clock;
+  /** Coalesces bursts of KV changes into one "changed" (default 150 ms). */
+  readonly debounceMs?: number;
+  /** Retry delays when the bucket can't be watched (default 250 ms doubling to 5 s). */
+  readonly retryMinMs?: number;
+  readonly retryMaxMs?: number;
+  /**
+   * Re-create the watch and re-read everything this often, in case a watcher stalled silently
+   * (default 5 min; 0 disables). Reconnects and ended watchers already trigger this at once.
+   */
+  readonly auditIntervalMs?: number;
+}
+
+/** A KV value we refused, kept so the CLI can flag it. */
+export interface RejectedRecord {
+  readonly key: string;
+  readonly revision: number;
+  readonly reason: string;
+}
+
+export interface MeshWatchStats {
+  /** Watch sessions started (1 + recoveries). */
+  readonly sessions: number;
+  readonly rejected: number;
+  readonly lastError: string | null;
+  /** The current session has delivered its full snapshot. */
+  readonly live: boolean;
+}
+
+interface Session {
+  readonly id: number;
+  readonly watchers: QueuedIterator<KvWatchEntry>[];
+  /** Keys present in the KV in this session (any value, even a refused one). */
+  readonly seen: Set<string>;
+  /** Watchers still delivering their initial snapshot. */
+  pendingInitial: number;
+  done: boolean;
+}
+
+export class MeshWatch {
+  private readonly nodeMap = new Map<string, NodeRecord>();
+  private readonly clusterMap = new Map<string, ClusterRecord>();
+  private readonly rejectedMap = new Map<string, RejectedRecord>();
+  private readonly listeners: (() => void)[] = [];
+  private readonly throttle: RateLimitedLog;
+  private everSynced = false;
+  private live = false;
+  private sessions = 0;
+  private rejectedCount = 0;
+  private lastError: string | null = null;
+  private stopped = false;
+  private current: Session | undefined;
+  private restartReason: string | undefined;
+  private wakeup = new AbortController();
+  private supervisor: Promise<void> | undefined;
+  private debounce: NodeJS.Timeout | undefined;
+  private audit: NodeJS.Timeout | undefined;
+  private stopStatus: (() => void) | undefined;
+
+  constructor(private readonly o: MeshWatchOptions) {
+    this.throttle = new RateLimitedLog(o.logger, o.clock);
+  }
+
+  start(): void {
+    if (this.supervisor) return;
+    this.stopStatus = onConnectionStatus(this.o.nc, (s) => {
+      // The server may have lost our consumer (restart, failover): read the whole state again.
+      if (s.type === 'reconnect') this.refresh('NATS reconnected');
+    });
+    const auditMs = this.o.auditIntervalMs ?? 300_000;
+    if (auditMs > 0) {
+      this.audit = setInterval(() => this.refresh('periodic audit'), auditMs);
+      this.audit.unref();
+    }
+    this.supervisor = this.supervise().catch((err: unknown) => {
+      this.o.logger.error({ err }, 'mesh watch supervisor crashed');
+    });
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.stopStatus?.();
+    if (this.audit) clearInterval(this.audit);
+    if (this.debounce) clearTimeout(this.debounce);
+    this.stopWatchers();
+    this.wakeup.abort();
+    await this.supervisor;
+  }
+
+  /** Called (debounced) after the verified set changed. */
+  onChange(listener: () => void): void {
+    this.listeners.push(listener);
+  }
+
+  /** True once a full snapshot has been read (stays true through outages: we keep what we had). */
+  get synced(): boolean {
+    return this.everSynced;
+  }
+
+  nodes(): ReadonlyMap<string, NodeRecord> {
+    return this.nodeMap;
+  }
+
+  clusters(): ReadonlyMap<string, ClusterRecord> {
+    return this.clusterMap;
+  }
+
+  /** KV values currently refused (forged, unsigned, mismatched, replayed), by key. */
+  rejected(): ReadonlyMap<string, RejectedRecord> {
+    return this.rejectedMap;
+  }
+
+  stats(): MeshWatchStats {
+    return { sessions: this.sessions, rejected: this.rejectedCount, lastError: this.lastError, live: this.live };
+  }
+
+  /** Re-create the watch and re-read the full state (after an outage or on suspicion of a stall). */
+  refresh(reason: string): void {
+    if (this.stopped) return;
+    this.restartReason = reason;
+    this.stopWatchers();
+    this.wakeup.abort();
+  }
+
+  private stopWatchers(): void {
+    const s = this.current;
+    if (!s) return;
+    for (const w of s.watchers) w.stop();
+  }
+
+  private async supervise(): Promise<void> {
+    let failures = 0;
+    while (!this.stopped) {
+      const reason = this.restartReason ?? (this.sessions === 0 ? 'start' : 'watch ended');
+      this.restartReason = undefined;
+      try {
+        const completed = await this.runSession(reason);
+        failures = completed ? 0 : failures + 1;
+      } catch (err) {
+        failures++;
+        this.lastError = errorMessage(err);
+        this.throttle.warn('watch-failed', { err: this.lastError, bucket: this.o.bucket }, 'cannot watch the KV bucket; keeping the records we have, retrying');
+      }
+      this.live = false;
+      this.current = undefined;
+      if (this.stopped) break;
+      // A requested refresh starts at once; a failure backs off.
+      if (this.restartReason !== undefined && failures === 0) continue;
+      const min = this.o.retryMinMs ?? 250;
+      const max = this.o.retryMaxMs ?? 5000;
+      const delay = failures === 0 ? min : Math.min(max, min * 2 ** Math.min(failures - 1, 16));
+      if (this.wakeup.signal.aborted) this.wakeup = new AbortController();
+      await this.o.clock.sleep(delay, this.wakeup.signal);
+      if (this.wakeup.signal.aborted) this.wakeup = new AbortController();
+    }
+  }
+
+  /** One watch session: snapshot then deltas, until the watchers end. Returns whether the snapshot completed. */
+  private async runSession(reason: string): Promise<boolean> {
+    const kv = await new Kvm(this.o.nc).open(this.o.bucket);
+    const watchers: QueuedIterator<KvWatchEntry>[] = [];
+    try {
+      watchers.push(await kv.watch({ key: kvKeys.nodesFilter }));
+      watchers.push(await kv.watch({ key: kvKeys.clustersFilter }));
+    } catch (err) {
+      for (const w of watchers) w.stop();
+      throw err;
+    }
+    const session: Session = { id: ++this.sessions, watchers, seen: new Set(), pendingInitial: watchers.length, done: false };
+    this.current = session;
+    if (this.stopped || this.restartReason !== undefined) {
+      for (const w of watchers) w.stop();
+      return false;
+    }
+    this.o.logger.debug({ session: session.id, reason }, 'KV watch started');
+    await Promise.all(watchers.map((w) => this.consume(session, w)));
+    if (!this.stopped && this.restartReason === undefined) {
+      this.o.logger.warn({ session: session.id }, 'KV watch ended; re-creating it');
+    }
+    return session.done;
+  }
+
+  private async consume(session: Session, w: QueuedIterator<KvWatchEntry>): Promise<void> {
+    let initialDone = false;
+    const finishInitial = (): void => {
+      if (initialDone) return;
+      initialDone = true;
+      if (--session.pendingInitial === 0) this.snapshotComplete(session);
+    };
+    // The watcher marks entries after its initial snapshot `isUpdate`; an empty snapshot has no
+    // entries at all, so ask how many it was going to deliver.
+    const expected = await initialCount(w);
+    let quiet: NodeJS.Timeout | undefined;
+    const armQuiet = (): void => {
+      // Only if the count is unknown (library internals changed): a quiet second ends the snapshot.
+      if (expected !== undefined || initialDone) return;
+      if (quiet) clearTimeout(quiet);
+      quiet = setTimeout(finishInitial, 1000);
+    };
+    if (expected === 0) finishInitial();
+    armQuiet();
+    try {
+      for await (const e of w) {
+        await this.apply(session, e);
+        if (!initialDone && e.isUpdate) finishInitial();
+        armQuiet();
+      }
+    } catch (err) {
+      this.lastError = errorMessage(err);
+      this.o.logger.warn({ err: this.lastError, session: session.id }, 'KV watcher failed');
+    } finally {
+      if (quiet) clearTimeout(quiet);
+      // One watcher ending means the session is broken: end the other one too.
+      for (const other of session.watchers) if (other !== w) other.stop();
+    }
+  }
+
+  /** A full snapshot is in: anything we hold that the KV no longer has was deleted meanwhile. */
+  private snapshotComplete(session: Session): void {
+    if (this.current !== session) return;
+    session.done = true;
+    let removed = 0;
+    for (const name of [...this.nodeMap.keys()]) {
+      if (!session.seen.has(kvKeys.node(name))) {
+        this.nodeMap.delete(name);
+        removed++;
+      }
+    }
+    for (const name of [...this.clusterMap.keys()]) {
+      if (!session.seen.has(kvKeys.cluster(name))) {
+        this.clusterMap.delete(name);
+        removed++;
+      }
+    }
+    for (const key of [...this.rejectedMap.keys()]) if (!session.seen.has(key)) this.rejectedMap.delete(key);
+    const first = !this.everSynced;
+    this.everSynced = true;
+    this.live = true;
+    this.lastError = null;
+    this.throttle.reset('watch-failed');
+    this.o.logger.info(
+      { session: session.id, nodes: this.nodeMap.size, clusters: this.clusterMap.size, removed },
+      first ? 'KV snapshot loaded' : 'KV watch recovered; full state re-read',
+    );
+    this.emitChanged(true);
+  }
+
+  private async apply(session: Session, e: KvWatchEntry): Promise<void> {
+    if (this.current !== session) return;
+    const key = e.key;
+    const nodeName = nodeNameFromKey(key);
+    const clusterName = clusterNameFromKey(key);
+    const name = nodeName ?? clusterName;
+    if (name === undefined) return;
+    const map: Map<string, NodeRecord | ClusterRecord> = nodeName !== undefined ? this.nodeMap : this.clusterMap;
+
+    if (e.operation === 'DEL' || e.operation === 'PURGE') {
+      session.seen.delete(key);
+      this.rejectedMap.delete(key);
+      if (map.delete(name)) {
+        this.o.logger.info({ key, op: e.operation }, 'record removed');
+        this.emitChanged(false);
+      }
+      return;
+    }
+    session.seen.add(key);
+
+    let record: NodeRecord | ClusterRecord;
+    try {
+      record = nodeName !== undefined ? await verifyEnvelope(e.value, this.o.coordinatorKey, NodeRecord) : await verifyEnvelope(e.value, this.o.coordinatorKey, ClusterRecord);
+    } catch (err) {
+      const why = err instanceof SignatureError ? err.message : `signed but not a valid ${nodeName !== undefined ? 'node' : 'cluster'} record: ${errorMessage(err).slice(0, 200)}`;
+      this.reject(key, e.revision, why);
+      return;
+    }
+    // The check after the signature: a genuine record copied under another key is still refused.
+    if (record.name !== name) {
+      this.reject(key, e.revision, `record names ${JSON.stringify(record.name)} but is stored under ${JSON.stringify(key)}`);
+      return;
+    }
+    const held = map.get(name);
+    if (held && record.generation < held.generation) {
+      this.reject(key, e.revision, `generation ${record.generation} is older than the ${held.generation} we hold (replay?)`);
+      return;
+    }
+    this.rejectedMap.delete(key);
+    if (held && JSON.stringify(held) === JSON.stringify(record)) return;
+    map.set(name, record);
+    this.o.logger.debug({ key, generation: record.generation }, held ? 'record updated' : 'record added');
+    this.emitChanged(false);
+  }
+
+  private reject(key: string, revision: number, reason: string): void {
+    this.rejectedCount++;
+    this.rejectedMap.set(key, { key, revision, reason });
+    this.throttle.warn(`reject:${key}`, { key, revision, reason }, 'ignoring KV record');
+  }
+
+  private emitChanged(now: boolean): void {
+    if (this.stopped) return;
+    if (this.debounce) clearTimeout(this.debounce);
+    const fire = (): void => {
+      this.debounce = undefined;
+      for (const l of this.listeners) {
+        try {
+          l();
+        } catch (err) {
+          this.o.logger.error({ err }, 'mesh change listener threw');
+        }
+      }
+    };
+    if (now) fire();
+    else this.debounce = setTimeout(fire, this.o.debounceMs ?? 150);
+  }
+}
+
+/**
+ * How many entries the watcher's initial snapshot holds. @nats-io/kv 3.x fetches this (the push
+ * consumer's num_pending) when the watch is created but exposes it only on the iterator's
+ * internal `_data`; undefined if that ever changes (the caller then falls back to a quiet period).
+ */
+async function initialCount(w: QueuedIterator<KvWatchEntry>): Promise<number | undefined> {
+  const data = (w as unknown as { _data?: { info?: (cached: boolean) => Promise<{ num_pending?: unknown }> } })._data;
+  if (typeof data?.info !== 'function') return undefined;
+  try {
+    const info = await data.info(true);
+    return typeof info.num_pending === 'number' ? info.num_pending : undefined;
+  } catch {
+    return undefined;
+  }
+}

@@ -1,0 +1,47 @@
+// Default overlay MTU: the underlay's MTU minus WireGuard's worst-case overhead (80 bytes: IPv6 40 +
+// UDP 8 + WireGuard 32), so encrypted packets never fragment on the underlay. Reads the route table
+// and link only (`ip -j route show default`, `ip -j link show`); no traffic is sent.
+import type { Logger } from '../lib/logger.ts';
+import type { Runner } from '../lib/runner.ts';
+import { errorMessage } from '../lib/errors.ts';
+
+export const WIREGUARD_OVERHEAD = 80;
+export const MTU_FALLBACK = 1420;
+/** Never go below IPv4's minimum reassembly size, whatever the underlay claims. */
+export const MTU_MIN = 576;
+
+interface JsonRoute {
+  dev?: unknown;
+  nexthops?: { dev?: unknown }[];
+}
+
+function firstDev(stdout: string): string | undefined {
+  if (stdout.trim() === '') return undefined;
+  const routes = JSON.parse(stdout) as JsonRoute[];
+  for (const r of routes) {
+    if (typeof r.dev === 'string') return r.dev;
+    const hop = r.nexthops?.find((h) => typeof h.dev === 'string');
+    if (hop && typeof hop.dev === 'string') return hop.dev;
+  }
+  return undefined;
+}
+
+/** The underlay MTU minus 80, or 1420 when there is no default route or it cannot be read. */
+export async function defaultMtu(runner: Runner, logger?: Logger): Promise<number> {
+  try {
+    let dev: string | undefined;
+    for (const family of [[], ['-6']]) {
+      const r = await runner.run(['ip', '-j', ...family, 'route', 'show', 'default'], { allowFailure: true });
+      dev = r.exitCode === 0 ? firstDev(r.stdout) : undefined;
+      if (dev !== undefined) break;
+    }
+    if (dev === undefined) return MTU_FALLBACK;
+    const link = await runner.run(['ip', '-j', 'link', 'show', 'dev', dev]);
+    const mtu = (JSON.parse(link.stdout) as { mtu?: unknown }[])[0]?.mtu;
+    if (typeof mtu !== 'number' || !Number.isInteger(mtu)) return MTU_FALLBACK;
+    return Math.max(MTU_MIN, mtu - WIREGUARD_OVERHEAD);
+  } catch (err) {
+    logger?.warn({ err: errorMessage(err) }, `cannot read the underlay MTU; using ${MTU_FALLBACK}`);
+    return MTU_FALLBACK;
+  }
+}

@@ -1,0 +1,233 @@
+// The agent's local HTTP API: on the unix status socket (mode 0600) for the CLI, and optionally on
+// --health-addr for probes and scrapers. Never serves private keys.
+//   GET /status       AgentStatus (protocol/status.ts)          socket + health port
+//   GET /healthz      200 while the process serves              socket + health port
+//   GET /readyz       200 once registered and reconciled, else 503 with the reason
+//   GET /view         the verified MeshView + data plane config  socket only (for `crosslink showconf`)
+//   GET /diagnostics  live WireGuard peers and owned routes      socket only (for `crosslink diagnose`)
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { connect } from 'node:net';
+import { chmod, lstat, unlink } from 'node:fs/promises';
+import { z } from 'zod';
+import { CrosslinkError, errorMessage } from '../lib/errors.ts';
+import type { Logger } from '../lib/logger.ts';
+import { ClusterRecord, NodeRecord } from '../protocol/messages.ts';
+import type { AgentStatus } from '../protocol/status.ts';
+import type { HostPort } from './config.ts';
+import type { DataplaneConfig, MeshView } from './model.ts';
+
+export class StatusServerError extends CrosslinkError {
+  override name = 'StatusServerError';
+}
+
+/** GET /view: everything `computeDesiredState` needs, so the CLI computes exactly what the agent does. */
+export const ViewDocument = z.object({
+  self: NodeRecord,
+  nodes: z.array(NodeRecord),
+  clusters: z.array(ClusterRecord),
+  dataplaneConfig: z.object({
+    interfaceName: z.string(),
+    listenPort: z.number(),
+    mtu: z.number(),
+    natKeepaliveSec: z.number(),
+    relayPortBase: z.number(),
+    relayPortSpan: z.number(),
+  }),
+});
+export type ViewDocument = z.infer<typeof ViewDocument>;
+
+export function toViewDocument(view: MeshView, dataplaneConfig: DataplaneConfig): ViewDocument {
+  return {
+    self: view.self,
+    nodes: [...view.nodes.values()],
+    clusters: [...view.clusters.values()],
+    dataplaneConfig: { ...dataplaneConfig },
+  };
+}
+
+export function fromViewDocument(doc: ViewDocument): { view: MeshView; dataplaneConfig: DataplaneConfig } {
+  return {
+    view: {
+      self: doc.self,
+      nodes: new Map(doc.nodes.map((n) => [n.name, n])),
+      clusters: new Map(doc.clusters.map((c) => [c.name, c])),
+    },
+    dataplaneConfig: doc.dataplaneConfig,
+  };
+}
+
+/** GET /diagnostics: what the kernel/WireGuard actually holds right now. */
+export const DiagnosticsDocument = z.object({
+  interface: z.string(),
+  livePeers: z
+    .array(
+      z.object({
+        publicKey: z.string(),
+        endpoint: z.string().nullable(),
+        allowedIps: z.array(z.string()),
+        latestHandshakeAt: z.number().nullable(),
+        rxBytes: z.number(),
+        txBytes: z.number(),
+      }),
+    )
+    .nullable(),
+  livePeersError: z.string().nullable(),
+  /** Routes the agent owns (route protocol 149). */
+  liveRoutes: z.array(z.object({ dst: z.string(), dev: z.string().nullable(), via: z.string().nullable() })).nullable(),
+  liveRoutesError: z.string().nullable(),
+});
+export type DiagnosticsDocument = z.infer<typeof DiagnosticsDocument>;
+
+export interface Readiness {
+  readonly ready: boolean;
+  readonly reason: string;
+}
+
+export interface StatusProvider {
+  status(): Promise<AgentStatus>;
+  readiness(): Readiness;
+  /** null until there is a view (not registered or no KV snapshot yet). */
+  view(): ViewDocument | null;
+  diagnostics(): Promise<DiagnosticsDocument>;
+}
+
+export interface StatusServerOptions {
+  readonly socketPath: string | null;
+  readonly healthAddr: HostPort | null;
+  readonly provider: StatusProvider;
+  readonly logger: Logger;
+}
+
+export interface StatusServer {
+  /** Bound health port (useful with port 0 in tests); null when off. */
+  readonly healthPort: number | null;
+  close(): Promise<void>;
+}
+
+type Route = (req: IncomingMessage, res: ServerResponse) => Promise<void>;
+
+function sendJson(res: ServerResponse, code: number, body: unknown): void {
+  const text = `${JSON.stringify(body, null, 2)}\n`;
+  res.writeHead(code, { 'content-type': 'application/json', 'cache-control': 'no-store' });
+  res.end(text);
+}
+
+function routes(p: StatusProvider, local: boolean): Map<string, Route> {
+  const m = new Map<string, Route>();
+  m.set('/healthz', () => Promise.resolve());
+  m.set('/status', async (_req, res) => sendJson(res, 200, await p.status()));
+  m.set('/readyz', (_req, res) => {
+    const r = p.readiness();
+    sendJson(res, r.ready ? 200 : 503, r);
+    return Promise.resolve();
+  });
+  if (local) {
+    m.set('/view', (_req, res) => {
+      const v = p.view();
+      if (v === null) sendJson(res, 503, { error: 'no view yet: not registered or the KV snapshot is not loaded' });
+      else sendJson(res, 200, v);
+      return Promise.resolve();
+    });
+    m.set('/diagnostics', async (_req, res) => sendJson(res, 200, await p.diagnostics()));
+  }
+  return m;
+}
+
+function handler(table: Map<string, Route>, logger: Logger) {
+  return (req: IncomingMessage, res: ServerResponse): void => {
+    const path = (req.url ?? '/').split('?')[0] ?? '/';
+    const route = table.get(path);
+    if (!route) {
+      sendJson(res, 404, { error: `no such endpoint ${path}; try ${[...table.keys()].join(', ')}` });
+      return;
+    }
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      res.setHeader('allow', 'GET, HEAD');
+      sendJson(res, 405, { error: 'only GET' });
+      return;
+    }
+    route(req, res)
+      .then(() => {
+        if (!res.headersSent) {
+          res.writeHead(200, { 'content-type': 'text/plain' });
+          res.end('ok\n');
+        }
+      })
+      .catch((err: unknown) => {
+        logger.warn({ path, err: errorMessage(err) }, 'status request failed');
+        if (!res.headersSent) sendJson(res, 500, { error: errorMessage(err) });
+        else res.destroy();
+      });
+  };
+}
+
+/** Removes a socket file left by a dead agent; refuses if a live one still answers on it. */
+async function removeStaleSocket(path: string): Promise<void> {
+  let st;
+  try {
+    st = await lstat(path);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw err;
+  }
+  if (!st.isSocket()) throw new StatusServerError(`${path} exists and is not a socket; refusing to replace it`);
+  const alive = await new Promise<boolean>((resolve) => {
+    const s = connect(path);
+    s.once('connect', () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.once('error', () => resolve(false));
+  });
+  if (alive) throw new StatusServerError(`another process is serving ${path} (is an agent already running with this --state-dir?)`);
+  await unlink(path);
+}
+
+function listen(server: Server, target: { path: string } | { host: string; port: number }): Promise<void> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(target, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+}
+
+function closeServer(server: Server): Promise<void> {
+  return new Promise((resolve) => {
+    server.close(() => resolve());
+    server.closeAllConnections();
+  });
+}
+
+export async function startStatusServer(o: StatusServerOptions): Promise<StatusServer> {
+  const servers: Server[] = [];
+  let healthPort: number | null = null;
+  try {
+    if (o.socketPath !== null) {
+      await removeStaleSocket(o.socketPath);
+      const s = createServer(handler(routes(o.provider, true), o.logger));
+      await listen(s, { path: o.socketPath });
+      servers.push(s);
+      await chmod(o.socketPath, 0o600);
+    }
+    if (o.healthAddr !== null) {
+      const s = createServer(handler(routes(o.provider, false), o.logger));
+      await listen(s, { host: o.healthAddr.host, port: o.healthAddr.port });
+      servers.push(s);
+      const addr = s.address();
+      healthPort = typeof addr === 'object' && addr ? addr.port : o.healthAddr.port;
+    }
+  } catch (err) {
+    await Promise.all(servers.map(closeServer));
+    throw new StatusServerError(`cannot start the status server: ${errorMessage(err)}`, { cause: err });
+  }
+  o.logger.info({ socket: o.socketPath, health: o.healthAddr === null ? null : `${o.healthAddr.host}:${healthPort}` }, 'status server listening');
+  return {
+    healthPort,
+    async close(): Promise<void> {
+      await Promise.all(servers.map(closeServer));
+      if (o.socketPath !== null) await unlink(o.socketPath).catch(() => undefined);
+    },
+  };
+}

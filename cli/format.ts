@@ -1,0 +1,173 @@
+// Pure text formatting for the CLI: tables, ages, byte counts, peer states. No I/O, so every
+// layout decision is table-tested (test/cli-format.test.ts).
+import type { AgentStatus, PeerStatus, RemotePath } from '../protocol/status.ts';
+
+/** WireGuard re-handshakes every 2 minutes on an active session; 3 minutes without one means trouble. */
+export const HANDSHAKE_UP_MS = 180_000;
+
+export type PeerState = 'up' | 'stale' | 'never';
+
+export function peerState(latestHandshakeAt: number | null, now: number): PeerState {
+  if (latestHandshakeAt === null || latestHandshakeAt <= 0) return 'never';
+  return now - latestHandshakeAt < HANDSHAKE_UP_MS ? 'up' : 'stale';
+}
+
+/** "4s ago", "3m ago", "2h ago", "5d ago"; "never" for null; "just now" for clock skew into the future. */
+export function formatAge(at: number | null, now: number): string {
+  if (at === null || at <= 0) return 'never';
+  const s = Math.floor((now - at) / 1000);
+  if (s < 0) return 'just now';
+  if (s < 120) return `${s}s ago`;
+  if (s < 7200) return `${Math.floor(s / 60)}m ago`;
+  if (s < 172_800) return `${Math.floor(s / 3600)}h ago`;
+  return `${Math.floor(s / 86_400)}d ago`;
+}
+
+export function formatBytes(n: number): string {
+  if (n < 1024) return `${n} B`;
+  const units = ['KiB', 'MiB', 'GiB', 'TiB'];
+  let v = n / 1024;
+  let i = 0;
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  return `${v.toFixed(1)} ${units[i] ?? 'TiB'}`;
+}
+
+/** Left-aligned columns separated by two spaces; no trailing whitespace. */
+export function renderTable(header: readonly string[], rows: readonly (readonly string[])[]): string {
+  const all = [header, ...rows];
+  const widths = header.map((_, i) => Math.max(...all.map((r) => (r[i] ?? '').length)));
+  return all
+    .map((r) => r.map((cell, i) => (i === r.length - 1 ? cell : cell.padEnd(widths[i] ?? 0))).join('  ').trimEnd())
+    .join('\n');
+}
+
+export function peerPathText(p: Pick<PeerStatus, 'path' | 'via' | 'carries'>): string {
+  if (p.path === 'relay') return `relay via ${p.via ?? '?'}`;
+  if (p.path === 'gateway') return `gateway (${p.carries.length} node${p.carries.length === 1 ? '' : 's'})`;
+  return 'direct';
+}
+
+/** Configured vs learned: NATed peers have no configured endpoint and WireGuard learns one. */
+export function endpointText(p: Pick<PeerStatus, 'configuredEndpoint' | 'endpoint'>): string {
+  if (p.configuredEndpoint === null) return p.endpoint === null ? '(none yet)' : `${p.endpoint} (learned)`;
+  if (p.endpoint === null || p.endpoint === p.configuredEndpoint) return p.configuredEndpoint;
+  return `${p.configuredEndpoint} (now ${p.endpoint})`;
+}
+
+export function formatPeerTable(peers: readonly PeerStatus[], now: number): string {
+  if (peers.length === 0) return 'No peers.';
+  const rows = [...peers]
+    .sort((a, b) => a.cluster.localeCompare(b.cluster) || a.name.localeCompare(b.name))
+    .map((p) => [
+      p.name,
+      p.cluster,
+      peerPathText(p),
+      endpointText(p),
+      formatAge(p.latestHandshakeAt, now),
+      formatBytes(p.rxBytes),
+      formatBytes(p.txBytes),
+      peerState(p.latestHandshakeAt, now),
+    ]);
+  return renderTable(['PEER', 'CLUSTER', 'PATH', 'ENDPOINT', 'HANDSHAKE', 'RX', 'TX', 'STATE'], rows);
+}
+
+export function remotePathText(r: RemotePath): string {
+  switch (r.path) {
+    case 'direct':
+      return 'direct';
+    case 'relay':
+      return `via relay ${r.via ?? '?'}`;
+    case 'gateway':
+      return `via gateway ${r.via ?? '?'}`;
+    case 'local-gateway':
+      return `via local gateway ${r.via ?? '?'}`;
+    case 'none':
+      return `none: ${r.reason ?? 'no path'}`;
+  }
+}
+
+export function formatRemoteTable(remotes: readonly RemotePath[]): string {
+  if (remotes.length === 0) return 'No remote nodes.';
+  return renderTable(
+    ['REMOTE', 'CLUSTER', 'PATH'],
+    remotes.map((r) => [r.node, r.cluster, remotePathText(r)]),
+  );
+}
+
+/** 0 when the agent is ready and every peer has a recent handshake (scriptable health check). */
+export function statusExitCode(status: AgentStatus, now: number): 0 | 1 {
+  if (!status.ready) return 1;
+  return status.peers.every((p) => peerState(p.latestHandshakeAt, now) === 'up') ? 0 : 1;
+}
+
+const yesNo = (b: boolean): string => (b ? 'yes' : 'no');
+
+export function formatStatus(s: AgentStatus, now: number): string {
+  const n = s.node;
+  const roles = [n.isGateway ? 'gateway' : null, n.isRelay ? 'relay' : null].filter((x) => x !== null);
+  const cp = s.controlPlane;
+  const rec = s.lastReconcile;
+  const reconcile =
+    rec === null
+      ? 'not yet'
+      : rec.ok
+        ? `ok ${formatAge(rec.at, now)} (${rec.changes} change${rec.changes === 1 ? '' : 's'}, ${rec.durationMs} ms)`
+        : `FAILED ${formatAge(rec.at, now)}: ${rec.error ?? 'unknown error'}`;
+  const up = s.peers.filter((p) => peerState(p.latestHandshakeAt, now) === 'up').length;
+  const head: [string, string][] = [
+    ['Node', `${n.name} (cluster ${n.cluster}, location ${n.location}${roles.length > 0 ? `, ${roles.join(' + ')}` : ''})`],
+    ['Overlay IP', n.overlayIp ?? '(none: not registered)'],
+    ['Public key', n.publicKey],
+    ['Endpoints', n.endpoints.length > 0 ? n.endpoints.join(', ') : '(none: behind NAT)'],
+    ['Pod CIDRs', n.podCidrs.join(', ') || '(none)'],
+    ['Topology', n.topology],
+    ['Data plane', `${s.dataplane.backend} WireGuard on ${s.dataplane.interface}, port ${s.dataplane.listenPort}, MTU ${s.dataplane.mtu}`],
+    [
+      'Control plane',
+      `${cp.connected ? 'connected' : 'DISCONNECTED'}, ${cp.registered ? 'registered' : 'NOT registered'}, last heartbeat ${formatAge(cp.lastHeartbeatAt, now)}, ${cp.knownNodes} node${cp.knownNodes === 1 ? '' : 's'} known`,
+    ],
+    ['Last reconcile', reconcile],
+    ['Ready', yesNo(s.ready)],
+    ['Peers', `${up}/${s.peers.length} up`],
+  ];
+  const width = Math.max(...head.map(([k]) => k.length));
+  const lines = head.map(([k, v]) => `${`${k}:`.padEnd(width + 2)}${v}`);
+  const out = [lines.join('\n'), '', formatPeerTable(s.peers, now), '', formatRemoteTable(s.remotes)];
+  if (s.relays.length > 0) {
+    out.push('', renderTable(['RELAY PORT', 'BETWEEN', 'PACKETS', 'BYTES'], s.relays.map((r) => [String(r.port), `${r.between[0]} <-> ${r.between[1]}`, String(r.packets), formatBytes(r.bytes)])));
+  }
+  if (s.errors.length > 0) out.push('', 'Problems:', ...s.errors.map((e) => `  - ${e}`));
+  return out.join('\n');
+}
+
+export interface NodeRow {
+  readonly key: string;
+  readonly name: string;
+  readonly cluster: string;
+  readonly location: string;
+  readonly overlayIp: string;
+  readonly endpoints: readonly string[];
+  readonly podCidrs: readonly string[];
+  /** 'active' (the cluster's gateway), 'eligible', or '' */
+  readonly gateway: string;
+  /** null: verified; else why the record was refused. */
+  readonly problem: string | null;
+}
+
+export function formatNodeTable(rows: readonly NodeRow[]): string {
+  if (rows.length === 0) return 'No nodes registered.';
+  const table = renderTable(
+    ['NAME', 'CLUSTER', 'LOCATION', 'OVERLAY IP', 'ENDPOINTS', 'POD CIDRS', 'GATEWAY', 'SIGNATURE'],
+    rows.map((r) =>
+      r.problem === null
+        ? [r.name, r.cluster, r.location, r.overlayIp, r.endpoints.join(',') || '(NAT)', r.podCidrs.join(','), r.gateway || '-', '✓ verified']
+        : [r.name, '?', '?', '?', '?', '?', '?', '✗ REFUSED'],
+    ),
+  );
+  const problems = rows.filter((r) => r.problem !== null);
+  if (problems.length === 0) return table;
+  return [table, '', 'Refused records (ignored by every agent):', ...problems.map((r) => `  ✗ ${r.key}: ${r.problem ?? ''}`)].join('\n');
+}

@@ -1,0 +1,68 @@
+// Reads the coordinator's KV directly (no agent needed), with the same verification as the agent:
+// the agent's MeshWatch, run until its first full snapshot, then stopped.
+import { readFile } from 'node:fs/promises';
+import { connect, credsAuthenticator } from '@nats-io/transport-node';
+import { MeshWatch, type RejectedRecord } from '../agent/mesh-watch.ts';
+import { systemClock } from '../lib/clock.ts';
+import { CrosslinkError, errorMessage } from '../lib/errors.ts';
+import type { Logger } from '../lib/logger.ts';
+import { waitFor } from '../lib/wait.ts';
+import type { ClusterRecord, NodeRecord } from '../protocol/messages.ts';
+
+export interface KvReadOptions {
+  readonly servers: readonly string[];
+  readonly credsFile: string | null;
+  readonly coordinatorKey: string;
+  readonly bucket: string;
+  readonly timeoutMs?: number;
+  readonly logger: Logger;
+}
+
+export interface KvSnapshot {
+  readonly nodes: ReadonlyMap<string, NodeRecord>;
+  readonly clusters: ReadonlyMap<string, ClusterRecord>;
+  readonly rejected: ReadonlyMap<string, RejectedRecord>;
+}
+
+export class KvReadError extends CrosslinkError {
+  override name = 'KvReadError';
+}
+
+export async function readMeshFromKv(o: KvReadOptions): Promise<KvSnapshot> {
+  const timeoutMs = o.timeoutMs ?? 10_000;
+  const creds = o.credsFile === null ? undefined : new Uint8Array(await readFile(o.credsFile));
+  let nc;
+  try {
+    nc = await connect({
+      servers: [...o.servers],
+      name: 'crosslink-cli',
+      timeout: Math.min(timeoutMs, 5000),
+      maxReconnectAttempts: 0,
+      ...(creds === undefined ? {} : { authenticator: credsAuthenticator(creds) }),
+    });
+  } catch (err) {
+    throw new KvReadError(`cannot connect to NATS at ${o.servers.join(',')}: ${errorMessage(err)}`, { cause: err });
+  }
+  const watch = new MeshWatch({
+    nc,
+    bucket: o.bucket,
+    coordinatorKey: o.coordinatorKey,
+    logger: o.logger,
+    clock: systemClock,
+    debounceMs: 0,
+    auditIntervalMs: 0,
+    retryMinMs: 200,
+    retryMaxMs: 1000,
+  });
+  try {
+    watch.start();
+    await waitFor(() => watch.synced, { timeoutMs, intervalMs: 50, what: `the KV bucket "${o.bucket}"` }).catch((err: unknown) => {
+      const why = watch.stats().lastError;
+      throw new KvReadError(`cannot read the KV bucket "${o.bucket}"${why ? `: ${why}` : ` (${errorMessage(err)})`} — is the coordinator running with --bucket ${o.bucket}?`, { cause: err });
+    });
+    return { nodes: new Map(watch.nodes()), clusters: new Map(watch.clusters()), rejected: new Map(watch.rejected()) };
+  } finally {
+    await watch.stop();
+    await nc.close();
+  }
+}

@@ -1,0 +1,273 @@
+// `crosslink`: the operator's tool on a bad day. Talks to the local agent over its status socket
+// (status, peers, showconf, diagnose) or reads the coordinator's KV directly (nodes, showconf --nats-url).
+// Exit codes: 0 healthy, 1 unhealthy (a peer down, a check failed, a record refused), 2 usage or
+// the agent/NATS could not be reached.
+import { realpathSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { Command, CommanderError, Option } from 'commander';
+import { z } from 'zod';
+import { InterfaceName, NatsUrl } from '../agent/config.ts';
+import { computeDesiredState } from '../agent/desired-state.ts';
+import { readCoordinatorKeyFile } from '../agent/keys.ts';
+import type { DataplaneConfig, DesiredState, MeshView } from '../agent/model.ts';
+import { DiagnosticsDocument, ViewDocument, fromViewDocument } from '../agent/status-server.ts';
+import { parseDuration } from '../lib/duration.ts';
+import { CrosslinkError, ValidationError, errorMessage } from '../lib/errors.ts';
+import { silentLogger } from '../lib/logger.ts';
+import { Key32, NodeName } from '../protocol/messages.ts';
+import { AgentStatus } from '../protocol/status.ts';
+import { DEFAULT_BUCKET } from '../protocol/subjects.ts';
+import { getFromAgent } from './client.ts';
+import { diagnose, formatChecks } from './diagnose.ts';
+import { formatNodeTable, formatPeerTable, formatStatus, peerState, statusExitCode, type NodeRow } from './format.ts';
+import { readMeshFromKv } from './kv-read.ts';
+import { registerManifestsCommand } from './manifests.ts';
+import { renderWgConf } from './showconf.ts';
+
+export const DEFAULT_SOCKET = '/var/lib/crosslink/agent.sock';
+
+export interface CliIo {
+  readonly stdout: (text: string) => void;
+  readonly stderr: (text: string) => void;
+  readonly env: Readonly<Record<string, string | undefined>>;
+  readonly now: () => number;
+}
+
+const processIo: CliIo = {
+  stdout: (t) => process.stdout.write(t),
+  stderr: (t) => process.stderr.write(t),
+  env: process.env,
+  now: () => Date.now(),
+};
+
+interface SocketOpts {
+  socket: string;
+  json?: boolean;
+}
+
+interface KvOpts {
+  natsUrl?: string;
+  natsCreds?: string;
+  coordinatorKey?: string;
+  coordinatorKeyFile?: string;
+  bucket: string;
+}
+
+const json = (v: unknown): string => `${JSON.stringify(v, null, 2)}\n`;
+
+function socketOption(io: CliIo): Option {
+  return new Option('--socket <path>', 'the agent\'s status socket (env CROSSLINK_STATUS_SOCKET)').default(io.env['CROSSLINK_STATUS_SOCKET'] || DEFAULT_SOCKET);
+}
+
+function addKvOptions(cmd: Command, io: CliIo): Command {
+  return cmd
+    .option('--nats-url <urls>', 'NATS servers, comma-separated (env CROSSLINK_NATS_URL)', io.env['CROSSLINK_NATS_URL'] || undefined)
+    .option('--nats-creds <file>', 'NATS credentials file (env CROSSLINK_NATS_CREDS)', io.env['CROSSLINK_NATS_CREDS'] || undefined)
+    .option('--coordinator-key <base64>', 'coordinator public key: records must be signed by it (env CROSSLINK_COORDINATOR_KEY)', io.env['CROSSLINK_COORDINATOR_KEY'] || undefined)
+    .option('--coordinator-key-file <file>', 'file holding the coordinator public key (env CROSSLINK_COORDINATOR_KEY_FILE)', io.env['CROSSLINK_COORDINATOR_KEY_FILE'] || undefined)
+    .option('--bucket <name>', 'KV bucket (env CROSSLINK_BUCKET)', io.env['CROSSLINK_BUCKET'] || DEFAULT_BUCKET);
+}
+
+function check<T>(flag: string, value: unknown, schema: z.ZodType<T>): T {
+  const r = schema.safeParse(value);
+  if (r.success) return r.data;
+  throw new ValidationError(flag, value, r.error.issues[0]?.message ?? 'invalid');
+}
+
+async function readKv(o: KvOpts): Promise<Awaited<ReturnType<typeof readMeshFromKv>>> {
+  if (o.natsUrl === undefined) throw new ValidationError('--nats-url', undefined, 'required: comma-separated NATS URLs, e.g. nats://10.0.0.1:4222');
+  const servers = o.natsUrl.split(',').map((s) => s.trim()).filter((s) => s !== '');
+  for (const s of servers) check('--nats-url', s, NatsUrl);
+  let key: string;
+  if (o.coordinatorKey !== undefined) key = check('--coordinator-key', o.coordinatorKey.trim(), Key32);
+  else if (o.coordinatorKeyFile !== undefined) key = await readCoordinatorKeyFile(o.coordinatorKeyFile);
+  else throw new ValidationError('--coordinator-key', undefined, 'required (or --coordinator-key-file): records are only trusted when signed by the coordinator');
+  return readMeshFromKv({ servers, credsFile: o.natsCreds ?? null, coordinatorKey: key, bucket: o.bucket, logger: silentLogger() });
+}
+
+function parseSeconds(flag: string, text: string): number {
+  const ms = /^[0-9]+$/.test(text.trim()) ? Number(text) * 1000 : parseDuration(text);
+  if (ms === undefined || ms > 60_000) throw new ValidationError(flag, text, 'must be a duration up to 60s, e.g. 3s (0 disables)');
+  return ms;
+}
+
+/** Builds the program; `setExit` receives each command's exit code. */
+export function buildProgram(io: CliIo, setExit: (code: number) => void): Command {
+  const program = new Command('crosslink')
+    .description('Inspect and debug the Crosslink overlay on this node.')
+    .showHelpAfterError('(run crosslink --help for usage)')
+    .configureOutput({ writeOut: io.stdout, writeErr: io.stderr })
+    .exitOverride();
+
+  program
+    .command('status')
+    .description('this node and its peers; exit 0 when ready and every peer has a recent handshake, else 1')
+    .addOption(socketOption(io))
+    .option('--json', 'print the agent\'s status document')
+    .action(async (o: SocketOpts) => {
+      const status = await getFromAgent(o.socket, '/status', AgentStatus);
+      io.stdout(o.json ? json(status) : `${formatStatus(status, io.now())}\n`);
+      setExit(statusExitCode(status, io.now()));
+    });
+
+  program
+    .command('peers')
+    .description('the WireGuard peer table; exit 0 when every peer has a recent handshake, else 1')
+    .addOption(socketOption(io))
+    .option('--json', 'print the peers as JSON')
+    .action(async (o: SocketOpts) => {
+      const status = await getFromAgent(o.socket, '/status', AgentStatus);
+      io.stdout(o.json ? json(status.peers) : `${formatPeerTable(status.peers, io.now())}\n`);
+      setExit(status.peers.every((p) => peerState(p.latestHandshakeAt, io.now()) === 'up') ? 0 : 1);
+    });
+
+  addKvOptions(
+    program
+      .command('showconf')
+      .description('the desired WireGuard config, computed exactly as the agent does: from the agent (--socket) or straight from the KV (--nats-url … --node NAME)')
+      .addOption(socketOption(io))
+      .addOption(new Option('--format <format>', 'wg (wg-quick style INI) or json (the full desired state)').choices(['wg', 'json']).default('wg'))
+      .option('--json', 'same as --format json')
+      .option('--node <name>', 'with --nats-url: the node whose config to compute')
+      .option('--interface <name>', 'with --nats-url: interface name', 'crosslink0')
+      .option('--mtu <bytes>', 'with --nats-url: interface MTU', '1420')
+      .option('--nat-keepalive <seconds>', 'with --nats-url: keepalive used when the node is behind NAT', '25')
+      .option('--relay-port-range <a-b>', 'with --nats-url: relay ports', '52000-52999'),
+    io,
+  ).action(async (o: SocketOpts & KvOpts & { format: string; node?: string; interface: string; mtu: string; natKeepalive: string; relayPortRange: string }) => {
+    let view: MeshView;
+    let config: DataplaneConfig;
+    let source: string;
+    if (o.natsUrl !== undefined) {
+      if (o.node === undefined) throw new ValidationError('--node', undefined, 'required with --nats-url: the node whose config to compute');
+      const name = check('--node', o.node, NodeName);
+      const kv = await readKv(o);
+      const self = kv.nodes.get(name);
+      if (!self) {
+        const refused = kv.rejected.get(`nodes.${name}`);
+        throw new CrosslinkError(refused ? `the record of ${name} is refused: ${refused.reason}` : `no verified record for node ${name} in bucket ${o.bucket} (try \`crosslink nodes\`)`);
+      }
+      const range = /^([0-9]{1,5})-([0-9]{1,5})$/.exec(o.relayPortRange);
+      if (!range) throw new ValidationError('--relay-port-range', o.relayPortRange, 'must be "first-last", e.g. 52000-52999');
+      view = { self, nodes: kv.nodes, clusters: kv.clusters };
+      config = {
+        interfaceName: check('--interface', o.interface, InterfaceName),
+        listenPort: self.listenPort,
+        mtu: check('--mtu', o.mtu, z.coerce.number().int().min(576, 'must be 576-9000').max(9000, 'must be 576-9000')),
+        natKeepaliveSec: check('--nat-keepalive', o.natKeepalive, z.coerce.number().int().min(0, 'must be 0-3600').max(3600, 'must be 0-3600')),
+        relayPortBase: Number(range[1]),
+        relayPortSpan: Number(range[2]) - Number(range[1]) + 1,
+      };
+      source = `the KV bucket ${o.bucket}`;
+    } else {
+      ({ view, dataplaneConfig: config } = fromViewDocument(await getFromAgent(o.socket, '/view', ViewDocument)));
+      source = `the agent at ${o.socket}`;
+    }
+    const desired: DesiredState = computeDesiredState(view, config);
+    io.stdout(o.json || o.format === 'json' ? json(desired) : renderWgConf(desired, { node: view.self.name, cluster: view.self.cluster, source }));
+    setExit(0);
+  });
+
+  addKvOptions(
+    program
+      .command('nodes')
+      .description('registered nodes from the KV, each signature checked; exit 1 if any record is refused')
+      .option('--json', 'print rows as JSON'),
+    io,
+  ).action(async (o: KvOpts & { json?: boolean }) => {
+    const kv = await readKv(o);
+    const rows: NodeRow[] = [...kv.nodes.values()].map((n) => ({
+      key: `nodes.${n.name}`,
+      name: n.name,
+      cluster: n.cluster,
+      location: n.location,
+      overlayIp: n.overlayIp,
+      endpoints: n.endpoints,
+      podCidrs: n.podCidrs,
+      gateway: kv.clusters.get(n.cluster)?.gateway === n.name ? 'active' : n.gatewayEligible ? 'eligible' : '',
+      problem: null,
+    }));
+    for (const r of kv.rejected.values()) {
+      if (!r.key.startsWith('nodes.')) continue;
+      // A refused update of a node we hold verified: show both.
+      rows.push({ key: r.key, name: r.key.slice('nodes.'.length), cluster: '', location: '', overlayIp: '', endpoints: [], podCidrs: [], gateway: '', problem: r.reason });
+    }
+    const clusterProblems = [...kv.rejected.values()].filter((r) => r.key.startsWith('clusters.'));
+    rows.sort((a, b) => a.cluster.localeCompare(b.cluster) || a.name.localeCompare(b.name));
+    if (o.json) io.stdout(json({ nodes: rows, refusedClusters: clusterProblems }));
+    else {
+      io.stdout(`${formatNodeTable(rows)}\n`);
+      for (const c of clusterProblems) io.stdout(`  ✗ ${c.key}: ${c.reason}\n`);
+    }
+    setExit(kv.rejected.size > 0 ? 1 : 0);
+  });
+
+  program
+    .command('diagnose')
+    .description('walk the path to each remote node (or --peer) and say where it breaks; exit 1 if a check fails')
+    .addOption(socketOption(io))
+    .option('--peer <name>', 'only this remote node')
+    .option('--interval <duration>', 'wait between the two samples used to see traffic arrive (0: one sample)', '3s')
+    .option('--json', 'print the checks as JSON')
+    .action(async (o: SocketOpts & { peer?: string; interval: string }) => {
+      const intervalMs = parseSeconds('--interval', o.interval);
+      const status = await getFromAgent(o.socket, '/status', AgentStatus);
+      let view: MeshView | null = null;
+      let desired: DesiredState | null = null;
+      try {
+        const doc = fromViewDocument(await getFromAgent(o.socket, '/view', ViewDocument));
+        view = doc.view;
+        desired = computeDesiredState(doc.view, doc.dataplaneConfig);
+      } catch (err) {
+        if (!(err instanceof CrosslinkError && /HTTP 503/.test(err.message))) throw err;
+      }
+      const before = await getFromAgent(o.socket, '/diagnostics', DiagnosticsDocument);
+      let after: DiagnosticsDocument | null = null;
+      if (intervalMs > 0) {
+        await new Promise((r) => setTimeout(r, intervalMs));
+        after = await getFromAgent(o.socket, '/diagnostics', DiagnosticsDocument);
+      }
+      const result = diagnose({ status, view, desired, before, after, intervalMs, now: io.now(), ...(o.peer === undefined ? {} : { target: o.peer }) });
+      io.stdout(o.json ? json(result) : `${formatChecks([{ ok: true, label: 'agent reachable', detail: o.socket }, ...result.checks])}\n`);
+      setExit(result.ok ? 0 : 1);
+    });
+
+  registerManifestsCommand(program);
+  return program;
+}
+
+/** Runs the CLI with `argv` (without node and script); returns the exit code. */
+export async function runCli(argv: readonly string[], io: CliIo = processIo): Promise<number> {
+  let code = 0;
+  const program = buildProgram(io, (c) => {
+    code = c;
+  });
+  try {
+    await program.parseAsync([...argv], { from: 'user' });
+    return code;
+  } catch (err) {
+    if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : 2;
+    io.stderr(`crosslink: ${errorMessage(err)}\n`);
+    return 2;
+  }
+}
+
+const invokedDirectly = ((): boolean => {
+  try {
+    return process.argv[1] !== undefined && realpathSync(process.argv[1]) === realpathSync(fileURLToPath(import.meta.url));
+  } catch {
+    return false;
+  }
+})();
+
+if (invokedDirectly) {
+  runCli(process.argv.slice(2)).then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (err: unknown) => {
+      process.stderr.write(`crosslink: ${errorMessage(err)}\n`);
+      process.exitCode = 2;
+    },
+  );
+}

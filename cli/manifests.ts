@@ -1,0 +1,211 @@
+// `crosslink manifests`: renders the per-cluster agent manifests from the templates in deploy/agent/
+// with one cluster's values. The templates stay plain, valid YAML; rendering edits the parsed documents
+// (not text), so comments survive and a value can never break the YAML.
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Command } from 'commander';
+import { isMap, isSeq, parseAllDocuments, stringify, type Document } from 'yaml';
+import { z } from 'zod';
+import { ValidationError } from '../lib/errors.ts';
+import { ClusterName, Key32, LocationName, Topology } from '../protocol/messages.ts';
+import { NatsUrl } from '../agent/config.ts';
+
+export const DEPLOY_DIR = fileURLToPath(new URL('../deploy/', import.meta.url));
+
+/** Agent templates in apply order (the namespace first). */
+export const AGENT_TEMPLATES = ['namespace.yaml', 'rbac.yaml', 'daemonset.yaml'] as const;
+
+export const IMAGE_REPOSITORY = 'ghcr.io/crosslink/crosslink';
+
+export function packageVersion(): string {
+  const pkg: unknown = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8'));
+  return z.object({ version: z.string() }).parse(pkg).version;
+}
+
+export function defaultImage(): string {
+  return `${IMAGE_REPOSITORY}:${packageVersion()}`;
+}
+
+const IMAGE_REF = /^[a-z0-9]+(?:[._-][a-z0-9]+)*(?::[0-9]{1,5})?(?:\/[a-z0-9]+(?:[._-][a-z0-9]+)*)*(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[a-f0-9]{64})?$/;
+
+/** Flag name for each value, so errors say what to fix. */
+const FLAGS = {
+  cluster: '--cluster',
+  location: '--location',
+  natsUrl: '--nats-url',
+  image: '--image',
+  topology: '--topology',
+  coordinatorKey: '--coordinator-key',
+} as const;
+
+const ValuesSchema = z
+  .object({
+    cluster: ClusterName,
+    location: LocationName,
+    natsUrl: z
+      .string()
+      .transform((s) => s.split(',').map((u) => u.trim()).filter((u) => u !== ''))
+      .pipe(z.array(NatsUrl).min(1, 'needs at least one NATS URL, e.g. tls://nats.example.com:4222')),
+    image: z.string().regex(IMAGE_REF, 'must be an image reference like ghcr.io/crosslink/crosslink:0.1.0').optional(),
+    topology: Topology.optional(),
+    coordinatorKey: Key32.optional(),
+  })
+  .strict();
+
+export interface ManifestValues {
+  readonly cluster: string;
+  readonly location: string;
+  readonly natsUrls: readonly string[];
+  readonly image: string;
+  readonly topology: Topology;
+  /** When set, the crosslink-coordinator ConfigMap is rendered too; else you create it (docs/kubernetes.md). */
+  readonly coordinatorKey: string | null;
+}
+
+export interface ManifestInput {
+  readonly cluster?: string | undefined;
+  readonly location?: string | undefined;
+  readonly natsUrl?: string | undefined;
+  readonly image?: string | undefined;
+  readonly topology?: string | undefined;
+  readonly coordinatorKey?: string | undefined;
+}
+
+/** Validates raw values (flag strings) once; the ValidationError names the flag, the value and what is allowed. */
+export function parseManifestValues(input: ManifestInput): ManifestValues {
+  const raw = Object.fromEntries(Object.entries(input).filter(([, v]) => v !== undefined));
+  const required = {
+    cluster: 'required: the cluster name, a DNS label like eu1',
+    location: 'required: the default location, e.g. aws-eu-west-1 (nodes with a topology.kubernetes.io/region label use that)',
+    natsUrl: 'required: comma-separated NATS URLs, e.g. tls://nats.example.com:4222',
+  } as const;
+  for (const key of ['cluster', 'location', 'natsUrl'] as const) {
+    if (raw[key] === undefined) throw new ValidationError(FLAGS[key], undefined, required[key]);
+  }
+  const r = ValuesSchema.safeParse(raw);
+  if (!r.success) {
+    const issue = r.error.issues[0];
+    if (issue?.code === 'unrecognized_keys') {
+      const unknown = issue.keys[0] ?? '';
+      throw new ValidationError(unknown, raw[unknown], `unknown option; allowed: ${Object.values(FLAGS).join(', ')}`);
+    }
+    const key = issue?.path[0];
+    const flag = typeof key === 'string' ? FLAGS[key as keyof typeof FLAGS] : 'manifests';
+    const value: unknown = typeof key === 'string' ? raw[key] : raw;
+    throw new ValidationError(flag, value, issue?.message ?? 'invalid', { cause: r.error });
+  }
+  const v = r.data;
+  return Object.freeze({
+    cluster: v.cluster,
+    location: v.location,
+    natsUrls: Object.freeze(v.natsUrl),
+    image: v.image ?? defaultImage(),
+    topology: v.topology ?? 'mesh',
+    coordinatorKey: v.coordinatorKey ?? null,
+  });
+}
+
+export interface RenderedFile {
+  readonly name: string;
+  readonly content: string;
+}
+
+/** The agent manifests for one cluster, in apply order. */
+export function renderManifests(values: ManifestValues, options: { deployDir?: string } = {}): RenderedFile[] {
+  const dir = join(options.deployDir ?? DEPLOY_DIR, 'agent');
+  const header = `# Rendered by \`crosslink manifests\` ${packageVersion()} for cluster ${values.cluster}: edit the values and re-render rather than editing this file.\n`;
+  const files: RenderedFile[] = AGENT_TEMPLATES.map((name) => {
+    const docs = parseAllDocuments(readFileSync(join(dir, name), 'utf8'));
+    const out: string[] = [];
+    for (const doc of docs) {
+      if (doc.errors.length > 0) throw new Error(`deploy/agent/${name}: ${doc.errors[0]?.message ?? 'invalid YAML'}`);
+      applyValues(doc, values);
+      // A document that followed "---" in the template prints its own marker; join adds exactly one.
+      out.push(doc.toString({ lineWidth: 0, flowCollectionPadding: false }).replace(/^---\n/, ''));
+    }
+    return { name, content: header + out.join('---\n') };
+  });
+  if (values.coordinatorKey !== null) {
+    files.push({ name: 'coordinator-key.yaml', content: header + coordinatorKeyConfigMap(values.coordinatorKey) });
+  }
+  return files;
+}
+
+/** All files as one multi-document stream (for `kubectl apply -f -`). */
+export function joinManifests(files: readonly RenderedFile[]): string {
+  return files.map((f) => f.content.trimEnd()).join('\n---\n') + '\n';
+}
+
+function applyValues(doc: Document, values: ManifestValues): void {
+  const kind = doc.get('kind');
+  if (kind !== 'DaemonSet') return;
+  const containers = doc.getIn(['spec', 'template', 'spec', 'containers']);
+  if (!isSeq(containers)) throw new Error('DaemonSet template has no containers');
+  const env: Record<string, string> = {
+    CROSSLINK_CLUSTER: values.cluster,
+    CROSSLINK_LOCATION: values.location,
+    CROSSLINK_TOPOLOGY: values.topology,
+    CROSSLINK_NATS_URL: values.natsUrls.join(','),
+  };
+  for (const container of containers.items) {
+    if (!isMap(container)) continue;
+    container.set('image', values.image);
+    const list = container.get('env');
+    if (!isSeq(list)) continue;
+    for (const item of list.items) {
+      if (!isMap(item)) continue;
+      const name = item.get('name');
+      if (typeof name === 'string' && name in env) item.set('value', env[name]);
+    }
+  }
+}
+
+function coordinatorKeyConfigMap(publicKey: string): string {
+  return stringify({
+    apiVersion: 'v1',
+    kind: 'ConfigMap',
+    metadata: { name: 'crosslink-coordinator', namespace: 'crosslink-system', labels: { 'app.kubernetes.io/part-of': 'crosslink' } },
+    data: { 'public-key': publicKey },
+  });
+}
+
+export interface ManifestsCommandOptions extends ManifestInput {
+  readonly out?: string | undefined;
+}
+
+/** Renders and writes: into `out` (one file per template) or to `write` (stdout) as one stream. Returns the paths written. */
+export function runManifests(opts: ManifestsCommandOptions, write: (text: string) => void = (t) => process.stdout.write(t)): string[] {
+  const { out: _out, ...input } = opts;
+  const values = parseManifestValues(input);
+  const files = renderManifests(values);
+  if (opts.out === undefined) {
+    write(joinManifests(files));
+    return [];
+  }
+  mkdirSync(opts.out, { recursive: true });
+  const paths = files.map((f) => {
+    const path = join(opts.out ?? '.', f.name);
+    writeFileSync(path, f.content);
+    return path;
+  });
+  write(`${paths.join('\n')}\n`);
+  return paths;
+}
+
+/** Adds `crosslink manifests` to the CLI program. Errors are ValidationErrors naming the flag. */
+export function registerManifestsCommand(program: Command): void {
+  program
+    .command('manifests')
+    .description('render the Kubernetes agent manifests for one cluster (install: crosslink manifests … | kubectl apply -f -)')
+    .option(`${FLAGS.cluster} <name>`, 'cluster name, a DNS label (required)')
+    .option(`${FLAGS.location} <name>`, 'default location for nodes without a topology.kubernetes.io/region label (required)')
+    .option(`${FLAGS.natsUrl} <urls>`, 'NATS URLs the agents connect to, comma-separated, e.g. tls://nats.example.com:4222 (required)')
+    .option(`${FLAGS.image} <ref>`, `agent image (default: ${IMAGE_REPOSITORY}:<version>)`)
+    .option(`${FLAGS.topology} <mode>`, 'mesh | gateway (default: mesh)')
+    .option(`${FLAGS.coordinatorKey} <base64>`, 'also render the crosslink-coordinator ConfigMap with this public key')
+    .option('--out <dir>', 'write one file per manifest into this directory instead of printing one stream')
+    .action((opts: ManifestsCommandOptions) => {
+      runManifests(opts);
+    });
+}

@@ -1,0 +1,58 @@
+// Per-cluster state (topology, active gateway), pure. Deterministic from the live node records and
+// the current cluster record, so any leader computes the same answer and writes only on change.
+import type { ClusterRecord, NodeRecord, Topology } from '../protocol/messages.ts';
+
+export type ClusterDecision =
+  | { readonly kind: 'unchanged' }
+  | { readonly kind: 'delete' }
+  | { readonly kind: 'write'; readonly record: ClusterRecord; readonly gatewayChanged: boolean };
+
+const byName = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
+
+/** Topology of the most recently (re)registered node; ties go to the lowest name. */
+export function clusterTopology(members: readonly NodeRecord[]): Topology | undefined {
+  const latest = [...members].sort((a, b) => b.updatedAt - a.updatedAt || byName(a.name, b.name))[0];
+  return latest?.topology;
+}
+
+/**
+ * The active gateway: the current one while it is live and still eligible (no needless failover),
+ * otherwise the eligible node with a public endpoint, then the lowest name.
+ */
+export function electGateway(members: readonly NodeRecord[], current: string | null): string | null {
+  const eligible = members.filter((n) => n.gatewayEligible);
+  if (current !== null && eligible.some((n) => n.name === current)) return current;
+  const best = [...eligible].sort((a, b) => Number(b.endpoints.length > 0) - Number(a.endpoints.length > 0) || byName(a.name, b.name))[0];
+  return best?.name ?? null;
+}
+
+/**
+ * What the cluster record of `cluster` should be, given its live members (any order). `retired` is
+ * the record deleted when the cluster last emptied (if remembered), so a re-created record keeps
+ * counting generation and epoch upwards instead of starting over.
+ */
+export function decideCluster(
+  cluster: string,
+  members: readonly NodeRecord[],
+  current: ClusterRecord | undefined,
+  now: number,
+  retired?: Pick<ClusterRecord, 'generation' | 'gatewayEpoch'>,
+): ClusterDecision {
+  const own = members.filter((n) => n.cluster === cluster);
+  const topology = clusterTopology(own);
+  if (topology === undefined) return current ? { kind: 'delete' } : { kind: 'unchanged' };
+  const gateway = topology === 'gateway' ? electGateway(own, current?.gateway ?? null) : null;
+  if (current && current.topology === topology && current.gateway === gateway) return { kind: 'unchanged' };
+  const gatewayChanged = (current?.gateway ?? null) !== gateway;
+  const record: ClusterRecord = {
+    kind: 'cluster',
+    v: 1,
+    name: cluster,
+    topology,
+    gateway,
+    gatewayEpoch: (current?.gatewayEpoch ?? retired?.gatewayEpoch ?? 0) + (gatewayChanged ? 1 : 0),
+    generation: (current?.generation ?? retired?.generation ?? 0) + 1,
+    updatedAt: now,
+  };
+  return { kind: 'write', record, gatewayChanged };
+}

@@ -1,0 +1,198 @@
+// Coordinator configuration: one table of flags (with env equivalents and help), parsed once with zod
+// into a frozen typed config. Errors name the flag (or env variable), the value and what is allowed.
+import { z } from 'zod';
+import { ValidationError } from '../lib/errors.ts';
+import { formatDuration, parseDuration } from '../lib/duration.ts';
+import { parseCidr, type Cidr } from '../protocol/cidr.ts';
+import { DEFAULT_BUCKET, DEFAULT_SUBJECT_PREFIX } from '../protocol/subjects.ts';
+
+export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+export interface CoordinatorConfig {
+  readonly natsServers: readonly string[];
+  /** Path of a NATS .creds file, or null for no credentials. */
+  readonly natsCreds: string | null;
+  readonly overlayCidr: Cidr;
+  readonly nodeTtlMs: number;
+  readonly signingKeyFile: string;
+  readonly bucket: string;
+  readonly replicas: number;
+  readonly subjectPrefix: string;
+  readonly minPodCidrPrefixV4: number;
+  readonly minPodCidrPrefixV6: number;
+  readonly maxClockSkewMs: number;
+  readonly leaseTtlMs: number;
+  readonly logLevel: LogLevel;
+}
+
+/** Raw option values as commander hands them over (strings), keyed by commander's camelCase names. */
+export interface RawRunOptions {
+  natsUrl: string;
+  natsCreds?: string | undefined;
+  overlayCidr: string;
+  nodeTtl: string;
+  signingKeyFile: string;
+  bucket: string;
+  replicas: string;
+  subjectPrefix: string;
+  minPodCidrPrefix: string;
+  minPodCidrPrefixV6: string;
+  maxClockSkew: string;
+  leaseTtl: string;
+  logLevel: string;
+}
+
+export interface FlagSpec {
+  readonly key: keyof RawRunOptions;
+  /** Commander flag syntax. */
+  readonly flags: string;
+  readonly env: string;
+  readonly help: string;
+  readonly default?: string;
+}
+
+export const DEFAULT_SIGNING_KEY_FILE = '/var/lib/crosslink/coordinator.key';
+
+export const RUN_FLAGS: readonly FlagSpec[] = [
+  { key: 'natsUrl', flags: '--nats-url <urls>', env: 'CROSSLINK_NATS_URL', default: 'nats://127.0.0.1:4222', help: 'NATS servers, comma-separated (nats://host:port or tls://host:port)' },
+  { key: 'natsCreds', flags: '--nats-creds <file>', env: 'CROSSLINK_NATS_CREDS', help: 'NATS credentials (.creds) file' },
+  { key: 'overlayCidr', flags: '--overlay-cidr <cidr>', env: 'CROSSLINK_OVERLAY_CIDR', default: '100.96.0.0/16', help: 'overlay range node IPs are allocated from (IPv4 up to /30 or IPv6 up to /126)' },
+  { key: 'nodeTtl', flags: '--node-ttl <duration>', env: 'CROSSLINK_NODE_TTL', default: '60s', help: 'a node silent this long is removed (e.g. 1500ms, 10s, 1m; at least 1s); agents heartbeat every ttl/4' },
+  { key: 'signingKeyFile', flags: '--signing-key-file <file>', env: 'CROSSLINK_SIGNING_KEY_FILE', default: DEFAULT_SIGNING_KEY_FILE, help: 'Ed25519 key that signs records; created (mode 0600) if missing; refused if group/world readable' },
+  { key: 'bucket', flags: '--bucket <name>', env: 'CROSSLINK_BUCKET', default: DEFAULT_BUCKET, help: 'JetStream KV bucket holding all state' },
+  { key: 'replicas', flags: '--replicas <n>', env: 'CROSSLINK_REPLICAS', default: '1', help: 'bucket replicas when creating it (1-5; 3 for a 3-server NATS cluster)' },
+  { key: 'subjectPrefix', flags: '--subject-prefix <prefix>', env: 'CROSSLINK_SUBJECT_PREFIX', default: DEFAULT_SUBJECT_PREFIX, help: 'NATS subject prefix for register/heartbeat/deregister' },
+  { key: 'minPodCidrPrefix', flags: '--min-pod-cidr-prefix <n>', env: 'CROSSLINK_MIN_POD_CIDR_PREFIX', default: '16', help: 'shortest IPv4 pod CIDR prefix accepted (0-32)' },
+  { key: 'minPodCidrPrefixV6', flags: '--min-pod-cidr-prefix-v6 <n>', env: 'CROSSLINK_MIN_POD_CIDR_PREFIX_V6', default: '48', help: 'shortest IPv6 pod CIDR prefix accepted (0-128)' },
+  { key: 'maxClockSkew', flags: '--max-clock-skew <duration>', env: 'CROSSLINK_MAX_CLOCK_SKEW', default: '5m', help: 'signed requests older or newer than this are refused (replay protection; at least 1s)' },
+  { key: 'leaseTtl', flags: '--lease-ttl <duration>', env: 'CROSSLINK_LEASE_TTL', default: '10s', help: 'leader lease; a follower takes over after the lease goes unrenewed this long (at least 1s)' },
+  { key: 'logLevel', flags: '--log-level <level>', env: 'CROSSLINK_LOG_LEVEL', default: 'info', help: `log level (${LOG_LEVELS.join(', ')})` },
+];
+
+function flagName(spec: FlagSpec): string {
+  return spec.flags.split(' ')[0] ?? spec.key;
+}
+
+const NATS_URL = /^((nats|tls|ws|wss):\/\/)?([^\s/:@]+(:[^\s/@]*)?@)?(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+)(:[0-9]{1,5})?\/?$/;
+
+type Ctx = z.RefinementCtx;
+const fail = (ctx: Ctx, allowed: string): never => {
+  ctx.addIssue({ code: 'custom', message: allowed });
+  return z.NEVER;
+};
+
+const duration = (min: number, allowed: string) =>
+  z.string().transform((s, ctx) => {
+    const ms = parseDuration(s);
+    return ms === undefined || ms < min ? fail(ctx, allowed) : ms;
+  });
+
+const intIn = (lo: number, hi: number) =>
+  z.string().transform((s, ctx) => {
+    const n = /^[0-9]+$/.test(s.trim()) ? Number(s.trim()) : NaN;
+    return Number.isInteger(n) && n >= lo && n <= hi ? n : fail(ctx, `use an integer from ${lo} to ${hi}`);
+  });
+
+const RunSchema = z.object({
+  natsUrl: z.string().transform((s, ctx) => {
+    const list = s.split(',').map((u) => u.trim()).filter((u) => u !== '');
+    if (list.length === 0 || !list.every((u) => NATS_URL.test(u))) return fail(ctx, 'use a comma-separated list like nats://nats-0:4222,nats://nats-1:4222');
+    return list;
+  }),
+  natsCreds: z
+    .string()
+    .optional()
+    .transform((s, ctx) => (s === undefined ? null : s.trim() === '' ? fail(ctx, 'use the path of a NATS .creds file') : s)),
+  overlayCidr: z.string().transform((s, ctx) => {
+    const c = parseCidr(s.trim());
+    if (!c) return fail(ctx, 'use a CIDR with host bits zero, like 100.96.0.0/16 or fd7a:115c:a1e0::/48');
+    if (c.prefix > (c.family === 4 ? 30 : 126)) return fail(ctx, `the range must hold at least 2 nodes: IPv4 up to /30, IPv6 up to /126`);
+    return c;
+  }),
+  nodeTtl: duration(1000, 'use a duration like 1500ms, 10s or 1m, at least 1s'),
+  signingKeyFile: z.string().transform((s, ctx) => (s.trim() === '' ? fail(ctx, 'use a file path') : s)),
+  bucket: z.string().transform((s, ctx) => (/^[A-Za-z0-9_-]+$/.test(s) ? s : fail(ctx, 'use letters, digits, "-" and "_"'))),
+  replicas: intIn(1, 5),
+  subjectPrefix: z
+    .string()
+    .transform((s, ctx) => (/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/.test(s) ? s : fail(ctx, 'use dot-separated tokens of letters, digits, "-" and "_" (no wildcards)'))),
+  minPodCidrPrefix: intIn(0, 32),
+  minPodCidrPrefixV6: intIn(0, 128),
+  maxClockSkew: duration(1000, 'use a duration like 30s or 5m, at least 1s'),
+  leaseTtl: duration(1000, 'use a duration like 5s or 10s, at least 1s'),
+  logLevel: z.string().transform((s, ctx) => ((LOG_LEVELS as readonly string[]).includes(s) ? (s as LogLevel) : fail(ctx, `use one of ${LOG_LEVELS.join(', ')}`))),
+});
+
+/** Where a value came from, to name it in errors ("--node-ttl" or "CROSSLINK_NODE_TTL (--node-ttl)"). */
+export type ValueSource = (key: keyof RawRunOptions) => 'cli' | 'env' | 'default' | undefined;
+
+/** Defaults for every flag that has one. */
+export function defaultRunOptions(): RawRunOptions {
+  const out: Record<string, string> = {};
+  for (const f of RUN_FLAGS) if (f.default !== undefined) out[f.key] = f.default;
+  return out as unknown as RawRunOptions;
+}
+
+/**
+ * Validates raw flag values (missing ones take their defaults) into a frozen config.
+ * Throws ValidationError naming the first bad flag.
+ */
+export function parseCoordinatorConfig(raw: Partial<RawRunOptions>, sourceOf?: ValueSource): CoordinatorConfig {
+  const input = { ...defaultRunOptions(), ...stripUndefined(raw) };
+  const parsed = RunSchema.safeParse(input);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    const key = (issue?.path[0] ?? 'natsUrl') as keyof RawRunOptions;
+    const spec = RUN_FLAGS.find((f) => f.key === key);
+    const flag = spec ? flagName(spec) : key;
+    const label = spec && sourceOf?.(key) === 'env' ? `${spec.env} (${flag})` : flag;
+    throw new ValidationError(label, input[key], issue?.message ?? 'invalid', { cause: parsed.error });
+  }
+  const d = parsed.data;
+  return Object.freeze({
+    natsServers: Object.freeze(d.natsUrl),
+    natsCreds: d.natsCreds,
+    overlayCidr: Object.freeze(d.overlayCidr),
+    nodeTtlMs: d.nodeTtl,
+    signingKeyFile: d.signingKeyFile,
+    bucket: d.bucket,
+    replicas: d.replicas,
+    subjectPrefix: d.subjectPrefix,
+    minPodCidrPrefixV4: d.minPodCidrPrefix,
+    minPodCidrPrefixV6: d.minPodCidrPrefixV6,
+    maxClockSkewMs: d.maxClockSkew,
+    leaseTtlMs: d.leaseTtl,
+    logLevel: d.logLevel,
+  });
+}
+
+function stripUndefined<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+}
+
+/** Agents heartbeat at a quarter of the TTL, so three lost heartbeats are survivable. */
+export function heartbeatIntervalMs(config: Pick<CoordinatorConfig, 'nodeTtlMs'>): number {
+  return Math.max(200, Math.floor(config.nodeTtlMs / 4));
+}
+
+/** How often the leader looks for expired nodes; bounds failover at node TTL + this. */
+export function expiryCheckIntervalMs(config: Pick<CoordinatorConfig, 'nodeTtlMs'>): number {
+  return Math.max(100, Math.floor(config.nodeTtlMs / 10));
+}
+
+/** Human summary for the start-up log line. */
+export function describeConfig(c: CoordinatorConfig): Record<string, unknown> {
+  return {
+    natsServers: c.natsServers,
+    natsCreds: c.natsCreds === null ? 'none' : 'file',
+    overlayCidr: c.overlayCidr.text,
+    nodeTtl: formatDuration(c.nodeTtlMs),
+    bucket: c.bucket,
+    replicas: c.replicas,
+    subjectPrefix: c.subjectPrefix,
+    minPodCidrPrefix: { v4: c.minPodCidrPrefixV4, v6: c.minPodCidrPrefixV6 },
+    maxClockSkew: formatDuration(c.maxClockSkewMs),
+    leaseTtl: formatDuration(c.leaseTtlMs),
+  };
+}

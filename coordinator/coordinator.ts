@@ -1,0 +1,183 @@
+// The coordinator: opens the bucket, campaigns for the leader lease, and while leader runs a
+// LeaderTerm (registration, expiry, clusters). Every replica listens to heartbeats so liveness is
+// tracked everywhere; only the leader answers them.
+import { hostname } from 'node:os';
+import { randomBytes } from 'node:crypto';
+import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
+import type { Clock } from '../lib/clock.ts';
+import { errorMessage } from '../lib/errors.ts';
+import type { Logger } from '../lib/logger.ts';
+import { Heartbeat, type HeartbeatReply } from '../protocol/messages.ts';
+import type { SigningKeyPair } from '../protocol/signing.ts';
+import { subjects } from '../protocol/subjects.ts';
+import { checkSentAt, openSignedRequest } from '../protocol/validate-registration.ts';
+import type { CoordinatorConfig } from './config.ts';
+import { LeaderLease } from './lease.ts';
+import { LeaderTerm } from './leader-term.ts';
+import { Liveness } from './liveness.ts';
+import { StateStore, openBucket } from './store.ts';
+
+export interface CoordinatorDeps {
+  readonly nc: NatsConnection;
+  readonly clock: Clock;
+  readonly logger: Logger;
+  readonly config: CoordinatorConfig;
+  readonly signingKey: SigningKeyPair;
+  /** Lease holder id; default: $POD_NAME, else hostname-pid-random. */
+  readonly holderId?: string;
+}
+
+export function defaultHolderId(): string {
+  const pod = process.env['POD_NAME'];
+  if (pod) return pod;
+  return `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
+}
+
+export class Coordinator {
+  private readonly liveness = new Liveness();
+  private readonly lease: LeaderLease;
+  private readonly store: StateStore;
+  private readonly abort = new AbortController();
+  private term: LeaderTerm | undefined;
+  private endingTerms: Promise<void> = Promise.resolve();
+  private heartbeatSub: Subscription | undefined;
+  private leaseLoop: Promise<void> = Promise.resolve();
+  private stopStatusWatch: (() => void) | undefined;
+  private stopped: Promise<void> | undefined;
+  private readonly logger: Logger;
+
+  private constructor(
+    private readonly deps: CoordinatorDeps,
+    store: StateStore,
+  ) {
+    this.store = store;
+    this.logger = deps.logger;
+    this.lease = new LeaderLease(store.kv, {
+      holder: deps.holderId ?? defaultHolderId(),
+      ttlMs: deps.config.leaseTtlMs,
+      clock: deps.clock,
+      logger: deps.logger,
+    });
+  }
+
+  /** Opens (or creates) the bucket and starts campaigning. Throws if the bucket cannot be opened. */
+  static async start(deps: CoordinatorDeps): Promise<Coordinator> {
+    const kv = await openBucket(deps.nc, { bucket: deps.config.bucket, replicas: deps.config.replicas, logger: deps.logger });
+    const c = new Coordinator(deps, new StateStore(kv, deps.signingKey, deps.logger));
+    const s = subjects(deps.config.subjectPrefix);
+    c.heartbeatSub = deps.nc.subscribe(s.heartbeat, {
+      callback: (err, msg) => {
+        if (err) {
+          c.logger.warn({ err: errorMessage(err) }, 'heartbeat subscription error');
+          return;
+        }
+        c.onHeartbeat(msg).catch((e: unknown) => c.logger.error({ err: errorMessage(e) }, 'heartbeat handler failed'));
+      },
+    });
+    c.watchConnection();
+    c.leaseLoop = c.lease.run({ onAcquired: () => c.beginTerm(), onLost: () => c.endTerm() }, c.abort.signal);
+    deps.logger.info({ holder: c.lease.holder, publicKey: deps.signingKey.publicKey, subjectPrefix: deps.config.subjectPrefix, bucket: deps.config.bucket }, 'coordinator started');
+    return c;
+  }
+
+  /** True while this replica holds the lease and its registry is loaded (it answers registrations). */
+  isLeader(): boolean {
+    return this.lease.holds() && this.term?.registry !== undefined;
+  }
+
+  get holderId(): string {
+    return this.lease.holder;
+  }
+
+  get publicKey(): string {
+    return this.deps.signingKey.publicKey;
+  }
+
+  /** Stops serving, ends the term, releases the lease (a follower takes over at once). Idempotent. */
+  stop(): Promise<void> {
+    this.stopped ??= this.doStop();
+    return this.stopped;
+  }
+
+  private async doStop(): Promise<void> {
+    this.abort.abort();
+    this.heartbeatSub?.unsubscribe();
+    this.stopStatusWatch?.();
+    await this.leaseLoop;
+    this.endTerm();
+    await this.endingTerms;
+    await this.lease.release();
+    this.logger.info({ holder: this.lease.holder }, 'coordinator stopped');
+  }
+
+  private beginTerm(): void {
+    if (this.abort.signal.aborted) return;
+    this.endTerm();
+    const term = this.lease.term;
+    this.term = new LeaderTerm({
+      nc: this.deps.nc,
+      store: this.store,
+      clock: this.deps.clock,
+      logger: this.deps.logger,
+      config: this.deps.config,
+      liveness: this.liveness,
+      holdsLease: () => this.lease.holdsTerm(term),
+    });
+  }
+
+  private endTerm(): void {
+    const t = this.term;
+    this.term = undefined;
+    if (!t) return;
+    const ended = t.end().catch((err: unknown) => this.logger.warn({ err: errorMessage(err) }, 'ending the leader term failed'));
+    this.endingTerms = Promise.all([this.endingTerms, ended]).then(() => undefined);
+  }
+
+  private async onHeartbeat(msg: Msg): Promise<void> {
+    const opened = await openSignedRequest(msg.data, Heartbeat);
+    const now = this.deps.clock.now();
+    const registry = this.lease.holds() ? this.term?.registry : undefined;
+    const reply = (r: HeartbeatReply): void => {
+      if (registry && msg.reply) msg.respond(JSON.stringify(r));
+    };
+    if (!opened.ok) {
+      this.logger.debug({ code: opened.error.code, reason: opened.error.message }, 'heartbeat rejected');
+      reply(opened);
+      return;
+    }
+    const hb = opened.value;
+    const skew = checkSentAt(hb.sentAt, now, this.deps.config.maxClockSkewMs);
+    if (!skew.ok) {
+      this.logger.info({ node: hb.name, reason: skew.error.message }, 'heartbeat rejected');
+      reply(skew);
+      return;
+    }
+    if (!registry) {
+      // Followers only keep liveness fresh for the day they take over.
+      this.liveness.touch(hb.name, now);
+      return;
+    }
+    const r = registry.heartbeat(hb);
+    // unknown-node is routine (the agent re-registers); anything else is worth seeing.
+    if (!r.ok) this.logger[r.error.code === 'unknown-node' ? 'debug' : 'info']({ node: hb.name, code: r.error.code, reason: r.error.message }, 'heartbeat refused');
+    reply(r);
+  }
+
+  /** After a NATS outage nobody could heartbeat: give every node a fresh TTL instead of expiring them all. */
+  private watchConnection(): void {
+    const iter = this.deps.nc.status();
+    const stoppable = iter as { stop?: () => void };
+    this.stopStatusWatch = () => stoppable.stop?.();
+    const loop = async (): Promise<void> => {
+      for await (const s of iter) {
+        if (this.abort.signal.aborted) break;
+        if (s.type === 'disconnect') this.logger.warn({ server: s.server }, 'disconnected from NATS; reconnecting');
+        else if (s.type === 'reconnect') {
+          this.logger.info({ server: s.server }, 'reconnected to NATS');
+          this.term?.registry?.graceAll();
+        }
+      }
+    };
+    loop().catch((err: unknown) => this.logger.debug({ err: errorMessage(err) }, 'status watch ended'));
+  }
+}

@@ -1,0 +1,98 @@
+// One leadership term: load the registry from the bucket, then serve register/deregister and run
+// expiry + cluster maintenance until the term ends (lease lost or stopping). Only a term writes.
+import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
+import type { Clock } from '../lib/clock.ts';
+import { errorMessage } from '../lib/errors.ts';
+import type { Logger } from '../lib/logger.ts';
+import { subjects } from '../protocol/subjects.ts';
+import { expiryCheckIntervalMs, type CoordinatorConfig } from './config.ts';
+import { sleepOrAbort } from './lease.ts';
+import type { Liveness } from './liveness.ts';
+import { NotLeaderError, Registry } from './registry.ts';
+import type { StateStore } from './store.ts';
+
+export interface LeaderTermDeps {
+  readonly nc: NatsConnection;
+  readonly store: StateStore;
+  readonly clock: Clock;
+  readonly logger: Logger;
+  readonly config: CoordinatorConfig;
+  readonly liveness: Liveness;
+  readonly holdsLease: () => boolean;
+}
+
+/** Queue group for leader-only subjects: if two replicas briefly both think they lead, one answers. */
+const QUEUE = 'crosslink-coordinator';
+
+export class LeaderTerm {
+  private current: Registry | undefined;
+  private readonly subs: Subscription[] = [];
+  private readonly abort = new AbortController();
+  private readonly done: Promise<void>;
+
+  constructor(private readonly deps: LeaderTermDeps) {
+    this.done = this.run();
+  }
+
+  /** The registry once loaded and while the term lasts. */
+  get registry(): Registry | undefined {
+    return this.abort.signal.aborted ? undefined : this.current;
+  }
+
+  /** Stops serving and writing; waits for in-flight work. */
+  async end(): Promise<void> {
+    this.abort.abort();
+    for (const s of this.subs.splice(0)) s.unsubscribe();
+    // Registry.end() stops writes synchronously; then wait for in-flight work.
+    const ending = this.current?.end();
+    await this.done;
+    await ending;
+    await this.current?.end(); // loaded while we were ending
+  }
+
+  private async run(): Promise<void> {
+    const { clock, logger, config } = this.deps;
+    const signal = this.abort.signal;
+    while (!signal.aborted && !this.current) {
+      try {
+        this.current = await Registry.load(this.deps);
+      } catch (err) {
+        if (err instanceof NotLeaderError) return;
+        logger.warn({ err: errorMessage(err) }, 'could not load state from the bucket; retrying');
+        await sleepOrAbort(clock, 1000, signal);
+      }
+    }
+    const registry = this.current;
+    if (signal.aborted || !registry) return;
+    const s = subjects(config.subjectPrefix);
+    this.subs.push(
+      this.deps.nc.subscribe(s.register, { queue: QUEUE, callback: (err, msg) => this.serve(err, msg, (m) => registry.register(m.data)) }),
+      this.deps.nc.subscribe(s.deregister, { queue: QUEUE, callback: (err, msg) => this.serve(err, msg, (m) => registry.deregister(m.data)) }),
+    );
+    const interval = expiryCheckIntervalMs(config);
+    while (!signal.aborted) {
+      await sleepOrAbort(clock, interval, signal);
+      if (signal.aborted) break;
+      try {
+        await registry.expireDue();
+      } catch (err) {
+        logger.warn({ err: errorMessage(err) }, 'expiry round failed');
+      }
+    }
+  }
+
+  private serve(err: Error | null, msg: Msg, handle: (m: Msg) => Promise<unknown>): void {
+    if (err) {
+      this.deps.logger.warn({ err: errorMessage(err) }, 'subscription error');
+      return;
+    }
+    handle(msg)
+      .then((reply) => {
+        if (msg.reply) msg.respond(JSON.stringify(reply));
+      })
+      .catch((e: unknown) => {
+        this.deps.logger.error({ err: errorMessage(e), subject: msg.subject }, 'request handler failed');
+        if (msg.reply) msg.respond(JSON.stringify({ ok: false, error: { code: 'internal', message: errorMessage(e) } }));
+      });
+  }
+}

@@ -1,0 +1,185 @@
+// Leader election on a KV key. The leader renews with compare-and-set every ttl/3; a follower takes
+// the lease when it is absent, or when it has watched the same lease revision go unrenewed for a full
+// TTL on its own clock (so clock differences between replicas cannot cause a premature takeover).
+// The leader stops writing as soon as a renewal fails by CAS or when its last successful renewal is a
+// TTL old, which happens before any follower can take over.
+import type { KV } from '@nats-io/kv';
+import { z } from 'zod';
+import type { Clock } from '../lib/clock.ts';
+import { errorMessage } from '../lib/errors.ts';
+import type { Logger } from '../lib/logger.ts';
+import { kvKeys } from '../protocol/subjects.ts';
+import { isCasConflict } from './store.ts';
+
+export const LeaseValue = z.object({
+  holder: z.string().min(1),
+  renewedAt: z.number(),
+  ttlMs: z.number().int().positive(),
+});
+export type LeaseValue = z.infer<typeof LeaseValue>;
+
+export interface LeaseEvents {
+  onAcquired(): void;
+  onLost(reason: string): void;
+}
+
+export interface LeaseOptions {
+  readonly holder: string;
+  readonly ttlMs: number;
+  readonly clock: Clock;
+  readonly logger: Logger;
+}
+
+export class LeaderLease {
+  private leader = false;
+  private revision = 0;
+  /** Local time until which our lease is certainly valid (start of the last successful renewal + TTL). */
+  private validUntil = 0;
+  /** The other holder's lease as we last saw it, and since when (our clock) it has not changed. */
+  private observed: { revision: number; since: number } | undefined;
+  /** Counts acquisitions, so work started under an earlier term cannot write under a later one. */
+  private termNumber = 0;
+
+  constructor(
+    private readonly kv: KV,
+    private readonly opts: LeaseOptions,
+  ) {}
+
+  get holder(): string {
+    return this.opts.holder;
+  }
+
+  /** True while we hold a lease that cannot have expired. Check before every write. */
+  holds(): boolean {
+    return this.leader && this.opts.clock.now() < this.validUntil;
+  }
+
+  /** The number of the current (or last) term; pass it to holdsTerm. */
+  get term(): number {
+    return this.termNumber;
+  }
+
+  /** Like holds(), but only for the given term (a lease lost and re-acquired is a new term). */
+  holdsTerm(term: number): boolean {
+    return this.termNumber === term && this.holds();
+  }
+
+  get intervalMs(): number {
+    return Math.max(100, Math.floor(this.opts.ttlMs / 3));
+  }
+
+  /** Campaigns and renews until `signal` aborts. Never throws. */
+  async run(events: LeaseEvents, signal: AbortSignal): Promise<void> {
+    while (!signal.aborted) {
+      try {
+        if (this.leader) await this.renew(events);
+        else await this.campaign(events);
+      } catch (err) {
+        this.opts.logger.debug({ err: errorMessage(err) }, 'lease round failed');
+      }
+      if (this.leader && !this.holds() && !signal.aborted) this.lose(events, 'could not renew the lease before it expired');
+      if (signal.aborted) break;
+      // Followers look more often than the leader renews, so a released lease is taken within a second.
+      await sleepOrAbort(this.opts.clock, this.leader ? this.intervalMs : Math.min(this.intervalMs, 1000), signal);
+    }
+  }
+
+  /** Gives the lease up (clean shutdown) so a follower takes over at once. */
+  async release(): Promise<void> {
+    if (!this.leader) return;
+    this.leader = false;
+    const revision = this.revision;
+    try {
+      await this.kv.delete(kvKeys.lease, { previousSeq: revision });
+    } catch (err) {
+      this.opts.logger.warn({ err: errorMessage(err) }, 'could not release the leader lease; a follower takes over after the lease TTL');
+    }
+  }
+
+  private value(now: number): string {
+    return JSON.stringify({ holder: this.opts.holder, renewedAt: now, ttlMs: this.opts.ttlMs } satisfies LeaseValue);
+  }
+
+  private async renew(events: LeaseEvents): Promise<void> {
+    const start = this.opts.clock.now();
+    try {
+      this.revision = await this.kv.update(kvKeys.lease, this.value(start), this.revision, this.intervalMs);
+      if (this.leader) this.validUntil = start + this.opts.ttlMs;
+    } catch (err) {
+      if (isCasConflict(err)) this.lose(events, 'the lease was taken over by another replica');
+      else throw err;
+    }
+  }
+
+  private async campaign(events: LeaseEvents): Promise<void> {
+    const start = this.opts.clock.now();
+    const entry = await this.kv.get(kvKeys.lease);
+    if (entry === null || entry.operation !== 'PUT') {
+      await this.take(events, start, undefined, 'no leader');
+      return;
+    }
+    let current: LeaseValue | undefined;
+    try {
+      const parsed = LeaseValue.safeParse(entry.json<unknown>());
+      if (parsed.success) current = parsed.data;
+    } catch {
+      current = undefined;
+    }
+    if (!current) {
+      await this.take(events, start, entry.revision, 'lease value is malformed');
+      return;
+    }
+    if (current.holder === this.opts.holder) {
+      // Our own lease from before a NATS outage or restart: nobody else can hold it, renew it.
+      await this.take(events, start, entry.revision, 'resuming our own lease');
+      return;
+    }
+    if (this.observed?.revision !== entry.revision) {
+      this.observed = { revision: entry.revision, since: start };
+      return;
+    }
+    if (start - this.observed.since >= current.ttlMs) {
+      await this.take(events, start, entry.revision, `lease of ${current.holder} unrenewed for ${start - this.observed.since} ms`);
+    }
+  }
+
+  private async take(events: LeaseEvents, start: number, revision: number | undefined, why: string): Promise<void> {
+    const value = this.value(start);
+    try {
+      this.revision = revision === undefined ? await this.kv.create(kvKeys.lease, value) : await this.kv.update(kvKeys.lease, value, revision, this.intervalMs);
+    } catch (err) {
+      if (isCasConflict(err)) {
+        this.observed = undefined;
+        return; // someone else won the race
+      }
+      throw err;
+    }
+    this.leader = true;
+    this.termNumber++;
+    this.observed = undefined;
+    this.validUntil = start + this.opts.ttlMs;
+    this.opts.logger.info({ holder: this.opts.holder, why }, 'became leader');
+    events.onAcquired();
+  }
+
+  private lose(events: LeaseEvents, reason: string): void {
+    if (!this.leader) return;
+    this.leader = false;
+    this.observed = undefined;
+    this.opts.logger.warn({ holder: this.opts.holder, reason }, 'lost leadership');
+    events.onLost(reason);
+  }
+}
+
+/** Sleeps on the injected clock, returning early when `signal` aborts (ManualClock ignores signals). */
+export function sleepOrAbort(clock: Clock, ms: number, signal: AbortSignal): Promise<void> {
+  if (signal.aborted) return Promise.resolve();
+  return new Promise<void>((resolve) => {
+    const onAbort = (): void => resolve();
+    signal.addEventListener('abort', onAbort, { once: true });
+    void clock.sleep(ms, signal).then(() => {
+      signal.removeEventListener('abort', onAbort);
+      resolve();
+    });
+  });
+}

@@ -1,0 +1,125 @@
+// crosslink-coordinator: `run` (default) serves registrations from NATS; `public-key` prints the key
+// agents verify records with. Wires the real NATS connection, clock and logger into Coordinator.
+import { Command, Option } from 'commander';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { systemClock } from '../lib/clock.ts';
+import { errorMessage, ValidationError } from '../lib/errors.ts';
+import { createLogger, type Logger } from '../lib/logger.ts';
+import { DEFAULT_SIGNING_KEY_FILE, RUN_FLAGS, describeConfig, parseCoordinatorConfig, type RawRunOptions } from './config.ts';
+import { Coordinator } from './coordinator.ts';
+import { sleepOrAbort } from './lease.ts';
+import { connectNats } from './nats.ts';
+import { SigningKeyError, loadOrCreateSigningKey } from './signing-key.ts';
+
+const EXIT_USAGE = 2;
+
+function addRunOptions(cmd: Command): Command {
+  for (const f of RUN_FLAGS) {
+    const o = new Option(f.flags, f.help).env(f.env);
+    if (f.default !== undefined) o.default(f.default);
+    cmd.addOption(o);
+  }
+  return cmd;
+}
+
+function runFlagsHelp(): string {
+  const width = Math.max(...RUN_FLAGS.map((f) => f.flags.length));
+  const lines = RUN_FLAGS.map((f) => {
+    const extra = [`env ${f.env}`, ...(f.default === undefined ? [] : [`default ${f.default}`])].join(', ');
+    return `  ${f.flags.padEnd(width)}  ${f.help} (${extra})`;
+  });
+  return `\nFlags of "run" (the default command; the word "run" may be left out):\n${lines.join('\n')}\n\nSIGTERM/SIGINT stop cleanly: the leader lease is released and NATS drained.\n`;
+}
+
+async function runCoordinator(raw: RawRunOptions, sourceOf: (key: keyof RawRunOptions) => 'cli' | 'env' | 'default' | undefined): Promise<void> {
+  const config = parseCoordinatorConfig(raw, sourceOf);
+  const logger = createLogger('crosslink-coordinator', config.logLevel);
+  const key = await loadOrCreateSigningKey(config.signingKeyFile);
+  if (key.created) logger.info({ file: config.signingKeyFile, publicKey: key.publicKey }, 'created a new signing key; give agents this public key');
+  logger.info({ config: describeConfig(config), publicKey: key.publicKey }, 'starting');
+
+  const stopping = new AbortController();
+  const onSignal = (sig: NodeJS.Signals): void => {
+    logger.info({ signal: sig }, 'stopping');
+    stopping.abort();
+  };
+  process.once('SIGTERM', onSignal);
+  process.once('SIGINT', onSignal);
+
+  const nc = await connectNats(config, logger, systemClock, stopping.signal);
+  if (!nc) return;
+  const closedEarly = nc.closed().then((err) => {
+    if (!stopping.signal.aborted) {
+      logger.error({ err: err ? errorMessage(err) : undefined }, 'NATS connection closed');
+      stopping.abort();
+    }
+  });
+  const coordinator = await startWithRetry(nc, config, key, logger, stopping.signal);
+  if (!stopping.signal.aborted) {
+    await new Promise<void>((resolve) => stopping.signal.addEventListener('abort', () => resolve(), { once: true }));
+  }
+  await coordinator?.stop();
+  if (!nc.isClosed()) await nc.drain().catch((err: unknown) => logger.warn({ err: errorMessage(err) }, 'NATS drain failed'));
+  await closedEarly;
+}
+
+/** The bucket may be unreachable at first (NATS or JetStream still starting): keep trying until stopped. */
+async function startWithRetry(
+  nc: NatsConnection,
+  config: ReturnType<typeof parseCoordinatorConfig>,
+  signingKey: Awaited<ReturnType<typeof loadOrCreateSigningKey>>,
+  logger: Logger,
+  signal: AbortSignal,
+): Promise<Coordinator | undefined> {
+  for (let delay = 500; !signal.aborted; delay = Math.min(delay * 2, 10_000)) {
+    try {
+      return await Coordinator.start({ nc, clock: systemClock, logger, config, signingKey: { publicKey: signingKey.publicKey, secretKey: signingKey.secretKey } });
+    } catch (err) {
+      logger.warn({ err: errorMessage(err), retryInMs: delay }, 'could not open the bucket; retrying');
+      await sleepOrAbort(systemClock, delay, signal);
+    }
+  }
+  return undefined;
+}
+
+async function printPublicKey(file: string): Promise<void> {
+  const key = await loadOrCreateSigningKey(file);
+  if (key.created) process.stderr.write(`created a new signing key in ${file} (mode 0600)\n`);
+  process.stdout.write(`${key.publicKey}\n`);
+}
+
+export function buildProgram(): Command {
+  const program = new Command('crosslink-coordinator')
+    .description('Crosslink coordinator: allocates overlay IPs and publishes signed node and cluster records in a NATS JetStream KV bucket.')
+    .showHelpAfterError('(run with --help for usage)');
+  const run = addRunOptions(program.command('run', { isDefault: true }).description('serve registrations, heartbeats and expiry (default)'));
+  run.action(async (opts: RawRunOptions, cmd: Command) => {
+    await runCoordinator(opts, (k): 'cli' | 'env' | 'default' | undefined => {
+      const src: string | undefined = cmd.getOptionValueSource(k);
+      return src === 'cli' || src === 'env' || src === 'default' ? src : undefined;
+    });
+  });
+  program
+    .command('public-key')
+    .description('print the base64 Ed25519 public key agents use to verify records (creates the key if missing)')
+    .addOption(new Option('--signing-key-file <file>', 'coordinator signing key file').env('CROSSLINK_SIGNING_KEY_FILE').default(DEFAULT_SIGNING_KEY_FILE))
+    .action(async (opts: { signingKeyFile: string }) => {
+      await printPublicKey(opts.signingKeyFile);
+    });
+  program.addHelpText('after', runFlagsHelp);
+  return program;
+}
+
+async function main(): Promise<void> {
+  try {
+    await buildProgram().parseAsync(process.argv);
+    process.exitCode ??= 0;
+  } catch (err) {
+    const usage = err instanceof ValidationError;
+    process.stderr.write(`crosslink-coordinator: ${errorMessage(err)}\n`);
+    if (err instanceof SigningKeyError || usage) process.exitCode = EXIT_USAGE;
+    else process.exitCode = 1;
+  }
+}
+
+await main();

@@ -1,0 +1,48 @@
+// The coordinator's NATS connection: every server of the cluster, reconnect forever once connected
+// (the coordinator outlives NATS restarts), optional .creds authentication. The first connection is
+// retried until it works or `signal` aborts, so the coordinator can start before NATS.
+import { readFile } from 'node:fs/promises';
+import { connect, credsAuthenticator, type NatsConnection } from '@nats-io/transport-node';
+import type { Clock } from '../lib/clock.ts';
+import { CrosslinkError, errorMessage } from '../lib/errors.ts';
+import type { Logger } from '../lib/logger.ts';
+import type { CoordinatorConfig } from './config.ts';
+import { sleepOrAbort } from './lease.ts';
+
+/** Resolves to the connection, or undefined if `signal` aborted first. */
+export async function connectNats(
+  config: Pick<CoordinatorConfig, 'natsServers' | 'natsCreds'>,
+  logger: Logger,
+  clock: Clock,
+  signal: AbortSignal,
+): Promise<NatsConnection | undefined> {
+  let creds: Uint8Array | undefined;
+  if (config.natsCreds !== null) {
+    try {
+      creds = new Uint8Array(await readFile(config.natsCreds));
+    } catch (err) {
+      throw new CrosslinkError(`--nats-creds: cannot read ${config.natsCreds}: ${errorMessage(err)}`, { cause: err });
+    }
+  }
+  for (let delay = 500; !signal.aborted; delay = Math.min(delay * 2, 10_000)) {
+    try {
+      const nc = await connect({
+        servers: [...config.natsServers],
+        name: 'crosslink-coordinator',
+        maxReconnectAttempts: -1,
+        timeout: 5000,
+        ...(creds ? { authenticator: credsAuthenticator(creds) } : {}),
+      });
+      if (signal.aborted) {
+        await nc.close();
+        return undefined;
+      }
+      logger.info({ server: nc.getServer() }, 'connected to NATS');
+      return nc;
+    } catch (err) {
+      logger.warn({ servers: config.natsServers, err: errorMessage(err), retryInMs: delay }, 'cannot connect to NATS yet; retrying');
+      await sleepOrAbort(clock, delay, signal);
+    }
+  }
+  return undefined;
+}

@@ -1,0 +1,483 @@
+// The leader's registry: node records, cluster records and the IPAM table, rebuilt from the bucket
+// when a term starts and kept in step with the leader's own (CAS) writes. Handles registration,
+// heartbeat replies, deregistration, expiry and cluster/gateway maintenance. One instance per
+// leadership term; once ended it writes nothing.
+import type { Clock } from '../lib/clock.ts';
+import { CrosslinkError, errorMessage } from '../lib/errors.ts';
+import type { Logger } from '../lib/logger.ts';
+import {
+  Deregister,
+  RegistrationRequest,
+  type ClusterRecord,
+  type DeregisterReply,
+  type ErrorBody,
+  type Heartbeat,
+  type HeartbeatReply,
+  type NodeRecord,
+  type RegisterReply,
+} from '../protocol/messages.ts';
+import { kvKeys } from '../protocol/subjects.ts';
+import { checkSentAt, openSignedRequest, validateRegistration, type Checked, type RegistrationPolicy } from '../protocol/validate-registration.ts';
+import { decideCluster } from './clusters.ts';
+import { heartbeatIntervalMs, type CoordinatorConfig } from './config.ts';
+import { allocateOverlayIp, type IpamEntry } from './ipam.ts';
+import { KeyedMutex } from './keyed-mutex.ts';
+import type { Liveness } from './liveness.ts';
+import { isCasConflict, type StateStore, type StoredIpam, type StoredRecord } from './store.ts';
+
+/** The registry's term is over (lease lost or stopping); the caller replies "unavailable". */
+export class NotLeaderError extends CrosslinkError {
+  override name = 'NotLeaderError';
+}
+
+export interface RegistryDeps {
+  readonly store: StateStore;
+  readonly clock: Clock;
+  readonly logger: Logger;
+  readonly config: CoordinatorConfig;
+  readonly liveness: Liveness;
+  /** Whether our leader lease is still certainly valid. */
+  readonly holdsLease: () => boolean;
+}
+
+const CAS_ATTEMPTS = 4;
+
+/** What a compare-and-set retry re-reads: one node (and the ipam table) or one cluster record. */
+type CasSubject = { readonly node: string } | { readonly cluster: string };
+
+const fail = (code: ErrorBody['code'], message: string, field?: string): { ok: false; error: ErrorBody } => ({
+  ok: false,
+  error: field === undefined ? { code, message } : { code, field, message },
+});
+
+export class Registry {
+  private readonly nodes = new Map<string, StoredRecord<NodeRecord>>();
+  private readonly clusters = new Map<string, StoredRecord<ClusterRecord>>();
+  /** Numbering of clusters deleted this term, so a re-created record keeps counting upwards. */
+  private readonly retiredClusters = new Map<string, Pick<ClusterRecord, 'generation' | 'gatewayEpoch'>>();
+  private readonly ipam = new Map<string, StoredIpam>();
+  /** sentAt of the last accepted registration per name: a replayed older request is refused. */
+  private readonly lastRegistrationSentAt = new Map<string, number>();
+  private readonly locks = new KeyedMutex();
+  private readonly policy: RegistrationPolicy;
+  private active = true;
+
+  private constructor(private readonly deps: RegistryDeps) {
+    this.policy = {
+      overlay: deps.config.overlayCidr,
+      minPodCidrPrefixV4: deps.config.minPodCidrPrefixV4,
+      minPodCidrPrefixV6: deps.config.minPodCidrPrefixV6,
+      maxClockSkewMs: deps.config.maxClockSkewMs,
+    };
+  }
+
+  /** Rebuilds state from the bucket; every existing node gets one TTL of grace. */
+  static async load(deps: RegistryDeps): Promise<Registry> {
+    const r = new Registry(deps);
+    const snap = await deps.store.loadSnapshot();
+    for (const [k, v] of snap.nodes) r.nodes.set(k, v);
+    for (const [k, v] of snap.clusters) r.clusters.set(k, v);
+    for (const [k, v] of snap.ipam) r.ipam.set(k, v);
+    deps.liveness.retainOnly(r.nodes.keys());
+    deps.liveness.graceAll(r.nodes.keys(), deps.clock.now());
+    deps.logger.info({ nodes: r.nodes.size, clusters: r.clusters.size, ipam: r.ipam.size }, 'state loaded from the bucket');
+    await r.resignForeignRecords();
+    await r.reconcileAllClusters();
+    return r;
+  }
+
+  /** Ends the term: from now on nothing is written. Waits for in-flight work. */
+  async end(): Promise<void> {
+    this.active = false;
+    await this.locks.idle();
+  }
+
+  get isActive(): boolean {
+    return this.active;
+  }
+
+  /** Names of live nodes (for tests and logs). */
+  liveNodeNames(): string[] {
+    return [...this.nodes.keys()].sort();
+  }
+
+  /** Grants every live node a fresh TTL (after a NATS outage heartbeats could not arrive). */
+  graceAll(): void {
+    this.deps.liveness.graceAll(this.nodes.keys(), this.deps.clock.now());
+  }
+
+  private assertWritable(): void {
+    if (!this.active || !this.deps.holdsLease()) throw new NotLeaderError('not the leader (lease lost or stopping)');
+  }
+
+  // ---- registration ------------------------------------------------------------------------
+
+  async register(raw: Uint8Array): Promise<RegisterReply> {
+    const opened = await openSignedRequest(raw, RegistrationRequest);
+    if (!opened.ok) return this.rejected('registration', undefined, opened.error);
+    const req = opened.value;
+    try {
+      return await this.locks.run(`node:${req.name}`, () => this.withCasRetry(() => this.registerLocked(req), { node: req.name }));
+    } catch (err) {
+      return this.rejected('registration', req.name, this.errorBody(err));
+    }
+  }
+
+  private async registerLocked(req: RegistrationRequest): Promise<RegisterReply> {
+    const now = this.deps.clock.now();
+    const lastSentAt = this.lastRegistrationSentAt.get(req.name);
+    const checked = validateRegistration(req, this.policy, {
+      now,
+      liveNodes: [...this.nodes.values()].map((s) => s.value),
+      ...(lastSentAt === undefined ? {} : { lastAcceptedSentAt: lastSentAt }),
+    });
+    if (!checked.ok) return this.rejected('registration', req.name, checked.error);
+    const r = checked.value;
+    this.assertWritable();
+
+    const ip = await this.locks.run('ipam', () => this.ensureOverlayIp(r, now));
+    if (!ip.ok) return this.rejected('registration', r.name, ip.error);
+
+    const existing = this.nodes.get(r.name);
+    const material = nodeMaterial(r, ip.value);
+    if (existing && sameMaterial(existing.value, material) && existing.signedByUs) {
+      // Unchanged (e.g. an agent restart): no write, no churn for watchers; just a sign of life.
+      this.deps.liveness.touch(r.name, now);
+      this.lastRegistrationSentAt.set(r.name, r.sentAt);
+      this.deps.logger.debug({ node: r.name }, 'registration unchanged');
+      return this.accepted(existing);
+    }
+    const previousGeneration = Math.max(existing?.value.generation ?? 0, this.ipam.get(r.name)?.value.generation ?? 0);
+    const record: NodeRecord = {
+      ...material,
+      generation: previousGeneration + 1,
+      registeredAt: existing?.value.registeredAt ?? now,
+      updatedAt: now,
+    };
+    this.assertWritable();
+    const stored = await this.deps.store.putNode(record, existing?.revision);
+    this.nodes.set(r.name, stored);
+    this.deps.liveness.touch(r.name, now);
+    this.lastRegistrationSentAt.set(r.name, r.sentAt);
+    this.deps.logger.info(
+      {
+        node: r.name,
+        cluster: r.cluster,
+        overlayIp: record.overlayIp,
+        generation: record.generation,
+        endpoints: record.endpoints,
+        podCidrs: record.podCidrs,
+        change: existing ? changedFields(existing.value, material) : 'new',
+      },
+      existing ? 'node re-registered with changes' : 'node registered',
+    );
+    if (existing && existing.value.cluster !== r.cluster) await this.reconcileCluster(existing.value.cluster);
+    await this.reconcileCluster(r.cluster);
+    return this.accepted(stored);
+  }
+
+  /** Finds (or keeps) the node's overlay address and makes sure the ipam entry says so. */
+  private async ensureOverlayIp(r: RegistrationRequest, now: number): Promise<Checked<string>> {
+    const own = this.ipam.get(r.name);
+    const decision = allocateOverlayIp({
+      pool: this.deps.config.overlayCidr,
+      name: r.name,
+      entries: new Map([...this.ipam].map(([k, v]) => [k, v.value])),
+      live: new Set(this.nodes.keys()),
+      alsoUsed: [...this.nodes.values()].filter((n) => n.value.name !== r.name).map((n) => n.value.overlayIp),
+    });
+    if (decision.kind === 'exhausted') return fail('unavailable', decision.message, 'overlayIp');
+    if (decision.kind === 'keep' && own && own.value.releasedAt === undefined && own.value.identityKey === r.identityKey) {
+      return { ok: true, value: decision.ip };
+    }
+    this.assertWritable();
+    if (decision.kind === 'reclaim') {
+      const victim = this.ipam.get(decision.from);
+      if (victim) {
+        await this.deps.store.delete(kvKeys.ipam(decision.from), victim.revision);
+        this.ipam.delete(decision.from);
+      }
+      this.deps.logger.warn({ node: r.name, ip: decision.ip, from: decision.from }, 'overlay range full: reclaimed the address of the longest-gone node');
+    }
+    if (own && own.value.identityKey !== r.identityKey) {
+      this.deps.logger.warn({ node: r.name }, 'a new identity key took over the name of an expired node');
+    }
+    const entry: IpamEntry = {
+      v: 1,
+      ip: decision.ip,
+      identityKey: r.identityKey,
+      generation: own?.value.generation ?? 0,
+      updatedAt: now,
+    };
+    this.ipam.set(r.name, await this.deps.store.putIpam(r.name, entry, own?.revision));
+    return { ok: true, value: decision.ip };
+  }
+
+  // ---- heartbeats and deregistration -------------------------------------------------------
+
+  /** Answers a verified heartbeat (the caller has checked signature and clock skew). */
+  heartbeat(hb: Heartbeat): HeartbeatReply {
+    const rec = this.nodes.get(hb.name);
+    if (!rec) {
+      return fail('unknown-node', `node "${hb.name}" is not registered (expired or removed); register again`, 'name');
+    }
+    if (rec.value.identityKey !== hb.identityKey) {
+      return fail('unauthorized', `identityKey: ${JSON.stringify(hb.identityKey)} does not match the identity key of node "${hb.name}"`, 'identityKey');
+    }
+    this.deps.liveness.touch(hb.name, this.deps.clock.now());
+    return { ok: true };
+  }
+
+  async deregister(raw: Uint8Array): Promise<DeregisterReply> {
+    const opened = await openSignedRequest(raw, Deregister);
+    if (!opened.ok) return this.rejected('deregistration', undefined, opened.error);
+    const d = opened.value;
+    const skew = checkSentAt(d.sentAt, this.deps.clock.now(), this.deps.config.maxClockSkewMs);
+    if (!skew.ok) return this.rejected('deregistration', d.name, skew.error);
+    try {
+      return await this.locks.run(`node:${d.name}`, () =>
+        this.withCasRetry(async (): Promise<DeregisterReply> => {
+          const rec = this.nodes.get(d.name);
+          if (!rec) return { ok: true };
+          if (rec.value.identityKey !== d.identityKey) {
+            return this.rejected('deregistration', d.name, {
+              code: 'unauthorized',
+              field: 'identityKey',
+              message: `identityKey: ${JSON.stringify(d.identityKey)} does not match the identity key of node "${d.name}"`,
+            });
+          }
+          const last = this.lastRegistrationSentAt.get(d.name);
+          if (last !== undefined && d.sentAt < last) {
+            return this.rejected('deregistration', d.name, {
+              code: 'stale',
+              field: 'sentAt',
+              message: `sentAt: ${d.sentAt} is older than the node's last registration (${last}); replayed request?`,
+            });
+          }
+          await this.removeNode(d.name, 'deregistered');
+          return { ok: true };
+        }, { node: d.name }),
+      );
+    } catch (err) {
+      return this.rejected('deregistration', d.name, this.errorBody(err));
+    }
+  }
+
+  // ---- expiry and clusters ----------------------------------------------------------------
+
+  /** Deletes nodes silent for a TTL, then brings cluster records up to date. */
+  async expireDue(): Promise<void> {
+    if (!this.active || !this.deps.holdsLease()) return;
+    const now = this.deps.clock.now();
+    const due = this.deps.liveness.expired(this.nodes.keys(), now, this.deps.config.nodeTtlMs);
+    for (const name of due) {
+      try {
+        await this.locks.run(`node:${name}`, async () => {
+          const t = this.deps.clock.now();
+          const seen = this.deps.liveness.lastSeenAt(name);
+          if (!this.nodes.has(name) || (seen !== undefined && t - seen < this.deps.config.nodeTtlMs)) return;
+          await this.withCasRetry(() => this.removeNode(name, 'expired'), { node: name });
+        });
+      } catch (err) {
+        if (!(err instanceof NotLeaderError)) this.deps.logger.warn({ node: name, err: errorMessage(err) }, 'could not expire node; will retry');
+      }
+    }
+    await this.reconcileAllClusters();
+  }
+
+  /** Removes a node record (the caller holds the node lock). The ipam entry is updated first, so the
+   *  generation survives even if we crash between the two writes. */
+  private async removeNode(name: string, reason: 'expired' | 'deregistered'): Promise<void> {
+    const rec = this.nodes.get(name);
+    if (!rec) return;
+    const now = this.deps.clock.now();
+    this.assertWritable();
+    await this.locks.run('ipam', async () => {
+      const own = this.ipam.get(name);
+      const entry: IpamEntry = {
+        v: 1,
+        ip: own?.value.ip ?? rec.value.overlayIp,
+        identityKey: rec.value.identityKey,
+        generation: Math.max(own?.value.generation ?? 0, rec.value.generation),
+        updatedAt: now,
+        releasedAt: now,
+      };
+      this.ipam.set(name, await this.deps.store.putIpam(name, entry, own?.revision));
+    });
+    this.assertWritable();
+    await this.deps.store.delete(kvKeys.node(name), rec.revision);
+    const seen = this.deps.liveness.lastSeenAt(name);
+    this.nodes.delete(name);
+    this.deps.liveness.forget(name);
+    this.lastRegistrationSentAt.delete(name);
+    this.deps.logger.info({ node: name, cluster: rec.value.cluster, overlayIp: rec.value.overlayIp, reason, lastSeenAt: seen }, `node ${reason}`);
+    await this.reconcileCluster(rec.value.cluster);
+  }
+
+  async reconcileAllClusters(): Promise<void> {
+    const names = new Set([...this.clusters.keys(), ...[...this.nodes.values()].map((n) => n.value.cluster)]);
+    for (const c of [...names].sort()) {
+      try {
+        await this.reconcileCluster(c);
+      } catch (err) {
+        if (!(err instanceof NotLeaderError)) this.deps.logger.warn({ cluster: c, err: errorMessage(err) }, 'could not update cluster record; will retry');
+      }
+    }
+  }
+
+  private reconcileCluster(cluster: string): Promise<void> {
+    return this.locks.run(`cluster:${cluster}`, () =>
+      this.withCasRetry(async () => {
+        const current = this.clusters.get(cluster);
+        const members = [...this.nodes.values()].filter((n) => n.value.cluster === cluster).map((n) => n.value);
+        const now = this.deps.clock.now();
+        const decision = decideCluster(cluster, members, current?.value, now, this.retiredClusters.get(cluster));
+        if (decision.kind === 'unchanged') return;
+        this.assertWritable();
+        if (decision.kind === 'delete') {
+          if (!current) return;
+          await this.deps.store.delete(kvKeys.cluster(cluster), current.revision);
+          this.clusters.delete(cluster);
+          this.retiredClusters.set(cluster, { generation: current.value.generation, gatewayEpoch: current.value.gatewayEpoch });
+          this.deps.logger.info({ cluster }, 'cluster has no live nodes; record deleted');
+          return;
+        }
+        const stored = await this.deps.store.putCluster(decision.record, current?.revision);
+        this.clusters.set(cluster, stored);
+        if (decision.gatewayChanged) {
+          this.deps.logger.info(
+            { cluster, gateway: decision.record.gateway, previous: current?.value.gateway ?? null, gatewayEpoch: decision.record.gatewayEpoch },
+            decision.record.gateway === null && decision.record.topology === 'gateway' ? 'cluster has no eligible gateway' : 'gateway changed',
+          );
+        } else {
+          this.deps.logger.info({ cluster, topology: decision.record.topology }, 'cluster record updated');
+        }
+        const topologies = new Set(members.map((m) => m.topology));
+        if (topologies.size > 1) {
+          this.deps.logger.warn({ cluster, using: decision.record.topology }, 'nodes of one cluster disagree on topology; using the most recently registered');
+        }
+      }, { cluster }),
+    );
+  }
+
+  /** Records written under another signing key (key rotation) are re-signed with ours. */
+  private async resignForeignRecords(): Promise<void> {
+    for (const [name, rec] of this.nodes) {
+      if (rec.signedByUs) continue;
+      this.assertWritable();
+      this.nodes.set(name, await this.deps.store.putNode(rec.value, rec.revision));
+      this.deps.logger.warn({ node: name }, 're-signed a node record signed by another key');
+    }
+    for (const [name, rec] of this.clusters) {
+      if (rec.signedByUs) continue;
+      this.assertWritable();
+      this.clusters.set(name, await this.deps.store.putCluster(rec.value, rec.revision));
+      this.deps.logger.warn({ cluster: name }, 're-signed a cluster record signed by another key');
+    }
+  }
+
+  /**
+   * Runs `fn`; on a CAS conflict (someone else wrote the key since we read it) re-reads what the
+   * subject touches and tries again, a few times.
+   */
+  private async withCasRetry<T>(fn: () => Promise<T>, subject: CasSubject): Promise<T> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await fn();
+      } catch (err) {
+        if (!isCasConflict(err) || attempt >= CAS_ATTEMPTS) throw err;
+        this.deps.logger.warn({ subject, attempt }, 'concurrent bucket update; re-reading and retrying');
+        await this.refresh(subject);
+      }
+    }
+  }
+
+  private async refresh(subject: CasSubject): Promise<void> {
+    if ('cluster' in subject) {
+      setOrDelete(this.clusters, subject.cluster, await this.deps.store.readCluster(subject.cluster));
+      return;
+    }
+    setOrDelete(this.nodes, subject.node, await this.deps.store.readNode(subject.node));
+    // Any ipam entry may have been involved (reclaim), so reload the table.
+    const snap = await this.deps.store.loadSnapshot();
+    this.ipam.clear();
+    for (const [k, v] of snap.ipam) this.ipam.set(k, v);
+  }
+
+  // ---- replies ---------------------------------------------------------------------------------
+
+  private accepted(stored: StoredRecord<NodeRecord>): RegisterReply {
+    return {
+      ok: true,
+      record: stored.envelope,
+      heartbeatIntervalMs: heartbeatIntervalMs(this.deps.config),
+      nodeTtlMs: this.deps.config.nodeTtlMs,
+    };
+  }
+
+  private rejected(what: string, node: string | undefined, error: ErrorBody): { ok: false; error: ErrorBody } {
+    const level = error.code === 'unavailable' || error.code === 'internal' ? 'warn' : 'info';
+    this.deps.logger[level]({ node, code: error.code, field: error.field, reason: error.message }, `${what} rejected`);
+    return { ok: false, error };
+  }
+
+  private errorBody(err: unknown): ErrorBody {
+    if (err instanceof NotLeaderError) return { code: 'unavailable', message: 'this coordinator is no longer the leader; retry' };
+    if (isCasConflict(err)) return { code: 'unavailable', message: 'concurrent update of the same node; retry' };
+    this.deps.logger.error({ err: errorMessage(err) }, 'request failed');
+    return { code: 'internal', message: `coordinator error: ${errorMessage(err)}` };
+  }
+}
+
+function setOrDelete<T>(map: Map<string, T>, key: string, value: T | undefined): void {
+  if (value === undefined) map.delete(key);
+  else map.set(key, value);
+}
+
+type NodeMaterial = Omit<NodeRecord, 'generation' | 'registeredAt' | 'updatedAt'>;
+
+/** The record fields that come from the request (plus the address); time and counters excluded. */
+function nodeMaterial(r: RegistrationRequest, overlayIp: string): NodeMaterial {
+  return {
+    kind: 'node',
+    v: 1,
+    name: r.name,
+    cluster: r.cluster,
+    location: r.location,
+    ...(r.zone === undefined ? {} : { zone: r.zone }),
+    publicKey: r.publicKey,
+    identityKey: r.identityKey,
+    endpoints: [...r.endpoints],
+    privateAddresses: [...r.privateAddresses],
+    podCidrs: [...r.podCidrs],
+    listenPort: r.listenPort,
+    topology: r.topology,
+    gatewayEligible: r.gatewayEligible,
+    ...(r.persistentKeepalive === undefined ? {} : { persistentKeepalive: r.persistentKeepalive }),
+    overlayIp,
+  };
+}
+
+const MATERIAL_KEYS = [
+  'cluster',
+  'location',
+  'zone',
+  'publicKey',
+  'identityKey',
+  'endpoints',
+  'privateAddresses',
+  'podCidrs',
+  'listenPort',
+  'topology',
+  'gatewayEligible',
+  'persistentKeepalive',
+  'overlayIp',
+] as const satisfies readonly (keyof NodeMaterial)[];
+
+function changedFields(a: NodeMaterial, b: NodeMaterial): string[] {
+  return MATERIAL_KEYS.filter((k) => JSON.stringify(a[k]) !== JSON.stringify(b[k]));
+}
+
+function sameMaterial(a: NodeMaterial, b: NodeMaterial): boolean {
+  return changedFields(a, b).length === 0;
+}

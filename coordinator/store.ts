@@ -1,0 +1,172 @@
+// The coordinator's view of its JetStream KV bucket: typed, signed reads and writes with revisions.
+// Every write is compare-and-set against the revision last read, so a second writer (a deposed
+// leader that has not noticed yet, an operator) makes the write fail instead of being overwritten.
+import { Kvm, type KV, type KvEntry } from '@nats-io/kv';
+import type { NatsConnection } from '@nats-io/transport-node';
+import type { z } from 'zod';
+import type { Logger } from '../lib/logger.ts';
+import { errorMessage } from '../lib/errors.ts';
+import { ClusterRecord, NodeRecord, SignedEnvelope } from '../protocol/messages.ts';
+import { SignatureError, openEnvelopeUnverified, signEnvelope, verifyEnvelope, type SigningKeyPair } from '../protocol/signing.ts';
+import { kvKeys } from '../protocol/subjects.ts';
+import { IpamEntry } from './ipam.ts';
+
+/** A record as stored: the typed value, the exact envelope agents verify, and the KV revision for CAS. */
+export interface StoredRecord<T> {
+  readonly value: T;
+  readonly envelope: SignedEnvelope;
+  readonly revision: number;
+  /** False when the envelope was signed by another key (key rotation); the leader re-signs it. */
+  readonly signedByUs: boolean;
+}
+
+export interface StoredIpam {
+  readonly value: IpamEntry;
+  readonly revision: number;
+}
+
+export interface Snapshot {
+  readonly nodes: Map<string, StoredRecord<NodeRecord>>;
+  readonly clusters: Map<string, StoredRecord<ClusterRecord>>;
+  readonly ipam: Map<string, StoredIpam>;
+}
+
+/** True for a failed compare-and-set (the key changed since we read it, or exists on create). */
+export function isCasConflict(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  return err instanceof Error && err.name === 'JetStreamApiError' && (code === 10071 || code === 10164);
+}
+
+/** Creates the bucket, or opens it if it exists (then a differing replica count is only a warning). */
+export async function openBucket(nc: NatsConnection, opts: { bucket: string; replicas: number; logger: Logger }): Promise<KV> {
+  const kv = await new Kvm(nc).create(opts.bucket, { replicas: opts.replicas, history: 1, description: 'Crosslink coordinator state' });
+  const status = await kv.status();
+  if (status.replicas !== opts.replicas) {
+    opts.logger.warn(
+      { bucket: opts.bucket, bucketReplicas: status.replicas, flagReplicas: opts.replicas },
+      'bucket exists with a different replica count; keeping it (change it with `nats stream edit`)',
+    );
+  }
+  return kv;
+}
+
+const live = (e: KvEntry | null): e is KvEntry => e !== null && e.operation === 'PUT';
+
+export class StateStore {
+  constructor(
+    readonly kv: KV,
+    private readonly signingKey: SigningKeyPair,
+    private readonly logger: Logger,
+  ) {}
+
+  async loadSnapshot(): Promise<Snapshot> {
+    const nodes = new Map<string, StoredRecord<NodeRecord>>();
+    const clusters = new Map<string, StoredRecord<ClusterRecord>>();
+    const ipam = new Map<string, StoredIpam>();
+    for (const key of await this.keys()) {
+      if (key.startsWith('nodes.')) {
+        const r = await this.readSigned(key, NodeRecord);
+        if (r) nodes.set(r.value.name, r);
+      } else if (key.startsWith('clusters.')) {
+        const r = await this.readSigned(key, ClusterRecord);
+        if (r) clusters.set(r.value.name, r);
+      } else if (key.startsWith('ipam.')) {
+        const r = await this.readIpamKey(key);
+        if (r) ipam.set(key.slice('ipam.'.length), r);
+      }
+    }
+    return { nodes, clusters, ipam };
+  }
+
+  private async keys(): Promise<string[]> {
+    const out: string[] = [];
+    for await (const k of await this.kv.keys()) out.push(k);
+    return out;
+  }
+
+  readNode(name: string): Promise<StoredRecord<NodeRecord> | undefined> {
+    return this.readSigned(kvKeys.node(name), NodeRecord);
+  }
+
+  readCluster(name: string): Promise<StoredRecord<ClusterRecord> | undefined> {
+    return this.readSigned(kvKeys.cluster(name), ClusterRecord);
+  }
+
+  readIpam(name: string): Promise<StoredIpam | undefined> {
+    return this.readIpamKey(kvKeys.ipam(name));
+  }
+
+  private async readSigned<T>(key: string, schema: z.ZodType<T>): Promise<StoredRecord<T> | undefined> {
+    const e = await this.kv.get(key);
+    if (!live(e)) return undefined;
+    let json: unknown;
+    try {
+      json = e.json<unknown>();
+    } catch {
+      this.logger.warn({ key }, 'ignoring a bucket entry that is not JSON');
+      return undefined;
+    }
+    const env = SignedEnvelope.safeParse(json);
+    if (!env.success) {
+      this.logger.warn({ key }, 'ignoring an unsigned bucket entry');
+      return undefined;
+    }
+    try {
+      const value = await verifyEnvelope(env.data, this.signingKey.publicKey, schema);
+      return { value, envelope: env.data, revision: e.revision, signedByUs: true };
+    } catch (err) {
+      if (!(err instanceof SignatureError)) {
+        this.logger.warn({ key, err: errorMessage(err) }, 'ignoring a malformed record');
+        return undefined;
+      }
+    }
+    const parsed = schema.safeParse(openEnvelopeUnverified(env.data));
+    if (!parsed.success) {
+      this.logger.warn({ key }, 'ignoring a record signed by another key that does not parse either');
+      return undefined;
+    }
+    return { value: parsed.data, envelope: env.data, revision: e.revision, signedByUs: false };
+  }
+
+  private async readIpamKey(key: string): Promise<StoredIpam | undefined> {
+    const e = await this.kv.get(key);
+    if (!live(e)) return undefined;
+    try {
+      const parsed = IpamEntry.safeParse(e.json<unknown>());
+      if (parsed.success) return { value: parsed.data, revision: e.revision };
+    } catch {
+      // fall through
+    }
+    this.logger.warn({ key }, 'ignoring a malformed ipam entry');
+    return undefined;
+  }
+
+  /** Signs and writes a node record: create when `revision` is undefined, else CAS update. */
+  async putNode(record: NodeRecord, revision: number | undefined): Promise<StoredRecord<NodeRecord>> {
+    return this.putSigned(kvKeys.node(record.name), record, revision);
+  }
+
+  async putCluster(record: ClusterRecord, revision: number | undefined): Promise<StoredRecord<ClusterRecord>> {
+    return this.putSigned(kvKeys.cluster(record.name), record, revision);
+  }
+
+  async putIpam(name: string, entry: IpamEntry, revision: number | undefined): Promise<StoredIpam> {
+    const rev = await this.write(kvKeys.ipam(name), JSON.stringify(entry), revision);
+    return { value: entry, revision: rev };
+  }
+
+  /** Deletes (a DEL marker, so watchers see it) only if the key is still at `revision`. */
+  async delete(key: string, revision: number): Promise<void> {
+    await this.kv.delete(key, { previousSeq: revision });
+  }
+
+  private async putSigned<T>(key: string, value: T, revision: number | undefined): Promise<StoredRecord<T>> {
+    const envelope = await signEnvelope(value, this.signingKey.secretKey);
+    const rev = await this.write(key, JSON.stringify(envelope), revision);
+    return { value, envelope, revision: rev, signedByUs: true };
+  }
+
+  private write(key: string, data: string, revision: number | undefined): Promise<number> {
+    return revision === undefined ? this.kv.create(key, data) : this.kv.update(key, data, revision);
+  }
+}

@@ -1,0 +1,62 @@
+// Pure: the command lines of the lab's long-running processes, from the plan and the lab's paths.
+import { join } from 'node:path';
+import { formatDuration } from '../lib/duration.ts';
+import { NATS_PORT, RELAY_PORT_FIRST, RELAY_PORT_LAST, WIREGUARD_PORT, type LabPlan, type NodePlan } from './plan.ts';
+
+export interface LabPaths {
+  readonly repoRoot: string;
+  /** .lab/<id> (absolute) */
+  readonly dir: string;
+}
+
+export const natsStoreDir = (p: LabPaths): string => join(p.dir, 'nats');
+export const signingKeyFile = (p: LabPaths): string => join(p.dir, 'coordinator.key');
+export const nodeDir = (p: LabPaths, node: string): string => join(p.dir, node);
+export const statusSocket = (p: LabPaths, node: string): string => join(p.dir, node, 'agent.sock');
+export const logFile = (p: LabPaths, name: string): string => join(p.dir, `${name}.log`);
+
+const inNs = (ns: string, argv: readonly string[]): string[] => ['ip', 'netns', 'exec', ns, ...argv];
+
+export function natsArgv(plan: LabPlan, paths: LabPaths): string[] {
+  return inNs(plan.ctlNs, ['nats-server', '-a', plan.ctlIp, '-p', String(NATS_PORT), '-js', '-sd', natsStoreDir(paths), '-n', `xl-${plan.id}-nats`]);
+}
+
+export function coordinatorArgv(plan: LabPlan, paths: LabPaths, logLevel = 'info'): string[] {
+  return inNs(plan.ctlNs, [
+    join(paths.repoRoot, 'bin', 'crosslink-coordinator'),
+    '--nats-url', plan.natsUrl,
+    '--overlay-cidr', plan.topology.overlayCidr,
+    '--node-ttl', formatDuration(plan.topology.timers.nodeTtlMs),
+    '--signing-key-file', signingKeyFile(paths),
+    '--bucket', 'crosslink',
+    '--replicas', '1',
+    '--log-level', logLevel,
+  ]);
+}
+
+export function agentArgv(plan: LabPlan, node: NodePlan, paths: LabPaths, coordinatorKey: string, logLevel = 'info'): string[] {
+  const t = plan.topology.timers;
+  return inNs(node.ns, [
+    join(paths.repoRoot, 'bin', 'crosslink-agent'),
+    '--no-kubernetes',
+    '--nats-url', plan.natsUrl,
+    '--node-name', node.name,
+    '--cluster', node.cloud,
+    '--location', node.location,
+    '--pod-cidr', node.podCidr,
+    ...(node.publicIp ? ['--endpoint', `${node.publicIp}:${WIREGUARD_PORT}`] : []),
+    '--private-address', node.vpcIp,
+    '--listen-port', String(WIREGUARD_PORT),
+    '--interface', node.wgInterface,
+    '--state-dir', nodeDir(paths, node.name),
+    '--status-socket', statusSocket(paths, node.name),
+    '--wireguard', 'userspace',
+    '--coordinator-key', coordinatorKey,
+    '--topology', node.topology,
+    ...(node.gatewayEligible === undefined ? [] : [node.gatewayEligible ? '--gateway-eligible' : '--no-gateway-eligible']),
+    '--nat-keepalive', String(t.natKeepaliveSec),
+    '--resync-interval', formatDuration(t.resyncIntervalMs),
+    '--relay-port-range', `${RELAY_PORT_FIRST}-${RELAY_PORT_LAST}`,
+    '--log-level', logLevel,
+  ]);
+}

@@ -1,0 +1,130 @@
+// Long-running lab processes (nats-server, coordinator, agents): started detached in their own
+// session with output to a log file, so `lab up` can exit and leave them running; found again by
+// pid (+ start time, against pid reuse) or by the namespace they live in; stopped with SIGTERM and
+// a wait that polls /proc with a deadline.
+import { spawn } from 'node:child_process';
+import { closeSync, openSync, readFileSync, readlinkSync } from 'node:fs';
+import { CrosslinkError, errorMessage } from '../lib/errors.ts';
+
+export interface ProcessRef {
+  readonly pid: number;
+  /** /proc/<pid>/stat field 22 (clock ticks since boot): tells a reused pid apart. */
+  readonly startTime: number;
+}
+
+export type ProcessRole = 'agent' | 'wireguard-go' | 'coordinator' | 'nats-server' | 'other';
+
+/**
+ * Starts `argv` detached (setsid: its own session, so a Ctrl-C of `lab up` reaches only the lab
+ * CLI, which then tears down in order) with stdout+stderr appended to `logFile`.
+ */
+export async function spawnDetached(argv: readonly string[], logFile: string, env: NodeJS.ProcessEnv = process.env): Promise<ProcessRef> {
+  const [file, ...args] = argv;
+  if (!file) throw new CrosslinkError('empty command');
+  const fd = openSync(logFile, 'a');
+  try {
+    const child = spawn(file, args, { detached: true, stdio: ['ignore', fd, fd], env });
+    await new Promise<void>((resolve, reject) => {
+      child.once('spawn', resolve);
+      child.once('error', (err) => reject(new CrosslinkError(`could not start ${argv.join(' ')}: ${errorMessage(err)}`, { cause: err })));
+    });
+    child.unref();
+    const pid = child.pid;
+    if (pid === undefined) throw new CrosslinkError(`could not start ${argv.join(' ')}`);
+    return { pid, startTime: startTimeOf(pid) ?? 0 };
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function readStat(pid: number): { state: string; startTime: number } | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Fields after the command name, which is in parentheses and may contain spaces.
+    const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return { state: rest[0] ?? '?', startTime: Number(rest[19]) };
+  } catch {
+    return undefined;
+  }
+}
+
+export function startTimeOf(pid: number): number | undefined {
+  return readStat(pid)?.startTime;
+}
+
+/** Alive = exists, is not a zombie, and (if known) started when we recorded it. */
+export function isAlive(ref: ProcessRef | number): boolean {
+  const pid = typeof ref === 'number' ? ref : ref.pid;
+  const st = readStat(pid);
+  if (!st || st.state === 'Z' || st.state === 'X') return false;
+  return typeof ref === 'number' || ref.startTime === 0 || st.startTime === ref.startTime;
+}
+
+export function commandLineOf(pid: number): string[] {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter((s) => s !== '');
+  } catch {
+    return [];
+  }
+}
+
+/** Inode of the process's network namespace ("net:[4026532]"), to check it is one of ours. */
+export function netnsOf(pid: number): string | undefined {
+  try {
+    return readlinkSync(`/proc/${pid}/ns/net`);
+  } catch {
+    return undefined;
+  }
+}
+
+export function roleOf(pid: number): ProcessRole {
+  const argv = commandLineOf(pid);
+  const text = argv.join(' ');
+  const exe = (argv[0] ?? '').split('/').pop() ?? '';
+  if (exe === 'wireguard-go' || /(^|\/)wireguard-go( |$)/.test(text)) return 'wireguard-go';
+  if (/crosslink-agent|\/agent\/main\.ts/.test(text)) return 'agent';
+  if (/crosslink-coordinator|\/coordinator\/main\.ts/.test(text)) return 'coordinator';
+  if (exe === 'nats-server' || /(^|\/)nats-server /.test(text)) return 'nats-server';
+  return 'other';
+}
+
+export function signal(ref: ProcessRef | number, sig: NodeJS.Signals): boolean {
+  if (!isAlive(ref)) return false;
+  try {
+    process.kill(typeof ref === 'number' ? ref : ref.pid, sig);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Waits (polling /proc) until none of `refs` is alive; returns those still alive at the deadline. */
+export async function waitForExit(refs: readonly (ProcessRef | number)[], timeoutMs: number): Promise<(ProcessRef | number)[]> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const alive = refs.filter((r) => isAlive(r));
+    if (alive.length === 0 || Date.now() >= deadline) return alive;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/**
+ * SIGTERM, wait up to `graceMs`; then (if `killAfter`) SIGKILL and wait again.
+ * Returns the processes that are still alive (the caller must not delete their namespace).
+ */
+export async function terminate(
+  refs: readonly (ProcessRef | number)[],
+  options: { graceMs: number; killAfter: boolean },
+): Promise<(ProcessRef | number)[]> {
+  for (const r of refs) signal(r, 'SIGTERM');
+  let alive = await waitForExit(refs, options.graceMs);
+  if (alive.length > 0 && options.killAfter) {
+    for (const r of alive) signal(r, 'SIGKILL');
+    alive = await waitForExit(alive, 5000);
+  }
+  return alive;
+}
+
+export function pidOf(ref: ProcessRef | number): number {
+  return typeof ref === 'number' ? ref : ref.pid;
+}

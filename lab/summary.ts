@@ -1,0 +1,72 @@
+// Pure: the mesh summary printed by the demo and `lab status` — nodes, tunnels with a recent
+// handshake, and how each cross-cloud node pair is connected (from the agents' `remotes`).
+import type { AgentStatus, RemotePath } from '../protocol/status.ts';
+import type { LabPlan } from './plan.ts';
+
+/** WireGuard re-handshakes every 2 minutes while traffic flows; older means the tunnel is idle or dead. */
+export const RECENT_HANDSHAKE_MS = 180_000;
+
+export interface PairPath {
+  readonly from: string;
+  readonly to: string;
+  readonly fromCloud: string;
+  readonly toCloud: string;
+  readonly path: RemotePath['path'] | 'unknown';
+  readonly via: string | null;
+}
+
+export interface MeshSummary {
+  readonly nodes: number;
+  readonly ready: number;
+  readonly tunnels: number;
+  readonly tunnelsUp: number;
+  readonly pairs: readonly PairPath[];
+}
+
+export function describePath(p: Pick<PairPath, 'path' | 'via'>): string {
+  if (p.path === 'gateway') return `via gateway ${p.via ?? '?'}`;
+  if (p.path === 'local-gateway') return `via own gateway ${p.via ?? '?'}`;
+  if (p.path === 'relay') return `via relay ${p.via ?? '?'}`;
+  return p.path;
+}
+
+export function meshSummary(plan: LabPlan, statuses: ReadonlyMap<string, AgentStatus>, now = Date.now()): MeshSummary {
+  let tunnels = 0;
+  let tunnelsUp = 0;
+  let ready = 0;
+  const pairs: PairPath[] = [];
+  for (const node of plan.nodes) {
+    const s = statuses.get(node.name);
+    if (!s) continue;
+    if (s.ready) ready++;
+    for (const p of s.peers) {
+      tunnels++;
+      if (p.latestHandshakeAt !== null && now - p.latestHandshakeAt < RECENT_HANDSHAKE_MS) tunnelsUp++;
+    }
+    for (const other of plan.nodes) {
+      if (other.cloud === node.cloud || !statuses.has(other.name)) continue;
+      const r = s.remotes.find((x) => x.node === other.name);
+      pairs.push({ from: node.name, to: other.name, fromCloud: node.cloud, toCloud: other.cloud, path: r?.path ?? 'unknown', via: r?.via ?? null });
+    }
+  }
+  return { nodes: statuses.size, ready, tunnels, tunnelsUp, pairs };
+}
+
+/** One line per ordered cloud pair: "onprem → edge   via relay aws-n1 (2 node pairs)". */
+export function formatSummary(s: MeshSummary): string {
+  const lines = [`nodes: ${s.ready}/${s.nodes} ready   tunnels: ${s.tunnelsUp}/${s.tunnels} with a recent handshake`];
+  const groups = new Map<string, Map<string, number>>();
+  for (const p of s.pairs) {
+    const g = `${p.fromCloud} → ${p.toCloud}`;
+    const m = groups.get(g) ?? new Map<string, number>();
+    const d = describePath(p);
+    m.set(d, (m.get(d) ?? 0) + 1);
+    groups.set(g, m);
+  }
+  const width = Math.max(0, ...[...groups.keys()].map((k) => k.length));
+  for (const [g, m] of groups) {
+    const parts = [...m].map(([d, n]) => `${d} (${n} node pair${n === 1 ? '' : 's'})`);
+    lines.push(`  ${g.padEnd(width)}  ${parts.join(', ')}`);
+  }
+  return lines.join('\n');
+}

@@ -1,0 +1,252 @@
+// Edge checks for what agents send the coordinator. `openSignedRequest` turns raw bytes into a
+// shape-checked, signature-verified value; `validateRegistration` is the pure policy check
+// (addresses, overlaps, replay window, identity binding). Every rejection names the field and the
+// offending value, and nothing is stored for a rejected request.
+import type { z } from 'zod';
+import {
+  bitsOf,
+  canonicalCidr,
+  cidrsOverlap,
+  cidrContainsIp,
+  formatEndpoint,
+  formatIp,
+  parseCidr,
+  parseEndpoint,
+  parseIp,
+  type Cidr,
+} from './cidr.ts';
+import { describeZodError, SignedEnvelope, type ErrorBody, type NodeRecord, type RegistrationRequest } from './messages.ts';
+import { SignatureError, openEnvelopeUnverified, verifyEnvelope } from './signing.ts';
+
+export type Checked<T> = { readonly ok: true; readonly value: T } | { readonly ok: false; readonly error: ErrorBody };
+
+const reject = (code: ErrorBody['code'], field: string, message: string): { ok: false; error: ErrorBody } => ({
+  ok: false,
+  error: { code, field, message },
+});
+
+const show = (v: unknown): string => {
+  const s = typeof v === 'string' ? JSON.stringify(v) : (JSON.stringify(v) ?? String(v));
+  return s.length > 100 ? `${s.slice(0, 97)}...` : s;
+};
+
+/**
+ * Parses `raw` as a SignedEnvelope whose payload matches `schema` and is signed by the payload's own
+ * `identityKey`. The key is learned from the unverified payload first; the signature then proves the
+ * sender holds it. Whether that key may speak for the node name is the caller's (TOFU) decision.
+ */
+export async function openSignedRequest<T extends { identityKey: string }>(
+  raw: Uint8Array | string,
+  schema: z.ZodType<T>,
+): Promise<Checked<T>> {
+  const text = typeof raw === 'string' ? raw : Buffer.from(raw).toString('utf8');
+  let json: unknown;
+  try {
+    json = JSON.parse(text) as unknown;
+  } catch {
+    return reject('invalid', '(root)', `message is not JSON (got ${show(text)})`);
+  }
+  const env = SignedEnvelope.safeParse(json);
+  if (!env.success) {
+    const d = describeZodError(env.error, json);
+    return reject('invalid', d.field, `not a signed envelope: ${d.message}`);
+  }
+  let payload: unknown;
+  try {
+    payload = openEnvelopeUnverified(env.data);
+  } catch {
+    return reject('invalid', 'payload', `payload is not base64 JSON (got ${show(env.data.payload)})`);
+  }
+  const parsed = schema.safeParse(payload);
+  if (!parsed.success) {
+    const d = describeZodError(parsed.error, payload);
+    return reject('invalid', d.field, d.message);
+  }
+  try {
+    await verifyEnvelope(env.data, parsed.data.identityKey, schema);
+  } catch (err) {
+    if (err instanceof SignatureError) {
+      return reject('unauthorized', 'sig', `sig: signature ${show(env.data.sig)} does not verify with identityKey ${show(parsed.data.identityKey)}`);
+    }
+    throw err;
+  }
+  return { ok: true, value: parsed.data };
+}
+
+/** Replay window: a signed message is only accepted within `maxSkewMs` of the receiver's clock. */
+export function checkSentAt(sentAt: number, now: number, maxSkewMs: number): Checked<number> {
+  if (Math.abs(now - sentAt) <= maxSkewMs) return { ok: true, value: sentAt };
+  const dir = sentAt < now ? 'in the past' : 'in the future';
+  return reject(
+    'stale',
+    'sentAt',
+    `sentAt: ${sentAt} is ${Math.abs(now - sentAt)} ms ${dir}; allowed skew is ${maxSkewMs} ms (check the node's clock)`,
+  );
+}
+
+export interface RegistrationPolicy {
+  /** The overlay range; pod CIDRs and endpoints must stay out of it. */
+  readonly overlay: Cidr;
+  /** Shortest IPv4 pod CIDR prefix accepted (e.g. 16: a /8 is too broad). */
+  readonly minPodCidrPrefixV4: number;
+  readonly minPodCidrPrefixV6: number;
+  readonly maxClockSkewMs: number;
+}
+
+export interface RegistrationContext {
+  readonly now: number;
+  /** Records of live nodes (the requester's own record may be among them; it is matched by name). */
+  readonly liveNodes: Iterable<NodeRecord>;
+  /** sentAt of the last registration accepted for this name (replay protection within the skew window). */
+  readonly lastAcceptedSentAt?: number;
+}
+
+/** Ranges that can never be pod CIDRs (loopback, link-local, multicast, "this network"). */
+export const RESERVED_RANGES: readonly Cidr[] = [
+  '0.0.0.0/8',
+  '127.0.0.0/8',
+  '169.254.0.0/16',
+  '224.0.0.0/4',
+  '255.255.255.255/32',
+  '::/128',
+  '::1/128',
+  'fe80::/10',
+  'ff00::/8',
+].map((t) => mustCidr(t));
+
+function mustCidr(text: string): Cidr {
+  const c = parseCidr(text);
+  if (!c) throw new Error(`bad built-in CIDR ${text}`);
+  return c;
+}
+
+/** Why an address cannot be a peer endpoint or VPC address, or undefined if it can. */
+export function unroutableReason(family: 4 | 6, value: bigint): string | undefined {
+  const inRange = (text: string): boolean => cidrContainsIp(mustCidr(text), family, value);
+  if (family === 4) {
+    if (value === 0n) return 'unspecified';
+    if (value === 0xffffffffn) return 'broadcast';
+    if (inRange('0.0.0.0/8')) return 'in "this network" 0.0.0.0/8';
+    if (inRange('127.0.0.0/8')) return 'loopback';
+    if (inRange('169.254.0.0/16')) return 'link-local';
+    if (inRange('224.0.0.0/4')) return 'multicast';
+    return undefined;
+  }
+  if (value === 0n) return 'unspecified';
+  if (value === 1n) return 'loopback';
+  if (inRange('fe80::/10')) return 'link-local';
+  if (inRange('ff00::/8')) return 'multicast';
+  return undefined;
+}
+
+const ZERO_KEY = Buffer.alloc(32).toString('base64');
+
+/**
+ * Semantic checks on a signature-verified registration. Returns the request normalised (canonical
+ * CIDR/IP/endpoint text, duplicate addresses dropped) or the first problem found.
+ */
+export function validateRegistration(
+  req: RegistrationRequest,
+  policy: RegistrationPolicy,
+  ctx: RegistrationContext,
+): Checked<RegistrationRequest> {
+  const skew = checkSentAt(req.sentAt, ctx.now, policy.maxClockSkewMs);
+  if (!skew.ok) return skew;
+  if (ctx.lastAcceptedSentAt !== undefined && req.sentAt < ctx.lastAcceptedSentAt) {
+    return reject(
+      'stale',
+      'sentAt',
+      `sentAt: ${req.sentAt} is older than the last accepted registration of "${req.name}" (${ctx.lastAcceptedSentAt}); replayed request?`,
+    );
+  }
+
+  const live = [...ctx.liveNodes];
+  const others = live.filter((n) => n.name !== req.name);
+  const self = live.find((n) => n.name === req.name);
+
+  // TOFU: while a node is live, only its identity key may speak for its name.
+  if (self && self.identityKey !== req.identityKey) {
+    return reject(
+      'unauthorized',
+      'identityKey',
+      `identityKey: ${show(req.identityKey)} does not match the identity key of live node "${req.name}"; the name is bound to its key until the node expires`,
+    );
+  }
+
+  if (req.publicKey === ZERO_KEY) return reject('invalid', 'publicKey', `publicKey: ${show(req.publicKey)} is the all-zero key; generate one with wg genkey`);
+  if (req.identityKey === ZERO_KEY) return reject('invalid', 'identityKey', `identityKey: ${show(req.identityKey)} is the all-zero key`);
+  if (req.publicKey === req.identityKey) {
+    return reject('invalid', 'publicKey', `publicKey: ${show(req.publicKey)} equals identityKey; the WireGuard key and the identity key must be different keys`);
+  }
+  const sameWgKey = others.find((n) => n.publicKey === req.publicKey);
+  if (sameWgKey) {
+    return reject('conflict', 'publicKey', `publicKey: ${show(req.publicKey)} is already used by live node "${sameWgKey.name}"; every node needs its own WireGuard key`);
+  }
+
+  const endpoints: string[] = [];
+  for (const [i, text] of req.endpoints.entries()) {
+    const ep = parseEndpoint(text);
+    if (!ep) return reject('invalid', `endpoints[${i}]`, `endpoints[${i}]: ${show(text)} is not "ip:port"`);
+    const ip = parseIp(ep.host);
+    const why = ip ? unroutableReason(ip.family, ip.value) : 'not an IP';
+    if (why) return reject('invalid', `endpoints[${i}]`, `endpoints[${i}]: ${show(text)} is ${why}; an endpoint must be reachable from other nodes`);
+    if (ip && cidrContainsIp(policy.overlay, ip.family, ip.value)) {
+      return reject('invalid', `endpoints[${i}]`, `endpoints[${i}]: ${show(text)} is inside the overlay range ${policy.overlay.text}`);
+    }
+    const canonical = formatEndpoint(ep.host, ep.port);
+    if (!endpoints.includes(canonical)) endpoints.push(canonical);
+  }
+
+  const privateAddresses: string[] = [];
+  for (const [i, text] of req.privateAddresses.entries()) {
+    const ip = parseIp(text);
+    const why = ip ? unroutableReason(ip.family, ip.value) : 'not an IP';
+    if (!ip || why) return reject('invalid', `privateAddresses[${i}]`, `privateAddresses[${i}]: ${show(text)} is ${why ?? 'invalid'}`);
+    if (cidrContainsIp(policy.overlay, ip.family, ip.value)) {
+      return reject('invalid', `privateAddresses[${i}]`, `privateAddresses[${i}]: ${show(text)} is inside the overlay range ${policy.overlay.text}`);
+    }
+    const canonical = formatIp(ip.family, ip.value);
+    if (!privateAddresses.includes(canonical)) privateAddresses.push(canonical);
+  }
+
+  const pods: Cidr[] = [];
+  for (const [i, text] of req.podCidrs.entries()) {
+    const field = `podCidrs[${i}]`;
+    const c = parseCidr(text);
+    if (!c) return reject('invalid', field, `${field}: ${show(text)} is not a CIDR with host bits zero`);
+    const min = c.family === 4 ? policy.minPodCidrPrefixV4 : policy.minPodCidrPrefixV6;
+    if (c.prefix < min) {
+      return reject('invalid', field, `${field}: ${show(text)} is too broad; IPv${c.family} pod CIDRs must be /${min} to /${bitsOf(c.family)}`);
+    }
+    const reserved = RESERVED_RANGES.find((r) => cidrsOverlap(r, c));
+    if (reserved) return reject('invalid', field, `${field}: ${show(text)} overlaps the reserved range ${reserved.text}`);
+    if (cidrsOverlap(c, policy.overlay)) {
+      return reject('conflict', field, `${field}: ${show(text)} overlaps the overlay range ${policy.overlay.text}`);
+    }
+    const j = pods.findIndex((p) => cidrsOverlap(p, c));
+    if (j >= 0) return reject('invalid', field, `${field}: ${show(text)} overlaps podCidrs[${j}] ${show(pods[j]?.text)} of the same request`);
+    for (const n of others) {
+      for (const theirs of n.podCidrs) {
+        const t = parseCidr(theirs);
+        if (t && cidrsOverlap(t, c)) {
+          return reject(
+            'conflict',
+            field,
+            `${field}: ${show(text)} overlaps pod CIDR ${show(theirs)} of live node "${n.name}" (cluster "${n.cluster}")`,
+          );
+        }
+      }
+    }
+    pods.push(c);
+  }
+
+  return {
+    ok: true,
+    value: Object.freeze({
+      ...req,
+      endpoints,
+      privateAddresses,
+      podCidrs: pods.map((p) => canonicalCidr(p.text) ?? p.text),
+    }),
+  };
+}

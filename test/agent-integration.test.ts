@@ -1,0 +1,287 @@
+// Agents against a real nats-server and a real Coordinator, with a fake data plane that records
+// every desired state: registration, peers, expiry, fail-static through outages, restart with the
+// same keys, and the CLI against a running agent's socket.
+import test, { type ExecutionContext } from 'ava';
+import { execa } from 'execa';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { request } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { Agent } from '../agent/agent.ts';
+import { parseAgentConfig } from '../agent/config.ts';
+import { connectNats } from '../agent/control-plane.ts';
+import type { DesiredState } from '../agent/model.ts';
+import { createStaticNodeSource } from '../agent/static-source.ts';
+import { runCli, type CliIo } from '../cli/main.ts';
+import { parseCoordinatorConfig } from '../coordinator/config.ts';
+import { Coordinator } from '../coordinator/coordinator.ts';
+import { systemClock } from '../lib/clock.ts';
+import { silentLogger } from '../lib/logger.ts';
+import { NatsServer } from '../lib/nats-server.ts';
+import { RecordingRunner } from '../lib/runner.ts';
+import { waitFor } from '../lib/wait.ts';
+import { generateSigningKeyPair, type SigningKeyPair } from '../protocol/signing.ts';
+import { AgentStatus } from '../protocol/status.ts';
+import { FakeDataplane } from './agent-helpers.ts';
+
+const NODE_TTL = '3s';
+const WAIT = { timeoutMs: 20_000, intervalMs: 100 } as const;
+
+interface Mesh {
+  server: NatsServer;
+  coordinatorKey: SigningKeyPair;
+  coordinatorNc: NatsConnection;
+  coordinator: Coordinator | undefined;
+  startCoordinator(): Promise<void>;
+  stopCoordinator(): Promise<void>;
+}
+
+async function startMesh(t: ExecutionContext): Promise<Mesh> {
+  const server = await NatsServer.start({ name: 'xl-agent-it' });
+  const coordinatorKey = await generateSigningKeyPair();
+  const coordinatorNc = await connect({ servers: server.url, maxReconnectAttempts: -1, reconnectTimeWait: 250 });
+  const config = parseCoordinatorConfig({ natsUrl: server.url, nodeTtl: NODE_TTL, leaseTtl: '2s', signingKeyFile: '/nonexistent/unused' });
+  const mesh: Mesh = {
+    server,
+    coordinatorKey,
+    coordinatorNc,
+    coordinator: undefined,
+    async startCoordinator() {
+      mesh.coordinator = await Coordinator.start({ nc: coordinatorNc, clock: systemClock, logger: silentLogger(), config, signingKey: coordinatorKey });
+    },
+    async stopCoordinator() {
+      await mesh.coordinator?.stop();
+      mesh.coordinator = undefined;
+    },
+  };
+  await mesh.startCoordinator();
+  t.teardown(async () => {
+    await mesh.stopCoordinator();
+    await coordinatorNc.close();
+    await server.stop();
+  });
+  return mesh;
+}
+
+interface RunningAgent {
+  agent: Agent;
+  dataplane: FakeDataplane;
+  stateDir: string;
+  socket: string;
+  stop(): Promise<void>;
+}
+
+async function tempStateDir(t: ExecutionContext, name: string): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), `xl-agent-${name}-`));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+let octet = 10;
+async function startAgent(
+  t: ExecutionContext,
+  mesh: Mesh,
+  o: { name: string; cluster: string; podCidr: string; stateDir: string; extra?: string[] },
+): Promise<RunningAgent> {
+  const n = octet++;
+  const config = parseAgentConfig(
+    [
+      '--nats-url', mesh.server.url,
+      '--node-name', o.name,
+      '--cluster', o.cluster,
+      '--location', 'lab',
+      '--pod-cidr', o.podCidr,
+      '--endpoint', `192.0.2.${n}:51820`,
+      '--private-address', `10.0.0.${n}`,
+      '--coordinator-key', mesh.coordinatorKey.publicKey,
+      '--state-dir', o.stateDir,
+      '--mtu', '1420',
+      '--resync-interval', '1s',
+      ...(o.extra ?? []),
+    ],
+    { env: {}, hostname: o.name, fileExists: () => false },
+  );
+  const runner = new RecordingRunner();
+  const dataplane = new FakeDataplane();
+  const logger = silentLogger();
+  const agent = await Agent.start({
+    config,
+    logger,
+    clock: systemClock,
+    runner,
+    connectNats: () => connectNats({ servers: config.natsServers, credsFile: null, name: o.name, reconnectTimeWaitMs: 250 }),
+    createDataplane: () => Promise.resolve(dataplane),
+    nodeSource: createStaticNodeSource({ config, runner, logger }),
+    coordinatorKey: mesh.coordinatorKey.publicKey,
+    mtu: 1420,
+    tuning: { retryMinMs: 100, retryMaxMs: 500, requestTimeoutMs: 1000, debounceMs: 50 },
+  });
+  let stopped = false;
+  const stop = async (): Promise<void> => {
+    if (stopped) return;
+    stopped = true;
+    await agent.stop();
+  };
+  t.teardown(stop);
+  return { agent, dataplane, stateDir: o.stateDir, socket: config.statusSocket, stop };
+}
+
+const peerNodes = (d: DesiredState | undefined | null): string[] => (d?.peers ?? []).map((p) => p.node).sort();
+
+function captureIo(): CliIo & { out: () => string; err: () => string } {
+  let out = '';
+  let err = '';
+  return {
+    stdout: (s) => (out += s),
+    stderr: (s) => (err += s),
+    env: {},
+    now: () => Date.now(),
+    out: () => out,
+    err: () => err,
+  };
+}
+
+function httpGet(socketPath: string, path: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = request({ socketPath, path }, (res) => {
+      let body = '';
+      res.on('data', (c: Buffer) => (body += c.toString()));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+test.serial('two agents register, peer with each other, and serve status, showconf and diagnose', async (t) => {
+  const mesh = await startMesh(t);
+  const a = await startAgent(t, mesh, { name: 'node-a', cluster: 'c1', podCidr: '10.244.1.0/24', stateDir: await tempStateDir(t, 'a') });
+  const b = await startAgent(t, mesh, { name: 'node-b', cluster: 'c2', podCidr: '10.245.1.0/24', stateDir: await tempStateDir(t, 'b') });
+
+  await waitFor(() => peerNodes(a.dataplane.last()).join() === 'node-b' && peerNodes(b.dataplane.last()).join() === 'node-a', { ...WAIT, what: 'each agent peers with the other' });
+  const toB = a.dataplane.last()?.peers[0];
+  t.is(toB?.publicKey, b.agent.publicKey);
+  t.is(toB?.endpoint, '192.0.2.11:51820');
+  t.true(toB?.allowedIps.includes('10.245.1.0/24'));
+  t.is(a.dataplane.interfaces.at(-1)?.addresses.length, 1, 'the interface carries the overlay IP');
+
+  // Status over the socket: valid, ready, and free of private key material.
+  const res = await httpGet(a.socket, '/status');
+  t.is(res.status, 200);
+  const status = AgentStatus.parse(JSON.parse(res.body));
+  t.true(status.ready);
+  t.true(status.controlPlane.registered);
+  t.is(status.node.publicKey, a.agent.publicKey);
+  t.deepEqual(status.peers.map((p) => p.name), ['node-b']);
+  const secrets = [(await readFile(join(a.stateDir, 'wireguard.key'), 'utf8')).trim(), (await readFile(join(a.stateDir, 'identity.key'), 'utf8')).trim()];
+  for (const path of ['/status', '/view', '/diagnostics', '/readyz']) {
+    const body = (await httpGet(a.socket, path)).body;
+    for (const s of secrets) t.false(body.includes(s), `${path} leaks a private key`);
+    t.false(/privateKey|secretKey|identitySecret/i.test(body), `${path} has a private key field`);
+  }
+  t.is((await httpGet(a.socket, '/readyz')).status, 200);
+  t.is((await httpGet(a.socket, '/healthz')).status, 200);
+
+  // CLI in-process: status --json (exit 1: the fake data plane reports no handshakes).
+  const io = captureIo();
+  t.is(await runCli(['status', '--json', '--socket', a.socket], io), 1);
+  t.is(AgentStatus.parse(JSON.parse(io.out())).node.name, 'node-a');
+
+  // showconf from the agent's view and straight from the KV agree (same computeDesiredState).
+  const fromAgent = captureIo();
+  t.is(await runCli(['showconf', '--socket', a.socket], fromAgent), 0);
+  t.regex(fromAgent.out(), new RegExp(`\\[Peer\\]\\n# node-b .*\\nPublicKey = ${b.agent.publicKey.replace(/[+/=]/g, '\\$&')}`));
+  t.false(/^PrivateKey/m.test(fromAgent.out()));
+  for (const s of secrets) t.false(fromAgent.out().includes(s));
+  const fromKv = captureIo();
+  t.is(await runCli(['showconf', '--nats-url', mesh.server.url, '--coordinator-key', mesh.coordinatorKey.publicKey, '--node', 'node-a'], fromKv), 0, fromKv.err());
+  const body = (s: string): string => s.split('\n').slice(1).join('\n');
+  t.is(body(fromKv.out()), body(fromAgent.out()));
+
+  const nodes = captureIo();
+  t.is(await runCli(['nodes', '--nats-url', mesh.server.url, '--coordinator-key', mesh.coordinatorKey.publicKey], nodes), 0, nodes.err());
+  t.regex(nodes.out(), /node-a\s+c1\s+lab\s+100\.96\.\S+\s+192\.0\.2\.10:51820\s+10\.244\.1\.0\/24\s+eligible\s+✓ verified/);
+  t.regex(nodes.out(), /node-b\s+c2/);
+
+  const diag = captureIo();
+  t.is(await runCli(['diagnose', '--socket', a.socket, '--interval', '0'], diag), 1);
+  t.regex(diag.out(), /✓ registered with the coordinator/);
+  t.regex(diag.out(), /✓ node-b: record verified/);
+  t.regex(diag.out(), /✗ node-b: WireGuard peer configured/, 'the fake data plane has no live peers');
+
+  // The real binary once (tsx loader, argv, exit code).
+  const bin = await execa(join(import.meta.dirname, '..', 'bin', 'crosslink'), ['status', '--json', '--socket', a.socket], { reject: false, timeout: 60_000 });
+  t.is(bin.exitCode, 1, bin.stderr);
+  t.is(AgentStatus.parse(JSON.parse(bin.stdout)).node.name, 'node-a');
+  const unreachable = await execa(join(import.meta.dirname, '..', 'bin', 'crosslink'), ['status', '--socket', join(a.stateDir, 'nope.sock')], { reject: false, timeout: 60_000 });
+  t.is(unreachable.exitCode, 2);
+  t.regex(unreachable.stderr, /cannot reach the agent .*is crosslink-agent running/);
+});
+
+test.serial('a stopped agent expires from the others within the TTL; restarted with its state dir it keeps its key', async (t) => {
+  const mesh = await startMesh(t);
+  const a = await startAgent(t, mesh, { name: 'node-a', cluster: 'c1', podCidr: '10.244.1.0/24', stateDir: await tempStateDir(t, 'a') });
+  const bDir = await tempStateDir(t, 'b');
+  const b = await startAgent(t, mesh, { name: 'node-b', cluster: 'c2', podCidr: '10.245.1.0/24', stateDir: bDir, extra: ['--no-cleanup'] });
+  await waitFor(() => peerNodes(a.dataplane.last()).join() === 'node-b', { ...WAIT, what: 'a peers with b' });
+  const firstKey = b.agent.publicKey;
+
+  // No cleanup: no deregistration, heartbeats just stop; the coordinator expires b after the TTL.
+  await b.stop();
+  t.false(b.dataplane.tornDown);
+  t.true(b.dataplane.closed);
+  await waitFor(() => peerNodes(a.dataplane.last()).length === 0, { ...WAIT, what: 'a drops b after the TTL' });
+
+  const b2 = await startAgent(t, mesh, { name: 'node-b', cluster: 'c2', podCidr: '10.245.1.0/24', stateDir: bDir });
+  t.is(b2.agent.publicKey, firstKey, 'same WireGuard key after restart');
+  await waitFor(() => a.dataplane.last()?.peers.find((p) => p.node === 'node-b')?.publicKey === firstKey, { ...WAIT, what: 'a sees b again' });
+
+  // With cleanup, stopping deregisters: the peer goes at once (well within the TTL).
+  await b2.stop();
+  t.true(b2.dataplane.tornDown);
+  await waitFor(() => peerNodes(a.dataplane.last()).length === 0, { timeoutMs: 2500, intervalMs: 50, what: 'a drops b on deregistration' });
+});
+
+test.serial('fail-static: coordinator and NATS outages never shrink the peer set', async (t) => {
+  const mesh = await startMesh(t);
+  const a = await startAgent(t, mesh, { name: 'node-a', cluster: 'c1', podCidr: '10.244.1.0/24', stateDir: await tempStateDir(t, 'a') });
+  await startAgent(t, mesh, { name: 'node-b', cluster: 'c2', podCidr: '10.245.1.0/24', stateDir: await tempStateDir(t, 'b') });
+  await startAgent(t, mesh, { name: 'node-c', cluster: 'c3', podCidr: '10.246.1.0/24', stateDir: await tempStateDir(t, 'c') });
+  await waitFor(() => peerNodes(a.dataplane.last()).join() === 'node-b,node-c', { ...WAIT, what: 'a peers with b and c' });
+
+  // Coordinator down: heartbeats fail, records stay; several resyncs and more than a TTL pass.
+  await mesh.stopCoordinator();
+  const mark = a.dataplane.applied.length;
+  await new Promise((r) => setTimeout(r, 4000));
+  await a.agent.reconcileNow('test');
+  const during = a.dataplane.applied.slice(mark);
+  t.true(during.length > 0, 'resyncs kept applying');
+  for (const d of during) t.deepEqual(peerNodes(d), ['node-b', 'node-c']);
+  const st = AgentStatus.parse(JSON.parse((await httpGet(a.socket, '/status')).body));
+  t.true(st.ready, 'still ready: the data plane is intact');
+  t.truthy(st.controlPlane.lastError, 'the heartbeat failure is reported');
+
+  // NATS down as well: the KV watch is gone, the view is kept.
+  await mesh.server.stopProcess();
+  const mark2 = a.dataplane.applied.length;
+  await new Promise((r) => setTimeout(r, 1500));
+  await a.agent.reconcileNow('test');
+  for (const d of a.dataplane.applied.slice(mark2)) t.deepEqual(peerNodes(d), ['node-b', 'node-c']);
+  const down = AgentStatus.parse(JSON.parse((await httpGet(a.socket, '/status')).body));
+  t.false(down.controlPlane.connected);
+
+  // Everything back: the agents reconnect, heartbeat or re-register, and stay meshed.
+  await mesh.server.restart();
+  // The coordinator's own connection needs a moment to come back (JetStream too).
+  await waitFor(() => mesh.startCoordinator().then(() => true), { ...WAIT, intervalMs: 500, what: 'coordinator restarted' });
+  await waitFor(
+    async () => {
+      const s = AgentStatus.parse(JSON.parse((await httpGet(a.socket, '/status')).body));
+      return s.controlPlane.connected && s.controlPlane.lastError === null && s.ready;
+    },
+    { ...WAIT, what: 'a healthy again after the outage' },
+  );
+  await a.agent.reconcileNow('test');
+  t.deepEqual(peerNodes(a.dataplane.last()), ['node-b', 'node-c']);
+});

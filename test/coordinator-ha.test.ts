@@ -1,0 +1,139 @@
+// High availability against real nats-servers: two coordinator replicas with a leader lease
+// (failover keeps allocations), and a NATS restart in the middle of a run.
+import test, { type ExecutionContext } from 'ava';
+import { randomBytes } from 'node:crypto';
+import { Kvm, type KV } from '@nats-io/kv';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { parseCoordinatorConfig, type RawRunOptions } from '../coordinator/config.ts';
+import { Coordinator } from '../coordinator/coordinator.ts';
+import { agentClient, fakeAgent, signed } from '../coordinator/testing.ts';
+import { systemClock } from '../lib/clock.ts';
+import { silentLogger } from '../lib/logger.ts';
+import { NatsServer } from '../lib/nats-server.ts';
+import { waitFor } from '../lib/wait.ts';
+import { NodeRecord, type RegisterReply } from '../protocol/messages.ts';
+import { generateSigningKeyPair, verifyEnvelope, type SigningKeyPair } from '../protocol/signing.ts';
+import { kvKeys, subjects } from '../protocol/subjects.ts';
+
+async function startServer(t: ExecutionContext): Promise<NatsServer> {
+  const server = await NatsServer.start({ name: `xl-coordha-${randomBytes(3).toString('hex')}` });
+  t.teardown(() => server.stop());
+  return server;
+}
+
+interface Replica {
+  readonly coordinator: Coordinator;
+  readonly nc: NatsConnection;
+}
+
+async function startReplica(t: ExecutionContext, server: NatsServer, key: SigningKeyPair, opts: Partial<RawRunOptions>, holderId: string): Promise<Replica> {
+  const nc = await connect({ servers: server.url, name: `xl-coord-${holderId}`, maxReconnectAttempts: -1, reconnectTimeWait: 250 });
+  const config = parseCoordinatorConfig({ nodeTtl: '30s', leaseTtl: '1s', ...opts });
+  const coordinator = await Coordinator.start({ nc, clock: systemClock, logger: silentLogger(), config, signingKey: key, holderId });
+  t.teardown(async () => {
+    await coordinator.stop();
+    if (!nc.isClosed()) await nc.close();
+  });
+  return { coordinator, nc };
+}
+
+async function overlayIpOf(kv: KV, key: SigningKeyPair, name: string): Promise<{ ip: string; revision: number }> {
+  const e = await kv.get(kvKeys.node(name));
+  if (!e || e.operation !== 'PUT') throw new Error(`no record for ${name}`);
+  return { ip: (await verifyEnvelope(e.value, key.publicKey, NodeRecord)).overlayIp, revision: e.revision };
+}
+
+/** How many responders answer one request (requestMany collects replies for `maxWait`). */
+async function responders(nc: NatsConnection, subject: string, body: string): Promise<number> {
+  let n = 0;
+  for await (const _ of await nc.requestMany(subject, body, { maxWait: 700 })) n++;
+  return n;
+}
+
+const ok = (r: RegisterReply): boolean => r.ok;
+
+test('two replicas: one leader answers; when it dies the follower takes over with allocations intact', async (t) => {
+  const server = await startServer(t);
+  const id = randomBytes(4).toString('hex');
+  const opts = { bucket: `xlha_${id}`, subjectPrefix: `xl.${id}.v1` };
+  const key = await generateSigningKeyPair();
+  const r1 = await startReplica(t, server, key, opts, `xl-r1-${id}`);
+  const r2 = await startReplica(t, server, key, opts, `xl-r2-${id}`);
+  await waitFor(() => r1.coordinator.isLeader() || r2.coordinator.isLeader(), { timeoutMs: 10_000, what: 'a leader' });
+  const [leader, follower] = r1.coordinator.isLeader() ? [r1, r2] : [r2, r1];
+  t.false(follower.coordinator.isLeader());
+
+  const nc = await connect({ servers: server.url, maxReconnectAttempts: -1 });
+  t.teardown(() => nc.close());
+  const client = agentClient(nc, opts.subjectPrefix);
+  const kv = await new Kvm(nc).open(opts.bucket);
+  const s = subjects(opts.subjectPrefix);
+
+  // Exactly one replica answers registrations and heartbeats.
+  const a = await fakeAgent('node-a', { podCidrs: ['10.10.0.0/24'] });
+  const b = await fakeAgent('node-b', { podCidrs: ['10.11.0.0/24'] });
+  t.is(await responders(nc, s.register, await signed(a.request(), a.identity.secretKey)), 1);
+  t.true(ok(await client.register(b)));
+  const hb = await signed({ v: 1, name: 'node-a', identityKey: a.identity.publicKey, generation: 1, sentAt: Date.now() }, a.identity.secretKey);
+  t.is(await responders(nc, s.heartbeat, hb), 1);
+  const before = { a: await overlayIpOf(kv, key, 'node-a'), b: await overlayIpOf(kv, key, 'node-b') };
+
+  // The leader "crashes": its connection drops without releasing the lease.
+  await leader.nc.close();
+  await waitFor(() => follower.coordinator.isLeader(), { timeoutMs: 15_000, what: 'follower takeover' });
+  t.false(leader.coordinator.isLeader());
+
+  // Re-registrations keep their addresses (and cause no writes); a new node gets the next address.
+  t.true(ok(await client.register(a)));
+  t.true(ok(await client.register(b)));
+  t.deepEqual(await overlayIpOf(kv, key, 'node-a'), before.a);
+  t.deepEqual(await overlayIpOf(kv, key, 'node-b'), before.b);
+  const c = await fakeAgent('node-c', { podCidrs: ['10.12.0.0/24'] });
+  t.true(ok(await client.register(c)));
+  t.is((await overlayIpOf(kv, key, 'node-c')).ip, '100.96.0.3');
+  t.deepEqual(await client.heartbeat(a), { ok: true });
+});
+
+test('a clean stop hands leadership over at once', async (t) => {
+  const server = await startServer(t);
+  const id = randomBytes(4).toString('hex');
+  const opts = { bucket: `xlha_${id}`, subjectPrefix: `xl.${id}.v1`, leaseTtl: '30s' };
+  const key = await generateSigningKeyPair();
+  const r1 = await startReplica(t, server, key, opts, `xl-r1-${id}`);
+  await waitFor(() => r1.coordinator.isLeader(), { timeoutMs: 10_000, what: 'r1 leads' });
+  const r2 = await startReplica(t, server, key, opts, `xl-r2-${id}`);
+  await new Promise((r) => setTimeout(r, 300));
+  t.false(r2.coordinator.isLeader(), 'a follower does not take a live lease');
+  await r1.coordinator.stop();
+  // With a 30 s lease, only the released lease explains a quick takeover.
+  await waitFor(() => r2.coordinator.isLeader(), { timeoutMs: 5000, intervalMs: 50, what: 'r2 takes over the released lease' });
+  t.pass();
+});
+
+test('NATS restart mid-run: the coordinator recovers and serves registrations, nothing lost', async (t) => {
+  const server = await startServer(t);
+  const id = randomBytes(4).toString('hex');
+  const opts = { bucket: `xlha_${id}`, subjectPrefix: `xl.${id}.v1`, leaseTtl: '2s' };
+  const key = await generateSigningKeyPair();
+  const r = await startReplica(t, server, key, opts, `xl-r-${id}`);
+  await waitFor(() => r.coordinator.isLeader(), { timeoutMs: 10_000, what: 'leadership' });
+  const nc = await connect({ servers: server.url, maxReconnectAttempts: -1, reconnectTimeWait: 250 });
+  t.teardown(() => nc.close());
+  const client = agentClient(nc, opts.subjectPrefix, 2000);
+  const a = await fakeAgent('node-a', { podCidrs: ['10.10.0.0/24'] });
+  t.true(ok(await client.register(a)));
+  const kv = await new Kvm(nc).open(opts.bucket);
+  const before = await overlayIpOf(kv, key, 'node-a');
+
+  await server.restart();
+
+  const b = await fakeAgent('node-b', { podCidrs: ['10.11.0.0/24'] });
+  const reply = await waitFor(async () => {
+    const res = await client.register(b);
+    return res.ok ? res : undefined;
+  }, { timeoutMs: 30_000, intervalMs: 250, what: 'registration after the NATS restart' });
+  t.is((await verifyEnvelope(reply.record, key.publicKey, NodeRecord)).overlayIp, '100.96.0.2');
+  t.deepEqual(await overlayIpOf(kv, key, 'node-a'), before);
+  await waitFor(async () => (await client.heartbeat(a)).ok, { timeoutMs: 10_000, what: 'heartbeat after restart' });
+  t.true(r.coordinator.isLeader());
+});

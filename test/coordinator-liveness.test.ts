@@ -1,0 +1,238 @@
+// Liveness against a real nats-server: heartbeats, expiry (a KV watcher sees the DEL), unknown-node
+// replies, deregistration, and gateway election/failover.
+import test, { type ExecutionContext } from 'ava';
+import { randomBytes } from 'node:crypto';
+import { Kvm, type KV, type KvWatchEntry } from '@nats-io/kv';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { parseCoordinatorConfig, type RawRunOptions } from '../coordinator/config.ts';
+import { Coordinator } from '../coordinator/coordinator.ts';
+import { IpamEntry } from '../coordinator/ipam.ts';
+import { agentClient, fakeAgent, type AgentClient, type FakeAgent } from '../coordinator/testing.ts';
+import { ManualClock, systemClock, type Clock } from '../lib/clock.ts';
+import { silentLogger } from '../lib/logger.ts';
+import { NatsServer } from '../lib/nats-server.ts';
+import { waitFor } from '../lib/wait.ts';
+import { ClusterRecord, NodeRecord } from '../protocol/messages.ts';
+import { generateSigningKeyPair, verifyEnvelope, type SigningKeyPair } from '../protocol/signing.ts';
+import { kvKeys } from '../protocol/subjects.ts';
+
+let server: NatsServer;
+test.before(async () => {
+  server = await NatsServer.start({ name: `xl-coordlive-${randomBytes(3).toString('hex')}` });
+});
+test.after.always(async () => {
+  await server?.stop();
+});
+
+interface Env {
+  readonly nc: NatsConnection;
+  readonly kv: KV;
+  readonly key: SigningKeyPair;
+  readonly client: AgentClient;
+  readonly coordinator: Coordinator;
+  /** Every bucket change seen by a watcher, in order. */
+  readonly events: { key: string; op: string }[];
+}
+
+async function setup(t: ExecutionContext, opts: Partial<RawRunOptions> = {}, clock: Clock = systemClock): Promise<Env> {
+  const id = randomBytes(4).toString('hex');
+  const bucket = `xllive_${id}`;
+  const prefix = `xl.${id}.v1`;
+  const key = await generateSigningKeyPair();
+  const nc = await connect({ servers: server.url, name: `xl-test-${id}` });
+  const cnc = await connect({ servers: server.url, name: `xl-coord-${id}` });
+  const config = parseCoordinatorConfig({ bucket, subjectPrefix: prefix, nodeTtl: '1s', leaseTtl: '5s', ...opts });
+  const coordinator = await Coordinator.start({ nc: cnc, clock, logger: silentLogger(), config, signingKey: key });
+  const kv = await new Kvm(nc).open(bucket);
+  const events: { key: string; op: string }[] = [];
+  const watcher = await kv.watch({ key: '>' });
+  const watching = (async () => {
+    for await (const e of watcher as AsyncIterable<KvWatchEntry>) events.push({ key: e.key, op: e.operation });
+  })();
+  t.teardown(async () => {
+    watcher.stop();
+    await watching;
+    await coordinator.stop();
+    await cnc.close();
+    await nc.close();
+  });
+  if (clock instanceof ManualClock) {
+    // The lease loop sleeps on the manual clock too; nudge it until the coordinator leads.
+    await waitFor(
+      () => {
+        clock.advance(1);
+        return coordinator.isLeader();
+      },
+      { timeoutMs: 10_000, intervalMs: 20, what: 'leadership' },
+    );
+  } else {
+    await waitFor(() => coordinator.isLeader(), { timeoutMs: 10_000, what: 'leadership' });
+  }
+  return { nc, kv, key, client: agentClient(nc, prefix), coordinator, events };
+}
+
+async function present(kv: KV, key: string): Promise<boolean> {
+  const e = await kv.get(key);
+  return e !== null && e.operation === 'PUT';
+}
+
+async function cluster(env: Env, name: string): Promise<ClusterRecord | undefined> {
+  const e = await env.kv.get(kvKeys.cluster(name));
+  if (!e || e.operation !== 'PUT') return undefined;
+  return verifyEnvelope(e.value, env.key.publicKey, ClusterRecord);
+}
+
+/** Heartbeats `agents` every 200 ms until the returned stop function is called. */
+function keepAlive(client: AgentClient, agents: FakeAgent[]): () => Promise<void> {
+  let running = true;
+  const loop = (async () => {
+    while (running) {
+      await Promise.all(agents.map((a) => client.heartbeat(a).catch(() => undefined)));
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  })();
+  return async () => {
+    running = false;
+    await loop;
+  };
+}
+
+test('a silent node expires: the record is deleted (watchers see DEL), the cluster record goes, the ipam entry stays', async (t) => {
+  const env = await setup(t);
+  const a = await fakeAgent('node-a', { cluster: 'solo' });
+  t.true((await env.client.register(a)).ok);
+  t.true(await present(env.kv, kvKeys.node('node-a')));
+  t.true(await present(env.kv, kvKeys.cluster('solo')));
+
+  await waitFor(() => env.events.some((e) => e.key === kvKeys.node('node-a') && e.op === 'DEL'), { timeoutMs: 10_000, what: 'DEL of node-a' });
+  t.false(await present(env.kv, kvKeys.node('node-a')));
+  await waitFor(async () => !(await present(env.kv, kvKeys.cluster('solo'))), { timeoutMs: 5000, what: 'cluster record deletion' });
+  const ipam = IpamEntry.parse((await env.kv.get(kvKeys.ipam('node-a')))?.json());
+  t.is(ipam.ip, '100.96.0.1');
+  t.is(ipam.generation, 1);
+  t.true(ipam.releasedAt !== undefined);
+
+  // The node comes back: same address, a higher generation.
+  const back = await env.client.register(a);
+  if (!back.ok) {
+    t.fail(back.error.message);
+    return;
+  }
+  const rec = await verifyEnvelope(back.record, env.key.publicKey, NodeRecord);
+  t.is(rec.overlayIp, '100.96.0.1');
+  t.is(rec.generation, 2);
+});
+
+test('heartbeats keep a node alive; unknown-node once it has expired', async (t) => {
+  const env = await setup(t);
+  const a = await fakeAgent('node-a');
+  t.true((await env.client.register(a)).ok);
+  const stop = keepAlive(env.client, [a]);
+  await new Promise((r) => setTimeout(r, 2500)); // 2.5 TTLs
+  await stop();
+  t.true(await present(env.kv, kvKeys.node('node-a')), 'still registered after 2.5 TTLs of heartbeats');
+  t.deepEqual(await env.client.heartbeat(a), { ok: true });
+
+  await waitFor(async () => !(await present(env.kv, kvKeys.node('node-a'))), { timeoutMs: 10_000, what: 'expiry' });
+  const reply = await env.client.heartbeat(a);
+  t.like(reply, { ok: false, error: { code: 'unknown-node' } });
+});
+
+test('heartbeat checks: wrong identity, stale sentAt, bad signature', async (t) => {
+  const env = await setup(t, { nodeTtl: '30s' });
+  const a = await fakeAgent('node-a');
+  const mallory = await fakeAgent('node-a');
+  t.true((await env.client.register(a)).ok);
+  t.like(await env.client.heartbeat(mallory), { ok: false, error: { code: 'unauthorized', field: 'identityKey' } });
+  t.like(await env.client.heartbeat(a, { sentAt: Date.now() - 3_600_000 }), { ok: false, error: { code: 'stale', field: 'sentAt' } });
+  // Claims a's identity key but is signed by mallory's key.
+  t.like(await env.client.heartbeat(mallory, { identityKey: a.identity.publicKey }), { ok: false, error: { code: 'unauthorized', field: 'sig' } });
+  t.deepEqual(await env.client.heartbeat(a), { ok: true });
+});
+
+test('deregistration deletes the record at once; only the owner may deregister', async (t) => {
+  const env = await setup(t, { nodeTtl: '30s' });
+  const a = await fakeAgent('node-a');
+  const mallory = await fakeAgent('node-a');
+  t.true((await env.client.register(a)).ok);
+  t.like(await env.client.deregister(mallory), { ok: false, error: { code: 'unauthorized' } });
+  t.true(await present(env.kv, kvKeys.node('node-a')));
+  t.deepEqual(await env.client.deregister(a), { ok: true });
+  t.false(await present(env.kv, kvKeys.node('node-a')));
+  t.like(await env.client.heartbeat(a), { ok: false, error: { code: 'unknown-node' } });
+  // Idempotent.
+  t.deepEqual(await env.client.deregister(a), { ok: true });
+  // After removal a new identity may take the name (TOFU binds only while live), and keeps the address.
+  const reply = await env.client.register(mallory);
+  t.true(reply.ok);
+  if (reply.ok) t.is((await verifyEnvelope(reply.record, env.key.publicKey, NodeRecord)).overlayIp, '100.96.0.1');
+});
+
+test('gateway election and failover: public endpoint preferred, sticky, epoch increments', async (t) => {
+  const env = await setup(t);
+  const base = { cluster: 'edge', topology: 'gateway' as const, gatewayEligible: true };
+  const first = await fakeAgent('c-first', { ...base, endpoints: ['203.0.113.1:51820'], podCidrs: ['10.40.1.0/24'] });
+  const nat = await fakeAgent('a-nat', { ...base, endpoints: [], podCidrs: ['10.40.2.0/24'] });
+  const pub = await fakeAgent('b-pub', { ...base, endpoints: ['203.0.113.3:51820'], podCidrs: ['10.40.3.0/24'] });
+  const worker = await fakeAgent('d-worker', { ...base, gatewayEligible: false, endpoints: ['203.0.113.4:51820'], podCidrs: ['10.40.4.0/24'] });
+  const beating = new Map<string, () => Promise<void>>();
+  t.teardown(async () => {
+    for (const stop of beating.values()) await stop();
+  });
+  for (const a of [first, nat, pub, worker]) {
+    t.true((await env.client.register(a)).ok);
+    beating.set(a.name, keepAlive(env.client, [a]));
+  }
+  const gatewayIs = (name: string) =>
+    waitFor(async () => {
+      const c = await cluster(env, 'edge');
+      return c?.gateway === name ? c : undefined;
+    }, { timeoutMs: 10_000, what: `${name} as gateway` });
+
+  // The first eligible node became gateway and stays, although later nodes sort lower.
+  const e1 = await gatewayIs('c-first');
+  t.is(e1.topology, 'gateway');
+  t.is(e1.gatewayEpoch, 1);
+
+  // It stops heartbeating: among the rest, the node with a public endpoint wins over the lower name.
+  await beating.get('c-first')?.();
+  beating.delete('c-first');
+  const e2 = await gatewayIs('b-pub');
+  t.is(e2.gatewayEpoch, 2);
+  t.true(e2.generation > e1.generation);
+  t.false(await present(env.kv, kvKeys.node('c-first')));
+
+  // Then the NAT-ed node is the only eligible one left; the ineligible worker never becomes gateway.
+  await beating.get('b-pub')?.();
+  beating.delete('b-pub');
+  const e3 = await gatewayIs('a-nat');
+  t.is(e3.gatewayEpoch, 3);
+
+  // b-pub returns: the gateway stays a-nat (no needless failover).
+  t.true((await env.client.register(pub)).ok);
+  beating.set('b-pub', keepAlive(env.client, [pub]));
+  await new Promise((r) => setTimeout(r, 300));
+  const after = await cluster(env, 'edge');
+  t.is(after?.gateway, 'a-nat');
+  t.is(after?.gatewayEpoch, 3);
+});
+
+test('expiry on a manual clock: not before the TTL, right after it', async (t) => {
+  const clock = new ManualClock(Date.now());
+  const env = await setup(t, { nodeTtl: '10s', leaseTtl: '1m', maxClockSkew: '1h' }, clock);
+  const a = await fakeAgent('node-a');
+  const reply = await env.client.register(a, { sentAt: clock.now() });
+  t.true(reply.ok);
+
+  const step = async (ms: number): Promise<void> => {
+    for (let done = 0; done < ms; done += 500) {
+      clock.advance(500);
+      await new Promise((r) => setTimeout(r, 15)); // let the expiry loop run on the new time
+    }
+  };
+  await step(9000);
+  t.true(await present(env.kv, kvKeys.node('node-a')), 'alive at 9 s of a 10 s TTL');
+  await step(1500);
+  await waitFor(async () => !(await present(env.kv, kvKeys.node('node-a'))), { timeoutMs: 5000, what: 'expiry after the TTL' });
+  t.pass();
+});

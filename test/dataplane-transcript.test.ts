@@ -1,0 +1,395 @@
+// Transcript tests: the Dataplane against a fake host that answers `wg`/`ip`/`sysctl`/`iptables`
+// like the real tools and keeps state, so a second apply sees what the first one did.
+import test from 'ava';
+import { createHash } from 'node:crypto';
+import { createDataplane, DataplaneApplyError, SET_PRIVATE_KEY_SCRIPT, type Dataplane } from '../agent/dataplane.ts';
+import type { DataplaneConfig, DesiredPeer, DesiredRoute, DesiredState } from '../agent/model.ts';
+import type { WireguardBackend } from '../agent/wireguard-backend.ts';
+import { PartialFailureError } from '../lib/errors.ts';
+import { silentLogger } from '../lib/logger.ts';
+import { RecordingRunner, type RunResult } from '../lib/runner.ts';
+import { generateWireguardKeyPair } from '../protocol/signing.ts';
+
+const key = (name: string): string => createHash('sha256').update(`wg:${name}`).digest('base64');
+const IF = 'xl0';
+
+interface FakePeer {
+  endpoint: string | null;
+  allowedIps: string[];
+  keepalive: number;
+}
+
+/** Just enough of wg, ip, sysctl and iptables to hold state between applies. */
+class FakeHost {
+  publicKey: string | null = null;
+  listenPort = 0;
+  mtu = 1420;
+  up = false;
+  addresses: string[] = [];
+  peers = new Map<string, FakePeer>();
+  /** Our routes (proto 149): dst → {dev|via}. */
+  routes = new Map<string, { dev?: string; via?: string }>();
+  /** Someone else's routes: must never be touched. */
+  foreignRoutes = ['10.0.0.0/8 dev eth0 proto kernel'];
+  ipForward = '0';
+  mangle: string[] = [];
+  failing: { prefix: string[]; stderr: string }[] = [];
+  readonly runner = new RecordingRunner();
+
+  constructor() {
+    this.runner.respond((argv) => this.answer(argv));
+  }
+
+  private ok(stdout = ''): RunResult {
+    return { stdout, stderr: '', exitCode: 0 };
+  }
+
+  private answer(argv: readonly string[]): RunResult | Error | undefined {
+    const line = argv.join(' ');
+    for (const f of this.failing) if (f.prefix.every((p, i) => argv[i] === p)) return { stdout: '', stderr: f.stderr, exitCode: 2 };
+    if (line === `wg show ${IF} dump`) {
+      const head = ['PRIVATEKEY', this.publicKey ?? '(none)', String(this.listenPort), 'off'].join('\t');
+      const peers = [...this.peers].map(([k, p]) =>
+        [k, '(none)', p.endpoint ?? '(none)', p.allowedIps.join(',') || '(none)', '0', '0', '0', p.keepalive ? String(p.keepalive) : 'off'].join('\t'),
+      );
+      return this.ok([head, ...peers].join('\n') + '\n');
+    }
+    if (argv[0] === 'wg' && argv[1] === 'set') return this.wgSet(argv.slice(3));
+    if (argv[0] === 'sh' && argv[2]?.includes('private-key /dev/stdin')) return (this.publicKey = 'set-from-stdin'), this.ok();
+    if (line.startsWith('ip -j route show table main proto 149') || line.startsWith('ip -j -6 route show table main proto 149')) {
+      const v6 = argv[2] === '-6';
+      const rows = [...this.routes]
+        .filter(([dst]) => dst.includes(':') === v6)
+        .map(([dst, r]) => ({ dst: dst.replace(/\/(32|128)$/, ''), ...(r.via ? { gateway: r.via } : {}), dev: r.dev ?? 'eth0', flags: [] }));
+      return this.ok(JSON.stringify(rows));
+    }
+    if (argv[0] === 'ip' && argv[1] === 'route' && argv[2] === 'replace') {
+      const [dst = '', ...rest] = argv.slice(3);
+      const via = rest[rest.indexOf('via') + 1];
+      const dev = rest[rest.indexOf('dev') + 1];
+      this.routes.set(dst, rest.includes('via') ? { via: via ?? '' } : { dev: dev ?? '' });
+      return this.ok();
+    }
+    if (argv[0] === 'ip' && argv[1] === 'route' && argv[2] === 'del') {
+      return this.routes.delete(argv[3] ?? '') ? this.ok() : { stdout: '', stderr: 'RTNETLINK answers: No such process', exitCode: 2 };
+    }
+    if (line.includes('route flush') && line.includes('proto 149')) {
+      const v6 = argv[1] === '-6';
+      for (const dst of [...this.routes.keys()]) if (dst.includes(':') === v6) this.routes.delete(dst);
+      return this.ok();
+    }
+    if (line === `ip -j addr show dev ${IF}`) {
+      const addr_info = this.addresses.map((a) => ({ family: 'inet', local: a.split('/')[0], prefixlen: Number(a.split('/')[1]), scope: 'global' }));
+      return this.ok(JSON.stringify([{ ifname: IF, mtu: this.mtu, flags: this.up ? ['POINTOPOINT', 'NOARP', 'UP', 'LOWER_UP'] : ['POINTOPOINT', 'NOARP'], addr_info }]));
+    }
+    if (line === `ip link set dev ${IF} up`) return (this.up = true), this.ok();
+    if (line.startsWith(`ip link set dev ${IF} mtu `)) return (this.mtu = Number(argv[6])), this.ok();
+    if (line.startsWith('ip address replace ')) return this.addresses.push(argv[3] ?? ''), this.ok();
+    if (line.startsWith('ip address del ')) return (this.addresses = this.addresses.filter((a) => a !== argv[3])), this.ok();
+    if (line === 'sysctl -n net.ipv4.ip_forward') return this.ok(`${this.ipForward}\n`);
+    if (line === 'sysctl -w net.ipv4.ip_forward=1') return (this.ipForward = '1'), this.ok();
+    if (argv[0] === 'iptables' || argv[0] === 'ip6tables') {
+      const rule = `${argv[0]} ${argv.slice(4).join(' ')}`;
+      if (argv[3] === '-C') return this.mangle.includes(rule) ? this.ok() : { stdout: '', stderr: `${argv[0]}: Bad rule`, exitCode: 1 };
+      if (argv[3] === '-A') return this.mangle.push(rule), this.ok();
+      if (argv[3] === '-D') return (this.mangle = this.mangle.filter((r) => r !== rule)), this.ok();
+    }
+    return undefined;
+  }
+
+  private wgSet(args: readonly string[]): RunResult {
+    if (args[0] === 'listen-port' || args[0] === 'private-key') {
+      for (let i = 0; i < args.length; i += 2) {
+        if (args[i] === 'listen-port') this.listenPort = Number(args[i + 1]);
+        if (args[i] === 'private-key') this.publicKey = 'set-from-stdin';
+      }
+      return this.ok();
+    }
+    const k = args[1] ?? '';
+    if (args[2] === 'remove') {
+      this.peers.delete(k);
+      return this.ok();
+    }
+    const p = this.peers.get(k) ?? { endpoint: null, allowedIps: [], keepalive: 0 };
+    for (let i = 2; i < args.length; i += 2) {
+      const v = args[i + 1] ?? '';
+      if (args[i] === 'endpoint') p.endpoint = v;
+      if (args[i] === 'persistent-keepalive') p.keepalive = v === 'off' ? 0 : Number(v);
+      if (args[i] === 'allowed-ips') p.allowedIps = v.split(',');
+    }
+    this.peers.set(k, p);
+    return this.ok();
+  }
+
+  /** Mutating commands only (reads filtered out), as shell-like lines. */
+  writes(): string[] {
+    return this.runner
+      .transcript()
+      .filter((l) => !/^(wg show|ip -j|sysctl -n|iptables -t mangle -C|ip6tables -t mangle -C)/.test(l));
+  }
+}
+
+const fakeBackend = (): WireguardBackend => ({
+  kind: 'kernel',
+  interfaceName: IF,
+  generation: 1,
+  onRestart: () => () => undefined,
+  ensureLink: () => Promise.resolve(),
+  stop: () => Promise.resolve(),
+  destroy: () => Promise.resolve(),
+});
+
+const config: DataplaneConfig = { interfaceName: IF, listenPort: 51820, mtu: 1420, natKeepaliveSec: 25, relayPortBase: 40000, relayPortSpan: 100 };
+
+function peer(name: string, cidrs: string[], o: Partial<DesiredPeer> = {}): DesiredPeer {
+  return { publicKey: key(name), endpoint: null, allowedIps: cidrs, persistentKeepalive: 0, node: name, cluster: 'west', path: 'direct', via: null, carries: [name], ...o };
+}
+
+function state(peers: DesiredPeer[], extraRoutes: DesiredRoute[] = []): DesiredState {
+  const routes = [...peers.flatMap((p) => p.allowedIps.map((dst) => ({ dst, dev: IF }))), ...extraRoutes].sort((a, b) => (a.dst < b.dst ? -1 : 1));
+  return {
+    interface: { name: IF, listenPort: 51820, mtu: 1420, addresses: ['100.96.0.1/32'] },
+    peers: [...peers].sort((a, b) => (a.publicKey < b.publicKey ? -1 : 1)),
+    routes,
+    relays: [],
+    remotes: [],
+    isGateway: false,
+  };
+}
+
+const B = peer('b', ['10.2.0.0/24', '100.96.0.2/32'], { endpoint: '198.51.100.2:51820' });
+const C = peer('c', ['10.3.0.0/24', '100.96.0.3/32']);
+
+async function setup(): Promise<{ host: FakeHost; dp: Dataplane }> {
+  const host = new FakeHost();
+  host.listenPort = 51820;
+  const dp = await createDataplane({ runner: host.runner, logger: silentLogger(), config, wireguardMode: 'kernel', backendOverride: fakeBackend() });
+  return { host, dp };
+}
+
+test('first apply on empty live state: one wg set per peer, one route per CIDR, forwarding, MSS clamp', async (t) => {
+  const { host, dp } = await setup();
+  const report = await dp.apply(state([B, C]));
+  t.deepEqual(host.runner.transcript().slice(0, 3), [
+    `wg show ${IF} dump`,
+    'ip -j route show table main proto 149',
+    'ip -j -6 route show table main proto 149',
+  ]);
+  const [first, second] = [B, C].sort((x, y) => (x.publicKey < y.publicKey ? -1 : 1));
+  t.deepEqual(host.writes(), [
+    `wg set ${IF} peer ${first?.publicKey} ${first?.endpoint ? `endpoint ${first.endpoint} ` : ''}allowed-ips ${first?.allowedIps.join(',')}`,
+    `wg set ${IF} peer ${second?.publicKey} ${second?.endpoint ? `endpoint ${second.endpoint} ` : ''}allowed-ips ${second?.allowedIps.join(',')}`,
+    `ip route replace 10.2.0.0/24 dev ${IF} proto 149`,
+    `ip route replace 10.3.0.0/24 dev ${IF} proto 149`,
+    `ip route replace 100.96.0.2/32 dev ${IF} proto 149`,
+    `ip route replace 100.96.0.3/32 dev ${IF} proto 149`,
+    'sysctl -w net.ipv4.ip_forward=1',
+    `iptables -t mangle -A FORWARD -o ${IF} -p tcp --tcp-flags SYN,RST SYN -m comment --comment crosslink -j TCPMSS --clamp-mss-to-pmtu`,
+  ]);
+  t.is(report.changes, 8);
+  t.is(report.commands.length, 8);
+  t.deepEqual(report.failures, []);
+});
+
+test('re-apply of the same state is reads only', async (t) => {
+  const { host, dp } = await setup();
+  await dp.apply(state([B, C]));
+  host.runner.clear();
+  const report = await dp.apply(state([B, C]));
+  t.deepEqual(host.writes(), []);
+  t.is(report.changes, 0);
+  t.deepEqual(report.commands, []);
+});
+
+test('one peer joins: exactly one wg set plus its routes', async (t) => {
+  const { host, dp } = await setup();
+  await dp.apply(state([B]));
+  host.runner.clear();
+  await dp.apply(state([B, C]));
+  t.deepEqual(host.writes(), [
+    `wg set ${IF} peer ${C.publicKey} allowed-ips 10.3.0.0/24,100.96.0.3/32`,
+    `ip route replace 10.3.0.0/24 dev ${IF} proto 149`,
+    `ip route replace 100.96.0.3/32 dev ${IF} proto 149`,
+  ]);
+});
+
+test('peer leaves: routes deleted, then the peer removed', async (t) => {
+  const { host, dp } = await setup();
+  await dp.apply(state([B, C]));
+  host.runner.clear();
+  await dp.apply(state([B]));
+  t.deepEqual(host.writes(), [
+    'ip route del 10.3.0.0/24 proto 149',
+    'ip route del 100.96.0.3/32 proto 149',
+    `wg set ${IF} peer ${C.publicKey} remove`,
+  ]);
+});
+
+test('key change: new key added before the old one is removed; routes unchanged', async (t) => {
+  const { host, dp } = await setup();
+  await dp.apply(state([B]));
+  host.runner.clear();
+  const rekeyed = { ...B, publicKey: key('b-new') };
+  await dp.apply(state([rekeyed]));
+  t.deepEqual(host.writes(), [
+    `wg set ${IF} peer ${rekeyed.publicKey} endpoint 198.51.100.2:51820 allowed-ips 10.2.0.0/24,100.96.0.2/32`,
+    `wg set ${IF} peer ${B.publicKey} remove`,
+  ]);
+});
+
+test('endpoint change: only the endpoint is sent', async (t) => {
+  const { host, dp } = await setup();
+  await dp.apply(state([B]));
+  host.runner.clear();
+  await dp.apply(state([{ ...B, endpoint: '198.51.100.22:51820' }]));
+  t.deepEqual(host.writes(), [`wg set ${IF} peer ${B.publicKey} endpoint 198.51.100.22:51820`]);
+});
+
+test('CIDR change: allowed-ips replaced, new route added, old one deleted', async (t) => {
+  const { host, dp } = await setup();
+  await dp.apply(state([B]));
+  host.runner.clear();
+  await dp.apply(state([{ ...B, allowedIps: ['10.20.0.0/24', '100.96.0.2/32'] }]));
+  t.deepEqual(host.writes(), [
+    `wg set ${IF} peer ${B.publicKey} allowed-ips 10.20.0.0/24,100.96.0.2/32`,
+    `ip route replace 10.20.0.0/24 dev ${IF} proto 149`,
+    'ip route del 10.2.0.0/24 proto 149',
+  ]);
+});
+
+test('an endpoint WireGuard learned from a NATed peer is left alone', async (t) => {
+  const { host, dp } = await setup();
+  await dp.apply(state([C]));
+  const live = host.peers.get(C.publicKey);
+  if (live) live.endpoint = '192.0.2.99:40001'; // learned from C's handshakes
+  host.runner.clear();
+  await dp.apply(state([C]));
+  t.deepEqual(host.writes(), []);
+  t.is(host.peers.get(C.publicKey)?.endpoint, '192.0.2.99:40001');
+});
+
+test('route drift: a route deleted by hand is replaced', async (t) => {
+  const { host, dp } = await setup();
+  await dp.apply(state([B]));
+  host.routes.delete('10.2.0.0/24');
+  host.runner.clear();
+  const report = await dp.apply(state([B]));
+  t.deepEqual(host.writes(), [`ip route replace 10.2.0.0/24 dev ${IF} proto 149`]);
+  t.is(report.changes, 1);
+});
+
+test('routes of other owners are never read or touched', async (t) => {
+  const { host, dp } = await setup();
+  await dp.apply(state([B], [{ dst: '10.50.0.0/24', via: '10.0.0.1' }]));
+  await dp.apply(state([]));
+  t.deepEqual(host.foreignRoutes, ['10.0.0.0/8 dev eth0 proto kernel']);
+  for (const line of host.runner.transcript().filter((l) => l.startsWith('ip -j') && l.includes('route'))) t.true(line.endsWith('proto 149'));
+  for (const line of host.writes().filter((l) => l.startsWith('ip route'))) t.true(line.endsWith('proto 149'));
+  t.is(host.routes.size, 0);
+});
+
+test('partial failure: every change is attempted, then one error summarises them', async (t) => {
+  const { host, dp } = await setup();
+  host.failing.push({ prefix: ['ip', 'route', 'replace', '10.2.0.0/24'], stderr: 'Error: Nexthop has invalid gateway.' });
+  host.failing.push({ prefix: ['ip', 'route', 'replace', '100.96.0.2/32'], stderr: 'Error: Nexthop has invalid gateway.' });
+  const err = await t.throwsAsync(dp.apply(state([B, C])), { instanceOf: DataplaneApplyError });
+  t.true(err instanceof PartialFailureError);
+  t.regex(err.message, /^2 add route failures; first was: ip route replace 10\.2\.0\.0\/24 dev xl0 proto 149 exited 2: Error: Nexthop has invalid gateway\.$/);
+  t.is(err.report.failures.length, 2);
+  t.is(err.report.changes, err.report.commands.length - 2);
+  // The other peer and its routes went in regardless.
+  t.true(host.routes.has('10.3.0.0/24'));
+  t.true(host.peers.has(C.publicKey));
+});
+
+test('ensureInterface: key via stdin, listen port, mtu, address, up; then only reads', async (t) => {
+  const host = new FakeHost();
+  const dp = await createDataplane({ runner: host.runner, logger: silentLogger(), config, wireguardMode: 'kernel', backendOverride: fakeBackend() });
+  const { privateKey } = await generateWireguardKeyPair();
+  const iface = { name: IF, listenPort: 51820, mtu: 1380, addresses: ['100.96.0.1/32'] };
+  await dp.ensureInterface(privateKey, iface);
+  t.deepEqual(host.writes(), [
+    `wg set ${IF} listen-port 51820`,
+    `sh -c ${SET_PRIVATE_KEY_SCRIPT} ${IF}`,
+    `ip link set dev ${IF} mtu 1380`,
+    `ip address replace 100.96.0.1/32 dev ${IF}`,
+    `ip link set dev ${IF} up`,
+  ]);
+  const keyCall = host.runner.calls.find((c) => c.argv[0] === 'sh');
+  t.is(keyCall?.input, `${privateKey}\n`);
+  t.false(keyCall?.argv.includes(privateKey));
+  // Make the fake report the real public key, as wg would.
+  const { wireguardPublicKeyOf } = await import('../protocol/signing.ts');
+  host.publicKey = await wireguardPublicKeyOf(privateKey);
+  host.runner.clear();
+  await dp.ensureInterface(privateKey, iface);
+  t.deepEqual(host.writes(), []);
+  // Overlay IP re-allocated: the old address goes.
+  host.runner.clear();
+  await dp.ensureInterface(privateKey, { ...iface, addresses: ['100.96.0.9/32'] });
+  t.deepEqual(host.writes(), [`ip address replace 100.96.0.9/32 dev ${IF}`, `ip address del 100.96.0.1/32 dev ${IF}`]);
+});
+
+test('teardown: flush our routes (both families), remove the MSS rule, delete the interface', async (t) => {
+  const { host, dp } = await setup();
+  await dp.apply(state([B]));
+  host.runner.clear();
+  await dp.teardown();
+  t.deepEqual(host.writes(), [
+    'ip route flush table main proto 149',
+    'ip -6 route flush table main proto 149',
+    `iptables -t mangle -D FORWARD -o ${IF} -p tcp --tcp-flags SYN,RST SYN -m comment --comment crosslink -j TCPMSS --clamp-mss-to-pmtu`,
+  ]);
+  t.is(host.routes.size, 0);
+  t.deepEqual(host.mangle, []);
+});
+
+test('kernel backend through the runner: created with ip link add, deleted on teardown', async (t) => {
+  const runner = new RecordingRunner();
+  let exists = false;
+  runner.respond((argv) => {
+    const line = argv.join(' ');
+    if (line === `ip -j -d link show dev ${IF}`) {
+      return exists ? { stdout: '[{"ifname":"xl0","linkinfo":{"info_kind":"wireguard"}}]', stderr: '', exitCode: 0 } : { stdout: '', stderr: `Device "${IF}" does not exist.`, exitCode: 1 };
+    }
+    if (line === `ip link add ${IF} type wireguard`) {
+      exists = true;
+      return { stdout: '', stderr: '', exitCode: 0 };
+    }
+    return undefined;
+  });
+  const dp = await createDataplane({ runner, logger: silentLogger(), config, wireguardMode: 'auto' });
+  t.is(dp.backend, 'kernel');
+  t.is(dp.generation, 1);
+  t.true(runner.transcript().includes(`ip link add ${IF} type wireguard`));
+  runner.clear();
+  await dp.teardown();
+  t.true(runner.transcript().includes(`ip link del dev ${IF}`));
+});
+
+test('forced kernel mode fails clearly when the module is missing', async (t) => {
+  const runner = new RecordingRunner()
+    .fail(['ip', '-j', '-d', 'link', 'show'], `Device "${IF}" does not exist.`, 1)
+    .fail(['ip', 'link', 'add'], 'Error: Unknown device type.');
+  const err = await t.throwsAsync(createDataplane({ runner, logger: silentLogger(), config, wireguardMode: 'kernel' }));
+  t.regex(err.message, /kernel WireGuard is not available .*Unknown device type.*use --wireguard userspace or auto/);
+});
+
+test('defaultMtu: underlay MTU minus 80 from the default route; 1420 when unknown; no traffic sent', async (t) => {
+  const { defaultMtu } = await import('../agent/mtu.ts');
+  const runner = new RecordingRunner()
+    .on(['ip', '-j', 'route', 'show', 'default'], '[{"dst":"default","gateway":"192.0.2.254","dev":"ens5","flags":[]}]')
+    .on(['ip', '-j', 'link', 'show', 'dev', 'ens5'], '[{"ifname":"ens5","mtu":9001}]');
+  t.is(await defaultMtu(runner), 8921);
+  t.deepEqual(runner.transcript(), ['ip -j route show default', 'ip -j link show dev ens5']);
+
+  const v6only = new RecordingRunner()
+    .on(['ip', '-j', 'route', 'show', 'default'], '[]')
+    .on(['ip', '-j', '-6', 'route', 'show', 'default'], '[{"dst":"default","nexthops":[{"gateway":"fe80::1","dev":"eth0"}]}]')
+    .on(['ip', '-j', 'link', 'show', 'dev', 'eth0'], '[{"ifname":"eth0","mtu":1500}]');
+  t.is(await defaultMtu(v6only), 1420);
+
+  t.is(await defaultMtu(new RecordingRunner().on(['ip'], '[]')), 1420);
+  t.is(await defaultMtu(new RecordingRunner().fail(['ip'], 'boom')), 1420);
+  t.is(await defaultMtu(new RecordingRunner().on(['ip', '-j', 'route'], '[{"dev":"tiny"}]').on(['ip', '-j', 'link'], '[{"mtu":600}]')), 576);
+});

@@ -1,0 +1,76 @@
+// Shared by the network-namespace end-to-end tests: bring a lab up with a fresh id, poll pings
+// with deadlines, explain failures (which pair, agent status, log tails), and prove that teardown
+// left nothing behind.
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { ExecaRunner } from '../../lib/runner.ts';
+import { Lab, type PingResult } from '../../lab/lab.ts';
+import { listNamespaces } from '../../lab/network.ts';
+import { namespacePrefix, randomLabId, wireguardSocketPattern } from '../../lab/names.ts';
+import type { PodPlan } from '../../lab/plan.ts';
+import { labDir, REPO_ROOT } from '../../lab/state.ts';
+import { WIREGUARD_SOCKET_DIR } from '../../lab/teardown.ts';
+
+export function topologyFile(name: string): string {
+  return join(REPO_ROOT, 'lab', 'topologies', `${name}.yaml`);
+}
+
+/** Builds a lab from lab/topologies/<name>.yaml under a fresh id starting with `lead`. */
+export async function bringUpLab(name: string, lead: string, options: { deferAgents?: readonly string[]; log?: (line: string) => void } = {}): Promise<Lab> {
+  const file = topologyFile(name);
+  return Lab.up({
+    id: randomLabId(lead),
+    topologyText: readFileSync(file, 'utf8'),
+    topologySource: `lab/topologies/${name}.yaml`,
+    runner: new ExecaRunner(),
+    ...(options.deferAgents ? { deferAgents: options.deferAgents } : {}),
+    ...(options.log ? { onProgress: options.log } : {}),
+  });
+}
+
+/** Pings until one echo comes back or the deadline passes; returns the last result. */
+export async function pingUntil(lab: Lab, from: PodPlan, to: PodPlan, timeoutMs: number): Promise<PingResult> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const r = await lab.ping(from, to, 1);
+    if (r.ok || Date.now() >= deadline) return r;
+    await new Promise((res) => setTimeout(res, 200));
+  }
+}
+
+/** Pings until the echo stops coming back (e.g. after a node died) or the deadline passes. */
+export async function pingFailsWithin(lab: Lab, from: PodPlan, to: PodPlan, timeoutMs: number): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const r = await lab.ping(from, to, 1);
+    if (!r.ok) return true;
+    if (Date.now() >= deadline) return false;
+    await new Promise((res) => setTimeout(res, 200));
+  }
+}
+
+/** A failure message that says which pair failed and why: ping output plus both agents' status and log tails. */
+export async function explainPair(lab: Lab, from: PodPlan, to: PodPlan, r: PingResult): Promise<string> {
+  const d = await lab.diagnostics({ nodes: [...new Set([from.node, to.node])], logLines: 12 });
+  return `${from.name} (${from.ip}) → ${to.name} (${to.ip}) failed: ${r.detail}\n${d}`;
+}
+
+/** Everything a lab could leave behind: namespaces, UAPI sockets, state dir, processes naming it. */
+export async function leftoversOf(id: string): Promise<string[]> {
+  const found: string[] = [];
+  for (const ns of await listNamespaces(new ExecaRunner(), namespacePrefix(id))) found.push(`namespace ${ns}`);
+  const pattern = wireguardSocketPattern(id);
+  if (existsSync(WIREGUARD_SOCKET_DIR)) for (const s of readdirSync(WIREGUARD_SOCKET_DIR)) if (pattern.test(s)) found.push(`socket ${s}`);
+  if (existsSync(labDir(id))) found.push(`state dir ${labDir(id)}`);
+  const marks = [`/.lab/${id}/`, `xl${id}w`, `xl-${id}-`];
+  for (const pid of readdirSync('/proc').filter((p) => /^[0-9]+$/.test(p))) {
+    let cmd: string;
+    try {
+      cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0/g, ' ');
+    } catch {
+      continue;
+    }
+    if (marks.some((m) => cmd.includes(m))) found.push(`process ${pid}: ${cmd.slice(0, 120)}`);
+  }
+  return found;
+}
