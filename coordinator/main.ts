@@ -59,7 +59,20 @@ async function runCoordinator(raw: RawRunOptions, sourceOf: (key: keyof RawRunOp
     await new Promise<void>((resolve) => stopping.signal.addEventListener('abort', () => resolve(), { once: true }));
   }
   await coordinator?.stop();
-  if (!nc.isClosed()) await nc.drain().catch((err: unknown) => logger.warn({ err: errorMessage(err) }, 'NATS drain failed'));
+  if (!nc.isClosed()) {
+    // Drain flushes pending replies; bounded, because NATS may be unreachable while we stop.
+    const drained = nc.drain().then(
+      () => true,
+      (err: unknown) => {
+        logger.warn({ err: errorMessage(err) }, 'NATS drain failed');
+        return false;
+      },
+    );
+    const timeout = new AbortController();
+    const inTime = await Promise.race([drained, sleepOrAbort(systemClock, 5000, timeout.signal).then(() => false)]);
+    timeout.abort();
+    if (!inTime && !nc.isClosed()) await nc.close();
+  }
   await closedEarly;
 }
 

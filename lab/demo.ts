@@ -4,7 +4,7 @@ import { readFile } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { errorMessage } from '../lib/errors.ts';
 import { ExecaRunner } from '../lib/runner.ts';
-import { onInterrupt, progressPrinter } from './interrupt.ts';
+import { catchInterrupts, progressPrinter } from './interrupt.ts';
 import { Lab } from './lab.ts';
 import { connectivityMatrix, formatMatrix } from './matrix.ts';
 import { REPO_ROOT } from './state.ts';
@@ -20,22 +20,17 @@ async function main(): Promise<number> {
   const progress = progressPrinter(start);
   const file = process.argv[2] ?? join(REPO_ROOT, 'lab', 'topologies', 'default.yaml');
   const runner = new ExecaRunner();
-  const controller = new AbortController();
-  let starting: Promise<Lab> | undefined;
-  const uninstall = onInterrupt(async () => {
-    controller.abort();
-    await starting?.catch(() => undefined);
-    await teardownLab(DEMO_ID, runner, { onProgress: progress });
-  });
+  // Ctrl-C aborts the current step; the `finally` below always tears down, in order.
+  const interrupt = catchInterrupts((sig) => progress(`${sig}: stopping, then tearing the lab down…`));
+  const signal = interrupt.signal;
   let lab: Lab | undefined;
   let ok = false;
   try {
     progress(`Crosslink demo: lab "${DEMO_ID}" from ${relative(process.cwd(), file)}`);
     const text = await readFile(file, 'utf8');
-    starting = Lab.up({ id: DEMO_ID, topologyText: text, topologySource: relative(REPO_ROOT, file), runner, onProgress: progress, signal: controller.signal });
-    lab = await starting;
+    lab = await Lab.up({ id: DEMO_ID, topologyText: text, topologySource: relative(REPO_ROOT, file), runner, onProgress: progress, signal });
     progress('waiting for convergence (agents registered, ready, every cross-cloud path known)');
-    await lab.waitConverged(CONVERGE_TIMEOUT_MS);
+    await lab.waitConverged(CONVERGE_TIMEOUT_MS, signal);
     progress(`converged: ${lab.plan.nodes.length} agents ready`);
 
     const pods = lab.plan.pods;
@@ -43,8 +38,9 @@ async function main(): Promise<number> {
     const m = await connectivityMatrix(lab, pods, {
       concurrency: 12,
       retryForMs: MATRIX_RETRY_MS,
+      signal,
       onRound: (round, failing) => {
-        if (failing > 0) progress(`  round ${round}: ${failing} pair(s) not yet connected, retrying`);
+        if (failing > 0) progress(`  round ${round}: ${failing} pair(s) not connected yet (first packets wait for handshakes), retrying`);
       },
     });
     const connected = m.pairs - m.failures.length;
@@ -52,7 +48,7 @@ async function main(): Promise<number> {
     process.stdout.write(`\n${formatMatrix(m)}\n\n`);
     for (const f of m.failures) process.stdout.write(`  FAIL ${f.from} → ${f.to}: ${f.detail}\n`);
 
-    const statuses = await lab.waitConverged(10_000);
+    const statuses = await lab.waitConverged(10_000, signal);
     const summary = meshSummary(lab.plan, statuses);
     process.stdout.write(`Mesh:\n${formatSummary(summary)}\n\n`);
     const kinds = new Map<string, number>();
@@ -61,19 +57,21 @@ async function main(): Promise<number> {
     if (m.failures.length > 0) process.stdout.write(`${await lab.diagnostics({ logLines: 5 })}\n`);
     ok = m.failures.length === 0;
   } catch (err) {
-    progress(`demo failed: ${errorMessage(err)}`);
-    if (lab) process.stdout.write(`${await lab.diagnostics({ logLines: 10 })}\n`);
+    progress(`demo ${signal.aborted ? 'interrupted' : `failed: ${errorMessage(err)}`}`);
+    if (lab && !signal.aborted) process.stdout.write(`${await lab.diagnostics({ logLines: 10 })}\n`);
   } finally {
     progress('teardown: agents, wireguard-go, coordinator, nats-server, namespaces');
-    const report = lab ? await lab.down() : await teardownLab(DEMO_ID, runner);
+    // Lab.up tears down itself when it fails; this also covers a crash between its steps.
+    const report = lab ? await lab.down() : await teardownLab(DEMO_ID, runner, { onProgress: progress });
     if (report.errors.length > 0) {
       ok = false;
       progress(`teardown problems: ${report.errors.join('; ')}`);
     }
-    uninstall();
+    interrupt.dispose();
   }
-  progress(ok ? `done: every pod reached every other pod (${((Date.now() - start) / 1000).toFixed(1)} s)` : 'done: FAILED (see above)');
-  return ok ? 0 : 1;
+  const total = ((Date.now() - start) / 1000).toFixed(1);
+  progress(ok ? `done: every pod reached every other pod (${total} s)` : `done: ${interrupt.received() ? 'interrupted' : 'FAILED'} (${total} s)`);
+  return interrupt.exitCode() ?? (ok ? 0 : 1);
 }
 
 process.exitCode = await main();

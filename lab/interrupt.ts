@@ -1,24 +1,38 @@
-// Ctrl-C / SIGTERM while the lab CLI or the demo works: run the handler (full teardown) once, then exit.
-// A second signal while tearing down is ignored: stopping half-way would leave wireguard-go behind.
+// Ctrl-C / SIGTERM while the lab CLI or the demo works: abort the work (it stops between steps and
+// its `finally` tears the lab down in order). Further signals are ignored while that runs: stopping
+// half-way would leave wireguard-go and namespaces behind.
 
-export function onInterrupt(handler: (signal: NodeJS.Signals) => Promise<void>): () => void {
-  let running = false;
-  const listener = (signal: NodeJS.Signals): void => {
-    if (running) {
-      process.stderr.write(`(${signal} ignored: teardown in progress)\n`);
+export interface Interrupt {
+  readonly signal: AbortSignal;
+  /** The first signal received, if any. */
+  received(): NodeJS.Signals | undefined;
+  /** Exit code for an interrupted run (130 for SIGINT, 143 for SIGTERM). */
+  exitCode(): number | undefined;
+  dispose(): void;
+}
+
+export function catchInterrupts(onFirst: (signal: NodeJS.Signals) => void = () => undefined): Interrupt {
+  const controller = new AbortController();
+  let first: NodeJS.Signals | undefined;
+  const listener = (sig: NodeJS.Signals): void => {
+    if (first) {
+      process.stderr.write(`(${sig} ignored: tearing down, please wait)\n`);
       return;
     }
-    running = true;
-    process.stderr.write(`\n${signal}: tearing the lab down…\n`);
-    handler(signal)
-      .catch((err: unknown) => process.stderr.write(`teardown failed: ${err instanceof Error ? err.message : String(err)}\n`))
-      .finally(() => process.exit(signal === 'SIGINT' ? 130 : 143));
+    first = sig;
+    onFirst(sig);
+    controller.abort(new Error(`interrupted by ${sig}`));
   };
   process.on('SIGINT', listener);
   process.on('SIGTERM', listener);
-  return () => {
-    process.off('SIGINT', listener);
-    process.off('SIGTERM', listener);
+  return {
+    signal: controller.signal,
+    received: () => first,
+    exitCode: () => (first === undefined ? undefined : first === 'SIGINT' ? 130 : 143),
+    dispose: () => {
+      process.off('SIGINT', listener);
+      process.off('SIGTERM', listener);
+    },
   };
 }
 

@@ -2,7 +2,7 @@
 // node, all real processes. Used by `lab up/down/status`, the demo and the end-to-end tests.
 import { mkdir, readFile, rm } from 'node:fs/promises';
 import { loadOrCreateSigningKey } from '../coordinator/signing-key.ts';
-import { CrosslinkError, errorMessage } from '../lib/errors.ts';
+import { CrosslinkError, TimeoutError, errorMessage } from '../lib/errors.ts';
 import { ExecaRunner, type RunOptions, type RunResult, type Runner } from '../lib/runner.ts';
 import { waitFor } from '../lib/wait.ts';
 import { fetchAgentStatus, summarizeStatus } from './agent-status.ts';
@@ -249,20 +249,28 @@ export class Lab {
     return out;
   }
 
-  /** Waits until every running agent is ready and has a path to every running node of the other clouds. */
-  async waitConverged(timeoutMs: number): Promise<Map<string, AgentStatus>> {
-    return waitFor(
-      async () => {
-        const running = this.runningAgents();
-        const statuses = await this.statuses(running);
-        const c = checkConvergence(this.plan, running, statuses);
-        if (!c.converged) throw new CrosslinkError(`not converged: ${c.problems.slice(0, 6).join('; ')}${c.problems.length > 6 ? ` (+${c.problems.length - 6} more)` : ''}`);
+  /**
+   * Waits until every running agent is ready and has a path to every running node of the other
+   * clouds. Throws a TimeoutError naming what is missing, or the abort reason if `signal` fires.
+   */
+  async waitConverged(timeoutMs: number, signal?: AbortSignal): Promise<Map<string, AgentStatus>> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      signal?.throwIfAborted();
+      const running = this.runningAgents();
+      const statuses = await this.statuses(running);
+      const c = checkConvergence(this.plan, running, statuses);
+      if (c.converged) {
         const ok = new Map<string, AgentStatus>();
         for (const [k, v] of statuses) if (!(v instanceof Error)) ok.set(k, v);
         return ok;
-      },
-      { timeoutMs, intervalMs: 500, what: `lab ${this.id} to converge` },
-    );
+      }
+      if (Date.now() >= deadline) {
+        const more = c.problems.length > 6 ? ` (+${c.problems.length - 6} more)` : '';
+        throw new TimeoutError(`lab ${this.id} not converged after ${timeoutMs} ms: ${c.problems.slice(0, 6).join('; ')}${more}`);
+      }
+      await new Promise((r) => setTimeout(r, 500));
+    }
   }
 
   /** One ICMP echo from a pod to another pod (by pod name or IP). */

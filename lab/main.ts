@@ -5,7 +5,7 @@ import { Command, Option } from 'commander';
 import { errorMessage, ValidationError } from '../lib/errors.ts';
 import { ExecaRunner } from '../lib/runner.ts';
 import { summarizeStatus } from './agent-status.ts';
-import { onInterrupt, progressPrinter } from './interrupt.ts';
+import { catchInterrupts, progressPrinter } from './interrupt.ts';
 import { Lab } from './lab.ts';
 import { connectivityMatrix, formatMatrix } from './matrix.ts';
 import { listNamespaces } from './network.ts';
@@ -29,28 +29,32 @@ async function up(opts: { topology: string; id: string; wait: boolean; logLevel:
   });
   const progress = progressPrinter();
   const runner = new ExecaRunner();
-  const controller = new AbortController();
-  const pending: { up?: Promise<Lab> } = {};
-  const uninstall = onInterrupt(async () => {
-    controller.abort();
-    await pending.up?.catch(() => undefined);
-    const report = await teardownLab(id, runner, { onProgress: progress });
-    progress(report.errors.length ? `teardown left problems: ${report.errors.join('; ')}` : 'lab removed');
-  });
+  // Ctrl-C aborts `up` between steps; whatever was built is then torn down in order.
+  const interrupt = catchInterrupts((sig) => progress(`${sig}: stopping, then tearing the lab down…`));
   progress(`lab ${id}: ${rel(file)}`);
-  pending.up = Lab.up({ id, topologyText: text, topologySource: rel(file), runner, onProgress: progress, signal: controller.signal, logLevel: opts.logLevel });
-  const lab = await pending.up;
-  if (opts.wait) {
-    try {
-      const statuses = await lab.waitConverged(CONVERGE_TIMEOUT_MS);
-      progress(`converged: ${statuses.size} agents ready, every cross-cloud path known`);
-      process.stdout.write(`${formatSummary(meshSummary(lab.plan, statuses))}\n`);
-    } catch (err) {
-      progress(`not converged yet: ${errorMessage(err)}`);
-      process.stdout.write(`${await lab.diagnostics({ logLines: 0 })}\n`);
+  let lab: Lab | undefined;
+  try {
+    lab = await Lab.up({ id, topologyText: text, topologySource: rel(file), runner, onProgress: progress, signal: interrupt.signal, logLevel: opts.logLevel });
+    if (opts.wait) {
+      try {
+        const statuses = await lab.waitConverged(CONVERGE_TIMEOUT_MS, interrupt.signal);
+        progress(`converged: ${statuses.size} agents ready, every cross-cloud path known`);
+        process.stdout.write(`${formatSummary(meshSummary(lab.plan, statuses))}\n`);
+      } catch (err) {
+        if (interrupt.signal.aborted) throw err;
+        progress(`not converged yet: ${errorMessage(err)}`);
+        process.stdout.write(`${await lab.diagnostics({ logLines: 0 })}\n`);
+      }
     }
+  } catch (err) {
+    if (!interrupt.signal.aborted) throw err;
+    const report = lab ? await lab.down() : await teardownLab(id, runner, { onProgress: progress });
+    progress(report.errors.length ? `teardown left problems: ${report.errors.join('; ')}` : 'lab removed');
+    process.exitCode = interrupt.exitCode() ?? 130;
+    return;
+  } finally {
+    interrupt.dispose();
   }
-  uninstall();
   printUsage(lab);
 }
 
@@ -66,7 +70,8 @@ function printUsage(lab: Lab): void {
     ...(pod && far ? [`  ping across clouds:  ip netns exec ${pod.ns} ping -c 3 ${far.ip}        # ${pod.name} → ${far.name}`] : []),
     ...(node
       ? [
-          `  agent status:        bin/crosslink status --socket ${rel(lab.statusSocket(node.name))} --json`,
+          `  agent status:        bin/crosslink status --socket ${rel(lab.statusSocket(node.name))}   (--json for JSON)`,
+          `  path check:          bin/crosslink diagnose --socket ${rel(lab.statusSocket(node.name))}`,
           `  WireGuard:           ip netns exec ${node.ns} wg show`,
           `  routes:              ip -n ${node.ns} route`,
         ]

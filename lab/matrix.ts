@@ -15,6 +15,8 @@ export interface MatrixOptions {
   readonly pingTimeoutSec?: number;
   /** Called after each round with the number of pairs still failing. */
   readonly onRound?: (round: number, failing: number) => void;
+  /** Stops between pings (in-flight pings finish); the promise rejects with the abort reason. */
+  readonly signal?: AbortSignal;
 }
 
 export interface MatrixResult {
@@ -36,11 +38,15 @@ export async function connectivityMatrix(pinger: Pinger, pods: readonly PodPlan[
   const results = new Map<string, PingResult>();
   let todo = allPairs(pods);
   for (let round = 1; ; round++) {
-    const got = await mapLimit(todo, options.concurrency ?? 12, ([a, b]) => pinger.ping(a, b, options.pingTimeoutSec ?? 1));
+    const got = await mapLimit(todo, options.concurrency ?? 12, ([a, b]) => {
+      options.signal?.throwIfAborted();
+      return pinger.ping(a, b, options.pingTimeoutSec ?? 1);
+    });
     for (const r of got) results.set(key(r.from, r.to), r);
     todo = todo.filter(([a, b]) => !results.get(key(a.name, b.name))?.ok);
     options.onRound?.(round, todo.length);
     if (todo.length === 0 || Date.now() - started >= (options.retryForMs ?? 0)) break;
+    options.signal?.throwIfAborted();
     await new Promise((r) => setTimeout(r, 300));
   }
   const failures = [...results.values()].filter((r) => !r.ok);

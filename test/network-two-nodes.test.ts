@@ -75,7 +75,7 @@ test.serial('a dead node (underlay cut, heartbeats stop) loses its peer and rout
   const started = Date.now();
   t.true(await pingFailsWithin(l, findPod(l.plan, 'east-n1-p1'), findPod(l.plan, 'west-n1-p1'), 5000), 'the cut did not stop traffic');
   const deadline = started + ttl + DROP_MARGIN_MS;
-  let last = '';
+  let last: string;
   for (;;) {
     const s = await l.status('east-n1');
     const route = await l.exec(east.ns, ['ip', 'route', 'show', west.podCidr]);

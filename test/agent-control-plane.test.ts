@@ -1,0 +1,202 @@
+// ControlPlane against a real nats-server and a scripted fake coordinator: retries while nobody
+// answers, slow retries on rejection, verification of the reply, heartbeats and re-registration.
+import test, { type ExecutionContext } from 'ava';
+import { connect, type Msg, type NatsConnection } from '@nats-io/transport-node';
+import { ControlPlane } from '../agent/control-plane.ts';
+import type { NodeIdentity } from '../agent/model.ts';
+import { systemClock } from '../lib/clock.ts';
+import { silentLogger } from '../lib/logger.ts';
+import { NatsServer } from '../lib/nats-server.ts';
+import { waitFor } from '../lib/wait.ts';
+import { Deregister, Heartbeat, RegistrationRequest, type NodeRecord, type RegisterReply } from '../protocol/messages.ts';
+import { generateSigningKeyPair, generateWireguardKeyPair, signEnvelope, verifyEnvelope, openEnvelopeUnverified, type SigningKeyPair } from '../protocol/signing.ts';
+import { subjects } from '../protocol/subjects.ts';
+
+const S = subjects();
+const IDENTITY: NodeIdentity = {
+  name: 'node-a',
+  cluster: 'c1',
+  location: 'lab',
+  endpoints: ['192.0.2.1:51820'],
+  privateAddresses: ['10.0.0.1'],
+  podCidrs: ['10.244.1.0/24'],
+  topology: 'mesh',
+  gatewayEligible: true,
+};
+
+interface Fixture {
+  server: NatsServer;
+  nc: NatsConnection;
+  coordNc: NatsConnection;
+  coordinator: SigningKeyPair;
+  cp: ControlPlane;
+  identityKey: SigningKeyPair;
+  wgPublicKey: string;
+}
+
+async function setup(t: ExecutionContext, identity: () => NodeIdentity = () => IDENTITY): Promise<Fixture> {
+  const server = await NatsServer.start({ name: 'xl-cp' });
+  const nc = await connect({ servers: server.url });
+  const coordNc = await connect({ servers: server.url });
+  const coordinator = await generateSigningKeyPair();
+  const identityKey = await generateSigningKeyPair();
+  const wg = await generateWireguardKeyPair();
+  const cp = new ControlPlane({
+    nc,
+    clock: systemClock,
+    logger: silentLogger(),
+    coordinatorKey: coordinator.publicKey,
+    wireguardPublicKey: wg.publicKey,
+    identityKey,
+    identity,
+    listenPort: 51820,
+    agentVersion: 'test',
+    requestTimeoutMs: 500,
+    retryMinMs: 50,
+    retryMaxMs: 200,
+    rejectedRetryMs: 400,
+  });
+  t.teardown(async () => {
+    await cp.stop();
+    await nc.close();
+    await coordNc.close();
+    await server.stop();
+  });
+  return { server, nc, coordNc, coordinator, cp, identityKey, wgPublicKey: wg.publicKey };
+}
+
+function recordFor(req: RegistrationRequest, generation: number): NodeRecord {
+  const { sentAt: _s, agentVersion: _a, ...rest } = req;
+  return { ...rest, kind: 'node', overlayIp: '100.96.0.7', generation, registeredAt: 1, updatedAt: 1 };
+}
+
+/** A fake coordinator answering register with `answer` and counting requests. */
+function serveRegister(f: Fixture, answer: (req: RegistrationRequest, n: number) => Promise<RegisterReply>): { count: () => number; requests: RegistrationRequest[] } {
+  const requests: RegistrationRequest[] = [];
+  f.coordNc.subscribe(S.register, {
+    callback: (_err, msg: Msg) => {
+      void (async () => {
+        const env = JSON.parse(msg.string()) as unknown;
+        // The agent signs with its identity key, which the request names.
+        const claimed = RegistrationRequest.parse(openEnvelopeUnverified(env as never));
+        const req = await verifyEnvelope(env, claimed.identityKey, RegistrationRequest);
+        requests.push(req);
+        msg.respond(JSON.stringify(await answer(req, requests.length)));
+      })();
+    },
+  });
+  return { count: () => requests.length, requests };
+}
+
+const ok = (f: Fixture, signer?: SigningKeyPair) => async (req: RegistrationRequest, n: number): Promise<RegisterReply> => ({
+  ok: true,
+  record: await signEnvelope(recordFor(req, n), (signer ?? f.coordinator).secretKey),
+  heartbeatIntervalMs: 200,
+  nodeTtlMs: 1000,
+});
+
+test('retries while no coordinator answers, then registers with a signed, verified request', async (t) => {
+  const f = await setup(t);
+  f.cp.start();
+  await new Promise((r) => setTimeout(r, 400));
+  t.false(f.cp.state().registered);
+  t.regex(f.cp.state().lastError ?? '', /coordinator unavailable/);
+
+  const reg = serveRegister(f, ok(f));
+  await waitFor(() => f.cp.state().registered, { timeoutMs: 5000, what: 'registered' });
+  const req = reg.requests[0]!;
+  t.like(req, { name: 'node-a', cluster: 'c1', publicKey: f.wgPublicKey, identityKey: f.identityKey.publicKey, listenPort: 51820, gatewayEligible: true });
+  t.is(f.cp.state().record?.overlayIp, '100.96.0.7');
+  t.is(f.cp.state().heartbeatIntervalMs, 200);
+  t.is(f.cp.state().lastError, null);
+});
+
+test('a rejection is reported with its field and retried slowly (no spinning)', async (t) => {
+  const f = await setup(t);
+  const reg = serveRegister(f, () => Promise.resolve({ ok: false, error: { code: 'invalid', field: 'podCidrs[0]', message: 'podCidrs[0]: overlaps node-b' } }));
+  f.cp.start();
+  await waitFor(() => reg.count() >= 1, { timeoutMs: 5000, what: 'first request' });
+  await new Promise((r) => setTimeout(r, 1000));
+  t.true(reg.count() <= 4, `${reg.count()} requests in ~1 s with a 400 ms rejection backoff`);
+  t.false(f.cp.state().registered);
+  t.is(f.cp.state().lastError, 'invalid (podCidrs[0]): podCidrs[0]: overlaps node-b');
+});
+
+test('a reply signed by another key is not trusted', async (t) => {
+  const f = await setup(t);
+  const impostor = await generateSigningKeyPair();
+  serveRegister(f, ok(f, impostor));
+  f.cp.start();
+  await waitFor(() => /does not verify/.test(f.cp.state().lastError ?? ''), { timeoutMs: 5000, what: 'verification failure' });
+  t.false(f.cp.state().registered);
+});
+
+test('heartbeats flow; unknown-node makes it register again; deregister is signed', async (t) => {
+  const f = await setup(t);
+  const reg = serveRegister(f, ok(f));
+  const beats: Heartbeat[] = [];
+  let forget = false;
+  f.coordNc.subscribe(S.heartbeat, {
+    callback: (_err, msg) => {
+      void (async () => {
+        const hb = await verifyEnvelope(msg.data, f.identityKey.publicKey, Heartbeat);
+        beats.push(hb);
+        msg.respond(JSON.stringify(forget ? { ok: false, error: { code: 'unknown-node', message: 'expired' } } : { ok: true }));
+      })();
+    },
+  });
+  f.cp.start();
+  await waitFor(() => beats.length >= 2, { timeoutMs: 5000, what: 'heartbeats' });
+  t.like(beats[0], { name: 'node-a', generation: 1, identityKey: f.identityKey.publicKey });
+  t.truthy(f.cp.state().lastHeartbeatAt);
+
+  forget = true;
+  await waitFor(() => reg.count() >= 2, { timeoutMs: 5000, what: 're-registration after unknown-node' });
+  forget = false;
+  await waitFor(() => f.cp.state().record?.generation === 2, { timeoutMs: 5000, what: 'new record' });
+
+  f.cp.requestRegister('identity changed');
+  await waitFor(() => reg.count() >= 3, { timeoutMs: 5000, what: 're-registration on request' });
+
+  let dereg: Deregister | undefined;
+  f.coordNc.subscribe(S.deregister, {
+    callback: (_err, msg) => {
+      void (async () => {
+        dereg = await verifyEnvelope(msg.data, f.identityKey.publicKey, Deregister);
+        msg.respond(JSON.stringify({ ok: true }));
+      })();
+    },
+  });
+  await f.coordNc.flush();
+  await f.cp.stop();
+  t.true(await f.cp.deregister());
+  t.like(dereg, { name: 'node-a', identityKey: f.identityKey.publicKey });
+});
+
+test('a newer copy of our record from the KV is adopted; one with other keys triggers re-registration', async (t) => {
+  const f = await setup(t);
+  const reg = serveRegister(f, ok(f));
+  f.cp.start();
+  await waitFor(() => f.cp.state().registered, { timeoutMs: 5000, what: 'registered' });
+  const seen: number[] = [];
+  f.cp.onRecord((r) => seen.push(r.generation));
+  const current = f.cp.state().record!;
+  f.cp.observeOwnRecord({ ...current, generation: 9, endpoints: ['192.0.2.99:51820'] });
+  t.is(f.cp.state().record?.generation, 9);
+  t.deepEqual(seen, [9]);
+  f.cp.observeOwnRecord({ ...current, generation: 3 });
+  t.is(f.cp.state().record?.generation, 9, 'older copies are ignored');
+  const other = await generateWireguardKeyPair();
+  f.cp.observeOwnRecord({ ...current, generation: 10, publicKey: other.publicKey });
+  await waitFor(() => reg.count() >= 2, { timeoutMs: 5000, what: 're-registration' });
+  t.pass();
+});
+
+test('an invalid own identity is reported without contacting the coordinator', async (t) => {
+  const f = await setup(t, () => ({ ...IDENTITY, podCidrs: [] }));
+  const reg = serveRegister(f, ok(f));
+  f.cp.start();
+  await waitFor(() => f.cp.state().lastError !== null, { timeoutMs: 5000, what: 'error' });
+  t.regex(f.cp.state().lastError ?? '', /our own registration is invalid: podCidrs/);
+  t.is(reg.count(), 0);
+});

@@ -1,0 +1,102 @@
+// Status server: socket mode 0600, stale socket replaced, live socket refused, endpoints and codes,
+// health port without the local-only endpoints.
+import test, { type ExecutionContext } from 'ava';
+import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
+import { request } from 'node:http';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startStatusServer, StatusServerError, type Readiness, type StatusProvider } from '../agent/status-server.ts';
+import { silentLogger } from '../lib/logger.ts';
+import type { AgentStatus } from '../protocol/status.ts';
+
+async function tempDir(t: ExecutionContext): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'xl-status-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+function provider(readiness: Readiness): StatusProvider {
+  return {
+    status: () => Promise.resolve({ version: 'test' } as unknown as AgentStatus),
+    readiness: () => readiness,
+    view: () => null,
+    diagnostics: () => Promise.reject(new Error('wg show failed')),
+  };
+}
+
+function get(target: { socketPath: string } | { port: number }, path: string, method = 'GET'): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = request({ ...target, ...('port' in target ? { host: '127.0.0.1' } : {}), path, method }, (res) => {
+      let body = '';
+      res.on('data', (c: Buffer) => (body += c.toString()));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+test('serves the endpoints on a 0600 socket and the health port', async (t) => {
+  const dir = await tempDir(t);
+  const socketPath = join(dir, 'agent.sock');
+  const server = await startStatusServer({ socketPath, healthAddr: { host: '127.0.0.1', port: 0 }, provider: provider({ ready: false, reason: 'not registered yet' }), logger: silentLogger() });
+  t.teardown(() => server.close());
+  t.is((await stat(socketPath)).mode & 0o777, 0o600);
+  const sock = { socketPath };
+  const rows: [string, number, RegExp][] = [
+    ['/healthz', 200, /ok/],
+    ['/readyz', 503, /not registered yet/],
+    ['/status', 200, /"version": "test"/],
+    ['/view', 503, /no view yet/],
+    ['/diagnostics', 500, /wg show failed/],
+    ['/nope', 404, /no such endpoint \/nope/],
+  ];
+  for (const [path, code, body] of rows) {
+    const r = await get(sock, path);
+    t.is(r.status, code, path);
+    t.regex(r.body, body, path);
+  }
+  t.is((await get(sock, '/status', 'POST')).status, 405);
+
+  const port = server.healthPort;
+  t.truthy(port);
+  t.is((await get({ port: port! }, '/healthz')).status, 200);
+  t.is((await get({ port: port! }, '/status')).status, 200);
+  t.is((await get({ port: port! }, '/view')).status, 404, 'the view stays on the local socket');
+
+  await server.close();
+  await t.throwsAsync(stat(socketPath), { code: 'ENOENT' });
+});
+
+test('replaces a stale socket but refuses one a live process serves', async (t) => {
+  const dir = await tempDir(t);
+  const socketPath = join(dir, 'agent.sock');
+  // A live listener on the path: another agent.
+  const other = createServer();
+  await new Promise<void>((r) => other.listen(socketPath, r));
+  await t.throwsAsync(startStatusServer({ socketPath, healthAddr: null, provider: provider({ ready: true, reason: 'ok' }), logger: silentLogger() }), {
+    instanceOf: StatusServerError,
+    message: /another process is serving/,
+  });
+  // Dead: close without unlinking (what a crash leaves).
+  await new Promise<void>((r) => other.close(() => r()));
+  const stale = createServer();
+  await new Promise<void>((r) => stale.listen(join(dir, 'stale.sock'), r));
+  // net.Server unlinks on close; simulate a crash with a bound-then-abandoned socket file instead.
+  stale.unref();
+  const server = await startStatusServer({ socketPath: join(dir, 'agent.sock'), healthAddr: null, provider: provider({ ready: true, reason: 'ok' }), logger: silentLogger() });
+  t.is((await get({ socketPath }, '/readyz')).status, 200);
+  await server.close();
+  await new Promise<void>((r) => stale.close(() => r()));
+});
+
+test('refuses to replace a regular file at the socket path', async (t) => {
+  const dir = await tempDir(t);
+  const socketPath = join(dir, 'agent.sock');
+  await writeFile(socketPath, 'not a socket');
+  await t.throwsAsync(startStatusServer({ socketPath, healthAddr: null, provider: provider({ ready: true, reason: 'ok' }), logger: silentLogger() }), {
+    instanceOf: StatusServerError,
+    message: /not a socket/,
+  });
+});
