@@ -79,7 +79,6 @@ export class Agent {
   private lastPublished = '';
   private cachedOverlayIp: string | null = null;
   private readonly clock: Clock;
-  private readonly dataplaneConfig: DataplaneConfig;
   private readonly reconciler: Reconciler;
 
   private constructor(
@@ -88,17 +87,9 @@ export class Agent {
     private identity: NodeIdentity,
     private readonly dataplane: AgentDataplane,
     private readonly relay: AgentRelay | null,
+    private readonly dataplaneConfig: DataplaneConfig,
   ) {
     this.clock = o.clock ?? systemClock;
-    const c = o.config;
-    this.dataplaneConfig = Object.freeze({
-      interfaceName: c.interfaceName,
-      listenPort: c.listenPort,
-      mtu: o.mtu,
-      natKeepaliveSec: c.natKeepaliveSec,
-      relayPortBase: c.relayPortBase,
-      relayPortSpan: c.relayPortSpan,
-    });
     this.reconciler = new Reconciler({
       dataplane,
       dataplaneConfig: this.dataplaneConfig,
@@ -119,23 +110,30 @@ export class Agent {
     const keys = await loadOrCreateNodeKeys(o.config.stateDir);
     log.info({ publicKey: keys.wireguard.publicKey, identityKey: keys.identity.publicKey, stateDir: o.config.stateDir }, 'node keys loaded');
     const identity = await o.nodeSource.start(new AbortController().signal);
-    const dataplaneConfig: DataplaneConfig = {
+    const dataplaneConfig: DataplaneConfig = Object.freeze({
       interfaceName: o.config.interfaceName,
       listenPort: o.config.listenPort,
       mtu: o.mtu,
       natKeepaliveSec: o.config.natKeepaliveSec,
       relayPortBase: o.config.relayPortBase,
       relayPortSpan: o.config.relayPortSpan,
-    };
-    const dataplane = await o.createDataplane({ config: dataplaneConfig, wireguardMode: o.config.wireguard });
+    });
+    let dataplane: AgentDataplane;
+    try {
+      dataplane = await o.createDataplane({ config: dataplaneConfig, wireguardMode: o.config.wireguard });
+    } catch (err) {
+      await o.nodeSource.stop().catch(() => undefined);
+      throw err;
+    }
     let relay: AgentRelay | null;
     try {
       relay = o.createRelay?.({ config: dataplaneConfig }) ?? null;
     } catch (err) {
       await dataplane.close().catch(() => undefined);
+      await o.nodeSource.stop().catch(() => undefined);
       throw err;
     }
-    const agent = new Agent(o, keys, identity, dataplane, relay);
+    const agent = new Agent(o, keys, identity, dataplane, relay, dataplaneConfig);
     try {
       await agent.run();
     } catch (err) {
@@ -180,9 +178,9 @@ export class Agent {
   private async connectLoop(): Promise<void> {
     const log = this.o.logger;
     let failures = 0;
+    log.info({ servers: this.o.config.natsServers.map(redactUrl) }, 'connecting to NATS');
     while (!this.abort.signal.aborted) {
       try {
-        log.info({ servers: this.o.config.natsServers.map(redactUrl) }, 'connecting to NATS');
         const nc = await this.o.connectNats();
         if (this.abort.signal.aborted) {
           await nc.close();
@@ -192,8 +190,11 @@ export class Agent {
         return;
       } catch (err) {
         failures++;
-        log.error({ err: errorMessage(err) }, 'cannot connect to NATS (check --nats-url / --nats-creds); retrying');
-        await this.clock.sleep(Math.min(30_000, 1000 * 2 ** Math.min(failures, 5)), this.abort.signal);
+        // Fail-static: the data plane stays as it is while we keep trying.
+        const fields = { err: errorMessage(err), attempts: failures };
+        if (failures === 1 || failures % 30 === 0) log.warn(fields, 'cannot connect to NATS yet (check --nats-url / --nats-creds); retrying');
+        else log.debug(fields, 'NATS connect failed; retrying');
+        await this.clock.sleep(Math.min(5000, 500 * 2 ** Math.min(failures - 1, 4)), this.abort.signal);
       }
     }
   }
@@ -433,7 +434,7 @@ export class Agent {
   }
 
   async diagnostics(): Promise<DiagnosticsDocument> {
-    const doc: { -readonly [K in keyof DiagnosticsDocument]: DiagnosticsDocument[K] } = {
+    const doc: DiagnosticsDocument = {
       interface: this.dataplaneConfig.interfaceName,
       livePeers: null,
       livePeersError: null,

@@ -65,7 +65,7 @@ export const DEFAULTS = {
   resyncIntervalMs: 30_000,
   relayPortRange: '52000-52999',
   /** Health port used in Kubernetes mode when --health-addr is not given (probes point here). */
-  kubernetesHealthAddr: '0.0.0.0:9471',
+  kubernetesHealthAddr: '127.0.0.1:9471',
   logLevel: 'info',
 } as const;
 

@@ -35,8 +35,8 @@ export interface NatsConnectOptions {
 }
 
 /**
- * Connects with unlimited reconnects. With `waitOnFirstConnect` the promise only settles once a
- * server answered, so callers start it in the background and keep serving status meanwhile.
+ * Connects with unlimited reconnects once connected. The first connect fails fast when no server
+ * answers, so the caller can retry it on its own schedule (and give up at shutdown).
  */
 export async function connectNats(options: NatsConnectOptions): Promise<NatsConnection> {
   const creds = options.credsFile === null ? undefined : new Uint8Array(await readFile(options.credsFile));
@@ -45,7 +45,6 @@ export async function connectNats(options: NatsConnectOptions): Promise<NatsConn
     name: options.name,
     maxReconnectAttempts: -1,
     reconnectTimeWait: options.reconnectTimeWaitMs ?? 1000,
-    waitOnFirstConnect: true,
     timeout: 5000,
     pingInterval: 10_000,
     maxPingOut: 3,
@@ -145,6 +144,8 @@ export class ControlPlane {
   private heartbeatIntervalMs: number | null = null;
   private nodeTtlMs: number | null = null;
   private needRegister = true;
+  private foreignGeneration = -1;
+  private heartbeatDue = 0;
   private registerReason = 'start';
   private stopped = false;
   private wakeup = new AbortController();
@@ -195,8 +196,12 @@ export class ControlPlane {
   /** A newer verified copy of our own record seen in the KV (e.g. the coordinator updated it). */
   observeOwnRecord(record: NodeRecord): void {
     if (record.publicKey !== this.o.wireguardPublicKey || record.identityKey !== this.o.identityKey.publicKey) {
-      // Someone else holds our name (or we were re-keyed): our registration will sort it out.
-      this.requestRegister('own record in the KV has other keys');
+      // Someone else holds our name (or we were re-keyed): register to claim it back — once per
+      // generation, or every mesh change would cut the rejection backoff short.
+      if (record.generation > this.foreignGeneration) {
+        this.foreignGeneration = record.generation;
+        this.requestRegister('own record in the KV has other keys');
+      }
       return;
     }
     if (this.record === null || record.generation > this.record.generation) {
@@ -243,8 +248,6 @@ export class ControlPlane {
       this.wake();
     }
   }
-
-  private heartbeatDue = 0;
 
   private wake(): void {
     this.wakeup.abort();

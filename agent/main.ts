@@ -16,6 +16,16 @@ import { createStaticNodeSource } from './static-source.ts';
 
 async function createNodeSource(config: AgentConfig, runner: Runner, logger: Logger): Promise<NodeSource> {
   if (config.mode === 'standalone') return createStaticNodeSource({ config, runner, logger });
+  const ignored = [
+    config.podCidrs.length > 0 ? '--pod-cidr' : null,
+    config.endpoints.length > 0 ? '--endpoint' : null,
+    config.privateAddresses.length > 0 ? '--private-address' : null,
+    config.zone !== null ? '--zone' : null,
+    config.persistentKeepalive !== null ? '--persistent-keepalive' : null,
+  ].filter((f) => f !== null);
+  if (ignored.length > 0) {
+    logger.warn({ ignored }, 'Kubernetes mode takes these from the Node object (spec, addresses, crosslink.dev/ annotations); the flags are ignored');
+  }
   // Imported lazily: the Kubernetes client is large and standalone agents never need it.
   const { createKubernetesNodeSource } = await import('./kubernetes/node-source.ts');
   return createKubernetesNodeSource({

@@ -193,7 +193,8 @@ export function buildProgram(io: CliIo, setExit: (code: number) => void): Comman
       rows.push({ key: r.key, name: r.key.slice('nodes.'.length), cluster: '', location: '', overlayIp: '', endpoints: [], podCidrs: [], gateway: '', problem: r.reason });
     }
     const clusterProblems = [...kv.rejected.values()].filter((r) => r.key.startsWith('clusters.'));
-    rows.sort((a, b) => a.cluster.localeCompare(b.cluster) || a.name.localeCompare(b.name));
+    const refusedLast = (r: NodeRow): number => (r.problem === null ? 0 : 1);
+    rows.sort((a, b) => refusedLast(a) - refusedLast(b) || a.cluster.localeCompare(b.cluster) || a.name.localeCompare(b.name));
     if (o.json) io.stdout(json({ nodes: rows, refusedClusters: clusterProblems }));
     else {
       io.stdout(`${formatNodeTable(rows)}\n`);

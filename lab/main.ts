@@ -19,7 +19,10 @@ export const DEFAULT_TOPOLOGY = join(REPO_ROOT, 'lab', 'topologies', 'default.ya
 const DEFAULT_ID = 'lab';
 const CONVERGE_TIMEOUT_MS = 90_000;
 
-const rel = (p: string): string => relative(process.cwd(), p) || '.';
+const rel = (p: string): string => {
+  const r = relative(process.cwd(), p);
+  return r === '' ? '.' : r.startsWith('..') ? p : r;
+};
 
 async function up(opts: { topology: string; id: string; wait: boolean; logLevel: string }): Promise<void> {
   const id = checkLabId(opts.id);

@@ -52,21 +52,24 @@ export function meshSummary(plan: LabPlan, statuses: ReadonlyMap<string, AgentSt
   return { nodes: statuses.size, ready, tunnels, tunnelsUp, pairs };
 }
 
-/** One line per ordered cloud pair: "onprem → edge   via relay aws-n1 (2 node pairs)". */
+/**
+ * One line per cross-cloud node pair: "onprem-n1 ↔ edge-n1   via relay aws-n2"; when the two
+ * directions differ (gateway clouds), both: "aws-n1 ↔ gcp-n2   → via gateway gcp-n1 | ← via own gateway gcp-n1".
+ */
 export function formatSummary(s: MeshSummary): string {
   const lines = [`nodes: ${s.ready}/${s.nodes} ready   tunnels: ${s.tunnelsUp}/${s.tunnels} with a recent handshake`];
-  const groups = new Map<string, Map<string, number>>();
+  const byPair = new Map(s.pairs.map((p) => [`${p.from}>${p.to}`, p]));
+  const width = Math.max(0, ...s.pairs.map((p) => p.from.length));
+  const rows: [string, string][] = [];
+  const done = new Set<string>();
   for (const p of s.pairs) {
-    const g = `${p.fromCloud} → ${p.toCloud}`;
-    const m = groups.get(g) ?? new Map<string, number>();
-    const d = describePath(p);
-    m.set(d, (m.get(d) ?? 0) + 1);
-    groups.set(g, m);
+    if (done.has(`${p.to}>${p.from}`)) continue;
+    done.add(`${p.from}>${p.to}`);
+    const back = byPair.get(`${p.to}>${p.from}`);
+    const there = describePath(p);
+    rows.push([`${p.from.padEnd(width)} ↔ ${p.to}`, !back || describePath(back) === there ? there : `→ ${there} | ← ${describePath(back)}`]);
   }
-  const width = Math.max(0, ...[...groups.keys()].map((k) => k.length));
-  for (const [g, m] of groups) {
-    const parts = [...m].map(([d, n]) => `${d} (${n} node pair${n === 1 ? '' : 's'})`);
-    lines.push(`  ${g.padEnd(width)}  ${parts.join(', ')}`);
-  }
+  const labelWidth = Math.max(0, ...rows.map(([l]) => l.length));
+  for (const [label, text] of rows) lines.push(`  ${label.padEnd(labelWidth)}  ${text}`);
   return lines.join('\n');
 }

@@ -64,7 +64,7 @@ const accepted: { name: string; args?: string[]; env?: Record<string, string>; e
   { name: 'flag beats env', args: ['--listen-port', '51821'], env: { CROSSLINK_LISTEN_PORT: '51999' }, expect: { listenPort: 51821 } },
   { name: 'NODE_NAME', env: { NODE_NAME: 'worker-7' }, expect: { nodeName: 'worker-7' } },
   { name: 'CROSSLINK_NODE_NAME beats NODE_NAME', env: { NODE_NAME: 'worker-7', CROSSLINK_NODE_NAME: 'n1' }, expect: { nodeName: 'n1' } },
-  { name: 'kubernetes forced: no location/pod CIDR needed, health on', args: ['--kubernetes'], expect: { mode: 'kubernetes', healthAddr: { host: '0.0.0.0', port: 9471 } } },
+  { name: 'kubernetes forced: no location/pod CIDR needed, health on', args: ['--kubernetes'], expect: { mode: 'kubernetes', healthAddr: { host: '127.0.0.1', port: 9471 } } },
 ];
 
 for (const row of accepted) {

@@ -18,7 +18,7 @@ import { parseCoordinatorConfig } from '../coordinator/config.ts';
 import { Coordinator } from '../coordinator/coordinator.ts';
 import { systemClock } from '../lib/clock.ts';
 import { silentLogger } from '../lib/logger.ts';
-import { NatsServer } from '../lib/nats-server.ts';
+import { NatsServer, freeLoopbackPort } from '../lib/nats-server.ts';
 import { RecordingRunner } from '../lib/runner.ts';
 import { waitFor } from '../lib/wait.ts';
 import { generateSigningKeyPair, type SigningKeyPair } from '../protocol/signing.ts';
@@ -37,9 +37,9 @@ interface Mesh {
   stopCoordinator(): Promise<void>;
 }
 
-async function startMesh(t: ExecutionContext): Promise<Mesh> {
-  const server = await NatsServer.start({ name: 'xl-agent-it' });
-  const coordinatorKey = await generateSigningKeyPair();
+async function startMesh(t: ExecutionContext, o: { port?: number; coordinatorKey?: SigningKeyPair } = {}): Promise<Mesh> {
+  const server = await NatsServer.start({ name: 'xl-agent-it', ...(o.port === undefined ? {} : { port: o.port }) });
+  const coordinatorKey = o.coordinatorKey ?? (await generateSigningKeyPair());
   const coordinatorNc = await connect({ servers: server.url, maxReconnectAttempts: -1, reconnectTimeWait: 250 });
   const config = parseCoordinatorConfig({ natsUrl: server.url, nodeTtl: NODE_TTL, leaseTtl: '2s', signingKeyFile: '/nonexistent/unused' });
   const mesh: Mesh = {
@@ -81,7 +81,7 @@ async function tempStateDir(t: ExecutionContext, name: string): Promise<string> 
 let octet = 10;
 async function startAgent(
   t: ExecutionContext,
-  mesh: Mesh,
+  mesh: Pick<Mesh, 'coordinatorKey'> & { server: { url: string } },
   o: { name: string; cluster: string; podCidr: string; stateDir: string; extra?: string[] },
 ): Promise<RunningAgent> {
   const n = octet++;
@@ -284,4 +284,30 @@ test.serial('fail-static: coordinator and NATS outages never shrink the peer set
   );
   await a.agent.reconcileNow('test');
   t.deepEqual(peerNodes(a.dataplane.last()), ['node-b', 'node-c']);
+});
+
+test.serial('starts while NATS is down (interface only), registers once it is up; stops promptly while down', async (t) => {
+  const port = await freeLoopbackPort();
+  const coordinatorKey = await generateSigningKeyPair();
+  const early = { coordinatorKey, server: { url: `nats://127.0.0.1:${port}` } };
+  const a = await startAgent(t, early, { name: 'node-a', cluster: 'c1', podCidr: '10.244.1.0/24', stateDir: await tempStateDir(t, 'a') });
+  await waitFor(() => a.dataplane.interfaces.length > 0, { ...WAIT, what: 'interface ensured' });
+  t.deepEqual(a.dataplane.interfaces[0]?.addresses, [], 'no overlay IP before the first registration');
+  const before = AgentStatus.parse(JSON.parse((await httpGet(a.socket, '/status')).body));
+  t.false(before.controlPlane.connected);
+  t.false(before.ready);
+  t.is((await httpGet(a.socket, '/readyz')).status, 503);
+  t.is(a.dataplane.applied.length, 0, 'nothing applied without a view');
+
+  // An agent that never reaches NATS still stops (no hanging connect).
+  const lonely = await startAgent(t, early, { name: 'node-z', cluster: 'c9', podCidr: '10.249.1.0/24', stateDir: await tempStateDir(t, 'z') });
+  await lonely.stop();
+  t.true(lonely.dataplane.tornDown);
+
+  const mesh = await startMesh(t, { port, coordinatorKey });
+  await startAgent(t, mesh, { name: 'node-b', cluster: 'c2', podCidr: '10.245.1.0/24', stateDir: await tempStateDir(t, 'b') });
+  await waitFor(() => peerNodes(a.dataplane.last()).join() === 'node-b', { ...WAIT, what: 'a registered and peers with b' });
+  t.is((await httpGet(a.socket, '/readyz')).status, 200);
+  // The overlay IP is cached for the next start (kept on the interface before re-registering).
+  t.regex(await readFile(join(a.stateDir, 'overlay-ip'), 'utf8'), /^100\.96\.\d+\.\d+\n$/);
 });

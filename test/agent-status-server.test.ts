@@ -1,7 +1,7 @@
 // Status server: socket mode 0600, stale socket replaced, live socket refused, endpoints and codes,
 // health port without the local-only endpoints.
 import test, { type ExecutionContext } from 'ava';
-import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
+import { link, lstat, mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import { request } from 'node:http';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -79,16 +79,18 @@ test('replaces a stale socket but refuses one a live process serves', async (t) 
     instanceOf: StatusServerError,
     message: /another process is serving/,
   });
-  // Dead: close without unlinking (what a crash leaves).
   await new Promise<void>((r) => other.close(() => r()));
-  const stale = createServer();
-  await new Promise<void>((r) => stale.listen(join(dir, 'stale.sock'), r));
-  // net.Server unlinks on close; simulate a crash with a bound-then-abandoned socket file instead.
-  stale.unref();
-  const server = await startStatusServer({ socketPath: join(dir, 'agent.sock'), healthAddr: null, provider: provider({ ready: true, reason: 'ok' }), logger: silentLogger() });
+
+  // Stale: a socket file nobody listens on (what a crashed agent leaves). A hard link to a
+  // listening socket outlives the listener's own unlink on close.
+  const tmp = createServer();
+  await new Promise<void>((r) => tmp.listen(join(dir, 'tmp.sock'), r));
+  await link(join(dir, 'tmp.sock'), socketPath);
+  await new Promise<void>((r) => tmp.close(() => r()));
+  t.true((await lstat(socketPath)).isSocket());
+  const server = await startStatusServer({ socketPath, healthAddr: null, provider: provider({ ready: true, reason: 'ok' }), logger: silentLogger() });
   t.is((await get({ socketPath }, '/readyz')).status, 200);
   await server.close();
-  await new Promise<void>((r) => stale.close(() => r()));
 });
 
 test('refuses to replace a regular file at the socket path', async (t) => {

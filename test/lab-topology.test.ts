@@ -159,7 +159,7 @@ test('convergence: every running agent ready with a path to every running node o
   t.true(checkConvergence(plan, new Set(['east-n1']), new Map([['east-n1', status('east-n1', 'east', [])]])).converged, 'stopped agents are not waited for');
 });
 
-test('mesh summary groups node pairs by cloud pair and path', (t) => {
+test('mesh summary: one line per cross-cloud node pair, both directions when they differ', (t) => {
   const plan = planLab(parseTopology(defaultYaml), 'x');
   const now = 1_000_000;
   const s = new Map<string, AgentStatus>([
@@ -177,7 +177,8 @@ test('mesh summary groups node pairs by cloud pair and path', (t) => {
   t.is(summary.nodes, 3);
   t.is(summary.pairs.length, 6);
   const text = formatSummary(summary);
-  t.regex(text, /onprem → edge\s+via relay aws-n1 \(1 node pair\)/);
-  t.regex(text, /onprem → gcp\s+via gateway gcp-n1 \(1 node pair\)/);
-  t.regex(text, /gcp → onprem\s+via own gateway gcp-n1/);
+  t.regex(text, /onprem-n1 ↔ edge-n1\s+via relay aws-n1$/m);
+  t.regex(text, /gcp-n2 +↔ onprem-n1\s+→ via own gateway gcp-n1 \| ← via gateway gcp-n1$/m);
+  t.regex(text, /gcp-n2 +↔ edge-n1\s+unknown$/m, 'a direction nobody reported');
+  t.is(text.split('\n').length, 4, 'one header and one line per node pair');
 });

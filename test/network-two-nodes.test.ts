@@ -2,9 +2,12 @@
 // behind 1:1 NAT edges), a pod behind each, real nats-server + coordinator + agents + wireguard-go.
 // Pod-to-pod both ways through the tunnel; a dead node is dropped within the TTL; it comes back
 // with the same key; nothing is left behind.
+import { rm } from 'node:fs/promises';
 import test from 'ava';
 import type { Lab } from '../lab/lab.ts';
 import { findPod } from '../lab/plan.ts';
+import { statePath } from '../lab/state.ts';
+import { teardownLab } from '../lab/teardown.ts';
 import { bringUpLab, explainPair, leftoversOf, pingFailsWithin, pingUntil } from './helpers/lab-harness.ts';
 
 const CONVERGE_MS = 60_000;
@@ -110,10 +113,12 @@ test.serial('restored and restarted, the node keeps its WireGuard key and connec
   }
 });
 
-test.serial('teardown removes every namespace, process, socket and state dir of the lab', async (t) => {
+test.serial('teardown finds everything through the namespaces alone (state file lost, as after a crash)', async (t) => {
   const l = theLab();
-  const report = await l.down();
+  await rm(statePath(l.paths.dir));
+  const report = await teardownLab(id, l.runner);
   t.deepEqual(report.errors, []);
   t.is(report.stopped.agent, 2);
+  t.is(report.stopped['nats-server'], 1);
   t.deepEqual(await leftoversOf(id), []);
 });
