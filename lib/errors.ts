@@ -3,9 +3,6 @@
 
 export class CrosslinkError extends Error {
   override name = 'CrosslinkError';
-  constructor(message: string, options?: { cause?: unknown }) {
-    super(message, options);
-  }
 }
 
 /** Bad input at an edge (flag, env, message, file). Names the field, the value and what is allowed. */
@@ -69,7 +66,7 @@ export function describeValue(value: unknown): string {
     const s = JSON.stringify(value);
     return s.length > 120 ? `${s.slice(0, 117)}...` : s;
   } catch {
-    return String(value);
+    return Object.prototype.toString.call(value);
   }
 }
 

@@ -40,8 +40,8 @@ export class ExecaRunner implements Runner {
       stripFinalNewline: false,
       ...(options.input === undefined ? { stdin: 'ignore' as const } : { input: options.input }),
     });
-    const stdout = String(result.stdout ?? '');
-    const stderr = String(result.stderr ?? '');
+    const stdout = result.stdout;
+    const stderr = result.stderr;
     if (result.timedOut) throw new CommandError(full, result.exitCode, stderr, true, { cause: result });
     if (result.exitCode === undefined) {
       throw new CommandError(full, undefined, stderr || String(result.message), false, { cause: result });

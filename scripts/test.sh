@@ -13,8 +13,7 @@ npx ava "$@" 2>&1 | tee "$log"
 rc=${PIPESTATUS[0]}
 set -e
 # One plain closing line that any CI reader understands.
-passed=$(grep -oE '^\s*[0-9]+ tests? passed' "$log" | grep -oE '[0-9]+' | tail -1)
-failed=$(grep -oE '^\s*[0-9]+ tests? failed' "$log" | grep -oE '[0-9]+' | tail -1)
-skipped=$(grep -oE '^\s*[0-9]+ tests? skipped' "$log" | grep -oE '[0-9]+' | tail -1)
+count() { { grep -oE "^\s*[0-9]+ tests? $1" "$log" || true; } | grep -oE '[0-9]+' | tail -1 || true; }
+passed=$(count passed); failed=$(count failed); skipped=$(count skipped)
 echo "${passed:-0} passed, ${failed:-0} failed, ${skipped:-0} skipped"
 exit "$rc"
