@@ -11,6 +11,7 @@ import { createDataplane } from './dataplane.ts';
 import { readCoordinatorKeyFile } from './keys.ts';
 import type { NodeSource } from './model.ts';
 import { defaultMtu } from './mtu.ts';
+import { relayBindAddress } from './relay-bind.ts';
 import { RelayForwarder } from './relay-forwarder.ts';
 import { createStaticNodeSource } from './static-source.ts';
 
@@ -94,6 +95,7 @@ async function main(argv: readonly string[]): Promise<number> {
       'starting',
     );
     const nodeSource = await createNodeSource(config, runner, logger.child({ component: 'node-source' }));
+    const bindAddress = await relayBindAddress(runner, config.endpoints);
     agent = await Agent.start({
       config,
       logger,
@@ -106,7 +108,8 @@ async function main(argv: readonly string[]): Promise<number> {
         connectNats({ servers: config.natsServers, credsFile: config.natsCredsFile, name: `crosslink-agent/${config.nodeName}` }),
       createDataplane: ({ config: dataplaneConfig, wireguardMode }) =>
         createDataplane({ runner, logger: logger.child({ component: 'dataplane' }), config: dataplaneConfig, wireguardMode, clock: systemClock }),
-      createRelay: () => new RelayForwarder({ logger: logger.child({ component: 'relay' }), clock: systemClock }),
+      createRelay: () =>
+        new RelayForwarder({ logger: logger.child({ component: 'relay' }), clock: systemClock, ...(bindAddress ? { bindAddress } : {}) }),
     });
   } catch (err) {
     logger.fatal({ err: errorMessage(err) }, 'cannot start');
