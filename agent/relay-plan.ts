@@ -33,7 +33,8 @@ const sha256 = (text: string): Buffer => createHash('sha256').update(text, 'utf8
  * eligible: it is not on the overlay and its advertised endpoint is not where any agent listens.
  */
 export function relayCandidates(index: TopologyIndex): readonly NodeRecord[] {
-  return index.overlayMembers.filter((n) => isPublic(n) && relayHost(n) !== undefined);
+  // gatewayEligible is the operator's "may carry other nodes' traffic" switch: gateways and relays alike.
+  return index.overlayMembers.filter((n) => isPublic(n) && n.gatewayEligible && relayHost(n) !== undefined);
 }
 
 function relayHost(node: NodeRecord): string | undefined {

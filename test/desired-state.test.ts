@@ -22,7 +22,8 @@ function node(name: string, cluster: string, o: Partial<NodeRecord> = {}): NodeR
     podCidrs: [`10.${seq}.0.0/24`],
     listenPort: 51820,
     topology: 'mesh',
-    gatewayEligible: false,
+    // As the agent defaults: a node may carry others' traffic (gateway, relay) iff it is public.
+    gatewayEligible: (o.endpoints ?? []).length > 0,
     overlayIp: `100.96.0.${seq}`,
     generation: 1,
     registeredAt: 1,

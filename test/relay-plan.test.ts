@@ -10,7 +10,7 @@ const key = (name: string): string => createHash('sha256').update(`wg:${name}`).
 function node(name: string, cluster: string, endpoints: string[] = [], listenPort = 51820): NodeRecord {
   return {
     kind: 'node', v: 1, name, cluster, location: 'x', publicKey: key(name), identityKey: key(`id:${name}`), endpoints,
-    privateAddresses: [], podCidrs: ['10.0.0.0/24'], listenPort, topology: 'mesh', gatewayEligible: false,
+    privateAddresses: [], podCidrs: ['10.0.0.0/24'], listenPort, topology: 'mesh', gatewayEligible: endpoints.length > 0,
     overlayIp: '100.96.0.1', generation: 1, registeredAt: 1, updatedAt: 1,
   };
 }
@@ -50,10 +50,12 @@ test('rendezvous: removing a non-winner never moves the pair; removing the winne
   t.is(rendezvousRelay('x', []), undefined);
 });
 
-test('relay candidates: public overlay members only (gateway clusters contribute their active gateway)', (t) => {
+test('relay candidates: public, eligible overlay members only (gateway clusters contribute their active gateway)', (t) => {
   const nodes = [
     node('mesh-public', 'm', ['192.0.2.1:51820']),
     node('mesh-nat', 'm'),
+    // Public but the operator said it may not carry others' traffic (--no-gateway-eligible).
+    { ...node('mesh-public-ineligible', 'm', ['192.0.2.9:51820']), gatewayEligible: false },
     { ...node('gw', 'g', ['192.0.2.2:51820']), topology: 'gateway' as const },
     { ...node('worker', 'g', ['192.0.2.3:51820']), topology: 'gateway' as const },
   ];
