@@ -7,7 +7,8 @@
 //   GET /diagnostics  live WireGuard peers and owned routes      socket only (for `crosslink diagnose`)
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { connect } from 'node:net';
-import { chmod, lstat, unlink } from 'node:fs/promises';
+import { chmod, lstat, mkdir, unlink } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import { z } from 'zod';
 import { CrosslinkError, errorMessage } from '../lib/errors.ts';
 import type { Logger } from '../lib/logger.ts';
@@ -205,6 +206,7 @@ export async function startStatusServer(o: StatusServerOptions): Promise<StatusS
   let healthPort: number | null = null;
   try {
     if (o.socketPath !== null) {
+      await mkdir(dirname(o.socketPath), { recursive: true, mode: 0o700 });
       await removeStaleSocket(o.socketPath);
       const s = createServer(handler(routes(o.provider, true), o.logger));
       await listen(s, { path: o.socketPath });

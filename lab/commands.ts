@@ -1,5 +1,5 @@
 // Pure: the command lines of the lab's long-running processes, from the plan and the lab's paths.
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { formatDuration } from '../lib/duration.ts';
 import { NATS_PORT, RELAY_PORT_FIRST, RELAY_PORT_LAST, WIREGUARD_PORT, type LabPlan, type NodePlan } from './plan.ts';
 
@@ -12,7 +12,13 @@ export interface LabPaths {
 export const natsStoreDir = (p: LabPaths): string => join(p.dir, 'nats');
 export const signingKeyFile = (p: LabPaths): string => join(p.dir, 'coordinator.key');
 export const nodeDir = (p: LabPaths, node: string): string => join(p.dir, node);
-export const statusSocket = (p: LabPaths, node: string): string => join(p.dir, node, 'agent.sock');
+/** Unix socket paths are limited to 107 bytes; a deep checkout (CI) moves sockets to a short dir. */
+const MAX_SOCKET_PATH = 100;
+export const shortSocketDir = (id: string): string => `/run/xl-lab-${id}`;
+export const statusSocket = (p: LabPaths, node: string): string => {
+  const inState = join(p.dir, node, 'agent.sock');
+  return inState.length <= MAX_SOCKET_PATH ? inState : join(shortSocketDir(basename(p.dir)), `${node}.sock`);
+};
 export const logFile = (p: LabPaths, name: string): string => join(p.dir, `${name}.log`);
 
 const inNs = (ns: string, argv: readonly string[]): string[] => ['ip', 'netns', 'exec', ns, ...argv];

@@ -6,6 +6,7 @@
 import { readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Runner } from '../lib/runner.ts';
+import { shortSocketDir } from './commands.ts';
 import { deleteNamespaces, listNamespaces, namespacePids } from './network.ts';
 import { checkLabId, labIdOfNamespace, namespaceName, namespacePrefix, wireguardSocketPattern } from './names.ts';
 import { isAlive, pidOf, roleOf, signal, terminate, type ProcessRef, type ProcessRole } from './processes.ts';
@@ -81,6 +82,7 @@ export async function teardownLab(id: string, runner: Runner, options: TeardownO
   for (const ns of deletable) if (remaining.has(ns)) errors.push(`namespace ${ns} could not be deleted`);
 
   await removeWireguardSockets(id, errors);
+  await rm(shortSocketDir(id), { recursive: true, force: true });
   if (!options.keepState && errors.length === 0) await rm(dir, { recursive: true, force: true });
   return { id, namespacesDeleted: deletable.length - [...remaining].filter((n) => deletable.includes(n)).length, stopped, errors };
 }
