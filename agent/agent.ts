@@ -45,6 +45,8 @@ export interface AgentOptions {
   /** The UDP relay for NATed pairs; optional (no relaying without it). */
   readonly createRelay?: (o: { config: DataplaneConfig }) => AgentRelay;
   readonly nodeSource: NodeSource;
+  /** Aborts a start still waiting for the first identity (e.g. the Node object); Agent.start then rejects. */
+  readonly signal?: AbortSignal;
   /** Resolved coordinator public key (from --coordinator-key or the file). */
   readonly coordinatorKey: string;
   /** Resolved MTU (auto already detected). */
@@ -109,7 +111,21 @@ export class Agent {
     const log = o.logger;
     const keys = await loadOrCreateNodeKeys(o.config.stateDir);
     log.info({ publicKey: keys.wireguard.publicKey, identityKey: keys.identity.publicKey, stateDir: o.config.stateDir }, 'node keys loaded');
-    const identity = await o.nodeSource.start(new AbortController().signal);
+    // Listen before start() resolves: an identity change between the first identity and run() (while
+    // the data plane is created, seconds with wireguard-go) would otherwise be lost until the next one.
+    const early: { agent?: Agent; identity?: NodeIdentity } = {};
+    o.nodeSource.onChange((changed) => {
+      if (early.agent) early.agent.identityChanged(changed);
+      else early.identity = changed;
+    });
+    let identity: NodeIdentity;
+    try {
+      identity = await o.nodeSource.start(o.signal ?? new AbortController().signal);
+      if (o.signal?.aborted) throw new Error('agent start aborted');
+    } catch (err) {
+      await o.nodeSource.stop().catch(() => undefined);
+      throw err;
+    }
     const dataplaneConfig: DataplaneConfig = Object.freeze({
       interfaceName: o.config.interfaceName,
       listenPort: o.config.listenPort,
@@ -133,7 +149,8 @@ export class Agent {
       await o.nodeSource.stop().catch(() => undefined);
       throw err;
     }
-    const agent = new Agent(o, keys, identity, dataplane, relay, dataplaneConfig);
+    const agent = new Agent(o, keys, early.identity ?? identity, dataplane, relay, dataplaneConfig);
+    early.agent = agent;
     try {
       await agent.run();
     } catch (err) {
@@ -152,11 +169,6 @@ export class Agent {
       logger.warn({ generation }, 'WireGuard interface came back empty; re-applying everything');
       this.reconciler.request('wireguard restarted');
     });
-    this.o.nodeSource.onChange((identity) => {
-      this.identity = identity;
-      logger.info({ identity }, 'node identity changed');
-      this.controlPlane?.requestRegister('identity changed');
-    });
     this.statusServer = await startStatusServer({
       socketPath: config.statusSocket,
       healthAddr: config.healthAddr,
@@ -173,6 +185,13 @@ export class Agent {
       this.reconciler.request('resync');
     }, config.resyncIntervalMs);
     this.connecting = this.connectLoop();
+  }
+
+  private identityChanged(identity: NodeIdentity): void {
+    this.identity = identity;
+    this.o.logger.info({ identity }, 'node identity changed');
+    // Before the first connection there is no control plane yet; it registers with this identity.
+    this.controlPlane?.requestRegister('identity changed');
   }
 
   private async connectLoop(): Promise<void> {
@@ -502,8 +521,9 @@ export class Agent {
       await this.nc?.close();
     });
     await step('publish stopped state', async () => {
-      const source = this.o.nodeSource as NodeSource & { withdraw?: () => Promise<void> };
-      if (cleanup && typeof source.withdraw === 'function') await source.withdraw();
+      const source = this.o.nodeSource;
+      // Cleanup (uninstall) removes what we wrote on the Node; otherwise the Node says we stopped.
+      if (cleanup && source.withdraw) await source.withdraw();
       else await source.publish({ publicKey: this.keys.wireguard.publicKey, overlayIp: this.ownRecord()?.overlayIp ?? null, ready: false, reason: 'agent stopped' });
     });
     await step('stop node source', () => this.o.nodeSource.stop());

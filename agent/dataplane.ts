@@ -1,8 +1,6 @@
 // The data plane: turns a DesiredState into WireGuard peers, routes, an MSS clamp and forwarding
 // sysctls. Each apply reads live state once, diffs it against the desired state and runs only the
 // commands that close the gap (all through the Runner). Every change is attempted even if some fail.
-import type { ChildProcess } from 'node:child_process';
-import type { Clock } from '../lib/clock.ts';
 import { PartialFailureError, errorMessage } from '../lib/errors.ts';
 import type { Logger } from '../lib/logger.ts';
 import type { Runner } from '../lib/runner.ts';
@@ -11,7 +9,7 @@ import { wireguardPublicKeyOf } from '../protocol/signing.ts';
 import type { DataplaneConfig, DesiredInterface, DesiredState } from './model.ts';
 import { MssClamp } from './mss-clamp.ts';
 import { ROUTE_PROTO, diffRoutes, parseIpRoutes, readRoutesArgv, routeCommands } from './route-diff.ts';
-import { createWireguardBackend, type BackendKind, type WireguardBackend, type WireguardMode } from './wireguard-backend.ts';
+import { createWireguardBackend, type BackendKind, type WireguardBackend, type WireguardBackendOptions, type WireguardMode } from './wireguard-backend.ts';
 import { diffWireguard, wireguardCommands, type PlannedCommand } from './wg-diff.ts';
 import { parseWgDump, type LivePeer } from './wg-dump.ts';
 
@@ -49,35 +47,20 @@ export interface Dataplane {
   close(): Promise<void>;
 }
 
-export interface DataplaneOptions {
-  readonly runner: Runner;
-  readonly logger: Logger;
+/** Options handed to the WireGuard backend unchanged (documented on WireguardBackendOptions). */
+type BackendPassThrough = Pick<WireguardBackendOptions, 'runner' | 'logger' | 'clock' | 'spawnWireguardGo' | 'wireguardGoPrefix' | 'socketDir'>;
+
+export interface DataplaneOptions extends BackendPassThrough {
   readonly config: DataplaneConfig;
   readonly wireguardMode: WireguardMode;
-  readonly clock?: Clock;
-  readonly spawnWireguardGo?: (iface: string) => ChildProcess;
-  /** Prefix for the default wireguard-go argv, e.g. ['ip', 'netns', 'exec', ns]. */
-  readonly wireguardGoPrefix?: readonly string[];
-  /** Default /var/run/wireguard. */
-  readonly socketDir?: string;
   /** Use this backend instead of selecting one (tests). */
   readonly backendOverride?: WireguardBackend;
 }
 
 export async function createDataplane(options: DataplaneOptions): Promise<Dataplane> {
-  const backend =
-    options.backendOverride ??
-    (await createWireguardBackend({
-      runner: options.runner,
-      logger: options.logger,
-      interfaceName: options.config.interfaceName,
-      mode: options.wireguardMode,
-      ...(options.clock ? { clock: options.clock } : {}),
-      ...(options.spawnWireguardGo ? { spawnWireguardGo: options.spawnWireguardGo } : {}),
-      ...(options.wireguardGoPrefix ? { wireguardGoPrefix: options.wireguardGoPrefix } : {}),
-      ...(options.socketDir ? { socketDir: options.socketDir } : {}),
-    }));
-  return new LinuxDataplane(options.runner, options.logger, options.config.interfaceName, backend);
+  const { config, wireguardMode, backendOverride, ...passThrough } = options;
+  const backend = backendOverride ?? (await createWireguardBackend({ ...passThrough, interfaceName: config.interfaceName, mode: wireguardMode }));
+  return new LinuxDataplane(options.runner, options.logger, config.interfaceName, backend);
 }
 
 /** `sh -c` with a fixed script; the interface name is a positional argument, never interpolated. */

@@ -17,30 +17,9 @@ import { createStaticNodeSource } from './static-source.ts';
 
 async function createNodeSource(config: AgentConfig, runner: Runner, logger: Logger): Promise<NodeSource> {
   if (config.mode === 'standalone') return createStaticNodeSource({ config, runner, logger });
-  const ignored = [
-    config.podCidrs.length > 0 ? '--pod-cidr' : null,
-    config.endpoints.length > 0 ? '--endpoint' : null,
-    config.privateAddresses.length > 0 ? '--private-address' : null,
-    config.zone !== null ? '--zone' : null,
-    config.persistentKeepalive !== null ? '--persistent-keepalive' : null,
-  ].filter((f) => f !== null);
-  if (ignored.length > 0) {
-    logger.warn({ ignored }, 'Kubernetes mode takes these from the Node object (spec, addresses, crosslink.dev/ annotations); the flags are ignored');
-  }
   // Imported lazily: the Kubernetes client is large and standalone agents never need it.
-  const { createKubernetesNodeSource } = await import('./kubernetes/node-source.ts');
-  return createKubernetesNodeSource({
-    nodeName: config.nodeName,
-    cluster: config.cluster,
-    defaults: {
-      topology: config.topology,
-      listenPort: config.listenPort,
-      ...(config.location === null ? {} : { location: config.location }),
-      ...(config.gatewayEligible === null ? {} : { gatewayEligible: config.gatewayEligible }),
-    },
-    logger,
-    clock: systemClock,
-  });
+  const { kubernetesNodeSourceFromConfig } = await import('./kubernetes/from-agent-config.ts');
+  return kubernetesNodeSourceFromConfig(config, { logger, clock: systemClock });
 }
 
 async function main(argv: readonly string[]): Promise<number> {
@@ -65,6 +44,8 @@ async function main(argv: readonly string[]): Promise<number> {
   // Signals are handled from the start: a SIGTERM while starting must still stop wireguard-go cleanly.
   let agent: Agent | undefined;
   let stopRequested = false;
+  // Aborts a start that is still waiting (e.g. for the Node object): SIGTERM must not be ignored then.
+  const startAbort = new AbortController();
   let signals = 0;
   let resolveDone: () => void = () => undefined;
   const done = new Promise<void>((resolve) => (resolveDone = resolve));
@@ -76,6 +57,7 @@ async function main(argv: readonly string[]): Promise<number> {
     }
     logger.info({ signal }, 'signal received');
     stopRequested = true;
+    startAbort.abort();
     if (agent) {
       agent.stop().then(resolveDone, (err: unknown) => {
         logger.error({ err: errorMessage(err) }, 'shutdown failed');
@@ -104,6 +86,7 @@ async function main(argv: readonly string[]): Promise<number> {
       coordinatorKey,
       mtu,
       nodeSource,
+      signal: startAbort.signal,
       connectNats: () =>
         connectNats({ servers: config.natsServers, credsFile: config.natsCredsFile, name: `crosslink-agent/${config.nodeName}` }),
       createDataplane: ({ config: dataplaneConfig, wireguardMode }) =>
@@ -112,6 +95,10 @@ async function main(argv: readonly string[]): Promise<number> {
         new RelayForwarder({ logger: logger.child({ component: 'relay' }), clock: systemClock, ...(bindAddress ? { bindAddress } : {}) }),
     });
   } catch (err) {
+    if (stopRequested) {
+      logger.info({ err: errorMessage(err) }, 'stopped before the start completed');
+      return 0;
+    }
     logger.fatal({ err: errorMessage(err) }, 'cannot start');
     return 1;
   }

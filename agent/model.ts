@@ -97,6 +97,8 @@ export interface NodeSource {
   onChange(listener: (identity: NodeIdentity) => void): void;
   /** Publishes the agent's state (no-op standalone). Must not throw; failures are logged and retried by the source. */
   publish(state: PublishedState): Promise<void>;
+  /** Removes everything publish() wrote (shutdown with cleanup). Optional: standalone has nothing to remove. Must not throw. */
+  withdraw?(): Promise<void>;
   stop(): Promise<void>;
 }
 

@@ -50,6 +50,7 @@ export interface WireguardBackendOptions {
   readonly spawnWireguardGo?: (iface: string) => ChildProcess;
   /** Prepended to the default wireguard-go argv, e.g. ['ip', 'netns', 'exec', ns]. */
   readonly wireguardGoPrefix?: readonly string[];
+  /** Where wireguard-go's UAPI sockets are. Default /var/run/wireguard. */
   readonly socketDir?: string;
   /** How long wireguard-go gets to create its socket and link. Default 10 s. */
   readonly startTimeoutMs?: number;

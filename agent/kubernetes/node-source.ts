@@ -95,8 +95,9 @@ class NodeObjectSource implements KubernetesNodeSource {
     const first = new Promise<NodeIdentity>((resolve, reject) => {
       this.resolveFirst = resolve;
       const onAbort = (): void => {
-        this.stopper.abort();
+        // Reject first: aborting the stopper rejects too, with a message that does not say what we waited for.
         reject(new Error(`stopped before node ${this.opts.nodeName} could be read from the API server`));
+        this.stopper.abort();
       };
       if (signal.aborted) onAbort();
       else signal.addEventListener('abort', onAbort, { once: true });
