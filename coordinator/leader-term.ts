@@ -1,24 +1,17 @@
-// One leadership term: load the registry from the bucket, then serve register/deregister and run
-// expiry + cluster maintenance until the term ends (lease lost or stopping). Only a term writes.
+// One leadership term: load the registry from the bucket, then serve register/deregister, follow
+// revocations and run expiry + cluster maintenance until the term ends (lease lost or stopping).
+// Only a term writes.
 import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
-import type { Clock } from '../lib/clock.ts';
 import { errorMessage } from '../lib/errors.ts';
-import type { Logger } from '../lib/logger.ts';
 import { subjects } from '../protocol/subjects.ts';
-import { expiryCheckIntervalMs, type CoordinatorConfig } from './config.ts';
+import { expiryCheckIntervalMs } from './config.ts';
 import { sleepOrAbort } from './lease.ts';
-import type { Liveness } from './liveness.ts';
-import { NotLeaderError, Registry } from './registry.ts';
-import type { StateStore } from './store.ts';
+import { NotLeaderError, Registry, type RegistryDeps } from './registry.ts';
+import { watchRevocations } from './revocation-watch.ts';
 
-export interface LeaderTermDeps {
+/** The term hands these on to its Registry, and serves requests on `nc`. */
+export interface LeaderTermDeps extends RegistryDeps {
   readonly nc: NatsConnection;
-  readonly store: StateStore;
-  readonly clock: Clock;
-  readonly logger: Logger;
-  readonly config: CoordinatorConfig;
-  readonly liveness: Liveness;
-  readonly holdsLease: () => boolean;
 }
 
 /** Queue group for leader-only subjects: if two replicas briefly both think they lead, one answers. */
@@ -69,6 +62,13 @@ export class LeaderTerm {
       this.deps.nc.subscribe(s.register, { queue: QUEUE, callback: (err, msg) => this.serve(err, msg, (m) => registry.register(m.data)) }),
       this.deps.nc.subscribe(s.deregister, { queue: QUEUE, callback: (err, msg) => this.serve(err, msg, (m) => registry.deregister(m.data)) }),
     );
+    // Started after the load: it first delivers every current revocation (already applied, so
+    // ignored by revision) and then each change, which the registry enforces at once.
+    const revocationsFollowed = watchRevocations({ kv: this.deps.store.kv, store: this.deps.store, clock, logger, signal }, (name, stored, revision) =>
+      registry.applyRevocation(name, stored, revision),
+    ).catch((err: unknown) => {
+      logger.error({ err: errorMessage(err) }, 'revocation watch crashed');
+    });
     const interval = expiryCheckIntervalMs(config);
     while (!signal.aborted) {
       await sleepOrAbort(clock, interval, signal);
@@ -79,6 +79,7 @@ export class LeaderTerm {
         logger.warn({ err: errorMessage(err) }, 'expiry round failed');
       }
     }
+    await revocationsFollowed;
   }
 
   private serve(err: Error | null, msg: Msg, handle: (m: Msg) => Promise<unknown>): void {

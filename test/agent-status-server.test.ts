@@ -1,20 +1,16 @@
 // Status server: socket mode 0600, stale socket replaced, live socket refused, endpoints and codes,
 // health port without the local-only endpoints.
 import test, { type ExecutionContext } from 'ava';
-import { link, lstat, mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
+import { link, lstat, stat, writeFile } from 'node:fs/promises';
 import { request } from 'node:http';
 import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startStatusServer, StatusServerError, type Readiness, type StatusProvider } from '../agent/status-server.ts';
 import { silentLogger } from '../lib/logger.ts';
 import type { AgentStatus } from '../protocol/status.ts';
+import { tempDir as makeTempDir } from './helpers/temp-dir.ts';
 
-async function tempDir(t: ExecutionContext): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), 'xl-status-'));
-  t.teardown(() => rm(dir, { recursive: true, force: true }));
-  return dir;
-}
+const tempDir = (t: ExecutionContext): Promise<string> => makeTempDir(t, 'xl-status-');
 
 function provider(readiness: Readiness): StatusProvider {
   return {

@@ -3,8 +3,7 @@
 import test, { type ExecutionContext } from 'ava';
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, readFile, rm, stat, chmod } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, stat, chmod } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Kvm } from '@nats-io/kv';
@@ -16,6 +15,7 @@ import { waitFor } from '../lib/wait.ts';
 import { NodeRecord } from '../protocol/messages.ts';
 import { verifyEnvelope } from '../protocol/signing.ts';
 import { kvKeys } from '../protocol/subjects.ts';
+import { tempDir as makeTempDir } from './helpers/temp-dir.ts';
 
 const BIN = fileURLToPath(new URL('../bin/crosslink-coordinator', import.meta.url));
 
@@ -46,11 +46,7 @@ function runBin(args: string[], env: Record<string, string> = {}, timeoutMs = 30
   });
 }
 
-async function tempDir(t: ExecutionContext): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), 'xl-coordcli-'));
-  t.teardown(() => rm(dir, { recursive: true, force: true }));
-  return dir;
-}
+const tempDir = (t: ExecutionContext): Promise<string> => makeTempDir(t, 'xl-coordcli-');
 
 test('--help documents every run flag and its env variable', async (t) => {
   const r = await runBin(['--help']);

@@ -1,11 +1,11 @@
-import test from 'ava';
-import { chmod, mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import test, { type ExecutionContext } from 'ava';
+import { chmod, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { expiryCheckIntervalMs, heartbeatIntervalMs, parseCoordinatorConfig, type RawRunOptions } from '../coordinator/config.ts';
 import { SigningKeyError, loadOrCreateSigningKey } from '../coordinator/signing-key.ts';
 import { ValidationError } from '../lib/errors.ts';
 import { generateSigningKeyPair } from '../protocol/signing.ts';
+import { tempDir as makeTempDir } from './helpers/temp-dir.ts';
 
 test('defaults', (t) => {
   const c = parseCoordinatorConfig({});
@@ -92,11 +92,7 @@ test('a value from the environment is named by its variable', (t) => {
 
 // ---- signing key file ----
 
-async function tempDir(t: { teardown: (fn: () => Promise<void>) => void }): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), 'xl-coordkey-'));
-  t.teardown(() => rm(dir, { recursive: true, force: true }));
-  return dir;
-}
+const tempDir = (t: ExecutionContext): Promise<string> => makeTempDir(t, 'xl-coordkey-');
 
 test('signing key: created with mode 0600 (parent dir too), then loaded unchanged', async (t) => {
   const dir = await tempDir(t);
@@ -110,13 +106,21 @@ test('signing key: created with mode 0600 (parent dir too), then loaded unchange
   t.is(second.secretKey, first.secretKey);
 });
 
+test('signing key: replicas starting at once on one volume end up with one key', async (t) => {
+  const file = join(await tempDir(t), 'coordinator.key');
+  const keys = await Promise.all([loadOrCreateSigningKey(file), loadOrCreateSigningKey(file), loadOrCreateSigningKey(file)]);
+  t.is(keys.filter((k) => k.created).length, 1);
+  for (const k of keys) t.is(k.secretKey, keys[0].secretKey);
+});
+
 test('signing key: refused when group or world readable', async (t) => {
   const dir = await tempDir(t);
   const file = join(dir, 'k');
   await loadOrCreateSigningKey(file);
   await chmod(file, 0o640);
   const err = await t.throwsAsync(loadOrCreateSigningKey(file), { instanceOf: SigningKeyError });
-  t.regex(err.message, /0640.*chmod 600/);
+  t.is(err.path, file);
+  t.regex(err.message, /0640.*chmod 600.*defaultMode/);
 });
 
 const malformed: [string, string, RegExp][] = [

@@ -1,7 +1,6 @@
 // Liveness against a real nats-server: heartbeats, expiry (a KV watcher sees the DEL), unknown-node
 // replies, deregistration, and gateway election/failover.
 import test, { type ExecutionContext } from 'ava';
-import { randomBytes } from 'node:crypto';
 import { Kvm, type KV, type KvWatchEntry } from '@nats-io/kv';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { parseCoordinatorConfig, type RawRunOptions } from '../coordinator/config.ts';
@@ -10,19 +9,13 @@ import { IpamEntry } from '../coordinator/ipam.ts';
 import { agentClient, fakeAgent, type AgentClient, type FakeAgent } from '../coordinator/testing.ts';
 import { ManualClock, systemClock, type Clock } from '../lib/clock.ts';
 import { silentLogger } from '../lib/logger.ts';
-import { NatsServer } from '../lib/nats-server.ts';
 import { waitFor } from '../lib/wait.ts';
 import { ClusterRecord, NodeRecord } from '../protocol/messages.ts';
 import { generateSigningKeyPair, verifyEnvelope, type SigningKeyPair } from '../protocol/signing.ts';
 import { kvKeys } from '../protocol/subjects.ts';
+import { scratchNames, useNatsServer } from './helpers/nats-fixture.ts';
 
-let server: NatsServer;
-test.before(async () => {
-  server = await NatsServer.start({ name: `xl-coordlive-${randomBytes(3).toString('hex')}` });
-});
-test.after.always(async () => {
-  await server?.stop();
-});
+const server = useNatsServer('xl-coordlive');
 
 interface Env {
   readonly nc: NatsConnection;
@@ -35,12 +28,10 @@ interface Env {
 }
 
 async function setup(t: ExecutionContext, opts: Partial<RawRunOptions> = {}, clock: Clock = systemClock): Promise<Env> {
-  const id = randomBytes(4).toString('hex');
-  const bucket = `xllive_${id}`;
-  const prefix = `xl.${id}.v1`;
+  const { id, bucket, prefix } = scratchNames('xllive');
   const key = await generateSigningKeyPair();
-  const nc = await connect({ servers: server.url, name: `xl-test-${id}` });
-  const cnc = await connect({ servers: server.url, name: `xl-coord-${id}` });
+  const nc = await connect({ servers: server().url, name: `xl-test-${id}` });
+  const cnc = await connect({ servers: server().url, name: `xl-coord-${id}` });
   const config = parseCoordinatorConfig({ bucket, subjectPrefix: prefix, nodeTtl: '1s', leaseTtl: '5s', ...opts });
   const coordinator = await Coordinator.start({ nc: cnc, clock, logger: silentLogger(), config, signingKey: key });
   const kv = await new Kvm(nc).open(bucket);

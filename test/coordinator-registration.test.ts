@@ -1,7 +1,6 @@
 // Registration against a real nats-server: records in the KV bucket, signatures, rejections, IPAM
 // stability across coordinator restarts, identity binding and deregistration.
 import test, { type ExecutionContext } from 'ava';
-import { randomBytes } from 'node:crypto';
 import { Kvm, type KV } from '@nats-io/kv';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { parseCoordinatorConfig, type RawRunOptions } from '../coordinator/config.ts';
@@ -10,19 +9,13 @@ import { IpamEntry } from '../coordinator/ipam.ts';
 import { agentClient, fakeAgent, rpc, signed, type AgentClient } from '../coordinator/testing.ts';
 import { systemClock } from '../lib/clock.ts';
 import { silentLogger } from '../lib/logger.ts';
-import { NatsServer } from '../lib/nats-server.ts';
 import { waitFor } from '../lib/wait.ts';
 import { ClusterRecord, NodeRecord, RegisterReply, type ErrorBody } from '../protocol/messages.ts';
 import { generateSigningKeyPair, verifyEnvelope, type SigningKeyPair } from '../protocol/signing.ts';
 import { kvKeys, subjects } from '../protocol/subjects.ts';
+import { scratchNames, useNatsServer } from './helpers/nats-fixture.ts';
 
-let server: NatsServer;
-test.before(async () => {
-  server = await NatsServer.start({ name: `xl-coordreg-${randomBytes(3).toString('hex')}` });
-});
-test.after.always(async () => {
-  await server?.stop();
-});
+const server = useNatsServer('xl-coordreg');
 
 interface Env {
   readonly nc: NatsConnection;
@@ -39,11 +32,9 @@ interface Env {
 
 /** A fresh bucket and subject prefix per test, so tests in this file can run side by side. */
 async function setup(t: ExecutionContext, base: Partial<RawRunOptions> = {}): Promise<Env> {
-  const id = randomBytes(4).toString('hex');
-  const bucket = `xlreg_${id}`;
-  const prefix = `xl.${id}.v1`;
+  const { id, bucket, prefix } = scratchNames('xlreg');
   const key = await generateSigningKeyPair();
-  const nc = await connect({ servers: server.url, name: `xl-test-${id}` });
+  const nc = await connect({ servers: server().url, name: `xl-test-${id}` });
   const coordinators: Coordinator[] = [];
   const conns: NatsConnection[] = [nc];
   t.teardown(async () => {
@@ -51,7 +42,7 @@ async function setup(t: ExecutionContext, base: Partial<RawRunOptions> = {}): Pr
     for (const n of conns) await n.close();
   });
   const start = async (overrides: Partial<RawRunOptions> = {}): Promise<Coordinator> => {
-    const cnc = await connect({ servers: server.url, name: `xl-coord-${id}` });
+    const cnc = await connect({ servers: server().url, name: `xl-coord-${id}` });
     conns.push(cnc);
     const config = parseCoordinatorConfig({ bucket, subjectPrefix: prefix, nodeTtl: '30s', leaseTtl: '2s', ...base, ...overrides });
     const c = await Coordinator.start({ nc: cnc, clock: systemClock, logger: silentLogger(), config, signingKey: key });

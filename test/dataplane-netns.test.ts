@@ -63,7 +63,9 @@ async function stopChild(child: ChildProcess): Promise<void> {
 function record(name: string, cluster: string, keys: WireguardKeyPair, o: Partial<NodeRecord>): NodeRecord {
   return {
     kind: 'node', v: 1, name, cluster, location: cluster, publicKey: keys.publicKey, identityKey: keys.publicKey,
-    endpoints: [], privateAddresses: [], podCidrs: [], listenPort: 51820, topology: 'mesh', gatewayEligible: false,
+    endpoints: [], privateAddresses: [], podCidrs: [], listenPort: 51820, topology: 'mesh',
+    // As the agent defaults: public nodes may carry others' traffic (relay, gateway).
+    gatewayEligible: (o.endpoints ?? []).length > 0,
     overlayIp: '100.96.0.1', generation: 1, registeredAt: 1, updatedAt: 1, ...o,
   };
 }

@@ -1,17 +1,13 @@
 // Node keys: created once (0600 in a 0700 dir), reused, and refused when exposed or corrupted.
-import test from 'ava';
-import { chmod, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import test, { type ExecutionContext } from 'ava';
+import { chmod, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { KeyFileError, loadOrCreateNodeKeys, readCoordinatorKeyFile } from '../agent/keys.ts';
 import { signEnvelope, verifyEnvelope, wireguardPublicKeyOf } from '../protocol/signing.ts';
 import { z } from 'zod';
+import { tempDir as makeTempDir } from './helpers/temp-dir.ts';
 
-async function tempDir(t: { teardown: (fn: () => Promise<void>) => void }): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), 'xl-keys-'));
-  t.teardown(() => rm(dir, { recursive: true, force: true }));
-  return dir;
-}
+const tempDir = (t: ExecutionContext): Promise<string> => makeTempDir(t, 'xl-keys-');
 
 test('creates both keys once with private modes, then reuses them', async (t) => {
   const base = await tempDir(t);

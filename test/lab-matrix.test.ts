@@ -5,10 +5,9 @@ import { join } from 'node:path';
 import test from 'ava';
 import { bulkTransfer } from '../lab/bulk.ts';
 import { analyzeCapture, encryptionVerdict, readCapture, startCapture } from '../lab/capture.ts';
-import type { Lab } from '../lab/lab.ts';
 import { connectivityMatrix, formatMatrix } from '../lab/matrix.ts';
 import { findPod } from '../lab/plan.ts';
-import { bringUpLab, explainPair, leftoversOf, pingUntil } from './helpers/lab-harness.ts';
+import { assertConverged, explainPair, pingUntil, useLab } from './helpers/lab-harness.ts';
 
 const CONVERGE_MS = 90_000;
 const MATRIX_RETRY_MS = 30_000;
@@ -17,28 +16,11 @@ const BULK_DEADLINE_MS = 30_000;
 /** Outer IP length of a WireGuard data packet carrying a full-size inner packet: 1420 + 60 (allow a little less). */
 const MIN_FULL_SIZE_WG_PACKET = 1400;
 
-let lab: Lab | undefined;
-let id = '';
-
-test.before(async () => {
-  lab = await bringUpLab('default', 'm');
-  id = lab.id;
-});
-
-test.after.always(async (t) => {
-  const report = await lab?.down();
-  t.deepEqual(report?.errors ?? [], []);
-  if (id) t.deepEqual(await leftoversOf(id), []);
-});
-
-function theLab(): Lab {
-  if (!lab) throw new Error('lab not up');
-  return lab;
-}
+const theLab = useLab('default', 'm');
 
 test.serial('every pod reaches every other pod (full matrix)', async (t) => {
   const l = theLab();
-  await l.waitConverged(CONVERGE_MS).catch(async (err: unknown) => t.fail(`${String(err)}\n${await l.diagnostics()}`));
+  await assertConverged(t, l, CONVERGE_MS);
   const m = await connectivityMatrix(l, l.plan.pods, { concurrency: 12, retryForMs: MATRIX_RETRY_MS });
   t.log(`${m.pairs - m.failures.length}/${m.pairs} pairs connected`);
   if (m.failures.length > 0) {

@@ -4,7 +4,7 @@
 import test from 'ava';
 import type { Lab } from '../lab/lab.ts';
 import { findPod } from '../lab/plan.ts';
-import { bringUpLab, explainPair, leftoversOf, pingUntil } from './helpers/lab-harness.ts';
+import { assertConverged, assertReachable, explainPair, pingUntil, useLab } from './helpers/lab-harness.ts';
 
 const CONVERGE_MS = 60_000;
 /** Documented in docs/lab.md: gcp pods reachable through the new gateway within TTL + this. */
@@ -12,24 +12,7 @@ const FAILOVER_MARGIN_MS = 15_000;
 /** Fail-static: existing pairs must keep working through a NATS outage at least this long (> TTL). */
 const OUTAGE_MS = 8000;
 
-let lab: Lab | undefined;
-let id = '';
-
-test.before(async () => {
-  lab = await bringUpLab('resilience', 'r', { deferAgents: ['onprem-n1'] });
-  id = lab.id;
-});
-
-test.after.always(async (t) => {
-  const report = await lab?.down();
-  t.deepEqual(report?.errors ?? [], []);
-  if (id) t.deepEqual(await leftoversOf(id), []);
-});
-
-function theLab(): Lab {
-  if (!lab) throw new Error('lab not up');
-  return lab;
-}
+const theLab = useLab('resilience', 'r', { deferAgents: ['onprem-n1'] });
 
 async function activeGateway(l: Lab): Promise<string> {
   const s = await l.status('aws-n1');
@@ -40,12 +23,9 @@ async function activeGateway(l: Lab): Promise<string> {
 
 test.serial('gateway failover: the other gcp node takes over within TTL + margin', async (t) => {
   const l = theLab();
-  await l.waitConverged(CONVERGE_MS).catch(async (err: unknown) => t.fail(`${String(err)}\n${await l.diagnostics()}`));
+  await assertConverged(t, l, CONVERGE_MS);
   const aws = findPod(l.plan, 'aws-n1-p1');
-  for (const g of ['gcp-n1-p1', 'gcp-n2-p1']) {
-    const r = await pingUntil(l, aws, findPod(l.plan, g), 20_000);
-    t.true(r.ok, r.ok ? '' : await explainPair(l, aws, findPod(l.plan, g), r));
-  }
+  await assertReachable(t, l, ['gcp-n1-p1', 'gcp-n2-p1'].map((g) => [aws, findPod(l.plan, g)] as const), 20_000);
   const old = await activeGateway(l);
   const survivor = old === 'gcp-n1' ? 'gcp-n2' : 'gcp-n1';
   const target = findPod(l.plan, `${survivor}-p1`);
@@ -65,7 +45,7 @@ test.serial('gateway failover: the other gcp node takes over within TTL + margin
 
 test.serial('NATS down: existing pairs keep working; a new node joins once NATS is back', async (t) => {
   const l = theLab();
-  await l.waitConverged(CONVERGE_MS).catch(async (err: unknown) => t.fail(`${String(err)}\n${await l.diagnostics()}`));
+  await assertConverged(t, l, CONVERGE_MS);
   const aws = findPod(l.plan, 'aws-n1-p1');
   const gcp = findPod(l.plan, 'gcp-n2-p1');
   const warm = await pingUntil(l, aws, gcp, 15_000);
@@ -93,17 +73,9 @@ test.serial('NATS down: existing pairs keep working; a new node joins once NATS 
   // …and becomes reachable once NATS is back (same store: nodes, IPAM and keys survive).
   await l.startNats();
   const natsBack = Date.now();
-  await l.waitConverged(CONVERGE_MS).catch(async (err: unknown) => t.fail(`after NATS restart: ${String(err)}\n${await l.diagnostics()}`));
+  await assertConverged(t, l, CONVERGE_MS, 'after NATS restart: ');
   const onprem = findPod(l.plan, 'onprem-n1-p1');
-  for (const [a, b] of [
-    [onprem, aws],
-    [aws, onprem],
-    [onprem, gcp],
-    [gcp, onprem],
-  ] as const) {
-    const r = await pingUntil(l, a, b, 20_000);
-    t.true(r.ok, r.ok ? '' : await explainPair(l, a, b, r));
-  }
+  await assertReachable(t, l, [[onprem, aws], [aws, onprem], [onprem, gcp], [gcp, onprem]], 20_000);
   t.log(`onprem-n1 connected ${Date.now() - natsBack} ms after NATS came back`);
 });
 
@@ -136,12 +108,8 @@ test.serial('a removed node (SIGTERM → deregister) is dropped by its peers: ro
 test.serial('a restarted agent keeps its key and connectivity comes back', async (t) => {
   const l = theLab();
   await l.startAgent('aws-n1');
-  await l.waitConverged(CONVERGE_MS).catch(async (err: unknown) => t.fail(`${String(err)}\n${await l.diagnostics()}`));
+  await assertConverged(t, l, CONVERGE_MS);
   t.is((await l.status('aws-n1')).node.publicKey, awsKey);
   const aws = findPod(l.plan, 'aws-n1-p1');
-  for (const other of ['gcp-n1-p1', 'gcp-n2-p1', 'onprem-n1-p1']) {
-    const b = findPod(l.plan, other);
-    const r = await pingUntil(l, aws, b, 20_000);
-    t.true(r.ok, r.ok ? '' : await explainPair(l, aws, b, r));
-  }
+  await assertReachable(t, l, ['gcp-n1-p1', 'gcp-n2-p1', 'onprem-n1-p1'].map((other) => [aws, findPod(l.plan, other)] as const), 20_000);
 });

@@ -4,49 +4,25 @@
 // with the same key; nothing is left behind.
 import { rm } from 'node:fs/promises';
 import test from 'ava';
-import type { Lab } from '../lab/lab.ts';
 import { findPod } from '../lab/plan.ts';
 import { statePath } from '../lab/state.ts';
 import { teardownLab } from '../lab/teardown.ts';
-import { bringUpLab, explainPair, leftoversOf, pingFailsWithin, pingUntil } from './helpers/lab-harness.ts';
+import { assertConverged, assertReachable, leftoversOf, pingFailsWithin, useLab } from './helpers/lab-harness.ts';
 
 const CONVERGE_MS = 60_000;
 const PING_MS = 20_000;
 /** After the TTL the coordinator expires the node; agents then reconcile (watch + resync). */
 const DROP_MARGIN_MS = 15_000;
 
-let lab: Lab | undefined;
-let id = '';
-
-test.before(async () => {
-  lab = await bringUpLab('two-nodes', 'n');
-  id = lab.id;
-});
-
-test.after.always(async (t) => {
-  // Also when a test failed: nothing of this lab may remain on the machine.
-  const report = await lab?.down();
-  t.deepEqual(report?.errors ?? [], []);
-  if (id) t.deepEqual(await leftoversOf(id), []);
-});
-
-function theLab(): Lab {
-  if (!lab) throw new Error('lab not up');
-  return lab;
-}
+// Also when a test fails, nothing of this lab may remain on the machine (checked after the last test).
+const theLab = useLab('two-nodes', 'n');
 
 test.serial('pods reach each other both ways, through the WireGuard interface', async (t) => {
   const l = theLab();
-  await l.waitConverged(CONVERGE_MS).catch(async (err: unknown) => t.fail(`${String(err)}\n${await l.diagnostics()}`));
+  await assertConverged(t, l, CONVERGE_MS);
   const east = findPod(l.plan, 'east-n1-p1');
   const west = findPod(l.plan, 'west-n1-p1');
-  for (const [a, b] of [
-    [east, west],
-    [west, east],
-  ] as const) {
-    const r = await pingUntil(l, a, b, PING_MS);
-    t.true(r.ok, r.ok ? '' : await explainPair(l, a, b, r));
-  }
+  await assertReachable(t, l, [[east, west], [west, east]], PING_MS);
   // The path really is the tunnel: the kernel routes the remote pod into the wg interface…
   for (const [node, remotePod] of [
     [l.node('east-n1'), west],
@@ -100,25 +76,19 @@ test.serial('restored and restarted, the node keeps its WireGuard key and connec
   await l.restoreNode('west-n1');
   await l.stopAgent('west-n1');
   await l.startAgent('west-n1');
-  await l.waitConverged(CONVERGE_MS).catch(async (err: unknown) => t.fail(`${String(err)}\n${await l.diagnostics()}`));
+  await assertConverged(t, l, CONVERGE_MS);
   t.is((await l.status('west-n1')).node.publicKey, westKeyBefore, 'the key must survive a restart (state dir)');
   const east = findPod(l.plan, 'east-n1-p1');
   const west = findPod(l.plan, 'west-n1-p1');
-  for (const [a, b] of [
-    [east, west],
-    [west, east],
-  ] as const) {
-    const r = await pingUntil(l, a, b, PING_MS);
-    t.true(r.ok, r.ok ? '' : await explainPair(l, a, b, r));
-  }
+  await assertReachable(t, l, [[east, west], [west, east]], PING_MS);
 });
 
 test.serial('teardown finds everything through the namespaces alone (state file lost, as after a crash)', async (t) => {
   const l = theLab();
   await rm(statePath(l.paths.dir));
-  const report = await teardownLab(id, l.runner);
+  const report = await teardownLab(l.id, l.runner);
   t.deepEqual(report.errors, []);
   t.is(report.stopped.agent, 2);
   t.is(report.stopped['nats-server'], 1);
-  t.deepEqual(await leftoversOf(id), []);
+  t.deepEqual(await leftoversOf(l.id), []);
 });

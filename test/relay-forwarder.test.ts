@@ -1,5 +1,5 @@
 // Real UDP sockets on loopback: two fake "nodes" talk through the relay forwarder.
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { createSocket, type Socket } from 'node:dgram';
 import { RelayForwarder, relayHintsFrom } from '../agent/relay-forwarder.ts';
 import type { RelayAssignment } from '../agent/model.ts';
@@ -16,17 +16,21 @@ interface FakeNode {
   close(): Promise<void>;
 }
 
-async function fakeNode(address = '127.0.0.1'): Promise<FakeNode> {
+/** A UDP socket standing in for a node; closed when the test ends unless the test closed it first. */
+async function fakeNode(t: Pick<ExecutionContext, 'teardown'>, address = '127.0.0.1'): Promise<FakeNode> {
   const socket = createSocket('udp4');
   const received: string[] = [];
   socket.on('message', (m) => received.push(m.toString()));
   await new Promise<void>((resolve) => socket.bind(0, address, resolve));
+  let closed: Promise<void> | undefined;
+  const close = (): Promise<void> => (closed ??= new Promise<void>((resolve) => socket.close(() => resolve())));
+  t.teardown(close);
   return {
     socket,
     port: socket.address().port,
     received,
     send: (text, port) => new Promise<void>((resolve, reject) => socket.send(text, port, '127.0.0.1', (err) => (err ? reject(err) : resolve()))),
-    close: () => new Promise<void>((resolve) => socket.close(() => resolve())),
+    close,
   };
 }
 
@@ -64,12 +68,8 @@ async function setup(t: { teardown(fn: () => Promise<void>): void }, clock = new
 
 test('forwards datagrams both ways once both sides are known', async (t) => {
   const { port, relay } = await setup(t);
-  const x = await fakeNode();
-  const y = await fakeNode();
-  t.teardown(async () => {
-    await x.close();
-    await y.close();
-  });
+  const x = await fakeNode(t);
+  const y = await fakeNode(t);
   await sendAndSettle(x, 'x1', port); // nobody to forward to yet: dropped, x learned
   t.deepEqual(relay.stats(), [{ port, between: ['x', 'y'], packets: 0, bytes: 0 }]);
   await y.send('y1', port);
@@ -82,18 +82,14 @@ test('forwards datagrams both ways once both sides are known', async (t) => {
 
 test('re-learns a side that changed its port (least recently seen slot is replaced)', async (t) => {
   const { port, clock } = await setup(t);
-  const x = await fakeNode();
-  const y = await fakeNode();
+  const x = await fakeNode(t);
+  const y = await fakeNode(t);
   await sendAndSettle(x, 'x1', port);
   clock.advance(1000);
   await y.send('y1', port);
   await expectMessage(x, 'y1');
   await x.close(); // x's NAT mapping changes: same node, new source port
-  const x2 = await fakeNode();
-  t.teardown(async () => {
-    await x2.close();
-    await y.close();
-  });
+  const x2 = await fakeNode(t);
   await x2.send('x-again', port);
   await expectMessage(y, 'x-again');
   await y.send('y2', port);
@@ -103,8 +99,8 @@ test('re-learns a side that changed its port (least recently seen slot is replac
 
 test('hints identify the side even when LRU would pick the wrong slot', async (t) => {
   const { port, relay, clock } = await setup(t);
-  const x = await fakeNode('127.0.0.1');
-  const y = await fakeNode('127.0.0.2');
+  const x = await fakeNode(t, '127.0.0.1');
+  const y = await fakeNode(t, '127.0.0.2');
   const hintPeers: LivePeer[] = [
     { publicKey: 'key-x', endpoint: '127.0.0.1:51820', allowedIps: [], latestHandshakeAt: null, rxBytes: 0, txBytes: 0, persistentKeepalive: 0, hasPresharedKey: false },
     { publicKey: 'key-y', endpoint: '127.0.0.2:51820', allowedIps: [], latestHandshakeAt: null, rxBytes: 0, txBytes: 0, persistentKeepalive: 0, hasPresharedKey: false },
@@ -119,11 +115,7 @@ test('hints identify the side even when LRU would pick the wrong slot', async (t
   await expectMessage(y, 'x2');
   clock.advance(1000);
   await x.close();
-  const x2 = await fakeNode('127.0.0.1');
-  t.teardown(async () => {
-    await x2.close();
-    await y.close();
-  });
+  const x2 = await fakeNode(t, '127.0.0.1');
   await x2.send('x3', port); // without the hint, y's (older) slot would be replaced
   await expectMessage(y, 'x3');
   await y.send('y2', port);
@@ -133,12 +125,8 @@ test('hints identify the side even when LRU would pick the wrong slot', async (t
 
 test('a side not heard from for 3 minutes is forgotten', async (t) => {
   const { port, relay, clock } = await setup(t);
-  const x = await fakeNode();
-  const y = await fakeNode();
-  t.teardown(async () => {
-    await x.close();
-    await y.close();
-  });
+  const x = await fakeNode(t);
+  const y = await fakeNode(t);
   await sendAndSettle(x, 'x1', port);
   clock.advance(3 * 60_000 + 1);
   await sendAndSettle(y, 'y1', port);
@@ -149,12 +137,8 @@ test('a side not heard from for 3 minutes is forgotten', async (t) => {
 test('update keeps unchanged ports (and what they learned), closes removed ones, resets re-assigned ones', async (t) => {
   const { port, relay } = await setup(t);
   const other = await freeUdpPort();
-  const x = await fakeNode();
-  const y = await fakeNode();
-  t.teardown(async () => {
-    await x.close();
-    await y.close();
-  });
+  const x = await fakeNode(t);
+  const y = await fakeNode(t);
   await sendAndSettle(x, 'x1', port);
   await relay.update([assignment(port), assignment(other, 'p', 'q')]);
   await y.send('y1', port); // x was remembered across the update
@@ -174,8 +158,7 @@ test('update keeps unchanged ports (and what they learned), closes removed ones,
 });
 
 test('a port that cannot be bound is reported; the others still open', async (t) => {
-  const busy = await fakeNode();
-  t.teardown(() => busy.close());
+  const busy = await fakeNode(t);
   const free = await freeUdpPort();
   const relay = new RelayForwarder({ logger: silentLogger(), bindAddress: '127.0.0.1' });
   t.teardown(() => relay.close());

@@ -1,8 +1,8 @@
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { parseCidr } from '../protocol/cidr.ts';
 import { RegistrationRequest, type ErrorBody, type NodeRecord } from '../protocol/messages.ts';
 import { generateSigningKeyPair, generateWireguardKeyPair, signEnvelope, type SigningKeyPair } from '../protocol/signing.ts';
-import { checkSentAt, openSignedRequest, validateRegistration, type RegistrationPolicy } from '../protocol/validate-registration.ts';
+import { checkSentAt, openSignedRequest, validateRegistration, type Checked, type RegistrationPolicy } from '../protocol/validate-registration.ts';
 
 const NOW = 1_700_000_000_000;
 const ZERO = Buffer.alloc(32).toString('base64');
@@ -128,6 +128,17 @@ const rejects: RejectRow[] = [
   { name: 'pod CIDR in ff00::/8', req: () => ({ podCidrs: ['ff05::/64'] }), code: 'invalid', field: 'podCidrs[0]', value: () => 'ff05::/64' },
 ];
 
+/** `r` is a rejection with the expected code and field, and its message quotes the offending value. */
+function assertRejected(t: ExecutionContext, r: Checked<unknown>, want: Pick<RejectRow, 'code' | 'field' | 'value'>): void {
+  if (r.ok) {
+    t.fail('accepted');
+    return;
+  }
+  t.is(r.error.code, want.code);
+  t.is(r.error.field, want.field);
+  t.true(r.error.message.includes(want.value()), r.error.message);
+}
+
 for (const row of rejects) {
   test(`rejects: ${row.name}`, (t) => {
     const r = validateRegistration(request(row.req()), policy, {
@@ -135,13 +146,7 @@ for (const row of rejects) {
       liveNodes: row.live?.() ?? [],
       ...(row.lastAcceptedSentAt === undefined ? {} : { lastAcceptedSentAt: row.lastAcceptedSentAt }),
     });
-    if (r.ok) {
-      t.fail('accepted');
-      return;
-    }
-    t.is(r.error.code, row.code);
-    t.is(r.error.field, row.field);
-    t.true(r.error.message.includes(row.value()), r.error.message);
+    assertRejected(t, r, row);
   });
 }
 
@@ -207,76 +212,32 @@ interface OpenRow {
 }
 
 const enc = (v: unknown): string => Buffer.from(JSON.stringify(v)).toString('base64');
+/** The wire text of `payload` signed by `signer` (default: the node's own identity key). */
+const signedText = async (payload: unknown, signer: SigningKeyPair = keys.identity): Promise<string> => JSON.stringify(await signEnvelope(payload, signer.secretKey));
+/** A validly signed request whose payload was then replaced by `payload`. */
+const swappedPayload = async (payload: string): Promise<string> => JSON.stringify({ ...(await signEnvelope(request(), keys.identity.secretKey)), payload });
 
 const openRows: OpenRow[] = [
   { name: 'not JSON', raw: () => Promise.resolve('hello there'), code: 'invalid', field: '(root)', value: () => 'hello there' },
   { name: 'not an envelope', raw: () => Promise.resolve(JSON.stringify({ name: 'x' })), code: 'invalid', field: 'payload', value: () => 'payload' },
-  {
-    name: 'payload not base64 JSON',
-    raw: async () => JSON.stringify({ ...(await signEnvelope(request(), keys.identity.secretKey)), payload: 'bm90IGpzb24=' }),
-    code: 'invalid',
-    field: 'payload',
-    value: () => 'bm90IGpzb24=',
-  },
-  {
-    name: 'bad node name',
-    raw: async () => JSON.stringify(await signEnvelope(request({ name: 'Bad_Name' }), keys.identity.secretKey)),
-    code: 'invalid',
-    field: 'name',
-    value: () => 'Bad_Name',
-  },
-  {
-    name: 'malformed pod CIDR (host bits)',
-    raw: async () => JSON.stringify(await signEnvelope(request({ podCidrs: ['10.10.0.1/24'] }), keys.identity.secretKey)),
-    code: 'invalid',
-    field: 'podCidrs[0]',
-    value: () => '10.10.0.1/24',
-  },
-  {
-    name: 'malformed WireGuard key',
-    raw: async () => JSON.stringify(await signEnvelope(request({ publicKey: 'short' }), keys.identity.secretKey)),
-    code: 'invalid',
-    field: 'publicKey',
-    value: () => 'short',
-  },
-  {
-    name: 'unknown field',
-    raw: async () => JSON.stringify(await signEnvelope({ ...request(), extra: 1 }, keys.identity.secretKey)),
-    code: 'invalid',
-    field: '(root)',
-    value: () => 'extra',
-  },
-  {
-    name: 'signed by a key other than identityKey',
-    raw: async () => JSON.stringify(await signEnvelope(request(), keys.otherIdentity.secretKey)),
-    code: 'unauthorized',
-    field: 'sig',
-    value: () => keys.identity.publicKey,
-  },
-  {
-    name: 'payload swapped under a valid signature',
-    raw: async () => JSON.stringify({ ...(await signEnvelope(request(), keys.identity.secretKey)), payload: enc(request({ podCidrs: ['10.99.0.0/24'] })) }),
-    code: 'unauthorized',
-    field: 'sig',
-    value: () => keys.identity.publicKey,
-  },
+  { name: 'payload not base64 JSON', raw: () => swappedPayload('bm90IGpzb24='), code: 'invalid', field: 'payload', value: () => 'bm90IGpzb24=' },
+  { name: 'bad node name', raw: () => signedText(request({ name: 'Bad_Name' })), code: 'invalid', field: 'name', value: () => 'Bad_Name' },
+  { name: 'malformed pod CIDR (host bits)', raw: () => signedText(request({ podCidrs: ['10.10.0.1/24'] })), code: 'invalid', field: 'podCidrs[0]', value: () => '10.10.0.1/24' },
+  { name: 'malformed WireGuard key', raw: () => signedText(request({ publicKey: 'short' })), code: 'invalid', field: 'publicKey', value: () => 'short' },
+  { name: 'unknown field', raw: () => signedText({ ...request(), extra: 1 }), code: 'invalid', field: '(root)', value: () => 'extra' },
+  { name: 'signed by a key other than identityKey', raw: () => signedText(request(), keys.otherIdentity), code: 'unauthorized', field: 'sig', value: () => keys.identity.publicKey },
+  { name: 'payload swapped under a valid signature', raw: () => swappedPayload(enc(request({ podCidrs: ['10.99.0.0/24'] }))), code: 'unauthorized', field: 'sig', value: () => keys.identity.publicKey },
 ];
 
 for (const row of openRows) {
   test(`openSignedRequest rejects: ${row.name}`, async (t) => {
     const r = await openSignedRequest(await row.raw(), RegistrationRequest);
-    if (r.ok) {
-      t.fail('accepted');
-      return;
-    }
-    t.is(r.error.code, row.code);
-    t.is(r.error.field, row.field);
-    t.true(r.error.message.includes(row.value()), r.error.message);
+    assertRejected(t, r, row);
   });
 }
 
 test('openSignedRequest accepts a request signed by its identityKey (text and bytes)', async (t) => {
-  const env = JSON.stringify(await signEnvelope(request(), keys.identity.secretKey));
+  const env = await signedText(request());
   const a = await openSignedRequest(env, RegistrationRequest);
   const b = await openSignedRequest(new TextEncoder().encode(env), RegistrationRequest);
   t.true(a.ok && b.ok);

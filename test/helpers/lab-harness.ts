@@ -3,6 +3,7 @@
 // left nothing behind.
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import test, { type ExecutionContext } from 'ava';
 import { ExecaRunner } from '../../lib/runner.ts';
 import { Lab, type PingResult } from '../../lab/lab.ts';
 import { listNamespaces } from '../../lab/network.ts';
@@ -15,8 +16,14 @@ export function topologyFile(name: string): string {
   return join(REPO_ROOT, 'lab', 'topologies', `${name}.yaml`);
 }
 
+export interface LabOptions {
+  /** Agents not started with the lab (a test starts them later). */
+  readonly deferAgents?: readonly string[];
+  readonly log?: (line: string) => void;
+}
+
 /** Builds a lab from lab/topologies/<name>.yaml under a fresh id starting with `lead`. */
-export async function bringUpLab(name: string, lead: string, options: { deferAgents?: readonly string[]; log?: (line: string) => void } = {}): Promise<Lab> {
+export async function bringUpLab(name: string, lead: string, options: LabOptions = {}): Promise<Lab> {
   const file = topologyFile(name);
   return Lab.up({
     id: randomLabId(lead),
@@ -26,6 +33,39 @@ export async function bringUpLab(name: string, lead: string, options: { deferAge
     ...(options.deferAgents ? { deferAgents: options.deferAgents } : {}),
     ...(options.log ? { onProgress: options.log } : {}),
   });
+}
+
+/**
+ * One lab for the whole test file: brought up before the first test, torn down after the last
+ * (also when a test failed), and checked to have left nothing behind. Returns the lab accessor.
+ */
+export function useLab(name: string, lead: string, options: LabOptions = {}): () => Lab {
+  let lab: Lab | undefined;
+  test.before(async () => {
+    lab = await bringUpLab(name, lead, options);
+  });
+  test.after.always(async (t) => {
+    const report = await lab?.down();
+    t.deepEqual(report?.errors ?? [], []);
+    if (lab) t.deepEqual(await leftoversOf(lab.id), []);
+  });
+  return () => {
+    if (!lab) throw new Error('lab not up');
+    return lab;
+  };
+}
+
+/** Waits for every agent to converge; on timeout fails the test with the lab's diagnostics. */
+export async function assertConverged(t: ExecutionContext, lab: Lab, timeoutMs: number, context = ''): Promise<void> {
+  await lab.waitConverged(timeoutMs).catch(async (err: unknown) => t.fail(`${context}${String(err)}\n${await lab.diagnostics()}`));
+}
+
+/** Asserts every (from, to) pair pings within timeoutMs, explaining each failure. */
+export async function assertReachable(t: ExecutionContext, lab: Lab, pairs: readonly (readonly [PodPlan, PodPlan])[], timeoutMs: number): Promise<void> {
+  for (const [from, to] of pairs) {
+    const r = await pingUntil(lab, from, to, timeoutMs);
+    t.true(r.ok, r.ok ? '' : await explainPair(lab, from, to, r));
+  }
 }
 
 /** Pings until one echo comes back or the deadline passes; returns the last result. */
