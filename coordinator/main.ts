@@ -1,5 +1,6 @@
 // crosslink-coordinator: `run` (default) serves registrations from NATS; `public-key` prints the key
-// agents verify records with. Wires the real NATS connection, clock and logger into Coordinator.
+// agents verify records with; `revoke`/`unrevoke`/`revocations` manage node revocations. Wires the
+// real NATS connection, clock and logger into Coordinator.
 import { Command, Option } from 'commander';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { systemClock } from '../lib/clock.ts';
@@ -9,6 +10,7 @@ import { DEFAULT_SIGNING_KEY_FILE, RUN_FLAGS, describeConfig, parseCoordinatorCo
 import { Coordinator } from './coordinator.ts';
 import { sleepOrAbort } from './lease.ts';
 import { connectNats } from './nats.ts';
+import { addRevocationCommands } from './revocation-commands.ts';
 import { SigningKeyError, loadOrCreateSigningKey } from './signing-key.ts';
 
 const EXIT_USAGE = 2;
@@ -119,6 +121,7 @@ export function buildProgram(): Command {
     .action(async (opts: { signingKeyFile: string }) => {
       await printPublicKey(opts.signingKeyFile);
     });
+  addRevocationCommands(program);
   program.addHelpText('after', runFlagsHelp);
   return program;
 }

@@ -1,7 +1,7 @@
-// The leader's registry: node records, cluster records and the IPAM table, rebuilt from the bucket
-// when a term starts and kept in step with the leader's own (CAS) writes. Handles registration,
-// heartbeat replies, deregistration, expiry and cluster/gateway maintenance. One instance per
-// leadership term; once ended it writes nothing.
+// The leader's registry: node records, cluster records, the IPAM table and the revocations, rebuilt
+// from the bucket when a term starts and kept in step with the leader's own (CAS) writes (and, for
+// revocations, a watch). Handles registration, heartbeat replies, deregistration, revocation,
+// expiry and cluster/gateway maintenance. One instance per leadership term; once ended it writes nothing.
 import type { Clock } from '../lib/clock.ts';
 import { CrosslinkError, errorMessage } from '../lib/errors.ts';
 import type { Logger } from '../lib/logger.ts';
@@ -15,6 +15,7 @@ import {
   type HeartbeatReply,
   type NodeRecord,
   type RegisterReply,
+  type Revocation,
 } from '../protocol/messages.ts';
 import { kvKeys } from '../protocol/subjects.ts';
 import { checkSentAt, openSignedRequest, validateRegistration, type Checked, type RegistrationPolicy } from '../protocol/validate-registration.ts';
@@ -23,6 +24,7 @@ import { heartbeatIntervalMs, type CoordinatorConfig } from './config.ts';
 import { allocateOverlayIp, type IpamEntry } from './ipam.ts';
 import { KeyedMutex } from './keyed-mutex.ts';
 import type { Liveness } from './liveness.ts';
+import { RevocationTable, revocationError } from './revocations.ts';
 import { isCasConflict, type StateStore, type StoredIpam, type StoredRecord } from './store.ts';
 
 /** The registry's term is over (lease lost or stopping); the caller replies "unavailable". */
@@ -56,6 +58,7 @@ export class Registry {
   /** Numbering of clusters deleted this term, so a re-created record keeps counting upwards. */
   private readonly retiredClusters = new Map<string, Pick<ClusterRecord, 'generation' | 'gatewayEpoch'>>();
   private readonly ipam = new Map<string, StoredIpam>();
+  private readonly revocations = new RevocationTable();
   /** sentAt of the last accepted registration per name: a replayed older request is refused. */
   private readonly lastRegistrationSentAt = new Map<string, number>();
   private readonly locks = new KeyedMutex();
@@ -78,10 +81,14 @@ export class Registry {
     for (const [k, v] of snap.nodes) r.nodes.set(k, v);
     for (const [k, v] of snap.clusters) r.clusters.set(k, v);
     for (const [k, v] of snap.ipam) r.ipam.set(k, v);
+    for (const [k, v] of snap.revocations) r.revocations.apply(k, v.value, v.revision);
     deps.liveness.retainOnly(r.nodes.keys());
     deps.liveness.graceAll(r.nodes.keys(), deps.clock.now());
-    deps.logger.info({ nodes: r.nodes.size, clusters: r.clusters.size, ipam: r.ipam.size }, 'state loaded from the bucket');
-    await r.resignForeignRecords();
+    deps.logger.info({ nodes: r.nodes.size, clusters: r.clusters.size, ipam: r.ipam.size, revocations: r.revocations.size }, 'state loaded from the bucket');
+    await r.resignForeignRecords(snap.revocations);
+    // The operator's CLI deletes a revoked node's record itself, but it may have been interrupted, or
+    // a registration may have slipped in before the previous leader saw the revocation.
+    await r.removeRevokedNodes();
     await r.reconcileAllClusters();
     return r;
   }
@@ -124,6 +131,8 @@ export class Registry {
   }
 
   private async registerLocked(req: RegistrationRequest): Promise<RegisterReply> {
+    const revoked = this.revocations.forRegistration(req);
+    if (revoked) return this.rejected('registration', req.name, revocationError(revoked));
     const now = this.deps.clock.now();
     const lastSentAt = this.lastRegistrationSentAt.get(req.name);
     const checked = validateRegistration(req, this.policy, {
@@ -217,6 +226,9 @@ export class Registry {
 
   /** Answers a verified heartbeat (the caller has checked signature and clock skew). */
   heartbeat(hb: Heartbeat): HeartbeatReply {
+    // Before the unknown-node check: that answer would make the agent re-register in a loop.
+    const revoked = this.revocations.forHeartbeat(hb.name, hb.identityKey);
+    if (revoked) return { ok: false, error: revocationError(revoked) };
     const rec = this.nodes.get(hb.name);
     if (!rec) {
       return fail('unknown-node', `node "${hb.name}" is not registered (expired or removed); register again`, 'name');
@@ -268,6 +280,9 @@ export class Registry {
   /** Deletes nodes silent for a TTL, then brings cluster records up to date. */
   async expireDue(): Promise<void> {
     if (!this.active || !this.deps.holdsLease()) return;
+    // Safety net: a revoked node that survived the watch-triggered removal (a failed write, a
+    // registration racing the revocation) goes here, within one check interval.
+    await this.removeRevokedNodes();
     const now = this.deps.clock.now();
     const due = this.deps.liveness.expired(this.nodes.keys(), now, this.deps.config.nodeTtlMs);
     for (const name of due) {
@@ -285,10 +300,72 @@ export class Registry {
     await this.reconcileAllClusters();
   }
 
+  // ---- revocation ------------------------------------------------------------------------------
+
+  /**
+   * Applies a revocation change seen in the bucket (`stored` null: lifted). A new revocation removes
+   * the live nodes it covers at once, and their clusters are recomputed (a revoked gateway is
+   * replaced now, not after a TTL). Removal failures are logged; expireDue retries them.
+   */
+  async applyRevocation(name: string, stored: StoredRecord<Revocation> | null, revision: number): Promise<void> {
+    const before = this.revocations.get(name);
+    if (!this.revocations.apply(name, stored?.value ?? null, revision)) return;
+    if (!stored) {
+      if (before) this.deps.logger.info({ node: name, revokedAt: before.revokedAt }, 'revocation lifted; the node may register again');
+      return;
+    }
+    const r = stored.value;
+    if (before?.revokedAt !== r.revokedAt || before.identityKey !== r.identityKey || before.publicKey !== r.publicKey) {
+      this.deps.logger.warn({ node: name, reason: r.reason, identityKey: r.identityKey, publicKey: r.publicKey, revokedAt: r.revokedAt }, 'revocation in force');
+    }
+    await this.removeRevokedNodes([name]);
+  }
+
+  /** Removes every live node a revocation covers; `alsoCheck` names are looked at under their lock
+   *  even if not (yet) in memory, in case a registration was writing them. */
+  private async removeRevokedNodes(alsoCheck: readonly string[] = []): Promise<void> {
+    if (this.revocations.size === 0) return;
+    const names = new Set(alsoCheck);
+    for (const [name, rec] of this.nodes) if (this.revocations.forRecord(rec.value)) names.add(name);
+    for (const name of [...names].sort()) {
+      try {
+        await this.locks.run(`node:${name}`, () => {
+          // A CAS retry re-reads the record from the bucket, where the revoke command may have deleted
+          // it already: remember what we held, so it is still released and its cluster recomputed.
+          const known = this.nodes.get(name);
+          return this.withCasRetry(() => this.removeRevoked(name, known), { node: name });
+        });
+      } catch (err) {
+        if (!(err instanceof NotLeaderError)) this.deps.logger.warn({ node: name, err: errorMessage(err) }, 'could not remove a revoked node; will retry');
+      }
+    }
+  }
+
+  /** Caller holds the node lock. The operator's CLI usually deleted the record already; then only our
+   *  memory, the ipam entry and the cluster record change. */
+  private async removeRevoked(name: string, known: StoredRecord<NodeRecord> | undefined): Promise<void> {
+    const held = this.nodes.get(name) ?? known;
+    if (!held || !this.revocations.forRecord(held.value)) return;
+    this.assertWritable();
+    const current = await this.deps.store.readNode(name);
+    if (!current) {
+      await this.removeNode(name, 'revoked', { alreadyDeleted: held });
+      return;
+    }
+    // Judge the record as it is now (it may have been rewritten since we read it).
+    this.nodes.set(name, current);
+    if (this.revocations.forRecord(current.value)) await this.removeNode(name, 'revoked');
+  }
+
   /** Removes a node record (the caller holds the node lock). The ipam entry is updated first, so the
-   *  generation survives even if we crash between the two writes. */
-  private async removeNode(name: string, reason: 'expired' | 'deregistered'): Promise<void> {
-    const rec = this.nodes.get(name);
+   *  generation survives even if we crash between the two writes. `alreadyDeleted`: the record as we
+   *  held it, which someone else (the revoke command) has deleted; forget it without a second DEL. */
+  private async removeNode(
+    name: string,
+    reason: 'expired' | 'deregistered' | 'revoked',
+    opts: { alreadyDeleted?: StoredRecord<NodeRecord> } = {},
+  ): Promise<void> {
+    const rec = opts.alreadyDeleted ?? this.nodes.get(name);
     if (!rec) return;
     const now = this.deps.clock.now();
     this.assertWritable();
@@ -305,7 +382,7 @@ export class Registry {
       this.ipam.set(name, await this.deps.store.putIpam(name, entry, own?.revision));
     });
     this.assertWritable();
-    await this.deps.store.delete(kvKeys.node(name), rec.revision);
+    if (opts.alreadyDeleted === undefined) await this.deps.store.delete(kvKeys.node(name), rec.revision);
     const seen = this.deps.liveness.lastSeenAt(name);
     this.nodes.delete(name);
     this.deps.liveness.forget(name);
@@ -360,8 +437,16 @@ export class Registry {
     );
   }
 
-  /** Records written under another signing key (key rotation) are re-signed with ours. */
-  private async resignForeignRecords(): Promise<void> {
+  /** Records written under another signing key (key rotation) are re-signed with ours. Revocations
+   *  signed by another key are enforced all the same (a deny list fails closed) and re-signed too. */
+  private async resignForeignRecords(revocations: ReadonlyMap<string, StoredRecord<Revocation>>): Promise<void> {
+    for (const [name, rec] of revocations) {
+      if (rec.signedByUs) continue;
+      this.assertWritable();
+      const stored = await this.deps.store.putRevocation(rec.value, rec.revision);
+      this.revocations.apply(name, stored.value, stored.revision);
+      this.deps.logger.warn({ node: name }, 're-signed a revocation signed by another key');
+    }
     for (const [name, rec] of this.nodes) {
       if (rec.signedByUs) continue;
       this.assertWritable();
@@ -399,9 +484,9 @@ export class Registry {
     }
     setOrDelete(this.nodes, subject.node, await this.deps.store.readNode(subject.node));
     // Any ipam entry may have been involved (reclaim), so reload the table.
-    const snap = await this.deps.store.loadSnapshot();
+    const ipam = await this.deps.store.loadIpam();
     this.ipam.clear();
-    for (const [k, v] of snap.ipam) this.ipam.set(k, v);
+    for (const [k, v] of ipam) this.ipam.set(k, v);
   }
 
   // ---- replies ---------------------------------------------------------------------------------

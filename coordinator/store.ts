@@ -6,9 +6,9 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import type { z } from 'zod';
 import type { Logger } from '../lib/logger.ts';
 import { errorMessage } from '../lib/errors.ts';
-import { ClusterRecord, NodeRecord, SignedEnvelope } from '../protocol/messages.ts';
+import { ClusterRecord, NodeRecord, Revocation, SignedEnvelope } from '../protocol/messages.ts';
 import { SignatureError, openEnvelopeUnverified, signEnvelope, verifyEnvelope, type SigningKeyPair } from '../protocol/signing.ts';
-import { kvKeys } from '../protocol/subjects.ts';
+import { kvKeys, revokedNameFromKey } from '../protocol/subjects.ts';
 import { IpamEntry } from './ipam.ts';
 
 /** A record as stored: the typed value, the exact envelope agents verify, and the KV revision for CAS. */
@@ -29,6 +29,8 @@ export interface Snapshot {
   readonly nodes: Map<string, StoredRecord<NodeRecord>>;
   readonly clusters: Map<string, StoredRecord<ClusterRecord>>;
   readonly ipam: Map<string, StoredIpam>;
+  /** Keyed by node name. */
+  readonly revocations: Map<string, StoredRecord<Revocation>>;
 }
 
 /** True for a failed compare-and-set (the key changed since we read it, or exists on create). */
@@ -63,6 +65,7 @@ export class StateStore {
     const nodes = new Map<string, StoredRecord<NodeRecord>>();
     const clusters = new Map<string, StoredRecord<ClusterRecord>>();
     const ipam = new Map<string, StoredIpam>();
+    const revocations = new Map<string, StoredRecord<Revocation>>();
     for (const key of await this.keys()) {
       if (key.startsWith('nodes.')) {
         const r = await this.readSigned(key, NodeRecord);
@@ -73,14 +76,27 @@ export class StateStore {
       } else if (key.startsWith('ipam.')) {
         const r = await this.readIpamKey(key);
         if (r) ipam.set(key.slice('ipam.'.length), r);
+      } else if (key.startsWith('revoked.')) {
+        const r = await this.readRevocationKey(key);
+        if (r) revocations.set(r.value.name, r);
       }
     }
-    return { nodes, clusters, ipam };
+    return { nodes, clusters, ipam, revocations };
   }
 
-  private async keys(): Promise<string[]> {
+  /** The ipam table alone (after a CAS conflict, when any entry may have changed). */
+  async loadIpam(): Promise<Map<string, StoredIpam>> {
+    const ipam = new Map<string, StoredIpam>();
+    for (const key of await this.keys(kvKeys.ipamFilter)) {
+      const r = await this.readIpamKey(key);
+      if (r) ipam.set(key.slice('ipam.'.length), r);
+    }
+    return ipam;
+  }
+
+  private async keys(filter?: string): Promise<string[]> {
     const out: string[] = [];
-    for await (const k of await this.kv.keys()) out.push(k);
+    for await (const k of await this.kv.keys(filter)) out.push(k);
     return out;
   }
 
@@ -96,9 +112,45 @@ export class StateStore {
     return this.readIpamKey(kvKeys.ipam(name));
   }
 
+  readRevocation(name: string): Promise<StoredRecord<Revocation> | undefined> {
+    return this.readRevocationKey(kvKeys.revoked(name));
+  }
+
+  /** Every revocation in the bucket, keyed by node name. */
+  async loadRevocations(): Promise<Map<string, StoredRecord<Revocation>>> {
+    const out = new Map<string, StoredRecord<Revocation>>();
+    for (const key of await this.keys(kvKeys.revokedFilter)) {
+      const r = await this.readRevocationKey(key);
+      if (r) out.set(r.value.name, r);
+    }
+    return out;
+  }
+
+  /** Decodes a revocation delivered by a watch (a PUT entry); undefined when malformed. */
+  async decodeRevocation(entry: KvEntry): Promise<StoredRecord<Revocation> | undefined> {
+    return this.checkRevocationKey(entry.key, await this.decodeSigned(entry, Revocation));
+  }
+
+  private async readRevocationKey(key: string): Promise<StoredRecord<Revocation> | undefined> {
+    return this.checkRevocationKey(key, await this.readSigned(key, Revocation));
+  }
+
+  /** A revocation must sit under its own name, or deleting that key would not lift it. */
+  private checkRevocationKey(key: string, r: StoredRecord<Revocation> | undefined): StoredRecord<Revocation> | undefined {
+    if (r === undefined || revokedNameFromKey(key) === r.value.name) return r;
+    this.logger.warn({ key, name: r.value.name }, 'ignoring a revocation stored under another name');
+    return undefined;
+  }
+
   private async readSigned<T>(key: string, schema: z.ZodType<T>): Promise<StoredRecord<T> | undefined> {
     const e = await this.kv.get(key);
     if (!live(e)) return undefined;
+    return this.decodeSigned(e, schema);
+  }
+
+  /** Verifies with our key; a record signed by another key (key rotation) is returned marked as such. */
+  private async decodeSigned<T>(e: KvEntry, schema: z.ZodType<T>): Promise<StoredRecord<T> | undefined> {
+    const key = e.key;
     let json: unknown;
     try {
       json = e.json<unknown>();
@@ -148,6 +200,11 @@ export class StateStore {
 
   async putCluster(record: ClusterRecord, revision: number | undefined): Promise<StoredRecord<ClusterRecord>> {
     return this.putSigned(kvKeys.cluster(record.name), record, revision);
+  }
+
+  /** Signs and writes a revocation (create when `revision` is undefined, else CAS update). */
+  async putRevocation(revocation: Revocation, revision: number | undefined): Promise<StoredRecord<Revocation>> {
+    return this.putSigned(kvKeys.revoked(revocation.name), revocation, revision);
   }
 
   async putIpam(name: string, entry: IpamEntry, revision: number | undefined): Promise<StoredIpam> {

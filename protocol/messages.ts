@@ -132,6 +132,25 @@ export const ClusterRecord = z
   .strict();
 export type ClusterRecord = z.infer<typeof ClusterRecord>;
 
+/**
+ * An operator's revocation of a node, signed by the coordinator and stored at kvKeys.revoked(name).
+ * While it exists the name may not register or heartbeat, and the recorded keys may not register
+ * under any name. `identityKey`/`publicKey` are null when the node was not registered at revocation.
+ */
+export const Revocation = z
+  .object({
+    kind: z.literal('revocation'),
+    v: z.literal(1),
+    name: NodeName,
+    identityKey: Key32.nullable(),
+    /** The node's WireGuard public key at revocation. */
+    publicKey: Key32.nullable(),
+    reason: z.string().max(512),
+    revokedAt: z.number().int().nonnegative(),
+  })
+  .strict();
+export type Revocation = z.infer<typeof Revocation>;
+
 /** Detached Ed25519 signature over the exact payload bytes (base64 of UTF-8 JSON). */
 export const SignedEnvelope = z
   .object({

@@ -26,6 +26,9 @@ export const kvKeys = {
   /** Coordinator-internal: overlay IP and identity binding per node name; survives node expiry. */
   ipam: (name: string) => `ipam.${name}`,
   ipamFilter: 'ipam.>',
+  /** Operator revocations (coordinator-signed Revocation); a revoked name may not register or heartbeat. */
+  revoked: (name: string) => `revoked.${name}`,
+  revokedFilter: 'revoked.>',
   /** Coordinator leader lease. */
   lease: 'coordinator.lease',
 } as const;
@@ -36,4 +39,8 @@ export function nodeNameFromKey(key: string): string | undefined {
 
 export function clusterNameFromKey(key: string): string | undefined {
   return key.startsWith('clusters.') ? key.slice('clusters.'.length) : undefined;
+}
+
+export function revokedNameFromKey(key: string): string | undefined {
+  return key.startsWith('revoked.') ? key.slice('revoked.'.length) : undefined;
 }

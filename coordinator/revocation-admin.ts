@@ -1,0 +1,105 @@
+// The operator's revocation commands, on the bucket directly (they work with or without a running
+// coordinator): revoke writes a coordinator-signed `revoked.<name>` and then deletes `nodes.<name>`
+// so every agent drops the node at once; unrevoke deletes the revocation; list reads them all.
+// The leader follows `revoked.>` and enforces each change (see registry.applyRevocation).
+import { isDeepStrictEqual } from 'node:util';
+import type { Clock } from '../lib/clock.ts';
+import { CrosslinkError, ValidationError } from '../lib/errors.ts';
+import { NodeName, Revocation, type NodeRecord } from '../protocol/messages.ts';
+import { kvKeys } from '../protocol/subjects.ts';
+import { isCasConflict, type StateStore, type StoredRecord } from './store.ts';
+
+export class RevocationAdminError extends CrosslinkError {
+  override name = 'RevocationAdminError';
+}
+
+export interface RevocationAdminDeps {
+  readonly store: StateStore;
+  readonly clock: Clock;
+}
+
+export interface RevokeResult {
+  readonly revocation: Revocation;
+  /** The revocation that was already there (the command was repeated), or null. */
+  readonly previous: Revocation | null;
+  /** The node record removed (by this command, or by the leader racing it); null when the node was not registered. */
+  readonly removed: NodeRecord | null;
+}
+
+/** Compare-and-set attempts before giving up (the leader may be rewriting the same keys). */
+const ATTEMPTS = 5;
+
+const REASON_MAX = 512;
+
+/** Checks a node name given on the command line. */
+export function parseNodeName(name: string): string {
+  const r = NodeName.safeParse(name);
+  if (!r.success) throw new ValidationError('node', name, `use a node name: ${r.error.issues[0]?.message ?? 'a DNS subdomain'}`);
+  return r.data;
+}
+
+export function parseReason(reason: string | undefined): string {
+  const r = (reason ?? '').trim();
+  if (r.length > REASON_MAX) throw new ValidationError('--reason', `${r.slice(0, 40)}…`, `use at most ${REASON_MAX} characters`);
+  return r;
+}
+
+/**
+ * Revokes `name`: learns its keys from its current record (none if it is not registered: then the
+ * revocation blocks the name for any identity), writes the signed revocation, then deletes the
+ * record. Repeating it is harmless: the original `revokedAt` is kept, keys learned earlier are kept,
+ * and `reason` replaces the old one only when given.
+ */
+export async function revokeNode(deps: RevocationAdminDeps, name: string, reason: string | undefined): Promise<RevokeResult> {
+  const { store, clock } = deps;
+  // If the leader deletes the record between our read and our delete, report the record we saw.
+  let seen: NodeRecord | undefined;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      const record = await store.readNode(name);
+      seen = record?.value ?? seen;
+      const existing = await store.readRevocation(name);
+      const revocation = Revocation.parse({
+        kind: 'revocation',
+        v: 1,
+        name,
+        identityKey: record?.value.identityKey ?? existing?.value.identityKey ?? null,
+        publicKey: record?.value.publicKey ?? existing?.value.publicKey ?? null,
+        reason: reason === undefined ? (existing?.value.reason ?? '') : parseReason(reason),
+        revokedAt: existing?.value.revokedAt ?? clock.now(),
+      } satisfies Revocation);
+      // The revocation first: once the record is gone the agent re-registers, and must be refused.
+      if (!existing || !existing.signedByUs || !isDeepStrictEqual(existing.value, revocation)) {
+        await store.putRevocation(revocation, existing?.revision);
+      }
+      if (record) await store.delete(kvKeys.node(name), record.revision);
+      return { revocation, previous: existing?.value ?? null, removed: seen ?? null };
+    } catch (err) {
+      // The record or the revocation changed since we read them (the leader re-registered or
+      // removed the node meanwhile): read again.
+      if (!isCasConflict(err) || attempt >= ATTEMPTS) throw err;
+    }
+  }
+}
+
+/** Lifts the revocation of `name`; returns what was lifted. Throws if `name` is not revoked. */
+export async function unrevokeNode(deps: Pick<RevocationAdminDeps, 'store'>, name: string): Promise<Revocation> {
+  for (let attempt = 1; ; attempt++) {
+    const existing = await deps.store.readRevocation(name);
+    if (!existing) {
+      throw new RevocationAdminError(`node "${name}" is not revoked (nothing to undo); \`crosslink-coordinator revocations\` lists the revoked nodes`);
+    }
+    try {
+      await deps.store.delete(kvKeys.revoked(name), existing.revision);
+      return existing.value;
+    } catch (err) {
+      if (!isCasConflict(err) || attempt >= ATTEMPTS) throw err;
+    }
+  }
+}
+
+/** Every revocation, sorted by name; `signedByUs` false means signed by another (older) key. */
+export async function listRevocations(deps: Pick<RevocationAdminDeps, 'store'>): Promise<StoredRecord<Revocation>[]> {
+  const all = await deps.store.loadRevocations();
+  return [...all.values()].sort((a, b) => (a.value.name < b.value.name ? -1 : a.value.name > b.value.name ? 1 : 0));
+}

@@ -1,0 +1,178 @@
+// `crosslink-coordinator revoke | unrevoke | revocations`: the operator's side of node revocation.
+// Wires flags, the signing key and one NATS connection into revocation-admin.ts and prints what
+// was done. Nothing here needs a running coordinator; the leader picks changes up from the bucket.
+import { readFile } from 'node:fs/promises';
+import { Kvm } from '@nats-io/kv';
+import { connect, credsAuthenticator, type NatsConnection } from '@nats-io/transport-node';
+import { Option, type Command } from 'commander';
+import { renderTable } from '../cli/format.ts';
+import { systemClock } from '../lib/clock.ts';
+import { errorMessage } from '../lib/errors.ts';
+import { createLogger } from '../lib/logger.ts';
+import type { Revocation } from '../protocol/messages.ts';
+import { kvKeys } from '../protocol/subjects.ts';
+import { RUN_FLAGS, parseCoordinatorConfig, type CoordinatorConfig, type RawRunOptions } from './config.ts';
+import { RevocationAdminError, listRevocations, parseNodeName, parseReason, revokeNode, unrevokeNode, type RevokeResult } from './revocation-admin.ts';
+import { loadSigningKey } from './signing-key.ts';
+import { StateStore } from './store.ts';
+
+/** The run flags these commands share (same names, env variables and defaults). */
+const SHARED_FLAGS: readonly (keyof RawRunOptions)[] = ['natsUrl', 'natsCreds', 'signingKeyFile', 'bucket', 'subjectPrefix'];
+
+type SharedOptions = Pick<RawRunOptions, 'natsUrl' | 'natsCreds' | 'signingKeyFile' | 'bucket' | 'subjectPrefix'>;
+
+function addSharedOptions(cmd: Command): Command {
+  for (const key of SHARED_FLAGS) {
+    const f = RUN_FLAGS.find((x) => x.key === key);
+    if (!f) continue;
+    const help =
+      key === 'subjectPrefix'
+        ? 'accepted for symmetry with "run"; not used (revocations go through the bucket)'
+        : key === 'signingKeyFile'
+          ? 'the coordinator\'s Ed25519 signing key (must exist; revocations are signed and records verified with it)'
+          : f.help;
+    const o = new Option(f.flags, help).env(f.env);
+    if (f.default !== undefined) o.default(f.default);
+    cmd.addOption(o);
+  }
+  return cmd;
+}
+
+function sharedConfig(opts: SharedOptions, cmd: Command): CoordinatorConfig {
+  const picked: Partial<RawRunOptions> = {};
+  for (const k of SHARED_FLAGS) {
+    const v = opts[k as keyof SharedOptions];
+    if (v !== undefined) picked[k] = v;
+  }
+  return parseCoordinatorConfig(picked, (k) => {
+    const src: string | undefined = cmd.getOptionValueSource(k);
+    return src === 'cli' || src === 'env' || src === 'default' ? src : undefined;
+  });
+}
+
+interface Admin {
+  readonly store: StateStore;
+  close(): Promise<void>;
+}
+
+/** Loads the signing key (never creates one), connects once (bounded) and opens the existing bucket. */
+async function openAdmin(config: CoordinatorConfig): Promise<Admin> {
+  const key = await loadSigningKey(config.signingKeyFile);
+  let creds: Uint8Array | undefined;
+  if (config.natsCreds !== null) {
+    try {
+      creds = new Uint8Array(await readFile(config.natsCreds));
+    } catch (err) {
+      throw new RevocationAdminError(`--nats-creds: cannot read ${config.natsCreds}: ${errorMessage(err)}`, { cause: err });
+    }
+  }
+  let nc: NatsConnection;
+  try {
+    nc = await connect({
+      servers: [...config.natsServers],
+      name: 'crosslink-coordinator-admin',
+      timeout: 5000,
+      maxReconnectAttempts: 2,
+      ...(creds ? { authenticator: credsAuthenticator(creds) } : {}),
+    });
+  } catch (err) {
+    throw new RevocationAdminError(`cannot connect to NATS at ${config.natsServers.join(',')}: ${errorMessage(err)}`, { cause: err });
+  }
+  try {
+    const kv = await new Kvm(nc).open(config.bucket);
+    try {
+      await kv.status();
+    } catch (err) {
+      throw new RevocationAdminError(
+        `cannot open the KV bucket "${config.bucket}" on ${config.natsServers.join(',')}: ${errorMessage(err)} (does the coordinator use another --bucket?)`,
+        { cause: err },
+      );
+    }
+    const logger = createLogger('crosslink-coordinator', process.env['CROSSLINK_LOG_LEVEL'] ?? 'warn');
+    return { store: new StateStore(kv, key, logger), close: () => nc.close() };
+  } catch (err) {
+    await nc.close();
+    throw err;
+  }
+}
+
+async function withAdmin<T>(config: CoordinatorConfig, fn: (admin: Admin) => Promise<T>): Promise<T> {
+  const admin = await openAdmin(config);
+  try {
+    return await fn(admin);
+  } finally {
+    await admin.close();
+  }
+}
+
+const iso = (ms: number): string => new Date(ms).toISOString();
+const reasonText = (r: Revocation): string => (r.reason === '' ? '(no reason given)' : JSON.stringify(r.reason));
+
+/** What `revoke` prints: what was revoked, what was deleted, and how to undo it. */
+export function describeRevoke(r: RevokeResult): string {
+  const v = r.revocation;
+  const lines: string[] = [];
+  if (r.previous) lines.push(`node "${v.name}" was already revoked at ${iso(r.previous.revokedAt)}; revocation kept${r.previous.reason !== v.reason ? ', reason updated' : ''}`);
+  else lines.push(`revoked node "${v.name}" at ${iso(v.revokedAt)}; reason: ${reasonText(v)}`);
+  if (v.identityKey !== null || v.publicKey !== null) {
+    lines.push(`  blocked under any name: identity key ${v.identityKey ?? '-'}, WireGuard key ${v.publicKey ?? '-'}`);
+  } else {
+    lines.push(`  node "${v.name}" was not registered: the revocation blocks the name for any identity`);
+  }
+  if (r.removed) lines.push(`  removed ${kvKeys.node(v.name)} (cluster ${r.removed.cluster}, overlay IP ${r.removed.overlayIp}): every agent drops the node now`);
+  else lines.push(`  no node record to delete`);
+  lines.push(`  the coordinator refuses its registrations and heartbeats; undo with: crosslink-coordinator unrevoke ${v.name}`);
+  return `${lines.join('\n')}\n`;
+}
+
+/** The `revocations` table: one row per revoked node; a revocation signed by another key is marked. */
+export function formatRevocations(rows: readonly { value: Revocation; signedByUs: boolean }[]): string {
+  if (rows.length === 0) return 'no nodes are revoked\n';
+  const table = renderTable(
+    ['NAME', 'REVOKED AT', 'IDENTITY KEY', 'WIREGUARD KEY', 'REASON'],
+    rows.map(({ value: r, signedByUs }) => [
+      signedByUs ? r.name : `${r.name} (signed by another key)`,
+      iso(r.revokedAt),
+      r.identityKey ?? '-',
+      r.publicKey ?? '-',
+      r.reason === '' ? '-' : r.reason,
+    ]),
+  );
+  return `${table}\n`;
+}
+
+export function addRevocationCommands(program: Command): void {
+  addSharedOptions(
+    program
+      .command('revoke')
+      .argument('<node>', 'node name')
+      .description('revoke a node: its record is deleted (peers drop it at once) and its name and keys are refused until "unrevoke"'),
+  )
+    .addOption(new Option('--reason <text>', 'why (shown to the node in the refusal, and by "revocations")'))
+    .action(async (node: string, opts: SharedOptions & { reason?: string }, cmd: Command) => {
+      const name = parseNodeName(node);
+      if (opts.reason !== undefined) parseReason(opts.reason);
+      const config = sharedConfig(opts, cmd);
+      const result = await withAdmin(config, ({ store }) => revokeNode({ store, clock: systemClock }, name, opts.reason));
+      process.stdout.write(describeRevoke(result));
+    });
+
+  addSharedOptions(program.command('unrevoke').argument('<node>', 'node name').description('lift the revocation of a node; it may register again')).action(
+    async (node: string, opts: SharedOptions, cmd: Command) => {
+      const name = parseNodeName(node);
+      const lifted = await withAdmin(sharedConfig(opts, cmd), ({ store }) => unrevokeNode({ store }, name));
+      process.stdout.write(`lifted the revocation of node "${name}" (revoked at ${iso(lifted.revokedAt)}; reason: ${reasonText(lifted)}); it may register again\n`);
+    },
+  );
+
+  addSharedOptions(program.command('revocations').description('list revoked nodes'))
+    .addOption(new Option('--json', 'print JSON (one array) instead of a table'))
+    .action(async (opts: SharedOptions & { json?: boolean }, cmd: Command) => {
+      const rows = await withAdmin(sharedConfig(opts, cmd), ({ store }) => listRevocations({ store }));
+      if (opts.json === true) {
+        process.stdout.write(`${JSON.stringify(rows.map((r) => ({ ...r.value, signedByCoordinatorKey: r.signedByUs })), null, 2)}\n`);
+      } else {
+        process.stdout.write(formatRevocations(rows));
+      }
+    });
+}

@@ -1,0 +1,69 @@
+// Follows `revoked.>` in the bucket for the leader: the current revocations first, then every change,
+// handed over in stream order. If the watcher ends (NATS outage, consumer lost) it is re-created
+// from the revision after the last one seen, so no change in between is missed: with history 1 the
+// bucket keeps the newest message of every key, a DEL marker included.
+import type { KV, KvWatchEntry } from '@nats-io/kv';
+import type { Clock } from '../lib/clock.ts';
+import { errorMessage } from '../lib/errors.ts';
+import type { Logger } from '../lib/logger.ts';
+import { kvKeys, revokedNameFromKey } from '../protocol/subjects.ts';
+import type { Revocation } from '../protocol/messages.ts';
+import { sleepOrAbort } from './lease.ts';
+import type { StateStore, StoredRecord } from './store.ts';
+
+/** One change: a revocation (stored) or its removal (null), at KV `revision`. */
+export type RevocationChange = (name: string, stored: StoredRecord<Revocation> | null, revision: number) => Promise<void>;
+
+export interface RevocationWatchDeps {
+  readonly kv: KV;
+  readonly store: StateStore;
+  readonly clock: Clock;
+  readonly logger: Logger;
+  readonly signal: AbortSignal;
+}
+
+/** Runs until `signal` aborts; `onChange` is awaited, so changes are applied one at a time, in order. */
+export async function watchRevocations(deps: RevocationWatchDeps, onChange: RevocationChange): Promise<void> {
+  const { kv, clock, logger, signal } = deps;
+  let lastRevision = 0;
+  for (let failures = 0; !signal.aborted; ) {
+    try {
+      const watcher = await kv.watch({
+        key: kvKeys.revokedFilter,
+        ...(lastRevision > 0 ? { resumeFromRevision: lastRevision + 1 } : {}),
+      });
+      const stop = (): void => watcher.stop();
+      signal.addEventListener('abort', stop, { once: true });
+      try {
+        for await (const e of watcher as AsyncIterable<KvWatchEntry>) {
+          if (signal.aborted) break;
+          failures = 0;
+          await deliver(deps, e, onChange);
+          lastRevision = Math.max(lastRevision, e.revision);
+        }
+      } finally {
+        signal.removeEventListener('abort', stop);
+        watcher.stop();
+      }
+      if (signal.aborted) return;
+      logger.warn({ resumeFrom: lastRevision + 1 }, 'revocation watch ended; re-creating it');
+    } catch (err) {
+      if (signal.aborted) return;
+      logger.warn({ err: errorMessage(err) }, 'cannot watch revocations; retrying');
+    }
+    failures++;
+    await sleepOrAbort(clock, Math.min(5000, 250 * 2 ** Math.min(failures - 1, 5)), signal);
+  }
+}
+
+async function deliver(deps: RevocationWatchDeps, e: KvWatchEntry, onChange: RevocationChange): Promise<void> {
+  const name = revokedNameFromKey(e.key);
+  if (name === undefined) return;
+  if (e.operation !== 'PUT') {
+    await onChange(name, null, e.revision);
+    return;
+  }
+  const stored = await deps.store.decodeRevocation(e);
+  // A malformed entry is logged by the store and changes nothing: an earlier revocation stays in force.
+  if (stored) await onChange(name, stored, e.revision);
+}
