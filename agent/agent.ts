@@ -14,16 +14,26 @@ import type { Logger } from '../lib/logger.ts';
 import type { Runner } from '../lib/runner.ts';
 import { hostCidr, parseIp } from '../protocol/cidr.ts';
 import type { NodeRecord } from '../protocol/messages.ts';
+import type { WireguardKeyPair } from '../protocol/signing.ts';
 import type { AgentStatus, PeerStatus } from '../protocol/status.ts';
 import { redactUrl, type AgentConfig, type WireguardMode } from './config.ts';
 import { ControlPlane, onConnectionStatus } from './control-plane.ts';
 import { computeDesiredState as defaultComputeDesiredState } from './desired-state.ts';
-import { loadOrCreateNodeKeys, type NodeKeys } from './keys.ts';
+import { loadOrCreateNodeKeys, stageWireguardKey, type NodeKeys, type StagedWireguardKey } from './keys.ts';
 import { MeshWatch } from './mesh-watch.ts';
 import type { DataplaneConfig, DesiredInterface, DesiredState, MeshView, NodeIdentity, NodeSource, PublishedState } from './model.ts';
 import { Reconciler, type AgentDataplane, type AgentRelay, type ReconcileRecord } from './reconciler.ts';
 import { parseIpRoutes, readRoutesArgv } from './route-diff.ts';
-import { startStatusServer, toViewDocument, type DiagnosticsDocument, type Readiness, type StatusServer, type ViewDocument } from './status-server.ts';
+import {
+  RotateKeyError,
+  startStatusServer,
+  toViewDocument,
+  type DiagnosticsDocument,
+  type Readiness,
+  type RotateKeyResponse,
+  type StatusServer,
+  type ViewDocument,
+} from './status-server.ts';
 
 export const AGENT_VERSION: string = (() => {
   try {
@@ -80,6 +90,9 @@ export class Agent {
   private ownSeenInWatch = false;
   private lastPublished = '';
   private cachedOverlayIp: string | null = null;
+  /** The WireGuard key in force: the interface gets it at every reconcile; rotateKey() replaces it. */
+  private wireguard: WireguardKeyPair;
+  private rotations: Promise<unknown> = Promise.resolve();
   private readonly clock: Clock;
   private readonly reconciler: Reconciler;
 
@@ -92,10 +105,11 @@ export class Agent {
     private readonly dataplaneConfig: DataplaneConfig,
   ) {
     this.clock = o.clock ?? systemClock;
+    this.wireguard = keys.wireguard;
     this.reconciler = new Reconciler({
       dataplane,
       dataplaneConfig: this.dataplaneConfig,
-      privateKey: keys.wireguard.privateKey,
+      privateKey: () => this.wireguard.privateKey,
       view: () => this.currentView(),
       interfaceWithoutView: () => this.interfaceWithoutView(),
       computeDesiredState: o.computeDesiredState ?? defaultComputeDesiredState,
@@ -177,6 +191,7 @@ export class Agent {
         readiness: () => this.readiness(),
         view: () => this.viewDocument(),
         diagnostics: () => this.diagnostics(),
+        rotateKey: () => this.rotateKey(),
       },
       logger: logger.child({ component: 'status' }),
     });
@@ -231,7 +246,7 @@ export class Agent {
       clock: this.clock,
       logger: logger.child({ component: 'control-plane' }),
       coordinatorKey: this.o.coordinatorKey,
-      wireguardPublicKey: this.keys.wireguard.publicKey,
+      wireguardPublicKey: this.wireguard.publicKey,
       identityKey: this.keys.identity,
       identity: () => this.identity,
       listenPort: config.listenPort,
@@ -312,9 +327,14 @@ export class Agent {
   }
 
   private afterReconcile(_record: ReconcileRecord): void {
+    this.publishState();
+  }
+
+  /** Tells the node source (Kubernetes: Node annotations/condition) our key, IP and readiness when they changed. */
+  private publishState(): void {
     const r = this.readiness();
     const state: PublishedState = {
-      publicKey: this.keys.wireguard.publicKey,
+      publicKey: this.wireguard.publicKey,
       overlayIp: this.ownRecord()?.overlayIp ?? null,
       ready: r.ready,
       reason: r.reason,
@@ -350,7 +370,80 @@ export class Agent {
   }
 
   get publicKey(): string {
-    return this.keys.wireguard.publicKey;
+    return this.wireguard.publicKey;
+  }
+
+  /**
+   * Replaces the node's WireGuard key (POST /rotate-key). Rotations are serialised. Order:
+   *   1. the new key is written next to the old one (wireguard.key.next, 0600, synced);
+   *   2. we re-register with the new public key and wait for the coordinator's verified record;
+   *   3. the file replaces wireguard.key (rename), the agent switches to the key, and a reconcile
+   *      sets it on the interface; the node source is told.
+   * Registering before switching the interface keeps the outage short: our tunnels break only when
+   * a peer swaps in the new key, which happens after the KV update reaches it — by then our
+   * interface has switched or is about to (milliseconds of local work). Switching first would cut
+   * every tunnel for the whole registration and propagation, and a failed registration would need
+   * an interface rollback. If registration fails, nothing changed: the old key stays in the file,
+   * on the interface and in the registration (after an unclear answer we re-register the old key).
+   */
+  rotateKey(): Promise<RotateKeyResponse> {
+    const run = this.rotations.then(() => this.rotateKeyNow());
+    this.rotations = run.catch(() => undefined);
+    return run;
+  }
+
+  private async rotateKeyNow(): Promise<RotateKeyResponse> {
+    const log = this.o.logger;
+    const cp = this.controlPlane;
+    if (this.abort.signal.aborted) throw new RotateKeyError('unavailable', 'the agent is shutting down; the key was not changed');
+    if (!cp?.state().connected) {
+      throw new RotateKeyError('unavailable', 'not connected to NATS, so the new key cannot be registered; the old key is kept (retry when `crosslink status` shows the control plane connected)');
+    }
+    const old = this.wireguard;
+    let staged: StagedWireguardKey;
+    try {
+      staged = await stageWireguardKey(this.o.config.stateDir);
+    } catch (err) {
+      throw new RotateKeyError('failed', `cannot write the new key: ${errorMessage(err)}; the old key is kept`, { cause: err });
+    }
+    log.info({ oldPublicKey: old.publicKey, newPublicKey: staged.keys.publicKey }, 'rotating the WireGuard key: registering the new public key');
+    const reg = await cp.registerWithKey(staged.keys.publicKey, 'key rotation');
+    if (!reg.ok) {
+      await staged.discard();
+      // The coordinator may have taken the new key without us hearing back: put the old one back.
+      if (reg.uncertain) cp.requestRegister('re-asserting the current key after an unanswered key rotation');
+      log.warn({ err: reg.error, publicKey: old.publicKey }, 'key rotation failed; keeping the old key');
+      throw new RotateKeyError(reg.kind === 'rejected' ? 'refused' : 'unavailable', `the coordinator did not accept the new key (${reg.error}); the old key is kept`);
+    }
+    let saveError: unknown;
+    try {
+      await staged.commit();
+    } catch (err) {
+      saveError = err;
+    }
+    // Registered: from here on the new key is the one peers expect, so the interface must get it
+    // even if saving failed (the file then still holds the old key, which the next start re-registers).
+    this.wireguard = staged.keys;
+    const rec = await this.reconciler.reconcileNow('WireGuard key rotated');
+    const interfaceUpdated = rec?.interfaceEnsured === true;
+    this.publishState();
+    if (saveError !== undefined) {
+      log.error({ err: errorMessage(saveError) }, 'the new WireGuard key is registered and in use but could not be saved; the next start goes back to the old key');
+      throw new RotateKeyError(
+        'failed',
+        `the new key ${staged.keys.publicKey} is registered and in use, but saving it failed (${errorMessage(saveError)}); the next agent start re-registers the old key ${old.publicKey}`,
+        { cause: saveError },
+      );
+    }
+    if (interfaceUpdated) log.info({ oldPublicKey: old.publicKey, newPublicKey: staged.keys.publicKey, generation: reg.record.generation }, 'WireGuard key rotated');
+    else log.warn({ err: rec?.error, newPublicKey: staged.keys.publicKey }, 'WireGuard key rotated and registered; setting it on the interface failed and is retried at the next resync');
+    return {
+      node: reg.record.name,
+      oldPublicKey: old.publicKey,
+      newPublicKey: staged.keys.publicKey,
+      generation: reg.record.generation,
+      interfaceUpdated,
+    };
   }
 
   get healthPort(): number | null {
@@ -416,7 +509,7 @@ export class Agent {
         name: id.name,
         cluster: id.cluster,
         location: id.location,
-        publicKey: this.keys.wireguard.publicKey,
+        publicKey: this.wireguard.publicKey,
         overlayIp: own?.overlayIp ?? null,
         endpoints: [...id.endpoints],
         privateAddresses: [...id.privateAddresses],
@@ -524,7 +617,7 @@ export class Agent {
       const source = this.o.nodeSource;
       // Cleanup (uninstall) removes what we wrote on the Node; otherwise the Node says we stopped.
       if (cleanup && source.withdraw) await source.withdraw();
-      else await source.publish({ publicKey: this.keys.wireguard.publicKey, overlayIp: this.ownRecord()?.overlayIp ?? null, ready: false, reason: 'agent stopped' });
+      else await source.publish({ publicKey: this.wireguard.publicKey, overlayIp: this.ownRecord()?.overlayIp ?? null, ready: false, reason: 'agent stopped' });
     });
     await step('stop node source', () => this.o.nodeSource.stop());
     await step('close status server', () => this.statusServer?.close());

@@ -109,6 +109,7 @@ export interface ControlPlaneOptions {
   readonly clock: Clock;
   readonly logger: Logger;
   readonly coordinatorKey: string;
+  /** The WireGuard public key registered at start; registerWithKey() replaces it (key rotation). */
   readonly wireguardPublicKey: string;
   readonly identityKey: SigningKeyPair;
   /** Current identity; read at every registration so changes are picked up. */
@@ -134,10 +135,23 @@ export interface ControlPlaneState {
   readonly nodeTtlMs: number | null;
 }
 
-type Outcome = { ok: true } | { ok: false; kind: 'unavailable' | 'rejected' };
+type Outcome = { ok: true; record: NodeRecord } | { ok: false; kind: 'unavailable' | 'rejected'; error: string; uncertain: boolean };
+
+/**
+ * The answer to registerWithKey. `uncertain`: no clear answer came back (timeout, bad reply), so the
+ * coordinator may have applied the new key; the caller re-asserts the current one.
+ */
+export type KeyRegistration =
+  | { readonly ok: true; readonly record: NodeRecord }
+  | { readonly ok: false; readonly kind: 'unavailable' | 'rejected'; readonly error: string; readonly uncertain: boolean };
 
 export class ControlPlane {
   private connected = true;
+  private wireguardPublicKey: string;
+  /** The key of a registerWithKey in flight: our own record showing it in the KV is not a foreign one. */
+  private pendingPublicKey: string | null = null;
+  /** Registrations and heartbeats never overlap, so an old-key request cannot land after a new-key one. */
+  private exchangeQueue: Promise<unknown> = Promise.resolve();
   private record: NodeRecord | null = null;
   private lastHeartbeatAt: number | null = null;
   private lastError: string | null = null;
@@ -158,6 +172,30 @@ export class ControlPlane {
   constructor(private readonly o: ControlPlaneOptions) {
     this.subjects = subjects(o.subjectPrefix);
     this.throttle = new RateLimitedLog(o.logger, o.clock);
+    this.wireguardPublicKey = o.wireguardPublicKey;
+  }
+
+  /**
+   * Registers now with `publicKey` instead of the current key and waits for the coordinator's
+   * verified answer (key rotation). On success the new key is ours from then on (re-registrations
+   * use it); on failure nothing changes here. Serialised with the loop's registrations and heartbeats.
+   */
+  registerWithKey(publicKey: string, reason: string): Promise<KeyRegistration> {
+    return this.exclusive(async () => {
+      if (this.stopped) return { ok: false, kind: 'unavailable', error: 'the control plane is stopping', uncertain: false };
+      this.pendingPublicKey = publicKey;
+      try {
+        return await this.registerOnce(reason, publicKey);
+      } finally {
+        this.pendingPublicKey = null;
+      }
+    });
+  }
+
+  private exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const next = this.exchangeQueue.then(fn, fn);
+    this.exchangeQueue = next.catch(() => undefined);
+    return next;
   }
 
   start(): void {
@@ -195,7 +233,9 @@ export class ControlPlane {
 
   /** A newer verified copy of our own record seen in the KV (e.g. the coordinator updated it). */
   observeOwnRecord(record: NodeRecord): void {
-    if (record.publicKey !== this.o.wireguardPublicKey || record.identityKey !== this.o.identityKey.publicKey) {
+    if (record.publicKey !== this.wireguardPublicKey || record.identityKey !== this.o.identityKey.publicKey) {
+      // Our rotation in flight was already written; its reply settles which key is ours.
+      if (record.publicKey === this.pendingPublicKey && record.identityKey === this.o.identityKey.publicKey) return;
       // Someone else holds our name (or we were re-keyed): register to claim it back — once per
       // generation, or every mesh change would cut the rejection backoff short.
       if (record.generation > this.foreignGeneration) {
@@ -268,7 +308,7 @@ export class ControlPlane {
       if (this.needRegister) {
         const reason = this.registerReason;
         this.needRegister = false;
-        const outcome = await this.registerOnce(reason);
+        const outcome = await this.exclusive(() => this.registerOnce(reason, this.wireguardPublicKey));
         if (this.stopped) return;
         if (outcome.ok) {
           failures = 0;
@@ -290,12 +330,12 @@ export class ControlPlane {
         await this.sleep(wait);
         continue;
       }
-      await this.heartbeatOnce();
+      await this.exclusive(() => this.heartbeatOnce());
       this.heartbeatDue = this.o.clock.now() + (this.heartbeatIntervalMs ?? 10_000);
     }
   }
 
-  private buildRequest(): RegistrationRequest {
+  private buildRequest(publicKey: string): RegistrationRequest {
     const id = this.o.identity();
     const persistentKeepalive = id.persistentKeepalive;
     const candidate = {
@@ -304,7 +344,7 @@ export class ControlPlane {
       cluster: id.cluster,
       location: id.location,
       ...(id.zone === undefined ? {} : { zone: id.zone }),
-      publicKey: this.o.wireguardPublicKey,
+      publicKey,
       identityKey: this.o.identityKey.publicKey,
       endpoints: [...id.endpoints],
       privateAddresses: [...id.privateAddresses],
@@ -323,14 +363,14 @@ export class ControlPlane {
     return parsed.data;
   }
 
-  private async registerOnce(reason: string): Promise<Outcome> {
+  private async registerOnce(reason: string, publicKey: string): Promise<Outcome> {
     let request: RegistrationRequest;
     try {
-      request = this.buildRequest();
+      request = this.buildRequest(publicKey);
     } catch (err) {
       this.lastError = errorMessage(err);
       this.o.logger.error({ err: this.lastError }, 'cannot register: fix the node identity (flags or Node annotations)');
-      return { ok: false, kind: 'rejected' };
+      return { ok: false, kind: 'rejected', error: this.lastError, uncertain: false };
     }
     let raw: unknown;
     try {
@@ -340,13 +380,13 @@ export class ControlPlane {
     } catch (err) {
       this.lastError = `coordinator unavailable: ${errorMessage(err)}`;
       this.throttle.warn('register-unavailable', { err: errorMessage(err), reason }, 'registration: coordinator unavailable, retrying');
-      return { ok: false, kind: 'unavailable' };
+      return { ok: false, kind: 'unavailable', error: this.lastError, uncertain: true };
     }
     const reply = RegisterReply.safeParse(raw);
     if (!reply.success) {
       this.lastError = `malformed register reply: ${describeZodError(reply.error, raw).message}`;
       this.o.logger.error({ err: this.lastError }, 'registration: malformed reply from the coordinator');
-      return { ok: false, kind: 'rejected' };
+      return { ok: false, kind: 'rejected', error: this.lastError, uncertain: true };
     }
     if (!reply.data.ok) return this.rejected(reply.data.error);
 
@@ -356,14 +396,16 @@ export class ControlPlane {
     } catch (err) {
       this.lastError = `register reply does not verify with the coordinator key: ${errorMessage(err)}`;
       this.o.logger.error({ err: this.lastError }, 'registration: reply not signed by the configured coordinator key (wrong --coordinator-key?)');
-      return { ok: false, kind: 'rejected' };
+      return { ok: false, kind: 'rejected', error: this.lastError, uncertain: true };
     }
     if (record.name !== request.name || record.publicKey !== request.publicKey || record.identityKey !== request.identityKey) {
       this.lastError = `register reply is for ${record.name} with other keys`;
       this.o.logger.error({ err: this.lastError }, 'registration: the coordinator answered with a record that is not ours');
-      return { ok: false, kind: 'rejected' };
+      return { ok: false, kind: 'rejected', error: this.lastError, uncertain: true };
     }
     const first = this.record === null;
+    const rekeyed = publicKey !== this.wireguardPublicKey;
+    this.wireguardPublicKey = publicKey;
     this.heartbeatIntervalMs = reply.data.heartbeatIntervalMs;
     this.nodeTtlMs = reply.data.nodeTtlMs;
     this.lastError = null;
@@ -372,18 +414,19 @@ export class ControlPlane {
     // Keep the newer of what we hold (the KV may already show a later generation).
     if (this.record === null || record.generation >= this.record.generation) this.record = record;
     this.o.logger.info(
-      { reason, overlayIp: record.overlayIp, generation: record.generation, heartbeatIntervalMs: this.heartbeatIntervalMs },
-      first ? 'registered' : 're-registered',
+      { reason, overlayIp: record.overlayIp, generation: record.generation, heartbeatIntervalMs: this.heartbeatIntervalMs, ...(rekeyed ? { publicKey } : {}) },
+      first ? 'registered' : rekeyed ? 're-registered with a new WireGuard key' : 're-registered',
     );
     for (const l of this.recordListeners) l(this.record);
-    return { ok: true };
+    return { ok: true, record };
   }
 
   private rejected(error: ErrorBody): Outcome {
     this.lastError = `${error.code}${error.field ? ` (${error.field})` : ''}: ${error.message}`;
     if (error.code === 'unavailable' || error.code === 'internal') {
       this.throttle.warn('register-unavailable', { code: error.code, err: error.message }, 'registration: coordinator not ready, retrying');
-      return { ok: false, kind: 'unavailable' };
+      // 'internal' may come after a partial write.
+      return { ok: false, kind: 'unavailable', error: this.lastError, uncertain: error.code === 'internal' };
     }
     // A validation/conflict rejection needs a human; say exactly what, and retry slowly.
     this.throttle.warn(
@@ -391,7 +434,7 @@ export class ControlPlane {
       { code: error.code, field: error.field, err: error.message },
       'registration rejected by the coordinator',
     );
-    return { ok: false, kind: 'rejected' };
+    return { ok: false, kind: 'rejected', error: this.lastError, uncertain: false };
   }
 
   private async heartbeatOnce(): Promise<void> {

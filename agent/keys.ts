@@ -1,7 +1,8 @@
 // The node's long-lived keys, created once in the state dir and reused across restarts so the
 // node keeps its WireGuard identity (peers need not be reconfigured) and its registration identity.
-import { chmod, mkdir, readFile, stat } from 'node:fs/promises';
+import { chmod, mkdir, open, readFile, rename, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
+import { errorMessage } from '../lib/errors.ts';
 import { createSecretFileExclusive, readSecretFile, SecretFileError } from '../lib/secret-file.ts';
 import { Key32 } from '../protocol/messages.ts';
 import {
@@ -18,6 +19,8 @@ export { SecretFileError as KeyFileError } from '../lib/secret-file.ts';
 
 export const WIREGUARD_KEY_FILE = 'wireguard.key';
 export const IDENTITY_KEY_FILE = 'identity.key';
+/** A rotation's new WireGuard key, fully written before it replaces WIREGUARD_KEY_FILE. */
+export const WIREGUARD_KEY_NEXT_FILE = 'wireguard.key.next';
 
 export interface NodeKeys {
   readonly wireguard: WireguardKeyPair;
@@ -52,6 +55,61 @@ export async function loadOrCreateWireguardKey(path: string): Promise<WireguardK
   const kp = await generateWireguardKeyPair();
   // 'exists': another process won the race; use its key.
   return (await createSecretFileExclusive(path, `${kp.privateKey}\n`)) === 'created' ? kp : loadOrCreateWireguardKey(path);
+}
+
+/** A new WireGuard key pair already on disk next to the current key, not yet in force. */
+export interface StagedWireguardKey {
+  readonly keys: WireguardKeyPair;
+  /** Atomically replaces the current key file with the staged one (rename, then the dir is synced). */
+  commit(): Promise<void>;
+  /** Removes the staged file; the current key stays. Never throws. */
+  discard(): Promise<void>;
+}
+
+/**
+ * Key rotation, step one: generates a key pair and writes it (`wg genkey` format, mode 0600,
+ * synced) to WIREGUARD_KEY_NEXT_FILE. The current key file is only touched by commit(), so a crash
+ * at any point leaves either the old or the new key in wireguard.key, never half of one. A leftover
+ * from an interrupted rotation is replaced. Callers serialise rotations of one state dir.
+ */
+export async function stageWireguardKey(stateDir: string): Promise<StagedWireguardKey> {
+  const next = join(stateDir, WIREGUARD_KEY_NEXT_FILE);
+  const current = join(stateDir, WIREGUARD_KEY_FILE);
+  await unlink(next).catch((err: unknown) => {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw new SecretFileError(next, `cannot remove a leftover: ${errorMessage(err)}`, { cause: err });
+  });
+  const keys = await generateWireguardKeyPair();
+  if ((await createSecretFileExclusive(next, `${keys.privateKey}\n`)) === 'exists') {
+    throw new SecretFileError(next, 'appeared while staging a new key (is another process rotating keys in this state dir?)');
+  }
+  return {
+    keys,
+    async commit(): Promise<void> {
+      try {
+        await rename(next, current);
+      } catch (err) {
+        throw new SecretFileError(current, `cannot replace it with the new key: ${errorMessage(err)}`, { cause: err });
+      }
+      await syncDir(stateDir);
+    },
+    async discard(): Promise<void> {
+      await unlink(next).catch(() => undefined);
+    },
+  };
+}
+
+/** Makes a rename in `dir` durable; best effort (some filesystems refuse fsync on directories). */
+async function syncDir(dir: string): Promise<void> {
+  try {
+    const fh = await open(dir, 'r');
+    try {
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+  } catch {
+    // The rename itself is atomic; only its durability across a power loss is at stake.
+  }
 }
 
 /** One base64 line holding libsodium's 64-byte Ed25519 secret key (seed ‖ public key). */

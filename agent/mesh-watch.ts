@@ -1,9 +1,12 @@
 // Watches the coordinator's KV bucket and keeps the VERIFIED node and cluster records: every value
 // must carry the coordinator's signature, its key must match its name, and its generation must not
 // go backwards. Anything else is ignored (and logged), so a forged or replayed record never
-// reaches the data plane. Survives NATS outages by re-creating the watch and re-reading the full
-// state; until a fresh snapshot is complete nothing is removed (fail-static).
-import { Kvm, type KvWatchEntry } from '@nats-io/kv';
+// reaches the data plane. Survives NATS outages by re-creating the watch: after a reconnect it
+// resumes from the last revision it applied (only what changed meanwhile, not the whole bucket,
+// and at a random moment within a short window, so a fleet that lost the same server does not
+// re-watch in lockstep); at start, on refresh() and at each audit it re-reads the full state.
+// Until a fresh snapshot is complete nothing is removed (fail-static).
+import { Kvm, type KV, type KvWatchEntry } from '@nats-io/kv';
 import type { NatsConnection, QueuedIterator } from '@nats-io/transport-node';
 import type { Clock } from '../lib/clock.ts';
 import { errorMessage } from '../lib/errors.ts';
@@ -26,9 +29,18 @@ export interface MeshWatchOptions {
   readonly retryMaxMs?: number;
   /**
    * Re-create the watch and re-read everything this often, in case a watcher stalled silently
-   * (default 5 min; 0 disables). Reconnects and ended watchers already trigger this at once.
+   * (default 5 min; 0 disables). Reconnects and ended watchers re-create the watch too, resuming
+   * from the last applied revision (a full re-read only catches keys that vanished without a
+   * delete marker, e.g. a stream-level purge).
    */
   readonly auditIntervalMs?: number;
+  /**
+   * After a reconnect, re-create the watch after a random delay in [0, this) (default 2000 ms; 0:
+   * at once), so agents that lost the same server do not all hit JetStream in the same instant.
+   */
+  readonly rewatchJitterMs?: number;
+  /** Random source in [0, 1) for the jitter (tests). */
+  readonly random?: () => number;
 }
 
 /** A KV value we refused, kept so the CLI can flag it. */
@@ -45,16 +57,26 @@ export interface MeshWatchStats {
   readonly lastError: string | null;
   /** The current session has delivered its full snapshot. */
   readonly live: boolean;
+  /** Sessions that resumed from the last applied revision instead of re-reading everything. */
+  readonly resumes: number;
+  /** Entries the current (or last) session has delivered so far. */
+  readonly sessionEntries: number;
 }
+
+/** The watched key ranges; each watcher resumes from the revision it last applied. */
+const FILTERS = [kvKeys.nodesFilter, kvKeys.clustersFilter] as const;
 
 interface Session {
   readonly id: number;
+  /** 'full': a snapshot of every key (then unseen keys are pruned); 'resume': only what changed since our last revision. */
+  readonly mode: 'full' | 'resume';
   readonly watchers: QueuedIterator<KvWatchEntry>[];
   /** Keys present in the KV in this session (any value, even a refused one). */
   readonly seen: Set<string>;
   /** Watchers still delivering their initial snapshot. */
   pendingInitial: number;
   done: boolean;
+  entries: number;
 }
 
 export class MeshWatch {
@@ -71,6 +93,15 @@ export class MeshWatch {
   private stopped = false;
   private current: Session | undefined;
   private restartReason: string | undefined;
+  /** The next session must re-read everything (start, refresh(), audit, or an unfinished full read). */
+  private fullReadNeeded = true;
+  /** Per FILTERS entry: the highest revision applied from it; a resumed watch starts after it. */
+  private readonly appliedRevision = FILTERS.map(() => 0);
+  /** Delay before the next session (the reconnect jitter). */
+  private rewatchDelayMs = 0;
+  private resumes = 0;
+  private lastSessionEntries = 0;
+  private kv: KV | undefined;
   private wakeup = new AbortController();
   private supervisor: Promise<void> | undefined;
   private debounce: NodeJS.Timeout | undefined;
@@ -84,8 +115,8 @@ export class MeshWatch {
   start(): void {
     if (this.supervisor) return;
     this.stopStatus = onConnectionStatus(this.o.nc, (s) => {
-      // The server may have lost our consumer (restart, failover): read the whole state again.
-      if (s.type === 'reconnect') this.refresh('NATS reconnected');
+      // The server may have lost our consumer (restart, failover): watch again, from where we were.
+      if (s.type === 'reconnect') this.rewatch('NATS reconnected', (this.o.random ?? Math.random)() * (this.o.rewatchJitterMs ?? 2000));
     });
     const auditMs = this.o.auditIntervalMs ?? 300_000;
     if (auditMs > 0) {
@@ -131,13 +162,27 @@ export class MeshWatch {
   }
 
   stats(): MeshWatchStats {
-    return { sessions: this.sessions, rejected: this.rejectedCount, lastError: this.lastError, live: this.live };
+    return {
+      sessions: this.sessions,
+      rejected: this.rejectedCount,
+      lastError: this.lastError,
+      live: this.live,
+      resumes: this.resumes,
+      sessionEntries: this.current?.entries ?? this.lastSessionEntries,
+    };
   }
 
-  /** Re-create the watch and re-read the full state (after an outage or on suspicion of a stall). */
+  /** Re-create the watch and re-read the full state (on suspicion of a stall or of lost deletes). */
   refresh(reason: string): void {
+    this.fullReadNeeded = true;
+    this.rewatch(reason, 0);
+  }
+
+  /** Re-create the watch after `delayMs`, resuming from the last applied revision when we can. */
+  private rewatch(reason: string, delayMs: number): void {
     if (this.stopped) return;
     this.restartReason = reason;
+    this.rewatchDelayMs = delayMs;
     this.stopWatchers();
     this.wakeup.abort();
   }
@@ -164,43 +209,62 @@ export class MeshWatch {
       this.live = false;
       this.current = undefined;
       if (this.stopped) break;
-      // A requested refresh starts at once; a failure backs off.
-      if (this.restartReason !== undefined && failures === 0) continue;
+      // A requested re-watch starts at once (or after its jitter); a failure backs off.
+      const requested = this.restartReason !== undefined && failures === 0;
       const min = this.o.retryMinMs ?? 250;
       const max = this.o.retryMaxMs ?? 5000;
-      const delay = failures === 0 ? min : Math.min(max, min * 2 ** Math.min(failures - 1, 16));
+      const delay = requested ? this.rewatchDelayMs : failures === 0 ? min : Math.min(max, min * 2 ** Math.min(failures - 1, 16));
+      this.rewatchDelayMs = 0;
+      if (requested && delay <= 0) continue;
       if (this.wakeup.signal.aborted) this.wakeup = new AbortController();
       await this.o.clock.sleep(delay, this.wakeup.signal);
       if (this.wakeup.signal.aborted) this.wakeup = new AbortController();
     }
   }
 
-  /** One watch session: snapshot then deltas, until the watchers end. Returns whether the snapshot completed. */
+  /**
+   * One watch session: a full snapshot (or, resuming, what changed since our last revision), then
+   * deltas, until the watchers end. Returns whether the snapshot completed.
+   */
   private async runSession(reason: string): Promise<boolean> {
-    const kv = await new Kvm(this.o.nc).open(this.o.bucket);
+    this.kv ??= await new Kvm(this.o.nc).open(this.o.bucket);
+    const kv = this.kv;
+    let mode: Session['mode'] = this.everSynced && !this.fullReadNeeded ? 'resume' : 'full';
+    if (mode === 'resume') {
+      // A bucket re-created (or a server that lost data) numbers revisions anew: resuming would
+      // wait for revisions that never come, so read everything.
+      const last = (await kv.status()).streamInfo.state.last_seq;
+      if (last < Math.max(...this.appliedRevision)) mode = 'full';
+    }
+    if (mode === 'full') this.appliedRevision.fill(0);
     const watchers: QueuedIterator<KvWatchEntry>[] = [];
     try {
-      watchers.push(await kv.watch({ key: kvKeys.nodesFilter }));
-      watchers.push(await kv.watch({ key: kvKeys.clustersFilter }));
+      for (const [i, key] of FILTERS.entries()) {
+        const after = this.appliedRevision[i] ?? 0;
+        // Resuming a range we never received anything from is the same as a full read of it.
+        watchers.push(await kv.watch(mode === 'resume' && after > 0 ? { key, resumeFromRevision: after + 1 } : { key }));
+      }
     } catch (err) {
       for (const w of watchers) w.stop();
       throw err;
     }
-    const session: Session = { id: ++this.sessions, watchers, seen: new Set(), pendingInitial: watchers.length, done: false };
+    const session: Session = { id: ++this.sessions, mode, watchers, seen: new Set(), pendingInitial: watchers.length, done: false, entries: 0 };
+    if (mode === 'resume') this.resumes++;
     this.current = session;
     if (this.stopped || this.restartReason !== undefined) {
       for (const w of watchers) w.stop();
       return false;
     }
-    this.o.logger.debug({ session: session.id, reason }, 'KV watch started');
-    await Promise.all(watchers.map((w) => this.consume(session, w)));
+    this.o.logger.debug({ session: session.id, reason, mode }, 'KV watch started');
+    await Promise.all(watchers.map((w, i) => this.consume(session, w, i)));
+    this.lastSessionEntries = session.entries;
     if (!this.stopped && this.restartReason === undefined) {
       this.o.logger.warn({ session: session.id }, 'KV watch ended; re-creating it');
     }
     return session.done;
   }
 
-  private async consume(session: Session, w: QueuedIterator<KvWatchEntry>): Promise<void> {
+  private async consume(session: Session, w: QueuedIterator<KvWatchEntry>, filter: number): Promise<void> {
     let initialDone = false;
     const finishInitial = (): void => {
       if (initialDone) return;
@@ -222,6 +286,10 @@ export class MeshWatch {
     try {
       for await (const e of w) {
         await this.apply(session, e);
+        if (this.current === session) {
+          session.entries++;
+          this.appliedRevision[filter] = Math.max(this.appliedRevision[filter] ?? 0, e.revision);
+        }
         if (!initialDone && e.isUpdate) finishInitial();
         armQuiet();
       }
@@ -235,10 +303,20 @@ export class MeshWatch {
     }
   }
 
-  /** A full snapshot is in: anything we hold that the KV no longer has was deleted meanwhile. */
+  /** A full snapshot is in: anything we hold that the KV no longer has was deleted meanwhile.
+   *  (A resumed session saw only changes, deletes included, so it prunes nothing.) */
   private snapshotComplete(session: Session): void {
     if (this.current !== session) return;
     session.done = true;
+    if (session.mode === 'resume') {
+      this.live = true;
+      this.lastError = null;
+      this.throttle.reset('watch-failed');
+      this.o.logger.info({ session: session.id, nodes: this.nodeMap.size, clusters: this.clusterMap.size, changes: session.entries }, 'KV watch resumed');
+      this.emitChanged(true);
+      return;
+    }
+    this.fullReadNeeded = false;
     let removed = 0;
     for (const name of [...this.nodeMap.keys()]) {
       if (!session.seen.has(kvKeys.node(name))) {

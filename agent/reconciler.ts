@@ -44,6 +44,8 @@ export interface ReconcileRecord {
   readonly error: string | null;
   /** false: only the interface was ensured (not registered or no KV snapshot yet). */
   readonly applied: boolean;
+  /** ensureInterface succeeded (key, port, MTU, addresses), whatever happened to peers and routes. */
+  readonly interfaceEnsured: boolean;
   readonly reasons: readonly string[];
 }
 
@@ -51,8 +53,8 @@ export interface ReconcilerOptions {
   readonly dataplane: AgentDataplane;
   readonly relay?: AgentRelay | null;
   readonly dataplaneConfig: DataplaneConfig;
-  /** WireGuard private key for ensureInterface. Never logged. */
-  readonly privateKey: string;
+  /** WireGuard private key for ensureInterface, read at every reconcile (a function: key rotation changes it). Never logged. */
+  readonly privateKey: string | (() => string);
   /** The view to realise, or undefined while there is none we may act on (not registered / no snapshot). */
   readonly view: () => MeshView | undefined;
   /** The interface to ensure while there is no view (no overlay IP yet, or the last one we held). */
@@ -137,17 +139,20 @@ export class Reconciler {
     const started = clock.now();
     let changes = 0;
     let applied = false;
+    let interfaceEnsured = false;
     let error: string | null = null;
     try {
       const view = this.o.view();
       if (view === undefined) {
         // Fail-static: no registration or no complete KV snapshot yet, so we know too little to
         // remove anything. Make sure the interface exists and leave peers and routes alone.
-        await dataplane.ensureInterface(this.o.privateKey, this.o.interfaceWithoutView());
+        await dataplane.ensureInterface(this.privateKey(), this.o.interfaceWithoutView());
+        interfaceEnsured = true;
       } else {
         const desired = this.o.computeDesiredState(view, dataplaneConfig);
         this.lastDesired = desired;
-        await dataplane.ensureInterface(this.o.privateKey, desired.interface);
+        await dataplane.ensureInterface(this.privateKey(), desired.interface);
+        interfaceEnsured = true;
         try {
           const result = await dataplane.apply(desired);
           changes = result.changes;
@@ -174,6 +179,7 @@ export class Reconciler {
       durationMs: clock.now() - started,
       error,
       applied,
+      interfaceEnsured,
       reasons,
     };
     this.last = record;
@@ -186,6 +192,11 @@ export class Reconciler {
     } catch (err) {
       logger.error({ err }, 'onReconciled listener threw');
     }
+  }
+
+  private privateKey(): string {
+    const k = this.o.privateKey;
+    return typeof k === 'string' ? k : k();
   }
 
   private async updateRelay(desired: DesiredState): Promise<void> {

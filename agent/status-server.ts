@@ -5,6 +5,7 @@
 //   GET /readyz       200 once registered and reconciled, else 503 with the reason
 //   GET /view         the verified MeshView + data plane config  socket only (for `crosslink showconf`)
 //   GET /diagnostics  live WireGuard peers and owned routes      socket only (for `crosslink diagnose`)
+//   POST /rotate-key  new WireGuard key, re-registered           socket only (for `crosslink rotate-key`)
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { connect } from 'node:net';
 import { chmod, lstat, mkdir, unlink } from 'node:fs/promises';
@@ -12,7 +13,7 @@ import { dirname } from 'node:path';
 import { z } from 'zod';
 import { CrosslinkError, errorMessage } from '../lib/errors.ts';
 import type { Logger } from '../lib/logger.ts';
-import { ClusterRecord, NodeRecord } from '../protocol/messages.ts';
+import { ClusterRecord, Key32, NodeRecord } from '../protocol/messages.ts';
 import type { AgentStatus } from '../protocol/status.ts';
 import type { HostPort } from './config.ts';
 import type { DataplaneConfig, MeshView } from './model.ts';
@@ -79,6 +80,35 @@ export const DiagnosticsDocument = z.object({
 });
 export type DiagnosticsDocument = z.infer<typeof DiagnosticsDocument>;
 
+/** POST /rotate-key answer: public keys only; the private key never leaves the state dir and the interface. */
+export const RotateKeyResponse = z.object({
+  node: z.string(),
+  oldPublicKey: Key32,
+  newPublicKey: Key32,
+  /** Generation of our record carrying the new key. */
+  generation: z.number().int(),
+  /** false: the interface still has the old key (the reconcile failed; it is retried on the next resync). */
+  interfaceUpdated: z.boolean(),
+});
+export type RotateKeyResponse = z.infer<typeof RotateKeyResponse>;
+
+/** How a rotation failed, which decides the HTTP code: 503 retry later, 409 refused, 500 local failure. */
+export type RotateKeyFailure = 'unavailable' | 'refused' | 'failed';
+
+const ROTATE_HTTP_STATUS: Readonly<Record<RotateKeyFailure, number>> = { unavailable: 503, refused: 409, failed: 500 };
+
+/** A key rotation that did not happen (or, for 'failed', say in the message what state it left). */
+export class RotateKeyError extends CrosslinkError {
+  override name = 'RotateKeyError';
+  constructor(
+    readonly failure: RotateKeyFailure,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}
+
 export interface Readiness {
   readonly ready: boolean;
   readonly reason: string;
@@ -90,6 +120,8 @@ export interface StatusProvider {
   /** null until there is a view (not registered or no KV snapshot yet). */
   view(): ViewDocument | null;
   diagnostics(): Promise<DiagnosticsDocument>;
+  /** POST /rotate-key (socket only; absent: the endpoint does not exist). Rejects with RotateKeyError. */
+  rotateKey?(): Promise<RotateKeyResponse>;
 }
 
 export interface StatusServerOptions {
@@ -105,7 +137,7 @@ export interface StatusServer {
   close(): Promise<void>;
 }
 
-type Route = (req: IncomingMessage, res: ServerResponse) => Promise<void>;
+type Route = { readonly method: 'GET' | 'POST'; readonly serve: (req: IncomingMessage, res: ServerResponse) => Promise<void> };
 
 function sendJson(res: ServerResponse, code: number, body: unknown): void {
   const text = `${JSON.stringify(body, null, 2)}\n`;
@@ -115,21 +147,37 @@ function sendJson(res: ServerResponse, code: number, body: unknown): void {
 
 function routes(p: StatusProvider, local: boolean): Map<string, Route> {
   const m = new Map<string, Route>();
-  m.set('/healthz', () => Promise.resolve());
-  m.set('/status', async (_req, res) => sendJson(res, 200, await p.status()));
-  m.set('/readyz', (_req, res) => {
+  const get = (path: string, serve: Route['serve']): void => void m.set(path, { method: 'GET', serve });
+  get('/healthz', () => Promise.resolve());
+  get('/status', async (_req, res) => sendJson(res, 200, await p.status()));
+  get('/readyz', (_req, res) => {
     const r = p.readiness();
     sendJson(res, r.ready ? 200 : 503, r);
     return Promise.resolve();
   });
   if (local) {
-    m.set('/view', (_req, res) => {
+    get('/view', (_req, res) => {
       const v = p.view();
       if (v === null) sendJson(res, 503, { error: 'no view yet: not registered or the KV snapshot is not loaded' });
       else sendJson(res, 200, v);
       return Promise.resolve();
     });
-    m.set('/diagnostics', async (_req, res) => sendJson(res, 200, await p.diagnostics()));
+    get('/diagnostics', async (_req, res) => sendJson(res, 200, await p.diagnostics()));
+    // Changes state, so only on the 0600 socket (root), never on the health port.
+    const rotate = p.rotateKey?.bind(p);
+    if (rotate) {
+      m.set('/rotate-key', {
+        method: 'POST',
+        serve: async (_req, res) => {
+          try {
+            sendJson(res, 200, await rotate());
+          } catch (err) {
+            if (!(err instanceof RotateKeyError)) throw err;
+            sendJson(res, ROTATE_HTTP_STATUS[err.failure], { error: err.message, failure: err.failure });
+          }
+        },
+      });
+    }
   }
   return m;
 }
@@ -142,12 +190,14 @@ function handler(table: Map<string, Route>, logger: Logger) {
       sendJson(res, 404, { error: `no such endpoint ${path}; try ${[...table.keys()].join(', ')}` });
       return;
     }
-    if (req.method !== 'GET' && req.method !== 'HEAD') {
-      res.setHeader('allow', 'GET, HEAD');
-      sendJson(res, 405, { error: 'only GET' });
+    const allowed = route.method === 'GET' ? ['GET', 'HEAD'] : [route.method];
+    if (!allowed.includes(req.method ?? '')) {
+      res.setHeader('allow', allowed.join(', '));
+      sendJson(res, 405, { error: `only ${route.method}` });
       return;
     }
-    route(req, res)
+    route
+      .serve(req, res)
       .then(() => {
         if (!res.headersSent) {
           res.writeHead(200, { 'content-type': 'text/plain' });

@@ -19,9 +19,18 @@ export class AgentResponseError extends CrosslinkError {
 }
 
 /** GETs `path` from the agent and parses it with `schema`. */
-export async function getFromAgent<S extends z.ZodType>(socketPath: string, path: string, schema: S, timeoutMs = 10_000): Promise<z.infer<S>> {
+export function getFromAgent<S extends z.ZodType>(socketPath: string, path: string, schema: S, timeoutMs = 10_000): Promise<z.infer<S>> {
+  return callAgent('GET', socketPath, path, schema, timeoutMs);
+}
+
+/** POSTs (no body) to `path` on the agent, e.g. /rotate-key, and parses the answer with `schema`. */
+export function postToAgent<S extends z.ZodType>(socketPath: string, path: string, schema: S, timeoutMs = 30_000): Promise<z.infer<S>> {
+  return callAgent('POST', socketPath, path, schema, timeoutMs);
+}
+
+async function callAgent<S extends z.ZodType>(method: 'GET' | 'POST', socketPath: string, path: string, schema: S, timeoutMs: number): Promise<z.infer<S>> {
   const { status, body } = await new Promise<{ status: number; body: string }>((resolve, reject) => {
-    const req = request({ socketPath, path, method: 'GET', timeout: timeoutMs }, (res) => {
+    const req = request({ socketPath, path, method, timeout: timeoutMs }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }));

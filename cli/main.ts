@@ -1,5 +1,5 @@
 // `crosslink`: the operator's tool on a bad day. Talks to the local agent over its status socket
-// (status, peers, showconf, diagnose) or reads the coordinator's KV directly (nodes, showconf --nats-url).
+// (status, peers, showconf, diagnose, rotate-key) or reads the coordinator's KV directly (nodes, showconf --nats-url).
 // Exit codes: 0 healthy, 1 unhealthy (a peer down, a check failed, a record refused), 2 usage or
 // the agent/NATS could not be reached.
 import { realpathSync } from 'node:fs';
@@ -10,14 +10,14 @@ import { InterfaceName, NatsUrl } from '../agent/config.ts';
 import { computeDesiredState } from '../agent/desired-state.ts';
 import { readCoordinatorKeyFile } from '../agent/keys.ts';
 import type { DataplaneConfig, DesiredState, MeshView } from '../agent/model.ts';
-import { DiagnosticsDocument, ViewDocument, fromViewDocument } from '../agent/status-server.ts';
+import { DiagnosticsDocument, RotateKeyResponse, ViewDocument, fromViewDocument } from '../agent/status-server.ts';
 import { parseDuration } from '../lib/duration.ts';
 import { CrosslinkError, ValidationError, errorMessage } from '../lib/errors.ts';
 import { silentLogger } from '../lib/logger.ts';
 import { Key32, NodeName } from '../protocol/messages.ts';
 import { AgentStatus } from '../protocol/status.ts';
 import { DEFAULT_BUCKET } from '../protocol/subjects.ts';
-import { getFromAgent } from './client.ts';
+import { AgentResponseError, getFromAgent, postToAgent } from './client.ts';
 import { diagnose, formatChecks } from './diagnose.ts';
 import { formatNodeTable, formatPeerTable, formatStatus, peerState, statusExitCode, type NodeRow } from './format.ts';
 import { readMeshFromKv } from './kv-read.ts';
@@ -231,6 +231,30 @@ export function buildProgram(io: CliIo, setExit: (code: number) => void): Comman
       const result = diagnose({ status, view, desired, before, after, intervalMs, now: io.now(), ...(o.peer === undefined ? {} : { target: o.peer }) });
       io.stdout(o.json ? json(result) : `${formatChecks([{ ok: true, label: 'agent reachable', detail: o.socket }, ...result.checks])}\n`);
       setExit(result.ok ? 0 : 1);
+    });
+
+  program
+    .command('rotate-key')
+    .description('give this node a new WireGuard key pair and re-register it; exit 0 rotated, 1 refused (the old key is kept), 2 agent unreachable')
+    .addOption(socketOption(io))
+    .option('--json', 'print the agent\'s answer ({ node, oldPublicKey, newPublicKey, generation, interfaceUpdated })')
+    .action(async (o: SocketOpts) => {
+      let r: RotateKeyResponse;
+      try {
+        r = await postToAgent(o.socket, '/rotate-key', RotateKeyResponse);
+      } catch (err) {
+        // The agent answered but did not rotate: its message says why and what it kept.
+        if (!(err instanceof AgentResponseError)) throw err;
+        io.stderr(`crosslink: key rotation failed: ${err.message}\n`);
+        setExit(1);
+        return;
+      }
+      if (o.json) io.stdout(json(r));
+      else {
+        io.stdout(`${r.node}: WireGuard key rotated (record generation ${r.generation})\n  old public key: ${r.oldPublicKey}\n  new public key: ${r.newPublicKey}\n`);
+        if (!r.interfaceUpdated) io.stdout('  warning: the interface does not have the new key yet (the agent retries at its next resync); see `crosslink status`\n');
+      }
+      setExit(0);
     });
 
   registerManifestsCommand(program);

@@ -52,14 +52,17 @@ export async function putCluster(kv: KV, key: SigningKeyPair, record: ClusterRec
 export class FakeDataplane implements AgentDataplane {
   readonly applied: DesiredState[] = [];
   readonly interfaces: DesiredInterface[] = [];
+  /** The private key of every ensureInterface call (tests derive the public key; never printed). */
+  readonly privateKeys: string[] = [];
   backend: 'userspace' | 'kernel' = 'userspace';
   live: LivePeer[] = [];
   tornDown = false;
   closed = false;
   failNext: Error | undefined;
 
-  ensureInterface(_privateKey: string, iface: DesiredInterface): Promise<void> {
+  ensureInterface(privateKey: string, iface: DesiredInterface): Promise<void> {
     this.interfaces.push(iface);
+    this.privateKeys.push(privateKey);
     return Promise.resolve();
   }
 

@@ -1,7 +1,10 @@
 // Failure drills on a small lab (lab/topologies/resilience.yaml): gateway failover within a bound,
 // fail-static while NATS is down, a node joining once NATS is back, clean node removal, and an
-// agent restart keeping its key.
+// agent restart keeping its key, and a WireGuard key rotation on a running node.
+import { join } from 'node:path';
 import test from 'ava';
+import { execa } from 'execa';
+import { RotateKeyResponse } from '../agent/status-server.ts';
 import type { Lab } from '../lab/lab.ts';
 import { findPod } from '../lab/plan.ts';
 import { assertConverged, assertReachable, explainPair, pingUntil, useLab } from './helpers/lab-harness.ts';
@@ -112,4 +115,39 @@ test.serial('a restarted agent keeps its key and connectivity comes back', async
   t.is((await l.status('aws-n1')).node.publicKey, awsKey);
   const aws = findPod(l.plan, 'aws-n1-p1');
   await assertReachable(t, l, ['gcp-n1-p1', 'gcp-n2-p1', 'onprem-n1-p1'].map((other) => [aws, findPod(l.plan, other)] as const), 20_000);
+});
+
+test.serial('key rotation (crosslink rotate-key): peers swap in the new key and connectivity comes back', async (t) => {
+  const l = theLab();
+  await assertConverged(t, l, CONVERGE_MS);
+  const aws = findPod(l.plan, 'aws-n1-p1');
+  const gateway = await activeGateway(l);
+  // aws-n1 peers directly with the gcp gateway and the NATed onprem node.
+  const watchers = [gateway, 'onprem-n1'];
+  const others = watchers.map((w) => findPod(l.plan, `${w}-p1`));
+  await assertReachable(t, l, others.map((o) => [aws, o] as const), 15_000);
+  const oldKey = (await l.status('aws-n1')).node.publicKey;
+
+  const cli = await execa(join(import.meta.dirname, '..', 'bin', 'crosslink'), ['rotate-key', '--json', '--socket', l.statusSocket('aws-n1')], { reject: false, timeout: 30_000 });
+  t.is(cli.exitCode, 0, cli.stderr);
+  const r = RotateKeyResponse.parse(JSON.parse(cli.stdout));
+  t.is(r.oldPublicKey, oldKey);
+  t.not(r.newPublicKey, oldKey);
+
+  // Both directions flow again: the tunnels re-handshake with the new key.
+  await assertReachable(t, l, others.flatMap((o) => [[aws, o] as const, [o, aws] as const]), 10_000);
+  // What WireGuard itself holds on the peers: the new key, and the old one is gone.
+  for (const w of watchers) {
+    const node = l.node(w);
+    const deadline = Date.now() + 5000;
+    let dump: string;
+    for (;;) {
+      dump = (await l.exec(node.ns, ['wg', 'show', node.wgInterface, 'dump'])).stdout;
+      if ((dump.includes(r.newPublicKey) && !dump.includes(oldKey)) || Date.now() > deadline) break;
+      await new Promise((res) => setTimeout(res, 200));
+    }
+    t.true(dump.includes(r.newPublicKey), `${w}: wg show lists the new key of aws-n1`);
+    t.false(dump.includes(oldKey), `${w}: wg show no longer lists the old key of aws-n1`);
+  }
+  t.is((await l.status('aws-n1')).node.publicKey, r.newPublicKey);
 });
