@@ -3,159 +3,28 @@
 // same keys, and the CLI against a running agent's socket.
 import test, { type ExecutionContext } from 'ava';
 import { execa } from 'execa';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { request } from 'node:http';
-import { tmpdir } from 'node:os';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
-import { Agent } from '../agent/agent.ts';
-import { parseAgentConfig } from '../agent/config.ts';
-import { connectNats } from '../agent/control-plane.ts';
-import type { DesiredState } from '../agent/model.ts';
-import { createStaticNodeSource } from '../agent/static-source.ts';
-import { runCli, type CliIo } from '../cli/main.ts';
-import { parseCoordinatorConfig } from '../coordinator/config.ts';
-import { Coordinator } from '../coordinator/coordinator.ts';
-import { systemClock } from '../lib/clock.ts';
-import { silentLogger } from '../lib/logger.ts';
-import { NatsServer, freeLoopbackPort } from '../lib/nats-server.ts';
-import { RecordingRunner } from '../lib/runner.ts';
+import { runCli } from '../cli/main.ts';
+import { freeLoopbackPort } from '../lib/nats-server.ts';
 import { waitFor } from '../lib/wait.ts';
-import { generateSigningKeyPair, type SigningKeyPair } from '../protocol/signing.ts';
+import { generateSigningKeyPair } from '../protocol/signing.ts';
 import { AgentStatus } from '../protocol/status.ts';
-import { FakeDataplane } from './agent-helpers.ts';
+import { agentRequest, agentStatus, type HttpAnswer } from './helpers/agent-http.ts';
+import { peerNodes, startMesh, startStaticAgent as startAgent, type Mesh, type MeshOptions } from './helpers/agent-mesh.ts';
+import { captureIo } from './helpers/cli-io.ts';
+import { tempDir } from './helpers/temp-dir.ts';
 
 const NODE_TTL = '3s';
 const WAIT = { timeoutMs: 20_000, intervalMs: 100 } as const;
 
-interface Mesh {
-  server: NatsServer;
-  coordinatorKey: SigningKeyPair;
-  coordinatorNc: NatsConnection;
-  coordinator: Coordinator | undefined;
-  startCoordinator(): Promise<void>;
-  stopCoordinator(): Promise<void>;
-}
-
-async function startMesh(t: ExecutionContext, o: { port?: number; coordinatorKey?: SigningKeyPair } = {}): Promise<Mesh> {
-  const server = await NatsServer.start({ name: 'xl-agent-it', ...(o.port === undefined ? {} : { port: o.port }) });
-  const coordinatorKey = o.coordinatorKey ?? (await generateSigningKeyPair());
-  const coordinatorNc = await connect({ servers: server.url, maxReconnectAttempts: -1, reconnectTimeWait: 250 });
-  const config = parseCoordinatorConfig({ natsUrl: server.url, nodeTtl: NODE_TTL, leaseTtl: '2s', signingKeyFile: '/nonexistent/unused' });
-  const mesh: Mesh = {
-    server,
-    coordinatorKey,
-    coordinatorNc,
-    coordinator: undefined,
-    async startCoordinator() {
-      mesh.coordinator = await Coordinator.start({ nc: coordinatorNc, clock: systemClock, logger: silentLogger(), config, signingKey: coordinatorKey });
-    },
-    async stopCoordinator() {
-      await mesh.coordinator?.stop();
-      mesh.coordinator = undefined;
-    },
-  };
-  await mesh.startCoordinator();
-  t.teardown(async () => {
-    await mesh.stopCoordinator();
-    await coordinatorNc.close();
-    await server.stop();
-  });
-  return mesh;
-}
-
-interface RunningAgent {
-  agent: Agent;
-  dataplane: FakeDataplane;
-  stateDir: string;
-  socket: string;
-  stop(): Promise<void>;
-}
-
-async function tempStateDir(t: ExecutionContext, name: string): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), `xl-agent-${name}-`));
-  t.teardown(() => rm(dir, { recursive: true, force: true }));
-  return dir;
-}
-
-let octet = 10;
-async function startAgent(
-  t: ExecutionContext,
-  mesh: Pick<Mesh, 'coordinatorKey'> & { server: { url: string } },
-  o: { name: string; cluster: string; podCidr: string; stateDir: string; extra?: string[] },
-): Promise<RunningAgent> {
-  const n = octet++;
-  const config = parseAgentConfig(
-    [
-      '--nats-url', mesh.server.url,
-      '--node-name', o.name,
-      '--cluster', o.cluster,
-      '--location', 'lab',
-      '--pod-cidr', o.podCidr,
-      '--endpoint', `192.0.2.${n}:51820`,
-      '--private-address', `10.0.0.${n}`,
-      '--coordinator-key', mesh.coordinatorKey.publicKey,
-      '--state-dir', o.stateDir,
-      '--mtu', '1420',
-      '--resync-interval', '1s',
-      ...(o.extra ?? []),
-    ],
-    { env: {}, hostname: o.name, fileExists: () => false },
-  );
-  const runner = new RecordingRunner();
-  const dataplane = new FakeDataplane();
-  const logger = silentLogger();
-  const agent = await Agent.start({
-    config,
-    logger,
-    clock: systemClock,
-    runner,
-    connectNats: () => connectNats({ servers: config.natsServers, credsFile: null, name: o.name, reconnectTimeWaitMs: 250 }),
-    createDataplane: () => Promise.resolve(dataplane),
-    nodeSource: createStaticNodeSource({ config, runner, logger }),
-    coordinatorKey: mesh.coordinatorKey.publicKey,
-    mtu: 1420,
-    tuning: { retryMinMs: 100, retryMaxMs: 500, requestTimeoutMs: 1000, debounceMs: 50 },
-  });
-  let stopped = false;
-  const stop = async (): Promise<void> => {
-    if (stopped) return;
-    stopped = true;
-    await agent.stop();
-  };
-  t.teardown(stop);
-  return { agent, dataplane, stateDir: o.stateDir, socket: config.statusSocket, stop };
-}
-
-const peerNodes = (d: DesiredState | undefined | null): string[] => (d?.peers ?? []).map((p) => p.node).sort();
-
-function captureIo(): CliIo & { out: () => string; err: () => string } {
-  let out = '';
-  let err = '';
-  return {
-    stdout: (s) => (out += s),
-    stderr: (s) => (err += s),
-    env: {},
-    now: () => Date.now(),
-    out: () => out,
-    err: () => err,
-  };
-}
-
-function httpGet(socketPath: string, path: string): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const req = request({ socketPath, path }, (res) => {
-      let body = '';
-      res.on('data', (c: Buffer) => (body += c.toString()));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-    });
-    req.on('error', reject);
-    req.end();
-  });
-}
+const startAgentMesh = (t: ExecutionContext, o: Pick<MeshOptions, 'port' | 'coordinatorKey'> = {}): Promise<Mesh> =>
+  startMesh(t, { label: 'xl-agent-it', nodeTtl: NODE_TTL, ...o });
+const tempStateDir = (t: ExecutionContext, name: string): Promise<string> => tempDir(t, `xl-agent-${name}-`);
+const httpGet = (socketPath: string, path: string): Promise<HttpAnswer> => agentRequest({ socketPath }, path);
 
 test.serial('two agents register, peer with each other, and serve status, showconf and diagnose', async (t) => {
-  const mesh = await startMesh(t);
+  const mesh = await startAgentMesh(t);
   const a = await startAgent(t, mesh, { name: 'node-a', cluster: 'c1', podCidr: '10.244.1.0/24', stateDir: await tempStateDir(t, 'a') });
   const b = await startAgent(t, mesh, { name: 'node-b', cluster: 'c2', podCidr: '10.245.1.0/24', stateDir: await tempStateDir(t, 'b') });
 
@@ -220,7 +89,7 @@ test.serial('two agents register, peer with each other, and serve status, showco
 });
 
 test.serial('a stopped agent expires from the others within the TTL; restarted with its state dir it keeps its key', async (t) => {
-  const mesh = await startMesh(t);
+  const mesh = await startAgentMesh(t);
   const a = await startAgent(t, mesh, { name: 'node-a', cluster: 'c1', podCidr: '10.244.1.0/24', stateDir: await tempStateDir(t, 'a') });
   const bDir = await tempStateDir(t, 'b');
   const b = await startAgent(t, mesh, { name: 'node-b', cluster: 'c2', podCidr: '10.245.1.0/24', stateDir: bDir, extra: ['--no-cleanup'] });
@@ -244,7 +113,7 @@ test.serial('a stopped agent expires from the others within the TTL; restarted w
 });
 
 test.serial('fail-static: coordinator and NATS outages never shrink the peer set', async (t) => {
-  const mesh = await startMesh(t);
+  const mesh = await startAgentMesh(t);
   const a = await startAgent(t, mesh, { name: 'node-a', cluster: 'c1', podCidr: '10.244.1.0/24', stateDir: await tempStateDir(t, 'a') });
   await startAgent(t, mesh, { name: 'node-b', cluster: 'c2', podCidr: '10.245.1.0/24', stateDir: await tempStateDir(t, 'b') });
   await startAgent(t, mesh, { name: 'node-c', cluster: 'c3', podCidr: '10.246.1.0/24', stateDir: await tempStateDir(t, 'c') });
@@ -258,7 +127,7 @@ test.serial('fail-static: coordinator and NATS outages never shrink the peer set
   const during = a.dataplane.applied.slice(mark);
   t.true(during.length > 0, 'resyncs kept applying');
   for (const d of during) t.deepEqual(peerNodes(d), ['node-b', 'node-c']);
-  const st = AgentStatus.parse(JSON.parse((await httpGet(a.socket, '/status')).body));
+  const st = await agentStatus(a.socket);
   t.true(st.ready, 'still ready: the data plane is intact');
   t.truthy(st.controlPlane.lastError, 'the heartbeat failure is reported');
 
@@ -268,7 +137,7 @@ test.serial('fail-static: coordinator and NATS outages never shrink the peer set
   await new Promise((r) => setTimeout(r, 1500));
   await a.agent.reconcileNow('test');
   for (const d of a.dataplane.applied.slice(mark2)) t.deepEqual(peerNodes(d), ['node-b', 'node-c']);
-  const down = AgentStatus.parse(JSON.parse((await httpGet(a.socket, '/status')).body));
+  const down = await agentStatus(a.socket);
   t.false(down.controlPlane.connected);
 
   // Everything back: the agents reconnect, heartbeat or re-register, and stay meshed.
@@ -277,7 +146,7 @@ test.serial('fail-static: coordinator and NATS outages never shrink the peer set
   await waitFor(() => mesh.startCoordinator().then(() => true), { ...WAIT, intervalMs: 500, what: 'coordinator restarted' });
   await waitFor(
     async () => {
-      const s = AgentStatus.parse(JSON.parse((await httpGet(a.socket, '/status')).body));
+      const s = await agentStatus(a.socket);
       return s.controlPlane.connected && s.controlPlane.lastError === null && s.ready;
     },
     { ...WAIT, what: 'a healthy again after the outage' },
@@ -293,7 +162,7 @@ test.serial('starts while NATS is down (interface only), registers once it is up
   const a = await startAgent(t, early, { name: 'node-a', cluster: 'c1', podCidr: '10.244.1.0/24', stateDir: await tempStateDir(t, 'a') });
   await waitFor(() => a.dataplane.interfaces.length > 0, { ...WAIT, what: 'interface ensured' });
   t.deepEqual(a.dataplane.interfaces[0]?.addresses, [], 'no overlay IP before the first registration');
-  const before = AgentStatus.parse(JSON.parse((await httpGet(a.socket, '/status')).body));
+  const before = await agentStatus(a.socket);
   t.false(before.controlPlane.connected);
   t.false(before.ready);
   t.is((await httpGet(a.socket, '/readyz')).status, 503);
@@ -304,7 +173,7 @@ test.serial('starts while NATS is down (interface only), registers once it is up
   await lonely.stop();
   t.true(lonely.dataplane.tornDown);
 
-  const mesh = await startMesh(t, { port, coordinatorKey });
+  const mesh = await startAgentMesh(t, { port, coordinatorKey });
   await startAgent(t, mesh, { name: 'node-b', cluster: 'c2', podCidr: '10.245.1.0/24', stateDir: await tempStateDir(t, 'b') });
   await waitFor(() => peerNodes(a.dataplane.last()).join() === 'node-b', { ...WAIT, what: 'a registered and peers with b' });
   t.is((await httpGet(a.socket, '/readyz')).status, 200);

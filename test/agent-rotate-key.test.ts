@@ -4,192 +4,78 @@
 // Plus the status server's rules for the endpoint and `crosslink rotate-key`.
 import test, { type ExecutionContext } from 'ava';
 import { execa } from 'execa';
-import { mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
-import { request } from 'node:http';
-import { tmpdir } from 'node:os';
+import { readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Kvm } from '@nats-io/kv';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
-import { Agent } from '../agent/agent.ts';
-import { parseAgentConfig } from '../agent/config.ts';
-import { connectNats } from '../agent/control-plane.ts';
 import { loadOrCreateWireguardKey, stageWireguardKey, WIREGUARD_KEY_FILE, WIREGUARD_KEY_NEXT_FILE } from '../agent/keys.ts';
-import type { DesiredState, NodeSource, PublishedState } from '../agent/model.ts';
+import type { DesiredState, PublishedState } from '../agent/model.ts';
 import { createStaticNodeSource } from '../agent/static-source.ts';
 import { RotateKeyError, RotateKeyResponse, startStatusServer, type StatusProvider } from '../agent/status-server.ts';
-import { runCli, type CliIo } from '../cli/main.ts';
-import { parseCoordinatorConfig } from '../coordinator/config.ts';
-import { Coordinator } from '../coordinator/coordinator.ts';
-import { systemClock } from '../lib/clock.ts';
+import { runCli } from '../cli/main.ts';
 import { silentLogger } from '../lib/logger.ts';
-import { freeLoopbackPort, NatsServer } from '../lib/nats-server.ts';
-import { RecordingRunner } from '../lib/runner.ts';
+import { freeLoopbackPort } from '../lib/nats-server.ts';
 import { waitFor } from '../lib/wait.ts';
-import { NodeRecord, SignedEnvelope } from '../protocol/messages.ts';
-import { generateSigningKeyPair, verifyEnvelope, wireguardPublicKeyOf, type SigningKeyPair } from '../protocol/signing.ts';
-import { AgentStatus } from '../protocol/status.ts';
-import { DEFAULT_BUCKET, kvKeys, subjects } from '../protocol/subjects.ts';
-import { FakeDataplane } from './agent-helpers.ts';
+import { wireguardPublicKeyOf } from '../protocol/signing.ts';
+import { subjects } from '../protocol/subjects.ts';
+import type { FakeDataplane } from './agent-helpers.ts';
+import { agentRequest, agentStatus } from './helpers/agent-http.ts';
+import { expectNodeRecord, startMesh, startStaticAgent, type Mesh, type MeshAddress, type RunningAgent } from './helpers/agent-mesh.ts';
+import { captureIo } from './helpers/cli-io.ts';
 import { tempDir as makeTempDir } from './helpers/temp-dir.ts';
 
 const WAIT = { timeoutMs: 20_000, intervalMs: 100 } as const;
 const BIN = join(import.meta.dirname, '..', 'bin', 'crosslink');
 
-interface Mesh {
-  server: NatsServer;
-  coordinatorKey: SigningKeyPair;
-  nc: NatsConnection;
-  startCoordinator(): Promise<void>;
-  stopCoordinator(): Promise<void>;
-}
+const startRotateMesh = (t: ExecutionContext): Promise<Mesh> => startMesh(t, { label: 'xl-rotate', nodeTtl: '3s' });
 
-async function startMesh(t: ExecutionContext): Promise<Mesh> {
-  const server = await NatsServer.start({ name: 'xl-rotate' });
-  const coordinatorKey = await generateSigningKeyPair();
-  const nc = await connect({ servers: server.url, maxReconnectAttempts: -1, reconnectTimeWait: 250 });
-  const config = parseCoordinatorConfig({ natsUrl: server.url, nodeTtl: '3s', leaseTtl: '2s', signingKeyFile: '/nonexistent/unused' });
-  let coordinator: Coordinator | undefined;
-  const mesh: Mesh = {
-    server,
-    coordinatorKey,
-    nc,
-    async startCoordinator() {
-      coordinator = await Coordinator.start({ nc, clock: systemClock, logger: silentLogger(), config, signingKey: coordinatorKey });
-    },
-    async stopCoordinator() {
-      await coordinator?.stop();
-      coordinator = undefined;
-    },
-  };
-  await mesh.startCoordinator();
-  t.teardown(async () => {
-    await mesh.stopCoordinator();
-    await nc.close();
-    await server.stop();
-  });
-  return mesh;
-}
-
-interface RunningAgent {
-  agent: Agent;
-  dataplane: FakeDataplane;
-  /** Everything the agent published to its node source (Kubernetes: the Node annotations). */
-  published: PublishedState[];
-  socket: string;
-  healthPort: number | null;
-  stop(): Promise<void>;
-}
-
-let octet = 30;
-async function startAgent(t: ExecutionContext, mesh: Mesh, o: { name: string; cluster: string; podCidr: string; stateDir: string; healthPort?: number }): Promise<RunningAgent> {
-  const n = octet++;
-  const config = parseAgentConfig(
-    [
-      '--nats-url', mesh.server.url,
-      '--node-name', o.name,
-      '--cluster', o.cluster,
-      '--location', 'lab',
-      '--pod-cidr', o.podCidr,
-      '--endpoint', `192.0.2.${n}:51820`,
-      '--private-address', `10.0.0.${n}`,
-      '--coordinator-key', mesh.coordinatorKey.publicKey,
-      '--state-dir', o.stateDir,
-      '--mtu', '1420',
-      '--resync-interval', '1s',
-      '--no-cleanup',
-      ...(o.healthPort === undefined ? [] : ['--health-addr', `127.0.0.1:${o.healthPort}`]),
-    ],
-    { env: {}, hostname: o.name, fileExists: () => false },
-  );
-  const runner = new RecordingRunner();
-  const dataplane = new FakeDataplane();
-  const logger = silentLogger();
+/** A static-mode agent that never deregisters, and records everything it published to its node source
+ *  (Kubernetes: the Node annotations). */
+async function startAgent(
+  t: ExecutionContext,
+  mesh: MeshAddress,
+  o: { name: string; cluster: string; podCidr: string; stateDir: string; healthPort?: number },
+): Promise<RunningAgent & { published: PublishedState[] }> {
   const published: PublishedState[] = [];
-  const source = createStaticNodeSource({ config, runner, logger });
-  const nodeSource: NodeSource = {
-    start: (signal) => source.start(signal),
-    onChange: (l) => source.onChange(l),
-    publish: (state) => {
-      published.push(state);
-      return source.publish(state);
+  const running = await startStaticAgent(t, mesh, {
+    ...o,
+    extra: ['--no-cleanup', ...(o.healthPort === undefined ? [] : ['--health-addr', `127.0.0.1:${o.healthPort}`])],
+    nodeSource: (deps) => {
+      const source = createStaticNodeSource(deps);
+      return {
+        start: (signal) => source.start(signal),
+        onChange: (l) => source.onChange(l),
+        publish: (state) => {
+          published.push(state);
+          return source.publish(state);
+        },
+        stop: () => source.stop(),
+      };
     },
-    stop: () => source.stop(),
-  };
-  const agent = await Agent.start({
-    config,
-    logger,
-    clock: systemClock,
-    runner,
-    connectNats: () => connectNats({ servers: config.natsServers, credsFile: null, name: o.name, reconnectTimeWaitMs: 250 }),
-    createDataplane: () => Promise.resolve(dataplane),
-    nodeSource,
-    coordinatorKey: mesh.coordinatorKey.publicKey,
-    mtu: 1420,
-    tuning: { retryMinMs: 100, retryMaxMs: 500, requestTimeoutMs: 1000, debounceMs: 50 },
   });
-  let stopped = false;
-  const stop = async (): Promise<void> => {
-    if (stopped) return;
-    stopped = true;
-    await agent.stop();
-  };
-  t.teardown(stop);
-  return { agent, dataplane, published, socket: config.statusSocket, healthPort: agent.healthPort, stop };
+  return { ...running, published };
 }
 
-async function stateDir(t: ExecutionContext, name: string): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), `xl-rotate-${name}-`));
-  t.teardown(() => rm(dir, { recursive: true, force: true }));
-  return dir;
-}
-
-function call(target: { socketPath: string } | { port: number }, path: string, method: string): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const req = request({ ...target, ...('port' in target ? { host: '127.0.0.1' } : {}), path, method }, (res) => {
-      let body = '';
-      res.on('data', (c: Buffer) => (body += c.toString()));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-    });
-    req.on('error', reject);
-    req.end();
-  });
-}
-
-function captureIo(): CliIo & { out: () => string; err: () => string } {
-  let out = '';
-  let err = '';
-  return { stdout: (s) => (out += s), stderr: (s) => (err += s), env: {}, now: () => Date.now(), out: () => out, err: () => err };
-}
-
-/** Our record as the coordinator stored it in the KV, signature checked. */
-async function kvRecord(mesh: Mesh, name: string): Promise<NodeRecord> {
-  const kv = await new Kvm(mesh.nc).open(DEFAULT_BUCKET);
-  const entry = await kv.get(kvKeys.node(name));
-  if (!entry) throw new Error(`no KV record for ${name}`);
-  return verifyEnvelope(SignedEnvelope.parse(entry.json()), mesh.coordinatorKey.publicKey, NodeRecord);
-}
+const stateDir = (t: ExecutionContext, name: string): Promise<string> => makeTempDir(t, `xl-rotate-${name}-`);
 
 const keyOf = (d: DesiredState | undefined, node: string): string | undefined => d?.peers.find((p) => p.node === node)?.publicKey;
-const status = async (socket: string): Promise<AgentStatus> => AgentStatus.parse(JSON.parse((await call({ socketPath: socket }, '/status', 'GET')).body));
 const lastInterfaceKey = async (d: FakeDataplane): Promise<string | undefined> => {
   const k = d.privateKeys.at(-1);
   return k === undefined ? undefined : wireguardPublicKeyOf(k);
 };
 
 test.serial('rotate: new key registered, swapped in by the peer, saved 0600, kept across a restart; CLI and serialised requests', async (t) => {
-  const mesh = await startMesh(t);
+  const mesh = await startRotateMesh(t);
   const aDir = await stateDir(t, 'a');
   const a = await startAgent(t, mesh, { name: 'node-a', cluster: 'c1', podCidr: '10.244.1.0/24', stateDir: aDir, healthPort: await freeLoopbackPort() });
   const b = await startAgent(t, mesh, { name: 'node-b', cluster: 'c2', podCidr: '10.245.1.0/24', stateDir: await stateDir(t, 'b') });
   const oldKey = a.agent.publicKey;
   await waitFor(() => keyOf(b.dataplane.last(), 'node-a') === oldKey && a.agent.readiness().ready, { ...WAIT, what: 'b peers with a' });
-  const before = await kvRecord(mesh, 'node-a');
+  const before = await expectNodeRecord(mesh, 'node-a');
 
   // Never on the health port; only POST on the socket.
-  t.is((await call({ port: a.healthPort! }, '/rotate-key', 'POST')).status, 404);
-  t.is((await call({ socketPath: a.socket }, '/rotate-key', 'GET')).status, 405);
+  t.is((await agentRequest({ port: a.healthPort! }, '/rotate-key', 'POST')).status, 404);
+  t.is((await agentRequest({ socketPath: a.socket }, '/rotate-key', 'GET')).status, 405);
 
-  const res = await call({ socketPath: a.socket }, '/rotate-key', 'POST');
+  const res = await agentRequest({ socketPath: a.socket }, '/rotate-key', 'POST');
   t.is(res.status, 200, res.body);
   const r = RotateKeyResponse.parse(JSON.parse(res.body));
   t.is(r.node, 'node-a');
@@ -199,7 +85,7 @@ test.serial('rotate: new key registered, swapped in by the peer, saved 0600, kep
   t.is(a.agent.publicKey, r.newPublicKey);
 
   // The coordinator's record: new key, higher generation.
-  const after = await kvRecord(mesh, 'node-a');
+  const after = await expectNodeRecord(mesh, 'node-a');
   t.is(after.publicKey, r.newPublicKey);
   t.is(after.generation, r.generation);
   t.true(after.generation > before.generation);
@@ -217,11 +103,11 @@ test.serial('rotate: new key registered, swapped in by the peer, saved 0600, kep
   t.false((await readdir(aDir)).includes(WIREGUARD_KEY_NEXT_FILE));
   t.is(await lastInterfaceKey(a.dataplane), r.newPublicKey);
   t.false(res.body.includes(saved.trim()), 'the answer holds no private key');
-  t.is((await status(a.socket)).node.publicKey, r.newPublicKey);
+  t.is((await agentStatus(a.socket)).node.publicKey, r.newPublicKey);
   t.is(a.published.at(-1)?.publicKey, r.newPublicKey, 'the node source (Kubernetes annotations) follows');
 
   // Two requests at once run one after the other: the second rotates the first one's key.
-  const [x, y] = await Promise.all([call({ socketPath: a.socket }, '/rotate-key', 'POST'), call({ socketPath: a.socket }, '/rotate-key', 'POST')]);
+  const [x, y] = await Promise.all([agentRequest({ socketPath: a.socket }, '/rotate-key', 'POST'), agentRequest({ socketPath: a.socket }, '/rotate-key', 'POST')]);
   t.is(x.status, 200, x.body);
   t.is(y.status, 200, y.body);
   const [rx, ry] = [RotateKeyResponse.parse(JSON.parse(x.body)), RotateKeyResponse.parse(JSON.parse(y.body))];
@@ -247,25 +133,25 @@ test.serial('rotate: new key registered, swapped in by the peer, saved 0600, kep
   t.is(a2.agent.publicKey, latest);
   await waitFor(() => a2.agent.readiness().ready, { ...WAIT, what: 'restarted a ready' });
   t.is(await lastInterfaceKey(a2.dataplane), latest);
-  t.is((await kvRecord(mesh, 'node-a')).publicKey, latest);
+  t.is((await expectNodeRecord(mesh, 'node-a')).publicKey, latest);
   t.is(keyOf(b.dataplane.last(), 'node-a'), latest);
 });
 
 test.serial('a rotation the coordinator does not take keeps the old key in the file, on the interface and in the registration', async (t) => {
-  const mesh = await startMesh(t);
+  const mesh = await startRotateMesh(t);
   const aDir = await stateDir(t, 'a');
   const a = await startAgent(t, mesh, { name: 'node-a', cluster: 'c1', podCidr: '10.244.1.0/24', stateDir: aDir });
   const oldKey = a.agent.publicKey;
   await waitFor(() => a.agent.readiness().ready, { ...WAIT, what: 'a ready' });
   const file = join(aDir, WIREGUARD_KEY_FILE);
   const savedBefore = await readFile(file, 'utf8');
-  const generation = (await kvRecord(mesh, 'node-a')).generation;
+  const generation = (await expectNodeRecord(mesh, 'node-a')).generation;
 
   const assertOldKeyEverywhere = async (when: string): Promise<void> => {
     t.is(await readFile(file, 'utf8'), savedBefore, `${when}: key file unchanged`);
     t.false((await readdir(aDir)).includes(WIREGUARD_KEY_NEXT_FILE), `${when}: no staging file left`);
     t.is(a.agent.publicKey, oldKey, when);
-    t.is((await status(a.socket)).node.publicKey, oldKey, `${when}: status`);
+    t.is((await agentStatus(a.socket)).node.publicKey, oldKey, `${when}: status`);
     for (const k of a.dataplane.privateKeys) t.is(await wireguardPublicKeyOf(k), oldKey, `${when}: interface`);
     t.true(a.published.every((p) => p.publicKey === oldKey), `${when}: node source`);
   };
@@ -277,7 +163,7 @@ test.serial('a rotation the coordinator does not take keeps the old key in the f
       msg.respond(JSON.stringify({ ok: false, error: { code: 'conflict', field: 'publicKey', message: 'test refuses every key' } }));
     },
   });
-  const refused = await call({ socketPath: a.socket }, '/rotate-key', 'POST');
+  const refused = await agentRequest({ socketPath: a.socket }, '/rotate-key', 'POST');
   t.is(refused.status, 409, refused.body);
   t.regex(refused.body, /conflict \(publicKey\): test refuses every key.*the old key is kept/);
   await assertOldKeyEverywhere('refused');
@@ -288,7 +174,7 @@ test.serial('a rotation the coordinator does not take keeps the old key in the f
 
   // NATS down: 503, and the CLI says why (exit 1, the agent answered).
   await mesh.server.stopProcess();
-  const down = await call({ socketPath: a.socket }, '/rotate-key', 'POST');
+  const down = await agentRequest({ socketPath: a.socket }, '/rotate-key', 'POST');
   t.is(down.status, 503, down.body);
   t.regex(down.body, /"error": ".*old key is kept/);
   await assertOldKeyEverywhere('NATS down');
@@ -299,8 +185,8 @@ test.serial('a rotation the coordinator does not take keeps the old key in the f
   // Everything back: still registered with the old key (never the refused ones).
   await mesh.server.restart();
   await waitFor(() => mesh.startCoordinator().then(() => true), { ...WAIT, intervalMs: 500, what: 'coordinator restarted' });
-  await waitFor(async () => (await status(a.socket)).controlPlane.connected && a.agent.readiness().ready, { ...WAIT, what: 'a healthy again' });
-  const rec = await kvRecord(mesh, 'node-a');
+  await waitFor(async () => (await agentStatus(a.socket)).controlPlane.connected && a.agent.readiness().ready, { ...WAIT, what: 'a healthy again' });
+  const rec = await expectNodeRecord(mesh, 'node-a');
   t.is(rec.publicKey, oldKey);
   t.true(rec.generation >= generation);
   await assertOldKeyEverywhere('after the outage');
@@ -342,14 +228,14 @@ test('status server: /rotate-key maps RotateKeyError to 503/409/500 and exists o
     [500, /"error": "disk"/],
   ];
   for (const [code, body] of rows) {
-    const r = await call({ socketPath }, '/rotate-key', 'POST');
+    const r = await agentRequest({ socketPath }, '/rotate-key', 'POST');
     t.is(r.status, code);
     t.regex(r.body, body);
   }
   const plainPath = join(dir, 'b.sock');
   const plain = await startStatusServer({ socketPath: plainPath, healthAddr: null, logger: silentLogger(), provider: base });
   t.teardown(() => plain.close());
-  t.is((await call({ socketPath: plainPath }, '/rotate-key', 'POST')).status, 404);
+  t.is((await agentRequest({ socketPath: plainPath }, '/rotate-key', 'POST')).status, 404);
 });
 
 test('stageWireguardKey: written 0600 beside the key, replaces it only on commit, discard leaves the old key', async (t) => {

@@ -2,12 +2,12 @@
 // health port without the local-only endpoints.
 import test, { type ExecutionContext } from 'ava';
 import { link, lstat, stat, writeFile } from 'node:fs/promises';
-import { request } from 'node:http';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { startStatusServer, StatusServerError, type Readiness, type StatusProvider } from '../agent/status-server.ts';
 import { silentLogger } from '../lib/logger.ts';
 import type { AgentStatus } from '../protocol/status.ts';
+import { agentRequest } from './helpers/agent-http.ts';
 import { tempDir as makeTempDir } from './helpers/temp-dir.ts';
 
 const tempDir = (t: ExecutionContext): Promise<string> => makeTempDir(t, 'xl-status-');
@@ -19,18 +19,6 @@ function provider(readiness: Readiness): StatusProvider {
     view: () => null,
     diagnostics: () => Promise.reject(new Error('wg show failed')),
   };
-}
-
-function get(target: { socketPath: string } | { port: number }, path: string, method = 'GET'): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const req = request({ ...target, ...('port' in target ? { host: '127.0.0.1' } : {}), path, method }, (res) => {
-      let body = '';
-      res.on('data', (c: Buffer) => (body += c.toString()));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-    });
-    req.on('error', reject);
-    req.end();
-  });
 }
 
 test('serves the endpoints on a 0600 socket and the health port', async (t) => {
@@ -49,17 +37,17 @@ test('serves the endpoints on a 0600 socket and the health port', async (t) => {
     ['/nope', 404, /no such endpoint \/nope/],
   ];
   for (const [path, code, body] of rows) {
-    const r = await get(sock, path);
+    const r = await agentRequest(sock, path);
     t.is(r.status, code, path);
     t.regex(r.body, body, path);
   }
-  t.is((await get(sock, '/status', 'POST')).status, 405);
+  t.is((await agentRequest(sock, '/status', 'POST')).status, 405);
 
   const port = server.healthPort;
   t.truthy(port);
-  t.is((await get({ port: port! }, '/healthz')).status, 200);
-  t.is((await get({ port: port! }, '/status')).status, 200);
-  t.is((await get({ port: port! }, '/view')).status, 404, 'the view stays on the local socket');
+  t.is((await agentRequest({ port: port! }, '/healthz')).status, 200);
+  t.is((await agentRequest({ port: port! }, '/status')).status, 200);
+  t.is((await agentRequest({ port: port! }, '/view')).status, 404, 'the view stays on the local socket');
 
   await server.close();
   await t.throwsAsync(stat(socketPath), { code: 'ENOENT' });
@@ -85,7 +73,7 @@ test('replaces a stale socket but refuses one a live process serves', async (t) 
   await new Promise<void>((r) => tmp.close(() => r()));
   t.true((await lstat(socketPath)).isSocket());
   const server = await startStatusServer({ socketPath, healthAddr: null, provider: provider({ ready: true, reason: 'ok' }), logger: silentLogger() });
-  t.is((await get({ socketPath }, '/readyz')).status, 200);
+  t.is((await agentRequest({ socketPath }, '/readyz')).status, 200);
   await server.close();
 });
 

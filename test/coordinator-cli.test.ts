@@ -5,7 +5,6 @@ import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFile, stat, chmod } from 'node:fs/promises';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { Kvm } from '@nats-io/kv';
 import { connect } from '@nats-io/transport-node';
 import { RUN_FLAGS } from '../coordinator/config.ts';
@@ -15,48 +14,21 @@ import { waitFor } from '../lib/wait.ts';
 import { NodeRecord } from '../protocol/messages.ts';
 import { verifyEnvelope } from '../protocol/signing.ts';
 import { kvKeys } from '../protocol/subjects.ts';
+import { COORDINATOR_BIN, runCoordinatorBin } from './helpers/coordinator-fixture.ts';
+import { scratchNames } from './helpers/nats-fixture.ts';
 import { tempDir as makeTempDir } from './helpers/temp-dir.ts';
-
-const BIN = fileURLToPath(new URL('../bin/crosslink-coordinator', import.meta.url));
-
-interface Result {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs the bin to completion (bounded). */
-function runBin(args: string[], env: Record<string, string> = {}, timeoutMs = 30_000): Promise<Result> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(BIN, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`${args.join(' ')} did not finish within ${timeoutMs} ms: ${stderr}`));
-    }, timeoutMs);
-    child.on('error', reject);
-    child.on('exit', (code, signal) => {
-      clearTimeout(timer);
-      resolve({ code, signal, stdout, stderr });
-    });
-  });
-}
 
 const tempDir = (t: ExecutionContext): Promise<string> => makeTempDir(t, 'xl-coordcli-');
 
 test('--help documents every run flag and its env variable', async (t) => {
-  const r = await runBin(['--help']);
+  const r = await runCoordinatorBin(['--help']);
   t.is(r.code, 0, r.stderr);
   for (const f of RUN_FLAGS) {
     t.true(r.stdout.includes(f.flags.split(' ')[0]!), f.flags);
     t.true(r.stdout.includes(f.env), f.env);
   }
   t.true(r.stdout.includes('public-key'));
-  const run = await runBin(['run', '--help']);
+  const run = await runCoordinatorBin(['run', '--help']);
   t.is(run.code, 0);
   t.true(run.stdout.includes('--overlay-cidr'));
 });
@@ -64,7 +36,7 @@ test('--help documents every run flag and its env variable', async (t) => {
 test('public-key creates the key file (0600) once and prints the same key each time', async (t) => {
   const dir = await tempDir(t);
   const file = join(dir, 'state', 'coordinator.key');
-  const first = await runBin(['public-key', '--signing-key-file', file]);
+  const first = await runCoordinatorBin(['public-key', '--signing-key-file', file]);
   t.is(first.code, 0, first.stderr);
   t.regex(first.stdout, /^[A-Za-z0-9+/]{43}=\n$/);
   t.regex(first.stderr, /created a new signing key/);
@@ -72,22 +44,22 @@ test('public-key creates the key file (0600) once and prints the same key each t
   const json = JSON.parse(await readFile(file, 'utf8')) as { publicKey: string };
   t.is(json.publicKey, first.stdout.trim());
 
-  const second = await runBin(['public-key'], { CROSSLINK_SIGNING_KEY_FILE: file });
+  const second = await runCoordinatorBin(['public-key'], { CROSSLINK_SIGNING_KEY_FILE: file });
   t.is(second.code, 0);
   t.is(second.stdout, first.stdout);
   t.is(second.stderr, '');
 
   await chmod(file, 0o644);
-  const refused = await runBin(['public-key', '--signing-key-file', file]);
+  const refused = await runCoordinatorBin(['public-key', '--signing-key-file', file]);
   t.is(refused.code, 2);
   t.regex(refused.stderr, /0644.*chmod 600/);
 });
 
 test('a bad flag exits 2 naming the flag, the value and what is allowed', async (t) => {
-  const r = await runBin(['--overlay-cidr', '100.96.0.1/16']);
+  const r = await runCoordinatorBin(['--overlay-cidr', '100.96.0.1/16']);
   t.is(r.code, 2);
   t.regex(r.stderr, /--overlay-cidr: "100\.96\.0\.1\/16" is not valid; use a CIDR/);
-  const e = await runBin([], { CROSSLINK_NODE_TTL: 'forever' });
+  const e = await runCoordinatorBin([], { CROSSLINK_NODE_TTL: 'forever' });
   t.is(e.code, 2);
   t.regex(e.stderr, /CROSSLINK_NODE_TTL \(--node-ttl\): "forever"/);
 });
@@ -96,11 +68,9 @@ test('run: serves registrations from NATS and exits 0 on SIGTERM, releasing the 
   const server = await NatsServer.start({ name: `xl-coordcli-${randomBytes(3).toString('hex')}` });
   t.teardown(() => server.stop());
   const dir = await tempDir(t);
-  const id = randomBytes(4).toString('hex');
-  const bucket = `xlcli_${id}`;
-  const prefix = `xl.${id}.v1`;
+  const { id, bucket, prefix } = scratchNames('xlcli');
   const keyFile = join(dir, 'coordinator.key');
-  const child = spawn(BIN, ['--nats-url', server.url, '--bucket', bucket, '--subject-prefix', prefix, '--node-ttl', '10s', '--lease-ttl', '2s'], {
+  const child = spawn(COORDINATOR_BIN, ['--nats-url', server.url, '--bucket', bucket, '--subject-prefix', prefix, '--node-ttl', '10s', '--lease-ttl', '2s'], {
     env: { ...process.env, CROSSLINK_SIGNING_KEY_FILE: keyFile, CROSSLINK_LOG_LEVEL: 'info', POD_NAME: `xl-cli-${id}` },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

@@ -1,77 +1,23 @@
 // Liveness against a real nats-server: heartbeats, expiry (a KV watcher sees the DEL), unknown-node
 // replies, deregistration, and gateway election/failover.
 import test, { type ExecutionContext } from 'ava';
-import { Kvm, type KV, type KvWatchEntry } from '@nats-io/kv';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
-import { parseCoordinatorConfig, type RawRunOptions } from '../coordinator/config.ts';
-import { Coordinator } from '../coordinator/coordinator.ts';
+import type { RawRunOptions } from '../coordinator/config.ts';
 import { IpamEntry } from '../coordinator/ipam.ts';
-import { agentClient, fakeAgent, type AgentClient, type FakeAgent } from '../coordinator/testing.ts';
-import { ManualClock, systemClock, type Clock } from '../lib/clock.ts';
-import { silentLogger } from '../lib/logger.ts';
+import { fakeAgent, type AgentClient, type FakeAgent } from '../coordinator/testing.ts';
+import { ManualClock, type Clock } from '../lib/clock.ts';
 import { waitFor } from '../lib/wait.ts';
-import { ClusterRecord, NodeRecord } from '../protocol/messages.ts';
-import { generateSigningKeyPair, verifyEnvelope, type SigningKeyPair } from '../protocol/signing.ts';
+import { NodeRecord } from '../protocol/messages.ts';
+import { verifyEnvelope } from '../protocol/signing.ts';
 import { kvKeys } from '../protocol/subjects.ts';
-import { scratchNames, useNatsServer } from './helpers/nats-fixture.ts';
+import { present, readClusterRecord, startCoordinatorEnv, type CoordinatorEnv } from './helpers/coordinator-fixture.ts';
+import { useNatsServer } from './helpers/nats-fixture.ts';
 
 const server = useNatsServer('xl-coordlive');
 
-interface Env {
-  readonly nc: NatsConnection;
-  readonly kv: KV;
-  readonly key: SigningKeyPair;
-  readonly client: AgentClient;
-  readonly coordinator: Coordinator;
-  /** Every bucket change seen by a watcher, in order. */
-  readonly events: { key: string; op: string }[];
-}
+const setup = (t: ExecutionContext, opts: Partial<RawRunOptions> = {}, clock?: Clock): Promise<CoordinatorEnv> =>
+  startCoordinatorEnv(t, { natsUrl: server().url, bucketTag: 'xllive', config: { nodeTtl: '1s', ...opts }, ...(clock ? { clock } : {}) });
 
-async function setup(t: ExecutionContext, opts: Partial<RawRunOptions> = {}, clock: Clock = systemClock): Promise<Env> {
-  const { id, bucket, prefix } = scratchNames('xllive');
-  const key = await generateSigningKeyPair();
-  const nc = await connect({ servers: server().url, name: `xl-test-${id}` });
-  const cnc = await connect({ servers: server().url, name: `xl-coord-${id}` });
-  const config = parseCoordinatorConfig({ bucket, subjectPrefix: prefix, nodeTtl: '1s', leaseTtl: '5s', ...opts });
-  const coordinator = await Coordinator.start({ nc: cnc, clock, logger: silentLogger(), config, signingKey: key });
-  const kv = await new Kvm(nc).open(bucket);
-  const events: { key: string; op: string }[] = [];
-  const watcher = await kv.watch({ key: '>' });
-  const watching = (async () => {
-    for await (const e of watcher as AsyncIterable<KvWatchEntry>) events.push({ key: e.key, op: e.operation });
-  })();
-  t.teardown(async () => {
-    watcher.stop();
-    await watching;
-    await coordinator.stop();
-    await cnc.close();
-    await nc.close();
-  });
-  if (clock instanceof ManualClock) {
-    // The lease loop sleeps on the manual clock too; nudge it until the coordinator leads.
-    await waitFor(
-      () => {
-        clock.advance(1);
-        return coordinator.isLeader();
-      },
-      { timeoutMs: 10_000, intervalMs: 20, what: 'leadership' },
-    );
-  } else {
-    await waitFor(() => coordinator.isLeader(), { timeoutMs: 10_000, what: 'leadership' });
-  }
-  return { nc, kv, key, client: agentClient(nc, prefix), coordinator, events };
-}
-
-async function present(kv: KV, key: string): Promise<boolean> {
-  const e = await kv.get(key);
-  return e !== null && e.operation === 'PUT';
-}
-
-async function cluster(env: Env, name: string): Promise<ClusterRecord | undefined> {
-  const e = await env.kv.get(kvKeys.cluster(name));
-  if (!e || e.operation !== 'PUT') return undefined;
-  return verifyEnvelope(e.value, env.key.publicKey, ClusterRecord);
-}
+const cluster = (env: CoordinatorEnv, name: string) => readClusterRecord(env.kv, env.key, name);
 
 /** Heartbeats `agents` every 200 ms until the returned stop function is called. */
 function keepAlive(client: AgentClient, agents: FakeAgent[]): () => Promise<void> {

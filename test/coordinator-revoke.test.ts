@@ -4,14 +4,11 @@
 // its keys are refused under any name, unrevoke lets it back, a revoked gateway is replaced at once,
 // and the bin's revoke/unrevoke/revocations commands.
 import test, { type ExecutionContext } from 'ava';
-import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { Kvm, type KV, type KvWatchEntry } from '@nats-io/kv';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { Kvm, type KV } from '@nats-io/kv';
+import { connect } from '@nats-io/transport-node';
 import { parseCoordinatorConfig, type RawRunOptions } from '../coordinator/config.ts';
 import { Coordinator } from '../coordinator/coordinator.ts';
 import { IpamEntry } from '../coordinator/ipam.ts';
@@ -25,12 +22,13 @@ import { systemClock } from '../lib/clock.ts';
 import { silentLogger } from '../lib/logger.ts';
 import { NatsServer } from '../lib/nats-server.ts';
 import { waitFor } from '../lib/wait.ts';
-import { ClusterRecord, NodeRecord, Revocation, type ErrorBody } from '../protocol/messages.ts';
+import { NodeRecord, Revocation, type ErrorBody } from '../protocol/messages.ts';
 import { generateSigningKeyPair, verifyEnvelope, type SigningKeyPair } from '../protocol/signing.ts';
 import { kvKeys } from '../protocol/subjects.ts';
+import { present, readClusterRecord, runCoordinatorBin, startCoordinatorEnv, type CoordinatorEnv } from './helpers/coordinator-fixture.ts';
 import { scratchNames, useNatsServer } from './helpers/nats-fixture.ts';
+import { tempDir } from './helpers/temp-dir.ts';
 
-const BIN = fileURLToPath(new URL('../bin/crosslink-coordinator', import.meta.url));
 const server = useNatsServer('xl-coordrevoke');
 
 // ---- the pure table ------------------------------------------------------------------------------
@@ -91,53 +89,14 @@ test('revocationError: unauthorized, names what was revoked, when, why, and how 
 
 // ---- against nats-server -------------------------------------------------------------------------
 
-interface Env {
-  readonly nc: NatsConnection;
-  readonly kv: KV;
-  readonly key: SigningKeyPair;
-  readonly bucket: string;
-  readonly prefix: string;
-  readonly client: AgentClient;
+interface Env extends CoordinatorEnv {
   readonly store: StateStore;
-  readonly coordinator: Coordinator;
-  /** Every bucket change seen by a watcher, in order. */
-  readonly events: { key: string; op: string }[];
 }
 
 async function setup(t: ExecutionContext, opts: Partial<RawRunOptions> = {}): Promise<Env> {
-  const { id, bucket, prefix } = scratchNames('xlrevoke');
-  const key = await generateSigningKeyPair();
-  const nc = await connect({ servers: server().url, name: `xl-test-${id}` });
-  const cnc = await connect({ servers: server().url, name: `xl-coord-${id}` });
   // A long TTL: anything that happens within the test's deadlines is the revocation, not expiry.
-  const config = parseCoordinatorConfig({ bucket, subjectPrefix: prefix, nodeTtl: '60s', leaseTtl: '5s', ...opts });
-  const coordinator = await Coordinator.start({ nc: cnc, clock: systemClock, logger: silentLogger(), config, signingKey: key });
-  const kv = await new Kvm(nc).open(bucket);
-  const events: { key: string; op: string }[] = [];
-  const watcher = await kv.watch({ key: '>' });
-  const watching = (async () => {
-    for await (const e of watcher as AsyncIterable<KvWatchEntry>) events.push({ key: e.key, op: e.operation });
-  })();
-  t.teardown(async () => {
-    watcher.stop();
-    await watching;
-    await coordinator.stop();
-    await cnc.close();
-    await nc.close();
-  });
-  await waitFor(() => coordinator.isLeader(), { timeoutMs: 10_000, what: 'leadership' });
-  return { nc, kv, key, bucket, prefix, client: agentClient(nc, prefix), store: new StateStore(kv, key, silentLogger()), coordinator, events };
-}
-
-async function present(kv: KV, key: string): Promise<boolean> {
-  const e = await kv.get(key);
-  return e !== null && e.operation === 'PUT';
-}
-
-async function cluster(kv: KV, key: SigningKeyPair, name: string): Promise<ClusterRecord | undefined> {
-  const e = await kv.get(kvKeys.cluster(name));
-  if (!e || e.operation !== 'PUT') return undefined;
-  return verifyEnvelope(e.value, key.publicKey, ClusterRecord);
+  const env = await startCoordinatorEnv(t, { natsUrl: server().url, bucketTag: 'xlrevoke', config: { nodeTtl: '60s', ...opts } });
+  return { ...env, store: new StateStore(env.kv, env.key, silentLogger()) };
 }
 
 async function registered(t: ExecutionContext, client: AgentClient, a: FakeAgent): Promise<void> {
@@ -252,14 +211,14 @@ test('revoking the active gateway: another node becomes gateway at once (epoch +
   await registered(t, env.client, gw);
   await registered(t, env.client, standby);
   const before = await waitFor(async () => {
-    const c = await cluster(env.kv, env.key, 'edge');
+    const c = await readClusterRecord(env.kv, env.key, 'edge');
     return c?.gateway === 'a-gw' ? c : undefined;
   }, { timeoutMs: 5000, what: 'a-gw as gateway' });
 
   await revokeNode({ store: env.store, clock: systemClock }, 'a-gw', 'compromised');
   // The node TTL is 60 s: a change within 5 s is the revocation.
   const after = await waitFor(async () => {
-    const c = await cluster(env.kv, env.key, 'edge');
+    const c = await readClusterRecord(env.kv, env.key, 'edge');
     return c?.gateway === 'b-standby' ? c : undefined;
   }, { timeoutMs: 5000, what: 'b-standby as gateway' });
   t.is(after.gatewayEpoch, before.gatewayEpoch + 1);
@@ -366,49 +325,23 @@ test('the leader losing the delete race to the revoke command still releases the
     const r = await registry.register(Buffer.from(await signed(a.request(), a.identity.secretKey)));
     t.true(r.ok, r.ok ? '' : r.error.message);
   }
-  const before = await cluster(kv, key, 'edge');
+  const before = await readClusterRecord(kv, key, 'edge');
   t.is(before?.gateway, 'a-gw');
 
   const stored = await store.putRevocation(revocation('a-gw', { identityKey: gw.identity.publicKey, publicKey: gw.wireguard.publicKey }), undefined);
   await registry.applyRevocation('a-gw', stored, stored.revision);
   t.true(store.raced, 'the race happened');
   t.deepEqual(registry.liveNodeNames(), ['b-standby']);
-  t.like(await cluster(kv, key, 'edge'), { gateway: 'b-standby', gatewayEpoch: (before?.gatewayEpoch ?? 0) + 1 });
+  t.like(await readClusterRecord(kv, key, 'edge'), { gateway: 'b-standby', gatewayEpoch: (before?.gatewayEpoch ?? 0) + 1 });
   t.not(IpamEntry.parse((await kv.get(kvKeys.ipam('a-gw')))?.json()).releasedAt, undefined);
   t.like(registry.heartbeat({ v: 1, name: 'a-gw', identityKey: gw.identity.publicKey, generation: 1, sentAt: Date.now() }), { ok: false, error: { code: 'unauthorized' } });
 });
 
 // ---- the bin -------------------------------------------------------------------------------------
 
-interface Result {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function runBin(args: string[], env: Record<string, string> = {}, timeoutMs = 30_000): Promise<Result> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(BIN, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`${args.join(' ')} did not finish within ${timeoutMs} ms: ${stderr}`));
-    }, timeoutMs);
-    child.on('error', reject);
-    child.on('exit', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
-
 test('bin: revoke, revocations (table and --json), unrevoke, against the coordinator', async (t) => {
   const env = await setup(t);
-  const dir = await mkdtemp(join(tmpdir(), 'xl-coordrevoke-'));
-  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const dir = await tempDir(t, 'xl-coordrevoke-');
   const keyFile = join(dir, 'coordinator.key');
   await writeFile(keyFile, JSON.stringify({ publicKey: env.key.publicKey, secretKey: env.key.secretKey }), { mode: 0o600 });
   const flags = ['--nats-url', server().url, '--bucket', env.bucket];
@@ -417,7 +350,7 @@ test('bin: revoke, revocations (table and --json), unrevoke, against the coordin
   const a = await fakeAgent('node-a');
   await registered(t, env.client, a);
 
-  const revoked = await runBin(['revoke', 'node-a', '--reason', 'disk stolen', ...flags], envVars);
+  const revoked = await runCoordinatorBin(['revoke', 'node-a', '--reason', 'disk stolen', ...flags], envVars);
   t.is(revoked.code, 0, revoked.stderr);
   t.regex(revoked.stdout, /revoked node "node-a" at .*reason: "disk stolen"/);
   t.true(revoked.stdout.includes(a.identity.publicKey) && revoked.stdout.includes(a.wireguard.publicKey));
@@ -427,29 +360,29 @@ test('bin: revoke, revocations (table and --json), unrevoke, against the coordin
   const err = await refused(() => env.client.heartbeat(a), 'heartbeat refused after the bin revoked');
   t.like(err, { code: 'unauthorized', field: 'name' });
 
-  const table = await runBin(['revocations', ...flags], envVars);
+  const table = await runCoordinatorBin(['revocations', ...flags], envVars);
   t.is(table.code, 0, table.stderr);
   t.regex(table.stdout, /^NAME\s+REVOKED AT\s+IDENTITY KEY\s+WIREGUARD KEY\s+REASON\nnode-a\s+\S+Z\s+\S+\s+\S+\s+disk stolen\n$/);
-  const json = await runBin(['revocations', '--json', ...flags], envVars);
+  const json = await runCoordinatorBin(['revocations', '--json', ...flags], envVars);
   t.is(json.code, 0, json.stderr);
   t.like(JSON.parse(json.stdout), [{ name: 'node-a', identityKey: a.identity.publicKey, reason: 'disk stolen', signedByCoordinatorKey: true }]);
 
-  const lifted = await runBin(['unrevoke', 'node-a', ...flags], envVars);
+  const lifted = await runCoordinatorBin(['unrevoke', 'node-a', ...flags], envVars);
   t.is(lifted.code, 0, lifted.stderr);
   t.regex(lifted.stdout, /lifted the revocation of node "node-a".*may register again/);
   await waitFor(async () => (await env.client.register(a)).ok, { timeoutMs: 5000, intervalMs: 100, what: 'registration after the bin unrevoked' });
 
-  const again = await runBin(['unrevoke', 'node-a', ...flags], envVars);
+  const again = await runCoordinatorBin(['unrevoke', 'node-a', ...flags], envVars);
   t.is(again.code, 1);
   t.regex(again.stderr, /node "node-a" is not revoked/);
-  const none = await runBin(['revocations', ...flags], envVars);
+  const none = await runCoordinatorBin(['revocations', ...flags], envVars);
   t.is(none.stdout, 'no nodes are revoked\n');
 
   // Usage errors exit 2 naming the problem; a missing key file is never created by revoke.
-  const bad = await runBin(['revoke', 'Node_A', ...flags], envVars);
+  const bad = await runCoordinatorBin(['revoke', 'Node_A', ...flags], envVars);
   t.is(bad.code, 2);
   t.regex(bad.stderr, /node: "Node_A" is not valid/);
-  const noKey = await runBin(['revoke', 'node-a', ...flags], { CROSSLINK_SIGNING_KEY_FILE: join(dir, 'missing.key') });
+  const noKey = await runCoordinatorBin(['revoke', 'node-a', ...flags], { CROSSLINK_SIGNING_KEY_FILE: join(dir, 'missing.key') });
   t.is(noKey.code, 2);
   t.regex(noKey.stderr, /missing\.key.*does not exist/);
 });

@@ -8,32 +8,20 @@
 // 127.0.0.1 only; every wait has a deadline; servers, agents and temp dirs are torn down per test.
 import test, { type ExecutionContext } from 'ava';
 import { execa } from 'execa';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Kvm, type KV } from '@nats-io/kv';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { pino } from 'pino';
-import { Agent } from '../agent/agent.ts';
-import { parseAgentConfig, type AgentConfig } from '../agent/config.ts';
-import { connectNats } from '../agent/control-plane.ts';
 import { defaultKubeConfig } from '../agent/kubernetes/kubeconfig.ts';
 import { kubernetesNodeSourceFromConfig } from '../agent/kubernetes/from-agent-config.ts';
 import type { KubernetesNodeSource } from '../agent/kubernetes/node-source.ts';
-import type { DesiredState, NodeIdentity, NodeSource } from '../agent/model.ts';
-import { parseCoordinatorConfig } from '../coordinator/config.ts';
-import { Coordinator } from '../coordinator/coordinator.ts';
-import { systemClock } from '../lib/clock.ts';
+import type { NodeIdentity, NodeSource } from '../agent/model.ts';
 import type { Logger } from '../lib/logger.ts';
-import { silentLogger } from '../lib/logger.ts';
-import { NatsServer } from '../lib/nats-server.ts';
-import { RecordingRunner } from '../lib/runner.ts';
 import { waitFor } from '../lib/wait.ts';
-import { NodeRecord } from '../protocol/messages.ts';
-import { generateSigningKeyPair, verifyEnvelope, type SigningKeyPair } from '../protocol/signing.ts';
-import { DEFAULT_BUCKET, kvKeys } from '../protocol/subjects.ts';
+import { generateSigningKeyPair } from '../protocol/signing.ts';
 import { FakeDataplane } from './agent-helpers.ts';
+import { peerNodes, readNodeRecord, startFakeAgent, startMesh, type Mesh, type RunningAgent } from './helpers/agent-mesh.ts';
 import { FakeApiServer, nodeObject, type JsonObject, type NodeFixture } from './helpers/fake-apiserver.ts';
+import { tempDir as makeTempDir } from './helpers/temp-dir.ts';
 
 // Every test builds its own NATS + coordinator + API server(s); serial keeps the process count low.
 const WAIT = { timeoutMs: 15_000, intervalMs: 50 } as const;
@@ -56,11 +44,7 @@ function cloudNode(name: string, o: { region: string; zone: string; podCidr: str
   };
 }
 
-async function tempDir(t: ExecutionContext, what: string): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), `xl-k8s-${what}-`));
-  t.teardown(() => rm(dir, { recursive: true, force: true }));
-  return dir;
-}
+const tempDir = (t: ExecutionContext, what: string): Promise<string> => makeTempDir(t, `xl-k8s-${what}-`);
 
 /** Log lines of the test's agents; printed when a wait times out, silent otherwise. */
 class LogSink {
@@ -81,31 +65,7 @@ async function until<T>(t: ExecutionContext, logs: LogSink, what: string, probe:
 
 // ---- control plane: real nats-server + real coordinator ----
 
-interface Mesh {
-  readonly nats: NatsServer;
-  readonly coordinatorKey: SigningKeyPair;
-  readonly kv: KV;
-}
-
-async function startMesh(t: ExecutionContext): Promise<Mesh> {
-  const nats = await NatsServer.start({ name: 'xl-k8s-agent' });
-  t.teardown(() => nats.stop());
-  const coordinatorKey = await generateSigningKeyPair();
-  const nc: NatsConnection = await connect({ servers: nats.url, maxReconnectAttempts: -1, reconnectTimeWait: 250 });
-  t.teardown(() => nc.close());
-  const config = parseCoordinatorConfig({ natsUrl: nats.url, nodeTtl: '10s', leaseTtl: '2s', signingKeyFile: '/nonexistent/unused' });
-  const coordinator = await Coordinator.start({ nc, clock: systemClock, logger: silentLogger(), config, signingKey: coordinatorKey });
-  t.teardown(() => coordinator.stop());
-  const kv = await new Kvm(nc).open(DEFAULT_BUCKET);
-  return { nats, coordinatorKey, kv };
-}
-
-/** The node's record as every agent sees it: read from the KV and verified with the coordinator key. */
-async function kvRecord(mesh: Mesh, name: string): Promise<NodeRecord | undefined> {
-  const entry = await mesh.kv.get(kvKeys.node(name));
-  if (!entry || entry.operation !== 'PUT' || entry.length === 0) return undefined;
-  return verifyEnvelope(JSON.parse(entry.string()) as unknown, mesh.coordinatorKey.publicKey, NodeRecord);
-}
+const startK8sMesh = (t: ExecutionContext): Promise<Mesh> => startMesh(t, { label: 'xl-k8s-agent', nodeTtl: '10s' });
 
 // ---- the Kubernetes side: in-test API server, a kubeconfig file for it, real kubectl ----
 
@@ -170,31 +130,21 @@ function crosslinkCondition(node: JsonObject): JsonObject | undefined {
 
 // ---- agents ----
 
-interface RunningAgent {
-  readonly agent: Agent;
-  readonly dataplane: FakeDataplane;
-  readonly config: AgentConfig;
-  stop(): Promise<void>;
-}
-
-function kubernetesConfig(mesh: Mesh, o: { name: string; cluster: string; stateDir: string; extra?: readonly string[] }): AgentConfig {
-  return parseAgentConfig(
-    [
-      '--kubernetes',
-      '--nats-url', mesh.nats.url,
-      '--node-name', o.name,
-      '--cluster', o.cluster,
-      '--coordinator-key', mesh.coordinatorKey.publicKey,
-      '--state-dir', o.stateDir,
-      '--listen-port', String(LISTEN_PORT),
-      '--mtu', '1420',
-      '--resync-interval', '1s',
-      // Kubernetes mode listens on 127.0.0.1:9471 by default: shared by everyone on this machine.
-      '--health-addr', 'off',
-      ...(o.extra ?? []),
-    ],
-    { env: {}, hostname: o.name, fileExists: () => false },
-  );
+function kubernetesArgs(mesh: Mesh, o: { name: string; cluster: string; stateDir: string; extra?: readonly string[] }): string[] {
+  return [
+    '--kubernetes',
+    '--nats-url', mesh.server.url,
+    '--node-name', o.name,
+    '--cluster', o.cluster,
+    '--coordinator-key', mesh.coordinatorKey.publicKey,
+    '--state-dir', o.stateDir,
+    '--listen-port', String(LISTEN_PORT),
+    '--mtu', '1420',
+    '--resync-interval', '1s',
+    // Kubernetes mode listens on 127.0.0.1:9471 by default: shared by everyone on this machine.
+    '--health-addr', 'off',
+    ...(o.extra ?? []),
+  ];
 }
 
 /** Starts the real Agent with the real Kubernetes node source, wired as agent/main.ts wires it. */
@@ -212,53 +162,38 @@ async function startAgent(
     signal?: AbortSignal;
   },
 ): Promise<RunningAgent> {
-  const config = kubernetesConfig(mesh, { ...o, stateDir: await tempDir(t, `state-${o.name}`) });
-  const logger = logs.logger(o.name);
-  // The development path: KUBECONFIG names a kubeconfig file for the API server.
-  const kubeConfig = defaultKubeConfig({ KUBECONFIG: cluster.kubeconfigPath });
-  const source = kubernetesNodeSourceFromConfig(config, {
-    logger: logger.child({ component: 'node-source' }),
-    kubeConfig,
-    backoff: { initialMs: 100, maxMs: 500 },
-    requestTimeoutMs: 5000,
-  });
-  const dataplane = new FakeDataplane();
-  const agent = await Agent.start({
-    config,
-    logger,
-    clock: systemClock,
-    runner: new RecordingRunner(),
-    connectNats: () => connectNats({ servers: config.natsServers, credsFile: null, name: o.name, reconnectTimeWaitMs: 250 }),
-    createDataplane: o.createDataplane ?? (() => Promise.resolve(dataplane)),
-    nodeSource: o.wrapSource ? o.wrapSource(source) : source,
+  return startFakeAgent(t, {
+    name: o.name,
+    args: kubernetesArgs(mesh, { ...o, stateDir: await tempDir(t, `state-${o.name}`) }),
     coordinatorKey: mesh.coordinatorKey.publicKey,
-    mtu: 1420,
-    tuning: { retryMinMs: 100, retryMaxMs: 500, requestTimeoutMs: 2000, debounceMs: 50 },
+    logger: logs.logger(o.name),
+    nodeSource: ({ config, logger }) => {
+      const source = kubernetesNodeSourceFromConfig(config, {
+        logger: logger.child({ component: 'node-source' }),
+        // The development path: KUBECONFIG names a kubeconfig file for the API server.
+        kubeConfig: defaultKubeConfig({ KUBECONFIG: cluster.kubeconfigPath }),
+        backoff: { initialMs: 100, maxMs: 500 },
+        requestTimeoutMs: 5000,
+      });
+      return o.wrapSource ? o.wrapSource(source) : source;
+    },
+    requestTimeoutMs: 2000,
+    ...(o.createDataplane ? { createDataplane: o.createDataplane } : {}),
     ...(o.signal ? { signal: o.signal } : {}),
   });
-  let stopped = false;
-  const stop = async (): Promise<void> => {
-    if (stopped) return;
-    stopped = true;
-    await agent.stop();
-  };
-  t.teardown(stop);
-  return { agent, dataplane, config, stop };
 }
-
-const peerNodes = (d: DesiredState | undefined): string[] => (d?.peers ?? []).map((p) => p.node).sort();
 
 // ---- the tests ----
 
 test.serial('Node → signed record; state written back on the Node; annotation edits re-register, invalid ones are ignored and reported', async (t) => {
   const logs = new LogSink();
-  const mesh = await startMesh(t);
+  const mesh = await startK8sMesh(t);
   const node = cloudNode('xl-k8s-a', { region: 'eu-west-1', zone: 'eu-west-1b', podCidr: '10.244.7.0/24', external: '198.51.100.7', internal: '10.0.0.7' });
   const cluster = await startCluster(t, [node]);
   const a = await startAgent(t, mesh, cluster, logs, { name: 'xl-k8s-a', cluster: 'eu1' });
 
   // 1. Node → registration fields, as the coordinator signed them into the KV.
-  const record = await until(t, logs, 'the signed record in the KV', () => kvRecord(mesh, 'xl-k8s-a'));
+  const record = await until(t, logs, 'the signed record in the KV', () => readNodeRecord(mesh, 'xl-k8s-a'));
   t.like(record, {
     name: 'xl-k8s-a',
     cluster: 'eu1',
@@ -290,7 +225,7 @@ test.serial('Node → signed record; state written back on the Node; annotation 
   // 3a. An endpoint annotation (kubectl annotate) → re-registration with that endpoint.
   await cluster.kubectl('annotate', 'node', 'xl-k8s-a', 'crosslink.dev/endpoint=203.0.113.50:51820');
   const moved = await until(t, logs, 'the record to carry the annotated endpoint', async () => {
-    const r = await kvRecord(mesh, 'xl-k8s-a');
+    const r = await readNodeRecord(mesh, 'xl-k8s-a');
     return r?.endpoints.join() === '203.0.113.50:51820' ? r : undefined;
   });
   t.true(moved.generation > record.generation, 'a new generation');
@@ -308,7 +243,7 @@ test.serial('Node → signed record; state written back on the Node; annotation 
   t.true(logs.lines.some((l) => l.includes('"annotation":"crosslink.dev/gateway-eligible"') && l.includes('"value":"maybe"')), 'logged with the annotation and value');
   // A full reconcile after the edit: had the value been taken, the registration would have changed by now.
   await a.agent.reconcileNow('test');
-  const after = await kvRecord(mesh, 'xl-k8s-a');
+  const after = await readNodeRecord(mesh, 'xl-k8s-a');
   t.is(after?.gatewayEligible, true, 'the field keeps its derived value');
   t.is(after?.generation, moved.generation, 'no re-registration for an ignored value');
   t.true(a.agent.readiness().ready);
@@ -324,11 +259,11 @@ test.serial('Node → signed record; state written back on the Node; annotation 
 
 test.serial('API server restart mid-watch: the agent resumes watching and the record follows a later edit', async (t) => {
   const logs = new LogSink();
-  const mesh = await startMesh(t);
+  const mesh = await startK8sMesh(t);
   const node = cloudNode('xl-k8s-r', { region: 'eu-central-1', zone: 'eu-central-1a', podCidr: '10.244.8.0/24', external: '198.51.100.8', internal: '10.0.0.8' });
   const cluster = await startCluster(t, [node]);
   await startAgent(t, mesh, cluster, logs, { name: 'xl-k8s-r', cluster: 'eu2' });
-  const first = await until(t, logs, 'registered', () => kvRecord(mesh, 'xl-k8s-r'));
+  const first = await until(t, logs, 'registered', () => readNodeRecord(mesh, 'xl-k8s-r'));
   await until(t, logs, 'the watch to be open', () => cluster.server.watchCount === 1);
   const watchesBefore = cluster.server.requests.filter((r) => r.query['watch'] === 'true').length;
 
@@ -339,7 +274,7 @@ test.serial('API server restart mid-watch: the agent resumes watching and the re
 
   await cluster.kubectl('annotate', 'node', 'xl-k8s-r', 'crosslink.dev/location=frankfurt');
   const moved = await until(t, logs, 'the record to follow the edit made after the restart', async () => {
-    const r = await kvRecord(mesh, 'xl-k8s-r');
+    const r = await readNodeRecord(mesh, 'xl-k8s-r');
     return r?.location === 'frankfurt' ? r : undefined;
   });
   t.true(moved.generation > first.generation);
@@ -350,7 +285,7 @@ test.serial('API server restart mid-watch: the agent resumes watching and the re
 
 test.serial('two clusters, each with its own API server: the Kubernetes-mode nodes peer; stop with cleanup withdraws, without cleanup says stopped', async (t) => {
   const logs = new LogSink();
-  const mesh = await startMesh(t);
+  const mesh = await startK8sMesh(t);
   const eu = await startCluster(t, [cloudNode('xl-k8s-eu', { region: 'eu-west-1', zone: 'eu-west-1a', podCidr: '10.244.1.0/24', external: '198.51.100.21', internal: '10.0.0.21' })]);
   const us = await startCluster(t, [cloudNode('xl-k8s-us', { region: 'us-east-1', zone: 'us-east-1a', podCidr: '10.245.1.0/24', external: '203.0.113.22', internal: '10.1.0.22' })]);
   const a = await startAgent(t, mesh, eu, logs, { name: 'xl-k8s-eu', cluster: 'eu1' });
@@ -393,7 +328,7 @@ test.serial('two clusters, each with its own API server: the Kubernetes-mode nod
 
 test.serial('an identity change while the data plane is being created is not lost; a start still waiting for its Node is aborted by the signal', async (t) => {
   const logs = new LogSink();
-  const mesh = await startMesh(t);
+  const mesh = await startK8sMesh(t);
   const cluster = await startCluster(t, [cloudNode('xl-k8s-w', { region: 'ap-south-1', zone: 'ap-south-1a', podCidr: '10.246.1.0/24', external: '198.51.100.30', internal: '10.2.0.30' })]);
 
   // The source reports every change to this spy from the start; the agent's own listener is separate.
@@ -411,7 +346,7 @@ test.serial('an identity change while the data plane is being created is not los
   };
   await startAgent(t, mesh, cluster, logs, { name: 'xl-k8s-w', cluster: 'ap1', wrapSource: wrap, createDataplane });
   const record = await until(t, logs, 'the record with the endpoint edited during start', async () => {
-    const r = await kvRecord(mesh, 'xl-k8s-w');
+    const r = await readNodeRecord(mesh, 'xl-k8s-w');
     return r?.endpoints.join() === '203.0.113.77:4500' ? r : undefined;
   });
   t.is(record.location, 'ap-south-1');
