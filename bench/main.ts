@@ -1,89 +1,61 @@
-// `npm run bench`: control-plane and data-plane cost figures. Prints a table; asserts nothing.
-// 1. computeDesiredState time as the mesh grows (pure; the agent runs it on every change).
-// 2. Commands needed on an agent when one node joins an N-node mesh (must stay constant).
-import { performance } from 'node:perf_hooks';
-import { computeDesiredState } from '../agent/desired-state.ts';
-import { diffWireguard, wireguardCommands } from '../agent/wg-diff.ts';
-import { diffRoutes, routeCommands, type LiveRoute } from '../agent/route-diff.ts';
-import type { DataplaneConfig, DesiredState, MeshView } from '../agent/model.ts';
-import type { LiveWireguard } from '../agent/wg-dump.ts';
-import { syntheticMesh, syntheticNode } from './fixtures.ts';
+// `npm run bench [-- section ...]`: cost figures of the control plane and the data plane. Prints one
+// table per section; asserts nothing. Sections (default: all, about 3 minutes on 2 cores):
+//   dataplane     computeDesiredState time and commands per join (pure, in-process)
+//   registration  registration storm of 100/500/1000 agents (registration:2000,4000 for other sizes)
+//   fanout        latency from a join to 50 watchers having the record
+//   heartbeat     coordinator CPU under heartbeat load
+//   restart       nats-server and coordinator restarts with 500 nodes and 50 watchers (restart:2000)
+import { randomBytes } from 'node:crypto';
+import { NatsServer } from '../lib/nats-server.ts';
+import { runDataPlane } from './data-plane.ts';
+import { runFanOut, runHeartbeatLoad, runRegistrationStorm, runRestartStorm } from './control-plane.ts';
 
-const config: DataplaneConfig = {
-  interfaceName: 'crosslink0',
-  listenPort: 51820,
-  mtu: 1420,
-  natKeepaliveSec: 25,
-  relayPortBase: 52000,
-  relayPortSpan: 1000,
+/** Each control-plane section, with an optional argument after a colon (e.g. `registration:2000,4000`). */
+const CONTROL_PLANE: Record<string, (server: NatsServer, arg: number[] | undefined) => Promise<void>> = {
+  registration: (s, sizes) => runRegistrationStorm(s, sizes),
+  fanout: (s) => runFanOut(s),
+  heartbeat: (s) => runHeartbeatLoad(s),
+  restart: (s, n) => runRestartStorm(s, n?.[0] === undefined ? undefined : { nodes: n[0], watchers: 50, nodeTtl: '20s' }),
 };
+const ALL = ['dataplane', ...Object.keys(CONTROL_PLANE)];
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)] ?? 0;
+function parseSection(text: string): { name: string; arg: number[] | undefined } | undefined {
+  const [name = '', arg] = text.split(':', 2);
+  if (!ALL.includes(name)) return undefined;
+  if (arg === undefined) return { name, arg: undefined };
+  const nums = arg.split(',').map(Number);
+  return nums.every((n) => Number.isInteger(n) && n > 0) ? { name, arg: nums } : undefined;
 }
 
-function timeIt(fn: () => void, minRuns = 5, budgetMs = 1500): { medianMs: number; runs: number } {
-  const samples: number[] = [];
-  const start = performance.now();
-  while (samples.length < minRuns || (performance.now() - start < budgetMs && samples.length < 200)) {
-    const t0 = performance.now();
-    fn();
-    samples.push(performance.now() - t0);
+async function main(): Promise<void> {
+  const asked = process.argv.slice(2).map((a) => ({ text: a, parsed: parseSection(a) }));
+  const bad = asked.filter((a) => a.parsed === undefined).map((a) => JSON.stringify(a.text));
+  if (bad.length > 0) {
+    console.error(`unknown section ${bad.join(', ')}; use one or more of: ${ALL.join(', ')} (registration:<sizes,...> and restart:<nodes> take a size)`);
+    process.exitCode = 2;
+    return;
   }
-  return { medianMs: median(samples), runs: samples.length };
-}
-
-/** Live state exactly matching `desired`, as an agent would have after converging. */
-function liveFrom(desired: DesiredState): { wg: LiveWireguard; routes: LiveRoute[] } {
-  return {
-    wg: {
-      interface: { publicKey: null, listenPort: desired.interface.listenPort, fwmark: 0 },
-      peers: desired.peers.map((p) => ({
-        publicKey: p.publicKey,
-        endpoint: p.endpoint,
-        allowedIps: p.allowedIps,
-        latestHandshakeAt: null,
-        rxBytes: 0,
-        txBytes: 0,
-        persistentKeepalive: p.persistentKeepalive,
-        hasPresharedKey: false,
-      })),
-    },
-    routes: desired.routes.map((r) => ({ dst: r.dst, dev: r.dev ?? null, via: r.via ?? null })),
+  const sections = asked.length > 0 ? asked.flatMap((a) => (a.parsed ? [a.parsed] : [])) : ALL.map((name) => ({ name, arg: undefined }));
+  console.log(`crosslink benchmarks: ${sections.map((s) => s.name).join(', ')} (node ${process.version}, ${new Date().toISOString()})\n`);
+  if (sections.some((s) => s.name === 'dataplane')) runDataPlane();
+  const cp = sections.filter((s) => s.name !== 'dataplane');
+  if (cp.length === 0) return;
+  // One nats-server for all control-plane sections; each section uses its own bucket and subjects.
+  const server = await NatsServer.start({ name: `xl-bench-${randomBytes(3).toString('hex')}` });
+  const stopOnSignal = (): void => {
+    void server.stop().finally(() => process.exit(130));
   };
+  process.once('SIGINT', stopOnSignal);
+  process.once('SIGTERM', stopOnSignal);
+  try {
+    for (const s of cp) {
+      const t0 = Date.now();
+      await CONTROL_PLANE[s.name]?.(server, s.arg);
+      console.log(`(${s.name}: ${((Date.now() - t0) / 1000).toFixed(1)} s)\n`);
+    }
+  } finally {
+    await server.stop();
+  }
 }
 
-function joinCost(view: MeshView, newIndex: number, clusters: number): number {
-  const before = computeDesiredState(view, config);
-  const live = liveFrom(before);
-  const joined = syntheticNode(newIndex, clusters, false);
-  const nodes = new Map(view.nodes);
-  nodes.set(joined.name, joined);
-  const after = computeDesiredState({ ...view, nodes }, config);
-  const wg = wireguardCommands(config.interfaceName, diffWireguard({ listenPort: after.interface.listenPort, peers: after.peers }, live.wg));
-  const rdiff = diffRoutes(after.routes, live.routes);
-  const rc = routeCommands(rdiff, new Set(live.routes.map((r) => r.dst)));
-  return wg.upserts.length + wg.removals.length + rc.upserts.length + rc.removals.length;
-}
-
-const rows: string[][] = [['scenario', 'nodes', 'peers', 'median ms', 'runs', 'cmds on 1 join']];
-for (const [nodes, clusters, nat] of [
-  [100, 4, 0],
-  [1000, 10, 0],
-  [3000, 10, 0],
-  [1000, 10, 0.1],
-  [3000, 10, 0.1],
-] as const) {
-  const view = syntheticMesh({ nodes, clusters, natFraction: nat }, 1);
-  let peers = 0;
-  const { medianMs, runs } = timeIt(() => {
-    peers = computeDesiredState(view, config).peers.length;
-  });
-  // The joining node lands in another cluster than self (node-1), so it becomes a peer.
-  const cost = joinCost(view, nodes + (clusters - ((nodes - 1) % clusters)) + 1, clusters);
-  rows.push([`mesh${nat ? `, ${nat * 100}% NAT (relay planning)` : ''}`, String(nodes), String(peers), medianMs.toFixed(2), String(runs), String(cost)]);
-}
-
-const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
-for (const r of rows) console.log(r.map((c, i) => c.padEnd(widths[i] ?? 0)).join('  '));
+await main();

@@ -18,10 +18,11 @@ import {
   type Revocation,
 } from '../protocol/messages.ts';
 import { kvKeys } from '../protocol/subjects.ts';
+import { cidrContainsIp, parseIp, type Cidr } from '../protocol/cidr.ts';
 import { checkSentAt, openSignedRequest, validateRegistration, type Checked, type RegistrationPolicy } from '../protocol/validate-registration.ts';
 import { decideCluster } from './clusters.ts';
 import { heartbeatIntervalMs, type CoordinatorConfig } from './config.ts';
-import { allocateOverlayIp, type IpamEntry } from './ipam.ts';
+import { allocateOverlayIp, usableRange, type IpamEntry } from './ipam.ts';
 import { KeyedMutex } from './keyed-mutex.ts';
 import type { Liveness } from './liveness.ts';
 import { RevocationTable, revocationError } from './revocations.ts';
@@ -135,16 +136,19 @@ export class Registry {
     if (revoked) return this.rejected('registration', req.name, revocationError(revoked));
     const now = this.deps.clock.now();
     const lastSentAt = this.lastRegistrationSentAt.get(req.name);
+    const own = this.nodes.get(req.name);
+    const restated = own?.signedByUs ? restatedRecord(req, own.value) : undefined;
     const checked = validateRegistration(req, this.policy, {
       now,
-      liveNodes: [...this.nodes.values()].map((s) => s.value),
+      // A node restating its own live record cannot conflict with another: no scan of every node.
+      liveNodes: restated ? [restated] : [...this.nodes.values()].map((s) => s.value),
       ...(lastSentAt === undefined ? {} : { lastAcceptedSentAt: lastSentAt }),
     });
     if (!checked.ok) return this.rejected('registration', req.name, checked.error);
     const r = checked.value;
     this.assertWritable();
 
-    const ip = await this.locks.run('ipam', () => this.ensureOverlayIp(r, now));
+    const ip = await this.locks.run('ipam', () => this.ensureOverlayIp(r, now, restated));
     if (!ip.ok) return this.rejected('registration', r.name, ip.error);
 
     const existing = this.nodes.get(r.name);
@@ -186,8 +190,12 @@ export class Registry {
   }
 
   /** Finds (or keeps) the node's overlay address and makes sure the ipam entry says so. */
-  private async ensureOverlayIp(r: RegistrationRequest, now: number): Promise<Checked<string>> {
+  private async ensureOverlayIp(r: RegistrationRequest, now: number, restated?: NodeRecord): Promise<Checked<string>> {
     const own = this.ipam.get(r.name);
+    // The address the node's live record already has, and its ipam entry agrees: keep it without
+    // scanning the whole table (the scan is for new and returning nodes).
+    const agreed = own?.value.releasedAt === undefined && own?.value.identityKey === r.identityKey && own.value.ip === restated?.overlayIp;
+    if (agreed && inPool(this.deps.config.overlayCidr, own.value.ip)) return { ok: true, value: own.value.ip };
     const decision = allocateOverlayIp({
       pool: this.deps.config.overlayCidr,
       name: r.name,
@@ -512,6 +520,25 @@ export class Registry {
     this.deps.logger.error({ err: errorMessage(err) }, 'request failed');
     return { code: 'internal', message: `coordinator error: ${errorMessage(err)}` };
   }
+}
+
+/**
+ * The node's own live record when `req` restates its keys and pod CIDRs, else undefined. Such a
+ * request cannot conflict with another live node (every pair was checked when the later of the two
+ * registered), so it is checked against its own record only: a fleet-wide re-registration (agent
+ * rollout, restart storm) then costs O(1) per node instead of a scan of every node.
+ */
+export function restatedRecord(req: RegistrationRequest, own: NodeRecord | undefined): NodeRecord | undefined {
+  if (own?.name !== req.name || own.identityKey !== req.identityKey || own.publicKey !== req.publicKey) return undefined;
+  const same = own.podCidrs.length === req.podCidrs.length && own.podCidrs.every((c, i) => c === req.podCidrs[i]);
+  return same ? own : undefined;
+}
+
+function inPool(pool: Cidr, ipText: string): boolean {
+  const ip = parseIp(ipText);
+  if (!ip || !cidrContainsIp(pool, ip.family, ip.value)) return false;
+  const { first, last } = usableRange(pool);
+  return ip.value >= first && ip.value <= last;
 }
 
 function setOrDelete<T>(map: Map<string, T>, key: string, value: T | undefined): void {

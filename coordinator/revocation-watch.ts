@@ -33,6 +33,12 @@ export async function watchRevocations(deps: RevocationWatchDeps, onChange: Revo
         ...(lastRevision > 0 ? { resumeFromRevision: lastRevision + 1 } : {}),
       });
       const stop = (): void => watcher.stop();
+      // The term may have ended while kv.watch() was pending: an abort that already fired would
+      // never reach a listener added now, and this loop would wait on the watcher forever.
+      if (signal.aborted) {
+        watcher.stop();
+        return;
+      }
       signal.addEventListener('abort', stop, { once: true });
       try {
         for await (const e of watcher as AsyncIterable<KvWatchEntry>) {

@@ -66,18 +66,19 @@ export class StateStore {
     const clusters = new Map<string, StoredRecord<ClusterRecord>>();
     const ipam = new Map<string, StoredIpam>();
     const revocations = new Map<string, StoredRecord<Revocation>>();
-    for (const key of await this.keys()) {
+    for (const e of await this.currentEntries()) {
+      const key = e.key;
       if (key.startsWith('nodes.')) {
-        const r = await this.readSigned(key, NodeRecord);
+        const r = await this.decodeSigned(e, NodeRecord);
         if (r) nodes.set(r.value.name, r);
       } else if (key.startsWith('clusters.')) {
-        const r = await this.readSigned(key, ClusterRecord);
+        const r = await this.decodeSigned(e, ClusterRecord);
         if (r) clusters.set(r.value.name, r);
       } else if (key.startsWith('ipam.')) {
-        const r = await this.readIpamKey(key);
+        const r = this.decodeIpam(e);
         if (r) ipam.set(key.slice('ipam.'.length), r);
       } else if (key.startsWith('revoked.')) {
-        const r = await this.readRevocationKey(key);
+        const r = await this.decodeRevocation(e);
         if (r) revocations.set(r.value.name, r);
       }
     }
@@ -87,17 +88,25 @@ export class StateStore {
   /** The ipam table alone (after a CAS conflict, when any entry may have changed). */
   async loadIpam(): Promise<Map<string, StoredIpam>> {
     const ipam = new Map<string, StoredIpam>();
-    for (const key of await this.keys(kvKeys.ipamFilter)) {
-      const r = await this.readIpamKey(key);
-      if (r) ipam.set(key.slice('ipam.'.length), r);
+    for (const e of await this.currentEntries(kvKeys.ipamFilter)) {
+      const r = this.decodeIpam(e);
+      if (r) ipam.set(e.key.slice('ipam.'.length), r);
     }
     return ipam;
   }
 
-  private async keys(filter?: string): Promise<string[]> {
-    const out: string[] = [];
-    for await (const k of await this.kv.keys(filter)) out.push(k);
-    return out;
+  /**
+   * The current (PUT) entry of every key under `filter`, read in one pass of an ordered consumer:
+   * a get per key would be a round trip each, seconds of failover with thousands of nodes.
+   */
+  private async currentEntries(filter = '>'): Promise<KvEntry[]> {
+    const latest = new Map<string, KvEntry>();
+    // Revision order: a later value or a delete marker replaces what came before (any history depth).
+    for await (const e of await this.kv.history({ key: filter })) {
+      if (e.operation === 'PUT') latest.set(e.key, e);
+      else latest.delete(e.key);
+    }
+    return [...latest.values()];
   }
 
   readNode(name: string): Promise<StoredRecord<NodeRecord> | undefined> {
@@ -119,8 +128,8 @@ export class StateStore {
   /** Every revocation in the bucket, keyed by node name. */
   async loadRevocations(): Promise<Map<string, StoredRecord<Revocation>>> {
     const out = new Map<string, StoredRecord<Revocation>>();
-    for (const key of await this.keys(kvKeys.revokedFilter)) {
-      const r = await this.readRevocationKey(key);
+    for (const e of await this.currentEntries(kvKeys.revokedFilter)) {
+      const r = await this.decodeRevocation(e);
       if (r) out.set(r.value.name, r);
     }
     return out;
@@ -182,7 +191,11 @@ export class StateStore {
 
   private async readIpamKey(key: string): Promise<StoredIpam | undefined> {
     const e = await this.kv.get(key);
-    if (!live(e)) return undefined;
+    return live(e) ? this.decodeIpam(e) : undefined;
+  }
+
+  private decodeIpam(e: KvEntry): StoredIpam | undefined {
+    const key = e.key;
     try {
       const parsed = IpamEntry.safeParse(e.json<unknown>());
       if (parsed.success) return { value: parsed.data, revision: e.revision };

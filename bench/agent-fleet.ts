@@ -1,0 +1,215 @@
+// Simulated agents for the control-plane benchmarks: real signed registrations and heartbeats on
+// one NATS connection (the coordinator cannot tell them from real agents). Heartbeats follow the
+// agent's rules: at the interval the coordinator advised, at once after a NATS reconnect, and a
+// re-registration when the coordinator answers "unknown-node".
+import { performance } from 'node:perf_hooks';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { onConnectionStatus } from '../agent/control-plane.ts';
+import { errorMessage } from '../lib/errors.ts';
+import { fakeAgent, rpc, signed, type FakeAgent } from '../coordinator/testing.ts';
+import { HeartbeatReply, RegisterReply, type Heartbeat } from '../protocol/messages.ts';
+import { openEnvelopeUnverified } from '../protocol/signing.ts';
+import { subjects } from '../protocol/subjects.ts';
+
+export const CLUSTERS = 10;
+
+/** Agent `i` of a synthetic fleet: unique name, WireGuard key and /24 pod CIDR; two gateways per cluster. */
+export function makeAgent(i: number): Promise<FakeAgent> {
+  const hi = (i >> 8) & 255;
+  const lo = i & 255;
+  return fakeAgent(`node-${i}`, {
+    cluster: `c${i % CLUSTERS}`,
+    location: `region-${i % CLUSTERS}`,
+    podCidrs: [`10.${hi}.${lo}.0/24`],
+    endpoints: [`198.51.100.${1 + (i % 250)}:51820`],
+    privateAddresses: [`172.16.${hi}.${lo}`],
+    gatewayEligible: Math.floor(i / CLUSTERS) < 2,
+  });
+}
+
+export async function makeAgents(from: number, count: number): Promise<FakeAgent[]> {
+  return Promise.all(Array.from({ length: count }, (_, k) => makeAgent(from + k)));
+}
+
+export interface RegistrationRun {
+  /** Reply latency of each agent's accepted registration (ms, request sent to reply received). */
+  readonly latenciesMs: number[];
+  /** Requests that had to be repeated (coordinator answered "unavailable" or timed out). */
+  readonly retries: number;
+  readonly failed: number;
+  readonly wallMs: number;
+  /** Latest `generation` per agent name from the replies. */
+  readonly generations: Map<string, number>;
+  /** Heartbeat interval the coordinator advised. */
+  readonly heartbeatIntervalMs: number;
+}
+
+export interface HeartbeatCounters {
+  sent: number;
+  ok: number;
+  unknownNode: number;
+  failed: number;
+  reregistered: number;
+  latenciesMs: number[];
+  /** Failure reasons (error message or reply code) and how often each occurred. */
+  reasons: Map<string, number>;
+}
+
+const newCounters = (): HeartbeatCounters => ({ sent: 0, ok: 0, unknownNode: 0, failed: 0, reregistered: 0, latenciesMs: [], reasons: new Map() });
+
+function countReason(c: HeartbeatCounters, reason: string): void {
+  c.failed++;
+  c.reasons.set(reason, (c.reasons.get(reason) ?? 0) + 1);
+}
+
+export class AgentFleet {
+  private readonly subjects: ReturnType<typeof subjects>;
+  private timer: NodeJS.Timeout | undefined;
+  private stopStatus: (() => void) | undefined;
+  private readonly due = new Map<string, number>();
+  private readonly inFlight = new Set<Promise<void>>();
+  counters: HeartbeatCounters = newCounters();
+
+  constructor(
+    private readonly nc: NatsConnection,
+    prefix: string,
+    readonly agents: readonly FakeAgent[],
+    private readonly timeoutMs = 5000,
+  ) {
+    this.subjects = subjects(prefix);
+  }
+
+  /** One signed registration; resolves to the reply and the request's round trip. */
+  async registerOnce(agent: FakeAgent): Promise<{ reply: RegisterReply; ms: number }> {
+    const body = await signed(agent.request(), agent.identity.secretKey);
+    const t0 = performance.now();
+    const reply = await rpc(this.nc, this.subjects.register, body, RegisterReply, this.timeoutMs);
+    return { reply, ms: performance.now() - t0 };
+  }
+
+  /** Registers every agent with at most `concurrency` requests in flight, retrying "unavailable". */
+  async registerAll(concurrency: number, agents: readonly FakeAgent[] = this.agents): Promise<RegistrationRun> {
+    const latenciesMs: number[] = [];
+    const generations = new Map<string, number>();
+    let retries = 0;
+    let failed = 0;
+    let heartbeatIntervalMs = 0;
+    const t0 = performance.now();
+    await mapBounded(agents, concurrency, async (agent) => {
+      for (let attempt = 1; attempt <= 5; attempt++) {
+        try {
+          const { reply, ms } = await this.registerOnce(agent);
+          if (reply.ok) {
+            latenciesMs.push(ms);
+            heartbeatIntervalMs = reply.heartbeatIntervalMs;
+            generations.set(agent.name, recordGeneration(reply));
+            return;
+          }
+          if (reply.error.code !== 'unavailable') throw new Error(`${reply.error.code}: ${reply.error.message}`);
+        } catch (err) {
+          if (attempt === 5 || !isRetryable(err)) {
+            failed++;
+            console.error(`registration of ${agent.name} failed: ${errorMessage(err)}`);
+            return;
+          }
+        }
+        retries++;
+        await new Promise((r) => setTimeout(r, 100 + Math.random() * 200));
+      }
+    });
+    return { latenciesMs, retries, failed, wallMs: performance.now() - t0, generations, heartbeatIntervalMs };
+  }
+
+  /** Heartbeats every agent every `intervalMs` (random phase), until stopHeartbeats(). */
+  startHeartbeats(intervalMs: number): void {
+    if (this.timer) return;
+    const now = performance.now();
+    for (const a of this.agents) this.due.set(a.name, now + Math.random() * intervalMs);
+    // Like the agent: after a reconnect, heartbeat at once to learn whether the coordinator knows us.
+    this.stopStatus = onConnectionStatus(this.nc, (s) => {
+      if (s.type !== 'reconnect') return;
+      const t = performance.now();
+      for (const a of this.agents) this.due.set(a.name, t);
+    });
+    this.timer = setInterval(() => {
+      const t = performance.now();
+      for (const a of this.agents) {
+        if ((this.due.get(a.name) ?? Infinity) > t) continue;
+        // Next one an interval after this one starts (an unanswered request must not stall the rest).
+        this.due.set(a.name, t + intervalMs);
+        const p = this.heartbeat(a).finally(() => this.inFlight.delete(p));
+        this.inFlight.add(p);
+      }
+    }, 20);
+  }
+
+  async stopHeartbeats(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+    this.stopStatus?.();
+    await Promise.all([...this.inFlight]);
+  }
+
+  resetCounters(): HeartbeatCounters {
+    const c = this.counters;
+    this.counters = newCounters();
+    return c;
+  }
+
+  private async heartbeat(agent: FakeAgent): Promise<void> {
+    const c = this.counters;
+    const hb: Heartbeat = { v: 1, name: agent.name, identityKey: agent.identity.publicKey, generation: 0, sentAt: Date.now() };
+    const body = await signed(hb, agent.identity.secretKey);
+    c.sent++;
+    const t0 = performance.now();
+    let reply: HeartbeatReply;
+    try {
+      reply = await rpc(this.nc, this.subjects.heartbeat, body, HeartbeatReply, this.timeoutMs);
+    } catch (err) {
+      countReason(c, errorMessage(err).slice(0, 80));
+      return;
+    }
+    c.latenciesMs.push(performance.now() - t0);
+    if (reply.ok) {
+      c.ok++;
+      return;
+    }
+    if (reply.error.code !== 'unknown-node') {
+      countReason(c, `${reply.error.code}: ${reply.error.message.slice(0, 80)}`);
+      return;
+    }
+    c.unknownNode++;
+    try {
+      if ((await this.registerOnce(agent)).reply.ok) c.reregistered++;
+    } catch {
+      // Counted as unknown-node; the next heartbeat tries again.
+    }
+  }
+}
+
+function isRetryable(err: unknown): boolean {
+  // Timeouts and "no responders" (no leader subscribed yet) are worth another try.
+  const text = errorMessage(err);
+  return /timeout|no responders|503/i.test(text);
+}
+
+/** The generation inside a register reply's record (read unverified: the bench trusts its coordinator). */
+function recordGeneration(reply: Extract<RegisterReply, { ok: true }>): number {
+  const payload = openEnvelopeUnverified(reply.record) as { generation?: unknown } | null;
+  return typeof payload?.generation === 'number' ? payload.generation : -1;
+}
+
+/** Runs `fn` over `items` with at most `limit` in flight; results keep the input order. */
+export async function mapBounded<T, R>(items: readonly T[], limit: number, fn: (item: T, index: number) => Promise<R>): Promise<R[]> {
+  const out = new Array<R>(items.length);
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    for (;;) {
+      const i = next++;
+      if (i >= items.length) return;
+      out[i] = await fn(items[i] as T, i);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, () => worker()));
+  return out;
+}

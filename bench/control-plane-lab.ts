@@ -1,0 +1,138 @@
+// One control plane for a benchmark run: a fresh bucket and subject prefix on a shared real
+// nats-server, the coordinator as its own process, a NATS connection for the simulated agents, and
+// probes: "does the coordinator serve?" and "which keys were written since revision X?".
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { Kvm, type KV } from '@nats-io/kv';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { fakeAgent, rpc, signed, type FakeAgent } from '../coordinator/testing.ts';
+import type { NatsServer } from '../lib/nats-server.ts';
+import { waitFor } from '../lib/wait.ts';
+import { HeartbeatReply, type Heartbeat } from '../protocol/messages.ts';
+import { generateSigningKeyPair, type SigningKeyPair } from '../protocol/signing.ts';
+import { subjects } from '../protocol/subjects.ts';
+import { CoordinatorProcess, writeSigningKeyFile } from './processes.ts';
+
+export interface LabOptions {
+  readonly nodeTtl?: string;
+  readonly leaseTtl?: string;
+}
+
+/** Keys written since a revision, by kind (nodes, clusters, ipam; the lease is left out). */
+export interface Writes {
+  readonly nodes: number;
+  readonly nodeDeletes: number;
+  readonly clusters: number;
+  readonly ipam: number;
+  /** Every write to the bucket's stream, lease renewals included. */
+  readonly total: number;
+}
+
+export class ControlPlaneLab {
+  readonly id = randomBytes(3).toString('hex');
+  readonly bucket = `xlbench_${this.id}`;
+  readonly prefix = `xl.bench${this.id}.v1`;
+  coordinator: CoordinatorProcess | undefined;
+  private kvHandle: KV | undefined;
+  private probe: FakeAgent | undefined;
+
+  private constructor(
+    readonly server: NatsServer,
+    readonly nc: NatsConnection,
+    readonly key: SigningKeyPair,
+    private readonly dir: string,
+    private readonly options: LabOptions,
+  ) {}
+
+  static async start(server: NatsServer, options: LabOptions = {}): Promise<ControlPlaneLab> {
+    const dir = await mkdtemp(join(tmpdir(), 'xl-bench-'));
+    const key = await generateSigningKeyPair();
+    await writeSigningKeyFile(join(dir, 'coordinator.key'), key);
+    // The simulated agents' connection: reconnects forever, quickly, like an agent's.
+    const nc = await connect({ servers: server.url, name: 'xl-bench-agents', maxReconnectAttempts: -1, reconnectTimeWait: 1000 });
+    const lab = new ControlPlaneLab(server, nc, key, dir, options);
+    try {
+      await lab.startCoordinator();
+    } catch (err) {
+      await lab.close();
+      throw err;
+    }
+    return lab;
+  }
+
+  get subjects(): ReturnType<typeof subjects> {
+    return subjects(this.prefix);
+  }
+
+  /** Starts a coordinator process and resolves once it answers (ms from spawn to first answer). */
+  async startCoordinator(): Promise<number> {
+    const t0 = performance.now();
+    this.coordinator = CoordinatorProcess.start({
+      natsUrl: this.server.url,
+      bucket: this.bucket,
+      subjectPrefix: this.prefix,
+      signingKeyFile: join(this.dir, 'coordinator.key'),
+      nodeTtl: this.options.nodeTtl ?? '60s',
+      leaseTtl: this.options.leaseTtl ?? '3s',
+    });
+    await this.waitServing(60_000);
+    return performance.now() - t0;
+  }
+
+  /** True when the leader answers a heartbeat (an unregistered probe gets "unknown-node" from the leader only). */
+  async serves(timeoutMs = 500): Promise<boolean> {
+    this.probe ??= await fakeAgent('xl-bench-probe');
+    const hb: Heartbeat = { v: 1, name: this.probe.name, identityKey: this.probe.identity.publicKey, generation: 0, sentAt: Date.now() };
+    try {
+      await rpc(this.nc, this.subjects.heartbeat, await signed(hb, this.probe.identity.secretKey), HeartbeatReply, timeoutMs);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  async waitServing(timeoutMs: number): Promise<void> {
+    await waitFor(() => this.serves(), {
+      timeoutMs,
+      intervalMs: 20,
+      what: `coordinator answering on ${this.prefix} (log: ${this.coordinator?.recentLog().slice(-500) ?? ''})`,
+    });
+  }
+
+  async kv(): Promise<KV> {
+    this.kvHandle ??= await new Kvm(this.nc).open(this.bucket);
+    return this.kvHandle;
+  }
+
+  /** The bucket stream's last sequence: pass it to writesSince() later. */
+  async revision(): Promise<number> {
+    return (await (await this.kv()).status()).streamInfo.state.last_seq;
+  }
+
+  /** Which keys were written after `revision` (the bucket keeps one entry per key: counts keys, not writes). */
+  async writesSince(revision: number): Promise<Writes> {
+    const kv = await this.kv();
+    let nodes = 0;
+    let nodeDeletes = 0;
+    let clusters = 0;
+    let ipam = 0;
+    for await (const e of await kv.history()) {
+      if (e.revision <= revision) continue;
+      if (e.key.startsWith('nodes.')) {
+        if (e.operation === 'PUT') nodes++;
+        else nodeDeletes++;
+      } else if (e.key.startsWith('clusters.')) clusters++;
+      else if (e.key.startsWith('ipam.')) ipam++;
+    }
+    return { nodes, nodeDeletes, clusters, ipam, total: (await this.revision()) - revision };
+  }
+
+  async close(): Promise<void> {
+    await this.coordinator?.stop();
+    await this.nc.close();
+    await rm(this.dir, { recursive: true, force: true });
+  }
+}

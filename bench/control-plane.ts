@@ -1,0 +1,343 @@
+// Control-plane figures from real processes on 127.0.0.1: a real nats-server with JetStream, the
+// coordinator as its own process (bin/crosslink-coordinator), simulated agents sending signed
+// registrations and heartbeats, and real MeshWatch instances as the agents' watchers.
+// Sections: registration storm, fan-out, heartbeat load, restart storm. Measures; asserts nothing.
+import { performance } from 'node:perf_hooks';
+import type { NatsServer } from '../lib/nats-server.ts';
+import { waitFor } from '../lib/wait.ts';
+import { AgentFleet, makeAgents } from './agent-fleet.ts';
+import { ControlPlaneLab } from './control-plane-lab.ts';
+import { ms, percentile, printTable, type Cell } from './report.ts';
+import { findPidByArg, processCpuMs } from './processes.ts';
+import { WatcherFleet } from './watchers.ts';
+
+const sleep = (t: number): Promise<void> => new Promise((r) => setTimeout(r, t));
+const maxOf = (xs: readonly number[]): number => xs.reduce((a, b) => Math.max(a, b), -Infinity);
+const kib = (bytes: number): string => (bytes / 1024).toFixed(1);
+
+/** Registration requests in flight at once during storms (agents do not coordinate with each other). */
+const STORM_CONCURRENCY = 100;
+
+async function withLab<T>(server: NatsServer, options: Parameters<typeof ControlPlaneLab.start>[1], fn: (lab: ControlPlaneLab) => Promise<T>): Promise<T> {
+  const lab = await ControlPlaneLab.start(server, options);
+  try {
+    return await fn(lab);
+  } finally {
+    await lab.close();
+  }
+}
+
+async function withWatchers<T>(lab: ControlPlaneLab, count: number, fn: (w: WatcherFleet) => Promise<T>): Promise<T> {
+  const watchers = await WatcherFleet.start({ url: lab.server.url, bucket: lab.bucket, coordinatorKey: lab.key.publicKey, count, id: lab.id });
+  try {
+    return await fn(watchers);
+  } finally {
+    await watchers.stop();
+  }
+}
+
+// ---- 1. registration storm -------------------------------------------------------------------
+
+export async function runRegistrationStorm(server: NatsServer, sizes: readonly number[] = [100, 500, 1000]): Promise<void> {
+  const rows: Cell[][] = [];
+  for (const n of sizes) {
+    // Nobody heartbeats here: a long TTL keeps the first registrations from expiring in a long storm.
+    await withLab(server, { nodeTtl: '10m' }, (lab) =>
+      withWatchers(lab, 1, async (watchers) => {
+        await watchers.timeUntil((w) => w.watch.synced, 30_000);
+        const fleet = new AgentFleet(lab.nc, lab.prefix, await makeAgents(0, n), 15_000);
+        const rev = await lab.revision();
+        const cpu0 = await lab.coordinator!.cpuMs();
+        const t0 = performance.now();
+        const seen = watchers.timeUntil((w) => w.watch.nodes().size >= n, 180_000, 5);
+        const run = await fleet.registerAll(STORM_CONCURRENCY);
+        const cpu = (await lab.coordinator!.cpuMs()) - cpu0;
+        const [seenAt = NaN] = await seen;
+        const writes = await lab.writesSince(rev);
+        const l = run.latenciesMs;
+        rows.push([
+          n,
+          ms(run.wallMs),
+          ms(percentile(l, 50)),
+          ms(percentile(l, 99)),
+          ms(maxOf(l)),
+          ms(seenAt - t0),
+          ms(cpu / n),
+          ((writes.nodes + writes.ipam + writes.clusters) / n).toFixed(2),
+          run.retries,
+          run.failed,
+        ]);
+      }),
+    );
+  }
+  printTable({
+    title: '1. registration storm: N agents register at once',
+    params: { concurrency: STORM_CONCURRENCY, clusters: 10, watchers: 1, nodeTtl: '10m (no heartbeats)', coordinator: 'own process' },
+    header: ['N', 'all registered ms', 'reply p50 ms', 'p99 ms', 'max ms', 'watcher has all N ms', 'coord CPU ms/reg', 'keys written/reg', 'retries', 'failed'],
+    rows,
+    notes: [
+      'reply = request sent to reply received; coord CPU = utime+stime of the coordinator process (/proc, 10 ms ticks) over the storm.',
+      'keys written/reg counts bucket keys (node, ipam, cluster) changed during the storm, per registration.',
+    ],
+  });
+}
+
+// ---- 2. fan-out ------------------------------------------------------------------------------
+
+export async function runFanOut(server: NatsServer, o: { watchers: number; joins: number; bases: readonly number[] } = { watchers: 50, joins: 30, bases: [100, 500] }): Promise<void> {
+  const rows: Cell[][] = [];
+  await withLab(server, { nodeTtl: '10m' }, async (lab) => {
+    const base = new AgentFleet(lab.nc, lab.prefix, [], 15_000);
+    let registered = 0;
+    await withWatchers(lab, o.watchers, async (watchers) => {
+      for (const b of o.bases) {
+        // Grow the mesh to b nodes, then let every watcher catch up before timing joins.
+        await base.registerAll(STORM_CONCURRENCY, await makeAgents(registered, b - registered));
+        registered = b;
+        await watchers.timeUntil((w) => w.watch.nodes().size >= b, 120_000, 20);
+        const joiners = await makeAgents(100_000 + b, o.joins);
+        const rev = await lab.revision();
+        const before = watchers.traffic();
+        const perWatcher: number[] = [];
+        const all: number[] = [];
+        const replies: number[] = [];
+        for (const j of joiners) {
+          // Watch from before the request: the record may reach watchers before the reply reaches the agent.
+          const tSend = performance.now();
+          const seen = watchers.timeUntil((w) => w.watch.nodes().has(j.name), 30_000, 1);
+          const { reply, ms: replyMs } = await base.registerOnce(j);
+          if (!reply.ok) throw new Error(`join of ${j.name} refused: ${reply.error.message}`);
+          replies.push(replyMs);
+          const lat = (await seen).map((t) => t - tSend);
+          perWatcher.push(...lat);
+          all.push(maxOf(lat));
+        }
+        const after = watchers.traffic();
+        const writes = await lab.writesSince(rev);
+        const perJoinPerWatcher = o.joins * o.watchers;
+        rows.push([
+          b,
+          o.watchers,
+          o.joins,
+          ms(percentile(replies, 50)),
+          ms(percentile(perWatcher, 50)),
+          ms(percentile(perWatcher, 99)),
+          ms(percentile(all, 50)),
+          ms(percentile(all, 99)),
+          ((after.inMsgs - before.inMsgs) / perJoinPerWatcher).toFixed(2),
+          kib((after.inBytes - before.inBytes) / perJoinPerWatcher),
+          ((writes.nodes + writes.ipam + writes.clusters) / o.joins).toFixed(2),
+        ]);
+      }
+    });
+  });
+  printTable({
+    title: '2. fan-out: nodes join one by one while M MeshWatch instances watch',
+    params: { watchers: o.watchers, joins: o.joins, poll: '1 ms', nodeTtl: '10m (no heartbeats)' },
+    header: ['mesh size', 'M', 'K', 'reply p50 ms', 'per watcher p50 ms', 'p99 ms', 'all M have it p50 ms', 'p99 ms', 'msgs/join/watcher', 'KiB/join/watcher', 'keys written/join'],
+    rows,
+    notes: [
+      'latency = registration request sent -> record verified and in the watcher\'s map (before its 150 ms change debounce).',
+      'msgs and bytes: what the watcher connections received during the joins (includes idle heartbeats of the push consumers).',
+      'all M watchers share this process\'s event loop, so "all M" includes verifying M signatures one after another.',
+    ],
+  });
+}
+
+// ---- 3. heartbeat load -----------------------------------------------------------------------
+
+export async function runHeartbeatLoad(server: NatsServer, o: { sizes: readonly number[]; nodeTtl: string; windowMs: number } = { sizes: [200, 1000], nodeTtl: '20s', windowMs: 8000 }): Promise<void> {
+  const rows: Cell[][] = [];
+  await withLab(server, { nodeTtl: o.nodeTtl }, async (lab) => {
+    const coordinator = lab.coordinator!;
+    let registered = 0;
+    const agents = await makeAgents(0, maxOf(o.sizes));
+    for (const n of o.sizes) {
+      const fleet = new AgentFleet(lab.nc, lab.prefix, agents.slice(0, n), 5000);
+      const run = await fleet.registerAll(STORM_CONCURRENCY, agents.slice(registered, n));
+      registered = n;
+      const interval = run.heartbeatIntervalMs;
+      // Idle: what the coordinator spends with n nodes and nobody talking (lease, expiry rounds).
+      const idle0 = await coordinator.cpuMs();
+      await sleep(o.windowMs / 2);
+      const idlePerSec = ((await coordinator.cpuMs()) - idle0) / (o.windowMs / 2 / 1000);
+      fleet.startHeartbeats(interval);
+      await sleep(interval); // every node's phase has come round once
+      fleet.resetCounters();
+      const c0 = await coordinator.cpuMs();
+      const t0 = performance.now();
+      await sleep(o.windowMs);
+      const cpu = (await coordinator.cpuMs()) - c0;
+      const secs = (performance.now() - t0) / 1000;
+      const c = fleet.resetCounters();
+      await fleet.stopHeartbeats();
+      const perSec = cpu / secs;
+      rows.push([
+        n,
+        interval,
+        (c.sent / secs).toFixed(0),
+        ms(idlePerSec),
+        ms(perSec),
+        c.ok > 0 ? (((perSec - idlePerSec) * secs * 1000) / c.ok).toFixed(0) : '-',
+        ms(percentile(c.latenciesMs, 50)),
+        ms(percentile(c.latenciesMs, 99)),
+        c.failed + c.unknownNode,
+      ]);
+    }
+  });
+  printTable({
+    title: '3. heartbeat load: N nodes heartbeating at the advised interval',
+    params: { nodeTtl: o.nodeTtl, window: `${o.windowMs} ms`, coordinator: 'own process' },
+    header: ['N', 'interval ms', 'heartbeats/s', 'coord CPU idle ms/s', 'coord CPU ms/s', 'CPU us/heartbeat', 'reply p50 ms', 'p99 ms', 'failed'],
+    rows,
+    notes: [
+      'coordinator CPU = utime+stime of its process from /proc/<pid>/stat (10 ms ticks) over the window, i.e. ms of CPU per wall second.',
+      'CPU us/heartbeat = (loaded - idle) CPU / heartbeats answered; each one is a signature check and a map update.',
+    ],
+  });
+}
+
+// ---- 4. restart storm ------------------------------------------------------------------------
+
+export async function runRestartStorm(server: NatsServer, o: { nodes: number; watchers: number; nodeTtl: string } = { nodes: 500, watchers: 50, nodeTtl: '20s' }): Promise<void> {
+  const rows: Cell[][] = [];
+  const reregister: Cell[][] = [];
+  const failureNotes: string[] = [];
+  const noteFailures = (event: string, reasons: ReadonlyMap<string, number>): void => {
+    if (reasons.size > 0) failureNotes.push(`${event}: heartbeat failures: ${[...reasons].map(([r, n]) => `${n} x ${r}`).join('; ')}`);
+  };
+  let coldSync = '';
+  await withLab(server, { nodeTtl: o.nodeTtl }, async (lab) => {
+    const fleet = new AgentFleet(lab.nc, lab.prefix, await makeAgents(0, o.nodes), 5000);
+    const first = await fleet.registerAll(STORM_CONCURRENCY);
+    // Agents heartbeat from their registration on (else the early ones expire while the watchers load).
+    fleet.startHeartbeats(first.heartbeatIntervalMs);
+    const ts = performance.now();
+    await withWatchers(lab, o.watchers, async (watchers) => {
+      const cold = await watchers.timeUntil((w) => w.watch.synced && w.watch.nodes().size >= o.nodes, 120_000, 10);
+      coldSync = `cold start: ${o.watchers} watchers connected and loaded ${o.nodes} records in ${ms(maxOf(cold) - ts)} ms (connections opened one after another)`;
+      await sleep(first.heartbeatIntervalMs);
+
+      // a) nats-server restart: every connection drops, every watcher re-reads, agents heartbeat at once.
+      {
+        fleet.resetCounters();
+        const rev = await lab.revision();
+        const traffic0 = watchers.traffic();
+        const sessions0 = watchers.members.map((w) => w.watch.stats().sessions);
+        const t0 = performance.now();
+        await server.restart();
+        const tUp = performance.now();
+        const natsPid = await findPidByArg(server.storeDir);
+        const natsCpu0 = natsPid === undefined ? NaN : await processCpuMs(natsPid);
+        const ownCpu0 = process.cpuUsage();
+        const serving = waitFor(() => lab.serves(), { timeoutMs: 60_000, intervalMs: 20, what: 'coordinator serving after the NATS restart' }).then(() => performance.now());
+        const resynced = await watchers.timeUntil(
+          (w) => {
+            const s = w.watch.stats();
+            return s.sessions > (sessions0[watchers.members.indexOf(w)] ?? 0) && s.live && w.watch.nodes().size >= o.nodes;
+          },
+          120_000,
+          10,
+        );
+        const natsCpu = natsPid === undefined ? NaN : (await processCpuMs(natsPid)) - natsCpu0;
+        const own = process.cpuUsage(ownCpu0);
+        const ownCpu = (own.user + own.system) / 1000;
+        const servesAt = await serving;
+        const traffic1 = watchers.traffic();
+        await sleep(first.heartbeatIntervalMs + 1000); // heartbeats after the outage come round
+        const writes = await lab.writesSince(rev);
+        const hb = fleet.resetCounters();
+        noteFailures('nats-server restart', hb.reasons);
+        rows.push([
+          'nats-server restart',
+          ms(tUp - t0),
+          ms(servesAt - tUp),
+          `${ms(percentile(resynced, 50) - tUp)} / ${ms(maxOf(resynced) - tUp)}`,
+          ((traffic1.inMsgs - traffic0.inMsgs) / o.watchers).toFixed(0),
+          ms(natsCpu),
+          ms(ownCpu),
+          writes.nodes,
+          writes.nodeDeletes,
+          writes.ipam + writes.clusters,
+          `${hb.failed}/${hb.unknownNode}`,
+        ]);
+      }
+
+      // b) coordinator restart, clean (SIGTERM: lease released) and crash (SIGKILL: lease runs out).
+      for (const signal of ['SIGTERM', 'SIGKILL'] as const) {
+        fleet.resetCounters();
+        const rev = await lab.revision();
+        const traffic0 = watchers.traffic();
+        const t0 = performance.now();
+        await lab.coordinator!.stop(signal);
+        const tDown = performance.now();
+        await lab.startCoordinator();
+        const tServes = performance.now();
+        await sleep(first.heartbeatIntervalMs + 1000);
+        const traffic1 = watchers.traffic();
+        const writes = await lab.writesSince(rev);
+        const hb = fleet.resetCounters();
+        noteFailures(`coordinator restart (${signal})`, hb.reasons);
+        rows.push([
+          `coordinator restart (${signal})`,
+          ms(tDown - t0),
+          ms(tServes - tDown),
+          '-',
+          ((traffic1.inMsgs - traffic0.inMsgs) / o.watchers).toFixed(0),
+          '-',
+          '-',
+          writes.nodes,
+          writes.nodeDeletes,
+          writes.ipam + writes.clusters,
+          `${hb.failed}/${hb.unknownNode}`,
+        ]);
+      }
+
+      // c) every agent restarts and re-registers unchanged (a fleet-wide rollout): nothing may be written.
+      {
+        const rev = await lab.revision();
+        const traffic0 = watchers.traffic();
+        const cpu0 = await lab.coordinator!.cpuMs();
+        const again = await fleet.registerAll(STORM_CONCURRENCY);
+        const cpu = (await lab.coordinator!.cpuMs()) - cpu0;
+        await sleep(500);
+        const traffic1 = watchers.traffic();
+        const writes = await lab.writesSince(rev);
+        const bumped = [...again.generations].filter(([name, g]) => first.generations.get(name) !== g).length;
+        reregister.push([
+          o.nodes,
+          ms(again.wallMs),
+          ms(percentile(again.latenciesMs, 50)),
+          ms(percentile(again.latenciesMs, 99)),
+          ms(cpu / o.nodes),
+          writes.nodes,
+          writes.ipam + writes.clusters,
+          bumped,
+          ((traffic1.inMsgs - traffic0.inMsgs) / o.watchers).toFixed(0),
+        ]);
+      }
+      await fleet.stopHeartbeats();
+    });
+  });
+  printTable({
+    title: '4. restart storm: N registered nodes heartbeating, M watchers',
+    params: { N: o.nodes, M: o.watchers, nodeTtl: o.nodeTtl, leaseTtl: '3s' },
+    header: ['event', 'down ms', 'coordinator serves again ms', 'watchers re-synced p50 / last ms', 'msgs/watcher', 'nats CPU ms', 'bench CPU ms', 'node writes', 'node deletes', 'ipam+cluster writes', 'hb failed/unknown'],
+    rows,
+    notes: [
+      coldSync,
+      '"serves again" and "re-synced" count from the moment the restarted process is up; "down" is the stop (and, for NATS, the start) itself.',
+      'nats CPU = utime+stime of the restarted nats-server from start until the last watcher re-synced; bench CPU = this process',
+      '(M watchers + N simulated agents) over the same time: M watchers re-reading N records each is M*N signature checks.',
+      'msgs/watcher = messages each watcher connection received during the event (a full re-read is about N).',
+      ...failureNotes,
+    ],
+  });
+  printTable({
+    title: '4b. fleet re-registration: every agent restarts and registers again, unchanged',
+    params: { N: o.nodes, M: o.watchers, concurrency: STORM_CONCURRENCY },
+    header: ['N', 'all replied ms', 'reply p50 ms', 'p99 ms', 'coord CPU ms/reg', 'node writes', 'ipam+cluster writes', 'generations bumped', 'msgs/watcher'],
+    rows: reregister,
+    notes: ['an unchanged re-registration must write nothing: watchers see no churn, generations stay.'],
+  });
+}

@@ -1,0 +1,121 @@
+// Real processes the control-plane benchmarks run against: the coordinator as its own process
+// (bin/crosslink-coordinator, exactly what a deployment runs) and CPU time read from /proc, so the
+// coordinator's and nats-server's cost is measured apart from the simulated agents in this process.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readFile, readdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { CrosslinkError } from '../lib/errors.ts';
+import type { SigningKeyPair } from '../protocol/signing.ts';
+
+const BIN = new URL('../bin/crosslink-coordinator', import.meta.url).pathname;
+
+/** USER_HZ: the unit of utime/stime in /proc/<pid>/stat; 100 on every Linux ABI Node runs on. */
+const TICKS_PER_SECOND = 100;
+
+/** CPU time (user + system, all threads) a process has used so far, in ms; 10 ms resolution. */
+export async function processCpuMs(pid: number): Promise<number> {
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+  // The command name (field 2) may hold spaces; fields after it are space-separated.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  // utime and stime are fields 14 and 15 of stat, i.e. 11 and 12 after the name.
+  const ticks = Number(fields[11]) + Number(fields[12]);
+  return (ticks * 1000) / TICKS_PER_SECOND;
+}
+
+/** The pid of the process whose command line contains `arg` (e.g. nats-server's unique store dir). */
+export async function findPidByArg(arg: string): Promise<number | undefined> {
+  for (const entry of await readdir('/proc')) {
+    if (!/^[0-9]+$/.test(entry)) continue;
+    try {
+      const cmdline = await readFile(join('/proc', entry, 'cmdline'), 'utf8');
+      if (cmdline.split('\0').includes(arg)) return Number(entry);
+    } catch {
+      // The process exited meanwhile.
+    }
+  }
+  return undefined;
+}
+
+export interface CoordinatorProcessOptions {
+  readonly natsUrl: string;
+  readonly bucket: string;
+  readonly subjectPrefix: string;
+  readonly signingKeyFile: string;
+  readonly nodeTtl: string;
+  readonly leaseTtl: string;
+  readonly logLevel?: string;
+}
+
+/** Writes a signing key file the coordinator accepts (mode 0600), so the bench knows the public key. */
+export async function writeSigningKeyFile(path: string, key: SigningKeyPair): Promise<void> {
+  await writeFile(path, `${JSON.stringify({ publicKey: key.publicKey, secretKey: key.secretKey })}\n`, { mode: 0o600, flag: 'wx' });
+}
+
+/** Coordinators still running: killed if the bench exits early (an exception, Ctrl-C). */
+const live = new Set<ChildProcess>();
+process.on('exit', () => {
+  for (const c of live) c.kill('SIGKILL');
+});
+
+export class CoordinatorProcess {
+  private log = '';
+  private readonly exited: Promise<void>;
+
+  private constructor(private readonly child: ChildProcess) {
+    live.add(child);
+    this.exited = new Promise((resolve) =>
+      child.once('exit', () => {
+        live.delete(child);
+        resolve();
+      }),
+    );
+    const keep = (chunk: Buffer): void => {
+      this.log = (this.log + chunk.toString()).slice(-20_000);
+    };
+    child.stdout?.on('data', keep);
+    child.stderr?.on('data', keep);
+  }
+
+  static start(o: CoordinatorProcessOptions): CoordinatorProcess {
+    const args = [
+      'run',
+      '--nats-url', o.natsUrl,
+      '--signing-key-file', o.signingKeyFile,
+      '--bucket', o.bucket,
+      '--subject-prefix', o.subjectPrefix,
+      '--node-ttl', o.nodeTtl,
+      '--lease-ttl', o.leaseTtl,
+      '--log-level', o.logLevel ?? 'warn',
+    ];
+    // The environment must not leak CROSSLINK_* settings of the caller into the run.
+    const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('CROSSLINK_')));
+    const child = spawn(BIN, args, { stdio: ['ignore', 'pipe', 'pipe'], env });
+    if (child.pid === undefined) throw new CrosslinkError(`could not start ${BIN}`);
+    return new CoordinatorProcess(child);
+  }
+
+  get pid(): number {
+    return this.child.pid ?? -1;
+  }
+
+  get running(): boolean {
+    return this.child.exitCode === null && this.child.signalCode === null;
+  }
+
+  cpuMs(): Promise<number> {
+    return processCpuMs(this.pid);
+  }
+
+  /** SIGTERM (clean stop: the lease is released) or SIGKILL (crash); waits for the exit, SIGKILL after 10 s. */
+  async stop(signal: 'SIGTERM' | 'SIGKILL' = 'SIGTERM'): Promise<void> {
+    if (!this.running) return;
+    this.child.kill(signal);
+    const killer = setTimeout(() => this.child.kill('SIGKILL'), 10_000);
+    await this.exited;
+    clearTimeout(killer);
+  }
+
+  recentLog(): string {
+    return this.log;
+  }
+}
