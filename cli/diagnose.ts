@@ -134,11 +134,13 @@ export function diagnose(input: DiagnoseInput): DiagnoseResult {
             ? pass(`${n}: WireGuard peer configured`, `${peer.node}${peer.path === 'relay' ? ` via relay ${peer.via ?? '?'}` : ''}, endpoint ${live.endpoint ?? '(none yet)'}`)
             : fail(`${n}: WireGuard peer configured`, `allowed IPs lack ${missingIps.join(', ')}`, 'another peer may claim these CIDRs (overlapping pod CIDRs?); the agent fixes drift on its next reconcile'),
         );
-        const state = peerState(live.latestHandshakeAt, now);
+        const state = peerState({ ...live, persistentKeepalive: peer.persistentKeepalive }, now);
         checks.push(
           state === 'up'
             ? pass(`${n}: handshake recent`, formatAge(live.latestHandshakeAt, now))
-            : fail(
+            : state === 'idle'
+              ? skip(`${n}: handshake recent`, 'idle: no keepalive and no traffic yet, WireGuard handshakes on the first packet (ping a pod behind it to test)')
+              : fail(
                 `${n}: handshake recent`,
                 state === 'never' ? 'no handshake yet' : `last handshake ${formatAge(live.latestHandshakeAt, now)}`,
                 peer.endpoint === null

@@ -5,12 +5,31 @@ import type { AgentStatus, PeerStatus, RemotePath } from '../protocol/status.ts'
 /** WireGuard re-handshakes every 2 minutes on an active session; 3 minutes without one means trouble. */
 export const HANDSHAKE_UP_MS = 180_000;
 
-export type PeerState = 'up' | 'stale' | 'never';
+/**
+ * up: recent handshake. idle: no keepalive and nothing sent since the last session (WireGuard only
+ * handshakes when there is traffic, so a quiet pair of public nodes is not a failure). stale: had a
+ * session, lost it while keepalives or traffic are flowing. never: trying, never answered.
+ */
+export type PeerState = 'up' | 'idle' | 'stale' | 'never';
 
-export function peerState(latestHandshakeAt: number | null, now: number): PeerState {
-  if (latestHandshakeAt === null || latestHandshakeAt <= 0) return 'never';
-  return now - latestHandshakeAt < HANDSHAKE_UP_MS ? 'up' : 'stale';
+export interface PeerActivity {
+  readonly latestHandshakeAt: number | null;
+  readonly persistentKeepalive: number;
+  readonly txBytes: number;
 }
+
+export function peerState(p: PeerActivity, now: number): PeerState {
+  const never = p.latestHandshakeAt === null || p.latestHandshakeAt <= 0;
+  if (!never && now - (p.latestHandshakeAt ?? 0) < HANDSHAKE_UP_MS) return 'up';
+  if (p.persistentKeepalive === 0 && (!never || p.txBytes === 0)) return 'idle';
+  return never ? 'never' : 'stale';
+}
+
+/** Healthy for exit codes: up, or idle (nothing asked of the tunnel yet). */
+export const peerHealthy = (p: PeerActivity, now: number): boolean => {
+  const state = peerState(p, now);
+  return state === 'up' || state === 'idle';
+};
 
 /** "4s ago", "3m ago", "2h ago", "5d ago"; "never" for null; "just now" for clock skew into the future. */
 export function formatAge(at: number | null, now: number): string {
@@ -69,7 +88,7 @@ export function formatPeerTable(peers: readonly PeerStatus[], now: number): stri
       formatAge(p.latestHandshakeAt, now),
       formatBytes(p.rxBytes),
       formatBytes(p.txBytes),
-      peerState(p.latestHandshakeAt, now),
+      peerState(p, now),
     ]);
   return renderTable(['PEER', 'CLUSTER', 'PATH', 'ENDPOINT', 'HANDSHAKE', 'RX', 'TX', 'STATE'], rows);
 }
@@ -100,7 +119,7 @@ export function formatRemoteTable(remotes: readonly RemotePath[]): string {
 /** 0 when the agent is ready and every peer has a recent handshake (scriptable health check). */
 export function statusExitCode(status: AgentStatus, now: number): 0 | 1 {
   if (!status.ready) return 1;
-  return status.peers.every((p) => peerState(p.latestHandshakeAt, now) === 'up') ? 0 : 1;
+  return status.peers.every((p) => peerHealthy(p, now)) ? 0 : 1;
 }
 
 const yesNo = (b: boolean): string => (b ? 'yes' : 'no');
@@ -116,7 +135,7 @@ export function formatStatus(s: AgentStatus, now: number): string {
       : rec.ok
         ? `ok ${formatAge(rec.at, now)} (${rec.changes} change${rec.changes === 1 ? '' : 's'}, ${rec.durationMs} ms)`
         : `FAILED ${formatAge(rec.at, now)}: ${rec.error ?? 'unknown error'}`;
-  const up = s.peers.filter((p) => peerState(p.latestHandshakeAt, now) === 'up').length;
+  const up = s.peers.filter((p) => peerState(p, now) === 'up').length;
   const head: [string, string][] = [
     ['Node', `${n.name} (cluster ${n.cluster}, location ${n.location}${roles.length > 0 ? `, ${roles.join(' + ')}` : ''})`],
     ['Overlay IP', n.overlayIp ?? '(none: not registered)'],

@@ -19,7 +19,7 @@ import { AgentStatus } from '../protocol/status.ts';
 import { DEFAULT_BUCKET } from '../protocol/subjects.ts';
 import { AgentResponseError, getFromAgent, postToAgent } from './client.ts';
 import { diagnose, formatChecks } from './diagnose.ts';
-import { formatNodeTable, formatPeerTable, formatStatus, peerState, statusExitCode, type NodeRow } from './format.ts';
+import { formatNodeTable, formatPeerTable, formatStatus, peerHealthy, statusExitCode, type NodeRow } from './format.ts';
 import { readMeshFromKv } from './kv-read.ts';
 import { registerManifestsCommand } from './manifests.ts';
 import { renderWgConf } from './showconf.ts';
@@ -118,7 +118,7 @@ export function buildProgram(io: CliIo, setExit: (code: number) => void): Comman
     .action(async (o: SocketOpts) => {
       const status = await getFromAgent(o.socket, '/status', AgentStatus);
       io.stdout(o.json ? json(status.peers) : `${formatPeerTable(status.peers, io.now())}\n`);
-      setExit(status.peers.every((p) => peerState(p.latestHandshakeAt, io.now()) === 'up') ? 0 : 1);
+      setExit(status.peers.every((p) => peerHealthy(p, io.now())) ? 0 : 1);
     });
 
   addKvOptions(

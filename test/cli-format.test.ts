@@ -24,16 +24,24 @@ const NOW = 1_700_000_000_000;
 const KEY_A = 'A'.repeat(43) + '=';
 const KEY_B = 'B'.repeat(43) + '=';
 
-const peerStates: [number | null, PeerState][] = [
-  [null, 'never'],
-  [0, 'never'],
-  [NOW - 1000, 'up'],
-  [NOW - 179_999, 'up'],
-  [NOW - 180_000, 'stale'],
-  [NOW - 3_600_000, 'stale'],
+// [latest handshake, keepalive s, tx bytes] → state
+const peerStates: [number | null, number, number, PeerState][] = [
+  [null, 25, 148, 'never'],
+  [0, 25, 0, 'never'],
+  [NOW - 1000, 25, 500, 'up'],
+  [NOW - 179_999, 0, 500, 'up'],
+  [NOW - 180_000, 25, 500, 'stale'],
+  [NOW - 3_600_000, 25, 500, 'stale'],
+  // No keepalive: WireGuard handshakes only when there is traffic.
+  [null, 0, 0, 'idle'],
+  [null, 0, 148, 'never'],
+  [NOW - 3_600_000, 0, 500, 'idle'],
 ];
 type PeerState = ReturnType<typeof peerState>;
-for (const [at, want] of peerStates) test(`peerState(${at === null ? 'null' : NOW - at} ms ago) = ${want}`, (t) => t.is(peerState(at, NOW), want));
+for (const [at, keepalive, tx, want] of peerStates) {
+  test(`peerState(${at === null ? 'null' : NOW - at} ms ago, keepalive ${keepalive}, tx ${tx}) = ${want}`, (t) =>
+    t.is(peerState({ latestHandshakeAt: at, persistentKeepalive: keepalive, txBytes: tx }, NOW), want));
+}
 
 const ages: [number | null, string][] = [
   [null, 'never'],
@@ -137,7 +145,7 @@ function status(overrides: Partial<AgentStatus> = {}): AgentStatus {
 
 test('peer table', (t) => {
   const text = formatPeerTable(
-    [peer({}), peer({ name: 'node-c', cluster: 'c3', path: 'relay', via: 'node-r', configuredEndpoint: '198.51.100.1:52001', endpoint: null, latestHandshakeAt: null, rxBytes: 0, txBytes: 0 })],
+    [peer({}), peer({ name: 'node-c', cluster: 'c3', path: 'relay', via: 'node-r', configuredEndpoint: '198.51.100.1:52001', endpoint: null, latestHandshakeAt: null, rxBytes: 0, txBytes: 0, persistentKeepalive: 25 })],
     NOW,
   );
   t.is(
@@ -177,7 +185,8 @@ test('status text names every part and lists problems', (t) => {
 const exitCodes: [string, AgentStatus, 0 | 1][] = [
   ['ready, all up', status(), 0],
   ['ready, no peers', status({ peers: [] }), 0],
-  ['a stale peer', status({ peers: [peer({}), peer({ name: 'node-c', latestHandshakeAt: NOW - 400_000 })] }), 1],
+  ['a stale peer', status({ peers: [peer({}), peer({ name: 'node-c', latestHandshakeAt: NOW - 400_000, persistentKeepalive: 25 })] }), 1],
+  ['an idle peer (no keepalive, no traffic yet) is healthy', status({ peers: [peer({}), peer({ name: 'node-c', latestHandshakeAt: null, txBytes: 0 })] }), 0],
   ['a peer never seen', status({ peers: [peer({ latestHandshakeAt: null })] }), 1],
   ['not ready', status({ ready: false }), 1],
 ];
