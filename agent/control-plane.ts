@@ -123,6 +123,22 @@ export interface ControlPlaneOptions {
   readonly retryMaxMs?: number;
   /** Delay after the coordinator rejected us (fixing that takes a human; don't spin). */
   readonly rejectedRetryMs?: number;
+  /** Random source in [0, 1) for the heartbeat and retry jitter (tests). */
+  readonly random?: () => number;
+}
+
+/** Heartbeat interval before the coordinator has told us one. */
+const DEFAULT_HEARTBEAT_INTERVAL_MS = 10_000;
+
+/**
+ * When the next heartbeat is due, `random` in [0, 1). Every interval is stretched or shrunk by up
+ * to 10 %, and the heartbeat after a NATS reconnect waits a random part of half an interval:
+ * agents that lost the same server reconnect in the same instant, and without the spread their
+ * heartbeats would arrive together (before the coordinator itself has reconnected) on every
+ * interval from then on.
+ */
+export function heartbeatDelayMs(kind: 'interval' | 'after-reconnect', intervalMs: number, random: number): number {
+  return Math.round(kind === 'interval' ? intervalMs * (0.9 + 0.2 * random) : (intervalMs / 2) * random);
 }
 
 export interface ControlPlaneState {
@@ -283,10 +299,19 @@ export class ControlPlane {
     } else if (s.type === 'reconnect') {
       this.connected = true;
       this.o.logger.info({ server: s.server }, 'NATS reconnected');
-      // Heartbeat at once: it tells us whether the coordinator still knows us (else: re-register).
-      this.heartbeatDue = 0;
+      // Heartbeat soon: it tells us whether the coordinator still knows us (else: re-register). Not at
+      // once: every agent of the fleet reconnected in this same instant.
+      this.heartbeatDue = this.o.clock.now() + this.heartbeatDelay('after-reconnect');
       this.wake();
     }
+  }
+
+  private random(): number {
+    return (this.o.random ?? Math.random)();
+  }
+
+  private heartbeatDelay(kind: 'interval' | 'after-reconnect'): number {
+    return heartbeatDelayMs(kind, this.heartbeatIntervalMs ?? DEFAULT_HEARTBEAT_INTERVAL_MS, this.random());
   }
 
   private wake(): void {
@@ -312,7 +337,7 @@ export class ControlPlane {
         if (this.stopped) return;
         if (outcome.ok) {
           failures = 0;
-          this.heartbeatDue = this.o.clock.now() + (this.heartbeatIntervalMs ?? 10_000);
+          this.heartbeatDue = this.o.clock.now() + this.heartbeatDelay('interval');
           continue;
         }
         this.needRegister = true;
@@ -322,7 +347,7 @@ export class ControlPlane {
         const delay =
           outcome.kind === 'rejected' ? (this.o.rejectedRetryMs ?? 30_000) : Math.min(max, min * 2 ** Math.min(failures - 1, 16));
         // Jitter so a fleet restarting together doesn't hammer a recovering coordinator in lockstep.
-        await this.sleep(delay * (0.8 + Math.random() * 0.4));
+        await this.sleep(delay * (0.8 + this.random() * 0.4));
         continue;
       }
       const wait = this.heartbeatDue - this.o.clock.now();
@@ -331,7 +356,7 @@ export class ControlPlane {
         continue;
       }
       await this.exclusive(() => this.heartbeatOnce());
-      this.heartbeatDue = this.o.clock.now() + (this.heartbeatIntervalMs ?? 10_000);
+      this.heartbeatDue = this.o.clock.now() + this.heartbeatDelay('interval');
     }
   }
 

@@ -4,10 +4,13 @@
 // reaches the data plane. Survives NATS outages by re-creating the watch: after a reconnect it
 // resumes from the last revision it applied (only what changed meanwhile, not the whole bucket,
 // and at a random moment within a short window, so a fleet that lost the same server does not
-// re-watch in lockstep); at start, on refresh() and at each audit it re-reads the full state.
-// Until a fresh snapshot is complete nothing is removed (fail-static).
+// re-watch in lockstep); at start and on refresh() it re-reads the full state. The periodic audit
+// only compares the stream's last revision and key count with what the watch applied, and
+// re-reads everything only when they differ. Until a fresh snapshot is complete nothing is
+// removed (fail-static).
+import { AckPolicy, DeliverPolicy, jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import { Kvm, type KV, type KvWatchEntry } from '@nats-io/kv';
-import type { NatsConnection, QueuedIterator } from '@nats-io/transport-node';
+import { nanos, type NatsConnection, type QueuedIterator } from '@nats-io/transport-node';
 import type { Clock } from '../lib/clock.ts';
 import { errorMessage } from '../lib/errors.ts';
 import type { Logger } from '../lib/logger.ts';
@@ -28,12 +31,15 @@ export interface MeshWatchOptions {
   readonly retryMinMs?: number;
   readonly retryMaxMs?: number;
   /**
-   * Re-create the watch and re-read everything this often, in case a watcher stalled silently
-   * (default 5 min; 0 disables). Reconnects and ended watchers re-create the watch too, resuming
-   * from the last applied revision (a full re-read only catches keys that vanished without a
-   * delete marker, e.g. a stream-level purge).
+   * Check this often that the watch is in step with the bucket, in case a watcher stalled silently
+   * or keys vanished without a delete marker (a stream-level purge): default 5 min; 0 disables.
+   * The check costs a few JetStream API requests, not a re-read; only a mismatch re-reads
+   * everything. Reconnects and ended watchers re-create the watch too, resuming from the last
+   * applied revision.
    */
   readonly auditIntervalMs?: number;
+  /** A mismatching audit looks again after this long before re-reading (a change may have been in flight; default 1000 ms). */
+  readonly auditSettleMs?: number;
   /**
    * After a reconnect, re-create the watch after a random delay in [0, this) (default 2000 ms; 0:
    * at once), so agents that lost the same server do not all hit JetStream in the same instant.
@@ -61,6 +67,25 @@ export interface MeshWatchStats {
   readonly resumes: number;
   /** Entries the current (or last) session has delivered so far. */
   readonly sessionEntries: number;
+  /** Entries delivered by every session so far (what the watch has read in total). */
+  readonly totalEntries: number;
+  /** Audits run, and how many of them found a mismatch and re-read everything. */
+  readonly audits: number;
+  readonly auditRereads: number;
+}
+
+/** What an audit found: in step (nothing read), a mismatch (full re-read started), or not run. */
+export type AuditResult =
+  | { readonly kind: 'in-step' }
+  | { readonly kind: 're-read'; readonly reason: string }
+  | { readonly kind: 'skipped'; readonly reason: string };
+
+/** The bucket's side of an audit, per FILTERS entry. */
+interface FilterState {
+  /** Revision of the newest message under the filter (a delete marker too); 0 if none. */
+  readonly lastRevision: number;
+  /** Keys under the filter (one per subject, delete markers included). */
+  readonly keys: number;
 }
 
 /** The watched key ranges; each watcher resumes from the revision it last applied. */
@@ -97,6 +122,13 @@ export class MeshWatch {
   private fullReadNeeded = true;
   /** Per FILTERS entry: the highest revision applied from it; a resumed watch starts after it. */
   private readonly appliedRevision = FILTERS.map(() => 0);
+  /** Per FILTERS entry: every key the watch has seen an entry for (delete markers too), for the audit. */
+  private readonly appliedKeys = FILTERS.map(() => new Set<string>());
+  private totalEntries = 0;
+  private audits = 0;
+  private auditRereads = 0;
+  private auditing = false;
+  private jsm: JetStreamManager | undefined;
   /** Delay before the next session (the reconnect jitter). */
   private rewatchDelayMs = 0;
   private resumes = 0;
@@ -120,7 +152,9 @@ export class MeshWatch {
     });
     const auditMs = this.o.auditIntervalMs ?? 300_000;
     if (auditMs > 0) {
-      this.audit = setInterval(() => this.refresh('periodic audit'), auditMs);
+      this.audit = setInterval(() => {
+        void this.runAudit().catch((err: unknown) => this.o.logger.error({ err }, 'mesh watch audit crashed'));
+      }, auditMs);
       this.audit.unref();
     }
     this.supervisor = this.supervise().catch((err: unknown) => {
@@ -169,7 +203,88 @@ export class MeshWatch {
       live: this.live,
       resumes: this.resumes,
       sessionEntries: this.current?.entries ?? this.lastSessionEntries,
+      totalEntries: this.totalEntries,
+      audits: this.audits,
+      auditRereads: this.auditRereads,
     };
+  }
+
+  /**
+   * Checks the watch against the bucket without reading records: per key range, the revision of the
+   * newest message and the number of keys must be what the watch has applied. A mismatch (looked
+   * at twice, a change may have been in flight) or a failed check re-reads everything.
+   */
+  async runAudit(): Promise<AuditResult> {
+    if (this.stopped) return { kind: 'skipped', reason: 'stopped' };
+    if (this.auditing) return { kind: 'skipped', reason: 'an audit is running' };
+    // A session being set up reads (or resumes) anyway.
+    if (!this.live || this.current === undefined) return { kind: 'skipped', reason: 'the watch is not live' };
+    this.auditing = true;
+    try {
+      this.audits++;
+      let mismatch: string | undefined;
+      try {
+        mismatch = this.auditMismatch(await this.bucketState());
+        if (mismatch !== undefined) {
+          await this.o.clock.sleep(this.o.auditSettleMs ?? 1000);
+          if (this.stopped || !this.live) return { kind: 'skipped', reason: 'the watch is not live' };
+          mismatch = this.auditMismatch(await this.bucketState());
+        }
+      } catch (err) {
+        mismatch = `the check failed: ${errorMessage(err)}`;
+      }
+      if (mismatch === undefined) {
+        this.o.logger.debug({ revisions: this.appliedRevision, keys: this.appliedKeys.map((k) => k.size) }, 'audit: the watch is in step with the bucket');
+        return { kind: 'in-step' };
+      }
+      this.auditRereads++;
+      this.o.logger.warn({ reason: mismatch }, 'audit: the watch is out of step with the bucket; re-reading everything');
+      this.refresh(`periodic audit: ${mismatch}`);
+      return { kind: 're-read', reason: mismatch };
+    } finally {
+      this.auditing = false;
+    }
+  }
+
+  /** Why the watch differs from the bucket, or undefined when it is in step. */
+  private auditMismatch(state: readonly FilterState[]): string | undefined {
+    for (const [i, filter] of FILTERS.entries()) {
+      const got = state[i];
+      const applied = this.appliedRevision[i] ?? 0;
+      const keys = this.appliedKeys[i]?.size ?? 0;
+      if (!got) continue;
+      if (got.lastRevision !== applied) return `${filter}: the bucket's newest revision is ${got.lastRevision}, the watch applied ${applied}`;
+      if (got.keys !== keys) return `${filter}: the bucket holds ${got.keys} keys, the watch knows ${keys}`;
+    }
+    return undefined;
+  }
+
+  /** Per filter: the newest revision (one direct get) and the key count (an ephemeral consumer's
+   *  pending count, created and deleted without delivering a message). */
+  private async bucketState(): Promise<FilterState[]> {
+    this.jsm ??= await jetstreamManager(this.o.nc, { checkAPI: false });
+    const jsm = this.jsm;
+    const stream = `KV_${this.o.bucket}`;
+    const out: FilterState[] = [];
+    for (const filter of FILTERS) {
+      const subject = `$KV.${this.o.bucket}.${filter}`;
+      const last = await jsm.streams.getMessage(stream, { last_by_subj: subject });
+      const consumer = await jsm.consumers.add(stream, {
+        filter_subject: subject,
+        deliver_policy: DeliverPolicy.LastPerSubject,
+        ack_policy: AckPolicy.None,
+        mem_storage: true,
+        num_replicas: 1,
+        // Cleaned up by the server should the delete below not arrive.
+        inactive_threshold: nanos(60_000),
+      });
+      try {
+        out.push({ lastRevision: last?.seq ?? 0, keys: consumer.num_pending });
+      } finally {
+        await jsm.consumers.delete(stream, consumer.name).catch(() => undefined);
+      }
+    }
+    return out;
   }
 
   /** Re-create the watch and re-read the full state (on suspicion of a stall or of lost deletes). */
@@ -236,7 +351,10 @@ export class MeshWatch {
       const last = (await kv.status()).streamInfo.state.last_seq;
       if (last < Math.max(...this.appliedRevision)) mode = 'full';
     }
-    if (mode === 'full') this.appliedRevision.fill(0);
+    if (mode === 'full') {
+      this.appliedRevision.fill(0);
+      for (const keys of this.appliedKeys) keys.clear();
+    }
     const watchers: QueuedIterator<KvWatchEntry>[] = [];
     try {
       for (const [i, key] of FILTERS.entries()) {
@@ -288,7 +406,9 @@ export class MeshWatch {
         await this.apply(session, e);
         if (this.current === session) {
           session.entries++;
+          this.totalEntries++;
           this.appliedRevision[filter] = Math.max(this.appliedRevision[filter] ?? 0, e.revision);
+          this.appliedKeys[filter]?.add(e.key);
         }
         if (!initialDone && e.isUpdate) finishInitial();
         armQuiet();

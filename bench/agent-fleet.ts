@@ -1,10 +1,11 @@
 // Simulated agents for the control-plane benchmarks: real signed registrations and heartbeats on
 // one NATS connection (the coordinator cannot tell them from real agents). Heartbeats follow the
-// agent's rules: at the interval the coordinator advised, at once after a NATS reconnect, and a
-// re-registration when the coordinator answers "unknown-node".
+// agent's rules (`heartbeatDelayMs`): at the interval the coordinator advised ±10 %, after a NATS
+// reconnect at a random moment within half an interval, and a re-registration when the
+// coordinator answers "unknown-node".
 import { performance } from 'node:perf_hooks';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { onConnectionStatus } from '../agent/control-plane.ts';
+import { heartbeatDelayMs, onConnectionStatus } from '../agent/control-plane.ts';
 import { errorMessage } from '../lib/errors.ts';
 import { fakeAgent, rpc, signed, type FakeAgent } from '../coordinator/testing.ts';
 import { HeartbeatReply, RegisterReply, type Heartbeat } from '../protocol/messages.ts';
@@ -51,11 +52,13 @@ export interface HeartbeatCounters {
   failed: number;
   reregistered: number;
   latenciesMs: number[];
+  /** When each heartbeat was sent (performance.now() ms), to see whether they bunch up. */
+  sentAtMs: number[];
   /** Failure reasons (error message or reply code) and how often each occurred. */
   reasons: Map<string, number>;
 }
 
-const newCounters = (): HeartbeatCounters => ({ sent: 0, ok: 0, unknownNode: 0, failed: 0, reregistered: 0, latenciesMs: [], reasons: new Map() });
+const newCounters = (): HeartbeatCounters => ({ sent: 0, ok: 0, unknownNode: 0, failed: 0, reregistered: 0, latenciesMs: [], sentAtMs: [], reasons: new Map() });
 
 function countReason(c: HeartbeatCounters, reason: string): void {
   c.failed++;
@@ -125,18 +128,19 @@ export class AgentFleet {
     if (this.timer) return;
     const now = performance.now();
     for (const a of this.agents) this.due.set(a.name, now + Math.random() * intervalMs);
-    // Like the agent: after a reconnect, heartbeat at once to learn whether the coordinator knows us.
+    // Like the agent: after a reconnect, heartbeat soon (to learn whether the coordinator knows us),
+    // each at its own random moment within half an interval.
     this.stopStatus = onConnectionStatus(this.nc, (s) => {
       if (s.type !== 'reconnect') return;
       const t = performance.now();
-      for (const a of this.agents) this.due.set(a.name, t);
+      for (const a of this.agents) this.due.set(a.name, t + heartbeatDelayMs('after-reconnect', intervalMs, Math.random()));
     });
     this.timer = setInterval(() => {
       const t = performance.now();
       for (const a of this.agents) {
         if ((this.due.get(a.name) ?? Infinity) > t) continue;
         // Next one an interval after this one starts (an unanswered request must not stall the rest).
-        this.due.set(a.name, t + intervalMs);
+        this.due.set(a.name, t + heartbeatDelayMs('interval', intervalMs, Math.random()));
         const p = this.heartbeat(a).finally(() => this.inFlight.delete(p));
         this.inFlight.add(p);
       }
@@ -162,6 +166,7 @@ export class AgentFleet {
     const body = await signed(hb, agent.identity.secretKey);
     c.sent++;
     const t0 = performance.now();
+    c.sentAtMs.push(t0);
     let reply: HeartbeatReply;
     try {
       reply = await rpc(this.nc, this.subjects.heartbeat, body, HeartbeatReply, this.timeoutMs);

@@ -4,7 +4,8 @@
 //   registration  registration storm of 100/500/1000 agents (registration:2000,4000 for other sizes)
 //   fanout        latency from a join to 50 watchers having the record
 //   heartbeat     coordinator CPU under heartbeat load
-//   restart       nats-server and coordinator restarts with 500 nodes and 50 watchers (restart:2000)
+//   restart       nats-server and coordinator restarts, fleet re-registration and the periodic audit
+//                 with 500 nodes and 50 watchers (restart:2000)
 import { randomBytes } from 'node:crypto';
 import { NatsServer } from '../lib/nats-server.ts';
 import { runDataPlane } from './data-plane.ts';

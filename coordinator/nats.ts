@@ -30,6 +30,9 @@ export async function connectNats(
         servers: [...config.natsServers],
         name: 'crosslink-coordinator',
         maxReconnectAttempts: -1,
+        // Shorter than the agents' 1 s: after a NATS restart the coordinator should be subscribed
+        // again before the agents' first heartbeats arrive, or they fail with "no responders".
+        reconnectTimeWait: 250,
         timeout: 5000,
         ...(creds ? { authenticator: credsAuthenticator(creds) } : {}),
       });

@@ -22,11 +22,12 @@ import { cidrContainsIp, parseIp, type Cidr } from '../protocol/cidr.ts';
 import { checkSentAt, openSignedRequest, validateRegistration, type Checked, type RegistrationPolicy } from '../protocol/validate-registration.ts';
 import { decideCluster } from './clusters.ts';
 import { heartbeatIntervalMs, type CoordinatorConfig } from './config.ts';
-import { allocateOverlayIp, usableRange, type IpamEntry } from './ipam.ts';
+import { AddressIndex, decideOverlayIp, usableRange, type IpamEntry } from './ipam.ts';
 import { KeyedMutex } from './keyed-mutex.ts';
+import { IpamTable, NodeTable } from './registry-index.ts';
 import type { Liveness } from './liveness.ts';
 import { RevocationTable, revocationError } from './revocations.ts';
-import { isCasConflict, type StateStore, type StoredIpam, type StoredRecord } from './store.ts';
+import { isCasConflict, type StateStore, type StoredRecord } from './store.ts';
 
 /** The registry's term is over (lease lost or stopping); the caller replies "unavailable". */
 export class NotLeaderError extends CrosslinkError {
@@ -54,11 +55,14 @@ const fail = (code: ErrorBody['code'], message: string, field?: string): { ok: f
 });
 
 export class Registry {
-  private readonly nodes = new Map<string, StoredRecord<NodeRecord>>();
+  /** Who holds which overlay address (ipam entries and live records); kept by the two tables below. */
+  private readonly addresses: AddressIndex;
+  /** Live node records, indexed (WireGuard key, pod CIDRs, cluster, address) so a registration is O(1) in N. */
+  private readonly nodes: NodeTable;
   private readonly clusters = new Map<string, StoredRecord<ClusterRecord>>();
   /** Numbering of clusters deleted this term, so a re-created record keeps counting upwards. */
   private readonly retiredClusters = new Map<string, Pick<ClusterRecord, 'generation' | 'gatewayEpoch'>>();
-  private readonly ipam = new Map<string, StoredIpam>();
+  private readonly ipam: IpamTable;
   private readonly revocations = new RevocationTable();
   /** sentAt of the last accepted registration per name: a replayed older request is refused. */
   private readonly lastRegistrationSentAt = new Map<string, number>();
@@ -67,6 +71,9 @@ export class Registry {
   private active = true;
 
   private constructor(private readonly deps: RegistryDeps) {
+    this.addresses = new AddressIndex(deps.config.overlayCidr);
+    this.nodes = new NodeTable(this.addresses);
+    this.ipam = new IpamTable(this.addresses);
     this.policy = {
       overlay: deps.config.overlayCidr,
       minPodCidrPrefixV4: deps.config.minPodCidrPrefixV4,
@@ -140,8 +147,9 @@ export class Registry {
     const restated = own?.signedByUs ? restatedRecord(req, own.value) : undefined;
     const checked = validateRegistration(req, this.policy, {
       now,
-      // A node restating its own live record cannot conflict with another: no scan of every node.
-      liveNodes: restated ? [restated] : [...this.nodes.values()].map((s) => s.value),
+      // Only the nodes it could conflict with (indexed lookups, not a scan of every node); a node
+      // restating its own live record cannot conflict with another at all.
+      liveNodes: restated ? [restated] : this.nodes.candidatesFor(req),
       ...(lastSentAt === undefined ? {} : { lastAcceptedSentAt: lastSentAt }),
     });
     if (!checked.ok) return this.rejected('registration', req.name, checked.error);
@@ -196,12 +204,11 @@ export class Registry {
     // scanning the whole table (the scan is for new and returning nodes).
     const agreed = own?.value.releasedAt === undefined && own?.value.identityKey === r.identityKey && own.value.ip === restated?.overlayIp;
     if (agreed && inPool(this.deps.config.overlayCidr, own.value.ip)) return { ok: true, value: own.value.ip };
-    const decision = allocateOverlayIp({
-      pool: this.deps.config.overlayCidr,
+    const decision = decideOverlayIp({
       name: r.name,
-      entries: new Map([...this.ipam].map(([k, v]) => [k, v.value])),
-      live: new Set(this.nodes.keys()),
-      alsoUsed: [...this.nodes.values()].filter((n) => n.value.name !== r.name).map((n) => n.value.overlayIp),
+      own: own?.value,
+      addresses: this.addresses,
+      released: () => this.ipam.released((n) => this.nodes.has(n)),
     });
     if (decision.kind === 'exhausted') return fail('unavailable', decision.message, 'overlayIp');
     if (decision.kind === 'keep' && own && own.value.releasedAt === undefined && own.value.identityKey === r.identityKey) {
@@ -414,7 +421,7 @@ export class Registry {
     return this.locks.run(`cluster:${cluster}`, () =>
       this.withCasRetry(async () => {
         const current = this.clusters.get(cluster);
-        const members = [...this.nodes.values()].filter((n) => n.value.cluster === cluster).map((n) => n.value);
+        const members = this.nodes.members(cluster);
         const now = this.deps.clock.now();
         const decision = decideCluster(cluster, members, current?.value, now, this.retiredClusters.get(cluster));
         if (decision.kind === 'unchanged') return;
@@ -541,7 +548,7 @@ function inPool(pool: Cidr, ipText: string): boolean {
   return ip.value >= first && ip.value <= last;
 }
 
-function setOrDelete<T>(map: Map<string, T>, key: string, value: T | undefined): void {
+function setOrDelete<T>(map: { set(key: string, value: T): unknown; delete(key: string): unknown }, key: string, value: T | undefined): void {
   if (value === undefined) map.delete(key);
   else map.set(key, value);
 }

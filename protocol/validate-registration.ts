@@ -95,7 +95,12 @@ export interface RegistrationPolicy {
 
 export interface RegistrationContext {
   readonly now: number;
-  /** Records of live nodes (the requester's own record may be among them; it is matched by name). */
+  /**
+   * Records of live nodes the request could conflict with (the requester's own record may be among
+   * them; it is matched by name). Every live node is always correct; passing only the candidates —
+   * the own record, nodes with the same WireGuard key, nodes whose pod CIDRs overlap the request's
+   * (the coordinator finds them by index) — gives the same answer without a scan of the mesh.
+   */
   readonly liveNodes: Iterable<NodeRecord>;
   /** sentAt of the last registration accepted for this name (replay protection within the skew window). */
   readonly lastAcceptedSentAt?: number;

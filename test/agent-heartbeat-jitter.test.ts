@@ -1,0 +1,193 @@
+// The heartbeat schedule: jittered intervals, and a random delay (up to half an interval) before
+// the heartbeat after a NATS reconnect, so a fleet that reconnected together does not heartbeat in
+// the same instant from then on. Pure table for the delays; then real ControlPlanes against a real
+// nats-server that is restarted, driven by a test clock, so the times are exact (no timing asserts).
+import test from 'ava';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { ControlPlane, heartbeatDelayMs, onConnectionStatus } from '../agent/control-plane.ts';
+import type { NodeIdentity } from '../agent/model.ts';
+import type { Clock } from '../lib/clock.ts';
+import { silentLogger } from '../lib/logger.ts';
+import { NatsServer } from '../lib/nats-server.ts';
+import { waitFor } from '../lib/wait.ts';
+import { Heartbeat, RegistrationRequest, type NodeRecord, type RegisterReply } from '../protocol/messages.ts';
+import { generateSigningKeyPair, generateWireguardKeyPair, openEnvelopeUnverified, signEnvelope, verifyEnvelope } from '../protocol/signing.ts';
+import { subjects } from '../protocol/subjects.ts';
+
+const rows: { kind: 'interval' | 'after-reconnect'; interval: number; random: number; want: number }[] = [
+  { kind: 'interval', interval: 10_000, random: 0, want: 9_000 },
+  { kind: 'interval', interval: 10_000, random: 0.5, want: 10_000 },
+  { kind: 'interval', interval: 10_000, random: 0.999_999, want: 11_000 },
+  { kind: 'after-reconnect', interval: 10_000, random: 0, want: 0 },
+  { kind: 'after-reconnect', interval: 10_000, random: 0.5, want: 2_500 },
+  { kind: 'after-reconnect', interval: 10_000, random: 0.999_999, want: 5_000 },
+];
+for (const r of rows) {
+  test(`heartbeatDelayMs ${r.kind}, interval ${r.interval}, random ${r.random} → ${r.want}`, (t) => {
+    t.is(heartbeatDelayMs(r.kind, r.interval, r.random), r.want);
+  });
+}
+
+test('a fleet of random draws spreads: intervals within ±10 %, post-reconnect delays over half an interval', (t) => {
+  let seed = 42;
+  // Park–Miller: deterministic, and exact in doubles.
+  const random = (): number => (seed = (seed * 16_807) % 2_147_483_647) / 2_147_483_647;
+  const afterReconnect = Array.from({ length: 500 }, () => heartbeatDelayMs('after-reconnect', 5000, random()));
+  const intervals = Array.from({ length: 500 }, () => heartbeatDelayMs('interval', 5000, random()));
+  t.true(afterReconnect.every((d) => d >= 0 && d <= 2500));
+  t.true(intervals.every((d) => d >= 4500 && d <= 5500));
+  // Spread, not one instant: no 50 ms slot of the window holds more than a few percent of the fleet.
+  const slots = new Map<number, number>();
+  for (const d of afterReconnect) slots.set(Math.floor(d / 50), (slots.get(Math.floor(d / 50)) ?? 0) + 1);
+  t.true(Math.max(...slots.values()) <= 30, `fullest slot: ${Math.max(...slots.values())} of 500`);
+});
+
+/** A clock that moves only when told, and whose sleeps end early when their signal aborts. */
+class TestClock implements Clock {
+  private t = 1_700_000_000_000;
+  private waiters: { at: number; resolve: () => void }[] = [];
+  now(): number {
+    return this.t;
+  }
+  sleep(ms: number, signal?: AbortSignal): Promise<void> {
+    return new Promise((resolve) => {
+      if (signal?.aborted) {
+        resolve();
+        return;
+      }
+      const w = { at: this.t + ms, resolve };
+      this.waiters.push(w);
+      signal?.addEventListener(
+        'abort',
+        () => {
+          this.waiters = this.waiters.filter((x) => x !== w);
+          resolve();
+        },
+        { once: true },
+      );
+    });
+  }
+  advanceTo(at: number): void {
+    this.t = at;
+    const due = this.waiters.filter((w) => w.at <= at);
+    this.waiters = this.waiters.filter((w) => w.at > at);
+    for (const w of due) w.resolve();
+  }
+}
+
+const S = subjects();
+
+function identity(name: string): NodeIdentity {
+  return {
+    name,
+    cluster: 'c1',
+    location: 'lab',
+    endpoints: ['192.0.2.1:51820'],
+    privateAddresses: ['10.0.0.1'],
+    podCidrs: [name === 'node-a' ? '10.244.1.0/24' : '10.244.2.0/24'],
+    topology: 'mesh',
+    gatewayEligible: true,
+  };
+}
+
+/** Resolves at the next 'reconnect' status event of `nc`. */
+function nextReconnect(nc: NatsConnection): Promise<void> {
+  return new Promise((resolve) => {
+    const stop = onConnectionStatus(nc, (s) => {
+      if (s.type === 'reconnect') {
+        stop();
+        resolve();
+      }
+    });
+  });
+}
+
+test('after a NATS restart, agents heartbeat at their own random moment, then every jittered interval', async (t) => {
+  const INTERVAL = 10_000;
+  const server = await NatsServer.start({ name: 'xl-hbj' });
+  const clock = new TestClock();
+  const T0 = clock.now();
+  const conns: NatsConnection[] = [];
+  const cps: ControlPlane[] = [];
+  t.teardown(async () => {
+    for (const cp of cps) await cp.stop();
+    for (const nc of conns) await nc.close();
+    await server.stop();
+  });
+  const open = async (): Promise<NatsConnection> => {
+    const nc = await connect({ servers: server.url, reconnectTimeWait: 100, maxReconnectAttempts: -1 });
+    conns.push(nc);
+    return nc;
+  };
+  const coordinator = await generateSigningKeyPair();
+  const coordNc = await open();
+  // A fake coordinator: accepts every registration, records every heartbeat's (clock) send time.
+  const beats: Heartbeat[] = [];
+  coordNc.subscribe(S.register, {
+    callback: (_err, msg) => {
+      void (async () => {
+        const env = JSON.parse(msg.string()) as unknown;
+        const claimed = RegistrationRequest.parse(openEnvelopeUnverified(env as never));
+        const req = await verifyEnvelope(env, claimed.identityKey, RegistrationRequest);
+        const { sentAt: _s, agentVersion: _a, ...rest } = req;
+        const record: NodeRecord = { ...rest, kind: 'node', overlayIp: '100.96.0.7', generation: 1, registeredAt: 1, updatedAt: 1 };
+        const reply: RegisterReply = { ok: true, record: await signEnvelope(record, coordinator.secretKey), heartbeatIntervalMs: INTERVAL, nodeTtlMs: 4 * INTERVAL };
+        msg.respond(JSON.stringify(reply));
+      })();
+    },
+  });
+  coordNc.subscribe(S.heartbeat, {
+    callback: (_err, msg) => {
+      const hb = Heartbeat.parse(openEnvelopeUnverified(JSON.parse(msg.string()) as never));
+      beats.push(hb);
+      msg.respond(JSON.stringify({ ok: true }));
+    },
+  });
+  await coordNc.flush();
+
+  // node-a draws 0.1 every time, node-b 0.9: the same reconnect, different moments.
+  const draws = { 'node-a': 0.1, 'node-b': 0.9 };
+  for (const [name, random] of Object.entries(draws)) {
+    const cp = new ControlPlane({
+      nc: await open(),
+      clock,
+      logger: silentLogger(),
+      coordinatorKey: coordinator.publicKey,
+      wireguardPublicKey: (await generateWireguardKeyPair()).publicKey,
+      identityKey: await generateSigningKeyPair(),
+      identity: () => identity(name),
+      listenPort: 51820,
+      agentVersion: 'test',
+      requestTimeoutMs: 2000,
+      random: () => random,
+    });
+    cps.push(cp);
+    cp.start();
+  }
+  await waitFor(() => cps.every((cp) => cp.state().registered), { timeoutMs: 10_000, what: 'both registered' });
+  t.is(beats.length, 0, 'no heartbeat before the (test) clock moves');
+
+  const reconnected = conns.map((nc) => nextReconnect(nc));
+  await server.stopProcess();
+  await server.restart();
+  await Promise.all(reconnected);
+  await waitFor(() => cps.every((cp) => cp.state().connected), { timeoutMs: 10_000, what: 'agents see the reconnect' });
+
+  const sentAt = (name: string): number[] => beats.filter((b) => b.name === name).map((b) => b.sentAt - T0);
+  // Half an interval × the draw after the reconnect (the clock still stands at T0).
+  clock.advanceTo(T0 + 500);
+  await waitFor(() => sentAt('node-a').length === 1, { timeoutMs: 10_000, what: 'node-a heartbeat after reconnect' });
+  t.deepEqual(sentAt('node-b'), [], 'node-b waits for its own moment');
+  clock.advanceTo(T0 + 4500);
+  await waitFor(() => sentAt('node-b').length === 1, { timeoutMs: 10_000, what: 'node-b heartbeat after reconnect' });
+  t.deepEqual(sentAt('node-a'), [500]);
+  t.deepEqual(sentAt('node-b'), [4500]);
+
+  // From there every interval is jittered: node-a 0.92 × 10 s, node-b 1.08 × 10 s.
+  clock.advanceTo(T0 + 500 + 9200);
+  await waitFor(() => sentAt('node-a').length === 2, { timeoutMs: 10_000, what: 'node-a next heartbeat' });
+  clock.advanceTo(T0 + 4500 + 10_800);
+  await waitFor(() => sentAt('node-b').length === 2, { timeoutMs: 10_000, what: 'node-b next heartbeat' });
+  t.deepEqual(sentAt('node-a'), [500, 9700]);
+  t.deepEqual(sentAt('node-b'), [4500, 15_300]);
+});
