@@ -12,8 +12,8 @@ set +e
 npx ava "$@" 2>&1 | tee "$log"
 rc=${PIPESTATUS[0]}
 set -e
-# One plain closing line that any CI reader understands.
-count() { { grep -oE "^\s*[0-9]+ tests? $1" "$log" || true; } | grep -oE '[0-9]+' | tail -1 || true; }
-passed=$(count passed); failed=$(count failed); skipped=$(count skipped)
+# One plain closing line that any CI reader understands (ava prints ✔ per passed test, ✘ [fail] per failure).
+count() { grep -cE "$1" "$log" || true; }
+passed=$(count '^\s*✔'); failed=$(count '^\s*✘'); skipped=$(count '^\s*- \[skip\]')
 echo "${passed:-0} passed, ${failed:-0} failed, ${skipped:-0} skipped"
 exit "$rc"
