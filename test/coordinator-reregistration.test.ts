@@ -24,9 +24,8 @@ const KEY_B = Buffer.alloc(32, 2).toString('base64');
 const ID_A = Buffer.alloc(32, 3).toString('base64');
 const ID_B = Buffer.alloc(32, 4).toString('base64');
 
-const record: NodeRecord = {
-  kind: 'node',
-  v: 1,
+// What node-a registered with: the live record holds it, and the request below restates it.
+const registered: Omit<RegistrationRequest, 'v' | 'agentVersion' | 'sentAt'> = {
   name: 'node-a',
   cluster: 'c1',
   location: 'here',
@@ -38,28 +37,11 @@ const record: NodeRecord = {
   listenPort: 51820,
   topology: 'mesh',
   gatewayEligible: false,
-  overlayIp: '100.96.0.1',
-  generation: 3,
-  registeredAt: 1,
-  updatedAt: 2,
 };
 
-const request: RegistrationRequest = {
-  v: 1,
-  name: 'node-a',
-  cluster: 'c1',
-  location: 'here',
-  publicKey: KEY_A,
-  identityKey: ID_A,
-  endpoints: ['192.0.2.1:51820'],
-  privateAddresses: ['10.0.0.1'],
-  podCidrs: ['10.10.0.0/24', '10.11.0.0/24'],
-  listenPort: 51820,
-  topology: 'mesh',
-  gatewayEligible: false,
-  agentVersion: 'test',
-  sentAt: 5,
-};
+const record: NodeRecord = { kind: 'node', v: 1, ...registered, overlayIp: '100.96.0.1', generation: 3, registeredAt: 1, updatedAt: 2 };
+
+const request: RegistrationRequest = { v: 1, ...registered, agentVersion: 'test', sentAt: 5 };
 
 const rows: { what: string; req: Partial<RegistrationRequest>; own?: NodeRecord | undefined; restates: boolean }[] = [
   { what: 'unchanged', req: {}, restates: true },

@@ -3,51 +3,21 @@
 // vanished behind the watch's back (a stream-level purge leaves no delete marker) it re-reads the
 // whole bucket and prunes what is gone.
 import test, { type ExecutionContext } from 'ava';
-import { randomBytes } from 'node:crypto';
 import { jetstreamManager } from '@nats-io/jetstream';
-import type { KV } from '@nats-io/kv';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
-import { MeshWatch } from '../agent/mesh-watch.ts';
-import { systemClock } from '../lib/clock.ts';
-import { silentLogger } from '../lib/logger.ts';
-import { NatsServer } from '../lib/nats-server.ts';
 import { waitFor } from '../lib/wait.ts';
-import { generateSigningKeyPair, type SigningKeyPair } from '../protocol/signing.ts';
-import { clusterRecord, nodeRecord, openBucket, putCluster, putNode } from './agent-helpers.ts';
+import { clusterRecord, nodeRecord, putCluster, putNode } from './agent-helpers.ts';
+import { startWatchFixture, type WatchFixture } from './helpers/mesh-watch-fixture.ts';
 
-interface Fixture {
-  nc: NatsConnection;
-  kv: KV;
-  coordinator: SigningKeyPair;
-  watch: MeshWatch;
-}
-
-async function setup(t: ExecutionContext): Promise<Fixture> {
-  const server = await NatsServer.start({ name: `xl-mwaudit-${randomBytes(3).toString('hex')}` });
-  const nc = await connect({ servers: server.url });
-  const kv = await openBucket(nc);
-  const coordinator = await generateSigningKeyPair();
-  const watch = new MeshWatch({
-    nc,
-    bucket: 'crosslink',
-    coordinatorKey: coordinator.publicKey,
-    logger: silentLogger(),
-    clock: systemClock,
-    debounceMs: 20,
+function setup(t: ExecutionContext): Promise<WatchFixture> {
+  return startWatchFixture(t, {
+    label: 'xl-mwaudit',
     // Audits are run by hand here.
-    auditIntervalMs: 0,
-    auditSettleMs: 50,
+    watch: { debounceMs: 20, auditIntervalMs: 0, auditSettleMs: 50 },
   });
-  t.teardown(async () => {
-    await watch.stop();
-    await nc.close();
-    await server.stop();
-  });
-  return { nc, kv, coordinator, watch };
 }
 
 /** 10 nodes (one rewritten, one deleted: a delete marker), 2 clusters, and keys outside the watched ranges. */
-async function fill(f: Fixture): Promise<void> {
+async function fill(f: WatchFixture): Promise<void> {
   for (let i = 0; i < 10; i++) await putNode(f.kv, f.coordinator, await nodeRecord({ name: `node-${i}` }));
   await putNode(f.kv, f.coordinator, await nodeRecord({ name: 'node-1', generation: 2 }));
   await f.kv.delete('nodes.node-2');

@@ -2,55 +2,18 @@
 // applied (only the changes made meanwhile are delivered, not the whole bucket), falls back to a
 // full re-read when the bucket was re-created, and re-watches only after its reconnect jitter.
 import test, { type ExecutionContext } from 'ava';
-import { randomBytes } from 'node:crypto';
-import { Kvm, type KV } from '@nats-io/kv';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
-import { MeshWatch, type MeshWatchOptions } from '../agent/mesh-watch.ts';
-import { ManualClock, systemClock } from '../lib/clock.ts';
-import { silentLogger } from '../lib/logger.ts';
-import { NatsServer } from '../lib/nats-server.ts';
+import type { MeshWatch, MeshWatchOptions } from '../agent/mesh-watch.ts';
+import { ManualClock } from '../lib/clock.ts';
 import { waitFor } from '../lib/wait.ts';
-import { generateSigningKeyPair, type SigningKeyPair } from '../protocol/signing.ts';
 import { nodeRecord, openBucket, putNode } from './agent-helpers.ts';
+import { otherClient, startWatchFixture, type WatchFixture } from './helpers/mesh-watch-fixture.ts';
 
-interface Fixture {
-  server: NatsServer;
-  nc: NatsConnection;
-  kv: KV;
-  coordinator: SigningKeyPair;
-  watch: MeshWatch;
-}
-
-async function setup(t: ExecutionContext, extra: Partial<MeshWatchOptions> = {}): Promise<Fixture> {
-  const server = await NatsServer.start({ name: `xl-mwresume-${randomBytes(3).toString('hex')}` });
-  const nc = await connect({ servers: server.url, maxReconnectAttempts: -1, reconnectTimeWait: 250 });
-  const kv = await openBucket(nc);
-  const coordinator = await generateSigningKeyPair();
-  const watch = new MeshWatch({
-    nc,
-    bucket: 'crosslink',
-    coordinatorKey: coordinator.publicKey,
-    logger: silentLogger(),
-    clock: systemClock,
-    debounceMs: 50,
-    retryMinMs: 100,
-    retryMaxMs: 500,
-    rewatchJitterMs: 0,
-    ...extra,
+function setup(t: ExecutionContext, extra: Partial<MeshWatchOptions> = {}): Promise<WatchFixture> {
+  return startWatchFixture(t, {
+    label: 'xl-mwresume',
+    connect: { maxReconnectAttempts: -1, reconnectTimeWait: 250 },
+    watch: { debounceMs: 50, retryMinMs: 100, retryMaxMs: 500, rewatchJitterMs: 0, ...extra },
   });
-  t.teardown(async () => {
-    await watch.stop();
-    await nc.close();
-    await server.stop();
-  });
-  return { server, nc, kv, coordinator, watch };
-}
-
-/** A second client that changes the bucket while the watcher's connection is still away. */
-async function otherClient(t: ExecutionContext, server: NatsServer): Promise<{ nc: NatsConnection; kv: KV }> {
-  const nc = await connect({ servers: server.url });
-  t.teardown(() => nc.close());
-  return { nc, kv: await new Kvm(nc).open('crosslink') };
 }
 
 const names = (w: MeshWatch): string => [...w.nodes().keys()].sort().join();

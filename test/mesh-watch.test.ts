@@ -1,48 +1,18 @@
 // MeshWatch against a real nats-server and a real KV bucket: only verified records get through,
 // and the watch recovers from a server restart (including deletes that happened meanwhile).
-import test from 'ava';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
-import type { KV } from '@nats-io/kv';
-import { MeshWatch } from '../agent/mesh-watch.ts';
-import { systemClock } from '../lib/clock.ts';
-import { silentLogger } from '../lib/logger.ts';
-import { NatsServer } from '../lib/nats-server.ts';
+import test, { type ExecutionContext } from 'ava';
+import type { MeshWatch } from '../agent/mesh-watch.ts';
 import { waitFor } from '../lib/wait.ts';
-import { generateSigningKeyPair, signEnvelope, type SigningKeyPair } from '../protocol/signing.ts';
-import { clusterRecord, nodeRecord, openBucket, putCluster, putNode } from './agent-helpers.ts';
+import { generateSigningKeyPair, signEnvelope } from '../protocol/signing.ts';
+import { clusterRecord, nodeRecord, putCluster, putNode } from './agent-helpers.ts';
+import { otherClient, startWatchFixture, type WatchFixture } from './helpers/mesh-watch-fixture.ts';
 
-interface Fixture {
-  server: NatsServer;
-  nc: NatsConnection;
-  kv: KV;
-  coordinator: SigningKeyPair;
-  watch: MeshWatch;
-  changes: number;
-}
-
-async function setup(t: { teardown: (fn: () => Promise<void>) => void }, bucket = 'crosslink'): Promise<Fixture> {
-  const server = await NatsServer.start({ name: 'xl-meshwatch' });
-  const nc = await connect({ servers: server.url, maxReconnectAttempts: -1, reconnectTimeWait: 250 });
-  const kv = await openBucket(nc, bucket);
-  const coordinator = await generateSigningKeyPair();
-  const watch = new MeshWatch({
-    nc,
-    bucket,
-    coordinatorKey: coordinator.publicKey,
-    logger: silentLogger(),
-    clock: systemClock,
-    debounceMs: 50,
-    retryMinMs: 100,
-    retryMaxMs: 500,
+function setup(t: ExecutionContext): Promise<WatchFixture> {
+  return startWatchFixture(t, {
+    label: 'xl-meshwatch',
+    connect: { maxReconnectAttempts: -1, reconnectTimeWait: 250 },
+    watch: { debounceMs: 50, retryMinMs: 100, retryMaxMs: 500 },
   });
-  const f: Fixture = { server, nc, kv, coordinator, watch, changes: 0 };
-  watch.onChange(() => f.changes++);
-  t.teardown(async () => {
-    await watch.stop();
-    await nc.close();
-    await server.stop();
-  });
-  return f;
 }
 
 const names = (w: MeshWatch): string[] => [...w.nodes().keys()].sort();
@@ -135,9 +105,7 @@ test('recovers after a NATS server restart; records deleted meanwhile disappear'
 
   await f.server.restart();
   // Another client changes the KV before the watcher's connection is back.
-  const other = await connect({ servers: f.server.url });
-  t.teardown(() => other.close());
-  const kv2 = await openBucket(other);
+  const { kv: kv2 } = await otherClient(t, f.server);
   await kv2.delete('nodes.node-b');
   const c = await nodeRecord({ name: 'node-c', cluster: 'c3' });
   await putNode(kv2, f.coordinator, c);
