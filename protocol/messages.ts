@@ -40,28 +40,36 @@ export const CidrText = z
 export const Topology = z.enum(['mesh', 'gateway']);
 export type Topology = z.infer<typeof Topology>;
 
+/**
+ * What a node says about itself: sent in a RegistrationRequest, kept as-is in its NodeRecord.
+ * One shape for both, so a field added to registration cannot be forgotten in the record.
+ */
+const nodeDescription = {
+  name: NodeName,
+  cluster: ClusterName,
+  location: LocationName,
+  zone: LocationName.optional(),
+  /** WireGuard public key (Curve25519). */
+  publicKey: Key32,
+  /** The node's Ed25519 identity key; it signs registrations and heartbeats. */
+  identityKey: Key32,
+  /** Advertised public endpoints; empty means "behind NAT, no inbound reachability". */
+  endpoints: z.array(EndpointText).max(4),
+  /** Addresses reachable from the same VPC/cloud (used for same-cloud paths, e.g. to the gateway). */
+  privateAddresses: z.array(IpText).max(4),
+  podCidrs: z.array(CidrText).min(1).max(8),
+  listenPort: z.number().int().min(1).max(65535),
+  topology: Topology,
+  gatewayEligible: z.boolean(),
+  /** Seconds; 0 disables; undefined lets the agent decide (on when behind NAT). */
+  persistentKeepalive: z.number().int().min(0).max(3600).optional(),
+};
+
 /** What an agent asks to be registered as. Sent inside a SignedEnvelope signed by `identityKey`. */
 export const RegistrationRequest = z
   .object({
     v: z.literal(1),
-    name: NodeName,
-    cluster: ClusterName,
-    location: LocationName,
-    zone: LocationName.optional(),
-    /** WireGuard public key (Curve25519). */
-    publicKey: Key32,
-    /** The node's Ed25519 identity key; it signs registrations and heartbeats. */
-    identityKey: Key32,
-    /** Advertised public endpoints; empty means "behind NAT, no inbound reachability". */
-    endpoints: z.array(EndpointText).max(4),
-    /** Addresses reachable from the same VPC/cloud (used for same-cloud paths, e.g. to the gateway). */
-    privateAddresses: z.array(IpText).max(4),
-    podCidrs: z.array(CidrText).min(1).max(8),
-    listenPort: z.number().int().min(1).max(65535),
-    topology: Topology,
-    gatewayEligible: z.boolean(),
-    /** Seconds; 0 disables; undefined lets the agent decide (on when behind NAT). */
-    persistentKeepalive: z.number().int().min(0).max(3600).optional(),
+    ...nodeDescription,
     agentVersion: z.string().max(64),
     /** Sender's clock (ms); the coordinator rejects stale or far-future requests (replay protection). */
     sentAt: z.number().int().nonnegative(),
@@ -92,19 +100,7 @@ export const NodeRecord = z
   .object({
     kind: z.literal('node'),
     v: z.literal(1),
-    name: NodeName,
-    cluster: ClusterName,
-    location: LocationName,
-    zone: LocationName.optional(),
-    publicKey: Key32,
-    identityKey: Key32,
-    endpoints: z.array(EndpointText),
-    privateAddresses: z.array(IpText),
-    podCidrs: z.array(CidrText),
-    listenPort: z.number().int().min(1).max(65535),
-    topology: Topology,
-    gatewayEligible: z.boolean(),
-    persistentKeepalive: z.number().int().min(0).max(3600).optional(),
+    ...nodeDescription,
     /** Allocated by the coordinator from --overlay-cidr; stable per node name. */
     overlayIp: IpText,
     /** Monotonic per node name; agents ignore a record older than one they hold (replay protection). */
