@@ -67,6 +67,10 @@ class TestClock implements Clock {
       );
     });
   }
+  /** True once something sleeps until exactly `at` (lets a test advance only after the sleeper is armed). */
+  hasSleeperAt(at: number): boolean {
+    return this.waiters.some((w) => w.at === at);
+  }
   advanceTo(at: number): void {
     this.t = at;
     const due = this.waiters.filter((w) => w.at <= at);
@@ -174,7 +178,9 @@ test('after a NATS restart, agents heartbeat at their own random moment, then ev
   await waitFor(() => cps.every((cp) => cp.state().connected), { timeoutMs: 10_000, what: 'agents see the reconnect' });
 
   const sentAt = (name: string): number[] => beats.filter((b) => b.name === name).map((b) => b.sentAt - T0);
-  // Half an interval × the draw after the reconnect (the clock still stands at T0).
+  // Half an interval × the draw after the reconnect (the clock still stands at T0). The agents
+  // arm those sleeps when they handle the reconnect, which may come after `connected` flips.
+  await waitFor(() => clock.hasSleeperAt(T0 + 500) && clock.hasSleeperAt(T0 + 4500), { timeoutMs: 10_000, what: 'post-reconnect heartbeat delays armed' });
   clock.advanceTo(T0 + 500);
   await waitFor(() => sentAt('node-a').length === 1, { timeoutMs: 10_000, what: 'node-a heartbeat after reconnect' });
   t.deepEqual(sentAt('node-b'), [], 'node-b waits for its own moment');
@@ -184,8 +190,10 @@ test('after a NATS restart, agents heartbeat at their own random moment, then ev
   t.deepEqual(sentAt('node-b'), [4500]);
 
   // From there every interval is jittered: node-a 0.92 × 10 s, node-b 1.08 × 10 s.
+  await waitFor(() => clock.hasSleeperAt(T0 + 500 + 9200), { timeoutMs: 10_000, what: 'node-a next heartbeat armed' });
   clock.advanceTo(T0 + 500 + 9200);
   await waitFor(() => sentAt('node-a').length === 2, { timeoutMs: 10_000, what: 'node-a next heartbeat' });
+  await waitFor(() => clock.hasSleeperAt(T0 + 4500 + 10_800), { timeoutMs: 10_000, what: 'node-b next heartbeat armed' });
   clock.advanceTo(T0 + 4500 + 10_800);
   await waitFor(() => sentAt('node-b').length === 2, { timeoutMs: 10_000, what: 'node-b next heartbeat' });
   t.deepEqual(sentAt('node-a'), [500, 9700]);
