@@ -175,6 +175,9 @@ test('after a NATS restart, agents heartbeat at their own random moment, then ev
   await server.stopProcess();
   await server.restart();
   await Promise.all(reconnected);
+  // The fake coordinator's subscriptions are re-sent on reconnect; a round trip on its connection
+  // makes sure the server has them before any agent heartbeats (else: "no responders").
+  await coordNc.flush();
   await waitFor(() => cps.every((cp) => cp.state().connected), { timeoutMs: 10_000, what: 'agents see the reconnect' });
 
   const sentAt = (name: string): number[] => beats.filter((b) => b.name === name).map((b) => b.sentAt - T0);
