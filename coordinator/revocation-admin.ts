@@ -54,11 +54,16 @@ export async function revokeNode(deps: RevocationAdminDeps, name: string, reason
   const { store, clock } = deps;
   // If the leader deletes the record between our read and our delete, report the record we saw.
   let seen: NodeRecord | undefined;
+  // What was there before this command wrote anything. Once our write went through, a retry (the
+  // leader deleted the record first, so our delete conflicted) reads our own revocation back: that
+  // must not be reported as "already revoked".
+  let previous: Revocation | null | undefined;
   for (let attempt = 1; ; attempt++) {
     try {
       const record = await store.readNode(name);
       seen = record?.value ?? seen;
       const existing = await store.readRevocation(name);
+      if (previous === undefined) previous = existing?.value ?? null;
       const revocation = Revocation.parse({
         kind: 'revocation',
         v: 1,
@@ -70,10 +75,16 @@ export async function revokeNode(deps: RevocationAdminDeps, name: string, reason
       } satisfies Revocation);
       // The revocation first: once the record is gone the agent re-registers, and must be refused.
       if (!existing || !existing.signedByUs || !isDeepStrictEqual(existing.value, revocation)) {
-        await store.putRevocation(revocation, existing?.revision);
+        try {
+          await store.putRevocation(revocation, existing?.revision);
+        } catch (err) {
+          // Someone else wrote it meanwhile: what we read was not the state before us after all.
+          previous = undefined;
+          throw err;
+        }
       }
       if (record) await store.delete(kvKeys.node(name), record.revision);
-      return { revocation, previous: existing?.value ?? null, removed: seen ?? null };
+      return { revocation, previous, removed: seen ?? null };
     } catch (err) {
       // The record or the revocation changed since we read them (the leader re-registered or
       // removed the node meanwhile): read again.

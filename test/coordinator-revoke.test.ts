@@ -337,6 +337,37 @@ test('the leader losing the delete race to the revoke command still releases the
   t.like(registry.heartbeat({ v: 1, name: 'a-gw', identityKey: gw.identity.publicKey, generation: 1, sentAt: Date.now() }), { ok: false, error: { code: 'unauthorized' } });
 });
 
+/** A store in which "the leader" deletes the node's record right after the revoke command wrote its
+ *  revocation (the leader winning the race): the command's own conditional delete then conflicts. */
+class LeaderFirstStore extends StateStore {
+  override async putRevocation(revocation: Revocation, revision: number | undefined): ReturnType<StateStore['putRevocation']> {
+    const stored = await super.putRevocation(revocation, revision);
+    await this.kv.delete(kvKeys.node(revocation.name));
+    return stored;
+  }
+}
+
+test('revoke command losing the delete race to the leader still reports a first revocation', async (t) => {
+  const { id, bucket } = scratchNames('xlrevrace');
+  const nc = await connect({ servers: server().url, name: `xl-test-${id}` });
+  t.teardown(() => nc.close());
+  const key = await generateSigningKeyPair();
+  const kv = await new Kvm(nc).create(bucket, { history: 1 });
+  const store = new LeaderFirstStore(kv, key, silentLogger());
+  const config = parseCoordinatorConfig({ bucket, nodeTtl: '60s' });
+  const registry = await Registry.load({ store, clock: systemClock, logger: silentLogger(), config, liveness: new Liveness(), holdsLease: () => true });
+  t.teardown(() => registry.end());
+  const a = await fakeAgent('node-a', { podCidrs: ['10.71.1.0/24'] });
+  const r = await registry.register(Buffer.from(await signed(a.request(), a.identity.secretKey)));
+  t.true(r.ok, r.ok ? '' : r.error.message);
+
+  const result = await revokeNode({ store, clock: systemClock }, 'node-a', 'lost laptop');
+  t.is(result.previous, null, 'our own revocation, read back on the retry, is not "already revoked"');
+  t.is(result.removed?.name, 'node-a');
+  t.is(result.revocation.identityKey, a.identity.publicKey);
+  t.false(await present(kv, kvKeys.node('node-a')));
+});
+
 // ---- the bin -------------------------------------------------------------------------------------
 
 test('bin: revoke, revocations (table and --json), unrevoke, against the coordinator', async (t) => {
