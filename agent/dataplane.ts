@@ -1,6 +1,9 @@
 // The data plane: turns a DesiredState into WireGuard peers, routes, an MSS clamp and forwarding
 // sysctls. Each apply reads live state once, diffs it against the desired state and runs only the
 // commands that close the gap (all through the Runner). Every change is attempted even if some fail.
+// Hot path: an idle reconcile dumps WireGuard once (ensureInterface hands its dump to apply) and
+// re-reads the sysctls and iptables only every hostCheckIntervalMs (the resync repairs their drift).
+import { systemClock, type Clock } from '../lib/clock.ts';
 import { PartialFailureError, errorMessage } from '../lib/errors.ts';
 import type { Logger } from '../lib/logger.ts';
 import type { Runner } from '../lib/runner.ts';
@@ -11,7 +14,7 @@ import { MssClamp } from './mss-clamp.ts';
 import { ROUTE_PROTO, diffRoutes, parseIpRoutes, readRoutesArgv, routeCommands } from './route-diff.ts';
 import { createWireguardBackend, type BackendKind, type WireguardBackend, type WireguardBackendOptions, type WireguardMode } from './wireguard-backend.ts';
 import { diffWireguard, wireguardCommands, type PlannedCommand } from './wg-diff.ts';
-import { parseWgDump, type LivePeer } from './wg-dump.ts';
+import { parseWgDump, type LivePeer, type LiveWireguard } from './wg-dump.ts';
 
 export type { LivePeer } from './wg-dump.ts';
 
@@ -55,12 +58,14 @@ export interface DataplaneOptions extends BackendPassThrough {
   readonly wireguardMode: WireguardMode;
   /** Use this backend instead of selecting one (tests). */
   readonly backendOverride?: WireguardBackend;
+  /** How long a passed forwarding/MSS check is trusted before apply re-reads it (drift repair). Default 20 s, below the 30 s resync. */
+  readonly hostCheckIntervalMs?: number;
 }
 
 export async function createDataplane(options: DataplaneOptions): Promise<Dataplane> {
   const { config, wireguardMode, backendOverride, ...passThrough } = options;
   const backend = backendOverride ?? (await createWireguardBackend({ ...passThrough, interfaceName: config.interfaceName, mode: wireguardMode }));
-  return new LinuxDataplane(options.runner, options.logger, config.interfaceName, backend);
+  return new LinuxDataplane(options.runner, options.logger, config.interfaceName, backend, options.clock ?? systemClock, options.hostCheckIntervalMs ?? 20_000);
 }
 
 /** `sh -c` with a fixed script; the interface name is a positional argument, never interpolated. */
@@ -78,12 +83,25 @@ class LinuxDataplane implements Dataplane {
   private readonly mss: MssClamp;
   /** apply/ensureInterface/teardown never interleave: each reads live state then acts on it. */
   private queue: Promise<unknown> = Promise.resolve();
+  /**
+   * The dump an unchanged ensureInterface just read, handed to the apply that follows it (the
+   * reconciler calls them back to back) so an idle reconcile runs `wg show dump` once, not twice.
+   * One-shot, same generation only, and dropped at the next macrotask so it is never stale.
+   */
+  private handoff: { dump: LiveWireguard; generation: number } | undefined;
+  /**
+   * Forwarding and MSS clamp were ensured for `key` (families and generation) at `at`: change-driven applies skip the
+   * sysctl/iptables reads until the interval passes, so the periodic resync still repairs drift.
+   */
+  private hostChecked: { key: string; at: number } | undefined;
 
   constructor(
     private readonly runner: Runner,
     private readonly logger: Logger,
     private readonly iface: string,
     private readonly wg: WireguardBackend,
+    private readonly clock: Clock,
+    private readonly hostCheckIntervalMs: number,
   ) {
     this.mss = new MssClamp(runner, logger, iface);
   }
@@ -111,12 +129,15 @@ class LinuxDataplane implements Dataplane {
       await this.wg.ensureLink();
       const name = this.iface;
 
+      this.handoff = undefined;
       const dump = parseWgDump((await this.runner.run(['wg', 'show', name, 'dump'])).stdout);
       const wantKey = await wireguardPublicKeyOf(privateKey);
-      if (dump.interface.listenPort !== iface.listenPort) {
+      const portOk = dump.interface.listenPort === iface.listenPort;
+      const keyOk = dump.interface.publicKey === wantKey;
+      if (!portOk) {
         await this.runner.run(['wg', 'set', name, 'listen-port', String(iface.listenPort)]);
       }
-      if (dump.interface.publicKey !== wantKey) {
+      if (!keyOk) {
         // The key goes through stdin, never argv or disk. Node hands a child's stdin over as a unix
         // socket, which `wg` cannot fopen("/dev/stdin") (ENXIO), so `cat` turns it into a real pipe.
         await this.runner.run(['sh', '-c', SET_PRIVATE_KEY_SCRIPT, name], { input: `${privateKey}\n` });
@@ -143,6 +164,16 @@ class LinuxDataplane implements Dataplane {
 
       const flags = Array.isArray(info.flags) ? (info.flags as unknown[]) : [];
       if (!flags.includes('UP')) await this.runner.run(['ip', 'link', 'set', 'dev', name, 'up']);
+      // Handed off last (the timer starts now). After a `wg set` the dump is outdated: apply reads its own.
+      if (portOk && keyOk) this.handOff(dump);
+    });
+  }
+
+  private handOff(dump: LiveWireguard): void {
+    const entry = { dump, generation: this.wg.generation };
+    this.handoff = entry;
+    setImmediate(() => {
+      if (this.handoff === entry) this.handoff = undefined;
     });
   }
 
@@ -152,13 +183,15 @@ class LinuxDataplane implements Dataplane {
 
   private async applyNow(desired: DesiredState): Promise<ApplyReport> {
     const name = this.iface;
-    // Reads: once per apply.
-    const [dump, v4, v6] = await Promise.all([
-      this.runner.run(['wg', 'show', name, 'dump']),
+    const handoff = this.handoff;
+    this.handoff = undefined;
+    const fresh = handoff?.generation === this.wg.generation ? handoff.dump : undefined;
+    // Reads: once per apply (the WireGuard dump only if ensureInterface did not just read it).
+    const [liveWg, v4, v6] = await Promise.all([
+      fresh ?? this.runner.run(['wg', 'show', name, 'dump']).then((r) => parseWgDump(r.stdout)),
       this.runner.run(readRoutesArgv(4)),
       this.runner.run(readRoutesArgv(6), { allowFailure: true }),
     ]);
-    const liveWg = parseWgDump(dump.stdout);
     const liveRoutes = [...parseIpRoutes(v4.stdout, 4), ...(v6.exitCode === 0 ? parseIpRoutes(v6.stdout, 6) : [])];
 
     const wg = wireguardCommands(name, diffWireguard({ listenPort: desired.interface.listenPort, peers: desired.peers }, liveWg));
@@ -182,11 +215,7 @@ class LinuxDataplane implements Dataplane {
       const f = familyOf(c);
       if (f) families.add(f);
     }
-    await this.ensureForwarding(families, report);
-    for (const added of await this.mss.ensure([...families].sort())) {
-      report.commands.push(added.argv);
-      if (added.ok) report.changes++;
-    }
+    await this.ensureHost([...families].sort(), report);
 
     if (report.commands.length > 0) {
       this.logger.info({ iface: name, changes: report.changes, failures: report.failures.length }, 'dataplane applied');
@@ -195,9 +224,28 @@ class LinuxDataplane implements Dataplane {
     return report;
   }
 
+  /** Forwarding sysctls and the MSS clamp; skipped while the last check (same families, same generation) is recent. */
+  private async ensureHost(families: readonly (4 | 6)[], report: ApplyReport): Promise<void> {
+    // A recreated interface (new generation) is re-checked at once.
+    const key = `${families.join(',')}@${this.wg.generation}`;
+    const now = this.clock.now();
+    const last = this.hostChecked;
+    if (last?.key === key && now - last.at < this.hostCheckIntervalMs) return;
+    this.hostChecked = undefined;
+    const failuresBefore = report.failures.length;
+    await this.ensureForwarding(families, report);
+    const mss = await this.mss.ensure(families);
+    for (const added of mss) {
+      report.commands.push(added.argv);
+      if (added.ok) report.changes++;
+    }
+    // A failed write is retried at the next apply. (A node without iptables is re-probed only after the interval.)
+    if (report.failures.length === failuresBefore) this.hostChecked = { key, at: now };
+  }
+
   /** Nodes forward pod traffic into and out of the tunnel. Reads first; writes only when off. */
-  private async ensureForwarding(families: ReadonlySet<4 | 6>, report: ApplyReport): Promise<void> {
-    for (const f of [...families].sort()) {
+  private async ensureForwarding(families: readonly (4 | 6)[], report: ApplyReport): Promise<void> {
+    for (const f of families) {
       const key = f === 4 ? 'net.ipv4.ip_forward' : 'net.ipv6.conf.all.forwarding';
       const argv = ['sysctl', '-w', `${key}=1`];
       try {
@@ -216,6 +264,8 @@ class LinuxDataplane implements Dataplane {
   }
 
   teardown(): Promise<void> {
+    this.handoff = undefined;
+    this.hostChecked = undefined;
     return this.serialize(async () => {
       const failures: { op: string; error: Error }[] = [];
       const attempt = async (op: string, fn: () => Promise<unknown>): Promise<void> => {

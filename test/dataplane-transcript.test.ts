@@ -5,6 +5,7 @@ import { createHash } from 'node:crypto';
 import { createDataplane, DataplaneApplyError, SET_PRIVATE_KEY_SCRIPT, type Dataplane } from '../agent/dataplane.ts';
 import type { DataplaneConfig, DesiredPeer, DesiredRoute, DesiredState } from '../agent/model.ts';
 import type { WireguardBackend } from '../agent/wireguard-backend.ts';
+import { ManualClock } from '../lib/clock.ts';
 import { PartialFailureError } from '../lib/errors.ts';
 import { silentLogger } from '../lib/logger.ts';
 import { RecordingRunner, type RunResult } from '../lib/runner.ts';
@@ -160,10 +161,10 @@ function state(peers: DesiredPeer[], extraRoutes: DesiredRoute[] = []): DesiredS
 const B = peer('b', ['10.2.0.0/24', '100.96.0.2/32'], { endpoint: '198.51.100.2:51820' });
 const C = peer('c', ['10.3.0.0/24', '100.96.0.3/32']);
 
-async function setup(): Promise<{ host: FakeHost; dp: Dataplane }> {
+async function setup(clock = new ManualClock()): Promise<{ host: FakeHost; dp: Dataplane }> {
   const host = new FakeHost();
   host.listenPort = 51820;
-  const dp = await createDataplane({ runner: host.runner, logger: silentLogger(), config, wireguardMode: 'kernel', backendOverride: fakeBackend() });
+  const dp = await createDataplane({ runner: host.runner, logger: silentLogger(), config, wireguardMode: 'kernel', backendOverride: fakeBackend(), clock, hostCheckIntervalMs: 20_000 });
   return { host, dp };
 }
 
@@ -328,6 +329,75 @@ test('ensureInterface: key via stdin, listen port, mtu, address, up; then only r
   host.runner.clear();
   await dp.ensureInterface(privateKey, { ...iface, addresses: ['100.96.0.9/32'] });
   t.deepEqual(host.writes(), [`ip address replace 100.96.0.9/32 dev ${IF}`, `ip address del 100.96.0.1/32 dev ${IF}`]);
+});
+
+test('idle reconcile (ensureInterface then apply, nothing changed): the exact reads, WireGuard dumped once', async (t) => {
+  const { host, dp } = await setup();
+  const { privateKey } = await generateWireguardKeyPair();
+  const { wireguardPublicKeyOf } = await import('../protocol/signing.ts');
+  host.publicKey = await wireguardPublicKeyOf(privateKey);
+  const desired = state([B, C]);
+  await dp.ensureInterface(privateKey, desired.interface);
+  await dp.apply(desired);
+  host.runner.clear();
+
+  await dp.ensureInterface(privateKey, desired.interface);
+  const report = await dp.apply(desired);
+  t.deepEqual(report.commands, []);
+  t.deepEqual(host.runner.transcript(), [
+    `wg show ${IF} dump`,
+    `ip -j addr show dev ${IF}`,
+    'ip -j route show table main proto 149',
+    'ip -j -6 route show table main proto 149',
+  ]);
+});
+
+test('forwarding and MSS clamp: re-checked once the check interval passed, so drift is repaired at the resync', async (t) => {
+  const clock = new ManualClock();
+  const { host, dp } = await setup(clock);
+  await dp.apply(state([B]));
+  // Drift by hand: forwarding off, clamp rule deleted.
+  host.ipForward = '0';
+  host.mangle = [];
+  clock.advance(19_000);
+  host.runner.clear();
+  await dp.apply(state([B]));
+  t.deepEqual(host.writes(), [], 'a change-driven apply inside the interval trusts the last check');
+  t.false(host.runner.transcript().some((l) => l.startsWith('sysctl') || l.startsWith('iptables')));
+  clock.advance(1_000);
+  host.runner.clear();
+  const report = await dp.apply(state([B]));
+  t.deepEqual(host.writes(), [
+    'sysctl -w net.ipv4.ip_forward=1',
+    `iptables -t mangle -A FORWARD -o ${IF} -p tcp --tcp-flags SYN,RST SYN -m comment --comment crosslink -j TCPMSS --clamp-mss-to-pmtu`,
+  ]);
+  t.is(report.changes, 2);
+});
+
+test('forwarding and MSS clamp: a new address family is checked at once', async (t) => {
+  const { host, dp } = await setup();
+  await dp.apply(state([B]));
+  host.runner.clear();
+  await dp.apply(state([B], [{ dst: 'fd00:2::/64', dev: IF }]));
+  t.true(host.runner.transcript().includes('sysctl -n net.ipv6.conf.all.forwarding'));
+});
+
+test('the dump ensureInterface read is not reused later: peer drift after it is still repaired', async (t) => {
+  const { host, dp } = await setup();
+  const { privateKey } = await generateWireguardKeyPair();
+  const { wireguardPublicKeyOf } = await import('../protocol/signing.ts');
+  host.publicKey = await wireguardPublicKeyOf(privateKey);
+  const desired = state([B]);
+  await dp.ensureInterface(privateKey, desired.interface);
+  await dp.apply(desired);
+  await dp.ensureInterface(privateKey, desired.interface);
+  // A later turn of the event loop: someone removed the peer by hand in between.
+  await new Promise((resolve) => setImmediate(resolve));
+  host.peers.delete(B.publicKey);
+  host.runner.clear();
+  await dp.apply(desired);
+  t.is(host.runner.transcript()[0], `wg show ${IF} dump`);
+  t.deepEqual(host.writes(), [`wg set ${IF} peer ${B.publicKey} endpoint 198.51.100.2:51820 allowed-ips 10.2.0.0/24,100.96.0.2/32`]);
 });
 
 test('teardown: flush our routes (both families), remove the MSS rule, delete the interface', async (t) => {
