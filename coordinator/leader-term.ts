@@ -5,7 +5,6 @@ import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node'
 import { errorMessage } from '../lib/errors.ts';
 import { subjects } from '../protocol/subjects.ts';
 import { expiryCheckIntervalMs } from './config.ts';
-import { sleepOrAbort } from './lease.ts';
 import { NotLeaderError, Registry, type RegistryDeps } from './registry.ts';
 import { watchRevocations } from './revocation-watch.ts';
 
@@ -19,6 +18,8 @@ const QUEUE = 'crosslink-coordinator';
 
 export class LeaderTerm {
   private current: Registry | undefined;
+  /** Set once the server has our subscriptions: from then on registrations are answered. */
+  private serving = false;
   private readonly subs: Subscription[] = [];
   private readonly abort = new AbortController();
   private readonly done: Promise<void>;
@@ -27,9 +28,9 @@ export class LeaderTerm {
     this.done = this.run();
   }
 
-  /** The registry once loaded and while the term lasts. */
+  /** The registry once loaded and served, while the term lasts. */
   get registry(): Registry | undefined {
-    return this.abort.signal.aborted ? undefined : this.current;
+    return this.abort.signal.aborted || !this.serving ? undefined : this.current;
   }
 
   /** Stops serving and writing; waits for in-flight work. */
@@ -52,7 +53,7 @@ export class LeaderTerm {
       } catch (err) {
         if (err instanceof NotLeaderError) return;
         logger.warn({ err: errorMessage(err) }, 'could not load state from the bucket; retrying');
-        await sleepOrAbort(clock, 1000, signal);
+        await clock.sleep(1000, signal);
       }
     }
     const registry = this.current;
@@ -62,6 +63,10 @@ export class LeaderTerm {
       this.deps.nc.subscribe(s.register, { queue: QUEUE, callback: (err, msg) => this.serve(err, msg, (m) => registry.register(m.data)) }),
       this.deps.nc.subscribe(s.deregister, { queue: QUEUE, callback: (err, msg) => this.serve(err, msg, (m) => registry.deregister(m.data)) }),
     );
+    // Leading (Coordinator.isLeader) promises that registrations are answered, so wait until the
+    // server has the subscriptions (a request before that fails with "no responders").
+    await this.subscribed(signal);
+    this.serving = true;
     // Started after the load: it first delivers every current revocation (already applied, so
     // ignored by revision) and then each change, which the registry enforces at once.
     const revocationsFollowed = watchRevocations({ kv: this.deps.store.kv, store: this.deps.store, clock, logger, signal }, (name, stored, revision) =>
@@ -71,7 +76,7 @@ export class LeaderTerm {
     });
     const interval = expiryCheckIntervalMs(config);
     while (!signal.aborted) {
-      await sleepOrAbort(clock, interval, signal);
+      await clock.sleep(interval, signal);
       if (signal.aborted) break;
       try {
         await registry.expireDue();
@@ -80,6 +85,17 @@ export class LeaderTerm {
       }
     }
     await revocationsFollowed;
+  }
+
+  /** Resolves once the server has confirmed our subscriptions (a flush round trip) or the term ends. */
+  private subscribed(signal: AbortSignal): Promise<void> {
+    return new Promise<void>((resolve) => {
+      signal.addEventListener('abort', () => resolve(), { once: true });
+      this.deps.nc.flush().then(resolve, (err: unknown) => {
+        this.deps.logger.debug({ err: errorMessage(err) }, 'flush after subscribing failed');
+        resolve();
+      });
+    });
   }
 
   private serve(err: Error | null, msg: Msg, handle: (m: Msg) => Promise<unknown>): void {

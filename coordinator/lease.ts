@@ -80,7 +80,7 @@ export class LeaderLease {
       if (this.leader && !this.holds() && !signal.aborted) this.lose(events, 'could not renew the lease before it expired');
       if (signal.aborted) break;
       // Followers look more often than the leader renews, so a released lease is taken within a second.
-      await sleepOrAbort(this.opts.clock, this.leader ? this.intervalMs : Math.min(this.intervalMs, 1000), signal);
+      await this.opts.clock.sleep(this.leader ? this.intervalMs : Math.min(this.intervalMs, 1000), signal);
     }
   }
 
@@ -169,17 +169,4 @@ export class LeaderLease {
     this.opts.logger.warn({ holder: this.opts.holder, reason }, 'lost leadership');
     events.onLost(reason);
   }
-}
-
-/** Sleeps on the injected clock, returning early when `signal` aborts (ManualClock ignores signals). */
-export function sleepOrAbort(clock: Clock, ms: number, signal: AbortSignal): Promise<void> {
-  if (signal.aborted) return Promise.resolve();
-  return new Promise<void>((resolve) => {
-    const onAbort = (): void => resolve();
-    signal.addEventListener('abort', onAbort, { once: true });
-    void clock.sleep(ms, signal).then(() => {
-      signal.removeEventListener('abort', onAbort);
-      resolve();
-    });
-  });
 }

@@ -8,10 +8,10 @@ import { errorMessage, ValidationError } from '../lib/errors.ts';
 import { createLogger, type Logger } from '../lib/logger.ts';
 import { DEFAULT_SIGNING_KEY_FILE, RUN_FLAGS, describeConfig, parseCoordinatorConfig, type RawRunOptions } from './config.ts';
 import { Coordinator } from './coordinator.ts';
-import { sleepOrAbort } from './lease.ts';
 import { connectNats } from './nats.ts';
 import { addRevocationCommands } from './revocation-commands.ts';
-import { SigningKeyError, loadOrCreateSigningKey } from './signing-key.ts';
+import { SecretFileError } from '../lib/secret-file.ts';
+import { loadOrCreateSigningKey } from './signing-key.ts';
 
 const EXIT_USAGE = 2;
 
@@ -71,7 +71,7 @@ async function runCoordinator(raw: RawRunOptions, sourceOf: (key: keyof RawRunOp
       },
     );
     const timeout = new AbortController();
-    const inTime = await Promise.race([drained, sleepOrAbort(systemClock, 5000, timeout.signal).then(() => false)]);
+    const inTime = await Promise.race([drained, systemClock.sleep(5000, timeout.signal).then(() => false)]);
     timeout.abort();
     if (!inTime && !nc.isClosed()) await nc.close();
   }
@@ -91,7 +91,7 @@ async function startWithRetry(
       return await Coordinator.start({ nc, clock: systemClock, logger, config, signingKey: { publicKey: signingKey.publicKey, secretKey: signingKey.secretKey } });
     } catch (err) {
       logger.warn({ err: errorMessage(err), retryInMs: delay }, 'could not open the bucket; retrying');
-      await sleepOrAbort(systemClock, delay, signal);
+      await systemClock.sleep(delay, signal);
     }
   }
   return undefined;
@@ -133,7 +133,7 @@ async function main(): Promise<void> {
   } catch (err) {
     const usage = err instanceof ValidationError;
     process.stderr.write(`crosslink-coordinator: ${errorMessage(err)}\n`);
-    if (err instanceof SigningKeyError || usage) process.exitCode = EXIT_USAGE;
+    if (err instanceof SecretFileError || usage) process.exitCode = EXIT_USAGE;
     else process.exitCode = 1;
   }
 }

@@ -7,7 +7,6 @@ import type { Clock } from '../lib/clock.ts';
 import { CrosslinkError, errorMessage } from '../lib/errors.ts';
 import type { Logger } from '../lib/logger.ts';
 import type { CoordinatorConfig } from './config.ts';
-import { sleepOrAbort } from './lease.ts';
 
 /** Resolves to the connection, or undefined if `signal` aborted first. */
 export async function connectNats(
@@ -44,7 +43,7 @@ export async function connectNats(
       return nc;
     } catch (err) {
       logger.warn({ servers: config.natsServers, err: errorMessage(err), retryInMs: delay }, 'cannot connect to NATS yet; retrying');
-      await sleepOrAbort(clock, delay, signal);
+      await clock.sleep(delay, signal);
     }
   }
   return undefined;

@@ -18,11 +18,10 @@ import {
   type Revocation,
 } from '../protocol/messages.ts';
 import { kvKeys } from '../protocol/subjects.ts';
-import { cidrContainsIp, parseIp, type Cidr } from '../protocol/cidr.ts';
 import { checkSentAt, openSignedRequest, validateRegistration, type Checked, type RegistrationPolicy } from '../protocol/validate-registration.ts';
 import { decideCluster } from './clusters.ts';
 import { heartbeatIntervalMs, type CoordinatorConfig } from './config.ts';
-import { AddressIndex, decideOverlayIp, usableRange, type IpamEntry } from './ipam.ts';
+import { AddressIndex, decideOverlayIp, type IpamEntry } from './ipam.ts';
 import { KeyedMutex } from './keyed-mutex.ts';
 import { IpamTable, NodeTable } from './registry-index.ts';
 import type { Liveness } from './liveness.ts';
@@ -203,7 +202,7 @@ export class Registry {
     // The address the node's live record already has, and its ipam entry agrees: keep it without
     // scanning the whole table (the scan is for new and returning nodes).
     const agreed = own?.value.releasedAt === undefined && own?.value.identityKey === r.identityKey && own.value.ip === restated?.overlayIp;
-    if (agreed && inPool(this.deps.config.overlayCidr, own.value.ip)) return { ok: true, value: own.value.ip };
+    if (agreed && this.addresses.usable(own.value.ip) !== undefined) return { ok: true, value: own.value.ip };
     const decision = decideOverlayIp({
       name: r.name,
       own: own?.value,
@@ -539,13 +538,6 @@ export function restatedRecord(req: RegistrationRequest, own: NodeRecord | undef
   if (own?.name !== req.name || own.identityKey !== req.identityKey || own.publicKey !== req.publicKey) return undefined;
   const same = own.podCidrs.length === req.podCidrs.length && own.podCidrs.every((c, i) => c === req.podCidrs[i]);
   return same ? own : undefined;
-}
-
-function inPool(pool: Cidr, ipText: string): boolean {
-  const ip = parseIp(ipText);
-  if (!ip || !cidrContainsIp(pool, ip.family, ip.value)) return false;
-  const { first, last } = usableRange(pool);
-  return ip.value >= first && ip.value <= last;
 }
 
 function setOrDelete<T>(map: { set(key: string, value: T): unknown; delete(key: string): unknown }, key: string, value: T | undefined): void {

@@ -8,7 +8,6 @@ import { errorMessage } from '../lib/errors.ts';
 import type { Logger } from '../lib/logger.ts';
 import { kvKeys, revokedNameFromKey } from '../protocol/subjects.ts';
 import type { Revocation } from '../protocol/messages.ts';
-import { sleepOrAbort } from './lease.ts';
 import type { StateStore, StoredRecord } from './store.ts';
 
 /** One change: a revocation (stored) or its removal (null), at KV `revision`. */
@@ -58,7 +57,7 @@ export async function watchRevocations(deps: RevocationWatchDeps, onChange: Revo
       logger.warn({ err: errorMessage(err) }, 'cannot watch revocations; retrying');
     }
     failures++;
-    await sleepOrAbort(clock, Math.min(5000, 250 * 2 ** Math.min(failures - 1, 5)), signal);
+    await clock.sleep(Math.min(5000, 250 * 2 ** Math.min(failures - 1, 5)), signal);
   }
 }
 

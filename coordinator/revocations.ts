@@ -12,13 +12,8 @@ export interface RevocationMatch {
   readonly field: 'name' | 'identityKey' | 'publicKey';
 }
 
-interface Held {
-  readonly value: Revocation;
-  readonly revision: number;
-}
-
 export class RevocationTable {
-  private readonly held = new Map<string, Held>();
+  private readonly held = new Map<string, Revocation>();
   /** Revision of the last change applied per name, deletions included. */
   private readonly revisions = new Map<string, number>();
   private readonly byIdentityKey = new Map<string, Revocation>();
@@ -32,22 +27,17 @@ export class RevocationTable {
     if (revision <= (this.revisions.get(name) ?? 0)) return false;
     this.revisions.set(name, revision);
     if (value === null) this.held.delete(name);
-    else this.held.set(name, { value, revision });
+    else this.held.set(name, value);
     this.reindex();
     return true;
   }
 
   get(name: string): Revocation | undefined {
-    return this.held.get(name)?.value;
-  }
-
-  /** Revision of the held revocation of `name`, if any. */
-  revisionOf(name: string): number | undefined {
-    return this.held.get(name)?.revision;
+    return this.held.get(name);
   }
 
   all(): Revocation[] {
-    return [...this.held.values()].map((h) => h.value).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    return [...this.held.values()].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   }
 
   get size(): number {
@@ -59,7 +49,7 @@ export class RevocationTable {
    * identity and WireGuard keys are blocked under every name (a stolen key must not come back).
    */
   forRegistration(req: Pick<NodeRecord, 'name' | 'identityKey' | 'publicKey'>): RevocationMatch | undefined {
-    const byName = this.held.get(req.name)?.value;
+    const byName = this.held.get(req.name);
     if (byName) return { revocation: byName, field: 'name' };
     const byIdentity = this.byIdentityKey.get(req.identityKey);
     if (byIdentity) return { revocation: byIdentity, field: 'identityKey' };
@@ -69,7 +59,7 @@ export class RevocationTable {
   }
 
   forHeartbeat(name: string, identityKey: string): RevocationMatch | undefined {
-    const byName = this.held.get(name)?.value;
+    const byName = this.held.get(name);
     if (byName) return { revocation: byName, field: 'name' };
     const byIdentity = this.byIdentityKey.get(identityKey);
     return byIdentity ? { revocation: byIdentity, field: 'identityKey' } : undefined;
@@ -83,7 +73,7 @@ export class RevocationTable {
   private reindex(): void {
     this.byIdentityKey.clear();
     this.byPublicKey.clear();
-    for (const { value } of this.held.values()) {
+    for (const value of this.held.values()) {
       if (value.identityKey !== null) this.byIdentityKey.set(value.identityKey, value);
       if (value.publicKey !== null) this.byPublicKey.set(value.publicKey, value);
     }

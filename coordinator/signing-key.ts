@@ -7,9 +7,6 @@ import { z } from 'zod';
 import { createSecretFileExclusive, readSecretFile, SecretFileError } from '../lib/secret-file.ts';
 import { generateSigningKeyPair, signEnvelope, signingPublicKeyOf, verifyEnvelope, type SigningKeyPair } from '../protocol/signing.ts';
 
-/** Signing-key file problems are SecretFileErrors (they name the path and the fix); this name stays for importers. */
-export { SecretFileError as SigningKeyError } from '../lib/secret-file.ts';
-
 /** The coordinator's key often comes from a Kubernetes Secret, whose volume sets the mode. */
 const READ_OPTIONS = { modeHint: 'for a Kubernetes Secret volume set defaultMode: 0400' } as const;
 const EXPECTED = 'a coordinator signing key file holds {"secretKey": "<base64>", "publicKey": "<base64>"}';

@@ -117,10 +117,6 @@ export class StateStore {
     return this.readSigned(kvKeys.cluster(name), ClusterRecord);
   }
 
-  readIpam(name: string): Promise<StoredIpam | undefined> {
-    return this.readIpamKey(kvKeys.ipam(name));
-  }
-
   readRevocation(name: string): Promise<StoredRecord<Revocation> | undefined> {
     return this.readRevocationKey(kvKeys.revoked(name));
   }
@@ -187,11 +183,6 @@ export class StateStore {
       return undefined;
     }
     return { value: parsed.data, envelope: env.data, revision: e.revision, signedByUs: false };
-  }
-
-  private async readIpamKey(key: string): Promise<StoredIpam | undefined> {
-    const e = await this.kv.get(key);
-    return live(e) ? this.decodeIpam(e) : undefined;
   }
 
   private decodeIpam(e: KvEntry): StoredIpam | undefined {

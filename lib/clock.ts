@@ -22,7 +22,8 @@ export const systemClock: Clock = {
     }),
 };
 
-/** Manually advanced clock for tests. `sleep` resolves when `advance` passes its deadline. */
+/** Manually advanced clock for tests. `sleep` resolves when `advance` passes its deadline, or at
+ *  once when its signal aborts (as systemClock's does). */
 export class ManualClock implements Clock {
   private t: number;
   private waiters: { at: number; resolve: () => void }[] = [];
@@ -32,8 +33,23 @@ export class ManualClock implements Clock {
   now(): number {
     return this.t;
   }
-  sleep(ms: number): Promise<void> {
-    return new Promise((resolve) => this.waiters.push({ at: this.t + ms, resolve }));
+  sleep(ms: number, signal?: AbortSignal): Promise<void> {
+    if (signal?.aborted) return Promise.resolve();
+    return new Promise((resolve) => {
+      const onAbort = (): void => {
+        this.waiters = this.waiters.filter((w) => w !== waiter);
+        resolve();
+      };
+      const waiter = {
+        at: this.t + ms,
+        resolve: (): void => {
+          signal?.removeEventListener('abort', onAbort);
+          resolve();
+        },
+      };
+      this.waiters.push(waiter);
+      signal?.addEventListener('abort', onAbort, { once: true });
+    });
   }
   advance(ms: number): void {
     this.t += ms;

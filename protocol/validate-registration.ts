@@ -5,7 +5,6 @@
 import type { z } from 'zod';
 import {
   bitsOf,
-  canonicalCidr,
   cidrsOverlap,
   cidrContainsIp,
   formatEndpoint,
@@ -125,22 +124,30 @@ function mustCidr(text: string): Cidr {
   return c;
 }
 
+/** Unroutable IPv4/IPv6 ranges, parsed once (this runs for every endpoint of every registration). */
+const THIS_NETWORK_V4 = mustCidr('0.0.0.0/8');
+const LOOPBACK_V4 = mustCidr('127.0.0.0/8');
+const LINK_LOCAL_V4 = mustCidr('169.254.0.0/16');
+const MULTICAST_V4 = mustCidr('224.0.0.0/4');
+const LINK_LOCAL_V6 = mustCidr('fe80::/10');
+const MULTICAST_V6 = mustCidr('ff00::/8');
+
 /** Why an address cannot be a peer endpoint or VPC address, or undefined if it can. */
 export function unroutableReason(family: 4 | 6, value: bigint): string | undefined {
-  const inRange = (text: string): boolean => cidrContainsIp(mustCidr(text), family, value);
+  const inRange = (c: Cidr): boolean => cidrContainsIp(c, family, value);
   if (family === 4) {
     if (value === 0n) return 'unspecified';
     if (value === 0xffffffffn) return 'broadcast';
-    if (inRange('0.0.0.0/8')) return 'in "this network" 0.0.0.0/8';
-    if (inRange('127.0.0.0/8')) return 'loopback';
-    if (inRange('169.254.0.0/16')) return 'link-local';
-    if (inRange('224.0.0.0/4')) return 'multicast';
+    if (inRange(THIS_NETWORK_V4)) return 'in "this network" 0.0.0.0/8';
+    if (inRange(LOOPBACK_V4)) return 'loopback';
+    if (inRange(LINK_LOCAL_V4)) return 'link-local';
+    if (inRange(MULTICAST_V4)) return 'multicast';
     return undefined;
   }
   if (value === 0n) return 'unspecified';
   if (value === 1n) return 'loopback';
-  if (inRange('fe80::/10')) return 'link-local';
-  if (inRange('ff00::/8')) return 'multicast';
+  if (inRange(LINK_LOCAL_V6)) return 'link-local';
+  if (inRange(MULTICAST_V6)) return 'multicast';
   return undefined;
 }
 
@@ -251,7 +258,8 @@ export function validateRegistration(
       ...req,
       endpoints,
       privateAddresses,
-      podCidrs: pods.map((p) => canonicalCidr(p.text) ?? p.text),
+      // parseCidr's text is already canonical (network address, shortest form).
+      podCidrs: pods.map((p) => p.text),
     }),
   };
 }

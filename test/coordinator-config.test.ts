@@ -2,8 +2,9 @@ import test, { type ExecutionContext } from 'ava';
 import { chmod, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { expiryCheckIntervalMs, heartbeatIntervalMs, parseCoordinatorConfig, type RawRunOptions } from '../coordinator/config.ts';
-import { SigningKeyError, loadOrCreateSigningKey } from '../coordinator/signing-key.ts';
+import { loadOrCreateSigningKey } from '../coordinator/signing-key.ts';
 import { ValidationError } from '../lib/errors.ts';
+import { SecretFileError } from '../lib/secret-file.ts';
 import { generateSigningKeyPair } from '../protocol/signing.ts';
 import { tempDir as makeTempDir } from './helpers/temp-dir.ts';
 
@@ -118,7 +119,7 @@ test('signing key: refused when group or world readable', async (t) => {
   const file = join(dir, 'k');
   await loadOrCreateSigningKey(file);
   await chmod(file, 0o640);
-  const err = await t.throwsAsync(loadOrCreateSigningKey(file), { instanceOf: SigningKeyError });
+  const err = await t.throwsAsync(loadOrCreateSigningKey(file), { instanceOf: SecretFileError });
   t.is(err.path, file);
   t.regex(err.message, /0640.*chmod 600.*defaultMode/);
 });
@@ -134,7 +135,7 @@ for (const [name, content, re] of malformed) {
     const dir = await tempDir(t);
     const file = join(dir, 'k');
     await writeFile(file, content, { mode: 0o600 });
-    const err = await t.throwsAsync(loadOrCreateSigningKey(file), { instanceOf: SigningKeyError });
+    const err = await t.throwsAsync(loadOrCreateSigningKey(file), { instanceOf: SecretFileError });
     t.regex(err.message, re);
   });
 }
@@ -145,7 +146,7 @@ test('signing key: publicKey that does not match secretKey is refused', async (t
   const a = await generateSigningKeyPair();
   const b = await generateSigningKeyPair();
   await writeFile(file, JSON.stringify({ secretKey: a.secretKey, publicKey: b.publicKey }), { mode: 0o600 });
-  const err = await t.throwsAsync(loadOrCreateSigningKey(file), { instanceOf: SigningKeyError });
+  const err = await t.throwsAsync(loadOrCreateSigningKey(file), { instanceOf: SecretFileError });
   t.regex(err.message, /does not belong/);
 });
 
