@@ -7,6 +7,7 @@ import { performance } from 'node:perf_hooks';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { heartbeatDelayMs, onConnectionStatus } from '../agent/control-plane.ts';
 import { errorMessage } from '../lib/errors.ts';
+import { mapLimit } from '../lab/pool.ts';
 import { fakeAgent, rpc, signed, type FakeAgent } from '../coordinator/testing.ts';
 import { HeartbeatReply, RegisterReply, type Heartbeat } from '../protocol/messages.ts';
 import { openEnvelopeUnverified } from '../protocol/signing.ts';
@@ -98,7 +99,7 @@ export class AgentFleet {
     let failed = 0;
     let heartbeatIntervalMs = 0;
     const t0 = performance.now();
-    await mapBounded(agents, concurrency, async (agent) => {
+    await mapLimit(agents, concurrency, async (agent) => {
       for (let attempt = 1; attempt <= 5; attempt++) {
         try {
           const { reply, ms } = await this.registerOnce(agent);
@@ -202,19 +203,4 @@ function isRetryable(err: unknown): boolean {
 function recordGeneration(reply: Extract<RegisterReply, { ok: true }>): number {
   const payload = openEnvelopeUnverified(reply.record) as { generation?: unknown } | null;
   return typeof payload?.generation === 'number' ? payload.generation : -1;
-}
-
-/** Runs `fn` over `items` with at most `limit` in flight; results keep the input order. */
-export async function mapBounded<T, R>(items: readonly T[], limit: number, fn: (item: T, index: number) => Promise<R>): Promise<R[]> {
-  const out = new Array<R>(items.length);
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    for (;;) {
-      const i = next++;
-      if (i >= items.length) return;
-      out[i] = await fn(items[i] as T, i);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, () => worker()));
-  return out;
 }

@@ -1,5 +1,6 @@
 // Figures and tables for the benchmark sections: percentiles and a plain aligned table with the
 // parameters it was measured under. Benchmarks print; they never assert.
+import { renderTable } from '../cli/format.ts';
 
 /** Nearest-rank percentile (p in 0..100) of `xs`; NaN for an empty list. */
 export function percentile(xs: readonly number[], p: number): number {
@@ -34,19 +35,13 @@ export interface Table {
 }
 
 export function formatTable(t: Table): string {
-  const cells = [t.header, ...t.rows].map((r) => r.map((c) => String(c)));
-  const widths = t.header.map((_, i) => Math.max(...cells.map((r) => (r[i] ?? '').length)));
-  const line = (r: readonly string[]): string =>
-    r
-      .map((c, i) => c.padEnd(widths[i] ?? 0))
-      .join('  ')
-      .trimEnd();
+  const rows = t.rows.map((r) => r.map((c) => String(c)));
+  const widths = t.header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
   const out = [`## ${t.title}`];
   if (t.params && Object.keys(t.params).length > 0) {
     out.push(Object.entries(t.params).map(([k, v]) => `${k}=${v}`).join(', '));
   }
-  out.push(line(cells[0] ?? []), line(widths.map((w) => '-'.repeat(w))));
-  for (const r of cells.slice(1)) out.push(line(r));
+  out.push(renderTable(t.header, [widths.map((w) => '-'.repeat(w)), ...rows]));
   for (const n of t.notes ?? []) out.push(`  ${n}`);
   return out.join('\n');
 }

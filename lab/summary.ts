@@ -1,10 +1,8 @@
 // Pure: the mesh summary printed by the demo and `lab status` — nodes, tunnels with a recent
 // handshake, and how each cross-cloud node pair is connected (from the agents' `remotes`).
+import { peerState, remotePathText } from '../cli/format.ts';
 import type { AgentStatus, RemotePath } from '../protocol/status.ts';
 import type { LabPlan } from './plan.ts';
-
-/** WireGuard re-handshakes every 2 minutes while traffic flows; older means the tunnel is idle or dead. */
-export const RECENT_HANDSHAKE_MS = 180_000;
 
 export interface PairPath {
   readonly from: string;
@@ -13,6 +11,7 @@ export interface PairPath {
   readonly toCloud: string;
   readonly path: RemotePath['path'] | 'unknown';
   readonly via: string | null;
+  readonly reason: string | null;
 }
 
 export interface MeshSummary {
@@ -23,11 +22,9 @@ export interface MeshSummary {
   readonly pairs: readonly PairPath[];
 }
 
-export function describePath(p: Pick<PairPath, 'path' | 'via'>): string {
-  if (p.path === 'gateway') return `via gateway ${p.via ?? '?'}`;
-  if (p.path === 'local-gateway') return `via own gateway ${p.via ?? '?'}`;
-  if (p.path === 'relay') return `via relay ${p.via ?? '?'}`;
-  return p.path;
+/** Same wording as `crosslink status`; 'unknown' when the agent has not reported the pair. */
+export function describePath(p: PairPath): string {
+  return p.path === 'unknown' ? 'unknown' : remotePathText({ node: p.to, cluster: p.toCloud, path: p.path, via: p.via, reason: p.reason });
 }
 
 export function meshSummary(plan: LabPlan, statuses: ReadonlyMap<string, AgentStatus>, now = Date.now()): MeshSummary {
@@ -41,12 +38,12 @@ export function meshSummary(plan: LabPlan, statuses: ReadonlyMap<string, AgentSt
     if (s.ready) ready++;
     for (const p of s.peers) {
       tunnels++;
-      if (p.latestHandshakeAt !== null && now - p.latestHandshakeAt < RECENT_HANDSHAKE_MS) tunnelsUp++;
+      if (peerState(p, now) === 'up') tunnelsUp++;
     }
     for (const other of plan.nodes) {
       if (other.cloud === node.cloud || !statuses.has(other.name)) continue;
       const r = s.remotes.find((x) => x.node === other.name);
-      pairs.push({ from: node.name, to: other.name, fromCloud: node.cloud, toCloud: other.cloud, path: r?.path ?? 'unknown', via: r?.via ?? null });
+      pairs.push({ from: node.name, to: other.name, fromCloud: node.cloud, toCloud: other.cloud, path: r?.path ?? 'unknown', via: r?.via ?? null, reason: r?.reason ?? null });
     }
   }
   return { nodes: statuses.size, ready, tunnels, tunnelsUp, pairs };
@@ -54,7 +51,7 @@ export function meshSummary(plan: LabPlan, statuses: ReadonlyMap<string, AgentSt
 
 /**
  * One line per cross-cloud node pair: "onprem-n1 ↔ edge-n1   via relay aws-n2"; when the two
- * directions differ (gateway clouds), both: "aws-n1 ↔ gcp-n2   → via gateway gcp-n1 | ← via own gateway gcp-n1".
+ * directions differ (gateway clouds), both: "aws-n1 ↔ gcp-n2   → via gateway gcp-n1 | ← via local gateway gcp-n1".
  */
 export function formatSummary(s: MeshSummary): string {
   const lines = [`nodes: ${s.ready}/${s.nodes} ready   tunnels: ${s.tunnelsUp}/${s.tunnels} with a recent handshake`];

@@ -178,7 +178,7 @@ test('mesh summary: one line per cross-cloud node pair, both directions when the
   t.is(summary.pairs.length, 6);
   const text = formatSummary(summary);
   t.regex(text, /onprem-n1 ↔ edge-n1\s+via relay aws-n1$/m);
-  t.regex(text, /gcp-n2 +↔ onprem-n1\s+→ via own gateway gcp-n1 \| ← via gateway gcp-n1$/m);
+  t.regex(text, /gcp-n2 +↔ onprem-n1\s+→ via local gateway gcp-n1 \| ← via gateway gcp-n1$/m);
   t.regex(text, /gcp-n2 +↔ edge-n1\s+unknown$/m, 'a direction nobody reported');
   t.is(text.split('\n').length, 4, 'one header and one line per node pair');
 });

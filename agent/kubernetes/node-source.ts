@@ -259,7 +259,7 @@ class NodeObjectSource implements KubernetesNodeSource {
   }
 
   private async refreshHeartbeats(): Promise<void> {
-    const every = this.opts.heartbeatRefreshMs ?? 5 * 60_000;
+    const every = this.heartbeatRefreshMs();
     while (!this.stopper.signal.aborted) {
       await this.clock.sleep(every, this.stopper.signal);
       if (this.desired && !this.stopper.signal.aborted) await this.flushPublish();
