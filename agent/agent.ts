@@ -115,7 +115,7 @@ export class Agent {
       computeDesiredState: o.computeDesiredState ?? defaultComputeDesiredState,
       clock: this.clock,
       logger: o.logger.child({ component: 'reconciler' }),
-      onReconciled: (r) => this.afterReconcile(r),
+      onReconciled: () => this.publishState(),
       relay,
     });
   }
@@ -326,10 +326,6 @@ export class Agent {
     }
   }
 
-  private afterReconcile(_record: ReconcileRecord): void {
-    this.publishState();
-  }
-
   /** Tells the node source (Kubernetes: Node annotations/condition) our key, IP and readiness when they changed. */
   private publishState(): void {
     const r = this.readiness();
@@ -357,16 +353,6 @@ export class Agent {
       return { ready: false, reason: `not reconciled yet${last?.error ? `: ${last.error}` : ''}` };
     }
     return { ready: true, reason: 'registered and reconciled' };
-  }
-
-  /** The verified view (null before there is one). */
-  view(): MeshView | null {
-    return this.currentView() ?? null;
-  }
-
-  /** The desired state of the latest reconcile (null before the first apply). */
-  desired(): DesiredState | null {
-    return this.reconciler.desired();
   }
 
   get publicKey(): string {

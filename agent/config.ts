@@ -243,10 +243,28 @@ const AbsPath = z.string().refine((s) => isAbsolute(s), 'must be an absolute pat
 const SocketPath = AbsPath.refine((s) => Buffer.byteLength(s) <= 107, 'must be at most 107 bytes (unix socket path limit)');
 const LogLevel = z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']);
 
-function seconds(label: string, text: string, max: number): number {
+/** "first-last" relay ports (shared with `crosslink showconf`); the range must not contain `listenPort`. */
+export function parseRelayPortRange(label: string, text: string, listenPort: number): { readonly first: number; readonly last: number } {
+  const rm = /^([0-9]{1,5})-([0-9]{1,5})$/.exec(text.trim());
+  const allowed = 'must be "first-last" with 1024 <= first <= last <= 65535, e.g. 52000-52999, not containing --listen-port';
+  if (!rm || rm[1] === undefined || rm[2] === undefined) throw new ValidationError(label, text, allowed);
+  const first = Number(rm[1]);
+  const last = Number(rm[2]);
+  if (first < 1024 || last > 65535 || first > last || (listenPort >= first && listenPort <= last)) {
+    throw new ValidationError(label, text, allowed);
+  }
+  return { first, last };
+}
+
+/** A duration in ms, where a bare number means seconds (unlike parseDuration's milliseconds); undefined if malformed. */
+export function parseSecondsDuration(text: string): number | undefined {
   const t = text.trim();
+  return /^[0-9]+$/.test(t) ? Number(t) * 1000 : parseDuration(t);
+}
+
+function seconds(label: string, text: string, max: number): number {
   // Bare numbers are seconds here (keepalives are configured in seconds everywhere else too).
-  const ms = /^[0-9]+$/.test(t) ? Number(t) * 1000 : parseDuration(t);
+  const ms = parseSecondsDuration(text);
   if (ms === undefined || ms % 1000 !== 0 || ms / 1000 > max) {
     throw new ValidationError(label, text, `must be whole seconds 0-${max}, e.g. 25 or 25s`);
   }
@@ -392,21 +410,14 @@ function buildConfig(opts: Record<string, unknown>, ctx: ParseContext): AgentCon
 
   const resyncRaw = get('resyncInterval');
   const resyncText = str(resyncRaw) ?? '30s';
-  const resyncMs = /^[0-9]+$/.test(resyncText.trim()) ? Number(resyncText) * 1000 : parseDuration(resyncText);
+  const resyncMs = parseSecondsDuration(resyncText);
   if (resyncMs === undefined || resyncMs < 1000 || resyncMs > 3_600_000) {
     throw new ValidationError(resyncRaw.label, resyncText, 'must be a duration 1s-1h, e.g. 30s, 2m (a bare number is seconds)');
   }
 
   const relayRaw = get('relayPortRange');
   const relayText = str(relayRaw) ?? DEFAULTS.relayPortRange;
-  const rm = /^([0-9]{1,5})-([0-9]{1,5})$/.exec(relayText.trim());
-  const relayAllowed = 'must be "first-last" with 1024 <= first <= last <= 65535, e.g. 52000-52999, not containing --listen-port';
-  if (!rm || rm[1] === undefined || rm[2] === undefined) throw new ValidationError(relayRaw.label, relayText, relayAllowed);
-  const relayFirst = Number(rm[1]);
-  const relayLast = Number(rm[2]);
-  if (relayFirst < 1024 || relayLast > 65535 || relayFirst > relayLast || (listenPort >= relayFirst && listenPort <= relayLast)) {
-    throw new ValidationError(relayRaw.label, relayText, relayAllowed);
-  }
+  const relay = parseRelayPortRange(relayRaw.label, relayText, listenPort);
 
   const cleanupRaw = get('cleanup');
   const cleanup = typeof cleanupRaw.value === 'boolean' ? cleanupRaw.value : true;
@@ -447,8 +458,8 @@ function buildConfig(opts: Record<string, unknown>, ctx: ParseContext): AgentCon
     natKeepaliveSec,
     mtu,
     resyncIntervalMs: resyncMs,
-    relayPortBase: relayFirst,
-    relayPortSpan: relayLast - relayFirst + 1,
+    relayPortBase: relay.first,
+    relayPortSpan: relay.last - relay.first + 1,
     cleanup,
     logLevel,
   });

@@ -151,8 +151,6 @@ export interface ControlPlaneState {
   readonly nodeTtlMs: number | null;
 }
 
-type Outcome = { ok: true; record: NodeRecord } | { ok: false; kind: 'unavailable' | 'rejected'; error: string; uncertain: boolean };
-
 /**
  * The answer to registerWithKey. `uncertain`: no clear answer came back (timeout, bad reply), so the
  * coordinator may have applied the new key; the caller re-asserts the current one.
@@ -388,7 +386,7 @@ export class ControlPlane {
     return parsed.data;
   }
 
-  private async registerOnce(reason: string, publicKey: string): Promise<Outcome> {
+  private async registerOnce(reason: string, publicKey: string): Promise<KeyRegistration> {
     let request: RegistrationRequest;
     try {
       request = this.buildRequest(publicKey);
@@ -446,7 +444,7 @@ export class ControlPlane {
     return { ok: true, record };
   }
 
-  private rejected(error: ErrorBody): Outcome {
+  private rejected(error: ErrorBody): KeyRegistration {
     this.lastError = `${error.code}${error.field ? ` (${error.field})` : ''}: ${error.message}`;
     if (error.code === 'unavailable' || error.code === 'internal') {
       this.throttle.warn('register-unavailable', { code: error.code, err: error.message }, 'registration: coordinator not ready, retrying');

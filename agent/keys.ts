@@ -14,9 +14,6 @@ import {
   type WireguardKeyPair,
 } from '../protocol/signing.ts';
 
-/** Every key-file problem (state dir, node keys, coordinator key) is a SecretFileError; this name stays for importers. */
-export { SecretFileError as KeyFileError } from '../lib/secret-file.ts';
-
 export const WIREGUARD_KEY_FILE = 'wireguard.key';
 export const IDENTITY_KEY_FILE = 'identity.key';
 /** A rotation's new WireGuard key, fully written before it replaces WIREGUARD_KEY_FILE. */

@@ -229,6 +229,11 @@ async function removeStaleSocket(path: string): Promise<void> {
       resolve(true);
     });
     s.once('error', () => resolve(false));
+    // A listener too busy to accept is still alive: never replace it, never wait forever.
+    s.setTimeout(2000, () => {
+      s.destroy();
+      resolve(true);
+    });
   });
   if (alive) throw new StatusServerError(`another process is serving ${path} (is an agent already running with this --state-dir?)`);
   await unlink(path);

@@ -6,12 +6,11 @@ import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Command, CommanderError, Option } from 'commander';
 import { z } from 'zod';
-import { InterfaceName, NatsUrl } from '../agent/config.ts';
+import { DEFAULTS, InterfaceName, NatsUrl, parseRelayPortRange, parseSecondsDuration } from '../agent/config.ts';
 import { computeDesiredState } from '../agent/desired-state.ts';
 import { readCoordinatorKeyFile } from '../agent/keys.ts';
 import type { DataplaneConfig, DesiredState, MeshView } from '../agent/model.ts';
 import { DiagnosticsDocument, RotateKeyResponse, ViewDocument, fromViewDocument } from '../agent/status-server.ts';
-import { parseDuration } from '../lib/duration.ts';
 import { CrosslinkError, ValidationError, errorMessage } from '../lib/errors.ts';
 import { silentLogger } from '../lib/logger.ts';
 import { Key32, NodeName } from '../protocol/messages.ts';
@@ -86,7 +85,7 @@ async function readKv(o: KvOpts): Promise<Awaited<ReturnType<typeof readMeshFrom
 }
 
 function parseSeconds(flag: string, text: string): number {
-  const ms = /^[0-9]+$/.test(text.trim()) ? Number(text) * 1000 : parseDuration(text);
+  const ms = parseSecondsDuration(text);
   if (ms === undefined || ms > 60_000) throw new ValidationError(flag, text, 'must be a duration up to 60s, e.g. 3s (0 disables)');
   return ms;
 }
@@ -129,10 +128,10 @@ export function buildProgram(io: CliIo, setExit: (code: number) => void): Comman
       .addOption(new Option('--format <format>', 'wg (wg-quick style INI) or json (the full desired state)').choices(['wg', 'json']).default('wg'))
       .option('--json', 'same as --format json')
       .option('--node <name>', 'with --nats-url: the node whose config to compute')
-      .option('--interface <name>', 'with --nats-url: interface name', 'crosslink0')
+      .option('--interface <name>', 'with --nats-url: interface name', DEFAULTS.interfaceName)
       .option('--mtu <bytes>', 'with --nats-url: interface MTU', '1420')
-      .option('--nat-keepalive <seconds>', 'with --nats-url: keepalive used when the node is behind NAT', '25')
-      .option('--relay-port-range <a-b>', 'with --nats-url: relay ports', '52000-52999'),
+      .option('--nat-keepalive <seconds>', 'with --nats-url: keepalive used when the node is behind NAT', String(DEFAULTS.natKeepaliveSec))
+      .option('--relay-port-range <a-b>', 'with --nats-url: relay ports', DEFAULTS.relayPortRange),
     io,
   ).action(async (o: SocketOpts & KvOpts & { format: string; node?: string; interface: string; mtu: string; natKeepalive: string; relayPortRange: string }) => {
     let view: MeshView;
@@ -147,16 +146,15 @@ export function buildProgram(io: CliIo, setExit: (code: number) => void): Comman
         const refused = kv.rejected.get(`nodes.${name}`);
         throw new CrosslinkError(refused ? `the record of ${name} is refused: ${refused.reason}` : `no verified record for node ${name} in bucket ${o.bucket} (try \`crosslink nodes\`)`);
       }
-      const range = /^([0-9]{1,5})-([0-9]{1,5})$/.exec(o.relayPortRange);
-      if (!range) throw new ValidationError('--relay-port-range', o.relayPortRange, 'must be "first-last", e.g. 52000-52999');
+      const relay = parseRelayPortRange('--relay-port-range', o.relayPortRange, self.listenPort);
       view = { self, nodes: kv.nodes, clusters: kv.clusters };
       config = {
         interfaceName: check('--interface', o.interface, InterfaceName),
         listenPort: self.listenPort,
         mtu: check('--mtu', o.mtu, z.coerce.number().int().min(576, 'must be 576-9000').max(9000, 'must be 576-9000')),
         natKeepaliveSec: check('--nat-keepalive', o.natKeepalive, z.coerce.number().int().min(0, 'must be 0-3600').max(3600, 'must be 0-3600')),
-        relayPortBase: Number(range[1]),
-        relayPortSpan: Number(range[2]) - Number(range[1]) + 1,
+        relayPortBase: relay.first,
+        relayPortSpan: relay.last - relay.first + 1,
       };
       source = `the KV bucket ${o.bucket}`;
     } else {
@@ -220,7 +218,8 @@ export function buildProgram(io: CliIo, setExit: (code: number) => void): Comman
         view = doc.view;
         desired = computeDesiredState(doc.view, doc.dataplaneConfig);
       } catch (err) {
-        if (!(err instanceof CrosslinkError && /HTTP 503/.test(err.message))) throw err;
+        // 503: the agent has no view yet (not registered); diagnose still checks what it can.
+        if (!(err instanceof AgentResponseError && err.status === 503)) throw err;
       }
       const before = await getFromAgent(o.socket, '/diagnostics', DiagnosticsDocument);
       let after: DiagnosticsDocument | null = null;

@@ -168,6 +168,10 @@ test.serial('starts while NATS is down (interface only), registers once it is up
   t.false(before.ready);
   t.is((await httpGet(a.socket, '/readyz')).status, 503);
   t.is(a.dataplane.applied.length, 0, 'nothing applied without a view');
+  // No view yet (/view answers 503): diagnose still runs its checks and says so (exit 1, not 2).
+  const diag = captureIo();
+  t.is(await runCli(['diagnose', '--socket', a.socket, '--interval', '0'], diag), 1, diag.err());
+  t.regex(diag.out(), /✗ verified view of the mesh: the agent has no view yet/);
 
   // An agent that never reaches NATS still stops (no hanging connect).
   const lonely = await startAgent(t, early, { name: 'node-z', cluster: 'c9', podCidr: '10.249.1.0/24', stateDir: await tempStateDir(t, 'z') });

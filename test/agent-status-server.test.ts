@@ -4,7 +4,7 @@ import test, { type ExecutionContext } from 'ava';
 import { link, lstat, stat, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
-import { startStatusServer, StatusServerError, type Readiness, type StatusProvider } from '../agent/status-server.ts';
+import { RotateKeyError, startStatusServer, StatusServerError, type Readiness, type StatusProvider } from '../agent/status-server.ts';
 import { silentLogger } from '../lib/logger.ts';
 import type { AgentStatus } from '../protocol/status.ts';
 import { agentRequest } from './helpers/agent-http.ts';
@@ -85,4 +85,20 @@ test('refuses to replace a regular file at the socket path', async (t) => {
     instanceOf: StatusServerError,
     message: /not a socket/,
   });
+});
+
+test('POST /rotate-key is served on the socket only; a refusal maps to 409', async (t) => {
+  const dir = await tempDir(t);
+  const socketPath = join(dir, 'agent.sock');
+  const rotating: StatusProvider = {
+    ...provider({ ready: true, reason: 'ok' }),
+    rotateKey: () => Promise.reject(new RotateKeyError('refused', 'the coordinator did not accept the new key')),
+  };
+  const server = await startStatusServer({ socketPath, healthAddr: { host: '127.0.0.1', port: 0 }, provider: rotating, logger: silentLogger() });
+  t.teardown(() => server.close());
+  const r = await agentRequest({ socketPath }, '/rotate-key', 'POST');
+  t.is(r.status, 409);
+  t.regex(r.body, /"failure": "refused"/);
+  t.is((await agentRequest({ socketPath }, '/rotate-key')).status, 405, 'GET must not rotate');
+  t.is((await agentRequest({ port: server.healthPort! }, '/rotate-key', 'POST')).status, 404, 'never on the health port');
 });

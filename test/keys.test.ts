@@ -2,7 +2,8 @@
 import test, { type ExecutionContext } from 'ava';
 import { chmod, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { KeyFileError, loadOrCreateNodeKeys, readCoordinatorKeyFile } from '../agent/keys.ts';
+import { loadOrCreateNodeKeys, readCoordinatorKeyFile } from '../agent/keys.ts';
+import { SecretFileError } from '../lib/secret-file.ts';
 import { signEnvelope, verifyEnvelope, wireguardPublicKeyOf } from '../protocol/signing.ts';
 import { z } from 'zod';
 import { tempDir as makeTempDir } from './helpers/temp-dir.ts';
@@ -54,7 +55,7 @@ for (const row of refused) {
     const path = join(dir, row.file);
     await writeFile(path, row.content);
     await chmod(path, row.mode);
-    const err = await t.throwsAsync(loadOrCreateNodeKeys(dir), { instanceOf: KeyFileError });
+    const err = await t.throwsAsync(loadOrCreateNodeKeys(dir), { instanceOf: SecretFileError });
     t.is(err.path, path);
     t.regex(err.message, row.problem);
     t.false(err.message.includes(row.content.trim()) && row.content.trim().length > 8, 'key material is not echoed');
@@ -68,6 +69,6 @@ test('reads a coordinator key file, tolerating comments', async (t) => {
   await writeFile(path, `# crosslink coordinator\n${key}\n`);
   t.is(await readCoordinatorKeyFile(path), key);
   await writeFile(path, 'nope\n');
-  await t.throwsAsync(readCoordinatorKeyFile(path), { instanceOf: KeyFileError, message: /coordinator public key/ });
-  await t.throwsAsync(readCoordinatorKeyFile(join(dir, 'missing')), { instanceOf: KeyFileError, message: /cannot read/ });
+  await t.throwsAsync(readCoordinatorKeyFile(path), { instanceOf: SecretFileError, message: /coordinator public key/ });
+  await t.throwsAsync(readCoordinatorKeyFile(join(dir, 'missing')), { instanceOf: SecretFileError, message: /cannot read/ });
 });
