@@ -17,13 +17,13 @@ import type { NodeRecord } from '../protocol/messages.ts';
 import type { WireguardKeyPair } from '../protocol/signing.ts';
 import type { AgentStatus, PeerStatus } from '../protocol/status.ts';
 import { redactUrl, type AgentConfig, type WireguardMode } from './config.ts';
-import { ControlPlane, onConnectionStatus } from './control-plane.ts';
-import { computeDesiredState as defaultComputeDesiredState } from './desired-state.ts';
-import { loadOrCreateNodeKeys, stageWireguardKey, type NodeKeys, type StagedWireguardKey } from './keys.ts';
-import { MeshWatch } from './mesh-watch.ts';
-import type { DataplaneConfig, DesiredInterface, DesiredState, MeshView, NodeIdentity, NodeSource, PublishedState } from './model.ts';
+import { ControlPlane, onConnectionStatus } from './control/control-plane.ts';
+import { computeDesiredState as defaultComputeDesiredState } from './plan/desired-state.ts';
+import { loadOrCreateNodeKeys, stageWireguardKey, type NodeKeys, type StagedWireguardKey } from './control/keys.ts';
+import { MeshWatch } from './control/mesh-watch.ts';
+import type { DataplaneConfig, DesiredInterface, DesiredState, MeshView, NodeIdentity, NodeSource, PublishedState } from './plan/model.ts';
 import { Reconciler, type AgentDataplane, type AgentRelay, type ReconcileRecord } from './reconciler.ts';
-import { parseIpRoutes, readRoutesArgv } from './route-diff.ts';
+import { parseIpRoutes, readRoutesArgv } from './dataplane/route-diff.ts';
 import {
   RotateKeyError,
   startStatusServer,

@@ -6,14 +6,14 @@ import { createLogger, type Logger } from '../lib/logger.ts';
 import { ExecaRunner, type Runner } from '../lib/runner.ts';
 import { Agent } from './agent.ts';
 import { agentCommand, parseAgentConfig, type AgentConfig } from './config.ts';
-import { connectNats } from './control-plane.ts';
-import { createDataplane } from './dataplane.ts';
-import { readCoordinatorKeyFile } from './keys.ts';
-import type { NodeSource } from './model.ts';
-import { defaultMtu } from './mtu.ts';
-import { relayBindAddress } from './relay-bind.ts';
-import { RelayForwarder } from './relay-forwarder.ts';
-import { createStaticNodeSource } from './static-source.ts';
+import { connectNats } from './control/control-plane.ts';
+import { createDataplane } from './dataplane/dataplane.ts';
+import { readCoordinatorKeyFile } from './control/keys.ts';
+import type { NodeSource } from './plan/model.ts';
+import { defaultMtu } from './dataplane/mtu.ts';
+import { relayBindAddress } from './dataplane/relay-bind.ts';
+import { RelayForwarder } from './dataplane/relay-forwarder.ts';
+import { createStaticNodeSource } from './control/static-source.ts';
 
 async function createNodeSource(config: AgentConfig, runner: Runner, logger: Logger): Promise<NodeSource> {
   if (config.mode === 'standalone') return createStaticNodeSource({ config, runner, logger });

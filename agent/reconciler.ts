@@ -4,9 +4,9 @@
 import type { Clock } from '../lib/clock.ts';
 import { PartialFailureError, errorMessage } from '../lib/errors.ts';
 import type { Logger } from '../lib/logger.ts';
-import type { DataplaneConfig, DesiredInterface, DesiredState, MeshView, RelayAssignment } from './model.ts';
-import { relayHintsFrom, type RelayStats } from './relay-forwarder.ts';
-import type { LivePeer } from './wg-dump.ts';
+import type { DataplaneConfig, DesiredInterface, DesiredState, MeshView, RelayAssignment } from './plan/model.ts';
+import { relayHintsFrom, type RelayStats } from './dataplane/relay-forwarder.ts';
+import type { LivePeer } from './dataplane/wg-dump.ts';
 
 export interface ApplyResult {
   readonly changes: number;
@@ -14,7 +14,7 @@ export interface ApplyResult {
   readonly failures: readonly { readonly op: string; readonly error: Error }[];
 }
 
-/** What the agent needs from the data plane (agent/dataplane.ts implements it; tests fake it). */
+/** What the agent needs from the data plane (agent/dataplane/dataplane.ts implements it; tests fake it). */
 export interface AgentDataplane {
   readonly backend: 'kernel' | 'userspace';
   /** Creates/configures the interface (key, port, MTU, addresses, up). Idempotent. */
@@ -28,7 +28,7 @@ export interface AgentDataplane {
   onRestart?(listener: (generation: number) => void): () => void;
 }
 
-/** The UDP relay for NATed pairs (agent/relay-forwarder.ts implements it). */
+/** The UDP relay for NATed pairs (agent/dataplane/relay-forwarder.ts implements it). */
 export interface AgentRelay {
   /** Opens/closes relay ports; `hints` maps peer public keys to the IP our WireGuard sees for them. Rejects if a port could not bind (the rest still apply). */
   update(assignments: readonly RelayAssignment[], hints?: ReadonlyMap<string, string>): Promise<void>;

@@ -16,7 +16,7 @@ import type { Logger } from '../lib/logger.ts';
 import { ClusterRecord, Key32, NodeRecord } from '../protocol/messages.ts';
 import type { AgentStatus } from '../protocol/status.ts';
 import type { HostPort } from './config.ts';
-import type { DataplaneConfig, MeshView } from './model.ts';
+import type { DataplaneConfig, MeshView } from './plan/model.ts';
 
 export class StatusServerError extends CrosslinkError {
   override name = 'StatusServerError';

@@ -1,11 +1,11 @@
 // Data-plane figures (pure, in-process): computeDesiredState time as the mesh grows (the agent runs
 // it on every change) and the commands needed on an agent when one node joins (must stay constant).
 import { performance } from 'node:perf_hooks';
-import { computeDesiredState } from '../agent/desired-state.ts';
-import { diffWireguard, wireguardCommands } from '../agent/wg-diff.ts';
-import { diffRoutes, routeCommands, type LiveRoute } from '../agent/route-diff.ts';
-import type { DataplaneConfig, DesiredState, MeshView } from '../agent/model.ts';
-import type { LiveWireguard } from '../agent/wg-dump.ts';
+import { computeDesiredState } from '../agent/plan/desired-state.ts';
+import { diffWireguard, wireguardCommands } from '../agent/dataplane/wg-diff.ts';
+import { diffRoutes, routeCommands, type LiveRoute } from '../agent/dataplane/route-diff.ts';
+import type { DataplaneConfig, DesiredState, MeshView } from '../agent/plan/model.ts';
+import type { LiveWireguard } from '../agent/dataplane/wg-dump.ts';
 import { syntheticMesh, syntheticNode } from './fixtures.ts';
 import { median, printTable } from './report.ts';
 

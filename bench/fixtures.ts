@@ -1,6 +1,6 @@
 // Synthetic meshes for benchmarks: N nodes spread over clusters, some behind NAT.
 import type { ClusterRecord, NodeRecord } from '../protocol/messages.ts';
-import type { MeshView } from '../agent/model.ts';
+import type { MeshView } from '../agent/plan/model.ts';
 
 /** A deterministic 32-byte base64 key derived from an index (not a real key: benchmarks only need uniqueness). */
 export function fakeKey(i: number, salt = 0): string {

@@ -2,8 +2,8 @@
 // as M agents would watch the bucket. Helpers time when each of them reaches a condition.
 import { performance } from 'node:perf_hooks';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { connectNats } from '../agent/control-plane.ts';
-import { MeshWatch, type MeshWatchOptions } from '../agent/mesh-watch.ts';
+import { connectNats } from '../agent/control/control-plane.ts';
+import { MeshWatch, type MeshWatchOptions } from '../agent/control/mesh-watch.ts';
 import { systemClock } from '../lib/clock.ts';
 import { silentLogger } from '../lib/logger.ts';
 

@@ -1,7 +1,7 @@
 // `crosslink diagnose`: walks the path to each remote node and says where it breaks. Pure: it is
 // given the agent's status, its verified view, the desired state computed from that view, and two
 // samples of live WireGuard/route state; it returns one check per line with a hint on failure.
-import type { DesiredState, MeshView } from '../agent/model.ts';
+import type { DesiredState, MeshView } from '../agent/plan/model.ts';
 import type { DiagnosticsDocument } from '../agent/status-server.ts';
 import { canonicalCidr, hostCidr } from '../protocol/cidr.ts';
 import type { NodeRecord } from '../protocol/messages.ts';

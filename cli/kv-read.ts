@@ -2,7 +2,7 @@
 // the agent's MeshWatch, run until its first full snapshot, then stopped.
 import { readFile } from 'node:fs/promises';
 import { connect, credsAuthenticator } from '@nats-io/transport-node';
-import { MeshWatch, type RejectedRecord } from '../agent/mesh-watch.ts';
+import { MeshWatch, type RejectedRecord } from '../agent/control/mesh-watch.ts';
 import { systemClock } from '../lib/clock.ts';
 import { CrosslinkError, errorMessage } from '../lib/errors.ts';
 import type { Logger } from '../lib/logger.ts';

@@ -1,6 +1,6 @@
 // `crosslink showconf`: the desired WireGuard config as wg-quick-style INI. Pure; the input is the
 // DesiredState from the same computeDesiredState the agent runs, so what you read is what it applies.
-import type { DesiredState } from '../agent/model.ts';
+import type { DesiredState } from '../agent/plan/model.ts';
 
 export interface ShowconfHeader {
   readonly node: string;

@@ -2,8 +2,8 @@
 // answers, slow retries on rejection, verification of the reply, heartbeats and re-registration.
 import test, { type ExecutionContext } from 'ava';
 import { connect, type Msg, type NatsConnection } from '@nats-io/transport-node';
-import { ControlPlane } from '../agent/control-plane.ts';
-import type { NodeIdentity } from '../agent/model.ts';
+import { ControlPlane } from '../agent/control/control-plane.ts';
+import type { NodeIdentity } from '../agent/plan/model.ts';
 import { systemClock } from '../lib/clock.ts';
 import { silentLogger } from '../lib/logger.ts';
 import { NatsServer } from '../lib/nats-server.ts';

@@ -4,8 +4,8 @@
 // nats-server that is restarted, driven by a test clock, so the times are exact (no timing asserts).
 import test from 'ava';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
-import { ControlPlane, heartbeatDelayMs, onConnectionStatus } from '../agent/control-plane.ts';
-import type { NodeIdentity } from '../agent/model.ts';
+import { ControlPlane, heartbeatDelayMs, onConnectionStatus } from '../agent/control/control-plane.ts';
+import type { NodeIdentity } from '../agent/plan/model.ts';
 import type { Clock } from '../lib/clock.ts';
 import { silentLogger } from '../lib/logger.ts';
 import { NatsServer } from '../lib/nats-server.ts';

@@ -5,8 +5,8 @@ import type { ClusterRecord, NodeRecord } from '../protocol/messages.ts';
 import { generateWireguardKeyPair, signEnvelope, type SigningKeyPair } from '../protocol/signing.ts';
 import { kvKeys } from '../protocol/subjects.ts';
 import type { ApplyResult, AgentDataplane } from '../agent/reconciler.ts';
-import type { DesiredInterface, DesiredState } from '../agent/model.ts';
-import type { LivePeer } from '../agent/wg-dump.ts';
+import type { DesiredInterface, DesiredState } from '../agent/plan/model.ts';
+import type { LivePeer } from '../agent/dataplane/wg-dump.ts';
 
 export async function nodeRecord(overrides: Partial<NodeRecord> & { name: string }): Promise<NodeRecord> {
   const wg = await generateWireguardKeyPair();

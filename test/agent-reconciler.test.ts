@@ -2,8 +2,8 @@
 // (never thrown), relay updates with live-endpoint hints.
 import test from 'ava';
 import { Reconciler, type AgentRelay } from '../agent/reconciler.ts';
-import type { DataplaneConfig, DesiredInterface, DesiredState, MeshView, RelayAssignment } from '../agent/model.ts';
-import type { RelayStats } from '../agent/relay-forwarder.ts';
+import type { DataplaneConfig, DesiredInterface, DesiredState, MeshView, RelayAssignment } from '../agent/plan/model.ts';
+import type { RelayStats } from '../agent/dataplane/relay-forwarder.ts';
 import { systemClock } from '../lib/clock.ts';
 import { PartialFailureError } from '../lib/errors.ts';
 import { silentLogger } from '../lib/logger.ts';

@@ -1,7 +1,7 @@
 // Standalone NodeSource: identity from flags, the default private address read through the Runner.
 import test from 'ava';
 import { parseAgentConfig } from '../agent/config.ts';
-import { createStaticNodeSource, detectPrivateAddresses, identityFromConfig } from '../agent/static-source.ts';
+import { createStaticNodeSource, detectPrivateAddresses, identityFromConfig } from '../agent/control/static-source.ts';
 import { silentLogger } from '../lib/logger.ts';
 import { RecordingRunner } from '../lib/runner.ts';
 

@@ -1,6 +1,6 @@
 // The CLI's pure formatting: peer states, ages, bytes, tables, status text, showconf INI, diagnose.
 import test from 'ava';
-import type { DesiredState, MeshView } from '../agent/model.ts';
+import type { DesiredState, MeshView } from '../agent/plan/model.ts';
 import type { DiagnosticsDocument } from '../agent/status-server.ts';
 import { diagnose, formatChecks } from '../cli/diagnose.ts';
 import {

@@ -6,10 +6,10 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { createDataplane, type Dataplane } from '../agent/dataplane.ts';
-import { computeDesiredState } from '../agent/desired-state.ts';
-import type { DataplaneConfig, DesiredState, MeshView } from '../agent/model.ts';
-import { WIREGUARD_SOCKET_DIR } from '../agent/wireguard-backend.ts';
+import { createDataplane, type Dataplane } from '../agent/dataplane/dataplane.ts';
+import { computeDesiredState } from '../agent/plan/desired-state.ts';
+import type { DataplaneConfig, DesiredState, MeshView } from '../agent/plan/model.ts';
+import { WIREGUARD_SOCKET_DIR } from '../agent/dataplane/wireguard-backend.ts';
 import { silentLogger } from '../lib/logger.ts';
 import { ExecaRunner } from '../lib/runner.ts';
 import { waitFor } from '../lib/wait.ts';
@@ -169,7 +169,7 @@ test.serial('two nodes over real wireguard-go: overlay and pod reachable both wa
   t.not((await tryNs(nsA, ['iptables', '-t', 'mangle', '-C', 'FORWARD', '-o', ifA, '-p', 'tcp', '--tcp-flags', 'SYN,RST', 'SYN', '-m', 'comment', '--comment', 'crosslink', '-j', 'TCPMSS', '--clamp-mss-to-pmtu'])).exitCode, 0);
 });
 
-const forwarderModule = fileURLToPath(new URL('../agent/relay-forwarder.ts', import.meta.url));
+const forwarderModule = fileURLToPath(new URL('../agent/dataplane/relay-forwarder.ts', import.meta.url));
 
 /** Runs a RelayForwarder inside `ns` (a child node process: sockets bind in the namespace they are created in). */
 async function relayProcess(ns: string, desired: DesiredState, c: Cleanup): Promise<ChildProcess> {

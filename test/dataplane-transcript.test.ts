@@ -2,9 +2,9 @@
 // like the real tools and keeps state, so a second apply sees what the first one did.
 import test from 'ava';
 import { createHash } from 'node:crypto';
-import { createDataplane, DataplaneApplyError, SET_PRIVATE_KEY_SCRIPT, type Dataplane } from '../agent/dataplane.ts';
-import type { DataplaneConfig, DesiredPeer, DesiredRoute, DesiredState } from '../agent/model.ts';
-import type { WireguardBackend } from '../agent/wireguard-backend.ts';
+import { createDataplane, DataplaneApplyError, SET_PRIVATE_KEY_SCRIPT, type Dataplane } from '../agent/dataplane/dataplane.ts';
+import type { DataplaneConfig, DesiredPeer, DesiredRoute, DesiredState } from '../agent/plan/model.ts';
+import type { WireguardBackend } from '../agent/dataplane/wireguard-backend.ts';
 import { ManualClock } from '../lib/clock.ts';
 import { PartialFailureError } from '../lib/errors.ts';
 import { silentLogger } from '../lib/logger.ts';
@@ -446,7 +446,7 @@ test('forced kernel mode fails clearly when the module is missing', async (t) =>
 });
 
 test('defaultMtu: underlay MTU minus 80 from the default route; 1420 when unknown; no traffic sent', async (t) => {
-  const { defaultMtu } = await import('../agent/mtu.ts');
+  const { defaultMtu } = await import('../agent/dataplane/mtu.ts');
   const runner = new RecordingRunner()
     .on(['ip', '-j', 'route', 'show', 'default'], '[{"dst":"default","gateway":"192.0.2.254","dev":"ens5","flags":[]}]')
     .on(['ip', '-j', 'link', 'show', 'dev', 'ens5'], '[{"ifname":"ens5","mtu":9001}]');

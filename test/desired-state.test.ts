@@ -1,7 +1,7 @@
 import test from 'ava';
 import { createHash } from 'node:crypto';
-import { computeDesiredState } from '../agent/desired-state.ts';
-import type { DataplaneConfig, DesiredState, MeshView } from '../agent/model.ts';
+import { computeDesiredState } from '../agent/plan/desired-state.ts';
+import type { DataplaneConfig, DesiredState, MeshView } from '../agent/plan/model.ts';
 import type { ClusterRecord, NodeRecord } from '../protocol/messages.ts';
 
 const key = (name: string): string => createHash('sha256').update(`wg:${name}`).digest('base64');

@@ -2,7 +2,7 @@
 import test, { type ExecutionContext } from 'ava';
 import { chmod, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { loadOrCreateNodeKeys, readCoordinatorKeyFile } from '../agent/keys.ts';
+import { loadOrCreateNodeKeys, readCoordinatorKeyFile } from '../agent/control/keys.ts';
 import { SecretFileError } from '../lib/secret-file.ts';
 import { signEnvelope, verifyEnvelope, wireguardPublicKeyOf } from '../protocol/signing.ts';
 import { z } from 'zod';

@@ -14,7 +14,7 @@ import { pino } from 'pino';
 import { defaultKubeConfig } from '../agent/kubernetes/kubeconfig.ts';
 import { kubernetesNodeSourceFromConfig } from '../agent/kubernetes/from-agent-config.ts';
 import type { KubernetesNodeSource } from '../agent/kubernetes/node-source.ts';
-import type { NodeIdentity, NodeSource } from '../agent/model.ts';
+import type { NodeIdentity, NodeSource } from '../agent/plan/model.ts';
 import type { Logger } from '../lib/logger.ts';
 import { waitFor } from '../lib/wait.ts';
 import { generateSigningKeyPair } from '../protocol/signing.ts';

@@ -7,7 +7,7 @@ import { pino } from 'pino';
 import { silentLogger } from '../lib/logger.ts';
 import { waitFor } from '../lib/wait.ts';
 import { ValidationError } from '../lib/errors.ts';
-import type { NodeIdentity, PublishedState } from '../agent/model.ts';
+import type { NodeIdentity, PublishedState } from '../agent/plan/model.ts';
 import { createKubernetesNodeSource, detectKubernetes, type KubernetesNodeSource } from '../agent/kubernetes/index.ts';
 import { deriveIdentity, nodeFacts, sameIdentity, type IdentityDefaults } from '../agent/kubernetes/node-identity.ts';
 import { annotationPatch, conditionPatch, conditionReason, rfc3339 } from '../agent/kubernetes/node-publication.ts';

@@ -2,7 +2,7 @@
 // applied (only the changes made meanwhile are delivered, not the whole bucket), falls back to a
 // full re-read when the bucket was re-created, and re-watches only after its reconnect jitter.
 import test, { type ExecutionContext } from 'ava';
-import type { MeshWatch, MeshWatchOptions } from '../agent/mesh-watch.ts';
+import type { MeshWatch, MeshWatchOptions } from '../agent/control/mesh-watch.ts';
 import { ManualClock } from '../lib/clock.ts';
 import { waitFor } from '../lib/wait.ts';
 import { nodeRecord, openBucket, putNode } from './agent-helpers.ts';

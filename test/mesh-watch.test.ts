@@ -1,7 +1,7 @@
 // MeshWatch against a real nats-server and a real KV bucket: only verified records get through,
 // and the watch recovers from a server restart (including deletes that happened meanwhile).
 import test, { type ExecutionContext } from 'ava';
-import type { MeshWatch } from '../agent/mesh-watch.ts';
+import type { MeshWatch } from '../agent/control/mesh-watch.ts';
 import { waitFor } from '../lib/wait.ts';
 import { generateSigningKeyPair, signEnvelope } from '../protocol/signing.ts';
 import { clusterRecord, nodeRecord, putCluster, putNode } from './agent-helpers.ts';

@@ -1,6 +1,6 @@
 import test from 'ava';
 import { RecordingRunner } from '../lib/runner.ts';
-import { relayBindAddress } from '../agent/relay-bind.ts';
+import { relayBindAddress } from '../agent/dataplane/relay-bind.ts';
 
 const addrs = JSON.stringify([
   { ifname: 'lo', addr_info: [{ local: '127.0.0.1' }] },

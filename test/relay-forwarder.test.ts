@@ -1,9 +1,9 @@
 // Real UDP sockets on loopback: two fake "nodes" talk through the relay forwarder.
 import test, { type ExecutionContext } from 'ava';
 import { createSocket, type Socket } from 'node:dgram';
-import { RelayForwarder, relayHintsFrom } from '../agent/relay-forwarder.ts';
-import type { RelayAssignment } from '../agent/model.ts';
-import type { LivePeer } from '../agent/wg-dump.ts';
+import { RelayForwarder, relayHintsFrom } from '../agent/dataplane/relay-forwarder.ts';
+import type { RelayAssignment } from '../agent/plan/model.ts';
+import type { LivePeer } from '../agent/dataplane/wg-dump.ts';
 import { ManualClock } from '../lib/clock.ts';
 import { silentLogger } from '../lib/logger.ts';
 import { waitFor } from '../lib/wait.ts';

@@ -1,8 +1,8 @@
 import test from 'ava';
 import { createHash } from 'node:crypto';
-import type { MeshView } from '../agent/model.ts';
-import { pairKey, planRelays, preferredPort, relayCandidates, rendezvousRelay } from '../agent/relay-plan.ts';
-import { indexTopology } from '../agent/topology/roles.ts';
+import type { MeshView } from '../agent/plan/model.ts';
+import { pairKey, planRelays, preferredPort, relayCandidates, rendezvousRelay } from '../agent/plan/relay-plan.ts';
+import { indexTopology } from '../agent/plan/roles.ts';
 import type { ClusterRecord, NodeRecord } from '../protocol/messages.ts';
 
 const key = (name: string): string => createHash('sha256').update(`wg:${name}`).digest('base64');

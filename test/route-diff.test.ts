@@ -1,6 +1,6 @@
 import test from 'ava';
-import type { DesiredRoute } from '../agent/model.ts';
-import { ROUTE_PROTO, diffRoutes, parseIpRoutes, readRoutesArgv, routeCommands, RouteParseError, type LiveRoute } from '../agent/route-diff.ts';
+import type { DesiredRoute } from '../agent/plan/model.ts';
+import { ROUTE_PROTO, diffRoutes, parseIpRoutes, readRoutesArgv, routeCommands, RouteParseError, type LiveRoute } from '../agent/dataplane/route-diff.ts';
 
 test('ROUTE_PROTO is 149 and reads filter on it', (t) => {
   t.is(ROUTE_PROTO, 149);

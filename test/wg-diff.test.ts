@@ -1,7 +1,7 @@
 import test from 'ava';
-import type { DesiredPeer } from '../agent/model.ts';
-import { diffWireguard, isEmptyWireguardDiff, wireguardCommands } from '../agent/wg-diff.ts';
-import { parseWgDump, WgDumpParseError, type LiveWireguard } from '../agent/wg-dump.ts';
+import type { DesiredPeer } from '../agent/plan/model.ts';
+import { diffWireguard, isEmptyWireguardDiff, wireguardCommands } from '../agent/dataplane/wg-diff.ts';
+import { parseWgDump, WgDumpParseError, type LiveWireguard } from '../agent/dataplane/wg-dump.ts';
 
 const K1 = 'Qq6sWjQAEIconDnFwaznpJ8MrHkFjPqGbp6z40p6t14=';
 const K2 = 'LOgUxyh0pR7yDkEUbOl+H1Bs2CD0JCwHwi8rvFGvmxA=';

@@ -9,7 +9,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createWireguardBackend, WIREGUARD_SOCKET_DIR, type WireguardBackend } from '../agent/wireguard-backend.ts';
+import { createWireguardBackend, WIREGUARD_SOCKET_DIR, type WireguardBackend } from '../agent/dataplane/wireguard-backend.ts';
 import { silentLogger } from '../lib/logger.ts';
 import { ExecaRunner, RecordingRunner } from '../lib/runner.ts';
 import { waitFor } from '../lib/wait.ts';

@@ -2,7 +2,7 @@
 // mapping (addresses, labels, annotation overrides, fallbacks) is table-tested.
 import { canonicalCidr, formatEndpoint, formatIp, parseIp } from '../../protocol/cidr.ts';
 import { LocationName, type Topology } from '../../protocol/messages.ts';
-import type { NodeIdentity } from '../model.ts';
+import type { NodeIdentity } from '../plan/model.ts';
 import { InputAnnotations, TopologyLabels, ignoredValue, parseOverrides, type IgnoredValue } from './annotations.ts';
 
 /** The parts of a Node the identity depends on; anything else (heartbeats, other labels) cannot cause a change. */

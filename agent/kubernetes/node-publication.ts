@@ -1,6 +1,6 @@
 // Pure: what the agent publishes on its Node (two annotations and the CrosslinkReady condition),
 // and the patches needed to get there from what the Node shows now. null patch = nothing to do.
-import type { PublishedState } from '../model.ts';
+import type { PublishedState } from '../plan/model.ts';
 import { CONDITION_TYPE, OutputAnnotations, type IgnoredValue } from './annotations.ts';
 
 /** A NodeCondition as it appears in JSON (times are RFC 3339 strings; the typed client may hand us Dates). */

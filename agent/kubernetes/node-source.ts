@@ -5,7 +5,7 @@ import { systemClock, type Clock } from '../../lib/clock.ts';
 import { ValidationError } from '../../lib/errors.ts';
 import type { Logger } from '../../lib/logger.ts';
 import { ClusterName, LocationName, NodeName } from '../../protocol/messages.ts';
-import type { NodeIdentity, NodeSource, PublishedState } from '../model.ts';
+import type { NodeIdentity, NodeSource, PublishedState } from '../plan/model.ts';
 import { CONDITION_TYPE, type IgnoredValue } from './annotations.ts';
 import { PatchContentType, apiErrorMessage, apiStatus, requestOptions } from './api-requests.ts';
 import { defaultKubeConfig } from './kubeconfig.ts';

@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto';
 import type { ExecutionContext } from 'ava';
 import { Kvm, type KV } from '@nats-io/kv';
 import { connect, type NatsConnection, type NodeConnectionOptions } from '@nats-io/transport-node';
-import { MeshWatch, type MeshWatchOptions } from '../../agent/mesh-watch.ts';
+import { MeshWatch, type MeshWatchOptions } from '../../agent/control/mesh-watch.ts';
 import { systemClock } from '../../lib/clock.ts';
 import { silentLogger } from '../../lib/logger.ts';
 import { NatsServer } from '../../lib/nats-server.ts';

@@ -2,8 +2,8 @@
 // answers from whatever address routing picks; the NATed peers then see replies from an address they
 // did not send to, WireGuard roams there and every reconcile sets it back. Binding the advertised
 // endpoint's address (when it is one of ours; behind 1:1 NAT it is not) keeps replies on one address.
-import type { Runner } from '../lib/runner.ts';
-import { parseEndpoint } from '../protocol/cidr.ts';
+import type { Runner } from '../../lib/runner.ts';
+import { parseEndpoint } from '../../protocol/cidr.ts';
 
 interface JsonAddr {
   readonly addr_info?: readonly { readonly local?: unknown }[];

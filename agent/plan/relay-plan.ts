@@ -4,10 +4,10 @@
 // node computes the same plan from the same view, so both sides of a pair and the relay agree on
 // relay and port without talking to each other.
 import { createHash } from 'node:crypto';
-import { formatEndpoint, parseEndpoint } from '../protocol/cidr.ts';
-import type { NodeRecord } from '../protocol/messages.ts';
+import { formatEndpoint, parseEndpoint } from '../../protocol/cidr.ts';
+import type { NodeRecord } from '../../protocol/messages.ts';
 import type { DataplaneConfig, RelayAssignment } from './model.ts';
-import { byName, isPublic, type TopologyIndex } from './topology/roles.ts';
+import { byName, isPublic, type TopologyIndex } from './roles.ts';
 
 export type RelayChoice =
   | { readonly ok: true; readonly relay: NodeRecord; readonly port: number; readonly endpoint: string }

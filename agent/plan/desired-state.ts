@@ -1,12 +1,12 @@
 // computeDesiredState: what this node's WireGuard interface, peers, routes and relay ports should
 // be, given the verified mesh view. Pure and deterministic (same view → same output, byte for byte),
 // so the diff against live state is empty when nothing changed. Rules: docs/dataplane.md.
-import { canonicalCidr, hostCidr, parseCidr } from '../protocol/cidr.ts';
-import type { NodeRecord } from '../protocol/messages.ts';
-import type { RemotePath } from '../protocol/status.ts';
+import { canonicalCidr, hostCidr, parseCidr } from '../../protocol/cidr.ts';
+import type { NodeRecord } from '../../protocol/messages.ts';
+import type { RemotePath } from '../../protocol/status.ts';
 import type { DataplaneConfig, DesiredInterface, DesiredPeer, DesiredRoute, DesiredState, MeshView } from './model.ts';
 import { planRelays, type RelayPlan } from './relay-plan.ts';
-import { indexTopology, isOverlayMember, isPublic, type ClusterView, type TopologyIndex } from './topology/roles.ts';
+import { indexTopology, isOverlayMember, isPublic, type ClusterView, type TopologyIndex } from './roles.ts';
 
 const compareText = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
 

@@ -2,7 +2,7 @@
 // gateway (the others reach remote clusters through it over the VPC). Pure, shared by the relay
 // plan and the desired-state computation so both agree on the same membership.
 import type { NodeRecord, Topology } from '../../protocol/messages.ts';
-import type { MeshView } from '../model.ts';
+import type { MeshView } from './model.ts';
 
 export interface ClusterView {
   readonly name: string;

@@ -1,7 +1,7 @@
 // The agent's core data types: what it knows (MeshView), what it wants (DesiredState), and the
 // seams to the outside (Dataplane, NodeSource). Pure data; behaviour lives in the modules that use them.
-import type { ClusterRecord, NodeRecord, Topology } from '../protocol/messages.ts';
-import type { PeerPath, RemotePath } from '../protocol/status.ts';
+import type { ClusterRecord, NodeRecord, Topology } from '../../protocol/messages.ts';
+import type { PeerPath, RemotePath } from '../../protocol/status.ts';
 
 /** Verified records as the agent sees them. `self` is our own record (with our overlay IP). */
 export interface MeshView {

@@ -2,9 +2,9 @@
 // node keeps its WireGuard identity (peers need not be reconfigured) and its registration identity.
 import { chmod, mkdir, open, readFile, rename, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import { errorMessage } from '../lib/errors.ts';
-import { createSecretFileExclusive, readSecretFile, SecretFileError } from '../lib/secret-file.ts';
-import { Key32 } from '../protocol/messages.ts';
+import { errorMessage } from '../../lib/errors.ts';
+import { createSecretFileExclusive, readSecretFile, SecretFileError } from '../../lib/secret-file.ts';
+import { Key32 } from '../../protocol/messages.ts';
 import {
   generateSigningKeyPair,
   generateWireguardKeyPair,
@@ -12,7 +12,7 @@ import {
   wireguardPublicKeyOf,
   type SigningKeyPair,
   type WireguardKeyPair,
-} from '../protocol/signing.ts';
+} from '../../protocol/signing.ts';
 
 export const WIREGUARD_KEY_FILE = 'wireguard.key';
 export const IDENTITY_KEY_FILE = 'identity.key';

@@ -1,6 +1,6 @@
 // Keyed diff (by public key) of desired WireGuard peers against `wg show dump`, and the `wg set`
 // commands that close it. Only changed attributes are sent, so one peer joining costs one command.
-import type { DesiredPeer } from './model.ts';
+import type { DesiredPeer } from '../plan/model.ts';
 import { canonicalEndpoint, type LiveWireguard } from './wg-dump.ts';
 
 export interface PeerUpdate {

@@ -1,11 +1,11 @@
 // NodeSource for standalone mode: the identity comes from flags (validated in config.ts). The only
 // thing looked up is the default private address, read from the route table through the Runner.
-import { errorMessage } from '../lib/errors.ts';
-import type { Logger } from '../lib/logger.ts';
-import type { Runner } from '../lib/runner.ts';
-import { formatIp, parseIp } from '../protocol/cidr.ts';
-import type { AgentConfig } from './config.ts';
-import type { NodeIdentity, NodeSource, PublishedState } from './model.ts';
+import { errorMessage } from '../../lib/errors.ts';
+import type { Logger } from '../../lib/logger.ts';
+import type { Runner } from '../../lib/runner.ts';
+import { formatIp, parseIp } from '../../protocol/cidr.ts';
+import type { AgentConfig } from '../config.ts';
+import type { NodeIdentity, NodeSource, PublishedState } from '../plan/model.ts';
 
 interface JsonRoute {
   dev?: unknown;

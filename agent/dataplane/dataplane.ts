@@ -3,13 +3,13 @@
 // commands that close the gap (all through the Runner). Every change is attempted even if some fail.
 // Hot path: an idle reconcile dumps WireGuard once (ensureInterface hands its dump to apply) and
 // re-reads the sysctls and iptables only every hostCheckIntervalMs (the resync repairs their drift).
-import { systemClock, type Clock } from '../lib/clock.ts';
-import { PartialFailureError, errorMessage } from '../lib/errors.ts';
-import type { Logger } from '../lib/logger.ts';
-import type { Runner } from '../lib/runner.ts';
-import { formatIp, parseCidr, parseIp } from '../protocol/cidr.ts';
-import { wireguardPublicKeyOf } from '../protocol/signing.ts';
-import type { DataplaneConfig, DesiredInterface, DesiredState } from './model.ts';
+import { systemClock, type Clock } from '../../lib/clock.ts';
+import { PartialFailureError, errorMessage } from '../../lib/errors.ts';
+import type { Logger } from '../../lib/logger.ts';
+import type { Runner } from '../../lib/runner.ts';
+import { formatIp, parseCidr, parseIp } from '../../protocol/cidr.ts';
+import { wireguardPublicKeyOf } from '../../protocol/signing.ts';
+import type { DataplaneConfig, DesiredInterface, DesiredState } from '../plan/model.ts';
 import { MssClamp } from './mss-clamp.ts';
 import { ROUTE_PROTO, diffRoutes, parseIpRoutes, readRoutesArgv, routeCommands } from './route-diff.ts';
 import { createWireguardBackend, type BackendKind, type WireguardBackend, type WireguardBackendOptions, type WireguardMode } from './wireguard-backend.ts';

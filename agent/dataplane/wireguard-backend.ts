@@ -10,11 +10,11 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { stat, unlink } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { join } from 'node:path';
-import { systemClock, type Clock } from '../lib/clock.ts';
-import { CommandError, CrosslinkError, errorMessage } from '../lib/errors.ts';
-import type { Logger } from '../lib/logger.ts';
-import type { Runner } from '../lib/runner.ts';
-import { waitFor } from '../lib/wait.ts';
+import { systemClock, type Clock } from '../../lib/clock.ts';
+import { CommandError, CrosslinkError, errorMessage } from '../../lib/errors.ts';
+import type { Logger } from '../../lib/logger.ts';
+import type { Runner } from '../../lib/runner.ts';
+import { waitFor } from '../../lib/wait.ts';
 
 export type WireguardMode = 'auto' | 'kernel' | 'userspace';
 export type BackendKind = 'kernel' | 'userspace';

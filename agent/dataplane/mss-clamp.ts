@@ -3,9 +3,9 @@
 // clamp TCP connections stall on the first full-size segment (path-MTU black hole). Only SYNs going
 // out of the tunnel are rewritten; the other side clamps its own SYN-ACKs. Best effort: a node
 // without iptables still forwards, it just relies on PMTU discovery.
-import type { Logger } from '../lib/logger.ts';
-import type { Runner } from '../lib/runner.ts';
-import { errorMessage } from '../lib/errors.ts';
+import type { Logger } from '../../lib/logger.ts';
+import type { Runner } from '../../lib/runner.ts';
+import { errorMessage } from '../../lib/errors.ts';
 
 export const MSS_COMMENT = 'crosslink';
 

@@ -3,9 +3,9 @@
 // While the coordinator is unreachable it backs off and keeps what it has (fail-static).
 import { readFile } from 'node:fs/promises';
 import { connect, credsAuthenticator, type NatsConnection, type Status } from '@nats-io/transport-node';
-import type { Clock } from '../lib/clock.ts';
-import { CrosslinkError, errorMessage } from '../lib/errors.ts';
-import type { Logger } from '../lib/logger.ts';
+import type { Clock } from '../../lib/clock.ts';
+import { CrosslinkError, errorMessage } from '../../lib/errors.ts';
+import type { Logger } from '../../lib/logger.ts';
 import {
   Deregister,
   DeregisterReply,
@@ -16,10 +16,10 @@ import {
   RegistrationRequest,
   describeZodError,
   type ErrorBody,
-} from '../protocol/messages.ts';
-import { signEnvelope, verifyEnvelope, type SigningKeyPair } from '../protocol/signing.ts';
-import { subjects } from '../protocol/subjects.ts';
-import type { NodeIdentity } from './model.ts';
+} from '../../protocol/messages.ts';
+import { signEnvelope, verifyEnvelope, type SigningKeyPair } from '../../protocol/signing.ts';
+import { subjects } from '../../protocol/subjects.ts';
+import type { NodeIdentity } from '../plan/model.ts';
 
 export class RegistrationError extends CrosslinkError {
   override name = 'RegistrationError';

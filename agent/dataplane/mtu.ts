@@ -1,9 +1,9 @@
 // Default overlay MTU: the underlay's MTU minus WireGuard's worst-case overhead (80 bytes: IPv6 40 +
 // UDP 8 + WireGuard 32), so encrypted packets never fragment on the underlay. Reads the route table
 // and link only (`ip -j route show default`, `ip -j link show`); no traffic is sent.
-import type { Logger } from '../lib/logger.ts';
-import type { Runner } from '../lib/runner.ts';
-import { errorMessage } from '../lib/errors.ts';
+import type { Logger } from '../../lib/logger.ts';
+import type { Runner } from '../../lib/runner.ts';
+import { errorMessage } from '../../lib/errors.ts';
 
 export const WIREGUARD_OVERHEAD = 80;
 export const MTU_FALLBACK = 1420;

@@ -7,11 +7,11 @@
 // it cannot authenticate) and is pushed out again by the real sides' keepalives.
 import { createSocket, type Socket } from 'node:dgram';
 import { isIPv6 } from 'node:net';
-import { systemClock, type Clock } from '../lib/clock.ts';
-import { CrosslinkError, errorMessage } from '../lib/errors.ts';
-import type { Logger } from '../lib/logger.ts';
-import { parseEndpoint } from '../protocol/cidr.ts';
-import type { RelayAssignment } from './model.ts';
+import { systemClock, type Clock } from '../../lib/clock.ts';
+import { CrosslinkError, errorMessage } from '../../lib/errors.ts';
+import type { Logger } from '../../lib/logger.ts';
+import { parseEndpoint } from '../../protocol/cidr.ts';
+import type { RelayAssignment } from '../plan/model.ts';
 import type { LivePeer } from './wg-dump.ts';
 
 export const RELAY_STALE_MS = 3 * 60_000;

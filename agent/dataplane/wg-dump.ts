@@ -1,7 +1,7 @@
 // Parses `wg show <if> dump` into typed live state. The first line carries the interface's private
 // key: it is dropped here, never stored or logged; callers compare public keys instead.
-import { parseEndpoint, formatEndpoint, canonicalCidr } from '../protocol/cidr.ts';
-import { CrosslinkError } from '../lib/errors.ts';
+import { parseEndpoint, formatEndpoint, canonicalCidr } from '../../protocol/cidr.ts';
+import { CrosslinkError } from '../../lib/errors.ts';
 
 export interface LiveInterface {
   /** null when no private key is set ("(none)"). */

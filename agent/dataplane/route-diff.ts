@@ -1,8 +1,8 @@
 // Routes Crosslink owns are marked with a dedicated route protocol number; we read, replace and
 // delete only those, so routes of the CNI, the cloud or the admin are never touched.
-import { canonicalCidr, formatIp, hostCidr, parseIp } from '../protocol/cidr.ts';
-import { CrosslinkError } from '../lib/errors.ts';
-import type { DesiredRoute } from './model.ts';
+import { canonicalCidr, formatIp, hostCidr, parseIp } from '../../protocol/cidr.ts';
+import { CrosslinkError } from '../../lib/errors.ts';
+import type { DesiredRoute } from '../plan/model.ts';
 import type { PlannedCommand } from './wg-diff.ts';
 
 /**

@@ -11,12 +11,12 @@
 import { AckPolicy, DeliverPolicy, jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import { Kvm, type KV, type KvWatchEntry } from '@nats-io/kv';
 import { nanos, type NatsConnection, type QueuedIterator } from '@nats-io/transport-node';
-import type { Clock } from '../lib/clock.ts';
-import { errorMessage } from '../lib/errors.ts';
-import type { Logger } from '../lib/logger.ts';
-import { ClusterRecord, NodeRecord } from '../protocol/messages.ts';
-import { SignatureError, verifyEnvelope } from '../protocol/signing.ts';
-import { clusterNameFromKey, kvKeys, nodeNameFromKey } from '../protocol/subjects.ts';
+import type { Clock } from '../../lib/clock.ts';
+import { errorMessage } from '../../lib/errors.ts';
+import type { Logger } from '../../lib/logger.ts';
+import { ClusterRecord, NodeRecord } from '../../protocol/messages.ts';
+import { SignatureError, verifyEnvelope } from '../../protocol/signing.ts';
+import { clusterNameFromKey, kvKeys, nodeNameFromKey } from '../../protocol/subjects.ts';
 import { RateLimitedLog, onConnectionStatus } from './control-plane.ts';
 
 export interface MeshWatchOptions {
