@@ -14,6 +14,12 @@ have ping || need+=(iputils-ping)
 have iptables || need+=(iptables)
 have tcpdump || need+=(tcpdump)
 have kubectl || need+=(kubernetes-client)
+have nft || need+=(nftables)
+have openssl || need+=(openssl)
+have dig || need+=(bind9-dnsutils)
+have dot || need+=(graphviz)
+have promtool || need+=(prometheus)
+have iperf3 || need+=(iperf3)
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing ${need[*]}" >&2
   if [ "$(id -u)" -ne 0 ]; then echo "setup: need root to install ${need[*]}" >&2; exit 1; fi
