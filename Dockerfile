@@ -1,5 +1,20 @@
 # One image for the agent, the coordinator and the CLI (Kubernetes manifests pick the program with
 # `args`). Build: docker build -t crosslink:0.1.0 .   (the manifests default to ghcr.io/crosslink/crosslink:0.1.0)
+
+# Stage 1: compile TypeScript to JavaScript (npm run build → dist/) with the dev dependencies.
+FROM node:22-bookworm-slim AS build
+WORKDIR /src
+COPY package.json package-lock.json ./
+RUN npm ci --no-audit --no-fund
+COPY tsconfig.json tsconfig.build.json ./
+COPY lib ./lib
+COPY protocol ./protocol
+COPY agent ./agent
+COPY coordinator ./coordinator
+COPY cli ./cli
+RUN npx tsc -p tsconfig.build.json
+
+# Stage 2: the runtime: compiled dist/, production dependencies only (no TypeScript, no tsx loader).
 FROM node:22-bookworm-slim
 
 # wireguard-go: user-space WireGuard when the node kernel has no WireGuard module; wireguard-tools: `wg`;
@@ -12,15 +27,11 @@ WORKDIR /opt/crosslink
 ENV NODE_ENV=production
 
 COPY package.json package-lock.json ./
-# --omit=dev still installs tsx: it is a runtime dependency (TypeScript runs through its loader, no build step).
 RUN npm ci --omit=dev && npm cache clean --force
 
+COPY --from=build /src/dist ./dist
+# bin/ runs dist/ (no scripts/ in the image, so it never tries to build).
 COPY bin ./bin
-COPY lib ./lib
-COPY protocol ./protocol
-COPY agent ./agent
-COPY coordinator ./coordinator
-COPY cli ./cli
 # Templates for `crosslink manifests`.
 COPY deploy ./deploy
 

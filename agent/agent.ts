@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { systemClock, type Clock } from '../lib/clock.ts';
 import { errorMessage } from '../lib/errors.ts';
+import { packagePath } from '../lib/package-root.ts';
 import type { Logger } from '../lib/logger.ts';
 import type { Runner } from '../lib/runner.ts';
 import { hostCidr, parseIp } from '../protocol/cidr.ts';
@@ -37,7 +38,7 @@ import {
 
 export const AGENT_VERSION: string = (() => {
   try {
-    const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version?: unknown };
+    const pkg = JSON.parse(readFileSync(packagePath('package.json'), 'utf8')) as { version?: unknown };
     return typeof pkg.version === 'string' ? pkg.version : 'dev';
   } catch {
     return 'dev';

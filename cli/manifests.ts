@@ -3,15 +3,15 @@
 // (not text), so comments survive and a value can never break the YAML.
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
 import { isMap, isSeq, parseAllDocuments, stringify, type Document } from 'yaml';
 import { z } from 'zod';
 import { ValidationError } from '../lib/errors.ts';
+import { packagePath } from '../lib/package-root.ts';
 import { ClusterName, Key32, LocationName, Topology } from '../protocol/messages.ts';
 import { NatsUrl } from '../agent/config.ts';
 
-export const DEPLOY_DIR = fileURLToPath(new URL('../deploy/', import.meta.url));
+export const DEPLOY_DIR = packagePath('deploy') + '/';
 
 /** Agent templates in apply order (the namespace first). */
 export const AGENT_TEMPLATES = ['namespace.yaml', 'rbac.yaml', 'daemonset.yaml'] as const;
@@ -19,7 +19,7 @@ export const AGENT_TEMPLATES = ['namespace.yaml', 'rbac.yaml', 'daemonset.yaml']
 export const IMAGE_REPOSITORY = 'ghcr.io/crosslink/crosslink';
 
 export function packageVersion(): string {
-  const pkg: unknown = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8'));
+  const pkg: unknown = JSON.parse(readFileSync(packagePath('package.json'), 'utf8'));
   return z.object({ version: z.string() }).parse(pkg).version;
 }
 

@@ -82,8 +82,8 @@ export function roleOf(pid: number): ProcessRole {
   const text = argv.join(' ');
   const exe = (argv[0] ?? '').split('/').pop() ?? '';
   if (exe === 'wireguard-go' || /(^|\/)wireguard-go( |$)/.test(text)) return 'wireguard-go';
-  if (/crosslink-agent|\/agent\/main\.ts/.test(text)) return 'agent';
-  if (/crosslink-coordinator|\/coordinator\/main\.ts/.test(text)) return 'coordinator';
+  if (/crosslink-agent|\/agent\/main\.[jt]s/.test(text)) return 'agent';
+  if (/crosslink-coordinator|\/coordinator\/main\.[jt]s/.test(text)) return 'coordinator';
   if (exe === 'nats-server' || /(^|\/)nats-server /.test(text)) return 'nats-server';
   return 'other';
 }

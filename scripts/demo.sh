@@ -4,4 +4,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+bash scripts/build.sh --if-stale   # the agents and coordinator run compiled (bin/ → dist/)
 exec node --no-warnings=ExperimentalWarning --import ./node_modules/tsx/dist/esm/index.mjs lab/demo.ts "$@"

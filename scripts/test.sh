@@ -3,6 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+echo "== build"; bash scripts/build.sh --if-stale   # tests spawn bin/, which runs dist/
 echo "== typecheck"; npx tsc --noEmit
 echo "== lint"; npx eslint .
 echo "== tests"

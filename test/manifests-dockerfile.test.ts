@@ -1,5 +1,5 @@
 // The Dockerfile cannot be built here (no container engine), so its essentials are checked
-// statically: base image, packages, that tsx (a runtime dependency) survives --omit=dev, that every
+// statically: base image, packages, that the image runs compiled JavaScript without tsx, that every
 // directory the entrypoints import at run time is copied, and that .dockerignore keeps them.
 import test from 'ava';
 import { readFileSync, readdirSync, statSync } from 'node:fs';
@@ -14,6 +14,9 @@ const dockerignore = readFileSync(join(ROOT, '.dockerignore'), 'utf8')
 const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { dependencies: Record<string, string>; bin: Record<string, string> };
 
 const copied = [...dockerfile.matchAll(/^COPY\s+(\S+)\s+\S+$/gm)].map((m) => m[1]!);
+const buildIncludes = JSON.parse(/"include":\s*(\[[^\]]*\])/.exec(readFileSync(join(ROOT, 'tsconfig.build.json'), 'utf8'))![1]!) as string[];
+/** What the runtime stage (after the last FROM) copies from the build context. */
+const runtimeCopied = [...dockerfile.slice(dockerfile.lastIndexOf('\nFROM ')).matchAll(/^COPY\s+(\S+)\s+\S+$/gm)].map((m) => m[1]!);
 
 test('Dockerfile: Node 22 runtime with the data-plane tools and tini as PID 1', (t) => {
   t.regex(dockerfile, /^FROM node:22-bookworm-slim$/m);
@@ -23,13 +26,20 @@ test('Dockerfile: Node 22 runtime with the data-plane tools and tini as PID 1', 
   t.regex(dockerfile, /^ENV PATH=\/opt\/crosslink\/bin:\$PATH$/m);
 });
 
-test('Dockerfile: npm ci --omit=dev keeps tsx, which the bin scripts load at run time', (t) => {
+test('Dockerfile: a build stage compiles dist/; the runtime has production dependencies only and bin/ runs dist/', (t) => {
+  t.regex(dockerfile, /^FROM node:22-bookworm-slim AS build$/m);
+  t.regex(dockerfile, /^RUN npx tsc -p tsconfig\.build\.json$/m);
   t.regex(dockerfile, /npm ci --omit=dev/);
-  t.truthy(pkg.dependencies['tsx'], 'tsx must stay in dependencies, not devDependencies');
+  t.regex(dockerfile, /^COPY --from=build \/src\/dist \.\/dist$/m);
+  t.falsy(pkg.dependencies['tsx'], 'tsx is a devDependency: nothing loads TypeScript at run time');
+  t.falsy(pkg.dependencies['typescript']);
   for (const bin of Object.values(pkg.bin)) {
-    t.true(copied.includes(dirname(bin)), `${bin} is copied`);
-    t.regex(readFileSync(join(ROOT, bin), 'utf8'), /node_modules\/tsx/);
+    t.true(runtimeCopied.includes(dirname(bin)), `${bin} is copied`);
+    const script = readFileSync(join(ROOT, bin), 'utf8');
+    t.notRegex(script, /tsx/, `${bin} does not use tsx`);
+    t.regex(script, /run-compiled" [a-z]+\/main\.js/, `${bin} runs a compiled entry point`);
   }
+  t.regex(readFileSync(join(ROOT, 'bin', 'run-compiled'), 'utf8'), /exec node "\$root\/dist\/\$entry"/);
   t.true(copied.includes('package-lock.json') || dockerfile.includes('package-lock.json'));
 });
 
@@ -58,6 +68,7 @@ test('Dockerfile: every directory the agent, coordinator and CLI import is copie
     if (d === 'package.json') continue;
     t.true(copied.includes(d), `COPY ${d}`);
     t.false(dockerignore.includes(d), `.dockerignore keeps ${d}`);
+    if (d !== 'deploy') t.true(buildIncludes.includes(d), `tsconfig.build.json compiles ${d}`);
   }
   t.true(dockerignore.includes('node_modules'), 'dependencies come from npm ci, not the build context');
 });
