@@ -31,10 +31,12 @@ if [ ${#need[@]} -gt 0 ]; then
   if [[ " ${need[*]} " == *" kubernetes-client "* ]]; then apt-get install -y -qq --no-install-recommends kubernetes-client >&2 || echo "setup: kubernetes-client unavailable; kubectl checks will be skipped" >&2; fi
 fi
 
-# npm dependencies: reinstall when the lock file changed since the last install.
-stamp=node_modules/.crosslink-lock-stamp
-if [ ! -f "$stamp" ] || ! cmp -s package-lock.json "$stamp"; then
+# npm dependencies: reinstall when the locked package set (names, versions, integrity) changed since
+# the last install; edits that install the same tree (e.g. moving a package to devDependencies) don't.
+digest=$(node -e 'const p = require("./package-lock.json").packages ?? {}; console.log(Object.keys(p).sort().map((k) => `${k}@${p[k].version ?? ""}#${p[k].integrity ?? ""}`).join("\n"))' | sha256sum | cut -d' ' -f1)
+stamp=node_modules/.crosslink-deps-stamp
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$digest" ]; then
   echo "setup: npm ci" >&2
   npm ci --no-audit --no-fund --loglevel=error >&2
-  cp package-lock.json "$stamp"
+  echo "$digest" >"$stamp"
 fi
