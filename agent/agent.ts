@@ -23,6 +23,7 @@ import { computeDesiredState as defaultComputeDesiredState } from './plan/desire
 import { loadOrCreateNodeKeys, stageWireguardKey, type NodeKeys, type StagedWireguardKey } from './control/keys.ts';
 import { MeshWatch } from './control/mesh-watch.ts';
 import type { DataplaneConfig, DesiredInterface, DesiredState, MeshView, NodeIdentity, NodeSource, PublishedState } from './plan/model.ts';
+import { AgentPolicy } from './policy/agent-policy.ts';
 import { Reconciler, type AgentDataplane, type AgentRelay, type ReconcileRecord } from './reconciler.ts';
 import { parseIpRoutes, readRoutesArgv } from './dataplane/route-diff.ts';
 import {
@@ -96,6 +97,7 @@ export class Agent {
   private rotations: Promise<unknown> = Promise.resolve();
   private readonly clock: Clock;
   private readonly reconciler: Reconciler;
+  private readonly policy: AgentPolicy;
 
   private constructor(
     private readonly o: AgentOptions,
@@ -107,13 +109,25 @@ export class Agent {
   ) {
     this.clock = o.clock ?? systemClock;
     this.wireguard = keys.wireguard;
+    this.policy = new AgentPolicy({
+      runner: o.runner,
+      logger: o.logger.child({ component: 'policy' }),
+      clock: this.clock,
+      interfaceName: o.config.interfaceName,
+      mode: o.config.policyEnforcement,
+      nftCommand: o.config.nftCommand,
+      bucket: o.config.bucket,
+      coordinatorKeys: [o.coordinatorKey],
+      onGateChanged: () => this.reconciler.request('policy enforcement changed'),
+    });
+    const compute = o.computeDesiredState ?? defaultComputeDesiredState;
     this.reconciler = new Reconciler({
       dataplane,
       dataplaneConfig: this.dataplaneConfig,
       privateKey: () => this.wireguard.privateKey,
       view: () => this.currentView(),
       interfaceWithoutView: () => this.interfaceWithoutView(),
-      computeDesiredState: o.computeDesiredState ?? defaultComputeDesiredState,
+      computeDesiredState: (view, cfg) => this.policy.gate(compute(view, cfg)),
       clock: this.clock,
       logger: o.logger.child({ component: 'reconciler' }),
       onReconciled: () => this.publishState(),
@@ -193,12 +207,15 @@ export class Agent {
         view: () => this.viewDocument(),
         diagnostics: () => this.diagnostics(),
         rotateKey: () => this.rotateKey(),
+        policy: () => this.policy.document(),
       },
       logger: logger.child({ component: 'status' }),
     });
+    await this.policy.init();
     this.reconciler.request('start');
     this.resyncTimer = setInterval(() => {
       this.reconciler.request('resync');
+      this.policy.resync();
     }, config.resyncIntervalMs);
     this.connecting = this.connectLoop();
   }
@@ -276,6 +293,7 @@ export class Agent {
     watch.onChange(() => this.onMeshChanged());
     cp.start();
     watch.start();
+    this.policy.connect(nc);
   }
 
   private onMeshChanged(): void {
@@ -292,6 +310,7 @@ export class Agent {
       cp.requestRegister('own record disappeared from the KV');
     }
     this.reconciler.request('mesh changed');
+    this.policy.meshChanged(watch.synced ? new Map(watch.nodes()) : null);
   }
 
   /** Our own record: the newest verified copy from the register reply or the KV. */
@@ -353,6 +372,8 @@ export class Agent {
       const last = this.reconciler.lastReconcile();
       return { ready: false, reason: `not reconciled yet${last?.error ? `: ${last.error}` : ''}` };
     }
+    const policy = this.policy.notReadyReason();
+    if (policy !== null) return { ready: false, reason: policy };
     return { ready: true, reason: 'registered and reconciled' };
   }
 
@@ -486,6 +507,8 @@ export class Agent {
     if (rejected > 0) errors.push(`${rejected} KV record(s) ignored (bad signature, name or generation); see \`crosslink nodes\``);
     const last = this.reconciler.lastReconcile();
     if (last?.error) errors.push(`reconcile: ${last.error}`);
+    const policy = await this.policy.status();
+    errors.push(...this.policy.errors(policy));
 
     const relayStats = new Map((this.relay?.stats() ?? []).map((s) => [s.port, s]));
     const own = this.ownRecord();
@@ -529,6 +552,7 @@ export class Agent {
         bytes: relayStats.get(r.port)?.bytes ?? 0,
       })),
       errors,
+      policy,
     };
   }
 
@@ -593,6 +617,7 @@ export class Agent {
     await step('stop reconciler', () => this.reconciler.stop());
     // Deregister only after the watch is closed, or we would see our own record go and re-register.
     if (cleanup && this.controlPlane?.state().registered) await step('deregister', () => this.controlPlane?.deregister());
+    await step('stop policy', () => this.policy.stop(cleanup));
     await step('close relay', () => this.relay?.close());
     if (cleanup) await step('tear down data plane', () => this.dataplane.teardown());
     else await step('release data plane', () => this.dataplane.close());

@@ -55,6 +55,10 @@ export interface AgentConfig {
   readonly relayPortSpan: number;
   readonly cleanup: boolean;
   readonly logLevel: string;
+  /** Without nftables: 'required' carries no overlay traffic, 'best-effort' carries it unfiltered (and says so). */
+  readonly policyEnforcement: 'required' | 'best-effort';
+  /** The nft binary the policy table is applied with. */
+  readonly nftCommand: string;
 }
 
 export const DEFAULTS = {
@@ -127,6 +131,8 @@ export const AGENT_FLAGS: readonly FlagSpec[] = [
   spec('--no-cleanup', null, 'on shutdown leave the data plane in place (traffic keeps flowing during upgrades)'),
   spec('--kubernetes', null, 'force Kubernetes mode: identity from the Node object (default: when KUBERNETES_SERVICE_HOST is set)'),
   spec('--no-kubernetes', null, 'force standalone mode'),
+  spec('--policy-enforcement', 'mode', 'when the access policy cannot be enforced (no nftables): required = carry no overlay traffic, best-effort = carry it unfiltered and say so (default: best-effort)'),
+  spec('--nft', 'path', 'the nft binary used to enforce the access policy (default: nft)'),
   spec('--log-level', 'level', 'trace | debug | info | warn | error | fatal | silent (default: info)'),
 ];
 
@@ -432,6 +438,12 @@ function buildConfig(opts: Record<string, unknown>, ctx: ParseContext): AgentCon
   const logRaw = get('logLevel');
   const logLevel = check(logRaw.label, str(logRaw) ?? DEFAULTS.logLevel, LogLevel);
 
+  const peRaw = get('policyEnforcement');
+  const policyEnforcement = check(peRaw.label, str(peRaw) ?? 'best-effort', z.enum(['required', 'best-effort'], 'allowed: required, best-effort'));
+
+  const nftRaw = get('nft');
+  const nftCommand = check(nftRaw.label, str(nftRaw) ?? 'nft', z.string().regex(/^[A-Za-z0-9_./-]{1,255}$/, 'must be a command name or path (letters, digits, "_", ".", "/", "-")'));
+
   return Object.freeze({
     natsServers: Object.freeze(natsServers),
     natsCredsFile,
@@ -462,5 +474,7 @@ function buildConfig(opts: Record<string, unknown>, ctx: ParseContext): AgentCon
     relayPortSpan: relay.last - relay.first + 1,
     cleanup,
     logLevel,
+    policyEnforcement,
+    nftCommand,
   });
 }

@@ -6,6 +6,7 @@
 //   GET /view         the verified MeshView + data plane config  socket only (for `crosslink showconf`)
 //   GET /diagnostics  live WireGuard peers and owned routes      socket only (for `crosslink diagnose`)
 //   POST /rotate-key  new WireGuard key, re-registered           socket only (for `crosslink rotate-key`)
+//   GET /policy       access policy, live nftables table, counters socket only (for `crosslink policy explain`)
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { connect } from 'node:net';
 import { chmod, lstat, mkdir, unlink } from 'node:fs/promises';
@@ -14,6 +15,7 @@ import { z } from 'zod';
 import { CrosslinkError, errorMessage } from '../lib/errors.ts';
 import type { Logger } from '../lib/logger.ts';
 import { ClusterRecord, Key32, NodeRecord } from '../protocol/messages.ts';
+import type { PolicyDocumentResponse } from '../protocol/policy/status.ts';
 import type { AgentStatus } from '../protocol/status.ts';
 import type { HostPort } from './config.ts';
 import type { DataplaneConfig, MeshView } from './plan/model.ts';
@@ -122,6 +124,8 @@ export interface StatusProvider {
   diagnostics(): Promise<DiagnosticsDocument>;
   /** POST /rotate-key (socket only; absent: the endpoint does not exist). Rejects with RotateKeyError. */
   rotateKey?(): Promise<RotateKeyResponse>;
+  /** GET /policy (socket only): the access policy, its live nftables table and counters. */
+  policy?(): Promise<PolicyDocumentResponse>;
 }
 
 export interface StatusServerOptions {
@@ -163,6 +167,8 @@ function routes(p: StatusProvider, local: boolean): Map<string, Route> {
       return Promise.resolve();
     });
     get('/diagnostics', async (_req, res) => sendJson(res, 200, await p.diagnostics()));
+    const policy = p.policy?.bind(p);
+    if (policy) get('/policy', async (_req, res) => sendJson(res, 200, await policy()));
     // Changes state, so only on the 0600 socket (root), never on the health port.
     const rotate = p.rotateKey?.bind(p);
     if (rotate) {

@@ -9,6 +9,7 @@ import { createLogger, type Logger } from '../lib/logger.ts';
 import { DEFAULT_SIGNING_KEY_FILE, RUN_FLAGS, describeConfig, parseCoordinatorConfig, type RawRunOptions } from './config.ts';
 import { Coordinator } from './coordinator.ts';
 import { connectNats } from './nats.ts';
+import { addPolicyCommands } from './policy-commands.ts';
 import { addRevocationCommands } from './revocation-commands.ts';
 import { SecretFileError } from '../lib/secret-file.ts';
 import { loadOrCreateSigningKey } from './signing-key.ts';
@@ -122,6 +123,7 @@ export function buildProgram(): Command {
       await printPublicKey(opts.signingKeyFile);
     });
   addRevocationCommands(program);
+  addPolicyCommands(program);
   program.addHelpText('after', runFlagsHelp);
   return program;
 }

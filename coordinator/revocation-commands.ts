@@ -10,6 +10,7 @@ import { systemClock } from '../lib/clock.ts';
 import { errorMessage } from '../lib/errors.ts';
 import { createLogger } from '../lib/logger.ts';
 import type { Revocation } from '../protocol/messages.ts';
+import type { SigningKeyPair } from '../protocol/signing.ts';
 import { kvKeys } from '../protocol/subjects.ts';
 import { RUN_FLAGS, parseCoordinatorConfig, type CoordinatorConfig, type RawRunOptions } from './config.ts';
 import { RevocationAdminError, listRevocations, parseNodeName, parseReason, revokeNode, unrevokeNode, type RevokeResult } from './revocation-admin.ts';
@@ -19,9 +20,9 @@ import { StateStore } from './store.ts';
 /** The run flags these commands share (same names, env variables and defaults). */
 const SHARED_FLAGS: readonly (keyof RawRunOptions)[] = ['natsUrl', 'natsCreds', 'signingKeyFile', 'bucket', 'subjectPrefix'];
 
-type SharedOptions = Pick<RawRunOptions, 'natsUrl' | 'natsCreds' | 'signingKeyFile' | 'bucket' | 'subjectPrefix'>;
+export type SharedOptions = Pick<RawRunOptions, 'natsUrl' | 'natsCreds' | 'signingKeyFile' | 'bucket' | 'subjectPrefix'>;
 
-function addSharedOptions(cmd: Command): Command {
+export function addSharedOptions(cmd: Command): Command {
   for (const key of SHARED_FLAGS) {
     const f = RUN_FLAGS.find((x) => x.key === key);
     if (!f) continue;
@@ -38,7 +39,7 @@ function addSharedOptions(cmd: Command): Command {
   return cmd;
 }
 
-function sharedConfig(opts: SharedOptions, cmd: Command): CoordinatorConfig {
+export function sharedConfig(opts: SharedOptions, cmd: Command): CoordinatorConfig {
   const picked: Partial<RawRunOptions> = {};
   for (const k of SHARED_FLAGS) {
     const v = opts[k as keyof SharedOptions];
@@ -50,8 +51,9 @@ function sharedConfig(opts: SharedOptions, cmd: Command): CoordinatorConfig {
   });
 }
 
-interface Admin {
+export interface Admin {
   readonly store: StateStore;
+  readonly signingKey: SigningKeyPair;
   close(): Promise<void>;
 }
 
@@ -89,14 +91,14 @@ async function openAdmin(config: CoordinatorConfig): Promise<Admin> {
       );
     }
     const logger = createLogger('crosslink-coordinator', process.env['CROSSLINK_LOG_LEVEL'] ?? 'warn');
-    return { store: new StateStore(kv, key, logger), close: () => nc.close() };
+    return { store: new StateStore(kv, key, logger), signingKey: key, close: () => nc.close() };
   } catch (err) {
     await nc.close();
     throw err;
   }
 }
 
-async function withAdmin<T>(config: CoordinatorConfig, fn: (admin: Admin) => Promise<T>): Promise<T> {
+export async function withAdmin<T>(config: CoordinatorConfig, fn: (admin: Admin) => Promise<T>): Promise<T> {
   const admin = await openAdmin(config);
   try {
     return await fn(admin);

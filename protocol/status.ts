@@ -1,6 +1,7 @@
 // The agent's status document, served as JSON (GET /status) on its unix status socket and its
 // health port. Read by the CLI and the lab. Never contains private keys.
 import { z } from 'zod';
+import { PolicyStatus } from './policy/status.ts';
 
 export const PeerPath = z.enum(['direct', 'relay', 'gateway']);
 export type PeerPath = z.infer<typeof PeerPath>;
@@ -86,5 +87,7 @@ export const AgentStatus = z.object({
     z.object({ port: z.number(), between: z.tuple([z.string(), z.string()]), packets: z.number(), bytes: z.number() }),
   ),
   errors: z.array(z.string()),
+  /** The access policy on this node (absent from agents that predate it). */
+  policy: PolicyStatus.optional(),
 });
 export type AgentStatus = z.infer<typeof AgentStatus>;

@@ -38,6 +38,8 @@ test('defaults', (t) => {
     relayPortBase: 52000,
     relayPortSpan: 1000,
     cleanup: true,
+    policyEnforcement: 'best-effort',
+    nftCommand: 'nft',
     logLevel: 'info',
     bucket: 'crosslink',
   } satisfies Partial<AgentConfig>);
