@@ -146,7 +146,9 @@ test('heartbeats flow; unknown-node makes it register again; deregister is signe
   });
   f.cp.start();
   await waitFor(() => beats.length >= 2, { timeoutMs: 5000, what: 'heartbeats' });
-  t.like(beats[0], { name: 'node-a', generation: 1, identityKey: f.identityKey.publicKey });
+  t.like(beats[0], { name: 'node-a', identityKey: f.identityKey.publicKey });
+  // The generation of a record the coordinator handed out (under load a registration may time out and be repeated).
+  t.true(beats[0]!.generation >= 1 && beats[0]!.generation <= reg.count());
   t.truthy(f.cp.state().lastHeartbeatAt);
 
   forget = true;

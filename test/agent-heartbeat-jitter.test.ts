@@ -4,7 +4,7 @@
 // nats-server that is restarted, driven by a test clock, so the times are exact (no timing asserts).
 import test from 'ava';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
-import { ControlPlane, heartbeatDelayMs, onConnectionStatus } from '../agent/control/control-plane.ts';
+import { ControlPlane, heartbeatDelayMs, heartbeatRetryDelayMs, onConnectionStatus } from '../agent/control/control-plane.ts';
 import type { NodeIdentity } from '../agent/plan/model.ts';
 import type { Clock } from '../lib/clock.ts';
 import { silentLogger } from '../lib/logger.ts';
@@ -25,6 +25,20 @@ const rows: { kind: 'interval' | 'after-reconnect'; interval: number; random: nu
 for (const r of rows) {
   test(`heartbeatDelayMs ${r.kind}, interval ${r.interval}, random ${r.random} → ${r.want}`, (t) => {
     t.is(heartbeatDelayMs(r.kind, r.interval, r.random), r.want);
+  });
+}
+
+const retryRows: { failures: number; interval: number; random: number; want: number }[] = [
+  { failures: 1, interval: 15_000, random: 0, want: 500 },
+  { failures: 1, interval: 15_000, random: 0.5, want: 1000 },
+  { failures: 2, interval: 15_000, random: 0.5, want: 2000 },
+  { failures: 3, interval: 15_000, random: 0.5, want: 3000 },
+  { failures: 40, interval: 15_000, random: 0.999_999, want: 4500 },
+  { failures: 3, interval: 2000, random: 0.999_999, want: 2000 },
+];
+for (const r of retryRows) {
+  test(`heartbeatRetryDelayMs failures ${r.failures}, interval ${r.interval}, random ${r.random} → ${r.want}`, (t) => {
+    t.is(heartbeatRetryDelayMs(r.failures, r.interval, r.random), r.want);
   });
 }
 
@@ -201,4 +215,74 @@ test('after a NATS restart, agents heartbeat at their own random moment, then ev
   await waitFor(() => sentAt('node-b').length === 2, { timeoutMs: 10_000, what: 'node-b next heartbeat' });
   t.deepEqual(sentAt('node-a'), [500, 9700]);
   t.deepEqual(sentAt('node-b'), [4500, 15_300]);
+});
+
+test('an unanswered heartbeat is retried within seconds (not a whole interval later), then the interval resumes', async (t) => {
+  const INTERVAL = 10_000;
+  const server = await NatsServer.start({ name: 'xl-hbr' });
+  const clock = new TestClock();
+  const T0 = clock.now();
+  const coordNc = await connect({ servers: server.url });
+  const agentNc = await connect({ servers: server.url });
+  const cps: ControlPlane[] = [];
+  t.teardown(async () => {
+    for (const c of cps) await c.stop();
+    await agentNc.close();
+    await coordNc.close();
+    await server.stop();
+  });
+  const coordinator = await generateSigningKeyPair();
+  coordNc.subscribe(S.register, {
+    callback: (_err, msg) => {
+      void (async () => {
+        const env = JSON.parse(msg.string()) as unknown;
+        const req = RegistrationRequest.parse(openEnvelopeUnverified(env as never));
+        const { sentAt: _s, agentVersion: _a, ...rest } = req;
+        const record: NodeRecord = { ...rest, kind: 'node', overlayIp: '100.96.0.7', generation: 1, registeredAt: 1, updatedAt: 1 };
+        const reply: RegisterReply = { ok: true, record: await signEnvelope(record, coordinator.secretKey), heartbeatIntervalMs: INTERVAL, nodeTtlMs: 4 * INTERVAL };
+        msg.respond(JSON.stringify(reply));
+      })();
+    },
+  });
+  await coordNc.flush();
+  const cp = new ControlPlane({
+    nc: agentNc,
+    clock,
+    logger: silentLogger(),
+    coordinatorKey: coordinator.publicKey,
+    wireguardPublicKey: (await generateWireguardKeyPair()).publicKey,
+    identityKey: await generateSigningKeyPair(),
+    identity: () => identity('node-a'),
+    listenPort: 51820,
+    agentVersion: 'test',
+    requestTimeoutMs: 2000,
+    random: () => 0.5,
+  });
+  cps.push(cp);
+  cp.start();
+  await waitFor(() => cp.state().registered, { timeoutMs: 10_000, what: 'registered' });
+
+  // Nobody answers heartbeats (the coordinator is restarting): "no responders" at once.
+  const step = async (at: number, what: string): Promise<void> => {
+    await waitFor(() => clock.hasSleeperAt(at), { timeoutMs: 10_000, what });
+    clock.advanceTo(at);
+  };
+  await step(T0 + INTERVAL, 'first heartbeat armed at one interval');
+  await step(T0 + INTERVAL + 1000, 'first retry armed 1 s after the failure');
+  await waitFor(() => clock.hasSleeperAt(T0 + INTERVAL + 3000), { timeoutMs: 10_000, what: 'second retry armed 2 s after the second failure' });
+  // The coordinator serves again before the second retry.
+  const beats: number[] = [];
+  coordNc.subscribe(S.heartbeat, {
+    callback: (_err, msg) => {
+      beats.push(Heartbeat.parse(openEnvelopeUnverified(JSON.parse(msg.string()) as never)).sentAt - T0);
+      msg.respond(JSON.stringify({ ok: true }));
+    },
+  });
+  await coordNc.flush();
+  clock.advanceTo(T0 + INTERVAL + 3000);
+  await waitFor(() => beats.length === 1, { timeoutMs: 10_000, what: 'the retried heartbeat answered' });
+  t.deepEqual(beats, [INTERVAL + 3000]);
+  await step(T0 + INTERVAL + 3000 + INTERVAL, 'answered: the normal interval again');
+  await waitFor(() => beats.length === 2, { timeoutMs: 10_000, what: 'the next regular heartbeat' });
+  t.deepEqual(beats, [INTERVAL + 3000, 2 * INTERVAL + 3000]);
 });

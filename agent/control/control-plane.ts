@@ -141,6 +141,18 @@ export function heartbeatDelayMs(kind: 'interval' | 'after-reconnect', intervalM
   return Math.round(kind === 'interval' ? intervalMs * (0.9 + 0.2 * random) : (intervalMs / 2) * random);
 }
 
+/**
+ * When to retry a heartbeat that got no answer (no responders, timeout: the coordinator is
+ * restarting or failing over), `failures` ≥ 1 in a row, `random` in [0, 1): 1 s, 2 s, then 3 s,
+ * each ×0.5–1.5 and never later than a normal interval. A fleet is heard again within a few seconds
+ * of a new leader serving (instead of a whole interval later), and the retries are spread, not a
+ * burst in one instant.
+ */
+export function heartbeatRetryDelayMs(failures: number, intervalMs: number, random: number): number {
+  const base = Math.min(1000 * 2 ** Math.min(Math.max(failures, 1) - 1, 8), 3000);
+  return Math.round(Math.min(intervalMs, base * (0.5 + random)));
+}
+
 export interface ControlPlaneState {
   readonly connected: boolean;
   readonly registered: boolean;
@@ -327,6 +339,7 @@ export class ControlPlane {
 
   private async loop(): Promise<void> {
     let failures = 0;
+    let heartbeatFailures = 0;
     while (!this.stopped) {
       if (this.needRegister) {
         const reason = this.registerReason;
@@ -353,8 +366,11 @@ export class ControlPlane {
         await this.sleep(wait);
         continue;
       }
-      await this.exclusive(() => this.heartbeatOnce());
-      this.heartbeatDue = this.o.clock.now() + this.heartbeatDelay('interval');
+      const answered = await this.exclusive(() => this.heartbeatOnce());
+      heartbeatFailures = answered ? 0 : heartbeatFailures + 1;
+      this.heartbeatDue =
+        this.o.clock.now() +
+        (answered ? this.heartbeatDelay('interval') : heartbeatRetryDelayMs(heartbeatFailures, this.heartbeatIntervalMs ?? DEFAULT_HEARTBEAT_INTERVAL_MS, this.random()));
     }
   }
 
@@ -460,11 +476,12 @@ export class ControlPlane {
     return { ok: false, kind: 'rejected', error: this.lastError, uncertain: false };
   }
 
-  private async heartbeatOnce(): Promise<void> {
+  /** One heartbeat; false when nobody answered (retried soon, see heartbeatRetryDelayMs). */
+  private async heartbeatOnce(): Promise<boolean> {
     const record = this.record;
     if (record === null) {
       this.needRegister = true;
-      return;
+      return true;
     }
     let raw: unknown;
     try {
@@ -481,25 +498,25 @@ export class ControlPlane {
     } catch (err) {
       this.lastError = `heartbeat failed: ${errorMessage(err)}`;
       this.throttle.warn('heartbeat-failed', { err: errorMessage(err) }, 'heartbeat failed; keeping the data plane as it is');
-      return;
+      return false;
     }
     const reply = HeartbeatReply.safeParse(raw);
     if (!reply.success) {
       this.lastError = `malformed heartbeat reply: ${describeZodError(reply.error, raw).message}`;
       this.throttle.warn('heartbeat-malformed', { err: this.lastError }, 'heartbeat: malformed reply');
-      return;
+      return true;
     }
     if (reply.data.ok) {
       this.lastHeartbeatAt = this.o.clock.now();
       this.lastError = null;
       this.throttle.reset('heartbeat-failed');
-      return;
+      return true;
     }
     const { code, message } = reply.data.error;
     if (code === 'unknown-node') {
       // Expired or removed (e.g. during an outage): register again with the same keys.
       this.requestRegister(`heartbeat answered ${code}: ${message}`);
-      return;
+      return true;
     }
     // 'stale' is clock skew and 'unauthorized' another identity holding our name: registering
     // again would be refused the same way, so keep trying and say what a human must fix.
@@ -509,5 +526,6 @@ export class ControlPlane {
       { code, err: message },
       code === 'stale' ? 'heartbeat refused: this node\'s clock is off (fix NTP)' : 'heartbeat refused',
     );
+    return true;
   }
 }
