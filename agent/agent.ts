@@ -19,13 +19,15 @@ import type { WireguardKeyPair } from '../protocol/signing.ts';
 import type { AgentStatus, PeerStatus } from '../protocol/status.ts';
 import { redactUrl, type AgentConfig, type WireguardMode } from './config.ts';
 import { ControlPlane, onConnectionStatus } from './control/control-plane.ts';
-import { computeDesiredState as defaultComputeDesiredState } from './plan/desired-state.ts';
+import { computeDesiredState as defaultComputeDesiredState, type DesiredStateOptions } from './plan/desired-state.ts';
+import type { HostFacts } from './plan/route-guard.ts';
+import { readHostFacts } from './dataplane/host-facts.ts';
 import { loadOrCreateNodeKeys, stageWireguardKey, type NodeKeys, type StagedWireguardKey } from './control/keys.ts';
 import { MeshWatch } from './control/mesh-watch.ts';
 import type { DataplaneConfig, DesiredInterface, DesiredState, MeshView, NodeIdentity, NodeSource, PublishedState } from './plan/model.ts';
 import { AgentPolicy } from './policy/agent-policy.ts';
 import { Reconciler, type AgentDataplane, type AgentRelay, type ReconcileRecord } from './reconciler.ts';
-import { parseIpRoutes, readRoutesArgv } from './dataplane/route-diff.ts';
+import { isOwnedRoute, parseIpRoutes, readRoutesArgv } from './dataplane/route-diff.ts';
 import {
   RotateKeyError,
   startStatusServer,
@@ -63,7 +65,11 @@ export interface AgentOptions {
   readonly coordinatorKey: string;
   /** Resolved MTU (auto already detected). */
   readonly mtu: number;
-  readonly computeDesiredState?: (view: MeshView, config: DataplaneConfig) => DesiredState;
+  readonly computeDesiredState?: (view: MeshView, config: DataplaneConfig, host: HostFacts, options: DesiredStateOptions) => DesiredState;
+  /** IP addresses of the NATS servers (resolved from --nats-url): the route guard never routes them into the overlay. */
+  readonly natsAddresses?: readonly string[];
+  /** Tests only: no route guard (the negative control of test/adversary-dataplane.test.ts). */
+  readonly unsafeUnguardedRoutes?: boolean;
   readonly agentVersion?: string;
   /** Test knobs: faster retries. */
   readonly tuning?: {
@@ -127,7 +133,9 @@ export class Agent {
       privateKey: () => this.wireguard.privateKey,
       view: () => this.currentView(),
       interfaceWithoutView: () => this.interfaceWithoutView(),
-      computeDesiredState: (view, cfg) => this.policy.gate(compute(view, cfg)),
+      computeDesiredState: (view, cfg, host, options) => this.policy.gate(compute(view, cfg, host, options)),
+      hostFacts: () => readHostFacts(o.runner, o.config.interfaceName, o.natsAddresses ?? []),
+      unguarded: o.unsafeUnguardedRoutes === true,
       clock: this.clock,
       logger: o.logger.child({ component: 'reconciler' }),
       onReconciled: () => this.publishState(),
@@ -509,6 +517,8 @@ export class Agent {
     if (last?.error) errors.push(`reconcile: ${last.error}`);
     const policy = await this.policy.status();
     errors.push(...this.policy.errors(policy));
+    const refused = desired?.refused.length ?? 0;
+    if (refused > 0) errors.push(`${refused} peer CIDR(s) refused by the route guard (they overlap what this host needs); see "Refused routes"`);
 
     const relayStats = new Map((this.relay?.stats() ?? []).map((s) => [s.port, s]));
     const own = this.ownRecord();
@@ -545,6 +555,7 @@ export class Agent {
       ready: this.readiness().ready,
       peers,
       remotes: [...(desired?.remotes ?? [])],
+      refusedRoutes: (desired?.refused ?? []).map((r) => ({ ...r })),
       relays: (desired?.relays ?? []).map((r) => ({
         port: r.port,
         between: [r.a.node, r.b.node] as [string, string],
@@ -580,7 +591,8 @@ export class Agent {
       const routes = [];
       for (const family of [4, 6] as const) {
         const r = await this.o.runner.run(readRoutesArgv(family), { allowFailure: family === 6 });
-        if (r.exitCode === 0) routes.push(...parseIpRoutes(r.stdout, family));
+        // Ours only (the read returns the whole main table).
+        if (r.exitCode === 0) routes.push(...parseIpRoutes(r.stdout, family).filter(isOwnedRoute).map(({ dst, dev, via }) => ({ dst, dev, via })));
       }
       doc.liveRoutes = routes;
     } catch (err) {

@@ -5,6 +5,8 @@ import type { Clock } from '../lib/clock.ts';
 import { PartialFailureError, errorMessage } from '../lib/errors.ts';
 import type { Logger } from '../lib/logger.ts';
 import type { DataplaneConfig, DesiredInterface, DesiredState, MeshView, RelayAssignment } from './plan/model.ts';
+import { NO_HOST_FACTS, type HostFacts } from './plan/route-guard.ts';
+import type { DesiredStateOptions } from './plan/desired-state.ts';
 import { relayHintsFrom, type RelayStats } from './dataplane/relay-forwarder.ts';
 import type { LivePeer } from './dataplane/wg-dump.ts';
 
@@ -61,7 +63,11 @@ export interface ReconcilerOptions {
   readonly interfaceWithoutView: () => DesiredInterface;
   /** Called after every reconcile (e.g. to publish readiness). */
   readonly onReconciled?: (record: ReconcileRecord) => void;
-  readonly computeDesiredState: (view: MeshView, config: DataplaneConfig) => DesiredState;
+  readonly computeDesiredState: (view: MeshView, config: DataplaneConfig, host: HostFacts, options: DesiredStateOptions) => DesiredState;
+  /** Reads the host snapshot the route guard protects (addresses, routes, NATS servers), once per reconcile. */
+  readonly hostFacts?: () => Promise<HostFacts>;
+  /** Tests only: plan without the route guard (negative control). */
+  readonly unguarded?: boolean;
   readonly clock: Clock;
   readonly logger: Logger;
 }
@@ -149,7 +155,9 @@ export class Reconciler {
         await dataplane.ensureInterface(this.privateKey(), this.o.interfaceWithoutView());
         interfaceEnsured = true;
       } else {
-        const desired = this.o.computeDesiredState(view, dataplaneConfig);
+        // The guard's input is read before planning: a host we cannot read is not routed into.
+        const host = this.o.hostFacts ? await this.o.hostFacts() : NO_HOST_FACTS;
+        const desired = this.o.computeDesiredState(view, dataplaneConfig, host, { unguarded: this.o.unguarded === true });
         this.lastDesired = desired;
         await dataplane.ensureInterface(this.privateKey(), desired.interface);
         interfaceEnsured = true;

@@ -45,7 +45,7 @@ function liveFrom(desired: DesiredState): { wg: LiveWireguard; routes: LiveRoute
         hasPresharedKey: false,
       })),
     },
-    routes: desired.routes.map((r) => ({ dst: r.dst, dev: r.dev ?? null, via: r.via ?? null })),
+    routes: desired.routes.map((r) => ({ dst: r.dst, dev: r.dev ?? null, via: r.via ?? null, metric: r.dst.includes(':') ? 1024 : 0, protocol: '149', scope: null })),
   };
 }
 

@@ -83,6 +83,16 @@ export function diagnose(input: DiagnoseInput): DiagnoseResult {
       : fail(`WireGuard interface ${before.interface}`, before.livePeersError, 'the interface is missing or wireguard-go is not running; the agent recreates it on its next reconcile'),
   );
 
+  checks.push(
+    status.refusedRoutes.length === 0
+      ? pass('route guard', 'no peer CIDR overlaps this host\'s addresses, connected subnets, gateways, NATS servers or any node\'s underlay address')
+      : fail(
+          'route guard',
+          `${status.refusedRoutes.length} peer CIDR(s) refused: ${status.refusedRoutes.map((r) => `${r.cidr} of ${r.node} (${r.reason})`).join('; ')}`,
+          'a registration claims a range this host needs; the agent does not route it into the tunnel. Fix the cluster\'s pod CIDRs (or revoke the node if it was not you)',
+        ),
+  );
+
   let remotes = status.remotes;
   if (input.target !== undefined) {
     remotes = remotes.filter((r) => r.node === input.target);

@@ -155,6 +155,10 @@ export function formatStatus(s: AgentStatus, now: number): string {
   const width = Math.max(...head.map(([k]) => k.length));
   const lines = head.map(([k, v]) => `${`${k}:`.padEnd(width + 2)}${v}`);
   const out = [lines.join('\n'), '', formatPeerTable(s.peers, now), '', formatRemoteTable(s.remotes)];
+  if (s.refusedRoutes.length > 0) {
+    out.push('', 'Refused routes (the route guard keeps these peer CIDRs out of WireGuard and the route table):');
+    out.push(renderTable(['CIDR', 'NODE', 'CLUSTER', 'REASON'], s.refusedRoutes.map((r) => [r.cidr, r.node, r.cluster, r.reason])));
+  }
   if (s.relays.length > 0) {
     out.push('', renderTable(['RELAY PORT', 'BETWEEN', 'PACKETS', 'BYTES'], s.relays.map((r) => [String(r.port), `${r.between[0]} <-> ${r.between[1]}`, String(r.packets), formatBytes(r.bytes)])));
   }

@@ -43,6 +43,15 @@ export const RemotePath = z.object({
 });
 export type RemotePath = z.infer<typeof RemotePath>;
 
+/** A peer CIDR the agent's route guard refused: it overlaps something the host needs (docs/dataplane.md). */
+export const RefusedRoute = z.object({
+  node: z.string(),
+  cluster: z.string(),
+  cidr: z.string(),
+  reason: z.string(),
+});
+export type RefusedRoute = z.infer<typeof RefusedRoute>;
+
 export const AgentStatus = z.object({
   version: z.string(),
   node: z.object({
@@ -83,6 +92,8 @@ export const AgentStatus = z.object({
   ready: z.boolean(),
   peers: z.array(PeerStatus),
   remotes: z.array(RemotePath),
+  /** Peer CIDRs kept out of WireGuard and the route table by the route guard, with the reason. */
+  refusedRoutes: z.array(RefusedRoute).default([]),
   relays: z.array(
     z.object({ port: z.number(), between: z.tuple([z.string(), z.string()]), packets: z.number(), bytes: z.number() }),
   ),

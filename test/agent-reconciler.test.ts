@@ -20,6 +20,7 @@ function desiredFor(view: MeshView): DesiredState {
     peers: [],
     routes: [],
     relays,
+    refused: [],
     remotes: [],
     isGateway: false,
   };

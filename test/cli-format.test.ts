@@ -137,6 +137,7 @@ function status(overrides: Partial<AgentStatus> = {}): AgentStatus {
     ready: true,
     peers: [peer({})],
     remotes: [{ node: 'node-b', cluster: 'c2', path: 'direct', via: null, reason: null }],
+    refusedRoutes: [],
     relays: [],
     errors: [],
     ...overrides,
@@ -210,6 +211,7 @@ const desired: DesiredState = {
     { publicKey: 'C'.repeat(43) + '=', endpoint: '198.51.100.1:52001', allowedIps: ['10.246.0.0/24'], persistentKeepalive: 25, node: 'node-c', cluster: 'c3', path: 'relay', via: 'node-r', carries: ['node-c'] },
   ],
   routes: [{ dst: '10.245.0.0/24', dev: 'crosslink0' }, { dst: '10.9.0.0/24', via: '10.0.0.9' }],
+  refused: [],
   relays: [{ port: 52001, a: { node: 'x', publicKey: KEY_A }, b: { node: 'y', publicKey: KEY_B } }],
   remotes: [
     { node: 'node-b', cluster: 'c2', path: 'direct', via: null, reason: null },

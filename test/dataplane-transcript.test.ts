@@ -57,18 +57,25 @@ class FakeHost {
     }
     if (argv[0] === 'wg' && argv[1] === 'set') return this.wgSet(argv.slice(3));
     if (argv[0] === 'sh' && argv[2]?.includes('private-key /dev/stdin')) return (this.publicKey = 'set-from-stdin'), this.ok();
-    if (line.startsWith('ip -j route show table main proto 149') || line.startsWith('ip -j -6 route show table main proto 149')) {
+    if (line === 'ip -j route show table main' || line === 'ip -j -6 route show table main') {
       const v6 = argv[2] === '-6';
-      const rows = [...this.routes]
+      const ours = [...this.routes]
         .filter(([dst]) => dst.includes(':') === v6)
-        .map(([dst, r]) => ({ dst: dst.replace(/\/(32|128)$/, ''), ...(r.via ? { gateway: r.via } : {}), dev: r.dev ?? 'eth0', flags: [] }));
-      return this.ok(JSON.stringify(rows));
+        .map(([dst, r]) => ({ dst: dst.replace(/\/(32|128)$/, ''), ...(r.via ? { gateway: r.via } : {}), dev: r.dev ?? 'eth0', protocol: '149', ...(v6 ? { metric: 1024 } : {}), flags: [] }));
+      // The main table also holds everybody else's routes ("10.0.0.0/8 dev eth0 proto kernel").
+      const theirs = this.foreignRoutes
+        .map((text) => text.split(' '))
+        .filter(([dst = '']) => dst.includes(':') === v6)
+        .map(([dst, , dev, , protocol]) => ({ dst, dev, protocol, scope: 'link', flags: [] }));
+      return this.ok(JSON.stringify([...theirs, ...ours]));
     }
     if (argv[0] === 'ip' && argv[1] === 'route' && argv[2] === 'replace') {
       const [dst = '', ...rest] = argv.slice(3);
       const via = rest[rest.indexOf('via') + 1];
       const dev = rest[rest.indexOf('dev') + 1];
       this.routes.set(dst, rest.includes('via') ? { via: via ?? '' } : { dev: dev ?? '' });
+      // Like the kernel: `replace` overwrites whatever route had that destination, whoever owned it.
+      this.foreignRoutes = this.foreignRoutes.filter((r) => r.split(' ')[0] !== dst);
       return this.ok();
     }
     if (argv[0] === 'ip' && argv[1] === 'route' && argv[2] === 'del') {
@@ -153,6 +160,7 @@ function state(peers: DesiredPeer[], extraRoutes: DesiredRoute[] = []): DesiredS
     peers: [...peers].sort((a, b) => (a.publicKey < b.publicKey ? -1 : 1)),
     routes,
     relays: [],
+    refused: [],
     remotes: [],
     isGateway: false,
   };
@@ -173,8 +181,8 @@ test('first apply on empty live state: one wg set per peer, one route per CIDR, 
   const report = await dp.apply(state([B, C]));
   t.deepEqual(host.runner.transcript().slice(0, 3), [
     `wg show ${IF} dump`,
-    'ip -j route show table main proto 149',
-    'ip -j -6 route show table main proto 149',
+    'ip -j route show table main',
+    'ip -j -6 route show table main',
   ]);
   const [first, second] = [B, C].sort((x, y) => (x.publicKey < y.publicKey ? -1 : 1));
   t.deepEqual(host.writes(), [
@@ -220,8 +228,8 @@ test('peer leaves: routes deleted, then the peer removed', async (t) => {
   host.runner.clear();
   await dp.apply(state([B]));
   t.deepEqual(host.writes(), [
-    'ip route del 10.3.0.0/24 proto 149',
-    'ip route del 100.96.0.3/32 proto 149',
+    'ip route del 10.3.0.0/24 proto 149 metric 0 dev xl0',
+    'ip route del 100.96.0.3/32 proto 149 metric 0 dev xl0',
     `wg set ${IF} peer ${C.publicKey} remove`,
   ]);
 });
@@ -254,7 +262,7 @@ test('CIDR change: allowed-ips replaced, new route added, old one deleted', asyn
   t.deepEqual(host.writes(), [
     `wg set ${IF} peer ${B.publicKey} allowed-ips 10.20.0.0/24,100.96.0.2/32`,
     `ip route replace 10.20.0.0/24 dev ${IF} proto 149`,
-    'ip route del 10.2.0.0/24 proto 149',
+    'ip route del 10.2.0.0/24 proto 149 metric 0 dev xl0',
   ]);
 });
 
@@ -279,14 +287,23 @@ test('route drift: a route deleted by hand is replaced', async (t) => {
   t.is(report.changes, 1);
 });
 
-test('routes of other owners are never read or touched', async (t) => {
+test('routes of other owners are never replaced or deleted', async (t) => {
   const { host, dp } = await setup();
   await dp.apply(state([B], [{ dst: '10.50.0.0/24', via: '10.0.0.1' }]));
   await dp.apply(state([]));
   t.deepEqual(host.foreignRoutes, ['10.0.0.0/8 dev eth0 proto kernel']);
-  for (const line of host.runner.transcript().filter((l) => l.startsWith('ip -j') && l.includes('route'))) t.true(line.endsWith('proto 149'));
-  for (const line of host.writes().filter((l) => l.startsWith('ip route'))) t.true(line.endsWith('proto 149'));
+  for (const line of host.writes().filter((l) => l.startsWith('ip route'))) t.regex(line, / proto 149( |$)/);
   t.is(host.routes.size, 0);
+});
+
+test('a desired route whose destination holds a foreign route is blocked, not replaced (issue 8)', async (t) => {
+  const { host, dp } = await setup();
+  host.foreignRoutes = ['10.0.0.0/8 dev eth0 proto kernel', '10.2.0.0/24 dev eth0 proto kernel'];
+  const report = await dp.apply(state([B]));
+  t.deepEqual(host.foreignRoutes, ['10.0.0.0/8 dev eth0 proto kernel', '10.2.0.0/24 dev eth0 proto kernel']);
+  t.false(host.writes().some((l) => l.startsWith('ip route replace 10.2.0.0/24')));
+  t.deepEqual(report.blocked, ['10.2.0.0/24 already has a route Crosslink does not own (proto kernel, dev eth0)']);
+  t.false(host.routes.has('10.2.0.0/24'));
 });
 
 test('partial failure: every change is attempted, then one error summarises them', async (t) => {
@@ -347,8 +364,8 @@ test('idle reconcile (ensureInterface then apply, nothing changed): the exact re
   t.deepEqual(host.runner.transcript(), [
     `wg show ${IF} dump`,
     `ip -j addr show dev ${IF}`,
-    'ip -j route show table main proto 149',
-    'ip -j -6 route show table main proto 149',
+    'ip -j route show table main',
+    'ip -j -6 route show table main',
   ]);
 });
 

@@ -11,7 +11,7 @@ import { formatIp, parseCidr, parseIp } from '../../protocol/cidr.ts';
 import { wireguardPublicKeyOf } from '../../protocol/signing.ts';
 import type { DataplaneConfig, DesiredInterface, DesiredState } from '../plan/model.ts';
 import { MssClamp } from './mss-clamp.ts';
-import { ROUTE_PROTO, diffRoutes, parseIpRoutes, readRoutesArgv, routeCommands } from './route-diff.ts';
+import { ROUTE_PROTO, diffRoutes, isOwnedRoute, parseIpRoutes, readRoutesArgv, routeCommands } from './route-diff.ts';
 import { createWireguardBackend, type BackendKind, type WireguardBackend, type WireguardBackendOptions, type WireguardMode } from './wireguard-backend.ts';
 import { diffWireguard, wireguardCommands, type PlannedCommand } from './wg-diff.ts';
 import { parseWgDump, type LivePeer, type LiveWireguard } from './wg-dump.ts';
@@ -24,6 +24,8 @@ export interface ApplyReport {
   /** Every mutating command attempted, in order (reads are not listed). */
   commands: string[][];
   failures: { op: string; error: Error }[];
+  /** Desired routes not installed because their destination holds a route Crosslink does not own (why, per route). */
+  blocked: string[];
 }
 
 /** Thrown by apply() when some changes failed; the others were applied. Carries the full report. */
@@ -195,9 +197,12 @@ class LinuxDataplane implements Dataplane {
     const liveRoutes = [...parseIpRoutes(v4.stdout, 4), ...(v6.exitCode === 0 ? parseIpRoutes(v6.stdout, 6) : [])];
 
     const wg = wireguardCommands(name, diffWireguard({ listenPort: desired.interface.listenPort, peers: desired.peers }, liveWg));
-    const routes = routeCommands(diffRoutes(desired.routes, liveRoutes), new Set(liveRoutes.map((r) => r.dst)));
+    const routeDiff = diffRoutes(desired.routes, liveRoutes);
+    const routes = routeCommands(routeDiff, new Set(liveRoutes.filter(isOwnedRoute).map((r) => r.dst)));
 
-    const report: ApplyReport = { changes: 0, commands: [], failures: [] };
+    const report: ApplyReport = { changes: 0, commands: [], failures: [], blocked: routeDiff.blocked.map((b) => b.reason) };
+    // Never replace what is not ours. The planner's route guard refuses these first; this is the last line.
+    for (const reason of report.blocked) this.logger.warn({ iface: name, reason }, 'route not installed');
     const run = async (c: PlannedCommand): Promise<void> => {
       report.commands.push([...c.argv]);
       try {

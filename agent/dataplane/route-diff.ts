@@ -16,15 +16,30 @@ export interface LiveRoute {
   readonly dst: string;
   readonly dev: string | null;
   readonly via: string | null;
+  /** Route metric (priority): absent in `ip -j` output means 0 (IPv4); IPv6 routes carry it (default 1024). */
+  readonly metric: number;
+  /** Route protocol as `ip -j` prints it: "kernel", "boot", "static", "149"… Only ROUTE_PROTO is ours. */
+  readonly protocol: string;
+  /** "link" for connected subnets, null (universe) otherwise. */
+  readonly scope: string | null;
 }
+
+/** The metric `ip route replace` gives a route without one: 0 for IPv4, 1024 for IPv6. */
+export const defaultMetric = (family: 4 | 6): number => (family === 6 ? 1024 : 0);
+
+/** Crosslink installed it: our protocol number (and, by construction, table main). */
+export const isOwnedRoute = (r: LiveRoute): boolean => r.protocol === String(ROUTE_PROTO);
 
 export class RouteParseError extends CrosslinkError {
   override name = 'RouteParseError';
 }
 
-/** `ip -j [-6] route show table main proto 149`: both families, reads only. */
+/**
+ * `ip -j [-6] route show table main`: the WHOLE main table, both ours and everybody else's, so
+ * the diff knows which destinations belong to someone else and never `replace`s them. Reads only.
+ */
 export function readRoutesArgv(family: 4 | 6): string[] {
-  return ['ip', '-j', ...(family === 6 ? ['-6'] : []), 'route', 'show', 'table', 'main', 'proto', String(ROUTE_PROTO)];
+  return ['ip', '-j', ...(family === 6 ? ['-6'] : []), 'route', 'show', 'table', 'main'];
 }
 
 interface IpJsonRoute {
@@ -32,6 +47,10 @@ interface IpJsonRoute {
   dev?: unknown;
   gateway?: unknown;
   via?: unknown;
+  metric?: unknown;
+  protocol?: unknown;
+  scope?: unknown;
+  type?: unknown;
 }
 
 function canonicalIp(text: string): string {
@@ -45,7 +64,10 @@ function routeDst(dst: string, family: 4 | 6): string | undefined {
   return parseIp(dst) ? hostCidr(dst) : undefined;
 }
 
-/** Parses `ip -j route show` output. Host routes come without a prefix length ("10.1.2.3"). */
+/**
+ * Parses `ip -j route show` output. Host routes come without a prefix length ("10.1.2.3"); a route
+ * without "protocol" is iproute2's default, "boot".
+ */
 export function parseIpRoutes(stdout: string, family: 4 | 6): LiveRoute[] {
   if (stdout.trim() === '') return [];
   let raw: unknown;
@@ -65,16 +87,31 @@ export function parseIpRoutes(stdout: string, family: 4 | 6): LiveRoute[] {
     else if (r.via && typeof r.via === 'object' && typeof (r.via as { host?: unknown }).host === 'string') {
       via = canonicalIp((r.via as { host: string }).host);
     }
-    out.push({ dst, dev: typeof r.dev === 'string' ? r.dev : null, via });
+    out.push({
+      dst,
+      dev: typeof r.dev === 'string' ? r.dev : null,
+      via,
+      metric: typeof r.metric === 'number' ? r.metric : 0,
+      protocol: typeof r.protocol === 'string' ? r.protocol : typeof r.protocol === 'number' ? String(r.protocol) : 'boot',
+      scope: typeof r.scope === 'string' ? r.scope : null,
+    });
   }
   return out;
+}
+
+/** A desired route the diff will not install, and why. */
+export interface BlockedRoute {
+  readonly route: DesiredRoute;
+  readonly reason: string;
 }
 
 export interface RouteDiff {
   /** Missing or different: `ip route replace`. */
   readonly upsert: readonly DesiredRoute[];
-  /** Ours (proto 149) but no longer wanted. */
+  /** Ours (proto 149) but no longer wanted, or a duplicate of a wanted one (other metric/device). */
   readonly remove: readonly LiveRoute[];
+  /** Wanted, but its destination is held by a route Crosslink does not own: never replaced, never deleted. */
+  readonly blocked: readonly BlockedRoute[];
 }
 
 function matches(want: DesiredRoute, have: LiveRoute): boolean {
@@ -85,15 +122,43 @@ function matches(want: DesiredRoute, have: LiveRoute): boolean {
   return have.via === null && have.dev === (want.dev ?? null);
 }
 
+const familyOfDst = (dst: string): 4 | 6 => (dst.includes(':') ? 6 : 4);
+
+/**
+ * Keyed diff of the desired routes against the live main table. Only routes with our protocol
+ * number are ever replaced or deleted. Live routes are keyed by destination AND metric (two routes
+ * of ours with one destination and different metrics or devices are two routes: the one a desired
+ * route maps to — same destination, default metric — is kept or replaced, every other is deleted).
+ * A destination that already has a route of someone else (a connected subnet, a CNI route, the
+ * admin's) is blocked: `ip route replace` would overwrite it.
+ */
 export function diffRoutes(desired: readonly DesiredRoute[], live: readonly LiveRoute[]): RouteDiff {
-  const liveByDst = new Map(live.map((r) => [r.dst, r]));
-  const wanted = new Set(desired.map((r) => r.dst));
-  const upsert = desired.filter((r) => {
-    const have = liveByDst.get(r.dst);
-    return !have || !matches(r, have);
-  });
-  const remove = [...liveByDst.values()].filter((r) => !wanted.has(r.dst));
-  return { upsert, remove };
+  const owned = live.filter(isOwnedRoute);
+  const foreignByDst = new Map<string, LiveRoute>();
+  for (const r of live) if (!isOwnedRoute(r) && !foreignByDst.has(r.dst)) foreignByDst.set(r.dst, r);
+  const ownedByKey = new Map<string, LiveRoute>();
+  for (const r of owned) if (!ownedByKey.has(`${r.dst} ${r.metric}`)) ownedByKey.set(`${r.dst} ${r.metric}`, r);
+
+  const upsert: DesiredRoute[] = [];
+  const blocked: BlockedRoute[] = [];
+  const kept = new Set<LiveRoute>();
+  for (const want of desired) {
+    const foreign = foreignByDst.get(want.dst);
+    if (foreign) {
+      blocked.push({ route: want, reason: `${want.dst} already has a route Crosslink does not own (${describeRoute(foreign)})` });
+      continue;
+    }
+    const have = ownedByKey.get(`${want.dst} ${defaultMetric(familyOfDst(want.dst))}`);
+    if (have) kept.add(have);
+    if (!have || !matches(want, have)) upsert.push(want);
+  }
+  const remove = owned.filter((r) => !kept.has(r));
+  return { upsert, remove, blocked };
+}
+
+/** "proto kernel, dev eth0" / "proto boot, via 10.0.0.1" for messages. */
+export function describeRoute(r: LiveRoute): string {
+  return [`proto ${r.protocol}`, ...(r.via !== null ? [`via ${r.via}`] : []), ...(r.dev !== null ? [`dev ${r.dev}`] : []), ...(r.metric !== 0 ? [`metric ${r.metric}`] : [])].join(', ');
 }
 
 export function routeCommands(diff: RouteDiff, liveDsts: ReadonlySet<string>): { readonly upserts: PlannedCommand[]; readonly removals: PlannedCommand[] } {
@@ -110,6 +175,10 @@ export function routeCommands(diff: RouteDiff, liveDsts: ReadonlySet<string>): {
       String(ROUTE_PROTO),
     ],
   }));
-  const removals = diff.remove.map((r) => ({ op: 'delete route', argv: ['ip', 'route', 'del', r.dst, 'proto', String(ROUTE_PROTO)] }));
+  // Deletes name the protocol, the metric and the device: exactly the route read, never a neighbour.
+  const removals = diff.remove.map((r) => ({
+    op: 'delete route',
+    argv: ['ip', 'route', 'del', r.dst, 'proto', String(ROUTE_PROTO), 'metric', String(r.metric), ...(r.dev !== null ? ['dev', r.dev] : [])],
+  }));
   return { upserts, removals };
 }

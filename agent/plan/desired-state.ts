@@ -7,6 +7,12 @@ import type { RemotePath } from '../../protocol/status.ts';
 import type { DataplaneConfig, DesiredInterface, DesiredPeer, DesiredRoute, DesiredState, MeshView } from './model.ts';
 import { planRelays, type RelayPlan } from './relay-plan.ts';
 import { indexTopology, isOverlayMember, isPublic, type ClusterView, type TopologyIndex } from './roles.ts';
+import { NO_HOST_FACTS, UNGUARDED, createRouteGuard, type HostFacts, type RefusedCidr } from './route-guard.ts';
+
+export interface DesiredStateOptions {
+  /** Tests only: compute without the route guard (the negative control of the adversary test). */
+  readonly unguarded?: boolean;
+}
 
 const compareText = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
 
@@ -97,12 +103,31 @@ function sameFamilyAddress(addresses: readonly string[], cidr: string): string |
   return addresses.find((a) => (a.includes(':') ? 6 : 4) === family);
 }
 
-export function computeDesiredState(view: MeshView, config: DataplaneConfig): DesiredState {
+/**
+ * `host` is the snapshot of what this host needs outside the overlay (its addresses, routes, NATS
+ * servers): every peer CIDR overlapping it is refused (`DesiredState.refused`, with the reason)
+ * and becomes neither an allowed IP nor a route.
+ */
+export function computeDesiredState(view: MeshView, config: DataplaneConfig, host: HostFacts = NO_HOST_FACTS, options: DesiredStateOptions = {}): DesiredState {
   const self = view.self;
   const index = indexTopology(view);
   const plan = planRelays(index, config);
   const ownCluster = index.clusters.get(self.cluster);
   const own = new Set(nodeCidrs(self));
+  const guard = options.unguarded === true ? UNGUARDED : createRouteGuard(host, self, view.nodes.values());
+  const ownerOf = new Map<string, NodeRecord>();
+  for (const n of [...view.nodes.values()].sort((a, b) => compareText(a.name, b.name))) {
+    for (const c of nodeCidrs(n)) if (!ownerOf.has(c)) ownerOf.set(c, n);
+  }
+  const refused = new Map<string, RefusedCidr>();
+  /** True if the guard lets `cidr` (claimed through `fallback`) into the overlay; records the refusal otherwise. */
+  const allowed = (cidr: string, fallback: { name: string; cluster: string }): boolean => {
+    const reason = guard.reason(cidr);
+    if (reason === null) return true;
+    const owner = ownerOf.get(cidr) ?? fallback;
+    refused.set(cidr, { node: owner.name, cluster: owner.cluster, cidr, reason });
+    return false;
+  };
 
   const iface: DesiredInterface = {
     name: config.interfaceName,
@@ -113,8 +138,13 @@ export function computeDesiredState(view: MeshView, config: DataplaneConfig): De
 
   const peers: DesiredPeer[] = [];
   const routes = new Map<string, DesiredRoute>();
-  const addRoute = (route: DesiredRoute): void => {
-    if (!own.has(route.dst) && !routes.has(route.dst)) routes.set(route.dst, route);
+  /** Adds the route unless it is ours, taken or refused by the guard; true if a route to dst exists now. */
+  const addRoute = (route: DesiredRoute, claimedBy: { name: string; cluster: string }): boolean => {
+    if (own.has(route.dst)) return false;
+    if (routes.has(route.dst)) return true;
+    if (!allowed(route.dst, claimedBy)) return false;
+    routes.set(route.dst, route);
+    return true;
   };
   let remotes: RemotePath[];
   let isGateway = false;
@@ -128,11 +158,11 @@ export function computeDesiredState(view: MeshView, config: DataplaneConfig): De
     // between peers on every reconcile. Validation upstream should make this a no-op.
     const claimed = new Set(own);
     for (const p of paths.peers.sort((a, b) => compareText(a.node, b.node))) {
-      const allowedIps = p.allowedIps.filter((c) => !claimed.has(c));
+      const allowedIps = p.allowedIps.filter((c) => !claimed.has(c) && allowed(c, { name: p.node, cluster: p.cluster }));
       for (const c of allowedIps) claimed.add(c);
       if (allowedIps.length === 0) continue;
       peers.push({ ...p, allowedIps: [...allowedIps].sort(compareText) });
-      for (const dst of allowedIps) addRoute({ dst, dev: config.interfaceName });
+      for (const dst of allowedIps) addRoute({ dst, dev: config.interfaceName }, { name: p.node, cluster: p.cluster });
     }
     if (isGateway && ownCluster) {
       // Remote clusters send our non-gateway nodes' overlay IPs to us; hand them on over the VPC.
@@ -141,7 +171,7 @@ export function computeDesiredState(view: MeshView, config: DataplaneConfig): De
         if (n.name === self.name) continue;
         const dst = hostCidr(n.overlayIp);
         const via = sameFamilyAddress(n.privateAddresses, dst);
-        if (via !== undefined) addRoute({ dst, via });
+        if (via !== undefined) addRoute({ dst, via }, n);
       }
     }
     relays = plan.assignmentsOf(self.name);
@@ -155,6 +185,7 @@ export function computeDesiredState(view: MeshView, config: DataplaneConfig): De
     routes: [...routes.values()].sort((a, b) => compareText(a.dst, b.dst)),
     relays,
     remotes: remotes.sort((a, b) => compareText(a.cluster, b.cluster) || compareText(a.node, b.node)),
+    refused: [...refused.values()].sort((a, b) => compareText(a.cidr, b.cidr)),
     isGateway,
   };
 }
@@ -169,7 +200,7 @@ function localGatewayPaths(
   index: TopologyIndex,
   plan: RelayPlan,
   config: DataplaneConfig,
-  addRoute: (r: DesiredRoute) => void,
+  addRoute: (r: DesiredRoute, claimedBy: NodeRecord) => boolean,
 ): RemotePath[] {
   const others = [...index.clusters.values()].filter((c) => c.name !== self.cluster).flatMap((c) => c.nodes);
   const none = (reason: string): RemotePath[] =>
@@ -192,8 +223,7 @@ function localGatewayPaths(
     for (const dst of nodeCidrs(node)) {
       const via = sameFamilyAddress(gw.privateAddresses, dst);
       if (via === undefined) continue;
-      addRoute({ dst, via });
-      routed = true;
+      if (addRoute({ dst, via }, node)) routed = true;
     }
     remotes.push(
       routed

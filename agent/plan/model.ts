@@ -2,6 +2,7 @@
 // seams to the outside (Dataplane, NodeSource). Pure data; behaviour lives in the modules that use them.
 import type { ClusterRecord, NodeRecord, Topology } from '../../protocol/messages.ts';
 import type { PeerPath, RemotePath } from '../../protocol/status.ts';
+import type { RefusedCidr } from './route-guard.ts';
 
 /** Verified records as the agent sees them. `self` is our own record (with our overlay IP). */
 export interface MeshView {
@@ -72,6 +73,8 @@ export interface DesiredState {
   readonly relays: readonly RelayAssignment[];
   /** How each other node's pods are reached (for status, the CLI and the lab's path summary). */
   readonly remotes: readonly RemotePath[];
+  /** Peer CIDRs the route guard kept out (overlap what the host needs), sorted by cidr. */
+  readonly refused: readonly RefusedCidr[];
   readonly isGateway: boolean;
 }
 

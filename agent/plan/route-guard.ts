@@ -1,0 +1,117 @@
+// The route guard: which peer CIDRs this host may route into the overlay. Pure. The agent reads
+// the host's own addresses and routes once per reconcile (agent/dataplane/host-facts.ts) and
+// hands them here as an immutable snapshot with the NATS server addresses; the desired-state
+// computation keeps every peer CIDR that overlaps nothing the host needs and refuses the rest,
+// with a reason (status, `crosslink diagnose`). A hostile or mistaken record can then never pull
+// the host's own subnets, its default gateway, the NATS servers or any node's underlay address
+// into the tunnel — whatever the coordinator admitted (defence in depth). Rules: docs/dataplane.md.
+import { cidrsOverlap, parseCidr, parseEndpoint, parseIp, type Cidr } from '../../protocol/cidr.ts';
+import type { NodeRecord } from '../../protocol/messages.ts';
+
+/** An address configured on the host (any interface but Crosslink's), with its prefix length. */
+export interface HostAddress {
+  /** "10.0.0.5/24" (host bits kept). */
+  readonly cidr: string;
+  readonly dev: string;
+}
+
+/** A route of the main table that Crosslink does not own. */
+export interface HostRoute {
+  /** Canonical CIDR; the default route is "0.0.0.0/0" / "::/0". */
+  readonly dst: string;
+  readonly dev: string | null;
+  readonly via: string | null;
+  readonly protocol: string;
+  /** "link": a connected subnet. */
+  readonly scope: string | null;
+}
+
+/** What the host needs to keep reaching outside the overlay: an input snapshot, never read live here. */
+export interface HostFacts {
+  readonly addresses: readonly HostAddress[];
+  readonly routes: readonly HostRoute[];
+  /** IP addresses of the NATS servers (resolved from --nats-url). */
+  readonly natsAddresses: readonly string[];
+}
+
+export const NO_HOST_FACTS: HostFacts = Object.freeze({ addresses: [], routes: [], natsAddresses: [] });
+
+/** A peer CIDR the guard kept out of WireGuard and the route table. */
+export interface RefusedCidr {
+  readonly node: string;
+  readonly cluster: string;
+  readonly cidr: string;
+  readonly reason: string;
+}
+
+interface Protected {
+  readonly range: Cidr;
+  /** overlap: any overlap is refused; exact: only the same destination (a route someone else owns). */
+  readonly mode: 'overlap' | 'exact';
+  readonly what: string;
+}
+
+/** The guard for one computation: `reason(cidr)` is null when the CIDR may be routed into the overlay. */
+export interface RouteGuard {
+  reason(cidr: string): string | null;
+}
+
+const host = (ip: string): Cidr | undefined => {
+  const p = parseIp(ip);
+  return p ? parseCidr(ip, { allowHostBits: true }) : undefined;
+};
+const isDefault = (c: Cidr): boolean => c.prefix === 0;
+
+/**
+ * Builds the protected set: the host's addresses and connected subnets, every next hop of its
+ * routes (the default gateway first of all), destinations of routes others own (exact match),
+ * the NATS servers, and every node's endpoints and private addresses (ours included).
+ */
+export function createRouteGuard(facts: HostFacts, self: NodeRecord, nodes: Iterable<NodeRecord>): RouteGuard {
+  const ranges: Protected[] = [];
+  const add = (range: Cidr | undefined, what: string, mode: Protected['mode'] = 'overlap'): void => {
+    if (range) ranges.push({ range, mode, what });
+  };
+  for (const a of facts.addresses) {
+    const c = parseCidr(a.cidr, { allowHostBits: true });
+    if (!c) continue;
+    const ip = a.cidr.split('/')[0] ?? a.cidr;
+    add(host(ip), `local address ${ip} (${a.dev})`);
+    if (c.prefix < (c.family === 4 ? 32 : 128)) add(c, `connected subnet ${c.text} (${a.dev})`);
+  }
+  for (const r of facts.routes) {
+    const dst = parseCidr(r.dst, { allowHostBits: true });
+    if (!dst) continue;
+    const dev = r.dev === null ? '' : `, dev ${r.dev}`;
+    if (r.via !== null) add(host(r.via), isDefault(dst) ? `default gateway ${r.via}${dev}` : `next hop ${r.via} of route ${dst.text}`);
+    if (isDefault(dst)) continue;
+    if (r.scope === 'link') add(dst, `connected subnet ${dst.text} (proto ${r.protocol}${dev})`);
+    else add(dst, `route ${dst.text} (proto ${r.protocol}${dev}) that Crosslink does not own`, 'exact');
+  }
+  for (const ip of facts.natsAddresses) add(host(ip), `NATS server ${ip}`);
+  const underlay = (n: NodeRecord): void => {
+    const whose = n.name === self.name ? 'this node' : `node ${n.name}`;
+    for (const e of n.endpoints) {
+      const ep = parseEndpoint(e);
+      if (ep) add(host(ep.host), `endpoint ${ep.host} of ${whose}`);
+    }
+    for (const p of n.privateAddresses) add(host(p), `private address ${p} of ${whose}`);
+  };
+  underlay(self);
+  for (const n of nodes) if (n.name !== self.name) underlay(n);
+
+  return {
+    reason(cidr: string): string | null {
+      const c = parseCidr(cidr, { allowHostBits: true });
+      if (!c) return `${cidr} is not a CIDR`;
+      for (const p of ranges) {
+        const hit = p.mode === 'exact' ? p.range.family === c.family && p.range.network === c.network && p.range.prefix === c.prefix : cidrsOverlap(p.range, c);
+        if (hit) return `${c.text} overlaps ${p.what}`;
+      }
+      return null;
+    },
+  };
+}
+
+/** A guard that refuses nothing: tests only (the negative control of the route-guard test). */
+export const UNGUARDED: RouteGuard = Object.freeze({ reason: () => null });
