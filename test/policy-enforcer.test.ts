@@ -181,6 +181,7 @@ test('required mode before nft was checked blocks traffic (fail closed); the gat
       routes: [{ dst: '10.202.1.0/24', dev: 'xlwg0' }],
       relays: [],
       remotes: [{ node: 'b1', cluster: 'c2', path: 'direct', via: null, reason: null }],
+      refused: [],
       isGateway: false,
     },
     'policy cannot be enforced',
