@@ -28,6 +28,8 @@ import type { DataplaneConfig, DesiredInterface, DesiredState, MeshView, NodeIde
 import { AgentPolicy } from './policy/agent-policy.ts';
 import { Reconciler, type AgentDataplane, type AgentRelay, type ReconcileRecord } from './reconciler.ts';
 import { isOwnedRoute, parseIpRoutes, readRoutesArgv } from './dataplane/route-diff.ts';
+import { clusterPathsFromPeers } from './services/paths.ts';
+import { ServicesAgent } from './services/services-agent.ts';
 import {
   RotateKeyError,
   startStatusServer,
@@ -104,6 +106,7 @@ export class Agent {
   private readonly clock: Clock;
   private readonly reconciler: Reconciler;
   private readonly policy: AgentPolicy;
+  private readonly services: ServicesAgent;
 
   private constructor(
     private readonly o: AgentOptions,
@@ -140,6 +143,19 @@ export class Agent {
       logger: o.logger.child({ component: 'reconciler' }),
       onReconciled: () => this.publishState(),
       relay,
+    });
+    this.services = new ServicesAgent({
+      cluster: o.config.cluster,
+      nodeName: () => this.identity.name,
+      bucket: o.config.bucket,
+      dnsAddr: o.config.dnsAddr,
+      dnsPolicy: o.config.dnsPolicy,
+      coordinatorKey: o.coordinatorKey,
+      identityKey: keys.identity,
+      nodes: () => (this.meshWatch?.synced ? this.meshWatch.nodes() : undefined),
+      clusterPaths: async () => clusterPathsFromPeers((await this.status()).peers, this.clock.now()),
+      clock: this.clock,
+      logger: o.logger.child({ component: 'services' }),
     });
   }
 
@@ -206,8 +222,10 @@ export class Agent {
       logger.warn({ generation }, 'WireGuard interface came back empty; re-applying everything');
       this.reconciler.request('wireguard restarted');
     });
+    await this.services.start();
     this.statusServer = await startStatusServer({
       socketPath: config.statusSocket,
+      extraRoutes: this.services.routes(),
       healthAddr: config.healthAddr,
       provider: {
         status: () => this.status(),
@@ -302,6 +320,7 @@ export class Agent {
     cp.start();
     watch.start();
     this.policy.connect(nc);
+    this.services.attach(nc);
   }
 
   private onMeshChanged(): void {
@@ -319,6 +338,7 @@ export class Agent {
     }
     this.reconciler.request('mesh changed');
     this.policy.meshChanged(watch.synced ? new Map(watch.nodes()) : null);
+    this.services.meshChanged();
   }
 
   /** Our own record: the newest verified copy from the register reply or the KV. */
@@ -625,6 +645,7 @@ export class Agent {
     this.stopStatusEvents?.();
     this.unsubscribeRestart?.();
     await step('stop KV watch', () => this.meshWatch?.stop());
+    await step('stop services', () => this.services.stop());
     await step('stop control plane', () => this.controlPlane?.stop());
     await step('stop reconciler', () => this.reconciler.stop());
     // Deregister only after the watch is closed, or we would see our own record go and re-register.

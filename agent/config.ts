@@ -59,6 +59,9 @@ export interface AgentConfig {
   readonly policyEnforcement: 'required' | 'best-effort';
   /** The nft binary the policy table is applied with. */
   readonly nftCommand: string;
+  /** DNS server for clusterset.local (multi-cluster services); null: off. */
+  readonly dnsAddr: HostPort | null;
+  readonly dnsPolicy: 'local-first' | 'all';
 }
 
 export const DEFAULTS = {
@@ -133,6 +136,8 @@ export const AGENT_FLAGS: readonly FlagSpec[] = [
   spec('--no-kubernetes', null, 'force standalone mode'),
   spec('--policy-enforcement', 'mode', 'when the access policy cannot be enforced (no nftables): required = carry no overlay traffic, best-effort = carry it unfiltered and say so (default: best-effort)'),
   spec('--nft', 'path', 'the nft binary used to enforce the access policy (default: nft)'),
+  spec('--dns-addr', 'ip:port', 'serve DNS for clusterset.local (multi-cluster services) on this address, UDP and TCP (default: off)'),
+  spec('--dns-policy', 'policy', 'DNS answers: all (local cluster first, then by path health/latency) | local-first (only the nearest cluster with endpoints) (default: all)'),
   spec('--log-level', 'level', 'trace | debug | info | warn | error | fatal | silent (default: info)'),
 ];
 
@@ -443,6 +448,11 @@ function buildConfig(opts: Record<string, unknown>, ctx: ParseContext): AgentCon
 
   const nftRaw = get('nft');
   const nftCommand = check(nftRaw.label, str(nftRaw) ?? 'nft', z.string().regex(/^[A-Za-z0-9_./-]{1,255}$/, 'must be a command name or path (letters, digits, "_", ".", "/", "-")'));
+  const dnsRaw = get('dnsAddr');
+  const dnsText = str(dnsRaw);
+  const dnsAddr = dnsText === undefined || dnsText === 'off' ? null : healthAddr(dnsRaw.label, dnsText);
+  const dnsPolicyRaw = get('dnsPolicy');
+  const dnsPolicy = check(dnsPolicyRaw.label, str(dnsPolicyRaw) ?? 'all', z.enum(['local-first', 'all'], 'allowed: all, local-first'));
 
   return Object.freeze({
     natsServers: Object.freeze(natsServers),
@@ -476,5 +486,7 @@ function buildConfig(opts: Record<string, unknown>, ctx: ParseContext): AgentCon
     logLevel,
     policyEnforcement,
     nftCommand,
+    dnsAddr: dnsAddr === null ? null : Object.freeze(dnsAddr),
+    dnsPolicy,
   });
 }

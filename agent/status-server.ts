@@ -128,8 +128,16 @@ export interface StatusProvider {
   policy?(): Promise<PolicyDocumentResponse>;
 }
 
+/** A route added by another module (e.g. services), served on the socket only; POST bodies are parsed JSON. */
+export interface ExtraRoute {
+  readonly path: string;
+  readonly method: 'GET' | 'POST';
+  readonly handle: (body: unknown) => Promise<{ readonly status: number; readonly body: unknown }>;
+}
+
 export interface StatusServerOptions {
   readonly socketPath: string | null;
+  readonly extraRoutes?: readonly ExtraRoute[];
   readonly healthAddr: HostPort | null;
   readonly provider: StatusProvider;
   readonly logger: Logger;
@@ -218,6 +226,32 @@ function handler(table: Map<string, Route>, logger: Logger) {
   };
 }
 
+const MAX_BODY = 256 * 1024;
+
+async function serveExtra(r: ExtraRoute, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  let body: unknown;
+  if (r.method === 'POST') {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    for await (const c of req as AsyncIterable<Buffer>) {
+      size += c.length;
+      if (size > MAX_BODY) {
+        sendJson(res, 413, { error: `request body over ${MAX_BODY} bytes` });
+        return;
+      }
+      chunks.push(c);
+    }
+    try {
+      body = JSON.parse(Buffer.concat(chunks).toString('utf8') || 'null') as unknown;
+    } catch {
+      sendJson(res, 400, { error: 'request body is not JSON' });
+      return;
+    }
+  }
+  const out = await r.handle(body);
+  sendJson(res, out.status, out.body);
+}
+
 /** Removes a socket file left by a dead agent; refuses if a live one still answers on it. */
 async function removeStaleSocket(path: string): Promise<void> {
   let st;
@@ -269,7 +303,9 @@ export async function startStatusServer(o: StatusServerOptions): Promise<StatusS
     if (o.socketPath !== null) {
       await mkdir(dirname(o.socketPath), { recursive: true, mode: 0o700 });
       await removeStaleSocket(o.socketPath);
-      const s = createServer(handler(routes(o.provider, true), o.logger));
+      const table = routes(o.provider, true);
+      for (const r of o.extraRoutes ?? []) table.set(r.path, { method: r.method, serve: (req, res) => serveExtra(r, req, res) });
+      const s = createServer(handler(table, o.logger));
       await listen(s, { path: o.socketPath });
       servers.push(s);
       await chmod(o.socketPath, 0o600);

@@ -23,14 +23,16 @@ export function getFromAgent<S extends z.ZodType>(socketPath: string, path: stri
   return callAgent('GET', socketPath, path, schema, timeoutMs);
 }
 
-/** POSTs (no body) to `path` on the agent, e.g. /rotate-key, and parses the answer with `schema`. */
-export function postToAgent<S extends z.ZodType>(socketPath: string, path: string, schema: S, timeoutMs = 30_000): Promise<z.infer<S>> {
-  return callAgent('POST', socketPath, path, schema, timeoutMs);
+/** POSTs to `path` on the agent (a JSON body if given), e.g. /rotate-key, and parses the answer with `schema`. */
+export function postToAgent<S extends z.ZodType>(socketPath: string, path: string, schema: S, timeoutMs = 30_000, payload?: unknown): Promise<z.infer<S>> {
+  return callAgent('POST', socketPath, path, schema, timeoutMs, payload);
 }
 
-async function callAgent<S extends z.ZodType>(method: 'GET' | 'POST', socketPath: string, path: string, schema: S, timeoutMs: number): Promise<z.infer<S>> {
+async function callAgent<S extends z.ZodType>(method: 'GET' | 'POST', socketPath: string, path: string, schema: S, timeoutMs: number, payload?: unknown): Promise<z.infer<S>> {
   const { status, body } = await new Promise<{ status: number; body: string }>((resolve, reject) => {
-    const req = request({ socketPath, path, method, timeout: timeoutMs }, (res) => {
+    const data = payload === undefined ? undefined : JSON.stringify(payload);
+    const headers = data === undefined ? {} : { 'content-type': 'application/json', 'content-length': Buffer.byteLength(data) };
+    const req = request({ socketPath, path, method, timeout: timeoutMs, headers }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }));
@@ -46,7 +48,7 @@ async function callAgent<S extends z.ZodType>(method: 'GET' | 'POST', socketPath
             : '';
       reject(new AgentUnreachableError(`cannot reach the agent at ${socketPath}: ${errorMessage(err)}${hint}`, { cause: err }));
     });
-    req.end();
+    req.end(data);
   });
   let json: unknown;
   try {

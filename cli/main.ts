@@ -22,6 +22,7 @@ import { formatNodeTable, formatPeerTable, formatStatus, peerHealthy, statusExit
 import { readMeshFromKv } from './kv-read.ts';
 import { registerManifestsCommand } from './manifests.ts';
 import { renderWgConf } from './showconf.ts';
+import { registerServicesCommands } from './services.ts';
 
 export const DEFAULT_SOCKET = '/var/lib/crosslink/agent.sock';
 
@@ -257,6 +258,7 @@ export function buildProgram(io: CliIo, setExit: (code: number) => void): Comman
     });
 
   registerManifestsCommand(program);
+  registerServicesCommands(program, io, setExit, () => socketOption(io));
   return program;
 }
 

@@ -7,6 +7,8 @@ import { subjects } from '../protocol/subjects.ts';
 import { expiryCheckIntervalMs } from './config.ts';
 import { NotLeaderError, Registry, type RegistryDeps } from './registry.ts';
 import { watchRevocations } from './revocation-watch.ts';
+import { serviceSubjects } from '../protocol/service.ts';
+import { ServiceDirectory } from './services.ts';
 
 /** The term hands these on to its Registry, and serves requests on `nc`. */
 export interface LeaderTermDeps extends RegistryDeps {
@@ -59,9 +61,13 @@ export class LeaderTerm {
     const registry = this.current;
     if (signal.aborted || !registry) return;
     const s = subjects(config.subjectPrefix);
+    const services = new ServiceDirectory({ store: this.deps.store, nodes: registry, clock, logger, maxClockSkewMs: config.maxClockSkewMs, writable: () => registry.isActive && this.deps.holdsLease() });
+    const ss = serviceSubjects(config.subjectPrefix);
     this.subs.push(
       this.deps.nc.subscribe(s.register, { queue: QUEUE, callback: (err, msg) => this.serve(err, msg, (m) => registry.register(m.data)) }),
       this.deps.nc.subscribe(s.deregister, { queue: QUEUE, callback: (err, msg) => this.serve(err, msg, (m) => registry.deregister(m.data)) }),
+      this.deps.nc.subscribe(ss.export, { queue: QUEUE, callback: (err, msg) => this.serve(err, msg, (m) => services.export(m.data)) }),
+      this.deps.nc.subscribe(ss.unexport, { queue: QUEUE, callback: (err, msg) => this.serve(err, msg, (m) => services.unexport(m.data)) }),
     );
     // Leading (Coordinator.isLeader) promises that registrations are answered, so wait until the
     // server has the subscriptions (a request before that fails with "no responders").

@@ -115,6 +115,16 @@ export class Registry {
     return [...this.nodes.keys()].sort();
   }
 
+  /** A live node's record (service export admission). */
+  liveNode(name: string): NodeRecord | undefined {
+    return this.nodes.get(name)?.value;
+  }
+
+  /** The live members of a cluster (service export admission: their pod CIDRs). */
+  clusterMembers(cluster: string): NodeRecord[] {
+    return this.nodes.members(cluster);
+  }
+
   /** Grants every live node a fresh TTL (after a NATS outage heartbeats could not arrive). */
   graceAll(): void {
     this.deps.liveness.graceAll(this.nodes.keys(), this.deps.clock.now());

@@ -221,6 +221,16 @@ export class StateStore {
     await this.kv.delete(key, { previousSeq: revision });
   }
 
+  /** Signs and writes any record at `key` (create or CAS update); for modules with their own key space (services). */
+  putSignedAt<T>(key: string, value: T, revision: number | undefined): Promise<StoredRecord<T>> {
+    return this.putSigned(key, value, revision);
+  }
+
+  /** Reads and verifies a record at `key`; undefined when absent or malformed. */
+  readSignedAt<T>(key: string, schema: z.ZodType<T>): Promise<StoredRecord<T> | undefined> {
+    return this.readSigned(key, schema);
+  }
+
   private async putSigned<T>(key: string, value: T, revision: number | undefined): Promise<StoredRecord<T>> {
     const envelope = await signEnvelope(value, this.signingKey.secretKey);
     const rev = await this.write(key, JSON.stringify(envelope), revision);

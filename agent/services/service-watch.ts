@@ -1,0 +1,179 @@
+// Watches `services.>` in the coordinator's KV and keeps the VERIFIED ServiceExport records: signed
+// by the coordinator, stored under the key their content names, generation never going backwards.
+// Each watch session reads the full (small) service set; the records in use are replaced only when
+// a session's snapshot is complete, so an outage or a re-watch never empties the answers
+// (fail-static). A session that ends (NATS reconnect, watcher error) is re-created with backoff.
+import { Kvm, type KV, type KvWatchEntry } from '@nats-io/kv';
+import type { NatsConnection, QueuedIterator } from '@nats-io/transport-node';
+import type { Clock } from '../../lib/clock.ts';
+import { errorMessage } from '../../lib/errors.ts';
+import type { Logger } from '../../lib/logger.ts';
+import { ServiceExportRecord, serviceKeys } from '../../protocol/service.ts';
+import { verifyEnvelope } from '../../protocol/signing.ts';
+import { onConnectionStatus } from '../control/control-plane.ts';
+
+export interface ServiceWatchOptions {
+  readonly nc: NatsConnection;
+  readonly bucket: string;
+  readonly coordinatorKey: string;
+  readonly logger: Logger;
+  readonly clock: Clock;
+  readonly retryMinMs?: number;
+  readonly retryMaxMs?: number;
+}
+
+export class ServiceWatch {
+  private records = new Map<string, ServiceExportRecord>();
+  private readonly listeners: (() => void)[] = [];
+  private readonly abort = new AbortController();
+  private watcher: QueuedIterator<KvWatchEntry> | undefined;
+  private loop: Promise<void> = Promise.resolve();
+  private stopStatus: (() => void) | undefined;
+  private kv: KV | undefined;
+  private everSynced = false;
+  private rejectedCount = 0;
+
+  constructor(private readonly o: ServiceWatchOptions) {}
+
+  /** True once one full snapshot is in. */
+  get synced(): boolean {
+    return this.everSynced;
+  }
+
+  get rejected(): number {
+    return this.rejectedCount;
+  }
+
+  /** Verified records, keyed by KV key. An immutable snapshot: replaced, never mutated. */
+  current(): ReadonlyMap<string, ServiceExportRecord> {
+    return this.records;
+  }
+
+  onChange(listener: () => void): void {
+    this.listeners.push(listener);
+  }
+
+  start(): void {
+    this.stopStatus = onConnectionStatus(this.o.nc, (s) => {
+      if (s.type === 'reconnect') this.watcher?.stop();
+    });
+    this.loop = this.run();
+  }
+
+  async stop(): Promise<void> {
+    this.abort.abort();
+    this.stopStatus?.();
+    this.watcher?.stop();
+    await this.loop;
+  }
+
+  private async run(): Promise<void> {
+    const min = this.o.retryMinMs ?? 250;
+    const max = this.o.retryMaxMs ?? 5000;
+    let delay = min;
+    while (!this.abort.signal.aborted) {
+      try {
+        const complete = await this.session();
+        if (complete) delay = min;
+      } catch (err) {
+        this.o.logger.warn({ err: errorMessage(err) }, 'service watch failed; retrying');
+      }
+      if (this.abort.signal.aborted) break;
+      await this.o.clock.sleep(delay, this.abort.signal);
+      delay = Math.min(max, delay * 2);
+    }
+  }
+
+  /** One session: the full snapshot (then swapped in), then deltas until the watcher ends. */
+  private async session(): Promise<boolean> {
+    this.kv ??= await new Kvm(this.o.nc).open(this.o.bucket);
+    const w = await this.kv.watch({ key: serviceKeys.filter });
+    this.watcher = w;
+    if (this.abort.signal.aborted) w.stop();
+    // The snapshot is collected apart and swapped in whole: deletes during an outage are seen, and
+    // nothing is served half-read.
+    let pending: Map<string, ServiceExportRecord> | undefined = new Map();
+    const finish = (): void => {
+      if (!pending) return;
+      this.records = pending;
+      pending = undefined;
+      this.everSynced = true;
+      this.o.logger.info({ services: this.records.size }, 'service exports loaded');
+      this.emit();
+    };
+    const expected = await initialCount(w);
+    if (expected === 0) finish();
+    // Only if the library stops telling the count: a quiet second ends the snapshot.
+    let quiet: NodeJS.Timeout | undefined;
+    const armQuiet = (): void => {
+      if (expected !== undefined || !pending) return;
+      if (quiet) clearTimeout(quiet);
+      quiet = setTimeout(finish, 1000);
+    };
+    armQuiet();
+    let seen = 0;
+    try {
+      for await (const e of w) {
+        const target: Map<string, ServiceExportRecord> = pending ?? new Map(this.records);
+        await this.apply(target, e);
+        seen++;
+        if (target === pending) {
+          if (e.isUpdate || (expected !== undefined && seen >= expected)) finish();
+          else armQuiet();
+        } else {
+          this.records = target;
+          this.emit();
+        }
+      }
+    } finally {
+      if (quiet) clearTimeout(quiet);
+    }
+    return pending === undefined;
+  }
+
+  private async apply(into: Map<string, ServiceExportRecord>, e: KvWatchEntry): Promise<void> {
+    if (e.operation === 'DEL' || e.operation === 'PURGE') {
+      into.delete(e.key);
+      return;
+    }
+    let record: ServiceExportRecord;
+    try {
+      record = await verifyEnvelope(e.value, this.o.coordinatorKey, ServiceExportRecord);
+    } catch (err) {
+      this.reject(e.key, errorMessage(err));
+      into.delete(e.key);
+      return;
+    }
+    if (serviceKeys.export(record.namespace, record.name, record.cluster) !== e.key) {
+      this.reject(e.key, 'record names another service or cluster than its key');
+      return;
+    }
+    const held = into.get(e.key);
+    if (held && held.generation > record.generation) {
+      this.reject(e.key, `generation ${record.generation} is older than the ${held.generation} held (replay?)`);
+      return;
+    }
+    into.set(e.key, record);
+  }
+
+  private reject(key: string, reason: string): void {
+    this.rejectedCount++;
+    this.o.logger.warn({ key, reason }, 'ignoring a service export record');
+  }
+
+  private emit(): void {
+    for (const l of this.listeners) l();
+  }
+}
+
+/** How many entries the watcher's initial snapshot holds (the consumer's pending count). */
+async function initialCount(w: QueuedIterator<KvWatchEntry>): Promise<number | undefined> {
+  const data = (w as unknown as { _data?: { info?: (cached: boolean) => Promise<{ num_pending?: unknown }> } })._data;
+  if (typeof data?.info !== 'function') return undefined;
+  try {
+    const info = await data.info(true);
+    return typeof info.num_pending === 'number' ? info.num_pending : undefined;
+  } catch {
+    return undefined;
+  }
+}

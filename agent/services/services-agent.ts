@@ -1,0 +1,258 @@
+// The agent's multi-cluster services part, wired into Agent with a few lines: the KV watch of
+// ServiceExport records, the DNS server for clusterset.local, export/unexport through the
+// coordinator, and the local API routes (socket only). Everything it answers is rebuilt as one
+// immutable ServiceTable whenever the exports, the live nodes or the path health change.
+import type { NatsConnection } from '@nats-io/transport-node';
+import type { Clock } from '../../lib/clock.ts';
+import { errorMessage } from '../../lib/errors.ts';
+import type { Logger } from '../../lib/logger.ts';
+import type { NodeRecord } from '../../protocol/messages.ts';
+import {
+  liveEndpoints,
+  mergeServiceExports,
+  serviceKeys,
+  serviceRef,
+  type ClusterPathInfo,
+  type DnsPolicy,
+  type MergedService,
+  type ServiceExportRecord,
+} from '../../protocol/service.ts';
+import type { SigningKeyPair } from '../../protocol/signing.ts';
+import { ExportSpec, UnexportSpec, type ExportResult, type ServicesDocument } from './api.ts';
+import { startDnsServer, type DnsServer } from './dns-server.ts';
+import { ServiceRequestError, requestExport, requestUnexport } from './export-client.ts';
+import { ServiceWatch } from './service-watch.ts';
+import { buildServiceTable, entryFor, type ServiceTable } from './service-table.ts';
+
+export interface ServicesAgentOptions {
+  readonly cluster: string;
+  readonly nodeName: () => string;
+  readonly bucket: string;
+  readonly dnsAddr: { readonly host: string; readonly port: number } | null;
+  readonly dnsPolicy: DnsPolicy;
+  readonly coordinatorKey: string;
+  readonly identityKey: SigningKeyPair;
+  /** The verified live nodes (mesh view); undefined before the first KV snapshot. */
+  readonly nodes: () => ReadonlyMap<string, NodeRecord> | undefined;
+  /**
+   * What the agent knows of its path to each other cluster (seam: today peer health from
+   * WireGuard handshakes; active probe RTTs plug in here).
+   */
+  readonly clusterPaths: () => Promise<ReadonlyMap<string, ClusterPathInfo>>;
+  readonly clock: Clock;
+  readonly logger: Logger;
+  /** How often path health is refreshed for the answer order (default 5 s). */
+  readonly pathRefreshMs?: number;
+  readonly dnsTtlSec?: number;
+  readonly retryMinMs?: number;
+  readonly retryMaxMs?: number;
+}
+
+/** An HTTP route on the status socket, served by status-server.ts. */
+export interface LocalRoute {
+  readonly path: string;
+  readonly method: 'GET' | 'POST';
+  /** Resolves to the HTTP status and JSON body; `body` is the parsed request body (POST). */
+  readonly handle: (body: unknown) => Promise<{ readonly status: number; readonly body: unknown }>;
+}
+
+const FAILURE_STATUS = { unavailable: 503, refused: 409, invalid: 400 } as const;
+
+export class ServicesAgent {
+  private nc: NatsConnection | undefined;
+  private watch: ServiceWatch | undefined;
+  private dns: DnsServer | undefined;
+  private table: ServiceTable = new Map();
+  private paths: ReadonlyMap<string, ClusterPathInfo> = new Map();
+  private pathTimer: NodeJS.Timeout | undefined;
+  private readonly listeners: ((services: readonly MergedService[]) => void)[] = [];
+
+  constructor(private readonly o: ServicesAgentOptions) {}
+
+  /** Starts the DNS server (if --dns-addr) at once; it answers from the KV once connected. */
+  async start(): Promise<void> {
+    if (this.o.dnsAddr) {
+      this.dns = await startDnsServer({
+        host: this.o.dnsAddr.host,
+        port: this.o.dnsAddr.port,
+        table: () => this.table,
+        logger: this.o.logger,
+        ...(this.o.dnsTtlSec === undefined ? {} : { answer: { ttlSec: this.o.dnsTtlSec } }),
+      });
+    }
+    this.pathTimer = setInterval(() => this.refreshPaths(), this.o.pathRefreshMs ?? 5000);
+    this.pathTimer.unref();
+  }
+
+  get dnsPort(): number | null {
+    return this.dns?.port ?? null;
+  }
+
+  /** Called once NATS is connected. */
+  attach(nc: NatsConnection): void {
+    this.nc = nc;
+    const w = new ServiceWatch({
+      nc,
+      bucket: this.o.bucket,
+      coordinatorKey: this.o.coordinatorKey,
+      logger: this.o.logger,
+      clock: this.o.clock,
+      ...(this.o.retryMinMs === undefined ? {} : { retryMinMs: this.o.retryMinMs }),
+      ...(this.o.retryMaxMs === undefined ? {} : { retryMaxMs: this.o.retryMaxMs }),
+    });
+    this.watch = w;
+    w.onChange(() => this.rebuild());
+    w.start();
+  }
+
+  /** The mesh view changed (nodes joined, expired, were revoked): endpoints follow. */
+  meshChanged(): void {
+    this.rebuild();
+  }
+
+  /** Called with the merged services (all exports, before liveness) whenever they change. */
+  onServicesChanged(listener: (services: readonly MergedService[]) => void): void {
+    this.listeners.push(listener);
+  }
+
+  records(): ReadonlyMap<string, ServiceExportRecord> {
+    return this.watch?.current() ?? new Map();
+  }
+
+  get synced(): boolean {
+    return this.watch?.synced ?? false;
+  }
+
+  /** The answer table in force (tests, status). */
+  currentTable(): ServiceTable {
+    return this.table;
+  }
+
+  private refreshPaths(): void {
+    this.o
+      .clusterPaths()
+      .then((p) => {
+        const changed = JSON.stringify([...p]) !== JSON.stringify([...this.paths]);
+        this.paths = p;
+        if (changed) this.rebuild();
+      })
+      .catch((err: unknown) => this.o.logger.debug({ err: errorMessage(err) }, 'path health refresh failed'));
+  }
+
+  private rebuild(): void {
+    const records = [...this.records().values()];
+    this.table = buildServiceTable({
+      records,
+      nodes: this.o.nodes()?.values() ?? [],
+      localCluster: this.o.cluster,
+      paths: this.paths,
+      policy: this.o.dnsPolicy,
+    });
+    const merged = mergeServiceExports(records);
+    for (const l of this.listeners) {
+      try {
+        l(merged);
+      } catch (err) {
+        this.o.logger.warn({ err: errorMessage(err) }, 'services listener failed');
+      }
+    }
+  }
+
+  /** Exports `spec` as this cluster's complete endpoint set of the service (replacing the previous one). */
+  async exportService(spec: ExportSpec): Promise<ExportResult> {
+    const nc = this.requireNats();
+    const record = await requestExport(
+      { nc, coordinatorKey: this.o.coordinatorKey, identityKey: this.o.identityKey },
+      {
+        v: 1,
+        node: this.o.nodeName(),
+        identityKey: this.o.identityKey.publicKey,
+        cluster: this.o.cluster,
+        namespace: spec.namespace,
+        name: spec.name,
+        ports: spec.ports,
+        addresses: spec.addresses,
+        sentAt: this.o.clock.now(),
+      },
+    );
+    this.o.logger.info({ service: serviceRef(spec), addresses: record.addresses.length, generation: record.generation }, 'service exported');
+    return { service: serviceRef(spec), cluster: this.o.cluster, generation: record.generation, addresses: record.addresses };
+  }
+
+  async unexportService(spec: UnexportSpec): Promise<ExportResult> {
+    const nc = this.requireNats();
+    await requestUnexport(
+      { nc, coordinatorKey: this.o.coordinatorKey, identityKey: this.o.identityKey },
+      { v: 1, node: this.o.nodeName(), identityKey: this.o.identityKey.publicKey, cluster: this.o.cluster, namespace: spec.namespace, name: spec.name, sentAt: this.o.clock.now() },
+    );
+    this.o.logger.info({ service: serviceRef(spec) }, 'service unexported');
+    return { service: serviceRef(spec), cluster: this.o.cluster, generation: null, addresses: [] };
+  }
+
+  private requireNats(): NatsConnection {
+    if (!this.nc) throw new ServiceRequestError('unavailable', 'not connected to NATS yet; retry when `crosslink status` shows the control plane connected');
+    return this.nc;
+  }
+
+  document(): ServicesDocument {
+    const records = this.records();
+    const nodes = [...(this.o.nodes()?.values() ?? [])];
+    return {
+      cluster: this.o.cluster,
+      dnsAddr: this.o.dnsAddr ? `${this.o.dnsAddr.host}:${this.dns?.port ?? this.o.dnsAddr.port}` : null,
+      dnsPolicy: this.o.dnsPolicy,
+      synced: this.synced,
+      services: mergeServiceExports(records.values()).map((s) => {
+        const live = liveEndpoints(s, nodes);
+        const entry = entryFor(s, { nodes, localCluster: this.o.cluster, paths: this.paths, policy: this.o.dnsPolicy });
+        return {
+          namespace: s.namespace,
+          name: s.name,
+          ports: [...s.ports],
+          clusters: s.clusters.map((c, i) => {
+            const r = records.get(serviceKeys.export(s.namespace, s.name, c.cluster));
+            return {
+              cluster: c.cluster,
+              exportedBy: r?.exportedBy ?? '',
+              createdAt: c.createdAt,
+              updatedAt: r?.updatedAt ?? c.createdAt,
+              addresses: [...c.addresses],
+              liveAddresses: [...(live.clusters[i]?.addresses ?? [])],
+            };
+          }),
+          answer: entry.endpoints.map((e) => e.address),
+          conditions: [...s.conditions],
+        };
+      }),
+    };
+  }
+
+  /** Routes for the status socket (never the health port: export changes state). */
+  routes(): LocalRoute[] {
+    const guarded = async (fn: () => Promise<unknown>): Promise<{ status: number; body: unknown }> => {
+      try {
+        return { status: 200, body: await fn() };
+      } catch (err) {
+        if (err instanceof ServiceRequestError) return { status: FAILURE_STATUS[err.failure], body: { error: err.message, failure: err.failure } };
+        throw err;
+      }
+    };
+    const parse = <T>(schema: { safeParse: (v: unknown) => { success: true; data: T } | { success: false; error: { issues: readonly { path: readonly PropertyKey[]; message: string }[] } } }, body: unknown): T => {
+      const r = schema.safeParse(body);
+      if (r.success) return r.data;
+      const i = r.error.issues[0];
+      throw new ServiceRequestError('invalid', i ? `${i.path.map(String).join('.') || '(body)'}: ${i.message}` : 'invalid request');
+    };
+    return [
+      { path: '/services', method: 'GET', handle: () => Promise.resolve({ status: 200, body: this.document() }) },
+      { path: '/services/export', method: 'POST', handle: (body) => guarded(() => this.exportService(parse(ExportSpec, body))) },
+      { path: '/services/unexport', method: 'POST', handle: (body) => guarded(() => this.unexportService(parse(UnexportSpec, body))) },
+    ];
+  }
+
+  async stop(): Promise<void> {
+    if (this.pathTimer) clearInterval(this.pathTimer);
+    await this.watch?.stop();
+    await this.dns?.close();
+  }
+}

@@ -1,0 +1,149 @@
+// The leader's side of multi-cluster services: admits export/unexport requests from agents (signed
+// by the node's identity key, like registration) and writes coordinator-signed ServiceExport
+// records into the KV (services.<namespace>.<name>.<cluster>). Admission is the same trust rule as
+// node registration: a live node exports only for its own cluster, and only addresses inside that
+// cluster's pod ranges (today the union of its live nodes' pod CIDRs — the seam `podRanges` is
+// where enrolled cluster ranges plug in).
+import type { Clock } from '../lib/clock.ts';
+import { errorMessage } from '../lib/errors.ts';
+import type { Logger } from '../lib/logger.ts';
+import type { ErrorBody, NodeRecord } from '../protocol/messages.ts';
+import {
+  ServiceExportRecord,
+  ServiceExportRequest,
+  ServiceUnexportRequest,
+  admitServiceExport,
+  checkRequester,
+  serviceKeys,
+  serviceRef,
+  type ServiceReply,
+} from '../protocol/service.ts';
+import { checkSentAt, openSignedRequest } from '../protocol/validate-registration.ts';
+import { KeyedMutex } from './keyed-mutex.ts';
+import { isCasConflict, type StateStore } from './store.ts';
+
+/** What admission needs from the registry: live nodes, by name and by cluster. */
+export interface LiveNodes {
+  liveNode(name: string): NodeRecord | undefined;
+  clusterMembers(cluster: string): NodeRecord[];
+}
+
+export interface ServiceDirectoryDeps {
+  readonly store: StateStore;
+  readonly nodes: LiveNodes;
+  readonly clock: Clock;
+  readonly logger: Logger;
+  readonly maxClockSkewMs: number;
+  /** Whether this term may still write (lease held, term active). */
+  readonly writable: () => boolean;
+  /** The pod ranges a cluster may export from; default: its live nodes' pod CIDRs. */
+  readonly podRanges?: (cluster: string) => readonly string[];
+}
+
+const CAS_ATTEMPTS = 4;
+
+const fail = (code: ErrorBody['code'], message: string, field?: string): ServiceReply => ({
+  ok: false,
+  error: field === undefined ? { code, message } : { code, field, message },
+});
+
+export class ServiceDirectory {
+  private readonly locks = new KeyedMutex();
+  /** sentAt of the last accepted request per KV key: an older (replayed) request is refused. */
+  private readonly lastSentAt = new Map<string, number>();
+
+  constructor(private readonly deps: ServiceDirectoryDeps) {}
+
+  private podRanges(cluster: string): readonly string[] {
+    return this.deps.podRanges?.(cluster) ?? this.deps.nodes.clusterMembers(cluster).flatMap((n) => n.podCidrs);
+  }
+
+  async export(raw: Uint8Array | string): Promise<ServiceReply> {
+    const opened = await openSignedRequest(raw, ServiceExportRequest);
+    if (!opened.ok) return this.refused('export', undefined, opened.error);
+    const req = opened.value;
+    const key = serviceKeys.export(req.namespace, req.name, req.cluster);
+    return this.locks.run(key, async () => {
+      const early = this.precheck(req, key);
+      if (early) return this.refused('export', req, early);
+      const admitted = admitServiceExport(req, this.deps.nodes.liveNode(req.node), this.podRanges(req.cluster));
+      if (!admitted.ok) return this.refused('export', req, admitted.error);
+      if (!this.deps.writable()) return fail('unavailable', 'not the leader (lease lost or stopping); retry');
+      for (let attempt = 1; ; attempt++) {
+        try {
+          const now = this.deps.clock.now();
+          const existing = await this.deps.store.readSignedAt(key, ServiceExportRecord);
+          const record: ServiceExportRecord = {
+            kind: 'service-export',
+            v: 1,
+            namespace: req.namespace,
+            name: req.name,
+            cluster: req.cluster,
+            ports: req.ports,
+            addresses: [...admitted.value.addresses],
+            exportedBy: req.node,
+            createdAt: existing?.value.createdAt ?? now,
+            updatedAt: now,
+            generation: (existing?.value.generation ?? 0) + 1,
+          };
+          const same =
+            existing?.signedByUs === true &&
+            JSON.stringify({ ...existing.value, exportedBy: '', updatedAt: 0, generation: 0 }) === JSON.stringify({ ...record, exportedBy: '', updatedAt: 0, generation: 0 });
+          this.lastSentAt.set(key, req.sentAt);
+          if (same) return { ok: true, record: existing.envelope };
+          const stored = await this.deps.store.putSignedAt(key, record, existing?.revision);
+          this.deps.logger.info(
+            { service: serviceRef(req), cluster: req.cluster, node: req.node, addresses: record.addresses.length, ports: record.ports, generation: record.generation },
+            existing ? 'service export updated' : 'service exported',
+          );
+          return { ok: true, record: stored.envelope };
+        } catch (err) {
+          if (isCasConflict(err) && attempt < CAS_ATTEMPTS) continue;
+          this.deps.logger.warn({ service: serviceRef(req), err: errorMessage(err) }, 'service export failed');
+          return fail('unavailable', `could not store the export: ${errorMessage(err)}`);
+        }
+      }
+    });
+  }
+
+  async unexport(raw: Uint8Array | string): Promise<ServiceReply> {
+    const opened = await openSignedRequest(raw, ServiceUnexportRequest);
+    if (!opened.ok) return this.refused('unexport', undefined, opened.error);
+    const req = opened.value;
+    const key = serviceKeys.export(req.namespace, req.name, req.cluster);
+    return this.locks.run(key, async () => {
+      const early = this.precheck(req, key);
+      if (early) return this.refused('unexport', req, early);
+      const who = checkRequester(req, this.deps.nodes.liveNode(req.node));
+      if (!who.ok) return this.refused('unexport', req, who.error);
+      if (!this.deps.writable()) return fail('unavailable', 'not the leader (lease lost or stopping); retry');
+      for (let attempt = 1; ; attempt++) {
+        try {
+          const existing = await this.deps.store.readSignedAt(key, ServiceExportRecord);
+          this.lastSentAt.set(key, req.sentAt);
+          if (!existing) return { ok: true, record: null };
+          await this.deps.store.delete(key, existing.revision);
+          this.deps.logger.info({ service: serviceRef(req), cluster: req.cluster, node: req.node }, 'service unexported');
+          return { ok: true, record: null };
+        } catch (err) {
+          if (isCasConflict(err) && attempt < CAS_ATTEMPTS) continue;
+          return fail('unavailable', `could not remove the export: ${errorMessage(err)}`);
+        }
+      }
+    });
+  }
+
+  /** Clock skew and replay: a request older than the last one accepted for the key is refused. */
+  private precheck(req: { readonly sentAt: number }, key: string): ErrorBody | undefined {
+    const skew = checkSentAt(req.sentAt, this.deps.clock.now(), this.deps.maxClockSkewMs);
+    if (!skew.ok) return { code: 'stale', field: 'sentAt', message: skew.error.message };
+    const last = this.lastSentAt.get(key);
+    if (last !== undefined && req.sentAt < last) return { code: 'stale', field: 'sentAt', message: `sentAt: ${req.sentAt} is older than the last accepted request (${last}); replayed?` };
+    return undefined;
+  }
+
+  private refused(what: string, req: { readonly node: string; readonly name: string; readonly namespace: string } | undefined, error: ErrorBody): ServiceReply {
+    this.deps.logger.info({ node: req?.node, service: req ? serviceRef(req) : undefined, code: error.code, reason: error.message }, `service ${what} refused`);
+    return { ok: false, error };
+  }
+}
