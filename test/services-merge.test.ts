@@ -3,6 +3,7 @@
 import test from 'ava';
 import { buildServiceTable } from '../agent/services/service-table.ts';
 import { clusterPathsFromPeers } from '../agent/services/paths.ts';
+import type { ErrorBody } from '../protocol/messages.ts';
 import {
   admitServiceExport,
   liveEndpoints,
@@ -98,7 +99,7 @@ const req = (addresses: string[], cluster = 'a'): ServiceExportRequest =>
   ServiceExportRequest.parse({ v: 1, node: 'a-n1', identityKey: KEY, cluster, namespace: 'shop', name: 'web', ports: [http()], addresses, sentAt: 1 });
 const nodeA = { name: 'a-n1', cluster: 'a', identityKey: KEY };
 
-const admissionCases: { title: string; request: ServiceExportRequest; node: typeof nodeA | undefined; ok: boolean; field?: string; code?: string }[] = [
+const admissionCases: { title: string; request: ServiceExportRequest; node: typeof nodeA | undefined; ok: boolean; field?: string; code?: ErrorBody['code'] }[] = [
   { title: 'addresses inside the pod ranges', request: req(['10.1.0.9', '10.1.1.4', '10.1.0.9']), node: nodeA, ok: true },
   { title: 'an address of another cluster', request: req(['10.1.0.9', '10.2.0.5']), node: nodeA, ok: false, field: 'addresses[1]', code: 'unauthorized' },
   { title: 'the node address range is not a pod range', request: req(['192.0.2.10']), node: nodeA, ok: false, field: 'addresses[0]', code: 'unauthorized' },
