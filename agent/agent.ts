@@ -482,6 +482,11 @@ export class Agent {
     };
   }
 
+  /** Bound port of the clusterset.local DNS server (--dns-addr), null when off. */
+  get dnsPort(): number | null {
+    return this.services.dnsPort;
+  }
+
   get healthPort(): number | null {
     return this.statusServer?.healthPort ?? null;
   }
