@@ -19,6 +19,8 @@ export interface NatsServerOptions {
   /** Server name (also used in logs). */
   readonly name?: string;
   readonly startTimeoutMs?: number;
+  /** Member of a NATS cluster (lib/nats-cluster.ts): its name, route port and the routes to all members. */
+  readonly cluster?: { readonly name: string; readonly port: number; readonly routes: readonly string[] };
 }
 
 export async function freeLoopbackPort(): Promise<number> {
@@ -67,6 +69,8 @@ export class NatsServer {
 
   private async spawnServer(): Promise<void> {
     const args = ['nats-server', '-a', this.host, '-p', String(this.port), '-js', '-sd', this.storeDir, '-n', this.options.name ?? 'xl-nats'];
+    const cluster = this.options.cluster;
+    if (cluster) args.push('--cluster_name', cluster.name, '--cluster', `nats://${this.host}:${cluster.port}`, '--routes', cluster.routes.join(','));
     const argv = [...(this.options.prefix ?? []), ...args];
     const [file, ...rest] = argv;
     if (!file) throw new CrosslinkError('empty nats-server command');

@@ -6,9 +6,10 @@
 // and at a random moment within a short window, so a fleet that lost the same server does not
 // re-watch in lockstep); at start and on refresh() it re-reads the full state. The periodic audit
 // only compares the stream's last revision and key count with what the watch applied, and
-// re-reads everything only when they differ. Until a fresh snapshot is complete nothing is
+// re-reads everything only when they differ. A watch that silently stalls (its consumer's server
+// left the cluster) is found by comparing revisions (watch-progress.ts) and resumed. Until a fresh snapshot is complete nothing is
 // removed (fail-static).
-import { AckPolicy, DeliverPolicy, jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
+import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import { Kvm, type KV, type KvWatchEntry } from '@nats-io/kv';
 import { nanos, type NatsConnection, type QueuedIterator } from '@nats-io/transport-node';
 import type { Clock } from '../../lib/clock.ts';
@@ -18,6 +19,7 @@ import { ClusterRecord, NodeRecord } from '../../protocol/messages.ts';
 import { SignatureError, verifyEnvelope } from '../../protocol/signing.ts';
 import { clusterNameFromKey, kvKeys, nodeNameFromKey } from '../../protocol/subjects.ts';
 import { RateLimitedLog, onConnectionStatus } from './control-plane.ts';
+import { judgeProgress, nextProgressCheckMs } from './watch-progress.ts';
 
 export interface MeshWatchOptions {
   readonly nc: NatsConnection;
@@ -47,6 +49,16 @@ export interface MeshWatchOptions {
   readonly rewatchJitterMs?: number;
   /** Random source in [0, 1) for the jitter (tests). */
   readonly random?: () => number;
+  /**
+   * Stall detection (watch-progress.ts): look this often whether the watch has fallen behind the
+   * bucket (two direct gets; default 15 s; 0 disables), and every `progressBurstMs` (default 1 s)
+   * for `progressBurstWindowMs` (default 30 s) after the NATS cluster changed or we reconnected.
+   */
+  readonly progressCheckMs?: number;
+  readonly progressBurstMs?: number;
+  readonly progressBurstWindowMs?: number;
+  /** Timeout of the JetStream API requests that (re-)create the watch (default 2 s). */
+  readonly jsApiTimeoutMs?: number;
 }
 
 /** A KV value we refused, kept so the CLI can flag it. */
@@ -72,6 +84,8 @@ export interface MeshWatchStats {
   /** Audits run, and how many of them found a mismatch and re-read everything. */
   readonly audits: number;
   readonly auditRereads: number;
+  /** Stalls detected (the watch fell behind the bucket and did not catch up): each re-created the watch, resuming. */
+  readonly stalls: number;
 }
 
 /** What an audit found: in step (nothing read), a mismatch (full re-read started), or not run. */
@@ -139,6 +153,11 @@ export class MeshWatch {
   private debounce: NodeJS.Timeout | undefined;
   private audit: NodeJS.Timeout | undefined;
   private stopStatus: (() => void) | undefined;
+  private stalls = 0;
+  private progressTimer: NodeJS.Timeout | undefined;
+  private progressBurstUntil = 0;
+  private progressTargets: number[] | undefined;
+  private checkingProgress = false;
 
   constructor(private readonly o: MeshWatchOptions) {
     this.throttle = new RateLimitedLog(o.logger, o.clock);
@@ -149,7 +168,10 @@ export class MeshWatch {
     this.stopStatus = onConnectionStatus(this.o.nc, (s) => {
       // The server may have lost our consumer (restart, failover): watch again, from where we were.
       if (s.type === 'reconnect') this.rewatch('NATS reconnected', (this.o.random ?? Math.random)() * (this.o.rewatchJitterMs ?? 2000));
+      // A server joined or left the cluster (or we moved): consumers may have vanished with it.
+      if (s.type === 'reconnect' || s.type === 'update') this.burstProgressChecks();
     });
+    this.scheduleProgressCheck();
     const auditMs = this.o.auditIntervalMs ?? 300_000;
     if (auditMs > 0) {
       this.audit = setInterval(() => {
@@ -166,6 +188,7 @@ export class MeshWatch {
     this.stopped = true;
     this.stopStatus?.();
     if (this.audit) clearInterval(this.audit);
+    if (this.progressTimer) clearTimeout(this.progressTimer);
     if (this.debounce) clearTimeout(this.debounce);
     this.stopWatchers();
     this.wakeup.abort();
@@ -206,6 +229,7 @@ export class MeshWatch {
       totalEntries: this.totalEntries,
       audits: this.audits,
       auditRereads: this.auditRereads,
+      stalls: this.stalls,
     };
   }
 
@@ -244,6 +268,73 @@ export class MeshWatch {
     } finally {
       this.auditing = false;
     }
+  }
+
+  /**
+   * One stall check: is the watch behind the bucket's newest revisions, and still short of what the
+   * previous check saw? Then re-create it, resuming from the last applied revision.
+   */
+  async checkProgress(): Promise<'in-step' | 'behind' | 'stalled' | 'skipped'> {
+    if (this.stopped || this.checkingProgress || !this.live || this.current === undefined) {
+      this.progressTargets = undefined;
+      return 'skipped';
+    }
+    this.checkingProgress = true;
+    const session = this.current;
+    try {
+      const applied = [...this.appliedRevision];
+      const bucket = await this.lastRevisions();
+      if (this.current !== session || !this.live) return 'skipped';
+      const verdict = judgeProgress(bucket, applied, this.progressTargets, FILTERS);
+      this.o.logger.debug({ bucket, applied, verdict }, 'watch progress check');
+      this.progressTargets = verdict.kind === 'behind' ? [...verdict.targets] : undefined;
+      if (verdict.kind === 'stalled') {
+        this.stalls++;
+        this.o.logger.warn({ reason: verdict.reason }, 'KV watch stalled (no error, no progress); re-creating it from the last applied revision');
+        this.rewatch(`stalled: ${verdict.reason}`, 0);
+      }
+      return verdict.kind;
+    } catch (err) {
+      // JetStream may be electing a leader right now; look again later.
+      this.o.logger.debug({ err: errorMessage(err) }, 'watch progress check failed');
+      return 'skipped';
+    } finally {
+      this.checkingProgress = false;
+    }
+  }
+
+  private burstProgressChecks(): void {
+    this.progressBurstUntil = this.o.clock.now() + (this.o.progressBurstWindowMs ?? 30_000);
+    this.scheduleProgressCheck();
+  }
+
+  private scheduleProgressCheck(): void {
+    const intervalMs = this.o.progressCheckMs ?? 15_000;
+    if (intervalMs <= 0 || this.stopped) return;
+    if (this.progressTimer) clearTimeout(this.progressTimer);
+    const delay = nextProgressCheckMs(this.o.clock.now(), this.progressBurstUntil, this.o.progressBurstMs ?? 1000, intervalMs);
+    this.progressTimer = setTimeout(() => {
+      this.progressTimer = undefined;
+      void this.checkProgress()
+        .catch((err: unknown) => this.o.logger.error({ err }, 'watch progress check crashed'))
+        .finally(() => this.scheduleProgressCheck());
+    }, delay);
+    this.progressTimer.unref();
+  }
+
+  /** Per filter: the revision of the newest message (a delete marker too), by direct get; 0 if none. */
+  private async lastRevisions(): Promise<number[]> {
+    this.jsm ??= await jetstreamManager(this.o.nc, { checkAPI: false });
+    const jsm = this.jsm;
+    const stream = `KV_${this.o.bucket}`;
+    return Promise.all(
+      FILTERS.map(async (filter) => {
+        const last_by_subj = `$KV.${this.o.bucket}.${filter}`;
+        // Direct gets are answered by any replica; a bucket without allow_direct takes the API path.
+        const m = await jsm.direct.getMessage(stream, { last_by_subj }).catch(() => jsm.streams.getMessage(stream, { last_by_subj }));
+        return m?.seq ?? 0;
+      }),
+    );
   }
 
   /** Why the watch differs from the bucket, or undefined when it is in step. */
@@ -342,14 +433,17 @@ export class MeshWatch {
    * deltas, until the watchers end. Returns whether the snapshot completed.
    */
   private async runSession(reason: string): Promise<boolean> {
-    this.kv ??= await new Kvm(this.o.nc).open(this.o.bucket);
+    // A short API timeout: right after a cluster member is lost, a consumer may be placed on it
+    // until the cluster notices; failing fast and retrying reaches a live member sooner.
+    this.kv ??= await new Kvm(jetstream(this.o.nc, { timeout: this.o.jsApiTimeoutMs ?? 2000 })).open(this.o.bucket);
     const kv = this.kv;
     let mode: Session['mode'] = this.everSynced && !this.fullReadNeeded ? 'resume' : 'full';
     if (mode === 'resume') {
       // A bucket re-created (or a server that lost data) numbers revisions anew: resuming would
       // wait for revisions that never come, so read everything.
-      const last = (await kv.status()).streamInfo.state.last_seq;
-      if (last < Math.max(...this.appliedRevision)) mode = 'full';
+      // (A direct get per range, answered by any replica: the stream leader may be the server just lost.)
+      const last = await this.lastRevisions();
+      if (last.some((rev, i) => rev < (this.appliedRevision[i] ?? 0))) mode = 'full';
     }
     if (mode === 'full') {
       this.appliedRevision.fill(0);

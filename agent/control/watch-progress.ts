@@ -1,0 +1,41 @@
+// Stall detection for the KV watch. JetStream KV watches are ordered push consumers; when the
+// server holding the consumer goes away while the agent's own server survives (a NATS cluster
+// losing a member, the bucket's stream leader among them), nothing reaches the client — no error,
+// no disconnect — and the library only notices after two missed idle heartbeats (60 s). So the
+// watch compares, cheaply and from time to time, the revision of the newest message under each
+// watched key range (a direct get, answered by any replica) with what it has applied: behind
+// twice in a row without reaching what the first look saw means the watch is stalled, and it is
+// re-created from the last applied revision (no full re-read). Pure decision here; timing and I/O
+// in MeshWatch.
+
+/** What one look found. */
+export type ProgressVerdict =
+  | { readonly kind: 'in-step' }
+  /** Behind, but maybe only in flight: look again. */
+  | { readonly kind: 'behind'; readonly targets: readonly number[] }
+  | { readonly kind: 'stalled'; readonly reason: string };
+
+/**
+ * `bucket[i]`: newest revision under range i now; `applied[i]`: what the watch applied;
+ * `previous`: the targets of the last look if it was 'behind'. Stalled when the watch is still
+ * short of a revision the previous look already saw in the bucket.
+ */
+export function judgeProgress(bucket: readonly number[], applied: readonly number[], previous: readonly number[] | undefined, names: readonly string[]): ProgressVerdict {
+  const behind = bucket.some((rev, i) => rev > (applied[i] ?? 0));
+  if (!behind) return { kind: 'in-step' };
+  if (previous !== undefined) {
+    for (const [i, target] of previous.entries()) {
+      const got = applied[i] ?? 0;
+      if (got < target) return { kind: 'stalled', reason: `${names[i] ?? `range ${i}`}: the bucket had revision ${target} a look ago, the watch is still at ${got}` };
+    }
+  }
+  return { kind: 'behind', targets: [...bucket] };
+}
+
+/**
+ * When to look next: often (burstMs) for a while after the NATS cluster changed under us (a server
+ * left or joined, or we reconnected) — that is when consumers vanish — and rarely otherwise.
+ */
+export function nextProgressCheckMs(now: number, burstUntil: number, burstMs: number, intervalMs: number): number {
+  return now < burstUntil ? Math.min(burstMs, intervalMs) : intervalMs;
+}

@@ -1,0 +1,156 @@
+// The distributed engine, exercised: a KV watch that silently stalls is detected and resumed, and a
+// real 3-server nats-server cluster (routes on 127.0.0.1, bucket at R3) loses its bucket's stream
+// leader: no record is lost, registrations and heartbeats go on, every agent's watch — whichever
+// server it is connected to — sees a node that joins right after the loss, without a full re-read,
+// and the returning server rejoins.
+import test from 'ava';
+import { jetstreamManager } from '@nats-io/jetstream';
+import { Kvm } from '@nats-io/kv';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { MeshWatch } from '../agent/control/mesh-watch.ts';
+import { judgeProgress, nextProgressCheckMs } from '../agent/control/watch-progress.ts';
+import { parseCoordinatorConfig } from '../coordinator/config.ts';
+import { Coordinator } from '../coordinator/coordinator.ts';
+import { agentClient, fakeAgent, type FakeAgent } from '../coordinator/testing.ts';
+import { systemClock } from '../lib/clock.ts';
+import { createLogger, silentLogger } from '../lib/logger.ts';
+import { NatsCluster } from '../lib/nats-cluster.ts';
+import { waitFor } from '../lib/wait.ts';
+import { generateSigningKeyPair } from '../protocol/signing.ts';
+import { nodeRecord, putNode } from './agent-helpers.ts';
+import { startWatchFixture } from './helpers/mesh-watch-fixture.ts';
+import { scratchNames } from './helpers/nats-fixture.ts';
+
+const NAMES = ['nodes.>', 'clusters.>'];
+
+test('judgeProgress: in step, behind (maybe in flight), stalled (still short of what the last look saw)', (t) => {
+  t.deepEqual(judgeProgress([10, 4], [10, 4], undefined, NAMES), { kind: 'in-step' });
+  t.deepEqual(judgeProgress([10, 4], [10, 4], [12, 4], NAMES), { kind: 'in-step' }, 'caught up meanwhile');
+  t.deepEqual(judgeProgress([12, 4], [10, 4], undefined, NAMES), { kind: 'behind', targets: [12, 4] });
+  t.deepEqual(judgeProgress([13, 4], [12, 4], [12, 4], NAMES), { kind: 'behind', targets: [13, 4] }, 'progressing: reached the last target');
+  const stalled = judgeProgress([12, 4], [10, 4], [12, 4], NAMES);
+  t.is(stalled.kind, 'stalled');
+  t.regex(stalled.kind === 'stalled' ? stalled.reason : '', /nodes\.>: the bucket had revision 12 a look ago, the watch is still at 10/);
+  t.is(nextProgressCheckMs(1000, 5000, 1000, 15_000), 1000, 'burst after a cluster change');
+  t.is(nextProgressCheckMs(6000, 5000, 1000, 15_000), 15_000, 'then the slow interval');
+});
+
+test('a watch whose consumer vanished without a word is detected as stalled and resumed, not re-read', async (t) => {
+  // The consumer is deleted behind the watch's back: no error, no disconnect, no message — what a
+  // client sees when the server holding its consumer leaves the cluster. The library itself would
+  // notice only after two missed 30 s idle heartbeats.
+  const f = await startWatchFixture(t, { label: 'xl-stall', watch: { debounceMs: 20, rewatchJitterMs: 0, progressCheckMs: 300, auditIntervalMs: 0 } });
+  for (let i = 0; i < 20; i++) await putNode(f.kv, f.coordinator, await nodeRecord({ name: `node-${i}` }));
+  f.watch.start();
+  await waitFor(() => f.watch.synced && f.watch.nodes().size === 20, { timeoutMs: 15_000, what: 'snapshot' });
+  const before = f.watch.stats();
+
+  const jsm = await jetstreamManager(f.nc);
+  const stream = 'KV_crosslink';
+  for await (const c of jsm.consumers.list(stream)) await jsm.consumers.delete(stream, c.name);
+  await putNode(f.kv, f.coordinator, await nodeRecord({ name: 'node-late' }));
+
+  await waitFor(() => f.watch.nodes().has('node-late'), { timeoutMs: 30_000, what: 'the record written after the stall' });
+  const after = f.watch.stats();
+  t.true(after.stalls >= 1, 'a stall was detected');
+  t.true(after.resumes > before.resumes, 'the watch resumed from its last revision');
+  t.true(after.totalEntries - before.totalEntries < 5, `read ${after.totalEntries - before.totalEntries} entries after the stall, not all 21`);
+  t.is(f.watch.nodes().size, 21);
+});
+
+test('3-server cluster: losing the bucket stream leader loses nothing; every watch sees a node joining right after; the server rejoins', async (t) => {
+  const cluster = await NatsCluster.start({ name: `xl-natsc-${scratchNames('x').id}` });
+  t.teardown(() => cluster.stop());
+  const { bucket, prefix } = scratchNames('xlcl');
+  const connectTo = (first: number, name: string): Promise<NatsConnection> =>
+    // Each client prefers one server (as agents spread over a cluster) and fails over to the others.
+    connect({ servers: [cluster.urls[first]!, ...cluster.urls.filter((_, i) => i !== first)], noRandomize: true, name, maxReconnectAttempts: -1, reconnectTimeWait: 250 });
+
+  const signingKey = await generateSigningKeyPair();
+  const coordNc = await connectTo(0, 'xl-coordinator');
+  t.teardown(() => coordNc.close());
+  const config = parseCoordinatorConfig({ bucket, subjectPrefix: prefix, replicas: '3', nodeTtl: '60s', leaseTtl: '2s' });
+  const coordinator = await Coordinator.start({ nc: coordNc, clock: systemClock, logger: silentLogger(), config, signingKey, holderId: 'xl-cl-coord' });
+  t.teardown(() => coordinator.stop());
+  await waitFor(() => coordinator.isLeader(), { timeoutMs: 30_000, what: 'coordinator leads' });
+
+  // One agent-side watch per server.
+  const watches: MeshWatch[] = [];
+  for (let i = 0; i < 3; i++) {
+    const nc = await connectTo(i, `xl-watch-${i}`);
+    t.teardown(() => nc.close());
+    const w = new MeshWatch({ nc, bucket, coordinatorKey: signingKey.publicKey, logger: process.env['XL_DEBUG'] ? createLogger(`watch-${i}`, 'debug') : silentLogger(), clock: systemClock, debounceMs: 20, auditIntervalMs: 0 });
+    t.teardown(() => w.stop());
+    watches.push(w);
+  }
+  const clientNc = await connectTo(1, 'xl-agents');
+  t.teardown(() => clientNc.close());
+  const client = agentClient(clientNc, prefix, 5000);
+  const register = async (a: FakeAgent): Promise<void> => {
+    // Registrations may fail while JetStream elects a new leader: retried like an agent does.
+    await waitFor(async () => (await client.register(a)).ok, { timeoutMs: 30_000, intervalMs: 250, what: `registration of ${a.name}` });
+  };
+  const agents: FakeAgent[] = [];
+  for (let i = 0; i < 10; i++) {
+    const a = await fakeAgent(`node-${i}`, { podCidrs: [`10.20.${i}.0/24`] });
+    agents.push(a);
+    await register(a);
+  }
+  for (const w of watches) w.start();
+  await waitFor(() => watches.every((w) => w.synced && w.nodes().size === 10), { timeoutMs: 30_000, what: 'every watch has 10 nodes' });
+  const entriesBefore = watches.map((w) => w.stats().totalEntries);
+
+  // Stop the server leading the bucket's stream.
+  const jsm = await jetstreamManager(clientNc);
+  const leaderName = (await jsm.streams.info(`KV_${bucket}`)).cluster?.leader ?? '';
+  const lost = cluster.indexOf(leaderName);
+  t.true(lost >= 0, `stream leader ${leaderName} is a member`);
+  const t0 = Date.now();
+  const mark = (what: string): void => t.log(`${what}: ${Date.now() - t0} ms after the loss`);
+  await cluster.server(lost).stopProcess();
+
+  // A node joins right after the loss; heartbeats go on.
+  const late = await fakeAgent('node-late', { podCidrs: ['10.21.0.0/24'] });
+  await register(late);
+  mark('node-late registered');
+  await waitFor(async () => (await client.heartbeat(agents[0]!, { generation: 1 })).ok, { timeoutMs: 30_000, intervalMs: 250, what: 'a heartbeat answered after the loss' });
+  await waitFor(() => watches.every((w) => w.nodes().has('node-late')), {
+    timeoutMs: 45_000,
+    what: 'every watch (on every server) sees the node that joined after the loss',
+  });
+  mark('every watch has node-late');
+  t.log(watches.map((w) => w.stats()));
+  for (const [i, w] of watches.entries()) {
+    const read = w.stats().totalEntries - (entriesBefore[i] ?? 0);
+    t.true(read < 10, `watch ${i} read ${read} entries after the loss: resumed, not re-read`);
+  }
+
+  // No record lost: the bucket (read through a surviving server) still has all 11.
+  const kv = await new Kvm(clientNc).open(bucket);
+  const keys = await waitFor(
+    async () => {
+      const out: string[] = [];
+      for await (const k of await kv.keys('nodes.>')) out.push(k);
+      return out;
+    },
+    { timeoutMs: 30_000, intervalMs: 500, what: 'the bucket keys through a surviving server' },
+  );
+  t.is(keys.length, 11);
+
+  // The server comes back and rejoins: the stream has 3 current replicas again, and a node joining
+  // now reaches every watch too.
+  await cluster.server(lost).restart();
+  await waitFor(
+    async () => {
+      const info = await jsm.streams.info(`KV_${bucket}`);
+      return (info.cluster?.replicas ?? []).length === 2 && (info.cluster?.replicas ?? []).every((r) => r.current);
+    },
+    { timeoutMs: 45_000, intervalMs: 500, what: 'the returning server is a current replica again' },
+  );
+  mark('rejoined');
+  const after = await fakeAgent('node-after', { podCidrs: ['10.22.0.0/24'] });
+  await register(after);
+  await waitFor(() => watches.every((w) => w.nodes().has('node-after') && w.nodes().size === 12), { timeoutMs: 45_000, what: 'every watch sees the node joining after the rejoin' });
+  mark('every watch has node-after');
+});
+
