@@ -9,6 +9,9 @@ export interface LabPaths {
   readonly dir: string;
 }
 
+/** Every lab agent serves clusterset.local here, inside its node namespace (docs/services.md). */
+export const LAB_DNS_PORT = 5353;
+
 export const natsStoreDir = (p: LabPaths): string => join(p.dir, 'nats');
 export const signingKeyFile = (p: LabPaths): string => join(p.dir, 'coordinator.key');
 export const nodeDir = (p: LabPaths, node: string): string => join(p.dir, node);
@@ -63,6 +66,7 @@ export function agentArgv(plan: LabPlan, node: NodePlan, paths: LabPaths, coordi
     '--nat-keepalive', String(t.natKeepaliveSec),
     '--resync-interval', formatDuration(t.resyncIntervalMs),
     '--relay-port-range', `${RELAY_PORT_FIRST}-${RELAY_PORT_LAST}`,
+    '--dns-addr', `127.0.0.1:${LAB_DNS_PORT}`,
     '--log-level', logLevel,
   ]);
 }
