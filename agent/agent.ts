@@ -18,7 +18,8 @@ import type { NodeRecord } from '../protocol/messages.ts';
 import type { WireguardKeyPair } from '../protocol/signing.ts';
 import type { AgentStatus, PeerStatus } from '../protocol/status.ts';
 import { redactUrl, type AgentConfig, type WireguardMode } from './config.ts';
-import { ControlPlane, onConnectionStatus } from './control/control-plane.ts';
+import { ControlPlane } from './control/control-plane.ts';
+import { onConnectionStatus } from '../lib/nats-status.ts';
 import { computeDesiredState as defaultComputeDesiredState, type DesiredStateOptions } from './plan/desired-state.ts';
 import type { HostFacts } from './plan/route-guard.ts';
 import { readHostFacts } from './dataplane/host-facts.ts';
@@ -40,6 +41,7 @@ import {
   type StatusServer,
   type ViewDocument,
 } from './status-server.ts';
+import { backoffDelay } from '../lib/backoff.ts';
 
 export const AGENT_VERSION: string = (() => {
   try {
@@ -272,7 +274,7 @@ export class Agent {
         const fields = { err: errorMessage(err), attempts: failures };
         if (failures === 1 || failures % 30 === 0) log.warn(fields, 'cannot connect to NATS yet (check --nats-url / --nats-creds); retrying');
         else log.debug(fields, 'NATS connect failed; retrying');
-        await this.clock.sleep(Math.min(5000, 500 * 2 ** Math.min(failures - 1, 4)), this.abort.signal);
+        await this.clock.sleep(backoffDelay({ initialMs: 500, maxMs: 5000 }, failures), this.abort.signal);
       }
     }
   }

@@ -2,9 +2,12 @@
 // AgentConfig. Every rejection names the flag (and env var), the value, and what is allowed.
 import { existsSync } from 'node:fs';
 import { isAbsolute } from 'node:path';
-import { Command, CommanderError, Option } from 'commander';
+import { Command, CommanderError } from 'commander';
 import { z } from 'zod';
 import { ValidationError } from '../lib/errors.ts';
+import { addFlags, check, envNameOf, keyOf, list, resolveFlags, single, type Env, type FlagSpec, type RawFlag } from '../lib/flags.ts';
+import { NatsServers } from '../lib/nats-url.ts';
+import { AGENT_DEFAULTS, InterfaceName, parseRelayPortRange } from '../protocol/agent-settings.ts';
 import { parseDuration } from '../lib/duration.ts';
 import { canonicalCidr, formatEndpoint, formatIp, parseEndpoint, parseIp } from '../protocol/cidr.ts';
 import { ClusterName, Key32, LocationName, NodeName, Topology } from '../protocol/messages.ts';
@@ -64,42 +67,15 @@ export interface AgentConfig {
   readonly dnsPolicy: 'local-first' | 'all';
 }
 
-export const DEFAULTS = {
-  listenPort: 51820,
-  interfaceName: 'crosslink0',
-  stateDir: '/var/lib/crosslink',
-  natKeepaliveSec: 25,
-  resyncIntervalMs: 30_000,
-  relayPortRange: '52000-52999',
-  /** Health port used in Kubernetes mode when --health-addr is not given (probes point here). */
-  kubernetesHealthAddr: '127.0.0.1:9471',
-  logLevel: 'info',
-} as const;
-
-/** One flag: how commander sees it and which env var stands in for it. */
-interface FlagSpec {
-  readonly key: string;
-  readonly flags: string;
-  readonly description: string;
-  readonly repeatable?: boolean;
-  readonly boolean?: boolean;
-  /** Env vars tried in order (the first is CROSSLINK_<FLAG>). */
-  readonly env: readonly string[];
-  readonly hidden?: boolean;
-}
-
-const envOf = (flag: string): string => `CROSSLINK_${flag.replace(/^--/, '').replace(/-/g, '_').toUpperCase()}`;
-
-function spec(flag: string, arg: string | null, description: string, extra: Partial<FlagSpec> = {}): FlagSpec {
-  const key = flag.replace(/^--/, '').replace(/-([a-z])/g, (_m, c: string) => c.toUpperCase());
+function spec(flag: string, arg: string | null, help: string, extra: Pick<FlagSpec, 'envAliases' | 'repeatable'> = {}): FlagSpec {
+  const negated = flag.startsWith('--no-');
   return {
-    key,
+    key: keyOf(flag),
     flags: arg === null ? flag : `${flag} <${arg}>`,
-    description,
-    env: [envOf(flag), ...(extra.env ?? [])],
-    ...(extra.repeatable ? { repeatable: true } : {}),
-    ...(arg === null ? { boolean: true } : {}),
-    ...(extra.hidden ? { hidden: true } : {}),
+    help,
+    // "--no-x" shares the variable of "--x" (CROSSLINK_X=false).
+    ...(negated ? {} : { env: envNameOf(flag) }),
+    ...extra,
   };
 }
 
@@ -107,29 +83,29 @@ export const AGENT_FLAGS: readonly FlagSpec[] = [
   spec('--nats-url', 'urls', 'NATS server URLs, comma-separated (e.g. nats://10.0.0.1:4222,nats://10.0.0.2:4222); required'),
   spec('--nats-creds', 'file', 'NATS credentials file (JWT + nkey seed)'),
   spec('--bucket', 'name', `JetStream KV bucket the coordinator writes (default: ${DEFAULT_BUCKET})`),
-  spec('--node-name', 'name', 'this node\'s name, a DNS subdomain (default: NODE_NAME, else the hostname lowercased)', { env: ['NODE_NAME'] }),
+  spec('--node-name', 'name', 'this node\'s name, a DNS subdomain (default: NODE_NAME, else the hostname lowercased)', { envAliases: ['NODE_NAME'] }),
   spec('--cluster', 'name', 'cluster this node belongs to, a DNS label (required)'),
   spec('--location', 'name', 'location/region, e.g. aws-eu-west-1 (required standalone)'),
   spec('--zone', 'name', 'availability zone (optional)'),
   spec('--pod-cidr', 'cidr', 'pod CIDR routed to this node; repeatable or comma-separated (required standalone)', { repeatable: true }),
   spec('--endpoint', 'ip:port', 'advertised public endpoint (IP literal); repeatable; none: the node is behind NAT', { repeatable: true }),
   spec('--private-address', 'ip', 'address reachable inside the VPC; repeatable (default: primary IPv4 of the default-route interface)', { repeatable: true }),
-  spec('--listen-port', 'port', `WireGuard UDP port (default: ${DEFAULTS.listenPort})`),
-  spec('--interface', 'name', `WireGuard interface name, at most 15 characters (default: ${DEFAULTS.interfaceName})`),
-  spec('--state-dir', 'dir', `directory for keys and the status socket (default: ${DEFAULTS.stateDir})`),
+  spec('--listen-port', 'port', `WireGuard UDP port (default: ${AGENT_DEFAULTS.listenPort})`),
+  spec('--interface', 'name', `WireGuard interface name, at most 15 characters (default: ${AGENT_DEFAULTS.interfaceName})`),
+  spec('--state-dir', 'dir', `directory for keys and the status socket (default: ${AGENT_DEFAULTS.stateDir})`),
   spec('--wireguard', 'mode', 'WireGuard backend: auto | kernel | userspace (default: auto)'),
   spec('--coordinator-key', 'base64', 'the coordinator\'s Ed25519 public key (base64); this or --coordinator-key-file is required'),
   spec('--coordinator-key-file', 'file', 'file holding the coordinator\'s public key (output of `crosslink-coordinator public-key`)'),
   spec('--status-socket', 'path', 'unix socket for the status API (default: <state-dir>/agent.sock)'),
-  spec('--health-addr', 'host:port', `HTTP /healthz /readyz /status listener (default: off standalone, ${DEFAULTS.kubernetesHealthAddr} in Kubernetes; "off" disables)`),
+  spec('--health-addr', 'host:port', `HTTP /healthz /readyz /status listener (default: off standalone, ${AGENT_DEFAULTS.kubernetesHealthAddr} in Kubernetes; "off" disables)`),
   spec('--topology', 'mode', 'mesh (every node peers with every node) | gateway (one gateway per cluster) (default: mesh)'),
   spec('--gateway-eligible', null, 'may be elected gateway/relay (default: only if it has an --endpoint)'),
   spec('--no-gateway-eligible', null, 'never be elected gateway/relay'),
   spec('--persistent-keepalive', 'seconds', 'keepalive towards every peer, 0 = off (default: the data plane decides)'),
-  spec('--nat-keepalive', 'seconds', `keepalive towards peers when this node is behind NAT (default: ${DEFAULTS.natKeepaliveSec})`),
+  spec('--nat-keepalive', 'seconds', `keepalive towards peers when this node is behind NAT (default: ${AGENT_DEFAULTS.natKeepaliveSec})`),
   spec('--mtu', 'bytes|auto', 'interface MTU (default: auto = underlay MTU - 80)'),
-  spec('--resync-interval', 'duration', 'full reconcile period that repairs drift, e.g. 30s (default: 30s)'),
-  spec('--relay-port-range', 'a-b', `UDP ports used when this node relays for NATed pairs (default: ${DEFAULTS.relayPortRange})`),
+  spec('--resync-interval', 'duration', 'full reconcile period that repairs drift, e.g. 30s; a bare number is seconds (default: 30s)'),
+  spec('--relay-port-range', 'a-b', `UDP ports used when this node relays for NATed pairs (default: ${AGENT_DEFAULTS.relayPortRange})`),
   spec('--cleanup', null, 'on shutdown deregister and remove the interface, routes and rules (default)'),
   spec('--no-cleanup', null, 'on shutdown leave the data plane in place (traffic keeps flowing during upgrades)'),
   spec('--kubernetes', null, 'force Kubernetes mode: identity from the Node object (default: when KUBERNETES_SERVICE_HOST is set)'),
@@ -141,24 +117,17 @@ export const AGENT_FLAGS: readonly FlagSpec[] = [
   spec('--log-level', 'level', 'trace | debug | info | warn | error | fatal | silent (default: info)'),
 ];
 
-/** The commander program: used for --help, and to parse argv into raw strings (validation is ours). */
+/** The commander program: used for --help, and to parse argv (validation is ours). */
 export function agentCommand(): Command {
   const cmd = new Command('crosslink-agent')
     .description('Crosslink agent: registers this node with the coordinator and keeps WireGuard peers and routes in sync.')
     .allowExcessArguments(false)
     .helpOption('-h, --help', 'show this help');
-  for (const f of AGENT_FLAGS) {
-    const envText = f.boolean && f.flags.startsWith('--no-') ? '' : ` [env: ${f.env.join(', ')}]`;
-    const opt = new Option(f.flags, `${f.description}${envText}`);
-    if (f.repeatable) opt.argParser((value: string, previous: string[] | undefined) => [...(previous ?? []), value]);
-    if (f.hidden) opt.hideHelp();
-    cmd.addOption(opt);
-  }
-  return cmd;
+  return addFlags(cmd, AGENT_FLAGS);
 }
 
 export interface ParseContext {
-  readonly env: Readonly<Record<string, string | undefined>>;
+  readonly env: Env;
   /** os.hostname(), injected for tests. */
   readonly hostname: string;
   /** For Kubernetes auto-detection (the service account token); default fs.existsSync. */
@@ -179,74 +148,11 @@ export function parseAgentConfig(argv: readonly string[], ctx: ParseContext): Ag
     }
     throw err;
   }
-  return buildConfig(cmd.opts(), ctx);
+  return buildConfig(resolveFlags(cmd, AGENT_FLAGS, ctx.env), ctx);
 }
-
-/** Where a raw value came from; used in error messages so people fix the right thing. */
-interface Raw {
-  readonly label: string;
-  readonly value: string | readonly string[] | boolean | undefined;
-}
-
-function rawValue(opts: Record<string, unknown>, key: string, ctx: ParseContext): Raw {
-  const f = AGENT_FLAGS.find((s) => s.key === key);
-  if (!f) throw new Error(`no flag spec for ${key}`);
-  const flag = f.flags.split(' ')[0] ?? key;
-  const cli = opts[key];
-  if (cli !== undefined) return { label: flag, value: cli as Raw['value'] };
-  for (const name of f.env) {
-    const v = ctx.env[name];
-    if (v === undefined || v === '') continue;
-    const label = `${flag} (env ${name})`;
-    if (f.boolean) {
-      const b = parseBool(v);
-      if (b === undefined) throw new ValidationError(label, v, 'allowed: true, false, 1, 0, yes, no');
-      return { label, value: b };
-    }
-    return { label, value: f.repeatable ? [v] : v };
-  }
-  return { label: flag, value: undefined };
-}
-
-function parseBool(text: string): boolean | undefined {
-  const t = text.trim().toLowerCase();
-  if (['1', 'true', 'yes', 'on'].includes(t)) return true;
-  if (['0', 'false', 'no', 'off'].includes(t)) return false;
-  return undefined;
-}
-
-function str(raw: Raw): string | undefined {
-  if (raw.value === undefined) return undefined;
-  if (typeof raw.value === 'string') return raw.value;
-  throw new ValidationError(raw.label, raw.value, 'expected a single value');
-}
-
-/** Repeatable flags also accept comma-separated lists (env vars can only carry one string). */
-function list(raw: Raw): string[] {
-  if (raw.value === undefined) return [];
-  const items = typeof raw.value === 'string' ? [raw.value] : Array.isArray(raw.value) ? (raw.value as string[]) : [];
-  return items.flatMap((s) => s.split(',')).map((s) => s.trim()).filter((s) => s !== '');
-}
-
-function check<T>(label: string, value: unknown, schema: z.ZodType<T>): T {
-  const r = schema.safeParse(value);
-  if (r.success) return r.data;
-  throw new ValidationError(label, value, r.error.issues[0]?.message ?? 'invalid');
-}
-
-const NATS_URL = /^((nats|tls|ws|wss):\/\/)?([^\s/:@,]+(:[^\s/@,]*)?@)?(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+)(:[0-9]{1,5})?\/?$/;
-export const NatsUrl = z.string().regex(NATS_URL, 'must be a NATS URL like nats://10.0.0.1:4222 (comma-separate several)');
 
 /** A NATS URL safe to log: user info (user:password@) replaced. */
-export function redactUrl(url: string): string {
-  return url.replace(/^((?:[a-z]+:\/\/)?)[^\s/@]+@/, '$1***@');
-}
-
-/** Linux IFNAMSIZ is 16 including the NUL; no '/', ':' or whitespace; not "." or "..". */
-export const InterfaceName = z
-  .string()
-  .regex(/^[A-Za-z0-9_.-]{1,15}$/, 'must be 1-15 characters: letters, digits, "_", "-", "."')
-  .refine((s) => s !== '.' && s !== '..', 'must not be "." or ".."');
+export { redactUrl } from '../lib/nats-url.ts';
 
 const Port = z.coerce.number().int('must be a whole number').min(1, 'must be 1-65535').max(65535, 'must be 1-65535');
 const AbsPath = z.string().refine((s) => isAbsolute(s), 'must be an absolute path');
@@ -254,28 +160,9 @@ const AbsPath = z.string().refine((s) => isAbsolute(s), 'must be an absolute pat
 const SocketPath = AbsPath.refine((s) => Buffer.byteLength(s) <= 107, 'must be at most 107 bytes (unix socket path limit)');
 const LogLevel = z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']);
 
-/** "first-last" relay ports (shared with `crosslink showconf`); the range must not contain `listenPort`. */
-export function parseRelayPortRange(label: string, text: string, listenPort: number): { readonly first: number; readonly last: number } {
-  const rm = /^([0-9]{1,5})-([0-9]{1,5})$/.exec(text.trim());
-  const allowed = 'must be "first-last" with 1024 <= first <= last <= 65535, e.g. 52000-52999, not containing --listen-port';
-  if (!rm || rm[1] === undefined || rm[2] === undefined) throw new ValidationError(label, text, allowed);
-  const first = Number(rm[1]);
-  const last = Number(rm[2]);
-  if (first < 1024 || last > 65535 || first > last || (listenPort >= first && listenPort <= last)) {
-    throw new ValidationError(label, text, allowed);
-  }
-  return { first, last };
-}
-
-/** A duration in ms, where a bare number means seconds (unlike parseDuration's milliseconds); undefined if malformed. */
-export function parseSecondsDuration(text: string): number | undefined {
-  const t = text.trim();
-  return /^[0-9]+$/.test(t) ? Number(t) * 1000 : parseDuration(t);
-}
-
 function seconds(label: string, text: string, max: number): number {
-  // Bare numbers are seconds here (keepalives are configured in seconds everywhere else too).
-  const ms = parseSecondsDuration(text);
+  // Bare numbers are seconds, as for every duration (keepalives are configured in seconds everywhere).
+  const ms = parseDuration(text);
   if (ms === undefined || ms % 1000 !== 0 || ms / 1000 > max) {
     throw new ValidationError(label, text, `must be whole seconds 0-${max}, e.g. 25 or 25s`);
   }
@@ -297,17 +184,20 @@ function healthAddr(label: string, text: string): HostPort | null {
   return { host: formatIp(ip.family, ip.value), port };
 }
 
-function buildConfig(opts: Record<string, unknown>, ctx: ParseContext): AgentConfig {
-  const get = (key: string): Raw => rawValue(opts, key, ctx);
+function buildConfig(flags: Readonly<Record<string, RawFlag>>, ctx: ParseContext): AgentConfig {
+  const get = (key: string): RawFlag => {
+    const f = flags[key];
+    if (!f) throw new Error(`no flag spec for ${key}`);
+    return f;
+  };
+  const str = single;
 
   const natsRaw = get('natsUrl');
   const natsText = str(natsRaw);
   if (natsText === undefined) {
     throw new ValidationError(natsRaw.label, undefined, 'required: comma-separated NATS URLs, e.g. nats://10.0.0.1:4222');
   }
-  const natsServers = natsText.split(',').map((s) => s.trim()).filter((s) => s !== '');
-  if (natsServers.length === 0) throw new ValidationError(natsRaw.label, natsText, 'required: at least one NATS URL');
-  for (const u of natsServers) check(natsRaw.label, u, NatsUrl);
+  const natsServers = check(natsRaw.label, natsText, NatsServers);
 
   const nodeRaw = get('nodeName');
   const nodeName = check(nodeRaw.label, str(nodeRaw) ?? ctx.hostname.toLowerCase(), NodeName);
@@ -317,7 +207,7 @@ function buildConfig(opts: Record<string, unknown>, ctx: ParseContext): AgentCon
   const inPod = (ctx.env['KUBERNETES_SERVICE_HOST'] ?? '') !== '' && (ctx.fileExists ?? existsSync)(SERVICE_ACCOUNT_TOKEN);
   const mode: AgentMode = k8sRaw.value === true || (k8sRaw.value === undefined && inPod) ? 'kubernetes' : 'standalone';
   const standalone = mode === 'standalone';
-  const requiredStandalone = (raw: Raw, what: string): never => {
+  const requiredStandalone = (raw: RawFlag, what: string): never => {
     throw new ValidationError(raw.label, undefined, `required in standalone mode (without --kubernetes): ${what}`);
   };
 
@@ -367,13 +257,13 @@ function buildConfig(opts: Record<string, unknown>, ctx: ParseContext): AgentCon
   });
 
   const portRaw = get('listenPort');
-  const listenPort = check(portRaw.label, str(portRaw) ?? String(DEFAULTS.listenPort), Port.pipe(z.number()));
+  const listenPort = check(portRaw.label, str(portRaw) ?? String(AGENT_DEFAULTS.listenPort), Port.pipe(z.number()));
 
   const ifRaw = get('interface');
-  const interfaceName = check(ifRaw.label, str(ifRaw) ?? DEFAULTS.interfaceName, InterfaceName);
+  const interfaceName = check(ifRaw.label, str(ifRaw) ?? AGENT_DEFAULTS.interfaceName, InterfaceName);
 
   const stateRaw = get('stateDir');
-  const stateDir = check(stateRaw.label, str(stateRaw) ?? DEFAULTS.stateDir, AbsPath).replace(/(.)\/+$/, '$1');
+  const stateDir = check(stateRaw.label, str(stateRaw) ?? AGENT_DEFAULTS.stateDir, AbsPath).replace(/(.)\/+$/, '$1');
 
   const wgRaw = get('wireguard');
   const wireguard = check(wgRaw.label, str(wgRaw) ?? 'auto', z.enum(['auto', 'kernel', 'userspace'], 'allowed: auto, kernel, userspace'));
@@ -395,7 +285,7 @@ function buildConfig(opts: Record<string, unknown>, ctx: ParseContext): AgentCon
   const statusSocket = check(sockRaw.label, str(sockRaw) ?? `${stateDir}/agent.sock`, SocketPath);
 
   const healthRaw = get('healthAddr');
-  const healthText = str(healthRaw) ?? (standalone ? 'off' : DEFAULTS.kubernetesHealthAddr);
+  const healthText = str(healthRaw) ?? (standalone ? 'off' : AGENT_DEFAULTS.kubernetesHealthAddr);
   const health = healthAddr(healthRaw.label, healthText);
 
   const topoRaw = get('topology');
@@ -410,7 +300,7 @@ function buildConfig(opts: Record<string, unknown>, ctx: ParseContext): AgentCon
 
   const nkRaw = get('natKeepalive');
   const nkText = str(nkRaw);
-  const natKeepaliveSec = nkText === undefined ? DEFAULTS.natKeepaliveSec : seconds(nkRaw.label, nkText, 3600);
+  const natKeepaliveSec = nkText === undefined ? AGENT_DEFAULTS.natKeepaliveSec : seconds(nkRaw.label, nkText, 3600);
 
   const mtuRaw = get('mtu');
   const mtuText = str(mtuRaw) ?? 'auto';
@@ -421,13 +311,13 @@ function buildConfig(opts: Record<string, unknown>, ctx: ParseContext): AgentCon
 
   const resyncRaw = get('resyncInterval');
   const resyncText = str(resyncRaw) ?? '30s';
-  const resyncMs = parseSecondsDuration(resyncText);
+  const resyncMs = parseDuration(resyncText);
   if (resyncMs === undefined || resyncMs < 1000 || resyncMs > 3_600_000) {
     throw new ValidationError(resyncRaw.label, resyncText, 'must be a duration 1s-1h, e.g. 30s, 2m (a bare number is seconds)');
   }
 
   const relayRaw = get('relayPortRange');
-  const relayText = str(relayRaw) ?? DEFAULTS.relayPortRange;
+  const relayText = str(relayRaw) ?? AGENT_DEFAULTS.relayPortRange;
   const relay = parseRelayPortRange(relayRaw.label, relayText, listenPort);
 
   const cleanupRaw = get('cleanup');
@@ -441,7 +331,7 @@ function buildConfig(opts: Record<string, unknown>, ctx: ParseContext): AgentCon
   const bucket = check(bucketRaw.label, str(bucketRaw) ?? DEFAULT_BUCKET, z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'must be 1-64 letters, digits, "_" or "-"'));
 
   const logRaw = get('logLevel');
-  const logLevel = check(logRaw.label, str(logRaw) ?? DEFAULTS.logLevel, LogLevel);
+  const logLevel = check(logRaw.label, str(logRaw) ?? AGENT_DEFAULTS.logLevel, LogLevel);
 
   const peRaw = get('policyEnforcement');
   const policyEnforcement = check(peRaw.label, str(peRaw) ?? 'best-effort', z.enum(['required', 'best-effort'], 'allowed: required, best-effort'));
@@ -455,7 +345,7 @@ function buildConfig(opts: Record<string, unknown>, ctx: ParseContext): AgentCon
   const dnsPolicy = check(dnsPolicyRaw.label, str(dnsPolicyRaw) ?? 'all', z.enum(['local-first', 'all'], 'allowed: all, local-first'));
 
   return Object.freeze({
-    natsServers: Object.freeze(natsServers),
+    natsServers,
     natsCredsFile,
     bucket,
     nodeName,

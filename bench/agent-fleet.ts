@@ -5,7 +5,8 @@
 // coordinator answers "unknown-node".
 import { performance } from 'node:perf_hooks';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { heartbeatDelayMs, onConnectionStatus } from '../agent/control/control-plane.ts';
+import { heartbeatDelayMs } from '../agent/control/control-plane.ts';
+import { onConnectionStatus } from '../lib/nats-status.ts';
 import { errorMessage } from '../lib/errors.ts';
 import { mapLimit } from '../lab/pool.ts';
 import { fakeAgent, rpc, signed, type FakeAgent } from '../coordinator/testing.ts';

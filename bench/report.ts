@@ -1,6 +1,6 @@
 // Figures and tables for the benchmark sections: percentiles and a plain aligned table with the
 // parameters it was measured under. Benchmarks print; they never assert.
-import { renderTable } from '../cli/format.ts';
+import { renderTable } from '../lib/text-format.ts';
 
 /** Nearest-rank percentile (p in 0..100) of `xs`; NaN for an empty list. */
 export function percentile(xs: readonly number[], p: number): number {

@@ -6,7 +6,8 @@ import type { DiagnosticsDocument } from '../agent/status-server.ts';
 import { canonicalCidr, hostCidr } from '../protocol/cidr.ts';
 import type { NodeRecord } from '../protocol/messages.ts';
 import type { AgentStatus } from '../protocol/status.ts';
-import { formatAge, peerState, remotePathText } from './format.ts';
+import { formatAge } from '../lib/text-format.ts';
+import { peerState, remotePathText } from './format.ts';
 
 export interface Check {
   /** null: not applicable / skipped. */

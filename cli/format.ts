@@ -1,6 +1,8 @@
 // Pure text formatting for the CLI: tables, ages, byte counts, peer states. No I/O, so every
 // layout decision is table-tested (test/cli-format.test.ts).
 import type { AgentStatus, PeerStatus, RemotePath } from '../protocol/status.ts';
+import { byName, compareText } from '../lib/compare.ts';
+import { formatAge, formatBytes, renderTable } from '../lib/text-format.ts';
 
 /** WireGuard re-handshakes every 2 minutes on an active session; 3 minutes without one means trouble. */
 export const HANDSHAKE_UP_MS = 180_000;
@@ -31,38 +33,6 @@ export const peerHealthy = (p: PeerActivity, now: number): boolean => {
   return state === 'up' || state === 'idle';
 };
 
-/** "4s ago", "3m ago", "2h ago", "5d ago"; "never" for null; "just now" for clock skew into the future. */
-export function formatAge(at: number | null, now: number): string {
-  if (at === null || at <= 0) return 'never';
-  const s = Math.floor((now - at) / 1000);
-  if (s < 0) return 'just now';
-  if (s < 120) return `${s}s ago`;
-  if (s < 7200) return `${Math.floor(s / 60)}m ago`;
-  if (s < 172_800) return `${Math.floor(s / 3600)}h ago`;
-  return `${Math.floor(s / 86_400)}d ago`;
-}
-
-export function formatBytes(n: number): string {
-  if (n < 1024) return `${n} B`;
-  const units = ['KiB', 'MiB', 'GiB', 'TiB'];
-  let v = n / 1024;
-  let i = 0;
-  while (v >= 1024 && i < units.length - 1) {
-    v /= 1024;
-    i++;
-  }
-  return `${v.toFixed(1)} ${units[i] ?? 'TiB'}`;
-}
-
-/** Left-aligned columns separated by two spaces; no trailing whitespace. */
-export function renderTable(header: readonly string[], rows: readonly (readonly string[])[]): string {
-  const all = [header, ...rows];
-  const widths = header.map((_, i) => Math.max(...all.map((r) => (r[i] ?? '').length)));
-  return all
-    .map((r) => r.map((cell, i) => (i === r.length - 1 ? cell : cell.padEnd(widths[i] ?? 0))).join('  ').trimEnd())
-    .join('\n');
-}
-
 export function peerPathText(p: Pick<PeerStatus, 'path' | 'via' | 'carries'>): string {
   if (p.path === 'relay') return `relay via ${p.via ?? '?'}`;
   if (p.path === 'gateway') return `gateway (${p.carries.length} node${p.carries.length === 1 ? '' : 's'})`;
@@ -79,7 +49,7 @@ export function endpointText(p: Pick<PeerStatus, 'configuredEndpoint' | 'endpoin
 export function formatPeerTable(peers: readonly PeerStatus[], now: number): string {
   if (peers.length === 0) return 'No peers.';
   const rows = [...peers]
-    .sort((a, b) => a.cluster.localeCompare(b.cluster) || a.name.localeCompare(b.name))
+    .sort((a, b) => compareText(a.cluster, b.cluster) || byName(a, b))
     .map((p) => [
       p.name,
       p.cluster,

@@ -6,12 +6,15 @@ import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Command, CommanderError, Option } from 'commander';
 import { z } from 'zod';
-import { DEFAULTS, InterfaceName, NatsUrl, parseRelayPortRange, parseSecondsDuration } from '../agent/config.ts';
 import { computeDesiredState } from '../agent/plan/desired-state.ts';
 import { readCoordinatorKeyFile } from '../agent/control/keys.ts';
 import type { DataplaneConfig, DesiredState, MeshView } from '../agent/plan/model.ts';
 import { DiagnosticsDocument, RotateKeyResponse, ViewDocument, fromViewDocument } from '../agent/status-server.ts';
+import { parseDuration } from '../lib/duration.ts';
 import { CrosslinkError, ValidationError, errorMessage } from '../lib/errors.ts';
+import { addFlags, check, flagOption, resolveFlags, single, type Env, type FlagSpec } from '../lib/flags.ts';
+import { NatsServers } from '../lib/nats-url.ts';
+import { AGENT_DEFAULTS, InterfaceName, parseRelayPortRange } from '../protocol/agent-settings.ts';
 import { silentLogger } from '../lib/logger.ts';
 import { Key32, NodeName } from '../protocol/messages.ts';
 import { AgentStatus } from '../protocol/status.ts';
@@ -23,6 +26,7 @@ import { readMeshFromKv } from './kv-read.ts';
 import { registerManifestsCommand } from './manifests.ts';
 import { renderWgConf } from './showconf.ts';
 import { registerServicesCommands } from './services.ts';
+import { byName, compareText } from '../lib/compare.ts';
 
 export const DEFAULT_SOCKET = '/var/lib/crosslink/agent.sock';
 
@@ -40,44 +44,45 @@ const processIo: CliIo = {
   now: () => Date.now(),
 };
 
-interface SocketOpts {
-  socket: string;
-  json?: boolean;
-}
+const SOCKET_FLAG: FlagSpec<'socket'> = { key: 'socket', flags: '--socket <path>', env: 'CROSSLINK_STATUS_SOCKET', default: DEFAULT_SOCKET, help: 'the agent\'s status socket' };
 
+const KV_FLAGS: readonly FlagSpec<keyof KvOpts>[] = [
+  { key: 'natsUrl', flags: '--nats-url <urls>', env: 'CROSSLINK_NATS_URL', help: 'NATS servers, comma-separated' },
+  { key: 'natsCreds', flags: '--nats-creds <file>', env: 'CROSSLINK_NATS_CREDS', help: 'NATS credentials file' },
+  { key: 'coordinatorKey', flags: '--coordinator-key <base64>', env: 'CROSSLINK_COORDINATOR_KEY', help: 'coordinator public key: records must be signed by it' },
+  { key: 'coordinatorKeyFile', flags: '--coordinator-key-file <file>', env: 'CROSSLINK_COORDINATOR_KEY_FILE', help: 'file holding the coordinator public key' },
+  { key: 'bucket', flags: '--bucket <name>', env: 'CROSSLINK_BUCKET', default: DEFAULT_BUCKET, help: 'KV bucket' },
+];
+
+/** The KV flags after resolution (command line, else io.env, else default). */
 interface KvOpts {
-  natsUrl?: string;
-  natsCreds?: string;
-  coordinatorKey?: string;
-  coordinatorKeyFile?: string;
+  natsUrl: string | undefined;
+  natsCreds: string | undefined;
+  coordinatorKey: string | undefined;
+  coordinatorKeyFile: string | undefined;
   bucket: string;
 }
 
 const json = (v: unknown): string => `${JSON.stringify(v, null, 2)}\n`;
 
-function socketOption(io: CliIo): Option {
-  return new Option('--socket <path>', 'the agent\'s status socket (env CROSSLINK_STATUS_SOCKET)').default(io.env['CROSSLINK_STATUS_SOCKET'] || DEFAULT_SOCKET);
+function socketOf(cmd: Command, env: Env): string {
+  return single(resolveFlags(cmd, [SOCKET_FLAG], env).socket) ?? DEFAULT_SOCKET;
 }
 
-function addKvOptions(cmd: Command, io: CliIo): Command {
-  return cmd
-    .option('--nats-url <urls>', 'NATS servers, comma-separated (env CROSSLINK_NATS_URL)', io.env['CROSSLINK_NATS_URL'] || undefined)
-    .option('--nats-creds <file>', 'NATS credentials file (env CROSSLINK_NATS_CREDS)', io.env['CROSSLINK_NATS_CREDS'] || undefined)
-    .option('--coordinator-key <base64>', 'coordinator public key: records must be signed by it (env CROSSLINK_COORDINATOR_KEY)', io.env['CROSSLINK_COORDINATOR_KEY'] || undefined)
-    .option('--coordinator-key-file <file>', 'file holding the coordinator public key (env CROSSLINK_COORDINATOR_KEY_FILE)', io.env['CROSSLINK_COORDINATOR_KEY_FILE'] || undefined)
-    .option('--bucket <name>', 'KV bucket (env CROSSLINK_BUCKET)', io.env['CROSSLINK_BUCKET'] || DEFAULT_BUCKET);
-}
-
-function check<T>(flag: string, value: unknown, schema: z.ZodType<T>): T {
-  const r = schema.safeParse(value);
-  if (r.success) return r.data;
-  throw new ValidationError(flag, value, r.error.issues[0]?.message ?? 'invalid');
+function kvOf(cmd: Command, env: Env): KvOpts {
+  const f = resolveFlags(cmd, KV_FLAGS, env);
+  return {
+    natsUrl: single(f.natsUrl),
+    natsCreds: single(f.natsCreds),
+    coordinatorKey: single(f.coordinatorKey),
+    coordinatorKeyFile: single(f.coordinatorKeyFile),
+    bucket: single(f.bucket) ?? DEFAULT_BUCKET,
+  };
 }
 
 async function readKv(o: KvOpts): Promise<Awaited<ReturnType<typeof readMeshFromKv>>> {
   if (o.natsUrl === undefined) throw new ValidationError('--nats-url', undefined, 'required: comma-separated NATS URLs, e.g. nats://10.0.0.1:4222');
-  const servers = o.natsUrl.split(',').map((s) => s.trim()).filter((s) => s !== '');
-  for (const s of servers) check('--nats-url', s, NatsUrl);
+  const servers = check('--nats-url', o.natsUrl, NatsServers);
   let key: string;
   if (o.coordinatorKey !== undefined) key = check('--coordinator-key', o.coordinatorKey.trim(), Key32);
   else if (o.coordinatorKeyFile !== undefined) key = await readCoordinatorKeyFile(o.coordinatorKeyFile);
@@ -86,8 +91,8 @@ async function readKv(o: KvOpts): Promise<Awaited<ReturnType<typeof readMeshFrom
 }
 
 function parseSeconds(flag: string, text: string): number {
-  const ms = parseSecondsDuration(text);
-  if (ms === undefined || ms > 60_000) throw new ValidationError(flag, text, 'must be a duration up to 60s, e.g. 3s (0 disables)');
+  const ms = parseDuration(text);
+  if (ms === undefined || ms > 60_000) throw new ValidationError(flag, text, 'must be a duration up to 60s, e.g. 3s; a bare number is seconds (0 disables)');
   return ms;
 }
 
@@ -102,9 +107,10 @@ export function buildProgram(io: CliIo, setExit: (code: number) => void): Comman
   program
     .command('status')
     .description('this node and its peers; exit 0 when ready and every peer has a recent handshake, else 1')
-    .addOption(socketOption(io))
+    .addOption(flagOption(SOCKET_FLAG))
     .option('--json', 'print the agent\'s status document')
-    .action(async (o: SocketOpts) => {
+    .action(async (opts: { json?: boolean }, cmd: Command) => {
+      const o = { ...opts, socket: socketOf(cmd, io.env) };
       const status = await getFromAgent(o.socket, '/status', AgentStatus);
       io.stdout(o.json ? json(status) : `${formatStatus(status, io.now())}\n`);
       setExit(statusExitCode(status, io.now()));
@@ -113,28 +119,30 @@ export function buildProgram(io: CliIo, setExit: (code: number) => void): Comman
   program
     .command('peers')
     .description('the WireGuard peer table; exit 0 when every peer has a recent handshake, else 1')
-    .addOption(socketOption(io))
+    .addOption(flagOption(SOCKET_FLAG))
     .option('--json', 'print the peers as JSON')
-    .action(async (o: SocketOpts) => {
+    .action(async (opts: { json?: boolean }, cmd: Command) => {
+      const o = { ...opts, socket: socketOf(cmd, io.env) };
       const status = await getFromAgent(o.socket, '/status', AgentStatus);
       io.stdout(o.json ? json(status.peers) : `${formatPeerTable(status.peers, io.now())}\n`);
       setExit(status.peers.every((p) => peerHealthy(p, io.now())) ? 0 : 1);
     });
 
-  addKvOptions(
+  addFlags(
     program
       .command('showconf')
       .description('the desired WireGuard config, computed exactly as the agent does: from the agent (--socket) or straight from the KV (--nats-url … --node NAME)')
-      .addOption(socketOption(io))
+      .addOption(flagOption(SOCKET_FLAG))
       .addOption(new Option('--format <format>', 'wg (wg-quick style INI) or json (the full desired state)').choices(['wg', 'json']).default('wg'))
       .option('--json', 'same as --format json')
       .option('--node <name>', 'with --nats-url: the node whose config to compute')
-      .option('--interface <name>', 'with --nats-url: interface name', DEFAULTS.interfaceName)
+      .option('--interface <name>', 'with --nats-url: interface name', AGENT_DEFAULTS.interfaceName)
       .option('--mtu <bytes>', 'with --nats-url: interface MTU', '1420')
-      .option('--nat-keepalive <seconds>', 'with --nats-url: keepalive used when the node is behind NAT', String(DEFAULTS.natKeepaliveSec))
-      .option('--relay-port-range <a-b>', 'with --nats-url: relay ports', DEFAULTS.relayPortRange),
-    io,
-  ).action(async (o: SocketOpts & KvOpts & { format: string; node?: string; interface: string; mtu: string; natKeepalive: string; relayPortRange: string }) => {
+      .option('--nat-keepalive <seconds>', 'with --nats-url: keepalive used when the node is behind NAT', String(AGENT_DEFAULTS.natKeepaliveSec))
+      .option('--relay-port-range <a-b>', 'with --nats-url: relay ports', AGENT_DEFAULTS.relayPortRange),
+    KV_FLAGS,
+  ).action(async (opts: { json?: boolean; format: string; node?: string; interface: string; mtu: string; natKeepalive: string; relayPortRange: string }, cmd: Command) => {
+    const o = { ...opts, ...kvOf(cmd, io.env), socket: socketOf(cmd, io.env) };
     let view: MeshView;
     let config: DataplaneConfig;
     let source: string;
@@ -167,14 +175,14 @@ export function buildProgram(io: CliIo, setExit: (code: number) => void): Comman
     setExit(0);
   });
 
-  addKvOptions(
+  addFlags(
     program
       .command('nodes')
       .description('registered nodes from the KV, each signature checked; exit 1 if any record is refused')
       .option('--json', 'print rows as JSON'),
-    io,
-  ).action(async (o: KvOpts & { json?: boolean }) => {
-    const kv = await readKv(o);
+    KV_FLAGS,
+  ).action(async (o: { json?: boolean }, cmd: Command) => {
+    const kv = await readKv(kvOf(cmd, io.env));
     const rows: NodeRow[] = [...kv.nodes.values()].map((n) => ({
       key: `nodes.${n.name}`,
       name: n.name,
@@ -193,7 +201,7 @@ export function buildProgram(io: CliIo, setExit: (code: number) => void): Comman
     }
     const clusterProblems = [...kv.rejected.values()].filter((r) => r.key.startsWith('clusters.'));
     const refusedLast = (r: NodeRow): number => (r.problem === null ? 0 : 1);
-    rows.sort((a, b) => refusedLast(a) - refusedLast(b) || a.cluster.localeCompare(b.cluster) || a.name.localeCompare(b.name));
+    rows.sort((a, b) => refusedLast(a) - refusedLast(b) || compareText(a.cluster, b.cluster) || byName(a, b));
     if (o.json) io.stdout(json({ nodes: rows, refusedClusters: clusterProblems }));
     else {
       io.stdout(`${formatNodeTable(rows)}\n`);
@@ -205,11 +213,12 @@ export function buildProgram(io: CliIo, setExit: (code: number) => void): Comman
   program
     .command('diagnose')
     .description('walk the path to each remote node (or --peer) and say where it breaks; exit 1 if a check fails')
-    .addOption(socketOption(io))
+    .addOption(flagOption(SOCKET_FLAG))
     .option('--peer <name>', 'only this remote node')
     .option('--interval <duration>', 'wait between the two samples used to see traffic arrive (0: one sample)', '3s')
     .option('--json', 'print the checks as JSON')
-    .action(async (o: SocketOpts & { peer?: string; interval: string }) => {
+    .action(async (opts: { json?: boolean; peer?: string; interval: string }, cmd: Command) => {
+      const o = { ...opts, socket: socketOf(cmd, io.env) };
       const intervalMs = parseSeconds('--interval', o.interval);
       const status = await getFromAgent(o.socket, '/status', AgentStatus);
       let view: MeshView | null = null;
@@ -236,9 +245,10 @@ export function buildProgram(io: CliIo, setExit: (code: number) => void): Comman
   program
     .command('rotate-key')
     .description('give this node a new WireGuard key pair and re-register it; exit 0 rotated, 1 refused (the old key is kept), 2 agent unreachable')
-    .addOption(socketOption(io))
+    .addOption(flagOption(SOCKET_FLAG))
     .option('--json', 'print the agent\'s answer ({ node, oldPublicKey, newPublicKey, generation, interfaceUpdated })')
-    .action(async (o: SocketOpts) => {
+    .action(async (opts: { json?: boolean }, cmd: Command) => {
+      const o = { ...opts, socket: socketOf(cmd, io.env) };
       let r: RotateKeyResponse;
       try {
         r = await postToAgent(o.socket, '/rotate-key', RotateKeyResponse);

@@ -9,7 +9,7 @@ import { z } from 'zod';
 import { ValidationError } from '../lib/errors.ts';
 import { packagePath } from '../lib/package-root.ts';
 import { ClusterName, Key32, LocationName, Topology } from '../protocol/messages.ts';
-import { NatsUrl } from '../agent/config.ts';
+import { NatsUrl } from '../lib/nats-url.ts';
 
 export const DEPLOY_DIR = packagePath('deploy') + '/';
 

@@ -1,17 +1,17 @@
 // Per-cluster state (topology, active gateway), pure. Deterministic from the live node records and
 // the current cluster record, so any leader computes the same answer and writes only on change.
 import type { ClusterRecord, NodeRecord, Topology } from '../protocol/messages.ts';
+import { compareText } from '../lib/compare.ts';
 
 export type ClusterDecision =
   | { readonly kind: 'unchanged' }
   | { readonly kind: 'delete' }
   | { readonly kind: 'write'; readonly record: ClusterRecord; readonly gatewayChanged: boolean };
 
-const byName = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
 
 /** Topology of the most recently (re)registered node; ties go to the lowest name. */
 export function clusterTopology(members: readonly NodeRecord[]): Topology | undefined {
-  const latest = [...members].sort((a, b) => b.updatedAt - a.updatedAt || byName(a.name, b.name))[0];
+  const latest = [...members].sort((a, b) => b.updatedAt - a.updatedAt || compareText(a.name, b.name))[0];
   return latest?.topology;
 }
 
@@ -22,7 +22,7 @@ export function clusterTopology(members: readonly NodeRecord[]): Topology | unde
 export function electGateway(members: readonly NodeRecord[], current: string | null): string | null {
   const eligible = members.filter((n) => n.gatewayEligible);
   if (current !== null && eligible.some((n) => n.name === current)) return current;
-  const best = [...eligible].sort((a, b) => Number(b.endpoints.length > 0) - Number(a.endpoints.length > 0) || byName(a.name, b.name))[0];
+  const best = [...eligible].sort((a, b) => Number(b.endpoints.length > 0) - Number(a.endpoints.length > 0) || compareText(a.name, b.name))[0];
   return best?.name ?? null;
 }
 

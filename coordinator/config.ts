@@ -3,6 +3,8 @@
 import { z } from 'zod';
 import { ValidationError } from '../lib/errors.ts';
 import { formatDuration, parseDuration } from '../lib/duration.ts';
+import { labelOf, type FlagSpec } from '../lib/flags.ts';
+import { parseNatsServers } from '../lib/nats-url.ts';
 import { parseCidr, type Cidr } from '../protocol/cidr.ts';
 import { DEFAULT_BUCKET, DEFAULT_SUBJECT_PREFIX } from '../protocol/subjects.ts';
 
@@ -43,38 +45,26 @@ export interface RawRunOptions {
   logLevel: string;
 }
 
-export interface FlagSpec {
-  readonly key: keyof RawRunOptions;
-  /** Commander flag syntax. */
-  readonly flags: string;
-  readonly env: string;
-  readonly help: string;
-  readonly default?: string;
-}
+/** The shared flag spec (lib/flags.ts); every coordinator flag has a CROSSLINK_* variable. */
+export type RunFlagSpec = FlagSpec<keyof RawRunOptions> & { readonly env: string };
 
 export const DEFAULT_SIGNING_KEY_FILE = '/var/lib/crosslink/coordinator.key';
 
-export const RUN_FLAGS: readonly FlagSpec[] = [
+export const RUN_FLAGS: readonly RunFlagSpec[] = [
   { key: 'natsUrl', flags: '--nats-url <urls>', env: 'CROSSLINK_NATS_URL', default: 'nats://127.0.0.1:4222', help: 'NATS servers, comma-separated (nats://host:port or tls://host:port)' },
   { key: 'natsCreds', flags: '--nats-creds <file>', env: 'CROSSLINK_NATS_CREDS', help: 'NATS credentials (.creds) file' },
   { key: 'overlayCidr', flags: '--overlay-cidr <cidr>', env: 'CROSSLINK_OVERLAY_CIDR', default: '100.96.0.0/16', help: 'overlay range node IPs are allocated from (IPv4 up to /30 or IPv6 up to /126)' },
-  { key: 'nodeTtl', flags: '--node-ttl <duration>', env: 'CROSSLINK_NODE_TTL', default: '60s', help: 'a node silent this long is removed (e.g. 1500ms, 10s, 1m; at least 1s); agents heartbeat every ttl/4' },
+  { key: 'nodeTtl', flags: '--node-ttl <duration>', env: 'CROSSLINK_NODE_TTL', default: '60s', help: 'a node silent this long is removed (e.g. 1500ms, 10s, 1m; a bare number is seconds; 1s-1h); agents heartbeat every ttl/4' },
   { key: 'signingKeyFile', flags: '--signing-key-file <file>', env: 'CROSSLINK_SIGNING_KEY_FILE', default: DEFAULT_SIGNING_KEY_FILE, help: 'Ed25519 key that signs records; created (mode 0600) if missing; refused if group/world readable' },
   { key: 'bucket', flags: '--bucket <name>', env: 'CROSSLINK_BUCKET', default: DEFAULT_BUCKET, help: 'JetStream KV bucket holding all state' },
   { key: 'replicas', flags: '--replicas <n>', env: 'CROSSLINK_REPLICAS', default: '1', help: 'bucket replicas when creating it (1-5; 3 for a 3-server NATS cluster)' },
   { key: 'subjectPrefix', flags: '--subject-prefix <prefix>', env: 'CROSSLINK_SUBJECT_PREFIX', default: DEFAULT_SUBJECT_PREFIX, help: 'NATS subject prefix for register/heartbeat/deregister' },
   { key: 'minPodCidrPrefix', flags: '--min-pod-cidr-prefix <n>', env: 'CROSSLINK_MIN_POD_CIDR_PREFIX', default: '16', help: 'shortest IPv4 pod CIDR prefix accepted (0-32)' },
   { key: 'minPodCidrPrefixV6', flags: '--min-pod-cidr-prefix-v6 <n>', env: 'CROSSLINK_MIN_POD_CIDR_PREFIX_V6', default: '48', help: 'shortest IPv6 pod CIDR prefix accepted (0-128)' },
-  { key: 'maxClockSkew', flags: '--max-clock-skew <duration>', env: 'CROSSLINK_MAX_CLOCK_SKEW', default: '5m', help: 'signed requests older or newer than this are refused (replay protection; at least 1s)' },
-  { key: 'leaseTtl', flags: '--lease-ttl <duration>', env: 'CROSSLINK_LEASE_TTL', default: '10s', help: 'leader lease; a follower takes over after the lease goes unrenewed this long (at least 1s)' },
+  { key: 'maxClockSkew', flags: '--max-clock-skew <duration>', env: 'CROSSLINK_MAX_CLOCK_SKEW', default: '5m', help: 'signed requests older or newer than this are refused (replay protection; 1s-1h)' },
+  { key: 'leaseTtl', flags: '--lease-ttl <duration>', env: 'CROSSLINK_LEASE_TTL', default: '10s', help: 'leader lease; a follower takes over after the lease goes unrenewed this long (1s-1h)' },
   { key: 'logLevel', flags: '--log-level <level>', env: 'CROSSLINK_LOG_LEVEL', default: 'info', help: `log level (${LOG_LEVELS.join(', ')})` },
 ];
-
-function flagName(spec: FlagSpec): string {
-  return spec.flags.split(' ')[0] ?? spec.key;
-}
-
-const NATS_URL = /^((nats|tls|ws|wss):\/\/)?([^\s/:@]+(:[^\s/@]*)?@)?(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+)(:[0-9]{1,5})?\/?$/;
 
 type Ctx = z.RefinementCtx;
 const fail = (ctx: Ctx, allowed: string): never => {
@@ -82,10 +72,12 @@ const fail = (ctx: Ctx, allowed: string): never => {
   return z.NEVER;
 };
 
-const duration = (min: number, allowed: string) =>
+// A bare number is seconds (lib/duration.ts). The upper bound also turns a value meant as
+// milliseconds (the old meaning of a bare number here) into an error instead of hours.
+const duration = (min: number, max: number, allowed: string) =>
   z.string().transform((s, ctx) => {
     const ms = parseDuration(s);
-    return ms === undefined || ms < min ? fail(ctx, allowed) : ms;
+    return ms === undefined || ms < min || ms > max ? fail(ctx, `${allowed}; a bare number is seconds`) : ms;
   });
 
 const intIn = (lo: number, hi: number) =>
@@ -95,11 +87,7 @@ const intIn = (lo: number, hi: number) =>
   });
 
 const RunSchema = z.object({
-  natsUrl: z.string().transform((s, ctx) => {
-    const list = s.split(',').map((u) => u.trim()).filter((u) => u !== '');
-    if (list.length === 0 || !list.every((u) => NATS_URL.test(u))) return fail(ctx, 'use a comma-separated list like nats://nats-0:4222,nats://nats-1:4222');
-    return list;
-  }),
+  natsUrl: z.string().transform((s, ctx) => parseNatsServers(s) ?? fail(ctx, 'use a comma-separated list like nats://nats-0:4222,nats://nats-1:4222')),
   natsCreds: z
     .string()
     .optional()
@@ -110,7 +98,7 @@ const RunSchema = z.object({
     if (c.prefix > (c.family === 4 ? 30 : 126)) return fail(ctx, `the range must hold at least 2 nodes: IPv4 up to /30, IPv6 up to /126`);
     return c;
   }),
-  nodeTtl: duration(1000, 'use a duration like 1500ms, 10s or 1m, at least 1s'),
+  nodeTtl: duration(1000, 3_600_000, 'use a duration like 1500ms, 10s or 1m, from 1s to 1h'),
   signingKeyFile: z.string().transform((s, ctx) => (s.trim() === '' ? fail(ctx, 'use a file path') : s)),
   bucket: z.string().transform((s, ctx) => (/^[A-Za-z0-9_-]+$/.test(s) ? s : fail(ctx, 'use letters, digits, "-" and "_"'))),
   replicas: intIn(1, 5),
@@ -119,8 +107,8 @@ const RunSchema = z.object({
     .transform((s, ctx) => (/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/.test(s) ? s : fail(ctx, 'use dot-separated tokens of letters, digits, "-" and "_" (no wildcards)'))),
   minPodCidrPrefix: intIn(0, 32),
   minPodCidrPrefixV6: intIn(0, 128),
-  maxClockSkew: duration(1000, 'use a duration like 30s or 5m, at least 1s'),
-  leaseTtl: duration(1000, 'use a duration like 5s or 10s, at least 1s'),
+  maxClockSkew: duration(1000, 3_600_000, 'use a duration like 30s or 5m, from 1s to 1h'),
+  leaseTtl: duration(1000, 3_600_000, 'use a duration like 5s or 10s, from 1s to 1h'),
   logLevel: z.string().transform((s, ctx) => ((LOG_LEVELS as readonly string[]).includes(s) ? (s as LogLevel) : fail(ctx, `use one of ${LOG_LEVELS.join(', ')}`))),
 });
 
@@ -145,8 +133,7 @@ export function parseCoordinatorConfig(raw: Partial<RawRunOptions>, sourceOf?: V
     const issue = parsed.error.issues[0];
     const key = (issue?.path[0] ?? 'natsUrl') as keyof RawRunOptions;
     const spec = RUN_FLAGS.find((f) => f.key === key);
-    const flag = spec ? flagName(spec) : key;
-    const label = spec && sourceOf?.(key) === 'env' ? `${spec.env} (${flag})` : flag;
+    const label = spec ? labelOf(spec, sourceOf?.(key) === 'env' ? 'env' : 'cli') : key;
     throw new ValidationError(label, input[key], issue?.message ?? 'invalid', { cause: parsed.error });
   }
   const d = parsed.data;

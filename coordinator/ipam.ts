@@ -3,6 +3,7 @@
 import { z } from 'zod';
 import { cidrContainsIp, cidrLast, formatIp, parseIp, type Cidr } from '../protocol/cidr.ts';
 import { Key32 } from '../protocol/messages.ts';
+import { compareText } from '../lib/compare.ts';
 
 export const IpamEntry = z
   .object({
@@ -153,7 +154,7 @@ export function decideOverlayIp(input: AllocationLookup): IpamDecision {
 
   const reclaimable = [...input.released()]
     .filter(([n, e]) => n !== name && addresses.usable(e.ip) !== undefined)
-    .sort(([an, a], [bn, b]) => (a.releasedAt ?? a.updatedAt) - (b.releasedAt ?? b.updatedAt) || (an < bn ? -1 : an > bn ? 1 : 0));
+    .sort(([an, a], [bn, b]) => (a.releasedAt ?? a.updatedAt) - (b.releasedAt ?? b.updatedAt) || compareText(an, bn));
   const oldest = reclaimable[0];
   if (oldest) {
     const v = addresses.usable(oldest[1].ip) ?? usableRange(pool).first;

@@ -3,8 +3,10 @@
 // real NATS connection, clock and logger into Coordinator.
 import { Command, Option } from 'commander';
 import type { NatsConnection } from '@nats-io/transport-node';
+import { retryWithBackoff } from '../lib/backoff.ts';
 import { systemClock } from '../lib/clock.ts';
 import { errorMessage, ValidationError } from '../lib/errors.ts';
+import { addFlags } from '../lib/flags.ts';
 import { createLogger, type Logger } from '../lib/logger.ts';
 import { DEFAULT_SIGNING_KEY_FILE, RUN_FLAGS, describeConfig, parseCoordinatorConfig, type RawRunOptions } from './config.ts';
 import { Coordinator } from './coordinator.ts';
@@ -17,12 +19,7 @@ import { loadOrCreateSigningKey } from './signing-key.ts';
 const EXIT_USAGE = 2;
 
 function addRunOptions(cmd: Command): Command {
-  for (const f of RUN_FLAGS) {
-    const o = new Option(f.flags, f.help).env(f.env);
-    if (f.default !== undefined) o.default(f.default);
-    cmd.addOption(o);
-  }
-  return cmd;
+  return addFlags(cmd, RUN_FLAGS);
 }
 
 function runFlagsHelp(): string {
@@ -87,15 +84,15 @@ async function startWithRetry(
   logger: Logger,
   signal: AbortSignal,
 ): Promise<Coordinator | undefined> {
-  for (let delay = 500; !signal.aborted; delay = Math.min(delay * 2, 10_000)) {
-    try {
-      return await Coordinator.start({ nc, clock: systemClock, logger, config, signingKey: { publicKey: signingKey.publicKey, secretKey: signingKey.secretKey } });
-    } catch (err) {
-      logger.warn({ err: errorMessage(err), retryInMs: delay }, 'could not open the bucket; retrying');
-      await systemClock.sleep(delay, signal);
-    }
-  }
-  return undefined;
+  return retryWithBackoff(
+    () => Coordinator.start({ nc, clock: systemClock, logger, config, signingKey: { publicKey: signingKey.publicKey, secretKey: signingKey.secretKey } }),
+    {
+      policy: { initialMs: 500, maxMs: 10_000 },
+      clock: systemClock,
+      signal,
+      onFailure: (err, _failures, retryInMs) => logger.warn({ err: errorMessage(err), retryInMs }, 'could not open the bucket; retrying'),
+    },
+  );
 }
 
 async function printPublicKey(file: string): Promise<void> {

@@ -3,6 +3,7 @@
 // retried until it works or `signal` aborts, so the coordinator can start before NATS.
 import { readFile } from 'node:fs/promises';
 import { connect, credsAuthenticator, type NatsConnection } from '@nats-io/transport-node';
+import { retryWithBackoff } from '../lib/backoff.ts';
 import type { Clock } from '../lib/clock.ts';
 import { CrosslinkError, errorMessage } from '../lib/errors.ts';
 import type { Logger } from '../lib/logger.ts';
@@ -23,9 +24,9 @@ export async function connectNats(
       throw new CrosslinkError(`--nats-creds: cannot read ${config.natsCreds}: ${errorMessage(err)}`, { cause: err });
     }
   }
-  for (let delay = 500; !signal.aborted; delay = Math.min(delay * 2, 10_000)) {
-    try {
-      const nc = await connect({
+  const nc = await retryWithBackoff(
+    () =>
+      connect({
         servers: [...config.natsServers],
         name: 'crosslink-coordinator',
         maxReconnectAttempts: -1,
@@ -34,17 +35,21 @@ export async function connectNats(
         reconnectTimeWait: 250,
         timeout: 5000,
         ...(creds ? { authenticator: credsAuthenticator(creds) } : {}),
-      });
-      if (signal.aborted) {
-        await nc.close();
-        return undefined;
-      }
-      logger.info({ server: nc.getServer() }, 'connected to NATS');
-      return nc;
-    } catch (err) {
-      logger.warn({ servers: config.natsServers, err: errorMessage(err), retryInMs: delay }, 'cannot connect to NATS yet; retrying');
-      await clock.sleep(delay, signal);
-    }
+      }),
+    {
+      policy: { initialMs: 500, maxMs: 10_000 },
+      clock,
+      signal,
+      onFailure: (err, _failures, retryInMs) => {
+        logger.warn({ servers: config.natsServers, err: errorMessage(err), retryInMs }, 'cannot connect to NATS yet; retrying');
+      },
+    },
+  );
+  if (nc === undefined) return undefined;
+  if (signal.aborted) {
+    await nc.close();
+    return undefined;
   }
-  return undefined;
+  logger.info({ server: nc.getServer() }, 'connected to NATS');
+  return nc;
 }

@@ -8,6 +8,7 @@ import { CrosslinkError, ValidationError } from '../lib/errors.ts';
 import { NodeName, Revocation, type NodeRecord } from '../protocol/messages.ts';
 import { kvKeys } from '../protocol/subjects.ts';
 import { isCasConflict, type StateStore, type StoredRecord } from './store.ts';
+import { byName } from '../lib/compare.ts';
 
 export class RevocationAdminError extends CrosslinkError {
   override name = 'RevocationAdminError';
@@ -112,5 +113,5 @@ export async function unrevokeNode(deps: Pick<RevocationAdminDeps, 'store'>, nam
 /** Every revocation, sorted by name; `signedByUs` false means signed by another (older) key. */
 export async function listRevocations(deps: Pick<RevocationAdminDeps, 'store'>): Promise<StoredRecord<Revocation>[]> {
   const all = await deps.store.loadRevocations();
-  return [...all.values()].sort((a, b) => (a.value.name < b.value.name ? -1 : a.value.name > b.value.name ? 1 : 0));
+  return [...all.values()].sort((a, b) => byName(a.value, b.value));
 }

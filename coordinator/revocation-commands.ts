@@ -5,7 +5,7 @@ import { readFile } from 'node:fs/promises';
 import { Kvm } from '@nats-io/kv';
 import { connect, credsAuthenticator, type NatsConnection } from '@nats-io/transport-node';
 import { Option, type Command } from 'commander';
-import { renderTable } from '../cli/format.ts';
+import { renderTable } from '../lib/text-format.ts';
 import { systemClock } from '../lib/clock.ts';
 import { errorMessage } from '../lib/errors.ts';
 import { createLogger } from '../lib/logger.ts';

@@ -9,6 +9,7 @@ import type { Logger } from '../lib/logger.ts';
 import { kvKeys, revokedNameFromKey } from '../protocol/subjects.ts';
 import type { Revocation } from '../protocol/messages.ts';
 import type { StateStore, StoredRecord } from './store.ts';
+import { backoffDelay } from '../lib/backoff.ts';
 
 /** One change: a revocation (stored) or its removal (null), at KV `revision`. */
 export type RevocationChange = (name: string, stored: StoredRecord<Revocation> | null, revision: number) => Promise<void>;
@@ -57,7 +58,7 @@ export async function watchRevocations(deps: RevocationWatchDeps, onChange: Revo
       logger.warn({ err: errorMessage(err) }, 'cannot watch revocations; retrying');
     }
     failures++;
-    await clock.sleep(Math.min(5000, 250 * 2 ** Math.min(failures - 1, 5)), signal);
+    await clock.sleep(backoffDelay({ initialMs: 250, maxMs: 5000 }, failures), signal);
   }
 }
 

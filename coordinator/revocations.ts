@@ -5,6 +5,7 @@
 // Each change carries its KV revision, so a snapshot and a watch that overlap, or a replayed watch,
 // can never undo a newer change.
 import type { ErrorBody, NodeRecord, Revocation } from '../protocol/messages.ts';
+import { byName } from '../lib/compare.ts';
 
 /** Why a request or record is covered by a revocation: its name, or one of the revoked node's keys. */
 export interface RevocationMatch {
@@ -37,7 +38,7 @@ export class RevocationTable {
   }
 
   all(): Revocation[] {
-    return [...this.held.values()].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    return [...this.held.values()].sort(byName);
   }
 
   get size(): number {

@@ -1,7 +1,7 @@
 // Reads an agent's status document (GET /status over its unix socket) through the CLI's client,
 // validated with the shared schema; plus the one-line digest used in lab failure reports.
 import { getFromAgent } from '../cli/client.ts';
-import { formatAge } from '../cli/format.ts';
+import { formatAge } from '../lib/text-format.ts';
 import { AgentStatus } from '../protocol/status.ts';
 
 /** Short timeout: the lab polls every agent while waiting for convergence. */

@@ -129,7 +129,7 @@ const rejected: { name: string; args: string[]; env?: Record<string, string>; fi
   { name: 'relay range holds listen port', args: [...BASE, '--relay-port-range', '51000-52000'], field: /^--relay-port-range$/, value: '51000-52000', allowed: /listen-port/ },
   { name: 'log level', args: [...BASE, '--log-level', 'loud'], field: /^--log-level$/, value: 'loud', allowed: /info/ },
   { name: 'node name from hostname must be valid', args: [...BASE, '--node-name', 'Bad_Name'], field: /^--node-name$/, value: 'Bad_Name', allowed: /DNS subdomain/ },
-  { name: 'env value names the env var', args: BASE, env: { CROSSLINK_LISTEN_PORT: '99999' }, field: /^--listen-port \(env CROSSLINK_LISTEN_PORT\)$/, value: '99999', allowed: /1-65535/ },
+  { name: 'env value names the env var', args: BASE, env: { CROSSLINK_LISTEN_PORT: '99999' }, field: /^CROSSLINK_LISTEN_PORT \(--listen-port\)$/, value: '99999', allowed: /1-65535/ },
   { name: 'env boolean', args: BASE, env: { CROSSLINK_CLEANUP: 'maybe' }, field: /CROSSLINK_CLEANUP/, value: 'maybe', allowed: /true, false/ },
   { name: 'unknown flag', args: [...BASE, '--frobnicate'], field: /^arguments$/, value: [...BASE, '--frobnicate'].join(' '), allowed: /unknown option/ },
   { name: 'too many pod cidrs', args: [...BASE, '--pod-cidr', Array.from({ length: 8 }, (_, i) => `10.${i}.0.0/16`).join(',')], field: /^--pod-cidr$/, value: undefined, allowed: /at most 8/ },

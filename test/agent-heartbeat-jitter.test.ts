@@ -4,7 +4,8 @@
 // nats-server that is restarted, driven by a test clock, so the times are exact (no timing asserts).
 import test from 'ava';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
-import { ControlPlane, heartbeatDelayMs, heartbeatRetryDelayMs, onConnectionStatus } from '../agent/control/control-plane.ts';
+import { ControlPlane, heartbeatDelayMs, heartbeatRetryDelayMs } from '../agent/control/control-plane.ts';
+import { onConnectionStatus } from '../lib/nats-status.ts';
 import type { NodeIdentity } from '../agent/plan/model.ts';
 import type { Clock } from '../lib/clock.ts';
 import { silentLogger } from '../lib/logger.ts';

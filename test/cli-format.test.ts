@@ -5,17 +5,15 @@ import type { DiagnosticsDocument } from '../agent/status-server.ts';
 import { diagnose, formatChecks } from '../cli/diagnose.ts';
 import {
   endpointText,
-  formatAge,
-  formatBytes,
   formatNodeTable,
   formatPeerTable,
   formatStatus,
   peerPathText,
   peerState,
   remotePathText,
-  renderTable,
   statusExitCode,
 } from '../cli/format.ts';
+import { formatAge, formatBytes, renderTable } from '../lib/text-format.ts';
 import { renderWgConf } from '../cli/showconf.ts';
 import type { NodeRecord } from '../protocol/messages.ts';
 import type { AgentStatus, PeerStatus } from '../protocol/status.ts';

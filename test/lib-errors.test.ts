@@ -26,14 +26,16 @@ const durations: [string, number | undefined][] = [
   ['1.5s', 1500],
   ['5m', 300_000],
   ['1h', 3_600_000],
-  ['42', 42],
+  ['42', 42_000],
+  ['0', 0],
+  ['1.5', 1500],
   ['', undefined],
   ['-1s', undefined],
   ['10d', undefined],
   ['s', undefined],
 ];
 for (const [text, ms] of durations) {
-  test(`parseDuration(${JSON.stringify(text)})`, (t) => t.is(parseDuration(text), ms));
+  test(`parseDuration(${JSON.stringify(text)}) (a bare number is seconds)`, (t) => t.is(parseDuration(text), ms));
 }
 
 test('formatDuration picks the largest whole unit', (t) => {

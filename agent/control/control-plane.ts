@@ -20,6 +20,9 @@ import {
 import { signEnvelope, verifyEnvelope, type SigningKeyPair } from '../../protocol/signing.ts';
 import { subjects } from '../../protocol/subjects.ts';
 import type { NodeIdentity } from '../plan/model.ts';
+import { backoffDelay, type BackoffPolicy } from '../../lib/backoff.ts';
+import { onConnectionStatus } from '../../lib/nats-status.ts';
+import { RateLimitedLog } from '../../lib/rate-limited-log.ts';
 
 export class RegistrationError extends CrosslinkError {
   override name = 'RegistrationError';
@@ -50,58 +53,6 @@ export async function connectNats(options: NatsConnectOptions): Promise<NatsConn
     maxPingOut: 3,
     ...(creds === undefined ? {} : { authenticator: credsAuthenticator(creds) }),
   });
-}
-
-/**
- * Calls `listener` for every connection status event until the returned function is called or the
- * connection closes. (Breaking out of `for await` only happens on the next event, so we stop the
- * underlying queued iterator directly when it offers `stop`.)
- */
-export function onConnectionStatus(nc: NatsConnection, listener: (status: Status) => void): () => void {
-  const iterable = nc.status();
-  let stopped = false;
-  void (async () => {
-    try {
-      for await (const s of iterable) {
-        if (stopped) break;
-        listener(s);
-      }
-    } catch {
-      // The iterator ends with an error when the connection closes badly; nothing to do.
-    }
-  })();
-  return () => {
-    stopped = true;
-    const stoppable = iterable as Partial<{ stop: () => void }>;
-    if (typeof stoppable.stop === 'function') stoppable.stop();
-  };
-}
-
-/** Logs the first occurrence at `warn` and repeats within `intervalMs` at `debug`, with a count. */
-export class RateLimitedLog {
-  private readonly last = new Map<string, { at: number; suppressed: number }>();
-  constructor(
-    private readonly logger: Logger,
-    private readonly clock: Clock,
-    private readonly intervalMs = 60_000,
-  ) {}
-
-  warn(key: string, fields: Record<string, unknown>, message: string): void {
-    const now = this.clock.now();
-    const prev = this.last.get(key);
-    if (prev && now - prev.at < this.intervalMs) {
-      prev.suppressed++;
-      this.logger.debug(fields, message);
-      return;
-    }
-    this.last.set(key, { at: now, suppressed: 0 });
-    this.logger.warn(prev && prev.suppressed > 0 ? { ...fields, suppressedSinceLast: prev.suppressed } : fields, message);
-  }
-
-  /** Forget a key so the next occurrence is logged at warn again (e.g. after a recovery). */
-  reset(key: string): void {
-    this.last.delete(key);
-  }
 }
 
 export interface ControlPlaneOptions {
@@ -353,12 +304,13 @@ export class ControlPlane {
         }
         this.needRegister = true;
         failures++;
-        const min = this.o.retryMinMs ?? 250;
-        const max = this.o.retryMaxMs ?? 5000;
-        const delay =
-          outcome.kind === 'rejected' ? (this.o.rejectedRetryMs ?? 30_000) : Math.min(max, min * 2 ** Math.min(failures - 1, 16));
-        // Jitter so a fleet restarting together doesn't hammer a recovering coordinator in lockstep.
-        await this.sleep(delay * (0.8 + this.random() * 0.4));
+        // Jitter (±20 %) so a fleet restarting together doesn't hammer a recovering coordinator in lockstep.
+        const rejected = this.o.rejectedRetryMs ?? 30_000;
+        const policy: BackoffPolicy =
+          outcome.kind === 'rejected'
+            ? { initialMs: rejected, maxMs: rejected, jitter: 0.2 }
+            : { initialMs: this.o.retryMinMs ?? 250, maxMs: this.o.retryMaxMs ?? 5000, jitter: 0.2 };
+        await this.sleep(backoffDelay(policy, outcome.kind === 'rejected' ? 1 : failures, () => this.random()));
         continue;
       }
       const wait = this.heartbeatDue - this.o.clock.now();

@@ -18,8 +18,10 @@ import type { Logger } from '../../lib/logger.ts';
 import { ClusterRecord, NodeRecord } from '../../protocol/messages.ts';
 import { SignatureError, verifyEnvelope } from '../../protocol/signing.ts';
 import { clusterNameFromKey, kvKeys, nodeNameFromKey } from '../../protocol/subjects.ts';
-import { RateLimitedLog, onConnectionStatus } from './control-plane.ts';
 import { judgeProgress, nextProgressCheckMs } from './watch-progress.ts';
+import { onConnectionStatus } from '../../lib/nats-status.ts';
+import { RateLimitedLog } from '../../lib/rate-limited-log.ts';
+import { backoffDelay } from '../../lib/backoff.ts';
 
 export interface MeshWatchOptions {
   readonly nc: NatsConnection;
@@ -417,9 +419,8 @@ export class MeshWatch {
       if (this.stopped) break;
       // A requested re-watch starts at once (or after its jitter); a failure backs off.
       const requested = this.restartReason !== undefined && failures === 0;
-      const min = this.o.retryMinMs ?? 250;
-      const max = this.o.retryMaxMs ?? 5000;
-      const delay = requested ? this.rewatchDelayMs : failures === 0 ? min : Math.min(max, min * 2 ** Math.min(failures - 1, 16));
+      const policy = { initialMs: this.o.retryMinMs ?? 250, maxMs: this.o.retryMaxMs ?? 5000 };
+      const delay = requested ? this.rewatchDelayMs : backoffDelay(policy, Math.max(1, failures));
       this.rewatchDelayMs = 0;
       if (requested && delay <= 0) continue;
       if (this.wakeup.signal.aborted) this.wakeup = new AbortController();

@@ -15,6 +15,7 @@ import { CommandError, CrosslinkError, errorMessage } from '../../lib/errors.ts'
 import type { Logger } from '../../lib/logger.ts';
 import type { Runner } from '../../lib/runner.ts';
 import { waitFor } from '../../lib/wait.ts';
+import { backoffDelay, type BackoffPolicy } from '../../lib/backoff.ts';
 
 export type WireguardMode = 'auto' | 'kernel' | 'userspace';
 export type BackendKind = 'kernel' | 'userspace';
@@ -177,9 +178,9 @@ class UserspaceBackend extends BaseBackend implements WireguardBackend {
   private readonly logger: Logger;
   private readonly clock: Clock;
   private readonly socketPath: string;
-  private readonly initialBackoffMs: number;
-  private readonly maxBackoffMs: number;
-  private backoffMs: number;
+  private readonly restartBackoff: BackoffPolicy;
+  /** Consecutive restarts without a stable minute in between (sets the next delay). */
+  private restartFailures = 0;
   private child: ChildProcess | undefined;
   private childExited: Promise<void> = Promise.resolve();
   private startedAt = 0;
@@ -198,9 +199,7 @@ class UserspaceBackend extends BaseBackend implements WireguardBackend {
     this.logger = options.logger;
     this.clock = options.clock ?? systemClock;
     this.socketPath = join(options.socketDir ?? WIREGUARD_SOCKET_DIR, `${options.interfaceName}.sock`);
-    this.initialBackoffMs = options.restartBackoffMs?.initial ?? 500;
-    this.maxBackoffMs = options.restartBackoffMs?.max ?? 30_000;
-    this.backoffMs = this.initialBackoffMs;
+    this.restartBackoff = { initialMs: options.restartBackoffMs?.initial ?? 500, maxMs: options.restartBackoffMs?.max ?? 30_000 };
   }
 
   private get running(): boolean {
@@ -304,7 +303,7 @@ class UserspaceBackend extends BaseBackend implements WireguardBackend {
     if (child !== this.child || this.stopping || !this.supervising || this.spawning) return;
     this.logger.warn({ iface: this.interfaceName, code, signal, output: this.output.slice(-5) }, 'wireguard-go exited unexpectedly; restarting');
     // A child that ran stably for a minute earns a fresh backoff; a crash loop keeps doubling it.
-    if (this.clock.now() - this.startedAt > 60_000) this.backoffMs = this.initialBackoffMs;
+    if (this.clock.now() - this.startedAt > 60_000) this.restartFailures = 0;
     this.restarting ??= this.restartLoop().finally(() => {
       this.restarting = undefined;
     });
@@ -313,8 +312,7 @@ class UserspaceBackend extends BaseBackend implements WireguardBackend {
   /** Retries with exponential backoff until wireguard-go is back or we are stopped. Never rejects. */
   private async restartLoop(): Promise<void> {
     for (;;) {
-      const delay = this.backoffMs;
-      this.backoffMs = Math.min(this.backoffMs * 2, this.maxBackoffMs);
+      const delay = backoffDelay(this.restartBackoff, ++this.restartFailures);
       await this.clock.sleep(delay, this.stopSignal.signal);
       if (this.stopping) return;
       try {
@@ -322,7 +320,7 @@ class UserspaceBackend extends BaseBackend implements WireguardBackend {
         this.logger.info({ iface: this.interfaceName, generation: this.generation }, 'wireguard-go restarted; the interface is empty until the next apply');
         return;
       } catch (err) {
-        this.logger.error({ iface: this.interfaceName, err: errorMessage(err), retryInMs: this.backoffMs }, 'wireguard-go restart failed');
+        this.logger.error({ iface: this.interfaceName, err: errorMessage(err), retryInMs: backoffDelay(this.restartBackoff, this.restartFailures + 1) }, 'wireguard-go restart failed');
         if (this.stopping) return;
       }
     }

@@ -5,14 +5,14 @@ import type { Clock } from '../../lib/clock.ts';
 import type { Logger } from '../../lib/logger.ts';
 import type { AgentConfig } from '../config.ts';
 import { createKubernetesNodeSource, type KubernetesNodeSource } from './node-source.ts';
-import type { BackoffOptions } from './node-watch.ts';
+import type { BackoffPolicy } from '../../lib/backoff.ts';
 
 export interface KubernetesSourceDeps {
   readonly logger: Logger;
   readonly clock?: Clock;
   /** Default: defaultKubeConfig() (service account in a pod, else KUBECONFIG, else ~/.kube/config). */
   readonly kubeConfig?: KubeConfig;
-  readonly backoff?: BackoffOptions;
+  readonly backoff?: BackoffPolicy;
   readonly requestTimeoutMs?: number;
 }
 

@@ -4,6 +4,7 @@ import { canonicalCidr, formatEndpoint, formatIp, parseIp } from '../../protocol
 import { LocationName, type Topology } from '../../protocol/messages.ts';
 import type { NodeIdentity } from '../plan/model.ts';
 import { InputAnnotations, TopologyLabels, ignoredValue, parseOverrides, type IgnoredValue } from './annotations.ts';
+import { compareText } from '../../lib/compare.ts';
 
 /** The parts of a Node the identity depends on; anything else (heartbeats, other labels) cannot cause a change. */
 export interface NodeFacts {
@@ -112,7 +113,7 @@ export function sameIdentity(a: NodeIdentity | null, b: NodeIdentity | null): bo
 function canonicalJson(value: unknown): string {
   return JSON.stringify(value, (_key, v: unknown) =>
     v !== null && typeof v === 'object' && !Array.isArray(v)
-      ? Object.fromEntries(Object.entries(v as Record<string, unknown>).sort(([x], [y]) => (x < y ? -1 : x > y ? 1 : 0)))
+      ? Object.fromEntries(Object.entries(v as Record<string, unknown>).sort(([x], [y]) => compareText(x, y)))
       : v,
   );
 }

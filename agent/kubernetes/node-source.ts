@@ -11,7 +11,8 @@ import { PatchContentType, apiErrorMessage, apiStatus, requestOptions } from './
 import { defaultKubeConfig } from './kubeconfig.ts';
 import { deriveIdentity, nodeFacts, sameIdentity, type DerivedIdentity, type IdentityDefaults } from './node-identity.ts';
 import { annotationPatch, conditionPatch, findCondition, withdrawAnnotationPatch, type ConditionInputs } from './node-publication.ts';
-import { DEFAULT_BACKOFF, backoffDelay, runNodeWatch, type BackoffOptions } from './node-watch.ts';
+import { backoffDelay, type BackoffPolicy } from '../../lib/backoff.ts';
+import { DEFAULT_BACKOFF, runNodeWatch } from './node-watch.ts';
 
 export interface KubernetesNodeSourceOptions {
   /** Default: the pod's service account when KUBERNETES_SERVICE_HOST is set, else ~/.kube/config. */
@@ -23,7 +24,7 @@ export interface KubernetesNodeSourceOptions {
   readonly logger: Logger;
   /** Used for backoff sleeps (must honour the abort signal) and condition timestamps. */
   readonly clock?: Clock;
-  readonly backoff?: BackoffOptions;
+  readonly backoff?: BackoffPolicy;
   readonly watchTimeoutSeconds?: number;
   readonly requestTimeoutMs?: number;
   /** An unchanged CrosslinkReady condition is re-written this often so lastHeartbeatTime stays fresh. Default 5 min. */

@@ -4,13 +4,10 @@ import { CoreV1Api, Watch, type KubeConfig, type V1Node } from '@kubernetes/clie
 import type { Clock } from '../../lib/clock.ts';
 import type { Logger } from '../../lib/logger.ts';
 import { apiErrorMessage, requestOptions } from './api-requests.ts';
+import { backoffDelay, type BackoffPolicy, type Random } from '../../lib/backoff.ts';
 
-export interface BackoffOptions {
-  readonly initialMs: number;
-  readonly maxMs: number;
-}
-
-export const DEFAULT_BACKOFF: BackoffOptions = { initialMs: 500, maxMs: 30_000 };
+/** ±20 % jitter so a fleet of agents does not reconnect in lockstep. */
+export const DEFAULT_BACKOFF: BackoffPolicy = { initialMs: 500, maxMs: 30_000, jitter: 0.2 };
 
 export interface NodeWatchOptions {
   readonly kubeConfig: KubeConfig;
@@ -22,7 +19,8 @@ export interface NodeWatchOptions {
    * does not exist (yet, or any more). Objects from watch events are the raw JSON (times are strings).
    */
   readonly onNode: (node: V1Node | null) => void;
-  readonly backoff?: BackoffOptions;
+  readonly backoff?: BackoffPolicy;
+  readonly random?: Random;
   /** Asks the server to end each watch after this long; it is then re-opened from the last resourceVersion. */
   readonly watchTimeoutSeconds?: number;
   readonly requestTimeoutMs?: number;
@@ -45,7 +43,7 @@ export async function runNodeWatch(opts: NodeWatchOptions, signal: AbortSignal):
 
   const retryLater = async (what: string, err: unknown): Promise<void> => {
     failures++;
-    const delay = backoffDelay(backoff, failures);
+    const delay = backoffDelay(backoff, failures, opts.random);
     log.warn({ err: apiErrorMessage(err), retryInMs: delay, failures }, `${what} failed; retrying`);
     await opts.clock.sleep(delay, signal);
   };
@@ -86,12 +84,6 @@ export async function runNodeWatch(opts: NodeWatchOptions, signal: AbortSignal):
     if (end.events > 0 || opts.clock.now() - started >= 1000) failures = 0;
     else await retryLater('watching the Node', new Error('watch closed immediately without events'));
   }
-}
-
-/** Exponential backoff with ±20% jitter so a fleet of agents does not reconnect in lockstep. */
-export function backoffDelay(opts: BackoffOptions, failures: number): number {
-  const base = Math.min(opts.maxMs, opts.initialMs * 2 ** Math.min(failures - 1, 30));
-  return Math.round(base * (0.8 + Math.random() * 0.4));
 }
 
 function watchOnce(watch: Watch, opts: NodeWatchOptions, fieldSelector: string, rv: string, signal: AbortSignal): Promise<WatchEnd> {

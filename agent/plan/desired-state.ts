@@ -7,14 +7,13 @@ import type { RemotePath } from '../../protocol/status.ts';
 import type { DataplaneConfig, DesiredInterface, DesiredPeer, DesiredRoute, DesiredState, MeshView } from './model.ts';
 import { planRelays, type RelayPlan } from './relay-plan.ts';
 import { indexTopology, isOverlayMember, isPublic, type ClusterView, type TopologyIndex } from './roles.ts';
+import { compareText } from '../../lib/compare.ts';
 import { NO_HOST_FACTS, UNGUARDED, createRouteGuard, type HostFacts, type RefusedCidr } from './route-guard.ts';
 
 export interface DesiredStateOptions {
   /** Tests only: compute without the route guard (the negative control of the adversary test). */
   readonly unguarded?: boolean;
 }
-
-const compareText = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
 
 /** Overlay /32 (/128) plus pod CIDRs, canonical: what a node's pods and overlay IP occupy. */
 function nodeCidrs(node: NodeRecord): string[] {

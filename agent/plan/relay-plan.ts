@@ -7,7 +7,8 @@ import { createHash } from 'node:crypto';
 import { formatEndpoint, parseEndpoint } from '../../protocol/cidr.ts';
 import type { NodeRecord } from '../../protocol/messages.ts';
 import type { DataplaneConfig, RelayAssignment } from './model.ts';
-import { byName, isPublic, type TopologyIndex } from './roles.ts';
+import { isPublic, type TopologyIndex } from './roles.ts';
+import { byName, compareText } from '../../lib/compare.ts';
 
 export type RelayChoice =
   | { readonly ok: true; readonly relay: NodeRecord; readonly port: number; readonly endpoint: string }
@@ -107,7 +108,7 @@ export function planRelays(index: TopologyIndex, config: Pick<DataplaneConfig, '
     if (!relay || host === undefined) continue; // candidates always have both; keeps the types honest
     // Deterministic collision handling: pairs in pairKey order, each linear-probes from its preferred
     // port. The relay's own WireGuard port is never handed out.
-    pairs.sort((x, y) => (x.key < y.key ? -1 : x.key > y.key ? 1 : 0));
+    pairs.sort((x, y) => compareText(x.key, y.key));
     const used = new Set<number>([relay.listenPort]);
     const served: RelayAssignment[] = [];
     for (const p of pairs) {

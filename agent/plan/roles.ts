@@ -3,6 +3,7 @@
 // plan and the desired-state computation so both agree on the same membership.
 import type { NodeRecord, Topology } from '../../protocol/messages.ts';
 import type { MeshView } from './model.ts';
+import { byName } from '../../lib/compare.ts';
 
 export interface ClusterView {
   readonly name: string;
@@ -22,9 +23,6 @@ export interface TopologyIndex {
   /** Nodes that hold WireGuard peers: all nodes of mesh clusters + active gateways. Sorted by name. */
   readonly overlayMembers: readonly NodeRecord[];
 }
-
-export const byName = (a: { readonly name: string }, b: { readonly name: string }): number =>
-  a.name < b.name ? -1 : a.name > b.name ? 1 : 0;
 
 /** A node is public when it advertises at least one endpoint; otherwise it is behind NAT. */
 export function isPublic(node: NodeRecord): boolean {

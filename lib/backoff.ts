@@ -1,0 +1,53 @@
+// Exponential backoff, the one copy: initial · 2^(failures − 1), capped, optionally jittered so a
+// fleet restarting together does not retry in lockstep. Time (Clock) and randomness are injected.
+import type { Clock } from './clock.ts';
+
+export interface BackoffPolicy {
+  /** Delay after the first failure (ms). */
+  readonly initialMs: number;
+  /** Cap (ms). */
+  readonly maxMs: number;
+  /** Fraction of spread around the delay: 0.2 gives ±20 %. Default 0 (no jitter). */
+  readonly jitter?: number;
+}
+
+/** A source of numbers in [0, 1), Math.random in production. */
+export type Random = () => number;
+
+/** The delay before the next attempt after `failures` consecutive failures (0 failures: 0 ms). */
+export function backoffDelay(policy: BackoffPolicy, failures: number, random: Random = Math.random): number {
+  if (failures <= 0) return 0;
+  const base = Math.min(policy.maxMs, policy.initialMs * 2 ** Math.min(failures - 1, 30));
+  const j = policy.jitter ?? 0;
+  return j === 0 ? base : Math.round(base * (1 - j + random() * 2 * j));
+}
+
+export interface RetryOptions {
+  readonly policy: BackoffPolicy;
+  readonly clock: Clock;
+  /** Stops retrying (and cuts a pending sleep short). */
+  readonly signal: AbortSignal;
+  readonly random?: Random;
+  /** Told about each failure before the sleep, e.g. to log it. */
+  readonly onFailure?: (err: unknown, failures: number, retryInMs: number) => void;
+}
+
+/**
+ * Runs `attempt` until it resolves, sleeping a backoff delay on `clock` after each failure.
+ * Resolves to the result, or undefined once `signal` has aborted. Never rejects for a failed attempt.
+ */
+export async function retryWithBackoff<T>(attempt: () => Promise<T>, o: RetryOptions): Promise<T | undefined> {
+  let failures = 0;
+  while (!o.signal.aborted) {
+    try {
+      return await attempt();
+    } catch (err) {
+      if (o.signal.aborted) return undefined;
+      failures++;
+      const delay = backoffDelay(o.policy, failures, o.random);
+      o.onFailure?.(err, failures, delay);
+      await o.clock.sleep(delay, o.signal);
+    }
+  }
+  return undefined;
+}
