@@ -157,3 +157,11 @@ test('signing key: a file holding only secretKey is accepted', async (t) => {
   await writeFile(file, JSON.stringify({ secretKey: a.secretKey }), { mode: 0o600 });
   t.is((await loadOrCreateSigningKey(file)).publicKey, a.publicKey);
 });
+
+test('a bare number is seconds, as everywhere; a value meant as milliseconds is refused, not taken as hours', (t) => {
+  t.is(parseCoordinatorConfig({ nodeTtl: '30' }).nodeTtlMs, 30_000);
+  t.is(parseCoordinatorConfig({ leaseTtl: '1.5' }).leaseTtlMs, 1500);
+  const err = t.throws(() => parseCoordinatorConfig({ leaseTtl: '10000' }), { instanceOf: ValidationError });
+  t.is(err.field, '--lease-ttl');
+  t.regex(err.message, /bare number is seconds/);
+});

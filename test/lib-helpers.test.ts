@@ -1,0 +1,89 @@
+// lib/ helpers shared by every component: backoff (clock and randomness injected), name order,
+// rate-limited logging.
+import test from 'ava';
+import { backoffDelay, retryWithBackoff } from '../lib/backoff.ts';
+import { ManualClock } from '../lib/clock.ts';
+import { byName, compareText } from '../lib/compare.ts';
+import { RateLimitedLog } from '../lib/rate-limited-log.ts';
+import type { Logger } from '../lib/logger.ts';
+import { waitFor } from '../lib/wait.ts';
+
+test('backoffDelay doubles from the initial delay up to the cap', (t) => {
+  const p = { initialMs: 500, maxMs: 5000 };
+  t.deepEqual([0, 1, 2, 3, 4, 5, 60].map((f) => backoffDelay(p, f)), [0, 500, 1000, 2000, 4000, 5000, 5000]);
+});
+
+test('backoffDelay jitter spreads ±fraction using the injected random source', (t) => {
+  const p = { initialMs: 1000, maxMs: 1000, jitter: 0.2 };
+  t.is(backoffDelay(p, 1, () => 0), 800);
+  t.is(backoffDelay(p, 1, () => 0.5), 1000);
+  t.is(backoffDelay(p, 1, () => 0.999_999), 1200);
+  t.is(backoffDelay({ initialMs: 1000, maxMs: 1000 }, 1, () => 0), 1000, 'no jitter unless asked');
+});
+
+test('retryWithBackoff sleeps the backoff on the injected clock between attempts, then returns the result', async (t) => {
+  const clock = new ManualClock(0);
+  const failures: [number, number][] = [];
+  let attempts = 0;
+  const done = retryWithBackoff(
+    () => {
+      attempts++;
+      return attempts < 3 ? Promise.reject(new Error(`no ${attempts}`)) : Promise.resolve('ok');
+    },
+    { policy: { initialMs: 100, maxMs: 1000 }, clock, signal: new AbortController().signal, onFailure: (_e, n, ms) => failures.push([n, ms]) },
+  );
+  await waitFor(() => failures.length === 1, { timeoutMs: 10_000, intervalMs: 5, what: 'first failure' });
+  clock.advance(99);
+  await Promise.resolve();
+  t.is(attempts, 1, 'not retried before the delay');
+  clock.advance(1);
+  await waitFor(() => failures.length === 2, { timeoutMs: 10_000, intervalMs: 5, what: 'second failure' });
+  clock.advance(200);
+  t.is(await done, 'ok');
+  t.deepEqual(failures, [[1, 100], [2, 200]]);
+});
+
+test('retryWithBackoff gives up with undefined when the signal aborts during a sleep', async (t) => {
+  const clock = new ManualClock(0);
+  const stop = new AbortController();
+  let attempts = 0;
+  const done = retryWithBackoff(() => {
+    attempts++;
+    return Promise.reject(new Error('down'));
+  }, { policy: { initialMs: 60_000, maxMs: 60_000 }, clock, signal: stop.signal });
+  await waitFor(() => attempts === 1, { timeoutMs: 10_000, intervalMs: 5, what: 'first attempt' });
+  stop.abort();
+  t.is(await done, undefined);
+  t.is(attempts, 1);
+});
+
+test('compareText is code-unit order, not the locale\'s', (t) => {
+  const names = ['node-b', 'node10', 'Node-a', 'node-a', 'node1'];
+  t.deepEqual([...names].sort(compareText), [...names].sort());
+  t.deepEqual([...names].sort(compareText), ['Node-a', 'node-a', 'node-b', 'node1', 'node10']);
+  t.deepEqual([{ name: 'b' }, { name: 'a-1' }, { name: 'a1' }].sort(byName).map((n) => n.name), ['a-1', 'a1', 'b']);
+});
+
+test('RateLimitedLog warns once per interval per key, then says how many it held back', (t) => {
+  const lines: [string, Record<string, unknown>][] = [];
+  const logger = {
+    warn: (f: Record<string, unknown>) => lines.push(['warn', f]),
+    debug: (f: Record<string, unknown>) => lines.push(['debug', f]),
+  } as unknown as Logger;
+  const clock = new ManualClock(0);
+  const log = new RateLimitedLog(logger, clock, 1000);
+  log.warn('a', { n: 1 }, 'm');
+  log.warn('a', { n: 2 }, 'm');
+  log.warn('b', { n: 3 }, 'm');
+  clock.advance(1000);
+  log.warn('a', { n: 4 }, 'm');
+  log.reset('b');
+  log.warn('b', { n: 5 }, 'm');
+  t.deepEqual(lines, [
+    ['warn', { n: 1 }],
+    ['debug', { n: 2 }],
+    ['warn', { n: 3 }],
+    ['warn', { n: 4, suppressedSinceLast: 1 }],
+    ['warn', { n: 5 }],
+  ]);
+});
