@@ -4,7 +4,7 @@ import { readFile } from 'node:fs/promises';
 import { hostname, userInfo } from 'node:os';
 import { Option, type Command } from 'commander';
 import { stringify as toYaml } from 'yaml';
-import { renderTable } from '../cli/format.ts';
+import { renderTable } from '../lib/text-format.ts';
 import { systemClock } from '../lib/clock.ts';
 import { ValidationError, errorMessage } from '../lib/errors.ts';
 import { createLogger } from '../lib/logger.ts';

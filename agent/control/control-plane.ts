@@ -100,8 +100,7 @@ export function heartbeatDelayMs(kind: 'interval' | 'after-reconnect', intervalM
  * burst in one instant.
  */
 export function heartbeatRetryDelayMs(failures: number, intervalMs: number, random: number): number {
-  const base = Math.min(1000 * 2 ** Math.min(Math.max(failures, 1) - 1, 8), 3000);
-  return Math.round(Math.min(intervalMs, base * (0.5 + random)));
+  return Math.min(intervalMs, backoffDelay({ initialMs: 1000, maxMs: 3000, jitter: 0.5 }, Math.max(failures, 1), () => random));
 }
 
 export interface ControlPlaneState {

@@ -9,7 +9,8 @@ import { errorMessage } from '../../lib/errors.ts';
 import type { Logger } from '../../lib/logger.ts';
 import type { PolicyRecord } from '../../protocol/policy/document.ts';
 import { policyKeys, verifyPolicyRecord } from '../../protocol/policy/record.ts';
-import { onConnectionStatus } from '../control/control-plane.ts';
+import { backoffDelay } from '../../lib/backoff.ts';
+import { onConnectionStatus } from '../../lib/nats-status.ts';
 
 export interface PolicyWatchOptions {
   readonly nc: NatsConnection;
@@ -102,8 +103,8 @@ export class PolicyWatch {
         this.o.logger.warn({ err: errorMessage(err) }, 'cannot watch the policy key; keeping the policy we have, retrying');
       }
       if (this.stopped) break;
-      const min = this.o.retryMinMs ?? 250;
-      await this.o.clock.sleep(Math.min(this.o.retryMaxMs ?? 5000, min * 2 ** Math.min(failures, 10)), this.wake.signal);
+      // After a failure the first delay is already twice the minimum; after a clean end it is the minimum.
+      await this.o.clock.sleep(backoffDelay({ initialMs: this.o.retryMinMs ?? 250, maxMs: this.o.retryMaxMs ?? 5000 }, failures + 1), this.wake.signal);
     }
   }
 
