@@ -268,7 +268,7 @@ export function buildProgram(io: CliIo, setExit: (code: number) => void): Comman
     });
 
   registerManifestsCommand(program);
-  registerServicesCommands(program, io, setExit, () => socketOption(io));
+  registerServicesCommands(program, io, setExit, () => flagOption(SOCKET_FLAG));
   return program;
 }
 

@@ -10,7 +10,7 @@ import { errorMessage } from '../../lib/errors.ts';
 import type { Logger } from '../../lib/logger.ts';
 import { ServiceExportRecord, serviceKeys } from '../../protocol/service.ts';
 import { verifyEnvelope } from '../../protocol/signing.ts';
-import { onConnectionStatus } from '../control/control-plane.ts';
+import { onConnectionStatus } from '../../lib/nats-status.ts';
 
 export interface ServiceWatchOptions {
   readonly nc: NatsConnection;
