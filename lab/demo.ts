@@ -7,6 +7,7 @@ import { ExecaRunner } from '../lib/runner.ts';
 import { catchInterrupts, progressPrinter } from './interrupt.ts';
 import { Lab } from './lab.ts';
 import { connectivityMatrix, formatMatrix } from './matrix.ts';
+import { servicesDemo } from './services.ts';
 import { REPO_ROOT } from './state.ts';
 import { formatSummary, meshSummary } from './summary.ts';
 import { teardownLab } from './teardown.ts';
@@ -55,6 +56,7 @@ async function main(): Promise<number> {
     for (const p of summary.pairs) kinds.set(p.path, (kinds.get(p.path) ?? 0) + 1);
     progress(`node pairs by path: ${[...kinds].map(([k, n]) => `${k} ${n}`).join(', ')}`);
     if (m.failures.length > 0) process.stdout.write(`${await lab.diagnostics({ logLines: 5 })}\n`);
+    process.stdout.write(`${(await servicesDemo(lab, progress)).join('\n')}\n\n`);
     ok = m.failures.length === 0;
   } catch (err) {
     progress(`demo ${signal.aborted ? 'interrupted' : `failed: ${errorMessage(err)}`}`);

@@ -75,3 +75,46 @@ export async function connectFrom(lab: Lab, pod: PodPlan, ip: string, port: numb
   if (r.exitCode !== 0) throw new CrosslinkError(`${pod.name} → ${ip}:${port}: ${(r.stderr || r.stdout).trim() || `exit ${r.exitCode}`}`);
   return r.stdout.trim();
 }
+
+/**
+ * The demo's services step: an echo service in the first cloud's first pod, exported through its
+ * agent, resolved from a node of the last cloud through that agent's DNS, and connected to from a
+ * pod there over the overlay. Returns the lines to print; throws when a step fails.
+ */
+export async function servicesDemo(lab: Lab, progress: (line: string) => void): Promise<string[]> {
+  const pods = lab.plan.pods;
+  const from = pods[0];
+  const client = [...pods].reverse().find((p) => p.cloud !== from?.cloud);
+  if (!from || !client) return [];
+  const node = lab.node(client.node);
+  const service = 'echo.demo';
+  const server = await startEchoServer(lab, from, 8080);
+  try {
+    progress(`services: ${service} runs in ${from.name} (${from.ip}); crosslink export ${service} --port http:8080/tcp --address ${from.ip} (via ${from.node})`);
+    await exportFromPod(lab, service, server);
+    const deadline = Date.now() + 15_000;
+    let answer: string[] = [];
+    while (answer.join() !== from.ip) {
+      if (Date.now() > deadline) throw new CrosslinkError(`${node.name} does not resolve ${service} to ${from.ip} (answers: ${answer.join(', ') || 'none'})`);
+      answer = await resolveFrom(lab, node, service).catch(() => []);
+      if (answer.join() !== from.ip) await new Promise((r) => setTimeout(r, 200));
+    }
+    let reply = '';
+    for (let i = 0; ; i++) {
+      try {
+        reply = await connectFrom(lab, client, from.ip, 8080);
+        break;
+      } catch (err) {
+        if (i >= 10) throw err;
+        await new Promise((r) => setTimeout(r, 500));
+      }
+    }
+    return [
+      `Services (clusterset.local DNS on every agent):`,
+      `  ${node.name} (${node.cloud}): dig ${service}.svc.clusterset.local → ${answer.join(', ')}`,
+      `  ${client.name} (${client.cloud}) → ${from.ip}:8080 over the overlay: "${reply}"`,
+    ];
+  } finally {
+    await server.stop();
+  }
+}
