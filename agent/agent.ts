@@ -13,34 +13,31 @@ import { errorMessage } from '../lib/errors.ts';
 import { packagePath } from '../lib/package-root.ts';
 import type { Logger } from '../lib/logger.ts';
 import type { Runner } from '../lib/runner.ts';
-import { hostCidr, parseIp } from '../protocol/cidr.ts';
+import { parseIp } from '../protocol/cidr.ts';
 import type { NodeRecord } from '../protocol/messages.ts';
 import type { WireguardKeyPair } from '../protocol/signing.ts';
-import type { AgentStatus, PeerStatus } from '../protocol/status.ts';
+import type { AgentStatus } from '../protocol/status.ts';
+import type { DiagnosticsDocument, Readiness, RotateKeyResponse, ViewDocument } from '../protocol/status-api.ts';
 import { redactUrl, type AgentConfig, type WireguardMode } from './config.ts';
 import { ControlPlane } from './control/control-plane.ts';
 import { onConnectionStatus } from '../lib/nats-status.ts';
-import { computeDesiredState as defaultComputeDesiredState, type DesiredStateOptions } from './plan/desired-state.ts';
-import type { HostFacts } from './plan/route-guard.ts';
-import { readHostFacts } from './dataplane/host-facts.ts';
-import { loadOrCreateNodeKeys, stageWireguardKey, type NodeKeys, type StagedWireguardKey } from './control/keys.ts';
+import { KeyRotation } from './control/key-rotation.ts';
+import { loadOrCreateNodeKeys, type NodeKeys } from './control/keys.ts';
 import { MeshWatch } from './control/mesh-watch.ts';
-import type { DataplaneConfig, DesiredInterface, DesiredState, MeshView, NodeIdentity, NodeSource, PublishedState } from './plan/model.ts';
+import type { Dataplane, LivePeer } from './dataplane/api.ts';
+import { readHostFacts } from './dataplane/host-facts.ts';
+import { computeDesiredState as defaultComputeDesiredState } from './plan/desired-state.ts';
+import type { DataplaneConfig, MeshSnapshot, NodeIdentity, NodeSource, PublishedState } from './plan/model.ts';
+import { viewOf, type ComputeDesiredState } from './plan/target.ts';
 import { AgentPolicy } from './policy/agent-policy.ts';
-import { Reconciler, type AgentDataplane, type AgentRelay, type ReconcileRecord } from './reconciler.ts';
-import { isOwnedRoute, parseIpRoutes, readRoutesArgv } from './dataplane/route-diff.ts';
+import { Reconciler, type ReconcileRecord } from './reconciler.ts';
 import { clusterPathsFromPeers } from './services/paths.ts';
 import { ServicesAgent } from './services/services-agent.ts';
-import {
-  RotateKeyError,
-  startStatusServer,
-  toViewDocument,
-  type DiagnosticsDocument,
-  type Readiness,
-  type RotateKeyResponse,
-  type StatusServer,
-  type ViewDocument,
-} from './status-server.ts';
+import { assembleStatus } from './status/assemble.ts';
+import { collectDiagnostics } from './status/diagnostics.ts';
+import { readinessOf } from './status/readiness.ts';
+import { toViewDocument } from './status/view.ts';
+import { startStatusServer, type StatusServer } from './status-server.ts';
 import { backoffDelay } from '../lib/backoff.ts';
 
 export const AGENT_VERSION: string = (() => {
@@ -59,9 +56,8 @@ export interface AgentOptions {
   readonly runner: Runner;
   /** Resolves once connected (it may wait for a server); the agent serves status meanwhile. */
   readonly connectNats: () => Promise<NatsConnection>;
-  readonly createDataplane: (o: { config: DataplaneConfig; wireguardMode: WireguardMode }) => Promise<AgentDataplane>;
-  /** The UDP relay for NATed pairs; optional (no relaying without it). */
-  readonly createRelay?: (o: { config: DataplaneConfig }) => AgentRelay;
+  /** The data plane: WireGuard, routes and relay ports (agent/dataplane/dataplane.ts; tests fake it). */
+  readonly createDataplane: (o: { config: DataplaneConfig; wireguardMode: WireguardMode }) => Promise<Dataplane>;
   readonly nodeSource: NodeSource;
   /** Aborts a start still waiting for the first identity (e.g. the Node object); Agent.start then rejects. */
   readonly signal?: AbortSignal;
@@ -69,7 +65,7 @@ export interface AgentOptions {
   readonly coordinatorKey: string;
   /** Resolved MTU (auto already detected). */
   readonly mtu: number;
-  readonly computeDesiredState?: (view: MeshView, config: DataplaneConfig, host: HostFacts, options: DesiredStateOptions) => DesiredState;
+  readonly computeDesiredState?: ComputeDesiredState;
   /** IP addresses of the NATS servers (resolved from --nats-url): the route guard never routes them into the overlay. */
   readonly natsAddresses?: readonly string[];
   /** Tests only: no route guard (the negative control of test/adversary-dataplane.test.ts). */
@@ -101,12 +97,13 @@ export class Agent {
   private stopping: Promise<void> | undefined;
   private ownSeenInWatch = false;
   private lastPublished = '';
-  private cachedOverlayIp: string | null = null;
-  /** The WireGuard key in force: the interface gets it at every reconcile; rotateKey() replaces it. */
+  /** What the state dir's overlay-ip file holds (the reconciler got it at start, for before the first registration). */
+  private cachedOverlayIp: string | null;
+  /** The WireGuard key in force: handed to the reconciler; a key rotation replaces it. */
   private wireguard: WireguardKeyPair;
-  private rotations: Promise<unknown> = Promise.resolve();
   private readonly clock: Clock;
   private readonly reconciler: Reconciler;
+  private readonly rotation: KeyRotation;
   private readonly policy: AgentPolicy;
   private readonly services: ServicesAgent;
 
@@ -114,12 +111,13 @@ export class Agent {
     private readonly o: AgentOptions,
     private readonly keys: NodeKeys,
     private identity: NodeIdentity,
-    private readonly dataplane: AgentDataplane,
-    private readonly relay: AgentRelay | null,
+    private readonly dataplane: Dataplane,
     private readonly dataplaneConfig: DataplaneConfig,
+    cachedOverlayIp: string | null,
   ) {
     this.clock = o.clock ?? systemClock;
     this.wireguard = keys.wireguard;
+    this.cachedOverlayIp = cachedOverlayIp;
     this.policy = new AgentPolicy({
       runner: o.runner,
       logger: o.logger.child({ component: 'policy' }),
@@ -134,17 +132,27 @@ export class Agent {
     const compute = o.computeDesiredState ?? defaultComputeDesiredState;
     this.reconciler = new Reconciler({
       dataplane,
-      dataplaneConfig: this.dataplaneConfig,
-      privateKey: () => this.wireguard.privateKey,
-      view: () => this.currentView(),
-      interfaceWithoutView: () => this.interfaceWithoutView(),
+      dataplaneConfig,
+      inputs: { mesh: null, self: null, privateKey: this.wireguard.privateKey, cachedOverlayIp },
       computeDesiredState: (view, cfg, host, options) => this.policy.gate(compute(view, cfg, host, options)),
-      hostFacts: () => readHostFacts(o.runner, o.config.interfaceName, o.natsAddresses ?? []),
+      readHostFacts: () => readHostFacts(o.runner, o.config.interfaceName, o.natsAddresses ?? []),
       unguarded: o.unsafeUnguardedRoutes === true,
       clock: this.clock,
       logger: o.logger.child({ component: 'reconciler' }),
-      onReconciled: () => this.publishState(),
-      relay,
+    });
+    this.reconciler.onResult(() => this.publishState());
+    this.rotation = new KeyRotation({
+      stateDir: o.config.stateDir,
+      logger: o.logger,
+      controlPlane: () => this.controlPlane,
+      shuttingDown: () => this.abort.signal.aborted,
+      current: () => this.wireguard,
+      switchTo: async (next) => {
+        this.wireguard = next;
+        const rec = await this.reconciler.reconcileNow('WireGuard key rotated', { privateKey: next.privateKey });
+        this.publishState();
+        return { interfaceUpdated: rec?.interfaceEnsured === true, error: rec?.error ?? null };
+      },
     });
     this.services = new ServicesAgent({
       cluster: o.config.cluster,
@@ -154,7 +162,11 @@ export class Agent {
       dnsPolicy: o.config.dnsPolicy,
       coordinatorKey: o.coordinatorKey,
       identityKey: keys.identity,
-      nodes: () => (this.meshWatch?.synced ? this.meshWatch.nodes() : undefined),
+      // The latest verified snapshot (immutable), once complete.
+      nodes: () => {
+        const mesh = this.reconciler.current().mesh;
+        return mesh?.complete ? mesh.nodes : undefined;
+      },
       clusterPaths: async () => clusterPathsFromPeers((await this.status()).peers, this.clock.now()),
       clock: this.clock,
       logger: o.logger.child({ component: 'services' }),
@@ -189,22 +201,15 @@ export class Agent {
       relayPortBase: o.config.relayPortBase,
       relayPortSpan: o.config.relayPortSpan,
     });
-    let dataplane: AgentDataplane;
+    let dataplane: Dataplane;
     try {
       dataplane = await o.createDataplane({ config: dataplaneConfig, wireguardMode: o.config.wireguard });
     } catch (err) {
       await o.nodeSource.stop().catch(() => undefined);
       throw err;
     }
-    let relay: AgentRelay | null;
-    try {
-      relay = o.createRelay?.({ config: dataplaneConfig }) ?? null;
-    } catch (err) {
-      await dataplane.close().catch(() => undefined);
-      await o.nodeSource.stop().catch(() => undefined);
-      throw err;
-    }
-    const agent = new Agent(o, keys, early.identity ?? identity, dataplane, relay, dataplaneConfig);
+    const cachedOverlayIp = await readCachedOverlayIp(join(o.config.stateDir, OVERLAY_IP_FILE));
+    const agent = new Agent(o, keys, early.identity ?? identity, dataplane, dataplaneConfig, cachedOverlayIp);
     early.agent = agent;
     try {
       await agent.run();
@@ -219,7 +224,6 @@ export class Agent {
 
   private async run(): Promise<void> {
     const { config, logger } = this.o;
-    this.cachedOverlayIp = await readCachedOverlayIp(join(config.stateDir, OVERLAY_IP_FILE));
     this.unsubscribeRestart = this.dataplane.onRestart?.((generation) => {
       logger.warn({ generation }, 'WireGuard interface came back empty; re-applying everything');
       this.reconciler.request('wireguard restarted');
@@ -314,56 +318,37 @@ export class Agent {
     });
     this.controlPlane = cp;
     this.meshWatch = watch;
-    cp.onRecord((record) => {
-      void this.cacheOverlayIp(record.overlayIp);
-      this.reconciler.request('registered');
-    });
-    watch.onChange(() => this.onMeshChanged());
+    // Push, not pull: the control plane emits our own record, the watch its snapshots; both go to
+    // the reconciler as data.
+    cp.onRecord((record) => this.onOwnRecord(record));
+    watch.onSnapshot((snapshot) => this.onMeshSnapshot(snapshot));
     cp.start();
     watch.start();
     this.policy.connect(nc);
     this.services.attach(nc);
   }
 
-  private onMeshChanged(): void {
+  private onOwnRecord(record: NodeRecord): void {
+    void this.cacheOverlayIp(record.overlayIp);
+    this.reconciler.update({ self: record }, 'own record');
+  }
+
+  private onMeshSnapshot(snapshot: MeshSnapshot): void {
     const cp = this.controlPlane;
-    const watch = this.meshWatch;
-    if (!cp || !watch) return;
-    const own = watch.nodes().get(this.identity.name);
+    if (!cp) return;
+    const own = snapshot.nodes.get(this.identity.name);
     if (own) {
       this.ownSeenInWatch = true;
+      // A newer copy of our record comes back through cp.onRecord.
       cp.observeOwnRecord(own);
-    } else if (this.ownSeenInWatch && watch.synced) {
+    } else if (this.ownSeenInWatch && snapshot.complete) {
       // Expired or deleted by the coordinator (e.g. it missed our heartbeats): come back.
       this.ownSeenInWatch = false;
       cp.requestRegister('own record disappeared from the KV');
     }
-    this.reconciler.request('mesh changed');
-    this.policy.meshChanged(watch.synced ? new Map(watch.nodes()) : null);
+    this.reconciler.update({ mesh: snapshot }, 'mesh changed');
+    this.policy.meshChanged(snapshot.complete ? snapshot.nodes : null);
     this.services.meshChanged();
-  }
-
-  /** Our own record: the newest verified copy from the register reply or the KV. */
-  private ownRecord(): NodeRecord | null {
-    return this.controlPlane?.state().record ?? null;
-  }
-
-  private currentView(): MeshView | undefined {
-    const self = this.ownRecord();
-    const watch = this.meshWatch;
-    // Without a complete snapshot we could only remove peers we merely haven't read yet.
-    if (self === null || !watch?.synced) return undefined;
-    return { self, nodes: watch.nodes(), clusters: watch.clusters() };
-  }
-
-  private interfaceWithoutView(): DesiredInterface {
-    const ip = this.ownRecord()?.overlayIp ?? this.cachedOverlayIp;
-    return {
-      name: this.dataplaneConfig.interfaceName,
-      listenPort: this.dataplaneConfig.listenPort,
-      mtu: this.dataplaneConfig.mtu,
-      addresses: ip === null ? [] : [hostCidr(ip)],
-    };
   }
 
   private async cacheOverlayIp(ip: string): Promise<void> {
@@ -381,7 +366,7 @@ export class Agent {
     const r = this.readiness();
     const state: PublishedState = {
       publicKey: this.wireguard.publicKey,
-      overlayIp: this.ownRecord()?.overlayIp ?? null,
+      overlayIp: this.reconciler.current().self?.overlayIp ?? null,
       ready: r.ready,
       reason: r.reason,
     };
@@ -394,94 +379,22 @@ export class Agent {
   }
 
   readiness(): Readiness {
-    const cp = this.controlPlane?.state();
-    if (!cp) return { ready: false, reason: 'not connected to NATS yet' };
-    if (!cp.registered) return { ready: false, reason: `not registered yet${cp.lastError ? `: ${cp.lastError}` : ''}` };
-    if (!this.meshWatch?.synced) return { ready: false, reason: 'KV snapshot not loaded yet' };
-    if (!this.reconciler.applied) {
-      const last = this.reconciler.lastReconcile();
-      return { ready: false, reason: `not reconciled yet${last?.error ? `: ${last.error}` : ''}` };
-    }
-    const policy = this.policy.notReadyReason();
-    if (policy !== null) return { ready: false, reason: policy };
-    return { ready: true, reason: 'registered and reconciled' };
+    return readinessOf({
+      controlPlane: this.controlPlane?.state(),
+      meshComplete: this.reconciler.current().mesh?.complete ?? false,
+      reconciled: this.reconciler.applied,
+      lastReconcile: this.reconciler.lastReconcile(),
+      policyNotReady: this.policy.notReadyReason(),
+    });
   }
 
   get publicKey(): string {
     return this.wireguard.publicKey;
   }
 
-  /**
-   * Replaces the node's WireGuard key (POST /rotate-key). Rotations are serialised. Order:
-   *   1. the new key is written next to the old one (wireguard.key.next, 0600, synced);
-   *   2. we re-register with the new public key and wait for the coordinator's verified record;
-   *   3. the file replaces wireguard.key (rename), the agent switches to the key, and a reconcile
-   *      sets it on the interface; the node source is told.
-   * Registering before switching the interface keeps the outage short: our tunnels break only when
-   * a peer swaps in the new key, which happens after the KV update reaches it — by then our
-   * interface has switched or is about to (milliseconds of local work). Switching first would cut
-   * every tunnel for the whole registration and propagation, and a failed registration would need
-   * an interface rollback. If registration fails, nothing changed: the old key stays in the file,
-   * on the interface and in the registration (after an unclear answer we re-register the old key).
-   */
+  /** Replaces the node's WireGuard key (POST /rotate-key); see agent/control/key-rotation.ts. */
   rotateKey(): Promise<RotateKeyResponse> {
-    const run = this.rotations.then(() => this.rotateKeyNow());
-    this.rotations = run.catch(() => undefined);
-    return run;
-  }
-
-  private async rotateKeyNow(): Promise<RotateKeyResponse> {
-    const log = this.o.logger;
-    const cp = this.controlPlane;
-    if (this.abort.signal.aborted) throw new RotateKeyError('unavailable', 'the agent is shutting down; the key was not changed');
-    if (!cp?.state().connected) {
-      throw new RotateKeyError('unavailable', 'not connected to NATS, so the new key cannot be registered; the old key is kept (retry when `crosslink status` shows the control plane connected)');
-    }
-    const old = this.wireguard;
-    let staged: StagedWireguardKey;
-    try {
-      staged = await stageWireguardKey(this.o.config.stateDir);
-    } catch (err) {
-      throw new RotateKeyError('failed', `cannot write the new key: ${errorMessage(err)}; the old key is kept`, { cause: err });
-    }
-    log.info({ oldPublicKey: old.publicKey, newPublicKey: staged.keys.publicKey }, 'rotating the WireGuard key: registering the new public key');
-    const reg = await cp.registerWithKey(staged.keys.publicKey, 'key rotation');
-    if (!reg.ok) {
-      await staged.discard();
-      // The coordinator may have taken the new key without us hearing back: put the old one back.
-      if (reg.uncertain) cp.requestRegister('re-asserting the current key after an unanswered key rotation');
-      log.warn({ err: reg.error, publicKey: old.publicKey }, 'key rotation failed; keeping the old key');
-      throw new RotateKeyError(reg.kind === 'rejected' ? 'refused' : 'unavailable', `the coordinator did not accept the new key (${reg.error}); the old key is kept`);
-    }
-    let saveError: unknown;
-    try {
-      await staged.commit();
-    } catch (err) {
-      saveError = err;
-    }
-    // Registered: from here on the new key is the one peers expect, so the interface must get it
-    // even if saving failed (the file then still holds the old key, which the next start re-registers).
-    this.wireguard = staged.keys;
-    const rec = await this.reconciler.reconcileNow('WireGuard key rotated');
-    const interfaceUpdated = rec?.interfaceEnsured === true;
-    this.publishState();
-    if (saveError !== undefined) {
-      log.error({ err: errorMessage(saveError) }, 'the new WireGuard key is registered and in use but could not be saved; the next start goes back to the old key');
-      throw new RotateKeyError(
-        'failed',
-        `the new key ${staged.keys.publicKey} is registered and in use, but saving it failed (${errorMessage(saveError)}); the next agent start re-registers the old key ${old.publicKey}`,
-        { cause: saveError },
-      );
-    }
-    if (interfaceUpdated) log.info({ oldPublicKey: old.publicKey, newPublicKey: staged.keys.publicKey, generation: reg.record.generation }, 'WireGuard key rotated');
-    else log.warn({ err: rec?.error, newPublicKey: staged.keys.publicKey }, 'WireGuard key rotated and registered; setting it on the interface failed and is retried at the next resync');
-    return {
-      node: reg.record.name,
-      oldPublicKey: old.publicKey,
-      newPublicKey: staged.keys.publicKey,
-      generation: reg.record.generation,
-      interfaceUpdated,
-    };
+    return this.rotation.rotate();
   }
 
   /** Bound port of the clusterset.local DNS server (--dns-addr), null when off. */
@@ -499,138 +412,52 @@ export class Agent {
   }
 
   private viewDocument(): ViewDocument | null {
-    const v = this.currentView();
+    const v = viewOf(this.reconciler.current());
     return v ? toViewDocument(v, this.dataplaneConfig) : null;
   }
 
   async status(): Promise<AgentStatus> {
-    const errors: string[] = [];
-    const cp = this.controlPlane?.state();
-    const desired = this.reconciler.desired();
-    const watch = this.meshWatch;
-    let live: Awaited<ReturnType<AgentDataplane['livePeers']>> = [];
+    let live: readonly LivePeer[] | { error: string };
     try {
       live = await this.dataplane.livePeers();
     } catch (err) {
-      errors.push(`cannot read WireGuard state: ${errorMessage(err)}`);
+      live = { error: errorMessage(err) };
     }
-    const liveByKey = new Map(live.map((p) => [p.publicKey, p]));
-    const peers: PeerStatus[] = (desired?.peers ?? []).map((p) => {
-      const l = liveByKey.get(p.publicKey);
-      const node = watch?.nodes().get(p.node);
-      return {
-        name: p.node,
-        cluster: p.cluster,
-        location: node?.location ?? '',
-        publicKey: p.publicKey,
-        path: p.path,
-        via: p.via,
-        configuredEndpoint: p.endpoint,
-        endpoint: l?.endpoint ?? null,
-        allowedIps: [...p.allowedIps],
-        latestHandshakeAt: l?.latestHandshakeAt ?? null,
-        rxBytes: l?.rxBytes ?? 0,
-        txBytes: l?.txBytes ?? 0,
-        persistentKeepalive: p.persistentKeepalive,
-        carries: [...p.carries],
-      };
-    });
-    if (cp?.lastError) errors.push(cp.lastError);
-    const ws = watch?.stats();
-    if (ws?.lastError) errors.push(`KV watch: ${ws.lastError}`);
-    const rejected = watch?.rejected().size ?? 0;
-    if (rejected > 0) errors.push(`${rejected} KV record(s) ignored (bad signature, name or generation); see \`crosslink nodes\``);
-    const last = this.reconciler.lastReconcile();
-    if (last?.error) errors.push(`reconcile: ${last.error}`);
+    const inputs = this.reconciler.current();
+    const watch = this.meshWatch;
     const policy = await this.policy.status();
-    errors.push(...this.policy.errors(policy));
-    const refused = desired?.refused.length ?? 0;
-    if (refused > 0) errors.push(`${refused} peer CIDR(s) refused by the route guard (they overlap what this host needs); see "Refused routes"`);
-
-    const relayStats = new Map((this.relay?.stats() ?? []).map((s) => [s.port, s]));
-    const own = this.ownRecord();
-    const id = this.identity;
-    return {
+    return assembleStatus({
       version: this.o.agentVersion ?? AGENT_VERSION,
-      node: {
-        name: id.name,
-        cluster: id.cluster,
-        location: id.location,
-        publicKey: this.wireguard.publicKey,
-        overlayIp: own?.overlayIp ?? null,
-        endpoints: [...id.endpoints],
-        privateAddresses: [...id.privateAddresses],
-        podCidrs: [...id.podCidrs],
-        topology: id.topology,
-        isGateway: desired?.isGateway ?? false,
-        isRelay: (desired?.relays.length ?? 0) > 0,
-      },
-      controlPlane: {
-        connected: cp?.connected ?? false,
-        registered: cp?.registered ?? false,
-        lastHeartbeatAt: cp?.lastHeartbeatAt ?? null,
-        lastError: cp?.lastError ?? (this.nc ? null : 'not connected to NATS yet'),
-        knownNodes: watch?.nodes().size ?? 0,
-      },
+      identity: this.identity,
+      publicKey: this.wireguard.publicKey,
+      self: inputs.self,
+      controlPlane: this.controlPlane?.state(),
+      mesh: inputs.mesh,
+      watch: watch ? { stats: watch.stats(), rejected: watch.rejected().size } : undefined,
+      desired: this.reconciler.desired(),
+      lastReconcile: this.reconciler.lastReconcile(),
+      ready: this.readiness().ready,
+      live,
+      relayStats: this.dataplane.relayStats(),
+      policy,
+      policyErrors: this.policy.errors(policy),
       dataplane: {
         backend: this.dataplane.backend,
         interface: this.dataplaneConfig.interfaceName,
         listenPort: this.dataplaneConfig.listenPort,
         mtu: this.dataplaneConfig.mtu,
       },
-      lastReconcile: last === null ? null : { at: last.at, ok: last.ok, changes: last.changes, durationMs: last.durationMs, error: last.error },
-      ready: this.readiness().ready,
-      peers,
-      remotes: [...(desired?.remotes ?? [])],
-      refusedRoutes: (desired?.refused ?? []).map((r) => ({ ...r })),
-      relays: (desired?.relays ?? []).map((r) => ({
-        port: r.port,
-        between: [r.a.node, r.b.node] as [string, string],
-        packets: relayStats.get(r.port)?.packets ?? 0,
-        bytes: relayStats.get(r.port)?.bytes ?? 0,
-      })),
-      errors,
-      policy,
-    };
+    });
   }
 
-  async diagnostics(): Promise<DiagnosticsDocument> {
-    const doc: DiagnosticsDocument = {
-      interface: this.dataplaneConfig.interfaceName,
-      livePeers: null,
-      livePeersError: null,
-      liveRoutes: null,
-      liveRoutesError: null,
-    };
-    try {
-      doc.livePeers = (await this.dataplane.livePeers()).map((p) => ({
-        publicKey: p.publicKey,
-        endpoint: p.endpoint,
-        allowedIps: [...p.allowedIps],
-        latestHandshakeAt: p.latestHandshakeAt,
-        rxBytes: p.rxBytes,
-        txBytes: p.txBytes,
-      }));
-    } catch (err) {
-      doc.livePeersError = errorMessage(err);
-    }
-    try {
-      const routes = [];
-      for (const family of [4, 6] as const) {
-        const r = await this.o.runner.run(readRoutesArgv(family), { allowFailure: family === 6 });
-        // Ours only (the read returns the whole main table).
-        if (r.exitCode === 0) routes.push(...parseIpRoutes(r.stdout, family).filter(isOwnedRoute).map(({ dst, dev, via }) => ({ dst, dev, via })));
-      }
-      doc.liveRoutes = routes;
-    } catch (err) {
-      doc.liveRoutesError = errorMessage(err);
-    }
-    return doc;
+  diagnostics(): Promise<DiagnosticsDocument> {
+    return collectDiagnostics(this.dataplaneConfig.interfaceName, this.dataplane, this.o.runner);
   }
 
   /**
-   * Clean shutdown: stop loops and the watch, deregister (with cleanup), close the relay, then
-   * tear down (cleanup) or just release (no cleanup) the data plane, close NATS and the status server.
+   * Clean shutdown: stop loops and the watch, deregister (with cleanup), then tear down (cleanup)
+   * or just release (no cleanup) the data plane — relay ports close either way — and close NATS
+   * and the status server.
    */
   stop(): Promise<void> {
     this.stopping ??= this.shutdown(this.o.config.cleanup);
@@ -658,7 +485,6 @@ export class Agent {
     // Deregister only after the watch is closed, or we would see our own record go and re-register.
     if (cleanup && this.controlPlane?.state().registered) await step('deregister', () => this.controlPlane?.deregister());
     await step('stop policy', () => this.policy.stop(cleanup));
-    await step('close relay', () => this.relay?.close());
     if (cleanup) await step('tear down data plane', () => this.dataplane.teardown());
     else await step('release data plane', () => this.dataplane.close());
     await step('close NATS', async () => {
@@ -669,7 +495,7 @@ export class Agent {
       const source = this.o.nodeSource;
       // Cleanup (uninstall) removes what we wrote on the Node; otherwise the Node says we stopped.
       if (cleanup && source.withdraw) await source.withdraw();
-      else await source.publish({ publicKey: this.wireguard.publicKey, overlayIp: this.ownRecord()?.overlayIp ?? null, ready: false, reason: 'agent stopped' });
+      else await source.publish({ publicKey: this.wireguard.publicKey, overlayIp: this.reconciler.current().self?.overlayIp ?? null, ready: false, reason: 'agent stopped' });
     });
     await step('stop node source', () => this.o.nodeSource.stop());
     await step('close status server', () => this.statusServer?.close());

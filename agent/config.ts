@@ -11,6 +11,7 @@ import { AGENT_DEFAULTS, InterfaceName, parseRelayPortRange } from '../protocol/
 import { parseDuration } from '../lib/duration.ts';
 import { canonicalCidr, formatEndpoint, formatIp, parseEndpoint, parseIp } from '../protocol/cidr.ts';
 import { ClusterName, Key32, LocationName, NodeName, Topology } from '../protocol/messages.ts';
+import { mtuSchema } from '../protocol/mtu.ts';
 import { DEFAULT_BUCKET } from '../protocol/subjects.ts';
 
 export type WireguardMode = 'auto' | 'kernel' | 'userspace';
@@ -307,7 +308,7 @@ function buildConfig(flags: Readonly<Record<string, RawFlag>>, ctx: ParseContext
   const mtu: number | 'auto' =
     mtuText === 'auto'
       ? 'auto'
-      : check(mtuRaw.label, mtuText, z.coerce.number().int('must be "auto" or a whole number 1280-9000').min(1280, 'must be "auto" or 1280-9000').max(9000, 'must be "auto" or 1280-9000'));
+      : check(mtuRaw.label, mtuText, mtuSchema('"auto"'));
 
   const resyncRaw = get('resyncInterval');
   const resyncText = str(resyncRaw) ?? '30s';

@@ -11,7 +11,6 @@ import { createDataplane } from './dataplane/dataplane.ts';
 import { readCoordinatorKeyFile } from './control/keys.ts';
 import type { NodeSource } from './plan/model.ts';
 import { defaultMtu } from './dataplane/mtu.ts';
-import { relayBindAddress } from './dataplane/relay-bind.ts';
 import { RelayForwarder } from './dataplane/relay-forwarder.ts';
 import { createStaticNodeSource } from './control/static-source.ts';
 
@@ -77,7 +76,6 @@ async function main(argv: readonly string[]): Promise<number> {
       'starting',
     );
     const nodeSource = await createNodeSource(config, runner, logger.child({ component: 'node-source' }));
-    const bindAddress = await relayBindAddress(runner, config.endpoints);
     agent = await Agent.start({
       config,
       logger,
@@ -89,10 +87,17 @@ async function main(argv: readonly string[]): Promise<number> {
       signal: startAbort.signal,
       connectNats: () =>
         connectNats({ servers: config.natsServers, credsFile: config.natsCredsFile, name: `crosslink-agent/${config.nodeName}` }),
+      // The relay's bind address follows the node's published endpoints (the data plane reads them
+      // from our verified record), so it is right in Kubernetes mode too, where they come from the Node.
       createDataplane: ({ config: dataplaneConfig, wireguardMode }) =>
-        createDataplane({ runner, logger: logger.child({ component: 'dataplane' }), config: dataplaneConfig, wireguardMode, clock: systemClock }),
-      createRelay: () =>
-        new RelayForwarder({ logger: logger.child({ component: 'relay' }), clock: systemClock, ...(bindAddress ? { bindAddress } : {}) }),
+        createDataplane({
+          runner,
+          logger: logger.child({ component: 'dataplane' }),
+          config: dataplaneConfig,
+          wireguardMode,
+          clock: systemClock,
+          relay: new RelayForwarder({ logger: logger.child({ component: 'relay' }), clock: systemClock }),
+        }),
     });
   } catch (err) {
     if (stopRequested) {

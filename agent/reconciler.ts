@@ -1,42 +1,19 @@
-// Turns the verified mesh view into data plane changes, one reconcile at a time. Requests that
-// arrive while a reconcile runs are coalesced into one more run. A failed reconcile is recorded and
-// retried on the next request or resync; it never takes the agent down.
+// Turns the latest inputs (the KV watch's snapshot, our own record, the key in force) into ONE
+// data plane apply, one reconcile at a time. Inputs are pushed in as immutable data (update());
+// requests that arrive while a reconcile runs are coalesced into one more run, which uses the
+// newest inputs. A failed reconcile is recorded and retried on the next request or resync; it never
+// takes the agent down.
+//
+//   update({mesh | self | privateKey}) ─▶ planTarget(inputs) ─▶ Dataplane.apply(target) ─▶ ReconcileRecord ─▶ onResult listeners
 import type { Clock } from '../lib/clock.ts';
-import { PartialFailureError, errorMessage } from '../lib/errors.ts';
+import { errorMessage } from '../lib/errors.ts';
 import type { Logger } from '../lib/logger.ts';
-import type { DataplaneConfig, DesiredInterface, DesiredState, MeshView, RelayAssignment } from './plan/model.ts';
+import { DataplaneApplyError, type Dataplane } from './dataplane/api.ts';
+import type { DataplaneConfig, DesiredState } from './plan/model.ts';
 import { NO_HOST_FACTS, type HostFacts } from './plan/route-guard.ts';
-import type { DesiredStateOptions } from './plan/desired-state.ts';
-import { relayHintsFrom, type RelayStats } from './dataplane/relay-forwarder.ts';
-import type { LivePeer } from './dataplane/wg-dump.ts';
+import { planTarget, type ComputeDesiredState, type ReconcileInputs } from './plan/target.ts';
 
-export interface ApplyResult {
-  readonly changes: number;
-  readonly commands: readonly unknown[];
-  readonly failures: readonly { readonly op: string; readonly error: Error }[];
-}
-
-/** What the agent needs from the data plane (agent/dataplane/dataplane.ts implements it; tests fake it). */
-export interface AgentDataplane {
-  readonly backend: 'kernel' | 'userspace';
-  /** Creates/configures the interface (key, port, MTU, addresses, up). Idempotent. */
-  ensureInterface(privateKey: string, iface: DesiredInterface): Promise<void>;
-  /** Diffs `desired` against live state and applies the difference; throws PartialFailureError after attempting all. */
-  apply(desired: DesiredState): Promise<ApplyResult>;
-  livePeers(): Promise<readonly LivePeer[]>;
-  teardown(): Promise<void>;
-  close(): Promise<void>;
-  /** Fires when the interface came back empty (wireguard-go restarted): everything must be re-applied. */
-  onRestart?(listener: (generation: number) => void): () => void;
-}
-
-/** The UDP relay for NATed pairs (agent/dataplane/relay-forwarder.ts implements it). */
-export interface AgentRelay {
-  /** Opens/closes relay ports; `hints` maps peer public keys to the IP our WireGuard sees for them. Rejects if a port could not bind (the rest still apply). */
-  update(assignments: readonly RelayAssignment[], hints?: ReadonlyMap<string, string>): Promise<void>;
-  stats(): readonly RelayStats[];
-  close(): Promise<void>;
-}
+export type { ReconcileInputs } from './plan/target.ts';
 
 export interface ReconcileRecord {
   readonly at: number;
@@ -44,28 +21,23 @@ export interface ReconcileRecord {
   readonly changes: number;
   readonly durationMs: number;
   readonly error: string | null;
-  /** false: only the interface was ensured (not registered or no KV snapshot yet). */
+  /** false: only the interface was ensured (not registered or no KV snapshot yet), or something failed. */
   readonly applied: boolean;
-  /** ensureInterface succeeded (key, port, MTU, addresses), whatever happened to peers and routes. */
+  /** The interface holds the target's key, port, MTU and addresses, whatever happened to peers and routes. */
   readonly interfaceEnsured: boolean;
   readonly reasons: readonly string[];
+  /** KV revision of the snapshot this run worked from (0: none yet). */
+  readonly revision: number;
 }
 
 export interface ReconcilerOptions {
-  readonly dataplane: AgentDataplane;
-  readonly relay?: AgentRelay | null;
+  readonly dataplane: Pick<Dataplane, 'apply'>;
   readonly dataplaneConfig: DataplaneConfig;
-  /** WireGuard private key for ensureInterface, read at every reconcile (a function: key rotation changes it). Never logged. */
-  readonly privateKey: string | (() => string);
-  /** The view to realise, or undefined while there is none we may act on (not registered / no snapshot). */
-  readonly view: () => MeshView | undefined;
-  /** The interface to ensure while there is no view (no overlay IP yet, or the last one we held). */
-  readonly interfaceWithoutView: () => DesiredInterface;
-  /** Called after every reconcile (e.g. to publish readiness). */
-  readonly onReconciled?: (record: ReconcileRecord) => void;
-  readonly computeDesiredState: (view: MeshView, config: DataplaneConfig, host: HostFacts, options: DesiredStateOptions) => DesiredState;
-  /** Reads the host snapshot the route guard protects (addresses, routes, NATS servers), once per reconcile. */
-  readonly hostFacts?: () => Promise<HostFacts>;
+  /** The inputs until the first update(). */
+  readonly inputs: ReconcileInputs;
+  readonly computeDesiredState: ComputeDesiredState;
+  /** Reads the host snapshot the route guard protects (addresses, routes, NATS servers): once per reconcile that has a view. */
+  readonly readHostFacts?: () => Promise<HostFacts>;
   /** Tests only: plan without the route guard (negative control). */
   readonly unguarded?: boolean;
   readonly clock: Clock;
@@ -77,14 +49,33 @@ export class Reconciler {
   private again = false;
   private reasons = new Set<string>();
   private waiters: (() => void)[] = [];
+  private readonly listeners: ((record: ReconcileRecord) => void)[] = [];
   private stopped = false;
+  private inputs: ReconcileInputs;
   private last: ReconcileRecord | null = null;
   private lastDesired: DesiredState | null = null;
   private everApplied = false;
 
-  constructor(private readonly o: ReconcilerOptions) {}
+  constructor(private readonly o: ReconcilerOptions) {
+    this.inputs = o.inputs;
+  }
 
-  /** Asks for a reconcile; coalesced with any already pending. */
+  /** New inputs (a fresh snapshot, our record, a rotated key): replaces those fields and asks for a reconcile. */
+  update(changes: Partial<ReconcileInputs>, reason: string): void {
+    this.inputs = { ...this.inputs, ...changes };
+    this.request(reason);
+  }
+
+  /** The inputs the next reconcile uses. */
+  current(): ReconcileInputs {
+    return this.inputs;
+  }
+
+  /**
+   * Asks for a reconcile with the current inputs (resync, interface restarted); coalesced with any
+   * already pending. A run starts a microtask later, so inputs pushed in the same turn (our record
+   * and the snapshot that carried it) make one run.
+   */
   request(reason: string): void {
     if (this.stopped) return;
     this.reasons.add(reason);
@@ -92,16 +83,25 @@ export class Reconciler {
       this.again = true;
       return;
     }
-    this.running = this.drain();
+    this.running = Promise.resolve().then(() => this.drain());
   }
 
-  /** Requests a reconcile and resolves when one that started after this call has finished. */
-  reconcileNow(reason: string): Promise<ReconcileRecord | null> {
+  /** Requests a reconcile (with `changes` to the inputs, if given) and resolves when one that started after this call has finished. */
+  reconcileNow(reason: string, changes: Partial<ReconcileInputs> = {}): Promise<ReconcileRecord | null> {
     return new Promise((resolve) => {
       this.waiters.push(() => resolve(this.last));
-      this.request(reason);
+      this.update(changes, reason);
       if (this.stopped) resolve(this.last);
     });
+  }
+
+  /** Called with the record of every finished reconcile (readiness publication). Returns unsubscribe. */
+  onResult(listener: (record: ReconcileRecord) => void): () => void {
+    this.listeners.push(listener);
+    return () => {
+      const i = this.listeners.indexOf(listener);
+      if (i >= 0) this.listeners.splice(i, 1);
+    };
   }
 
   lastReconcile(): ReconcileRecord | null {
@@ -132,7 +132,7 @@ export class Reconciler {
         const reasons = [...this.reasons];
         this.reasons.clear();
         const waiters = this.waiters.splice(0);
-        await this.reconcileOnce(reasons);
+        await this.reconcileOnce(reasons, this.inputs);
         for (const w of waiters) w();
       } while (this.again && !this.stopped);
     } finally {
@@ -140,86 +140,52 @@ export class Reconciler {
     }
   }
 
-  private async reconcileOnce(reasons: string[]): Promise<void> {
+  private async reconcileOnce(reasons: string[], inputs: ReconcileInputs): Promise<void> {
     const { dataplane, dataplaneConfig, clock, logger } = this.o;
     const started = clock.now();
     let changes = 0;
-    let applied = false;
     let interfaceEnsured = false;
     let error: string | null = null;
+    let full = false;
     try {
-      const view = this.o.view();
-      if (view === undefined) {
-        // Fail-static: no registration or no complete KV snapshot yet, so we know too little to
-        // remove anything. Make sure the interface exists and leave peers and routes alone.
-        await dataplane.ensureInterface(this.privateKey(), this.o.interfaceWithoutView());
-        interfaceEnsured = true;
-      } else {
-        // The guard's input is read before planning: a host we cannot read is not routed into.
-        const host = this.o.hostFacts ? await this.o.hostFacts() : NO_HOST_FACTS;
-        const desired = this.o.computeDesiredState(view, dataplaneConfig, host, { unguarded: this.o.unguarded === true });
-        this.lastDesired = desired;
-        await dataplane.ensureInterface(this.privateKey(), desired.interface);
-        interfaceEnsured = true;
-        try {
-          const result = await dataplane.apply(desired);
-          changes = result.changes;
-        } catch (err) {
-          if (!(err instanceof PartialFailureError)) throw err;
-          // Everything else was applied; the failed operations are retried next round.
-          changes = -1;
-          error = err.message;
-        }
-        try {
-          await this.updateRelay(desired);
-        } catch (err) {
-          error = error === null ? `relay: ${errorMessage(err)}` : `${error}; relay: ${errorMessage(err)}`;
-        }
-        applied = error === null;
-      }
+      const readHost = this.o.readHostFacts ?? (() => Promise.resolve(NO_HOST_FACTS));
+      const target = await planTarget(inputs, dataplaneConfig, this.o.computeDesiredState, readHost, { unguarded: this.o.unguarded === true });
+      full = target.desired !== null;
+      if (target.desired !== null) this.lastDesired = target.desired;
+      const report = await dataplane.apply(target);
+      changes = report.changes;
+      interfaceEnsured = report.interfaceEnsured;
     } catch (err) {
+      // A DataplaneApplyError: everything else was applied; the failed operations are retried next round.
+      if (err instanceof DataplaneApplyError) {
+        changes = err.report.changes;
+        interfaceEnsured = err.report.interfaceEnsured;
+      }
       error = errorMessage(err);
     }
+    const applied = full && error === null;
     const record: ReconcileRecord = {
       at: clock.now(),
       ok: error === null,
-      changes: Math.max(0, changes),
+      changes,
       durationMs: clock.now() - started,
       error,
       applied,
       interfaceEnsured,
       reasons,
+      revision: inputs.mesh?.revision ?? 0,
     };
     this.last = record;
     if (applied) this.everApplied = true;
     if (error !== null) logger.warn({ reasons, err: error, durationMs: record.durationMs }, 'reconcile failed; will retry');
     else if (changes > 0) logger.info({ reasons, changes, durationMs: record.durationMs }, 'reconciled');
     else logger.debug({ reasons, durationMs: record.durationMs, applied }, 'reconciled (no changes)');
-    try {
-      this.o.onReconciled?.(record);
-    } catch (err) {
-      logger.error({ err }, 'onReconciled listener threw');
-    }
-  }
-
-  private privateKey(): string {
-    const k = this.o.privateKey;
-    return typeof k === 'string' ? k : k();
-  }
-
-  private async updateRelay(desired: DesiredState): Promise<void> {
-    const relay = this.o.relay;
-    if (!relay) return;
-    let hints: ReadonlyMap<string, string> | undefined;
-    if (desired.relays.length > 0) {
-      // Relayed peers are NATed: the addresses our WireGuard learned from their handshakes tell the
-      // relay which side of a pair a packet came from.
+    for (const l of [...this.listeners]) {
       try {
-        hints = relayHintsFrom(await this.o.dataplane.livePeers());
+        l(record);
       } catch (err) {
-        this.o.logger.debug({ err: errorMessage(err) }, 'cannot read live peers for relay hints');
+        logger.error({ err }, 'reconcile result listener threw');
       }
     }
-    await relay.update(desired.relays, hints);
   }
 }

@@ -7,114 +7,24 @@
 //   GET /diagnostics  live WireGuard peers and owned routes      socket only (for `crosslink diagnose`)
 //   POST /rotate-key  new WireGuard key, re-registered           socket only (for `crosslink rotate-key`)
 //   GET /policy       access policy, live nftables table, counters socket only (for `crosslink policy explain`)
+// The documents are in protocol/status.ts and protocol/status-api.ts.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { connect } from 'node:net';
 import { chmod, lstat, mkdir, unlink } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { z } from 'zod';
 import { CrosslinkError, errorMessage } from '../lib/errors.ts';
 import type { Logger } from '../lib/logger.ts';
-import { ClusterRecord, Key32, NodeRecord } from '../protocol/messages.ts';
 import type { PolicyDocumentResponse } from '../protocol/policy/status.ts';
 import type { AgentStatus } from '../protocol/status.ts';
+import type { DiagnosticsDocument, Readiness, RotateKeyErrorBody, RotateKeyFailure, RotateKeyResponse, ViewDocument } from '../protocol/status-api.ts';
 import type { HostPort } from './config.ts';
-import type { DataplaneConfig, MeshView } from './plan/model.ts';
+import { RotateKeyError } from './control/key-rotation.ts';
 
 export class StatusServerError extends CrosslinkError {
   override name = 'StatusServerError';
 }
 
-/** GET /view: everything `computeDesiredState` needs, so the CLI computes exactly what the agent does. */
-export const ViewDocument = z.object({
-  self: NodeRecord,
-  nodes: z.array(NodeRecord),
-  clusters: z.array(ClusterRecord),
-  dataplaneConfig: z.object({
-    interfaceName: z.string(),
-    listenPort: z.number(),
-    mtu: z.number(),
-    natKeepaliveSec: z.number(),
-    relayPortBase: z.number(),
-    relayPortSpan: z.number(),
-  }),
-});
-export type ViewDocument = z.infer<typeof ViewDocument>;
-
-export function toViewDocument(view: MeshView, dataplaneConfig: DataplaneConfig): ViewDocument {
-  return {
-    self: view.self,
-    nodes: [...view.nodes.values()],
-    clusters: [...view.clusters.values()],
-    dataplaneConfig: { ...dataplaneConfig },
-  };
-}
-
-export function fromViewDocument(doc: ViewDocument): { view: MeshView; dataplaneConfig: DataplaneConfig } {
-  return {
-    view: {
-      self: doc.self,
-      nodes: new Map(doc.nodes.map((n) => [n.name, n])),
-      clusters: new Map(doc.clusters.map((c) => [c.name, c])),
-    },
-    dataplaneConfig: doc.dataplaneConfig,
-  };
-}
-
-/** GET /diagnostics: what the kernel/WireGuard actually holds right now. */
-export const DiagnosticsDocument = z.object({
-  interface: z.string(),
-  livePeers: z
-    .array(
-      z.object({
-        publicKey: z.string(),
-        endpoint: z.string().nullable(),
-        allowedIps: z.array(z.string()),
-        latestHandshakeAt: z.number().nullable(),
-        rxBytes: z.number(),
-        txBytes: z.number(),
-      }),
-    )
-    .nullable(),
-  livePeersError: z.string().nullable(),
-  /** Routes the agent owns (route protocol 149). */
-  liveRoutes: z.array(z.object({ dst: z.string(), dev: z.string().nullable(), via: z.string().nullable() })).nullable(),
-  liveRoutesError: z.string().nullable(),
-});
-export type DiagnosticsDocument = z.infer<typeof DiagnosticsDocument>;
-
-/** POST /rotate-key answer: public keys only; the private key never leaves the state dir and the interface. */
-export const RotateKeyResponse = z.object({
-  node: z.string(),
-  oldPublicKey: Key32,
-  newPublicKey: Key32,
-  /** Generation of our record carrying the new key. */
-  generation: z.number().int(),
-  /** false: the interface still has the old key (the reconcile failed; it is retried on the next resync). */
-  interfaceUpdated: z.boolean(),
-});
-export type RotateKeyResponse = z.infer<typeof RotateKeyResponse>;
-
-/** How a rotation failed, which decides the HTTP code: 503 retry later, 409 refused, 500 local failure. */
-export type RotateKeyFailure = 'unavailable' | 'refused' | 'failed';
-
 const ROTATE_HTTP_STATUS: Readonly<Record<RotateKeyFailure, number>> = { unavailable: 503, refused: 409, failed: 500 };
-
-/** A key rotation that did not happen (or, for 'failed', say in the message what state it left). */
-export class RotateKeyError extends CrosslinkError {
-  override name = 'RotateKeyError';
-  constructor(
-    readonly failure: RotateKeyFailure,
-    message: string,
-    options?: { cause?: unknown },
-  ) {
-    super(message, options);
-  }
-}
-
-export interface Readiness {
-  readonly ready: boolean;
-  readonly reason: string;
-}
 
 export interface StatusProvider {
   status(): Promise<AgentStatus>;
@@ -187,7 +97,8 @@ function routes(p: StatusProvider, local: boolean): Map<string, Route> {
             sendJson(res, 200, await rotate());
           } catch (err) {
             if (!(err instanceof RotateKeyError)) throw err;
-            sendJson(res, ROTATE_HTTP_STATUS[err.failure], { error: err.message, failure: err.failure });
+            const body: RotateKeyErrorBody = { error: err.message, failure: err.failure };
+            sendJson(res, ROTATE_HTTP_STATUS[err.failure], body);
           }
         },
       });

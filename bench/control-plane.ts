@@ -49,7 +49,7 @@ export async function runRegistrationStorm(server: NatsServer, sizes: readonly n
         const rev = await lab.revision();
         const cpu0 = await lab.coordinator!.cpuMs();
         const t0 = performance.now();
-        const seen = watchers.timeUntil((w) => w.watch.nodes().size >= n, 180_000, 5);
+        const seen = watchers.timeUntil((w) => w.watch.snapshot().nodes.size >= n, 180_000, 5);
         const run = await fleet.registerAll(STORM_CONCURRENCY);
         const cpu = (await lab.coordinator!.cpuMs()) - cpu0;
         const [seenAt = NaN] = await seen;
@@ -94,7 +94,7 @@ export async function runFanOut(server: NatsServer, o: { watchers: number; joins
         // Grow the mesh to b nodes, then let every watcher catch up before timing joins.
         await base.registerAll(STORM_CONCURRENCY, await makeAgents(registered, b - registered));
         registered = b;
-        await watchers.timeUntil((w) => w.watch.nodes().size >= b, 120_000, 20);
+        await watchers.timeUntil((w) => w.watch.snapshot().nodes.size >= b, 120_000, 20);
         const joiners = await makeAgents(100_000 + b, o.joins);
         const rev = await lab.revision();
         const before = watchers.traffic();
@@ -104,7 +104,7 @@ export async function runFanOut(server: NatsServer, o: { watchers: number; joins
         for (const j of joiners) {
           // Watch from before the request: the record may reach watchers before the reply reaches the agent.
           const tSend = performance.now();
-          const seen = watchers.timeUntil((w) => w.watch.nodes().has(j.name), 30_000, 1);
+          const seen = watchers.timeUntil((w) => w.watch.snapshot().nodes.has(j.name), 30_000, 1);
           const { reply, ms: replyMs } = await base.registerOnce(j);
           if (!reply.ok) throw new Error(`join of ${j.name} refused: ${reply.error.message}`);
           replies.push(replyMs);
@@ -215,7 +215,7 @@ export async function runRestartStorm(server: NatsServer, o: { nodes: number; wa
     fleet.startHeartbeats(first.heartbeatIntervalMs);
     const ts = performance.now();
     await withWatchers(lab, o.watchers, async (watchers) => {
-      const cold = await watchers.timeUntil((w) => w.watch.synced && w.watch.nodes().size >= o.nodes, 120_000, 10);
+      const cold = await watchers.timeUntil((w) => w.watch.synced && w.watch.snapshot().nodes.size >= o.nodes, 120_000, 10);
       coldSync = `cold start: ${o.watchers} watchers connected and loaded ${o.nodes} records in ${ms(maxOf(cold) - ts)} ms (connections opened one after another)`;
       await sleep(first.heartbeatIntervalMs);
 
@@ -235,7 +235,7 @@ export async function runRestartStorm(server: NatsServer, o: { nodes: number; wa
         const resynced = await watchers.timeUntil(
           (w) => {
             const s = w.watch.stats();
-            return s.sessions > (sessions0[watchers.members.indexOf(w)] ?? 0) && s.live && w.watch.nodes().size >= o.nodes;
+            return s.sessions > (sessions0[watchers.members.indexOf(w)] ?? 0) && s.live && w.watch.snapshot().nodes.size >= o.nodes;
           },
           120_000,
           10,

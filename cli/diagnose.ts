@@ -2,7 +2,7 @@
 // given the agent's status, its verified view, the desired state computed from that view, and two
 // samples of live WireGuard/route state; it returns one check per line with a hint on failure.
 import type { DesiredState, MeshView } from '../agent/plan/model.ts';
-import type { DiagnosticsDocument } from '../agent/status-server.ts';
+import type { DiagnosticsDocument } from '../protocol/status-api.ts';
 import { canonicalCidr, hostCidr } from '../protocol/cidr.ts';
 import type { NodeRecord } from '../protocol/messages.ts';
 import type { AgentStatus } from '../protocol/status.ts';

@@ -60,7 +60,8 @@ export async function readMeshFromKv(o: KvReadOptions): Promise<KvSnapshot> {
       const why = watch.stats().lastError;
       throw new KvReadError(`cannot read the KV bucket "${o.bucket}"${why ? `: ${why}` : ` (${errorMessage(err)})`} — is the coordinator running with --bucket ${o.bucket}?`, { cause: err });
     });
-    return { nodes: new Map(watch.nodes()), clusters: new Map(watch.clusters()), rejected: new Map(watch.rejected()) };
+    const snapshot = watch.snapshot();
+    return { nodes: new Map(snapshot.nodes), clusters: new Map(snapshot.clusters), rejected: new Map(watch.rejected()) };
   } finally {
     await watch.stop();
     await nc.close();

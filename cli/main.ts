@@ -9,7 +9,9 @@ import { z } from 'zod';
 import { computeDesiredState } from '../agent/plan/desired-state.ts';
 import { readCoordinatorKeyFile } from '../agent/control/keys.ts';
 import type { DataplaneConfig, DesiredState, MeshView } from '../agent/plan/model.ts';
-import { DiagnosticsDocument, RotateKeyResponse, ViewDocument, fromViewDocument } from '../agent/status-server.ts';
+import { fromViewDocument } from '../agent/status/view.ts';
+import { Mtu } from '../protocol/mtu.ts';
+import { DiagnosticsDocument, RotateKeyResponse, ViewDocument } from '../protocol/status-api.ts';
 import { parseDuration } from '../lib/duration.ts';
 import { CrosslinkError, ValidationError, errorMessage } from '../lib/errors.ts';
 import { addFlags, check, flagOption, resolveFlags, single, type Env, type FlagSpec } from '../lib/flags.ts';
@@ -160,7 +162,7 @@ export function buildProgram(io: CliIo, setExit: (code: number) => void): Comman
       config = {
         interfaceName: check('--interface', o.interface, InterfaceName),
         listenPort: self.listenPort,
-        mtu: check('--mtu', o.mtu, z.coerce.number().int().min(576, 'must be 576-9000').max(9000, 'must be 576-9000')),
+        mtu: check('--mtu', o.mtu, Mtu),
         natKeepaliveSec: check('--nat-keepalive', o.natKeepalive, z.coerce.number().int().min(0, 'must be 0-3600').max(3600, 'must be 0-3600')),
         relayPortBase: relay.first,
         relayPortSpan: relay.last - relay.first + 1,

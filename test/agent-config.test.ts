@@ -123,7 +123,7 @@ const rejected: { name: string; args: string[]; env?: Record<string, string>; fi
   { name: 'topology', args: [...BASE, '--topology', 'star'], field: /^--topology$/, value: 'star', allowed: /mesh, gateway/ },
   { name: 'keepalive too big', args: [...BASE, '--persistent-keepalive', '2h'], field: /^--persistent-keepalive$/, value: '2h', allowed: /0-3600/ },
   { name: 'nat keepalive fraction', args: [...BASE, '--nat-keepalive', '1500ms'], field: /^--nat-keepalive$/, value: '1500ms', allowed: /whole seconds/ },
-  { name: 'mtu small', args: [...BASE, '--mtu', '1000'], field: /^--mtu$/, value: '1000', allowed: /1280-9000/ },
+  { name: 'mtu small', args: [...BASE, '--mtu', '1000'], field: /^--mtu$/, value: '1000', allowed: /"auto" or a whole number 1280-9000/ },
   { name: 'resync too short', args: [...BASE, '--resync-interval', '100ms'], field: /^--resync-interval$/, value: '100ms', allowed: /1s-1h/ },
   { name: 'relay range reversed', args: [...BASE, '--relay-port-range', '53000-52000'], field: /^--relay-port-range$/, value: '53000-52000', allowed: /first <= last/ },
   { name: 'relay range holds listen port', args: [...BASE, '--relay-port-range', '51000-52000'], field: /^--relay-port-range$/, value: '51000-52000', allowed: /listen-port/ },

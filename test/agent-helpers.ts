@@ -4,9 +4,8 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import type { ClusterRecord, NodeRecord } from '../protocol/messages.ts';
 import { generateWireguardKeyPair, signEnvelope, type SigningKeyPair } from '../protocol/signing.ts';
 import { kvKeys } from '../protocol/subjects.ts';
-import type { ApplyResult, AgentDataplane } from '../agent/reconciler.ts';
+import { DataplaneApplyError, type ApplyReport, type Dataplane, type DataplaneTarget, type LivePeer, type RelayStats } from '../agent/dataplane/api.ts';
 import type { DesiredInterface, DesiredState } from '../agent/plan/model.ts';
-import type { LivePeer } from '../agent/dataplane/wg-dump.ts';
 
 export async function nodeRecord(overrides: Partial<NodeRecord> & { name: string }): Promise<NodeRecord> {
   const wg = await generateWireguardKeyPair();
@@ -48,36 +47,42 @@ export async function putCluster(kv: KV, key: SigningKeyPair, record: ClusterRec
   await kv.put(kvKeys.cluster(record.name), JSON.stringify(await signEnvelope(record, key.secretKey)));
 }
 
-/** Records every desired state it is given; never touches the OS. */
-export class FakeDataplane implements AgentDataplane {
+/** Records every target it is given; never touches the OS. */
+export class FakeDataplane implements Dataplane {
+  /** The desired state of every full apply (not the fail-static ones). */
   readonly applied: DesiredState[] = [];
+  /** The interface of every apply. */
   readonly interfaces: DesiredInterface[] = [];
-  /** The private key of every ensureInterface call (tests derive the public key; never printed). */
+  /** The private key of every apply (tests derive the public key; never printed). */
   readonly privateKeys: string[] = [];
+  /** Every target, in order. */
+  readonly targets: DataplaneTarget[] = [];
   backend: 'userspace' | 'kernel' = 'userspace';
   live: LivePeer[] = [];
+  relays: RelayStats[] = [];
   tornDown = false;
   closed = false;
+  /** Thrown by the next apply (a DataplaneApplyError: the interface was ensured; anything else: it was not). */
   failNext: Error | undefined;
 
-  ensureInterface(privateKey: string, iface: DesiredInterface): Promise<void> {
-    this.interfaces.push(iface);
-    this.privateKeys.push(privateKey);
-    return Promise.resolve();
-  }
-
-  apply(desired: DesiredState): Promise<ApplyResult> {
-    if (this.failNext) {
-      const err = this.failNext;
-      this.failNext = undefined;
-      return Promise.reject(err);
-    }
-    this.applied.push(desired);
-    return Promise.resolve({ changes: 1, commands: [], failures: [] });
+  apply(target: DataplaneTarget): Promise<ApplyReport> {
+    this.targets.push(target);
+    const err = this.failNext;
+    this.failNext = undefined;
+    if (err && !(err instanceof DataplaneApplyError)) return Promise.reject(err);
+    this.interfaces.push(target.interface);
+    this.privateKeys.push(target.privateKey);
+    if (err) return Promise.reject(err);
+    if (target.desired !== null) this.applied.push(target.desired);
+    return Promise.resolve({ interfaceEnsured: true, changes: target.desired === null ? 0 : 1, commands: [], failures: [], blocked: [] });
   }
 
   livePeers(): Promise<readonly LivePeer[]> {
     return Promise.resolve(this.live);
+  }
+
+  relayStats(): readonly RelayStats[] {
+    return this.relays;
   }
 
   teardown(): Promise<void> {
@@ -93,4 +98,9 @@ export class FakeDataplane implements AgentDataplane {
   last(): DesiredState | undefined {
     return this.applied[this.applied.length - 1];
   }
+}
+
+/** A DataplaneApplyError as the data plane throws it: the interface ensured, these operations failed. */
+export function applyFailure(...failures: { op: string; message: string }[]): DataplaneApplyError {
+  return new DataplaneApplyError({ interfaceEnsured: true, changes: 0, commands: [], blocked: [], failures: failures.map((f) => ({ op: f.op, error: new Error(f.message) })) });
 }

@@ -1,154 +1,200 @@
-// The reconciler: fail-static without a view, serialised and coalesced runs, failures recorded
-// (never thrown), relay updates with live-endpoint hints.
+// The reconciler: inputs pushed in as data (snapshot, own record, key), fail-static without a
+// complete view, ONE Dataplane.apply per run with one target, serialised and coalesced runs that
+// use the newest inputs, failures recorded (never thrown).
 import test from 'ava';
-import { Reconciler, type AgentRelay } from '../agent/reconciler.ts';
-import type { DataplaneConfig, DesiredInterface, DesiredState, MeshView, RelayAssignment } from '../agent/plan/model.ts';
-import type { RelayStats } from '../agent/dataplane/relay-forwarder.ts';
+import { Reconciler, type ReconcileInputs } from '../agent/reconciler.ts';
+import type { DataplaneConfig, DesiredInterface, DesiredState, MeshSnapshot, MeshView } from '../agent/plan/model.ts';
+import { frozenMap } from '../lib/frozen-map.ts';
 import { systemClock } from '../lib/clock.ts';
-import { PartialFailureError } from '../lib/errors.ts';
 import { silentLogger } from '../lib/logger.ts';
-import { FakeDataplane, nodeRecord } from './agent-helpers.ts';
+import type { ClusterRecord, NodeRecord } from '../protocol/messages.ts';
+import { FakeDataplane, applyFailure, nodeRecord } from './agent-helpers.ts';
 
 const CONFIG: DataplaneConfig = { interfaceName: 'xltest0', listenPort: 51820, mtu: 1420, natKeepaliveSec: 25, relayPortBase: 52000, relayPortSpan: 10 };
 const NO_VIEW_IF: DesiredInterface = { name: 'xltest0', listenPort: 51820, mtu: 1420, addresses: ['100.96.0.9/32'] };
-const KEY = 'K'.repeat(43) + '=';
 
+/** A desired state that shows what it was computed from: one peer per other node. */
 function desiredFor(view: MeshView): DesiredState {
-  const relays: RelayAssignment[] = view.self.name === 'relay' ? [{ port: 52001, a: { node: 'x', publicKey: KEY }, b: { node: 'y', publicKey: KEY } }] : [];
+  const others = [...view.nodes.values()].filter((n) => n.name !== view.self.name);
   return {
     interface: { ...NO_VIEW_IF, addresses: [`${view.self.overlayIp}/32`] },
-    peers: [],
+    peers: others.map((n) => ({ publicKey: n.publicKey, endpoint: null, allowedIps: [], persistentKeepalive: 0, node: n.name, cluster: n.cluster, path: 'direct', via: null, carries: [n.name] })),
     routes: [],
-    relays,
+    relays: [],
     refused: [],
     remotes: [],
     isGateway: false,
   };
 }
 
-class FakeRelay implements AgentRelay {
-  readonly updates: { assignments: readonly RelayAssignment[]; hints: ReadonlyMap<string, string> | undefined }[] = [];
-  fail = false;
-  update(assignments: readonly RelayAssignment[], hints?: ReadonlyMap<string, string>): Promise<void> {
-    this.updates.push({ assignments, hints });
-    return this.fail ? Promise.reject(new Error('port 52001: EADDRINUSE')) : Promise.resolve();
-  }
-  stats(): readonly RelayStats[] {
-    return [];
-  }
-  close(): Promise<void> {
-    return Promise.resolve();
-  }
+function snapshot(nodes: readonly NodeRecord[], revision: number, complete = true): MeshSnapshot {
+  return Object.freeze({ nodes: frozenMap(nodes.map((n) => [n.name, n] as const)), clusters: frozenMap<string, ClusterRecord>([]), revision, complete });
 }
 
-function setup(opts: { view?: MeshView; relay?: FakeRelay } = {}) {
+function setup(inputs: Partial<ReconcileInputs> = {}) {
   const dataplane = new FakeDataplane();
-  let view = opts.view;
   const reconciler = new Reconciler({
     dataplane,
-    relay: opts.relay ?? null,
     dataplaneConfig: CONFIG,
-    privateKey: 'secret',
-    view: () => view,
-    interfaceWithoutView: () => NO_VIEW_IF,
+    inputs: { mesh: null, self: null, privateKey: 'secret', cachedOverlayIp: '100.96.0.9', ...inputs },
     computeDesiredState: desiredFor,
     clock: systemClock,
     logger: silentLogger(),
   });
-  return { dataplane, reconciler, setView: (v: MeshView | undefined) => (view = v) };
+  return { dataplane, reconciler };
 }
 
-async function viewOf(name = 'node-a'): Promise<MeshView> {
+async function viewInputs(name = 'node-a'): Promise<Pick<ReconcileInputs, 'self' | 'mesh'>> {
   const self = await nodeRecord({ name, overlayIp: '100.96.0.1' });
-  return { self, nodes: new Map([[name, self]]), clusters: new Map() };
+  return { self, mesh: snapshot([self], 7) };
 }
 
-test('without a view: ensures the interface (keeping the last overlay IP) and applies nothing', async (t) => {
+const peerNames = (d: DesiredState | undefined): string[] => (d?.peers ?? []).map((p) => p.node);
+
+test('without a view: one apply that ensures the interface (keeping the cached overlay IP) and nothing else', async (t) => {
   const { dataplane, reconciler } = setup();
   const r = await reconciler.reconcileNow('start');
-  t.deepEqual(dataplane.interfaces, [NO_VIEW_IF]);
-  t.is(dataplane.applied.length, 0);
-  t.like(r, { ok: true, applied: false, changes: 0, reasons: ['start'] });
+  t.is(dataplane.targets.length, 1);
+  t.like(dataplane.targets[0], { privateKey: 'secret', interface: NO_VIEW_IF, desired: null });
+  t.like(r, { ok: true, applied: false, interfaceEnsured: true, changes: 0, reasons: ['start'], revision: 0 });
   t.false(reconciler.applied);
   t.is(reconciler.desired(), null);
 });
 
-test('with a view: interface from the desired state, then apply', async (t) => {
-  const { dataplane, reconciler } = setup({ view: await viewOf() });
-  const r = await reconciler.reconcileNow('mesh changed');
-  t.deepEqual(dataplane.interfaces.map((i) => i.addresses), [['100.96.0.1/32']]);
-  t.is(dataplane.applied.length, 1);
-  t.like(r, { ok: true, applied: true, changes: 1 });
-  t.true(reconciler.applied);
-  t.truthy(reconciler.desired());
+test('registered but the snapshot is incomplete: still fail-static, with our own overlay IP', async (t) => {
+  const { self } = await viewInputs();
+  const { dataplane, reconciler } = setup({ self, mesh: snapshot([], 3, false) });
+  await reconciler.reconcileNow('x');
+  t.like(dataplane.targets[0], { desired: null, interface: { ...NO_VIEW_IF, addresses: ['100.96.0.1/32'] } });
 });
 
-test('requests during a run coalesce into one more run', async (t) => {
-  const { dataplane, reconciler } = setup({ view: await viewOf() });
+test('with a view: ONE apply carries interface, desired state, key and our advertised endpoints', async (t) => {
+  const { dataplane, reconciler } = setup(await viewInputs());
+  const r = await reconciler.reconcileNow('mesh changed');
+  t.is(dataplane.targets.length, 1);
+  const target = dataplane.targets[0];
+  t.deepEqual(target?.interface.addresses, ['100.96.0.1/32']);
+  t.is(target?.interface, target?.desired?.interface);
+  t.deepEqual(target?.advertisedEndpoints, ['192.0.2.10:51820']);
+  t.is(target?.privateKey, 'secret');
+  t.like(r, { ok: true, applied: true, changes: 1, revision: 7 });
+  t.true(reconciler.applied);
+  t.is(reconciler.desired(), target?.desired ?? null);
+});
+
+test('pushed inputs: a new snapshot, a new record and a new key each reach the next apply as data', async (t) => {
+  const { self, mesh } = await viewInputs();
+  const { dataplane, reconciler } = setup({ self, mesh });
+  await reconciler.reconcileNow('start');
+  t.deepEqual(peerNames(dataplane.last()), []);
+
+  const b = await nodeRecord({ name: 'node-b', overlayIp: '100.96.0.2' });
+  if (!self) throw new Error('fixture');
+  reconciler.update({ mesh: snapshot([self, b], 8) }, 'mesh changed');
+  const r = await reconciler.reconcileNow('wait');
+  t.deepEqual(peerNames(dataplane.last()), ['node-b']);
+  t.is(r?.revision, 8);
+
+  await reconciler.reconcileNow('re-registered', { self: { ...self, overlayIp: '100.96.0.77' } });
+  t.deepEqual(dataplane.last()?.interface.addresses, ['100.96.0.77/32']);
+
+  await reconciler.reconcileNow('key rotated', { privateKey: 'new-secret' });
+  t.is(dataplane.targets.at(-1)?.privateKey, 'new-secret');
+});
+
+test('the snapshot handed over is immutable: nobody can change what the reconciler plans from', async (t) => {
+  const { mesh } = await viewInputs();
+  const nodes = mesh?.nodes as Map<string, NodeRecord>;
+  t.throws(() => nodes.set('x', {} as NodeRecord), { instanceOf: TypeError });
+  t.throws(() => nodes.delete('node-a'), { instanceOf: TypeError });
+  t.true(Object.isFrozen(mesh));
+});
+
+test('requests during a run coalesce into one more run, which uses the newest inputs', async (t) => {
+  const { self, mesh } = await viewInputs();
+  const { dataplane, reconciler } = setup({ self, mesh });
   let release: () => void = () => undefined;
   const gate = new Promise<void>((r) => (release = r));
+  let entered: () => void = () => undefined;
+  const inFirst = new Promise<void>((r) => (entered = r));
   const apply = dataplane.apply.bind(dataplane);
   let running = 0;
   let maxRunning = 0;
-  dataplane.apply = async (d) => {
+  dataplane.apply = async (target) => {
     running++;
     maxRunning = Math.max(maxRunning, running);
+    entered();
     await gate;
     running--;
-    return apply(d);
+    return apply(target);
   };
   reconciler.request('a');
+  await inFirst;
+  const b = await nodeRecord({ name: 'node-b' });
+  if (!self) throw new Error('fixture');
   for (const reason of ['b', 'c', 'd', 'c']) reconciler.request(reason);
+  reconciler.update({ mesh: snapshot([self, b], 9) }, 'mesh changed');
   const last = reconciler.reconcileNow('e');
   release();
   const r = await last;
-  t.is(dataplane.applied.length, 2, 'one run plus one coalesced run');
+  t.is(dataplane.targets.length, 2, 'one run plus one coalesced run');
   t.is(maxRunning, 1, 'never two at once');
-  t.deepEqual([...(r?.reasons ?? [])].sort(), ['b', 'c', 'd', 'e']);
+  t.deepEqual([...(r?.reasons ?? [])].sort(), ['b', 'c', 'd', 'e', 'mesh changed']);
+  t.deepEqual(peerNames(dataplane.last()), ['node-b']);
+});
+
+test('inputs pushed in the same turn make one run', async (t) => {
+  const { self, mesh } = await viewInputs();
+  const { dataplane, reconciler } = setup();
+  reconciler.update({ mesh }, 'mesh changed');
+  const r = await reconciler.reconcileNow('own record', { self });
+  t.is(dataplane.targets.length, 1);
+  t.deepEqual([...(r?.reasons ?? [])].sort(), ['mesh changed', 'own record']);
 });
 
 test('a partial failure is recorded, not thrown, and the next run starts clean', async (t) => {
-  const { dataplane, reconciler } = setup({ view: await viewOf() });
-  dataplane.failNext = new PartialFailureError([{ op: 'add route', error: new Error('RTNETLINK answers: File exists') }]);
+  const { dataplane, reconciler } = setup(await viewInputs());
+  dataplane.failNext = applyFailure({ op: 'add route', message: 'RTNETLINK answers: File exists' });
   const r1 = await reconciler.reconcileNow('first');
-  t.like(r1, { ok: false, applied: false, error: '1 add route failure; first was: RTNETLINK answers: File exists' });
+  t.like(r1, { ok: false, applied: false, interfaceEnsured: true, error: '1 add route failure; first was: RTNETLINK answers: File exists' });
   t.false(reconciler.applied);
   const r2 = await reconciler.reconcileNow('second');
   t.like(r2, { ok: true, applied: true, error: null });
   t.true(reconciler.applied);
 });
 
-test('an unexpected error (interface cannot be created) is recorded too', async (t) => {
-  const { dataplane, reconciler } = setup({ view: await viewOf() });
-  dataplane.ensureInterface = () => Promise.reject(new Error('wireguard-go: exit 1'));
+test('a relay port that cannot bind is a failure of the one apply', async (t) => {
+  const { dataplane, reconciler } = setup(await viewInputs());
+  dataplane.failNext = applyFailure({ op: 'relay', message: 'relay forwarder could not bind 1 port(s): port 52001: EADDRINUSE' });
   const r = await reconciler.reconcileNow('x');
-  t.like(r, { ok: false, applied: false, error: 'wireguard-go: exit 1' });
+  t.like(r, { ok: false, applied: false, interfaceEnsured: true });
+  t.regex(r?.error ?? '', /1 relay failure; first was: .*port 52001: EADDRINUSE/);
+});
+
+test('an unexpected error (interface cannot be created) is recorded too', async (t) => {
+  const { dataplane, reconciler } = setup(await viewInputs());
+  dataplane.failNext = new Error('wireguard-go: exit 1');
+  const r = await reconciler.reconcileNow('x');
+  t.like(r, { ok: false, applied: false, interfaceEnsured: false, error: 'wireguard-go: exit 1' });
   t.is(dataplane.applied.length, 0);
 });
 
-test('relay: assignments with hints from live WireGuard endpoints; bind failures recorded', async (t) => {
-  const relay = new FakeRelay();
-  const { dataplane, reconciler } = setup({ view: await viewOf('relay'), relay });
-  dataplane.live = [
-    { publicKey: KEY, endpoint: '203.0.113.5:4500', allowedIps: [], latestHandshakeAt: null, rxBytes: 0, txBytes: 0, persistentKeepalive: 0, hasPresharedKey: false },
-  ];
-  await reconciler.reconcileNow('x');
-  t.is(relay.updates.length, 1);
-  t.is(relay.updates[0]?.assignments.length, 1);
-  t.deepEqual([...(relay.updates[0]?.hints ?? new Map())], [[KEY, '203.0.113.5']]);
-
-  relay.fail = true;
-  const r = await reconciler.reconcileNow('y');
-  t.like(r, { ok: false, applied: false });
-  t.regex(r?.error ?? '', /^relay: port 52001: EADDRINUSE/);
+test('every result is pushed to onResult listeners', async (t) => {
+  const { reconciler } = setup(await viewInputs());
+  const seen: boolean[] = [];
+  const off = reconciler.onResult((r) => seen.push(r.applied));
+  await reconciler.reconcileNow('a');
+  off();
+  await reconciler.reconcileNow('b');
+  t.deepEqual(seen, [true]);
 });
 
 test('stop waits for the run in flight and ignores later requests', async (t) => {
-  const { dataplane, reconciler } = setup({ view: await viewOf() });
+  const { dataplane, reconciler } = setup(await viewInputs());
   reconciler.request('a');
   await reconciler.stop();
   t.is(dataplane.applied.length, 1);
   reconciler.request('after stop');
-  await new Promise((r) => setTimeout(r, 20));
+  await new Promise((r) => setImmediate(r));
   t.is(dataplane.applied.length, 1);
 });

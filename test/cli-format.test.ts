@@ -1,7 +1,7 @@
 // The CLI's pure formatting: peer states, ages, bytes, tables, status text, showconf INI, diagnose.
 import test from 'ava';
 import type { DesiredState, MeshView } from '../agent/plan/model.ts';
-import type { DiagnosticsDocument } from '../agent/status-server.ts';
+import type { DiagnosticsDocument } from '../protocol/status-api.ts';
 import { diagnose, formatChecks } from '../cli/diagnose.ts';
 import {
   endpointText,

@@ -79,6 +79,7 @@ const failures: { name: string; args: () => string[]; err: RegExp }[] = [
   { name: 'no NATS', args: () => ['nodes', '--nats-url', 'nats://127.0.0.1:1', '--coordinator-key', coordinator.publicKey], err: /cannot connect to NATS at nats:\/\/127\.0\.0\.1:1/ },
   { name: 'no agent', args: () => ['status', '--socket', '/tmp/xl-no-such-agent.sock'], err: /cannot reach the agent at \/tmp\/xl-no-such-agent\.sock: .*is crosslink-agent running\?/ },
   { name: 'bad format', args: () => ['showconf', '--format', 'yaml'], err: /Allowed choices are wg, json/ },
+  { name: 'MTU below the overlay minimum', args: () => ['showconf', ...kvArgs(), '--node', 'node-b', '--mtu', '576'], err: /--mtu: "576" is not valid; must be a whole number 1280-9000/ },
 ];
 
 for (const f of failures) {

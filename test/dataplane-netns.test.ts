@@ -6,7 +6,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { createDataplane, type Dataplane } from '../agent/dataplane/dataplane.ts';
+import { createDataplane, type Dataplane, type DataplaneTarget } from '../agent/dataplane/dataplane.ts';
 import { computeDesiredState } from '../agent/plan/desired-state.ts';
 import type { DataplaneConfig, DesiredState, MeshView } from '../agent/plan/model.ts';
 import { WIREGUARD_SOCKET_DIR } from '../agent/dataplane/wireguard-backend.ts';
@@ -92,9 +92,10 @@ async function node(ns: string, iface: string, c: Cleanup): Promise<Dataplane> {
   return dp;
 }
 
+const target = (keys: WireguardKeyPair, desired: DesiredState): DataplaneTarget => ({ privateKey: keys.privateKey, interface: desired.interface, desired, advertisedEndpoints: [] });
+
 async function bringUp(dp: Dataplane, keys: WireguardKeyPair, desired: DesiredState): Promise<void> {
-  await dp.ensureInterface(keys.privateKey, desired.interface);
-  await dp.apply(desired);
+  await dp.apply(target(keys, desired));
 }
 
 const pings = (ns: string, dst: string, src?: string) => () =>
@@ -147,16 +148,14 @@ test.serial('two nodes over real wireguard-go: overlay and pod reachable both wa
   t.is(peersA.length, 1);
   t.not(peersA[0]?.latestHandshakeAt, null);
 
-  // Same desired state again: reads only.
-  t.deepEqual((await dpA.apply(desiredA)).commands, []);
-  t.deepEqual((await dpB.apply(desiredB)).commands, []);
-  // Same for the interface.
-  await dpA.ensureInterface(keysA.privateKey, desiredA.interface);
+  // Same desired state again (interface included): reads only.
+  t.deepEqual((await dpA.apply(target(keysA, desiredA))).commands, []);
+  t.deepEqual((await dpB.apply(target(keysB, desiredB))).commands, []);
 
   // Drift: someone deletes our route; the next apply puts exactly that one back.
   await inNs(nsA, ['ip', 'route', 'del', '10.201.2.0/24', 'proto', '149']);
   t.false(await pings(nsA, '10.201.2.2')());
-  const repair = await dpA.apply(desiredA);
+  const repair = await dpA.apply(target(keysA, desiredA));
   t.deepEqual(repair.commands, [['ip', 'route', 'replace', '10.201.2.0/24', 'dev', ifA, 'proto', '149']]);
   await waitFor(pings(nsA, '10.201.2.2'), { ...opts, what: 'A → pod after repair' });
 
@@ -247,5 +246,5 @@ test.serial('NAT ↔ NAT through a relay: end-to-end encrypted traffic forwarded
   t.is(seenByX?.endpoint, peerY?.endpoint);
   t.not(seenByX?.latestHandshakeAt, null);
   // The endpoint stays what we configured, so the next reconcile has nothing to do (no flapping).
-  t.deepEqual((await dpX.apply(desiredX)).commands, []);
+  t.deepEqual((await dpX.apply(target(keysX, desiredX))).commands, []);
 });

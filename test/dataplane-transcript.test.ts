@@ -2,17 +2,21 @@
 // like the real tools and keeps state, so a second apply sees what the first one did.
 import test from 'ava';
 import { createHash } from 'node:crypto';
-import { createDataplane, DataplaneApplyError, SET_PRIVATE_KEY_SCRIPT, type Dataplane } from '../agent/dataplane/dataplane.ts';
-import type { DataplaneConfig, DesiredPeer, DesiredRoute, DesiredState } from '../agent/plan/model.ts';
+import { createDataplane, DataplaneApplyError, SET_PRIVATE_KEY_SCRIPT, type DataplaneTarget, type LinuxDataplaneHandle } from '../agent/dataplane/dataplane.ts';
+import type { RelayPorts, RelayUpdateOptions } from '../agent/dataplane/api.ts';
+import type { DataplaneConfig, DesiredInterface, DesiredPeer, DesiredRoute, RelayAssignment } from '../agent/plan/model.ts';
 import type { WireguardBackend } from '../agent/dataplane/wireguard-backend.ts';
 import { ManualClock } from '../lib/clock.ts';
 import { PartialFailureError } from '../lib/errors.ts';
 import { silentLogger } from '../lib/logger.ts';
 import { RecordingRunner, type RunResult } from '../lib/runner.ts';
-import { generateWireguardKeyPair } from '../protocol/signing.ts';
+import { generateWireguardKeyPair, wireguardPublicKeyOf } from '../protocol/signing.ts';
 
 const key = (name: string): string => createHash('sha256').update(`wg:${name}`).digest('base64');
 const IF = 'xl0';
+/** The key every target carries; setup() makes the fake interface hold it already. */
+const KEYS = await generateWireguardKeyPair();
+const IFACE: DesiredInterface = { name: IF, listenPort: 51820, mtu: 1420, addresses: ['100.96.0.1/32'] };
 
 interface FakePeer {
   endpoint: string | null;
@@ -153,34 +157,77 @@ function peer(name: string, cidrs: string[], o: Partial<DesiredPeer> = {}): Desi
   return { publicKey: key(name), endpoint: null, allowedIps: cidrs, persistentKeepalive: 0, node: name, cluster: 'west', path: 'direct', via: null, carries: [name], ...o };
 }
 
-function state(peers: DesiredPeer[], extraRoutes: DesiredRoute[] = []): DesiredState {
+/** The target of one reconcile: these peers, their routes (+ extra ones), relay assignments. */
+function state(peers: DesiredPeer[], extraRoutes: DesiredRoute[] = [], relays: RelayAssignment[] = [], advertisedEndpoints: string[] = []): DataplaneTarget {
   const routes = [...peers.flatMap((p) => p.allowedIps.map((dst) => ({ dst, dev: IF }))), ...extraRoutes].sort((a, b) => (a.dst < b.dst ? -1 : 1));
   return {
-    interface: { name: IF, listenPort: 51820, mtu: 1420, addresses: ['100.96.0.1/32'] },
-    peers: [...peers].sort((a, b) => (a.publicKey < b.publicKey ? -1 : 1)),
-    routes,
-    relays: [],
-    refused: [],
-    remotes: [],
-    isGateway: false,
+    privateKey: KEYS.privateKey,
+    interface: IFACE,
+    desired: {
+      interface: IFACE,
+      peers: [...peers].sort((a, b) => (a.publicKey < b.publicKey ? -1 : 1)),
+      routes,
+      relays,
+      refused: [],
+      remotes: [],
+      isGateway: false,
+    },
+    advertisedEndpoints,
   };
+}
+
+/** Fail-static: the interface only. */
+function interfaceOnly(iface: DesiredInterface, privateKey = KEYS.privateKey): DataplaneTarget {
+  return { privateKey, interface: iface, desired: null, advertisedEndpoints: [] };
+}
+
+/** Records what the data plane asks of the relay. */
+class FakeRelay implements RelayPorts {
+  readonly updates: { assignments: readonly RelayAssignment[]; options: RelayUpdateOptions | undefined }[] = [];
+  fail: string | undefined;
+  closed = false;
+  update(assignments: readonly RelayAssignment[], options?: RelayUpdateOptions): Promise<void> {
+    this.updates.push({ assignments, options });
+    return this.fail === undefined ? Promise.resolve() : Promise.reject(new Error(this.fail));
+  }
+  stats(): [] {
+    return [];
+  }
+  close(): Promise<void> {
+    this.closed = true;
+    return Promise.resolve();
+  }
 }
 
 const B = peer('b', ['10.2.0.0/24', '100.96.0.2/32'], { endpoint: '198.51.100.2:51820' });
 const C = peer('c', ['10.3.0.0/24', '100.96.0.3/32']);
 
-async function setup(clock = new ManualClock()): Promise<{ host: FakeHost; dp: Dataplane }> {
+/** A data plane on a fake host whose interface already matches IFACE (so applies show peer/route work only). */
+async function setup(clock = new ManualClock(), relay?: RelayPorts): Promise<{ host: FakeHost; dp: LinuxDataplaneHandle }> {
   const host = new FakeHost();
   host.listenPort = 51820;
-  const dp = await createDataplane({ runner: host.runner, logger: silentLogger(), config, wireguardMode: 'kernel', backendOverride: fakeBackend(), clock, hostCheckIntervalMs: 20_000 });
+  host.publicKey = KEYS.publicKey;
+  host.addresses = ['100.96.0.1/32'];
+  host.up = true;
+  const dp = await createDataplane({
+    runner: host.runner,
+    logger: silentLogger(),
+    config,
+    wireguardMode: 'kernel',
+    backendOverride: fakeBackend(),
+    clock,
+    hostCheckIntervalMs: 20_000,
+    ...(relay ? { relay } : {}),
+  });
   return { host, dp };
 }
 
 test('first apply on empty live state: one wg set per peer, one route per CIDR, forwarding, MSS clamp', async (t) => {
   const { host, dp } = await setup();
   const report = await dp.apply(state([B, C]));
-  t.deepEqual(host.runner.transcript().slice(0, 3), [
+  t.deepEqual(host.runner.transcript().slice(0, 4), [
     `wg show ${IF} dump`,
+    `ip -j addr show dev ${IF}`,
     'ip -j route show table main',
     'ip -j -6 route show table main',
   ]);
@@ -320,12 +367,13 @@ test('partial failure: every change is attempted, then one error summarises them
   t.true(host.peers.has(C.publicKey));
 });
 
-test('ensureInterface: key via stdin, listen port, mtu, address, up; then only reads', async (t) => {
+test('the interface (fail-static target): key via stdin, listen port, mtu, address, up; then only reads', async (t) => {
   const host = new FakeHost();
   const dp = await createDataplane({ runner: host.runner, logger: silentLogger(), config, wireguardMode: 'kernel', backendOverride: fakeBackend() });
   const { privateKey } = await generateWireguardKeyPair();
   const iface = { name: IF, listenPort: 51820, mtu: 1380, addresses: ['100.96.0.1/32'] };
-  await dp.ensureInterface(privateKey, iface);
+  const report = await dp.apply(interfaceOnly(iface, privateKey));
+  t.true(report.interfaceEnsured);
   t.deepEqual(host.writes(), [
     `wg set ${IF} listen-port 51820`,
     `sh -c ${SET_PRIVATE_KEY_SCRIPT} ${IF}`,
@@ -337,36 +385,54 @@ test('ensureInterface: key via stdin, listen port, mtu, address, up; then only r
   t.is(keyCall?.input, `${privateKey}\n`);
   t.false(keyCall?.argv.includes(privateKey));
   // Make the fake report the real public key, as wg would.
-  const { wireguardPublicKeyOf } = await import('../protocol/signing.ts');
   host.publicKey = await wireguardPublicKeyOf(privateKey);
   host.runner.clear();
-  await dp.ensureInterface(privateKey, iface);
+  await dp.apply(interfaceOnly(iface, privateKey));
   t.deepEqual(host.writes(), []);
+  t.deepEqual(host.runner.transcript(), [`wg show ${IF} dump`, `ip -j addr show dev ${IF}`], 'fail-static: no peer, route or host reads');
   // Overlay IP re-allocated: the old address goes.
   host.runner.clear();
-  await dp.ensureInterface(privateKey, { ...iface, addresses: ['100.96.0.9/32'] });
+  await dp.apply(interfaceOnly({ ...iface, addresses: ['100.96.0.9/32'] }, privateKey));
   t.deepEqual(host.writes(), [`ip address replace 100.96.0.9/32 dev ${IF}`, `ip address del 100.96.0.1/32 dev ${IF}`]);
 });
 
-test('idle reconcile (ensureInterface then apply, nothing changed): the exact reads, WireGuard dumped once', async (t) => {
+test('fail-static target: peers and routes already there are left alone', async (t) => {
   const { host, dp } = await setup();
-  const { privateKey } = await generateWireguardKeyPair();
-  const { wireguardPublicKeyOf } = await import('../protocol/signing.ts');
-  host.publicKey = await wireguardPublicKeyOf(privateKey);
-  const desired = state([B, C]);
-  await dp.ensureInterface(privateKey, desired.interface);
-  await dp.apply(desired);
+  await dp.apply(state([B, C]));
+  host.runner.clear();
+  await dp.apply(interfaceOnly(IFACE));
+  t.deepEqual(host.writes(), []);
+  t.is(host.peers.size, 2);
+  t.is(host.routes.size, 4);
+});
+
+test('idle reconcile (one apply, nothing changed): the exact reads, WireGuard dumped once, 0 mutating calls', async (t) => {
+  const { host, dp } = await setup();
+  await dp.apply(state([B, C]));
   host.runner.clear();
 
-  await dp.ensureInterface(privateKey, desired.interface);
-  const report = await dp.apply(desired);
+  const report = await dp.apply(state([B, C]));
   t.deepEqual(report.commands, []);
+  t.is(report.changes, 0);
   t.deepEqual(host.runner.transcript(), [
     `wg show ${IF} dump`,
     `ip -j addr show dev ${IF}`,
     'ip -j route show table main',
     'ip -j -6 route show table main',
   ]);
+});
+
+test('one join costs a constant number of commands whatever the mesh size: one wg set plus one route per CIDR', async (t) => {
+  for (const size of [1, 10, 50]) {
+    const { host, dp } = await setup();
+    const mesh = Array.from({ length: size }, (_, i) => peer(`n${i}`, [`10.${i}.0.0/24`, `100.96.1.${i}/32`]));
+    await dp.apply(state(mesh));
+    host.runner.clear();
+    const joiner = peer('joiner', ['10.200.0.0/24', '100.96.2.1/32']);
+    const report = await dp.apply(state([...mesh, joiner]));
+    t.is(report.commands.length, 3, `mesh of ${size}`);
+    t.is(host.runner.transcript().length, 4 + 3, `mesh of ${size}: 4 reads + 3 writes`);
+  }
 });
 
 test('forwarding and MSS clamp: re-checked once the check interval passed, so drift is repaired at the resync', async (t) => {
@@ -399,22 +465,80 @@ test('forwarding and MSS clamp: a new address family is checked at once', async 
   t.true(host.runner.transcript().includes('sysctl -n net.ipv6.conf.all.forwarding'));
 });
 
-test('the dump ensureInterface read is not reused later: peer drift after it is still repaired', async (t) => {
+test('peer drift between two applies is repaired: every apply reads WireGuard afresh', async (t) => {
   const { host, dp } = await setup();
-  const { privateKey } = await generateWireguardKeyPair();
-  const { wireguardPublicKeyOf } = await import('../protocol/signing.ts');
-  host.publicKey = await wireguardPublicKeyOf(privateKey);
-  const desired = state([B]);
-  await dp.ensureInterface(privateKey, desired.interface);
-  await dp.apply(desired);
-  await dp.ensureInterface(privateKey, desired.interface);
-  // A later turn of the event loop: someone removed the peer by hand in between.
-  await new Promise((resolve) => setImmediate(resolve));
+  await dp.apply(state([B]));
   host.peers.delete(B.publicKey);
   host.runner.clear();
-  await dp.apply(desired);
+  await dp.apply(state([B]));
   t.is(host.runner.transcript()[0], `wg show ${IF} dump`);
   t.deepEqual(host.writes(), [`wg set ${IF} peer ${B.publicKey} endpoint 198.51.100.2:51820 allowed-ips 10.2.0.0/24,100.96.0.2/32`]);
+});
+
+const PAIR: RelayAssignment = { port: 40007, a: { node: 'x', publicKey: key('x') }, b: { node: 'y', publicKey: key('y') } };
+const LOCAL_ADDRS = JSON.stringify([{ ifname: 'eth0', addr_info: [{ local: '172.16.0.5' }, { local: '198.51.100.7' }] }]);
+
+test('relay ports are part of the one apply: hints from the same single WireGuard dump, bound to our advertised local address', async (t) => {
+  const relay = new FakeRelay();
+  const { host, dp } = await setup(new ManualClock(), relay);
+  host.runner.on(['ip', '-j', '-4', 'addr', 'show'], LOCAL_ADDRS);
+  // X is a NATed peer whose address our WireGuard learned from its handshakes.
+  const X = peer('x', ['10.7.0.0/24', '100.96.0.7/32']);
+  await dp.apply(state([X]));
+  const live = host.peers.get(X.publicKey);
+  if (live) live.endpoint = '203.0.113.50:4500';
+  host.runner.clear();
+  await dp.apply(state([X], [], [PAIR], ['198.51.100.7:51820']));
+  t.deepEqual(relay.updates.at(-1)?.assignments, [PAIR]);
+  t.is(relay.updates.at(-1)?.options?.bindAddress, '198.51.100.7');
+  t.deepEqual([...(relay.updates.at(-1)?.options?.hints ?? new Map())], [[X.publicKey, '203.0.113.50']]);
+  t.is(host.runner.transcript().filter((l) => l.startsWith('wg show')).length, 1, 'one wg show dump per apply, relay hints included');
+  // The local addresses are read once per set of endpoints, not at every apply.
+  host.runner.clear();
+  await dp.apply(state([X], [], [PAIR], ['198.51.100.7:51820']));
+  t.false(host.runner.transcript().includes('ip -j -4 addr show'));
+  t.deepEqual(host.writes(), []);
+});
+
+test('relay: an advertised endpoint that is not local (1:1 NAT) binds any address; relays gone close the ports', async (t) => {
+  const relay = new FakeRelay();
+  const { host, dp } = await setup(new ManualClock(), relay);
+  host.runner.on(['ip', '-j', '-4', 'addr', 'show'], LOCAL_ADDRS);
+  await dp.apply(state([], [], [PAIR], ['203.0.113.9:51820']));
+  t.is(relay.updates.at(-1)?.options?.bindAddress, undefined);
+  await dp.apply(state([]));
+  t.deepEqual(relay.updates.at(-1)?.assignments, []);
+});
+
+test('relay: unreadable local addresses (garbage from ip -j) bind any address instead of failing the apply', async (t) => {
+  const relay = new FakeRelay();
+  const { host, dp } = await setup(new ManualClock(), relay);
+  host.runner.on(['ip', '-j', '-4', 'addr', 'show'], '[{"ifname": "eth0", "addr_info": [{"local": "198.51');
+  const report = await dp.apply(state([], [], [PAIR], ['198.51.100.7:51820']));
+  t.deepEqual(report.failures, []);
+  t.deepEqual(relay.updates.at(-1)?.assignments, [PAIR]);
+  t.is(relay.updates.at(-1)?.options?.bindAddress, undefined);
+});
+
+test('relay: a port that cannot bind is a failure of the apply; peers and routes still went in', async (t) => {
+  const relay = new FakeRelay();
+  relay.fail = 'relay forwarder could not bind 1 port(s): port 40007: EADDRINUSE';
+  const { host, dp } = await setup(new ManualClock(), relay);
+  const err = await t.throwsAsync(dp.apply(state([B], [], [PAIR])), { instanceOf: DataplaneApplyError });
+  t.regex(err.message, /^1 relay failure; first was: relay forwarder could not bind/);
+  t.true(err.report.interfaceEnsured);
+  t.true(host.peers.has(B.publicKey));
+  t.true(host.routes.has('10.2.0.0/24'));
+});
+
+test('teardown and close close the relay ports', async (t) => {
+  for (const how of ['teardown', 'close'] as const) {
+    const relay = new FakeRelay();
+    const { dp } = await setup(new ManualClock(), relay);
+    await dp.apply(state([], [], [PAIR]));
+    await dp[how]();
+    t.true(relay.closed, how);
+  }
 });
 
 test('teardown: flush our routes (both families), remove the MSS rule, delete the interface', async (t) => {
@@ -478,5 +602,5 @@ test('defaultMtu: underlay MTU minus 80 from the default route; 1420 when unknow
 
   t.is(await defaultMtu(new RecordingRunner().on(['ip'], '[]')), 1420);
   t.is(await defaultMtu(new RecordingRunner().fail(['ip'], 'boom')), 1420);
-  t.is(await defaultMtu(new RecordingRunner().on(['ip', '-j', 'route'], '[{"dev":"tiny"}]').on(['ip', '-j', 'link'], '[{"mtu":600}]')), 576);
+  t.is(await defaultMtu(new RecordingRunner().on(['ip', '-j', 'route'], '[{"dev":"tiny"}]').on(['ip', '-j', 'link'], '[{"mtu":600}]')), 1280, 'clamped to the one bound (test/mtu-bounds.test.ts)');
 });

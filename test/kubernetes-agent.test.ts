@@ -207,6 +207,9 @@ test.serial('Node → signed record; state written back on the Node; annotation 
     gatewayEligible: true,
   });
   t.regex(record.overlayIp, /^100\.96\./);
+  await until(t, logs, "the data plane to get the Node's endpoint for its relay binding", () =>
+    a.dataplane.targets.at(-1)?.advertisedEndpoints.join() === `198.51.100.7:${LISTEN_PORT}`,
+  );
 
   // 2. State written back: annotations and CrosslinkReady=True once registered and reconciled.
   const ready = await until(t, logs, 'CrosslinkReady=True on the Node', () => {
@@ -231,6 +234,12 @@ test.serial('Node → signed record; state written back on the Node; annotation 
   t.true(moved.generation > record.generation, 'a new generation');
   t.is(moved.overlayIp, record.overlayIp, 'same overlay IP');
   t.is(moved.publicKey, record.publicKey);
+  // The relay binds the address the NODE publishes (there are no --endpoint flags in Kubernetes mode):
+  // the data plane gets our published endpoints with every apply, so it follows the edit too.
+  await until(t, logs, 'the data plane to get the annotated endpoint for its relay binding', () =>
+    a.dataplane.targets.at(-1)?.advertisedEndpoints.join() === '203.0.113.50:51820',
+  );
+  t.deepEqual(a.config.endpoints, [], 'the flags had no endpoint');
 
   // 3b. An invalid value: ignored (no re-registration), the agent keeps running, the condition says why.
   await cluster.kubectl('annotate', 'node', 'xl-k8s-a', 'crosslink.dev/gateway-eligible=maybe');

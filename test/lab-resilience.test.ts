@@ -4,7 +4,7 @@
 import { join } from 'node:path';
 import test from 'ava';
 import { execa } from 'execa';
-import { RotateKeyResponse } from '../agent/status-server.ts';
+import { RotateKeyResponse } from '../protocol/status-api.ts';
 import type { Lab } from '../lab/lab.ts';
 import { findPod } from '../lab/plan.ts';
 import { assertConverged, assertReachable, explainPair, pingUntil, useLab } from './helpers/lab-harness.ts';

@@ -32,7 +32,7 @@ test('an audit of a watch in step with the bucket reads no record', async (t) =>
   await fill(f);
   f.watch.start();
   await waitFor(() => f.watch.synced, { timeoutMs: 10_000, what: 'snapshot' });
-  t.is(f.watch.nodes().size, 9);
+  t.is(f.watch.snapshot().nodes.size, 9);
   const before = f.watch.stats();
 
   t.deepEqual(await f.watch.runAudit(), { kind: 'in-step' });
@@ -44,7 +44,7 @@ test('an audit of a watch in step with the bucket reads no record', async (t) =>
   // Changes the watch follows keep it in step too, deletes included.
   await putNode(f.kv, f.coordinator, await nodeRecord({ name: 'node-new' }));
   await f.kv.delete('nodes.node-5');
-  await waitFor(() => f.watch.nodes().has('node-new') && !f.watch.nodes().has('node-5'), { timeoutMs: 10_000, what: 'deltas applied' });
+  await waitFor(() => f.watch.snapshot().nodes.has('node-new') && !f.watch.snapshot().nodes.has('node-5'), { timeoutMs: 10_000, what: 'deltas applied' });
   t.deepEqual(await f.watch.runAudit(), { kind: 'in-step' });
 
   const after = f.watch.stats();
@@ -58,20 +58,20 @@ test('keys purged behind the watch are found by the audit, which re-reads everyt
   await fill(f);
   f.watch.start();
   await waitFor(() => f.watch.synced, { timeoutMs: 10_000, what: 'snapshot' });
-  t.true(f.watch.nodes().has('node-3'));
+  t.true(f.watch.snapshot().nodes.has('node-3'));
   const before = f.watch.stats();
 
   // A stream-level purge removes the key's messages without a delete marker: the watch never hears of it.
   const jsm = await jetstreamManager(f.nc);
   await jsm.streams.purge('KV_crosslink', { filter: '$KV.crosslink.nodes.node-3' });
-  t.true(f.watch.nodes().has('node-3'), 'the watch still holds it');
+  t.true(f.watch.snapshot().nodes.has('node-3'), 'the watch still holds it');
 
   const result = await f.watch.runAudit();
   t.is(result.kind, 're-read');
   if (result.kind === 're-read') t.regex(result.reason, /nodes\.>: the bucket holds 9 keys, the watch knows 10/);
   await waitFor(() => f.watch.stats().sessions === before.sessions + 1 && f.watch.stats().live, { timeoutMs: 10_000, what: 'full re-read' });
-  t.false(f.watch.nodes().has('node-3'), 'pruned');
-  t.is(f.watch.nodes().size, 8);
+  t.false(f.watch.snapshot().nodes.has('node-3'), 'pruned');
+  t.is(f.watch.snapshot().nodes.size, 8);
   t.true(f.watch.stats().totalEntries > before.totalEntries, 'the re-read delivered the bucket again');
   t.like(f.watch.stats(), { audits: 1, auditRereads: 1 });
   // And after the re-read it is in step again.

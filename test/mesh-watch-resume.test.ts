@@ -16,13 +16,13 @@ function setup(t: ExecutionContext, extra: Partial<MeshWatchOptions> = {}): Prom
   });
 }
 
-const names = (w: MeshWatch): string => [...w.nodes().keys()].sort().join();
+const names = (w: MeshWatch): string => [...w.snapshot().nodes.keys()].sort().join();
 
 test('after a NATS restart the watch resumes: only the changes made meanwhile arrive, deletes included', async (t) => {
   const f = await setup(t);
   for (let i = 0; i < 20; i++) await putNode(f.kv, f.coordinator, await nodeRecord({ name: `node-${String(i).padStart(2, '0')}` }));
   f.watch.start();
-  await waitFor(() => f.watch.synced && f.watch.nodes().size === 20, { timeoutMs: 10_000, what: 'snapshot of 20 records' });
+  await waitFor(() => f.watch.synced && f.watch.snapshot().nodes.size === 20, { timeoutMs: 10_000, what: 'snapshot of 20 records' });
   t.is(f.watch.stats().sessionEntries, 20, 'the first session reads everything');
 
   await f.server.restart();
@@ -31,13 +31,13 @@ test('after a NATS restart the watch resumes: only the changes made meanwhile ar
   await putNode(other.kv, f.coordinator, await nodeRecord({ name: 'node-new' }));
 
   await waitFor(() => f.watch.stats().resumes === 1 && f.watch.stats().live, { timeoutMs: 20_000, what: 'a resumed session' });
-  await waitFor(() => f.watch.nodes().has('node-new') && !f.watch.nodes().has('node-03'), { timeoutMs: 10_000, what: 'changes of the outage applied' });
-  t.is(f.watch.nodes().size, 20);
+  await waitFor(() => f.watch.snapshot().nodes.has('node-new') && !f.watch.snapshot().nodes.has('node-03'), { timeoutMs: 10_000, what: 'changes of the outage applied' });
+  t.is(f.watch.snapshot().nodes.size, 20);
   t.is(f.watch.stats().sessionEntries, 2, 'the resumed session delivered the delete and the new record, not the whole bucket');
 
   // And it keeps following deltas.
   await other.kv.delete('nodes.node-04');
-  await waitFor(() => !f.watch.nodes().has('node-04'), { timeoutMs: 10_000, what: 'delta after the resume' });
+  await waitFor(() => !f.watch.snapshot().nodes.has('node-04'), { timeoutMs: 10_000, what: 'delta after the resume' });
   t.pass();
 });
 
@@ -45,7 +45,7 @@ test('a bucket re-created during the outage is read in full, and records it lack
   const f = await setup(t);
   for (const name of ['node-a', 'node-b', 'node-c']) await putNode(f.kv, f.coordinator, await nodeRecord({ name }));
   f.watch.start();
-  await waitFor(() => f.watch.synced && f.watch.nodes().size === 3, { timeoutMs: 10_000, what: 'snapshot' });
+  await waitFor(() => f.watch.synced && f.watch.snapshot().nodes.size === 3, { timeoutMs: 10_000, what: 'snapshot' });
 
   await f.server.restart();
   const other = await otherClient(t, f.server);
@@ -77,7 +77,7 @@ test('after a reconnect the watch is re-created only once its jitter delay has p
   // Give a watch that ignored its jitter every chance to start; it must not.
   await new Promise((r) => setTimeout(r, 1000));
   t.is(f.watch.stats().sessions, before, 'no new session before the jitter delay');
-  t.deepEqual([...f.watch.nodes().keys()], ['node-a'], 'records kept meanwhile (fail-static)');
+  t.deepEqual([...f.watch.snapshot().nodes.keys()], ['node-a'], 'records kept meanwhile (fail-static)');
 
   clock.advance(4_999);
   await new Promise((r) => setTimeout(r, 300));

@@ -15,7 +15,7 @@ function setup(t: ExecutionContext): Promise<WatchFixture> {
   });
 }
 
-const names = (w: MeshWatch): string[] => [...w.nodes().keys()].sort();
+const names = (w: MeshWatch): string[] => [...w.snapshot().nodes.keys()].sort();
 
 test('loads the initial snapshot, then follows adds, updates and deletes', async (t) => {
   const f = await setup(t);
@@ -28,20 +28,20 @@ test('loads the initial snapshot, then follows adds, updates and deletes', async
   f.watch.start();
   await waitFor(() => f.watch.synced, { timeoutMs: 10_000, what: 'initial snapshot' });
   t.deepEqual(names(f.watch), ['node-a', 'node-b']);
-  t.deepEqual([...f.watch.clusters().keys()], ['c1']);
+  t.deepEqual([...f.watch.snapshot().clusters.keys()], ['c1']);
   t.true(f.changes >= 1);
 
   const c = await nodeRecord({ name: 'node-c.example.com', cluster: 'c3' });
   await putNode(f.kv, f.coordinator, c);
-  await waitFor(() => f.watch.nodes().has('node-c.example.com'), { timeoutMs: 10_000, what: 'node-c added' });
+  await waitFor(() => f.watch.snapshot().nodes.has('node-c.example.com'), { timeoutMs: 10_000, what: 'node-c added' });
 
   await putNode(f.kv, f.coordinator, { ...a, generation: 2, endpoints: ['192.0.2.99:51820'] });
-  await waitFor(() => f.watch.nodes().get('node-a')?.generation === 2, { timeoutMs: 10_000, what: 'node-a updated' });
-  t.deepEqual(f.watch.nodes().get('node-a')?.endpoints, ['192.0.2.99:51820']);
+  await waitFor(() => f.watch.snapshot().nodes.get('node-a')?.generation === 2, { timeoutMs: 10_000, what: 'node-a updated' });
+  t.deepEqual(f.watch.snapshot().nodes.get('node-a')?.endpoints, ['192.0.2.99:51820']);
 
   await f.kv.delete('nodes.node-b');
   await f.kv.purge('clusters.c1');
-  await waitFor(() => !f.watch.nodes().has('node-b') && f.watch.clusters().size === 0, { timeoutMs: 10_000, what: 'deletes applied' });
+  await waitFor(() => !f.watch.snapshot().nodes.has('node-b') && f.watch.snapshot().clusters.size === 0, { timeoutMs: 10_000, what: 'deletes applied' });
   t.deepEqual(names(f.watch), ['node-a', 'node-c.example.com']);
 });
 
@@ -49,7 +49,7 @@ test('an empty bucket counts as a complete snapshot', async (t) => {
   const f = await setup(t);
   f.watch.start();
   await waitFor(() => f.watch.synced, { timeoutMs: 10_000, what: 'empty snapshot' });
-  t.is(f.watch.nodes().size, 0);
+  t.is(f.watch.snapshot().nodes.size, 0);
 });
 
 test('ignores forged, unsigned, mismatched, malformed and replayed records', async (t) => {
@@ -57,7 +57,7 @@ test('ignores forged, unsigned, mismatched, malformed and replayed records', asy
   const good = await nodeRecord({ name: 'node-a', generation: 5 });
   await putNode(f.kv, f.coordinator, good);
   f.watch.start();
-  await waitFor(() => f.watch.nodes().has('node-a'), { timeoutMs: 10_000, what: 'node-a' });
+  await waitFor(() => f.watch.snapshot().nodes.has('node-a'), { timeoutMs: 10_000, what: 'node-a' });
 
   const impostor = await generateSigningKeyPair();
   const rows: { key: string; value: string; why: RegExp }[] = [
@@ -78,13 +78,13 @@ test('ignores forged, unsigned, mismatched, malformed and replayed records', asy
   await waitFor(() => f.watch.rejected().size === rows.length, { timeoutMs: 10_000, what: 'all bad records rejected' });
 
   t.deepEqual(names(f.watch), ['node-a']);
-  t.deepEqual(f.watch.nodes().get('node-a'), good, 'the replay did not replace the held record');
+  t.deepEqual(f.watch.snapshot().nodes.get('node-a'), good, 'the replay did not replace the held record');
   for (const r of rows) t.regex(f.watch.rejected().get(r.key)?.reason ?? '', r.why, r.key);
   t.is(f.watch.stats().rejected, rows.length);
 
   // A good record under a rejected key clears the flag.
   await putNode(f.kv, f.coordinator, await nodeRecord({ name: 'forged' }));
-  await waitFor(() => f.watch.nodes().has('forged'), { timeoutMs: 10_000, what: 'forged key replaced by a good record' });
+  await waitFor(() => f.watch.snapshot().nodes.has('forged'), { timeoutMs: 10_000, what: 'forged key replaced by a good record' });
   t.false(f.watch.rejected().has('nodes.forged'));
 });
 
@@ -95,7 +95,7 @@ test('recovers after a NATS server restart; records deleted meanwhile disappear'
   await putNode(f.kv, f.coordinator, a);
   await putNode(f.kv, f.coordinator, b);
   f.watch.start();
-  await waitFor(() => f.watch.synced && f.watch.nodes().size === 2, { timeoutMs: 10_000, what: 'snapshot' });
+  await waitFor(() => f.watch.synced && f.watch.snapshot().nodes.size === 2, { timeoutMs: 10_000, what: 'snapshot' });
   const sessionsBefore = f.watch.stats().sessions;
 
   await f.server.stopProcess();
@@ -124,7 +124,7 @@ test('a refresh prunes records whose keys vanished without a delete marker', asy
   await putNode(f.kv, f.coordinator, await nodeRecord({ name: 'node-a' }));
   await putNode(f.kv, f.coordinator, await nodeRecord({ name: 'node-b' }));
   f.watch.start();
-  await waitFor(() => f.watch.nodes().size === 2, { timeoutMs: 10_000, what: 'snapshot' });
+  await waitFor(() => f.watch.snapshot().nodes.size === 2, { timeoutMs: 10_000, what: 'snapshot' });
   // Purge the subject at the stream level: no DEL/PURGE marker reaches the watcher.
   const { jetstreamManager } = await import('@nats-io/jetstream');
   const jsm = await jetstreamManager(f.nc);

@@ -20,3 +20,15 @@ for (const [name, endpoints, want] of cases) {
     t.deepEqual(runner.transcript(), endpoints.length === 0 ? [] : ['ip -j -4 addr show']);
   });
 }
+
+for (const [name, stdout] of [
+  ['truncated JSON', '[{"ifname":"eth0","addr_info":[{"local":"198.51'],
+  ['not JSON at all', 'Error: no such thing'],
+  ['JSON but not a list', '{"ifname":"eth0"}'],
+  ['odd shapes inside', '[null, 3, {"addr_info": "x"}, {"addr_info": [null, {"local": 7}]}]'],
+] as const) {
+  test(`relayBindAddress: ${name} from ip -j is "bind any", never a crash`, async (t) => {
+    const runner = new RecordingRunner().on(['ip', '-j', '-4', 'addr', 'show'], stdout);
+    t.is(await relayBindAddress(runner, ['198.51.100.7:51820']), undefined);
+  });
+}

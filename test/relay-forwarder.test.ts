@@ -105,7 +105,7 @@ test('hints identify the side even when LRU would pick the wrong slot', async (t
     { publicKey: 'key-x', endpoint: '127.0.0.1:51820', allowedIps: [], latestHandshakeAt: null, rxBytes: 0, txBytes: 0, persistentKeepalive: 0, hasPresharedKey: false },
     { publicKey: 'key-y', endpoint: '127.0.0.2:51820', allowedIps: [], latestHandshakeAt: null, rxBytes: 0, txBytes: 0, persistentKeepalive: 0, hasPresharedKey: false },
   ];
-  await relay.update([assignment(port)], relayHintsFrom(hintPeers));
+  await relay.update([assignment(port)], { hints: relayHintsFrom(hintPeers) });
   await sendAndSettle(x, 'x1', port);
   clock.advance(1000);
   await y.send('y1', port);
@@ -165,4 +165,25 @@ test('a port that cannot be bound is reported; the others still open', async (t)
   const err = await t.throwsAsync(relay.update([assignment(busy.port), assignment(free, 'p', 'q')]));
   t.regex(err.message, new RegExp(`could not bind 1 port\\(s\\): port ${busy.port}: .*EADDRINUSE`));
   t.deepEqual(relay.stats().map((s) => s.port), [free]);
+});
+
+test('a new bind address (our advertised endpoint changed) re-opens the ports on it', async (t) => {
+  const port = await freeUdpPort();
+  const relay = new RelayForwarder({ logger: silentLogger(), bindAddress: '127.0.0.1' });
+  t.teardown(() => relay.close());
+  const bindable = async (address: string): Promise<boolean> => {
+    const s = createSocket('udp4');
+    const ok = await new Promise<boolean>((resolve) => {
+      s.once('error', () => resolve(false));
+      s.bind(port, address, () => resolve(true));
+    });
+    await new Promise<void>((resolve) => s.close(() => resolve()));
+    return ok;
+  };
+  await relay.update([assignment(port)]);
+  t.false(await bindable('127.0.0.1'), 'bound on the default address');
+  await relay.update([assignment(port)], { bindAddress: '127.0.0.2' });
+  t.true(await bindable('127.0.0.1'), 'the old socket is closed');
+  t.false(await bindable('127.0.0.2'), 'the port is open on the new address');
+  t.deepEqual(relay.stats().map((s) => s.port), [port]);
 });

@@ -14,14 +14,18 @@ import { Kvm, type KV, type KvWatchEntry } from '@nats-io/kv';
 import { nanos, type NatsConnection, type QueuedIterator } from '@nats-io/transport-node';
 import type { Clock } from '../../lib/clock.ts';
 import { errorMessage } from '../../lib/errors.ts';
+import { deepFreeze, frozenMap } from '../../lib/frozen-map.ts';
 import type { Logger } from '../../lib/logger.ts';
 import { ClusterRecord, NodeRecord } from '../../protocol/messages.ts';
 import { SignatureError, verifyEnvelope } from '../../protocol/signing.ts';
 import { clusterNameFromKey, kvKeys, nodeNameFromKey } from '../../protocol/subjects.ts';
+import type { MeshSnapshot } from '../plan/model.ts';
 import { judgeProgress, nextProgressCheckMs } from './watch-progress.ts';
 import { onConnectionStatus } from '../../lib/nats-status.ts';
 import { RateLimitedLog } from '../../lib/rate-limited-log.ts';
 import { backoffDelay } from '../../lib/backoff.ts';
+
+export type { MeshSnapshot } from '../plan/model.ts';
 
 export interface MeshWatchOptions {
   readonly nc: NatsConnection;
@@ -29,7 +33,7 @@ export interface MeshWatchOptions {
   readonly coordinatorKey: string;
   readonly logger: Logger;
   readonly clock: Clock;
-  /** Coalesces bursts of KV changes into one "changed" (default 150 ms). */
+  /** Coalesces bursts of KV changes into one snapshot (default 150 ms). */
   readonly debounceMs?: number;
   /** Retry delays when the bucket can't be watched (default 250 ms doubling to 5 s). */
   readonly retryMinMs?: number;
@@ -124,7 +128,10 @@ export class MeshWatch {
   private readonly nodeMap = new Map<string, NodeRecord>();
   private readonly clusterMap = new Map<string, ClusterRecord>();
   private readonly rejectedMap = new Map<string, RejectedRecord>();
-  private readonly listeners: (() => void)[] = [];
+  private readonly listeners: ((snapshot: MeshSnapshot) => void)[] = [];
+  /** The current snapshot; undefined after a change until someone asks (built at most once per change). */
+  private snap: MeshSnapshot | undefined;
+  private revision = 0;
   private readonly throttle: RateLimitedLog;
   private everSynced = false;
   private live = false;
@@ -197,22 +204,29 @@ export class MeshWatch {
     await this.supervisor;
   }
 
-  /** Called (debounced) after the verified set changed. */
-  onChange(listener: () => void): void {
+  /** Called with a new immutable snapshot (debounced) after the verified set changed. Returns unsubscribe. */
+  onSnapshot(listener: (snapshot: MeshSnapshot) => void): () => void {
     this.listeners.push(listener);
+    return () => {
+      const i = this.listeners.indexOf(listener);
+      if (i >= 0) this.listeners.splice(i, 1);
+    };
   }
 
-  /** True once a full snapshot has been read (stays true through outages: we keep what we had). */
+  /** The current immutable snapshot (the same object until the next change). */
+  snapshot(): MeshSnapshot {
+    this.snap ??= Object.freeze({
+      nodes: frozenMap(this.nodeMap),
+      clusters: frozenMap(this.clusterMap),
+      revision: this.revision,
+      complete: this.everSynced,
+    });
+    return this.snap;
+  }
+
+  /** True once a full snapshot has been read (= snapshot().complete). */
   get synced(): boolean {
     return this.everSynced;
-  }
-
-  nodes(): ReadonlyMap<string, NodeRecord> {
-    return this.nodeMap;
-  }
-
-  clusters(): ReadonlyMap<string, ClusterRecord> {
-    return this.clusterMap;
   }
 
   /** KV values currently refused (forged, unsigned, mismatched, replayed), by key. */
@@ -444,7 +458,10 @@ export class MeshWatch {
       // wait for revisions that never come, so read everything.
       // (A direct get per range, answered by any replica: the stream leader may be the server just lost.)
       const last = await this.lastRevisions();
-      if (last.some((rev, i) => rev < (this.appliedRevision[i] ?? 0))) mode = 'full';
+      if (last.some((rev, i) => rev < (this.appliedRevision[i] ?? 0))) {
+        mode = 'full';
+        this.revision = 0;
+      }
     }
     if (mode === 'full') {
       this.appliedRevision.fill(0);
@@ -503,6 +520,10 @@ export class MeshWatch {
           session.entries++;
           this.totalEntries++;
           this.appliedRevision[filter] = Math.max(this.appliedRevision[filter] ?? 0, e.revision);
+          if (e.revision > this.revision) {
+            this.revision = e.revision;
+            this.snap = undefined;
+          }
           this.appliedKeys[filter]?.add(e.key);
         }
         if (!initialDone && e.isUpdate) finishInitial();
@@ -548,6 +569,7 @@ export class MeshWatch {
     for (const key of [...this.rejectedMap.keys()]) if (!session.seen.has(key)) this.rejectedMap.delete(key);
     const first = !this.everSynced;
     this.everSynced = true;
+    this.snap = undefined;
     this.live = true;
     this.lastError = null;
     this.throttle.reset('watch-failed');
@@ -571,6 +593,7 @@ export class MeshWatch {
       session.seen.delete(key);
       this.rejectedMap.delete(key);
       if (map.delete(name)) {
+        this.snap = undefined;
         this.o.logger.info({ key, op: e.operation }, 'record removed');
         this.emitChanged(false);
       }
@@ -598,7 +621,8 @@ export class MeshWatch {
     }
     this.rejectedMap.delete(key);
     if (held && JSON.stringify(held) === JSON.stringify(record)) return;
-    map.set(name, record);
+    map.set(name, deepFreeze(record));
+    this.snap = undefined;
     this.o.logger.debug({ key, generation: record.generation }, held ? 'record updated' : 'record added');
     this.emitChanged(false);
   }
@@ -614,11 +638,12 @@ export class MeshWatch {
     if (this.debounce) clearTimeout(this.debounce);
     const fire = (): void => {
       this.debounce = undefined;
-      for (const l of this.listeners) {
+      const snapshot = this.snapshot();
+      for (const l of [...this.listeners]) {
         try {
-          l();
+          l(snapshot);
         } catch (err) {
-          this.o.logger.error({ err }, 'mesh change listener threw');
+          this.o.logger.error({ err }, 'mesh snapshot listener threw');
         }
       }
     };

@@ -1,8 +1,9 @@
-// The data plane: turns a DesiredState into WireGuard peers, routes, an MSS clamp and forwarding
-// sysctls. Each apply reads live state once, diffs it against the desired state and runs only the
-// commands that close the gap (all through the Runner). Every change is attempted even if some fail.
-// Hot path: an idle reconcile dumps WireGuard once (ensureInterface hands its dump to apply) and
-// re-reads the sysctls and iptables only every hostCheckIntervalMs (the resync repairs their drift).
+// The data plane: turns a DataplaneTarget (agent/dataplane/api.ts) into the WireGuard interface,
+// its peers, routes, relay ports, an MSS clamp and forwarding sysctls. Each apply reads live state
+// once (one `wg show dump`, one `ip -j addr`, the owned routes of both families), diffs it against
+// the target and runs only the commands that close the gap (all through the Runner). Every change
+// is attempted even if some fail. The sysctls and iptables are re-read only every
+// hostCheckIntervalMs (the periodic resync repairs their drift).
 import { systemClock, type Clock } from '../../lib/clock.ts';
 import { PartialFailureError, errorMessage } from '../../lib/errors.ts';
 import type { Logger } from '../../lib/logger.ts';
@@ -10,47 +11,17 @@ import type { Runner } from '../../lib/runner.ts';
 import { formatIp, parseCidr, parseIp } from '../../protocol/cidr.ts';
 import { wireguardPublicKeyOf } from '../../protocol/signing.ts';
 import type { DataplaneConfig, DesiredInterface, DesiredState } from '../plan/model.ts';
+import { DataplaneApplyError, type ApplyReport, type Dataplane, type DataplaneTarget, type LivePeer, type RelayPorts, type RelayStats } from './api.ts';
+import { parseIpJson } from './ip-json.ts';
 import { MssClamp } from './mss-clamp.ts';
+import { relayBindAddress } from './relay-bind.ts';
+import { relayHintsFrom } from './relay-forwarder.ts';
 import { ROUTE_PROTO, diffRoutes, isOwnedRoute, parseIpRoutes, readRoutesArgv, routeCommands } from './route-diff.ts';
-import { createWireguardBackend, type BackendKind, type WireguardBackend, type WireguardBackendOptions, type WireguardMode } from './wireguard-backend.ts';
+import { createWireguardBackend, type WireguardBackend, type WireguardBackendOptions, type WireguardMode } from './wireguard-backend.ts';
 import { diffWireguard, wireguardCommands, type PlannedCommand } from './wg-diff.ts';
-import { parseWgDump, type LivePeer, type LiveWireguard } from './wg-dump.ts';
+import { parseWgDump, type LiveWireguard } from './wg-dump.ts';
 
-export type { LivePeer } from './wg-dump.ts';
-
-export interface ApplyReport {
-  /** Mutating commands that succeeded. */
-  changes: number;
-  /** Every mutating command attempted, in order (reads are not listed). */
-  commands: string[][];
-  failures: { op: string; error: Error }[];
-  /** Desired routes not installed because their destination holds a route Crosslink does not own (why, per route). */
-  blocked: string[];
-}
-
-/** Thrown by apply() when some changes failed; the others were applied. Carries the full report. */
-export class DataplaneApplyError extends PartialFailureError {
-  constructor(readonly report: ApplyReport) {
-    super(report.failures);
-  }
-}
-
-export interface Dataplane {
-  readonly backend: BackendKind;
-  /** Increments whenever the interface was recreated empty (e.g. wireguard-go restarted). */
-  readonly generation: number;
-  /** Called after the interface was recreated empty: run ensureInterface + apply again. Returns unsubscribe. */
-  onRestart(listener: (generation: number) => void): () => void;
-  /** Creates the interface if missing; private key (via stdin), listen port, MTU, addresses, link up. Idempotent; only reads when nothing differs. */
-  ensureInterface(privateKey: string, iface: DesiredInterface): Promise<void>;
-  /** Reads live state once, diffs, applies. Throws DataplaneApplyError (a PartialFailureError) if any change failed. */
-  apply(desired: DesiredState): Promise<ApplyReport>;
-  livePeers(): Promise<readonly LivePeer[]>;
-  /** `--cleanup`: deletes our routes (proto 149), our iptables rules and the interface; stops wireguard-go. Nothing else. */
-  teardown(): Promise<void>;
-  /** Stops supervising, leaves routes. Kernel: interface, peers and routes stay. Userspace: wireguard-go is stopped, so the interface (and routes through it) go away. */
-  close(): Promise<void>;
-}
+export { DataplaneApplyError, type ApplyReport, type Dataplane, type DataplaneTarget } from './api.ts';
 
 /** Options handed to the WireGuard backend unchanged (documented on WireguardBackendOptions). */
 type BackendPassThrough = Pick<WireguardBackendOptions, 'runner' | 'logger' | 'clock' | 'spawnWireguardGo' | 'wireguardGoPrefix' | 'socketDir'>;
@@ -58,16 +29,25 @@ type BackendPassThrough = Pick<WireguardBackendOptions, 'runner' | 'logger' | 'c
 export interface DataplaneOptions extends BackendPassThrough {
   readonly config: DataplaneConfig;
   readonly wireguardMode: WireguardMode;
+  /** The UDP relay for NATed pairs (RelayForwarder); without it this node opens no relay ports. */
+  readonly relay?: RelayPorts;
   /** Use this backend instead of selecting one (tests). */
   readonly backendOverride?: WireguardBackend;
   /** How long a passed forwarding/MSS check is trusted before apply re-reads it (drift repair). Default 20 s, below the 30 s resync. */
   readonly hostCheckIntervalMs?: number;
 }
 
-export async function createDataplane(options: DataplaneOptions): Promise<Dataplane> {
-  const { config, wireguardMode, backendOverride, ...passThrough } = options;
+/** The Linux data plane, with its backend's restart counter (tests, supervision). */
+export interface LinuxDataplaneHandle extends Dataplane {
+  /** Increments whenever the interface was recreated empty (e.g. wireguard-go restarted). */
+  readonly generation: number;
+  onRestart(listener: (generation: number) => void): () => void;
+}
+
+export async function createDataplane(options: DataplaneOptions): Promise<LinuxDataplaneHandle> {
+  const { config, wireguardMode, backendOverride, relay, hostCheckIntervalMs, ...passThrough } = options;
   const backend = backendOverride ?? (await createWireguardBackend({ ...passThrough, interfaceName: config.interfaceName, mode: wireguardMode }));
-  return new LinuxDataplane(options.runner, options.logger, config.interfaceName, backend, options.clock ?? systemClock, options.hostCheckIntervalMs ?? 20_000);
+  return new LinuxDataplane(options.runner, options.logger, config.interfaceName, backend, relay ?? null, options.clock ?? systemClock, hostCheckIntervalMs ?? 20_000);
 }
 
 /** `sh -c` with a fixed script; the interface name is a positional argument, never interpolated. */
@@ -81,34 +61,40 @@ interface IpJsonLink {
   addr_info?: { family?: unknown; local?: unknown; prefixlen?: unknown; scope?: unknown }[];
 }
 
-class LinuxDataplane implements Dataplane {
+/** The report while it is being filled. */
+interface Report {
+  interfaceEnsured: boolean;
+  changes: number;
+  commands: string[][];
+  failures: { op: string; error: Error }[];
+  blocked: string[];
+}
+
+class LinuxDataplane implements LinuxDataplaneHandle {
   private readonly mss: MssClamp;
-  /** apply/ensureInterface/teardown never interleave: each reads live state then acts on it. */
+  /** apply/teardown/close never interleave: each reads live state then acts on it. */
   private queue: Promise<unknown> = Promise.resolve();
-  /**
-   * The dump an unchanged ensureInterface just read, handed to the apply that follows it (the
-   * reconciler calls them back to back) so an idle reconcile runs `wg show dump` once, not twice.
-   * One-shot, same generation only, and dropped at the next macrotask so it is never stale.
-   */
-  private handoff: { dump: LiveWireguard; generation: number } | undefined;
   /**
    * Forwarding and MSS clamp were ensured for `key` (families and generation) at `at`: change-driven applies skip the
    * sysctl/iptables reads until the interval passes, so the periodic resync still repairs drift.
    */
   private hostChecked: { key: string; at: number } | undefined;
+  /** The relay bind address found for these advertised endpoints (read once per endpoint set). */
+  private relayBind: { endpoints: string; address: string | undefined } | undefined;
 
   constructor(
     private readonly runner: Runner,
     private readonly logger: Logger,
     private readonly iface: string,
     private readonly wg: WireguardBackend,
+    private readonly relay: RelayPorts | null,
     private readonly clock: Clock,
     private readonly hostCheckIntervalMs: number,
   ) {
     this.mss = new MssClamp(runner, logger, iface);
   }
 
-  get backend(): BackendKind {
+  get backend(): 'kernel' | 'userspace' {
     return this.wg.kind;
   }
 
@@ -126,83 +112,82 @@ class LinuxDataplane implements Dataplane {
     return next;
   }
 
-  ensureInterface(privateKey: string, iface: DesiredInterface): Promise<void> {
-    return this.serialize(async () => {
-      await this.wg.ensureLink();
-      const name = this.iface;
-
-      this.handoff = undefined;
-      const dump = parseWgDump((await this.runner.run(['wg', 'show', name, 'dump'])).stdout);
-      const wantKey = await wireguardPublicKeyOf(privateKey);
-      const portOk = dump.interface.listenPort === iface.listenPort;
-      const keyOk = dump.interface.publicKey === wantKey;
-      if (!portOk) {
-        await this.runner.run(['wg', 'set', name, 'listen-port', String(iface.listenPort)]);
-      }
-      if (!keyOk) {
-        // The key goes through stdin, never argv or disk. Node hands a child's stdin over as a unix
-        // socket, which `wg` cannot fopen("/dev/stdin") (ENXIO), so `cat` turns it into a real pipe.
-        await this.runner.run(['sh', '-c', SET_PRIVATE_KEY_SCRIPT, name], { input: `${privateKey}\n` });
-        this.logger.info({ iface: name }, 'WireGuard private key set');
-      }
-
-      const link = JSON.parse((await this.runner.run(['ip', '-j', 'addr', 'show', 'dev', name])).stdout || '[]') as IpJsonLink[];
-      const info = link[0] ?? {};
-      if (info.mtu !== iface.mtu) await this.runner.run(['ip', 'link', 'set', 'dev', name, 'mtu', String(iface.mtu)]);
-
-      const have = new Set<string>();
-      for (const a of info.addr_info ?? []) {
-        // Link-local addresses are the kernel's, not ours.
-        if (typeof a.local !== 'string' || typeof a.prefixlen !== 'number' || a.scope === 'link') continue;
-        have.add(addressKey(a.local, a.prefixlen));
-      }
-      const want = iface.addresses.map((a) => {
-        const [host = a, len] = a.split('/');
-        return addressKey(host, len === undefined ? undefined : Number(len));
-      });
-      for (const a of want) if (!have.has(a)) await this.runner.run(['ip', 'address', 'replace', a, 'dev', name]);
-      // An overlay IP we no longer hold (re-allocated) must go, or we would answer for someone else.
-      for (const a of have) if (!want.includes(a)) await this.runner.run(['ip', 'address', 'del', a, 'dev', name]);
-
-      const flags = Array.isArray(info.flags) ? (info.flags as unknown[]) : [];
-      if (!flags.includes('UP')) await this.runner.run(['ip', 'link', 'set', 'dev', name, 'up']);
-      // Handed off last (the timer starts now). After a `wg set` the dump is outdated: apply reads its own.
-      if (portOk && keyOk) this.handOff(dump);
-    });
+  apply(target: DataplaneTarget): Promise<ApplyReport> {
+    return this.serialize(() => this.applyNow(target));
   }
 
-  private handOff(dump: LiveWireguard): void {
-    const entry = { dump, generation: this.wg.generation };
-    this.handoff = entry;
-    setImmediate(() => {
-      if (this.handoff === entry) this.handoff = undefined;
-    });
+  private async applyNow(target: DataplaneTarget): Promise<ApplyReport> {
+    const report: Report = { interfaceEnsured: false, changes: 0, commands: [], failures: [], blocked: [] };
+    await this.wg.ensureLink();
+    // The one WireGuard read of this apply: the interface check, the peer diff and the relay hints
+    // all use it. (Setting the key or port below does not change the peers it lists.)
+    const dump = parseWgDump((await this.runner.run(['wg', 'show', this.iface, 'dump'])).stdout);
+    await this.ensureInterface(target.privateKey, target.interface, dump);
+    report.interfaceEnsured = true;
+    const desired = target.desired;
+    if (desired !== null) {
+      await this.applyPeersAndRoutes(desired, dump, report);
+      await this.applyRelays(desired, target.advertisedEndpoints, dump, report);
+      await this.ensureHost(familiesOf(desired), report);
+    }
+    if (report.commands.length > 0) {
+      this.logger.info({ iface: this.iface, changes: report.changes, failures: report.failures.length }, 'dataplane applied');
+    }
+    if (report.failures.length > 0) throw new DataplaneApplyError(report);
+    return report;
   }
 
-  apply(desired: DesiredState): Promise<ApplyReport> {
-    return this.serialize(() => this.applyNow(desired));
-  }
-
-  private async applyNow(desired: DesiredState): Promise<ApplyReport> {
+  /** Key, listen port, MTU, addresses, link up. Throws on the first failure (nothing else makes sense on a broken interface). */
+  private async ensureInterface(privateKey: string, iface: DesiredInterface, dump: LiveWireguard): Promise<void> {
     const name = this.iface;
-    const handoff = this.handoff;
-    this.handoff = undefined;
-    const fresh = handoff?.generation === this.wg.generation ? handoff.dump : undefined;
-    // Reads: once per apply (the WireGuard dump only if ensureInterface did not just read it).
-    const [liveWg, v4, v6] = await Promise.all([
-      fresh ?? this.runner.run(['wg', 'show', name, 'dump']).then((r) => parseWgDump(r.stdout)),
-      this.runner.run(readRoutesArgv(4)),
-      this.runner.run(readRoutesArgv(6), { allowFailure: true }),
-    ]);
-    const liveRoutes = [...parseIpRoutes(v4.stdout, 4), ...(v6.exitCode === 0 ? parseIpRoutes(v6.stdout, 6) : [])];
+    if (dump.interface.listenPort !== iface.listenPort) {
+      await this.runner.run(['wg', 'set', name, 'listen-port', String(iface.listenPort)]);
+    }
+    if (dump.interface.publicKey !== (await wireguardPublicKeyOf(privateKey))) {
+      // The key goes through stdin, never argv or disk. Node hands a child's stdin over as a unix
+      // socket, which `wg` cannot fopen("/dev/stdin") (ENXIO), so `cat` turns it into a real pipe.
+      await this.runner.run(['sh', '-c', SET_PRIVATE_KEY_SCRIPT, name], { input: `${privateKey}\n` });
+      this.logger.info({ iface: name }, 'WireGuard private key set');
+    }
 
-    const wg = wireguardCommands(name, diffWireguard({ listenPort: desired.interface.listenPort, peers: desired.peers }, liveWg));
+    const addrArgv = ['ip', '-j', 'addr', 'show', 'dev', name];
+    const info = (parseIpJson((await this.runner.run(addrArgv)).stdout, addrArgv)[0] ?? {}) as IpJsonLink;
+    if (info.mtu !== iface.mtu) await this.runner.run(['ip', 'link', 'set', 'dev', name, 'mtu', String(iface.mtu)]);
+
+    const have = new Set<string>();
+    for (const a of info.addr_info ?? []) {
+      // Link-local addresses are the kernel's, not ours.
+      if (typeof a.local !== 'string' || typeof a.prefixlen !== 'number' || a.scope === 'link') continue;
+      have.add(addressKey(a.local, a.prefixlen));
+    }
+    const want = iface.addresses.map((a) => {
+      const [host = a, len] = a.split('/');
+      return addressKey(host, len === undefined ? undefined : Number(len));
+    });
+    for (const a of want) if (!have.has(a)) await this.runner.run(['ip', 'address', 'replace', a, 'dev', name]);
+    // An overlay IP we no longer hold (re-allocated) must go, or we would answer for someone else.
+    for (const a of have) if (!want.includes(a)) await this.runner.run(['ip', 'address', 'del', a, 'dev', name]);
+
+    const flags = Array.isArray(info.flags) ? (info.flags as unknown[]) : [];
+    if (!flags.includes('UP')) await this.runner.run(['ip', 'link', 'set', 'dev', name, 'up']);
+  }
+
+  /** Peers and routes: keyed diffs against the live state, add before delete, every command attempted. */
+  private async applyPeersAndRoutes(desired: DesiredState, liveWg: LiveWireguard, report: Report): Promise<void> {
+    let v4, v6;
+    try {
+      [v4, v6] = await Promise.all([this.runner.run(readRoutesArgv(4)), this.runner.run(readRoutesArgv(6), { allowFailure: true })]);
+    } catch (err) {
+      report.failures.push({ op: 'read routes', error: asError(err) });
+      return;
+    }
+    const liveRoutes = [...parseIpRoutes(v4.stdout, 4), ...(v6.exitCode === 0 ? parseIpRoutes(v6.stdout, 6) : [])];
+    const wg = wireguardCommands(this.iface, diffWireguard({ listenPort: desired.interface.listenPort, peers: desired.peers }, liveWg));
     const routeDiff = diffRoutes(desired.routes, liveRoutes);
     const routes = routeCommands(routeDiff, new Set(liveRoutes.filter(isOwnedRoute).map((r) => r.dst)));
-
-    const report: ApplyReport = { changes: 0, commands: [], failures: [], blocked: routeDiff.blocked.map((b) => b.reason) };
+    report.blocked.push(...routeDiff.blocked.map((b) => b.reason));
     // Never replace what is not ours. The planner's route guard refuses these first; this is the last line.
-    for (const reason of report.blocked) this.logger.warn({ iface: name, reason }, 'route not installed');
+    for (const reason of report.blocked) this.logger.warn({ iface: this.iface, reason }, 'route not installed');
     const run = async (c: PlannedCommand): Promise<void> => {
       report.commands.push([...c.argv]);
       try {
@@ -214,23 +199,40 @@ class LinuxDataplane implements Dataplane {
     };
     // Add before delete: new peers and routes are in place before stale ones go.
     for (const c of [...wg.upserts, ...routes.upserts, ...routes.removals, ...wg.removals]) await run(c);
+  }
 
-    const families = new Set<4 | 6>();
-    for (const c of [...desired.interface.addresses, ...desired.routes.map((r) => r.dst)]) {
-      const f = familyOf(c);
-      if (f) families.add(f);
+  /**
+   * Relay ports for NATed pairs. Hints: the addresses our WireGuard learned from the (NATed) peers'
+   * handshakes tell the forwarder which side of a pair a datagram came from. Bind address: our
+   * advertised endpoint's IP when it is a local address (read once per set of endpoints).
+   */
+  private async applyRelays(desired: DesiredState, endpoints: readonly string[], dump: LiveWireguard, report: Report): Promise<void> {
+    if (this.relay === null) return;
+    try {
+      if (desired.relays.length === 0) {
+        await this.relay.update([]);
+        return;
+      }
+      const bindAddress = await this.relayBindAddress(endpoints);
+      await this.relay.update(desired.relays, { hints: relayHintsFrom(dump.peers), bindAddress });
+    } catch (err) {
+      report.failures.push({ op: 'relay', error: asError(err) });
     }
-    await this.ensureHost([...families].sort(), report);
+  }
 
-    if (report.commands.length > 0) {
-      this.logger.info({ iface: name, changes: report.changes, failures: report.failures.length }, 'dataplane applied');
+  private async relayBindAddress(endpoints: readonly string[]): Promise<string | undefined> {
+    const key = endpoints.join(',');
+    if (this.relayBind?.endpoints === key) return this.relayBind.address;
+    const address = await relayBindAddress(this.runner, endpoints, this.logger);
+    this.relayBind = { endpoints: key, address };
+    if (address === undefined && endpoints.length > 0) {
+      this.logger.info({ endpoints }, 'no advertised endpoint is a local address (1:1 NAT?); relay ports bind any address');
     }
-    if (report.failures.length > 0) throw new DataplaneApplyError(report);
-    return report;
+    return address;
   }
 
   /** Forwarding sysctls and the MSS clamp; skipped while the last check (same families, same generation) is recent. */
-  private async ensureHost(families: readonly (4 | 6)[], report: ApplyReport): Promise<void> {
+  private async ensureHost(families: readonly (4 | 6)[], report: Report): Promise<void> {
     // A recreated interface (new generation) is re-checked at once.
     const key = `${families.join(',')}@${this.wg.generation}`;
     const now = this.clock.now();
@@ -249,7 +251,7 @@ class LinuxDataplane implements Dataplane {
   }
 
   /** Nodes forward pod traffic into and out of the tunnel. Reads first; writes only when off. */
-  private async ensureForwarding(families: readonly (4 | 6)[], report: ApplyReport): Promise<void> {
+  private async ensureForwarding(families: readonly (4 | 6)[], report: Report): Promise<void> {
     for (const f of families) {
       const key = f === 4 ? 'net.ipv4.ip_forward' : 'net.ipv6.conf.all.forwarding';
       const argv = ['sysctl', '-w', `${key}=1`];
@@ -268,8 +270,11 @@ class LinuxDataplane implements Dataplane {
     return parseWgDump((await this.runner.run(['wg', 'show', this.iface, 'dump'])).stdout).peers;
   }
 
+  relayStats(): readonly RelayStats[] {
+    return this.relay?.stats() ?? [];
+  }
+
   teardown(): Promise<void> {
-    this.handoff = undefined;
     this.hostChecked = undefined;
     return this.serialize(async () => {
       const failures: { op: string; error: Error }[] = [];
@@ -280,6 +285,7 @@ class LinuxDataplane implements Dataplane {
           failures.push({ op, error: asError(err) });
         }
       };
+      await attempt('close relay ports', () => this.relay?.close() ?? Promise.resolve());
       // Our routes only: everything marked with our protocol number, both families.
       await attempt('flush routes', () => this.runner.run(['ip', 'route', 'flush', 'table', 'main', 'proto', String(ROUTE_PROTO)]));
       await attempt('flush routes', () => this.runner.run(['ip', '-6', 'route', 'flush', 'table', 'main', 'proto', String(ROUTE_PROTO)]));
@@ -291,8 +297,24 @@ class LinuxDataplane implements Dataplane {
   }
 
   close(): Promise<void> {
-    return this.serialize(() => this.wg.stop());
+    return this.serialize(async () => {
+      try {
+        await this.relay?.close();
+      } finally {
+        await this.wg.stop();
+      }
+    });
   }
+}
+
+/** IP families the target uses (interface addresses and routes): forwarding and the clamp follow them. */
+function familiesOf(desired: DesiredState): (4 | 6)[] {
+  const families = new Set<4 | 6>();
+  for (const c of [...desired.interface.addresses, ...desired.routes.map((r) => r.dst)]) {
+    const f = familyOf(c);
+    if (f) families.add(f);
+  }
+  return [...families].sort();
 }
 
 const asError = (err: unknown): Error => (err instanceof Error ? err : new Error(errorMessage(err)));

@@ -1,14 +1,16 @@
 // Default overlay MTU: the underlay's MTU minus WireGuard's worst-case overhead (80 bytes: IPv6 40 +
 // UDP 8 + WireGuard 32), so encrypted packets never fragment on the underlay. Reads the route table
 // and link only (`ip -j route show default`, `ip -j link show`); no traffic is sent.
+// Never below MTU_MIN (protocol/mtu.ts, the bound --mtu has too): the overlay carries IPv6, which
+// needs 1280. An underlay too small for 1280 + 80 is clamped to 1280 with a warning — the tunnel
+// then works with fragmented outer packets instead of not at all; set --mtu to say so explicitly.
 import type { Logger } from '../../lib/logger.ts';
 import type { Runner } from '../../lib/runner.ts';
 import { errorMessage } from '../../lib/errors.ts';
+import { MTU_MIN } from '../../protocol/mtu.ts';
 
 export const WIREGUARD_OVERHEAD = 80;
 export const MTU_FALLBACK = 1420;
-/** Never go below IPv4's minimum reassembly size, whatever the underlay claims. */
-export const MTU_MIN = 576;
 
 interface JsonRoute {
   dev?: unknown;
@@ -26,7 +28,7 @@ function firstDev(stdout: string): string | undefined {
   return undefined;
 }
 
-/** The underlay MTU minus 80, or 1420 when there is no default route or it cannot be read. */
+/** The underlay MTU minus 80 (at least MTU_MIN), or 1420 when there is no default route or it cannot be read. */
 export async function defaultMtu(runner: Runner, logger?: Logger): Promise<number> {
   try {
     let dev: string | undefined;
@@ -39,7 +41,15 @@ export async function defaultMtu(runner: Runner, logger?: Logger): Promise<numbe
     const link = await runner.run(['ip', '-j', 'link', 'show', 'dev', dev]);
     const mtu = (JSON.parse(link.stdout) as { mtu?: unknown }[])[0]?.mtu;
     if (typeof mtu !== 'number' || !Number.isInteger(mtu)) return MTU_FALLBACK;
-    return Math.max(MTU_MIN, mtu - WIREGUARD_OVERHEAD);
+    const fitted = mtu - WIREGUARD_OVERHEAD;
+    if (fitted < MTU_MIN) {
+      logger?.warn(
+        { device: dev, underlayMtu: mtu, mtu: MTU_MIN },
+        `the underlay MTU ${mtu} leaves ${fitted} for the tunnel, below the IPv6 minimum ${MTU_MIN}; using ${MTU_MIN} (outer packets may be fragmented; --mtu ${MTU_MIN} silences this)`,
+      );
+      return MTU_MIN;
+    }
+    return fitted;
   } catch (err) {
     logger?.warn({ err: errorMessage(err) }, `cannot read the underlay MTU; using ${MTU_FALLBACK}`);
     return MTU_FALLBACK;

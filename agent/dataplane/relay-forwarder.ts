@@ -12,6 +12,7 @@ import { CrosslinkError, errorMessage } from '../../lib/errors.ts';
 import type { Logger } from '../../lib/logger.ts';
 import { parseEndpoint } from '../../protocol/cidr.ts';
 import type { RelayAssignment } from '../plan/model.ts';
+import type { RelayPorts, RelayUpdateOptions } from './api.ts';
 import type { LivePeer } from './wg-dump.ts';
 
 export const RELAY_STALE_MS = 3 * 60_000;
@@ -26,9 +27,10 @@ export interface RelayStats {
 export interface RelayForwarderOptions {
   readonly logger: Logger;
   /**
-   * Address to bind each relay port on; default 0.0.0.0. Use the relay's advertised endpoint IP when
-   * it is a local address: bound to 0.0.0.0, a multi-homed node answers from whatever address the
-   * route picks, and the peers' WireGuard then roams away from the configured relay endpoint.
+   * Address to bind relay ports on when update() names none; default 0.0.0.0. The data plane passes
+   * the relay's advertised endpoint IP when it is a local address: bound to 0.0.0.0, a multi-homed
+   * node answers from whatever address the route picks, and the peers' WireGuard then roams away
+   * from the configured relay endpoint.
    */
   readonly bindAddress?: string;
   readonly clock?: Clock;
@@ -65,29 +67,36 @@ export function relayHintsFrom(peers: readonly LivePeer[]): Map<string, string> 
   return hints;
 }
 
-export class RelayForwarder {
+export class RelayForwarder implements RelayPorts {
   private readonly relays = new Map<number, Relay>();
   private hints: ReadonlyMap<string, string> = new Map();
   private readonly clock: Clock;
   private readonly staleAfterMs: number;
   private closed = false;
+  /** The address the open sockets are bound to. */
+  private boundAddress: string;
 
   constructor(private readonly options: RelayForwarderOptions) {
     this.clock = options.clock ?? systemClock;
     this.staleAfterMs = options.staleAfterMs ?? RELAY_STALE_MS;
+    this.boundAddress = options.bindAddress ?? '0.0.0.0';
   }
 
   /**
    * Opens ports for new assignments, closes ports of removed ones, keeps sockets (and learned sides)
    * of unchanged ones. A port that fails to bind is reported in the rejection; the others still apply.
+   * A new bind address (our advertised endpoint changed) re-opens every port on it.
    */
-  async update(assignments: readonly RelayAssignment[], hints?: ReadonlyMap<string, string>): Promise<void> {
+  async update(assignments: readonly RelayAssignment[], options: RelayUpdateOptions = {}): Promise<void> {
     if (this.closed) throw new CrosslinkError('RelayForwarder is closed');
-    if (hints) this.hints = hints;
+    if (options.hints) this.hints = options.hints;
+    const address = options.bindAddress ?? this.options.bindAddress ?? '0.0.0.0';
+    const rebind = address !== this.boundAddress;
+    this.boundAddress = address;
     const wanted = new Map(assignments.map((a) => [a.port, a]));
     for (const [port, relay] of this.relays) {
       const want = wanted.get(port);
-      if (want && sameAssignment(want, relay.assignment)) {
+      if (!rebind && want && sameAssignment(want, relay.assignment)) {
         relay.assignment = want; // node names may have changed; sides stay
         continue;
       }
@@ -113,7 +122,7 @@ export class RelayForwarder {
   }
 
   private bind(port: number): Promise<Socket> {
-    const address = this.options.bindAddress ?? '0.0.0.0';
+    const address = this.boundAddress;
     const socket = createSocket({ type: isIPv6(address) ? 'udp6' : 'udp4' });
     return new Promise((resolve, reject) => {
       const onError = (err: Error): void => {

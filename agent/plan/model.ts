@@ -11,6 +11,22 @@ export interface MeshView {
   readonly clusters: ReadonlyMap<string, ClusterRecord>;
 }
 
+/**
+ * What the KV watch knows, as one immutable value (frozen maps of frozen records), pushed by
+ * agent/control/mesh-watch.ts after every (debounced) change.
+ */
+export interface MeshSnapshot {
+  readonly nodes: ReadonlyMap<string, NodeRecord>;
+  readonly clusters: ReadonlyMap<string, ClusterRecord>;
+  /** The highest KV revision applied (the bucket's stream sequence; starts anew only if the bucket is re-created). */
+  readonly revision: number;
+  /**
+   * A complete snapshot of the bucket has been read (stays true through outages: we keep what we
+   * had). Before that a missing record may just not be read yet, so nothing may be removed on it.
+   */
+  readonly complete: boolean;
+}
+
 export interface DataplaneConfig {
   readonly interfaceName: string;
   readonly listenPort: number;

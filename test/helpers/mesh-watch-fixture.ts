@@ -54,7 +54,7 @@ export async function startWatchFixture(t: ExecutionContext, o: WatchFixtureOpti
   });
   t.teardown(() => watch.stop());
   let changes = 0;
-  watch.onChange(() => changes++);
+  watch.onSnapshot(() => changes++);
   return {
     server,
     nc,
