@@ -42,7 +42,7 @@ test('a watch whose consumer vanished without a word is detected as stalled and 
   const f = await startWatchFixture(t, { label: 'xl-stall', watch: { debounceMs: 20, rewatchJitterMs: 0, progressCheckMs: 300, auditIntervalMs: 0 } });
   for (let i = 0; i < 20; i++) await putNode(f.kv, f.coordinator, await nodeRecord({ name: `node-${i}` }));
   f.watch.start();
-  await waitFor(() => f.watch.synced && f.watch.nodes().size === 20, { timeoutMs: 15_000, what: 'snapshot' });
+  await waitFor(() => f.watch.synced && f.watch.snapshot().nodes.size === 20, { timeoutMs: 15_000, what: 'snapshot' });
   const before = f.watch.stats();
 
   const jsm = await jetstreamManager(f.nc);
@@ -50,12 +50,12 @@ test('a watch whose consumer vanished without a word is detected as stalled and 
   for await (const c of jsm.consumers.list(stream)) await jsm.consumers.delete(stream, c.name);
   await putNode(f.kv, f.coordinator, await nodeRecord({ name: 'node-late' }));
 
-  await waitFor(() => f.watch.nodes().has('node-late'), { timeoutMs: 30_000, what: 'the record written after the stall' });
+  await waitFor(() => f.watch.snapshot().nodes.has('node-late'), { timeoutMs: 30_000, what: 'the record written after the stall' });
   const after = f.watch.stats();
   t.true(after.stalls >= 1, 'a stall was detected');
   t.true(after.resumes > before.resumes, 'the watch resumed from its last revision');
   t.true(after.totalEntries - before.totalEntries < 5, `read ${after.totalEntries - before.totalEntries} entries after the stall, not all 21`);
-  t.is(f.watch.nodes().size, 21);
+  t.is(f.watch.snapshot().nodes.size, 21);
 });
 
 test('3-server cluster: losing the bucket stream leader loses nothing; every watch sees a node joining right after; the server rejoins', async (t) => {
@@ -97,7 +97,7 @@ test('3-server cluster: losing the bucket stream leader loses nothing; every wat
     await register(a);
   }
   for (const w of watches) w.start();
-  await waitFor(() => watches.every((w) => w.synced && w.nodes().size === 10), { timeoutMs: 30_000, what: 'every watch has 10 nodes' });
+  await waitFor(() => watches.every((w) => w.synced && w.snapshot().nodes.size === 10), { timeoutMs: 30_000, what: 'every watch has 10 nodes' });
   const entriesBefore = watches.map((w) => w.stats().totalEntries);
 
   // Stop the server leading the bucket's stream.
@@ -114,7 +114,7 @@ test('3-server cluster: losing the bucket stream leader loses nothing; every wat
   await register(late);
   mark('node-late registered');
   await waitFor(async () => (await client.heartbeat(agents[0]!, { generation: 1 })).ok, { timeoutMs: 30_000, intervalMs: 250, what: 'a heartbeat answered after the loss' });
-  await waitFor(() => watches.every((w) => w.nodes().has('node-late')), {
+  await waitFor(() => watches.every((w) => w.snapshot().nodes.has('node-late')), {
     timeoutMs: 45_000,
     what: 'every watch (on every server) sees the node that joined after the loss',
   });
@@ -150,7 +150,7 @@ test('3-server cluster: losing the bucket stream leader loses nothing; every wat
   mark('rejoined');
   const after = await fakeAgent('node-after', { podCidrs: ['10.22.0.0/24'] });
   await register(after);
-  await waitFor(() => watches.every((w) => w.nodes().has('node-after') && w.nodes().size === 12), { timeoutMs: 45_000, what: 'every watch sees the node joining after the rejoin' });
+  await waitFor(() => watches.every((w) => w.snapshot().nodes.has('node-after') && w.snapshot().nodes.size === 12), { timeoutMs: 45_000, what: 'every watch sees the node joining after the rejoin' });
   mark('every watch has node-after');
 });
 
