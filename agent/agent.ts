@@ -7,6 +7,7 @@
 import { readFileSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import type { JoinCredential } from '../protocol/join-credential.ts';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { systemClock, type Clock } from '../lib/clock.ts';
 import { errorMessage } from '../lib/errors.ts';
@@ -63,6 +64,8 @@ export interface AgentOptions {
   readonly signal?: AbortSignal;
   /** Resolved coordinator public key (from --coordinator-key or the file). */
   readonly coordinatorKey: string;
+  /** The cluster's join credential (from --join-credential-file); registrations are signed with it. */
+  readonly joinCredential?: JoinCredential | null;
   /** Resolved MTU (auto already detected). */
   readonly mtu: number;
   readonly computeDesiredState?: ComputeDesiredState;
@@ -298,6 +301,7 @@ export class Agent {
       coordinatorKey: this.o.coordinatorKey,
       wireguardPublicKey: this.wireguard.publicKey,
       identityKey: this.keys.identity,
+      joinCredential: this.o.joinCredential ?? null,
       identity: () => this.identity,
       listenPort: config.listenPort,
       agentVersion: this.o.agentVersion ?? AGENT_VERSION,

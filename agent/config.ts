@@ -44,6 +44,8 @@ export interface AgentConfig {
   /** Exactly one of these two is set. */
   readonly coordinatorKey: string | null;
   readonly coordinatorKeyFile: string | null;
+  /** The cluster's join credential (secret file from `crosslink-coordinator cluster add`); signs registrations. */
+  readonly joinCredentialFile: string | null;
   readonly statusSocket: string;
   readonly healthAddr: HostPort | null;
   readonly topology: Topology;
@@ -97,6 +99,7 @@ export const AGENT_FLAGS: readonly FlagSpec[] = [
   spec('--wireguard', 'mode', 'WireGuard backend: auto | kernel | userspace (default: auto)'),
   spec('--coordinator-key', 'base64', 'the coordinator\'s Ed25519 public key (base64); this or --coordinator-key-file is required'),
   spec('--coordinator-key-file', 'file', 'file holding the coordinator\'s public key (output of `crosslink-coordinator public-key`)'),
+  spec('--join-credential-file', 'file', 'the cluster\'s join credential (secret file written by `crosslink-coordinator cluster add`); required to register'),
   spec('--status-socket', 'path', 'unix socket for the status API (default: <state-dir>/agent.sock)'),
   spec('--health-addr', 'host:port', `HTTP /healthz /readyz /status listener (default: off standalone, ${AGENT_DEFAULTS.kubernetesHealthAddr} in Kubernetes; "off" disables)`),
   spec('--topology', 'mode', 'mesh (every node peers with every node) | gateway (one gateway per cluster) (default: mesh)'),
@@ -282,6 +285,10 @@ function buildConfig(flags: Readonly<Record<string, RawFlag>>, ctx: ParseContext
   const coordinatorKey = keyText === undefined ? null : check(keyRaw.label, keyText.trim(), Key32);
   const coordinatorKeyFile = keyFileText === undefined ? null : check(keyFileRaw.label, keyFileText, AbsPath);
 
+  const joinRaw = get('joinCredentialFile');
+  const joinText = str(joinRaw);
+  const joinCredentialFile = joinText === undefined ? null : check(joinRaw.label, joinText, AbsPath);
+
   const sockRaw = get('statusSocket');
   const statusSocket = check(sockRaw.label, str(sockRaw) ?? `${stateDir}/agent.sock`, SocketPath);
 
@@ -363,6 +370,7 @@ function buildConfig(flags: Readonly<Record<string, RawFlag>>, ctx: ParseContext
     wireguard,
     coordinatorKey,
     coordinatorKeyFile,
+    joinCredentialFile,
     statusSocket,
     healthAddr: health === null ? null : Object.freeze(health),
     topology,

@@ -8,7 +8,7 @@ import { Agent } from './agent.ts';
 import { agentCommand, parseAgentConfig, type AgentConfig } from './config.ts';
 import { connectNats } from './control/control-plane.ts';
 import { createDataplane } from './dataplane/dataplane.ts';
-import { readCoordinatorKeyFile } from './control/keys.ts';
+import { readCoordinatorKeyFile, readJoinCredentialFile } from './control/keys.ts';
 import type { NodeSource } from './plan/model.ts';
 import { defaultMtu } from './dataplane/mtu.ts';
 import { RelayForwarder } from './dataplane/relay-forwarder.ts';
@@ -70,6 +70,8 @@ async function main(argv: readonly string[]): Promise<number> {
   const runner = new ExecaRunner();
   try {
     const coordinatorKey = config.coordinatorKey ?? (await readCoordinatorKeyFile(config.coordinatorKeyFile ?? ''));
+    const joinCredential = config.joinCredentialFile === null ? null : await readJoinCredentialFile(config.joinCredentialFile, config.cluster);
+    if (joinCredential === null) logger.error({}, 'no --join-credential-file: the coordinator refuses registrations without the cluster\'s join credential');
     const mtu = config.mtu === 'auto' ? await defaultMtu(runner, logger) : config.mtu;
     logger.info(
       { node: config.nodeName, cluster: config.cluster, mode: config.mode, interface: config.interfaceName, mtu, cleanup: config.cleanup },
@@ -82,6 +84,7 @@ async function main(argv: readonly string[]): Promise<number> {
       clock: systemClock,
       runner,
       coordinatorKey,
+      joinCredential,
       mtu,
       nodeSource,
       signal: startAbort.signal,

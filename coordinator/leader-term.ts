@@ -6,9 +6,10 @@ import { errorMessage } from '../lib/errors.ts';
 import { subjects } from '../protocol/subjects.ts';
 import { expiryCheckIntervalMs } from './config.ts';
 import { NotLeaderError, Registry, type RegistryDeps } from './registry.ts';
-import { watchRevocations } from './revocation-watch.ts';
+import { watchKeys, watchRevocations } from './revocation-watch.ts';
 import { serviceSubjects } from '../protocol/service.ts';
 import { ServiceDirectory } from './services.ts';
+import { enrollmentNameFromKey } from '../protocol/subjects.ts';
 
 /** The term hands these on to its Registry, and serves requests on `nc`. */
 export interface LeaderTermDeps extends RegistryDeps {
@@ -80,6 +81,16 @@ export class LeaderTerm {
     ).catch((err: unknown) => {
       logger.error({ err: errorMessage(err) }, 'revocation watch crashed');
     });
+    const definitionsFollowed = watchKeys({ kv: this.deps.store.kv, clock, logger, signal }, 'enrollments.>', 'cluster definition', async (e) => {
+      const name = enrollmentNameFromKey(e.key);
+      if (name === undefined) return;
+      const stored = e.operation === 'PUT' ? await this.deps.store.decodeDefinition(e) : null;
+      // A malformed or foreign-signed entry is logged by the store and changes nothing.
+      if (e.operation === 'PUT' && !stored) return;
+      await registry.applyDefinition(name, stored ?? null, e.revision);
+    }).catch((err: unknown) => {
+      logger.error({ err: errorMessage(err) }, 'cluster definition watch crashed');
+    });
     const interval = expiryCheckIntervalMs(config);
     while (!signal.aborted) {
       await clock.sleep(interval, signal);
@@ -91,6 +102,7 @@ export class LeaderTerm {
       }
     }
     await revocationsFollowed;
+    await definitionsFollowed;
   }
 
   /** Resolves once the server has confirmed our subscriptions (a flush round trip) or the term ends. */

@@ -1,7 +1,7 @@
 // crosslink-coordinator: `run` (default) serves registrations from NATS; `public-key` prints the key
 // agents verify records with; `revoke`/`unrevoke`/`revocations` manage node revocations. Wires the
 // real NATS connection, clock and logger into Coordinator.
-import { Command, Option } from 'commander';
+import { Command, CommanderError, Option } from 'commander';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { retryWithBackoff } from '../lib/backoff.ts';
 import { systemClock } from '../lib/clock.ts';
@@ -13,6 +13,7 @@ import { Coordinator } from './coordinator.ts';
 import { connectNats } from './nats.ts';
 import { addPolicyCommands } from './policy-commands.ts';
 import { addRevocationCommands } from './revocation-commands.ts';
+import { addClusterCommands } from './cluster-commands.ts';
 import { SecretFileError } from '../lib/secret-file.ts';
 import { loadOrCreateSigningKey } from './signing-key.ts';
 
@@ -104,8 +105,11 @@ async function printPublicKey(file: string): Promise<void> {
 export function buildProgram(): Command {
   const program = new Command('crosslink-coordinator')
     .description('Crosslink coordinator: allocates overlay IPs and publishes signed node and cluster records in a NATS JetStream KV bucket.')
-    .showHelpAfterError('(run with --help for usage)');
-  const run = addRunOptions(program.command('run', { isDefault: true }).description('serve registrations, heartbeats and expiry (default)'));
+    .showHelpAfterError('(run with --help for usage)')
+    // Usage errors (unknown command, flag or argument) throw instead of exiting 1; main exits 2.
+    // Set before the commands are added, so every subcommand inherits it.
+    .exitOverride();
+  const run = addRunOptions(program.command('run', { isDefault: true }).description('serve registrations, heartbeats and expiry (default)')).allowExcessArguments(false);
   run.action(async (opts: RawRunOptions, cmd: Command) => {
     await runCoordinator(opts, (k): 'cli' | 'env' | 'default' | undefined => {
       const src: string | undefined = cmd.getOptionValueSource(k);
@@ -121,6 +125,7 @@ export function buildProgram(): Command {
     });
   addRevocationCommands(program);
   addPolicyCommands(program);
+  addClusterCommands(program);
   program.addHelpText('after', runFlagsHelp);
   return program;
 }
@@ -130,6 +135,11 @@ async function main(): Promise<void> {
     await buildProgram().parseAsync(process.argv);
     process.exitCode ??= 0;
   } catch (err) {
+    if (err instanceof CommanderError) {
+      // Help and version requests exit 0; commander has printed the usage error already.
+      process.exitCode = err.exitCode === 0 ? 0 : EXIT_USAGE;
+      return;
+    }
     const usage = err instanceof ValidationError;
     process.stderr.write(`crosslink-coordinator: ${errorMessage(err)}\n`);
     if (err instanceof SecretFileError || usage) process.exitCode = EXIT_USAGE;

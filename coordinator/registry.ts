@@ -8,6 +8,7 @@ import type { Logger } from '../lib/logger.ts';
 import {
   Deregister,
   RegistrationRequest,
+  type ClusterDefinition,
   type ClusterRecord,
   type DeregisterReply,
   type ErrorBody,
@@ -15,8 +16,11 @@ import {
   type HeartbeatReply,
   type NodeRecord,
   type RegisterReply,
+  type RequestEnvelope,
   type Revocation,
 } from '../protocol/messages.ts';
+import { admitToCluster } from '../protocol/admission.ts';
+import { DefinitionTable } from './definitions.ts';
 import { kvKeys } from '../protocol/subjects.ts';
 import { checkSentAt, openSignedRequest, validateRegistration, type Checked, type RegistrationPolicy } from '../protocol/validate-registration.ts';
 import { decideCluster } from './clusters.ts';
@@ -63,6 +67,7 @@ export class Registry {
   private readonly retiredClusters = new Map<string, Pick<ClusterRecord, 'generation' | 'gatewayEpoch'>>();
   private readonly ipam: IpamTable;
   private readonly revocations = new RevocationTable();
+  private readonly definitions = new DefinitionTable();
   /** sentAt of the last accepted registration per name: a replayed older request is refused. */
   private readonly lastRegistrationSentAt = new Map<string, number>();
   private readonly locks = new KeyedMutex();
@@ -89,13 +94,18 @@ export class Registry {
     for (const [k, v] of snap.clusters) r.clusters.set(k, v);
     for (const [k, v] of snap.ipam) r.ipam.set(k, v);
     for (const [k, v] of snap.revocations) r.revocations.apply(k, v.value, v.revision);
+    for (const [k, v] of snap.definitions) r.definitions.apply(k, v.value, v.revision);
     deps.liveness.retainOnly(r.nodes.keys());
     deps.liveness.graceAll(r.nodes.keys(), deps.clock.now());
-    deps.logger.info({ nodes: r.nodes.size, clusters: r.clusters.size, ipam: r.ipam.size, revocations: r.revocations.size }, 'state loaded from the bucket');
+    deps.logger.info(
+      { nodes: r.nodes.size, clusters: r.clusters.size, ipam: r.ipam.size, revocations: r.revocations.size, enrolledClusters: r.definitions.size },
+      'state loaded from the bucket',
+    );
     await r.resignForeignRecords(snap.revocations);
     // The operator's CLI deletes a revoked node's record itself, but it may have been interrupted, or
     // a registration may have slipped in before the previous leader saw the revocation.
     await r.removeRevokedNodes();
+    await r.removeUnenrolledNodes();
     await r.reconcileAllClusters();
     return r;
   }
@@ -139,11 +149,62 @@ export class Registry {
   async register(raw: Uint8Array): Promise<RegisterReply> {
     const opened = await openSignedRequest(raw, RegistrationRequest);
     if (!opened.ok) return this.rejected('registration', undefined, opened.error);
-    const req = opened.value;
+    const admitted = await this.admit(opened.value, opened.envelope);
+    if (!admitted.ok) return this.rejected('registration', opened.value.name, admitted.error);
+    const req = admitted.value;
     try {
       return await this.locks.run(`node:${req.name}`, () => this.withCasRetry(() => this.registerLocked(req), { node: req.name }));
     } catch (err) {
       return this.rejected('registration', req.name, this.errorBody(err));
+    }
+  }
+
+  /**
+   * Cluster admission (protocol/admission.ts) against the enrolled definitions; the request comes
+   * back with the cluster's topology. A refusal is confirmed with a direct read of the definition
+   * first, so an agent started right after `cluster add` is not refused while our watch catches up.
+   */
+  private async admit(req: RegistrationRequest, envelope: RequestEnvelope): Promise<Checked<RegistrationRequest>> {
+    const attempt = () =>
+      admitToCluster({ request: req, payload: envelope.payload, joinSig: envelope.joinSig, definition: this.definitions.get(req.cluster), definitions: this.definitions.values() });
+    let result = await attempt();
+    if (!result.ok && result.error.code === 'unauthorized') {
+      const fresh = await this.deps.store.readDefinition(req.cluster);
+      if (fresh) this.definitions.apply(req.cluster, fresh.value, fresh.revision);
+      result = await attempt();
+    }
+    if (!result.ok) return result;
+    if (req.topology !== result.value) this.deps.logger.debug({ node: req.name, asked: req.topology, enrolled: result.value }, 'node topology flag ignored: the cluster definition decides');
+    return { ok: true, value: { ...req, topology: result.value } };
+  }
+
+  /** Applies an enrollment change seen in the bucket (`stored` null: the cluster was removed, and so are its live nodes). */
+  async applyDefinition(name: string, stored: StoredRecord<ClusterDefinition> | null, revision: number): Promise<void> {
+    const before = this.definitions.get(name);
+    if (!this.definitions.apply(name, stored?.value ?? null, revision)) return;
+    if (stored) {
+      if (before?.joinKey !== stored.value.joinKey) this.deps.logger.info({ cluster: name, credentialGeneration: stored.value.credentialGeneration }, before ? 'cluster join credential rotated' : 'cluster enrolled');
+      return;
+    }
+    if (!before) return;
+    this.deps.logger.warn({ cluster: name }, 'cluster enrollment removed; removing its live nodes');
+    await this.removeUnenrolledNodes();
+  }
+
+  /** Removes live nodes whose cluster is no longer enrolled (cluster remove); retried on every expiry round. */
+  private async removeUnenrolledNodes(): Promise<void> {
+    const names = [...this.nodes].filter(([, rec]) => this.definitions.get(rec.value.cluster) === undefined).map(([n]) => n);
+    for (const name of names.sort()) {
+      try {
+        await this.locks.run(`node:${name}`, () =>
+          this.withCasRetry(async () => {
+            const rec = this.nodes.get(name);
+            if (rec && this.definitions.get(rec.value.cluster) === undefined) await this.removeNode(name, 'unenrolled');
+          }, { node: name }),
+        );
+      } catch (err) {
+        if (!(err instanceof NotLeaderError)) this.deps.logger.warn({ node: name, err: errorMessage(err) }, 'could not remove a node of a removed cluster; will retry');
+      }
     }
   }
 
@@ -307,6 +368,7 @@ export class Registry {
     // Safety net: a revoked node that survived the watch-triggered removal (a failed write, a
     // registration racing the revocation) goes here, within one check interval.
     await this.removeRevokedNodes();
+    await this.removeUnenrolledNodes();
     const now = this.deps.clock.now();
     const due = this.deps.liveness.expired(this.nodes.keys(), now, this.deps.config.nodeTtlMs);
     for (const name of due) {
@@ -386,7 +448,7 @@ export class Registry {
    *  held it, which someone else (the revoke command) has deleted; forget it without a second DEL. */
   private async removeNode(
     name: string,
-    reason: 'expired' | 'deregistered' | 'revoked',
+    reason: 'expired' | 'deregistered' | 'revoked' | 'unenrolled',
     opts: { alreadyDeleted?: StoredRecord<NodeRecord> } = {},
   ): Promise<void> {
     const rec = opts.alreadyDeleted ?? this.nodes.get(name);

@@ -24,12 +24,21 @@ export interface RevocationWatchDeps {
 
 /** Runs until `signal` aborts; `onChange` is awaited, so changes are applied one at a time, in order. */
 export async function watchRevocations(deps: RevocationWatchDeps, onChange: RevocationChange): Promise<void> {
+  await watchKeys(deps, kvKeys.revokedFilter, 'revocation', (e) => deliver(deps, e, onChange));
+}
+
+/**
+ * Follows every key under `filter` (current values first, then each change, in stream order) and
+ * hands each entry to `onEntry`, awaited. Re-created from the revision after the last one seen when
+ * it ends, so nothing in between is missed.
+ */
+export async function watchKeys(deps: Omit<RevocationWatchDeps, 'store'>, filter: string, what: string, onEntry: (e: KvWatchEntry) => Promise<void>): Promise<void> {
   const { kv, clock, logger, signal } = deps;
   let lastRevision = 0;
   for (let failures = 0; !signal.aborted; ) {
     try {
       const watcher = await kv.watch({
-        key: kvKeys.revokedFilter,
+        key: filter,
         ...(lastRevision > 0 ? { resumeFromRevision: lastRevision + 1 } : {}),
       });
       const stop = (): void => watcher.stop();
@@ -44,7 +53,7 @@ export async function watchRevocations(deps: RevocationWatchDeps, onChange: Revo
         for await (const e of watcher as AsyncIterable<KvWatchEntry>) {
           if (signal.aborted) break;
           failures = 0;
-          await deliver(deps, e, onChange);
+          await onEntry(e);
           lastRevision = Math.max(lastRevision, e.revision);
         }
       } finally {
@@ -52,10 +61,10 @@ export async function watchRevocations(deps: RevocationWatchDeps, onChange: Revo
         watcher.stop();
       }
       if (signal.aborted) return;
-      logger.warn({ resumeFrom: lastRevision + 1 }, 'revocation watch ended; re-creating it');
+      logger.warn({ resumeFrom: lastRevision + 1 }, `${what} watch ended; re-creating it`);
     } catch (err) {
       if (signal.aborted) return;
-      logger.warn({ err: errorMessage(err) }, 'cannot watch revocations; retrying');
+      logger.warn({ err: errorMessage(err) }, `cannot watch ${what}s; retrying`);
     }
     failures++;
     await clock.sleep(backoffDelay({ initialMs: 250, maxMs: 5000 }, failures), signal);

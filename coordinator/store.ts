@@ -6,9 +6,9 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import type { z } from 'zod';
 import type { Logger } from '../lib/logger.ts';
 import { errorMessage } from '../lib/errors.ts';
-import { ClusterRecord, NodeRecord, Revocation, SignedEnvelope } from '../protocol/messages.ts';
-import { SignatureError, openEnvelopeUnverified, signEnvelope, verifyEnvelope, type SigningKeyPair } from '../protocol/signing.ts';
-import { kvKeys, revokedNameFromKey } from '../protocol/subjects.ts';
+import { ClusterDefinition, ClusterRecord, NodeRecord, Revocation, SignedEnvelope } from '../protocol/messages.ts';
+import { SignatureError, signEnvelope, verifyEnvelope, type SigningKeyPair } from '../protocol/signing.ts';
+import { enrollmentNameFromKey, kvKeys, revokedNameFromKey } from '../protocol/subjects.ts';
 import { IpamEntry } from './ipam.ts';
 
 /** A record as stored: the typed value, the exact envelope agents verify, and the KV revision for CAS. */
@@ -16,7 +16,8 @@ export interface StoredRecord<T> {
   readonly value: T;
   readonly envelope: SignedEnvelope;
   readonly revision: number;
-  /** False when the envelope was signed by another key (key rotation); the leader re-signs it. */
+  /** False when the envelope was signed by one of our previous keys (key rotation); the leader re-signs it.
+   *  A record signed by any key outside our key set is never returned at all. */
   readonly signedByUs: boolean;
 }
 
@@ -31,6 +32,8 @@ export interface Snapshot {
   readonly ipam: Map<string, StoredIpam>;
   /** Keyed by node name. */
   readonly revocations: Map<string, StoredRecord<Revocation>>;
+  /** Cluster enrollments, keyed by cluster name. */
+  readonly definitions: Map<string, StoredRecord<ClusterDefinition>>;
 }
 
 /** True for a failed compare-and-set (the key changed since we read it, or exists on create). */
@@ -59,6 +62,8 @@ export class StateStore {
     readonly kv: KV,
     private readonly signingKey: SigningKeyPair,
     private readonly logger: Logger,
+    /** Our previous public keys (signing-key rotation): records they signed are trusted and re-signed. */
+    private readonly previousKeys: readonly string[] = [],
   ) {}
 
   async loadSnapshot(): Promise<Snapshot> {
@@ -66,6 +71,7 @@ export class StateStore {
     const clusters = new Map<string, StoredRecord<ClusterRecord>>();
     const ipam = new Map<string, StoredIpam>();
     const revocations = new Map<string, StoredRecord<Revocation>>();
+    const definitions = new Map<string, StoredRecord<ClusterDefinition>>();
     for (const e of await this.currentEntries()) {
       const key = e.key;
       if (key.startsWith('nodes.')) {
@@ -80,9 +86,12 @@ export class StateStore {
       } else if (key.startsWith('revoked.')) {
         const r = await this.decodeRevocation(e);
         if (r) revocations.set(r.value.name, r);
+      } else if (key.startsWith('enrollments.')) {
+        const r = await this.decodeDefinition(e);
+        if (r) definitions.set(r.value.name, r);
       }
     }
-    return { nodes, clusters, ipam, revocations };
+    return { nodes, clusters, ipam, revocations, definitions };
   }
 
   /** The ipam table alone (after a CAS conflict, when any entry may have changed). */
@@ -136,6 +145,35 @@ export class StateStore {
     return this.checkRevocationKey(entry.key, await this.decodeSigned(entry, Revocation));
   }
 
+  readDefinition(name: string): Promise<StoredRecord<ClusterDefinition> | undefined> {
+    return this.readSigned(kvKeys.enrollment(name), ClusterDefinition).then((r) => this.checkDefinitionKey(kvKeys.enrollment(name), r));
+  }
+
+  /** Every cluster definition in the bucket, keyed by cluster name. */
+  async loadDefinitions(): Promise<Map<string, StoredRecord<ClusterDefinition>>> {
+    const out = new Map<string, StoredRecord<ClusterDefinition>>();
+    for (const e of await this.currentEntries(kvKeys.enrollmentsFilter)) {
+      const r = await this.decodeDefinition(e);
+      if (r) out.set(r.value.name, r);
+    }
+    return out;
+  }
+
+  /** Decodes a definition delivered by a watch (a PUT entry); undefined when malformed or not ours. */
+  async decodeDefinition(entry: KvEntry): Promise<StoredRecord<ClusterDefinition> | undefined> {
+    return this.checkDefinitionKey(entry.key, await this.decodeSigned(entry, ClusterDefinition));
+  }
+
+  private checkDefinitionKey(key: string, r: StoredRecord<ClusterDefinition> | undefined): StoredRecord<ClusterDefinition> | undefined {
+    if (r === undefined || enrollmentNameFromKey(key) === r.value.name) return r;
+    this.logger.warn({ key, name: r.value.name }, 'ignoring a cluster definition stored under another name');
+    return undefined;
+  }
+
+  async putDefinition(def: ClusterDefinition, revision: number | undefined): Promise<StoredRecord<ClusterDefinition>> {
+    return this.putSigned(kvKeys.enrollment(def.name), def, revision);
+  }
+
   private async readRevocationKey(key: string): Promise<StoredRecord<Revocation> | undefined> {
     return this.checkRevocationKey(key, await this.readSigned(key, Revocation));
   }
@@ -153,7 +191,11 @@ export class StateStore {
     return this.decodeSigned(e, schema);
   }
 
-  /** Verifies with our key; a record signed by another key (key rotation) is returned marked as such. */
+  /**
+   * Verifies with our key, then with our previous keys (rotation: marked `signedByUs: false`, the
+   * leader re-signs it). A record no key of our set verifies is ignored: whoever can write to the
+   * bucket cannot make us act on it, let alone re-sign it.
+   */
   private async decodeSigned<T>(e: KvEntry, schema: z.ZodType<T>): Promise<StoredRecord<T> | undefined> {
     const key = e.key;
     let json: unknown;
@@ -168,21 +210,19 @@ export class StateStore {
       this.logger.warn({ key }, 'ignoring an unsigned bucket entry');
       return undefined;
     }
-    try {
-      const value = await verifyEnvelope(env.data, this.signingKey.publicKey, schema);
-      return { value, envelope: env.data, revision: e.revision, signedByUs: true };
-    } catch (err) {
-      if (!(err instanceof SignatureError)) {
-        this.logger.warn({ key, err: errorMessage(err) }, 'ignoring a malformed record');
-        return undefined;
+    for (const [i, publicKey] of [this.signingKey.publicKey, ...this.previousKeys].entries()) {
+      try {
+        const value = await verifyEnvelope(env.data, publicKey, schema);
+        return { value, envelope: env.data, revision: e.revision, signedByUs: i === 0 };
+      } catch (err) {
+        if (!(err instanceof SignatureError)) {
+          this.logger.warn({ key, err: errorMessage(err) }, 'ignoring a malformed record');
+          return undefined;
+        }
       }
     }
-    const parsed = schema.safeParse(openEnvelopeUnverified(env.data));
-    if (!parsed.success) {
-      this.logger.warn({ key }, 'ignoring a record signed by another key that does not parse either');
-      return undefined;
-    }
-    return { value: parsed.data, envelope: env.data, revision: e.revision, signedByUs: false };
+    this.logger.warn({ key }, 'ignoring a record not signed by our key set (forged, or signed by a key not given as --previous-public-key)');
+    return undefined;
   }
 
   private decodeIpam(e: KvEntry): StoredIpam | undefined {

@@ -1,7 +1,7 @@
 // Pure: the command lines of the lab's long-running processes, from the plan and the lab's paths.
 import { basename, join } from 'node:path';
 import { formatDuration } from '../lib/duration.ts';
-import { NATS_PORT, RELAY_PORT_FIRST, RELAY_PORT_LAST, WIREGUARD_PORT, type LabPlan, type NodePlan } from './plan.ts';
+import { NATS_PORT, RELAY_PORT_FIRST, RELAY_PORT_LAST, WIREGUARD_PORT, type CloudPlan, type LabPlan, type NodePlan } from './plan.ts';
 
 export interface LabPaths {
   readonly repoRoot: string;
@@ -23,6 +23,8 @@ export const statusSocket = (p: LabPaths, node: string): string => {
   return inState.length <= MAX_SOCKET_PATH ? inState : join(shortSocketDir(basename(p.dir)), `${node}.sock`);
 };
 export const logFile = (p: LabPaths, name: string): string => join(p.dir, `${name}.log`);
+/** The cloud's join credential, written by `cluster add` (mode 0600). */
+export const joinCredentialFile = (p: LabPaths, cloud: string): string => join(p.dir, `join-${cloud}.json`);
 
 const inNs = (ns: string, argv: readonly string[]): string[] => ['ip', 'netns', 'exec', ns, ...argv];
 
@@ -40,6 +42,20 @@ export function coordinatorArgv(plan: LabPlan, paths: LabPaths, logLevel = 'info
     '--bucket', 'crosslink',
     '--replicas', '1',
     '--log-level', logLevel,
+  ]);
+}
+
+/** The operator's enrollment of one cloud: `crosslink-coordinator cluster add`, its nodes' pod CIDRs as the cluster's ranges. */
+export function clusterAddArgv(plan: LabPlan, paths: LabPaths, cloud: CloudPlan): string[] {
+  return inNs(plan.ctlNs, [
+    join(paths.repoRoot, 'bin', 'crosslink-coordinator'),
+    'cluster', 'add', cloud.name,
+    ...cloud.nodes.flatMap((n) => ['--pod-cidr', n.podCidr]),
+    '--topology', cloud.topology,
+    '--credential-out', joinCredentialFile(paths, cloud.name),
+    '--nats-url', plan.natsUrl,
+    '--signing-key-file', signingKeyFile(paths),
+    '--bucket', 'crosslink',
   ]);
 }
 
@@ -61,6 +77,7 @@ export function agentArgv(plan: LabPlan, node: NodePlan, paths: LabPaths, coordi
     '--status-socket', statusSocket(paths, node.name),
     '--wireguard', 'userspace',
     '--coordinator-key', coordinatorKey,
+    '--join-credential-file', joinCredentialFile(paths, node.cloud),
     '--topology', node.topology,
     ...(node.gatewayEligible === undefined ? [] : [node.gatewayEligible ? '--gateway-eligible' : '--no-gateway-eligible']),
     '--nat-keepalive', String(t.natKeepaliveSec),

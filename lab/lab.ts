@@ -6,7 +6,7 @@ import { CrosslinkError, TimeoutError, errorMessage } from '../lib/errors.ts';
 import { ExecaRunner, type RunOptions, type RunResult, type Runner } from '../lib/runner.ts';
 import { waitFor } from '../lib/wait.ts';
 import { fetchAgentStatus, summarizeStatus } from './agent-status.ts';
-import { agentArgv, coordinatorArgv, logFile, natsArgv, nodeDir, signingKeyFile, statusSocket, type LabPaths } from './commands.ts';
+import { agentArgv, clusterAddArgv, coordinatorArgv, logFile, natsArgv, nodeDir, signingKeyFile, statusSocket, type LabPaths } from './commands.ts';
 import { checkConvergence, type StatusOrError } from './converge.ts';
 import { checkLabId } from './names.ts';
 import { buildNetwork, cutNodeLink, namespacePids, restoreNodeLink } from './network.ts';
@@ -88,6 +88,8 @@ export class Lab {
       const key = await loadOrCreateSigningKey(signingKeyFile(paths));
       lab.state = { ...lab.state, coordinatorPublicKey: key.publicKey };
       await lab.startCoordinator(options.logLevel);
+      progress(`enrolling ${plan.clouds.length} clouds (crosslink-coordinator cluster add)`);
+      await lab.enrollClouds();
       signal?.throwIfAborted();
       const agents = plan.nodes.filter((n) => !(options.deferAgents ?? []).includes(n.name));
       progress(`agents: starting ${agents.length} (wireguard-go userspace)`);
@@ -178,6 +180,25 @@ export class Lab {
 
   async startCoordinator(logLevel = 'info'): Promise<void> {
     await this.launch('coordinator', 'coordinator', this.plan.ctlNs, coordinatorArgv(this.plan, this.paths, logLevel));
+  }
+
+  /**
+   * Enrolls every cloud as an operator would, with `crosslink-coordinator cluster add` in the control
+   * namespace (its nodes' pod CIDRs as the cluster's ranges, its topology). Retried until the
+   * coordinator has created the bucket.
+   */
+  async enrollClouds(): Promise<void> {
+    for (const cloud of this.plan.clouds) {
+      let last = '';
+      await waitFor(
+        async () => {
+          const r = await this.runner.run(clusterAddArgv(this.plan, this.paths, cloud), { allowFailure: true, timeoutMs: 60_000 });
+          last = `${r.stdout}${r.stderr}`.trim();
+          return r.exitCode === 0 || /already enrolled/.test(last);
+        },
+        { timeoutMs: 90_000, intervalMs: 500, what: `cluster add ${cloud.name} (last: ${last.slice(-300)})` },
+      );
+    }
   }
 
   async stopCoordinator(): Promise<void> {

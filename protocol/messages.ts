@@ -147,17 +147,57 @@ export const Revocation = z
   .strict();
 export type Revocation = z.infer<typeof Revocation>;
 
+/**
+ * An operator's enrollment of a cluster, signed by the coordinator key and stored at
+ * kvKeys.enrollment(name): the pod ranges its nodes may claim, its topology, and the public half of
+ * its join credential (every registration into the cluster must be signed with the secret half).
+ */
+export const ClusterDefinition = z
+  .object({
+    kind: z.literal('cluster-definition'),
+    v: z.literal(1),
+    name: ClusterName,
+    /** Pod CIDRs of the cluster's nodes must lie inside these; pairwise disjoint across clusters. */
+    podCidrs: z.array(CidrText).min(1).max(32),
+    topology: Topology,
+    /** Ranges outside private space (public or CGNAT) were enrolled on purpose (`--allow-public`). */
+    allowPublic: z.boolean(),
+    /** Ed25519 public key of the cluster's join credential. */
+    joinKey: Key32,
+    /** Increments on every credential rotation. */
+    credentialGeneration: z.number().int().positive(),
+    createdAt: z.number().int().nonnegative(),
+    updatedAt: z.number().int().nonnegative(),
+  })
+  .strict();
+export type ClusterDefinition = z.infer<typeof ClusterDefinition>;
+
+const SIG64 = z.string().regex(/^[A-Za-z0-9+/]{86}==$/, 'must be a 64-byte signature in base64');
+
 /** Detached Ed25519 signature over the exact payload bytes (base64 of UTF-8 JSON). */
 export const SignedEnvelope = z
   .object({
     payload: z.string().min(1).max(65536),
-    sig: z.string().regex(/^[A-Za-z0-9+/]{86}==$/, 'must be a 64-byte signature in base64'),
+    sig: SIG64,
   })
   .strict();
 export type SignedEnvelope = z.infer<typeof SignedEnvelope>;
 
+/**
+ * What agents send: a SignedEnvelope (signed by the node identity key) which, for a registration,
+ * also carries `joinSig`: a signature over the same payload bytes by the cluster's join credential.
+ */
+export const RequestEnvelope = z
+  .object({
+    payload: z.string().min(1).max(65536),
+    sig: SIG64,
+    joinSig: SIG64.optional(),
+  })
+  .strict();
+export type RequestEnvelope = z.infer<typeof RequestEnvelope>;
+
 export const ErrorBody = z.object({
-  code: z.enum(['invalid', 'conflict', 'unauthorized', 'unavailable', 'internal', 'unknown-node', 'stale']),
+  code: z.enum(['invalid', 'conflict', 'unauthorized', 'unavailable', 'internal', 'unknown-node', 'stale', 'rate-limited']),
   /** The offending field, dotted (e.g. "podCidrs[1]"). */
   field: z.string().optional(),
   message: z.string(),

@@ -29,6 +29,9 @@ export const kvKeys = {
   /** Operator revocations (coordinator-signed Revocation); a revoked name may not register or heartbeat. */
   revoked: (name: string) => `revoked.${name}`,
   revokedFilter: 'revoked.>',
+  /** Operator cluster enrollments (coordinator-signed ClusterDefinition). */
+  enrollment: (name: string) => `enrollments.${name}`,
+  enrollmentsFilter: 'enrollments.>',
   /** Coordinator leader lease. */
   lease: 'coordinator.lease',
 } as const;
@@ -43,4 +46,8 @@ export function clusterNameFromKey(key: string): string | undefined {
 
 export function revokedNameFromKey(key: string): string | undefined {
   return key.startsWith('revoked.') ? key.slice('revoked.'.length) : undefined;
+}
+
+export function enrollmentNameFromKey(key: string): string | undefined {
+  return key.startsWith('enrollments.') ? key.slice('enrollments.'.length) : undefined;
 }

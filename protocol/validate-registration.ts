@@ -14,10 +14,14 @@ import {
   parseIp,
   type Cidr,
 } from './cidr.ts';
-import { describeZodError, SignedEnvelope, type ErrorBody, type NodeRecord, type RegistrationRequest } from './messages.ts';
+import { describeZodError, RequestEnvelope, type ErrorBody, type NodeRecord, type RegistrationRequest } from './messages.ts';
 import { SignatureError, openEnvelopeUnverified, verifyEnvelope } from './signing.ts';
+import { FORBIDDEN_POD_RANGES, forbiddenOverlap } from './special-purpose.ts';
 
 export type Checked<T> = { readonly ok: true; readonly value: T } | { readonly ok: false; readonly error: ErrorBody };
+
+/** A verified request and the envelope it came in (the payload bytes a join signature covers). */
+export type Opened<T> = { readonly ok: true; readonly value: T; readonly envelope: RequestEnvelope } | { readonly ok: false; readonly error: ErrorBody };
 
 const reject = (code: ErrorBody['code'], field: string, message: string): { ok: false; error: ErrorBody } => ({
   ok: false,
@@ -37,7 +41,7 @@ const show = (v: unknown): string => {
 export async function openSignedRequest<T extends { identityKey: string }>(
   raw: Uint8Array | string,
   schema: z.ZodType<T>,
-): Promise<Checked<T>> {
+): Promise<Opened<T>> {
   const text = typeof raw === 'string' ? raw : Buffer.from(raw).toString('utf8');
   let json: unknown;
   try {
@@ -45,7 +49,7 @@ export async function openSignedRequest<T extends { identityKey: string }>(
   } catch {
     return reject('invalid', '(root)', `message is not JSON (got ${show(text)})`);
   }
-  const env = SignedEnvelope.safeParse(json);
+  const env = RequestEnvelope.safeParse(json);
   if (!env.success) {
     const d = describeZodError(env.error, json);
     return reject('invalid', d.field, `not a signed envelope: ${d.message}`);
@@ -62,14 +66,14 @@ export async function openSignedRequest<T extends { identityKey: string }>(
     return reject('invalid', d.field, d.message);
   }
   try {
-    await verifyEnvelope(env.data, parsed.data.identityKey, schema);
+    await verifyEnvelope({ payload: env.data.payload, sig: env.data.sig }, parsed.data.identityKey, schema);
   } catch (err) {
     if (err instanceof SignatureError) {
       return reject('unauthorized', 'sig', `sig: signature ${show(env.data.sig)} does not verify with identityKey ${show(parsed.data.identityKey)}`);
     }
     throw err;
   }
-  return { ok: true, value: parsed.data };
+  return { ok: true, value: parsed.data, envelope: env.data };
 }
 
 /** Replay window: a signed message is only accepted within `maxSkewMs` of the receiver's clock. */
@@ -105,18 +109,8 @@ export interface RegistrationContext {
   readonly lastAcceptedSentAt?: number;
 }
 
-/** Ranges that can never be pod CIDRs (loopback, link-local, multicast, "this network"). */
-export const RESERVED_RANGES: readonly Cidr[] = [
-  '0.0.0.0/8',
-  '127.0.0.0/8',
-  '169.254.0.0/16',
-  '224.0.0.0/4',
-  '255.255.255.255/32',
-  '::/128',
-  '::1/128',
-  'fe80::/10',
-  'ff00::/8',
-].map((t) => mustCidr(t));
+/** Ranges that can never be pod CIDRs (RFC 6890 special-purpose space; see special-purpose.ts). */
+export const RESERVED_RANGES: readonly Cidr[] = FORBIDDEN_POD_RANGES.map((r) => r.cidr);
 
 function mustCidr(text: string): Cidr {
   const c = parseCidr(text);
@@ -230,8 +224,8 @@ export function validateRegistration(
     if (c.prefix < min) {
       return reject('invalid', field, `${field}: ${show(text)} is too broad; IPv${c.family} pod CIDRs must be /${min} to /${bitsOf(c.family)}`);
     }
-    const reserved = RESERVED_RANGES.find((r) => cidrsOverlap(r, c));
-    if (reserved) return reject('invalid', field, `${field}: ${show(text)} overlaps the reserved range ${reserved.text}`);
+    const reserved = forbiddenOverlap(c);
+    if (reserved) return reject('invalid', field, `${field}: ${show(text)} overlaps the reserved range ${reserved.cidr.text} (${reserved.what})`);
     if (cidrsOverlap(c, policy.overlay)) {
       return reject('conflict', field, `${field}: ${show(text)} overlaps the overlay range ${policy.overlay.text}`);
     }

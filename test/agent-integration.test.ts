@@ -14,11 +14,12 @@ import { agentRequest, agentStatus, type HttpAnswer } from './helpers/agent-http
 import { peerNodes, startMesh, startStaticAgent as startAgent, type Mesh, type MeshOptions } from './helpers/agent-mesh.ts';
 import { captureIo } from './helpers/cli-io.ts';
 import { tempDir } from './helpers/temp-dir.ts';
+import { TestEnrollment } from './helpers/enrollment.ts';
 
 const NODE_TTL = '3s';
 const WAIT = { timeoutMs: 20_000, intervalMs: 100 } as const;
 
-const startAgentMesh = (t: ExecutionContext, o: Pick<MeshOptions, 'port' | 'coordinatorKey'> = {}): Promise<Mesh> =>
+const startAgentMesh = (t: ExecutionContext, o: Pick<MeshOptions, 'port' | 'coordinatorKey' | 'enrollment'> = {}): Promise<Mesh> =>
   startMesh(t, { label: 'xl-agent-it', nodeTtl: NODE_TTL, ...o });
 const tempStateDir = (t: ExecutionContext, name: string): Promise<string> => tempDir(t, `xl-agent-${name}-`);
 const httpGet = (socketPath: string, path: string): Promise<HttpAnswer> => agentRequest({ socketPath }, path);
@@ -159,7 +160,7 @@ test.serial('fail-static: coordinator and NATS outages never shrink the peer set
 test.serial('starts while NATS is down (interface only), registers once it is up; stops promptly while down', async (t) => {
   const port = await freeLoopbackPort();
   const coordinatorKey = await generateSigningKeyPair();
-  const early = { coordinatorKey, server: { url: `nats://127.0.0.1:${port}` } };
+  const early = { coordinatorKey, server: { url: `nats://127.0.0.1:${port}` }, enrollment: new TestEnrollment() };
   const a = await startAgent(t, early, { name: 'node-a', cluster: 'c1', podCidr: '10.244.1.0/24', stateDir: await tempStateDir(t, 'a') });
   await waitFor(() => a.dataplane.interfaces.length > 0, { ...WAIT, what: 'interface ensured' });
   t.deepEqual(a.dataplane.interfaces[0]?.addresses, [], 'no overlay IP before the first registration');
@@ -178,7 +179,7 @@ test.serial('starts while NATS is down (interface only), registers once it is up
   await lonely.stop();
   t.true(lonely.dataplane.tornDown);
 
-  const mesh = await startAgentMesh(t, { port, coordinatorKey });
+  const mesh = await startAgentMesh(t, { port, coordinatorKey, enrollment: early.enrollment });
   await startAgent(t, mesh, { name: 'node-b', cluster: 'c2', podCidr: '10.245.1.0/24', stateDir: await tempStateDir(t, 'b') });
   await waitFor(() => peerNodes(a.dataplane.last()).join() === 'node-b', { ...WAIT, what: 'a registered and peers with b' });
   t.is((await httpGet(a.socket, '/readyz')).status, 200);

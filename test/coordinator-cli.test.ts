@@ -17,6 +17,7 @@ import { kvKeys } from '../protocol/subjects.ts';
 import { COORDINATOR_BIN, runCoordinatorBin } from './helpers/coordinator-fixture.ts';
 import { scratchNames } from './helpers/nats-fixture.ts';
 import { tempDir as makeTempDir } from './helpers/temp-dir.ts';
+import { parseJoinCredential } from '../protocol/join-credential.ts';
 
 const tempDir = (t: ExecutionContext): Promise<string> => makeTempDir(t, 'xl-coordcli-');
 
@@ -88,6 +89,16 @@ test('run: serves registrations from NATS and exits 0 on SIGTERM, releasing the 
   t.teardown(() => nc.close());
   const client = agentClient(nc, prefix, 1000);
   const a = await fakeAgent('node-a');
+  // The operator enrolls the cluster through the bin (once the coordinator made its key and bucket).
+  const credentialFile = join(dir, 'c1.join');
+  await waitFor(async () => {
+    const r = await runCoordinatorBin(['cluster', 'add', 'c1', '--pod-cidr', '10.10.0.0/16', '--credential-out', credentialFile, '--nats-url', server.url, '--bucket', bucket], {
+      CROSSLINK_SIGNING_KEY_FILE: keyFile,
+    });
+    return r.code === 0 ? r : undefined;
+  }, { timeoutMs: 60_000, intervalMs: 500, what: 'cluster add through the bin' });
+  t.is((await stat(credentialFile)).mode & 0o777, 0o600, 'the join credential is a secret file');
+  a.joinCredential = await parseJoinCredential(await readFile(credentialFile, 'utf8'));
   const reply = await waitFor(async () => {
     const r = await client.register(a);
     return r.ok ? r : undefined;

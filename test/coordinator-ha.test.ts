@@ -6,7 +6,7 @@ import { Kvm, type KV } from '@nats-io/kv';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { parseCoordinatorConfig, type RawRunOptions } from '../coordinator/config.ts';
 import { Coordinator } from '../coordinator/coordinator.ts';
-import { agentClient, fakeAgent, signed } from '../coordinator/testing.ts';
+import { fakeAgent, signed } from '../coordinator/testing.ts';
 import { systemClock } from '../lib/clock.ts';
 import { silentLogger } from '../lib/logger.ts';
 import { NatsServer } from '../lib/nats-server.ts';
@@ -14,6 +14,7 @@ import { waitFor } from '../lib/wait.ts';
 import { NodeRecord, type RegisterReply } from '../protocol/messages.ts';
 import { generateSigningKeyPair, verifyEnvelope, type SigningKeyPair } from '../protocol/signing.ts';
 import { kvKeys, subjects } from '../protocol/subjects.ts';
+import { enrollingClient } from './helpers/enrollment.ts';
 
 async function startServer(t: ExecutionContext): Promise<NatsServer> {
   const server = await NatsServer.start({ name: `xl-coordha-${randomBytes(3).toString('hex')}` });
@@ -65,14 +66,14 @@ test('two replicas: one leader answers; when it dies the follower takes over wit
 
   const nc = await connect({ servers: server.url, maxReconnectAttempts: -1 });
   t.teardown(() => nc.close());
-  const client = agentClient(nc, opts.subjectPrefix);
+  const client = await enrollingClient(nc, opts.subjectPrefix, opts.bucket, key);
   const kv = await new Kvm(nc).open(opts.bucket);
   const s = subjects(opts.subjectPrefix);
 
   // Exactly one replica answers registrations and heartbeats.
   const a = await fakeAgent('node-a', { podCidrs: ['10.10.0.0/24'] });
   const b = await fakeAgent('node-b', { podCidrs: ['10.11.0.0/24'] });
-  t.is(await responders(nc, s.register, await signed(a.request(), a.identity.secretKey)), 1);
+  t.is(await responders(nc, s.register, await client.registrationBody(a)), 1);
   t.true(ok(await client.register(b)));
   const hb = await signed({ v: 1, name: 'node-a', identityKey: a.identity.publicKey, generation: 1, sentAt: Date.now() }, a.identity.secretKey);
   t.is(await responders(nc, s.heartbeat, hb), 1);
@@ -119,7 +120,7 @@ test('NATS restart mid-run: the coordinator recovers and serves registrations, n
   await waitFor(() => r.coordinator.isLeader(), { timeoutMs: 10_000, what: 'leadership' });
   const nc = await connect({ servers: server.url, maxReconnectAttempts: -1, reconnectTimeWait: 250 });
   t.teardown(() => nc.close());
-  const client = agentClient(nc, opts.subjectPrefix, 2000);
+  const client = await enrollingClient(nc, opts.subjectPrefix, opts.bucket, key, 2000);
   const a = await fakeAgent('node-a', { podCidrs: ['10.10.0.0/24'] });
   t.true(ok(await client.register(a)));
   const kv = await new Kvm(nc).open(opts.bucket);

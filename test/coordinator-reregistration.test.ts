@@ -8,7 +8,7 @@ import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { parseCoordinatorConfig } from '../coordinator/config.ts';
 import { Coordinator } from '../coordinator/coordinator.ts';
 import { restatedRecord } from '../coordinator/registry.ts';
-import { agentClient, fakeAgent, type AgentClient } from '../coordinator/testing.ts';
+import { fakeAgent, type AgentClient } from '../coordinator/testing.ts';
 import { systemClock } from '../lib/clock.ts';
 import { silentLogger } from '../lib/logger.ts';
 import { NatsServer } from '../lib/nats-server.ts';
@@ -16,6 +16,7 @@ import { waitFor } from '../lib/wait.ts';
 import type { NodeRecord, RegistrationRequest } from '../protocol/messages.ts';
 import { generateSigningKeyPair } from '../protocol/signing.ts';
 import { kvKeys } from '../protocol/subjects.ts';
+import { enrollingClient } from './helpers/enrollment.ts';
 
 // ---- which requests restate the live record (pure) ------------------------------------------------
 
@@ -88,10 +89,11 @@ async function setup(t: ExecutionContext): Promise<{ client: AgentClient; kv: KV
   const cnc = await connect({ servers: server.url, name: `xl-rereg-coord-${id}` });
   conns.push(nc, cnc);
   const config = parseCoordinatorConfig({ bucket, subjectPrefix: prefix, nodeTtl: '30s', leaseTtl: '2s' });
-  const c = await Coordinator.start({ nc: cnc, clock: systemClock, logger: silentLogger(), config, signingKey: await generateSigningKeyPair() });
+  const key = await generateSigningKeyPair();
+  const c = await Coordinator.start({ nc: cnc, clock: systemClock, logger: silentLogger(), config, signingKey: key });
   coordinators.push(c);
   await waitFor(() => c.isLeader(), { timeoutMs: 10_000, what: 'coordinator leadership' });
-  return { client: agentClient(nc, prefix), kv: await new Kvm(nc).open(bucket) };
+  return { client: await enrollingClient(nc, prefix, bucket, key), kv: await new Kvm(nc).open(bucket) };
 }
 
 test('re-registration: unchanged writes nothing; changed keys and pod CIDRs are still checked against other nodes', async (t) => {

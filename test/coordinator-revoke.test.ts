@@ -17,7 +17,7 @@ import { Registry } from '../coordinator/registry.ts';
 import { listRevocations, revokeNode, unrevokeNode } from '../coordinator/revocation-admin.ts';
 import { RevocationTable, revocationError } from '../coordinator/revocations.ts';
 import { StateStore } from '../coordinator/store.ts';
-import { agentClient, fakeAgent, signed, type AgentClient, type FakeAgent } from '../coordinator/testing.ts';
+import { fakeAgent, signedRegistration, type AgentClient, type FakeAgent } from '../coordinator/testing.ts';
 import { systemClock } from '../lib/clock.ts';
 import { silentLogger } from '../lib/logger.ts';
 import { NatsServer } from '../lib/nats-server.ts';
@@ -28,6 +28,7 @@ import { kvKeys } from '../protocol/subjects.ts';
 import { present, readClusterRecord, runCoordinatorBin, startCoordinatorEnv, type CoordinatorEnv } from './helpers/coordinator-fixture.ts';
 import { scratchNames, useNatsServer } from './helpers/nats-fixture.ts';
 import { tempDir } from './helpers/temp-dir.ts';
+import { enrollingClient, TestEnrollment } from './helpers/enrollment.ts';
 
 const server = useNatsServer('xl-coordrevoke');
 
@@ -267,7 +268,7 @@ test('revocations keep being followed across a NATS restart (the watch is re-cre
     await nc.close();
   });
   await waitFor(() => coordinator.isLeader(), { timeoutMs: 10_000, what: 'leadership' });
-  const client = agentClient(nc, prefix, 2000);
+  const client = await enrollingClient(nc, prefix, bucket, key, 2000);
   const store = new StateStore(await new Kvm(nc).open(bucket), key, silentLogger());
   const a = await fakeAgent('node-a', { podCidrs: ['10.60.1.0/24'] });
   const b = await fakeAgent('node-b', { podCidrs: ['10.60.2.0/24'] });
@@ -321,8 +322,10 @@ test('the leader losing the delete race to the revoke command still releases the
   const base = { cluster: 'edge', topology: 'gateway' as const, gatewayEligible: true };
   const gw = await fakeAgent('a-gw', { ...base, endpoints: ['203.0.113.1:51820'], podCidrs: ['10.70.1.0/24'] });
   const standby = await fakeAgent('b-standby', { ...base, podCidrs: ['10.70.2.0/24'] });
+  const enrollment = new TestEnrollment(kv, key);
   for (const a of [gw, standby]) {
-    const r = await registry.register(Buffer.from(await signed(a.request(), a.identity.secretKey)));
+    const req = a.request();
+    const r = await registry.register(Buffer.from(await signedRegistration(req, a.identity.secretKey, await enrollment.credentialFor(req))));
     t.true(r.ok, r.ok ? '' : r.error.message);
   }
   const before = await readClusterRecord(kv, key, 'edge');
@@ -358,7 +361,8 @@ test('revoke command losing the delete race to the leader still reports a first 
   const registry = await Registry.load({ store, clock: systemClock, logger: silentLogger(), config, liveness: new Liveness(), holdsLease: () => true });
   t.teardown(() => registry.end());
   const a = await fakeAgent('node-a', { podCidrs: ['10.71.1.0/24'] });
-  const r = await registry.register(Buffer.from(await signed(a.request(), a.identity.secretKey)));
+  const req = a.request();
+  const r = await registry.register(Buffer.from(await signedRegistration(req, a.identity.secretKey, await new TestEnrollment(kv, key).credentialFor(req))));
   t.true(r.ok, r.ok ? '' : r.error.message);
 
   const result = await revokeNode({ store, clock: systemClock }, 'node-a', 'lost laptop');

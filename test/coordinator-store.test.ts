@@ -48,6 +48,7 @@ test('loadSnapshot: one pass, latest values only, deleted and purged keys left o
   const kv = await new Kvm(nc).create(`xlstore_${randomBytes(4).toString('hex')}`, { history: 5 });
   const ours = await generateSigningKeyPair();
   const theirs = await generateSigningKeyPair();
+  const stranger = await generateSigningKeyPair();
   const put = async (key: string, value: unknown, by = ours.secretKey): Promise<void> => {
     await kv.put(key, JSON.stringify(await signEnvelope(value, by)));
   };
@@ -61,6 +62,7 @@ test('loadSnapshot: one pass, latest values only, deleted and purged keys left o
   await put(kvKeys.node('node-c'), await nodeRecord({ name: 'node-c' }));
   await kv.purge(kvKeys.node('node-c'));
   await put(kvKeys.node('node-d'), await nodeRecord({ name: 'node-d' }), theirs.secretKey);
+  await put(kvKeys.node('node-f'), await nodeRecord({ name: 'node-f' }), stranger.secretKey);
   await kv.put(kvKeys.node('node-e'), 'not json');
   const c1: ClusterRecord = clusterRecord({ name: 'c1' });
   await put(kvKeys.cluster('c1'), c1);
@@ -70,14 +72,15 @@ test('loadSnapshot: one pass, latest values only, deleted and purged keys left o
   await kv.put(kvKeys.lease, JSON.stringify({ holder: 'x', renewedAt: 1, ttlMs: 1000 }));
 
   const { kv: observed, gets } = counting(kv);
-  const store = new StateStore(observed, ours, silentLogger());
+  // `theirs` is our previous key (rotation); `stranger` is nobody we trust.
+  const store = new StateStore(observed, ours, silentLogger(), [theirs.publicKey]);
   const snap = await store.loadSnapshot();
 
-  t.deepEqual([...snap.nodes.keys()].sort(), ['node-a', 'node-d']);
+  t.deepEqual([...snap.nodes.keys()].sort(), ['node-a', 'node-d'], 'a record signed outside our key set is ignored');
   t.deepEqual(snap.nodes.get('node-a')?.value, a2, 'the latest revision');
   t.is(snap.nodes.get('node-a')?.revision, (await kv.get(kvKeys.node('node-a')))?.revision);
   t.true(snap.nodes.get('node-a')?.signedByUs);
-  t.false(snap.nodes.get('node-d')?.signedByUs, 'signed by another key: flagged for re-signing');
+  t.false(snap.nodes.get('node-d')?.signedByUs, 'signed by our previous key: flagged for re-signing');
   t.deepEqual(snap.clusters.get('c1')?.value, c1);
   t.deepEqual(snap.ipam.get('node-a')?.value, ipam);
   t.is(snap.revocations.size, 0);

@@ -166,6 +166,8 @@ async function startAgent(
     name: o.name,
     args: kubernetesArgs(mesh, { ...o, stateDir: await tempDir(t, `state-${o.name}`) }),
     coordinatorKey: mesh.coordinatorKey.publicKey,
+    // The Nodes' pod CIDRs are 10.244-10.247.x.0/24.
+    join: { mesh, podCidrs: ['10.244.0.0/14'] },
     logger: logs.logger(o.name),
     nodeSource: ({ config, logger }) => {
       const source = kubernetesNodeSourceFromConfig(config, {

@@ -18,6 +18,7 @@ import {
   type ErrorBody,
 } from '../../protocol/messages.ts';
 import { signEnvelope, verifyEnvelope, type SigningKeyPair } from '../../protocol/signing.ts';
+import { joinSign, type JoinCredential } from '../../protocol/join-credential.ts';
 import { subjects } from '../../protocol/subjects.ts';
 import type { NodeIdentity } from '../plan/model.ts';
 import { backoffDelay, type BackoffPolicy } from '../../lib/backoff.ts';
@@ -63,6 +64,8 @@ export interface ControlPlaneOptions {
   /** The WireGuard public key registered at start; registerWithKey() replaces it (key rotation). */
   readonly wireguardPublicKey: string;
   readonly identityKey: SigningKeyPair;
+  /** The cluster's join credential; every registration is signed with it too. Null: the coordinator will refuse us. */
+  readonly joinCredential?: JoinCredential | null;
   /** Current identity; read at every registration so changes are picked up. */
   readonly identity: () => NodeIdentity;
   readonly listenPort: number;
@@ -364,7 +367,9 @@ export class ControlPlane {
     }
     let raw: unknown;
     try {
-      const env = await signEnvelope(request, this.o.identityKey.secretKey);
+      const signedByIdentity = await signEnvelope(request, this.o.identityKey.secretKey);
+      const join = this.o.joinCredential;
+      const env = join ? { ...signedByIdentity, joinSig: await joinSign(signedByIdentity.payload, join.secretKey) } : signedByIdentity;
       const reply = await this.o.nc.request(this.subjects.register, JSON.stringify(env), { timeout: this.o.requestTimeoutMs ?? 5000 });
       raw = reply.json();
     } catch (err) {

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { errorMessage } from '../../lib/errors.ts';
 import { createSecretFileExclusive, readSecretFile, SecretFileError } from '../../lib/secret-file.ts';
 import { Key32 } from '../../protocol/messages.ts';
+import { parseJoinCredential, type JoinCredential } from '../../protocol/join-credential.ts';
 import {
   generateSigningKeyPair,
   generateWireguardKeyPair,
@@ -143,4 +144,23 @@ export async function readCoordinatorKeyFile(path: string): Promise<string> {
     throw new SecretFileError(path, `does not hold a coordinator public key (expected a base64 Ed25519 public key, 44 characters, as \`crosslink-coordinator public-key\` prints); got ${JSON.stringify((line ?? '').slice(0, 60))}`);
   }
   return line;
+}
+
+/**
+ * The cluster's join credential (`crosslink-coordinator cluster add --credential-out`), read as a
+ * secret (refused when group/world readable; a Kubernetes Secret volume needs defaultMode 0400).
+ */
+export async function readJoinCredentialFile(path: string, cluster: string): Promise<JoinCredential> {
+  const text = await readSecretFile(path, { modeHint: 'for a Kubernetes Secret volume set defaultMode: 0400' });
+  if (text === undefined) throw new SecretFileError(path, 'the join credential file does not exist (`crosslink-coordinator cluster add --credential-out` writes it)');
+  let credential: JoinCredential;
+  try {
+    credential = await parseJoinCredential(text);
+  } catch (err) {
+    throw new SecretFileError(path, (err as Error).message, { cause: err });
+  }
+  if (credential.cluster !== cluster) {
+    throw new SecretFileError(path, `is the join credential of cluster "${credential.cluster}", but this node is in cluster "${cluster}" (--cluster)`);
+  }
+  return credential;
 }

@@ -20,11 +20,15 @@ import { NodeRecord } from '../../protocol/messages.ts';
 import { generateSigningKeyPair, verifyEnvelope, type SigningKeyPair } from '../../protocol/signing.ts';
 import { DEFAULT_BUCKET, kvKeys } from '../../protocol/subjects.ts';
 import { FakeDataplane } from '../agent-helpers.ts';
+import { readJoinCredentialFile } from '../../agent/control/keys.ts';
+import { joinCredentialArgs, TestEnrollment } from './enrollment.ts';
 
 /** What an agent needs to find the control plane (also before any server is up). */
 export interface MeshAddress {
   readonly server: { readonly url: string };
   readonly coordinatorKey: SigningKeyPair;
+  /** Cluster enrollment: agents get their cluster's join credential from here. */
+  readonly enrollment: TestEnrollment;
 }
 
 export interface Mesh extends MeshAddress {
@@ -44,6 +48,8 @@ export interface MeshOptions {
   /** A fixed port, e.g. one agents were already pointed at before the server started. */
   readonly port?: number;
   readonly coordinatorKey?: SigningKeyPair;
+  /** Enrollment used by agents started before the mesh (their claims are written once the bucket exists). */
+  readonly enrollment?: TestEnrollment;
 }
 
 /** Starts nats-server and a Coordinator on it; both are stopped when the test ends. */
@@ -68,7 +74,9 @@ export async function startMesh(t: ExecutionContext, o: MeshOptions): Promise<Me
   await startCoordinator();
   // The coordinator creates the bucket as it starts.
   const kv = await new Kvm(nc).open(DEFAULT_BUCKET);
-  return { server, coordinatorKey, nc, kv, startCoordinator, stopCoordinator };
+  const enrollment = o.enrollment ?? new TestEnrollment();
+  await enrollment.attach(kv, coordinatorKey);
+  return { server, coordinatorKey, nc, kv, enrollment, startCoordinator, stopCoordinator };
 }
 
 /** The node's record as every agent sees it: read from the KV and verified with the coordinator key. */
@@ -105,6 +113,8 @@ export interface FakeAgentOptions {
   /** Default 1000 ms. */
   readonly requestTimeoutMs?: number;
   readonly signal?: AbortSignal;
+  /** Enroll the agent's cluster (`--cluster` of args) for these pod CIDRs and give it the join credential. */
+  readonly join?: { readonly mesh: MeshAddress; readonly podCidrs: readonly string[]; readonly topology?: 'mesh' | 'gateway' };
 }
 
 export interface RunningAgent {
@@ -120,7 +130,14 @@ export interface RunningAgent {
 
 /** Starts the real Agent with a FakeDataplane and fast retries; stopped when the test ends. */
 export async function startFakeAgent(t: ExecutionContext, o: FakeAgentOptions): Promise<RunningAgent> {
-  const config = parseAgentConfig([...o.args], { env: {}, hostname: o.name, fileExists: () => false });
+  let args = [...o.args];
+  if (o.join) {
+    const pre = parseAgentConfig(args, { env: {}, hostname: o.name, fileExists: () => false });
+    const credential = await o.join.mesh.enrollment.claim({ cluster: pre.cluster, podCidrs: o.join.podCidrs, topology: o.join.topology ?? pre.topology });
+    args = [...args, ...(await joinCredentialArgs(pre.stateDir, credential))];
+  }
+  const config = parseAgentConfig(args, { env: {}, hostname: o.name, fileExists: () => false });
+  const joinCredential = config.joinCredentialFile === null ? null : await readJoinCredentialFile(config.joinCredentialFile, config.cluster);
   const runner = new RecordingRunner();
   const logger = o.logger ?? silentLogger();
   const dataplane = new FakeDataplane();
@@ -133,6 +150,7 @@ export async function startFakeAgent(t: ExecutionContext, o: FakeAgentOptions): 
     createDataplane: o.createDataplane ?? (() => Promise.resolve(dataplane)),
     nodeSource: (o.nodeSource ?? createStaticNodeSource)({ config, runner, logger }),
     coordinatorKey: o.coordinatorKey,
+    joinCredential,
     mtu: 1420,
     tuning: { retryMinMs: 100, retryMaxMs: 500, requestTimeoutMs: o.requestTimeoutMs ?? 1000, debounceMs: 50 },
     ...(o.signal ? { signal: o.signal } : {}),
@@ -176,5 +194,12 @@ export function startStaticAgent(t: ExecutionContext, mesh: MeshAddress, o: Stat
     '--resync-interval', '1s',
     ...(o.extra ?? []),
   ];
-  return startFakeAgent(t, { name: o.name, args, coordinatorKey: mesh.coordinatorKey.publicKey, ...(o.nodeSource ? { nodeSource: o.nodeSource } : {}) });
+  const topology = o.extra?.includes('gateway') === true ? 'gateway' : 'mesh';
+  return startFakeAgent(t, {
+    name: o.name,
+    args,
+    coordinatorKey: mesh.coordinatorKey.publicKey,
+    join: { mesh, podCidrs: [o.podCidr], topology },
+    ...(o.nodeSource ? { nodeSource: o.nodeSource } : {}),
+  });
 }

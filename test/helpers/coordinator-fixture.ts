@@ -15,6 +15,7 @@ import { ClusterRecord } from '../../protocol/messages.ts';
 import { generateSigningKeyPair, verifyEnvelope, type SigningKeyPair } from '../../protocol/signing.ts';
 import { kvKeys } from '../../protocol/subjects.ts';
 import { scratchNames } from './nats-fixture.ts';
+import { TestEnrollment } from './enrollment.ts';
 
 export const COORDINATOR_BIN = fileURLToPath(new URL('../../bin/crosslink-coordinator', import.meta.url));
 
@@ -54,6 +55,8 @@ export interface CoordinatorEnv {
   readonly prefix: string;
   readonly client: AgentClient;
   readonly coordinator: Coordinator;
+  /** Cluster enrollment (the client enrolls the clusters it registers into on first use). */
+  readonly enrollment: TestEnrollment;
   /** Every bucket change seen by a watcher, in order. */
   readonly events: { key: string; op: string }[];
 }
@@ -101,7 +104,8 @@ export async function startCoordinatorEnv(t: ExecutionContext, o: CoordinatorEnv
   } else {
     await waitFor(() => coordinator.isLeader(), { timeoutMs: 10_000, what: 'leadership' });
   }
-  return { nc, kv, key, bucket, prefix, client: agentClient(nc, prefix), coordinator, events };
+  const enrollment = new TestEnrollment(kv, key);
+  return { nc, kv, key, bucket, prefix, client: agentClient(nc, prefix, { credentialFor: enrollment.credentialFor }), coordinator, enrollment, events };
 }
 
 /** True while `key` holds a value (not deleted or purged). */

@@ -1,0 +1,134 @@
+// `crosslink-coordinator cluster add | list | show | remove | rotate-credential`: the operator's side
+// of cluster enrollment. Same NATS, bucket and signing-key flags as `revoke`; works on the bucket
+// directly (cluster-admin.ts), so no running coordinator is needed.
+import { unlink } from 'node:fs/promises';
+import { Option, type Command } from 'commander';
+import { renderTable } from '../cli/format.ts';
+import { systemClock } from '../lib/clock.ts';
+import { ValidationError } from '../lib/errors.ts';
+import { generateJoinCredential } from '../protocol/join-credential.ts';
+import type { ClusterDefinition } from '../protocol/messages.ts';
+import {
+  addCluster,
+  listClusters,
+  parseClusterName,
+  removeCluster,
+  rotateCredential,
+  showCluster,
+  writeCredentialFile,
+  type ClusterDetails,
+} from './cluster-admin.ts';
+import { addSharedOptions, sharedConfig, withAdmin, type SharedOptions } from './revocation-commands.ts';
+
+const iso = (ms: number): string => new Date(ms).toISOString();
+const collect = (v: string, prev: string[] | undefined): string[] => [...(prev ?? []), ...v.split(',').map((x) => x.trim()).filter((x) => x !== '')];
+
+function parseTopology(v: string | undefined): 'mesh' | 'gateway' {
+  const t = v ?? 'mesh';
+  if (t !== 'mesh' && t !== 'gateway') throw new ValidationError('--topology', t, 'use mesh or gateway');
+  return t;
+}
+
+function credentialOut(v: string | undefined): string {
+  if (v === undefined || v.trim() === '') throw new ValidationError('--credential-out', v, 'required: the file the join credential is written to (mode 0600)');
+  return v;
+}
+
+export function formatClusterList(rows: readonly { value: ClusterDefinition }[]): string {
+  if (rows.length === 0) return 'no clusters are enrolled\n';
+  return `${renderTable(
+    ['NAME', 'TOPOLOGY', 'POD RANGES', 'CREDENTIAL', 'ENROLLED AT'],
+    rows.map(({ value: d }) => [d.name, d.topology, d.podCidrs.join(','), `generation ${d.credentialGeneration}`, iso(d.createdAt)]),
+  )}\n`;
+}
+
+export function formatClusterDetails(d: ClusterDetails): string {
+  const v = d.definition.value;
+  const lines = [
+    `cluster:            ${v.name}`,
+    `topology:           ${v.topology}`,
+    `pod ranges:         ${v.podCidrs.join(', ')}${v.allowPublic ? ' (public space allowed)' : ''}`,
+    `join key:           ${v.joinKey} (credential generation ${v.credentialGeneration})`,
+    `enrolled at:        ${iso(v.createdAt)}; updated ${iso(v.updatedAt)}`,
+    `gateway:            ${d.record?.gateway ?? '-'}`,
+    `live nodes:         ${d.nodes.length === 0 ? '-' : d.nodes.map((n) => `${n.name} (${n.overlayIp}, ${n.podCidrs.join(',')})`).join('; ')}`,
+  ];
+  return `${lines.join('\n')}\n`;
+}
+
+export function addClusterCommands(program: Command): void {
+  const cluster = program.command('cluster').description('enroll clusters: their pod ranges, topology and join credential');
+
+  addSharedOptions(
+    cluster
+      .command('add')
+      .argument('<name>', 'cluster name (a DNS label)')
+      .description('enroll a cluster and write its join credential (a secret file for its agents)'),
+  )
+    .addOption(new Option('--pod-cidr <cidr>', 'a pod range of the cluster; repeatable or comma-separated (required)').argParser(collect))
+    .addOption(new Option('--topology <mode>', 'mesh | gateway (default mesh)'))
+    .addOption(new Option('--allow-public', 'allow pod ranges outside private space (public, or shared 100.64.0.0/10)'))
+    .addOption(new Option('--credential-out <file>', 'where to write the join credential (mode 0600; required)'))
+    .action(async (name: string, opts: SharedOptions & { podCidr?: string[]; topology?: string; allowPublic?: boolean; credentialOut?: string }, cmd: Command) => {
+      const cluster = parseClusterName(name);
+      const topology = parseTopology(opts.topology);
+      const out = credentialOut(opts.credentialOut);
+      if (!opts.podCidr || opts.podCidr.length === 0) throw new ValidationError('--pod-cidr', undefined, 'required: the pod ranges of the cluster, e.g. --pod-cidr 10.244.0.0/16');
+      const config = sharedConfig(opts, cmd);
+      const credential = await generateJoinCredential(cluster);
+      // The file first: a definition whose credential nobody holds would need a rotation.
+      await writeCredentialFile(out, credential);
+      try {
+        const r = await withAdmin(config, ({ store }) =>
+          addCluster({ store, clock: systemClock }, { name: cluster, podCidrs: opts.podCidr ?? [], topology, allowPublic: opts.allowPublic === true, credential }),
+        );
+        process.stdout.write(
+          `enrolled cluster "${cluster}" (${r.definition.topology}; pod ranges ${r.definition.podCidrs.join(', ')})\n` +
+            `  join credential written to ${out} (mode 0600): give it to the cluster's agents (--join-credential-file)\n`,
+        );
+      } catch (err) {
+        await unlink(out).catch(() => undefined);
+        throw err;
+      }
+    });
+
+  addSharedOptions(cluster.command('list').description('list enrolled clusters'))
+    .addOption(new Option('--json', 'print JSON'))
+    .action(async (opts: SharedOptions & { json?: boolean }, cmd: Command) => {
+      const rows = await withAdmin(sharedConfig(opts, cmd), ({ store }) => listClusters({ store }));
+      process.stdout.write(opts.json === true ? `${JSON.stringify(rows.map((r) => r.value), null, 2)}\n` : formatClusterList(rows));
+    });
+
+  addSharedOptions(cluster.command('show').argument('<name>', 'cluster name').description('show a cluster definition and its live nodes'))
+    .addOption(new Option('--json', 'print JSON'))
+    .action(async (name: string, opts: SharedOptions & { json?: boolean }, cmd: Command) => {
+      const c = parseClusterName(name);
+      const d = await withAdmin(sharedConfig(opts, cmd), ({ store }) => showCluster({ store }, c));
+      process.stdout.write(opts.json === true ? `${JSON.stringify({ definition: d.definition.value, record: d.record, nodes: d.nodes }, null, 2)}\n` : formatClusterDetails(d));
+    });
+
+  addSharedOptions(cluster.command('remove').argument('<name>', 'cluster name').description('remove an enrollment: its live nodes are removed and nothing can register into it')).action(
+    async (name: string, opts: SharedOptions, cmd: Command) => {
+      const c = parseClusterName(name);
+      const removed = await withAdmin(sharedConfig(opts, cmd), ({ store }) => removeCluster({ store }, c));
+      process.stdout.write(`removed cluster "${removed.name}" (${removed.podCidrs.join(', ')}); the coordinator removes its live nodes\n`);
+    },
+  );
+
+  addSharedOptions(
+    cluster
+      .command('rotate-credential')
+      .argument('<name>', 'cluster name')
+      .description('replace the join credential: the old one can no longer register nodes (live nodes keep running)'),
+  )
+    .addOption(new Option('--credential-out <file>', 'where to write the new join credential (mode 0600; required)'))
+    .action(async (name: string, opts: SharedOptions & { credentialOut?: string }, cmd: Command) => {
+      const c = parseClusterName(name);
+      const out = credentialOut(opts.credentialOut);
+      const config = sharedConfig(opts, cmd);
+      const credential = await generateJoinCredential(c);
+      await writeCredentialFile(out, credential);
+      const r = await withAdmin(config, ({ store }) => rotateCredential({ store, clock: systemClock }, c, credential));
+      process.stdout.write(`rotated the join credential of cluster "${c}" (generation ${r.definition.credentialGeneration}); written to ${out} (mode 0600)\n`);
+    });
+}
