@@ -11,7 +11,8 @@ import { MeshWatch } from '../agent/control/mesh-watch.ts';
 import { judgeProgress, nextProgressCheckMs } from '../agent/control/watch-progress.ts';
 import { parseCoordinatorConfig } from '../coordinator/config.ts';
 import { Coordinator } from '../coordinator/coordinator.ts';
-import { agentClient, fakeAgent, type FakeAgent } from '../coordinator/testing.ts';
+import { fakeAgent, type FakeAgent } from '../coordinator/testing.ts';
+import { enrollingClient } from './helpers/enrollment.ts';
 import { systemClock } from '../lib/clock.ts';
 import { createLogger, silentLogger } from '../lib/logger.ts';
 import { NatsCluster } from '../lib/nats-cluster.ts';
@@ -85,7 +86,7 @@ test('3-server cluster: losing the bucket stream leader loses nothing; every wat
   }
   const clientNc = await connectTo(1, 'xl-agents');
   t.teardown(() => clientNc.close());
-  const client = agentClient(clientNc, prefix, 5000);
+  const client = await enrollingClient(clientNc, prefix, bucket, signingKey, 5000);
   const register = async (a: FakeAgent): Promise<void> => {
     // Registrations may fail while JetStream elects a new leader: retried like an agent does.
     await waitFor(async () => (await client.register(a)).ok, { timeoutMs: 30_000, intervalMs: 250, what: `registration of ${a.name}` });
