@@ -205,13 +205,14 @@ export class Lab {
     await this.stopEntry('coordinator', 15_000);
   }
 
-  async startAgent(name: string, logLevel = 'info'): Promise<void> {
+  /** `extraArgs` are appended to the agent's command line (e.g. `--policy-enforcement required`). */
+  async startAgent(name: string, logLevel = 'info', extraArgs: readonly string[] = []): Promise<void> {
     const node = this.node(name);
     const key = this.state.coordinatorPublicKey;
     if (!key) throw new CrosslinkError('coordinator key unknown: start the coordinator first');
     if (this.isRunning(name)) throw new CrosslinkError(`agent ${name} is already running`);
     await mkdir(nodeDir(this.paths, name), { recursive: true });
-    await this.launch('agent', name, node.ns, agentArgv(this.plan, node, this.paths, key, logLevel));
+    await this.launch('agent', name, node.ns, [...agentArgv(this.plan, node, this.paths, key, logLevel), ...extraArgs]);
   }
 
   /**

@@ -9,6 +9,7 @@ import type { NodeRecord } from '../protocol/messages.ts';
 import { parsePolicyYaml, type PolicyRecord } from '../protocol/policy/document.ts';
 import { PolicyEnforcer, type PolicyInput } from '../agent/policy/enforcer.ts';
 import { withoutOverlayTraffic } from '../agent/policy/gate.ts';
+import { resolveNftCommand } from '../agent/policy/nft-command.ts';
 
 const K = (n: number): string => Buffer.alloc(32, n).toString('base64');
 
@@ -167,6 +168,17 @@ for (const mode of ['best-effort', 'required'] as const) {
     t.regex(e.notReadyReason() ?? '', mode === 'required' ? /policy NOT enforced: .*carrying no overlay traffic/ : /policy v1 NOT enforced: .*traffic passes unfiltered/);
   });
 }
+
+test('an impostor nft (e.g. node_modules/.bin/nft) is not nftables; a bare nft is looked up in the sbin directories first', async (t) => {
+  const runner = new RecordingRunner().on(['nft', '--version'], '');
+  const e = enforcer(runner);
+  await e.init();
+  t.like(e.status(), { nft: 'missing' });
+  t.regex(e.status().nftError ?? '', /it is not nftables/);
+  t.is(resolveNftCommand('nft', (p) => p === '/usr/sbin/nft'), '/usr/sbin/nft');
+  t.is(resolveNftCommand('nft', () => false), 'nft');
+  t.is(resolveNftCommand('/opt/nft', () => true), '/opt/nft');
+});
 
 test('required mode before nft was checked blocks traffic (fail closed); the gate keeps the interface, drops peers and routes', async (t) => {
   const { runner } = fakeNft();

@@ -10,6 +10,7 @@ import type { NodeRecord } from '../../protocol/messages.ts';
 import type { PolicyDocumentResponse, PolicyEnforcementMode, PolicyStatus } from '../../protocol/policy/status.ts';
 import type { DesiredState } from '../plan/model.ts';
 import { PolicyEnforcer } from './enforcer.ts';
+import { resolveNftCommand } from './nft-command.ts';
 import { withoutOverlayTraffic } from './gate.ts';
 import { PolicyWatch } from './policy-watch.ts';
 
@@ -39,7 +40,7 @@ export class AgentPolicy {
       clock: o.clock,
       interfaceName: o.interfaceName,
       mode: o.mode,
-      nft: [o.nftCommand],
+      nft: [resolveNftCommand(o.nftCommand)],
     });
     this.enforcer.onChange(() => {
       const gate = this.enforcer.blocksTraffic();

@@ -64,7 +64,9 @@ export class PolicyEnforcer {
   /** Checks for nft and learns which policy version the live table (if any) carries. */
   async init(): Promise<void> {
     try {
-      await this.o.runner.run([...this.nft, '--version'], { timeoutMs: 5000 });
+      const r = await this.o.runner.run([...this.nft, '--version'], { timeoutMs: 5000 });
+      // Another program called nft (npm's node_modules/.bin has one) must not pass for nftables.
+      if (!/^nftables v/.test(r.stdout.trim())) throw new Error(`it is not nftables: \`${this.nft.join(' ')} --version\` printed ${JSON.stringify(r.stdout.trim().slice(0, 80))}`);
       this.nftState = 'available';
     } catch (err) {
       this.nftState = 'missing';
