@@ -3,6 +3,7 @@
 import type { AgentStatus, PeerStatus, RemotePath } from '../protocol/status.ts';
 import { byName, compareText } from '../lib/compare.ts';
 import { formatAge, formatBytes, renderTable } from '../lib/text-format.ts';
+import { policyLine } from './policy-line.ts';
 
 /** WireGuard re-handshakes every 2 minutes on an active session; 3 minutes without one means trouble. */
 export const HANDSHAKE_UP_MS = 180_000;
@@ -121,6 +122,7 @@ export function formatStatus(s: AgentStatus, now: number): string {
     ['Last reconcile', reconcile],
     ['Ready', yesNo(s.ready)],
     ['Peers', `${up}/${s.peers.length} up`],
+    ['Policy', policyLine(s.policy)],
   ];
   const width = Math.max(...head.map(([k]) => k.length));
   const lines = head.map(([k, v]) => `${`${k}:`.padEnd(width + 2)}${v}`);

@@ -26,6 +26,8 @@ import { diagnose, formatChecks } from './diagnose.ts';
 import { formatNodeTable, formatPeerTable, formatStatus, peerHealthy, statusExitCode, type NodeRow } from './format.ts';
 import { readMeshFromKv } from './kv-read.ts';
 import { registerManifestsCommand } from './manifests.ts';
+import { policyChecks, registerPolicyCommand } from './policy.ts';
+import { PolicyDocumentResponse } from '../protocol/policy/status.ts';
 import { renderWgConf } from './showconf.ts';
 import { registerServicesCommands } from './services.ts';
 import { byName, compareText } from '../lib/compare.ts';
@@ -239,7 +241,12 @@ export function buildProgram(io: CliIo, setExit: (code: number) => void): Comman
         await new Promise((r) => setTimeout(r, intervalMs));
         after = await getFromAgent(o.socket, '/diagnostics', DiagnosticsDocument);
       }
-      const result = diagnose({ status, view, desired, before, after, intervalMs, now: io.now(), ...(o.peer === undefined ? {} : { target: o.peer }) });
+      const diagnosed = diagnose({ status, view, desired, before, after, intervalMs, now: io.now(), ...(o.peer === undefined ? {} : { target: o.peer }) });
+      // The access policy: is it enforced, and would it deny a ping (so a failing ping is not read as a broken tunnel).
+      const policyDoc = await getFromAgent(o.socket, '/policy', PolicyDocumentResponse).catch(() => null);
+      const remotes = [...(view?.nodes.values() ?? [])].filter((n) => n.cluster !== status.node.cluster && (o.peer === undefined || n.name === o.peer));
+      const extra = policyDoc === null ? [] : policyChecks(policyDoc, status.node, remotes.map((n) => ({ node: n.name, podCidrs: n.podCidrs })));
+      const result = { checks: [...diagnosed.checks, ...extra], ok: diagnosed.ok && extra.every((c) => c.ok !== false) };
       io.stdout(o.json ? json(result) : `${formatChecks([{ ok: true, label: 'agent reachable', detail: o.socket }, ...result.checks])}\n`);
       setExit(result.ok ? 0 : 1);
     });
@@ -271,6 +278,7 @@ export function buildProgram(io: CliIo, setExit: (code: number) => void): Comman
 
   registerManifestsCommand(program);
   registerServicesCommands(program, io, setExit, () => flagOption(SOCKET_FLAG));
+  registerPolicyCommand(program, () => flagOption(SOCKET_FLAG), io.stdout, setExit);
   return program;
 }
 

@@ -8,6 +8,7 @@
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import test, { type ExecutionContext } from 'ava';
+import { resolveNftCommand } from '../agent/policy/nft-command.ts';
 import { AgentResponseError, getFromAgent } from '../cli/client.ts';
 import { signingKeyFile } from '../lab/commands.ts';
 import type { Lab } from '../lab/lab.ts';
@@ -18,7 +19,9 @@ import { z } from 'zod';
 import { assertConverged, pingFailsWithin, pingUntil, useLab } from './helpers/lab-harness.ts';
 import { pacedTransfer, startTcpServer, tcpProbe, type TcpServer } from './helpers/tcp-probe.ts';
 
-const CONVERGE_MS = 90_000;
+const CONVERGE_MS = 150_000;
+/** The real nft (PATH under npm has node_modules/.bin/nft first, which is not nftables). */
+const NFT = resolveNftCommand('nft');
 const ENFORCE_MS = 20_000;
 const APP_PORT = 8080;
 const OTHER_PORT = 8081;
@@ -130,6 +133,7 @@ test.serial('default deny with one allow rule: the allowed flow and its replies 
 
 test.serial('a deny rule inside default allow: north may not reach west; everything else may', async (t) => {
   const lab = theLab();
+  await ensureServers(lab);
   const east1 = pod(lab, 'east-n1-p1');
   const west = pod(lab, 'west-n1-p1');
   const north = pod(lab, 'north-n1-p1');
@@ -146,6 +150,7 @@ test.serial('a deny rule inside default allow: north may not reach west; everyth
 
 test.serial('an invalid policy changes nothing: non-zero exit with the reason, same version enforced, same packets dropped', async (t) => {
   const lab = theLab();
+  await ensureServers(lab);
   const before = (await lab.status('west-n1')).policy?.enforcedVersion;
   const r = await policySet(lab, 'default: deny\nrules:\n  - from: {cluster: east}\n    to: {cluster: west, ports: ["tcp/0"]}\n');
   t.is(r.code, 2);
@@ -156,6 +161,7 @@ test.serial('an invalid policy changes nothing: non-zero exit with the reason, s
 
 test.serial('a long TCP flow on an allowed path keeps going while policies switch back and forth', async (t) => {
   const lab = theLab();
+  await ensureServers(lab);
   const east1 = pod(lab, 'east-n1-p1');
   const west = pod(lab, 'west-n1-p1');
   await setAndEnforce(t, lab, ONLY_EAST_TO_WEST_APP);
@@ -184,7 +190,7 @@ test.serial('agent restart: the table stays in place, no moment unfiltered, then
   const west = pod(lab, 'west-n1-p1');
   const version = await setAndEnforce(t, lab, NORTH_MAY_NOT_REACH_WEST);
   const westNs = lab.node('west-n1').ns;
-  const tableThere = async (): Promise<boolean> => (await lab.exec(westNs, ['nft', 'list', 'table', 'inet', 'crosslink_policy'], { allowFailure: true })).exitCode === 0;
+  const tableThere = async (): Promise<boolean> => (await lab.exec(westNs, [NFT, 'list', 'table', 'inet', 'crosslink_policy'], { allowFailure: true })).exitCode === 0;
   await lab.stopAgent('west-n1');
   t.true(await tableThere(), 'the table outlives the agent');
   await lab.startAgent('west-n1');
@@ -215,7 +221,7 @@ test.serial('a node without nftables says so loudly (best-effort: carries traffi
   const version = (await lab.status('north-n1')).policy?.enforcedVersion ?? null;
   await lab.stopAgent('north-n1');
   // nft missing: its table from before is gone too (a node that never had nft has none).
-  await lab.exec(lab.node('north-n1').ns, ['nft', 'delete', 'table', 'inet', 'crosslink_policy'], { allowFailure: true });
+  await lab.exec(lab.node('north-n1').ns, [NFT, 'delete', 'table', 'inet', 'crosslink_policy'], { allowFailure: true });
   await lab.startAgent('north-n1', 'info', ['--nft', '/nonexistent/xl-nft']);
   const s = await waitFor(async () => {
     const st = await lab.status('north-n1').catch(() => null);
