@@ -6,9 +6,11 @@
 //   heartbeat     coordinator CPU under heartbeat load
 //   restart       nats-server and coordinator restarts, fleet re-registration and the periodic audit
 //                 with 500 nodes and 50 watchers (restart:2000)
+//   policy        policy set → nftables table replaced on 10 agents (real nft, one netns each; policy:<agents>)
 import { randomBytes } from 'node:crypto';
 import { NatsServer } from '../lib/nats-server.ts';
 import { runDataPlane } from './data-plane.ts';
+import { runPolicyPropagation } from './policy.ts';
 import { runFanOut, runHeartbeatLoad, runRegistrationStorm, runRestartStorm } from './control-plane.ts';
 
 /** Each control-plane section, with an optional argument after a colon (e.g. `registration:2000,4000`). */
@@ -16,6 +18,7 @@ const CONTROL_PLANE: Record<string, (server: NatsServer, arg: number[] | undefin
   registration: (s, sizes) => runRegistrationStorm(s, sizes),
   fanout: (s) => runFanOut(s),
   heartbeat: (s) => runHeartbeatLoad(s),
+  policy: (s, n) => runPolicyPropagation(s, n?.[0]),
   restart: (s, n) => runRestartStorm(s, n?.[0] === undefined ? undefined : { nodes: n[0], watchers: 50, nodeTtl: '20s' }),
 };
 const ALL = ['dataplane', ...Object.keys(CONTROL_PLANE)];

@@ -120,7 +120,7 @@ function schemaErrors(obj: Obj): string[] {
 
 test('deploy/ has the agent and control-plane manifests, and every YAML document parses', (t) => {
   const names = FILES.map((f) => relative(DEPLOY_DIR, f));
-  t.deepEqual(names, ['agent/daemonset.yaml', 'agent/namespace.yaml', 'agent/rbac.yaml', 'control-plane/coordinator.yaml', 'control-plane/namespace.yaml', 'control-plane/nats.yaml']);
+  t.deepEqual(names, ['agent/daemonset.yaml', 'agent/namespace.yaml', 'agent/rbac.yaml', 'control-plane/coordinator.yaml', 'control-plane/namespace.yaml', 'control-plane/nats.yaml', 'control-plane/policy-configmap.yaml']);
   t.true(DOCS.length >= 15);
   for (const d of DOCS) {
     t.truthy(d.obj['apiVersion'], `${d.file}: apiVersion`);
