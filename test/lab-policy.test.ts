@@ -19,7 +19,7 @@ import { z } from 'zod';
 import { assertConverged, pingFailsWithin, pingUntil, useLab } from './helpers/lab-harness.ts';
 import { pacedTransfer, startTcpServer, tcpProbe, type TcpServer } from './helpers/tcp-probe.ts';
 
-const CONVERGE_MS = 150_000;
+const CONVERGE_MS = 90_000;
 /** The real nft (PATH under npm has node_modules/.bin/nft first, which is not nftables). */
 const NFT = resolveNftCommand('nft');
 const ENFORCE_MS = 20_000;
