@@ -3,7 +3,7 @@
 // directly (cluster-admin.ts), so no running coordinator is needed.
 import { unlink } from 'node:fs/promises';
 import { Option, type Command } from 'commander';
-import { renderTable } from '../cli/format.ts';
+import { renderTable } from '../lib/text-format.ts';
 import { systemClock } from '../lib/clock.ts';
 import { ValidationError } from '../lib/errors.ts';
 import { generateJoinCredential } from '../protocol/join-credential.ts';
