@@ -24,6 +24,8 @@ import { ControlPlane } from './control/control-plane.ts';
 import { onConnectionStatus } from '../lib/nats-status.ts';
 import { KeyRotation } from './control/key-rotation.ts';
 import { loadOrCreateNodeKeys, type NodeKeys } from './control/keys.ts';
+import { AgentHealth } from './health/agent-health.ts';
+import type { ProberTuning } from './health/prober.ts';
 import { MeshWatch } from './control/mesh-watch.ts';
 import type { Dataplane, LivePeer } from './dataplane/api.ts';
 import { readHostFacts } from './dataplane/host-facts.ts';
@@ -81,6 +83,7 @@ export interface AgentOptions {
     readonly requestTimeoutMs?: number;
     readonly debounceMs?: number;
     readonly watchAuditIntervalMs?: number;
+    readonly probe?: ProberTuning;
   };
 }
 
@@ -109,6 +112,7 @@ export class Agent {
   private readonly rotation: KeyRotation;
   private readonly policy: AgentPolicy;
   private readonly services: ServicesAgent;
+  private readonly health: AgentHealth;
 
   private constructor(
     private readonly o: AgentOptions,
@@ -143,7 +147,12 @@ export class Agent {
       clock: this.clock,
       logger: o.logger.child({ component: 'reconciler' }),
     });
-    this.reconciler.onResult(() => this.publishState());
+    this.reconciler.onResult(() => {
+      this.publishState();
+      // The prober follows what was just applied: our overlay IP and the peers (immutable snapshots).
+      const { self, mesh } = this.reconciler.current();
+      this.health.sync(self?.overlayIp ?? null, this.reconciler.desired(), mesh?.nodes ?? new Map());
+    });
     this.rotation = new KeyRotation({
       stateDir: o.config.stateDir,
       logger: o.logger,
@@ -174,6 +183,7 @@ export class Agent {
       clock: this.clock,
       logger: o.logger.child({ component: 'services' }),
     });
+    this.health = new AgentHealth({ clock: this.clock, logger: o.logger.child({ component: 'health' }), runner: o.runner, interfaceName: dataplaneConfig.interfaceName, ...(o.tuning?.probe ? { probe: o.tuning.probe } : {}) });
   }
 
   /** Loads keys, resolves the identity, creates the data plane and starts every loop. */
@@ -243,11 +253,13 @@ export class Agent {
         diagnostics: () => this.diagnostics(),
         rotateKey: () => this.rotateKey(),
         policy: () => this.policy.document(),
+        ping: (q) => this.health.ping(q, this.reconciler.desired(), this.reconciler.current().mesh?.nodes ?? new Map()),
       },
       logger: logger.child({ component: 'status' }),
     });
     await this.policy.init();
     this.reconciler.request('start');
+    this.health.start();
     this.resyncTimer = setInterval(() => {
       this.reconciler.request('resync');
       this.policy.resync();
@@ -430,15 +442,17 @@ export class Agent {
     const inputs = this.reconciler.current();
     const watch = this.meshWatch;
     const policy = await this.policy.status();
+    const desired = this.reconciler.desired();
+    const controlPlane = this.controlPlane?.state();
     return assembleStatus({
       version: this.o.agentVersion ?? AGENT_VERSION,
       identity: this.identity,
       publicKey: this.wireguard.publicKey,
       self: inputs.self,
-      controlPlane: this.controlPlane?.state(),
+      controlPlane,
       mesh: inputs.mesh,
       watch: watch ? { stats: watch.stats(), rejected: watch.rejected().size } : undefined,
-      desired: this.reconciler.desired(),
+      desired,
       lastReconcile: this.reconciler.lastReconcile(),
       ready: this.readiness().ready,
       live,
@@ -450,7 +464,10 @@ export class Agent {
         interface: this.dataplaneConfig.interfaceName,
         listenPort: this.dataplaneConfig.listenPort,
         mtu: this.dataplaneConfig.mtu,
+        liveMtu: await this.health.liveMtu(),
       },
+      probes: new Map((desired?.peers ?? []).map((p) => [p.node, this.health.peer(p.node)])),
+      controlPlaneHealth: this.health.controlPlane(controlPlane ?? null),
     });
   }
 
@@ -486,6 +503,7 @@ export class Agent {
     await step('stop services', () => this.services.stop());
     await step('stop control plane', () => this.controlPlane?.stop());
     await step('stop reconciler', () => this.reconciler.stop());
+    await step('stop prober', () => this.health.stop());
     // Deregister only after the watch is closed, or we would see our own record go and re-register.
     if (cleanup && this.controlPlane?.state().registered) await step('deregister', () => this.controlPlane?.deregister());
     await step('stop policy', () => this.policy.stop(cleanup));

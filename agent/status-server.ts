@@ -5,6 +5,7 @@
 //   GET /readyz       200 once registered and reconciled, else 503 with the reason
 //   GET /view         the verified MeshView + data plane config  socket only (for `crosslink showconf`)
 //   GET /diagnostics  live WireGuard peers and owned routes      socket only (for `crosslink diagnose`)
+//   GET /ping         probe a node / overlay IP / pod IP         socket only (for `crosslink ping`)
 //   POST /rotate-key  new WireGuard key, re-registered           socket only (for `crosslink rotate-key`)
 //   GET /policy       access policy, live nftables table, counters socket only (for `crosslink policy explain`)
 // The documents are in protocol/status.ts and protocol/status-api.ts.
@@ -15,8 +16,10 @@ import { dirname } from 'node:path';
 import { CrosslinkError, errorMessage } from '../lib/errors.ts';
 import type { Logger } from '../lib/logger.ts';
 import type { PolicyDocumentResponse } from '../protocol/policy/status.ts';
+import type { PingReply } from '../protocol/health.ts';
 import type { AgentStatus } from '../protocol/status.ts';
 import type { DiagnosticsDocument, Readiness, RotateKeyErrorBody, RotateKeyFailure, RotateKeyResponse, ViewDocument } from '../protocol/status-api.ts';
+import { parsePingQuery, type PingQuery } from './health/ping.ts';
 import type { HostPort } from './config.ts';
 import { RotateKeyError } from './control/key-rotation.ts';
 
@@ -36,6 +39,8 @@ export interface StatusProvider {
   rotateKey?(): Promise<RotateKeyResponse>;
   /** GET /policy (socket only): the access policy, its live nftables table and counters. */
   policy?(): Promise<PolicyDocumentResponse>;
+  /** GET /ping (socket only): probes a node / overlay IP / pod IP (`crosslink ping`). */
+  ping?(q: PingQuery): Promise<PingReply>;
 }
 
 /** A route added by another module (e.g. services), served on the socket only; POST bodies are parsed JSON. */
@@ -87,6 +92,14 @@ function routes(p: StatusProvider, local: boolean): Map<string, Route> {
     get('/diagnostics', async (_req, res) => sendJson(res, 200, await p.diagnostics()));
     const policy = p.policy?.bind(p);
     if (policy) get('/policy', async (_req, res) => sendJson(res, 200, await policy()));
+    const ping = p.ping?.bind(p);
+    if (ping) {
+      get('/ping', async (req, res) => {
+        const q = parsePingQuery(req.url ?? '/');
+        if ('error' in q) sendJson(res, 400, q);
+        else sendJson(res, 200, await ping(q));
+      });
+    }
     // Changes state, so only on the 0600 socket (root), never on the health port.
     const rotate = p.rotateKey?.bind(p);
     if (rotate) {

@@ -13,15 +13,23 @@ export const HANDSHAKE_UP_MS = 180_000;
  * handshakes when there is traffic, so a quiet pair of public nodes is not a failure). stale: had a
  * session, lost it while keepalives or traffic are flowing. never: trying, never answered.
  */
-export type PeerState = 'up' | 'idle' | 'stale' | 'never';
+export type PeerState = 'up' | 'idle' | 'stale' | 'never' | 'down' | 'pending';
 
 export interface PeerActivity {
   readonly latestHandshakeAt: number | null;
   readonly persistentKeepalive: number;
   readonly txBytes: number;
+  /** The agent's active probe verdict (absent from older agents: then the handshake decides). */
+  readonly probe?: { readonly state: 'up' | 'down' | 'pending' } | null | undefined;
 }
 
+/** With probes: the probe verdict (up / down / pending). Without (older agent): from the handshake. */
 export function peerState(p: PeerActivity, now: number): PeerState {
+  if (p.probe) return p.probe.state;
+  return handshakeState(p, now);
+}
+
+export function handshakeState(p: PeerActivity, now: number): 'up' | 'idle' | 'stale' | 'never' {
   const never = p.latestHandshakeAt === null || p.latestHandshakeAt <= 0;
   if (!never && now - (p.latestHandshakeAt ?? 0) < HANDSHAKE_UP_MS) return 'up';
   if (p.persistentKeepalive === 0 && (!never || p.txBytes === 0)) return 'idle';
@@ -49,6 +57,7 @@ export function endpointText(p: Pick<PeerStatus, 'configuredEndpoint' | 'endpoin
 
 export function formatPeerTable(peers: readonly PeerStatus[], now: number): string {
   if (peers.length === 0) return 'No peers.';
+  const probed = peers.some((p) => p.probe);
   const rows = [...peers]
     .sort((a, b) => compareText(a.cluster, b.cluster) || byName(a, b))
     .map((p) => [
@@ -59,9 +68,15 @@ export function formatPeerTable(peers: readonly PeerStatus[], now: number): stri
       formatAge(p.latestHandshakeAt, now),
       formatBytes(p.rxBytes),
       formatBytes(p.txBytes),
+      ...(probed ? [p.probe?.rttMs == null ? '-' : `${p.probe.rttMs.toFixed(1)} ms`, p.probe ? `${p.probe.lossPct}%` : '-'] : []),
       peerState(p, now),
     ]);
-  return renderTable(['PEER', 'CLUSTER', 'PATH', 'ENDPOINT', 'HANDSHAKE', 'RX', 'TX', 'STATE'], rows);
+  return renderTable(['PEER', 'CLUSTER', 'PATH', 'ENDPOINT', 'HANDSHAKE', 'RX', 'TX', ...(probed ? ['RTT', 'LOSS'] : []), 'STATE'], rows);
+}
+
+/** Peers that are not up, with the agent's reason ("node-b: down: no answer to the last 3 probes …"). */
+export function peerProblems(peers: readonly PeerStatus[], now: number): string[] {
+  return peers.filter((p) => !peerHealthy(p, now)).map((p) => `${p.name}: ${peerState(p, now)}${p.probe ? `: ${p.probe.reason}` : ''}`);
 }
 
 export function remotePathText(r: RemotePath): string {
@@ -87,13 +102,25 @@ export function formatRemoteTable(remotes: readonly RemotePath[]): string {
   );
 }
 
-/** 0 when the agent is ready and every peer has a recent handshake (scriptable health check). */
+/**
+ * 0 when the agent is ready, the control plane answers (heartbeats acknowledged recently) and every
+ * peer is reachable (probes answered) — a scriptable health check.
+ */
 export function statusExitCode(status: AgentStatus, now: number): 0 | 1 {
   if (!status.ready) return 1;
+  if (status.controlPlane.health && !status.controlPlane.health.answering) return 1;
   return status.peers.every((p) => peerHealthy(p, now)) ? 0 : 1;
 }
 
 const yesNo = (b: boolean): string => (b ? 'yes' : 'no');
+
+/** The live MTU; says so when it differs from the configured one or cannot be read. */
+export function mtuText(s: AgentStatus): string {
+  const live = s.dataplane.liveMtu;
+  if (live === undefined) return String(s.dataplane.mtu);
+  if (live === null) return `${s.dataplane.mtu} configured (live MTU unreadable)`;
+  return live === s.dataplane.mtu ? String(live) : `${live} (CONFIGURED ${s.dataplane.mtu})`;
+}
 
 export function formatStatus(s: AgentStatus, now: number): string {
   const n = s.node;
@@ -114,10 +141,10 @@ export function formatStatus(s: AgentStatus, now: number): string {
     ['Endpoints', n.endpoints.length > 0 ? n.endpoints.join(', ') : '(none: behind NAT)'],
     ['Pod CIDRs', n.podCidrs.join(', ') || '(none)'],
     ['Topology', n.topology],
-    ['Data plane', `${s.dataplane.backend} WireGuard on ${s.dataplane.interface}, port ${s.dataplane.listenPort}, MTU ${s.dataplane.mtu}`],
+    ['Data plane', `${s.dataplane.backend} WireGuard on ${s.dataplane.interface}, port ${s.dataplane.listenPort}, MTU ${mtuText(s)}`],
     [
       'Control plane',
-      `${cp.connected ? 'connected' : 'DISCONNECTED'}, ${cp.registered ? 'registered' : 'NOT registered'}, last heartbeat ${formatAge(cp.lastHeartbeatAt, now)}, ${cp.knownNodes} node${cp.knownNodes === 1 ? '' : 's'} known`,
+      `${cp.connected ? 'connected' : 'DISCONNECTED'}, ${cp.registered ? 'registered' : 'NOT registered'}, last heartbeat ${formatAge(cp.lastHeartbeatAt, now)}, ${cp.knownNodes} node${cp.knownNodes === 1 ? '' : 's'} known${cp.health && !cp.health.answering ? ` — NOT ANSWERING: ${cp.health.reason}` : ''}`,
     ],
     ['Last reconcile', reconcile],
     ['Ready', yesNo(s.ready)],
@@ -134,7 +161,8 @@ export function formatStatus(s: AgentStatus, now: number): string {
   if (s.relays.length > 0) {
     out.push('', renderTable(['RELAY PORT', 'BETWEEN', 'PACKETS', 'BYTES'], s.relays.map((r) => [String(r.port), `${r.between[0]} <-> ${r.between[1]}`, String(r.packets), formatBytes(r.bytes)])));
   }
-  if (s.errors.length > 0) out.push('', 'Problems:', ...s.errors.map((e) => `  - ${e}`));
+  const problems = [...s.errors, ...peerProblems(s.peers, now)];
+  if (problems.length > 0) out.push('', 'Problems:', ...problems.map((e) => `  - ${e}`));
   return out.join('\n');
 }
 

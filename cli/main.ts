@@ -28,6 +28,8 @@ import { readMeshFromKv } from './kv-read.ts';
 import { registerManifestsCommand } from './manifests.ts';
 import { policyChecks, registerPolicyCommand } from './policy.ts';
 import { PolicyDocumentResponse } from '../protocol/policy/status.ts';
+import { pathMtuProbes } from './diagnose-probes.ts';
+import { registerPingCommand } from './ping.ts';
 import { renderWgConf } from './showconf.ts';
 import { registerServicesCommands } from './services.ts';
 import { byName, compareText } from '../lib/compare.ts';
@@ -241,7 +243,8 @@ export function buildProgram(io: CliIo, setExit: (code: number) => void): Comman
         await new Promise((r) => setTimeout(r, intervalMs));
         after = await getFromAgent(o.socket, '/diagnostics', DiagnosticsDocument);
       }
-      const diagnosed = diagnose({ status, view, desired, before, after, intervalMs, now: io.now(), ...(o.peer === undefined ? {} : { target: o.peer }) });
+      const pmtu = await pathMtuProbes(o.socket, status, o.peer);
+      const diagnosed = diagnose({ status, view, desired, before, after, intervalMs, pmtu, now: io.now(), ...(o.peer === undefined ? {} : { target: o.peer }) });
       // The access policy: is it enforced, and would it deny a ping (so a failing ping is not read as a broken tunnel).
       const policyDoc = await getFromAgent(o.socket, '/policy', PolicyDocumentResponse).catch(() => null);
       const remotes = [...(view?.nodes.values() ?? [])].filter((n) => n.cluster !== status.node.cluster && (o.peer === undefined || n.name === o.peer));
@@ -276,6 +279,7 @@ export function buildProgram(io: CliIo, setExit: (code: number) => void): Comman
       setExit(0);
     });
 
+  registerPingCommand(program, socketOption(io), io, setExit);
   registerManifestsCommand(program);
   registerServicesCommands(program, io, setExit, () => flagOption(SOCKET_FLAG));
   registerPolicyCommand(program, () => flagOption(SOCKET_FLAG), io.stdout, setExit);

@@ -2,6 +2,7 @@
 // health port. Read by the CLI and the lab. Never contains private keys.
 import { z } from 'zod';
 import { PolicyStatus } from './policy/status.ts';
+import { ControlPlaneHealth, PeerProbe } from './health.ts';
 
 export const PeerPath = z.enum(['direct', 'relay', 'gateway']);
 export type PeerPath = z.infer<typeof PeerPath>;
@@ -28,6 +29,8 @@ export const PeerStatus = z.object({
   persistentKeepalive: z.number(),
   /** Nodes whose pod CIDRs this peer carries (more than one for a gateway). */
   carries: z.array(z.string()),
+  /** Active probe health (agent/health/prober.ts); absent from agents older than the probes. */
+  probe: PeerProbe.nullable().optional(),
 });
 export type PeerStatus = z.infer<typeof PeerStatus>;
 
@@ -73,12 +76,16 @@ export const AgentStatus = z.object({
     lastHeartbeatAt: z.number().nullable(),
     lastError: z.string().nullable(),
     knownNodes: z.number(),
+    /** Heartbeats acknowledged recently (relative to the node TTL); absent from older agents. */
+    health: ControlPlaneHealth.optional(),
   }),
   dataplane: z.object({
     backend: z.enum(['kernel', 'userspace', 'none']),
     interface: z.string(),
     listenPort: z.number(),
     mtu: z.number(),
+    /** MTU the interface has right now (null: could not be read); absent from older agents. */
+    liveMtu: z.number().nullable().optional(),
   }),
   lastReconcile: z
     .object({

@@ -53,11 +53,14 @@ test.serial('two agents register, peer with each other, and serve status, showco
   t.is((await httpGet(a.socket, '/readyz')).status, 200);
   t.is((await httpGet(a.socket, '/healthz')).status, 200);
 
-  // CLI in-process: status --json. Exit 0: both nodes are public (no keepalive) and the fake data
-  // plane sent nothing, so the peer is idle — not a failure.
+  // CLI in-process: status --json. Exit 1: the fake data plane carries no packets, so the peer
+  // probes cannot be answered (the overlay IP is on no interface here) — status must not say healthy.
   const io = captureIo();
-  t.is(await runCli(['status', '--json', '--socket', a.socket], io), 0);
-  t.is(AgentStatus.parse(JSON.parse(io.out())).node.name, 'node-a');
+  t.is(await runCli(['status', '--json', '--socket', a.socket], io), 1);
+  const cliStatus = AgentStatus.parse(JSON.parse(io.out()));
+  t.is(cliStatus.node.name, 'node-a');
+  t.not(cliStatus.peers[0]?.probe?.state, 'up');
+  t.regex(cliStatus.peers[0]?.probe?.reason ?? '', /probe socket not bound|not probed yet/);
 
   // showconf from the agent's view and straight from the KV agree (same computeDesiredState).
   const fromAgent = captureIo();
@@ -81,9 +84,9 @@ test.serial('two agents register, peer with each other, and serve status, showco
   t.regex(diag.out(), /✓ node-b: record verified/);
   t.regex(diag.out(), /✗ node-b: WireGuard peer configured/, 'the fake data plane has no live peers');
 
-  // The real binary once (tsx loader, argv, exit code: 0, the only peer is idle).
+  // The real binary once (tsx loader, argv, exit code: 1, the only peer cannot answer probes).
   const bin = await execa(join(import.meta.dirname, '..', 'bin', 'crosslink'), ['status', '--json', '--socket', a.socket], { reject: false, timeout: 60_000 });
-  t.is(bin.exitCode, 0, bin.stderr);
+  t.is(bin.exitCode, 1, bin.stderr);
   t.is(AgentStatus.parse(JSON.parse(bin.stdout)).node.name, 'node-a');
   const unreachable = await execa(join(import.meta.dirname, '..', 'bin', 'crosslink'), ['status', '--socket', join(a.stateDir, 'nope.sock')], { reject: false, timeout: 60_000 });
   t.is(unreachable.exitCode, 2);

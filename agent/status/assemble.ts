@@ -1,6 +1,7 @@
 // GET /status: the AgentStatus document (protocol/status.ts), assembled from plain inputs — the
 // node's identity, the control plane's state, the watch's snapshot, the last desired state and
 // reconcile, and what WireGuard holds live. Pure: the agent gathers the inputs (one live read).
+import type { ControlPlaneHealth, PeerProbe } from '../../protocol/health.ts';
 import type { NodeRecord } from '../../protocol/messages.ts';
 import type { PolicyStatus } from '../../protocol/policy/status.ts';
 import type { AgentStatus, PeerStatus } from '../../protocol/status.ts';
@@ -31,6 +32,10 @@ export interface StatusInputs {
   readonly policy: PolicyStatus;
   readonly policyErrors: readonly string[];
   readonly dataplane: AgentStatus['dataplane'];
+  /** Active probe health by peer node name (agent/health/prober.ts); a peer missing: not probed. */
+  readonly probes: ReadonlyMap<string, PeerProbe | null>;
+  /** Is the coordinator acknowledging our heartbeats (agent/health/control-plane-health.ts). */
+  readonly controlPlaneHealth: ControlPlaneHealth;
 }
 
 export function assembleStatus(i: StatusInputs): AgentStatus {
@@ -57,6 +62,7 @@ export function assembleStatus(i: StatusInputs): AgentStatus {
       txBytes: l?.txBytes ?? 0,
       persistentKeepalive: p.persistentKeepalive,
       carries: [...p.carries],
+      probe: i.probes.get(p.node) ?? null,
     };
   });
   const cp = i.controlPlane;
@@ -93,6 +99,7 @@ export function assembleStatus(i: StatusInputs): AgentStatus {
       lastHeartbeatAt: cp?.lastHeartbeatAt ?? null,
       lastError: cp?.lastError ?? (cp ? null : 'not connected to NATS yet'),
       knownNodes: i.mesh?.nodes.size ?? 0,
+      health: i.controlPlaneHealth,
     },
     dataplane: i.dataplane,
     lastReconcile: last === null ? null : { at: last.at, ok: last.ok, changes: last.changes, durationMs: last.durationMs, error: last.error },

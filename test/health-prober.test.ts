@@ -1,0 +1,103 @@
+// The peer prober on real UDP over loopback: a peer that answers is up with an RTT, a peer that stops
+// answering goes down after `downAfter` lost probes (both ends, since a round trip needs both
+// directions), and comes back up with the first answer; one-off probes (crosslink ping) report the
+// bytes the responder received; malformed datagrams are refused by the codec.
+import { createSocket } from 'node:dgram';
+import test from 'ava';
+import { Prober } from '../agent/health/prober.ts';
+import { PROBE_HEADER_BYTES, decodeProbe, encodeProbe } from '../agent/health/probe-packet.ts';
+import { systemClock } from '../lib/clock.ts';
+import { silentLogger } from '../lib/logger.ts';
+import { waitFor } from '../lib/wait.ts';
+
+const PORT = 40_000 + Math.floor(Math.random() * 10_000);
+
+function prober(port = PORT): Prober {
+  return new Prober({ clock: systemClock, logger: silentLogger(), port, intervalMs: 50, downAfter: 3, window: 10 });
+}
+
+const until = <T>(what: string, f: () => T | undefined | false): Promise<T> => waitFor(f, { timeoutMs: 10_000, intervalMs: 20, what });
+
+test('packet codec round-trips and rejects foreign datagrams', (t) => {
+  const p = { type: 'request' as const, session: 0xdeadbeef, seq: 7, sentAt: 1234.5, receivedBytes: 0 };
+  const buf = encodeProbe(p, 1000);
+  t.is(buf.length, 1000);
+  t.deepEqual(decodeProbe(buf), p);
+  t.throws(() => decodeProbe(Buffer.alloc(PROBE_HEADER_BYTES)), { message: /magic/ });
+  t.throws(() => decodeProbe(Buffer.from('XLPR')), { message: /too short/ });
+});
+
+test.serial('up with an RTT; down on both ends when one side stops answering; up again after the fix', async (t) => {
+  const a = prober();
+  const b = prober();
+  a.setLocalIp('127.0.0.1');
+  b.setLocalIp('127.0.0.2');
+  a.setTargets([{ name: 'b', ip: '127.0.0.2' }]);
+  b.setTargets([{ name: 'a', ip: '127.0.0.1' }]);
+  t.is(a.health('b')?.state, 'pending');
+  a.start();
+  b.start();
+  try {
+    const up = await until('a sees b up', () => (a.health('b')?.state === 'up' ? a.health('b') : undefined));
+    t.true((up?.rttMs ?? -1) >= 0);
+    await until('b sees a up', () => b.health('a')?.state === 'up');
+    // b goes away: a's probes are lost; a is down after 3 losses with a reason naming the target.
+    await b.stop();
+    const down = await until('a sees b down', () => (a.health('b')?.state === 'down' ? a.health('b') : undefined));
+    t.regex(down?.reason ?? '', /no answer to the last \d+ probes to 127\.0\.0\.2/);
+    t.true((down?.lossPct ?? 0) > 0);
+    // A fresh responder at the same address: up again with the first answer.
+    const b2 = prober();
+    b2.setLocalIp('127.0.0.2');
+    b2.start();
+    try {
+      await until('a sees b up again', () => a.health('b')?.state === 'up');
+    } finally {
+      await b2.stop();
+    }
+  } finally {
+    await a.stop();
+    await b.stop();
+  }
+});
+
+test.serial('a one-way fault (replies dropped) is down on the side that probes, never up', async (t) => {
+  // c answers nobody: a "responder" that swallows requests, like a firewall dropping one direction.
+  const sink = createSocket('udp4');
+  await new Promise<void>((r) => sink.bind(PORT, '127.0.0.3', r));
+  const a = prober();
+  a.setLocalIp('127.0.0.1');
+  a.setTargets([{ name: 'c', ip: '127.0.0.3' }]);
+  a.start();
+  try {
+    const h = await until('c down', () => (a.health('c')?.state === 'down' ? a.health('c') : undefined));
+    t.regex(h?.reason ?? '', /never answered/);
+    t.is(h?.received, 0);
+  } finally {
+    await a.stop();
+    sink.close();
+  }
+});
+
+test.serial('one-off probes report RTT and the padded size received; an unanswered one is lost', async (t) => {
+  const a = prober();
+  const b = prober();
+  a.setLocalIp('127.0.0.1');
+  b.setLocalIp('127.0.0.2');
+  a.start();
+  b.start();
+  try {
+    await until('a bound', () => a.localIp === '127.0.0.1' && b.localIp === '127.0.0.2');
+    const r = await a.probe('127.0.0.2', { count: 2, timeoutMs: 2000, gapMs: 10, bytes: 1200 });
+    t.is(r.length, 2);
+    for (const x of r) {
+      t.not(x.rttMs, null);
+      t.is(x.receivedBytes, 1200);
+    }
+    const lost = await a.probe('127.0.0.9', { count: 1, timeoutMs: 200 });
+    t.is(lost[0]?.rttMs, null);
+  } finally {
+    await a.stop();
+    await b.stop();
+  }
+});
