@@ -1,10 +1,10 @@
 // Is the control plane answering? Connected to NATS is not enough: the coordinator leader must be
-// acknowledging our heartbeats. Heartbeats go out every TTL/4 (±10 %); with no acknowledgement for
-// ANSWER_TTL_SHARE of the node TTL (several heartbeats in a row), the coordinator is not answering and our
-// record is about to expire. Pure.
+// acknowledging our heartbeats. Heartbeats go out every TTL/4 (±10 %, unanswered ones are retried
+// sooner); with no acknowledgement for a whole node TTL (four heartbeats in a row), the coordinator
+// is not answering and our record would already have expired. Pure.
 import type { ControlPlaneHealth } from '../../protocol/health.ts';
 
-export const ANSWER_TTL_SHARE = 0.6;
+export const ANSWER_TTL_SHARE = 1;
 
 export interface ControlPlaneFacts {
   readonly connected: boolean;
