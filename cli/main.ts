@@ -30,6 +30,7 @@ import { policyChecks, registerPolicyCommand } from './policy.ts';
 import { PolicyDocumentResponse } from '../protocol/policy/status.ts';
 import { pathMtuProbes } from './diagnose-probes.ts';
 import { registerPingCommand } from './ping.ts';
+import { AGENT_VERSION } from '../agent/agent.ts';
 import { renderWgConf } from './showconf.ts';
 import { registerServicesCommands } from './services.ts';
 import { byName, compareText } from '../lib/compare.ts';
@@ -106,6 +107,7 @@ function parseSeconds(flag: string, text: string): number {
 export function buildProgram(io: CliIo, setExit: (code: number) => void): Command {
   const program = new Command('crosslink')
     .description('Inspect and debug the Crosslink overlay on this node.')
+    .version(AGENT_VERSION, '--version', 'print the crosslink version')
     .showHelpAfterError('(run crosslink --help for usage)')
     .configureOutput({ writeOut: io.stdout, writeErr: io.stderr })
     .exitOverride();
