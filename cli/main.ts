@@ -281,7 +281,7 @@ export function buildProgram(io: CliIo, setExit: (code: number) => void): Comman
       setExit(0);
     });
 
-  registerPingCommand(program, socketOption(io), io, setExit);
+  registerPingCommand(program, flagOption(SOCKET_FLAG), (cmd) => socketOf(cmd, io.env), io, setExit);
   registerManifestsCommand(program);
   registerServicesCommands(program, io, setExit, () => flagOption(SOCKET_FLAG));
   registerPolicyCommand(program, () => flagOption(SOCKET_FLAG), io.stdout, setExit);

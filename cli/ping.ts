@@ -2,7 +2,7 @@
 // probe the target through the overlay; prints the path taken, RTTs and loss. For a pod IP it also
 // says whether the node answered while the pod did not (tunnel fine, drop beyond the node).
 import { Option, type Command } from 'commander';
-import { parseSecondsDuration } from '../agent/config.ts';
+import { parseDuration } from '../lib/duration.ts';
 import { ValidationError } from '../lib/errors.ts';
 import { PingReply } from '../protocol/health.ts';
 import { getFromAgent } from './client.ts';
@@ -28,7 +28,7 @@ export function formatPing(r: PingReply): string {
   return lines.join('\n');
 }
 
-export function registerPingCommand(program: Command, socketOption: Option, io: { stdout: (t: string) => void }, setExit: (code: number) => void): void {
+export function registerPingCommand(program: Command, socketOption: Option, socketOf: (cmd: Command) => string, io: { stdout: (t: string) => void }, setExit: (code: number) => void): void {
   program
     .command('ping')
     .description('probe a node, overlay IP or pod IP through the overlay from this node: path taken, RTT, loss; exit 0 only if answered')
@@ -38,15 +38,16 @@ export function registerPingCommand(program: Command, socketOption: Option, io: 
     .option('--timeout <duration>', 'wait for each answer, e.g. 1s', '1s')
     .option('--size <bytes>', 'pad node probes to this many bytes (path-MTU test)')
     .option('--json', 'print the agent\'s answer as JSON')
-    .action(async (target: string, o: { socket: string; count: string; timeout: string; size?: string; json?: boolean }) => {
+    .action(async (target: string, o: { count: string; timeout: string; size?: string; json?: boolean }, cmd: Command) => {
+      const socket = socketOf(cmd);
       const count = Number(o.count);
       if (!Number.isInteger(count) || count < 1 || count > 100) throw new ValidationError('--count', o.count, 'must be an integer 1-100');
-      const timeoutMs = parseSecondsDuration(o.timeout);
+      const timeoutMs = parseDuration(o.timeout);
       if (timeoutMs === undefined || timeoutMs < 100 || timeoutMs > 10_000) throw new ValidationError('--timeout', o.timeout, 'must be a duration 100ms-10s, e.g. 1s');
       const size = o.size === undefined ? undefined : Number(o.size);
       if (size !== undefined && (!Number.isInteger(size) || size < 24 || size > 9000)) throw new ValidationError('--size', o.size, 'must be an integer 24-9000');
       const q = new URLSearchParams({ target, count: String(count), timeout: String(timeoutMs), ...(size === undefined ? {} : { bytes: String(size) }) });
-      const reply = await getFromAgent(o.socket, `/ping?${q.toString()}`, PingReply, count * (timeoutMs + 300) + 10_000);
+      const reply = await getFromAgent(socket, `/ping?${q.toString()}`, PingReply, count * (timeoutMs + 300) + 10_000);
       io.stdout(o.json ? `${JSON.stringify(reply, null, 2)}\n` : `${formatPing(reply)}\n`);
       setExit(reply.ok ? 0 : 1);
     });
