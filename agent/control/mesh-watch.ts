@@ -24,6 +24,7 @@ import { judgeProgress, nextProgressCheckMs } from './watch-progress.ts';
 import { onConnectionStatus } from '../../lib/nats-status.ts';
 import { RateLimitedLog } from '../../lib/rate-limited-log.ts';
 import { backoffDelay } from '../../lib/backoff.ts';
+import { initialCount } from '../../lib/kv-initial-count.ts';
 
 export type { MeshSnapshot } from '../plan/model.ts';
 
@@ -649,21 +650,5 @@ export class MeshWatch {
     };
     if (now) fire();
     else this.debounce = setTimeout(fire, this.o.debounceMs ?? 150);
-  }
-}
-
-/**
- * How many entries the watcher's initial snapshot holds. @nats-io/kv 3.x fetches this (the push
- * consumer's num_pending) when the watch is created but exposes it only on the iterator's
- * internal `_data`; undefined if that ever changes (the caller then falls back to a quiet period).
- */
-async function initialCount(w: QueuedIterator<KvWatchEntry>): Promise<number | undefined> {
-  const data = (w as unknown as { _data?: { info?: (cached: boolean) => Promise<{ num_pending?: unknown }> } })._data;
-  if (typeof data?.info !== 'function') return undefined;
-  try {
-    const info = await data.info(true);
-    return typeof info.num_pending === 'number' ? info.num_pending : undefined;
-  } catch {
-    return undefined;
   }
 }

@@ -11,6 +11,7 @@ import type { Logger } from '../../lib/logger.ts';
 import { ServiceExportRecord, serviceKeys } from '../../protocol/service.ts';
 import { verifyEnvelope } from '../../protocol/signing.ts';
 import { onConnectionStatus } from '../../lib/nats-status.ts';
+import { initialCount } from '../../lib/kv-initial-count.ts';
 
 export interface ServiceWatchOptions {
   readonly nc: NatsConnection;
@@ -163,17 +164,5 @@ export class ServiceWatch {
 
   private emit(): void {
     for (const l of this.listeners) l();
-  }
-}
-
-/** How many entries the watcher's initial snapshot holds (the consumer's pending count). */
-async function initialCount(w: QueuedIterator<KvWatchEntry>): Promise<number | undefined> {
-  const data = (w as unknown as { _data?: { info?: (cached: boolean) => Promise<{ num_pending?: unknown }> } })._data;
-  if (typeof data?.info !== 'function') return undefined;
-  try {
-    const info = await data.info(true);
-    return typeof info.num_pending === 'number' ? info.num_pending : undefined;
-  } catch {
-    return undefined;
   }
 }
