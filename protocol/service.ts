@@ -60,17 +60,8 @@ export const ServiceExportRequest = z
   .strict();
 export type ServiceExportRequest = z.infer<typeof ServiceExportRequest>;
 
-export const ServiceUnexportRequest = z
-  .object({
-    v: z.literal(1),
-    node: NodeName,
-    identityKey: Key32,
-    cluster: ClusterName,
-    namespace: ServiceLabel,
-    name: ServiceLabel,
-    sentAt: z.number().int().nonnegative(),
-  })
-  .strict();
+/** Withdraws one cluster's export: the export request without ports and addresses. */
+export const ServiceUnexportRequest = ServiceExportRequest.omit({ ports: true, addresses: true });
 export type ServiceUnexportRequest = z.infer<typeof ServiceUnexportRequest>;
 
 /** Signed by the coordinator, stored at serviceKeys.export(namespace, name, cluster). */
