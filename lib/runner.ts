@@ -58,7 +58,8 @@ export interface RecordedCall {
   readonly input?: string;
 }
 
-type Responder = (argv: readonly string[]) => RunResult | Error | undefined;
+/** Answers a call (`input`: what was written to its stdin), or undefined to pass it on. */
+type Responder = (argv: readonly string[], input?: string) => RunResult | Error | undefined;
 
 /**
  * Test double: records every call and answers from `responders` (first one that returns a value),
@@ -101,7 +102,7 @@ export class RecordingRunner implements Runner {
   run(argv: readonly string[], options: RunOptions = {}): Promise<RunResult> {
     this.calls.push(options.input === undefined ? { argv: [...argv] } : { argv: [...argv], input: options.input });
     for (const r of this.responders) {
-      const answer = r(argv);
+      const answer = r(argv, options.input);
       if (answer instanceof Error) return Promise.reject(new CommandError(argv, 1, answer.message, false));
       if (answer) {
         if (answer.exitCode !== 0 && !options.allowFailure) {

@@ -39,18 +39,27 @@ class FakeHost {
   ipForward = '0';
   mangle: string[] = [];
   failing: { prefix: string[]; stderr: string }[] = [];
+  /** Answer these first (fault injection). */
+  overrides: ((argv: readonly string[]) => RunResult | undefined)[] = [];
+  /** Inputs of every `ip -force -batch -`. */
+  batches: string[] = [];
   readonly runner = new RecordingRunner();
 
   constructor() {
-    this.runner.respond((argv) => this.answer(argv));
+    this.runner.respond((argv, input) => this.answer(argv, input));
   }
 
   private ok(stdout = ''): RunResult {
     return { stdout, stderr: '', exitCode: 0 };
   }
 
-  private answer(argv: readonly string[]): RunResult | Error | undefined {
+  private answer(argv: readonly string[], input?: string): RunResult | Error | undefined {
     const line = argv.join(' ');
+    for (const o of this.overrides) {
+      const r = o(argv);
+      if (r) return r;
+    }
+    if (line === 'ip -force -batch -') return this.ipBatch(input ?? '');
     for (const f of this.failing) if (f.prefix.every((p, i) => argv[i] === p)) return { stdout: '', stderr: f.stderr, exitCode: 2 };
     if (line === `wg show ${IF} dump`) {
       const head = ['PRIVATEKEY', this.publicKey ?? '(none)', String(this.listenPort), 'off'].join('\t');
@@ -109,35 +118,53 @@ class FakeHost {
     return undefined;
   }
 
+  /** Like iproute2 with -force: every line attempted; each failure printed, then "Command failed -:<line>"; exit 1 if any failed. */
+  private ipBatch(input: string): RunResult {
+    this.batches.push(input);
+    let stderr = '';
+    input
+      .split('\n')
+      .filter((l) => l !== '')
+      .forEach((l, i) => {
+        const r = this.answer(['ip', ...l.split(' ')]);
+        if (r instanceof Error || (r !== undefined && r.exitCode !== 0)) stderr += `${r instanceof Error ? r.message : r.stderr}\nCommand failed -:${i + 1}\n`;
+      });
+    return { stdout: '', stderr, exitCode: stderr === '' ? 0 : 1 };
+  }
+
+  /** `wg set <if> [listen-port N] [peer K (remove | endpoint E | persistent-keepalive P | allowed-ips A)…]…`, in order. */
   private wgSet(args: readonly string[]): RunResult {
-    if (args[0] === 'listen-port' || args[0] === 'private-key') {
-      for (let i = 0; i < args.length; i += 2) {
-        if (args[i] === 'listen-port') this.listenPort = Number(args[i + 1]);
-        if (args[i] === 'private-key') this.publicKey = 'set-from-stdin';
-      }
-      return this.ok();
+    let p: FakePeer | undefined;
+    for (let i = 0; i < args.length; i += 2) {
+      const [k, v = ''] = [args[i], args[i + 1]];
+      if (k === 'listen-port') this.listenPort = Number(v);
+      else if (k === 'private-key') this.publicKey = 'set-from-stdin';
+      else if (k === 'peer') {
+        if (args[i + 2] === 'remove') {
+          this.peers.delete(v);
+          p = undefined;
+          i++;
+          continue;
+        }
+        p = this.peers.get(v) ?? { endpoint: null, allowedIps: [], keepalive: 0 };
+        this.peers.set(v, p);
+      } else if (p && k === 'endpoint') p.endpoint = v;
+      else if (p && k === 'persistent-keepalive') p.keepalive = v === 'off' ? 0 : Number(v);
+      else if (p && k === 'allowed-ips') p.allowedIps = v.split(',');
     }
-    const k = args[1] ?? '';
-    if (args[2] === 'remove') {
-      this.peers.delete(k);
-      return this.ok();
-    }
-    const p = this.peers.get(k) ?? { endpoint: null, allowedIps: [], keepalive: 0 };
-    for (let i = 2; i < args.length; i += 2) {
-      const v = args[i + 1] ?? '';
-      if (args[i] === 'endpoint') p.endpoint = v;
-      if (args[i] === 'persistent-keepalive') p.keepalive = v === 'off' ? 0 : Number(v);
-      if (args[i] === 'allowed-ips') p.allowedIps = v.split(',');
-    }
-    this.peers.set(k, p);
     return this.ok();
   }
 
-  /** Mutating commands only (reads filtered out), as shell-like lines. */
+  /** Mutating commands only (reads filtered out), as shell-like lines; an ip batch as its lines (`ip route replace …`). */
   writes(): string[] {
-    return this.runner
-      .transcript()
+    return this.runner.calls
+      .flatMap((c) => (c.argv.join(' ') === 'ip -force -batch -' ? (c.input ?? '').split('\n').filter((l) => l !== '').map((l) => `ip ${l}`) : [c.argv.join(' ')]))
       .filter((l) => !/^(wg show|ip -j|sysctl -n|iptables -t mangle -C|ip6tables -t mangle -C)/.test(l));
+  }
+
+  /** Processes spawned, reads included. */
+  spawns(): string[] {
+    return this.runner.transcript();
   }
 }
 
@@ -222,7 +249,7 @@ async function setup(clock = new ManualClock(), relay?: RelayPorts): Promise<{ h
   return { host, dp };
 }
 
-test('first apply on empty live state: one wg set per peer, one route per CIDR, forwarding, MSS clamp', async (t) => {
+test('first apply on empty live state: one wg set for all peers, one ip batch for all routes, forwarding, MSS clamp', async (t) => {
   const { host, dp } = await setup();
   const report = await dp.apply(state([B, C]));
   t.deepEqual(host.runner.transcript().slice(0, 4), [
@@ -232,9 +259,9 @@ test('first apply on empty live state: one wg set per peer, one route per CIDR, 
     'ip -j -6 route show table main',
   ]);
   const [first, second] = [B, C].sort((x, y) => (x.publicKey < y.publicKey ? -1 : 1));
+  const peerArgs = (p: DesiredPeer | undefined): string => `peer ${p?.publicKey} ${p?.endpoint ? `endpoint ${p.endpoint} ` : ''}allowed-ips ${p?.allowedIps.join(',')}`;
   t.deepEqual(host.writes(), [
-    `wg set ${IF} peer ${first?.publicKey} ${first?.endpoint ? `endpoint ${first.endpoint} ` : ''}allowed-ips ${first?.allowedIps.join(',')}`,
-    `wg set ${IF} peer ${second?.publicKey} ${second?.endpoint ? `endpoint ${second.endpoint} ` : ''}allowed-ips ${second?.allowedIps.join(',')}`,
+    `wg set ${IF} ${peerArgs(first)} ${peerArgs(second)}`,
     `ip route replace 10.2.0.0/24 dev ${IF} proto 149`,
     `ip route replace 10.3.0.0/24 dev ${IF} proto 149`,
     `ip route replace 100.96.0.2/32 dev ${IF} proto 149`,
@@ -359,12 +386,40 @@ test('partial failure: every change is attempted, then one error summarises them
   host.failing.push({ prefix: ['ip', 'route', 'replace', '100.96.0.2/32'], stderr: 'Error: Nexthop has invalid gateway.' });
   const err = await t.throwsAsync(dp.apply(state([B, C])), { instanceOf: DataplaneApplyError });
   t.true(err instanceof PartialFailureError);
-  t.regex(err.message, /^2 add route failures; first was: ip route replace 10\.2\.0\.0\/24 dev xl0 proto 149 exited 2: Error: Nexthop has invalid gateway\.$/);
+  t.regex(err.message, /^2 add route failures; first was: ip route replace 10\.2\.0\.0\/24 dev xl0 proto 149 exited 1: Error: Nexthop has invalid gateway\.$/);
   t.is(err.report.failures.length, 2);
   t.is(err.report.changes, err.report.commands.length - 2);
-  // The other peer and its routes went in regardless.
+  // The other peer and its routes went in regardless, from the one batch (no retries needed: -force reports lines).
   t.true(host.routes.has('10.3.0.0/24'));
   t.true(host.peers.has(C.publicKey));
+  t.is(host.batches.length, 1);
+  t.false(host.spawns().some((l) => l.startsWith('ip route')), 'failures attributed from the batch output, not by re-running');
+});
+
+test('a failed ip batch that names no line is retried item by item: the failing route reported, the others in', async (t) => {
+  const { host, dp } = await setup();
+  host.failing.push({ prefix: ['ip', 'route', 'replace', '10.3.0.0/24'], stderr: 'Error: Invalid argument.' });
+  // An iproute2 that stops without saying where: exit 1, no "Command failed" line.
+  host.overrides.push((argv) => (argv.join(' ') === 'ip -force -batch -' ? { stdout: '', stderr: 'ip: something went wrong\n', exitCode: 1 } : undefined));
+  const err = await t.throwsAsync(dp.apply(state([B, C])), { instanceOf: DataplaneApplyError });
+  t.deepEqual(err.report.failures.map((f) => f.op), ['add route']);
+  t.regex(err.message, /ip route replace 10\.3\.0\.0\/24 dev xl0 proto 149 exited 2: Error: Invalid argument\./);
+  t.deepEqual([...host.routes.keys()].sort(), ['10.2.0.0/24', '100.96.0.2/32', '100.96.0.3/32']);
+  t.is(host.spawns().filter((l) => l.startsWith('ip route replace')).length, 4, 'one by one after the batch failed');
+});
+
+test('a failed wg set batch is retried peer by peer: the bad peer reported, the others in', async (t) => {
+  const { host, dp } = await setup();
+  // wg refuses the whole command when one peer is bad (an unresolvable endpoint, say).
+  const bad = peer('bad', ['10.9.0.0/24'], { endpoint: 'no-such-host.invalid:51820' });
+  host.overrides.push((argv) => (argv[0] === 'wg' && argv[1] === 'set' && argv.includes('no-such-host.invalid:51820') ? { stdout: '', stderr: 'Name or service not known: `no-such-host.invalid:51820\'', exitCode: 1 } : undefined));
+  const err = await t.throwsAsync(dp.apply(state([B, C, bad])), { instanceOf: DataplaneApplyError });
+  t.deepEqual(err.report.failures.map((f) => f.op), ['add peer']);
+  t.regex(err.message, new RegExp(`wg set xl0 peer ${bad.publicKey.replace(/[+/]/g, '\\$&')} endpoint no-such-host`));
+  t.true(host.peers.has(B.publicKey));
+  t.true(host.peers.has(C.publicKey));
+  t.false(host.peers.has(bad.publicKey));
+  t.true(host.routes.has('10.9.0.0/24'), 'routes are independent of the peer batch');
 });
 
 test('the interface (fail-static target): key via stdin, listen port, mtu, address, up; then only reads', async (t) => {
@@ -430,8 +485,8 @@ test('one join costs a constant number of commands whatever the mesh size: one w
     host.runner.clear();
     const joiner = peer('joiner', ['10.200.0.0/24', '100.96.2.1/32']);
     const report = await dp.apply(state([...mesh, joiner]));
-    t.is(report.commands.length, 3, `mesh of ${size}`);
-    t.is(host.runner.transcript().length, 4 + 3, `mesh of ${size}: 4 reads + 3 writes`);
+    t.is(report.commands.length, 3, `mesh of ${size}: one peer, two routes`);
+    t.is(host.runner.transcript().length, 4 + 2, `mesh of ${size}: 4 reads + one wg set + one ip batch`);
   }
 });
 
@@ -603,4 +658,120 @@ test('defaultMtu: underlay MTU minus 80 from the default route; 1420 when unknow
   t.is(await defaultMtu(new RecordingRunner().on(['ip'], '[]')), 1420);
   t.is(await defaultMtu(new RecordingRunner().fail(['ip'], 'boom')), 1420);
   t.is(await defaultMtu(new RecordingRunner().on(['ip', '-j', 'route'], '[{"dev":"tiny"}]').on(['ip', '-j', 'link'], '[{"mtu":600}]')), 1280, 'clamped to the one bound (test/mtu-bounds.test.ts)');
+});
+
+/** A mesh of `n` peers with a pod CIDR and an overlay IP each (n ≤ 65,536). */
+const mesh = (n: number, from = 0): DesiredPeer[] =>
+  Array.from({ length: n }, (_, k) => {
+    const i = from + k;
+    return peer(`m${i}`, [`10.${100 + (i >> 8)}.${i & 255}.0/24`, `100.${97 + (i >> 16)}.${(i >> 8) & 255}.${i & 255}/32`], { endpoint: `198.51.100.${1 + (i % 250)}:51820` });
+  });
+
+test('first apply of 1,000 peers: a constant number of spawns (4 reads, one wg set, one ip batch, forwarding, clamp)', async (t) => {
+  const { host, dp } = await setup();
+  const peers = mesh(1000);
+  const report = await dp.apply(state(peers));
+  t.deepEqual(
+    host.spawns().map((l) => l.split(' ').slice(0, 3).join(' ')),
+    [`wg show ${IF}`, 'ip -j addr', 'ip -j route', 'ip -j -6', `wg set ${IF}`, 'ip -force -batch', 'sysctl -n net.ipv4.ip_forward', 'sysctl -w net.ipv4.ip_forward=1', 'iptables -t mangle', 'iptables -t mangle'],
+  );
+  t.is(host.peers.size, 1000);
+  t.is(host.routes.size, 2000);
+  t.is(report.changes, 1000 + 2000 + 2);
+  t.deepEqual(report.failures, []);
+  // The whole mesh leaving: one ip batch of deletes, one wg set of removals.
+  host.runner.clear();
+  await dp.apply(state([]));
+  t.deepEqual(host.spawns().filter((l) => !l.startsWith('ip -j') && !l.startsWith('wg show')).map((l) => l.split(' ').slice(0, 3).join(' ')), ['ip -force -batch', `wg set ${IF}`]);
+  t.is(host.peers.size, 0);
+  t.is(host.routes.size, 0);
+});
+
+test('a wg set too long for one argv is split, in order; every peer still goes in', async (t) => {
+  const { runWgSetBatch } = await import('../agent/dataplane/batch.ts');
+  const runner = new RecordingRunner();
+  const items = mesh(10).map((p) => ({ op: 'add peer', argv: ['wg', 'set', IF, 'peer', p.publicKey, 'allowed-ips', p.allowedIps.join(',')] }));
+  const out = await runWgSetBatch(runner, IF, items, 400);
+  t.is(out.succeeded.length, 10);
+  t.true(runner.calls.length > 1 && runner.calls.length < 10);
+  t.true(runner.calls.every((c) => c.argv.join(' ').length <= 400 + 20));
+  t.deepEqual(runner.calls.flatMap((c) => c.argv.filter((a) => items.some((i) => i.argv[4] === a))), items.map((i) => i.argv[4]));
+});
+
+test('ip batch lines: tokens that would split or comment a line are refused; iproute2 errors attributed to their lines', async (t) => {
+  const { ipBatchLine, parseIpBatchErrors, BatchItemError } = await import('../agent/dataplane/batch.ts');
+  t.is(ipBatchLine({ op: 'add route', argv: ['ip', 'route', 'replace', '10.1.0.0/24', 'dev', IF, 'proto', '149'] }), `route replace 10.1.0.0/24 dev ${IF} proto 149`);
+  for (const bad of ['10.1.0.0/24 dev eth0', '10.1.0.0/24\nroute del default', '#x', '']) {
+    t.throws(() => ipBatchLine({ op: 'add route', argv: ['ip', 'route', 'replace', bad] }), { instanceOf: BatchItemError });
+  }
+  t.throws(() => ipBatchLine({ op: 'x', argv: ['wg', 'set'] }), { instanceOf: BatchItemError });
+  const errors = parseIpBatchErrors('Error: Nexthop has invalid gateway.\nCommand failed -:2\nRTNETLINK answers: No such process\nCommand failed -:3\n');
+  t.deepEqual([...errors], [[2, 'Error: Nexthop has invalid gateway.'], [3, 'RTNETLINK answers: No such process']]);
+});
+
+test('change-driven apply (readLive false): no wg dump, no route read; a join costs the same on 1 and 1,000 peers', async (t) => {
+  const spawnsPerJoin: number[] = [];
+  for (const size of [1, 1000]) {
+    const { host, dp } = await setup();
+    const peers = mesh(size);
+    await dp.apply(state(peers));
+    host.runner.clear();
+    const joiner = peer('joiner', ['10.250.0.0/24', '100.96.250.1/32']);
+    const report = await dp.apply({ ...state([...peers, joiner]), readLive: false });
+    t.deepEqual(host.spawns().map((l) => l.split(' ').slice(0, 3).join(' ')), [`ip -j addr`, `wg set ${IF}`, 'ip -force -batch']);
+    t.is(report.commands.length, 3);
+    t.true(host.peers.has(joiner.publicKey));
+    t.true(host.routes.has('10.250.0.0/24'));
+    spawnsPerJoin.push(host.spawns().length);
+    // …and a leave against the state the join left: exactly the joiner's routes and peer go.
+    host.runner.clear();
+    await dp.apply({ ...state(peers), readLive: false });
+    t.deepEqual(host.writes(), [
+      'ip route del 10.250.0.0/24 proto 149 metric 0 dev xl0',
+      'ip route del 100.96.250.1/32 proto 149 metric 0 dev xl0',
+      `wg set ${IF} peer ${joiner.publicKey} remove`,
+    ]);
+  }
+  t.is(spawnsPerJoin[0], spawnsPerJoin[1]);
+});
+
+test('readLive false trusts the last apply; readLive true (the resync) reads the kernel and repairs drift', async (t) => {
+  const { host, dp } = await setup();
+  await dp.apply(state([B]));
+  host.routes.delete('10.2.0.0/24');
+  host.peers.delete(B.publicKey);
+  host.runner.clear();
+  await dp.apply({ ...state([B]), readLive: false });
+  t.deepEqual(host.writes(), [], 'drift behind our back is the resync’s job');
+  await dp.apply({ ...state([B]), readLive: true });
+  t.deepEqual(host.writes(), [
+    `wg set ${IF} peer ${B.publicKey} endpoint 198.51.100.2:51820 allowed-ips 10.2.0.0/24,100.96.0.2/32`,
+    `ip route replace 10.2.0.0/24 dev ${IF} proto 149`,
+  ]);
+});
+
+test('after a failed apply the next change-driven apply reads the kernel again (no stale model)', async (t) => {
+  const { host, dp } = await setup();
+  host.failing.push({ prefix: ['ip', 'route', 'replace', '10.3.0.0/24'], stderr: 'Error: Nexthop has invalid gateway.' });
+  await t.throwsAsync(dp.apply(state([B, C])), { instanceOf: DataplaneApplyError });
+  host.failing.length = 0;
+  host.runner.clear();
+  await dp.apply({ ...state([B, C]), readLive: false });
+  t.is(host.spawns()[0], `wg show ${IF} dump`);
+  t.deepEqual(host.writes(), [`ip route replace 10.3.0.0/24 dev ${IF} proto 149`]);
+});
+
+test('readLive false on a recreated interface (new generation) reads the kernel', async (t) => {
+  const host = new FakeHost();
+  Object.assign(host, { listenPort: 51820, publicKey: KEYS.publicKey, addresses: ['100.96.0.1/32'], up: true });
+  let generation = 1;
+  const backend: WireguardBackend = { ...fakeBackend(), get generation() { return generation; } };
+  const dp = await createDataplane({ runner: host.runner, logger: silentLogger(), config, wireguardMode: 'kernel', backendOverride: backend, clock: new ManualClock() });
+  await dp.apply(state([B]));
+  host.peers.clear(); // wireguard-go restarted: an empty interface
+  generation = 2;
+  host.runner.clear();
+  await dp.apply({ ...state([B]), readLive: false });
+  t.is(host.spawns()[0], `wg show ${IF} dump`);
+  t.true(host.peers.has(B.publicKey));
 });

@@ -22,6 +22,12 @@ export interface DataplaneTarget {
   readonly desired: DesiredState | null;
   /** The endpoints this node advertises (its own verified record): relay ports bind the one that is a local address. */
   readonly advertisedEndpoints: readonly string[];
+  /**
+   * false: a change-driven apply: diff peers and routes against the state the previous successful
+   * apply left instead of re-reading `wg show dump` and the route tables (a join then costs the same
+   * whatever the mesh size). Absent or true: read the kernel (start, resync, restarts, after any failure).
+   */
+  readonly readLive?: boolean;
 }
 
 export interface ApplyReport {
@@ -29,7 +35,11 @@ export interface ApplyReport {
   readonly interfaceEnsured: boolean;
   /** Mutating commands (and relay port changes) that succeeded. */
   readonly changes: number;
-  /** Every mutating command attempted, in order (reads are not listed). */
+  /**
+   * Every change attempted, in order, each as its single command (`wg set <if> peer …`,
+   * `ip route replace …`); reads are not listed. They run batched: one `wg set` for all peers added
+   * or updated, one `ip -force -batch -` for all routes, one `wg set` for all peers removed.
+   */
   readonly commands: readonly (readonly string[])[];
   readonly failures: readonly { readonly op: string; readonly error: Error }[];
   /** Desired routes not installed because their destination holds a route Crosslink does not own (why, per route). */

@@ -1,9 +1,14 @@
 // The data plane: turns a DataplaneTarget (agent/dataplane/api.ts) into the WireGuard interface,
-// its peers, routes, relay ports, an MSS clamp and forwarding sysctls. Each apply reads live state
-// once (one `wg show dump`, one `ip -j addr`, the owned routes of both families), diffs it against
-// the target and runs only the commands that close the gap (all through the Runner). Every change
-// is attempted even if some fail. The sysctls and iptables are re-read only every
-// hostCheckIntervalMs (the periodic resync repairs their drift).
+// its peers, routes, relay ports, an MSS clamp and forwarding sysctls. An apply reads live state
+// once (one `wg show dump`, one `ip -j addr`, the routes of both families), diffs it against the
+// target and runs only the changes that close the gap (all through the Runner), batched: one
+// `wg set` for every peer added or updated, one `ip -force -batch -` for every route, one `wg set`
+// for the peers removed (agent/dataplane/batch.ts), so a first apply of 1,000 peers spawns as few
+// processes as one of 2. Every change is attempted even if some fail; failures are reported per
+// item. A change-driven apply (target.readLive false) diffs against the state the previous
+// successful apply left (agent/dataplane/applied-state.ts) instead of re-reading WireGuard and the
+// route tables. The sysctls and iptables are re-read only every hostCheckIntervalMs (the periodic
+// resync repairs their drift).
 import { systemClock, type Clock } from '../../lib/clock.ts';
 import { PartialFailureError, errorMessage } from '../../lib/errors.ts';
 import type { Logger } from '../../lib/logger.ts';
@@ -16,9 +21,11 @@ import { parseIpJson } from './ip-json.ts';
 import { MssClamp } from './mss-clamp.ts';
 import { relayBindAddress } from './relay-bind.ts';
 import { relayHintsFrom } from './relay-forwarder.ts';
-import { ROUTE_PROTO, diffRoutes, isOwnedRoute, parseIpRoutes, readRoutesArgv, routeCommands } from './route-diff.ts';
+import { ROUTE_PROTO, diffRoutes, isOwnedRoute, parseIpRoutes, readRoutesArgv, routeCommands, type LiveRoute } from './route-diff.ts';
 import { createWireguardBackend, type WireguardBackend, type WireguardBackendOptions, type WireguardMode } from './wireguard-backend.ts';
 import { diffWireguard, wireguardCommands, type PlannedCommand } from './wg-diff.ts';
+import { stateAfterApply, type AppliedState } from './applied-state.ts';
+import { runIpBatch, runWgSetBatch, type BatchOutcome } from './batch.ts';
 import { parseWgDump, type LiveWireguard } from './wg-dump.ts';
 
 export { DataplaneApplyError, type ApplyReport, type Dataplane, type DataplaneTarget } from './api.ts';
@@ -79,6 +86,8 @@ class LinuxDataplane implements LinuxDataplaneHandle {
    * sysctl/iptables reads until the interval passes, so the periodic resync still repairs drift.
    */
   private hostChecked: { key: string; at: number } | undefined;
+  /** What the last fully successful apply left (a change-driven apply diffs against it); cleared by any other outcome. */
+  private applied: AppliedState | undefined;
   /** The relay bind address found for these advertised endpoints (read once per endpoint set). */
   private relayBind: { endpoints: string; address: string | undefined } | undefined;
 
@@ -118,17 +127,26 @@ class LinuxDataplane implements LinuxDataplaneHandle {
 
   private async applyNow(target: DataplaneTarget): Promise<ApplyReport> {
     const report: Report = { interfaceEnsured: false, changes: 0, commands: [], failures: [], blocked: [] };
+    const previous = this.applied;
+    this.applied = undefined;
     await this.wg.ensureLink();
+    const desired = target.desired;
+    // Relay hints need the endpoints WireGuard learned since: a relay node reads the dump.
+    const needsDump = this.relay !== null && desired !== null && desired.relays.length > 0;
+    const model = target.readLive === false && !needsDump && previous?.generation === this.wg.generation ? previous : undefined;
     // The one WireGuard read of this apply: the interface check, the peer diff and the relay hints
     // all use it. (Setting the key or port below does not change the peers it lists.)
-    const dump = parseWgDump((await this.runner.run(['wg', 'show', this.iface, 'dump'])).stdout);
-    await this.ensureInterface(target.privateKey, target.interface, dump);
+    const dump = model?.wireguard ?? parseWgDump((await this.runner.run(['wg', 'show', this.iface, 'dump'])).stdout);
+    const publicKey = await this.ensureInterface(target.privateKey, target.interface, dump);
     report.interfaceEnsured = true;
-    const desired = target.desired;
     if (desired !== null) {
-      await this.applyPeersAndRoutes(desired, dump, report);
+      const live = await this.applyPeersAndRoutes(desired, dump, model?.routes, report);
       await this.applyRelays(desired, target.advertisedEndpoints, dump, report);
       await this.ensureHost(familiesOf(desired), report);
+      if (live !== undefined && report.failures.length === 0) {
+        const blocked = new Set(live.blocked);
+        this.applied = stateAfterApply({ wireguard: dump, routes: live.routes }, desired, publicKey, blocked, this.wg.generation);
+      }
     }
     if (report.commands.length > 0) {
       this.logger.info({ iface: this.iface, changes: report.changes, failures: report.failures.length }, 'dataplane applied');
@@ -137,13 +155,17 @@ class LinuxDataplane implements LinuxDataplaneHandle {
     return report;
   }
 
-  /** Key, listen port, MTU, addresses, link up. Throws on the first failure (nothing else makes sense on a broken interface). */
-  private async ensureInterface(privateKey: string, iface: DesiredInterface, dump: LiveWireguard): Promise<void> {
+  /**
+   * Key, listen port, MTU, addresses, link up; returns the public key it ensured. Throws on the first
+   * failure (nothing else makes sense on a broken interface).
+   */
+  private async ensureInterface(privateKey: string, iface: DesiredInterface, dump: LiveWireguard): Promise<string> {
     const name = this.iface;
     if (dump.interface.listenPort !== iface.listenPort) {
       await this.runner.run(['wg', 'set', name, 'listen-port', String(iface.listenPort)]);
     }
-    if (dump.interface.publicKey !== (await wireguardPublicKeyOf(privateKey))) {
+    const publicKey = await wireguardPublicKeyOf(privateKey);
+    if (dump.interface.publicKey !== publicKey) {
       // The key goes through stdin, never argv or disk. Node hands a child's stdin over as a unix
       // socket, which `wg` cannot fopen("/dev/stdin") (ENXIO), so `cat` turns it into a real pipe.
       await this.runner.run(['sh', '-c', SET_PRIVATE_KEY_SCRIPT, name], { input: `${privateKey}\n` });
@@ -170,35 +192,50 @@ class LinuxDataplane implements LinuxDataplaneHandle {
 
     const flags = Array.isArray(info.flags) ? (info.flags as unknown[]) : [];
     if (!flags.includes('UP')) await this.runner.run(['ip', 'link', 'set', 'dev', name, 'up']);
+    return publicKey;
   }
 
-  /** Peers and routes: keyed diffs against the live state, add before delete, every command attempted. */
-  private async applyPeersAndRoutes(desired: DesiredState, liveWg: LiveWireguard, report: Report): Promise<void> {
-    let v4, v6;
-    try {
-      [v4, v6] = await Promise.all([this.runner.run(readRoutesArgv(4)), this.runner.run(readRoutesArgv(6), { allowFailure: true })]);
-    } catch (err) {
-      report.failures.push({ op: 'read routes', error: asError(err) });
-      return;
+  /**
+   * Peers and routes: keyed diffs against the live state (read now, or `knownRoutes` from the previous
+   * apply), add before delete, every change attempted, in three batches: peers added or updated,
+   * routes (replaced, then deleted), peers removed. Returns the routes it diffed against and the
+   * destinations it blocked; undefined if the routes could not be read.
+   */
+  private async applyPeersAndRoutes(
+    desired: DesiredState,
+    liveWg: LiveWireguard,
+    knownRoutes: readonly LiveRoute[] | undefined,
+    report: Report,
+  ): Promise<{ routes: readonly LiveRoute[]; blocked: string[] } | undefined> {
+    let liveRoutes: readonly LiveRoute[];
+    if (knownRoutes !== undefined) {
+      liveRoutes = knownRoutes;
+    } else {
+      try {
+        const [v4, v6] = await Promise.all([this.runner.run(readRoutesArgv(4)), this.runner.run(readRoutesArgv(6), { allowFailure: true })]);
+        liveRoutes = [...parseIpRoutes(v4.stdout, 4), ...(v6.exitCode === 0 ? parseIpRoutes(v6.stdout, 6) : [])];
+      } catch (err) {
+        report.failures.push({ op: 'read routes', error: asError(err) });
+        return undefined;
+      }
     }
-    const liveRoutes = [...parseIpRoutes(v4.stdout, 4), ...(v6.exitCode === 0 ? parseIpRoutes(v6.stdout, 6) : [])];
     const wg = wireguardCommands(this.iface, diffWireguard({ listenPort: desired.interface.listenPort, peers: desired.peers }, liveWg));
     const routeDiff = diffRoutes(desired.routes, liveRoutes);
     const routes = routeCommands(routeDiff, new Set(liveRoutes.filter(isOwnedRoute).map((r) => r.dst)));
     report.blocked.push(...routeDiff.blocked.map((b) => b.reason));
     // Never replace what is not ours. The planner's route guard refuses these first; this is the last line.
     for (const reason of report.blocked) this.logger.warn({ iface: this.iface, reason }, 'route not installed');
-    const run = async (c: PlannedCommand): Promise<void> => {
-      report.commands.push([...c.argv]);
-      try {
-        await this.runner.run(c.argv);
-        report.changes++;
-      } catch (err) {
-        report.failures.push({ op: c.op, error: asError(err) });
-      }
+    const record = (items: readonly PlannedCommand[], outcome: BatchOutcome): void => {
+      for (const c of items) report.commands.push([...c.argv]);
+      report.changes += outcome.succeeded.length;
+      for (const f of outcome.failures) report.failures.push({ op: f.item.op, error: f.error });
     };
     // Add before delete: new peers and routes are in place before stale ones go.
-    for (const c of [...wg.upserts, ...routes.upserts, ...routes.removals, ...wg.removals]) await run(c);
+    record(wg.upserts, await runWgSetBatch(this.runner, this.iface, wg.upserts));
+    const routeItems = [...routes.upserts, ...routes.removals];
+    record(routeItems, await runIpBatch(this.runner, routeItems));
+    record(wg.removals, await runWgSetBatch(this.runner, this.iface, wg.removals));
+    return { routes: liveRoutes, blocked: routeDiff.blocked.map((b) => b.route.dst) };
   }
 
   /**

@@ -124,6 +124,18 @@ function matches(want: DesiredRoute, have: LiveRoute): boolean {
 
 const familyOfDst = (dst: string): 4 | 6 => (dst.includes(':') ? 6 : 4);
 
+/** A desired route as `ip -j route show` lists it once `ip route replace … proto 149` installed it. */
+export function liveRouteOf(r: DesiredRoute): LiveRoute {
+  return {
+    dst: r.dst,
+    dev: r.dev ?? null,
+    via: r.via !== undefined ? canonicalIp(r.via) : null,
+    metric: defaultMetric(familyOfDst(r.dst)),
+    protocol: String(ROUTE_PROTO),
+    scope: null,
+  };
+}
+
 /**
  * Keyed diff of the desired routes against the live main table. Only routes with our protocol
  * number are ever replaced or deleted. Live routes are keyed by destination AND metric (two routes
