@@ -4,6 +4,13 @@
 // newest inputs. A failed reconcile is recorded and retried on the next request or resync; it never
 // takes the agent down.
 //
+// Full and change-driven runs: a run asked for by request()/reconcileNow() (start, resync, restarts,
+// reconnects, key rotation) reads the host and the kernel afresh; a run caused only by update()
+// (a new snapshot, our own record) after a successful run is change-driven: it reuses the host facts
+// of the last full run and lets the data plane diff against the state it last applied
+// (DataplaneTarget.readLive false), so a join costs the same whatever the mesh size. Any failure
+// makes the next run full.
+//
 //   update({mesh | self | privateKey}) ─▶ planTarget(inputs) ─▶ Dataplane.apply(target) ─▶ ReconcileRecord ─▶ onResult listeners
 import type { Clock } from '../lib/clock.ts';
 import { errorMessage } from '../lib/errors.ts';
@@ -55,6 +62,10 @@ export class Reconciler {
   private last: ReconcileRecord | null = null;
   private lastDesired: DesiredState | null = null;
   private everApplied = false;
+  /** The next run must read host and kernel afresh (set by request(), by a failed run; cleared by a run). */
+  private fullRequested = true;
+  /** Host facts of the last full run that had a view (reused by change-driven runs). */
+  private hostFacts: HostFacts | undefined;
 
   constructor(private readonly o: ReconcilerOptions) {
     this.inputs = o.inputs;
@@ -63,7 +74,7 @@ export class Reconciler {
   /** New inputs (a fresh snapshot, our record, a rotated key): replaces those fields and asks for a reconcile. */
   update(changes: Partial<ReconcileInputs>, reason: string): void {
     this.inputs = { ...this.inputs, ...changes };
-    this.request(reason);
+    this.schedule(reason);
   }
 
   /** The inputs the next reconcile uses. */
@@ -77,6 +88,11 @@ export class Reconciler {
    * and the snapshot that carried it) make one run.
    */
   request(reason: string): void {
+    this.fullRequested = true;
+    this.schedule(reason);
+  }
+
+  private schedule(reason: string): void {
     if (this.stopped) return;
     this.reasons.add(reason);
     if (this.running) {
@@ -90,6 +106,7 @@ export class Reconciler {
   reconcileNow(reason: string, changes: Partial<ReconcileInputs> = {}): Promise<ReconcileRecord | null> {
     return new Promise((resolve) => {
       this.waiters.push(() => resolve(this.last));
+      this.fullRequested = true;
       this.update(changes, reason);
       if (this.stopped) resolve(this.last);
     });
@@ -147,15 +164,21 @@ export class Reconciler {
     let interfaceEnsured = false;
     let error: string | null = null;
     let full = false;
+    const readLive = this.fullRequested || this.last?.ok !== true;
+    this.fullRequested = false;
     try {
-      const readHost = this.o.readHostFacts ?? (() => Promise.resolve(NO_HOST_FACTS));
-      const target = await planTarget(inputs, dataplaneConfig, this.o.computeDesiredState, readHost, { unguarded: this.o.unguarded === true });
+      const read = this.o.readHostFacts ?? (() => Promise.resolve(NO_HOST_FACTS));
+      const cached = readLive ? undefined : this.hostFacts;
+      const readHost = cached !== undefined ? () => Promise.resolve(cached) : async () => (this.hostFacts = await read());
+      const planned = await planTarget(inputs, dataplaneConfig, this.o.computeDesiredState, readHost, { unguarded: this.o.unguarded === true });
+      const target = readLive ? planned : { ...planned, readLive: false };
       full = target.desired !== null;
       if (target.desired !== null) this.lastDesired = target.desired;
       const report = await dataplane.apply(target);
       changes = report.changes;
       interfaceEnsured = report.interfaceEnsured;
     } catch (err) {
+      this.fullRequested = true;
       // A DataplaneApplyError: everything else was applied; the failed operations are retried next round.
       if (err instanceof DataplaneApplyError) {
         changes = err.report.changes;

@@ -198,3 +198,49 @@ test('stop waits for the run in flight and ignores later requests', async (t) =>
   await new Promise((r) => setImmediate(r));
   t.is(dataplane.applied.length, 1);
 });
+
+test('change-driven runs (update only) reuse the host facts and ask the data plane not to re-read; requests and failures make full runs', async (t) => {
+  const { self, mesh } = await viewInputs();
+  if (!self || !mesh) throw new Error('fixture');
+  const dataplane = new FakeDataplane();
+  let hostReads = 0;
+  const reconciler = new Reconciler({
+    dataplane,
+    dataplaneConfig: CONFIG,
+    inputs: { mesh, self, privateKey: 'secret', cachedOverlayIp: null },
+    computeDesiredState: desiredFor,
+    readHostFacts: () => {
+      hostReads++;
+      return Promise.resolve({ addresses: [], routes: [], natsAddresses: [] });
+    },
+    clock: systemClock,
+    logger: silentLogger(),
+  });
+  const settle = async (): Promise<void> => {
+    for (let i = 0; i < 20 && reconciler.lastReconcile()?.revision !== reconciler.current().mesh?.revision; i++) await new Promise((r) => setImmediate(r));
+  };
+  const readLiveOf = (i: number): boolean => dataplane.targets[i]?.readLive !== false;
+
+  await reconciler.reconcileNow('start');
+  t.true(readLiveOf(0), 'the first run reads');
+  const b = await nodeRecord({ name: 'node-b', overlayIp: '100.96.0.2' });
+  reconciler.update({ mesh: snapshot([self, b], 8) }, 'mesh changed');
+  await settle();
+  t.is(dataplane.targets.length, 2);
+  t.false(readLiveOf(1), 'a join after a successful run is change-driven');
+  t.is(hostReads, 1, 'host facts reused');
+
+  reconciler.request('resync');
+  await reconciler.reconcileNow('resync');
+  t.true(readLiveOf(dataplane.targets.length - 1), 'the resync reads');
+  t.is(hostReads, 2);
+
+  dataplane.failNext = applyFailure({ op: 'add route', message: 'RTNETLINK answers: File exists' });
+  reconciler.update({ mesh: snapshot([self], 9) }, 'mesh changed');
+  await settle();
+  t.false(readLiveOf(dataplane.targets.length - 1));
+  reconciler.update({ mesh: snapshot([self, b], 10) }, 'mesh changed');
+  await settle();
+  t.true(readLiveOf(dataplane.targets.length - 1), 'after a failure the next run reads, even a change-driven one');
+  t.is(hostReads, 3);
+});
