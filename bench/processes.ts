@@ -1,9 +1,9 @@
 // Real processes the control-plane benchmarks run against: the coordinator as its own process
 // (bin/crosslink-coordinator, exactly what a deployment runs) and CPU time read from /proc, so the
 // coordinator's and nats-server's cost is measured apart from the simulated agents in this process.
-import { spawn, type ChildProcess } from 'node:child_process';
 import { readFile, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { Child } from '../lib/child-process.ts';
 import { CrosslinkError } from '../lib/errors.ts';
 import type { SigningKeyPair } from '../protocol/signing.ts';
 
@@ -51,30 +51,9 @@ export async function writeSigningKeyFile(path: string, key: SigningKeyPair): Pr
   await writeFile(path, `${JSON.stringify({ publicKey: key.publicKey, secretKey: key.secretKey })}\n`, { mode: 0o600, flag: 'wx' });
 }
 
-/** Coordinators still running: killed if the bench exits early (an exception, Ctrl-C). */
-const live = new Set<ChildProcess>();
-process.on('exit', () => {
-  for (const c of live) c.kill('SIGKILL');
-});
-
+/** The coordinator as a child process (lib/child-process.ts: killed with the bench if it exits early). */
 export class CoordinatorProcess {
-  private log = '';
-  private readonly exited: Promise<void>;
-
-  private constructor(private readonly child: ChildProcess) {
-    live.add(child);
-    this.exited = new Promise((resolve) =>
-      child.once('exit', () => {
-        live.delete(child);
-        resolve();
-      }),
-    );
-    const keep = (chunk: Buffer): void => {
-      this.log = (this.log + chunk.toString()).slice(-20_000);
-    };
-    child.stdout?.on('data', keep);
-    child.stderr?.on('data', keep);
-  }
+  private constructor(private readonly child: Child) {}
 
   static start(o: CoordinatorProcessOptions): CoordinatorProcess {
     const args = [
@@ -89,7 +68,7 @@ export class CoordinatorProcess {
     ];
     // The environment must not leak CROSSLINK_* settings of the caller into the run.
     const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('CROSSLINK_')));
-    const child = spawn(BIN, args, { stdio: ['ignore', 'pipe', 'pipe'], env });
+    const child = Child.start([BIN, ...args], { env, keepLines: 200 });
     if (child.pid === undefined) throw new CrosslinkError(`could not start ${BIN}`);
     return new CoordinatorProcess(child);
   }
@@ -99,7 +78,7 @@ export class CoordinatorProcess {
   }
 
   get running(): boolean {
-    return this.child.exitCode === null && this.child.signalCode === null;
+    return this.child.running;
   }
 
   cpuMs(): Promise<number> {
@@ -108,14 +87,11 @@ export class CoordinatorProcess {
 
   /** SIGTERM (clean stop: the lease is released) or SIGKILL (crash); waits for the exit, SIGKILL after 10 s. */
   async stop(signal: 'SIGTERM' | 'SIGKILL' = 'SIGTERM'): Promise<void> {
-    if (!this.running) return;
-    this.child.kill(signal);
-    const killer = setTimeout(() => this.child.kill('SIGKILL'), 10_000);
-    await this.exited;
-    clearTimeout(killer);
+    if (signal === 'SIGKILL') this.child.kill('SIGKILL');
+    await this.child.stop({ graceMs: 10_000 });
   }
 
   recentLog(): string {
-    return this.log;
+    return this.child.tail().join('\n');
   }
 }

@@ -1,8 +1,8 @@
 // Encryption check: capture on the internet segment (tcpdump on the inet bridge), then prove that no
 // packet there carries a pod/overlay address in its IP header, and that WireGuard UDP was seen.
-import { spawn, type ChildProcess } from 'node:child_process';
 import { cidrContainsIp, parseCidr, type Cidr } from '../protocol/cidr.ts';
-import { CrosslinkError } from '../lib/errors.ts';
+import { Child } from '../lib/child-process.ts';
+import { CrosslinkError, errorMessage } from '../lib/errors.ts';
 import type { Runner } from '../lib/runner.ts';
 
 export interface Capture {
@@ -14,39 +14,17 @@ export interface Capture {
 /** Starts tcpdump in `ns` on `iface` writing `file`; resolves once it is listening. */
 export async function startCapture(ns: string, iface: string, file: string, timeoutMs = 10_000): Promise<Capture> {
   // -s 128: IP + UDP headers and the WireGuard message header are all we look at.
-  const child = spawn('ip', ['netns', 'exec', ns, 'tcpdump', '-i', iface, '-n', '-U', '-s', '128', '-w', file], {
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  let stderr = '';
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => {
-      reject(new CrosslinkError(`tcpdump did not start listening within ${timeoutMs} ms: ${stderr}`));
-    }, timeoutMs);
-    child.stderr.on('data', (c: Buffer) => {
-      stderr += c.toString();
-      if (stderr.includes('listening on')) {
-        clearTimeout(timer);
-        resolve();
-      }
-    });
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      reject(new CrosslinkError(`tcpdump exited (${code ?? '?'}): ${stderr}`));
-    });
-  }).catch(async (err: unknown) => {
-    await stopChild(child);
-    throw err;
-  });
-  return { file, stop: () => stopChild(child) };
-}
-
-async function stopChild(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  child.kill('SIGTERM');
-  const killer = setTimeout(() => child.kill('SIGKILL'), 5000);
-  await exited;
-  clearTimeout(killer);
+  const child = Child.start(['ip', 'netns', 'exec', ns, 'tcpdump', '-i', iface, '-n', '-U', '-s', '128', '-w', file]);
+  const stop = async (): Promise<void> => {
+    await child.stop({ graceMs: 5000 });
+  };
+  try {
+    await child.waitForLine('listening on', { timeoutMs });
+  } catch (err) {
+    await stop();
+    throw new CrosslinkError(`tcpdump did not start listening: ${errorMessage(err)}`, { cause: err });
+  }
+  return { file, stop };
 }
 
 export interface CapturedPacket {

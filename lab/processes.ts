@@ -1,9 +1,12 @@
 // Long-running lab processes (nats-server, coordinator, agents): started detached in their own
 // session with output to a log file, so `lab up` can exit and leave them running; found again by
-// pid (+ start time, against pid reuse) or by the namespace they live in; stopped with SIGTERM and
-// a wait that polls /proc with a deadline.
+// pid (+ start time, against pid reuse) or by the namespace they live in; stopped with the shared
+// escalation of lib/child-process.ts (SIGTERM, wait, SIGKILL, wait), the waits polling /proc with a
+// deadline. They are not our children once `lab up` exits, so node's spawn (detached, unref'd) starts
+// them rather than lib's Child, whose handle lives and dies with this process.
 import { spawn } from 'node:child_process';
 import { closeSync, openSync, readFileSync, readlinkSync } from 'node:fs';
+import { stopEscalating } from '../lib/child-process.ts';
 import { CrosslinkError, errorMessage } from '../lib/errors.ts';
 
 export interface ProcessRef {
@@ -109,20 +112,25 @@ export async function waitForExit(refs: readonly (ProcessRef | number)[], timeou
 }
 
 /**
- * SIGTERM, wait up to `graceMs`; then (if `killAfter`) SIGKILL and wait again.
+ * SIGTERM, wait up to `graceMs`; then (if `killAfter`) SIGKILL and wait again (lib's stopEscalating).
  * Returns the processes that are still alive (the caller must not delete their namespace).
  */
 export async function terminate(
   refs: readonly (ProcessRef | number)[],
   options: { graceMs: number; killAfter: boolean },
 ): Promise<(ProcessRef | number)[]> {
-  for (const r of refs) signal(r, 'SIGTERM');
-  let alive = await waitForExit(refs, options.graceMs);
-  if (alive.length > 0 && options.killAfter) {
-    for (const r of alive) signal(r, 'SIGKILL');
-    alive = await waitForExit(alive, 5000);
+  const group = {
+    signal: (sig: NodeJS.Signals): void => {
+      for (const r of refs) signal(r, sig);
+    },
+    waitExit: async (ms: number): Promise<boolean> => (await waitForExit(refs, ms)).length === 0,
+  };
+  if (options.killAfter) await stopEscalating(group, { graceMs: options.graceMs });
+  else {
+    group.signal('SIGTERM');
+    await group.waitExit(options.graceMs);
   }
-  return alive;
+  return refs.filter((r) => isAlive(r));
 }
 
 export function pidOf(ref: ProcessRef | number): number {

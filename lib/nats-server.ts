@@ -1,11 +1,12 @@
-// Starts and stops a real nats-server with JetStream (tests and the lab). Foreground child,
-// SIGTERM then wait; restartable on the same port and store so outages can be simulated.
-import { spawn, type ChildProcess } from 'node:child_process';
+// Starts and stops a real nats-server with JetStream (tests and the lab). Foreground child
+// (lib/child-process.ts: SIGTERM, wait, SIGKILL); restartable on the same port and store so
+// outages can be simulated.
 import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { CrosslinkError } from './errors.ts';
+import { Child } from './child-process.ts';
+import { CrosslinkError, errorMessage } from './errors.ts';
 
 export interface NatsServerOptions {
   /** Address to listen on; default 127.0.0.1. */
@@ -37,9 +38,10 @@ export async function freeLoopbackPort(): Promise<number> {
 }
 
 export class NatsServer {
-  private child: ChildProcess | undefined;
+  private child: Child | undefined;
+  /** The last child stopped, for recentLog() after a failed start or a stop. */
+  private lastChild: Child | undefined;
   private ownsStore = false;
-  private log = '';
   host = '127.0.0.1';
   port = 0;
   storeDir = '';
@@ -64,7 +66,7 @@ export class NatsServer {
   }
 
   get running(): boolean {
-    return this.child !== undefined && this.child.exitCode === null && this.child.signalCode === null;
+    return this.child?.running ?? false;
   }
 
   private async spawnServer(): Promise<void> {
@@ -72,34 +74,14 @@ export class NatsServer {
     const cluster = this.options.cluster;
     if (cluster) args.push('--cluster_name', cluster.name, '--cluster', `nats://${this.host}:${cluster.port}`, '--routes', cluster.routes.join(','));
     const argv = [...(this.options.prefix ?? []), ...args];
-    const [file, ...rest] = argv;
-    if (!file) throw new CrosslinkError('empty nats-server command');
-    this.log = '';
-    const child = spawn(file, rest, { stdio: ['ignore', 'pipe', 'pipe'] });
+    if (argv.length === 0) throw new CrosslinkError('empty nats-server command');
+    const child = Child.start(argv, { keepLines: 200 });
     this.child = child;
-    const ready = new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        reject(new CrosslinkError(`nats-server did not become ready within ${this.options.startTimeoutMs ?? 10_000} ms:\n${this.log.slice(-2000)}`));
-      }, this.options.startTimeoutMs ?? 10_000);
-      const onData = (chunk: Buffer): void => {
-        this.log = (this.log + chunk.toString()).slice(-20_000);
-        if (this.log.includes('Server is ready')) {
-          clearTimeout(timer);
-          resolve();
-        }
-      };
-      child.stdout?.on('data', onData);
-      child.stderr?.on('data', onData);
-      child.once('exit', (code, signal) => {
-        clearTimeout(timer);
-        reject(new CrosslinkError(`nats-server exited (${code ?? signal ?? '?'}) before ready:\n${this.log.slice(-2000)}`));
-      });
-    });
     try {
-      await ready;
+      await child.waitForLine('Server is ready', { timeoutMs: this.options.startTimeoutMs ?? 10_000 });
     } catch (err) {
       await this.stopProcess();
-      throw err;
+      throw new CrosslinkError(`nats-server did not become ready: ${errorMessage(err)}\n${this.recentLog().slice(-2000)}`, { cause: err });
     }
   }
 
@@ -107,12 +89,8 @@ export class NatsServer {
   async stopProcess(): Promise<void> {
     const child = this.child;
     this.child = undefined;
-    if (!child || child.exitCode !== null || child.signalCode !== null) return;
-    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-    child.kill('SIGTERM');
-    const killer = setTimeout(() => child.kill('SIGKILL'), 5000);
-    await exited;
-    clearTimeout(killer);
+    if (child) this.lastChild = child;
+    await child?.stop({ graceMs: 5000 });
   }
 
   async restart(): Promise<void> {
@@ -127,6 +105,6 @@ export class NatsServer {
   }
 
   recentLog(): string {
-    return this.log;
+    return (this.child ?? this.lastChild)?.tail().join('\n') ?? '';
   }
 }

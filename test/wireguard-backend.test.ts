@@ -2,13 +2,13 @@
 // process that creates the socket file) so restart/backoff/stop paths run fast; part 2 runs the real
 // wireguard-go inside a throw-away network namespace.
 import test from 'ava';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Child } from '../lib/child-process.ts';
 import { createWireguardBackend, WIREGUARD_SOCKET_DIR, type WireguardBackend } from '../agent/dataplane/wireguard-backend.ts';
 import { silentLogger } from '../lib/logger.ts';
 import { ExecaRunner, RecordingRunner } from '../lib/runner.ts';
@@ -17,7 +17,7 @@ import { waitFor } from '../lib/wait.ts';
 const IF = 'xlfake0';
 
 /** A stand-in for `wireguard-go -f`: creates the socket file, removes it on SIGTERM (unless told to ignore SIGTERM). */
-function fakeWireguardGo(socketPath: string, options: { ignoreTerm?: boolean; crash?: boolean } = {}): ChildProcess {
+function fakeWireguardGo(socketPath: string, options: { ignoreTerm?: boolean; crash?: boolean } = {}, onLine?: (line: string) => void): Child {
   const script = options.crash
     ? "console.error('ERROR: UAPI listen error: boom'); setTimeout(() => process.exit(1), 50);"
     : `
@@ -27,7 +27,7 @@ function fakeWireguardGo(socketPath: string, options: { ignoreTerm?: boolean; cr
     process.on('SIGTERM', () => { ${options.ignoreTerm ? '' : "fs.rmSync(sock, { force: true }); process.exit(0);"} });
     setInterval(() => {}, 1000);
   `;
-  return spawn(process.execPath, ['-e', script, socketPath], { stdio: ['ignore', 'pipe', 'pipe'] });
+  return Child.start([process.execPath, '-e', script, socketPath], onLine ? { onLine } : {});
 }
 
 /** ip answers: the link exists while the socket file does (as with wireguard-go's tun). */
@@ -46,12 +46,12 @@ function linkFollowsSocket(socketPath: string): RecordingRunner {
 async function fakeSetup(t: { teardown(fn: () => Promise<void>): void }, spawnOptions: Parameters<typeof fakeWireguardGo>[1] = {}) {
   const socketDir = await mkdtemp(join(tmpdir(), 'xl-wgsock-'));
   const socketPath = join(socketDir, `${IF}.sock`);
-  const children: ChildProcess[] = [];
+  const children: Child[] = [];
   const runner = linkFollowsSocket(socketPath);
   let backend: WireguardBackend | undefined;
   t.teardown(async () => {
     await backend?.stop();
-    for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+    for (const c of children) c.kill('SIGKILL');
     await rm(socketDir, { recursive: true, force: true });
   });
   const create = async (mode: 'auto' | 'userspace' = 'auto', first: Parameters<typeof fakeWireguardGo>[1] = spawnOptions) => {
@@ -64,8 +64,8 @@ async function fakeSetup(t: { teardown(fn: () => Promise<void>): void }, spawnOp
       startTimeoutMs: 5000,
       stopTimeoutMs: 500,
       restartBackoffMs: { initial: 50, max: 200 },
-      spawnWireguardGo: () => {
-        const c = fakeWireguardGo(socketPath, children.length === 0 ? first : {});
+      spawnWireguardGo: (_iface, { onLine }) => {
+        const c = fakeWireguardGo(socketPath, children.length === 0 ? first : {}, onLine);
         children.push(c);
         return c;
       },
@@ -83,7 +83,7 @@ test('auto falls back to userspace when the kernel has no WireGuard; stop sends 
   t.true(runner.transcript().includes(`ip link add ${IF} type wireguard`));
   t.true(existsSync(socketPath));
   await backend.stop();
-  t.is(children[0]?.exitCode, 0); // exited by itself on SIGTERM, no SIGKILL needed
+  t.is(children[0]?.exit?.code, 0); // exited by itself on SIGTERM, no SIGKILL needed
   t.false(existsSync(socketPath));
 });
 
@@ -127,7 +127,7 @@ test('SIGKILL only after the stop timeout when SIGTERM is ignored', async (t) =>
   const { children, create } = await fakeSetup(t, { ignoreTerm: true });
   const backend = await create('userspace');
   await backend.stop();
-  t.is(children[0]?.signalCode, 'SIGKILL');
+  t.is(children[0]?.exit?.signal, 'SIGKILL');
 });
 
 // --- real wireguard-go in a namespace ---------------------------------------------------------
@@ -139,18 +139,13 @@ test('real wireguard-go: auto → userspace in a namespace, restart after an une
   const ns = `xlwb${id}`;
   const iface = `xlwb${id}`;
   const prefix = ['ip', 'netns', 'exec', ns];
-  const children: ChildProcess[] = [];
+  const children: Child[] = [];
   const holder: { backend?: WireguardBackend } = {};
   await run(['ip', 'netns', 'add', ns]);
   t.teardown(async () => {
     // wireguard-go must be gone BEFORE the namespace is deleted.
     await holder.backend?.stop();
-    for (const c of children) {
-      if (c.exitCode === null && c.signalCode === null) {
-        c.kill('SIGTERM');
-        await waitFor(() => c.exitCode !== null || c.signalCode !== null, { timeoutMs: 20_000, what: 'wireguard-go exit' }).catch(() => undefined);
-      }
-    }
+    for (const c of children) await c.stop({ graceMs: 20_000 }).catch(() => undefined);
     await run(['ip', 'netns', 'del', ns]);
   });
   const backend = await createWireguardBackend({
@@ -159,8 +154,8 @@ test('real wireguard-go: auto → userspace in a namespace, restart after an une
     interfaceName: iface,
     mode: 'auto',
     restartBackoffMs: { initial: 100, max: 500 },
-    spawnWireguardGo: (name) => {
-      const c = spawn('ip', [...prefix.slice(1), 'wireguard-go', '-f', name], { stdio: ['ignore', 'pipe', 'pipe'] });
+    spawnWireguardGo: (name, { onLine }) => {
+      const c = Child.start([...prefix, 'wireguard-go', '-f', name], { onLine });
       children.push(c);
       return c;
     },
@@ -178,7 +173,7 @@ test('real wireguard-go: auto → userspace in a namespace, restart after an une
   t.is((await run([...prefix, 'ip', 'link', 'show', 'dev', iface])).exitCode, 0);
 
   await backend.stop();
-  t.true(children.every((c) => c.exitCode !== null || c.signalCode !== null));
+  t.true(children.every((c) => !c.running));
   t.false(existsSync(socket));
   t.not((await run([...prefix, 'ip', 'link', 'show', 'dev', iface])).exitCode, 0);
 });

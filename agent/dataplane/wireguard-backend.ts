@@ -6,10 +6,10 @@
 // and awaited; SIGKILL only after a generous timeout. Its tun device and UAPI socket
 // (/var/run/wireguard/<if>.sock) vanish when it exits, so a restart yields an EMPTY interface:
 // `generation` increments and onRestart listeners fire so the daemon re-applies everything.
-import { spawn, type ChildProcess } from 'node:child_process';
 import { stat, unlink } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { join } from 'node:path';
+import { Child, describeExit } from '../../lib/child-process.ts';
 import { systemClock, type Clock } from '../../lib/clock.ts';
 import { CommandError, CrosslinkError, errorMessage } from '../../lib/errors.ts';
 import type { Logger } from '../../lib/logger.ts';
@@ -48,7 +48,7 @@ export interface WireguardBackendOptions {
   readonly mode: WireguardMode;
   readonly clock?: Clock;
   /** Starts `wireguard-go -f <iface>` (injectable for tests). Default: spawn with `wireguardGoPrefix`. */
-  readonly spawnWireguardGo?: (iface: string) => ChildProcess;
+  readonly spawnWireguardGo?: (iface: string, options: { readonly onLine: (line: string) => void }) => Child;
   /** Prepended to the default wireguard-go argv, e.g. ['ip', 'netns', 'exec', ns]. */
   readonly wireguardGoPrefix?: readonly string[];
   /** Where wireguard-go's UAPI sockets are. Default /var/run/wireguard. */
@@ -181,10 +181,8 @@ class UserspaceBackend extends BaseBackend implements WireguardBackend {
   private readonly restartBackoff: BackoffPolicy;
   /** Consecutive restarts without a stable minute in between (sets the next delay). */
   private restartFailures = 0;
-  private child: ChildProcess | undefined;
-  private childExited: Promise<void> = Promise.resolve();
+  private child: Child | undefined;
   private startedAt = 0;
-  private output: string[] = [];
   /** Set once the first start succeeded: from then on an unexpected exit means "restart". */
   private supervising = false;
   private stopping = false;
@@ -203,7 +201,7 @@ class UserspaceBackend extends BaseBackend implements WireguardBackend {
   }
 
   private get running(): boolean {
-    return this.child !== undefined && this.child.exitCode === null && this.child.signalCode === null;
+    return this.child?.running ?? false;
   }
 
   /** First start: clean a stale socket, spawn, wait until socket and link exist. */
@@ -241,67 +239,48 @@ class UserspaceBackend extends BaseBackend implements WireguardBackend {
     }
   }
 
-  private spawnChild(): ChildProcess {
-    if (this.options.spawnWireguardGo) return this.options.spawnWireguardGo(this.interfaceName);
+  private spawnChild(): Child {
+    const onLine = (line: string): void => this.logger.debug({ iface: this.interfaceName }, `wireguard-go: ${line}`);
+    if (this.options.spawnWireguardGo) return this.options.spawnWireguardGo(this.interfaceName, { onLine });
     const argv = [...(this.options.wireguardGoPrefix ?? []), 'wireguard-go', '-f', this.interfaceName];
-    const [file, ...args] = argv;
     const env: NodeJS.ProcessEnv = { ...process.env, LOG_LEVEL: this.logger.isLevelEnabled('debug') ? 'verbose' : 'error' };
     // Never let the daemon-mode hand-off variable leak in from our own environment.
     delete env['WG_PROCESS_FOREGROUND'];
-    return spawn(file ?? 'wireguard-go', args, { stdio: ['ignore', 'pipe', 'pipe'], env });
+    return Child.start(argv, { env, onLine, keepLines: 30 });
+  }
+
+  private output(): string {
+    return this.child?.tail(5).join(' | ') ?? '';
   }
 
   private async spawnAndWait(): Promise<void> {
-    this.output = [];
     const child = this.spawnChild();
     this.child = child;
     this.startedAt = this.clock.now();
-    const log = (chunk: Buffer): void => {
-      for (const line of chunk.toString('utf8').split('\n')) {
-        if (!line.trim()) continue;
-        this.output.push(line);
-        if (this.output.length > 30) this.output.shift();
-        this.logger.debug({ iface: this.interfaceName, pid: child.pid }, `wireguard-go: ${line}`);
-      }
-    };
-    child.stdout?.on('data', log);
-    child.stderr?.on('data', log);
-    let spawnError: Error | undefined;
-    const outputClosed = new Promise<void>((resolve) => child.once('close', () => resolve()));
-    this.childExited = new Promise<void>((resolve) => {
-      child.once('error', (err) => {
-        spawnError = err;
-        resolve();
-      });
-      child.once('exit', (code, signal) => {
-        resolve();
-        this.onChildExit(child, code, signal);
-      });
-    });
+    void child.exited.then((exit) => this.onChildExit(child, exit));
     this.logger.info({ iface: this.interfaceName, pid: child.pid }, 'started wireguard-go');
-    const hasExited = (): boolean => spawnError !== undefined || child.exitCode !== null || child.signalCode !== null;
     let ready: 'ready' | 'exited';
     try {
       // waitFor treats a throwing probe as "not yet", so an early exit is a value, not an exception.
       ready = await waitFor(
-        async () => (hasExited() ? 'exited' : (await exists(this.socketPath)) && (await readLink(this.runner, this.interfaceName)) !== undefined && 'ready'),
+        async () => (!child.running ? 'exited' : (await exists(this.socketPath)) && (await readLink(this.runner, this.interfaceName)) !== undefined && 'ready'),
         { timeoutMs: this.options.startTimeoutMs ?? 10_000, intervalMs: 50, what: `wireguard-go socket ${this.socketPath} and link ${this.interfaceName}` },
       );
     } catch (err) {
       await this.terminate();
-      throw new WireguardBackendError(`wireguard-go for ${this.interfaceName} did not start: ${errorMessage(err)} ${this.output.slice(-5).join(' | ')}`.trim(), { cause: err });
+      throw new WireguardBackendError(`wireguard-go for ${this.interfaceName} did not start: ${errorMessage(err)} ${this.output()}`.trim(), { cause: err });
     }
     if (ready === 'exited') {
-      // 'close' comes after the last stderr chunk, which usually says why.
-      await Promise.race([outputClosed, sleepMs(1000)]);
-      if (spawnError) throw new WireguardBackendError(`cannot start wireguard-go: ${spawnError.message}`, { cause: spawnError });
-      throw new WireguardBackendError(`wireguard-go exited (${child.exitCode ?? child.signalCode ?? '?'}) during start-up: ${this.output.slice(-5).join(' | ')}`);
+      // `exited` resolves after the last output, which usually says why.
+      const exit = await child.exited;
+      if (exit.startError !== undefined) throw new WireguardBackendError(`cannot start wireguard-go: ${exit.startError}`);
+      throw new WireguardBackendError(`wireguard-go exited (${describeExit(exit)}) during start-up: ${this.output()}`);
     }
   }
 
-  private onChildExit(child: ChildProcess, code: number | null, signal: NodeJS.Signals | null): void {
+  private onChildExit(child: Child, exit: { readonly code: number | undefined; readonly signal: string | undefined }): void {
     if (child !== this.child || this.stopping || !this.supervising || this.spawning) return;
-    this.logger.warn({ iface: this.interfaceName, code, signal, output: this.output.slice(-5) }, 'wireguard-go exited unexpectedly; restarting');
+    this.logger.warn({ iface: this.interfaceName, code: exit.code, signal: exit.signal, output: child.tail(5) }, 'wireguard-go exited unexpectedly; restarting');
     // A child that ran stably for a minute earns a fresh backoff; a crash loop keeps doubling it.
     if (this.clock.now() - this.startedAt > 60_000) this.restartFailures = 0;
     this.restarting ??= this.restartLoop().finally(() => {
@@ -333,21 +312,15 @@ class UserspaceBackend extends BaseBackend implements WireguardBackend {
     if (!this.running) await this.launch();
   }
 
-  /** SIGTERM, wait for exit; SIGKILL only after the (generous) stop timeout. */
+  /** SIGTERM, wait for exit; SIGKILL only after the (generous) stop timeout (lib/child-process.ts). */
   private async terminate(): Promise<void> {
     const child = this.child;
-    if (!child || child.exitCode !== null || child.signalCode !== null) {
-      await this.childExited;
-      return;
-    }
-    child.kill('SIGTERM');
+    if (!child) return;
     const timeoutMs = this.options.stopTimeoutMs ?? 20_000;
-    const exited = await Promise.race([this.childExited.then(() => true), sleepMs(timeoutMs).then(() => false)]);
-    if (!exited) {
-      this.logger.error({ iface: this.interfaceName, pid: child.pid, timeoutMs }, 'wireguard-go ignored SIGTERM; sending SIGKILL');
-      child.kill('SIGKILL');
-      await Promise.race([this.childExited, sleepMs(5_000)]);
-    }
+    await child.stop({
+      graceMs: timeoutMs,
+      onEscalate: () => this.logger.error({ iface: this.interfaceName, pid: child.pid, timeoutMs }, 'wireguard-go ignored SIGTERM; sending SIGKILL'),
+    });
   }
 
   async stop(): Promise<void> {
@@ -365,10 +338,6 @@ class UserspaceBackend extends BaseBackend implements WireguardBackend {
     if (await readLink(this.runner, this.interfaceName)) await this.runner.run(['ip', 'link', 'del', 'dev', this.interfaceName]);
     await unlink(this.socketPath).catch(() => undefined);
   }
-}
-
-function sleepMs(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms).unref());
 }
 
 async function exists(path: string): Promise<boolean> {
