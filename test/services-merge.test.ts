@@ -2,7 +2,7 @@
 // (only the exporting cluster's pod ranges), liveness filtering and the DNS answer order.
 import test from 'ava';
 import { buildServiceTable } from '../agent/services/service-table.ts';
-import { clusterPathsFromPeers } from '../agent/services/paths.ts';
+import { clusterPathsFromPeers, type PeerPathFacts } from '../agent/services/paths.ts';
 import type { ErrorBody } from '../protocol/messages.ts';
 import {
   admitServiceExport,
@@ -170,20 +170,52 @@ test('order: clusters without live endpoints are left out (local-first falls ove
   t.deepEqual(out.map((x) => x.cluster), ['a']);
 });
 
-test('path health from peers: a fresh handshake is healthy, a stale one or none is not', (t) => {
-  const now = 1_000_000;
+const peer = (cluster: string, probe: PeerPathFacts['probe'], latestHandshakeAt: number | null = null): PeerPathFacts => ({ cluster, latestHandshakeAt, probe });
+const up = (rttMs: number | null): PeerPathFacts['probe'] => ({ state: 'up', rttMs });
+const NOW = 1_000_000;
+
+test('path health from peers: probes decide; before a probe verdict a fresh handshake is healthy without RTT', (t) => {
   const p = clusterPathsFromPeers(
     [
-      { cluster: 'a', latestHandshakeAt: now - 5000 },
-      { cluster: 'b', latestHandshakeAt: now - 200_000 },
-      { cluster: 'c', latestHandshakeAt: null },
-      { cluster: 'c', latestHandshakeAt: now - 1000 },
+      peer('a', up(12)),
+      peer('b', null, NOW - 200_000),
+      peer('c', null, null),
+      peer('c', { state: 'pending', rttMs: null }, NOW - 1000),
+      // a fresh handshake does not outvote a probe that says down
+      peer('d', { state: 'down', rttMs: 3 }, NOW - 1000),
+      // the fastest healthy peer of a cluster gives its RTT; a down peer's stale RTT does not count
+      peer('e', up(30)),
+      peer('e', { state: 'down', rttMs: 1 }),
+      peer('e', up(7)),
     ],
-    now,
-    new Map([['a', 12]]),
+    NOW,
   );
-  t.deepEqual(Object.fromEntries(p), { a: { healthy: true, rttMs: 12 }, b: { healthy: false, rttMs: null }, c: { healthy: true, rttMs: null } });
+  t.deepEqual(Object.fromEntries(p), {
+    a: { healthy: true, rttMs: 12 },
+    b: { healthy: false, rttMs: null },
+    c: { healthy: true, rttMs: null },
+    d: { healthy: false, rttMs: null },
+    e: { healthy: true, rttMs: 7 },
+  });
 });
+
+// From what the prober measured to the DNS answer order (the agent's hook: status peers → paths →
+// order). Exporting clusters: the local one (unless 'x': no local endpoints) and every peer's.
+const probeOrderCases: { title: string; local: string; peers: PeerPathFacts[]; policy: 'all' | 'local-first'; expect: string[] }[] = [
+  { title: 'local first, then by probe RTT', local: 'b', peers: [peer('a', up(40)), peer('c', up(10))], policy: 'all', expect: ['b', 'c', 'a'] },
+  { title: 'RTT changes reorder', local: 'b', peers: [peer('a', up(4)), peer('c', up(10))], policy: 'all', expect: ['b', 'a', 'c'] },
+  { title: 'a probed-down cluster goes last, even with the lowest past RTT', local: 'x', peers: [peer('a', { state: 'down', rttMs: 1 }), peer('c', up(90))], policy: 'all', expect: ['c', 'a'] },
+  { title: 'handshake-only (no probe yet) after measured', local: 'x', peers: [peer('a', null, NOW - 10), peer('c', up(90))], policy: 'all', expect: ['c', 'a'] },
+  { title: 'local-first without local endpoints: the lowest-latency other cluster', local: 'x', peers: [peer('a', up(50)), peer('c', up(5))], policy: 'local-first', expect: ['c'] },
+  { title: 'local-first keeps the local cluster even when another is faster', local: 'a', peers: [peer('c', up(0.1))], policy: 'local-first', expect: ['a'] },
+];
+
+for (const c of probeOrderCases) {
+  test(`order from probes: ${c.title}`, (t) => {
+    const exporting = [...new Set([c.local, ...c.peers.map((p) => p.cluster)])].filter((x) => x !== 'x');
+    t.deepEqual(orderClusters(exporting.map((x) => ep(x)), c.local, clusterPathsFromPeers(c.peers, NOW), c.policy).map((x) => x.cluster), c.expect);
+  });
+}
 
 test('service table: live endpoints in answer order, per policy', (t) => {
   const records = [rec('a', 1, [http()], ['10.1.0.5']), rec('b', 2, [http()], ['10.2.0.5', '10.2.0.6'])];

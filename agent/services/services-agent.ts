@@ -35,8 +35,8 @@ export interface ServicesAgentOptions {
   /** The verified live nodes (mesh view); undefined before the first KV snapshot. */
   readonly nodes: () => ReadonlyMap<string, NodeRecord> | undefined;
   /**
-   * What the agent knows of its path to each other cluster (seam: today peer health from
-   * WireGuard handshakes; active probe RTTs plug in here).
+   * What the agent knows of its path to each other cluster: the active probes' state and RTT per
+   * peer (agent/services/paths.ts), WireGuard handshakes before the first probe verdict.
    */
   readonly clusterPaths: () => Promise<ReadonlyMap<string, ClusterPathInfo>>;
   readonly clock: Clock;
