@@ -7,6 +7,7 @@ import { z } from 'zod';
 import { ValidationError } from '../lib/errors.ts';
 import { addFlags, check, envNameOf, keyOf, list, resolveFlags, single, type Env, type FlagSpec, type RawFlag } from '../lib/flags.ts';
 import { NatsServers } from '../lib/nats-url.ts';
+import { NATS_AUTH_FLAGS, natsSettingsFromFlags, type NatsSettings } from '../lib/nats-connect.ts';
 import { AGENT_DEFAULTS, InterfaceName, parseRelayPortRange } from '../protocol/agent-settings.ts';
 import { parseDuration } from '../lib/duration.ts';
 import { canonicalCidr, formatEndpoint, formatIp, parseEndpoint, parseIp } from '../protocol/cidr.ts';
@@ -25,6 +26,8 @@ export interface HostPort {
 export interface AgentConfig {
   readonly natsServers: readonly string[];
   readonly natsCredsFile: string | null;
+  /** Everything the NATS connect needs (servers without credentials, auth, TLS): lib/nats-connect.ts. */
+  readonly nats: NatsSettings;
   readonly bucket: string;
   readonly nodeName: string;
   readonly mode: AgentMode;
@@ -85,6 +88,7 @@ function spec(flag: string, arg: string | null, help: string, extra: Pick<FlagSp
 export const AGENT_FLAGS: readonly FlagSpec[] = [
   spec('--nats-url', 'urls', 'NATS server URLs, comma-separated (e.g. nats://10.0.0.1:4222,nats://10.0.0.2:4222); required'),
   spec('--nats-creds', 'file', 'NATS credentials file (JWT + nkey seed)'),
+  ...NATS_AUTH_FLAGS,
   spec('--bucket', 'name', `JetStream KV bucket the coordinator writes (default: ${DEFAULT_BUCKET})`),
   spec('--node-name', 'name', 'this node\'s name, a DNS subdomain (default: NODE_NAME, else the hostname lowercased)', { envAliases: ['NODE_NAME'] }),
   spec('--cluster', 'name', 'cluster this node belongs to, a DNS label (required)'),
@@ -334,6 +338,7 @@ function buildConfig(flags: Readonly<Record<string, RawFlag>>, ctx: ParseContext
   const credsRaw = get('natsCreds');
   const credsText = str(credsRaw);
   const natsCredsFile = credsText === undefined ? null : check(credsRaw.label, credsText, AbsPath);
+  const nats = natsSettingsFromFlags(flags, natsServers);
 
   const bucketRaw = get('bucket');
   const bucket = check(bucketRaw.label, str(bucketRaw) ?? DEFAULT_BUCKET, z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'must be 1-64 letters, digits, "_" or "-"'));
@@ -355,6 +360,7 @@ function buildConfig(flags: Readonly<Record<string, RawFlag>>, ctx: ParseContext
   return Object.freeze({
     natsServers,
     natsCredsFile,
+    nats,
     bucket,
     nodeName,
     mode,

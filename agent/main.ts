@@ -4,9 +4,9 @@ import { systemClock } from '../lib/clock.ts';
 import { ValidationError, errorMessage } from '../lib/errors.ts';
 import { createLogger, type Logger } from '../lib/logger.ts';
 import { ExecaRunner, type Runner } from '../lib/runner.ts';
+import { connectNats, resolveNatsAddresses } from '../lib/nats-connect.ts';
 import { Agent } from './agent.ts';
 import { agentCommand, parseAgentConfig, type AgentConfig } from './config.ts';
-import { connectNats } from './control/control-plane.ts';
 import { createDataplane } from './dataplane/dataplane.ts';
 import { readCoordinatorKeyFile, readJoinCredentialFile } from './control/keys.ts';
 import type { NodeSource } from './plan/model.ts';
@@ -88,8 +88,9 @@ async function main(argv: readonly string[]): Promise<number> {
       mtu,
       nodeSource,
       signal: startAbort.signal,
-      connectNats: () =>
-        connectNats({ servers: config.natsServers, credsFile: config.natsCredsFile, name: `crosslink-agent/${config.nodeName}` }),
+      connectNats: () => connectNats(config.nats, `crosslink-agent/${config.nodeName}`),
+      // The route guard never lets a peer CIDR cover these (names resolved once, at start).
+      natsAddresses: await resolveNatsAddresses(config.nats),
       // The relay's bind address follows the node's published endpoints (the data plane reads them
       // from our verified record), so it is right in Kubernetes mode too, where they come from the Node.
       createDataplane: ({ config: dataplaneConfig, wireguardMode }) =>

@@ -2,7 +2,7 @@
 // as M agents would watch the bucket. Helpers time when each of them reaches a condition.
 import { performance } from 'node:perf_hooks';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { connectNats } from '../agent/control/control-plane.ts';
+import { connectNats, natsSettingsForUrls } from '../lib/nats-connect.ts';
 import { MeshWatch, type MeshWatchOptions } from '../agent/control/mesh-watch.ts';
 import { systemClock } from '../lib/clock.ts';
 import { silentLogger } from '../lib/logger.ts';
@@ -28,7 +28,7 @@ export class WatcherFleet {
     const fleet = new WatcherFleet(members);
     try {
       for (let i = 0; i < o.count; i++) {
-        const nc = await connectNats({ servers: [o.url], credsFile: null, name: `xl-bench-${o.id}-watch-${i}` });
+        const nc = await connectNats(natsSettingsForUrls([o.url]), `xl-bench-${o.id}-watch-${i}`);
         const watch = new MeshWatch({ nc, bucket: o.bucket, coordinatorKey: o.coordinatorKey, logger: silentLogger(), clock: systemClock, ...extra });
         members.push({ nc, watch });
         watch.start();

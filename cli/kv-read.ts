@@ -1,17 +1,16 @@
 // Reads the coordinator's KV directly (no agent needed), with the same verification as the agent:
 // the agent's MeshWatch, run until its first full snapshot, then stopped.
-import { readFile } from 'node:fs/promises';
-import { connect, credsAuthenticator } from '@nats-io/transport-node';
+import type { NatsConnection } from '@nats-io/transport-node';
 import { MeshWatch, type RejectedRecord } from '../agent/control/mesh-watch.ts';
 import { systemClock } from '../lib/clock.ts';
 import { CrosslinkError, errorMessage } from '../lib/errors.ts';
 import type { Logger } from '../lib/logger.ts';
+import { connectNats, type NatsSettings } from '../lib/nats-connect.ts';
 import { waitFor } from '../lib/wait.ts';
 import type { ClusterRecord, NodeRecord } from '../protocol/messages.ts';
 
 export interface KvReadOptions {
-  readonly servers: readonly string[];
-  readonly credsFile: string | null;
+  readonly nats: NatsSettings;
   readonly coordinatorKey: string;
   readonly bucket: string;
   readonly timeoutMs?: number;
@@ -30,18 +29,11 @@ export class KvReadError extends CrosslinkError {
 
 export async function readMeshFromKv(o: KvReadOptions): Promise<KvSnapshot> {
   const timeoutMs = o.timeoutMs ?? 10_000;
-  const creds = o.credsFile === null ? undefined : new Uint8Array(await readFile(o.credsFile));
-  let nc;
+  let nc: NatsConnection;
   try {
-    nc = await connect({
-      servers: [...o.servers],
-      name: 'crosslink-cli',
-      timeout: Math.min(timeoutMs, 5000),
-      maxReconnectAttempts: 0,
-      ...(creds === undefined ? {} : { authenticator: credsAuthenticator(creds) }),
-    });
+    nc = await connectNats(o.nats, 'crosslink-cli', { maxReconnectAttempts: 0, reconnectTimeWaitMs: 500 });
   } catch (err) {
-    throw new KvReadError(`cannot connect to NATS at ${o.servers.join(',')}: ${errorMessage(err)}`, { cause: err });
+    throw new KvReadError(`cannot connect to NATS at ${o.nats.servers.join(',')}: ${errorMessage(err)}`, { cause: err });
   }
   const watch = new MeshWatch({
     nc,

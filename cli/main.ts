@@ -14,8 +14,9 @@ import { Mtu } from '../protocol/mtu.ts';
 import { DiagnosticsDocument, RotateKeyResponse, ViewDocument } from '../protocol/status-api.ts';
 import { parseDuration } from '../lib/duration.ts';
 import { CrosslinkError, ValidationError, errorMessage } from '../lib/errors.ts';
-import { addFlags, check, flagOption, resolveFlags, single, type Env, type FlagSpec } from '../lib/flags.ts';
+import { addFlags, check, flagOption, resolveFlags, single, type Env, type FlagSpec, type RawFlag } from '../lib/flags.ts';
 import { NatsServers } from '../lib/nats-url.ts';
+import { NATS_AUTH_FLAGS, natsSettingsFromFlags, type NatsFlagKey } from '../lib/nats-connect.ts';
 import { AGENT_DEFAULTS, InterfaceName, parseRelayPortRange } from '../protocol/agent-settings.ts';
 import { silentLogger } from '../lib/logger.ts';
 import { Key32, NodeName } from '../protocol/messages.ts';
@@ -53,9 +54,12 @@ const processIo: CliIo = {
 
 const SOCKET_FLAG: FlagSpec<'socket'> = { key: 'socket', flags: '--socket <path>', env: 'CROSSLINK_STATUS_SOCKET', default: DEFAULT_SOCKET, help: 'the agent\'s status socket' };
 
-const KV_FLAGS: readonly FlagSpec<keyof KvOpts>[] = [
+type KvFlagKey = Exclude<keyof KvOpts, 'natsFlags'> | NatsFlagKey;
+
+const KV_FLAGS: readonly FlagSpec<KvFlagKey>[] = [
   { key: 'natsUrl', flags: '--nats-url <urls>', env: 'CROSSLINK_NATS_URL', help: 'NATS servers, comma-separated' },
   { key: 'natsCreds', flags: '--nats-creds <file>', env: 'CROSSLINK_NATS_CREDS', help: 'NATS credentials file' },
+  ...NATS_AUTH_FLAGS,
   { key: 'coordinatorKey', flags: '--coordinator-key <base64>', env: 'CROSSLINK_COORDINATOR_KEY', help: 'coordinator public key: records must be signed by it' },
   { key: 'coordinatorKeyFile', flags: '--coordinator-key-file <file>', env: 'CROSSLINK_COORDINATOR_KEY_FILE', help: 'file holding the coordinator public key' },
   { key: 'bucket', flags: '--bucket <name>', env: 'CROSSLINK_BUCKET', default: DEFAULT_BUCKET, help: 'KV bucket' },
@@ -68,6 +72,8 @@ interface KvOpts {
   coordinatorKey: string | undefined;
   coordinatorKeyFile: string | undefined;
   bucket: string;
+  /** The resolved NATS flags (URL, creds, auth, TLS) for lib/nats-connect.ts. */
+  natsFlags: Readonly<Record<string, RawFlag>>;
 }
 
 const json = (v: unknown): string => `${JSON.stringify(v, null, 2)}\n`;
@@ -84,17 +90,18 @@ function kvOf(cmd: Command, env: Env): KvOpts {
     coordinatorKey: single(f.coordinatorKey),
     coordinatorKeyFile: single(f.coordinatorKeyFile),
     bucket: single(f.bucket) ?? DEFAULT_BUCKET,
+    natsFlags: f,
   };
 }
 
 async function readKv(o: KvOpts): Promise<Awaited<ReturnType<typeof readMeshFromKv>>> {
   if (o.natsUrl === undefined) throw new ValidationError('--nats-url', undefined, 'required: comma-separated NATS URLs, e.g. nats://10.0.0.1:4222');
-  const servers = check('--nats-url', o.natsUrl, NatsServers);
+  const nats = natsSettingsFromFlags(o.natsFlags, check(o.natsFlags['natsUrl']?.label ?? '--nats-url', o.natsUrl, NatsServers));
   let key: string;
   if (o.coordinatorKey !== undefined) key = check('--coordinator-key', o.coordinatorKey.trim(), Key32);
   else if (o.coordinatorKeyFile !== undefined) key = await readCoordinatorKeyFile(o.coordinatorKeyFile);
   else throw new ValidationError('--coordinator-key', undefined, 'required (or --coordinator-key-file): records are only trusted when signed by the coordinator');
-  return readMeshFromKv({ servers, credsFile: o.natsCreds ?? null, coordinatorKey: key, bucket: o.bucket, logger: silentLogger() });
+  return readMeshFromKv({ nats, coordinatorKey: key, bucket: o.bucket, logger: silentLogger() });
 }
 
 function parseSeconds(flag: string, text: string): number {

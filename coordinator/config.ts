@@ -5,6 +5,7 @@ import { ValidationError } from '../lib/errors.ts';
 import { formatDuration, parseDuration } from '../lib/duration.ts';
 import { labelOf, type FlagSpec } from '../lib/flags.ts';
 import { parseNatsServers } from '../lib/nats-url.ts';
+import { NATS_AUTH_FLAGS, describeNats, natsSettingsFrom, type NatsSettings } from '../lib/nats-connect.ts';
 import { parseCidr, type Cidr } from '../protocol/cidr.ts';
 import { DEFAULT_BUCKET, DEFAULT_SUBJECT_PREFIX } from '../protocol/subjects.ts';
 
@@ -15,6 +16,8 @@ export interface CoordinatorConfig {
   readonly natsServers: readonly string[];
   /** Path of a NATS .creds file, or null for no credentials. */
   readonly natsCreds: string | null;
+  /** Everything the NATS connect needs (servers without credentials, auth, TLS): lib/nats-connect.ts. */
+  readonly nats: NatsSettings;
   readonly overlayCidr: Cidr;
   readonly nodeTtlMs: number;
   readonly signingKeyFile: string;
@@ -32,6 +35,13 @@ export interface CoordinatorConfig {
 export interface RawRunOptions {
   natsUrl: string;
   natsCreds?: string | undefined;
+  natsUser?: string | undefined;
+  natsPassword?: string | undefined;
+  natsPasswordFile?: string | undefined;
+  natsNkeyFile?: string | undefined;
+  natsTlsCa?: string | undefined;
+  natsTlsCert?: string | undefined;
+  natsTlsKey?: string | undefined;
   overlayCidr: string;
   nodeTtl: string;
   signingKeyFile: string;
@@ -53,6 +63,7 @@ export const DEFAULT_SIGNING_KEY_FILE = '/var/lib/crosslink/coordinator.key';
 export const RUN_FLAGS: readonly RunFlagSpec[] = [
   { key: 'natsUrl', flags: '--nats-url <urls>', env: 'CROSSLINK_NATS_URL', default: 'nats://127.0.0.1:4222', help: 'NATS servers, comma-separated (nats://host:port or tls://host:port)' },
   { key: 'natsCreds', flags: '--nats-creds <file>', env: 'CROSSLINK_NATS_CREDS', help: 'NATS credentials (.creds) file' },
+  ...NATS_AUTH_FLAGS,
   { key: 'overlayCidr', flags: '--overlay-cidr <cidr>', env: 'CROSSLINK_OVERLAY_CIDR', default: '100.96.0.0/16', help: 'overlay range node IPs are allocated from (IPv4 up to /30 or IPv6 up to /126)' },
   { key: 'nodeTtl', flags: '--node-ttl <duration>', env: 'CROSSLINK_NODE_TTL', default: '60s', help: 'a node silent this long is removed (e.g. 1500ms, 10s, 1m; a bare number is seconds; 1s-1h); agents heartbeat every ttl/4' },
   { key: 'signingKeyFile', flags: '--signing-key-file <file>', env: 'CROSSLINK_SIGNING_KEY_FILE', default: DEFAULT_SIGNING_KEY_FILE, help: 'Ed25519 key that signs records; created (mode 0600) if missing; refused if group/world readable' },
@@ -137,9 +148,15 @@ export function parseCoordinatorConfig(raw: Partial<RawRunOptions>, sourceOf?: V
     throw new ValidationError(label, input[key], issue?.message ?? 'invalid', { cause: parsed.error });
   }
   const d = parsed.data;
+  const label = (key: keyof RawRunOptions): string => {
+    const spec = RUN_FLAGS.find((f) => f.key === key);
+    return spec ? labelOf(spec, sourceOf?.(key) === 'env' ? 'env' : 'cli') : key;
+  };
+  const nats = natsSettingsFrom({ ...input, urls: d.natsUrl, creds: d.natsCreds ?? undefined }, (key) => label(key === 'creds' ? 'natsCreds' : key), label('natsUrl'));
   return Object.freeze({
     natsServers: Object.freeze(d.natsUrl),
     natsCreds: d.natsCreds,
+    nats,
     overlayCidr: Object.freeze(d.overlayCidr),
     nodeTtlMs: d.nodeTtl,
     signingKeyFile: d.signingKeyFile,
@@ -171,8 +188,8 @@ export function expiryCheckIntervalMs(config: Pick<CoordinatorConfig, 'nodeTtlMs
 /** Human summary for the start-up log line. */
 export function describeConfig(c: CoordinatorConfig): Record<string, unknown> {
   return {
-    natsServers: c.natsServers,
-    natsCreds: c.natsCreds === null ? 'none' : 'file',
+    // Never the URLs as given: they may carry user:password@.
+    nats: describeNats(c.nats),
     overlayCidr: c.overlayCidr.text,
     nodeTtl: formatDuration(c.nodeTtlMs),
     bucket: c.bucket,

@@ -1,6 +1,7 @@
 // crosslink-coordinator: `run` (default) serves registrations from NATS; `public-key` prints the key
 // agents verify records with; `revoke`/`unrevoke`/`revocations` manage node revocations. Wires the
 // real NATS connection, clock and logger into Coordinator.
+import { addNatsConfigCommand } from './nats-config-command.ts';
 import { Command, CommanderError, Option } from 'commander';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { retryWithBackoff } from '../lib/backoff.ts';
@@ -125,6 +126,7 @@ export function buildProgram(): Command {
     });
   addRevocationCommands(program);
   addPolicyCommands(program);
+  addNatsConfigCommand(program);
   addClusterCommands(program);
   program.addHelpText('after', runFlagsHelp);
   return program;

@@ -1,9 +1,9 @@
 // `crosslink-coordinator revoke | unrevoke | revocations`: the operator's side of node revocation.
 // Wires flags, the signing key and one NATS connection into revocation-admin.ts and prints what
 // was done. Nothing here needs a running coordinator; the leader picks changes up from the bucket.
-import { readFile } from 'node:fs/promises';
 import { Kvm } from '@nats-io/kv';
-import { connect, credsAuthenticator, type NatsConnection } from '@nats-io/transport-node';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { NATS_AUTH_FLAGS, RECONNECT_ONE_SHOT, connectNats, type NatsFlagKey } from '../lib/nats-connect.ts';
 import { Option, type Command } from 'commander';
 import { renderTable } from '../lib/text-format.ts';
 import { systemClock } from '../lib/clock.ts';
@@ -18,9 +18,9 @@ import { loadSigningKey } from './signing-key.ts';
 import { StateStore } from './store.ts';
 
 /** The run flags these commands share (same names, env variables and defaults). */
-const SHARED_FLAGS: readonly (keyof RawRunOptions)[] = ['natsUrl', 'natsCreds', 'signingKeyFile', 'bucket', 'subjectPrefix'];
+const SHARED_FLAGS: readonly (keyof RawRunOptions)[] = ['natsUrl', 'natsCreds', ...NATS_AUTH_FLAGS.map((f) => f.key), 'signingKeyFile', 'bucket', 'subjectPrefix'];
 
-export type SharedOptions = Pick<RawRunOptions, 'natsUrl' | 'natsCreds' | 'signingKeyFile' | 'bucket' | 'subjectPrefix'>;
+export type SharedOptions = Pick<RawRunOptions, 'natsUrl' | 'natsCreds' | NatsFlagKey | 'signingKeyFile' | 'bucket' | 'subjectPrefix'>;
 
 export function addSharedOptions(cmd: Command): Command {
   for (const key of SHARED_FLAGS) {
@@ -60,25 +60,11 @@ export interface Admin {
 /** Loads the signing key (never creates one), connects once (bounded) and opens the existing bucket. */
 async function openAdmin(config: CoordinatorConfig): Promise<Admin> {
   const key = await loadSigningKey(config.signingKeyFile);
-  let creds: Uint8Array | undefined;
-  if (config.natsCreds !== null) {
-    try {
-      creds = new Uint8Array(await readFile(config.natsCreds));
-    } catch (err) {
-      throw new RevocationAdminError(`--nats-creds: cannot read ${config.natsCreds}: ${errorMessage(err)}`, { cause: err });
-    }
-  }
   let nc: NatsConnection;
   try {
-    nc = await connect({
-      servers: [...config.natsServers],
-      name: 'crosslink-coordinator-admin',
-      timeout: 5000,
-      maxReconnectAttempts: 2,
-      ...(creds ? { authenticator: credsAuthenticator(creds) } : {}),
-    });
+    nc = await connectNats(config.nats, 'crosslink-coordinator-admin', RECONNECT_ONE_SHOT);
   } catch (err) {
-    throw new RevocationAdminError(`cannot connect to NATS at ${config.natsServers.join(',')}: ${errorMessage(err)}`, { cause: err });
+    throw new RevocationAdminError(`cannot connect to NATS at ${config.nats.servers.join(',')}: ${errorMessage(err)}`, { cause: err });
   }
   try {
     const kv = await new Kvm(nc).open(config.bucket);
@@ -86,7 +72,7 @@ async function openAdmin(config: CoordinatorConfig): Promise<Admin> {
       await kv.status();
     } catch (err) {
       throw new RevocationAdminError(
-        `cannot open the KV bucket "${config.bucket}" on ${config.natsServers.join(',')}: ${errorMessage(err)} (does the coordinator use another --bucket?)`,
+        `cannot open the KV bucket "${config.bucket}" on ${config.nats.servers.join(',')}: ${errorMessage(err)} (does the coordinator use another --bucket?)`,
         { cause: err },
       );
     }

@@ -1,8 +1,7 @@
 // The agent's side of the coordinator protocol over NATS: register (signed request/reply, verified
 // reply), heartbeat, re-register when told or when our identity changes, deregister on clean exit.
 // While the coordinator is unreachable it backs off and keeps what it has (fail-static).
-import { readFile } from 'node:fs/promises';
-import { connect, credsAuthenticator, type NatsConnection, type Status } from '@nats-io/transport-node';
+import type { NatsConnection, Status } from '@nats-io/transport-node';
 import type { Clock } from '../../lib/clock.ts';
 import { CrosslinkError, errorMessage } from '../../lib/errors.ts';
 import type { Logger } from '../../lib/logger.ts';
@@ -27,33 +26,6 @@ import { RateLimitedLog } from '../../lib/rate-limited-log.ts';
 
 export class RegistrationError extends CrosslinkError {
   override name = 'RegistrationError';
-}
-
-export interface NatsConnectOptions {
-  readonly servers: readonly string[];
-  readonly credsFile: string | null;
-  /** Client name shown by the server (e.g. "crosslink-agent/node-a"). */
-  readonly name: string;
-  /** Default 1000 ms: a restarted server is found again quickly. */
-  readonly reconnectTimeWaitMs?: number;
-}
-
-/**
- * Connects with unlimited reconnects once connected. The first connect fails fast when no server
- * answers, so the caller can retry it on its own schedule (and give up at shutdown).
- */
-export async function connectNats(options: NatsConnectOptions): Promise<NatsConnection> {
-  const creds = options.credsFile === null ? undefined : new Uint8Array(await readFile(options.credsFile));
-  return connect({
-    servers: [...options.servers],
-    name: options.name,
-    maxReconnectAttempts: -1,
-    reconnectTimeWait: options.reconnectTimeWaitMs ?? 1000,
-    timeout: 5000,
-    pingInterval: 10_000,
-    maxPingOut: 3,
-    ...(creds === undefined ? {} : { authenticator: credsAuthenticator(creds) }),
-  });
 }
 
 export interface ControlPlaneOptions {

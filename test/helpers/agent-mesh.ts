@@ -7,7 +7,7 @@ import { Kvm, type KV } from '@nats-io/kv';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { Agent } from '../../agent/agent.ts';
 import { parseAgentConfig, type AgentConfig } from '../../agent/config.ts';
-import { connectNats } from '../../agent/control/control-plane.ts';
+import { RECONNECT_FOREVER, connectNats, natsSettingsForUrls } from '../../lib/nats-connect.ts';
 import type { DesiredState, NodeSource } from '../../agent/plan/model.ts';
 import { createStaticNodeSource } from '../../agent/control/static-source.ts';
 import { parseCoordinatorConfig } from '../../coordinator/config.ts';
@@ -146,7 +146,7 @@ export async function startFakeAgent(t: ExecutionContext, o: FakeAgentOptions): 
     logger,
     clock: systemClock,
     runner,
-    connectNats: () => connectNats({ servers: config.natsServers, credsFile: null, name: o.name, reconnectTimeWaitMs: 250 }),
+    connectNats: () => connectNats(natsSettingsForUrls(config.natsServers), o.name, { ...RECONNECT_FOREVER, reconnectTimeWaitMs: 250 }),
     createDataplane: o.createDataplane ?? (() => Promise.resolve(dataplane)),
     nodeSource: (o.nodeSource ?? createStaticNodeSource)({ config, runner, logger }),
     coordinatorKey: o.coordinatorKey,
