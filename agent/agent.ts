@@ -99,6 +99,7 @@ export class Agent {
   private connecting: Promise<void> | undefined;
   private stopStatusEvents: (() => void) | undefined;
   private unsubscribeRestart: (() => void) | undefined;
+  private unsubscribeDrift: (() => void) | undefined;
   private readonly abort = new AbortController();
   private stopping: Promise<void> | undefined;
   private ownSeenInWatch = false;
@@ -183,7 +184,7 @@ export class Agent {
       clock: this.clock,
       logger: o.logger.child({ component: 'services' }),
     });
-    this.health = new AgentHealth({ clock: this.clock, logger: o.logger.child({ component: 'health' }), runner: o.runner, interfaceName: dataplaneConfig.interfaceName, ...(o.tuning?.probe ? { probe: o.tuning.probe } : {}) });
+    this.health = new AgentHealth({ clock: this.clock, logger: o.logger.child({ component: 'health' }), runner: o.runner, interfaceName: dataplaneConfig.interfaceName, onPeerLost: (name) => this.reconciler.request(`probe to ${name} lost`), ...(o.tuning?.probe ? { probe: o.tuning.probe } : {}) });
   }
 
   /** Loads keys, resolves the identity, creates the data plane and starts every loop. */
@@ -239,8 +240,10 @@ export class Agent {
     const { config, logger } = this.o;
     this.unsubscribeRestart = this.dataplane.onRestart?.((generation) => {
       logger.warn({ generation }, 'WireGuard interface came back empty; re-applying everything');
-      this.reconciler.request('wireguard restarted');
+      // Probing right after the re-apply starts the handshakes (NATed peers at their remembered endpoints).
+      void this.reconciler.reconcileNow('wireguard restarted').then(() => this.health.kick());
     });
+    this.unsubscribeDrift = this.dataplane.onDrift?.((reason) => this.reconciler.request(`drift: ${reason}`));
     await this.services.start();
     this.statusServer = await startStatusServer({
       socketPath: config.statusSocket,
@@ -499,6 +502,7 @@ export class Agent {
     if (this.resyncTimer) clearInterval(this.resyncTimer);
     this.stopStatusEvents?.();
     this.unsubscribeRestart?.();
+    this.unsubscribeDrift?.();
     await step('stop KV watch', () => this.meshWatch?.stop());
     await step('stop services', () => this.services.stop());
     await step('stop control plane', () => this.controlPlane?.stop());

@@ -100,6 +100,8 @@ async function main(argv: readonly string[]): Promise<number> {
           config: dataplaneConfig,
           wireguardMode,
           clock: systemClock,
+          // Drift (a route deleted, the MTU changed) is repaired on the netlink event, not at the next resync.
+          monitorPrefix: [],
           relay: new RelayForwarder({ logger: logger.child({ component: 'relay' }), clock: systemClock }),
         }),
     });

@@ -775,3 +775,25 @@ test('readLive false on a recreated interface (new generation) reads the kernel'
   t.is(host.spawns()[0], `wg show ${IF} dump`);
   t.true(host.peers.has(B.publicKey));
 });
+
+test('interface back empty (wireguard-go restarted): a NATed peer is re-added at the endpoint it was last seen at, so we can start the handshake', async (t) => {
+  const { host, dp } = await setup();
+  await dp.apply(state([B, C]));
+  const live = host.peers.get(C.publicKey);
+  if (live) live.endpoint = '192.0.2.99:40001'; // learned from C's handshakes (C is behind NAT: no endpoint in its record)
+  await dp.apply(state([B, C])); // the apply's one dump sees it
+  host.peers.clear(); // the restart: an empty interface
+  host.runner.clear();
+  await dp.apply(state([B, C]));
+  t.true(host.writes().some((w) => w.startsWith(`wg set ${IF} `) && w.includes(`peer ${C.publicKey} endpoint 192.0.2.99:40001 allowed-ips 10.3.0.0/24,100.96.0.3/32`)), host.writes().join('\n'));
+  t.is(host.peers.get(C.publicKey)?.endpoint, '192.0.2.99:40001');
+  // From then on the endpoint is WireGuard's again: an idle apply writes nothing.
+  host.runner.clear();
+  await dp.apply(state([B, C]));
+  t.deepEqual(host.writes(), []);
+  // A peer no longer desired is forgotten: re-added later it has no endpoint to start from.
+  await dp.apply(state([B]));
+  host.peers.clear();
+  await dp.apply(state([B, C]));
+  t.is(host.peers.get(C.publicKey)?.endpoint, null);
+});

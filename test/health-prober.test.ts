@@ -101,3 +101,35 @@ test.serial('one-off probes report RTT and the padded size received; an unanswer
     await b.stop();
   }
 });
+
+test.serial('the first lost probe of a streak is reported once (self-healing re-adds a peer removed by hand)', async (t) => {
+  const lost: string[] = [];
+  const a = new Prober({ clock: systemClock, logger: silentLogger(), port: PORT, intervalMs: 50, downAfter: 3, window: 10, onFirstLoss: (n) => lost.push(n) });
+  const b = prober();
+  a.setLocalIp('127.0.0.1');
+  b.setLocalIp('127.0.0.2');
+  a.setTargets([{ name: 'b', ip: '127.0.0.2' }]);
+  a.start();
+  b.start();
+  try {
+    await until('a sees b up', () => a.health('b')?.state === 'up');
+    t.deepEqual(lost, [], 'no loss while b answers');
+    await b.stop();
+    await until('a sees b down', () => a.health('b')?.state === 'down');
+    t.deepEqual(lost, ['b'], 'one report for the whole streak, not one per lost probe');
+    const b2 = prober();
+    b2.setLocalIp('127.0.0.2');
+    b2.start();
+    try {
+      await until('a sees b up again', () => a.health('b')?.state === 'up');
+      await b2.stop();
+      await until('a sees b lost again', () => lost.length === 2);
+      t.deepEqual(lost, ['b', 'b']);
+    } finally {
+      await b2.stop();
+    }
+  } finally {
+    await a.stop();
+    await b.stop();
+  }
+});

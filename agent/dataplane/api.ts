@@ -78,6 +78,8 @@ export interface Dataplane {
   close(): Promise<void>;
   /** Fires when the interface came back empty (wireguard-go restarted): everything must be re-applied. Returns unsubscribe. */
   onRestart?(listener: (generation: number) => void): () => void;
+  /** Fires when the kernel reports a change to our interface, its addresses or routes (agent/dataplane/link-monitor.ts): reconcile to repair drift. Returns unsubscribe. */
+  onDrift?(listener: (reason: string) => void): () => void;
 }
 
 /** The UDP relay for NATed pairs, driven by the data plane (agent/dataplane/relay-forwarder.ts implements it). */

@@ -26,6 +26,8 @@ import { createWireguardBackend, type WireguardBackend, type WireguardBackendOpt
 import { diffWireguard, wireguardCommands, type PlannedCommand } from './wg-diff.ts';
 import { stateAfterApply, type AppliedState } from './applied-state.ts';
 import { runIpBatch, runWgSetBatch, type BatchOutcome } from './batch.ts';
+import { EndpointMemory } from './endpoint-memory.ts';
+import { LinkMonitor } from './link-monitor.ts';
 import { parseWgDump, type LiveWireguard } from './wg-dump.ts';
 
 export { DataplaneApplyError, type ApplyReport, type Dataplane, type DataplaneTarget } from './api.ts';
@@ -42,6 +44,8 @@ export interface DataplaneOptions extends BackendPassThrough {
   readonly backendOverride?: WireguardBackend;
   /** How long a passed forwarding/MSS check is trusted before apply re-reads it (drift repair). Default 20 s, below the 30 s resync. */
   readonly hostCheckIntervalMs?: number;
+  /** Watch netlink (`ip monitor`, run with this argv prefix; [] in the agent's own namespace) and report drift through onDrift. Default: off. */
+  readonly monitorPrefix?: readonly string[];
 }
 
 /** The Linux data plane, with its backend's restart counter (tests, supervision). */
@@ -49,12 +53,15 @@ export interface LinuxDataplaneHandle extends Dataplane {
   /** Increments whenever the interface was recreated empty (e.g. wireguard-go restarted). */
   readonly generation: number;
   onRestart(listener: (generation: number) => void): () => void;
+  onDrift(listener: (reason: string) => void): () => void;
 }
 
 export async function createDataplane(options: DataplaneOptions): Promise<LinuxDataplaneHandle> {
-  const { config, wireguardMode, backendOverride, relay, hostCheckIntervalMs, ...passThrough } = options;
+  const { config, wireguardMode, backendOverride, relay, hostCheckIntervalMs, monitorPrefix, ...passThrough } = options;
   const backend = backendOverride ?? (await createWireguardBackend({ ...passThrough, interfaceName: config.interfaceName, mode: wireguardMode }));
-  return new LinuxDataplane(options.runner, options.logger, config.interfaceName, backend, relay ?? null, options.clock ?? systemClock, hostCheckIntervalMs ?? 20_000);
+  const dp = new LinuxDataplane(options.runner, options.logger, config.interfaceName, backend, relay ?? null, options.clock ?? systemClock, hostCheckIntervalMs ?? 20_000);
+  if (monitorPrefix) dp.watchDrift(monitorPrefix);
+  return dp;
 }
 
 /** `sh -c` with a fixed script; the interface name is a positional argument, never interpolated. */
@@ -90,6 +97,10 @@ class LinuxDataplane implements LinuxDataplaneHandle {
   private applied: AppliedState | undefined;
   /** The relay bind address found for these advertised endpoints (read once per endpoint set). */
   private relayBind: { endpoints: string; address: string | undefined } | undefined;
+  /** Endpoints learned from NATed peers, re-used when the interface came back empty. */
+  private readonly endpoints = new EndpointMemory();
+  private readonly driftListeners = new Set<(reason: string) => void>();
+  private monitor: LinkMonitor | undefined;
 
   constructor(
     private readonly runner: Runner,
@@ -115,6 +126,19 @@ class LinuxDataplane implements LinuxDataplaneHandle {
     return this.wg.onRestart(listener);
   }
 
+  onDrift(listener: (reason: string) => void): () => void {
+    this.driftListeners.add(listener);
+    return () => this.driftListeners.delete(listener);
+  }
+
+  /** Starts the netlink monitor (agent/dataplane/link-monitor.ts); its events go to onDrift listeners. */
+  watchDrift(prefix: readonly string[]): void {
+    this.monitor ??= new LinkMonitor({ interfaceName: this.iface, clock: this.clock, logger: this.logger, prefix, onChange: (reason) => {
+      for (const l of this.driftListeners) l(reason);
+    } });
+    this.monitor.start();
+  }
+
   private serialize<T>(fn: () => Promise<T>): Promise<T> {
     const next = this.queue.then(fn, fn);
     this.queue = next.catch(() => undefined);
@@ -137,6 +161,7 @@ class LinuxDataplane implements LinuxDataplaneHandle {
     // The one WireGuard read of this apply: the interface check, the peer diff and the relay hints
     // all use it. (Setting the key or port below does not change the peers it lists.)
     const dump = model?.wireguard ?? parseWgDump((await this.runner.run(['wg', 'show', this.iface, 'dump'])).stdout);
+    if (model === undefined) this.endpoints.observe(dump.peers);
     const publicKey = await this.ensureInterface(target.privateKey, target.interface, dump);
     report.interfaceEnsured = true;
     if (desired !== null) {
@@ -219,7 +244,8 @@ class LinuxDataplane implements LinuxDataplaneHandle {
         return undefined;
       }
     }
-    const wg = wireguardCommands(this.iface, diffWireguard({ listenPort: desired.interface.listenPort, peers: desired.peers }, liveWg));
+    const peers = this.endpoints.fill(desired.peers, liveWg.peers);
+    const wg = wireguardCommands(this.iface, diffWireguard({ listenPort: desired.interface.listenPort, peers }, liveWg));
     const routeDiff = diffRoutes(desired.routes, liveRoutes);
     const routes = routeCommands(routeDiff, new Set(liveRoutes.filter(isOwnedRoute).map((r) => r.dst)));
     report.blocked.push(...routeDiff.blocked.map((b) => b.reason));
@@ -304,7 +330,9 @@ class LinuxDataplane implements LinuxDataplaneHandle {
   }
 
   async livePeers(): Promise<readonly LivePeer[]> {
-    return parseWgDump((await this.runner.run(['wg', 'show', this.iface, 'dump'])).stdout).peers;
+    const peers = parseWgDump((await this.runner.run(['wg', 'show', this.iface, 'dump'])).stdout).peers;
+    this.endpoints.observe(peers);
+    return peers;
   }
 
   relayStats(): readonly RelayStats[] {
@@ -313,6 +341,7 @@ class LinuxDataplane implements LinuxDataplaneHandle {
 
   teardown(): Promise<void> {
     this.hostChecked = undefined;
+    const monitor = this.monitor?.stop();
     return this.serialize(async () => {
       const failures: { op: string; error: Error }[] = [];
       const attempt = async (op: string, fn: () => Promise<unknown>): Promise<void> => {
@@ -322,6 +351,7 @@ class LinuxDataplane implements LinuxDataplaneHandle {
           failures.push({ op, error: asError(err) });
         }
       };
+      await attempt('stop ip monitor', () => monitor ?? Promise.resolve());
       await attempt('close relay ports', () => this.relay?.close() ?? Promise.resolve());
       // Our routes only: everything marked with our protocol number, both families.
       await attempt('flush routes', () => this.runner.run(['ip', 'route', 'flush', 'table', 'main', 'proto', String(ROUTE_PROTO)]));
@@ -334,8 +364,10 @@ class LinuxDataplane implements LinuxDataplaneHandle {
   }
 
   close(): Promise<void> {
+    const monitor = this.monitor?.stop();
     return this.serialize(async () => {
       try {
+        await monitor;
         await this.relay?.close();
       } finally {
         await this.wg.stop();

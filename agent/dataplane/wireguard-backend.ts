@@ -308,7 +308,8 @@ class UserspaceBackend extends BaseBackend implements WireguardBackend {
   async ensureLink(): Promise<void> {
     if (this.stopping) throw new WireguardBackendError(`wireguard-go for ${this.interfaceName} has been stopped`);
     // The restart loop owns recovery; onRestart tells the daemon when to re-apply.
-    if (this.restarting) throw new WireguardBackendError(`wireguard-go for ${this.interfaceName} is restarting`);
+    // (Once the new child runs, the onRestart listeners' re-apply may proceed while the loop winds down.)
+    if (this.restarting && !this.running) throw new WireguardBackendError(`wireguard-go for ${this.interfaceName} is restarting`);
     if (!this.running) await this.launch();
   }
 

@@ -20,6 +20,8 @@ export interface AgentHealthOptions {
   readonly interfaceName: string;
   readonly probe?: ProberTuning;
   readonly explain?: PingExplainer;
+  /** A probe to this peer was lost after it had answered (or never answered yet): a peer removed by hand is re-added by the reconcile this asks for. */
+  readonly onPeerLost?: (name: string) => void;
 }
 
 export class AgentHealth {
@@ -27,7 +29,7 @@ export class AgentHealth {
   private self: string | null = null;
 
   constructor(private readonly o: AgentHealthOptions) {
-    this.prober = new Prober({ clock: o.clock, logger: o.logger, ...o.probe });
+    this.prober = new Prober({ clock: o.clock, logger: o.logger, ...o.probe, ...(o.onPeerLost ? { onFirstLoss: o.onPeerLost } : {}) });
   }
 
   start(): void {
@@ -36,6 +38,11 @@ export class AgentHealth {
 
   stop(): Promise<void> {
     return this.prober.stop();
+  }
+
+  /** Probes every peer now (after the interface came back empty: the probes start the handshakes). */
+  kick(): void {
+    this.prober.tick();
   }
 
   /** After every reconcile: our overlay IP and the peers just applied. */

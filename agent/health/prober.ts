@@ -32,6 +32,8 @@ export interface ProberOptions {
   readonly downAfter?: number;
   /** Probes the loss percentage is computed over. Default 20. */
   readonly window?: number;
+  /** Called with the peer's name when a probe to it is lost after an answered one (or the first ever): self-healing reconciles then. */
+  readonly onFirstLoss?: (name: string) => void;
 }
 
 /** Knobs the agent passes through (tests make probing faster). */
@@ -227,6 +229,7 @@ export class Prober {
       next = 'up';
     } else {
       tr.misses++;
+      if (tr.misses === 1) this.o.onFirstLoss?.(name);
       if (tr.misses >= this.downAfter) next = 'down';
     }
     if (next !== tr.state) {
