@@ -3,10 +3,8 @@
 // is restarted with backoff and a reconcile is asked for, since changes meanwhile went unseen).
 // The real `ip monitor` in a namespace is exercised by test/self-heal-netns.test.ts.
 import test from 'ava';
-import type { ChildProcess } from 'node:child_process';
-import { EventEmitter } from 'node:events';
-import { PassThrough } from 'node:stream';
-import { LinkMonitor, monitorLineAbout } from '../agent/dataplane/link-monitor.ts';
+import { LinkMonitor, monitorLineAbout, type MonitorProcess } from '../agent/dataplane/link-monitor.ts';
+import type { ChildExit } from '../lib/child-process.ts';
 import { systemClock } from '../lib/clock.ts';
 import { silentLogger } from '../lib/logger.ts';
 import { waitFor } from '../lib/wait.ts';
@@ -32,27 +30,23 @@ test('lines about our interface ask for a repair; everything else is ignored', (
   t.is(about(''), null);
 });
 
-/** A stand-in for the `ip monitor` child: lines written to stdout, exit on demand. */
-class FakeMonitor extends EventEmitter {
-  readonly stdout = new PassThrough();
-  readonly stderr = new PassThrough();
-  exitCode: number | null = null;
-  signalCode: NodeJS.Signals | null = null;
-  killed: string[] = [];
-  line(s: string): void {
-    this.stdout.write(`${s}\n`);
+/** A stand-in for the `ip monitor` child: lines handed to the monitor, exit on demand. */
+class FakeMonitor implements MonitorProcess {
+  running = true;
+  stops = 0;
+  readonly exited: Promise<ChildExit>;
+  private resolveExit: (exit: ChildExit) => void = () => undefined;
+  constructor(readonly line: (s: string) => void) {
+    this.exited = new Promise((resolve) => (this.resolveExit = resolve));
   }
   exit(code: number): void {
-    this.exitCode = code;
-    this.stdout.end();
-    this.emit('close', code, null);
+    this.running = false;
+    this.resolveExit({ code, signal: undefined });
   }
-  kill(signal: NodeJS.Signals): boolean {
-    this.killed.push(signal);
-    this.signalCode = signal;
-    this.stdout.end();
-    setImmediate(() => this.emit('close', null, signal));
-    return true;
+  stop(): Promise<ChildExit> {
+    this.stops++;
+    this.exit(143);
+    return this.exited;
   }
 }
 
@@ -65,10 +59,10 @@ test('events are debounced into one reconcile request; an exited monitor is rest
     logger: silentLogger(),
     debounceMs: 20,
     restartBackoff: { initialMs: 10, maxMs: 10 },
-    spawnMonitor: () => {
-      const c = new FakeMonitor();
+    spawnMonitor: (onLine) => {
+      const c = new FakeMonitor(onLine);
       children.push(c);
-      return c as unknown as ChildProcess;
+      return c;
     },
     onChange: (r) => reasons.push(r),
   });
@@ -88,7 +82,7 @@ test('events are debounced into one reconcile request; an exited monitor is rest
   t.true(monitor.running);
 
   await monitor.stop();
-  t.deepEqual(children[1]?.killed, ['SIGTERM']);
+  t.is(children[1]?.stops, 1);
   t.false(monitor.running);
   t.is(children.length, 2, 'not restarted after stop');
 });

@@ -7,12 +7,11 @@
 //
 // Peers removed by hand make no netlink event (WireGuard peers are not rtnetlink objects): the
 // prober's first lost probe asks for a reconcile instead (agent/agent.ts).
-import { spawn, type ChildProcess } from 'node:child_process';
-import { createInterface } from 'node:readline';
 import { backoffDelay, type BackoffPolicy } from '../../lib/backoff.ts';
 import type { Clock } from '../../lib/clock.ts';
 import { errorMessage } from '../../lib/errors.ts';
 import type { Logger } from '../../lib/logger.ts';
+import { Child, describeExit, type ChildExit, type StopOptions } from '../../lib/child-process.ts';
 
 export const MONITOR_ARGV = ['ip', 'monitor', 'link', 'address', 'route'] as const;
 
@@ -24,12 +23,19 @@ export interface LinkMonitorOptions {
   readonly onChange: (reason: string) => void;
   /** Prepended to MONITOR_ARGV, e.g. ['ip', 'netns', 'exec', ns]. */
   readonly prefix?: readonly string[];
-  /** Starts the monitor child (tests inject a fake). Default: spawn MONITOR_ARGV with `prefix`. */
-  readonly spawnMonitor?: () => ChildProcess;
+  /** Starts the monitor child, handing every output line to `onLine` (tests inject a fake). Default: Child.start of MONITOR_ARGV with `prefix`. */
+  readonly spawnMonitor?: (onLine: (line: string) => void) => MonitorProcess;
   /** Events within this window make one onChange. Default 100 ms. */
   readonly debounceMs?: number;
   /** Restart backoff after the child exits. Defaults 500 ms … 30 s. */
   readonly restartBackoff?: BackoffPolicy;
+}
+
+/** What the monitor needs of its child (lib/child-process.ts Child has it). */
+export interface MonitorProcess {
+  readonly running: boolean;
+  readonly exited: Promise<ChildExit>;
+  stop(options: StopOptions): Promise<ChildExit>;
 }
 
 const escapeRe = (s: string): string => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
@@ -58,8 +64,7 @@ export function monitorLineAbout(line: string, iface: string): string | null {
 }
 
 export class LinkMonitor {
-  private child: ChildProcess | undefined;
-  private exited: Promise<void> = Promise.resolve();
+  private child: MonitorProcess | undefined;
   private readonly abort = new AbortController();
   private pending: string[] = [];
   private flushing = false;
@@ -82,40 +87,23 @@ export class LinkMonitor {
 
   /** The monitor child is running. */
   get running(): boolean {
-    return this.child !== undefined && this.child.exitCode === null && this.child.signalCode === null;
+    return this.child?.running ?? false;
   }
 
   private launch(): void {
-    const child = this.o.spawnMonitor ? this.o.spawnMonitor() : this.spawnDefault();
+    const onLine = (line: string): void => this.onLine(line);
+    const child = this.o.spawnMonitor ? this.o.spawnMonitor(onLine) : Child.start([...(this.o.prefix ?? []), ...MONITOR_ARGV], { env: { ...process.env, LC_ALL: 'C' }, onLine, keepLines: 5 });
     this.child = child;
     this.startedAt = this.o.clock.now();
-    this.exited = new Promise<void>((resolve) => {
-      child.once('error', (err) => {
-        this.o.logger.warn({ err: errorMessage(err) }, 'cannot run ip monitor; drift is repaired at the next resync only');
-        resolve();
-      });
-      child.once('close', (code, signal) => {
-        resolve();
-        this.onExit(code, signal);
-      });
-    });
-    if (child.stdout) {
-      const lines = createInterface({ input: child.stdout });
-      lines.on('line', (line) => this.onLine(line));
-    }
-    child.stderr?.on('data', (d: Buffer) => this.o.logger.debug({ stderr: d.toString('utf8').trim() }, 'ip monitor'));
+    void child.exited.then((exit) => this.onExit(child, exit));
   }
 
-  private spawnDefault(): ChildProcess {
-    const [file, ...args] = [...(this.o.prefix ?? []), ...MONITOR_ARGV];
-    return spawn(file ?? 'ip', args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, LC_ALL: 'C' } });
-  }
-
-  private onExit(code: number | null, signal: NodeJS.Signals | null): void {
-    if (this.abort.signal.aborted) return;
+  private onExit(child: MonitorProcess, exit: ChildExit): void {
+    if (this.abort.signal.aborted || child !== this.child) return;
     if (this.o.clock.now() - this.startedAt > 60_000) this.failures = 0;
     const delay = backoffDelay(this.backoff, ++this.failures);
-    this.o.logger.warn({ code, signal, retryInMs: delay }, 'ip monitor exited; restarting it');
+    // A missing `ip` or no permission: drift is then repaired at the next resync only.
+    this.o.logger.warn({ exit: describeExit(exit), retryInMs: delay }, 'ip monitor exited; restarting it');
     // A change while the monitor was down would go unseen: reconcile once it is back.
     void this.o.clock.sleep(delay, this.abort.signal).then(() => {
       if (this.abort.signal.aborted) return;
@@ -150,12 +138,6 @@ export class LinkMonitor {
   /** Stops the child (SIGTERM, awaited; SIGKILL after 5 s). */
   async stop(): Promise<void> {
     this.abort.abort();
-    const child = this.child;
-    if (!child || child.exitCode !== null || child.signalCode !== null) return;
-    child.kill('SIGTERM');
-    const timer = setTimeout(() => child.kill('SIGKILL'), 5_000);
-    timer.unref();
-    await this.exited;
-    clearTimeout(timer);
+    await this.child?.stop({ graceMs: 5_000 });
   }
 }
