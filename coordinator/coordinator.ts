@@ -15,6 +15,8 @@ import type { CoordinatorConfig } from './config.ts';
 import { LeaderLease } from './lease.ts';
 import { LeaderTerm } from './leader-term.ts';
 import { Liveness } from './liveness.ts';
+import { HeartbeatMarks } from './heartbeat-marks.ts';
+import { staleRefusal } from './bindings.ts';
 import { StateStore, openBucket } from './store.ts';
 
 export interface CoordinatorDeps {
@@ -35,6 +37,7 @@ export function defaultHolderId(): string {
 
 export class Coordinator {
   private readonly liveness = new Liveness();
+  private readonly heartbeatMarks: HeartbeatMarks;
   private readonly lease: LeaderLease;
   private readonly store: StateStore;
   private readonly abort = new AbortController();
@@ -52,6 +55,7 @@ export class Coordinator {
   ) {
     this.store = store;
     this.logger = deps.logger;
+    this.heartbeatMarks = new HeartbeatMarks(deps.config.maxClockSkewMs);
     this.lease = new LeaderLease(store.kv, {
       holder: deps.holderId ?? defaultHolderId(),
       ttlMs: deps.config.leaseTtlMs,
@@ -152,9 +156,17 @@ export class Coordinator {
       reply(skew);
       return;
     }
+    // Replay: sentAt must move forward per identity key (every replica tracks it, followers too).
+    const mark = this.heartbeatMarks.markOf(hb.identityKey);
+    if (!this.heartbeatMarks.advance(hb.identityKey, hb.sentAt, now)) {
+      this.logger.info({ node: hb.name, sentAt: hb.sentAt, mark }, 'heartbeat rejected: replayed or reordered');
+      reply({ ok: false, error: staleRefusal(hb.sentAt, mark ?? hb.sentAt) });
+      return;
+    }
     if (!registry) {
-      // Followers only keep liveness fresh for the day they take over.
-      this.liveness.touch(hb.name, now);
+      // Followers only keep liveness fresh for the day they take over, noting which key signed it:
+      // the new leader keeps it only if that is the node's own identity key (Liveness.retainMatching).
+      this.liveness.touch(hb.name, now, hb.identityKey);
       return;
     }
     const r = registry.heartbeat(hb);

@@ -2,11 +2,27 @@
 // (a write per heartbeat would be churn); a new leader grants every node one TTL of grace instead.
 export class Liveness {
   private readonly lastSeen = new Map<string, number>();
+  /** The identity key that signed the last sign of life (followers cannot check it against the record). */
+  private readonly seenKey = new Map<string, string>();
 
-  /** Records a sign of life; never moves a node's time backwards. */
-  touch(name: string, at: number): void {
+  /** Records a sign of life signed by `identityKey`; never moves a node's time backwards. */
+  touch(name: string, at: number, identityKey?: string): void {
     const prev = this.lastSeen.get(name);
     if (prev === undefined || at > prev) this.lastSeen.set(name, at);
+    if (identityKey !== undefined) this.seenKey.set(name, identityKey);
+  }
+
+  /**
+   * Keeps only the listed nodes, and of those only what was signed by the node's own identity key
+   * (a follower records every verified heartbeat; the new leader checks the key here).
+   */
+  retainMatching(nodes: Iterable<readonly [string, string]>): void {
+    const keys = new Map(nodes);
+    for (const n of [...this.lastSeen.keys()]) {
+      const key = keys.get(n);
+      const seen = this.seenKey.get(n);
+      if (key === undefined || (seen !== undefined && seen !== key)) this.forget(n);
+    }
   }
 
   /** Treats every listed node as seen at `at` (start, takeover, NATS reconnect): nobody expires for one TTL. */
@@ -14,14 +30,9 @@ export class Liveness {
     for (const n of names) this.lastSeen.set(n, at);
   }
 
-  /** Drops every name not listed (e.g. names only ever seen in heartbeats of unregistered nodes). */
-  retainOnly(names: Iterable<string>): void {
-    const keep = new Set(names);
-    for (const n of [...this.lastSeen.keys()]) if (!keep.has(n)) this.lastSeen.delete(n);
-  }
-
   forget(name: string): void {
     this.lastSeen.delete(name);
+    this.seenKey.delete(name);
   }
 
   lastSeenAt(name: string): number | undefined {

@@ -15,6 +15,7 @@ import { connectNats } from './nats.ts';
 import { addPolicyCommands } from './policy-commands.ts';
 import { addRevocationCommands } from './revocation-commands.ts';
 import { addClusterCommands } from './cluster-commands.ts';
+import { addReleaseCommand } from './release-commands.ts';
 import { SecretFileError } from '../lib/secret-file.ts';
 import { loadOrCreateSigningKey } from './signing-key.ts';
 
@@ -125,6 +126,7 @@ export function buildProgram(): Command {
       await printPublicKey(opts.signingKeyFile);
     });
   addRevocationCommands(program);
+  addReleaseCommand(program);
   addPolicyCommands(program);
   addNatsConfigCommand(program);
   addClusterCommands(program);

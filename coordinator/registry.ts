@@ -31,6 +31,7 @@ import { IpamTable, NodeTable } from './registry-index.ts';
 import type { Liveness } from './liveness.ts';
 import { RevocationTable, revocationError } from './revocations.ts';
 import { isCasConflict, type StateStore, type StoredRecord } from './store.ts';
+import { BindingTable, bindingRefusal, boundBinding, releasedBinding, staleRefusal, type IdentityBinding, type ReleaseCause } from './bindings.ts';
 
 /** The registry's term is over (lease lost or stopping); the caller replies "unavailable". */
 export class NotLeaderError extends CrosslinkError {
@@ -68,8 +69,8 @@ export class Registry {
   private readonly ipam: IpamTable;
   private readonly revocations = new RevocationTable();
   private readonly definitions = new DefinitionTable();
-  /** sentAt of the last accepted registration per name: a replayed older request is refused. */
-  private readonly lastRegistrationSentAt = new Map<string, number>();
+  /** Name bindings and replay marks per identity key (bindings.ts), mirrored from the bucket. */
+  private readonly bindings = new BindingTable();
   private readonly locks = new KeyedMutex();
   private readonly policy: RegistrationPolicy;
   private active = true;
@@ -95,10 +96,11 @@ export class Registry {
     for (const [k, v] of snap.ipam) r.ipam.set(k, v);
     for (const [k, v] of snap.revocations) r.revocations.apply(k, v.value, v.revision);
     for (const [k, v] of snap.definitions) r.definitions.apply(k, v.value, v.revision);
-    deps.liveness.retainOnly(r.nodes.keys());
+    for (const v of snap.bindings.values()) r.bindings.set(v.value, v.revision);
+    deps.liveness.retainMatching([...r.nodes].map(([name, rec]) => [name, rec.value.identityKey] as const));
     deps.liveness.graceAll(r.nodes.keys(), deps.clock.now());
     deps.logger.info(
-      { nodes: r.nodes.size, clusters: r.clusters.size, ipam: r.ipam.size, revocations: r.revocations.size, enrolledClusters: r.definitions.size },
+      { nodes: r.nodes.size, clusters: r.clusters.size, ipam: r.ipam.size, revocations: r.revocations.size, enrolledClusters: r.definitions.size, bindings: r.bindings.size },
       'state loaded from the bucket',
     );
     await r.resignForeignRecords(snap.revocations);
@@ -212,7 +214,8 @@ export class Registry {
     const revoked = this.revocations.forRegistration(req);
     if (revoked) return this.rejected('registration', req.name, revocationError(revoked));
     const now = this.deps.clock.now();
-    const lastSentAt = this.lastRegistrationSentAt.get(req.name);
+    const bound = await this.bindingRefusal(req);
+    if (bound) return this.rejected('registration', req.name, bound);
     const own = this.nodes.get(req.name);
     const restated = own?.signedByUs ? restatedRecord(req, own.value) : undefined;
     const checked = validateRegistration(req, this.policy, {
@@ -220,7 +223,6 @@ export class Registry {
       // Only the nodes it could conflict with (indexed lookups, not a scan of every node); a node
       // restating its own live record cannot conflict with another at all.
       liveNodes: restated ? [restated] : this.nodes.candidatesFor(req),
-      ...(lastSentAt === undefined ? {} : { lastAcceptedSentAt: lastSentAt }),
     });
     if (!checked.ok) return this.rejected('registration', req.name, checked.error);
     const r = checked.value;
@@ -229,12 +231,13 @@ export class Registry {
     const ip = await this.locks.run('ipam', () => this.ensureOverlayIp(r, now, restated));
     if (!ip.ok) return this.rejected('registration', r.name, ip.error);
 
+    // The name binding and the replay mark first: once this returns, the request cannot be replayed.
+    await this.putBinding(boundBinding(r, this.bindings.ofKey(r.identityKey)?.value, now));
     const existing = this.nodes.get(r.name);
     const material = nodeMaterial(r, ip.value);
     if (existing && sameMaterial(existing.value, material) && existing.signedByUs) {
-      // Unchanged (e.g. an agent restart): no write, no churn for watchers; just a sign of life.
-      this.deps.liveness.touch(r.name, now);
-      this.lastRegistrationSentAt.set(r.name, r.sentAt);
+      // Unchanged (e.g. an agent restart): no record write, no churn for watchers; just a sign of life.
+      this.deps.liveness.touch(r.name, now, r.identityKey);
       this.deps.logger.debug({ node: r.name }, 'registration unchanged');
       return this.accepted(existing);
     }
@@ -248,8 +251,7 @@ export class Registry {
     this.assertWritable();
     const stored = await this.deps.store.putNode(record, existing?.revision);
     this.nodes.set(r.name, stored);
-    this.deps.liveness.touch(r.name, now);
-    this.lastRegistrationSentAt.set(r.name, r.sentAt);
+    this.deps.liveness.touch(r.name, now, r.identityKey);
     this.deps.logger.info(
       {
         node: r.name,
@@ -321,8 +323,67 @@ export class Registry {
     if (rec.value.identityKey !== hb.identityKey) {
       return fail('unauthorized', `identityKey: ${JSON.stringify(hb.identityKey)} does not match the identity key of node "${hb.name}"`, 'identityKey');
     }
-    this.deps.liveness.touch(hb.name, this.deps.clock.now());
+    const binding = this.bindings.ofKey(hb.identityKey)?.value;
+    // A heartbeat captured before the node's last registration (say, replayed after every replica restarted).
+    if (binding && hb.sentAt < binding.lastSentAt) return { ok: false, error: staleRefusal(hb.sentAt, binding.lastSentAt) };
+    const now = this.deps.clock.now();
+    this.deps.liveness.touch(hb.name, now, hb.identityKey);
+    if (binding && binding.aliveAt === undefined && binding.releasedAt === undefined) void this.markAlive(hb.name, hb.identityKey, now);
     return { ok: true };
+  }
+
+  /** Records that the node came alive (its first heartbeat after registering): it keeps its allocation. */
+  private async markAlive(name: string, identityKey: string, at: number): Promise<void> {
+    try {
+      await this.locks.run(`node:${name}`, async () => {
+        const b = this.bindings.ofKey(identityKey)?.value;
+        if (!b || b.aliveAt !== undefined || b.releasedAt !== undefined || b.name !== name) return;
+        await this.putBinding({ ...b, aliveAt: at, updatedAt: at });
+      });
+    } catch (err) {
+      if (!(err instanceof NotLeaderError)) this.deps.logger.debug({ node: name, err: errorMessage(err) }, 'could not record that the node came alive; the next heartbeat retries');
+    }
+  }
+
+  /**
+   * Whether `req`'s key may speak for its name (bindings.ts): a name bound to another key is refused
+   * unless a direct read shows it was released meanwhile (`release` writes the bucket directly).
+   */
+  private async bindingRefusal(req: { name: string; identityKey: string; sentAt: number }): Promise<ErrorBody | undefined> {
+    const refusal = (): ErrorBody | undefined => bindingRefusal(req, this.bindings.ofName(req.name)?.value, this.bindings.ofKey(req.identityKey)?.value);
+    const first = refusal();
+    if (first === undefined || first.code === 'stale') return first;
+    for (const key of new Set([this.bindings.ofName(req.name)?.value.identityKey, req.identityKey])) {
+      if (key === undefined) continue;
+      const fresh = await this.deps.store.readBinding(key);
+      if (fresh) this.bindings.set(fresh.value, fresh.revision);
+      else this.bindings.delete(key);
+    }
+    return refusal();
+  }
+
+  /** Writes a binding (compare-and-set; on a conflict re-read once, keeping the higher replay mark). */
+  private async putBinding(value: IdentityBinding): Promise<void> {
+    this.assertWritable();
+    const held = this.bindings.ofKey(value.identityKey);
+    let stored: StoredRecord<IdentityBinding>;
+    try {
+      stored = await this.deps.store.putBinding(value, held?.revision);
+    } catch (err) {
+      if (!isCasConflict(err)) throw err;
+      const fresh = await this.deps.store.readBinding(value.identityKey);
+      this.assertWritable();
+      stored = await this.deps.store.putBinding({ ...value, lastSentAt: Math.max(value.lastSentAt, fresh?.value.lastSentAt ?? 0) }, fresh?.revision);
+    }
+    this.bindings.set(stored.value, stored.revision);
+  }
+
+  /** Releases the name binding of `identityKey` (the high-water mark stays). */
+  private async releaseBinding(identityKey: string, cause: ReleaseCause, sentAt?: number): Promise<void> {
+    const b = this.bindings.ofKey(identityKey)?.value;
+    if (!b) return;
+    await this.putBinding(releasedBinding(b, cause, this.deps.clock.now(), sentAt));
+    this.deps.logger.info({ node: b.name, identityKey, cause }, 'name binding released');
   }
 
   async deregister(raw: Uint8Array): Promise<DeregisterReply> {
@@ -335,7 +396,13 @@ export class Registry {
       return await this.locks.run(`node:${d.name}`, () =>
         this.withCasRetry(async (): Promise<DeregisterReply> => {
           const rec = this.nodes.get(d.name);
-          if (!rec) return { ok: true };
+          const binding = this.bindings.ofKey(d.identityKey)?.value;
+          if (binding && d.sentAt <= binding.lastSentAt) return this.rejected('deregistration', d.name, staleRefusal(d.sentAt, binding.lastSentAt));
+          if (!rec) {
+            // Offline, but the name's owner: the name is free from now on.
+            if (binding?.name === d.name && binding.releasedAt === undefined) await this.releaseBinding(d.identityKey, 'deregistered', d.sentAt);
+            return { ok: true };
+          }
           if (rec.value.identityKey !== d.identityKey) {
             return this.rejected('deregistration', d.name, {
               code: 'unauthorized',
@@ -343,14 +410,7 @@ export class Registry {
               message: `identityKey: ${JSON.stringify(d.identityKey)} does not match the identity key of node "${d.name}"`,
             });
           }
-          const last = this.lastRegistrationSentAt.get(d.name);
-          if (last !== undefined && d.sentAt < last) {
-            return this.rejected('deregistration', d.name, {
-              code: 'stale',
-              field: 'sentAt',
-              message: `sentAt: ${d.sentAt} is older than the node's last registration (${last}); replayed request?`,
-            });
-          }
+          await this.releaseBinding(d.identityKey, 'deregistered', d.sentAt);
           await this.removeNode(d.name, 'deregistered');
           return { ok: true };
         }, { node: d.name }),
@@ -472,7 +532,6 @@ export class Registry {
     const seen = this.deps.liveness.lastSeenAt(name);
     this.nodes.delete(name);
     this.deps.liveness.forget(name);
-    this.lastRegistrationSentAt.delete(name);
     this.deps.logger.info({ node: name, cluster: rec.value.cluster, overlayIp: rec.value.overlayIp, reason, lastSeenAt: seen }, `node ${reason}`);
     await this.reconcileCluster(rec.value.cluster);
   }

@@ -65,12 +65,14 @@ export async function revokeNode(deps: RevocationAdminDeps, name: string, reason
       seen = record?.value ?? seen;
       const existing = await store.readRevocation(name);
       if (previous === undefined) previous = existing?.value ?? null;
+      // An offline node: its keys come from what the coordinator stored when it registered.
+      const stored = record ? undefined : await storedKeysOf(store, name);
       const revocation = Revocation.parse({
         kind: 'revocation',
         v: 1,
         name,
-        identityKey: record?.value.identityKey ?? existing?.value.identityKey ?? null,
-        publicKey: record?.value.publicKey ?? existing?.value.publicKey ?? null,
+        identityKey: record?.value.identityKey ?? existing?.value.identityKey ?? stored?.identityKey ?? null,
+        publicKey: record?.value.publicKey ?? existing?.value.publicKey ?? stored?.publicKey ?? null,
         reason: reason === undefined ? (existing?.value.reason ?? '') : parseReason(reason),
         revokedAt: existing?.value.revokedAt ?? clock.now(),
       } satisfies Revocation);
@@ -92,6 +94,16 @@ export async function revokeNode(deps: RevocationAdminDeps, name: string, reason
       if (!isCasConflict(err) || attempt >= ATTEMPTS) throw err;
     }
   }
+}
+
+/**
+ * The keys last registered under `name` (bindings.ts): the binding holding the name, else the one
+ * that held it last (a released name's last owner is still the best guess of who is being revoked).
+ */
+async function storedKeysOf(store: StateStore, name: string): Promise<{ identityKey: string; publicKey: string } | undefined> {
+  const mine = [...(await store.loadBindings()).values()].map((b) => b.value).filter((b) => b.name === name);
+  const best = mine.find((b) => b.releasedAt === undefined) ?? mine.sort((a, b) => b.updatedAt - a.updatedAt)[0];
+  return best ? { identityKey: best.identityKey, publicKey: best.publicKey } : undefined;
 }
 
 /** Lifts the revocation of `name`; returns what was lifted. Throws if `name` is not revoked. */

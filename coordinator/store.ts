@@ -10,6 +10,7 @@ import { ClusterDefinition, ClusterRecord, NodeRecord, Revocation, SignedEnvelop
 import { SignatureError, signEnvelope, verifyEnvelope, type SigningKeyPair } from '../protocol/signing.ts';
 import { enrollmentNameFromKey, kvKeys, revokedNameFromKey } from '../protocol/subjects.ts';
 import { IpamEntry } from './ipam.ts';
+import { IdentityBinding } from './bindings.ts';
 
 /** A record as stored: the typed value, the exact envelope agents verify, and the KV revision for CAS. */
 export interface StoredRecord<T> {
@@ -34,6 +35,8 @@ export interface Snapshot {
   readonly revocations: Map<string, StoredRecord<Revocation>>;
   /** Cluster enrollments, keyed by cluster name. */
   readonly definitions: Map<string, StoredRecord<ClusterDefinition>>;
+  /** Name bindings and replay marks, keyed by identity key. */
+  readonly bindings: Map<string, StoredRecord<IdentityBinding>>;
 }
 
 /** True for a failed compare-and-set (the key changed since we read it, or exists on create). */
@@ -72,6 +75,7 @@ export class StateStore {
     const ipam = new Map<string, StoredIpam>();
     const revocations = new Map<string, StoredRecord<Revocation>>();
     const definitions = new Map<string, StoredRecord<ClusterDefinition>>();
+    const bindings = new Map<string, StoredRecord<IdentityBinding>>();
     for (const e of await this.currentEntries()) {
       const key = e.key;
       if (key.startsWith('nodes.')) {
@@ -89,9 +93,13 @@ export class StateStore {
       } else if (key.startsWith('enrollments.')) {
         const r = await this.decodeDefinition(e);
         if (r) definitions.set(r.value.name, r);
+      } else if (key.startsWith('identities.')) {
+        const r = await this.decodeSigned(e, IdentityBinding);
+        // Under its own key only, or an old record copied elsewhere could shadow the real one.
+        if (r && kvKeys.identity(r.value.identityKey) === key) bindings.set(r.value.identityKey, r);
       }
     }
-    return { nodes, clusters, ipam, revocations, definitions };
+    return { nodes, clusters, ipam, revocations, definitions, bindings };
   }
 
   /** The ipam table alone (after a CAS conflict, when any entry may have changed). */
@@ -261,9 +269,36 @@ export class StateStore {
     await this.kv.delete(key, { previousSeq: revision });
   }
 
+  readBinding(identityKey: string): Promise<StoredRecord<IdentityBinding> | undefined> {
+    return this.readSigned(kvKeys.identity(identityKey), IdentityBinding);
+  }
+
+  putBinding(binding: IdentityBinding, revision: number | undefined): Promise<StoredRecord<IdentityBinding>> {
+    return this.putSigned(kvKeys.identity(binding.identityKey), binding, revision);
+  }
+
+  /** Every name binding, keyed by identity key. */
+  async loadBindings(): Promise<Map<string, StoredRecord<IdentityBinding>>> {
+    const out = new Map<string, StoredRecord<IdentityBinding>>();
+    for (const [key, r] of await this.loadSignedUnder(kvKeys.identitiesFilter, IdentityBinding)) {
+      if (kvKeys.identity(r.value.identityKey) === key) out.set(r.value.identityKey, r);
+    }
+    return out;
+  }
+
   /** Signs and writes any record at `key` (create or CAS update); for modules with their own key space (services). */
   putSignedAt<T>(key: string, value: T, revision: number | undefined): Promise<StoredRecord<T>> {
     return this.putSigned(key, value, revision);
+  }
+
+  /** Every record under `filter` that verifies with our key set and parses with `schema`, keyed by KV key. */
+  async loadSignedUnder<T>(filter: string, schema: z.ZodType<T>): Promise<Map<string, StoredRecord<T>>> {
+    const out = new Map<string, StoredRecord<T>>();
+    for (const e of await this.currentEntries(filter)) {
+      const r = await this.decodeSigned(e, schema);
+      if (r) out.set(e.key, r);
+    }
+    return out;
   }
 
   /** Reads and verifies a record at `key`; undefined when absent or malformed. */

@@ -22,15 +22,20 @@ export interface FakeAgent {
   joinCredential?: JoinCredential | undefined;
   /** A valid registration request for this node, with `overrides` applied. */
   request(overrides?: Partial<RegistrationRequest>): RegistrationRequest;
+  /** A sentAt above every one this agent used before (the coordinator refuses a sentAt that does not move forward). */
+  nextSentAt(): number;
 }
 
 export async function fakeAgent(name: string, base: Partial<RegistrationRequest> = {}): Promise<FakeAgent> {
   const identity = await generateSigningKeyPair();
   const wireguard = await generateWireguardKeyPair();
+  let last = 0;
+  const nextSentAt = (): number => (last = Math.max(Date.now(), last + 1));
   return {
     name,
     identity,
     wireguard,
+    nextSentAt,
     request: (overrides = {}) => ({
       v: 1,
       name,
@@ -45,7 +50,7 @@ export async function fakeAgent(name: string, base: Partial<RegistrationRequest>
       topology: 'mesh',
       gatewayEligible: false,
       agentVersion: 'test',
-      sentAt: Date.now(),
+      sentAt: nextSentAt(),
       ...base,
       ...overrides,
     }),
@@ -96,11 +101,11 @@ export function agentClient(nc: NatsConnection, prefix?: string, options: AgentC
     registrationBody,
     register: async (agent, overrides) => rpc(nc, s.register, await registrationBody(agent, overrides), RegisterReply, timeoutMs),
     heartbeat: async (agent, overrides) => {
-      const hb: Heartbeat = { v: 1, name: agent.name, identityKey: agent.identity.publicKey, generation: 0, sentAt: Date.now(), ...overrides };
+      const hb: Heartbeat = { v: 1, name: agent.name, identityKey: agent.identity.publicKey, generation: 0, sentAt: agent.nextSentAt(), ...overrides };
       return rpc(nc, s.heartbeat, await signed(hb, agent.identity.secretKey), HeartbeatReply, timeoutMs);
     },
     deregister: async (agent, overrides) => {
-      const d: Deregister = { v: 1, name: agent.name, identityKey: agent.identity.publicKey, sentAt: Date.now(), ...overrides };
+      const d: Deregister = { v: 1, name: agent.name, identityKey: agent.identity.publicKey, sentAt: agent.nextSentAt(), ...overrides };
       return rpc(nc, s.deregister, await signed(d, agent.identity.secretKey), DeregisterReply, timeoutMs);
     },
   };

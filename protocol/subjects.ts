@@ -32,6 +32,9 @@ export const kvKeys = {
   /** Operator cluster enrollments (coordinator-signed ClusterDefinition). */
   enrollment: (name: string) => `enrollments.${name}`,
   enrollmentsFilter: 'enrollments.>',
+  /** Coordinator-internal: name binding and replay high-water mark per identity key (base64url, no padding). */
+  identity: (identityKey: string) => `identities.${Buffer.from(identityKey, 'base64').toString('base64url')}`,
+  identitiesFilter: 'identities.>',
   /** Coordinator leader lease. */
   lease: 'coordinator.lease',
 } as const;

@@ -109,6 +109,8 @@ export class ControlPlane {
   private heartbeatIntervalMs: number | null = null;
   private nodeTtlMs: number | null = null;
   private needRegister = true;
+  /** The last sentAt signed: every request gets a larger one (the coordinator refuses replays). */
+  private lastSentAt = 0;
   private foreignGeneration = -1;
   private heartbeatDue = 0;
   private registerReason = 'start';
@@ -205,7 +207,7 @@ export class ControlPlane {
   async deregister(timeoutMs = 2000): Promise<boolean> {
     const name = this.o.identity().name;
     try {
-      const msg = Deregister.parse({ v: 1, name, identityKey: this.o.identityKey.publicKey, sentAt: this.o.clock.now() });
+      const msg = Deregister.parse({ v: 1, name, identityKey: this.o.identityKey.publicKey, sentAt: this.nextSentAt() });
       const env = await signEnvelope(msg, this.o.identityKey.secretKey);
       const reply = await this.o.nc.request(this.subjects.deregister, JSON.stringify(env), { timeout: timeoutMs });
       const parsed = DeregisterReply.safeParse(reply.json());
@@ -239,6 +241,12 @@ export class ControlPlane {
       this.heartbeatDue = this.o.clock.now() + this.heartbeatDelay('after-reconnect');
       this.wake();
     }
+  }
+
+  /** A sentAt above every one sent before, even within one millisecond. */
+  private nextSentAt(): number {
+    this.lastSentAt = Math.max(this.o.clock.now(), this.lastSentAt + 1);
+    return this.lastSentAt;
   }
 
   private random(): number {
@@ -319,7 +327,7 @@ export class ControlPlane {
       gatewayEligible: id.gatewayEligible,
       ...(persistentKeepalive === undefined ? {} : { persistentKeepalive }),
       agentVersion: this.o.agentVersion,
-      sentAt: this.o.clock.now(),
+      sentAt: this.nextSentAt(),
     };
     const parsed = RegistrationRequest.safeParse(candidate);
     if (!parsed.success) {
@@ -418,7 +426,7 @@ export class ControlPlane {
         name: record.name,
         identityKey: this.o.identityKey.publicKey,
         generation: record.generation,
-        sentAt: this.o.clock.now(),
+        sentAt: this.nextSentAt(),
       });
       const env = await signEnvelope(hb, this.o.identityKey.secretKey);
       const reply = await this.o.nc.request(this.subjects.heartbeat, JSON.stringify(env), { timeout: this.o.requestTimeoutMs ?? 5000 });
