@@ -13,6 +13,7 @@ import { systemClock, type Clock } from '../lib/clock.ts';
 import { errorMessage } from '../lib/errors.ts';
 import { packagePath } from '../lib/package-root.ts';
 import type { Logger } from '../lib/logger.ts';
+import type { MetricsScrape } from '../lib/metrics.ts';
 import type { Runner } from '../lib/runner.ts';
 import { parseIp } from '../protocol/cidr.ts';
 import type { NodeRecord } from '../protocol/messages.ts';
@@ -32,6 +33,7 @@ import { readHostFacts } from './dataplane/host-facts.ts';
 import { computeDesiredState as defaultComputeDesiredState } from './plan/desired-state.ts';
 import type { DataplaneConfig, MeshSnapshot, NodeIdentity, NodeSource, PublishedState } from './plan/model.ts';
 import { viewOf, type ComputeDesiredState } from './plan/target.ts';
+import { AgentMetrics, type AgentMetricsHooks } from './metrics/agent-metrics.ts';
 import { AgentPolicy } from './policy/agent-policy.ts';
 import { Reconciler, type ReconcileRecord } from './reconciler.ts';
 import { clusterPathsFromPeers } from './services/paths.ts';
@@ -76,6 +78,8 @@ export interface AgentOptions {
   /** Tests only: no route guard (the negative control of test/adversary-dataplane.test.ts). */
   readonly unsafeUnguardedRoutes?: boolean;
   readonly agentVersion?: string;
+  /** Prometheus metrics (GET /metrics); default a fresh AgentMetrics with its own registry. */
+  readonly metrics?: AgentMetrics;
   /** Test knobs: faster retries. */
   readonly tuning?: {
     readonly retryMinMs?: number;
@@ -114,6 +118,7 @@ export class Agent {
   private readonly policy: AgentPolicy;
   private readonly services: ServicesAgent;
   private readonly health: AgentHealth;
+  private readonly metrics: AgentMetrics;
 
   private constructor(
     private readonly o: AgentOptions,
@@ -126,6 +131,7 @@ export class Agent {
     this.clock = o.clock ?? systemClock;
     this.wireguard = keys.wireguard;
     this.cachedOverlayIp = cachedOverlayIp;
+    this.metrics = o.metrics ?? new AgentMetrics();
     this.policy = new AgentPolicy({
       runner: o.runner,
       logger: o.logger.child({ component: 'policy' }),
@@ -148,7 +154,10 @@ export class Agent {
       clock: this.clock,
       logger: o.logger.child({ component: 'reconciler' }),
     });
-    this.reconciler.onResult(() => {
+    this.reconciler.onResult((record) => {
+      this.metrics.reconciled(record);
+      // A run asked for by the drift monitor that changed something put back what had gone missing.
+      if (record.ok && record.reasons.some((r) => r.startsWith('drift:'))) this.metrics.routesRepaired(record.changes);
       this.publishState();
       // The prober follows what was just applied: our overlay IP and the peers (immutable snapshots).
       const { self, mesh } = this.reconciler.current();
@@ -240,6 +249,7 @@ export class Agent {
     const { config, logger } = this.o;
     this.unsubscribeRestart = this.dataplane.onRestart?.((generation) => {
       logger.warn({ generation }, 'WireGuard interface came back empty; re-applying everything');
+      this.metrics.wireguardRestarted();
       // Probing right after the re-apply starts the handshakes (NATed peers at their remembered endpoints).
       void this.reconciler.reconcileNow('wireguard restarted').then(() => this.health.kick());
     });
@@ -257,6 +267,7 @@ export class Agent {
         rotateKey: () => this.rotateKey(),
         policy: () => this.policy.document(),
         ping: (q) => this.health.ping(q, this.reconciler.desired(), this.reconciler.current().mesh?.nodes ?? new Map()),
+        metrics: () => this.scrapeMetrics(),
       },
       logger: logger.child({ component: 'status' }),
     });
@@ -419,6 +430,24 @@ export class Agent {
   /** Bound port of the clusterset.local DNS server (--dns-addr), null when off. */
   get dnsPort(): number | null {
     return this.services.dnsPort;
+  }
+
+  /** Counters for other parts of the agent (self-healing): wireguard-go restarts, route repairs. */
+  get metricsHooks(): AgentMetricsHooks {
+    return this.metrics;
+  }
+
+  /** GET /metrics: pushes one status snapshot and the probe counters into the metrics, then renders them. */
+  private async scrapeMetrics(): Promise<MetricsScrape> {
+    const status = await this.status();
+    const w = this.meshWatch?.stats();
+    this.metrics.observe({
+      status,
+      probes: { ...this.health.prober.counters },
+      watch: w ? { live: w.live, stalls: w.stalls, lagRevisions: w.lagRevisions } : null,
+      now: this.clock.now(),
+    });
+    return this.metrics.render();
   }
 
   get healthPort(): number | null {

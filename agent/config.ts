@@ -12,16 +12,14 @@ import { AGENT_DEFAULTS, InterfaceName, parseRelayPortRange } from '../protocol/
 import { parseDuration } from '../lib/duration.ts';
 import { canonicalCidr, formatEndpoint, formatIp, parseEndpoint, parseIp } from '../protocol/cidr.ts';
 import { ClusterName, Key32, LocationName, NodeName, Topology } from '../protocol/messages.ts';
+import { parseListenAddr, type HostPort } from '../protocol/listen-addr.ts';
 import { mtuSchema } from '../protocol/mtu.ts';
 import { DEFAULT_BUCKET } from '../protocol/subjects.ts';
 
 export type WireguardMode = 'auto' | 'kernel' | 'userspace';
 export type AgentMode = 'standalone' | 'kubernetes';
 
-export interface HostPort {
-  readonly host: string;
-  readonly port: number;
-}
+export type { HostPort } from '../protocol/listen-addr.ts';
 
 export interface AgentConfig {
   readonly natsServers: readonly string[];
@@ -177,20 +175,7 @@ function seconds(label: string, text: string, max: number): number {
   return ms / 1000;
 }
 
-function healthAddr(label: string, text: string): HostPort | null {
-  if (text === 'off' || text === 'none') return null;
-  const m = /^(\[[0-9a-fA-F:.]+\]|[0-9.]*|localhost):([0-9]{1,5})$/.exec(text);
-  const allowed = 'must be host:port with an IP literal (e.g. 0.0.0.0:9471, 127.0.0.1:9471, [::]:9471, :9471) or "off"';
-  if (!m || m[1] === undefined || m[2] === undefined) throw new ValidationError(label, text, allowed);
-  const port = Number(m[2]);
-  if (port < 1 || port > 65535) throw new ValidationError(label, text, allowed);
-  let host = m[1].replace(/^\[|\]$/g, '');
-  if (host === '') host = '0.0.0.0';
-  if (host === 'localhost') host = '127.0.0.1';
-  const ip = parseIp(host);
-  if (!ip) throw new ValidationError(label, text, allowed);
-  return { host: formatIp(ip.family, ip.value), port };
-}
+const healthAddr = parseListenAddr;
 
 function buildConfig(flags: Readonly<Record<string, RawFlag>>, ctx: ParseContext): AgentConfig {
   const get = (key: string): RawFlag => {

@@ -8,6 +8,7 @@
 //   GET /ping         probe a node / overlay IP / pod IP         socket only (for `crosslink ping`)
 //   POST /rotate-key  new WireGuard key, re-registered           socket only (for `crosslink rotate-key`)
 //   GET /policy       access policy, live nftables table, counters socket only (for `crosslink policy explain`)
+//   GET /metrics      Prometheus text format (docs/metrics.md)   socket + health port
 // The documents are in protocol/status.ts and protocol/status-api.ts.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { connect } from 'node:net';
@@ -15,6 +16,7 @@ import { chmod, lstat, mkdir, unlink } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { CrosslinkError, errorMessage } from '../lib/errors.ts';
 import type { Logger } from '../lib/logger.ts';
+import type { MetricsScrape } from '../lib/metrics.ts';
 import type { PolicyDocumentResponse } from '../protocol/policy/status.ts';
 import type { PingReply } from '../protocol/health.ts';
 import type { AgentStatus } from '../protocol/status.ts';
@@ -41,6 +43,8 @@ export interface StatusProvider {
   policy?(): Promise<PolicyDocumentResponse>;
   /** GET /ping (socket only): probes a node / overlay IP / pod IP (`crosslink ping`). */
   ping?(q: PingQuery): Promise<PingReply>;
+  /** GET /metrics (socket + health port): the Prometheus scrape (agent/metrics/). */
+  metrics?(): Promise<MetricsScrape>;
 }
 
 /** A route added by another module (e.g. services), served on the socket only; POST bodies are parsed JSON. */
@@ -82,6 +86,14 @@ function routes(p: StatusProvider, local: boolean): Map<string, Route> {
     sendJson(res, r.ready ? 200 : 503, r);
     return Promise.resolve();
   });
+  const metrics = p.metrics?.bind(p);
+  if (metrics) {
+    get('/metrics', async (_req, res) => {
+      const m = await metrics();
+      res.writeHead(200, { 'content-type': m.contentType, 'cache-control': 'no-store' });
+      res.end(m.body);
+    });
+  }
   if (local) {
     get('/view', (_req, res) => {
       const v = p.view();

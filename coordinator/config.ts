@@ -7,6 +7,7 @@ import { labelOf, type FlagSpec } from '../lib/flags.ts';
 import { parseNatsServers } from '../lib/nats-url.ts';
 import { NATS_AUTH_FLAGS, describeNats, natsSettingsFrom, type NatsSettings } from '../lib/nats-connect.ts';
 import { parseCidr, type Cidr } from '../protocol/cidr.ts';
+import { parseListenAddr, type HostPort } from '../protocol/listen-addr.ts';
 import { DEFAULT_BUCKET, DEFAULT_SUBJECT_PREFIX } from '../protocol/subjects.ts';
 
 export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
@@ -28,6 +29,8 @@ export interface CoordinatorConfig {
   readonly minPodCidrPrefixV6: number;
   readonly maxClockSkewMs: number;
   readonly leaseTtlMs: number;
+  /** HTTP /healthz /readyz /metrics listener; null when off. */
+  readonly healthAddr: HostPort | null;
   readonly logLevel: LogLevel;
 }
 
@@ -52,6 +55,7 @@ export interface RawRunOptions {
   minPodCidrPrefixV6: string;
   maxClockSkew: string;
   leaseTtl: string;
+  healthAddr: string;
   logLevel: string;
 }
 
@@ -74,6 +78,7 @@ export const RUN_FLAGS: readonly RunFlagSpec[] = [
   { key: 'minPodCidrPrefixV6', flags: '--min-pod-cidr-prefix-v6 <n>', env: 'CROSSLINK_MIN_POD_CIDR_PREFIX_V6', default: '48', help: 'shortest IPv6 pod CIDR prefix accepted (0-128)' },
   { key: 'maxClockSkew', flags: '--max-clock-skew <duration>', env: 'CROSSLINK_MAX_CLOCK_SKEW', default: '5m', help: 'signed requests older or newer than this are refused (replay protection; 1s-1h)' },
   { key: 'leaseTtl', flags: '--lease-ttl <duration>', env: 'CROSSLINK_LEASE_TTL', default: '10s', help: 'leader lease; a follower takes over after the lease goes unrenewed this long (1s-1h)' },
+  { key: 'healthAddr', flags: '--health-addr <host:port>', env: 'CROSSLINK_HEALTH_ADDR', default: 'off', help: 'HTTP /healthz /readyz /metrics listener (e.g. 0.0.0.0:9472; "off" disables)' },
   { key: 'logLevel', flags: '--log-level <level>', env: 'CROSSLINK_LOG_LEVEL', default: 'info', help: `log level (${LOG_LEVELS.join(', ')})` },
 ];
 
@@ -120,6 +125,13 @@ const RunSchema = z.object({
   minPodCidrPrefixV6: intIn(0, 128),
   maxClockSkew: duration(1000, 3_600_000, 'use a duration like 30s or 5m, from 1s to 1h'),
   leaseTtl: duration(1000, 3_600_000, 'use a duration like 5s or 10s, from 1s to 1h'),
+  healthAddr: z.string().transform((s, ctx) => {
+    try {
+      return parseListenAddr('healthAddr', s.trim());
+    } catch (err) {
+      return fail(ctx, err instanceof ValidationError ? err.allowed : String(err));
+    }
+  }),
   logLevel: z.string().transform((s, ctx) => ((LOG_LEVELS as readonly string[]).includes(s) ? (s as LogLevel) : fail(ctx, `use one of ${LOG_LEVELS.join(', ')}`))),
 });
 
@@ -167,6 +179,7 @@ export function parseCoordinatorConfig(raw: Partial<RawRunOptions>, sourceOf?: V
     minPodCidrPrefixV6: d.minPodCidrPrefixV6,
     maxClockSkewMs: d.maxClockSkew,
     leaseTtlMs: d.leaseTtl,
+    healthAddr: d.healthAddr === null ? null : Object.freeze(d.healthAddr),
     logLevel: d.logLevel,
   });
 }
@@ -198,5 +211,6 @@ export function describeConfig(c: CoordinatorConfig): Record<string, unknown> {
     minPodCidrPrefix: { v4: c.minPodCidrPrefixV4, v6: c.minPodCidrPrefixV6 },
     maxClockSkew: formatDuration(c.maxClockSkewMs),
     leaseTtl: formatDuration(c.leaseTtlMs),
+    healthAddr: c.healthAddr === null ? 'off' : `${c.healthAddr.host}:${c.healthAddr.port}`,
   };
 }

@@ -13,6 +13,7 @@ import { subjects } from '../protocol/subjects.ts';
 import { checkSentAt, openSignedRequest } from '../protocol/validate-registration.ts';
 import type { CoordinatorConfig } from './config.ts';
 import { LeaderLease } from './lease.ts';
+import type { CoordinatorMetricsHooks, CoordinatorSnapshot } from './metrics.ts';
 import { LeaderTerm } from './leader-term.ts';
 import { Liveness } from './liveness.ts';
 import { HeartbeatMarks } from './heartbeat-marks.ts';
@@ -27,6 +28,8 @@ export interface CoordinatorDeps {
   readonly signingKey: SigningKeyPair;
   /** Lease holder id; default: $POD_NAME, else hostname-pid-random. */
   readonly holderId?: string;
+  /** Counters (coordinator/metrics.ts); absent: not counted. */
+  readonly metrics?: CoordinatorMetricsHooks;
 }
 
 export function defaultHolderId(): string {
@@ -47,6 +50,7 @@ export class Coordinator {
   private leaseLoop: Promise<void> = Promise.resolve();
   private stopStatusWatch: (() => void) | undefined;
   private stopped: Promise<void> | undefined;
+  private natsConnected = true;
   private readonly logger: Logger;
 
   private constructor(
@@ -97,6 +101,27 @@ export class Coordinator {
     return this.deps.signingKey.publicKey;
   }
 
+  /** What GET /metrics reports beyond the counters: leader, NATS, live nodes, the bucket's revision (one stream info request, bounded). */
+  async metricsSnapshot(timeoutMs = 2000): Promise<CoordinatorSnapshot> {
+    const registry = this.isLeader() ? this.term?.registry : undefined;
+    let kvRevision: number | null = null;
+    const timeout = new AbortController();
+    try {
+      const status = this.store.kv.status().then((st) => st.streamInfo.state.last_seq);
+      kvRevision = await Promise.race([status, this.deps.clock.sleep(timeoutMs, timeout.signal).then(() => null)]);
+    } catch (err) {
+      this.logger.debug({ err: errorMessage(err) }, 'metrics: cannot read the bucket status');
+    } finally {
+      timeout.abort();
+    }
+    return {
+      leader: this.isLeader(),
+      natsConnected: this.natsConnected && !this.deps.nc.isClosed(),
+      nodes: registry ? registry.liveNodeNames().length : null,
+      kvRevision,
+    };
+  }
+
   /** Stops serving, ends the term, releases the lease (a follower takes over at once). Idempotent. */
   stop(): Promise<void> {
     this.stopped ??= this.doStop();
@@ -126,6 +151,7 @@ export class Coordinator {
       config: this.deps.config,
       liveness: this.liveness,
       holdsLease: () => this.lease.holdsTerm(term),
+      metrics: this.deps.metrics,
     });
   }
 
@@ -142,6 +168,7 @@ export class Coordinator {
     const now = this.deps.clock.now();
     const registry = this.lease.holds() ? this.term?.registry : undefined;
     const reply = (r: HeartbeatReply): void => {
+      this.deps.metrics?.heartbeat(!registry ? 'follower' : r.ok ? 'ok' : r.error.code);
       if (registry && msg.reply) msg.respond(JSON.stringify(r));
     };
     if (!opened.ok) {
@@ -167,6 +194,7 @@ export class Coordinator {
       // Followers only keep liveness fresh for the day they take over, noting which key signed it:
       // the new leader keeps it only if that is the node's own identity key (Liveness.retainMatching).
       this.liveness.touch(hb.name, now, hb.identityKey);
+      this.deps.metrics?.heartbeat('follower');
       return;
     }
     const r = registry.heartbeat(hb);
@@ -183,6 +211,8 @@ export class Coordinator {
     const loop = async (): Promise<void> => {
       for await (const s of iter) {
         if (this.abort.signal.aborted) break;
+        if (s.type === 'disconnect') this.natsConnected = false;
+        else if (s.type === 'reconnect') this.natsConnected = true;
         if (s.type === 'disconnect') this.logger.warn({ server: s.server }, 'disconnected from NATS; reconnecting');
         else if (s.type === 'reconnect') {
           this.logger.info({ server: s.server }, 'reconnected to NATS');

@@ -3,6 +3,7 @@
 // Only a term writes.
 import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
 import { errorMessage } from '../lib/errors.ts';
+import type { RegisterReply } from '../protocol/messages.ts';
 import { subjects } from '../protocol/subjects.ts';
 import { expiryCheckIntervalMs } from './config.ts';
 import { NotLeaderError, Registry, type RegistryDeps } from './registry.ts';
@@ -65,7 +66,7 @@ export class LeaderTerm {
     const services = new ServiceDirectory({ store: this.deps.store, nodes: registry, clock, logger, maxClockSkewMs: config.maxClockSkewMs, writable: () => registry.isActive && this.deps.holdsLease() });
     const ss = serviceSubjects(config.subjectPrefix);
     this.subs.push(
-      this.deps.nc.subscribe(s.register, { queue: QUEUE, callback: (err, msg) => this.serve(err, msg, (m) => registry.register(m.data)) }),
+      this.deps.nc.subscribe(s.register, { queue: QUEUE, callback: (err, msg) => this.serve(err, msg, (m) => this.countRegistration(registry.register(m.data))) }),
       this.deps.nc.subscribe(s.deregister, { queue: QUEUE, callback: (err, msg) => this.serve(err, msg, (m) => registry.deregister(m.data)) }),
       this.deps.nc.subscribe(ss.export, { queue: QUEUE, callback: (err, msg) => this.serve(err, msg, (m) => services.export(m.data)) }),
       this.deps.nc.subscribe(ss.unexport, { queue: QUEUE, callback: (err, msg) => this.serve(err, msg, (m) => services.unexport(m.data)) }),
@@ -103,6 +104,12 @@ export class LeaderTerm {
     }
     await revocationsFollowed;
     await definitionsFollowed;
+  }
+
+  private async countRegistration(reply: Promise<RegisterReply>): Promise<RegisterReply> {
+    const r = await reply;
+    this.deps.metrics?.registration(r.ok ? 'ok' : r.error.code);
+    return r;
   }
 
   /** Resolves once the server has confirmed our subscriptions (a flush round trip) or the term ends. */

@@ -11,6 +11,8 @@ import { addFlags } from '../lib/flags.ts';
 import { createLogger, type Logger } from '../lib/logger.ts';
 import { DEFAULT_SIGNING_KEY_FILE, RUN_FLAGS, describeConfig, parseCoordinatorConfig, type RawRunOptions } from './config.ts';
 import { Coordinator } from './coordinator.ts';
+import { startHealthServer, type HealthProvider } from './health-server.ts';
+import { CoordinatorMetrics } from './metrics.ts';
 import { connectNats } from './nats.ts';
 import { addPolicyCommands } from './policy-commands.ts';
 import { addRevocationCommands } from './revocation-commands.ts';
@@ -49,6 +51,25 @@ async function runCoordinator(raw: RawRunOptions, sourceOf: (key: keyof RawRunOp
   process.once('SIGTERM', onSignal);
   process.once('SIGINT', onSignal);
 
+  // Probes and scrapes are answered from the start, also while NATS or the bucket is not reachable yet.
+  const metrics = new CoordinatorMetrics();
+  const running: { coordinator?: Coordinator | undefined } = {};
+  const health = config.healthAddr === null ? null : await startHealthServer(config.healthAddr, healthProvider(metrics, () => running.coordinator), logger.child({ component: 'health' }));
+  try {
+    await serveUntilStopped(config, key, logger, stopping, metrics, running);
+  } finally {
+    await health?.close();
+  }
+}
+
+async function serveUntilStopped(
+  config: ReturnType<typeof parseCoordinatorConfig>,
+  key: Awaited<ReturnType<typeof loadOrCreateSigningKey>>,
+  logger: Logger,
+  stopping: AbortController,
+  metrics: CoordinatorMetrics,
+  running: { coordinator?: Coordinator | undefined },
+): Promise<void> {
   const nc = await connectNats(config, logger, systemClock, stopping.signal);
   if (!nc) return;
   const closedEarly = nc.closed().then((err) => {
@@ -57,7 +78,8 @@ async function runCoordinator(raw: RawRunOptions, sourceOf: (key: keyof RawRunOp
       stopping.abort();
     }
   });
-  const coordinator = await startWithRetry(nc, config, key, logger, stopping.signal);
+  const coordinator = await startWithRetry(nc, config, key, logger, stopping.signal, metrics);
+  running.coordinator = coordinator;
   if (!stopping.signal.aborted) {
     await new Promise<void>((resolve) => stopping.signal.addEventListener('abort', () => resolve(), { once: true }));
   }
@@ -86,9 +108,10 @@ async function startWithRetry(
   signingKey: Awaited<ReturnType<typeof loadOrCreateSigningKey>>,
   logger: Logger,
   signal: AbortSignal,
+  metrics: CoordinatorMetrics,
 ): Promise<Coordinator | undefined> {
   return retryWithBackoff(
-    () => Coordinator.start({ nc, clock: systemClock, logger, config, signingKey: { publicKey: signingKey.publicKey, secretKey: signingKey.secretKey } }),
+    () => Coordinator.start({ nc, clock: systemClock, logger, config, signingKey: { publicKey: signingKey.publicKey, secretKey: signingKey.secretKey }, metrics }),
     {
       policy: { initialMs: 500, maxMs: 10_000 },
       clock: systemClock,
@@ -96,6 +119,23 @@ async function startWithRetry(
       onFailure: (err, _failures, retryInMs) => logger.warn({ err: errorMessage(err), retryInMs }, 'could not open the bucket; retrying'),
     },
   );
+}
+
+/** /readyz and /metrics of the health listener; `current` is the coordinator once the bucket is open. */
+function healthProvider(metrics: CoordinatorMetrics, current: () => Coordinator | undefined): HealthProvider {
+  return {
+    readiness: () => {
+      const c = current();
+      if (!c) return { ready: false, leader: false, reason: 'not started: waiting for NATS and the KV bucket' };
+      const leader = c.isLeader();
+      return { ready: true, leader, reason: leader ? 'leader: serving registrations' : 'standby: following the leader lease' };
+    },
+    metrics: async () => {
+      const c = current();
+      metrics.observe(c ? await c.metricsSnapshot() : { leader: false, natsConnected: false, nodes: null, kvRevision: null });
+      return metrics.render();
+    },
+  };
 }
 
 async function printPublicKey(file: string): Promise<void> {

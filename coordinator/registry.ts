@@ -2,6 +2,7 @@
 // from the bucket when a term starts and kept in step with the leader's own (CAS) writes (and, for
 // revocations, a watch). Handles registration, heartbeat replies, deregistration, revocation,
 // expiry and cluster/gateway maintenance. One instance per leadership term; once ended it writes nothing.
+import type { CoordinatorMetricsHooks } from './metrics.ts';
 import type { Clock } from '../lib/clock.ts';
 import { CrosslinkError, errorMessage } from '../lib/errors.ts';
 import type { Logger } from '../lib/logger.ts';
@@ -46,6 +47,8 @@ export interface RegistryDeps {
   readonly liveness: Liveness;
   /** Whether our leader lease is still certainly valid. */
   readonly holdsLease: () => boolean;
+  /** Counters (coordinator/metrics.ts); absent: not counted. */
+  readonly metrics?: CoordinatorMetricsHooks | undefined;
 }
 
 const CAS_ATTEMPTS = 4;
@@ -533,6 +536,7 @@ export class Registry {
     this.nodes.delete(name);
     this.deps.liveness.forget(name);
     this.deps.logger.info({ node: name, cluster: rec.value.cluster, overlayIp: rec.value.overlayIp, reason, lastSeenAt: seen }, `node ${reason}`);
+    this.deps.metrics?.nodeRemoved(reason);
     await this.reconcileCluster(rec.value.cluster);
   }
 

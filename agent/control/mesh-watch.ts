@@ -93,6 +93,8 @@ export interface MeshWatchStats {
   readonly auditRereads: number;
   /** Stalls detected (the watch fell behind the bucket and did not catch up): each re-created the watch, resuming. */
   readonly stalls: number;
+  /** Revisions the watch was behind the bucket at the latest progress check (0: in step or not checked yet). */
+  readonly lagRevisions: number;
 }
 
 /** What an audit found: in step (nothing read), a mismatch (full re-read started), or not run. */
@@ -167,6 +169,7 @@ export class MeshWatch {
   private progressTimer: NodeJS.Timeout | undefined;
   private progressBurstUntil = 0;
   private progressTargets: number[] | undefined;
+  private lagRevisions = 0;
   private checkingProgress = false;
 
   constructor(private readonly o: MeshWatchOptions) {
@@ -247,6 +250,7 @@ export class MeshWatch {
       audits: this.audits,
       auditRereads: this.auditRereads,
       stalls: this.stalls,
+      lagRevisions: this.lagRevisions,
     };
   }
 
@@ -303,6 +307,7 @@ export class MeshWatch {
       const bucket = await this.lastRevisions();
       if (this.current !== session || !this.live) return 'skipped';
       const verdict = judgeProgress(bucket, applied, this.progressTargets, FILTERS);
+      this.lagRevisions = Math.max(0, ...bucket.map((rev, i) => rev - (applied[i] ?? 0)));
       this.o.logger.debug({ bucket, applied, verdict }, 'watch progress check');
       this.progressTargets = verdict.kind === 'behind' ? [...verdict.targets] : undefined;
       if (verdict.kind === 'stalled') {

@@ -7,6 +7,7 @@ import { Kvm, type KV, type KvWatchEntry } from '@nats-io/kv';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { parseCoordinatorConfig, type RawRunOptions } from '../../coordinator/config.ts';
 import { Coordinator } from '../../coordinator/coordinator.ts';
+import type { CoordinatorMetricsHooks } from '../../coordinator/metrics.ts';
 import { agentClient, type AgentClient } from '../../coordinator/testing.ts';
 import { ManualClock, systemClock, type Clock } from '../../lib/clock.ts';
 import { silentLogger } from '../../lib/logger.ts';
@@ -68,6 +69,8 @@ export interface CoordinatorEnvOptions {
   /** Run options over the scratch bucket and prefix (leaseTtl defaults to 5s). */
   readonly config: Partial<RawRunOptions>;
   readonly clock?: Clock;
+  /** Counters the coordinator feeds (coordinator/metrics.ts). */
+  readonly metrics?: CoordinatorMetricsHooks;
 }
 
 /** Starts a Coordinator on its own connection and waits until it leads; all is stopped when the test ends. */
@@ -78,7 +81,7 @@ export async function startCoordinatorEnv(t: ExecutionContext, o: CoordinatorEnv
   const nc = await connect({ servers: o.natsUrl, name: `xl-test-${id}` });
   const cnc = await connect({ servers: o.natsUrl, name: `xl-coord-${id}` });
   const config = parseCoordinatorConfig({ bucket, subjectPrefix: prefix, leaseTtl: '5s', ...o.config });
-  const coordinator = await Coordinator.start({ nc: cnc, clock, logger: silentLogger(), config, signingKey: key });
+  const coordinator = await Coordinator.start({ nc: cnc, clock, logger: silentLogger(), config, signingKey: key, ...(o.metrics ? { metrics: o.metrics } : {}) });
   const kv = await new Kvm(nc).open(bucket);
   const events: { key: string; op: string }[] = [];
   const watcher = await kv.watch({ key: '>' });

@@ -1,0 +1,95 @@
+// The coordinator's Prometheus metrics (prom-client, one Registry per coordinator), served as
+// GET /metrics on its health listener (--health-addr; coordinator/health-server.ts). Fed by data
+// pushed in by the owners: the request handlers count registrations and heartbeats by result, the
+// registry counts node removals by reason, and at scrape time the coordinator pushes one snapshot
+// (leader, NATS connected, live nodes, the bucket's revision; agents report how far
+// their own KV watch is behind it: crosslink_agent_watch_lag_revisions). Names: docs/metrics.md.
+import { Counter, Gauge, type Registry } from 'prom-client';
+import { newRegistry, scrape, type MetricsScrape } from '../lib/metrics.ts';
+
+/** Why a node record was removed (coordinator/registry.ts). */
+export type RemovalReason = 'expired' | 'deregistered' | 'revoked' | 'unenrolled';
+
+/** The counters the request handlers and the registry call. Result: 'ok' or the error code of the reply. */
+export interface CoordinatorMetricsHooks {
+  registration(result: string): void;
+  /** 'follower' for heartbeats a follower only records (it does not answer). */
+  heartbeat(result: string): void;
+  nodeRemoved(reason: RemovalReason): void;
+}
+
+/** What the coordinator knows at scrape time. */
+export interface CoordinatorSnapshot {
+  readonly leader: boolean;
+  readonly natsConnected: boolean;
+  /** Live nodes in the leader's registry; null on a follower (it holds none). */
+  readonly nodes: number | null;
+  /** Last sequence of the KV bucket's stream (null: could not be read). */
+  readonly kvRevision: number | null;
+}
+
+export interface CoordinatorMetricsOptions {
+  readonly processMetrics?: boolean;
+}
+
+/** Every result a reply can carry (protocol/messages.ts ErrorBody codes), pre-created at 0 so rate() works from the first scrape. */
+const RESULTS = ['ok', 'invalid', 'conflict', 'unauthorized', 'unavailable', 'internal', 'unknown-node', 'stale', 'rate-limited'] as const;
+const REASONS: readonly RemovalReason[] = ['expired', 'deregistered', 'revoked', 'unenrolled'];
+
+export class CoordinatorMetrics implements CoordinatorMetricsHooks {
+  readonly registry: Registry;
+  private readonly registrations: Counter<'result'>;
+  private readonly heartbeats: Counter<'result'>;
+  private readonly removals: Counter<'reason'>;
+  private readonly leader: Gauge;
+  private readonly natsConnected: Gauge;
+  private readonly nodes: Gauge;
+  private readonly kvRevision: Gauge;
+
+  constructor(o: CoordinatorMetricsOptions = {}) {
+    const registers = [(this.registry = newRegistry({ processMetrics: o.processMetrics ?? true }))];
+    this.registrations = new Counter({ name: 'crosslink_coordinator_registrations_total', help: 'Registration requests answered, by result (ok or the error code).', labelNames: ['result'], registers });
+    this.heartbeats = new Counter({ name: 'crosslink_coordinator_heartbeats_total', help: 'Heartbeats received, by result (ok, the error code, or follower: recorded but not answered).', labelNames: ['result'], registers });
+    this.removals = new Counter({ name: 'crosslink_coordinator_node_removals_total', help: 'Node records removed, by reason (expired: TTL without heartbeats; deregistered; revoked; unenrolled).', labelNames: ['reason'], registers });
+    this.leader = new Gauge({ name: 'crosslink_coordinator_leader', help: '1 while this replica holds the leader lease and serves registrations, else 0.', registers });
+    this.natsConnected = new Gauge({ name: 'crosslink_coordinator_nats_connected', help: '1 while the NATS connection is up, else 0.', registers });
+    this.nodes = new Gauge({ name: 'crosslink_coordinator_nodes', help: 'Live nodes in the registry (leader only).', registers });
+    this.kvRevision = new Gauge({ name: 'crosslink_coordinator_kv_revision', help: 'Last revision (stream sequence) of the KV bucket.', registers });
+    for (const r of RESULTS) {
+      this.registrations.labels(r).inc(0);
+      this.heartbeats.labels(r).inc(0);
+    }
+    this.heartbeats.labels('follower').inc(0);
+    for (const r of REASONS) this.removals.labels(r).inc(0);
+  }
+
+  registration(result: string): void {
+    this.registrations.labels(boundedResult(result)).inc();
+  }
+
+  heartbeat(result: string): void {
+    this.heartbeats.labels(result === 'follower' ? result : boundedResult(result)).inc();
+  }
+
+  nodeRemoved(reason: RemovalReason): void {
+    this.removals.labels(reason).inc();
+  }
+
+  observe(s: CoordinatorSnapshot): void {
+    this.leader.set(s.leader ? 1 : 0);
+    this.natsConnected.set(s.natsConnected ? 1 : 0);
+    this.nodes.reset();
+    if (s.nodes !== null) this.nodes.set(s.nodes);
+    this.kvRevision.reset();
+    if (s.kvRevision !== null) this.kvRevision.set(s.kvRevision);
+  }
+
+  render(): Promise<MetricsScrape> {
+    return scrape(this.registry);
+  }
+}
+
+/** Keeps the label set bounded: an unexpected code is counted as 'other'. */
+function boundedResult(result: string): string {
+  return (RESULTS as readonly string[]).includes(result) ? result : 'other';
+}
