@@ -16,6 +16,9 @@ export const DEPLOY_DIR = packagePath('deploy') + '/';
 /** Agent templates in apply order (the namespace first). */
 export const AGENT_TEMPLATES = ['namespace.yaml', 'rbac.yaml', 'daemonset.yaml'] as const;
 
+/** With --monitoring (prometheus-operator CRDs): the agents' PodMonitor and the alerts, from deploy/monitoring/. */
+export const MONITORING_FILE = 'monitoring.yaml';
+
 export const IMAGE_REPOSITORY = 'ghcr.io/crosslink/crosslink';
 
 export function packageVersion(): string {
@@ -37,6 +40,7 @@ const FLAGS = {
   image: '--image',
   topology: '--topology',
   coordinatorKey: '--coordinator-key',
+  monitoring: '--monitoring',
 } as const;
 
 const ValuesSchema = z
@@ -50,6 +54,7 @@ const ValuesSchema = z
     image: z.string().regex(IMAGE_REF, 'must be an image reference like ghcr.io/crosslink/crosslink:0.1.0').optional(),
     topology: Topology.optional(),
     coordinatorKey: Key32.optional(),
+    monitoring: z.boolean().optional(),
   })
   .strict();
 
@@ -61,6 +66,8 @@ export interface ManifestValues {
   readonly topology: Topology;
   /** When set, the crosslink-coordinator ConfigMap is rendered too; else you create it (docs/kubernetes.md). */
   readonly coordinatorKey: string | null;
+  /** Also render the agents' PodMonitor and the PrometheusRule (deploy/monitoring/; needs prometheus-operator). */
+  readonly monitoring: boolean;
 }
 
 export interface ManifestInput {
@@ -70,6 +77,7 @@ export interface ManifestInput {
   readonly image?: string | undefined;
   readonly topology?: string | undefined;
   readonly coordinatorKey?: string | undefined;
+  readonly monitoring?: boolean | undefined;
 }
 
 /** Validates raw values (flag strings) once; the ValidationError names the flag, the value and what is allowed. */
@@ -103,6 +111,7 @@ export function parseManifestValues(input: ManifestInput): ManifestValues {
     image: v.image ?? defaultImage(),
     topology: v.topology ?? 'mesh',
     coordinatorKey: v.coordinatorKey ?? null,
+    monitoring: v.monitoring ?? false,
   });
 }
 
@@ -129,6 +138,7 @@ export function renderManifests(values: ManifestValues, options: { deployDir?: s
   if (values.coordinatorKey !== null) {
     files.push({ name: 'coordinator-key.yaml', content: header + coordinatorKeyConfigMap(values.coordinatorKey) });
   }
+  if (values.monitoring) files.push({ name: MONITORING_FILE, content: header + monitoringDocuments(join(options.deployDir ?? DEPLOY_DIR, 'monitoring')) });
   return files;
 }
 
@@ -159,6 +169,19 @@ function applyValues(doc: Document, values: ManifestValues): void {
       if (typeof name === 'string' && name in env) item.set('value', env[name]);
     }
   }
+}
+
+/** The agents' PodMonitor and the PrometheusRule, as shipped (the coordinator's PodMonitor belongs to the control plane's cluster). */
+function monitoringDocuments(dir: string): string {
+  const out: string[] = [];
+  for (const name of ['podmonitor.yaml', 'prometheusrule.yaml']) {
+    for (const doc of parseAllDocuments(readFileSync(join(dir, name), 'utf8'))) {
+      if (doc.errors.length > 0) throw new Error(`deploy/monitoring/${name}: ${doc.errors[0]?.message ?? 'invalid YAML'}`);
+      if (doc.getIn(['metadata', 'name']) === 'crosslink-coordinator') continue;
+      out.push(doc.toString({ lineWidth: 0, flowCollectionPadding: false }).replace(/^---\n/, ''));
+    }
+  }
+  return out.join('---\n');
 }
 
 function coordinatorKeyConfigMap(publicKey: string): string {
@@ -204,6 +227,7 @@ export function registerManifestsCommand(program: Command): void {
     .option(`${FLAGS.image} <ref>`, `agent image (default: ${IMAGE_REPOSITORY}:<version>)`)
     .option(`${FLAGS.topology} <mode>`, 'mesh | gateway (default: mesh)')
     .option(`${FLAGS.coordinatorKey} <base64>`, 'also render the crosslink-coordinator ConfigMap with this public key')
+    .option(FLAGS.monitoring, 'also render the agents\' PodMonitor and the Crosslink alerts (PrometheusRule; needs prometheus-operator)')
     .option('--out <dir>', 'write one file per manifest into this directory instead of printing one stream')
     .action((opts: ManifestsCommandOptions) => {
       runManifests(opts);

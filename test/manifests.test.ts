@@ -41,7 +41,9 @@ function parseDocs(file: string, text = readFileSync(file, 'utf8')): Doc[] {
   });
 }
 
-const FILES = yamlFiles(DEPLOY_DIR);
+// deploy/monitoring/ holds prometheus-operator custom resources (no core API model to check them
+// against): test/metrics-rules.test.ts checks those.
+const FILES = yamlFiles(DEPLOY_DIR).filter((f) => !relative(DEPLOY_DIR, f).startsWith('monitoring/'));
 const DOCS = FILES.flatMap((f) => parseDocs(f));
 
 const o = (v: unknown): Obj => (v !== null && typeof v === 'object' && !Array.isArray(v) ? (v as Obj) : {});
@@ -191,18 +193,20 @@ test('DaemonSet: host network, NET_ADMIN only, /dev/net/tun, host state dir, run
   t.deepEqual(at(quota, 'spec', 'scopeSelector', 'matchExpressions', 0, 'values'), ['system-node-critical']);
 });
 
-test('DaemonSet: probes on the loopback health port, resources, rolling update one node at a time', (t) => {
+test('DaemonSet: probes on the node-IP health port (also scraped for /metrics), resources, rolling update one node at a time', (t) => {
   const ds = only('DaemonSet', 'crosslink-agent');
   const c = container(ds);
   const health = String(envOf(c).get('CROSSLINK_HEALTH_ADDR')?.['value']);
-  t.is(health, '127.0.0.1:9471');
+  t.is(health, '$(POD_IP):9471');
+  t.is(at(envOf(c).get('POD_IP'), 'valueFrom', 'fieldRef', 'fieldPath'), 'status.podIP');
   for (const [probe, path] of [
     ['livenessProbe', '/healthz'],
     ['readinessProbe', '/readyz'],
   ] as const) {
     const get = o(at(c, probe, 'httpGet'));
     t.is(get['path'], path, probe);
-    t.is(`${String(get['host'])}:${String(get['port'])}`, health, `${probe} targets the agent's --health-addr`);
+    t.is(get['host'], undefined, `${probe}: the kubelet probes the pod IP (hostNetwork: the node IP the agent listens on)`);
+    t.is(get['port'], 9471, `${probe} targets the agent's --health-addr`);
   }
   const res = o(c['resources']);
   for (const k of ['requests', 'limits']) for (const r of ['cpu', 'memory']) t.truthy(at(res, k, r), `resources.${k}.${r}`);
@@ -371,6 +375,17 @@ test('manifests render: --image and --coordinator-key', (t) => {
   t.is(joinManifests(files).split(/^---$/m).length, 7, 'one stream: 6 template documents + the ConfigMap');
 });
 
+test('manifests render: --monitoring adds the agents\' PodMonitor and the alerts, nothing else changes', (t) => {
+  const plain = renderManifests(parseManifestValues(VALUES));
+  const files = renderManifests(parseManifestValues({ ...VALUES, monitoring: true }));
+  t.deepEqual(files.slice(0, plain.length), plain);
+  const extra = files.find((f) => f.name === 'monitoring.yaml');
+  const docs = parseAllDocuments(extra?.content ?? '').map((d) => d.toJS() as Obj);
+  t.deepEqual(docs.map((d) => `${String(d['kind'])}/${String(at(d, 'metadata', 'name'))}`), ['PodMonitor/crosslink-agent', 'PrometheusRule/crosslink']);
+  t.is(at(docs[0], 'spec', 'podMetricsEndpoints', 0, 'port'), 'metrics');
+  t.false(renderManifests(parseManifestValues(VALUES)).some((f) => f.name === 'monitoring.yaml'), 'off by default (needs the CRDs)');
+});
+
 const invalidValues: [string, Record<string, string>, RegExp][] = [
   ['missing --cluster', { location: 'l', natsUrl: 'nats://n:4222' }, /^--cluster: \(missing\) is not valid; required/],
   ['cluster not a DNS label', { ...VALUES, cluster: 'EU_1' }, /^--cluster: "EU_1" is not valid; must be a DNS label/],
@@ -408,7 +423,8 @@ test('`crosslink manifests … --out DIR` through commander writes one file per 
 function containerEnv(c: Obj, refs: Record<string, string>): Record<string, string> {
   const out: Record<string, string> = {};
   for (const [name, e] of envOf(c)) {
-    if (typeof e['value'] === 'string') out[name] = e['value'];
+    // As the kubelet does: $(VAR) expands to a variable defined earlier in the list.
+    if (typeof e['value'] === 'string') out[name] = e['value'].replace(/\$\(([A-Z0-9_]+)\)/g, (m, v: string) => out[v] ?? m);
     else out[name] = refs[name] ?? `<unresolved ${name}>`;
   }
   return out;
@@ -418,7 +434,7 @@ test('the rendered DaemonSet env is a valid agent configuration (Kubernetes mode
   const files = renderManifests(parseManifestValues(VALUES));
   const ds = parseDocs('daemonset.yaml', files.find((f) => f.name === 'daemonset.yaml')!.content)[0]!.obj;
   const c = container(ds);
-  const env = containerEnv(c, { NODE_NAME: 'ip-10-0-0-5.eu-west-1.compute.internal', CROSSLINK_COORDINATOR_KEY: 'YWJjZGVmZ2hpamtsbW5vcHFyc3R1dnd4eXoxMjM0NTY=' });
+  const env = containerEnv(c, { NODE_NAME: 'ip-10-0-0-5.eu-west-1.compute.internal', POD_IP: '10.0.0.5', CROSSLINK_COORDINATOR_KEY: 'YWJjZGVmZ2hpamtsbW5vcHFyc3R1dnd4eXoxMjM0NTY=' });
   const config = parseAgentConfig((c['args'] as string[]).slice(1), { env: { ...env, KUBERNETES_SERVICE_HOST: '10.96.0.1' }, hostname: 'ignored' });
   t.like(config, {
     mode: 'kubernetes',
@@ -430,7 +446,7 @@ test('the rendered DaemonSet env is a valid agent configuration (Kubernetes mode
     natsCredsFile: '/etc/crosslink/nats/nats.creds',
     stateDir: '/var/lib/crosslink',
     listenPort: 51820,
-    healthAddr: { host: '127.0.0.1', port: 9471 },
+    healthAddr: { host: '10.0.0.5', port: 9471 },
     cleanup: false,
   });
   const wgPort = a(c['ports']).map(o).find((p) => p['name'] === 'wireguard');
