@@ -44,6 +44,7 @@ import { readinessOf } from './status/readiness.ts';
 import { toViewDocument } from './status/view.ts';
 import { startStatusServer, type StatusServer } from './status-server.ts';
 import { backoffDelay } from '../lib/backoff.ts';
+import { recentRead, type RecentRead } from '../lib/recent-read.ts';
 
 export const AGENT_VERSION: string = (() => {
   try {
@@ -93,6 +94,18 @@ export interface AgentOptions {
 
 /** The last overlay IP we held, so a restart before re-registration does not strip it from the interface. */
 const OVERLAY_IP_FILE = 'overlay-ip';
+/**
+ * status() is asked often (the lab polls every agent twice a second; the services table refreshes
+ * its paths; `crosslink status --watch`): its kernel reads are shared for this long, and dropped
+ * after every reconcile, so a status is never older than this nor older than the last apply.
+ */
+const STATUS_READ_MAX_AGE_MS = 1000;
+
+interface LiveReads {
+  readonly peers: readonly LivePeer[] | { error: string };
+  readonly policy: Awaited<ReturnType<AgentPolicy['status']>>;
+  readonly mtu: number | null;
+}
 
 export class Agent {
   private nc: NatsConnection | undefined;
@@ -119,6 +132,8 @@ export class Agent {
   private readonly services: ServicesAgent;
   private readonly health: AgentHealth;
   private readonly metrics: AgentMetrics;
+  /** What status() reads from the kernel (peers, policy table, MTU), shared for STATUS_READ_MAX_AGE_MS. */
+  private readonly liveReads: RecentRead<LiveReads>;
 
   private constructor(
     private readonly o: AgentOptions,
@@ -154,7 +169,9 @@ export class Agent {
       clock: this.clock,
       logger: o.logger.child({ component: 'reconciler' }),
     });
+    this.liveReads = recentRead(this.clock, STATUS_READ_MAX_AGE_MS, () => this.readLive());
     this.reconciler.onResult((record) => {
+      this.liveReads.invalidate();
       this.metrics.reconciled(record);
       // A run asked for by the drift monitor that changed something put back what had gone missing.
       if (record.ok && record.reasons.some((r) => r.startsWith('drift:'))) this.metrics.routesRepaired(record.changes);
@@ -464,16 +481,21 @@ export class Agent {
     return v ? toViewDocument(v, this.dataplaneConfig) : null;
   }
 
-  async status(): Promise<AgentStatus> {
-    let live: readonly LivePeer[] | { error: string };
+  /** One read of the kernel state status() reports (each a `wg`/`nft`/`ip` spawn). */
+  private async readLive(): Promise<LiveReads> {
+    let peers: readonly LivePeer[] | { error: string };
     try {
-      live = await this.dataplane.livePeers();
+      peers = await this.dataplane.livePeers();
     } catch (err) {
-      live = { error: errorMessage(err) };
+      peers = { error: errorMessage(err) };
     }
+    return { peers, policy: await this.policy.status(), mtu: await this.health.liveMtu() };
+  }
+
+  async status(): Promise<AgentStatus> {
+    const { peers: live, policy, mtu: liveMtu } = await this.liveReads();
     const inputs = this.reconciler.current();
     const watch = this.meshWatch;
-    const policy = await this.policy.status();
     const desired = this.reconciler.desired();
     const controlPlane = this.controlPlane?.state();
     return assembleStatus({
@@ -496,7 +518,7 @@ export class Agent {
         interface: this.dataplaneConfig.interfaceName,
         listenPort: this.dataplaneConfig.listenPort,
         mtu: this.dataplaneConfig.mtu,
-        liveMtu: await this.health.liveMtu(),
+        liveMtu,
       },
       probes: new Map((desired?.peers ?? []).map((p) => [p.node, this.health.peer(p.node)])),
       controlPlaneHealth: this.health.controlPlane(controlPlane ?? null),

@@ -72,7 +72,28 @@ export async function addCluster(deps: ClusterAdminDeps, input: AddClusterInput)
     if (isCasConflict(err)) throw new ClusterAdminError(`cluster "${name}" was enrolled by someone else meanwhile`, { cause: err });
     throw err;
   }
+  await withdrawIfRaced(deps, definition, input.allowPublic);
   return { definition, credential };
+}
+
+/**
+ * Two `cluster add` runs side by side both check disjointness before either has written. After our
+ * write, look again: if an overlapping definition was written before ours (lower revision), ours
+ * loses and is withdrawn before anyone holds its credential; the earlier one stays.
+ */
+async function withdrawIfRaced(deps: ClusterAdminDeps, ours: ClusterDefinition, allowPublic: boolean): Promise<void> {
+  const all = await deps.store.loadDefinitions();
+  const mine = all.get(ours.name);
+  if (!mine) throw new ClusterAdminError(`cluster "${ours.name}" was removed by someone else meanwhile`);
+  const earlier = [...all.values()].filter((d) => d.value.name !== ours.name && d.revision < mine.revision).map((d) => d.value);
+  const check = checkDefinitionRanges(ours.name, ours.podCidrs, allowPublic, earlier);
+  if (check.ok) return;
+  try {
+    await deps.store.delete(kvKeys.enrollment(ours.name), mine.revision);
+  } catch (err) {
+    throw new ClusterAdminError(`${check.message} (enrolled at the same time; withdrawing "${ours.name}" failed: ${String(err)})`, { cause: err });
+  }
+  throw new ClusterAdminError(`${check.message} (enrolled at the same time as ours; "${ours.name}" was withdrawn)`);
 }
 
 /** Replaces the cluster's join credential: the old one can no longer register nodes (live nodes stay). */

@@ -9,7 +9,9 @@ import { fetchAgentStatus, summarizeStatus } from './agent-status.ts';
 import { agentArgv, clusterAddArgv, coordinatorArgv, logFile, natsArgv, nodeDir, signingKeyFile, statusSocket, type LabPaths } from './commands.ts';
 import { checkConvergence, type StatusOrError } from './converge.ts';
 import { checkLabId } from './names.ts';
-import { buildNetwork, cutNodeLink, namespacePids, restoreNodeLink } from './network.ts';
+import { buildNetwork, cutNodeLink, restoreNodeLink } from './network.ts';
+import { namespacePids } from './netns-pids.ts';
+import { mapLimit } from './pool.ts';
 import { findNode, planLab, type LabPlan, type NodePlan, type PodPlan } from './plan.ts';
 import { isAlive, pidOf, roleOf, spawnDetached, terminate, type ProcessRef } from './processes.ts';
 import { labDir, readState, REPO_ROOT, writeState, type LabState, type ProcessEntry } from './state.ts';
@@ -188,7 +190,7 @@ export class Lab {
    * coordinator has created the bucket.
    */
   async enrollClouds(): Promise<void> {
-    for (const cloud of this.plan.clouds) {
+    const enroll = async (cloud: (typeof this.plan.clouds)[number]): Promise<void> => {
       let last = '';
       await waitFor(
         async () => {
@@ -198,7 +200,12 @@ export class Lab {
         },
         { timeoutMs: 90_000, intervalMs: 500, what: `cluster add ${cloud.name} (last: ${last.slice(-300)})` },
       );
-    }
+    };
+    // The first one waits for the coordinator to create the bucket; the others then run side by side
+    // (each is a process start; the coordinator checks every definition against all enrolled ones).
+    const [first, ...rest] = this.plan.clouds;
+    if (first) await enroll(first);
+    await mapLimit(rest, 4, enroll);
   }
 
   async stopCoordinator(): Promise<void> {
@@ -222,7 +229,7 @@ export class Lab {
   async stopAgent(name: string, graceMs = 20_000): Promise<void> {
     const node = this.node(name);
     await this.stopEntry(name, graceMs);
-    const leftovers = (await namespacePids(this.runner, node.ns)).filter((pid) => roleOf(pid) === 'wireguard-go');
+    const leftovers = (await namespacePids(node.ns)).filter((pid) => roleOf(pid) === 'wireguard-go');
     if (leftovers.length > 0) {
       const alive = await terminate(leftovers, { graceMs: 10_000, killAfter: true });
       if (alive.length > 0) throw new CrosslinkError(`wireguard-go ${alive.map(pidOf).join(', ')} in ${node.ns} would not exit`);

@@ -30,16 +30,6 @@ export async function listNamespaces(runner: Runner, prefix: string): Promise<st
     .filter((n) => n.startsWith(prefix));
 }
 
-/** PIDs of processes whose network namespace is `ns`. */
-export async function namespacePids(runner: Runner, ns: string): Promise<number[]> {
-  const r = await runner.run(['ip', 'netns', 'pids', ns], { allowFailure: true });
-  if (r.exitCode !== 0) return [];
-  return r.stdout
-    .split('\n')
-    .map((l) => Number(l.trim()))
-    .filter((n) => Number.isInteger(n) && n > 0);
-}
-
 export async function deleteNamespaces(runner: Runner, names: readonly string[]): Promise<void> {
   if (names.length === 0) return;
   // -force: keep going past a namespace that is already gone.

@@ -7,7 +7,8 @@ import { readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Runner } from '../lib/runner.ts';
 import { shortSocketDir } from './commands.ts';
-import { deleteNamespaces, listNamespaces, namespacePids } from './network.ts';
+import { deleteNamespaces, listNamespaces } from './network.ts';
+import { pidsInNamespaces } from './netns-pids.ts';
 import { checkLabId, labIdOfNamespace, namespaceName, namespacePrefix, wireguardSocketPattern } from './names.ts';
 import { isAlive, pidOf, roleOf, signal, terminate, type ProcessRef, type ProcessRole } from './processes.ts';
 import { labDir, labRoot, readState, REPO_ROOT } from './state.ts';
@@ -47,7 +48,7 @@ export async function teardownLab(id: string, runner: Runner, options: TeardownO
   const discover = async (): Promise<Map<number, ProcessRef | number>> => {
     const found = new Map<number, ProcessRef | number>();
     for (const r of recorded) if (isAlive(r)) found.set(r.pid, r);
-    for (const ns of namespaces) for (const pid of await namespacePids(runner, ns)) if (!found.has(pid)) found.set(pid, pid);
+    for (const pids of (await pidsInNamespaces(namespaces)).values()) for (const pid of pids) if (!found.has(pid)) found.set(pid, pid);
     return found;
   };
   const ofRole = (all: Map<number, ProcessRef | number>, role: ProcessRole): (ProcessRef | number)[] =>
@@ -71,8 +72,9 @@ export async function teardownLab(id: string, runner: Runner, options: TeardownO
   await stop('nats-server', 10_000);
 
   const deletable: string[] = [];
+  const inside = await pidsInNamespaces(namespaces);
   for (const ns of namespaces) {
-    const left = await namespacePids(runner, ns);
+    const left = inside.get(ns) ?? [];
     if (left.length === 0) deletable.push(ns);
     else errors.push(`namespace ${ns} kept: processes ${left.join(', ')} still inside`);
   }
