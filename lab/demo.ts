@@ -35,9 +35,9 @@ async function main(): Promise<number> {
     progress(`converged: ${lab.plan.nodes.length} agents ready`);
 
     const pods = lab.plan.pods;
-    progress(`connectivity: pinging ${pods.length * (pods.length - 1)} pod pairs (12 at a time)`);
+    progress(`connectivity: pinging ${pods.length * (pods.length - 1)} pod pairs (4 source pods at a time)`);
     const m = await connectivityMatrix(lab, pods, {
-      concurrency: 12,
+      concurrency: 4,
       retryForMs: MATRIX_RETRY_MS,
       signal,
       onRound: (round, failing) => {

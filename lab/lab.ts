@@ -320,6 +320,37 @@ export class Lab {
     };
   }
 
+  /**
+   * One ICMP echo from a pod to each of `targets`, all in parallel inside one `ip netns exec` (one
+   * process start per source instead of one per pair: the demo's 240 pairs took ~40 s of spawns on
+   * a loaded 2-core machine).
+   */
+  async pingMany(from: PodPlan, targets: readonly PodPlan[], timeoutSec = 1): Promise<PingResult[]> {
+    if (targets.length === 0) return [];
+    const script = 'for ip in "$@"; do (out=$(ping -n -q -c 1 -W "$W" "$ip" 2>&1); rc=$?; printf "@@ %s %s %s\\n" "$ip" "$rc" "$(printf "%s" "$out" | tr "\\n" " ")") & done; wait';
+    const r = await this.exec(from.ns, ['env', `W=${timeoutSec}`, 'sh', '-c', script, 'sh', ...targets.map((t) => t.ip)], {
+      allowFailure: true,
+      timeoutMs: (timeoutSec + 10) * 1000,
+    });
+    const byIp = new Map<string, { rc: number; out: string }>();
+    for (const line of r.stdout.split('\n')) {
+      const m = /^@@ (\S+) (\d+) ?(.*)$/.exec(line);
+      if (m?.[1] && m[2]) byIp.set(m[1], { rc: Number(m[2]), out: m[3] ?? '' });
+    }
+    return targets.map((to) => {
+      const got = byIp.get(to.ip);
+      const ok = got?.rc === 0;
+      const rtt = got ? /= [0-9.]+\/([0-9.]+)\//.exec(got.out) : null;
+      return {
+        from: from.name,
+        to: to.name,
+        ok,
+        rttMs: ok && rtt?.[1] ? Number(rtt[1]) : null,
+        detail: ok ? '' : got ? got.out.trim().slice(-200) : `no result (${(r.stdout + r.stderr).trim().slice(-200)})`,
+      };
+    });
+  }
+
   async logTail(name: string, lines = 20): Promise<string> {
     try {
       const text = await readFile(logFile(this.paths, name), 'utf8');

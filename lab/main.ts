@@ -148,7 +148,7 @@ async function status(opts: { id?: string; json: boolean }): Promise<void> {
 
 async function matrix(opts: { id: string }): Promise<void> {
   const lab = await Lab.attach(checkLabId(opts.id));
-  const m = await connectivityMatrix(lab, lab.plan.pods, { concurrency: 12, retryForMs: 5000 });
+  const m = await connectivityMatrix(lab, lab.plan.pods, { concurrency: 4, retryForMs: 5000 });
   process.stdout.write(`${formatMatrix(m)}\n${m.pairs - m.failures.length}/${m.pairs} pod pairs connected\n`);
   for (const f of m.failures) process.stdout.write(`  FAIL ${f.from} → ${f.to}: ${f.detail}\n`);
   if (m.failures.length > 0) process.exitCode = 1;

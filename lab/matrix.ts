@@ -1,14 +1,16 @@
-// Pod × pod connectivity: one ping per ordered pair, bounded concurrency, failed pairs retried until
+// Pod × pod connectivity: one ping per ordered pair (each source pod pings all its targets at once), failed pairs retried until
 // a deadline (the first packet of a pair may ride a WireGuard handshake), then a printable table.
 import type { PingResult } from './lab.ts';
 import { mapLimit } from './pool.ts';
 import type { PodPlan } from './plan.ts';
 
 export interface Pinger {
-  ping(from: PodPlan, to: PodPlan, timeoutSec?: number): Promise<PingResult>;
+  /** One echo from `from` to each of `to`, all at once (one process start per source pod). */
+  pingMany(from: PodPlan, to: readonly PodPlan[], timeoutSec?: number): Promise<PingResult[]>;
 }
 
 export interface MatrixOptions {
+  /** Source pods pinging at the same time (each pings all its targets at once). */
   readonly concurrency?: number;
   /** Keep retrying failed pairs until this much time has passed since the start. */
   readonly retryForMs?: number;
@@ -38,11 +40,13 @@ export async function connectivityMatrix(pinger: Pinger, pods: readonly PodPlan[
   const results = new Map<string, PingResult>();
   let todo = allPairs(pods);
   for (let round = 1; ; round++) {
-    const got = await mapLimit(todo, options.concurrency ?? 12, ([a, b]) => {
+    const bySource = new Map<PodPlan, PodPlan[]>();
+    for (const [a, b] of todo) bySource.set(a, [...(bySource.get(a) ?? []), b]);
+    const got = await mapLimit([...bySource], options.concurrency ?? 4, ([a, targets]) => {
       options.signal?.throwIfAborted();
-      return pinger.ping(a, b, options.pingTimeoutSec ?? 1);
+      return pinger.pingMany(a, targets, options.pingTimeoutSec ?? 1);
     });
-    for (const r of got) results.set(key(r.from, r.to), r);
+    for (const r of got.flat()) results.set(key(r.from, r.to), r);
     todo = todo.filter(([a, b]) => !results.get(key(a.name, b.name))?.ok);
     options.onRound?.(round, todo.length);
     if (todo.length === 0 || Date.now() - started >= (options.retryForMs ?? 0)) break;

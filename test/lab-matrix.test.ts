@@ -21,7 +21,7 @@ const theLab = useLab('default', 'm');
 test.serial('every pod reaches every other pod (full matrix)', async (t) => {
   const l = theLab();
   await assertConverged(t, l, CONVERGE_MS);
-  const m = await connectivityMatrix(l, l.plan.pods, { concurrency: 12, retryForMs: MATRIX_RETRY_MS });
+  const m = await connectivityMatrix(l, l.plan.pods, { concurrency: 4, retryForMs: MATRIX_RETRY_MS });
   t.log(`${m.pairs - m.failures.length}/${m.pairs} pairs connected`);
   if (m.failures.length > 0) {
     const first = m.failures[0]!;
