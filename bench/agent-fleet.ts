@@ -74,6 +74,8 @@ export class AgentFleet {
   private readonly due = new Map<string, number>();
   private readonly inFlight = new Set<Promise<void>>();
   counters: HeartbeatCounters = newCounters();
+  /** When each agent's latest heartbeat was answered ok (performance.now() ms): "every node heard again". */
+  readonly lastOkAt = new Map<string, number>();
 
   constructor(
     private readonly nc: NatsConnection,
@@ -179,6 +181,7 @@ export class AgentFleet {
     c.latenciesMs.push(performance.now() - t0);
     if (reply.ok) {
       c.ok++;
+      this.lastOkAt.set(agent.name, performance.now());
       return;
     }
     if (reply.error.code !== 'unknown-node') {

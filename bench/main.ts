@@ -7,9 +7,12 @@
 //   restart       nats-server and coordinator restarts, fleet re-registration and the periodic audit
 //                 with 500 nodes and 50 watchers (restart:2000)
 //   policy        policy set → nftables table replaced on 10 agents (real nft, one netns each; policy:<agents>)
+//   agent         one real agent (compiled, real wireguard-go, own netns) among N simulated nodes
+//                 (agent:1000,3000; not in the default set: minutes per size)
 import { randomBytes } from 'node:crypto';
 import { NatsServer } from '../lib/nats-server.ts';
 import { runDataPlane } from './data-plane.ts';
+import { runRealAgent } from './real-agent.ts';
 import { runPolicyPropagation } from './policy.ts';
 import { runFanOut, runHeartbeatLoad, runRegistrationStorm, runRestartStorm } from './control-plane.ts';
 
@@ -25,7 +28,7 @@ const ALL = ['dataplane', ...Object.keys(CONTROL_PLANE)];
 
 function parseSection(text: string): { name: string; arg: number[] | undefined } | undefined {
   const [name = '', arg] = text.split(':', 2);
-  if (!ALL.includes(name)) return undefined;
+  if (!ALL.includes(name) && name !== 'agent') return undefined;
   if (arg === undefined) return { name, arg: undefined };
   const nums = arg.split(',').map(Number);
   return nums.every((n) => Number.isInteger(n) && n > 0) ? { name, arg: nums } : undefined;
@@ -35,8 +38,14 @@ async function main(): Promise<void> {
   const asked = process.argv.slice(2).map((a) => ({ text: a, parsed: parseSection(a) }));
   const bad = asked.filter((a) => a.parsed === undefined).map((a) => JSON.stringify(a.text));
   if (bad.length > 0) {
-    console.error(`unknown section ${bad.join(', ')}; use one or more of: ${ALL.join(', ')} (registration:<sizes,...> and restart:<nodes> take a size)`);
+    console.error(`unknown section ${bad.join(', ')}; use one or more of: ${ALL.join(', ')} or agent (registration:<sizes,...>, agent:<sizes,...> and restart:<nodes> take a size)`);
     process.exitCode = 2;
+    return;
+  }
+  const real = asked.find((a) => a.parsed?.name === 'agent');
+  if (real) {
+    // Runs on its own (its own nats-server and namespace); default sizes 1,000 and 3,000.
+    await runRealAgent(real.parsed?.arg ?? [1000, 3000]);
     return;
   }
   const sections = asked.length > 0 ? asked.flatMap((a) => (a.parsed ? [a.parsed] : [])) : ALL.map((name) => ({ name, arg: undefined }));

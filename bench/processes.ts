@@ -44,6 +44,8 @@ export interface CoordinatorProcessOptions {
   readonly nodeTtl: string;
   readonly leaseTtl: string;
   readonly logLevel?: string;
+  /** POD_NAME for the lease holder id (a stable one lets a restarted coordinator reclaim its lease at once, as in deploy/). */
+  readonly podName?: string;
 }
 
 /** Writes a signing key file the coordinator accepts (mode 0600), so the bench knows the public key. */
@@ -67,7 +69,10 @@ export class CoordinatorProcess {
       '--log-level', o.logLevel ?? 'warn',
     ];
     // The environment must not leak CROSSLINK_* settings of the caller into the run.
-    const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('CROSSLINK_')));
+    const env = {
+      ...Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('CROSSLINK_') && k !== 'POD_NAME')),
+      ...(o.podName !== undefined ? { POD_NAME: o.podName } : {}),
+    };
     const child = Child.start([BIN, ...args], { env, keepLines: 200 });
     if (child.pid === undefined) throw new CrosslinkError(`could not start ${BIN}`);
     return new CoordinatorProcess(child);

@@ -1,0 +1,347 @@
+// `npm run bench -- agent:1000,3000`: ONE real crosslink-agent process (compiled build, default
+// settings, real wireguard-go) among N simulated, correctly signed nodes on a real nats-server and
+// coordinator process. Everything runs inside one network namespace of its own (xl-<id>-bench):
+// the bench re-executes itself there, so NATS on 127.0.0.1, the WireGuard interface and its 2N
+// routes never touch the host. The simulated endpoints (198.51.100.0/24) have no route in the
+// namespace: nothing is ever sent towards them.
+//
+// Figures per N: start → all peers and routes programmed; agent and wireguard-go RSS (current and
+// peak); the processes the agent spawned for that first apply; one join / one leave → peer in / out
+// of `wg show`, p50/p99, and the commands each cost; idle CPU and mutating commands over a window;
+// coordinator SIGKILL + restart with N heartbeating nodes → serving again, every node heard again.
+// Commands are counted by `ip`/`wg` shims first on the agent's PATH that log their argv.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { chmod, mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { agentClient, fakeAgent, rpc, signed, type AgentClient, type FakeAgent } from '../coordinator/testing.ts';
+import { errorMessage } from '../lib/errors.ts';
+import { NatsServer } from '../lib/nats-server.ts';
+import { ExecaRunner } from '../lib/runner.ts';
+import { waitFor } from '../lib/wait.ts';
+import { mapLimit } from '../lab/pool.ts';
+import { parseJoinCredential, type JoinCredential } from '../protocol/join-credential.ts';
+import { HeartbeatReply, RegisterReply, type Heartbeat } from '../protocol/messages.ts';
+import { generateSigningKeyPair } from '../protocol/signing.ts';
+import { subjects } from '../protocol/subjects.ts';
+import { AgentFleet } from './agent-fleet.ts';
+import { CoordinatorProcess, processCpuMs, writeSigningKeyFile } from './processes.ts';
+import { ms, percentile, printTable } from './report.ts';
+
+const REPO = new URL('..', import.meta.url).pathname;
+const NETNS_ENV = 'XL_BENCH_AGENT_NETNS';
+const JOINS = 20;
+/** The idle window (XL_BENCH_IDLE_S overrides the 60 s, e.g. for a quick try). */
+const IDLE_MS = Number(process.env.XL_BENCH_IDLE_S ?? 60) * 1000;
+
+/** Entry point: outside the namespace, creates it and runs the section again inside; inside, measures. */
+export async function runRealAgent(sizes: readonly number[]): Promise<void> {
+  if (process.env[NETNS_ENV] !== undefined) {
+    for (const n of sizes) await measure(n);
+    return;
+  }
+  const id = randomBytes(3).toString('hex');
+  const ns = `xl-${id}-bench`;
+  const host = new ExecaRunner();
+  await host.run(['ip', 'netns', 'add', ns]);
+  let child: ChildProcess | undefined;
+  const onSignal = (): void => {
+    child?.kill('SIGTERM');
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  try {
+    await host.run(['ip', 'netns', 'exec', ns, 'ip', 'link', 'set', 'lo', 'up']);
+    const argv = ['ip', 'netns', 'exec', ns, process.execPath, '--import', 'tsx', join(REPO, 'bench', 'main.ts'), `agent:${sizes.join(',')}`];
+    child = spawn(argv[0] ?? 'ip', argv.slice(1), { stdio: 'inherit', env: { ...process.env, [NETNS_ENV]: ns } });
+    const code = await new Promise<number | null>((resolve) => child?.once('exit', (c) => resolve(c)));
+    if (code !== 0) process.exitCode = code ?? 1;
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+    await stopNamespaceProcesses(host, ns);
+    await host.run(['ip', 'netns', 'del', ns], { allowFailure: true });
+  }
+}
+
+/** Whatever is still running in our namespace (after a crash of the inner run): SIGTERM, wait, SIGKILL; wireguard-go gone before the namespace goes. */
+async function stopNamespaceProcesses(host: ExecaRunner, ns: string): Promise<void> {
+  const pids = async (): Promise<number[]> =>
+    (await host.run(['ip', 'netns', 'pids', ns], { allowFailure: true })).stdout.split('\n').filter((l) => /^[0-9]+$/.test(l.trim())).map(Number);
+  const first = await pids();
+  if (first.length === 0) return;
+  for (const pid of first) signal(pid, 'SIGTERM');
+  try {
+    await waitFor(async () => (await pids()).length === 0, { timeoutMs: 15_000, intervalMs: 200, what: `processes in ${ns} to exit` });
+  } catch {
+    for (const pid of await pids()) signal(pid, 'SIGKILL');
+    await waitFor(async () => (await pids()).length === 0, { timeoutMs: 10_000, intervalMs: 200, what: `processes in ${ns} to die` }).catch(() => undefined);
+  }
+}
+
+function signal(pid: number, sig: NodeJS.Signals): void {
+  try {
+    process.kill(pid, sig);
+  } catch {
+    // Gone already.
+  }
+}
+
+/** `ip` and `wg` wrappers that append their argv to `log`, then exec the real tool. */
+async function writeShims(dir: string, log: string): Promise<void> {
+  await mkdir(dir, { recursive: true });
+  const runner = new ExecaRunner();
+  for (const tool of ['ip', 'wg']) {
+    const real = (await runner.run(['sh', '-c', `command -v ${tool}`])).stdout.trim();
+    await writeFile(join(dir, tool), `#!/bin/sh\nprintf '%s\\n' "${tool} $*" >> '${log}'\nexec '${real}' "$@"\n`);
+    await chmod(join(dir, tool), 0o755);
+  }
+}
+
+const isMutating = (line: string): boolean => !/^(wg show|ip -j|ip (-[0-9] )?(route|addr|link) show|ip netns)/.test(line);
+
+async function commandLines(log: string): Promise<string[]> {
+  try {
+    return (await readFile(log, 'utf8')).split('\n').filter((l) => l !== '');
+  } catch {
+    return [];
+  }
+}
+
+function rssMiB(pid: number, field: 'VmRSS' | 'VmHWM'): Promise<number> {
+  return readFile(`/proc/${pid}/status`, 'utf8').then((s) => {
+    const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(s);
+    return m ? Number(m[1]) / 1024 : NaN;
+  });
+}
+
+/** Simulated node `i` of cluster "sim": a /24 out of 10.64.0.0/10 and a documentation-range endpoint. */
+function simNode(i: number, credential: JoinCredential): Promise<FakeAgent> {
+  return fakeAgent(`sim-${i}`, {
+    cluster: 'sim',
+    location: `region-${i % 10}`,
+    podCidrs: [`10.${64 + (i >> 8)}.${i & 255}.0/24`],
+    endpoints: [`198.51.100.${1 + (i % 250)}:51820`],
+    privateAddresses: [`172.16.${(i >> 8) & 255}.${i & 255}`],
+    gatewayEligible: false,
+  }).then((a) => ({ ...a, joinCredential: credential }));
+}
+
+async function measure(n: number): Promise<void> {
+  const dir = await mkdtemp(join(tmpdir(), 'xl-bench-agent-'));
+  const id = randomBytes(3).toString('hex');
+  const iface = `xl${id}w`;
+  const log = join(dir, 'commands.log');
+  const server = await NatsServer.start({ name: `xl-bench-agent-${id}` });
+  let coordinator: CoordinatorProcess | undefined;
+  let agent: ChildProcess | undefined;
+  let nc: NatsConnection | undefined;
+  let fleet: AgentFleet | undefined;
+  const rows: (string | number)[][] = [];
+  const row = (figure: string, value: string | number): void => {
+    rows.push([figure, value]);
+  };
+  try {
+    const key = await generateSigningKeyPair();
+    const keyFile = join(dir, 'coordinator.key');
+    await writeSigningKeyFile(keyFile, key);
+    const startCoordinator = (): CoordinatorProcess =>
+      CoordinatorProcess.start({ natsUrl: server.url, bucket: 'crosslink', subjectPrefix: 'crosslink.v1', signingKeyFile: keyFile, nodeTtl: '60s', leaseTtl: '10s', podName: 'coordinator-0' });
+    coordinator = startCoordinator();
+    nc = await connect({ servers: server.url, name: 'xl-bench-sim', maxReconnectAttempts: -1, reconnectTimeWait: 500 });
+    const client = agentClient(nc, undefined, { timeoutMs: 10_000 });
+    await waitFor(() => serves(nc), { timeoutMs: 60_000, intervalMs: 50, what: 'coordinator to answer' });
+
+    const coordinatorBin = join(REPO, 'bin', 'crosslink-coordinator');
+    const cli = new ExecaRunner();
+    const enroll = async (name: string, cidr: string): Promise<JoinCredential> => {
+      const out = join(dir, `${name}.credential`);
+      await cli.run([coordinatorBin, 'cluster', 'add', name, '--pod-cidr', cidr, '--credential-out', out, '--nats-url', server.url, '--signing-key-file', keyFile, '--bucket', 'crosslink'], { timeoutMs: 60_000 });
+      return parseJoinCredential(await readFile(out, 'utf8'));
+    };
+    const simCredential = await enroll('sim', '10.64.0.0/10');
+    await enroll('real', '10.250.0.0/16');
+
+    // N simulated nodes, registered and heartbeating.
+    const sims = await Promise.all(Array.from({ length: n }, (_, i) => simNode(i, simCredential)));
+    const t0 = performance.now();
+    let heartbeatIntervalMs = 10_000;
+    await mapLimit(sims, 32, async (a) => {
+      const reply = await registerWithRetry(client, a);
+      heartbeatIntervalMs = reply.heartbeatIntervalMs;
+    });
+    const registerMs = performance.now() - t0;
+    fleet = new AgentFleet(nc, 'crosslink.v1', sims, 10_000);
+    fleet.startHeartbeats(heartbeatIntervalMs);
+
+    // The real agent.
+    const shims = join(dir, 'shims');
+    await writeShims(shims, log);
+    const agentArgs = [
+      '--no-kubernetes',
+      '--nats-url', server.url,
+      '--node-name', 'real-0',
+      '--cluster', 'real',
+      '--location', 'bench',
+      '--pod-cidr', '10.250.0.0/24',
+      '--endpoint', '192.0.2.1:51820',
+      '--private-address', '192.0.2.1',
+      '--listen-port', '51820',
+      '--interface', iface,
+      '--state-dir', join(dir, 'agent'),
+      '--wireguard', 'userspace',
+      '--coordinator-key', key.publicKey,
+      '--join-credential-file', join(dir, 'real.credential'),
+      '--log-level', 'warn',
+    ];
+    const env = { ...Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('CROSSLINK_') && k !== NETNS_ENV)), PATH: `${shims}:${process.env.PATH ?? ''}` };
+    const agentLog: string[] = [];
+    const startedAt = performance.now();
+    agent = spawn(join(REPO, 'bin', 'crosslink-agent'), agentArgs, { stdio: ['ignore', 'pipe', 'pipe'], env });
+    for (const s of [agent.stdout, agent.stderr]) s?.on('data', (c: Buffer) => agentLog.push(c.toString()));
+    const agentPid = agent.pid ?? -1;
+    const runner = new ExecaRunner();
+    const peers = async (): Promise<Set<string>> => {
+      const r = await runner.run(['wg', 'show', iface, 'peers'], { allowFailure: true });
+      return new Set(r.exitCode === 0 ? r.stdout.split('\n').filter((l) => l !== '') : []);
+    };
+    const ownedRoutes = async (): Promise<number> => {
+      const r = await runner.run(['ip', '-j', 'route', 'show', 'proto', '149'], { allowFailure: true });
+      return r.exitCode === 0 && r.stdout.trim() !== '' ? (JSON.parse(r.stdout) as unknown[]).length : 0;
+    };
+    await waitFor(async () => (await peers()).size >= n && (await ownedRoutes()) >= 2 * n, {
+      timeoutMs: 300_000,
+      intervalMs: 100,
+      what: `the agent to program ${n} peers and ${2 * n} routes (agent log: ${agentLog.join('').slice(-800)})`,
+    });
+    const programmedMs = performance.now() - startedAt;
+    const startLines = await commandLines(log);
+    const wgGoPid = await wireguardGoPid(iface);
+    const convergedRss = await rssMiB(agentPid, 'VmRSS');
+
+    // Joins and leaves, one at a time.
+    const joinMs: number[] = [];
+    const leaveMs: number[] = [];
+    const joinCmds: number[] = [];
+    for (let j = 0; j < JOINS; j++) {
+      const joiner = await simNode(n + j, simCredential);
+      const before = (await commandLines(log)).length;
+      const tj = performance.now();
+      await registerWithRetry(client, joiner);
+      await waitFor(async () => (await peers()).has(joiner.wireguard.publicKey), { timeoutMs: 30_000, intervalMs: 10, what: `${joiner.name} in wg show` });
+      joinMs.push(performance.now() - tj);
+      // Let the join's apply finish (routes follow in the same apply) before counting.
+      await waitFor(async () => (await ownedRoutes()) >= 2 * (n + 1), { timeoutMs: 30_000, intervalMs: 10, what: `${joiner.name}'s routes` });
+      joinCmds.push((await commandLines(log)).slice(before).filter(isMutating).length);
+      const tl = performance.now();
+      await client.deregister(joiner);
+      await waitFor(async () => !(await peers()).has(joiner.wireguard.publicKey), { timeoutMs: 30_000, intervalMs: 10, what: `${joiner.name} out of wg show` });
+      leaveMs.push(performance.now() - tl);
+      await waitFor(async () => (await ownedRoutes()) === 2 * n, { timeoutMs: 30_000, intervalMs: 10, what: `${joiner.name}'s routes gone` });
+    }
+
+    // Idle.
+    const idleBefore = (await commandLines(log)).length;
+    const cpu0 = await processCpuMs(agentPid);
+    await new Promise((r) => setTimeout(r, IDLE_MS));
+    const idleCpu = (await processCpuMs(agentPid)) - cpu0;
+    const idleLines = (await commandLines(log)).slice(idleBefore);
+    const afterIdleRss = await rssMiB(agentPid, 'VmRSS');
+    const peakRss = await rssMiB(agentPid, 'VmHWM');
+    const wgGoRss = wgGoPid === undefined ? NaN : await rssMiB(wgGoPid, 'VmRSS');
+
+    // Coordinator crash and restart with N heartbeating nodes.
+    const killedAt = performance.now();
+    await coordinator.stop('SIGKILL');
+    coordinator = startCoordinator();
+    await waitFor(() => serves(nc), { timeoutMs: 60_000, intervalMs: 20, what: 'the restarted coordinator to answer' });
+    const servesMs = performance.now() - killedAt;
+    const allHeard = await waitFor(
+      () => {
+        const missing = sims.filter((a) => (fleet?.lastOkAt.get(a.name) ?? 0) <= killedAt).length;
+        return missing === 0 ? performance.now() : undefined;
+      },
+      { timeoutMs: 120_000, intervalMs: 50, what: 'every simulated node heard again' },
+    );
+
+    row('simulated nodes registered (wall, ms)', ms(registerMs));
+    row('start → all peers and routes programmed (ms)', ms(programmedMs));
+    row('processes the agent spawned until programmed (mutating)', `${startLines.length} (${startLines.filter(isMutating).length})`);
+    row('agent RSS after convergence / after idle / peak (MiB)', `${convergedRss.toFixed(0)} / ${afterIdleRss.toFixed(0)} / ${peakRss.toFixed(0)}`);
+    row('wireguard-go RSS (MiB)', wgGoRss.toFixed(0));
+    row(`one join → peer in wg show, p50 / p99 (ms, ${JOINS} joins)`, `${ms(percentile(joinMs, 50))} / ${ms(percentile(joinMs, 99))}`);
+    row('one leave → peer gone from wg show, p50 / p99 (ms)', `${ms(percentile(leaveMs, 50))} / ${ms(percentile(leaveMs, 99))}`);
+    row('mutating commands per join, max', Math.max(...joinCmds));
+    row(`idle ${IDLE_MS / 1000} s: agent CPU, commands (mutating)`, `${idleCpu} ms, ${idleLines.length} (${idleLines.filter(isMutating).length})`);
+    row('coordinator SIGKILL → serving again / every node heard again (ms)', `${ms(servesMs)} / ${ms(allHeard - killedAt)}`);
+  } catch (err) {
+    console.error(`agent:${n} failed: ${errorMessage(err)}`);
+    process.exitCode = 1;
+  } finally {
+    await fleet?.stopHeartbeats();
+    if (agent && agent.exitCode === null) {
+      const exited = new Promise((r) => agent?.once('exit', r));
+      agent.kill('SIGTERM');
+      await Promise.race([exited, new Promise((r) => setTimeout(r, 15_000))]);
+    }
+    await coordinator?.stop();
+    await nc?.close();
+    await server.stop();
+    await rm(dir, { recursive: true, force: true });
+  }
+  const load = (await readFile('/proc/loadavg', 'utf8')).split(' ').slice(0, 3).join(' ');
+  printTable({
+    title: `Real agent among ${n} simulated nodes`,
+    params: { nodes: n, 'load average (1/5/15 min, at the end)': load, wireguard: 'userspace (wireguard-go)' },
+    header: ['figure', 'value'],
+    rows,
+    notes: [
+      'One crosslink-agent (bin/, compiled, default settings) in its own network namespace with nats-server, the coordinator and the simulated nodes.',
+      'Commands counted by ip/wg shims on the agent PATH; "mutating" leaves out reads (show, -j).',
+    ],
+  });
+}
+
+/** The wireguard-go serving `iface` (`wireguard-go -f <iface>`; the agent's own argv names the interface too). */
+async function wireguardGoPid(iface: string): Promise<number | undefined> {
+  for (const entry of await readdir('/proc')) {
+    if (!/^[0-9]+$/.test(entry)) continue;
+    const argv = await readFile(`/proc/${entry}/cmdline`, 'utf8').then((t) => t.split('\0'), () => []);
+    if ((argv[0] ?? '').endsWith('wireguard-go') && argv.includes(iface)) return Number(entry);
+  }
+  return undefined;
+}
+
+/** Is the coordinator answering? (An unregistered probe gets "unknown-node" from the leader only.) */
+async function serves(nc: NatsConnection | undefined): Promise<boolean> {
+  if (!nc) return false;
+  const probe = await probeAgent;
+  const hb: Heartbeat = { v: 1, name: probe.name, identityKey: probe.identity.publicKey, generation: 0, sentAt: Date.now() };
+  try {
+    await rpc(nc, subjects().heartbeat, await signed(hb, probe.identity.secretKey), HeartbeatReply, 500);
+    return true;
+  } catch {
+    return false;
+  }
+}
+const probeAgent = fakeAgent('xl-bench-probe');
+
+async function registerWithRetry(client: AgentClient, agent: FakeAgent): Promise<Extract<RegisterReply, { ok: true }>> {
+  let last = '';
+  for (let attempt = 1; attempt <= 10; attempt++) {
+    try {
+      const reply = await client.register(agent);
+      if (reply.ok) return reply;
+      last = `${reply.error.code}: ${reply.error.message}`;
+      if (reply.error.code !== 'unavailable') break;
+    } catch (err) {
+      last = errorMessage(err);
+    }
+    await new Promise((r) => setTimeout(r, 200 * attempt));
+  }
+  throw new Error(`registration of ${agent.name} failed: ${last}`);
+}
+
