@@ -27,6 +27,7 @@ import { parseJoinCredential, type JoinCredential } from '../protocol/join-crede
 import { HeartbeatReply, RegisterReply, type Heartbeat } from '../protocol/messages.ts';
 import { generateSigningKeyPair } from '../protocol/signing.ts';
 import { subjects } from '../protocol/subjects.ts';
+import { PROBE_PORT } from '../agent/health/probe-packet.ts';
 import { AgentFleet } from './agent-fleet.ts';
 import { CoordinatorProcess, processCpuMs, writeSigningKeyFile } from './processes.ts';
 import { ms, percentile, printTable } from './report.ts';
@@ -197,7 +198,26 @@ async function measure(n: number): Promise<void> {
       '--join-credential-file', join(dir, 'real.credential'),
       '--log-level', 'warn',
     ];
-    const env = { ...Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('CROSSLINK_') && k !== NETNS_ENV)), PATH: `${shims}:${process.env.PATH ?? ''}` };
+    // Where the memory goes: on SIGUSR2 the agent prints process.memoryUsage() and V8's heap spaces
+    // (a preloaded hook; NODE_OPTIONS also carries XL_BENCH_AGENT_NODE_OPTIONS, to try node flags).
+    const memHook = join(dir, 'memory-report.cjs');
+    await writeFile(memHook, MEMORY_HOOK);
+    const nodeOptions = [`--require=${memHook}`, process.env.XL_BENCH_AGENT_NODE_OPTIONS ?? ''].join(' ').trim();
+    const env = {
+      ...Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('CROSSLINK_') && k !== NETNS_ENV && k !== 'NODE_OPTIONS')),
+      PATH: `${shims}:${process.env.PATH ?? ''}`,
+      NODE_OPTIONS: nodeOptions,
+    };
+    // The agent's peer prober sends every peer a probe every 2 s. Simulated peers never answer, so
+    // each probe would make wireguard-go start a handshake towards an unreachable endpoint and queue
+    // packets, which a live mesh never does. Dropped on the way into the tunnel (our namespace only)
+    // unless XL_BENCH_AGENT_PROBES=1.
+    const probes = process.env.XL_BENCH_AGENT_PROBES === '1';
+    if (!probes) {
+      await new ExecaRunner().run(['/usr/sbin/nft', '-f', '-'], {
+        input: `table inet xlbench {\n chain out {\n  type filter hook output priority 0;\n  oifname "${iface}" udp dport ${PROBE_PORT} drop\n }\n}\n`,
+      });
+    }
     const agentLog: string[] = [];
     const startedAt = performance.now();
     agent = spawn(join(REPO, 'bin', 'crosslink-agent'), agentArgs, { stdio: ['ignore', 'pipe', 'pipe'], env });
@@ -221,6 +241,7 @@ async function measure(n: number): Promise<void> {
     const startLines = await commandLines(log);
     const wgGoPid = await wireguardGoPid(iface);
     const convergedRss = await rssMiB(agentPid, 'VmRSS');
+    const memory = await memoryReport(agentPid, agentLog);
 
     // Joins and leaves, one at a time.
     const joinMs: number[] = [];
@@ -271,6 +292,7 @@ async function measure(n: number): Promise<void> {
     row('start → all peers and routes programmed (ms)', ms(programmedMs));
     row('processes the agent spawned until programmed (mutating)', `${startLines.length} (${startLines.filter(isMutating).length})`);
     row('agent RSS after convergence / after idle / peak (MiB)', `${convergedRss.toFixed(0)} / ${afterIdleRss.toFixed(0)} / ${peakRss.toFixed(0)}`);
+    row('agent memory at convergence (MiB): rss, heap used / total, external, array buffers', memory);
     row('wireguard-go RSS (MiB)', wgGoRss.toFixed(0));
     row(`one join → peer in wg show, p50 / p99 (ms, ${JOINS} joins)`, `${ms(percentile(joinMs, 50))} / ${ms(percentile(joinMs, 99))}`);
     row('one leave → peer gone from wg show, p50 / p99 (ms)', `${ms(percentile(leaveMs, 50))} / ${ms(percentile(leaveMs, 99))}`);
@@ -295,7 +317,7 @@ async function measure(n: number): Promise<void> {
   const load = (await readFile('/proc/loadavg', 'utf8')).split(' ').slice(0, 3).join(' ');
   printTable({
     title: `Real agent among ${n} simulated nodes`,
-    params: { nodes: n, 'load average (1/5/15 min, at the end)': load, wireguard: 'userspace (wireguard-go)' },
+    params: { nodes: n, 'load average (1/5/15 min, at the end)': load, wireguard: 'userspace (wireguard-go)', 'peer probes': process.env.XL_BENCH_AGENT_PROBES === '1' ? 'sent (unanswered)' : 'dropped before the tunnel' },
     header: ['figure', 'value'],
     rows,
     notes: [
@@ -313,6 +335,31 @@ async function wireguardGoPid(iface: string): Promise<number | undefined> {
     if ((argv[0] ?? '').endsWith('wireguard-go') && argv.includes(iface)) return Number(entry);
   }
   return undefined;
+}
+
+const MEMORY_HOOK = `process.on('SIGUSR2', () => {
+  const m = process.memoryUsage();
+  const spaces = require('node:v8').getHeapSpaceStatistics().map((s) => s.space_name.replace('_space', '') + '=' + (s.space_used_size / 1048576).toFixed(1) + '/' + (s.space_size / 1048576).toFixed(1));
+  const mib = (x) => (x / 1048576).toFixed(1);
+  process.stderr.write('XL-MEMORY ' + [mib(m.rss), mib(m.heapUsed) + ' / ' + mib(m.heapTotal), mib(m.external), mib(m.arrayBuffers)].join(', ') + ' | ' + spaces.join(' ') + '\\n');
+});
+`;
+
+/** Asks the agent (SIGUSR2, MEMORY_HOOK) for its memory breakdown and waits for the line. */
+async function memoryReport(pid: number, log: string[]): Promise<string> {
+  const before = log.join('').split('XL-MEMORY ').length;
+  signal(pid, 'SIGUSR2');
+  try {
+    return await waitFor(
+      () => {
+        const parts = log.join('').split('XL-MEMORY ');
+        return parts.length > before ? (parts.at(-1) ?? '').split('\n')[0] : undefined;
+      },
+      { timeoutMs: 10_000, intervalMs: 50, what: 'the agent memory report' },
+    );
+  } catch {
+    return 'n/a';
+  }
 }
 
 /** Is the coordinator answering? (An unregistered probe gets "unknown-node" from the leader only.) */
