@@ -3,10 +3,9 @@
 // half is in the coordinator-signed cluster definition; an agent signs every registration with it
 // (besides its identity key), so only holders of cluster A's credential can register into A, and
 // never into B. The file: {"kind":"crosslink-join-credential","v":1,"cluster":"<name>","secretKey":"<base64 64 bytes>"}.
-import sodium from 'libsodium-wrappers';
 import { z } from 'zod';
 import { ClusterName } from './messages.ts';
-import { generateSigningKeyPair, signingPublicKeyOf, sodiumReady } from './signing.ts';
+import { ed25519Sign, ed25519Verify, generateSigningKeyPair, signingPublicKeyOf } from './signing.ts';
 
 export const JoinCredentialFile = z
   .object({
@@ -57,15 +56,14 @@ export async function parseJoinCredential(text: string): Promise<JoinCredential>
 const unb64 = (s: string): Uint8Array => new Uint8Array(Buffer.from(s, 'base64'));
 
 /** The join signature: Ed25519 over the exact payload bytes of the registration envelope. */
-export async function joinSign(payloadBase64: string, secretKey: string): Promise<string> {
-  await sodiumReady();
-  return Buffer.from(sodium.crypto_sign_detached(unb64(payloadBase64), unb64(secretKey))).toString('base64');
+export function joinSign(payloadBase64: string, secretKey: string): Promise<string> {
+  try {
+    return Promise.resolve(ed25519Sign(unb64(payloadBase64), secretKey).toString('base64'));
+  } catch (err) {
+    return Promise.reject(err instanceof Error ? err : new Error(String(err)));
+  }
 }
 
-export async function joinVerify(payloadBase64: string, joinSig: string, publicKey: string): Promise<boolean> {
-  await sodiumReady();
-  const pk = unb64(publicKey);
-  const sig = unb64(joinSig);
-  if (pk.length !== 32 || sig.length !== 64) return false;
-  return sodium.crypto_sign_verify_detached(sig, unb64(payloadBase64), pk);
+export function joinVerify(payloadBase64: string, joinSig: string, publicKey: string): Promise<boolean> {
+  return Promise.resolve(ed25519Verify(unb64(payloadBase64), unb64(joinSig), unb64(publicKey)));
 }

@@ -1,6 +1,10 @@
-// Ed25519 signatures (libsodium) over exact payload bytes, and key generation for
-// WireGuard (X25519) and identity/coordinator (Ed25519) keys.
-import sodium from 'libsodium-wrappers';
+// Ed25519 signatures over exact payload bytes, and key generation for WireGuard (X25519) and
+// identity/coordinator (Ed25519) keys — with Node's built-in crypto (OpenSSL). Key formats are
+// libsodium's, which earlier versions used and whose files and records stay valid: an Ed25519
+// secret key is 64 bytes, seed ‖ public key; public keys and signatures are raw 32 / 64 bytes.
+// (libsodium-wrappers cost the agent ~20 MiB of resident memory for its WebAssembly heap and
+// module; node:crypto is already in the process. Same signatures, byte for byte: test/signing.test.ts.)
+import { createPrivateKey, createPublicKey, randomBytes, sign, verify, type KeyObject } from 'node:crypto';
 import type { z } from 'zod';
 import { CrosslinkError } from '../lib/errors.ts';
 import { SignedEnvelope } from './messages.ts';
@@ -9,36 +13,84 @@ export class SignatureError extends CrosslinkError {
   override name = 'SignatureError';
 }
 
-let ready: Promise<void> | undefined;
-/** libsodium initialises asynchronously once per process. */
-export function sodiumReady(): Promise<void> {
-  ready ??= sodium.ready;
-  return ready;
+const b64 = (u: Uint8Array): string => Buffer.from(u).toString('base64');
+const unb64 = (s: string): Buffer => Buffer.from(s, 'base64');
+
+// DER prefixes wrapping a raw 32-byte key as PKCS#8 (private) or SPKI (public) for OpenSSL.
+const ED25519_PKCS8 = Buffer.from('302e020100300506032b657004220420', 'hex');
+const ED25519_SPKI = Buffer.from('302a300506032b6570032100', 'hex');
+const X25519_PKCS8 = Buffer.from('302e020100300506032b656e04220420', 'hex');
+
+const rawPublicKey = (key: KeyObject): Buffer => Buffer.from(key.export({ format: 'jwk' }).x ?? '', 'base64url');
+const ed25519Private = (seed: Uint8Array): KeyObject => createPrivateKey({ key: Buffer.concat([ED25519_PKCS8, seed]), format: 'der', type: 'pkcs8' });
+
+/** Verification keys seen recently (the coordinator key, node identity keys): parsed once, not per message. */
+const publicKeys = new Map<string, KeyObject | null>();
+function ed25519Public(raw: Buffer): KeyObject | null {
+  const id = raw.toString('base64');
+  let key = publicKeys.get(id);
+  if (key === undefined) {
+    try {
+      key = createPublicKey({ key: Buffer.concat([ED25519_SPKI, raw]), format: 'der', type: 'spki' });
+    } catch {
+      key = null;
+    }
+    if (publicKeys.size >= 20_000) publicKeys.clear();
+    publicKeys.set(id, key);
+  }
+  return key;
 }
 
-const b64 = (u: Uint8Array): string => Buffer.from(u).toString('base64');
-const unb64 = (s: string): Uint8Array => new Uint8Array(Buffer.from(s, 'base64'));
+/** The promise API the libsodium version had (callers await): a throw becomes a rejection. */
+function settle<T>(fn: () => T): Promise<T> {
+  try {
+    return Promise.resolve(fn());
+  } catch (err) {
+    return Promise.reject(err instanceof Error ? err : new SignatureError(String(err)));
+  }
+}
 
 export interface SigningKeyPair {
   /** base64, 32 bytes */
   readonly publicKey: string;
-  /** base64, 64 bytes (libsodium secret key: seed ‖ public key). Never log. */
+  /** base64, 64 bytes (seed ‖ public key, libsodium's layout). Never log. */
   readonly secretKey: string;
 }
 
-export async function generateSigningKeyPair(): Promise<SigningKeyPair> {
-  await sodiumReady();
-  const kp = sodium.crypto_sign_keypair();
-  return { publicKey: b64(kp.publicKey), secretKey: b64(kp.privateKey) };
+export function generateSigningKeyPair(): Promise<SigningKeyPair> {
+  const seed = randomBytes(32);
+  return settle(() => {
+    const pub = rawPublicKey(createPublicKey(ed25519Private(seed)));
+    return { publicKey: b64(pub), secretKey: b64(Buffer.concat([seed, pub])) };
+  });
 }
 
-export async function signingPublicKeyOf(secretKey: string): Promise<string> {
-  await sodiumReady();
-  // Derived from the seed (first 32 bytes), not copied from the embedded public half, so a damaged
-  // key is caught; crypto_sign_ed25519_sk_to_pk is missing from the libsodium-wrappers build.
+function seedOf(secretKey: string): Buffer {
   const sk = unb64(secretKey);
   if (sk.length !== 64) throw new SignatureError('Ed25519 secret key must be 64 bytes');
-  return b64(sodium.crypto_sign_seed_keypair(sk.slice(0, 32)).publicKey);
+  return sk.subarray(0, 32);
+}
+
+export function signingPublicKeyOf(secretKey: string): Promise<string> {
+  // Derived from the seed (first 32 bytes), not copied from the embedded public half, so a damaged key is caught.
+  return settle(() => b64(rawPublicKey(createPublicKey(ed25519Private(seedOf(secretKey))))));
+}
+
+/** Ed25519 signature (64 bytes) of `message` with a 64-byte secret key (base64). */
+export function ed25519Sign(message: Uint8Array, secretKey: string): Buffer {
+  return sign(null, message, ed25519Private(seedOf(secretKey)));
+}
+
+/** Does `sig` verify `message` under the raw 32-byte public key? false for malformed keys or signatures. */
+export function ed25519Verify(message: Uint8Array, sig: Uint8Array, publicKey: Uint8Array): boolean {
+  if (publicKey.length !== 32 || sig.length !== 64) return false;
+  const key = ed25519Public(Buffer.from(publicKey));
+  if (key === null) return false;
+  try {
+    return verify(null, message, key, sig);
+  } catch {
+    return false;
+  }
 }
 
 export interface WireguardKeyPair {
@@ -47,20 +99,24 @@ export interface WireguardKeyPair {
   readonly privateKey: string;
 }
 
-/** A clamped Curve25519 private key, as `wg genkey` makes. */
-export async function generateWireguardKeyPair(): Promise<WireguardKeyPair> {
-  await sodiumReady();
-  const priv = sodium.randombytes_buf(32);
-  clamp(priv);
-  return { privateKey: b64(priv), publicKey: b64(sodium.crypto_scalarmult_base(priv)) };
+function x25519PublicOf(priv: Uint8Array): Buffer {
+  return rawPublicKey(createPublicKey(createPrivateKey({ key: Buffer.concat([X25519_PKCS8, priv]), format: 'der', type: 'pkcs8' })));
 }
 
-export async function wireguardPublicKeyOf(privateKey: string): Promise<string> {
-  await sodiumReady();
-  const priv = unb64(privateKey);
-  if (priv.length !== 32) throw new SignatureError('WireGuard private key must be 32 bytes');
+/** A clamped Curve25519 private key, as `wg genkey` makes. */
+export function generateWireguardKeyPair(): Promise<WireguardKeyPair> {
+  const priv = randomBytes(32);
   clamp(priv);
-  return b64(sodium.crypto_scalarmult_base(priv));
+  return Promise.resolve({ privateKey: b64(priv), publicKey: b64(x25519PublicOf(priv)) });
+}
+
+export function wireguardPublicKeyOf(privateKey: string): Promise<string> {
+  return settle(() => {
+    const priv = unb64(privateKey);
+    if (priv.length !== 32) throw new SignatureError('WireGuard private key must be 32 bytes');
+    clamp(priv);
+    return b64(x25519PublicOf(priv));
+  });
 }
 
 function clamp(k: Uint8Array): void {
@@ -69,11 +125,11 @@ function clamp(k: Uint8Array): void {
 }
 
 /** Signs `value` as JSON. The signature covers the exact payload bytes, so re-serialisation cannot change meaning. */
-export async function signEnvelope(value: unknown, secretKey: string): Promise<SignedEnvelope> {
-  await sodiumReady();
-  const payload = Buffer.from(JSON.stringify(value), 'utf8');
-  const sig = sodium.crypto_sign_detached(new Uint8Array(payload), unb64(secretKey));
-  return { payload: payload.toString('base64'), sig: b64(sig) };
+export function signEnvelope(value: unknown, secretKey: string): Promise<SignedEnvelope> {
+  return settle(() => {
+    const payload = Buffer.from(JSON.stringify(value), 'utf8');
+    return { payload: payload.toString('base64'), sig: b64(ed25519Sign(payload, secretKey)) };
+  });
 }
 
 /** Decodes an envelope without checking its signature (to learn which key should have signed it). */
@@ -89,8 +145,11 @@ export function openEnvelopeUnverified(envelope: SignedEnvelope): unknown {
  * Verifies `raw` (bytes, JSON text or object) as a SignedEnvelope signed by `publicKey`, then parses
  * the payload with `schema`. Throws SignatureError (bad/forged/unsigned) or a zod error (bad shape).
  */
-export async function verifyEnvelope<S extends z.ZodType>(raw: unknown, publicKey: string, schema: S): Promise<z.infer<S>> {
-  await sodiumReady();
+export function verifyEnvelope<S extends z.ZodType>(raw: unknown, publicKey: string, schema: S): Promise<z.infer<S>> {
+  return settle(() => verifyEnvelopeNow(raw, publicKey, schema));
+}
+
+function verifyEnvelopeNow<S extends z.ZodType>(raw: unknown, publicKey: string, schema: S): z.infer<S> {
   let obj: unknown = raw;
   if (raw instanceof Uint8Array) obj = Buffer.from(raw).toString('utf8');
   if (typeof obj === 'string') {
@@ -104,8 +163,7 @@ export async function verifyEnvelope<S extends z.ZodType>(raw: unknown, publicKe
   if (!env.success) throw new SignatureError('not a signed envelope (unsigned record?)', { cause: env.error });
   const pk = unb64(publicKey);
   if (pk.length !== 32) throw new SignatureError('verification key must be 32 bytes');
-  const ok = sodium.crypto_sign_verify_detached(unb64(env.data.sig), unb64(env.data.payload), pk);
-  if (!ok) throw new SignatureError('signature does not verify (forged or signed by another key)');
+  if (!ed25519Verify(unb64(env.data.payload), unb64(env.data.sig), pk)) throw new SignatureError('signature does not verify (forged or signed by another key)');
   const value = openEnvelopeUnverified(env.data);
   return schema.parse(value);
 }

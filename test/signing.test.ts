@@ -96,3 +96,19 @@ test('WireGuard public key derivation matches `wg pubkey`', async (t) => {
 test('wireguardPublicKeyOf rejects a key of the wrong length', async (t) => {
   await t.throwsAsync(wireguardPublicKeyOf(Buffer.alloc(31).toString('base64')), { instanceOf: SignatureError });
 });
+
+test('Ed25519 and X25519 match the RFC 8032 / RFC 7748 vectors (the libsodium key layout: seed ‖ public key)', async (t) => {
+  const { ed25519Sign, ed25519Verify } = await import('../protocol/signing.ts');
+  const seed = Buffer.from('9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60', 'hex');
+  const pub = Buffer.from('d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a', 'hex');
+  const sig = 'e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b';
+  const secretKey = Buffer.concat([seed, pub]).toString('base64');
+  t.is(await signingPublicKeyOf(secretKey), pub.toString('base64'));
+  t.is(ed25519Sign(new Uint8Array(0), secretKey).toString('hex'), sig);
+  t.true(ed25519Verify(new Uint8Array(0), Buffer.from(sig, 'hex'), pub));
+  t.false(ed25519Verify(new Uint8Array([1]), Buffer.from(sig, 'hex'), pub));
+  t.false(ed25519Verify(new Uint8Array(0), Buffer.from(sig, 'hex'), Buffer.alloc(32, 0xff)), 'a key that is not a point does not verify (no throw)');
+  t.false(ed25519Verify(new Uint8Array(0), Buffer.from(sig, 'hex').subarray(1), pub));
+  const alice = Buffer.from('77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a', 'hex').toString('base64');
+  t.is(Buffer.from(await wireguardPublicKeyOf(alice), 'base64').toString('hex'), '8520f0098930a754748b7ddcb43ef75a0dbf3a0d26381af4eba4a98eaa9b4e6a');
+});

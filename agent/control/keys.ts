@@ -110,7 +110,7 @@ async function syncDir(dir: string): Promise<void> {
   }
 }
 
-/** One base64 line holding libsodium's 64-byte Ed25519 secret key (seed ‖ public key). */
+/** One base64 line holding a 64-byte Ed25519 secret key (seed ‖ public key, libsodium's layout). */
 export async function loadOrCreateIdentityKey(path: string): Promise<SigningKeyPair> {
   const existing = (await readSecretFile(path))?.trim();
   if (existing !== undefined) {
@@ -119,7 +119,7 @@ export async function loadOrCreateIdentityKey(path: string): Promise<SigningKeyP
       new SecretFileError(path, 'does not hold an Ed25519 identity key (expected one base64 line of 64 bytes); fix or remove it (the node then gets a new identity and must be re-admitted if the coordinator pins identities)');
     if (bytes.length !== 64) throw bad();
     const publicKey = await signingPublicKeyOf(existing);
-    // libsodium keeps the public key in the second half; a mismatch means the file was corrupted.
+    // The second half holds the public key; a mismatch means the file was corrupted.
     if (bytes.subarray(32).toString('base64') !== publicKey) throw bad();
     return { publicKey, secretKey: existing };
   }
