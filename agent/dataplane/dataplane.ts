@@ -26,6 +26,7 @@ import { createWireguardBackend, type WireguardBackend, type WireguardBackendOpt
 import { diffWireguard, wireguardCommands, type PlannedCommand } from './wg-diff.ts';
 import { stateAfterApply, type AppliedState } from './applied-state.ts';
 import { runIpBatch, runWgSetBatch, type BatchOutcome } from './batch.ts';
+import { OwnRouteChanges } from './own-changes.ts';
 import { EndpointMemory } from './endpoint-memory.ts';
 import { LinkMonitor } from './link-monitor.ts';
 import { parseWgDump, type LiveWireguard } from './wg-dump.ts';
@@ -95,6 +96,8 @@ class LinuxDataplane implements LinuxDataplaneHandle {
   private hostChecked: { key: string; at: number } | undefined;
   /** What the last fully successful apply left (a change-driven apply diffs against it); cleared by any other outcome. */
   private applied: AppliedState | undefined;
+  /** Routes our batches change, so the netlink monitor can tell their echo from drift. */
+  private readonly ownRoutes = new OwnRouteChanges();
   /** The relay bind address found for these advertised endpoints (read once per endpoint set). */
   private relayBind: { endpoints: string; address: string | undefined } | undefined;
   /** Endpoints learned from NATed peers, re-used when the interface came back empty. */
@@ -135,7 +138,7 @@ class LinuxDataplane implements LinuxDataplaneHandle {
   watchDrift(prefix: readonly string[]): void {
     this.monitor ??= new LinkMonitor({ interfaceName: this.iface, clock: this.clock, logger: this.logger, prefix, onChange: (reason) => {
       for (const l of this.driftListeners) l(reason);
-    } });
+    }, isEcho: (line) => this.ownRoutes.isEcho(line, this.clock.now()) });
     this.monitor.start();
   }
 
@@ -259,6 +262,9 @@ class LinuxDataplane implements LinuxDataplaneHandle {
     // Add before delete: new peers and routes are in place before stale ones go.
     record(wg.upserts, await runWgSetBatch(this.runner, this.iface, wg.upserts));
     const routeItems = [...routes.upserts, ...routes.removals];
+    // Their netlink echo is not drift (agent/dataplane/own-changes.ts).
+    this.ownRoutes.expect('add', routeDiff.upsert.map((r) => r.dst), this.clock.now());
+    this.ownRoutes.expect('del', routeDiff.remove.map((r) => r.dst), this.clock.now());
     record(routeItems, await runIpBatch(this.runner, routeItems));
     record(wg.removals, await runWgSetBatch(this.runner, this.iface, wg.removals));
     return { routes: liveRoutes, blocked: routeDiff.blocked.map((b) => b.route.dst) };

@@ -21,6 +21,8 @@ export interface LinkMonitorOptions {
   readonly logger: Logger;
   /** Called (debounced) with what changed. */
   readonly onChange: (reason: string) => void;
+  /** A line reporting a change this agent just made itself (agent/dataplane/own-changes.ts): not drift. */
+  readonly isEcho?: (line: string) => boolean;
   /** Prepended to MONITOR_ARGV, e.g. ['ip', 'netns', 'exec', ns]. */
   readonly prefix?: readonly string[];
   /** Starts the monitor child, handing every output line to `onLine` (tests inject a fake). Default: Child.start of MONITOR_ARGV with `prefix`. */
@@ -114,7 +116,7 @@ export class LinkMonitor {
 
   private onLine(line: string): void {
     const about = monitorLineAbout(line, this.o.interfaceName);
-    if (about === null) return;
+    if (about === null || this.o.isEcho?.(line) === true) return;
     this.events++;
     this.note(about);
   }
