@@ -331,7 +331,7 @@ async function measure(n: number): Promise<void> {
 async function wireguardGoPid(iface: string): Promise<number | undefined> {
   for (const entry of await readdir('/proc')) {
     if (!/^[0-9]+$/.test(entry)) continue;
-    const argv = await readFile(`/proc/${entry}/cmdline`, 'utf8').then((t) => t.split('\0'), () => []);
+    const argv: string[] = await readFile(`/proc/${entry}/cmdline`, 'utf8').then((t) => t.split('\0'), () => []);
     if ((argv[0] ?? '').endsWith('wireguard-go') && argv.includes(iface)) return Number(entry);
   }
   return undefined;
