@@ -1,9 +1,10 @@
-// `crosslink-coordinator nats-config`: prints the nats-server authorization block with one user
-// per role (agent, coordinator, read-only reader). Passwords are nats-server variable references by
-// default (set them in the server's environment), so the output holds no secret.
+// `crosslink-coordinator nats-config`: prints the nats-server `accounts` block (STORE, COORDINATOR,
+// AGENTS; coordinator/nats-permissions.ts) with one user per role (agent, coordinator, read-only
+// reader). Passwords are nats-server variable references (set them in the server's environment), so
+// the output holds no secret.
 import { Option, type Command } from 'commander';
 import { DEFAULT_BUCKET, DEFAULT_SUBJECT_PREFIX } from '../protocol/subjects.ts';
-import { renderAuthorization } from './nats-permissions.ts';
+import { renderAccounts } from './nats-permissions.ts';
 
 interface NatsConfigOptions {
   bucket: string;
@@ -16,7 +17,7 @@ interface NatsConfigOptions {
 export function addNatsConfigCommand(program: Command): void {
   program
     .command('nats-config')
-    .description('print the nats-server authorization block: users and permissions for agents, the coordinator and read-only CLIs')
+    .description('print the nats-server accounts block: accounts, users and permissions for agents, the coordinator and read-only CLIs')
     .addOption(new Option('--bucket <name>', 'KV bucket').env('CROSSLINK_BUCKET').default(DEFAULT_BUCKET))
     .addOption(new Option('--subject-prefix <prefix>', 'request subject prefix').env('CROSSLINK_SUBJECT_PREFIX').default(DEFAULT_SUBJECT_PREFIX))
     .option('--agent-user <name>', 'user of the agents (password: $CROSSLINK_AGENT_PASSWORD in the server environment)', 'crosslink-agent')
@@ -24,7 +25,7 @@ export function addNatsConfigCommand(program: Command): void {
     .option('--reader-user <name>', 'read-only user for `crosslink nodes` / `showconf --nats-url` (password: $CROSSLINK_READER_PASSWORD)', 'crosslink-reader')
     .action((o: NatsConfigOptions) => {
       process.stdout.write(
-        renderAuthorization(
+        renderAccounts(
           [
             { user: o.agentUser, role: 'agent', password: '$CROSSLINK_AGENT_PASSWORD' },
             { user: o.coordinatorUser, role: 'coordinator', password: '$CROSSLINK_COORDINATOR_PASSWORD' },

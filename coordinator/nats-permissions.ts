@@ -1,62 +1,88 @@
-// Server-side NATS permissions per role, as data, rendered into a nats-server `authorization`
-// block by `crosslink-coordinator nats-config`. Pure. Subjects are those nats.js 3 uses against
-// nats-server 2.9+ (which puts the consumer's filter subject into the create subject, so a watch
-// can be pinned to the key ranges a role may read). Rationale and limits: docs/security.md.
-import { kvKeys } from '../protocol/subjects.ts';
+// Server-side NATS trust boundaries per role, as data, rendered into a nats-server `accounts` block
+// by `crosslink-coordinator nats-config`. Pure. Rationale and limits: docs/security.md.
+//
+// nats-server 2.9 subject permissions cannot see a consumer's deliver subject or durable name (they
+// are in the request body), so one account for everything would let an agent make the server push
+// bucket records onto any subject of that account — the coordinator's request subjects included.
+// Hence three accounts:
+//   STORE        owns JetStream and the bucket; nothing in it subscribes to anything, so a push
+//                consumer an agent points at `crosslink.v1.heartbeat` delivers nowhere.
+//   COORDINATOR  the coordinator (and its admin commands): the whole JetStream API of STORE, its
+//                deliveries under its own inbox prefix, and the request services it exports.
+//   AGENTS       agents and read-only CLIs: only the JetStream API subjects that name a readable
+//                key range (nats.js 3 + server 2.9 put the filter subject into the consumer-create
+//                subject and the key into the direct-get subject), the request services, and the
+//                deliveries under `_INBOX.`.
+import { policyKeys } from '../protocol/policy/record.ts';
+import { serviceKeys, serviceSubjects } from '../protocol/service.ts';
+import { kvKeys, subjects } from '../protocol/subjects.ts';
 
 export type NatsRole = 'agent' | 'coordinator' | 'reader';
-
-export interface SubjectPermissions {
-  readonly publish: { readonly allow: readonly string[]; readonly deny: readonly string[] };
-  readonly subscribe: { readonly allow: readonly string[]; readonly deny: readonly string[] };
-}
 
 export interface PermissionScope {
   readonly bucket: string;
   readonly subjectPrefix: string;
 }
 
-/** Keys a role may read (watch or get). Agents: nodes, clusters, the current policy — never ipam, revocations or the lease. */
-export function readableKeys(role: NatsRole): readonly string[] {
-  if (role === 'agent') return [kvKeys.nodesFilter, kvKeys.clustersFilter, 'policy.current'];
-  return [kvKeys.nodesFilter, kvKeys.clustersFilter, 'policy.>', kvKeys.revokedFilter];
+/** The coordinator connects with this inbox prefix, so its deliveries never reach other accounts. */
+export const COORDINATOR_INBOX_PREFIX = '_XL_COORD';
+
+export const ACCOUNTS = Object.freeze({ store: 'CROSSLINK_STORE', coordinator: 'CROSSLINK_COORDINATOR', agents: 'CROSSLINK_AGENTS' });
+
+/** Keys an agent or reader may read (watch or get): never ipam, revocations, enrollments or the lease. */
+export function readableKeys(): readonly string[] {
+  return [kvKeys.nodesFilter, kvKeys.clustersFilter, serviceKeys.filter, policyKeys.current];
 }
 
+/** Request subjects agents send to the coordinator (readers send none). */
+export function requestSubjects(prefix: string): readonly string[] {
+  const s = subjects(prefix);
+  const ss = serviceSubjects(prefix);
+  return [s.register, s.heartbeat, s.deregister, ss.export, ss.unexport];
+}
+
+/** The JetStream API subjects of STORE an agent or reader may call: each names what it reads. */
+export function agentJetStreamApi(scope: PermissionScope): readonly string[] {
+  const { bucket } = scope;
+  const stream = `KV_${bucket}`;
+  const keys = readableKeys();
+  return [
+    '$JS.API.INFO',
+    `$JS.API.STREAM.INFO.${stream}`,
+    // A KV watch: an ordered push consumer, server-named, its filter subject in the create subject.
+    ...keys.map((k) => `$JS.API.CONSUMER.CREATE.${stream}.*.$KV.${bucket}.${k}`),
+    `$JS.API.CONSUMER.INFO.${stream}.*`,
+    `$JS.API.CONSUMER.DELETE.${stream}.*`,
+    // Direct get names the key in the subject: reads are pinned to the readable keys.
+    ...keys.map((k) => `$JS.API.DIRECT.GET.${stream}.$KV.${bucket}.${k}`),
+  ];
+}
+
+export interface SubjectPermissions {
+  readonly publish: { readonly allow: readonly string[]; readonly deny: readonly string[] };
+  readonly subscribe: { readonly allow: readonly string[]; readonly deny: readonly string[] };
+  /** May publish to the reply subject of a request it received (nats-server `allow_responses`). */
+  readonly allowResponses?: boolean;
+}
+
+/** User permissions inside the role's account (a second fence behind the account's imports). */
 export function permissionsFor(role: NatsRole, scope: PermissionScope): SubjectPermissions {
   const { bucket, subjectPrefix: p } = scope;
   const stream = `KV_${bucket}`;
   if (role === 'coordinator') {
     return {
-      // The coordinator writes the bucket, manages its stream and answers requests (replies go to the requesters' inboxes).
-      publish: { allow: [`$KV.${bucket}.>`, '$JS.API.>', `$JS.ACK.${stream}.>`, `$JS.FC.${stream}.>`, '_INBOX.>'], deny: [] },
-      subscribe: { allow: [`${p}.register`, `${p}.heartbeat`, `${p}.deregister`, '_INBOX.>'], deny: [] },
+      publish: { allow: [`$KV.${bucket}.>`, '$JS.API.>', `$JS.ACK.${stream}.>`, `$JS.FC.${stream}.>`, `${COORDINATOR_INBOX_PREFIX}.>`], deny: [] },
+      subscribe: { allow: [...requestSubjects(p), `${COORDINATOR_INBOX_PREFIX}.>`], deny: [] },
+      // Replies to the agents' requests (their reply subjects are mapped into this account).
+      allowResponses: true,
     };
   }
-  const keys = readableKeys(role);
   return {
     publish: {
-      allow: [
-        ...(role === 'agent' ? [`${p}.register`, `${p}.heartbeat`, `${p}.deregister`] : []),
-        '$JS.API.INFO',
-        `$JS.API.STREAM.INFO.${stream}`,
-        // An ordered consumer (KV watch): server-named, filter subject in the create subject.
-        ...keys.map((k) => `$JS.API.CONSUMER.CREATE.${stream}.*.$KV.${bucket}.${k}`),
-        `$JS.API.CONSUMER.INFO.${stream}.*`,
-        `$JS.API.CONSUMER.DELETE.${stream}.*`,
-        // Direct get names the key in the subject: reads are pinned to the readable keys.
-        ...keys.map((k) => `$JS.API.DIRECT.GET.${stream}.$KV.${bucket}.${k}`),
-        `$JS.FC.${stream}.>`,
-      ],
-      deny: [
-        `$KV.>`,
-        '$JS.API.CONSUMER.DURABLE.CREATE.>',
-        // Unfiltered consumer create (old API): could read every key.
-        `$JS.API.CONSUMER.CREATE.${stream}`,
-        // Message get by JSON body: could read any key (ipam, lease).
-        '$JS.API.STREAM.MSG.GET.>',
-      ],
+      allow: [...(role === 'agent' ? requestSubjects(p) : []), ...agentJetStreamApi(scope), `$JS.FC.${stream}.>`],
+      deny: ['$KV.>', '$JS.API.CONSUMER.DURABLE.CREATE.>', `$JS.API.CONSUMER.CREATE.${stream}`, '$JS.API.STREAM.MSG.GET.>'],
     },
-    // Only inboxes: replies, and the watch's deliveries. Never the request subjects (no sniffing registrations).
+    // Only inboxes: replies and watch deliveries. Never the request subjects (no sniffing registrations).
     subscribe: { allow: ['_INBOX.>'], deny: [`${p}.>`] },
   };
 }
@@ -64,27 +90,77 @@ export function permissionsFor(role: NatsRole, scope: PermissionScope): SubjectP
 export interface NatsUserSpec {
   readonly user: string;
   readonly role: NatsRole;
-  /** Literal password, or a nats-server variable reference like `$AGENT_PASSWORD`. */
+  /** Literal password, or a nats-server variable reference like `$CROSSLINK_AGENT_PASSWORD`. */
   readonly password: string;
 }
 
 const quote = (s: string): string => JSON.stringify(s);
 const list = (xs: readonly string[]): string => `[${xs.map(quote).join(', ')}]`;
 
-/** A nats-server `authorization { users = [...] }` block (include it from the server config). */
-export function renderAuthorization(users: readonly NatsUserSpec[], scope: PermissionScope): string {
-  const lines = ['# Rendered by `crosslink-coordinator nats-config`; roles: docs/security.md.', 'authorization {', '  users = ['];
-  for (const u of users) {
-    const perm = permissionsFor(u.role, scope);
-    const password = u.password.startsWith('$') ? u.password : quote(u.password);
-    lines.push(
-      `    # ${u.role}`,
-      `    { user: ${quote(u.user)}, password: ${password}, permissions: {`,
-      `        publish: { allow: ${list(perm.publish.allow)}${perm.publish.deny.length > 0 ? `, deny: ${list(perm.publish.deny)}` : ''} }`,
-      `        subscribe: { allow: ${list(perm.subscribe.allow)}${perm.subscribe.deny.length > 0 ? `, deny: ${list(perm.subscribe.deny)}` : ''} }`,
-      `    } }`,
-    );
-  }
-  lines.push('  ]', '}');
+function userLines(u: NatsUserSpec, scope: PermissionScope): string[] {
+  const perm = permissionsFor(u.role, scope);
+  const password = u.password.startsWith('$') ? u.password : quote(u.password);
+  const deny = (xs: readonly string[]): string => (xs.length > 0 ? `, deny: ${list(xs)}` : '');
+  return [
+    `      # ${u.role}`,
+    `      { user: ${quote(u.user)}, password: ${password}, permissions: {`,
+    `          publish: { allow: ${list(perm.publish.allow)}${deny(perm.publish.deny)} }`,
+    `          subscribe: { allow: ${list(perm.subscribe.allow)}${deny(perm.subscribe.deny)} }`,
+    ...(perm.allowResponses === true ? ['          allow_responses: true'] : []),
+    `      } }`,
+  ];
+}
+
+/** A nats-server `accounts { ... }` block (include it from the server config; it replaces `authorization`). */
+export function renderAccounts(users: readonly NatsUserSpec[], scope: PermissionScope): string {
+  const { bucket, subjectPrefix: p } = scope;
+  const stream = `KV_${bucket}`;
+  const { store: S, coordinator: C, agents: A } = ACCOUNTS;
+  const svc = (subject: string, to: string): string => `      { service: ${quote(subject)}, accounts: [${to}] }`;
+  const str = (subject: string, to: string): string => `      { stream: ${quote(subject)}, accounts: [${to}] }`;
+  const imp = (kind: 'service' | 'stream', from: string, subject: string): string => `      { ${kind}: { account: ${from}, subject: ${quote(subject)} } }`;
+  const coordinatorStore = [`$JS.API.>`, `$KV.${bucket}.>`, `$JS.ACK.${stream}.>`];
+  const agentStore = agentJetStreamApi(scope);
+  // Flow control of push consumers (KV watches): one export for both accounts (exports are keyed by subject).
+  const flowControl = `$JS.FC.${stream}.>`;
+  const usersOf = (roles: readonly NatsRole[]): string[] => users.filter((u) => roles.includes(u.role)).flatMap((u) => userLines(u, scope));
+  const lines = [
+    '# Rendered by `crosslink-coordinator nats-config`; accounts and roles: docs/security.md.',
+    'accounts {',
+    `  ${S}: {`,
+    '    # JetStream and the bucket live here; nothing here subscribes, so no push consumer can reach a service.',
+    '    jetstream: enabled',
+    '    exports: [',
+    ...coordinatorStore.map((s) => svc(s, C)),
+    str(`${COORDINATOR_INBOX_PREFIX}.>`, C),
+    ...agentStore.map((s) => svc(s, A)),
+    svc(flowControl, `${C}, ${A}`),
+    str('_INBOX.>', A),
+    '    ]',
+    '  }',
+    `  ${C}: {`,
+    '    users: [',
+    ...usersOf(['coordinator']),
+    '    ]',
+    '    imports: [',
+    ...[...coordinatorStore, flowControl].map((s) => imp('service', S, s)),
+    imp('stream', S, `${COORDINATOR_INBOX_PREFIX}.>`),
+    '    ]',
+    '    exports: [',
+    ...requestSubjects(p).map((s) => svc(s, A)),
+    '    ]',
+    '  }',
+    `  ${A}: {`,
+    '    users: [',
+    ...usersOf(['agent', 'reader']),
+    '    ]',
+    '    imports: [',
+    ...[...agentStore, flowControl].map((s) => imp('service', S, s)),
+    imp('stream', S, '_INBOX.>'),
+    ...requestSubjects(p).map((s) => imp('service', C, s)),
+    '    ]',
+    '  }',
+    '}',
+  ];
   return `${lines.join('\n')}\n`;
 }

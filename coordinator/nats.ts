@@ -8,6 +8,7 @@ import { errorMessage } from '../lib/errors.ts';
 import { describeNats, natsConnectionOptions } from '../lib/nats-connect.ts';
 import type { Logger } from '../lib/logger.ts';
 import type { CoordinatorConfig } from './config.ts';
+import { COORDINATOR_INBOX_PREFIX } from './nats-permissions.ts';
 
 /** Resolves to the connection, or undefined if `signal` aborted first. */
 export async function connectNats(
@@ -19,7 +20,7 @@ export async function connectNats(
   // Secret files are read once, before retrying: an unreadable one will not get better by waiting
   // (NatsConnectError). The reconnect wait is shorter than the agents' 1 s: after a NATS restart the
   // coordinator should be subscribed again before the agents' first heartbeats arrive.
-  const options = await natsConnectionOptions(config.nats, 'crosslink-coordinator', { maxReconnectAttempts: -1, reconnectTimeWaitMs: 250 });
+  const options = await natsConnectionOptions(config.nats, 'crosslink-coordinator', { maxReconnectAttempts: -1, reconnectTimeWaitMs: 250, inboxPrefix: COORDINATOR_INBOX_PREFIX });
   const nc = await retryWithBackoff(
     () => connect(options),
     {

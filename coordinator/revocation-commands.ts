@@ -16,6 +16,7 @@ import { RUN_FLAGS, parseCoordinatorConfig, type CoordinatorConfig, type RawRunO
 import { RevocationAdminError, listRevocations, parseNodeName, parseReason, revokeNode, unrevokeNode, type RevokeResult } from './revocation-admin.ts';
 import { loadSigningKey } from './signing-key.ts';
 import { StateStore } from './store.ts';
+import { COORDINATOR_INBOX_PREFIX } from './nats-permissions.ts';
 
 /** The run flags these commands share (same names, env variables and defaults). */
 const SHARED_FLAGS: readonly (keyof RawRunOptions)[] = ['natsUrl', 'natsCreds', ...NATS_AUTH_FLAGS.map((f) => f.key), 'signingKeyFile', 'bucket', 'subjectPrefix'];
@@ -62,7 +63,7 @@ async function openAdmin(config: CoordinatorConfig): Promise<Admin> {
   const key = await loadSigningKey(config.signingKeyFile);
   let nc: NatsConnection;
   try {
-    nc = await connectNats(config.nats, 'crosslink-coordinator-admin', RECONNECT_ONE_SHOT);
+    nc = await connectNats(config.nats, 'crosslink-coordinator-admin', { ...RECONNECT_ONE_SHOT, inboxPrefix: COORDINATOR_INBOX_PREFIX });
   } catch (err) {
     throw new RevocationAdminError(`cannot connect to NATS at ${config.nats.servers.join(',')}: ${errorMessage(err)}`, { cause: err });
   }

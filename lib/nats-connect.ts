@@ -168,6 +168,8 @@ export interface ReconnectPolicy {
   /** -1: forever (daemons); a small number for one-shot commands. */
   readonly maxReconnectAttempts: number;
   readonly reconnectTimeWaitMs: number;
+  /** Reply/delivery subject prefix (default `_INBOX`); the coordinator has its own (docs/security.md). */
+  readonly inboxPrefix?: string;
 }
 export const RECONNECT_FOREVER: ReconnectPolicy = Object.freeze({ maxReconnectAttempts: -1, reconnectTimeWaitMs: 1000 });
 export const RECONNECT_ONE_SHOT: ReconnectPolicy = Object.freeze({ maxReconnectAttempts: 2, reconnectTimeWaitMs: 500 });
@@ -187,6 +189,7 @@ export async function natsConnectionOptions(s: NatsSettings, name: string, polic
     name,
     maxReconnectAttempts: policy.maxReconnectAttempts,
     reconnectTimeWait: policy.reconnectTimeWaitMs,
+    ...(policy.inboxPrefix === undefined ? {} : { inboxPrefix: policy.inboxPrefix }),
     timeout: 5000,
     pingInterval: 10_000,
     maxPingOut: 3,

@@ -80,7 +80,9 @@ export class PolicyWatch {
   }
 
   private async bucket(): Promise<KV> {
-    this.kv ??= await new Kvm(this.o.nc).open(this.o.bucket);
+    // Direct gets name the key in the subject, so NATS permissions can let agents read this key and
+    // not others (a message get by request body could read any key): docs/security.md.
+    this.kv ??= await new Kvm(this.o.nc).open(this.o.bucket, { allow_direct: true });
     return this.kv;
   }
 
