@@ -4,7 +4,7 @@
 //   default deny + one allow rule; a deny rule inside default allow; a long TCP flow that keeps
 //   going while policies switch back and forth; an invalid policy changing nothing; an agent
 //   restart with no moment unfiltered; a node without nftables saying so (best-effort) and
-//   refusing traffic (required).
+//   refusing traffic (required). The drop counters are also checked as Prometheus metrics.
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import test, { type ExecutionContext } from 'ava';
@@ -18,6 +18,8 @@ import { PolicyDocumentResponse } from '../protocol/policy/status.ts';
 import { z } from 'zod';
 import { assertConverged, pingFailsWithin, pingUntil, useLab } from './helpers/lab-harness.ts';
 import { pacedTransfer, startTcpServer, tcpProbe, type TcpServer } from './helpers/tcp-probe.ts';
+import { agentRequest } from './helpers/agent-http.ts';
+import { checkMetrics } from './helpers/promtool.ts';
 
 const CONVERGE_MS = 90_000;
 /** The real nft (PATH under npm has node_modules/.bin/nft first, which is not nftables). */
@@ -129,6 +131,26 @@ test.serial('default deny with one allow rule: the allowed flow and its replies 
   const doc = await getFromAgent(lab.statusSocket('west-n1'), '/policy', PolicyDocumentResponse);
   t.regex(doc.liveTable ?? '', /table inet crosslink_policy/);
   t.regex(doc.liveTable ?? '', /tcp dport \{ 5201, 8080 \}/);
+
+  // The drop counter as a Prometheus metric moves when a packet is dropped, and a real agent's
+  // scrape passes promtool (docs/metrics.md).
+  const dropped = async (): Promise<{ body: string; packets: number }> => {
+    const r = await agentRequest({ socketPath: lab.statusSocket('west-n1') }, '/metrics');
+    t.is(r.status, 200);
+    const line = r.body.split('\n').find((l) => l.startsWith('crosslink_agent_policy_dropped_packets_total{rule="default"} '));
+    return { body: r.body, packets: Number(line?.split(' ')[1] ?? NaN) };
+  };
+  const before = await dropped();
+  t.true(before.packets > 0, 'the drops so far are exported');
+  // Dropped where it would enter the tunnel: a new connection from west is counted on west-n1.
+  await assertBlocked(t, lab, west, east1, APP_PORT, 'one more dropped connection attempt');
+  const after = await dropped();
+  t.true(after.packets > before.packets, `the default rule's drop counter moved: ${before.packets} → ${after.packets}`);
+  t.regex(after.body, /^crosslink_agent_policy_enforcing 1$/m);
+  t.regex(after.body, /^crosslink_agent_policy_version \d+$/m);
+  const lint = await checkMetrics(after.body);
+  t.is(lint.code, 0, lint.output);
+  t.is(lint.output.trim(), '', 'promtool check metrics: no findings on a real agent\'s scrape');
 });
 
 test.serial('a deny rule inside default allow: north may not reach west; everything else may', async (t) => {
