@@ -1,5 +1,5 @@
 // `npm run bench [-- section ...]`: cost figures of the control plane and the data plane. Prints one
-// table per section; asserts nothing. Sections (default: all, about 3 minutes on 2 cores):
+// table per section; asserts nothing. Sections (default: all but agent, about 6 minutes on 2 cores):
 //   dataplane     computeDesiredState time and commands per join (pure, in-process)
 //   registration  registration storm of 100/500/1000 agents (registration:2000,4000 for other sizes)
 //   fanout        latency from a join to 50 watchers having the record
@@ -9,11 +9,17 @@
 //   policy        policy set → nftables table replaced on 10 agents (real nft, one netns each; policy:<agents>)
 //   agent         one real agent (compiled, real wireguard-go, own netns) among N simulated nodes
 //                 (agent:1000,3000; not in the default set: minutes per size)
+//   probing       peer probing cost per node and peer per minute: datagrams, bytes, CPU (real sockets in a
+//                 netns; probing:<peers,...>, default 10,50)
+//   idle          an idle converged default lab: mutating data-plane commands (0), reconciles, probe
+//                 datagrams and agent CPU per minute, read from the agents' /metrics
 import { randomBytes } from 'node:crypto';
 import { NatsServer } from '../lib/nats-server.ts';
 import { runDataPlane } from './data-plane.ts';
 import { runRealAgent } from './real-agent.ts';
 import { runPolicyPropagation } from './policy.ts';
+import { runProbingCost } from './probing.ts';
+import { runIdleLab } from './idle.ts';
 import { runFanOut, runHeartbeatLoad, runRegistrationStorm, runRestartStorm } from './control-plane.ts';
 
 /** Each control-plane section, with an optional argument after a colon (e.g. `registration:2000,4000`). */
@@ -24,7 +30,12 @@ const CONTROL_PLANE: Record<string, (server: NatsServer, arg: number[] | undefin
   policy: (s, n) => runPolicyPropagation(s, n?.[0]),
   restart: (s, n) => runRestartStorm(s, n?.[0] === undefined ? undefined : { nodes: n[0], watchers: 50, nodeTtl: '20s' }),
 };
-const ALL = ['dataplane', ...Object.keys(CONTROL_PLANE)];
+/** Sections that need no nats-server. */
+const STANDALONE: Record<string, (arg: number[] | undefined) => Promise<void>> = {
+  probing: (peers) => runProbingCost(peers),
+  idle: () => runIdleLab(),
+};
+const ALL = ['dataplane', ...Object.keys(STANDALONE), ...Object.keys(CONTROL_PLANE)];
 
 function parseSection(text: string): { name: string; arg: number[] | undefined } | undefined {
   const [name = '', arg] = text.split(':', 2);
@@ -51,7 +62,14 @@ async function main(): Promise<void> {
   const sections = asked.length > 0 ? asked.flatMap((a) => (a.parsed ? [a.parsed] : [])) : ALL.map((name) => ({ name, arg: undefined }));
   console.log(`crosslink benchmarks: ${sections.map((s) => s.name).join(', ')} (node ${process.version}, ${new Date().toISOString()})\n`);
   if (sections.some((s) => s.name === 'dataplane')) runDataPlane();
-  const cp = sections.filter((s) => s.name !== 'dataplane');
+  for (const s of sections) {
+    const run = STANDALONE[s.name];
+    if (!run) continue;
+    const t0 = Date.now();
+    await run(s.arg);
+    console.log(`(${s.name}: ${((Date.now() - t0) / 1000).toFixed(1)} s)\n`);
+  }
+  const cp = sections.filter((s) => s.name !== 'dataplane' && !(s.name in STANDALONE));
   if (cp.length === 0) return;
   // One nats-server for all control-plane sections; each section uses its own bucket and subjects.
   const server = await NatsServer.start({ name: `xl-bench-${randomBytes(3).toString('hex')}` });
