@@ -4,6 +4,9 @@
 // Fail-static: the data plane only changes on verified information. While NATS or the coordinator
 // is unreachable the agent keeps the last verified view (and so the peers and routes as they are);
 // before the first registration and the first complete KV snapshot it ensures the interface only.
+import { AgentEvents } from './events/agent-events.ts';
+import { NatsEventPublisher, fanOutEvents, type EventPublisher } from '../protocol/events.ts';
+import { DEFAULT_SUBJECT_PREFIX } from '../protocol/subjects.ts';
 import { readFileSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -81,6 +84,8 @@ export interface AgentOptions {
   readonly agentVersion?: string;
   /** Prometheus metrics (GET /metrics); default a fresh AgentMetrics with its own registry. */
   readonly metrics?: AgentMetrics;
+  /** Another sink for this agent's events besides NATS (Kubernetes Events on the Node in Kubernetes mode). */
+  readonly events?: EventPublisher;
   /** Test knobs: faster retries. */
   readonly tuning?: {
     readonly retryMinMs?: number;
@@ -134,6 +139,8 @@ export class Agent {
   private readonly metrics: AgentMetrics;
   /** What status() reads from the kernel (peers, policy table, MTU), shared for STATUS_READ_MAX_AGE_MS. */
   private readonly liveReads: RecentRead<LiveReads>;
+  /** Events of this agent (and of anything repairing its data plane): NATS, plus Kubernetes Events in Kubernetes mode. */
+  readonly events: AgentEvents;
 
   private constructor(
     private readonly o: AgentOptions,
@@ -147,6 +154,14 @@ export class Agent {
     this.wireguard = keys.wireguard;
     this.cachedOverlayIp = cachedOverlayIp;
     this.metrics = o.metrics ?? new AgentMetrics();
+    const natsEvents = new NatsEventPublisher({
+      nc: () => this.nc,
+      subjectPrefix: DEFAULT_SUBJECT_PREFIX,
+      reporter: () => ({ role: 'agent', name: this.identity.name }),
+      clock: this.clock,
+      logger: o.logger.child({ component: 'events' }),
+    });
+    this.events = new AgentEvents(o.events ? fanOutEvents(natsEvents, o.events) : natsEvents, () => ({ name: this.identity.name, cluster: o.config.cluster }));
     this.policy = new AgentPolicy({
       runner: o.runner,
       logger: o.logger.child({ component: 'policy' }),
@@ -175,6 +190,7 @@ export class Agent {
       this.metrics.reconciled(record);
       // A run asked for by the drift monitor that changed something put back what had gone missing.
       if (record.ok && record.reasons.some((r) => r.startsWith('drift:'))) this.metrics.routesRepaired(record.changes);
+      this.events.reconciled(record);
       this.publishState();
       // The prober follows what was just applied: our overlay IP and the peers (immutable snapshots).
       const { self, mesh } = this.reconciler.current();
@@ -267,6 +283,7 @@ export class Agent {
     this.unsubscribeRestart = this.dataplane.onRestart?.((generation) => {
       logger.warn({ generation }, 'WireGuard interface came back empty; re-applying everything');
       this.metrics.wireguardRestarted();
+      this.events.wireguardRestarted(generation);
       // Probing right after the re-apply starts the handshakes (NATed peers at their remembered endpoints).
       void this.reconciler.reconcileNow('wireguard restarted').then(() => this.health.kick());
     });

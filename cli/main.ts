@@ -35,6 +35,8 @@ import { AGENT_VERSION } from '../agent/agent.ts';
 import { renderWgConf } from './showconf.ts';
 import { registerServicesCommands } from './services.ts';
 import { byName, compareText } from '../lib/compare.ts';
+import { colourEnabled, palette, type Palette } from '../lib/colour.ts';
+import { registerEventsCommand } from './events-command.ts';
 
 export const DEFAULT_SOCKET = '/var/lib/crosslink/agent.sock';
 
@@ -43,6 +45,10 @@ export interface CliIo {
   readonly stderr: (text: string) => void;
   readonly env: Readonly<Record<string, string | undefined>>;
   readonly now: () => number;
+  /** stdout is a terminal (colour is on unless NO_COLOR or --no-color). */
+  readonly isTTY?: boolean;
+  /** Ends long-running commands (`events --follow`, `status --watch`). */
+  readonly signal?: AbortSignal;
 }
 
 const processIo: CliIo = {
@@ -50,6 +56,7 @@ const processIo: CliIo = {
   stderr: (t) => process.stderr.write(t),
   env: process.env,
   now: () => Date.now(),
+  isTTY: process.stdout.isTTY,
 };
 
 const SOCKET_FLAG: FlagSpec<'socket'> = { key: 'socket', flags: '--socket <path>', env: 'CROSSLINK_STATUS_SOCKET', default: DEFAULT_SOCKET, help: 'the agent\'s status socket' };
@@ -117,7 +124,9 @@ export function buildProgram(io: CliIo, setExit: (code: number) => void): Comman
     .version(AGENT_VERSION, '--version', 'print the crosslink version')
     .showHelpAfterError('(run crosslink --help for usage)')
     .configureOutput({ writeOut: io.stdout, writeErr: io.stderr })
+    .option('--no-color', 'no colour (also NO_COLOR=1; output that is not a terminal has none)')
     .exitOverride();
+  const colours = (): Palette => palette(colourEnabled({ isTTY: io.isTTY === true, env: io.env, noColorFlag: program.opts<{ color?: boolean }>().color === false }));
 
   program
     .command('status')
@@ -289,6 +298,15 @@ export function buildProgram(io: CliIo, setExit: (code: number) => void): Comman
     });
 
   registerPingCommand(program, flagOption(SOCKET_FLAG), (cmd) => socketOf(cmd, io.env), io, setExit);
+  registerEventsCommand(program, {
+    stdout: io.stdout,
+    stderr: io.stderr,
+    setExit,
+    palette: colours,
+    addNatsFlags: (c) => addFlags(c, KV_FLAGS),
+    natsFlags: (c) => kvOf(c, io.env),
+    ...(io.signal ? { signal: io.signal } : {}),
+  });
   registerManifestsCommand(program);
   registerServicesCommands(program, io, setExit, () => flagOption(SOCKET_FLAG));
   registerPolicyCommand(program, () => flagOption(SOCKET_FLAG), io.stdout, setExit);
@@ -320,7 +338,10 @@ const invokedDirectly = ((): boolean => {
 })();
 
 if (invokedDirectly) {
-  runCli(process.argv.slice(2)).then(
+  // SIGINT/SIGTERM end `--follow`/`--watch` cleanly (exit code of the command, not a signal death).
+  const stop = new AbortController();
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => stop.abort());
+  runCli(process.argv.slice(2), { ...processIo, signal: stop.signal }).then(
     (code) => {
       process.exitCode = code;
     },

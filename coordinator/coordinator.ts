@@ -19,6 +19,8 @@ import { Liveness } from './liveness.ts';
 import { HeartbeatMarks } from './heartbeat-marks.ts';
 import { staleRefusal } from './bindings.ts';
 import { StateStore, openBucket } from './store.ts';
+import { NatsEventPublisher, type EventPublisher } from '../protocol/events.ts';
+import { ensureEventStream } from './event-stream.ts';
 
 export interface CoordinatorDeps {
   readonly nc: NatsConnection;
@@ -52,6 +54,7 @@ export class Coordinator {
   private stopped: Promise<void> | undefined;
   private natsConnected = true;
   private readonly logger: Logger;
+  private readonly events: EventPublisher;
 
   private constructor(
     private readonly deps: CoordinatorDeps,
@@ -66,11 +69,19 @@ export class Coordinator {
       clock: deps.clock,
       logger: deps.logger,
     });
+    this.events = new NatsEventPublisher({
+      nc: () => deps.nc,
+      subjectPrefix: deps.config.subjectPrefix,
+      reporter: { role: 'coordinator', name: this.lease.holder },
+      clock: deps.clock,
+      logger: deps.logger,
+    });
   }
 
   /** Opens (or creates) the bucket and starts campaigning. Throws if the bucket cannot be opened. */
   static async start(deps: CoordinatorDeps): Promise<Coordinator> {
     const kv = await openBucket(deps.nc, { bucket: deps.config.bucket, replicas: deps.config.replicas, logger: deps.logger });
+    await ensureEventStream(deps.nc, { bucket: deps.config.bucket, subjectPrefix: deps.config.subjectPrefix, replicas: deps.config.replicas, logger: deps.logger });
     const c = new Coordinator(deps, new StateStore(kv, deps.signingKey, deps.logger));
     const s = subjects(deps.config.subjectPrefix);
     c.heartbeatSub = deps.nc.subscribe(s.heartbeat, {
@@ -152,6 +163,7 @@ export class Coordinator {
       liveness: this.liveness,
       holdsLease: () => this.lease.holdsTerm(term),
       metrics: this.deps.metrics,
+      events: this.events,
     });
   }
 

@@ -33,6 +33,8 @@ import type { Liveness } from './liveness.ts';
 import { RevocationTable, revocationError } from './revocations.ts';
 import { isCasConflict, type StateStore, type StoredRecord } from './store.ts';
 import { BindingTable, bindingRefusal, boundBinding, releasedBinding, staleRefusal, type IdentityBinding, type ReleaseCause } from './bindings.ts';
+import type { EventPublisher } from '../protocol/events.ts';
+import { gatewayChangedEvent, nodeJoinedEvent, nodeRemovedEvent } from './events.ts';
 
 /** The registry's term is over (lease lost or stopping); the caller replies "unavailable". */
 export class NotLeaderError extends CrosslinkError {
@@ -49,6 +51,8 @@ export interface RegistryDeps {
   readonly holdsLease: () => boolean;
   /** Counters (coordinator/metrics.ts); absent: not counted. */
   readonly metrics?: CoordinatorMetricsHooks | undefined;
+  /** Joins, removals and gateway changes are published here (default: none). */
+  readonly events?: EventPublisher;
 }
 
 const CAS_ATTEMPTS = 4;
@@ -267,6 +271,7 @@ export class Registry {
       },
       existing ? 'node re-registered with changes' : 'node registered',
     );
+    if (!existing) this.deps.events?.publish(nodeJoinedEvent(record));
     if (existing && existing.value.cluster !== r.cluster) await this.reconcileCluster(existing.value.cluster);
     await this.reconcileCluster(r.cluster);
     return this.accepted(stored);
@@ -537,6 +542,7 @@ export class Registry {
     this.deps.liveness.forget(name);
     this.deps.logger.info({ node: name, cluster: rec.value.cluster, overlayIp: rec.value.overlayIp, reason, lastSeenAt: seen }, `node ${reason}`);
     this.deps.metrics?.nodeRemoved(reason);
+    this.deps.events?.publish(nodeRemovedEvent(rec.value, reason, seen ?? null, now));
     await this.reconcileCluster(rec.value.cluster);
   }
 
@@ -575,6 +581,7 @@ export class Registry {
             { cluster, gateway: decision.record.gateway, previous: current?.value.gateway ?? null, gatewayEpoch: decision.record.gatewayEpoch },
             decision.record.gateway === null && decision.record.topology === 'gateway' ? 'cluster has no eligible gateway' : 'gateway changed',
           );
+          this.deps.events?.publish(gatewayChangedEvent(decision.record, current?.value.gateway ?? null));
         } else {
           this.deps.logger.info({ cluster, topology: decision.record.topology }, 'cluster record updated');
         }

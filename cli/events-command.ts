@@ -1,0 +1,82 @@
+// `crosslink events [--follow]`: mesh events from NATS (see cli/events.ts for how they are read).
+import { Command, Option } from 'commander';
+import { z } from 'zod';
+import { ValidationError } from '../lib/errors.ts';
+import { check } from '../lib/flags.ts';
+import { NatsServers } from '../lib/nats-url.ts';
+import type { Palette } from '../lib/colour.ts';
+import { EventType, type CrosslinkEvent } from '../protocol/events.ts';
+import { ClusterName, NodeName } from '../protocol/messages.ts';
+import { formatEvent } from './event-format.ts';
+import { readEvents } from './events.ts';
+import { connectForReading } from './nats-read.ts';
+
+export interface NatsReadFlags {
+  readonly natsUrl: string | undefined;
+  readonly natsCreds: string | undefined;
+  readonly bucket: string;
+}
+
+export interface EventsCommandDeps {
+  readonly stdout: (text: string) => void;
+  readonly stderr: (text: string) => void;
+  readonly setExit: (code: number) => void;
+  readonly palette: () => Palette;
+  /** Adds --nats-url, --nats-creds, --bucket (…) to the command. */
+  readonly addNatsFlags: (cmd: Command) => Command;
+  readonly natsFlags: (cmd: Command) => NatsReadFlags;
+  /** Ends --follow (SIGINT/SIGTERM in the binary; the test's controller in tests). */
+  readonly signal?: AbortSignal;
+}
+
+export function natsServersOf(flags: NatsReadFlags): string[] {
+  if (flags.natsUrl === undefined) throw new ValidationError('--nats-url', undefined, 'required: comma-separated NATS URLs, e.g. nats://10.0.0.1:4222');
+  return [...check('--nats-url', flags.natsUrl, NatsServers)];
+}
+
+export function parseEventTypes(text: string | undefined): EventType[] | undefined {
+  if (text === undefined) return undefined;
+  return text.split(',').map((t) => check('--type', t.trim(), EventType));
+}
+
+export function registerEventsCommand(program: Command, d: EventsCommandDeps): void {
+  d.addNatsFlags(
+    program
+      .command('events')
+      .description('recent mesh events (gateway changes, joins, expiries, revocations, wireguard-go restarts, reconcile failures, repairs); --follow keeps listening')
+      .option('--follow', 'after the history, print new events as they happen (until interrupted)')
+      .option('--last <n>', 'how many of the most recent stored events to look at (1-10000)', '50')
+      .option('--node <name>', 'only events about or reported by this node')
+      .option('--cluster <name>', 'only events of this cluster')
+      .addOption(new Option('--type <types>', `only these types, comma-separated: ${EventType.options.join(', ')}`))
+      .option('--json', 'one JSON event per line'),
+  ).action(async (opts: { follow?: boolean; last: string; node?: string; cluster?: string; type?: string; json?: boolean }, cmd: Command) => {
+    const flags = d.natsFlags(cmd);
+    const servers = natsServersOf(flags);
+    const last = check('--last', opts.last, z.coerce.number().int().min(1, 'must be 1-10000').max(10_000, 'must be 1-10000'));
+    const filter = {
+      ...(opts.node === undefined ? {} : { node: check('--node', opts.node, NodeName) }),
+      ...(opts.cluster === undefined ? {} : { cluster: check('--cluster', opts.cluster, ClusterName) }),
+      ...(opts.type === undefined ? {} : { types: parseEventTypes(opts.type) ?? [] }),
+    };
+    const nc = await connectForReading({ servers, credsFile: flags.natsCreds ?? null });
+    try {
+      const p = d.palette();
+      const print = (e: CrosslinkEvent): void => d.stdout(opts.json ? `${JSON.stringify(e)}\n` : `${formatEvent(e, p)}\n`);
+      const shown = await readEvents({
+        nc,
+        bucket: flags.bucket,
+        last,
+        filter,
+        follow: opts.follow === true,
+        ...(d.signal ? { signal: d.signal } : {}),
+        onEvent: print,
+        onInvalid: (subject, reason) => d.stderr(`crosslink: ignored an invalid event on ${subject}: ${reason}\n`),
+      });
+      if (shown === 0 && !opts.json && opts.follow !== true) d.stdout('No events.\n');
+    } finally {
+      await nc.close();
+    }
+    d.setExit(0);
+  });
+}

@@ -1,0 +1,98 @@
+// Pure parts of mesh events: the agent reports reconcile failures on transitions only, events are
+// validated and bounded, the coordinator's builders say what happened, the text line, colour rules.
+import test from 'ava';
+import { AgentEvents } from '../agent/events/agent-events.ts';
+import { gatewayChangedEvent, nodeRemovedEvent } from '../coordinator/events.ts';
+import { formatEvent } from '../cli/event-format.ts';
+import { matchesFilter, parseEvent } from '../cli/events.ts';
+import { ANSI_COLOUR, NO_COLOUR, colourEnabled, stripAnsi } from '../lib/colour.ts';
+import { ManualClock } from '../lib/clock.ts';
+import { silentLogger } from '../lib/logger.ts';
+import { CrosslinkEvent, MAX_EVENT_BYTES, NatsEventPublisher, completeEvent, type EventInput } from '../protocol/events.ts';
+
+function recorder(): { events: EventInput[]; publish: (e: EventInput) => void } {
+  const events: EventInput[] = [];
+  return { events, publish: (e) => events.push(e) };
+}
+
+test('AgentEvents: one reconcile-failed per failing streak or changed error, none while ok', (t) => {
+  const r = recorder();
+  const a = new AgentEvents(r, () => ({ name: 'n1', cluster: 'c1' }));
+  a.reconciled({ ok: true, error: null, reasons: ['start'] });
+  a.reconciled({ ok: false, error: 'ip route replace exited 2', reasons: ['resync'] });
+  a.reconciled({ ok: false, error: 'ip route replace exited 2', reasons: ['resync'] });
+  a.reconciled({ ok: false, error: 'wg set exited 1', reasons: ['resync'] });
+  a.reconciled({ ok: true, error: null, reasons: ['resync'] });
+  a.reconciled({ ok: false, error: 'wg set exited 1', reasons: ['resync'] });
+  t.deepEqual(
+    r.events.map((e) => e.message),
+    ['reconcile on n1 failed: ip route replace exited 2', 'reconcile on n1 failed: wg set exited 1', 'reconcile on n1 failed: wg set exited 1'],
+  );
+  a.wireguardRestarted(3);
+  t.like(r.events.at(-1), { type: 'wireguard-restarted', node: 'n1', cluster: 'c1', details: { generation: 3 } });
+});
+
+test('NatsEventPublisher: publishes a valid event on <prefix>.events.<type>; drops an invalid one; no connection is not an error', (t) => {
+  const sent: { subject: string; payload: string }[] = [];
+  let connected = true;
+  const p = new NatsEventPublisher({
+    nc: () => (connected ? { publish: (subject, payload) => sent.push({ subject, payload }) } : undefined),
+    subjectPrefix: 'crosslink.v1',
+    reporter: () => ({ role: 'agent', name: 'n1' }),
+    clock: new ManualClock(5000),
+    logger: silentLogger(),
+  });
+  p.publish({ type: 'route-repaired', severity: 'info', node: 'n1', message: 'route 10.1.0.0/24 re-added' });
+  p.publish({ type: 'route-repaired', severity: 'info', node: 'NOT A NODE NAME', message: 'x' });
+  connected = false;
+  p.publish({ type: 'route-repaired', severity: 'info', node: 'n1', message: 'while disconnected' });
+  t.is(sent.length, 1);
+  t.is(sent[0]?.subject, 'crosslink.v1.events.route-repaired');
+  const e = CrosslinkEvent.parse(JSON.parse(sent[0]?.payload ?? ''));
+  t.like(e, { v: 1, at: 5000, reporter: { role: 'agent', name: 'n1' }, message: 'route 10.1.0.0/24 re-added' });
+});
+
+test('completeEvent: long messages and details are cut so an event stays under MAX_EVENT_BYTES', (t) => {
+  const e = completeEvent({ type: 'reconcile-failed', severity: 'warning', message: 'x'.repeat(5000), details: Object.fromEntries(Array.from({ length: 20 }, (_, i) => [`k${i}`, 'v'.repeat(400)])) }, { role: 'agent', name: 'n1' }, 1);
+  t.true(Buffer.byteLength(JSON.stringify(e)) <= MAX_EVENT_BYTES);
+  t.true(CrosslinkEvent.safeParse(e).success);
+});
+
+test('parseEvent refuses junk and unknown fields', (t) => {
+  t.like(parseEvent(new TextEncoder().encode('nope')), { ok: false, reason: 'not JSON' });
+  const good = completeEvent({ type: 'node-joined', severity: 'info', node: 'a', message: 'joined' }, { role: 'coordinator', name: 'c' }, 1);
+  t.true(parseEvent(new TextEncoder().encode(JSON.stringify(good))).ok);
+  t.false(parseEvent(new TextEncoder().encode(JSON.stringify({ ...good, extra: 1 }))).ok);
+  t.false(parseEvent(new TextEncoder().encode(JSON.stringify({ ...good, type: 'made-up' }))).ok);
+});
+
+test('coordinator event builders', (t) => {
+  const rec = { kind: 'cluster', v: 1, name: 'gcp', topology: 'gateway', gatewayEpoch: 4, generation: 9, updatedAt: 1 } as const;
+  t.like(gatewayChangedEvent({ ...rec, gateway: 'gcp-n2' }, 'gcp-n1'), { severity: 'warning', node: 'gcp-n2', message: 'cluster gcp: active gateway gcp-n1 → gcp-n2', details: { previous: 'gcp-n1', gatewayEpoch: 4 } });
+  t.like(gatewayChangedEvent({ ...rec, gateway: null }, 'gcp-n1'), { severity: 'warning', message: 'cluster gcp has no active gateway (was gcp-n1): no eligible live node' });
+  t.is(gatewayChangedEvent({ ...rec, gateway: null }, 'gcp-n1').node, undefined);
+  const node = { name: 'n1', cluster: 'c1', overlayIp: '100.96.0.1' } as Parameters<typeof nodeRemovedEvent>[0];
+  t.like(nodeRemovedEvent(node, 'expired', 1000, 61_000), { type: 'node-expired', severity: 'warning', message: 'node n1 expired: no heartbeat within the node TTL (last heartbeat 60s ago)' });
+  t.like(nodeRemovedEvent(node, 'revoked', null, 0), { type: 'node-revoked' });
+  t.like(nodeRemovedEvent(node, 'deregistered', null, 0), { type: 'node-left', severity: 'info' });
+});
+
+test('formatEvent and the filter', (t) => {
+  const e = completeEvent({ type: 'gateway-changed', severity: 'warning', node: 'gcp-n2', cluster: 'gcp', message: 'cluster gcp: active gateway gcp-n1 → gcp-n2' }, { role: 'coordinator', name: 'c-1' }, Date.UTC(2026, 11, 2, 16, 30, 1));
+  t.is(formatEvent(e, NO_COLOUR), '2026-12-02 16:30:01Z  warning  gateway-changed      gcp/gcp-n2                cluster gcp: active gateway gcp-n1 → gcp-n2  (coordinator c-1)');
+  t.is(stripAnsi(formatEvent(e, ANSI_COLOUR)), formatEvent(e, NO_COLOUR));
+  t.not(formatEvent(e, ANSI_COLOUR), formatEvent(e, NO_COLOUR));
+  t.true(matchesFilter(e, { cluster: 'gcp', types: ['gateway-changed'] }));
+  t.false(matchesFilter(e, { node: 'gcp-n1' }));
+  const byAgent = completeEvent({ type: 'route-repaired', severity: 'info', message: 'x' }, { role: 'agent', name: 'a1' }, 1);
+  t.true(matchesFilter(byAgent, { node: 'a1' }), 'an agent\'s own events match --node');
+});
+
+test('colour: on for a terminal only; NO_COLOR, --no-color and TERM=dumb turn it off', (t) => {
+  t.true(colourEnabled({ isTTY: true, env: {}, noColorFlag: false }));
+  t.false(colourEnabled({ isTTY: false, env: {}, noColorFlag: false }));
+  t.false(colourEnabled({ isTTY: true, env: { NO_COLOR: '1' }, noColorFlag: false }));
+  t.true(colourEnabled({ isTTY: true, env: { NO_COLOR: '' }, noColorFlag: false }), 'an empty NO_COLOR does not count (no-color.org)');
+  t.false(colourEnabled({ isTTY: true, env: {}, noColorFlag: true }));
+  t.false(colourEnabled({ isTTY: true, env: { TERM: 'dumb' }, noColorFlag: false }));
+});
