@@ -1,21 +1,14 @@
 // `crosslink events [--follow]`: mesh events from NATS (see cli/events.ts for how they are read).
 import { Command, Option } from 'commander';
+import type { NatsConnection } from '@nats-io/transport-node';
 import { z } from 'zod';
-import { ValidationError } from '../lib/errors.ts';
 import { check } from '../lib/flags.ts';
-import { NatsServers } from '../lib/nats-url.ts';
 import type { Palette } from '../lib/colour.ts';
 import { EventType, type CrosslinkEvent } from '../protocol/events.ts';
 import { ClusterName, NodeName } from '../protocol/messages.ts';
 import { formatEvent } from './event-format.ts';
 import { readEvents } from './events.ts';
-import { connectForReading } from './nats-read.ts';
 
-export interface NatsReadFlags {
-  readonly natsUrl: string | undefined;
-  readonly natsCreds: string | undefined;
-  readonly bucket: string;
-}
 
 export interface EventsCommandDeps {
   readonly stdout: (text: string) => void;
@@ -24,14 +17,10 @@ export interface EventsCommandDeps {
   readonly palette: () => Palette;
   /** Adds --nats-url, --nats-creds, --bucket (…) to the command. */
   readonly addNatsFlags: (cmd: Command) => Command;
-  readonly natsFlags: (cmd: Command) => NatsReadFlags;
+  /** Connects with the command's NATS flags (one-shot, no reconnects) and names its bucket. */
+  readonly connect: (cmd: Command) => Promise<{ readonly nc: NatsConnection; readonly bucket: string }>;
   /** Ends --follow (SIGINT/SIGTERM in the binary; the test's controller in tests). */
   readonly signal?: AbortSignal;
-}
-
-export function natsServersOf(flags: NatsReadFlags): string[] {
-  if (flags.natsUrl === undefined) throw new ValidationError('--nats-url', undefined, 'required: comma-separated NATS URLs, e.g. nats://10.0.0.1:4222');
-  return [...check('--nats-url', flags.natsUrl, NatsServers)];
 }
 
 export function parseEventTypes(text: string | undefined): EventType[] | undefined {
@@ -51,21 +40,19 @@ export function registerEventsCommand(program: Command, d: EventsCommandDeps): v
       .addOption(new Option('--type <types>', `only these types, comma-separated: ${EventType.options.join(', ')}`))
       .option('--json', 'one JSON event per line'),
   ).action(async (opts: { follow?: boolean; last: string; node?: string; cluster?: string; type?: string; json?: boolean }, cmd: Command) => {
-    const flags = d.natsFlags(cmd);
-    const servers = natsServersOf(flags);
     const last = check('--last', opts.last, z.coerce.number().int().min(1, 'must be 1-10000').max(10_000, 'must be 1-10000'));
     const filter = {
       ...(opts.node === undefined ? {} : { node: check('--node', opts.node, NodeName) }),
       ...(opts.cluster === undefined ? {} : { cluster: check('--cluster', opts.cluster, ClusterName) }),
       ...(opts.type === undefined ? {} : { types: parseEventTypes(opts.type) ?? [] }),
     };
-    const nc = await connectForReading({ servers, credsFile: flags.natsCreds ?? null });
+    const { nc, bucket } = await d.connect(cmd);
     try {
       const p = d.palette();
       const print = (e: CrosslinkEvent): void => d.stdout(opts.json ? `${JSON.stringify(e)}\n` : `${formatEvent(e, p)}\n`);
       const shown = await readEvents({
         nc,
-        bucket: flags.bucket,
+        bucket,
         last,
         filter,
         follow: opts.follow === true,

@@ -16,7 +16,7 @@ import { parseDuration } from '../lib/duration.ts';
 import { CrosslinkError, ValidationError, errorMessage } from '../lib/errors.ts';
 import { addFlags, check, flagOption, resolveFlags, single, type Env, type FlagSpec, type RawFlag } from '../lib/flags.ts';
 import { NatsServers } from '../lib/nats-url.ts';
-import { NATS_AUTH_FLAGS, natsSettingsFromFlags, type NatsFlagKey } from '../lib/nats-connect.ts';
+import { NATS_AUTH_FLAGS, connectNats, natsSettingsFromFlags, type NatsFlagKey, type NatsSettings } from '../lib/nats-connect.ts';
 import { AGENT_DEFAULTS, InterfaceName, parseRelayPortRange } from '../protocol/agent-settings.ts';
 import { silentLogger } from '../lib/logger.ts';
 import { Key32, NodeName } from '../protocol/messages.ts';
@@ -100,6 +100,15 @@ function kvOf(cmd: Command, env: Env): KvOpts {
     natsFlags: f,
   };
 }
+
+/** The NATS settings of a KV command (`--nats-url` required). */
+function natsOf(o: KvOpts): NatsSettings {
+  if (o.natsUrl === undefined) throw new ValidationError('--nats-url', undefined, 'required: comma-separated NATS URLs, e.g. nats://10.0.0.1:4222');
+  return natsSettingsFromFlags(o.natsFlags, check(o.natsFlags['natsUrl']?.label ?? '--nats-url', o.natsUrl, NatsServers));
+}
+
+/** A command either gets its answer or says why: no reconnects. */
+const RECONNECT_NONE = Object.freeze({ maxReconnectAttempts: 0, reconnectTimeWaitMs: 500 });
 
 async function readKv(o: KvOpts): Promise<Awaited<ReturnType<typeof readMeshFromKv>>> {
   if (o.natsUrl === undefined) throw new ValidationError('--nats-url', undefined, 'required: comma-separated NATS URLs, e.g. nats://10.0.0.1:4222');
@@ -304,7 +313,10 @@ export function buildProgram(io: CliIo, setExit: (code: number) => void): Comman
     setExit,
     palette: colours,
     addNatsFlags: (c) => addFlags(c, KV_FLAGS),
-    natsFlags: (c) => kvOf(c, io.env),
+    connect: async (c) => {
+      const o = kvOf(c, io.env);
+      return { nc: await connectNats(natsOf(o), 'crosslink-cli', RECONNECT_NONE), bucket: o.bucket };
+    },
     ...(io.signal ? { signal: io.signal } : {}),
   });
   registerManifestsCommand(program);
