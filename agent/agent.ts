@@ -5,6 +5,7 @@
 // is unreachable the agent keeps the last verified view (and so the peers and routes as they are);
 // before the first registration and the first complete KV snapshot it ensures the interface only.
 import { AgentEvents } from './events/agent-events.ts';
+import { HealthSummaryPublisher } from './events/health-summary-publisher.ts';
 import { NatsEventPublisher, fanOutEvents, type EventPublisher } from '../protocol/events.ts';
 import { DEFAULT_SUBJECT_PREFIX } from '../protocol/subjects.ts';
 import { readFileSync } from 'node:fs';
@@ -94,6 +95,7 @@ export interface AgentOptions {
     readonly debounceMs?: number;
     readonly watchAuditIntervalMs?: number;
     readonly probe?: ProberTuning;
+    readonly healthSummaryIntervalMs?: number;
   };
 }
 
@@ -141,6 +143,7 @@ export class Agent {
   private readonly liveReads: RecentRead<LiveReads>;
   /** Events of this agent (and of anything repairing its data plane): NATS, plus Kubernetes Events in Kubernetes mode. */
   readonly events: AgentEvents;
+  private readonly summaries: HealthSummaryPublisher;
 
   private constructor(
     private readonly o: AgentOptions,
@@ -160,6 +163,15 @@ export class Agent {
       reporter: () => ({ role: 'agent', name: this.identity.name }),
       clock: this.clock,
       logger: o.logger.child({ component: 'events' }),
+    });
+    this.summaries = new HealthSummaryPublisher({
+      nc: () => this.nc,
+      status: () => this.status(),
+      identitySecretKey: keys.identity.secretKey,
+      subjectPrefix: DEFAULT_SUBJECT_PREFIX,
+      clock: this.clock,
+      logger: o.logger.child({ component: 'health-summary' }),
+      ...(o.tuning?.healthSummaryIntervalMs === undefined ? {} : { intervalMs: o.tuning.healthSummaryIntervalMs }),
     });
     this.events = new AgentEvents(o.events ? fanOutEvents(natsEvents, o.events) : natsEvents, () => ({ name: this.identity.name, cluster: o.config.cluster }));
     this.policy = new AgentPolicy({
@@ -308,6 +320,7 @@ export class Agent {
     await this.policy.init();
     this.reconciler.request('start');
     this.health.start();
+    this.summaries.start(this.abort.signal);
     this.resyncTimer = setInterval(() => {
       this.reconciler.request('resync');
       this.policy.resync();
@@ -576,6 +589,7 @@ export class Agent {
     await step('stop control plane', () => this.controlPlane?.stop());
     await step('stop reconciler', () => this.reconciler.stop());
     await step('stop prober', () => this.health.stop());
+    await step('stop health summaries', () => this.summaries.stop());
     // Deregister only after the watch is closed, or we would see our own record go and re-register.
     if (cleanup && this.controlPlane?.state().registered) await step('deregister', () => this.controlPlane?.deregister());
     await step('stop policy', () => this.policy.stop(cleanup));

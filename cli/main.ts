@@ -37,6 +37,8 @@ import { registerServicesCommands } from './services.ts';
 import { byName, compareText } from '../lib/compare.ts';
 import { colourEnabled, palette, type Palette } from '../lib/colour.ts';
 import { registerEventsCommand } from './events-command.ts';
+import { formatMeshDiagnosis, loadMesh, registerMeshCommands, type MeshCommandDeps } from './mesh-command.ts';
+import type { NatsConnection } from '@nats-io/transport-node';
 
 export const DEFAULT_SOCKET = '/var/lib/crosslink/agent.sock';
 
@@ -135,6 +137,19 @@ export function buildProgram(io: CliIo, setExit: (code: number) => void): Comman
     .configureOutput({ writeOut: io.stdout, writeErr: io.stderr })
     .option('--no-color', 'no colour (also NO_COLOR=1; output that is not a terminal has none)')
     .exitOverride();
+  const connectCli = async (c: Command): Promise<{ nc: NatsConnection; bucket: string }> => {
+    const o = kvOf(c, io.env);
+    return { nc: await connectNats(natsOf(o), 'crosslink-cli', RECONNECT_NONE), bucket: o.bucket };
+  };
+  const meshDeps: MeshCommandDeps = {
+    stdout: io.stdout,
+    setExit,
+    now: io.now,
+    palette: () => colours(),
+    addKvFlags: (c) => addFlags(c, KV_FLAGS),
+    readKv: (c) => readKv(kvOf(c, io.env)),
+    connect: connectCli,
+  };
   const colours = (): Palette => palette(colourEnabled({ isTTY: io.isTTY === true, env: io.env, noColorFlag: program.opts<{ color?: boolean }>().color === false }));
 
   program
@@ -243,14 +258,21 @@ export function buildProgram(io: CliIo, setExit: (code: number) => void): Comman
     setExit(kv.rejected.size > 0 ? 1 : 0);
   });
 
-  program
+  addFlags(program
     .command('diagnose')
-    .description('walk the path to each remote node (or --peer) and say where it breaks; exit 1 if a check fails')
+    .description('walk the path to each remote node (or --peer) and say where it breaks; exit 1 if a check fails; --all: from every node at once (health summaries, NATS flags)')
     .addOption(flagOption(SOCKET_FLAG))
+    .option('--all', 'look from every node at once: which node reports which broken hop (needs --nats-url and the coordinator key, not the agent)')
     .option('--peer <name>', 'only this remote node')
     .option('--interval <duration>', 'wait between the two samples used to see traffic arrive (0: one sample)', '3s')
-    .option('--json', 'print the checks as JSON')
-    .action(async (opts: { json?: boolean; peer?: string; interval: string }, cmd: Command) => {
+    .option('--json', 'print the checks as JSON'), KV_FLAGS)
+    .action(async (opts: { json?: boolean; all?: boolean; peer?: string; interval: string }, cmd: Command) => {
+      if (opts.all) {
+        const diag = formatMeshDiagnosis(await loadMesh(meshDeps, cmd), colours());
+        io.stdout(opts.json ? json(diag.json) : `${diag.text}\n`);
+        setExit(diag.ok ? 0 : 1);
+        return;
+      }
       const o = { ...opts, socket: socketOf(cmd, io.env) };
       const intervalMs = parseSeconds('--interval', o.interval);
       const status = await getFromAgent(o.socket, '/status', AgentStatus);
@@ -307,16 +329,14 @@ export function buildProgram(io: CliIo, setExit: (code: number) => void): Comman
     });
 
   registerPingCommand(program, flagOption(SOCKET_FLAG), (cmd) => socketOf(cmd, io.env), io, setExit);
+  registerMeshCommands(program, meshDeps);
   registerEventsCommand(program, {
     stdout: io.stdout,
     stderr: io.stderr,
     setExit,
     palette: colours,
     addNatsFlags: (c) => addFlags(c, KV_FLAGS),
-    connect: async (c) => {
-      const o = kvOf(c, io.env);
-      return { nc: await connectNats(natsOf(o), 'crosslink-cli', RECONNECT_NONE), bucket: o.bucket };
-    },
+    connect: connectCli,
     ...(io.signal ? { signal: io.signal } : {}),
   });
   registerManifestsCommand(program);

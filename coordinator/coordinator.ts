@@ -21,6 +21,7 @@ import { staleRefusal } from './bindings.ts';
 import { StateStore, openBucket } from './store.ts';
 import { NatsEventPublisher, type EventPublisher } from '../protocol/events.ts';
 import { ensureEventStream } from './event-stream.ts';
+import { ensureHealthStream } from './health-stream.ts';
 
 export interface CoordinatorDeps {
   readonly nc: NatsConnection;
@@ -82,6 +83,7 @@ export class Coordinator {
   static async start(deps: CoordinatorDeps): Promise<Coordinator> {
     const kv = await openBucket(deps.nc, { bucket: deps.config.bucket, replicas: deps.config.replicas, logger: deps.logger });
     await ensureEventStream(deps.nc, { bucket: deps.config.bucket, subjectPrefix: deps.config.subjectPrefix, replicas: deps.config.replicas, logger: deps.logger });
+    await ensureHealthStream(deps.nc, { bucket: deps.config.bucket, subjectPrefix: deps.config.subjectPrefix, replicas: deps.config.replicas, logger: deps.logger });
     const c = new Coordinator(deps, new StateStore(kv, deps.signingKey, deps.logger));
     const s = subjects(deps.config.subjectPrefix);
     c.heartbeatSub = deps.nc.subscribe(s.heartbeat, {
