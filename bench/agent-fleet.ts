@@ -8,22 +8,40 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import { heartbeatDelayMs } from '../agent/control/control-plane.ts';
 import { onConnectionStatus } from '../lib/nats-status.ts';
 import { errorMessage } from '../lib/errors.ts';
-import { mapLimit } from '../lab/pool.ts';
-import { fakeAgent, rpc, signed, type FakeAgent } from '../coordinator/testing.ts';
+import { mapLimit } from '../lib/pool.ts';
+import { fakeAgent, rpc, signed, signedRegistration, type FakeAgent } from './simulated-agent.ts';
+import type { JoinCredential } from '../protocol/join-credential.ts';
 import { HeartbeatReply, RegisterReply, type Heartbeat } from '../protocol/messages.ts';
 import { openEnvelopeUnverified } from '../protocol/signing.ts';
 import { subjects } from '../protocol/subjects.ts';
 
 export const CLUSTERS = 10;
 
-/** Agent `i` of a synthetic fleet: unique name, WireGuard key and /24 pod CIDR; two gateways per cluster. */
+/** Cluster `c` of the fleet owns 10.(16c).0.0/12 (enrolled so by the bench's control plane). */
+export function clusterRange(c: number): string {
+  return `10.${16 * c}.0.0/12`;
+}
+
+/** Where the simulated agents register and how their registrations get their cluster's join signature. */
+export interface FleetControlPlane {
+  readonly nc: NatsConnection;
+  readonly prefix: string;
+  credentialFor(cluster: string): JoinCredential | undefined;
+}
+
+/**
+ * Agent `i` of a synthetic fleet: unique name, WireGuard key and /26 pod CIDR inside its cluster's
+ * range (`clusterRange`; 16384 nodes per cluster); two gateways per cluster.
+ */
 export function makeAgent(i: number): Promise<FakeAgent> {
   const hi = (i >> 8) & 255;
   const lo = i & 255;
+  const c = i % CLUSTERS;
+  const j = Math.floor(i / CLUSTERS) % 16_384;
   return fakeAgent(`node-${i}`, {
-    cluster: `c${i % CLUSTERS}`,
-    location: `region-${i % CLUSTERS}`,
-    podCidrs: [`10.${hi}.${lo}.0/24`],
+    cluster: `c${c}`,
+    location: `region-${c}`,
+    podCidrs: [`10.${16 * c + (j >> 10)}.${(j >> 2) & 255}.${(j & 3) * 64}/26`],
     endpoints: [`198.51.100.${1 + (i % 250)}:51820`],
     privateAddresses: [`172.16.${hi}.${lo}`],
     gatewayEligible: Math.floor(i / CLUSTERS) < 2,
@@ -77,18 +95,21 @@ export class AgentFleet {
   /** When each agent's latest heartbeat was answered ok (performance.now() ms): "every node heard again". */
   readonly lastOkAt = new Map<string, number>();
 
+  private readonly nc: NatsConnection;
+
   constructor(
-    private readonly nc: NatsConnection,
-    prefix: string,
+    private readonly controlPlane: FleetControlPlane,
     readonly agents: readonly FakeAgent[],
     private readonly timeoutMs = 5000,
   ) {
-    this.subjects = subjects(prefix);
+    this.nc = controlPlane.nc;
+    this.subjects = subjects(controlPlane.prefix);
   }
 
   /** One signed registration; resolves to the reply and the request's round trip. */
   async registerOnce(agent: FakeAgent): Promise<{ reply: RegisterReply; ms: number }> {
-    const body = await signed(agent.request(), agent.identity.secretKey);
+    const request = agent.request();
+    const body = await signedRegistration(request, agent.identity.secretKey, agent.joinCredential ?? this.controlPlane.credentialFor(request.cluster));
     const t0 = performance.now();
     const reply = await rpc(this.nc, this.subjects.register, body, RegisterReply, this.timeoutMs);
     return { reply, ms: performance.now() - t0 };
@@ -166,7 +187,7 @@ export class AgentFleet {
 
   private async heartbeat(agent: FakeAgent): Promise<void> {
     const c = this.counters;
-    const hb: Heartbeat = { v: 1, name: agent.name, identityKey: agent.identity.publicKey, generation: 0, sentAt: Date.now() };
+    const hb: Heartbeat = { v: 1, name: agent.name, identityKey: agent.identity.publicKey, generation: 0, sentAt: agent.nextSentAt() };
     const body = await signed(hb, agent.identity.secretKey);
     c.sent++;
     const t0 = performance.now();

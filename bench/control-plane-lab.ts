@@ -8,7 +8,13 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { Kvm, type KV } from '@nats-io/kv';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
-import { fakeAgent, rpc, signed, type FakeAgent } from '../coordinator/testing.ts';
+import { addCluster } from '../coordinator/cluster-admin.ts';
+import { StateStore } from '../coordinator/store.ts';
+import { systemClock } from '../lib/clock.ts';
+import { silentLogger } from '../lib/logger.ts';
+import type { JoinCredential } from '../protocol/join-credential.ts';
+import { CLUSTERS, clusterRange } from './agent-fleet.ts';
+import { fakeAgent, rpc, signed, type FakeAgent } from './simulated-agent.ts';
 import type { NatsServer } from '../lib/nats-server.ts';
 import { waitFor } from '../lib/wait.ts';
 import { HeartbeatReply, type Heartbeat } from '../protocol/messages.ts';
@@ -38,6 +44,7 @@ export class ControlPlaneLab {
   coordinator: CoordinatorProcess | undefined;
   private kvHandle: KV | undefined;
   private probe: FakeAgent | undefined;
+  private readonly credentials = new Map<string, JoinCredential>();
 
   private constructor(
     readonly server: NatsServer,
@@ -56,12 +63,25 @@ export class ControlPlaneLab {
     const lab = new ControlPlaneLab(server, nc, key, dir, options);
     try {
       await lab.startCoordinator();
+      await lab.enrollClusters();
     } catch (err) {
       await lab.close();
       throw err;
     }
     return lab;
   }
+
+  /** Enrolls the fleet's clusters c0…c9 (agent-fleet.ts: clusterRange) as `cluster add` does. */
+  private async enrollClusters(): Promise<void> {
+    const store = new StateStore(await this.kv(), this.key, silentLogger());
+    for (let c = 0; c < CLUSTERS; c++) {
+      const r = await addCluster({ store, clock: systemClock }, { name: `c${c}`, podCidrs: [clusterRange(c)], topology: 'mesh', allowPublic: false });
+      this.credentials.set(`c${c}`, r.credential);
+    }
+  }
+
+  /** The join credential of an enrolled cluster (for the simulated agents' registrations). */
+  readonly credentialFor = (cluster: string): JoinCredential | undefined => this.credentials.get(cluster);
 
   get subjects(): ReturnType<typeof subjects> {
     return subjects(this.prefix);
@@ -85,7 +105,7 @@ export class ControlPlaneLab {
   /** True when the leader answers a heartbeat (an unregistered probe gets "unknown-node" from the leader only). */
   async serves(timeoutMs = 500): Promise<boolean> {
     this.probe ??= await fakeAgent('xl-bench-probe');
-    const hb: Heartbeat = { v: 1, name: this.probe.name, identityKey: this.probe.identity.publicKey, generation: 0, sentAt: Date.now() };
+    const hb: Heartbeat = { v: 1, name: this.probe.name, identityKey: this.probe.identity.publicKey, generation: 0, sentAt: this.probe.nextSentAt() };
     try {
       await rpc(this.nc, this.subjects.heartbeat, await signed(hb, this.probe.identity.secretKey), HeartbeatReply, timeoutMs);
       return true;

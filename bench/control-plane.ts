@@ -45,7 +45,7 @@ export async function runRegistrationStorm(server: NatsServer, sizes: readonly n
     await withLab(server, { nodeTtl: '10m' }, (lab) =>
       withWatchers(lab, 1, async (watchers) => {
         await watchers.timeUntil((w) => w.watch.synced, 30_000);
-        const fleet = new AgentFleet(lab.nc, lab.prefix, await makeAgents(0, n), 15_000);
+        const fleet = new AgentFleet(lab, await makeAgents(0, n), 15_000);
         const rev = await lab.revision();
         const cpu0 = await lab.coordinator!.cpuMs();
         const t0 = performance.now();
@@ -87,7 +87,7 @@ export async function runRegistrationStorm(server: NatsServer, sizes: readonly n
 export async function runFanOut(server: NatsServer, o: { watchers: number; joins: number; bases: readonly number[] } = { watchers: 50, joins: 30, bases: [100, 500] }): Promise<void> {
   const rows: Cell[][] = [];
   await withLab(server, { nodeTtl: '10m' }, async (lab) => {
-    const base = new AgentFleet(lab.nc, lab.prefix, [], 15_000);
+    const base = new AgentFleet(lab, [], 15_000);
     let registered = 0;
     await withWatchers(lab, o.watchers, async (watchers) => {
       for (const b of o.bases) {
@@ -153,7 +153,7 @@ export async function runHeartbeatLoad(server: NatsServer, o: { sizes: readonly 
     let registered = 0;
     const agents = await makeAgents(0, maxOf(o.sizes));
     for (const n of o.sizes) {
-      const fleet = new AgentFleet(lab.nc, lab.prefix, agents.slice(0, n), 5000);
+      const fleet = new AgentFleet(lab, agents.slice(0, n), 5000);
       const run = await fleet.registerAll(STORM_CONCURRENCY, agents.slice(registered, n));
       registered = n;
       const interval = run.heartbeatIntervalMs;
@@ -209,7 +209,7 @@ export async function runRestartStorm(server: NatsServer, o: { nodes: number; wa
   };
   let coldSync = '';
   await withLab(server, { nodeTtl: o.nodeTtl }, async (lab) => {
-    const fleet = new AgentFleet(lab.nc, lab.prefix, await makeAgents(0, o.nodes), 5000);
+    const fleet = new AgentFleet(lab, await makeAgents(0, o.nodes), 5000);
     const first = await fleet.registerAll(STORM_CONCURRENCY);
     // Agents heartbeat from their registration on (else the early ones expire while the watchers load).
     fleet.startHeartbeats(first.heartbeatIntervalMs);

@@ -1,13 +1,13 @@
-// Reads the coordinator's KV directly (no agent needed), with the same verification as the agent:
-// the agent's MeshWatch, run until its first full snapshot, then stopped.
+// Reads the coordinator's KV directly (no agent needed), with the same verification as the agent's
+// MeshWatch (protocol/kv-record.ts): every node and cluster key read once, each value verified.
+import { Kvm } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { MeshWatch, type RejectedRecord } from '../agent/control/mesh-watch.ts';
-import { systemClock } from '../lib/clock.ts';
 import { CrosslinkError, errorMessage } from '../lib/errors.ts';
 import type { Logger } from '../lib/logger.ts';
 import { connectNats, type NatsSettings } from '../lib/nats-connect.ts';
-import { waitFor } from '../lib/wait.ts';
+import { verifyKvRecord, type RejectedRecord } from '../protocol/kv-record.ts';
 import type { ClusterRecord, NodeRecord } from '../protocol/messages.ts';
+import { kvKeys } from '../protocol/subjects.ts';
 
 export interface KvReadOptions {
   readonly nats: NatsSettings;
@@ -35,27 +35,33 @@ export async function readMeshFromKv(o: KvReadOptions): Promise<KvSnapshot> {
   } catch (err) {
     throw new KvReadError(`cannot connect to NATS at ${o.nats.servers.join(',')}: ${errorMessage(err)}`, { cause: err });
   }
-  const watch = new MeshWatch({
-    nc,
-    bucket: o.bucket,
-    coordinatorKey: o.coordinatorKey,
-    logger: o.logger,
-    clock: systemClock,
-    debounceMs: 0,
-    auditIntervalMs: 0,
-    retryMinMs: 200,
-    retryMaxMs: 1000,
-  });
   try {
-    watch.start();
-    await waitFor(() => watch.synced, { timeoutMs, intervalMs: 50, what: `the KV bucket "${o.bucket}"` }).catch((err: unknown) => {
-      const why = watch.stats().lastError;
-      throw new KvReadError(`cannot read the KV bucket "${o.bucket}"${why ? `: ${why}` : ` (${errorMessage(err)})`} — is the coordinator running with --bucket ${o.bucket}?`, { cause: err });
-    });
-    const snapshot = watch.snapshot();
-    return { nodes: new Map(snapshot.nodes), clusters: new Map(snapshot.clusters), rejected: new Map(watch.rejected()) };
+    return await readVerified(nc, o, timeoutMs);
   } finally {
-    await watch.stop();
     await nc.close();
   }
+}
+
+async function readVerified(nc: NatsConnection, o: KvReadOptions, timeoutMs: number): Promise<KvSnapshot> {
+  const nodes = new Map<string, NodeRecord>();
+  const clusters = new Map<string, ClusterRecord>();
+  const rejected = new Map<string, RejectedRecord>();
+  try {
+    const kv = await new Kvm(nc).open(o.bucket, { timeout: timeoutMs });
+    const keys: string[] = [];
+    for (const filter of [kvKeys.nodesFilter, kvKeys.clustersFilter]) for await (const k of await kv.keys(filter)) keys.push(k);
+    for (const key of keys.sort()) {
+      const e = await kv.get(key);
+      if (!e || e.operation !== 'PUT') continue;
+      const v = await verifyKvRecord(key, e.value, o.coordinatorKey);
+      if (v === undefined) continue;
+      if (!v.ok) rejected.set(key, { key, revision: e.revision, reason: v.reason });
+      else if (v.kind === 'node') nodes.set(v.name, v.record);
+      else clusters.set(v.name, v.record);
+    }
+  } catch (err) {
+    throw new KvReadError(`cannot read the KV bucket "${o.bucket}": ${errorMessage(err)} — is the coordinator running with --bucket ${o.bucket}?`, { cause: err });
+  }
+  o.logger.debug({ bucket: o.bucket, nodes: nodes.size, clusters: clusters.size, rejected: rejected.size }, 'read the mesh from KV');
+  return { nodes, clusters, rejected };
 }

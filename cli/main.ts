@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { Command, CommanderError, Option } from 'commander';
 import { z } from 'zod';
 import { computeDesiredState } from '../agent/plan/desired-state.ts';
-import { readCoordinatorKeyFile } from '../agent/control/keys.ts';
+import { readCoordinatorKeyFile } from '../protocol/coordinator-key-file.ts';
 import type { DataplaneConfig, DesiredState, MeshView } from '../agent/plan/model.ts';
 import { fromViewDocument } from '../agent/status/view.ts';
 import { Mtu } from '../protocol/mtu.ts';

@@ -1,7 +1,7 @@
 // Pod × pod connectivity: one ping per ordered pair (each source pod pings all its targets at once), failed pairs retried until
 // a deadline (the first packet of a pair may ride a WireGuard handshake), then a printable table.
 import type { PingResult } from './lab.ts';
-import { mapLimit } from './pool.ts';
+import { mapLimit } from '../lib/pool.ts';
 import type { PodPlan } from './plan.ts';
 
 export interface Pinger {

@@ -1,7 +1,7 @@
 // Executes a LabPlan's network part through the Runner: namespaces, links, addresses, routes,
 // sysctls, NAT. Also the link cuts the tests use to simulate a dead node.
 import type { Runner } from '../lib/runner.ts';
-import { mapLimit } from './pool.ts';
+import { mapLimit } from '../lib/pool.ts';
 import type { LabPlan, NodePlan } from './plan.ts';
 
 const CONCURRENCY = 4;

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { Kvm } from '@nats-io/kv';
 import { connect } from '@nats-io/transport-node';
 import { RUN_FLAGS } from '../coordinator/config.ts';
-import { agentClient, fakeAgent } from '../coordinator/testing.ts';
+import { agentClient, fakeAgent } from './helpers/fake-agent.ts';
 import { NatsServer } from '../lib/nats-server.ts';
 import { waitFor } from '../lib/wait.ts';
 import { NodeRecord } from '../protocol/messages.ts';

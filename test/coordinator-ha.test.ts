@@ -6,7 +6,7 @@ import { Kvm, type KV } from '@nats-io/kv';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { parseCoordinatorConfig, type RawRunOptions } from '../coordinator/config.ts';
 import { Coordinator } from '../coordinator/coordinator.ts';
-import { fakeAgent, signed } from '../coordinator/testing.ts';
+import { fakeAgent, signed } from './helpers/fake-agent.ts';
 import { systemClock } from '../lib/clock.ts';
 import { silentLogger } from '../lib/logger.ts';
 import { NatsServer } from '../lib/nats-server.ts';

@@ -3,7 +3,7 @@
 import test, { type ExecutionContext } from 'ava';
 import type { RawRunOptions } from '../coordinator/config.ts';
 import { IpamEntry } from '../coordinator/ipam.ts';
-import { fakeAgent, type AgentClient, type FakeAgent } from '../coordinator/testing.ts';
+import { fakeAgent, type AgentClient, type FakeAgent } from './helpers/fake-agent.ts';
 import { ManualClock, type Clock } from '../lib/clock.ts';
 import { waitFor } from '../lib/wait.ts';
 import { NodeRecord } from '../protocol/messages.ts';

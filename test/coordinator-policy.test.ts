@@ -6,7 +6,7 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import test from 'ava';
 import { PolicyWatch, type PolicyWatchState } from '../agent/policy/policy-watch.ts';
-import { fakeAgent } from '../coordinator/testing.ts';
+import { fakeAgent } from './helpers/fake-agent.ts';
 import { systemClock } from '../lib/clock.ts';
 import { silentLogger } from '../lib/logger.ts';
 import { waitFor } from '../lib/wait.ts';

@@ -6,7 +6,7 @@ import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { parseCoordinatorConfig, type RawRunOptions } from '../coordinator/config.ts';
 import { Coordinator } from '../coordinator/coordinator.ts';
 import { IpamEntry } from '../coordinator/ipam.ts';
-import { fakeAgent, rpc, signed, type AgentClient } from '../coordinator/testing.ts';
+import { fakeAgent, rpc, signed, type AgentClient } from './helpers/fake-agent.ts';
 import { systemClock } from '../lib/clock.ts';
 import { silentLogger } from '../lib/logger.ts';
 import { waitFor } from '../lib/wait.ts';

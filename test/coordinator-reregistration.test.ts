@@ -8,7 +8,7 @@ import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { parseCoordinatorConfig } from '../coordinator/config.ts';
 import { Coordinator } from '../coordinator/coordinator.ts';
 import { restatedRecord } from '../coordinator/registry.ts';
-import { fakeAgent, type AgentClient } from '../coordinator/testing.ts';
+import { fakeAgent, type AgentClient } from './helpers/fake-agent.ts';
 import { systemClock } from '../lib/clock.ts';
 import { silentLogger } from '../lib/logger.ts';
 import { NatsServer } from '../lib/nats-server.ts';

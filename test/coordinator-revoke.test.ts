@@ -1,5 +1,5 @@
 // Node revocation: the pure revocation table, then against a real nats-server and a real
-// Coordinator (fake agents from coordinator/testing.ts): revoke deletes the record (watchers see the
+// Coordinator (fake agents from test/helpers/fake-agent.ts): revoke deletes the record (watchers see the
 // DEL), the node's heartbeats and registrations are refused with a message naming the revocation,
 // its keys are refused under any name, unrevoke lets it back, a revoked gateway is replaced at once,
 // and the bin's revoke/unrevoke/revocations commands.
@@ -17,7 +17,7 @@ import { Registry } from '../coordinator/registry.ts';
 import { listRevocations, revokeNode, unrevokeNode } from '../coordinator/revocation-admin.ts';
 import { RevocationTable, revocationError } from '../coordinator/revocations.ts';
 import { StateStore } from '../coordinator/store.ts';
-import { fakeAgent, signedRegistration, type AgentClient, type FakeAgent } from '../coordinator/testing.ts';
+import { fakeAgent, signedRegistration, type AgentClient, type FakeAgent } from './helpers/fake-agent.ts';
 import { systemClock } from '../lib/clock.ts';
 import { silentLogger } from '../lib/logger.ts';
 import { NatsServer } from '../lib/nats-server.ts';

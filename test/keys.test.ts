@@ -2,7 +2,8 @@
 import test, { type ExecutionContext } from 'ava';
 import { chmod, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { loadOrCreateNodeKeys, readCoordinatorKeyFile } from '../agent/control/keys.ts';
+import { loadOrCreateNodeKeys } from '../agent/control/keys.ts';
+import { readCoordinatorKeyFile } from '../protocol/coordinator-key-file.ts';
 import { SecretFileError } from '../lib/secret-file.ts';
 import { signEnvelope, verifyEnvelope, wireguardPublicKeyOf } from '../protocol/signing.ts';
 import { z } from 'zod';

@@ -11,7 +11,7 @@ import { MeshWatch } from '../agent/control/mesh-watch.ts';
 import { judgeProgress, nextProgressCheckMs } from '../agent/control/watch-progress.ts';
 import { parseCoordinatorConfig } from '../coordinator/config.ts';
 import { Coordinator } from '../coordinator/coordinator.ts';
-import { fakeAgent, type FakeAgent } from '../coordinator/testing.ts';
+import { fakeAgent, type FakeAgent } from './helpers/fake-agent.ts';
 import { enrollingClient } from './helpers/enrollment.ts';
 import { systemClock } from '../lib/clock.ts';
 import { createLogger, silentLogger } from '../lib/logger.ts';

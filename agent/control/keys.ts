@@ -1,10 +1,10 @@
 // The node's long-lived keys, created once in the state dir and reused across restarts so the
 // node keeps its WireGuard identity (peers need not be reconfigured) and its registration identity.
-import { chmod, mkdir, open, readFile, rename, stat, unlink } from 'node:fs/promises';
+import { chmod, mkdir, open, rename, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { errorMessage } from '../../lib/errors.ts';
-import { createSecretFileExclusive, readSecretFile, SecretFileError } from '../../lib/secret-file.ts';
 import { Key32 } from '../../protocol/messages.ts';
+import { createSecretFileExclusive, readSecretFile, SecretFileError } from '../../lib/secret-file.ts';
 import { parseJoinCredential, type JoinCredential } from '../../protocol/join-credential.ts';
 import {
   generateSigningKeyPair,
@@ -125,25 +125,6 @@ export async function loadOrCreateIdentityKey(path: string): Promise<SigningKeyP
   }
   const kp = await generateSigningKeyPair();
   return (await createSecretFileExclusive(path, `${kp.secretKey}\n`)) === 'created' ? kp : loadOrCreateIdentityKey(path);
-}
-
-/** The coordinator's public key from a file (the output of `crosslink-coordinator public-key`). */
-export async function readCoordinatorKeyFile(path: string): Promise<string> {
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch (err) {
-    throw new SecretFileError(path, `cannot read the coordinator key: ${(err as Error).message}`, { cause: err });
-  }
-  // Tolerate comments and blank lines around the key.
-  const line = text
-    .split('\n')
-    .map((l) => l.trim())
-    .find((l) => l !== '' && !l.startsWith('#'));
-  if (line === undefined || !Key32.safeParse(line).success) {
-    throw new SecretFileError(path, `does not hold a coordinator public key (expected a base64 Ed25519 public key, 44 characters, as \`crosslink-coordinator public-key\` prints); got ${JSON.stringify((line ?? '').slice(0, 60))}`);
-  }
-  return line;
 }
 
 /**

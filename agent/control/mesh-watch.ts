@@ -16,9 +16,9 @@ import type { Clock } from '../../lib/clock.ts';
 import { errorMessage } from '../../lib/errors.ts';
 import { deepFreeze, frozenMap } from '../../lib/frozen-map.ts';
 import type { Logger } from '../../lib/logger.ts';
-import { ClusterRecord, NodeRecord } from '../../protocol/messages.ts';
-import { SignatureError, verifyEnvelope } from '../../protocol/signing.ts';
-import { clusterNameFromKey, kvKeys, nodeNameFromKey } from '../../protocol/subjects.ts';
+import type { ClusterRecord, NodeRecord } from '../../protocol/messages.ts';
+import { recordKeyOf, verifyKvRecord, type RejectedRecord } from '../../protocol/kv-record.ts';
+import { kvKeys } from '../../protocol/subjects.ts';
 import type { MeshSnapshot } from '../plan/model.ts';
 import { judgeProgress, nextProgressCheckMs } from './watch-progress.ts';
 import { onConnectionStatus } from '../../lib/nats-status.ts';
@@ -68,12 +68,7 @@ export interface MeshWatchOptions {
   readonly jsApiTimeoutMs?: number;
 }
 
-/** A KV value we refused, kept so the CLI can flag it. */
-export interface RejectedRecord {
-  readonly key: string;
-  readonly revision: number;
-  readonly reason: string;
-}
+export type { RejectedRecord } from '../../protocol/kv-record.ts';
 
 export interface MeshWatchStats {
   /** Watch sessions started (1 + recoveries). */
@@ -589,11 +584,10 @@ export class MeshWatch {
   private async apply(session: Session, e: KvWatchEntry): Promise<void> {
     if (this.current !== session) return;
     const key = e.key;
-    const nodeName = nodeNameFromKey(key);
-    const clusterName = clusterNameFromKey(key);
-    const name = nodeName ?? clusterName;
-    if (name === undefined) return;
-    const map: Map<string, NodeRecord | ClusterRecord> = nodeName !== undefined ? this.nodeMap : this.clusterMap;
+    const at = recordKeyOf(key);
+    if (at === undefined) return;
+    const map: Map<string, NodeRecord | ClusterRecord> = at.kind === 'node' ? this.nodeMap : this.clusterMap;
+    const name = at.name;
 
     if (e.operation === 'DEL' || e.operation === 'PURGE') {
       session.seen.delete(key);
@@ -607,24 +601,15 @@ export class MeshWatch {
     }
     session.seen.add(key);
 
-    let record: NodeRecord | ClusterRecord;
-    try {
-      record = nodeName !== undefined ? await verifyEnvelope(e.value, this.o.coordinatorKey, NodeRecord) : await verifyEnvelope(e.value, this.o.coordinatorKey, ClusterRecord);
-    } catch (err) {
-      const why = err instanceof SignatureError ? err.message : `signed but not a valid ${nodeName !== undefined ? 'node' : 'cluster'} record: ${errorMessage(err).slice(0, 200)}`;
-      this.reject(key, e.revision, why);
-      return;
-    }
-    // The check after the signature: a genuine record copied under another key is still refused.
-    if (record.name !== name) {
-      this.reject(key, e.revision, `record names ${JSON.stringify(record.name)} but is stored under ${JSON.stringify(key)}`);
-      return;
-    }
     const held = map.get(name);
-    if (held && record.generation < held.generation) {
-      this.reject(key, e.revision, `generation ${record.generation} is older than the ${held.generation} we hold (replay?)`);
+    // Signature, name = key, generation not going backwards (protocol/kv-record.ts).
+    const verdict = await verifyKvRecord(key, e.value, this.o.coordinatorKey, held?.generation);
+    if (verdict === undefined) return;
+    if (!verdict.ok) {
+      this.reject(key, e.revision, verdict.reason);
       return;
     }
+    const record = verdict.record;
     this.rejectedMap.delete(key);
     if (held && JSON.stringify(held) === JSON.stringify(record)) return;
     map.set(name, deepFreeze(record));

@@ -8,7 +8,7 @@ import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { parseCoordinatorConfig, type RawRunOptions } from '../../coordinator/config.ts';
 import { Coordinator } from '../../coordinator/coordinator.ts';
 import type { CoordinatorMetricsHooks } from '../../coordinator/metrics.ts';
-import { agentClient, type AgentClient } from '../../coordinator/testing.ts';
+import { agentClient, type AgentClient } from './fake-agent.ts';
 import { ManualClock, systemClock, type Clock } from '../../lib/clock.ts';
 import { silentLogger } from '../../lib/logger.ts';
 import { waitFor } from '../../lib/wait.ts';

@@ -6,7 +6,7 @@
 // written for (overlaps between live nodes, reserved ranges, …), not enrollment.
 import { Kvm, type KV } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { agentClient, type AgentClient } from '../../coordinator/testing.ts';
+import { agentClient, type AgentClient } from './fake-agent.ts';
 import { addCluster } from '../../coordinator/cluster-admin.ts';
 import { StateStore } from '../../coordinator/store.ts';
 import { systemClock } from '../../lib/clock.ts';

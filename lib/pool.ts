@@ -1,4 +1,4 @@
-// Bounded concurrency: the lab runs many short commands (pings, ip batches) on a 2-core machine.
+// Bounded concurrency: many short commands (pings, ip batches) or requests on a 2-core machine.
 
 /** Maps `items` through `fn` with at most `limit` calls in flight; results keep the input order. */
 export async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T, index: number) => Promise<R>): Promise<R[]> {
