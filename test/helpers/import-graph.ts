@@ -1,0 +1,59 @@
+// The layer rule as data: lib ← protocol ← agent | coordinator ← cli ← lab, bench. An import may go
+// to its own folder or to a lower layer; never up, never sideways (agent ↔ coordinator, lab ↔ bench).
+import { posix } from 'node:path';
+
+/** Layer of each top-level folder; equal numbers are siblings that must not import each other. */
+export const LAYERS: Readonly<Record<string, number>> = {
+  lib: 0,
+  protocol: 1,
+  agent: 2,
+  coordinator: 2,
+  cli: 3,
+  lab: 4,
+  bench: 4,
+};
+
+export interface ImportViolation {
+  readonly file: string;
+  readonly line: number;
+  readonly specifier: string;
+  readonly reason: string;
+}
+
+/** Static `import … from`, `export … from`, side-effect `import '…'` and dynamic `import('…')`. */
+const IMPORT_RE = /(?:\bimport\s*(?:[\w*{}\s,]+\bfrom\s*)?|\bexport\s*(?:type\s*)?[\w*{}\s,]*\bfrom\s*|\bimport\s*\(\s*)['"]([^'"]+)['"]/g;
+
+export function importsOf(source: string): { specifier: string; line: number }[] {
+  const out: { specifier: string; line: number }[] = [];
+  for (const m of source.matchAll(IMPORT_RE)) {
+    const specifier = m[1];
+    if (specifier === undefined) continue;
+    out.push({ specifier, line: source.slice(0, m.index).split('\n').length });
+  }
+  return out;
+}
+
+/** Checks every relative import of `files` (path relative to the repo root → source text). */
+export function layerViolations(files: ReadonlyMap<string, string>): ImportViolation[] {
+  const violations: ImportViolation[] = [];
+  for (const [file, source] of files) {
+    const from = file.split('/')[0] ?? '';
+    const fromLayer = LAYERS[from];
+    if (fromLayer === undefined) {
+      violations.push({ file, line: 1, specifier: '', reason: `folder "${from}" has no layer (add it to LAYERS)` });
+      continue;
+    }
+    for (const { specifier, line } of importsOf(source)) {
+      if (!specifier.startsWith('.')) continue;
+      const target = posix.normalize(posix.join(posix.dirname(file), specifier));
+      const to = target.split('/')[0] ?? '';
+      if (to === from) continue;
+      const toLayer = LAYERS[to];
+      const v = (reason: string): void => void violations.push({ file, line, specifier, reason });
+      if (toLayer === undefined) v(`imports outside the layered tree (${to})`);
+      else if (toLayer > fromLayer) v(`${from} (layer ${fromLayer}) imports up into ${to} (layer ${toLayer})`);
+      else if (toLayer === fromLayer) v(`${from} imports sideways into its sibling ${to}`);
+    }
+  }
+  return violations;
+}
