@@ -11,7 +11,7 @@ import { IdentityBinding } from '../coordinator/bindings.ts';
 import { releaseNode } from '../coordinator/release-admin.ts';
 import { revokeNode } from '../coordinator/revocation-admin.ts';
 import { StateStore } from '../coordinator/store.ts';
-import { fakeAgent, rpc, signed, type FakeAgent } from '../coordinator/testing.ts';
+import { fakeAgent, rpc, signed, type FakeAgent } from './helpers/fake-agent.ts';
 import { systemClock } from '../lib/clock.ts';
 import { silentLogger } from '../lib/logger.ts';
 import { waitFor } from '../lib/wait.ts';
