@@ -11,7 +11,7 @@ import { checkConvergence, type StatusOrError } from './converge.ts';
 import { checkLabId } from './names.ts';
 import { buildNetwork, cutNodeLink, restoreNodeLink } from './network.ts';
 import { namespacePids } from './netns-pids.ts';
-import { mapLimit } from './pool.ts';
+import { mapLimit } from '../lib/pool.ts';
 import { findNode, planLab, type LabPlan, type NodePlan, type PodPlan } from './plan.ts';
 import { isAlive, pidOf, roleOf, spawnDetached, terminate, type ProcessRef } from './processes.ts';
 import { labDir, readState, REPO_ROOT, writeState, type LabState, type ProcessEntry } from './state.ts';

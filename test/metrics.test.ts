@@ -5,7 +5,7 @@ import { spawn } from 'node:child_process';
 import test from 'ava';
 import { AgentMetrics, type AgentScrapeSnapshot } from '../agent/metrics/agent-metrics.ts';
 import { CoordinatorMetrics } from '../coordinator/metrics.ts';
-import { fakeAgent } from '../coordinator/testing.ts';
+import { fakeAgent } from './helpers/fake-agent.ts';
 import { freeLoopbackPort } from '../lib/nats-server.ts';
 import { waitFor } from '../lib/wait.ts';
 import type { AgentStatus, PeerStatus } from '../protocol/status.ts';
