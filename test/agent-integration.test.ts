@@ -53,6 +53,19 @@ test.serial('two agents register, peer with each other, and serve status, showco
   t.is((await httpGet(a.socket, '/readyz')).status, 200);
   t.is((await httpGet(a.socket, '/healthz')).status, 200);
 
+  // The whole-mesh view: both agents' signed health summaries reach the coordinator's stream and
+  // verify against their records (states are not up here: the fake data plane carries no probes).
+  await waitFor(
+    async () => {
+      const m = captureIo();
+      await runCli(['mesh', '--json', '--nats-url', mesh.server.url, '--coordinator-key', mesh.coordinatorKey.publicKey], m);
+      const doc = JSON.parse(m.out() || '{}') as { summaries?: Record<string, { peers: { peer: string }[] }>; refused?: Record<string, string> };
+      return Object.keys(doc.summaries ?? {}).sort().join() === 'node-a,node-b' && doc.summaries?.['node-a']?.peers[0]?.peer === 'node-b' && Object.keys(doc.refused ?? {}).length === 0;
+    },
+    { ...WAIT, what: 'verified health summaries of both agents in `crosslink mesh`' },
+  );
+  t.pass();
+
   // CLI in-process: status --json. Exit 1: the fake data plane carries no packets, so the peer
   // probes cannot be answered (the overlay IP is on no interface here) — status must not say healthy.
   const io = captureIo();

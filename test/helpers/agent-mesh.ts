@@ -152,7 +152,7 @@ export async function startFakeAgent(t: ExecutionContext, o: FakeAgentOptions): 
     coordinatorKey: o.coordinatorKey,
     joinCredential,
     mtu: 1420,
-    tuning: { retryMinMs: 100, retryMaxMs: 500, requestTimeoutMs: o.requestTimeoutMs ?? 1000, debounceMs: 50 },
+    tuning: { retryMinMs: 100, retryMaxMs: 500, requestTimeoutMs: o.requestTimeoutMs ?? 1000, debounceMs: 50, healthSummaryIntervalMs: 500 },
     ...(o.signal ? { signal: o.signal } : {}),
   });
   let stopped = false;
