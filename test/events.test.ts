@@ -5,7 +5,7 @@
 import test from 'ava';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { runCli } from '../cli/main.ts';
-import { fakeAgent } from '../coordinator/testing.ts';
+import { fakeAgent } from './helpers/fake-agent.ts';
 import { systemClock } from '../lib/clock.ts';
 import { silentLogger } from '../lib/logger.ts';
 import { waitFor } from '../lib/wait.ts';

@@ -4,7 +4,7 @@
 // is attributed to the node that reports it.
 import test from 'ava';
 import { runCli } from '../cli/main.ts';
-import { fakeAgent, type FakeAgent } from '../coordinator/testing.ts';
+import { fakeAgent, type FakeAgent } from './helpers/fake-agent.ts';
 import { waitFor } from '../lib/wait.ts';
 import { healthSubject, type HealthSummary, type SummaryPeer } from '../protocol/health-summary.ts';
 import { signEnvelope } from '../protocol/signing.ts';

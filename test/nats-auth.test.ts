@@ -17,7 +17,7 @@ import { waitFor } from '../lib/wait.ts';
 import { COORDINATOR_INBOX_PREFIX, renderAccounts } from '../coordinator/nats-permissions.ts';
 import { describeConfig, parseCoordinatorConfig } from '../coordinator/config.ts';
 import { Coordinator } from '../coordinator/coordinator.ts';
-import { agentClient, fakeAgent } from '../coordinator/testing.ts';
+import { agentClient, fakeAgent } from './helpers/fake-agent.ts';
 import { MeshWatch } from '../agent/control/mesh-watch.ts';
 import { systemClock } from '../lib/clock.ts';
 import { silentLogger } from '../lib/logger.ts';
