@@ -42,6 +42,7 @@ import { AgentPolicy } from './policy/agent-policy.ts';
 import { Reconciler, type ReconcileRecord } from './reconciler.ts';
 import { clusterPathsFromPeers } from './services/paths.ts';
 import { ServicesAgent } from './services/services-agent.ts';
+import type { ServicesSyncFactory } from './services/sync.ts';
 import { assembleStatus } from './status/assemble.ts';
 import { collectDiagnostics } from './status/diagnostics.ts';
 import { readinessOf } from './status/readiness.ts';
@@ -87,6 +88,8 @@ export interface AgentOptions {
   readonly metrics?: AgentMetrics;
   /** Another sink for this agent's events besides NATS (Kubernetes Events on the Node in Kubernetes mode). */
   readonly events?: EventPublisher;
+  /** Kubernetes mode: mirrors services to ServiceExport/ServiceImport objects (agent/kubernetes/mcs). */
+  readonly servicesSync?: ServicesSyncFactory;
   /** Test knobs: faster retries. */
   readonly tuning?: {
     readonly retryMinMs?: number;
@@ -237,6 +240,7 @@ export class Agent {
       clusterPaths: async () => clusterPathsFromPeers((await this.status()).peers, this.clock.now()),
       clock: this.clock,
       logger: o.logger.child({ component: 'services' }),
+      ...(o.servicesSync ? { sync: o.servicesSync } : {}),
     });
     this.health = new AgentHealth({ clock: this.clock, logger: o.logger.child({ component: 'health' }), runner: o.runner, interfaceName: dataplaneConfig.interfaceName, onPeerLost: (name) => this.reconciler.request(`probe to ${name} lost`), ...(o.tuning?.probe ? { probe: o.tuning.probe } : {}) });
   }

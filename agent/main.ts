@@ -14,12 +14,20 @@ import type { NodeSource } from './plan/model.ts';
 import { defaultMtu } from './dataplane/mtu.ts';
 import { RelayForwarder } from './dataplane/relay-forwarder.ts';
 import { createStaticNodeSource } from './control/static-source.ts';
+import type { ServicesSyncFactory } from './services/sync.ts';
 
 async function createNodeSource(config: AgentConfig, runner: Runner, logger: Logger): Promise<NodeSource> {
   if (config.mode === 'standalone') return createStaticNodeSource({ config, runner, logger });
   // Imported lazily: the Kubernetes client is large and standalone agents never need it.
   const { kubernetesNodeSourceFromConfig } = await import('./kubernetes/from-agent-config.ts');
   return kubernetesNodeSourceFromConfig(config, { logger, clock: systemClock });
+}
+
+/** Kubernetes mode: ServiceExport/EndpointSlice → exports, ServiceImports (agent/kubernetes/mcs). */
+async function createServicesSync(config: AgentConfig, logger: Logger): Promise<ServicesSyncFactory | undefined> {
+  if (config.mode === 'standalone') return undefined;
+  const { mcsSyncFromConfig } = await import('./kubernetes/mcs/from-agent-config.ts');
+  return mcsSyncFromConfig(config, { logger, clock: systemClock });
 }
 
 async function main(argv: readonly string[]): Promise<number> {
@@ -79,8 +87,10 @@ async function main(argv: readonly string[]): Promise<number> {
       'starting',
     );
     const nodeSource = await createNodeSource(config, runner, logger.child({ component: 'node-source' }));
+    const servicesSync = await createServicesSync(config, logger.child({ component: 'mcs' }));
     agent = await Agent.start({
       config,
+      ...(servicesSync ? { servicesSync } : {}),
       logger,
       clock: systemClock,
       runner,

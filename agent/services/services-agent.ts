@@ -23,6 +23,7 @@ import { startDnsServer, type DnsServer } from './dns-server.ts';
 import { ServiceRequestError, requestExport, requestUnexport } from './export-client.ts';
 import { ServiceWatch } from './service-watch.ts';
 import { buildServiceTable, entryFor, type ServiceTable } from './service-table.ts';
+import type { ServicesSync, ServicesSyncFactory } from './sync.ts';
 
 export interface ServicesAgentOptions {
   readonly cluster: string;
@@ -46,6 +47,8 @@ export interface ServicesAgentOptions {
   readonly dnsTtlSec?: number;
   readonly retryMinMs?: number;
   readonly retryMaxMs?: number;
+  /** Mirrors services into another system (Kubernetes mode: ServiceExport/ServiceImport). */
+  readonly sync?: ServicesSyncFactory;
 }
 
 /** An HTTP route on the status socket, served by status-server.ts. */
@@ -66,8 +69,11 @@ export class ServicesAgent {
   private paths: ReadonlyMap<string, ClusterPathInfo> = new Map();
   private pathTimer: NodeJS.Timeout | undefined;
   private readonly listeners: ((services: readonly MergedService[]) => void)[] = [];
+  private readonly sync: ServicesSync | undefined;
 
-  constructor(private readonly o: ServicesAgentOptions) {}
+  constructor(private readonly o: ServicesAgentOptions) {
+    this.sync = o.sync?.({ exportService: (spec) => this.exportService(spec), unexportService: (spec) => this.unexportService(spec) });
+  }
 
   /** Starts the DNS server (if --dns-addr) at once; it answers from the KV once connected. */
   async start(): Promise<void> {
@@ -82,6 +88,7 @@ export class ServicesAgent {
     }
     this.pathTimer = setInterval(() => this.refreshPaths(), this.o.pathRefreshMs ?? 5000);
     this.pathTimer.unref();
+    this.sync?.start();
   }
 
   get dnsPort(): number | null {
@@ -149,6 +156,8 @@ export class ServicesAgent {
       policy: this.o.dnsPolicy,
     });
     const merged = mergeServiceExports(records);
+    const nodes = this.o.nodes();
+    this.sync?.update(nodes && this.synced ? { self: this.o.nodeName(), nodes, records: this.records(), merged } : null);
     for (const l of this.listeners) {
       try {
         l(merged);
@@ -252,6 +261,7 @@ export class ServicesAgent {
 
   async stop(): Promise<void> {
     if (this.pathTimer) clearInterval(this.pathTimer);
+    await this.sync?.stop();
     await this.watch?.stop();
     await this.dns?.close();
   }

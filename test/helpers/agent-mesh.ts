@@ -1,6 +1,7 @@
 // Agents against a real control plane: a nats-server of the test's own (tests stop and restart it),
 // the real Coordinator, and real Agents whose data plane is the FakeDataplane. Kept apart from
 // test/agent-helpers.ts so tests that only need FakeDataplane do not load coordinator code.
+import type { ServicesSyncFactory } from '../../agent/services/sync.ts';
 import { randomBytes } from 'node:crypto';
 import type { ExecutionContext } from 'ava';
 import { Kvm, type KV } from '@nats-io/kv';
@@ -113,6 +114,8 @@ export interface FakeAgentOptions {
   /** Default 1000 ms. */
   readonly requestTimeoutMs?: number;
   readonly signal?: AbortSignal;
+  /** Kubernetes mode's services mirror (agent/kubernetes/mcs), as agent/main.ts passes it. */
+  readonly servicesSync?: ServicesSyncFactory;
   /** Enroll the agent's cluster (`--cluster` of args) for these pod CIDRs and give it the join credential. */
   readonly join?: { readonly mesh: MeshAddress; readonly podCidrs: readonly string[]; readonly topology?: 'mesh' | 'gateway' };
 }
@@ -154,6 +157,7 @@ export async function startFakeAgent(t: ExecutionContext, o: FakeAgentOptions): 
     mtu: 1420,
     tuning: { retryMinMs: 100, retryMaxMs: 500, requestTimeoutMs: o.requestTimeoutMs ?? 1000, debounceMs: 50, healthSummaryIntervalMs: 500 },
     ...(o.signal ? { signal: o.signal } : {}),
+    ...(o.servicesSync ? { servicesSync: o.servicesSync } : {}),
   });
   let stopped = false;
   const stop = async (): Promise<void> => {
@@ -172,6 +176,8 @@ export interface StaticAgentOptions {
   readonly stateDir: string;
   readonly extra?: readonly string[];
   readonly nodeSource?: NodeSourceFactory;
+  readonly servicesSync?: ServicesSyncFactory;
+  readonly logger?: Logger;
 }
 
 // Each agent of a test file gets its own documentation endpoint and private address: .10, .11, …
@@ -201,5 +207,7 @@ export function startStaticAgent(t: ExecutionContext, mesh: MeshAddress, o: Stat
     coordinatorKey: mesh.coordinatorKey.publicKey,
     join: { mesh, podCidrs: [o.podCidr], topology },
     ...(o.nodeSource ? { nodeSource: o.nodeSource } : {}),
+    ...(o.servicesSync ? { servicesSync: o.servicesSync } : {}),
+    ...(o.logger ? { logger: o.logger } : {}),
   });
 }

@@ -13,6 +13,12 @@
 // 409 Conflict for a stale metadata.resourceVersion precondition, 404 for unknown nodes, Status
 // objects for every error, one monotonically increasing resourceVersion, no-op writes do not bump it.
 // The main resource ignores status changes and /status ignores everything but status, as the real one.
+// Namespaced objects for multi-cluster services (issue 12), served generically without watch:
+//   services (v1), endpointslices (discovery.k8s.io/v1), serviceexports and serviceimports
+//   (multicluster.x-k8s.io/v1alpha1, with a /status subresource):
+//   GET {prefix}/{plural} (all namespaces) and {prefix}/namespaces/{ns}/{plural}[/{name}],
+//   POST (create; 409 AlreadyExists), PUT (replace; 409 on a stale resourceVersion; the main
+//   resource keeps status, /status keeps everything else), DELETE (404 when absent).
 // Plain HTTP on 127.0.0.1; the kubeconfig from kubeConfig() carries a token that is ignored.
 // It also serves static legacy discovery (/api, /apis, /api/v1, /apis/<group>/v1, /version) for the
 // kinds deploy/ ships, so `kubectl apply --dry-run=client --validate=false` can map them; every other
@@ -83,6 +89,17 @@ const DISCOVERY: Readonly<Record<string, readonly (readonly [string, string, boo
   policy: [['poddisruptionbudgets', 'PodDisruptionBudget', true]],
 };
 
+/** The namespaced resources served generically (plural → where and what). */
+export const NAMESPACED = {
+  services: { prefix: '/api/v1', apiVersion: 'v1', kind: 'Service', status: false },
+  endpointslices: { prefix: '/apis/discovery.k8s.io/v1', apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice', status: false },
+  serviceexports: { prefix: '/apis/multicluster.x-k8s.io/v1alpha1', apiVersion: 'multicluster.x-k8s.io/v1alpha1', kind: 'ServiceExport', status: true },
+  serviceimports: { prefix: '/apis/multicluster.x-k8s.io/v1alpha1', apiVersion: 'multicluster.x-k8s.io/v1alpha1', kind: 'ServiceImport', status: true },
+} as const;
+export type NamespacedPlural = keyof typeof NAMESPACED;
+
+const NAMESPACED_PATH = /^(\/api\/v1|\/apis\/[^/]+\/[^/]+)(?:\/namespaces\/([^/]+))?\/([a-z]+)(?:\/([^/]+))?(\/status)?$/;
+
 /** Strategic-merge list keys for the Node fields that have one (from the Kubernetes API types). */
 const MERGE_KEYS: Readonly<Record<string, string>> = {
   'status.conditions': 'type',
@@ -107,6 +124,8 @@ export class FakeApiServer {
   private readonly sockets = new Set<Socket>();
   private readonly watches = new Set<ActiveWatch>();
   private readonly nodes = new Map<string, JsonObject>();
+  /** Namespaced objects by `<plural>/<namespace>/<name>`. */
+  private readonly objects = new Map<string, JsonObject>();
   private rv = 100;
   private history: HistoryEvent[] = [];
   /** Events with rv <= this are gone: a watch from an older rv gets 410. */
@@ -188,6 +207,105 @@ export class FakeApiServer {
   getNode(name: string): JsonObject | undefined {
     const n = this.nodes.get(name);
     return n ? (cloneObject(n)) : undefined;
+  }
+
+  // ---- namespaced objects (services, endpointslices, serviceexports, serviceimports) ----
+
+  /** Creates or replaces (spec and status as given) a namespaced object, as a controller would. */
+  putObject(plural: NamespacedPlural, object: JsonObject): JsonObject {
+    const def = NAMESPACED[plural];
+    const md = objectAt(object, 'metadata');
+    const ns = md['namespace'];
+    if (typeof ns !== 'string') throw new Error('metadata.namespace is required');
+    const key = `${plural}/${ns}/${nameOf(object)}`;
+    const current = this.objects.get(key);
+    const next = cloneObject(object);
+    next['kind'] = def.kind;
+    next['apiVersion'] = def.apiVersion;
+    const nmd = objectAt(next, 'metadata');
+    const cmd = current ? objectAt(current, 'metadata') : undefined;
+    nmd['uid'] = cmd?.['uid'] ?? `00000000-0000-4000-8000-${String(++this.uidCounter).padStart(12, '0')}`;
+    nmd['creationTimestamp'] = cmd?.['creationTimestamp'] ?? new Date().toISOString().replace(/\.\d{3}Z$/, 'Z');
+    nmd['generation'] = cmd?.['generation'] ?? 1;
+    nmd['resourceVersion'] = cmd?.['resourceVersion'] ?? null;
+    if (current && deepEqual(next, current)) return cloneObject(current);
+    nmd['resourceVersion'] = String(++this.rv);
+    this.objects.set(key, next);
+    return cloneObject(next);
+  }
+
+  getObject(plural: NamespacedPlural, namespace: string, name: string): JsonObject | undefined {
+    const o = this.objects.get(`${plural}/${namespace}/${name}`);
+    return o ? cloneObject(o) : undefined;
+  }
+
+  listObjects(plural: NamespacedPlural): JsonObject[] {
+    return [...this.objects].filter(([k]) => k.startsWith(`${plural}/`)).map(([, v]) => cloneObject(v));
+  }
+
+  deleteObject(plural: NamespacedPlural, namespace: string, name: string): boolean {
+    const gone = this.objects.delete(`${plural}/${namespace}/${name}`);
+    if (gone) this.rv++;
+    return gone;
+  }
+
+  private routeNamespaced(method: string, path: string, body: Json | undefined): { status: number; object: JsonObject } | undefined {
+    const m = NAMESPACED_PATH.exec(path);
+    if (!m) return undefined;
+    const [, prefix, ns, plural, name, status] = m;
+    if (plural === undefined || !(plural in NAMESPACED)) return undefined;
+    const def = NAMESPACED[plural as NamespacedPlural];
+    if (def.prefix !== prefix) return undefined;
+    if (status !== undefined && !def.status) throw new HttpError(404, 'NotFound', `${plural} have no status subresource here`);
+    if (name === undefined) {
+      if (method === 'GET') {
+        const items = this.listObjects(plural as NamespacedPlural).filter((o) => ns === undefined || objectAt(o, 'metadata')['namespace'] === ns);
+        return { status: 200, object: { kind: `${def.kind}List`, apiVersion: def.apiVersion, metadata: { resourceVersion: String(this.rv) }, items } };
+      }
+      if (method !== 'POST' || ns === undefined) throw new HttpError(405, 'MethodNotAllowed', `${method} is not supported on ${path}`);
+      if (!isObject(body)) throw new HttpError(400, 'BadRequest', `body must be a ${def.kind} object`);
+      const bodyMd = isObject(body['metadata']) ? body['metadata'] : {};
+      if (bodyMd['namespace'] !== undefined && bodyMd['namespace'] !== ns) throw new HttpError(400, 'BadRequest', 'the namespace of the object does not match the namespace on the URL');
+      const n = nameOf(body);
+      if (this.objects.has(`${plural}/${ns}/${n}`)) throw new HttpError(409, 'AlreadyExists', `${plural} "${n}" already exists`);
+      const created = cloneObject(body);
+      objectAt(created, 'metadata')['namespace'] = ns;
+      Reflect.deleteProperty(created, 'status');
+      return { status: 201, object: this.putObject(plural as NamespacedPlural, created) };
+    }
+    if (ns === undefined) throw new HttpError(404, 'NotFound', `the server could not find the requested resource (${path})`);
+    const n = decodeURIComponent(name);
+    const key = `${plural}/${ns}/${n}`;
+    const current = this.objects.get(key);
+    if (!current) throw new HttpError(404, 'NotFound', `${plural}.${def.apiVersion.split('/')[0] ?? ''} "${n}" not found`);
+    switch (method) {
+      case 'GET':
+        return { status: 200, object: cloneObject(current) };
+      case 'DELETE':
+        this.deleteObject(plural as NamespacedPlural, ns, n);
+        return { status: 200, object: { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Success', details: { name: n, kind: plural } } };
+      case 'PUT': {
+        if (!isObject(body)) throw new HttpError(400, 'BadRequest', `body must be a ${def.kind} object`);
+        if (nameOf(body) !== n) throw new HttpError(400, 'BadRequest', `the name of the object (${nameOf(body)}) does not match the name on the URL (${n})`);
+        const currentRv = objectAt(current, 'metadata')['resourceVersion'];
+        const wantRv = isObject(body['metadata']) ? body['metadata']['resourceVersion'] : undefined;
+        if (wantRv !== undefined && wantRv !== null && wantRv !== '' && wantRv !== currentRv) {
+          throw new HttpError(409, 'Conflict', `Operation cannot be fulfilled on ${plural} "${n}": the object has been modified; please apply your changes to the latest version and try again`);
+        }
+        const next = cloneObject(body);
+        if (status !== undefined) {
+          for (const k of Object.keys(next)) if (k !== 'status') Reflect.deleteProperty(next, k);
+          for (const [k, v] of Object.entries(current)) if (k !== 'status') next[k] = clone(v);
+        } else {
+          objectAt(next, 'metadata')['namespace'] = ns;
+          if (current['status'] === undefined) Reflect.deleteProperty(next, 'status');
+          else next['status'] = clone(current['status']);
+        }
+        return { status: 200, object: this.putObject(plural as NamespacedPlural, next) };
+      }
+      default:
+        throw new HttpError(405, 'MethodNotAllowed', `${method} is not supported`);
+    }
   }
 
   // ---- fault injection ----
@@ -305,6 +423,8 @@ export class FakeApiServer {
   private route(method: string, path: string, query: Record<string, string>, contentType: string | undefined, body: Json | undefined): { status: number; object: JsonObject } {
     const discovery = method === 'GET' ? discoveryDocument(path) : undefined;
     if (discovery) return { status: 200, object: discovery };
+    const namespaced = this.routeNamespaced(method, path, body);
+    if (namespaced) return namespaced;
     if (path === '/api/v1/nodes') {
       if (method !== 'GET') throw new HttpError(405, 'MethodNotAllowed', `${method} is not supported on the node collection here`);
       const name = selectedName(query['fieldSelector']);
