@@ -13,8 +13,8 @@ import { NatsUrl } from '../lib/nats-url.ts';
 
 export const DEPLOY_DIR = packagePath('deploy') + '/';
 
-/** Agent templates in apply order (the namespace first). */
-export const AGENT_TEMPLATES = ['namespace.yaml', 'rbac.yaml', 'daemonset.yaml'] as const;
+/** Agent templates in apply order (the namespace first, the CRDs before anything uses them). */
+export const AGENT_TEMPLATES = ['namespace.yaml', 'mcs-crds.yaml', 'rbac.yaml', 'daemonset.yaml'] as const;
 
 /** With --monitoring (prometheus-operator CRDs): the agents' PodMonitor and the alerts, from deploy/monitoring/. */
 export const MONITORING_FILE = 'monitoring.yaml';

@@ -3,6 +3,7 @@
 // and every rendered file goes through `kubectl apply --dry-run=client` pointed at
 // test/helpers/fake-apiserver.ts — the ONE stand-in for a Kubernetes API server we accept (it
 // serves discovery so kubectl can map the kinds; nothing else exists for this machine).
+import { MCS_GROUP, MCS_VERSION, SERVICE_EXPORTS, SERVICE_IMPORTS } from '../agent/kubernetes/mcs/resources.ts';
 import test from 'ava';
 import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync, mkdirSync, statSync, existsSync } from 'node:fs';
@@ -122,7 +123,7 @@ function schemaErrors(obj: Obj): string[] {
 
 test('deploy/ has the agent and control-plane manifests, and every YAML document parses', (t) => {
   const names = FILES.map((f) => relative(DEPLOY_DIR, f));
-  t.deepEqual(names, ['agent/daemonset.yaml', 'agent/namespace.yaml', 'agent/rbac.yaml', 'control-plane/coordinator.yaml', 'control-plane/namespace.yaml', 'control-plane/nats.yaml', 'control-plane/policy-configmap.yaml']);
+  t.deepEqual(names, ['agent/daemonset.yaml', 'agent/mcs-crds.yaml', 'agent/namespace.yaml', 'agent/rbac.yaml', 'control-plane/coordinator.yaml', 'control-plane/namespace.yaml', 'control-plane/nats.yaml', 'control-plane/policy-configmap.yaml']);
   t.true(DOCS.length >= 15);
   for (const d of DOCS) {
     t.truthy(d.obj['apiVersion'], `${d.file}: apiVersion`);
@@ -141,7 +142,7 @@ test('every document matches the Kubernetes API types (no unknown fields, right 
 });
 
 test('namespaced objects live in crosslink-system', (t) => {
-  const clusterScoped = new Set(['Namespace', 'ClusterRole', 'ClusterRoleBinding']);
+  const clusterScoped = new Set(['Namespace', 'ClusterRole', 'ClusterRoleBinding', 'CustomResourceDefinition']);
   for (const d of DOCS) {
     const ns = at(d.obj, 'metadata', 'namespace');
     if (clusterScoped.has(String(d.obj['kind']))) t.is(ns, undefined, d.file);
@@ -237,11 +238,17 @@ test('DaemonSet: node name from the downward API, NATS creds Secret, coordinator
   for (const k of ['CROSSLINK_CLUSTER', 'CROSSLINK_LOCATION', 'CROSSLINK_TOPOLOGY', 'CROSSLINK_NATS_URL']) t.truthy(env.get(k)?.['value'], k);
 });
 
-test('RBAC: the agent may get/list/watch/patch nodes and patch nodes/status — nothing else', (t) => {
+test('RBAC: the agent may get/list/watch/patch nodes, patch nodes/status, read what services export and keep ServiceImports — nothing else', (t) => {
   const role = only('ClusterRole', 'crosslink-agent');
   t.deepEqual(role['rules'], [
     { apiGroups: [''], resources: ['nodes'], verbs: ['get', 'list', 'watch', 'patch'] },
     { apiGroups: [''], resources: ['nodes/status'], verbs: ['patch'] },
+    { apiGroups: [''], resources: ['services'], verbs: ['get', 'list', 'watch'] },
+    { apiGroups: ['discovery.k8s.io'], resources: ['endpointslices'], verbs: ['get', 'list', 'watch'] },
+    { apiGroups: ['multicluster.x-k8s.io'], resources: ['serviceexports'], verbs: ['get', 'list', 'watch'] },
+    { apiGroups: ['multicluster.x-k8s.io'], resources: ['serviceexports/status'], verbs: ['update'] },
+    { apiGroups: ['multicluster.x-k8s.io'], resources: ['serviceimports'], verbs: ['get', 'list', 'watch', 'create', 'update', 'delete'] },
+    { apiGroups: ['multicluster.x-k8s.io'], resources: ['serviceimports/status'], verbs: ['update'] },
   ]);
   const binding = only('ClusterRoleBinding', 'crosslink-agent');
   t.deepEqual(binding['roleRef'], { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'crosslink-agent' });
@@ -253,6 +260,22 @@ test('RBAC: the agent may get/list/watch/patch nodes and patch nodes/status — 
     ['ClusterRole/crosslink-agent', 'ClusterRoleBinding/crosslink-agent'],
     'no other RBAC anywhere in deploy/',
   );
+});
+
+test('CRDs: ServiceExport and ServiceImport as the agent reads and writes them (group, version, plural, status subresource)', (t) => {
+  for (const [plural, kind] of [
+    [SERVICE_EXPORTS, 'ServiceExport'],
+    [SERVICE_IMPORTS, 'ServiceImport'],
+  ] as const) {
+    const crd = only('CustomResourceDefinition', `${plural}.${MCS_GROUP}`);
+    t.like(crd['spec'], { group: MCS_GROUP, scope: 'Namespaced', names: { kind, plural } });
+    const versions = a(at(crd, 'spec', 'versions')).map(o);
+    t.deepEqual(versions.map((v) => [v['name'], v['served'], v['storage']]), [[MCS_VERSION, true, true]]);
+    t.deepEqual(at(versions[0]!, 'subresources'), { status: {} }, `${kind}: conditions/clusters are written through /status`);
+  }
+  const si = only('CustomResourceDefinition', `${SERVICE_IMPORTS}.${MCS_GROUP}`);
+  const spec = o(at(si, 'spec', 'versions', 0, 'schema', 'openAPIV3Schema', 'properties', 'spec'));
+  t.deepEqual(at(spec, 'properties', 'type', 'enum'), ['ClusterSetIP', 'Headless']);
 });
 
 // ---- control plane ----
@@ -340,7 +363,7 @@ test('manifests render: cluster, location default, topology and NATS URLs substi
   const files = renderManifests(parseManifestValues(VALUES));
   t.deepEqual(
     files.map((f) => f.name),
-    ['namespace.yaml', 'rbac.yaml', 'daemonset.yaml'],
+    ['namespace.yaml', 'mcs-crds.yaml', 'rbac.yaml', 'daemonset.yaml'],
   );
   const rendered = files.flatMap((f) => parseDocs(join(DEPLOY_DIR, 'agent', f.name), f.content));
   const templates = DOCS.filter((d) => d.file.startsWith('agent/'));
@@ -362,7 +385,7 @@ test('manifests render: cluster, location default, topology and NATS URLs substi
   t.deepEqual(restored, template);
   for (const d of rendered) t.deepEqual(schemaErrors(d.obj), []);
   t.true(files.every((f) => f.content.startsWith('# Rendered by `crosslink manifests`')));
-  t.true(files[2]!.content.includes('# rendered (--cluster)'), 'template comments survive rendering');
+  t.true(files[3]!.content.includes('# rendered (--cluster)'), 'template comments survive rendering');
 });
 
 test('manifests render: --image and --coordinator-key', (t) => {
@@ -372,7 +395,7 @@ test('manifests render: --image and --coordinator-key', (t) => {
   t.is(container(ds)['image'], 'registry.example.com:5000/team/crosslink:0.1.0-rc1');
   const cm = parse(files.find((f) => f.name === 'coordinator-key.yaml')!.content) as Obj;
   t.like(cm, { kind: 'ConfigMap', metadata: { name: 'crosslink-coordinator', namespace: 'crosslink-system' }, data: { 'public-key': key } });
-  t.is(joinManifests(files).split(/^---$/m).length, 7, 'one stream: 6 template documents + the ConfigMap');
+  t.is(joinManifests(files).split(/^---$/m).length, 9, 'one stream: 8 template documents + the ConfigMap');
 });
 
 test('manifests render: --monitoring adds the agents\' PodMonitor and the alerts, nothing else changes', (t) => {
@@ -409,12 +432,12 @@ test('`crosslink manifests … --out DIR` through commander writes one file per 
   const program = new Command('crosslink').exitOverride();
   registerManifestsCommand(program);
   await program.parseAsync(['manifests', '--cluster', 'gcp-us1', '--location', 'gcp-us-central1', '--nats-url', 'tls://nats.example.com:4222', '--out', dir], { from: 'user' });
-  t.deepEqual(readdirSync(dir).sort(), ['daemonset.yaml', 'namespace.yaml', 'rbac.yaml']);
+  t.deepEqual(readdirSync(dir).sort(), ['daemonset.yaml', 'mcs-crds.yaml', 'namespace.yaml', 'rbac.yaml']);
   t.true(statSync(join(dir, 'daemonset.yaml')).size > 0);
   t.regex(readFileSync(join(dir, 'daemonset.yaml'), 'utf8'), /value: gcp-us1 # rendered \(--cluster\)/);
   let printed = '';
   runManifests({ cluster: 'gcp-us1', location: 'gcp-us-central1', natsUrl: 'tls://nats.example.com:4222' }, (s) => (printed += s));
-  t.is(parseAllDocuments(printed).length, 6, 'without --out: one multi-document stream on stdout');
+  t.is(parseAllDocuments(printed).length, 8, 'without --out: one multi-document stream on stdout');
 });
 
 // ---- the programs accept what the manifests give them ----

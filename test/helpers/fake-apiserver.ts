@@ -87,6 +87,7 @@ const DISCOVERY: Readonly<Record<string, readonly (readonly [string, string, boo
     ['rolebindings', 'RoleBinding', true],
   ],
   policy: [['poddisruptionbudgets', 'PodDisruptionBudget', true]],
+  'apiextensions.k8s.io': [['customresourcedefinitions', 'CustomResourceDefinition', false]],
 };
 
 /** The namespaced resources served generically (plural → where and what). */
