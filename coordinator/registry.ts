@@ -139,7 +139,12 @@ export class Registry {
     return this.nodes.get(name)?.value;
   }
 
-  /** The live members of a cluster (service export admission: their pod CIDRs). */
+  /** The pod ranges `cluster` was enrolled with (service export admission); none if not enrolled. */
+  enrolledPodRanges(cluster: string): readonly string[] {
+    return this.definitions.get(cluster)?.podCidrs ?? [];
+  }
+
+  /** The live members of a cluster. */
   clusterMembers(cluster: string): NodeRecord[] {
     return this.nodes.members(cluster);
   }

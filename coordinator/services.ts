@@ -2,8 +2,8 @@
 // by the node's identity key, like registration) and writes coordinator-signed ServiceExport
 // records into the KV (services.<namespace>.<name>.<cluster>). Admission is the same trust rule as
 // node registration: a live node exports only for its own cluster, and only addresses inside that
-// cluster's pod ranges (today the union of its live nodes' pod CIDRs — the seam `podRanges` is
-// where enrolled cluster ranges plug in).
+// cluster's ENROLLED pod ranges (its signed `enrollments.<cluster>` definition), never the ranges
+// node records claim.
 import type { Clock } from '../lib/clock.ts';
 import { errorMessage } from '../lib/errors.ts';
 import type { Logger } from '../lib/logger.ts';
@@ -22,10 +22,11 @@ import { checkSentAt, openSignedRequest } from '../protocol/validate-registratio
 import { KeyedMutex } from './keyed-mutex.ts';
 import { isCasConflict, type StateStore } from './store.ts';
 
-/** What admission needs from the registry: live nodes, by name and by cluster. */
+/** What admission needs from the registry: live nodes by name, and the enrolled clusters' pod ranges. */
 export interface LiveNodes {
   liveNode(name: string): NodeRecord | undefined;
-  clusterMembers(cluster: string): NodeRecord[];
+  /** The pod ranges the cluster was enrolled with (`cluster add --pod-cidr`); none if not enrolled. */
+  enrolledPodRanges(cluster: string): readonly string[];
 }
 
 export interface ServiceDirectoryDeps {
@@ -36,8 +37,6 @@ export interface ServiceDirectoryDeps {
   readonly maxClockSkewMs: number;
   /** Whether this term may still write (lease held, term active). */
   readonly writable: () => boolean;
-  /** The pod ranges a cluster may export from; default: its live nodes' pod CIDRs. */
-  readonly podRanges?: (cluster: string) => readonly string[];
 }
 
 const CAS_ATTEMPTS = 4;
@@ -54,10 +53,6 @@ export class ServiceDirectory {
 
   constructor(private readonly deps: ServiceDirectoryDeps) {}
 
-  private podRanges(cluster: string): readonly string[] {
-    return this.deps.podRanges?.(cluster) ?? this.deps.nodes.clusterMembers(cluster).flatMap((n) => n.podCidrs);
-  }
-
   async export(raw: Uint8Array | string): Promise<ServiceReply> {
     const opened = await openSignedRequest(raw, ServiceExportRequest);
     if (!opened.ok) return this.refused('export', undefined, opened.error);
@@ -66,7 +61,7 @@ export class ServiceDirectory {
     return this.locks.run(key, async () => {
       const early = this.precheck(req, key);
       if (early) return this.refused('export', req, early);
-      const admitted = admitServiceExport(req, this.deps.nodes.liveNode(req.node), this.podRanges(req.cluster));
+      const admitted = admitServiceExport(req, this.deps.nodes.liveNode(req.node), this.deps.nodes.enrolledPodRanges(req.cluster));
       if (!admitted.ok) return this.refused('export', req, admitted.error);
       if (!this.deps.writable()) return fail('unavailable', 'not the leader (lease lost or stopping); retry');
       for (let attempt = 1; ; attempt++) {

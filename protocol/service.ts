@@ -123,8 +123,8 @@ const refuse = (code: ErrorBody['code'], field: string, message: string): { ok: 
  * The coordinator's admission of an export, pure. Same trust rules as node registration: the
  * request is signed by the identity key of a live node (checked by the caller when opening it),
  * that node belongs to the cluster it exports for, and every address lies inside one of
- * `clusterPodRanges` — the pod ranges the cluster may claim (today: its live nodes' pod CIDRs;
- * with cluster enrollment: the enrolled ranges). Duplicate addresses are collapsed, sorted.
+ * `clusterPodRanges` — the pod ranges the cluster was enrolled with (its signed definition, not
+ * what node records claim). Duplicate addresses are collapsed, sorted.
  */
 export function admitServiceExport(
   req: ServiceExportRequest,

@@ -9,7 +9,9 @@ import { ServicesDocument } from '../agent/services/api.ts';
 import { runCli } from '../cli/main.ts';
 import { freeLoopbackPort } from '../lib/nats-server.ts';
 import { waitFor } from '../lib/wait.ts';
+import { NodeRecord } from '../protocol/messages.ts';
 import { ServiceExportRecord, serviceKeys } from '../protocol/service.ts';
+import { kvKeys } from '../protocol/subjects.ts';
 import { verifyEnvelope } from '../protocol/signing.ts';
 import { agentRequest } from './helpers/agent-http.ts';
 import { startMesh, startStaticAgent } from './helpers/agent-mesh.ts';
@@ -80,4 +82,32 @@ test.serial('export → coordinator → KV → DNS in the other cluster; refusal
   await b.stop();
   await waitFor(async () => (await dig(aPort, 'web.shop.svc.clusterset.local', 'A')).join() === '10.61.1.9', { ...WAIT, what: 'cb\'s endpoint leaves the answers' });
   t.not(await mesh.kv.get(serviceKeys.export('shop', 'web', 'cb')), null, 'the record stays; liveness decides');
+});
+
+test.serial('enrolled ranges: a node record claiming extra pod ranges cannot widen what its cluster may export', async (t) => {
+  const mesh = await startMesh(t, { label: 'xl-svc-enr', nodeTtl: '10s' });
+  const a = await startStaticAgent(t, mesh, { name: 'e-n1', cluster: 'ce', podCidr: '10.63.1.0/24', stateDir: await tempDir(t, 'xl-svc-e-') });
+  await waitFor(async () => (await agentRequest({ socketPath: a.socket }, '/readyz')).status === 200, { ...WAIT, what: 'agent ready' });
+  const enrolled = (await mesh.enrollment.store.readDefinition('ce'))?.value.podCidrs ?? [];
+  t.false(enrolled.some((r) => r.startsWith('10.64.')), `the test's extra range lies outside the enrolled ranges (${enrolled.join(', ')})`);
+  // The node's record now claims 10.64.9.0/24 too (signed with the coordinator key, as a bug or a
+  // compromised writer could leave it); the coordinator restarts and loads it as a live node.
+  const key = kvKeys.node('e-n1');
+  const entry = await mesh.kv.get(key);
+  const record = await verifyEnvelope(entry?.value, mesh.coordinatorKey.publicKey, NodeRecord);
+  await mesh.enrollment.store.putNode({ ...record, podCidrs: ['10.63.1.0/24', '10.64.9.0/24'] }, entry?.revision);
+  await mesh.stopCoordinator();
+  await mesh.startCoordinator();
+  const claims = async (): Promise<string> => (await verifyEnvelope((await mesh.kv.get(key))?.value, mesh.coordinatorKey.publicKey, NodeRecord)).podCidrs.join();
+  t.is(await claims(), '10.63.1.0/24,10.64.9.0/24');
+
+  // Inside the enrolled range: admitted (the coordinator is back and the node is live).
+  await waitFor(async () => (await runCli(['export', 'db.shop', '--port', '5432/tcp', '--address', '10.63.1.4', '--socket', a.socket], captureIo())) === 0, { ...WAIT, what: 'export inside the enrolled range admitted' });
+  // In the range only the node record claims: refused, naming the enrolled range.
+  const io = captureIo();
+  t.is(await runCli(['export', 'db.shop', '--port', '5432/tcp', '--address', '10.64.9.4', '--socket', a.socket], io), 1, io.out());
+  t.true(io.err().includes(`10.64.9.4 is not inside a pod range of cluster "ce" (${enrolled.join(', ')})`), io.err());
+  t.is(await claims(), '10.63.1.0/24,10.64.9.0/24', 'the record still claimed the extra range when the export was refused');
+  const stored = await verifyEnvelope((await mesh.kv.get(serviceKeys.export('shop', 'db', 'ce')))?.value, mesh.coordinatorKey.publicKey, ServiceExportRecord);
+  t.deepEqual(stored.addresses, ['10.63.1.4']);
 });
