@@ -309,6 +309,7 @@ export class Agent {
       socketPath: config.statusSocket,
       extraRoutes: this.services.routes(),
       healthAddr: config.healthAddr,
+      healthStatus: config.healthStatus,
       provider: {
         status: () => this.status(),
         readiness: () => this.readiness(),

@@ -49,6 +49,8 @@ export interface AgentConfig {
   readonly joinCredentialFile: string | null;
   readonly statusSocket: string;
   readonly healthAddr: HostPort | null;
+  /** Serve /status (the node's whole view of the mesh) on --health-addr too; default: health only. */
+  readonly healthStatus: boolean;
   readonly topology: Topology;
   /** null: eligible iff the node advertises an endpoint. */
   readonly gatewayEligible: boolean | null;
@@ -103,7 +105,8 @@ export const AGENT_FLAGS: readonly FlagSpec[] = [
   spec('--coordinator-key-file', 'file', 'file holding the coordinator\'s public key (output of `crosslink-coordinator public-key`)'),
   spec('--join-credential-file', 'file', 'the cluster\'s join credential (secret file written by `crosslink-coordinator cluster add`); required to register'),
   spec('--status-socket', 'path', 'unix socket for the status API (default: <state-dir>/agent.sock)'),
-  spec('--health-addr', 'host:port', `HTTP /healthz /readyz /status listener (default: off standalone, ${AGENT_DEFAULTS.kubernetesHealthAddr} in Kubernetes; "off" disables)`),
+  spec('--health-addr', 'host:port', `HTTP /healthz /readyz listener (default: off standalone, ${AGENT_DEFAULTS.kubernetesHealthAddr} in Kubernetes; "off" disables); warns when not loopback`),
+  spec('--health-status', null, 'also serve /status (the mesh topology, unauthenticated) on --health-addr (default: health only; the CLI uses the local socket)'),
   spec('--topology', 'mode', 'mesh (every node peers with every node) | gateway (one gateway per cluster) (default: mesh)'),
   spec('--gateway-eligible', null, 'may be elected gateway/relay (default: only if it has an --endpoint)'),
   spec('--no-gateway-eligible', null, 'never be elected gateway/relay'),
@@ -284,6 +287,7 @@ function buildConfig(flags: Readonly<Record<string, RawFlag>>, ctx: ParseContext
   const healthRaw = get('healthAddr');
   const healthText = str(healthRaw) ?? (standalone ? 'off' : AGENT_DEFAULTS.kubernetesHealthAddr);
   const health = healthAddr(healthRaw.label, healthText);
+  const healthStatus = get('healthStatus').value === true;
 
   const topoRaw = get('topology');
   const topology = check(topoRaw.label, str(topoRaw) ?? 'mesh', z.enum(['mesh', 'gateway'], 'allowed: mesh, gateway'));
@@ -364,6 +368,7 @@ function buildConfig(flags: Readonly<Record<string, RawFlag>>, ctx: ParseContext
     joinCredentialFile,
     statusSocket,
     healthAddr: health === null ? null : Object.freeze(health),
+    healthStatus,
     topology,
     gatewayEligible,
     persistentKeepalive,

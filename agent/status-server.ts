@@ -1,6 +1,6 @@
 // The agent's local HTTP API: on the unix status socket (mode 0600) for the CLI, and optionally on
 // --health-addr for probes and scrapers. Never serves private keys.
-//   GET /status       AgentStatus (protocol/status.ts)          socket + health port
+//   GET /status       AgentStatus (protocol/status.ts)          socket (+ health port with --health-status)
 //   GET /healthz      200 while the process serves              socket + health port
 //   GET /readyz       200 once registered and reconciled, else 503 with the reason
 //   GET /view         the verified MeshView + data plane config  socket only (for `crosslink showconf`)
@@ -58,6 +58,8 @@ export interface StatusServerOptions {
   readonly socketPath: string | null;
   readonly extraRoutes?: readonly ExtraRoute[];
   readonly healthAddr: HostPort | null;
+  /** Serve /status on the health port too (the mesh topology, unauthenticated); default false. */
+  readonly healthStatus?: boolean;
   readonly provider: StatusProvider;
   readonly logger: Logger;
 }
@@ -76,11 +78,11 @@ function sendJson(res: ServerResponse, code: number, body: unknown): void {
   res.end(text);
 }
 
-function routes(p: StatusProvider, local: boolean): Map<string, Route> {
+function routes(p: StatusProvider, local: boolean, status = local): Map<string, Route> {
   const m = new Map<string, Route>();
   const get = (path: string, serve: Route['serve']): void => void m.set(path, { method: 'GET', serve });
   get('/healthz', () => Promise.resolve());
-  get('/status', async (_req, res) => sendJson(res, 200, await p.status()));
+  if (status) get('/status', async (_req, res) => sendJson(res, 200, await p.status()));
   get('/readyz', (_req, res) => {
     const r = p.readiness();
     sendJson(res, r.ready ? 200 : 503, r);
@@ -232,6 +234,11 @@ function closeServer(server: Server): Promise<void> {
   });
 }
 
+/** 127.0.0.0/8, ::1 and ::ffff:127.x: only this host can connect. */
+export function isLoopback(host: string): boolean {
+  return /^127\.\d+\.\d+\.\d+$/.test(host) || host === '::1' || /^::ffff:127\./i.test(host) || host === 'localhost';
+}
+
 export async function startStatusServer(o: StatusServerOptions): Promise<StatusServer> {
   const servers: Server[] = [];
   let healthPort: number | null = null;
@@ -247,7 +254,7 @@ export async function startStatusServer(o: StatusServerOptions): Promise<StatusS
       await chmod(o.socketPath, 0o600);
     }
     if (o.healthAddr !== null) {
-      const s = createServer(handler(routes(o.provider, false), o.logger));
+      const s = createServer(handler(routes(o.provider, false, o.healthStatus === true), o.logger));
       await listen(s, { host: o.healthAddr.host, port: o.healthAddr.port });
       servers.push(s);
       const addr = s.address();
@@ -257,7 +264,15 @@ export async function startStatusServer(o: StatusServerOptions): Promise<StatusS
     await Promise.all(servers.map(closeServer));
     throw new StatusServerError(`cannot start the status server: ${errorMessage(err)}`, { cause: err });
   }
-  o.logger.info({ socket: o.socketPath, health: o.healthAddr === null ? null : `${o.healthAddr.host}:${healthPort}` }, 'status server listening');
+  o.logger.info({ socket: o.socketPath, health: o.healthAddr === null ? null : `${o.healthAddr.host}:${healthPort}`, healthStatus: o.healthStatus === true }, 'status server listening');
+  if (o.healthAddr !== null && !isLoopback(o.healthAddr.host)) {
+    o.logger.warn(
+      { health: `${o.healthAddr.host}:${healthPort}`, servesStatus: o.healthStatus === true },
+      o.healthStatus === true
+        ? 'the health listener is reachable off this host and serves /status (the mesh topology) without authentication'
+        : 'the health listener is reachable off this host (unauthenticated /healthz and /readyz); bind it to 127.0.0.1 unless probes come from elsewhere',
+    );
+  }
   return {
     healthPort,
     async close(): Promise<void> {

@@ -144,7 +144,9 @@ export function formatStatus(s: AgentStatus, now: number): string {
     ['Data plane', `${s.dataplane.backend} WireGuard on ${s.dataplane.interface}, port ${s.dataplane.listenPort}, MTU ${mtuText(s)}`],
     [
       'Control plane',
-      `${cp.connected ? 'connected' : 'DISCONNECTED'}, ${cp.registered ? 'registered' : 'NOT registered'}, last heartbeat ${formatAge(cp.lastHeartbeatAt, now)}, ${cp.knownNodes} node${cp.knownNodes === 1 ? '' : 's'} known${cp.health && !cp.health.answering ? ` — NOT ANSWERING: ${cp.health.reason}` : ''}`,
+      cp.revoked
+        ? `REVOKED by an operator (no registrations or heartbeats): ${cp.revoked}`
+        : `${cp.connected ? 'connected' : 'DISCONNECTED'}, ${cp.registered ? 'registered' : 'NOT registered'}, last heartbeat ${formatAge(cp.lastHeartbeatAt, now)}, ${cp.knownNodes} node${cp.knownNodes === 1 ? '' : 's'} known${cp.health && !cp.health.answering ? ` — NOT ANSWERING: ${cp.health.reason}` : ''}`,
     ],
     ['Last reconcile', reconcile],
     ['Ready', yesNo(s.ready)],

@@ -8,6 +8,7 @@ import { parseNatsServers } from '../lib/nats-url.ts';
 import { NATS_AUTH_FLAGS, describeNats, natsSettingsFrom, type NatsSettings } from '../lib/nats-connect.ts';
 import { parseCidr, type Cidr } from '../protocol/cidr.ts';
 import { parseListenAddr, type HostPort } from '../protocol/listen-addr.ts';
+import { Key32 } from '../protocol/messages.ts';
 import { DEFAULT_BUCKET, DEFAULT_SUBJECT_PREFIX } from '../protocol/subjects.ts';
 
 export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
@@ -32,6 +33,13 @@ export interface CoordinatorConfig {
   /** HTTP /healthz /readyz /metrics listener; null when off. */
   readonly healthAddr: HostPort | null;
   readonly logLevel: LogLevel;
+  /** Previous public keys of ours (signing-key rotation): records they signed are trusted and re-signed. */
+  readonly previousPublicKeys: readonly string[];
+  /** Admitted registrations per second and cluster (token bucket refill), and the bucket size. */
+  readonly registrationRate: number;
+  readonly registrationBurst: number;
+  /** A node that registered but never heartbeated loses its name binding and address after this. */
+  readonly unusedAllocationGraceMs: number;
 }
 
 /** Raw option values as commander hands them over (strings), keyed by commander's camelCase names. */
@@ -57,6 +65,10 @@ export interface RawRunOptions {
   leaseTtl: string;
   healthAddr: string;
   logLevel: string;
+  previousPublicKey?: string | readonly string[] | undefined;
+  registrationRate: string;
+  registrationBurst: string;
+  unusedAllocationGrace: string;
 }
 
 /** The shared flag spec (lib/flags.ts); every coordinator flag has a CROSSLINK_* variable. */
@@ -80,6 +92,22 @@ export const RUN_FLAGS: readonly RunFlagSpec[] = [
   { key: 'leaseTtl', flags: '--lease-ttl <duration>', env: 'CROSSLINK_LEASE_TTL', default: '10s', help: 'leader lease; a follower takes over after the lease goes unrenewed this long (1s-1h)' },
   { key: 'healthAddr', flags: '--health-addr <host:port>', env: 'CROSSLINK_HEALTH_ADDR', default: 'off', help: 'HTTP /healthz /readyz /metrics listener (e.g. 0.0.0.0:9472; "off" disables)' },
   { key: 'logLevel', flags: '--log-level <level>', env: 'CROSSLINK_LOG_LEVEL', default: 'info', help: `log level (${LOG_LEVELS.join(', ')})` },
+  {
+    key: 'previousPublicKey',
+    flags: '--previous-public-key <key>',
+    env: 'CROSSLINK_PREVIOUS_PUBLIC_KEY',
+    repeatable: true,
+    help: 'a previous signing public key (base64) still trusted during a signing-key rotation; its records are re-signed with the current key; repeatable or comma-separated',
+  },
+  { key: 'registrationRate', flags: '--registration-rate <n>', env: 'CROSSLINK_REGISTRATION_RATE', default: '50', help: 'admitted registrations per second and cluster (1-100000); more are answered "rate-limited"' },
+  { key: 'registrationBurst', flags: '--registration-burst <n>', env: 'CROSSLINK_REGISTRATION_BURST', default: '500', help: 'registrations a cluster may make at once before --registration-rate applies (1-1000000)' },
+  {
+    key: 'unusedAllocationGrace',
+    flags: '--unused-allocation-grace <duration>',
+    env: 'CROSSLINK_UNUSED_ALLOCATION_GRACE',
+    default: '10m',
+    help: 'a node that registered but never heartbeated loses its name binding and overlay address this long after registering (1s-720h)',
+  },
 ];
 
 type Ctx = z.RefinementCtx;
@@ -133,6 +161,17 @@ const RunSchema = z.object({
     }
   }),
   logLevel: z.string().transform((s, ctx) => ((LOG_LEVELS as readonly string[]).includes(s) ? (s as LogLevel) : fail(ctx, `use one of ${LOG_LEVELS.join(', ')}`))),
+  previousPublicKey: z
+    .union([z.string(), z.array(z.string())])
+    .optional()
+    .transform((v, ctx) => {
+      const keys = (v === undefined ? [] : typeof v === 'string' ? [v] : v).flatMap((s) => s.split(',')).map((s) => s.trim()).filter((s) => s !== '');
+      const bad = keys.find((k) => !Key32.safeParse(k).success);
+      return bad === undefined ? keys : fail(ctx, `${JSON.stringify(bad)} is not a public key: use the 32-byte base64 key \`crosslink-coordinator public-key\` printed for the old key file`);
+    }),
+  registrationRate: intIn(1, 100_000),
+  registrationBurst: intIn(1, 1_000_000),
+  unusedAllocationGrace: duration(1000, 30 * 86_400_000, 'use a duration like 10m or 24h, from 1s to 720h'),
 });
 
 /** Where a value came from, to name it in errors ("--node-ttl" or "CROSSLINK_NODE_TTL (--node-ttl)"). */
@@ -181,6 +220,10 @@ export function parseCoordinatorConfig(raw: Partial<RawRunOptions>, sourceOf?: V
     leaseTtlMs: d.leaseTtl,
     healthAddr: d.healthAddr === null ? null : Object.freeze(d.healthAddr),
     logLevel: d.logLevel,
+    previousPublicKeys: Object.freeze(d.previousPublicKey),
+    registrationRate: d.registrationRate,
+    registrationBurst: d.registrationBurst,
+    unusedAllocationGraceMs: d.unusedAllocationGrace,
   });
 }
 
@@ -212,5 +255,8 @@ export function describeConfig(c: CoordinatorConfig): Record<string, unknown> {
     maxClockSkew: formatDuration(c.maxClockSkewMs),
     leaseTtl: formatDuration(c.leaseTtlMs),
     healthAddr: c.healthAddr === null ? 'off' : `${c.healthAddr.host}:${c.healthAddr.port}`,
+    previousPublicKeys: c.previousPublicKeys,
+    registrationLimit: { perSecond: c.registrationRate, burst: c.registrationBurst },
+    unusedAllocationGrace: formatDuration(c.unusedAllocationGraceMs),
   };
 }

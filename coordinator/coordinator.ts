@@ -14,6 +14,7 @@ import { checkSentAt, openSignedRequest } from '../protocol/validate-registratio
 import type { CoordinatorConfig } from './config.ts';
 import { LeaderLease } from './lease.ts';
 import type { CoordinatorMetricsHooks, CoordinatorSnapshot } from './metrics.ts';
+import { leaseSeal } from './lease-seal.ts';
 import { LeaderTerm } from './leader-term.ts';
 import { Liveness } from './liveness.ts';
 import { HeartbeatMarks } from './heartbeat-marks.ts';
@@ -65,6 +66,7 @@ export class Coordinator {
     this.logger = deps.logger;
     this.heartbeatMarks = new HeartbeatMarks(deps.config.maxClockSkewMs);
     this.lease = new LeaderLease(store.kv, {
+      seal: leaseSeal(deps.signingKey, deps.config.previousPublicKeys),
       holder: deps.holderId ?? defaultHolderId(),
       ttlMs: deps.config.leaseTtlMs,
       clock: deps.clock,
@@ -84,7 +86,7 @@ export class Coordinator {
     const kv = await openBucket(deps.nc, { bucket: deps.config.bucket, replicas: deps.config.replicas, logger: deps.logger });
     await ensureEventStream(deps.nc, { bucket: deps.config.bucket, subjectPrefix: deps.config.subjectPrefix, replicas: deps.config.replicas, logger: deps.logger });
     await ensureHealthStream(deps.nc, { bucket: deps.config.bucket, subjectPrefix: deps.config.subjectPrefix, replicas: deps.config.replicas, logger: deps.logger });
-    const c = new Coordinator(deps, new StateStore(kv, deps.signingKey, deps.logger));
+    const c = new Coordinator(deps, new StateStore(kv, deps.signingKey, deps.logger, deps.config.previousPublicKeys));
     const s = subjects(deps.config.subjectPrefix);
     c.heartbeatSub = deps.nc.subscribe(s.heartbeat, {
       callback: (err, msg) => {

@@ -3,6 +3,10 @@
 // TTL on its own clock (so clock differences between replicas cannot cause a premature takeover).
 // The leader stops writing as soon as a renewal fails by CAS or when its last successful renewal is a
 // TTL old, which happens before any follower can take over.
+// With a `seal` (the coordinator's signing key set), the lease is a signed envelope: a lease written
+// by anyone else does not verify and counts as absent, so it is taken over at once; a bucket writer
+// can at worst make the leader step down for one renewal interval, never hold leadership. And a
+// takeover is harmless anyway: a new leader re-signs only what verifies with our key set.
 import type { KV } from '@nats-io/kv';
 import { z } from 'zod';
 import type { Clock } from '../lib/clock.ts';
@@ -23,8 +27,15 @@ export interface LeaseEvents {
   onLost(reason: string): void;
 }
 
+/** Signs a lease value, and opens one (undefined: not signed by our key set, or malformed). */
+export interface LeaseSeal {
+  seal(value: LeaseValue): Promise<string>;
+  open(raw: unknown): Promise<LeaseValue | undefined>;
+}
+
 export interface LeaseOptions {
   readonly holder: string;
+  readonly seal?: LeaseSeal;
   readonly ttlMs: number;
   readonly clock: Clock;
   readonly logger: Logger;
@@ -96,14 +107,21 @@ export class LeaderLease {
     }
   }
 
-  private value(now: number): string {
-    return JSON.stringify({ holder: this.opts.holder, renewedAt: now, ttlMs: this.opts.ttlMs } satisfies LeaseValue);
+  private value(now: number): Promise<string> {
+    const v: LeaseValue = { holder: this.opts.holder, renewedAt: now, ttlMs: this.opts.ttlMs };
+    return this.opts.seal ? this.opts.seal.seal(v) : Promise.resolve(JSON.stringify(v));
+  }
+
+  private async read(raw: unknown): Promise<LeaseValue | undefined> {
+    if (this.opts.seal) return this.opts.seal.open(raw);
+    const parsed = LeaseValue.safeParse(raw);
+    return parsed.success ? parsed.data : undefined;
   }
 
   private async renew(events: LeaseEvents): Promise<void> {
     const start = this.opts.clock.now();
     try {
-      this.revision = await this.kv.update(kvKeys.lease, this.value(start), this.revision, this.intervalMs);
+      this.revision = await this.kv.update(kvKeys.lease, await this.value(start), this.revision, this.intervalMs);
       if (this.leader) this.validUntil = start + this.opts.ttlMs;
     } catch (err) {
       if (isCasConflict(err)) this.lose(events, 'the lease was taken over by another replica');
@@ -120,13 +138,13 @@ export class LeaderLease {
     }
     let current: LeaseValue | undefined;
     try {
-      const parsed = LeaseValue.safeParse(entry.json<unknown>());
-      if (parsed.success) current = parsed.data;
+      current = await this.read(entry.json<unknown>());
     } catch {
       current = undefined;
     }
     if (!current) {
-      await this.take(events, start, entry.revision, 'lease value is malformed');
+      if (this.opts.seal) this.opts.logger.warn({ revision: entry.revision }, 'the lease is malformed or not signed by our key set (written by someone else): taking it over');
+      await this.take(events, start, entry.revision, this.opts.seal ? 'lease not signed by our key set' : 'lease value is malformed');
       return;
     }
     if (current.holder === this.opts.holder) {
@@ -144,7 +162,7 @@ export class LeaderLease {
   }
 
   private async take(events: LeaseEvents, start: number, revision: number | undefined, why: string): Promise<void> {
-    const value = this.value(start);
+    const value = await this.value(start);
     try {
       this.revision = revision === undefined ? await this.kv.create(kvKeys.lease, value) : await this.kv.update(kvKeys.lease, value, revision, this.intervalMs);
     } catch (err) {

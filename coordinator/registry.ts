@@ -32,6 +32,8 @@ import { IpamTable, NodeTable } from './registry-index.ts';
 import type { Liveness } from './liveness.ts';
 import { RevocationTable, revocationError } from './revocations.ts';
 import { isCasConflict, type StateStore, type StoredRecord } from './store.ts';
+import { RateLimitedLog } from '../lib/rate-limited-log.ts';
+import { RegistrationRateLimit } from './rate-limit.ts';
 import { BindingTable, bindingRefusal, boundBinding, releasedBinding, staleRefusal, type IdentityBinding, type ReleaseCause } from './bindings.ts';
 import type { EventPublisher } from '../protocol/events.ts';
 import { gatewayChangedEvent, nodeJoinedEvent, nodeRemovedEvent } from './events.ts';
@@ -79,6 +81,8 @@ export class Registry {
   /** Name bindings and replay marks per identity key (bindings.ts), mirrored from the bucket. */
   private readonly bindings = new BindingTable();
   private readonly locks = new KeyedMutex();
+  private readonly rateLimit: RegistrationRateLimit;
+  private readonly throttledLog: RateLimitedLog;
   private readonly policy: RegistrationPolicy;
   private active = true;
 
@@ -86,6 +90,8 @@ export class Registry {
     this.addresses = new AddressIndex(deps.config.overlayCidr);
     this.nodes = new NodeTable(this.addresses);
     this.ipam = new IpamTable(this.addresses);
+    this.rateLimit = new RegistrationRateLimit(deps.config.registrationRate, deps.config.registrationBurst);
+    this.throttledLog = new RateLimitedLog(deps.logger, deps.clock, 10_000);
     this.policy = {
       overlay: deps.config.overlayCidr,
       minPodCidrPrefixV4: deps.config.minPodCidrPrefixV4,
@@ -166,6 +172,20 @@ export class Registry {
     const admitted = await this.admit(opened.value, opened.envelope);
     if (!admitted.ok) return this.rejected('registration', opened.value.name, admitted.error);
     const req = admitted.value;
+    // Counted only once the join credential verified: nobody else can spend a cluster's budget.
+    const rate = this.rateLimit.take(req.cluster, this.deps.clock.now());
+    if (!rate.ok) {
+      const { registrationRate, registrationBurst } = this.deps.config;
+      this.throttledLog.warn(`rate-limited:${req.cluster}`, { cluster: req.cluster, node: req.name, perSecond: registrationRate, burst: registrationBurst }, 'registrations rate-limited');
+      return {
+        ok: false,
+        error: {
+          code: 'rate-limited',
+          field: 'cluster',
+          message: `cluster "${req.cluster}" is over its registration rate limit (${registrationRate}/s, burst ${registrationBurst}); retry in ${rate.retryAfterMs} ms`,
+        },
+      };
+    }
     try {
       return await this.locks.run(`node:${req.name}`, () => this.withCasRetry(() => this.registerLocked(req), { node: req.name }));
     } catch (err) {
@@ -456,7 +476,46 @@ export class Registry {
         if (!(err instanceof NotLeaderError)) this.deps.logger.warn({ node: name, err: errorMessage(err) }, 'could not expire node; will retry');
       }
     }
+    await this.reclaimUnused(now);
     await this.reconcileAllClusters();
+  }
+
+  /**
+   * Finding 8: names of nodes that registered but never came alive (no heartbeat) within the grace
+   * period lose their binding and their address; released bindings past the clock-skew window are
+   * dropped (every request they guard against is refused as stale by then).
+   */
+  private async reclaimUnused(now: number): Promise<void> {
+    const { unusedAllocationGraceMs: grace, maxClockSkewMs: skew } = this.deps.config;
+    for (const b of this.bindings.values()) {
+      const unused = b.releasedAt === undefined && b.aliveAt === undefined && now - b.updatedAt >= grace && !this.nodes.has(b.name);
+      const done = b.releasedAt !== undefined && now - b.releasedAt > skew && now - b.lastSentAt > skew;
+      if (!unused && !done) continue;
+      try {
+        await this.locks.run(`node:${b.name}`, async () => {
+          if (this.nodes.has(b.name)) return;
+          const held = this.bindings.ofKey(b.identityKey);
+          if (!held || held.value.updatedAt !== b.updatedAt) return;
+          this.assertWritable();
+          if (unused) {
+            await this.putBinding(releasedBinding(b, 'never-alive', now));
+            const entry = this.ipam.get(b.name);
+            if (entry && entry.value.identityKey === b.identityKey) {
+              await this.locks.run('ipam', async () => {
+                await this.deps.store.delete(kvKeys.ipam(b.name), entry.revision);
+                this.ipam.delete(b.name);
+              });
+            }
+            this.deps.logger.info({ node: b.name, identityKey: b.identityKey, registeredAt: b.updatedAt }, 'node never came alive: name binding and overlay address reclaimed');
+          } else {
+            await this.deps.store.delete(kvKeys.identity(b.identityKey), held.revision);
+            this.bindings.delete(b.identityKey);
+          }
+        });
+      } catch (err) {
+        if (!(err instanceof NotLeaderError)) this.deps.logger.warn({ node: b.name, err: errorMessage(err) }, 'could not reclaim an unused allocation; will retry');
+      }
+    }
   }
 
   // ---- revocation ------------------------------------------------------------------------------
@@ -662,7 +721,7 @@ export class Registry {
   }
 
   private rejected(what: string, node: string | undefined, error: ErrorBody): { ok: false; error: ErrorBody } {
-    const level = error.code === 'unavailable' || error.code === 'internal' ? 'warn' : 'info';
+    const level = error.code === 'unavailable' || error.code === 'internal' ? 'warn' : error.code === 'stale' ? 'debug' : 'info';
     this.deps.logger[level]({ node, code: error.code, field: error.field, reason: error.message }, `${what} rejected`);
     return { ok: false, error };
   }

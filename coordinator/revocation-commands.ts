@@ -12,6 +12,7 @@ import { createLogger } from '../lib/logger.ts';
 import type { Revocation } from '../protocol/messages.ts';
 import type { SigningKeyPair } from '../protocol/signing.ts';
 import { kvKeys } from '../protocol/subjects.ts';
+import { flagOption } from '../lib/flags.ts';
 import { RUN_FLAGS, parseCoordinatorConfig, type CoordinatorConfig, type RawRunOptions } from './config.ts';
 import { RevocationAdminError, listRevocations, parseNodeName, parseReason, revokeNode, unrevokeNode, type RevokeResult } from './revocation-admin.ts';
 import { loadSigningKey } from './signing-key.ts';
@@ -19,9 +20,9 @@ import { StateStore } from './store.ts';
 import { COORDINATOR_INBOX_PREFIX } from './nats-permissions.ts';
 
 /** The run flags these commands share (same names, env variables and defaults). */
-const SHARED_FLAGS: readonly (keyof RawRunOptions)[] = ['natsUrl', 'natsCreds', ...NATS_AUTH_FLAGS.map((f) => f.key), 'signingKeyFile', 'bucket', 'subjectPrefix'];
+const SHARED_FLAGS: readonly (keyof RawRunOptions)[] = ['natsUrl', 'natsCreds', ...NATS_AUTH_FLAGS.map((f) => f.key), 'signingKeyFile', 'previousPublicKey', 'bucket', 'subjectPrefix'];
 
-export type SharedOptions = Pick<RawRunOptions, 'natsUrl' | 'natsCreds' | NatsFlagKey | 'signingKeyFile' | 'bucket' | 'subjectPrefix'>;
+export type SharedOptions = Pick<RawRunOptions, 'natsUrl' | 'natsCreds' | NatsFlagKey | 'signingKeyFile' | 'previousPublicKey' | 'bucket' | 'subjectPrefix'>;
 
 export function addSharedOptions(cmd: Command): Command {
   for (const key of SHARED_FLAGS) {
@@ -33,15 +34,14 @@ export function addSharedOptions(cmd: Command): Command {
         : key === 'signingKeyFile'
           ? 'the coordinator\'s Ed25519 signing key (must exist; revocations are signed and records verified with it)'
           : f.help;
-    const o = new Option(f.flags, help).env(f.env);
-    if (f.default !== undefined) o.default(f.default);
+    const o = flagOption({ ...f, help });
     cmd.addOption(o);
   }
   return cmd;
 }
 
 export function sharedConfig(opts: SharedOptions, cmd: Command): CoordinatorConfig {
-  const picked: Partial<RawRunOptions> = {};
+  const picked: Record<string, string | readonly string[]> = {};
   for (const k of SHARED_FLAGS) {
     const v = opts[k as keyof SharedOptions];
     if (v !== undefined) picked[k] = v;
@@ -78,7 +78,7 @@ async function openAdmin(config: CoordinatorConfig): Promise<Admin> {
       );
     }
     const logger = createLogger('crosslink-coordinator', process.env['CROSSLINK_LOG_LEVEL'] ?? 'warn');
-    return { store: new StateStore(kv, key, logger), signingKey: key, close: () => nc.close() };
+    return { store: new StateStore(kv, key, logger, config.previousPublicKeys), signingKey: key, close: () => nc.close() };
   } catch (err) {
     await nc.close();
     throw err;

@@ -91,18 +91,21 @@ export function revocationError(match: RevocationMatch): ErrorBody {
     case 'name':
       return {
         code: 'unauthorized',
+        revoked: true,
         field: 'name',
         message: `node "${r.name}" was revoked at ${when} (${why}); it may not register or heartbeat while revoked; ${undo}`,
       };
     case 'identityKey':
       return {
         code: 'unauthorized',
+        revoked: true,
         field: 'identityKey',
         message: `identityKey: ${JSON.stringify(r.identityKey)} is the identity key of node "${r.name}", revoked at ${when} (${why}); a revoked key may not be used under any name: generate a new identity key, or ${undo}`,
       };
     case 'publicKey':
       return {
         code: 'unauthorized',
+        revoked: true,
         field: 'publicKey',
         message: `publicKey: ${JSON.stringify(r.publicKey)} is the WireGuard key of node "${r.name}", revoked at ${when} (${why}); a revoked key may not be used under any name: generate a new WireGuard key, or ${undo}`,
       };

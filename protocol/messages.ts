@@ -201,6 +201,8 @@ export const ErrorBody = z.object({
   /** The offending field, dotted (e.g. "podCidrs[1]"). */
   field: z.string().optional(),
   message: z.string(),
+  /** Set on refusals because an operator revoked the node (or its keys): the agent stops for good. */
+  revoked: z.boolean().optional(),
 });
 export type ErrorBody = z.infer<typeof ErrorBody>;
 

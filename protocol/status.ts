@@ -76,6 +76,8 @@ export const AgentStatus = z.object({
     lastHeartbeatAt: z.number().nullable(),
     lastError: z.string().nullable(),
     knownNodes: z.number(),
+    /** Set once an operator revoked this node (the coordinator's refusal); absent from older agents. */
+    revoked: z.string().nullable().optional(),
     /** Heartbeats acknowledged recently (relative to the node TTL); absent from older agents. */
     health: ControlPlaneHealth.optional(),
   }),

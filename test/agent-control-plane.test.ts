@@ -3,6 +3,7 @@
 import test, { type ExecutionContext } from 'ava';
 import { connect, type Msg, type NatsConnection } from '@nats-io/transport-node';
 import { ControlPlane } from '../agent/control/control-plane.ts';
+import { readinessOf } from '../agent/status/readiness.ts';
 import type { NodeIdentity } from '../agent/plan/model.ts';
 import { systemClock } from '../lib/clock.ts';
 import { silentLogger } from '../lib/logger.ts';
@@ -200,4 +201,37 @@ test('an invalid own identity is reported without contacting the coordinator', a
   await waitFor(() => f.cp.state().lastError !== null, { timeoutMs: 5000, what: 'error' });
   t.regex(f.cp.state().lastError ?? '', /our own registration is invalid: podCidrs/);
   t.is(reg.count(), 0);
+});
+
+test('finding 10: a revoked heartbeat reply stops heartbeats and registrations; state and readiness say revoked', async (t) => {
+  const f = await setup(t);
+  const reg = serveRegister(f, ok(f));
+  const beats: Heartbeat[] = [];
+  const strictlyIncreasing = (xs: number[]): boolean => xs.every((x, i) => i === 0 || x > (xs[i - 1] ?? 0));
+  let revoke = false;
+  f.coordNc.subscribe(S.heartbeat, {
+    callback: (_err, msg) => {
+      void (async () => {
+        beats.push(await verifyEnvelope(msg.data, f.identityKey.publicKey, Heartbeat));
+        const refusal = { code: 'unauthorized', field: 'name', revoked: true, message: 'node "node-a" was revoked at … (reason: "stolen")' };
+        msg.respond(JSON.stringify(revoke ? { ok: false, error: refusal } : { ok: true }));
+      })();
+    },
+  });
+  f.cp.start();
+  await waitFor(() => beats.length >= 2, { timeoutMs: 5000, what: 'heartbeats' });
+  t.true(strictlyIncreasing([reg.requests[0]!.sentAt, ...beats.map((b) => b.sentAt)]), 'sentAt moves forward with every request');
+  revoke = true;
+  await waitFor(() => f.cp.state().revoked !== null, { timeoutMs: 5000, what: 'revoked' });
+  t.false(f.cp.state().registered);
+  t.regex(f.cp.state().revoked ?? '', /revoked/);
+  const readiness = readinessOf({ controlPlane: f.cp.state(), meshComplete: true, reconciled: true, lastReconcile: null, policyNotReady: null });
+  t.false(readiness.ready);
+  t.regex(readiness.reason, /^revoked by an operator/);
+  const [beatsThen, regsThen] = [beats.length, reg.count()];
+  f.cp.requestRegister('identity changed');
+  // Five heartbeat intervals (200 ms): a live agent would have sent several by now.
+  await new Promise((r) => setTimeout(r, 1000));
+  t.is(beats.length, beatsThen, 'no heartbeat after revocation');
+  t.is(reg.count(), regsThen, 'no registration after revocation');
 });

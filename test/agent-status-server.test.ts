@@ -5,7 +5,8 @@ import { link, lstat, stat, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { RotateKeyError } from '../agent/control/key-rotation.ts';
-import { startStatusServer, StatusServerError, type StatusProvider } from '../agent/status-server.ts';
+import { isLoopback, startStatusServer, StatusServerError, type StatusProvider } from '../agent/status-server.ts';
+import { pino } from 'pino';
 import type { Readiness } from '../protocol/status-api.ts';
 import { silentLogger } from '../lib/logger.ts';
 import type { AgentStatus } from '../protocol/status.ts';
@@ -48,7 +49,8 @@ test('serves the endpoints on a 0600 socket and the health port', async (t) => {
   const port = server.healthPort;
   t.truthy(port);
   t.is((await agentRequest({ port: port! }, '/healthz')).status, 200);
-  t.is((await agentRequest({ port: port! }, '/status')).status, 200);
+  t.is((await agentRequest({ port: port! }, '/status')).status, 404, 'the topology is not on the health port unless --health-status');
+  t.is((await agentRequest({ port: port! }, '/readyz')).status, 503);
   t.is((await agentRequest({ port: port! }, '/view')).status, 404, 'the view stays on the local socket');
 
   await server.close();
@@ -103,4 +105,22 @@ test('POST /rotate-key is served on the socket only; a refusal maps to 409', asy
   t.regex(r.body, /"failure": "refused"/);
   t.is((await agentRequest({ socketPath }, '/rotate-key')).status, 405, 'GET must not rotate');
   t.is((await agentRequest({ port: server.healthPort! }, '/rotate-key', 'POST')).status, 404, 'never on the health port');
+});
+
+test('finding 9: --health-status opts /status in on the health port; an off-loopback health listener warns', async (t) => {
+  const lines: string[] = [];
+  const logger = pino({ level: 'info' }, { write: (line: string) => void lines.push(line) });
+  const opted = await startStatusServer({ socketPath: null, healthAddr: { host: '127.0.0.1', port: 0 }, healthStatus: true, provider: provider({ ready: true, reason: 'ok' }), logger });
+  t.teardown(() => opted.close());
+  t.is((await agentRequest({ port: opted.healthPort! }, '/status')).status, 200);
+  t.false(lines.some((l) => l.includes('reachable off this host')), 'loopback: no warning');
+
+  const open = await startStatusServer({ socketPath: null, healthAddr: { host: '0.0.0.0', port: 0 }, provider: provider({ ready: true, reason: 'ok' }), logger });
+  t.teardown(() => open.close());
+  t.true(lines.some((l) => l.includes('"level":40') && l.includes('reachable off this host')), 'off loopback: a warning');
+  t.is((await agentRequest({ port: open.healthPort! }, '/status')).status, 404);
+  t.is((await agentRequest({ port: open.healthPort! }, '/healthz')).status, 200);
+  for (const [host, loop] of [['127.0.0.1', true], ['127.8.9.10', true], ['::1', true], ['0.0.0.0', false], ['::', false], ['10.0.0.1', false]] as const) {
+    t.is(isLoopback(host), loop, host);
+  }
 });

@@ -86,6 +86,8 @@ export interface ControlPlaneState {
   readonly lastError: string | null;
   readonly heartbeatIntervalMs: number | null;
   readonly nodeTtlMs: number | null;
+  /** The coordinator's refusal once an operator revoked this node: it no longer registers or heartbeats. */
+  readonly revoked: string | null;
 }
 
 /**
@@ -109,6 +111,7 @@ export class ControlPlane {
   private heartbeatIntervalMs: number | null = null;
   private nodeTtlMs: number | null = null;
   private needRegister = true;
+  private revoked: string | null = null;
   /** The last sentAt signed: every request gets a larger one (the coordinator refuses replays). */
   private lastSentAt = 0;
   private foreignGeneration = -1;
@@ -167,13 +170,21 @@ export class ControlPlane {
   state(): ControlPlaneState {
     return {
       connected: this.connected && !this.o.nc.isClosed(),
-      registered: this.record !== null,
+      registered: this.record !== null && this.revoked === null,
       record: this.record,
       lastHeartbeatAt: this.lastHeartbeatAt,
       lastError: this.lastError,
       heartbeatIntervalMs: this.heartbeatIntervalMs,
       nodeTtlMs: this.nodeTtlMs,
+      revoked: this.revoked,
     };
+  }
+
+  /** An operator revoked us: stop registering and heartbeating (until restarted after `unrevoke`). */
+  private markRevoked(error: ErrorBody): void {
+    if (this.revoked === null) this.o.logger.error({ code: error.code, field: error.field, err: error.message }, 'this node was revoked by an operator: no more registrations or heartbeats; restart the agent after `crosslink-coordinator unrevoke`');
+    this.revoked = error.message;
+    this.lastError = `revoked: ${error.message}`;
   }
 
   /** Re-register soon (identity changed, our record vanished from the KV, …). */
@@ -274,6 +285,11 @@ export class ControlPlane {
     let failures = 0;
     let heartbeatFailures = 0;
     while (!this.stopped) {
+      if (this.revoked !== null) {
+        // Nothing more to say to the coordinator; wait for stop().
+        await this.sleep(3_600_000);
+        continue;
+      }
       if (this.needRegister) {
         const reason = this.registerReason;
         this.needRegister = false;
@@ -397,11 +413,20 @@ export class ControlPlane {
   }
 
   private rejected(error: ErrorBody): KeyRegistration {
+    if (error.revoked === true) {
+      this.markRevoked(error);
+      return { ok: false, kind: 'rejected', error: `revoked: ${error.message}`, uncertain: false };
+    }
     this.lastError = `${error.code}${error.field ? ` (${error.field})` : ''}: ${error.message}`;
     if (error.code === 'unavailable' || error.code === 'internal') {
       this.throttle.warn('register-unavailable', { code: error.code, err: error.message }, 'registration: coordinator not ready, retrying');
       // 'internal' may come after a partial write.
       return { ok: false, kind: 'unavailable', error: this.lastError, uncertain: error.code === 'internal' };
+    }
+    if (error.code === 'rate-limited') {
+      // Our cluster is registering faster than the coordinator admits: back off (with jitter) and retry.
+      this.throttle.warn('register-rate-limited', { err: error.message }, 'registration rate-limited by the coordinator; backing off');
+      return { ok: false, kind: 'unavailable', error: this.lastError, uncertain: false };
     }
     // A validation/conflict rejection needs a human; say exactly what, and retry slowly.
     this.throttle.warn(
@@ -449,6 +474,10 @@ export class ControlPlane {
       return true;
     }
     const { code, message } = reply.data.error;
+    if (reply.data.error.revoked === true) {
+      this.markRevoked(reply.data.error);
+      return true;
+    }
     if (code === 'unknown-node') {
       // Expired or removed (e.g. during an outage): register again with the same keys.
       this.requestRegister(`heartbeat answered ${code}: ${message}`);

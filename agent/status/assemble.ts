@@ -99,6 +99,7 @@ export function assembleStatus(i: StatusInputs): AgentStatus {
       lastHeartbeatAt: cp?.lastHeartbeatAt ?? null,
       lastError: cp?.lastError ?? (cp ? null : 'not connected to NATS yet'),
       knownNodes: i.mesh?.nodes.size ?? 0,
+      revoked: cp?.revoked ?? null,
       health: i.controlPlaneHealth,
     },
     dataplane: i.dataplane,

@@ -6,7 +6,7 @@ import type { ReconcileRecord } from '../reconciler.ts';
 
 export interface ReadinessInputs {
   /** undefined before the first NATS connection. */
-  readonly controlPlane: Pick<ControlPlaneState, 'registered' | 'lastError'> | undefined;
+  readonly controlPlane: (Pick<ControlPlaneState, 'registered' | 'lastError'> & Partial<Pick<ControlPlaneState, 'revoked'>>) | undefined;
   /** The watch has read a complete snapshot. */
   readonly meshComplete: boolean;
   /** At least one full reconcile succeeded. */
@@ -19,6 +19,7 @@ export interface ReadinessInputs {
 export function readinessOf(i: ReadinessInputs): Readiness {
   const cp = i.controlPlane;
   if (!cp) return { ready: false, reason: 'not connected to NATS yet' };
+  if (cp.revoked) return { ready: false, reason: `revoked by an operator: ${cp.revoked}` };
   if (!cp.registered) return { ready: false, reason: `not registered yet${cp.lastError ? `: ${cp.lastError}` : ''}` };
   if (!i.meshComplete) return { ready: false, reason: 'KV snapshot not loaded yet' };
   if (!i.reconciled) return { ready: false, reason: `not reconciled yet${i.lastReconcile?.error ? `: ${i.lastReconcile.error}` : ''}` };
