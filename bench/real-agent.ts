@@ -17,12 +17,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
-import { agentClient, fakeAgent, rpc, signed, type AgentClient, type FakeAgent } from '../coordinator/testing.ts';
+import { agentClient, fakeAgent, rpc, signed, type AgentClient, type FakeAgent } from './simulated-agent.ts';
 import { errorMessage } from '../lib/errors.ts';
 import { NatsServer } from '../lib/nats-server.ts';
 import { ExecaRunner } from '../lib/runner.ts';
 import { waitFor } from '../lib/wait.ts';
-import { mapLimit } from '../lab/pool.ts';
+import { mapLimit } from '../lib/pool.ts';
 import { parseJoinCredential, type JoinCredential } from '../protocol/join-credential.ts';
 import { HeartbeatReply, RegisterReply, type Heartbeat } from '../protocol/messages.ts';
 import { generateSigningKeyPair } from '../protocol/signing.ts';
@@ -175,7 +175,7 @@ async function measure(n: number): Promise<void> {
       heartbeatIntervalMs = reply.heartbeatIntervalMs;
     });
     const registerMs = performance.now() - t0;
-    fleet = new AgentFleet(nc, 'crosslink.v1', sims, 10_000);
+    fleet = new AgentFleet({ nc, prefix: 'crosslink.v1', credentialFor: () => undefined }, sims, 10_000);
     fleet.startHeartbeats(heartbeatIntervalMs);
 
     // The real agent.
