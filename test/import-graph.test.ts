@@ -1,4 +1,4 @@
-// Imports only go down: lib ← protocol ← agent | coordinator ← cli ← lab, bench (test/helpers/
+// Imports only go down: lib ← protocol ← agent | coordinator ← cli ← lab ← bench (test/helpers/
 // import-graph.ts). Every .ts file outside test/ is parsed; the fixtures show the check can fail.
 import test from 'ava';
 import { readFile } from 'node:fs/promises';
@@ -30,7 +30,7 @@ test('fixture: an upward, a sideways and an outside import are each reported; do
   t.deepEqual(found, [
     'lib/a.ts:1 lib (layer 0) imports up into protocol (layer 1)',
     'agent/b.ts:1 agent imports sideways into its sibling coordinator',
-    'lab/d.ts:1 lab imports sideways into its sibling bench',
+    'lab/d.ts:1 lab (layer 4) imports up into bench (layer 5)',
     'bench/f.ts:1 imports outside the layered tree (test)',
   ]);
 });

@@ -1,5 +1,6 @@
-// The layer rule as data: lib ← protocol ← agent | coordinator ← cli ← lab, bench. An import may go
-// to its own folder or to a lower layer; never up, never sideways (agent ↔ coordinator, lab ↔ bench).
+// The layer rule as data: lib ← protocol ← agent | coordinator ← cli ← lab ← bench. An import may go
+// to its own folder or to a lower layer; never up, never sideways (agent ↔ coordinator). bench sits
+// above lab: benchmarks bring up labs (bench/idle.ts), a lab never imports a benchmark.
 import { posix } from 'node:path';
 
 /** Layer of each top-level folder; equal numbers are siblings that must not import each other. */
@@ -10,7 +11,7 @@ export const LAYERS: Readonly<Record<string, number>> = {
   coordinator: 2,
   cli: 3,
   lab: 4,
-  bench: 4,
+  bench: 5,
 };
 
 export interface ImportViolation {
