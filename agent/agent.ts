@@ -20,6 +20,7 @@ import type { Logger } from '../lib/logger.ts';
 import type { MetricsScrape } from '../lib/metrics.ts';
 import type { Runner } from '../lib/runner.ts';
 import { parseIp } from '../protocol/cidr.ts';
+import { subjects } from '../protocol/subjects.ts';
 import type { NodeRecord } from '../protocol/messages.ts';
 import type { WireguardKeyPair } from '../protocol/signing.ts';
 import type { AgentStatus } from '../protocol/status.ts';
@@ -209,7 +210,7 @@ export class Agent {
       this.publishState();
       // The prober follows what was just applied: our overlay IP and the peers (immutable snapshots).
       const { self, mesh } = this.reconciler.current();
-      this.health.sync(self?.overlayIp ?? null, this.reconciler.desired(), mesh?.nodes ?? new Map());
+      this.health.sync(self?.overlayIp ?? null, this.reconciler.desired(), mesh?.nodes ?? new Map(), mesh?.clusters);
     });
     this.rotation = new KeyRotation({
       stateDir: o.config.stateDir,
@@ -242,7 +243,8 @@ export class Agent {
       logger: o.logger.child({ component: 'services' }),
       ...(o.servicesSync ? { sync: o.servicesSync } : {}),
     });
-    this.health = new AgentHealth({ clock: this.clock, logger: o.logger.child({ component: 'health' }), runner: o.runner, interfaceName: dataplaneConfig.interfaceName, onPeerLost: (name) => this.reconciler.request(`probe to ${name} lost`), ...(o.tuning?.probe ? { probe: o.tuning.probe } : {}) });
+    this.health = new AgentHealth({ clock: this.clock, logger: o.logger.child({ component: 'health' }), runner: o.runner, interfaceName: dataplaneConfig.interfaceName, onPeerLost: (name) => this.reconciler.request(`probe to ${name} lost`),
+      gatewayReports: { nodeName: () => this.identity.name, identitySecretKey: keys.identity.secretKey, publish: (payload) => this.publishGatewayHealth(payload) }, ...(o.tuning?.probe ? { probe: o.tuning.probe } : {}) });
   }
 
   /** Loads keys, resolves the identity, creates the data plane and starts every loop. */
@@ -331,6 +333,13 @@ export class Agent {
       this.policy.resync();
     }, config.resyncIntervalMs);
     this.connecting = this.connectLoop();
+  }
+
+  /** Signed gateway verdicts (agent/health/gateway-reporter.ts) go to every coordinator replica. */
+  private publishGatewayHealth(payload: Uint8Array): boolean {
+    if (!this.nc || this.nc.isClosed()) return false;
+    this.nc.publish(subjects().gatewayHealth, payload);
+    return true;
   }
 
   private identityChanged(identity: NodeIdentity): void {

@@ -16,13 +16,16 @@ export function clusterTopology(members: readonly NodeRecord[]): Topology | unde
 }
 
 /**
- * The active gateway: the current one while it is live and still eligible (no needless failover),
- * otherwise the eligible node with a public endpoint, then the lowest name.
+ * The active gateway: the current one while it is live, still eligible and not `unhealthy` (no
+ * needless failover), otherwise the healthy eligible node with a public endpoint, then the lowest
+ * name. `unhealthy`: gateways a quorum of probing nodes reports down (coordinator/gateway-health.ts);
+ * when every eligible node is unhealthy the current one is kept (failing over cannot help).
  */
-export function electGateway(members: readonly NodeRecord[], current: string | null): string | null {
+export function electGateway(members: readonly NodeRecord[], current: string | null, unhealthy: ReadonlySet<string> = new Set()): string | null {
   const eligible = members.filter((n) => n.gatewayEligible);
-  if (current !== null && eligible.some((n) => n.name === current)) return current;
-  const best = [...eligible].sort((a, b) => Number(b.endpoints.length > 0) - Number(a.endpoints.length > 0) || compareText(a.name, b.name))[0];
+  const healthy = eligible.filter((n) => !unhealthy.has(n.name));
+  if (current !== null && (healthy.length === 0 ? eligible : healthy).some((n) => n.name === current)) return current;
+  const best = [...(healthy.length === 0 ? eligible : healthy)].sort((a, b) => Number(b.endpoints.length > 0) - Number(a.endpoints.length > 0) || compareText(a.name, b.name))[0];
   return best?.name ?? null;
 }
 
@@ -37,11 +40,12 @@ export function decideCluster(
   current: ClusterRecord | undefined,
   now: number,
   retired?: Pick<ClusterRecord, 'generation' | 'gatewayEpoch'>,
+  unhealthy: ReadonlySet<string> = new Set(),
 ): ClusterDecision {
   const own = members.filter((n) => n.cluster === cluster);
   const topology = clusterTopology(own);
   if (topology === undefined) return current ? { kind: 'delete' } : { kind: 'unchanged' };
-  const gateway = topology === 'gateway' ? electGateway(own, current?.gateway ?? null) : null;
+  const gateway = topology === 'gateway' ? electGateway(own, current?.gateway ?? null, unhealthy) : null;
   if (current && current.topology === topology && current.gateway === gateway) return { kind: 'unchanged' };
   const gatewayChanged = (current?.gateway ?? null) !== gateway;
   const record: ClusterRecord = {

@@ -11,6 +11,7 @@ import { watchKeys, watchRevocations } from './revocation-watch.ts';
 import { serviceSubjects } from '../protocol/service.ts';
 import { ServiceDirectory } from './services.ts';
 import { enrollmentNameFromKey } from '../protocol/subjects.ts';
+import { GatewayReportIntake } from './gateway-reports.ts';
 
 /** The term hands these on to its Registry, and serves requests on `nc`. */
 export interface LeaderTermDeps extends RegistryDeps {
@@ -65,7 +66,10 @@ export class LeaderTerm {
     const s = subjects(config.subjectPrefix);
     const services = new ServiceDirectory({ store: this.deps.store, nodes: registry, clock, logger, maxClockSkewMs: config.maxClockSkewMs, writable: () => registry.isActive && this.deps.holdsLease() });
     const ss = serviceSubjects(config.subjectPrefix);
+    // Health-driven gateway failover: signed probe verdicts from the nodes (coordinator/gateway-health.ts).
+    const gatewayReports = new GatewayReportIntake({ elections: registry, clock, logger, maxClockSkewMs: config.maxClockSkewMs });
     this.subs.push(
+      this.deps.nc.subscribe(s.gatewayHealth, { callback: (err, msg) => void (err ? undefined : gatewayReports.handle(msg.data).catch((e: unknown) => logger.warn({ err: errorMessage(e) }, 'gateway health re-election failed'))) }),
       this.deps.nc.subscribe(s.register, { queue: QUEUE, callback: (err, msg) => this.serve(err, msg, (m) => this.countRegistration(registry.register(m.data))) }),
       this.deps.nc.subscribe(s.deregister, { queue: QUEUE, callback: (err, msg) => this.serve(err, msg, (m) => registry.deregister(m.data)) }),
       this.deps.nc.subscribe(ss.export, { queue: QUEUE, callback: (err, msg) => this.serve(err, msg, (m) => services.export(m.data)) }),
@@ -98,6 +102,7 @@ export class LeaderTerm {
       if (signal.aborted) break;
       try {
         await registry.expireDue();
+        await gatewayReports.refresh();
       } catch (err) {
         logger.warn({ err: errorMessage(err) }, 'expiry round failed');
       }

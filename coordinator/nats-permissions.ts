@@ -38,7 +38,8 @@ export function readableKeys(): readonly string[] {
 export function requestSubjects(prefix: string): readonly string[] {
   const s = subjects(prefix);
   const ss = serviceSubjects(prefix);
-  return [s.register, s.heartbeat, s.deregister, ss.export, ss.unexport];
+  // gateway-health is publish-only (signed verdicts, no reply), served by the coordinator like the requests.
+  return [s.register, s.heartbeat, s.deregister, s.gatewayHealth, ss.export, ss.unexport];
 }
 
 /** The JetStream API subjects of STORE an agent or reader may call: each names what it reads. */

@@ -74,6 +74,7 @@ export class Registry {
   private readonly nodes: NodeTable;
   private readonly clusters = new Map<string, StoredRecord<ClusterRecord>>();
   /** Numbering of clusters deleted this term, so a re-created record keeps counting upwards. */
+  private unhealthyGateways: ReadonlySet<string> = new Set();
   private readonly retiredClusters = new Map<string, Pick<ClusterRecord, 'generation' | 'gatewayEpoch'>>();
   private readonly ipam: IpamTable;
   private readonly revocations = new RevocationTable();
@@ -621,13 +622,21 @@ export class Registry {
     }
   }
 
+  /** Gateways a quorum of peers reports down (coordinator/gateway-health.ts): elections avoid them; a change re-elects at once. */
+  async setUnhealthyGateways(unhealthy: ReadonlySet<string>): Promise<void> {
+    const same = unhealthy.size === this.unhealthyGateways.size && [...unhealthy].every((g) => this.unhealthyGateways.has(g));
+    if (same) return;
+    this.unhealthyGateways = new Set(unhealthy);
+    await this.reconcileAllClusters();
+  }
+
   private reconcileCluster(cluster: string): Promise<void> {
     return this.locks.run(`cluster:${cluster}`, () =>
       this.withCasRetry(async () => {
         const current = this.clusters.get(cluster);
         const members = this.nodes.members(cluster);
         const now = this.deps.clock.now();
-        const decision = decideCluster(cluster, members, current?.value, now, this.retiredClusters.get(cluster));
+        const decision = decideCluster(cluster, members, current?.value, now, this.retiredClusters.get(cluster), this.unhealthyGateways);
         if (decision.kind === 'unchanged') return;
         this.assertWritable();
         if (decision.kind === 'delete') {
@@ -642,7 +651,7 @@ export class Registry {
         this.clusters.set(cluster, stored);
         if (decision.gatewayChanged) {
           this.deps.logger.info(
-            { cluster, gateway: decision.record.gateway, previous: current?.value.gateway ?? null, gatewayEpoch: decision.record.gatewayEpoch },
+            { cluster, gateway: decision.record.gateway, previous: current?.value.gateway ?? null, gatewayEpoch: decision.record.gatewayEpoch, reason: this.unhealthyGateways.has(current?.value.gateway ?? '') ? 'reported down by a quorum of its peers' : 'membership' },
             decision.record.gateway === null && decision.record.topology === 'gateway' ? 'cluster has no eligible gateway' : 'gateway changed',
           );
           this.deps.events?.publish(gatewayChangedEvent(decision.record, current?.value.gateway ?? null));

@@ -14,6 +14,8 @@ export function subjects(prefix = DEFAULT_SUBJECT_PREFIX) {
     heartbeat: `${prefix}.heartbeat`,
     /** request/reply: SignedEnvelope<Deregister> → DeregisterReply (clean node removal). */
     deregister: `${prefix}.deregister`,
+    /** publish: SignedEnvelope<GatewayHealthReport> (protocol/gateway-health.ts), signed by the reporter's identity key. */
+    gatewayHealth: `${prefix}.gateway-health`,
   } as const;
 }
 

@@ -4,14 +4,16 @@ import type { Clock } from '../../lib/clock.ts';
 import { errorMessage } from '../../lib/errors.ts';
 import type { Logger } from '../../lib/logger.ts';
 import type { Runner } from '../../lib/runner.ts';
-import type { ControlPlaneHealth, PeerProbe, PingReply } from '../../protocol/health.ts';
+import type { ControlPlaneHealth, PeerProbe, PingReply, ProbeState } from '../../protocol/health.ts';
 import type { NodeRecord } from '../../protocol/messages.ts';
 import type { DesiredState } from '../plan/model.ts';
 import { controlPlaneHealth, type ControlPlaneFacts } from './control-plane-health.ts';
 import { readLiveMtu } from './live-mtu.ts';
 import { icmpPing, pathTo, pingVerdict, resolveTarget, type PingExplainer, type PingQuery } from './ping.ts';
 import { Prober, type ProberTuning } from './prober.ts';
-import { probeTargets } from './targets.ts';
+import { activeGateways, probeTargets } from './targets.ts';
+import { GatewayReporter, type GatewayReporterOptions } from './gateway-reporter.ts';
+import type { ClusterRecord } from '../../protocol/messages.ts';
 
 export interface AgentHealthOptions {
   readonly clock: Clock;
@@ -22,33 +24,49 @@ export interface AgentHealthOptions {
   readonly explain?: PingExplainer;
   /** A probe to this peer was lost after it had answered (or never answered yet): a peer removed by hand is re-added by the reconcile this asks for. */
   readonly onPeerLost?: (name: string) => void;
+  /** Signed gateway verdicts to the coordinator (health-driven failover); off when absent. */
+  readonly gatewayReports?: Omit<GatewayReporterOptions, 'clock' | 'logger'>;
 }
 
 export class AgentHealth {
   readonly prober: Prober;
   private self: string | null = null;
 
+  readonly gatewayReporter: GatewayReporter | null;
+
   constructor(private readonly o: AgentHealthOptions) {
-    this.prober = new Prober({ clock: o.clock, logger: o.logger, ...o.probe, ...(o.onPeerLost ? { onFirstLoss: o.onPeerLost } : {}) });
+    this.gatewayReporter = o.gatewayReports ? new GatewayReporter({ clock: o.clock, logger: o.logger, ...o.gatewayReports }) : null;
+    const reporter = this.gatewayReporter;
+    this.prober = new Prober({
+      clock: o.clock,
+      logger: o.logger,
+      ...o.probe,
+      ...(o.onPeerLost ? { onFirstLoss: o.onPeerLost } : {}),
+      ...(reporter ? { onStateChange: (name: string, state: ProbeState) => reporter.observe(name, state) } : {}),
+    });
   }
 
   start(): void {
     this.prober.start();
+    this.gatewayReporter?.start();
   }
 
-  stop(): Promise<void> {
-    return this.prober.stop();
+  async stop(): Promise<void> {
+    await this.gatewayReporter?.stop();
+    await this.prober.stop();
   }
 
   /** Probes every peer now (after the interface came back empty: the probes start the handshakes). */
   kick(): void {
-    this.prober.tick();
+    this.prober.tick(true);
   }
 
   /** After every reconcile: our overlay IP and the peers just applied. */
-  sync(overlayIp: string | null, desired: DesiredState | null, nodes: ReadonlyMap<string, NodeRecord>): void {
+  sync(overlayIp: string | null, desired: DesiredState | null, nodes: ReadonlyMap<string, NodeRecord>, clusters: ReadonlyMap<string, ClusterRecord> = new Map()): void {
+    const gateways = activeGateways(clusters);
+    this.gatewayReporter?.setGateways(gateways);
     this.prober.setLocalIp(overlayIp);
-    this.prober.setTargets(probeTargets(desired, nodes));
+    this.prober.setTargets(probeTargets(desired, nodes, gateways));
     for (const n of nodes.values()) if (n.overlayIp === overlayIp) this.self = n.name;
   }
 

@@ -19,6 +19,8 @@ export interface ProbeTarget {
   readonly name: string;
   /** Overlay IP of the peer node. */
   readonly ip: string;
+  /** An active gateway: probed every fastIntervalMs so a dead one is failed over quickly. */
+  readonly fast?: boolean;
 }
 
 export interface ProberOptions {
@@ -34,12 +36,18 @@ export interface ProberOptions {
   readonly window?: number;
   /** Called with the peer's name when a probe to it is lost after an answered one (or the first ever): self-healing reconciles then. */
   readonly onFirstLoss?: (name: string) => void;
+  /** Called when a peer's state changes (up, down, pending). */
+  readonly onStateChange?: (name: string, state: ProbeState) => void;
+  /** Probe period for `fast` targets (active gateways). Default 300. */
+  readonly fastIntervalMs?: number;
+  /** A probe to a `fast` target is lost after this long (a slow gateway still answers in time). Default 900. */
+  readonly fastTimeoutMs?: number;
 }
 
 /** Knobs the agent passes through (tests make probing faster). */
-export type ProberTuning = Pick<ProberOptions, 'port' | 'intervalMs' | 'downAfter' | 'window'>;
+export type ProberTuning = Pick<ProberOptions, 'port' | 'intervalMs' | 'downAfter' | 'window' | 'fastIntervalMs' | 'fastTimeoutMs'>;
 
-export const PROBE_DEFAULTS = { intervalMs: 2000, downAfter: 3, window: 20 } as const;
+export const PROBE_DEFAULTS = { intervalMs: 2000, downAfter: 3, window: 20, fastIntervalMs: 300, fastTimeoutMs: 900 } as const;
 
 /** A one-off probe answer (crosslink ping): RTT, or null when lost. */
 export interface ProbeResult {
@@ -51,6 +59,8 @@ export interface ProbeResult {
 
 interface Track {
   ip: string;
+  fast: boolean;
+  lastSentAt: number | null;
   sent: number;
   received: number;
   misses: number;
@@ -74,6 +84,8 @@ export class Prober {
   private readonly intervalMs: number;
   private readonly downAfter: number;
   private readonly window: number;
+  private readonly fastIntervalMs: number;
+  private readonly fastTimeoutMs: number;
   private readonly session = randomInt(1, 0xffffffff);
   private seq = 0;
   private socket: Socket | null = null;
@@ -93,6 +105,8 @@ export class Prober {
     this.intervalMs = o.intervalMs ?? PROBE_DEFAULTS.intervalMs;
     this.downAfter = o.downAfter ?? PROBE_DEFAULTS.downAfter;
     this.window = o.window ?? PROBE_DEFAULTS.window;
+    this.fastIntervalMs = o.fastIntervalMs ?? PROBE_DEFAULTS.fastIntervalMs;
+    this.fastTimeoutMs = o.fastTimeoutMs ?? PROBE_DEFAULTS.fastTimeoutMs;
   }
 
   start(): void {
@@ -123,8 +137,11 @@ export class Prober {
     for (const name of this.tracks.keys()) if (!keep.has(name)) this.tracks.delete(name);
     for (const t of targets) {
       const tr = this.tracks.get(t.name);
-      if (tr && tr.ip === t.ip) continue;
-      this.tracks.set(t.name, { ip: t.ip, sent: 0, received: 0, misses: 0, history: [], lastRtt: null, lastReplyAt: null, state: 'pending', since: now });
+      if (tr && tr.ip === t.ip) {
+        tr.fast = t.fast === true;
+        continue;
+      }
+      this.tracks.set(t.name, { ip: t.ip, fast: t.fast === true, lastSentAt: null, sent: 0, received: 0, misses: 0, history: [], lastRtt: null, lastReplyAt: null, state: 'pending', since: now });
     }
   }
 
@@ -197,12 +214,13 @@ export class Prober {
     const signal = this.abort.signal;
     while (!signal.aborted) {
       this.tick();
-      await this.o.clock.sleep(this.intervalMs, signal);
+      const anyFast = [...this.tracks.values()].some((t) => t.fast);
+      await this.o.clock.sleep(anyFast ? Math.min(this.fastIntervalMs, this.intervalMs) : this.intervalMs, signal);
     }
   }
 
-  /** One round: expire overdue probes, then probe every peer once. */
-  tick(): void {
+  /** One round: expire overdue probes, then probe every peer that is due (`force`: every peer). */
+  tick(force = false): void {
     const now = this.o.clock.now();
     for (const [seq, o] of this.outstanding) if (o.deadline <= now) this.expire(seq);
     if (this.socket === null || this.boundIp === null) {
@@ -210,8 +228,15 @@ export class Prober {
       return;
     }
     for (const [name, tr] of this.tracks) {
+      const every = tr.fast ? this.fastIntervalMs : this.intervalMs;
+      // 10 % slack: a loop that wakes a little early still probes on this round.
+      if (!force && tr.lastSentAt !== null && now - tr.lastSentAt < every * 0.9) continue;
       tr.sent++;
-      this.send(tr.ip, this.intervalMs, (rtt) => this.record(name, tr, rtt));
+      tr.lastSentAt = now;
+      const timeoutMs = tr.fast ? this.fastTimeoutMs : this.intervalMs;
+      const seq = this.send(tr.ip, timeoutMs, (rtt) => this.record(name, tr, rtt));
+      // Fast targets expire on their own timer, not at the next round (failover speed).
+      if (tr.fast) setTimeout(() => this.expire(seq), timeoutMs).unref();
     }
   }
 
@@ -236,6 +261,7 @@ export class Prober {
       this.o.logger.info({ peer: name, from: tr.state, to: next, ip: tr.ip, reason: next === 'down' ? `${tr.misses} probes lost` : `answered in ${rtt?.toFixed(1) ?? '?'} ms` }, `peer probe state ${next}`);
       tr.state = next;
       tr.since = now;
+      this.o.onStateChange?.(name, next);
     }
   }
 
