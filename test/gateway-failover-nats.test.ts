@@ -3,7 +3,7 @@
 // that still heartbeats (node TTL 30 s: no expiry is involved); a forged verdict does not count.
 // The quorum and hostile-node rules themselves are table-tested in gateway-health.test.ts.
 import test from 'ava';
-import { fakeAgent, type FakeAgent } from '../coordinator/testing.ts';
+import { fakeAgent, type FakeAgent } from './helpers/fake-agent.ts';
 import { waitFor } from '../lib/wait.ts';
 import type { GatewayHealthReport } from '../protocol/gateway-health.ts';
 import { signEnvelope } from '../protocol/signing.ts';
