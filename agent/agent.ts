@@ -4,6 +4,7 @@
 // Fail-static: the data plane only changes on verified information. While NATS or the coordinator
 // is unreachable the agent keeps the last verified view (and so the peers and routes as they are);
 // before the first registration and the first complete KV snapshot it ensures the interface only.
+import type { VerifyKeys } from '../protocol/signing.ts';
 import { AgentEvents } from './events/agent-events.ts';
 import { HealthSummaryPublisher } from './events/health-summary-publisher.ts';
 import { NatsEventPublisher, fanOutEvents, type EventPublisher } from '../protocol/events.ts';
@@ -74,7 +75,8 @@ export interface AgentOptions {
   /** Aborts a start still waiting for the first identity (e.g. the Node object); Agent.start then rejects. */
   readonly signal?: AbortSignal;
   /** Resolved coordinator public key (from --coordinator-key or the file). */
-  readonly coordinatorKey: string;
+  /** The coordinator's public key, or its key set during a signing-key rotation. */
+  readonly coordinatorKey: VerifyKeys;
   /** The cluster's join credential (from --join-credential-file); registrations are signed with it. */
   readonly joinCredential?: JoinCredential | null;
   /** Resolved MTU (auto already detected). */
@@ -186,7 +188,7 @@ export class Agent {
       mode: o.config.policyEnforcement,
       nftCommand: o.config.nftCommand,
       bucket: o.config.bucket,
-      coordinatorKeys: [o.coordinatorKey],
+      coordinatorKeys: typeof o.coordinatorKey === 'string' ? [o.coordinatorKey] : o.coordinatorKey,
       onGateChanged: () => this.reconciler.request('policy enforcement changed'),
     });
     const compute = o.computeDesiredState ?? defaultComputeDesiredState;

@@ -44,6 +44,8 @@ export interface AgentConfig {
   readonly wireguard: WireguardMode;
   /** Exactly one of these two is set. */
   readonly coordinatorKey: string | null;
+  /** Every key given to --coordinator-key (comma-separated: the current key first, then keys still trusted during a rotation). */
+  readonly coordinatorKeys: readonly string[];
   readonly coordinatorKeyFile: string | null;
   /** The cluster's join credential (secret file from `crosslink-coordinator cluster add`); signs registrations. */
   readonly joinCredentialFile: string | null;
@@ -101,7 +103,7 @@ export const AGENT_FLAGS: readonly FlagSpec[] = [
   spec('--interface', 'name', `WireGuard interface name, at most 15 characters (default: ${AGENT_DEFAULTS.interfaceName})`),
   spec('--state-dir', 'dir', `directory for keys and the status socket (default: ${AGENT_DEFAULTS.stateDir})`),
   spec('--wireguard', 'mode', 'WireGuard backend: auto | kernel | userspace (default: auto)'),
-  spec('--coordinator-key', 'base64', 'the coordinator\'s Ed25519 public key (base64); this or --coordinator-key-file is required'),
+  spec('--coordinator-key', 'base64', 'the coordinator\'s Ed25519 public key (base64); several comma-separated during a signing-key rotation (any one verifies); this or --coordinator-key-file is required'),
   spec('--coordinator-key-file', 'file', 'file holding the coordinator\'s public key (output of `crosslink-coordinator public-key`)'),
   spec('--join-credential-file', 'file', 'the cluster\'s join credential (secret file written by `crosslink-coordinator cluster add`); required to register'),
   spec('--status-socket', 'path', 'unix socket for the status API (default: <state-dir>/agent.sock)'),
@@ -274,7 +276,8 @@ function buildConfig(flags: Readonly<Record<string, RawFlag>>, ctx: ParseContext
   if (keyText === undefined && keyFileText === undefined) {
     throw new ValidationError(keyRaw.label, undefined, 'required (or --coordinator-key-file): the coordinator\'s Ed25519 public key in base64, from `crosslink-coordinator public-key`');
   }
-  const coordinatorKey = keyText === undefined ? null : check(keyRaw.label, keyText.trim(), Key32);
+  const coordinatorKeys = keyText === undefined ? [] : keyText.split(',').map((k) => check(keyRaw.label, k.trim(), Key32));
+  const coordinatorKey = coordinatorKeys[0] ?? null;
   const coordinatorKeyFile = keyFileText === undefined ? null : check(keyFileRaw.label, keyFileText, AbsPath);
 
   const joinRaw = get('joinCredentialFile');
@@ -364,6 +367,7 @@ function buildConfig(flags: Readonly<Record<string, RawFlag>>, ctx: ParseContext
     stateDir,
     wireguard,
     coordinatorKey,
+    coordinatorKeys: Object.freeze(coordinatorKeys),
     coordinatorKeyFile,
     joinCredentialFile,
     statusSocket,

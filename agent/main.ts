@@ -78,7 +78,7 @@ async function main(argv: readonly string[]): Promise<number> {
 
   const runner = new ExecaRunner();
   try {
-    const coordinatorKey = config.coordinatorKey ?? (await readCoordinatorKeyFile(config.coordinatorKeyFile ?? ''));
+    const coordinatorKey = config.coordinatorKeys.length > 0 ? config.coordinatorKeys : await readCoordinatorKeyFile(config.coordinatorKeyFile ?? '');
     const joinCredential = config.joinCredentialFile === null ? null : await readJoinCredentialFile(config.joinCredentialFile, config.cluster);
     if (joinCredential === null) logger.error({}, 'no --join-credential-file: the coordinator refuses registrations without the cluster\'s join credential');
     const mtu = config.mtu === 'auto' ? await defaultMtu(runner, logger) : config.mtu;

@@ -2,6 +2,7 @@
 // must carry the coordinator's signature, the record's name must match its key (a genuine record
 // copied under another key is refused), and its generation must not go backwards from the one the
 // reader holds (a replay). Shared by the agent's MeshWatch and the CLI's direct KV read.
+import type { VerifyKeys } from './signing.ts';
 import { errorMessage } from '../lib/errors.ts';
 import { ClusterRecord, NodeRecord } from './messages.ts';
 import { SignatureError, verifyEnvelope } from './signing.ts';
@@ -34,7 +35,7 @@ export type KvRecordVerdict =
 export async function verifyKvRecord(
   key: string,
   value: Uint8Array,
-  coordinatorKey: string,
+  coordinatorKey: VerifyKeys,
   heldGeneration?: number,
 ): Promise<KvRecordVerdict | undefined> {
   const at = recordKeyOf(key);

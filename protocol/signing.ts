@@ -145,11 +145,14 @@ export function openEnvelopeUnverified(envelope: SignedEnvelope): unknown {
  * Verifies `raw` (bytes, JSON text or object) as a SignedEnvelope signed by `publicKey`, then parses
  * the payload with `schema`. Throws SignatureError (bad/forged/unsigned) or a zod error (bad shape).
  */
-export function verifyEnvelope<S extends z.ZodType>(raw: unknown, publicKey: string, schema: S): Promise<z.infer<S>> {
+/** One verification key, or a key set (rotation: the current key and previous ones); any one may verify. */
+export type VerifyKeys = string | readonly string[];
+
+export function verifyEnvelope<S extends z.ZodType>(raw: unknown, publicKey: VerifyKeys, schema: S): Promise<z.infer<S>> {
   return settle(() => verifyEnvelopeNow(raw, publicKey, schema));
 }
 
-function verifyEnvelopeNow<S extends z.ZodType>(raw: unknown, publicKey: string, schema: S): z.infer<S> {
+function verifyEnvelopeNow<S extends z.ZodType>(raw: unknown, publicKey: VerifyKeys, schema: S): z.infer<S> {
   let obj: unknown = raw;
   if (raw instanceof Uint8Array) obj = Buffer.from(raw).toString('utf8');
   if (typeof obj === 'string') {
@@ -161,9 +164,13 @@ function verifyEnvelopeNow<S extends z.ZodType>(raw: unknown, publicKey: string,
   }
   const env = SignedEnvelope.safeParse(obj);
   if (!env.success) throw new SignatureError('not a signed envelope (unsigned record?)', { cause: env.error });
-  const pk = unb64(publicKey);
-  if (pk.length !== 32) throw new SignatureError('verification key must be 32 bytes');
-  if (!ed25519Verify(unb64(env.data.payload), unb64(env.data.sig), pk)) throw new SignatureError('signature does not verify (forged or signed by another key)');
+  const keys = typeof publicKey === 'string' ? [publicKey] : publicKey;
+  const verified = keys.some((k) => {
+    const pk = unb64(k);
+    if (pk.length !== 32) throw new SignatureError('verification key must be 32 bytes');
+    return ed25519Verify(unb64(env.data.payload), unb64(env.data.sig), pk);
+  });
+  if (!verified) throw new SignatureError(keys.length > 1 ? `signature does not verify with any of the ${keys.length} keys (forged or signed by another key)` : 'signature does not verify (forged or signed by another key)');
   const value = openEnvelopeUnverified(env.data);
   return schema.parse(value);
 }

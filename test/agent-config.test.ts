@@ -53,6 +53,7 @@ const accepted: { name: string; args?: string[]; env?: Record<string, string>; e
   { name: 'state dir moves the socket', args: ['--state-dir', '/tmp/xl-state/'], expect: { stateDir: '/tmp/xl-state', statusSocket: '/tmp/xl-state/agent.sock' } },
   { name: 'explicit socket', args: ['--status-socket', '/run/xl.sock'], expect: { statusSocket: '/run/xl.sock' } },
   { name: 'health addr', args: ['--health-addr', ':9471'], expect: { healthAddr: { host: '0.0.0.0', port: 9471 } } },
+  { name: 'health status opt-in', args: ['--health-addr', '127.0.0.1:9471', '--health-status'], expect: { healthStatus: true } },
   { name: 'health addr v6', args: ['--health-addr', '[::1]:9000'], expect: { healthAddr: { host: '::1', port: 9000 } } },
   { name: 'no cleanup', args: ['--no-cleanup'], expect: { cleanup: false } },
   { name: 'gateway eligibility', args: ['--no-gateway-eligible'], expect: { gatewayEligible: false } },
@@ -145,3 +146,13 @@ for (const row of rejected) {
     t.true(err.message.startsWith(err.field));
   });
 }
+
+test('--coordinator-key takes several comma-separated keys (signing-key rotation); the first is the current one', (t) => {
+  const second = Buffer.alloc(32, 9).toString('base64');
+  const args = BASE.map((a) => (a === KEY ? `${KEY}, ${second}` : a));
+  const c = parseAgentConfig(args, ctx());
+  t.is(c.coordinatorKey, KEY);
+  t.deepEqual(c.coordinatorKeys, [KEY, second]);
+  t.false(parseAgentConfig(BASE, ctx()).healthStatus, '/status stays off the health port by default');
+  t.throws(() => parseAgentConfig(BASE.map((a) => (a === KEY ? `${KEY},nope` : a)), ctx()), { message: /--coordinator-key/ });
+});

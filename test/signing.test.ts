@@ -112,3 +112,12 @@ test('Ed25519 and X25519 match the RFC 8032 / RFC 7748 vectors (the libsodium ke
   const alice = Buffer.from('77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a', 'hex').toString('base64');
   t.is(Buffer.from(await wireguardPublicKeyOf(alice), 'base64').toString('hex'), '8520f0098930a754748b7ddcb43ef75a0dbf3a0d26381af4eba4a98eaa9b4e6a');
 });
+
+test('verifyEnvelope with a key set (signing-key rotation): any key of the set verifies, none of it is refused', async (t) => {
+  const [current, previous, other] = await Promise.all([generateSigningKeyPair(), generateSigningKeyPair(), generateSigningKeyPair()]);
+  const byPrevious = await signEnvelope({ hello: 'old' }, previous.secretKey);
+  t.deepEqual(await verifyEnvelope(byPrevious, [current.publicKey, previous.publicKey], Payload), { hello: 'old' });
+  await t.throwsAsync(verifyEnvelope(byPrevious, current.publicKey, Payload), { instanceOf: SignatureError });
+  const byOther = await signEnvelope({ hello: 'forged' }, other.secretKey);
+  await t.throwsAsync(verifyEnvelope(byOther, [current.publicKey, previous.publicKey], Payload), { instanceOf: SignatureError, message: /any of the 2 keys/ });
+});

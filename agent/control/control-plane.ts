@@ -1,6 +1,7 @@
 // The agent's side of the coordinator protocol over NATS: register (signed request/reply, verified
 // reply), heartbeat, re-register when told or when our identity changes, deregister on clean exit.
 // While the coordinator is unreachable it backs off and keeps what it has (fail-static).
+import type { VerifyKeys } from '../../protocol/signing.ts';
 import type { NatsConnection, Status } from '@nats-io/transport-node';
 import type { Clock } from '../../lib/clock.ts';
 import { CrosslinkError, errorMessage } from '../../lib/errors.ts';
@@ -32,7 +33,8 @@ export interface ControlPlaneOptions {
   readonly nc: NatsConnection;
   readonly clock: Clock;
   readonly logger: Logger;
-  readonly coordinatorKey: string;
+  /** The coordinator's public key, or its key set during a signing-key rotation. */
+  readonly coordinatorKey: VerifyKeys;
   /** The WireGuard public key registered at start; registerWithKey() replaces it (key rotation). */
   readonly wireguardPublicKey: string;
   readonly identityKey: SigningKeyPair;

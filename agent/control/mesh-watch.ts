@@ -9,6 +9,7 @@
 // re-reads everything only when they differ. A watch that silently stalls (its consumer's server
 // left the cluster) is found by comparing revisions (watch-progress.ts) and resumed. Until a fresh snapshot is complete nothing is
 // removed (fail-static).
+import type { VerifyKeys } from '../../protocol/signing.ts';
 import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import { Kvm, type KV, type KvWatchEntry } from '@nats-io/kv';
 import { nanos, type NatsConnection, type QueuedIterator } from '@nats-io/transport-node';
@@ -31,7 +32,8 @@ export type { MeshSnapshot } from '../plan/model.ts';
 export interface MeshWatchOptions {
   readonly nc: NatsConnection;
   readonly bucket: string;
-  readonly coordinatorKey: string;
+  /** The coordinator's public key, or its key set during a signing-key rotation. */
+  readonly coordinatorKey: VerifyKeys;
   readonly logger: Logger;
   readonly clock: Clock;
   /** Coalesces bursts of KV changes into one snapshot (default 150 ms). */

@@ -1,6 +1,7 @@
 // Asks the coordinator to export or unexport a service: a request signed with the node's identity
 // key (like registration) over NATS request/reply; the stored record in the reply is verified with
 // the coordinator key before it is believed.
+import type { VerifyKeys } from '../../protocol/signing.ts';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { CrosslinkError, errorMessage } from '../../lib/errors.ts';
 import {
@@ -26,7 +27,8 @@ export class ServiceRequestError extends CrosslinkError {
 
 export interface ExportClientOptions {
   readonly nc: NatsConnection;
-  readonly coordinatorKey: string;
+  /** The coordinator's public key, or its key set during a signing-key rotation. */
+  readonly coordinatorKey: VerifyKeys;
   readonly identityKey: SigningKeyPair;
   readonly subjectPrefix?: string;
   readonly timeoutMs?: number;

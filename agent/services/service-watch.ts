@@ -3,6 +3,7 @@
 // Each watch session reads the full (small) service set; the records in use are replaced only when
 // a session's snapshot is complete, so an outage or a re-watch never empties the answers
 // (fail-static). A session that ends (NATS reconnect, watcher error) is re-created with backoff.
+import type { VerifyKeys } from '../../protocol/signing.ts';
 import { Kvm, type KV, type KvWatchEntry } from '@nats-io/kv';
 import type { NatsConnection, QueuedIterator } from '@nats-io/transport-node';
 import type { Clock } from '../../lib/clock.ts';
@@ -16,7 +17,8 @@ import { initialCount } from '../../lib/kv-initial-count.ts';
 export interface ServiceWatchOptions {
   readonly nc: NatsConnection;
   readonly bucket: string;
-  readonly coordinatorKey: string;
+  /** The coordinator's public key, or its key set during a signing-key rotation. */
+  readonly coordinatorKey: VerifyKeys;
   readonly logger: Logger;
   readonly clock: Clock;
   readonly retryMinMs?: number;

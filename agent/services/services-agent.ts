@@ -2,6 +2,7 @@
 // ServiceExport records, the DNS server for clusterset.local, export/unexport through the
 // coordinator, and the local API routes (socket only). Everything it answers is rebuilt as one
 // immutable ServiceTable whenever the exports, the live nodes or the path health change.
+import type { VerifyKeys } from '../../protocol/signing.ts';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Clock } from '../../lib/clock.ts';
 import { errorMessage } from '../../lib/errors.ts';
@@ -31,7 +32,8 @@ export interface ServicesAgentOptions {
   readonly bucket: string;
   readonly dnsAddr: { readonly host: string; readonly port: number } | null;
   readonly dnsPolicy: DnsPolicy;
-  readonly coordinatorKey: string;
+  /** The coordinator's public key, or its key set during a signing-key rotation. */
+  readonly coordinatorKey: VerifyKeys;
   readonly identityKey: SigningKeyPair;
   /** The verified live nodes (mesh view); undefined before the first KV snapshot. */
   readonly nodes: () => ReadonlyMap<string, NodeRecord> | undefined;
