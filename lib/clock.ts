@@ -51,6 +51,17 @@ export class ManualClock implements Clock {
       signal?.addEventListener('abort', onAbort, { once: true });
     });
   }
+  /** True once something sleeps until exactly `at`: a test advances only after the sleeper is armed (an observable condition, not a real-time sleep). */
+  hasSleeperAt(at: number): boolean {
+    return this.waiters.some((w) => w.at === at);
+  }
+  /** Number of pending sleeps. */
+  get sleepers(): number {
+    return this.waiters.length;
+  }
+  advanceTo(at: number): void {
+    this.advance(at - this.t);
+  }
   advance(ms: number): void {
     this.t += ms;
     const due = this.waiters.filter((w) => w.at <= this.t);

@@ -7,7 +7,7 @@ import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { ControlPlane, heartbeatDelayMs, heartbeatRetryDelayMs } from '../agent/control/control-plane.ts';
 import { onConnectionStatus } from '../lib/nats-status.ts';
 import type { NodeIdentity } from '../agent/plan/model.ts';
-import type { Clock } from '../lib/clock.ts';
+import { ManualClock } from '../lib/clock.ts';
 import { silentLogger } from '../lib/logger.ts';
 import { NatsServer } from '../lib/nats-server.ts';
 import { waitFor } from '../lib/wait.ts';
@@ -57,43 +57,6 @@ test('a fleet of random draws spreads: intervals within ±10 %, post-reconnect d
   t.true(Math.max(...slots.values()) <= 30, `fullest slot: ${Math.max(...slots.values())} of 500`);
 });
 
-/** A clock that moves only when told, and whose sleeps end early when their signal aborts. */
-class TestClock implements Clock {
-  private t = 1_700_000_000_000;
-  private waiters: { at: number; resolve: () => void }[] = [];
-  now(): number {
-    return this.t;
-  }
-  sleep(ms: number, signal?: AbortSignal): Promise<void> {
-    return new Promise((resolve) => {
-      if (signal?.aborted) {
-        resolve();
-        return;
-      }
-      const w = { at: this.t + ms, resolve };
-      this.waiters.push(w);
-      signal?.addEventListener(
-        'abort',
-        () => {
-          this.waiters = this.waiters.filter((x) => x !== w);
-          resolve();
-        },
-        { once: true },
-      );
-    });
-  }
-  /** True once something sleeps until exactly `at` (lets a test advance only after the sleeper is armed). */
-  hasSleeperAt(at: number): boolean {
-    return this.waiters.some((w) => w.at === at);
-  }
-  advanceTo(at: number): void {
-    this.t = at;
-    const due = this.waiters.filter((w) => w.at <= at);
-    this.waiters = this.waiters.filter((w) => w.at > at);
-    for (const w of due) w.resolve();
-  }
-}
-
 const S = subjects();
 
 function identity(name: string): NodeIdentity {
@@ -124,7 +87,7 @@ function nextReconnect(nc: NatsConnection): Promise<void> {
 test('after a NATS restart, agents heartbeat at their own random moment, then every jittered interval', async (t) => {
   const INTERVAL = 10_000;
   const server = await NatsServer.start({ name: 'xl-hbj' });
-  const clock = new TestClock();
+  const clock = new ManualClock();
   const T0 = clock.now();
   const conns: NatsConnection[] = [];
   const cps: ControlPlane[] = [];
@@ -221,7 +184,7 @@ test('after a NATS restart, agents heartbeat at their own random moment, then ev
 test('an unanswered heartbeat is retried within seconds (not a whole interval later), then the interval resumes', async (t) => {
   const INTERVAL = 10_000;
   const server = await NatsServer.start({ name: 'xl-hbr' });
-  const clock = new TestClock();
+  const clock = new ManualClock();
   const T0 = clock.now();
   const coordNc = await connect({ servers: server.url });
   const agentNc = await connect({ servers: server.url });
