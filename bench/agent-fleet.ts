@@ -5,7 +5,7 @@
 // coordinator answers "unknown-node".
 import { performance } from 'node:perf_hooks';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { heartbeatDelayMs } from '../agent/control/control-plane.ts';
+import { heartbeatDelayMs, heartbeatRetryDelayMs } from '../agent/control/control-plane.ts';
 import { onConnectionStatus } from '../lib/nats-status.ts';
 import { errorMessage } from '../lib/errors.ts';
 import { mapLimit } from '../lib/pool.ts';
@@ -94,6 +94,9 @@ export class AgentFleet {
   counters: HeartbeatCounters = newCounters();
   /** When each agent's latest heartbeat was answered ok (performance.now() ms): "every node heard again". */
   readonly lastOkAt = new Map<string, number>();
+  /** Unanswered heartbeats in a row per agent: retried like the agent does (heartbeatRetryDelayMs), not an interval later. */
+  private readonly failures = new Map<string, number>();
+  private intervalMs = 0;
 
   private readonly nc: NatsConnection;
 
@@ -151,6 +154,7 @@ export class AgentFleet {
   /** Heartbeats every agent every `intervalMs` (random phase), until stopHeartbeats(). */
   startHeartbeats(intervalMs: number): void {
     if (this.timer) return;
+    this.intervalMs = intervalMs;
     const now = performance.now();
     for (const a of this.agents) this.due.set(a.name, now + Math.random() * intervalMs);
     // Like the agent: after a reconnect, heartbeat soon (to learn whether the coordinator knows us),
@@ -185,6 +189,13 @@ export class AgentFleet {
     return c;
   }
 
+  private retrySoon(name: string): void {
+    const n = (this.failures.get(name) ?? 0) + 1;
+    this.failures.set(name, n);
+    const at = performance.now() + heartbeatRetryDelayMs(n, this.intervalMs, Math.random());
+    if (at < (this.due.get(name) ?? Infinity)) this.due.set(name, at);
+  }
+
   private async heartbeat(agent: FakeAgent): Promise<void> {
     const c = this.counters;
     const hb: Heartbeat = { v: 1, name: agent.name, identityKey: agent.identity.publicKey, generation: 0, sentAt: agent.nextSentAt() };
@@ -197,12 +208,14 @@ export class AgentFleet {
       reply = await rpc(this.nc, this.subjects.heartbeat, body, HeartbeatReply, this.timeoutMs);
     } catch (err) {
       countReason(c, errorMessage(err).slice(0, 80));
+      this.retrySoon(agent.name);
       return;
     }
     c.latenciesMs.push(performance.now() - t0);
     if (reply.ok) {
       c.ok++;
       this.lastOkAt.set(agent.name, performance.now());
+      this.failures.delete(agent.name);
       return;
     }
     if (reply.error.code !== 'unknown-node') {
