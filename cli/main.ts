@@ -37,6 +37,7 @@ import { registerServicesCommands } from './services.ts';
 import { byName, compareText } from '../lib/compare.ts';
 import { colourEnabled, palette, type Palette } from '../lib/colour.ts';
 import { registerEventsCommand } from './events-command.ts';
+import { watch } from './watch.ts';
 import { formatMeshDiagnosis, loadMesh, registerMeshCommands, type MeshCommandDeps } from './mesh-command.ts';
 import type { NatsConnection } from '@nats-io/transport-node';
 
@@ -134,7 +135,8 @@ export function buildProgram(io: CliIo, setExit: (code: number) => void): Comman
     .description('Inspect and debug the Crosslink overlay on this node.')
     .version(AGENT_VERSION, '--version', 'print the crosslink version')
     .showHelpAfterError('(run crosslink --help for usage)')
-    .configureOutput({ writeOut: io.stdout, writeErr: io.stderr })
+    // One prefix for every error: commander's own usage errors say "error: …" unless told otherwise.
+    .configureOutput({ writeOut: io.stdout, writeErr: io.stderr, outputError: (text, write) => write(text.replace(/^error: /, 'crosslink: ')) })
     .option('--no-color', 'no colour (also NO_COLOR=1; output that is not a terminal has none)')
     .exitOverride();
   const connectCli = async (c: Command): Promise<{ nc: NatsConnection; bucket: string }> => {
@@ -157,11 +159,22 @@ export function buildProgram(io: CliIo, setExit: (code: number) => void): Comman
     .description('this node and its peers; exit 0 when ready and every peer has a recent handshake, else 1')
     .addOption(flagOption(SOCKET_FLAG))
     .option('--json', 'print the agent\'s status document')
-    .action(async (opts: { json?: boolean }, cmd: Command) => {
+    .option('--watch [interval]', 'refresh every interval (default 2s) until interrupted; exit code of the last view')
+    .action(async (opts: { json?: boolean; watch?: string | true }, cmd: Command) => {
       const o = { ...opts, socket: socketOf(cmd, io.env) };
-      const status = await getFromAgent(o.socket, '/status', AgentStatus);
-      io.stdout(o.json ? json(status) : `${formatStatus(status, io.now())}\n`);
-      setExit(statusExitCode(status, io.now()));
+      const frame = async (): Promise<{ text: string; code: number }> => {
+        const status = await getFromAgent(o.socket, '/status', AgentStatus);
+        return { text: o.json ? json(status) : `${formatStatus(status, io.now())}\n`, code: statusExitCode(status, io.now()) };
+      };
+      if (o.watch === undefined) {
+        const f = await frame();
+        io.stdout(f.text);
+        setExit(f.code);
+        return;
+      }
+      const intervalMs = o.watch === true ? 2000 : parseSeconds('--watch', o.watch);
+      if (intervalMs < 100) throw new ValidationError('--watch', o.watch, 'must be a duration of at least 0.1s, e.g. 2s');
+      setExit(await watch({ intervalMs, signal: io.signal, isTTY: io.isTTY === true, now: io.now, stdout: io.stdout }, frame));
     });
 
   program

@@ -66,6 +66,15 @@ test.serial('two agents register, peer with each other, and serve status, showco
   );
   t.pass();
 
+  // status --watch: frames until interrupted, exit code of the last one.
+  const stopWatch = new AbortController();
+  const w = { ...captureIo(), signal: stopWatch.signal };
+  const watching = runCli(['status', '--watch', '0.2s', '--socket', a.socket], w);
+  await waitFor(() => (w.out().match(/^--- /gm) ?? []).length >= 2, { ...WAIT, what: 'two status --watch frames' });
+  stopWatch.abort();
+  t.is(await watching, 1, w.err());
+  t.regex(w.out(), /Node:\s+node-a/);
+
   // CLI in-process: status --json. Exit 1: the fake data plane carries no packets, so the peer
   // probes cannot be answered (the overlay IP is on no interface here) — status must not say healthy.
   const io = captureIo();
