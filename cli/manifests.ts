@@ -9,6 +9,7 @@ import { z } from 'zod';
 import { ValidationError } from '../lib/errors.ts';
 import { packagePath } from '../lib/package-root.ts';
 import { ClusterName, Key32, LocationName, Topology } from '../protocol/messages.ts';
+import { JoinCredentialFile } from '../protocol/join-credential.ts';
 import { NatsUrl } from '../lib/nats-url.ts';
 
 export const DEPLOY_DIR = packagePath('deploy') + '/';
@@ -41,7 +42,12 @@ const FLAGS = {
   topology: '--topology',
   coordinatorKey: '--coordinator-key',
   monitoring: '--monitoring',
+  joinCredentialFile: '--join-credential-file',
 } as const;
+
+/** The Secret the DaemonSet mounts the join credential from (deploy/agent/daemonset.yaml). */
+export const JOIN_CREDENTIAL_SECRET = 'crosslink-join-credential';
+export const JOIN_CREDENTIAL_KEY = 'join-credential.json';
 
 const ValuesSchema = z
   .object({
@@ -55,6 +61,7 @@ const ValuesSchema = z
     topology: Topology.optional(),
     coordinatorKey: Key32.optional(),
     monitoring: z.boolean().optional(),
+    joinCredentialFile: z.string().min(1, 'must be a file path').optional(),
   })
   .strict();
 
@@ -68,6 +75,8 @@ export interface ManifestValues {
   readonly coordinatorKey: string | null;
   /** Also render the agents' PodMonitor and the PrometheusRule (deploy/monitoring/; needs prometheus-operator). */
   readonly monitoring: boolean;
+  /** The join credential file's text (validated: this cluster's); rendered as a Secret. null: you create the Secret. */
+  readonly joinCredential: string | null;
 }
 
 export interface ManifestInput {
@@ -78,6 +87,28 @@ export interface ManifestInput {
   readonly topology?: string | undefined;
   readonly coordinatorKey?: string | undefined;
   readonly monitoring?: boolean | undefined;
+  readonly joinCredentialFile?: string | undefined;
+}
+
+/** Reads and checks a join credential file for the cluster (the agent checks it the same way at start). */
+function readJoinCredential(path: string, cluster: string): string {
+  const flag = FLAGS.joinCredentialFile;
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new ValidationError(flag, path, `cannot read: ${(err as Error).message}`, { cause: err });
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (err) {
+    throw new ValidationError(flag, path, 'must be a join credential file written by `crosslink-coordinator cluster add --credential-out` (not JSON)', { cause: err });
+  }
+  const r = JoinCredentialFile.safeParse(parsed);
+  if (!r.success) throw new ValidationError(flag, path, `must be a join credential file written by \`crosslink-coordinator cluster add --credential-out\` (${r.error.issues[0]?.message ?? 'invalid'})`, { cause: r.error });
+  if (r.data.cluster !== cluster) throw new ValidationError(flag, path, `is the join credential of cluster "${r.data.cluster}"; --cluster is "${cluster}"`);
+  return text;
 }
 
 /** Validates raw values (flag strings) once; the ValidationError names the flag, the value and what is allowed. */
@@ -112,12 +143,15 @@ export function parseManifestValues(input: ManifestInput): ManifestValues {
     topology: v.topology ?? 'mesh',
     coordinatorKey: v.coordinatorKey ?? null,
     monitoring: v.monitoring ?? false,
+    joinCredential: v.joinCredentialFile === undefined ? null : readJoinCredential(v.joinCredentialFile, v.cluster),
   });
 }
 
 export interface RenderedFile {
   readonly name: string;
   readonly content: string;
+  /** Holds a secret: written with mode 0600. */
+  readonly secret?: boolean;
 }
 
 /** The agent manifests for one cluster, in apply order. */
@@ -137,6 +171,9 @@ export function renderManifests(values: ManifestValues, options: { deployDir?: s
   });
   if (values.coordinatorKey !== null) {
     files.push({ name: 'coordinator-key.yaml', content: header + coordinatorKeyConfigMap(values.coordinatorKey) });
+  }
+  if (values.joinCredential !== null) {
+    files.push({ name: 'join-credential.yaml', content: header + joinCredentialSecret(values.joinCredential), secret: true });
   }
   if (values.monitoring) files.push({ name: MONITORING_FILE, content: header + monitoringDocuments(join(options.deployDir ?? DEPLOY_DIR, 'monitoring')) });
   return files;
@@ -193,6 +230,17 @@ function coordinatorKeyConfigMap(publicKey: string): string {
   });
 }
 
+/** The join credential as the Secret the DaemonSet mounts (a secret: keep the rendered file private). */
+function joinCredentialSecret(text: string): string {
+  return stringify({
+    apiVersion: 'v1',
+    kind: 'Secret',
+    metadata: { name: JOIN_CREDENTIAL_SECRET, namespace: 'crosslink-system', labels: { 'app.kubernetes.io/part-of': 'crosslink' } },
+    type: 'Opaque',
+    stringData: { [JOIN_CREDENTIAL_KEY]: text },
+  });
+}
+
 export interface ManifestsCommandOptions extends ManifestInput {
   readonly out?: string | undefined;
 }
@@ -209,7 +257,7 @@ export function runManifests(opts: ManifestsCommandOptions, write: (text: string
   mkdirSync(opts.out, { recursive: true });
   const paths = files.map((f) => {
     const path = join(opts.out ?? '.', f.name);
-    writeFileSync(path, f.content);
+    writeFileSync(path, f.content, { mode: f.secret === true ? 0o600 : 0o644 });
     return path;
   });
   write(`${paths.join('\n')}\n`);
@@ -227,6 +275,7 @@ export function registerManifestsCommand(program: Command): void {
     .option(`${FLAGS.image} <ref>`, `agent image (default: ${IMAGE_REPOSITORY}:<version>)`)
     .option(`${FLAGS.topology} <mode>`, 'mesh | gateway (default: mesh)')
     .option(`${FLAGS.coordinatorKey} <base64>`, 'also render the crosslink-coordinator ConfigMap with this public key')
+    .option(`${FLAGS.joinCredentialFile} <file>`, `also render the ${JOIN_CREDENTIAL_SECRET} Secret from this cluster's join credential (from \`crosslink-coordinator cluster add --credential-out\`)`)
     .option(FLAGS.monitoring, 'also render the agents\' PodMonitor and the Crosslink alerts (PrometheusRule; needs prometheus-operator)')
     .option('--out <dir>', 'write one file per manifest into this directory instead of printing one stream')
     .action((opts: ManifestsCommandOptions) => {

@@ -14,9 +14,10 @@ import * as k8s from '@kubernetes/client-node';
 import { Command } from 'commander';
 import { parse, parseAllDocuments } from 'yaml';
 import { ValidationError } from '../lib/errors.ts';
-import { DEPLOY_DIR, joinManifests, packageVersion, parseManifestValues, registerManifestsCommand, renderManifests, runManifests } from '../cli/manifests.ts';
+import { DEPLOY_DIR, JOIN_CREDENTIAL_KEY, JOIN_CREDENTIAL_SECRET, joinManifests, packageVersion, parseManifestValues, registerManifestsCommand, renderManifests, runManifests } from '../cli/manifests.ts';
 import { FakeApiServer } from './helpers/fake-apiserver.ts';
 import { parseAgentConfig } from '../agent/config.ts';
+import { formatJoinCredential, generateJoinCredential } from '../protocol/join-credential.ts';
 import { RUN_FLAGS, parseCoordinatorConfig, type RawRunOptions } from '../coordinator/config.ts';
 
 const run = promisify(execFile);
@@ -236,6 +237,49 @@ test('DaemonSet: node name from the downward API, NATS creds Secret, coordinator
   t.is(mount?.['readOnly'], true);
   t.is(env.get('CROSSLINK_NATS_CREDS')?.['value'], `${String(mount?.['mountPath'])}/nats.creds`);
   for (const k of ['CROSSLINK_CLUSTER', 'CROSSLINK_LOCATION', 'CROSSLINK_TOPOLOGY', 'CROSSLINK_NATS_URL']) t.truthy(env.get(k)?.['value'], k);
+
+  // The join credential: its own Secret, read-only, 0400 (the agent refuses a group/world-readable one).
+  const joinVolume = a(spec['volumes']).map(o).find((v) => at(v, 'secret', 'secretName') === JOIN_CREDENTIAL_SECRET);
+  t.truthy(joinVolume, `Secret ${JOIN_CREDENTIAL_SECRET} is mounted`);
+  t.is(at(joinVolume, 'secret', 'defaultMode'), 0o400);
+  const joinMount = a(c['volumeMounts']).map(o).find((m) => m['name'] === joinVolume?.['name']);
+  t.is(joinMount?.['readOnly'], true);
+  t.is(env.get('CROSSLINK_JOIN_CREDENTIAL_FILE')?.['value'], `${String(joinMount?.['mountPath'])}/${JOIN_CREDENTIAL_KEY}`);
+});
+
+async function credentialFile(dir: string, cluster: string): Promise<{ path: string; text: string }> {
+  const text = formatJoinCredential(await generateJoinCredential(cluster));
+  const path = join(dir, `join-${cluster}.json`);
+  writeFileSync(path, text, { mode: 0o600 });
+  return { path, text };
+}
+
+test('manifests --join-credential-file: the Secret the DaemonSet mounts, holding the file as is; --out writes it 0600', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'xl-joincred-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const { path, text } = await credentialFile(dir, 'aws-eu1');
+  const files = renderManifests(parseManifestValues({ ...VALUES, joinCredentialFile: path }));
+  const f = files.find((x) => x.name === 'join-credential.yaml');
+  t.truthy(f);
+  const secret = parseDocs('join-credential.yaml', f!.content)[0]!.obj;
+  t.like(secret, { kind: 'Secret', metadata: { name: JOIN_CREDENTIAL_SECRET, namespace: 'crosslink-system' } });
+  t.is(at(secret, 'stringData', JOIN_CREDENTIAL_KEY), text);
+  const out = join(dir, 'out');
+  runManifests({ ...VALUES, joinCredentialFile: path, out }, () => undefined);
+  t.is(statSync(join(out, 'join-credential.yaml')).mode & 0o777, 0o600);
+  // Without the flag, no Secret is rendered (you create it yourself).
+  t.false(renderManifests(parseManifestValues(VALUES)).some((x) => x.name === 'join-credential.yaml'));
+});
+
+test('manifests --join-credential-file refused: another cluster\'s credential, not a credential, missing file', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'xl-joincred-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const other = await credentialFile(dir, 'gcp-us1');
+  t.throws(() => parseManifestValues({ ...VALUES, joinCredentialFile: other.path }), { instanceOf: ValidationError, message: /^--join-credential-file: .* is the join credential of cluster "gcp-us1"; --cluster is "aws-eu1"/ });
+  const junk = join(dir, 'junk.json');
+  writeFileSync(junk, '{"kind":"something-else"}');
+  t.throws(() => parseManifestValues({ ...VALUES, joinCredentialFile: junk }), { instanceOf: ValidationError, message: /must be a join credential file/ });
+  t.throws(() => parseManifestValues({ ...VALUES, joinCredentialFile: join(dir, 'missing.json') }), { instanceOf: ValidationError, message: /cannot read/ });
 });
 
 test('RBAC: the agent may get/list/watch/patch nodes, patch nodes/status, read what services export and keep ServiceImports — nothing else', (t) => {
@@ -467,6 +511,7 @@ test('the rendered DaemonSet env is a valid agent configuration (Kubernetes mode
     topology: 'gateway',
     natsServers: ['tls://nats-a.example.com:4222', 'tls://nats-b.example.com:4222'],
     natsCredsFile: '/etc/crosslink/nats/nats.creds',
+    joinCredentialFile: `/etc/crosslink/join/${JOIN_CREDENTIAL_KEY}`,
     stateDir: '/var/lib/crosslink',
     listenPort: 51820,
     healthAddr: { host: '10.0.0.5', port: 9471 },
