@@ -195,7 +195,7 @@ test.serial('agent (real coordinator): registers with its join credential, heart
   t.is(await outcome(kv.get('policy.current')), 'ok', 'direct get of the policy');
 });
 
-test.serial('agent: no reading ipam, revocations, enrollments or the lease; no writes; no durable or hijacking consumers', async (t) => {
+test.serial('agent: no reading ipam, revocations, enrollments or the lease; no writes; no consumers on internals; a push consumer aimed at a service delivers nowhere', async (t) => {
   const nc = await agentConnection('xl-test-agent-evil');
   const kv = await new Kvm(nc).open(BUCKET, { allow_direct: true });
   const ckv = await new Kvm(coordinatorNc).open(BUCKET);
