@@ -98,6 +98,29 @@ export class FakeDataplane implements Dataplane {
   last(): DesiredState | undefined {
     return this.applied[this.applied.length - 1];
   }
+
+  private readonly restartListeners = new Set<(generation: number) => void>();
+  private readonly driftListeners = new Set<(reason: string) => void>();
+
+  onRestart(listener: (generation: number) => void): () => void {
+    this.restartListeners.add(listener);
+    return () => this.restartListeners.delete(listener);
+  }
+
+  onDrift(listener: (reason: string) => void): () => void {
+    this.driftListeners.add(listener);
+    return () => this.driftListeners.delete(listener);
+  }
+
+  /** Tests: as if wireguard-go had restarted (the interface came back empty). */
+  restarted(generation: number): void {
+    for (const l of this.restartListeners) l(generation);
+  }
+
+  /** Tests: as if the link monitor had seen a route or address of ours change. */
+  drifted(reason: string): void {
+    for (const l of this.driftListeners) l(reason);
+  }
 }
 
 /** A DataplaneApplyError as the data plane throws it: the interface ensured, these operations failed. */

@@ -212,4 +212,15 @@ test('a real agent serves /metrics on its health port: its peers, readiness and 
   const lint = await checkMetrics(body);
   t.is(lint.code, 0, lint.output);
   t.is(lint.output.trim(), '');
+
+  // The agent's own wiring counts wireguard-go restarts and drift repairs (FakeDataplane reports one change per full apply).
+  t.is(sample(body, 'crosslink_agent_wireguard_restarts_total'), 0);
+  t.is(sample(body, 'crosslink_agent_route_repairs_total'), 0);
+  a.dataplane.restarted(2);
+  a.dataplane.drifted('route 10.244.2.0/24 deleted');
+  const healed = await waitFor(async () => {
+    const b = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    return sample(b, 'crosslink_agent_wireguard_restarts_total') === 1 && (sample(b, 'crosslink_agent_route_repairs_total') ?? 0) >= 1 ? b : undefined;
+  }, { timeoutMs: 20_000, what: 'the restart and the drift repair to be counted' });
+  t.is(sample(healed, 'crosslink_agent_wireguard_restarts_total'), 1);
 });
