@@ -270,7 +270,7 @@ export async function startStatusServer(o: StatusServerOptions): Promise<StatusS
       { health: `${o.healthAddr.host}:${healthPort}`, servesStatus: o.healthStatus === true },
       o.healthStatus === true
         ? 'the health listener is reachable off this host and serves /status (the mesh topology) without authentication'
-        : 'the health listener is reachable off this host (unauthenticated /healthz and /readyz); bind it to 127.0.0.1 unless probes come from elsewhere',
+        : 'the health listener is reachable off this host (unauthenticated /healthz, /readyz and /metrics); bind it to 127.0.0.1 unless probes or scrapes come from elsewhere',
     );
   }
   return {
