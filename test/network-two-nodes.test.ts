@@ -4,6 +4,7 @@
 // with the same key; nothing is left behind.
 import { rm } from 'node:fs/promises';
 import test from 'ava';
+import { waitFor } from '../lib/wait.ts';
 import { findPod } from '../lab/plan.ts';
 import { statePath } from '../lab/state.ts';
 import { teardownLab } from '../lab/teardown.ts';
@@ -31,12 +32,19 @@ test.serial('pods reach each other both ways, through the WireGuard interface', 
     const route = await l.exec(node.ns, ['ip', 'route', 'get', remotePod.ip]);
     t.regex(route.stdout, new RegExp(`dev ${node.wgInterface} `), `${node.name}: route to ${remotePod.ip}: ${route.stdout}`);
   }
-  // …and WireGuard handshook and carried bytes both ways.
-  const s = await l.status('east-n1');
-  const peer = s.peers.find((p) => p.name === 'west-n1');
-  t.truthy(peer, `east-n1 has no peer west-n1: ${JSON.stringify(s.peers)}`);
-  t.not(peer?.latestHandshakeAt ?? null, null);
-  t.true((peer?.rxBytes ?? 0) > 0 && (peer?.txBytes ?? 0) > 0);
+  // …and WireGuard handshook and carried bytes both ways (status shares its kernel reads for up to
+  // 1 s, so the status taken before the pings may still be served: poll with a deadline).
+  let last = '';
+  const peer = await waitFor(
+    async () => {
+      const s = await l.status('east-n1');
+      const p = s.peers.find((x) => x.name === 'west-n1');
+      last = JSON.stringify(s.peers);
+      return p && p.latestHandshakeAt !== null && p.rxBytes > 0 && p.txBytes > 0 ? p : undefined;
+    },
+    { timeoutMs: 10_000, what: 'east-n1 status showing a handshake and bytes both ways with west-n1' },
+  ).catch(() => undefined);
+  t.truthy(peer, `east-n1: no handshake with bytes both ways to west-n1 in status: ${last}`);
   const wg = await l.exec(l.node('east-n1').ns, ['wg', 'show', l.node('east-n1').wgInterface, 'transfer']);
   t.regex(wg.stdout, /\t[1-9][0-9]*\t[1-9][0-9]*/, `wg show transfer: ${wg.stdout}`);
 });
