@@ -1,15 +1,15 @@
 // Two `cluster add` runs at the same time (two operators, or a script enrolling in parallel) both
 // check disjointness before either has written. The later write must be withdrawn: the bucket never
 // ends up with overlapping cluster definitions, and exactly one of the two commands succeeds.
-import { Kvm } from '@nats-io/kv';
+import { Kvm, type KV } from '@nats-io/kv';
 import { connect } from '@nats-io/transport-node';
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { addCluster, ClusterAdminError } from '../coordinator/cluster-admin.ts';
 import { StateStore } from '../coordinator/store.ts';
 import { systemClock } from '../lib/clock.ts';
 import { silentLogger } from '../lib/logger.ts';
 import { cidrsOverlap, parseCidr } from '../protocol/cidr.ts';
-import { generateSigningKeyPair } from '../protocol/signing.ts';
+import { generateSigningKeyPair, type SigningKeyPair } from '../protocol/signing.ts';
 import { scratchNames, useNatsServer } from './helpers/nats-fixture.ts';
 
 const server = useNatsServer('xl-enrollrace');
@@ -36,13 +36,19 @@ function racingStores(make: () => StateStore): [StateStore, StateStore] {
   return [stores[0], stores[1]];
 }
 
-test('overlapping clusters enrolled at the same time: one wins, the other is withdrawn with the reason', async (t) => {
+/** A fresh bucket, its signing key and two stores racing on it (two `cluster add` processes). */
+async function racingBucket(t: ExecutionContext): Promise<{ kv: KV; key: SigningKeyPair; s1: StateStore; s2: StateStore }> {
   const { bucket } = scratchNames('xlrace');
   const nc = await connect({ servers: server().url });
   t.teardown(() => nc.close());
   const kv = await new Kvm(nc).create(bucket, { history: 1 });
   const key = await generateSigningKeyPair();
   const [s1, s2] = racingStores(() => new StateStore(kv, key, silentLogger()));
+  return { kv, key, s1, s2 };
+}
+
+test('overlapping clusters enrolled at the same time: one wins, the other is withdrawn with the reason', async (t) => {
+  const { kv, key, s1, s2 } = await racingBucket(t);
   const results = await Promise.allSettled([
     addCluster({ store: s1, clock: systemClock }, { name: 'blue', podCidrs: ['10.60.0.0/16'], topology: 'mesh', allowPublic: false }),
     addCluster({ store: s2, clock: systemClock }, { name: 'green', podCidrs: ['10.60.4.0/24'], topology: 'mesh', allowPublic: false }),
@@ -61,12 +67,7 @@ test('overlapping clusters enrolled at the same time: one wins, the other is wit
 });
 
 test('disjoint clusters enrolled at the same time both succeed', async (t) => {
-  const { bucket } = scratchNames('xlrace');
-  const nc = await connect({ servers: server().url });
-  t.teardown(() => nc.close());
-  const kv = await new Kvm(nc).create(bucket, { history: 1 });
-  const key = await generateSigningKeyPair();
-  const [s1, s2] = racingStores(() => new StateStore(kv, key, silentLogger()));
+  const { kv, key, s1, s2 } = await racingBucket(t);
   await Promise.all([
     addCluster({ store: s1, clock: systemClock }, { name: 'blue', podCidrs: ['10.61.0.0/16'], topology: 'mesh', allowPublic: false }),
     addCluster({ store: s2, clock: systemClock }, { name: 'green', podCidrs: ['10.62.0.0/16'], topology: 'gateway', allowPublic: false }),
