@@ -109,7 +109,7 @@ export const AGENT_FLAGS: readonly FlagSpec[] = [
   spec('--status-socket', 'path', 'unix socket for the status API (default: <state-dir>/agent.sock)'),
   spec('--health-addr', 'host:port', `HTTP /healthz /readyz listener (default: off standalone, ${AGENT_DEFAULTS.kubernetesHealthAddr} in Kubernetes; "off" disables); warns when not loopback`),
   spec('--health-status', null, 'also serve /status (the mesh topology, unauthenticated) on --health-addr (default: health only; the CLI uses the local socket)'),
-  spec('--topology', 'mode', 'mesh (every node peers with every node) | gateway (one gateway per cluster) (default: mesh)'),
+  spec('--topology', 'mode', 'deprecated and ignored: the cluster\'s enrollment decides (crosslink-coordinator cluster add --topology mesh|gateway); still accepted: mesh | gateway'),
   spec('--gateway-eligible', null, 'may be elected gateway/relay (default: only if it has an --endpoint)'),
   spec('--no-gateway-eligible', null, 'never be elected gateway/relay'),
   spec('--persistent-keepalive', 'seconds', 'keepalive towards every peer, 0 = off (default: the data plane decides)'),

@@ -273,7 +273,7 @@ export function registerManifestsCommand(program: Command): void {
     .option(`${FLAGS.location} <name>`, 'default location for nodes without a topology.kubernetes.io/region label (required)')
     .option(`${FLAGS.natsUrl} <urls>`, 'NATS URLs the agents connect to, comma-separated, e.g. tls://nats.example.com:4222 (required)')
     .option(`${FLAGS.image} <ref>`, `agent image (default: ${IMAGE_REPOSITORY}:<version>)`)
-    .option(`${FLAGS.topology} <mode>`, 'mesh | gateway (default: mesh)')
+    .option(`${FLAGS.topology} <mode>`, 'deprecated and ignored by the coordinator: the cluster\'s enrollment decides (crosslink-coordinator cluster add --topology); still accepted: mesh | gateway')
     .option(`${FLAGS.coordinatorKey} <base64>`, 'also render the crosslink-coordinator ConfigMap with this public key')
     .option(`${FLAGS.joinCredentialFile} <file>`, `also render the ${JOIN_CREDENTIAL_SECRET} Secret from this cluster's join credential (from \`crosslink-coordinator cluster add --credential-out\`)`)
     .option(FLAGS.monitoring, 'also render the agents\' PodMonitor and the Crosslink alerts (PrometheusRule; needs prometheus-operator)')
