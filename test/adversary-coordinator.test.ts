@@ -3,6 +3,8 @@
 // (finding 2), foreign signatures, signing-key rotation and a forged lease (3), revoking an offline
 // node (4), replay (5), name takeover (6), abuse limits (8). Each asserts nothing hostile is
 // stored and honest nodes keep working.
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import test, { type ExecutionContext } from 'ava';
 import { connect } from '@nats-io/transport-node';
 import { parseCoordinatorConfig, type RawRunOptions } from '../coordinator/config.ts';
@@ -19,7 +21,8 @@ import { generateSigningKeyPair, signEnvelope, verifyEnvelope } from '../protoco
 import { IpamEntry } from '../coordinator/ipam.ts';
 import { ClusterRecord, DeregisterReply, HeartbeatReply, NodeRecord, RegisterReply, type ErrorBody, type Heartbeat } from '../protocol/messages.ts';
 import { kvKeys, subjects } from '../protocol/subjects.ts';
-import { present, startCoordinatorEnv, type CoordinatorEnv } from './helpers/coordinator-fixture.ts';
+import { present, runCoordinatorBin, startCoordinatorEnv, type CoordinatorEnv } from './helpers/coordinator-fixture.ts';
+import { tempDir } from './helpers/temp-dir.ts';
 import { useNatsServer } from './helpers/nats-fixture.ts';
 
 const server = useNatsServer('xl-identity');
@@ -66,15 +69,26 @@ test('finding 6: a silent node keeps its name; another key is refused, the owner
   // One key speaks for one node: the owner cannot grab a second name while bound.
   t.like(refusal(await env.client.register(owner, { name: 'node-b' })), { code: 'conflict', field: 'name' });
 
-  // release refuses a live node; after expiry it frees the name for the new key.
+  // release refuses a live node (the API: the binary starts slower than the 1 s TTL here)…
   await t.throwsAsync(releaseNode({ store: storeOf(env), clock: systemClock }, 'node-a'), { name: 'ReleaseError', message: /is registered/ });
+  t.like(await binding(env, owner), { name: 'node-a' }, 'a refused release changes nothing');
+  // …and after expiry the operator's tool, end to end through the real binary, frees the name for the new key.
   await expired(env, 'node-a');
-  const released = await releaseNode({ store: storeOf(env), clock: systemClock }, 'node-a');
-  t.is(released.identityKey, owner.identity.publicKey);
-  await t.throwsAsync(releaseNode({ store: storeOf(env), clock: systemClock }, 'node-a'), { name: 'ReleaseError', message: /not bound/ });
+  const keyFile = join(await tempDir(t, 'xl-release-'), 'coordinator.key');
+  await writeFile(keyFile, JSON.stringify({ publicKey: env.key.publicKey, secretKey: env.key.secretKey }), { mode: 0o600 });
+  const release = () => runCoordinatorBin(['release', 'node-a', '--nats-url', server().url, '--bucket', env.bucket, '--signing-key-file', keyFile]);
+  const released = await release();
+  t.is(released.code, 0, released.stderr);
+  t.regex(released.stdout, new RegExp(`released node name "node-a" \\(bound to identity key ${escapeRegExp(owner.identity.publicKey)}`));
+  t.like(await binding(env, owner), { name: 'node-a', releasedBy: 'operator' }, 'the binding is marked released (its replay mark stays)');
+  const again = await release();
+  t.is(again.code, 1);
+  t.regex(again.stderr, /not bound/);
   t.true((await env.client.register(thief)).ok, 'the name is free after release');
   t.like(refusal(await env.client.register(owner)), { code: 'unauthorized', field: 'identityKey' });
 });
+
+const escapeRegExp = (s: string): string => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 
 test('finding 5: captured registrations, deregistrations and heartbeats cannot be replayed, not even after a coordinator restart', async (t) => {
   const env = await setup(t);
