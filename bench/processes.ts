@@ -46,6 +46,9 @@ export interface CoordinatorProcessOptions {
   readonly logLevel?: string;
   /** POD_NAME for the lease holder id (a stable one lets a restarted coordinator reclaim its lease at once, as in deploy/). */
   readonly podName?: string;
+  /** --registration-rate / --registration-burst (per cluster); default the coordinator's own. */
+  readonly registrationRate?: number;
+  readonly registrationBurst?: number;
 }
 
 /** Writes a signing key file the coordinator accepts (mode 0600), so the bench knows the public key. */
@@ -67,6 +70,8 @@ export class CoordinatorProcess {
       '--node-ttl', o.nodeTtl,
       '--lease-ttl', o.leaseTtl,
       '--log-level', o.logLevel ?? 'warn',
+      ...(o.registrationRate !== undefined ? ['--registration-rate', String(o.registrationRate)] : []),
+      ...(o.registrationBurst !== undefined ? ['--registration-burst', String(o.registrationBurst)] : []),
     ];
     // The environment must not leak CROSSLINK_* settings of the caller into the run.
     const env = {

@@ -150,7 +150,9 @@ async function measure(n: number): Promise<void> {
     const keyFile = join(dir, 'coordinator.key');
     await writeSigningKeyFile(keyFile, key);
     const startCoordinator = (): CoordinatorProcess =>
-      CoordinatorProcess.start({ natsUrl: server.url, bucket: 'crosslink', subjectPrefix: 'crosslink.v1', signingKeyFile: keyFile, nodeTtl: '60s', leaseTtl: '10s', podName: 'coordinator-0' });
+      CoordinatorProcess.start({ natsUrl: server.url, bucket: 'crosslink', subjectPrefix: 'crosslink.v1', signingKeyFile: keyFile, nodeTtl: '60s', leaseTtl: '10s', podName: 'coordinator-0',
+        // The simulated fleet registers as one storm: the per-cluster admission limit is not measured here.
+        registrationRate: 100_000, registrationBurst: 1_000_000 });
     coordinator = startCoordinator();
     nc = await connect({ servers: server.url, name: 'xl-bench-sim', maxReconnectAttempts: -1, reconnectTimeWait: 500 });
     const client = agentClient(nc, undefined, { timeoutMs: 10_000 });

@@ -5,8 +5,9 @@
 // with a reason (status, `crosslink diagnose`). A hostile or mistaken record can then never pull
 // the host's own subnets, its default gateway, the NATS servers or any node's underlay address
 // into the tunnel — whatever the coordinator admitted (defence in depth). Rules: docs/dataplane.md.
-import { cidrsOverlap, parseCidr, parseEndpoint, parseIp, type Cidr } from '../../protocol/cidr.ts';
+import { parseCidr, parseEndpoint, parseIp, type Cidr } from '../../protocol/cidr.ts';
 import type { NodeRecord } from '../../protocol/messages.ts';
+import { RangeIndex, type RangeMatch } from './range-index.ts';
 
 /** An address configured on the host (any interface but Crosslink's), with its prefix length. */
 export interface HostAddress {
@@ -44,13 +45,6 @@ export interface RefusedCidr {
   readonly reason: string;
 }
 
-interface Protected {
-  readonly range: Cidr;
-  /** overlap: any overlap is refused; exact: only the same destination (a route someone else owns). */
-  readonly mode: 'overlap' | 'exact';
-  readonly what: string;
-}
-
 /** The guard for one computation: `reason(cidr)` is null when the CIDR may be routed into the overlay. */
 export interface RouteGuard {
   reason(cidr: string): string | null;
@@ -68,9 +62,10 @@ const isDefault = (c: Cidr): boolean => c.prefix === 0;
  * the NATS servers, and every node's endpoints and private addresses (ours included).
  */
 export function createRouteGuard(facts: HostFacts, self: NodeRecord, nodes: Iterable<NodeRecord>): RouteGuard {
-  const ranges: Protected[] = [];
-  const add = (range: Cidr | undefined, what: string, mode: Protected['mode'] = 'overlap'): void => {
-    if (range) ranges.push({ range, mode, what });
+  // Indexed, not scanned: one range per node endpoint and private address makes a scan O(nodes²) per computation.
+  const ranges = new RangeIndex<string>();
+  const add = (range: Cidr | undefined, what: string, mode: RangeMatch = 'overlap'): void => {
+    if (range) ranges.add(range, mode, what);
   };
   for (const a of facts.addresses) {
     const c = parseCidr(a.cidr, { allowHostBits: true });
@@ -104,11 +99,8 @@ export function createRouteGuard(facts: HostFacts, self: NodeRecord, nodes: Iter
     reason(cidr: string): string | null {
       const c = parseCidr(cidr, { allowHostBits: true });
       if (!c) return `${cidr} is not a CIDR`;
-      for (const p of ranges) {
-        const hit = p.mode === 'exact' ? p.range.family === c.family && p.range.network === c.network && p.range.prefix === c.prefix : cidrsOverlap(p.range, c);
-        if (hit) return `${c.text} overlaps ${p.what}`;
-      }
-      return null;
+      const what = ranges.first(c);
+      return what === undefined ? null : `${c.text} overlaps ${what}`;
     },
   };
 }
