@@ -6,6 +6,7 @@
 // before the first registration and the first complete KV snapshot it ensures the interface only.
 import type { VerifyKeys } from '../protocol/signing.ts';
 import { AgentEvents } from './events/agent-events.ts';
+import { RateLimitedEvents } from './events/event-rate-limit.ts';
 import { HealthSummaryPublisher } from './events/health-summary-publisher.ts';
 import { NatsEventPublisher, fanOutEvents, type EventPublisher } from '../protocol/events.ts';
 import { DEFAULT_SUBJECT_PREFIX } from '../protocol/subjects.ts';
@@ -179,7 +180,9 @@ export class Agent {
       logger: o.logger.child({ component: 'health-summary' }),
       ...(o.tuning?.healthSummaryIntervalMs === undefined ? {} : { intervalMs: o.tuning.healthSummaryIntervalMs }),
     });
-    this.events = new AgentEvents(o.events ? fanOutEvents(natsEvents, o.events) : natsEvents, () => ({ name: this.identity.name, cluster: o.config.cluster }));
+    // At most a few events per type per minute reach NATS and Kubernetes (agent/events/event-rate-limit.ts).
+    const sinks = new RateLimitedEvents(o.events ? fanOutEvents(natsEvents, o.events) : natsEvents, { clock: this.clock });
+    this.events = new AgentEvents(sinks, () => ({ name: this.identity.name, cluster: o.config.cluster }), o.config.interfaceName);
     this.policy = new AgentPolicy({
       runner: o.runner,
       logger: o.logger.child({ component: 'policy' }),

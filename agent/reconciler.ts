@@ -35,6 +35,8 @@ export interface ReconcileRecord {
   readonly reasons: readonly string[];
   /** KV revision of the snapshot this run worked from (0: none yet). */
   readonly revision: number;
+  /** The mutating commands the apply attempted (ApplyReport.commands; repair events classify them). */
+  readonly commands: readonly (readonly string[])[];
 }
 
 export interface ReconcilerOptions {
@@ -161,6 +163,7 @@ export class Reconciler {
     const { dataplane, dataplaneConfig, clock, logger } = this.o;
     const started = clock.now();
     let changes = 0;
+    let commands: readonly (readonly string[])[] = [];
     let interfaceEnsured = false;
     let error: string | null = null;
     let full = false;
@@ -176,12 +179,14 @@ export class Reconciler {
       if (target.desired !== null) this.lastDesired = target.desired;
       const report = await dataplane.apply(target);
       changes = report.changes;
+      commands = report.commands;
       interfaceEnsured = report.interfaceEnsured;
     } catch (err) {
       this.fullRequested = true;
       // A DataplaneApplyError: everything else was applied; the failed operations are retried next round.
       if (err instanceof DataplaneApplyError) {
         changes = err.report.changes;
+        commands = err.report.commands;
         interfaceEnsured = err.report.interfaceEnsured;
       }
       error = errorMessage(err);
@@ -197,6 +202,7 @@ export class Reconciler {
       interfaceEnsured,
       reasons,
       revision: inputs.mesh?.revision ?? 0,
+      commands,
     };
     this.last = record;
     if (applied) this.everApplied = true;

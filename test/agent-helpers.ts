@@ -64,6 +64,8 @@ export class FakeDataplane implements Dataplane {
   closed = false;
   /** Thrown by the next apply (a DataplaneApplyError: the interface was ensured; anything else: it was not). */
   failNext: Error | undefined;
+  /** Reported as the commands of the next successful full apply (as if it had put these back). */
+  nextCommands: (readonly string[])[] = [];
 
   apply(target: DataplaneTarget): Promise<ApplyReport> {
     this.targets.push(target);
@@ -74,7 +76,9 @@ export class FakeDataplane implements Dataplane {
     this.privateKeys.push(target.privateKey);
     if (err) return Promise.reject(err);
     if (target.desired !== null) this.applied.push(target.desired);
-    return Promise.resolve({ interfaceEnsured: true, changes: target.desired === null ? 0 : 1, commands: [], failures: [], blocked: [] });
+    const commands = target.desired === null ? [] : this.nextCommands;
+    if (target.desired !== null) this.nextCommands = [];
+    return Promise.resolve({ interfaceEnsured: true, changes: target.desired === null ? 0 : 1, commands, failures: [], blocked: [] });
   }
 
   livePeers(): Promise<readonly LivePeer[]> {

@@ -2,6 +2,8 @@
 // validated and bounded, the coordinator's builders say what happened, the text line, colour rules.
 import test from 'ava';
 import { AgentEvents } from '../agent/events/agent-events.ts';
+import { RateLimitedEvents } from '../agent/events/event-rate-limit.ts';
+import { repairsOf } from '../agent/events/repairs.ts';
 import { gatewayChangedEvent, nodeRemovedEvent } from '../coordinator/events.ts';
 import { formatEvent } from '../cli/event-format.ts';
 import { matchesFilter, parseEvent } from '../cli/events.ts';
@@ -17,7 +19,7 @@ function recorder(): { events: EventInput[]; publish: (e: EventInput) => void } 
 
 test('AgentEvents: one reconcile-failed per failing streak or changed error, none while ok', (t) => {
   const r = recorder();
-  const a = new AgentEvents(r, () => ({ name: 'n1', cluster: 'c1' }));
+  const a = new AgentEvents(r, () => ({ name: 'n1', cluster: 'c1' }), 'xl0');
   a.reconciled({ ok: true, error: null, reasons: ['start'] });
   a.reconciled({ ok: false, error: 'ip route replace exited 2', reasons: ['resync'] });
   a.reconciled({ ok: false, error: 'ip route replace exited 2', reasons: ['resync'] });
@@ -95,4 +97,51 @@ test('colour: on for a terminal only; NO_COLOR, --no-color and TERM=dumb turn it
   t.true(colourEnabled({ isTTY: true, env: { NO_COLOR: '' }, noColorFlag: false }), 'an empty NO_COLOR does not count (no-color.org)');
   t.false(colourEnabled({ isTTY: true, env: {}, noColorFlag: true }));
   t.false(colourEnabled({ isTTY: true, env: { TERM: 'dumb' }, noColorFlag: false }));
+});
+
+test('repairsOf: only a self-heal run counts; routes, peers put back and the MTU are told apart; removals and other interfaces are not repairs', (t) => {
+  const commands = [
+    ['ip', 'route', 'replace', '10.2.0.0/24', 'dev', 'xl0', 'proto', '149'],
+    ['ip', 'route', 'replace', '10.9.0.0/24', 'dev', 'other0', 'proto', '149'],
+    ['ip', 'link', 'set', 'dev', 'xl0', 'mtu', '1380'],
+    ['wg', 'set', 'xl0', 'peer', 'KEY-A', 'endpoint', '192.0.2.1:51820', 'allowed-ips', '10.2.0.0/24', 'peer', 'KEY-B', 'allowed-ips', '10.3.0.0/24'],
+    ['wg', 'set', 'xl0', 'peer', 'KEY-GONE', 'remove'],
+  ];
+  t.deepEqual(repairsOf({ reasons: ['drift: route deleted: 10.2.0.0/24 dev xl0'], commands }, 'xl0'), { routes: ['10.2.0.0/24'], peers: ['KEY-A', 'KEY-B'], mtu: 1380 });
+  t.deepEqual(repairsOf({ reasons: ['probe to n2 lost', 'resync'], commands }, 'xl0').peers, ['KEY-A', 'KEY-B']);
+  // The mesh moving on (or a restart, or the start) is not a repair, even mixed with a drift reason.
+  for (const reasons of [['mesh changed'], ['drift: x', 'mesh changed'], ['wireguard restarted'], ['start'], []]) {
+    t.deepEqual(repairsOf({ reasons, commands }, 'xl0'), { routes: [], peers: [], mtu: null }, reasons.join(','));
+  }
+});
+
+test('AgentEvents: a self-heal reconcile publishes route-, peer- and mtu-repaired; a mesh change publishes nothing', (t) => {
+  const r = recorder();
+  const a = new AgentEvents(r, () => ({ name: 'n1', cluster: 'c1' }), 'xl0');
+  a.reconciled({ ok: true, error: null, reasons: ['mesh changed'], commands: [['ip', 'route', 'replace', '10.2.0.0/24', 'dev', 'xl0']] });
+  t.deepEqual(r.events, []);
+  a.reconciled({ ok: true, error: null, reasons: ['drift: route deleted'], commands: [['ip', 'route', 'replace', '10.2.0.0/24', 'dev', 'xl0'], ['ip', 'link', 'set', 'dev', 'xl0', 'mtu', '1420'], ['wg', 'set', 'xl0', 'peer', 'K', 'allowed-ips', '10.2.0.0/24']] });
+  t.deepEqual(r.events.map((e) => e.type), ['route-repaired', 'peer-repaired', 'mtu-repaired']);
+  t.like(r.events[0], { node: 'n1', cluster: 'c1', details: { count: 1, routes: '10.2.0.0/24' } });
+  t.regex(r.events[2]?.message ?? '', /MTU of xl0 had changed and was set back to 1420/);
+  t.true(r.events.every((e) => CrosslinkEvent.safeParse(completeEvent(e, { role: 'agent', name: 'n1' }, 1)).success));
+});
+
+test('RateLimitedEvents: at most `burst` per type per window; the next one out says how many were held back; other types pass', (t) => {
+  const r = recorder();
+  const clock = new ManualClock(0);
+  const limited = new RateLimitedEvents(r, { clock, burst: 3, windowMs: 60_000 });
+  const restart = (n: number): EventInput => ({ type: 'wireguard-restarted', severity: 'warning', node: 'n1', message: `restart ${n}` });
+  for (let i = 0; i < 50; i++) {
+    limited.publish(restart(i));
+    clock.advance(100);
+  }
+  t.is(r.events.length, 3, 'a flapping wireguard-go makes 3 events a minute, not 50');
+  limited.publish({ type: 'route-repaired', severity: 'warning', node: 'n1', message: 'another type' });
+  t.is(r.events.length, 4);
+  t.is(limited.heldBack().get('wireguard-restarted'), 47);
+  clock.advance(60_000);
+  limited.publish(restart(99));
+  t.like(r.events.at(-1), { message: 'restart 99', details: { suppressed: 47 } });
+  t.is(limited.heldBack().size, 0);
 });

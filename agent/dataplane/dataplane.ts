@@ -165,7 +165,7 @@ class LinuxDataplane implements LinuxDataplaneHandle {
     // all use it. (Setting the key or port below does not change the peers it lists.)
     const dump = model?.wireguard ?? parseWgDump((await this.runner.run(['wg', 'show', this.iface, 'dump'])).stdout);
     if (model === undefined) this.endpoints.observe(dump.peers);
-    const publicKey = await this.ensureInterface(target.privateKey, target.interface, dump);
+    const publicKey = await this.ensureInterface(target.privateKey, target.interface, dump, report);
     report.interfaceEnsured = true;
     if (desired !== null) {
       const live = await this.applyPeersAndRoutes(desired, dump, model?.routes, report);
@@ -187,7 +187,7 @@ class LinuxDataplane implements LinuxDataplaneHandle {
    * Key, listen port, MTU, addresses, link up; returns the public key it ensured. Throws on the first
    * failure (nothing else makes sense on a broken interface).
    */
-  private async ensureInterface(privateKey: string, iface: DesiredInterface, dump: LiveWireguard): Promise<string> {
+  private async ensureInterface(privateKey: string, iface: DesiredInterface, dump: LiveWireguard, report: Report): Promise<string> {
     const name = this.iface;
     if (dump.interface.listenPort !== iface.listenPort) {
       await this.runner.run(['wg', 'set', name, 'listen-port', String(iface.listenPort)]);
@@ -202,7 +202,13 @@ class LinuxDataplane implements LinuxDataplaneHandle {
 
     const addrArgv = ['ip', '-j', 'addr', 'show', 'dev', name];
     const info = (parseIpJson((await this.runner.run(addrArgv)).stdout, addrArgv)[0] ?? {}) as IpJsonLink;
-    if (info.mtu !== iface.mtu) await this.runner.run(['ip', 'link', 'set', 'dev', name, 'mtu', String(iface.mtu)]);
+    if (info.mtu !== iface.mtu) {
+      // Listed (a changed MTU put back is a repair event, agent/events/repairs.ts).
+      const argv = ['ip', 'link', 'set', 'dev', name, 'mtu', String(iface.mtu)];
+      report.commands.push(argv);
+      await this.runner.run(argv);
+      report.changes++;
+    }
 
     const have = new Set<string>();
     for (const a of info.addr_info ?? []) {
