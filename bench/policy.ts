@@ -14,7 +14,7 @@ import { silentLogger } from '../lib/logger.ts';
 import type { NatsServer } from '../lib/nats-server.ts';
 import { ExecaRunner } from '../lib/runner.ts';
 import { waitFor } from '../lib/wait.ts';
-import type { NodeRecord } from '../protocol/messages.ts';
+import type { ClusterDefinition, NodeRecord } from '../protocol/messages.ts';
 import { generateSigningKeyPair } from '../protocol/signing.ts';
 import { median, ms, percentile, printTable } from './report.ts';
 
@@ -33,6 +33,16 @@ function nodes(count: number): ReadonlyMap<string, NodeRecord> {
   return m;
 }
 
+/** The five clusters as enrolled: each one /16 covering its nodes' pod ranges. */
+function enrollments(): ReadonlyMap<string, ClusterDefinition> {
+  const m = new Map<string, ClusterDefinition>();
+  for (let c = 0; c < 5; c++) {
+    const name = `c${c}`;
+    m.set(name, { kind: 'cluster-definition', v: 1, name, podCidrs: [`10.${110 + c}.0.0/16`], topology: 'mesh', allowPublic: false, joinKey: K(3), credentialGeneration: 1, createdAt: 0, updatedAt: 0 });
+  }
+  return m;
+}
+
 const yaml = (i: number): string => `default: deny\nrules:\n  - from: {cluster: c0}\n    to: {cluster: c1, ports: ["tcp/${8000 + i}"]}\n  - from: {cluster: c2}\n    to: {cluster: c3}\n    action: deny\n`;
 
 export async function runPolicyPropagation(server: NatsServer, agents = 10, changes = 10): Promise<void> {
@@ -45,6 +55,7 @@ export async function runPolicyPropagation(server: NatsServer, agents = 10, chan
   const kv = await new Kvm(nc).create(bucket, { history: 1 });
   const namespaces = Array.from({ length: agents }, (_, i) => `xl-bench-${id}-p${i}`);
   const mesh = nodes(100);
+  const enrolled = enrollments();
   const fleet: { watch: PolicyWatch; enforcer: PolicyEnforcer }[] = [];
   try {
     for (const ns of namespaces) await root.run(['ip', 'netns', 'add', ns]);
@@ -52,7 +63,7 @@ export async function runPolicyPropagation(server: NatsServer, agents = 10, chan
       const enforcer = new PolicyEnforcer({ runner: new ExecaRunner(['ip', 'netns', 'exec', ns]), logger: silentLogger(), clock: systemClock, interfaceName: 'xlbench0', mode: 'best-effort', nft: [nft] });
       await enforcer.init();
       const watch = new PolicyWatch({ nc, bucket, coordinatorKeys: [key.publicKey], logger: silentLogger(), clock: systemClock });
-      watch.onChange((s) => enforcer.update({ known: s.known, record: s.record, rejected: s.rejected, nodes: mesh }));
+      watch.onChange((s) => enforcer.update({ known: s.known, record: s.record, rejected: s.rejected, enrollments: enrolled, nodes: mesh }));
       watch.start();
       fleet.push({ watch, enforcer });
     }

@@ -29,9 +29,13 @@ export const COORDINATOR_INBOX_PREFIX = '_XL_COORD';
 
 export const ACCOUNTS = Object.freeze({ store: 'CROSSLINK_STORE', coordinator: 'CROSSLINK_COORDINATOR', agents: 'CROSSLINK_AGENTS' });
 
-/** Keys an agent or reader may read (watch or get): never ipam, revocations, enrollments or the lease. */
+/**
+ * Keys an agent or reader may read (watch or get): never ipam, identities, revocations or the lease.
+ * The cluster enrollments are readable: the access policy maps `{cluster: X}` to X's enrolled ranges,
+ * and a definition holds nothing secret (pod ranges, topology, the PUBLIC half of the join key).
+ */
 export function readableKeys(): readonly string[] {
-  return [kvKeys.nodesFilter, kvKeys.clustersFilter, serviceKeys.filter, policyKeys.current];
+  return [kvKeys.nodesFilter, kvKeys.clustersFilter, kvKeys.enrollmentsFilter, serviceKeys.filter, policyKeys.current];
 }
 
 /** Request subjects agents send to the coordinator (readers send none). */

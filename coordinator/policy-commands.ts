@@ -11,7 +11,8 @@ import { createLogger } from '../lib/logger.ts';
 import { parseIp } from '../protocol/cidr.ts';
 import { ClusterName } from '../protocol/messages.ts';
 import { parsePolicyYaml, type PolicyDocument, type PolicyRecord } from '../protocol/policy/document.ts';
-import { describeRule, evaluatePolicy, parseFlowPort, policyContextFromNodes, type Decision, type FlowEnd } from '../protocol/policy/evaluate.ts';
+import { policyContext } from '../protocol/policy/context.ts';
+import { describeRule, evaluatePolicy, parseFlowPort, type Decision, type FlowEnd } from '../protocol/policy/evaluate.ts';
 import { policyHistory, readCurrentPolicy, readNodes, setPolicy } from './policy-admin.ts';
 import { addSharedOptions, sharedConfig, withAdmin, type SharedOptions } from './revocation-commands.ts';
 
@@ -129,13 +130,15 @@ export function addPolicyCommands(program: Command): void {
       const port = parseFlowPort(opts.port);
       if (!port) throw new ValidationError('--port', opts.port, 'use tcp/<port>, udp/<port> or icmp');
       const fileDoc = opts.file === undefined ? undefined : parsePolicyYaml(await readPolicyFile(opts.file), opts.file);
-      const { doc, nodes, version } = await withAdmin(sharedConfig(opts, cmd), async ({ store, signingKey }) => {
+      const { doc, nodes, enrolled, version } = await withAdmin(sharedConfig(opts, cmd), async ({ store, signingKey }) => {
         const cur = fileDoc === undefined ? await readCurrentPolicy({ kv: store.kv, signingKey }) : null;
-        return { doc: fileDoc ?? cur?.record.policy ?? null, version: cur?.record.version ?? null, nodes: await readNodes({ kv: store.kv, signingKey }) };
+        const definitions = [...(await store.loadDefinitions()).values()].map((r) => r.value);
+        return { doc: fileDoc ?? cur?.record.policy ?? null, version: cur?.record.version ?? null, nodes: await readNodes({ kv: store.kv, signingKey }), enrolled: definitions };
       });
-      const ctx = policyContextFromNodes(nodes);
+      // Cluster → CIDRs exactly as every agent maps them: the enrolled ranges (protocol/policy/context.ts).
+      const ctx = policyContext(enrolled, nodes);
       for (const [flag, end] of [['--from', from], ['--to', to]] as const) {
-        if (end.cluster !== undefined && !ctx.clusters.has(end.cluster)) process.stderr.write(`warning: ${flag}: cluster ${end.cluster} has no registered nodes; it is matched by name only\n`);
+        if (end.cluster !== undefined && !ctx.clusters.has(end.cluster)) process.stderr.write(`warning: ${flag}: cluster ${end.cluster} is not enrolled; it is matched by name only\n`);
       }
       const d = evaluatePolicy(doc, ctx, { from, to, protocol: port.protocol, port: port.port });
       const what = opts.file !== undefined ? `the file ${opts.file}` : version === null ? 'no policy' : `policy version ${version}`;

@@ -193,15 +193,31 @@ test.serial('agent (real coordinator): registers with its join credential, heart
   const kv = await new Kvm(nc).open(BUCKET, { allow_direct: true });
   t.not(await kv.get('nodes.node-a'), null, 'direct get of a node record');
   t.is(await outcome(kv.get('policy.current')), 'ok', 'direct get of the policy');
+  // The cluster enrollments (the policy's cluster → CIDR map): readable, and nothing secret in them.
+  const def = await kv.get('enrollments.c1');
+  t.not(def, null, 'direct get of an enrollment');
+  const secret = enrollment.credential('c1')?.secretKey;
+  t.truthy(secret);
+  const text = def?.string() ?? '';
+  const payload = Buffer.from((JSON.parse(text) as { payload: string }).payload, 'base64').toString('utf8');
+  t.false(text.includes(secret ?? '?') || payload.includes(secret ?? '?') || payload.includes(Buffer.from(secret ?? '?', 'base64').subarray(0, 32).toString('base64')), 'no part of the join secret');
+  t.deepEqual(Object.keys(JSON.parse(payload) as object).sort(), ['allowPublic', 'createdAt', 'credentialGeneration', 'joinKey', 'kind', 'name', 'podCidrs', 'topology', 'updatedAt', 'v']);
+  const w = await kv.watch({ key: 'enrollments.>' });
+  const watched: string[] = [];
+  void (async () => {
+    for await (const e of w) watched.push(e.key);
+  })();
+  await waitFor(() => watched.includes('enrollments.c1'), { timeoutMs: 10_000, what: 'the agent\'s watch of enrollments.>' });
+  w.stop();
 });
 
-test.serial('agent: no reading ipam, revocations, enrollments or the lease; no writes; no consumers on internals; a push consumer aimed at a service delivers nowhere', async (t) => {
+test.serial('agent: no reading ipam, revocations or the lease; no writes; no consumers on internals; a push consumer aimed at a service delivers nowhere', async (t) => {
   const nc = await agentConnection('xl-test-agent-evil');
   const kv = await new Kvm(nc).open(BUCKET, { allow_direct: true });
   const ckv = await new Kvm(coordinatorNc).open(BUCKET);
   t.not(await ckv.get('ipam.node-a'), null, 'the coordinator wrote an ipam entry');
-  for (const key of ['ipam.node-a', 'coordinator.lease', 'revoked.node-a', 'enrollments.c1']) t.regex(await outcome(kv.get(key)), denied, `get ${key}`);
-  for (const key of ['ipam.>', 'coordinator.lease', 'enrollments.>', '>']) t.regex(await outcome(kv.watch({ key })), denied, `watch ${key}`);
+  for (const key of ['ipam.node-a', 'coordinator.lease', 'revoked.node-a']) t.regex(await outcome(kv.get(key)), denied, `get ${key}`);
+  for (const key of ['ipam.>', 'coordinator.lease', 'identities.>', '>']) t.regex(await outcome(kv.watch({ key })), denied, `watch ${key}`);
   t.regex(await outcome(kv.put('nodes.evil', '{}')), denied, 'put');
   t.regex(await outcome(kv.delete('nodes.node-a')), denied, 'delete');
   const jsm = await jetstreamManager(nc, { timeout: 5000 });

@@ -10,6 +10,7 @@ import { parsePolicyYaml, type PolicyRecord } from '../protocol/policy/document.
 import { PolicyEnforcer, type PolicyInput } from '../agent/policy/enforcer.ts';
 import { withoutOverlayTraffic } from '../agent/policy/gate.ts';
 import { resolveNftCommand } from '../agent/policy/nft-command.ts';
+import { enrolledCluster, enrollmentsOf, fakeNft } from './helpers/policy-fixtures.ts';
 
 const K = (n: number): string => Buffer.alloc(32, n).toString('base64');
 
@@ -24,41 +25,12 @@ const nodes = (...n: NodeRecord[]): ReadonlyMap<string, NodeRecord> => new Map(n
 const a1 = node('a1', 'c1', '10.201.1.0/24', '100.96.0.1');
 const b1 = node('b1', 'c2', '10.202.1.0/24', '100.96.0.3');
 const b2 = node('b2', 'c2', '10.202.2.0/24', '100.96.0.4');
+/** The clusters as enrolled (the policy's `{cluster: X}` is X's enrolled ranges, not its nodes' claims). */
+const enrolled = enrollmentsOf(enrolledCluster('c1', ['10.201.1.0/24']), enrolledCluster('c2', ['10.202.1.0/24', '10.202.2.0/24']));
 
 const policy = (version: number, yaml = 'default: deny\nrules:\n  - from: {cluster: c1}\n    to: {cluster: c2, ports: ["tcp/8080"]}\n'): PolicyRecord => ({
   kind: 'policy', v: 1, version, policy: parsePolicyYaml(yaml), setBy: 'op', setAt: 0, sourceSha256: 'cd'.repeat(32),
 });
-
-/** A RecordingRunner that keeps the table `nft -f` gave it and lists it as nft's JSON would. */
-function fakeNft(initial: { version: number; counters: Record<string, number> } | null = null): { runner: RecordingRunner; applied: string[] } {
-  let table = initial;
-  const applied: string[] = [];
-  const runner = new RecordingRunner().respond((argv) => {
-    if (argv[0] !== 'nft') return undefined;
-    if (argv[1] === '--version') return { stdout: 'nftables v1.0.6\n', stderr: '', exitCode: 0 };
-    if (argv[1] === '-j') {
-      if (!table) return { stdout: '', stderr: 'Error: No such file or directory\n', exitCode: 1 };
-      const items: unknown[] = Object.entries(table.counters).map(([name, packets]) => ({ counter: { family: 'inet', name, table: 'crosslink_policy', packets, bytes: packets * 100 } }));
-      items.push({ rule: { chain: 'tunnel', comment: `default (crosslink policy v${table.version} cdcdcdcdcdcd)` } });
-      return { stdout: JSON.stringify({ nftables: items }), stderr: '', exitCode: 0 };
-    }
-    return undefined;
-  });
-  // `nft -f -`: remember what it was given (the fake's table follows it).
-  const run = runner.run.bind(runner);
-  runner.run = async (argv, options) => {
-    const r = await run(argv, options);
-    if (argv[0] === 'nft' && argv[1] === '-f' && options?.input !== undefined) {
-      applied.push(options.input);
-      const v = /crosslink policy v([0-9]+)/.exec(options.input)?.[1];
-      const counters: Record<string, number> = {};
-      for (const m of options.input.matchAll(/counter (\w+) \{ packets ([0-9]+)/g)) counters[m[1] ?? ''] = Number(m[2]);
-      table = v === undefined ? null : { version: Number(v), counters };
-    }
-    return r;
-  };
-  return { runner, applied };
-}
 
 function enforcer(runner: RecordingRunner, mode: 'required' | 'best-effort' = 'best-effort'): PolicyEnforcer {
   return new PolicyEnforcer({ runner, logger: silentLogger(), clock: new ManualClock(), interfaceName: 'xlwg0', mode });
@@ -76,18 +48,20 @@ test('transcript: nothing until policy and mesh are known; one atomic nft -f per
   t.deepEqual(runner.transcript(), ['nft --version', 'nft -j list table inet crosslink_policy']);
   runner.clear();
 
-  await push(e, { known: false, record: null, rejected: null, nodes: nodes(a1, b1) });
-  await push(e, { known: true, record: policy(1), rejected: null, nodes: null });
-  t.deepEqual(runner.transcript(), [], 'policy unknown, or mesh not read: the live table is left alone');
+  await push(e, { known: false, record: null, rejected: null, enrollments: enrolled, nodes: nodes(a1, b1) });
+  await push(e, { known: true, record: policy(1), rejected: null, enrollments: null, nodes: null });
+  await push(e, { known: true, record: policy(1), rejected: null, enrollments: null, nodes: nodes(a1, b1) });
+  await push(e, { known: true, record: policy(1), rejected: null, enrollments: enrolled, nodes: null });
+  t.deepEqual(runner.transcript(), [], 'policy unknown, or enrollments or mesh not read: the live table is left alone');
 
-  await push(e, { known: true, record: policy(1), rejected: null, nodes: nodes(a1, b1) });
+  await push(e, { known: true, record: policy(1), rejected: null, enrollments: enrolled, nodes: nodes(a1, b1) });
   t.deepEqual(runner.transcript(), ['nft -f -']);
   t.regex(applied[0] ?? '', /^table inet crosslink_policy\ndelete table inet crosslink_policy\ntable inet crosslink_policy \{/);
-  t.regex(applied[0] ?? '', /ip saddr \{ 10\.201\.1\.0\/24, 100\.96\.0\.1\/32 \} ip daddr \{ 10\.202\.1\.0\/24, 100\.96\.0\.3\/32 \} tcp dport \{ 8080 \} counter name "rule_1" accept/);
+  t.regex(applied[0] ?? '', /ip saddr \{ 10\.201\.1\.0\/24, 100\.96\.0\.1\/32 \} ip daddr \{ 10\.202\.1\.0\/24, 10\.202\.2\.0\/24, 100\.96\.0\.3\/32 \} tcp dport \{ 8080 \} counter name "rule_1" accept/);
   t.like(e.status(), { nft: 'available', desiredVersion: 1, enforcedVersion: 1, enforcing: true, blocksTraffic: false });
 
   runner.clear();
-  await push(e, { known: true, record: policy(1), rejected: null, nodes: nodes(a1, b1) });
+  await push(e, { known: true, record: policy(1), rejected: null, enrollments: enrolled, nodes: nodes(a1, b1) });
   t.deepEqual(runner.transcript(), [], 'same policy, same mesh: no nft call');
 });
 
@@ -95,7 +69,7 @@ test('transcript: a node joining re-renders with the counters kept; a new versio
   const { runner, applied } = fakeNft();
   const e = enforcer(runner);
   await e.init();
-  await push(e, { known: true, record: policy(1), rejected: null, nodes: nodes(a1, b1) });
+  await push(e, { known: true, record: policy(1), rejected: null, enrollments: enrolled, nodes: nodes(a1, b1) });
   // Pretend traffic: the fake's rule_1 counter now says 42 packets.
   const run = runner.run.bind(runner);
   let bumped = false;
@@ -107,17 +81,17 @@ test('transcript: a node joining re-renders with the counters kept; a new versio
     return run(argv, options);
   };
   runner.clear();
-  await push(e, { known: true, record: policy(1), rejected: null, nodes: nodes(a1, b1, b2) });
+  await push(e, { known: true, record: policy(1), rejected: null, enrollments: enrolled, nodes: nodes(a1, b1, b2) });
   t.deepEqual(runner.transcript(), ['nft -f -'], 'the counter read (answered above, unrecorded) and one nft -f');
   t.regex(applied.at(-1) ?? '', /counter rule_1 \{ packets 42 bytes 4200 \}/);
-  t.regex(applied.at(-1) ?? '', /10\.202\.2\.0\/24/);
+  t.regex(applied.at(-1) ?? '', /100\.96\.0\.3\/32, 100\.96\.0\.4\/32/, 'the joined node\'s overlay address');
 
-  await push(e, { known: true, record: policy(2, 'default: allow\nrules: []\n'), rejected: null, nodes: nodes(a1, b1, b2) });
+  await push(e, { known: true, record: policy(2, 'default: allow\nrules: []\n'), rejected: null, enrollments: enrolled, nodes: nodes(a1, b1, b2) });
   t.regex(applied.at(-1) ?? '', /counter default_verdict \{ packets 0 bytes 0 \}/);
   t.regex(applied.at(-1) ?? '', /counter name "default_verdict" accept comment "default \(crosslink policy v2/);
 
   runner.clear();
-  await push(e, { known: true, record: null, rejected: null, nodes: nodes(a1, b1, b2) });
+  await push(e, { known: true, record: null, rejected: null, enrollments: enrolled, nodes: nodes(a1, b1, b2) });
   t.deepEqual(runner.transcript(), ['nft -j list table inet crosslink_policy', 'nft -f -']);
   t.is(applied.at(-1), 'table inet crosslink_policy\ndelete table inet crosslink_policy\n');
   t.like(e.status(), { desiredVersion: null, enforcedVersion: null, enforcing: false });
@@ -128,10 +102,10 @@ test('restart: the table left by the previous agent stays until policy and mesh 
   const e = enforcer(runner);
   await e.init();
   t.like(e.status(), { enforcedVersion: 4 });
-  await push(e, { known: false, record: null, rejected: null, nodes: null });
-  await push(e, { known: true, record: policy(4), rejected: null, nodes: null });
+  await push(e, { known: false, record: null, rejected: null, enrollments: null, nodes: null });
+  await push(e, { known: true, record: policy(4), rejected: null, enrollments: null, nodes: null });
   t.deepEqual(applied, [], 'no delete, no flush, no window without the table');
-  await push(e, { known: true, record: policy(4), rejected: null, nodes: nodes(a1, b1) });
+  await push(e, { known: true, record: policy(4), rejected: null, enrollments: enrolled, nodes: nodes(a1, b1) });
   t.is(applied.length, 1);
   t.regex(applied[0] ?? '', /^table inet crosslink_policy\ndelete table inet crosslink_policy\n/);
   t.regex(applied[0] ?? '', /counter rule_1 \{ packets 9 bytes 900 \}/, 'same version: counters carried over the restart');
@@ -142,7 +116,7 @@ test('drops per rule come from the counters of deny rules and a deny default', a
   const { runner } = fakeNft();
   const e = enforcer(runner);
   await e.init();
-  await push(e, { known: true, record: policy(3, 'default: deny\nrules:\n  - from: {cluster: c1}\n    to: {cluster: c2}\n    action: deny\n  - from: {cluster: c2}\n    to: {cluster: c1}\n'), rejected: null, nodes: nodes(a1, b1) });
+  await push(e, { known: true, record: policy(3, 'default: deny\nrules:\n  - from: {cluster: c1}\n    to: {cluster: c2}\n    action: deny\n  - from: {cluster: c2}\n    to: {cluster: c1}\n'), rejected: null, enrollments: enrolled, nodes: nodes(a1, b1) });
   const run = runner.run.bind(runner);
   runner.run = async (argv, options) =>
     argv[1] === '-j'
@@ -160,7 +134,7 @@ for (const mode of ['best-effort', 'required'] as const) {
     const runner = new RecordingRunner().fail(['nft'], 'spawn nft ENOENT', 127);
     const e = enforcer(runner, mode);
     await e.init();
-    await push(e, { known: true, record: policy(1), rejected: null, nodes: nodes(a1, b1) });
+    await push(e, { known: true, record: policy(1), rejected: null, enrollments: enrolled, nodes: nodes(a1, b1) });
     t.deepEqual(runner.transcript(), ['nft --version'], 'nothing else is attempted');
     const s = e.status();
     t.like(s, { nft: 'missing', enforcing: false, enforcedVersion: null, desiredVersion: 1, blocksTraffic: mode === 'required' });

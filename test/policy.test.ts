@@ -4,7 +4,9 @@ import test from 'ava';
 import { ValidationError } from '../lib/errors.ts';
 import type { NodeRecord } from '../protocol/messages.ts';
 import { parsePolicyYaml, type PolicyRecord } from '../protocol/policy/document.ts';
-import { evaluatePolicy, policyContextFromNodes, type Flow } from '../protocol/policy/evaluate.ts';
+import { policyContext } from '../protocol/policy/context.ts';
+import { evaluatePolicy, type Flow } from '../protocol/policy/evaluate.ts';
+import { enrolledCluster } from './helpers/policy-fixtures.ts';
 import { renderPolicyTable, versionFromTableComment } from '../protocol/policy/render.ts';
 
 const K = (n: number): string => Buffer.alloc(32, n).toString('base64');
@@ -16,13 +18,21 @@ function node(name: string, cluster: string, podCidr: string, overlayIp: string)
   };
 }
 
-const ctx = policyContextFromNodes([
-  node('a1', 'c1', '10.201.1.0/24', '100.96.0.1'),
-  node('a2', 'c1', '10.201.2.0/24', '100.96.0.2'),
-  node('b1', 'c2', '10.202.1.0/24', '100.96.0.3'),
-  node('d1', 'c3', '10.203.1.0/24', '100.96.0.4'),
-  node('e1', 'c4', '10.203.2.0/24', '100.96.0.5'),
-]);
+const ctx = policyContext(
+  [
+    enrolledCluster('c1', ['10.201.1.0/24', '10.201.2.0/24']),
+    enrolledCluster('c2', ['10.202.1.0/24']),
+    enrolledCluster('c3', ['10.203.1.0/24']),
+    enrolledCluster('c4', ['10.203.2.0/24']),
+  ],
+  [
+    node('a1', 'c1', '10.201.1.0/24', '100.96.0.1'),
+    node('a2', 'c1', '10.201.2.0/24', '100.96.0.2'),
+    node('b1', 'c2', '10.202.1.0/24', '100.96.0.3'),
+    node('d1', 'c3', '10.203.1.0/24', '100.96.0.4'),
+    node('e1', 'c4', '10.203.2.0/24', '100.96.0.5'),
+  ],
+);
 
 const ISSUE_EXAMPLE = `
 default: deny

@@ -1,4 +1,5 @@
-// The agent's access-policy component: follows the signed policy (PolicyWatch), enforces it with
+// The agent's access-policy component: follows the signed policy (PolicyWatch) and the cluster
+// enrollments its `{cluster: X}` rules resolve to (EnrollmentWatch), enforces it with
 // nftables (PolicyEnforcer), gates the desired state in `required` mode, and answers status,
 // readiness and `crosslink policy explain`. agent.ts wires it in with a few calls.
 import type { NatsConnection } from '@nats-io/transport-node';
@@ -9,6 +10,7 @@ import type { Runner } from '../../lib/runner.ts';
 import type { NodeRecord } from '../../protocol/messages.ts';
 import type { PolicyDocumentResponse, PolicyEnforcementMode, PolicyStatus } from '../../protocol/policy/status.ts';
 import type { DesiredState } from '../plan/model.ts';
+import { EnrollmentWatch } from './enrollment-watch.ts';
 import { PolicyEnforcer } from './enforcer.ts';
 import { resolveNftCommand } from './nft-command.ts';
 import { withoutOverlayTraffic } from './gate.ts';
@@ -30,6 +32,7 @@ export interface AgentPolicyOptions {
 export class AgentPolicy {
   readonly enforcer: PolicyEnforcer;
   private watch: PolicyWatch | undefined;
+  private enrollments: EnrollmentWatch | undefined;
   private nodes: ReadonlyMap<string, NodeRecord> | null = null;
   private lastGate = false;
 
@@ -57,12 +60,17 @@ export class AgentPolicy {
     this.lastGate = this.enforcer.blocksTraffic();
   }
 
-  /** Starts following the policy key on this connection. */
+  /** Starts following the policy key and the cluster enrollments on this connection. */
   connect(nc: NatsConnection): void {
-    const watch = new PolicyWatch({ nc, bucket: this.o.bucket, coordinatorKeys: this.o.coordinatorKeys, logger: this.o.logger, clock: this.o.clock });
+    const shared = { nc, bucket: this.o.bucket, coordinatorKeys: this.o.coordinatorKeys, logger: this.o.logger, clock: this.o.clock };
+    const watch = new PolicyWatch(shared);
     this.watch = watch;
     watch.onChange(() => this.push());
+    const enrollments = new EnrollmentWatch(shared);
+    this.enrollments = enrollments;
+    enrollments.onChange(() => this.push());
     watch.start();
+    enrollments.start();
   }
 
   /** The verified nodes changed (null: no complete snapshot yet). */
@@ -77,7 +85,8 @@ export class AgentPolicy {
 
   private push(): void {
     const s = this.watch?.state();
-    this.enforcer.update({ known: s?.known ?? false, record: s?.record ?? null, rejected: s?.rejected ?? null, nodes: this.nodes });
+    const e = this.enrollments?.state();
+    this.enforcer.update({ known: s?.known ?? false, record: s?.record ?? null, rejected: s?.rejected ?? null, enrollments: e?.known === true ? e.definitions : null, nodes: this.nodes });
   }
 
   /** The desired state as this node may realise it. */
@@ -102,6 +111,11 @@ export class AgentPolicy {
     if (s.nft === 'missing') out.push(`policy: NOT ENFORCED, ${s.nftError ?? 'nft missing'} (${s.blocksTraffic ? 'required: carrying no overlay traffic' : 'best-effort: traffic passes unfiltered'})`);
     if (s.rejected !== null) out.push(`policy: the policy record in the KV was ignored: ${s.rejected}`);
     if (s.lastError !== null) out.push(`policy: applying the table failed: ${s.lastError}`);
+    const e = this.enrollments?.state();
+    for (const [key, reason] of e?.rejected ?? []) out.push(`policy: the cluster enrollment ${key} was ignored: ${reason}`);
+    if (e && e.lastError !== null) {
+      out.push(`policy: cannot read the cluster enrollments (enrollments.>): ${e.lastError}${e.known ? '' : '; the policy table is not updated until they are read (agents need read access: crosslink-coordinator nats-config)'}`);
+    }
     return out;
   }
 
@@ -123,7 +137,7 @@ export class AgentPolicy {
 
   /** Stops following; the table stays unless `cleanup` (then it is removed). */
   async stop(cleanup: boolean): Promise<void> {
-    await this.watch?.stop();
+    await Promise.all([this.watch?.stop(), this.enrollments?.stop()]);
     if (cleanup) await this.enforcer.teardown();
     else await this.enforcer.stop();
   }

@@ -2,7 +2,7 @@
 // (`inet crosslink_policy`), replaced atomically with `nft -f -` carrying the whole table. Every nft
 // call goes through the Runner (in the lab the agent runs inside its node namespace).
 //
-// Fail-static: until both the policy key and the mesh have been read, the live table (e.g. left by
+// Fail-static: until the policy key, the cluster enrollments and the mesh have been read, the live table (e.g. left by
 // the previous agent process) stays as it is, so an agent restart never opens a window without
 // filtering. Without nft the agent says so (status, /readyz, diagnose) and never claims to enforce;
 // in `required` mode it then refuses to carry overlay traffic (agent.ts drops peers and routes).
@@ -10,9 +10,10 @@ import type { Clock } from '../../lib/clock.ts';
 import { errorMessage } from '../../lib/errors.ts';
 import type { Logger } from '../../lib/logger.ts';
 import type { Runner } from '../../lib/runner.ts';
-import type { NodeRecord } from '../../protocol/messages.ts';
+import type { ClusterDefinition, NodeRecord } from '../../protocol/messages.ts';
 import type { PolicyRecord } from '../../protocol/policy/document.ts';
-import { policyContextFromNodes, type PolicyContext } from '../../protocol/policy/evaluate.ts';
+import { policyContext } from '../../protocol/policy/context.ts';
+import type { PolicyContext } from '../../protocol/policy/evaluate.ts';
 import { DEFAULT_COUNTER, POLICY_TABLE, renderPolicyTable, renderPolicyTableRemoval, type CounterValue } from '../../protocol/policy/render.ts';
 import type { PolicyCounter, PolicyEnforcementMode, PolicyStatus } from '../../protocol/policy/status.ts';
 import { parseNftTable, type LiveTable } from './nft-json.ts';
@@ -27,11 +28,14 @@ export interface PolicyEnforcerOptions {
   readonly nft?: readonly string[];
 }
 
-/** What the enforcer is asked to realise: the policy watch's state and the verified nodes (null: mesh not read yet). */
+/** What the enforcer is asked to realise: the policy watch's state, the verified cluster enrollments
+ *  and the verified nodes (null: not read yet). */
 export interface PolicyInput {
   readonly known: boolean;
   readonly record: PolicyRecord | null;
   readonly rejected: string | null;
+  /** Enrolled clusters by name: `{cluster: X}` means X's enrolled pod ranges (protocol/policy/context.ts). */
+  readonly enrollments: ReadonlyMap<string, ClusterDefinition> | null;
   readonly nodes: ReadonlyMap<string, NodeRecord> | null;
 }
 
@@ -42,7 +46,7 @@ export class PolicyEnforcer {
   private lastAppliedKey: string | null = null;
   private lastAppliedAt: number | null = null;
   private lastError: string | null = null;
-  private input: PolicyInput = { known: false, record: null, rejected: null, nodes: null };
+  private input: PolicyInput = { known: false, record: null, rejected: null, enrollments: null, nodes: null };
   private context: PolicyContext = { clusters: new Map(), nodeOverlayIps: [] };
   private running: Promise<void> | undefined;
   private again = false;
@@ -89,7 +93,7 @@ export class PolicyEnforcer {
   /** New policy or mesh: re-render and apply if anything changed (coalesced, one apply at a time). */
   update(input: PolicyInput): void {
     this.input = input;
-    if (input.nodes !== null) this.context = policyContextFromNodes(input.nodes.values());
+    if (input.nodes !== null && input.enrollments !== null) this.context = policyContext(input.enrollments.values(), input.nodes.values());
     this.kick();
   }
 
@@ -130,7 +134,7 @@ export class PolicyEnforcer {
 
   private async applyOnce(): Promise<void> {
     if (this.nftState !== 'available') return;
-    const { known, record, nodes } = this.input;
+    const { known, record, nodes, enrollments } = this.input;
     // Fail-static: the live table stays until we know what should replace it.
     if (!known) return;
     if (record === null) {
@@ -146,7 +150,7 @@ export class PolicyEnforcer {
       this.lastError = null;
       return;
     }
-    if (nodes === null) return;
+    if (nodes === null || enrollments === null) return;
     const key = renderPolicyTable({ record, context: this.context, interfaceName: this.o.interfaceName });
     if (key === this.lastAppliedKey) return;
     // Keep the counters when only the mesh changed (same version); a new version counts anew.

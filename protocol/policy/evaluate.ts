@@ -2,36 +2,14 @@
 // `crosslink-coordinator policy test`, `crosslink policy explain/check` and diagnose; the agents'
 // nftables table (render.ts) is generated from the same rules in the same order.
 import { cidrContainsIp, parseCidr, parseIp, type Cidr } from '../cidr.ts';
-import type { NodeRecord } from '../messages.ts';
 import { rulePorts, type PolicyDocument, type Selector } from './document.ts';
 
 /** What the policy needs to know about the mesh: which addresses belong to which cluster. */
 export interface PolicyContext {
-  /** Cluster → its CIDRs (pod CIDRs and the overlay /32 of each node), canonical, sorted. */
+  /** Cluster → its CIDRs (its ENROLLED pod ranges and the overlay /32 of each node), canonical, sorted: context.ts. */
   readonly clusters: ReadonlyMap<string, readonly string[]>;
   /** Overlay IPs of all nodes: node-to-node overlay traffic is Crosslink's own and never filtered. */
   readonly nodeOverlayIps: readonly string[];
-}
-
-/** Builds the context from verified node records (cluster names → pod CIDRs and overlay IPs). */
-export function policyContextFromNodes(nodes: Iterable<NodeRecord>): PolicyContext {
-  const clusters = new Map<string, Set<string>>();
-  const overlay = new Set<string>();
-  for (const n of nodes) {
-    const set = clusters.get(n.cluster) ?? new Set<string>();
-    for (const c of n.podCidrs) set.add(parseCidr(c)?.text ?? c);
-    const ip = parseIp(n.overlayIp);
-    if (ip) {
-      const host = parseCidr(n.overlayIp);
-      if (host) set.add(host.text);
-      overlay.add(n.overlayIp);
-    }
-    clusters.set(n.cluster, set);
-  }
-  return {
-    clusters: new Map([...clusters].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([k, v]) => [k, [...v].sort()])),
-    nodeOverlayIps: [...overlay].sort(),
-  };
 }
 
 export type FlowProtocol = 'tcp' | 'udp' | 'icmp' | 'other';

@@ -1,0 +1,147 @@
+// Follows the operator's cluster enrollments (`enrollments.>`, coordinator-signed ClusterDefinitions)
+// with a KV watch: the access policy maps `{cluster: X}` to the pod ranges X was ENROLLED with, never
+// to what node records claim (protocol/policy/context.ts). Only a definition signed by a trusted
+// coordinator key and stored under its own name is taken; anything else is ignored and reported.
+//
+// Each (re)started watch delivers every current definition first; the held set is replaced only
+// when that snapshot is complete, so a removal missed while disconnected is not kept. Until the first
+// snapshot is complete the enrollments are unknown (the enforcer then leaves the live table alone).
+import { Kvm, type KV, type KvWatchEntry } from '@nats-io/kv';
+import type { NatsConnection, QueuedIterator } from '@nats-io/transport-node';
+import { backoffDelay } from '../../lib/backoff.ts';
+import type { Clock } from '../../lib/clock.ts';
+import { errorMessage } from '../../lib/errors.ts';
+import { initialCount } from '../../lib/kv-initial-count.ts';
+import type { Logger } from '../../lib/logger.ts';
+import { onConnectionStatus } from '../../lib/nats-status.ts';
+import { verifyEnrollment } from '../../protocol/enrollment-record.ts';
+import type { ClusterDefinition } from '../../protocol/messages.ts';
+import { enrollmentNameFromKey, kvKeys } from '../../protocol/subjects.ts';
+
+export interface EnrollmentWatchOptions {
+  readonly nc: NatsConnection;
+  readonly bucket: string;
+  /** Coordinator public keys a definition may be signed by. */
+  readonly coordinatorKeys: readonly string[];
+  readonly logger: Logger;
+  readonly clock: Clock;
+  readonly retryMinMs?: number;
+  readonly retryMaxMs?: number;
+}
+
+export interface EnrollmentWatchState {
+  /** False until a complete snapshot of `enrollments.>` has been read. */
+  readonly known: boolean;
+  /** Verified definitions by cluster name (frozen: a new map on every change). */
+  readonly definitions: ReadonlyMap<string, ClusterDefinition>;
+  /** Keys whose value was refused, with the reason (kept until the key changes). */
+  readonly rejected: ReadonlyMap<string, string>;
+  readonly lastError: string | null;
+}
+
+export class EnrollmentWatch {
+  private st: EnrollmentWatchState = { known: false, definitions: new Map(), rejected: new Map(), lastError: null };
+  private readonly listeners: ((s: EnrollmentWatchState) => void)[] = [];
+  private stopped = false;
+  private kv: KV | undefined;
+  private watcher: QueuedIterator<KvWatchEntry> | undefined;
+  private loop: Promise<void> | undefined;
+  private stopStatus: (() => void) | undefined;
+  private readonly wake = new AbortController();
+
+  constructor(private readonly o: EnrollmentWatchOptions) {}
+
+  start(): void {
+    if (this.loop) return;
+    // After a reconnect the watch starts again (the snapshot then prunes what was removed meanwhile).
+    this.stopStatus = onConnectionStatus(this.o.nc, (s) => {
+      if (s.type === 'reconnect') this.watcher?.stop();
+    });
+    this.loop = this.supervise().catch((err: unknown) => this.o.logger.error({ err: errorMessage(err) }, 'enrollment watch crashed'));
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.stopStatus?.();
+    this.watcher?.stop();
+    this.wake.abort();
+    await this.loop;
+  }
+
+  onChange(listener: (s: EnrollmentWatchState) => void): void {
+    this.listeners.push(listener);
+  }
+
+  state(): EnrollmentWatchState {
+    return this.st;
+  }
+
+  private async supervise(): Promise<void> {
+    let failures = 0;
+    while (!this.stopped) {
+      try {
+        this.kv ??= await new Kvm(this.o.nc).open(this.o.bucket, { allow_direct: true });
+        const w = await this.kv.watch({ key: kvKeys.enrollmentsFilter });
+        this.watcher = w;
+        await this.consume(w);
+        failures = 0;
+      } catch (err) {
+        failures++;
+        this.set({ ...this.st, lastError: errorMessage(err) });
+        this.o.logger.warn({ err: errorMessage(err) }, 'cannot watch the cluster enrollments; keeping the ones we have, retrying');
+      }
+      if (this.stopped) break;
+      await this.o.clock.sleep(backoffDelay({ initialMs: this.o.retryMinMs ?? 250, maxMs: this.o.retryMaxMs ?? 5000 }, failures + 1), this.wake.signal);
+    }
+  }
+
+  private async consume(w: QueuedIterator<KvWatchEntry>): Promise<void> {
+    // The snapshot is collected apart and replaces the held set once complete.
+    let snapshot: Map<string, ClusterDefinition> | undefined = new Map();
+    const rejected = new Map<string, string>();
+    const finish = (): void => {
+      if (!snapshot) return;
+      const defs = snapshot;
+      snapshot = undefined;
+      this.o.logger.info({ clusters: [...defs.keys()].sort() }, 'cluster enrollments read');
+      this.set({ known: true, definitions: defs, rejected: new Map(rejected), lastError: null });
+    };
+    if ((await initialCount(w)) === 0) finish();
+    for await (const e of w) {
+      const name = enrollmentNameFromKey(e.key);
+      if (name !== undefined) {
+        const into = snapshot ?? new Map(this.st.definitions);
+        const problems = snapshot ? rejected : new Map(this.st.rejected);
+        await this.take(into, problems, e, name);
+        if (!snapshot) this.set({ ...this.st, definitions: into, rejected: problems, lastError: null });
+      }
+      if (e.isUpdate) finish();
+    }
+  }
+
+  /** One entry into `into` (a removal deletes; a refused value keeps the definition held before). */
+  private async take(into: Map<string, ClusterDefinition>, rejected: Map<string, string>, e: KvWatchEntry, name: string): Promise<void> {
+    rejected.delete(e.key);
+    if (e.operation !== 'PUT') {
+      if (into.delete(name)) this.o.logger.info({ cluster: name }, 'cluster enrollment removed');
+      return;
+    }
+    const held = into.get(name) ?? this.st.definitions.get(name);
+    const v = await verifyEnrollment(e.key, e.value, this.o.coordinatorKeys, held?.updatedAt);
+    if (v === undefined) return;
+    if (!v.ok) {
+      rejected.set(e.key, v.reason);
+      // Keep what we held: dropping a cluster would also drop the deny rules that name it.
+      const prev = this.st.definitions.get(name);
+      if (prev) into.set(name, prev);
+      this.o.logger.warn({ key: e.key, revision: e.revision, reason: v.reason }, 'ignoring a cluster enrollment that does not verify');
+      return;
+    }
+    into.set(name, v.definition);
+  }
+
+  private set(s: EnrollmentWatchState): void {
+    this.st = s;
+    for (const l of this.listeners) l(s);
+  }
+}
