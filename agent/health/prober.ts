@@ -2,7 +2,10 @@
 // tunnel), answered by the peer's prober, which also answers everyone else's probes on the same
 // socket. Cost: per peer and interval one request out, one reply in (24 bytes + headers each way),
 // plus the same for the peer's own probes of us — O(peers) datagrams per interval, no state on the
-// responder. A path that loses packets in either direction loses the round trip, so a one-way
+// responder. The rate is bounded: at most `maxProbesPerSecond` (default 250) probes leave per
+// second, so past 500 peers each peer's interval stretches (1,000 peers: every 4 s, which still
+// marks a dead path down within 15 s); sends are spread evenly over the interval (each peer has its
+// own phase, a round every ≤ 250 ms), never one burst to every peer at once. A path that loses packets in either direction loses the round trip, so a one-way
 // fault shows as `down` on both ends.
 //
 // The socket is bound to our overlay IP (re-bound when it changes): probes leave with it as source,
@@ -38,6 +41,8 @@ export interface ProberOptions {
   readonly onFirstLoss?: (name: string) => void;
   /** Called when a peer's state changes (up, down, pending). */
   readonly onStateChange?: (name: string, state: ProbeState) => void;
+  /** Upper bound on probes sent per second to non-fast targets: the per-peer interval stretches past intervalMs when peers / rate is longer. Default 250. */
+  readonly maxProbesPerSecond?: number;
   /** Probe period for `fast` targets (active gateways). Default 300. */
   readonly fastIntervalMs?: number;
   /** A probe to a `fast` target is lost after this long (a slow gateway still answers in time). Default 900. */
@@ -45,9 +50,12 @@ export interface ProberOptions {
 }
 
 /** Knobs the agent passes through (tests make probing faster). */
-export type ProberTuning = Pick<ProberOptions, 'port' | 'intervalMs' | 'downAfter' | 'window' | 'fastIntervalMs' | 'fastTimeoutMs'>;
+export type ProberTuning = Pick<ProberOptions, 'port' | 'intervalMs' | 'downAfter' | 'window' | 'fastIntervalMs' | 'fastTimeoutMs' | 'maxProbesPerSecond'>;
 
-export const PROBE_DEFAULTS = { intervalMs: 2000, downAfter: 3, window: 20, fastIntervalMs: 300, fastTimeoutMs: 900 } as const;
+export const PROBE_DEFAULTS = { intervalMs: 2000, downAfter: 3, window: 20, fastIntervalMs: 300, fastTimeoutMs: 900, maxProbesPerSecond: 250 } as const;
+
+/** The longest gap between two probe rounds (each round sends to the peers that are due). */
+const MAX_ROUND_MS = 250;
 
 /** A one-off probe answer (crosslink ping): RTT, or null when lost. */
 export interface ProbeResult {
@@ -61,6 +69,8 @@ interface Track {
   ip: string;
   fast: boolean;
   lastSentAt: number | null;
+  /** When the next probe is due (staggered per peer so the sends spread over the interval). */
+  nextAt: number;
   sent: number;
   received: number;
   misses: number;
@@ -86,6 +96,9 @@ export class Prober {
   private readonly window: number;
   private readonly fastIntervalMs: number;
   private readonly fastTimeoutMs: number;
+  private readonly maxRate: number;
+  /** Targets that are not `fast` (what the rate bound divides among). */
+  private slowCount = 0;
   private readonly session = randomInt(1, 0xffffffff);
   private seq = 0;
   private socket: Socket | null = null;
@@ -107,6 +120,13 @@ export class Prober {
     this.window = o.window ?? PROBE_DEFAULTS.window;
     this.fastIntervalMs = o.fastIntervalMs ?? PROBE_DEFAULTS.fastIntervalMs;
     this.fastTimeoutMs = o.fastTimeoutMs ?? PROBE_DEFAULTS.fastTimeoutMs;
+    this.maxRate = o.maxProbesPerSecond ?? PROBE_DEFAULTS.maxProbesPerSecond;
+    if (!(this.maxRate > 0)) throw new RangeError(`maxProbesPerSecond must be > 0, got ${this.maxRate}`);
+  }
+
+  /** The probe period of a non-fast peer now: intervalMs, stretched so that all of them together stay within maxProbesPerSecond. */
+  get peerIntervalMs(): number {
+    return Math.max(this.intervalMs, Math.ceil((this.slowCount * 1000) / this.maxRate));
   }
 
   start(): void {
@@ -135,13 +155,19 @@ export class Prober {
     const now = this.o.clock.now();
     const keep = new Set(targets.map((t) => t.name));
     for (const name of this.tracks.keys()) if (!keep.has(name)) this.tracks.delete(name);
+    const slow = targets.filter((t) => t.fast !== true).length;
+    this.slowCount = slow;
+    const every = this.peerIntervalMs;
     for (const t of targets) {
       const tr = this.tracks.get(t.name);
       if (tr && tr.ip === t.ip) {
         tr.fast = t.fast === true;
         continue;
       }
-      this.tracks.set(t.name, { ip: t.ip, fast: t.fast === true, lastSentAt: null, sent: 0, received: 0, misses: 0, history: [], lastRtt: null, lastReplyAt: null, state: 'pending', since: now });
+      // A new peer's first probe at a random moment within one interval (at once when it is fast):
+      // a thousand peers at start-up are not probed in one burst.
+      const nextAt = t.fast === true ? now : now + Math.floor(Math.random() * every);
+      this.tracks.set(t.name, { ip: t.ip, fast: t.fast === true, lastSentAt: null, nextAt, sent: 0, received: 0, misses: 0, history: [], lastRtt: null, lastReplyAt: null, state: 'pending', since: now });
     }
   }
 
@@ -214,8 +240,8 @@ export class Prober {
     const signal = this.abort.signal;
     while (!signal.aborted) {
       this.tick();
-      const anyFast = [...this.tracks.values()].some((t) => t.fast);
-      await this.o.clock.sleep(anyFast ? Math.min(this.fastIntervalMs, this.intervalMs) : this.intervalMs, signal);
+      const anyFast = this.tracks.size > this.slowCount;
+      await this.o.clock.sleep(Math.min(anyFast ? this.fastIntervalMs : Infinity, this.intervalMs, MAX_ROUND_MS), signal);
     }
   }
 
@@ -227,12 +253,15 @@ export class Prober {
       this.ensureBound();
       return;
     }
+    const slowEvery = this.peerIntervalMs;
     for (const [name, tr] of this.tracks) {
-      const every = tr.fast ? this.fastIntervalMs : this.intervalMs;
-      // 10 % slack: a loop that wakes a little early still probes on this round.
-      if (!force && tr.lastSentAt !== null && now - tr.lastSentAt < every * 0.9) continue;
+      const every = tr.fast ? this.fastIntervalMs : slowEvery;
+      // 10 % slack (of the base period): a loop that wakes a little early still probes on this round.
+      if (!force && now < tr.nextAt - (tr.fast ? this.fastIntervalMs : this.intervalMs) * 0.1) continue;
       tr.sent++;
       tr.lastSentAt = now;
+      // Keep the peer's phase (no drift towards one burst); a late round does not make it send twice.
+      tr.nextAt = Math.max(tr.nextAt + every, now + every * 0.5);
       const timeoutMs = tr.fast ? this.fastTimeoutMs : this.intervalMs;
       const seq = this.send(tr.ip, timeoutMs, (rtt) => this.record(name, tr, rtt));
       // Fast targets expire on their own timer, not at the next round (failover speed).
@@ -271,10 +300,9 @@ export class Prober {
     this.outstanding.set(seq, { ip, sentAt: now, deadline: now + timeoutMs, done });
     const packet = encodeProbe({ type: 'request', session: this.session, seq, sentAt: now, receivedBytes: 0 }, bytes);
     this.counters.requestsSent++;
-    this.socket?.send(packet, this.port, ip, (err) => {
-      // A send error (no route, EMSGSIZE) is a lost probe: it expires like any other.
-      if (err) this.o.logger.debug({ ip, err: errorMessage(err) }, 'probe send failed');
-    });
+    // No per-send callback (cheaper at hundreds of probes a second): a send error (no route,
+    // EMSGSIZE) reaches the socket's 'error' listener, and the probe expires like any lost one.
+    this.socket?.send(packet, this.port, ip);
     return seq;
   }
 
