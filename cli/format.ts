@@ -18,6 +18,8 @@ export type PeerState = 'up' | 'idle' | 'stale' | 'never' | 'down' | 'pending';
 export interface PeerActivity {
   readonly latestHandshakeAt: number | null;
   readonly persistentKeepalive: number;
+  /** false: wanted, but missing from the live interface. */
+  readonly onInterface?: boolean | undefined;
   readonly txBytes: number;
   /** The agent's active probe verdict (absent from older agents: then the handshake decides). */
   readonly probe?: { readonly state: 'up' | 'down' | 'pending' } | null | undefined;
@@ -38,6 +40,7 @@ export function handshakeState(p: PeerActivity, now: number): 'up' | 'idle' | 's
 
 /** Healthy for exit codes: up, or idle (nothing asked of the tunnel yet). */
 export const peerHealthy = (p: PeerActivity, now: number): boolean => {
+  if (p.onInterface === false) return false;
   const state = peerState(p, now);
   return state === 'up' || state === 'idle';
 };
@@ -76,7 +79,16 @@ export function formatPeerTable(peers: readonly PeerStatus[], now: number): stri
 
 /** Peers that are not up, with the agent's reason ("node-b: down: no answer to the last 3 probes …"). */
 export function peerProblems(peers: readonly PeerStatus[], now: number): string[] {
-  return peers.filter((p) => !peerHealthy(p, now)).map((p) => `${p.name}: ${peerState(p, now)}${p.probe ? `: ${p.probe.reason}` : ''}`);
+  return peers
+    .filter((p) => !peerHealthy(p, now))
+    .map((p) => (p.onInterface === false ? `${p.name}: not on the interface (wanted but missing live; the agent re-adds it)` : `${p.name}: ${peerState(p, now)}${p.probe ? `: ${p.probe.reason}` : ''}`));
+}
+
+/** The live interface differs from what the agent applies (MTU changed by hand, interface gone). */
+export function dataplaneProblems(s: AgentStatus): string[] {
+  const live = s.dataplane.liveMtu;
+  if (live === undefined || live === s.dataplane.mtu) return [];
+  return [live === null ? `cannot read the MTU of ${s.dataplane.interface} (interface missing?)` : `interface MTU is ${live}, configured ${s.dataplane.mtu} (changed by hand? the agent sets it back)`];
 }
 
 export function remotePathText(r: RemotePath): string {
@@ -103,12 +115,14 @@ export function formatRemoteTable(remotes: readonly RemotePath[]): string {
 }
 
 /**
- * 0 when the agent is ready, the control plane answers (heartbeats acknowledged recently) and every
- * peer is reachable (probes answered) — a scriptable health check.
+ * 0 when the agent is ready, the control plane answers (heartbeats acknowledged recently), the live
+ * interface has the configured MTU and every peer is on it and reachable (probes answered) — a
+ * scriptable health check.
  */
 export function statusExitCode(status: AgentStatus, now: number): 0 | 1 {
   if (!status.ready) return 1;
   if (status.controlPlane.health && !status.controlPlane.health.answering) return 1;
+  if (dataplaneProblems(status).length > 0) return 1;
   return status.peers.every((p) => peerHealthy(p, now)) ? 0 : 1;
 }
 
@@ -163,7 +177,7 @@ export function formatStatus(s: AgentStatus, now: number): string {
   if (s.relays.length > 0) {
     out.push('', renderTable(['RELAY PORT', 'BETWEEN', 'PACKETS', 'BYTES'], s.relays.map((r) => [String(r.port), `${r.between[0]} <-> ${r.between[1]}`, String(r.packets), formatBytes(r.bytes)])));
   }
-  const problems = [...s.errors, ...peerProblems(s.peers, now)];
+  const problems = [...s.errors, ...dataplaneProblems(s), ...peerProblems(s.peers, now)];
   if (problems.length > 0) out.push('', 'Problems:', ...problems.map((e) => `  - ${e}`));
   return out.join('\n');
 }

@@ -29,6 +29,8 @@ export const PeerStatus = z.object({
   persistentKeepalive: z.number(),
   /** Nodes whose pod CIDRs this peer carries (more than one for a gateway). */
   carries: z.array(z.string()),
+  /** false: wanted but missing from the live interface (removed by hand, wireguard-go restarted); absent when the live state could not be read, and from older agents. */
+  onInterface: z.boolean().optional(),
   /** Active probe health (agent/health/prober.ts); absent from agents older than the probes. */
   probe: PeerProbe.nullable().optional(),
 });

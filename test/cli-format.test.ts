@@ -188,8 +188,19 @@ const exitCodes: [string, AgentStatus, 0 | 1][] = [
   ['an idle peer (no keepalive, no traffic yet) is healthy', status({ peers: [peer({}), peer({ name: 'node-c', latestHandshakeAt: null, txBytes: 0 })] }), 0],
   ['a peer never seen', status({ peers: [peer({ latestHandshakeAt: null })] }), 1],
   ['not ready', status({ ready: false }), 1],
+  ['a peer missing from the live interface (removed by hand), probes still up', status({ peers: [peer({ onInterface: false, probe: { state: 'up', reason: 'answered', target: '100.96.0.2', rttMs: 1, lossPct: 0, window: 10, sent: 10, received: 10, lastReplyAt: NOW, since: NOW - 60_000 } })] }), 1],
+  ['every peer on the interface', status({ peers: [peer({ onInterface: true })] }), 0],
+  ['live MTU changed by hand', status({ dataplane: { ...status().dataplane, mtu: 1420, liveMtu: 1280 } }), 1],
+  ['live MTU unreadable (interface gone)', status({ dataplane: { ...status().dataplane, mtu: 1420, liveMtu: null } }), 1],
+  ['live MTU as configured', status({ dataplane: { ...status().dataplane, mtu: 1420, liveMtu: 1420 } }), 0],
 ];
 for (const [name, s, code] of exitCodes) test(`status exit code: ${name}`, (t) => t.is(statusExitCode(s, NOW), code));
+
+test('status names the live drift that makes it exit 1: MTU changed, a peer missing from the interface', (t) => {
+  const text = formatStatus(status({ dataplane: { ...status().dataplane, mtu: 1420, liveMtu: 1280 }, peers: [peer({ onInterface: false })] }), NOW);
+  t.regex(text, /^ {2}- interface MTU is 1280, configured 1420 \(changed by hand\? the agent sets it back\)$/m);
+  t.regex(text, /^ {2}- node-b: not on the interface \(wanted but missing live; the agent re-adds it\)$/m);
+});
 
 test('node table flags refused records', (t) => {
   const text = formatNodeTable([

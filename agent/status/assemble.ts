@@ -41,6 +41,7 @@ export interface StatusInputs {
 export function assembleStatus(i: StatusInputs): AgentStatus {
   const errors: string[] = [];
   let live: readonly LivePeer[] = [];
+  const liveRead = !('error' in i.live);
   if ('error' in i.live) errors.push(`cannot read WireGuard state: ${i.live.error}`);
   else live = i.live;
   const liveByKey = new Map(live.map((p) => [p.publicKey, p]));
@@ -62,6 +63,7 @@ export function assembleStatus(i: StatusInputs): AgentStatus {
       txBytes: l?.txBytes ?? 0,
       persistentKeepalive: p.persistentKeepalive,
       carries: [...p.carries],
+      ...(liveRead ? { onInterface: l !== undefined } : {}),
       probe: i.probes.get(p.node) ?? null,
     };
   });
