@@ -6,7 +6,8 @@
 //   heartbeat     coordinator CPU under heartbeat load
 //   restart       nats-server and coordinator restarts, fleet re-registration and the periodic audit
 //                 with 500 nodes and 50 watchers (restart:2000)
-//   policy        policy set → nftables table replaced on 10 agents (real nft, one netns each; policy:<agents>)
+//   policy        policy set → nftables table replaced on 10 agents (real nft, one netns each; policy:<agents>),
+//                 then on a small real lab (4 real agents, `policy set` as an operator runs it)
 //   agent         one real agent (compiled, real wireguard-go, own netns) among N simulated nodes
 //                 (agent:1000,3000; not in the default set: minutes per size)
 //   probing       peer probing cost per node and peer per minute: datagrams, bytes, CPU (real sockets in a
@@ -18,6 +19,7 @@ import { NatsServer } from '../lib/nats-server.ts';
 import { runDataPlane } from './data-plane.ts';
 import { runRealAgent } from './real-agent.ts';
 import { runPolicyPropagation } from './policy.ts';
+import { runPolicyLab } from './policy-lab.ts';
 import { runProbingCost } from './probing.ts';
 import { runIdleLab } from './idle.ts';
 import { runFanOut, runHeartbeatLoad, runRegistrationStorm, runRestartStorm } from './control-plane.ts';
@@ -27,7 +29,10 @@ const CONTROL_PLANE: Record<string, (server: NatsServer, arg: number[] | undefin
   registration: (s, sizes) => runRegistrationStorm(s, sizes),
   fanout: (s) => runFanOut(s),
   heartbeat: (s) => runHeartbeatLoad(s),
-  policy: (s, n) => runPolicyPropagation(s, n?.[0]),
+  policy: async (s, n) => {
+    await runPolicyPropagation(s, n?.[0]);
+    await runPolicyLab();
+  },
   restart: (s, n) => runRestartStorm(s, n?.[0] === undefined ? undefined : { nodes: n[0], watchers: 50, nodeTtl: '20s' }),
 };
 /** Sections that need no nats-server. */

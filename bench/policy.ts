@@ -3,6 +3,7 @@
 // for real inside its own network namespace (xl-bench-<id>-pN, deleted afterwards): the figure
 // includes the KV watch, signature check, rendering and the atomic `nft -f`.
 import { randomBytes } from 'node:crypto';
+import { loadavg } from 'node:os';
 import { connect } from '@nats-io/transport-node';
 import { Kvm } from '@nats-io/kv';
 import { PolicyEnforcer } from '../agent/policy/enforcer.ts';
@@ -69,7 +70,9 @@ export async function runPolicyPropagation(server: NatsServer, agents = 10, chan
     }
     const lastAgent: number[] = [];
     const perAgent: number[] = [];
+    const load: number[] = [];
     for (let i = 1; i <= changes; i++) {
+      load.push(loadavg()[0] ?? 0);
       const t0 = Date.now();
       const r = await setPolicy({ kv, signingKey: key, clock: systemClock, logger: silentLogger() }, yaml(i), 'bench', 'bench');
       const seen = new Map<number, number>();
@@ -87,7 +90,7 @@ export async function runPolicyPropagation(server: NatsServer, agents = 10, chan
     }
     printTable({
       title: 'policy propagation: policy set → nftables table replaced on every agent',
-      params: { agents, changes, rules: 2, meshNodes: mesh.size, nft: 'real, one netns per agent' },
+      params: { agents, changes, rules: 2, meshNodes: mesh.size, nft: 'real, one netns per agent', load1: `${Math.min(...load).toFixed(1)}-${Math.max(...load).toFixed(1)}` },
       header: ['measure', 'median ms', 'p95 ms', 'max ms'],
       rows: [
         ['every agent enforcing', ms(median(lastAgent)), ms(percentile(lastAgent, 95)), ms(Math.max(...lastAgent))],
