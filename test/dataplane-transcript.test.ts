@@ -18,6 +18,14 @@ const IF = 'xl0';
 const KEYS = await generateWireguardKeyPair();
 const IFACE: DesiredInterface = { name: IF, listenPort: 51820, mtu: 1420, addresses: ['100.96.0.1/32'] };
 
+interface KernelRoute {
+  dst: string;
+  dev?: string;
+  via?: string;
+  protocol: string;
+  metric: number;
+}
+
 interface FakePeer {
   endpoint: string | null;
   allowedIps: string[];
@@ -32,10 +40,30 @@ class FakeHost {
   up = false;
   addresses: string[] = [];
   peers = new Map<string, FakePeer>();
-  /** Our routes (proto 149): dst → {dev|via}. */
-  routes = new Map<string, { dev?: string; via?: string }>();
-  /** Someone else's routes: must never be touched. */
-  foreignRoutes = ['10.0.0.0/8 dev eth0 proto kernel'];
+  /**
+   * The main routing table, both families, everybody's routes in one list, as the kernel holds it:
+   * `replace` overwrites the route with the same destination and metric whoever owns it; `del` removes
+   * the first route matching every selector it names (an unqualified `del` hits a foreign route too);
+   * `flush … proto P` only routes of that protocol. Starts with one foreign route.
+   */
+  table: KernelRoute[] = [{ dst: '10.0.0.0/8', dev: 'eth0', protocol: 'kernel', metric: 0 }];
+  /** Ours (proto 149), by destination. A copy: change the table through the methods below. */
+  get routes(): ReadonlyMap<string, { dev?: string; via?: string }> {
+    return new Map(this.table.filter((r) => r.protocol === '149').map((r) => [r.dst, r.via !== undefined ? { via: r.via } : { dev: r.dev ?? '' }]));
+  }
+  /** Everybody else's routes, as `<dst> dev <dev> proto <p>[ metric <m>]` lines: must never be touched. */
+  get foreignRoutes(): string[] {
+    return this.table.filter((r) => r.protocol !== '149').map((r) => `${r.dst}${r.via !== undefined ? ` via ${r.via}` : ''} dev ${r.dev ?? 'eth0'} proto ${r.protocol}${r.metric !== 0 ? ` metric ${r.metric}` : ''}`);
+  }
+  /** Adds a route of another owner (or of ours, with protocol '149': one a previous version left). */
+  addRoute(r: KernelRoute): void {
+    this.table.push(r);
+  }
+  /** A route deleted by hand (`ip route del <dst>`: the first route with that destination). */
+  deleteRoute(dst: string): void {
+    const i = this.table.findIndex((r) => r.dst === dst);
+    if (i >= 0) this.table.splice(i, 1);
+  }
   ipForward = '0';
   mangle: string[] = [];
   failing: { prefix: string[]; stderr: string }[] = [];
@@ -72,31 +100,36 @@ class FakeHost {
     if (argv[0] === 'sh' && argv[2]?.includes('private-key /dev/stdin')) return (this.publicKey = 'set-from-stdin'), this.ok();
     if (line === 'ip -j route show table main' || line === 'ip -j -6 route show table main') {
       const v6 = argv[2] === '-6';
-      const ours = [...this.routes]
-        .filter(([dst]) => dst.includes(':') === v6)
-        .map(([dst, r]) => ({ dst: dst.replace(/\/(32|128)$/, ''), ...(r.via ? { gateway: r.via } : {}), dev: r.dev ?? 'eth0', protocol: '149', ...(v6 ? { metric: 1024 } : {}), flags: [] }));
-      // The main table also holds everybody else's routes ("10.0.0.0/8 dev eth0 proto kernel").
-      const theirs = this.foreignRoutes
-        .map((text) => text.split(' '))
-        .filter(([dst = '']) => dst.includes(':') === v6)
-        .map(([dst, , dev, , protocol]) => ({ dst, dev, protocol, scope: 'link', flags: [] }));
-      return this.ok(JSON.stringify([...theirs, ...ours]));
+      // `ip -j` prints host routes without their prefix length and an IPv4 metric only when it is not 0.
+      const listed = this.table
+        .filter((r) => r.dst.includes(':') === v6)
+        .map((r) => ({ dst: r.dst.replace(/\/(32|128)$/, ''), ...(r.via !== undefined ? { gateway: r.via } : {}), dev: r.dev ?? 'eth0', protocol: r.protocol, ...(v6 || r.metric !== 0 ? { metric: r.metric } : {}), flags: [] }));
+      return this.ok(JSON.stringify(listed));
     }
     if (argv[0] === 'ip' && argv[1] === 'route' && argv[2] === 'replace') {
       const [dst = '', ...rest] = argv.slice(3);
-      const via = rest[rest.indexOf('via') + 1];
-      const dev = rest[rest.indexOf('dev') + 1];
-      this.routes.set(dst, rest.includes('via') ? { via: via ?? '' } : { dev: dev ?? '' });
-      // Like the kernel: `replace` overwrites whatever route had that destination, whoever owned it.
-      this.foreignRoutes = this.foreignRoutes.filter((r) => r.split(' ')[0] !== dst);
+      const opt = (name: string): string | undefined => (rest.includes(name) ? (rest[rest.indexOf(name) + 1] ?? '') : undefined);
+      const route: KernelRoute = { dst, ...(opt('via') !== undefined ? { via: opt('via') } : { dev: opt('dev') ?? '' }), protocol: opt('proto') ?? 'boot', metric: Number(opt('metric') ?? (dst.includes(':') ? 1024 : 0)) };
+      // Like the kernel: `replace` overwrites the route with that destination and metric, whoever owned it.
+      const i = this.table.findIndex((r) => r.dst === dst && r.metric === route.metric);
+      if (i >= 0) this.table[i] = route;
+      else this.table.push(route);
       return this.ok();
     }
     if (argv[0] === 'ip' && argv[1] === 'route' && argv[2] === 'del') {
-      return this.routes.delete(argv[3] ?? '') ? this.ok() : { stdout: '', stderr: 'RTNETLINK answers: No such process', exitCode: 2 };
+      const [dst = '', ...rest] = argv.slice(3);
+      const opt = (name: string): string | undefined => (rest.includes(name) ? rest[rest.indexOf(name) + 1] : undefined);
+      const [proto, metric, dev] = [opt('proto'), opt('metric'), opt('dev')];
+      // Like the kernel: the first route matching every selector given; one not given matches anything.
+      const i = this.table.findIndex((r) => r.dst === dst && (proto === undefined || r.protocol === proto) && (metric === undefined || r.metric === Number(metric)) && (dev === undefined || r.dev === dev));
+      if (i < 0) return { stdout: '', stderr: 'RTNETLINK answers: No such process', exitCode: 2 };
+      this.table.splice(i, 1);
+      return this.ok();
     }
-    if (line.includes('route flush') && line.includes('proto 149')) {
+    if (argv[0] === 'ip' && argv.includes('flush')) {
       const v6 = argv[1] === '-6';
-      for (const dst of [...this.routes.keys()]) if (dst.includes(':') === v6) this.routes.delete(dst);
+      const proto = argv.includes('proto') ? argv[argv.indexOf('proto') + 1] : undefined;
+      this.table = this.table.filter((r) => r.dst.includes(':') !== v6 || (proto !== undefined && r.protocol !== proto));
       return this.ok();
     }
     if (line === `ip -j addr show dev ${IF}`) {
@@ -354,7 +387,7 @@ test('an endpoint WireGuard learned from a NATed peer is left alone', async (t) 
 test('route drift: a route deleted by hand is replaced', async (t) => {
   const { host, dp } = await setup();
   await dp.apply(state([B]));
-  host.routes.delete('10.2.0.0/24');
+  host.deleteRoute('10.2.0.0/24');
   host.runner.clear();
   const report = await dp.apply(state([B]));
   t.deepEqual(host.writes(), [`ip route replace 10.2.0.0/24 dev ${IF} proto 149`]);
@@ -363,16 +396,25 @@ test('route drift: a route deleted by hand is replaced', async (t) => {
 
 test('routes of other owners are never replaced or deleted', async (t) => {
   const { host, dp } = await setup();
+  // Beside ours, at another metric: a static route to the same destination as one of our stale ones.
+  // An unqualified `ip route del 10.50.0.0/24` would take the static one (lower metric, first in the table).
+  host.addRoute({ dst: '10.50.0.0/24', via: '10.0.0.7', dev: 'eth0', protocol: 'static', metric: 10 });
+  host.addRoute({ dst: '10.50.0.0/24', via: '10.0.0.1', dev: 'eth0', protocol: '149', metric: 50 });
+  const foreign = ['10.0.0.0/8 dev eth0 proto kernel', '10.50.0.0/24 via 10.0.0.7 dev eth0 proto static metric 10'];
+  t.deepEqual(host.foreignRoutes, foreign);
   await dp.apply(state([B], [{ dst: '10.50.0.0/24', via: '10.0.0.1' }]));
+  t.deepEqual(host.foreignRoutes, foreign);
   await dp.apply(state([]));
-  t.deepEqual(host.foreignRoutes, ['10.0.0.0/8 dev eth0 proto kernel']);
+  t.deepEqual(host.foreignRoutes, foreign);
   for (const line of host.writes().filter((l) => l.startsWith('ip route'))) t.regex(line, / proto 149( |$)/);
   t.is(host.routes.size, 0);
+  await dp.teardown();
+  t.deepEqual(host.foreignRoutes, foreign, 'teardown flushes ours only');
 });
 
 test('a desired route whose destination holds a foreign route is blocked, not replaced (issue 8)', async (t) => {
   const { host, dp } = await setup();
-  host.foreignRoutes = ['10.0.0.0/8 dev eth0 proto kernel', '10.2.0.0/24 dev eth0 proto kernel'];
+  host.addRoute({ dst: '10.2.0.0/24', dev: 'eth0', protocol: 'kernel', metric: 0 });
   const report = await dp.apply(state([B]));
   t.deepEqual(host.foreignRoutes, ['10.0.0.0/8 dev eth0 proto kernel', '10.2.0.0/24 dev eth0 proto kernel']);
   t.false(host.writes().some((l) => l.startsWith('ip route replace 10.2.0.0/24')));
@@ -738,7 +780,7 @@ test('change-driven apply (readLive false): no wg dump, no route read; a join co
 test('readLive false trusts the last apply; readLive true (the resync) reads the kernel and repairs drift', async (t) => {
   const { host, dp } = await setup();
   await dp.apply(state([B]));
-  host.routes.delete('10.2.0.0/24');
+  host.deleteRoute('10.2.0.0/24');
   host.peers.delete(B.publicKey);
   host.runner.clear();
   await dp.apply({ ...state([B]), readLive: false });
