@@ -55,6 +55,10 @@ export class ManualClock implements Clock {
   hasSleeperAt(at: number): boolean {
     return this.waiters.some((w) => w.at === at);
   }
+  /** When the pending sleeps are due, earliest first. */
+  get wakeups(): number[] {
+    return this.waiters.map((w) => w.at).sort((a, b) => a - b);
+  }
   /** Number of pending sleeps. */
   get sleepers(): number {
     return this.waiters.length;

@@ -5,6 +5,7 @@ import type { RawRunOptions } from '../coordinator/config.ts';
 import { IpamEntry } from '../coordinator/ipam.ts';
 import { fakeAgent, type AgentClient, type FakeAgent } from './helpers/fake-agent.ts';
 import { ManualClock, type Clock } from '../lib/clock.ts';
+import { CountingClock } from './helpers/counting-clock.ts';
 import { waitFor } from '../lib/wait.ts';
 import { NodeRecord } from '../protocol/messages.ts';
 import { verifyEnvelope } from '../protocol/signing.ts';
@@ -18,6 +19,27 @@ const setup = (t: ExecutionContext, opts: Partial<RawRunOptions> = {}, clock?: C
   startCoordinatorEnv(t, { natsUrl: server().url, bucketTag: 'xllive', config: { nodeTtl: '1s', ...opts }, ...(clock ? { clock } : {}) });
 
 const cluster = (env: CoordinatorEnv, name: string) => readClusterRecord(env.kv, env.key, name);
+
+/**
+ * Expiry rounds on a ManualClock. `align()` moves time to the expiry loop's next wake-up and waits
+ * until that round is over (the loop sleeps again: a sleeper due one interval from now); `next()`
+ * moves one interval (a tenth of the TTL) and waits the same way. No real-time sleep; a round that
+ * never runs fails the wait.
+ */
+function expiryRounds(clock: ManualClock, intervalMs: number): { align(): Promise<void>; next(): Promise<void> } {
+  const rearmed = () => waitFor(() => clock.hasSleeperAt(clock.now() + intervalMs), { timeoutMs: 10_000, intervalMs: 5, what: `the expiry round at ${clock.now()} to finish` });
+  return {
+    align: async () => {
+      const due = await waitFor(() => clock.wakeups.find((at) => at > clock.now() && at <= clock.now() + intervalMs), { timeoutMs: 10_000, intervalMs: 5, what: 'the expiry loop to sleep' });
+      clock.advanceTo(due);
+      await rearmed();
+    },
+    next: async () => {
+      clock.advance(intervalMs);
+      await rearmed();
+    },
+  };
+}
 
 /** Heartbeats `agents` every 200 ms until the returned stop function is called. */
 function keepAlive(client: AgentClient, agents: FakeAgent[]): () => Promise<void> {
@@ -61,18 +83,29 @@ test('a silent node expires: the record is deleted (watchers see DEL), the clust
 });
 
 test('heartbeats keep a node alive; unknown-node once it has expired', async (t) => {
-  const env = await setup(t);
+  const clock = new ManualClock(Date.now());
+  const env = await setup(t, { nodeTtl: '10s', leaseTtl: '1m', maxClockSkew: '1h' }, clock);
   const a = await fakeAgent('node-a');
-  t.true((await env.client.register(a)).ok);
-  const stop = keepAlive(env.client, [a]);
-  await new Promise((r) => setTimeout(r, 2500)); // 2.5 TTLs
-  await stop();
+  const rounds = expiryRounds(clock, 1000);
+  await rounds.align();
+  t.true((await env.client.register(a, { sentAt: clock.now() })).ok);
+  // 25 s (2.5 TTLs) of expiry rounds, a heartbeat every 2 s: every round finds the node alive.
+  let lastBeat = clock.now();
+  for (let s = 1; s <= 25; s++) {
+    if (s % 2 === 0) {
+      lastBeat = clock.now();
+      t.deepEqual(await env.client.heartbeat(a, { sentAt: lastBeat }), { ok: true });
+    }
+    await rounds.next();
+  }
   t.true(await present(env.kv, kvKeys.node('node-a')), 'still registered after 2.5 TTLs of heartbeats');
-  t.deepEqual(await env.client.heartbeat(a), { ok: true });
-
-  await waitFor(async () => !(await present(env.kv, kvKeys.node('node-a'))), { timeoutMs: 10_000, what: 'expiry' });
-  const reply = await env.client.heartbeat(a);
-  t.like(reply, { ok: false, error: { code: 'unknown-node' } });
+  t.false(env.events.some((e) => e.key === kvKeys.node('node-a') && e.op === 'DEL'));
+  // Silent from here: the round a whole TTL after the last heartbeat deletes it, not one before.
+  while (clock.now() + 1000 - lastBeat < 10_000) await rounds.next();
+  t.true(await present(env.kv, kvKeys.node('node-a')), 'alive until a whole TTL without heartbeats');
+  await rounds.next();
+  t.false(await present(env.kv, kvKeys.node('node-a')), 'deleted by the round a TTL after the last heartbeat');
+  t.like(await env.client.heartbeat(a, { sentAt: clock.now() }), { ok: false, error: { code: 'unknown-node' } });
 });
 
 test('heartbeat checks: wrong identity, stale sentAt, bad signature', async (t) => {
@@ -106,7 +139,8 @@ test('deregistration deletes the record at once; only the owner may deregister',
 });
 
 test('gateway election and failover: public endpoint preferred, sticky, epoch increments', async (t) => {
-  const env = await setup(t);
+  const clock = new CountingClock(); // the expiry loop sleeps 100 ms (a tenth of the 1 s TTL) per round
+  const env = await setup(t, {}, clock);
   const base = { cluster: 'edge', topology: 'gateway' as const, gatewayEligible: true };
   const first = await fakeAgent('c-first', { ...base, endpoints: ['203.0.113.1:51820'], podCidrs: ['10.40.1.0/24'] });
   const nat = await fakeAgent('a-nat', { ...base, endpoints: [], podCidrs: ['10.40.2.0/24'] });
@@ -148,7 +182,9 @@ test('gateway election and failover: public endpoint preferred, sticky, epoch in
   // b-pub returns: the gateway stays a-nat (no needless failover).
   t.true((await env.client.register(pub)).ok);
   beating.set('b-pub', keepAlive(env.client, [pub]));
-  await new Promise((r) => setTimeout(r, 300));
+  // Two whole expiry rounds (elections re-run each) after b-pub is back, observed on the clock.
+  const roundsBefore = clock.slept(100);
+  await waitFor(() => clock.slept(100) >= roundsBefore + 2, { timeoutMs: 10_000, what: 'two expiry rounds after b-pub returned' });
   const after = await cluster(env, 'edge');
   t.is(after?.gateway, 'a-nat');
   t.is(after?.gatewayEpoch, 3);
@@ -158,25 +194,13 @@ test('expiry on a manual clock: not before the TTL, right after it', async (t) =
   const clock = new ManualClock(Date.now());
   const env = await setup(t, { nodeTtl: '10s', leaseTtl: '1m', maxClockSkew: '1h' }, clock);
   const a = await fakeAgent('node-a');
-  const reply = await env.client.register(a, { sentAt: clock.now() });
-  t.true(reply.ok);
-
-  const step = async (ms: number): Promise<void> => {
-    for (let done = 0; done < ms; done += 500) {
-      clock.advance(500);
-      await new Promise((r) => setTimeout(r, 15)); // let the expiry loop run on the new time
-    }
-  };
-  await step(9000);
-  t.true(await present(env.kv, kvKeys.node('node-a')), 'alive at 9 s of a 10 s TTL');
-  await step(1000);
-  // Past the TTL: keep time moving in small steps until the expiry loop has acted.
-  await waitFor(
-    async () => {
-      clock.advance(100);
-      return !(await present(env.kv, kvKeys.node('node-a')));
-    },
-    { timeoutMs: 5000, intervalMs: 20, what: 'expiry after the TTL' },
-  );
-  t.pass();
+  const rounds = expiryRounds(clock, 1000);
+  await rounds.align();
+  const registeredAt = clock.now();
+  t.true((await env.client.register(a, { sentAt: registeredAt })).ok);
+  while (clock.now() - registeredAt < 9000) await rounds.next();
+  t.true(await present(env.kv, kvKeys.node('node-a')), 'alive after the round at 9 s of a 10 s TTL');
+  t.false(env.events.some((e) => e.key === kvKeys.node('node-a') && e.op === 'DEL'));
+  await rounds.next(); // at 10 s: silent for a whole TTL
+  t.false(await present(env.kv, kvKeys.node('node-a')), 'deleted by the round at the TTL');
 });
