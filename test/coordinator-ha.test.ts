@@ -7,7 +7,8 @@ import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { parseCoordinatorConfig, type RawRunOptions } from '../coordinator/config.ts';
 import { Coordinator } from '../coordinator/coordinator.ts';
 import { fakeAgent, signed } from './helpers/fake-agent.ts';
-import { systemClock } from '../lib/clock.ts';
+import { systemClock, type Clock } from '../lib/clock.ts';
+import { CountingClock } from './helpers/counting-clock.ts';
 import { silentLogger } from '../lib/logger.ts';
 import { NatsServer } from '../lib/nats-server.ts';
 import { waitFor } from '../lib/wait.ts';
@@ -27,10 +28,10 @@ interface Replica {
   readonly nc: NatsConnection;
 }
 
-async function startReplica(t: ExecutionContext, server: NatsServer, key: SigningKeyPair, opts: Partial<RawRunOptions>, holderId: string): Promise<Replica> {
+async function startReplica(t: ExecutionContext, server: NatsServer, key: SigningKeyPair, opts: Partial<RawRunOptions>, holderId: string, clock: Clock = systemClock): Promise<Replica> {
   const nc = await connect({ servers: server.url, name: `xl-coord-${holderId}`, maxReconnectAttempts: -1, reconnectTimeWait: 250 });
   const config = parseCoordinatorConfig({ nodeTtl: '30s', leaseTtl: '1s', ...opts });
-  const coordinator = await Coordinator.start({ nc, clock: systemClock, logger: silentLogger(), config, signingKey: key, holderId });
+  const coordinator = await Coordinator.start({ nc, clock, logger: silentLogger(), config, signingKey: key, holderId });
   t.teardown(async () => {
     await coordinator.stop();
     if (!nc.isClosed()) await nc.close();
@@ -102,9 +103,13 @@ test('a clean stop hands leadership over at once', async (t) => {
   const key = await generateSigningKeyPair();
   const r1 = await startReplica(t, server, key, opts, `xl-r1-${id}`);
   await waitFor(() => r1.coordinator.isLeader(), { timeoutMs: 10_000, what: 'r1 leads' });
-  const r2 = await startReplica(t, server, key, opts, `xl-r2-${id}`);
-  await new Promise((r) => setTimeout(r, 300));
-  t.false(r2.coordinator.isLeader(), 'a follower does not take a live lease');
+  const r2Clock = new CountingClock();
+  const r2 = await startReplica(t, server, key, opts, `xl-r2-${id}`, r2Clock);
+  // A follower sleeps 1 s between campaigns (a leader sleeps a third of the 30 s TTL): once two such
+  // sleeps have ended, r2 has campaigned twice against the live lease (the first only notes it, the
+  // second could take it) and stayed a follower. Read in the same poll.
+  const seen = await waitFor(() => (r2Clock.slept(1000) >= 2 ? { leader: r2.coordinator.isLeader() } : undefined), { timeoutMs: 15_000, intervalMs: 50, what: 'r2 campaigned twice as a follower' });
+  t.false(seen.leader, 'a follower does not take a live lease');
   await r1.coordinator.stop();
   // With a 30 s lease, only the released lease explains a quick takeover.
   await waitFor(() => r2.coordinator.isLeader(), { timeoutMs: 5000, intervalMs: 50, what: 'r2 takes over the released lease' });
