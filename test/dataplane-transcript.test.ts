@@ -109,7 +109,8 @@ class FakeHost {
     if (argv[0] === 'ip' && argv[1] === 'route' && argv[2] === 'replace') {
       const [dst = '', ...rest] = argv.slice(3);
       const opt = (name: string): string | undefined => (rest.includes(name) ? (rest[rest.indexOf(name) + 1] ?? '') : undefined);
-      const route: KernelRoute = { dst, ...(opt('via') !== undefined ? { via: opt('via') } : { dev: opt('dev') ?? '' }), protocol: opt('proto') ?? 'boot', metric: Number(opt('metric') ?? (dst.includes(':') ? 1024 : 0)) };
+      const via = opt('via');
+      const route: KernelRoute = { dst, ...(via !== undefined ? { via } : { dev: opt('dev') ?? '' }), protocol: opt('proto') ?? 'boot', metric: Number(opt('metric') ?? (dst.includes(':') ? 1024 : 0)) };
       // Like the kernel: `replace` overwrites the route with that destination and metric, whoever owned it.
       const i = this.table.findIndex((r) => r.dst === dst && r.metric === route.metric);
       if (i >= 0) this.table[i] = route;

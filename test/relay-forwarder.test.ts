@@ -52,10 +52,11 @@ async function expectMessage(node: FakeNode, text: string): Promise<void> {
   await waitFor(() => node.received.includes(text), { timeoutMs: 3000, intervalMs: 10, what: `${text} at port ${node.port}` });
 }
 
-/** Sends and waits until the relay has seen the datagram (it bumps no counter when there is no other side yet). */
-async function sendAndSettle(node: FakeNode, text: string, port: number): Promise<void> {
+/** Sends and waits until the relay has received the datagram (and so learned the sender's side). */
+async function sendAndSettle(relay: RelayForwarder, node: FakeNode, text: string, port: number): Promise<void> {
+  const before = relay.received(port);
   await node.send(text, port);
-  await new Promise((r) => setTimeout(r, 50));
+  await waitFor(() => relay.received(port) > before, { timeoutMs: 3000, intervalMs: 5, what: `the relay on ${port} to receive ${text}` });
 }
 
 async function setup(t: { teardown(fn: () => Promise<void>): void }, clock = new ManualClock()) {
@@ -70,7 +71,7 @@ test('forwards datagrams both ways once both sides are known', async (t) => {
   const { port, relay } = await setup(t);
   const x = await fakeNode(t);
   const y = await fakeNode(t);
-  await sendAndSettle(x, 'x1', port); // nobody to forward to yet: dropped, x learned
+  await sendAndSettle(relay, x, 'x1', port); // nobody to forward to yet: dropped, x learned
   t.deepEqual(relay.stats(), [{ port, between: ['x', 'y'], packets: 0, bytes: 0 }]);
   await y.send('y1', port);
   await expectMessage(x, 'y1');
@@ -81,10 +82,10 @@ test('forwards datagrams both ways once both sides are known', async (t) => {
 });
 
 test('re-learns a side that changed its port (least recently seen slot is replaced)', async (t) => {
-  const { port, clock } = await setup(t);
+  const { port, relay, clock } = await setup(t);
   const x = await fakeNode(t);
   const y = await fakeNode(t);
-  await sendAndSettle(x, 'x1', port);
+  await sendAndSettle(relay, x, 'x1', port);
   clock.advance(1000);
   await y.send('y1', port);
   await expectMessage(x, 'y1');
@@ -106,7 +107,7 @@ test('hints identify the side even when LRU would pick the wrong slot', async (t
     { publicKey: 'key-y', endpoint: '127.0.0.2:51820', allowedIps: [], latestHandshakeAt: null, rxBytes: 0, txBytes: 0, persistentKeepalive: 0, hasPresharedKey: false },
   ];
   await relay.update([assignment(port)], { hints: relayHintsFrom(hintPeers) });
-  await sendAndSettle(x, 'x1', port);
+  await sendAndSettle(relay, x, 'x1', port);
   clock.advance(1000);
   await y.send('y1', port);
   await expectMessage(x, 'y1');
@@ -127,9 +128,9 @@ test('a side not heard from for 3 minutes is forgotten', async (t) => {
   const { port, relay, clock } = await setup(t);
   const x = await fakeNode(t);
   const y = await fakeNode(t);
-  await sendAndSettle(x, 'x1', port);
+  await sendAndSettle(relay, x, 'x1', port);
   clock.advance(3 * 60_000 + 1);
-  await sendAndSettle(y, 'y1', port);
+  await sendAndSettle(relay, y, 'y1', port);
   t.deepEqual(x.received, []);
   t.is(relay.stats()[0]?.packets, 0);
 });
@@ -139,7 +140,7 @@ test('update keeps unchanged ports (and what they learned), closes removed ones,
   const other = await freeUdpPort();
   const x = await fakeNode(t);
   const y = await fakeNode(t);
-  await sendAndSettle(x, 'x1', port);
+  await sendAndSettle(relay, x, 'x1', port);
   await relay.update([assignment(port), assignment(other, 'p', 'q')]);
   await y.send('y1', port); // x was remembered across the update
   await expectMessage(x, 'y1');

@@ -50,6 +50,8 @@ interface Relay {
   assignment: RelayAssignment;
   socket: Socket;
   slots: [Side | null, Side | null];
+  /** Datagrams received, forwarded or not (learning a side forwards nothing). */
+  received: number;
   packets: number;
   bytes: number;
 }
@@ -109,7 +111,7 @@ export class RelayForwarder implements RelayPorts {
       if (this.relays.has(a.port)) continue;
       try {
         const socket = await this.bind(a.port);
-        const relay: Relay = { assignment: a, socket, slots: [null, null], packets: 0, bytes: 0 };
+        const relay: Relay = { assignment: a, socket, slots: [null, null], received: 0, packets: 0, bytes: 0 };
         socket.on('message', (msg, rinfo) => this.onMessage(relay, msg, rinfo.address, rinfo.port));
         socket.on('error', (err) => this.options.logger.warn({ port: a.port, err: err.message }, 'relay socket error'));
         this.relays.set(a.port, relay);
@@ -143,6 +145,7 @@ export class RelayForwarder implements RelayPorts {
 
   private onMessage(relay: Relay, msg: Buffer, address: string, port: number): void {
     const now = this.clock.now();
+    relay.received++;
     const slot = this.slotFor(relay, address, port, now);
     const side = relay.slots[slot];
     const other = relay.slots[slot === 0 ? 1 : 0];
@@ -191,6 +194,11 @@ export class RelayForwarder implements RelayPorts {
 
   private logLearned(relay: Relay, slot: number, address: string, port: number, how: string): void {
     this.options.logger.debug({ port: relay.assignment.port, slot, side: `${address}:${port}`, how }, 'relay side learned');
+  }
+
+  /** Datagrams the relay on `port` has received (and learned its side from), forwarded or not. */
+  received(port: number): number {
+    return this.relays.get(port)?.received ?? 0;
   }
 
   stats(): RelayStats[] {
