@@ -1,6 +1,7 @@
 // `crosslink-agent`: parse flags once, build the real dependencies, run the Agent until SIGTERM/SIGINT.
 import { hostname } from 'node:os';
 import { systemClock } from '../lib/clock.ts';
+import { isEntryPoint } from '../lib/entry-point.ts';
 import { ValidationError, errorMessage } from '../lib/errors.ts';
 import { createLogger, type Logger } from '../lib/logger.ts';
 import { ExecaRunner, type Runner } from '../lib/runner.ts';
@@ -30,7 +31,13 @@ async function createServicesSync(config: AgentConfig, logger: Logger): Promise<
   return mcsSyncFromConfig(config, { logger, clock: systemClock });
 }
 
-async function main(argv: readonly string[]): Promise<number> {
+/** Test-only knobs: never reachable from flags or the environment (test/helpers/unguarded-crosslink-agent.ts). */
+export interface AgentMainTesting {
+  /** No route guard: the negative control of test/adversary-dataplane.test.ts. */
+  readonly unsafeUnguardedRoutes?: boolean;
+}
+
+async function main(argv: readonly string[], testing: AgentMainTesting): Promise<number> {
   if (argv.includes('-h') || argv.includes('--help')) {
     agentCommand().outputHelp();
     return 0;
@@ -99,6 +106,7 @@ async function main(argv: readonly string[]): Promise<number> {
       mtu,
       nodeSource,
       signal: startAbort.signal,
+      ...(testing.unsafeUnguardedRoutes === true ? { unsafeUnguardedRoutes: true } : {}),
       connectNats: () => connectNats(config.nats, `crosslink-agent/${config.nodeName}`),
       // The route guard never lets a peer CIDR cover these (names resolved once, at start).
       natsAddresses: await resolveNatsAddresses(config.nats),
@@ -132,14 +140,19 @@ async function main(argv: readonly string[]): Promise<number> {
   return 0;
 }
 
-main(process.argv.slice(2)).then(
-  (code) => {
-    process.exitCode = code;
-    // NATS sockets or timers left by a dependency must not keep a stopped agent alive.
-    setTimeout(() => process.exit(code), 1000).unref();
-  },
-  (err: unknown) => {
-    process.stderr.write(`crosslink-agent: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
-    process.exit(1);
-  },
-);
+/** Runs the agent as the process: exit code, and exit even if a dependency leaves a handle open. */
+export function runAgentProcess(argv: readonly string[], testing: AgentMainTesting = {}): void {
+  main(argv, testing).then(
+    (code) => {
+      process.exitCode = code;
+      // NATS sockets or timers left by a dependency must not keep a stopped agent alive.
+      setTimeout(() => process.exit(code), 1000).unref();
+    },
+    (err: unknown) => {
+      process.stderr.write(`crosslink-agent: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+      process.exit(1);
+    },
+  );
+}
+
+if (isEntryPoint(import.meta.url)) runAgentProcess(process.argv.slice(2));
