@@ -13,7 +13,8 @@
 // the NATS address into WireGuard — so the guarded assertions can fail. Then the operator revokes
 // the attacker: a revoked real agent says so in `crosslink status --json`, fails /readyz and stops
 // heartbeating (counted on NATS). Its health listener, bound to 0.0.0.0, warned and serves no /status.
-import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { spawn, type ChildProcessByStdio } from 'node:child_process';
+import type { Readable } from 'node:stream';
 import { join } from 'node:path';
 import test, { type ExecutionContext } from 'ava';
 import { Lab } from '../lab/lab.ts';
@@ -311,7 +312,9 @@ test.serial('findings 9 and 10 on a real agent: a 0.0.0.0 health listener warns 
 
 // ---------------------------------------------------------------------------------------------
 
-function heartbeatCounts(child: ChildProcessWithoutNullStreams): { latest: Record<string, number>; log: () => string } {
+type Counter = ChildProcessByStdio<null, Readable, Readable>;
+
+function heartbeatCounts(child: Counter): { latest: Record<string, number>; log: () => string } {
   const state = { latest: {} as Record<string, number>, lines: [] as string[], stderr: '' };
   let buf = '';
   child.stdout.on('data', (d: Buffer) => {
@@ -333,7 +336,7 @@ function heartbeatCounts(child: ChildProcessWithoutNullStreams): { latest: Recor
   };
 }
 
-async function stopChild(child: ChildProcessWithoutNullStreams): Promise<void> {
+async function stopChild(child: Counter): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return;
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   child.kill('SIGTERM');
