@@ -34,6 +34,7 @@ import { KeyRotation } from './control/key-rotation.ts';
 import { loadOrCreateNodeKeys, type NodeKeys } from './control/keys.ts';
 import { AgentHealth } from './health/agent-health.ts';
 import type { ProberTuning } from './health/prober.ts';
+import { LossRepair } from './health/loss-repair.ts';
 import { MeshWatch } from './control/mesh-watch.ts';
 import type { Dataplane, LivePeer } from './dataplane/api.ts';
 import { readHostFacts } from './dataplane/host-facts.ts';
@@ -248,7 +249,9 @@ export class Agent {
       logger: o.logger.child({ component: 'services' }),
       ...(o.servicesSync ? { sync: o.servicesSync } : {}),
     });
-    this.health = new AgentHealth({ clock: this.clock, logger: o.logger.child({ component: 'health' }), runner: o.runner, interfaceName: dataplaneConfig.interfaceName, onPeerLost: (name) => this.reconciler.request(`probe to ${name} lost`),
+    // Lost probes ask for a full reconcile at most once per 5 s (agent/health/loss-repair.ts).
+    const lossRepair = new LossRepair({ clock: this.clock, request: (reason) => this.reconciler.request(reason), signal: this.abort.signal });
+    this.health = new AgentHealth({ clock: this.clock, logger: o.logger.child({ component: 'health' }), runner: o.runner, interfaceName: dataplaneConfig.interfaceName, onPeerLost: (name) => lossRepair.lost(name),
       gatewayReports: { nodeName: () => this.identity.name, identitySecretKey: keys.identity.secretKey, publish: (payload) => this.publishGatewayHealth(payload) }, ...(o.tuning?.probe ? { probe: o.tuning.probe } : {}) });
   }
 

@@ -22,16 +22,30 @@ export function parseIp(text: string): { family: 4 | 6; value: bigint } | undefi
 }
 
 function parseIpv4(text: string): bigint | undefined {
-  const parts = text.split('.');
-  if (parts.length !== 4) return undefined;
-  let v = 0n;
-  for (const p of parts) {
-    if (!/^(0|[1-9][0-9]{0,2})$/.test(p)) return undefined;
-    const n = Number(p);
-    if (n > 255) return undefined;
-    v = (v << 8n) | BigInt(n);
+  // Dotted quad of decimal octets without leading zeros ("0" alone is fine). A character loop, not
+  // split + regex: route tables and desired states parse thousands of addresses per reconcile.
+  let value = 0;
+  let part = 0;
+  let digits = 0;
+  let dots = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 46 /* . */) {
+      if (digits === 0 || dots === 3) return undefined;
+      value = value * 256 + part;
+      part = 0;
+      digits = 0;
+      dots++;
+      continue;
+    }
+    if (c < 48 || c > 57) return undefined;
+    if (digits > 0 && part === 0) return undefined; // a leading zero
+    part = part * 10 + (c - 48);
+    digits++;
+    if (part > 255) return undefined;
   }
-  return v;
+  if (digits === 0 || dots !== 3) return undefined;
+  return BigInt(value * 256 + part);
 }
 
 function parseIpv6(text: string): bigint | undefined {
@@ -60,7 +74,8 @@ function parseIpv6(text: string): bigint | undefined {
 
 export function formatIp(family: 4 | 6, value: bigint): string {
   if (family === 4) {
-    return [24n, 16n, 8n, 0n].map((s) => String((value >> s) & 0xffn)).join('.');
+    const n = Number(value & 0xffffffffn);
+    return `${Math.floor(n / 16777216)}.${(n >>> 16) & 255}.${(n >>> 8) & 255}.${n & 255}`;
   }
   const groups: string[] = [];
   for (let i = 7; i >= 0; i--) groups.push(((value >> BigInt(i * 16)) & 0xffffn).toString(16));

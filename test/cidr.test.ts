@@ -140,3 +140,8 @@ test('formatEndpoint brackets IPv6 only', (t) => {
   t.is(formatEndpoint('192.0.2.1', 51820), '192.0.2.1:51820');
   t.is(formatEndpoint('2001:db8::1', 51820), '[2001:db8::1]:51820');
 });
+
+test('IPv4 parsing edge cases (the character-loop parser): dotted quads of 0-255 without leading zeros only', (t) => {
+  for (const ok of ['0.0.0.0', '255.255.255.255', '1.2.3.0', '10.0.0.1']) t.is(formatIp(4, parseIp(ok)?.value ?? -1n), ok, ok);
+  for (const bad of ['01.2.3.4', '1.2.3', '1.2.3.4.5', '256.1.1.1', '1..2.3', '1.2.3.', '.1.2.3', '1.2.3.00', 'a.b.c.d', '1.2.3.4 ', '', '1.2.3.1000', '1.2.3.-1']) t.is(parseIp(bad), undefined, bad);
+});

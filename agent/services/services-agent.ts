@@ -70,6 +70,8 @@ export class ServicesAgent {
   private table: ServiceTable = new Map();
   private paths: ReadonlyMap<string, ClusterPathInfo> = new Map();
   private pathTimer: NodeJS.Timeout | undefined;
+  /** The last path refresh was skipped (no service records). */
+  private pathsSkipped = false;
   private readonly listeners: ((services: readonly MergedService[]) => void)[] = [];
   private readonly sync: ServicesSync | undefined;
 
@@ -110,7 +112,10 @@ export class ServicesAgent {
       ...(this.o.retryMaxMs === undefined ? {} : { retryMaxMs: this.o.retryMaxMs }),
     });
     this.watch = w;
-    w.onChange(() => this.rebuild());
+    w.onChange(() => {
+      if (this.pathsSkipped && this.records().size > 0) this.refreshPaths();
+      this.rebuild();
+    });
     w.start();
   }
 
@@ -138,6 +143,13 @@ export class ServicesAgent {
   }
 
   private refreshPaths(): void {
+    // Nothing exported anywhere: no answer to order, so no status read (at 1,000 peers a status is
+    // three kernel reads and a 1,000-peer document, every 5 s). The first export refreshes at once.
+    if (this.records().size === 0) {
+      this.pathsSkipped = true;
+      return;
+    }
+    this.pathsSkipped = false;
     this.o
       .clusterPaths()
       .then((p) => {
