@@ -14,6 +14,8 @@
 //                 netns; probing:<peers,...>, default 10,50)
 //   idle          an idle converged default lab: mutating data-plane commands (0), reconciles, probe
 //                 datagrams and agent CPU per minute, read from the agents' /metrics
+//   failover      health-driven gateway failover on the default lab: UDP to gcp's active gateway
+//                 dropped → replaced → traffic flowing (failover:<trials>, default 5; not in the default set)
 import { randomBytes } from 'node:crypto';
 import { NatsServer } from '../lib/nats-server.ts';
 import { runDataPlane } from './data-plane.ts';
@@ -22,6 +24,7 @@ import { runPolicyPropagation } from './policy.ts';
 import { runPolicyLab } from './policy-lab.ts';
 import { runProbingCost } from './probing.ts';
 import { runIdleLab } from './idle.ts';
+import { runGatewayFailover } from './gateway-failover.ts';
 import { runFanOut, runHeartbeatLoad, runRegistrationStorm, runRestartStorm } from './control-plane.ts';
 
 /** Each control-plane section, with an optional argument after a colon (e.g. `registration:2000,4000`). */
@@ -39,12 +42,15 @@ const CONTROL_PLANE: Record<string, (server: NatsServer, arg: number[] | undefin
 const STANDALONE: Record<string, (arg: number[] | undefined) => Promise<void>> = {
   probing: (peers) => runProbingCost(peers),
   idle: () => runIdleLab(),
+  failover: (trials) => runGatewayFailover(trials?.[0]),
 };
-const ALL = ['dataplane', ...Object.keys(STANDALONE), ...Object.keys(CONTROL_PLANE)];
+/** Run only when asked for by name. */
+const ON_REQUEST = new Set(['agent', 'failover']);
+const ALL = ['dataplane', ...Object.keys(STANDALONE), ...Object.keys(CONTROL_PLANE)].filter((s) => !ON_REQUEST.has(s));
 
 function parseSection(text: string): { name: string; arg: number[] | undefined } | undefined {
   const [name = '', arg] = text.split(':', 2);
-  if (!ALL.includes(name) && name !== 'agent') return undefined;
+  if (!ALL.includes(name) && !ON_REQUEST.has(name)) return undefined;
   if (arg === undefined) return { name, arg: undefined };
   const nums = arg.split(',').map(Number);
   return nums.every((n) => Number.isInteger(n) && n > 0) ? { name, arg: nums } : undefined;
@@ -54,7 +60,7 @@ async function main(): Promise<void> {
   const asked = process.argv.slice(2).map((a) => ({ text: a, parsed: parseSection(a) }));
   const bad = asked.filter((a) => a.parsed === undefined).map((a) => JSON.stringify(a.text));
   if (bad.length > 0) {
-    console.error(`unknown section ${bad.join(', ')}; use one or more of: ${ALL.join(', ')} or agent (registration:<sizes,...>, agent:<sizes,...> and restart:<nodes> take a size)`);
+    console.error(`unknown section ${bad.join(', ')}; use one or more of: ${ALL.join(', ')}, agent or failover (registration:<sizes,...>, agent:<sizes,...>, restart:<nodes> and failover:<trials> take a size)`);
     process.exitCode = 2;
     return;
   }
