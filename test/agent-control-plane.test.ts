@@ -5,7 +5,7 @@ import { connect, type Msg, type NatsConnection } from '@nats-io/transport-node'
 import { ControlPlane } from '../agent/control/control-plane.ts';
 import { readinessOf } from '../agent/status/readiness.ts';
 import type { NodeIdentity } from '../agent/plan/model.ts';
-import { systemClock } from '../lib/clock.ts';
+import { ManualClock, systemClock, type Clock } from '../lib/clock.ts';
 import { silentLogger } from '../lib/logger.ts';
 import { NatsServer } from '../lib/nats-server.ts';
 import { waitFor } from '../lib/wait.ts';
@@ -35,7 +35,7 @@ interface Fixture {
   wgPublicKey: string;
 }
 
-async function setup(t: ExecutionContext, identity: () => NodeIdentity = () => IDENTITY): Promise<Fixture> {
+async function setup(t: ExecutionContext, identity: () => NodeIdentity = () => IDENTITY, clock: Clock = systemClock): Promise<Fixture> {
   const server = await NatsServer.start({ name: 'xl-cp' });
   const nc = await connect({ servers: server.url });
   const coordNc = await connect({ servers: server.url });
@@ -44,7 +44,7 @@ async function setup(t: ExecutionContext, identity: () => NodeIdentity = () => I
   const wg = await generateWireguardKeyPair();
   const cp = new ControlPlane({
     nc,
-    clock: systemClock,
+    clock,
     logger: silentLogger(),
     coordinatorKey: coordinator.publicKey,
     wireguardPublicKey: wg.publicKey,
@@ -114,13 +114,24 @@ test('retries while no coordinator answers, then registers with a signed, verifi
   t.is(st.lastError, null);
 });
 
+/** The control plane's loop asleep on the manual clock: how long until it wakes (it is the clock's only sleeper). */
+const parkedFor = (clock: ManualClock, what: string): Promise<number> =>
+  waitFor(() => (clock.sleepers === 1 ? (clock.wakeups[0] ?? 0) - clock.now() : undefined), { timeoutMs: 5000, intervalMs: 5, what });
+
 test('a rejection is reported with its field and retried slowly (no spinning)', async (t) => {
-  const f = await setup(t);
+  const clock = new ManualClock();
+  const f = await setup(t, undefined, clock);
   const reg = serveRegister(f, () => Promise.resolve({ ok: false, error: { code: 'invalid', field: 'podCidrs[0]', message: 'podCidrs[0]: overlaps node-b' } }));
   f.cp.start();
   await waitFor(() => reg.count() >= 1, { timeoutMs: 5000, what: 'first request' });
-  await new Promise((r) => setTimeout(r, 1000));
-  t.true(reg.count() <= 4, `${reg.count()} requests in ~1 s with a 400 ms rejection backoff`);
+  // Asleep after the refusal: for the rejection backoff (400 ms ±20 %), not the 50 ms retry of an unanswered request.
+  for (let n = 1; n <= 3; n++) {
+    const delay = await parkedFor(clock, `the retry sleep after refusal ${n}`);
+    t.true(delay >= 320 && delay <= 480, `retry ${n} after ${delay} ms (rejectedRetryMs 400 ±20 %)`);
+    t.is(reg.count(), n, 'nothing sent while asleep');
+    clock.advance(delay);
+    await waitFor(() => reg.count() > n, { timeoutMs: 5000, intervalMs: 5, what: `request ${n + 1}` });
+  }
   t.false(f.cp.state().registered);
   t.is(f.cp.state().lastError, 'invalid (podCidrs[0]): podCidrs[0]: overlaps node-b');
 });
@@ -207,7 +218,8 @@ test('an invalid own identity is reported without contacting the coordinator', a
 });
 
 test('finding 10: a revoked heartbeat reply stops heartbeats and registrations; state and readiness say revoked', async (t) => {
-  const f = await setup(t);
+  const clock = new ManualClock();
+  const f = await setup(t, undefined, clock);
   const reg = serveRegister(f, ok(f));
   const beats: Heartbeat[] = [];
   const strictlyIncreasing = (xs: number[]): boolean => xs.every((x, i) => i === 0 || x > (xs[i - 1] ?? 0));
@@ -221,10 +233,20 @@ test('finding 10: a revoked heartbeat reply stops heartbeats and registrations; 
       })();
     },
   });
+  await f.coordNc.flush();
   f.cp.start();
-  await waitFor(() => beats.length >= 2, { timeoutMs: 5000, what: 'heartbeats' });
+  // Time moves only here: to the loop's next wake-up (the heartbeat due), one heartbeat at a time.
+  const nextBeat = async (): Promise<void> => {
+    const n = beats.length;
+    clock.advance(await parkedFor(clock, `heartbeat ${n + 1} due`));
+    await waitFor(() => beats.length > n, { timeoutMs: 5000, intervalMs: 5, what: `heartbeat ${n + 1}` });
+  };
+  await waitFor(() => f.cp.state().registered, { timeoutMs: 5000, what: 'registered' });
+  await nextBeat();
+  await nextBeat();
   t.true(strictlyIncreasing([reg.requests[0]!.sentAt, ...beats.map((b) => b.sentAt)]), 'sentAt moves forward with every request');
   revoke = true;
+  await nextBeat();
   await waitFor(() => f.cp.state().revoked !== null, { timeoutMs: 5000, what: 'revoked' });
   t.false(f.cp.state().registered);
   t.regex(f.cp.state().revoked ?? '', /revoked/);
@@ -232,9 +254,15 @@ test('finding 10: a revoked heartbeat reply stops heartbeats and registrations; 
   t.false(readiness.ready);
   t.regex(readiness.reason, /^revoked by an operator/);
   const [beatsThen, regsThen] = [beats.length, reg.count()];
+  // Asked to re-register, then 50 heartbeat intervals (10 s) later: the loop has run again (woken,
+  // then past every heartbeat it would have sent) and parked for an hour — sending nothing. The counts
+  // are read in the poll that sees it parked (or that sees something sent).
   f.cp.requestRegister('identity changed');
-  // Five heartbeat intervals (200 ms): a live agent would have sent several by now.
-  await new Promise((r) => setTimeout(r, 1000));
-  t.is(beats.length, beatsThen, 'no heartbeat after revocation');
-  t.is(reg.count(), regsThen, 'no registration after revocation');
+  clock.advance(10_000);
+  const seen = await waitFor(
+    () => (clock.hasSleeperAt(clock.now() + 3_600_000) || beats.length !== beatsThen || reg.count() !== regsThen ? { beats: beats.length, regs: reg.count() } : undefined),
+    { timeoutMs: 5000, intervalMs: 5, what: 'the revoked loop parked after the wake-up' },
+  );
+  t.is(seen.beats, beatsThen, 'no heartbeat after revocation');
+  t.is(seen.regs, regsThen, 'no registration after revocation');
 });
