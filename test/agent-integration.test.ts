@@ -149,23 +149,29 @@ test.serial('fail-static: coordinator and NATS outages never shrink the peer set
   // Coordinator down: heartbeats fail, records stay; several resyncs and more than a TTL pass.
   await mesh.stopCoordinator();
   const mark = a.dataplane.applied.length;
-  await new Promise((r) => setTimeout(r, 4000));
+  // Observed, not slept: the heartbeat failure reported, and 5 resyncs (1 s apart: more than the 3 s
+  // TTL) applied since the coordinator went. Status is read in the poll that sees both.
+  const st = await waitFor(
+    async () => {
+      const s = await agentStatus(a.socket);
+      return s.controlPlane.lastError !== null && a.dataplane.applied.length >= mark + 5 ? s : undefined;
+    },
+    { ...WAIT, what: 'heartbeat failure reported and 5 resyncs during the coordinator outage' },
+  );
+  t.true(st.ready, 'still ready: the data plane is intact');
   await a.agent.reconcileNow('test');
   const during = a.dataplane.applied.slice(mark);
-  t.true(during.length > 0, 'resyncs kept applying');
   for (const d of during) t.deepEqual(peerNodes(d), ['node-b', 'node-c']);
-  const st = await agentStatus(a.socket);
-  t.true(st.ready, 'still ready: the data plane is intact');
-  t.truthy(st.controlPlane.lastError, 'the heartbeat failure is reported');
 
   // NATS down as well: the KV watch is gone, the view is kept.
   await mesh.server.stopProcess();
   const mark2 = a.dataplane.applied.length;
-  await new Promise((r) => setTimeout(r, 1500));
+  // The agent noticed (disconnected) and resynced twice since: the view survived the lost watch.
+  await waitFor(async () => !(await agentStatus(a.socket)).controlPlane.connected && a.dataplane.applied.length >= mark2 + 2, { ...WAIT, what: 'disconnected, then 2 resyncs' });
   await a.agent.reconcileNow('test');
-  for (const d of a.dataplane.applied.slice(mark2)) t.deepEqual(peerNodes(d), ['node-b', 'node-c']);
-  const down = await agentStatus(a.socket);
-  t.false(down.controlPlane.connected);
+  const duringNats = a.dataplane.applied.slice(mark2);
+  t.true(duringNats.length >= 3);
+  for (const d of duringNats) t.deepEqual(peerNodes(d), ['node-b', 'node-c']);
 
   // Everything back: the agents reconnect, heartbeat or re-register, and stay meshed.
   await mesh.server.restart();
