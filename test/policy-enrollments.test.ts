@@ -3,14 +3,15 @@
 // claim. One function (protocol/policy/context.ts) for the agents' nftables table and for
 // `crosslink-coordinator policy test`. Adversary: a node record claiming an extra range does not
 // widen what a rule allows; a forged definition (another key) is ignored, reported, and does not
-// replace the real one. Real NATS: `cluster add` / `cluster remove` reach the agent's table.
+// replace the real one. Real NATS: `cluster add` / `cluster remove` reach the agent's table, also
+// after the fault of a nats-server restart.
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import test from 'ava';
 import { connect } from '@nats-io/transport-node';
 import { AgentPolicy } from '../agent/policy/agent-policy.ts';
 import { PolicyEnforcer } from '../agent/policy/enforcer.ts';
-import { addCluster, removeCluster } from '../coordinator/cluster-admin.ts';
+import { addCluster, ClusterAdminError, removeCluster } from '../coordinator/cluster-admin.ts';
 import { setPolicy } from '../coordinator/policy-admin.ts';
 import { openBucket, StateStore } from '../coordinator/store.ts';
 import { ManualClock, systemClock } from '../lib/clock.ts';
@@ -131,3 +132,48 @@ test('real NATS: the agent follows enrollments.> (add, remove); a forged definit
   const removed = await tableWhen((x) => !x.includes('10.203.0.0/16'), 'c3\'s range gone after cluster remove');
   t.false(removed.includes('100.96.0.9/32'), 'its node belongs to no cluster any more');
 });
+
+// Serial: runs before the concurrent tests, so the restart disturbs no other test of this file.
+test.serial('fault: after a nats-server restart the agent still follows enrollments.> (a cluster removed right after it leaves the table)', async (t) => {
+  const agentNc = await connect({ servers: server().url, name: 'xl-test-policyenroll-agent', maxReconnectAttempts: -1, reconnectTimeWait: 200 });
+  const adminNc = await connect({ servers: server().url, name: 'xl-test-policyenroll-admin', maxReconnectAttempts: -1, reconnectTimeWait: 200 });
+  t.teardown(async () => {
+    await agentNc.close();
+    await adminNc.close();
+  });
+  const { bucket } = scratchNames('xlpolrestart');
+  const kv = await openBucket(adminNc, { bucket, replicas: 1, logger: silentLogger() });
+  const key = await generateSigningKeyPair();
+  const admin = { store: new StateStore(kv, key, silentLogger()), clock: systemClock };
+  await addCluster(admin, { name: 'c1', podCidrs: ['10.201.0.0/16'], topology: 'mesh', allowPublic: false });
+  await addCluster(admin, { name: 'c3', podCidrs: ['10.203.0.0/16'], topology: 'mesh', allowPublic: false });
+  await setPolicy({ kv, signingKey: key, clock: systemClock, logger: silentLogger() }, 'default: deny\nrules:\n  - from: {cluster: c1}\n    to: {cluster: c3}\n', 'test', 'test');
+  const { runner, applied } = fakeNft();
+  const policy = new AgentPolicy({ runner, logger: silentLogger(), clock: systemClock, interfaceName: 'xlwg1', mode: 'best-effort', nftCommand: 'nft', bucket, coordinatorKeys: [key.publicKey], onGateChanged: () => undefined });
+  t.teardown(() => policy.stop(false));
+  await policy.init();
+  policy.connect(agentNc);
+  policy.meshChanged(new Map([[a1.name, a1]]));
+  await waitFor(() => (applied.at(-1) ?? '').includes('10.203.0.0/16'), { timeoutMs: 15_000, what: 'c3 in the table before the restart' });
+
+  await server().restart();
+  // The operator removes c3 as soon as the server is back (the admin connection may still be reconnecting).
+  await waitFor(
+    async () => {
+      try {
+        await removeCluster(admin, 'c3');
+        return true;
+      } catch (err) {
+        // A try that timed out may still have removed it.
+        return err instanceof ClusterAdminError && /is not enrolled/.test(err.message);
+      }
+    },
+    { timeoutMs: 20_000, intervalMs: 200, what: 'cluster remove c3 after the restart' },
+  );
+  let table = '';
+  await waitFor(() => !(table = applied.at(-1) ?? '').includes('10.203.0.0/16'), { timeoutMs: 30_000, what: 'c3 gone from the table after the restart' });
+  t.regex(table, /crosslink policy v1/);
+  t.regex(table, /# rule 1: allow from cluster c1 to cluster c3, any port \(matches nothing here: cluster c3 is not enrolled\)/);
+  t.false((await policy.status()).lastError !== null, 'the table applies');
+});
+

@@ -149,10 +149,10 @@ table inet crosslink_policy {
   t.is(versionFromTableComment('default (crosslink policy v7 abababababab)'), 7);
 });
 
-test('render: a cluster without nodes renders nothing for its rule (and says why); IPv6 gets ip6 matches; counters carried', (t) => {
+test('render: a cluster that is not enrolled renders nothing for its rule (and says why); IPv6 gets ip6 matches; counters carried', (t) => {
   const p = parsePolicyYaml('default: allow\nrules:\n  - from: {cluster: ghost}\n    to: {cluster: c2}\n    action: deny\n  - from: {cidr: "fd00:1::/64"}\n    to: {cidr: "fd00:2::/64", ports: [icmp, "tcp/22"]}\n    action: deny\n');
   const text = renderPolicyTable({ record: record(p, 2), context: ctx, interfaceName: 'wg9', counters: new Map([['rule_2', { packets: 3, bytes: 180 }]]) });
-  t.regex(text, /# rule 1: deny from cluster ghost to cluster c2, any port \(matches nothing here: cluster ghost has no known nodes\)\n\t\t# rule 2/);
+  t.regex(text, /# rule 1: deny from cluster ghost to cluster c2, any port \(matches nothing here: cluster ghost is not enrolled\)\n\t\t# rule 2/);
   t.regex(text, /ip6 saddr \{ fd00:1::\/64 \} ip6 daddr \{ fd00:2::\/64 \} tcp dport \{ 22 \} counter name "rule_2" drop/);
   t.regex(text, /meta l4proto ipv6-icmp counter name "rule_2" drop/);
   t.regex(text, /counter rule_2 \{ packets 3 bytes 180 \}/);

@@ -78,10 +78,10 @@ export function renderRule(rule: PolicyDocument['rules'][number], index1: number
   return lines;
 }
 
-/** Why a rule renders to nothing (e.g. a cluster without known nodes), or null. */
+/** Why a rule renders to nothing (e.g. a cluster that is not enrolled), or null. */
 export function inertReason(rule: PolicyDocument['rules'][number], ctx: PolicyContext): string | null {
   for (const sel of [rule.from, rule.to]) {
-    if (sel.cluster !== undefined && (ctx.clusters.get(sel.cluster)?.length ?? 0) === 0) return `cluster ${sel.cluster} has no known nodes`;
+    if (sel.cluster !== undefined && (ctx.clusters.get(sel.cluster)?.length ?? 0) === 0) return `cluster ${sel.cluster} is not enrolled`;
   }
   if (renderRule(rule, 1, ctx).length === 0) return 'its two sides share no IP family';
   return null;
