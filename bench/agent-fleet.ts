@@ -9,6 +9,7 @@ import { heartbeatDelayMs, heartbeatRetryDelayMs } from '../agent/control/contro
 import { onConnectionStatus } from '../lib/nats-status.ts';
 import { errorMessage } from '../lib/errors.ts';
 import { mapLimit } from '../lib/pool.ts';
+import { HeardAgainTracker } from './heard-again.ts';
 import { fakeAgent, rpc, signed, signedRegistration, type FakeAgent } from './simulated-agent.ts';
 import type { JoinCredential } from '../protocol/join-credential.ts';
 import { HeartbeatReply, RegisterReply, type Heartbeat } from '../protocol/messages.ts';
@@ -94,6 +95,8 @@ export class AgentFleet {
   counters: HeartbeatCounters = newCounters();
   /** When each agent's latest heartbeat was answered ok (performance.now() ms): "every node heard again". */
   readonly lastOkAt = new Map<string, number>();
+  /** Every node's heartbeats after an event (`heardAgain.mark(t)` at a coordinator kill): bench/heard-again.ts. */
+  readonly heardAgain = new HeardAgainTracker();
   /** Unanswered heartbeats in a row per agent: retried like the agent does (heartbeatRetryDelayMs), not an interval later. */
   private readonly failures = new Map<string, number>();
   private intervalMs = 0;
@@ -203,10 +206,12 @@ export class AgentFleet {
     c.sent++;
     const t0 = performance.now();
     c.sentAtMs.push(t0);
+    this.heardAgain.sent(agent.name, t0);
     let reply: HeartbeatReply;
     try {
       reply = await rpc(this.nc, this.subjects.heartbeat, body, HeartbeatReply, this.timeoutMs);
     } catch (err) {
+      this.heardAgain.failed(agent.name, t0, performance.now());
       countReason(c, errorMessage(err).slice(0, 80));
       this.retrySoon(agent.name);
       return;
@@ -214,12 +219,17 @@ export class AgentFleet {
     c.latenciesMs.push(performance.now() - t0);
     if (reply.ok) {
       c.ok++;
-      this.lastOkAt.set(agent.name, performance.now());
+      const at = performance.now();
+      this.lastOkAt.set(agent.name, at);
+      this.heardAgain.answered(agent.name, t0, at);
       this.failures.delete(agent.name);
       return;
     }
+    this.heardAgain.failed(agent.name, t0, performance.now());
     if (reply.error.code !== 'unknown-node') {
       countReason(c, `${reply.error.code}: ${reply.error.message.slice(0, 80)}`);
+      // Like the agent: a coordinator still taking over is retried soon.
+      if (reply.error.code === 'unavailable') this.retrySoon(agent.name);
       return;
     }
     c.unknownNode++;

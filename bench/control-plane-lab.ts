@@ -41,6 +41,8 @@ export class ControlPlaneLab {
   readonly id = randomBytes(3).toString('hex');
   readonly bucket = `xlbench_${this.id}`;
   readonly prefix = `xl.bench${this.id}.v1`;
+  /** The coordinator's POD_NAME, the same across restarts as in deploy/ (a restart reclaims its own lease). */
+  readonly podName = `xl-bench-coordinator-${this.id}`;
   coordinator: CoordinatorProcess | undefined;
   private kvHandle: KV | undefined;
   private probe: FakeAgent | undefined;
@@ -87,8 +89,11 @@ export class ControlPlaneLab {
     return subjects(this.prefix);
   }
 
-  /** Starts a coordinator process and resolves once it answers (ms from spawn to first answer). */
-  async startCoordinator(): Promise<number> {
+  /**
+   * Starts a coordinator process and resolves once it answers (ms from spawn to first answer).
+   * `newHolder`: without the stable POD_NAME (a new lease holder id, as before the manifests set it).
+   */
+  async startCoordinator(o: { readonly newHolder?: boolean } = {}): Promise<number> {
     const t0 = performance.now();
     this.coordinator = CoordinatorProcess.start({
       natsUrl: this.server.url,
@@ -97,6 +102,7 @@ export class ControlPlaneLab {
       signingKeyFile: join(this.dir, 'coordinator.key'),
       nodeTtl: this.options.nodeTtl ?? '60s',
       leaseTtl: this.options.leaseTtl ?? '3s',
+      ...(o.newHolder === true ? {} : { podName: this.podName }),
     });
     await this.waitServing(60_000);
     return performance.now() - t0;

@@ -2,6 +2,7 @@
 // coordinator as its own process (bin/crosslink-coordinator), simulated agents sending signed
 // registrations and heartbeats, and real MeshWatch instances as the agents' watchers.
 // Sections: registration storm, fan-out, heartbeat load, restart storm. Measures; asserts nothing.
+import { readFile } from 'node:fs/promises';
 import { performance } from 'node:perf_hooks';
 import type { NatsServer } from '../lib/nats-server.ts';
 import { waitFor } from '../lib/wait.ts';
@@ -14,6 +15,7 @@ import { WatcherFleet } from './watchers.ts';
 const sleep = (t: number): Promise<void> => new Promise((r) => setTimeout(r, t));
 const maxOf = (xs: readonly number[]): number => xs.reduce((a, b) => Math.max(a, b), -Infinity);
 const kib = (bytes: number): string => (bytes / 1024).toFixed(1);
+const loadAverage = async (): Promise<string> => (await readFile('/proc/loadavg', 'utf8')).split(' ').slice(0, 3).join(' ');
 
 /** Registration requests in flight at once during storms (agents do not coordinate with each other). */
 const STORM_CONCURRENCY = 100;
@@ -201,6 +203,7 @@ export async function runHeartbeatLoad(server: NatsServer, o: { sizes: readonly 
 
 export async function runRestartStorm(server: NatsServer, o: { nodes: number; watchers: number; nodeTtl: string } = { nodes: 500, watchers: 50, nodeTtl: '20s' }): Promise<void> {
   const rows: Cell[][] = [];
+  const restarts: Cell[][] = [];
   const reregister: Cell[][] = [];
   const audits: Cell[][] = [];
   const failureNotes: string[] = [];
@@ -208,9 +211,11 @@ export async function runRestartStorm(server: NatsServer, o: { nodes: number; wa
     if (reasons.size > 0) failureNotes.push(`${event}: heartbeat failures: ${[...reasons].map(([r, n]) => `${n} x ${r}`).join('; ')}`);
   };
   let coldSync = '';
+  let heartbeatMs = 0;
   await withLab(server, { nodeTtl: o.nodeTtl }, async (lab) => {
     const fleet = new AgentFleet(lab, await makeAgents(0, o.nodes), 5000);
     const first = await fleet.registerAll(STORM_CONCURRENCY);
+    heartbeatMs = first.heartbeatIntervalMs;
     // Agents heartbeat from their registration on (else the early ones expire while the watchers load).
     fleet.startHeartbeats(first.heartbeatIntervalMs);
     const ts = performance.now();
@@ -265,35 +270,48 @@ export async function runRestartStorm(server: NatsServer, o: { nodes: number; wa
         ]);
       }
 
-      // b) coordinator restart, clean (SIGTERM: lease released) and crash (SIGKILL: lease runs out).
-      for (const signal of ['SIGTERM', 'SIGKILL'] as const) {
+      // b) coordinator restart, clean (SIGTERM: lease released) and crash (SIGKILL): with the stable
+      // POD_NAME of deploy/ (the restarted process reclaims its own lease at once) and with a new
+      // holder id (it waits the lease out: the "before").
+      const names = fleet.agents.map((a) => a.name);
+      const events = [
+        { label: 'coordinator restart (SIGTERM)', signal: 'SIGTERM', newHolder: false },
+        { label: 'coordinator SIGKILL, same POD_NAME', signal: 'SIGKILL', newHolder: false },
+        { label: 'coordinator SIGKILL, new holder id', signal: 'SIGKILL', newHolder: true },
+      ] as const;
+      for (const e of events) {
         fleet.resetCounters();
         const rev = await lab.revision();
         const traffic0 = watchers.traffic();
         const t0 = performance.now();
-        await lab.coordinator!.stop(signal);
+        fleet.heardAgain.mark(t0);
+        await lab.coordinator!.stop(e.signal);
         const tDown = performance.now();
-        await lab.startCoordinator();
+        await lab.startCoordinator({ newHolder: e.newHolder });
         const tServes = performance.now();
-        await sleep(first.heartbeatIntervalMs + 1000);
+        // Every node heard again (each at its own phase: about one interval), then what was written.
+        await waitFor(() => fleet.heardAgain.allHeard(names), { timeoutMs: 120_000, intervalMs: 20, what: 'every node heard again' }).catch(() => undefined);
+        const heard = fleet.heardAgain.summary(names);
         const traffic1 = watchers.traffic();
         const writes = await lab.writesSince(rev);
         const hb = fleet.resetCounters();
-        noteFailures(`coordinator restart (${signal})`, hb.reasons);
-        rows.push([
-          `coordinator restart (${signal})`,
+        noteFailures(e.label, hb.reasons);
+        restarts.push([
+          e.label,
           ms(tDown - t0),
-          ms(tServes - tDown),
-          '-',
+          ms(tServes - t0),
+          `${heard.caught} / ${ms(heard.caughtHeardMs)}`,
+          ms(heard.allHeardMs),
+          `${ms(heard.addedDelayMs.p99)} / ${ms(heard.addedDelayMs.max)}`,
           ((traffic1.inMsgs - traffic0.inMsgs) / o.watchers).toFixed(0),
-          '-',
-          '-',
           writes.nodes,
           writes.nodeDeletes,
           writes.ipam + writes.clusters,
           `${hb.failed}/${hb.unknownNode}`,
           peakShare(hb.sentAtMs, 100),
         ]);
+        // The next event starts from steady heartbeats again.
+        await sleep(first.heartbeatIntervalMs);
       }
 
       // c) the periodic audit of every watcher, nothing changed: the old one (a full re-read, what
@@ -351,8 +369,8 @@ export async function runRestartStorm(server: NatsServer, o: { nodes: number; wa
     });
   });
   printTable({
-    title: '4. restart storm: N registered nodes heartbeating, M watchers',
-    params: { N: o.nodes, M: o.watchers, nodeTtl: o.nodeTtl, leaseTtl: '3s' },
+    title: '4. NATS restart: N registered nodes heartbeating, M watchers',
+    params: { N: o.nodes, M: o.watchers, nodeTtl: o.nodeTtl, leaseTtl: '3s', load: await loadAverage() },
     header: ['event', 'down ms', 'coordinator serves again ms', 'watchers re-synced p50 / last ms', 'msgs/watcher', 'nats CPU ms', 'bench CPU ms', 'node writes', 'node deletes', 'ipam+cluster writes', 'hb failed/unknown', 'hb peak 100 ms'],
     rows,
     notes: [
@@ -363,6 +381,17 @@ export async function runRestartStorm(server: NatsServer, o: { nodes: number; wa
       'msgs/watcher = messages each watcher connection received during the event (a full re-read is about N).',
       'hb peak 100 ms = most heartbeats sent within any 100 ms during the event, of all sent (evenly spread: about 100 ms / interval).',
       ...failureNotes,
+    ],
+  });
+  printTable({
+    title: '4a. coordinator restart: N heartbeating nodes, M watchers; every node heard again',
+    params: { N: o.nodes, M: o.watchers, nodeTtl: o.nodeTtl, heartbeatInterval: `${heartbeatMs} ms`, leaseTtl: '3s', load: await loadAverage() },
+    header: ['event', 'down ms', 'serves again ms (from stop)', 'nodes caught / all caught heard again ms', 'every node heard again ms', 'added delay p99 / max ms', 'msgs/watcher', 'node writes', 'node deletes', 'ipam+cluster writes', 'hb failed/unknown', 'hb peak 100 ms'],
+    rows: restarts,
+    notes: [
+      'caught = nodes whose heartbeat failed during the outage (retried after 1 s, 2 s, 3 s x0.5-1.5, like the agent); "all caught heard again" counts from the stop.',
+      '"every node heard again": from the stop until every node had a heartbeat answered; each node heartbeats at its own phase, so this is about one interval even without any outage.',
+      'added delay: per node, its first heartbeat attempt after the stop -> its first answered one (0 for nodes whose turn came after the restart).',
     ],
   });
   printTable({

@@ -1,13 +1,28 @@
 // Real processes the control-plane benchmarks run against: the coordinator as its own process
-// (bin/crosslink-coordinator, exactly what a deployment runs) and CPU time read from /proc, so the
+// (dist/coordinator/main.js, what bin/crosslink-coordinator and the image run) and CPU time read from /proc, so the
 // coordinator's and nats-server's cost is measured apart from the simulated agents in this process.
+import { execFileSync } from 'node:child_process';
 import { readFile, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Child } from '../lib/child-process.ts';
 import { CrosslinkError } from '../lib/errors.ts';
 import type { SigningKeyPair } from '../protocol/signing.ts';
 
-const BIN = new URL('../bin/crosslink-coordinator', import.meta.url).pathname;
+const ROOT = new URL('..', import.meta.url).pathname;
+/** The compiled coordinator, run with plain node (what bin/crosslink-coordinator execs). */
+const ENTRY = join(ROOT, 'dist', 'coordinator', 'main.js');
+let built = false;
+
+/**
+ * Builds dist/ once per bench run (if stale), before the first coordinator starts. Later starts run
+ * dist/ as it is: bin/ would rebuild when a source changed meanwhile, and a coordinator restarted in
+ * the middle of a measurement would then spend its "restart" compiling.
+ */
+function buildOnce(): void {
+  if (built) return;
+  execFileSync('bash', [join(ROOT, 'scripts', 'build.sh'), '--if-stale'], { stdio: ['ignore', 'inherit', 'inherit'] });
+  built = true;
+}
 
 /** USER_HZ: the unit of utime/stime in /proc/<pid>/stat; 100 on every Linux ABI Node runs on. */
 const TICKS_PER_SECOND = 100;
@@ -78,8 +93,9 @@ export class CoordinatorProcess {
       ...Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('CROSSLINK_') && k !== 'POD_NAME')),
       ...(o.podName !== undefined ? { POD_NAME: o.podName } : {}),
     };
-    const child = Child.start([BIN, ...args], { env, keepLines: 200 });
-    if (child.pid === undefined) throw new CrosslinkError(`could not start ${BIN}`);
+    buildOnce();
+    const child = Child.start([process.execPath, ENTRY, ...args], { env, keepLines: 200 });
+    if (child.pid === undefined) throw new CrosslinkError(`could not start ${ENTRY}`);
     return new CoordinatorProcess(child);
   }
 

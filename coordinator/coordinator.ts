@@ -36,6 +36,9 @@ export interface CoordinatorDeps {
   readonly metrics?: CoordinatorMetricsHooks;
 }
 
+/** The heartbeat answer of a leader whose registry is not loaded yet. */
+const TAKING_OVER: HeartbeatReply = { ok: false, error: { code: 'unavailable', message: 'the coordinator is taking over (loading the bucket); retry in a moment' } };
+
 export function defaultHolderId(): string {
   const pod = process.env['POD_NAME'];
   if (pod) return pod;
@@ -87,6 +90,13 @@ export class Coordinator {
     await ensureEventStream(deps.nc, { bucket: deps.config.bucket, subjectPrefix: deps.config.subjectPrefix, replicas: deps.config.replicas, logger: deps.logger });
     await ensureHealthStream(deps.nc, { bucket: deps.config.bucket, subjectPrefix: deps.config.subjectPrefix, replicas: deps.config.replicas, logger: deps.logger });
     const c = new Coordinator(deps, new StateStore(kv, deps.signingKey, deps.logger, deps.config.previousPublicKeys));
+    c.watchConnection();
+    c.leaseLoop = c.lease.run({ onAcquired: () => c.beginTerm(), onLost: () => c.endTerm() }, c.abort.signal);
+    // Heartbeats only after the first lease round: a replica that does not know yet whether it leads
+    // would take requests in silence (the agent waits out its timeout); nobody subscribed answers
+    // "no responders" at once and the agent retries within seconds. A restarted pod (same POD_NAME)
+    // leads after that round and answers "unavailable" until its registry is loaded.
+    await c.lease.firstRound;
     const s = subjects(deps.config.subjectPrefix);
     c.heartbeatSub = deps.nc.subscribe(s.heartbeat, {
       callback: (err, msg) => {
@@ -97,8 +107,7 @@ export class Coordinator {
         c.onHeartbeat(msg).catch((e: unknown) => c.logger.error({ err: errorMessage(e) }, 'heartbeat handler failed'));
       },
     });
-    c.watchConnection();
-    c.leaseLoop = c.lease.run({ onAcquired: () => c.beginTerm(), onLost: () => c.endTerm() }, c.abort.signal);
+    await deps.nc.flush(); // the server knows the subscription before start() returns
     deps.logger.info({ holder: c.lease.holder, publicKey: deps.signingKey.publicKey, subjectPrefix: deps.config.subjectPrefix, bucket: deps.config.bucket }, 'coordinator started');
     return c;
   }
@@ -204,6 +213,14 @@ export class Coordinator {
     if (!this.heartbeatMarks.advance(hb.identityKey, hb.sentAt, now)) {
       this.logger.info({ node: hb.name, sentAt: hb.sentAt, mark }, 'heartbeat rejected: replayed or reordered');
       reply({ ok: false, error: staleRefusal(hb.sentAt, mark ?? hb.sentAt) });
+      return;
+    }
+    if (!registry && this.lease.holds()) {
+      // Leader, still loading the bucket (a takeover or restart): say so at once, so the agent
+      // retries within seconds instead of waiting out its request timeout.
+      this.liveness.touch(hb.name, now, hb.identityKey);
+      this.deps.metrics?.heartbeat('unavailable');
+      if (msg.reply) msg.respond(JSON.stringify(TAKING_OVER));
       return;
     }
     if (!registry) {

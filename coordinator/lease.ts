@@ -50,6 +50,11 @@ export class LeaderLease {
   private observed: { revision: number; since: number } | undefined;
   /** Counts acquisitions, so work started under an earlier term cannot write under a later one. */
   private termNumber = 0;
+  private firstRoundDone: () => void = () => undefined;
+  /** Resolves once the first campaign round has finished (we lead, or know someone else does, or it failed). */
+  readonly firstRound: Promise<void> = new Promise((resolve) => {
+    this.firstRoundDone = resolve;
+  });
 
   constructor(
     private readonly kv: KV,
@@ -81,6 +86,7 @@ export class LeaderLease {
 
   /** Campaigns and renews until `signal` aborts. Never throws. */
   async run(events: LeaseEvents, signal: AbortSignal): Promise<void> {
+    if (signal.aborted) this.firstRoundDone();
     while (!signal.aborted) {
       try {
         if (this.leader) await this.renew(events);
@@ -89,6 +95,7 @@ export class LeaderLease {
         this.opts.logger.debug({ err: errorMessage(err) }, 'lease round failed');
       }
       if (this.leader && !this.holds() && !signal.aborted) this.lose(events, 'could not renew the lease before it expired');
+      this.firstRoundDone();
       if (signal.aborted) break;
       // Followers look more often than the leader renews, so a released lease is taken within a second.
       await this.opts.clock.sleep(this.leader ? this.intervalMs : Math.min(this.intervalMs, 1000), signal);

@@ -11,7 +11,7 @@ import { ManualClock } from '../lib/clock.ts';
 import { silentLogger } from '../lib/logger.ts';
 import { NatsServer } from '../lib/nats-server.ts';
 import { waitFor } from '../lib/wait.ts';
-import { Heartbeat, RegistrationRequest, type NodeRecord, type RegisterReply } from '../protocol/messages.ts';
+import { Heartbeat, RegistrationRequest, type HeartbeatReply, type NodeRecord, type RegisterReply } from '../protocol/messages.ts';
 import { generateSigningKeyPair, generateWireguardKeyPair, openEnvelopeUnverified, signEnvelope, verifyEnvelope } from '../protocol/signing.ts';
 import { subjects } from '../protocol/subjects.ts';
 
@@ -234,19 +234,24 @@ test('an unanswered heartbeat is retried within seconds (not a whole interval la
   await step(T0 + INTERVAL, 'first heartbeat armed at one interval');
   await step(T0 + INTERVAL + 1000, 'first retry armed 1 s after the failure');
   await waitFor(() => clock.hasSleeperAt(T0 + INTERVAL + 3000), { timeoutMs: 10_000, what: 'second retry armed 2 s after the second failure' });
-  // The coordinator serves again before the second retry.
+  // The coordinator is back before the second retry, first still loading its bucket ("unavailable",
+  // retried soon like no answer), then serving.
   const beats: number[] = [];
   coordNc.subscribe(S.heartbeat, {
     callback: (_err, msg) => {
       beats.push(Heartbeat.parse(openEnvelopeUnverified(JSON.parse(msg.string()) as never)).sentAt - T0);
-      msg.respond(JSON.stringify({ ok: true }));
+      const loading: HeartbeatReply = { ok: false, error: { code: 'unavailable', message: 'taking over' } };
+      msg.respond(JSON.stringify(beats.length === 1 ? loading : { ok: true }));
     },
   });
   await coordNc.flush();
   clock.advanceTo(T0 + INTERVAL + 3000);
-  await waitFor(() => beats.length === 1, { timeoutMs: 10_000, what: 'the retried heartbeat answered' });
+  await waitFor(() => beats.length === 1, { timeoutMs: 10_000, what: 'the retried heartbeat answered "unavailable"' });
   t.deepEqual(beats, [INTERVAL + 3000]);
-  await step(T0 + INTERVAL + 3000 + INTERVAL, 'answered: the normal interval again');
-  await waitFor(() => beats.length === 2, { timeoutMs: 10_000, what: 'the next regular heartbeat' });
-  t.deepEqual(beats, [INTERVAL + 3000, 2 * INTERVAL + 3000]);
+  await step(T0 + INTERVAL + 6000, '"unavailable": retried 3 s later, not an interval later');
+  await waitFor(() => beats.length === 2, { timeoutMs: 10_000, what: 'the retried heartbeat answered' });
+  t.deepEqual(beats, [INTERVAL + 3000, INTERVAL + 6000]);
+  await step(T0 + INTERVAL + 6000 + INTERVAL, 'answered: the normal interval again');
+  await waitFor(() => beats.length === 3, { timeoutMs: 10_000, what: 'the next regular heartbeat' });
+  t.deepEqual(beats, [INTERVAL + 3000, INTERVAL + 6000, 2 * INTERVAL + 6000]);
 });

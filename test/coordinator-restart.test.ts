@@ -3,7 +3,8 @@
 // not after its lease runs out; every heartbeating node is heard again (heartbeats caught by the
 // outage are retried soon, like the agent does); no node expires and no record is rewritten.
 // Real nats-server, real coordinators in-process, simulated nodes that follow the agent's
-// heartbeat rules (bench/agent-fleet.ts).
+// heartbeat rules (bench/agent-fleet.ts). A started replica answers heartbeats at once (it
+// subscribes after its first lease round; "unavailable" while it loads), never in silence.
 import test from 'ava';
 import { performance } from 'node:perf_hooks';
 import { Kvm } from '@nats-io/kv';
@@ -18,7 +19,9 @@ import { silentLogger } from '../lib/logger.ts';
 import { waitFor } from '../lib/wait.ts';
 import type { JoinCredential } from '../protocol/join-credential.ts';
 import { generateSigningKeyPair } from '../protocol/signing.ts';
-import { kvKeys } from '../protocol/subjects.ts';
+import { kvKeys, subjects } from '../protocol/subjects.ts';
+import { HeartbeatReply, type Heartbeat } from '../protocol/messages.ts';
+import { rpc, signed } from './helpers/fake-agent.ts';
 import { scratchNames, useNatsServer } from './helpers/nats-fixture.ts';
 
 const server = useNatsServer('xl-restart');
@@ -82,6 +85,12 @@ test('a crashed coordinator restarted with the same holder id leads at once; eve
   // The same pod name again: it finds its own lease and leads after its first round.
   const second = await startReplica();
   const restartedAt = performance.now();
+  // From the moment it has started, it answers at once: "unavailable" while it loads the bucket,
+  // then ok — never silence (an agent would wait out its whole request timeout).
+  const probe = fleet.agents[0]!;
+  const hb: Heartbeat = { v: 1, name: probe.name, identityKey: probe.identity.publicKey, generation: 0, sentAt: probe.nextSentAt() };
+  const answer = await rpc(agentsNc, subjects(prefix).heartbeat, await signed(hb, probe.identity.secretKey), HeartbeatReply, 3000);
+  t.true(answer.ok || answer.error.code === 'unavailable', `answered ${JSON.stringify(answer)}`);
   await waitFor(() => second.coordinator.isLeader(), {
     timeoutMs: 30_000,
     intervalMs: 20,

@@ -485,6 +485,11 @@ export class ControlPlane {
       this.requestRegister(`heartbeat answered ${code}: ${message}`);
       return true;
     }
+    if (code === 'unavailable') {
+      // A coordinator taking over (still loading the bucket): retried soon, like no answer at all.
+      this.lastError = `heartbeat: coordinator not ready: ${message}`;
+      return false;
+    }
     // 'stale' is clock skew and 'unauthorized' another identity holding our name: registering
     // again would be refused the same way, so keep trying and say what a human must fix.
     this.lastError = `heartbeat refused: ${code}: ${message}`;
