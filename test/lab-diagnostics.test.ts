@@ -95,6 +95,25 @@ async function eventually(t: ExecutionContext, what: string, f: () => Promise<bo
 
 const statusOf = (l: Lab, node: string): Promise<CliResult> => cli(l, node, ['status']);
 
+/**
+ * Runs a CLI command until `ok` holds for its result (a probe lost on a loaded machine is retried,
+ * a systematic failure is not hidden: it fails at the deadline). Returns the result that held.
+ */
+async function cliUntil(t: ExecutionContext, what: string, run: () => Promise<CliResult>, ok: (r: CliResult) => boolean, timeoutMs = HEALTH_MS): Promise<CliResult> {
+  let last: CliResult = { code: -1, out: '', err: '' };
+  await eventually(
+    t,
+    what,
+    async () => {
+      last = await run();
+      return ok(last);
+    },
+    () => Promise.resolve(`exit ${last.code}\n${last.out}${last.err}`),
+    timeoutMs,
+  );
+  return last;
+}
+
 async function allHealthy(t: ExecutionContext, l: Lab, context: string, names: readonly string[] = l.plan.nodes.map((n) => n.name)): Promise<void> {
   let last: CliResult[] = [];
   await eventually(
@@ -149,7 +168,27 @@ test.serial('healthy lab: status and diagnose exit 0 on every node (no false pos
   await assertConverged(t, l, CONVERGE_MS);
   await allHealthy(t, l, 'converged lab');
   // The full diagnose (two traffic samples 3 s apart, path-MTU probes) on all 8 nodes at once.
-  const results = await Promise.all(l.plan.nodes.map(async (n) => ({ node: n.name, ...(await diagnoseJson(l, n.name, [])) })));
+  // Each node's first answer is logged; a node is retried (bounded) only so that one probe lost on a
+  // loaded machine does not fail the suite — a systematic false positive fails every try.
+  const results = await Promise.all(
+    l.plan.nodes.map(async (n) => {
+      const first = await diagnoseJson(l, n.name, []);
+      if (first.code === 0) return { node: n.name, ...first };
+      t.log(`${n.name}: first diagnose exit ${first.code}: ${failedIds(first).join(', ')}; retrying`);
+      let d = first;
+      await eventually(
+        t,
+        `${n.name}: diagnose exit 0 on the healthy lab`,
+        async () => {
+          d = await diagnoseJson(l, n.name, []);
+          return d.code === 0;
+        },
+        () => Promise.resolve(`${failedIds(d).join(', ')}\n${d.text}`),
+        20_000,
+      );
+      return { node: n.name, ...d };
+    }),
+  );
   for (const r of results) t.is(r.code, 0, `${r.node}: ${failedIds(r).join(', ')}\n${r.text}`);
   const ids = new Set(results.flatMap((r) => r.checks.map((c) => c.id)));
   for (const id of ['controlplane.nats', 'controlplane.heartbeat', 'dataplane.interface', 'dataplane.mtu', 'peer.probe', 'peer.pmtu', 'peer.routes', 'peer.nat-mapping']) t.true(ids.has(id), `check ${id} ran somewhere`);
@@ -167,8 +206,7 @@ test.serial('healthy lab: status and diagnose exit 0 on every node (no false pos
   );
   for (const n of l.plan.nodes) t.true(mesh.out.includes(n.name), `mesh lists ${n.name}:\n${mesh.out}`);
   t.regex(mesh.out, /8\/8 nodes report, every hop up/);
-  const meshJson = await cliOnControlHost(l, ['mesh', '--json']);
-  t.is(meshJson.code, 0, meshJson.err);
+  const meshJson = await cliUntil(t, 'crosslink mesh --json exit 0', () => cliOnControlHost(l, ['mesh', '--json']), (r) => r.code === 0);
   const doc = JSON.parse(meshJson.out) as { summaries: Record<string, unknown>; brokenHops: unknown[] };
   t.deepEqual(Object.keys(doc.summaries).sort(), l.plan.nodes.map((n) => n.name).sort());
   t.deepEqual(doc.brokenHops, []);
@@ -216,13 +254,11 @@ test.serial('crosslink ping: direct, relay, gateway, local gateway; by overlay I
   }
   // By overlay IP and by pod IP; the human output names path and RTT.
   const azure = await l.status('azure-n1');
-  const byIp = await cli(l, 'aws-n1', ['ping', azure.node.overlayIp ?? '?', '--count', '1', '--timeout', '3s']);
-  t.is(byIp.code, 0, byIp.out + byIp.err);
+  const byIp = await cliUntil(t, 'ping azure-n1 by overlay IP answered', () => cli(l, 'aws-n1', ['ping', azure.node.overlayIp ?? '?', '--count', '1', '--timeout', '3s']), (r) => r.code === 0);
   t.regex(byIp.out, /path: direct/);
   t.regex(byIp.out, /node azure-n1: 1\/1 probes answered, 0% loss, rtt/);
   const pod = findPod(l.plan, 'edge-n1-p1');
-  const byPod = await cli(l, 'aws-n1', ['ping', pod.ip, '--count', '2', '--timeout', '3s', '--json']);
-  t.is(byPod.code, 0, byPod.out + byPod.err);
+  const byPod = await cliUntil(t, 'ping edge-n1-p1 by pod IP answered', () => cli(l, 'aws-n1', ['ping', pod.ip, '--count', '2', '--timeout', '3s', '--json']), (r) => r.code === 0);
   const podReply = PingReply.parse(JSON.parse(byPod.out));
   t.is(podReply.node, 'edge-n1');
   t.true((podReply.pod?.received ?? 0) > 0);
@@ -237,19 +273,24 @@ test.serial('a drop inside a pod: the node answers, the pod does not; ping says 
   const pod = findPod(l.plan, 'azure-n1-p1');
   await nft(l, pod.ns, 'table inet xltest {\n chain input { type filter hook input priority -10; icmp type echo-request drop; }\n}\n');
   try {
-    const r = await cli(l, 'aws-n1', ['ping', pod.ip, '--count', '2', '--json']);
+    // Until the node's probes are answered (a probe lost under load is retried); the pod never answers.
+    const r = await cliUntil(
+      t,
+      'ping azure-n1-p1: the node answers',
+      () => cli(l, 'aws-n1', ['ping', pod.ip, '--count', '2', '--timeout', '2s', '--json']),
+      (x) => PingReply.parse(JSON.parse(x.out || '{}')).received > 0,
+    );
     t.is(r.code, 1, r.out);
     const reply = PingReply.parse(JSON.parse(r.out));
-    t.true(reply.received > 0, 'the node azure-n1 answered');
     t.is(reply.pod?.received, 0);
     t.regex(reply.summary, /the node azure-n1 answered but pod .* did not: the tunnel works, the drop is beyond the node/);
-    // Not a tunnel fault: the nodes' own health stays green.
-    t.is((await statusOf(l, 'aws-n1')).code, 0);
+    // Not a tunnel fault: the nodes' own health stays green meanwhile.
+    await cliUntil(t, 'aws-n1 status exit 0 with the pod drop in place', () => statusOf(l, 'aws-n1'), (x) => x.code === 0);
+    await cliUntil(t, 'azure-n1 status exit 0 with the pod drop in place', () => statusOf(l, 'azure-n1'), (x) => x.code === 0);
   } finally {
     await nft(l, pod.ns, clearTest);
   }
-  const again = await cli(l, 'aws-n1', ['ping', pod.ip, '--count', '2', '--timeout', '3s']);
-  t.is(again.code, 0, again.out);
+  await cliUntil(t, 'ping azure-n1-p1 answered after the fix', () => cli(l, 'aws-n1', ['ping', pod.ip, '--count', '2', '--timeout', '3s']), (x) => x.code === 0);
 });
 
 test.serial('UDP to the WireGuard port firewalled on a mesh node: down on both sides, named by diagnose (peer.probe), clears after the fix', async (t) => {
@@ -295,8 +336,16 @@ test.serial('UDP to the WireGuard port firewalled on a mesh node: down on both s
   const fixed = Date.now();
   await allHealthy(t, l, 'after removing the firewall rule', [victim, observer]);
   t.log(`firewall removed: ${victim} and ${observer} healthy again after ${Date.now() - fixed} ms`);
-  const d = await diagnoseJson(l, observer);
-  t.false(failed(d, 'peer.probe', victim), d.text);
+  let d: Diagnosis | undefined;
+  await eventually(
+    t,
+    `${observer}: peer.probe for ${victim} passes again`,
+    async () => {
+      d = await diagnoseJson(l, observer);
+      return d.checks.some((c) => c.id === 'peer.probe' && c.node === victim && c.ok === true);
+    },
+    () => Promise.resolve(d?.text ?? ''),
+  );
 });
 
 test.serial('UDP firewalled on the active gcp gateway: the gateway is replaced, traffic into gcp resumes, the deposed gateway reads healthy', async (t) => {
@@ -435,8 +484,16 @@ test.serial('MTU changed by hand, a route deleted, a peer removed: named by diag
       );
     }
     await allHealthy(t, l, `after the ${id} repair`, [name]);
-    const d = await diagnoseJson(l, name);
-    t.false(failed(d, id, peer), `${id} still failing after the repair:\n${d.text}`);
+    let d: Diagnosis | undefined;
+    await eventually(
+      t,
+      `${id} passes again after the repair`,
+      async () => {
+        d = await diagnoseJson(l, name);
+        return d.checks.some((c) => c.id === id && (peer === undefined || c.node === peer) && c.ok === true);
+      },
+      () => Promise.resolve(d?.text ?? ''),
+    );
   }
 });
 
