@@ -16,6 +16,7 @@ import { defaultMtu } from './dataplane/mtu.ts';
 import { RelayForwarder } from './dataplane/relay-forwarder.ts';
 import { createStaticNodeSource } from './control/static-source.ts';
 import type { ServicesSyncFactory } from './services/sync.ts';
+import type { EventPublisher } from '../protocol/events.ts';
 
 async function createNodeSource(config: AgentConfig, runner: Runner, logger: Logger): Promise<NodeSource> {
   if (config.mode === 'standalone') return createStaticNodeSource({ config, runner, logger });
@@ -29,6 +30,13 @@ async function createServicesSync(config: AgentConfig, logger: Logger): Promise<
   if (config.mode === 'standalone') return undefined;
   const { mcsSyncFromConfig } = await import('./kubernetes/mcs/from-agent-config.ts');
   return mcsSyncFromConfig(config, { logger, clock: systemClock });
+}
+
+/** Kubernetes mode: the agent's events also as Events on its Node (agent/kubernetes/node-events.ts). */
+async function createNodeEvents(config: AgentConfig, logger: Logger): Promise<EventPublisher | undefined> {
+  if (config.mode === 'standalone') return undefined;
+  const { kubernetesNodeEventsFromConfig } = await import('./kubernetes/node-events.ts');
+  return kubernetesNodeEventsFromConfig(config, { logger, clock: systemClock });
 }
 
 /** Test-only knobs: never reachable from flags or the environment (test/helpers/unguarded-crosslink-agent.ts). */
@@ -95,9 +103,11 @@ async function main(argv: readonly string[], testing: AgentMainTesting): Promise
     );
     const nodeSource = await createNodeSource(config, runner, logger.child({ component: 'node-source' }));
     const servicesSync = await createServicesSync(config, logger.child({ component: 'mcs' }));
+    const events = await createNodeEvents(config, logger.child({ component: 'node-events' }));
     agent = await Agent.start({
       config,
       ...(servicesSync ? { servicesSync } : {}),
+      ...(events ? { events } : {}),
       logger,
       clock: systemClock,
       runner,

@@ -1,13 +1,19 @@
 // The agent's own events end to end on a real nats-server and the real coordinator: faults injected
 // through the FakeDataplane (a route put back by the drift path, wireguard-go restarting in a loop,
-// an apply failing) come out of `crosslink events`, bounded in rate.
+// an apply failing) come out of `crosslink events`, bounded in rate, and — with the Kubernetes sink
+// agent/main.ts adds in Kubernetes mode — as Events on the Node in the in-test API server (real
+// @kubernetes/client-node).
 import test from 'ava';
 import { runCli } from '../cli/main.ts';
 import { DEFAULT_EVENT_BURST } from '../agent/events/event-rate-limit.ts';
 import { waitFor } from '../lib/wait.ts';
 import { CrosslinkEvent } from '../protocol/events.ts';
 import { DEFAULT_BUCKET } from '../protocol/subjects.ts';
+import { kubernetesNodeEventsFromConfig } from '../agent/kubernetes/node-events.ts';
+import { systemClock } from '../lib/clock.ts';
+import { silentLogger } from '../lib/logger.ts';
 import { applyFailure } from './agent-helpers.ts';
+import { FakeApiServer } from './helpers/fake-apiserver.ts';
 import { startMesh, startStaticAgent } from './helpers/agent-mesh.ts';
 import { captureIo } from './helpers/cli-io.ts';
 import { tempDir } from './helpers/temp-dir.ts';
@@ -16,7 +22,10 @@ const WAIT = { timeoutMs: 20_000, intervalMs: 100 } as const;
 
 test('repairs, wireguard-go restarts and reconcile failures of an agent are events, a restart loop is bounded', async (t) => {
   const mesh = await startMesh(t, { label: 'xl-agent-ev', nodeTtl: '30s' });
-  const a = await startStaticAgent(t, mesh, { name: 'ev-a', cluster: 'c1', podCidr: '10.61.0.0/24', stateDir: await tempDir(t, 'xl-agent-ev-') });
+  const kube = await FakeApiServer.start();
+  t.teardown(() => kube.stop());
+  const nodeEvents = kubernetesNodeEventsFromConfig({ nodeName: 'ev-a' }, { kubeConfig: kube.kubeConfig(), clock: systemClock, logger: silentLogger() });
+  const a = await startStaticAgent(t, mesh, { name: 'ev-a', cluster: 'c1', podCidr: '10.61.0.0/24', stateDir: await tempDir(t, 'xl-agent-ev-'), events: nodeEvents });
   await waitFor(() => a.dataplane.applied.length > 0, { ...WAIT, what: 'the first full apply' });
   const iface = a.config.interfaceName;
 
@@ -52,4 +61,13 @@ test('repairs, wireguard-go restarts and reconcile failures of an agent are even
   t.is(all.filter((e) => e.type === 'wireguard-restarted').length, DEFAULT_EVENT_BURST, JSON.stringify(afterRestarts.map((e) => e.message)));
   // The routine reconciles (start, mesh changes) were not reported as repairs.
   t.is(all.filter((e) => e.type === 'route-repaired').length, 1);
+
+  // The same events on the Node: one Event per reason, the bounded restarts aggregated into a count.
+  await nodeEvents.flush();
+  const onNode = kube.listObjects('events');
+  const byReason = new Map(onNode.map((e) => [e['reason'] as string, e]));
+  t.deepEqual([...byReason.keys()].sort(), ['ReconcileFailed', 'RouteRepaired', 'WireguardRestarted'], JSON.stringify(onNode));
+  t.is(onNode.length, 3);
+  t.like(byReason.get('WireguardRestarted'), { involvedObject: { kind: 'Node', name: 'ev-a' }, type: 'Warning', count: DEFAULT_EVENT_BURST });
+  t.like(byReason.get('RouteRepaired'), { count: 1, involvedObject: { kind: 'Node', name: 'ev-a' } });
 });

@@ -282,11 +282,12 @@ test('manifests --join-credential-file refused: another cluster\'s credential, n
   t.throws(() => parseManifestValues({ ...VALUES, joinCredentialFile: join(dir, 'missing.json') }), { instanceOf: ValidationError, message: /cannot read/ });
 });
 
-test('RBAC: the agent may get/list/watch/patch nodes, patch nodes/status, read what services export and keep ServiceImports — nothing else', (t) => {
+test('RBAC: the agent may get/list/watch/patch nodes, patch nodes/status, create/update Events, read what services export and keep ServiceImports — nothing else', (t) => {
   const role = only('ClusterRole', 'crosslink-agent');
   t.deepEqual(role['rules'], [
     { apiGroups: [''], resources: ['nodes'], verbs: ['get', 'list', 'watch', 'patch'] },
     { apiGroups: [''], resources: ['nodes/status'], verbs: ['patch'] },
+    { apiGroups: [''], resources: ['events'], verbs: ['create', 'update'] },
     { apiGroups: [''], resources: ['services'], verbs: ['get', 'list', 'watch'] },
     { apiGroups: ['discovery.k8s.io'], resources: ['endpointslices'], verbs: ['get', 'list', 'watch'] },
     { apiGroups: ['multicluster.x-k8s.io'], resources: ['serviceexports'], verbs: ['get', 'list', 'watch'] },

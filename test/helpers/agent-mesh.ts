@@ -2,6 +2,7 @@
 // the real Coordinator, and real Agents whose data plane is the FakeDataplane. Kept apart from
 // test/agent-helpers.ts so tests that only need FakeDataplane do not load coordinator code.
 import type { ServicesSyncFactory } from '../../agent/services/sync.ts';
+import type { EventPublisher } from '../../protocol/events.ts';
 import { randomBytes } from 'node:crypto';
 import type { ExecutionContext } from 'ava';
 import { Kvm, type KV } from '@nats-io/kv';
@@ -116,6 +117,8 @@ export interface FakeAgentOptions {
   readonly signal?: AbortSignal;
   /** Kubernetes mode's services mirror (agent/kubernetes/mcs), as agent/main.ts passes it. */
   readonly servicesSync?: ServicesSyncFactory;
+  /** The second event sink (Kubernetes Events on the Node), as agent/main.ts passes it. */
+  readonly events?: EventPublisher;
   /** Enroll the agent's cluster (`--cluster` of args) for these pod CIDRs and give it the join credential. */
   readonly join?: { readonly mesh: MeshAddress; readonly podCidrs: readonly string[]; readonly topology?: 'mesh' | 'gateway' };
 }
@@ -158,6 +161,7 @@ export async function startFakeAgent(t: ExecutionContext, o: FakeAgentOptions): 
     tuning: { retryMinMs: 100, retryMaxMs: 500, requestTimeoutMs: o.requestTimeoutMs ?? 1000, debounceMs: 50, healthSummaryIntervalMs: 500 },
     ...(o.signal ? { signal: o.signal } : {}),
     ...(o.servicesSync ? { servicesSync: o.servicesSync } : {}),
+    ...(o.events ? { events: o.events } : {}),
   });
   let stopped = false;
   const stop = async (): Promise<void> => {
@@ -177,6 +181,7 @@ export interface StaticAgentOptions {
   readonly extra?: readonly string[];
   readonly nodeSource?: NodeSourceFactory;
   readonly servicesSync?: ServicesSyncFactory;
+  readonly events?: EventPublisher;
   readonly logger?: Logger;
 }
 
@@ -208,6 +213,7 @@ export function startStaticAgent(t: ExecutionContext, mesh: MeshAddress, o: Stat
     join: { mesh, podCidrs: [o.podCidr], topology },
     ...(o.nodeSource ? { nodeSource: o.nodeSource } : {}),
     ...(o.servicesSync ? { servicesSync: o.servicesSync } : {}),
+    ...(o.events ? { events: o.events } : {}),
     ...(o.logger ? { logger: o.logger } : {}),
   });
 }

@@ -14,7 +14,7 @@
 // objects for every error, one monotonically increasing resourceVersion, no-op writes do not bump it.
 // The main resource ignores status changes and /status ignores everything but status, as the real one.
 // Namespaced objects for multi-cluster services (issue 12), served generically without watch:
-//   services (v1), endpointslices (discovery.k8s.io/v1), serviceexports and serviceimports
+//   services and events (v1), endpointslices (discovery.k8s.io/v1), serviceexports and serviceimports
 //   (multicluster.x-k8s.io/v1alpha1, with a /status subresource):
 //   GET {prefix}/{plural} (all namespaces) and {prefix}/namespaces/{ns}/{plural}[/{name}],
 //   POST (create; 409 AlreadyExists), PUT (replace; 409 on a stale resourceVersion; the main
@@ -73,6 +73,7 @@ const DISCOVERY: Readonly<Record<string, readonly (readonly [string, string, boo
     ['configmaps', 'ConfigMap', true],
     ['secrets', 'Secret', true],
     ['services', 'Service', true],
+    ['events', 'Event', true],
     ['resourcequotas', 'ResourceQuota', true],
   ],
   apps: [
@@ -93,6 +94,7 @@ const DISCOVERY: Readonly<Record<string, readonly (readonly [string, string, boo
 /** The namespaced resources served generically (plural → where and what). */
 export const NAMESPACED = {
   services: { prefix: '/api/v1', apiVersion: 'v1', kind: 'Service', status: false },
+  events: { prefix: '/api/v1', apiVersion: 'v1', kind: 'Event', status: false },
   endpointslices: { prefix: '/apis/discovery.k8s.io/v1', apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice', status: false },
   serviceexports: { prefix: '/apis/multicluster.x-k8s.io/v1alpha1', apiVersion: 'multicluster.x-k8s.io/v1alpha1', kind: 'ServiceExport', status: true },
   serviceimports: { prefix: '/apis/multicluster.x-k8s.io/v1alpha1', apiVersion: 'multicluster.x-k8s.io/v1alpha1', kind: 'ServiceImport', status: true },
