@@ -9,7 +9,7 @@ import { addFlags, check, envNameOf, keyOf, list, resolveFlags, single, type Env
 import { NatsServers } from '../lib/nats-url.ts';
 import { NATS_AUTH_FLAGS, natsSettingsFromFlags, type NatsSettings } from '../lib/nats-connect.ts';
 import { AGENT_DEFAULTS, InterfaceName, parseRelayPortRange } from '../protocol/agent-settings.ts';
-import { parseDuration } from '../lib/duration.ts';
+import { durationFlag, parseDuration } from '../lib/duration.ts';
 import { canonicalCidr, formatEndpoint, formatIp, parseEndpoint, parseIp } from '../protocol/cidr.ts';
 import { ClusterName, Key32, LocationName, NodeName, Topology } from '../protocol/messages.ts';
 import { parseListenAddr, type HostPort } from '../protocol/listen-addr.ts';
@@ -115,7 +115,7 @@ export const AGENT_FLAGS: readonly FlagSpec[] = [
   spec('--persistent-keepalive', 'seconds', 'keepalive towards every peer, 0 = off (default: the data plane decides)'),
   spec('--nat-keepalive', 'seconds', `keepalive towards peers when this node is behind NAT (default: ${AGENT_DEFAULTS.natKeepaliveSec})`),
   spec('--mtu', 'bytes|auto', 'interface MTU (default: auto = underlay MTU - 80)'),
-  spec('--resync-interval', 'duration', 'full reconcile period that repairs drift, e.g. 30s; a bare number is seconds (default: 30s)'),
+  spec('--resync-interval', 'duration', 'full reconcile period that repairs drift, e.g. 30s or 2m, a unit is required (default: 30s)'),
   spec('--relay-port-range', 'a-b', `UDP ports used when this node relays for NATed pairs (default: ${AGENT_DEFAULTS.relayPortRange})`),
   spec('--cleanup', null, 'on shutdown deregister and remove the interface, routes and rules (default)'),
   spec('--no-cleanup', null, 'on shutdown leave the data plane in place (traffic keeps flowing during upgrades)'),
@@ -172,10 +172,11 @@ const SocketPath = AbsPath.refine((s) => Buffer.byteLength(s) <= 107, 'must be a
 const LogLevel = z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']);
 
 function seconds(label: string, text: string, max: number): number {
-  // Bare numbers are seconds, as for every duration (keepalives are configured in seconds everywhere).
-  const ms = parseDuration(text);
+  // Keepalives are WireGuard's `persistent-keepalive N`: whole seconds, so a bare integer is seconds
+  // here (the one exception to "a duration needs a unit", wg(8)'s own form); "25s" works too.
+  const ms = /^[0-9]+$/.test(text.trim()) ? Number(text.trim()) * 1000 : parseDuration(text);
   if (ms === undefined || ms % 1000 !== 0 || ms / 1000 > max) {
-    throw new ValidationError(label, text, `must be whole seconds 0-${max}, e.g. 25 or 25s`);
+    throw new ValidationError(label, text, `must be whole seconds 0-${max}, e.g. 25 or 25s (WireGuard's persistent-keepalive)`);
   }
   return ms / 1000;
 }
@@ -315,10 +316,7 @@ function buildConfig(flags: Readonly<Record<string, RawFlag>>, ctx: ParseContext
 
   const resyncRaw = get('resyncInterval');
   const resyncText = str(resyncRaw) ?? '30s';
-  const resyncMs = parseDuration(resyncText);
-  if (resyncMs === undefined || resyncMs < 1000 || resyncMs > 3_600_000) {
-    throw new ValidationError(resyncRaw.label, resyncText, 'must be a duration 1s-1h, e.g. 30s, 2m (a bare number is seconds)');
-  }
+  const resyncMs = durationFlag(resyncRaw.label, resyncText, { minMs: 1000, maxMs: 3_600_000 });
 
   const relayRaw = get('relayPortRange');
   const relayText = str(relayRaw) ?? AGENT_DEFAULTS.relayPortRange;

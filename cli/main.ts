@@ -12,7 +12,7 @@ import type { DataplaneConfig, DesiredState, MeshView } from '../agent/plan/mode
 import { fromViewDocument } from '../agent/status/view.ts';
 import { Mtu } from '../protocol/mtu.ts';
 import { DiagnosticsDocument, RotateKeyResponse, ViewDocument } from '../protocol/status-api.ts';
-import { parseDuration } from '../lib/duration.ts';
+import { durationFlag } from '../lib/duration.ts';
 import { CrosslinkError, ValidationError, errorMessage } from '../lib/errors.ts';
 import { addFlags, check, flagOption, resolveFlags, single, type Env, type FlagSpec, type RawFlag } from '../lib/flags.ts';
 import { NatsServers } from '../lib/nats-url.ts';
@@ -124,9 +124,7 @@ async function readKv(o: KvOpts): Promise<Awaited<ReturnType<typeof readMeshFrom
 }
 
 function parseSeconds(flag: string, text: string): number {
-  const ms = parseDuration(text);
-  if (ms === undefined || ms > 60_000) throw new ValidationError(flag, text, 'must be a duration up to 60s, e.g. 3s; a bare number is seconds (0 disables)');
-  return ms;
+  return durationFlag(flag, text, { minMs: 0, maxMs: 60_000, zero: '0 disables' });
 }
 
 /** Builds the program; `setExit` receives each command's exit code. */

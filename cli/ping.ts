@@ -2,7 +2,7 @@
 // probe the target through the overlay; prints the path taken, RTTs and loss. For a pod IP it also
 // says whether the node answered while the pod did not (tunnel fine, drop beyond the node).
 import { Option, type Command } from 'commander';
-import { parseDuration } from '../lib/duration.ts';
+import { durationFlag } from '../lib/duration.ts';
 import { ValidationError } from '../lib/errors.ts';
 import { PingReply } from '../protocol/health.ts';
 import { getFromAgent } from './client.ts';
@@ -42,8 +42,7 @@ export function registerPingCommand(program: Command, socketOption: Option, sock
       const socket = socketOf(cmd);
       const count = Number(o.count);
       if (!Number.isInteger(count) || count < 1 || count > 100) throw new ValidationError('--count', o.count, 'must be an integer 1-100');
-      const timeoutMs = parseDuration(o.timeout);
-      if (timeoutMs === undefined || timeoutMs < 100 || timeoutMs > 10_000) throw new ValidationError('--timeout', o.timeout, 'must be a duration 100ms-10s, e.g. 1s');
+      const timeoutMs = durationFlag('--timeout', o.timeout, { minMs: 100, maxMs: 10_000 });
       const size = o.size === undefined ? undefined : Number(o.size);
       if (size !== undefined && (!Number.isInteger(size) || size < 24 || size > 9000)) throw new ValidationError('--size', o.size, 'must be an integer 24-9000');
       const q = new URLSearchParams({ target, count: String(count), timeout: String(timeoutMs), ...(size === undefined ? {} : { bytes: String(size) }) });

@@ -2,7 +2,7 @@
 // into a frozen typed config. Errors name the flag (or env variable), the value and what is allowed.
 import { z } from 'zod';
 import { ValidationError } from '../lib/errors.ts';
-import { formatDuration, parseDuration } from '../lib/duration.ts';
+import { checkDuration, formatDuration } from '../lib/duration.ts';
 import { labelOf, type FlagSpec } from '../lib/flags.ts';
 import { parseNatsServers } from '../lib/nats-url.ts';
 import { NATS_AUTH_FLAGS, describeNats, natsSettingsFrom, type NatsSettings } from '../lib/nats-connect.ts';
@@ -81,7 +81,7 @@ export const RUN_FLAGS: readonly RunFlagSpec[] = [
   { key: 'natsCreds', flags: '--nats-creds <file>', env: 'CROSSLINK_NATS_CREDS', help: 'NATS credentials (.creds) file' },
   ...NATS_AUTH_FLAGS,
   { key: 'overlayCidr', flags: '--overlay-cidr <cidr>', env: 'CROSSLINK_OVERLAY_CIDR', default: '100.96.0.0/16', help: 'overlay range node IPs are allocated from (IPv4 up to /30 or IPv6 up to /126)' },
-  { key: 'nodeTtl', flags: '--node-ttl <duration>', env: 'CROSSLINK_NODE_TTL', default: '60s', help: 'a node silent this long is removed (e.g. 1500ms, 10s, 1m; a bare number is seconds; 1s-1h); agents heartbeat every ttl/4' },
+  { key: 'nodeTtl', flags: '--node-ttl <duration>', env: 'CROSSLINK_NODE_TTL', default: '60s', help: 'a node silent this long is removed (e.g. 1500ms, 10s, 1m; a unit is required; 1s-1h); agents heartbeat every ttl/4' },
   { key: 'signingKeyFile', flags: '--signing-key-file <file>', env: 'CROSSLINK_SIGNING_KEY_FILE', default: DEFAULT_SIGNING_KEY_FILE, help: 'Ed25519 key that signs records; created (mode 0600) if missing; refused if group/world readable' },
   { key: 'bucket', flags: '--bucket <name>', env: 'CROSSLINK_BUCKET', default: DEFAULT_BUCKET, help: 'JetStream KV bucket holding all state' },
   { key: 'replicas', flags: '--replicas <n>', env: 'CROSSLINK_REPLICAS', default: '1', help: 'bucket replicas when creating it (1-5; 3 for a 3-server NATS cluster)' },
@@ -116,12 +116,11 @@ const fail = (ctx: Ctx, allowed: string): never => {
   return z.NEVER;
 };
 
-// A bare number is seconds (lib/duration.ts). The upper bound also turns a value meant as
-// milliseconds (the old meaning of a bare number here) into an error instead of hours.
-const duration = (min: number, max: number, allowed: string) =>
+// A duration needs a unit; a bare number is refused with the readings it could have had (lib/duration.ts).
+const duration = (minMs: number, maxMs: number) =>
   z.string().transform((s, ctx) => {
-    const ms = parseDuration(s);
-    return ms === undefined || ms < min || ms > max ? fail(ctx, `${allowed}; a bare number is seconds`) : ms;
+    const c = checkDuration(s, { minMs, maxMs });
+    return 'allowed' in c ? fail(ctx, c.allowed) : c.ms;
   });
 
 const intIn = (lo: number, hi: number) =>
@@ -142,7 +141,7 @@ const RunSchema = z.object({
     if (c.prefix > (c.family === 4 ? 30 : 126)) return fail(ctx, `the range must hold at least 2 nodes: IPv4 up to /30, IPv6 up to /126`);
     return c;
   }),
-  nodeTtl: duration(1000, 3_600_000, 'use a duration like 1500ms, 10s or 1m, from 1s to 1h'),
+  nodeTtl: duration(1000, 3_600_000),
   signingKeyFile: z.string().transform((s, ctx) => (s.trim() === '' ? fail(ctx, 'use a file path') : s)),
   bucket: z.string().transform((s, ctx) => (/^[A-Za-z0-9_-]+$/.test(s) ? s : fail(ctx, 'use letters, digits, "-" and "_"'))),
   replicas: intIn(1, 5),
@@ -151,8 +150,8 @@ const RunSchema = z.object({
     .transform((s, ctx) => (/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/.test(s) ? s : fail(ctx, 'use dot-separated tokens of letters, digits, "-" and "_" (no wildcards)'))),
   minPodCidrPrefix: intIn(0, 32),
   minPodCidrPrefixV6: intIn(0, 128),
-  maxClockSkew: duration(1000, 3_600_000, 'use a duration like 30s or 5m, from 1s to 1h'),
-  leaseTtl: duration(1000, 3_600_000, 'use a duration like 5s or 10s, from 1s to 1h'),
+  maxClockSkew: duration(1000, 3_600_000),
+  leaseTtl: duration(1000, 3_600_000),
   healthAddr: z.string().transform((s, ctx) => {
     try {
       return parseListenAddr('healthAddr', s.trim());
@@ -171,7 +170,7 @@ const RunSchema = z.object({
     }),
   registrationRate: intIn(1, 100_000),
   registrationBurst: intIn(1, 1_000_000),
-  unusedAllocationGrace: duration(1000, 30 * 86_400_000, 'use a duration like 10m or 24h, from 1s to 720h'),
+  unusedAllocationGrace: duration(1000, 30 * 86_400_000),
 });
 
 /** Where a value came from, to name it in errors ("--node-ttl" or "CROSSLINK_NODE_TTL (--node-ttl)"). */

@@ -21,7 +21,7 @@ const Cidr4 = z.string().refine((s) => parseCidr(s)?.family === 4, 'must be an I
 
 const DurationText = z
   .string()
-  .refine((s) => parseDuration(s) !== undefined, 'must be a duration like "5s" or "500ms"');
+  .refine((s) => parseDuration(s) !== undefined, 'must be a number with a unit like "5s" or "500ms" (a bare number is refused)');
 
 const NodeSpec = z
   .object({

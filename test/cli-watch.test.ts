@@ -49,3 +49,11 @@ test('one error prefix: commander usage errors and our own errors both start wit
   t.is(await runCli(['events'], ours), 2);
   t.regex(ours.err(), /^crosslink: --nats-url: \(missing\) is not valid; required/);
 });
+
+test('a bare number is no duration: `status --watch 5` is refused before anything is asked of the agent', async (t) => {
+  const { runCli } = await import('../cli/main.ts');
+  const { captureIo } = await import('./helpers/cli-io.ts');
+  const io = captureIo();
+  t.is(await runCli(['status', '--watch', '5', '--socket', '/nonexistent/xl.sock'], io), 2);
+  t.is(io.err().trim(), 'crosslink: --watch: "5" is not valid; a bare number has no unit: write 5ms or 5s; a duration from 0 to 1m (0 disables)');
+});

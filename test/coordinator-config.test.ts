@@ -158,10 +158,14 @@ test('signing key: a file holding only secretKey is accepted', async (t) => {
   t.is((await loadOrCreateSigningKey(file)).publicKey, a.publicKey);
 });
 
-test('a bare number is seconds, as everywhere; a value meant as milliseconds is refused, not taken as hours', (t) => {
-  t.is(parseCoordinatorConfig({ nodeTtl: '30' }).nodeTtlMs, 30_000);
-  t.is(parseCoordinatorConfig({ leaseTtl: '1.5' }).leaseTtlMs, 1500);
-  const err = t.throws(() => parseCoordinatorConfig({ leaseTtl: '10000' }), { instanceOf: ValidationError });
-  t.is(err.field, '--lease-ttl');
-  t.regex(err.message, /bare number is seconds/);
+test('a bare number is refused (it meant ms here and s in the agent): the error names the flag, the value and both readings', (t) => {
+  const err = t.throws(() => parseCoordinatorConfig({ nodeTtl: '1500' }), { instanceOf: ValidationError });
+  t.is(err.field, '--node-ttl');
+  t.is(err.value, '1500');
+  t.is(err.message, '--node-ttl: "1500" is not valid; a bare number has no unit: write 1500ms or 1500s (= 25m); a duration from 1s to 1h');
+  const frac = t.throws(() => parseCoordinatorConfig({ leaseTtl: '1.5' }), { instanceOf: ValidationError });
+  t.regex(frac.message, /^--lease-ttl: "1\.5" is not valid; a bare number has no unit: write 1\.5ms or 1\.5s;/);
+  t.is(parseCoordinatorConfig({ nodeTtl: '1500ms' }).nodeTtlMs, 1500);
+  t.is(parseCoordinatorConfig({ nodeTtl: '25m' }).nodeTtlMs, 1_500_000);
+  t.is(parseCoordinatorConfig({ leaseTtl: '1.5s' }).leaseTtlMs, 1500);
 });
