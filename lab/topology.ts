@@ -19,9 +19,10 @@ const CloudName = z
 
 const Cidr4 = z.string().refine((s) => parseCidr(s)?.family === 4, 'must be an IPv4 CIDR like 172.16.1.0/24 with host bits zero');
 
+const DURATION_ALLOWED = 'must be a duration with a unit like "5s" or "500ms" (a bare number is refused)';
 const DurationText = z
-  .string()
-  .refine((s) => parseDuration(s) !== undefined, 'must be a number with a unit like "5s" or "500ms" (a bare number is refused)');
+  .string({ error: DURATION_ALLOWED })
+  .refine((s) => parseDuration(s) !== undefined, DURATION_ALLOWED);
 
 const NodeSpec = z
   .object({

@@ -50,6 +50,7 @@ const invalid: [string, string, RegExp][] = [
     /needs at least one gatewayEligible node/,
   ],
   ['bad duration', 'timers: { nodeTtl: soon }\nclouds:\n  - { name: a, edge: nat, nodes: [ {} ] }', /timers\.nodeTtl: "soon".*duration/],
+  ['bare-number duration', 'timers: { nodeTtl: 5 }\nclouds:\n  - { name: a, edge: nat, nodes: [ {} ] }', /timers\.nodeTtl: .*5.*a bare number is refused/],
   ['not YAML', 'clouds: [', /must be valid YAML/],
 ];
 for (const [what, yaml, message] of invalid) {
