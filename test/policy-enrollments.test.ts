@@ -177,3 +177,24 @@ test.serial('fault: after a nats-server restart the agent still follows enrollme
   t.false((await policy.status()).lastError !== null, 'the table applies');
 });
 
+test('fault: an agent that cannot read the enrollments says so and applies nothing', async (t) => {
+  const nc = await connect({ servers: server().url, name: 'xl-test-policyenroll-none' });
+  t.teardown(() => nc.close());
+  const { runner, applied } = fakeNft();
+  const policy = new AgentPolicy({ runner, logger: silentLogger(), clock: systemClock, interfaceName: 'xlwg2', mode: 'best-effort', nftCommand: 'nft', bucket: scratchNames('xlpolnone').bucket, coordinatorKeys: [(await generateSigningKeyPair()).publicKey], onGateChanged: () => undefined });
+  t.teardown(() => policy.stop(false));
+  await policy.init();
+  policy.connect(nc);
+  policy.meshChanged(new Map([[a1.name, a1]]));
+  let problems: string[] = [];
+  await waitFor(
+    async () => {
+      problems = policy.errors(await policy.status());
+      return problems.some((p) => p.startsWith('policy: cannot read the cluster enrollments (enrollments.>): '));
+    },
+    { timeoutMs: 15_000, what: 'the unreadable enrollments reported' },
+  );
+  t.true(problems.some((p) => /the policy table is not updated until they are read/.test(p)), problems.join('\n'));
+  t.deepEqual(applied, [], 'nothing applied');
+});
+
