@@ -142,6 +142,7 @@ async function measure(n: number): Promise<void> {
   let nc: NatsConnection | undefined;
   let fleet: AgentFleet | undefined;
   const rows: (string | number)[][] = [];
+  const agentLog: string[] = [];
   const row = (figure: string, value: string | number): void => {
     rows.push([figure, value]);
   };
@@ -198,7 +199,8 @@ async function measure(n: number): Promise<void> {
       '--wireguard', 'userspace',
       '--coordinator-key', key.publicKey,
       '--join-credential-file', join(dir, 'real.credential'),
-      '--log-level', 'warn',
+      // XL_BENCH_AGENT_LOG=<file>: the agent logs at info and its log is written there (where start-up time goes).
+      '--log-level', process.env.XL_BENCH_AGENT_LOG ? 'info' : 'warn',
     ];
     // Where the memory goes: on SIGUSR2 the agent prints process.memoryUsage() and V8's heap spaces
     // (a preloaded hook; NODE_OPTIONS also carries XL_BENCH_AGENT_NODE_OPTIONS, to try node flags).
@@ -230,7 +232,6 @@ async function measure(n: number): Promise<void> {
         input: `table ip xlbench {\n chain out {\n  type nat hook output priority -100;\n  oifname "${iface}" udp dport ${PROBE_PORT} dnat to ${ip}\n }\n}\n`,
       });
     };
-    const agentLog: string[] = [];
     const startedAt = performance.now();
     agent = spawn(join(REPO, 'bin', 'crosslink-agent'), agentArgs, { stdio: ['ignore', 'pipe', 'pipe'], env });
     for (const s of [agent.stdout, agent.stderr]) s?.on('data', (c: Buffer) => agentLog.push(c.toString()));
@@ -289,15 +290,28 @@ async function measure(n: number): Promise<void> {
     const wgGoRss = wgGoPid === undefined ? NaN : await rssMiB(wgGoPid, 'VmRSS');
 
     // Coordinator crash and restart with N heartbeating nodes (same POD_NAME: it reclaims its lease).
-    const names = sims.map((a) => a.name);
-    const killedAt = performance.now();
-    fleet.heardAgain.mark(killedAt);
-    await coordinator.stop('SIGKILL');
-    coordinator = startCoordinator();
-    await waitFor(() => serves(nc), { timeoutMs: 60_000, intervalMs: 20, what: 'the restarted coordinator to answer' });
-    const servesMs = performance.now() - killedAt;
-    await waitFor(() => fleet?.heardAgain.allHeard(names), { timeoutMs: 120_000, intervalMs: 50, what: 'every simulated node heard again' });
-    const heard = fleet.heardAgain.summary(names);
+    // A failure here keeps the figures measured above.
+    const restartRows: [string, string][] = [];
+    try {
+      const names = sims.map((a) => a.name);
+      const killedAt = performance.now();
+      fleet.heardAgain.mark(killedAt);
+      await coordinator.stop('SIGKILL');
+      coordinator = startCoordinator();
+      await waitFor(() => serves(nc), { timeoutMs: 60_000, intervalMs: 20, what: 'the restarted coordinator to answer' });
+      const servesMs = performance.now() - killedAt;
+      await waitFor(() => fleet?.heardAgain.allHeard(names), { timeoutMs: 120_000, intervalMs: 50, what: 'every simulated node heard again' });
+      const heard = fleet.heardAgain.summary(names);
+      restartRows.push(
+        ['coordinator SIGKILL → serving again (ms)', ms(servesMs)],
+        ['  nodes the outage caught / all of them heard again (ms after the kill)', `${heard.caught} / ${ms(heard.caughtHeardMs)}`],
+        [`  every node heard again (ms; each at its own phase, heartbeat interval ${heartbeatIntervalMs} ms)`, ms(heard.allHeardMs)],
+        ['  delay added to a node\'s heartbeat: p99 / max (ms)', `${ms(heard.addedDelayMs.p99)} / ${ms(heard.addedDelayMs.max)}`],
+      );
+    } catch (err) {
+      restartRows.push(['coordinator SIGKILL → restart', `failed: ${errorMessage(err)}`]);
+      process.exitCode = 1;
+    }
     row('simulated nodes registered (wall, ms)', ms(registerMs));
     row('start → all peers and routes programmed (ms)', ms(programmedMs));
     row('processes the agent spawned until programmed (mutating)', `${startLines.length} (${startLines.filter(isMutating).length})`);
@@ -308,14 +322,12 @@ async function measure(n: number): Promise<void> {
     row('one leave → peer gone from wg show, p50 / p99 (ms)', `${ms(percentile(leaveMs, 50))} / ${ms(percentile(leaveMs, 99))}`);
     row('mutating commands per join, max', Math.max(...joinCmds));
     row(`idle ${IDLE_MS / 1000} s: agent CPU, commands (mutating)`, `${idleCpu} ms, ${idleLines.length} (${idleLines.filter(isMutating).length})`);
-    row('coordinator SIGKILL → serving again (ms)', ms(servesMs));
-    row('  nodes the outage caught / all of them heard again (ms after the kill)', `${heard.caught} / ${ms(heard.caughtHeardMs)}`);
-    row(`  every node heard again (ms; each at its own phase, heartbeat interval ${heartbeatIntervalMs} ms)`, ms(heard.allHeardMs));
-    row('  delay added to a node\'s heartbeat: p99 / max (ms)', `${ms(heard.addedDelayMs.p99)} / ${ms(heard.addedDelayMs.max)}`);
+    for (const [figure, value] of restartRows) row(figure, value);
   } catch (err) {
     console.error(`agent:${n} failed: ${errorMessage(err)}`);
     process.exitCode = 1;
   } finally {
+    if (process.env.XL_BENCH_AGENT_LOG) await writeFile(process.env.XL_BENCH_AGENT_LOG, agentLog.join(''));
     await fleet?.stopHeartbeats();
     if (agent && agent.exitCode === null) {
       const exited = new Promise((r) => agent?.once('exit', r));
