@@ -1,0 +1,38 @@
+// bin/crosslink-agent (what the image and the DaemonSet run) starts node with the agent's V8
+// settings: a 1 MiB semi-space keeps the young generation at 2 MiB (agent RSS at 1,000 peers
+// 125 → 95 MiB, docs/benchmarks.md). The coordinator and CLI keep node's defaults.
+import { execFile } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import test from 'ava';
+
+const run = promisify(execFile);
+const BIN = join(import.meta.dirname, '..', 'bin');
+
+/** Runs `bin/<program> --help` with a preloaded hook that prints node's execArgv and the new-space size limit. */
+async function flagsOf(program: string): Promise<{ execArgv: string[]; newSpaceMiB: number }> {
+  const dir = await mkdtemp(join(tmpdir(), 'xl-node-flags-'));
+  try {
+    const hook = join(dir, 'hook.cjs');
+    await writeFile(hook, `const v8 = require('node:v8');
+const ns = v8.getHeapSpaceStatistics().find((s) => s.space_name === 'new_space');
+process.stderr.write('XL-FLAGS ' + JSON.stringify({ execArgv: process.execArgv, newSpaceMiB: ns ? ns.space_size / 1048576 : -1 }) + '\\n');
+`);
+    const { stderr } = await run(join(BIN, program), ['--help'], { env: { ...process.env, NODE_OPTIONS: `--require=${hook}` }, timeout: 60_000 });
+    const line = stderr.split('\n').find((l) => l.startsWith('XL-FLAGS '));
+    if (line === undefined) throw new Error(`no XL-FLAGS line in: ${stderr}`);
+    return JSON.parse(line.slice('XL-FLAGS '.length)) as { execArgv: string[]; newSpaceMiB: number };
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+test('the agent runs with a 1 MiB semi-space; the coordinator with node defaults', async (t) => {
+  const agent = await flagsOf('crosslink-agent');
+  t.true(agent.execArgv.includes('--max-semi-space-size=1'), JSON.stringify(agent.execArgv));
+  t.true(agent.newSpaceMiB <= 2, `agent new space ${agent.newSpaceMiB} MiB`);
+  const coordinator = await flagsOf('crosslink-coordinator');
+  t.false(coordinator.execArgv.some((a) => a.startsWith('--max-semi-space-size')), JSON.stringify(coordinator.execArgv));
+});
