@@ -64,20 +64,28 @@ const theLab = (): Lab => {
   return lab;
 };
 
-test.before(async () => {
-  lab = await Lab.up({ id: randomLabId('v'), topologyText: TOPOLOGY, topologySource: 'test/adversary-dataplane.test.ts', runner: new ExecaRunner(), deferAgents: ['east-n1', 'evil-n1'] });
+test.before(async (t) => {
+  const t0 = Date.now();
+  const log = (m: string): void => t.log(`${Date.now() - t0} ms ${m}`);
+  lab = await Lab.up({ onProgress: log, id: randomLabId('v'), topologyText: TOPOLOGY, topologySource: 'test/adversary-dataplane.test.ts', runner: new ExecaRunner(), deferAgents: ['east-n1', 'evil-n1'] });
   const l = lab;
   const east = l.node('east-n1');
   // The control host answers NATS on a private address too; east's edge routes it there.
   await l.exec(l.plan.ctlNs, ['ip', 'address', 'add', `${NATS_PRIVATE}/32`, 'dev', 'lo']);
   await l.exec(l.plan.ctlNs, ['iptables', '-t', 'nat', '-A', 'PREROUTING', '-d', `${NATS_PRIVATE}/32`, '-p', 'tcp', '--dport', '4222', '-j', 'DNAT', '--to-destination', `${l.plan.ctlIp}:4222`]);
   await l.exec(east.edgeNs, ['ip', 'route', 'add', `${NATS_PRIVATE}/32`, 'via', l.plan.ctlIp]);
+  log('up');
   await l.startAgent('east-n1', 'info', ['--nats-url', `nats://${NATS_PRIVATE}:4222`]);
-  await l.waitConverged(CONVERGE_MS);
+  // Meanwhile the operator withdraws the attacker's cloud enrollment the lab made (no node of it runs
+  // yet); the first test enrolls it again, broadly, once the honest nodes have registered.
+  await Promise.all([l.waitConverged(CONVERGE_MS), coordinatorCommand(l, ['cluster', 'remove', 'evil'])]);
+  log('converged');
 });
 
 test.after.always(async (t) => {
+  const t0 = Date.now();
   const report = await lab?.down();
+  t.log(`down ${Date.now() - t0} ms`);
   t.deepEqual(report?.errors ?? [], []);
   if (lab) t.deepEqual(await leftoversOf(lab.id), []);
 });
@@ -150,8 +158,8 @@ test.serial('finding 1, guarded: an admitted claim on the VPC subnet, the NATS a
   t.notRegex(natsPathBefore, new RegExp(`dev ${east.wgInterface}\\b`));
   t.true(routesBefore.some((r) => r.startsWith('default via ')), routesBefore.join('\n'));
 
-  // The operator enrolls the attacker's cluster broadly; the attacker registers every claim.
-  await coordinatorCommand(l, ['cluster', 'remove', 'evil']);
+  // The operator enrolls the attacker's cluster broadly (after the honest nodes registered: admission
+  // refuses a node whose own address lies in another cluster's range); the attacker claims it all.
   const evil = l.node('evil-n1');
   const claims = [evil.podCidr, attack.vpc, attack.nats, attack.peer];
   const added = await coordinatorCommand(l, ['cluster', 'add', 'evil', ...claims.flatMap((c) => ['--pod-cidr', c]), '--credential-out', joinCredentialFile(l.paths, 'evil')]);
@@ -189,7 +197,23 @@ test.serial('finding 1, guarded: an admitted claim on the VPC subnet, the NATS a
   t.notRegex(await routeGet(l, east.ns, '172.16.1.200'), new RegExp(`dev ${east.wgInterface}\\b`));
   t.notRegex(await routeGet(l, east.ns, l.node('west-n1').vpcIp), new RegExp(`dev ${east.wgInterface}\\b`));
 
-  // NATS: heartbeats keep being acknowledged for more than a TTL after the attack, and east never expires.
+  // Pods keep talking across the tunnel, both ways.
+  const [eastPod, westPod] = [findPod(l.plan, 'east-n1-p1'), findPod(l.plan, 'west-n1-p1')];
+  await assertReachable(t, l, [[eastPod, westPod], [westPod, eastPod]], 20_000);
+
+  // The refusal is reported to the operator: `crosslink status --json` and `crosslink diagnose`.
+  const [cli, diag] = await Promise.all([
+    cliStatus(l, 'east-n1'),
+    l.runner.run([CLI, 'diagnose', '--json', '--interval', '0', '--socket', l.statusSocket('east-n1')], { allowFailure: true, timeoutMs: 60_000 }),
+  ]);
+  t.deepEqual(cli.refusedRoutes.map((r) => r.cidr).sort(), [attack.vpc, attack.nats, attack.peer].sort());
+  t.is(diag.exitCode, 1, diag.stdout + diag.stderr);
+  const checks = (JSON.parse(diag.stdout) as { checks: { id: string; ok: boolean | null; detail: string }[] }).checks;
+  const guard = checks.find((c) => c.id === 'dataplane.route-guard');
+  t.like(guard, { ok: false });
+  t.regex(guard?.detail ?? '', /3 peer CIDR\(s\) refused: .*172\.31\.0\.2\/32 of evil-n1/);
+
+  // NATS (checked last: the checks above take part of the TTL): heartbeats keep being acknowledged for more than a TTL after the attack, and east never expires.
   const later = await pollFor(
     t,
     `east heartbeating ${ttl} ms after the attack`,
@@ -205,20 +229,6 @@ test.serial('finding 1, guarded: an admitted claim on the VPC subnet, the NATS a
   t.true(later.controlPlane.connected && later.controlPlane.registered, JSON.stringify(later.controlPlane));
   const westView = await l.status('west-n1');
   t.true(westView.peers.some((p) => p.name === 'east-n1'), `west lost east: ${JSON.stringify(westView.peers.map((p) => p.name))}`);
-
-  // Pods keep talking across the tunnel, both ways.
-  const [eastPod, westPod] = [findPod(l.plan, 'east-n1-p1'), findPod(l.plan, 'west-n1-p1')];
-  await assertReachable(t, l, [[eastPod, westPod], [westPod, eastPod]], 20_000);
-
-  // The refusal is reported to the operator: `crosslink status --json` and `crosslink diagnose`.
-  const cli = await cliStatus(l, 'east-n1');
-  t.deepEqual(cli.refusedRoutes.map((r) => r.cidr).sort(), [attack.vpc, attack.nats, attack.peer].sort());
-  const diag = await l.runner.run([CLI, 'diagnose', '--json', '--interval', '0', '--socket', l.statusSocket('east-n1')], { allowFailure: true, timeoutMs: 60_000 });
-  t.is(diag.exitCode, 1, diag.stdout + diag.stderr);
-  const checks = (JSON.parse(diag.stdout) as { checks: { id: string; ok: boolean | null; detail: string }[] }).checks;
-  const guard = checks.find((c) => c.id === 'dataplane.route-guard');
-  t.like(guard, { ok: false });
-  t.regex(guard?.detail ?? '', /3 peer CIDR\(s\) refused: .*172\.31\.0\.2\/32 of evil-n1/);
 });
 
 test.serial('finding 1, NEGATIVE CONTROL: the same agent without the guard routes the NATS address into the attacker\'s tunnel', async (t) => {
