@@ -28,6 +28,7 @@ import { ExecaRunner } from '../lib/runner.ts';
 import { waitFor } from '../lib/wait.ts';
 import { AgentStatus } from '../protocol/status.ts';
 import { assertReachable, leftoversOf } from './helpers/lab-harness.ts';
+import { startTcpServer, tcpProbe } from './helpers/tcp-probe.ts';
 
 const TOPOLOGY = `# test/adversary-dataplane.test.ts
 timers:
@@ -52,6 +53,7 @@ clouds:
 /** The NATS server's private address as east sees it (a VPC address in real deployments). */
 const NATS_PRIVATE = '172.31.0.2';
 const HEALTH_PORT = 9464;
+const TCP_PORT = 8080;
 const CONVERGE_MS = 60_000;
 const COORDINATOR = join(REPO_ROOT, 'bin', 'crosslink-coordinator');
 const CLI = join(REPO_ROOT, 'bin', 'crosslink');
@@ -197,9 +199,16 @@ test.serial('finding 1, guarded: an admitted claim on the VPC subnet, the NATS a
   t.notRegex(await routeGet(l, east.ns, '172.16.1.200'), new RegExp(`dev ${east.wgInterface}\\b`));
   t.notRegex(await routeGet(l, east.ns, l.node('west-n1').vpcIp), new RegExp(`dev ${east.wgInterface}\\b`));
 
-  // Pods keep talking across the tunnel, both ways.
+  // Pods keep talking across the tunnel: ping both ways, TCP east → west.
   const [eastPod, westPod] = [findPod(l.plan, 'east-n1-p1'), findPod(l.plan, 'west-n1-p1')];
-  await assertReachable(t, l, [[eastPod, westPod], [westPod, eastPod]], 20_000);
+  const server = await startTcpServer(westPod, TCP_PORT);
+  t.teardown(() => server.stop());
+  const [tcp] = await Promise.all([
+    waitFor(async () => ((await tcpProbe(l.runner, eastPod, westPod, TCP_PORT)) === 'ok' ? 'ok' : undefined), { timeoutMs: 20_000, intervalMs: 200, what: 'TCP east pod → west pod' }).catch((err: unknown) => String(err)),
+    assertReachable(t, l, [[eastPod, westPod], [westPod, eastPod]], 20_000),
+  ]);
+  t.is(tcp, 'ok', 'TCP east pod → west pod');
+  await server.stop();
 
   // The refusal is reported to the operator: `crosslink status --json` and `crosslink diagnose`.
   const [cli, diag] = await Promise.all([
