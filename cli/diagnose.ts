@@ -29,6 +29,21 @@ export interface Check {
   readonly hint?: string;
 }
 
+/** Path-MTU probes to one peer (cli/diagnose-probes.ts): a full-size one and a small control sent together; null: that probe could not be sent (agent error). */
+export interface PathMtuProbe {
+  readonly full: PingReply | null;
+  readonly small: PingReply | null;
+}
+
+export type PathMtuVerdict = 'passes' | 'too-small' | 'inconclusive';
+
+/** The one reading of a probe pair, used by diagnose and its tests. */
+export function pathMtuVerdict(p: PathMtuProbe): PathMtuVerdict {
+  if (p.full !== null && p.full.received > 0) return 'passes';
+  if (p.small !== null && p.small.received > 0) return 'too-small';
+  return 'inconclusive';
+}
+
 export interface DiagnoseInput {
   readonly status: AgentStatus;
   /** null when the agent has no view yet. */
@@ -39,7 +54,7 @@ export interface DiagnoseInput {
   readonly after: DiagnosticsDocument | null;
   readonly intervalMs: number;
   /** Path-MTU probes (a probe padded to the live MTU) per WireGuard peer node; absent: not probed. */
-  readonly pmtu?: ReadonlyMap<string, PingReply | null>;
+  readonly pmtu?: ReadonlyMap<string, PathMtuProbe>;
   /** Only this remote node; default every remote node. */
   readonly target?: string;
   readonly now: number;
@@ -239,16 +254,20 @@ export function diagnose(input: DiagnoseInput): DiagnoseResult {
         );
         const pm = input.pmtu?.get(peer.node);
         if (pm !== undefined && probe.state === 'up') {
+          const size = liveMtu ?? status.dataplane.mtu;
+          const verdict = pathMtuVerdict(pm);
           checks.push(
-            pm !== null && pm.received > 0
-              ? pass('peer.pmtu', `${n}: full-size packets pass`, `a ${liveMtu ?? status.dataplane.mtu}-byte probe was answered`, n)
-              : fail(
-                  'peer.pmtu',
-                  `${n}: full-size packets pass`,
-                  `small probes are answered, a ${liveMtu ?? status.dataplane.mtu}-byte probe is not${pm === null ? ' (could not be sent)' : ''}`,
-                  `the underlay path to ${peer.node} carries less than MTU + 80 bytes (WireGuard overhead): lower --mtu on both sides, or fix the path MTU; TCP is clamped, UDP and ICMP are not`,
-                  n,
-                ),
+            verdict === 'passes'
+              ? pass('peer.pmtu', `${n}: full-size packets pass`, `a ${size}-byte probe was answered`, n)
+              : verdict === 'too-small'
+                ? fail(
+                    'peer.pmtu',
+                    `${n}: full-size packets pass`,
+                    `a small probe sent at the same moment was answered, the ${size}-byte probe was not`,
+                    `the underlay path to ${peer.node} carries less than MTU + 80 bytes (WireGuard overhead): lower --mtu on both sides, or fix the path MTU; TCP is clamped, UDP and ICMP are not`,
+                    n,
+                  )
+                : skip('peer.pmtu', `${n}: full-size packets pass`, `not judged: neither the ${size}-byte probe nor the small control probe was answered during this check (loss, not size; see ${n}: reachable)`, n),
           );
         }
       }

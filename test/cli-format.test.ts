@@ -2,7 +2,8 @@
 import test from 'ava';
 import type { DesiredState, MeshView } from '../agent/plan/model.ts';
 import type { DiagnosticsDocument } from '../protocol/status-api.ts';
-import { diagnose, formatChecks } from '../cli/diagnose.ts';
+import { diagnose, formatChecks, type PathMtuProbe } from '../cli/diagnose.ts';
+import type { PingReply } from '../protocol/health.ts';
 import {
   endpointText,
   formatNodeTable,
@@ -322,3 +323,24 @@ test('diagnose output: one line per check, hints indented', (t) => {
   t.regex(text, /^✗ node-b: handshake recent: no handshake yet\n {4}hint: can UDP reach 192\.0\.2\.2:51820\?/m);
   t.regex(text, /^- node-b: receiving: single sample/m);
 });
+
+// peer.pmtu judges size only when a small control probe sent at the same moment came back: on a
+// loaded host both can be lost, and that is loss (peer.probe's verdict), not a path-MTU problem.
+const probeUp = { state: 'up' as const, reason: 'answered', target: '100.96.0.2', rttMs: 1, lossPct: 0, window: 10, sent: 10, received: 10, lastReplyAt: NOW, since: NOW - 60_000 };
+const reply = (received: number): PingReply => ({ target: 'node-b', node: 'node-b', overlayIp: '100.96.0.2', path: 'direct', via: null, pathText: 'direct', sent: 3, received, rttMs: [], pod: null, summary: '', ok: received > 0 });
+const pmtuCases: [string, PathMtuProbe, boolean | null, boolean][] = [
+  ['full-size answered', { full: reply(1), small: reply(3) }, true, true],
+  ['full-size lost, small control answered: the path is too small', { full: reply(0), small: reply(3) }, false, false],
+  ['both lost: not judged (loss, not size)', { full: reply(0), small: reply(0) }, null, true],
+  ['full-size could not be sent, control answered', { full: null, small: reply(2) }, false, false],
+  ['neither could be sent', { full: null, small: null }, null, true],
+];
+for (const [name, probe, checkOk, resultOk] of pmtuCases) {
+  test(`diagnose peer.pmtu: ${name}`, (t) => {
+    const st = status({ peers: [peer({ probe: probeUp })], dataplane: { ...status().dataplane, liveMtu: 1420 } });
+    const result = diagnose({ status: st, view, desired: desiredB, before: healthy, after: later, intervalMs: 3000, now: NOW, pmtu: new Map([['node-b', probe]]) });
+    const check = result.checks.find((c) => c.id === 'peer.pmtu');
+    t.is(check?.ok, checkOk, formatChecks(result.checks));
+    t.is(result.ok, resultOk);
+  });
+}
