@@ -5,7 +5,7 @@ import { NATS_PORT, RELAY_PORT_FIRST, RELAY_PORT_LAST, WIREGUARD_PORT, type Clou
 
 export interface LabPaths {
   readonly repoRoot: string;
-  /** .lab/<id> (absolute) */
+  /** The lab's state dir, <lab root>/<id> (absolute; lab/state.ts labRoot) */
   readonly dir: string;
 }
 

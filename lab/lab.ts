@@ -62,9 +62,9 @@ export class Lab {
     const plan = planLab(topology, id);
     const runner = options.runner ?? new ExecaRunner();
     const repoRoot = options.repoRoot ?? REPO_ROOT;
-    const paths: LabPaths = { repoRoot, dir: labDir(id, repoRoot) };
+    const paths: LabPaths = { repoRoot, dir: labDir(id) };
     const progress = options.onProgress ?? (() => undefined);
-    const leftover = await teardownLab(id, runner, { repoRoot });
+    const leftover = await teardownLab(id, runner);
     if (leftover.namespacesDeleted > 0) progress(`removed a leftover lab ${id} (${leftover.namespacesDeleted} namespaces)`);
     if (leftover.errors.length > 0) throw new CrosslinkError(`could not remove leftovers of lab ${id}: ${leftover.errors.join('; ')}`);
 
@@ -112,7 +112,7 @@ export class Lab {
   static async attach(id: string, options: { repoRoot?: string; runner?: Runner } = {}): Promise<Lab> {
     checkLabId(id);
     const repoRoot = options.repoRoot ?? REPO_ROOT;
-    const paths: LabPaths = { repoRoot, dir: labDir(id, repoRoot) };
+    const paths: LabPaths = { repoRoot, dir: labDir(id) };
     const state = await readState(paths.dir);
     if (!state) throw new CrosslinkError(`no lab "${id}" here (${paths.dir}/state.json missing); start one with: npm run lab -- up --id ${id}`);
     const plan = planLab(parseTopology(state.topologyText, state.topologySource), id);
@@ -377,7 +377,7 @@ export class Lab {
 
   /** Tears everything down (see teardown.ts for the order). */
   down(options: { keepState?: boolean } = {}): Promise<TeardownReport> {
-    return teardownLab(this.id, this.runner, { repoRoot: this.paths.repoRoot, onProgress: this.progress, ...options });
+    return teardownLab(this.id, this.runner, { onProgress: this.progress, ...options });
   }
 
   processRef(name: string): ProcessRef | undefined {

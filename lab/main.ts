@@ -1,4 +1,4 @@
-// `npm run lab -- up|down|status|matrix`: the multi-cloud lab from the command line.
+// `npm run lab -- up|down|status|matrix|stop|start|restart`: the multi-cloud lab from the command line.
 import { readFile } from 'node:fs/promises';
 import { join, relative, resolve } from 'node:path';
 import { Command, Option } from 'commander';
@@ -10,6 +10,7 @@ import { Lab } from './lab.ts';
 import { connectivityMatrix, formatMatrix } from './matrix.ts';
 import { listNamespaces } from './network.ts';
 import { checkLabId, namespacePrefix } from './names.ts';
+import { drill } from './drill.ts';
 import { REPO_ROOT } from './state.ts';
 import { formatSummary, meshSummary } from './summary.ts';
 import { findLabIds, teardownLab } from './teardown.ts';
@@ -171,6 +172,17 @@ export function buildProgram(): Command {
     .option('--all', 'every lab on this machine', false)
     .action(down);
   program.command('status').description('processes, agents and paths of running labs').option('--id <id>', 'only this lab').option('--json', 'JSON output', false).action(status);
+  for (const action of ['stop', 'start', 'restart'] as const) {
+    program
+      .command(`${action} <process>`)
+      .description(`${action} one process of a running lab (nats-server, coordinator or a node's agent), recorded in its state`)
+      .addOption(new Option('--id <id>', 'lab id').default(DEFAULT_ID))
+      .addOption(new Option('--log-level <level>', 'log level when starting').default('info'))
+      .action(async (name: string, opts: { id: string; logLevel: string }) => {
+        const lab = await Lab.attach(checkLabId(opts.id));
+        process.stdout.write(`${await drill(lab, action, name, opts.logLevel)}\n`);
+      });
+  }
   program
     .command('matrix')
     .description('ping every pod from every pod of a running lab')

@@ -1,4 +1,4 @@
-// The lab's on-disk state under .lab/<id>/: what `up` started, so `down` and `status` can find it
+// The lab's on-disk state under <lab root>/<id>/ (outside the checkout, see labRoot): what `up` started, so `down` and `status` can find it
 // from another process. Written after every change; teardown does not trust it alone (it also
 // discovers processes through their namespaces), so a crash mid-`up` still cleans up.
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
@@ -10,12 +10,19 @@ import { CrosslinkError } from '../lib/errors.ts';
 
 export const REPO_ROOT = fileURLToPath(new URL('..', import.meta.url)).replace(/\/$/, '');
 
-export function labRoot(repoRoot = REPO_ROOT): string {
-  return join(repoRoot, '.lab');
+/**
+ * Where labs keep their state: $CROSSLINK_LAB_DIR, else $XDG_RUNTIME_DIR/crosslink-lab, else
+ * /run/crosslink-lab (the lab runs as root). Never inside the checkout, so a lab runs from a
+ * read-only one. Lab ids are machine-wide (they name namespaces), and so is this directory.
+ */
+export function labRoot(env: Readonly<Record<string, string | undefined>> = process.env): string {
+  if (env.CROSSLINK_LAB_DIR !== undefined && env.CROSSLINK_LAB_DIR !== '') return env.CROSSLINK_LAB_DIR;
+  if (env.XDG_RUNTIME_DIR !== undefined && env.XDG_RUNTIME_DIR !== '') return join(env.XDG_RUNTIME_DIR, 'crosslink-lab');
+  return '/run/crosslink-lab';
 }
 
-export function labDir(id: string, repoRoot = REPO_ROOT): string {
-  return join(labRoot(repoRoot), id);
+export function labDir(id: string, root = labRoot()): string {
+  return join(root, id);
 }
 
 export const ProcessEntry = z.object({

@@ -11,7 +11,7 @@ import { deleteNamespaces, listNamespaces } from './network.ts';
 import { pidsInNamespaces } from './netns-pids.ts';
 import { checkLabId, labIdOfNamespace, namespaceName, namespacePrefix, wireguardSocketPattern } from './names.ts';
 import { isAlive, pidOf, roleOf, signal, terminate, type ProcessRef, type ProcessRole } from './processes.ts';
-import { labDir, labRoot, readState, REPO_ROOT } from './state.ts';
+import { labDir, labRoot, readState } from './state.ts';
 
 export const WIREGUARD_SOCKET_DIR = '/var/run/wireguard';
 
@@ -24,8 +24,7 @@ export interface TeardownReport {
 }
 
 export interface TeardownOptions {
-  readonly repoRoot?: string;
-  /** Keep .lab/<id> (logs) instead of removing it. */
+  /** Keep the lab's state dir (logs) instead of removing it. */
   readonly keepState?: boolean;
   readonly onProgress?: (line: string) => void;
 }
@@ -33,7 +32,7 @@ export interface TeardownOptions {
 export async function teardownLab(id: string, runner: Runner, options: TeardownOptions = {}): Promise<TeardownReport> {
   checkLabId(id);
   const progress = options.onProgress ?? (() => undefined);
-  const dir = labDir(id, options.repoRoot ?? REPO_ROOT);
+  const dir = labDir(id);
   const errors: string[] = [];
   const stopped: Record<ProcessRole, number> = { agent: 0, 'wireguard-go': 0, coordinator: 0, 'nats-server': 0, other: 0 };
   let state;
@@ -106,15 +105,15 @@ async function removeWireguardSockets(id: string, errors: string[]): Promise<voi
   }
 }
 
-/** Ids of every lab on this machine: a state dir under .lab/ or a lab's internet namespace. */
-export async function findLabIds(runner: Runner, repoRoot = REPO_ROOT): Promise<string[]> {
+/** Ids of every lab on this machine: a state dir under the lab root or a lab's internet namespace. */
+export async function findLabIds(runner: Runner, root = labRoot()): Promise<string[]> {
   const ids = new Set<string>();
   try {
-    for (const e of await readdir(labRoot(repoRoot), { withFileTypes: true })) {
+    for (const e of await readdir(root, { withFileTypes: true })) {
       if (e.isDirectory() && /^[a-z0-9]{1,6}$/.test(e.name)) ids.add(e.name);
     }
   } catch {
-    // no .lab dir yet
+    // no lab root yet
   }
   for (const ns of await listNamespaces(runner, 'xl-')) {
     const id = labIdOfNamespace(ns);

@@ -116,14 +116,14 @@ test('plan: a node name colliding with another namespace is rejected', (t) => {
 
 test('command lines: nats in the control namespace, agents with userspace WireGuard and lab timers', (t) => {
   const plan = planLab(parseTopology(defaultYaml), 'lab');
-  const paths = { repoRoot: '/repo', dir: '/repo/.lab/lab' };
+  const paths = { repoRoot: '/repo', dir: '/run/crosslink-lab/lab' };
   t.deepEqual(natsArgv(plan, paths).slice(0, 6), ['ip', 'netns', 'exec', 'xl-lab-ctl', 'nats-server', '-a']);
-  t.true(coordinatorArgv(plan, paths).join(' ').includes('--node-ttl 5s --signing-key-file /repo/.lab/lab/coordinator.key'));
+  t.true(coordinatorArgv(plan, paths).join(' ').includes('--node-ttl 5s --signing-key-file /run/crosslink-lab/lab/coordinator.key'));
   const onprem = plan.nodes.find((n) => n.name === 'onprem-n1')!;
   const argv = agentArgv(plan, onprem, paths, 'KEY=').join(' ');
   t.true(argv.startsWith('ip netns exec xl-lab-onprem-n1 /repo/bin/crosslink-agent '));
   t.regex(argv, /--wireguard userspace/);
-  t.regex(argv, /--status-socket \/repo\/\.lab\/lab\/onprem-n1\/agent\.sock/);
+  t.regex(argv, /--status-socket \/run\/crosslink-lab\/lab\/onprem-n1\/agent\.sock/);
   t.notRegex(argv, /--endpoint/, 'behind NAT: no endpoint');
   t.regex(agentArgv(plan, plan.nodes[0]!, paths, 'KEY=').join(' '), /--endpoint 198\.51\.100\.11:51820/);
   t.regex(argv, /--nat-keepalive 5 --resync-interval 10s/);
@@ -183,4 +183,13 @@ test('mesh summary: one line per cross-cloud node pair, both directions when the
   t.regex(text, /gcp-n2 +↔ onprem-n1\s+→ via local gateway gcp-n1 \| ← via gateway gcp-n1$/m);
   t.regex(text, /gcp-n2 +↔ edge-n1\s+unknown$/m, 'a direction nobody reported');
   t.is(text.split('\n').length, 4, 'one header and one line per node pair');
+});
+
+test('lab state lives outside the checkout: $CROSSLINK_LAB_DIR, else $XDG_RUNTIME_DIR/crosslink-lab, else /run/crosslink-lab', async (t) => {
+  const { labRoot, labDir, REPO_ROOT } = await import('../lab/state.ts');
+  t.is(labRoot({ CROSSLINK_LAB_DIR: '/srv/labs', XDG_RUNTIME_DIR: '/run/user/0' }), '/srv/labs');
+  t.is(labRoot({ XDG_RUNTIME_DIR: '/run/user/1000' }), '/run/user/1000/crosslink-lab');
+  t.is(labRoot({}), '/run/crosslink-lab');
+  t.is(labDir('ab12', '/run/crosslink-lab'), '/run/crosslink-lab/ab12');
+  t.false(labRoot({}).startsWith(`${REPO_ROOT}/`));
 });

@@ -102,7 +102,7 @@ export async function leftoversOf(id: string): Promise<string[]> {
   const pattern = wireguardSocketPattern(id);
   if (existsSync(WIREGUARD_SOCKET_DIR)) for (const s of readdirSync(WIREGUARD_SOCKET_DIR)) if (pattern.test(s)) found.push(`socket ${s}`);
   if (existsSync(labDir(id))) found.push(`state dir ${labDir(id)}`);
-  const marks = [`/.lab/${id}/`, `xl${id}w`, `xl-${id}-`];
+  const marks = [`${labDir(id)}/`, `xl${id}w`, `xl-${id}-`];
   for (const pid of readdirSync('/proc').filter((p) => /^[0-9]+$/.test(p))) {
     let cmd: string;
     try {

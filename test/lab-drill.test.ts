@@ -1,0 +1,50 @@
+// `lab stop|start|restart <process>` against a fake Lab: the right Lab call for each process, in
+// order, and the state the Lab records follows (so `lab status` is right afterwards).
+import test from 'ava';
+import { drill, type DrillLab } from '../lab/drill.ts';
+import { ValidationError } from '../lib/errors.ts';
+
+class FakeLab implements DrillLab {
+  readonly plan = { nodes: [{ name: 'aws-n1' }, { name: 'onprem-n1' }] };
+  readonly running = new Set(['nats-server', 'coordinator', 'aws-n1', 'onprem-n1']);
+  readonly calls: string[] = [];
+  isRunning(name: string): boolean {
+    return this.running.has(name);
+  }
+  private did(call: string, name: string, up: boolean): Promise<void> {
+    this.calls.push(call);
+    if (up) this.running.add(name);
+    else this.running.delete(name);
+    return Promise.resolve();
+  }
+  startNats = () => this.did('startNats', 'nats-server', true);
+  stopNats = () => this.did('stopNats', 'nats-server', false);
+  startCoordinator = (level?: string) => this.did(`startCoordinator ${level}`, 'coordinator', true);
+  stopCoordinator = () => this.did('stopCoordinator', 'coordinator', false);
+  startAgent = (name: string, level?: string) => this.did(`startAgent ${name} ${level}`, name, true);
+  stopAgent = (name: string) => this.did(`stopAgent ${name}`, name, false);
+}
+
+test('restart = stop then start, through the Lab (which records both); each process by its name', async (t) => {
+  const lab = new FakeLab();
+  t.is(await drill(lab, 'restart', 'aws-n1'), 'restarted aws-n1');
+  t.is(await drill(lab, 'restart', 'coordinator', 'debug'), 'restarted coordinator');
+  t.is(await drill(lab, 'restart', 'nats'), 'restarted nats-server');
+  t.deepEqual(lab.calls, ['stopAgent aws-n1', 'startAgent aws-n1 info', 'stopCoordinator', 'startCoordinator debug', 'stopNats', 'startNats']);
+  t.deepEqual([...lab.running].sort(), ['aws-n1', 'coordinator', 'nats-server', 'onprem-n1']);
+});
+
+test('stop, then start; starting a running process is refused, stopping a stopped one is not', async (t) => {
+  const lab = new FakeLab();
+  t.is(await drill(lab, 'stop', 'onprem-n1'), 'stopped onprem-n1');
+  t.false(lab.isRunning('onprem-n1'));
+  t.is(await drill(lab, 'stop', 'onprem-n1'), 'onprem-n1 was not running');
+  t.is(await drill(lab, 'restart', 'onprem-n1'), 'started onprem-n1');
+  await t.throwsAsync(drill(lab, 'start', 'onprem-n1'), { message: 'onprem-n1 is already running (use restart)' });
+  t.deepEqual(lab.calls, ['stopAgent onprem-n1', 'startAgent onprem-n1 info']);
+});
+
+test('an unknown process names the value and what is allowed', async (t) => {
+  const err = await t.throwsAsync(drill(new FakeLab(), 'stop', 'gcp-n9'), { instanceOf: ValidationError });
+  t.is(err.message, '<process>: "gcp-n9" is not valid; use nats-server, coordinator or a node of this lab (aws-n1, onprem-n1)');
+});
