@@ -239,11 +239,6 @@ export class Agent {
       dnsPolicy: o.config.dnsPolicy,
       coordinatorKey: o.coordinatorKey,
       identityKey: keys.identity,
-      // The latest verified snapshot (immutable), once complete.
-      nodes: () => {
-        const mesh = this.reconciler.current().mesh;
-        return mesh?.complete ? mesh.nodes : undefined;
-      },
       clusterPaths: async () => clusterPathsFromPeers((await this.status()).peers, this.clock.now()),
       clock: this.clock,
       logger: o.logger.child({ component: 'services' }),
@@ -447,7 +442,7 @@ export class Agent {
     }
     this.reconciler.update({ mesh: snapshot }, 'mesh changed');
     this.policy.meshChanged(snapshot.complete ? snapshot.nodes : null);
-    this.services.meshChanged();
+    this.services.meshChanged(snapshot.complete ? snapshot.nodes : null);
   }
 
   private async cacheOverlayIp(ip: string): Promise<void> {
@@ -535,13 +530,13 @@ export class Agent {
 
   /** One read of the kernel state status() reports (each a `wg`/`nft`/`ip` spawn). */
   private async readLive(): Promise<LiveReads> {
-    let peers: readonly LivePeer[] | { error: string };
-    try {
-      peers = await this.dataplane.livePeers();
-    } catch (err) {
-      peers = { error: errorMessage(err) };
-    }
-    return { peers, policy: await this.policy.status(), mtu: await this.health.liveMtu() };
+    // Side by side: three independent spawns (wg, nft, ip).
+    const [peers, policy, mtu] = await Promise.all([
+      this.dataplane.livePeers().catch((err: unknown): { error: string } => ({ error: errorMessage(err) })),
+      this.policy.status(),
+      this.health.liveMtu(),
+    ]);
+    return { peers, policy, mtu };
   }
 
   async status(): Promise<AgentStatus> {

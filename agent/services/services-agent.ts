@@ -35,8 +35,6 @@ export interface ServicesAgentOptions {
   /** The coordinator's public key, or its key set during a signing-key rotation. */
   readonly coordinatorKey: VerifyKeys;
   readonly identityKey: SigningKeyPair;
-  /** The verified live nodes (mesh view); undefined before the first KV snapshot. */
-  readonly nodes: () => ReadonlyMap<string, NodeRecord> | undefined;
   /**
    * What the agent knows of its path to each other cluster: the active probes' state and RTT per
    * peer (agent/services/paths.ts), WireGuard handshakes before the first probe verdict.
@@ -69,6 +67,8 @@ export class ServicesAgent {
   private dns: DnsServer | undefined;
   private table: ServiceTable = new Map();
   private paths: ReadonlyMap<string, ClusterPathInfo> = new Map();
+  /** The latest complete verified node map (pushed by meshChanged); undefined before the first. */
+  private nodes: ReadonlyMap<string, NodeRecord> | undefined;
   private pathTimer: NodeJS.Timeout | undefined;
   /** The last path refresh was skipped (no service records). */
   private pathsSkipped = false;
@@ -119,8 +119,12 @@ export class ServicesAgent {
     w.start();
   }
 
-  /** The mesh view changed (nodes joined, expired, were revoked): endpoints follow. */
-  meshChanged(): void {
+  /**
+   * The mesh view changed (nodes joined, expired, were revoked): endpoints follow. `nodes` is the
+   * latest verified snapshot's (immutable) node map once complete, else null. Pushed, not pulled.
+   */
+  meshChanged(nodes: ReadonlyMap<string, NodeRecord> | null): void {
+    this.nodes = nodes ?? undefined;
     this.rebuild();
   }
 
@@ -164,13 +168,13 @@ export class ServicesAgent {
     const records = [...this.records().values()];
     this.table = buildServiceTable({
       records,
-      nodes: this.o.nodes()?.values() ?? [],
+      nodes: this.nodes?.values() ?? [],
       localCluster: this.o.cluster,
       paths: this.paths,
       policy: this.o.dnsPolicy,
     });
     const merged = mergeServiceExports(records);
-    const nodes = this.o.nodes();
+    const nodes = this.nodes;
     this.sync?.update(nodes && this.synced ? { self: this.o.nodeName(), nodes, records: this.records(), merged } : null);
     for (const l of this.listeners) {
       try {
@@ -219,7 +223,7 @@ export class ServicesAgent {
 
   document(): ServicesDocument {
     const records = this.records();
-    const nodes = [...(this.o.nodes()?.values() ?? [])];
+    const nodes = [...(this.nodes?.values() ?? [])];
     return {
       cluster: this.o.cluster,
       dnsAddr: this.o.dnsAddr ? `${this.o.dnsAddr.host}:${this.dns?.port ?? this.o.dnsAddr.port}` : null,
