@@ -7,6 +7,7 @@
 import type { VerifyKeys } from '../protocol/signing.ts';
 import { AgentEvents } from './events/agent-events.ts';
 import { RateLimitedEvents } from './events/event-rate-limit.ts';
+import { effectiveSettings } from './plan/effective-settings.ts';
 import { HealthSummaryPublisher } from './events/health-summary-publisher.ts';
 import { NatsEventPublisher, fanOutEvents, type EventPublisher } from '../protocol/events.ts';
 import { DEFAULT_SUBJECT_PREFIX } from '../protocol/subjects.ts';
@@ -394,6 +395,7 @@ export class Agent {
       joinCredential: this.o.joinCredential ?? null,
       identity: () => this.identity,
       listenPort: config.listenPort,
+      settings: effectiveSettings(this.dataplaneConfig),
       agentVersion: this.o.agentVersion ?? AGENT_VERSION,
       ...(tuning.retryMinMs === undefined ? {} : { retryMinMs: tuning.retryMinMs }),
       ...(tuning.retryMaxMs === undefined ? {} : { retryMaxMs: tuning.retryMaxMs }),

@@ -5,19 +5,16 @@
 import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Command, CommanderError, Option } from 'commander';
-import { z } from 'zod';
 import { computeDesiredState } from '../agent/plan/desired-state.ts';
 import { readCoordinatorKeyFile } from '../protocol/coordinator-key-file.ts';
 import type { DataplaneConfig, DesiredState, MeshView } from '../agent/plan/model.ts';
 import { fromViewDocument } from '../agent/status/view.ts';
-import { Mtu } from '../protocol/mtu.ts';
 import { DiagnosticsDocument, RotateKeyResponse, ViewDocument } from '../protocol/status-api.ts';
 import { durationFlag } from '../lib/duration.ts';
 import { CrosslinkError, ValidationError, errorMessage } from '../lib/errors.ts';
 import { addFlags, check, flagOption, resolveFlags, single, type Env, type FlagSpec, type RawFlag } from '../lib/flags.ts';
 import { NatsServers } from '../lib/nats-url.ts';
 import { NATS_AUTH_FLAGS, connectNats, natsSettingsFromFlags, type NatsFlagKey, type NatsSettings } from '../lib/nats-connect.ts';
-import { AGENT_DEFAULTS, InterfaceName, parseRelayPortRange } from '../protocol/agent-settings.ts';
 import { silentLogger } from '../lib/logger.ts';
 import { Key32, NodeName } from '../protocol/messages.ts';
 import { AgentStatus } from '../protocol/status.ts';
@@ -33,9 +30,11 @@ import { pathMtuProbes } from './diagnose-probes.ts';
 import { registerPingCommand } from './ping.ts';
 import { AGENT_VERSION } from '../agent/agent.ts';
 import { renderWgConf } from './showconf.ts';
+import { ASSUMED_WITHOUT_SETTINGS, showconfSettings } from './showconf-settings.ts';
 import { registerServicesCommands } from './services.ts';
 import { byName, compareText } from '../lib/compare.ts';
 import { colourEnabled, palette, type Palette } from '../lib/colour.ts';
+import { colourText } from './colour-text.ts';
 import { registerEventsCommand } from './events-command.ts';
 import { watch } from './watch.ts';
 import { formatMeshDiagnosis, loadMesh, registerMeshCommands, type MeshCommandDeps } from './mesh-command.ts';
@@ -162,7 +161,7 @@ export function buildProgram(io: CliIo, setExit: (code: number) => void): Comman
       const o = { ...opts, socket: socketOf(cmd, io.env) };
       const frame = async (): Promise<{ text: string; code: number }> => {
         const status = await getFromAgent(o.socket, '/status', AgentStatus);
-        return { text: o.json ? json(status) : `${formatStatus(status, io.now())}\n`, code: statusExitCode(status, io.now()) };
+        return { text: o.json ? json(status) : `${colourText(formatStatus(status, io.now()), colours())}\n`, code: statusExitCode(status, io.now()) };
       };
       if (o.watch === undefined) {
         const f = await frame();
@@ -183,7 +182,7 @@ export function buildProgram(io: CliIo, setExit: (code: number) => void): Comman
     .action(async (opts: { json?: boolean }, cmd: Command) => {
       const o = { ...opts, socket: socketOf(cmd, io.env) };
       const status = await getFromAgent(o.socket, '/status', AgentStatus);
-      io.stdout(o.json ? json(status.peers) : `${formatPeerTable(status.peers, io.now())}\n`);
+      io.stdout(o.json ? json(status.peers) : `${colourText(formatPeerTable(status.peers, io.now()), colours())}\n`);
       setExit(status.peers.every((p) => peerHealthy(p, io.now())) ? 0 : 1);
     });
 
@@ -195,16 +194,18 @@ export function buildProgram(io: CliIo, setExit: (code: number) => void): Comman
       .addOption(new Option('--format <format>', 'wg (wg-quick style INI) or json (the full desired state)').choices(['wg', 'json']).default('wg'))
       .option('--json', 'same as --format json')
       .option('--node <name>', 'with --nats-url: the node whose config to compute')
-      .option('--interface <name>', 'with --nats-url: interface name', AGENT_DEFAULTS.interfaceName)
-      .option('--mtu <bytes>', 'with --nats-url: interface MTU', '1420')
-      .option('--nat-keepalive <seconds>', 'with --nats-url: keepalive used when the node is behind NAT', String(AGENT_DEFAULTS.natKeepaliveSec))
-      .option('--relay-port-range <a-b>', 'with --nats-url: relay ports', AGENT_DEFAULTS.relayPortRange),
+      // With --nats-url the node's record says what its agent applies; these override it, or stand in for an older agent's record without settings.
+      .option('--interface <name>', `with --nats-url: interface name (default: from the node's record, else ${ASSUMED_WITHOUT_SETTINGS.interface})`)
+      .option('--mtu <bytes>', `with --nats-url: interface MTU (default: from the node's record, else ${ASSUMED_WITHOUT_SETTINGS.mtu})`)
+      .option('--nat-keepalive <seconds>', `with --nats-url: keepalive used when the node is behind NAT (default: from the node's record, else ${ASSUMED_WITHOUT_SETTINGS.natKeepalive})`)
+      .option('--relay-port-range <a-b>', `with --nats-url: relay ports (default: from the node's record, else ${ASSUMED_WITHOUT_SETTINGS.relayPortRange})`),
     KV_FLAGS,
-  ).action(async (opts: { json?: boolean; format: string; node?: string; interface: string; mtu: string; natKeepalive: string; relayPortRange: string }, cmd: Command) => {
+  ).action(async (opts: { json?: boolean; format: string; node?: string; interface?: string; mtu?: string; natKeepalive?: string; relayPortRange?: string }, cmd: Command) => {
     const o = { ...opts, ...kvOf(cmd, io.env), socket: socketOf(cmd, io.env) };
     let view: MeshView;
     let config: DataplaneConfig;
     let source: string;
+    let notes: readonly string[] = [];
     if (o.natsUrl !== undefined) {
       if (o.node === undefined) throw new ValidationError('--node', undefined, 'required with --nats-url: the node whose config to compute');
       const name = check('--node', o.node, NodeName);
@@ -214,23 +215,16 @@ export function buildProgram(io: CliIo, setExit: (code: number) => void): Comman
         const refused = kv.rejected.get(`nodes.${name}`);
         throw new CrosslinkError(refused ? `the record of ${name} is refused: ${refused.reason}` : `no verified record for node ${name} in bucket ${o.bucket} (try \`crosslink nodes\`)`);
       }
-      const relay = parseRelayPortRange('--relay-port-range', o.relayPortRange, self.listenPort);
       view = { self, nodes: kv.nodes, clusters: kv.clusters };
-      config = {
-        interfaceName: check('--interface', o.interface, InterfaceName),
-        listenPort: self.listenPort,
-        mtu: check('--mtu', o.mtu, Mtu),
-        natKeepaliveSec: check('--nat-keepalive', o.natKeepalive, z.coerce.number().int().min(0, 'must be 0-3600').max(3600, 'must be 0-3600')),
-        relayPortBase: relay.first,
-        relayPortSpan: relay.last - relay.first + 1,
-      };
-      source = `the KV bucket ${o.bucket}`;
+      ({ config, notes } = showconfSettings(self, o));
+      source = `the KV bucket ${o.bucket}${self.settings ? ' with the settings the agent published in its record' : ''}`;
     } else {
       ({ view, dataplaneConfig: config } = fromViewDocument(await getFromAgent(o.socket, '/view', ViewDocument)));
       source = `the agent at ${o.socket}`;
     }
     const desired: DesiredState = computeDesiredState(view, config);
-    io.stdout(o.json || o.format === 'json' ? json(desired) : renderWgConf(desired, { node: view.self.name, cluster: view.self.cluster, source }));
+    for (const n of notes) io.stderr(`crosslink: showconf: ${n}\n`);
+    io.stdout(o.json || o.format === 'json' ? json(desired) : renderWgConf(desired, { node: view.self.name, cluster: view.self.cluster, source, notes }));
     setExit(0);
   });
 
@@ -310,7 +304,7 @@ export function buildProgram(io: CliIo, setExit: (code: number) => void): Comman
       const remotes = [...(view?.nodes.values() ?? [])].filter((n) => n.cluster !== status.node.cluster && (o.peer === undefined || n.name === o.peer));
       const extra = policyDoc === null ? [] : policyChecks(policyDoc, status.node, remotes.map((n) => ({ node: n.name, podCidrs: n.podCidrs })));
       const result = { checks: [...diagnosed.checks, ...extra], ok: diagnosed.ok && extra.every((c) => c.ok !== false) };
-      io.stdout(o.json ? json(result) : `${formatChecks([{ ok: true, label: 'agent reachable', detail: o.socket }, ...result.checks])}\n`);
+      io.stdout(o.json ? json(result) : `${colourText(formatChecks([{ ok: true, label: 'agent reachable', detail: o.socket }, ...result.checks]), colours())}\n`);
       setExit(result.ok ? 0 : 1);
     });
 

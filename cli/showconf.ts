@@ -7,12 +7,15 @@ export interface ShowconfHeader {
   readonly cluster: string;
   /** Where the view came from, e.g. "the agent at /var/lib/crosslink/agent.sock". */
   readonly source: string;
+  /** Comment lines under the header (settings assumed or overridden: cli/showconf-settings.ts). */
+  readonly notes?: readonly string[];
 }
 
 export function renderWgConf(desired: DesiredState, header: ShowconfHeader): string {
   const i = desired.interface;
   const out: string[] = [
     `# crosslink showconf: ${header.node} (cluster ${header.cluster}), computed from the verified view of ${header.source}`,
+    ...(header.notes ?? []).map((n) => `# NOTE: ${n}`),
     '[Interface]',
     '# PrivateKey = <not shown: it stays in the node\'s state dir (wireguard.key)>',
     ...i.addresses.map((a) => `Address = ${a}`),

@@ -780,6 +780,7 @@ function nodeMaterial(r: RegistrationRequest, overlayIp: string): NodeMaterial {
     topology: r.topology,
     gatewayEligible: r.gatewayEligible,
     ...(r.persistentKeepalive === undefined ? {} : { persistentKeepalive: r.persistentKeepalive }),
+    ...(r.settings === undefined ? {} : { settings: { ...r.settings } }),
     overlayIp,
   };
 }
@@ -797,6 +798,7 @@ const MATERIAL_KEYS = [
   'topology',
   'gatewayEligible',
   'persistentKeepalive',
+  'settings',
   'overlayIp',
 ] as const satisfies readonly (keyof NodeMaterial)[];
 

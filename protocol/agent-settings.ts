@@ -34,3 +34,21 @@ export function parseRelayPortRange(label: string, text: string, listenPort: num
   }
   return { first, last };
 }
+
+/**
+ * The data-plane settings a node's agent actually applies, carried (optionally: older agents do not
+ * send them) in its registration and signed node record, so `crosslink showconf --nats-url`
+ * computes exactly what the agent applies instead of assuming the defaults.
+ */
+export const EffectiveSettings = z
+  .object({
+    interfaceName: InterfaceName,
+    /** The MTU in effect (after --mtu auto was resolved). */
+    mtu: z.number().int().min(1280).max(9000),
+    /** Keepalive (s) used towards and from NATed peers. */
+    natKeepaliveSec: z.number().int().min(0).max(3600),
+    relayPortBase: z.number().int().min(1024).max(65535),
+    relayPortSpan: z.number().int().min(1).max(64512),
+  })
+  .strict();
+export type EffectiveSettings = z.infer<typeof EffectiveSettings>;

@@ -1,6 +1,7 @@
 // Wire types (zod schemas) shared by agent, coordinator and CLI. Shape checks only; semantic
 // checks (overlaps, reserved ranges, policy) live in protocol/validate-registration.ts.
 import { z } from 'zod';
+import { EffectiveSettings } from './agent-settings.ts';
 import { canonicalCidr, parseEndpoint, parseIp } from './cidr.ts';
 
 const KEY_BASE64 = /^[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=$/;
@@ -63,6 +64,8 @@ const nodeDescription = {
   gatewayEligible: z.boolean(),
   /** Seconds; 0 disables; undefined lets the agent decide (on when behind NAT). */
   persistentKeepalive: z.number().int().min(0).max(3600).optional(),
+  /** The data-plane settings the agent applies (interface, MTU, NAT keepalive, relay ports); absent from older agents. */
+  settings: EffectiveSettings.optional(),
 };
 
 /** What an agent asks to be registered as. Sent inside a SignedEnvelope signed by `identityKey`. */

@@ -103,9 +103,10 @@ test('retries while no coordinator answers, then registers with a signed, verifi
   t.false(f.cp.state().registered);
 
   const reg = serveRegister(f, ok(f));
-  // The state as of the moment registration is observed: this fake answers no
-  // heartbeats, so on a slow machine the first one (200 ms later) may already
-  // have failed and set lastError again by the time we look twice.
+  // The fake answers every heartbeat too: under load the poll may observe the state after the
+  // first heartbeat (200 ms later), which an unanswered one would have turned into lastError.
+  f.coordNc.subscribe(S.heartbeat, { callback: (_err, msg) => void msg.respond(JSON.stringify({ ok: true })) });
+  // The state as of the moment registration is observed.
   const st = await waitFor(() => { const s = f.cp.state(); return s.registered ? s : undefined; }, { timeoutMs: 5000, what: 'registered' });
   const req = reg.requests[0]!;
   t.like(req, { name: 'node-a', cluster: 'c1', publicKey: f.wgPublicKey, identityKey: f.identityKey.publicKey, listenPort: 51820, gatewayEligible: true });

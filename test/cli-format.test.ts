@@ -1,5 +1,12 @@
 // The CLI's pure formatting: peer states, ages, bytes, tables, status text, showconf INI, diagnose.
 import test from 'ava';
+import http from 'node:http';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { runCli } from '../cli/main.ts';
+import { colourText } from '../cli/colour-text.ts';
+import { ANSI_COLOUR, NO_COLOUR, stripAnsi } from '../lib/colour.ts';
 import type { DesiredState, MeshView } from '../agent/plan/model.ts';
 import type { DiagnosticsDocument } from '../protocol/status-api.ts';
 import { diagnose, formatChecks, type PathMtuProbe } from '../cli/diagnose.ts';
@@ -344,3 +351,44 @@ for (const [name, probe, checkOk, resultOk] of pmtuCases) {
     t.is(result.ok, resultOk);
   });
 }
+
+test('colour: status, peers and diagnose marks on a palette; the plain palette leaves the text as it was', (t) => {
+  const text = formatStatus(status({ ready: false, peers: [peer({}), peer({ name: 'node-c', latestHandshakeAt: NOW - 400_000, persistentKeepalive: 25 })] }), NOW);
+  t.is(colourText(text, NO_COLOUR), text);
+  const c = colourText(text, ANSI_COLOUR);
+  t.is(stripAnsi(c), text, 'colour never changes the text or its alignment');
+  const has = (text: string, start: string, end: string): boolean => text.split('\n').some((l) => l.startsWith(start) && l.endsWith(end));
+  t.true(has(c, 'Ready:', ANSI_COLOUR.red('no')));
+  t.true(has(c, 'node-b ', ` ${ANSI_COLOUR.green('up')}`));
+  t.true(has(c, 'node-c ', ` ${ANSI_COLOUR.red('stale')}`));
+  t.true(c.split('\n').includes(ANSI_COLOUR.yellow('  - node-c: stale')));
+  const checks = formatChecks([{ ok: true, label: 'a', detail: 'fine' }, { ok: false, label: 'b', detail: 'broken', hint: 'fix it' }, { ok: null, label: 'c', detail: 'skipped' }]);
+  const cc = colourText(checks, ANSI_COLOUR);
+  t.is(stripAnsi(cc), checks);
+  const ccLines = cc.split('\n');
+  t.true(ccLines.includes(`${ANSI_COLOUR.green('✓')} a: fine`));
+  t.true(ccLines.includes(`${ANSI_COLOUR.red('✗')} b: broken`));
+  t.true(ccLines.includes(ANSI_COLOUR.yellow('    hint: fix it')));
+  t.true(ccLines.includes(`${ANSI_COLOUR.yellow('-')} c: skipped`));
+});
+
+test('colour through the CLI: on for a terminal, off with NO_COLOR, --no-color or when not a terminal (status, peers)', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'xl-colour-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const socket = join(dir, 'agent.sock');
+  const body = JSON.stringify(status({ peers: [peer({})] }));
+  const server = http.createServer((_req, res) => res.writeHead(200, { 'content-type': 'application/json' }).end(body));
+  await new Promise<void>((resolve) => server.listen(socket, resolve));
+  t.teardown(() => new Promise<void>((resolve) => server.close(() => resolve())));
+  const run = async (args: string[], o: { isTTY: boolean; env?: Record<string, string> }): Promise<string> => {
+    let out = '';
+    await runCli(args, { stdout: (s) => (out += s), stderr: () => undefined, env: o.env ?? {}, now: () => NOW, isTTY: o.isTTY });
+    return out;
+  };
+  for (const cmd of ['status', 'peers']) {
+    t.true((await run([cmd, '--socket', socket], { isTTY: true })).includes(ANSI_COLOUR.green('up')), `${cmd} on a terminal`);
+    t.false((await run([cmd, '--socket', socket], { isTTY: true, env: { NO_COLOR: '1' } })).includes('\u001b['), `${cmd} NO_COLOR`);
+    t.false((await run(['--no-color', cmd, '--socket', socket], { isTTY: true })).includes('\u001b['), `${cmd} --no-color`);
+    t.false((await run([cmd, '--socket', socket], { isTTY: false })).includes('\u001b['), `${cmd} piped`);
+  }
+});

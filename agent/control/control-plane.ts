@@ -1,6 +1,7 @@
 // The agent's side of the coordinator protocol over NATS: register (signed request/reply, verified
 // reply), heartbeat, re-register when told or when our identity changes, deregister on clean exit.
 // While the coordinator is unreachable it backs off and keeps what it has (fail-static).
+import type { EffectiveSettings } from '../../protocol/agent-settings.ts';
 import type { VerifyKeys } from '../../protocol/signing.ts';
 import type { NatsConnection, Status } from '@nats-io/transport-node';
 import type { Clock } from '../../lib/clock.ts';
@@ -43,6 +44,8 @@ export interface ControlPlaneOptions {
   /** Current identity; read at every registration so changes are picked up. */
   readonly identity: () => NodeIdentity;
   readonly listenPort: number;
+  /** The data-plane settings this agent applies, published in its record (showconf --nats-url). */
+  readonly settings?: EffectiveSettings;
   readonly agentVersion: string;
   readonly subjectPrefix?: string;
   readonly requestTimeoutMs?: number;
@@ -344,6 +347,7 @@ export class ControlPlane {
       topology: id.topology,
       gatewayEligible: id.gatewayEligible,
       ...(persistentKeepalive === undefined ? {} : { persistentKeepalive }),
+      ...(this.o.settings === undefined ? {} : { settings: { ...this.o.settings } }),
       agentVersion: this.o.agentVersion,
       sentAt: this.nextSentAt(),
     };

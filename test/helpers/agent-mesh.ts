@@ -157,7 +157,7 @@ export async function startFakeAgent(t: ExecutionContext, o: FakeAgentOptions): 
     nodeSource: (o.nodeSource ?? createStaticNodeSource)({ config, runner, logger }),
     coordinatorKey: o.coordinatorKey,
     joinCredential,
-    mtu: 1420,
+    mtu: config.mtu === 'auto' ? 1420 : config.mtu,
     tuning: { retryMinMs: 100, retryMaxMs: 500, requestTimeoutMs: o.requestTimeoutMs ?? 1000, debounceMs: 50, healthSummaryIntervalMs: 500 },
     ...(o.signal ? { signal: o.signal } : {}),
     ...(o.servicesSync ? { servicesSync: o.servicesSync } : {}),
