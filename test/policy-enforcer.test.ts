@@ -159,7 +159,9 @@ test('required mode before nft was checked blocks traffic (fail closed); the gat
   const e = enforcer(runner, 'required');
   t.true(e.blocksTraffic());
   await e.init();
-  t.false(e.blocksTraffic());
+  t.true(e.blocksTraffic(), 'a fresh node (no table live) waits until it knows whether a policy exists');
+  await push(e, { known: true, record: null, rejected: null, enrollments: null, nodes: null });
+  t.false(e.blocksTraffic(), 'no policy set: nothing to enforce');
   const gated = withoutOverlayTraffic(
     {
       interface: { name: 'xlwg0', listenPort: 1, mtu: 1420, addresses: ['100.96.0.1/32'] },
@@ -174,4 +176,34 @@ test('required mode before nft was checked blocks traffic (fail closed); the gat
   );
   t.deepEqual([gated.peers, gated.routes, gated.interface.addresses], [[], [], ['100.96.0.1/32']]);
   t.deepEqual(gated.remotes, [{ node: 'b1', cluster: 'c2', path: 'none', via: null, reason: 'policy cannot be enforced' }]);
+});
+
+// A fresh node (no table of ours live) in required mode must not carry traffic while a policy it
+// knows of is not applied yet: e.g. its NATS account cannot read `enrollments.>` (an old nats-config),
+// so `{cluster: X}` cannot be rendered. best-effort carries it and says so; required carries none.
+for (const mode of ['required', 'best-effort'] as const) {
+  test(`fresh node, policy known but enrollments unreadable (${mode}): ${mode === 'required' ? 'no overlay traffic until enforced' : 'carries traffic, reports it'}`, async (t) => {
+    const { runner, applied } = fakeNft();
+    const e = enforcer(runner, mode);
+    await e.init();
+    await push(e, { known: true, record: policy(2), rejected: null, enrollments: null, nodes: nodes(a1, b1) });
+    t.deepEqual(applied, []);
+    t.like(e.status(), { enforcing: false, enforcedVersion: null, blocksTraffic: mode === 'required' });
+    if (mode === 'required') t.regex(e.notReadyReason() ?? '', /^policy v2 not enforced yet: the cluster enrollments have not been read; --policy-enforcement required: carrying no overlay traffic/);
+    else t.is(e.notReadyReason(), null);
+    await push(e, { known: true, record: policy(2), rejected: null, enrollments: enrolled, nodes: nodes(a1, b1) });
+    t.is(applied.length, 1);
+    t.like(e.status(), { enforcing: true, enforcedVersion: 2, blocksTraffic: false });
+    t.is(e.notReadyReason(), null);
+  });
+}
+
+test('restart in required mode: the previous table keeps the node carrying traffic while the new inputs are read', async (t) => {
+  const { runner } = fakeNft({ version: 4, counters: {} });
+  const e = enforcer(runner, 'required');
+  await e.init();
+  await push(e, { known: false, record: null, rejected: null, enrollments: null, nodes: null });
+  t.false(e.blocksTraffic(), 'a live table of ours filters meanwhile (fail-static)');
+  await push(e, { known: true, record: policy(5), rejected: null, enrollments: null, nodes: nodes(a1, b1) });
+  t.false(e.blocksTraffic());
 });

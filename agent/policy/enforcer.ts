@@ -221,6 +221,11 @@ export class PolicyEnforcer {
   blocksTraffic(): boolean {
     if (this.o.mode !== 'required') return false;
     if (this.nftState !== 'available') return true;
+    // No table of ours is live (a fresh node, not a restart: a restart keeps the previous table)
+    // and either we do not know yet whether a policy exists, or one exists and is not applied yet
+    // (the enrollments or the mesh not read, e.g. an agent whose NATS account cannot read
+    // `enrollments.>`): carrying traffic now would carry it unfiltered.
+    if (this.enforcedVersion === null && this.pendingReason() !== null) return true;
     // A policy exists but its table could not be applied (and none of its version is live).
     const record = this.input.record;
     return record !== null && this.lastError !== null && this.enforcedVersion !== record.version;
@@ -235,8 +240,20 @@ export class PolicyEnforcer {
           ? `policy v${this.input.record.version} NOT enforced: ${this.nftError ?? 'nft missing'} (--policy-enforcement best-effort: traffic passes unfiltered)`
           : null;
     }
+    const pending = this.enforcedVersion === null ? this.pendingReason() : null;
+    if (this.blocksTraffic() && pending !== null && this.lastError === null) return `${pending}; --policy-enforcement required: carrying no overlay traffic until it is enforced`;
     if (this.blocksTraffic()) return `policy v${this.input.record?.version ?? '?'} could not be applied (${this.lastError ?? 'unknown'}); --policy-enforcement required: carrying no overlay traffic`;
     return null;
+  }
+
+  /** Why the policy is not enforced yet although it may have to be, or null (no policy, or applied). */
+  private pendingReason(): string | null {
+    const { known, record, enrollments, nodes } = this.input;
+    if (!known) return 'the access policy has not been read yet';
+    if (record === null || this.enforcedVersion === record.version) return null;
+    if (enrollments === null) return `policy v${record.version} not enforced yet: the cluster enrollments have not been read`;
+    if (nodes === null) return `policy v${record.version} not enforced yet: the mesh has not been read`;
+    return `policy v${record.version} not enforced yet`;
   }
 
   status(): PolicyStatus {
