@@ -2,7 +2,8 @@
 // source writes N bytes and half-closes; the sink answers with the count it read, so success means
 // every byte arrived end to end. Large writes make full-size segments: a path MTU black hole stalls.
 import { spawn } from 'node:child_process';
-import { CrosslinkError, errorMessage } from '../lib/errors.ts';
+import { errorMessage } from '../lib/errors.ts';
+import { waitForOutput } from '../lib/output-marker.ts';
 import type { Runner } from '../lib/runner.ts';
 import type { PodPlan } from './plan.ts';
 
@@ -59,23 +60,7 @@ export async function bulkTransfer(runner: Runner, from: PodPlan, to: PodPlan, b
   const sink = spawn('ip', ['netns', 'exec', to.ns, process.execPath, '-e', SINK, String(PORT), to.ip], { stdio: ['ignore', 'pipe', 'pipe'] });
   const exited = new Promise<void>((resolve) => sink.once('exit', () => resolve()));
   try {
-    let out = '';
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new CrosslinkError(`TCP sink in ${to.name} did not start: ${out}`)), 10_000);
-      const onData = (c: Buffer): void => {
-        out += c.toString();
-        if (out.includes('listening')) {
-          clearTimeout(timer);
-          resolve();
-        }
-      };
-      sink.stdout.on('data', onData);
-      sink.stderr.on('data', onData);
-      sink.once('exit', () => {
-        clearTimeout(timer);
-        reject(new CrosslinkError(`TCP sink in ${to.name} exited: ${out}`));
-      });
-    });
+    await waitForOutput(sink, 'listening', { timeoutMs: 10_000, what: `TCP sink in ${to.name}` });
     const started = Date.now();
     const r = await runner
       .run(['ip', 'netns', 'exec', from.ns, process.execPath, '-e', SOURCE, String(PORT), to.ip, String(bytes)], { allowFailure: true, timeoutMs })

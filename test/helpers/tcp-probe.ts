@@ -4,6 +4,7 @@
 // going while the policy changes").
 import { spawn } from 'node:child_process';
 import type { Runner } from '../../lib/runner.ts';
+import { waitForOutput } from '../../lib/output-marker.ts';
 import type { PodPlan } from '../../lab/plan.ts';
 
 // argv: port ip. Greets with "hello\n"; on the client's half-close answers "count=<bytes>\n".
@@ -62,23 +63,7 @@ export interface TcpServer {
 export async function startTcpServer(pod: PodPlan, port: number): Promise<TcpServer> {
   const child = spawn('ip', ['netns', 'exec', pod.ns, process.execPath, '-e', SERVER, String(port), pod.ip], { stdio: ['ignore', 'pipe', 'pipe'] });
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  await new Promise<void>((resolve, reject) => {
-    let out = '';
-    const timer = setTimeout(() => reject(new Error(`TCP server in ${pod.name} did not start: ${out}`)), 15_000);
-    const onData = (d: Buffer): void => {
-      out += d.toString();
-      if (out.includes('listening')) {
-        clearTimeout(timer);
-        resolve();
-      }
-    };
-    child.stdout.on('data', onData);
-    child.stderr.on('data', onData);
-    child.once('exit', () => {
-      clearTimeout(timer);
-      reject(new Error(`TCP server in ${pod.name} exited: ${out}`));
-    });
-  });
+  await waitForOutput(child, 'listening', { timeoutMs: 15_000, what: `TCP server in ${pod.name}` });
   return {
     async stop() {
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
