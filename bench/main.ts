@@ -14,6 +14,8 @@
 //                 netns; probing:<peers,...>, default 10,50)
 //   idle          an idle converged default lab: mutating data-plane commands (0), reconciles, probe
 //                 datagrams and agent CPU per minute, read from the agents' /metrics
+//   memory        coordinator RSS after registering N nodes and after a restart that loads them
+//                 (memory:<nodes>, default 10000; not in the default set)
 //   failover      health-driven gateway failover on the default lab: UDP to gcp's active gateway
 //                 dropped → replaced → traffic flowing (failover:<trials>, default 5; not in the default set)
 import { randomBytes } from 'node:crypto';
@@ -25,7 +27,7 @@ import { runPolicyLab } from './policy-lab.ts';
 import { runProbingCost } from './probing.ts';
 import { runIdleLab } from './idle.ts';
 import { runGatewayFailover } from './gateway-failover.ts';
-import { runFanOut, runHeartbeatLoad, runRegistrationStorm, runRestartStorm } from './control-plane.ts';
+import { runCoordinatorMemory, runFanOut, runHeartbeatLoad, runRegistrationStorm, runRestartStorm } from './control-plane.ts';
 
 /** Each control-plane section, with an optional argument after a colon (e.g. `registration:2000,4000`). */
 const CONTROL_PLANE: Record<string, (server: NatsServer, arg: number[] | undefined) => Promise<void>> = {
@@ -37,6 +39,7 @@ const CONTROL_PLANE: Record<string, (server: NatsServer, arg: number[] | undefin
     await runPolicyLab();
   },
   restart: (s, n) => runRestartStorm(s, n?.[0] === undefined ? undefined : { nodes: n[0], watchers: 50, nodeTtl: '20s' }),
+  memory: (s, n) => runCoordinatorMemory(s, n?.[0]),
 };
 /** Sections that need no nats-server. */
 const STANDALONE: Record<string, (arg: number[] | undefined) => Promise<void>> = {
@@ -45,7 +48,7 @@ const STANDALONE: Record<string, (arg: number[] | undefined) => Promise<void>> =
   failover: (trials) => runGatewayFailover(trials?.[0]),
 };
 /** Run only when asked for by name. */
-const ON_REQUEST = new Set(['agent', 'failover']);
+const ON_REQUEST = new Set(['agent', 'failover', 'memory']);
 const ALL = ['dataplane', ...Object.keys(STANDALONE), ...Object.keys(CONTROL_PLANE)].filter((s) => !ON_REQUEST.has(s));
 
 function parseSection(text: string): { name: string; arg: number[] | undefined } | undefined {

@@ -58,6 +58,15 @@ export async function openBucket(nc: NatsConnection, opts: { bucket: string; rep
   return kv;
 }
 
+/** One decoded snapshot entry, tagged by its key space. */
+type AnyRecord =
+  | { readonly kind: 'node'; readonly record: StoredRecord<NodeRecord> }
+  | { readonly kind: 'cluster'; readonly record: StoredRecord<ClusterRecord> }
+  | { readonly kind: 'ipam'; readonly record: StoredIpam }
+  | { readonly kind: 'revocation'; readonly record: StoredRecord<Revocation> }
+  | { readonly kind: 'definition'; readonly record: StoredRecord<ClusterDefinition> }
+  | { readonly kind: 'binding'; readonly record: StoredRecord<IdentityBinding> };
+
 const live = (e: KvEntry | null): e is KvEntry => e !== null && e.operation === 'PUT';
 
 export class StateStore {
@@ -76,27 +85,28 @@ export class StateStore {
     const revocations = new Map<string, StoredRecord<Revocation>>();
     const definitions = new Map<string, StoredRecord<ClusterDefinition>>();
     const bindings = new Map<string, StoredRecord<IdentityBinding>>();
-    for (const e of await this.currentEntries()) {
-      const key = e.key;
-      if (key.startsWith('nodes.')) {
-        const r = await this.decodeSigned(e, NodeRecord);
-        if (r) nodes.set(r.value.name, r);
-      } else if (key.startsWith('clusters.')) {
-        const r = await this.decodeSigned(e, ClusterRecord);
-        if (r) clusters.set(r.value.name, r);
-      } else if (key.startsWith('ipam.')) {
-        const r = this.decodeIpam(e);
-        if (r) ipam.set(key.slice('ipam.'.length), r);
-      } else if (key.startsWith('revoked.')) {
-        const r = await this.decodeRevocation(e);
-        if (r) revocations.set(r.value.name, r);
-      } else if (key.startsWith('enrollments.')) {
-        const r = await this.decodeDefinition(e);
-        if (r) definitions.set(r.value.name, r);
-      } else if (key.startsWith('identities.')) {
-        const r = await this.decodeSigned(e, IdentityBinding);
-        // Under its own key only, or an old record copied elsewhere could shadow the real one.
-        if (r && kvKeys.identity(r.value.identityKey) === key) bindings.set(r.value.identityKey, r);
+    // Decoded as they stream in: only the decoded records are kept, never every raw entry at once.
+    const current = await this.latestDecoded('>', (e) => this.decodeAny(e));
+    for (const [key, r] of current) {
+      switch (r.kind) {
+        case 'node':
+          nodes.set(r.record.value.name, r.record);
+          break;
+        case 'cluster':
+          clusters.set(r.record.value.name, r.record);
+          break;
+        case 'ipam':
+          ipam.set(key.slice('ipam.'.length), r.record);
+          break;
+        case 'revocation':
+          revocations.set(r.record.value.name, r.record);
+          break;
+        case 'definition':
+          definitions.set(r.record.value.name, r.record);
+          break;
+        case 'binding':
+          bindings.set(r.record.value.identityKey, r.record);
+          break;
       }
     }
     return { nodes, clusters, ipam, revocations, definitions, bindings };
@@ -105,25 +115,56 @@ export class StateStore {
   /** The ipam table alone (after a CAS conflict, when any entry may have changed). */
   async loadIpam(): Promise<Map<string, StoredIpam>> {
     const ipam = new Map<string, StoredIpam>();
-    for (const e of await this.currentEntries(kvKeys.ipamFilter)) {
-      const r = this.decodeIpam(e);
-      if (r) ipam.set(e.key.slice('ipam.'.length), r);
-    }
+    for (const [key, r] of await this.latestDecoded(kvKeys.ipamFilter, (e) => this.decodeIpam(e))) ipam.set(key.slice('ipam.'.length), r);
     return ipam;
   }
 
-  /**
-   * The current (PUT) entry of every key under `filter`, read in one pass of an ordered consumer:
-   * a get per key would be a round trip each, seconds of failover with thousands of nodes.
-   */
-  private async currentEntries(filter = '>'): Promise<KvEntry[]> {
-    const latest = new Map<string, KvEntry>();
-    // Revision order: a later value or a delete marker replaces what came before (any history depth).
-    for await (const e of await this.kv.history({ key: filter })) {
-      if (e.operation === 'PUT') latest.set(e.key, e);
-      else latest.delete(e.key);
+  /** Decodes one entry of any kind the snapshot holds; undefined for malformed entries and other key spaces. */
+  private async decodeAny(e: KvEntry): Promise<AnyRecord | undefined> {
+    const key = e.key;
+    if (key.startsWith('nodes.')) {
+      const record = await this.decodeSigned(e, NodeRecord);
+      return record && { kind: 'node', record };
     }
-    return [...latest.values()];
+    if (key.startsWith('clusters.')) {
+      const record = await this.decodeSigned(e, ClusterRecord);
+      return record && { kind: 'cluster', record };
+    }
+    if (key.startsWith('ipam.')) {
+      const record = this.decodeIpam(e);
+      return record && { kind: 'ipam', record };
+    }
+    if (key.startsWith('revoked.')) {
+      const record = await this.decodeRevocation(e);
+      return record && { kind: 'revocation', record };
+    }
+    if (key.startsWith('enrollments.')) {
+      const record = await this.decodeDefinition(e);
+      return record && { kind: 'definition', record };
+    }
+    if (key.startsWith('identities.')) {
+      const record = await this.decodeSigned(e, IdentityBinding);
+      // Under its own key only, or an old record copied elsewhere could shadow the real one.
+      return record && kvKeys.identity(record.value.identityKey) === key ? { kind: 'binding', record } : undefined;
+    }
+    return undefined;
+  }
+
+  /**
+   * The decoded current (PUT) entry of every key under `filter`, keyed by KV key, read in one pass of an
+   * ordered consumer (a get per key would be a round trip each, seconds of failover with thousands of
+   * nodes). Each entry is decoded as it arrives and its raw bytes dropped: collecting every entry first
+   * held the whole bucket twice (raw and decoded) at the peak of a load. Revision order: a later value
+   * (also a malformed one) or a delete marker replaces what came before, at any history depth.
+   */
+  private async latestDecoded<R>(filter: string, decode: (e: KvEntry) => R | undefined | Promise<R | undefined>): Promise<Map<string, R>> {
+    const out = new Map<string, R>();
+    for await (const e of await this.kv.history({ key: filter })) {
+      const r = e.operation === 'PUT' ? await decode(e) : undefined;
+      if (r === undefined) out.delete(e.key);
+      else out.set(e.key, r);
+    }
+    return out;
   }
 
   readNode(name: string): Promise<StoredRecord<NodeRecord> | undefined> {
@@ -141,10 +182,7 @@ export class StateStore {
   /** Every revocation in the bucket, keyed by node name. */
   async loadRevocations(): Promise<Map<string, StoredRecord<Revocation>>> {
     const out = new Map<string, StoredRecord<Revocation>>();
-    for (const e of await this.currentEntries(kvKeys.revokedFilter)) {
-      const r = await this.decodeRevocation(e);
-      if (r) out.set(r.value.name, r);
-    }
+    for (const r of (await this.latestDecoded(kvKeys.revokedFilter, (e) => this.decodeRevocation(e))).values()) out.set(r.value.name, r);
     return out;
   }
 
@@ -160,10 +198,7 @@ export class StateStore {
   /** Every cluster definition in the bucket, keyed by cluster name. */
   async loadDefinitions(): Promise<Map<string, StoredRecord<ClusterDefinition>>> {
     const out = new Map<string, StoredRecord<ClusterDefinition>>();
-    for (const e of await this.currentEntries(kvKeys.enrollmentsFilter)) {
-      const r = await this.decodeDefinition(e);
-      if (r) out.set(r.value.name, r);
-    }
+    for (const r of (await this.latestDecoded(kvKeys.enrollmentsFilter, (e) => this.decodeDefinition(e))).values()) out.set(r.value.name, r);
     return out;
   }
 
@@ -293,12 +328,7 @@ export class StateStore {
 
   /** Every record under `filter` that verifies with our key set and parses with `schema`, keyed by KV key. */
   async loadSignedUnder<T>(filter: string, schema: z.ZodType<T>): Promise<Map<string, StoredRecord<T>>> {
-    const out = new Map<string, StoredRecord<T>>();
-    for (const e of await this.currentEntries(filter)) {
-      const r = await this.decodeSigned(e, schema);
-      if (r) out.set(e.key, r);
-    }
-    return out;
+    return this.latestDecoded(filter, (e) => this.decodeSigned(e, schema));
   }
 
   /** Reads and verifies a record at `key`; undefined when absent or malformed. */

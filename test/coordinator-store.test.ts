@@ -4,7 +4,7 @@
 // bucket's history depth.
 import test from 'ava';
 import { randomBytes } from 'node:crypto';
-import { Kvm, type KV } from '@nats-io/kv';
+import { Kvm, type KV, type KvEntry } from '@nats-io/kv';
 import { connect } from '@nats-io/transport-node';
 import { IpamEntry } from '../coordinator/ipam.ts';
 import { StateStore } from '../coordinator/store.ts';
@@ -94,4 +94,39 @@ test('loadSnapshot of an empty bucket', async (t) => {
   const kv = await new Kvm(nc).create(`xlstore_${randomBytes(4).toString('hex')}`, { history: 1 });
   const snap = await new StateStore(kv, await generateSigningKeyPair(), silentLogger()).loadSnapshot();
   t.is(snap.nodes.size + snap.clusters.size + snap.ipam.size + snap.revocations.size, 0);
+});
+
+test('loadSnapshot decodes each entry as it streams in (no array of every raw entry held before decoding)', async (t) => {
+  const nc = await connect({ servers: server.url });
+  t.teardown(() => nc.close());
+  const kv = await new Kvm(nc).create(`xlstore_${randomBytes(4).toString('hex')}`, { history: 1 });
+  const ours = await generateSigningKeyPair();
+  const names = ['node-1', 'node-2', 'node-3', 'node-4'];
+  for (const name of names) await kv.put(kvKeys.node(name), JSON.stringify(await signEnvelope(await nodeRecord({ name }), ours.secretKey)));
+
+  // The history iterator, with every delivery and every decode (json()) of an entry recorded in order.
+  const events: string[] = [];
+  const observed = new Proxy(kv, {
+    get(target, prop, receiver) {
+      const v: unknown = Reflect.get(target, prop, receiver);
+      if (prop !== 'history' || typeof v !== 'function') return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+      return async (...args: unknown[]) => {
+        const inner = (await (v as (...a: unknown[]) => Promise<AsyncIterable<KvEntry>>).apply(target, args));
+        return (async function* () {
+          for await (const e of inner) {
+            events.push(`deliver ${e.key}`);
+            const json = e.json.bind(e);
+            yield Object.assign(Object.create(e) as KvEntry, { json: () => (events.push(`decode ${e.key}`), json()) });
+          }
+        })();
+      };
+    },
+  });
+  const snap = await new StateStore(observed, ours, silentLogger()).loadSnapshot();
+  t.deepEqual([...snap.nodes.keys()].sort(), names);
+  // Before: every entry was delivered (and held) first, then all decoded.
+  t.deepEqual(
+    events,
+    names.flatMap((n) => [`deliver ${kvKeys.node(n)}`, `decode ${kvKeys.node(n)}`]),
+  );
 });
