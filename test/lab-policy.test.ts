@@ -144,7 +144,10 @@ test.serial('default deny with one allow rule: the allowed flow and its replies 
   t.true(before.packets > 0, 'the drops so far are exported');
   // Dropped where it would enter the tunnel: a new connection from west is counted on west-n1.
   await assertBlocked(t, lab, west, east1, APP_PORT, 'one more dropped connection attempt');
-  const after = await dropped();
+  // The agent shares its kernel reads for up to 1 s, so a scrape right after the drop may still
+  // serve the reading from before it: poll (a counter that never moves still fails at the deadline).
+  let after = await dropped();
+  await waitFor(async () => (after = await dropped()).packets > before.packets, { timeoutMs: 10_000, what: 'the default rule drop counter to move' }).catch(() => undefined);
   t.true(after.packets > before.packets, `the default rule's drop counter moved: ${before.packets} → ${after.packets}`);
   t.regex(after.body, /^crosslink_agent_policy_enforcing 1$/m);
   t.regex(after.body, /^crosslink_agent_policy_version \d+$/m);

@@ -39,7 +39,7 @@ test('Dockerfile: a build stage compiles dist/; the runtime has production depen
     t.notRegex(script, /tsx/, `${bin} does not use tsx`);
     t.regex(script, /run-compiled" [a-z]+\/main\.js/, `${bin} runs a compiled entry point`);
   }
-  t.regex(readFileSync(join(ROOT, 'bin', 'run-compiled'), 'utf8'), /exec node "\$root\/dist\/\$entry"/);
+  t.regex(readFileSync(join(ROOT, 'bin', 'run-compiled'), 'utf8'), /exec node (?:"\$\{flags\[@\]\}" )?"\$root\/dist\/\$entry"/);
   t.true(copied.includes('package-lock.json') || dockerfile.includes('package-lock.json'));
 });
 
