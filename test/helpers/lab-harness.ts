@@ -11,6 +11,7 @@ import { namespacePrefix, randomLabId, wireguardSocketPattern } from '../../lab/
 import type { PodPlan } from '../../lab/plan.ts';
 import { labDir, REPO_ROOT } from '../../lab/state.ts';
 import { WIREGUARD_SOCKET_DIR } from '../../lab/teardown.ts';
+import { takeBigLabSlot } from './lab-slot.ts';
 
 export function topologyFile(name: string): string {
   return join(REPO_ROOT, 'lab', 'topologies', `${name}.yaml`);
@@ -41,13 +42,20 @@ export async function bringUpLab(name: string, lead: string, options: LabOptions
  */
 export function useLab(name: string, lead: string, options: LabOptions = {}): () => Lab {
   let lab: Lab | undefined;
-  test.before(async () => {
+  // The 8-node default labs take turns (test/helpers/lab-slot.ts): two at once overload 2 cores.
+  let release: (() => void) | undefined;
+  test.before(async (t) => {
+    if (name === 'default') release = await takeBigLabSlot({ log: (line) => t.log(line) });
     lab = await bringUpLab(name, lead, options);
   });
   test.after.always(async (t) => {
-    const report = await lab?.down();
-    t.deepEqual(report?.errors ?? [], []);
-    if (lab) t.deepEqual(await leftoversOf(lab.id), []);
+    try {
+      const report = await lab?.down();
+      t.deepEqual(report?.errors ?? [], []);
+      if (lab) t.deepEqual(await leftoversOf(lab.id), []);
+    } finally {
+      release?.();
+    }
   });
   return () => {
     if (!lab) throw new Error('lab not up');
