@@ -8,7 +8,7 @@ import { ValidationError } from '../lib/errors.ts';
 import { addFlags, check, envNameOf, keyOf, list, resolveFlags, single, type Env, type FlagSpec, type RawFlag } from '../lib/flags.ts';
 import { NatsServers } from '../lib/nats-url.ts';
 import { NATS_AUTH_FLAGS, natsSettingsFromFlags, type NatsSettings } from '../lib/nats-connect.ts';
-import { AGENT_DEFAULTS, InterfaceName, parseRelayPortRange } from '../protocol/agent-settings.ts';
+import { AGENT_DEFAULTS, InterfaceName, KEEPALIVE_MAX_SEC, parseRelayPortRange } from '../protocol/agent-settings.ts';
 import { durationFlag, parseDuration } from '../lib/duration.ts';
 import { canonicalCidr, formatEndpoint, formatIp, parseEndpoint, parseIp } from '../protocol/cidr.ts';
 import { ClusterName, Key32, LocationName, NodeName, Topology } from '../protocol/messages.ts';
@@ -301,11 +301,11 @@ function buildConfig(flags: Readonly<Record<string, RawFlag>>, ctx: ParseContext
 
   const pkRaw = get('persistentKeepalive');
   const pkText = str(pkRaw);
-  const persistentKeepalive = pkText === undefined ? null : seconds(pkRaw.label, pkText, 3600);
+  const persistentKeepalive = pkText === undefined ? null : seconds(pkRaw.label, pkText, KEEPALIVE_MAX_SEC);
 
   const nkRaw = get('natKeepalive');
   const nkText = str(nkRaw);
-  const natKeepaliveSec = nkText === undefined ? AGENT_DEFAULTS.natKeepaliveSec : seconds(nkRaw.label, nkText, 3600);
+  const natKeepaliveSec = nkText === undefined ? AGENT_DEFAULTS.natKeepaliveSec : seconds(nkRaw.label, nkText, KEEPALIVE_MAX_SEC);
 
   const mtuRaw = get('mtu');
   const mtuText = str(mtuRaw) ?? 'auto';

@@ -6,11 +6,9 @@ import { z } from 'zod';
 import { ValidationError } from '../lib/errors.ts';
 import { dataplaneConfigOf } from '../agent/plan/effective-settings.ts';
 import type { DataplaneConfig } from '../agent/plan/model.ts';
-import { AGENT_DEFAULTS, InterfaceName, parseRelayPortRange, type EffectiveSettings } from '../protocol/agent-settings.ts';
+import { AGENT_DEFAULTS, InterfaceName, KeepaliveSeconds, parseRelayPortRange, type EffectiveSettings } from '../protocol/agent-settings.ts';
 import type { NodeRecord } from '../protocol/messages.ts';
 import { Mtu } from '../protocol/mtu.ts';
-
-const NatKeepalive = z.coerce.number().int('must be a whole number 0-3600').min(0, 'must be 0-3600').max(3600, 'must be 0-3600');
 
 /** The showconf flags the user gave explicitly (undefined: not given). */
 export interface GivenSettingsFlags {
@@ -49,7 +47,7 @@ export function showconfSettings(self: NodeRecord, given: GivenSettingsFlags): S
   const flags: EffectiveSettings = {
     interfaceName: parse('--interface', pick('interface'), InterfaceName),
     mtu: parse('--mtu', pick('mtu'), Mtu),
-    natKeepaliveSec: parse('--nat-keepalive', pick('natKeepalive'), NatKeepalive),
+    natKeepaliveSec: parse('--nat-keepalive', pick('natKeepalive'), KeepaliveSeconds),
     relayPortBase: relay.first,
     relayPortSpan: relay.last - relay.first + 1,
   };

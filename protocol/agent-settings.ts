@@ -3,6 +3,7 @@
 // the agent's flag parsing.
 import { z } from 'zod';
 import { ValidationError } from '../lib/errors.ts';
+import { MTU_MAX, MTU_MIN } from './mtu.ts';
 
 export const AGENT_DEFAULTS = {
   listenPort: 51820,
@@ -15,6 +16,16 @@ export const AGENT_DEFAULTS = {
   kubernetesHealthAddr: '127.0.0.1:9471',
   logLevel: 'info',
 } as const;
+
+/** Upper bound of --persistent-keepalive and --nat-keepalive (seconds; 0 = off). */
+export const KEEPALIVE_MAX_SEC = 3600;
+
+/** A keepalive in whole seconds, 0–KEEPALIVE_MAX_SEC (text from a flag is coerced). */
+export const KeepaliveSeconds = z.coerce
+  .number()
+  .int(`must be a whole number 0-${KEEPALIVE_MAX_SEC}`)
+  .min(0, `must be 0-${KEEPALIVE_MAX_SEC}`)
+  .max(KEEPALIVE_MAX_SEC, `must be 0-${KEEPALIVE_MAX_SEC}`);
 
 /** Linux IFNAMSIZ is 16 including the NUL; no '/', ':' or whitespace; not "." or "..". */
 export const InterfaceName = z
@@ -44,9 +55,9 @@ export const EffectiveSettings = z
   .object({
     interfaceName: InterfaceName,
     /** The MTU in effect (after --mtu auto was resolved). */
-    mtu: z.number().int().min(1280).max(9000),
+    mtu: z.number().int().min(MTU_MIN).max(MTU_MAX),
     /** Keepalive (s) used towards and from NATed peers. */
-    natKeepaliveSec: z.number().int().min(0).max(3600),
+    natKeepaliveSec: z.number().int().min(0).max(KEEPALIVE_MAX_SEC),
     relayPortBase: z.number().int().min(1024).max(65535),
     relayPortSpan: z.number().int().min(1).max(64512),
   })
