@@ -51,3 +51,27 @@ export async function retryWithBackoff<T>(attempt: () => Promise<T>, o: RetryOpt
   }
   return undefined;
 }
+
+/**
+ * Keeps a long-running `run` (e.g. a KV watch consumed to its end) going until `signal` aborts:
+ * after it ends cleanly the next start waits the policy's initial delay; after a failure the
+ * delay grows with consecutive failures (`onFailure` is told first). A clean end resets the count.
+ */
+export async function superviseWithBackoff(run: () => Promise<void>, o: RetryOptions): Promise<void> {
+  let failures = 0;
+  while (!o.signal.aborted) {
+    let failed: unknown;
+    try {
+      await run();
+      failures = 0;
+    } catch (err) {
+      failures++;
+      failed = err;
+    }
+    if (o.signal.aborted) return;
+    // After a failure the first delay is already twice the minimum; after a clean end it is the minimum.
+    const delay = backoffDelay(o.policy, failures + 1, o.random);
+    if (failures > 0) o.onFailure?.(failed, failures, delay);
+    await o.clock.sleep(delay, o.signal);
+  }
+}

@@ -1,7 +1,7 @@
 // lib/ helpers shared by every component: backoff (clock and randomness injected), name order,
 // rate-limited logging.
 import test from 'ava';
-import { backoffDelay, retryWithBackoff } from '../lib/backoff.ts';
+import { backoffDelay, retryWithBackoff, superviseWithBackoff } from '../lib/backoff.ts';
 import { ManualClock } from '../lib/clock.ts';
 import { byName, compareText } from '../lib/compare.ts';
 import { RateLimitedLog } from '../lib/rate-limited-log.ts';
@@ -55,6 +55,31 @@ test('retryWithBackoff gives up with undefined when the signal aborts during a s
   stop.abort();
   t.is(await done, undefined);
   t.is(attempts, 1);
+});
+
+test('superviseWithBackoff restarts a run: the initial delay after a clean end, growing delays after consecutive failures, stops on abort', async (t) => {
+  const clock = new ManualClock(0);
+  const stop = new AbortController();
+  const outcomes = ['fail', 'fail', 'ok', 'fail'];
+  let runs = 0;
+  const failures: [number, number][] = [];
+  const done = superviseWithBackoff(
+    () => {
+      const o = outcomes[runs++];
+      return o === 'ok' ? Promise.resolve() : Promise.reject(new Error(`run ${runs}`));
+    },
+    { policy: { initialMs: 100, maxMs: 10_000 }, clock, signal: stop.signal, onFailure: (_e, n, ms) => failures.push([n, ms]) },
+  );
+  // Each wait: the supervisor armed its sleep (observable on the manual clock), then time moves to it.
+  for (const [expectedRuns, due] of [[1, 200], [2, 600], [3, 700], [4, 900]] as const) {
+    await waitFor(() => runs === expectedRuns && clock.wakeups[0] === due, { timeoutMs: 10_000, intervalMs: 5, what: `sleep after run ${expectedRuns}` });
+    clock.advanceTo(due);
+  }
+  await waitFor(() => runs === 5 || failures.length === 4, { timeoutMs: 10_000, intervalMs: 5, what: 'run 5' });
+  stop.abort();
+  await done;
+  // fail → 200 (2× min), fail → 400, clean end → 100 (count reset), fail → 200.
+  t.deepEqual(failures.slice(0, 3), [[1, 200], [2, 400], [1, 200]]);
 });
 
 test('compareText is code-unit order, not the locale\'s', (t) => {

@@ -8,7 +8,7 @@
 // snapshot is complete the enrollments are unknown (the enforcer then leaves the live table alone).
 import { Kvm, type KV, type KvWatchEntry } from '@nats-io/kv';
 import type { NatsConnection, QueuedIterator } from '@nats-io/transport-node';
-import { backoffDelay } from '../../lib/backoff.ts';
+import { superviseWithBackoff } from '../../lib/backoff.ts';
 import type { Clock } from '../../lib/clock.ts';
 import { errorMessage } from '../../lib/errors.ts';
 import { initialCount } from '../../lib/kv-initial-count.ts';
@@ -77,22 +77,23 @@ export class EnrollmentWatch {
   }
 
   private async supervise(): Promise<void> {
-    let failures = 0;
-    while (!this.stopped) {
-      try {
+    await superviseWithBackoff(
+      async () => {
         this.kv ??= await new Kvm(this.o.nc).open(this.o.bucket, { allow_direct: true });
         const w = await this.kv.watch({ key: kvKeys.enrollmentsFilter });
         this.watcher = w;
         await this.consume(w);
-        failures = 0;
-      } catch (err) {
-        failures++;
-        this.set({ ...this.st, lastError: errorMessage(err) });
-        this.o.logger.warn({ err: errorMessage(err) }, 'cannot watch the cluster enrollments; keeping the ones we have, retrying');
-      }
-      if (this.stopped) break;
-      await this.o.clock.sleep(backoffDelay({ initialMs: this.o.retryMinMs ?? 250, maxMs: this.o.retryMaxMs ?? 5000 }, failures + 1), this.wake.signal);
-    }
+      },
+      {
+        policy: { initialMs: this.o.retryMinMs ?? 250, maxMs: this.o.retryMaxMs ?? 5000 },
+        clock: this.o.clock,
+        signal: this.wake.signal,
+        onFailure: (err) => {
+          this.set({ ...this.st, lastError: errorMessage(err) });
+          this.o.logger.warn({ err: errorMessage(err) }, 'cannot watch the cluster enrollments; keeping the ones we have, retrying');
+        },
+      },
+    );
   }
 
   private async consume(w: QueuedIterator<KvWatchEntry>): Promise<void> {

@@ -9,7 +9,7 @@ import { errorMessage } from '../../lib/errors.ts';
 import type { Logger } from '../../lib/logger.ts';
 import type { PolicyRecord } from '../../protocol/policy/document.ts';
 import { policyKeys, verifyPolicyRecord } from '../../protocol/policy/record.ts';
-import { backoffDelay } from '../../lib/backoff.ts';
+import { superviseWithBackoff } from '../../lib/backoff.ts';
 import { onConnectionStatus } from '../../lib/nats-status.ts';
 
 export interface PolicyWatchOptions {
@@ -87,27 +87,27 @@ export class PolicyWatch {
   }
 
   private async supervise(): Promise<void> {
-    let failures = 0;
-    while (!this.stopped) {
-      try {
+    await superviseWithBackoff(
+      async () => {
         const kv = await this.bucket();
         const w = await kv.watch({ key: policyKeys.current });
         this.watcher = w;
         // The watch delivers the current value (if any) first; a get also tells us "no policy".
         await this.readOnce();
-        failures = 0;
         for await (const e of w) {
           await this.take(e.revision, e.operation === 'PUT' ? e.string() : null);
         }
-      } catch (err) {
-        failures++;
-        this.set({ ...this.st, lastError: errorMessage(err) });
-        this.o.logger.warn({ err: errorMessage(err) }, 'cannot watch the policy key; keeping the policy we have, retrying');
-      }
-      if (this.stopped) break;
-      // After a failure the first delay is already twice the minimum; after a clean end it is the minimum.
-      await this.o.clock.sleep(backoffDelay({ initialMs: this.o.retryMinMs ?? 250, maxMs: this.o.retryMaxMs ?? 5000 }, failures + 1), this.wake.signal);
-    }
+      },
+      {
+        policy: { initialMs: this.o.retryMinMs ?? 250, maxMs: this.o.retryMaxMs ?? 5000 },
+        clock: this.o.clock,
+        signal: this.wake.signal,
+        onFailure: (err) => {
+          this.set({ ...this.st, lastError: errorMessage(err) });
+          this.o.logger.warn({ err: errorMessage(err) }, 'cannot watch the policy key; keeping the policy we have, retrying');
+        },
+      },
+    );
   }
 
   /** Reads the key directly (start, reconnect, periodic check). */
