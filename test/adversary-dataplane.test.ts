@@ -16,7 +16,7 @@
 import { spawn, type ChildProcessByStdio } from 'node:child_process';
 import type { Readable } from 'node:stream';
 import { join } from 'node:path';
-import test, { type ExecutionContext } from 'ava';
+import test from 'ava';
 import { Lab } from '../lab/lab.ts';
 import { agentArgv, logFile, signingKeyFile, joinCredentialFile } from '../lab/commands.ts';
 import { randomLabId } from '../lab/names.ts';
@@ -27,7 +27,7 @@ import { roleOf, spawnDetached, terminate, type ProcessRef } from '../lab/proces
 import { ExecaRunner } from '../lib/runner.ts';
 import { waitFor } from '../lib/wait.ts';
 import { AgentStatus } from '../protocol/status.ts';
-import { assertReachable, leftoversOf } from './helpers/lab-harness.ts';
+import { assertReachable, leftoversOf, pollOrExplain } from './helpers/lab-harness.ts';
 import { startTcpServer, tcpProbe } from './helpers/tcp-probe.ts';
 
 const TOPOLOGY = `# test/adversary-dataplane.test.ts
@@ -139,14 +139,6 @@ async function coordinatorCommand(l: Lab, args: readonly string[]): Promise<stri
   return r.stdout;
 }
 
-async function pollFor<T>(t: ExecutionContext, what: string, timeoutMs: number, probe: () => Promise<T | undefined>, explain: () => Promise<string>): Promise<T | undefined> {
-  try {
-    return await waitFor(probe, { timeoutMs, intervalMs: 250, what });
-  } catch (err) {
-    t.fail(`${String(err)}\n${await explain()}`);
-    return undefined;
-  }
-}
 
 // ---------------------------------------------------------------------------------------------
 
@@ -169,7 +161,7 @@ test.serial('finding 1, guarded: an admitted claim on the VPC subnet, the NATS a
   await l.startAgent('evil-n1', 'info', [...[attack.vpc, attack.nats, attack.peer].flatMap((c) => ['--pod-cidr', c]), '--health-addr', `0.0.0.0:${HEALTH_PORT}`]);
 
   // east saw the record (evil became a peer for its honest range) and refused exactly the hostile CIDRs.
-  const seen = await pollFor(
+  const seen = await pollOrExplain(
     t,
     'east refusing the three hostile CIDRs with evil as a peer',
     CONVERGE_MS,
@@ -223,7 +215,7 @@ test.serial('finding 1, guarded: an admitted claim on the VPC subnet, the NATS a
   t.regex(guard?.detail ?? '', /3 peer CIDR\(s\) refused: .*172\.31\.0\.2\/32 of evil-n1/);
 
   // NATS (checked last: the checks above take part of the TTL): heartbeats keep being acknowledged for more than a TTL after the attack, and east never expires.
-  const later = await pollFor(
+  const later = await pollOrExplain(
     t,
     `east heartbeating ${ttl} ms after the attack`,
     ttl * 4,
@@ -263,7 +255,7 @@ test.serial('finding 1, NEGATIVE CONTROL: the same agent without the guard route
   };
   t.teardown(stop);
 
-  const hijacked = await pollFor(
+  const hijacked = await pollOrExplain(
     t,
     'the unguarded agent routing the NATS address into WireGuard',
     CONVERGE_MS,
@@ -289,20 +281,20 @@ test.serial('findings 9 and 10 on a real agent: a 0.0.0.0 health listener warns 
   t.regex(await l.logTail('evil-n1', 400), /the health listener is reachable off this host \(unauthenticated \/healthz, \/readyz and \/metrics\)/);
   t.is(await httpCode(l, evil.ns, `${base}/healthz`), '200');
   t.is(await httpCode(l, evil.ns, `${base}/status`), '404', 'the mesh topology must not be served without --health-status');
-  await pollFor(t, 'evil /readyz 200', 30_000, async () => ((await httpCode(l, evil.ns, `${base}/readyz`)) === '200' ? true : undefined), () => l.diagnostics({ nodes: ['evil-n1'] }));
+  await pollOrExplain(t, 'evil /readyz 200', 30_000, async () => ((await httpCode(l, evil.ns, `${base}/readyz`)) === '200' ? true : undefined), () => l.diagnostics({ nodes: ['evil-n1'] }));
 
   // Heartbeats as the NATS server delivers them, counted inside the control namespace.
   const counter = spawn('ip', ['netns', 'exec', l.plan.ctlNs, process.execPath, '--import', 'tsx', COUNT_HEARTBEATS, l.plan.natsUrl], { stdio: ['ignore', 'pipe', 'pipe'] });
   t.teardown(() => stopChild(counter));
   const counts = heartbeatCounts(counter);
   const current = (): Record<string, number> => counts.latest;
-  await pollFor(t, 'heartbeats of evil-n1 and west-n1 on NATS', 30_000, () => Promise.resolve((current()['evil-n1'] ?? 0) > 0 && (current()['west-n1'] ?? 0) > 0 ? true : undefined), () => Promise.resolve(counts.log()));
+  await pollOrExplain(t, 'heartbeats of evil-n1 and west-n1 on NATS', 30_000, () => Promise.resolve((current()['evil-n1'] ?? 0) > 0 && (current()['west-n1'] ?? 0) > 0 ? true : undefined), () => Promise.resolve(counts.log()));
 
   const out = await coordinatorCommand(l, ['revoke', 'evil-n1', '--reason', 'attacker']);
   t.regex(out, /revoked node "evil-n1"/);
 
   // Finding 10: the operator's `crosslink status --json` says revoked, not ready — one document.
-  const revoked = await pollFor(
+  const revoked = await pollOrExplain(
     t,
     'evil-n1 status showing revoked',
     30_000,
@@ -322,9 +314,9 @@ test.serial('findings 9 and 10 on a real agent: a 0.0.0.0 health listener warns 
   // It stops heartbeating: after west (the clock here) heartbeats once more — anything evil had in
   // flight has arrived by then — evil's count must not move while west heartbeats twice more (two intervals).
   const atRevoke = { ...current() };
-  const settled = await pollFor(t, 'one more west heartbeat', 30_000, () => Promise.resolve((current()['west-n1'] ?? 0) > (atRevoke['west-n1'] ?? 0) ? { ...current() } : undefined), () => Promise.resolve(counts.log()));
+  const settled = await pollOrExplain(t, 'one more west heartbeat', 30_000, () => Promise.resolve((current()['west-n1'] ?? 0) > (atRevoke['west-n1'] ?? 0) ? { ...current() } : undefined), () => Promise.resolve(counts.log()));
   if (!settled) return;
-  const after = await pollFor(t, 'two more west heartbeats', 30_000, () => Promise.resolve((current()['west-n1'] ?? 0) >= (settled['west-n1'] ?? 0) + 2 ? { ...current() } : undefined), () => Promise.resolve(counts.log()));
+  const after = await pollOrExplain(t, 'two more west heartbeats', 30_000, () => Promise.resolve((current()['west-n1'] ?? 0) >= (settled['west-n1'] ?? 0) + 2 ? { ...current() } : undefined), () => Promise.resolve(counts.log()));
   if (!after) return;
   t.is(after['evil-n1'], settled['evil-n1'], `evil-n1 kept heartbeating after revocation: ${JSON.stringify(settled)} → ${JSON.stringify(after)}`);
 });

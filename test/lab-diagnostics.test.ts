@@ -17,7 +17,7 @@ import { roleOf } from '../lab/processes.ts';
 import { REPO_ROOT } from '../lab/state.ts';
 import { PingReply } from '../protocol/health.ts';
 import { captureIo } from './helpers/cli-io.ts';
-import { assertConverged, explainPair, pingUntil, useLab } from './helpers/lab-harness.ts';
+import { assertConverged, explainPair, pingUntil, pollOrExplain, useLab } from './helpers/lab-harness.ts';
 
 const CONVERGE_MS = 90_000;
 /** Generous: the documented bounds are 15 s down / 5 s up at default settings; no timing is asserted. */
@@ -79,18 +79,9 @@ const failedIds = (d: Diagnosis): string[] => d.checks.filter((c) => c.ok === fa
 
 /** Polls `f` until it returns true; fails the test with `explain()` at the deadline. */
 async function eventually(t: ExecutionContext, what: string, f: () => Promise<boolean>, explain: () => Promise<string>, timeoutMs = HEALTH_MS): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    if (await f()) {
-      t.pass(what);
-      return true;
-    }
-    if (Date.now() > deadline) {
-      t.fail(`${what} not reached within ${timeoutMs} ms:\n${await explain()}`);
-      return false;
-    }
-    await new Promise((r) => setTimeout(r, 200));
-  }
+  const reached = (await pollOrExplain(t, what, timeoutMs, f, explain, 200)) === true;
+  if (reached) t.pass(what);
+  return reached;
 }
 
 const statusOf = (l: Lab, node: string): Promise<CliResult> => cli(l, node, ['status']);

@@ -5,6 +5,7 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import test, { type ExecutionContext } from 'ava';
 import { ExecaRunner } from '../../lib/runner.ts';
+import { waitFor } from '../../lib/wait.ts';
 import { Lab, type PingResult } from '../../lab/lab.ts';
 import { listNamespaces } from '../../lab/network.ts';
 import { namespacePrefix, randomLabId, wireguardSocketPattern } from '../../lab/names.ts';
@@ -121,4 +122,17 @@ export async function leftoversOf(id: string): Promise<string[]> {
     if (marks.some((m) => cmd.includes(m))) found.push(`process ${pid}: ${cmd.slice(0, 120)}`);
   }
   return found;
+}
+
+/**
+ * Polls `probe` (lib/wait.ts, with a deadline) until it yields a value; at the deadline fails the
+ * test with the timeout and `explain()` (the lab's view of what went wrong) and returns undefined.
+ */
+export async function pollOrExplain<T>(t: ExecutionContext, what: string, timeoutMs: number, probe: () => Promise<T | undefined | false>, explain: () => Promise<string>, intervalMs = 250): Promise<T | undefined> {
+  try {
+    return await waitFor(probe, { timeoutMs, intervalMs, what });
+  } catch (err) {
+    t.fail(`${String(err)}\n${await explain()}`);
+    return undefined;
+  }
 }
