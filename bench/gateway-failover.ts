@@ -5,17 +5,32 @@
 // gateway is answered again. The rule is removed, the lab settles, and the next trial runs. The
 // lab is torn down afterwards.
 import { readFileSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { Lab } from '../lab/lab.ts';
 import { randomLabId } from '../lab/names.ts';
 import { findPod, WIREGUARD_PORT } from '../lab/plan.ts';
 import { packagePath } from '../lib/package-root.ts';
 import { ExecaRunner } from '../lib/runner.ts';
 import { waitFor } from '../lib/wait.ts';
-import { median, printTable } from './report.ts';
+import { failoverBreakdown, parsePinoLog, type FailoverBreakdown, type LogLine } from './failover-breakdown.ts';
+import { median, ms, printTable } from './report.ts';
 
 const DROP = (port: number): string => `table inet xlbench {\n chain input { type filter hook input priority -10; udp dport ${port} drop; }\n}\n`;
 const CLEAR = 'delete table inet xlbench\n';
 const POLL_MS = 50;
+
+/** The lab's pino logs (agents by node name, and the coordinator), for the per-phase breakdown. */
+async function readLabLogs(lab: Lab): Promise<{ agents: Map<string, LogLine[]>; coordinator: LogLine[] }> {
+  const agents = new Map<string, LogLine[]>();
+  let coordinator: LogLine[] = [];
+  for (const p of lab.processes) {
+    if (p.role === 'nats-server') continue;
+    const lines = parsePinoLog(await readFile(p.log, 'utf8').catch(() => ''));
+    if (p.role === 'coordinator') coordinator = lines;
+    else agents.set(p.name, lines);
+  }
+  return { agents, coordinator };
+}
 
 async function gatewayInto(lab: Lab, cloud: string): Promise<string | null> {
   const s = await lab.status('aws-n1');
@@ -32,6 +47,8 @@ export async function runGatewayFailover(trials = 5): Promise<void> {
   const rows: (string | number)[][] = [];
   const replaced: number[] = [];
   const flowing: number[] = [];
+  const phases: FailoverBreakdown[] = [];
+  const phaseRows: (string | number)[][] = [];
   try {
     await lab.waitConverged(180_000);
     const aws = findPod(lab.plan, 'aws-n1-p1');
@@ -68,11 +85,26 @@ export async function runGatewayFailover(trials = 5): Promise<void> {
       replaced.push(replacedMs);
       flowing.push(flowingMs);
       rows.push([i, `${old} → ${survivor}`, replacedMs, flowingMs]);
+      const b = failoverBreakdown(await readLabLogs(lab), { t0, oldGateway: old, cluster: 'gcp', observer: 'aws-n1', quorum: 2 });
+      phases.push(b);
+      phaseRows.push([i, ms(b.reporters[0]?.[1] ?? NaN), ms(b.detect), ms(b.quorum), ms(b.elected), ms(b.applyStart), ms(b.applied), ms(replacedMs), b.reporters.map(([n, t]) => `${n} ${ms(t)}`).join(', ')]);
     }
   } finally {
     await lab.down();
   }
   rows.push(['median', '', median(replaced), median(flowing)]);
+  const med = (f: (b: FailoverBreakdown) => number): string => ms(median(phases.map(f).filter((x) => Number.isFinite(x))));
+  phaseRows.push(['median', med((b) => b.reporters[0]?.[1] ?? NaN), med((b) => b.detect), med((b) => b.quorum), med((b) => b.elected), med((b) => b.applyStart), med((b) => b.applied), ms(median(replaced)), '']);
+  printTable({
+    title: 'gateway failover breakdown (ms after the nft rule, from the processes\' logs)',
+    header: ['trial', 'first down', 'quorum-th down', 'coord quorum', 'gateway changed', 'aws-n1 apply start', 'aws-n1 applied', 'status shows', 'reporters (down verdict at)'],
+    rows: phaseRows,
+    notes: [
+      'first down / quorum-th down: a reporter\'s `peer probe state down` about the old gateway (its verdict is published then); quorum-th: the one that completed the quorum',
+      'coord quorum: the coordinator\'s `gateway reported down by a quorum of its peers`; gateway changed: the new cluster record written',
+      'aws-n1 apply start/applied: its first `reconciled` after the change (start = end − durationMs); status shows: the bench\'s 50 ms status poll',
+    ],
+  });
   printTable({
     title: 'gateway failover on the default lab: UDP to the active gcp gateway dropped → replaced (aws-n1 routes via the other node) → aws pod → gcp pod answered',
     params: { trials, poll: `${POLL_MS} ms`, timers: 'lab defaults (node TTL 5 s; probes: peers every 2 s, gateways every 300 ms)' },

@@ -63,6 +63,8 @@ export class GatewayReportIntake {
   readonly health: GatewayHealth;
   /** Reports refused so far (forged, stale, unknown reporter), for tests and status. */
   refused = 0;
+  /** The unhealthy set last handed to the elections (a change is logged once). */
+  private lastUnhealthy: ReadonlySet<string> = new Set();
 
   constructor(private readonly o: GatewayReportIntakeOptions) {
     this.health = o.health ?? new GatewayHealth();
@@ -87,7 +89,15 @@ export class GatewayReportIntake {
 
   /** Re-evaluates (verdicts age out) and hands the unhealthy set to the elections. */
   async refresh(): Promise<void> {
-    const unhealthy = this.health.unhealthy(this.o.clock.now());
+    const now = this.o.clock.now();
+    const unhealthy = this.health.unhealthy(now);
+    for (const g of unhealthy) {
+      if (this.lastUnhealthy.has(g)) continue;
+      const v = this.health.view(g, now);
+      this.o.logger.info({ gateway: g, down: v.down, up: v.up }, 'gateway reported down by a quorum of its peers');
+    }
+    for (const g of this.lastUnhealthy) if (!unhealthy.has(g)) this.o.logger.info({ gateway: g }, 'gateway no longer reported down');
+    this.lastUnhealthy = unhealthy;
     await this.o.elections.setUnhealthyGateways(unhealthy);
   }
 }
