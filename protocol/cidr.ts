@@ -103,29 +103,51 @@ export function bitsOf(family: 4 | 6): number {
   return family === 4 ? V4_BITS : V6_BITS;
 }
 
+/** Masks per family and prefix length, computed once (parseCidr runs thousands of times per desired state). */
+const MASKS: Record<4 | 6, bigint[]> = { 4: [], 6: [] };
+
+/** Prefix-length text: "0" or 1–3 digits without a leading zero (a character loop: parseCidr is hot). */
+function parsePrefix(text: string): number | undefined {
+  const n = text.length;
+  if (n === 0 || n > 3 || (n > 1 && text.charCodeAt(0) === 48)) return undefined;
+  let v = 0;
+  for (let i = 0; i < n; i++) {
+    const c = text.charCodeAt(i);
+    if (c < 48 || c > 57) return undefined;
+    v = v * 10 + (c - 48);
+  }
+  return v;
+}
+
 /** Parses "a.b.c.d/n" or "x::/n"; a bare address is a host route (/32 or /128). Host bits must be zero unless `allowHostBits`. */
 export function parseCidr(text: string, options: { allowHostBits?: boolean } = {}): Cidr | undefined {
-  const [addr, prefixText, extra] = text.split('/');
-  if (addr === undefined || extra !== undefined) return undefined;
+  const slash = text.indexOf('/');
+  if (slash >= 0 && text.indexOf('/', slash + 1) >= 0) return undefined;
+  const addr = slash < 0 ? text : text.slice(0, slash);
   const ip = parseIp(addr);
   if (!ip) return undefined;
   const bits = bitsOf(ip.family);
   let prefix = bits;
-  if (prefixText !== undefined) {
-    if (!/^(0|[1-9][0-9]{0,2})$/.test(prefixText)) return undefined;
-    prefix = Number(prefixText);
-    if (prefix > bits) return undefined;
+  if (slash >= 0) {
+    const p = parsePrefix(text.slice(slash + 1));
+    if (p === undefined || p > bits) return undefined;
+    prefix = p;
   }
-  const mask = prefixMask(ip.family, prefix);
-  const network = ip.value & mask;
+  const network = ip.value & prefixMask(ip.family, prefix);
   if (network !== ip.value && !options.allowHostBits) return undefined;
-  return { family: ip.family, network, prefix, text: `${formatIp(ip.family, network)}/${prefix}` };
+  // IPv4 input parsed strictly (no leading zeros) and without host bits is already canonical text.
+  const canonical = ip.family === 4 && network === ip.value ? (slash >= 0 ? text : `${text}/32`) : `${formatIp(ip.family, network)}/${prefix}`;
+  return { family: ip.family, network, prefix, text: canonical };
 }
 
 export function prefixMask(family: 4 | 6, prefix: number): bigint {
+  const cached = MASKS[family][prefix];
+  if (cached !== undefined) return cached;
   const bits = BigInt(bitsOf(family));
   const all = (1n << bits) - 1n;
-  return (all << (bits - BigInt(prefix))) & all;
+  const mask = (all << (bits - BigInt(prefix))) & all;
+  if (Number.isInteger(prefix) && prefix >= 0 && prefix <= Number(bits)) MASKS[family][prefix] = mask;
+  return mask;
 }
 
 export function cidrSize(c: Cidr): bigint {
@@ -149,7 +171,8 @@ export function cidrContainsIp(c: Cidr, family: 4 | 6, ip: bigint): boolean {
 export function hostCidr(ipText: string): string {
   const ip = parseIp(ipText);
   if (!ip) throw new Error(`not an IP address: ${ipText}`);
-  return `${formatIp(ip.family, ip.value)}/${bitsOf(ip.family)}`;
+  // IPv4 parsed strictly (no leading zeros) is already canonical.
+  return ip.family === 4 ? `${ipText}/32` : `${formatIp(ip.family, ip.value)}/${bitsOf(ip.family)}`;
 }
 
 /** Normalises a CIDR's text (e.g. "fd00:0::/64" → "fd00::/64"); returns undefined if invalid. */
@@ -159,12 +182,29 @@ export function canonicalCidr(text: string): string | undefined {
 
 /** Parses "host:port" or "[v6]:port". Host must be an IP literal (names are resolved elsewhere, never here). */
 export function parseEndpoint(text: string): { host: string; family: 4 | 6; port: number } | undefined {
-  const m = /^\[([0-9a-fA-F:.]+)\]:([0-9]{1,5})$/.exec(text) ?? /^([0-9.]+):([0-9]{1,5})$/.exec(text);
-  if (!m || m[1] === undefined || m[2] === undefined) return undefined;
-  const ip = parseIp(m[1]);
-  const port = Number(m[2]);
-  if (!ip || port < 1 || port > 65535) return undefined;
-  return { host: formatIp(ip.family, ip.value), family: ip.family, port };
+  if (text.startsWith('[')) {
+    const m = /^\[([0-9a-fA-F:.]+)\]:([0-9]{1,5})$/.exec(text);
+    if (!m || m[1] === undefined || m[2] === undefined) return undefined;
+    const ip = parseIp(m[1]);
+    const port = Number(m[2]);
+    if (!ip || port < 1 || port > 65535) return undefined;
+    return { host: formatIp(ip.family, ip.value), family: ip.family, port };
+  }
+  // "a.b.c.d:port" without a regex (the route guard parses every node's endpoints per desired state).
+  const colon = text.indexOf(':');
+  if (colon < 0 || text.indexOf(':', colon + 1) >= 0) return undefined;
+  const host = text.slice(0, colon);
+  const portText = text.slice(colon + 1);
+  if (portText.length < 1 || portText.length > 5) return undefined;
+  let port = 0;
+  for (let i = 0; i < portText.length; i++) {
+    const c = portText.charCodeAt(i);
+    if (c < 48 || c > 57) return undefined;
+    port = port * 10 + (c - 48);
+  }
+  // The strict dotted quad (no leading zeros) is its own canonical text.
+  if (port < 1 || port > 65535 || parseIpv4(host) === undefined) return undefined;
+  return { host, family: 4, port };
 }
 
 export function formatEndpoint(host: string, port: number): string {

@@ -53,6 +53,11 @@ const cidrCases: [string, string | undefined, bigint | undefined][] = [
   ['10.1.0.0/33', undefined, undefined],
   ['10.1.0.0/', undefined, undefined],
   ['10.1.0.0/08', undefined, undefined],
+  ['10.1.0.0/8/8', undefined, undefined],
+  ['10.1.0.0/+8', undefined, undefined],
+  ['10.1.0.0/ 8', undefined, undefined],
+  ['10.1.0.0/1000', undefined, undefined],
+  ['/8', undefined, undefined],
   ['0.0.0.0/0', '0.0.0.0/0', 1n << 32n],
   ['192.0.2.7', '192.0.2.7/32', 1n],
   ['fd00:0::/64', 'fd00::/64', 1n << 64n],
@@ -128,10 +133,20 @@ const endpointCases: [string, { host: string; family: 4 | 6; port: number } | un
   ['2001:db8::1:51820', undefined], // IPv6 needs brackets
   ['example.com:51820', undefined], // names are never resolved here
   ['[192.0.2.1]:51820', { host: '192.0.2.1', family: 4, port: 51820 }],
+  // The regex-free IPv4 path: exactly what /^([0-9.]+):([0-9]{1,5})$/ accepted.
+  ['192.0.2.1:080', { host: '192.0.2.1', family: 4, port: 80 }],
+  ['192.0.2.1:', undefined],
+  ['192.0.2.1:123456', undefined],
+  ['192.0.2.1:+80', undefined],
+  ['192.0.2.1:80 ', undefined],
+  [' 192.0.2.1:80', undefined],
+  ['192.0.02.1:80', undefined],
+  ['192.0.2.1:80:80', undefined],
+  [':80', undefined],
 ];
 
 for (const [input, want] of endpointCases) {
-  test(`parseEndpoint ${input}`, (t) => {
+  test(`parseEndpoint ${JSON.stringify(input)}`, (t) => {
     t.deepEqual(parseEndpoint(input), want);
   });
 }

@@ -25,6 +25,21 @@ function nodeCidrs(node: NodeRecord): string[] {
   return out;
 }
 
+/** A node's CIDRs (nodeCidrs), parsed once per computation: every node is asked about two or three times. */
+type CidrsOf = (node: NodeRecord) => readonly string[];
+
+function memoCidrs(): CidrsOf {
+  const memo = new Map<NodeRecord, readonly string[]>();
+  return (node) => {
+    let out = memo.get(node);
+    if (out === undefined) {
+      out = nodeCidrs(node);
+      memo.set(node, out);
+    }
+    return out;
+  };
+}
+
 /** How an overlay member (`from`) reaches another overlay member, and with which WireGuard settings. */
 type Link =
   | { readonly ok: true; readonly endpoint: string | null; readonly path: 'direct' | 'relay'; readonly via: string | null }
@@ -46,7 +61,7 @@ interface OverlayPaths {
 }
 
 /** Every other cluster as seen by overlay member `from`: one peer per mesh node or per active gateway. */
-function overlayPaths(from: NodeRecord, index: TopologyIndex, plan: RelayPlan, config: DataplaneConfig): OverlayPaths {
+function overlayPaths(from: NodeRecord, index: TopologyIndex, plan: RelayPlan, config: DataplaneConfig, cidrsOf: CidrsOf): OverlayPaths {
   const keepalive = from.persistentKeepalive ?? (isPublic(from) ? 0 : config.natKeepaliveSec);
   const peers: DesiredPeer[] = [];
   const remotes: RemotePath[] = [];
@@ -56,7 +71,7 @@ function overlayPaths(from: NodeRecord, index: TopologyIndex, plan: RelayPlan, c
     peers.push({
       publicKey: target.publicKey,
       endpoint: link.endpoint,
-      allowedIps: carried.flatMap(nodeCidrs),
+      allowedIps: carried.flatMap(cidrsOf),
       persistentKeepalive: keepalive,
       node: target.name,
       cluster: cluster.name,
@@ -112,18 +127,26 @@ export function computeDesiredState(view: MeshView, config: DataplaneConfig, hos
   const index = indexTopology(view);
   const plan = planRelays(index, config);
   const ownCluster = index.clusters.get(self.cluster);
-  const own = new Set(nodeCidrs(self));
+  const cidrsOf = memoCidrs();
+  const own = new Set(cidrsOf(self));
   const guard = options.unguarded === true ? UNGUARDED : createRouteGuard(host, self, view.nodes.values());
-  const ownerOf = new Map<string, NodeRecord>();
-  for (const n of [...view.nodes.values()].sort((a, b) => compareText(a.name, b.name))) {
-    for (const c of nodeCidrs(n)) if (!ownerOf.has(c)) ownerOf.set(c, n);
-  }
+  // Who owns a CIDR (first node by name): only needed to name a refusal, so built on the first one.
+  let ownerOf: Map<string, NodeRecord> | undefined;
+  const ownerOfCidr = (cidr: string): NodeRecord | undefined => {
+    if (ownerOf === undefined) {
+      ownerOf = new Map();
+      for (const n of [...view.nodes.values()].sort((a, b) => compareText(a.name, b.name))) {
+        for (const c of cidrsOf(n)) if (!ownerOf.has(c)) ownerOf.set(c, n);
+      }
+    }
+    return ownerOf.get(cidr);
+  };
   const refused = new Map<string, RefusedCidr>();
   /** True if the guard lets `cidr` (claimed through `fallback`) into the overlay; records the refusal otherwise. */
   const allowed = (cidr: string, fallback: { name: string; cluster: string }): boolean => {
     const reason = guard.reason(cidr);
     if (reason === null) return true;
-    const owner = ownerOf.get(cidr) ?? fallback;
+    const owner = ownerOfCidr(cidr) ?? fallback;
     refused.set(cidr, { node: owner.name, cluster: owner.cluster, cidr, reason });
     return false;
   };
@@ -151,7 +174,7 @@ export function computeDesiredState(view: MeshView, config: DataplaneConfig, hos
 
   if (isOverlayMember(index, self)) {
     isGateway = ownCluster?.gateway?.name === self.name;
-    const paths = overlayPaths(self, index, plan, config);
+    const paths = overlayPaths(self, index, plan, config, cidrsOf);
     remotes = paths.remotes;
     // Each CIDR goes to exactly one peer (first by node name): WireGuard would otherwise move it
     // between peers on every reconcile. Validation upstream should make this a no-op.
@@ -175,7 +198,7 @@ export function computeDesiredState(view: MeshView, config: DataplaneConfig, hos
     }
     relays = plan.assignmentsOf(self.name);
   } else {
-    remotes = localGatewayPaths(self, ownCluster, index, plan, config, addRoute);
+    remotes = localGatewayPaths(self, ownCluster, index, plan, config, addRoute, cidrsOf);
   }
 
   return {
@@ -200,6 +223,7 @@ function localGatewayPaths(
   plan: RelayPlan,
   config: DataplaneConfig,
   addRoute: (r: DesiredRoute, claimedBy: NodeRecord) => boolean,
+  cidrsOf: CidrsOf,
 ): RemotePath[] {
   const others = [...index.clusters.values()].filter((c) => c.name !== self.cluster).flatMap((c) => c.nodes);
   const none = (reason: string): RemotePath[] =>
@@ -208,7 +232,7 @@ function localGatewayPaths(
   if (!gw) return none(`cluster ${self.cluster} has no active gateway`);
   if (gw.privateAddresses.length === 0) return none(`gateway ${gw.name} has no private address`);
 
-  const fromGateway = overlayPaths(gw, index, plan, config);
+  const fromGateway = overlayPaths(gw, index, plan, config, cidrsOf);
   const byNode = new Map(others.map((n) => [n.name, n]));
   const remotes: RemotePath[] = [];
   for (const r of fromGateway.remotes) {
@@ -219,7 +243,7 @@ function localGatewayPaths(
       continue;
     }
     let routed = false;
-    for (const dst of nodeCidrs(node)) {
+    for (const dst of cidrsOf(node)) {
       const via = sameFamilyAddress(gw.privateAddresses, dst);
       if (via === undefined) continue;
       if (addRoute({ dst, via }, node)) routed = true;

@@ -67,15 +67,15 @@ export class RangeIndex<T> {
   /** The value of the first-added range that matches `c` (overlap-mode: any overlap; exact-mode: same CIDR), or undefined. */
   first(c: Cidr): T | undefined {
     if (this.dirty) this.sort();
-    let best: Entry<T> | undefined = this.exact.get(`${c.family}/${c.prefix}/${c.network}`);
-    const better = (e: Entry<T> | undefined): void => {
-      if (e !== undefined && (best === undefined || e.order < best.order)) best = e;
-    };
+    // No closures here: this runs for every peer CIDR of every desired-state computation.
+    let best: Entry<T> | undefined = this.exact.size === 0 ? undefined : this.exact.get(`${c.family}/${c.prefix}/${c.network}`);
     const fam = this.families.get(c.family);
     if (fam) {
       // Ranges containing c (same size or larger).
       for (const [prefix, nets] of fam.byPrefix) {
-        if (prefix <= c.prefix) better(nets.get(c.network & maskOf(c.family, prefix)));
+        if (prefix > c.prefix) continue;
+        const e = nets.get(c.network & maskOf(c.family, prefix));
+        if (e !== undefined && (best === undefined || e.order < best.order)) best = e;
       }
       // Ranges whose network lies inside c (any such range overlaps c).
       const last = cidrLast(c);
@@ -90,7 +90,7 @@ export class RangeIndex<T> {
       for (let i = lo; i < s.length; i++) {
         const e = s[i];
         if (e === undefined || e.range.network > last) break;
-        better(e);
+        if (best === undefined || e.order < best.order) best = e;
       }
     }
     return best?.value;

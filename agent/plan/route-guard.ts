@@ -5,7 +5,7 @@
 // with a reason (status, `crosslink diagnose`). A hostile or mistaken record can then never pull
 // the host's own subnets, its default gateway, the NATS servers or any node's underlay address
 // into the tunnel — whatever the coordinator admitted (defence in depth). Rules: docs/dataplane.md.
-import { parseCidr, parseEndpoint, parseIp, type Cidr } from '../../protocol/cidr.ts';
+import { parseCidr, parseEndpoint, type Cidr } from '../../protocol/cidr.ts';
 import type { NodeRecord } from '../../protocol/messages.ts';
 import { RangeIndex, type RangeMatch } from './range-index.ts';
 
@@ -50,11 +50,16 @@ export interface RouteGuard {
   reason(cidr: string): string | null;
 }
 
-const host = (ip: string): Cidr | undefined => {
-  const p = parseIp(ip);
-  return p ? parseCidr(ip, { allowHostBits: true }) : undefined;
-};
+/** A bare IP address as a host range; undefined for anything else (a CIDR in an address field included). */
+const host = (ip: string): Cidr | undefined => (ip.includes('/') ? undefined : parseCidr(ip, { allowHostBits: true }));
 const isDefault = (c: Cidr): boolean => c.prefix === 0;
+
+/**
+ * What a protected range is, for the refusal reason. A node's underlay addresses (two per node, the
+ * bulk of the index) are described lazily: the text is only built for a range that refuses something.
+ */
+type Protected = string | { readonly what: 'endpoint' | 'private address'; readonly ip: string; readonly node: string | null };
+const describe = (p: Protected): string => (typeof p === 'string' ? p : `${p.what} ${p.ip} of ${p.node === null ? 'this node' : `node ${p.node}`}`);
 
 /**
  * Builds the protected set: the host's addresses and connected subnets, every next hop of its
@@ -63,8 +68,8 @@ const isDefault = (c: Cidr): boolean => c.prefix === 0;
  */
 export function createRouteGuard(facts: HostFacts, self: NodeRecord, nodes: Iterable<NodeRecord>): RouteGuard {
   // Indexed, not scanned: one range per node endpoint and private address makes a scan O(nodes²) per computation.
-  const ranges = new RangeIndex<string>();
-  const add = (range: Cidr | undefined, what: string, mode: RangeMatch = 'overlap'): void => {
+  const ranges = new RangeIndex<Protected>();
+  const add = (range: Cidr | undefined, what: Protected, mode: RangeMatch = 'overlap'): void => {
     if (range) ranges.add(range, mode, what);
   };
   for (const a of facts.addresses) {
@@ -85,22 +90,30 @@ export function createRouteGuard(facts: HostFacts, self: NodeRecord, nodes: Iter
   }
   for (const ip of facts.natsAddresses) add(host(ip), `NATS server ${ip}`);
   const underlay = (n: NodeRecord): void => {
-    const whose = n.name === self.name ? 'this node' : `node ${n.name}`;
+    const node = n.name === self.name ? null : n.name;
     for (const e of n.endpoints) {
       const ep = parseEndpoint(e);
-      if (ep) add(host(ep.host), `endpoint ${ep.host} of ${whose}`);
+      if (ep) add(host(ep.host), { what: 'endpoint', ip: ep.host, node });
     }
-    for (const p of n.privateAddresses) add(host(p), `private address ${p} of ${whose}`);
+    for (const p of n.privateAddresses) add(host(p), { what: 'private address', ip: p, node });
   };
   underlay(self);
   for (const n of nodes) if (n.name !== self.name) underlay(n);
 
+  // The desired state asks about most CIDRs twice (allowed IP, then route): answer each once.
+  const answers = new Map<string, string | null>();
   return {
     reason(cidr: string): string | null {
+      let answer = answers.get(cidr);
+      if (answer !== undefined) return answer;
       const c = parseCidr(cidr, { allowHostBits: true });
-      if (!c) return `${cidr} is not a CIDR`;
-      const what = ranges.first(c);
-      return what === undefined ? null : `${c.text} overlaps ${what}`;
+      if (!c) answer = `${cidr} is not a CIDR`;
+      else {
+        const what = ranges.first(c);
+        answer = what === undefined ? null : `${c.text} overlaps ${describe(what)}`;
+      }
+      answers.set(cidr, answer);
+      return answer;
     },
   };
 }
