@@ -1,7 +1,8 @@
 // Pure: the command lines of the lab's long-running processes, from the plan and the lab's paths.
 import { basename, join } from 'node:path';
 import { formatDuration } from '../lib/duration.ts';
-import { NATS_PORT, RELAY_PORT_FIRST, RELAY_PORT_LAST, WIREGUARD_PORT, type CloudPlan, type LabPlan, type NodePlan } from './plan.ts';
+import { natsMemberArgv, natsMemberStoreDir, type NatsMemberPlan } from './nats-plan.ts';
+import { RELAY_PORT_FIRST, RELAY_PORT_LAST, WIREGUARD_PORT, type CloudPlan, type LabPlan, type NodePlan } from './plan.ts';
 
 export interface LabPaths {
   readonly repoRoot: string;
@@ -12,7 +13,6 @@ export interface LabPaths {
 /** Every lab agent serves clusterset.local here, inside its node namespace (docs/services.md). */
 export const LAB_DNS_PORT = 5353;
 
-export const natsStoreDir = (p: LabPaths): string => join(p.dir, 'nats');
 export const signingKeyFile = (p: LabPaths): string => join(p.dir, 'coordinator.key');
 export const nodeDir = (p: LabPaths, node: string): string => join(p.dir, node);
 /** Unix socket paths are limited to 107 bytes; a deep checkout (CI) moves sockets to a short dir. */
@@ -28,8 +28,9 @@ export const joinCredentialFile = (p: LabPaths, cloud: string): string => join(p
 
 const inNs = (ns: string, argv: readonly string[]): string[] => ['ip', 'netns', 'exec', ns, ...argv];
 
-export function natsArgv(plan: LabPlan, paths: LabPaths): string[] {
-  return inNs(plan.ctlNs, ['nats-server', '-a', plan.ctlIp, '-p', String(NATS_PORT), '-js', '-sd', natsStoreDir(paths), '-n', `xl-${plan.id}-nats`]);
+/** One NATS server of the lab (lab/nats-plan.ts), in the control namespace. */
+export function natsArgv(plan: LabPlan, paths: LabPaths, member: NatsMemberPlan): string[] {
+  return inNs(plan.ctlNs, natsMemberArgv(plan.nats, member, natsMemberStoreDir(paths.dir, member)));
 }
 
 export function coordinatorArgv(plan: LabPlan, paths: LabPaths, logLevel = 'info'): string[] {
@@ -40,7 +41,7 @@ export function coordinatorArgv(plan: LabPlan, paths: LabPaths, logLevel = 'info
     '--node-ttl', formatDuration(plan.topology.timers.nodeTtlMs),
     '--signing-key-file', signingKeyFile(paths),
     '--bucket', 'crosslink',
-    '--replicas', '1',
+    '--replicas', String(plan.nats.bucketReplicas),
     '--log-level', logLevel,
   ]);
 }

@@ -8,10 +8,11 @@ export type DrillAction = 'stop' | 'start' | 'restart';
 
 /** What a drill needs of a Lab (lab/lab.ts implements it). */
 export interface DrillLab {
-  readonly plan: { readonly nodes: readonly { readonly name: string }[] };
+  readonly plan: { readonly nodes: readonly { readonly name: string }[]; readonly nats: { readonly members: readonly { readonly name: string }[] } };
   isRunning(name: string): boolean;
-  startNats(): Promise<void>;
-  stopNats(): Promise<void>;
+  /** `name`: the NATS server's process name (`nats-server` alone, `nats-<i>` in a cluster). */
+  startNats(name: string): Promise<void>;
+  stopNats(name: string): Promise<void>;
   startCoordinator(logLevel?: string): Promise<void>;
   stopCoordinator(): Promise<void>;
   startAgent(name: string, logLevel?: string): Promise<void>;
@@ -24,12 +25,15 @@ interface Process {
   stop(): Promise<void>;
 }
 
-/** `nats-server` (or `nats`), `coordinator`, or a node name (its agent). */
+/** `nats-server` (or `nats`; `nats-<i>` with `--nats-servers 3`), `coordinator`, or a node name (its agent). */
 export function drillProcess(lab: DrillLab, name: string, logLevel = 'info'): Process {
-  if (name === 'nats' || name === 'nats-server') return { name: 'nats-server', start: () => lab.startNats(), stop: () => lab.stopNats() };
+  const nats = lab.plan.nats.members.map((m) => m.name);
+  const natsName = nats.length === 1 && (name === 'nats' || name === 'nats-server') ? nats[0] : nats.find((m) => m === name);
+  if (natsName !== undefined) return { name: natsName, start: () => lab.startNats(natsName), stop: () => lab.stopNats(natsName) };
   if (name === 'coordinator') return { name, start: () => lab.startCoordinator(logLevel), stop: () => lab.stopCoordinator() };
   if (lab.plan.nodes.some((n) => n.name === name)) return { name, start: () => lab.startAgent(name, logLevel), stop: () => lab.stopAgent(name) };
-  throw new ValidationError('<process>', name, `use nats-server, coordinator or a node of this lab (${lab.plan.nodes.map((n) => n.name).join(', ')})`);
+  const natsHelp = nats.length === 1 ? 'nats-server' : nats.join(', ');
+  throw new ValidationError('<process>', name, `use ${natsHelp}, coordinator or a node of this lab (${lab.plan.nodes.map((n) => n.name).join(', ')})`);
 }
 
 /** Runs the action; returns what was done, one line. Starting a running process is an error, stopping a stopped one is not. */

@@ -2,13 +2,15 @@
 // node, all real processes. Used by `lab up/down/status`, the demo and the end-to-end tests.
 import { mkdir, readFile, rm } from 'node:fs/promises';
 import { loadOrCreateSigningKey } from '../coordinator/signing-key.ts';
-import { CrosslinkError, TimeoutError, errorMessage } from '../lib/errors.ts';
+import { CrosslinkError, TimeoutError, ValidationError, errorMessage } from '../lib/errors.ts';
 import { ExecaRunner, type RunOptions, type RunResult, type Runner } from '../lib/runner.ts';
 import { waitFor } from '../lib/wait.ts';
 import { fetchAgentStatus, summarizeStatus } from './agent-status.ts';
 import { agentArgv, clusterAddArgv, coordinatorArgv, logFile, natsArgv, nodeDir, signingKeyFile, statusSocket, type LabPaths } from './commands.ts';
 import { checkConvergence, type StatusOrError } from './converge.ts';
 import { checkLabId } from './names.ts';
+import { readNatsHealth, type NatsClusterHealth } from './nats-health.ts';
+import { checkNatsServerCount, findNatsMember, type NatsMemberPlan } from './nats-plan.ts';
 import { buildNetwork, cutNodeLink, restoreNodeLink } from './network.ts';
 import { namespacePids } from './netns-pids.ts';
 import { mapLimit } from '../lib/pool.ts';
@@ -29,6 +31,8 @@ export interface LabUpOptions {
   /** Nodes whose agents `up` does not start (tests start them later with startAgent). */
   readonly deferAgents?: readonly string[];
   readonly logLevel?: string;
+  /** NATS servers in the control namespace: 1 (default) or a cluster of 3 or 5 (bucket at R3). */
+  readonly natsServers?: number;
   readonly onProgress?: (line: string) => void;
   /** Aborting makes `up` stop between steps and tear down what it built. */
   readonly signal?: AbortSignal;
@@ -59,7 +63,8 @@ export class Lab {
   static async up(options: LabUpOptions): Promise<Lab> {
     const id = checkLabId(options.id);
     const topology = parseTopology(options.topologyText, options.topologySource);
-    const plan = planLab(topology, id);
+    const natsServers = checkNatsServerCount(options.natsServers ?? 1);
+    const plan = planLab(topology, id, { natsServers });
     const runner = options.runner ?? new ExecaRunner();
     const repoRoot = options.repoRoot ?? REPO_ROOT;
     const paths: LabPaths = { repoRoot, dir: labDir(id) };
@@ -75,6 +80,7 @@ export class Lab {
       topologyText: options.topologyText,
       topologySource: options.topologySource,
       coordinatorPublicKey: null,
+      natsServers,
       processes: [],
     };
     await writeState(paths.dir, state);
@@ -85,8 +91,10 @@ export class Lab {
       progress(`network: ${plan.namespaces.length} namespaces (${plan.clouds.length} clouds, ${plan.nodes.length} nodes, ${plan.pods.length} pods)`);
       await buildNetwork(plan, runner);
       signal?.throwIfAborted();
-      progress('control host: nats-server (JetStream) and coordinator');
-      await lab.startNats();
+      const n = plan.nats.members.length;
+      progress(`control host: ${n === 1 ? 'nats-server' : `${n} nats-servers (cluster ${plan.nats.clusterName}, bucket R${plan.nats.bucketReplicas})`} (JetStream) and coordinator`);
+      // One at a time: each start records the lab's state file (and listens before its routes are up).
+      for (const m of plan.nats.members) await lab.startNats(m.name);
       const key = await loadOrCreateSigningKey(signingKeyFile(paths));
       lab.state = { ...lab.state, coordinatorPublicKey: key.publicKey };
       await lab.startCoordinator(options.logLevel);
@@ -115,7 +123,7 @@ export class Lab {
     const paths: LabPaths = { repoRoot, dir: labDir(id) };
     const state = await readState(paths.dir);
     if (!state) throw new CrosslinkError(`no lab "${id}" here (${paths.dir}/state.json missing); start one with: npm run lab -- up --id ${id}`);
-    const plan = planLab(parseTopology(state.topologyText, state.topologySource), id);
+    const plan = planLab(parseTopology(state.topologyText, state.topologySource), id, { natsServers: state.natsServers ?? 1 });
     return new Lab(plan, paths, options.runner ?? new ExecaRunner(), state, () => undefined);
   }
 
@@ -162,22 +170,37 @@ export class Lab {
     return e !== undefined && isAlive({ pid: e.pid, startTime: e.startTime });
   }
 
-  async startNats(): Promise<void> {
-    const log = logFile(this.paths, 'nats-server');
+  /** Starts one NATS server (default: the only one), waiting until it listens. */
+  async startNats(name?: string): Promise<void> {
+    const member = this.natsMember(name);
+    const log = logFile(this.paths, member.name);
     await rm(log, { force: true });
-    const e = await this.launch('nats-server', 'nats-server', this.plan.ctlNs, natsArgv(this.plan, this.paths));
+    const e = await this.launch('nats-server', member.name, this.plan.ctlNs, natsArgv(this.plan, this.paths, member));
     await waitFor(
       async () => {
-        if (!isAlive({ pid: e.pid, startTime: e.startTime })) throw new CrosslinkError(`nats-server exited: ${await this.logTail('nats-server', 10)}`);
+        if (!isAlive({ pid: e.pid, startTime: e.startTime })) throw new CrosslinkError(`${member.name} exited: ${await this.logTail(member.name, 10)}`);
         return (await readFile(log, 'utf8')).includes('Server is ready');
       },
-      { timeoutMs: 20_000, what: 'nats-server to be ready' },
+      { timeoutMs: 20_000, what: `${member.name} to be ready` },
     );
   }
 
   /** SIGTERM and wait; JetStream keeps its store, so startNats() resumes with the same data. */
-  async stopNats(): Promise<void> {
-    await this.stopEntry('nats-server', 10_000);
+  async stopNats(name?: string): Promise<void> {
+    await this.stopEntry(this.natsMember(name).name, 10_000);
+  }
+
+  /** What the lab's NATS cluster members report (leaders, replicas); see lab/nats-health.ts. */
+  natsHealth(): Promise<NatsClusterHealth> {
+    return readNatsHealth(this.runner, this.plan.ctlNs, this.plan.nats);
+  }
+
+  /** A NATS server by process name (`nats-1`); without a name, the lab's only one. */
+  natsMember(name?: string): NatsMemberPlan {
+    const nats = this.plan.nats;
+    const member = name === undefined ? (nats.members.length === 1 ? nats.members[0] : undefined) : findNatsMember(nats, name);
+    if (!member) throw new ValidationError('NATS server', name ?? '(none given)', `lab ${this.id} runs ${nats.members.map((m) => m.name).join(', ')}: name one of them`);
+    return member;
   }
 
   async startCoordinator(logLevel = 'info'): Promise<void> {

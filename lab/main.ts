@@ -11,6 +11,8 @@ import { connectivityMatrix, formatMatrix } from './matrix.ts';
 import { listNamespaces } from './network.ts';
 import { checkLabId, namespacePrefix } from './names.ts';
 import { drill } from './drill.ts';
+import { formatNatsHealth } from './nats-health.ts';
+import { checkNatsServerCount } from './nats-plan.ts';
 import { REPO_ROOT } from './state.ts';
 import { formatSummary, meshSummary } from './summary.ts';
 import { findLabIds, teardownLab } from './teardown.ts';
@@ -25,8 +27,9 @@ const rel = (p: string): string => {
   return r === '' ? '.' : r.startsWith('..') ? p : r;
 };
 
-async function up(opts: { topology: string; id: string; wait: boolean; logLevel: string }): Promise<void> {
+async function up(opts: { topology: string; id: string; wait: boolean; logLevel: string; natsServers: string }): Promise<void> {
   const id = checkLabId(opts.id);
+  const natsServers = checkNatsServerCount(opts.natsServers);
   const file = resolve(opts.topology);
   const text = await readFile(file, 'utf8').catch((err: unknown) => {
     throw new ValidationError('--topology', opts.topology, `must be a readable YAML file (${errorMessage(err)})`);
@@ -38,7 +41,7 @@ async function up(opts: { topology: string; id: string; wait: boolean; logLevel:
   progress(`lab ${id}: ${rel(file)}`);
   let lab: Lab | undefined;
   try {
-    lab = await Lab.up({ id, topologyText: text, topologySource: rel(file), runner, onProgress: progress, signal: interrupt.signal, logLevel: opts.logLevel });
+    lab = await Lab.up({ id, topologyText: text, topologySource: rel(file), runner, onProgress: progress, signal: interrupt.signal, logLevel: opts.logLevel, natsServers });
     if (opts.wait) {
       try {
         const statuses = await lab.waitConverged(CONVERGE_TIMEOUT_MS, interrupt.signal);
@@ -82,6 +85,7 @@ function printUsage(lab: Lab): void {
       : []),
     `  lab status:          npm run lab -- status --id ${lab.id}`,
     `  pod matrix:          npm run lab -- matrix --id ${lab.id}`,
+    ...(p.nats.members.length > 1 ? [`  lose a NATS server:  npm run lab -- stop ${p.nats.members[0]?.name} --id ${lab.id}   (start it again the same way)`] : []),
     `  tear down:           npm run lab -- down --id ${lab.id}`,
     '',
     'Pods:',
@@ -129,18 +133,21 @@ async function status(opts: { id?: string; json: boolean }): Promise<void> {
       continue;
     }
     const statuses = await lab.statuses(lab.plan.nodes.map((n) => n.name));
+    const nats = lab.plan.nats.members.length > 1 ? await lab.natsHealth() : undefined;
     const ok = new Map<string, AgentStatus>();
     for (const [k, v] of statuses) if (!(v instanceof Error)) ok.set(k, v);
     if (opts.json) {
       out[id] = {
         namespaces: namespaces.length,
         processes: lab.processes.map((p) => ({ ...p, alive: lab.isRunning(p.name) })),
+        ...(nats ? { nats } : {}),
         agents: Object.fromEntries([...statuses].map(([k, v]) => [k, v instanceof Error ? { error: v.message } : v])),
       };
       continue;
     }
     process.stdout.write(`lab ${id}: ${namespaces.length} namespaces, state ${rel(lab.paths.dir)}/\n`);
     for (const p of lab.processes) process.stdout.write(`  ${p.name.padEnd(12)} pid ${String(p.pid).padEnd(8)} ${lab.isRunning(p.name) ? 'running' : 'NOT RUNNING'}\n`);
+    if (nats) for (const line of formatNatsHealth(lab.plan.nats, nats)) process.stdout.write(`  ${line}\n`);
     for (const [n, s] of statuses) process.stdout.write(`  ${s instanceof Error ? `${n}: ${s.message}` : summarizeStatus(s)}\n`);
     process.stdout.write(`${formatSummary(meshSummary(lab.plan, ok))}\n`);
   }
@@ -164,6 +171,7 @@ export function buildProgram(): Command {
     .addOption(new Option('--id <id>', 'lab id, 1-6 lowercase letters/digits (namespaces xl-<id>-*)').default(DEFAULT_ID))
     .option('--no-wait', 'do not wait for the agents to converge')
     .addOption(new Option('--log-level <level>', 'coordinator and agent log level').default('info'))
+    .addOption(new Option('--nats-servers <n>', 'NATS servers in the control namespace: 1, or a routed cluster of 3 or 5 (nats-0…; bucket at R3)').default('1'))
     .action(up);
   program
     .command('down')
@@ -175,7 +183,7 @@ export function buildProgram(): Command {
   for (const action of ['stop', 'start', 'restart'] as const) {
     program
       .command(`${action} <process>`)
-      .description(`${action} one process of a running lab (nats-server, coordinator or a node's agent), recorded in its state`)
+      .description(`${action} one process of a running lab (nats-server or nats-<i>, coordinator or a node's agent), recorded in its state`)
       .addOption(new Option('--id <id>', 'lab id').default(DEFAULT_ID))
       .addOption(new Option('--log-level <level>', 'log level when starting').default('info'))
       .action(async (name: string, opts: { id: string; logLevel: string }) => {

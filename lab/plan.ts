@@ -3,10 +3,10 @@
 import { formatIp, parseCidr } from '../protocol/cidr.ts';
 import { CrosslinkError, ValidationError } from '../lib/errors.ts';
 import { checkLabId, namespaceName, namespacePrefix, wireguardInterfaceName } from './names.ts';
+import { planNats, type NatsPlan } from './nats-plan.ts';
 import type { Edge, Topology } from './topology.ts';
 
 export const WIREGUARD_PORT = 51820;
-export const NATS_PORT = 4222;
 /** UDP ports relay nodes forward relayed pairs on (reachable through the 1:1 public NAT). */
 export const RELAY_PORT_FIRST = 52000;
 export const RELAY_PORT_LAST = 52099;
@@ -71,6 +71,9 @@ export interface LabPlan {
   readonly inetBridge: string;
   readonly ctlNs: string;
   readonly ctlIp: string;
+  /** The NATS server(s) in the control namespace (lab/nats-plan.ts). */
+  readonly nats: NatsPlan;
+  /** Every NATS server's URL, comma-separated (= nats.urls). */
   readonly natsUrl: string;
   readonly clouds: readonly CloudPlan[];
   readonly nodes: readonly NodePlan[];
@@ -109,7 +112,12 @@ const ROUTER_SYSCTLS = [
   'net.ipv4.conf.default.rp_filter=0',
 ];
 
-export function planLab(topology: Topology, id: string): LabPlan {
+export interface LabPlanOptions {
+  /** NATS servers in the control namespace: 1 (default) or a cluster of 3 or 5 (`lab up --nats-servers`). */
+  readonly natsServers?: number;
+}
+
+export function planLab(topology: Topology, id: string, options: LabPlanOptions = {}): LabPlan {
   checkLabId(id);
   const inetNs = namespaceName(id, 'inet');
   const ctlNs = namespaceName(id, 'ctl');
@@ -238,6 +246,7 @@ export function planLab(topology: Topology, id: string): LabPlan {
     if (seen.has(ns)) throw new ValidationError('node name', ns.slice(namespacePrefix(id).length), 'collides with another namespace of the lab (avoid names ending in -edge or -p<N>, and "inet"/"ctl")');
     seen.add(ns);
   }
+  const nats = planNats(id, ctlIp, options.natsServers ?? 1);
   return {
     id,
     namespacePrefix: namespacePrefix(id),
@@ -246,7 +255,8 @@ export function planLab(topology: Topology, id: string): LabPlan {
     inetBridge: INET_BRIDGE,
     ctlNs,
     ctlIp,
-    natsUrl: `nats://${ctlIp}:${NATS_PORT}`,
+    nats,
+    natsUrl: nats.urls,
     clouds,
     nodes,
     pods: nodes.flatMap((n) => n.pods),

@@ -43,6 +43,8 @@ export const LabState = z.object({
   topologyText: z.string(),
   topologySource: z.string(),
   coordinatorPublicKey: z.string().nullable(),
+  /** `lab up --nats-servers`: 1 (absent in older state files) or a cluster of 3 or 5. */
+  natsServers: z.number().int().positive().optional(),
   processes: z.array(ProcessEntry),
 });
 export type LabState = z.infer<typeof LabState>;

@@ -4,7 +4,7 @@
 import { randomBytes } from 'node:crypto';
 import { StorageType, jetstreamManager } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
-import { NatsServer, freeLoopbackPort } from './nats-server.ts';
+import { NatsServer, clusterRoutes, freeLoopbackPort } from './nats-server.ts';
 import { waitFor } from './wait.ts';
 
 export interface NatsClusterOptions {
@@ -29,7 +29,7 @@ export class NatsCluster {
     const host = options.host ?? '127.0.0.1';
     const routePorts: number[] = [];
     for (let i = 0; i < size; i++) routePorts.push(await freeLoopbackPort());
-    const routes = routePorts.map((p) => `nats://${host}:${p}`);
+    const routes = clusterRoutes(host, routePorts);
     const servers: NatsServer[] = [];
     try {
       const started = await Promise.all(

@@ -24,6 +24,30 @@ export interface NatsServerOptions {
   readonly cluster?: { readonly name: string; readonly port: number; readonly routes: readonly string[] };
 }
 
+/** What one nats-server with JetStream needs on its command line (tests, lib/nats-cluster.ts and the lab). */
+export interface NatsServerArgs {
+  readonly host: string;
+  readonly port: number;
+  readonly storeDir: string;
+  /** Server name: a cluster's stream and meta leaders are reported by it. */
+  readonly name: string;
+  /** HTTP monitoring port (/jsz, /routez) on the same host; none if absent. */
+  readonly monitorPort?: number;
+  readonly cluster?: { readonly name: string; readonly port: number; readonly routes: readonly string[] };
+}
+
+export function natsServerArgv(o: NatsServerArgs): string[] {
+  const args = ['nats-server', '-a', o.host, '-p', String(o.port), '-js', '-sd', o.storeDir, '-n', o.name];
+  if (o.monitorPort !== undefined) args.push('-m', String(o.monitorPort));
+  if (o.cluster) args.push('--cluster_name', o.cluster.name, '--cluster', `nats://${o.host}:${o.cluster.port}`, '--routes', o.cluster.routes.join(','));
+  return args;
+}
+
+/** The route URLs of a cluster whose members listen for routes on `host` at `ports`. */
+export function clusterRoutes(host: string, ports: readonly number[]): string[] {
+  return ports.map((p) => `nats://${host}:${p}`);
+}
+
 export async function freeLoopbackPort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const srv = createServer();
@@ -70,9 +94,7 @@ export class NatsServer {
   }
 
   private async spawnServer(): Promise<void> {
-    const args = ['nats-server', '-a', this.host, '-p', String(this.port), '-js', '-sd', this.storeDir, '-n', this.options.name ?? 'xl-nats'];
-    const cluster = this.options.cluster;
-    if (cluster) args.push('--cluster_name', cluster.name, '--cluster', `nats://${this.host}:${cluster.port}`, '--routes', cluster.routes.join(','));
+    const args = natsServerArgv({ host: this.host, port: this.port, storeDir: this.storeDir, name: this.options.name ?? 'xl-nats', ...(this.options.cluster ? { cluster: this.options.cluster } : {}) });
     const argv = [...(this.options.prefix ?? []), ...args];
     if (argv.length === 0) throw new CrosslinkError('empty nats-server command');
     const child = Child.start(argv, { keepLines: 200 });

@@ -3,7 +3,8 @@
 import { readFileSync } from 'node:fs';
 import test from 'ava';
 import { ValidationError } from '../lib/errors.ts';
-import { agentArgv, coordinatorArgv, natsArgv } from '../lab/commands.ts';
+import { agentArgv, clusterAddArgv, coordinatorArgv, natsArgv } from '../lab/commands.ts';
+import { checkNatsServerCount } from '../lab/nats-plan.ts';
 import { checkConvergence, type StatusOrError } from '../lab/converge.ts';
 import { checkLabId, labIdOfNamespace, wireguardInterfaceName, wireguardSocketPattern } from '../lab/names.ts';
 import { planLab } from '../lab/plan.ts';
@@ -117,7 +118,8 @@ test('plan: a node name colliding with another namespace is rejected', (t) => {
 test('command lines: nats in the control namespace, agents with userspace WireGuard and lab timers', (t) => {
   const plan = planLab(parseTopology(defaultYaml), 'lab');
   const paths = { repoRoot: '/repo', dir: '/run/crosslink-lab/lab' };
-  t.deepEqual(natsArgv(plan, paths).slice(0, 6), ['ip', 'netns', 'exec', 'xl-lab-ctl', 'nats-server', '-a']);
+  t.deepEqual(natsArgv(plan, paths, plan.nats.members[0]!), ['ip', 'netns', 'exec', 'xl-lab-ctl', 'nats-server', '-a', '203.0.113.2', '-p', '4222', '-js', '-sd', '/run/crosslink-lab/lab/nats', '-n', 'xl-lab-nats']);
+  t.regex(coordinatorArgv(plan, paths).join(' '), /--nats-url nats:\/\/203\.0\.113\.2:4222 .* --replicas 1 /);
   t.true(coordinatorArgv(plan, paths).join(' ').includes('--node-ttl 5s --signing-key-file /run/crosslink-lab/lab/coordinator.key'));
   const onprem = plan.nodes.find((n) => n.name === 'onprem-n1')!;
   const argv = agentArgv(plan, onprem, paths, 'KEY=').join(' ');
@@ -192,4 +194,34 @@ test('lab state lives outside the checkout: $CROSSLINK_LAB_DIR, else $XDG_RUNTIM
   t.is(labRoot({}), '/run/crosslink-lab');
   t.is(labDir('ab12', '/run/crosslink-lab'), '/run/crosslink-lab/ab12');
   t.false(labRoot({}).startsWith(`${REPO_ROOT}/`));
+});
+
+test('--nats-servers 3: three routed members in the control namespace, everyone given all three URLs, bucket R3', (t) => {
+  const plan = planLab(parseTopology(defaultYaml), 'lab', { natsServers: 3 });
+  const paths = { repoRoot: '/repo', dir: '/run/crosslink-lab/lab' };
+  t.deepEqual(plan.nats.members.map((m) => [m.name, m.serverName, m.url, m.routePort, m.monitorPort]), [
+    ['nats-0', 'xl-lab-nats-0', 'nats://203.0.113.2:4222', 6222, 8222],
+    ['nats-1', 'xl-lab-nats-1', 'nats://203.0.113.2:4223', 6223, 8223],
+    ['nats-2', 'xl-lab-nats-2', 'nats://203.0.113.2:4224', 6224, 8224],
+  ]);
+  const urls = 'nats://203.0.113.2:4222,nats://203.0.113.2:4223,nats://203.0.113.2:4224';
+  t.deepEqual(natsArgv(plan, paths, plan.nats.members[1]!), [
+    'ip', 'netns', 'exec', 'xl-lab-ctl',
+    'nats-server', '-a', '203.0.113.2', '-p', '4223', '-js', '-sd', '/run/crosslink-lab/lab/nats-1', '-n', 'xl-lab-nats-1', '-m', '8223',
+    '--cluster_name', 'xl-lab-nats', '--cluster', 'nats://203.0.113.2:6223',
+    '--routes', 'nats://203.0.113.2:6222,nats://203.0.113.2:6223,nats://203.0.113.2:6224',
+  ]);
+  t.true(coordinatorArgv(plan, paths).join(' ').includes(`--nats-url ${urls} `));
+  t.true(coordinatorArgv(plan, paths).join(' ').includes('--replicas 3 '));
+  t.true(agentArgv(plan, plan.nodes[0]!, paths, 'KEY=').join(' ').includes(`--nats-url ${urls} `));
+  t.true(clusterAddArgv(plan, paths, plan.clouds[0]!).join(' ').includes(`--nats-url ${urls} `));
+});
+
+test('--nats-servers: only 1, 3 or 5, naming the value', (t) => {
+  t.is(checkNatsServerCount('3'), 3);
+  t.is(checkNatsServerCount(1), 1);
+  for (const bad of ['2', 4, '0', 'three', 7, '3.0']) {
+    const err = t.throws(() => checkNatsServerCount(bad), { instanceOf: ValidationError });
+    t.regex(err.message, /^--nats-servers: .* is not valid; must be 1, 3 or 5 \(a NATS cluster needs an odd number of servers\)$/);
+  }
 });

@@ -21,6 +21,8 @@ export function topologyFile(name: string): string {
 export interface LabOptions {
   /** Agents not started with the lab (a test starts them later). */
   readonly deferAgents?: readonly string[];
+  /** `lab up --nats-servers`: 1 (default) or a cluster of 3. */
+  readonly natsServers?: number;
   readonly log?: (line: string) => void;
 }
 
@@ -33,6 +35,7 @@ export async function bringUpLab(name: string, lead: string, options: LabOptions
     topologySource: `lab/topologies/${name}.yaml`,
     runner: new ExecaRunner(),
     ...(options.deferAgents ? { deferAgents: options.deferAgents } : {}),
+    ...(options.natsServers ? { natsServers: options.natsServers } : {}),
     ...(options.log ? { onProgress: options.log } : {}),
   });
 }
