@@ -94,7 +94,10 @@ export class CoordinatorProcess {
       ...(o.podName !== undefined ? { POD_NAME: o.podName } : {}),
     };
     buildOnce();
-    const child = Child.start([process.execPath, ENTRY, ...args], { env, keepLines: 200 });
+    // XL_BENCH_COORDINATOR_NODE_FLAGS: node flags for profiling (e.g. "--cpu-prof --cpu-prof-dir=/tmp/p";
+    // --cpu-prof is refused in NODE_OPTIONS). Empty by default: the measured process is unchanged.
+    const nodeFlags = (process.env['XL_BENCH_COORDINATOR_NODE_FLAGS'] ?? '').split(' ').filter((f) => f !== '');
+    const child = Child.start([process.execPath, ...nodeFlags, ENTRY, ...args], { env, keepLines: 200 });
     if (child.pid === undefined) throw new CrosslinkError(`could not start ${ENTRY}`);
     return new CoordinatorProcess(child);
   }

@@ -16,13 +16,17 @@ export class SignatureError extends CrosslinkError {
 const b64 = (u: Uint8Array): string => Buffer.from(u).toString('base64');
 const unb64 = (s: string): Buffer => Buffer.from(s, 'base64');
 
-// DER prefixes wrapping a raw 32-byte key as PKCS#8 (private) or SPKI (public) for OpenSSL.
+// DER prefixes wrapping a raw 32-byte key as PKCS#8 for OpenSSL (key generation and X25519).
 const ED25519_PKCS8 = Buffer.from('302e020100300506032b657004220420', 'hex');
-const ED25519_SPKI = Buffer.from('302a300506032b6570032100', 'hex');
 const X25519_PKCS8 = Buffer.from('302e020100300506032b656e04220420', 'hex');
 
 const rawPublicKey = (key: KeyObject): Buffer => Buffer.from(key.export({ format: 'jwk' }).x ?? '', 'base64url');
 const ed25519Private = (seed: Uint8Array): KeyObject => createPrivateKey({ key: Buffer.concat([ED25519_PKCS8, seed]), format: 'der', type: 'pkcs8' });
+// Raw keys go in as JWK: OpenSSL then takes the raw bytes directly, where a DER import runs its
+// generic decoder chain — measured 535 → 47 µs per private key and 123 → 11 µs per public key
+// (docs/benchmarks.md). OpenSSL derives the public point from the seed (`d`); `x` is not trusted.
+const ed25519PrivateJwk = (seed: Uint8Array, claimedPublic: Uint8Array): KeyObject =>
+  createPrivateKey({ key: { kty: 'OKP', crv: 'Ed25519', d: Buffer.from(seed).toString('base64url'), x: Buffer.from(claimedPublic).toString('base64url') }, format: 'jwk' });
 
 /** Verification keys seen recently (the coordinator key, node identity keys): parsed once, not per message. */
 const publicKeys = new Map<string, KeyObject | null>();
@@ -31,7 +35,7 @@ function ed25519Public(raw: Buffer): KeyObject | null {
   let key = publicKeys.get(id);
   if (key === undefined) {
     try {
-      key = createPublicKey({ key: Buffer.concat([ED25519_SPKI, raw]), format: 'der', type: 'spki' });
+      key = createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x: raw.toString('base64url') }, format: 'jwk' });
     } catch {
       key = null;
     }
@@ -65,20 +69,40 @@ export function generateSigningKeyPair(): Promise<SigningKeyPair> {
   });
 }
 
-function seedOf(secretKey: string): Buffer {
+function secretKeyBytes(secretKey: string): Buffer {
   const sk = unb64(secretKey);
   if (sk.length !== 64) throw new SignatureError('Ed25519 secret key must be 64 bytes');
-  return sk.subarray(0, 32);
+  return sk;
 }
+const seedOf = (secretKey: string): Buffer => secretKeyBytes(secretKey).subarray(0, 32);
 
 export function signingPublicKeyOf(secretKey: string): Promise<string> {
   // Derived from the seed (first 32 bytes), not copied from the embedded public half, so a damaged key is caught.
   return settle(() => b64(rawPublicKey(createPublicKey(ed25519Private(seedOf(secretKey))))));
 }
 
+/**
+ * Signing keys in use (the coordinator's, an agent's identity key), as OpenSSL key objects: building
+ * one from the seed derives the public point, which cost more than the signature itself — ~0.7 ms of
+ * the coordinator's CPU per record signed, two records per registration (profiled,
+ * docs/benchmarks.md). Keyed by the secret key text; a process holds one or two, so the bound is
+ * only a guard.
+ */
+const privateKeys = new Map<string, KeyObject>();
+function signingKey(secretKey: string): KeyObject {
+  let key = privateKeys.get(secretKey);
+  if (key === undefined) {
+    const sk = secretKeyBytes(secretKey);
+    key = ed25519PrivateJwk(sk.subarray(0, 32), sk.subarray(32));
+    if (privateKeys.size >= 16) privateKeys.clear();
+    privateKeys.set(secretKey, key);
+  }
+  return key;
+}
+
 /** Ed25519 signature (64 bytes) of `message` with a 64-byte secret key (base64). */
 export function ed25519Sign(message: Uint8Array, secretKey: string): Buffer {
-  return sign(null, message, ed25519Private(seedOf(secretKey)));
+  return sign(null, message, signingKey(secretKey));
 }
 
 /** Does `sig` verify `message` under the raw 32-byte public key? false for malformed keys or signatures. */

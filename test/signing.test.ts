@@ -121,3 +121,29 @@ test('verifyEnvelope with a key set (signing-key rotation): any key of the set v
   const byOther = await signEnvelope({ hello: 'forged' }, other.secretKey);
   await t.throwsAsync(verifyEnvelope(byOther, [current.publicKey, previous.publicKey], Payload), { instanceOf: SignatureError, message: /any of the 2 keys/ });
 });
+
+test('signing keys are cached per secret key: each key keeps signing as itself, across the cache bound and back', async (t) => {
+  // 20 keys > the cache's bound of 16: the cache is cleared on the way and keys are rebuilt, never mixed up.
+  const keys = await Promise.all(Array.from({ length: 20 }, () => generateSigningKeyPair()));
+  for (const round of [1, 2]) {
+    for (const [i, kp] of keys.entries()) {
+      const env = await signEnvelope({ hello: `${round}-${i}` }, kp.secretKey);
+      t.deepEqual(await verifyEnvelope(env, kp.publicKey, Payload), { hello: `${round}-${i}` });
+      const other = keys[(i + 1) % keys.length]!;
+      await t.throwsAsync(verifyEnvelope(env, other.publicKey, Payload), { instanceOf: SignatureError });
+    }
+  }
+  // A damaged secret key is refused every time (never cached).
+  await t.throwsAsync(signEnvelope({ hello: 'x' }, Buffer.alloc(63).toString('base64')), { instanceOf: SignatureError });
+  await t.throwsAsync(signEnvelope({ hello: 'x' }, Buffer.alloc(63).toString('base64')), { instanceOf: SignatureError });
+});
+
+test('a secret key signs as its seed, never as a damaged embedded public half', async (t) => {
+  const [a, b] = await Promise.all([generateSigningKeyPair(), generateSigningKeyPair()]);
+  // seed of a ‖ public half of b
+  const mixed = Buffer.concat([Buffer.from(a.secretKey, 'base64').subarray(0, 32), Buffer.from(b.publicKey, 'base64')]).toString('base64');
+  t.is(await signingPublicKeyOf(mixed), a.publicKey);
+  const env = await signEnvelope({ hello: 'mixed' }, mixed);
+  t.deepEqual(await verifyEnvelope(env, a.publicKey, Payload), { hello: 'mixed' });
+  await t.throwsAsync(verifyEnvelope(env, b.publicKey, Payload), { instanceOf: SignatureError });
+});
