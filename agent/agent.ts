@@ -55,6 +55,7 @@ import { toViewDocument } from './status/view.ts';
 import { startStatusServer, type StatusServer } from './status-server.ts';
 import { backoffDelay } from '../lib/backoff.ts';
 import { recentRead, type RecentRead } from '../lib/recent-read.ts';
+import type { StatusReadOptions } from '../protocol/fresh-read.ts';
 
 export const AGENT_VERSION: string = (() => {
   try {
@@ -317,14 +318,14 @@ export class Agent {
       healthAddr: config.healthAddr,
       healthStatus: config.healthStatus,
       provider: {
-        status: () => this.status(),
+        status: (r) => this.status(r),
         readiness: () => this.readiness(),
         view: () => this.viewDocument(),
         diagnostics: () => this.diagnostics(),
         rotateKey: () => this.rotateKey(),
         policy: () => this.policy.document(),
         ping: (q) => this.health.ping(q, this.reconciler.desired(), this.reconciler.current().mesh?.nodes ?? new Map()),
-        metrics: () => this.scrapeMetrics(),
+        metrics: (r) => this.scrapeMetrics(r),
       },
       logger: logger.child({ component: 'status' }),
     });
@@ -504,8 +505,8 @@ export class Agent {
   }
 
   /** GET /metrics: pushes one status snapshot and the probe counters into the metrics, then renders them. */
-  private async scrapeMetrics(): Promise<MetricsScrape> {
-    const status = await this.status();
+  private async scrapeMetrics(read?: StatusReadOptions): Promise<MetricsScrape> {
+    const status = await this.status(read);
     const w = this.meshWatch?.stats();
     this.metrics.observe({
       status,
@@ -541,8 +542,9 @@ export class Agent {
     return { peers, policy, mtu };
   }
 
-  async status(): Promise<AgentStatus> {
-    const { peers: live, policy, mtu: liveMtu } = await this.liveReads();
+  /** `fresh`: read the kernel now (`crosslink status --fresh`), else the reading shared for STATUS_READ_MAX_AGE_MS. */
+  async status(read?: StatusReadOptions): Promise<AgentStatus> {
+    const { peers: live, policy, mtu: liveMtu } = await (read?.fresh === true ? this.liveReads.fresh() : this.liveReads());
     const inputs = this.reconciler.current();
     const watch = this.meshWatch;
     const desired = this.reconciler.desired();

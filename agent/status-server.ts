@@ -1,6 +1,7 @@
 // The agent's local HTTP API: on the unix status socket (mode 0600) for the CLI, and optionally on
 // --health-addr for probes and scrapers. Never serves private keys.
 //   GET /status       AgentStatus (protocol/status.ts)          socket (+ health port with --health-status)
+//                     ?fresh=1 (also on /metrics): read the kernel now, not the shared reading (protocol/fresh-read.ts)
 //   GET /healthz      200 while the process serves              socket + health port
 //   GET /readyz       200 once registered and reconciled, else 503 with the reason
 //   GET /view         the verified MeshView + data plane config  socket only (for `crosslink showconf`)
@@ -20,6 +21,7 @@ import type { MetricsScrape } from '../lib/metrics.ts';
 import type { PolicyDocumentResponse } from '../protocol/policy/status.ts';
 import type { PingReply } from '../protocol/health.ts';
 import type { AgentStatus } from '../protocol/status.ts';
+import { parseFreshQuery, type StatusReadOptions } from '../protocol/fresh-read.ts';
 import type { DiagnosticsDocument, Readiness, RotateKeyErrorBody, RotateKeyFailure, RotateKeyResponse, ViewDocument } from '../protocol/status-api.ts';
 import { parsePingQuery, type PingQuery } from './health/ping.ts';
 import type { HostPort } from './config.ts';
@@ -32,7 +34,8 @@ export class StatusServerError extends CrosslinkError {
 const ROTATE_HTTP_STATUS: Readonly<Record<RotateKeyFailure, number>> = { unavailable: 503, refused: 409, failed: 500 };
 
 export interface StatusProvider {
-  status(): Promise<AgentStatus>;
+  /** `fresh`: read the kernel now instead of the reading shared among requests (GET /status?fresh=1). */
+  status(options?: StatusReadOptions): Promise<AgentStatus>;
   readiness(): Readiness;
   /** null until there is a view (not registered or no KV snapshot yet). */
   view(): ViewDocument | null;
@@ -44,7 +47,7 @@ export interface StatusProvider {
   /** GET /ping (socket only): probes a node / overlay IP / pod IP (`crosslink ping`). */
   ping?(q: PingQuery): Promise<PingReply>;
   /** GET /metrics (socket + health port): the Prometheus scrape (agent/metrics/). */
-  metrics?(): Promise<MetricsScrape>;
+  metrics?(options?: StatusReadOptions): Promise<MetricsScrape>;
 }
 
 /** A route added by another module (e.g. services), served on the socket only; POST bodies are parsed JSON. */
@@ -82,7 +85,16 @@ function routes(p: StatusProvider, local: boolean, status = local): Map<string, 
   const m = new Map<string, Route>();
   const get = (path: string, serve: Route['serve']): void => void m.set(path, { method: 'GET', serve });
   get('/healthz', () => Promise.resolve());
-  if (status) get('/status', async (_req, res) => sendJson(res, 200, await p.status()));
+  /** Passes the request's ?fresh=… on, or answers 400 naming a bad value. */
+  const readFresh = (serve: (o: StatusReadOptions, res: ServerResponse) => Promise<void>): Route['serve'] => (req, res) => {
+    const o = parseFreshQuery(req.url ?? '/');
+    if ('error' in o) {
+      sendJson(res, 400, o);
+      return Promise.resolve();
+    }
+    return serve(o, res);
+  };
+  if (status) get('/status', readFresh(async (o, res) => sendJson(res, 200, await p.status(o))));
   get('/readyz', (_req, res) => {
     const r = p.readiness();
     sendJson(res, r.ready ? 200 : 503, r);
@@ -90,11 +102,11 @@ function routes(p: StatusProvider, local: boolean, status = local): Map<string, 
   });
   const metrics = p.metrics?.bind(p);
   if (metrics) {
-    get('/metrics', async (_req, res) => {
-      const m = await metrics();
+    get('/metrics', readFresh(async (o, res) => {
+      const m = await metrics(o);
       res.writeHead(200, { 'content-type': m.contentType, 'cache-control': 'no-store' });
       res.end(m.body);
-    });
+    }));
   }
   if (local) {
     get('/view', (_req, res) => {

@@ -18,6 +18,7 @@ import { NATS_AUTH_FLAGS, connectNats, natsSettingsFromFlags, type NatsFlagKey, 
 import { silentLogger } from '../lib/logger.ts';
 import { Key32, NodeName } from '../protocol/messages.ts';
 import { AgentStatus } from '../protocol/status.ts';
+import { withFresh } from '../protocol/fresh-read.ts';
 import { DEFAULT_BUCKET } from '../protocol/subjects.ts';
 import { AgentResponseError, getFromAgent, postToAgent } from './client.ts';
 import { diagnose, formatChecks } from './diagnose.ts';
@@ -61,6 +62,7 @@ const processIo: CliIo = {
   isTTY: process.stdout.isTTY,
 };
 
+const FRESH_HELP = 'read WireGuard, nftables and the interface now, not the reading the agent shares among requests for up to 1 s (e.g. right after a fix)';
 const SOCKET_FLAG: FlagSpec<'socket'> = { key: 'socket', flags: '--socket <path>', env: 'CROSSLINK_STATUS_SOCKET', default: DEFAULT_SOCKET, help: 'the agent\'s status socket' };
 
 type KvFlagKey = Exclude<keyof KvOpts, 'natsFlags'> | NatsFlagKey;
@@ -157,10 +159,11 @@ export function buildProgram(io: CliIo, setExit: (code: number) => void): Comman
     .addOption(flagOption(SOCKET_FLAG))
     .option('--json', 'print the agent\'s status document')
     .option('--watch [interval]', 'refresh every interval (default 2s) until interrupted; exit code of the last view')
-    .action(async (opts: { json?: boolean; watch?: string | true }, cmd: Command) => {
+    .option('--fresh', FRESH_HELP)
+    .action(async (opts: { json?: boolean; watch?: string | true; fresh?: boolean }, cmd: Command) => {
       const o = { ...opts, socket: socketOf(cmd, io.env) };
       const frame = async (): Promise<{ text: string; code: number }> => {
-        const status = await getFromAgent(o.socket, '/status', AgentStatus);
+        const status = await getFromAgent(o.socket, withFresh('/status', o.fresh), AgentStatus);
         return { text: o.json ? json(status) : `${colourText(formatStatus(status, io.now()), colours())}\n`, code: statusExitCode(status, io.now()) };
       };
       if (o.watch === undefined) {
@@ -179,9 +182,10 @@ export function buildProgram(io: CliIo, setExit: (code: number) => void): Comman
     .description('the WireGuard peer table; exit 0 when every peer has a recent handshake, else 1')
     .addOption(flagOption(SOCKET_FLAG))
     .option('--json', 'print the peers as JSON')
-    .action(async (opts: { json?: boolean }, cmd: Command) => {
+    .option('--fresh', FRESH_HELP)
+    .action(async (opts: { json?: boolean; fresh?: boolean }, cmd: Command) => {
       const o = { ...opts, socket: socketOf(cmd, io.env) };
-      const status = await getFromAgent(o.socket, '/status', AgentStatus);
+      const status = await getFromAgent(o.socket, withFresh('/status', o.fresh), AgentStatus);
       io.stdout(o.json ? json(status.peers) : `${colourText(formatPeerTable(status.peers, io.now()), colours())}\n`);
       setExit(status.peers.every((p) => peerHealthy(p, io.now())) ? 0 : 1);
     });
@@ -280,7 +284,8 @@ export function buildProgram(io: CliIo, setExit: (code: number) => void): Comman
       }
       const o = { ...opts, socket: socketOf(cmd, io.env) };
       const intervalMs = parseSeconds('--interval', o.interval);
-      const status = await getFromAgent(o.socket, '/status', AgentStatus);
+      // Diagnose is asked for after something went wrong or was fixed: the kernel as it is now.
+      const status = await getFromAgent(o.socket, withFresh('/status', true), AgentStatus);
       let view: MeshView | null = null;
       let desired: DesiredState | null = null;
       try {

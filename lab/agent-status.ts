@@ -2,11 +2,12 @@
 // validated with the shared schema; plus the one-line digest used in lab failure reports.
 import { getFromAgent } from '../cli/client.ts';
 import { formatAge } from '../lib/text-format.ts';
+import { withFresh, type StatusReadOptions } from '../protocol/fresh-read.ts';
 import { AgentStatus } from '../protocol/status.ts';
 
-/** Short timeout: the lab polls every agent while waiting for convergence. */
-export function fetchAgentStatus(socketPath: string, timeoutMs = 3000): Promise<AgentStatus> {
-  return getFromAgent(socketPath, '/status', AgentStatus, timeoutMs);
+/** Short timeout: the lab polls every agent while waiting for convergence. `fresh`: the kernel now, not the agent's shared reading. */
+export function fetchAgentStatus(socketPath: string, timeoutMs = 3000, read: StatusReadOptions = {}): Promise<AgentStatus> {
+  return getFromAgent(socketPath, withFresh('/status', read.fresh), AgentStatus, timeoutMs);
 }
 
 /** One line per agent for failure reports: readiness, control plane, peers with path and handshake age. */

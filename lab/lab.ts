@@ -20,6 +20,7 @@ import { labDir, readState, REPO_ROOT, writeState, type LabState, type ProcessEn
 import { teardownLab, type TeardownReport } from './teardown.ts';
 import { parseTopology } from './topology.ts';
 import type { AgentStatus } from '../protocol/status.ts';
+import type { StatusReadOptions } from '../protocol/fresh-read.ts';
 
 export interface LabUpOptions {
   readonly id: string;
@@ -278,8 +279,9 @@ export class Lab {
     return statusSocket(this.paths, name);
   }
 
-  status(name: string): Promise<AgentStatus> {
-    return fetchAgentStatus(this.statusSocket(name));
+  /** `{ fresh: true }`: the kernel as it is now (GET /status?fresh=1), e.g. right after a test changed something. */
+  status(name: string, read?: StatusReadOptions): Promise<AgentStatus> {
+    return fetchAgentStatus(this.statusSocket(name), undefined, read);
   }
 
   /** Names of the nodes whose agent process is alive. */

@@ -106,6 +106,16 @@ test.serial('two agents register, peer with each other, and serve status, showco
   t.regex(diag.out(), /✓ node-b: record verified/);
   t.regex(diag.out(), /✗ node-b: WireGuard peer configured/, 'the fake data plane has no live peers');
 
+  // `peers --fresh` reads the kernel now, past the reading status requests share for 1 s: each
+  // change of the (fake) live WireGuard state shows in the very next fresh read.
+  for (const rx of [1, 2, 3]) {
+    a.dataplane.live = [{ publicKey: b.agent.publicKey, endpoint: '192.0.2.11:51820', allowedIps: ['10.245.1.0/24'], latestHandshakeAt: null, rxBytes: rx, txBytes: 0, persistentKeepalive: 0, hasPresharedKey: false }];
+    const fresh = captureIo();
+    await runCli(['peers', '--fresh', '--json', '--socket', a.socket], fresh);
+    t.is((JSON.parse(fresh.out() || '[]') as { rxBytes?: number }[])[0]?.rxBytes, rx, `fresh read ${rx}: ${fresh.out()}${fresh.err()}`);
+  }
+  a.dataplane.live = [];
+
   // The real binary once (tsx loader, argv, exit code: 1, the only peer cannot answer probes).
   const bin = await execa(join(import.meta.dirname, '..', 'bin', 'crosslink'), ['status', '--json', '--socket', a.socket], { reject: false, timeout: 60_000 });
   t.is(bin.exitCode, 1, bin.stderr);

@@ -70,3 +70,30 @@ test('the age counts from when the read started (a slow read is not kept longer)
   clock.advance(300); // 1100 ms after the read started
   t.is(await get(), 2);
 });
+
+test('fresh() reads now even with a result kept; the shared read is still shared otherwise', async (t) => {
+  const clock = new ManualClock();
+  const c = counter();
+  const get = recentRead(clock, 1000, c.read);
+  t.is(await get(), 1);
+  t.is(await get(), 1, 'shared: served again within maxAge');
+  t.is(await get.fresh(), 2, 'fresh: read again at once');
+  t.is(c.reads(), 2);
+  t.is(await get(), 2, 'the fresh result is what the others are served next');
+  t.is(c.reads(), 2, 'and without another read');
+});
+
+test('fresh() does not join a read that started before it', async (t) => {
+  const clock = new ManualClock();
+  const releases: ((v: string) => void)[] = [];
+  const get = recentRead(clock, 1000, () => new Promise<string>((r) => releases.push(r)));
+  const shared = get();
+  const fresh = get.fresh();
+  t.is(releases.length, 2, 'fresh started its own read');
+  const joined = get();
+  t.is(releases.length, 2, 'a shared caller after it joins the newest read in flight');
+  releases[1]?.('after the fix');
+  releases[0]?.('before the fix');
+  t.deepEqual(await Promise.all([shared, fresh, joined]), ['before the fix', 'after the fix', 'after the fix']);
+  t.is(await get(), 'after the fix', 'the older read, finished last, did not replace the newer result');
+});

@@ -4,7 +4,6 @@
 // with the same key; nothing is left behind.
 import { rm } from 'node:fs/promises';
 import test from 'ava';
-import { waitFor } from '../lib/wait.ts';
 import { findPod } from '../lab/plan.ts';
 import { statePath } from '../lab/state.ts';
 import { teardownLab } from '../lab/teardown.ts';
@@ -32,19 +31,11 @@ test.serial('pods reach each other both ways, through the WireGuard interface', 
     const route = await l.exec(node.ns, ['ip', 'route', 'get', remotePod.ip]);
     t.regex(route.stdout, new RegExp(`dev ${node.wgInterface} `), `${node.name}: route to ${remotePod.ip}: ${route.stdout}`);
   }
-  // …and WireGuard handshook and carried bytes both ways (status shares its kernel reads for up to
-  // 1 s, so the status taken before the pings may still be served: poll with a deadline).
-  let last = '';
-  const peer = await waitFor(
-    async () => {
-      const s = await l.status('east-n1');
-      const p = s.peers.find((x) => x.name === 'west-n1');
-      last = JSON.stringify(s.peers);
-      return p && p.latestHandshakeAt !== null && p.rxBytes > 0 && p.txBytes > 0 ? p : undefined;
-    },
-    { timeoutMs: 10_000, what: 'east-n1 status showing a handshake and bytes both ways with west-n1' },
-  ).catch(() => undefined);
-  t.truthy(peer, `east-n1: no handshake with bytes both ways to west-n1 in status: ${last}`);
+  // …and WireGuard handshook and carried bytes both ways: the pings above crossed the tunnel, so a
+  // fresh status (the kernel now, not the reading shared among status requests) must show it at once.
+  const s = await l.status('east-n1', { fresh: true });
+  const peer = s.peers.find((x) => x.name === 'west-n1');
+  t.truthy(peer && peer.latestHandshakeAt !== null && peer.rxBytes > 0 && peer.txBytes > 0, `east-n1: no handshake with bytes both ways to west-n1 in a fresh status: ${JSON.stringify(s.peers)}`);
   const wg = await l.exec(l.node('east-n1').ns, ['wg', 'show', l.node('east-n1').wgInterface, 'transfer']);
   t.regex(wg.stdout, /\t[1-9][0-9]*\t[1-9][0-9]*/, `wg show transfer: ${wg.stdout}`);
 });
