@@ -27,7 +27,7 @@ import { readMeshFromKv } from './kv-read.ts';
 import { registerManifestsCommand } from './manifests.ts';
 import { policyChecks, registerPolicyCommand } from './policy.ts';
 import { PolicyDocumentResponse } from '../protocol/policy/status.ts';
-import { pathMtuProbes } from './diagnose-probes.ts';
+import { agentProber, pathMtuProbes } from './diagnose-probes.ts';
 import { registerPingCommand } from './ping.ts';
 import { AGENT_VERSION } from '../agent/agent.ts';
 import { renderWgConf } from './showconf.ts';
@@ -302,7 +302,7 @@ export function buildProgram(io: CliIo, setExit: (code: number) => void): Comman
         await new Promise((r) => setTimeout(r, intervalMs));
         after = await getFromAgent(o.socket, '/diagnostics', DiagnosticsDocument);
       }
-      const pmtu = await pathMtuProbes(o.socket, status, o.peer);
+      const pmtu = await pathMtuProbes(agentProber(o.socket), status, o.peer);
       const diagnosed = diagnose({ status, view, desired, before, after, intervalMs, pmtu, now: io.now(), ...(o.peer === undefined ? {} : { target: o.peer }) });
       // The access policy: is it enforced, and would it deny a ping (so a failing ping is not read as a broken tunnel).
       const policyDoc = await getFromAgent(o.socket, '/policy', PolicyDocumentResponse).catch(() => null);
