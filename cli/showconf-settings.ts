@@ -8,7 +8,7 @@ import { dataplaneConfigOf } from '../agent/plan/effective-settings.ts';
 import type { DataplaneConfig } from '../agent/plan/model.ts';
 import { AGENT_DEFAULTS, InterfaceName, KeepaliveSeconds, parseRelayPortRange, type EffectiveSettings } from '../protocol/agent-settings.ts';
 import type { NodeRecord } from '../protocol/messages.ts';
-import { Mtu } from '../protocol/mtu.ts';
+import { Mtu, MTU_FALLBACK } from '../protocol/mtu.ts';
 
 /** The showconf flags the user gave explicitly (undefined: not given). */
 export interface GivenSettingsFlags {
@@ -18,10 +18,10 @@ export interface GivenSettingsFlags {
   readonly relayPortRange?: string | undefined;
 }
 
-/** Defaults of a record without settings (the agent's own defaults; MTU: the common 1500 − 80). */
+/** Defaults of a record without settings (the agent's own defaults; MTU: what its auto-detection falls back to). */
 export const ASSUMED_WITHOUT_SETTINGS = {
   interface: AGENT_DEFAULTS.interfaceName,
-  mtu: '1420',
+  mtu: String(MTU_FALLBACK),
   natKeepalive: String(AGENT_DEFAULTS.natKeepaliveSec),
   relayPortRange: AGENT_DEFAULTS.relayPortRange,
 } as const;

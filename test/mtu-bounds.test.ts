@@ -6,7 +6,8 @@ import { pino } from 'pino';
 import { parseAgentConfig } from '../agent/config.ts';
 import { defaultMtu } from '../agent/dataplane/mtu.ts';
 import { RecordingRunner } from '../lib/runner.ts';
-import { MTU_MAX, MTU_MIN, Mtu } from '../protocol/mtu.ts';
+import { showconfSettings } from '../cli/showconf-settings.ts';
+import { MTU_FALLBACK, MTU_MAX, MTU_MIN, Mtu, WIREGUARD_OVERHEAD } from '../protocol/mtu.ts';
 import { ViewDocument } from '../protocol/status-api.ts';
 import { nodeRecord } from './agent-helpers.ts';
 
@@ -56,4 +57,15 @@ test('the /view document refuses an MTU outside the bound (the CLI computes noth
   });
   t.true(ViewDocument.safeParse(doc(1420)).success);
   t.false(ViewDocument.safeParse(doc(576)).success);
+});
+
+test('a record without settings: showconf assumes the MTU the agent falls back to when the underlay is unknown', async (t) => {
+  t.is(MTU_FALLBACK, 1500 - WIREGUARD_OVERHEAD);
+  const agentFallback = await defaultMtu(new RecordingRunner().fail(['ip'], 'no route table'));
+  t.is(agentFallback, MTU_FALLBACK);
+  const old = await nodeRecord({ name: 'old-1' });
+  t.is(old.settings, undefined, 'an older agent\'s record carries no settings');
+  const assumed = showconfSettings(old, {});
+  t.is(assumed.config.mtu, agentFallback, 'the CLI computes with the MTU the agent itself would have used');
+  t.regex(assumed.notes.join('\n'), new RegExp(`assumed: .*--mtu ${agentFallback}`));
 });

@@ -7,10 +7,7 @@
 import type { Logger } from '../../lib/logger.ts';
 import type { Runner } from '../../lib/runner.ts';
 import { errorMessage } from '../../lib/errors.ts';
-import { MTU_MIN } from '../../protocol/mtu.ts';
-
-export const WIREGUARD_OVERHEAD = 80;
-export const MTU_FALLBACK = 1420;
+import { MTU_FALLBACK, MTU_MIN, WIREGUARD_OVERHEAD } from '../../protocol/mtu.ts';
 
 interface JsonRoute {
   dev?: unknown;
@@ -28,7 +25,7 @@ function firstDev(stdout: string): string | undefined {
   return undefined;
 }
 
-/** The underlay MTU minus 80 (at least MTU_MIN), or 1420 when there is no default route or it cannot be read. */
+/** The underlay MTU minus WIREGUARD_OVERHEAD (at least MTU_MIN), or MTU_FALLBACK (1420) when there is no default route or it cannot be read. */
 export async function defaultMtu(runner: Runner, logger?: Logger): Promise<number> {
   try {
     let dev: string | undefined;
