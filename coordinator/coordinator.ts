@@ -23,6 +23,7 @@ import { StateStore, openBucket } from './store.ts';
 import { NatsEventPublisher, type EventPublisher } from '../protocol/events.ts';
 import { ensureEventStream } from './event-stream.ts';
 import { ensureHealthStream } from './health-stream.ts';
+import { LeaderProbe, serveLeaderPresence } from './leader-presence.ts';
 
 export interface CoordinatorDeps {
   readonly nc: NatsConnection;
@@ -38,6 +39,8 @@ export interface CoordinatorDeps {
 
 /** The heartbeat answer of a leader whose registry is not loaded yet. */
 const TAKING_OVER: HeartbeatReply = { ok: false, error: { code: 'unavailable', message: 'the coordinator is taking over (loading the bucket); retry in a moment' } };
+/** A follower's heartbeat answer while no leader answers its presence probe (coordinator/leader-presence.ts). */
+const NO_LEADER: HeartbeatReply = { ok: false, error: { code: 'unavailable', message: 'no coordinator leads right now (a follower takes over when the lease expires); retry in a moment' } };
 
 export function defaultHolderId(): string {
   const pod = process.env['POD_NAME'];
@@ -55,6 +58,9 @@ export class Coordinator {
   private endingTerms: Promise<void> = Promise.resolve();
   private heartbeatSub: Subscription | undefined;
   private leaseLoop: Promise<void> = Promise.resolve();
+  private readonly leaderProbe: LeaderProbe;
+  private probeLoop: Promise<void> = Promise.resolve();
+  private stopPresence: (() => void) | undefined;
   private stopStatusWatch: (() => void) | undefined;
   private stopped: Promise<void> | undefined;
   private natsConnected = true;
@@ -75,6 +81,13 @@ export class Coordinator {
       clock: deps.clock,
       logger: deps.logger,
     });
+    this.leaderProbe = new LeaderProbe({
+      nc: deps.nc,
+      subject: subjects(deps.config.subjectPrefix).leaderPresence,
+      clock: deps.clock,
+      logger: deps.logger,
+      active: () => !this.lease.holds() && !this.abort.signal.aborted,
+    });
     this.events = new NatsEventPublisher({
       nc: () => deps.nc,
       subjectPrefix: deps.config.subjectPrefix,
@@ -92,6 +105,7 @@ export class Coordinator {
     const c = new Coordinator(deps, new StateStore(kv, deps.signingKey, deps.logger, deps.config.previousPublicKeys));
     c.watchConnection();
     c.leaseLoop = c.lease.run({ onAcquired: () => c.beginTerm(), onLost: () => c.endTerm() }, c.abort.signal);
+    c.probeLoop = c.leaderProbe.run(c.abort.signal);
     // Heartbeats only after the first lease round: a replica that does not know yet whether it leads
     // would take requests in silence (the agent waits out its timeout); nobody subscribed answers
     // "no responders" at once and the agent retries within seconds. A restarted pod (same POD_NAME)
@@ -155,8 +169,9 @@ export class Coordinator {
   private async doStop(): Promise<void> {
     this.abort.abort();
     this.heartbeatSub?.unsubscribe();
+    this.stopPresence?.(); // followers answer heartbeats "unavailable" from their next probe
     this.stopStatusWatch?.();
-    await this.leaseLoop;
+    await Promise.all([this.leaseLoop, this.probeLoop]);
     this.endTerm();
     await this.endingTerms;
     await this.lease.release();
@@ -167,6 +182,7 @@ export class Coordinator {
     if (this.abort.signal.aborted) return;
     this.endTerm();
     const term = this.lease.term;
+    this.stopPresence = serveLeaderPresence(this.deps.nc, subjects(this.deps.config.subjectPrefix).leaderPresence, this.lease.holder, this.logger);
     this.term = new LeaderTerm({
       nc: this.deps.nc,
       store: this.store,
@@ -181,6 +197,8 @@ export class Coordinator {
   }
 
   private endTerm(): void {
+    this.stopPresence?.();
+    this.stopPresence = undefined;
     const t = this.term;
     this.term = undefined;
     if (!t) return;
@@ -227,6 +245,13 @@ export class Coordinator {
       // Followers only keep liveness fresh for the day they take over, noting which key signed it:
       // the new leader keeps it only if that is the node's own identity key (Liveness.retainMatching).
       this.liveness.touch(hb.name, now, hb.identityKey);
+      // While no leader answers (it died holding the lease), say so instead of leaving the agent
+      // to wait out its request timeout; while one does, stay silent (the first answer wins).
+      if (this.leaderProbe.leaderAbsent() && msg.reply) {
+        this.deps.metrics?.heartbeat('unavailable');
+        msg.respond(JSON.stringify(NO_LEADER));
+        return;
+      }
       this.deps.metrics?.heartbeat('follower');
       return;
     }

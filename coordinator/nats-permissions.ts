@@ -75,9 +75,11 @@ export function permissionsFor(role: NatsRole, scope: PermissionScope): SubjectP
   const { bucket, subjectPrefix: p } = scope;
   const stream = `KV_${bucket}`;
   if (role === 'coordinator') {
+    // Replicas probe the leader among themselves (inside the coordinator account only).
+    const presence = subjects(p).leaderPresence;
     return {
-      publish: { allow: [`$KV.${bucket}.>`, '$JS.API.>', `$JS.ACK.${stream}.>`, `$JS.FC.${stream}.>`, `${COORDINATOR_INBOX_PREFIX}.>`], deny: [] },
-      subscribe: { allow: [...requestSubjects(p), `${COORDINATOR_INBOX_PREFIX}.>`], deny: [] },
+      publish: { allow: [`$KV.${bucket}.>`, '$JS.API.>', `$JS.ACK.${stream}.>`, `$JS.FC.${stream}.>`, `${COORDINATOR_INBOX_PREFIX}.>`, presence], deny: [] },
+      subscribe: { allow: [...requestSubjects(p), `${COORDINATOR_INBOX_PREFIX}.>`, presence], deny: [] },
       // Replies to the agents' requests (their reply subjects are mapped into this account).
       allowResponses: true,
     };

@@ -16,6 +16,8 @@ export function subjects(prefix = DEFAULT_SUBJECT_PREFIX) {
     deregister: `${prefix}.deregister`,
     /** publish: SignedEnvelope<GatewayHealthReport> (protocol/gateway-health.ts), signed by the reporter's identity key. */
     gatewayHealth: `${prefix}.gateway-health`,
+    /** request/reply between coordinator replicas: the leader answers {holder} while it leads (coordinator/leader-presence.ts). */
+    leaderPresence: `${prefix}.coordinator.leader`,
   } as const;
 }
 

@@ -116,6 +116,50 @@ test('a clean stop hands leadership over at once', async (t) => {
   t.pass();
 });
 
+test('a leader dead with its lease held: the follower answers heartbeats `unavailable` at once (not silence) until it leads', async (t) => {
+  const server = await startServer(t);
+  const id = randomBytes(4).toString('hex');
+  // A 60 s lease: the follower cannot lead during the test's window, only the presence probe can answer.
+  const opts = { bucket: `xlha_${id}`, subjectPrefix: `xl.${id}.v1`, leaseTtl: '60s' };
+  const key = await generateSigningKeyPair();
+  const r1 = await startReplica(t, server, key, opts, `xl-r1-${id}`);
+  await waitFor(() => r1.coordinator.isLeader(), { timeoutMs: 10_000, what: 'r1 leads' });
+  const r2Clock = new CountingClock();
+  const r2 = await startReplica(t, server, key, opts, `xl-r2-${id}`, r2Clock);
+  const nc = await connect({ servers: server.url, maxReconnectAttempts: -1 });
+  t.teardown(() => nc.close());
+  const client = await enrollingClient(nc, opts.subjectPrefix, opts.bucket, key, 2000);
+  const a = await fakeAgent('node-a', { podCidrs: ['10.10.0.0/24'] });
+  t.true(ok(await client.register(a)));
+
+  // The follower has probed the live leader (its 500 ms probe loop went round twice): it stays silent,
+  // exactly one replica answers a heartbeat, and it is the leader's ok.
+  await waitFor(() => r2Clock.slept(500) >= 2, { timeoutMs: 15_000, intervalMs: 50, what: "r2's presence probe ran twice" });
+  const hb = await signed({ v: 1, name: 'node-a', identityKey: a.identity.publicKey, generation: 1, sentAt: Date.now() }, a.identity.secretKey);
+  t.is(await responders(nc, subjects(opts.subjectPrefix).heartbeat, hb), 1);
+  t.deepEqual(await client.heartbeat(a), { ok: true });
+
+  // The leader "is SIGKILLed": its connection drops, the lease stays held for 60 s.
+  await r1.nc.close();
+  let last = '';
+  const seen = await waitFor(
+    async () => {
+      const r = await client.heartbeat(a).catch((err: unknown) => ({ ok: false as const, error: { code: 'no answer', message: String(err) } }));
+      last = JSON.stringify(r);
+      return !r.ok && r.error.code === 'unavailable' ? { reply: r, followerLeads: r2.coordinator.isLeader() } : undefined;
+    },
+    { timeoutMs: 20_000, intervalMs: 100, what: 'a heartbeat answered "unavailable" by the follower' },
+  ).catch(() => undefined);
+  if (!seen) return t.fail(`heartbeats went unanswered after the leader died (last: ${last})`);
+  t.false(seen.followerLeads, 'the answer came from a follower (the 60 s lease is still held)');
+  t.regex(seen.reply.ok ? '' : seen.reply.error.message, /no coordinator leads right now/);
+  // From then on every heartbeat is answered at once (2 s request timeout), none left in silence.
+  for (let i = 0; i < 3; i++) {
+    const r = await client.heartbeat(a).catch((err: unknown) => String(err));
+    t.deepEqual(typeof r === 'string' ? r : r.ok ? 'ok' : r.error.code, 'unavailable');
+  }
+});
+
 test('NATS restart mid-run: the coordinator recovers and serves registrations, nothing lost', async (t) => {
   const server = await startServer(t);
   const id = randomBytes(4).toString('hex');

@@ -1,0 +1,107 @@
+// Is a leader serving right now? Every replica listens to heartbeats (followers keep liveness warm)
+// but only the leader answers them. When the leader dies without releasing its lease (SIGKILL, a
+// lost node), followers take over only once the lease expires; meanwhile the heartbeats they hear
+// went unanswered and every agent waited out its request timeout. So the leader answers a presence
+// probe on its own subject for as long as it leads, and followers probe it a few times a second:
+// "no responders" (the leader's connection, and with it its subscription, is gone) or no answer
+// means nobody serves, and a follower then answers heartbeats `unavailable` at once — the agent
+// retries within seconds — until a leader (perhaps itself) serves again.
+import type { NatsConnection, Subscription } from '@nats-io/transport-node';
+import type { Clock } from '../lib/clock.ts';
+import { errorMessage } from '../lib/errors.ts';
+import type { Logger } from '../lib/logger.ts';
+
+/** What a follower knows of the leader: not probed yet, answering, or not answering (since when, its clock). */
+export type LeaderSeen = { readonly kind: 'unknown' } | { readonly kind: 'present'; readonly holder: string } | { readonly kind: 'absent'; readonly since: number; readonly why: string };
+
+/** Leader side: answers probes with its holder id until the returned function is called. */
+export function serveLeaderPresence(nc: NatsConnection, subject: string, holder: string, logger: Logger): () => void {
+  let sub: Subscription | undefined;
+  try {
+    sub = nc.subscribe(subject, {
+      callback: (err, msg) => {
+        if (err) {
+          logger.debug({ err: errorMessage(err) }, 'leader presence subscription error');
+          return;
+        }
+        if (msg.reply) msg.respond(JSON.stringify({ holder }));
+      },
+    });
+  } catch (err) {
+    // A closed connection: nobody could probe us through it anyway.
+    logger.debug({ err: errorMessage(err) }, 'cannot serve leader presence');
+  }
+  return () => {
+    try {
+      sub?.unsubscribe();
+    } catch {
+      // connection already closed
+    }
+  };
+}
+
+export interface LeaderProbeOptions {
+  readonly nc: NatsConnection;
+  readonly subject: string;
+  readonly clock: Clock;
+  readonly logger: Logger;
+  /** Between probes; default 500 ms. */
+  readonly periodMs?: number;
+  /** A probe unanswered this long counts as no leader; default 1000 ms. */
+  readonly timeoutMs?: number;
+  /** Probes only while this says so (the leader does not probe itself). */
+  readonly active: () => boolean;
+}
+
+/** Follower side: probes the leader's presence subject until `signal` aborts. */
+export class LeaderProbe {
+  private state: LeaderSeen = { kind: 'unknown' };
+
+  constructor(private readonly o: LeaderProbeOptions) {}
+
+  get seen(): LeaderSeen {
+    return this.state;
+  }
+
+  /** True once a probe found no leader serving (and none has answered since). */
+  leaderAbsent(): boolean {
+    return this.state.kind === 'absent';
+  }
+
+  /** One probe now; updates what is seen. */
+  async probe(): Promise<LeaderSeen> {
+    try {
+      const reply = await this.o.nc.request(this.o.subject, '', { timeout: this.o.timeoutMs ?? 1000 });
+      const holder = parseHolder(reply.string());
+      this.set({ kind: 'present', holder });
+    } catch (err) {
+      if (this.state.kind !== 'absent') this.set({ kind: 'absent', since: this.o.clock.now(), why: errorMessage(err) });
+    }
+    return this.state;
+  }
+
+  async run(signal: AbortSignal): Promise<void> {
+    while (!signal.aborted) {
+      if (this.o.active()) await this.probe();
+      else this.state = { kind: 'unknown' };
+      await this.o.clock.sleep(this.o.periodMs ?? 500, signal);
+    }
+  }
+
+  private set(next: LeaderSeen): void {
+    const was = this.state.kind;
+    this.state = next;
+    if (next.kind === 'absent' && was !== 'absent') this.o.logger.info({ why: next.why }, 'no leader answers: answering heartbeats "unavailable" until one does');
+    else if (next.kind === 'present' && was === 'absent') this.o.logger.info({ leader: next.holder }, 'a leader answers again');
+  }
+}
+
+function parseHolder(text: string): string {
+  try {
+    const v: unknown = JSON.parse(text);
+    if (typeof v === 'object' && v !== null && 'holder' in v && typeof v.holder === 'string') return v.holder;
+  } catch {
+    // fall through
+  }
+  return '(unknown)';
+}
