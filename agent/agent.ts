@@ -246,9 +246,9 @@ export class Agent {
       logger: o.logger.child({ component: 'services' }),
       ...(o.servicesSync ? { sync: o.servicesSync } : {}),
     });
-    // Lost probes ask for a full reconcile at most once per 5 s (agent/health/loss-repair.ts).
-    const lossRepair = new LossRepair({ clock: this.clock, request: (reason) => this.reconciler.request(reason), signal: this.abort.signal });
-    this.health = new AgentHealth({ clock: this.clock, logger: o.logger.child({ component: 'health' }), runner: o.runner, interfaceName: dataplaneConfig.interfaceName, onPeerLost: (name) => lossRepair.lost(name),
+    // Lost probes ask for a full reconcile at most once per 5 s; an active gateway's only if still lost 2 s later (agent/health/loss-repair.ts).
+    const lossRepair = new LossRepair({ clock: this.clock, request: (reason) => this.reconciler.request(reason), signal: this.abort.signal, stillLost: (name) => this.health.prober.isLosing(name) });
+    this.health = new AgentHealth({ clock: this.clock, logger: o.logger.child({ component: 'health' }), runner: o.runner, interfaceName: dataplaneConfig.interfaceName, onPeerLost: (name, gateway) => lossRepair.lost(name, { gateway }),
       gatewayReports: { nodeName: () => this.identity.name, identitySecretKey: keys.identity.secretKey, publish: (payload) => this.publishGatewayHealth(payload) }, ...(o.tuning?.probe ? { probe: o.tuning.probe } : {}) });
   }
 

@@ -102,9 +102,9 @@ test.serial('one-off probes report RTT and the padded size received; an unanswer
   }
 });
 
-test.serial('the first lost probe of a streak is reported once (self-healing re-adds a peer removed by hand)', async (t) => {
+test.serial('the first lost probe of a streak is reported once (self-healing re-adds a peer removed by hand), with whether the peer is a fast target', async (t) => {
   const lost: string[] = [];
-  const a = new Prober({ clock: systemClock, logger: silentLogger(), port: PORT, intervalMs: 50, downAfter: 3, window: 10, onFirstLoss: (n) => lost.push(n) });
+  const a = new Prober({ clock: systemClock, logger: silentLogger(), port: PORT, intervalMs: 50, downAfter: 3, window: 10, fastIntervalMs: 50, fastTimeoutMs: 100, onFirstLoss: (n, fast) => lost.push(fast ? `${n} (fast)` : n) });
   const b = prober();
   a.setLocalIp('127.0.0.1');
   b.setLocalIp('127.0.0.2');
@@ -117,6 +117,7 @@ test.serial('the first lost probe of a streak is reported once (self-healing re-
     await b.stop();
     await until('a sees b down', () => a.health('b')?.state === 'down');
     t.deepEqual(lost, ['b'], 'one report for the whole streak, not one per lost probe');
+    t.true(a.isLosing('b'));
     const b2 = prober();
     b2.setLocalIp('127.0.0.2');
     b2.start();
@@ -128,6 +129,12 @@ test.serial('the first lost probe of a streak is reported once (self-healing re-
     } finally {
       await b2.stop();
     }
+    // A fast target (an active gateway) that never answers: its first loss says so; once it is no longer probed it is not "losing".
+    a.setTargets([{ name: 'b', ip: '127.0.0.2' }, { name: 'gw', ip: '127.0.0.3', fast: true }]);
+    await until('the gateway lost', () => lost.includes('gw (fast)'));
+    t.true(a.isLosing('gw'));
+    a.setTargets([{ name: 'b', ip: '127.0.0.2' }]);
+    t.false(a.isLosing('gw'), 'not probed any more');
   } finally {
     await a.stop();
     await b.stop();

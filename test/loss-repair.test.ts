@@ -44,3 +44,29 @@ test('a deferred request is dropped on shutdown', async (t) => {
   repair.lost('c');
   t.deepEqual(reasons, ['probe to a lost']);
 });
+
+test('an active gateway\'s loss waits 2 s (failover first): dropped if it answered again or was replaced, repaired if still lost', async (t) => {
+  const clock = new ManualClock();
+  const reasons: string[] = [];
+  const losing = new Set(['gw1', 'gw2']);
+  const repair = new LossRepair({ clock, request: (r) => reasons.push(r), signal: new AbortController().signal, minGapMs: 5000, gatewayDeferMs: 2000, stillLost: (n) => losing.has(n) });
+  repair.lost('gw1', { gateway: true });
+  repair.lost('gw1', { gateway: true });
+  t.deepEqual(reasons, [], 'not at once: the failover apply must not wait for a full reconcile');
+  clock.advance(1999);
+  await new Promise((r) => setImmediate(r));
+  t.deepEqual(reasons, []);
+  clock.advance(1);
+  await waitFor(() => reasons.length === 1, { timeoutMs: 5000, intervalMs: 5, what: 'the deferred gateway repair' });
+  t.deepEqual(reasons, ['probe to gw1 lost'], 'still lost 2 s later (a gateway peer removed by hand): repaired, once');
+  // Replaced meanwhile (no longer probed) or answering again: nothing to repair.
+  clock.advance(10_000);
+  repair.lost('gw2', { gateway: true });
+  losing.delete('gw2');
+  clock.advance(2000);
+  await waitFor(() => repair.dropped === 1, { timeoutMs: 5000, intervalMs: 5, what: 'the dropped gateway loss' });
+  t.is(reasons.length, 1);
+  // An ordinary peer is still asked for at once.
+  repair.lost('p');
+  t.is(reasons.at(-1), 'probe to p lost');
+});

@@ -1,7 +1,7 @@
 // MeshWatch against a real nats-server and a real KV bucket: only verified records get through,
 // and the watch recovers from a server restart (including deletes that happened meanwhile).
 import test, { type ExecutionContext } from 'ava';
-import type { MeshWatch } from '../agent/control/mesh-watch.ts';
+import type { MeshSnapshot, MeshWatch } from '../agent/control/mesh-watch.ts';
 import { waitFor } from '../lib/wait.ts';
 import { generateSigningKeyPair, signEnvelope } from '../protocol/signing.ts';
 import { clusterRecord, nodeRecord, putCluster, putNode } from './agent-helpers.ts';
@@ -43,6 +43,25 @@ test('loads the initial snapshot, then follows adds, updates and deletes', async
   await f.kv.purge('clusters.c1');
   await waitFor(() => !f.watch.snapshot().nodes.has('node-b') && f.watch.snapshot().clusters.size === 0, { timeoutMs: 10_000, what: 'deletes applied' });
   t.deepEqual(names(f.watch), ['node-a', 'node-c.example.com']);
+});
+
+test('a cluster\'s gateway change is delivered at once (failover), not after the debounce; other changes wait for it', async (t) => {
+  // A debounce no test outlives: only the gateway change can make a snapshot arrive.
+  const f = await startWatchFixture(t, { label: 'xl-meshwatch', watch: { debounceMs: 600_000 } });
+  const g1 = await nodeRecord({ name: 'gcp-n1', cluster: 'gcp', topology: 'gateway' });
+  const g2 = await nodeRecord({ name: 'gcp-n2', cluster: 'gcp', topology: 'gateway' });
+  await putNode(f.kv, f.coordinator, g1);
+  await putNode(f.kv, f.coordinator, g2);
+  await putCluster(f.kv, f.coordinator, clusterRecord({ name: 'gcp', topology: 'gateway', gateway: 'gcp-n1', gatewayEpoch: 1 }));
+  const delivered: MeshSnapshot[] = [];
+  f.watch.onSnapshot((s) => delivered.push(s));
+  f.watch.start();
+  await waitFor(() => delivered.length === 1, { timeoutMs: 10_000, what: 'the initial snapshot (delivered at once)' });
+  // An ordinary change (coalesced, waits for the debounce), then the failover.
+  await putNode(f.kv, f.coordinator, { ...g2, generation: 2, endpoints: ['192.0.2.7:51820'] });
+  await putCluster(f.kv, f.coordinator, clusterRecord({ name: 'gcp', topology: 'gateway', gateway: 'gcp-n2', gatewayEpoch: 2, generation: 2 }));
+  const failover = await waitFor(() => delivered.find((s) => s.clusters.get('gcp')?.gateway === 'gcp-n2'), { timeoutMs: 10_000, what: 'the gateway change delivered' });
+  t.deepEqual(failover.nodes.get('gcp-n2')?.endpoints, ['192.0.2.7:51820'], 'it carries what was coalesced before it');
 });
 
 test('an empty bucket counts as a complete snapshot', async (t) => {

@@ -617,7 +617,9 @@ export class MeshWatch {
     map.set(name, deepFreeze(record));
     this.snap = undefined;
     this.o.logger.debug({ key, generation: record.generation }, held ? 'record updated' : 'record added');
-    this.emitChanged(false);
+    // A cluster's active gateway changed (a failover): traffic into that cluster is down until we
+    // apply it, so it goes out at once (with anything coalesced so far), not after the debounce.
+    this.emitChanged(session.done && at.kind === 'cluster' && gatewayOf(held) !== gatewayOf(record));
   }
 
   private reject(key: string, revision: number, reason: string): void {
@@ -643,4 +645,9 @@ export class MeshWatch {
     if (now) fire();
     else this.debounce = setTimeout(fire, this.o.debounceMs ?? 150);
   }
+}
+
+/** The active gateway a cluster record names (undefined: no record, or a node record). */
+function gatewayOf(r: NodeRecord | ClusterRecord | undefined): string | null | undefined {
+  return r !== undefined && 'gateway' in r ? r.gateway : undefined;
 }

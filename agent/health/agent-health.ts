@@ -22,8 +22,8 @@ export interface AgentHealthOptions {
   readonly interfaceName: string;
   readonly probe?: ProberTuning;
   readonly explain?: PingExplainer;
-  /** A probe to this peer was lost after it had answered (or never answered yet): a peer removed by hand is re-added by the reconcile this asks for. */
-  readonly onPeerLost?: (name: string) => void;
+  /** A probe to this peer was lost after it had answered (or never answered yet): a peer removed by hand is re-added by the reconcile this asks for. `gateway`: an active gateway (probed fast). */
+  readonly onPeerLost?: (name: string, gateway: boolean) => void;
   /** Signed gateway verdicts to the coordinator (health-driven failover); off when absent. */
   readonly gatewayReports?: Omit<GatewayReporterOptions, 'clock' | 'logger'>;
 }

@@ -37,8 +37,8 @@ export interface ProberOptions {
   readonly downAfter?: number;
   /** Probes the loss percentage is computed over. Default 20. */
   readonly window?: number;
-  /** Called with the peer's name when a probe to it is lost after an answered one (or the first ever): self-healing reconciles then. */
-  readonly onFirstLoss?: (name: string) => void;
+  /** Called with the peer's name when a probe to it is lost after an answered one (or the first ever): self-healing reconciles then. `fast`: it is a fast target (an active gateway). */
+  readonly onFirstLoss?: (name: string, fast: boolean) => void;
   /** Called when a peer's state changes (up, down, pending). */
   readonly onStateChange?: (name: string, state: ProbeState) => void;
   /** Upper bound on probes sent per second to non-fast targets: the per-peer interval stretches past intervalMs when peers / rate is longer. Default 250. */
@@ -202,6 +202,12 @@ export class Prober {
     };
   }
 
+  /** `name` is probed and its latest probe was lost (no answer since the streak began). */
+  isLosing(name: string): boolean {
+    const tr = this.tracks.get(name);
+    return tr !== undefined && tr.misses > 0;
+  }
+
   /** Sends `count` probes to `ip` one `gapMs` apart, each padded to `bytes`; resolves when all are answered or timed out. */
   async probe(ip: string, o: { count: number; timeoutMs: number; gapMs?: number; bytes?: number }): Promise<ProbeResult[]> {
     await this.binding;
@@ -283,7 +289,7 @@ export class Prober {
       next = 'up';
     } else {
       tr.misses++;
-      if (tr.misses === 1) this.o.onFirstLoss?.(name);
+      if (tr.misses === 1) this.o.onFirstLoss?.(name, tr.fast);
       if (tr.misses >= this.downAfter) next = 'down';
     }
     if (next !== tr.state) {
