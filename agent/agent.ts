@@ -38,7 +38,7 @@ import type { ProberTuning } from './health/prober.ts';
 import { LossRepair } from './health/loss-repair.ts';
 import { MeshWatch } from './control/mesh-watch.ts';
 import type { Dataplane, LivePeer } from './dataplane/api.ts';
-import { readHostFacts } from './dataplane/host-facts.ts';
+import { readHost } from './dataplane/host-facts.ts';
 import { computeDesiredState as defaultComputeDesiredState } from './plan/desired-state.ts';
 import type { DataplaneConfig, MeshSnapshot, NodeIdentity, NodeSource, PublishedState } from './plan/model.ts';
 import { viewOf, type ComputeDesiredState } from './plan/target.ts';
@@ -203,7 +203,7 @@ export class Agent {
       dataplaneConfig,
       inputs: { mesh: null, self: null, privateKey: this.wireguard.privateKey, cachedOverlayIp },
       computeDesiredState: (view, cfg, host, options) => this.policy.gate(compute(view, cfg, host, options)),
-      readHostFacts: () => readHostFacts(o.runner, o.config.interfaceName, o.natsAddresses ?? []),
+      readHost: () => readHost(o.runner, o.config.interfaceName, o.natsAddresses ?? []),
       unguarded: o.unsafeUnguardedRoutes === true,
       clock: this.clock,
       logger: o.logger.child({ component: 'reconciler' }),
@@ -302,6 +302,19 @@ export class Agent {
   }
 
   private async run(): Promise<void> {
+    // Connecting to NATS overlaps the rest of the start (status server, policy, first reconcile);
+    // what a connection sets off (registration, the KV watch) waits until they are in place.
+    let startedUp = (): void => undefined;
+    const ready = new Promise<void>((resolve) => (startedUp = resolve));
+    this.connecting = this.connectLoop(ready);
+    try {
+      await this.startLocal();
+    } finally {
+      startedUp();
+    }
+  }
+
+  private async startLocal(): Promise<void> {
     const { config, logger } = this.o;
     this.unsubscribeRestart = this.dataplane.onRestart?.((generation) => {
       logger.warn({ generation }, 'WireGuard interface came back empty; re-applying everything');
@@ -337,7 +350,6 @@ export class Agent {
       this.reconciler.request('resync');
       this.policy.resync();
     }, config.resyncIntervalMs);
-    this.connecting = this.connectLoop();
   }
 
   /** Signed gateway verdicts (agent/health/gateway-reporter.ts) go to every coordinator replica. */
@@ -354,13 +366,14 @@ export class Agent {
     this.controlPlane?.requestRegister('identity changed');
   }
 
-  private async connectLoop(): Promise<void> {
+  private async connectLoop(ready: Promise<void>): Promise<void> {
     const log = this.o.logger;
     let failures = 0;
     log.info({ servers: this.o.config.natsServers.map(redactUrl) }, 'connecting to NATS');
     while (!this.abort.signal.aborted) {
       try {
         const nc = await this.o.connectNats();
+        await ready;
         if (this.abort.signal.aborted) {
           await nc.close();
           return;

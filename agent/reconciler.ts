@@ -17,6 +17,7 @@ import { errorMessage } from '../lib/errors.ts';
 import type { Logger } from '../lib/logger.ts';
 import { DataplaneApplyError, type Dataplane } from './dataplane/api.ts';
 import type { DataplaneConfig, DesiredState } from './plan/model.ts';
+import type { HostRead } from './dataplane/host-facts.ts';
 import { NO_HOST_FACTS, type HostFacts } from './plan/route-guard.ts';
 import { planTarget, type ComputeDesiredState, type ReconcileInputs } from './plan/target.ts';
 
@@ -45,8 +46,12 @@ export interface ReconcilerOptions {
   /** The inputs until the first update(). */
   readonly inputs: ReconcileInputs;
   readonly computeDesiredState: ComputeDesiredState;
-  /** Reads the host snapshot the route guard protects (addresses, routes, NATS servers): once per reconcile that has a view. */
-  readonly readHostFacts?: () => Promise<HostFacts>;
+  /**
+   * Reads the host snapshot the route guard protects (addresses, routes, NATS servers) and the route
+   * tables as read: once per full reconcile that has a view. The apply of the same run diffs
+   * against those routes instead of reading them again (DataplaneTarget.liveRoutes).
+   */
+  readonly readHost?: () => Promise<HostRead>;
   /** Tests only: plan without the route guard (negative control). */
   readonly unguarded?: boolean;
   readonly clock: Clock;
@@ -170,11 +175,21 @@ export class Reconciler {
     const readLive = this.fullRequested || this.last?.ok !== true;
     this.fullRequested = false;
     try {
-      const read = this.o.readHostFacts ?? (() => Promise.resolve(NO_HOST_FACTS));
+      const read = this.o.readHost ?? (() => Promise.resolve<HostRead>({ facts: NO_HOST_FACTS }));
       const cached = readLive ? undefined : this.hostFacts;
-      const readHost = cached !== undefined ? () => Promise.resolve(cached) : async () => (this.hostFacts = await read());
+      const fresh: { read?: HostRead } = {};
+      const readHost =
+        cached !== undefined
+          ? () => Promise.resolve(cached)
+          : async () => {
+              fresh.read = await read();
+              return (this.hostFacts = fresh.read.facts);
+            };
       const planned = await planTarget(inputs, dataplaneConfig, this.o.computeDesiredState, readHost, { unguarded: this.o.unguarded === true });
-      const target = readLive ? planned : { ...planned, readLive: false };
+      // Routes read by this run's host read go to its apply (read once per run, not twice).
+      const liveRoutes = fresh.read?.routes;
+      const withRoutes = liveRoutes !== undefined ? { ...planned, liveRoutes } : planned;
+      const target = readLive ? withRoutes : { ...withRoutes, readLive: false };
       full = target.desired !== null;
       if (target.desired !== null) this.lastDesired = target.desired;
       const report = await dataplane.apply(target);

@@ -363,6 +363,8 @@ async function wireguardGoPid(iface: string): Promise<number | undefined> {
 }
 
 const MEMORY_HOOK = `process.on('SIGUSR2', () => {
+  // XL_BENCH_HEAP_SNAPSHOT=<file>: a V8 heap snapshot at convergence (open it in Chrome DevTools).
+  if (process.env.XL_BENCH_HEAP_SNAPSHOT) require('node:v8').writeHeapSnapshot(process.env.XL_BENCH_HEAP_SNAPSHOT);
   const m = process.memoryUsage();
   const spaces = require('node:v8').getHeapSpaceStatistics().map((s) => s.space_name.replace('_space', '') + '=' + (s.space_used_size / 1048576).toFixed(1) + '/' + (s.space_size / 1048576).toFixed(1));
   const mib = (x) => (x / 1048576).toFixed(1);
@@ -380,7 +382,7 @@ async function memoryReport(pid: number, log: string[]): Promise<string> {
         const parts = log.join('').split('XL-MEMORY ');
         return parts.length > before ? (parts.at(-1) ?? '').split('\n')[0] : undefined;
       },
-      { timeoutMs: 10_000, intervalMs: 50, what: 'the agent memory report' },
+      { timeoutMs: 60_000, intervalMs: 50, what: 'the agent memory report' },
     );
   } catch {
     return 'n/a';

@@ -199,6 +199,33 @@ test('stop waits for the run in flight and ignores later requests', async (t) =>
   t.is(dataplane.applied.length, 1);
 });
 
+test('the first view arriving as an update (after the interface-only start) reads the host once and hands its routes to the apply', async (t) => {
+  const { self, mesh } = await viewInputs();
+  if (!self || !mesh) throw new Error('fixture');
+  const dataplane = new FakeDataplane();
+  let hostReads = 0;
+  const reconciler = new Reconciler({
+    dataplane,
+    dataplaneConfig: CONFIG,
+    inputs: { mesh: null, self, privateKey: 'secret', cachedOverlayIp: null },
+    computeDesiredState: desiredFor,
+    readHost: () => {
+      hostReads++;
+      return Promise.resolve({ facts: { addresses: [], routes: [], natsAddresses: [] }, routes: [{ dst: '10.9.0.0/24', dev: 'eth0', via: null, metric: 0, protocol: 'kernel', scope: 'link' }] });
+    },
+    clock: systemClock,
+    logger: silentLogger(),
+  });
+  await reconciler.reconcileNow('start');
+  t.is(hostReads, 0, 'no view yet: the host is not read');
+  reconciler.update({ mesh }, 'mesh changed');
+  for (let i = 0; i < 20 && dataplane.targets.length < 2; i++) await new Promise((r) => setImmediate(r));
+  const target = dataplane.targets[1];
+  t.is(hostReads, 1);
+  t.is(target?.readLive, false, 'change-driven');
+  t.deepEqual(target?.liveRoutes?.map((r) => r.dst), ['10.9.0.0/24'], 'the routes the host read saw go to the apply');
+});
+
 test('change-driven runs (update only) reuse the host facts and ask the data plane not to re-read; requests and failures make full runs', async (t) => {
   const { self, mesh } = await viewInputs();
   if (!self || !mesh) throw new Error('fixture');
@@ -209,9 +236,10 @@ test('change-driven runs (update only) reuse the host facts and ask the data pla
     dataplaneConfig: CONFIG,
     inputs: { mesh, self, privateKey: 'secret', cachedOverlayIp: null },
     computeDesiredState: desiredFor,
-    readHostFacts: () => {
+    readHost: () => {
       hostReads++;
-      return Promise.resolve({ addresses: [], routes: [], natsAddresses: [] });
+      // The tables as this read saw them: the apply of the same run diffs against them.
+      return Promise.resolve({ facts: { addresses: [], routes: [], natsAddresses: [] }, routes: [{ dst: `10.9.${hostReads}.0/24`, dev: 'eth0', via: null, metric: 0, protocol: 'kernel', scope: 'link' }] });
     },
     clock: systemClock,
     logger: silentLogger(),
@@ -223,17 +251,20 @@ test('change-driven runs (update only) reuse the host facts and ask the data pla
 
   await reconciler.reconcileNow('start');
   t.true(readLiveOf(0), 'the first run reads');
+  t.deepEqual(dataplane.targets[0]?.liveRoutes?.map((r) => r.dst), ['10.9.1.0/24'], 'the host read\'s route tables go to the apply of the same run');
   const b = await nodeRecord({ name: 'node-b', overlayIp: '100.96.0.2' });
   reconciler.update({ mesh: snapshot([self, b], 8) }, 'mesh changed');
   await settle();
   t.is(dataplane.targets.length, 2);
   t.false(readLiveOf(1), 'a join after a successful run is change-driven');
+  t.is(dataplane.targets[1]?.liveRoutes, undefined, 'a change-driven run hands over no (stale) route read');
   t.is(hostReads, 1, 'host facts reused');
 
   reconciler.request('resync');
   await reconciler.reconcileNow('resync');
   t.true(readLiveOf(dataplane.targets.length - 1), 'the resync reads');
   t.is(hostReads, 2);
+  t.deepEqual(dataplane.targets.at(-1)?.liveRoutes?.map((r) => r.dst), ['10.9.2.0/24'], 'the resync diffs against its own read, not the first one');
 
   dataplane.failNext = applyFailure({ op: 'add route', message: 'RTNETLINK answers: File exists' });
   reconciler.update({ mesh: snapshot([self], 9) }, 'mesh changed');

@@ -9,7 +9,7 @@ import type { WireguardBackend } from '../agent/dataplane/wireguard-backend.ts';
 import { ManualClock } from '../lib/clock.ts';
 import { PartialFailureError } from '../lib/errors.ts';
 import { silentLogger } from '../lib/logger.ts';
-import { RecordingRunner, type RunResult } from '../lib/runner.ts';
+import { RecordingRunner, type Runner, type RunOptions, type RunResult } from '../lib/runner.ts';
 import { generateWireguardKeyPair, wireguardPublicKeyOf } from '../protocol/signing.ts';
 
 const key = (name: string): string => createHash('sha256').update(`wg:${name}`).digest('base64');
@@ -263,15 +263,37 @@ class FakeRelay implements RelayPorts {
 const B = peer('b', ['10.2.0.0/24', '100.96.0.2/32'], { endpoint: '198.51.100.2:51820' });
 const C = peer('c', ['10.3.0.0/24', '100.96.0.3/32']);
 
+/**
+ * Passes every command on to `inner` one macrotask later and records which commands were running
+ * at the same time: a command started while others were still running is in their group.
+ */
+class OverlapRunner implements Runner {
+  private readonly running = new Set<string>();
+  /** For every command: the commands running when it finished (itself included). */
+  readonly together: string[][] = [];
+  constructor(private readonly inner: Runner) {}
+  async run(argv: readonly string[], options?: RunOptions): Promise<RunResult> {
+    const line = argv.slice(0, 3).join(' ');
+    this.running.add(line);
+    try {
+      await new Promise((r) => setImmediate(r));
+      this.together.push([...this.running].sort());
+      return await this.inner.run(argv, options);
+    } finally {
+      this.running.delete(line);
+    }
+  }
+}
+
 /** A data plane on a fake host whose interface already matches IFACE (so applies show peer/route work only). */
-async function setup(clock = new ManualClock(), relay?: RelayPorts): Promise<{ host: FakeHost; dp: LinuxDataplaneHandle }> {
+async function setup(clock = new ManualClock(), relay?: RelayPorts, wrap?: (inner: Runner) => Runner): Promise<{ host: FakeHost; dp: LinuxDataplaneHandle }> {
   const host = new FakeHost();
   host.listenPort = 51820;
   host.publicKey = KEYS.publicKey;
   host.addresses = ['100.96.0.1/32'];
   host.up = true;
   const dp = await createDataplane({
-    runner: host.runner,
+    runner: wrap ? wrap(host.runner) : host.runner,
     logger: silentLogger(),
     config,
     wireguardMode: 'kernel',
@@ -728,6 +750,42 @@ test('first apply of 1,000 peers: a constant number of spawns (4 reads, one wg s
   t.deepEqual(host.spawns().filter((l) => !l.startsWith('ip -j') && !l.startsWith('wg show')).map((l) => l.split(' ').slice(0, 3).join(' ')), ['ip -force -batch', `wg set ${IF}`]);
   t.is(host.peers.size, 0);
   t.is(host.routes.size, 0);
+});
+
+test('start-up cost: an apply runs its reads side by side, and the peer batch beside the route batch', async (t) => {
+  let overlap: OverlapRunner | undefined;
+  const { host, dp } = await setup(new ManualClock(), undefined, (inner) => (overlap = new OverlapRunner(inner)));
+  await dp.apply(state(mesh(50)));
+  t.is(host.peers.size, 50);
+  t.is(host.routes.size, 100);
+  const groups = overlap?.together ?? [];
+  // One round of reads: WireGuard, the interface's addresses, both route tables, all in flight at once.
+  t.true(
+    groups.some((g) => ['wg show xl0', 'ip -j addr', 'ip -j route', 'ip -j -6'].every((c) => g.includes(c))),
+    `reads not side by side: ${JSON.stringify(groups)}`,
+  );
+  t.true(
+    groups.some((g) => g.includes('wg set xl0') && g.includes('ip -force -batch')),
+    `peer and route batches not side by side: ${JSON.stringify(groups)}`,
+  );
+});
+
+test('routes read by the reconcile\'s host read (target.liveRoutes) are not read again, and the diff uses them', async (t) => {
+  const { host, dp } = await setup();
+  await dp.apply(state([B, C]));
+  host.addRoute({ dst: '10.77.0.0/24', dev: IF, protocol: '149', metric: 0 });
+  host.runner.clear();
+  // The route read handed over says a route of C is missing (the kernel has it: only a diff against
+  // the read handed over replaces it) and holds the stale route of ours.
+  const read = host.table.filter((r) => r.dst !== '10.3.0.0/24').map((r) => ({ dst: r.dst, dev: r.dev ?? null, via: r.via ?? null, metric: r.metric, protocol: r.protocol, scope: null }));
+  const report = await dp.apply({ ...state([B, C]), liveRoutes: read });
+  t.deepEqual(host.runner.transcript().filter((l) => l.startsWith('ip -j') || l.startsWith('wg show')), [`wg show ${IF} dump`, `ip -j addr show dev ${IF}`], 'no second route read');
+  t.deepEqual(
+    report.commands.map((c) => c.join(' ')),
+    [`ip route replace 10.3.0.0/24 dev ${IF} proto 149`, `ip route del 10.77.0.0/24 proto 149 metric 0 dev ${IF}`],
+    'diffed against the routes handed over',
+  );
+  t.false(host.routes.has('10.77.0.0/24'));
 });
 
 test('a wg set too long for one argv is split, in order; every peer still goes in', async (t) => {

@@ -5,6 +5,7 @@ import { PartialFailureError } from '../../lib/errors.ts';
 import type { DesiredInterface, DesiredState, RelayAssignment } from '../plan/model.ts';
 import type { RelayStats } from './relay-forwarder.ts';
 import type { LivePeer } from './wg-dump.ts';
+import type { LiveRoute } from './route-diff.ts';
 
 export type { LivePeer } from './wg-dump.ts';
 export type { RelayStats } from './relay-forwarder.ts';
@@ -28,6 +29,12 @@ export interface DataplaneTarget {
    * whatever the mesh size). Absent or true: read the kernel (start, resync, restarts, after any failure).
    */
   readonly readLive?: boolean;
+  /**
+   * The main table of both families as this reconcile read it for the route guard (every route,
+   * ours included): a reading apply diffs routes against it instead of reading the tables again.
+   * Absent: the apply reads them. A change-driven apply prefers the state its previous apply left.
+   */
+  readonly liveRoutes?: readonly LiveRoute[];
 }
 
 export interface ApplyReport {

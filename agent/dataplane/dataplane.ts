@@ -21,7 +21,7 @@ import { parseIpJson } from './ip-json.ts';
 import { MssClamp } from './mss-clamp.ts';
 import { relayBindAddress } from './relay-bind.ts';
 import { relayHintsFrom } from './relay-forwarder.ts';
-import { ROUTE_PROTO, diffRoutes, isOwnedRoute, parseIpRoutes, readRoutesArgv, routeCommands, type LiveRoute } from './route-diff.ts';
+import { ROUTE_PROTO, diffRoutes, isOwnedRoute, readMainRoutes, routeCommands, type LiveRoute } from './route-diff.ts';
 import { createWireguardBackend, type WireguardBackend, type WireguardBackendOptions, type WireguardMode } from './wireguard-backend.ts';
 import { diffWireguard, wireguardCommands, type PlannedCommand } from './wg-diff.ts';
 import { stateAfterApply, type AppliedState } from './applied-state.ts';
@@ -161,14 +161,23 @@ class LinuxDataplane implements LinuxDataplaneHandle {
     // Relay hints need the endpoints WireGuard learned since: a relay node reads the dump.
     const needsDump = this.relay !== null && desired !== null && desired.relays.length > 0;
     const model = target.readLive === false && !needsDump && previous?.generation === this.wg.generation ? previous : undefined;
-    // The one WireGuard read of this apply: the interface check, the peer diff and the relay hints
-    // all use it. (Setting the key or port below does not change the peers it lists.)
-    const dump = model?.wireguard ?? parseWgDump((await this.runner.run(['wg', 'show', this.iface, 'dump'])).stdout);
+    // The reads of this apply, side by side (one round of spawns, not four in a row): the one
+    // WireGuard read (the interface check, the peer diff and the relay hints all use it; setting the
+    // key or port below does not change the peers it lists), the interface's addresses, and the
+    // route tables unless known (the previous apply's model, or this reconcile's host read).
+    const addrArgv = ['ip', '-j', 'addr', 'show', 'dev', this.iface];
+    const knownRoutes = model?.routes ?? target.liveRoutes;
+    const [dump, addrOut, routes] = await Promise.all([
+      model?.wireguard ?? this.runner.run(['wg', 'show', this.iface, 'dump']).then((r) => parseWgDump(r.stdout)),
+      this.runner.run(addrArgv).then((r) => r.stdout),
+      desired === null || knownRoutes !== undefined ? knownRoutes : readMainRoutes(this.runner).catch((err: unknown) => asError(err)),
+    ]);
     if (model === undefined) this.endpoints.observe(dump.peers);
-    const publicKey = await this.ensureInterface(target.privateKey, target.interface, dump, report);
+    const link = (parseIpJson(addrOut, addrArgv)[0] ?? {}) as IpJsonLink;
+    const publicKey = await this.ensureInterface(target.privateKey, target.interface, dump, link, report);
     report.interfaceEnsured = true;
     if (desired !== null) {
-      const live = await this.applyPeersAndRoutes(desired, dump, model?.routes, report);
+      const live = await this.applyPeersAndRoutes(desired, dump, routes, report);
       await this.applyRelays(desired, target.advertisedEndpoints, dump, report);
       await this.ensureHost(familiesOf(desired), report);
       if (live !== undefined && report.failures.length === 0) {
@@ -187,7 +196,7 @@ class LinuxDataplane implements LinuxDataplaneHandle {
    * Key, listen port, MTU, addresses, link up; returns the public key it ensured. Throws on the first
    * failure (nothing else makes sense on a broken interface).
    */
-  private async ensureInterface(privateKey: string, iface: DesiredInterface, dump: LiveWireguard, report: Report): Promise<string> {
+  private async ensureInterface(privateKey: string, iface: DesiredInterface, dump: LiveWireguard, info: IpJsonLink, report: Report): Promise<string> {
     const name = this.iface;
     if (dump.interface.listenPort !== iface.listenPort) {
       await this.runner.run(['wg', 'set', name, 'listen-port', String(iface.listenPort)]);
@@ -200,8 +209,6 @@ class LinuxDataplane implements LinuxDataplaneHandle {
       this.logger.info({ iface: name }, 'WireGuard private key set');
     }
 
-    const addrArgv = ['ip', '-j', 'addr', 'show', 'dev', name];
-    const info = (parseIpJson((await this.runner.run(addrArgv)).stdout, addrArgv)[0] ?? {}) as IpJsonLink;
     if (info.mtu !== iface.mtu) {
       // Listed (a changed MTU put back is a repair event, agent/events/repairs.ts).
       const argv = ['ip', 'link', 'set', 'dev', name, 'mtu', String(iface.mtu)];
@@ -230,28 +237,22 @@ class LinuxDataplane implements LinuxDataplaneHandle {
   }
 
   /**
-   * Peers and routes: keyed diffs against the live state (read now, or `knownRoutes` from the previous
-   * apply), add before delete, every change attempted, in three batches: peers added or updated,
-   * routes (replaced, then deleted), peers removed. Returns the routes it diffed against and the
-   * destinations it blocked; undefined if the routes could not be read.
+   * Peers and routes: keyed diffs against the live state (the routes as read for this apply, or as
+   * the previous apply left them), add before delete, every change attempted, in three batches:
+   * peers added or updated and routes (replaced, then deleted) side by side — a route on our
+   * interface without its peer yet drops packets, it never sends them elsewhere — then peers
+   * removed. Returns the routes it diffed against and the destinations it blocked; undefined if
+   * the routes could not be read.
    */
   private async applyPeersAndRoutes(
     desired: DesiredState,
     liveWg: LiveWireguard,
-    knownRoutes: readonly LiveRoute[] | undefined,
+    liveRoutes: readonly LiveRoute[] | Error | undefined,
     report: Report,
   ): Promise<{ routes: readonly LiveRoute[]; blocked: string[] } | undefined> {
-    let liveRoutes: readonly LiveRoute[];
-    if (knownRoutes !== undefined) {
-      liveRoutes = knownRoutes;
-    } else {
-      try {
-        const [v4, v6] = await Promise.all([this.runner.run(readRoutesArgv(4)), this.runner.run(readRoutesArgv(6), { allowFailure: true })]);
-        liveRoutes = [...parseIpRoutes(v4.stdout, 4), ...(v6.exitCode === 0 ? parseIpRoutes(v6.stdout, 6) : [])];
-      } catch (err) {
-        report.failures.push({ op: 'read routes', error: asError(err) });
-        return undefined;
-      }
+    if (liveRoutes === undefined || liveRoutes instanceof Error) {
+      report.failures.push({ op: 'read routes', error: liveRoutes ?? new Error('the route tables were not read') });
+      return undefined;
     }
     const peers = this.endpoints.fill(desired.peers, liveWg.peers);
     const wg = wireguardCommands(this.iface, diffWireguard({ listenPort: desired.interface.listenPort, peers }, liveWg));
@@ -265,13 +266,15 @@ class LinuxDataplane implements LinuxDataplaneHandle {
       report.changes += outcome.succeeded.length;
       for (const f of outcome.failures) report.failures.push({ op: f.item.op, error: f.error });
     };
-    // Add before delete: new peers and routes are in place before stale ones go.
-    record(wg.upserts, await runWgSetBatch(this.runner, this.iface, wg.upserts));
+    // Add before delete: new peers and routes are in place before stale peers go. The peer batch
+    // and the route batch run at the same time (two processes, not one after the other).
     const routeItems = [...routes.upserts, ...routes.removals];
     // Their netlink echo is not drift (agent/dataplane/own-changes.ts).
     this.ownRoutes.expect('add', routeDiff.upsert.map((r) => r.dst), this.clock.now());
     this.ownRoutes.expect('del', routeDiff.remove.map((r) => r.dst), this.clock.now());
-    record(routeItems, await runIpBatch(this.runner, routeItems));
+    const [peerOutcome, routeOutcome] = await Promise.all([runWgSetBatch(this.runner, this.iface, wg.upserts), runIpBatch(this.runner, routeItems)]);
+    record(wg.upserts, peerOutcome);
+    record(routeItems, routeOutcome);
     record(wg.removals, await runWgSetBatch(this.runner, this.iface, wg.removals));
     return { routes: liveRoutes, blocked: routeDiff.blocked.map((b) => b.route.dst) };
   }

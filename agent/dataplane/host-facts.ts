@@ -4,7 +4,7 @@
 // the overlay, not the host.
 import type { Runner } from '../../lib/runner.ts';
 import type { HostAddress, HostFacts, HostRoute } from '../plan/route-guard.ts';
-import { RouteParseError, isOwnedRoute, parseIpRoutes, readRoutesArgv } from './route-diff.ts';
+import { RouteParseError, isOwnedRoute, readMainRoutes, type LiveRoute } from './route-diff.ts';
 
 interface IpJsonAddrLink {
   ifname?: unknown;
@@ -31,16 +31,27 @@ export function parseHostAddresses(stdout: string, skipDev: string): HostAddress
   return out;
 }
 
-/** The host side of HostFacts (the NATS addresses come from the agent's configuration). */
-export async function readHostFacts(runner: Runner, iface: string, natsAddresses: readonly string[]): Promise<HostFacts> {
-  const [addr, v4, v6] = await Promise.all([
-    runner.run(['ip', '-j', 'addr', 'show']),
-    runner.run(readRoutesArgv(4)),
-    runner.run(readRoutesArgv(6), { allowFailure: true }),
-  ]);
-  const live = [...parseIpRoutes(v4.stdout, 4), ...(v6.exitCode === 0 ? parseIpRoutes(v6.stdout, 6) : [])];
+/**
+ * One read of the host: what the route guard protects (HostFacts) and the main table as read
+ * (`routes`, every route, ours included), so the apply of the same reconcile diffs against that
+ * read instead of reading the tables a second time (DataplaneTarget.liveRoutes).
+ */
+export interface HostRead {
+  readonly facts: HostFacts;
+  readonly routes?: readonly LiveRoute[];
+}
+
+/** Reads the host: `ip -j addr show` and the main table of both families, side by side. */
+export async function readHost(runner: Runner, iface: string, natsAddresses: readonly string[]): Promise<HostRead> {
+  const [addr, live] = await Promise.all([runner.run(['ip', '-j', 'addr', 'show']), readMainRoutes(runner)]);
   const routes: HostRoute[] = live
     .filter((r) => !isOwnedRoute(r) && r.dev !== iface)
     .map((r) => ({ dst: r.dst, dev: r.dev, via: r.via, protocol: r.protocol, scope: r.scope }));
-  return Object.freeze({ addresses: parseHostAddresses(addr.stdout, iface), routes, natsAddresses: [...natsAddresses] });
+  const facts = Object.freeze({ addresses: parseHostAddresses(addr.stdout, iface), routes, natsAddresses: [...natsAddresses] });
+  return { facts, routes: Object.freeze(live) };
+}
+
+/** The host side of HostFacts (the NATS addresses come from the agent's configuration). */
+export async function readHostFacts(runner: Runner, iface: string, natsAddresses: readonly string[]): Promise<HostFacts> {
+  return (await readHost(runner, iface, natsAddresses)).facts;
 }

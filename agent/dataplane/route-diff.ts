@@ -4,6 +4,7 @@ import { canonicalCidr, formatIp, hostCidr, parseIp } from '../../protocol/cidr.
 import { CrosslinkError } from '../../lib/errors.ts';
 import type { DesiredRoute } from '../plan/model.ts';
 import type { PlannedCommand } from './wg-diff.ts';
+import type { Runner } from '../../lib/runner.ts';
 
 /**
  * Route protocol (`proto 149` in `ip route`) marking Crosslink's routes. 149 is unassigned in
@@ -40,6 +41,12 @@ export class RouteParseError extends CrosslinkError {
  */
 export function readRoutesArgv(family: 4 | 6): string[] {
   return ['ip', '-j', ...(family === 6 ? ['-6'] : []), 'route', 'show', 'table', 'main'];
+}
+
+/** The main table of both families, read side by side (a host without IPv6 reads as no IPv6 routes). */
+export async function readMainRoutes(runner: Runner): Promise<LiveRoute[]> {
+  const [v4, v6] = await Promise.all([runner.run(readRoutesArgv(4)), runner.run(readRoutesArgv(6), { allowFailure: true })]);
+  return [...parseIpRoutes(v4.stdout, 4), ...(v6.exitCode === 0 ? parseIpRoutes(v6.stdout, 6) : [])];
 }
 
 interface IpJsonRoute {
