@@ -11,7 +11,11 @@ export type ClusterDecision =
 
 /** Topology of the most recently (re)registered node; ties go to the lowest name. */
 export function clusterTopology(members: readonly NodeRecord[]): Topology | undefined {
-  const latest = [...members].sort((a, b) => b.updatedAt - a.updatedAt || compareText(a.name, b.name))[0];
+  // One pass, not a sort: this runs on every registration, over every member of the cluster.
+  let latest: NodeRecord | undefined;
+  for (const n of members) {
+    if (latest === undefined || n.updatedAt > latest.updatedAt || (n.updatedAt === latest.updatedAt && compareText(n.name, latest.name) < 0)) latest = n;
+  }
   return latest?.topology;
 }
 

@@ -71,6 +71,15 @@ test('decideCluster: failover bumps epoch and generation', (t) => {
   t.like(d, { kind: 'write', gatewayChanged: true, record: { gateway: 'a', gatewayEpoch: 4, generation: 6 } });
 });
 
+test('decideCluster: a tie on the latest registration goes to the lowest name, in any member order', (t) => {
+  const a = node('a', { topology: 'mesh', updatedAt: 9 });
+  const b = node('b', { topology: 'gateway', updatedAt: 9 });
+  const old = node('0', { topology: 'gateway', updatedAt: 1 });
+  for (const members of [[a, b, old], [b, old, a], [old, b, a]]) {
+    t.like(decideCluster('c1', members, undefined, 100), { kind: 'write', record: { topology: 'mesh', gateway: null } });
+  }
+});
+
 test('decideCluster: topology follows the most recently registered node', (t) => {
   const d = decideCluster('c1', [node('a', { updatedAt: 5 }), node('b', { topology: 'mesh', updatedAt: 9 })], cluster({ gateway: 'a' }), 100);
   t.like(d, { kind: 'write', gatewayChanged: true, record: { topology: 'mesh', gateway: null, gatewayEpoch: 4 } });
