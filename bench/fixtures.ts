@@ -3,7 +3,7 @@ import type { ClusterRecord, NodeRecord } from '../protocol/messages.ts';
 import type { MeshView } from '../agent/plan/model.ts';
 
 /** A deterministic 32-byte base64 key derived from an index (not a real key: benchmarks only need uniqueness). */
-export function fakeKey(i: number, salt = 0): string {
+export function syntheticKey(i: number, salt = 0): string {
   const b = Buffer.alloc(32);
   b.writeUInt32BE(i, 0);
   b.writeUInt32BE(salt, 4);
@@ -29,8 +29,8 @@ export function syntheticNode(i: number, clusters: number, nat: boolean, topolog
     name: `node-${i}`,
     cluster: `c${c}`,
     location: `region-${c}`,
-    publicKey: fakeKey(i),
-    identityKey: fakeKey(i, 1),
+    publicKey: syntheticKey(i),
+    identityKey: syntheticKey(i, 1),
     endpoints: nat ? [] : [`198.51.${hi % 256}.${lo + 1}:51820`],
     privateAddresses: [`172.16.${hi % 256}.${lo + 1}`],
     podCidrs: [`10.${Math.floor(i / 256) % 256}.${i % 256}.0/24`],

@@ -5,7 +5,8 @@ import { connect, type Msg, type NatsConnection } from '@nats-io/transport-node'
 import { ControlPlane } from '../agent/control/control-plane.ts';
 import { readinessOf } from '../agent/status/readiness.ts';
 import type { NodeIdentity } from '../agent/plan/model.ts';
-import { ManualClock, systemClock, type Clock } from '../lib/clock.ts';
+import { systemClock, type Clock } from '../lib/clock.ts';
+import { ManualClock } from './helpers/manual-clock.ts';
 import { silentLogger } from '../lib/logger.ts';
 import { NatsServer } from '../lib/nats-server.ts';
 import { waitFor } from '../lib/wait.ts';

@@ -7,7 +7,7 @@ import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { ControlPlane, heartbeatDelayMs, heartbeatRetryDelayMs } from '../agent/control/control-plane.ts';
 import { onConnectionStatus } from '../lib/nats-status.ts';
 import type { NodeIdentity } from '../agent/plan/model.ts';
-import { ManualClock } from '../lib/clock.ts';
+import { ManualClock } from './helpers/manual-clock.ts';
 import { silentLogger } from '../lib/logger.ts';
 import { NatsServer } from '../lib/nats-server.ts';
 import { waitFor } from '../lib/wait.ts';

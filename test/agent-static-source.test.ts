@@ -3,7 +3,7 @@ import test from 'ava';
 import { parseAgentConfig } from '../agent/config.ts';
 import { createStaticNodeSource, detectPrivateAddresses, identityFromConfig } from '../agent/control/static-source.ts';
 import { silentLogger } from '../lib/logger.ts';
-import { RecordingRunner } from '../lib/runner.ts';
+import { RecordingRunner } from './helpers/recording-runner.ts';
 
 const KEY = 'AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=';
 const BASE = ['--nats-url', 'n:4222', '--cluster', 'c1', '--location', 'lab', '--pod-cidr', '10.244.1.0/24', '--coordinator-key', KEY, '--node-name', 'node-a'];

@@ -6,10 +6,11 @@ import { createDataplane, DataplaneApplyError, SET_PRIVATE_KEY_SCRIPT, type Data
 import type { RelayPorts, RelayUpdateOptions } from '../agent/dataplane/api.ts';
 import type { DataplaneConfig, DesiredInterface, DesiredPeer, DesiredRoute, RelayAssignment } from '../agent/plan/model.ts';
 import type { WireguardBackend } from '../agent/dataplane/wireguard-backend.ts';
-import { ManualClock } from '../lib/clock.ts';
+import { ManualClock } from './helpers/manual-clock.ts';
 import { PartialFailureError } from '../lib/errors.ts';
 import { silentLogger } from '../lib/logger.ts';
-import { RecordingRunner, type Runner, type RunOptions, type RunResult } from '../lib/runner.ts';
+import type { Runner, RunOptions, RunResult } from '../lib/runner.ts';
+import { RecordingRunner } from './helpers/recording-runner.ts';
 import { generateWireguardKeyPair, wireguardPublicKeyOf } from '../protocol/signing.ts';
 
 const key = (name: string): string => createHash('sha256').update(`wg:${name}`).digest('base64');

@@ -8,7 +8,7 @@ import { gatewayChangedEvent, nodeRemovedEvent } from '../coordinator/events.ts'
 import { formatEvent } from '../cli/event-format.ts';
 import { matchesFilter, parseEvent } from '../cli/events.ts';
 import { ANSI_COLOUR, NO_COLOUR, colourEnabled, stripAnsi } from '../lib/colour.ts';
-import { ManualClock } from '../lib/clock.ts';
+import { ManualClock } from './helpers/manual-clock.ts';
 import { silentLogger } from '../lib/logger.ts';
 import { CrosslinkEvent, MAX_EVENT_BYTES, NatsEventPublisher, completeEvent, type EventInput } from '../protocol/events.ts';
 

@@ -8,7 +8,7 @@ import { electGateway, decideCluster } from '../coordinator/clusters.ts';
 import { GatewayHealth } from '../coordinator/gateway-health.ts';
 import { GatewayReportIntake, verifyGatewayReport } from '../coordinator/gateway-reports.ts';
 import { GatewayReporter } from '../agent/health/gateway-reporter.ts';
-import { ManualClock } from '../lib/clock.ts';
+import { ManualClock } from './helpers/manual-clock.ts';
 import { silentLogger } from '../lib/logger.ts';
 import { waitFor } from '../lib/wait.ts';
 import type { GatewayHealthReport } from '../protocol/gateway-health.ts';

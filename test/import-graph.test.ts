@@ -1,10 +1,11 @@
 // Imports only go down: lib ← protocol ← agent | coordinator ← cli ← lab ← bench (test/helpers/
 // import-graph.ts). Every .ts file outside test/ is parsed; the fixtures show the check can fail.
+// And test fakes (ManualClock, RecordingRunner, Fake*…) live under test/, not in the production tree.
 import test from 'ava';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
-import { importsOf, layerViolations } from './helpers/import-graph.ts';
+import { importsOf, LAYERS, layerViolations, testFakesIn } from './helpers/import-graph.ts';
 
 const ROOT = join(import.meta.dirname, '..');
 
@@ -16,6 +17,21 @@ test('no import of the tree goes up or sideways a layer', async (t) => {
   for (const p of paths) files.set(p, await readFile(join(ROOT, p), 'utf8'));
   const violations = layerViolations(files);
   t.deepEqual(violations.map((v) => `${v.file}:${v.line} ${v.specifier}: ${v.reason}`), []);
+});
+
+test('the check covers every layer, lab/ and bench/ included', async (t) => {
+  const listed = await execa('git', ['ls-files', '--cached', '--others', '--exclude-standard', '*.ts'], { cwd: ROOT });
+  const folders = new Set(listed.stdout.split('\n').filter((p) => p.includes('/') && !p.startsWith('test/')).map((p) => p.split('/')[0]));
+  for (const layer of Object.keys(LAYERS)) t.true(folders.has(layer), `${layer}/ is among the files checked`);
+});
+
+test('no test fake lives in the production tree (fakes, manual clocks and recording runners belong under test/)', async (t) => {
+  const listed = await execa('git', ['ls-files', '--cached', '--others', '--exclude-standard', '*.ts'], { cwd: ROOT });
+  const paths = listed.stdout.split('\n').filter((p) => p !== '' && !p.startsWith('test/') && !p.endsWith('.d.ts') && p.includes('/'));
+  const files = new Map<string, string>();
+  for (const p of paths) files.set(p, await readFile(join(ROOT, p), 'utf8'));
+  t.deepEqual(testFakesIn(files), []);
+  t.deepEqual(testFakesIn(new Map([['lib/clock.ts', 'export class ManualClock implements Clock {}\nexport const systemClock = {};']])), ['lib/clock.ts:1 ManualClock'], 'the check can fail');
 });
 
 test('fixture: an upward, a sideways and an outside import are each reported; downward ones are not', (t) => {

@@ -5,7 +5,7 @@
 import test from 'ava';
 import { AGGREGATE_WINDOW_MS, KubernetesNodeEvents, NODE_EVENTS_NAMESPACE, eventReason } from '../agent/kubernetes/node-events.ts';
 import { eventsApi } from '../agent/kubernetes/events-api.ts';
-import { ManualClock } from '../lib/clock.ts';
+import { ManualClock } from './helpers/manual-clock.ts';
 import { silentLogger } from '../lib/logger.ts';
 import type { EventInput } from '../protocol/events.ts';
 import { FakeApiServer, type JsonObject } from './helpers/fake-apiserver.ts';

@@ -1,5 +1,5 @@
 import test from 'ava';
-import { ManualClock } from '../lib/clock.ts';
+import { ManualClock } from './helpers/manual-clock.ts';
 
 test('ManualClock.sleep resolves when advance passes its deadline, not before', async (t) => {
   const clock = new ManualClock(0);

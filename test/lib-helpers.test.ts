@@ -2,7 +2,7 @@
 // rate-limited logging.
 import test from 'ava';
 import { backoffDelay, retryWithBackoff, superviseWithBackoff } from '../lib/backoff.ts';
-import { ManualClock } from '../lib/clock.ts';
+import { ManualClock } from './helpers/manual-clock.ts';
 import { byName, compareText } from '../lib/compare.ts';
 import { RateLimitedLog } from '../lib/rate-limited-log.ts';
 import type { Logger } from '../lib/logger.ts';

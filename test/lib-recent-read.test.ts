@@ -1,5 +1,5 @@
 import test from 'ava';
-import { ManualClock } from '../lib/clock.ts';
+import { ManualClock } from './helpers/manual-clock.ts';
 import { recentRead } from '../lib/recent-read.ts';
 
 function counter(): { reads: () => number; read: () => Promise<number> } {

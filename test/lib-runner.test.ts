@@ -1,5 +1,6 @@
 import test from 'ava';
-import { ExecaRunner, RecordingRunner } from '../lib/runner.ts';
+import { ExecaRunner } from '../lib/runner.ts';
+import { RecordingRunner } from './helpers/recording-runner.ts';
 import { CommandError } from '../lib/errors.ts';
 
 test('ExecaRunner runs argv without a shell, with LC_ALL=C', async (t) => {

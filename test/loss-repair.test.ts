@@ -2,7 +2,7 @@
 // gap as one request at its end; nothing after shutdown.
 import test from 'ava';
 import { LossRepair } from '../agent/health/loss-repair.ts';
-import { ManualClock } from '../lib/clock.ts';
+import { ManualClock } from './helpers/manual-clock.ts';
 import { waitFor } from '../lib/wait.ts';
 
 function setup(): { clock: ManualClock; reasons: string[]; repair: LossRepair; abort: AbortController } {

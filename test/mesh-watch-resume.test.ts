@@ -3,7 +3,7 @@
 // full re-read when the bucket was re-created, and re-watches only after its reconnect jitter.
 import test, { type ExecutionContext } from 'ava';
 import type { MeshWatch, MeshWatchOptions } from '../agent/control/mesh-watch.ts';
-import { ManualClock } from '../lib/clock.ts';
+import { ManualClock } from './helpers/manual-clock.ts';
 import { waitFor } from '../lib/wait.ts';
 import { nodeRecord, openBucket, putNode } from './agent-helpers.ts';
 import { otherClient, startWatchFixture, type WatchFixture } from './helpers/mesh-watch-fixture.ts';

@@ -5,7 +5,7 @@ import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { parseAgentConfig } from '../agent/config.ts';
 import { defaultMtu } from '../agent/dataplane/mtu.ts';
-import { RecordingRunner } from '../lib/runner.ts';
+import { RecordingRunner } from './helpers/recording-runner.ts';
 import { showconfSettings } from '../cli/showconf-settings.ts';
 import { MTU_FALLBACK, MTU_MAX, MTU_MIN, Mtu, WIREGUARD_OVERHEAD } from '../protocol/mtu.ts';
 import { ViewDocument } from '../protocol/status-api.ts';

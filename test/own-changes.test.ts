@@ -5,7 +5,7 @@ import test from 'ava';
 import { LinkMonitor, type MonitorProcess } from '../agent/dataplane/link-monitor.ts';
 import { ECHO_WINDOW_MS, OwnRouteChanges } from '../agent/dataplane/own-changes.ts';
 import type { ChildExit } from '../lib/child-process.ts';
-import { ManualClock } from '../lib/clock.ts';
+import { ManualClock } from './helpers/manual-clock.ts';
 import { silentLogger } from '../lib/logger.ts';
 
 const IF = 'xl-wg0';

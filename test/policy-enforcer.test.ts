@@ -2,9 +2,9 @@
 // (one atomic `nft -f -` per change, nothing while the policy or the mesh is unknown, counters kept
 // across mesh changes, the table left in place across a restart), and a node without nft.
 import test from 'ava';
-import { ManualClock } from '../lib/clock.ts';
+import { ManualClock } from './helpers/manual-clock.ts';
 import { silentLogger } from '../lib/logger.ts';
-import { RecordingRunner } from '../lib/runner.ts';
+import { RecordingRunner } from './helpers/recording-runner.ts';
 import type { NodeRecord } from '../protocol/messages.ts';
 import { parsePolicyYaml, type PolicyRecord } from '../protocol/policy/document.ts';
 import { PolicyEnforcer, type PolicyInput } from '../agent/policy/enforcer.ts';

@@ -4,7 +4,7 @@
 // prober answers its own probes), a manual clock driving the rounds.
 import test from 'ava';
 import { Prober, type ProbeTarget } from '../agent/health/prober.ts';
-import { ManualClock } from '../lib/clock.ts';
+import { ManualClock } from './helpers/manual-clock.ts';
 import { silentLogger } from '../lib/logger.ts';
 import { waitFor } from '../lib/wait.ts';
 

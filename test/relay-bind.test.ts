@@ -1,5 +1,5 @@
 import test from 'ava';
-import { RecordingRunner } from '../lib/runner.ts';
+import { RecordingRunner } from './helpers/recording-runner.ts';
 import { relayBindAddress } from '../agent/dataplane/relay-bind.ts';
 
 const addrs = JSON.stringify([

@@ -4,7 +4,7 @@ import { createSocket, type Socket } from 'node:dgram';
 import { RelayForwarder, relayHintsFrom } from '../agent/dataplane/relay-forwarder.ts';
 import type { RelayAssignment } from '../agent/plan/model.ts';
 import type { LivePeer } from '../agent/dataplane/wg-dump.ts';
-import { ManualClock } from '../lib/clock.ts';
+import { ManualClock } from './helpers/manual-clock.ts';
 import { silentLogger } from '../lib/logger.ts';
 import { waitFor } from '../lib/wait.ts';
 

@@ -5,7 +5,7 @@ import { computeDesiredState } from '../agent/plan/desired-state.ts';
 import type { DataplaneConfig, MeshView } from '../agent/plan/model.ts';
 import type { HostFacts } from '../agent/plan/route-guard.ts';
 import { parseHostAddresses, readHostFacts } from '../agent/dataplane/host-facts.ts';
-import { RecordingRunner } from '../lib/runner.ts';
+import { RecordingRunner } from './helpers/recording-runner.ts';
 import type { ClusterRecord, NodeRecord } from '../protocol/messages.ts';
 
 const key = (name: string): string => createHash('sha256').update(`wg:${name}`).digest('base64');

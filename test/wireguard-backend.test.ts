@@ -11,7 +11,8 @@ import { join } from 'node:path';
 import { Child } from '../lib/child-process.ts';
 import { createWireguardBackend, WIREGUARD_SOCKET_DIR, type WireguardBackend } from '../agent/dataplane/wireguard-backend.ts';
 import { silentLogger } from '../lib/logger.ts';
-import { ExecaRunner, RecordingRunner } from '../lib/runner.ts';
+import { ExecaRunner } from '../lib/runner.ts';
+import { RecordingRunner } from './helpers/recording-runner.ts';
 import { waitFor } from '../lib/wait.ts';
 
 const IF = 'xlfake0';

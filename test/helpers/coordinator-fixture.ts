@@ -9,7 +9,8 @@ import { parseCoordinatorConfig, type RawRunOptions } from '../../coordinator/co
 import { Coordinator } from '../../coordinator/coordinator.ts';
 import type { CoordinatorMetricsHooks } from '../../coordinator/metrics.ts';
 import { agentClient, type AgentClient } from './fake-agent.ts';
-import { ManualClock, systemClock, type Clock } from '../../lib/clock.ts';
+import { systemClock, type Clock } from '../../lib/clock.ts';
+import { ManualClock } from './manual-clock.ts';
 import { silentLogger } from '../../lib/logger.ts';
 import { waitFor } from '../../lib/wait.ts';
 import { ClusterRecord } from '../../protocol/messages.ts';

@@ -58,3 +58,15 @@ export function layerViolations(files: ReadonlyMap<string, string>): ImportViola
   }
   return violations;
 }
+
+/** Exported names that say "test double": they belong under test/helpers/, not in the production tree. */
+const TEST_FAKE_RE = /^export\s+(?:abstract\s+)?(?:class|function|const|let)\s+((?:Fake|Mock|Stub|Dummy|Manual|Recording|fake|mock|stub|dummy)\w*)/gm;
+
+/** `file:line Name` of every export of `files` named like a test fake. */
+export function testFakesIn(files: ReadonlyMap<string, string>): string[] {
+  const out: string[] = [];
+  for (const [file, source] of files) {
+    for (const m of source.matchAll(TEST_FAKE_RE)) out.push(`${file}:${source.slice(0, m.index).split('\n').length} ${m[1] ?? ''}`);
+  }
+  return out;
+}

@@ -1,6 +1,6 @@
 // Records the access-policy tests build their mesh from: verified node records and the clusters'
 // enrolled definitions (the policy maps `{cluster: X}` to X's enrolled ranges: protocol/policy/context.ts).
-import { RecordingRunner } from '../../lib/runner.ts';
+import { RecordingRunner } from './recording-runner.ts';
 import type { ClusterDefinition, NodeRecord } from '../../protocol/messages.ts';
 
 const K = (n: number): string => Buffer.alloc(32, n).toString('base64');
