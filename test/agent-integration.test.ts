@@ -149,6 +149,8 @@ test.serial('a stopped agent expires from the others within the TTL; restarted w
   await waitFor(() => peerNodes(a.dataplane.last()).length === 0, { timeoutMs: 2500, intervalMs: 50, what: 'a drops b on deregistration' });
 });
 
+// Break-tested: an agent that computed its peers without the others once a heartbeat failed fails
+// at the coordinator part; one that dropped its peers on a NATS 'disconnect' fails at the NATS part.
 test.serial('fail-static: coordinator and NATS outages never shrink the peer set', async (t) => {
   const mesh = await startAgentMesh(t);
   const a = await startAgent(t, mesh, { name: 'node-a', cluster: 'c1', podCidr: '10.244.1.0/24', stateDir: await tempStateDir(t, 'a') });

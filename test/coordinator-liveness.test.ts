@@ -184,6 +184,8 @@ test('gateway election and failover: public endpoint preferred, sticky, epoch in
   t.true((await env.client.register(pub)).ok);
   beating.set('b-pub', keepAlive(env.client, [pub]));
   // Two whole expiry rounds (elections re-run each) after b-pub is back, observed on the clock.
+  // (Break-tested: an election that keeps a current gateway only if it has a public endpoint hands
+  // the role to b-pub here, and this test fails.)
   const roundsBefore = clock.slept(100);
   await waitFor(() => clock.slept(100) >= roundsBefore + 2, { timeoutMs: 10_000, what: 'two expiry rounds after b-pub returned' });
   const after = await cluster(env, 'edge');

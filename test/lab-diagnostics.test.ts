@@ -400,7 +400,7 @@ test.serial('UDP firewalled on the active gcp gateway: the gateway is replaced, 
   await allHealthy(t, l, 'after removing the firewall rule on the old gateway');
 });
 
-test.serial('wireguard-go killed: status non-zero and diagnose names the interface or the peers; restarted and healthy again', async (t) => {
+test.serial('wireguard-go killed: status non-zero and diagnose names the interface (dataplane.interface); restarted and healthy again', async (t) => {
   const l = theLab();
   const name = 'aws-n2';
   const node = l.node(name);
