@@ -85,11 +85,14 @@ function routes(p: StatusProvider, local: boolean, status = local): Map<string, 
   const m = new Map<string, Route>();
   const get = (path: string, serve: Route['serve']): void => void m.set(path, { method: 'GET', serve });
   get('/healthz', () => Promise.resolve());
-  /** Passes the request's ?fresh=… on, or answers 400 naming a bad value. */
+  /**
+   * Passes the request's ?fresh=… on, or answers 400 naming a bad value. Fresh reads only on the
+   * 0600 socket: on the unauthenticated health port every request could otherwise spawn wg/nft/ip.
+   */
   const readFresh = (serve: (o: StatusReadOptions, res: ServerResponse) => Promise<void>): Route['serve'] => (req, res) => {
     const o = parseFreshQuery(req.url ?? '/');
-    if ('error' in o) {
-      sendJson(res, 400, o);
+    if ('error' in o || (o.fresh === true && !local)) {
+      sendJson(res, 400, 'error' in o ? o : { error: 'fresh: only on the status socket; the health port serves the reading shared among requests' });
       return Promise.resolve();
     }
     return serve(o, res);

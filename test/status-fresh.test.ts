@@ -27,7 +27,7 @@ test('parseFreshQuery: absent or 0/false is shared, 1/true/empty is fresh, anyth
   t.is(withFresh('/status', undefined), '/status');
 });
 
-async function recordingServer(t: ExecutionContext): Promise<{ socketPath: string; asked: { path: string; read: StatusReadOptions | undefined }[] }> {
+async function recordingServer(t: ExecutionContext): Promise<{ socketPath: string; healthPort: number; asked: { path: string; read: StatusReadOptions | undefined }[] }> {
   const asked: { path: string; read: StatusReadOptions | undefined }[] = [];
   const provider: StatusProvider = {
     status: (read) => {
@@ -43,9 +43,9 @@ async function recordingServer(t: ExecutionContext): Promise<{ socketPath: strin
     diagnostics: () => Promise.reject(new Error('not here')),
   };
   const socketPath = join(await tempDir(t, 'xl-fresh-'), 'agent.sock');
-  const server = await startStatusServer({ socketPath, healthAddr: null, provider, logger: silentLogger() });
+  const server = await startStatusServer({ socketPath, healthAddr: { host: '127.0.0.1', port: 0 }, healthStatus: true, provider, logger: silentLogger() });
   t.teardown(() => server.close());
-  return { socketPath, asked };
+  return { socketPath, healthPort: server.healthPort ?? 0, asked };
 }
 
 test('the status server passes ?fresh on to /status and /metrics, and refuses a bad value with 400', async (t) => {
@@ -59,6 +59,19 @@ test('the status server passes ?fresh on to /status and /metrics, and refuses a 
   t.is(bad.status, 400);
   t.regex(bad.body, /fresh: \\"maybe\\" is not allowed/);
   t.is(asked.length, 4, 'a refused request never reaches the agent');
+});
+
+test('the health port (unauthenticated) refuses a fresh read: each request there could spawn wg, nft and ip', async (t) => {
+  const { healthPort, asked } = await recordingServer(t);
+  for (const path of ['/status?fresh=1', '/metrics?fresh=1']) {
+    const r = await agentRequest({ port: healthPort }, path);
+    t.is(r.status, 400, path);
+    t.regex(r.body, /fresh: only on the status socket/, path);
+  }
+  t.is(asked.length, 0, 'never reached the agent');
+  t.is((await agentRequest({ port: healthPort }, '/metrics')).status, 200, 'the shared reading is served there');
+  t.is((await agentRequest({ port: healthPort }, '/status?fresh=0')).status, 200);
+  t.deepEqual(asked.map((a) => a.read?.fresh), [false, false]);
 });
 
 test('crosslink status --fresh and peers --fresh ask for a fresh read; without the flag they do not', async (t) => {
