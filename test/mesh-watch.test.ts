@@ -64,6 +64,21 @@ test('a cluster\'s gateway change is delivered at once (failover), not after the
   t.deepEqual(failover.nodes.get('gcp-n2')?.endpoints, ['192.0.2.7:51820'], 'it carries what was coalesced before it');
 });
 
+test('the initial load is delivered once, complete: no partial snapshots while records stream in (one plan at start)', async (t) => {
+  // No debounce: before the fix every pause in the stream delivered a partial snapshot (each a
+  // copy of everything read so far, and a reconcile that could not act on it).
+  const f = await startWatchFixture(t, { label: 'xl-meshwatch', watch: { debounceMs: 0 } });
+  const n = 1500;
+  const records = await Promise.all(Array.from({ length: n }, (_, i) => nodeRecord({ name: `node-${i}`, overlayIp: `100.96.${i >> 8}.${i & 255}` })));
+  await Promise.all(records.map((r) => putNode(f.kv, f.coordinator, r)));
+  const delivered: { complete: boolean; nodes: number }[] = [];
+  f.watch.onSnapshot((s) => delivered.push({ complete: s.complete, nodes: s.nodes.size }));
+  f.watch.start();
+  await waitFor(() => f.watch.synced && delivered.length > 0, { timeoutMs: 30_000, what: 'the initial snapshot delivered' });
+  t.deepEqual(delivered[0], { complete: true, nodes: n }, `first delivery: ${JSON.stringify(delivered.slice(0, 5))}`);
+  t.true(delivered.every((d) => d.complete), 'nothing partial delivered');
+});
+
 test('an empty bucket counts as a complete snapshot', async (t) => {
   const f = await setup(t);
   f.watch.start();

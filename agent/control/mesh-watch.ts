@@ -630,6 +630,10 @@ export class MeshWatch {
 
   private emitChanged(now: boolean): void {
     if (this.stopped) return;
+    // Until the first full snapshot is in, nobody can act on a part of it (fail-static): it is
+    // delivered once, complete, not once per pause while records stream in (each delivery a copy
+    // of everything read so far, and a reconcile). snapshotComplete() delivers it.
+    if (!this.everSynced) return;
     if (this.debounce) clearTimeout(this.debounce);
     const fire = (): void => {
       this.debounce = undefined;
