@@ -246,7 +246,9 @@ async function measure(n: number): Promise<void> {
       const r = await runner.run(['ip', '-j', 'route', 'show', 'proto', '149'], { allowFailure: true });
       return r.exitCode === 0 && r.stdout.trim() !== '' ? (JSON.parse(r.stdout) as unknown[]).length : 0;
     };
-    await waitFor(async () => (await peers()).size >= n && (await ownedRoutes()) >= 2 * n, {
+    // Routes first: `wg show peers` makes wireguard-go serialise every peer (UAPI get), which at
+    // 1,000 peers competes with the agent being measured; it is asked only once the routes are in.
+    await waitFor(async () => (await ownedRoutes()) >= 2 * n && (await peers()).size >= n, {
       timeoutMs: 300_000,
       intervalMs: 100,
       what: `the agent to program ${n} peers and ${2 * n} routes (agent log: ${agentLog.join('').slice(-800)})`,
