@@ -7,6 +7,7 @@
 //   elected  the coordinator's `gateway changed` (election, signed cluster record written to KV)
 //   applied  the observer's first `reconciled` after that (KV watch → snapshot → plan → apply done);
 //            `applyStart` is that line's time minus its durationMs
+//   gatewayApplied  the same at the new gateway (it adds the remote peers it now serves)
 // Pure: the caller reads the files; a phase whose line is missing is NaN.
 
 export interface LogLine {
@@ -44,9 +45,10 @@ export interface FailoverBreakdown {
   readonly elected: number;
   readonly applyStart: number;
   readonly applied: number;
+  readonly gatewayApplied: number;
 }
 
-export function failoverBreakdown(logs: FailoverLogs, o: { t0: number; oldGateway: string; cluster: string; observer: string; quorum: number }): FailoverBreakdown {
+export function failoverBreakdown(logs: FailoverLogs, o: { t0: number; oldGateway: string; newGateway: string; cluster: string; observer: string; quorum: number }): FailoverBreakdown {
   const after = (l: LogLine): boolean => l.time >= o.t0;
   const reporters: [string, number][] = [];
   for (const [node, lines] of logs.agents) {
@@ -57,7 +59,9 @@ export function failoverBreakdown(logs: FailoverLogs, o: { t0: number; oldGatewa
   const quorumLine = logs.coordinator.find((l) => after(l) && l.msg === 'gateway reported down by a quorum of its peers' && l.fields['gateway'] === o.oldGateway);
   const electedLine = logs.coordinator.find((l) => after(l) && l.msg === 'gateway changed' && l.fields['cluster'] === o.cluster && l.fields['previous'] === o.oldGateway);
   const elected = electedLine ? electedLine.time - o.t0 : NaN;
-  const appliedLine = electedLine ? logs.agents.get(o.observer)?.find((l) => l.time >= electedLine.time && l.msg === 'reconciled') : undefined;
+  const appliedAt = (node: string): LogLine | undefined => (electedLine ? logs.agents.get(node)?.find((l) => l.time >= electedLine.time && l.msg === 'reconciled') : undefined);
+  const appliedLine = appliedAt(o.observer);
+  const gatewayLine = appliedAt(o.newGateway);
   const duration = typeof appliedLine?.fields['durationMs'] === 'number' ? appliedLine.fields['durationMs'] : NaN;
   return {
     reporters,
@@ -67,5 +71,17 @@ export function failoverBreakdown(logs: FailoverLogs, o: { t0: number; oldGatewa
     elected,
     applyStart: appliedLine ? appliedLine.time - duration - o.t0 : NaN,
     applied: appliedLine ? appliedLine.time - o.t0 : NaN,
+    gatewayApplied: gatewayLine ? gatewayLine.time - o.t0 : NaN,
   };
+}
+
+/** Whether the coordinator's latest word on `gateway` is that a quorum reports it down (not yet `no longer reported down`). */
+export function reportedDown(coordinator: readonly LogLine[], gateway: string): boolean {
+  let down = false;
+  for (const l of coordinator) {
+    if (l.fields['gateway'] !== gateway) continue;
+    if (l.msg === 'gateway reported down by a quorum of its peers') down = true;
+    else if (l.msg === 'gateway no longer reported down') down = false;
+  }
+  return down;
 }

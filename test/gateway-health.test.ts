@@ -149,3 +149,30 @@ test('reporter: signs with the node identity key, reports a gateway state change
   await r.stop();
   t.is(sent.length, 3, 'no gateways: nothing to report');
 });
+
+test('reporter: a new gateway not yet seen answering is reported down only after its grace (no deposing a fresh failover target mid-handshake); one that answered, at once', async (t) => {
+  const key = await generateSigningKeyPair();
+  const record = await nodeRecord({ name: 'onprem-n1', identityKey: key.publicKey });
+  const sent: Uint8Array[] = [];
+  const clock = new ManualClock(1_700_000_000_000);
+  const r = new GatewayReporter({ clock, logger: silentLogger(), nodeName: () => 'onprem-n1', identitySecretKey: key.secretKey, publish: (p) => sent.push(p) > 0, repeatMs: 2000, keepaliveMs: 8000, newGatewayGraceMs: 6000 });
+  const opened = (): Promise<GatewayHealthReport[]> => Promise.all(sent.map((p) => verifyGatewayReport(p, () => record, clock.now(), 30_000)));
+  r.setGateways(new Set(['gcp-n2']));
+  r.start();
+  r.observe('gcp-n2', 'down');
+  t.deepEqual(r.verdicts(), [], 'within the grace: no verdict at all');
+  for (let i = 0; i < 2; i++) {
+    clock.advance(2000);
+    await new Promise((res) => setImmediate(res));
+  }
+  t.is(sent.length, 0, '4 s in: still nothing');
+  clock.advance(2000);
+  await waitFor(() => sent.length === 1, { timeoutMs: 5000, intervalMs: 5, what: 'the down verdict once the grace is over' });
+  t.deepEqual((await opened()).map((o) => o.verdicts), [down('gcp-n2')]);
+  // It answers, then fails: reported at once (no grace once seen answering).
+  r.observe('gcp-n2', 'up');
+  r.observe('gcp-n2', 'down');
+  await waitFor(() => sent.length === 3, { timeoutMs: 5000, intervalMs: 5, what: 'up, then down at once' });
+  t.deepEqual((await opened()).map((o) => o.verdicts).slice(1), [up('gcp-n2'), down('gcp-n2')]);
+  await r.stop();
+});
