@@ -5,10 +5,11 @@
 import { createSocket } from 'node:dgram';
 import test from 'ava';
 import { Prober } from '../agent/health/prober.ts';
-import { PROBE_HEADER_BYTES, decodeProbe, encodeProbe } from '../agent/health/probe-packet.ts';
+import { PROBE_HEADER_BYTES, decodeProbe, encodeProbe, replyTo } from '../agent/health/probe-packet.ts';
 import { systemClock } from '../lib/clock.ts';
 import { silentLogger } from '../lib/logger.ts';
 import { waitFor } from '../lib/wait.ts';
+import { ManualClock } from './helpers/manual-clock.ts';
 
 const PORT = 40_000 + Math.floor(Math.random() * 10_000);
 
@@ -138,5 +139,52 @@ test.serial('the first lost probe of a streak is reported once (self-healing re-
   } finally {
     await a.stop();
     await b.stop();
+  }
+});
+
+test.serial('a slow gateway (answers within the fast timeout, however late) stays up; answers after the timeout are losses and make it down (manual clock)', async (t) => {
+  const clock = new ManualClock();
+  const states: string[] = [];
+  const a = new Prober({ clock, logger: silentLogger(), port: PORT, downAfter: 3, fastIntervalMs: 300, fastTimeoutMs: 900, onStateChange: (_n, s) => states.push(s) });
+  // The gateway: holds every request until the test releases the answer.
+  const gw = createSocket('udp4');
+  const held: { msg: Buffer; port: number; address: string }[] = [];
+  gw.on('message', (msg, rinfo) => held.push({ msg, port: rinfo.port, address: rinfo.address }));
+  await new Promise<void>((r) => gw.bind(PORT, '127.0.0.2', r));
+  a.setLocalIp('127.0.0.1');
+  try {
+    await until('the probe socket bound', () => a.problem === null);
+    a.setTargets([{ name: 'gw', ip: '127.0.0.2', fast: true }]);
+    const losses = (): number => {
+      const h = a.health('gw');
+      return h ? Math.round((h.window * h.lossPct) / 100) : 0;
+    };
+    const round = async (delayMs: number): Promise<void> => {
+      const lostBefore = losses();
+      const before = held.length;
+      a.tick();
+      await until('the request arrives', () => held.length === before + 1);
+      clock.advance(delayMs);
+      const req = held[before];
+      if (!req) throw new Error('no request held');
+      const answered = a.counters.repliesReceived;
+      gw.send(replyTo(decodeProbe(req.msg), req.msg.length), req.port, req.address);
+      // Answered in time: counted. Too late: the probe expired when the clock passed 900 ms, and
+      // the late reply is not counted.
+      if (delayMs < 900) await until('the answer counted', () => a.counters.repliesReceived === answered + 1);
+      else await until('the probe counted as lost', () => losses() === lostBefore + 1);
+    };
+    for (let i = 0; i < 6; i++) await round(850);
+    const slow = a.health('gw');
+    t.is(slow?.state, 'up', 'slow, not dead: kept');
+    t.is(slow?.rttMs, 850);
+    t.deepEqual(states, ['up'], 'never down while answering within 900 ms');
+    for (let i = 0; i < 3; i++) await round(1000);
+    await until('down after 3 answers past the timeout', () => a.health('gw')?.state === 'down');
+    t.deepEqual(states, ['up', 'down']);
+    t.is(a.health('gw')?.received, 6, 'late answers never count');
+  } finally {
+    await a.stop();
+    gw.close();
   }
 });

@@ -270,8 +270,12 @@ export class Prober {
       tr.nextAt = Math.max(tr.nextAt + every, now + every * 0.5);
       const timeoutMs = tr.fast ? this.fastTimeoutMs : this.intervalMs;
       const seq = this.send(tr.ip, timeoutMs, (rtt) => this.record(name, tr, rtt));
-      // Fast targets expire on their own timer, not at the next round (failover speed).
-      if (tr.fast) setTimeout(() => this.expire(seq), timeoutMs).unref();
+      // Fast targets expire on their own timer (the injected clock), not at the next round (failover speed).
+      if (tr.fast) {
+        void this.o.clock.sleep(timeoutMs, this.abort.signal).then(() => {
+          if (!this.abort.signal.aborted) this.expire(seq);
+        });
+      }
     }
   }
 
