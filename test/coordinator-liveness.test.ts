@@ -25,13 +25,15 @@ const cluster = (env: CoordinatorEnv, name: string) => readClusterRecord(env.kv,
  * Expiry rounds on a ManualClock. `align()` moves time to the expiry loop's next wake-up and waits
  * until that round is over (the loop sleeps again: a sleeper due one interval from now); `next()`
  * moves one interval (a tenth of the TTL) and waits the same way. No real-time sleep; a round that
- * never runs fails the wait.
+ * never runs fails the wait. Other loops sleep on the same clock (the leader-presence probe, every
+ * 500 ms): align() moves to the LAST wake-up within one interval, so the expiry loop's is passed
+ * whichever comes first.
  */
 function expiryRounds(clock: ManualClock, intervalMs: number): { align(): Promise<void>; next(): Promise<void> } {
   const rearmed = () => waitFor(() => clock.hasSleeperAt(clock.now() + intervalMs), { timeoutMs: 10_000, intervalMs: 5, what: `the expiry round at ${clock.now()} to finish` });
   return {
     align: async () => {
-      const due = await waitFor(() => clock.wakeups.find((at) => at > clock.now() && at <= clock.now() + intervalMs), { timeoutMs: 10_000, intervalMs: 5, what: 'the expiry loop to sleep' });
+      const due = await waitFor(() => clock.wakeups.filter((at) => at > clock.now() && at <= clock.now() + intervalMs).at(-1), { timeoutMs: 10_000, intervalMs: 5, what: 'the expiry loop to sleep' });
       clock.advanceTo(due);
       await rearmed();
     },
