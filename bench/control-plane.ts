@@ -2,7 +2,8 @@
 // coordinator as its own process (bin/crosslink-coordinator), simulated agents sending signed
 // registrations and heartbeats, and real MeshWatch instances as the agents' watchers.
 // Sections: registration storm, fan-out, heartbeat load, restart storm. Measures; asserts nothing.
-import { readFile } from 'node:fs/promises';
+import { readFile, readdir, stat } from 'node:fs/promises';
+import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { NatsServer } from '../lib/nats-server.ts';
 import { waitFor } from '../lib/wait.ts';
@@ -429,6 +430,32 @@ async function rssMiB(pid: number): Promise<{ rss: number; peak: number }> {
   return { rss: field('VmRSS'), peak: field('VmHWM') };
 }
 
+/**
+ * XL_BENCH_COORDINATOR_HEAP_SNAPSHOT=<dir>: a V8 heap snapshot of the built coordinator, written to
+ * <dir> (run with XL_BENCH_COORDINATOR_NODE_FLAGS="--heapsnapshot-signal=SIGUSR2 --diagnostic-dir=<dir>").
+ * Off by default: the measured process is unchanged.
+ */
+async function heapSnapshotOf(pid: number): Promise<void> {
+  const dir = process.env['XL_BENCH_COORDINATOR_HEAP_SNAPSHOT'];
+  if (dir === undefined || dir === '') return;
+  const snapshots = async (): Promise<string[]> => (await readdir(dir)).filter((f) => f.endsWith('.heapsnapshot'));
+  const before = new Set(await snapshots());
+  process.kill(pid, 'SIGUSR2');
+  let size = -1;
+  const file = await waitFor(
+    async () => {
+      const f = (await snapshots()).find((x) => !before.has(x));
+      if (f === undefined) return undefined;
+      const now = (await stat(join(dir, f))).size;
+      const done = now > 0 && now === size;
+      size = now;
+      return done ? f : undefined;
+    },
+    { timeoutMs: 180_000, intervalMs: 2000, what: `a heap snapshot of pid ${pid} in ${dir}` },
+  );
+  process.stdout.write(`heap snapshot of the built coordinator: ${join(dir, file)}\n`);
+}
+
 /** N nodes register (no heartbeats, long TTL), then a clean restart loads the same bucket: RSS of each. */
 export async function runCoordinatorMemory(server: NatsServer, nodes = 10_000): Promise<void> {
   const rows: Cell[][] = [];
@@ -439,6 +466,7 @@ export async function runCoordinatorMemory(server: NatsServer, nodes = 10_000): 
     await sleep(5_000);
     const built = await rssMiB(lab.coordinator!.pid);
     rows.push([`after registering ${nodes} nodes (failed ${run.failed})`, built.rss.toFixed(0), built.peak.toFixed(0), await loadAverage()]);
+    await heapSnapshotOf(lab.coordinator!.pid);
     await lab.coordinator!.stop('SIGTERM');
     const servesMs = await lab.startCoordinator();
     const loaded0 = await rssMiB(lab.coordinator!.pid);

@@ -129,6 +129,11 @@ export function boundBinding(
   };
 }
 
+/** The binding once the node came alive (its first heartbeat). One shared hidden class: see nodeRecordOf. */
+export function aliveBinding(b: IdentityBinding, at: number): IdentityBinding {
+  return Object.assign({}, b, { aliveAt: at, updatedAt: at });
+}
+
 /** The binding released (deregistration, operator, never came alive); the high-water mark stays. */
 export function releasedBinding(b: IdentityBinding, cause: ReleaseCause, now: number, sentAt?: number): IdentityBinding {
   return { ...b, lastSentAt: Math.max(b.lastSentAt, sentAt ?? 0), releasedAt: now, releasedBy: cause, updatedAt: now };
