@@ -59,7 +59,6 @@ export class Coordinator {
   private heartbeatSub: Subscription | undefined;
   private leaseLoop: Promise<void> = Promise.resolve();
   private readonly leaderProbe: LeaderProbe;
-  private probeLoop: Promise<void> = Promise.resolve();
   private stopPresence: (() => void) | undefined;
   private stopStatusWatch: (() => void) | undefined;
   private stopped: Promise<void> | undefined;
@@ -86,7 +85,6 @@ export class Coordinator {
       subject: subjects(deps.config.subjectPrefix).leaderPresence,
       clock: deps.clock,
       logger: deps.logger,
-      active: () => !this.lease.holds() && !this.abort.signal.aborted,
     });
     this.events = new NatsEventPublisher({
       nc: () => deps.nc,
@@ -105,12 +103,12 @@ export class Coordinator {
     const c = new Coordinator(deps, new StateStore(kv, deps.signingKey, deps.logger, deps.config.previousPublicKeys));
     c.watchConnection();
     c.leaseLoop = c.lease.run({ onAcquired: () => c.beginTerm(), onLost: () => c.endTerm() }, c.abort.signal);
-    c.probeLoop = c.leaderProbe.run(c.abort.signal);
     // Heartbeats only after the first lease round: a replica that does not know yet whether it leads
     // would take requests in silence (the agent waits out its timeout); nobody subscribed answers
     // "no responders" at once and the agent retries within seconds. A restarted pod (same POD_NAME)
     // leads after that round and answers "unavailable" until its registry is loaded.
     await c.lease.firstRound;
+    if (!c.lease.holds()) c.leaderProbe.start(); // a follower watches whether a leader serves
     const s = subjects(deps.config.subjectPrefix);
     c.heartbeatSub = deps.nc.subscribe(s.heartbeat, {
       callback: (err, msg) => {
@@ -171,7 +169,7 @@ export class Coordinator {
     this.heartbeatSub?.unsubscribe();
     this.stopPresence?.(); // followers answer heartbeats "unavailable" from their next probe
     this.stopStatusWatch?.();
-    await Promise.all([this.leaseLoop, this.probeLoop]);
+    await Promise.all([this.leaseLoop, this.leaderProbe.stop()]);
     this.endTerm();
     await this.endingTerms;
     await this.lease.release();
@@ -182,6 +180,7 @@ export class Coordinator {
     if (this.abort.signal.aborted) return;
     this.endTerm();
     const term = this.lease.term;
+    void this.leaderProbe.stop();
     this.stopPresence = serveLeaderPresence(this.deps.nc, subjects(this.deps.config.subjectPrefix).leaderPresence, this.lease.holder, this.logger);
     this.term = new LeaderTerm({
       nc: this.deps.nc,
@@ -202,6 +201,7 @@ export class Coordinator {
     const t = this.term;
     this.term = undefined;
     if (!t) return;
+    if (!this.abort.signal.aborted) this.leaderProbe.start(); // a follower again
     const ended = t.end().catch((err: unknown) => this.logger.warn({ err: errorMessage(err) }, 'ending the leader term failed'));
     this.endingTerms = Promise.all([this.endingTerms, ended]).then(() => undefined);
   }

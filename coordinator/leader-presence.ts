@@ -49,13 +49,15 @@ export interface LeaderProbeOptions {
   readonly periodMs?: number;
   /** A probe unanswered this long counts as no leader; default 1000 ms. */
   readonly timeoutMs?: number;
-  /** Probes only while this says so (the leader does not probe itself). */
-  readonly active: () => boolean;
 }
 
-/** Follower side: probes the leader's presence subject until `signal` aborts. */
+/**
+ * Follower side: probes the leader's presence subject between start() and stop() (a replica runs it
+ * only while it follows: a leader's loop would only sleep on the injected clock for nothing).
+ */
 export class LeaderProbe {
   private state: LeaderSeen = { kind: 'unknown' };
+  private running: { readonly abort: AbortController; readonly loop: Promise<void> } | undefined;
 
   constructor(private readonly o: LeaderProbeOptions) {}
 
@@ -68,22 +70,40 @@ export class LeaderProbe {
     return this.state.kind === 'absent';
   }
 
-  /** One probe now; updates what is seen. */
+  /** One probe now; updates what is seen (unless stopped meanwhile). */
   async probe(): Promise<LeaderSeen> {
+    const run = this.running;
+    let next: LeaderSeen;
     try {
       const reply = await this.o.nc.request(this.o.subject, '', { timeout: this.o.timeoutMs ?? 1000 });
-      const holder = parseHolder(reply.string());
-      this.set({ kind: 'present', holder });
+      next = { kind: 'present', holder: parseHolder(reply.string()) };
     } catch (err) {
-      if (this.state.kind !== 'absent') this.set({ kind: 'absent', since: this.o.clock.now(), why: errorMessage(err) });
+      next = this.state.kind === 'absent' ? this.state : { kind: 'absent', since: this.o.clock.now(), why: errorMessage(err) };
     }
+    if (run === this.running) this.set(next);
     return this.state;
   }
 
-  async run(signal: AbortSignal): Promise<void> {
+  /** Starts probing (no-op if it is already). */
+  start(): void {
+    if (this.running) return;
+    const abort = new AbortController();
+    this.running = { abort, loop: this.run(abort.signal) };
+  }
+
+  /** Stops probing and forgets what it saw; resolves when the loop has ended. */
+  async stop(): Promise<void> {
+    const r = this.running;
+    this.running = undefined;
+    this.state = { kind: 'unknown' };
+    if (!r) return;
+    r.abort.abort();
+    await r.loop;
+  }
+
+  private async run(signal: AbortSignal): Promise<void> {
     while (!signal.aborted) {
-      if (this.o.active()) await this.probe();
-      else this.state = { kind: 'unknown' };
+      await this.probe();
       await this.o.clock.sleep(this.o.periodMs ?? 500, signal);
     }
   }
