@@ -188,3 +188,27 @@ test.serial('a slow gateway (answers within the fast timeout, however late) stay
     gw.close();
   }
 });
+
+test.serial('a fast target (active gateway) is probed every fastIntervalMs exactly, not on the 250 ms round grid (manual clock)', async (t) => {
+  const clock = new ManualClock();
+  const a = new Prober({ clock, logger: silentLogger(), port: PORT, intervalMs: 2000, fastIntervalMs: 300, fastTimeoutMs: 900 });
+  a.setLocalIp('127.0.0.1');
+  try {
+    await until('the probe socket bound', () => a.problem === null);
+    a.setTargets([{ name: 'gw', ip: '127.0.0.2', fast: true }]);
+    const t0 = clock.now();
+    const sentAt: number[] = [];
+    let sent = 0;
+    a.start();
+    while (clock.now() - t0 <= 1800) {
+      // The loop ticked (if due) and re-armed its sleep: a sleeper after now.
+      await until('the probe loop asleep', () => clock.wakeups.some((w) => w > clock.now()));
+      if (a.counters.requestsSent > sent) sentAt.push(clock.now() - t0);
+      sent = a.counters.requestsSent;
+      clock.advanceTo(Math.min(...clock.wakeups.filter((w) => w > clock.now())));
+    }
+    t.deepEqual(sentAt, [0, 300, 600, 900, 1200, 1500, 1800]);
+  } finally {
+    await a.stop();
+  }
+});

@@ -246,9 +246,18 @@ export class Prober {
     const signal = this.abort.signal;
     while (!signal.aborted) {
       this.tick();
-      const anyFast = this.tracks.size > this.slowCount;
-      await this.o.clock.sleep(Math.min(anyFast ? this.fastIntervalMs : Infinity, this.intervalMs, MAX_ROUND_MS), signal);
+      await this.o.clock.sleep(this.nextRoundIn(), signal);
     }
+  }
+
+  /** Until the next round: at most MAX_ROUND_MS (or intervalMs), and no later than the next fast
+   *  target is due — a fixed 250 ms round stretched the 300 ms gateway period to 250–500 ms. */
+  private nextRoundIn(): number {
+    let wait = Math.min(this.intervalMs, MAX_ROUND_MS);
+    if (this.tracks.size === this.slowCount) return wait;
+    const now = this.o.clock.now();
+    for (const tr of this.tracks.values()) if (tr.fast) wait = Math.min(wait, Math.max(1, tr.nextAt - now));
+    return wait;
   }
 
   /** One round: expire overdue probes, then probe every peer that is due (`force`: every peer). */
