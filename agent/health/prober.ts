@@ -5,7 +5,7 @@
 // responder. The rate is bounded: at most `maxProbesPerSecond` (default 250) probes leave per
 // second, so past 500 peers each peer's interval stretches (1,000 peers: every 4 s, which still
 // marks a dead path down within 15 s); sends are spread evenly over the interval (each peer has its
-// own phase, a round every ≤ 250 ms), never one burst to every peer at once. A path that loses packets in either direction loses the round trip, so a one-way
+// own phase, a round every ≤ 250 ms and when a fast target is due), never one burst to every peer at once. A path that loses packets in either direction loses the round trip, so a one-way
 // fault shows as `down` on both ends.
 //
 // The socket is bound to our overlay IP (re-bound when it changes): probes leave with it as source,
