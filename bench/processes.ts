@@ -11,6 +11,8 @@ import type { SigningKeyPair } from '../protocol/signing.ts';
 const ROOT = new URL('..', import.meta.url).pathname;
 /** The compiled coordinator, run with plain node (what bin/crosslink-coordinator execs). */
 const ENTRY = join(ROOT, 'dist', 'coordinator', 'main.js');
+/** The V8 flags bin/run-compiled gives the coordinator (test/agent-node-flags.test.ts keeps them equal). */
+export const COORDINATOR_NODE_FLAGS: readonly string[] = ['--optimize-for-size'];
 let built = false;
 
 /**
@@ -97,7 +99,7 @@ export class CoordinatorProcess {
     // XL_BENCH_COORDINATOR_NODE_FLAGS: node flags for profiling (e.g. "--cpu-prof --cpu-prof-dir=/tmp/p";
     // --cpu-prof is refused in NODE_OPTIONS). Empty by default: the measured process is unchanged.
     const nodeFlags = (process.env['XL_BENCH_COORDINATOR_NODE_FLAGS'] ?? '').split(' ').filter((f) => f !== '');
-    const child = Child.start([process.execPath, ...nodeFlags, ENTRY, ...args], { env, keepLines: 200 });
+    const child = Child.start([process.execPath, ...COORDINATOR_NODE_FLAGS, ...nodeFlags, ENTRY, ...args], { env, keepLines: 200 });
     if (child.pid === undefined) throw new CrosslinkError(`could not start ${ENTRY}`);
     return new CoordinatorProcess(child);
   }
