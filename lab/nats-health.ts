@@ -84,7 +84,7 @@ async function readJsz(runner: Runner, ctlNs: string, m: NatsMemberPlan): Promis
   if (m.monitorPort === null) return { error: 'no monitoring port (single server)' };
   const url = `http://${m.host}:${m.monitorPort}/jsz?streams=true`;
   try {
-    const r = await runner.run(['ip', 'netns', 'exec', ctlNs, 'curl', '-sS', '--max-time', '3', url], { allowFailure: true, timeoutMs: 10_000 });
+    const r = await runner.run(['ip', 'netns', 'exec', ctlNs, 'curl', '-sS', '--max-time', '5', url], { allowFailure: true, timeoutMs: 15_000 });
     if (r.exitCode !== 0) return { error: `${url}: ${(r.stderr || r.stdout).trim().slice(0, 200) || `curl exit ${r.exitCode}`}` };
     const parsed = Jsz.safeParse(JSON.parse(r.stdout));
     return parsed.success ? { jsz: parsed.data } : { error: `${url}: unexpected /jsz document (${parsed.error.issues[0]?.message ?? 'invalid'})` };
