@@ -188,13 +188,25 @@ function verifyEnvelopeNow<S extends z.ZodType>(raw: unknown, publicKey: VerifyK
   }
   const env = SignedEnvelope.safeParse(obj);
   if (!env.success) throw new SignatureError('not a signed envelope (unsigned record?)', { cause: env.error });
+  checkEnvelopeSignature(env.data, publicKey);
+  const value = openEnvelopeUnverified(env.data);
+  return schema.parse(value);
+}
+
+/**
+ * The signature check alone, for an envelope whose shape the caller has already checked
+ * (`openSignedRequest` parses the payload once, then checks the signature over the same bytes —
+ * before, it decoded and schema-parsed the payload a second time through verifyEnvelope and
+ * dropped the result). Throws SignatureError.
+ */
+export function checkEnvelopeSignature(envelope: SignedEnvelope, publicKey: VerifyKeys): void {
   const keys = typeof publicKey === 'string' ? [publicKey] : publicKey;
+  const payload = unb64(envelope.payload);
+  const sig = unb64(envelope.sig);
   const verified = keys.some((k) => {
     const pk = unb64(k);
     if (pk.length !== 32) throw new SignatureError('verification key must be 32 bytes');
-    return ed25519Verify(unb64(env.data.payload), unb64(env.data.sig), pk);
+    return ed25519Verify(payload, sig, pk);
   });
   if (!verified) throw new SignatureError(keys.length > 1 ? `signature does not verify with any of the ${keys.length} keys (forged or signed by another key)` : 'signature does not verify (forged or signed by another key)');
-  const value = openEnvelopeUnverified(env.data);
-  return schema.parse(value);
 }

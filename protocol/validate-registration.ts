@@ -15,7 +15,7 @@ import {
   type Cidr,
 } from './cidr.ts';
 import { describeZodError, RequestEnvelope, type ErrorBody, type NodeRecord, type RegistrationRequest } from './messages.ts';
-import { SignatureError, openEnvelopeUnverified, verifyEnvelope } from './signing.ts';
+import { SignatureError, checkEnvelopeSignature, openEnvelopeUnverified } from './signing.ts';
 import { FORBIDDEN_POD_RANGES, forbiddenOverlap } from './special-purpose.ts';
 
 export type Checked<T> = { readonly ok: true; readonly value: T } | { readonly ok: false; readonly error: ErrorBody };
@@ -38,10 +38,18 @@ const show = (v: unknown): string => {
  * `identityKey`. The key is learned from the unverified payload first; the signature then proves the
  * sender holds it. Whether that key may speak for the node name is the caller's (TOFU) decision.
  */
-export async function openSignedRequest<T extends { identityKey: string }>(
+export function openSignedRequest<T extends { identityKey: string }>(
   raw: Uint8Array | string,
   schema: z.ZodType<T>,
 ): Promise<Opened<T>> {
+  try {
+    return Promise.resolve(openSignedRequestNow(raw, schema));
+  } catch (err) {
+    return Promise.reject(err instanceof Error ? err : new Error(String(err)));
+  }
+}
+
+function openSignedRequestNow<T extends { identityKey: string }>(raw: Uint8Array | string, schema: z.ZodType<T>): Opened<T> {
   const text = typeof raw === 'string' ? raw : Buffer.from(raw).toString('utf8');
   let json: unknown;
   try {
@@ -66,7 +74,7 @@ export async function openSignedRequest<T extends { identityKey: string }>(
     return reject('invalid', d.field, d.message);
   }
   try {
-    await verifyEnvelope({ payload: env.data.payload, sig: env.data.sig }, parsed.data.identityKey, schema);
+    checkEnvelopeSignature({ payload: env.data.payload, sig: env.data.sig }, parsed.data.identityKey);
   } catch (err) {
     if (err instanceof SignatureError) {
       return reject('unauthorized', 'sig', `sig: signature ${show(env.data.sig)} does not verify with identityKey ${show(parsed.data.identityKey)}`);
