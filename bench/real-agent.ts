@@ -288,6 +288,8 @@ async function measure(n: number): Promise<void> {
     const idleCpu = (await processCpuMs(agentPid)) - cpu0;
     const idleLines = (await commandLines(log)).slice(idleBefore);
     const afterIdleRss = await rssMiB(agentPid, 'VmRSS');
+    // The same breakdown after the joins, leaves and idle window: is RSS growth V8's heap or native memory?
+    const memoryAfterIdle = await memoryReport(agentPid, agentLog);
     const peakRss = await rssMiB(agentPid, 'VmHWM');
     const wgGoRss = wgGoPid === undefined ? NaN : await rssMiB(wgGoPid, 'VmRSS');
 
@@ -319,6 +321,7 @@ async function measure(n: number): Promise<void> {
     row('processes the agent spawned until programmed (mutating)', `${startLines.length} (${startLines.filter(isMutating).length})`);
     row('agent RSS after convergence / after idle / peak (MiB)', `${convergedRss.toFixed(0)} / ${afterIdleRss.toFixed(0)} / ${peakRss.toFixed(0)}`);
     row('agent memory at convergence (MiB): rss, heap used / total, external, array buffers', memory);
+    row('agent memory after idle (MiB): rss, heap used / total, external, array buffers', memoryAfterIdle);
     row('wireguard-go RSS (MiB)', wgGoRss.toFixed(0));
     row(`one join → peer in wg show, p50 / p99 (ms, ${JOINS} joins)`, `${ms(percentile(joinMs, 50))} / ${ms(percentile(joinMs, 99))}`);
     row('one leave → peer gone from wg show, p50 / p99 (ms)', `${ms(percentile(leaveMs, 50))} / ${ms(percentile(leaveMs, 99))}`);
@@ -364,9 +367,11 @@ async function wireguardGoPid(iface: string): Promise<number | undefined> {
   return undefined;
 }
 
-const MEMORY_HOOK = `process.on('SIGUSR2', () => {
-  // XL_BENCH_HEAP_SNAPSHOT=<file>: a V8 heap snapshot at convergence (open it in Chrome DevTools).
-  if (process.env.XL_BENCH_HEAP_SNAPSHOT) require('node:v8').writeHeapSnapshot(process.env.XL_BENCH_HEAP_SNAPSHOT);
+const MEMORY_HOOK = `let snapshotTaken = false;
+process.on('SIGUSR2', () => {
+  // XL_BENCH_HEAP_SNAPSHOT=<file>: a V8 heap snapshot at convergence, the first report (open it in Chrome DevTools).
+  if (process.env.XL_BENCH_HEAP_SNAPSHOT && !snapshotTaken) require('node:v8').writeHeapSnapshot(process.env.XL_BENCH_HEAP_SNAPSHOT);
+  snapshotTaken = true;
   const m = process.memoryUsage();
   const spaces = require('node:v8').getHeapSpaceStatistics().map((s) => s.space_name.replace('_space', '') + '=' + (s.space_used_size / 1048576).toFixed(1) + '/' + (s.space_size / 1048576).toFixed(1));
   const mib = (x) => (x / 1048576).toFixed(1);
