@@ -11,6 +11,7 @@ import { packagePath } from '../lib/package-root.ts';
 import { ClusterName, Key32, LocationName, Topology } from '../protocol/messages.ts';
 import { JoinCredentialFile } from '../protocol/join-credential.ts';
 import { NatsUrl } from '../lib/nats-url.ts';
+import { NATS_TLS_FLAGS, applyNatsTls, natsTlsSecret, parseNatsTlsValues, type NatsTlsInput, type NatsTlsValues } from './manifests-nats-tls.ts';
 
 export const DEPLOY_DIR = packagePath('deploy') + '/';
 
@@ -43,6 +44,10 @@ const FLAGS = {
   coordinatorKey: '--coordinator-key',
   monitoring: '--monitoring',
   joinCredentialFile: '--join-credential-file',
+  natsTlsSecret: NATS_TLS_FLAGS.secret,
+  natsTlsCertFile: NATS_TLS_FLAGS.certFile,
+  natsTlsKeyFile: NATS_TLS_FLAGS.keyFile,
+  natsTlsCaFile: NATS_TLS_FLAGS.caFile,
 } as const;
 
 /** The Secret the DaemonSet mounts the join credential from (deploy/agent/daemonset.yaml). */
@@ -62,6 +67,10 @@ const ValuesSchema = z
     coordinatorKey: Key32.optional(),
     monitoring: z.boolean().optional(),
     joinCredentialFile: z.string().min(1, 'must be a file path').optional(),
+    natsTlsSecret: z.string().optional(),
+    natsTlsCertFile: z.string().min(1, 'must be a file path').optional(),
+    natsTlsKeyFile: z.string().min(1, 'must be a file path').optional(),
+    natsTlsCaFile: z.string().min(1, 'must be a file path').optional(),
   })
   .strict();
 
@@ -77,9 +86,11 @@ export interface ManifestValues {
   readonly monitoring: boolean;
   /** The join credential file's text (validated: this cluster's); rendered as a Secret. null: you create the Secret. */
   readonly joinCredential: string | null;
+  /** The agents' NATS TLS client certificate (manifests-nats-tls.ts); null: none mounted. */
+  readonly natsTls: NatsTlsValues | null;
 }
 
-export interface ManifestInput {
+export interface ManifestInput extends NatsTlsInput {
   readonly cluster?: string | undefined;
   readonly location?: string | undefined;
   readonly natsUrl?: string | undefined;
@@ -144,6 +155,7 @@ export function parseManifestValues(input: ManifestInput): ManifestValues {
     coordinatorKey: v.coordinatorKey ?? null,
     monitoring: v.monitoring ?? false,
     joinCredential: v.joinCredentialFile === undefined ? null : readJoinCredential(v.joinCredentialFile, v.cluster),
+    natsTls: parseNatsTlsValues(v),
   });
 }
 
@@ -175,6 +187,8 @@ export function renderManifests(values: ManifestValues, options: { deployDir?: s
   if (values.joinCredential !== null) {
     files.push({ name: 'join-credential.yaml', content: header + joinCredentialSecret(values.joinCredential), secret: true });
   }
+  const tlsSecret = values.natsTls === null ? null : natsTlsSecret(values.natsTls);
+  if (tlsSecret !== null) files.push({ name: 'nats-client-tls.yaml', content: header + tlsSecret, secret: true });
   if (values.monitoring) files.push({ name: MONITORING_FILE, content: header + monitoringDocuments(join(options.deployDir ?? DEPLOY_DIR, 'monitoring')) });
   return files;
 }
@@ -206,6 +220,7 @@ function applyValues(doc: Document, values: ManifestValues): void {
       if (typeof name === 'string' && name in env) item.set('value', env[name]);
     }
   }
+  if (values.natsTls !== null) applyNatsTls(doc, values.natsTls);
 }
 
 /** The agents' PodMonitor and the PrometheusRule, as shipped (the coordinator's PodMonitor belongs to the control plane's cluster). */
@@ -276,6 +291,10 @@ export function registerManifestsCommand(program: Command): void {
     .option(`${FLAGS.topology} <mode>`, 'deprecated and ignored by the coordinator: the cluster\'s enrollment decides (crosslink-coordinator cluster add --topology); still accepted: mesh | gateway')
     .option(`${FLAGS.coordinatorKey} <base64>`, 'also render the crosslink-coordinator ConfigMap with this public key')
     .option(`${FLAGS.joinCredentialFile} <file>`, `also render the ${JOIN_CREDENTIAL_SECRET} Secret from this cluster's join credential (from \`crosslink-coordinator cluster add --credential-out\`)`)
+    .option(`${FLAGS.natsTlsSecret} <name>`, 'mount this Secret (tls.crt, tls.key, ca.crt: cert-manager\'s layout) as the agents\' NATS TLS client certificate (for a NATS server with tls { verify: true })')
+    .option(`${FLAGS.natsTlsCertFile} <file>`, 'also render that Secret (default name crosslink-nats-client-tls) from this PEM client certificate (with --nats-tls-key-file)')
+    .option(`${FLAGS.natsTlsKeyFile} <file>`, 'PEM private key of --nats-tls-cert-file')
+    .option(`${FLAGS.natsTlsCaFile} <file>`, 'PEM CA of the NATS servers, rendered into the Secret as ca.crt')
     .option(FLAGS.monitoring, 'also render the agents\' PodMonitor and the Crosslink alerts (PrometheusRule; needs prometheus-operator)')
     .option('--out <dir>', 'write one file per manifest into this directory instead of printing one stream')
     .action((opts: ManifestsCommandOptions) => {

@@ -12,6 +12,7 @@ import { serviceSubjects } from '../protocol/service.ts';
 import { ServiceDirectory } from './services.ts';
 import { enrollmentNameFromKey } from '../protocol/subjects.ts';
 import { GatewayReportIntake } from './gateway-reports.ts';
+import { startConsumerReaper } from './consumer-reaper-nats.ts';
 
 /** The term hands these on to its Registry, and serves requests on `nc`. */
 export interface LeaderTermDeps extends RegistryDeps {
@@ -96,6 +97,10 @@ export class LeaderTerm {
     }).catch((err: unknown) => {
       logger.error({ err: errorMessage(err) }, 'cluster definition watch crashed');
     });
+    // Durable consumers on the bucket stream are removed at once (docs/security.md, consumer-reaper.ts).
+    const reaper = await startConsumerReaper({ nc: this.deps.nc, bucket: config.bucket, clock, logger, events: this.deps.events }).catch((err: unknown) => {
+      logger.warn({ err: errorMessage(err) }, 'consumer reaper not started');
+    });
     const interval = expiryCheckIntervalMs(config);
     while (!signal.aborted) {
       await clock.sleep(interval, signal);
@@ -107,6 +112,7 @@ export class LeaderTerm {
         logger.warn({ err: errorMessage(err) }, 'expiry round failed');
       }
     }
+    await reaper?.stop();
     await revocationsFollowed;
     await definitionsFollowed;
   }

@@ -16,6 +16,7 @@
 import { policyKeys } from '../protocol/policy/record.ts';
 import { serviceKeys, serviceSubjects } from '../protocol/service.ts';
 import { kvKeys, subjects } from '../protocol/subjects.ts';
+import { consumerCreatedAdvisory } from './consumer-reaper.ts';
 
 export type NatsRole = 'agent' | 'coordinator' | 'reader';
 
@@ -57,7 +58,9 @@ export function agentJetStreamApi(scope: PermissionScope): readonly string[] {
     // A KV watch: an ordered push consumer, server-named, its filter subject in the create subject.
     ...keys.map((k) => `$JS.API.CONSUMER.CREATE.${stream}.*.$KV.${bucket}.${k}`),
     `$JS.API.CONSUMER.INFO.${stream}.*`,
-    `$JS.API.CONSUMER.DELETE.${stream}.*`,
+    // No CONSUMER.DELETE: one agent could delete another's watch consumer (names leak through the
+    // shared `_INBOX.`). nats.js deletes only on an ordered-consumer reset (ignoring errors); the
+    // server removes an abandoned watch consumer after its inactive threshold.
     // Direct get names the key in the subject: reads are pinned to the readable keys.
     ...keys.map((k) => `$JS.API.DIRECT.GET.${stream}.$KV.${bucket}.${k}`),
   ];
@@ -79,7 +82,7 @@ export function permissionsFor(role: NatsRole, scope: PermissionScope): SubjectP
     const presence = subjects(p).leaderPresence;
     return {
       publish: { allow: [`$KV.${bucket}.>`, '$JS.API.>', `$JS.ACK.${stream}.>`, `$JS.FC.${stream}.>`, `${COORDINATOR_INBOX_PREFIX}.>`, presence], deny: [] },
-      subscribe: { allow: [...requestSubjects(p), `${COORDINATOR_INBOX_PREFIX}.>`, presence], deny: [] },
+      subscribe: { allow: [...requestSubjects(p), `${COORDINATOR_INBOX_PREFIX}.>`, presence, consumerCreatedAdvisory(stream)], deny: [] },
       // Replies to the agents' requests (their reply subjects are mapped into this account).
       allowResponses: true,
     };
@@ -87,7 +90,7 @@ export function permissionsFor(role: NatsRole, scope: PermissionScope): SubjectP
   return {
     publish: {
       allow: [...(role === 'agent' ? requestSubjects(p) : []), ...agentJetStreamApi(scope), `$JS.FC.${stream}.>`],
-      deny: ['$KV.>', '$JS.API.CONSUMER.DURABLE.CREATE.>', `$JS.API.CONSUMER.CREATE.${stream}`, '$JS.API.STREAM.MSG.GET.>'],
+      deny: ['$KV.>', '$JS.API.CONSUMER.DURABLE.CREATE.>', `$JS.API.CONSUMER.CREATE.${stream}`, '$JS.API.STREAM.MSG.GET.>', '$JS.API.CONSUMER.DELETE.>'],
     },
     // Only inboxes: replies and watch deliveries. Never the request subjects (no sniffing registrations).
     subscribe: { allow: ['_INBOX.>'], deny: [`${p}.>`] },
@@ -140,6 +143,8 @@ export function renderAccounts(users: readonly NatsUserSpec[], scope: Permission
     '    exports: [',
     ...coordinatorStore.map((s) => svc(s, C)),
     str(`${COORDINATOR_INBOX_PREFIX}.>`, C),
+    // The leader's consumer reaper hears of every new consumer on the bucket (consumer-reaper.ts).
+    str(consumerCreatedAdvisory(stream), C),
     ...agentStore.map((s) => svc(s, A)),
     svc(flowControl, `${C}, ${A}`),
     str('_INBOX.>', A),
@@ -152,6 +157,7 @@ export function renderAccounts(users: readonly NatsUserSpec[], scope: Permission
     '    imports: [',
     ...[...coordinatorStore, flowControl].map((s) => imp('service', S, s)),
     imp('stream', S, `${COORDINATOR_INBOX_PREFIX}.>`),
+    imp('stream', S, consumerCreatedAdvisory(stream)),
     '    ]',
     '    exports: [',
     ...requestSubjects(p).map((s) => svc(s, A)),

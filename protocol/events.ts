@@ -17,6 +17,7 @@ export const EventType = z.enum([
   'node-left',
   'node-expired',
   'node-revoked',
+  'consumer-removed',
   // agent
   'wireguard-restarted',
   'reconcile-failed',

@@ -19,6 +19,8 @@ import { FakeApiServer } from './helpers/fake-apiserver.ts';
 import { parseAgentConfig } from '../agent/config.ts';
 import { formatJoinCredential, generateJoinCredential } from '../protocol/join-credential.ts';
 import { RUN_FLAGS, parseCoordinatorConfig, type RawRunOptions } from '../coordinator/config.ts';
+import { DEFAULT_NATS_TLS_SECRET, NATS_TLS_MOUNT } from '../cli/manifests-nats-tls.ts';
+import { makeCa, makeCert } from './helpers/tls-certs.ts';
 
 const run = promisify(execFile);
 const VERSION = packageVersion();
@@ -44,8 +46,9 @@ function parseDocs(file: string, text = readFileSync(file, 'utf8')): Doc[] {
 }
 
 // deploy/monitoring/ holds prometheus-operator custom resources (no core API model to check them
-// against): test/metrics-rules.test.ts checks those.
-const FILES = yamlFiles(DEPLOY_DIR).filter((f) => !relative(DEPLOY_DIR, f).startsWith('monitoring/'));
+// against): test/metrics-rules.test.ts checks those. *.cert-manager.yaml: cert-manager resources,
+// checked in test/manifests-nats-tls.test.ts.
+const FILES = yamlFiles(DEPLOY_DIR).filter((f) => !relative(DEPLOY_DIR, f).startsWith('monitoring/') && !f.endsWith('.cert-manager.yaml'));
 const DOCS = FILES.flatMap((f) => parseDocs(f));
 
 const o = (v: unknown): Obj => (v !== null && typeof v === 'object' && !Array.isArray(v) ? (v as Obj) : {});
@@ -282,6 +285,107 @@ test('manifests --join-credential-file refused: another cluster\'s credential, n
   t.throws(() => parseManifestValues({ ...VALUES, joinCredentialFile: join(dir, 'missing.json') }), { instanceOf: ValidationError, message: /cannot read/ });
 });
 
+// ---- NATS TLS client certificates ----
+
+function renderedDaemonSet(files: readonly { name: string; content: string }[]): Obj {
+  return parseDocs('daemonset.yaml', files.find((f) => f.name === 'daemonset.yaml')!.content)[0]!.obj;
+}
+
+test('manifests --nats-tls-secret: the DaemonSet mounts that Secret read-only and the agent config points at its files', (t) => {
+  const plain = renderManifests(parseManifestValues(VALUES));
+  const files = renderManifests(parseManifestValues({ ...VALUES, natsTlsSecret: 'nats-client-eu1' }));
+  t.deepEqual(files.map((f) => f.name), plain.map((f) => f.name), 'no Secret rendered: it exists already');
+  const ds = renderedDaemonSet(files);
+  t.deepEqual(schemaErrors(ds), []);
+  const c = container(ds);
+  const volume = a(podSpec(ds)['volumes']).map(o).find((v) => at(v, 'secret', 'secretName') === 'nats-client-eu1');
+  t.truthy(volume, 'the Secret is a volume');
+  t.is(at(volume, 'secret', 'defaultMode'), 0o400);
+  t.deepEqual(a(at(volume, 'secret', 'items')).map((i) => o(i)['key']), ['tls.crt', 'tls.key', 'ca.crt']);
+  const mount = a(c['volumeMounts']).map(o).find((m) => m['name'] === volume?.['name']);
+  t.like(mount, { mountPath: NATS_TLS_MOUNT, readOnly: true });
+  const env = containerEnv(c, { NODE_NAME: 'n1', POD_IP: '10.0.0.5', CROSSLINK_COORDINATOR_KEY: 'YWJjZGVmZ2hpamtsbW5vcHFyc3R1dnd4eXoxMjM0NTY=' });
+  const config = parseAgentConfig((c['args'] as string[]).slice(1), { env: { ...env, KUBERNETES_SERVICE_HOST: '10.96.0.1' }, hostname: 'ignored' });
+  t.deepEqual(config.nats.tls, { caFile: `${NATS_TLS_MOUNT}/ca.crt`, certFile: `${NATS_TLS_MOUNT}/tls.crt`, keyFile: `${NATS_TLS_MOUNT}/tls.key` });
+  // Without the flag: no client certificate, and nothing else changed by the option.
+  const plainDs = renderedDaemonSet(plain);
+  t.is(envOf(container(plainDs)).get('CROSSLINK_NATS_TLS_CERT'), undefined);
+  const stripped = structuredClone(ds);
+  const sc = container(stripped);
+  sc['env'] = a(sc['env']).filter((e) => !String(o(e)['name']).startsWith('CROSSLINK_NATS_TLS_'));
+  sc['volumeMounts'] = a(sc['volumeMounts']).filter((m) => o(m)['name'] !== volume?.['name']);
+  podSpec(stripped)['volumes'] = a(podSpec(stripped)['volumes']).filter((v) => o(v)['name'] !== volume?.['name']);
+  t.deepEqual(stripped, plainDs);
+});
+
+test('manifests --nats-tls-cert-file/-key-file/-ca-file: renders the Secret the DaemonSet mounts (0600); mismatched or unusable files refused', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'xl-natstls-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  await makeCa(dir);
+  await makeCert(dir, 'client', 'client');
+  await makeCert(dir, 'other', 'client');
+  await makeCert(dir, 'server', 'server');
+  const p = (f: string): string => join(dir, f);
+  const tlsFiles = { natsTlsCertFile: p('client.pem'), natsTlsKeyFile: p('client.key'), natsTlsCaFile: p('ca.pem') };
+  const files = renderManifests(parseManifestValues({ ...VALUES, ...tlsFiles }));
+  const f = files.find((x) => x.name === 'nats-client-tls.yaml');
+  t.truthy(f);
+  t.true(f?.secret);
+  const secret = parseDocs('nats-client-tls.yaml', f!.content)[0]!.obj;
+  t.deepEqual(schemaErrors(secret), []);
+  t.like(secret, { kind: 'Secret', type: 'kubernetes.io/tls', metadata: { name: DEFAULT_NATS_TLS_SECRET, namespace: 'crosslink-system' } });
+  t.deepEqual(at(secret, 'stringData'), { 'tls.crt': readFileSync(p('client.pem'), 'utf8'), 'tls.key': readFileSync(p('client.key'), 'utf8'), 'ca.crt': readFileSync(p('ca.pem'), 'utf8') });
+  t.is(at(a(podSpec(renderedDaemonSet(files))['volumes']).map(o).find((v) => v['name'] === 'nats-client-tls'), 'secret', 'secretName'), DEFAULT_NATS_TLS_SECRET);
+  // Named by --nats-tls-secret; without a CA file no ca.crt and no CROSSLINK_NATS_TLS_CA.
+  const named = renderManifests(parseManifestValues({ ...VALUES, natsTlsSecret: 'eu1-nats', natsTlsCertFile: p('client.pem'), natsTlsKeyFile: p('client.key') }));
+  t.is(at(parseDocs('s', named.find((x) => x.name === 'nats-client-tls.yaml')!.content)[0]!.obj, 'metadata', 'name'), 'eu1-nats');
+  t.is(envOf(container(renderedDaemonSet(named))).get('CROSSLINK_NATS_TLS_CA'), undefined);
+  const out = join(dir, 'out');
+  runManifests({ ...VALUES, ...tlsFiles, out }, () => undefined);
+  t.is(statSync(join(out, 'nats-client-tls.yaml')).mode & 0o777, 0o600);
+
+  const refused: [string, Record<string, string>, RegExp][] = [
+    ['key of another certificate', { ...tlsFiles, natsTlsKeyFile: p('other.key') }, /^--nats-tls-key-file: .*other\.key" is not valid; is not the private key of/],
+    ['certificate without key', { natsTlsCertFile: p('client.pem') }, /^--nats-tls-key-file: \(missing\) is not valid; required with --nats-tls-cert-file/],
+    ['CA without a certificate', { natsTlsCaFile: p('ca.pem') }, /^--nats-tls-ca-file: .* is not valid; only with --nats-tls-cert-file/],
+    ['a server certificate', { natsTlsCertFile: p('server.pem'), natsTlsKeyFile: p('server.key') }, /^--nats-tls-cert-file: .* not valid for TLS client authentication/],
+    ['a key as certificate', { natsTlsCertFile: p('client.key'), natsTlsKeyFile: p('client.key') }, /^--nats-tls-cert-file: .* must be a PEM certificate/],
+    ['missing file', { ...tlsFiles, natsTlsCaFile: p('missing.pem') }, /^--nats-tls-ca-file: .* cannot read/],
+    ['Secret name', { natsTlsSecret: 'Not_A_Name' }, /^--nats-tls-secret: "Not_A_Name" is not valid; must be a Secret name/],
+  ];
+  for (const [what, input, message] of refused) t.throws(() => parseManifestValues({ ...VALUES, ...input }), { instanceOf: ValidationError, message }, what);
+});
+
+test('nats-tls.cert-manager.yaml: one CA issues the server, coordinator and agent certificates into the Secrets the manifests mount', (t) => {
+  const docs = parseDocs(join(DEPLOY_DIR, 'control-plane', 'nats-tls.cert-manager.yaml')).map((d) => d.obj);
+  const certs = docs.filter((d) => d['kind'] === 'Certificate');
+  const issuers = new Map(docs.filter((d) => d['kind'] === 'Issuer').map((d) => [String(at(d, 'metadata', 'name')), d]));
+  for (const d of docs) {
+    t.is(d['apiVersion'], 'cert-manager.io/v1');
+    t.is(at(d, 'metadata', 'namespace'), 'crosslink-system');
+  }
+  const bySecret = new Map(certs.map((c) => [String(at(c, 'spec', 'secretName')), c]));
+  // Every certificate's issuer exists; the leaf certificates come from the CA issuer, whose key is the CA certificate's.
+  for (const c of certs) t.true(issuers.has(String(at(c, 'spec', 'issuerRef', 'name'))), `${String(at(c, 'metadata', 'name'))}: issuer exists`);
+  const caIssuer = [...issuers.values()].find((i) => at(i, 'spec', 'ca') !== undefined);
+  t.is(at(bySecret.get(String(at(caIssuer, 'spec', 'ca', 'secretName'))), 'spec', 'isCA'), true);
+  // The Secrets the shipped manifests mount.
+  const natsSecret = a(podSpec(only('StatefulSet', 'crosslink-nats'))['volumes']).map(o).find((v) => v['name'] === 'tls');
+  const coordSecret = a(podSpec(only('Deployment', 'crosslink-coordinator'))['volumes']).map(o).find((v) => v['name'] === 'nats-client-tls');
+  const server = bySecret.get(String(at(natsSecret, 'secret', 'secretName')));
+  const coordinator = bySecret.get(String(at(coordSecret, 'secret', 'secretName')));
+  t.deepEqual(at(server, 'spec', 'usages'), ['server auth']);
+  t.true(a(at(server, 'spec', 'dnsNames')).includes('crosslink-nats.crosslink-system.svc'), 'the name the coordinator dials');
+  t.deepEqual(at(coordinator, 'spec', 'usages'), ['client auth']);
+  const agents = certs.filter((c) => String(at(c, 'spec', 'secretName')).startsWith('crosslink-agent-'));
+  t.true(agents.length >= 1);
+  for (const c of [server, coordinator, ...agents]) t.is(at(c, 'spec', 'issuerRef', 'name'), at(caIssuer, 'metadata', 'name'));
+  for (const c of agents) t.deepEqual(at(c, 'spec', 'usages'), ['client auth']);
+  // The coordinator dials the name the server certificate carries.
+  const url = String(envOf(container(only('Deployment', 'crosslink-coordinator'))).get('CROSSLINK_NATS_URL')?.['value']);
+  t.true(a(at(server, 'spec', 'dnsNames')).includes(new URL(url).hostname), url);
+});
+
 test('RBAC: the agent may get/list/watch/patch nodes, patch nodes/status, create/update Events, read what services export and keep ServiceImports — nothing else', (t) => {
   const role = only('ClusterRole', 'crosslink-agent');
   t.deepEqual(role['rules'], [
@@ -389,6 +493,13 @@ test('NATS: the shipped nats.conf is accepted by nats-server -t', async (t) => {
   try {
     const { stderr, stdout } = await run('nats-server', ['-t', '-c', join(dir, 'config', 'nats.conf')], { timeout: 20_000, env: { ...process.env, SERVER_NAME: 'crosslink-nats-0' } });
     t.regex(stdout + stderr, /is valid/);
+    // The client-certificate option, uncommented as docs/kubernetes.md says (ca.crt as cert-manager writes it).
+    const verifying = natsConfigText().replaceAll('/etc/nats/tls', join(dir, 'tls')).replace(/# (ca_file: .*)\n(\s*)# (verify: true)/, '$1\n$2$3');
+    t.regex(verifying, /^\s*verify: true$/m);
+    writeFileSync(join(dir, 'config', 'nats.conf'), verifying);
+    writeFileSync(join(dir, 'tls', 'ca.crt'), readFileSync(join(dir, 'tls', 'tls.crt')));
+    const v = await run('nats-server', ['-t', '-c', join(dir, 'config', 'nats.conf')], { timeout: 20_000, env: { ...process.env, SERVER_NAME: 'crosslink-nats-0' } });
+    t.regex(v.stdout + v.stderr, /is valid/);
   } catch (err) {
     const e = err as NodeJS.ErrnoException & { stderr?: string };
     if (e.code === 'ENOENT') {
@@ -532,6 +643,14 @@ test('the coordinator Deployment env is a valid coordinator configuration', (t) 
   }
   const config = parseCoordinatorConfig(raw);
   t.like(config, { replicas: 3, natsCreds: '/etc/crosslink/nats/nats.creds', signingKeyFile: '/etc/crosslink/signing/coordinator.key' });
+  // Its NATS TLS client certificate and the servers' CA, from the mounted crosslink-coordinator-nats-tls Secret.
+  const spec = podSpec(only('Deployment', 'crosslink-coordinator'));
+  const volume = a(spec['volumes']).map(o).find((v) => at(v, 'secret', 'secretName') === 'crosslink-coordinator-nats-tls');
+  const mount = a(c['volumeMounts']).map(o).find((m) => m['name'] === volume?.['name']);
+  t.is(mount?.['readOnly'], true);
+  const dir = String(mount?.['mountPath']);
+  t.deepEqual(config.nats.tls, { caFile: `${dir}/ca.crt`, certFile: `${dir}/tls.crt`, keyFile: `${dir}/tls.key` });
+  t.deepEqual(a(at(volume, 'secret', 'items')).map((i) => o(i)['path']).sort(), ['ca.crt', 'tls.crt', 'tls.key']);
   t.is(config.overlayCidr.text, '100.96.0.0/16');
 });
 
@@ -553,7 +672,7 @@ test('kubectl apply --dry-run=client accepts every rendered file and the control
   });
   const kubeconfig = join(dir, 'kubeconfig');
   writeFileSync(kubeconfig, server.kubeConfig().exportConfig());
-  runManifests({ ...VALUES, coordinatorKey: 'YWJjZGVmZ2hpamtsbW5vcHFyc3R1dnd4eXoxMjM0NTY=', out: join(dir, 'rendered') }, () => undefined);
+  runManifests({ ...VALUES, coordinatorKey: 'YWJjZGVmZ2hpamtsbW5vcHFyc3R1dnd4eXoxMjM0NTY=', natsTlsSecret: 'nats-client-eu1', out: join(dir, 'rendered') }, () => undefined);
   const files = [...yamlFiles(join(dir, 'rendered')), ...FILES.filter((f) => f.includes('/control-plane/'))];
   for (const file of files) {
     // --validate=false: schema validation needs the server's OpenAPI document; the model check above covers it.

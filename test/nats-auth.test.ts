@@ -3,12 +3,11 @@
 // real Coordinator in its account. Each role can do what it needs (a real registration, heartbeat,
 // MeshWatch); what it must not do is refused by the server.
 import test from 'ava';
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
-import { jetstreamManager } from '@nats-io/jetstream';
+import { AckPolicy, jetstreamManager } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { connectNats, natsFlagOf, natsSettingsFrom, redactUrl, RECONNECT_ONE_SHOT, type NatsSettings, type RawNatsOptions } from '../lib/nats-connect.ts';
@@ -23,8 +22,12 @@ import { systemClock } from '../lib/clock.ts';
 import { silentLogger } from '../lib/logger.ts';
 import { generateSigningKeyPair, type SigningKeyPair } from '../protocol/signing.ts';
 import { TestEnrollment } from './helpers/enrollment.ts';
+import { makeCa, makeCert, makeCerts } from './helpers/tls-certs.ts';
+import { parseManifestValues, renderManifests } from '../cli/manifests.ts';
+import { parseAgentConfig } from '../agent/config.ts';
+import { parseAllDocuments } from 'yaml';
+import { pino } from 'pino';
 
-const run = promisify(execFile);
 const BUCKET = 'crosslink';
 const P = 'crosslink.v1';
 
@@ -33,20 +36,6 @@ interface Lab {
   port: number;
   server: ChildProcess;
   log: string;
-}
-
-async function openssl(dir: string, ...args: string[]): Promise<void> {
-  await run('openssl', args, { cwd: dir });
-}
-
-async function makeCerts(dir: string): Promise<void> {
-  await openssl(dir, 'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', 'ca.key', '-out', 'ca.pem', '-days', '1', '-subj', '/CN=xl-test-ca');
-  await writeFile(join(dir, 'server.ext'), 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n');
-  await writeFile(join(dir, 'client.ext'), 'extendedKeyUsage=clientAuth\n');
-  for (const who of ['server', 'client']) {
-    await openssl(dir, 'req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', `${who}.key`, '-out', `${who}.csr`, '-subj', `/CN=xl-test-${who}`);
-    await openssl(dir, 'x509', '-req', '-in', `${who}.csr`, '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-out', `${who}.pem`, '-days', '1', '-extfile', `${who}.ext`);
-  }
 }
 
 const PASSWORDS = { coordinator: 'c-secret-1', agent: 'a-secret-2', reader: 'r-secret-3' };
@@ -127,6 +116,7 @@ let coordinatorNc: NatsConnection;
 let coordinator: Coordinator;
 let signingKey: SigningKeyPair;
 let enrollment: TestEnrollment;
+const coordinatorWarnings: string[] = [];
 const cleanup: (() => Promise<void> | void)[] = [];
 
 test.before(async () => {
@@ -139,7 +129,9 @@ test.before(async () => {
     inboxPrefix: COORDINATOR_INBOX_PREFIX,
   });
   const config = parseCoordinatorConfig({ bucket: BUCKET, subjectPrefix: P, nodeTtl: '30s', leaseTtl: '5s' });
-  coordinator = await Coordinator.start({ nc: coordinatorNc, clock: systemClock, logger: silentLogger(), config, signingKey });
+  // Its warnings are kept: the consumer reaper logs each removal there (its events are covered by test/consumer-reaper.test.ts).
+  const logger = pino({ level: 'warn' }, { write: (line: string) => void coordinatorWarnings.push(line) });
+  coordinator = await Coordinator.start({ nc: coordinatorNc, clock: systemClock, logger, config, signingKey });
   await waitFor(() => coordinator.isLeader(), { timeoutMs: 15_000, what: 'coordinator leadership' });
   // Cluster enrollment goes through the coordinator's account (the operator's admin commands do the same).
   enrollment = new TestEnrollment(await new Kvm(coordinatorNc).open(BUCKET), signingKey);
@@ -235,9 +227,6 @@ test.serial('agent: no reading ipam, revocations or the lease; no writes; no con
   const hijack = await outcome(jsm.consumers.add(stream, { name: 'hijack', deliver_subject: `${P}.heartbeat`, filter_subject: `$KV.${BUCKET}.nodes.>` }));
   const cjsm = await jetstreamManager(coordinatorNc, { timeout: 5000 });
   t.log(`named push consumer on nodes.> delivering to ${P}.heartbeat: ${hijack}`);
-  // Known limit on nats-server 2.9 (docs/security.md): a durable on a readable range cannot be told
-  // from a watch by subject; it can only read what the agent may read anyway.
-  t.log(`durable on nodes.>: ${await outcome(jsm.consumers.add(stream, { durable_name: 'd1', name: 'd1', filter_subject: `$KV.${BUCKET}.nodes.>` }).then(() => cjsm.consumers.delete(stream, 'd1')))}`);
   if (hijack === 'ok') {
     const info = await cjsm.consumers.info(stream, 'hijack');
     t.not(info.push_bound, true, 'no interest on the deliver subject in the STORE account');
@@ -255,6 +244,65 @@ test.serial('agent: no reading ipam, revocations or the lease; no writes; no con
   // The bucket is unchanged.
   t.is(await ckv.get('nodes.evil'), null);
   t.not(await ckv.get('nodes.node-a'), null);
+});
+
+test.serial('agent consumers on nats-server 2.9: a durable on a readable range is created, and the leader removes it at once; legacy durable creates refused; no deleting another agent\'s watch', async (t) => {
+  const stream = `KV_${BUCKET}`;
+  const nc = await agentConnection('xl-test-agent-durable');
+  const jsm = await jetstreamManager(nc, { timeout: 5000 });
+  const cjsm = await jetstreamManager(coordinatorNc, { timeout: 5000 });
+  const removed = (): { consumer?: string; found?: string }[] =>
+    coordinatorWarnings.map((l) => JSON.parse(l) as { msg: string; consumer?: string; found?: string }).filter((l) => l.msg.startsWith('removed a durable consumer'));
+  const exists = async (name: string): Promise<boolean> => (await outcome(cjsm.consumers.info(stream, name))) === 'ok';
+
+  // Fact: the new-style create subject with durable_name in the body makes a DURABLE consumer (the
+  // subject is the one a KV watch uses; permissions cannot see the body).
+  const created = await outcome(jsm.consumers.add(stream, { durable_name: 'evil-durable', filter_subject: `$KV.${BUCKET}.nodes.>`, ack_policy: AckPolicy.None }));
+  t.is(created, 'ok', 'the server creates it for an agent credential');
+  // The leader's reaper removes it (consumer-created advisory), logs it and publishes an event.
+  const seen = await waitFor(async () => {
+    const event = removed().find((d) => d.consumer === 'evil-durable');
+    return event !== undefined && !(await exists('evil-durable')) ? event : undefined;
+  }, { timeoutMs: 15_000, what: 'the durable consumer removed by the coordinator' });
+  t.is(seen.found, 'advisory');
+
+  // Legacy DURABLE.CREATE: refused by permissions.
+  const legacyBody = (name: string): string => JSON.stringify({ stream_name: stream, config: { durable_name: name, filter_subject: `$KV.${BUCKET}.nodes.>`, ack_policy: 'none', deliver_policy: 'all' } });
+  t.regex(await outcome(nc.request(`$JS.API.CONSUMER.DURABLE.CREATE.${stream}.evil2`, legacyBody('evil2'), { timeout: 4000 })), denied, 'legacy DURABLE.CREATE');
+  // Legacy 5-token CONSUMER.CREATE: refused by permissions; and the server itself refuses durable_name
+  // there (asked with the coordinator's credential, which may call it).
+  t.regex(await outcome(nc.request(`$JS.API.CONSUMER.CREATE.${stream}`, legacyBody('evil3'), { timeout: 4000 })), denied, 'legacy 5-token create (agent)');
+  const serverSays = (await coordinatorNc.request(`$JS.API.CONSUMER.CREATE.${stream}`, legacyBody('evil3'), { timeout: 4000 })).json<{ error?: { description?: string } }>();
+  t.regex(serverSays.error?.description ?? 'no error', /durable/i, 'nats-server 2.9 refuses durable_name on the legacy ephemeral subject');
+  t.false(await exists('evil3'));
+  // Consumers on internal keys: refused.
+  for (const key of ['ipam.node-a', 'coordinator.lease', 'revoked.>', 'identities.>']) {
+    t.regex(await outcome(jsm.consumers.add(stream, { durable_name: 'evil4', filter_subject: `$KV.${BUCKET}.${key}`, ack_policy: AckPolicy.None })), denied, `consumer on ${key}`);
+  }
+
+  // Another agent's watch: its consumer name leaks through the shared _INBOX. (deliveries carry
+  // `$JS.ACK.<stream>.<consumer>.…`), but the agent credential cannot delete it.
+  const victim = await agentConnection('xl-test-agent-victim');
+  const sniffed: string[] = [];
+  const spy = nc.subscribe('_INBOX.>', {
+    callback: (_e, m) => {
+      if (m.reply?.startsWith(`$JS.ACK.${stream}.`)) sniffed.push(m.reply.split('.')[3] ?? '');
+    },
+  });
+  await nc.flush();
+  const watch = await (await new Kvm(victim).open(BUCKET)).watch({ key: 'nodes.>' });
+  cleanup.push(() => watch.stop());
+  const victimSaw: string[] = [];
+  void (async () => {
+    for await (const e of watch) victimSaw.push(e.key);
+  })();
+  const name = await waitFor(() => sniffed[0], { timeoutMs: 10_000, what: 'the victim\'s watch consumer name on _INBOX.>' });
+  spy.unsubscribe();
+  t.true(await exists(name), `the victim's consumer ${name} exists`);
+  t.regex(await outcome(jsm.consumers.delete(stream, name)), denied, 'delete another agent\'s consumer');
+  t.true(await exists(name), 'and it still exists');
+  t.is(removed().filter((d) => d.consumer === name).length, 0, 'the reaper leaves watches alone');
+  t.true(victimSaw.length > 0, 'the victim\'s watch delivers');
 });
 
 test.serial('reader (CLI): reads nodes; cannot register, write or read ipam', async (t) => {
@@ -282,4 +330,79 @@ test('TLS and authentication are enforced: no client certificate, a wrong passwo
   t.regex(await outcome(connectNats(settings(lab, { natsUser: 'crosslink-agent', natsPassword: 'wrong' }), 'xl-test-wrong', RECONNECT_ONE_SHOT).then((c) => c.close())), /authorization/i);
   const plain = natsSettingsFrom({ urls: [`nats://127.0.0.1:${lab.port}`], natsUser: 'crosslink-agent', natsPassword: PASSWORDS.agent }, natsFlagOf, '--nats-url');
   t.not(await outcome(connectNats(plain, 'xl-test-plain', RECONNECT_ONE_SHOT).then((c) => c.close())), 'ok');
+});
+
+interface EnvVar {
+  name: string;
+  value?: string;
+}
+interface SecretVolume {
+  name: string;
+  secret?: { secretName: string; items: { key: string; path: string }[] };
+}
+interface DaemonSetShape {
+  spec: { template: { spec: { volumes: SecretVolume[]; containers: { env: EnvVar[]; volumeMounts: { name: string; mountPath: string }[] }[] } } };
+}
+
+/**
+ * What a node runs after `crosslink manifests --nats-tls-cert-file … | kubectl apply`: the rendered
+ * Secret's items written under the DaemonSet's mount path (as the kubelet does; here a directory of
+ * the test) and the agent configuration parsed from the DaemonSet's env.
+ */
+async function agentFromManifests(certDir: string, cert: string, mountDir: string, withCert = true): Promise<NatsConnection> {
+  const values = parseManifestValues({
+    cluster: 'c1',
+    location: 'l1',
+    natsUrl: `tls://127.0.0.1:${lab.port}`,
+    natsTlsCertFile: join(certDir, `${cert}.pem`),
+    natsTlsKeyFile: join(certDir, `${cert}.key`),
+    natsTlsCaFile: join(lab.dir, 'ca.pem'),
+  });
+  const files = renderManifests(values);
+  const secret = parseAllDocuments(files.find((f) => f.name === 'nats-client-tls.yaml')?.content ?? '')[0]?.toJS() as { metadata: { name: string }; stringData: Record<string, string> };
+  const ds = parseAllDocuments(files.find((f) => f.name === 'daemonset.yaml')?.content ?? '')[0]?.toJS() as DaemonSetShape;
+  const pod = ds.spec.template.spec;
+  const container = pod.containers[0]!;
+  const volume = pod.volumes.find((v) => v.secret?.secretName === secret.metadata.name);
+  const mount = container.volumeMounts.find((m) => m.name === volume?.name);
+  if (!volume?.secret || !mount) throw new Error('the rendered DaemonSet does not mount the rendered Secret');
+  await mkdir(mountDir, { recursive: true });
+  for (const item of volume.secret.items) await writeFile(join(mountDir, item.path), secret.stringData[item.key] ?? '', { mode: 0o400 });
+  await writeFile(join(lab.dir, 'agent.password'), `${PASSWORDS.agent}\n`, { mode: 0o600 });
+  const env: Record<string, string> = {};
+  for (const e of container.env) if (typeof e.value === 'string') env[e.name] = e.value.replaceAll(mount.mountPath, mountDir);
+  // This test server authenticates by password, not a .creds file.
+  delete env['CROSSLINK_NATS_CREDS'];
+  if (!withCert) {
+    delete env['CROSSLINK_NATS_TLS_CERT'];
+    delete env['CROSSLINK_NATS_TLS_KEY'];
+  }
+  const config = parseAgentConfig([], {
+    env: {
+      ...env,
+      NODE_NAME: 'node-m',
+      POD_IP: '10.0.0.5',
+      CROSSLINK_HEALTH_ADDR: '127.0.0.1:9471',
+      CROSSLINK_COORDINATOR_KEY: signingKey.publicKey,
+      CROSSLINK_NATS_USER: 'crosslink-agent',
+      CROSSLINK_NATS_PASSWORD_FILE: join(lab.dir, 'agent.password'),
+      KUBERNETES_SERVICE_HOST: '10.96.0.1',
+    },
+    hostname: 'ignored',
+  });
+  return await connectNats(config.nats, 'xl-test-manifests-agent', RECONNECT_ONE_SHOT);
+}
+
+test('manifests: an agent with the client certificate Secret `crosslink manifests` renders and mounts connects to a verify: true server; without it, or with another CA\'s, it is refused', async (t) => {
+  const nc = await agentFromManifests(lab.dir, 'client', join(lab.dir, 'mount-ok'));
+  cleanup.push(() => nc.close().catch(() => undefined));
+  const kv = await new Kvm(nc).open(BUCKET, { allow_direct: true });
+  t.not(await kv.get('nodes.node-a'), null, 'the agent reads what it may');
+  t.not(await outcome(agentFromManifests(lab.dir, 'client', join(lab.dir, 'mount-nocert'), false).then((c) => c.close())), 'ok', 'no client certificate: refused');
+  // A certificate signed by another CA (an attacker's own), mounted the same way.
+  const rogue = join(lab.dir, 'rogue');
+  await mkdir(rogue);
+  await makeCa(rogue);
+  await makeCert(rogue, 'client', 'client');
+  t.not(await outcome(agentFromManifests(rogue, 'client', join(lab.dir, 'mount-rogue')).then((c) => c.close())), 'ok', 'a certificate of another CA: refused');
 });

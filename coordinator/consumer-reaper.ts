@@ -1,0 +1,127 @@
+// The leader removes every DURABLE consumer on the bucket's stream within moments of its creation.
+// Crosslink creates none (KV watches are ordered, ephemeral consumers), but on nats-server 2.9 an
+// agent credential can: a durable is created on the same subject as a KV watch
+// (`$JS.API.CONSUMER.CREATE.KV_<b>.<name>.<filter>`) and differs only in `durable_name` in the body,
+// which subject permissions cannot see (docs/security.md). The server's consumer-created advisory
+// triggers a check within milliseconds; a periodic sweep catches what an advisory missed (leader
+// change, reconnect). Each removal is logged and published as a `consumer-removed` event.
+import type { Clock } from '../lib/clock.ts';
+import { errorMessage } from '../lib/errors.ts';
+import type { Logger } from '../lib/logger.ts';
+import type { EventInput, EventPublisher } from '../protocol/events.ts';
+
+/** What the reaper needs of a consumer (a nats.js ConsumerInfo fits). */
+export interface ConsumerView {
+  readonly name: string;
+  readonly config: { readonly durable_name?: string | undefined; readonly filter_subject?: string | undefined; readonly deliver_subject?: string | undefined };
+}
+
+/** The consumer API of one stream (test fakes implement it; `natsConsumerApi` adapts nats.js). */
+export interface ConsumerApi {
+  /** Every consumer of the stream. */
+  list(): Promise<readonly ConsumerView[]>;
+  /** null when it no longer exists. */
+  info(name: string): Promise<ConsumerView | null>;
+  delete(name: string): Promise<void>;
+}
+
+/** The advisory subject for consumers created on `stream` (the last token is the consumer's name). */
+export function consumerCreatedAdvisory(stream: string): string {
+  return `$JS.EVENT.ADVISORY.CONSUMER.CREATED.${stream}.*`;
+}
+
+export interface ConsumerReaperDeps {
+  readonly stream: string;
+  readonly api: ConsumerApi;
+  readonly clock: Clock;
+  readonly logger: Logger;
+  readonly events?: EventPublisher | undefined;
+  /** Full sweep period (the advisories do the fast path). Default 60 s. */
+  readonly sweepIntervalMs?: number;
+}
+
+export function consumerRemovedEvent(stream: string, c: ConsumerView, how: 'advisory' | 'sweep'): EventInput {
+  return {
+    type: 'consumer-removed',
+    severity: 'warning',
+    message: `removed durable consumer ${c.name} on ${stream} (filter ${c.config.filter_subject ?? 'none'}): Crosslink creates none; a NATS credential with consumer-create rights made it`,
+    details: { stream, consumer: c.name, filter: c.config.filter_subject ?? null, deliverSubject: c.config.deliver_subject ?? null, found: how },
+  };
+}
+
+export class ConsumerReaper {
+  private readonly abort = new AbortController();
+  private loop: Promise<void> = Promise.resolve();
+  private removedCount = 0;
+
+  constructor(private readonly deps: ConsumerReaperDeps) {}
+
+  /** Consumers removed so far. */
+  get removed(): number {
+    return this.removedCount;
+  }
+
+  /** Sweeps now and then every sweepIntervalMs until stop(). */
+  start(): void {
+    this.loop = (async () => {
+      const signal = this.abort.signal;
+      while (!signal.aborted) {
+        await this.sweep();
+        await this.deps.clock.sleep(this.deps.sweepIntervalMs ?? 60_000, signal);
+      }
+    })();
+  }
+
+  async stop(): Promise<void> {
+    this.abort.abort();
+    await this.loop;
+  }
+
+  /** A consumer was created (from the advisory's subject): removes it if durable. */
+  async onCreated(name: string): Promise<void> {
+    if (this.abort.signal.aborted) return;
+    let c: ConsumerView | null;
+    try {
+      c = await this.deps.api.info(name);
+    } catch (err) {
+      this.deps.logger.warn({ stream: this.deps.stream, consumer: name, err: errorMessage(err) }, 'consumer reaper: cannot read a new consumer; the next sweep checks it');
+      return;
+    }
+    if (c !== null) await this.removeIfDurable(c, 'advisory');
+  }
+
+  /** Removes every durable consumer of the stream; returns how many. */
+  async sweep(): Promise<number> {
+    let all: readonly ConsumerView[];
+    try {
+      all = await this.deps.api.list();
+    } catch (err) {
+      this.deps.logger.warn({ stream: this.deps.stream, err: errorMessage(err) }, 'consumer reaper: cannot list consumers; retrying at the next sweep');
+      return 0;
+    }
+    let n = 0;
+    for (const c of all) {
+      if (this.abort.signal.aborted) break;
+      if (await this.removeIfDurable(c, 'sweep')) n++;
+    }
+    return n;
+  }
+
+  private async removeIfDurable(c: ConsumerView, how: 'advisory' | 'sweep'): Promise<boolean> {
+    const durable = c.config.durable_name;
+    if (durable === undefined || durable === '') return false;
+    const { stream, logger } = this.deps;
+    try {
+      await this.deps.api.delete(c.name);
+    } catch (err) {
+      // Gone already (another replica, a concurrent sweep) is success; anything else is retried by the sweep.
+      if (/not found/i.test(errorMessage(err))) return false;
+      logger.warn({ stream, consumer: c.name, err: errorMessage(err) }, 'consumer reaper: could not remove a durable consumer; retrying at the next sweep');
+      return false;
+    }
+    this.removedCount++;
+    logger.warn({ stream, consumer: c.name, filter: c.config.filter_subject ?? null, deliverSubject: c.config.deliver_subject ?? null, found: how }, 'removed a durable consumer on the bucket stream (Crosslink creates none)');
+    this.deps.events?.publish(consumerRemovedEvent(stream, c, how));
+    return true;
+  }
+}

@@ -1,0 +1,113 @@
+// The coordinator's consumer reaper against a fake consumer API (the real server path is in
+// test/nats-auth.test.ts): only durables go, each removal is logged and published, failures are
+// retried by the next sweep, and the sweep runs on the injected clock.
+import test from 'ava';
+import { pino } from 'pino';
+import { ConsumerReaper, consumerCreatedAdvisory, type ConsumerApi, type ConsumerView } from '../coordinator/consumer-reaper.ts';
+import type { EventInput, EventPublisher } from '../protocol/events.ts';
+import { waitFor } from '../lib/wait.ts';
+import { ManualClock } from './helpers/manual-clock.ts';
+
+class FakeApi implements ConsumerApi {
+  readonly consumers = new Map<string, ConsumerView>();
+  readonly deleted: string[] = [];
+  failDelete: Error | null = null;
+  failList: Error | null = null;
+  lists = 0;
+  add(name: string, durable: boolean): void {
+    this.consumers.set(name, { name, config: { ...(durable ? { durable_name: name } : {}), filter_subject: '$KV.crosslink.nodes.>', deliver_subject: `_INBOX.${name}` } });
+  }
+  list(): Promise<readonly ConsumerView[]> {
+    this.lists++;
+    if (this.failList) return Promise.reject(this.failList);
+    return Promise.resolve([...this.consumers.values()]);
+  }
+  info(name: string): Promise<ConsumerView | null> {
+    return Promise.resolve(this.consumers.get(name) ?? null);
+  }
+  delete(name: string): Promise<void> {
+    if (this.failDelete) return Promise.reject(this.failDelete);
+    if (!this.consumers.delete(name)) return Promise.reject(new Error('consumer not found'));
+    this.deleted.push(name);
+    return Promise.resolve();
+  }
+}
+
+function setup(): { api: FakeApi; reaper: ConsumerReaper; clock: ManualClock; events: EventInput[]; logs: string[] } {
+  const api = new FakeApi();
+  const clock = new ManualClock();
+  const events: EventInput[] = [];
+  const publisher: EventPublisher = { publish: (e) => void events.push(e) };
+  const logs: string[] = [];
+  const logger = pino({ level: 'info' }, { write: (line: string) => void logs.push(line) });
+  const reaper = new ConsumerReaper({ stream: 'KV_crosslink', api, clock, logger, events: publisher, sweepIntervalMs: 10_000 });
+  return { api, reaper, clock, events, logs };
+}
+
+test('advisory subject: every consumer created on the bucket stream', (t) => {
+  t.is(consumerCreatedAdvisory('KV_crosslink'), '$JS.EVENT.ADVISORY.CONSUMER.CREATED.KV_crosslink.*');
+});
+
+test('sweep removes durables only, logs and publishes each', async (t) => {
+  const { api, reaper, events, logs } = setup();
+  api.add('KV_WATCHER_abc', false);
+  api.add('oc_xyz_2', false);
+  api.add('evil', true);
+  api.add('evil2', true);
+  t.is(await reaper.sweep(), 2);
+  t.deepEqual([...api.consumers.keys()], ['KV_WATCHER_abc', 'oc_xyz_2']);
+  t.deepEqual(events.map((e) => [e.type, e.severity, e.details?.['consumer'], e.details?.['found']]), [
+    ['consumer-removed', 'warning', 'evil', 'sweep'],
+    ['consumer-removed', 'warning', 'evil2', 'sweep'],
+  ]);
+  t.is(logs.filter((l) => l.includes('removed a durable consumer')).length, 2);
+  t.is(reaper.removed, 2);
+});
+
+test('advisory: a new durable goes at once; a watch, or a consumer already gone, is left alone', async (t) => {
+  const { api, reaper, events } = setup();
+  api.add('evil', true);
+  api.add('KV_WATCHER_abc', false);
+  await reaper.onCreated('evil');
+  await reaper.onCreated('KV_WATCHER_abc');
+  await reaper.onCreated('vanished');
+  t.deepEqual(api.deleted, ['evil']);
+  t.deepEqual(events.map((e) => e.details?.['found']), ['advisory']);
+});
+
+test('fault: a failed delete is logged, not counted, and retried by the next sweep; "not found" is no failure', async (t) => {
+  const { api, reaper, events, logs } = setup();
+  api.add('evil', true);
+  api.failDelete = new Error('timeout');
+  await reaper.onCreated('evil');
+  t.is(await reaper.sweep(), 0);
+  t.true(api.consumers.has('evil'));
+  t.is(events.length, 0);
+  t.true(logs.some((l) => l.includes('could not remove a durable consumer')));
+  api.failDelete = null;
+  t.is(await reaper.sweep(), 1);
+  t.false(api.consumers.has('evil'));
+  // Removed meanwhile by someone else (another replica): neither an error nor a removal of ours.
+  api.add('evil2', true);
+  api.failDelete = new Error('consumer not found');
+  const warnings = logs.length;
+  t.is(await reaper.sweep(), 0);
+  t.is(logs.length, warnings);
+});
+
+test('the sweep runs at start and every interval on the injected clock, survives a failed list, and stops', async (t) => {
+  const { api, reaper, clock } = setup();
+  api.failList = new Error('no responders');
+  reaper.start();
+  await waitFor(() => api.lists === 1 && clock.sleepers === 1, { timeoutMs: 5000, what: 'the first sweep, then a sleep' });
+  api.failList = null;
+  api.add('evil', true);
+  clock.advance(10_000);
+  await waitFor(() => api.deleted.includes('evil') && clock.sleepers === 1, { timeoutMs: 5000, what: 'the second sweep' });
+  t.is(api.lists, 2);
+  await reaper.stop();
+  t.is(clock.sleepers, 0);
+  api.add('evil2', true);
+  await reaper.onCreated('evil2');
+  t.true(api.consumers.has('evil2'), 'nothing after stop');
+});
