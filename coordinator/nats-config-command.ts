@@ -4,6 +4,7 @@
 // the output holds no secret.
 import { Option, type Command } from 'commander';
 import { DEFAULT_BUCKET, DEFAULT_SUBJECT_PREFIX } from '../protocol/subjects.ts';
+import { ValidationError } from '../lib/errors.ts';
 import { renderAccounts } from './nats-permissions.ts';
 
 interface NatsConfigOptions {
@@ -12,6 +13,14 @@ interface NatsConfigOptions {
   agentUser: string;
   coordinatorUser: string;
   readerUser: string;
+  maxConsumers?: string;
+}
+
+/** `--max-consumers`: a whole number from 1, or undefined. */
+export function parseMaxConsumers(v: string | undefined): number | undefined {
+  if (v === undefined) return undefined;
+  if (!/^[1-9][0-9]{0,8}$/.test(v.trim())) throw new ValidationError('--max-consumers', v, 'must be a whole number from 1 to 999999999 (about 7 per agent plus a few per coordinator and CLI watch)');
+  return Number(v.trim());
 }
 
 export function addNatsConfigCommand(program: Command): void {
@@ -23,7 +32,9 @@ export function addNatsConfigCommand(program: Command): void {
     .option('--agent-user <name>', 'user of the agents (password: $CROSSLINK_AGENT_PASSWORD in the server environment)', 'crosslink-agent')
     .option('--coordinator-user <name>', 'user of the coordinator (password: $CROSSLINK_COORDINATOR_PASSWORD)', 'crosslink-coordinator')
     .option('--reader-user <name>', 'read-only user for `crosslink nodes` / `showconf --nats-url` (password: $CROSSLINK_READER_PASSWORD)', 'crosslink-reader')
+    .option('--max-consumers <n>', 'cap the STORE account\'s JetStream consumers (default: unlimited; size: about 7 per agent, docs/security.md)')
     .action((o: NatsConfigOptions) => {
+      const maxConsumers = parseMaxConsumers(o.maxConsumers);
       process.stdout.write(
         renderAccounts(
           [
@@ -32,6 +43,7 @@ export function addNatsConfigCommand(program: Command): void {
             { user: o.readerUser, role: 'reader', password: '$CROSSLINK_READER_PASSWORD' },
           ],
           { bucket: o.bucket, subjectPrefix: o.subjectPrefix },
+          { maxConsumers: maxConsumers ?? null },
         ),
       );
     });

@@ -121,8 +121,17 @@ function userLines(u: NatsUserSpec, scope: PermissionScope): string[] {
   ];
 }
 
+export interface AccountLimits {
+  /**
+   * The STORE account's JetStream `max_consumers` (all its streams): bounds what consumer creates by
+   * any credential can cost. Honest use: about 7 per agent (five watches, two short-lived audit
+   * consumers) plus a few per coordinator and per `crosslink events`/`watch`. null: unlimited.
+   */
+  readonly maxConsumers?: number | null;
+}
+
 /** A nats-server `accounts { ... }` block (include it from the server config; it replaces `authorization`). */
-export function renderAccounts(users: readonly NatsUserSpec[], scope: PermissionScope): string {
+export function renderAccounts(users: readonly NatsUserSpec[], scope: PermissionScope, limits: AccountLimits = {}): string {
   const { bucket, subjectPrefix: p } = scope;
   const stream = `KV_${bucket}`;
   const { store: S, coordinator: C, agents: A } = ACCOUNTS;
@@ -139,7 +148,7 @@ export function renderAccounts(users: readonly NatsUserSpec[], scope: Permission
     'accounts {',
     `  ${S}: {`,
     '    # JetStream and the bucket live here; nothing here subscribes, so no push consumer can reach a service.',
-    '    jetstream: enabled',
+    limits.maxConsumers === undefined || limits.maxConsumers === null ? '    jetstream: enabled' : `    jetstream: { max_mem: -1, max_file: -1, max_streams: -1, max_consumers: ${limits.maxConsumers} }`,
     '    exports: [',
     ...coordinatorStore.map((s) => svc(s, C)),
     str(`${COORDINATOR_INBOX_PREFIX}.>`, C),

@@ -13,7 +13,9 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import { connectNats, natsFlagOf, natsSettingsFrom, redactUrl, RECONNECT_ONE_SHOT, type NatsSettings, type RawNatsOptions } from '../lib/nats-connect.ts';
 import { freeLoopbackPort } from '../lib/nats-server.ts';
 import { waitFor } from '../lib/wait.ts';
-import { COORDINATOR_INBOX_PREFIX, renderAccounts } from '../coordinator/nats-permissions.ts';
+import { COORDINATOR_INBOX_PREFIX, renderAccounts, type AccountLimits, type NatsUserSpec } from '../coordinator/nats-permissions.ts';
+import { parseMaxConsumers } from '../coordinator/nats-config-command.ts';
+import { ValidationError } from '../lib/errors.ts';
 import { describeConfig, parseCoordinatorConfig } from '../coordinator/config.ts';
 import { Coordinator } from '../coordinator/coordinator.ts';
 import { agentClient, fakeAgent } from './helpers/fake-agent.ts';
@@ -40,26 +42,27 @@ interface Lab {
 
 const PASSWORDS = { coordinator: 'c-secret-1', agent: 'a-secret-2', reader: 'r-secret-3' };
 
-async function startServer(): Promise<Lab> {
+const USERS: NatsUserSpec[] = [
+  { user: 'crosslink-coordinator', role: 'coordinator', password: PASSWORDS.coordinator },
+  { user: 'crosslink-agent', role: 'agent', password: PASSWORDS.agent },
+  { user: 'crosslink-reader', role: 'reader', password: PASSWORDS.reader },
+];
+
+/** nats-server on 127.0.0.1 with the rendered accounts; TLS with client certificates unless `plain`. */
+async function startServer(o: { plain?: boolean; limits?: AccountLimits } = {}): Promise<Lab> {
   const dir = await mkdtemp(join(tmpdir(), 'xl-natsauth-'));
-  await makeCerts(dir);
+  if (o.plain !== true) await makeCerts(dir);
   const port = await freeLoopbackPort();
-  const auth = renderAccounts(
-    [
-      { user: 'crosslink-coordinator', role: 'coordinator', password: PASSWORDS.coordinator },
-      { user: 'crosslink-agent', role: 'agent', password: PASSWORDS.agent },
-      { user: 'crosslink-reader', role: 'reader', password: PASSWORDS.reader },
-    ],
-    { bucket: BUCKET, subjectPrefix: P },
-  );
-  await writeFile(join(dir, 'auth.conf'), auth);
+  await writeFile(join(dir, 'auth.conf'), renderAccounts(USERS, { bucket: BUCKET, subjectPrefix: P }, o.limits));
   await writeFile(
     join(dir, 'server.conf'),
     [
       `listen: 127.0.0.1:${port}`,
       'server_name: xl-natsauth',
       `jetstream { store_dir: ${JSON.stringify(join(dir, 'js'))} }`,
-      `tls { cert_file: ${JSON.stringify(join(dir, 'server.pem'))}, key_file: ${JSON.stringify(join(dir, 'server.key'))}, ca_file: ${JSON.stringify(join(dir, 'ca.pem'))}, verify: true, timeout: 5 }`,
+      ...(o.plain === true
+        ? []
+        : [`tls { cert_file: ${JSON.stringify(join(dir, 'server.pem'))}, key_file: ${JSON.stringify(join(dir, 'server.key'))}, ca_file: ${JSON.stringify(join(dir, 'ca.pem'))}, verify: true, timeout: 5 }`]),
       'include auth.conf',
       '',
     ].join('\n'),
@@ -405,4 +408,29 @@ test('manifests: an agent with the client certificate Secret `crosslink manifest
   await makeCa(rogue);
   await makeCert(rogue, 'client', 'client');
   t.not(await outcome(agentFromManifests(rogue, 'client', join(lab.dir, 'mount-rogue')).then((c) => c.close())), 'ok', 'a certificate of another CA: refused');
+});
+
+test('nats-config --max-consumers: the STORE account refuses consumers beyond the cap, a durable from an agent included', async (t) => {
+  t.throws(() => parseMaxConsumers('0'), { instanceOf: ValidationError, message: /^--max-consumers: "0" is not valid; must be a whole number from 1/ });
+  t.throws(() => parseMaxConsumers('lots'), { instanceOf: ValidationError });
+  t.is(parseMaxConsumers(' 40 '), 40);
+  t.is(parseMaxConsumers(undefined), undefined);
+  const capped = await startServer({ plain: true, limits: { maxConsumers: 3 } });
+  t.teardown(() => stopServer(capped));
+  const url = (user: string, pw: string): NatsSettings => natsSettingsFrom({ urls: [`nats://${user}:${pw}@127.0.0.1:${capped.port}`] }, natsFlagOf, '--nats-url');
+  const c = await connectNats(url('crosslink-coordinator', PASSWORDS.coordinator), 'xl-test-cap-coordinator', { ...RECONNECT_ONE_SHOT, inboxPrefix: COORDINATOR_INBOX_PREFIX });
+  const a = await connectNats(url('crosslink-agent', PASSWORDS.agent), 'xl-test-cap-agent', RECONNECT_ONE_SHOT);
+  t.teardown(async () => {
+    await a.close().catch(() => undefined);
+    await c.close().catch(() => undefined);
+  });
+  await new Kvm(c).create(BUCKET, { history: 1 });
+  const stream = `KV_${BUCKET}`;
+  const cjsm = await jetstreamManager(c, { timeout: 5000 });
+  const results: string[] = [];
+  for (let i = 0; i < 4; i++) results.push(await outcome(cjsm.consumers.add(stream, { name: `c${i}`, filter_subject: `$KV.${BUCKET}.nodes.>`, ack_policy: AckPolicy.None })));
+  t.deepEqual(results.slice(0, 3), ['ok', 'ok', 'ok']);
+  t.regex(results[3] ?? '', /maximum consumers/i);
+  const ajsm = await jetstreamManager(a, { timeout: 5000 });
+  t.regex(await outcome(ajsm.consumers.add(stream, { durable_name: 'evil', filter_subject: `$KV.${BUCKET}.nodes.>`, ack_policy: AckPolicy.None })), /maximum consumers/i);
 });
