@@ -1,20 +1,23 @@
 # One image for the agent, the coordinator and the CLI (Kubernetes manifests pick the program with
 # `args`). Build: docker build -t crosslink:0.1.0 .   (the manifests default to ghcr.io/crosslink/crosslink:0.1.0)
 
-# Stage 1: compile TypeScript to JavaScript (npm run build → dist/) with the dev dependencies.
+# Stage 1: bundle the agent, coordinator and CLI with their npm dependencies (npm run build → dist/,
+# esbuild) using the dev dependencies.
 FROM node:22-bookworm-slim AS build
 WORKDIR /src
 COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund
-COPY tsconfig.json tsconfig.build.json ./
+COPY tsconfig.json ./
+COPY scripts/build.sh ./scripts/build.sh
 COPY lib ./lib
 COPY protocol ./protocol
 COPY agent ./agent
 COPY coordinator ./coordinator
 COPY cli ./cli
-RUN npx tsc -p tsconfig.build.json
+RUN bash scripts/build.sh
 
-# Stage 2: the runtime: compiled dist/, production dependencies only (no TypeScript, no tsx loader).
+# Stage 2: the runtime: the bundles in dist/ carry their dependencies, so no node_modules (no
+# TypeScript, no tsx loader, no npm install).
 FROM node:22-bookworm-slim
 
 # wireguard-go: user-space WireGuard when the node kernel has no WireGuard module; wireguard-tools: `wg`;
@@ -26,9 +29,8 @@ RUN apt-get update \
 WORKDIR /opt/crosslink
 ENV NODE_ENV=production
 
-COPY package.json package-lock.json ./
-RUN npm ci --omit=dev && npm cache clean --force
-
+# package.json marks the package root (deploy/ templates are found from it) and ES modules.
+COPY package.json ./
 COPY --from=build /src/dist ./dist
 # bin/ runs dist/ (no scripts/ in the image, so it never tries to build).
 COPY bin ./bin

@@ -112,7 +112,7 @@ async function commandLines(log: string): Promise<string[]> {
   }
 }
 
-function rssMiB(pid: number, field: 'VmRSS' | 'VmHWM'): Promise<number> {
+function rssMiB(pid: number, field: 'VmRSS' | 'VmHWM' | 'RssAnon' | 'RssFile'): Promise<number> {
   return readFile(`/proc/${pid}/status`, 'utf8').then((s) => {
     const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(s);
     return m ? Number(m[1]) / 1024 : NaN;
@@ -288,6 +288,8 @@ async function measure(n: number): Promise<void> {
     const idleCpu = (await processCpuMs(agentPid)) - cpu0;
     const idleLines = (await commandLines(log)).slice(idleBefore);
     const afterIdleRss = await rssMiB(agentPid, 'VmRSS');
+    // Anonymous (heaps, malloc) vs file-backed (the node binary's pages, ~32–38 MiB whatever we load).
+    const afterIdleSplit = `${(await rssMiB(agentPid, 'RssAnon')).toFixed(0)} / ${(await rssMiB(agentPid, 'RssFile')).toFixed(0)}`;
     // The same breakdown after the joins, leaves and idle window: is RSS growth V8's heap or native memory?
     const memoryAfterIdle = await memoryReport(agentPid, agentLog);
     const peakRss = await rssMiB(agentPid, 'VmHWM');
@@ -322,6 +324,7 @@ async function measure(n: number): Promise<void> {
     row('agent RSS after convergence / after idle / peak (MiB)', `${convergedRss.toFixed(0)} / ${afterIdleRss.toFixed(0)} / ${peakRss.toFixed(0)}`);
     row('agent memory at convergence (MiB): rss, heap used / total, external, array buffers', memory);
     row('agent memory after idle (MiB): rss, heap used / total, external, array buffers', memoryAfterIdle);
+    row('agent RSS after idle: anonymous / file-backed (MiB)', afterIdleSplit);
     row('wireguard-go RSS (MiB)', wgGoRss.toFixed(0));
     row(`one join → peer in wg show, p50 / p99 (ms, ${JOINS} joins)`, `${ms(percentile(joinMs, 50))} / ${ms(percentile(joinMs, 99))}`);
     row('one leave → peer gone from wg show, p50 / p99 (ms)', `${ms(percentile(leaveMs, 50))} / ${ms(percentile(leaveMs, 99))}`);

@@ -1,0 +1,95 @@
+// `npm run build` (scripts/build.sh) bundles each program with esbuild: dist/{agent,coordinator,cli}/main.js
+// and shared chunks, npm dependencies included, so dist/ runs without node_modules (the image has
+// none). Checked the way the image holds it: dist/, bin/, deploy/ and package.json copied to a
+// directory with no node_modules and no scripts/ (so bin/ does not try to build).
+import { execFile } from 'node:child_process';
+import { cp, mkdtemp, mkdir, readdir, readFile, rm, utimes, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { pathToFileURL } from 'node:url';
+import test from 'ava';
+
+const run = promisify(execFile);
+const ROOT = join(import.meta.dirname, '..');
+const DIST = join(ROOT, 'dist');
+
+/** A copy of what the runtime image holds, outside the checkout. */
+async function imageLikeCopy(): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'xl-bundle-'));
+  for (const d of ['dist', 'bin', 'deploy']) await cp(join(ROOT, d), join(dir, d), { recursive: true });
+  await cp(join(ROOT, 'package.json'), join(dir, 'package.json'));
+  return dir;
+}
+
+test('dist/ holds one bundle per program plus chunks, with source maps back to the TypeScript', async (t) => {
+  for (const program of ['agent', 'coordinator', 'cli']) {
+    const files = await readdir(join(DIST, program));
+    t.deepEqual(files.sort(), ['main.js', 'main.js.map'], `dist/${program}/ is one bundle`);
+    const map = JSON.parse(await readFile(join(DIST, program, 'main.js.map'), 'utf8')) as { sources: string[] };
+    t.true(map.sources.includes(`../../${program}/main.ts`), `${program}: ${map.sources.slice(0, 5).join(', ')}`);
+  }
+  const chunks = (await readdir(join(DIST, 'chunks'))).filter((f) => f.endsWith('.js'));
+  t.true(chunks.length > 0 && chunks.length < 40, `${chunks.length} chunks`);
+  // No module tree from an older tsc build is left behind (and none is needed).
+  for (const stale of ['lib', 'protocol']) await t.throwsAsync(readdir(join(DIST, stale)), { code: 'ENOENT' });
+  // Identifiers are kept, so stack traces name functions and classes.
+  const all = await Promise.all(chunks.map((f) => readFile(join(DIST, 'chunks', f), 'utf8')));
+  t.true(all.some((s) => /\bValidationError=class\b|\bclass ValidationError\b/.test(s)), 'class names survive the minifier');
+});
+
+test('the bundles run without node_modules: each program answers --help, manifests finds deploy/, every chunk loads', async (t) => {
+  const dir = await imageLikeCopy();
+  try {
+    for (const [program, usage] of [['crosslink-agent', 'Usage: crosslink-agent'], ['crosslink-coordinator', 'Usage: crosslink-coordinator'], ['crosslink', 'Usage: crosslink']] as const) {
+      const { stdout } = await run(join(dir, 'bin', program), ['--help'], { timeout: 60_000 });
+      t.true(stdout.startsWith(usage), `${program}: ${stdout.slice(0, 200)}`);
+    }
+    const { stdout: manifests } = await run(join(dir, 'bin', 'crosslink'), ['manifests', '--cluster', 'c1', '--location', 'l1', '--nats-url', 'tls://nats.example.com:4222'], { timeout: 60_000 });
+    t.regex(manifests, /kind: DaemonSet/);
+    // The chunks the programs import lazily (the Kubernetes client) resolve their imports too.
+    const chunks = (await readdir(join(dir, 'dist', 'chunks'))).filter((f) => f.endsWith('.js'));
+    const script = chunks.map((f) => `await import(${JSON.stringify(pathToFileURL(join(dir, 'dist', 'chunks', f)).href)});`).join('\n') + '\nconsole.log("loaded");';
+    const { stdout } = await run(process.execPath, ['--input-type=module', '-e', script], { cwd: dir, timeout: 60_000 });
+    t.is(stdout.trim(), 'loaded');
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('build.sh --if-stale rebuilds when a source, the lock file or the build script is newer than dist/, and only then', async (t) => {
+  // A scratch tree without esbuild: a build that starts fails with "esbuild is not installed", so
+  // whether --if-stale decided to build is visible without touching the real dist/.
+  const dir = await mkdtemp(join(tmpdir(), 'xl-build-stale-'));
+  try {
+    await mkdir(join(dir, 'scripts'));
+    await cp(join(ROOT, 'scripts', 'build.sh'), join(dir, 'scripts', 'build.sh'));
+    for (const d of ['lib', 'protocol', 'agent', 'coordinator', 'cli', 'dist']) await mkdir(join(dir, d));
+    const inputs = ['agent/a.ts', 'lib/b.ts', 'protocol/c.ts', 'coordinator/d.ts', 'cli/e.ts', 'package.json', 'package-lock.json', 'tsconfig.json'];
+    for (const f of inputs) await writeFile(join(dir, f), '');
+    const old = new Date(Date.now() - 3_600_000);
+    for (const f of [...inputs, 'scripts/build.sh', 'lib', 'protocol', 'agent', 'coordinator', 'cli']) await utimes(join(dir, f), old, old);
+    await writeFile(join(dir, 'dist', '.built'), '');
+    const built = new Date(Date.now() - 1_800_000);
+    await utimes(join(dir, 'dist', '.built'), built, built);
+    const build = (): Promise<{ code: number; stderr: string }> =>
+      run('bash', [join(dir, 'scripts', 'build.sh'), '--if-stale'], { timeout: 30_000 }).then(
+        () => ({ code: 0, stderr: '' }),
+        (err: unknown) => {
+          const e = err as { code?: unknown; stderr?: unknown };
+          return { code: typeof e.code === 'number' ? e.code : -1, stderr: String(e.stderr) };
+        },
+      );
+    t.deepEqual(await build(), { code: 0, stderr: '' }, 'current: nothing to do');
+    for (const f of [...inputs, 'scripts/build.sh']) {
+      const now = new Date();
+      await utimes(join(dir, f), now, now);
+      const r = await build();
+      t.is(r.code, 1, f);
+      t.regex(r.stderr, /esbuild is not installed/, `${f} newer than dist/ starts a build`);
+      await utimes(join(dir, f), old, old);
+    }
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
