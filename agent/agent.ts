@@ -42,7 +42,8 @@ import { readHost } from './dataplane/host-facts.ts';
 import { computeDesiredState as defaultComputeDesiredState } from './plan/desired-state.ts';
 import type { DataplaneConfig, MeshSnapshot, NodeIdentity, NodeSource, PublishedState } from './plan/model.ts';
 import { viewOf, type ComputeDesiredState } from './plan/target.ts';
-import { AgentMetrics, type AgentMetricsHooks } from './metrics/agent-metrics.ts';
+import type { AgentMetricsHooks, AgentMetricsPort } from './metrics/agent-metrics.ts';
+import { DeferredAgentMetrics } from './metrics/deferred-agent-metrics.ts';
 import { AgentPolicy } from './policy/agent-policy.ts';
 import { Reconciler, type ReconcileRecord } from './reconciler.ts';
 import { clusterPathsFromPeers } from './services/paths.ts';
@@ -91,8 +92,8 @@ export interface AgentOptions {
   /** Tests only: no route guard (the negative control of test/adversary-dataplane.test.ts). */
   readonly unsafeUnguardedRoutes?: boolean;
   readonly agentVersion?: string;
-  /** Prometheus metrics (GET /metrics); default a fresh AgentMetrics with its own registry. */
-  readonly metrics?: AgentMetrics;
+  /** Prometheus metrics (GET /metrics); default a DeferredAgentMetrics (its own registry, prom-client loaded at the first scrape). */
+  readonly metrics?: AgentMetricsPort;
   /** Another sink for this agent's events besides NATS (Kubernetes Events on the Node in Kubernetes mode). */
   readonly events?: EventPublisher;
   /** Kubernetes mode: mirrors services to ServiceExport/ServiceImport objects (agent/kubernetes/mcs). */
@@ -148,7 +149,7 @@ export class Agent {
   private readonly policy: AgentPolicy;
   private readonly services: ServicesAgent;
   private readonly health: AgentHealth;
-  private readonly metrics: AgentMetrics;
+  private readonly metrics: AgentMetricsPort;
   /** What status() reads from the kernel (peers, policy table, MTU), shared for STATUS_READ_MAX_AGE_MS. */
   private readonly liveReads: RecentRead<LiveReads>;
   /** Events of this agent (and of anything repairing its data plane): NATS, plus Kubernetes Events in Kubernetes mode. */
@@ -166,7 +167,7 @@ export class Agent {
     this.clock = o.clock ?? systemClock;
     this.wireguard = keys.wireguard;
     this.cachedOverlayIp = cachedOverlayIp;
-    this.metrics = o.metrics ?? new AgentMetrics();
+    this.metrics = o.metrics ?? new DeferredAgentMetrics();
     const natsEvents = new NatsEventPublisher({
       nc: () => this.nc,
       subjectPrefix: DEFAULT_SUBJECT_PREFIX,

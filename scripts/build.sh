@@ -31,11 +31,11 @@ fi
 touch dist/.built.next
 # Remove the previous output (and anything an older tsc build left): chunk names carry a content hash.
 for d in agent coordinator cli chunks lib protocol; do rm -rf "dist/$d"; done
-rm -f dist/.tsbuildinfo
+rm -f dist/.tsbuildinfo dist/meta.json
 # ESM output; the bundled CommonJS dependencies call require() for node's built-ins, so every
 # output file gets a require of its own.
 "$esbuild" "${entries[@]}" --bundle --platform=node --target=node20 --format=esm --splitting \
   --outdir=dist --outbase=. --chunk-names='chunks/[name]-[hash]' \
-  --minify-whitespace --minify-syntax --sourcemap=external --legal-comments=external --log-level=warning \
+  --minify-whitespace --minify-syntax --sourcemap=external --legal-comments=external --metafile=dist/meta.json --log-level=warning \
   --banner:js="import { createRequire as __xlCreateRequire } from 'node:module'; const require = __xlCreateRequire(import.meta.url);"
 mv dist/.built.next dist/.built

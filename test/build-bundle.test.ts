@@ -93,3 +93,37 @@ test('build.sh --if-stale rebuilds when a source, the lock file or the build scr
     await rm(dir, { recursive: true, force: true });
   }
 });
+
+/** esbuild's metafile (dist/meta.json): the packages in the files a program loads at start, and in those it may import later. */
+async function packagesOf(entry: string): Promise<{ atStart: Set<string>; lazily: Set<string> }> {
+  const meta = JSON.parse(await readFile(join(DIST, 'meta.json'), 'utf8')) as {
+    outputs: Record<string, { imports: { path: string; kind: string; external?: boolean }[]; inputs: Record<string, unknown> }>;
+  };
+  const reach = (kinds: readonly string[]): Set<string> => {
+    const seen = new Set<string>();
+    const stack = [entry];
+    for (let file = stack.pop(); file !== undefined; file = stack.pop()) {
+      if (seen.has(file)) continue;
+      seen.add(file);
+      for (const i of meta.outputs[file]?.imports ?? []) if (kinds.includes(i.kind) && i.external !== true) stack.push(i.path);
+    }
+    const packages = new Set<string>();
+    for (const file of seen) {
+      for (const input of Object.keys(meta.outputs[file]?.inputs ?? {})) {
+        const parts = input.split('/');
+        if (parts[0] === 'node_modules') packages.add(parts.slice(1, parts[1]?.startsWith('@') ? 3 : 2).join('/'));
+      }
+    }
+    return packages;
+  };
+  return { atStart: reach(['import-statement']), lazily: reach(['import-statement', 'dynamic-import']) };
+}
+
+test('the agent loads prom-client only when scraped and the Kubernetes client only in Kubernetes mode', async (t) => {
+  const agent = await packagesOf('dist/agent/main.js');
+  for (const lazy of ['prom-client', '@kubernetes/client-node']) {
+    t.false(agent.atStart.has(lazy), `${lazy} is not among the agent's start-up files`);
+    t.true(agent.lazily.has(lazy), `${lazy} is bundled for a later import`);
+  }
+  for (const needed of ['zod', '@nats-io/transport-node', 'pino']) t.true(agent.atStart.has(needed), needed);
+});

@@ -8,6 +8,7 @@
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import { newRegistry, scrape, type MetricsScrape } from '../../lib/metrics.ts';
 import type { AgentStatus } from '../../protocol/status.ts';
+import { RECONCILE_BUCKETS, type EarlyTotals } from './early-totals.ts';
 import { peerSamples, policyDropSamples } from './peer-samples.ts';
 
 /** What the agent's reconciler reports per run (a subset of ReconcileRecord). */
@@ -52,6 +53,13 @@ export interface AgentMetricsHooks {
   routesRepaired(count?: number): void;
 }
 
+/** What the agent feeds and scrapes: AgentMetrics, or DeferredAgentMetrics (prom-client loaded at the first scrape). */
+export interface AgentMetricsPort extends AgentMetricsHooks {
+  reconciled(r: ReconcileOutcome): void;
+  observe(snapshot: AgentScrapeSnapshot): void;
+  render(): Promise<MetricsScrape>;
+}
+
 export interface AgentMetricsOptions {
   /** process_* and nodejs_* series (CPU, memory, event loop); default true. */
   readonly processMetrics?: boolean;
@@ -59,7 +67,7 @@ export interface AgentMetricsOptions {
 
 const PEER = ['peer', 'cluster'] as const;
 
-export class AgentMetrics implements AgentMetricsHooks {
+export class AgentMetrics implements AgentMetricsPort {
   readonly registry: Registry;
   private readonly info: Gauge;
   private readonly ready: Gauge;
@@ -121,7 +129,7 @@ export class AgentMetrics implements AgentMetricsHooks {
       name: 'crosslink_agent_reconcile_duration_seconds',
       help: 'Duration of one reconcile (plan + data plane apply).',
       labelNames: ['result'],
-      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      buckets: [...RECONCILE_BUCKETS],
       registers,
     });
     this.reconciles = counter('crosslink_agent_reconciles_total', 'Reconciles run, by result (ok, failed).', ['result']);
@@ -148,6 +156,30 @@ export class AgentMetrics implements AgentMetricsHooks {
     if (r.changes > 0) this.changes.inc(r.changes);
     this.lastReconcileOk.set(r.ok ? 1 : 0);
     if (r.revision > 0) this.meshRevision.set(r.revision);
+  }
+
+  /**
+   * Takes over what a DeferredAgentMetrics counted before prom-client was loaded, so the series
+   * read as if this AgentMetrics had been fed from the start: bucket counts and the sum are exact
+   * (each bucket's observations are replayed at their mean, which lies in the same bucket).
+   */
+  restore(t: EarlyTotals): void {
+    for (const result of ['ok', 'failed'] as const) {
+      const r = t.reconciles[result];
+      if (r.count === 0) continue;
+      const histogram = this.reconcileDuration.labels(result);
+      r.bucketCounts.forEach((count, i) => {
+        const mean = (r.bucketSums[i] ?? 0) / count;
+        for (let k = 0; k < count; k++) histogram.observe(mean);
+      });
+      this.reconciles.labels(result).inc(r.count);
+      if (result === 'failed') this.applyFailures.inc(r.count);
+    }
+    if (t.changes > 0) this.changes.inc(t.changes);
+    if (t.lastOk !== null) this.lastReconcileOk.set(t.lastOk ? 1 : 0);
+    if (t.revision > 0) this.meshRevision.set(t.revision);
+    if (t.wireguardRestarts > 0) this.wgRestarts.inc(t.wireguardRestarts);
+    if (t.routeRepairs > 0) this.routeRepairs.inc(t.routeRepairs);
   }
 
   wireguardRestarted(): void {
