@@ -119,6 +119,26 @@ function rssMiB(pid: number, field: 'VmRSS' | 'VmHWM' | 'RssAnon' | 'RssFile'): 
   });
 }
 
+/**
+ * Resident memory by mapping, from /proc/<pid>/smaps (MiB): the node binary's pages, other files
+ * (shared libraries), malloc's main heap, and the anonymous rest (V8's heap, thread arenas, stacks).
+ */
+async function residentByMapping(pid: number): Promise<string> {
+  const sums = { node: 0, files: 0, brk: 0, anon: 0 };
+  let into: keyof typeof sums = 'anon';
+  for (const line of (await readFile(`/proc/${pid}/smaps`, 'utf8')).split('\n')) {
+    const head = /^[0-9a-f]+-[0-9a-f]+ \S+ \S+ \S+ \S+\s*(.*)$/.exec(line);
+    if (head) {
+      const name = head[1] ?? '';
+      into = name === '[heap]' ? 'brk' : name.endsWith('/node') ? 'node' : name.startsWith('/') ? 'files' : 'anon';
+      continue;
+    }
+    const rss = /^Rss:\s+(\d+) kB/.exec(line);
+    if (rss) sums[into] += Number(rss[1]) / 1024;
+  }
+  return `node binary ${sums.node.toFixed(1)}, other files ${sums.files.toFixed(1)}, malloc heap ${sums.brk.toFixed(1)}, other anonymous ${sums.anon.toFixed(1)}`;
+}
+
 /** Simulated node `i` of cluster "sim": a /24 out of 10.64.0.0/10 and a documentation-range endpoint. */
 function simNode(i: number, credential: JoinCredential): Promise<FakeAgent> {
   return fakeAgent(`sim-${i}`, {
@@ -289,7 +309,7 @@ async function measure(n: number): Promise<void> {
     const idleLines = (await commandLines(log)).slice(idleBefore);
     const afterIdleRss = await rssMiB(agentPid, 'VmRSS');
     // Anonymous (heaps, malloc) vs file-backed (the node binary's pages, ~32–38 MiB whatever we load).
-    const afterIdleSplit = `${(await rssMiB(agentPid, 'RssAnon')).toFixed(0)} / ${(await rssMiB(agentPid, 'RssFile')).toFixed(0)}`;
+    const afterIdleSplit = `${(await rssMiB(agentPid, 'RssAnon')).toFixed(0)} / ${(await rssMiB(agentPid, 'RssFile')).toFixed(0)}; ${await residentByMapping(agentPid)}`;
     // The same breakdown after the joins, leaves and idle window: is RSS growth V8's heap or native memory?
     const memoryAfterIdle = await memoryReport(agentPid, agentLog);
     const peakRss = await rssMiB(agentPid, 'VmHWM');

@@ -1,9 +1,12 @@
 // One way to run a long-lived child process (wireguard-go, nats-server, tcpdump, a coordinator):
-// started on execa (argv, no shell; killed with us if we exit), its output kept as a short tail of
-// lines, stopped with the one escalating sequence: SIGTERM, wait with a deadline, SIGKILL, wait with
-// a deadline. `stop` resolves only once the process is gone (or throws ChildStopError naming the pid
-// that survived SIGKILL), so a caller can delete the namespace it ran in only after that.
-import { execa } from 'execa';
+// started with node:child_process (argv, no shell; SIGTERMed if we exit first, through signal-exit
+// as execa did — execa itself cost the agent ~8 MiB, docs/benchmarks.md issue 10 round 18), its
+// output kept as a short tail of lines, stopped with the one escalating sequence: SIGTERM, wait with
+// a deadline, SIGKILL, wait with a deadline. `stop` resolves only once the process is gone (or throws
+// ChildStopError naming the pid that survived SIGKILL), so a caller can delete the namespace it ran
+// in only after that.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { onExit } from 'signal-exit';
 import { CrosslinkError, TimeoutError, errorMessage } from './errors.ts';
 
 export class ChildProcessError extends CrosslinkError {
@@ -76,22 +79,34 @@ export function settlesWithin(p: Promise<unknown>, ms: number): Promise<boolean>
   });
 }
 
-function spawnSubprocess(file: string, args: readonly string[], env: NodeJS.ProcessEnv) {
-  return execa(file, args, {
-    stdin: 'ignore',
-    stdout: 'pipe',
-    stderr: 'pipe',
-    buffer: false,
-    reject: false,
-    env,
-    extendEnv: false,
-    // Killed (SIGTERM) if this process exits before stopping it.
-    cleanup: true,
-    forceKillAfterDelay: false,
-  });
+/** Children still running: SIGTERMed when this process exits (or dies of a signal it does not handle) before stopping them. */
+const running = new Set<ChildProcess>();
+let cleanupInstalled = false;
+
+function spawnSubprocess(file: string, args: readonly string[], env: NodeJS.ProcessEnv): ChildProcess {
+  const subprocess = spawn(file, args, { stdio: ['ignore', 'pipe', 'pipe'], env });
+  if (!cleanupInstalled) {
+    cleanupInstalled = true;
+    onExit(() => {
+      for (const c of running) c.kill('SIGTERM');
+    });
+  }
+  running.add(subprocess);
+  subprocess.once('close', () => running.delete(subprocess));
+  return subprocess;
 }
 
-type Subprocess = ReturnType<typeof spawnSubprocess>;
+/** Resolves with how the process ended once it has exited and its output is read to the end. */
+function completion(subprocess: ChildProcess): Promise<{ code: number | undefined; signal: NodeJS.Signals | undefined; startError: string | undefined }> {
+  return new Promise((resolve) => {
+    let startError: string | undefined;
+    // ENOENT/EACCES: 'error', then 'close'.
+    subprocess.once('error', (err) => (startError ??= errorMessage(err)));
+    subprocess.once('close', (code, signal) => {
+      resolve({ code: startError === undefined && code !== null ? code : undefined, signal: signal ?? undefined, startError });
+    });
+  });
+}
 
 /** A supervised child: started by `Child.start`, stopped by `stop` (see the file comment). */
 export class Child {
@@ -103,7 +118,7 @@ export class Child {
 
   private constructor(
     readonly argv: readonly string[],
-    private readonly subprocess: Subprocess,
+    private readonly subprocess: ChildProcess,
     options: ChildOptions,
   ) {
     const keep = options.keepLines ?? 50;
@@ -115,18 +130,11 @@ export class Child {
     };
     subprocess.stdout?.on('data', onChunk('stdout'));
     subprocess.stderr?.on('data', onChunk('stderr'));
-    this.exited = subprocess.then(
-      (r) => {
-        for (const rest of [partial.stdout, partial.stderr]) this.addLine(rest, keep, options.onLine);
-        const startError = r.exitCode === undefined && r.signal === undefined ? r.shortMessage : undefined;
-        this.result = { code: r.exitCode, signal: r.signal, ...(startError === undefined ? {} : { startError }) };
-        return this.result;
-      },
-      (err: unknown) => {
-        this.result = { code: undefined, signal: undefined, startError: errorMessage(err) };
-        return this.result;
-      },
-    );
+    this.exited = completion(subprocess).then((r) => {
+      for (const rest of [partial.stdout, partial.stderr]) this.addLine(rest, keep, options.onLine);
+      this.result = { code: r.code, signal: r.signal, ...(r.startError === undefined ? {} : { startError: r.startError }) };
+      return this.result;
+    });
   }
 
   /** Starts `argv` (stdin ignored, stdout and stderr read line by line). Never throws for a missing
