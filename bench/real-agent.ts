@@ -398,7 +398,10 @@ process.on('SIGUSR2', () => {
   const m = process.memoryUsage();
   const spaces = require('node:v8').getHeapSpaceStatistics().map((s) => s.space_name.replace('_space', '') + '=' + (s.space_used_size / 1048576).toFixed(1) + '/' + (s.space_size / 1048576).toFixed(1));
   const mib = (x) => (x / 1048576).toFixed(1);
-  process.stderr.write('XL-MEMORY ' + [mib(m.rss), mib(m.heapUsed) + ' / ' + mib(m.heapTotal), mib(m.external), mib(m.arrayBuffers)].join(', ') + ' | ' + spaces.join(' ') + '\\n');
+  // Node's own modules loaded so far, and the big lazily loaded ones among them (fetch's undici, web streams: each several MiB).
+  const internal = process.moduleLoadList.filter((m) => m.startsWith('NativeModule '));
+  const big = internal.filter((m) => /undici|webstreams|inspector|wasm/.test(m)).map((m) => m.slice('NativeModule '.length));
+  process.stderr.write('XL-MEMORY ' + [mib(m.rss), mib(m.heapUsed) + ' / ' + mib(m.heapTotal), mib(m.external), mib(m.arrayBuffers)].join(', ') + ' | ' + spaces.join(' ') + ' | node modules ' + internal.length + (big.length ? ' incl. ' + big.join(' ') : '') + '\\n');
 });
 `;
 

@@ -1,5 +1,6 @@
 // Which overlay IPs the prober probes: one per WireGuard peer (for a gateway peer, the gateway node
 // itself). Pure: from the desired state the reconciler applied and the verified records.
+import { byName } from '../../lib/compare.ts';
 import type { ClusterRecord, NodeRecord } from '../../protocol/messages.ts';
 import type { DesiredState } from '../plan/model.ts';
 import type { ProbeTarget } from './prober.ts';
@@ -17,5 +18,7 @@ export function probeTargets(desired: DesiredState | null, nodes: ReadonlyMap<st
     const ip = nodes.get(p.node)?.overlayIp;
     if (ip !== undefined) out.push(gateways.has(p.node) ? { name: p.node, ip, fast: true } : { name: p.node, ip });
   }
-  return out.sort((a, b) => a.name.localeCompare(b.name));
+  // Code-unit order (lib/compare.ts), not localeCompare: the same order on every machine, and no
+  // ICU collation data paged into the agent (~3 MiB resident).
+  return out.sort(byName);
 }
