@@ -54,8 +54,8 @@ function runToCompletion(file: string, args: readonly string[], input: string | 
       child.kill('SIGTERM');
       killTimer = setTimeout(() => child.kill('SIGKILL'), KILL_AFTER_MS);
     }, timeoutMs);
-    child.stdout.on('data', (chunk: Buffer) => stdout.push(chunk));
-    child.stderr.on('data', (chunk: Buffer) => stderr.push(chunk));
+    child.stdout?.on('data', (chunk: Buffer) => stdout.push(chunk));
+    child.stderr?.on('data', (chunk: Buffer) => stderr.push(chunk));
     // ENOENT/EACCES: 'error', then 'close'.
     child.on('error', (err) => (startError ??= err));
     child.on('close', (code, signal) => {
