@@ -95,9 +95,16 @@ function signal(pid: number, sig: NodeJS.Signals): void {
 async function writeShims(dir: string, log: string): Promise<void> {
   await mkdir(dir, { recursive: true });
   const runner = new ExecaRunner();
-  for (const tool of ['ip', 'wg']) {
+  // XL_BENCH_SPAWN_TIMES=<file>: every ip/wg/sysctl/iptables spawn also appends "<start> <end> <argv>"
+  // (wall clock, seconds) there, to see which spawns of the start ran one after the other.
+  const times = process.env.XL_BENCH_SPAWN_TIMES;
+  for (const tool of times ? ['ip', 'wg', 'sysctl', 'iptables', 'ip6tables'] : ['ip', 'wg']) {
     const real = (await runner.run(['sh', '-c', `command -v ${tool}`])).stdout.trim();
-    await writeFile(join(dir, tool), `#!/bin/sh\nprintf '%s\\n' "${tool} $*" >> '${log}'\nexec '${real}' "$@"\n`);
+    const count = tool === 'ip' || tool === 'wg' ? `printf '%s\\n' "${tool} $*" >> '${log}'\n` : '';
+    const script = times
+      ? `#!/bin/bash\n${count}[ "$1" = monitor ] && exec '${real}' "$@"\nt0=$EPOCHREALTIME\n'${real}' "$@"\nrc=$?\nprintf '%s %s %s\\n' "$t0" "$EPOCHREALTIME" "${tool} $*" >> '${times}'\nexit $rc\n`
+      : `#!/bin/sh\n${count}exec '${real}' "$@"\n`;
+    await writeFile(join(dir, tool), script);
     await chmod(join(dir, tool), 0o755);
   }
 }
@@ -253,6 +260,7 @@ async function measure(n: number): Promise<void> {
       });
     };
     const startedAt = performance.now();
+    if (process.env.XL_BENCH_SPAWN_TIMES) await writeFile(process.env.XL_BENCH_SPAWN_TIMES, `${Date.now() / 1000} - agent spawned\n`);
     agent = spawn(join(REPO, 'bin', 'crosslink-agent'), agentArgs, { stdio: ['ignore', 'pipe', 'pipe'], env });
     for (const s of [agent.stdout, agent.stderr]) s?.on('data', (c: Buffer) => agentLog.push(c.toString()));
     const agentPid = agent.pid ?? -1;
@@ -274,6 +282,7 @@ async function measure(n: number): Promise<void> {
       what: `the agent to program ${n} peers and ${2 * n} routes (agent log: ${agentLog.join('').slice(-800)})`,
     });
     const programmedMs = performance.now() - startedAt;
+    if (process.env.XL_BENCH_SPAWN_TIMES) await writeFile(process.env.XL_BENCH_SPAWN_TIMES, `${Date.now() / 1000} - programmed (seen by the bench)\n`, { flag: 'a' });
     await probesAnswered;
     const startLines = await commandLines(log);
     const wgGoPid = await wireguardGoPid(iface);
