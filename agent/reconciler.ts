@@ -19,7 +19,7 @@ import { DataplaneApplyError, type Dataplane } from './dataplane/api.ts';
 import type { DataplaneConfig, DesiredState } from './plan/model.ts';
 import type { HostRead } from './dataplane/host-facts.ts';
 import { NO_HOST_FACTS, type HostFacts } from './plan/route-guard.ts';
-import { planTarget, type ComputeDesiredState, type ReconcileInputs } from './plan/target.ts';
+import { planTarget, viewOf, type ComputeDesiredState, type ReconcileInputs } from './plan/target.ts';
 
 export type { ReconcileInputs } from './plan/target.ts';
 
@@ -71,8 +71,14 @@ export class Reconciler {
   private everApplied = false;
   /** The next run must read host and kernel afresh (set by request(), by a failed run; cleared by a run). */
   private fullRequested = true;
-  /** Host facts of the last full run that had a view (reused by change-driven runs). */
+  /** Host facts of the last full run that had a view, or of an interface-only full run (reused by change-driven runs). */
   private hostFacts: HostFacts | undefined;
+  /**
+   * The host read of the last full run without a view (the start): its route tables go to the
+   * first change-driven run with a view, whose apply then reads neither host nor tables again.
+   * Dropped by any run with a view (after it, the data plane's own model of what it applied rules).
+   */
+  private startRead: HostRead | undefined;
 
   constructor(private readonly o: ReconcilerOptions) {
     this.inputs = o.inputs;
@@ -164,6 +170,17 @@ export class Reconciler {
     }
   }
 
+  private async readHostAhead(read: () => Promise<HostRead>): Promise<void> {
+    try {
+      const r = await read();
+      this.hostFacts = r.facts;
+      this.startRead = r;
+    } catch (err) {
+      // The first run with a view reads it then.
+      this.o.logger.debug({ err: errorMessage(err) }, 'reading the host ahead of the first view failed');
+    }
+  }
+
   private async reconcileOnce(reasons: string[], inputs: ReconcileInputs): Promise<void> {
     const { dataplane, dataplaneConfig, clock, logger } = this.o;
     const started = clock.now();
@@ -174,6 +191,9 @@ export class Reconciler {
     let full = false;
     const readLive = this.fullRequested || this.last?.ok !== true;
     this.fullRequested = false;
+    const hasView = viewOf(inputs) !== undefined;
+    const carried = readLive || !hasView ? undefined : this.startRead;
+    if (hasView) this.startRead = undefined;
     try {
       const read = this.o.readHost ?? (() => Promise.resolve<HostRead>({ facts: NO_HOST_FACTS }));
       const cached = readLive ? undefined : this.hostFacts;
@@ -186,13 +206,17 @@ export class Reconciler {
               return (this.hostFacts = fresh.read.facts);
             };
       const planned = await planTarget(inputs, dataplaneConfig, this.o.computeDesiredState, readHost, { unguarded: this.o.unguarded === true });
-      // Routes read by this run's host read go to its apply (read once per run, not twice).
-      const liveRoutes = fresh.read?.routes;
+      // Routes read by this run's host read go to its apply (read once per run, not twice); the
+      // first view after the start gets the start's read.
+      const liveRoutes = fresh.read?.routes ?? carried?.routes;
       const withRoutes = liveRoutes !== undefined ? { ...planned, liveRoutes } : planned;
       const target = readLive ? withRoutes : { ...withRoutes, readLive: false };
       full = target.desired !== null;
       if (target.desired !== null) this.lastDesired = target.desired;
-      const report = await dataplane.apply(target);
+      // A full run without a view (the start, before registration and the KV snapshot) reads the
+      // host beside its apply, so the first view's run does not wait for that read.
+      const ahead = !hasView && readLive && this.o.readHost ? this.readHostAhead(this.o.readHost) : undefined;
+      const report = await dataplane.apply(target).finally(() => ahead);
       changes = report.changes;
       commands = report.commands;
       interfaceEnsured = report.interfaceEnsured;

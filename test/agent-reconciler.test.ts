@@ -199,7 +199,7 @@ test('stop waits for the run in flight and ignores later requests', async (t) =>
   t.is(dataplane.applied.length, 1);
 });
 
-test('the first view arriving as an update (after the interface-only start) reads the host once and hands its routes to the apply', async (t) => {
+test('the interface-only start reads the host beside its apply; the first view (an update) reads nothing again and gets that read\'s routes', async (t) => {
   const { self, mesh } = await viewInputs();
   if (!self || !mesh) throw new Error('fixture');
   const dataplane = new FakeDataplane();
@@ -217,13 +217,45 @@ test('the first view arriving as an update (after the interface-only start) read
     logger: silentLogger(),
   });
   await reconciler.reconcileNow('start');
-  t.is(hostReads, 0, 'no view yet: the host is not read');
+  t.is(dataplane.targets[0]?.desired, null);
+  t.is(hostReads, 1, 'no view yet, but the host is read ahead of it, during the start');
   reconciler.update({ mesh }, 'mesh changed');
   for (let i = 0; i < 20 && dataplane.targets.length < 2; i++) await new Promise((r) => setImmediate(r));
   const target = dataplane.targets[1];
-  t.is(hostReads, 1);
+  t.is(hostReads, 1, 'the first view does not read the host again');
   t.is(target?.readLive, false, 'change-driven');
-  t.deepEqual(target?.liveRoutes?.map((r) => r.dst), ['10.9.0.0/24'], 'the routes the host read saw go to the apply');
+  t.deepEqual(target?.liveRoutes?.map((r) => r.dst), ['10.9.0.0/24'], 'the routes the start\'s host read saw go to the apply');
+  // Only once: the next change-driven run trusts the data plane's model of what it applied.
+  reconciler.update({ mesh: snapshot([self, await nodeRecord({ name: 'node-b', overlayIp: '100.96.0.2' })], 8) }, 'mesh changed');
+  for (let i = 0; i < 20 && dataplane.targets.length < 3; i++) await new Promise((r) => setImmediate(r));
+  t.is(dataplane.targets[2]?.liveRoutes, undefined);
+  t.is(hostReads, 1);
+});
+
+test('a failing host read during the start fails nothing: the first view reads the host then', async (t) => {
+  const { self, mesh } = await viewInputs();
+  if (!self || !mesh) throw new Error('fixture');
+  const dataplane = new FakeDataplane();
+  let hostReads = 0;
+  const reconciler = new Reconciler({
+    dataplane,
+    dataplaneConfig: CONFIG,
+    inputs: { mesh: null, self, privateKey: 'secret', cachedOverlayIp: null },
+    computeDesiredState: desiredFor,
+    readHost: () => {
+      hostReads++;
+      if (hostReads === 1) return Promise.reject(new Error('ip: cannot open netlink socket'));
+      return Promise.resolve({ facts: { addresses: [], routes: [], natsAddresses: [] }, routes: [{ dst: '10.9.2.0/24', dev: 'eth0', via: null, metric: 0, protocol: 'kernel', scope: 'link' }] });
+    },
+    clock: systemClock,
+    logger: silentLogger(),
+  });
+  const start = await reconciler.reconcileNow('start');
+  t.like(start, { ok: true, interfaceEnsured: true });
+  reconciler.update({ mesh }, 'mesh changed');
+  for (let i = 0; i < 20 && dataplane.targets.length < 2; i++) await new Promise((r) => setImmediate(r));
+  t.is(hostReads, 2, 'read by the first view');
+  t.deepEqual(dataplane.targets[1]?.liveRoutes?.map((r) => r.dst), ['10.9.2.0/24']);
 });
 
 test('change-driven runs (update only) reuse the host facts and ask the data plane not to re-read; requests and failures make full runs', async (t) => {
@@ -274,4 +306,32 @@ test('change-driven runs (update only) reuse the host facts and ask the data pla
   await settle();
   t.true(readLiveOf(dataplane.targets.length - 1), 'after a failure the next run reads, even a change-driven one');
   t.is(hostReads, 3);
+});
+
+test('start-up cost: the start\'s host read runs beside its interface-only apply, not after it', async (t) => {
+  const { self } = await viewInputs();
+  const dataplane = new FakeDataplane();
+  let hostReadStarted = (): void => undefined;
+  const hostRead = new Promise<void>((resolve) => (hostReadStarted = resolve));
+  // The apply finishes only once the host read has started: a reconciler that reads after the apply never gets there.
+  const apply = dataplane.apply.bind(dataplane);
+  dataplane.apply = async (target) => {
+    const started = await Promise.race([hostRead.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), 5000))]);
+    if (!started) throw new Error('the host read did not start while the apply was in flight');
+    return apply(target);
+  };
+  const reconciler = new Reconciler({
+    dataplane,
+    dataplaneConfig: CONFIG,
+    inputs: { mesh: null, self, privateKey: 'secret', cachedOverlayIp: null },
+    computeDesiredState: desiredFor,
+    readHost: () => {
+      hostReadStarted();
+      return Promise.resolve({ facts: { addresses: [], routes: [], natsAddresses: [] }, routes: [] });
+    },
+    clock: systemClock,
+    logger: silentLogger(),
+  });
+  const r = await reconciler.reconcileNow('start');
+  t.like(r, { ok: true, interfaceEnsured: true, error: null });
 });

@@ -737,9 +737,10 @@ test('first apply of 1,000 peers: a constant number of spawns (4 reads, one wg s
   const { host, dp } = await setup();
   const peers = mesh(1000);
   const report = await dp.apply(state(peers));
+  // (Forwarding and the clamp run beside the batches: the set of spawns is pinned, not their order.)
   t.deepEqual(
-    host.spawns().map((l) => l.split(' ').slice(0, 3).join(' ')),
-    [`wg show ${IF}`, 'ip -j addr', 'ip -j route', 'ip -j -6', `wg set ${IF}`, 'ip -force -batch', 'sysctl -n net.ipv4.ip_forward', 'sysctl -w net.ipv4.ip_forward=1', 'iptables -t mangle', 'iptables -t mangle'],
+    host.spawns().map((l) => l.split(' ').slice(0, 3).join(' ')).sort(),
+    [`wg show ${IF}`, 'ip -j addr', 'ip -j route', 'ip -j -6', `wg set ${IF}`, 'ip -force -batch', 'sysctl -n net.ipv4.ip_forward', 'sysctl -w net.ipv4.ip_forward=1', 'iptables -t mangle', 'iptables -t mangle'].sort(),
   );
   t.is(host.peers.size, 1000);
   t.is(host.routes.size, 2000);
@@ -769,6 +770,76 @@ test('start-up cost: an apply runs its reads side by side, and the peer batch be
     groups.some((g) => g.includes('wg set xl0') && g.includes('ip -force -batch')),
     `peer and route batches not side by side: ${JSON.stringify(groups)}`,
   );
+  // Forwarding and the MSS clamp: no round of their own, they run beside the batches.
+  t.true(
+    groups.some((g) => g.includes('wg set xl0') && g.includes('sysctl -n net.ipv4.ip_forward') && g.includes('iptables -t mangle')),
+    `forwarding and clamp checks not beside the batches: ${JSON.stringify(groups)}`,
+  );
+});
+
+test('start-up cost: forwarding and the MSS clamp of both families are checked side by side', async (t) => {
+  let overlap: OverlapRunner | undefined;
+  const { host, dp } = await setup(new ManualClock(), undefined, (inner) => (overlap = new OverlapRunner(inner)));
+  const dual = state([peer('b6', ['10.2.0.0/24', 'fd00::2/128'])]);
+  await dp.apply(dual);
+  t.true(host.writes().includes('sysctl -w net.ipv6.conf.all.forwarding=1'));
+  const groups = overlap?.together ?? [];
+  t.true(
+    groups.some((g) => ['sysctl -n net.ipv4.ip_forward', 'sysctl -n net.ipv6.conf.all.forwarding', 'iptables -t mangle', 'ip6tables -t mangle'].every((c) => g.includes(c))),
+    `host checks not side by side: ${JSON.stringify(groups)}`,
+  );
+});
+
+test('start-up cost: the first full apply after an interface-only one starts from its reads (no second wg dump, no addr read)', async (t) => {
+  const { host, dp } = await setup();
+  // The start: interface only, with the cached overlay IP; a peer from before the restart is live.
+  host.addresses = [];
+  host.peers.set(key('stale'), { endpoint: null, allowedIps: ['10.66.0.0/24'], keepalive: 0 });
+  await dp.apply(interfaceOnly({ ...IFACE, addresses: ['100.96.0.9/32'] }));
+  t.deepEqual(host.addresses, ['100.96.0.9/32']);
+  host.runner.clear();
+  // The first view (change-driven: registration and snapshot arrived; the host read's routes handed over).
+  const live = host.table.map((r) => ({ dst: r.dst, dev: r.dev ?? null, via: r.via ?? null, metric: r.metric, protocol: r.protocol, scope: null }));
+  const report = await dp.apply({ ...state([B, C]), readLive: false, liveRoutes: live });
+  t.deepEqual(host.runner.transcript().filter((l) => l.startsWith('ip -j') || l.startsWith('wg show')), [], 'no read at all');
+  // Diffed against what the interface-only apply left: our new address in, the old one out, the stale peer removed after the adds.
+  t.deepEqual(host.addresses, ['100.96.0.1/32']);
+  t.deepEqual([...host.peers.keys()].sort(), [B.publicKey, C.publicKey].sort());
+  t.true(report.commands.some((c) => c.join(' ') === `wg set ${IF} peer ${key('stale')} remove`));
+  t.is(host.routes.size, 4);
+});
+
+test('the interface-only apply\'s reads are carried only into a change-driven apply on the same interface', async (t) => {
+  const ifaceOnly = interfaceOnly(IFACE);
+  const reads = (h: FakeHost): string[] => h.runner.transcript().filter((l) => l.startsWith('ip -j addr') || l.startsWith('wg show'));
+  // A reading apply (the resync, readLive absent) reads.
+  {
+    const { host, dp } = await setup();
+    await dp.apply(ifaceOnly);
+    host.runner.clear();
+    await dp.apply(state([B]));
+    t.deepEqual(reads(host), [`wg show ${IF} dump`, `ip -j addr show dev ${IF}`]);
+  }
+  // A failed interface-only apply leaves nothing to carry.
+  {
+    const { host, dp } = await setup();
+    host.failing.push({ prefix: ['ip', 'link', 'set'], stderr: 'RTNETLINK answers: Operation not permitted' });
+    host.up = false;
+    await t.throwsAsync(dp.apply(ifaceOnly));
+    host.failing.length = 0;
+    host.runner.clear();
+    await dp.apply({ ...state([B]), readLive: false });
+    t.deepEqual(reads(host), [`wg show ${IF} dump`, `ip -j addr show dev ${IF}`]);
+  }
+  // Drift after the carried apply is repaired by the next reading apply: a peer removed by hand comes back.
+  {
+    const { host, dp } = await setup();
+    await dp.apply(ifaceOnly);
+    await dp.apply({ ...state([B]), readLive: false });
+    host.peers.clear();
+    await dp.apply(state([B]));
+    t.true(host.peers.has(B.publicKey));
+  }
 });
 
 test('routes read by the reconcile\'s host read (target.liveRoutes) are not read again, and the diff uses them', async (t) => {

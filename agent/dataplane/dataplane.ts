@@ -25,6 +25,7 @@ import { ROUTE_PROTO, diffRoutes, isOwnedRoute, readMainRoutes, routeCommands, t
 import { createWireguardBackend, type WireguardBackend, type WireguardBackendOptions, type WireguardMode } from './wireguard-backend.ts';
 import { diffWireguard, wireguardCommands, type PlannedCommand } from './wg-diff.ts';
 import { stateAfterApply, type AppliedState } from './applied-state.ts';
+import { interfaceAfterEnsure, type InterfaceState, type LinkJson } from './interface-state.ts';
 import { runIpBatch, runWgSetBatch, type BatchOutcome } from './batch.ts';
 import { OwnRouteChanges } from './own-changes.ts';
 import { EndpointMemory } from './endpoint-memory.ts';
@@ -70,12 +71,6 @@ export const SET_PRIVATE_KEY_SCRIPT = 'cat | wg set "$0" private-key /dev/stdin'
 
 const familyOf = (cidr: string): 4 | 6 | undefined => parseCidr(cidr, { allowHostBits: true })?.family;
 
-interface IpJsonLink {
-  mtu?: unknown;
-  flags?: unknown;
-  addr_info?: { family?: unknown; local?: unknown; prefixlen?: unknown; scope?: unknown }[];
-}
-
 /** The report while it is being filled. */
 interface Report {
   interfaceEnsured: boolean;
@@ -96,6 +91,8 @@ class LinuxDataplane implements LinuxDataplaneHandle {
   private hostChecked: { key: string; at: number } | undefined;
   /** What the last fully successful apply left (a change-driven apply diffs against it); cleared by any other outcome. */
   private applied: AppliedState | undefined;
+  /** What the last apply left if it was interface-only and succeeded (the first full apply of a start starts from it). */
+  private started: InterfaceState | undefined;
   /** Routes our batches change, so the netlink monitor can tell their echo from drift. */
   private readonly ownRoutes = new OwnRouteChanges();
   /** The relay bind address found for these advertised endpoints (read once per endpoint set). */
@@ -155,31 +152,38 @@ class LinuxDataplane implements LinuxDataplaneHandle {
   private async applyNow(target: DataplaneTarget): Promise<ApplyReport> {
     const report: Report = { interfaceEnsured: false, changes: 0, commands: [], failures: [], blocked: [] };
     const previous = this.applied;
+    const started = this.started;
     this.applied = undefined;
+    this.started = undefined;
     await this.wg.ensureLink();
     const desired = target.desired;
     // Relay hints need the endpoints WireGuard learned since: a relay node reads the dump.
     const needsDump = this.relay !== null && desired !== null && desired.relays.length > 0;
-    const model = target.readLive === false && !needsDump && previous?.generation === this.wg.generation ? previous : undefined;
+    const trusted = target.readLive === false && !needsDump;
+    const model = trusted && previous?.generation === this.wg.generation ? previous : undefined;
+    // No model of a full apply yet, but the interface-only apply before this one left its reads
+    // (agent/dataplane/interface-state.ts): the first full apply of a start reads neither again.
+    const carried = trusted && model === undefined && started?.generation === this.wg.generation ? started : undefined;
     // The reads of this apply, side by side (one round of spawns, not four in a row): the one
     // WireGuard read (the interface check, the peer diff and the relay hints all use it; setting the
     // key or port below does not change the peers it lists), the interface's addresses, and the
     // route tables unless known (the previous apply's model, or this reconcile's host read).
     const addrArgv = ['ip', '-j', 'addr', 'show', 'dev', this.iface];
     const knownRoutes = model?.routes ?? target.liveRoutes;
-    const [dump, addrOut, routes] = await Promise.all([
-      model?.wireguard ?? this.runner.run(['wg', 'show', this.iface, 'dump']).then((r) => parseWgDump(r.stdout)),
-      this.runner.run(addrArgv).then((r) => r.stdout),
+    const [dump, link, routes] = await Promise.all([
+      model?.wireguard ?? carried?.wireguard ?? this.runner.run(['wg', 'show', this.iface, 'dump']).then((r) => parseWgDump(r.stdout)),
+      carried?.link ?? this.runner.run(addrArgv).then((r) => (parseIpJson(r.stdout, addrArgv)[0] ?? {}) as LinkJson),
       desired === null || knownRoutes !== undefined ? knownRoutes : readMainRoutes(this.runner).catch((err: unknown) => asError(err)),
     ]);
-    if (model === undefined) this.endpoints.observe(dump.peers);
-    const link = (parseIpJson(addrOut, addrArgv)[0] ?? {}) as IpJsonLink;
+    if (model === undefined && carried === undefined) this.endpoints.observe(dump.peers);
     const publicKey = await this.ensureInterface(target.privateKey, target.interface, dump, link, report);
     report.interfaceEnsured = true;
+    if (desired === null) this.started = interfaceAfterEnsure(dump, link, target.interface, publicKey, this.wg.generation);
     if (desired !== null) {
-      const live = await this.applyPeersAndRoutes(desired, dump, routes, report);
+      // Forwarding and the MSS clamp (reads, and writes only where off) beside the batches: they
+      // only add, so they need not wait for the peers, and they cost no round of their own.
+      const [live] = await Promise.all([this.applyPeersAndRoutes(desired, dump, routes, report), this.ensureHost(familiesOf(desired), report)]);
       await this.applyRelays(desired, target.advertisedEndpoints, dump, report);
-      await this.ensureHost(familiesOf(desired), report);
       if (live !== undefined && report.failures.length === 0) {
         const blocked = new Set(live.blocked);
         this.applied = stateAfterApply({ wireguard: dump, routes: live.routes }, desired, publicKey, blocked, this.wg.generation);
@@ -196,7 +200,7 @@ class LinuxDataplane implements LinuxDataplaneHandle {
    * Key, listen port, MTU, addresses, link up; returns the public key it ensured. Throws on the first
    * failure (nothing else makes sense on a broken interface).
    */
-  private async ensureInterface(privateKey: string, iface: DesiredInterface, dump: LiveWireguard, info: IpJsonLink, report: Report): Promise<string> {
+  private async ensureInterface(privateKey: string, iface: DesiredInterface, dump: LiveWireguard, info: LinkJson, report: Report): Promise<string> {
     const name = this.iface;
     if (dump.interface.listenPort !== iface.listenPort) {
       await this.runner.run(['wg', 'set', name, 'listen-port', String(iface.listenPort)]);
@@ -317,31 +321,37 @@ class LinuxDataplane implements LinuxDataplaneHandle {
     const last = this.hostChecked;
     if (last?.key === key && now - last.at < this.hostCheckIntervalMs) return;
     this.hostChecked = undefined;
-    const failuresBefore = report.failures.length;
-    await this.ensureForwarding(families, report);
-    const mss = await this.mss.ensure(families);
-    for (const added of mss) {
+    // Forwarding and the clamp side by side (sysctl and iptables, each family at once).
+    const [forwarding, mss] = await Promise.all([this.ensureForwarding(families), this.mss.ensure(families)]);
+    report.failures.push(...forwarding.failures);
+    for (const added of [...forwarding.written, ...mss]) {
       report.commands.push(added.argv);
       if (added.ok) report.changes++;
     }
     // A failed write is retried at the next apply. (A node without iptables is re-probed only after the interval.)
-    if (report.failures.length === failuresBefore) this.hostChecked = { key, at: now };
+    if (forwarding.failures.length === 0) this.hostChecked = { key, at: now };
   }
 
-  /** Nodes forward pod traffic into and out of the tunnel. Reads first; writes only when off. */
-  private async ensureForwarding(families: readonly (4 | 6)[], report: Report): Promise<void> {
-    for (const f of families) {
-      const key = f === 4 ? 'net.ipv4.ip_forward' : 'net.ipv6.conf.all.forwarding';
-      const argv = ['sysctl', '-w', `${key}=1`];
-      try {
-        if ((await this.runner.run(['sysctl', '-n', key])).stdout.trim() === '1') continue;
-        report.commands.push(argv);
-        await this.runner.run(argv);
-        report.changes++;
-      } catch (err) {
-        report.failures.push({ op: 'enable forwarding', error: asError(err) });
-      }
-    }
+  /** Nodes forward pod traffic into and out of the tunnel. Reads first; writes only when off. Both families side by side. */
+  private async ensureForwarding(families: readonly (4 | 6)[]): Promise<{ written: { argv: string[]; ok: boolean }[]; failures: { op: string; error: Error }[] }> {
+    const written: { argv: string[]; ok: boolean }[] = [];
+    const failures: { op: string; error: Error }[] = [];
+    await Promise.all(
+      families.map(async (f) => {
+        const key = f === 4 ? 'net.ipv4.ip_forward' : 'net.ipv6.conf.all.forwarding';
+        const argv = ['sysctl', '-w', `${key}=1`];
+        try {
+          if ((await this.runner.run(['sysctl', '-n', key])).stdout.trim() === '1') return;
+          const write = { argv, ok: false };
+          written.push(write);
+          await this.runner.run(argv);
+          write.ok = true;
+        } catch (err) {
+          failures.push({ op: 'enable forwarding', error: asError(err) });
+        }
+      }),
+    );
+    return { written, failures };
   }
 
   async livePeers(): Promise<readonly LivePeer[]> {
@@ -356,6 +366,7 @@ class LinuxDataplane implements LinuxDataplaneHandle {
 
   teardown(): Promise<void> {
     this.hostChecked = undefined;
+    this.started = undefined;
     const monitor = this.monitor?.stop();
     return this.serialize(async () => {
       const failures: { op: string; error: Error }[] = [];

@@ -50,20 +50,22 @@ export class MssClamp {
 
   /** Adds the rule where missing. Returns the mutating commands it ran (empty when already in place). */
   async ensure(families: Iterable<4 | 6>): Promise<{ argv: string[]; ok: boolean }[]> {
-    const ran: { argv: string[]; ok: boolean }[] = [];
-    for (const family of families) {
-      if ((await this.check(family)) !== 'absent') continue;
-      const argv = [binary(family), '-t', 'mangle', '-A', ...mssRule(this.iface)];
-      try {
-        await this.runner.run(argv);
-        ran.push({ argv, ok: true });
-        this.logger.info({ binary: binary(family), iface: this.iface }, 'MSS clamp rule added');
-      } catch (err) {
-        ran.push({ argv, ok: false });
-        this.warnOnce(family, errorMessage(err));
-      }
-    }
-    return ran;
+    // Each family on its own (iptables and ip6tables are separate tables): side by side.
+    const ran = await Promise.all(
+      [...families].map(async (family): Promise<{ argv: string[]; ok: boolean } | undefined> => {
+        if ((await this.check(family)) !== 'absent') return undefined;
+        const argv = [binary(family), '-t', 'mangle', '-A', ...mssRule(this.iface)];
+        try {
+          await this.runner.run(argv);
+          this.logger.info({ binary: binary(family), iface: this.iface }, 'MSS clamp rule added');
+          return { argv, ok: true };
+        } catch (err) {
+          this.warnOnce(family, errorMessage(err));
+          return { argv, ok: false };
+        }
+      }),
+    );
+    return ran.filter((r) => r !== undefined);
   }
 
   /** Deletes every copy of our rule (both families). Never throws. */
