@@ -55,6 +55,7 @@ import { readinessOf } from './status/readiness.ts';
 import { toViewDocument } from './status/view.ts';
 import { startStatusServer, type StatusServer } from './status-server.ts';
 import { backoffDelay } from '../lib/backoff.ts';
+import { StartGate } from './start-gate.ts';
 import { recentRead, type RecentRead } from '../lib/recent-read.ts';
 import type { StatusReadOptions } from '../protocol/fresh-read.ts';
 
@@ -136,6 +137,8 @@ export class Agent {
   private unsubscribeRestart: (() => void) | undefined;
   private unsubscribeDrift: (() => void) | undefined;
   private readonly abort = new AbortController();
+  /** Opens once the local start (status server, policy init) is done; NATS deliveries wait for it. */
+  private readonly localStart = new StartGate((err) => this.o.logger.error({ err }, 'a delivery held until the local start threw'));
   private stopping: Promise<void> | undefined;
   private ownSeenInWatch = false;
   private lastPublished = '';
@@ -303,15 +306,14 @@ export class Agent {
   }
 
   private async run(): Promise<void> {
-    // Connecting to NATS overlaps the rest of the start (status server, policy, first reconcile);
-    // what a connection sets off (registration, the KV watch) waits until they are in place.
-    let startedUp = (): void => undefined;
-    const ready = new Promise<void>((resolve) => (startedUp = resolve));
-    this.connecting = this.connectLoop(ready);
+    // Connecting to NATS, registering and reading the KV overlap the rest of the start (status
+    // server, policy init, the interface-only reconcile): what they deliver (our record, the
+    // snapshot) waits until those are in place (agent/start-gate.ts).
+    this.connecting = this.connectLoop();
     try {
       await this.startLocal();
     } finally {
-      startedUp();
+      this.localStart.open();
     }
   }
 
@@ -325,6 +327,9 @@ export class Agent {
       void this.reconciler.reconcileNow('wireguard restarted').then(() => this.health.kick());
     });
     this.unsubscribeDrift = this.dataplane.onDrift?.((reason) => this.reconciler.request(`drift: ${reason}`));
+    // The interface-only start first: its spawns overlap the status server and the policy init
+    // (no view can be planned before those are in place: deliveries wait for the local start).
+    this.reconciler.request('start');
     await this.services.start();
     this.statusServer = await startStatusServer({
       socketPath: config.statusSocket,
@@ -344,7 +349,6 @@ export class Agent {
       logger: logger.child({ component: 'status' }),
     });
     await this.policy.init();
-    this.reconciler.request('start');
     this.health.start();
     this.summaries.start(this.abort.signal);
     this.resyncTimer = setInterval(() => {
@@ -367,14 +371,13 @@ export class Agent {
     this.controlPlane?.requestRegister('identity changed');
   }
 
-  private async connectLoop(ready: Promise<void>): Promise<void> {
+  private async connectLoop(): Promise<void> {
     const log = this.o.logger;
     let failures = 0;
     log.info({ servers: this.o.config.natsServers.map(redactUrl) }, 'connecting to NATS');
     while (!this.abort.signal.aborted) {
       try {
         const nc = await this.o.connectNats();
-        await ready;
         if (this.abort.signal.aborted) {
           await nc.close();
           return;
@@ -431,12 +434,17 @@ export class Agent {
     this.meshWatch = watch;
     // Push, not pull: the control plane emits our own record, the watch its snapshots; both go to
     // the reconciler as data.
-    cp.onRecord((record) => this.onOwnRecord(record));
-    watch.onSnapshot((snapshot) => this.onMeshSnapshot(snapshot));
+    // Registration and the KV read start at once; what they deliver waits for the local start
+    // (the policy gate must be initialised before any view is planned), in order.
+    const gate = this.localStart;
+    cp.onRecord((record) => gate.run(() => this.onOwnRecord(record)));
+    watch.onSnapshot((snapshot) => gate.run(() => this.onMeshSnapshot(snapshot)));
     cp.start();
     watch.start();
-    this.policy.connect(nc);
-    this.services.attach(nc);
+    gate.run(() => {
+      this.policy.connect(nc);
+      this.services.attach(nc);
+    });
   }
 
   private onOwnRecord(record: NodeRecord): void {

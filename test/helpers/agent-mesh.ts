@@ -113,6 +113,8 @@ export interface FakeAgentOptions {
   readonly nodeSource?: NodeSourceFactory;
   /** Default: resolves to the returned `dataplane`. */
   readonly createDataplane?: () => Promise<FakeDataplane>;
+  /** Default: a RecordingRunner that answers everything with empty output. */
+  readonly runner?: Runner;
   /** Default 1000 ms. */
   readonly requestTimeoutMs?: number;
   readonly signal?: AbortSignal;
@@ -145,7 +147,7 @@ export async function startFakeAgent(t: ExecutionContext, o: FakeAgentOptions): 
   }
   const config = parseAgentConfig(args, { env: {}, hostname: o.name, fileExists: () => false });
   const joinCredential = config.joinCredentialFile === null ? null : await readJoinCredentialFile(config.joinCredentialFile, config.cluster);
-  const runner = new RecordingRunner();
+  const runner = o.runner ?? new RecordingRunner();
   const logger = o.logger ?? silentLogger();
   const dataplane = new FakeDataplane();
   const agent = await Agent.start({
@@ -184,6 +186,8 @@ export interface StaticAgentOptions {
   readonly servicesSync?: ServicesSyncFactory;
   readonly events?: EventPublisher;
   readonly logger?: Logger;
+  readonly runner?: Runner;
+  readonly createDataplane?: () => Promise<FakeDataplane>;
 }
 
 // Each agent of a test file gets its own documentation endpoint and private address: .10, .11, …
@@ -216,5 +220,7 @@ export function startStaticAgent(t: ExecutionContext, mesh: MeshAddress, o: Stat
     ...(o.servicesSync ? { servicesSync: o.servicesSync } : {}),
     ...(o.events ? { events: o.events } : {}),
     ...(o.logger ? { logger: o.logger } : {}),
+    ...(o.runner ? { runner: o.runner } : {}),
+    ...(o.createDataplane ? { createDataplane: o.createDataplane } : {}),
   });
 }
