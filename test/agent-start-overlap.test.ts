@@ -37,6 +37,8 @@ test('registration and the KV read run during the local start; no view is planne
   const mesh = await startMesh(t, { label: 'xl-start-overlap', nodeTtl: '30s' });
   const peer = await startStaticAgent(t, mesh, { name: 'node-b', cluster: 'c2', podCidr: '10.245.1.0/24', stateDir: await tempDir(t, 'xl-start-b-') });
   const runner = new HeldPolicyInit();
+  // A failing assertion must not leave the start waiting forever.
+  t.teardown(() => runner.open());
   const dp = new FakeDataplane();
   const lines: string[] = [];
   const logger = pino({ level: 'info' }, { write: (line: string) => void lines.push(line) });
