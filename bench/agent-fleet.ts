@@ -5,7 +5,7 @@
 // coordinator answers "unknown-node".
 import { performance } from 'node:perf_hooks';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { heartbeatDelayMs, heartbeatRetryDelayMs } from '../agent/control/control-plane.ts';
+import { heartbeatDelayMs, heartbeatRetryDelayMs, MAX_IMMEDIATE_RESENDS } from '../agent/control/heartbeat-schedule.ts';
 import { onConnectionStatus } from '../lib/nats-status.ts';
 import { errorMessage } from '../lib/errors.ts';
 import { mapLimit } from '../lib/pool.ts';
@@ -70,6 +70,8 @@ export interface HeartbeatCounters {
   sent: number;
   ok: number;
   unknownNode: number;
+  /** Heartbeats answered `stale-epoch` (a new leader) and re-signed at once. */
+  staleEpoch: number;
   failed: number;
   reregistered: number;
   latenciesMs: number[];
@@ -79,7 +81,7 @@ export interface HeartbeatCounters {
   reasons: Map<string, number>;
 }
 
-const newCounters = (): HeartbeatCounters => ({ sent: 0, ok: 0, unknownNode: 0, failed: 0, reregistered: 0, latenciesMs: [], sentAtMs: [], reasons: new Map() });
+const newCounters = (): HeartbeatCounters => ({ sent: 0, ok: 0, unknownNode: 0, staleEpoch: 0, failed: 0, reregistered: 0, latenciesMs: [], sentAtMs: [], reasons: new Map() });
 
 function countReason(c: HeartbeatCounters, reason: string): void {
   c.failed++;
@@ -100,6 +102,8 @@ export class AgentFleet {
   /** Unanswered heartbeats in a row per agent: retried like the agent does (heartbeatRetryDelayMs), not an interval later. */
   private readonly failures = new Map<string, number>();
   private intervalMs = 0;
+  /** The coordinator epoch each agent learned (protocol/coordinator-epoch.ts): signed into its heartbeats, like the agent. */
+  private readonly epochs = new Map<string, string>();
 
   private readonly nc: NatsConnection;
 
@@ -118,6 +122,7 @@ export class AgentFleet {
     const body = await signedRegistration(request, agent.identity.secretKey, agent.joinCredential ?? this.controlPlane.credentialFor(request.cluster));
     const t0 = performance.now();
     const reply = await rpc(this.nc, this.subjects.register, body, RegisterReply, this.timeoutMs);
+    if (reply.epoch !== undefined) this.epochs.set(agent.name, reply.epoch);
     return { reply, ms: performance.now() - t0 };
   }
 
@@ -199,9 +204,10 @@ export class AgentFleet {
     if (at < (this.due.get(name) ?? Infinity)) this.due.set(name, at);
   }
 
-  private async heartbeat(agent: FakeAgent): Promise<void> {
+  private async heartbeat(agent: FakeAgent, resends = 0): Promise<void> {
     const c = this.counters;
-    const hb: Heartbeat = { v: 1, name: agent.name, identityKey: agent.identity.publicKey, generation: 0, sentAt: agent.nextSentAt() };
+    const epoch = this.epochs.get(agent.name);
+    const hb: Heartbeat = { v: 1, name: agent.name, identityKey: agent.identity.publicKey, generation: 0, sentAt: agent.nextSentAt(), ...(epoch === undefined ? {} : { epoch }) };
     const body = await signed(hb, agent.identity.secretKey);
     c.sent++;
     const t0 = performance.now();
@@ -217,6 +223,7 @@ export class AgentFleet {
       return;
     }
     c.latenciesMs.push(performance.now() - t0);
+    if (reply.epoch !== undefined) this.epochs.set(agent.name, reply.epoch);
     if (reply.ok) {
       c.ok++;
       const at = performance.now();
@@ -225,11 +232,17 @@ export class AgentFleet {
       this.failures.delete(agent.name);
       return;
     }
+    if (reply.error.code === 'stale-epoch' && resends < MAX_IMMEDIATE_RESENDS) {
+      // Like the agent: a new leader took over; re-signed with its epoch at once (not a failure).
+      c.staleEpoch++;
+      await this.heartbeat(agent, resends + 1);
+      return;
+    }
     this.heardAgain.failed(agent.name, t0, performance.now());
     if (reply.error.code !== 'unknown-node') {
       countReason(c, `${reply.error.code}: ${reply.error.message.slice(0, 80)}`);
       // Like the agent: a coordinator still taking over is retried soon.
-      if (reply.error.code === 'unavailable') this.retrySoon(agent.name);
+      if (reply.error.code === 'unavailable' || reply.error.code === 'stale-epoch') this.retrySoon(agent.name);
       return;
     }
     c.unknownNode++;

@@ -24,6 +24,8 @@ import { NatsEventPublisher, type EventPublisher } from '../protocol/events.ts';
 import { ensureEventStream } from './event-stream.ts';
 import { ensureHealthStream } from './health-stream.ts';
 import { LeaderProbe, serveLeaderPresence } from './leader-presence.ts';
+import { mintEpoch } from '../protocol/coordinator-epoch.ts';
+import { epochRefusal, followerMayRecord } from './heartbeat-epoch.ts';
 
 export interface CoordinatorDeps {
   readonly nc: NatsConnection;
@@ -63,6 +65,10 @@ export class Coordinator {
   private stopStatusWatch: (() => void) | undefined;
   private stopped: Promise<void> | undefined;
   private natsConnected = true;
+  /** This replica's epoch while it leads (minted per term: heartbeat-epoch.ts). */
+  private epoch: string | undefined;
+  /** When this replica started: as a follower it records no heartbeat sent before (heartbeat-epoch.ts). */
+  private readonly startedAt: number;
   private readonly logger: Logger;
   private readonly events: EventPublisher;
 
@@ -72,6 +78,7 @@ export class Coordinator {
   ) {
     this.store = store;
     this.logger = deps.logger;
+    this.startedAt = deps.clock.now();
     this.heartbeatMarks = new HeartbeatMarks(deps.config.maxClockSkewMs);
     this.lease = new LeaderLease(store.kv, {
       seal: leaseSeal(deps.signingKey, deps.config.previousPublicKeys),
@@ -180,8 +187,11 @@ export class Coordinator {
     if (this.abort.signal.aborted) return;
     this.endTerm();
     const term = this.lease.term;
+    const epoch = mintEpoch(this.lease.termRevision);
+    this.epoch = epoch;
     void this.leaderProbe.stop();
-    this.stopPresence = serveLeaderPresence(this.deps.nc, subjects(this.deps.config.subjectPrefix).leaderPresence, this.lease.holder, this.logger);
+    this.stopPresence = serveLeaderPresence(this.deps.nc, subjects(this.deps.config.subjectPrefix).leaderPresence, { holder: this.lease.holder, epoch }, this.logger);
+    this.logger.info({ epoch }, 'new coordinator epoch: heartbeats signed with an earlier one are refused');
     this.term = new LeaderTerm({
       nc: this.deps.nc,
       store: this.store,
@@ -192,6 +202,7 @@ export class Coordinator {
       holdsLease: () => this.lease.holdsTerm(term),
       metrics: this.deps.metrics,
       events: this.events,
+      epoch,
     });
   }
 
@@ -209,10 +220,13 @@ export class Coordinator {
   private async onHeartbeat(msg: Msg): Promise<void> {
     const opened = await openSignedRequest(msg.data, Heartbeat);
     const now = this.deps.clock.now();
-    const registry = this.lease.holds() ? this.term?.registry : undefined;
+    const epoch = this.lease.holds() ? this.epoch : undefined;
+    const registry = epoch !== undefined ? this.term?.registry : undefined;
+    // The epoch goes back to agents that sign one (an older agent gets the reply it knows).
+    let answerEpoch: string | undefined;
     const reply = (r: HeartbeatReply): void => {
       this.deps.metrics?.heartbeat(!registry ? 'follower' : r.ok ? 'ok' : r.error.code);
-      if (registry && msg.reply) msg.respond(JSON.stringify(r));
+      if (registry && msg.reply) msg.respond(JSON.stringify(answerEpoch === undefined ? r : { ...r, epoch: answerEpoch }));
     };
     if (!opened.ok) {
       this.logger.debug({ code: opened.error.code, reason: opened.error.message }, 'heartbeat rejected');
@@ -220,6 +234,7 @@ export class Coordinator {
       return;
     }
     const hb = opened.value;
+    if (hb.epoch !== undefined) answerEpoch = epoch;
     const skew = checkSentAt(hb.sentAt, now, this.deps.config.maxClockSkewMs);
     if (!skew.ok) {
       this.logger.info({ node: hb.name, reason: skew.error.message }, 'heartbeat rejected');
@@ -233,18 +248,27 @@ export class Coordinator {
       reply({ ok: false, error: staleRefusal(hb.sentAt, mark ?? hb.sentAt) });
       return;
     }
-    if (!registry && this.lease.holds()) {
+    // A heartbeat of an earlier term (perhaps captured and replayed after every replica restarted).
+    const staleEpoch = epoch === undefined ? undefined : epochRefusal(hb.epoch, epoch);
+    if (staleEpoch) {
+      this.logger.debug({ node: hb.name, epoch: hb.epoch, current: epoch }, 'heartbeat rejected: earlier epoch');
+      this.deps.metrics?.heartbeat('stale-epoch');
+      if (msg.reply) msg.respond(JSON.stringify({ ok: false, error: staleEpoch, epoch } satisfies HeartbeatReply));
+      return;
+    }
+    if (!registry && epoch !== undefined) {
       // Leader, still loading the bucket (a takeover or restart): say so at once, so the agent
       // retries within seconds instead of waiting out its request timeout.
       this.liveness.touch(hb.name, now, hb.identityKey);
       this.deps.metrics?.heartbeat('unavailable');
-      if (msg.reply) msg.respond(JSON.stringify(TAKING_OVER));
+      if (msg.reply) msg.respond(JSON.stringify(answerEpoch === undefined ? TAKING_OVER : { ...TAKING_OVER, epoch: answerEpoch }));
       return;
     }
     if (!registry) {
       // Followers only keep liveness fresh for the day they take over, noting which key signed it:
-      // the new leader keeps it only if that is the node's own identity key (Liveness.retainMatching).
-      this.liveness.touch(hb.name, now, hb.identityKey);
+      // the new leader keeps it only if that is the node's own identity key (Liveness.retainMatching),
+      // and only for heartbeats of the leader's epoch sent after this replica started.
+      if (followerMayRecord(hb, this.leaderProbe.epoch, this.startedAt)) this.liveness.touch(hb.name, now, hb.identityKey);
       // While no leader answers (it died holding the lease), say so instead of leaving the agent
       // to wait out its request timeout; while one does, stay silent (the first answer wins).
       if (this.leaderProbe.leaderAbsent() && msg.reply) {

@@ -10,12 +10,19 @@ import type { NatsConnection, Subscription } from '@nats-io/transport-node';
 import type { Clock } from '../lib/clock.ts';
 import { errorMessage } from '../lib/errors.ts';
 import type { Logger } from '../lib/logger.ts';
+import { CoordinatorEpoch } from '../protocol/coordinator-epoch.ts';
 
 /** What a follower knows of the leader: not probed yet, answering, or not answering (since when, its clock). */
 export type LeaderSeen = { readonly kind: 'unknown' } | { readonly kind: 'present'; readonly holder: string } | { readonly kind: 'absent'; readonly since: number; readonly why: string };
 
-/** Leader side: answers probes with its holder id until the returned function is called. */
-export function serveLeaderPresence(nc: NatsConnection, subject: string, holder: string, logger: Logger): () => void {
+/** What the leader answers a probe with: who it is and its epoch (protocol/coordinator-epoch.ts). */
+export interface LeaderPresence {
+  readonly holder: string;
+  readonly epoch: string;
+}
+
+/** Leader side: answers probes with its holder id and epoch until the returned function is called. */
+export function serveLeaderPresence(nc: NatsConnection, subject: string, presence: LeaderPresence, logger: Logger): () => void {
   let sub: Subscription | undefined;
   try {
     sub = nc.subscribe(subject, {
@@ -24,7 +31,7 @@ export function serveLeaderPresence(nc: NatsConnection, subject: string, holder:
           logger.debug({ err: errorMessage(err) }, 'leader presence subscription error');
           return;
         }
-        if (msg.reply) msg.respond(JSON.stringify({ holder }));
+        if (msg.reply) msg.respond(JSON.stringify(presence));
       },
     });
   } catch (err) {
@@ -57,12 +64,19 @@ export interface LeaderProbeOptions {
  */
 export class LeaderProbe {
   private state: LeaderSeen = { kind: 'unknown' };
+  /** The epoch the leader last announced; kept while it is absent (its agents still sign it). */
+  private announced: string | undefined;
   private running: { readonly abort: AbortController; readonly loop: Promise<void> } | undefined;
 
   constructor(private readonly o: LeaderProbeOptions) {}
 
   get seen(): LeaderSeen {
     return this.state;
+  }
+
+  /** The epoch the leader answered with last (undefined: none yet, or an older leader that sends none). */
+  get epoch(): string | undefined {
+    return this.announced;
   }
 
   /** True once a probe found no leader serving (and none has answered since). */
@@ -76,7 +90,9 @@ export class LeaderProbe {
     let next: LeaderSeen;
     try {
       const reply = await this.o.nc.request(this.o.subject, '', { timeout: this.o.timeoutMs ?? 1000 });
-      next = { kind: 'present', holder: parseHolder(reply.string()) };
+      const presence = parsePresence(reply.string());
+      next = { kind: 'present', holder: presence.holder };
+      if (run === this.running) this.announced = presence.epoch;
     } catch (err) {
       next = this.state.kind === 'absent' ? this.state : { kind: 'absent', since: this.o.clock.now(), why: errorMessage(err) };
     }
@@ -96,6 +112,7 @@ export class LeaderProbe {
     const r = this.running;
     this.running = undefined;
     this.state = { kind: 'unknown' };
+    this.announced = undefined;
     if (!r) return;
     r.abort.abort();
     await r.loop;
@@ -116,12 +133,15 @@ export class LeaderProbe {
   }
 }
 
-function parseHolder(text: string): string {
+function parsePresence(text: string): { holder: string; epoch: string | undefined } {
+  let v: unknown;
   try {
-    const v: unknown = JSON.parse(text);
-    if (typeof v === 'object' && v !== null && 'holder' in v && typeof v.holder === 'string') return v.holder;
+    v = JSON.parse(text);
   } catch {
-    // fall through
+    return { holder: '(unknown)', epoch: undefined };
   }
-  return '(unknown)';
+  if (typeof v !== 'object' || v === null) return { holder: '(unknown)', epoch: undefined };
+  const holder = 'holder' in v && typeof v.holder === 'string' ? v.holder : '(unknown)';
+  const epoch = CoordinatorEpoch.safeParse('epoch' in v ? v.epoch : undefined);
+  return { holder, epoch: epoch.success ? epoch.data : undefined };
 }

@@ -17,6 +17,8 @@ import { startConsumerReaper } from './consumer-reaper-nats.ts';
 /** The term hands these on to its Registry, and serves requests on `nc`. */
 export interface LeaderTermDeps extends RegistryDeps {
   readonly nc: NatsConnection;
+  /** The term's epoch (protocol/coordinator-epoch.ts), returned in every registration reply. */
+  readonly epoch?: string;
 }
 
 /** Queue group for leader-only subjects: if two replicas briefly both think they lead, one answers. */
@@ -120,7 +122,7 @@ export class LeaderTerm {
   private async countRegistration(reply: Promise<RegisterReply>): Promise<RegisterReply> {
     const r = await reply;
     this.deps.metrics?.registration(r.ok ? 'ok' : r.error.code);
-    return r;
+    return this.deps.epoch === undefined ? r : { ...r, epoch: this.deps.epoch };
   }
 
   /** Resolves once the server has confirmed our subscriptions (a flush round trip) or the term ends. */

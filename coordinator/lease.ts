@@ -50,6 +50,8 @@ export class LeaderLease {
   private observed: { revision: number; since: number } | undefined;
   /** Counts acquisitions, so work started under an earlier term cannot write under a later one. */
   private termNumber = 0;
+  /** The lease revision written when the current (or last) term began (the coordinator epoch's first part). */
+  private takenAt = 0;
   private firstRoundDone: () => void = () => undefined;
   /** Resolves once the first campaign round has finished (we lead, or know someone else does, or it failed). */
   readonly firstRound: Promise<void> = new Promise((resolve) => {
@@ -73,6 +75,11 @@ export class LeaderLease {
   /** The number of the current (or last) term; pass it to holdsTerm. */
   get term(): number {
     return this.termNumber;
+  }
+
+  /** The lease revision our current (or last) term began with. */
+  get termRevision(): number {
+    return this.takenAt;
   }
 
   /** Like holds(), but only for the given term (a lease lost and re-acquired is a new term). */
@@ -181,6 +188,7 @@ export class LeaderLease {
     }
     this.leader = true;
     this.termNumber++;
+    this.takenAt = this.revision;
     this.observed = undefined;
     this.validUntil = start + this.opts.ttlMs;
     this.opts.logger.info({ holder: this.opts.holder, why }, 'became leader');

@@ -3,6 +3,7 @@
 import { z } from 'zod';
 import { EffectiveSettings } from './agent-settings.ts';
 import { canonicalCidr, parseEndpoint, parseIp } from './cidr.ts';
+import { CoordinatorEpoch } from './coordinator-epoch.ts';
 
 const KEY_BASE64 = /^[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=$/;
 
@@ -89,6 +90,11 @@ export const Heartbeat = z
     /** Generation of the node record the agent currently holds; lets the coordinator spot stale agents. */
     generation: z.number().int().nonnegative(),
     sentAt: z.number().int().nonnegative(),
+    /**
+     * The coordinator epoch the agent last learned (protocol/coordinator-epoch.ts); a leader accepts
+     * only its own. Absent from agents older than the epoch (accepted with the older replay rules).
+     */
+    epoch: CoordinatorEpoch.optional(),
   })
   .strict();
 export type Heartbeat = z.infer<typeof Heartbeat>;
@@ -200,7 +206,7 @@ export const RequestEnvelope = z
 export type RequestEnvelope = z.infer<typeof RequestEnvelope>;
 
 export const ErrorBody = z.object({
-  code: z.enum(['invalid', 'conflict', 'unauthorized', 'unavailable', 'internal', 'unknown-node', 'stale', 'rate-limited']),
+  code: z.enum(['invalid', 'conflict', 'unauthorized', 'unavailable', 'internal', 'unknown-node', 'stale', 'rate-limited', 'stale-epoch']),
   /** The offending field, dotted (e.g. "podCidrs[1]"). */
   field: z.string().optional(),
   message: z.string(),
@@ -216,14 +222,17 @@ export const RegisterReply = z.discriminatedUnion('ok', [
     record: SignedEnvelope,
     heartbeatIntervalMs: z.number().int().positive(),
     nodeTtlMs: z.number().int().positive(),
+    /** The leader's epoch: the agent signs it into its heartbeats. */
+    epoch: CoordinatorEpoch.optional(),
   }),
-  z.object({ ok: z.literal(false), error: ErrorBody }),
+  z.object({ ok: z.literal(false), error: ErrorBody, epoch: CoordinatorEpoch.optional() }),
 ]);
 export type RegisterReply = z.infer<typeof RegisterReply>;
 
+/** `epoch`: the answering leader's epoch (a `stale-epoch` refusal always carries it). */
 export const HeartbeatReply = z.discriminatedUnion('ok', [
-  z.object({ ok: z.literal(true) }),
-  z.object({ ok: z.literal(false), error: ErrorBody }),
+  z.object({ ok: z.literal(true), epoch: CoordinatorEpoch.optional() }),
+  z.object({ ok: z.literal(false), error: ErrorBody, epoch: CoordinatorEpoch.optional() }),
 ]);
 export type HeartbeatReply = z.infer<typeof HeartbeatReply>;
 

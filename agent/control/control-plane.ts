@@ -23,6 +23,7 @@ import { joinSign, type JoinCredential } from '../../protocol/join-credential.ts
 import { subjects } from '../../protocol/subjects.ts';
 import type { NodeIdentity } from '../plan/model.ts';
 import { backoffDelay, type BackoffPolicy } from '../../lib/backoff.ts';
+import { heartbeatDelayMs, nextHeartbeatDelayMs, type HeartbeatOutcome } from './heartbeat-schedule.ts';
 import { onConnectionStatus } from '../../lib/nats-status.ts';
 import { RateLimitedLog } from '../../lib/rate-limited-log.ts';
 
@@ -61,27 +62,7 @@ export interface ControlPlaneOptions {
 /** Heartbeat interval before the coordinator has told us one. */
 const DEFAULT_HEARTBEAT_INTERVAL_MS = 10_000;
 
-/**
- * When the next heartbeat is due, `random` in [0, 1). Every interval is stretched or shrunk by up
- * to 10 %, and the heartbeat after a NATS reconnect waits a random part of half an interval:
- * agents that lost the same server reconnect in the same instant, and without the spread their
- * heartbeats would arrive together (before the coordinator itself has reconnected) on every
- * interval from then on.
- */
-export function heartbeatDelayMs(kind: 'interval' | 'after-reconnect', intervalMs: number, random: number): number {
-  return Math.round(kind === 'interval' ? intervalMs * (0.9 + 0.2 * random) : (intervalMs / 2) * random);
-}
-
-/**
- * When to retry a heartbeat that got no answer (no responders, timeout: the coordinator is
- * restarting or failing over), `failures` ≥ 1 in a row, `random` in [0, 1): 1 s, 2 s, then 3 s,
- * each ×0.5–1.5 and never later than a normal interval. A fleet is heard again within a few seconds
- * of a new leader serving (instead of a whole interval later), and the retries are spread, not a
- * burst in one instant.
- */
-export function heartbeatRetryDelayMs(failures: number, intervalMs: number, random: number): number {
-  return Math.min(intervalMs, backoffDelay({ initialMs: 1000, maxMs: 3000, jitter: 0.5 }, Math.max(failures, 1), () => random));
-}
+export { heartbeatDelayMs, heartbeatRetryDelayMs } from './heartbeat-schedule.ts';
 
 export interface ControlPlaneState {
   readonly connected: boolean;
@@ -119,6 +100,8 @@ export class ControlPlane {
   private revoked: string | null = null;
   /** The last sentAt signed: every request gets a larger one (the coordinator refuses replays). */
   private lastSentAt = 0;
+  /** The coordinator epoch last learned (protocol/coordinator-epoch.ts), signed into every heartbeat. */
+  private epoch: string | undefined;
   private foreignGeneration = -1;
   private heartbeatDue = 0;
   private registerReason = 'start';
@@ -289,6 +272,7 @@ export class ControlPlane {
   private async loop(): Promise<void> {
     let failures = 0;
     let heartbeatFailures = 0;
+    let resends = 0;
     while (!this.stopped) {
       if (this.revoked !== null) {
         // Nothing more to say to the coordinator; wait for stop().
@@ -321,11 +305,12 @@ export class ControlPlane {
         await this.sleep(wait);
         continue;
       }
-      const answered = await this.exclusive(() => this.heartbeatOnce());
-      heartbeatFailures = answered ? 0 : heartbeatFailures + 1;
+      const outcome = await this.exclusive(() => this.heartbeatOnce());
+      heartbeatFailures = outcome === 'unanswered' ? heartbeatFailures + 1 : 0;
+      resends = outcome === 'resend' ? resends + 1 : 0;
       this.heartbeatDue =
         this.o.clock.now() +
-        (answered ? this.heartbeatDelay('interval') : heartbeatRetryDelayMs(heartbeatFailures, this.heartbeatIntervalMs ?? DEFAULT_HEARTBEAT_INTERVAL_MS, this.random()));
+        nextHeartbeatDelayMs(outcome, { failures: heartbeatFailures, resends, intervalMs: this.heartbeatIntervalMs ?? DEFAULT_HEARTBEAT_INTERVAL_MS, random: this.random() });
     }
   }
 
@@ -385,6 +370,7 @@ export class ControlPlane {
       this.o.logger.error({ err: this.lastError }, 'registration: malformed reply from the coordinator');
       return { ok: false, kind: 'rejected', error: this.lastError, uncertain: true };
     }
+    this.learnEpoch(reply.data.epoch);
     if (!reply.data.ok) return this.rejected(reply.data.error);
 
     let record: NodeRecord;
@@ -443,12 +429,19 @@ export class ControlPlane {
     return { ok: false, kind: 'rejected', error: this.lastError, uncertain: false };
   }
 
-  /** One heartbeat; false when nobody answered (retried soon, see heartbeatRetryDelayMs). */
-  private async heartbeatOnce(): Promise<boolean> {
+  /** The epoch of the coordinator that answered (its replies are unsigned: a forged one costs a `stale-epoch` round trip, and an epoch cannot be guessed ahead). */
+  private learnEpoch(epoch: string | undefined): void {
+    if (epoch === undefined || epoch === this.epoch) return;
+    if (this.epoch !== undefined) this.o.logger.info({ epoch, was: this.epoch }, 'a new coordinator leader took over (new epoch)');
+    this.epoch = epoch;
+  }
+
+  /** One heartbeat, and what it came to (heartbeat-schedule.ts decides when the next one is due). */
+  private async heartbeatOnce(): Promise<HeartbeatOutcome> {
     const record = this.record;
     if (record === null) {
       this.needRegister = true;
-      return true;
+      return 'answered';
     }
     let raw: unknown;
     try {
@@ -458,6 +451,7 @@ export class ControlPlane {
         identityKey: this.o.identityKey.publicKey,
         generation: record.generation,
         sentAt: this.nextSentAt(),
+        ...(this.epoch === undefined ? {} : { epoch: this.epoch }),
       });
       const env = await signEnvelope(hb, this.o.identityKey.secretKey);
       const reply = await this.o.nc.request(this.subjects.heartbeat, JSON.stringify(env), { timeout: this.o.requestTimeoutMs ?? 5000 });
@@ -465,34 +459,40 @@ export class ControlPlane {
     } catch (err) {
       this.lastError = `heartbeat failed: ${errorMessage(err)}`;
       this.throttle.warn('heartbeat-failed', { err: errorMessage(err) }, 'heartbeat failed; keeping the data plane as it is');
-      return false;
+      return 'unanswered';
     }
     const reply = HeartbeatReply.safeParse(raw);
     if (!reply.success) {
       this.lastError = `malformed heartbeat reply: ${describeZodError(reply.error, raw).message}`;
       this.throttle.warn('heartbeat-malformed', { err: this.lastError }, 'heartbeat: malformed reply');
-      return true;
+      return 'answered';
     }
+    this.learnEpoch(reply.data.epoch);
     if (reply.data.ok) {
       this.lastHeartbeatAt = this.o.clock.now();
       this.lastError = null;
       this.throttle.reset('heartbeat-failed');
-      return true;
+      return 'answered';
     }
     const { code, message } = reply.data.error;
     if (reply.data.error.revoked === true) {
       this.markRevoked(reply.data.error);
-      return true;
+      return 'answered';
     }
     if (code === 'unknown-node') {
       // Expired or removed (e.g. during an outage): register again with the same keys.
       this.requestRegister(`heartbeat answered ${code}: ${message}`);
-      return true;
+      return 'answered';
     }
     if (code === 'unavailable') {
       // A coordinator taking over (still loading the bucket): retried soon, like no answer at all.
       this.lastError = `heartbeat: coordinator not ready: ${message}`;
-      return false;
+      return 'unanswered';
+    }
+    if (code === 'stale-epoch') {
+      // A new leader took over since we learned our epoch: the reply carried its epoch; sign it now.
+      this.o.logger.debug({ epoch: this.epoch }, 'heartbeat: new coordinator epoch; sending again');
+      return 'resend';
     }
     // 'stale' is clock skew and 'unauthorized' another identity holding our name: registering
     // again would be refused the same way, so keep trying and say what a human must fix.
@@ -502,6 +502,6 @@ export class ControlPlane {
       { code, err: message },
       code === 'stale' ? 'heartbeat refused: this node\'s clock is off (fix NTP)' : 'heartbeat refused',
     );
-    return true;
+    return 'answered';
   }
 }
