@@ -5,7 +5,8 @@
 // coordinator answers "unknown-node".
 import { performance } from 'node:perf_hooks';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { heartbeatDelayMs, heartbeatRetryDelayMs, MAX_IMMEDIATE_RESENDS } from '../agent/control/heartbeat-schedule.ts';
+import { announcedHeartbeatDelayMs, heartbeatDelayMs, heartbeatRetryDelayMs, MAX_IMMEDIATE_RESENDS } from '../agent/control/heartbeat-schedule.ts';
+import { LeaderUp } from '../protocol/leader-up.ts';
 import { onConnectionStatus } from '../lib/nats-status.ts';
 import { errorMessage } from '../lib/errors.ts';
 import { mapLimit } from '../lib/pool.ts';
@@ -104,6 +105,11 @@ export class AgentFleet {
   private intervalMs = 0;
   /** The coordinator epoch each agent learned (protocol/coordinator-epoch.ts): signed into its heartbeats, like the agent. */
   private readonly epochs = new Map<string, string>();
+  /** The epoch of each agent's last heartbeat answered ok: a leader-up of that epoch has heard it. */
+  private readonly heardEpochs = new Map<string, string>();
+  private stopLeaderUp: (() => void) | undefined;
+  /** Leader-up announcements the fleet acted on. */
+  leaderUps = 0;
 
   private readonly nc: NatsConnection;
 
@@ -172,6 +178,27 @@ export class AgentFleet {
       const t = performance.now();
       for (const a of this.agents) this.due.set(a.name, t + heartbeatDelayMs('after-reconnect', intervalMs, Math.random()));
     });
+    // Like the agent: a new leader's signed "leader up" makes every agent it has not heard yet
+    // heartbeat at a random moment within the announced spread (protocol/leader-up.ts; the bench
+    // trusts its coordinator and reads the announcement unverified).
+    // XL_BENCH_NO_LEADER_UP=1: agents deaf to it (an A/B of the announcement; an old nats-config).
+    const sub = this.nc.subscribe(process.env['XL_BENCH_NO_LEADER_UP'] === '1' ? `${this.subjects.leaderUp}.off` : this.subjects.leaderUp, {
+      callback: (err, msg) => {
+        if (err) return;
+        const parsed = LeaderUp.safeParse(openEnvelopeUnverified(JSON.parse(msg.string()) as never));
+        if (!parsed.success) return;
+        const up = parsed.data;
+        this.leaderUps++;
+        const t = performance.now();
+        for (const a of this.agents) {
+          this.epochs.set(a.name, up.epoch);
+          if (this.heardEpochs.get(a.name) === up.epoch) continue;
+          const at = t + announcedHeartbeatDelayMs(up.spreadMs, Math.random());
+          if (at < (this.due.get(a.name) ?? Infinity)) this.due.set(a.name, at);
+        }
+      },
+    });
+    this.stopLeaderUp = () => sub.unsubscribe();
     this.timer = setInterval(() => {
       const t = performance.now();
       for (const a of this.agents) {
@@ -188,6 +215,7 @@ export class AgentFleet {
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
     this.stopStatus?.();
+    this.stopLeaderUp?.();
     await Promise.all([...this.inFlight]);
   }
 
@@ -226,6 +254,7 @@ export class AgentFleet {
     if (reply.epoch !== undefined) this.epochs.set(agent.name, reply.epoch);
     if (reply.ok) {
       c.ok++;
+      if (epoch !== undefined) this.heardEpochs.set(agent.name, reply.epoch ?? epoch);
       const at = performance.now();
       this.lastOkAt.set(agent.name, at);
       this.heardAgain.answered(agent.name, t0, at);

@@ -11,7 +11,7 @@ import { Heartbeat, type HeartbeatReply } from '../protocol/messages.ts';
 import type { SigningKeyPair } from '../protocol/signing.ts';
 import { subjects } from '../protocol/subjects.ts';
 import { checkSentAt, openSignedRequest } from '../protocol/validate-registration.ts';
-import type { CoordinatorConfig } from './config.ts';
+import { heartbeatIntervalMs, type CoordinatorConfig } from './config.ts';
 import { LeaderLease } from './lease.ts';
 import type { CoordinatorMetricsHooks, CoordinatorSnapshot } from './metrics.ts';
 import { leaseSeal } from './lease-seal.ts';
@@ -26,6 +26,7 @@ import { ensureHealthStream } from './health-stream.ts';
 import { LeaderProbe, serveLeaderPresence } from './leader-presence.ts';
 import { mintEpoch } from '../protocol/coordinator-epoch.ts';
 import { epochRefusal, followerMayRecord } from './heartbeat-epoch.ts';
+import { announceLeader } from './leader-announce.ts';
 
 export interface CoordinatorDeps {
   readonly nc: NatsConnection;
@@ -203,6 +204,18 @@ export class Coordinator {
       metrics: this.deps.metrics,
       events: this.events,
       epoch,
+      onServing: (nodes) =>
+        void announceLeader({
+          nc: this.deps.nc,
+          subject: subjects(this.deps.config.subjectPrefix).leaderUp,
+          signingKey: this.deps.signingKey,
+          holder: this.lease.holder,
+          epoch,
+          at: this.deps.clock.now(),
+          nodes,
+          heartbeatIntervalMs: heartbeatIntervalMs(this.deps.config),
+          logger: this.logger,
+        }),
     });
   }
 

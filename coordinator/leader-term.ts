@@ -19,6 +19,8 @@ export interface LeaderTermDeps extends RegistryDeps {
   readonly nc: NatsConnection;
   /** The term's epoch (protocol/coordinator-epoch.ts), returned in every registration reply. */
   readonly epoch?: string;
+  /** Called once the term serves (registry loaded, subscriptions confirmed), with its live node count. */
+  readonly onServing?: (liveNodes: number) => void;
 }
 
 /** Queue group for leader-only subjects: if two replicas briefly both think they lead, one answers. */
@@ -82,6 +84,7 @@ export class LeaderTerm {
     // server has the subscriptions (a request before that fails with "no responders").
     await this.subscribed(signal);
     this.serving = true;
+    if (!signal.aborted) this.deps.onServing?.(registry.liveNodeNames().length);
     // Started after the load: it first delivers every current revocation (already applied, so
     // ignored by revision) and then each change, which the registry enforces at once.
     const revocationsFollowed = watchRevocations({ kv: this.deps.store.kv, store: this.deps.store, clock, logger, signal }, (name, stored, revision) =>

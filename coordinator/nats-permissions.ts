@@ -81,7 +81,8 @@ export function permissionsFor(role: NatsRole, scope: PermissionScope): SubjectP
     // Replicas probe the leader among themselves (inside the coordinator account only).
     const presence = subjects(p).leaderPresence;
     return {
-      publish: { allow: [`$KV.${bucket}.>`, '$JS.API.>', `$JS.ACK.${stream}.>`, `$JS.FC.${stream}.>`, `${COORDINATOR_INBOX_PREFIX}.>`, presence], deny: [] },
+      // leaderUp: the signed "leader up" announcement (heard by agents on servers without accounts).
+      publish: { allow: [`$KV.${bucket}.>`, '$JS.API.>', `$JS.ACK.${stream}.>`, `$JS.FC.${stream}.>`, `${COORDINATOR_INBOX_PREFIX}.>`, presence, subjects(p).leaderUp], deny: [] },
       subscribe: { allow: [...requestSubjects(p), `${COORDINATOR_INBOX_PREFIX}.>`, presence, consumerCreatedAdvisory(stream)], deny: [] },
       // Replies to the agents' requests (their reply subjects are mapped into this account).
       allowResponses: true,
@@ -93,6 +94,8 @@ export function permissionsFor(role: NatsRole, scope: PermissionScope): SubjectP
       deny: ['$KV.>', '$JS.API.CONSUMER.DURABLE.CREATE.>', `$JS.API.CONSUMER.CREATE.${stream}`, '$JS.API.STREAM.MSG.GET.>', '$JS.API.CONSUMER.DELETE.>'],
     },
     // Only inboxes: replies and watch deliveries. Never the request subjects (no sniffing registrations).
+    // Not the coordinator's "leader up" either (docs/security.md: exporting it to this account made
+    // nats-server 2.9 deliver a STORE push consumer aimed at the heartbeat subject).
     subscribe: { allow: ['_INBOX.>'], deny: [`${p}.>`] },
   };
 }

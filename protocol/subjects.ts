@@ -18,6 +18,8 @@ export function subjects(prefix = DEFAULT_SUBJECT_PREFIX) {
     gatewayHealth: `${prefix}.gateway-health`,
     /** request/reply between coordinator replicas: the leader answers {holder} while it leads (coordinator/leader-presence.ts). */
     leaderPresence: `${prefix}.coordinator.leader`,
+    /** publish: SignedEnvelope<LeaderUp> (protocol/leader-up.ts), signed by the coordinator key, when a new leader serves; agents subscribe. */
+    leaderUp: `${prefix}.coordinator.up`,
   } as const;
 }
 

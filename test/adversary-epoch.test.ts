@@ -13,6 +13,8 @@ import { silentLogger } from '../lib/logger.ts';
 import { waitFor } from '../lib/wait.ts';
 import { HeartbeatReply, type Heartbeat } from '../protocol/messages.ts';
 import { kvKeys, subjects } from '../protocol/subjects.ts';
+import { LeaderUp } from '../protocol/leader-up.ts';
+import { verifyEnvelope } from '../protocol/signing.ts';
 import { present, startCoordinatorEnv } from './helpers/coordinator-fixture.ts';
 import { useNatsServer } from './helpers/nats-fixture.ts';
 
@@ -53,6 +55,12 @@ test('a heartbeat captured in one term is refused after every replica restarted,
   t.deepEqual(await rpc(env.nc, s.heartbeat, captured, HeartbeatReply), { ok: true, epoch: firstEpoch });
   t.like(await rpc(env.nc, s.heartbeat, captured, HeartbeatReply), { ok: false, error: { code: 'stale', field: 'sentAt' } }, 'within the term: the replay mark');
 
+  // The fresh leader will announce itself, signed, with its new epoch (protocol/leader-up.ts).
+  const announced: LeaderUp[] = [];
+  const ears = env.nc.subscribe(s.leaderUp, { callback: (_err, m) => void verifyEnvelope(JSON.parse(m.string()) as unknown, env.key.publicKey, LeaderUp).then((a) => announced.push(a)) });
+  t.teardown(() => ears.unsubscribe());
+  await env.nc.flush();
+
   // Every replica restarts: the fixture's leader and the follower; two fresh ones take their place.
   await stopAll();
   await env.coordinator.stop();
@@ -65,6 +73,7 @@ test('a heartbeat captured in one term is refused after every replica restarted,
   const secondEpoch = replayed.epoch;
   t.truthy(secondEpoch, 'the refusal carries the current epoch');
   t.not(secondEpoch, firstEpoch);
+  await waitFor(() => announced.some((a) => a.epoch === secondEpoch), { timeoutMs: 10_000, what: 'the new leader\'s signed leader-up with its epoch' });
 
   // The honest node, told the new epoch, is heard at once (what the agent does on stale-epoch).
   t.deepEqual(await rpc(env.nc, s.heartbeat, await heartbeat(secondEpoch), HeartbeatReply), { ok: true, epoch: secondEpoch });

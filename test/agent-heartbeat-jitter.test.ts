@@ -14,6 +14,7 @@ import { waitFor } from '../lib/wait.ts';
 import { Heartbeat, RegistrationRequest, type HeartbeatReply, type NodeRecord, type RegisterReply } from '../protocol/messages.ts';
 import { generateSigningKeyPair, generateWireguardKeyPair, openEnvelopeUnverified, signEnvelope, verifyEnvelope } from '../protocol/signing.ts';
 import { subjects } from '../protocol/subjects.ts';
+import type { LeaderUp } from '../protocol/leader-up.ts';
 
 const rows: { kind: 'interval' | 'after-reconnect'; interval: number; random: number; want: number }[] = [
   { kind: 'interval', interval: 10_000, random: 0, want: 9_000 },
@@ -230,7 +231,8 @@ test('an unanswered heartbeat is retried at a flat ~1 s; stale-epoch is re-signe
       beats.push({ at: hb.sentAt - T0, epoch: hb.epoch });
       const loading: HeartbeatReply = { ok: false, error: { code: 'unavailable', message: 'taking over' } };
       const staleEpoch: HeartbeatReply = { ok: false, error: { code: 'stale-epoch', field: 'epoch', message: 'new leader' }, epoch: 'e2' };
-      msg.respond(JSON.stringify(beats.length === 1 ? loading : hb.epoch !== 'e2' ? staleEpoch : { ok: true, epoch: 'e2' }));
+      const current = hb.epoch === 'e2' || hb.epoch === 'e3';
+      msg.respond(JSON.stringify(beats.length === 1 ? loading : !current ? staleEpoch : { ok: true, epoch: hb.epoch }));
     },
   });
   await coordNc.flush();
@@ -248,4 +250,18 @@ test('an unanswered heartbeat is retried at a flat ~1 s; stale-epoch is re-signe
   await step(T0 + INTERVAL + 3000 + INTERVAL, 'answered: the normal interval again');
   await waitFor(() => beats.length === 4, { timeoutMs: 10_000, what: 'the next regular heartbeat' });
   t.deepEqual(beats[3], { at: 2 * INTERVAL + 3000, epoch: 'e2' });
+
+  // A new leader announces itself (signed "leader up", spread 1 s): heard at random 0.5 × 1 s, not an
+  // interval later, with the announced epoch. One signed by another key changes nothing.
+  const now = clock.now();
+  const announce = async (value: LeaderUp, secretKey: string): Promise<void> => {
+    coordNc.publish(S.leaderUp, JSON.stringify(await signEnvelope(value, secretKey)));
+    await coordNc.flush();
+  };
+  await announce({ kind: 'leader-up', v: 1, holder: 'forger', epoch: 'e9', at: now, spreadMs: 0 }, (await generateSigningKeyPair()).secretKey);
+  await announce({ kind: 'leader-up', v: 1, holder: 'coordinator-2', epoch: 'e3', at: now, spreadMs: 1000 }, coordinator.secretKey);
+  await step(now + 500, 'a heartbeat armed within the announced spread');
+  await waitFor(() => beats.length === 5, { timeoutMs: 10_000, what: 'the heartbeat after leader-up' });
+  t.deepEqual(beats[4], { at: now + 500 - T0, epoch: 'e3' });
+  t.false(beats.some((b) => b.epoch === 'e9'), 'the forged announcement was ignored');
 });

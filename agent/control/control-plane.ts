@@ -23,7 +23,9 @@ import { joinSign, type JoinCredential } from '../../protocol/join-credential.ts
 import { subjects } from '../../protocol/subjects.ts';
 import type { NodeIdentity } from '../plan/model.ts';
 import { backoffDelay, type BackoffPolicy } from '../../lib/backoff.ts';
-import { heartbeatDelayMs, nextHeartbeatDelayMs, type HeartbeatOutcome } from './heartbeat-schedule.ts';
+import { announcedHeartbeatDelayMs, heartbeatDelayMs, nextHeartbeatDelayMs, type HeartbeatOutcome } from './heartbeat-schedule.ts';
+import { watchLeaderUp } from './leader-up-watch.ts';
+import type { LeaderUp } from '../../protocol/leader-up.ts';
 import { onConnectionStatus } from '../../lib/nats-status.ts';
 import { RateLimitedLog } from '../../lib/rate-limited-log.ts';
 
@@ -102,6 +104,8 @@ export class ControlPlane {
   private lastSentAt = 0;
   /** The coordinator epoch last learned (protocol/coordinator-epoch.ts), signed into every heartbeat. */
   private epoch: string | undefined;
+  /** The epoch of the last heartbeat answered ok: a leader-up of that epoch has heard us already. */
+  private heardEpoch: string | undefined;
   private foreignGeneration = -1;
   private heartbeatDue = 0;
   private registerReason = 'start';
@@ -109,6 +113,7 @@ export class ControlPlane {
   private wakeup = new AbortController();
   private loopDone: Promise<void> | undefined;
   private stopStatus: (() => void) | undefined;
+  private stopLeaderUp: (() => void) | undefined;
   private readonly recordListeners: ((record: NodeRecord) => void)[] = [];
   private readonly throttle: RateLimitedLog;
   private readonly subjects: ReturnType<typeof subjects>;
@@ -145,6 +150,10 @@ export class ControlPlane {
   start(): void {
     if (this.loopDone) return;
     this.stopStatus = onConnectionStatus(this.o.nc, (s) => this.onStatus(s));
+    this.stopLeaderUp = watchLeaderUp(
+      { nc: this.o.nc, subject: this.subjects.leaderUp, coordinatorKey: this.o.coordinatorKey, clock: this.o.clock, logger: this.o.logger },
+      (a) => this.onLeaderUp(a),
+    );
     this.loopDone = this.loop().catch((err: unknown) => {
       this.o.logger.error({ err }, 'control-plane loop crashed');
     });
@@ -224,6 +233,7 @@ export class ControlPlane {
   async stop(): Promise<void> {
     this.stopped = true;
     this.stopStatus?.();
+    this.stopLeaderUp?.();
     this.wake();
     await this.loopDone;
   }
@@ -238,6 +248,17 @@ export class ControlPlane {
       // Heartbeat soon: it tells us whether the coordinator still knows us (else: re-register). Not at
       // once: every agent of the fleet reconnected in this same instant.
       this.heartbeatDue = this.o.clock.now() + this.heartbeatDelay('after-reconnect');
+      this.wake();
+    }
+  }
+
+  /** A new leader serves: heartbeat within its spread (with its epoch) unless it has heard us already. */
+  private onLeaderUp(a: LeaderUp): void {
+    this.learnEpoch(a.epoch);
+    if (a.epoch === this.heardEpoch || this.record === null) return;
+    const due = this.o.clock.now() + announcedHeartbeatDelayMs(a.spreadMs, this.random());
+    if (due < this.heartbeatDue) {
+      this.heartbeatDue = due;
       this.wake();
     }
   }
@@ -469,6 +490,7 @@ export class ControlPlane {
     }
     this.learnEpoch(reply.data.epoch);
     if (reply.data.ok) {
+      this.heardEpoch = this.epoch;
       this.lastHeartbeatAt = this.o.clock.now();
       this.lastError = null;
       this.throttle.reset('heartbeat-failed');

@@ -1,0 +1,28 @@
+// "Leader up": what a coordinator publishes (core NATS, `<prefix>.coordinator.up`, signed by its
+// signing key) once a new term serves — after a restart or a failover. Agents that have not been
+// heard by this leader yet heartbeat at a random moment within `spreadMs` instead of at their own
+// phase up to an interval later, so the whole fleet is heard again within about a second of the new
+// leader serving, at a bounded rate (the leader picks the spread from its node count). The epoch
+// it carries is the term's (protocol/coordinator-epoch.ts): agents sign it at once.
+import { z } from 'zod';
+import { CoordinatorEpoch } from './coordinator-epoch.ts';
+
+export const LeaderUp = z
+  .object({
+    kind: z.literal('leader-up'),
+    v: z.literal(1),
+    /** The lease holder id of the new leader. */
+    holder: z.string().min(1).max(253),
+    epoch: CoordinatorEpoch,
+    /** The coordinator's clock when it began serving (ms): agents ignore a stale or reordered announcement. */
+    at: z.number().int().nonnegative(),
+    /** Agents heartbeat at a random moment within this many ms. */
+    spreadMs: z.number().int().min(0).max(60_000),
+  })
+  .strict();
+export type LeaderUp = z.infer<typeof LeaderUp>;
+
+/** The spread for `nodes` live nodes: 1 ms per node (≈ 1,000 heartbeats/s), at least 250 ms, at most half an interval. */
+export function leaderUpSpreadMs(nodes: number, heartbeatIntervalMs: number): number {
+  return Math.max(0, Math.min(Math.floor(heartbeatIntervalMs / 2), Math.max(250, nodes)));
+}
