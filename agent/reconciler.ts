@@ -189,6 +189,7 @@ export class Reconciler {
     let interfaceEnsured = false;
     let error: string | null = null;
     let full = false;
+    let planMs = 0;
     const readLive = this.fullRequested || this.last?.ok !== true;
     this.fullRequested = false;
     const hasView = viewOf(inputs) !== undefined;
@@ -205,7 +206,9 @@ export class Reconciler {
               fresh.read = await read();
               return (this.hostFacts = fresh.read.facts);
             };
+      const planStarted = clock.now();
       const planned = await planTarget(inputs, dataplaneConfig, this.o.computeDesiredState, readHost, { unguarded: this.o.unguarded === true });
+      planMs = clock.now() - planStarted;
       // Routes read by this run's host read go to its apply (read once per run, not twice); the
       // first view after the start gets the start's read.
       const liveRoutes = fresh.read?.routes ?? carried?.routes;
@@ -246,7 +249,8 @@ export class Reconciler {
     this.last = record;
     if (applied) this.everApplied = true;
     if (error !== null) logger.warn({ reasons, err: error, durationMs: record.durationMs }, 'reconcile failed; will retry');
-    else if (changes > 0) logger.info({ reasons, changes, durationMs: record.durationMs }, 'reconciled');
+    // planMs: the plan (with the host read on a full run); the rest of durationMs is the apply.
+    else if (changes > 0) logger.info({ reasons, changes, durationMs: record.durationMs, planMs, readLive }, 'reconciled');
     else logger.debug({ reasons, durationMs: record.durationMs, applied }, 'reconciled (no changes)');
     for (const l of [...this.listeners]) {
       try {

@@ -226,8 +226,9 @@ async function measure(n: number): Promise<void> {
       '--wireguard', 'userspace',
       '--coordinator-key', key.publicKey,
       '--join-credential-file', join(dir, 'real.credential'),
-      // XL_BENCH_AGENT_LOG=<file>: the agent logs at info and its log is written there (where start-up time goes).
-      '--log-level', process.env.XL_BENCH_AGENT_LOG ? 'info' : 'warn',
+      // XL_BENCH_AGENT_LOG=<file>: the agent logs at info (XL_BENCH_AGENT_LOG_LEVEL, e.g. debug for each
+      // record's arrival) and its log is written there (where start-up and join time go).
+      '--log-level', process.env.XL_BENCH_AGENT_LOG ? (process.env.XL_BENCH_AGENT_LOG_LEVEL ?? 'info') : 'warn',
     ];
     // Where the memory goes: on SIGUSR2 the agent prints process.memoryUsage() and V8's heap spaces
     // (a preloaded hook; NODE_OPTIONS also carries XL_BENCH_AGENT_NODE_OPTIONS, to try node flags).
@@ -291,15 +292,22 @@ async function measure(n: number): Promise<void> {
 
     // Joins and leaves, one at a time.
     const joinMs: number[] = [];
+    /** Of each join: until the coordinator's registration answer (the rest is KV fan-out, the agent, the poll). */
+    const joinRegisterMs: number[] = [];
     const leaveMs: number[] = [];
     const joinCmds: number[] = [];
     for (let j = 0; j < JOINS; j++) {
       const joiner = await simNode(n + j, simCredential);
       const before = (await commandLines(log)).length;
       const tj = performance.now();
+      // Markers in the agent's log (XL_BENCH_AGENT_LOG) for the per-join breakdown (docs/benchmarks.md).
+      agentLog.push(`${JSON.stringify({ time: Date.now(), msg: 'bench: join sent', node: joiner.name })}\n`);
       await registerWithRetry(client, joiner);
+      joinRegisterMs.push(performance.now() - tj);
+      agentLog.push(`${JSON.stringify({ time: Date.now(), msg: 'bench: join answered', node: joiner.name })}\n`);
       await waitFor(async () => (await peers()).has(joiner.wireguard.publicKey), { timeoutMs: 30_000, intervalMs: 10, what: `${joiner.name} in wg show` });
       joinMs.push(performance.now() - tj);
+      agentLog.push(`${JSON.stringify({ time: Date.now(), msg: 'bench: join seen', node: joiner.name })}\n`);
       // Let the join's apply finish (routes follow in the same apply) before counting.
       await waitFor(async () => (await ownedRoutes()) >= 2 * (n + 1), { timeoutMs: 30_000, intervalMs: 10, what: `${joiner.name}'s routes` });
       joinCmds.push((await commandLines(log)).slice(before).filter(isMutating).length);
@@ -356,6 +364,7 @@ async function measure(n: number): Promise<void> {
     row('agent RSS after idle: anonymous / file-backed (MiB)', afterIdleSplit);
     row('wireguard-go RSS (MiB)', wgGoRss.toFixed(0));
     row(`one join → peer in wg show, p50 / p99 (ms, ${JOINS} joins)`, `${ms(percentile(joinMs, 50))} / ${ms(percentile(joinMs, 99))}`);
+    row('  of which the coordinator\'s registration answer, p50 / p99 (ms)', `${ms(percentile(joinRegisterMs, 50))} / ${ms(percentile(joinRegisterMs, 99))}`);
     row('one leave → peer gone from wg show, p50 / p99 (ms)', `${ms(percentile(leaveMs, 50))} / ${ms(percentile(leaveMs, 99))}`);
     row('mutating commands per join, max', Math.max(...joinCmds));
     row(`idle ${IDLE_MS / 1000} s: agent CPU, commands (mutating)`, `${idleCpu} ms, ${idleLines.length} (${idleLines.filter(isMutating).length})`);
