@@ -39,7 +39,7 @@ import { LossRepair } from './health/loss-repair.ts';
 import { MeshWatch } from './control/mesh-watch.ts';
 import type { Dataplane, LivePeer } from './dataplane/api.ts';
 import { readHost } from './dataplane/host-facts.ts';
-import { computeDesiredState as defaultComputeDesiredState } from './plan/desired-state.ts';
+import { IncrementalPlanner } from './plan/incremental-plan.ts';
 import type { DataplaneConfig, MeshSnapshot, NodeIdentity, NodeSource, PublishedState } from './plan/model.ts';
 import { viewOf, type ComputeDesiredState } from './plan/target.ts';
 import type { AgentMetricsHooks, AgentMetricsPort } from './metrics/agent-metrics.ts';
@@ -201,7 +201,8 @@ export class Agent {
       coordinatorKeys: typeof o.coordinatorKey === 'string' ? [o.coordinatorKey] : o.coordinatorKey,
       onGateChanged: () => this.reconciler.request('policy enforcement changed'),
     });
-    const compute = o.computeDesiredState ?? defaultComputeDesiredState;
+    // The reference computation, kept up to date one change at a time (agent/plan/incremental-plan.ts).
+    const compute = o.computeDesiredState ?? new IncrementalPlanner().compute;
     this.reconciler = new Reconciler({
       dataplane,
       dataplaneConfig,

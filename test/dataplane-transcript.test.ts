@@ -882,7 +882,7 @@ test('ip batch lines: tokens that would split or comment a line are refused; ipr
   t.deepEqual([...errors], [[2, 'Error: Nexthop has invalid gateway.'], [3, 'RTNETLINK answers: No such process']]);
 });
 
-test('change-driven apply (readLive false): no wg dump, no route read; a join costs the same on 1 and 1,000 peers', async (t) => {
+test('change-driven apply (readLive false): no wg dump, no route read, no interface read; a join costs the same on 1 and 1,000 peers', async (t) => {
   const spawnsPerJoin: number[] = [];
   for (const size of [1, 1000]) {
     const { host, dp } = await setup();
@@ -891,7 +891,7 @@ test('change-driven apply (readLive false): no wg dump, no route read; a join co
     host.runner.clear();
     const joiner = peer('joiner', ['10.250.0.0/24', '100.96.250.1/32']);
     const report = await dp.apply({ ...state([...peers, joiner]), readLive: false });
-    t.deepEqual(host.spawns().map((l) => l.split(' ').slice(0, 3).join(' ')), [`ip -j addr`, `wg set ${IF}`, 'ip -force -batch']);
+    t.deepEqual(host.spawns().map((l) => l.split(' ').slice(0, 3).join(' ')), [`wg set ${IF}`, 'ip -force -batch']);
     t.is(report.commands.length, 3);
     t.true(host.peers.has(joiner.publicKey));
     t.true(host.routes.has('10.250.0.0/24'));
@@ -906,6 +906,16 @@ test('change-driven apply (readLive false): no wg dump, no route read; a join co
     ]);
   }
   t.is(spawnsPerJoin[0], spawnsPerJoin[1]);
+});
+
+test('readLive false with another interface (MTU, address) than the last apply ensured reads the interface and fixes it', async (t) => {
+  const { host, dp } = await setup();
+  await dp.apply(state([B]));
+  host.runner.clear();
+  const target = state([B]);
+  await dp.apply({ ...target, interface: { ...target.interface, mtu: 1380 }, readLive: false });
+  t.deepEqual(host.spawns().filter((l) => l.startsWith('ip -j addr')), [`ip -j addr show dev ${IF}`]);
+  t.deepEqual(host.writes(), [`ip link set dev ${IF} mtu 1380`]);
 });
 
 test('readLive false trusts the last apply; readLive true (the resync) reads the kernel and repairs drift', async (t) => {

@@ -26,6 +26,7 @@ import { onConnectionStatus } from '../../lib/nats-status.ts';
 import { RateLimitedLog } from '../../lib/rate-limited-log.ts';
 import { backoffDelay } from '../../lib/backoff.ts';
 import { initialCount } from '../../lib/kv-initial-count.ts';
+import { ChangeCoalescer } from './change-coalescer.ts';
 
 export type { MeshSnapshot } from '../plan/model.ts';
 
@@ -36,7 +37,10 @@ export interface MeshWatchOptions {
   readonly coordinatorKey: VerifyKeys;
   readonly logger: Logger;
   readonly clock: Clock;
-  /** Coalesces bursts of KV changes into one snapshot (default 150 ms). */
+  /**
+   * Coalescing window (default 150 ms): an isolated change is delivered at once, changes within this
+   * long after a delivery go out together at the window's end (change-coalescer.ts).
+   */
   readonly debounceMs?: number;
   /** Retry delays when the bucket can't be watched (default 250 ms doubling to 5 s). */
   readonly retryMinMs?: number;
@@ -159,7 +163,7 @@ export class MeshWatch {
   private kv: KV | undefined;
   private wakeup = new AbortController();
   private supervisor: Promise<void> | undefined;
-  private debounce: NodeJS.Timeout | undefined;
+  private readonly coalescer: ChangeCoalescer;
   private audit: NodeJS.Timeout | undefined;
   private stopStatus: (() => void) | undefined;
   private stalls = 0;
@@ -171,6 +175,7 @@ export class MeshWatch {
 
   constructor(private readonly o: MeshWatchOptions) {
     this.throttle = new RateLimitedLog(o.logger, o.clock);
+    this.coalescer = new ChangeCoalescer({ windowMs: o.debounceMs ?? 150, clock: o.clock, deliver: () => this.deliver() });
   }
 
   start(): void {
@@ -199,7 +204,7 @@ export class MeshWatch {
     this.stopStatus?.();
     if (this.audit) clearInterval(this.audit);
     if (this.progressTimer) clearTimeout(this.progressTimer);
-    if (this.debounce) clearTimeout(this.debounce);
+    this.coalescer.stop();
     this.stopWatchers();
     this.wakeup.abort();
     await this.supervisor;
@@ -618,7 +623,7 @@ export class MeshWatch {
     this.snap = undefined;
     this.o.logger.debug({ key, generation: record.generation }, held ? 'record updated' : 'record added');
     // A cluster's active gateway changed (a failover): traffic into that cluster is down until we
-    // apply it, so it goes out at once (with anything coalesced so far), not after the debounce.
+    // apply it, so it goes out at once (with anything coalesced so far), not at the end of the coalescing window.
     this.emitChanged(session.done && at.kind === 'cluster' && gatewayOf(held) !== gatewayOf(record));
   }
 
@@ -634,20 +639,19 @@ export class MeshWatch {
     // delivered once, complete, not once per pause while records stream in (each delivery a copy
     // of everything read so far, and a reconcile). snapshotComplete() delivers it.
     if (!this.everSynced) return;
-    if (this.debounce) clearTimeout(this.debounce);
-    const fire = (): void => {
-      this.debounce = undefined;
-      const snapshot = this.snapshot();
-      for (const l of [...this.listeners]) {
-        try {
-          l(snapshot);
-        } catch (err) {
-          this.o.logger.error({ err }, 'mesh snapshot listener threw');
-        }
+    this.coalescer.changed(now);
+  }
+
+  private deliver(): void {
+    if (this.stopped) return;
+    const snapshot = this.snapshot();
+    for (const l of [...this.listeners]) {
+      try {
+        l(snapshot);
+      } catch (err) {
+        this.o.logger.error({ err }, 'mesh snapshot listener threw');
       }
-    };
-    if (now) fire();
-    else this.debounce = setTimeout(fire, this.o.debounceMs ?? 150);
+    }
   }
 }
 

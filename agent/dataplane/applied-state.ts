@@ -3,13 +3,18 @@
 // read). A change-driven apply diffs against this instead of re-reading `wg show dump` and both
 // route tables, so a join costs the same on a 10-node and a 3,000-node mesh; the periodic resync
 // reads the kernel afresh and repairs whatever changed behind our back. Pure.
-import type { DesiredState } from '../plan/model.ts';
+import type { DesiredInterface, DesiredState } from '../plan/model.ts';
+import type { LinkJson } from './interface-state.ts';
 import { isOwnedRoute, liveRouteOf, type LiveRoute } from './route-diff.ts';
 import { canonicalEndpoint, type LivePeer, type LiveWireguard } from './wg-dump.ts';
 
 export interface AppliedState {
   readonly wireguard: LiveWireguard;
   readonly routes: readonly LiveRoute[];
+  /** The interface as the apply ensured it (MTU, addresses, up): a change-driven apply with the same one does not read it again. */
+  readonly interface: DesiredInterface;
+  /** The link as ensured for it (agent/dataplane/interface-state.ts). */
+  readonly link: LinkJson;
   /** The backend generation it was built for: a recreated interface (wireguard-go restart) voids it. */
   readonly generation: number;
 }
@@ -26,6 +31,7 @@ export function stateAfterApply(
   publicKey: string,
   blockedDsts: ReadonlySet<string>,
   generation: number,
+  link: LinkJson,
 ): AppliedState {
   const before = new Map(live.wireguard.peers.map((p) => [p.publicKey, p]));
   const peers: LivePeer[] = desired.peers.map((want) => {
@@ -48,6 +54,8 @@ export function stateAfterApply(
   return {
     wireguard: { interface: { ...live.wireguard.interface, publicKey, listenPort: desired.interface.listenPort }, peers },
     routes,
+    interface: desired.interface,
+    link,
     generation,
   };
 }

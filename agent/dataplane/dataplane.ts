@@ -170,9 +170,12 @@ class LinuxDataplane implements LinuxDataplaneHandle {
     // route tables unless known (the previous apply's model, or this reconcile's host read).
     const addrArgv = ['ip', '-j', 'addr', 'show', 'dev', this.iface];
     const knownRoutes = model?.routes ?? target.liveRoutes;
+    // A change-driven apply for the interface the last apply ensured trusts that too (drift is the
+    // resync's and the link monitor's job): a join is then the peer and route batches only.
+    const knownLink = model !== undefined && sameInterface(model.interface, target.interface) ? model.link : carried?.link;
     const [dump, link, routes] = await Promise.all([
       model?.wireguard ?? carried?.wireguard ?? this.runner.run(['wg', 'show', this.iface, 'dump']).then((r) => parseWgDump(r.stdout)),
-      carried?.link ?? this.runner.run(addrArgv).then((r) => (parseIpJson(r.stdout, addrArgv)[0] ?? {}) as LinkJson),
+      knownLink ?? this.runner.run(addrArgv).then((r) => (parseIpJson(r.stdout, addrArgv)[0] ?? {}) as LinkJson),
       desired === null || knownRoutes !== undefined ? knownRoutes : readMainRoutes(this.runner).catch((err: unknown) => asError(err)),
     ]);
     if (model === undefined && carried === undefined) this.endpoints.observe(dump.peers);
@@ -186,7 +189,8 @@ class LinuxDataplane implements LinuxDataplaneHandle {
       await this.applyRelays(desired, target.advertisedEndpoints, dump, report);
       if (live !== undefined && report.failures.length === 0) {
         const blocked = new Set(live.blocked);
-        this.applied = stateAfterApply({ wireguard: dump, routes: live.routes }, desired, publicKey, blocked, this.wg.generation);
+        const ensured = interfaceAfterEnsure(dump, link, target.interface, publicKey, this.wg.generation).link;
+        this.applied = stateAfterApply({ wireguard: dump, routes: live.routes }, desired, publicKey, blocked, this.wg.generation, ensured);
       }
     }
     if (report.commands.length > 0) {
@@ -410,6 +414,11 @@ function familiesOf(desired: DesiredState): (4 | 6)[] {
     if (f) families.add(f);
   }
   return [...families].sort();
+}
+
+/** Same interface settings (name, port, MTU, addresses in order). */
+function sameInterface(a: DesiredInterface, b: DesiredInterface): boolean {
+  return a.name === b.name && a.listenPort === b.listenPort && a.mtu === b.mtu && a.addresses.length === b.addresses.length && a.addresses.every((x, i) => x === b.addresses[i]);
 }
 
 const asError = (err: unknown): Error => (err instanceof Error ? err : new Error(errorMessage(err)));

@@ -16,7 +16,7 @@ export interface DesiredStateOptions {
 }
 
 /** Overlay /32 (/128) plus pod CIDRs, canonical: what a node's pods and overlay IP occupy. */
-function nodeCidrs(node: NodeRecord): string[] {
+export function nodeCidrs(node: NodeRecord): string[] {
   const out = [hostCidr(node.overlayIp)];
   for (const c of node.podCidrs) {
     const canon = canonicalCidr(c);

@@ -61,6 +61,21 @@ const isDefault = (c: Cidr): boolean => c.prefix === 0;
 type Protected = string | { readonly what: 'endpoint' | 'private address'; readonly ip: string; readonly node: string | null };
 const describe = (p: Protected): string => (typeof p === 'string' ? p : `${p.what} ${p.ip} of ${p.node === null ? 'this node' : `node ${p.node}`}`);
 
+/** A node's underlay addresses (endpoint hosts, then private addresses) as host ranges: what the guard protects for it. */
+export function underlayOf(n: NodeRecord): { readonly what: 'endpoint' | 'private address'; readonly ip: string; readonly range: Cidr }[] {
+  const out: { what: 'endpoint' | 'private address'; ip: string; range: Cidr }[] = [];
+  for (const e of n.endpoints) {
+    const ep = parseEndpoint(e);
+    const range = ep ? host(ep.host) : undefined;
+    if (ep && range) out.push({ what: 'endpoint', ip: ep.host, range });
+  }
+  for (const p of n.privateAddresses) {
+    const range = host(p);
+    if (range) out.push({ what: 'private address', ip: p, range });
+  }
+  return out;
+}
+
 /**
  * Builds the protected set: the host's addresses and connected subnets, every next hop of its
  * routes (the default gateway first of all), destinations of routes others own (exact match),
@@ -91,11 +106,7 @@ export function createRouteGuard(facts: HostFacts, self: NodeRecord, nodes: Iter
   for (const ip of facts.natsAddresses) add(host(ip), `NATS server ${ip}`);
   const underlay = (n: NodeRecord): void => {
     const node = n.name === self.name ? null : n.name;
-    for (const e of n.endpoints) {
-      const ep = parseEndpoint(e);
-      if (ep) add(host(ep.host), { what: 'endpoint', ip: ep.host, node });
-    }
-    for (const p of n.privateAddresses) add(host(p), { what: 'private address', ip: p, node });
+    for (const u of underlayOf(n)) add(u.range, { what: u.what, ip: u.ip, node });
   };
   underlay(self);
   for (const n of nodes) if (n.name !== self.name) underlay(n);

@@ -1,0 +1,71 @@
+// The mesh's CIDRs (overlay /32s, pod CIDRs) and underlay addresses (endpoints, private addresses)
+// as counted sets that can be updated one node at a time, answering the two overlap questions the
+// incremental planner asks before it may skip a full computation (agent/plan/incremental-plan.ts):
+// "does any mesh CIDR contain this address?" and "does any underlay address lie inside this CIDR?".
+// Updates and queries cost O(prefix lengths present) and O(log n) — not O(nodes).
+import { cidrLast, prefixMask, type Cidr } from '../../protocol/cidr.ts';
+import { lowerBound } from '../../lib/sorted-array.ts';
+
+export interface Address {
+  readonly family: 4 | 6;
+  readonly value: bigint;
+}
+
+const cmpBig = (a: bigint, b: bigint): number => (a < b ? -1 : a > b ? 1 : 0);
+
+export class MeshRanges {
+  /** family → prefix length → network → how many CIDRs of the mesh are exactly it. */
+  private readonly cidrs = new Map<4 | 6, Map<number, Map<bigint, number>>>();
+  /** family → underlay addresses, sorted, one entry per occurrence. */
+  private readonly addresses = new Map<4 | 6, bigint[]>();
+
+  addCidr(c: Cidr): void {
+    let byPrefix = this.cidrs.get(c.family);
+    if (!byPrefix) this.cidrs.set(c.family, (byPrefix = new Map<number, Map<bigint, number>>()));
+    let nets = byPrefix.get(c.prefix);
+    if (!nets) byPrefix.set(c.prefix, (nets = new Map<bigint, number>()));
+    nets.set(c.network, (nets.get(c.network) ?? 0) + 1);
+  }
+
+  removeCidr(c: Cidr): void {
+    const nets = this.cidrs.get(c.family)?.get(c.prefix);
+    const n = nets?.get(c.network);
+    if (nets === undefined || n === undefined) return;
+    if (n > 1) nets.set(c.network, n - 1);
+    else nets.delete(c.network);
+  }
+
+  /** How many CIDRs of the mesh are exactly `c`. */
+  cidrCount(c: Cidr): number {
+    return this.cidrs.get(c.family)?.get(c.prefix)?.get(c.network) ?? 0;
+  }
+
+  /** Some CIDR of the mesh contains `a`. */
+  hasCidrContaining(a: Address): boolean {
+    const byPrefix = this.cidrs.get(a.family);
+    if (!byPrefix) return false;
+    for (const [prefix, nets] of byPrefix) if ((nets.get(a.value & prefixMask(a.family, prefix)) ?? 0) > 0) return true;
+    return false;
+  }
+
+  addAddress(a: Address): void {
+    let list = this.addresses.get(a.family);
+    if (!list) this.addresses.set(a.family, (list = []));
+    list.splice(lowerBound(list, a.value, cmpBig), 0, a.value);
+  }
+
+  removeAddress(a: Address): void {
+    const list = this.addresses.get(a.family);
+    if (!list) return;
+    const i = lowerBound(list, a.value, cmpBig);
+    if (list[i] === a.value) list.splice(i, 1);
+  }
+
+  /** Some underlay address lies inside `c`. */
+  hasAddressInside(c: Cidr): boolean {
+    const list = this.addresses.get(c.family);
+    if (!list) return false;
+    const v = list[lowerBound(list, c.network, cmpBig)];
+    return v !== undefined && v <= cidrLast(c);
+  }
+}
