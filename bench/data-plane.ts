@@ -2,6 +2,8 @@
 // it on every change) and the commands needed on an agent when one node joins (must stay constant).
 import { performance } from 'node:perf_hooks';
 import { computeDesiredState } from '../agent/plan/desired-state.ts';
+import { IncrementalPlanner } from '../agent/plan/incremental-plan.ts';
+import type { HostFacts } from '../agent/plan/route-guard.ts';
 import { diffWireguard, wireguardCommands } from '../agent/dataplane/wg-diff.ts';
 import { diffRoutes, routeCommands, type LiveRoute } from '../agent/dataplane/route-diff.ts';
 import type { DataplaneConfig, DesiredState, MeshView } from '../agent/plan/model.ts';
@@ -62,6 +64,38 @@ function joinCost(view: MeshView, newIndex: number, clusters: number): number {
   return wg.upserts.length + wg.removals.length + rc.upserts.length + rc.removals.length;
 }
 
+/** A host as the agent sees it (a connected subnet, a default route, a NATS server): the route guard has work. */
+const HOST: HostFacts = {
+  addresses: [{ cidr: '192.168.77.2/24', dev: 'eth0' }],
+  routes: [{ dst: '0.0.0.0/0', dev: 'eth0', via: '192.168.77.1', protocol: 'boot', scope: null }],
+  natsAddresses: ['192.168.77.1'],
+};
+
+/**
+ * What one join costs the agent's planner: the full computation on the grown mesh, and the
+ * incremental planner (agent/plan/incremental-plan.ts) editing its previous result — joins and
+ * leaves alternating, each a new snapshot map as the KV watch delivers it. Returns median ms and
+ * how many of the timed plans took the incremental path.
+ */
+function perJoinPlan(view: MeshView, newIndex: number, clusters: number): { fullMs: number; incrementalMs: number; incremental: string } {
+  const joined = syntheticNode(newIndex, clusters, false);
+  const withJoiner = new Map(view.nodes);
+  withJoiner.set(joined.name, joined);
+  const views = [view, { ...view, nodes: withJoiner }];
+  let i = 0;
+  const full = timeIt(() => computeDesiredState(views[1] ?? view, config, HOST));
+  const planner = new IncrementalPlanner();
+  planner.compute(view, config, HOST);
+  const before = planner.stats();
+  const inc = timeIt(() => {
+    i++;
+    const v = views[i % 2] ?? view;
+    planner.compute({ ...v, nodes: new Map(v.nodes) }, config, HOST);
+  });
+  const after = planner.stats();
+  return { fullMs: full.medianMs, incrementalMs: inc.medianMs, incremental: `${after.incremental - before.incremental}/${after.incremental - before.incremental + after.full - before.full}` };
+}
+
 /** Section "dataplane": computeDesiredState time and the commands one join costs an agent. */
 export function runDataPlane(): void {
   const rows: string[][] = [];
@@ -78,12 +112,24 @@ export function runDataPlane(): void {
       peers = computeDesiredState(view, config).peers.length;
     });
     // The joining node lands in another cluster than self (node-1), so it becomes a peer.
-    const cost = joinCost(view, nodes + (clusters - ((nodes - 1) % clusters)) + 1, clusters);
-    rows.push([`mesh${nat ? `, ${nat * 100}% NAT (relay planning)` : ''}`, String(nodes), String(peers), medianMs.toFixed(2), String(runs), String(cost)]);
+    const joinerIndex = nodes + (clusters - ((nodes - 1) % clusters)) + 1;
+    const cost = joinCost(view, joinerIndex, clusters);
+    const plan = perJoinPlan(view, joinerIndex, clusters);
+    rows.push([
+      `mesh${nat ? `, ${nat * 100}% NAT (relay planning)` : ''}`,
+      String(nodes),
+      String(peers),
+      medianMs.toFixed(2),
+      String(runs),
+      String(cost),
+      plan.fullMs.toFixed(2),
+      plan.incrementalMs.toFixed(3),
+      plan.incremental,
+    ]);
   }
   printTable({
     title: 'data plane: desired-state computation and commands per join (pure, in-process)',
-    header: ['scenario', 'nodes', 'peers', 'median ms', 'runs', 'cmds on 1 join'],
+    header: ['scenario', 'nodes', 'peers', 'median ms', 'runs', 'cmds on 1 join', 'per join: full plan ms (host facts)', 'incremental plan ms', 'incremental / plans'],
     rows,
   });
 }

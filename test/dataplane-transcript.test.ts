@@ -980,3 +980,64 @@ test('interface back empty (wireguard-go restarted): a NATed peer is re-added at
   await dp.apply(state([B, C]));
   t.is(host.peers.get(C.publicKey)?.endpoint, null);
 });
+
+test('change-driven applies diff only what changed (desired delta): on random joins, leaves and changes the kernel always ends equal to the desired state', async (t) => {
+  const { host, dp } = await setup();
+  // Desired states built the way the incremental planner builds them: unchanged peers and routes keep their objects.
+  let seed = 7;
+  const rnd = (): number => ((seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648);
+  const entries = new Map<string, { peer: DesiredPeer; routes: DesiredRoute[] }>();
+  const make = (i: number, gen: number): { peer: DesiredPeer; routes: DesiredRoute[] } => {
+    const cidrs = [`10.${(i >> 8) + 1}.${i & 255}.0/24`, `100.${96 + gen}.${i >> 8}.${i & 255}/32`].sort();
+    return { peer: peer(`n${i}`, cidrs, { endpoint: `198.51.100.${(i % 250) + 1}:${51820 + gen}` }), routes: cidrs.map((dst) => ({ dst, dev: IF })) };
+  };
+  for (let i = 0; i < 200; i++) entries.set(`n${i}`, make(i, 0));
+  const target = (): DataplaneTarget => {
+    const all = [...entries.values()];
+    return {
+      privateKey: KEYS.privateKey,
+      interface: IFACE,
+      desired: {
+        interface: IFACE,
+        peers: all.map((e) => e.peer).sort((a, b) => (a.publicKey < b.publicKey ? -1 : 1)),
+        routes: all.flatMap((e) => e.routes).sort((a, b) => (a.dst < b.dst ? -1 : 1)),
+        relays: [],
+        refused: [],
+        remotes: [],
+        isGateway: false,
+      },
+      advertisedEndpoints: [],
+    };
+  };
+  await dp.apply(target());
+  let next = 200;
+  for (let step = 0; step < 120; step++) {
+    const names = [...entries.keys()];
+    // Often one of a few nodes, changed back and forth (a stale model would show on the way back).
+    const victim = names[Math.floor(rnd() * (rnd() < 0.5 ? Math.min(3, names.length) : names.length))] ?? 'n0';
+    const r = rnd();
+    let touched: string;
+    if (r < 0.4) entries.set((touched = `n${next}`), make(next++, 0));
+    else if (r < 0.7) entries.delete((touched = victim));
+    else entries.set((touched = victim), make(Number(victim.slice(1)), rnd() < 0.5 ? 0 : 1 + step));
+    host.runner.clear();
+    const tgt = target();
+    await dp.apply({ ...tgt, readLive: false });
+    // Only the touched node's peer and routes were written.
+    t.true(host.writes().every((w) => w.includes(key(touched)) || entries.get(touched)?.routes.some((x) => w.includes(x.dst)) || / (10|100)\.\d+\.\d+\.\d+\/\d+ /.test(w)), host.writes().join('\n'));
+    t.true(host.writes().length <= 6, `step ${step}: ${host.writes().length} writes`);
+    const desired = tgt.desired;
+    if (desired === null) throw new Error('no desired state');
+    const kernelPeers = [...host.peers.entries()].map(([k, p]) => `${k} ${p.allowedIps.slice().sort().join(',')}`).sort();
+    const wantPeers = desired.peers.map((p) => `${p.publicKey} ${[...p.allowedIps].sort().join(',')}`).sort();
+    if (JSON.stringify(kernelPeers) !== JSON.stringify(wantPeers)) {
+      t.deepEqual(kernelPeers, wantPeers, `step ${step}: peers`);
+      return;
+    }
+    t.deepEqual([...host.routes.keys()].sort(), desired.routes.map((x) => x.dst).sort(), `step ${step}: routes`);
+  }
+  // The resync (full read) finds nothing to repair: the model the deltas kept was the kernel's state.
+  host.runner.clear();
+  await dp.apply(target());
+  t.deepEqual(host.writes(), []);
+});

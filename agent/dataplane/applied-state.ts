@@ -2,21 +2,42 @@
 // dump` would list it) and the main table's routes (ours as installed, everybody else's as last
 // read). A change-driven apply diffs against this instead of re-reading `wg show dump` and both
 // route tables, so a join costs the same on a 10-node and a 3,000-node mesh; the periodic resync
-// reads the kernel afresh and repairs whatever changed behind our back. Pure.
-import type { DesiredInterface, DesiredState } from '../plan/model.ts';
+// reads the kernel afresh and repairs whatever changed behind our back. With a delta (what changed
+// since the desired state it was built from, desired-delta.ts) only the changed keys are rebuilt:
+// unchanged peers keep their objects. Pure.
+import type { DesiredInterface, DesiredPeer, DesiredState } from '../plan/model.ts';
+import type { DesiredDelta } from './desired-delta.ts';
 import type { LinkJson } from './interface-state.ts';
 import { isOwnedRoute, liveRouteOf, type LiveRoute } from './route-diff.ts';
 import { canonicalEndpoint, type LivePeer, type LiveWireguard } from './wg-dump.ts';
 
 export interface AppliedState {
+  /** Peers sorted by public key (the desired state's order). */
   readonly wireguard: LiveWireguard;
   readonly routes: readonly LiveRoute[];
   /** The interface as the apply ensured it (MTU, addresses, up): a change-driven apply with the same one does not read it again. */
   readonly interface: DesiredInterface;
   /** The link as ensured for it (agent/dataplane/interface-state.ts). */
   readonly link: LinkJson;
+  /** The desired state realised: the next change-driven apply diffs only what changed since (desiredDelta). */
+  readonly desired: DesiredState;
+  /** Desired route destinations held by routes of others (never installed). */
+  readonly blocked: ReadonlySet<string>;
   /** The backend generation it was built for: a recreated interface (wireguard-go restart) voids it. */
   readonly generation: number;
+}
+
+function livePeerOf(want: DesiredPeer, had: LivePeer | undefined): LivePeer {
+  return {
+    publicKey: want.publicKey,
+    endpoint: want.endpoint !== null ? canonicalEndpoint(want.endpoint) : (had?.endpoint ?? null),
+    allowedIps: [...new Set(want.allowedIps)].sort(),
+    latestHandshakeAt: had?.latestHandshakeAt ?? null,
+    rxBytes: had?.rxBytes ?? 0,
+    txBytes: had?.txBytes ?? 0,
+    persistentKeepalive: want.persistentKeepalive,
+    hasPresharedKey: had?.hasPresharedKey ?? false,
+  };
 }
 
 /**
@@ -34,19 +55,7 @@ export function stateAfterApply(
   link: LinkJson,
 ): AppliedState {
   const before = new Map(live.wireguard.peers.map((p) => [p.publicKey, p]));
-  const peers: LivePeer[] = desired.peers.map((want) => {
-    const had = before.get(want.publicKey);
-    return {
-      publicKey: want.publicKey,
-      endpoint: want.endpoint !== null ? canonicalEndpoint(want.endpoint) : (had?.endpoint ?? null),
-      allowedIps: [...new Set(want.allowedIps)].sort(),
-      latestHandshakeAt: had?.latestHandshakeAt ?? null,
-      rxBytes: had?.rxBytes ?? 0,
-      txBytes: had?.txBytes ?? 0,
-      persistentKeepalive: want.persistentKeepalive,
-      hasPresharedKey: had?.hasPresharedKey ?? false,
-    };
-  });
+  const peers: LivePeer[] = desired.peers.map((want) => livePeerOf(want, before.get(want.publicKey)));
   const routes: LiveRoute[] = [
     ...live.routes.filter((r) => !isOwnedRoute(r)),
     ...desired.routes.filter((r) => !blockedDsts.has(r.dst)).map(liveRouteOf),
@@ -56,6 +65,40 @@ export function stateAfterApply(
     routes,
     interface: desired.interface,
     link,
+    desired,
+    blocked: blockedDsts,
     generation,
+  };
+}
+
+/**
+ * The state after a change-driven apply that succeeded in full, from the state it started from
+ * (`previous`, built for `delta`'s "before") and the delta: only changed peers are rebuilt (one
+ * walk over both sorted lists, unchanged peers keep their objects), only changed routes replaced.
+ * `blockedNow`: the changed destinations the diff blocked.
+ */
+export function stateAfterDelta(previous: AppliedState, desired: DesiredState, delta: DesiredDelta, publicKey: string, blockedNow: ReadonlySet<string>, link: LinkJson): AppliedState {
+  const had = previous.wireguard.peers;
+  const peers: LivePeer[] = [];
+  let i = 0;
+  for (const want of desired.peers) {
+    while (i < had.length && (had[i]?.publicKey ?? '') < want.publicKey) i++;
+    const old = had[i]?.publicKey === want.publicKey ? had[i] : undefined;
+    peers.push(old !== undefined && !delta.peerKeys.has(want.publicKey) ? old : livePeerOf(want, old));
+  }
+  const blocked = new Set([...previous.blocked].filter((d) => !delta.routeDsts.has(d)));
+  for (const d of blockedNow) blocked.add(d);
+  const routes: LiveRoute[] = [
+    ...previous.routes.filter((r) => !(isOwnedRoute(r) && delta.routeDsts.has(r.dst))),
+    ...delta.routes.filter((r) => !blockedNow.has(r.dst)).map(liveRouteOf),
+  ];
+  return {
+    wireguard: { interface: { ...previous.wireguard.interface, publicKey, listenPort: desired.interface.listenPort }, peers },
+    routes,
+    interface: desired.interface,
+    link,
+    desired,
+    blocked,
+    generation: previous.generation,
   };
 }

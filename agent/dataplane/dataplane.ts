@@ -24,7 +24,8 @@ import { relayHintsFrom } from './relay-forwarder.ts';
 import { ROUTE_PROTO, diffRoutes, isOwnedRoute, readMainRoutes, routeCommands, type LiveRoute } from './route-diff.ts';
 import { createWireguardBackend, type WireguardBackend, type WireguardBackendOptions, type WireguardMode } from './wireguard-backend.ts';
 import { diffWireguard, wireguardCommands, type PlannedCommand } from './wg-diff.ts';
-import { stateAfterApply, type AppliedState } from './applied-state.ts';
+import { stateAfterApply, stateAfterDelta, type AppliedState } from './applied-state.ts';
+import { desiredDelta, type DesiredDelta } from './desired-delta.ts';
 import { interfaceAfterEnsure, type InterfaceState, type LinkJson } from './interface-state.ts';
 import { runIpBatch, runWgSetBatch, type BatchOutcome } from './batch.ts';
 import { OwnRouteChanges } from './own-changes.ts';
@@ -183,14 +184,19 @@ class LinuxDataplane implements LinuxDataplaneHandle {
     report.interfaceEnsured = true;
     if (desired === null) this.started = interfaceAfterEnsure(dump, link, target.interface, publicKey, this.wg.generation);
     if (desired !== null) {
+      // Change-driven: diff only what changed since the desired state the model was built from.
+      const delta = model !== undefined ? desiredDelta(model.desired, desired) : undefined;
       // Forwarding and the MSS clamp (reads, and writes only where off) beside the batches: they
       // only add, so they need not wait for the peers, and they cost no round of their own.
-      const [live] = await Promise.all([this.applyPeersAndRoutes(desired, dump, routes, report), this.ensureHost(familiesOf(desired), report)]);
+      const [live] = await Promise.all([this.applyPeersAndRoutes(desired, dump, routes, report, delta), this.ensureHost(familiesOf(desired), report)]);
       await this.applyRelays(desired, target.advertisedEndpoints, dump, report);
       if (live !== undefined && report.failures.length === 0) {
         const blocked = new Set(live.blocked);
         const ensured = interfaceAfterEnsure(dump, link, target.interface, publicKey, this.wg.generation).link;
-        this.applied = stateAfterApply({ wireguard: dump, routes: live.routes }, desired, publicKey, blocked, this.wg.generation, ensured);
+        this.applied =
+          model !== undefined && delta !== undefined
+            ? stateAfterDelta(model, desired, delta, publicKey, blocked, ensured)
+            : stateAfterApply({ wireguard: dump, routes: live.routes }, desired, publicKey, blocked, this.wg.generation, ensured);
       }
     }
     if (report.commands.length > 0) {
@@ -255,16 +261,21 @@ class LinuxDataplane implements LinuxDataplaneHandle {
   private async applyPeersAndRoutes(
     desired: DesiredState,
     liveWg: LiveWireguard,
-    liveRoutes: readonly LiveRoute[] | Error | undefined,
+    allLiveRoutes: readonly LiveRoute[] | Error | undefined,
     report: Report,
+    delta?: DesiredDelta,
   ): Promise<{ routes: readonly LiveRoute[]; blocked: string[] } | undefined> {
-    if (liveRoutes === undefined || liveRoutes instanceof Error) {
-      report.failures.push({ op: 'read routes', error: liveRoutes ?? new Error('the route tables were not read') });
+    if (allLiveRoutes === undefined || allLiveRoutes instanceof Error) {
+      report.failures.push({ op: 'read routes', error: allLiveRoutes ?? new Error('the route tables were not read') });
       return undefined;
     }
-    const peers = this.endpoints.fill(desired.peers, liveWg.peers);
-    const wg = wireguardCommands(this.iface, diffWireguard({ listenPort: desired.interface.listenPort, peers }, liveWg));
-    const routeDiff = diffRoutes(desired.routes, liveRoutes);
+    // With a delta both sides are narrowed to the changed keys (a keyed diff of the rest is empty).
+    const wantPeers = delta?.peers ?? desired.peers;
+    const livePeers = delta === undefined ? liveWg.peers : liveWg.peers.filter((p) => delta.peerKeys.has(p.publicKey));
+    const liveRoutes = delta === undefined ? allLiveRoutes : allLiveRoutes.filter((r) => delta.routeDsts.has(r.dst));
+    const peers = this.endpoints.fill(wantPeers, livePeers, delta?.peerKeys);
+    const wg = wireguardCommands(this.iface, diffWireguard({ listenPort: desired.interface.listenPort, peers }, { interface: liveWg.interface, peers: livePeers }));
+    const routeDiff = diffRoutes(delta?.routes ?? desired.routes, liveRoutes);
     const routes = routeCommands(routeDiff, new Set(liveRoutes.filter(isOwnedRoute).map((r) => r.dst)));
     report.blocked.push(...routeDiff.blocked.map((b) => b.reason));
     // Never replace what is not ours. The planner's route guard refuses these first; this is the last line.
@@ -284,7 +295,7 @@ class LinuxDataplane implements LinuxDataplaneHandle {
     record(wg.upserts, peerOutcome);
     record(routeItems, routeOutcome);
     record(wg.removals, await runWgSetBatch(this.runner, this.iface, wg.removals));
-    return { routes: liveRoutes, blocked: routeDiff.blocked.map((b) => b.route.dst) };
+    return { routes: allLiveRoutes, blocked: routeDiff.blocked.map((b) => b.route.dst) };
   }
 
   /**
@@ -409,9 +420,14 @@ class LinuxDataplane implements LinuxDataplaneHandle {
 /** IP families the target uses (interface addresses and routes): forwarding and the clamp follow them. */
 function familiesOf(desired: DesiredState): (4 | 6)[] {
   const families = new Set<4 | 6>();
-  for (const c of [...desired.interface.addresses, ...desired.routes.map((r) => r.dst)]) {
+  for (const c of desired.interface.addresses) {
     const f = familyOf(c);
     if (f) families.add(f);
+  }
+  // Desired routes are canonical CIDRs: the family is in the text (no parse of thousands per apply).
+  for (const r of desired.routes) {
+    families.add(r.dst.includes(':') ? 6 : 4);
+    if (families.size === 2) break;
   }
   return [...families].sort();
 }

@@ -26,11 +26,12 @@ export class EndpointMemory {
 
   /**
    * Desired peers with a remembered endpoint for each one that is about to be added without one
-   * (not live, no endpoint of its own). Forgets peers that are no longer desired.
+   * (not live, no endpoint of its own). Forgets peers that are no longer desired — of `scope` only,
+   * when given (a change-driven apply passes the changed keys and only their peers).
    */
-  fill(desired: readonly DesiredPeer[], live: readonly LivePeer[]): readonly DesiredPeer[] {
+  fill(desired: readonly DesiredPeer[], live: readonly LivePeer[], scope?: ReadonlySet<string>): readonly DesiredPeer[] {
     const wanted = new Set(desired.map((p) => p.publicKey));
-    for (const key of this.learned.keys()) if (!wanted.has(key)) this.learned.delete(key);
+    for (const key of scope ?? this.learned.keys()) if (!wanted.has(key)) this.learned.delete(key);
     const liveKeys = new Set(live.map((p) => p.publicKey));
     return desired.map((p) => {
       if (p.endpoint !== null || liveKeys.has(p.publicKey)) return p;
