@@ -119,8 +119,10 @@ async function packagesOf(entry: string): Promise<{ atStart: Set<string>; lazily
   return { atStart: reach(['import-statement']), lazily: reach(['import-statement', 'dynamic-import']) };
 }
 
-test('the agent loads prom-client only when scraped and the Kubernetes client only in Kubernetes mode', async (t) => {
+test('the agent loads prom-client only when scraped, the Kubernetes client only in Kubernetes mode, the YAML parser never', async (t) => {
   const agent = await packagesOf('dist/agent/main.js');
+  // Policies reach the agent as JSON in signed records; YAML is the operator's (coordinator, CLI).
+  t.false(agent.lazily.has('yaml'), 'the agent does not bundle the YAML parser');
   for (const lazy of ['prom-client', '@kubernetes/client-node']) {
     t.false(agent.atStart.has(lazy), `${lazy} is not among the agent's start-up files`);
     t.true(agent.lazily.has(lazy), `${lazy} is bundled for a later import`);

@@ -3,7 +3,7 @@
 import test from 'ava';
 import { formatExplain, policyChecks, policyDenial } from '../cli/policy.ts';
 import { policyLine } from '../cli/policy-line.ts';
-import { parsePolicyYaml } from '../protocol/policy/document.ts';
+import { parsePolicyYaml } from '../protocol/policy/yaml.ts';
 import type { PolicyDocumentResponse, PolicyStatus } from '../protocol/policy/status.ts';
 
 const status = (over: Partial<PolicyStatus> = {}): PolicyStatus => ({

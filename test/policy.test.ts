@@ -3,7 +3,8 @@
 import test from 'ava';
 import { ValidationError } from '../lib/errors.ts';
 import type { NodeRecord } from '../protocol/messages.ts';
-import { parsePolicyYaml, type PolicyRecord } from '../protocol/policy/document.ts';
+import type { PolicyRecord } from '../protocol/policy/document.ts';
+import { parsePolicyYaml } from '../protocol/policy/yaml.ts';
 import { policyContext } from '../protocol/policy/context.ts';
 import { evaluatePolicy, type Flow } from '../protocol/policy/evaluate.ts';
 import { enrolledCluster } from './helpers/policy-fixtures.ts';

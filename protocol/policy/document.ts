@@ -6,9 +6,8 @@
 //     - from: {cluster: c1}            # or cidr: 10.1.0.0/16
 //       to: {cluster: c2, ports: ["tcp/8080", "udp/53", "icmp"]}
 //       action: allow                  # default
-import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
-import { ValidationError, errorMessage } from '../../lib/errors.ts';
+import { ValidationError } from '../../lib/errors.ts';
 import { canonicalCidr } from '../cidr.ts';
 import { ClusterName } from '../messages.ts';
 
@@ -92,17 +91,7 @@ export function rulePorts(rule: PolicyRule): PortSpec[] {
   return (rule.to.ports ?? []).map((p) => parsePortSpec(p)).filter((p): p is PortSpec => p !== undefined);
 }
 
-/** Parses and validates policy YAML; `source` names the file in errors. Returns a frozen document. */
-export function parsePolicyYaml(text: string, source = 'policy'): PolicyDocument {
-  let raw: unknown;
-  try {
-    raw = parseYaml(text);
-  } catch (err) {
-    throw new ValidationError(source, '(YAML)', `must be valid YAML: ${errorMessage(err)}`, { cause: err });
-  }
-  return parsePolicyDocument(raw, source);
-}
-
+/** Validates a parsed policy document (YAML text: parsePolicyYaml, protocol/policy/yaml.ts); `source` names the file in errors. Returns a frozen document. */
 export function parsePolicyDocument(raw: unknown, source = 'policy'): PolicyDocument {
   if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
     throw new ValidationError(source, raw, 'must be a mapping with "default: allow|deny" and a "rules" list');
