@@ -3,7 +3,7 @@
 // else or after the window still counts as drift, so the monitor still asks for a repair.
 import test from 'ava';
 import { LinkMonitor, type MonitorProcess } from '../agent/dataplane/link-monitor.ts';
-import { ECHO_WINDOW_MS, OwnRouteChanges } from '../agent/dataplane/own-changes.ts';
+import { ECHO_WINDOW_MS, InterfaceEcho, OwnRouteChanges } from '../agent/dataplane/own-changes.ts';
 import type { ChildExit } from '../lib/child-process.ts';
 import { ManualClock } from './helpers/manual-clock.ts';
 import { silentLogger } from '../lib/logger.ts';
@@ -23,6 +23,22 @@ test('an announced add or delete is its echo, once; unannounced, foreign, expire
   own.expect('add', ['10.6.0.0/24'], 0);
   t.false(own.isEcho(`10.6.0.0/24 dev ${IF} proto kernel scope link `, 5), 'not our protocol');
   t.false(own.isEcho(`10.6.0.0/24 dev ${IF} proto 149 scope link `, ECHO_WINDOW_MS + 1), 'too late to be the echo');
+});
+
+test('interface lines that report what was ensured (our link up, our MTU, our address) are not drift; anything else about the interface is', (t) => {
+  const echo = new InterfaceEcho(IF);
+  const up = `7: ${IF}: <POINTOPOINT,NOARP,UP,LOWER_UP> mtu 1420 qdisc noqueue state UNKNOWN group default `;
+  t.false(echo.isEcho(up), 'nothing ensured yet: drift');
+  echo.set({ mtu: 1420, addresses: ['100.96.0.1/32'] });
+  t.true(echo.isEcho(up), 'our link up with our MTU');
+  t.true(echo.isEcho(`7: ${IF}    inet 100.96.0.1/32 scope global ${IF}`), 'our address added');
+  t.true(echo.isEcho(`Deleted 7: ${IF}    inet 100.96.0.9/32 scope global ${IF}`), 'an address we no longer hold, deleted');
+  t.false(echo.isEcho(`7: ${IF}: <POINTOPOINT,NOARP,UP,LOWER_UP> mtu 1280 qdisc noqueue state UNKNOWN group default `), 'MTU changed by hand');
+  t.false(echo.isEcho(`7: ${IF}: <POINTOPOINT,NOARP> mtu 1420 qdisc noqueue state DOWN group default `), 'link set down');
+  t.false(echo.isEcho(`Deleted 7: ${IF}    inet 100.96.0.1/32 scope global ${IF}`), 'our address deleted by hand');
+  t.false(echo.isEcho(`7: ${IF}    inet 100.96.0.77/32 scope global ${IF}`), 'a foreign address added');
+  t.false(echo.isEcho(`10.9.0.0/24 dev ${IF} proto 149 scope link `), 'route lines are not its business');
+  t.false(echo.isEcho(`8: eth0: <BROADCAST,UP,LOWER_UP> mtu 1420 qdisc noqueue state UP`), 'another interface');
 });
 
 class FakeMonitor implements MonitorProcess {

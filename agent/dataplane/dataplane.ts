@@ -28,7 +28,7 @@ import { stateAfterApply, stateAfterDelta, type AppliedState } from './applied-s
 import { desiredDelta, type DesiredDelta } from './desired-delta.ts';
 import { interfaceAfterEnsure, type InterfaceState, type LinkJson } from './interface-state.ts';
 import { runIpBatch, runWgSetBatch, type BatchOutcome } from './batch.ts';
-import { OwnRouteChanges } from './own-changes.ts';
+import { InterfaceEcho, OwnRouteChanges } from './own-changes.ts';
 import { EndpointMemory } from './endpoint-memory.ts';
 import { LinkMonitor } from './link-monitor.ts';
 import { parseWgDump, type LiveWireguard } from './wg-dump.ts';
@@ -96,6 +96,8 @@ class LinuxDataplane implements LinuxDataplaneHandle {
   private started: InterfaceState | undefined;
   /** Routes our batches change, so the netlink monitor can tell their echo from drift. */
   private readonly ownRoutes = new OwnRouteChanges();
+  /** Link/address lines that report the interface as last ensured are not drift (the echo of our own changes). */
+  private readonly interfaceEcho: InterfaceEcho;
   /** The relay bind address found for these advertised endpoints (read once per endpoint set). */
   private relayBind: { endpoints: string; address: string | undefined } | undefined;
   /** Endpoints learned from NATed peers, re-used when the interface came back empty. */
@@ -113,6 +115,7 @@ class LinuxDataplane implements LinuxDataplaneHandle {
     private readonly hostCheckIntervalMs: number,
   ) {
     this.mss = new MssClamp(runner, logger, iface);
+    this.interfaceEcho = new InterfaceEcho(iface);
   }
 
   get backend(): 'kernel' | 'userspace' {
@@ -136,7 +139,7 @@ class LinuxDataplane implements LinuxDataplaneHandle {
   watchDrift(prefix: readonly string[]): void {
     this.monitor ??= new LinkMonitor({ interfaceName: this.iface, clock: this.clock, logger: this.logger, prefix, onChange: (reason) => {
       for (const l of this.driftListeners) l(reason);
-    }, isEcho: (line) => this.ownRoutes.isEcho(line, this.clock.now()) });
+    }, isEcho: (line) => this.ownRoutes.isEcho(line, this.clock.now()) || this.interfaceEcho.isEcho(line) });
     this.monitor.start();
   }
 
@@ -212,6 +215,8 @@ class LinuxDataplane implements LinuxDataplaneHandle {
    */
   private async ensureInterface(privateKey: string, iface: DesiredInterface, dump: LiveWireguard, info: LinkJson, report: Report): Promise<string> {
     const name = this.iface;
+    // The netlink echo of what follows (and any line reporting the interface as ensured) is not drift.
+    this.interfaceEcho.set(iface);
     if (dump.interface.listenPort !== iface.listenPort) {
       await this.runner.run(['wg', 'set', name, 'listen-port', String(iface.listenPort)]);
     }

@@ -7,6 +7,7 @@
 // value passed in.
 import { canonicalCidr, hostCidr, parseIp } from '../../protocol/cidr.ts';
 import { ROUTE_PROTO } from './route-diff.ts';
+import { monitorLineAbout } from './link-monitor.ts';
 
 /** How long an announced change waits for its echo (the monitor reports within milliseconds). */
 export const ECHO_WINDOW_MS = 10_000;
@@ -49,5 +50,44 @@ export class OwnRouteChanges {
 
   private prune(now: number): void {
     for (const [k, e] of this.expected) if (e.until < now) this.expected.delete(k);
+  }
+}
+
+/**
+ * Link and address lines about our interface that report what the data plane last ensured (link
+ * UP with our MTU, an address we hold, the deletion of one we no longer hold) are not drift: there
+ * is nothing to repair, whoever caused them — typically the echo of our own `ip link set up` and
+ * `ip address replace` at the start, which, taken as drift, made the first full apply re-read the
+ * host, WireGuard and the route tables (two rounds of spawns on the start's critical path). A line
+ * that differs from it (the MTU or flags changed, one of our addresses deleted, a foreign address
+ * added) is drift as before. Route lines are OwnRouteChanges'. Pure.
+ */
+export class InterfaceEcho {
+  private ensured: { readonly mtu: number; readonly addresses: ReadonlySet<string> } | undefined;
+
+  constructor(private readonly iface: string) {}
+
+  /** The interface as the last apply ensured it (its MTU and addresses, CIDRs). */
+  set(iface: { readonly mtu: number; readonly addresses: readonly string[] }): void {
+    this.ensured = { mtu: iface.mtu, addresses: new Set(iface.addresses.map((a) => canonicalCidr(a) ?? a)) };
+  }
+
+  isEcho(line: string): boolean {
+    const ensured = this.ensured;
+    const about = monitorLineAbout(line, this.iface);
+    if (ensured === undefined || about === null) return false;
+    const deleted = line.startsWith('Deleted ');
+    if (about.startsWith('link ')) {
+      if (deleted) return false;
+      const flags = /<([^>]*)>/.exec(line)?.[1]?.split(',') ?? [];
+      return flags.includes('UP') && Number(/\smtu (\d+)/.exec(line)?.[1]) === ensured.mtu;
+    }
+    if (about.startsWith('address ')) {
+      const cidr = /\binet6?\s+(\S+)/.exec(line)?.[1];
+      const canonical = cidr === undefined ? undefined : canonicalCidr(cidr);
+      if (canonical === undefined) return false;
+      return deleted ? !ensured.addresses.has(canonical) : ensured.addresses.has(canonical);
+    }
+    return false;
   }
 }
