@@ -344,6 +344,8 @@ export async function runRestartStorm(server: NatsServer, o: { nodes: number; wa
       }
 
       // d) every agent restarts and re-registers unchanged (a fleet-wide rollout): nothing may be written.
+      const coordinatorNow = lab.coordinator;
+      if (coordinatorNow?.running !== true) throw new Error(`the coordinator exited during the run; its last log lines:\n${coordinatorNow?.recentLog() ?? '(none)'}`);
       {
         const rev = await lab.revision();
         const traffic0 = watchers.traffic();

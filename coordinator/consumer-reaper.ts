@@ -108,7 +108,11 @@ export class ConsumerReaper {
   }
 
   private async removeIfDurable(c: ConsumerView, how: 'advisory' | 'sweep'): Promise<boolean> {
-    const durable = c.config.durable_name;
+    // The library hands back a consumer info without `config` for a consumer that vanished between
+    // the advisory and the info request (an agent's ordered watch consumer): nothing to remove.
+    const config = c.config as ConsumerView['config'] | undefined;
+    if (config === undefined) return false;
+    const durable = config.durable_name;
     if (durable === undefined || durable === '') return false;
     const { stream, logger } = this.deps;
     try {

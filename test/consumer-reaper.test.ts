@@ -111,3 +111,11 @@ test('the sweep runs at start and every interval on the injected clock, survives
   await reaper.onCreated('evil2');
   t.true(api.consumers.has('evil2'), 'nothing after stop');
 });
+
+test('a consumer info without config (the consumer vanished before the info request) is skipped, never a crash', async (t) => {
+  const { api, reaper } = setup();
+  api.consumers.set('oc_gone', { name: 'oc_gone' } as unknown as ConsumerView);
+  await t.notThrowsAsync(reaper.onCreated('oc_gone'));
+  t.is(await reaper.sweep(), 0);
+  t.deepEqual(api.deleted, []);
+});
