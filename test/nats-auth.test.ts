@@ -286,6 +286,9 @@ test.serial('agent consumers on nats-server 2.9: a durable on a readable range i
   // Another agent's watch: its consumer name leaks through the shared _INBOX. (deliveries carry
   // `$JS.ACK.<stream>.<consumer>.…`), but the agent credential cannot delete it.
   const victim = await agentConnection('xl-test-agent-victim');
+  // A record for the watch to deliver (this test does not rely on the earlier ones).
+  const c = await fakeAgent('node-c', { cluster: 'c1', podCidrs: ['10.10.2.0/24'] });
+  t.true((await agentClient(victim, P, { timeoutMs: 8000, credentialFor: enrollment.credentialFor }).register(c)).ok);
   const sniffed: string[] = [];
   const spy = nc.subscribe('_INBOX.>', {
     callback: (_e, m) => {
