@@ -16,6 +16,8 @@
 import { policyKeys } from '../protocol/policy/record.ts';
 import { serviceKeys, serviceSubjects } from '../protocol/service.ts';
 import { kvKeys, subjects } from '../protocol/subjects.ts';
+import { eventStreamName } from '../protocol/events.ts';
+import { healthStreamName } from '../protocol/health-summary.ts';
 import { consumerCreatedAdvisory } from './consumer-reaper.ts';
 
 export type NatsRole = 'agent' | 'coordinator' | 'reader';
@@ -66,6 +68,19 @@ export function agentJetStreamApi(scope: PermissionScope): readonly string[] {
   ];
 }
 
+/**
+ * Fire-and-forget publishes the STORE account's streams capture: mesh events (coordinator and agents)
+ * and the agents' signed health summaries. Without these the streams stay empty under the accounts.
+ */
+export function observabilitySubjects(prefix: string): { readonly events: string; readonly health: string } {
+  return { events: `${prefix}.events.>`, health: `${prefix}.health.>` };
+}
+
+/** Stream info and message get on the event and health streams: what `crosslink events` and the health reads use (nothing secret in them). */
+export function observabilityReadApi(bucket: string): readonly string[] {
+  return [eventStreamName(bucket), healthStreamName(bucket)].flatMap((st) => [`$JS.API.STREAM.INFO.${st}`, `$JS.API.STREAM.MSG.GET.${st}`]);
+}
+
 export interface SubjectPermissions {
   readonly publish: { readonly allow: readonly string[]; readonly deny: readonly string[] };
   readonly subscribe: { readonly allow: readonly string[]; readonly deny: readonly string[] };
@@ -82,7 +97,7 @@ export function permissionsFor(role: NatsRole, scope: PermissionScope): SubjectP
     const presence = subjects(p).leaderPresence;
     return {
       // leaderUp: the signed "leader up" announcement (heard by agents on servers without accounts).
-      publish: { allow: [`$KV.${bucket}.>`, '$JS.API.>', `$JS.ACK.${stream}.>`, `$JS.FC.${stream}.>`, `${COORDINATOR_INBOX_PREFIX}.>`, presence, subjects(p).leaderUp], deny: [] },
+      publish: { allow: [`$KV.${bucket}.>`, '$JS.API.>', `$JS.ACK.${stream}.>`, `$JS.FC.${stream}.>`, `${COORDINATOR_INBOX_PREFIX}.>`, presence, subjects(p).leaderUp, observabilitySubjects(p).events], deny: [] },
       subscribe: { allow: [...requestSubjects(p), `${COORDINATOR_INBOX_PREFIX}.>`, presence, consumerCreatedAdvisory(stream)], deny: [] },
       // Replies to the agents' requests (their reply subjects are mapped into this account).
       allowResponses: true,
@@ -90,8 +105,13 @@ export function permissionsFor(role: NatsRole, scope: PermissionScope): SubjectP
   }
   return {
     publish: {
-      allow: [...(role === 'agent' ? requestSubjects(p) : []), ...agentJetStreamApi(scope), `$JS.FC.${stream}.>`],
-      deny: ['$KV.>', '$JS.API.CONSUMER.DURABLE.CREATE.>', `$JS.API.CONSUMER.CREATE.${stream}`, '$JS.API.STREAM.MSG.GET.>', '$JS.API.CONSUMER.DELETE.>'],
+      allow: [
+        ...(role === 'agent' ? [...requestSubjects(p), observabilitySubjects(p).events, observabilitySubjects(p).health] : []),
+        ...agentJetStreamApi(scope),
+        ...observabilityReadApi(bucket),
+        `$JS.FC.${stream}.>`,
+      ],
+      deny: ['$KV.>', '$JS.API.CONSUMER.DURABLE.CREATE.>', `$JS.API.CONSUMER.CREATE.${stream}`, `$JS.API.STREAM.MSG.GET.${stream}`, '$JS.API.CONSUMER.DELETE.>'],
     },
     // Only inboxes: replies and watch deliveries. Never the request subjects (no sniffing registrations).
     // Not the coordinator's "leader up" either (docs/security.md: exporting it to this account made
@@ -142,7 +162,8 @@ export function renderAccounts(users: readonly NatsUserSpec[], scope: Permission
   const str = (subject: string, to: string): string => `      { stream: ${quote(subject)}, accounts: [${to}] }`;
   const imp = (kind: 'service' | 'stream', from: string, subject: string): string => `      { ${kind}: { account: ${from}, subject: ${quote(subject)} } }`;
   const coordinatorStore = [`$JS.API.>`, `$KV.${bucket}.>`, `$JS.ACK.${stream}.>`];
-  const agentStore = agentJetStreamApi(scope);
+  const agentStore = [...agentJetStreamApi(scope), ...observabilityReadApi(bucket)];
+  const obs = observabilitySubjects(p);
   // Flow control of push consumers (KV watches): one export for both accounts (exports are keyed by subject).
   const flowControl = `$JS.FC.${stream}.>`;
   const usersOf = (roles: readonly NatsRole[]): string[] => users.filter((u) => roles.includes(u.role)).flatMap((u) => userLines(u, scope));
@@ -159,6 +180,9 @@ export function renderAccounts(users: readonly NatsUserSpec[], scope: Permission
     str(consumerCreatedAdvisory(stream), C),
     ...agentStore.map((s) => svc(s, A)),
     svc(flowControl, `${C}, ${A}`),
+    // Events and health summaries published in the other accounts land in STORE's streams.
+    svc(obs.events, `${C}, ${A}`),
+    svc(obs.health, A),
     str('_INBOX.>', A),
     '    ]',
     '  }',
@@ -167,7 +191,7 @@ export function renderAccounts(users: readonly NatsUserSpec[], scope: Permission
     ...usersOf(['coordinator']),
     '    ]',
     '    imports: [',
-    ...[...coordinatorStore, flowControl].map((s) => imp('service', S, s)),
+    ...[...coordinatorStore, flowControl, obs.events].map((s) => imp('service', S, s)),
     imp('stream', S, `${COORDINATOR_INBOX_PREFIX}.>`),
     imp('stream', S, consumerCreatedAdvisory(stream)),
     '    ]',
@@ -180,7 +204,7 @@ export function renderAccounts(users: readonly NatsUserSpec[], scope: Permission
     ...usersOf(['agent', 'reader']),
     '    ]',
     '    imports: [',
-    ...[...agentStore, flowControl].map((s) => imp('service', S, s)),
+    ...[...agentStore, flowControl, obs.events, obs.health].map((s) => imp('service', S, s)),
     imp('stream', S, '_INBOX.>'),
     ...requestSubjects(p).map((s) => imp('service', C, s)),
     '    ]',

@@ -26,6 +26,9 @@ import { generateSigningKeyPair, type SigningKeyPair } from '../protocol/signing
 import { TestEnrollment } from './helpers/enrollment.ts';
 import { makeCa, makeCert, makeCerts } from './helpers/tls-certs.ts';
 import { parseManifestValues, renderManifests } from '../cli/manifests.ts';
+import { readEvents } from '../cli/events.ts';
+import type { CrosslinkEvent } from '../protocol/events.ts';
+import { healthStreamName } from '../protocol/health-summary.ts';
 import { parseAgentConfig } from '../agent/config.ts';
 import { parseAllDocuments } from 'yaml';
 import { pino } from 'pino';
@@ -309,6 +312,43 @@ test.serial('agent consumers on nats-server 2.9: a durable on a readable range i
   t.true(await exists(name), 'and it still exists');
   t.is(removed().filter((d) => d.consumer === name).length, 0, 'the reaper leaves watches alone');
   t.true(victimSaw.length > 0, 'the victim\'s watch delivers');
+});
+
+test.serial('events and health summaries under the accounts: the coordinator\'s and agents\' publishes land in their streams; the reader reads them', async (t) => {
+  const agentNc = await agentConnection('xl-test-agent-events');
+  const reader = await connectNats(settings(lab, { url: `tls://crosslink-reader:${PASSWORDS.reader}@127.0.0.1:${lab.port}` }), 'xl-test-reader-events', RECONNECT_ONE_SHOT);
+  cleanup.push(() => reader.close().catch(() => undefined));
+  // The coordinator publishes node-joined on a registration; the agent publishes its own events and health.
+  const e = await fakeAgent('node-e', { cluster: 'c1', podCidrs: ['10.10.4.0/24'] });
+  t.true((await agentClient(agentNc, P, { timeoutMs: 8000, credentialFor: enrollment.credentialFor }).register(e)).ok);
+  const agentEvent = { v: 1, id: 'abcdef012345', at: Date.now(), type: 'route-repaired', severity: 'info', reporter: { role: 'agent', name: 'node-e' }, node: 'node-e', message: 'repaired 1 route' };
+  agentNc.publish(`${P}.events.route-repaired`, JSON.stringify(agentEvent));
+  agentNc.publish(`${P}.health.node-e`, 'summary-bytes');
+  await agentNc.flush();
+  const events = await waitFor(async () => {
+    const got: CrosslinkEvent[] = [];
+    await readEvents({ nc: reader, bucket: BUCKET, last: 100, filter: {}, follow: false, onEvent: (ev) => void got.push(ev) });
+    const joined = got.some((ev) => ev.type === 'node-joined' && ev.node === 'node-e');
+    const repaired = got.some((ev) => ev.type === 'route-repaired' && ev.reporter.name === 'node-e');
+    return joined && repaired ? got : undefined;
+  }, { timeoutMs: 10_000, what: 'the coordinator\'s and the agent\'s events read back by the reader' });
+  t.true(events.length >= 2);
+  const rjsm = await jetstreamManager(reader, { timeout: 5000 });
+  const health = await rjsm.streams.getMessage(healthStreamName(BUCKET), { last_by_subj: `${P}.health.node-e` });
+  t.is(health?.string(), 'summary-bytes');
+  // The reader's message get is pinned to those streams: the bucket stays direct-get-by-key only.
+  t.regex(await outcome(rjsm.streams.getMessage(`KV_${BUCKET}`, { last_by_subj: `$KV.${BUCKET}.ipam.node-a` })), denied);
+  // A reader cannot publish health (or events): after its flushed publish, an agent's later one is
+  // stored and the reader's is not (the stream ingests in order).
+  reader.publish(`${P}.health.node-x`, 'forged');
+  await reader.flush();
+  agentNc.publish(`${P}.health.node-e2`, 'marker');
+  await agentNc.flush();
+  const state = await waitFor(async () => {
+    const info = await rjsm.streams.info(healthStreamName(BUCKET), { subjects_filter: `${P}.health.>` });
+    return info.state.subjects?.[`${P}.health.node-e2`] === 1 ? info.state.subjects : undefined;
+  }, { timeoutMs: 10_000, what: 'the agent\'s marker in the health stream' });
+  t.deepEqual(Object.keys(state).sort(), [`${P}.health.node-e`, `${P}.health.node-e2`]);
 });
 
 test.serial('reader (CLI): reads nodes; cannot register, write or read ipam', async (t) => {
