@@ -152,7 +152,14 @@ export class NodeTable implements Iterable<[string, StoredRecord<NodeRecord>]> {
 
   /** Records of one cluster's live members. */
   members(cluster: string): NodeRecord[] {
-    return [...(this.byCluster.get(cluster) ?? [])].flatMap((n) => this.byName.get(n)?.value ?? []);
+    // A plain loop: this runs on every registration, over every member of the cluster (spread plus
+    // flatMap allocated two arrays and one per member).
+    const out: NodeRecord[] = [];
+    for (const n of this.byCluster.get(cluster) ?? []) {
+      const rec = this.byName.get(n);
+      if (rec) out.push(rec.value);
+    }
+    return out;
   }
 
   /**

@@ -26,12 +26,12 @@ import { kvKeys } from '../protocol/subjects.ts';
 import { checkSentAt, openSignedRequest, validateRegistration, type Checked, type RegistrationPolicy } from '../protocol/validate-registration.ts';
 import { decideCluster } from './clusters.ts';
 import { heartbeatIntervalMs, type CoordinatorConfig } from './config.ts';
-import { AddressIndex, decideOverlayIp, type IpamEntry } from './ipam.ts';
+import { AddressIndex, decideOverlayIp, type IpamDecision, type IpamEntry } from './ipam.ts';
 import { KeyedMutex } from './keyed-mutex.ts';
 import { IpamTable, NodeTable } from './registry-index.ts';
 import type { Liveness } from './liveness.ts';
 import { RevocationTable, revocationError } from './revocations.ts';
-import { isCasConflict, type StateStore, type StoredRecord } from './store.ts';
+import { isCasConflict, type StateStore, type StoredIpam, type StoredRecord } from './store.ts';
 import { RateLimitedLog } from '../lib/rate-limited-log.ts';
 import { RegistrationRateLimit } from './rate-limit.ts';
 import { BindingTable, aliveBinding, bindingRefusal, boundBinding, releasedBinding, staleRefusal, type IdentityBinding, type ReleaseCause } from './bindings.ts';
@@ -59,6 +59,12 @@ export interface RegistryDeps {
 
 const CAS_ATTEMPTS = 4;
 
+/** The overlay address a registration gets, and whether the identity binding was written alongside its ipam entry. */
+interface Allocated {
+  readonly ip: string;
+  readonly bound: boolean;
+}
+
 /** What a compare-and-set retry re-reads: one node (and the ipam table) or one cluster record. */
 type CasSubject = { readonly node: string } | { readonly cluster: string };
 
@@ -82,6 +88,8 @@ export class Registry {
   /** Name bindings and replay marks per identity key (bindings.ts), mirrored from the bucket. */
   private readonly bindings = new BindingTable();
   private readonly locks = new KeyedMutex();
+  /** Names whose registration is in flight: their ipam entry may be fresh while no record exists yet (never a reclaim victim). */
+  private readonly registering = new Set<string>();
   private readonly rateLimit: RegistrationRateLimit;
   private readonly throttledLog: RateLimitedLog;
   private readonly policy: RegistrationPolicy;
@@ -188,7 +196,14 @@ export class Registry {
       };
     }
     try {
-      return await this.locks.run(`node:${req.name}`, () => this.withCasRetry(() => this.registerLocked(req), { node: req.name }));
+      return await this.locks.run(`node:${req.name}`, async () => {
+        this.registering.add(req.name);
+        try {
+          return await this.withCasRetry(() => this.registerLocked(req), { node: req.name });
+        } finally {
+          this.registering.delete(req.name);
+        }
+      });
     } catch (err) {
       return this.rejected('registration', req.name, this.errorBody(err));
     }
@@ -261,13 +276,14 @@ export class Registry {
     const r = checked.value;
     this.assertWritable();
 
-    const ip = await this.locks.run('ipam', () => this.ensureOverlayIp(r, now, restated));
+    // The name binding and the replay mark go out together with the ipam entry (one round trip, not
+    // two), and both before the node record: once they are stored, the request cannot be replayed.
+    const bind = (): Promise<void> => this.putBinding(boundBinding(r, this.bindings.ofKey(r.identityKey)?.value, now));
+    const ip = await this.ensureOverlayIp(r, now, restated, bind);
     if (!ip.ok) return this.rejected('registration', r.name, ip.error);
-
-    // The name binding and the replay mark first: once this returns, the request cannot be replayed.
-    await this.putBinding(boundBinding(r, this.bindings.ofKey(r.identityKey)?.value, now));
+    if (!ip.value.bound) await bind();
     const existing = this.nodes.get(r.name);
-    const material = nodeMaterial(r, ip.value);
+    const material = nodeMaterial(r, ip.value.ip);
     if (existing && sameMaterial(existing.value, material) && existing.signedByUs) {
       // Unchanged (e.g. an agent restart): no record write, no churn for watchers; just a sign of life.
       this.deps.liveness.touch(r.name, now, r.identityKey);
@@ -298,44 +314,81 @@ export class Registry {
     return this.accepted(stored);
   }
 
-  /** Finds (or keeps) the node's overlay address and makes sure the ipam entry says so. */
-  private async ensureOverlayIp(r: RegistrationRequest, now: number, restated?: NodeRecord): Promise<Checked<string>> {
+  /**
+   * Finds (or keeps) the node's overlay address and makes sure the ipam entry says so. When the entry
+   * has to be written, `alongside` (the identity binding) is written concurrently with it — both
+   * publishes leave in one socket write and the registration waits one round trip instead of two;
+   * `bound` says whether it ran. Nothing is written when the address cannot be had (pool exhausted).
+   */
+  private ensureOverlayIp(r: RegistrationRequest, now: number, restated: NodeRecord | undefined, alongside: () => Promise<void>): Promise<Checked<Allocated>> {
     const own = this.ipam.get(r.name);
     // The address the node's live record already has, and its ipam entry agrees: keep it without
     // scanning the whole table (the scan is for new and returning nodes).
     const agreed = own?.value.releasedAt === undefined && own?.value.identityKey === r.identityKey && own.value.ip === restated?.overlayIp;
-    if (agreed && this.addresses.usable(own.value.ip) !== undefined) return { ok: true, value: own.value.ip };
-    const decision = decideOverlayIp({
-      name: r.name,
+    if (agreed && this.addresses.usable(own.value.ip) !== undefined) return Promise.resolve({ ok: true, value: { ip: own.value.ip, bound: false } });
+    const decision = this.decideAddress(r.name, own);
+    // Taking over another name's address (the pool is full) deletes that entry first: one such
+    // reclaim at a time, decided again under the lock, so two registrations cannot pick one victim.
+    if (decision.kind === 'reclaim') {
+      return this.locks.run('ipam', () => {
+        const current = this.ipam.get(r.name);
+        return this.allocate(r, now, current, this.decideAddress(r.name, current), alongside);
+      });
+    }
+    return this.allocate(r, now, own, decision, alongside);
+  }
+
+  /** The address decision (coordinator/ipam.ts); names registering right now are never reclaim victims. */
+  private decideAddress(name: string, own: StoredIpam | undefined): IpamDecision {
+    return decideOverlayIp({
+      name,
       own: own?.value,
       addresses: this.addresses,
-      released: () => this.ipam.released((n) => this.nodes.has(n)),
+      released: () => this.ipam.released((n) => this.nodes.has(n) || this.registering.has(n)),
     });
+  }
+
+  /**
+   * Writes the ipam entry `decision` calls for. Called synchronously after the decision: the address
+   * is held in the index from then until the entry is stored, so concurrent registrations neither
+   * wait for each other's round trip (no table-wide lock) nor pick the same address.
+   */
+  private async allocate(r: RegistrationRequest, now: number, own: StoredIpam | undefined, decision: IpamDecision, alongside: () => Promise<void>): Promise<Checked<Allocated>> {
     if (decision.kind === 'exhausted') return fail('unavailable', decision.message, 'overlayIp');
     if (decision.kind === 'keep' && own && own.value.releasedAt === undefined && own.value.identityKey === r.identityKey) {
-      return { ok: true, value: decision.ip };
+      return { ok: true, value: { ip: decision.ip, bound: false } };
     }
     this.assertWritable();
-    if (decision.kind === 'reclaim') {
-      const victim = this.ipam.get(decision.from);
-      if (victim) {
-        await this.deps.store.delete(kvKeys.ipam(decision.from), victim.revision);
-        this.ipam.delete(decision.from);
+    this.addresses.hold(decision.ip, r.name);
+    try {
+      if (decision.kind === 'reclaim') {
+        const victim = this.ipam.get(decision.from);
+        if (victim) {
+          await this.deps.store.delete(kvKeys.ipam(decision.from), victim.revision);
+          this.ipam.delete(decision.from);
+        }
+        this.deps.logger.warn({ node: r.name, ip: decision.ip, from: decision.from }, 'overlay range full: reclaimed the address of the longest-gone node');
       }
-      this.deps.logger.warn({ node: r.name, ip: decision.ip, from: decision.from }, 'overlay range full: reclaimed the address of the longest-gone node');
+      if (own && own.value.identityKey !== r.identityKey) {
+        this.deps.logger.warn({ node: r.name }, 'a new identity key took over the name of an expired node');
+      }
+      const entry: IpamEntry = {
+        v: 1,
+        ip: decision.ip,
+        identityKey: r.identityKey,
+        generation: own?.value.generation ?? 0,
+        updatedAt: now,
+      };
+      // Settled, not Promise.all: a failed write must not leave the other one running unobserved
+      // (a CAS retry re-runs the whole registration).
+      const [ipam, bound] = await Promise.allSettled([this.deps.store.putIpam(r.name, entry, own?.revision), alongside()]);
+      if (ipam.status === 'fulfilled') this.ipam.set(r.name, ipam.value);
+      if (ipam.status === 'rejected') throw ipam.reason;
+      if (bound.status === 'rejected') throw bound.reason;
+      return { ok: true, value: { ip: decision.ip, bound: true } };
+    } finally {
+      this.addresses.release(decision.ip, r.name);
     }
-    if (own && own.value.identityKey !== r.identityKey) {
-      this.deps.logger.warn({ node: r.name }, 'a new identity key took over the name of an expired node');
-    }
-    const entry: IpamEntry = {
-      v: 1,
-      ip: decision.ip,
-      identityKey: r.identityKey,
-      generation: own?.value.generation ?? 0,
-      updatedAt: now,
-    };
-    this.ipam.set(r.name, await this.deps.store.putIpam(r.name, entry, own?.revision));
-    return { ok: true, value: decision.ip };
   }
 
   // ---- heartbeats and deregistration -------------------------------------------------------

@@ -191,6 +191,11 @@ export async function natsConnectionOptions(s: NatsSettings, name: string, polic
     reconnectTimeWait: policy.reconnectTimeWaitMs,
     ...(policy.inboxPrefix === undefined ? {} : { inboxPrefix: policy.inboxPrefix }),
     timeout: 5000,
+    // No stack captured per request: the client otherwise builds two Error objects (a RequestError
+    // and a TimeoutError, each with a stack trace) for every request and KV write, ~4 % of the
+    // coordinator's CPU in a registration storm (docs/benchmarks.md). Timeouts still reject, with
+    // the client's own error.
+    noAsyncTraces: true,
     pingInterval: 10_000,
     maxPingOut: 3,
     ...(authenticator ? { authenticator } : {}),

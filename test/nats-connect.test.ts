@@ -51,6 +51,8 @@ test('client options: password read from its file (trailing newline dropped), TL
   t.deepEqual(o.tls, { caFile: '/ca.pem' });
   t.is(o.inboxPrefix, '_XL_COORD');
   t.is(o.maxReconnectAttempts, 2);
+  // No stack trace captured per request (two Error objects per KV write otherwise: docs/benchmarks.md).
+  t.true(o.noAsyncTraces);
   t.truthy(o.authenticator);
   // The authenticator answers with the file's password (nats.js calls it with the server nonce).
   const auth = (o.authenticator as (nonce?: string) => { user?: string; pass?: string })();
