@@ -48,7 +48,7 @@ export async function startConsumerReaper(o: { nc: NatsConnection; bucket: strin
           return;
         }
         const name = msg.subject.split('.').pop() ?? '';
-        reaper.onCreated(name).catch((e: unknown) => o.logger.warn({ err: errorMessage(e), consumer: name }, 'consumer reaper: checking a new consumer failed (the sweep goes on)'));
+        reaper.enqueue(name);
       },
     });
   } catch (err) {

@@ -38,6 +38,10 @@ export interface ConsumerReaperDeps {
   readonly events?: EventPublisher | undefined;
   /** Full sweep period (the advisories do the fast path). Default 60 s. */
   readonly sweepIntervalMs?: number;
+  /** Consumer checks in flight at once (a mass restart creates thousands of watch consumers). Default 4. */
+  readonly concurrency?: number;
+  /** Advisories waiting beyond this are dropped and left to the sweep. Default 10,000. */
+  readonly maxQueued?: number;
 }
 
 export function consumerRemovedEvent(stream: string, c: ConsumerView, how: 'advisory' | 'sweep'): EventInput {
@@ -53,6 +57,9 @@ export class ConsumerReaper {
   private readonly abort = new AbortController();
   private loop: Promise<void> = Promise.resolve();
   private removedCount = 0;
+  private readonly queue: string[] = [];
+  private inFlight = 0;
+  private droppedCount = 0;
 
   constructor(private readonly deps: ConsumerReaperDeps) {}
 
@@ -61,12 +68,44 @@ export class ConsumerReaper {
     return this.removedCount;
   }
 
+  /** Advisories dropped because the queue was full (their consumers are checked by the next sweep); the first drop is logged once. */
+  get dropped(): number {
+    return this.droppedCount;
+  }
+
+  /**
+   * An advisory said `name` was created: checked soon, at most `concurrency` at a time, so a burst of
+   * creates (agents restarting) never becomes a burst of info requests. Never throws.
+   */
+  enqueue(name: string): void {
+    if (this.abort.signal.aborted) return;
+    if (this.queue.length >= (this.deps.maxQueued ?? 10_000)) {
+      if (this.droppedCount++ === 0) this.deps.logger.warn({ stream: this.deps.stream }, 'consumer reaper: too many new consumers at once; the rest are left to the next sweep');
+      return;
+    }
+    this.queue.push(name);
+    this.drain();
+  }
+
+  private drain(): void {
+    while (this.inFlight < (this.deps.concurrency ?? 4) && this.queue.length > 0) {
+      const name = this.queue.shift() ?? '';
+      this.inFlight++;
+      this.onCreated(name)
+        .catch((err: unknown) => this.deps.logger.warn({ stream: this.deps.stream, consumer: name, err: errorMessage(err) }, 'consumer reaper: checking a new consumer failed (the sweep goes on)'))
+        .finally(() => {
+          this.inFlight--;
+          this.drain();
+        });
+    }
+  }
+
   /** Sweeps now and then every sweepIntervalMs until stop(). */
   start(): void {
     this.loop = (async () => {
       const signal = this.abort.signal;
       while (!signal.aborted) {
-        await this.sweep();
+        await this.sweep().catch((err: unknown) => this.deps.logger.warn({ stream: this.deps.stream, err: errorMessage(err) }, 'consumer reaper: sweep failed'));
         await this.deps.clock.sleep(this.deps.sweepIntervalMs ?? 60_000, signal);
       }
     })();
@@ -74,6 +113,7 @@ export class ConsumerReaper {
 
   async stop(): Promise<void> {
     this.abort.abort();
+    this.queue.length = 0;
     await this.loop;
   }
 

@@ -119,3 +119,36 @@ test('a consumer info without config (the consumer vanished before the info requ
   t.is(await reaper.sweep(), 0);
   t.deepEqual(api.deleted, []);
 });
+
+test('a burst of advisories: at most `concurrency` checks in flight, the queue bounded (the rest left to the sweep), durables among them removed', async (t) => {
+  const api = new FakeApi();
+  let inFlight = 0;
+  let peak = 0;
+  const release: (() => void)[] = [];
+  const info = api.info.bind(api);
+  api.info = async (name: string): Promise<ConsumerView | null> => {
+    inFlight++;
+    peak = Math.max(peak, inFlight);
+    await new Promise<void>((r) => release.push(r));
+    inFlight--;
+    return info(name);
+  };
+  const logs: string[] = [];
+  const reaper = new ConsumerReaper({ stream: 'KV_crosslink', api, clock: new ManualClock(), logger: pino({ level: 'warn' }, { write: (l: string) => void logs.push(l) }), concurrency: 2, maxQueued: 5 });
+  for (let i = 0; i < 10; i++) api.add(`c${i}`, i === 1 || i === 9);
+  for (let i = 0; i < 10; i++) reaper.enqueue(`c${i}`);
+  // 2 in flight, 5 queued, 3 dropped (c7, c8, c9).
+  t.is(reaper.dropped, 3);
+  t.is(logs.filter((l) => l.includes('too many new consumers')).length, 1, 'warned once, not per advisory');
+  for (let spins = 0; (api.deleted.length < 1 || release.length > 0 || inFlight > 0) && spins < 10_000; spins++) {
+    t.true(inFlight <= 2);
+    const r = release.shift();
+    if (r) r();
+    await new Promise((res) => setImmediate(res));
+  }
+  t.is(peak, 2);
+  t.deepEqual(api.deleted, ['c1']);
+  t.true(api.consumers.has('c9'), 'dropped: not checked yet');
+  t.is(await reaper.sweep(), 1, 'the sweep removes the durable the burst left behind');
+  t.deepEqual(api.deleted, ['c1', 'c9']);
+});
