@@ -251,7 +251,7 @@ export class Reconciler {
     if (error !== null) logger.warn({ reasons, err: error, durationMs: record.durationMs }, 'reconcile failed; will retry');
     // planMs: the plan (with the host read on a full run); the rest of durationMs is the apply.
     else if (changes > 0) logger.info({ reasons, changes, durationMs: record.durationMs, planMs, readLive }, 'reconciled');
-    else logger.debug({ reasons, durationMs: record.durationMs, applied }, 'reconciled (no changes)');
+    else logger.debug({ reasons, durationMs: record.durationMs, planMs, readLive, applied }, 'reconciled (no changes)');
     for (const l of [...this.listeners]) {
       try {
         l(record);

@@ -156,7 +156,10 @@ test('an unchanged view returns the previous result; a join edits the previous o
   t.deepEqual(planner.stats(), { full: 1, incremental: 2, lastFullReason: '' });
   t.true(second.peers.some((p) => p.node === 'n77'));
   t.is(JSON.stringify(first.peers), peersBefore, 'the previous result (held by the reconciler and the data plane) is not mutated');
-  // Host facts read afresh (a full reconcile): the reference runs again.
-  planner.compute({ self, nodes: new Map(nodes), clusters }, config, { ...hostA });
-  t.is(planner.stats().lastFullReason, 'host facts read afresh');
+  // Host facts read afresh (a full reconcile), the same in value: still edited; other facts: the reference runs.
+  const fresh = planner.compute({ self, nodes: new Map(nodes), clusters }, config, { ...hostA, routes: [...hostA.routes] });
+  t.is(planner.stats().incremental, 3);
+  t.is(fresh, second, 'same facts, same records: the same result');
+  planner.compute({ self, nodes: new Map(nodes), clusters }, config, { ...hostA, natsAddresses: ['10.250.0.7'] });
+  t.is(planner.stats().lastFullReason, 'host facts changed');
 });

@@ -8,7 +8,8 @@
 // that every result equals the reference's.
 //
 // A change is local (edited in place) when all of these hold, else the reference runs:
-//   - same config, host facts, guard mode, own record and cluster records as the previous view;
+//   - same config, host facts (by value: a full reconcile reads them afresh), guard mode, own record
+//     and cluster records as the previous view;
 //   - every changed node (before and after) is another node of a mesh cluster, with an endpoint,
 //     and the mesh has no node without one (no relay planning, which couples every NATed pair);
 //   - no CIDR of a changed node is ours, another node's, or refused by the route guard (host facts,
@@ -90,6 +91,11 @@ function sameClusters(a: MeshView['clusters'], b: MeshView['clusters']): boolean
   return true;
 }
 
+/** Host facts equal in value and order (the route guard's reasons depend on the order). Small: our own routes are not in them. */
+function sameHostFacts(a: HostFacts, b: HostFacts): boolean {
+  return JSON.stringify(a) === JSON.stringify(b);
+}
+
 function sameConfig(a: DataplaneConfig, b: DataplaneConfig): boolean {
   return (
     a === b ||
@@ -115,6 +121,7 @@ export class IncrementalPlanner {
     const unguarded = options.unguarded === true;
     const reason = this.editable(view, config, host, unguarded);
     if (reason === null && this.basis !== undefined) {
+      if (this.basis.host !== host) this.basis = { ...this.basis, host };
       try {
         const desired = this.edit(this.basis, view);
         this.counts.incremental++;
@@ -138,7 +145,8 @@ export class IncrementalPlanner {
     if (b.ineligible !== null) return b.ineligible;
     if (unguarded !== b.unguarded) return 'route guard mode changed';
     if (!sameConfig(config, b.config)) return 'data plane settings changed';
-    if (host !== b.host) return 'host facts read afresh';
+    // A full reconcile reads the host afresh: the same facts (by value, in order) plan the same.
+    if (host !== b.host && !sameHostFacts(host, b.host)) return 'host facts changed';
     if (view.self !== b.view.self) return 'own record changed';
     if (!sameClusters(view.clusters, b.view.clusters)) return 'cluster records changed';
     return null;
