@@ -42,6 +42,8 @@ export interface CoordinatorDeps {
 
 /** The heartbeat answer of a leader whose registry is not loaded yet. */
 const TAKING_OVER: HeartbeatReply = { ok: false, error: { code: 'unavailable', message: 'the coordinator is taking over (loading the bucket); retry in a moment' } };
+/** The heartbeat answer of a leader whose lease renewal is overdue (it may have lost the lease). */
+const RENEWING: HeartbeatReply = { ok: false, error: { code: 'unavailable', message: 'the coordinator is renewing its leader lease; retry in a moment' } };
 /** A follower's heartbeat answer while no leader answers its presence probe (coordinator/leader-presence.ts). */
 const NO_LEADER: HeartbeatReply = { ok: false, error: { code: 'unavailable', message: 'no coordinator leads right now (a follower takes over when the lease expires); retry in a moment' } };
 
@@ -275,6 +277,13 @@ export class Coordinator {
       this.liveness.touch(hb.name, now, hb.identityKey);
       this.deps.metrics?.heartbeat('unavailable');
       if (msg.reply) msg.respond(JSON.stringify(answerEpoch === undefined ? TAKING_OVER : { ...TAKING_OVER, epoch: answerEpoch }));
+      return;
+    }
+    if (!registry && this.lease.lapsed()) {
+      // We lead, but the renewal is late (a slow bucket under load): we may not answer ok, and
+      // silence would make the agent wait out its whole request timeout.
+      this.deps.metrics?.heartbeat('unavailable');
+      if (msg.reply) msg.respond(JSON.stringify(RENEWING));
       return;
     }
     if (!registry) {

@@ -72,6 +72,11 @@ export class LeaderLease {
     return this.leader && this.opts.clock.now() < this.validUntil;
   }
 
+  /** True while we lead but our last renewal is older than the TTL (one in flight, slow under load): we may not write, and must not go silent. */
+  lapsed(): boolean {
+    return this.leader && !this.holds();
+  }
+
   /** The number of the current (or last) term; pass it to holdsTerm. */
   get term(): number {
     return this.termNumber;
