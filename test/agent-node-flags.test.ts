@@ -1,7 +1,8 @@
 // bin/crosslink-agent (what the image and the DaemonSet run) starts node with the agent's V8
 // settings: a 1 MiB semi-space keeps the young generation at 2 MiB (agent RSS at 1,000 peers
 // 125 → 95 MiB, docs/benchmarks.md) and --optimize-for-size keeps its old generation near its live
-// size (RSS after joins and idle 137–148 → 89 MiB). bin/crosslink-coordinator: --optimize-for-size (RSS at 10,000
+// size (RSS after joins and idle 137–148 → 89 MiB); --no-opt keeps TurboFan's code and zones out
+// (RSS at 3,000 peers 82 → 74 MiB). bin/crosslink-coordinator: --optimize-for-size (RSS at 10,000
 // nodes ~151 → ~111 MiB), the same flags the bench starts it with. The CLI keeps node's defaults.
 import { execFile } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -15,7 +16,7 @@ const run = promisify(execFile);
 const BIN = join(import.meta.dirname, '..', 'bin');
 
 /** Runs `bin/<program> --help` with a preloaded hook that prints node's execArgv and the new-space size limit. */
-async function flagsOf(program: string): Promise<{ execArgv: string[]; newSpaceMiB: number }> {
+async function flagsOf(program: string): Promise<{ execArgv: string[]; newSpaceMiB: number; stderr: string }> {
   const dir = await mkdtemp(join(tmpdir(), 'xl-node-flags-'));
   try {
     const hook = join(dir, 'hook.cjs');
@@ -26,17 +27,19 @@ process.stderr.write('XL-FLAGS ' + JSON.stringify({ execArgv: process.execArgv, 
     const { stderr } = await run(join(BIN, program), ['--help'], { env: { ...process.env, NODE_OPTIONS: `--require=${hook}` }, timeout: 60_000 });
     const line = stderr.split('\n').find((l) => l.startsWith('XL-FLAGS '));
     if (line === undefined) throw new Error(`no XL-FLAGS line in: ${stderr}`);
-    return JSON.parse(line.slice('XL-FLAGS '.length)) as { execArgv: string[]; newSpaceMiB: number };
+    return { ...(JSON.parse(line.slice('XL-FLAGS '.length)) as { execArgv: string[]; newSpaceMiB: number }), stderr };
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
 }
 
-test('the agent runs with a 1 MiB semi-space and optimised for size; the coordinator optimised for size, with the flags the bench measures', async (t) => {
+test('the agent runs with a 1 MiB semi-space, optimised for size, without the optimising compiler; the coordinator optimised for size, with the flags the bench measures', async (t) => {
   const agent = await flagsOf('crosslink-agent');
   t.true(agent.execArgv.includes('--max-semi-space-size=1'), JSON.stringify(agent.execArgv));
   t.true(agent.execArgv.includes('--optimize-for-size'), `the old generation stays near its live size: ${JSON.stringify(agent.execArgv)}`);
   t.true(agent.newSpaceMiB <= 2, `agent new space ${agent.newSpaceMiB} MiB`);
+  t.true(agent.execArgv.includes('--no-opt'), `the agent runs without TurboFan: ${JSON.stringify(agent.execArgv)}`);
+  t.false(/Warning/.test(agent.stderr), `no V8 warning at start: ${agent.stderr}`);
   const coordinator = await flagsOf('crosslink-coordinator');
   t.deepEqual(coordinator.execArgv.filter((a) => !a.startsWith('--require')), [...COORDINATOR_NODE_FLAGS], JSON.stringify(coordinator.execArgv));
   t.true(coordinator.newSpaceMiB <= 2, `coordinator new space ${coordinator.newSpaceMiB} MiB`);
