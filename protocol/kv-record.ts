@@ -5,7 +5,7 @@
 import type { VerifyKeys } from './signing.ts';
 import { errorMessage } from '../lib/errors.ts';
 import { ClusterRecord, NodeRecord } from './messages.ts';
-import { SignatureError, verifyEnvelope } from './signing.ts';
+import { SignatureError, verifyEnvelopeAsync } from './signing.ts';
 import { clusterNameFromKey, nodeNameFromKey } from './subjects.ts';
 
 /** A KV value a reader refused, kept so the CLI can flag it. */
@@ -44,8 +44,8 @@ export async function verifyKvRecord(
   try {
     verdict =
       at.kind === 'node'
-        ? { ok: true, kind: 'node', name: at.name, record: await verifyEnvelope(value, coordinatorKey, NodeRecord) }
-        : { ok: true, kind: 'cluster', name: at.name, record: await verifyEnvelope(value, coordinatorKey, ClusterRecord) };
+        ? { ok: true, kind: 'node', name: at.name, record: await verifyEnvelopeAsync(value, coordinatorKey, NodeRecord) }
+        : { ok: true, kind: 'cluster', name: at.name, record: await verifyEnvelopeAsync(value, coordinatorKey, ClusterRecord) };
   } catch (err) {
     const reason = err instanceof SignatureError ? err.message : `signed but not a valid ${at.kind} record: ${errorMessage(err).slice(0, 200)}`;
     return { ok: false, reason };
@@ -53,7 +53,16 @@ export async function verifyKvRecord(
   if (verdict.record.name !== at.name) {
     return { ok: false, reason: `record names ${JSON.stringify(verdict.record.name)} but is stored under ${JSON.stringify(key)}` };
   }
-  if (heldGeneration !== undefined && verdict.record.generation < heldGeneration) {
+  return judgeGeneration(verdict, heldGeneration);
+}
+
+/**
+ * The replay check alone, for a verdict verifyKvRecord made without `heldGeneration` (the watch
+ * verifies entries as they arrive, side by side, and judges each against what it holds when it
+ * applies it, in order).
+ */
+export function judgeGeneration(verdict: KvRecordVerdict, heldGeneration: number | undefined): KvRecordVerdict {
+  if (verdict.ok && heldGeneration !== undefined && verdict.record.generation < heldGeneration) {
     return { ok: false, reason: `generation ${verdict.record.generation} is older than the ${heldGeneration} we hold (replay?)` };
   }
   return verdict;

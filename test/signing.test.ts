@@ -147,3 +147,29 @@ test('a secret key signs as its seed, never as a damaged embedded public half', 
   t.deepEqual(await verifyEnvelope(env, a.publicKey, Payload), { hello: 'mixed' });
   await t.throwsAsync(verifyEnvelope(env, b.publicKey, Payload), { instanceOf: SignatureError });
 });
+
+test('verifyEnvelopeAsync (signature on the thread pool) answers exactly as verifyEnvelope: every rejection, key sets, bad keys, wrong shapes', async (t) => {
+  const { verifyEnvelopeAsync, ed25519VerifyAsync } = await import('../protocol/signing.ts');
+  const [kp, other, previous] = await Promise.all([generateSigningKeyPair(), generateSigningKeyPair(), generateSigningKeyPair()]);
+  const env = await signEnvelope({ hello: 'world' }, kp.secretKey);
+  t.deepEqual(await verifyEnvelopeAsync(new TextEncoder().encode(JSON.stringify(env)), kp.publicKey, Payload), { hello: 'world' });
+  for (const c of rejectCases) {
+    const raw = await c.make(kp, other);
+    const sync = await t.throwsAsync(verifyEnvelope(raw, kp.publicKey, Payload), { instanceOf: SignatureError });
+    const async = await t.throwsAsync(verifyEnvelopeAsync(raw, kp.publicKey, Payload), { instanceOf: SignatureError }, c.name);
+    t.is(async?.message, sync?.message, c.name);
+  }
+  const byPrevious = await signEnvelope({ hello: 'old' }, previous.secretKey);
+  t.deepEqual(await verifyEnvelopeAsync(byPrevious, [kp.publicKey, previous.publicKey], Payload), { hello: 'old' });
+  await t.throwsAsync(verifyEnvelopeAsync(byPrevious, [kp.publicKey, other.publicKey], Payload), { instanceOf: SignatureError, message: /any of the 2 keys/ });
+  await t.throwsAsync(verifyEnvelopeAsync(env, Buffer.alloc(16).toString('base64'), Payload), { instanceOf: SignatureError, message: /32 bytes/ });
+  const wrongShape = await t.throwsAsync(verifyEnvelopeAsync(env, kp.publicKey, NodeRecord));
+  t.true(wrongShape instanceof z.ZodError);
+  // RFC 8032 test 1 on the thread pool.
+  const pub = Buffer.from('d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a', 'hex');
+  const sig = Buffer.from('e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b', 'hex');
+  t.true(await ed25519VerifyAsync(new Uint8Array(0), sig, pub));
+  t.false(await ed25519VerifyAsync(new Uint8Array([1]), sig, pub));
+  t.false(await ed25519VerifyAsync(new Uint8Array(0), sig, Buffer.alloc(32, 0xff)));
+  t.false(await ed25519VerifyAsync(new Uint8Array(0), sig.subarray(1), pub));
+});

@@ -18,7 +18,7 @@ import { errorMessage } from '../../lib/errors.ts';
 import { deepFreeze, frozenMap } from '../../lib/frozen-map.ts';
 import type { Logger } from '../../lib/logger.ts';
 import type { ClusterRecord, NodeRecord } from '../../protocol/messages.ts';
-import { recordKeyOf, verifyKvRecord, type RejectedRecord } from '../../protocol/kv-record.ts';
+import { judgeGeneration, recordKeyOf, verifyKvRecord, type KvRecordVerdict, type RejectedRecord } from '../../protocol/kv-record.ts';
 import { kvKeys } from '../../protocol/subjects.ts';
 import type { MeshSnapshot } from '../plan/model.ts';
 import { judgeProgress, nextProgressCheckMs } from './watch-progress.ts';
@@ -111,6 +111,9 @@ interface FilterState {
   /** Keys under the filter (one per subject, delete markers included). */
   readonly keys: number;
 }
+
+/** Entries verified ahead of the one being applied (bounds the memory a fast stream can pin). */
+const VERIFY_AHEAD = 64;
 
 /** The watched key ranges; each watcher resumes from the revision it last applied. */
 const FILTERS = [kvKeys.nodesFilter, kvKeys.clustersFilter] as const;
@@ -521,22 +524,45 @@ export class MeshWatch {
     };
     if (expected === 0) finishInitial();
     armQuiet();
+    const applyInOrder = async (e: KvWatchEntry, verdict: Promise<KvRecordVerdict | undefined> | undefined): Promise<void> => {
+      await this.apply(session, e, verdict);
+      if (this.current === session) {
+        session.entries++;
+        this.totalEntries++;
+        this.appliedRevision[filter] = Math.max(this.appliedRevision[filter] ?? 0, e.revision);
+        if (e.revision > this.revision) {
+          this.revision = e.revision;
+          this.snap = undefined;
+        }
+        this.appliedKeys[filter]?.add(e.key);
+      }
+      if (!initialDone && e.isUpdate) finishInitial();
+      armQuiet();
+    };
+    // Entries are verified as they arrive, up to VERIFY_AHEAD side by side (the signatures on
+    // libuv's thread pool: the CPU of a 1,000-record initial load is mostly Ed25519, zod and JSON),
+    // and applied strictly one after the other in arrival order, each judged against what is held then.
+    let tail: Promise<void> = Promise.resolve();
+    let failed: { readonly err: unknown } | undefined;
+    let ahead = 0;
     try {
       for await (const e of w) {
-        await this.apply(session, e);
-        if (this.current === session) {
-          session.entries++;
-          this.totalEntries++;
-          this.appliedRevision[filter] = Math.max(this.appliedRevision[filter] ?? 0, e.revision);
-          if (e.revision > this.revision) {
-            this.revision = e.revision;
-            this.snap = undefined;
+        if (failed) throw failed.err;
+        const verdict = this.verifyAhead(e);
+        ahead++;
+        tail = tail.then(async () => {
+          try {
+            if (!failed) await applyInOrder(e, verdict);
+          } catch (err) {
+            failed = { err };
+          } finally {
+            ahead--;
           }
-          this.appliedKeys[filter]?.add(e.key);
-        }
-        if (!initialDone && e.isUpdate) finishInitial();
-        armQuiet();
+        });
+        if (ahead >= VERIFY_AHEAD) await tail;
       }
+      await tail;
+      if (failed) throw failed.err;
     } catch (err) {
       this.lastError = errorMessage(err);
       this.o.logger.warn({ err: this.lastError, session: session.id }, 'KV watcher failed');
@@ -588,7 +614,13 @@ export class MeshWatch {
     this.emitChanged(true);
   }
 
-  private async apply(session: Session, e: KvWatchEntry): Promise<void> {
+  /** Starts verifying a node or cluster value (signature, schema, name = key) without the replay check, which apply() makes in order. */
+  private verifyAhead(e: KvWatchEntry): Promise<KvRecordVerdict | undefined> | undefined {
+    if (e.operation === 'DEL' || e.operation === 'PURGE' || recordKeyOf(e.key) === undefined) return undefined;
+    return verifyKvRecord(e.key, e.value, this.o.coordinatorKey);
+  }
+
+  private async apply(session: Session, e: KvWatchEntry, verified?: Promise<KvRecordVerdict | undefined>): Promise<void> {
     if (this.current !== session) return;
     const key = e.key;
     const at = recordKeyOf(key);
@@ -610,8 +642,10 @@ export class MeshWatch {
 
     const held = map.get(name);
     // Signature, name = key, generation not going backwards (protocol/kv-record.ts).
-    const verdict = await verifyKvRecord(key, e.value, this.o.coordinatorKey, held?.generation);
-    if (verdict === undefined) return;
+    const checked = await (verified ?? verifyKvRecord(key, e.value, this.o.coordinatorKey));
+    if (checked === undefined) return;
+    // The generation against what we hold (every entry before this one is applied).
+    const verdict = judgeGeneration(checked, held?.generation);
     if (!verdict.ok) {
       this.reject(key, e.revision, verdict.reason);
       return;
