@@ -26,6 +26,7 @@ test('lines about our interface ask for a repair; everything else is ignored', (
   t.is(about('Deleted 10.1.0.0/24 dev eth0 proto kernel scope link src 10.1.0.2'), null);
   t.is(about(`local fe80::94cd:e9ff:fef9:555a dev ${IF} table local proto kernel metric 0 pref medium`), null);
   t.is(about(`broadcast 100.96.0.255 dev ${IF} table local proto kernel scope link src 100.96.0.1`), null);
+  t.is(about(`fe80::/64 dev ${IF} proto kernel metric 256 pref medium`), null, 'the link-local route the kernel adds on link up');
   t.is(about('    link/none '), null);
   t.is(about(''), null);
 });

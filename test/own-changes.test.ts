@@ -38,6 +38,7 @@ test('interface lines that report what was ensured (our link up, our MTU, our ad
   t.false(echo.isEcho(`Deleted 7: ${IF}    inet 100.96.0.1/32 scope global ${IF}`), 'our address deleted by hand');
   t.false(echo.isEcho(`7: ${IF}    inet 100.96.0.77/32 scope global ${IF}`), 'a foreign address added');
   t.false(echo.isEcho(`10.9.0.0/24 dev ${IF} proto 149 scope link `), 'route lines are not its business');
+  t.true(echo.isEcho(`7: ${IF}    inet6 fe80::94cd:e9ff:fef9:555a/64 scope link `), 'the kernel\'s link-local address');
   t.false(echo.isEcho(`8: eth0: <BROADCAST,UP,LOWER_UP> mtu 1420 qdisc noqueue state UP`), 'another interface');
 });
 

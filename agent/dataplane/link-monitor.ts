@@ -58,8 +58,9 @@ export function monitorLineAbout(line: string, iface: string): string | null {
     return `${kind} ${deleted ? 'deleted' : 'changed'}: ${body.trim().slice(0, 120)}`;
   }
   if (new RegExp(`\\sdev ${name}(?:\\s|$)`).test(body)) {
-    // The kernel's own local/link-local routes on the interface are not ours to repair.
-    if (/\btable local\b/.test(body) || /^(?:local|broadcast|multicast)\s/.test(body)) return null;
+    // The kernel's own routes on the interface (local, broadcast, the fe80::/64 it adds when the
+    // link comes up, connected subnets of its addresses) are not ours to repair.
+    if (/\btable local\b/.test(body) || /^(?:local|broadcast|multicast)\s/.test(body) || /\sproto kernel(?:\s|$)/.test(body)) return null;
     return `route ${deleted ? 'deleted' : 'changed'}: ${body.trim().slice(0, 120)}`;
   }
   return null;

@@ -83,6 +83,8 @@ export class InterfaceEcho {
       return flags.includes('UP') && Number(/\smtu (\d+)/.exec(line)?.[1]) === ensured.mtu;
     }
     if (about.startsWith('address ')) {
+      // Link-local addresses are the kernel's (ensureInterface leaves them alone too).
+      if (/\sscope link\b/.test(line)) return true;
       const cidr = /\binet6?\s+(\S+)/.exec(line)?.[1];
       const canonical = cidr === undefined ? undefined : canonicalCidr(cidr);
       if (canonical === undefined) return false;
