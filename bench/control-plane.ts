@@ -392,7 +392,8 @@ export async function runRestartStorm(server: NatsServer, o: { nodes: number; wa
     header: ['event', 'down ms', 'serves again ms (from stop)', 'nodes caught / all caught heard again ms', 'every node heard again ms', 'added delay p99 / max ms', 'msgs/watcher', 'node writes', 'node deletes', 'ipam+cluster writes', 'hb failed/unknown', 'hb peak 100 ms'],
     rows: restarts,
     notes: [
-      'caught = nodes whose heartbeat failed during the outage (retried after 1 s, 2 s, 3 s x0.5-1.5, like the agent); "all caught heard again" counts from the stop.',
+      'caught = nodes whose heartbeat failed during the outage (retried at 1 s x0.5-1.5 five times, then 2 s, 3 s, like the agent); "all caught heard again" counts from the stop.',
+      `the new leader's "leader up" makes nodes it has not heard heartbeat within its spread${process.env['XL_BENCH_NO_LEADER_UP'] === '1' ? ' (OFF in this run: XL_BENCH_NO_LEADER_UP=1)' : ''}.`,
       '"every node heard again": from the stop until every node had a heartbeat answered; each node heartbeats at its own phase, so this is about one interval even without any outage.',
       'added delay: per node, its first heartbeat attempt after the stop -> its first answered one (0 for nodes whose turn came after the restart).',
     ],
