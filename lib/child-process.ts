@@ -1,6 +1,6 @@
 // One way to run a long-lived child process (wireguard-go, nats-server, tcpdump, a coordinator):
 // started with node:child_process (argv, no shell; SIGTERMed if we exit first, through signal-exit
-// as execa did — execa itself cost the agent ~8 MiB, docs/benchmarks.md issue 10 round 18), its
+// as execa did — execa and the built-ins it loads cost the agent ~5 MiB, docs/benchmarks.md issue 10 round 18), its
 // output kept as a short tail of lines, stopped with the one escalating sequence: SIGTERM, wait with
 // a deadline, SIGKILL, wait with a deadline. `stop` resolves only once the process is gone (or throws
 // ChildStopError naming the pid that survived SIGKILL), so a caller can delete the namespace it ran

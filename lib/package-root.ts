@@ -1,6 +1,6 @@
 // The package's root directory (where package.json and deploy/ live), found from this module's
 // own location so it is the same whether the code runs as TypeScript from a checkout (lib/) or
-// compiled (dist/lib/): walks up to the first directory holding a package.json.
+// bundled (dist/chunks/, dist/agent/): walks up to the first directory holding a package.json.
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';

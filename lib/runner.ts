@@ -1,7 +1,7 @@
 // One door to the OS: every `wg`, `ip`, `iptables`, `ip netns exec` call goes through a Runner.
 // Production uses ExecaRunner; tests swap in RecordingRunner (test/helpers/recording-runner.ts) and assert the transcript.
 // ExecaRunner is built on node:child_process (the class keeps the name it had when it ran on
-// execa): execa and the built-ins it loads were ~8 MiB of the agent's resident memory
+// execa): execa and the built-ins it loads were ~5 MiB of the agent's resident memory
 // (docs/benchmarks.md, issue 10 round 18) for what is one spawn with a timeout here.
 import { spawn } from 'node:child_process';
 import { CommandError, errorMessage } from './errors.ts';
