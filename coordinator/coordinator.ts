@@ -21,6 +21,7 @@ import { HeartbeatMarks } from './heartbeat-marks.ts';
 import { staleRefusal } from './bindings.ts';
 import { StateStore, openBucket } from './store.ts';
 import { NatsEventPublisher, type EventPublisher } from '../protocol/events.ts';
+import { deferredEvents } from './deferred-events.ts';
 import { ensureEventStream } from './event-stream.ts';
 import { ensureHealthStream } from './health-stream.ts';
 import { LeaderProbe, serveLeaderPresence } from './leader-presence.ts';
@@ -96,13 +97,14 @@ export class Coordinator {
       clock: deps.clock,
       logger: deps.logger,
     });
-    this.events = new NatsEventPublisher({
+    // Published after the reply of the request that caused them (coordinator/deferred-events.ts).
+    this.events = deferredEvents(new NatsEventPublisher({
       nc: () => deps.nc,
       subjectPrefix: deps.config.subjectPrefix,
       reporter: { role: 'coordinator', name: this.lease.holder },
       clock: deps.clock,
       logger: deps.logger,
-    });
+    }));
   }
 
   /** Opens (or creates) the bucket and starts campaigning. Throws if the bucket cannot be opened. */
