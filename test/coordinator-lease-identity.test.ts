@@ -79,3 +79,24 @@ test('a crashed holder restarted with the same id reclaims its lease without wai
   againStop.abort();
   await againRun;
 });
+
+test('lapsed(): a leader whose last renewal is a TTL old (renewal late) may not write but still claims the lease; termRevision is the revision it took', async (t) => {
+  const { bucket } = scratchNames('xllapse');
+  const nc = await connect({ servers: server().url });
+  t.teardown(() => nc.close());
+  const kv = await new Kvm(nc).create(bucket, { history: 1 });
+  const manual = new ManualClock();
+  const lease = new LeaderLease(kv, { holder: 'pod-a', ttlMs: TTL, clock: manual, logger: silentLogger() });
+  const stop = new AbortController();
+  const run = lease.run(events, stop.signal);
+  await waitFor(() => lease.holds(), { timeoutMs: 10_000, what: 'leads' });
+  t.false(lease.lapsed());
+  const taken = await kv.get('coordinator.lease');
+  t.is(lease.termRevision, taken?.revision, 'the epoch\'s first part: the revision the term began with');
+  // The loop stops without losing the lease (a renewal that never comes back); time passes a TTL.
+  stop.abort();
+  await run;
+  manual.advance(TTL);
+  t.false(lease.holds(), 'no writes');
+  t.true(lease.lapsed(), 'but not a follower: the coordinator answers heartbeats "unavailable", not silence');
+});
