@@ -9,20 +9,11 @@ import { computeDesiredState } from '../agent/plan/desired-state.ts';
 import type { DataplaneConfig, MeshView } from '../agent/plan/model.ts';
 import type { HostFacts } from '../agent/plan/route-guard.ts';
 import type { ClusterRecord, NodeRecord } from '../protocol/messages.ts';
+import { mulberry32 } from './helpers/prng.ts';
 
 const config: DataplaneConfig = { interfaceName: 'xl0', listenPort: 51820, mtu: 1420, natKeepaliveSec: 25, relayPortBase: 52000, relayPortSpan: 100 };
 
-/** mulberry32: a small seeded PRNG, so a failing sequence can be replayed from its seed. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const prng = mulberry32;
 
 const key = (i: number): string => {
   const b = Buffer.alloc(32);

@@ -3,18 +3,9 @@
 import test from 'ava';
 import { RangeIndex, type RangeMatch } from '../agent/plan/range-index.ts';
 import { cidrsOverlap, formatIp, parseCidr, type Cidr } from '../protocol/cidr.ts';
+import { mulberry32 } from './helpers/prng.ts';
 
-/** A small deterministic PRNG (mulberry32): failures reproduce. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const rng = mulberry32;
 
 /** Random CIDRs packed into a small space so that overlaps are frequent. */
 function randomCidr(r: () => number, family: 4 | 6, wide: number, v4Base = 0x0a000000n): Cidr {
