@@ -182,13 +182,13 @@ export function openEnvelopeUnverified(envelope: SignedEnvelope): unknown {
   }
 }
 
+/** One verification key, or a key set (rotation: the current key and previous ones); any one may verify. */
+export type VerifyKeys = string | readonly string[];
+
 /**
  * Verifies `raw` (bytes, JSON text or object) as a SignedEnvelope signed by `publicKey`, then parses
  * the payload with `schema`. Throws SignatureError (bad/forged/unsigned) or a zod error (bad shape).
  */
-/** One verification key, or a key set (rotation: the current key and previous ones); any one may verify. */
-export type VerifyKeys = string | readonly string[];
-
 export function verifyEnvelope<S extends z.ZodType>(raw: unknown, publicKey: VerifyKeys, schema: S): Promise<z.infer<S>> {
   return settle(() => verifyEnvelopeNow(raw, publicKey, schema));
 }
@@ -225,15 +225,18 @@ export async function verifyEnvelopeAsync<S extends z.ZodType>(raw: unknown, pub
   const keys = typeof publicKey === 'string' ? [publicKey] : publicKey;
   const payload = unb64(env.payload);
   const sig = unb64(env.sig);
-  const pks = keys.map((k) => {
-    const pk = unb64(k);
-    if (pk.length !== 32) throw new SignatureError('verification key must be 32 bytes');
-    return pk;
-  });
+  const pks = keys.map(verificationKeyBytes);
   let verified = false;
   for (const pk of pks) if ((verified = await ed25519VerifyAsync(payload, sig, pk))) break;
   if (!verified) throw notVerified(keys.length);
   return schema.parse(openEnvelopeUnverified(env));
+}
+
+/** A base64 Ed25519 public key → its 32 bytes. Throws SignatureError. */
+function verificationKeyBytes(key: string): Uint8Array {
+  const pk = unb64(key);
+  if (pk.length !== 32) throw new SignatureError('verification key must be 32 bytes');
+  return pk;
 }
 
 const notVerified = (keys: number): SignatureError =>
@@ -249,10 +252,6 @@ export function checkEnvelopeSignature(envelope: SignedEnvelope, publicKey: Veri
   const keys = typeof publicKey === 'string' ? [publicKey] : publicKey;
   const payload = unb64(envelope.payload);
   const sig = unb64(envelope.sig);
-  const verified = keys.some((k) => {
-    const pk = unb64(k);
-    if (pk.length !== 32) throw new SignatureError('verification key must be 32 bytes');
-    return ed25519Verify(payload, sig, pk);
-  });
+  const verified = keys.some((k) => ed25519Verify(payload, sig, verificationKeyBytes(k)));
   if (!verified) throw notVerified(keys.length);
 }
