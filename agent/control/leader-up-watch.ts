@@ -28,7 +28,7 @@ export function watchLeaderUp(o: LeaderUpWatchOptions, onLeaderUp: (a: LeaderUp)
   const accept = async (data: Uint8Array): Promise<void> => {
     let a: LeaderUp;
     try {
-      a = await verifyEnvelope(JSON.parse(new TextDecoder().decode(data)) as unknown, o.coordinatorKey, LeaderUp);
+      a = await verifyEnvelope(data, o.coordinatorKey, LeaderUp);
     } catch (err) {
       o.logger.debug({ err: errorMessage(err) }, 'ignored a leader-up announcement that does not verify');
       return;
@@ -49,7 +49,7 @@ export function watchLeaderUp(o: LeaderUpWatchOptions, onLeaderUp: (a: LeaderUp)
           warned = true;
           return;
         }
-        void accept(msg.data);
+        accept(msg.data).catch((e: unknown) => o.logger.error({ err: errorMessage(e) }, 'handling a leader-up announcement failed'));
       },
     });
   } catch (err) {

@@ -539,7 +539,7 @@ export class MeshWatch {
       if (!initialDone && e.isUpdate) finishInitial();
       armQuiet();
     };
-    // Entries are verified as they arrive, up to VERIFY_AHEAD side by side (the signatures on
+    // Entries are verified as they arrive, in rounds of up to VERIFY_AHEAD side by side (the signatures on
     // libuv's thread pool: the CPU of a 1,000-record initial load is mostly Ed25519, zod and JSON),
     // and applied strictly one after the other in arrival order, each judged against what is held then.
     let tail: Promise<void> = Promise.resolve();
@@ -555,6 +555,8 @@ export class MeshWatch {
             if (!failed) await applyInOrder(e, verdict);
           } catch (err) {
             failed = { err };
+            // End the watch now, not when the next entry arrives (an idle bucket may send none for hours).
+            w.stop();
           } finally {
             ahead--;
           }

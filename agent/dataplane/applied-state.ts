@@ -5,7 +5,7 @@
 // reads the kernel afresh and repairs whatever changed behind our back. With a delta (what changed
 // since the desired state it was built from, desired-delta.ts) only the changed keys are rebuilt:
 // unchanged peers keep their objects. Pure.
-import type { DesiredInterface, DesiredPeer, DesiredState } from '../plan/model.ts';
+import type { DesiredPeer, DesiredState } from '../plan/model.ts';
 import type { DesiredDelta } from './desired-delta.ts';
 import type { LinkJson } from './interface-state.ts';
 import { isOwnedRoute, liveRouteOf, type LiveRoute } from './route-diff.ts';
@@ -15,11 +15,10 @@ export interface AppliedState {
   /** Peers sorted by public key (the desired state's order). */
   readonly wireguard: LiveWireguard;
   readonly routes: readonly LiveRoute[];
-  /** The interface as the apply ensured it (MTU, addresses, up): a change-driven apply with the same one does not read it again. */
-  readonly interface: DesiredInterface;
   /** The link as ensured for it (agent/dataplane/interface-state.ts). */
   readonly link: LinkJson;
-  /** The desired state realised: the next change-driven apply diffs only what changed since (desiredDelta). */
+  /** The desired state realised: the next change-driven apply diffs only what changed since (desiredDelta);
+   *  its `interface` is the one the apply ensured (MTU, addresses, up), not read again while unchanged. */
   readonly desired: DesiredState;
   /** Desired route destinations held by routes of others (never installed). */
   readonly blocked: ReadonlySet<string>;
@@ -63,7 +62,6 @@ export function stateAfterApply(
   return {
     wireguard: { interface: { ...live.wireguard.interface, publicKey, listenPort: desired.interface.listenPort }, peers },
     routes,
-    interface: desired.interface,
     link,
     desired,
     blocked: blockedDsts,
@@ -95,7 +93,6 @@ export function stateAfterDelta(previous: AppliedState, desired: DesiredState, d
   return {
     wireguard: { interface: { ...previous.wireguard.interface, publicKey, listenPort: desired.interface.listenPort }, peers },
     routes,
-    interface: desired.interface,
     link,
     desired,
     blocked,

@@ -176,7 +176,7 @@ class LinuxDataplane implements LinuxDataplaneHandle {
     const knownRoutes = model?.routes ?? target.liveRoutes;
     // A change-driven apply for the interface the last apply ensured trusts that too (drift is the
     // resync's and the link monitor's job): a join is then the peer and route batches only.
-    const knownLink = model !== undefined && sameInterface(model.interface, target.interface) ? model.link : carried?.link;
+    const knownLink = model !== undefined && sameInterface(model.desired.interface, target.interface) ? model.link : carried?.link;
     const [dump, link, routes] = await Promise.all([
       model?.wireguard ?? carried?.wireguard ?? this.runner.run(['wg', 'show', this.iface, 'dump']).then((r) => parseWgDump(r.stdout)),
       knownLink ?? this.runner.run(addrArgv).then((r) => (parseIpJson(r.stdout, addrArgv)[0] ?? {}) as LinkJson),
