@@ -199,7 +199,7 @@ export class Registry {
       return await this.locks.run(`node:${req.name}`, async () => {
         this.registering.add(req.name);
         try {
-          return await this.withCasRetry(() => this.registerLocked(req), { node: req.name });
+          return await this.withCasRetry((attempt) => this.registerLocked(req, attempt > 1), { node: req.name });
         } finally {
           this.registering.delete(req.name);
         }
@@ -258,12 +258,13 @@ export class Registry {
     }
   }
 
-  private async registerLocked(req: RegistrationRequest): Promise<RegisterReply> {
+  /** `retrying`: a CAS-conflict retry of the same request, whose first attempt may already have stored its binding. */
+  private async registerLocked(req: RegistrationRequest, retrying = false): Promise<RegisterReply> {
     const revoked = this.revocations.forRegistration(req);
     if (revoked) return this.rejected('registration', req.name, revocationError(revoked));
     const now = this.deps.clock.now();
     const bound = await this.bindingRefusal(req);
-    if (bound) return this.rejected('registration', req.name, bound);
+    if (bound && !(retrying && bound.code === 'stale' && this.ownBindingOf(req))) return this.rejected('registration', req.name, bound);
     const own = this.nodes.get(req.name);
     const restated = own?.signedByUs ? restatedRecord(req, own.value) : undefined;
     const checked = validateRegistration(req, this.policy, {
@@ -431,6 +432,12 @@ export class Registry {
    * Whether `req`'s key may speak for its name (bindings.ts): a name bound to another key is refused
    * unless a direct read shows it was released meanwhile (`release` writes the bucket directly).
    */
+  /** The key's binding is the one this very request stored (its first attempt): same name, same sentAt. */
+  private ownBindingOf(req: { name: string; identityKey: string; sentAt: number }): boolean {
+    const b = this.bindings.ofKey(req.identityKey)?.value;
+    return b !== undefined && b.releasedAt === undefined && b.name === req.name && b.lastSentAt === req.sentAt;
+  }
+
   private async bindingRefusal(req: { name: string; identityKey: string; sentAt: number }): Promise<ErrorBody | undefined> {
     const refusal = (): ErrorBody | undefined => bindingRefusal(req, this.bindings.ofName(req.name)?.value, this.bindings.ofKey(req.identityKey)?.value);
     const first = refusal();
@@ -742,10 +749,10 @@ export class Registry {
    * Runs `fn`; on a CAS conflict (someone else wrote the key since we read it) re-reads what the
    * subject touches and tries again, a few times.
    */
-  private async withCasRetry<T>(fn: () => Promise<T>, subject: CasSubject): Promise<T> {
+  private async withCasRetry<T>(fn: (attempt: number) => Promise<T>, subject: CasSubject): Promise<T> {
     for (let attempt = 1; ; attempt++) {
       try {
-        return await fn();
+        return await fn(attempt);
       } catch (err) {
         if (!isCasConflict(err) || attempt >= CAS_ATTEMPTS) throw err;
         this.deps.logger.warn({ subject, attempt }, 'concurrent bucket update; re-reading and retrying');

@@ -95,3 +95,24 @@ test('a failed ipam write fails the registration and gives its address back', as
   const rb = await register(env, b);
   t.is(overlayIpOf(rb), held);
 });
+
+test('a CAS conflict on the ipam write after the binding was stored: the retry of the same request is not refused as its own replay', async (t) => {
+  const env = await setup();
+  const a = await agent('node-a', '10.10.1.0/24');
+  env.gate.held = true;
+  const body = Buffer.from(await signedRegistration(a.request(), a.identity.secretKey, env.credential));
+  const first = env.registry.register(body);
+  await heldKeys(env, 2);
+  // The binding (with this request's sentAt) lands; the ipam write loses a compare-and-set race.
+  for (const w of env.gate.pending.splice(0)) {
+    if (w.key === 'ipam.node-a') w.fail(Object.assign(new Error('wrong last sequence for ipam.node-a (injected)'), { name: 'JetStreamApiError', code: 10071 }));
+    else w.release();
+  }
+  env.gate.releaseAll();
+  const reply = await first;
+  t.true(reply.ok, reply.ok ? '' : `${reply.error.code}: ${reply.error.message}`);
+  // A real replay of the same bytes afterwards is still refused.
+  const replay = await env.registry.register(body);
+  t.false(replay.ok);
+  if (!replay.ok) t.is(replay.error.code, 'stale');
+});
