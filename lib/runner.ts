@@ -49,10 +49,20 @@ function runToCompletion(file: string, args: readonly string[], input: string | 
     let startError: Error | undefined;
     let killTimer: NodeJS.Timeout | undefined;
     const child = spawn(file, args, { env: { ...process.env, LC_ALL: 'C' }, stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'] });
+    // 'close' waits for stdout/stderr to close too: a grandchild that inherited them (`cmd &`) would
+    // hold it open past the child's exit, so the timeout also lets go of the pipes.
+    const letGo = (): void => {
+      child.stdout?.destroy();
+      child.stderr?.destroy();
+    };
     const timer = setTimeout(() => {
       timedOut = true;
+      if (child.exitCode !== null || child.signalCode !== null) return letGo();
       child.kill('SIGTERM');
-      killTimer = setTimeout(() => child.kill('SIGKILL'), KILL_AFTER_MS);
+      killTimer = setTimeout(() => {
+        child.kill('SIGKILL');
+        letGo();
+      }, KILL_AFTER_MS);
     }, timeoutMs);
     child.stdout?.on('data', (chunk: Buffer) => stdout.push(chunk));
     child.stderr?.on('data', (chunk: Buffer) => stderr.push(chunk));

@@ -2,6 +2,9 @@ import test from 'ava';
 import { ExecaRunner } from '../lib/runner.ts';
 import { RecordingRunner } from './helpers/recording-runner.ts';
 import { CommandError } from '../lib/errors.ts';
+import { settlesWithin } from '../lib/child-process.ts';
+import { readFileSync } from 'node:fs';
+import { tempDir } from './helpers/temp-dir.ts';
 
 test('ExecaRunner runs argv without a shell, with LC_ALL=C', async (t) => {
   const r = new ExecaRunner();
@@ -31,6 +34,24 @@ test('ExecaRunner allowFailure returns the exit code instead of throwing', async
 test('ExecaRunner times out', async (t) => {
   const err = await t.throwsAsync(new ExecaRunner().run(['sleep', '5'], { timeoutMs: 100 }), { instanceOf: CommandError });
   t.true(err?.timedOut);
+});
+
+test('ExecaRunner times out a command whose background grandchild keeps its output pipes open', async (t) => {
+  const dir = await tempDir(t, 'xl-runner-');
+  const pidFile = `${dir}/pid`;
+  t.teardown(() => {
+    try {
+      process.kill(Number(readFileSync(pidFile, 'utf8')), 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  });
+  // sh exits at once; `sleep` inherited stdout/stderr and holds them for 60 s.
+  const run = new ExecaRunner().run(['sh', '-c', `sleep 60 & echo $! > ${pidFile}`], { timeoutMs: 300 });
+  const outcome = run.then(() => 'resolved', (err: unknown) => (err instanceof CommandError && err.timedOut ? 'timed out' : 'failed'));
+  // A bound on settling at all (the grandchild holds the pipes for 60 s), not a performance figure.
+  t.true(await settlesWithin(outcome, 20_000), 'the timeout lets go of the pipes');
+  t.is(await outcome, 'timed out');
 });
 
 test('ExecaRunner reports a missing binary', async (t) => {
