@@ -31,7 +31,7 @@ fi
 touch dist/.built.next
 # Remove the previous output (and anything an older tsc build left): chunk names carry a content hash.
 for d in agent coordinator cli chunks lib protocol; do rm -rf "dist/$d"; done
-rm -f dist/.tsbuildinfo dist/meta.json
+rm -f dist/.built dist/.tsbuildinfo dist/meta.json
 # ESM output; the bundled CommonJS dependencies call require() for node's built-ins, so every
 # output file gets a require of its own.
 "$esbuild" "${entries[@]}" --bundle --platform=node --target=node20 --format=esm --splitting \

@@ -27,6 +27,7 @@ class HeldPolicyInit implements Runner {
     if (argv.includes('--version') && argv.some((a) => a.endsWith('nft'))) {
       this.held = true;
       await this.released;
+      this.held = false;
       return { stdout: 'nftables v1.0.6 (Lester Gooch #5)', stderr: '', exitCode: 0 };
     }
     return this.inner.run(argv, options);
