@@ -258,19 +258,20 @@ export class Coordinator {
       reply(skew);
       return;
     }
-    // Replay: sentAt must move forward per identity key (every replica tracks it, followers too).
-    const mark = this.heartbeatMarks.markOf(hb.identityKey);
-    if (!this.heartbeatMarks.advance(hb.identityKey, hb.sentAt, now)) {
-      this.logger.info({ node: hb.name, sentAt: hb.sentAt, mark }, 'heartbeat rejected: replayed or reordered');
-      reply({ ok: false, error: staleRefusal(hb.sentAt, mark ?? hb.sentAt) });
-      return;
-    }
     // A heartbeat of an earlier term (perhaps captured and replayed after every replica restarted).
+    // Checked before the replay mark moves: a refused heartbeat changes no state.
     const staleEpoch = epoch === undefined ? undefined : epochRefusal(hb.epoch, epoch);
     if (staleEpoch) {
       this.logger.debug({ node: hb.name, epoch: hb.epoch, current: epoch }, 'heartbeat rejected: earlier epoch');
       this.deps.metrics?.heartbeat('stale-epoch');
       if (msg.reply) msg.respond(JSON.stringify({ ok: false, error: staleEpoch, epoch } satisfies HeartbeatReply));
+      return;
+    }
+    // Replay: sentAt must move forward per identity key (every replica tracks it, followers too).
+    const mark = this.heartbeatMarks.markOf(hb.identityKey);
+    if (!this.heartbeatMarks.advance(hb.identityKey, hb.sentAt, now)) {
+      this.logger.info({ node: hb.name, sentAt: hb.sentAt, mark }, 'heartbeat rejected: replayed or reordered');
+      reply({ ok: false, error: staleRefusal(hb.sentAt, mark ?? hb.sentAt) });
       return;
     }
     if (!registry && epoch !== undefined) {

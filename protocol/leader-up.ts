@@ -24,5 +24,6 @@ export type LeaderUp = z.infer<typeof LeaderUp>;
 
 /** The spread for `nodes` live nodes: 1 ms per node (≈ 1,000 heartbeats/s), at least 250 ms, at most half an interval. */
 export function leaderUpSpreadMs(nodes: number, heartbeatIntervalMs: number): number {
-  return Math.max(0, Math.min(Math.floor(heartbeatIntervalMs / 2), Math.max(250, nodes)));
+  // Never above the schema's 60 s, or a huge fleet's announcement would not parse and never go out.
+  return Math.max(0, Math.min(60_000, Math.floor(heartbeatIntervalMs / 2), Math.max(250, nodes)));
 }
