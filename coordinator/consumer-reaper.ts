@@ -13,7 +13,26 @@ import type { EventInput, EventPublisher } from '../protocol/events.ts';
 /** What the reaper needs of a consumer (a nats.js ConsumerInfo fits). */
 export interface ConsumerView {
   readonly name: string;
-  readonly config: { readonly durable_name?: string | undefined; readonly filter_subject?: string | undefined; readonly deliver_subject?: string | undefined };
+  readonly config: {
+    readonly durable_name?: string | undefined;
+    readonly filter_subject?: string | undefined;
+    readonly deliver_subject?: string | undefined;
+    /** Nanoseconds; how long the server keeps an unused non-durable consumer. */
+    readonly inactive_threshold?: number | undefined;
+  };
+}
+
+/**
+ * The longest inactivity threshold Crosslink's own consumers use (nats.js watches: 5 min; the
+ * MeshWatch audit: 60 s), with room. A non-durable consumer asking for more is as lasting as a
+ * durable one (an agent credential could ask for a year), so the reaper treats it the same.
+ */
+export const MAX_OWN_INACTIVE_THRESHOLD_NS = 10 * 60 * 1e9;
+
+/** A consumer no Crosslink component creates: durable, or an ephemeral meant to outlive its reader. */
+export function isRogueConsumer(config: ConsumerView['config']): boolean {
+  if (config.durable_name !== undefined && config.durable_name !== '') return true;
+  return (config.inactive_threshold ?? 0) > MAX_OWN_INACTIVE_THRESHOLD_NS;
 }
 
 /** The consumer API of one stream (test fakes implement it; `natsConsumerApi` adapts nats.js). */
@@ -127,7 +146,7 @@ export class ConsumerReaper {
       this.deps.logger.warn({ stream: this.deps.stream, consumer: name, err: errorMessage(err) }, 'consumer reaper: cannot read a new consumer; the next sweep checks it');
       return;
     }
-    if (c !== null) await this.removeIfDurable(c, 'advisory');
+    if (c !== null) await this.removeIfRogue(c, 'advisory');
   }
 
   /** Removes every durable consumer of the stream; returns how many. */
@@ -142,18 +161,17 @@ export class ConsumerReaper {
     let n = 0;
     for (const c of all) {
       if (this.abort.signal.aborted) break;
-      if (await this.removeIfDurable(c, 'sweep')) n++;
+      if (await this.removeIfRogue(c, 'sweep')) n++;
     }
     return n;
   }
 
-  private async removeIfDurable(c: ConsumerView, how: 'advisory' | 'sweep'): Promise<boolean> {
+  private async removeIfRogue(c: ConsumerView, how: 'advisory' | 'sweep'): Promise<boolean> {
     // The library hands back a consumer info without `config` for a consumer that vanished between
     // the advisory and the info request (an agent's ordered watch consumer): nothing to remove.
     const config = c.config as ConsumerView['config'] | undefined;
     if (config === undefined) return false;
-    const durable = config.durable_name;
-    if (durable === undefined || durable === '') return false;
+    if (!isRogueConsumer(config)) return false;
     const { stream, logger } = this.deps;
     try {
       await this.deps.api.delete(c.name);
@@ -164,7 +182,7 @@ export class ConsumerReaper {
       return false;
     }
     this.removedCount++;
-    logger.warn({ stream, consumer: c.name, filter: c.config.filter_subject ?? null, deliverSubject: c.config.deliver_subject ?? null, found: how }, 'removed a durable consumer on the bucket stream (Crosslink creates none)');
+    logger.warn({ stream, consumer: c.name, filter: config.filter_subject ?? null, deliverSubject: config.deliver_subject ?? null, durable: config.durable_name !== undefined && config.durable_name !== '', found: how }, 'removed a durable or long-lived consumer on the bucket stream (Crosslink creates none)');
     this.deps.events?.publish(consumerRemovedEvent(stream, c, how));
     return true;
   }

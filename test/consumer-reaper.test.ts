@@ -44,6 +44,18 @@ function setup(): { api: FakeApi; reaper: ConsumerReaper; clock: ManualClock; ev
   return { api, reaper, clock, events, logs };
 }
 
+test('an ephemeral consumer asking to outlive its reader is removed like a durable; Crosslink\'s own thresholds are not', async (t) => {
+  const { api, reaper } = setup();
+  const min = 60e9;
+  const add = (name: string, inactive: number | undefined): void => void api.consumers.set(name, { name, config: { filter_subject: '$KV.crosslink.nodes.>', inactive_threshold: inactive } });
+  add('watch', 5 * min);
+  add('audit', 1 * min);
+  add('server-default', undefined);
+  add('lingering', 365 * 24 * 60 * min);
+  t.is(await reaper.sweep(), 1);
+  t.deepEqual([...api.consumers.keys()].sort(), ['audit', 'server-default', 'watch']);
+});
+
 test('advisory subject: every consumer created on the bucket stream', (t) => {
   t.is(consumerCreatedAdvisory('KV_crosslink'), '$JS.EVENT.ADVISORY.CONSUMER.CREATED.KV_crosslink.*');
 });
@@ -60,7 +72,7 @@ test('sweep removes durables only, logs and publishes each', async (t) => {
     ['consumer-removed', 'warning', 'evil', 'sweep'],
     ['consumer-removed', 'warning', 'evil2', 'sweep'],
   ]);
-  t.is(logs.filter((l) => l.includes('removed a durable consumer')).length, 2);
+  t.is(logs.filter((l) => l.includes('removed a durable or long-lived consumer')).length, 2);
   t.is(reaper.removed, 2);
 });
 
