@@ -258,7 +258,7 @@ test.serial('agent consumers on nats-server 2.9: a durable on a readable range i
   const jsm = await jetstreamManager(nc, { timeout: 5000 });
   const cjsm = await jetstreamManager(coordinatorNc, { timeout: 5000 });
   const removed = (): { consumer?: string; found?: string }[] =>
-    coordinatorWarnings.map((l) => JSON.parse(l) as { msg: string; consumer?: string; found?: string }).filter((l) => l.msg.startsWith('removed a durable consumer'));
+    coordinatorWarnings.map((l) => JSON.parse(l) as { msg: string; consumer?: string; found?: string }).filter((l) => l.msg.startsWith('removed a durable or long-lived consumer'));
   const exists = async (name: string): Promise<boolean> => (await outcome(cjsm.consumers.info(stream, name))) === 'ok';
 
   // Fact: the new-style create subject with durable_name in the body makes a DURABLE consumer (the
