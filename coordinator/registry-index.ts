@@ -7,24 +7,14 @@ import type { NodeRecord, RegistrationRequest } from '../protocol/messages.ts';
 import { NameIndex } from '../lib/name-index.ts';
 import type { AddressIndex, IpamEntry } from './ipam.ts';
 import type { StoredIpam, StoredRecord } from './store.ts';
+import { compareBigint } from '../lib/compare.ts';
+import { lowerBound } from '../lib/sorted-array.ts';
 
 /** Networks of one family and prefix length: by network for exact lookups, sorted for ranges. */
 interface PrefixBucket {
   readonly byNetwork: NameIndex<bigint>;
   /** The keys of byNetwork, ascending. */
   readonly sorted: bigint[];
-}
-
-/** First index in `sorted` whose value is >= v. */
-function lowerBound(sorted: readonly bigint[], v: bigint): number {
-  let lo = 0;
-  let hi = sorted.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >>> 1;
-    if ((sorted[mid] ?? 0n) < v) lo = mid + 1;
-    else hi = mid;
-  }
-  return lo;
 }
 
 /**
@@ -49,14 +39,14 @@ export class PodCidrIndex {
       this.buckets.set(id, bucket);
       this.lengths.get(cidr.family)?.add(cidr.prefix);
     }
-    if (bucket.byNetwork.add(cidr.network, name)) bucket.sorted.splice(lowerBound(bucket.sorted, cidr.network), 0, cidr.network);
+    if (bucket.byNetwork.add(cidr.network, name)) bucket.sorted.splice(lowerBound(bucket.sorted, cidr.network, compareBigint), 0, cidr.network);
   }
 
   remove(cidr: Cidr, name: string): void {
     const id = `${cidr.family}/${cidr.prefix}`;
     const bucket = this.buckets.get(id);
     if (!bucket?.byNetwork.delete(cidr.network, name)) return;
-    bucket.sorted.splice(lowerBound(bucket.sorted, cidr.network), 1);
+    bucket.sorted.splice(lowerBound(bucket.sorted, cidr.network, compareBigint), 1);
     if (bucket.sorted.length > 0) return;
     this.buckets.delete(id);
     this.lengths.get(cidr.family)?.delete(cidr.prefix);
@@ -73,7 +63,7 @@ export class PodCidrIndex {
         continue;
       }
       const last = cidrLast(c);
-      for (let i = lowerBound(bucket.sorted, c.network); i < bucket.sorted.length; i++) {
+      for (let i = lowerBound(bucket.sorted, c.network, compareBigint); i < bucket.sorted.length; i++) {
         const network = bucket.sorted[i];
         if (network === undefined || network > last) break;
         for (const n of bucket.byNetwork.names(network)) out.add(n);

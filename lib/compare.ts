@@ -9,3 +9,8 @@ export function compareText(a: string, b: string): number {
 export function byName(a: { readonly name: string }, b: { readonly name: string }): number {
   return compareText(a.name, b.name);
 }
+
+/** Ascending order of bigints (addresses and network numbers). */
+export function compareBigint(a: bigint, b: bigint): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}

@@ -4,6 +4,7 @@
 // "does any mesh CIDR contain this address?" and "does any underlay address lie inside this CIDR?".
 // Updates and queries cost O(prefix lengths present) and O(log n) — not O(nodes).
 import { cidrLast, prefixMask, type Cidr } from '../../protocol/cidr.ts';
+import { compareBigint } from '../../lib/compare.ts';
 import { lowerBound } from '../../lib/sorted-array.ts';
 
 export interface Address {
@@ -11,7 +12,6 @@ export interface Address {
   readonly value: bigint;
 }
 
-const cmpBig = (a: bigint, b: bigint): number => (a < b ? -1 : a > b ? 1 : 0);
 
 export class MeshRanges {
   /** family → prefix length → network → how many CIDRs of the mesh are exactly it. */
@@ -51,13 +51,13 @@ export class MeshRanges {
   addAddress(a: Address): void {
     let list = this.addresses.get(a.family);
     if (!list) this.addresses.set(a.family, (list = []));
-    list.splice(lowerBound(list, a.value, cmpBig), 0, a.value);
+    list.splice(lowerBound(list, a.value, compareBigint), 0, a.value);
   }
 
   removeAddress(a: Address): void {
     const list = this.addresses.get(a.family);
     if (!list) return;
-    const i = lowerBound(list, a.value, cmpBig);
+    const i = lowerBound(list, a.value, compareBigint);
     if (list[i] === a.value) list.splice(i, 1);
   }
 
@@ -65,7 +65,7 @@ export class MeshRanges {
   hasAddressInside(c: Cidr): boolean {
     const list = this.addresses.get(c.family);
     if (!list) return false;
-    const v = list[lowerBound(list, c.network, cmpBig)];
+    const v = list[lowerBound(list, c.network, compareBigint)];
     return v !== undefined && v <= cidrLast(c);
   }
 }
