@@ -16,7 +16,7 @@
 import { policyKeys } from '../protocol/policy/record.ts';
 import { serviceKeys, serviceSubjects } from '../protocol/service.ts';
 import { kvKeys, subjects } from '../protocol/subjects.ts';
-import { eventStreamName } from '../protocol/events.ts';
+import { AGENT_EVENT_TYPES, eventStreamName, eventSubject } from '../protocol/events.ts';
 import { healthStreamName } from '../protocol/health-summary.ts';
 import { consumerCreatedAdvisory } from './consumer-reaper.ts';
 
@@ -106,7 +106,8 @@ export function permissionsFor(role: NatsRole, scope: PermissionScope): SubjectP
   return {
     publish: {
       allow: [
-        ...(role === 'agent' ? [...requestSubjects(p), observabilitySubjects(p).events, observabilitySubjects(p).health] : []),
+        // Agents publish only the agent event types: a coordinator's type (node-revoked, …) from an agent would be a forgery.
+        ...(role === 'agent' ? [...requestSubjects(p), ...AGENT_EVENT_TYPES.map((type) => eventSubject(p, type)), observabilitySubjects(p).health] : []),
         ...agentJetStreamApi(scope),
         ...observabilityReadApi(bucket),
         `$JS.FC.${stream}.>`,

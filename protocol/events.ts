@@ -27,6 +27,9 @@ export const EventType = z.enum([
 ]);
 export type EventType = z.infer<typeof EventType>;
 
+/** The event types an agent publishes (the rest are the coordinator's): all an agent credential may publish. */
+export const AGENT_EVENT_TYPES = ['wireguard-restarted', 'reconcile-failed', 'route-repaired', 'peer-repaired', 'mtu-repaired'] as const satisfies readonly EventType[];
+
 export const EventSeverity = z.enum(['info', 'warning']);
 export type EventSeverity = z.infer<typeof EventSeverity>;
 

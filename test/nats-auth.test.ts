@@ -335,6 +335,18 @@ test.serial('events and health summaries under the accounts: the coordinator\'s 
     return joined && repaired ? got : undefined;
   }, { timeoutMs: 10_000, what: 'the coordinator\'s and the agent\'s events read back by the reader' });
   t.true(events.length >= 2);
+  // An agent cannot publish a coordinator's event type: after its flushed forgery, its own later event
+  // is stored and the forgery is not (the stream ingests in order).
+  agentNc.publish(`${P}.events.node-revoked`, JSON.stringify({ ...agentEvent, id: 'f0f0f0f0f0f0', type: 'node-revoked', severity: 'warning', reporter: { role: 'coordinator', name: 'forged' }, message: 'forged' }));
+  await agentNc.flush();
+  agentNc.publish(`${P}.events.peer-repaired`, JSON.stringify({ ...agentEvent, id: '0123456789ab', type: 'peer-repaired', message: 'marker' }));
+  await agentNc.flush();
+  const after = await waitFor(async () => {
+    const got: CrosslinkEvent[] = [];
+    await readEvents({ nc: reader, bucket: BUCKET, last: 100, filter: {}, follow: false, onEvent: (ev) => void got.push(ev) });
+    return got.some((ev) => ev.message === 'marker') ? got : undefined;
+  }, { timeoutMs: 10_000, what: 'the agent\'s marker event after its forged one' });
+  t.false(after.some((ev) => ev.reporter.name === 'forged'), 'a coordinator event type published with an agent credential is not stored');
   const rjsm = await jetstreamManager(reader, { timeout: 5000 });
   const health = await rjsm.streams.getMessage(healthStreamName(BUCKET), { last_by_subj: `${P}.health.node-e` });
   t.is(health?.string(), 'summary-bytes');
