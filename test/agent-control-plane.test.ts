@@ -73,7 +73,7 @@ function recordFor(req: RegistrationRequest, generation: number): NodeRecord {
 }
 
 /** A fake coordinator answering register with `answer` and counting requests. */
-function serveRegister(f: Fixture, answer: (req: RegistrationRequest, n: number) => Promise<RegisterReply>): { count: () => number; requests: RegistrationRequest[] } {
+async function serveRegister(f: Fixture, answer: (req: RegistrationRequest, n: number) => Promise<RegisterReply>): Promise<{ count: () => number; requests: RegistrationRequest[] }> {
   const requests: RegistrationRequest[] = [];
   f.coordNc.subscribe(S.register, {
     callback: (_err, msg: Msg) => {
@@ -87,6 +87,9 @@ function serveRegister(f: Fixture, answer: (req: RegistrationRequest, n: number)
       })();
     },
   });
+  // Flushed: the server has the subscription before the agent's first request. Unflushed, that request
+  // could meet "no responders" and the agent would sleep on a manual clock nobody advances.
+  await f.coordNc.flush();
   return { count: () => requests.length, requests };
 }
 
@@ -103,7 +106,7 @@ test('retries while no coordinator answers, then registers with a signed, verifi
   await waitFor(() => /coordinator unavailable/.test(f.cp.state().lastError ?? ''), { timeoutMs: 5000, what: 'a failed attempt' });
   t.false(f.cp.state().registered);
 
-  const reg = serveRegister(f, ok(f));
+  const reg = await serveRegister(f, ok(f));
   // The fake answers every heartbeat too: under load the poll may observe the state after the
   // first heartbeat (200 ms later), which an unanswered one would have turned into lastError.
   f.coordNc.subscribe(S.heartbeat, { callback: (_err, msg) => void msg.respond(JSON.stringify({ ok: true })) });
@@ -123,7 +126,7 @@ const parkedFor = (clock: ManualClock, what: string): Promise<number> =>
 test('a rejection is reported with its field and retried slowly (no spinning)', async (t) => {
   const clock = new ManualClock();
   const f = await setup(t, undefined, clock);
-  const reg = serveRegister(f, () => Promise.resolve({ ok: false, error: { code: 'invalid', field: 'podCidrs[0]', message: 'podCidrs[0]: overlaps node-b' } }));
+  const reg = await serveRegister(f, () => Promise.resolve({ ok: false, error: { code: 'invalid', field: 'podCidrs[0]', message: 'podCidrs[0]: overlaps node-b' } }));
   f.cp.start();
   await waitFor(() => reg.count() >= 1, { timeoutMs: 5000, what: 'first request' });
   // Asleep after the refusal: for the rejection backoff (400 ms ±20 %), not the 50 ms retry of an unanswered request.
@@ -141,7 +144,7 @@ test('a rejection is reported with its field and retried slowly (no spinning)', 
 test('a reply signed by another key is not trusted', async (t) => {
   const f = await setup(t);
   const impostor = await generateSigningKeyPair();
-  serveRegister(f, ok(f, impostor));
+  await serveRegister(f, ok(f, impostor));
   f.cp.start();
   await waitFor(() => /does not verify/.test(f.cp.state().lastError ?? ''), { timeoutMs: 5000, what: 'verification failure' });
   t.false(f.cp.state().registered);
@@ -149,7 +152,7 @@ test('a reply signed by another key is not trusted', async (t) => {
 
 test('heartbeats flow; unknown-node makes it register again; deregister is signed', async (t) => {
   const f = await setup(t);
-  const reg = serveRegister(f, ok(f));
+  const reg = await serveRegister(f, ok(f));
   const beats: Heartbeat[] = [];
   let forget = false;
   f.coordNc.subscribe(S.heartbeat, {
@@ -193,7 +196,7 @@ test('heartbeats flow; unknown-node makes it register again; deregister is signe
 
 test('a newer copy of our record from the KV is adopted; one with other keys triggers re-registration', async (t) => {
   const f = await setup(t);
-  const reg = serveRegister(f, ok(f));
+  const reg = await serveRegister(f, ok(f));
   f.cp.start();
   await waitFor(() => f.cp.state().registered, { timeoutMs: 5000, what: 'registered' });
   const seen: number[] = [];
@@ -212,7 +215,7 @@ test('a newer copy of our record from the KV is adopted; one with other keys tri
 
 test('an invalid own identity is reported without contacting the coordinator', async (t) => {
   const f = await setup(t, () => ({ ...IDENTITY, podCidrs: [] }));
-  const reg = serveRegister(f, ok(f));
+  const reg = await serveRegister(f, ok(f));
   f.cp.start();
   await waitFor(() => f.cp.state().lastError !== null, { timeoutMs: 5000, what: 'error' });
   t.regex(f.cp.state().lastError ?? '', /our own registration is invalid: podCidrs/);
@@ -222,7 +225,7 @@ test('an invalid own identity is reported without contacting the coordinator', a
 test('finding 10: a revoked heartbeat reply stops heartbeats and registrations; state and readiness say revoked', async (t) => {
   const clock = new ManualClock();
   const f = await setup(t, undefined, clock);
-  const reg = serveRegister(f, ok(f));
+  const reg = await serveRegister(f, ok(f));
   const beats: Heartbeat[] = [];
   const strictlyIncreasing = (xs: number[]): boolean => xs.every((x, i) => i === 0 || x > (xs[i - 1] ?? 0));
   let revoke = false;
