@@ -1,13 +1,14 @@
 // One way to run a long-lived child process (wireguard-go, nats-server, tcpdump, a coordinator):
-// started with node:child_process (argv, no shell; SIGTERMed if we exit first, through signal-exit
-// as execa did — execa and the built-ins it loads cost the agent ~5 MiB, docs/benchmarks.md issue 10 round 18), its
-// output kept as a short tail of lines, stopped with the one escalating sequence: SIGTERM, wait with
-// a deadline, SIGKILL, wait with a deadline. `stop` resolves only once the process is gone (or throws
-// ChildStopError naming the pid that survived SIGKILL), so a caller can delete the namespace it ran
-// in only after that.
+// started with node:child_process (argv, no shell; SIGTERMed if we exit first: lib/exit-cleanup.ts —
+// execa and the built-ins it loads cost the agent ~5 MiB, docs/benchmarks.md issue 10 round 18), its
+// output kept as a short tail of lines (read for a bounded time after its exit: lib/pipe-drain.ts),
+// stopped with the one escalating sequence: SIGTERM, wait with a deadline, SIGKILL, wait with a
+// deadline. `stop` resolves only once the process is gone (or throws ChildStopError naming the pid
+// that survived SIGKILL), so a caller can delete the namespace it ran in only after that.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { onExit } from 'signal-exit';
 import { CrosslinkError, TimeoutError, errorMessage } from './errors.ts';
+import { killOnExit } from './exit-cleanup.ts';
+import { drainPipesAfterExit } from './pipe-drain.ts';
 
 export class ChildProcessError extends CrosslinkError {
   override name = 'ChildProcessError';
@@ -79,24 +80,15 @@ export function settlesWithin(p: Promise<unknown>, ms: number): Promise<boolean>
   });
 }
 
-/** Children still running: SIGTERMed when this process exits (or dies of a signal it does not handle) before stopping them. */
-const running = new Set<ChildProcess>();
-let cleanupInstalled = false;
-
 function spawnSubprocess(file: string, args: readonly string[], env: NodeJS.ProcessEnv): ChildProcess {
   const subprocess = spawn(file, args, { stdio: ['ignore', 'pipe', 'pipe'], env });
-  if (!cleanupInstalled) {
-    cleanupInstalled = true;
-    onExit(() => {
-      for (const c of running) c.kill('SIGTERM');
-    });
-  }
-  running.add(subprocess);
-  subprocess.once('close', () => running.delete(subprocess));
+  killOnExit(subprocess);
+  drainPipesAfterExit(subprocess);
   return subprocess;
 }
 
-/** Resolves with how the process ended once it has exited and its output is read to the end. */
+/** Resolves with how the process ended once it has exited and its output is read to the end (to
+ *  PIPE_DRAIN_MS after its exit when a grandchild holds its pipes: lib/pipe-drain.ts). */
 function completion(subprocess: ChildProcess): Promise<{ code: number | undefined; signal: NodeJS.Signals | undefined; startError: string | undefined }> {
   return new Promise((resolve) => {
     let startError: string | undefined;
@@ -113,7 +105,7 @@ export class Child {
   private readonly lines: string[] = [];
   private readonly lineWatchers = new Set<(line: string) => void>();
   private result: ChildExit | undefined;
-  /** Resolves (never rejects) when the process has exited and its output is read to the end. */
+  /** Resolves (never rejects) when the process has exited and its output is read to the end (see completion). */
   readonly exited: Promise<ChildExit>;
 
   private constructor(

@@ -5,6 +5,8 @@
 // (docs/benchmarks.md, issue 10 round 18) for what is one spawn with a timeout here.
 import { spawn } from 'node:child_process';
 import { CommandError, errorMessage } from './errors.ts';
+import { killOnExit } from './exit-cleanup.ts';
+import { drainPipesAfterExit } from './pipe-drain.ts';
 
 export interface RunOptions {
   /** Written to the child's stdin (e.g. `wg set … private-key /dev/stdin`), never logged. */
@@ -49,19 +51,19 @@ function runToCompletion(file: string, args: readonly string[], input: string | 
     let startError: Error | undefined;
     let killTimer: NodeJS.Timeout | undefined;
     const child = spawn(file, args, { env: { ...process.env, LC_ALL: 'C' }, stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'] });
+    // SIGTERMed if we exit while it runs (lib/exit-cleanup.ts).
+    killOnExit(child);
     // 'close' waits for stdout/stderr to close too: a grandchild that inherited them (`cmd &`) would
-    // hold it open past the child's exit, so the timeout also lets go of the pipes.
-    const letGo = (): void => {
-      child.stdout?.destroy();
-      child.stderr?.destroy();
-    };
+    // hold it open past the child's exit, so they are let go of shortly after it (lib/pipe-drain.ts).
+    drainPipesAfterExit(child);
     const timer = setTimeout(() => {
       timedOut = true;
-      if (child.exitCode !== null || child.signalCode !== null) return letGo();
+      if (child.exitCode !== null || child.signalCode !== null) return;
       child.kill('SIGTERM');
       killTimer = setTimeout(() => {
         child.kill('SIGKILL');
-        letGo();
+        child.stdout?.destroy();
+        child.stderr?.destroy();
       }, KILL_AFTER_MS);
     }, timeoutMs);
     child.stdout?.on('data', (chunk: Buffer) => stdout.push(chunk));

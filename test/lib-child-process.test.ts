@@ -1,12 +1,12 @@
 // lib/child-process.ts: the one way to run and stop a long-lived child. Real (tiny node) children;
 // the escalation itself is also checked on a fake target that never dies.
-import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import test, { type ExecutionContext } from 'ava';
-import { Child, ChildProcessError, ChildStopError, stopEscalating } from '../lib/child-process.ts';
+import test from 'ava';
+import { Child, ChildProcessError, ChildStopError, settlesWithin, stopEscalating } from '../lib/child-process.ts';
 import { TimeoutError } from '../lib/errors.ts';
-import { waitFor } from '../lib/wait.ts';
+import { orphanCheck } from './helpers/orphan-check.ts';
+import { tempDir } from './helpers/temp-dir.ts';
 
 const node = (script: string): Child => Child.start([process.execPath, '-e', script]);
 
@@ -71,39 +71,30 @@ test('ChildStopError names the command and the pid', (t) => {
   t.regex(e.message, /wireguard-go -f xl0 \(pid 42\) is still running 25000 ms after SIGTERM and SIGKILL/);
 });
 
-/** Whether a pid is still alive (a zombie of ours counts as gone). */
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch {
-    return false;
-  }
-  return !/^State:\s+Z/m.test(readFileSync(`/proc/${pid}/status`, 'utf8'));
-}
-
-/** A parent process that starts a long-lived Child, prints its pid, then ends as `how` says. */
-async function orphanCheck(t: ExecutionContext, how: 'exits' | 'killed by SIGTERM'): Promise<void> {
-  const script = `import { Child } from ${JSON.stringify(join(import.meta.dirname, '..', 'lib', 'child-process.ts'))};
+const childModule = JSON.stringify(join(import.meta.dirname, '..', 'lib', 'child-process.ts'));
+const startChild = `import { Child } from ${childModule};
 const c = Child.start(['sleep', '60']);
-console.log('child ' + c.pid);
-${how === 'exits' ? 'setTimeout(() => process.exit(0), 100);' : 'setInterval(() => {}, 1000);'}`;
-  const parent = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
-  let out = '';
-  parent.stdout.on('data', (d: Buffer) => (out += d.toString()));
-  const pid = await waitFor(
-    () => {
-      const m = /child (\d+)/.exec(out);
-      return m ? Number(m[1]) : undefined;
-    },
-    { timeoutMs: 30_000, intervalMs: 20, what: 'the child pid' },
-  );
-  t.teardown(() => {
-    if (alive(pid)) process.kill(pid, 'SIGKILL');
-  });
-  if (how === 'killed by SIGTERM') parent.kill('SIGTERM');
-  await waitFor(() => (alive(pid) ? undefined : true), { timeoutMs: 30_000, intervalMs: 20, what: `child ${pid} gone after its parent ${how}` });
-  t.pass();
-}
+console.log('child ' + c.pid);`;
 
-test('a child is SIGTERMed when its parent exits without stopping it', (t) => orphanCheck(t, 'exits'));
-test('a child is SIGTERMed when its parent dies of an unhandled SIGTERM', (t) => orphanCheck(t, 'killed by SIGTERM'));
+test('a child is SIGTERMed when its parent exits without stopping it', (t) => orphanCheck(t, startChild, 'exits'));
+test('a child is SIGTERMed when its parent dies of an unhandled SIGTERM', (t) => orphanCheck(t, startChild, 'killed by SIGTERM'));
+
+test('exited settles once the child has exited, even while a background grandchild holds its output pipes', async (t) => {
+  const dir = await tempDir(t, 'xl-child-');
+  const pidFile = join(dir, 'pid');
+  t.teardown(() => {
+    try {
+      process.kill(Number(readFileSync(pidFile, 'utf8')), 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  });
+  // sh prints and exits at once; `sleep` inherited stdout/stderr and holds them for 60 s.
+  const c = Child.start(['sh', '-c', `sleep 60 & echo $! > ${pidFile}; echo started`]);
+  // A bound on settling at all (the grandchild holds the pipes for 60 s), not a performance figure.
+  t.true(await settlesWithin(c.exited, 20_000), "'close' waits for the grandchild; the exit must not");
+  const exit = await c.exited;
+  t.is(exit.code, 0);
+  t.deepEqual(c.tail(), ['started'], 'what it wrote before exiting is kept');
+  t.deepEqual(await c.stop({ graceMs: 1000 }), exit);
+});

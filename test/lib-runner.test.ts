@@ -4,6 +4,8 @@ import { RecordingRunner } from './helpers/recording-runner.ts';
 import { CommandError } from '../lib/errors.ts';
 import { settlesWithin } from '../lib/child-process.ts';
 import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { orphanCheck } from './helpers/orphan-check.ts';
 import { tempDir } from './helpers/temp-dir.ts';
 
 test('ExecaRunner runs argv without a shell, with LC_ALL=C', async (t) => {
@@ -53,6 +55,48 @@ test('ExecaRunner times out a command whose background grandchild keeps its outp
   t.true(await settlesWithin(outcome, 20_000), 'the timeout lets go of the pipes');
   t.is(await outcome, 'timed out');
 });
+
+test('ExecaRunner: a command that leaves a background grandchild holding its output pipes returns once it has exited', async (t) => {
+  const dir = await tempDir(t, 'xl-runner-');
+  const pidFile = `${dir}/pid`;
+  t.teardown(() => {
+    try {
+      process.kill(Number(readFileSync(pidFile, 'utf8')), 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  });
+  // sh exits 0 at once; `sleep` holds stdout/stderr for 60 s, far beyond the timeout.
+  const run = new ExecaRunner().run(['sh', '-c', `sleep 60 & echo $! > ${pidFile}; echo done`], { timeoutMs: 15_000 });
+  const outcome = run.then(
+    (r) => `exit ${r.exitCode}: ${r.stdout.trim()}`,
+    (err: unknown) => (err instanceof CommandError && err.timedOut ? 'timed out' : 'failed'),
+  );
+  t.true(await settlesWithin(outcome, 20_000));
+  t.is(await outcome, 'exit 0: done', 'not held until the timeout by the grandchild');
+});
+
+const runnerModule = JSON.stringify(join(import.meta.dirname, '..', 'lib', 'runner.ts'));
+/** A parent that runs a 60 s command through the runner and prints its pid (the command writes it to a file first). */
+const startCommand = (pidFile: string): string => `import { ExecaRunner } from ${runnerModule};
+import { readFileSync } from 'node:fs';
+void new ExecaRunner().run(['sh', '-c', 'echo $$ > ${pidFile}.tmp && mv ${pidFile}.tmp ${pidFile} && exec sleep 60'], { timeoutMs: 120000 }).catch(() => undefined);
+const poll = setInterval(() => {
+  try {
+    const pid = readFileSync(${JSON.stringify(pidFile)}, 'utf8').trim();
+    clearInterval(poll);
+    console.log('child ' + pid);
+  } catch {
+    // not written yet
+  }
+}, 20);`;
+
+for (const how of ['exits', 'killed by SIGTERM'] as const) {
+  test(`ExecaRunner: a running command is SIGTERMed when its parent ${how}`, async (t) => {
+    const dir = await tempDir(t, 'xl-runner-');
+    await orphanCheck(t, startCommand(join(dir, 'pid')), how);
+  });
+}
 
 test('ExecaRunner reports a missing binary', async (t) => {
   const err = await t.throwsAsync(new ExecaRunner().run(['/nonexistent/xl-binary']), { instanceOf: CommandError });
