@@ -261,7 +261,7 @@ export class AgentFleet {
       this.failures.delete(agent.name);
       return;
     }
-    if (reply.error.code === 'stale-epoch' && resends < MAX_IMMEDIATE_RESENDS) {
+    if ((reply.error.code === 'stale-epoch' || reply.error.code === 'epoch-required') && resends < MAX_IMMEDIATE_RESENDS) {
       // Like the agent: a new leader took over; re-signed with its epoch at once (not a failure).
       c.staleEpoch++;
       await this.heartbeat(agent, resends + 1);
@@ -271,7 +271,7 @@ export class AgentFleet {
     if (reply.error.code !== 'unknown-node') {
       countReason(c, `${reply.error.code}: ${reply.error.message.slice(0, 80)}`);
       // Like the agent: a coordinator still taking over is retried soon.
-      if (reply.error.code === 'unavailable' || reply.error.code === 'stale-epoch') this.retrySoon(agent.name);
+      if (reply.error.code === 'unavailable' || reply.error.code === 'stale-epoch' || reply.error.code === 'epoch-required') this.retrySoon(agent.name);
       return;
     }
     c.unknownNode++;

@@ -3,7 +3,7 @@
 import { z } from 'zod';
 import { ValidationError } from '../lib/errors.ts';
 import { checkDuration, formatDuration } from '../lib/duration.ts';
-import { labelOf, type FlagSpec } from '../lib/flags.ts';
+import { labelOf, parseBool, type FlagSpec } from '../lib/flags.ts';
 import { parseNatsServers } from '../lib/nats-url.ts';
 import { NATS_AUTH_FLAGS, describeNats, natsSettingsFrom, type NatsSettings } from '../lib/nats-connect.ts';
 import { parseCidr, type Cidr } from '../protocol/cidr.ts';
@@ -40,6 +40,8 @@ export interface CoordinatorConfig {
   readonly registrationBurst: number;
   /** A node that registered but never heartbeated loses its name binding and address after this. */
   readonly unusedAllocationGraceMs: number;
+  /** Heartbeats without a coordinator epoch (agents older than the epoch) are refused `epoch-required` (coordinator/heartbeat-epoch.ts). */
+  readonly requireHeartbeatEpoch: boolean;
 }
 
 /** Raw option values as commander hands them over (strings), keyed by commander's camelCase names. */
@@ -69,6 +71,8 @@ export interface RawRunOptions {
   registrationRate: string;
   registrationBurst: string;
   unusedAllocationGrace: string;
+  /** 'on'/'off' (true/false, yes/no, 1/0); a bare --require-heartbeat-epoch gives true. */
+  requireHeartbeatEpoch: string | boolean;
 }
 
 /** The shared flag spec (lib/flags.ts); every coordinator flag has a CROSSLINK_* variable. */
@@ -107,6 +111,13 @@ export const RUN_FLAGS: readonly RunFlagSpec[] = [
     env: 'CROSSLINK_UNUSED_ALLOCATION_GRACE',
     default: '10m',
     help: 'a node that registered but never heartbeated loses its name binding and overlay address this long after registering (1s-720h)',
+  },
+  {
+    key: 'requireHeartbeatEpoch',
+    flags: '--require-heartbeat-epoch [on|off]',
+    env: 'CROSSLINK_REQUIRE_HEARTBEAT_EPOCH',
+    default: 'on',
+    help: 'refuse heartbeats that carry no coordinator epoch (reply code epoch-required): a captured heartbeat of an agent older than the epoch cannot be replayed; "off" only while upgrading such agents (docs/coordinator.md)',
   },
 ];
 
@@ -171,6 +182,7 @@ const RunSchema = z.object({
   registrationRate: intIn(1, 100_000),
   registrationBurst: intIn(1, 1_000_000),
   unusedAllocationGrace: duration(1000, 30 * 86_400_000),
+  requireHeartbeatEpoch: z.union([z.string(), z.boolean()]).transform((v, ctx) => (typeof v === 'boolean' ? v : (parseBool(v) ?? fail(ctx, 'use on or off (also true/false, yes/no, 1/0)')))),
 });
 
 /** Where a value came from, to name it in errors ("--node-ttl" or "CROSSLINK_NODE_TTL (--node-ttl)"). */
@@ -223,6 +235,7 @@ export function parseCoordinatorConfig(raw: Partial<RawRunOptions>, sourceOf?: V
     registrationRate: d.registrationRate,
     registrationBurst: d.registrationBurst,
     unusedAllocationGraceMs: d.unusedAllocationGrace,
+    requireHeartbeatEpoch: d.requireHeartbeatEpoch,
   });
 }
 
@@ -257,5 +270,6 @@ export function describeConfig(c: CoordinatorConfig): Record<string, unknown> {
     previousPublicKeys: c.previousPublicKeys,
     registrationLimit: { perSecond: c.registrationRate, burst: c.registrationBurst },
     unusedAllocationGrace: formatDuration(c.unusedAllocationGraceMs),
+    requireHeartbeatEpoch: c.requireHeartbeatEpoch,
   };
 }

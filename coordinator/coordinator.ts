@@ -260,10 +260,10 @@ export class Coordinator {
     }
     // A heartbeat of an earlier term (perhaps captured and replayed after every replica restarted).
     // Checked before the replay mark moves: a refused heartbeat changes no state.
-    const staleEpoch = epoch === undefined ? undefined : epochRefusal(hb.epoch, epoch);
+    const staleEpoch = epoch === undefined ? undefined : epochRefusal(hb.epoch, epoch, this.deps.config.requireHeartbeatEpoch);
     if (staleEpoch) {
-      this.logger.debug({ node: hb.name, epoch: hb.epoch, current: epoch }, 'heartbeat rejected: earlier epoch');
-      this.deps.metrics?.heartbeat('stale-epoch');
+      this.logger.debug({ node: hb.name, epoch: hb.epoch, current: epoch }, `heartbeat rejected: ${staleEpoch.code}`);
+      this.deps.metrics?.heartbeat(staleEpoch.code);
       if (msg.reply) msg.respond(JSON.stringify({ ok: false, error: staleEpoch, epoch } satisfies HeartbeatReply));
       return;
     }
@@ -293,7 +293,7 @@ export class Coordinator {
       // Followers only keep liveness fresh for the day they take over, noting which key signed it:
       // the new leader keeps it only if that is the node's own identity key (Liveness.retainMatching),
       // and only for heartbeats of the leader's epoch sent after this replica started.
-      if (followerMayRecord(hb, this.leaderProbe.epoch, this.startedAt)) this.liveness.touch(hb.name, now, hb.identityKey);
+      if (followerMayRecord(hb, this.leaderProbe.epoch, this.startedAt, this.deps.config.requireHeartbeatEpoch)) this.liveness.touch(hb.name, now, hb.identityKey);
       // While no leader answers (it died holding the lease), say so instead of leaving the agent
       // to wait out its request timeout; while one does, stay silent (the first answer wins).
       if (this.leaderProbe.leaderAbsent() && msg.reply) {

@@ -33,7 +33,7 @@ export interface CoordinatorMetricsOptions {
 }
 
 /** Every result a reply can carry (protocol/messages.ts ErrorBody codes), pre-created at 0 so rate() works from the first scrape. */
-const RESULTS = ['ok', 'invalid', 'conflict', 'unauthorized', 'unavailable', 'internal', 'unknown-node', 'stale', 'rate-limited', 'stale-epoch'] as const;
+const RESULTS = ['ok', 'invalid', 'conflict', 'unauthorized', 'unavailable', 'internal', 'unknown-node', 'stale', 'rate-limited', 'stale-epoch', 'epoch-required'] as const;
 const REASONS: readonly RemovalReason[] = ['expired', 'deregistered', 'revoked', 'unenrolled'];
 
 export class CoordinatorMetrics implements CoordinatorMetricsHooks {

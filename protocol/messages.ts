@@ -206,7 +206,7 @@ export const RequestEnvelope = z
 export type RequestEnvelope = z.infer<typeof RequestEnvelope>;
 
 export const ErrorBody = z.object({
-  code: z.enum(['invalid', 'conflict', 'unauthorized', 'unavailable', 'internal', 'unknown-node', 'stale', 'rate-limited', 'stale-epoch']),
+  code: z.enum(['invalid', 'conflict', 'unauthorized', 'unavailable', 'internal', 'unknown-node', 'stale', 'rate-limited', 'stale-epoch', 'epoch-required']),
   /** The offending field, dotted (e.g. "podCidrs[1]"). */
   field: z.string().optional(),
   message: z.string(),

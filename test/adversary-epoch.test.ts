@@ -92,3 +92,44 @@ test('a heartbeat captured in one term is refused after every replica restarted,
   t.false(refusals.has('ok'), `replies to the replays: ${[...refusals].join(', ')}`);
   t.true(refusals.size > 0);
 });
+
+test('a captured heartbeat without an epoch (as agents older than the epoch sent) is refused `epoch-required` and keeps no node alive; with --require-heartbeat-epoch off it counts', async (t) => {
+  // The shipped default (on), stated explicitly: the fixture turns it off for its epoch-less fake agents.
+  const env = await startCoordinatorEnv(t, { natsUrl: server().url, bucketTag: 'xlepochless', config: { nodeTtl: '2s', leaseTtl: '3s', requireHeartbeatEpoch: 'on' } });
+  const s = subjects(env.prefix);
+  const a = await fakeAgent('node-q', { podCidrs: ['10.20.4.0/24'] });
+  const registered = await env.client.register(a);
+  if (!registered.ok) return t.fail(`registration refused: ${registered.error.message}`);
+  const epoch = registered.epoch;
+  if (epoch === undefined) return t.fail('the registration reply carries no epoch');
+  const heartbeat = async (o: { epoch?: string }): Promise<string> =>
+    signed({ v: 1, name: 'node-q', identityKey: a.identity.publicKey, generation: 1, sentAt: a.nextSentAt(), ...o } satisfies Heartbeat, a.identity.secretKey);
+  // Signed by the node's own identity key after its latest registration: all the older rules
+  // (signature, clock skew, replay mark) would let it through once.
+  const captured = await heartbeat({});
+  const refused = await rpc(env.nc, s.heartbeat, captured, HeartbeatReply);
+  if (refused.ok) return t.fail('the epoch-less heartbeat was accepted');
+  t.like(refused.error, { code: 'epoch-required', field: 'epoch' });
+  t.regex(refused.error.message, /--require-heartbeat-epoch/);
+  t.is(refused.epoch, epoch, 'the refusal carries the current epoch (a current agent re-signs at once)');
+  // The honest node signs the epoch and is heard; then it falls silent while the capture is replayed.
+  t.deepEqual(await rpc(env.nc, s.heartbeat, await heartbeat({ epoch }), HeartbeatReply), { ok: true, epoch });
+  const refusals = new Set<string>();
+  await waitFor(
+    async () => {
+      const r = await rpc(env.nc, s.heartbeat, captured, HeartbeatReply).catch(() => undefined);
+      if (r !== undefined) refusals.add(r.ok ? 'ok' : r.error.code);
+      return !(await present(env.kv, kvKeys.node('node-q')));
+    },
+    { timeoutMs: 30_000, intervalMs: 100, what: 'node-q expiring while its captured epoch-less heartbeat is replayed' },
+  );
+  t.deepEqual([...refusals], ['epoch-required'], 'every replay refused for its missing epoch');
+
+  // Negative control: the same kind of heartbeat against a coordinator with the requirement off
+  // (the behaviour before the cut-over) counts — so the assertions above can fail.
+  const lax = await startCoordinatorEnv(t, { natsUrl: server().url, bucketTag: 'xlepochlax', config: { requireHeartbeatEpoch: 'off' } });
+  const b = await fakeAgent('node-r', { podCidrs: ['10.20.5.0/24'] });
+  t.true((await lax.client.register(b)).ok);
+  const old: Heartbeat = { v: 1, name: 'node-r', identityKey: b.identity.publicKey, generation: 1, sentAt: b.nextSentAt() };
+  t.deepEqual(await rpc(lax.nc, subjects(lax.prefix).heartbeat, await signed(old, b.identity.secretKey), HeartbeatReply), { ok: true });
+});

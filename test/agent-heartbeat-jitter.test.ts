@@ -265,3 +265,63 @@ test('an unanswered heartbeat is retried at a flat ~1 s; stale-epoch is re-signe
   t.deepEqual(beats[4], { at: now + 500 - T0, epoch: 'e3' });
   t.false(beats.some((b) => b.epoch === 'e9'), 'the forged announcement was ignored');
 });
+
+test('registered by a coordinator older than the epoch (no epoch in the reply): `epoch-required` carries the epoch, and the heartbeat is re-signed with it at once', async (t) => {
+  const INTERVAL = 10_000;
+  const server = await NatsServer.start({ name: 'xl-hbq' });
+  const clock = new ManualClock();
+  const T0 = clock.now();
+  const coordNc = await connect({ servers: server.url });
+  const agentNc = await connect({ servers: server.url });
+  const cps: ControlPlane[] = [];
+  t.teardown(async () => {
+    for (const c of cps) await c.stop();
+    await agentNc.close();
+    await coordNc.close();
+    await server.stop();
+  });
+  const coordinator = await generateSigningKeyPair();
+  coordNc.subscribe(S.register, {
+    callback: (_err, msg) => {
+      void (async () => {
+        const req = RegistrationRequest.parse(openEnvelopeUnverified(JSON.parse(msg.string()) as never));
+        const { sentAt: _s, agentVersion: _a, ...rest } = req;
+        const record: NodeRecord = { ...rest, kind: 'node', overlayIp: '100.96.0.8', generation: 1, registeredAt: 1, updatedAt: 1 };
+        // No epoch: the reply of a coordinator older than the epoch (an upgrade in progress).
+        const reply: RegisterReply = { ok: true, record: await signEnvelope(record, coordinator.secretKey), heartbeatIntervalMs: INTERVAL, nodeTtlMs: 4 * INTERVAL };
+        msg.respond(JSON.stringify(reply));
+      })();
+    },
+  });
+  const beats: (string | undefined)[] = [];
+  coordNc.subscribe(S.heartbeat, {
+    callback: (_err, msg) => {
+      const hb = Heartbeat.parse(openEnvelopeUnverified(JSON.parse(msg.string()) as never));
+      beats.push(hb.epoch);
+      const required: HeartbeatReply = { ok: false, error: { code: 'epoch-required', field: 'epoch', message: 'epoch: missing' }, epoch: 'e1' };
+      msg.respond(JSON.stringify(hb.epoch === 'e1' ? { ok: true, epoch: 'e1' } : required));
+    },
+  });
+  await coordNc.flush();
+  const cp = new ControlPlane({
+    nc: agentNc,
+    clock,
+    logger: silentLogger(),
+    coordinatorKey: coordinator.publicKey,
+    wireguardPublicKey: (await generateWireguardKeyPair()).publicKey,
+    identityKey: await generateSigningKeyPair(),
+    identity: () => identity('node-q'),
+    listenPort: 51820,
+    agentVersion: 'test',
+    requestTimeoutMs: 2000,
+    random: () => 0.5,
+  });
+  cps.push(cp);
+  cp.start();
+  await waitFor(() => cp.state().registered, { timeoutMs: 10_000, what: 'registered' });
+  await waitFor(() => clock.hasSleeperAt(T0 + INTERVAL), { timeoutMs: 10_000, what: 'first heartbeat armed at one interval' });
+  clock.advanceTo(T0 + INTERVAL);
+  // The clock does not move again: the second heartbeat can only be the immediate re-sign.
+  const seen = await waitFor(() => (beats.length >= 2 ? [...beats] : undefined), { timeoutMs: 10_000, what: 'epoch-required, then the heartbeat re-signed at once with the epoch' });
+  t.deepEqual(seen, [undefined, 'e1']);
+});

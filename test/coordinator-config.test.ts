@@ -1,7 +1,7 @@
 import test, { type ExecutionContext } from 'ava';
 import { chmod, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { expiryCheckIntervalMs, heartbeatIntervalMs, parseCoordinatorConfig, type RawRunOptions } from '../coordinator/config.ts';
+import { describeConfig, expiryCheckIntervalMs, heartbeatIntervalMs, parseCoordinatorConfig, type RawRunOptions } from '../coordinator/config.ts';
 import { loadOrCreateSigningKey } from '../coordinator/signing-key.ts';
 import { ValidationError } from '../lib/errors.ts';
 import { SecretFileError } from '../lib/secret-file.ts';
@@ -75,6 +75,7 @@ const bad: [Partial<RawRunOptions>, string, string][] = [
   [{ maxClockSkew: '10ms' }, '--max-clock-skew', '10ms'],
   [{ leaseTtl: '0s' }, '--lease-ttl', '0s'],
   [{ logLevel: 'loud' }, '--log-level', 'loud'],
+  [{ requireHeartbeatEpoch: 'maybe' }, '--require-heartbeat-epoch', 'maybe'],
 ];
 
 for (const [input, field, shown] of bad) {
@@ -85,6 +86,17 @@ for (const [input, field, shown] of bad) {
     t.regex(err.message, /use|must|at least/);
   });
 }
+
+test('--require-heartbeat-epoch: on by default; on/off and their spellings; a bare flag is on; the env variable is named', (t) => {
+  t.true(parseCoordinatorConfig({}).requireHeartbeatEpoch);
+  t.is(describeConfig(parseCoordinatorConfig({})).requireHeartbeatEpoch, true);
+  for (const v of ['off', 'false', 'no', '0', ' OFF ']) t.false(parseCoordinatorConfig({ requireHeartbeatEpoch: v }).requireHeartbeatEpoch, v);
+  for (const v of ['on', 'true', 'yes', '1']) t.true(parseCoordinatorConfig({ requireHeartbeatEpoch: v }).requireHeartbeatEpoch, v);
+  t.true(parseCoordinatorConfig({ requireHeartbeatEpoch: true }).requireHeartbeatEpoch, 'commander gives true for the bare flag');
+  const err = t.throws(() => parseCoordinatorConfig({ requireHeartbeatEpoch: 'sometimes' }, (k) => (k === 'requireHeartbeatEpoch' ? 'env' : 'default')), { instanceOf: ValidationError });
+  t.is(err.field, 'CROSSLINK_REQUIRE_HEARTBEAT_EPOCH (--require-heartbeat-epoch)');
+  t.regex(err.message, /"?sometimes"?.*use on or off/);
+});
 
 test('a value from the environment is named by its variable', (t) => {
   const err = t.throws(() => parseCoordinatorConfig({ replicas: '9' }, (k) => (k === 'replicas' ? 'env' : 'default')), { instanceOf: ValidationError });

@@ -30,7 +30,8 @@ interface Replica {
 
 async function startReplica(t: ExecutionContext, server: NatsServer, key: SigningKeyPair, opts: Partial<RawRunOptions>, holderId: string, clock: Clock = systemClock): Promise<Replica> {
   const nc = await connect({ servers: server.url, name: `xl-coord-${holderId}`, maxReconnectAttempts: -1, reconnectTimeWait: 250 });
-  const config = parseCoordinatorConfig({ nodeTtl: '30s', leaseTtl: '1s', ...opts });
+  // The fake agents here sign no epoch (test/helpers/coordinator-fixture.ts).
+  const config = parseCoordinatorConfig({ nodeTtl: '30s', leaseTtl: '1s', requireHeartbeatEpoch: 'off', ...opts });
   const coordinator = await Coordinator.start({ nc, clock, logger: silentLogger(), config, signingKey: key, holderId });
   t.teardown(async () => {
     await coordinator.stop();

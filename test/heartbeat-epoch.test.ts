@@ -25,24 +25,32 @@ test('CoordinatorEpoch refuses what is not a token, naming what is allowed', (t)
   t.regex(r.error?.issues[0]?.message ?? '', /coordinator epoch token/);
 });
 
-test('epochRefusal: the current epoch and no epoch (an older agent) count; any other is stale-epoch, naming both', (t) => {
-  t.is(epochRefusal('5.aa', '5.aa'), undefined);
-  t.is(epochRefusal(undefined, '5.aa'), undefined);
-  const r = epochRefusal('4.bb', '5.aa');
+test('epochRefusal: the current epoch counts; another is stale-epoch, none is epoch-required (both naming the current one); none counts only with the requirement off', (t) => {
+  t.is(epochRefusal('5.aa', '5.aa', true), undefined);
+  t.is(epochRefusal('5.aa', '5.aa', false), undefined);
+  const r = epochRefusal('4.bb', '5.aa', true);
   t.like(r, { code: 'stale-epoch', field: 'epoch' });
   t.regex(r?.message ?? '', /"4\.bb" is not the coordinator's current epoch "5\.aa"/);
-  // A stale-epoch refusal with the epoch is a valid reply for old and new agents' schema.
+  t.like(epochRefusal('4.bb', '5.aa', false), { code: 'stale-epoch' }, 'the setting only concerns heartbeats without an epoch');
+  // No epoch: an agent older than the epoch, or a heartbeat captured from one and replayed.
+  const missing = epochRefusal(undefined, '5.aa', true);
+  t.like(missing, { code: 'epoch-required', field: 'epoch' });
+  t.regex(missing?.message ?? '', /^epoch: missing; .*current epoch "5\.aa" \(--require-heartbeat-epoch is on\)/);
+  t.is(epochRefusal(undefined, '5.aa', false), undefined, '--require-heartbeat-epoch off: the older rules');
+  // Both refusals with the epoch are valid replies (the agent learns the epoch from them).
   t.true(HeartbeatReply.safeParse({ ok: false, error: r, epoch: '5.aa' }).success);
+  t.true(HeartbeatReply.safeParse({ ok: false, error: missing, epoch: '5.aa' }).success);
 });
 
-test('followerMayRecord: only the announced epoch, only heartbeats sent after the replica started', (t) => {
+test('followerMayRecord: only the announced epoch, only heartbeats sent after the replica started; none only with the requirement off', (t) => {
   const startedAt = 1000;
-  t.true(followerMayRecord({ epoch: 'e1', sentAt: 1001 }, 'e1', startedAt));
-  t.false(followerMayRecord({ epoch: 'e0', sentAt: 1001 }, 'e1', startedAt), 'an earlier epoch');
-  t.false(followerMayRecord({ epoch: 'e1', sentAt: 1001 }, undefined, startedAt), 'no leader announced yet');
-  t.false(followerMayRecord({ epoch: 'e1', sentAt: 1000 }, 'e1', startedAt), 'sent before this replica started: it has no mark for it');
-  t.true(followerMayRecord({ sentAt: 1001 }, 'e1', startedAt), 'an older agent without epoch');
-  t.false(followerMayRecord({ sentAt: 999 }, 'e1', startedAt));
+  t.true(followerMayRecord({ epoch: 'e1', sentAt: 1001 }, 'e1', startedAt, true));
+  t.false(followerMayRecord({ epoch: 'e0', sentAt: 1001 }, 'e1', startedAt, true), 'an earlier epoch');
+  t.false(followerMayRecord({ epoch: 'e1', sentAt: 1001 }, undefined, startedAt, true), 'no leader announced yet');
+  t.false(followerMayRecord({ epoch: 'e1', sentAt: 1000 }, 'e1', startedAt, true), 'sent before this replica started: it has no mark for it');
+  t.false(followerMayRecord({ sentAt: 1001 }, 'e1', startedAt, true), 'no epoch, required');
+  t.true(followerMayRecord({ sentAt: 1001 }, 'e1', startedAt, false), 'an older agent without epoch, requirement off');
+  t.false(followerMayRecord({ sentAt: 999 }, 'e1', startedAt, false));
 });
 
 test('heartbeatRetryDelayMs: flat 1 s ×0.5–1.5 for five failures, then 2 s and 3 s, never over the interval', (t) => {

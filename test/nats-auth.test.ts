@@ -178,7 +178,9 @@ test.serial('agent (real coordinator): registers with its join credential, heart
   const a = await fakeAgent('node-a', { cluster: 'c1', podCidrs: ['10.10.0.0/24'] });
   const reply = await client.register(a);
   t.true(reply.ok, JSON.stringify(reply));
-  const hb = await client.heartbeat(a);
+  // As the agent does: the epoch learned from the registration reply is signed into the heartbeat
+  // (this coordinator runs the default --require-heartbeat-epoch on).
+  const hb = await client.heartbeat(a, { epoch: reply.epoch });
   t.true(hb.ok, JSON.stringify(hb));
   // The agent's own watch (ordered push consumers on nodes.>/clusters.>, direct gets for progress).
   const watch = new MeshWatch({ nc, bucket: BUCKET, coordinatorKey: signingKey.publicKey, logger: silentLogger(), clock: systemClock });
@@ -242,8 +244,9 @@ test.serial('agent: no reading ipam, revocations or the lease; no writes; no con
   // A real heartbeat still arrives (and is the only thing on the subject).
   const client = agentClient(nc, P, { timeoutMs: 8000, credentialFor: enrollment.credentialFor });
   const b = await fakeAgent('node-b', { cluster: 'c1', podCidrs: ['10.10.1.0/24'] });
-  t.true((await client.register(b)).ok);
-  t.true((await client.heartbeat(b)).ok);
+  const registeredB = await client.register(b);
+  t.true(registeredB.ok);
+  t.true((await client.heartbeat(b, { epoch: registeredB.epoch })).ok);
   await waitFor(() => spy.length >= 1, { timeoutMs: 5000, what: 'the heartbeat on the spy' });
   sub.unsubscribe();
   t.is(spy.length, 1, 'only the real heartbeat reached the coordinator\'s subject');

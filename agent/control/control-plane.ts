@@ -511,8 +511,9 @@ export class ControlPlane {
       this.lastError = `heartbeat: coordinator not ready: ${message}`;
       return 'unanswered';
     }
-    if (code === 'stale-epoch') {
-      // A new leader took over since we learned our epoch: the reply carried its epoch; sign it now.
+    if (code === 'stale-epoch' || code === 'epoch-required') {
+      // A new leader took over since we learned our epoch, or we had none yet (registered with a
+      // coordinator older than the epoch): the reply carried the current one; sign it now.
       this.o.logger.debug({ epoch: this.epoch }, 'heartbeat: new coordinator epoch; sending again');
       return 'resend';
     }
