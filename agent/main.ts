@@ -4,7 +4,7 @@ import { systemClock } from '../lib/clock.ts';
 import { isEntryPoint } from '../lib/entry-point.ts';
 import { ValidationError, errorMessage } from '../lib/errors.ts';
 import { createLogger, type Logger } from '../lib/logger.ts';
-import { ExecaRunner, type Runner } from '../lib/runner.ts';
+import { ProcessRunner, type Runner } from '../lib/runner.ts';
 import { connectNats, resolveNatsAddresses } from '../lib/nats-connect.ts';
 import { Agent } from './agent.ts';
 import { agentCommand, parseAgentConfig, type AgentConfig } from './config.ts';
@@ -91,7 +91,7 @@ async function main(argv: readonly string[], testing: AgentMainTesting): Promise
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
 
-  const runner = new ExecaRunner();
+  const runner = new ProcessRunner();
   try {
     const coordinatorKey = config.coordinatorKeys.length > 0 ? config.coordinatorKeys : await readCoordinatorKeyFile(config.coordinatorKeyFile ?? '');
     const joinCredential = config.joinCredentialFile === null ? null : await readJoinCredentialFile(config.joinCredentialFile, config.cluster);

@@ -10,7 +10,7 @@ import { Lab } from '../lab/lab.ts';
 import { randomLabId } from '../lab/names.ts';
 import { findPod, WIREGUARD_PORT } from '../lab/plan.ts';
 import { packagePath } from '../lib/package-root.ts';
-import { ExecaRunner } from '../lib/runner.ts';
+import { ProcessRunner } from '../lib/runner.ts';
 import { waitFor } from '../lib/wait.ts';
 import { failoverBreakdown, parsePinoLog, reportedDown, type FailoverBreakdown, type LogLine } from './failover-breakdown.ts';
 import { median, ms, printTable } from './report.ts';
@@ -42,7 +42,7 @@ export async function runGatewayFailover(trials = 5): Promise<void> {
     id: randomLabId('bf'),
     topologyText: readFileSync(packagePath('lab/topologies/default.yaml'), 'utf8'),
     topologySource: 'lab/topologies/default.yaml',
-    runner: new ExecaRunner(),
+    runner: new ProcessRunner(),
   });
   const rows: (string | number)[][] = [];
   const replaced: number[] = [];

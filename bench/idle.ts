@@ -7,7 +7,7 @@ import { request } from 'node:http';
 import { Lab } from '../lab/lab.ts';
 import { randomLabId } from '../lab/names.ts';
 import { packagePath } from '../lib/package-root.ts';
-import { ExecaRunner } from '../lib/runner.ts';
+import { ProcessRunner } from '../lib/runner.ts';
 import { printTable } from './report.ts';
 
 function scrapeSocket(socketPath: string): Promise<string> {
@@ -39,7 +39,7 @@ export async function runIdleLab(topology = 'default', windowMs = 60_000): Promi
     id: randomLabId('b'),
     topologyText: readFileSync(packagePath(`lab/topologies/${topology}.yaml`), 'utf8'),
     topologySource: `lab/topologies/${topology}.yaml`,
-    runner: new ExecaRunner(),
+    runner: new ProcessRunner(),
   });
   const rows: (string | number)[][] = [];
   let sums = { changes: 0, reconciles: 0 };

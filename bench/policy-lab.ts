@@ -14,7 +14,7 @@ import { signingKeyFile } from '../lab/commands.ts';
 import { Lab } from '../lab/lab.ts';
 import { randomLabId } from '../lab/names.ts';
 import { packagePath } from '../lib/package-root.ts';
-import { ExecaRunner } from '../lib/runner.ts';
+import { ProcessRunner } from '../lib/runner.ts';
 import { waitFor } from '../lib/wait.ts';
 import { PolicyDocumentResponse } from '../protocol/policy/status.ts';
 import { median, ms, percentile, printTable } from './report.ts';
@@ -32,7 +32,7 @@ export async function runPolicyLab(changes = 8): Promise<void> {
     id: randomLabId('b'),
     topologyText: readFileSync(packagePath(`lab/topologies/${TOPOLOGY}.yaml`), 'utf8'),
     topologySource: `lab/topologies/${TOPOLOGY}.yaml`,
-    runner: new ExecaRunner(),
+    runner: new ProcessRunner(),
   });
   const lastAgent: number[] = [];
   const perAgent: number[] = [];

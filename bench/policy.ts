@@ -13,7 +13,7 @@ import { setPolicy } from '../coordinator/policy-admin.ts';
 import { systemClock } from '../lib/clock.ts';
 import { silentLogger } from '../lib/logger.ts';
 import type { NatsServer } from '../lib/nats-server.ts';
-import { ExecaRunner } from '../lib/runner.ts';
+import { ProcessRunner } from '../lib/runner.ts';
 import { waitFor } from '../lib/wait.ts';
 import type { ClusterDefinition, NodeRecord } from '../protocol/messages.ts';
 import { generateSigningKeyPair } from '../protocol/signing.ts';
@@ -48,7 +48,7 @@ const yaml = (i: number): string => `default: deny\nrules:\n  - from: {cluster: 
 
 export async function runPolicyPropagation(server: NatsServer, agents = 10, changes = 10): Promise<void> {
   const id = randomBytes(3).toString('hex');
-  const root = new ExecaRunner();
+  const root = new ProcessRunner();
   const nft = resolveNftCommand('nft');
   const key = await generateSigningKeyPair();
   const nc = await connect({ servers: server.url, name: `xl-bench-policy-${id}` });
@@ -61,7 +61,7 @@ export async function runPolicyPropagation(server: NatsServer, agents = 10, chan
   try {
     for (const ns of namespaces) await root.run(['ip', 'netns', 'add', ns]);
     for (const ns of namespaces) {
-      const enforcer = new PolicyEnforcer({ runner: new ExecaRunner(['ip', 'netns', 'exec', ns]), logger: silentLogger(), clock: systemClock, interfaceName: 'xlbench0', mode: 'best-effort', nft: [nft] });
+      const enforcer = new PolicyEnforcer({ runner: new ProcessRunner(['ip', 'netns', 'exec', ns]), logger: silentLogger(), clock: systemClock, interfaceName: 'xlbench0', mode: 'best-effort', nft: [nft] });
       await enforcer.init();
       const watch = new PolicyWatch({ nc, bucket, coordinatorKeys: [key.publicKey], logger: silentLogger(), clock: systemClock });
       watch.onChange((s) => enforcer.update({ known: s.known, record: s.record, rejected: s.rejected, enrollments: enrolled, nodes: mesh }));

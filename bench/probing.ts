@@ -7,7 +7,7 @@ import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { PROBE_DEFAULTS } from '../agent/health/prober.ts';
-import { ExecaRunner } from '../lib/runner.ts';
+import { ProcessRunner } from '../lib/runner.ts';
 import type { ProbeCostResult } from './probe-cost-worker.ts';
 import { printTable } from './report.ts';
 
@@ -36,7 +36,7 @@ function runWorker(ns: string, nodes: number, windowMs: number): Promise<ProbeCo
 }
 
 export async function runProbingCost(peerCounts: readonly number[] = [10, 50], windowMs = 30_000): Promise<void> {
-  const root = new ExecaRunner();
+  const root = new ProcessRunner();
   const ns = `xl-bench-${randomBytes(3).toString('hex')}-probe`;
   const rows: (string | number)[][] = [];
   try {

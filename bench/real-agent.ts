@@ -20,7 +20,7 @@ import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { agentClient, fakeAgent, rpc, signed, type AgentClient, type FakeAgent } from './simulated-agent.ts';
 import { errorMessage } from '../lib/errors.ts';
 import { NatsServer } from '../lib/nats-server.ts';
-import { ExecaRunner } from '../lib/runner.ts';
+import { ProcessRunner } from '../lib/runner.ts';
 import { waitFor } from '../lib/wait.ts';
 import { mapLimit } from '../lib/pool.ts';
 import { parseJoinCredential, type JoinCredential } from '../protocol/join-credential.ts';
@@ -46,7 +46,7 @@ export async function runRealAgent(sizes: readonly number[]): Promise<void> {
   }
   const id = randomBytes(3).toString('hex');
   const ns = `xl-${id}-bench`;
-  const host = new ExecaRunner();
+  const host = new ProcessRunner();
   await host.run(['ip', 'netns', 'add', ns]);
   let child: ChildProcess | undefined;
   const onSignal = (): void => {
@@ -69,7 +69,7 @@ export async function runRealAgent(sizes: readonly number[]): Promise<void> {
 }
 
 /** Whatever is still running in our namespace (after a crash of the inner run): SIGTERM, wait, SIGKILL; wireguard-go gone before the namespace goes. */
-async function stopNamespaceProcesses(host: ExecaRunner, ns: string): Promise<void> {
+async function stopNamespaceProcesses(host: ProcessRunner, ns: string): Promise<void> {
   const pids = async (): Promise<number[]> =>
     (await host.run(['ip', 'netns', 'pids', ns], { allowFailure: true })).stdout.split('\n').filter((l) => /^[0-9]+$/.test(l.trim())).map(Number);
   const first = await pids();
@@ -94,7 +94,7 @@ function signal(pid: number, sig: NodeJS.Signals): void {
 /** `ip` and `wg` wrappers that append their argv to `log`, then exec the real tool. */
 async function writeShims(dir: string, log: string): Promise<void> {
   await mkdir(dir, { recursive: true });
-  const runner = new ExecaRunner();
+  const runner = new ProcessRunner();
   // XL_BENCH_SPAWN_TIMES=<file>: every ip/wg/sysctl/iptables spawn also appends "<start> <end> <argv>"
   // (wall clock, seconds) there, to see which spawns of the start ran one after the other.
   const times = process.env.XL_BENCH_SPAWN_TIMES;
@@ -187,7 +187,7 @@ async function measure(n: number): Promise<void> {
     await waitFor(() => serves(nc), { timeoutMs: 60_000, intervalMs: 50, what: 'coordinator to answer' });
 
     const coordinatorBin = join(REPO, 'bin', 'crosslink-coordinator');
-    const cli = new ExecaRunner();
+    const cli = new ProcessRunner();
     const enroll = async (name: string, cidr: string): Promise<JoinCredential> => {
       const out = join(dir, `${name}.credential`);
       await cli.run([coordinatorBin, 'cluster', 'add', name, '--pod-cidr', cidr, '--credential-out', out, '--nats-url', server.url, '--signing-key-file', keyFile, '--bucket', 'crosslink'], { timeoutMs: 60_000 });
@@ -250,13 +250,13 @@ async function measure(n: number): Promise<void> {
     const answerProbes = async (): Promise<void> => {
       const ip = await waitFor(
         async () => {
-          const r = await new ExecaRunner().run(['ip', '-j', '-4', 'addr', 'show', 'dev', iface], { allowFailure: true });
+          const r = await new ProcessRunner().run(['ip', '-j', '-4', 'addr', 'show', 'dev', iface], { allowFailure: true });
           const local = r.exitCode === 0 ? (JSON.parse(r.stdout || '[]') as { addr_info?: { local?: string }[] }[])[0]?.addr_info?.[0]?.local : undefined;
           return local;
         },
         { timeoutMs: 120_000, intervalMs: 50, what: 'the agent overlay IP' },
       );
-      await new ExecaRunner().run(['/usr/sbin/nft', '-f', '-'], {
+      await new ProcessRunner().run(['/usr/sbin/nft', '-f', '-'], {
         input: `table ip xlbench {\n chain out {\n  type nat hook output priority -100;\n  oifname "${iface}" udp dport ${PROBE_PORT} dnat to ${ip}\n }\n}\n`,
       });
     };
@@ -266,7 +266,7 @@ async function measure(n: number): Promise<void> {
     for (const s of [agent.stdout, agent.stderr]) s?.on('data', (c: Buffer) => agentLog.push(c.toString()));
     const agentPid = agent.pid ?? -1;
     const probesAnswered = probes ? Promise.resolve() : answerProbes();
-    const runner = new ExecaRunner();
+    const runner = new ProcessRunner();
     const peers = async (): Promise<Set<string>> => {
       const r = await runner.run(['wg', 'show', iface, 'peers'], { allowFailure: true });
       return new Set(r.exitCode === 0 ? r.stdout.split('\n').filter((l) => l !== '') : []);

@@ -5,7 +5,7 @@ import type { Command } from 'commander';
 import { writeFile } from 'node:fs/promises';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Palette } from '../lib/colour.ts';
-import { ExecaRunner, type Runner } from '../lib/runner.ts';
+import { ProcessRunner, type Runner } from '../lib/runner.ts';
 import type { KvSnapshot } from './kv-read.ts';
 import { readHealthSummaries } from './health-read.ts';
 import { brokenHops, formatMeshMatrix, meshDot, type MeshInput } from './mesh-view.ts';
@@ -71,7 +71,7 @@ export function registerMeshCommands(program: Command, d: MeshCommandDeps): void
       .option('-o, --output <file>', 'write to this file instead of stdout'),
   ).action(async (opts: { svg?: boolean; output?: string }, cmd: Command) => {
     const dot = meshDot(await loadMesh(d, cmd));
-    const out = opts.svg ? (await (d.runner ?? new ExecaRunner()).run(['dot', '-Tsvg'], { input: dot, timeoutMs: 30_000 })).stdout : dot;
+    const out = opts.svg ? (await (d.runner ?? new ProcessRunner()).run(['dot', '-Tsvg'], { input: dot, timeoutMs: 30_000 })).stdout : dot;
     if (opts.output !== undefined) await writeFile(opts.output, out);
     else d.stdout(out);
     d.setExit(0);

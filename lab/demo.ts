@@ -3,7 +3,7 @@
 import { readFile } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { errorMessage } from '../lib/errors.ts';
-import { ExecaRunner } from '../lib/runner.ts';
+import { ProcessRunner } from '../lib/runner.ts';
 import { catchInterrupts, progressPrinter } from './interrupt.ts';
 import { Lab } from './lab.ts';
 import { connectivityMatrix, formatMatrix } from './matrix.ts';
@@ -20,7 +20,7 @@ async function main(): Promise<number> {
   const start = Date.now();
   const progress = progressPrinter(start);
   const file = process.argv[2] ?? join(REPO_ROOT, 'lab', 'topologies', 'default.yaml');
-  const runner = new ExecaRunner();
+  const runner = new ProcessRunner();
   // Ctrl-C aborts the current step; the `finally` below always tears down, in order.
   const interrupt = catchInterrupts((sig) => progress(`${sig}: stopping, then tearing the lab down…`));
   const signal = interrupt.signal;

@@ -3,7 +3,7 @@
 import { mkdir, readFile, rm } from 'node:fs/promises';
 import { loadOrCreateSigningKey } from '../coordinator/signing-key.ts';
 import { CrosslinkError, TimeoutError, ValidationError, errorMessage } from '../lib/errors.ts';
-import { ExecaRunner, type RunOptions, type RunResult, type Runner } from '../lib/runner.ts';
+import { ProcessRunner, type RunOptions, type RunResult, type Runner } from '../lib/runner.ts';
 import { waitFor } from '../lib/wait.ts';
 import { fetchAgentStatus, summarizeStatus } from './agent-status.ts';
 import { agentArgv, clusterAddArgv, coordinatorArgv, logFile, natsArgv, nodeDir, signingKeyFile, statusSocket, type LabPaths } from './commands.ts';
@@ -66,7 +66,7 @@ export class Lab {
     const topology = parseTopology(options.topologyText, options.topologySource);
     const natsServers = checkNatsServerCount(options.natsServers ?? 1);
     const plan = planLab(topology, id, { natsServers });
-    const runner = options.runner ?? new ExecaRunner();
+    const runner = options.runner ?? new ProcessRunner();
     const repoRoot = options.repoRoot ?? REPO_ROOT;
     const paths: LabPaths = { repoRoot, dir: labDir(id) };
     const progress = options.onProgress ?? (() => undefined);
@@ -125,7 +125,7 @@ export class Lab {
     const state = await readState(paths.dir);
     if (!state) throw new CrosslinkError(`no lab "${id}" here (${paths.dir}/state.json missing); start one with: npm run lab -- up --id ${id}`);
     const plan = planLab(parseTopology(state.topologyText, state.topologySource), id, { natsServers: state.natsServers ?? 1 });
-    return new Lab(plan, paths, options.runner ?? new ExecaRunner(), state, () => undefined);
+    return new Lab(plan, paths, options.runner ?? new ProcessRunner(), state, () => undefined);
   }
 
   get coordinatorPublicKey(): string | null {

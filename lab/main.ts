@@ -3,7 +3,7 @@ import { readFile } from 'node:fs/promises';
 import { join, relative, resolve } from 'node:path';
 import { Command, Option } from 'commander';
 import { errorMessage, ValidationError } from '../lib/errors.ts';
-import { ExecaRunner } from '../lib/runner.ts';
+import { ProcessRunner } from '../lib/runner.ts';
 import { summarizeStatus } from './agent-status.ts';
 import { catchInterrupts, progressPrinter } from './interrupt.ts';
 import { Lab } from './lab.ts';
@@ -35,7 +35,7 @@ async function up(opts: { topology: string; id: string; wait: boolean; logLevel:
     throw new ValidationError('--topology', opts.topology, `must be a readable YAML file (${errorMessage(err)})`);
   });
   const progress = progressPrinter();
-  const runner = new ExecaRunner();
+  const runner = new ProcessRunner();
   // Ctrl-C aborts `up` between steps; whatever was built is then torn down in order.
   const interrupt = catchInterrupts((sig) => progress(`${sig}: stopping, then tearing the lab down…`));
   progress(`lab ${id}: ${rel(file)}`);
@@ -96,7 +96,7 @@ function printUsage(lab: Lab): void {
 }
 
 async function down(opts: { id?: string; all: boolean }): Promise<void> {
-  const runner = new ExecaRunner();
+  const runner = new ProcessRunner();
   const progress = progressPrinter();
   const ids = opts.all ? await findLabIds(runner) : [checkLabId(opts.id ?? DEFAULT_ID)];
   if (ids.length === 0) progress('no labs found');
@@ -115,7 +115,7 @@ async function down(opts: { id?: string; all: boolean }): Promise<void> {
 }
 
 async function status(opts: { id?: string; json: boolean }): Promise<void> {
-  const runner = new ExecaRunner();
+  const runner = new ProcessRunner();
   const ids = opts.id ? [checkLabId(opts.id)] : await findLabIds(runner);
   if (ids.length === 0) {
     process.stdout.write('no labs running (start one with: npm run lab -- up)\n');

@@ -1,7 +1,7 @@
 // One door to the OS: every `wg`, `ip`, `iptables`, `ip netns exec` call goes through a Runner.
-// Production uses ExecaRunner; tests swap in RecordingRunner (test/helpers/recording-runner.ts) and assert the transcript.
-// ExecaRunner is built on node:child_process (the class keeps the name it had when it ran on
-// execa): execa and the built-ins it loads were ~5 MiB of the agent's resident memory
+// Production uses ProcessRunner; tests swap in RecordingRunner (test/helpers/recording-runner.ts) and assert the transcript.
+// ProcessRunner is built on node:child_process, not execa (which it ran on until round 18 as
+// ExecaRunner): execa and the built-ins it loads were ~5 MiB of the agent's resident memory
 // (docs/benchmarks.md, issue 10 round 18) for what is one spawn with a timeout here.
 import { spawn } from 'node:child_process';
 import { CommandError, errorMessage } from './errors.ts';
@@ -90,7 +90,7 @@ function runToCompletion(file: string, args: readonly string[], input: string | 
 }
 
 /** Runs real commands: argv arrays (no shell), LC_ALL=C so output parsing is stable, a timeout. */
-export class ExecaRunner implements Runner {
+export class ProcessRunner implements Runner {
   /** `prefix` is prepended to every argv, e.g. ['ip', 'netns', 'exec', 'ns1'] to run inside a namespace. */
   constructor(private readonly prefix: readonly string[] = []) {}
 

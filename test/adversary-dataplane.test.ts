@@ -24,7 +24,7 @@ import { findPod } from '../lab/plan.ts';
 import { namespacePids } from '../lab/netns-pids.ts';
 import { REPO_ROOT } from '../lab/state.ts';
 import { roleOf, spawnDetached, terminate, type ProcessRef } from '../lab/processes.ts';
-import { ExecaRunner } from '../lib/runner.ts';
+import { ProcessRunner } from '../lib/runner.ts';
 import { waitFor } from '../lib/wait.ts';
 import { AgentStatus } from '../protocol/status.ts';
 import { assertReachable, leftoversOf, pollOrExplain } from './helpers/lab-harness.ts';
@@ -69,7 +69,7 @@ const theLab = (): Lab => {
 test.before(async (t) => {
   const t0 = Date.now();
   const log = (m: string): void => t.log(`${Date.now() - t0} ms ${m}`);
-  lab = await Lab.up({ onProgress: log, id: randomLabId('v'), topologyText: TOPOLOGY, topologySource: 'test/adversary-dataplane.test.ts', runner: new ExecaRunner(), deferAgents: ['east-n1', 'evil-n1'] });
+  lab = await Lab.up({ onProgress: log, id: randomLabId('v'), topologyText: TOPOLOGY, topologySource: 'test/adversary-dataplane.test.ts', runner: new ProcessRunner(), deferAgents: ['east-n1', 'evil-n1'] });
   const l = lab;
   const east = l.node('east-n1');
   // The control host answers NATS on a private address too; east's edge routes it there.

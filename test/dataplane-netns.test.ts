@@ -11,12 +11,12 @@ import { computeDesiredState } from '../agent/plan/desired-state.ts';
 import type { DataplaneConfig, DesiredState, MeshView } from '../agent/plan/model.ts';
 import { WIREGUARD_SOCKET_DIR } from '../agent/dataplane/wireguard-backend.ts';
 import { silentLogger } from '../lib/logger.ts';
-import { ExecaRunner } from '../lib/runner.ts';
+import { ProcessRunner } from '../lib/runner.ts';
 import { waitFor } from '../lib/wait.ts';
 import type { NodeRecord } from '../protocol/messages.ts';
 import { generateWireguardKeyPair, type WireguardKeyPair } from '../protocol/signing.ts';
 
-const root = new ExecaRunner();
+const root = new ProcessRunner();
 const sh = (argv: string[]) => root.run(argv);
 const inNs = (ns: string, argv: string[]) => root.run(['ip', 'netns', 'exec', ns, ...argv]);
 const tryNs = (ns: string, argv: string[]) => root.run(['ip', 'netns', 'exec', ns, ...argv], { allowFailure: true });
@@ -82,7 +82,7 @@ function config(iface: string): DataplaneConfig {
 
 async function node(ns: string, iface: string, c: Cleanup): Promise<Dataplane> {
   const dp = await createDataplane({
-    runner: new ExecaRunner(['ip', 'netns', 'exec', ns]),
+    runner: new ProcessRunner(['ip', 'netns', 'exec', ns]),
     logger: silentLogger(),
     config: config(iface),
     wireguardMode: 'userspace',

@@ -1,5 +1,5 @@
 import test from 'ava';
-import { ExecaRunner } from '../lib/runner.ts';
+import { ProcessRunner } from '../lib/runner.ts';
 import { RecordingRunner } from './helpers/recording-runner.ts';
 import { CommandError } from '../lib/errors.ts';
 import { settlesWithin } from '../lib/child-process.ts';
@@ -8,37 +8,37 @@ import { join } from 'node:path';
 import { orphanCheck } from './helpers/orphan-check.ts';
 import { tempDir } from './helpers/temp-dir.ts';
 
-test('ExecaRunner runs argv without a shell, with LC_ALL=C', async (t) => {
-  const r = new ExecaRunner();
+test('ProcessRunner runs argv without a shell, with LC_ALL=C', async (t) => {
+  const r = new ProcessRunner();
   const out = await r.run(['sh', '-c', 'echo "$LC_ALL" "$1"', 'sh', 'a b;c']);
   t.is(out.stdout.trim(), 'C a b;c');
   t.is(out.exitCode, 0);
 });
 
-test('ExecaRunner passes stdin input (keys are never put on argv)', async (t) => {
-  const out = await new ExecaRunner().run(['cat'], { input: 'secret' });
+test('ProcessRunner passes stdin input (keys are never put on argv)', async (t) => {
+  const out = await new ProcessRunner().run(['cat'], { input: 'secret' });
   t.is(out.stdout, 'secret');
 });
 
-test('ExecaRunner failure keeps stderr and exit code in a CommandError', async (t) => {
-  const err = await t.throwsAsync(new ExecaRunner().run(['sh', '-c', 'echo boom >&2; exit 3']), { instanceOf: CommandError });
+test('ProcessRunner failure keeps stderr and exit code in a CommandError', async (t) => {
+  const err = await t.throwsAsync(new ProcessRunner().run(['sh', '-c', 'echo boom >&2; exit 3']), { instanceOf: CommandError });
   t.is(err?.exitCode, 3);
   t.is(err?.stderr.trim(), 'boom');
   t.is(err?.name, 'CommandError');
   t.regex(err?.message ?? '', /exited 3: boom/);
 });
 
-test('ExecaRunner allowFailure returns the exit code instead of throwing', async (t) => {
-  const out = await new ExecaRunner().run(['sh', '-c', 'exit 2'], { allowFailure: true });
+test('ProcessRunner allowFailure returns the exit code instead of throwing', async (t) => {
+  const out = await new ProcessRunner().run(['sh', '-c', 'exit 2'], { allowFailure: true });
   t.is(out.exitCode, 2);
 });
 
-test('ExecaRunner times out', async (t) => {
-  const err = await t.throwsAsync(new ExecaRunner().run(['sleep', '5'], { timeoutMs: 100 }), { instanceOf: CommandError });
+test('ProcessRunner times out', async (t) => {
+  const err = await t.throwsAsync(new ProcessRunner().run(['sleep', '5'], { timeoutMs: 100 }), { instanceOf: CommandError });
   t.true(err?.timedOut);
 });
 
-test('ExecaRunner times out a command whose background grandchild keeps its output pipes open', async (t) => {
+test('ProcessRunner times out a command whose background grandchild keeps its output pipes open', async (t) => {
   const dir = await tempDir(t, 'xl-runner-');
   const pidFile = `${dir}/pid`;
   t.teardown(() => {
@@ -49,14 +49,14 @@ test('ExecaRunner times out a command whose background grandchild keeps its outp
     }
   });
   // sh exits at once; `sleep` inherited stdout/stderr and holds them for 60 s.
-  const run = new ExecaRunner().run(['sh', '-c', `sleep 60 & echo $! > ${pidFile}`], { timeoutMs: 300 });
+  const run = new ProcessRunner().run(['sh', '-c', `sleep 60 & echo $! > ${pidFile}`], { timeoutMs: 300 });
   const outcome = run.then(() => 'resolved', (err: unknown) => (err instanceof CommandError && err.timedOut ? 'timed out' : 'failed'));
   // A bound on settling at all (the grandchild holds the pipes for 60 s), not a performance figure.
   t.true(await settlesWithin(outcome, 20_000), 'the timeout lets go of the pipes');
   t.is(await outcome, 'timed out');
 });
 
-test('ExecaRunner: a command that leaves a background grandchild holding its output pipes returns once it has exited', async (t) => {
+test('ProcessRunner: a command that leaves a background grandchild holding its output pipes returns once it has exited', async (t) => {
   const dir = await tempDir(t, 'xl-runner-');
   const pidFile = `${dir}/pid`;
   t.teardown(() => {
@@ -67,7 +67,7 @@ test('ExecaRunner: a command that leaves a background grandchild holding its out
     }
   });
   // sh exits 0 at once; `sleep` holds stdout/stderr for 60 s, far beyond the timeout.
-  const run = new ExecaRunner().run(['sh', '-c', `sleep 60 & echo $! > ${pidFile}; echo done`], { timeoutMs: 15_000 });
+  const run = new ProcessRunner().run(['sh', '-c', `sleep 60 & echo $! > ${pidFile}; echo done`], { timeoutMs: 15_000 });
   const outcome = run.then(
     (r) => `exit ${r.exitCode}: ${r.stdout.trim()}`,
     (err: unknown) => (err instanceof CommandError && err.timedOut ? 'timed out' : 'failed'),
@@ -78,9 +78,9 @@ test('ExecaRunner: a command that leaves a background grandchild holding its out
 
 const runnerModule = JSON.stringify(join(import.meta.dirname, '..', 'lib', 'runner.ts'));
 /** A parent that runs a 60 s command through the runner and prints its pid (the command writes it to a file first). */
-const startCommand = (pidFile: string): string => `import { ExecaRunner } from ${runnerModule};
+const startCommand = (pidFile: string): string => `import { ProcessRunner } from ${runnerModule};
 import { readFileSync } from 'node:fs';
-void new ExecaRunner().run(['sh', '-c', 'echo $$ > ${pidFile}.tmp && mv ${pidFile}.tmp ${pidFile} && exec sleep 60'], { timeoutMs: 120000 }).catch(() => undefined);
+void new ProcessRunner().run(['sh', '-c', 'echo $$ > ${pidFile}.tmp && mv ${pidFile}.tmp ${pidFile} && exec sleep 60'], { timeoutMs: 120000 }).catch(() => undefined);
 const poll = setInterval(() => {
   try {
     const pid = readFileSync(${JSON.stringify(pidFile)}, 'utf8').trim();
@@ -92,19 +92,19 @@ const poll = setInterval(() => {
 }, 20);`;
 
 for (const how of ['exits', 'killed by SIGTERM'] as const) {
-  test(`ExecaRunner: a running command is SIGTERMed when its parent ${how}`, async (t) => {
+  test(`ProcessRunner: a running command is SIGTERMed when its parent ${how}`, async (t) => {
     const dir = await tempDir(t, 'xl-runner-');
     await orphanCheck(t, startCommand(join(dir, 'pid')), how);
   });
 }
 
-test('ExecaRunner reports a missing binary', async (t) => {
-  const err = await t.throwsAsync(new ExecaRunner().run(['/nonexistent/xl-binary']), { instanceOf: CommandError });
+test('ProcessRunner reports a missing binary', async (t) => {
+  const err = await t.throwsAsync(new ProcessRunner().run(['/nonexistent/xl-binary']), { instanceOf: CommandError });
   t.is(err?.exitCode, undefined);
 });
 
-test('ExecaRunner prefix is prepended (e.g. ip netns exec)', async (t) => {
-  const out = await new ExecaRunner(['env']).run(['sh', '-c', 'echo ok']);
+test('ProcessRunner prefix is prepended (e.g. ip netns exec)', async (t) => {
+  const out = await new ProcessRunner(['env']).run(['sh', '-c', 'echo ok']);
   t.is(out.stdout.trim(), 'ok');
 });
 

@@ -78,3 +78,34 @@ test('Dockerfile: every directory the agent, coordinator and CLI import is copie
   }
   t.true(dockerignore.includes('node_modules'), 'dependencies come from npm ci, not the build context');
 });
+
+/** The npm packages (bare, non-type imports) of every module under `dir`. */
+function packageImports(dir: string): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const e of readdirSync(dir, { withFileTypes: true })) {
+    const p = join(dir, e.name);
+    if (e.isDirectory()) for (const [name, file] of packageImports(p)) out.set(name, file);
+    else if (e.name.endsWith('.ts')) {
+      const src = readFileSync(p, 'utf8');
+      for (const m of src.matchAll(/^\s*(?:import|export)\s(?:[^'"]*?\sfrom\s+)?'([^.'][^']*)'|\bimport\('([^.'][^']*)'\)/gm)) {
+        if (/^\s*(?:import|export)\s+type\s/.test(m[0])) continue;
+        const spec = (m[1] ?? m[2])!;
+        if (spec.startsWith('node:')) continue;
+        const name = spec.startsWith('@') ? spec.split('/').slice(0, 2).join('/') : spec.split('/')[0]!;
+        out.set(name, relative(ROOT, p));
+      }
+    }
+  }
+  return out;
+}
+
+test('package.json: every package the shipped programs import is a dependency; execa (tests, lab, bench only) is a devDependency', (t) => {
+  const dev = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { devDependencies: Record<string, string> }).devDependencies;
+  const used = new Map<string, string>();
+  for (const d of ['agent', 'coordinator', 'cli', 'lib', 'protocol']) for (const [name, file] of packageImports(join(ROOT, d))) used.set(name, file);
+  t.true(used.has('@nats-io/transport-node'), 'the scan finds package imports');
+  for (const [name, file] of used) t.truthy(pkg.dependencies[name], `${file} imports ${name}: a dependency`);
+  t.false(used.has('execa'), 'no shipped module runs on execa (lib/runner.ts, lib/child-process.ts use node:child_process)');
+  t.falsy(pkg.dependencies['execa']);
+  t.truthy(dev['execa']);
+});

@@ -13,12 +13,12 @@ import { createDataplane, type LinuxDataplaneHandle, type DataplaneTarget } from
 import { computeDesiredState } from '../agent/plan/desired-state.ts';
 import type { DataplaneConfig, MeshView } from '../agent/plan/model.ts';
 import { silentLogger } from '../lib/logger.ts';
-import { ExecaRunner, type Runner, type RunOptions, type RunResult } from '../lib/runner.ts';
+import { ProcessRunner, type Runner, type RunOptions, type RunResult } from '../lib/runner.ts';
 import { waitFor } from '../lib/wait.ts';
 import type { NodeRecord } from '../protocol/messages.ts';
 import { generateWireguardKeyPair, type WireguardKeyPair } from '../protocol/signing.ts';
 
-const root = new ExecaRunner();
+const root = new ProcessRunner();
 const inNs = (ns: string, argv: string[], input?: string) => root.run(['ip', 'netns', 'exec', ns, ...argv], input === undefined ? {} : { input });
 const tryNs = (ns: string, argv: string[]) => root.run(['ip', 'netns', 'exec', ns, ...argv], { allowFailure: true });
 const pings = (ns: string, dst: string) => () => tryNs(ns, ['ping', '-c', '1', '-W', '1', dst]).then((r) => r.exitCode === 0);
@@ -81,10 +81,10 @@ test.serial('self-healing: wireguard-go restart re-reaches a NATed peer; a delet
   const targetP: DataplaneTarget = { privateKey: keysP.privateKey, interface: desiredP.interface, desired: desiredP, advertisedEndpoints: [] };
   const targetN: DataplaneTarget = { privateKey: keysN.privateKey, interface: desiredN.interface, desired: desiredN, advertisedEndpoints: [] };
 
-  const runnerP = new CountingRunner(new ExecaRunner(['ip', 'netns', 'exec', nsP]));
+  const runnerP = new CountingRunner(new ProcessRunner(['ip', 'netns', 'exec', nsP]));
   const dpP = await createDataplane({ runner: runnerP, logger: silentLogger(), config: config(ifP), wireguardMode: 'userspace', wireguardGoPrefix: ['ip', 'netns', 'exec', nsP], monitorPrefix: ['ip', 'netns', 'exec', nsP] });
   dataplanes.push(dpP);
-  const dpN = await createDataplane({ runner: new ExecaRunner(['ip', 'netns', 'exec', nsN]), logger: silentLogger(), config: config(ifN), wireguardMode: 'userspace', wireguardGoPrefix: ['ip', 'netns', 'exec', nsN] });
+  const dpN = await createDataplane({ runner: new ProcessRunner(['ip', 'netns', 'exec', nsN]), logger: silentLogger(), config: config(ifN), wireguardMode: 'userspace', wireguardGoPrefix: ['ip', 'netns', 'exec', nsN] });
   dataplanes.push(dpN);
   // As the agent: a netlink event or an empty interface asks for a re-apply.
   const repairs: string[] = [];

@@ -1,6 +1,6 @@
 import test from 'ava';
 import { z } from 'zod';
-import { ExecaRunner } from '../lib/runner.ts';
+import { ProcessRunner } from '../lib/runner.ts';
 import { NodeRecord } from '../protocol/messages.ts';
 import {
   SignatureError,
@@ -80,7 +80,7 @@ test('verifyEnvelope rejects a verification key of the wrong length', async (t) 
 });
 
 test('WireGuard public key derivation matches `wg pubkey`', async (t) => {
-  const runner = new ExecaRunner();
+  const runner = new ProcessRunner();
   for (let i = 0; i < 3; i++) {
     const kp = await generateWireguardKeyPair();
     const { stdout } = await runner.run(['wg', 'pubkey'], { input: `${kp.privateKey}\n` });

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { Child } from '../lib/child-process.ts';
 import { createWireguardBackend, WIREGUARD_SOCKET_DIR, type WireguardBackend } from '../agent/dataplane/wireguard-backend.ts';
 import { silentLogger } from '../lib/logger.ts';
-import { ExecaRunner } from '../lib/runner.ts';
+import { ProcessRunner } from '../lib/runner.ts';
 import { RecordingRunner } from './helpers/recording-runner.ts';
 import { waitFor } from '../lib/wait.ts';
 
@@ -133,7 +133,7 @@ test('SIGKILL only after the stop timeout when SIGTERM is ignored', async (t) =>
 
 // --- real wireguard-go in a namespace ---------------------------------------------------------
 
-const run = (argv: string[]) => new ExecaRunner().run(argv, { allowFailure: true });
+const run = (argv: string[]) => new ProcessRunner().run(argv, { allowFailure: true });
 
 test('real wireguard-go: auto → userspace in a namespace, restart after an unexpected exit, clean stop', async (t) => {
   const id = randomBytes(3).toString('hex');
@@ -150,7 +150,7 @@ test('real wireguard-go: auto → userspace in a namespace, restart after an une
     await run(['ip', 'netns', 'del', ns]);
   });
   const backend = await createWireguardBackend({
-    runner: new ExecaRunner(prefix),
+    runner: new ProcessRunner(prefix),
     logger: silentLogger(),
     interfaceName: iface,
     mode: 'auto',

@@ -4,7 +4,7 @@
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import test, { type ExecutionContext } from 'ava';
-import { ExecaRunner } from '../../lib/runner.ts';
+import { ProcessRunner } from '../../lib/runner.ts';
 import { waitFor } from '../../lib/wait.ts';
 import { Lab, type PingResult } from '../../lab/lab.ts';
 import { listNamespaces } from '../../lab/network.ts';
@@ -33,7 +33,7 @@ export async function bringUpLab(name: string, lead: string, options: LabOptions
     id: randomLabId(lead),
     topologyText: readFileSync(file, 'utf8'),
     topologySource: `lab/topologies/${name}.yaml`,
-    runner: new ExecaRunner(),
+    runner: new ProcessRunner(),
     ...(options.deferAgents ? { deferAgents: options.deferAgents } : {}),
     ...(options.natsServers ? { natsServers: options.natsServers } : {}),
     ...(options.log ? { onProgress: options.log } : {}),
@@ -110,7 +110,7 @@ export async function explainPair(lab: Lab, from: PodPlan, to: PodPlan, r: PingR
 /** Everything a lab could leave behind: namespaces, UAPI sockets, state dir, processes naming it. */
 export async function leftoversOf(id: string): Promise<string[]> {
   const found: string[] = [];
-  for (const ns of await listNamespaces(new ExecaRunner(), namespacePrefix(id))) found.push(`namespace ${ns}`);
+  for (const ns of await listNamespaces(new ProcessRunner(), namespacePrefix(id))) found.push(`namespace ${ns}`);
   const pattern = wireguardSocketPattern(id);
   if (existsSync(WIREGUARD_SOCKET_DIR)) for (const s of readdirSync(WIREGUARD_SOCKET_DIR)) if (pattern.test(s)) found.push(`socket ${s}`);
   if (existsSync(labDir(id))) found.push(`state dir ${labDir(id)}`);

@@ -1,4 +1,4 @@
-// The recording Runner tests swap in for ExecaRunner (a test fake: it lives under test/, never in the production tree).
+// The recording Runner tests swap in for ProcessRunner (a test fake: it lives under test/, never in the production tree).
 import { CommandError } from '../../lib/errors.ts';
 import type { Runner, RunOptions, RunResult } from '../../lib/runner.ts';
 
