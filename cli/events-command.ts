@@ -1,7 +1,7 @@
 // `crosslink events [--follow]`: mesh events from NATS (see cli/events.ts for how they are read).
 import { Command, Option } from 'commander';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { z } from 'zod';
+import * as z from 'zod';
 import { check } from '../lib/flags.ts';
 import type { Palette } from '../lib/colour.ts';
 import { EventType, type CrosslinkEvent } from '../protocol/events.ts';

@@ -5,7 +5,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Command } from 'commander';
 import { isMap, isSeq, parseAllDocuments, stringify, type Document } from 'yaml';
-import { z } from 'zod';
+import * as z from 'zod';
 import { ValidationError } from '../lib/errors.ts';
 import { packagePath } from '../lib/package-root.ts';
 import { ClusterName, Key32, LocationName, Topology } from '../protocol/messages.ts';

@@ -2,7 +2,7 @@
 // settings its signed record carries (interface, MTU, NAT keepalive, relay ports: what the agent
 // publishes since this version); a flag given explicitly overrides and says so; a record without
 // settings (an older agent) falls back to the flags or their defaults and lists what was assumed.
-import { z } from 'zod';
+import * as z from 'zod';
 import { ValidationError } from '../lib/errors.ts';
 import { dataplaneConfigOf } from '../agent/plan/effective-settings.ts';
 import type { DataplaneConfig } from '../agent/plan/model.ts';

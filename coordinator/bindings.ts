@@ -6,7 +6,7 @@
 // kept after release, so a captured request can never be replayed, across deregistration and any
 // coordinator restart or failover. A released binding older than the clock-skew window can be
 // dropped: every request it could guard against is refused as stale by then.
-import { z } from 'zod';
+import * as z from 'zod';
 import { Key32, NodeName, type ErrorBody } from '../protocol/messages.ts';
 
 export const ReleaseCause = z.enum(['deregistered', 'operator', 'never-alive']);

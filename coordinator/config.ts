@@ -1,6 +1,6 @@
 // Coordinator configuration: one table of flags (with env equivalents and help), parsed once with zod
 // into a frozen typed config. Errors name the flag (or env variable), the value and what is allowed.
-import { z } from 'zod';
+import * as z from 'zod';
 import { ValidationError } from '../lib/errors.ts';
 import { checkDuration, formatDuration } from '../lib/duration.ts';
 import { labelOf, parseBool, type FlagSpec } from '../lib/flags.ts';

@@ -1,6 +1,6 @@
 // Overlay IP allocation, pure (the index is plain data the caller keeps in step). The allocation table lives in the bucket (`ipam.<name>`) and outlives
 // node expiry, so a returning node gets its old address and generations stay monotonic.
-import { z } from 'zod';
+import * as z from 'zod';
 import { cidrContainsIp, cidrLast, formatIp, parseIp, type Cidr } from '../protocol/cidr.ts';
 import { Key32 } from '../protocol/messages.ts';
 import { compareText } from '../lib/compare.ts';

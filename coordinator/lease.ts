@@ -8,7 +8,7 @@
 // can at worst make the leader step down for one renewal interval, never hold leadership. And a
 // takeover is harmless anyway: a new leader re-signs only what verifies with our key set.
 import type { KV } from '@nats-io/kv';
-import { z } from 'zod';
+import * as z from 'zod';
 import type { Clock } from '../lib/clock.ts';
 import { errorMessage } from '../lib/errors.ts';
 import type { Logger } from '../lib/logger.ts';

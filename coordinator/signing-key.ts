@@ -3,7 +3,7 @@
 // could read it, or when it is malformed.
 import { mkdir } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { z } from 'zod';
+import * as z from 'zod';
 import { createSecretFileExclusive, readSecretFile, SecretFileError } from '../lib/secret-file.ts';
 import { generateSigningKeyPair, signEnvelope, signingPublicKeyOf, verifyEnvelope, type SigningKeyPair } from '../protocol/signing.ts';
 

@@ -2,7 +2,7 @@
 // read with curl inside the control namespace): which server leads the JetStream meta group, and
 // for the coordinator's bucket stream which server leads and whether each replica is current. For
 // `lab status` and the drills (stop the server leading the bucket's stream, see it rejoin).
-import { z } from 'zod';
+import * as z from 'zod';
 import { errorMessage } from '../lib/errors.ts';
 import type { Runner } from '../lib/runner.ts';
 import type { NatsMemberPlan, NatsPlan } from './nats-plan.ts';

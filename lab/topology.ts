@@ -2,7 +2,7 @@
 // Parsed once from YAML and validated with zod into a frozen value; errors name the field.
 import { readFile } from 'node:fs/promises';
 import { parse as parseYaml } from 'yaml';
-import { z } from 'zod';
+import * as z from 'zod';
 import { cidrsOverlap, parseCidr, type Cidr } from '../protocol/cidr.ts';
 import { ValidationError, errorMessage } from '../lib/errors.ts';
 import { parseDuration } from '../lib/duration.ts';

@@ -1,6 +1,6 @@
 // The one NATS server-URL syntax: nats://, tls://, ws://, wss:// or a bare host, optional
 // user[:password]@, host name or [IPv6] literal, optional port. Lists are comma-separated.
-import { z } from 'zod';
+import * as z from 'zod';
 
 export const NATS_URL = /^((nats|tls|ws|wss):\/\/)?([^\s/:@,]+(:[^\s/@,]*)?@)?(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+)(:[0-9]{1,5})?\/?$/;
 

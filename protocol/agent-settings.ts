@@ -1,7 +1,7 @@
 // Agent settings both the agent and the CLI's `showconf` understand: defaults, the interface-name
 // rule and the relay port range. Kept here (not in agent/config.ts) so the CLI does not reach into
 // the agent's flag parsing.
-import { z } from 'zod';
+import * as z from 'zod';
 import { ValidationError } from '../lib/errors.ts';
 import { MTU_MAX, MTU_MIN } from './mtu.ts';
 

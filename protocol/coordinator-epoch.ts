@@ -7,7 +7,7 @@
 // future epoch unguessable: an attacker who forges a reply cannot make an agent sign heartbeats
 // for a term that has not begun yet.
 import { randomBytes } from 'node:crypto';
-import { z } from 'zod';
+import * as z from 'zod';
 
 export const CoordinatorEpoch = z
   .string()

@@ -4,7 +4,7 @@
 // (eventStreamName(bucket)); `crosslink events [--follow]` reads it. Events are informational: a
 // lost event changes nothing, so publishing is fire-and-forget and never throws.
 import { randomBytes } from 'node:crypto';
-import { z } from 'zod';
+import * as z from 'zod';
 import type { Clock } from '../lib/clock.ts';
 import { errorMessage } from '../lib/errors.ts';
 import type { Logger } from '../lib/logger.ts';

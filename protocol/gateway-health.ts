@@ -3,7 +3,7 @@
 // and one node cannot speak for others. Published on `<prefix>.gateway-health` (subjects.ts); the
 // coordinator leader counts them (coordinator/gateway-health.ts) and fails a gateway over only on a
 // quorum of distinct reporters.
-import { z } from 'zod';
+import * as z from 'zod';
 
 /** Most verdicts one report may carry (one per active gateway the reporter peers with). */
 export const MAX_GATEWAY_VERDICTS = 64;

@@ -3,7 +3,7 @@
 // attributes it to the node whose verified record carries that key. The coordinator keeps the
 // latest one per node, for HEALTH_SUMMARY_MAX_AGE_MS, in the stream healthStreamName(bucket);
 // `crosslink mesh`, `crosslink graph` and `crosslink diagnose --all` read it.
-import { z } from 'zod';
+import * as z from 'zod';
 import { NodeName } from './messages.ts';
 
 export const HEALTH_SUMMARY_INTERVAL_MS = 10_000;

@@ -1,6 +1,6 @@
 // Health as the agent measures it with active probes (agent/health/): per peer, and the control
 // plane. Part of the status document (protocol/status.ts) and of `crosslink ping`.
-import { z } from 'zod';
+import * as z from 'zod';
 
 /**
  * up: the latest probe was answered (or fewer than `downAfter` in a row were lost since).

@@ -3,7 +3,7 @@
 // half is in the coordinator-signed cluster definition; an agent signs every registration with it
 // (besides its identity key), so only holders of cluster A's credential can register into A, and
 // never into B. The file: {"kind":"crosslink-join-credential","v":1,"cluster":"<name>","secretKey":"<base64 64 bytes>"}.
-import { z } from 'zod';
+import * as z from 'zod';
 import { ClusterName } from './messages.ts';
 import { ed25519Sign, ed25519Verify, generateSigningKeyPair, signingPublicKeyOf } from './signing.ts';
 

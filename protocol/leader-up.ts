@@ -4,7 +4,7 @@
 // phase up to an interval later, so the whole fleet is heard again within about a second of the new
 // leader serving, at a bounded rate (the leader picks the spread from its node count). The epoch
 // it carries is the term's (protocol/coordinator-epoch.ts): agents sign it at once.
-import { z } from 'zod';
+import * as z from 'zod';
 import { CoordinatorEpoch } from './coordinator-epoch.ts';
 
 export const LeaderUp = z

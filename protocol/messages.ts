@@ -1,6 +1,6 @@
 // Wire types (zod schemas) shared by agent, coordinator and CLI. Shape checks only; semantic
 // checks (overlaps, reserved ranges, policy) live in protocol/validate-registration.ts.
-import { z } from 'zod';
+import * as z from 'zod';
 import { EffectiveSettings } from './agent-settings.ts';
 import { canonicalCidr, parseEndpoint, parseIp } from './cidr.ts';
 import { CoordinatorEpoch } from './coordinator-epoch.ts';

@@ -2,7 +2,7 @@
 // showconf --mtu and the /view document. The overlay carries IPv6 (pod and overlay addresses may be
 // v6), and IPv6 requires every link to carry 1280-byte packets (RFC 8200 §5), so the tunnel
 // interface never goes below 1280; 9000 is the largest jumbo frame clouds offer.
-import { z } from 'zod';
+import * as z from 'zod';
 
 export const MTU_MIN = 1280;
 export const MTU_MAX = 9000;

@@ -3,7 +3,7 @@
 // coordinator signs into the KV (one per service, namespace and exporting cluster), the admission
 // check (addresses only inside the exporting cluster's pod ranges), and the pure merge of several
 // clusters' exports of one name into one service (port conflicts: the oldest export wins).
-import { z } from 'zod';
+import * as z from 'zod';
 import { cidrContainsIp, parseCidr, parseIp } from './cidr.ts';
 import { ClusterName, ErrorBody, IpText, Key32, NodeName, SignedEnvelope, type NodeRecord } from './messages.ts';
 import type { Checked } from './validate-registration.ts';

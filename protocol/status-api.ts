@@ -1,7 +1,7 @@
 // The wire documents of the agent's status API besides AgentStatus (protocol/status.ts): what
 // agent/status-server.ts serves on its unix socket and cli/ reads. Zod schemas, so the CLI checks
 // what it gets. Never contain private keys.
-import { z } from 'zod';
+import * as z from 'zod';
 import { ClusterRecord, Key32, NodeRecord } from './messages.ts';
 import { Mtu } from './mtu.ts';
 

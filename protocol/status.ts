@@ -1,6 +1,6 @@
 // The agent's status document, served as JSON (GET /status) on its unix status socket and its
 // health port. Read by the CLI and the lab. Never contains private keys.
-import { z } from 'zod';
+import * as z from 'zod';
 import { PolicyStatus } from './policy/status.ts';
 import { ControlPlaneHealth, PeerProbe } from './health.ts';
 

@@ -6,7 +6,7 @@ import { loadOrCreateNodeKeys } from '../agent/control/keys.ts';
 import { readCoordinatorKeyFile } from '../protocol/coordinator-key-file.ts';
 import { SecretFileError } from '../lib/secret-file.ts';
 import { signEnvelope, verifyEnvelope, wireguardPublicKeyOf } from '../protocol/signing.ts';
-import { z } from 'zod';
+import * as z from 'zod';
 import { tempDir as makeTempDir } from './helpers/temp-dir.ts';
 
 const tempDir = (t: ExecutionContext): Promise<string> => makeTempDir(t, 'xl-keys-');

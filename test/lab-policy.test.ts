@@ -15,7 +15,7 @@ import type { Lab } from '../lab/lab.ts';
 import { findPod, type PodPlan } from '../lab/plan.ts';
 import { waitFor } from '../lib/wait.ts';
 import { PolicyDocumentResponse } from '../protocol/policy/status.ts';
-import { z } from 'zod';
+import * as z from 'zod';
 import { assertConverged, pingFailsWithin, pingUntil, useLab } from './helpers/lab-harness.ts';
 import { pacedTransfer, startTcpServer, tcpProbe, type TcpServer } from './helpers/tcp-probe.ts';
 import { agentRequest } from './helpers/agent-http.ts';

@@ -2,7 +2,7 @@
 // booleans from the environment, labels that name where a bad value came from.
 import test from 'ava';
 import { Command } from 'commander';
-import { z } from 'zod';
+import * as z from 'zod';
 import { ValidationError } from '../lib/errors.ts';
 import { addFlags, check, envNameOf, keyOf, list, resolveFlags, single, type FlagSpec } from '../lib/flags.ts';
 

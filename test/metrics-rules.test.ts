@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import test from 'ava';
 import { parse, parseAllDocuments, stringify } from 'yaml';
-import { z } from 'zod';
+import * as z from 'zod';
 import { AgentMetrics } from '../agent/metrics/agent-metrics.ts';
 import { CoordinatorMetrics } from '../coordinator/metrics.ts';
 import { packagePath } from '../lib/package-root.ts';

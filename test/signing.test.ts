@@ -1,5 +1,5 @@
 import test from 'ava';
-import { z } from 'zod';
+import * as z from 'zod';
 import { ProcessRunner } from '../lib/runner.ts';
 import { NodeRecord } from '../protocol/messages.ts';
 import {

@@ -1,6 +1,6 @@
 // Parses `nft -j list table inet crosslink_policy`: the named counters (per rule) and the policy
 // version the table carries (from the default rule's comment). Pure.
-import { z } from 'zod';
+import * as z from 'zod';
 import { versionFromTableComment } from '../../protocol/policy/render.ts';
 import type { PolicyCounter } from '../../protocol/policy/status.ts';
 

@@ -1,6 +1,6 @@
 // The agent's local services API (status socket only): what `crosslink export`, `unexport` and
 // `services` send and receive. Shape checks here; the coordinator decides admission.
-import { z } from 'zod';
+import * as z from 'zod';
 import { ClusterName, IpText, NodeName } from '../../protocol/messages.ts';
 import { MAX_SERVICE_ADDRESSES, ServiceLabel, ServicePort } from '../../protocol/service.ts';
 

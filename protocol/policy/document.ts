@@ -6,7 +6,7 @@
 //     - from: {cluster: c1}            # or cidr: 10.1.0.0/16
 //       to: {cluster: c2, ports: ["tcp/8080", "udp/53", "icmp"]}
 //       action: allow                  # default
-import { z } from 'zod';
+import * as z from 'zod';
 import { ValidationError } from '../../lib/errors.ts';
 import { canonicalCidr } from '../cidr.ts';
 import { ClusterName } from '../messages.ts';

@@ -1,6 +1,6 @@
 // The policy part of the agent's status (GET /status → `policy`) and its GET /policy document
 // (`crosslink policy explain`, ping/diagnose answers). Never claims enforcement it does not have.
-import { z } from 'zod';
+import * as z from 'zod';
 import { PolicyRecord } from './document.ts';
 
 export const PolicyEnforcementMode = z.enum(['required', 'best-effort']);

@@ -1,7 +1,7 @@
 // The Kubernetes objects multi-cluster services read and write (KEP-1645, mcs-api v1alpha1), as
 // far as Crosslink uses them: parsed with zod at the edge (unknown fields pass through untouched,
 // a malformed object is skipped and reported, never half-used).
-import { z } from 'zod';
+import * as z from 'zod';
 
 export const MCS_GROUP = 'multicluster.x-k8s.io';
 export const MCS_VERSION = 'v1alpha1';
