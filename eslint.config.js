@@ -17,6 +17,15 @@ export default tseslint.config(
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
       '@typescript-eslint/no-floating-promises': 'error',
       '@typescript-eslint/no-misused-promises': 'error',
+      // `import { z }` binds zod's whole namespace, so esbuild bundles all of it (every locale):
+      // 430 KB more in the agent's heap (docs/benchmarks.md, issue 10 round 19).
+      'no-restricted-syntax': [
+        'error',
+        {
+          selector: "ImportDeclaration[source.value='zod'][importKind!='type'] > ImportSpecifier[imported.name='z'][importKind!='type']",
+          message: "use `import * as z from 'zod'` so the bundle keeps only the zod it uses",
+        },
+      ],
     },
   },
   {

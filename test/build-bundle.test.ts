@@ -95,11 +95,11 @@ test('build.sh --if-stale rebuilds when a source, the lock file or the build scr
 });
 
 /** esbuild's metafile (dist/meta.json): the packages in the files a program loads at start, and in those it may import later. */
-async function packagesOf(entry: string): Promise<{ atStart: Set<string>; lazily: Set<string> }> {
+async function packagesOf(entry: string): Promise<{ atStart: Set<string>; lazily: Set<string>; startInputs: Set<string> }> {
   const meta = JSON.parse(await readFile(join(DIST, 'meta.json'), 'utf8')) as {
     outputs: Record<string, { imports: { path: string; kind: string; external?: boolean }[]; inputs: Record<string, unknown> }>;
   };
-  const reach = (kinds: readonly string[]): Set<string> => {
+  const filesReached = (kinds: readonly string[]): Set<string> => {
     const seen = new Set<string>();
     const stack = [entry];
     for (let file = stack.pop(); file !== undefined; file = stack.pop()) {
@@ -107,16 +107,18 @@ async function packagesOf(entry: string): Promise<{ atStart: Set<string>; lazily
       seen.add(file);
       for (const i of meta.outputs[file]?.imports ?? []) if (kinds.includes(i.kind) && i.external !== true) stack.push(i.path);
     }
-    const packages = new Set<string>();
-    for (const file of seen) {
-      for (const input of Object.keys(meta.outputs[file]?.inputs ?? {})) {
-        const parts = input.split('/');
-        if (parts[0] === 'node_modules') packages.add(parts.slice(1, parts[1]?.startsWith('@') ? 3 : 2).join('/'));
-      }
-    }
-    return packages;
+    return new Set([...seen].flatMap((file) => Object.keys(meta.outputs[file]?.inputs ?? {})));
   };
-  return { atStart: reach(['import-statement']), lazily: reach(['import-statement', 'dynamic-import']) };
+  const packages = (inputs: Set<string>): Set<string> => {
+    const found = new Set<string>();
+    for (const input of inputs) {
+      const parts = input.split('/');
+      if (parts[0] === 'node_modules') found.add(parts.slice(1, parts[1]?.startsWith('@') ? 3 : 2).join('/'));
+    }
+    return found;
+  };
+  const startInputs = filesReached(['import-statement']);
+  return { atStart: packages(startInputs), lazily: packages(filesReached(['import-statement', 'dynamic-import'])), startInputs };
 }
 
 test('the agent loads prom-client only when scraped, the Kubernetes client only in Kubernetes mode, the YAML parser never', async (t) => {
@@ -128,4 +130,15 @@ test('the agent loads prom-client only when scraped, the Kubernetes client only 
     t.true(agent.lazily.has(lazy), `${lazy} is bundled for a later import`);
   }
   for (const needed of ['zod', '@nats-io/transport-node', 'pino']) t.true(agent.atStart.has(needed), needed);
+});
+
+test('zod is tree-shaken: no locale but English and no JSON-schema importer among the agent start-up files', async (t) => {
+  // `import { z } from 'zod'` binds zod's whole namespace (all ~50 locales, the JSON-schema
+  // importer: 430 KB more source text in the agent's heap); `import * as z from 'zod'` lets
+  // esbuild keep only what is used (eslint forbids the named import; docs/benchmarks.md round 19).
+  const { startInputs } = await packagesOf('dist/agent/main.js');
+  const zod = [...startInputs].filter((f) => f.startsWith('node_modules/zod/'));
+  t.true(zod.some((f) => f.endsWith('/v4/core/schemas.js')), 'zod itself is bundled');
+  t.deepEqual(zod.filter((f) => f.includes('/locales/') && !f.endsWith('/locales/en.js')), []);
+  t.deepEqual(zod.filter((f) => f.endsWith('/from-json-schema.js')), []);
 });
