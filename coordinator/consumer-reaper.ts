@@ -4,7 +4,9 @@
 // (`$JS.API.CONSUMER.CREATE.KV_<b>.<name>.<filter>`) and differs only in `durable_name` in the body,
 // which subject permissions cannot see (docs/security.md). The server's consumer-created advisory
 // triggers a check within milliseconds; a periodic sweep catches what an advisory missed (leader
-// change, reconnect). Each removal is logged and published as a `consumer-removed` event.
+// change, reconnect). Each removal is logged and published as a `consumer-removed` event. The first
+// sweep of a term waits half to one sweep interval (random): a new leader's first moments belong to
+// the fleet's re-heartbeat (its "leader up" announcement), and the advisories cover the meantime.
 import type { Clock } from '../lib/clock.ts';
 import { errorMessage } from '../lib/errors.ts';
 import type { Logger } from '../lib/logger.ts';
@@ -39,9 +41,10 @@ export function isRogueConsumer(config: ConsumerView['config']): boolean {
 export interface ConsumerApi {
   /** Every consumer of the stream. */
   list(): Promise<readonly ConsumerView[]>;
-  /** null when it no longer exists. */
+  /** null when the consumer does not exist (any other failure, e.g. no such stream, throws). */
   info(name: string): Promise<ConsumerView | null>;
-  delete(name: string): Promise<void>;
+  /** false when the consumer did not exist (gone already: another replica, a concurrent sweep). */
+  delete(name: string): Promise<boolean>;
 }
 
 /** The advisory subject for consumers created on `stream` (the last token is the consumer's name). */
@@ -57,6 +60,8 @@ export interface ConsumerReaperDeps {
   readonly events?: EventPublisher | undefined;
   /** Full sweep period (the advisories do the fast path). Default 60 s. */
   readonly sweepIntervalMs?: number;
+  /** In [0, 1): where in the second half of the first interval the first sweep falls. Default Math.random. */
+  readonly random?: () => number;
   /** Consumer checks in flight at once (a mass restart creates thousands of watch consumers). Default 4. */
   readonly concurrency?: number;
   /** Advisories waiting beyond this are dropped and left to the sweep. Default 10,000. */
@@ -77,7 +82,8 @@ export class ConsumerReaper {
   private loop: Promise<void> = Promise.resolve();
   private removedCount = 0;
   private readonly queue: string[] = [];
-  private inFlight = 0;
+  /** Advisory checks running (stop() waits for them). */
+  private readonly checks = new Set<Promise<void>>();
   private droppedCount = 0;
 
   constructor(private readonly deps: ConsumerReaperDeps) {}
@@ -107,22 +113,30 @@ export class ConsumerReaper {
   }
 
   private drain(): void {
-    while (this.inFlight < (this.deps.concurrency ?? 4) && this.queue.length > 0) {
+    while (this.checks.size < (this.deps.concurrency ?? 4) && this.queue.length > 0) {
       const name = this.queue.shift() ?? '';
-      this.inFlight++;
-      this.onCreated(name)
+      const check: Promise<void> = this.onCreated(name)
         .catch((err: unknown) => this.deps.logger.warn({ stream: this.deps.stream, consumer: name, err: errorMessage(err) }, 'consumer reaper: checking a new consumer failed (the sweep goes on)'))
         .finally(() => {
-          this.inFlight--;
+          this.checks.delete(check);
           this.drain();
         });
+      this.checks.add(check);
     }
   }
 
-  /** Sweeps now and then every sweepIntervalMs until stop(). */
+  /** When the first sweep runs after start(): half to one sweep interval (see the file comment). */
+  get firstSweepDelayMs(): number {
+    const interval = this.deps.sweepIntervalMs ?? 60_000;
+    return Math.round(interval / 2 + (interval / 2) * (this.deps.random ?? Math.random)());
+  }
+
+  /** Sweeps after firstSweepDelayMs, then every sweepIntervalMs until stop(). */
   start(): void {
+    const firstDelay = this.firstSweepDelayMs;
     this.loop = (async () => {
       const signal = this.abort.signal;
+      await this.deps.clock.sleep(firstDelay, signal);
       while (!signal.aborted) {
         await this.sweep().catch((err: unknown) => this.deps.logger.warn({ stream: this.deps.stream, err: errorMessage(err) }, 'consumer reaper: sweep failed'));
         await this.deps.clock.sleep(this.deps.sweepIntervalMs ?? 60_000, signal);
@@ -130,10 +144,11 @@ export class ConsumerReaper {
     })();
   }
 
+  /** Ends the sweeps and waits for the checks in flight; nothing is removed once it resolves. */
   async stop(): Promise<void> {
     this.abort.abort();
     this.queue.length = 0;
-    await this.loop;
+    await Promise.all([this.loop, ...this.checks]);
   }
 
   /** A consumer was created (from the advisory's subject): removes it if durable. */
@@ -173,11 +188,12 @@ export class ConsumerReaper {
     if (config === undefined) return false;
     if (!isRogueConsumer(config)) return false;
     const { stream, logger } = this.deps;
+    // Stopped while this check read the consumer: the term is over, its successor removes it.
+    if (this.abort.signal.aborted) return false;
     try {
-      await this.deps.api.delete(c.name);
+      // Gone already (another replica, a concurrent sweep) is no failure and no removal of ours.
+      if (!(await this.deps.api.delete(c.name))) return false;
     } catch (err) {
-      // Gone already (another replica, a concurrent sweep) is success; anything else is retried by the sweep.
-      if (/not found/i.test(errorMessage(err))) return false;
       logger.warn({ stream, consumer: c.name, err: errorMessage(err) }, 'consumer reaper: could not remove a durable consumer; retrying at the next sweep');
       return false;
     }

@@ -3,7 +3,9 @@
 // retried by the next sweep, and the sweep runs on the injected clock.
 import test from 'ava';
 import { pino } from 'pino';
+import { JetStreamApiError } from '@nats-io/jetstream';
 import { ConsumerReaper, consumerCreatedAdvisory, type ConsumerApi, type ConsumerView } from '../coordinator/consumer-reaper.ts';
+import { isConsumerNotFound, natsConsumerApi, type NatsConsumers } from '../coordinator/consumer-reaper-nats.ts';
 import type { EventInput, EventPublisher } from '../protocol/events.ts';
 import { waitFor } from '../lib/wait.ts';
 import { ManualClock } from './helpers/manual-clock.ts';
@@ -25,22 +27,22 @@ class FakeApi implements ConsumerApi {
   info(name: string): Promise<ConsumerView | null> {
     return Promise.resolve(this.consumers.get(name) ?? null);
   }
-  delete(name: string): Promise<void> {
+  delete(name: string): Promise<boolean> {
     if (this.failDelete) return Promise.reject(this.failDelete);
-    if (!this.consumers.delete(name)) return Promise.reject(new Error('consumer not found'));
+    if (!this.consumers.delete(name)) return Promise.resolve(false);
     this.deleted.push(name);
-    return Promise.resolve();
+    return Promise.resolve(true);
   }
 }
 
-function setup(): { api: FakeApi; reaper: ConsumerReaper; clock: ManualClock; events: EventInput[]; logs: string[] } {
+function setup(random = (): number => 0): { api: FakeApi; reaper: ConsumerReaper; clock: ManualClock; events: EventInput[]; logs: string[] } {
   const api = new FakeApi();
   const clock = new ManualClock();
   const events: EventInput[] = [];
   const publisher: EventPublisher = { publish: (e) => void events.push(e) };
   const logs: string[] = [];
   const logger = pino({ level: 'info' }, { write: (line: string) => void logs.push(line) });
-  const reaper = new ConsumerReaper({ stream: 'KV_crosslink', api, clock, logger, events: publisher, sweepIntervalMs: 10_000 });
+  const reaper = new ConsumerReaper({ stream: 'KV_crosslink', api, clock, logger, events: publisher, sweepIntervalMs: 10_000, random });
   return { api, reaper, clock, events, logs };
 }
 
@@ -87,7 +89,7 @@ test('advisory: a new durable goes at once; a watch, or a consumer already gone,
   t.deepEqual(events.map((e) => e.details?.['found']), ['advisory']);
 });
 
-test('fault: a failed delete is logged, not counted, and retried by the next sweep; "not found" is no failure', async (t) => {
+test('fault: a failed delete is logged, not counted, and retried by the next sweep; a consumer gone already is no failure', async (t) => {
   const { api, reaper, events, logs } = setup();
   api.add('evil', true);
   api.failDelete = new Error('timeout');
@@ -101,21 +103,30 @@ test('fault: a failed delete is logged, not counted, and retried by the next swe
   t.false(api.consumers.has('evil'));
   // Removed meanwhile by someone else (another replica): neither an error nor a removal of ours.
   api.add('evil2', true);
-  api.failDelete = new Error('consumer not found');
+  api.delete = () => Promise.resolve(false);
   const warnings = logs.length;
   t.is(await reaper.sweep(), 0);
   t.is(logs.length, warnings);
+  t.is(events.length, 1);
 });
 
-test('the sweep runs at start and every interval on the injected clock, survives a failed list, and stops', async (t) => {
-  const { api, reaper, clock } = setup();
+test('the first sweep waits half to one interval (not at the takeover, with the fleet\'s re-heartbeat), then every interval on the injected clock; survives a failed list, and stops', async (t) => {
+  const early = setup(() => 0);
+  const late = setup(() => 0.999);
+  t.is(early.reaper.firstSweepDelayMs, 5000);
+  t.is(late.reaper.firstSweepDelayMs, 9995);
+  const { api, reaper, clock } = early;
   api.failList = new Error('no responders');
+  const startedAt = clock.now();
   reaper.start();
-  await waitFor(() => api.lists === 1 && clock.sleepers === 1, { timeoutMs: 5000, what: 'the first sweep, then a sleep' });
+  await waitFor(() => clock.hasSleeperAt(startedAt + 5000), { timeoutMs: 5000, what: 'the wait for the first sweep' });
+  t.is(api.lists, 0, 'no sweep at the takeover');
+  clock.advance(5000);
+  await waitFor(() => api.lists === 1 && clock.hasSleeperAt(startedAt + 15_000), { timeoutMs: 5000, what: 'the first sweep, then a sleep' });
   api.failList = null;
   api.add('evil', true);
   clock.advance(10_000);
-  await waitFor(() => api.deleted.includes('evil') && clock.sleepers === 1, { timeoutMs: 5000, what: 'the second sweep' });
+  await waitFor(() => api.deleted.includes('evil') && clock.hasSleeperAt(startedAt + 25_000), { timeoutMs: 5000, what: 'the second sweep' });
   t.is(api.lists, 2);
   await reaper.stop();
   t.is(clock.sleepers, 0);
@@ -163,4 +174,48 @@ test('a burst of advisories: at most `concurrency` checks in flight, the queue b
   t.true(api.consumers.has('c9'), 'dropped: not checked yet');
   t.is(await reaper.sweep(), 1, 'the sweep removes the durable the burst left behind');
   t.deepEqual(api.deleted, ['c1', 'c9']);
+});
+
+test('stop waits for the advisory checks in flight, and such a check removes nothing once stopped', async (t) => {
+  const { api, reaper, events } = setup();
+  api.add('evil', true);
+  let release: (() => void) | undefined;
+  const info = api.info.bind(api);
+  let asked = 0;
+  api.info = async (name: string): Promise<ConsumerView | null> => {
+    asked++;
+    await new Promise<void>((r) => (release = r));
+    return info(name);
+  };
+  reaper.enqueue('evil');
+  await waitFor(() => asked === 1, { timeoutMs: 5000, what: 'the check to ask for the consumer' });
+  let stopped = false;
+  const stopping = reaper.stop().then(() => (stopped = true));
+  // The check cannot finish before it is released, so stop cannot have resolved either.
+  for (let i = 0; i < 5; i++) await new Promise((r) => setImmediate(r));
+  t.false(stopped, 'stop resolved while a check was still in flight');
+  release?.();
+  await stopping;
+  t.deepEqual(api.deleted, [], 'a term that ended removes nothing');
+  t.deepEqual(events, []);
+});
+
+test('nats adapter: only "consumer not found" (10014) means gone; "stream not found" (10059) is a failure', async (t) => {
+  const apiError = (err_code: number, description: string): JetStreamApiError => new JetStreamApiError({ code: 404, err_code, description });
+  let failure: JetStreamApiError = apiError(10014, 'consumer not found');
+  const consumers = {
+    list: () => {
+      throw new Error('not used');
+    },
+    info: () => Promise.reject(failure),
+    delete: () => Promise.reject(failure),
+  } as unknown as NatsConsumers;
+  const api = natsConsumerApi(consumers, 'KV_crosslink');
+  t.is(await api.info('gone'), null);
+  t.false(await api.delete('gone'));
+  failure = apiError(10059, 'stream not found');
+  await t.throwsAsync(api.info('x'), { message: 'stream not found' });
+  await t.throwsAsync(api.delete('x'), { message: 'stream not found' });
+  t.true(isConsumerNotFound(apiError(10014, 'whatever the text says')));
+  t.false(isConsumerNotFound(new Error('consumer not found')), 'by code, not by text');
 });
