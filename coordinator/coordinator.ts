@@ -20,8 +20,8 @@ import { Liveness } from './liveness.ts';
 import { HeartbeatMarks } from './heartbeat-marks.ts';
 import { staleRefusal } from './bindings.ts';
 import { StateStore, openBucket } from './store.ts';
-import { NatsEventPublisher, type EventPublisher } from '../protocol/events.ts';
-import { deferredEvents } from './deferred-events.ts';
+import { NatsEventPublisher } from '../protocol/events.ts';
+import { deferredEvents, type DeferredEventPublisher, type Schedule } from './deferred-events.ts';
 import { ensureEventStream } from './event-stream.ts';
 import { ensureHealthStream } from './health-stream.ts';
 import { LeaderProbe, serveLeaderPresence } from './leader-presence.ts';
@@ -39,6 +39,8 @@ export interface CoordinatorDeps {
   readonly holderId?: string;
   /** Counters (coordinator/metrics.ts); absent: not counted. */
   readonly metrics?: CoordinatorMetricsHooks;
+  /** When events published while handling a request go out (coordinator/deferred-events.ts); default: the next turn. */
+  readonly eventSchedule?: Schedule;
 }
 
 /** The heartbeat answer of a leader whose registry is not loaded yet. */
@@ -74,7 +76,7 @@ export class Coordinator {
   /** When this replica started: as a follower it records no heartbeat sent before (heartbeat-epoch.ts). */
   private readonly startedAt: number;
   private readonly logger: Logger;
-  private readonly events: EventPublisher;
+  private readonly events: DeferredEventPublisher;
 
   private constructor(
     private readonly deps: CoordinatorDeps,
@@ -104,7 +106,7 @@ export class Coordinator {
       reporter: { role: 'coordinator', name: this.lease.holder },
       clock: deps.clock,
       logger: deps.logger,
-    }));
+    }), deps.eventSchedule);
   }
 
   /** Opens (or creates) the bucket and starts campaigning. Throws if the bucket cannot be opened. */
@@ -185,6 +187,8 @@ export class Coordinator {
     this.endTerm();
     await this.endingTerms;
     await this.lease.release();
+    // Events still queued (the ended term's last ones) go out before the caller closes NATS.
+    this.events.flush();
     this.logger.info({ holder: this.lease.holder }, 'coordinator stopped');
   }
 

@@ -8,6 +8,7 @@ import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { parseCoordinatorConfig, type RawRunOptions } from '../../coordinator/config.ts';
 import { Coordinator } from '../../coordinator/coordinator.ts';
 import type { CoordinatorMetricsHooks } from '../../coordinator/metrics.ts';
+import type { Schedule } from '../../coordinator/deferred-events.ts';
 import { agentClient, type AgentClient } from './fake-agent.ts';
 import { systemClock, type Clock } from '../../lib/clock.ts';
 import { ManualClock } from './manual-clock.ts';
@@ -72,6 +73,8 @@ export interface CoordinatorEnvOptions {
   readonly clock?: Clock;
   /** Counters the coordinator feeds (coordinator/metrics.ts). */
   readonly metrics?: CoordinatorMetricsHooks;
+  /** When the coordinator's deferred events go out (coordinator/deferred-events.ts). */
+  readonly eventSchedule?: Schedule;
 }
 
 /** Starts a Coordinator on its own connection and waits until it leads; all is stopped when the test ends. */
@@ -84,7 +87,7 @@ export async function startCoordinatorEnv(t: ExecutionContext, o: CoordinatorEnv
   // The fake agents (bench/simulated-agent.ts) sign no epoch unless a test passes one, like agents
   // older than the epoch: the requirement is off here unless a test turns it on (adversary-epoch does).
   const config = parseCoordinatorConfig({ bucket, subjectPrefix: prefix, leaseTtl: '5s', requireHeartbeatEpoch: 'off', ...o.config });
-  const coordinator = await Coordinator.start({ nc: cnc, clock, logger: silentLogger(), config, signingKey: key, ...(o.metrics ? { metrics: o.metrics } : {}) });
+  const coordinator = await Coordinator.start({ nc: cnc, clock, logger: silentLogger(), config, signingKey: key, ...(o.metrics ? { metrics: o.metrics } : {}), ...(o.eventSchedule ? { eventSchedule: o.eventSchedule } : {}) });
   const kv = await new Kvm(nc).open(bucket);
   const events: { key: string; op: string }[] = [];
   const watcher = await kv.watch({ key: '>' });
