@@ -26,11 +26,15 @@ interface Knobs {
   readonly nat: number;
   /** Probability of a pod CIDR / private address drawn from a small, colliding pool. */
   readonly collide: number;
+  /** Probability of a public key another node has too. Default 0.02. */
+  readonly sharedKey?: number;
+  /** Probability of a node in the gateway cluster (never edited in). Default: one cluster of five. */
+  readonly gateway?: number;
 }
 
 function node(i: number, rnd: () => number, k: Knobs, generation = 1): NodeRecord {
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rnd() * xs.length)] as T;
-  const cluster = pick(['c0', 'c1', 'c2', 'c3', 'gw']);
+  const cluster = k.gateway === undefined ? pick(['c0', 'c1', 'c2', 'c3', 'gw']) : rnd() < k.gateway ? 'gw' : pick(['c0', 'c1', 'c2', 'c3']);
   const collide = rnd() < k.collide;
   return {
     kind: 'node',
@@ -38,7 +42,7 @@ function node(i: number, rnd: () => number, k: Knobs, generation = 1): NodeRecor
     name: `n${i}`,
     cluster,
     location: 'x',
-    publicKey: rnd() < 0.02 ? key(1) : key(i),
+    publicKey: rnd() < (k.sharedKey ?? 0.02) ? key(1) : key(i),
     identityKey: key(i + 100_000),
     endpoints: rnd() < k.nat ? [] : [`198.51.100.${(i % 250) + 1}:${51820 + generation}`],
     // Sometimes inside another node's pod CIDR (10.1.x.0/24), or the host's subnet: the route guard refuses those.
@@ -64,7 +68,16 @@ const hostA: HostFacts = {
   natsAddresses: ['10.250.0.1'],
 };
 
-function run(t: import('ava').ExecutionContext, seed: number, steps: number, k: Knobs): { incremental: number; full: number } {
+interface RunStats {
+  readonly incremental: number;
+  readonly full: number;
+  /** Steps planned by editing while the reference refused some CIDR (collisions in the mesh). */
+  readonly editedAmidRefusals: number;
+  /** Why steps were planned in full, by reason with node names and numbers blanked, e.g. 'n#: # is claimed twice'. */
+  readonly fullReasons: ReadonlyMap<string, number>;
+}
+
+function run(t: import('ava').ExecutionContext, seed: number, steps: number, k: Knobs): RunStats {
   const rnd = prng(seed);
   const planner = new IncrementalPlanner();
   let self: NodeRecord = { ...node(0, prng(seed + 1), { nat: 0, collide: 0 }), cluster: 'c0', topology: 'mesh' };
@@ -73,6 +86,8 @@ function run(t: import('ava').ExecutionContext, seed: number, steps: number, k: 
   let clusters = new Map<string, ClusterRecord>([['gw', cluster('gw', 'gateway', 'n1')]]);
   let host: HostFacts = hostA;
   let next = 31;
+  let editedAmidRefusals = 0;
+  const fullReasons = new Map<string, number>();
   for (let step = 0; step < steps; step++) {
     const r = rnd();
     const names = [...nodes.keys()];
@@ -107,11 +122,17 @@ function run(t: import('ava').ExecutionContext, seed: number, steps: number, k: 
     const s = planner.stats();
     if (JSON.stringify(got) !== JSON.stringify(want)) {
       t.deepEqual(got, want, `seed ${seed}, step ${step}: the incremental result diverged (path: ${s.lastFullReason === '' ? 'incremental' : `full, ${s.lastFullReason}`})`);
-      return s;
+      return { ...s, editedAmidRefusals, fullReasons };
+    }
+    if (s.lastFullReason === '') {
+      if (want.refused.length > 0) editedAmidRefusals++;
+    } else {
+      const reason = s.lastFullReason.replace(/\bn\d+\b/g, 'n#').replace(/\d+(?:[./]\d+)*/g, '#');
+      fullReasons.set(reason, (fullReasons.get(reason) ?? 0) + 1);
     }
   }
   t.pass();
-  return planner.stats();
+  return { ...planner.stats(), editedAmidRefusals, fullReasons };
 }
 
 test('incremental results equal the reference on random joins, leaves and changes (public mesh, few collisions)', (t) => {
@@ -126,9 +147,31 @@ test('incremental results equal the reference on random joins, leaves and change
   t.true(incremental > full, `incremental ${incremental}, full ${full}`);
 });
 
-test('incremental results equal the reference with NATed nodes and many collisions (mostly the reference path)', (t) => {
-  for (const seed of [11, 12, 13]) run(t, seed, 300, { nat: 0.05, collide: 0.3 });
-  for (const seed of [21, 22]) run(t, seed, 300, { nat: 0, collide: 0.5 });
+test('incremental results equal the reference with NATed nodes and many collisions: most steps edited, amid refused CIDRs; every fallback met', (t) => {
+  // Collisions are frequent (a fifth to two fifths of the nodes draw from the colliding pool, so the
+  // reference refuses CIDRs at almost every step); NATed nodes, shared keys and gateway-cluster
+  // nodes come and go. The deterministic walks are tuned so that most steps can still be edited.
+  const k = { sharedKey: 0.003, gateway: 0.08 };
+  const runs = [
+    ...[11, 12, 13, 14, 15, 16].map((seed) => run(t, seed, 300, { ...k, nat: 0.001, collide: 0.2 })),
+    ...[21, 22, 23].map((seed) => run(t, seed, 300, { ...k, nat: 0, collide: 0.4 })),
+  ];
+  const total = (f: (r: RunStats) => number): number => runs.reduce((n, r) => n + f(r), 0);
+  const reasons = new Map<string, number>();
+  for (const r of runs) for (const [why, n] of r.fullReasons) reasons.set(why, (reasons.get(why) ?? 0) + n);
+  const seen = [...reasons].map(([why, n]) => `${why}: ${n}`).join('; ');
+  // Not vacuous (a planner that always ran the reference would pass every comparison above): most
+  // steps were edited, in every walk a real share, and nearly all of them while collisions made the
+  // reference refuse CIDRs...
+  const incremental = total((r) => r.incremental);
+  const full = total((r) => r.full);
+  t.true(incremental > full, `most steps edited: incremental ${incremental}, full ${full} (${seen})`);
+  for (const r of runs) t.true(r.incremental >= 0.2 * (r.incremental + r.full), `a walk with ${r.incremental} edited steps of ${r.incremental + r.full}`);
+  t.true(total((r) => r.editedAmidRefusals) >= 0.9 * incremental, `edited amid refusals: ${total((r) => r.editedAmidRefusals)} of ${incremental}`);
+  // ...and each check that sends a change to the reference was met, not only the whole-view ones.
+  for (const why of ['n#: # is claimed twice', 'n#: # was refused or is ours', 'n#: # is refused by the route guard', 'n#: underlay address # lies in a mesh CIDR', 'n# has no endpoint (relay planning)', 'n# is in gateway cluster gw']) {
+    t.true((reasons.get(why) ?? 0) > 0, `fallback "${why}" never taken: ${seen}`);
+  }
 });
 
 test('an unchanged view returns the previous result; a join edits the previous one and leaves it untouched', (t) => {
