@@ -175,6 +175,7 @@ export class Agent {
       nc: () => this.nc,
       subjectPrefix: DEFAULT_SUBJECT_PREFIX,
       reporter: () => ({ role: 'agent', name: this.identity.name }),
+      signingKey: keys.identity.secretKey,
       clock: this.clock,
       logger: o.logger.child({ component: 'events' }),
     });

@@ -7,6 +7,7 @@ import type { Palette } from '../lib/colour.ts';
 import { EventType, type CrosslinkEvent } from '../protocol/events.ts';
 import { ClusterName, NodeName } from '../protocol/messages.ts';
 import { formatEvent } from './event-format.ts';
+import { kvEventSigners } from './event-signers.ts';
 import { readEvents } from './events.ts';
 
 
@@ -19,6 +20,8 @@ export interface EventsCommandDeps {
   readonly addNatsFlags: (cmd: Command) => Command;
   /** Connects with the command's NATS flags (one-shot, no reconnects) and names its bucket. */
   readonly connect: (cmd: Command) => Promise<{ readonly nc: NatsConnection; readonly bucket: string }>;
+  /** The coordinator public key of the command's --coordinator-key[-file] (required: events are verified). */
+  readonly coordinatorKey: (cmd: Command) => Promise<string>;
   /** Ends --follow (SIGINT/SIGTERM in the binary; the test's controller in tests). */
   readonly signal?: AbortSignal;
 }
@@ -46,6 +49,7 @@ export function registerEventsCommand(program: Command, d: EventsCommandDeps): v
       ...(opts.cluster === undefined ? {} : { cluster: check('--cluster', opts.cluster, ClusterName) }),
       ...(opts.type === undefined ? {} : { types: parseEventTypes(opts.type) ?? [] }),
     };
+    const coordinatorKey = await d.coordinatorKey(cmd);
     const { nc, bucket } = await d.connect(cmd);
     try {
       const p = d.palette();
@@ -57,8 +61,12 @@ export function registerEventsCommand(program: Command, d: EventsCommandDeps): v
         filter,
         follow: opts.follow === true,
         ...(d.signal ? { signal: d.signal } : {}),
+        signers: kvEventSigners(nc, bucket, coordinatorKey),
         onEvent: print,
         onInvalid: (subject, reason) => d.stderr(`crosslink: ignored an invalid event on ${subject}: ${reason}\n`),
+        // Never attributed: what it claims is quoted as a claim, on stderr, not among the events.
+        onUnverified: (subject, claimed, reason) =>
+          d.stderr(`crosslink: ignored an UNVERIFIED event on ${subject} (${reason}); it claims to be ${claimed.type} from ${claimed.reporter.role} ${JSON.stringify(claimed.reporter.name)}: ${JSON.stringify(claimed.message.slice(0, 120))}\n`),
       });
       if (shown === 0 && !opts.json && opts.follow !== true) d.stdout('No events.\n');
     } finally {

@@ -1,12 +1,15 @@
 // `crosslink events [--follow]`: the recent history from the coordinator's event stream
 // (protocol/events.ts, coordinator/event-stream.ts), then — with --follow — live events.
-// Only stream info, message get and a plain subscription are used (no consumers), so read-only
-// NATS credentials suffice. Live events are subscribed to BEFORE the history is read, and
-// de-duplicated by id, so nothing published in between is lost.
+// Only stream info, message get, direct gets of node records and a plain subscription are used (no
+// consumers), so read-only NATS credentials suffice. Live events are subscribed to BEFORE the
+// history is read, and de-duplicated by id, so nothing published in between is lost. Every event
+// is verified (protocol/event-verify.ts): one whose reporter cannot be confirmed goes to
+// onUnverified, never to onEvent.
 import { jetstreamManager } from '@nats-io/jetstream';
 import type { NatsConnection, Subscription } from '@nats-io/transport-node';
 import { CrosslinkError, errorMessage } from '../lib/errors.ts';
-import { CrosslinkEvent, eventStreamName } from '../protocol/events.ts';
+import { eventStreamName, type CrosslinkEvent } from '../protocol/events.ts';
+import { verifyEvent, type EventSigners } from '../protocol/event-verify.ts';
 
 export class EventReadError extends CrosslinkError {
   override name = 'EventReadError';
@@ -34,20 +37,14 @@ export interface ReadEventsOptions {
   /** Keep listening until the signal aborts. */
   readonly follow: boolean;
   readonly signal?: AbortSignal;
+  /** The keys events are verified with (cli/event-signers.ts reads them from the bucket). */
+  readonly signers: EventSigners;
+  /** A verified event that passes the filter. */
   readonly onEvent: (e: CrosslinkEvent) => void;
   /** A message on the subject that is not a valid event (shown, never trusted). */
   readonly onInvalid?: (subject: string, reason: string) => void;
-}
-
-export function parseEvent(data: Uint8Array): { ok: true; event: CrosslinkEvent } | { ok: false; reason: string } {
-  let raw: unknown;
-  try {
-    raw = JSON.parse(new TextDecoder().decode(data)) as unknown;
-  } catch {
-    return { ok: false, reason: 'not JSON' };
-  }
-  const parsed = CrosslinkEvent.safeParse(raw);
-  return parsed.success ? { ok: true, event: parsed.data } : { ok: false, reason: parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ') };
+  /** A valid event whose reporter could not be confirmed (`claimed`: what it says; never attributed). Not filtered. */
+  readonly onUnverified?: (subject: string, claimed: CrosslinkEvent, reason: string) => void;
 }
 
 /** Reads history (and follows); resolves with the number of events shown. */
@@ -62,10 +59,11 @@ export async function readEvents(o: ReadEventsOptions): Promise<number> {
   }
   const seen = new Set<string>();
   let shown = 0;
-  const deliver = (data: Uint8Array, subject: string): void => {
-    const r = parseEvent(data);
+  const deliver = async (data: Uint8Array, subject: string): Promise<void> => {
+    const r = await verifyEvent(data, subject, o.signers);
     if (!r.ok) {
-      o.onInvalid?.(subject, r.reason);
+      if (r.kind === 'invalid') o.onInvalid?.(subject, r.reason);
+      else o.onUnverified?.(subject, r.claimed, r.reason);
       return;
     }
     if (seen.has(r.event.id)) return;
@@ -76,12 +74,15 @@ export async function readEvents(o: ReadEventsOptions): Promise<number> {
   };
   const live: { data: Uint8Array; subject: string }[] = [];
   let historyDone = false;
+  // Live events are verified one after another, in arrival order (a node-record lookup may wait).
+  let verifying = Promise.resolve();
   let sub: Subscription | undefined;
   if (o.follow) {
     sub = o.nc.subscribe(info.config.subjects[0] ?? '', {
       callback: (err, msg) => {
         if (err) return;
-        if (historyDone) deliver(msg.data, msg.subject);
+        // verifyEvent never throws; a throwing onEvent must not become an unhandled rejection.
+        if (historyDone) verifying = verifying.then(() => deliver(msg.data, msg.subject)).catch(() => undefined);
         else live.push({ data: msg.data, subject: msg.subject });
       },
     });
@@ -92,10 +93,11 @@ export async function readEvents(o: ReadEventsOptions): Promise<number> {
     const first = Math.max(info.state.first_seq, last - o.last + 1, 1);
     for (let seq = first; seq <= last && info.state.messages > 0; seq++) {
       const m = await jsm.streams.getMessage(stream, { seq }).catch(() => null);
-      if (m) deliver(m.data, m.subject);
+      if (m) await deliver(m.data, m.subject);
     }
+    // What arrived meanwhile, including while these are verified; then live delivery takes over.
+    for (let m = live.shift(); m !== undefined; m = live.shift()) await deliver(m.data, m.subject);
     historyDone = true;
-    for (const m of live.splice(0)) deliver(m.data, m.subject);
     if (o.follow && sub) {
       const s = sub;
       await new Promise<void>((resolve) => {
@@ -106,6 +108,7 @@ export async function readEvents(o: ReadEventsOptions): Promise<number> {
     }
   } finally {
     sub?.unsubscribe();
+    await verifying;
   }
   return shown;
 }

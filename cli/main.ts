@@ -117,11 +117,14 @@ const RECONNECT_NONE = Object.freeze({ maxReconnectAttempts: 0, reconnectTimeWai
 async function readKv(o: KvOpts): Promise<Awaited<ReturnType<typeof readMeshFromKv>>> {
   if (o.natsUrl === undefined) throw new ValidationError('--nats-url', undefined, 'required: comma-separated NATS URLs, e.g. nats://10.0.0.1:4222');
   const nats = natsSettingsFromFlags(o.natsFlags, check(o.natsFlags['natsUrl']?.label ?? '--nats-url', o.natsUrl, NatsServers));
-  let key: string;
-  if (o.coordinatorKey !== undefined) key = check('--coordinator-key', o.coordinatorKey.trim(), Key32);
-  else if (o.coordinatorKeyFile !== undefined) key = await readCoordinatorKeyFile(o.coordinatorKeyFile);
-  else throw new ValidationError('--coordinator-key', undefined, 'required (or --coordinator-key-file): records are only trusted when signed by the coordinator');
-  return readMeshFromKv({ nats, coordinatorKey: key, bucket: o.bucket, logger: silentLogger() });
+  return readMeshFromKv({ nats, coordinatorKey: await coordinatorKeyOf(o), bucket: o.bucket, logger: silentLogger() });
+}
+
+/** --coordinator-key, else --coordinator-key-file; required. */
+async function coordinatorKeyOf(o: KvOpts): Promise<string> {
+  if (o.coordinatorKey !== undefined) return check('--coordinator-key', o.coordinatorKey.trim(), Key32);
+  if (o.coordinatorKeyFile !== undefined) return readCoordinatorKeyFile(o.coordinatorKeyFile);
+  throw new ValidationError('--coordinator-key', undefined, 'required (or --coordinator-key-file): records and events are only trusted when signed (by the coordinator, or by a node whose record it signed)');
 }
 
 function parseSeconds(flag: string, text: string): number {
@@ -347,6 +350,7 @@ export function buildProgram(io: CliIo, setExit: (code: number) => void): Comman
     palette: colours,
     addNatsFlags: (c) => addFlags(c, KV_FLAGS),
     connect: connectCli,
+    coordinatorKey: (c) => coordinatorKeyOf(kvOf(c, io.env)),
     ...(io.signal ? { signal: io.signal } : {}),
   });
   registerManifestsCommand(program);

@@ -104,6 +104,7 @@ export class Coordinator {
       nc: () => deps.nc,
       subjectPrefix: deps.config.subjectPrefix,
       reporter: { role: 'coordinator', name: this.lease.holder },
+      signingKey: deps.signingKey.secretKey,
       clock: deps.clock,
       logger: deps.logger,
     }), deps.eventSchedule);

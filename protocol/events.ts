@@ -2,13 +2,16 @@
 // (gateway changes, joins, expiries, revocations) and by agents (wireguard-go restarts, reconcile
 // failures, repairs). The coordinator keeps a bounded history in a JetStream stream
 // (eventStreamName(bucket)); `crosslink events [--follow]` reads it. Events are informational: a
-// lost event changes nothing, so publishing is fire-and-forget and never throws.
+// lost event changes nothing, so publishing is fire-and-forget and never throws. Each event goes
+// out as a SignedEnvelope: the coordinator's signed with its signing key, an agent's with its node
+// identity key; readers attribute only what verifies (protocol/event-verify.ts).
 import { randomBytes } from 'node:crypto';
 import * as z from 'zod';
 import type { Clock } from '../lib/clock.ts';
 import { errorMessage } from '../lib/errors.ts';
 import type { Logger } from '../lib/logger.ts';
 import { ClusterName, NodeName } from './messages.ts';
+import { signEnvelopeNow } from './signing.ts';
 
 export const EventType = z.enum([
   // coordinator
@@ -107,6 +110,11 @@ export interface NatsEventPublisherOptions {
   readonly subjectPrefix: string;
   /** A function when the reporter's name can change (an agent's node identity). */
   readonly reporter: EventReporter | (() => EventReporter);
+  /**
+   * The reporter's Ed25519 secret key (base64; never logged): the coordinator's signing key, or the
+   * node's identity key, whose public half its coordinator-signed node record binds to its name.
+   */
+  readonly signingKey: string;
   readonly clock: Clock;
   readonly logger: Logger;
 }
@@ -123,9 +131,9 @@ export function completeEvent(input: EventInput, reporter: EventReporter, at: nu
 }
 
 /**
- * Publishes events as JSON on `<prefix>.events.<type>` through core NATS (no JetStream round trip on
- * the agent's path; the coordinator's stream captures them). Without a connection, or on an error,
- * the event is logged and dropped.
+ * Publishes events, signed (a SignedEnvelope of the event JSON), on `<prefix>.events.<type>` through
+ * core NATS (no JetStream round trip on the agent's path; the coordinator's stream captures them).
+ * Without a connection, or on an error, the event is logged and dropped.
  */
 export class NatsEventPublisher implements EventPublisher {
   constructor(private readonly o: NatsEventPublisherOptions) {}
@@ -142,7 +150,7 @@ export class NatsEventPublisher implements EventPublisher {
     const nc = this.o.nc();
     if (nc === undefined) return;
     try {
-      nc.publish(eventSubject(this.o.subjectPrefix, event.type), JSON.stringify(parsed.data));
+      nc.publish(eventSubject(this.o.subjectPrefix, event.type), JSON.stringify(signEnvelopeNow(parsed.data, this.o.signingKey)));
     } catch (err) {
       this.o.logger.debug({ type: event.type, err: errorMessage(err) }, 'event not published');
     }

@@ -167,10 +167,13 @@ function clamp(k: Uint8Array): void {
 
 /** Signs `value` as JSON. The signature covers the exact payload bytes, so re-serialisation cannot change meaning. */
 export function signEnvelope(value: unknown, secretKey: string): Promise<SignedEnvelope> {
-  return settle(() => {
-    const payload = Buffer.from(JSON.stringify(value), 'utf8');
-    return { payload: payload.toString('base64'), sig: b64(ed25519Sign(payload, secretKey)) };
-  });
+  return settle(() => signEnvelopeNow(value, secretKey));
+}
+
+/** signEnvelope, synchronously (fire-and-forget publishers); throws SignatureError for a bad key. */
+export function signEnvelopeNow(value: unknown, secretKey: string): SignedEnvelope {
+  const payload = Buffer.from(JSON.stringify(value), 'utf8');
+  return { payload: payload.toString('base64'), sig: b64(ed25519Sign(payload, secretKey)) };
 }
 
 /** Decodes an envelope without checking its signature (to learn which key should have signed it). */

@@ -31,7 +31,7 @@ test('repairs, wireguard-go restarts and reconcile failures of an agent are even
 
   const events = async (): Promise<CrosslinkEvent[]> => {
     const io = captureIo();
-    const code = await runCli(['events', '--json', '--nats-url', mesh.server.url, '--bucket', DEFAULT_BUCKET, '--node', 'ev-a'], io);
+    const code = await runCli(['events', '--json', '--nats-url', mesh.server.url, '--bucket', DEFAULT_BUCKET, '--coordinator-key', mesh.coordinatorKey.publicKey, '--node', 'ev-a'], io);
     if (code !== 0) throw new Error(`crosslink events exited ${code}: ${io.err()}`);
     return io.out().split('\n').filter((l) => l.startsWith('{')).map((l) => CrosslinkEvent.parse(JSON.parse(l)));
   };

@@ -6,11 +6,13 @@ import { RateLimitedEvents } from '../agent/events/event-rate-limit.ts';
 import { repairsOf } from '../agent/events/repairs.ts';
 import { gatewayChangedEvent, nodeRemovedEvent } from '../coordinator/events.ts';
 import { formatEvent } from '../cli/event-format.ts';
-import { matchesFilter, parseEvent } from '../cli/events.ts';
+import { matchesFilter } from '../cli/events.ts';
 import { ANSI_COLOUR, NO_COLOUR, colourEnabled, stripAnsi } from '../lib/colour.ts';
 import { ManualClock } from './helpers/manual-clock.ts';
 import { silentLogger } from '../lib/logger.ts';
 import { CrosslinkEvent, MAX_EVENT_BYTES, NatsEventPublisher, completeEvent, type EventInput } from '../protocol/events.ts';
+import { verifyEvent, type EventSigners } from '../protocol/event-verify.ts';
+import { generateSigningKeyPair, signEnvelopeNow, verifyEnvelope } from '../protocol/signing.ts';
 
 function recorder(): { events: EventInput[]; publish: (e: EventInput) => void } {
   const events: EventInput[] = [];
@@ -34,13 +36,15 @@ test('AgentEvents: one reconcile-failed per failing streak or changed error, non
   t.like(r.events.at(-1), { type: 'wireguard-restarted', node: 'n1', cluster: 'c1', details: { generation: 3 } });
 });
 
-test('NatsEventPublisher: publishes a valid event on <prefix>.events.<type>; drops an invalid one; no connection is not an error', (t) => {
+test('NatsEventPublisher: publishes a valid event, signed with the reporter\'s key, on <prefix>.events.<type>; drops an invalid one; no connection is not an error', async (t) => {
   const sent: { subject: string; payload: string }[] = [];
   let connected = true;
+  const identity = await generateSigningKeyPair();
   const p = new NatsEventPublisher({
     nc: () => (connected ? { publish: (subject, payload) => sent.push({ subject, payload }) } : undefined),
     subjectPrefix: 'crosslink.v1',
     reporter: () => ({ role: 'agent', name: 'n1' }),
+    signingKey: identity.secretKey,
     clock: new ManualClock(5000),
     logger: silentLogger(),
   });
@@ -50,7 +54,7 @@ test('NatsEventPublisher: publishes a valid event on <prefix>.events.<type>; dro
   p.publish({ type: 'route-repaired', severity: 'info', node: 'n1', message: 'while disconnected' });
   t.is(sent.length, 1);
   t.is(sent[0]?.subject, 'crosslink.v1.events.route-repaired');
-  const e = CrosslinkEvent.parse(JSON.parse(sent[0]?.payload ?? ''));
+  const e = await verifyEnvelope(sent[0]?.payload ?? '', identity.publicKey, CrosslinkEvent);
   t.like(e, { v: 1, at: 5000, reporter: { role: 'agent', name: 'n1' }, message: 'route 10.1.0.0/24 re-added' });
 });
 
@@ -60,12 +64,16 @@ test('completeEvent: long messages and details are cut so an event stays under M
   t.true(CrosslinkEvent.safeParse(e).success);
 });
 
-test('parseEvent refuses junk and unknown fields', (t) => {
-  t.like(parseEvent(new TextEncoder().encode('nope')), { ok: false, reason: 'not JSON' });
+test('verifyEvent: junk, unknown fields and unknown types are invalid, not events', async (t) => {
+  const coordinator = await generateSigningKeyPair();
+  const signers: EventSigners = { coordinator: coordinator.publicKey, identityOf: () => Promise.resolve(undefined) };
+  const bytes = (v: unknown): Uint8Array => new TextEncoder().encode(typeof v === 'string' ? v : JSON.stringify(v));
+  t.like(await verifyEvent(bytes('nope'), undefined, signers), { ok: false, kind: 'invalid', reason: 'not JSON' });
   const good = completeEvent({ type: 'node-joined', severity: 'info', node: 'a', message: 'joined' }, { role: 'coordinator', name: 'c' }, 1);
-  t.true(parseEvent(new TextEncoder().encode(JSON.stringify(good))).ok);
-  t.false(parseEvent(new TextEncoder().encode(JSON.stringify({ ...good, extra: 1 }))).ok);
-  t.false(parseEvent(new TextEncoder().encode(JSON.stringify({ ...good, type: 'made-up' }))).ok);
+  t.like(await verifyEvent(bytes(signEnvelopeNow(good, coordinator.secretKey)), 'x.events.node-joined', signers), { ok: true, event: good });
+  t.like(await verifyEvent(bytes(signEnvelopeNow({ ...good, extra: 1 }, coordinator.secretKey)), undefined, signers), { ok: false, kind: 'invalid' });
+  t.like(await verifyEvent(bytes(signEnvelopeNow({ ...good, type: 'made-up' }, coordinator.secretKey)), undefined, signers), { ok: false, kind: 'invalid' });
+  t.like(await verifyEvent(bytes({ ...good, type: 'made-up' }), undefined, signers), { ok: false, kind: 'invalid' });
 });
 
 test('coordinator event builders', (t) => {

@@ -27,6 +27,8 @@ import { TestEnrollment } from './helpers/enrollment.ts';
 import { makeCa, makeCert, makeCerts } from './helpers/tls-certs.ts';
 import { parseManifestValues, renderManifests } from '../cli/manifests.ts';
 import { readEvents } from '../cli/events.ts';
+import { kvEventSigners } from '../cli/event-signers.ts';
+import { signEnvelopeNow } from '../protocol/signing.ts';
 import type { CrosslinkEvent } from '../protocol/events.ts';
 import { healthStreamName } from '../protocol/health-summary.ts';
 import { parseAgentConfig } from '../agent/config.ts';
@@ -319,37 +321,64 @@ test.serial('agent consumers on nats-server 2.9: a durable on a readable range i
   t.true(victimSaw.length > 0, 'the victim\'s watch delivers');
 });
 
-test.serial('events and health summaries under the accounts: the coordinator\'s and agents\' publishes land in their streams; the reader reads them', async (t) => {
+test.serial('events and health summaries under the accounts: the coordinator\'s and agents\' signed publishes land in their streams; the reader reads and verifies them; an agent credential posting in another node\'s name is not attributed to it', async (t) => {
   const agentNc = await agentConnection('xl-test-agent-events');
   const reader = await connectNats(settings(lab, { url: `tls://crosslink-reader:${PASSWORDS.reader}@127.0.0.1:${lab.port}` }), 'xl-test-reader-events', RECONNECT_ONE_SHOT);
   cleanup.push(() => reader.close().catch(() => undefined));
-  // The coordinator publishes node-joined on a registration; the agent publishes its own events and health.
+  // The reader verifies as `crosslink events` does: node records read by direct get under its own credential.
+  const signers = kvEventSigners(reader, BUCKET, signingKey.publicKey);
+  const read = async (): Promise<{ attributed: CrosslinkEvent[]; unverified: { claimed: CrosslinkEvent; reason: string }[] }> => {
+    const attributed: CrosslinkEvent[] = [];
+    const unverified: { claimed: CrosslinkEvent; reason: string }[] = [];
+    await readEvents({ nc: reader, bucket: BUCKET, last: 100, filter: {}, follow: false, signers, onEvent: (ev) => void attributed.push(ev), onUnverified: (_s, claimed, reason) => void unverified.push({ claimed, reason }) });
+    return { attributed, unverified };
+  };
+  // The coordinator publishes node-joined on a registration; the agent publishes its own events (signed
+  // with its identity key) and health.
   const e = await fakeAgent('node-e', { cluster: 'c1', podCidrs: ['10.10.4.0/24'] });
   t.true((await agentClient(agentNc, P, { timeoutMs: 8000, credentialFor: enrollment.credentialFor }).register(e)).ok);
-  const agentEvent = { v: 1, id: 'abcdef012345', at: Date.now(), type: 'route-repaired', severity: 'info', reporter: { role: 'agent', name: 'node-e' }, node: 'node-e', message: 'repaired 1 route' };
-  agentNc.publish(`${P}.events.route-repaired`, JSON.stringify(agentEvent));
+  const agentEvent = { v: 1, id: 'abcdef012345', at: Date.now(), type: 'route-repaired', severity: 'info', reporter: { role: 'agent', name: 'node-e' }, node: 'node-e', message: 'repaired 1 route' } as const;
+  agentNc.publish(`${P}.events.route-repaired`, JSON.stringify(signEnvelopeNow(agentEvent, e.identity.secretKey)));
   agentNc.publish(`${P}.health.node-e`, 'summary-bytes');
   await agentNc.flush();
   const events = await waitFor(async () => {
-    const got: CrosslinkEvent[] = [];
-    await readEvents({ nc: reader, bucket: BUCKET, last: 100, filter: {}, follow: false, onEvent: (ev) => void got.push(ev) });
-    const joined = got.some((ev) => ev.type === 'node-joined' && ev.node === 'node-e');
-    const repaired = got.some((ev) => ev.type === 'route-repaired' && ev.reporter.name === 'node-e');
-    return joined && repaired ? got : undefined;
-  }, { timeoutMs: 10_000, what: 'the coordinator\'s and the agent\'s events read back by the reader' });
+    const { attributed } = await read();
+    const joined = attributed.some((ev) => ev.type === 'node-joined' && ev.node === 'node-e' && ev.reporter.role === 'coordinator');
+    const repaired = attributed.some((ev) => ev.type === 'route-repaired' && ev.reporter.name === 'node-e');
+    return joined && repaired ? attributed : undefined;
+  }, { timeoutMs: 10_000, what: 'the coordinator\'s and the agent\'s events read back and verified by the reader' });
   t.true(events.length >= 2);
   // An agent cannot publish a coordinator's event type: after its flushed forgery, its own later event
   // is stored and the forgery is not (the stream ingests in order).
   agentNc.publish(`${P}.events.node-revoked`, JSON.stringify({ ...agentEvent, id: 'f0f0f0f0f0f0', type: 'node-revoked', severity: 'warning', reporter: { role: 'coordinator', name: 'forged' }, message: 'forged' }));
   await agentNc.flush();
-  agentNc.publish(`${P}.events.peer-repaired`, JSON.stringify({ ...agentEvent, id: '0123456789ab', type: 'peer-repaired', message: 'marker' }));
+  // Adversary: the same agent credential, another identity (its own node-x, registered like any
+  // node of c1), posts agent events in node-e's name: unsigned (accepted and attributed before
+  // events were signed), signed with node-x's key, and node-x reporting about node-e.
+  const x = await fakeAgent('node-x', { cluster: 'c1', podCidrs: ['10.10.5.0/24'] });
+  t.true((await agentClient(agentNc, P, { timeoutMs: 8000, credentialFor: enrollment.credentialFor }).register(x)).ok);
+  const inNameOfE = { ...agentEvent, type: 'route-repaired', severity: 'warning', message: 'FORGED: node-e lost its routes' } as const;
+  agentNc.publish(`${P}.events.route-repaired`, JSON.stringify({ ...inNameOfE, id: 'a00000000001' }));
+  agentNc.publish(`${P}.events.route-repaired`, JSON.stringify(signEnvelopeNow({ ...inNameOfE, id: 'a00000000002' }, x.identity.secretKey)));
+  agentNc.publish(`${P}.events.route-repaired`, JSON.stringify(signEnvelopeNow({ ...inNameOfE, id: 'a00000000003', reporter: { role: 'agent', name: 'node-x' } }, x.identity.secretKey)));
+  await agentNc.flush();
+  agentNc.publish(`${P}.events.peer-repaired`, JSON.stringify(signEnvelopeNow({ ...agentEvent, id: '0123456789ab', type: 'peer-repaired', message: 'marker' }, e.identity.secretKey)));
   await agentNc.flush();
   const after = await waitFor(async () => {
-    const got: CrosslinkEvent[] = [];
-    await readEvents({ nc: reader, bucket: BUCKET, last: 100, filter: {}, follow: false, onEvent: (ev) => void got.push(ev) });
-    return got.some((ev) => ev.message === 'marker') ? got : undefined;
-  }, { timeoutMs: 10_000, what: 'the agent\'s marker event after its forged one' });
-  t.false(after.some((ev) => ev.reporter.name === 'forged'), 'a coordinator event type published with an agent credential is not stored');
+    const r = await read();
+    return r.attributed.some((ev) => ev.message === 'marker') ? r : undefined;
+  }, { timeoutMs: 10_000, what: 'the agent\'s marker event after the forged ones' });
+  t.false(after.attributed.some((ev) => ev.reporter.name === 'forged'), 'a coordinator event type published with an agent credential is not stored');
+  t.deepEqual(after.attributed.filter((ev) => ev.message.startsWith('FORGED')), [], 'no forgery is attributed to node-e (or anyone)');
+  // The three were stored and read (the server let the agent credential publish them), and each is
+  // reported as unverified with its reason.
+  const forged = after.unverified.filter((u) => u.claimed.message.startsWith('FORGED'));
+  t.deepEqual(forged.map((u) => u.claimed.id).sort(), ['a00000000001', 'a00000000002', 'a00000000003']);
+  t.deepEqual(forged.sort((p, q) => p.claimed.id.localeCompare(q.claimed.id)).map((u) => u.reason), [
+    'not signed',
+    'signature does not verify with the identity key of node node-e',
+    'agent node-x reports about another node (node-e)',
+  ]);
   const rjsm = await jetstreamManager(reader, { timeout: 5000 });
   const health = await rjsm.streams.getMessage(healthStreamName(BUCKET), { last_by_subj: `${P}.health.node-e` });
   t.is(health?.string(), 'summary-bytes');
