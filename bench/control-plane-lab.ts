@@ -93,19 +93,26 @@ export class ControlPlaneLab {
    * Starts a coordinator process and resolves once it answers (ms from spawn to first answer).
    * `newHolder`: without the stable POD_NAME (a new lease holder id, as before the manifests set it).
    */
-  async startCoordinator(o: { readonly newHolder?: boolean } = {}): Promise<number> {
+  async startCoordinator(o: { readonly newHolder?: boolean; readonly logLevel?: string; readonly onLine?: (line: string) => void } = {}): Promise<number> {
     const t0 = performance.now();
-    this.coordinator = CoordinatorProcess.start({
+    this.coordinator = this.startReplica(o.newHolder === true ? undefined : this.podName, o);
+    await this.waitServing(60_000);
+    return performance.now() - t0;
+  }
+
+  /** Another coordinator process on the same bucket (a follower while one leads); does not wait for it. */
+  startReplica(podName: string | undefined, o: { readonly logLevel?: string; readonly onLine?: (line: string) => void } = {}): CoordinatorProcess {
+    return CoordinatorProcess.start({
       natsUrl: this.server.url,
       bucket: this.bucket,
       subjectPrefix: this.prefix,
       signingKeyFile: join(this.dir, 'coordinator.key'),
       nodeTtl: this.options.nodeTtl ?? '60s',
       leaseTtl: this.options.leaseTtl ?? '3s',
-      ...(o.newHolder === true ? {} : { podName: this.podName }),
+      ...(podName === undefined ? {} : { podName }),
+      ...(o.logLevel === undefined ? {} : { logLevel: o.logLevel }),
+      ...(o.onLine === undefined ? {} : { onLine: o.onLine }),
     });
-    await this.waitServing(60_000);
-    return performance.now() - t0;
   }
 
   /** True when the leader answers a heartbeat (an unregistered probe gets "unknown-node" from the leader only). */

@@ -18,6 +18,9 @@
 //                 (memory:<nodes>, default 10000; not in the default set)
 //   failover      health-driven gateway failover on the default lab: UDP to gcp's active gateway
 //                 dropped → replaced → traffic flowing (failover:<trials>, default 5; not in the default set)
+//   failover-coordinator  the leader coordinator SIGKILLed while a follower runs, N nodes heartbeating:
+//                 lease expiry → takeover → bucket loaded → leader up → every node heard again
+//                 (failover-coordinator:<nodes>[,<trials>], default 1000,3; not in the default set)
 import { randomBytes } from 'node:crypto';
 import { NatsServer } from '../lib/nats-server.ts';
 import { runDataPlane } from './data-plane.ts';
@@ -27,6 +30,7 @@ import { runPolicyLab } from './policy-lab.ts';
 import { runProbingCost } from './probing.ts';
 import { runIdleLab } from './idle.ts';
 import { runGatewayFailover } from './gateway-failover.ts';
+import { runCoordinatorFailover } from './coordinator-failover.ts';
 import { runCoordinatorMemory, runFanOut, runHeartbeatLoad, runRegistrationStorm, runRestartStorm } from './control-plane.ts';
 
 /** Each control-plane section, with an optional argument after a colon (e.g. `registration:2000,4000`). */
@@ -40,6 +44,7 @@ const CONTROL_PLANE: Record<string, (server: NatsServer, arg: number[] | undefin
   },
   restart: (s, n) => runRestartStorm(s, n?.[0] === undefined ? undefined : { nodes: n[0], watchers: 50, nodeTtl: '20s' }),
   memory: (s, n) => runCoordinatorMemory(s, n?.[0]),
+  'failover-coordinator': (s, n) => runCoordinatorFailover(s, n?.[0], n?.[1]),
 };
 /** Sections that need no nats-server. */
 const STANDALONE: Record<string, (arg: number[] | undefined) => Promise<void>> = {
@@ -48,7 +53,7 @@ const STANDALONE: Record<string, (arg: number[] | undefined) => Promise<void>> =
   failover: (trials) => runGatewayFailover(trials?.[0]),
 };
 /** Run only when asked for by name. */
-const ON_REQUEST = new Set(['agent', 'failover', 'memory']);
+const ON_REQUEST = new Set(['agent', 'failover', 'memory', 'failover-coordinator']);
 const ALL = ['dataplane', ...Object.keys(STANDALONE), ...Object.keys(CONTROL_PLANE)].filter((s) => !ON_REQUEST.has(s));
 
 function parseSection(text: string): { name: string; arg: number[] | undefined } | undefined {
@@ -63,7 +68,7 @@ async function main(): Promise<void> {
   const asked = process.argv.slice(2).map((a) => ({ text: a, parsed: parseSection(a) }));
   const bad = asked.filter((a) => a.parsed === undefined).map((a) => JSON.stringify(a.text));
   if (bad.length > 0) {
-    console.error(`unknown section ${bad.join(', ')}; use one or more of: ${ALL.join(', ')}, agent or failover (registration:<sizes,...>, agent:<sizes,...>, restart:<nodes> and failover:<trials> take a size)`);
+    console.error(`unknown section ${bad.join(', ')}; use one or more of: ${ALL.join(', ')}, agent or failover (registration:<sizes,...>, agent:<sizes,...>, restart:<nodes>, failover:<trials> and failover-coordinator:<nodes>,<trials> take a size)`);
     process.exitCode = 2;
     return;
   }

@@ -66,6 +66,8 @@ export interface CoordinatorProcessOptions {
   /** --registration-rate / --registration-burst (per cluster); default the coordinator's own. */
   readonly registrationRate?: number;
   readonly registrationBurst?: number;
+  /** Every output line as it comes (e.g. the pino JSON lines a phase breakdown reads). */
+  readonly onLine?: (line: string) => void;
 }
 
 /** Writes a signing key file the coordinator accepts (mode 0600), so the bench knows the public key. */
@@ -99,7 +101,7 @@ export class CoordinatorProcess {
     // XL_BENCH_COORDINATOR_NODE_FLAGS: node flags for profiling (e.g. "--cpu-prof --cpu-prof-dir=/tmp/p";
     // --cpu-prof is refused in NODE_OPTIONS). Empty by default: the measured process is unchanged.
     const nodeFlags = (process.env['XL_BENCH_COORDINATOR_NODE_FLAGS'] ?? '').split(' ').filter((f) => f !== '');
-    const child = Child.start([process.execPath, ...COORDINATOR_NODE_FLAGS, ...nodeFlags, ENTRY, ...args], { env, keepLines: 200 });
+    const child = Child.start([process.execPath, ...COORDINATOR_NODE_FLAGS, ...nodeFlags, ENTRY, ...args], { env, keepLines: 200, ...(o.onLine ? { onLine: o.onLine } : {}) });
     if (child.pid === undefined) throw new CrosslinkError(`could not start ${ENTRY}`);
     return new CoordinatorProcess(child);
   }

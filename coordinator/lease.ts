@@ -1,6 +1,9 @@
 // Leader election on a KV key. The leader renews with compare-and-set every ttl/3; a follower takes
 // the lease when it is absent, or when it has watched the same lease revision go unrenewed for a full
-// TTL on its own clock (so clock differences between replicas cannot cause a premature takeover).
+// TTL on its own clock (so clock differences between replicas cannot cause a premature takeover),
+// counted from when its read of that revision returned (the renewal was sent before that). A
+// follower reads the lease every FOLLOWER_POLL_MS and wakes exactly when the revision it watches
+// would expire, so a dead leader is replaced ≈ TTL after its last renewal, not up to two polls later.
 // The leader stops writing as soon as a renewal fails by CAS or when its last successful renewal is a
 // TTL old, which happens before any follower can take over.
 // With a `seal` (the coordinator's signing key set), the lease is a signed envelope: a lease written
@@ -21,6 +24,9 @@ export const LeaseValue = z.object({
   ttlMs: z.number().int().positive(),
 });
 export type LeaseValue = z.infer<typeof LeaseValue>;
+
+/** How often a follower reads the lease (TTL/3 if shorter): it learns of a renewal at most this late. */
+export const FOLLOWER_POLL_MS = 250;
 
 export interface LeaseEvents {
   onAcquired(): void;
@@ -46,8 +52,8 @@ export class LeaderLease {
   private revision = 0;
   /** Local time until which our lease is certainly valid (start of the last successful renewal + TTL). */
   private validUntil = 0;
-  /** The other holder's lease as we last saw it, and since when (our clock) it has not changed. */
-  private observed: { revision: number; since: number } | undefined;
+  /** The other holder's lease as we last saw it, since when (our clock, when the read returned) it has not changed, and its TTL. */
+  private observed: { revision: number; since: number; ttlMs: number } | undefined;
   /** Counts acquisitions, so work started under an earlier term cannot write under a later one. */
   private termNumber = 0;
   /** The lease revision written when the current (or last) term began (the coordinator epoch's first part). */
@@ -109,9 +115,21 @@ export class LeaderLease {
       if (this.leader && !this.holds() && !signal.aborted) this.lose(events, 'could not renew the lease before it expired');
       this.firstRoundDone();
       if (signal.aborted) break;
-      // Followers look more often than the leader renews, so a released lease is taken within a second.
-      await this.opts.clock.sleep(this.leader ? this.intervalMs : Math.min(this.intervalMs, 1000), signal);
+      await this.opts.clock.sleep(this.leader ? this.intervalMs : this.followerSleepMs(), signal);
     }
+  }
+
+  /**
+   * A follower's next look: a poll period (a released lease is taken within it), or sooner when the
+   * lease it watches expires sooner — then exactly at its expiry. Once that moment has passed (the
+   * take failed), a poll period again, never a busy loop.
+   */
+  private followerSleepMs(): number {
+    const poll = Math.min(this.intervalMs, FOLLOWER_POLL_MS);
+    const o = this.observed;
+    if (!o) return poll;
+    const untilExpiry = o.since + o.ttlMs - this.opts.clock.now();
+    return untilExpiry > 0 ? Math.min(poll, untilExpiry) : poll;
   }
 
   /** Gives the lease up (clean shutdown) so a follower takes over at once. */
@@ -151,6 +169,10 @@ export class LeaderLease {
   private async campaign(events: LeaseEvents): Promise<void> {
     const start = this.opts.clock.now();
     const entry = await this.kv.get(kvKeys.lease);
+    // A revision first seen in this read was written no later than now, and its writer timed its TTL
+    // from before it sent the write: counting ours from now can only end after the writer's own.
+    // (Counting from `start` could end early: the renewal may reach the server after our read left.)
+    const seenAt = this.opts.clock.now();
     if (entry === null || entry.operation !== 'PUT') {
       await this.take(events, start, undefined, 'no leader');
       return;
@@ -172,7 +194,7 @@ export class LeaderLease {
       return;
     }
     if (this.observed?.revision !== entry.revision) {
-      this.observed = { revision: entry.revision, since: start };
+      this.observed = { revision: entry.revision, since: seenAt, ttlMs: current.ttlMs };
       return;
     }
     if (start - this.observed.since >= current.ttlMs) {
