@@ -6,6 +6,7 @@ import { Kvm, type KV } from '@nats-io/kv';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { parseCoordinatorConfig, type RawRunOptions } from '../coordinator/config.ts';
 import { Coordinator } from '../coordinator/coordinator.ts';
+import { FOLLOWER_POLL_MS } from '../coordinator/lease.ts';
 import { fakeAgent, signed } from './helpers/fake-agent.ts';
 import { systemClock, type Clock } from '../lib/clock.ts';
 import { CountingClock } from './helpers/counting-clock.ts';
@@ -106,10 +107,10 @@ test('a clean stop hands leadership over at once', async (t) => {
   await waitFor(() => r1.coordinator.isLeader(), { timeoutMs: 10_000, what: 'r1 leads' });
   const r2Clock = new CountingClock();
   const r2 = await startReplica(t, server, key, opts, `xl-r2-${id}`, r2Clock);
-  // A follower sleeps 1 s between campaigns (a leader sleeps a third of the 30 s TTL): once two such
-  // sleeps have ended, r2 has campaigned twice against the live lease (the first only notes it, the
-  // second could take it) and stayed a follower. Read in the same poll.
-  const seen = await waitFor(() => (r2Clock.slept(1000) >= 2 ? { leader: r2.coordinator.isLeader() } : undefined), { timeoutMs: 15_000, intervalMs: 50, what: 'r2 campaigned twice as a follower' });
+  // A follower sleeps FOLLOWER_POLL_MS between campaigns (a leader sleeps a third of the 30 s TTL): once
+  // two such sleeps have ended, r2 has campaigned twice against the live lease (the first only notes
+  // it, the second could take it) and stayed a follower. Read in the same poll.
+  const seen = await waitFor(() => (r2Clock.slept(FOLLOWER_POLL_MS) >= 2 ? { leader: r2.coordinator.isLeader() } : undefined), { timeoutMs: 15_000, intervalMs: 50, what: 'r2 campaigned twice as a follower' });
   t.false(seen.leader, 'a follower does not take a live lease');
   await r1.coordinator.stop();
   // With a 30 s lease, only the released lease explains a quick takeover.
