@@ -4,6 +4,8 @@
 import test from 'ava';
 import { deferredEvents } from '../coordinator/deferred-events.ts';
 import { CrosslinkEvent, type EventInput } from '../protocol/events.ts';
+import { checkEnvelopeSignature, openEnvelopeUnverified } from '../protocol/signing.ts';
+import { SignedEnvelope } from '../protocol/messages.ts';
 import { waitFor } from '../lib/wait.ts';
 import { fakeAgent } from './helpers/fake-agent.ts';
 import { startCoordinatorEnv } from './helpers/coordinator-fixture.ts';
@@ -60,7 +62,11 @@ test('coordinator stop: events still queued are published before it returns (the
   const got: CrosslinkEvent[] = [];
   const sub = env.nc.subscribe(`${env.prefix}.events.>`, {
     callback: (err, msg) => {
-      if (!err) got.push(CrosslinkEvent.parse(msg.json()));
+      if (err) return;
+      // Events are signed envelopes (protocol/event-verify.ts): the coordinator's key signed this one.
+      const envelope = SignedEnvelope.parse(msg.json());
+      checkEnvelopeSignature(envelope, env.key.publicKey);
+      got.push(CrosslinkEvent.parse(openEnvelopeUnverified(envelope)));
     },
   });
   t.teardown(() => sub.unsubscribe());
