@@ -139,7 +139,7 @@ class LinuxDataplane implements LinuxDataplaneHandle {
   watchDrift(prefix: readonly string[]): void {
     this.monitor ??= new LinkMonitor({ interfaceName: this.iface, clock: this.clock, logger: this.logger, prefix, onChange: (reason) => {
       for (const l of this.driftListeners) l(reason);
-    }, isEcho: (line) => this.ownRoutes.isEcho(line, this.clock.now()) || this.interfaceEcho.isEcho(line) });
+    }, isEcho: (line, about) => (about.startsWith('route ') ? this.ownRoutes.isEcho(line, this.clock.now()) : this.interfaceEcho.isEcho(line, about)) });
     this.monitor.start();
   }
 

@@ -21,8 +21,9 @@ export interface LinkMonitorOptions {
   readonly logger: Logger;
   /** Called (debounced) with what changed. */
   readonly onChange: (reason: string) => void;
-  /** A line reporting a change this agent just made itself (agent/dataplane/own-changes.ts): not drift. */
-  readonly isEcho?: (line: string) => boolean;
+  /** A line reporting a change this agent just made itself (agent/dataplane/own-changes.ts): not drift.
+   *  `about` is what monitorLineAbout made of the line (never null here), so it is not parsed again. */
+  readonly isEcho?: (line: string, about: string) => boolean;
   /** Prepended to MONITOR_ARGV, e.g. ['ip', 'netns', 'exec', ns]. */
   readonly prefix?: readonly string[];
   /** Starts the monitor child, handing every output line to `onLine` (tests inject a fake). Default: Child.start of MONITOR_ARGV with `prefix`. */
@@ -42,6 +43,18 @@ export interface MonitorProcess {
 
 const escapeRe = (s: string): string => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 
+/** The two patterns naming `iface` (link/address lines, route lines), built once per interface name. */
+const patterns = new Map<string, { readonly own: RegExp; readonly dev: RegExp }>();
+function patternsFor(iface: string): { readonly own: RegExp; readonly dev: RegExp } {
+  let p = patterns.get(iface);
+  if (p === undefined) {
+    const name = escapeRe(iface);
+    p = { own: new RegExp(`^\\d+:\\s+${name}(?:[:@]|\\s)`), dev: new RegExp(`\\sdev ${name}(?:\\s|$)`) };
+    patterns.set(iface, p);
+  }
+  return p;
+}
+
 /**
  * What a line of `ip monitor link address route` says about `iface`, or null when it is not about it.
  * Route lines name the device (`[Deleted ]<dst> dev <iface> …`); link and address lines start with
@@ -50,14 +63,14 @@ const escapeRe = (s: string): string => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')
  */
 export function monitorLineAbout(line: string, iface: string): string | null {
   if (line.length === 0 || /^\s/.test(line)) return null;
-  const name = escapeRe(iface);
+  const { own, dev } = patternsFor(iface);
   const deleted = line.startsWith('Deleted ');
   const body = deleted ? line.slice('Deleted '.length) : line;
-  if (new RegExp(`^\\d+:\\s+${name}(?:[:@]|\\s)`).test(body)) {
+  if (own.test(body)) {
     const kind = /\binet6?\s/.test(body) ? 'address' : 'link';
     return `${kind} ${deleted ? 'deleted' : 'changed'}: ${body.trim().slice(0, 120)}`;
   }
-  if (new RegExp(`\\sdev ${name}(?:\\s|$)`).test(body)) {
+  if (dev.test(body)) {
     // The kernel's own routes on the interface (local, broadcast, the fe80::/64 it adds when the
     // link comes up, connected subnets of its addresses) are not ours to repair.
     if (/\btable local\b/.test(body) || /^(?:local|broadcast|multicast)\s/.test(body) || /\sproto kernel(?:\s|$)/.test(body)) return null;
@@ -117,7 +130,7 @@ export class LinkMonitor {
 
   private onLine(line: string): void {
     const about = monitorLineAbout(line, this.o.interfaceName);
-    if (about === null || this.o.isEcho?.(line) === true) return;
+    if (about === null || this.o.isEcho?.(line, about) === true) return;
     this.events++;
     this.note(about);
   }

@@ -14,6 +14,9 @@ export const ECHO_WINDOW_MS = 10_000;
 
 type Kind = 'add' | 'del';
 
+/** A route line of ours (after an optional 'Deleted '). */
+const OUR_PROTO = new RegExp(`\\sproto ${ROUTE_PROTO}(\\s|$)`);
+
 export class OwnRouteChanges {
   /** "add 10.1.0.0/24" → until when its echo is expected (ms); a count for the same change announced twice. */
   private readonly expected = new Map<string, { until: number; count: number }>();
@@ -32,7 +35,7 @@ export class OwnRouteChanges {
   isEcho(line: string, now: number): boolean {
     const deleted = line.startsWith('Deleted ');
     const body = deleted ? line.slice('Deleted '.length) : line;
-    if (!new RegExp(`\\sproto ${ROUTE_PROTO}(\\s|$)`).test(body)) return false;
+    if (!OUR_PROTO.test(body)) return false;
     const token = body.trim().split(/\s+/)[0] ?? '';
     const dst = token.includes('/') ? canonicalCidr(token) : parseIp(token) ? hostCidr(token) : undefined;
     if (dst === undefined) return false;
@@ -72,9 +75,9 @@ export class InterfaceEcho {
     this.ensured = { mtu: iface.mtu, addresses: new Set(iface.addresses.map((a) => canonicalCidr(a) ?? a)) };
   }
 
-  isEcho(line: string): boolean {
+  /** `about`: monitorLineAbout's reading of the line, when the caller has it already (LinkMonitor does). */
+  isEcho(line: string, about: string | null = monitorLineAbout(line, this.iface)): boolean {
     const ensured = this.ensured;
-    const about = monitorLineAbout(line, this.iface);
     if (ensured === undefined || about === null) return false;
     const deleted = line.startsWith('Deleted ');
     if (about.startsWith('link ')) {
