@@ -290,6 +290,7 @@ function buildBasis(view: MeshView, config: DataplaneConfig, host: HostFacts, un
   if (unguarded) return ineligible('route guard off');
   if ((view.clusters.get(self.cluster)?.topology ?? 'mesh') !== 'mesh') return ineligible('we are in a gateway cluster');
   if (self.endpoints.length === 0) return ineligible('we have no endpoint (relay planning)');
+  const underlay: Address[] = [];
   for (const [name, node] of view.nodes) {
     if (node.name !== name) return ineligible(`a record under another name (${name})`);
     if (node.endpoints.length === 0) return ineligible(`${name} has no endpoint (relay planning)`);
@@ -299,8 +300,9 @@ function buildBasis(view: MeshView, config: DataplaneConfig, host: HostFacts, un
       if (!parsed) return ineligible(`${name}: ${c} is not a CIDR`);
       ranges.addCidr(parsed);
     }
-    for (const u of underlayOf(node)) ranges.addAddress(addressOf(u.range));
+    for (const u of underlayOf(node)) underlay.push(addressOf(u.range));
   }
+  ranges.addAddresses(underlay);
   for (let i = 1; i < desired.peers.length; i++) {
     if (desired.peers[i - 1]?.publicKey === desired.peers[i]?.publicKey) return ineligible('two peers share a public key');
   }

@@ -2,7 +2,8 @@
 // as counted sets that can be updated one node at a time, answering the two overlap questions the
 // incremental planner asks before it may skip a full computation (agent/plan/incremental-plan.ts):
 // "does any mesh CIDR contain this address?" and "does any underlay address lie inside this CIDR?".
-// Updates and queries cost O(prefix lengths present) and O(log n) — not O(nodes).
+// Updates and queries cost O(prefix lengths present) and O(log n) — not O(nodes); a whole mesh's
+// addresses are added in one batch (one sort), not one sorted insert each (O(n²) moves).
 import { cidrLast, prefixMask, type Cidr } from '../../protocol/cidr.ts';
 import { compareBigint } from '../../lib/compare.ts';
 import { lowerBound } from '../../lib/sorted-array.ts';
@@ -49,9 +50,25 @@ export class MeshRanges {
   }
 
   addAddress(a: Address): void {
-    let list = this.addresses.get(a.family);
-    if (!list) this.addresses.set(a.family, (list = []));
+    const list = this.listOf(a.family);
     list.splice(lowerBound(list, a.value, compareBigint), 0, a.value);
+  }
+
+  /** Adds many addresses at once: appended, then each family's list sorted once. */
+  addAddresses(batch: Iterable<Address>): void {
+    const touched = new Set<bigint[]>();
+    for (const a of batch) {
+      const list = this.listOf(a.family);
+      list.push(a.value);
+      touched.add(list);
+    }
+    for (const list of touched) list.sort(compareBigint);
+  }
+
+  private listOf(family: 4 | 6): bigint[] {
+    let list = this.addresses.get(family);
+    if (!list) this.addresses.set(family, (list = []));
+    return list;
   }
 
   removeAddress(a: Address): void {
