@@ -7,47 +7,43 @@
 // --optimize-for-size, which cost ~15 % more CPU per heartbeat for about the same memory (issue 7).
 // The CLI keeps node's defaults.
 import { execFile } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { COORDINATOR_NODE_FLAGS } from '../bench/processes.ts';
+import { tempDir } from './helpers/temp-dir.ts';
 
 const run = promisify(execFile);
 const BIN = join(import.meta.dirname, '..', 'bin');
 
 /** Runs `bin/<program> --help` with a preloaded hook that prints node's execArgv and the new-space size limit. */
-async function flagsOf(program: string): Promise<{ execArgv: string[]; newSpaceMiB: number; stderr: string }> {
-  const dir = await mkdtemp(join(tmpdir(), 'xl-node-flags-'));
-  try {
-    const hook = join(dir, 'hook.cjs');
-    await writeFile(hook, `const v8 = require('node:v8');
+async function flagsOf(t: ExecutionContext, program: string): Promise<{ execArgv: string[]; newSpaceMiB: number; stderr: string }> {
+  const dir = await tempDir(t, 'xl-node-flags-');
+  const hook = join(dir, `${program}-hook.cjs`);
+  await writeFile(hook, `const v8 = require('node:v8');
 const ns = v8.getHeapSpaceStatistics().find((s) => s.space_name === 'new_space');
 process.stderr.write('XL-FLAGS ' + JSON.stringify({ execArgv: process.execArgv, newSpaceMiB: ns ? ns.space_size / 1048576 : -1 }) + '\\n');
 `);
-    const { stderr } = await run(join(BIN, program), ['--help'], { env: { ...process.env, NODE_OPTIONS: `--require=${hook}` }, timeout: 60_000 });
-    const line = stderr.split('\n').find((l) => l.startsWith('XL-FLAGS '));
-    if (line === undefined) throw new Error(`no XL-FLAGS line in: ${stderr}`);
-    return { ...(JSON.parse(line.slice('XL-FLAGS '.length)) as { execArgv: string[]; newSpaceMiB: number }), stderr };
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
+  const { stderr } = await run(join(BIN, program), ['--help'], { env: { ...process.env, NODE_OPTIONS: `--require=${hook}` }, timeout: 60_000 });
+  const line = stderr.split('\n').find((l) => l.startsWith('XL-FLAGS '));
+  if (line === undefined) throw new Error(`no XL-FLAGS line in: ${stderr}`);
+  return { ...(JSON.parse(line.slice('XL-FLAGS '.length)) as { execArgv: string[]; newSpaceMiB: number }), stderr };
 }
 
 test('the agent runs with a 1 MiB semi-space, optimised for size, without the optimising compiler; the coordinator with a 1 MiB semi-space and 10 % heap growth, not optimised for size, with the flags the bench measures', async (t) => {
-  const agent = await flagsOf('crosslink-agent');
+  const agent = await flagsOf(t, 'crosslink-agent');
   t.true(agent.execArgv.includes('--max-semi-space-size=1'), JSON.stringify(agent.execArgv));
   t.true(agent.execArgv.includes('--optimize-for-size'), `the old generation stays near its live size: ${JSON.stringify(agent.execArgv)}`);
   t.true(agent.newSpaceMiB <= 2, `agent new space ${agent.newSpaceMiB} MiB`);
   t.true(agent.execArgv.includes('--no-opt'), `the agent runs without TurboFan: ${JSON.stringify(agent.execArgv)}`);
   t.false(/Warning/.test(agent.stderr), `no V8 warning at start: ${agent.stderr}`);
-  const coordinator = await flagsOf('crosslink-coordinator');
+  const coordinator = await flagsOf(t, 'crosslink-coordinator');
   t.deepEqual(coordinator.execArgv.filter((a) => !a.startsWith('--require')), [...COORDINATOR_NODE_FLAGS], JSON.stringify(coordinator.execArgv));
   t.true(coordinator.newSpaceMiB <= 2, `coordinator new space ${coordinator.newSpaceMiB} MiB`);
   t.true(coordinator.execArgv.includes('--heap-growing-percent=10'), `the coordinator's heap grows slowly: ${JSON.stringify(coordinator.execArgv)}`);
   t.false(coordinator.execArgv.includes('--optimize-for-size'), `--optimize-for-size costs the coordinator CPU per heartbeat: ${JSON.stringify(coordinator.execArgv)}`);
   t.false(/Warning/.test(coordinator.stderr), `no V8 warning at start: ${coordinator.stderr}`);
-  const cli = await flagsOf('crosslink');
+  const cli = await flagsOf(t, 'crosslink');
   t.false(cli.execArgv.includes('--optimize-for-size'), JSON.stringify(cli.execArgv));
 });

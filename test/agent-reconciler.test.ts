@@ -7,6 +7,8 @@ import type { DataplaneConfig, DesiredInterface, DesiredState, MeshSnapshot, Mes
 import { frozenMap } from '../lib/frozen-map.ts';
 import { systemClock } from '../lib/clock.ts';
 import { silentLogger } from '../lib/logger.ts';
+import { waitFor } from '../lib/wait.ts';
+import { settlesWithin } from '../lib/child-process.ts';
 import type { ClusterRecord, NodeRecord } from '../protocol/messages.ts';
 import { FakeDataplane, applyFailure, nodeRecord } from './agent-helpers.ts';
 
@@ -220,14 +222,14 @@ test('the interface-only start reads the host beside its apply; the first view (
   t.is(dataplane.targets[0]?.desired, null);
   t.is(hostReads, 1, 'no view yet, but the host is read ahead of it, during the start');
   reconciler.update({ mesh }, 'mesh changed');
-  for (let i = 0; i < 20 && dataplane.targets.length < 2; i++) await new Promise((r) => setImmediate(r));
+  await waitFor(() => dataplane.targets.length >= 2, { timeoutMs: 10_000, intervalMs: 5, what: 'the first view\'s apply' });
   const target = dataplane.targets[1];
   t.is(hostReads, 1, 'the first view does not read the host again');
   t.is(target?.readLive, false, 'change-driven');
   t.deepEqual(target?.liveRoutes?.map((r) => r.dst), ['10.9.0.0/24'], 'the routes the start\'s host read saw go to the apply');
   // Only once: the next change-driven run trusts the data plane's model of what it applied.
   reconciler.update({ mesh: snapshot([self, await nodeRecord({ name: 'node-b', overlayIp: '100.96.0.2' })], 8) }, 'mesh changed');
-  for (let i = 0; i < 20 && dataplane.targets.length < 3; i++) await new Promise((r) => setImmediate(r));
+  await waitFor(() => dataplane.targets.length >= 3, { timeoutMs: 10_000, intervalMs: 5, what: 'the second view\'s apply' });
   t.is(dataplane.targets[2]?.liveRoutes, undefined);
   t.is(hostReads, 1);
 });
@@ -253,7 +255,7 @@ test('a failing host read during the start fails nothing: the first view reads t
   const start = await reconciler.reconcileNow('start');
   t.like(start, { ok: true, interfaceEnsured: true });
   reconciler.update({ mesh }, 'mesh changed');
-  for (let i = 0; i < 20 && dataplane.targets.length < 2; i++) await new Promise((r) => setImmediate(r));
+  await waitFor(() => dataplane.targets.length >= 2, { timeoutMs: 10_000, intervalMs: 5, what: 'the first view\'s apply' });
   t.is(hostReads, 2, 'read by the first view');
   t.deepEqual(dataplane.targets[1]?.liveRoutes?.map((r) => r.dst), ['10.9.2.0/24']);
 });
@@ -277,7 +279,7 @@ test('change-driven runs (update only) reuse the host facts and ask the data pla
     logger: silentLogger(),
   });
   const settle = async (): Promise<void> => {
-    for (let i = 0; i < 20 && reconciler.lastReconcile()?.revision !== reconciler.current().mesh?.revision; i++) await new Promise((r) => setImmediate(r));
+    await waitFor(() => reconciler.lastReconcile()?.revision === reconciler.current().mesh?.revision, { timeoutMs: 10_000, intervalMs: 5, what: 'a run of the latest view' });
   };
   const readLiveOf = (i: number): boolean => dataplane.targets[i]?.readLive !== false;
 
@@ -316,7 +318,7 @@ test('start-up cost: the start\'s host read runs beside its interface-only apply
   // The apply finishes only once the host read has started: a reconciler that reads after the apply never gets there.
   const apply = dataplane.apply.bind(dataplane);
   dataplane.apply = async (target) => {
-    const started = await Promise.race([hostRead.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), 5000))]);
+    const started = await settlesWithin(hostRead, 5000);
     if (!started) throw new Error('the host read did not start while the apply was in flight');
     return apply(target);
   };

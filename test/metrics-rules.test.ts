@@ -2,8 +2,7 @@
 // `promtool check rules`, the peer-down and gateway-flapping alerts pass `promtool test rules`
 // unit tests, and every metric the alerts and the Grafana dashboard use is one the agent or the
 // coordinator exports (a renamed metric would silently break them).
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import test from 'ava';
 import { parse, parseAllDocuments, stringify } from 'yaml';
@@ -12,6 +11,7 @@ import { AgentMetrics } from '../agent/metrics/agent-metrics.ts';
 import { CoordinatorMetrics } from '../coordinator/metrics.ts';
 import { packagePath } from '../lib/package-root.ts';
 import { promtool } from './helpers/promtool.ts';
+import { tempDir } from './helpers/temp-dir.ts';
 
 const MONITORING = packagePath('deploy/monitoring');
 
@@ -22,15 +22,9 @@ async function ruleGroups(): Promise<z.infer<typeof PrometheusRule>['spec']['gro
   return PrometheusRule.parse(parse(await readFile(join(MONITORING, 'prometheusrule.yaml'), 'utf8'))).spec.groups;
 }
 
-async function scratch(t: { teardown: (fn: () => Promise<void>) => void }): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), 'xl-rules-'));
-  t.teardown(() => rm(dir, { recursive: true, force: true }));
-  return dir;
-}
-
 test('promtool check rules accepts the PrometheusRule groups, and the alerts the issue names are there', async (t) => {
   const groups = await ruleGroups();
-  const dir = await scratch(t);
+  const dir = await tempDir(t, 'xl-rules-');
   await writeFile(join(dir, 'rules.yaml'), stringify({ groups }));
   const r = await promtool(['check', 'rules', join(dir, 'rules.yaml')]);
   t.is(r.code, 0, r.output);
@@ -40,7 +34,7 @@ test('promtool check rules accepts the PrometheusRule groups, and the alerts the
 });
 
 test('promtool test rules: peer down fires after 2 minutes of unanswered probes, not before, not for a peer that answers; gateway flapping fires', async (t) => {
-  const dir = await scratch(t);
+  const dir = await tempDir(t, 'xl-rules-');
   await writeFile(join(dir, 'rules.yaml'), stringify({ groups: await ruleGroups() }));
   const pod = 'crosslink-agent-x1';
   const tests = {

@@ -107,13 +107,19 @@ function settings(lab: Lab, raw: Omit<RawNatsOptions, 'urls'> & { url?: string }
   );
 }
 
-/** Resolves to the error message, or 'ok'. Bounded. */
+/** Resolves to the error message, or 'ok'. Bounded (the bound's timer is cleared when `p` settles first). */
 async function outcome(p: Promise<unknown>): Promise<string> {
+  let timer: NodeJS.Timeout | undefined;
+  const bound = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error('timeout')), 8000);
+  });
   try {
-    await Promise.race([p, new Promise((_, reject) => setTimeout(() => reject(new Error('timeout')), 8000))]);
+    await Promise.race([p, bound]);
     return 'ok';
   } catch (err) {
     return err instanceof Error ? `${err.name}: ${err.message}` : String(err);
+  } finally {
+    clearTimeout(timer);
   }
 }
 
