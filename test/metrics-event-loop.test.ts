@@ -1,7 +1,7 @@
 // The event-loop delay histogram behind nodejs_eventloop_lag_* samples every EVENT_LOOP_SAMPLE_MS,
 // not Node's default 10 ms (a timer waking an idle coordinator or agent 100 times a second: most of
 // the coordinator's idle CPU, docs/benchmarks.md issue 7 round 19); the series are still served.
-import perfHooks, { type EventLoopDelayMonitor, type EventLoopMonitorOptions } from 'node:perf_hooks';
+import perfHooks, { type EventLoopMonitorOptions, type IntervalHistogram } from 'node:perf_hooks';
 import test from 'ava';
 import { EVENT_LOOP_SAMPLE_MS, newRegistry, scrape } from '../lib/metrics.ts';
 
@@ -9,7 +9,7 @@ test('the default collectors sample the event loop every EVENT_LOOP_SAMPLE_MS (>
   const real = perfHooks.monitorEventLoopDelay;
   const asked: (number | undefined)[] = [];
   // prom-client reads perf_hooks.monitorEventLoopDelay from the module object when the collectors start.
-  perfHooks.monitorEventLoopDelay = (o?: EventLoopMonitorOptions): EventLoopDelayMonitor => {
+  perfHooks.monitorEventLoopDelay = (o?: EventLoopMonitorOptions): IntervalHistogram => {
     asked.push(o?.resolution);
     return real(o);
   };
@@ -27,7 +27,7 @@ test('the default collectors sample the event loop every EVENT_LOOP_SAMPLE_MS (>
 test('without process metrics no event-loop monitor is started', (t) => {
   const real = perfHooks.monitorEventLoopDelay;
   let started = 0;
-  perfHooks.monitorEventLoopDelay = (o?: EventLoopMonitorOptions): EventLoopDelayMonitor => {
+  perfHooks.monitorEventLoopDelay = (o?: EventLoopMonitorOptions): IntervalHistogram => {
     started++;
     return real(o);
   };
