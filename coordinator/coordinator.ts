@@ -28,6 +28,8 @@ import { LeaderProbe, serveLeaderPresence } from './leader-presence.ts';
 import { mintEpoch } from '../protocol/coordinator-epoch.ts';
 import { epochRefusal, followerMayRecord } from './heartbeat-epoch.ts';
 import { announceLeader } from './leader-announce.ts';
+import { WarmSnapshot } from './warm-snapshot.ts';
+import type { Snapshot } from './store.ts';
 
 export interface CoordinatorDeps {
   readonly nc: NatsConnection;
@@ -50,6 +52,9 @@ const RENEWING: HeartbeatReply = { ok: false, error: { code: 'unavailable', mess
 /** A follower's heartbeat answer while no leader answers its presence probe (coordinator/leader-presence.ts). */
 const NO_LEADER: HeartbeatReply = { ok: false, error: { code: 'unavailable', message: 'no coordinator leads right now (a follower takes over when the lease expires); retry in a moment' } };
 
+/** How long a new leader waits for its warm copy to hold the bucket's last revision before reading the bucket instead. */
+const WARM_CATCH_UP_MS = 500;
+
 export function defaultHolderId(): string {
   const pod = process.env['POD_NAME'];
   if (pod) return pod;
@@ -68,6 +73,8 @@ export class Coordinator {
   private leaseLoop: Promise<void> = Promise.resolve();
   private readonly leaderProbe: LeaderProbe;
   private stopPresence: (() => void) | undefined;
+  /** A follower's copy of the bucket, kept current, which a takeover loads from (warm-snapshot.ts). */
+  private warm: WarmSnapshot | undefined;
   private stopStatusWatch: (() => void) | undefined;
   private stopped: Promise<void> | undefined;
   private natsConnected = true;
@@ -124,6 +131,7 @@ export class Coordinator {
     // leads after that round and answers "unavailable" until its registry is loaded.
     await c.lease.firstRound;
     if (!c.lease.holds()) c.leaderProbe.start(); // a follower watches whether a leader serves
+    if (!c.lease.holds()) c.followWarm();
     const s = subjects(deps.config.subjectPrefix);
     c.heartbeatSub = deps.nc.subscribe(s.heartbeat, {
       callback: (err, msg) => {
@@ -186,7 +194,7 @@ export class Coordinator {
     this.stopStatusWatch?.();
     await Promise.all([this.leaseLoop, this.leaderProbe.stop()]);
     this.endTerm();
-    await this.endingTerms;
+    await Promise.all([this.endingTerms, this.warm?.stop()]);
     await this.lease.release();
     // Events still queued (the ended term's last ones) go out before the caller closes NATS.
     this.events.flush();
@@ -199,6 +207,7 @@ export class Coordinator {
     const term = this.lease.term;
     const epoch = mintEpoch(this.lease.termRevision);
     this.epoch = epoch;
+    const warm = this.warm;
     void this.leaderProbe.stop();
     this.stopPresence = serveLeaderPresence(this.deps.nc, subjects(this.deps.config.subjectPrefix).leaderPresence, { holder: this.lease.holder, epoch }, this.logger);
     this.logger.info({ epoch }, 'new coordinator epoch: heartbeats signed with an earlier one are refused');
@@ -213,6 +222,7 @@ export class Coordinator {
       metrics: this.deps.metrics,
       events: this.events,
       epoch,
+      preloaded: warm ? () => this.warmCopy(warm) : undefined,
       onServing: (nodes) =>
         void announceLeader({
           nc: this.deps.nc,
@@ -235,8 +245,29 @@ export class Coordinator {
     this.term = undefined;
     if (!t) return;
     if (!this.abort.signal.aborted) this.leaderProbe.start(); // a follower again
+    this.followWarm();
     const ended = t.end().catch((err: unknown) => this.logger.warn({ err: errorMessage(err) }, 'ending the leader term failed'));
     this.endingTerms = Promise.all([this.endingTerms, ended]).then(() => undefined);
+  }
+
+  /** Starts a fresh warm copy (a follower from now on), dropping the previous one. */
+  private followWarm(): void {
+    void this.warm?.stop();
+    this.warm = this.abort.signal.aborted ? undefined : new WarmSnapshot({ kv: this.store.kv, store: this.store, clock: this.deps.clock, logger: this.logger });
+  }
+
+  /** The warm copy as of the bucket's last revision now (the lease is ours): at least as fresh as a read started now; undefined: read the bucket. */
+  private async warmCopy(warm: WarmSnapshot): Promise<Snapshot | undefined> {
+    try {
+      const last = (await this.store.kv.status()).streamInfo.state.last_seq;
+      const snap = await warm.take(last, WARM_CATCH_UP_MS);
+      if (!snap) this.logger.info({ revision: last, copy: warm.revision }, 'the warm copy of the bucket is behind; reading the bucket');
+      return snap;
+    } catch (err) {
+      this.logger.warn({ err: errorMessage(err) }, 'cannot use the warm copy of the bucket; reading the bucket');
+      await warm.stop();
+      return undefined;
+    }
   }
 
   private async onHeartbeat(msg: Msg): Promise<void> {

@@ -31,7 +31,7 @@ import { KeyedMutex } from './keyed-mutex.ts';
 import { IpamTable, NodeTable } from './registry-index.ts';
 import type { Liveness } from './liveness.ts';
 import { RevocationTable, revocationError } from './revocations.ts';
-import { isCasConflict, type StateStore, type StoredIpam, type StoredRecord } from './store.ts';
+import { isCasConflict, type Snapshot, type StateStore, type StoredIpam, type StoredRecord } from './store.ts';
 import { RateLimitedLog } from '../lib/rate-limited-log.ts';
 import { RegistrationRateLimit } from './rate-limit.ts';
 import { BindingTable, aliveBinding, bindingRefusal, boundBinding, releasedBinding, staleRefusal, type IdentityBinding, type ReleaseCause } from './bindings.ts';
@@ -55,6 +55,8 @@ export interface RegistryDeps {
   readonly metrics?: CoordinatorMetricsHooks | undefined;
   /** Joins, removals and gateway changes are published here (default: none). */
   readonly events?: EventPublisher;
+  /** A follower's warm copy of the bucket (warm-snapshot.ts), if it has one current: load() then reads nothing. */
+  readonly preloaded?: (() => Promise<Snapshot | undefined>) | undefined;
 }
 
 const CAS_ATTEMPTS = 4;
@@ -112,7 +114,8 @@ export class Registry {
   /** Rebuilds state from the bucket; every existing node gets one TTL of grace. */
   static async load(deps: RegistryDeps): Promise<Registry> {
     const r = new Registry(deps);
-    const snap = await deps.store.loadSnapshot();
+    const warm = await deps.preloaded?.();
+    const snap = warm ?? (await deps.store.loadSnapshot());
     for (const [k, v] of snap.nodes) r.nodes.set(k, v);
     for (const [k, v] of snap.clusters) r.clusters.set(k, v);
     for (const [k, v] of snap.ipam) r.ipam.set(k, v);
@@ -122,7 +125,7 @@ export class Registry {
     deps.liveness.retainMatching([...r.nodes].map(([name, rec]) => [name, rec.value.identityKey] as const));
     deps.liveness.graceAll(r.nodes.keys(), deps.clock.now());
     deps.logger.info(
-      { nodes: r.nodes.size, clusters: r.clusters.size, ipam: r.ipam.size, revocations: r.revocations.size, enrolledClusters: r.definitions.size, bindings: r.bindings.size },
+      { nodes: r.nodes.size, clusters: r.clusters.size, ipam: r.ipam.size, revocations: r.revocations.size, enrolledClusters: r.definitions.size, bindings: r.bindings.size, from: warm ? 'warm copy' : 'bucket read' },
       'state loaded from the bucket',
     );
     await r.resignForeignRecords(snap.revocations);

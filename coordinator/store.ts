@@ -59,7 +59,7 @@ export async function openBucket(nc: NatsConnection, opts: { bucket: string; rep
 }
 
 /** One decoded snapshot entry, tagged by its key space. */
-type AnyRecord =
+export type AnyRecord =
   | { readonly kind: 'node'; readonly record: StoredRecord<NodeRecord> }
   | { readonly kind: 'cluster'; readonly record: StoredRecord<ClusterRecord> }
   | { readonly kind: 'ipam'; readonly record: StoredIpam }
@@ -79,14 +79,18 @@ export class StateStore {
   ) {}
 
   async loadSnapshot(): Promise<Snapshot> {
+    // Decoded as they stream in: only the decoded records are kept, never every raw entry at once.
+    return this.snapshotOf(await this.latestDecoded('>', (e) => this.decodeAny(e)));
+  }
+
+  /** The snapshot of decoded entries keyed by KV key (a full read's, or a follower's warm copy: warm-snapshot.ts). New maps: `current` may change afterwards. */
+  snapshotOf(current: ReadonlyMap<string, AnyRecord>): Snapshot {
     const nodes = new Map<string, StoredRecord<NodeRecord>>();
     const clusters = new Map<string, StoredRecord<ClusterRecord>>();
     const ipam = new Map<string, StoredIpam>();
     const revocations = new Map<string, StoredRecord<Revocation>>();
     const definitions = new Map<string, StoredRecord<ClusterDefinition>>();
     const bindings = new Map<string, StoredRecord<IdentityBinding>>();
-    // Decoded as they stream in: only the decoded records are kept, never every raw entry at once.
-    const current = await this.latestDecoded('>', (e) => this.decodeAny(e));
     for (const [key, r] of current) {
       switch (r.kind) {
         case 'node':
@@ -120,7 +124,7 @@ export class StateStore {
   }
 
   /** Decodes one entry of any kind the snapshot holds; undefined for malformed entries and other key spaces. */
-  private async decodeAny(e: KvEntry): Promise<AnyRecord | undefined> {
+  async decodeAny(e: KvEntry): Promise<AnyRecord | undefined> {
     const key = e.key;
     if (key.startsWith('nodes.')) {
       const record = await this.decodeSigned(e, NodeRecord);
