@@ -98,3 +98,21 @@ test('exited settles once the child has exited, even while a background grandchi
   t.deepEqual(c.tail(), ['started'], 'what it wrote before exiting is kept');
   t.deepEqual(await c.stop({ graceMs: 1000 }), exit);
 });
+
+test('stop: a child whose background grandchild holds its output pipes is gone at its exit, not reported as surviving SIGKILL', async (t) => {
+  const dir = await tempDir(t, 'xl-child-');
+  const pidFile = join(dir, 'pid');
+  t.teardown(() => {
+    try {
+      process.kill(Number(readFileSync(pidFile, 'utf8')), 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  });
+  const c = Child.start(['sh', '-c', `sleep 60 & echo $! > ${pidFile}; echo started; exec sleep 60`]);
+  await c.waitForLine('started', { timeoutMs: 10_000 });
+  let escalated = false;
+  const exit = await c.stop({ graceMs: 10_000, killWaitMs: 10_000, onEscalate: () => (escalated = true) });
+  t.is(exit.signal, 'SIGTERM');
+  t.false(escalated, 'SIGTERM was enough: the exit is what counts, not the pipes');
+});
