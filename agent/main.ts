@@ -5,6 +5,7 @@ import { isEntryPoint } from '../lib/entry-point.ts';
 import { ValidationError, errorMessage } from '../lib/errors.ts';
 import { createLogger, type Logger } from '../lib/logger.ts';
 import { ProcessRunner, type Runner } from '../lib/runner.ts';
+import { heapTrimFromGlobal } from '../lib/heap-trim.ts';
 import { connectNats, resolveNatsAddresses } from '../lib/nats-connect.ts';
 import { Agent } from './agent.ts';
 import { agentCommand, parseAgentConfig, type AgentConfig } from './config.ts';
@@ -146,7 +147,11 @@ async function main(argv: readonly string[], testing: AgentMainTesting): Promise
     await agent.stop();
     return 0;
   }
+  // The V8 heap kept near its live size (bin/run-compiled gives the agent --expose-gc; lib/heap-trim.ts).
+  const heapTrim = heapTrimFromGlobal({ clock: systemClock, logger: logger.child({ component: 'heap-trim' }) });
+  heapTrim?.start();
   await done;
+  await heapTrim?.stop();
   return 0;
 }
 
