@@ -62,6 +62,17 @@ async function main(argv: readonly string[], testing: AgentMainTesting): Promise
     throw err;
   }
   const logger = createLogger('crosslink-agent', config.logLevel);
+  // The V8 heap kept near its live size from the start (bin/run-compiled gives the agent --expose-gc; lib/heap-trim.ts).
+  const heapTrim = heapTrimFromGlobal({ clock: systemClock, logger: logger.child({ component: 'heap-trim' }) });
+  heapTrim?.start();
+  try {
+    return await runAgent(config, logger, testing);
+  } finally {
+    await heapTrim?.stop();
+  }
+}
+
+async function runAgent(config: AgentConfig, logger: Logger, testing: AgentMainTesting): Promise<number> {
   // Don't die on a stray rejection: every loop retries on its own; log loudly so it gets fixed.
   process.on('unhandledRejection', (reason) => logger.error({ err: errorMessage(reason) }, 'unhandled rejection'));
 
@@ -147,11 +158,7 @@ async function main(argv: readonly string[], testing: AgentMainTesting): Promise
     await agent.stop();
     return 0;
   }
-  // The V8 heap kept near its live size (bin/run-compiled gives the agent --expose-gc; lib/heap-trim.ts).
-  const heapTrim = heapTrimFromGlobal({ clock: systemClock, logger: logger.child({ component: 'heap-trim' }) });
-  heapTrim?.start();
   await done;
-  await heapTrim?.stop();
   return 0;
 }
 

@@ -5,7 +5,7 @@
 // --optimize-for-size and --heap-growing-percent=10 do not move it), and the pages it commits up to
 // there stay resident: at the agent's ~14 MiB live heap that headroom is ~60 % of the heap and
 // 5-7 MiB of RSS (docs/benchmarks.md, issue 10 round 19). A full GC of that heap takes 15-40 ms
-// and, at the agent's idle allocation rate, runs every 5-10 s.
+// and, at the agent's idle allocation rate at 1,000 peers, runs about every 10 s.
 // The GC function is node's `--expose-gc` global (bin/run-compiled gives it to the agent); without
 // it (tests run the TypeScript directly) heapTrimFromGlobal returns undefined and nothing runs.
 import type { Clock } from './clock.ts';
@@ -19,13 +19,13 @@ export interface HeapTrimOptions {
   readonly gc: () => void;
   /** The V8 heap in use now, in bytes (default: process.memoryUsage().heapUsed). */
   readonly usedHeapBytes?: () => number;
-  /** How often the heap is looked at (default 5 s). */
+  /** How often the heap is looked at (default 2 s; a look that finds no growth costs no GC). */
   readonly intervalMs?: number;
   /** Growth past the last live size that triggers a collection (default 2 MiB). */
   readonly slackBytes?: number;
 }
 
-export const HEAP_TRIM_DEFAULTS = { intervalMs: 5_000, slackBytes: 2 * 1024 * 1024 } as const;
+export const HEAP_TRIM_DEFAULTS = { intervalMs: 2_000, slackBytes: 2 * 1024 * 1024 } as const;
 
 export class HeapTrim {
   private readonly intervalMs: number;
@@ -66,12 +66,11 @@ export class HeapTrim {
       this.live = Math.min(this.live, used);
       if (used - this.live < this.slackBytes) return false;
     }
-    const before = used;
-    const t0 = performance.now();
+    const t0 = this.o.clock.now();
     this.o.gc();
     this.counters.collections++;
     this.live = this.usedHeapBytes();
-    this.o.logger.debug({ beforeBytes: before, liveBytes: this.live, ms: Math.round(performance.now() - t0) }, 'heap trimmed');
+    this.o.logger.debug({ beforeBytes: used, liveBytes: this.live, ms: this.o.clock.now() - t0 }, 'heap trimmed');
     return true;
   }
 
