@@ -28,10 +28,13 @@ const ed25519Private = (seed: Uint8Array): KeyObject => createPrivateKey({ key: 
 const ed25519PrivateJwk = (seed: Uint8Array, claimedPublic: Uint8Array): KeyObject =>
   createPrivateKey({ key: { kty: 'OKP', crv: 'Ed25519', d: Buffer.from(seed).toString('base64url'), x: Buffer.from(claimedPublic).toString('base64url') }, format: 'jwk' });
 
-/** Verification keys seen recently (the coordinator key, node identity keys): parsed once, not per message. */
+/**
+ * Verification keys seen recently (the coordinator key, node identity keys): parsed once, not per
+ * message. Keyed by base64 text, so a key that arrives as text (every signed request and record)
+ * is found without decoding and re-encoding it; null: 32 bytes that are not a curve point.
+ */
 const publicKeys = new Map<string, KeyObject | null>();
-function ed25519Public(raw: Buffer): KeyObject | null {
-  const id = raw.toString('base64');
+function ed25519Public(raw: Buffer, id = raw.toString('base64')): KeyObject | null {
   let key = publicKeys.get(id);
   if (key === undefined) {
     try {
@@ -43,6 +46,12 @@ function ed25519Public(raw: Buffer): KeyObject | null {
     publicKeys.set(id, key);
   }
   return key;
+}
+
+/** A base64 verification key → its key object (cached by the text). Throws SignatureError unless it is 32 bytes. */
+function verificationKey(key: string): KeyObject | null {
+  const known = publicKeys.get(key);
+  return known !== undefined ? known : ed25519Public(Buffer.from(verificationKeyBytes(key)), key);
 }
 
 /** The promise API the libsodium version had (callers await): a throw becomes a rejection. */
@@ -107,9 +116,13 @@ export function ed25519Sign(message: Uint8Array, secretKey: string): Buffer {
 
 /** Does `sig` verify `message` under the raw 32-byte public key? false for malformed keys or signatures. */
 export function ed25519Verify(message: Uint8Array, sig: Uint8Array, publicKey: Uint8Array): boolean {
-  if (publicKey.length !== 32 || sig.length !== 64) return false;
-  const key = ed25519Public(Buffer.from(publicKey));
-  if (key === null) return false;
+  if (publicKey.length !== 32) return false;
+  return verifyWithKey(message, sig, ed25519Public(Buffer.from(publicKey)));
+}
+
+/** The one Ed25519 check (node:crypto, OpenSSL): false for a malformed signature or a key that is not a point. */
+function verifyWithKey(message: Uint8Array, sig: Uint8Array, key: KeyObject | null): boolean {
+  if (key === null || sig.length !== 64) return false;
   try {
     return verify(null, message, key, sig);
   } catch {
@@ -178,8 +191,17 @@ export function signEnvelopeNow(value: unknown, secretKey: string): SignedEnvelo
 
 /** Decodes an envelope without checking its signature (to learn which key should have signed it). */
 export function openEnvelopeUnverified(envelope: SignedEnvelope): unknown {
+  return decodeEnvelopePayload(envelope).value;
+}
+
+/**
+ * An envelope's payload decoded once: its bytes (what the signature covers; checkPayloadSignature)
+ * and the JSON value of exactly those bytes. Throws SignatureError.
+ */
+export function decodeEnvelopePayload(envelope: { readonly payload: string }): { readonly bytes: Buffer; readonly value: unknown } {
+  const bytes = unb64(envelope.payload);
   try {
-    return JSON.parse(Buffer.from(envelope.payload, 'base64').toString('utf8')) as unknown;
+    return { bytes, value: JSON.parse(bytes.toString('utf8')) as unknown };
   } catch (err) {
     throw new SignatureError('envelope payload is not base64 JSON', { cause: err });
   }
@@ -198,9 +220,9 @@ export function verifyEnvelope<S extends z.ZodType>(raw: unknown, publicKey: Ver
 
 function verifyEnvelopeNow<S extends z.ZodType>(raw: unknown, publicKey: VerifyKeys, schema: S): z.infer<S> {
   const env = parseEnvelope(raw);
-  checkEnvelopeSignature(env, publicKey);
-  const value = openEnvelopeUnverified(env);
-  return schema.parse(value);
+  const payload = decodeEnvelopePayload(env);
+  checkPayloadSignature(payload.bytes, env.sig, publicKey);
+  return schema.parse(payload.value);
 }
 
 /** Bytes, JSON text or an object → a SignedEnvelope's shape (signature not checked). Throws SignatureError. */
@@ -252,9 +274,17 @@ const notVerified = (keys: number): SignatureError =>
  * dropped the result). Throws SignatureError.
  */
 export function checkEnvelopeSignature(envelope: SignedEnvelope, publicKey: VerifyKeys): void {
+  checkPayloadSignature(unb64(envelope.payload), envelope.sig, publicKey);
+}
+
+/**
+ * The signature check over payload bytes already decoded (decodeEnvelopePayload: a request's
+ * payload is decoded once, and the value parsed is the one the signature covers). `sig` is base64.
+ * Throws SignatureError.
+ */
+export function checkPayloadSignature(payload: Uint8Array, sig: string, publicKey: VerifyKeys): void {
   const keys = typeof publicKey === 'string' ? [publicKey] : publicKey;
-  const payload = unb64(envelope.payload);
-  const sig = unb64(envelope.sig);
-  const verified = keys.some((k) => ed25519Verify(payload, sig, verificationKeyBytes(k)));
+  const sigBytes = unb64(sig);
+  const verified = keys.some((k) => verifyWithKey(payload, sigBytes, verificationKey(k)));
   if (!verified) throw notVerified(keys.length);
 }

@@ -15,7 +15,7 @@ import {
   type Cidr,
 } from './cidr.ts';
 import { describeZodError, RequestEnvelope, type ErrorBody, type NodeRecord, type RegistrationRequest } from './messages.ts';
-import { SignatureError, checkEnvelopeSignature, openEnvelopeUnverified } from './signing.ts';
+import { SignatureError, checkPayloadSignature, decodeEnvelopePayload } from './signing.ts';
 import { FORBIDDEN_POD_RANGES, forbiddenOverlap } from './special-purpose.ts';
 
 export type Checked<T> = { readonly ok: true; readonly value: T } | { readonly ok: false; readonly error: ErrorBody };
@@ -62,19 +62,20 @@ function openSignedRequestNow<T extends { identityKey: string }>(raw: Uint8Array
     const d = describeZodError(env.error, json);
     return reject('invalid', d.field, `not a signed envelope: ${d.message}`);
   }
-  let payload: unknown;
+  let decoded: ReturnType<typeof decodeEnvelopePayload>;
   try {
-    payload = openEnvelopeUnverified(env.data);
+    decoded = decodeEnvelopePayload(env.data);
   } catch {
     return reject('invalid', 'payload', `payload is not base64 JSON (got ${show(env.data.payload)})`);
   }
+  const payload = decoded.value;
   const parsed = schema.safeParse(payload);
   if (!parsed.success) {
     const d = describeZodError(parsed.error, payload);
     return reject('invalid', d.field, d.message);
   }
   try {
-    checkEnvelopeSignature({ payload: env.data.payload, sig: env.data.sig }, parsed.data.identityKey);
+    checkPayloadSignature(decoded.bytes, env.data.sig, parsed.data.identityKey);
   } catch (err) {
     if (err instanceof SignatureError) {
       return reject('unauthorized', 'sig', `sig: signature ${show(env.data.sig)} does not verify with identityKey ${show(parsed.data.identityKey)}`);
