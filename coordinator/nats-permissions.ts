@@ -8,7 +8,10 @@
 //   STORE        owns JetStream and the bucket; nothing in it subscribes to anything, so a push
 //                consumer an agent points at `crosslink.v1.heartbeat` delivers nowhere.
 //   COORDINATOR  the coordinator (and its admin commands): the whole JetStream API of STORE, its
-//                deliveries under its own inbox prefix, and the request services it exports.
+//                deliveries under its own inbox prefix, the request services it exports, and the
+//                signed "leader up" it exports to AGENTS as a stream (never through STORE: a push
+//                consumer's deliveries are published in STORE and leave it only through STORE's
+//                own stream exports, so no consumer an agent creates can reach leader-up).
 //   AGENTS       agents and read-only CLIs: only the JetStream API subjects that name a readable
 //                key range (nats.js 3 + server 2.9 put the filter subject into the consumer-create
 //                subject and the key into the direct-get subject), the request services, and the
@@ -114,10 +117,13 @@ export function permissionsFor(role: NatsRole, scope: PermissionScope): SubjectP
       ],
       deny: ['$KV.>', '$JS.API.CONSUMER.DURABLE.CREATE.>', `$JS.API.CONSUMER.CREATE.${stream}`, `$JS.API.STREAM.MSG.GET.${stream}`, '$JS.API.CONSUMER.DELETE.>'],
     },
-    // Only inboxes: replies and watch deliveries. Never the request subjects (no sniffing registrations).
-    // Not the coordinator's "leader up" either (docs/security.md: exporting it to this account made
-    // nats-server 2.9 deliver a STORE push consumer aimed at the heartbeat subject).
-    subscribe: { allow: ['_INBOX.>'], deny: [`${p}.>`] },
+    // Only inboxes (replies and watch deliveries) and, for agents, the leader's signed "leader up"
+    // (imported from COORDINATOR). Never the request subjects (no sniffing registrations); the deny
+    // repeats that behind the allow list (a deny of all of `<p>.>` would also deny leader up).
+    subscribe:
+      role === 'agent'
+        ? { allow: ['_INBOX.>', subjects(p).leaderUp], deny: [...requestSubjects(p), subjects(p).leaderPresence, observabilitySubjects(p).events, observabilitySubjects(p).health] }
+        : { allow: ['_INBOX.>'], deny: [`${p}.>`] },
   };
 }
 
@@ -198,6 +204,8 @@ export function renderAccounts(users: readonly NatsUserSpec[], scope: Permission
     '    ]',
     '    exports: [',
     ...requestSubjects(p).map((s) => svc(s, A)),
+    // The leader's signed announcement, straight to the agents (docs/security.md).
+    str(subjects(p).leaderUp, A),
     '    ]',
     '  }',
     `  ${A}: {`,
@@ -208,6 +216,7 @@ export function renderAccounts(users: readonly NatsUserSpec[], scope: Permission
     ...[...agentStore, flowControl, obs.events, obs.health].map((s) => imp('service', S, s)),
     imp('stream', S, '_INBOX.>'),
     ...requestSubjects(p).map((s) => imp('service', C, s)),
+    imp('stream', C, subjects(p).leaderUp),
     '    ]',
     '  }',
     '}',

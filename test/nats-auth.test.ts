@@ -34,6 +34,11 @@ import { healthStreamName } from '../protocol/health-summary.ts';
 import { parseAgentConfig } from '../agent/config.ts';
 import { parseAllDocuments } from 'yaml';
 import { pino } from 'pino';
+import { announceLeader } from '../coordinator/leader-announce.ts';
+import { watchLeaderUp } from '../agent/control/leader-up-watch.ts';
+import type { LeaderUp } from '../protocol/leader-up.ts';
+import { requestSubjects } from '../coordinator/nats-permissions.ts';
+import { subjects } from '../protocol/subjects.ts';
 
 const BUCKET = 'crosslink';
 const P = 'crosslink.v1';
@@ -246,7 +251,9 @@ test.serial('agent: no reading ipam, revocations or the lease; no writes; no con
   if (hijack === 'ok') {
     const info = await cjsm.consumers.info(stream, 'hijack');
     t.not(info.push_bound, true, 'no interest on the deliver subject in the STORE account');
-    t.is(info.delivered.stream_seq, 0, 'nothing delivered');
+    // consumer_seq counts deliveries; delivered.stream_seq is only the consumer's position in the
+    // stream (2.9.10 reports 1 for some consumers that never delivered anything: docs/security.md).
+    t.is(info.delivered.consumer_seq, 0, 'nothing delivered');
     await cjsm.consumers.delete(stream, 'hijack');
   }
   // A real heartbeat still arrives (and is the only thing on the subject).
@@ -261,6 +268,66 @@ test.serial('agent: no reading ipam, revocations or the lease; no writes; no con
   // The bucket is unchanged.
   t.is(await ckv.get('nodes.evil'), null);
   t.not(await ckv.get('nodes.node-a'), null);
+});
+
+test.serial('leader up reaches agents under the accounts; no push consumer an agent creates delivers onto it or onto a coordinator subject', async (t) => {
+  const s = subjects(P);
+  const stream = `KV_${BUCKET}`;
+  const nc = await agentConnection('xl-test-agent-leader-up');
+  // Everything that arrives on the leader-up subject in the agents' account, and the agent's own
+  // verified view of it (agent/control/leader-up-watch.ts, as the agent runs it).
+  const raw: string[] = [];
+  const ears = nc.subscribe(s.leaderUp, { callback: (err, m) => void raw.push(err ? `error: ${err.message}` : m.string()) });
+  const heard: LeaderUp[] = [];
+  const stopWatch = watchLeaderUp({ nc, subject: s.leaderUp, coordinatorKey: signingKey.publicKey, clock: systemClock, logger: silentLogger() }, (a) => void heard.push(a));
+  cleanup.push(() => {
+    stopWatch();
+    ears.unsubscribe();
+  });
+  // The coordinator's subjects, as the coordinator's account sees them.
+  const coordinatorSubjects = [...requestSubjects(P), s.leaderPresence];
+  const spied: string[] = [];
+  const spies = coordinatorSubjects.map((subject) => coordinatorNc.subscribe(subject, { callback: (_e, m) => void spied.push(m.subject) }));
+  cleanup.push(() => spies.forEach((sp) => sp.unsubscribe()));
+  await Promise.all([nc.flush(), coordinatorNc.flush()]);
+  // The agent credential aims push consumers of a readable range (records exist: the earlier tests
+  // registered nodes) at leader-up and at every coordinator subject. They are created in STORE (the
+  // bucket's account): their deliveries are published there, where nothing imports these subjects.
+  const jsm = await jetstreamManager(nc, { timeout: 5000 });
+  const cjsm = await jetstreamManager(coordinatorNc, { timeout: 5000 });
+  const targets = [s.leaderUp, ...coordinatorSubjects];
+  for (const [i, deliver] of targets.entries()) {
+    const name = `aim${i}`;
+    const created = await outcome(jsm.consumers.add(stream, { name, deliver_subject: deliver, filter_subject: `$KV.${BUCKET}.nodes.>`, ack_policy: AckPolicy.None }));
+    if (created !== 'ok') {
+      t.regex(created, denied, `consumer aimed at ${deliver}`);
+      continue;
+    }
+    const info = await cjsm.consumers.info(stream, name);
+    t.not(info.push_bound, true, `no interest on ${deliver} in the bucket's account`);
+    t.is(info.delivered.consumer_seq, 0, `nothing delivered to ${deliver}`);
+    t.true(info.num_pending > 0, `it had records to deliver to ${deliver}`);
+    await cjsm.consumers.delete(stream, name);
+  }
+  // The real announcement (what a new leader publishes once it serves) reaches the agent and verifies.
+  await announceLeader({ nc: coordinatorNc, subject: s.leaderUp, signingKey, holder: 'xl-test-coordinator', epoch: '7.0011223344556677', at: Date.now(), nodes: 3, heartbeatIntervalMs: 7500, logger: silentLogger() });
+  await waitFor(() => heard.length > 0, { timeoutMs: 10_000, what: 'the agent hearing the signed leader-up under the accounts' });
+  t.like(heard[0], { kind: 'leader-up', epoch: '7.0011223344556677', holder: 'xl-test-coordinator' });
+  // Captured together: only the announcement was ever on the subject, nothing on the coordinator's.
+  const seen = { raw: [...raw], spied: [...spied] };
+  t.is(seen.raw.length, 1, `leader-up subject: ${seen.raw.map((m) => m.slice(0, 80)).join(' | ')}`);
+  t.deepEqual(seen.spied, []);
+  // Agents still cannot publish it (a forged announcement would need the coordinator key anyway) or
+  // listen on the coordinator's subjects.
+  const before = raw.length;
+  nc.publish(s.leaderUp, 'forged');
+  await nc.flush();
+  t.is(raw.length, before, 'an agent\'s publish on leader-up is refused (it would have come back on its own subscription)');
+  const refusals: string[] = [];
+  const probe = nc.subscribe(s.heartbeat, { callback: (err) => { if (err) refusals.push(err.message); } });
+  cleanup.push(() => probe.unsubscribe());
+  await waitFor(() => refusals.length > 0, { timeoutMs: 5000, what: 'the server refusing the agent a subscription to the heartbeat subject' });
+  t.regex(refusals[0] ?? '', /permission/i);
 });
 
 test.serial('agent consumers on nats-server 2.9: a durable on a readable range is created, and the leader removes it at once; legacy durable creates refused; no deleting another agent\'s watch', async (t) => {

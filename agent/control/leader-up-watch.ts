@@ -1,8 +1,9 @@
 // The agent's ear for "leader up" (protocol/leader-up.ts): a core subscription; an announcement
 // counts only if it verifies with the coordinator key set, is within the clock-skew window of our
 // clock and is newer than the last one accepted (a replayed announcement changes nothing). Without
-// the subscribe permission (the accounts nats-config renders do not export it: docs/security.md) the agent simply heartbeats
-// at its own schedule: one warning, nothing else breaks.
+// the subscribe permission (accounts rendered by an older `crosslink-coordinator nats-config`, before
+// it exported the announcement to agents: docs/security.md) the agent simply heartbeats at its own
+// schedule: one warning, nothing else breaks.
 import type { NatsConnection, Subscription } from '@nats-io/transport-node';
 import type { Clock } from '../../lib/clock.ts';
 import { errorMessage } from '../../lib/errors.ts';
@@ -45,7 +46,7 @@ export function watchLeaderUp(o: LeaderUpWatchOptions, onLeaderUp: (a: LeaderUp)
     sub = o.nc.subscribe(o.subject, {
       callback: (err, msg) => {
         if (err) {
-          if (!warned) o.logger.warn({ err: errorMessage(err), subject: o.subject }, 'cannot hear leader-up announcements (the accounts of crosslink-coordinator nats-config do not export them yet); heartbeats keep their own schedule and retries');
+          if (!warned) o.logger.warn({ err: errorMessage(err), subject: o.subject }, 'cannot hear leader-up announcements (NATS accounts rendered by an older crosslink-coordinator nats-config? re-render them); heartbeats keep their own schedule and retries');
           warned = true;
           return;
         }
