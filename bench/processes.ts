@@ -12,7 +12,7 @@ const ROOT = new URL('..', import.meta.url).pathname;
 /** The compiled coordinator, run with plain node (what bin/crosslink-coordinator execs). */
 const ENTRY = join(ROOT, 'dist', 'coordinator', 'main.js');
 /** The V8 flags bin/run-compiled gives the coordinator (test/agent-node-flags.test.ts keeps them equal). */
-export const COORDINATOR_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=1', '--heap-growing-percent=10'];
+export const COORDINATOR_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=8', '--heap-growing-percent=10'];
 let built = false;
 
 /**

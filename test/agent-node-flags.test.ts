@@ -2,9 +2,10 @@
 // settings: a 1 MiB semi-space keeps the young generation at 2 MiB (agent RSS at 1,000 peers
 // 125 → 95 MiB, docs/benchmarks.md) and --optimize-for-size keeps its old generation near its live
 // size (RSS after joins and idle 137–148 → 89 MiB); --no-opt keeps TurboFan's code and zones out
-// (RSS at 3,000 peers 82 → 74 MiB); --expose-gc gives lib/heap-trim.ts its full GC. bin/crosslink-coordinator: a 1 MiB semi-space and 10 % heap
-// growth (RSS at 10,000 nodes ~187 → ~117 MiB), the same flags the bench starts it with; not
-// --optimize-for-size, which cost ~15 % more CPU per heartbeat for about the same memory (issue 7).
+// (RSS at 3,000 peers 82 → 74 MiB); --expose-gc gives lib/heap-trim.ts its full GC. bin/crosslink-coordinator: semi-spaces of at most 8 MiB
+// and 10 % heap growth (RSS at 10,000 nodes ~187 → ~125 MiB), the same flags the bench starts it
+// with; not --optimize-for-size, which cost ~20 % more CPU per registration and ~15 % per heartbeat
+// for ~14 MiB less (issue 7, docs/benchmarks.md round 19).
 // The CLI keeps node's defaults.
 import { execFile } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
@@ -31,7 +32,7 @@ process.stderr.write('XL-FLAGS ' + JSON.stringify({ execArgv: process.execArgv, 
   return { ...(JSON.parse(line.slice('XL-FLAGS '.length)) as { execArgv: string[]; newSpaceMiB: number; gc: string }), stderr };
 }
 
-test('the agent runs with a 1 MiB semi-space, optimised for size, without the optimising compiler; the coordinator with a 1 MiB semi-space and 10 % heap growth, not optimised for size, with the flags the bench measures', async (t) => {
+test('the agent runs with a 1 MiB semi-space, optimised for size, without the optimising compiler; the coordinator with semi-spaces of at most 8 MiB and 10 % heap growth, not optimised for size, with the flags the bench measures', async (t) => {
   const agent = await flagsOf(t, 'crosslink-agent');
   t.true(agent.execArgv.includes('--max-semi-space-size=1'), JSON.stringify(agent.execArgv));
   t.true(agent.execArgv.includes('--optimize-for-size'), `the old generation stays near its live size: ${JSON.stringify(agent.execArgv)}`);
@@ -44,6 +45,7 @@ test('the agent runs with a 1 MiB semi-space, optimised for size, without the op
   const coordinator = await flagsOf(t, 'crosslink-coordinator');
   t.deepEqual(coordinator.execArgv.filter((a) => !a.startsWith('--require')), [...COORDINATOR_NODE_FLAGS], JSON.stringify(coordinator.execArgv));
   t.true(coordinator.newSpaceMiB <= 2, `coordinator new space ${coordinator.newSpaceMiB} MiB`);
+  t.true(coordinator.execArgv.includes('--max-semi-space-size=8'), `the young generation stays small: ${JSON.stringify(coordinator.execArgv)}`);
   t.true(coordinator.execArgv.includes('--heap-growing-percent=10'), `the coordinator's heap grows slowly: ${JSON.stringify(coordinator.execArgv)}`);
   t.false(coordinator.execArgv.includes('--optimize-for-size'), `--optimize-for-size costs the coordinator CPU per heartbeat: ${JSON.stringify(coordinator.execArgv)}`);
   t.false(/Warning/.test(coordinator.stderr), `no V8 warning at start: ${coordinator.stderr}`);
