@@ -78,11 +78,13 @@ export interface HeartbeatCounters {
   latenciesMs: number[];
   /** When each heartbeat was sent (performance.now() ms), to see whether they bunch up. */
   sentAtMs: number[];
+  /** When each heartbeat was answered ok (performance.now() ms): the coordinator's throughput. */
+  answeredAtMs: number[];
   /** Failure reasons (error message or reply code) and how often each occurred. */
   reasons: Map<string, number>;
 }
 
-const newCounters = (): HeartbeatCounters => ({ sent: 0, ok: 0, unknownNode: 0, staleEpoch: 0, failed: 0, reregistered: 0, latenciesMs: [], sentAtMs: [], reasons: new Map() });
+const newCounters = (): HeartbeatCounters => ({ sent: 0, ok: 0, unknownNode: 0, staleEpoch: 0, failed: 0, reregistered: 0, latenciesMs: [], sentAtMs: [], answeredAtMs: [], reasons: new Map() });
 
 function countReason(c: HeartbeatCounters, reason: string): void {
   c.failed++;
@@ -182,6 +184,8 @@ export class AgentFleet {
     // heartbeat at a random moment within the announced spread (protocol/leader-up.ts; the bench
     // trusts its coordinator and reads the announcement unverified).
     // XL_BENCH_NO_LEADER_UP=1: agents deaf to it (an A/B of the announcement; an old nats-config).
+    // XL_BENCH_SPREAD_MS=<ms>: agents use this spread instead of the announced one (an A/B of the spread).
+    const spreadOverride = process.env['XL_BENCH_SPREAD_MS'] === undefined ? undefined : Number(process.env['XL_BENCH_SPREAD_MS']);
     const sub = this.nc.subscribe(process.env['XL_BENCH_NO_LEADER_UP'] === '1' ? `${this.subjects.leaderUp}.off` : this.subjects.leaderUp, {
       callback: (err, msg) => {
         if (err) return;
@@ -193,7 +197,7 @@ export class AgentFleet {
         for (const a of this.agents) {
           this.epochs.set(a.name, up.epoch);
           if (this.heardEpochs.get(a.name) === up.epoch) continue;
-          const at = t + announcedHeartbeatDelayMs(up.spreadMs, Math.random());
+          const at = t + announcedHeartbeatDelayMs(spreadOverride ?? up.spreadMs, Math.random());
           if (at < (this.due.get(a.name) ?? Infinity)) this.due.set(a.name, at);
         }
       },
@@ -256,6 +260,7 @@ export class AgentFleet {
       c.ok++;
       if (epoch !== undefined) this.heardEpochs.set(agent.name, reply.epoch ?? epoch);
       const at = performance.now();
+      c.answeredAtMs.push(at);
       this.lastOkAt.set(agent.name, at);
       this.heardAgain.answered(agent.name, t0, at);
       this.failures.delete(agent.name);

@@ -16,6 +16,8 @@ export interface CoordinatorFailoverPhases {
   readonly announced: number;
   /** The spread the new leader announced (ms), NaN if it did not announce. */
   readonly spreadMs: number;
+  /** Where the registry came from: 'warm copy' or 'bucket read' (coordinator/warm-snapshot.ts); '-' if not logged. */
+  readonly loadedFrom: string;
 }
 
 export function coordinatorFailoverPhases(follower: readonly LogLine[], o: { readonly t0: number; readonly lastRenewalAt: number; readonly leaseTtlMs: number }): CoordinatorFailoverPhases {
@@ -23,11 +25,14 @@ export function coordinatorFailoverPhases(follower: readonly LogLine[], o: { rea
   const at = (l: LogLine | undefined): number => (l ? l.time - o.t0 : NaN);
   const announced = first('announced the new leader: agents heartbeat within the spread');
   const spread = announced?.fields['spreadMs'];
+  const loaded = first('state loaded from the bucket');
+  const from = loaded?.fields['from'];
   return {
     expires: o.lastRenewalAt + o.leaseTtlMs - o.t0,
     took: at(first('became leader')),
-    loaded: at(first('state loaded from the bucket')),
+    loaded: at(loaded),
     announced: at(announced),
     spreadMs: typeof spread === 'number' ? spread : NaN,
+    loadedFrom: typeof from === 'string' ? from : '-',
   };
 }

@@ -13,12 +13,13 @@ test('phases: lease expiry from the last renewal, then took / loaded / announced
       line(40_000, 'became leader'),
       line(40_100, 'state loaded from the bucket'),
       line(52_600, 'became leader'),
-      line(53_000, 'state loaded from the bucket'),
+      line(53_000, 'state loaded from the bucket', { from: 'warm copy' }),
       line(53_100, 'announced the new leader: agents heartbeat within the spread', { spreadMs: 1000 }),
     ].join('\n'),
   );
   const p = coordinatorFailoverPhases(lines, { t0, lastRenewalAt: 49_500, leaseTtlMs: 3000 });
-  t.deepEqual(p, { expires: 2500, took: 2600, loaded: 3000, announced: 3100, spreadMs: 1000 });
+  t.deepEqual(p, { expires: 2500, took: 2600, loaded: 3000, announced: 3100, spreadMs: 1000, loadedFrom: 'warm copy' });
   const none = coordinatorFailoverPhases(lines.slice(0, 2), { t0, lastRenewalAt: NaN, leaseTtlMs: 3000 });
   t.true([none.expires, none.took, none.loaded, none.announced, none.spreadMs].every(Number.isNaN));
+  t.is(none.loadedFrom, '-');
 });
