@@ -69,6 +69,7 @@ export async function runCoordinatorFailover(server: NatsServer, nodes = 1000, t
       const leader = lab.coordinator;
       if (leader?.running !== true) throw new Error(`the leader exited before trial ${trial}; its last log lines:\n${leader?.recentLog() ?? '(none)'}`);
       fleet.resetCounters();
+      const rev = await lab.revision();
       const cpu0 = await f.process.cpuMs();
       const t0 = Date.now();
       const p0 = performance.now();
@@ -82,6 +83,7 @@ export async function runCoordinatorFailover(server: NatsServer, nodes = 1000, t
       const heard = fleet.heardAgain.summary(names);
       const cpu = (await f.process.cpuMs()) - cpu0;
       const hb = fleet.resetCounters();
+      const writes = await lab.writesSince(rev);
       const phases = coordinatorFailoverPhases(f.lines, { t0, lastRenewalAt, leaseTtlMs: LEASE_TTL_MS });
       allHeard.push(heard.allHeardMs);
       const timeouts = [...hb.reasons].filter(([r]) => /timeout/i.test(r)).reduce((n, [, c]) => n + c, 0);
@@ -98,10 +100,11 @@ export async function runCoordinatorFailover(server: NatsServer, nodes = 1000, t
         `${hb.failed} (${timeouts})`,
         ms(percentile(hb.latenciesMs, 99)),
         peakPerSecond(hb.answeredAtMs).toFixed(0),
+        `${writes.nodes} / ${writes.nodeDeletes} / ${writes.ipam + writes.clusters}`,
         ms(cpu),
       ]);
     }
-    rows.push(['median', '', '', '', '', '', ms(median(allHeard)), '', '', '', '', '']);
+    rows.push(['median', '', '', '', '', '', ms(median(allHeard)), '', '', '', '', '', '']);
     await fleet.stopHeartbeats();
   } finally {
     await follower?.process.stop();
@@ -110,7 +113,7 @@ export async function runCoordinatorFailover(server: NatsServer, nodes = 1000, t
   printTable({
     title: 'coordinator failover: the leader SIGKILLed, a running follower takes over; every node heard again',
     params: { N: nodes, trials, nodeTtl: '20s', leaseTtl: `${LEASE_TTL_MS} ms`, load: await loadAverage() },
-    header: ['trial', 'lease expires', 'took lease', 'registry loaded (from)', 'announced (spread)', 'caught / all caught heard', 'every node heard', 'added delay p50 / p99 / max', 'hb failed (timeouts)', 'hb reply p99', 'answered peak /s', 'new leader CPU'],
+    header: ['trial', 'lease expires', 'took lease', 'registry loaded (from)', 'announced (spread)', 'caught / all caught heard', 'every node heard', 'added delay p50 / p99 / max', 'hb failed (timeouts)', 'hb reply p99', 'answered peak /s', 'node writes / deletes / ipam+cluster', 'new leader CPU'],
     rows,
     notes: [
       'ms after the SIGKILL. lease expires: the dead leader\'s last renewal (server time stamp) + the lease TTL, the earliest a follower may take over;',
@@ -118,6 +121,7 @@ export async function runCoordinatorFailover(server: NatsServer, nodes = 1000, t
       'caught: nodes whose heartbeat failed after the kill (retried at 1 s x0.5-1.5, like the agent); every node heard: until each node had a heartbeat answered.',
       'answered peak /s: the most heartbeats answered ok within any 200 ms, per second (the new leader\'s throughput while the fleet comes back).',
       `spread: the leader's announced one${process.env['XL_BENCH_SPREAD_MS'] === undefined ? '' : ` (the fleet used ${process.env['XL_BENCH_SPREAD_MS']} ms instead: XL_BENCH_SPREAD_MS)`}.`,
+      'node writes / deletes / ipam+cluster: keys written from the kill until every node was heard (0 / 0 / 0: nothing expired, nothing rewritten).',
       'new leader CPU: utime+stime of the follower from the kill until every node was heard (10 ms ticks).',
       ...notes,
     ],
