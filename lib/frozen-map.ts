@@ -2,13 +2,21 @@
 // ReadonlyMap stops mutation at compile time only; this also refuses it at run time, so a consumer
 // can never change what another consumer of the same snapshot sees.
 export class FrozenMap<K, V> extends Map<K, V> {
+  /** Set once the Map constructor has added the entries; from then on set() refuses. */
+  private readonly sealed: boolean;
+
   constructor(entries: Iterable<readonly [K, V]> = []) {
-    super();
-    for (const [k, v] of entries) super.set(k, v);
+    // The Map constructor adds the entries through set() (below: allowed until sealed). It copies
+    // 6x faster than a for-of loop of super.set() (destructuring each entry): every MeshWatch
+    // builds one snapshot per change, 500 nodes in 66 instead of 400 µs (issue 7 round 19).
+    super(entries);
+    this.sealed = true;
     Object.freeze(this);
   }
 
-  override set(key: K): this {
+  override set(key: K, value?: V): this {
+    // `sealed` is still undefined while the Map constructor adds the entries (before the field is set).
+    if (!this.sealed) return super.set(key, value as V);
     throw new TypeError(`FrozenMap: cannot set ${String(key)}; snapshots are immutable`);
   }
 
