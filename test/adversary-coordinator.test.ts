@@ -124,7 +124,8 @@ test('finding 5: captured registrations, deregistrations and heartbeats cannot b
     nc: cnc,
     clock: systemClock,
     logger: silentLogger(),
-    config: parseCoordinatorConfig({ bucket: env.bucket, subjectPrefix: env.prefix, leaseTtl: '5s', nodeTtl: '30s' }),
+    // Like the fixture's: the fake agents here sign no epoch (test/helpers/coordinator-fixture.ts).
+    config: parseCoordinatorConfig({ bucket: env.bucket, subjectPrefix: env.prefix, leaseTtl: '5s', nodeTtl: '30s', requireHeartbeatEpoch: 'off' }),
     signingKey: env.key,
   });
   t.teardown(async () => {

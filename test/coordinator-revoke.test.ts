@@ -260,7 +260,8 @@ test('revocations keep being followed across a NATS restart (the watch is re-cre
   const reconnecting = { servers: own.url, maxReconnectAttempts: -1, reconnectTimeWait: 250 };
   const cnc = await connect({ ...reconnecting, name: `xl-coord-${id}` });
   const nc = await connect({ ...reconnecting, name: `xl-test-${id}` });
-  const config = parseCoordinatorConfig({ bucket, subjectPrefix: prefix, nodeTtl: '60s', leaseTtl: '5s' });
+  // The fake agents here sign no epoch (as in test/helpers/coordinator-fixture.ts).
+  const config = parseCoordinatorConfig({ bucket, subjectPrefix: prefix, nodeTtl: '60s', leaseTtl: '5s', requireHeartbeatEpoch: 'off' });
   const coordinator = await Coordinator.start({ nc: cnc, clock: systemClock, logger: silentLogger(), config, signingKey: key });
   t.teardown(async () => {
     await coordinator.stop();
