@@ -360,6 +360,23 @@ test.serial('agent consumers on nats-server 2.9: a durable on a readable range i
   t.regex(await outcome(nc.request(`$JS.API.CONSUMER.CREATE.${stream}`, legacyBody('evil3'), { timeout: 4000 })), denied, 'legacy 5-token create (agent)');
   const serverSays = (await coordinatorNc.request(`$JS.API.CONSUMER.CREATE.${stream}`, legacyBody('evil3'), { timeout: 4000 })).json<{ error?: { description?: string } }>();
   t.regex(serverSays.error?.description ?? 'no error', /durable/i, 'nats-server 2.9 refuses durable_name on the legacy ephemeral subject');
+  // …but that subject carries no filter token, so permissions could not pin what it reads: allowed to
+  // agents, it would hand them ipam.* (asked with the coordinator's credential, which may call it).
+  type CreateReply = { error?: { description?: string }; name?: string; config?: { filter_subject?: string } };
+  const ephemeralBody = (filter: string, extra: object = {}): string => JSON.stringify({ stream_name: stream, config: { filter_subject: filter, ack_policy: 'none', deliver_policy: 'all', inactive_threshold: 5_000_000_000, ...extra } });
+  const unpinned = (await coordinatorNc.request(`$JS.API.CONSUMER.CREATE.${stream}`, ephemeralBody(`$KV.${BUCKET}.ipam.>`), { timeout: 4000 })).json<CreateReply>();
+  t.is(unpinned.error, undefined, 'the legacy ephemeral create takes any filter from the body');
+  t.is(unpinned.config?.filter_subject, `$KV.${BUCKET}.ipam.>`);
+  if (unpinned.name !== undefined) await cjsm.consumers.delete(stream, unpinned.name);
+  // The subject agents must be allowed (a KV watch's): the filter token is pinned to the body's, and
+  // the body may make the consumer durable when durable_name equals the name token — permissions
+  // see the subject only (the durable case is the one created and reaped above).
+  const pinned = (await coordinatorNc.request(`$JS.API.CONSUMER.CREATE.${stream}.probe1.$KV.${BUCKET}.nodes.>`, ephemeralBody(`$KV.${BUCKET}.ipam.>`), { timeout: 4000 })).json<CreateReply>();
+  t.regex(pinned.error?.description ?? 'no error', /did not match filtered subject/i, 'a body filter other than the subject\'s is refused');
+  const renamed = (await coordinatorNc.request(`$JS.API.CONSUMER.CREATE.${stream}.probe2.$KV.${BUCKET}.nodes.>`, ephemeralBody(`$KV.${BUCKET}.nodes.>`, { durable_name: 'other' }), { timeout: 4000 })).json<CreateReply>();
+  t.regex(renamed.error?.description ?? 'no error', /durable name/i, 'durable_name must equal the name token');
+  t.false(await exists('probe1'));
+  t.false(await exists('probe2'));
   t.false(await exists('evil3'));
   // Consumers on internal keys: refused.
   for (const key of ['ipam.node-a', 'coordinator.lease', 'revoked.>', 'identities.>']) {
