@@ -24,7 +24,7 @@ function fakeHeap(live: number): { used: number; live: number; gcs: number; gc: 
 
 test('collects once at the first look, then only when the heap has grown the slack past what the last collection left', (t) => {
   const heap = fakeHeap(14 * MiB);
-  const trim = new HeapTrim({ clock: new ManualClock(), logger: silentLogger(), gc: heap.gc, usedHeapBytes: () => heap.used, slackBytes: 2 * MiB });
+  const trim = new HeapTrim({ clock: new ManualClock(), logger: silentLogger(), gc: heap.gc, usedHeapBytes: () => heap.used, slackBytes: 2 * MiB, slackFraction: 0 });
   t.true(trim.check(), 'the first look collects: it learns the live size');
   heap.used = 15.9 * MiB;
   t.false(trim.check(), '1.9 MiB of growth is within the slack');
@@ -34,6 +34,17 @@ test('collects once at the first look, then only when the heap has grown the sla
   t.is(heap.gcs, 2);
   t.is(heap.used, 14 * MiB);
   t.deepEqual(trim.counters, { checks: 3, collections: 2 });
+});
+
+test('a bigger live heap gets a proportional slack: 15 % of it when that is more than the minimum', (t) => {
+  const heap = fakeHeap(20 * MiB);
+  const trim = new HeapTrim({ clock: new ManualClock(), logger: silentLogger(), gc: heap.gc, usedHeapBytes: () => heap.used, slackBytes: 2 * MiB, slackFraction: 0.15 });
+  trim.check();
+  heap.used = 22.9 * MiB;
+  t.false(trim.check(), '2.9 MiB is past the 2 MiB minimum but within 15 % of 20 MiB');
+  heap.used = 23 * MiB;
+  t.true(trim.check(), '3 MiB (15 %) collects');
+  t.is(heap.gcs, 2);
 });
 
 test("V8's own collection lowers the mark: growth is measured from the lowest heap seen", (t) => {
@@ -112,6 +123,8 @@ test('settings are validated with the field, the value and what is allowed', (t)
   t.regex(e1.message, /heap trim intervalMs: .*0.*milliseconds > 0/);
   const e2 = t.throws(() => new HeapTrim({ ...base, slackBytes: -1 }), { instanceOf: ValidationError });
   t.regex(e2.message, /heap trim slackBytes: .*-1.*bytes > 0/);
+  const e3 = t.throws(() => new HeapTrim({ ...base, slackFraction: -0.1 }), { instanceOf: ValidationError });
+  t.regex(e3.message, /heap trim slackFraction: .*-0\.1.*>= 0/);
 });
 
 test('without --expose-gc there is no trim; with it, the trim collects through the global gc', (t) => {
