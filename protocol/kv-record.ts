@@ -5,7 +5,7 @@
 import type { VerifyKeys } from './signing.ts';
 import { errorMessage } from '../lib/errors.ts';
 import { ClusterRecord, NodeRecord } from './messages.ts';
-import { SignatureError, verifyEnvelopeAsync } from './signing.ts';
+import { SignatureError, verifyEnvelope, verifyEnvelopeAsync } from './signing.ts';
 import { clusterNameFromKey, nodeNameFromKey } from './subjects.ts';
 
 /** A KV value a reader refused, kept so the CLI can flag it. */
@@ -30,22 +30,26 @@ export type KvRecordVerdict =
 
 /**
  * Verifies one stored value under `key` (a node or cluster key: see recordKeyOf). `heldGeneration`
- * is the generation the reader already holds for that name, if any.
+ * is the generation the reader already holds for that name, if any. `onThreadPool`: the signature
+ * is checked on libuv's thread pool (bulk reads, many side by side), else on this thread (one live
+ * entry: no thread round trip). Same checks, same verdicts.
  */
 export async function verifyKvRecord(
   key: string,
   value: Uint8Array,
   coordinatorKey: VerifyKeys,
   heldGeneration?: number,
+  onThreadPool = true,
 ): Promise<KvRecordVerdict | undefined> {
+  const check = onThreadPool ? verifyEnvelopeAsync : verifyEnvelope;
   const at = recordKeyOf(key);
   if (!at) return undefined;
   let verdict: KvRecordVerdict;
   try {
     verdict =
       at.kind === 'node'
-        ? { ok: true, kind: 'node', name: at.name, record: await verifyEnvelopeAsync(value, coordinatorKey, NodeRecord) }
-        : { ok: true, kind: 'cluster', name: at.name, record: await verifyEnvelopeAsync(value, coordinatorKey, ClusterRecord) };
+        ? { ok: true, kind: 'node', name: at.name, record: await check(value, coordinatorKey, NodeRecord) }
+        : { ok: true, kind: 'cluster', name: at.name, record: await check(value, coordinatorKey, ClusterRecord) };
   } catch (err) {
     const reason = err instanceof SignatureError ? err.message : `signed but not a valid ${at.kind} record: ${errorMessage(err).slice(0, 200)}`;
     return { ok: false, reason };

@@ -548,7 +548,9 @@ export class MeshWatch {
     try {
       for await (const e of w) {
         if (failed) throw failed.err;
-        const verdict = this.verifyAhead(e);
+        // Live entries (after this range's initial snapshot) come one at a time: apply() checks each on
+        // this thread, which saves the thread-pool round trip per change (issue 7 round 19, fan-out).
+        const verdict = initialDone ? undefined : this.verifyAhead(e);
         ahead++;
         tail = tail.then(async () => {
           try {
@@ -644,7 +646,7 @@ export class MeshWatch {
 
     const held = map.get(name);
     // Signature, name = key, generation not going backwards (protocol/kv-record.ts).
-    const checked = await (verified ?? verifyKvRecord(key, e.value, this.o.coordinatorKey));
+    const checked = await (verified ?? verifyKvRecord(key, e.value, this.o.coordinatorKey, undefined, false));
     if (checked === undefined) return;
     // The generation against what we hold (every entry before this one is applied).
     const verdict = judgeGeneration(checked, held?.generation);
