@@ -89,8 +89,18 @@ export async function runRegistrationStorm(server: NatsServer, sizes: readonly n
 
 export async function runFanOut(server: NatsServer, o: { watchers: number; joins: number; bases: readonly number[] } = { watchers: 50, joins: 30, bases: [100, 500] }): Promise<void> {
   const rows: Cell[][] = [];
+  const stages: string[] = [];
   await withLab(server, { nodeTtl: '10m' }, async (lab) => {
     const base = new AgentFleet(lab, [], 15_000);
+    // Stage timeline: when the node record's KV put passes the server (a plain subscription on the
+    // bucket's stream subject, as the watchers' consumers see it), besides the reply and the watchers.
+    const putSeen = new Map<string, number>();
+    const putSub = lab.nc.subscribe(`$KV.${lab.bucket}.nodes.>`, {
+      callback: (err, msg) => {
+        if (!err) putSeen.set(msg.subject.slice(`$KV.${lab.bucket}.nodes.`.length), performance.now());
+      },
+    });
+    await lab.nc.flush();
     let registered = 0;
     await withWatchers(lab, o.watchers, async (watchers) => {
       for (const b of o.bases) {
@@ -104,6 +114,7 @@ export async function runFanOut(server: NatsServer, o: { watchers: number; joins
         const perWatcher: number[] = [];
         const all: number[] = [];
         const replies: number[] = [];
+        const puts: number[] = [];
         for (const j of joiners) {
           // Watch from before the request: the record may reach watchers before the reply reaches the agent.
           const tSend = performance.now();
@@ -114,7 +125,10 @@ export async function runFanOut(server: NatsServer, o: { watchers: number; joins
           const lat = (await seen).map((t) => t - tSend);
           perWatcher.push(...lat);
           all.push(maxOf(lat));
+          const put = putSeen.get(j.name);
+          if (put !== undefined) puts.push(put - tSend);
         }
+        stages.push(`mesh ${b}: p50 from the request: node record's KV put seen ${ms(percentile(puts, 50))} ms (${puts.length}/${o.joins}), reply ${ms(percentile(replies, 50))} ms, a watcher has it ${ms(percentile(perWatcher, 50))} ms`);
         const after = watchers.traffic();
         const writes = await lab.writesSince(rev);
         const perJoinPerWatcher = o.joins * o.watchers;
@@ -133,6 +147,7 @@ export async function runFanOut(server: NatsServer, o: { watchers: number; joins
         ]);
       }
     });
+    putSub.unsubscribe();
   });
   printTable({
     title: '2. fan-out: nodes join one by one while M MeshWatch instances watch',
@@ -143,6 +158,7 @@ export async function runFanOut(server: NatsServer, o: { watchers: number; joins
       'latency = registration request sent -> record verified and in the watcher\'s map (before its 150 ms change debounce).',
       'msgs and bytes: what the watcher connections received during the joins (includes idle heartbeats of the push consumers).',
       'all M watchers share this process\'s event loop, so "all M" includes verifying M signatures one after another.',
+      ...stages,
     ],
   });
 }
