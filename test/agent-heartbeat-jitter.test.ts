@@ -12,7 +12,7 @@ import { silentLogger } from '../lib/logger.ts';
 import { NatsServer } from '../lib/nats-server.ts';
 import { waitFor } from '../lib/wait.ts';
 import { Heartbeat, RegistrationRequest, type HeartbeatReply, type NodeRecord, type RegisterReply } from '../protocol/messages.ts';
-import { generateSigningKeyPair, generateWireguardKeyPair, openEnvelopeUnverified, signEnvelope, verifyEnvelope } from '../protocol/signing.ts';
+import { generateSigningKeyPair, generateWireguardKeyPair, openEnvelopeUnverified, signEnvelope, verifyEnvelope, type SigningKeyPair } from '../protocol/signing.ts';
 import { subjects } from '../protocol/subjects.ts';
 import type { LeaderUp } from '../protocol/leader-up.ts';
 
@@ -71,6 +71,49 @@ function nextReconnect(nc: NatsConnection): Promise<void> {
   });
 }
 
+/** A fake coordinator's register service: every registration accepted and answered with a signed record (`epoch`: a coordinator of the epoch era). */
+function serveRegistrations(nc: NatsConnection, coordinator: SigningKeyPair, o: { interval: number; overlayIp: string; epoch?: string }): void {
+  nc.subscribe(S.register, {
+    callback: (_err, msg) => {
+      void (async () => {
+        const env = JSON.parse(msg.string()) as unknown;
+        const claimed = RegistrationRequest.parse(openEnvelopeUnverified(env as never));
+        const req = await verifyEnvelope(env, claimed.identityKey, RegistrationRequest);
+        const { sentAt: _s, agentVersion: _a, ...rest } = req;
+        const record: NodeRecord = { ...rest, kind: 'node', overlayIp: o.overlayIp, generation: 1, registeredAt: 1, updatedAt: 1 };
+        const reply: RegisterReply = {
+          ok: true,
+          record: await signEnvelope(record, coordinator.secretKey),
+          heartbeatIntervalMs: o.interval,
+          nodeTtlMs: 4 * o.interval,
+          ...(o.epoch === undefined ? {} : { epoch: o.epoch }),
+        };
+        msg.respond(JSON.stringify(reply));
+      })();
+    },
+  });
+}
+
+/** An agent's control plane on the test clock with a fixed random draw, registered in `cps` for teardown. */
+async function startControlPlane(o: { nc: NatsConnection; clock: ManualClock; coordinator: SigningKeyPair; name: string; random: number; cps: ControlPlane[] }): Promise<ControlPlane> {
+  const cp = new ControlPlane({
+    nc: o.nc,
+    clock: o.clock,
+    logger: silentLogger(),
+    coordinatorKey: o.coordinator.publicKey,
+    wireguardPublicKey: (await generateWireguardKeyPair()).publicKey,
+    identityKey: await generateSigningKeyPair(),
+    identity: () => identity(o.name),
+    listenPort: 51820,
+    agentVersion: 'test',
+    requestTimeoutMs: 2000,
+    random: () => o.random,
+  });
+  o.cps.push(cp);
+  cp.start();
+  return cp;
+}
+
 test('after a NATS restart, agents heartbeat at their own random moment, then every jittered interval', async (t) => {
   const INTERVAL = 10_000;
   const server = await NatsServer.start({ name: 'xl-hbj' });
@@ -92,19 +135,7 @@ test('after a NATS restart, agents heartbeat at their own random moment, then ev
   const coordNc = await open();
   // A fake coordinator: accepts every registration, records every heartbeat's (clock) send time.
   const beats: Heartbeat[] = [];
-  coordNc.subscribe(S.register, {
-    callback: (_err, msg) => {
-      void (async () => {
-        const env = JSON.parse(msg.string()) as unknown;
-        const claimed = RegistrationRequest.parse(openEnvelopeUnverified(env as never));
-        const req = await verifyEnvelope(env, claimed.identityKey, RegistrationRequest);
-        const { sentAt: _s, agentVersion: _a, ...rest } = req;
-        const record: NodeRecord = { ...rest, kind: 'node', overlayIp: '100.96.0.7', generation: 1, registeredAt: 1, updatedAt: 1 };
-        const reply: RegisterReply = { ok: true, record: await signEnvelope(record, coordinator.secretKey), heartbeatIntervalMs: INTERVAL, nodeTtlMs: 4 * INTERVAL };
-        msg.respond(JSON.stringify(reply));
-      })();
-    },
-  });
+  serveRegistrations(coordNc, coordinator, { interval: INTERVAL, overlayIp: '100.96.0.7' });
   coordNc.subscribe(S.heartbeat, {
     callback: (_err, msg) => {
       const hb = Heartbeat.parse(openEnvelopeUnverified(JSON.parse(msg.string()) as never));
@@ -117,21 +148,7 @@ test('after a NATS restart, agents heartbeat at their own random moment, then ev
   // node-a draws 0.1 every time, node-b 0.9: the same reconnect, different moments.
   const draws = { 'node-a': 0.1, 'node-b': 0.9 };
   for (const [name, random] of Object.entries(draws)) {
-    const cp = new ControlPlane({
-      nc: await open(),
-      clock,
-      logger: silentLogger(),
-      coordinatorKey: coordinator.publicKey,
-      wireguardPublicKey: (await generateWireguardKeyPair()).publicKey,
-      identityKey: await generateSigningKeyPair(),
-      identity: () => identity(name),
-      listenPort: 51820,
-      agentVersion: 'test',
-      requestTimeoutMs: 2000,
-      random: () => random,
-    });
-    cps.push(cp);
-    cp.start();
+    await startControlPlane({ nc: await open(), clock, coordinator, name, random, cps });
   }
   await waitFor(() => cps.every((cp) => cp.state().registered), { timeoutMs: 10_000, what: 'both registered' });
   t.is(beats.length, 0, 'no heartbeat before the (test) clock moves');
@@ -183,34 +200,9 @@ test('an unanswered heartbeat is retried at a flat ~1 s; stale-epoch is re-signe
     await server.stop();
   });
   const coordinator = await generateSigningKeyPair();
-  coordNc.subscribe(S.register, {
-    callback: (_err, msg) => {
-      void (async () => {
-        const env = JSON.parse(msg.string()) as unknown;
-        const req = RegistrationRequest.parse(openEnvelopeUnverified(env as never));
-        const { sentAt: _s, agentVersion: _a, ...rest } = req;
-        const record: NodeRecord = { ...rest, kind: 'node', overlayIp: '100.96.0.7', generation: 1, registeredAt: 1, updatedAt: 1 };
-        const reply: RegisterReply = { ok: true, record: await signEnvelope(record, coordinator.secretKey), heartbeatIntervalMs: INTERVAL, nodeTtlMs: 4 * INTERVAL, epoch: 'e1' };
-        msg.respond(JSON.stringify(reply));
-      })();
-    },
-  });
+  serveRegistrations(coordNc, coordinator, { interval: INTERVAL, overlayIp: '100.96.0.7', epoch: 'e1' });
   await coordNc.flush();
-  const cp = new ControlPlane({
-    nc: agentNc,
-    clock,
-    logger: silentLogger(),
-    coordinatorKey: coordinator.publicKey,
-    wireguardPublicKey: (await generateWireguardKeyPair()).publicKey,
-    identityKey: await generateSigningKeyPair(),
-    identity: () => identity('node-a'),
-    listenPort: 51820,
-    agentVersion: 'test',
-    requestTimeoutMs: 2000,
-    random: () => 0.5,
-  });
-  cps.push(cp);
-  cp.start();
+  const cp = await startControlPlane({ nc: agentNc, clock, coordinator, name: 'node-a', random: 0.5, cps });
   await waitFor(() => cp.state().registered, { timeoutMs: 10_000, what: 'registered' });
 
   // Nobody answers heartbeats (the coordinator is restarting): "no responders" at once.
@@ -281,18 +273,8 @@ test('registered by a coordinator older than the epoch (no epoch in the reply): 
     await server.stop();
   });
   const coordinator = await generateSigningKeyPair();
-  coordNc.subscribe(S.register, {
-    callback: (_err, msg) => {
-      void (async () => {
-        const req = RegistrationRequest.parse(openEnvelopeUnverified(JSON.parse(msg.string()) as never));
-        const { sentAt: _s, agentVersion: _a, ...rest } = req;
-        const record: NodeRecord = { ...rest, kind: 'node', overlayIp: '100.96.0.8', generation: 1, registeredAt: 1, updatedAt: 1 };
-        // No epoch: the reply of a coordinator older than the epoch (an upgrade in progress).
-        const reply: RegisterReply = { ok: true, record: await signEnvelope(record, coordinator.secretKey), heartbeatIntervalMs: INTERVAL, nodeTtlMs: 4 * INTERVAL };
-        msg.respond(JSON.stringify(reply));
-      })();
-    },
-  });
+  // No epoch in the reply: a coordinator older than the epoch (an upgrade in progress).
+  serveRegistrations(coordNc, coordinator, { interval: INTERVAL, overlayIp: '100.96.0.8' });
   const beats: (string | undefined)[] = [];
   coordNc.subscribe(S.heartbeat, {
     callback: (_err, msg) => {
@@ -303,21 +285,7 @@ test('registered by a coordinator older than the epoch (no epoch in the reply): 
     },
   });
   await coordNc.flush();
-  const cp = new ControlPlane({
-    nc: agentNc,
-    clock,
-    logger: silentLogger(),
-    coordinatorKey: coordinator.publicKey,
-    wireguardPublicKey: (await generateWireguardKeyPair()).publicKey,
-    identityKey: await generateSigningKeyPair(),
-    identity: () => identity('node-q'),
-    listenPort: 51820,
-    agentVersion: 'test',
-    requestTimeoutMs: 2000,
-    random: () => 0.5,
-  });
-  cps.push(cp);
-  cp.start();
+  const cp = await startControlPlane({ nc: agentNc, clock, coordinator, name: 'node-q', random: 0.5, cps });
   await waitFor(() => cp.state().registered, { timeoutMs: 10_000, what: 'registered' });
   await waitFor(() => clock.hasSleeperAt(T0 + INTERVAL), { timeoutMs: 10_000, what: 'first heartbeat armed at one interval' });
   clock.advanceTo(T0 + INTERVAL);
