@@ -1,12 +1,11 @@
 // lib/child-process.ts: the one way to run and stop a long-lived child. Real (tiny node) children;
 // the escalation itself is also checked on a fake target that never dies.
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import test from 'ava';
 import { Child, ChildProcessError, ChildStopError, settlesWithin, stopEscalating } from '../lib/child-process.ts';
 import { TimeoutError } from '../lib/errors.ts';
 import { orphanCheck } from './helpers/orphan-check.ts';
-import { tempDir } from './helpers/temp-dir.ts';
+import { backgroundGrandchild } from './helpers/grandchild.ts';
 
 const node = (script: string): Child => Child.start([process.execPath, '-e', script]);
 
@@ -80,17 +79,9 @@ test('a child is SIGTERMed when its parent exits without stopping it', (t) => or
 test('a child is SIGTERMed when its parent dies of an unhandled SIGTERM', (t) => orphanCheck(t, startChild, 'killed by SIGTERM'));
 
 test('exited settles once the child has exited, even while a background grandchild holds its output pipes', async (t) => {
-  const dir = await tempDir(t, 'xl-child-');
-  const pidFile = join(dir, 'pid');
-  t.teardown(() => {
-    try {
-      process.kill(Number(readFileSync(pidFile, 'utf8')), 'SIGKILL');
-    } catch {
-      // already gone
-    }
-  });
+  const grandchild = await backgroundGrandchild(t, 'xl-child-');
   // sh prints and exits at once; `sleep` inherited stdout/stderr and holds them for 60 s.
-  const c = Child.start(['sh', '-c', `sleep 60 & echo $! > ${pidFile}; echo started`]);
+  const c = Child.start(['sh', '-c', `${grandchild}; echo started`]);
   // A bound on settling at all (the grandchild holds the pipes for 60 s), not a performance figure.
   t.true(await settlesWithin(c.exited, 20_000), "'close' waits for the grandchild; the exit must not");
   const exit = await c.exited;
@@ -100,16 +91,8 @@ test('exited settles once the child has exited, even while a background grandchi
 });
 
 test('stop: a child whose background grandchild holds its output pipes is gone at its exit, not reported as surviving SIGKILL', async (t) => {
-  const dir = await tempDir(t, 'xl-child-');
-  const pidFile = join(dir, 'pid');
-  t.teardown(() => {
-    try {
-      process.kill(Number(readFileSync(pidFile, 'utf8')), 'SIGKILL');
-    } catch {
-      // already gone
-    }
-  });
-  const c = Child.start(['sh', '-c', `sleep 60 & echo $! > ${pidFile}; echo started; exec sleep 60`]);
+  const grandchild = await backgroundGrandchild(t, 'xl-child-');
+  const c = Child.start(['sh', '-c', `${grandchild}; echo started; exec sleep 60`]);
   await c.waitForLine('started', { timeoutMs: 10_000 });
   let escalated = false;
   const exit = await c.stop({ graceMs: 10_000, killWaitMs: 10_000, onEscalate: () => (escalated = true) });

@@ -3,10 +3,10 @@ import { ProcessRunner } from '../lib/runner.ts';
 import { RecordingRunner } from './helpers/recording-runner.ts';
 import { CommandError } from '../lib/errors.ts';
 import { settlesWithin } from '../lib/child-process.ts';
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { orphanCheck } from './helpers/orphan-check.ts';
 import { tempDir } from './helpers/temp-dir.ts';
+import { backgroundGrandchild } from './helpers/grandchild.ts';
 
 test('ProcessRunner runs argv without a shell, with LC_ALL=C', async (t) => {
   const r = new ProcessRunner();
@@ -39,17 +39,9 @@ test('ProcessRunner times out', async (t) => {
 });
 
 test('ProcessRunner times out a command whose background grandchild keeps its output pipes open', async (t) => {
-  const dir = await tempDir(t, 'xl-runner-');
-  const pidFile = `${dir}/pid`;
-  t.teardown(() => {
-    try {
-      process.kill(Number(readFileSync(pidFile, 'utf8')), 'SIGKILL');
-    } catch {
-      // already gone
-    }
-  });
+  const grandchild = await backgroundGrandchild(t, 'xl-runner-');
   // sh exits at once; `sleep` inherited stdout/stderr and holds them for 60 s.
-  const run = new ProcessRunner().run(['sh', '-c', `sleep 60 & echo $! > ${pidFile}`], { timeoutMs: 300 });
+  const run = new ProcessRunner().run(['sh', '-c', grandchild], { timeoutMs: 300 });
   const outcome = run.then(() => 'resolved', (err: unknown) => (err instanceof CommandError && err.timedOut ? 'timed out' : 'failed'));
   // A bound on settling at all (the grandchild holds the pipes for 60 s), not a performance figure.
   t.true(await settlesWithin(outcome, 20_000), 'the timeout lets go of the pipes');
@@ -57,17 +49,9 @@ test('ProcessRunner times out a command whose background grandchild keeps its ou
 });
 
 test('ProcessRunner: a command that leaves a background grandchild holding its output pipes returns once it has exited', async (t) => {
-  const dir = await tempDir(t, 'xl-runner-');
-  const pidFile = `${dir}/pid`;
-  t.teardown(() => {
-    try {
-      process.kill(Number(readFileSync(pidFile, 'utf8')), 'SIGKILL');
-    } catch {
-      // already gone
-    }
-  });
+  const grandchild = await backgroundGrandchild(t, 'xl-runner-');
   // sh exits 0 at once; `sleep` holds stdout/stderr for 60 s, far beyond the timeout.
-  const run = new ProcessRunner().run(['sh', '-c', `sleep 60 & echo $! > ${pidFile}; echo done`], { timeoutMs: 15_000 });
+  const run = new ProcessRunner().run(['sh', '-c', `${grandchild}; echo done`], { timeoutMs: 15_000 });
   const outcome = run.then(
     (r) => `exit ${r.exitCode}: ${r.stdout.trim()}`,
     (err: unknown) => (err instanceof CommandError && err.timedOut ? 'timed out' : 'failed'),
