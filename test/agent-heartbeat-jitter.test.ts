@@ -2,7 +2,7 @@
 // the heartbeat after a NATS reconnect, so a fleet that reconnected together does not heartbeat in
 // the same instant from then on. Pure table for the delays; then real ControlPlanes against a real
 // nats-server that is restarted, driven by a test clock, so the times are exact (no timing asserts).
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { ControlPlane, heartbeatDelayMs } from '../agent/control/control-plane.ts';
 import { onConnectionStatus } from '../lib/nats-status.ts';
@@ -114,6 +114,22 @@ async function startControlPlane(o: { nc: NatsConnection; clock: ManualClock; co
   return cp;
 }
 
+/** A nats-server, the test clock, a fake coordinator's and an agent's connection; all stopped at teardown. */
+async function twoConnections(t: ExecutionContext, name: string): Promise<{ clock: ManualClock; T0: number; coordNc: NatsConnection; agentNc: NatsConnection; cps: ControlPlane[]; coordinator: SigningKeyPair }> {
+  const server = await NatsServer.start({ name });
+  const clock = new ManualClock();
+  const coordNc = await connect({ servers: server.url });
+  const agentNc = await connect({ servers: server.url });
+  const cps: ControlPlane[] = [];
+  t.teardown(async () => {
+    for (const c of cps) await c.stop();
+    await agentNc.close();
+    await coordNc.close();
+    await server.stop();
+  });
+  return { clock, T0: clock.now(), coordNc, agentNc, cps, coordinator: await generateSigningKeyPair() };
+}
+
 test('after a NATS restart, agents heartbeat at their own random moment, then every jittered interval', async (t) => {
   const INTERVAL = 10_000;
   const server = await NatsServer.start({ name: 'xl-hbj' });
@@ -187,19 +203,7 @@ test('after a NATS restart, agents heartbeat at their own random moment, then ev
 
 test('an unanswered heartbeat is retried at a flat ~1 s; stale-epoch is re-signed at once with the new epoch; then the interval resumes', async (t) => {
   const INTERVAL = 10_000;
-  const server = await NatsServer.start({ name: 'xl-hbr' });
-  const clock = new ManualClock();
-  const T0 = clock.now();
-  const coordNc = await connect({ servers: server.url });
-  const agentNc = await connect({ servers: server.url });
-  const cps: ControlPlane[] = [];
-  t.teardown(async () => {
-    for (const c of cps) await c.stop();
-    await agentNc.close();
-    await coordNc.close();
-    await server.stop();
-  });
-  const coordinator = await generateSigningKeyPair();
+  const { clock, T0, coordNc, agentNc, cps, coordinator } = await twoConnections(t, 'xl-hbr');
   serveRegistrations(coordNc, coordinator, { interval: INTERVAL, overlayIp: '100.96.0.7', epoch: 'e1' });
   await coordNc.flush();
   const cp = await startControlPlane({ nc: agentNc, clock, coordinator, name: 'node-a', random: 0.5, cps });
@@ -260,19 +264,7 @@ test('an unanswered heartbeat is retried at a flat ~1 s; stale-epoch is re-signe
 
 test('registered by a coordinator older than the epoch (no epoch in the reply): `epoch-required` carries the epoch, and the heartbeat is re-signed with it at once', async (t) => {
   const INTERVAL = 10_000;
-  const server = await NatsServer.start({ name: 'xl-hbq' });
-  const clock = new ManualClock();
-  const T0 = clock.now();
-  const coordNc = await connect({ servers: server.url });
-  const agentNc = await connect({ servers: server.url });
-  const cps: ControlPlane[] = [];
-  t.teardown(async () => {
-    for (const c of cps) await c.stop();
-    await agentNc.close();
-    await coordNc.close();
-    await server.stop();
-  });
-  const coordinator = await generateSigningKeyPair();
+  const { clock, T0, coordNc, agentNc, cps, coordinator } = await twoConnections(t, 'xl-hbq');
   // No epoch in the reply: a coordinator older than the epoch (an upgrade in progress).
   serveRegistrations(coordNc, coordinator, { interval: INTERVAL, overlayIp: '100.96.0.8' });
   const beats: (string | undefined)[] = [];
