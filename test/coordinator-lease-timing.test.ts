@@ -2,7 +2,7 @@
 // in-memory bucket: exactly when the revision it watched has gone a full TTL unrenewed — not a poll
 // later — and never before the leader's own validity ends, even when a renewal reaches the bucket
 // while the follower's read is on its way (the TTL counts from when the read returned).
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import type { KV, KvEntry } from '@nats-io/kv';
 import { FOLLOWER_POLL_MS, LeaderLease, type LeaseValue } from '../coordinator/lease.ts';
 import { silentLogger } from '../lib/logger.ts';
@@ -56,12 +56,9 @@ async function stepUntilLeading(clock: ManualClock, lease: LeaderLease, limitMs:
   return { tookAt: clock.now(), wakeups };
 }
 
-test('a follower takes a dead leader\'s lease exactly a TTL after it saw the last renewal, not at its next poll', async (t) => {
-  const clock = new ManualClock();
-  const bucket = new GatedKv();
-  const renewedAt = clock.now();
-  await bucket.create(kvKeys.lease, leaseOf(renewedAt));
-  const follower = new LeaderLease(bucket.kv, { holder: 'pod-b', ttlMs: TTL, clock, logger: silentLogger() });
+/** pod-b following the lease in `kv` on `clock`, stopped at teardown; resolved once its first read is done. */
+async function startFollower(t: ExecutionContext, kv: KV, clock: ManualClock): Promise<LeaderLease> {
+  const follower = new LeaderLease(kv, { holder: 'pod-b', ttlMs: TTL, clock, logger: silentLogger() });
   const stop = new AbortController();
   const run = follower.run(events, stop.signal);
   t.teardown(async () => {
@@ -69,6 +66,15 @@ test('a follower takes a dead leader\'s lease exactly a TTL after it saw the las
     await run;
   });
   await follower.firstRound;
+  return follower;
+}
+
+test('a follower takes a dead leader\'s lease exactly a TTL after it saw the last renewal, not at its next poll', async (t) => {
+  const clock = new ManualClock();
+  const bucket = new GatedKv();
+  const renewedAt = clock.now();
+  await bucket.create(kvKeys.lease, leaseOf(renewedAt));
+  const follower = await startFollower(t, bucket.kv, clock);
   t.false(follower.holds(), 'the lease was just renewed');
   const { tookAt, wakeups } = await stepUntilLeading(clock, follower, 10_000);
   t.is(tookAt, renewedAt + TTL, 'took at the first moment the lease could have expired');
@@ -81,14 +87,7 @@ test('a renewal that reaches the bucket while the follower\'s read is in flight:
   const bucket = new GatedKv();
   await bucket.create(kvKeys.lease, leaseOf(clock.now()));
   const view = new ReadHookKv(bucket);
-  const follower = new LeaderLease(view.kv, { holder: 'pod-b', ttlMs: TTL, clock, logger: silentLogger() });
-  const stop = new AbortController();
-  const run = follower.run(events, stop.signal);
-  t.teardown(async () => {
-    stop.abort();
-    await run;
-  });
-  await follower.firstRound;
+  const follower = await startFollower(t, view.kv, clock);
   // The follower's next read leaves at `sent`; 200 ms later the leader sends a renewal, which the
   // bucket applies before answering the read; the answer arrives 200 ms after that.
   const sent = clock.wakeups[0] ?? NaN;
