@@ -75,6 +75,8 @@ export class Coordinator {
   private stopPresence: (() => void) | undefined;
   /** A follower's copy of the bucket, kept current, which a takeover loads from (warm-snapshot.ts). */
   private warm: WarmSnapshot | undefined;
+  /** Warm copies dropped and still ending (their watches): stop() waits for them before NATS is closed. */
+  private warmStopping: Promise<void> = Promise.resolve();
   private stopStatusWatch: (() => void) | undefined;
   private stopped: Promise<void> | undefined;
   private natsConnected = true;
@@ -194,7 +196,7 @@ export class Coordinator {
     this.stopStatusWatch?.();
     await Promise.all([this.leaseLoop, this.leaderProbe.stop()]);
     this.endTerm();
-    await Promise.all([this.endingTerms, this.warm?.stop()]);
+    await Promise.all([this.endingTerms, this.warmStopping, this.warm?.stop()]);
     await this.lease.release();
     // Events still queued (the ended term's last ones) go out before the caller closes NATS.
     this.events.flush();
@@ -252,7 +254,7 @@ export class Coordinator {
 
   /** Starts a fresh warm copy (a follower from now on), dropping the previous one. */
   private followWarm(): void {
-    void this.warm?.stop();
+    if (this.warm) this.warmStopping = Promise.all([this.warmStopping, this.warm.stop()]).then(() => undefined);
     this.warm = this.abort.signal.aborted ? undefined : new WarmSnapshot({ kv: this.store.kv, store: this.store, clock: this.deps.clock, logger: this.logger });
   }
 
