@@ -57,8 +57,9 @@ function runToCompletion(file: string, args: readonly string[], input: string | 
     // hold it open past the child's exit, so they are let go of shortly after it (lib/pipe-drain.ts).
     drainPipesAfterExit(child);
     const timer = setTimeout(() => {
-      timedOut = true;
+      // Exited in time, its pipes still draining (a grandchild holds them): not a timeout.
       if (child.exitCode !== null || child.signalCode !== null) return;
+      timedOut = true;
       child.kill('SIGTERM');
       killTimer = setTimeout(() => {
         child.kill('SIGKILL');
