@@ -6,6 +6,7 @@ import { check } from '../lib/flags.ts';
 import type { Palette } from '../lib/colour.ts';
 import { EventType, type CrosslinkEvent } from '../protocol/events.ts';
 import { ClusterName, NodeName } from '../protocol/messages.ts';
+import type { VerifyKeys } from '../protocol/signing.ts';
 import { formatEvent } from './event-format.ts';
 import { kvEventSigners } from './event-signers.ts';
 import { readEvents } from './events.ts';
@@ -20,8 +21,8 @@ export interface EventsCommandDeps {
   readonly addNatsFlags: (cmd: Command) => Command;
   /** Connects with the command's NATS flags (one-shot, no reconnects) and names its bucket. */
   readonly connect: (cmd: Command) => Promise<{ readonly nc: NatsConnection; readonly bucket: string }>;
-  /** The coordinator public key of the command's --coordinator-key[-file] (required: events are verified). */
-  readonly coordinatorKey: (cmd: Command) => Promise<string>;
+  /** The coordinator public keys of the command's --coordinator-key[-file] (required: events are verified). */
+  readonly coordinatorKey: (cmd: Command) => Promise<VerifyKeys>;
   /** Ends --follow (SIGINT/SIGTERM in the binary; the test's controller in tests). */
   readonly signal?: AbortSignal;
 }

@@ -8,10 +8,11 @@ import { connectNats, type NatsSettings } from '../lib/nats-connect.ts';
 import { verifyKvRecord, type RejectedRecord } from '../protocol/kv-record.ts';
 import type { ClusterRecord, NodeRecord } from '../protocol/messages.ts';
 import { kvKeys } from '../protocol/subjects.ts';
+import type { VerifyKeys } from '../protocol/signing.ts';
 
 export interface KvReadOptions {
   readonly nats: NatsSettings;
-  readonly coordinatorKey: string;
+  readonly coordinatorKey: VerifyKeys;
   readonly bucket: string;
   readonly timeoutMs?: number;
   readonly logger: Logger;

@@ -71,7 +71,7 @@ const KV_FLAGS: readonly FlagSpec<KvFlagKey>[] = [
   { key: 'natsUrl', flags: '--nats-url <urls>', env: 'CROSSLINK_NATS_URL', help: 'NATS servers, comma-separated' },
   { key: 'natsCreds', flags: '--nats-creds <file>', env: 'CROSSLINK_NATS_CREDS', help: 'NATS credentials file' },
   ...NATS_AUTH_FLAGS,
-  { key: 'coordinatorKey', flags: '--coordinator-key <base64>', env: 'CROSSLINK_COORDINATOR_KEY', help: 'coordinator public key: records must be signed by it' },
+  { key: 'coordinatorKey', flags: '--coordinator-key <base64>', env: 'CROSSLINK_COORDINATOR_KEY', help: 'coordinator public key: records must be signed by it (comma-separated during a signing-key rotation: the new key and the previous ones)' },
   { key: 'coordinatorKeyFile', flags: '--coordinator-key-file <file>', env: 'CROSSLINK_COORDINATOR_KEY_FILE', help: 'file holding the coordinator public key' },
   { key: 'bucket', flags: '--bucket <name>', env: 'CROSSLINK_BUCKET', default: DEFAULT_BUCKET, help: 'KV bucket' },
 ];
@@ -120,10 +120,10 @@ async function readKv(o: KvOpts): Promise<Awaited<ReturnType<typeof readMeshFrom
   return readMeshFromKv({ nats, coordinatorKey: await coordinatorKeyOf(o), bucket: o.bucket, logger: silentLogger() });
 }
 
-/** --coordinator-key, else --coordinator-key-file; required. */
-async function coordinatorKeyOf(o: KvOpts): Promise<string> {
-  if (o.coordinatorKey !== undefined) return check('--coordinator-key', o.coordinatorKey.trim(), Key32);
-  if (o.coordinatorKeyFile !== undefined) return readCoordinatorKeyFile(o.coordinatorKeyFile);
+/** --coordinator-key (one key, or several comma-separated during a rotation), else --coordinator-key-file; required. */
+async function coordinatorKeyOf(o: KvOpts): Promise<readonly string[]> {
+  if (o.coordinatorKey !== undefined) return Object.freeze(o.coordinatorKey.split(',').map((k) => check('--coordinator-key', k.trim(), Key32)));
+  if (o.coordinatorKeyFile !== undefined) return [await readCoordinatorKeyFile(o.coordinatorKeyFile)];
   throw new ValidationError('--coordinator-key', undefined, 'required (or --coordinator-key-file): records and events are only trusted when signed (by the coordinator, or by a node whose record it signed)');
 }
 

@@ -21,7 +21,8 @@ export interface EventSigners {
   /**
    * The identity key bound to node `name` by its coordinator-signed record (undefined: no such
    * record). `fresh`: asked again after a signature failed with what an earlier call returned (the
-   * name may have been released and bound to a new key since).
+   * name may have been released and bound to a new key since). Rejects when the record cannot be
+   * read (the bucket unavailable): the event is then unverified with that reason, not "no record".
    */
   identityOf(name: string, fresh: boolean): Promise<string | undefined>;
 }
@@ -79,10 +80,22 @@ export async function verifyEvent(data: Uint8Array, subject: string | undefined,
   }
   if (!isAgentEventType(e.type)) return unverified(`${e.type} is the coordinator's event type; agent ${name} cannot report it`);
   if (e.node !== undefined && e.node !== name) return unverified(`agent ${name} reports about another node (${e.node})`);
-  const key = await signers.identityOf(name, false);
+  const lookup = async (fresh: boolean): Promise<{ key: string | undefined } | { failed: string }> => {
+    try {
+      return { key: await signers.identityOf(name, fresh) };
+    } catch (err) {
+      return { failed: err instanceof Error ? err.message : String(err) };
+    }
+  };
+  const cannotRead = (why: string): EventVerdict => unverified(`cannot read node ${name}'s record to check its signature (${why}); not a verdict on the event`);
+  const first = await lookup(false);
+  if ('failed' in first) return cannotRead(first.failed);
+  const key = first.key;
   if (key === undefined) return unverified(`no verified node record for ${name}: its identity key is unknown (left the mesh, or never joined)`);
   if (verifies(envelope.data, key)) return { ok: true, event: e };
-  const again = await signers.identityOf(name, true);
+  const fresh = await lookup(true);
+  if ('failed' in fresh) return cannotRead(fresh.failed);
+  const again = fresh.key;
   if (again !== undefined && again !== key && verifies(envelope.data, again)) return { ok: true, event: e };
   return unverified(`signature does not verify with the identity key of node ${name}`);
 }

@@ -56,6 +56,17 @@ test('with the wrong coordinator key every record is refused', async (t) => {
   t.notRegex(c.out(), /✓ verified/);
 });
 
+test('during a signing-key rotation several coordinator keys are given comma-separated: records signed by any of them verify', async (t) => {
+  const next = await generateSigningKeyPair();
+  const c = io();
+  t.is(await runCli(['nodes', '--nats-url', server.url, '--coordinator-key', `${next.publicKey}, ${coordinator.publicKey}`], c), 1, c.err());
+  t.regex(c.out(), /^node-a .*✓ verified$/m, 'signed by the previous key, still trusted');
+  t.regex(c.out(), /^evil +\?.*✗ REFUSED$/m, 'a key outside the set is still refused');
+  const bad = io();
+  t.is(await runCli(['nodes', '--nats-url', server.url, '--coordinator-key', `${coordinator.publicKey},nope`], bad), 2);
+  t.regex(bad.err(), /--coordinator-key: "nope" is not valid; must be a 32-byte key/);
+});
+
 test('showconf --nats-url computes a node\'s config without an agent', async (t) => {
   const c = io();
   t.is(await runCli(['showconf', ...kvArgs(), '--node', 'node-b', '--interface', 'xl0'], c), 0, c.err());

@@ -128,3 +128,12 @@ test('isAgentEventType: the agent types and nothing else', (t) => {
   t.false(isAgentEventType('node-revoked'));
   t.false(isAgentEventType('consumer-removed'));
 });
+
+test('a record that cannot be read (the bucket unavailable) leaves the event unverified with that reason, not "no record"', async (t) => {
+  const e = event(repaired('node-b'), { role: 'agent', name: 'node-b' });
+  const failing: EventSigners = { coordinator: k.coordinator.publicKey, identityOf: () => Promise.reject(new Error('bucket unavailable')) };
+  const v = await verifyEvent(bytes(signEnvelopeNow(e, k.nodeB.secretKey)), `${P}.events.route-repaired`, failing);
+  t.false(v.ok);
+  t.is(v.ok ? undefined : v.kind, 'unverified');
+  t.regex(v.ok ? '' : v.reason, /cannot read node node-b's record to check its signature \(bucket unavailable\)/);
+});
