@@ -20,6 +20,7 @@ import { waitFor } from '../lib/wait.ts';
 import { HeartbeatReply, type Heartbeat } from '../protocol/messages.ts';
 import { generateSigningKeyPair, type SigningKeyPair } from '../protocol/signing.ts';
 import { subjects } from '../protocol/subjects.ts';
+import { coordinatorCommand } from './coordinator-command.ts';
 import { CoordinatorProcess, writeSigningKeyFile } from './processes.ts';
 
 export interface LabOptions {
@@ -65,7 +66,9 @@ export class ControlPlaneLab {
     const lab = new ControlPlaneLab(server, nc, key, dir, options);
     try {
       await lab.startCoordinator();
-      await lab.enrollClusters();
+      // A coordinator from before cluster enrollment (XL_BENCH_COORDINATOR_DIR) takes registrations
+      // without join signatures and would refuse one carrying a `joinSig`: nothing to enroll.
+      if (coordinatorCommand().enrollment) await lab.enrollClusters();
     } catch (err) {
       await lab.close();
       throw err;

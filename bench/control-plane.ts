@@ -163,58 +163,7 @@ export async function runFanOut(server: NatsServer, o: { watchers: number; joins
   });
 }
 
-// ---- 3. heartbeat load -----------------------------------------------------------------------
-
-export async function runHeartbeatLoad(server: NatsServer, o: { sizes: readonly number[]; nodeTtl: string; windowMs: number } = { sizes: [200, 1000], nodeTtl: '20s', windowMs: 8000 }): Promise<void> {
-  const rows: Cell[][] = [];
-  await withLab(server, { nodeTtl: o.nodeTtl }, async (lab) => {
-    const coordinator = lab.coordinator!;
-    let registered = 0;
-    const agents = await makeAgents(0, maxOf(o.sizes));
-    for (const n of o.sizes) {
-      const fleet = new AgentFleet(lab, agents.slice(0, n), 5000);
-      const run = await fleet.registerAll(STORM_CONCURRENCY, agents.slice(registered, n));
-      registered = n;
-      const interval = run.heartbeatIntervalMs;
-      // Idle: what the coordinator spends with n nodes and nobody talking (lease, expiry rounds).
-      const idle0 = await coordinator.cpuMs();
-      await sleep(o.windowMs / 2);
-      const idlePerSec = ((await coordinator.cpuMs()) - idle0) / (o.windowMs / 2 / 1000);
-      fleet.startHeartbeats(interval);
-      await sleep(interval); // every node's phase has come round once
-      fleet.resetCounters();
-      const c0 = await coordinator.cpuMs();
-      const t0 = performance.now();
-      await sleep(o.windowMs);
-      const cpu = (await coordinator.cpuMs()) - c0;
-      const secs = (performance.now() - t0) / 1000;
-      const c = fleet.resetCounters();
-      await fleet.stopHeartbeats();
-      const perSec = cpu / secs;
-      rows.push([
-        n,
-        interval,
-        (c.sent / secs).toFixed(0),
-        ms(idlePerSec),
-        ms(perSec),
-        c.ok > 0 ? (((perSec - idlePerSec) * secs * 1000) / c.ok).toFixed(0) : '-',
-        ms(percentile(c.latenciesMs, 50)),
-        ms(percentile(c.latenciesMs, 99)),
-        c.failed + c.unknownNode,
-      ]);
-    }
-  });
-  printTable({
-    title: '3. heartbeat load: N nodes heartbeating at the advised interval',
-    params: { nodeTtl: o.nodeTtl, window: `${o.windowMs} ms`, coordinator: 'own process' },
-    header: ['N', 'interval ms', 'heartbeats/s', 'coord CPU idle ms/s', 'coord CPU ms/s', 'CPU us/heartbeat', 'reply p50 ms', 'p99 ms', 'failed'],
-    rows,
-    notes: [
-      'coordinator CPU = utime+stime of its process from /proc/<pid>/stat (10 ms ticks) over the window, i.e. ms of CPU per wall second.',
-      'CPU us/heartbeat = (loaded - idle) CPU / heartbeats answered; each one is a signature check and a map update.',
-    ],
-  });
-}
+// ---- 3. heartbeat load: bench/heartbeat-load.ts ----------------------------------------------
 
 // ---- 4. restart storm ------------------------------------------------------------------------
 

@@ -3,7 +3,7 @@
 //   dataplane     computeDesiredState time and commands per join (pure, in-process)
 //   registration  registration storm of 100/500/1000 agents (registration:2000,4000 for other sizes)
 //   fanout        latency from a join to 50 watchers having the record
-//   heartbeat     coordinator CPU under heartbeat load
+//   heartbeat     coordinator CPU per heartbeat and idle, per thread (heartbeat:<sizes,...>, default 200,1000)
 //   restart       nats-server and coordinator restarts, fleet re-registration and the periodic audit
 //                 with 500 nodes and 50 watchers (restart:2000)
 //   policy        policy set → nftables table replaced on 10 agents (real nft, one netns each; policy:<agents>),
@@ -31,13 +31,14 @@ import { runProbingCost } from './probing.ts';
 import { runIdleLab } from './idle.ts';
 import { runGatewayFailover } from './gateway-failover.ts';
 import { runCoordinatorFailover } from './coordinator-failover.ts';
-import { runCoordinatorMemory, runFanOut, runHeartbeatLoad, runRegistrationStorm, runRestartStorm } from './control-plane.ts';
+import { runCoordinatorMemory, runFanOut, runRegistrationStorm, runRestartStorm } from './control-plane.ts';
+import { HEARTBEAT_LOAD_DEFAULTS, runHeartbeatLoad } from './heartbeat-load.ts';
 
 /** Each control-plane section, with an optional argument after a colon (e.g. `registration:2000,4000`). */
 const CONTROL_PLANE: Record<string, (server: NatsServer, arg: number[] | undefined) => Promise<void>> = {
   registration: (s, sizes) => runRegistrationStorm(s, sizes),
   fanout: (s) => runFanOut(s),
-  heartbeat: (s) => runHeartbeatLoad(s),
+  heartbeat: (s, sizes) => runHeartbeatLoad(s, sizes === undefined ? HEARTBEAT_LOAD_DEFAULTS : { ...HEARTBEAT_LOAD_DEFAULTS, sizes }),
   policy: async (s, n) => {
     await runPolicyPropagation(s, n?.[0]);
     await runPolicyLab();
@@ -68,7 +69,7 @@ async function main(): Promise<void> {
   const asked = process.argv.slice(2).map((a) => ({ text: a, parsed: parseSection(a) }));
   const bad = asked.filter((a) => a.parsed === undefined).map((a) => JSON.stringify(a.text));
   if (bad.length > 0) {
-    console.error(`unknown section ${bad.join(', ')}; use one or more of: ${ALL.join(', ')}, agent or failover (registration:<sizes,...>, agent:<sizes,...>, restart:<nodes>, failover:<trials> and failover-coordinator:<nodes>,<trials> take a size)`);
+    console.error(`unknown section ${bad.join(', ')}; use one or more of: ${ALL.join(', ')}, agent or failover (registration:<sizes,...>, agent:<sizes,...>, restart:<nodes>, failover:<trials> and failover-coordinator:<nodes>,<trials> take a size; heartbeat:<sizes,...> too)`);
     process.exitCode = 2;
     return;
   }

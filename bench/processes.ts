@@ -8,11 +8,12 @@ import { Child } from '../lib/child-process.ts';
 import { CrosslinkError } from '../lib/errors.ts';
 import type { SigningKeyPair } from '../protocol/signing.ts';
 
+import { coordinatorCommand } from './coordinator-command.ts';
+import { threadCpu, type ThreadCpu } from './thread-cpu.ts';
+
+export { COORDINATOR_NODE_FLAGS } from './coordinator-command.ts';
+
 const ROOT = new URL('..', import.meta.url).pathname;
-/** The compiled coordinator, run with plain node (what bin/crosslink-coordinator execs). */
-const ENTRY = join(ROOT, 'dist', 'coordinator', 'main.js');
-/** The V8 flags bin/run-compiled gives the coordinator (test/agent-node-flags.test.ts keeps them equal). */
-export const COORDINATOR_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=8', '--heap-growing-percent=10'];
 let built = false;
 
 /**
@@ -97,12 +98,11 @@ export class CoordinatorProcess {
       ...Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('CROSSLINK_') && k !== 'POD_NAME')),
       ...(o.podName !== undefined ? { POD_NAME: o.podName } : {}),
     };
-    buildOnce();
-    // XL_BENCH_COORDINATOR_NODE_FLAGS: node flags for profiling (e.g. "--cpu-prof --cpu-prof-dir=/tmp/p";
-    // --cpu-prof is refused in NODE_OPTIONS). Empty by default: the measured process is unchanged.
-    const nodeFlags = (process.env['XL_BENCH_COORDINATOR_NODE_FLAGS'] ?? '').split(' ').filter((f) => f !== '');
-    const child = Child.start([process.execPath, ...COORDINATOR_NODE_FLAGS, ...nodeFlags, ENTRY, ...args], { env, keepLines: 200, ...(o.onLine ? { onLine: o.onLine } : {}) });
-    if (child.pid === undefined) throw new CrosslinkError(`could not start ${ENTRY}`);
+    // XL_BENCH_COORDINATOR_DIR / XL_BENCH_COORDINATOR_NODE_FLAGS: bench/coordinator-command.ts.
+    const command = coordinatorCommand();
+    if (command.own) buildOnce();
+    const child = Child.start([...command.argv, ...args], { env, keepLines: 200, ...(o.onLine ? { onLine: o.onLine } : {}) });
+    if (child.pid === undefined) throw new CrosslinkError(`could not start ${command.argv.join(' ')}`);
     return new CoordinatorProcess(child);
   }
 
@@ -116,6 +116,11 @@ export class CoordinatorProcess {
 
   cpuMs(): Promise<number> {
     return processCpuMs(this.pid);
+  }
+
+  /** CPU time by thread, ns precision (bench/thread-cpu.ts). */
+  threadCpu(): Promise<ThreadCpu> {
+    return threadCpu(this.pid);
   }
 
   /** SIGTERM (clean stop: the lease is released) or SIGKILL (crash); waits for the exit, SIGKILL after 10 s. */

@@ -1,0 +1,124 @@
+// Section 3 of the control-plane bench: the coordinator's CPU per heartbeat and its idle CPU, per
+// fleet size, each size on a fresh control plane (its own coordinator process and bucket).
+//
+// Method (docs/benchmarks.md, issue 7 round 20):
+//  - N simulated agents register, then heartbeat at the advised interval (node TTL 20 s: every 5 s);
+//  - the window starts once every node's first heartbeat has been answered (a node's first heartbeat
+//    writes its identity binding once: issue 8) and one more second has passed: a steady state;
+//  - the heartbeat window lasts `windowMs` (10 s: ~2,000 heartbeats at N = 1,000);
+//  - then the agents fall silent; after `settleMs` the idle window (`idleMs`) measures what the
+//    coordinator spends with N live nodes and nobody talking (lease renewals, expiry rounds). The
+//    windows fit inside the TTL, so nobody expires (the table shows node deletions: must be 0);
+//  - CPU comes from /proc/<pid>/task/*/schedstat (ns, per thread: main thread vs the others, i.e.
+//    V8's GC/compiler workers and libuv's pool), and for comparison with earlier rounds from
+//    /proc/<pid>/stat's utime+stime (10 ms ticks).
+// XL_BENCH_COORDINATOR_DIR=<checkout> measures another checkout's coordinator (bench/coordinator-command.ts).
+import { performance } from 'node:perf_hooks';
+import type { NatsServer } from '../lib/nats-server.ts';
+import { waitFor } from '../lib/wait.ts';
+import { AgentFleet, makeAgents } from './agent-fleet.ts';
+import { ControlPlaneLab } from './control-plane-lab.ts';
+import { coordinatorCommand } from './coordinator-command.ts';
+import { ms, percentile, printTable, type Cell } from './report.ts';
+import { cpuBetween, type ThreadCpu } from './thread-cpu.ts';
+
+const sleep = (t: number): Promise<void> => new Promise((r) => setTimeout(r, t));
+
+/** Registration requests in flight at once (as in the other control-plane sections). */
+const STORM_CONCURRENCY = 100;
+
+export interface HeartbeatLoadOptions {
+  readonly sizes: readonly number[];
+  readonly nodeTtl: string;
+  readonly windowMs: number;
+  readonly settleMs: number;
+  readonly idleMs: number;
+}
+
+export const HEARTBEAT_LOAD_DEFAULTS: HeartbeatLoadOptions = { sizes: [200, 1000], nodeTtl: '20s', windowMs: 10_000, settleMs: 2_000, idleMs: 10_000 };
+
+interface Reading {
+  readonly at: number;
+  readonly threads: ThreadCpu;
+  readonly tickMs: number;
+}
+
+async function read(lab: ControlPlaneLab): Promise<Reading> {
+  const c = lab.coordinator!;
+  const [threads, tickMs] = await Promise.all([c.threadCpu(), c.cpuMs()]);
+  return { at: performance.now(), threads, tickMs };
+}
+
+/** ms of CPU per wall second between two readings: total, main thread, other threads, and from ticks. */
+function rate(a: Reading, b: Reading): { total: number; main: number; others: number; ticks: number; secs: number } {
+  const secs = (b.at - a.at) / 1000;
+  const d = cpuBetween(a.threads, b.threads);
+  return { total: d.totalMs / secs, main: d.mainMs / secs, others: d.othersMs / secs, ticks: (b.tickMs - a.tickMs) / secs, secs };
+}
+
+async function measureSize(server: NatsServer, n: number, o: HeartbeatLoadOptions): Promise<Cell[]> {
+  const lab = await ControlPlaneLab.start(server, { nodeTtl: o.nodeTtl });
+  try {
+    const fleet = new AgentFleet(lab, await makeAgents(0, n), 5000);
+    const run = await fleet.registerAll(STORM_CONCURRENCY);
+    const interval = run.heartbeatIntervalMs;
+    fleet.startHeartbeats(interval);
+    // Steady state: every node has had its first heartbeat answered (that one writes the binding).
+    await waitFor(() => fleet.lastOkAt.size >= n - run.failed, { timeoutMs: 3 * interval + 30_000, intervalMs: 100, what: `every node's first heartbeat answered (${fleet.lastOkAt.size}/${n})` });
+    await sleep(1000);
+    fleet.resetCounters();
+    const h0 = await read(lab);
+    await sleep(o.windowMs);
+    const h1 = await read(lab);
+    const c = fleet.resetCounters();
+    await fleet.stopHeartbeats();
+    const rev = await lab.revision();
+    await sleep(o.settleMs);
+    const i0 = await read(lab);
+    await sleep(o.idleMs);
+    const i1 = await read(lab);
+    const deletes = (await lab.writesSince(rev)).nodeDeletes;
+    const loaded = rate(h0, h1);
+    const idle = rate(i0, i1);
+    const perHb = (x: number, y: number): string => (c.ok > 0 ? (((x - y) * loaded.secs * 1000) / c.ok).toFixed(0) : '-');
+    return [
+      n,
+      interval,
+      c.ok,
+      (c.ok / loaded.secs).toFixed(0),
+      `${ms(idle.total)} (${ms(idle.main)} + ${ms(idle.others)})`,
+      ms(idle.ticks),
+      `${ms(loaded.total)} (${ms(loaded.main)} + ${ms(loaded.others)})`,
+      `${perHb(loaded.total, idle.total)} (${perHb(loaded.main, idle.main)} + ${perHb(loaded.others, idle.others)})`,
+      perHb(loaded.ticks, idle.ticks),
+      ms(percentile(c.latenciesMs, 50)),
+      ms(percentile(c.latenciesMs, 99)),
+      c.failed + c.unknownNode,
+      deletes,
+      `${i1.threads.threads}`,
+    ];
+  } finally {
+    await lab.close();
+  }
+}
+
+export async function runHeartbeatLoad(server: NatsServer, o: HeartbeatLoadOptions = HEARTBEAT_LOAD_DEFAULTS): Promise<void> {
+  const rows: Cell[][] = [];
+  for (const n of o.sizes) rows.push(await measureSize(server, n, o));
+  printTable({
+    title: '3. heartbeat load: N nodes heartbeating at the advised interval, then idle',
+    params: {
+      nodeTtl: o.nodeTtl,
+      window: `${o.windowMs} ms from 1 s after every node's first heartbeat`,
+      idle: `${o.idleMs} ms, ${o.settleMs} ms after the last heartbeat`,
+      coordinator: coordinatorCommand().label,
+    },
+    header: ['N', 'interval ms', 'heartbeats', 'per s', 'idle ms/s (main + others)', 'idle ms/s ticks', 'loaded ms/s (main + others)', 'CPU us/heartbeat (main + others)', 'us/hb ticks', 'reply p50 ms', 'p99 ms', 'failed', 'expired while idle', 'threads'],
+    rows,
+    notes: [
+      'CPU from /proc/<pid>/task/*/schedstat (ns, per thread; "main" = the event loop, "others" = V8 workers and libuv pool); "ticks" from /proc/<pid>/stat utime+stime (10 ms ticks), as in earlier rounds.',
+      'CPU us/heartbeat = (loaded - idle) CPU per second x window / heartbeats answered ok in the window.',
+      'each N on a fresh coordinator; "expired while idle" counts node deletions from the heartbeats\' stop to the idle window\'s end (must be 0).',
+    ],
+  });
+}
