@@ -25,7 +25,12 @@ import { CoordinatorProcess, writeSigningKeyFile } from './processes.ts';
 
 export interface LabOptions {
   readonly nodeTtl?: string;
+  /** --lease-ttl of every replica (default 3s); 'default': none passed, the coordinator's shipped default. */
   readonly leaseTtl?: string;
+  /** Every server of a cluster (coordinators and agents fail over between them); default the one server's URL. */
+  readonly natsUrls?: readonly string[];
+  /** --replicas of the bucket (3 on a 3-server cluster). */
+  readonly replicas?: number;
 }
 
 /** Keys written since a revision, by kind (nodes, clusters, ipam; the lease is left out). */
@@ -62,7 +67,7 @@ export class ControlPlaneLab {
     const key = await generateSigningKeyPair();
     await writeSigningKeyFile(join(dir, 'coordinator.key'), key);
     // The simulated agents' connection: reconnects forever, quickly, like an agent's.
-    const nc = await connect({ servers: server.url, name: 'xl-bench-agents', maxReconnectAttempts: -1, reconnectTimeWait: 1000 });
+    const nc = await connect({ servers: [...(options.natsUrls ?? [server.url])], name: 'xl-bench-agents', maxReconnectAttempts: -1, reconnectTimeWait: 1000 });
     const lab = new ControlPlaneLab(server, nc, key, dir, options);
     try {
       await lab.startCoordinator();
@@ -106,12 +111,13 @@ export class ControlPlaneLab {
   /** Another coordinator process on the same bucket (a follower while one leads); does not wait for it. */
   startReplica(podName: string | undefined, o: { readonly logLevel?: string; readonly onLine?: (line: string) => void } = {}): CoordinatorProcess {
     return CoordinatorProcess.start({
-      natsUrl: this.server.url,
+      natsUrl: (this.options.natsUrls ?? [this.server.url]).join(','),
       bucket: this.bucket,
       subjectPrefix: this.prefix,
       signingKeyFile: join(this.dir, 'coordinator.key'),
       nodeTtl: this.options.nodeTtl ?? '60s',
-      leaseTtl: this.options.leaseTtl ?? '3s',
+      leaseTtl: this.options.leaseTtl === 'default' ? undefined : (this.options.leaseTtl ?? '3s'),
+      replicas: this.options.replicas,
       ...(podName === undefined ? {} : { podName }),
       ...(o.logLevel === undefined ? {} : { logLevel: o.logLevel }),
       ...(o.onLine === undefined ? {} : { onLine: o.onLine }),

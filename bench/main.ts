@@ -21,6 +21,9 @@
 //   failover-coordinator  the leader coordinator SIGKILLed while a follower runs, N nodes heartbeating:
 //                 lease expiry → takeover → bucket loaded → leader up → every node heard again
 //                 (failover-coordinator:<nodes>[,<trials>], default 1000,3; not in the default set)
+//   nats-server-loss  a 3-server NATS cluster loses the bucket stream's leader: new leader, registration,
+//                 heartbeat gap, lease kept, every watch resumed, rejoin (nats-server-loss:<trials>[,<nodes>],
+//                 default 5,300; not in the default set)
 import { randomBytes } from 'node:crypto';
 import { NatsServer } from '../lib/nats-server.ts';
 import { runDataPlane } from './data-plane.ts';
@@ -33,6 +36,7 @@ import { runGatewayFailover } from './gateway-failover.ts';
 import { runCoordinatorFailover } from './coordinator-failover.ts';
 import { runCoordinatorMemory, runFanOut, runRegistrationStorm, runRestartStorm } from './control-plane.ts';
 import { HEARTBEAT_LOAD_DEFAULTS, runHeartbeatLoad } from './heartbeat-load.ts';
+import { runNatsServerLoss } from './nats-server-loss.ts';
 
 /** Each control-plane section, with an optional argument after a colon (e.g. `registration:2000,4000`). */
 const CONTROL_PLANE: Record<string, (server: NatsServer, arg: number[] | undefined) => Promise<void>> = {
@@ -52,9 +56,10 @@ const STANDALONE: Record<string, (arg: number[] | undefined) => Promise<void>> =
   probing: (peers) => runProbingCost(peers),
   idle: () => runIdleLab(),
   failover: (trials) => runGatewayFailover(trials?.[0]),
+  'nats-server-loss': (n) => runNatsServerLoss(n?.[0], n?.[1]),
 };
 /** Run only when asked for by name. */
-const ON_REQUEST = new Set(['agent', 'failover', 'memory', 'failover-coordinator']);
+const ON_REQUEST = new Set(['agent', 'failover', 'memory', 'failover-coordinator', 'nats-server-loss']);
 const ALL = ['dataplane', ...Object.keys(STANDALONE), ...Object.keys(CONTROL_PLANE)].filter((s) => !ON_REQUEST.has(s));
 
 function parseSection(text: string): { name: string; arg: number[] | undefined } | undefined {
@@ -69,7 +74,7 @@ async function main(): Promise<void> {
   const asked = process.argv.slice(2).map((a) => ({ text: a, parsed: parseSection(a) }));
   const bad = asked.filter((a) => a.parsed === undefined).map((a) => JSON.stringify(a.text));
   if (bad.length > 0) {
-    console.error(`unknown section ${bad.join(', ')}; use one or more of: ${ALL.join(', ')}, agent or failover (registration:<sizes,...>, agent:<sizes,...>, restart:<nodes>, failover:<trials> and failover-coordinator:<nodes>,<trials> take a size; heartbeat:<sizes,...> too)`);
+    console.error(`unknown section ${bad.join(', ')}; use one or more of: ${ALL.join(', ')}, agent or failover (registration:<sizes,...>, agent:<sizes,...>, restart:<nodes>, failover:<trials>, failover-coordinator:<nodes>,<trials> and nats-server-loss:<trials>,<nodes> take a size; heartbeat:<sizes,...> too)`);
     process.exitCode = 2;
     return;
   }

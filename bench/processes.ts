@@ -60,7 +60,10 @@ export interface CoordinatorProcessOptions {
   readonly subjectPrefix: string;
   readonly signingKeyFile: string;
   readonly nodeTtl: string;
-  readonly leaseTtl: string;
+  /** --lease-ttl; undefined: none passed, the coordinator's shipped default. */
+  readonly leaseTtl?: string | undefined;
+  /** --replicas of the bucket (3 on a 3-server cluster); undefined: the coordinator's default. */
+  readonly replicas?: number | undefined;
   readonly logLevel?: string;
   /** POD_NAME for the lease holder id (a stable one lets a restarted coordinator reclaim its lease at once, as in deploy/). */
   readonly podName?: string;
@@ -88,7 +91,8 @@ export class CoordinatorProcess {
       '--bucket', o.bucket,
       '--subject-prefix', o.subjectPrefix,
       '--node-ttl', o.nodeTtl,
-      '--lease-ttl', o.leaseTtl,
+      ...(o.leaseTtl !== undefined ? ['--lease-ttl', o.leaseTtl] : []),
+      ...(o.replicas !== undefined ? ['--replicas', String(o.replicas)] : []),
       '--log-level', o.logLevel ?? 'warn',
       ...(o.registrationRate !== undefined ? ['--registration-rate', String(o.registrationRate)] : []),
       ...(o.registrationBurst !== undefined ? ['--registration-burst', String(o.registrationBurst)] : []),

@@ -107,11 +107,12 @@ export class NatsServer {
     }
   }
 
-  /** Stops the process (SIGTERM, wait; SIGKILL after 5 s) keeping the store, so restart() resumes. */
-  async stopProcess(): Promise<void> {
+  /** Stops the process (SIGTERM, wait; SIGKILL after 5 s; or SIGKILL at once: a crash) keeping the store, so restart() resumes. */
+  async stopProcess(signal: 'SIGTERM' | 'SIGKILL' = 'SIGTERM'): Promise<void> {
     const child = this.child;
     this.child = undefined;
     if (child) this.lastChild = child;
+    if (signal === 'SIGKILL') child?.kill('SIGKILL');
     await child?.stop({ graceMs: 5000 });
   }
 
