@@ -331,6 +331,8 @@ async function measure(n: number): Promise<void> {
     const afterIdleRss = await rssMiB(agentPid, 'VmRSS');
     // Anonymous (heaps, malloc) vs file-backed (the node binary's pages, ~32–38 MiB whatever we load).
     const afterIdleSplit = `${(await rssMiB(agentPid, 'RssAnon')).toFixed(0)} / ${(await rssMiB(agentPid, 'RssFile')).toFixed(0)}; ${await residentByMapping(agentPid)}`;
+    // XL_BENCH_AGENT_SMAPS=<file>: the agent's /proc/<pid>/smaps after idle, per mapping (where the RSS is).
+    if (process.env.XL_BENCH_AGENT_SMAPS) await writeFile(process.env.XL_BENCH_AGENT_SMAPS, await readFile(`/proc/${agentPid}/smaps`, 'utf8'));
     // The same breakdown after the joins, leaves and idle window: is RSS growth V8's heap or native memory?
     const memoryAfterIdle = await memoryReport(agentPid, agentLog);
     const peakRss = await rssMiB(agentPid, 'VmHWM');
@@ -423,6 +425,8 @@ process.on('SIGUSR2', () => {
   // Node's own modules loaded so far, and the big lazily loaded ones among them (fetch's undici, web streams: each several MiB).
   const internal = process.moduleLoadList.filter((m) => m.startsWith('NativeModule '));
   const big = internal.filter((m) => /undici|webstreams|inspector|wasm/.test(m)).map((m) => m.slice('NativeModule '.length));
+  // XL_BENCH_AGENT_MODULES=<file>: every module node has loaded (its built-ins' sources and code caches are pages of the node binary).
+  if (process.env.XL_BENCH_AGENT_MODULES) require('node:fs').writeFileSync(process.env.XL_BENCH_AGENT_MODULES, process.moduleLoadList.join('\\n') + '\\n');
   process.stderr.write('XL-MEMORY ' + [mib(m.rss), mib(m.heapUsed) + ' / ' + mib(m.heapTotal), mib(m.external), mib(m.arrayBuffers)].join(', ') + ' | ' + spaces.join(' ') + ' | node modules ' + internal.length + (big.length ? ' incl. ' + big.join(' ') : '') + '\\n');
 });
 `;
