@@ -39,6 +39,8 @@ export const HEARTBEAT_LOAD_DEFAULTS: HeartbeatLoadOptions = { sizes: [200, 1000
 
 interface Reading {
   readonly at: number;
+  /** CLOCK_MONOTONIC in µs, the clock of a --cpu-prof profile's timestamps (to cut a window out of it). */
+  readonly monoUs: bigint;
   readonly threads: ThreadCpu;
   readonly tickMs: number;
 }
@@ -46,7 +48,7 @@ interface Reading {
 async function read(lab: ControlPlaneLab): Promise<Reading> {
   const c = lab.coordinator!;
   const [threads, tickMs] = await Promise.all([c.threadCpu(), c.cpuMs()]);
-  return { at: performance.now(), threads, tickMs };
+  return { at: performance.now(), monoUs: process.hrtime.bigint() / 1000n, threads, tickMs };
 }
 
 /** ms of CPU per wall second between two readings: total, main thread, other threads, and from ticks. */
@@ -56,7 +58,7 @@ function rate(a: Reading, b: Reading): { total: number; main: number; others: nu
   return { total: d.totalMs / secs, main: d.mainMs / secs, others: d.othersMs / secs, ticks: (b.tickMs - a.tickMs) / secs, secs };
 }
 
-async function measureSize(server: NatsServer, n: number, o: HeartbeatLoadOptions): Promise<Cell[]> {
+async function measureSize(server: NatsServer, n: number, o: HeartbeatLoadOptions, windows: string[]): Promise<Cell[]> {
   const lab = await ControlPlaneLab.start(server, { nodeTtl: o.nodeTtl });
   try {
     const fleet = new AgentFleet(lab, await makeAgents(0, n), 5000);
@@ -78,6 +80,7 @@ async function measureSize(server: NatsServer, n: number, o: HeartbeatLoadOption
     await sleep(o.idleMs);
     const i1 = await read(lab);
     const deletes = (await lab.writesSince(rev)).nodeDeletes;
+    windows.push(`N ${n}: heartbeat window ${h0.monoUs}-${h1.monoUs}, idle window ${i0.monoUs}-${i1.monoUs} (CLOCK_MONOTONIC us, as in a --cpu-prof profile)`);
     const loaded = rate(h0, h1);
     const idle = rate(i0, i1);
     const perHb = (x: number, y: number): string => (c.ok > 0 ? (((x - y) * loaded.secs * 1000) / c.ok).toFixed(0) : '-');
@@ -104,7 +107,8 @@ async function measureSize(server: NatsServer, n: number, o: HeartbeatLoadOption
 
 export async function runHeartbeatLoad(server: NatsServer, o: HeartbeatLoadOptions = HEARTBEAT_LOAD_DEFAULTS): Promise<void> {
   const rows: Cell[][] = [];
-  for (const n of o.sizes) rows.push(await measureSize(server, n, o));
+  const windows: string[] = [];
+  for (const n of o.sizes) rows.push(await measureSize(server, n, o, windows));
   printTable({
     title: '3. heartbeat load: N nodes heartbeating at the advised interval, then idle',
     params: {
@@ -119,6 +123,7 @@ export async function runHeartbeatLoad(server: NatsServer, o: HeartbeatLoadOptio
       'CPU from /proc/<pid>/task/*/schedstat (ns, per thread; "main" = the event loop, "others" = V8 workers and libuv pool); "ticks" from /proc/<pid>/stat utime+stime (10 ms ticks), as in earlier rounds.',
       'CPU us/heartbeat = (loaded - idle) CPU per second x window / heartbeats answered ok in the window.',
       'each N on a fresh coordinator; "expired while idle" counts node deletions from the heartbeats\' stop to the idle window\'s end (must be 0).',
+      ...windows,
     ],
   });
 }

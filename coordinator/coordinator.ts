@@ -29,6 +29,7 @@ import { mintEpoch } from '../protocol/coordinator-epoch.ts';
 import { epochRefusal, followerMayRecord } from './heartbeat-epoch.ts';
 import { announceLeader } from './leader-announce.ts';
 import { WarmSnapshot } from './warm-snapshot.ts';
+import { OkReplyText } from './ok-reply-text.ts';
 import type { Snapshot } from './store.ts';
 
 export interface CoordinatorDeps {
@@ -64,6 +65,8 @@ export function defaultHolderId(): string {
 export class Coordinator {
   private readonly liveness = new Liveness();
   private readonly heartbeatMarks: HeartbeatMarks;
+  /** The ok reply's text, made once per epoch (coordinator/ok-reply-text.ts). */
+  private readonly okReplies = new OkReplyText();
   private readonly lease: LeaderLease;
   private readonly store: StateStore;
   private readonly abort = new AbortController();
@@ -281,7 +284,7 @@ export class Coordinator {
     let answerEpoch: string | undefined;
     const reply = (r: HeartbeatReply): void => {
       this.deps.metrics?.heartbeat(!registry ? 'follower' : r.ok ? 'ok' : r.error.code);
-      if (registry && msg.reply) msg.respond(JSON.stringify(answerEpoch === undefined ? r : { ...r, epoch: answerEpoch }));
+      if (registry && msg.reply) msg.respond(r.ok ? this.okReplies.text(answerEpoch) : JSON.stringify(answerEpoch === undefined ? r : { ...r, epoch: answerEpoch }));
     };
     if (!opened.ok) {
       this.logger.debug({ code: opened.error.code, reason: opened.error.message }, 'heartbeat rejected');

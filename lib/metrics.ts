@@ -1,7 +1,9 @@
 // Shared Prometheus plumbing (prom-client): a scrape body with its content type, and a fresh
 // per-instance Registry (never the global one: tests run several agents and coordinators in one
 // process, and each must report only its own figures).
-import { collectDefaultMetrics, Registry } from 'prom-client';
+import type { RecordableHistogram } from 'node:perf_hooks';
+import { collectDefaultMetrics, Gauge, Registry } from 'prom-client';
+import { EventLoopDelaySampler } from './event-loop-delay.ts';
 
 /** One scrape: the text exposition format and the content type to serve it with. */
 export interface MetricsScrape {
@@ -17,20 +19,45 @@ export interface MetricsScrape {
 const MISNAMED_DEFAULTS = ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total'] as const;
 
 /**
- * How often the event-loop delay histogram behind `nodejs_eventloop_lag_*` samples, in ms.
- * prom-client's default leaves Node's 10 ms: a libuv timer waking the process 100 times a second,
- * idle or not — most of the coordinator's idle CPU (docs/benchmarks.md, issue 7 round 19).
- * At 100 ms every stall of 100 ms or more is still recorded in full; shorter ones are sampled
- * (a stall of S ms is seen with probability S/100).
+ * prom-client's own event-loop monitor (Node's monitorEventLoopDelay) is started at this resolution,
+ * i.e. it never wakes (the largest period Node accepts, ~24.8 days); its seven histogram series are
+ * replaced by the same series fed by lib/event-loop-delay.ts, which wakes an idle process once a
+ * second instead of ten times (docs/benchmarks.md, issue 7 round 20). nodejs_eventloop_lag_seconds
+ * (prom-client's setImmediate probe at scrape time) stays prom-client's.
  */
-export const EVENT_LOOP_SAMPLE_MS = 100;
+export const DORMANT_MONITOR_MS = 2 ** 31 - 1;
+
+/** The event-loop delay series prom-client computes from its monitor, with their help texts (prom-client 15). */
+const EVENT_LOOP_SERIES = [
+  ['nodejs_eventloop_lag_min_seconds', 'The minimum recorded event loop delay.', (h: RecordableHistogram) => h.min],
+  ['nodejs_eventloop_lag_max_seconds', 'The maximum recorded event loop delay.', (h: RecordableHistogram) => h.max],
+  ['nodejs_eventloop_lag_mean_seconds', 'The mean of the recorded event loop delays.', (h: RecordableHistogram) => h.mean],
+  ['nodejs_eventloop_lag_stddev_seconds', 'The standard deviation of the recorded event loop delays.', (h: RecordableHistogram) => h.stddev],
+  ['nodejs_eventloop_lag_p50_seconds', 'The 50th percentile of the recorded event loop delays.', (h: RecordableHistogram) => h.percentile(50)],
+  ['nodejs_eventloop_lag_p90_seconds', 'The 90th percentile of the recorded event loop delays.', (h: RecordableHistogram) => h.percentile(90)],
+  ['nodejs_eventloop_lag_p99_seconds', 'The 99th percentile of the recorded event loop delays.', (h: RecordableHistogram) => h.percentile(99)],
+] as const;
+
+/** The seven delay series from `sampler`, read and reset at each scrape as prom-client does with its monitor. */
+function registerEventLoopDelay(registry: Registry, sampler: EventLoopDelaySampler): void {
+  for (const [name] of EVENT_LOOP_SERIES) registry.removeSingleMetric(name);
+  const gauges: Gauge[] = [];
+  // The first series' collect sets all seven from one reading (a scrape collects them in order).
+  const collect = (): void => {
+    const h = sampler.histogram;
+    EVENT_LOOP_SERIES.forEach(([, , read], i) => gauges[i]?.set(h.count === 0 ? 0 : read(h) / 1e9));
+    h.reset();
+  };
+  EVENT_LOOP_SERIES.forEach(([name, help], i) => gauges.push(new Gauge({ name, help, registers: [registry], ...(i === 0 ? { collect } : {}) })));
+}
 
 /** A new registry; with `processMetrics` also the standard process_* and nodejs_* series (CPU, memory, event loop). */
-export function newRegistry(o: { readonly processMetrics: boolean }): Registry {
+export function newRegistry(o: { readonly processMetrics: boolean; readonly eventLoopDelay?: EventLoopDelaySampler }): Registry {
   const registry = new Registry();
   if (o.processMetrics) {
-    collectDefaultMetrics({ register: registry, eventLoopMonitoringPrecision: EVENT_LOOP_SAMPLE_MS });
+    collectDefaultMetrics({ register: registry, eventLoopMonitoringPrecision: DORMANT_MONITOR_MS });
     for (const name of MISNAMED_DEFAULTS) registry.removeSingleMetric(name);
+    registerEventLoopDelay(registry, o.eventLoopDelay ?? new EventLoopDelaySampler().start());
   }
   return registry;
 }
