@@ -93,7 +93,7 @@ export const RUN_FLAGS: readonly RunFlagSpec[] = [
   { key: 'minPodCidrPrefix', flags: '--min-pod-cidr-prefix <n>', env: 'CROSSLINK_MIN_POD_CIDR_PREFIX', default: '16', help: 'shortest IPv4 pod CIDR prefix accepted (0-32)' },
   { key: 'minPodCidrPrefixV6', flags: '--min-pod-cidr-prefix-v6 <n>', env: 'CROSSLINK_MIN_POD_CIDR_PREFIX_V6', default: '48', help: 'shortest IPv6 pod CIDR prefix accepted (0-128)' },
   { key: 'maxClockSkew', flags: '--max-clock-skew <duration>', env: 'CROSSLINK_MAX_CLOCK_SKEW', default: '5m', help: 'signed requests older or newer than this are refused (replay protection; 1s-1h)' },
-  { key: 'leaseTtl', flags: '--lease-ttl <duration>', env: 'CROSSLINK_LEASE_TTL', default: '10s', help: 'leader lease; a follower takes over after the lease goes unrenewed this long (1s-1h)' },
+  { key: 'leaseTtl', flags: '--lease-ttl <duration>', env: 'CROSSLINK_LEASE_TTL', default: '3s', help: 'leader lease; a follower takes over after the lease goes unrenewed this long (1s-1h)' },
   { key: 'healthAddr', flags: '--health-addr <host:port>', env: 'CROSSLINK_HEALTH_ADDR', default: 'off', help: 'HTTP /healthz /readyz /metrics listener (e.g. 0.0.0.0:9472; "off" disables)' },
   { key: 'logLevel', flags: '--log-level <level>', env: 'CROSSLINK_LOG_LEVEL', default: 'info', help: `log level (${LOG_LEVELS.join(', ')})` },
   {

@@ -104,6 +104,10 @@ export class Coordinator {
       ttlMs: deps.config.leaseTtlMs,
       clock: deps.clock,
       logger: deps.logger,
+      holderAnswers: (holder) => {
+        const seen = this.leaderProbe.seen;
+        return seen.kind === 'present' && seen.holder === holder;
+      },
     });
     this.leaderProbe = new LeaderProbe({
       nc: deps.nc,

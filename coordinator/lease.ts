@@ -6,6 +6,14 @@
 // would expire, so a dead leader is replaced ≈ TTL after its last renewal, not up to two polls later.
 // The leader stops writing as soon as a renewal fails by CAS or when its last successful renewal is a
 // TTL old, which happens before any follower can take over.
+// A lapse is not a loss: while the bucket takes no writes (a NATS stream electing a new leader takes
+// 4–9 s, longer than a short lease) nobody can take the lease, so the lapsed leader keeps its term
+// (not writing, answering "unavailable") and renews by compare-and-set as soon as writes pass again:
+// if that succeeds nobody else led meanwhile, and it serves on without a reload or a new epoch. A
+// follower whose watched lease expired while its holder still answers the presence probe (alive,
+// only the bucket is stuck) waits up to LAPSE_GRACE_MS more before taking over. Both are bounded by
+// LAPSE_GRACE_MS, and neither weakens safety: the compare-and-set decides, and holds() stays false
+// for the whole lapse.
 // With a `seal` (the coordinator's signing key set), the lease is a signed envelope: a lease written
 // by anyone else does not verify and counts as absent, so it is taken over at once; a bucket writer
 // can at worst make the leader step down for one renewal interval, never hold leadership. And a
@@ -28,6 +36,13 @@ export type LeaseValue = z.infer<typeof LeaseValue>;
 /** How often a follower reads the lease (TTL/3 if shorter): it learns of a renewal at most this late. */
 export const FOLLOWER_POLL_MS = 250;
 
+/**
+ * How long past its expiry a lapsed lease is kept (by its holder) and deferred to (by a follower
+ * that still sees the holder answer): covers a NATS stream's leader election (nats-server's
+ * election timeout is 4–9 s) and the first renewal after it.
+ */
+export const LAPSE_GRACE_MS = 10_000;
+
 export interface LeaseEvents {
   onAcquired(): void;
   onLost(reason: string): void;
@@ -45,6 +60,8 @@ export interface LeaseOptions {
   readonly ttlMs: number;
   readonly clock: Clock;
   readonly logger: Logger;
+  /** True while `holder` answers as the serving leader (the presence probe): a follower defers to it for LAPSE_GRACE_MS past expiry. */
+  readonly holderAnswers?: (holder: string) => boolean;
 }
 
 export class LeaderLease {
@@ -53,7 +70,7 @@ export class LeaderLease {
   /** Local time until which our lease is certainly valid (start of the last successful renewal + TTL). */
   private validUntil = 0;
   /** The other holder's lease as we last saw it, since when (our clock, when the read returned) it has not changed, and its TTL. */
-  private observed: { revision: number; since: number; ttlMs: number } | undefined;
+  private observed: { revision: number; since: number; ttlMs: number; deferred?: boolean } | undefined;
   /** Counts acquisitions, so work started under an earlier term cannot write under a later one. */
   private termNumber = 0;
   /** The lease revision written when the current (or last) term began (the coordinator epoch's first part). */
@@ -112,10 +129,12 @@ export class LeaderLease {
       } catch (err) {
         this.opts.logger.debug({ err: errorMessage(err) }, 'lease round failed');
       }
-      if (this.leader && !this.holds() && !signal.aborted) this.lose(events, 'could not renew the lease before it expired');
+      // Lapsed: keep the term (not writing) and retry the renewal soon; give up after the grace.
+      const lapsed = this.lapsed();
+      if (lapsed && !signal.aborted && this.opts.clock.now() >= this.validUntil + LAPSE_GRACE_MS) this.lose(events, `could not renew the lease within ${LAPSE_GRACE_MS} ms of its expiry`);
       this.firstRoundDone();
       if (signal.aborted) break;
-      await this.opts.clock.sleep(this.leader ? this.intervalMs : this.followerSleepMs(), signal);
+      await this.opts.clock.sleep(this.leader ? (lapsed ? Math.min(this.intervalMs, FOLLOWER_POLL_MS) : this.intervalMs) : this.followerSleepMs(), signal);
     }
   }
 
@@ -197,7 +216,13 @@ export class LeaderLease {
       this.observed = { revision: entry.revision, since: seenAt, ttlMs: current.ttlMs };
       return;
     }
-    if (start - this.observed.since >= current.ttlMs) {
+    const overdue = start - this.observed.since - current.ttlMs;
+    if (overdue >= 0 && overdue < LAPSE_GRACE_MS && this.opts.holderAnswers?.(current.holder) === true) {
+      if (!this.observed.deferred) this.opts.logger.info({ holder: current.holder }, 'the lease expired but its holder still answers (the bucket may be electing a leader): waiting');
+      this.observed.deferred = true;
+      return;
+    }
+    if (overdue >= 0) {
       await this.take(events, start, entry.revision, `lease of ${current.holder} unrenewed for ${start - this.observed.since} ms`);
     }
   }

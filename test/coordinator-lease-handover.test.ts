@@ -7,7 +7,7 @@
 // a lease that lapses costs a failover, never a second writer.
 import test, { type ExecutionContext } from 'ava';
 import type { KV, KvEntry } from '@nats-io/kv';
-import { FOLLOWER_POLL_MS, LeaderLease } from '../coordinator/lease.ts';
+import { FOLLOWER_POLL_MS, LAPSE_GRACE_MS, LeaderLease } from '../coordinator/lease.ts';
 import { silentLogger } from '../lib/logger.ts';
 import { waitFor } from '../lib/wait.ts';
 import { GatedKv } from './helpers/gated-kv.ts';
@@ -69,14 +69,16 @@ interface Pair {
 }
 
 /** pod-a leading on `link`, pod-b following on the bucket itself; both stopped at teardown. */
-async function leaderAndFollower(t: ExecutionContext): Promise<Pair> {
+async function leaderAndFollower(t: ExecutionContext, o: { readonly leaderAnswers?: boolean } = {}): Promise<Pair> {
   const clock = new ManualClock();
   const bucket = new GatedKv();
   const link = new LeaderLink(bucket);
   const lost: string[] = [];
   const stop = new AbortController();
   const leader = new LeaderLease(link.kv, { holder: 'pod-a', ttlMs: TTL, clock, logger: silentLogger() });
-  const follower = new LeaderLease(bucket.kv, { holder: 'pod-b', ttlMs: TTL, clock, logger: silentLogger() });
+  // leaderAnswers: pod-a is alive and answers the presence probe (only its bucket writes are stuck).
+  const holderAnswers = o.leaderAnswers === true ? (holder: string): boolean => holder === 'pod-a' : undefined;
+  const follower = new LeaderLease(bucket.kv, { holder: 'pod-b', ttlMs: TTL, clock, logger: silentLogger(), ...(holderAnswers ? { holderAnswers } : {}) });
   const runs = [
     leader.run({ onAcquired: () => undefined, onLost: (why) => lost.push(why) }, stop.signal),
     follower.run({ onAcquired: () => undefined, onLost: () => undefined }, stop.signal),
@@ -90,6 +92,19 @@ async function leaderAndFollower(t: ExecutionContext): Promise<Pair> {
   await follower.firstRound;
   t.true(leader.holds() && !follower.holds(), 'pod-a leads, pod-b follows');
   return { clock, link, leader, follower, lost };
+}
+
+/** Advances the clock one wake-up at a time until `done` (or `limitMs` passes), asserting after each that not both hold. */
+async function stepUntil(t: ExecutionContext, p: Pair, done: () => boolean, limitMs: number): Promise<void> {
+  const end = p.clock.now() + limitMs;
+  while (!done()) {
+    await settled(p);
+    const next = p.clock.wakeups[0] ?? Infinity;
+    if (next > end) return;
+    p.clock.advanceTo(next);
+    await settled(p);
+    t.false(p.leader.holds() && p.follower.holds(), 'two leaders');
+  }
 }
 
 /** Both loops are between rounds: each sleeps, or (the leader) waits on a write held by its link. */
@@ -129,7 +144,8 @@ test('a NATS blip longer than the lease: the leader stops holding before the fol
   t.true(p.leader.lapsed(), 'the leader is lapsed (answers "unavailable"), not writing');
   // The blip ends: the stuck renewal times out; the next one finds the lease taken and steps down.
   p.link.heal(new Error('TIMEOUT'));
-  await waitFor(() => p.lost.length > 0, { timeoutMs: 10_000, intervalMs: 1, what: 'the old leader steps down' });
+  await stepUntil(t, p, () => p.lost.length > 0, 5000);
+  t.regex(p.lost[0] ?? '', /taken over/);
   t.false(p.leader.holds());
   t.true(p.follower.holds());
 });
@@ -158,4 +174,32 @@ test('an event loop starved past the whole TTL: on waking the leader does not ho
   t.true(p.leader.lapsed());
   await settled(p);
   t.false(p.leader.holds() && p.follower.holds());
+});
+
+test('a bucket that takes no writes for longer than the lease (a stream electing its leader) while the leader answers: the follower waits, the leader renews when writes pass and keeps its term', async (t) => {
+  const p = await leaderAndFollower(t, { leaderAnswers: true });
+  const term = p.leader.term;
+  p.link.mode = 'cut';
+  // 6 s without writes: twice the lease, within the grace.
+  await stepUntil(t, p, () => false, 6000);
+  t.false(p.leader.holds(), 'lapsed: not writing');
+  t.true(p.leader.lapsed(), 'but still leading (answers "unavailable")');
+  t.false(p.follower.holds(), 'the follower deferred to the holder that still answers');
+  p.link.heal(new Error('TIMEOUT'));
+  await stepUntil(t, p, () => p.leader.holds(), 2000);
+  t.true(p.leader.holds(), 'renewed by compare-and-set as soon as writes passed');
+  t.is(p.leader.term, term, 'the same term: no reload, no new epoch');
+  t.deepEqual(p.lost, []);
+  t.false(p.follower.holds());
+});
+
+test('a holder that answers but never renews: the follower takes over LAPSE_GRACE_MS after the expiry, and the old leader has long stopped', async (t) => {
+  const p = await leaderAndFollower(t, { leaderAnswers: true });
+  const cutAt = p.clock.now();
+  p.link.mode = 'cut';
+  const { leaderStoppedBy, followerTookAt } = await runUntilHandover(t, p, TTL + LAPSE_GRACE_MS + 2000);
+  t.true(Number.isFinite(followerTookAt), 'the follower took over');
+  t.true(followerTookAt - cutAt >= TTL + LAPSE_GRACE_MS, `not before the grace ended (took at ${followerTookAt - cutAt} ms)`);
+  t.true(followerTookAt - cutAt <= TTL + LAPSE_GRACE_MS + 2 * FOLLOWER_POLL_MS, `and soon after (took at ${followerTookAt - cutAt} ms)`);
+  t.true(leaderStoppedBy <= cutAt + TTL, 'the leader stopped writing at its own expiry');
 });

@@ -447,6 +447,8 @@ test('coordinator: ≥ 2 replicas with its own RBAC-free ServiceAccount, signing
   t.is(env.get('CROSSLINK_REPLICAS')?.['value'], '3');
   // A stable lease holder id (defaultHolderId reads POD_NAME): a restarted container reclaims its lease at once.
   t.is(at(env.get('POD_NAME'), 'valueFrom', 'fieldRef', 'fieldPath'), 'metadata.name');
+  // The shipped lease is the coordinator's default (3 s: a failover within 5 s; coordinator-config pins it).
+  t.false(env.has('CROSSLINK_LEASE_TTL'), 'the manifests do not override the default lease');
   const keyVolume = a(spec['volumes']).map(o).find((v) => at(v, 'secret', 'secretName') === 'crosslink-coordinator-key');
   t.is(at(keyVolume, 'secret', 'defaultMode'), 0o400, 'the coordinator refuses group/world-readable keys');
   const keyMount = a(c['volumeMounts']).map(o).find((m) => m['name'] === keyVolume?.['name']);
