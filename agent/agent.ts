@@ -56,7 +56,6 @@ import { toViewDocument } from './status/view.ts';
 import { startStatusServer, type StatusServer } from './status-server.ts';
 import { backoffDelay } from '../lib/backoff.ts';
 import { StartGate } from './start-gate.ts';
-import { FirstConnect } from './control/first-connect.ts';
 import { recentRead, type RecentRead } from '../lib/recent-read.ts';
 import type { StatusReadOptions } from '../protocol/fresh-read.ts';
 
@@ -134,8 +133,6 @@ export class Agent {
   private statusServer: StatusServer | undefined;
   private resyncTimer: NodeJS.Timeout | undefined;
   private connecting: Promise<void> | undefined;
-  /** The connection attempt begun at the very start of Agent.start: the connect loop's first. */
-  private firstConnect: FirstConnect | undefined;
   private stopStatusEvents: (() => void) | undefined;
   private unsubscribeRestart: (() => void) | undefined;
   private unsubscribeDrift: (() => void) | undefined;
@@ -264,10 +261,8 @@ export class Agent {
   /** Loads keys, resolves the identity, creates the data plane and starts every loop. */
   static async start(o: AgentOptions): Promise<Agent> {
     const log = o.logger;
-    // Connecting to NATS begins first (issue 10: a new node programmed in ≤ 2 s): it overlaps the
-    // keys, the identity and the data plane (wireguard-go's start, ~0.1–0.2 s) instead of following
-    // them; registration and the KV read begin on it once the agent exists (agent/control/first-connect.ts).
-    const firstConnect = new FirstConnect(o.connectNats);
+    const keys = await loadOrCreateNodeKeys(o.config.stateDir);
+    log.info({ publicKey: keys.wireguard.publicKey, identityKey: keys.identity.publicKey, stateDir: o.config.stateDir }, 'node keys loaded');
     // Listen before start() resolves: an identity change between the first identity and run() (while
     // the data plane is created, seconds with wireguard-go) would otherwise be lost until the next one.
     const early: { agent?: Agent; identity?: NodeIdentity } = {};
@@ -275,6 +270,14 @@ export class Agent {
       if (early.agent) early.agent.identityChanged(changed);
       else early.identity = changed;
     });
+    let identity: NodeIdentity;
+    try {
+      identity = await o.nodeSource.start(o.signal ?? new AbortController().signal);
+      if (o.signal?.aborted) throw new Error('agent start aborted');
+    } catch (err) {
+      await o.nodeSource.stop().catch(() => undefined);
+      throw err;
+    }
     const dataplaneConfig: DataplaneConfig = Object.freeze({
       interfaceName: o.config.interfaceName,
       listenPort: o.config.listenPort,
@@ -283,25 +286,15 @@ export class Agent {
       relayPortBase: o.config.relayPortBase,
       relayPortSpan: o.config.relayPortSpan,
     });
-    let agent: Agent;
+    let dataplane: Dataplane;
     try {
-      // The keys and the identity side by side; the data plane only once the identity is known (a
-      // Kubernetes Node that does not exist yet starts no wireguard-go).
-      const [keys, identity, cachedOverlayIp] = await Promise.all([
-        loadOrCreateNodeKeys(o.config.stateDir),
-        o.nodeSource.start(o.signal ?? new AbortController().signal),
-        readCachedOverlayIp(join(o.config.stateDir, OVERLAY_IP_FILE)),
-      ]);
-      log.info({ publicKey: keys.wireguard.publicKey, identityKey: keys.identity.publicKey, stateDir: o.config.stateDir }, 'node keys loaded');
-      if (o.signal?.aborted) throw new Error('agent start aborted');
-      const dataplane = await o.createDataplane({ config: dataplaneConfig, wireguardMode: o.config.wireguard });
-      agent = new Agent(o, keys, early.identity ?? identity, dataplane, dataplaneConfig, cachedOverlayIp);
+      dataplane = await o.createDataplane({ config: dataplaneConfig, wireguardMode: o.config.wireguard });
     } catch (err) {
       await o.nodeSource.stop().catch(() => undefined);
-      firstConnect.abandon();
       throw err;
     }
-    agent.firstConnect = firstConnect;
+    const cachedOverlayIp = await readCachedOverlayIp(join(o.config.stateDir, OVERLAY_IP_FILE));
+    const agent = new Agent(o, keys, early.identity ?? identity, dataplane, dataplaneConfig, cachedOverlayIp);
     early.agent = agent;
     try {
       await agent.run();
@@ -386,7 +379,7 @@ export class Agent {
     log.info({ servers: this.o.config.natsServers.map(redactUrl) }, 'connecting to NATS');
     while (!this.abort.signal.aborted) {
       try {
-        const nc = await (this.firstConnect?.take() ?? this.o.connectNats());
+        const nc = await this.o.connectNats();
         if (this.abort.signal.aborted) {
           await nc.close();
           return;

@@ -111,8 +111,6 @@ export interface FakeAgentOptions {
   readonly logger?: Logger;
   /** Default: the static node source (flags only). */
   readonly nodeSource?: NodeSourceFactory;
-  /** Default: a real connection to the config's --nats-url. */
-  readonly connectNats?: () => Promise<NatsConnection>;
   /** Default: resolves to the returned `dataplane`. */
   readonly createDataplane?: () => Promise<FakeDataplane>;
   /** Default: a RecordingRunner that answers everything with empty output. */
@@ -157,7 +155,7 @@ export async function startFakeAgent(t: ExecutionContext, o: FakeAgentOptions): 
     logger,
     clock: systemClock,
     runner,
-    connectNats: o.connectNats ?? (() => connectNats(natsSettingsForUrls(config.natsServers), o.name, { ...RECONNECT_FOREVER, reconnectTimeWaitMs: 250 })),
+    connectNats: () => connectNats(natsSettingsForUrls(config.natsServers), o.name, { ...RECONNECT_FOREVER, reconnectTimeWaitMs: 250 }),
     createDataplane: o.createDataplane ?? (() => Promise.resolve(dataplane)),
     nodeSource: (o.nodeSource ?? createStaticNodeSource)({ config, runner, logger }),
     coordinatorKey: o.coordinatorKey,
