@@ -36,6 +36,7 @@ import { loadOrCreateNodeKeys, type NodeKeys } from './control/keys.ts';
 import { AgentHealth } from './health/agent-health.ts';
 import type { ProberTuning } from './health/prober.ts';
 import { LossRepair } from './health/loss-repair.ts';
+import { agentWatchSource } from './control/brokered-watch.ts';
 import { MeshWatch } from './control/mesh-watch.ts';
 import type { Dataplane, LivePeer } from './dataplane/api.ts';
 import { readHost } from './dataplane/host-facts.ts';
@@ -421,8 +422,11 @@ export class Agent {
       ...(tuning.retryMaxMs === undefined ? {} : { retryMaxMs: tuning.retryMaxMs }),
       ...(tuning.requestTimeoutMs === undefined ? {} : { requestTimeoutMs: tuning.requestTimeoutMs }),
     });
+    // Watches through the coordinators' watch broker (agents hold no consumer permission: docs/agent.md).
+    const watches = agentWatchSource({ nc, bucket: config.bucket, subjectPrefix: DEFAULT_SUBJECT_PREFIX, logger: logger.child({ component: 'watch' }), clock: this.clock });
     const watch = new MeshWatch({
       nc,
+      watches,
       bucket: config.bucket,
       coordinatorKey: this.o.coordinatorKey,
       logger: logger.child({ component: 'mesh-watch' }),
@@ -444,8 +448,8 @@ export class Agent {
     cp.start();
     watch.start();
     gate.run(() => {
-      this.policy.connect(nc);
-      this.services.attach(nc);
+      this.policy.connect(nc, watches);
+      this.services.attach(nc, watches);
     });
   }
 

@@ -31,6 +31,7 @@ import { announceLeader } from './leader-announce.ts';
 import { WarmSnapshot } from './warm-snapshot.ts';
 import { OkReplyText } from './ok-reply-text.ts';
 import type { Snapshot } from './store.ts';
+import { serveWatchBroker, type WatchBroker } from './watch-broker.ts';
 
 export interface CoordinatorDeps {
   readonly nc: NatsConnection;
@@ -73,6 +74,8 @@ export class Coordinator {
   private term: LeaderTerm | undefined;
   private endingTerms: Promise<void> = Promise.resolve();
   private heartbeatSub: Subscription | undefined;
+  /** Creates agents' watch consumers (coordinator/watch-broker.ts); leader and followers alike. */
+  private watchBroker: WatchBroker | undefined;
   private leaseLoop: Promise<void> = Promise.resolve();
   private readonly leaderProbe: LeaderProbe;
   private stopPresence: (() => void) | undefined;
@@ -151,7 +154,8 @@ export class Coordinator {
         c.onHeartbeat(msg).catch((e: unknown) => c.logger.error({ err: errorMessage(e) }, 'heartbeat handler failed'));
       },
     });
-    await deps.nc.flush(); // the server knows the subscription before start() returns
+    c.watchBroker = serveWatchBroker({ nc: deps.nc, bucket: deps.config.bucket, subjectPrefix: deps.config.subjectPrefix, logger: deps.logger.child({ component: 'watch-broker' }), clock: deps.clock });
+    await deps.nc.flush(); // the server knows the subscriptions before start() returns
     deps.logger.info({ holder: c.lease.holder, publicKey: deps.signingKey.publicKey, subjectPrefix: deps.config.subjectPrefix, bucket: deps.config.bucket }, 'coordinator started');
     return c;
   }
@@ -199,6 +203,7 @@ export class Coordinator {
   private async doStop(): Promise<void> {
     this.abort.abort();
     this.heartbeatSub?.unsubscribe();
+    await this.watchBroker?.stop();
     this.stopPresence?.(); // followers answer heartbeats "unavailable" from their next probe
     this.stopStatusWatch?.();
     await Promise.all([this.leaseLoop, this.leaderProbe.stop()]);

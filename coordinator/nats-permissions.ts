@@ -15,15 +15,20 @@
 //   AGENTS       agents and read-only CLIs: only the JetStream API subjects that name a readable
 //                key range (nats.js 3 + server 2.9 put the filter subject into the consumer-create
 //                subject and the key into the direct-get subject), the request services, and the
-//                deliveries under `_INBOX.`.
-import { policyKeys } from '../protocol/policy/record.ts';
-import { serviceKeys, serviceSubjects } from '../protocol/service.ts';
-import { kvKeys, subjects } from '../protocol/subjects.ts';
+//                deliveries under `_INBOX.`. Agent USERS may not call any consumer API at all: a
+//                coordinator creates their watch consumers (the watch broker, coordinator/watch-broker.ts);
+//                only readers (read-only CLIs) still create their own watch consumers.
+import { serviceSubjects } from '../protocol/service.ts';
+import { subjects } from '../protocol/subjects.ts';
+import { WATCHABLE_FILTERS } from '../protocol/watch-broker.ts';
 import { AGENT_EVENT_TYPES, eventStreamName, eventSubject } from '../protocol/events.ts';
 import { healthStreamName } from '../protocol/health-summary.ts';
 import { consumerCreatedAdvisory } from './consumer-reaper.ts';
 
 export type NatsRole = 'agent' | 'coordinator' | 'reader';
+
+/** Every JetStream consumer API subject starts with this (create, durable create, info, delete, list, …). */
+const CONSUMER_API = '$JS.API.CONSUMER.';
 
 export interface PermissionScope {
   readonly bucket: string;
@@ -41,7 +46,7 @@ export const ACCOUNTS = Object.freeze({ store: 'CROSSLINK_STORE', coordinator: '
  * and a definition holds nothing secret (pod ranges, topology, the PUBLIC half of the join key).
  */
 export function readableKeys(): readonly string[] {
-  return [kvKeys.nodesFilter, kvKeys.clustersFilter, kvKeys.enrollmentsFilter, serviceKeys.filter, policyKeys.current];
+  return WATCHABLE_FILTERS;
 }
 
 /** Request subjects agents send to the coordinator (readers send none). */
@@ -49,10 +54,13 @@ export function requestSubjects(prefix: string): readonly string[] {
   const s = subjects(prefix);
   const ss = serviceSubjects(prefix);
   // gateway-health is publish-only (signed verdicts, no reply), served by the coordinator like the requests.
-  return [s.register, s.heartbeat, s.deregister, s.gatewayHealth, ss.export, ss.unexport];
+  return [s.register, s.heartbeat, s.deregister, s.gatewayHealth, ss.export, ss.unexport, s.watch];
 }
 
-/** The JetStream API subjects of STORE an agent or reader may call: each names what it reads. */
+/**
+ * The JetStream API subjects of STORE the AGENTS account imports: each names what it reads. Readers
+ * use all of them; agent users are denied the consumer ones (agentDeniedApi).
+ */
 export function agentJetStreamApi(scope: PermissionScope): readonly string[] {
   const { bucket } = scope;
   const stream = `KV_${bucket}`;
@@ -111,11 +119,12 @@ export function permissionsFor(role: NatsRole, scope: PermissionScope): SubjectP
       allow: [
         // Agents publish only the agent event types: a coordinator's type (node-revoked, …) from an agent would be a forgery.
         ...(role === 'agent' ? [...requestSubjects(p), ...AGENT_EVENT_TYPES.map((type) => eventSubject(p, type)), observabilitySubjects(p).health] : []),
-        ...agentJetStreamApi(scope),
+        ...agentJetStreamApi(scope).filter((s) => role !== 'agent' || !s.startsWith(CONSUMER_API)),
         ...observabilityReadApi(bucket),
         `$JS.FC.${stream}.>`,
       ],
-      deny: ['$KV.>', '$JS.API.CONSUMER.DURABLE.CREATE.>', `$JS.API.CONSUMER.CREATE.${stream}`, `$JS.API.STREAM.MSG.GET.${stream}`, '$JS.API.CONSUMER.DELETE.>'],
+      // Agents: no consumer API at all (create, durable create, info, delete): the watch broker creates their watches.
+      deny: ['$KV.>', ...(role === 'agent' ? [`${CONSUMER_API}>`] : ['$JS.API.CONSUMER.DURABLE.CREATE.>', `$JS.API.CONSUMER.CREATE.${stream}`, '$JS.API.CONSUMER.DELETE.>']), `$JS.API.STREAM.MSG.GET.${stream}`],
     },
     // Only inboxes (replies and watch deliveries) and, for agents, the leader's signed "leader up"
     // (imported from COORDINATOR). Never the request subjects (no sniffing registrations); the deny

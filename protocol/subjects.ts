@@ -20,6 +20,8 @@ export function subjects(prefix = DEFAULT_SUBJECT_PREFIX) {
     leaderPresence: `${prefix}.coordinator.leader`,
     /** publish: SignedEnvelope<LeaderUp> (protocol/leader-up.ts), signed by the coordinator key, when a new leader serves; agents subscribe. */
     leaderUp: `${prefix}.coordinator.up`,
+    /** request/reply: WatchRequest → WatchReply (protocol/watch-broker.ts). Every replica serves it (queue group). */
+    watch: `${prefix}.watch`,
   } as const;
 }
 

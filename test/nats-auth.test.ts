@@ -20,6 +20,8 @@ import { describeConfig, parseCoordinatorConfig } from '../coordinator/config.ts
 import { Coordinator } from '../coordinator/coordinator.ts';
 import { agentClient, fakeAgent } from './helpers/fake-agent.ts';
 import { MeshWatch } from '../agent/control/mesh-watch.ts';
+import { brokeredWatchSource } from '../agent/control/brokered-watch.ts';
+import { WatchReply } from '../protocol/watch-broker.ts';
 import { systemClock } from '../lib/clock.ts';
 import { silentLogger } from '../lib/logger.ts';
 import { generateSigningKeyPair, type SigningKeyPair } from '../protocol/signing.ts';
@@ -185,7 +187,18 @@ async function agentConnection(name: string): Promise<NatsConnection> {
   return nc;
 }
 
-test.serial('agent (real coordinator): registers with its join credential, heartbeats, and its MeshWatch sees the signed record', async (t) => {
+async function readerConnection(name: string): Promise<NatsConnection> {
+  const nc = await connectNats(settings(lab, { url: `tls://crosslink-reader:${PASSWORDS.reader}@127.0.0.1:${lab.port}` }), name, RECONNECT_ONE_SHOT);
+  cleanup.push(() => nc.close().catch(() => undefined));
+  return nc;
+}
+
+/** The agent's watch source: through the coordinator's watch broker, no fallback (agents create no consumer). */
+function agentWatches(nc: NatsConnection): ReturnType<typeof brokeredWatchSource> {
+  return brokeredWatchSource({ nc, bucket: BUCKET, subjectPrefix: P, logger: silentLogger(), clock: systemClock });
+}
+
+test.serial('agent (real coordinator): registers with its join credential, heartbeats, and its MeshWatch sees the signed record and later changes through the watch broker', async (t) => {
   const nc = await agentConnection('xl-test-agent');
   const client = agentClient(nc, P, { timeoutMs: 8000, credentialFor: enrollment.credentialFor });
   const a = await fakeAgent('node-a', { cluster: 'c1', podCidrs: ['10.10.0.0/24'] });
@@ -195,13 +208,23 @@ test.serial('agent (real coordinator): registers with its join credential, heart
   // (this coordinator runs the default --require-heartbeat-epoch on).
   const hb = await client.heartbeat(a, { epoch: reply.epoch });
   t.true(hb.ok, JSON.stringify(hb));
-  // The agent's own watch (ordered push consumers on nodes.>/clusters.>, direct gets for progress).
-  const watch = new MeshWatch({ nc, bucket: BUCKET, coordinatorKey: signingKey.publicKey, logger: silentLogger(), clock: systemClock });
+  // The agent's own watch: push consumers on nodes.>/clusters.> the coordinator creates for it (the
+  // agent credential may not create any), direct gets for progress.
+  const watches = agentWatches(nc);
+  const watch = new MeshWatch({ nc, watches, bucket: BUCKET, coordinatorKey: signingKey.publicKey, logger: silentLogger(), clock: systemClock });
   let seen = false;
   watch.onSnapshot((s) => (seen ||= s.nodes.has('node-a') && s.clusters.has('c1')));
   watch.start();
   cleanup.push(() => watch.stop());
   await waitFor(() => seen, { timeoutMs: 15_000, what: 'node-a and cluster c1 in the agent\'s MeshWatch' });
+  // A later change arrives through the same brokered watch.
+  const a2 = await fakeAgent('node-a2', { cluster: 'c1', podCidrs: ['10.10.3.0/24'] });
+  t.true((await client.register(a2)).ok);
+  await waitFor(() => watch.snapshot().nodes.has('node-a2'), { timeoutMs: 15_000, what: 'a later registration in the agent\'s MeshWatch' });
+  t.like(watches.stats(), { brokered: 2, fallbacks: 0 });
+  t.deepEqual(await watch.runAudit(), { kind: 'in-step' }, 'the audit counts keys through the broker');
+  // The nats.js watch on the agent's own credential is refused: it would create a consumer.
+  t.regex(await outcome((await new Kvm(nc).open(BUCKET)).watch({ key: 'nodes.>' })), denied, 'a direct watch with the agent credential');
   // As the agent's PolicyWatch opens it: gets are direct gets (the key is in the subject).
   const kv = await new Kvm(nc).open(BUCKET, { allow_direct: true });
   t.not(await kv.get('nodes.node-a'), null, 'direct get of a node record');
@@ -215,7 +238,7 @@ test.serial('agent (real coordinator): registers with its join credential, heart
   const payload = Buffer.from((JSON.parse(text) as { payload: string }).payload, 'base64').toString('utf8');
   t.false(text.includes(secret ?? '?') || payload.includes(secret ?? '?') || payload.includes(Buffer.from(secret ?? '?', 'base64').subarray(0, 32).toString('base64')), 'no part of the join secret');
   t.deepEqual(Object.keys(JSON.parse(payload) as object).sort(), ['allowPublic', 'createdAt', 'credentialGeneration', 'joinKey', 'kind', 'name', 'podCidrs', 'topology', 'updatedAt', 'v']);
-  const w = await kv.watch({ key: 'enrollments.>' });
+  const w = await watches.watch({ key: 'enrollments.>' });
   const watched: string[] = [];
   void (async () => {
     for await (const e of w) watched.push(e.key);
@@ -224,7 +247,7 @@ test.serial('agent (real coordinator): registers with its join credential, heart
   w.stop();
 });
 
-test.serial('agent: no reading ipam, revocations or the lease; no writes; no consumers on internals; a push consumer aimed at a service delivers nowhere', async (t) => {
+test.serial('agent: no reading ipam, revocations or the lease; no writes; no consumers (on internals or aimed at a service)', async (t) => {
   const nc = await agentConnection('xl-test-agent-evil');
   const kv = await new Kvm(nc).open(BUCKET, { allow_direct: true });
   const ckv = await new Kvm(coordinatorNc).open(BUCKET);
@@ -245,17 +268,9 @@ test.serial('agent: no reading ipam, revocations or the lease; no writes; no con
   const spy: string[] = [];
   const sub = coordinatorNc.subscribe(`${P}.heartbeat`, { callback: (_err, m) => void spy.push(m.subject) });
   await coordinatorNc.flush();
-  const hijack = await outcome(jsm.consumers.add(stream, { name: 'hijack', deliver_subject: `${P}.heartbeat`, filter_subject: `$KV.${BUCKET}.nodes.>` }));
-  const cjsm = await jetstreamManager(coordinatorNc, { timeout: 5000 });
-  t.log(`named push consumer on nodes.> delivering to ${P}.heartbeat: ${hijack}`);
-  if (hijack === 'ok') {
-    const info = await cjsm.consumers.info(stream, 'hijack');
-    t.not(info.push_bound, true, 'no interest on the deliver subject in the STORE account');
-    // consumer_seq counts deliveries; delivered.stream_seq is only the consumer's position in the
-    // stream (2.9.10 reports 1 for some consumers that never delivered anything: docs/security.md).
-    t.is(info.delivered.consumer_seq, 0, 'nothing delivered');
-    await cjsm.consumers.delete(stream, 'hijack');
-  }
+  // An agent credential may not create any consumer (the coordinator's watch broker creates its
+  // watches, delivering only to `_INBOX.`); readers' consumers aimed at a service deliver nowhere (below).
+  t.regex(await outcome(jsm.consumers.add(stream, { name: 'hijack', deliver_subject: `${P}.heartbeat`, filter_subject: `$KV.${BUCKET}.nodes.>` })), denied, 'push consumer aimed at the heartbeat subject');
   // A real heartbeat still arrives (and is the only thing on the subject).
   const client = agentClient(nc, P, { timeoutMs: 8000, credentialFor: enrollment.credentialFor });
   const b = await fakeAgent('node-b', { cluster: 'c1', podCidrs: ['10.10.1.0/24'] });
@@ -270,7 +285,7 @@ test.serial('agent: no reading ipam, revocations or the lease; no writes; no con
   t.not(await ckv.get('nodes.node-a'), null);
 });
 
-test.serial('leader up reaches agents under the accounts; no push consumer an agent creates delivers onto it or onto a coordinator subject', async (t) => {
+test.serial('leader up reaches agents under the accounts; agents create no push consumer, and none a reader creates delivers onto it or onto a coordinator subject', async (t) => {
   const s = subjects(P);
   const stream = `KV_${BUCKET}`;
   const nc = await agentConnection('xl-test-agent-leader-up');
@@ -290,19 +305,18 @@ test.serial('leader up reaches agents under the accounts; no push consumer an ag
   const spies = coordinatorSubjects.map((subject) => coordinatorNc.subscribe(subject, { callback: (_e, m) => void spied.push(m.subject) }));
   cleanup.push(() => spies.forEach((sp) => sp.unsubscribe()));
   await Promise.all([nc.flush(), coordinatorNc.flush()]);
-  // The agent credential aims push consumers of a readable range (records exist: the earlier tests
-  // registered nodes) at leader-up and at every coordinator subject. They are created in STORE (the
-  // bucket's account): their deliveries are published there, where nothing imports these subjects.
-  const jsm = await jetstreamManager(nc, { timeout: 5000 });
+  // A READER credential (agents may create no consumer at all) aims push consumers of a readable range
+  // (records exist: the earlier tests registered nodes) at leader-up and at every coordinator subject.
+  // They are created in STORE (the bucket's account): their deliveries are published there, where
+  // nothing imports these subjects.
+  const jsm = await jetstreamManager(await readerConnection('xl-test-reader-aim'), { timeout: 5000 });
+  t.regex(await outcome((await jetstreamManager(nc, { timeout: 5000 })).consumers.add(stream, { name: 'aim-agent', deliver_subject: s.leaderUp, filter_subject: `$KV.${BUCKET}.nodes.>`, ack_policy: AckPolicy.None })), denied, 'the agent credential creates none');
   const cjsm = await jetstreamManager(coordinatorNc, { timeout: 5000 });
   const targets = [s.leaderUp, ...coordinatorSubjects];
   for (const [i, deliver] of targets.entries()) {
     const name = `aim${i}`;
     const created = await outcome(jsm.consumers.add(stream, { name, deliver_subject: deliver, filter_subject: `$KV.${BUCKET}.nodes.>`, ack_policy: AckPolicy.None }));
-    if (created !== 'ok') {
-      t.regex(created, denied, `consumer aimed at ${deliver}`);
-      continue;
-    }
+    t.is(created, 'ok', `the reader's consumer aimed at ${deliver}`);
     const info = await cjsm.consumers.info(stream, name);
     t.not(info.push_bound, true, `no interest on ${deliver} in the bucket's account`);
     t.is(info.delivered.consumer_seq, 0, `nothing delivered to ${deliver}`);
@@ -330,20 +344,28 @@ test.serial('leader up reaches agents under the accounts; no push consumer an ag
   t.regex(refusals[0] ?? '', /permission/i);
 });
 
-test.serial('agent consumers on nats-server 2.9: a durable on a readable range is created, and the leader removes it at once; legacy durable creates refused; no deleting another agent\'s watch', async (t) => {
+test.serial('consumers on nats-server 2.9: an agent credential creates none (durables included); a reader\'s durable is removed by the leader at once; legacy durable creates refused; no deleting another agent\'s watch', async (t) => {
   const stream = `KV_${BUCKET}`;
   const nc = await agentConnection('xl-test-agent-durable');
   const jsm = await jetstreamManager(nc, { timeout: 5000 });
+  const rjsm = await jetstreamManager(await readerConnection('xl-test-reader-durable'), { timeout: 5000 });
   const cjsm = await jetstreamManager(coordinatorNc, { timeout: 5000 });
   const removed = (): { consumer?: string; found?: string }[] =>
     coordinatorWarnings.map((l) => JSON.parse(l) as { msg: string; consumer?: string; found?: string }).filter((l) => l.msg.startsWith('removed a durable or long-lived consumer'));
   const exists = async (name: string): Promise<boolean> => (await outcome(cjsm.consumers.info(stream, name))) === 'ok';
 
+  // The agent credential: no consumer API at all — the durable on nodes.> (created before the watch
+  // broker), an ephemeral, consumer info, a delete.
+  t.regex(await outcome(jsm.consumers.add(stream, { durable_name: 'evil-durable-agent', filter_subject: `$KV.${BUCKET}.nodes.>`, ack_policy: AckPolicy.None })), denied, 'an agent\'s durable on nodes.>');
+  t.regex(await outcome(jsm.consumers.add(stream, { name: 'evil-ephemeral-agent', filter_subject: `$KV.${BUCKET}.nodes.>`, ack_policy: AckPolicy.None })), denied, 'an agent\'s ephemeral on nodes.>');
+  t.false(await exists('evil-durable-agent'));
+  t.false(await exists('evil-ephemeral-agent'));
   // Fact: the new-style create subject with durable_name in the body makes a DURABLE consumer (the
-  // subject is the one a KV watch uses; permissions cannot see the body).
+  // subject is the one a KV watch uses; permissions cannot see the body): readers, which still create
+  // their own watches, can.
   const createdAt = Date.now();
-  const created = await outcome(jsm.consumers.add(stream, { durable_name: 'evil-durable', filter_subject: `$KV.${BUCKET}.nodes.>`, ack_policy: AckPolicy.None }));
-  t.is(created, 'ok', 'the server creates it for an agent credential');
+  const created = await outcome(rjsm.consumers.add(stream, { durable_name: 'evil-durable', filter_subject: `$KV.${BUCKET}.nodes.>`, ack_policy: AckPolicy.None }));
+  t.is(created, 'ok', 'the server creates it for a reader credential');
   // The leader's reaper removes it (consumer-created advisory), logs it and publishes an event.
   const seen = await waitFor(async () => {
     const event = removed().find((d) => d.consumer === 'evil-durable');
@@ -396,7 +418,7 @@ test.serial('agent consumers on nats-server 2.9: a durable on a readable range i
     },
   });
   await nc.flush();
-  const watch = await (await new Kvm(victim).open(BUCKET)).watch({ key: 'nodes.>' });
+  const watch = await agentWatches(victim).watch({ key: 'nodes.>' });
   cleanup.push(() => watch.stop());
   const victimSaw: string[] = [];
   void (async () => {
@@ -409,6 +431,30 @@ test.serial('agent consumers on nats-server 2.9: a durable on a readable range i
   t.true(await exists(name), 'and it still exists');
   t.is(removed().filter((d) => d.consumer === name).length, 0, 'the reaper leaves watches alone');
   t.true(victimSaw.length > 0, 'the victim\'s watch delivers');
+});
+
+test.serial('watch broker (real coordinator, agent credential): refuses internal filters, durables and foreign deliver subjects; creates nothing for them', async (t) => {
+  const nc = await agentConnection('xl-test-agent-broker');
+  const cjsm = await jetstreamManager(coordinatorNc, { timeout: 5000 });
+  const names = async (): Promise<string[]> => {
+    const out: string[] = [];
+    for await (const c of cjsm.consumers.list(`KV_${BUCKET}`)) out.push(c.name);
+    return out.sort();
+  };
+  const before = await names();
+  const ask = async (body: object): Promise<WatchReply> => WatchReply.parse(JSON.parse((await nc.request(subjects(P).watch, JSON.stringify(body), { timeout: 8000 })).string()));
+  const ok = { kind: 'watch', filter: 'nodes.>', deliverSubject: '_INBOX.evil', start: { kind: 'last-per-subject' } };
+  const cases: [object, string][] = [
+    ...['ipam.>', 'identities.>', 'revoked.>', 'coordinator.lease', 'ipam.node-a', '>'].map((filter): [object, string] => [{ ...ok, filter }, 'filter']),
+    [{ kind: 'count', filter: 'ipam.>' }, 'filter'],
+    [{ ...ok, durable_name: 'evil' }, 'durable_name'],
+    [{ ...ok, durable: 'evil' }, 'durable'],
+    [{ ...ok, deliverSubject: `${P}.heartbeat` }, 'deliverSubject'],
+    [{ ...ok, deliverSubject: subjects(P).leaderUp }, 'deliverSubject'],
+    [{ ...ok, deliverSubject: `${COORDINATOR_INBOX_PREFIX}.x` }, 'deliverSubject'],
+  ];
+  for (const [body, field] of cases) t.like(await ask(body), { ok: false, code: 'bad-request', field }, JSON.stringify(body));
+  t.deepEqual(await names(), before, 'no consumer was created for any of them');
 });
 
 test.serial('events and health summaries under the accounts: the coordinator\'s and agents\' signed publishes land in their streams; the reader reads and verifies them; an agent credential posting in another node\'s name is not attributed to it', async (t) => {
@@ -589,7 +635,7 @@ test('manifests: an agent with the client certificate Secret `crosslink manifest
   t.not(await outcome(agentFromManifests(rogue, 'client', join(lab.dir, 'mount-rogue')).then((c) => c.close())), 'ok', 'a certificate of another CA: refused');
 });
 
-test('nats-config --max-consumers: the STORE account refuses consumers beyond the cap, a durable from an agent included', async (t) => {
+test('nats-config --max-consumers: the STORE account refuses consumers beyond the cap, a durable from a reader included', async (t) => {
   t.throws(() => parseMaxConsumers('0'), { instanceOf: ValidationError, message: /^--max-consumers: "0" is not valid; must be a whole number from 1/ });
   t.throws(() => parseMaxConsumers('lots'), { instanceOf: ValidationError });
   t.is(parseMaxConsumers(' 40 '), 40);
@@ -611,5 +657,9 @@ test('nats-config --max-consumers: the STORE account refuses consumers beyond th
   t.deepEqual(results.slice(0, 3), ['ok', 'ok', 'ok']);
   t.regex(results[3] ?? '', /maximum consumers/i);
   const ajsm = await jetstreamManager(a, { timeout: 5000 });
-  t.regex(await outcome(ajsm.consumers.add(stream, { durable_name: 'evil', filter_subject: `$KV.${BUCKET}.nodes.>`, ack_policy: AckPolicy.None })), /maximum consumers/i);
+  t.regex(await outcome(ajsm.consumers.add(stream, { durable_name: 'evil', filter_subject: `$KV.${BUCKET}.nodes.>`, ack_policy: AckPolicy.None })), denied, 'agents create no consumer at all');
+  const r = await connectNats(url('crosslink-reader', PASSWORDS.reader), 'xl-test-cap-reader', RECONNECT_ONE_SHOT);
+  t.teardown(() => r.close().catch(() => undefined));
+  const rjsm = await jetstreamManager(r, { timeout: 5000 });
+  t.regex(await outcome(rjsm.consumers.add(stream, { durable_name: 'evil', filter_subject: `$KV.${BUCKET}.nodes.>`, ack_policy: AckPolicy.None })), /maximum consumers/i, 'a reader\'s durable is refused past the cap');
 });

@@ -10,9 +10,9 @@
 // left the cluster) is found by comparing revisions (watch-progress.ts) and resumed. Until a fresh snapshot is complete nothing is
 // removed (fail-static).
 import type { VerifyKeys } from '../../protocol/signing.ts';
-import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
-import { Kvm, type KV, type KvWatchEntry } from '@nats-io/kv';
-import { nanos, type NatsConnection, type QueuedIterator } from '@nats-io/transport-node';
+import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
+import type { KvWatchEntry } from '@nats-io/kv';
+import type { NatsConnection } from '@nats-io/transport-node';
 import type { Clock } from '../../lib/clock.ts';
 import { errorMessage } from '../../lib/errors.ts';
 import { deepFreeze, frozenMap } from '../../lib/frozen-map.ts';
@@ -25,8 +25,8 @@ import { judgeProgress, nextProgressCheckMs } from './watch-progress.ts';
 import { onConnectionStatus } from '../../lib/nats-status.ts';
 import { RateLimitedLog } from '../../lib/rate-limited-log.ts';
 import { backoffDelay } from '../../lib/backoff.ts';
-import { initialCount } from '../../lib/kv-initial-count.ts';
 import { ChangeCoalescer } from './change-coalescer.ts';
+import { directWatchSource, type KeyWatch, type KeyWatchSource } from './key-watch.ts';
 
 export type { MeshSnapshot } from '../plan/model.ts';
 
@@ -70,8 +70,13 @@ export interface MeshWatchOptions {
   readonly progressCheckMs?: number;
   readonly progressBurstMs?: number;
   readonly progressBurstWindowMs?: number;
-  /** Timeout of the JetStream API requests that (re-)create the watch (default 2 s). */
+  /** Timeout of the JetStream API requests that (re-)create the watch (default 2 s; the direct source only). */
   readonly jsApiTimeoutMs?: number;
+  /**
+   * Where watches and the audit's key counts come from: the agent passes the coordinator's watch
+   * broker (brokered-watch.ts); default the direct nats.js watch on `nc` (needs consumer permissions).
+   */
+  readonly watches?: KeyWatchSource;
 }
 
 export type { RejectedRecord } from '../../protocol/kv-record.ts';
@@ -122,7 +127,7 @@ interface Session {
   readonly id: number;
   /** 'full': a snapshot of every key (then unseen keys are pruned); 'resume': only what changed since our last revision. */
   readonly mode: 'full' | 'resume';
-  readonly watchers: QueuedIterator<KvWatchEntry>[];
+  readonly watchers: KeyWatch[];
   /** Keys present in the KV in this session (any value, even a refused one). */
   readonly seen: Set<string>;
   /** Watchers still delivering their initial snapshot. */
@@ -163,7 +168,7 @@ export class MeshWatch {
   private rewatchDelayMs = 0;
   private resumes = 0;
   private lastSessionEntries = 0;
-  private kv: KV | undefined;
+  private source: KeyWatchSource | undefined;
   private wakeup = new AbortController();
   private supervisor: Promise<void> | undefined;
   private readonly coalescer: ChangeCoalescer;
@@ -377,32 +382,23 @@ export class MeshWatch {
     return undefined;
   }
 
-  /** Per filter: the newest revision (one direct get) and the key count (an ephemeral consumer's
-   *  pending count, created and deleted without delivering a message). */
+  /** Per filter: the newest revision and the key count, without reading a record (the source's count:
+   *  the broker's, or an ephemeral consumer's pending count created and deleted without delivering). */
   private async bucketState(): Promise<FilterState[]> {
-    this.jsm ??= await jetstreamManager(this.o.nc, { checkAPI: false });
-    const jsm = this.jsm;
-    const stream = `KV_${this.o.bucket}`;
+    const source = this.watchSource();
     const out: FilterState[] = [];
     for (const filter of FILTERS) {
-      const subject = `$KV.${this.o.bucket}.${filter}`;
-      const last = await jsm.streams.getMessage(stream, { last_by_subj: subject });
-      const consumer = await jsm.consumers.add(stream, {
-        filter_subject: subject,
-        deliver_policy: DeliverPolicy.LastPerSubject,
-        ack_policy: AckPolicy.None,
-        mem_storage: true,
-        num_replicas: 1,
-        // Cleaned up by the server should the delete below not arrive.
-        inactive_threshold: nanos(60_000),
-      });
-      try {
-        out.push({ lastRevision: last?.seq ?? 0, keys: consumer.num_pending });
-      } finally {
-        await jsm.consumers.delete(stream, consumer.name).catch(() => undefined);
-      }
+      const c = await source.count(filter);
+      out.push({ lastRevision: c.lastRevision, keys: c.keys });
     }
     return out;
+  }
+
+  private watchSource(): KeyWatchSource {
+    // A short API timeout: right after a cluster member is lost, a consumer may be placed on it
+    // until the cluster notices; failing fast and retrying reaches a live member sooner.
+    this.source ??= this.o.watches ?? directWatchSource({ nc: this.o.nc, bucket: this.o.bucket, timeoutMs: this.o.jsApiTimeoutMs ?? 2000 });
+    return this.source;
   }
 
   /** Re-create the watch and re-read the full state (on suspicion of a stall or of lost deletes). */
@@ -459,10 +455,7 @@ export class MeshWatch {
    * deltas, until the watchers end. Returns whether the snapshot completed.
    */
   private async runSession(reason: string): Promise<boolean> {
-    // A short API timeout: right after a cluster member is lost, a consumer may be placed on it
-    // until the cluster notices; failing fast and retrying reaches a live member sooner.
-    this.kv ??= await new Kvm(jetstream(this.o.nc, { timeout: this.o.jsApiTimeoutMs ?? 2000 })).open(this.o.bucket);
-    const kv = this.kv;
+    const source = this.watchSource();
     let mode: Session['mode'] = this.everSynced && !this.fullReadNeeded ? 'resume' : 'full';
     if (mode === 'resume') {
       // A bucket re-created (or a server that lost data) numbers revisions anew: resuming would
@@ -478,12 +471,12 @@ export class MeshWatch {
       this.appliedRevision.fill(0);
       for (const keys of this.appliedKeys) keys.clear();
     }
-    const watchers: QueuedIterator<KvWatchEntry>[] = [];
+    const watchers: KeyWatch[] = [];
     try {
       for (const [i, key] of FILTERS.entries()) {
         const after = this.appliedRevision[i] ?? 0;
         // Resuming a range we never received anything from is the same as a full read of it.
-        watchers.push(await kv.watch(mode === 'resume' && after > 0 ? { key, resumeFromRevision: after + 1 } : { key }));
+        watchers.push(await source.watch(mode === 'resume' && after > 0 ? { key, resumeFromRevision: after + 1 } : { key }));
       }
     } catch (err) {
       for (const w of watchers) w.stop();
@@ -505,7 +498,7 @@ export class MeshWatch {
     return session.done;
   }
 
-  private async consume(session: Session, w: QueuedIterator<KvWatchEntry>, filter: number): Promise<void> {
+  private async consume(session: Session, w: KeyWatch, filter: number): Promise<void> {
     let initialDone = false;
     const finishInitial = (): void => {
       if (initialDone) return;
@@ -514,7 +507,7 @@ export class MeshWatch {
     };
     // The watcher marks entries after its initial snapshot `isUpdate`; an empty snapshot has no
     // entries at all, so ask how many it was going to deliver.
-    const expected = await initialCount(w);
+    const expected = await w.initialCount();
     let quiet: NodeJS.Timeout | undefined;
     const armQuiet = (): void => {
       // Only if the count is unknown (library internals changed): a quiet second ends the snapshot.

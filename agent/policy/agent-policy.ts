@@ -2,6 +2,7 @@
 // enrollments its `{cluster: X}` rules resolve to (EnrollmentWatch), enforces it with
 // nftables (PolicyEnforcer), gates the desired state in `required` mode, and answers status,
 // readiness and `crosslink policy explain`. agent.ts wires it in with a few calls.
+import type { KeyWatchSource } from '../control/key-watch.ts';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Clock } from '../../lib/clock.ts';
 import { errorMessage } from '../../lib/errors.ts';
@@ -61,8 +62,8 @@ export class AgentPolicy {
   }
 
   /** Starts following the policy key and the cluster enrollments on this connection. */
-  connect(nc: NatsConnection): void {
-    const shared = { nc, bucket: this.o.bucket, coordinatorKeys: this.o.coordinatorKeys, logger: this.o.logger, clock: this.o.clock };
+  connect(nc: NatsConnection, watches?: KeyWatchSource): void {
+    const shared = { nc, ...(watches ? { watches } : {}), bucket: this.o.bucket, coordinatorKeys: this.o.coordinatorKeys, logger: this.o.logger, clock: this.o.clock };
     const watch = new PolicyWatch(shared);
     this.watch = watch;
     watch.onChange(() => this.push());

@@ -6,12 +6,12 @@
 // Each (re)started watch delivers every current definition first; the held set is replaced only
 // when that snapshot is complete, so a removal missed while disconnected is not kept. Until the first
 // snapshot is complete the enrollments are unknown (the enforcer then leaves the live table alone).
-import { Kvm, type KV, type KvWatchEntry } from '@nats-io/kv';
-import type { NatsConnection, QueuedIterator } from '@nats-io/transport-node';
+import type { KvWatchEntry } from '@nats-io/kv';
+import type { NatsConnection } from '@nats-io/transport-node';
 import { superviseWithBackoff } from '../../lib/backoff.ts';
 import type { Clock } from '../../lib/clock.ts';
 import { errorMessage } from '../../lib/errors.ts';
-import { initialCount } from '../../lib/kv-initial-count.ts';
+import { directWatchSource, type KeyWatch, type KeyWatchSource } from '../control/key-watch.ts';
 import type { Logger } from '../../lib/logger.ts';
 import { onConnectionStatus } from '../../lib/nats-status.ts';
 import { verifyEnrollment } from '../../protocol/enrollment-record.ts';
@@ -27,6 +27,8 @@ export interface EnrollmentWatchOptions {
   readonly clock: Clock;
   readonly retryMinMs?: number;
   readonly retryMaxMs?: number;
+  /** Where the watch comes from (the agent: the coordinator's watch broker); default the direct nats.js watch. */
+  readonly watches?: KeyWatchSource;
 }
 
 export interface EnrollmentWatchState {
@@ -43,8 +45,8 @@ export class EnrollmentWatch {
   private st: EnrollmentWatchState = { known: false, definitions: new Map(), rejected: new Map(), lastError: null };
   private readonly listeners: ((s: EnrollmentWatchState) => void)[] = [];
   private stopped = false;
-  private kv: KV | undefined;
-  private watcher: QueuedIterator<KvWatchEntry> | undefined;
+  private source: KeyWatchSource | undefined;
+  private watcher: KeyWatch | undefined;
   private loop: Promise<void> | undefined;
   private stopStatus: (() => void) | undefined;
   private readonly wake = new AbortController();
@@ -79,8 +81,9 @@ export class EnrollmentWatch {
   private async supervise(): Promise<void> {
     await superviseWithBackoff(
       async () => {
-        this.kv ??= await new Kvm(this.o.nc).open(this.o.bucket, { allow_direct: true });
-        const w = await this.kv.watch({ key: kvKeys.enrollmentsFilter });
+        this.source ??= this.o.watches ?? directWatchSource({ nc: this.o.nc, bucket: this.o.bucket });
+        const w = await this.source.watch({ key: kvKeys.enrollmentsFilter });
+        if (this.stopped) w.stop();
         this.watcher = w;
         await this.consume(w);
       },
@@ -96,7 +99,7 @@ export class EnrollmentWatch {
     );
   }
 
-  private async consume(w: QueuedIterator<KvWatchEntry>): Promise<void> {
+  private async consume(w: KeyWatch): Promise<void> {
     // The snapshot is collected apart and replaces the held set once complete.
     let snapshot: Map<string, ClusterDefinition> | undefined = new Map();
     const rejected = new Map<string, string>();
@@ -107,7 +110,7 @@ export class EnrollmentWatch {
       this.o.logger.info({ clusters: [...defs.keys()].sort() }, 'cluster enrollments read');
       this.set({ known: true, definitions: defs, rejected: new Map(rejected), lastError: null });
     };
-    if ((await initialCount(w)) === 0) finish();
+    if ((await w.initialCount()) === 0) finish();
     for await (const e of w) {
       const name = enrollmentNameFromKey(e.key);
       if (name !== undefined) {

@@ -2,8 +2,9 @@
 // agent in milliseconds. Only a record signed by a trusted coordinator key is taken; anything else
 // is ignored and reported (kept as `rejected`), and a record older than one we hold (a replay) too.
 // Until the first read completes the policy is unknown: the agent then leaves the live table alone.
-import { Kvm, type KV, type KvWatchEntry } from '@nats-io/kv';
-import type { NatsConnection, QueuedIterator } from '@nats-io/transport-node';
+import { Kvm, type KV } from '@nats-io/kv';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { directWatchSource, type KeyWatch, type KeyWatchSource } from '../control/key-watch.ts';
 import type { Clock } from '../../lib/clock.ts';
 import { errorMessage } from '../../lib/errors.ts';
 import type { Logger } from '../../lib/logger.ts';
@@ -23,6 +24,8 @@ export interface PolicyWatchOptions {
   readonly pollIntervalMs?: number;
   readonly retryMinMs?: number;
   readonly retryMaxMs?: number;
+  /** Where the watch comes from (the agent: the coordinator's watch broker); default the direct nats.js watch. The get stays a direct get. */
+  readonly watches?: KeyWatchSource;
 }
 
 export interface PolicyWatchState {
@@ -41,7 +44,8 @@ export class PolicyWatch {
   private readonly listeners: ((s: PolicyWatchState) => void)[] = [];
   private stopped = false;
   private kv: KV | undefined;
-  private watcher: QueuedIterator<KvWatchEntry> | undefined;
+  private watcher: KeyWatch | undefined;
+  private source: KeyWatchSource | undefined;
   private loop: Promise<void> | undefined;
   private poll: NodeJS.Timeout | undefined;
   private stopStatus: (() => void) | undefined;
@@ -89,8 +93,9 @@ export class PolicyWatch {
   private async supervise(): Promise<void> {
     await superviseWithBackoff(
       async () => {
-        const kv = await this.bucket();
-        const w = await kv.watch({ key: policyKeys.current });
+        this.source ??= this.o.watches ?? directWatchSource({ nc: this.o.nc, bucket: this.o.bucket });
+        const w = await this.source.watch({ key: policyKeys.current });
+        if (this.stopped) w.stop();
         this.watcher = w;
         // The watch delivers the current value (if any) first; a get also tells us "no policy".
         await this.readOnce();

@@ -4,15 +4,15 @@
 // a session's snapshot is complete, so an outage or a re-watch never empties the answers
 // (fail-static). A session that ends (NATS reconnect, watcher error) is re-created with backoff.
 import type { VerifyKeys } from '../../protocol/signing.ts';
-import { Kvm, type KV, type KvWatchEntry } from '@nats-io/kv';
-import type { NatsConnection, QueuedIterator } from '@nats-io/transport-node';
+import type { KvWatchEntry } from '@nats-io/kv';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { directWatchSource, type KeyWatch, type KeyWatchSource } from '../control/key-watch.ts';
 import type { Clock } from '../../lib/clock.ts';
 import { errorMessage } from '../../lib/errors.ts';
 import type { Logger } from '../../lib/logger.ts';
 import { ServiceExportRecord, serviceKeys } from '../../protocol/service.ts';
 import { verifyEnvelope } from '../../protocol/signing.ts';
 import { onConnectionStatus } from '../../lib/nats-status.ts';
-import { initialCount } from '../../lib/kv-initial-count.ts';
 
 export interface ServiceWatchOptions {
   readonly nc: NatsConnection;
@@ -23,16 +23,18 @@ export interface ServiceWatchOptions {
   readonly clock: Clock;
   readonly retryMinMs?: number;
   readonly retryMaxMs?: number;
+  /** Where the watch comes from (the agent: the coordinator's watch broker); default the direct nats.js watch. */
+  readonly watches?: KeyWatchSource;
 }
 
 export class ServiceWatch {
   private records = new Map<string, ServiceExportRecord>();
   private readonly listeners: (() => void)[] = [];
   private readonly abort = new AbortController();
-  private watcher: QueuedIterator<KvWatchEntry> | undefined;
+  private watcher: KeyWatch | undefined;
   private loop: Promise<void> = Promise.resolve();
   private stopStatus: (() => void) | undefined;
-  private kv: KV | undefined;
+  private source: KeyWatchSource | undefined;
   private everSynced = false;
   private rejectedCount = 0;
 
@@ -89,8 +91,8 @@ export class ServiceWatch {
 
   /** One session: the full snapshot (then swapped in), then deltas until the watcher ends. */
   private async session(): Promise<boolean> {
-    this.kv ??= await new Kvm(this.o.nc).open(this.o.bucket);
-    const w = await this.kv.watch({ key: serviceKeys.filter });
+    this.source ??= this.o.watches ?? directWatchSource({ nc: this.o.nc, bucket: this.o.bucket });
+    const w = await this.source.watch({ key: serviceKeys.filter });
     this.watcher = w;
     if (this.abort.signal.aborted) w.stop();
     // The snapshot is collected apart and swapped in whole: deletes during an outage are seen, and
@@ -104,7 +106,7 @@ export class ServiceWatch {
       this.o.logger.info({ services: this.records.size }, 'service exports loaded');
       this.emit();
     };
-    const expected = await initialCount(w);
+    const expected = await w.initialCount();
     if (expected === 0) finish();
     // Only if the library stops telling the count: a quiet second ends the snapshot.
     let quiet: NodeJS.Timeout | undefined;

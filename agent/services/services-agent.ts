@@ -2,6 +2,7 @@
 // ServiceExport records, the DNS server for clusterset.local, export/unexport through the
 // coordinator, and the local API routes (socket only). Everything it answers is rebuilt as one
 // immutable ServiceTable whenever the exports, the live nodes or the path health change.
+import type { KeyWatchSource } from '../control/key-watch.ts';
 import type { VerifyKeys } from '../../protocol/signing.ts';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Clock } from '../../lib/clock.ts';
@@ -100,10 +101,11 @@ export class ServicesAgent {
   }
 
   /** Called once NATS is connected. */
-  attach(nc: NatsConnection): void {
+  attach(nc: NatsConnection, watches?: KeyWatchSource): void {
     this.nc = nc;
     const w = new ServiceWatch({
       nc,
+      ...(watches ? { watches } : {}),
       bucket: this.o.bucket,
       coordinatorKey: this.o.coordinatorKey,
       logger: this.o.logger,

@@ -1,0 +1,301 @@
+// KV watches through the coordinator's watch broker (protocol/watch-broker.ts): the agent asks any
+// coordinator replica (`<prefix>.watch`) for a consumer delivering to an inbox it subscribed to
+// first, and turns the deliveries into the same KvWatchEntry values the nats.js watch yields: the
+// key from the subject, the revision (stream sequence), delta and time from the `$JS.ACK.…` reply
+// subject, the operation from the KV-Operation header. It answers flow-control requests, and ENDS the
+// watch — never skips — on a consumer-sequence gap, missing idle heartbeats or a reconnect: the
+// watcher's own resume logic (MeshWatch: from the last applied revision) then asks again. With every
+// coordinator down, a consumer already created keeps delivering; only (re)creation waits.
+// When no coordinator serves the subject at all (an older coordinator during an upgrade) it uses
+// `fallback`, if given (the direct watch: refused by the server where agents hold no consumer permission).
+import type { KvWatchEntry } from '@nats-io/kv';
+import { createInbox, type Msg, type NatsConnection, type Subscription } from '@nats-io/transport-node';
+import type { Clock } from '../../lib/clock.ts';
+import { CrosslinkError, errorMessage } from '../../lib/errors.ts';
+import type { Logger } from '../../lib/logger.ts';
+import { onConnectionStatus } from '../../lib/nats-status.ts';
+import { subjects } from '../../protocol/subjects.ts';
+import { WatchReply, type WatchRefusalCode, type WatchRequest } from '../../protocol/watch-broker.ts';
+import { directWatchSource, type FilterCount, type KeyWatch, type KeyWatchOptions, type KeyWatchSource } from './key-watch.ts';
+
+/** The broker refused (or could not be asked): `code` says why; `retryAfterMs` when rate-limited. */
+export class WatchBrokerError extends CrosslinkError {
+  override name = 'WatchBrokerError';
+  constructor(
+    readonly code: WatchRefusalCode,
+    message: string,
+    readonly retryAfterMs?: number,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}
+
+export interface BrokeredWatchOptions {
+  readonly nc: NatsConnection;
+  readonly bucket: string;
+  readonly subjectPrefix: string;
+  readonly logger: Logger;
+  readonly clock: Clock;
+  /** Timeout of the request to the broker (default 5 s). */
+  readonly requestTimeoutMs?: number;
+  /** Used only when nobody serves the watch subject ("no responders"). */
+  readonly fallback?: KeyWatchSource;
+}
+
+export interface BrokeredWatchStats {
+  /** Watches the broker created for us. */
+  readonly brokered: number;
+  /** Watches and counts that took the fallback (no coordinator served the subject). */
+  readonly fallbacks: number;
+  /** Watches ended because they broke: a consumer-sequence gap, missing heartbeats, a reconnect. */
+  readonly gaps: number;
+  readonly silent: number;
+  readonly reconnects: number;
+}
+
+export interface BrokeredWatchSource extends KeyWatchSource {
+  stats(): BrokeredWatchStats;
+}
+
+interface AckInfo {
+  readonly consumer: string;
+  readonly streamSeq: number;
+  readonly consumerSeq: number;
+  readonly timestampNanos: number;
+  readonly pending: number;
+}
+
+/** `$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>` (and the 12-token form with domain and account hash). */
+export function parseAckSubject(reply: string | undefined): AckInfo | undefined {
+  if (reply?.startsWith('$JS.ACK.') !== true) return undefined;
+  const t = reply.split('.');
+  const o = t.length === 9 ? 2 : t.length >= 11 ? 4 : -1;
+  if (o < 0) return undefined;
+  const n = (i: number): number => Number(t[o + i]);
+  const info = { consumer: t[o + 1] ?? '', streamSeq: n(3), consumerSeq: n(4), timestampNanos: n(5), pending: n(6) };
+  return [info.streamSeq, info.consumerSeq, info.pending].every((x) => Number.isSafeInteger(x) && x >= 0) ? info : undefined;
+}
+
+export function brokeredWatchSource(o: BrokeredWatchOptions): BrokeredWatchSource {
+  const counts = { brokered: 0, fallbacks: 0, gaps: 0, silent: 0, reconnects: 0 };
+  const subject = subjects(o.subjectPrefix).watch;
+
+  const ask = async (req: WatchRequest): Promise<Extract<WatchReply, { ok: true }> | 'no-responders'> => {
+    let msg: Msg;
+    try {
+      msg = await o.nc.request(subject, JSON.stringify(req), { timeout: o.requestTimeoutMs ?? 5000 });
+    } catch (err) {
+      const noResponders = typeof (err as { isNoResponders?: unknown }).isNoResponders === 'function' && (err as { isNoResponders: () => boolean }).isNoResponders();
+      if (noResponders) return 'no-responders';
+      throw new WatchBrokerError('unavailable', `no coordinator answered the watch request: ${errorMessage(err)}`, undefined, { cause: err });
+    }
+    let parsed: WatchReply;
+    try {
+      parsed = WatchReply.parse(JSON.parse(msg.string()));
+    } catch (err) {
+      throw new WatchBrokerError('unavailable', `unexpected reply from the watch broker: ${errorMessage(err)}`, undefined, { cause: err });
+    }
+    if (!parsed.ok) throw new WatchBrokerError(parsed.code, `the watch broker refused: ${parsed.message}`, parsed.retryAfterMs);
+    return parsed;
+  };
+
+  const noCoordinator = (): WatchBrokerError => new WatchBrokerError('unavailable', `no coordinator serves ${subject} (none running, or older than the watch broker)`);
+
+  return {
+    stats: () => ({ ...counts }),
+    async count(filter): Promise<FilterCount> {
+      const r = await ask({ kind: 'count', filter });
+      if (r === 'no-responders') {
+        if (!o.fallback) throw noCoordinator();
+        counts.fallbacks++;
+        return o.fallback.count(filter);
+      }
+      return { keys: r.pending, lastRevision: r.lastRevision };
+    },
+    async watch(w: KeyWatchOptions): Promise<KeyWatch> {
+      const inbox = createInbox();
+      const watch = new InboxWatch(o, w.key, counts);
+      // Subscribed before asking: deliveries may arrive before the reply.
+      watch.subscribe(inbox);
+      let r: Awaited<ReturnType<typeof ask>>;
+      try {
+        const start = w.resumeFromRevision === undefined ? { kind: 'last-per-subject' as const } : { kind: 'after' as const, revision: Math.max(0, w.resumeFromRevision - 1) };
+        r = await ask({ kind: 'watch', filter: w.key, deliverSubject: inbox, start });
+      } catch (err) {
+        watch.stop();
+        throw err;
+      }
+      if (r === 'no-responders') {
+        watch.stop();
+        if (!o.fallback) throw noCoordinator();
+        counts.fallbacks++;
+        return o.fallback.watch(w);
+      }
+      counts.brokered++;
+      watch.begin(r);
+      return watch;
+    },
+  };
+}
+
+/** One brokered watch: the inbox subscription turned into an entry iterator. */
+class InboxWatch implements KeyWatch {
+  private sub: Subscription | undefined;
+  private readonly early: Msg[] = [];
+  private readonly ready: KvWatchEntry[] = [];
+  private waiter: (() => void) | undefined;
+  private ended = false;
+  private name: string | undefined;
+  private initial = 0;
+  private delivered = 0;
+  private lastConsumerSeq = 0;
+  private lastActivity = 0;
+  private timer: NodeJS.Timeout | undefined;
+  private stopStatus: (() => void) | undefined;
+  private readonly prefix: string;
+  private readonly decoder = new TextDecoder();
+
+  constructor(
+    private readonly o: BrokeredWatchOptions,
+    private readonly filter: string,
+    private readonly counts: { gaps: number; silent: number; reconnects: number },
+  ) {
+    this.prefix = `$KV.${o.bucket}.`;
+  }
+
+  subscribe(inbox: string): void {
+    this.sub = this.o.nc.subscribe(inbox, {
+      callback: (err, msg) => {
+        if (err) this.end(`inbox subscription: ${errorMessage(err)}`);
+        else if (this.name === undefined) this.early.push(msg);
+        else this.onMessage(msg);
+      },
+    });
+  }
+
+  /** The broker created the consumer: deliveries from now on (and those that came before the reply). */
+  begin(r: Extract<WatchReply, { ok: true }>): void {
+    if (this.ended) return;
+    this.name = r.name;
+    this.initial = r.pending;
+    this.lastActivity = this.o.clock.now();
+    this.stopStatus = onConnectionStatus(this.o.nc, (s) => {
+      if (s.type !== 'reconnect') return;
+      this.counts.reconnects++;
+      this.end('NATS reconnected (the consumer may be gone)', true);
+    });
+    if (r.heartbeatMs > 0) {
+      const silentMs = 3 * r.heartbeatMs;
+      this.timer = setInterval(() => {
+        if (this.o.clock.now() - this.lastActivity <= silentMs) return;
+        this.counts.silent++;
+        this.end(`no delivery or heartbeat for ${silentMs} ms (the consumer is gone)`, true);
+      }, r.heartbeatMs);
+      this.timer.unref();
+    }
+    for (const m of this.early.splice(0)) this.onMessage(m);
+  }
+
+  initialCount(): Promise<number | undefined> {
+    return Promise.resolve(this.name === undefined ? undefined : this.initial);
+  }
+
+  stop(): void {
+    this.end('stopped', false);
+  }
+
+  [Symbol.asyncIterator](): AsyncIterator<KvWatchEntry> {
+    return {
+      next: async (): Promise<IteratorResult<KvWatchEntry>> => {
+        for (;;) {
+          const e = this.ready.shift();
+          if (e) return { value: e, done: false };
+          if (this.ended) return { value: undefined, done: true };
+          await new Promise<void>((resolve) => (this.waiter = resolve));
+        }
+      },
+      return: (): Promise<IteratorResult<KvWatchEntry>> => {
+        this.stop();
+        return Promise.resolve({ value: undefined, done: true });
+      },
+    };
+  }
+
+  private onMessage(msg: Msg): void {
+    if (this.ended) return;
+    const h = msg.headers;
+    if (h && h.code === 100) {
+      this.lastActivity = this.o.clock.now();
+      // Flow control: the server waits for this answer before sending more.
+      if (msg.reply) msg.respond();
+      const stalled = h.get('Nats-Consumer-Stalled');
+      if (stalled) this.o.nc.publish(stalled);
+      const last = Number(h.get('Nats-Last-Consumer') || '0');
+      if (last > this.lastConsumerSeq) {
+        this.counts.gaps++;
+        this.end(`heartbeat: the consumer delivered up to ${last}, we received ${this.lastConsumerSeq}`, true);
+      }
+      return;
+    }
+    const ack = parseAckSubject(msg.reply);
+    // Not from our consumer: ignored. (A client publishing into our inbox cannot fake a delivery: the
+    // server presents a delivery with its stream subject `$KV.<bucket>.<key>`, a publish with the inbox.)
+    if (!ack || ack.consumer !== this.name || !msg.subject.startsWith(this.prefix)) {
+      this.o.logger.debug({ subject: msg.subject, reply: msg.reply }, 'brokered watch: ignoring a message not from our consumer');
+      return;
+    }
+    this.lastActivity = this.o.clock.now();
+    if (ack.consumerSeq !== this.lastConsumerSeq + 1) {
+      this.counts.gaps++;
+      this.end(`consumer sequence ${ack.consumerSeq} after ${this.lastConsumerSeq} (a delivery was lost)`, true);
+      return;
+    }
+    this.lastConsumerSeq = ack.consumerSeq;
+    const op = h?.get('KV-Operation');
+    const operation = op === 'DEL' || op === 'PURGE' ? op : 'PUT';
+    const key = msg.subject.slice(this.prefix.length);
+    const value = msg.data;
+    const decoder = this.decoder;
+    const entry: KvWatchEntry = {
+      bucket: this.o.bucket,
+      key,
+      rawKey: key,
+      value,
+      created: new Date(Math.floor(ack.timestampNanos / 1e6)),
+      revision: ack.streamSeq,
+      delta: ack.pending,
+      operation,
+      length: value.length,
+      // As nats.js marks them: the last entry of the initial snapshot is already an update (callers end the snapshot on it).
+      isUpdate: this.delivered + 1 >= this.initial,
+      // KvEntry's json<T>() is the caller's assertion, as in nats.js.
+      json: () => JSON.parse(decoder.decode(value)) as never,
+      string: (): string => decoder.decode(value),
+    };
+    this.delivered++;
+    this.ready.push(entry);
+    this.wake();
+  }
+
+  private end(reason: string, broke = false): void {
+    if (this.ended) return;
+    this.ended = true;
+    this.sub?.unsubscribe();
+    this.stopStatus?.();
+    if (this.timer) clearInterval(this.timer);
+    if (broke) this.o.logger.warn({ filter: this.filter, consumer: this.name, reason }, 'brokered KV watch ended; it is re-created from where it was');
+    this.wake();
+  }
+
+  private wake(): void {
+    const w = this.waiter;
+    this.waiter = undefined;
+    w?.();
+  }
+}
+
+/** The agent's source: the broker, and the direct watch only where no coordinator serves the broker subject. */
+export function agentWatchSource(o: Omit<BrokeredWatchOptions, 'fallback'>): BrokeredWatchSource {
+  return brokeredWatchSource({ ...o, fallback: directWatchSource({ nc: o.nc, bucket: o.bucket }) });
+}

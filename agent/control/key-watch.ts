@@ -1,0 +1,85 @@
+// How the agent's watchers (MeshWatch, enrollment, policy and service watches) read a key range:
+// an injected source, so the agent binary goes through the coordinator's watch broker
+// (brokered-watch.ts: agents hold no consumer permission) while tools and tests holding a
+// coordinator credential keep the direct nats.js KV watch (this file).
+import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
+import { Kvm, type KV, type KvWatchEntry } from '@nats-io/kv';
+import { nanos, type NatsConnection } from '@nats-io/transport-node';
+import { initialCount } from '../../lib/kv-initial-count.ts';
+
+export interface KeyWatchOptions {
+  /** One readable key filter (`nodes.>`, `policy.current`, …). */
+  readonly key: string;
+  /** Start at this revision (stream sequence) instead of the newest value of every key. */
+  readonly resumeFromRevision?: number;
+}
+
+/** A running watch: entries in stream order; ends (without an error) when stopped or when it broke. */
+export interface KeyWatch extends AsyncIterable<KvWatchEntry> {
+  stop(): void;
+  /** How many entries the initial snapshot holds (undefined: unknown; then a quiet period ends it). */
+  initialCount(): Promise<number | undefined>;
+}
+
+/** What a filter holds, without reading its records (the MeshWatch audit). */
+export interface FilterCount {
+  /** Keys under the filter (one per subject, delete markers included). */
+  readonly keys: number;
+  /** Revision of the newest message under the filter; 0 if none. */
+  readonly lastRevision: number;
+}
+
+export interface KeyWatchSource {
+  watch(o: KeyWatchOptions): Promise<KeyWatch>;
+  count(filter: string): Promise<FilterCount>;
+}
+
+export interface DirectWatchOptions {
+  readonly nc: NatsConnection;
+  readonly bucket: string;
+  /** Timeout of the JetStream API requests (default: the library's). */
+  readonly timeoutMs?: number;
+}
+
+/** The nats.js KV watch on the caller's own credential (it must be allowed to create consumers). */
+export function directWatchSource(o: DirectWatchOptions): KeyWatchSource {
+  let kv: Promise<KV> | undefined;
+  let jsm: JetStreamManager | undefined;
+  const bucket = async (): Promise<KV> => {
+    kv ??= new Kvm(jetstream(o.nc, o.timeoutMs === undefined ? {} : { timeout: o.timeoutMs })).open(o.bucket, { allow_direct: true });
+    return kv.catch((err: unknown) => {
+      kv = undefined;
+      throw err;
+    });
+  };
+  return {
+    async watch(w) {
+      const it = await (await bucket()).watch(w.resumeFromRevision === undefined ? { key: w.key } : { key: w.key, resumeFromRevision: w.resumeFromRevision });
+      return {
+        [Symbol.asyncIterator]: () => it[Symbol.asyncIterator](),
+        stop: () => it.stop(),
+        initialCount: () => initialCount(it),
+      };
+    },
+    async count(filter) {
+      jsm ??= await jetstreamManager(o.nc, { checkAPI: false });
+      const stream = `KV_${o.bucket}`;
+      const subject = `$KV.${o.bucket}.${filter}`;
+      const last = await jsm.streams.getMessage(stream, { last_by_subj: subject });
+      const consumer = await jsm.consumers.add(stream, {
+        filter_subject: subject,
+        deliver_policy: DeliverPolicy.LastPerSubject,
+        ack_policy: AckPolicy.None,
+        mem_storage: true,
+        num_replicas: 1,
+        // Cleaned up by the server should the delete below not arrive.
+        inactive_threshold: nanos(60_000),
+      });
+      try {
+        return { keys: consumer.num_pending, lastRevision: last?.seq ?? 0 };
+      } finally {
+        await jsm.consumers.delete(stream, consumer.name).catch(() => undefined);
+      }
+    },
+  };
+}

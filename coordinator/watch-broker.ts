@@ -1,0 +1,178 @@
+// The watch broker (issue 8): agents may not create JetStream consumers at all (no `$JS.API.CONSUMER.*`
+// permission), so every coordinator replica — leader and followers, one queue group, so a watch can
+// be (re)created whenever any replica is up — creates their KV watch consumers for them, with its own
+// credential: an EPHEMERAL push consumer (ack none, flow control and idle heartbeats as nats.js's
+// ordered consumer, in memory, one replica, a short inactive threshold) on exactly the requested
+// readable filter, delivering only to the requester's `_INBOX.` subject. Never a durable, never
+// another filter, never another deliver subject (protocol/watch-broker.ts validates; adversary tests
+// in test/nats-auth.test.ts and test/watch-broker.test.ts). A token bucket per replica bounds a flood
+// while the honest fleet's re-watch storm after a NATS server loss fits in its burst.
+import { AckPolicy, DeliverPolicy, jetstreamManager, ReplayPolicy, type ConsumerConfig, type JetStreamManager } from '@nats-io/jetstream';
+import { nanos, nuid, type Msg, type NatsConnection, type Subscription } from '@nats-io/transport-node';
+import type { Clock } from '../lib/clock.ts';
+import { errorMessage } from '../lib/errors.ts';
+import type { Logger } from '../lib/logger.ts';
+import { RateLimitedLog } from '../lib/rate-limited-log.ts';
+import { parseWatchRequest, type WatchReply, type WatchRequest } from '../protocol/watch-broker.ts';
+import { subjects } from '../protocol/subjects.ts';
+import { RegistrationRateLimit } from './rate-limit.ts';
+
+/** The queue group every replica serves the watch subject in (one replica answers each request). */
+export const WATCH_QUEUE = 'crosslink-watch';
+
+/**
+ * Per replica: consumers created per second, and at once. A fleet of 1,000 agents re-creating its
+ * five watches each after losing a NATS server (5,000 requests) fits in one replica's burst; a flood
+ * gets the burst, then 500 a second.
+ */
+export const WATCH_RATE_DEFAULTS = Object.freeze({ ratePerSecond: 500, burst: 10_000 });
+
+export interface WatchBrokerOptions {
+  readonly nc: NatsConnection;
+  readonly bucket: string;
+  readonly subjectPrefix: string;
+  readonly logger: Logger;
+  readonly clock: Clock;
+  /** Requests served per second (refill) and at once (burst), per replica: WATCH_RATE_DEFAULTS. */
+  readonly ratePerSecond?: number;
+  readonly burst?: number;
+  /** The consumers' idle heartbeat (default 5 s); the agent ends a watch silent for about 3× this. */
+  readonly heartbeatMs?: number;
+  /** The server removes a consumer whose inbox has had no subscriber this long (default 30 s). */
+  readonly inactiveMs?: number;
+  /** JetStream API requests handled at once (default 32); the rest queue. */
+  readonly concurrency?: number;
+}
+
+export interface WatchBroker {
+  /** Requests answered so far, by outcome. */
+  stats(): { readonly created: number; readonly counted: number; readonly refused: number; readonly rateLimited: number; readonly failed: number };
+  stop(): Promise<void>;
+}
+
+/** The consumer a watch request gets: ephemeral, pinned filter and inbox, ack none, flow control. */
+export function watchConsumerConfig(bucket: string, req: Extract<WatchRequest, { kind: 'watch' }>, o: { readonly heartbeatMs: number; readonly inactiveMs: number }): Partial<ConsumerConfig> {
+  const start = req.start.kind === 'after' ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: req.start.revision + 1 } : { deliver_policy: DeliverPolicy.LastPerSubject };
+  return {
+    // A name but no durable_name: ephemeral (nats-server 2.9 names ephemerals too; the create subject then carries the filter).
+    name: `xlw_${nuid.next()}`,
+    deliver_subject: req.deliverSubject,
+    filter_subject: `$KV.${bucket}.${req.filter}`,
+    ...start,
+    ack_policy: AckPolicy.None,
+    replay_policy: ReplayPolicy.Instant,
+    flow_control: true,
+    idle_heartbeat: nanos(o.heartbeatMs),
+    inactive_threshold: nanos(o.inactiveMs),
+    mem_storage: true,
+    num_replicas: 1,
+  };
+}
+
+/** Serves `<prefix>.watch` on this connection until stop(). */
+export function serveWatchBroker(o: WatchBrokerOptions): WatchBroker {
+  const limit = new RegistrationRateLimit(o.ratePerSecond ?? WATCH_RATE_DEFAULTS.ratePerSecond, o.burst ?? WATCH_RATE_DEFAULTS.burst);
+  const heartbeatMs = o.heartbeatMs ?? 5000;
+  const inactiveMs = o.inactiveMs ?? 30_000;
+  const concurrency = o.concurrency ?? 32;
+  const throttle = new RateLimitedLog(o.logger, o.clock);
+  const counts = { created: 0, counted: 0, refused: 0, rateLimited: 0, failed: 0 };
+  const stream = `KV_${o.bucket}`;
+  let jsm: Promise<JetStreamManager> | undefined;
+  let active = 0;
+  const queue: Msg[] = [];
+  const inFlight = new Set<Promise<void>>();
+
+  const reply = (msg: Msg, r: WatchReply): void => {
+    try {
+      msg.respond(JSON.stringify(r));
+    } catch (err) {
+      o.logger.debug({ err: errorMessage(err) }, 'watch broker: cannot reply');
+    }
+  };
+
+  const handle = async (msg: Msg): Promise<void> => {
+    const parsed = parseWatchRequest(msg.data);
+    if (!parsed.ok) {
+      counts.refused++;
+      throttle.warn('watch-refused', { field: parsed.field, reason: parsed.message }, 'watch broker: refused a request');
+      reply(msg, parsed);
+      return;
+    }
+    const req = parsed.request;
+    const take = limit.take('watch', o.clock.now());
+    if (!take.ok) {
+      counts.rateLimited++;
+      throttle.warn('watch-rate', { retryAfterMs: take.retryAfterMs }, 'watch broker: rate limit reached; refusing watch requests for now');
+      reply(msg, { ok: false, code: 'rate-limited', message: `too many watch requests; retry in ${take.retryAfterMs} ms`, retryAfterMs: take.retryAfterMs });
+      return;
+    }
+    try {
+      jsm ??= jetstreamManager(o.nc, { checkAPI: false });
+      const api = await jsm.catch((err: unknown) => {
+        jsm = undefined;
+        throw err;
+      });
+      const filterSubject = `$KV.${o.bucket}.${req.filter}`;
+      if (req.kind === 'count') {
+        const last = await api.streams.getMessage(stream, { last_by_subj: filterSubject });
+        const c = await api.consumers.add(stream, {
+          name: `xlc_${nuid.next()}`,
+          filter_subject: filterSubject,
+          deliver_policy: DeliverPolicy.LastPerSubject,
+          ack_policy: AckPolicy.None,
+          mem_storage: true,
+          num_replicas: 1,
+          inactive_threshold: nanos(inactiveMs),
+        });
+        await api.consumers.delete(stream, c.name).catch(() => undefined);
+        counts.counted++;
+        reply(msg, { ok: true, name: '', pending: c.num_pending, lastRevision: last?.seq ?? 0, heartbeatMs: 0 });
+        return;
+      }
+      const c = await api.consumers.add(stream, watchConsumerConfig(o.bucket, req, { heartbeatMs, inactiveMs }));
+      counts.created++;
+      reply(msg, { ok: true, name: c.name, pending: c.num_pending, lastRevision: c.delivered.stream_seq, heartbeatMs });
+    } catch (err) {
+      counts.failed++;
+      throttle.warn('watch-failed', { err: errorMessage(err), filter: req.filter }, 'watch broker: cannot create the consumer');
+      reply(msg, { ok: false, code: 'unavailable', message: `cannot create the watch: ${errorMessage(err)}; retry` });
+    }
+  };
+
+  const pump = (): void => {
+    while (active < concurrency && queue.length > 0) {
+      const msg = queue.shift() as Msg;
+      active++;
+      const p = handle(msg)
+        .catch((err: unknown) => o.logger.error({ err: errorMessage(err) }, 'watch broker: handler failed'))
+        .finally(() => {
+          active--;
+          inFlight.delete(p);
+          pump();
+        });
+      inFlight.add(p);
+    }
+  };
+
+  const sub: Subscription = o.nc.subscribe(subjects(o.subjectPrefix).watch, {
+    queue: WATCH_QUEUE,
+    callback: (err, msg) => {
+      if (err) {
+        o.logger.warn({ err: errorMessage(err) }, 'watch broker subscription error');
+        return;
+      }
+      queue.push(msg);
+      pump();
+    },
+  });
+
+  return {
+    stats: () => ({ ...counts }),
+    async stop() {
+      sub.unsubscribe();
+      queue.length = 0;
+      await Promise.all([...inFlight]);
+    },
+  };
+}
