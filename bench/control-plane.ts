@@ -33,7 +33,9 @@ async function withLab<T>(server: NatsServer, options: Parameters<typeof Control
 }
 
 async function withWatchers<T>(lab: ControlPlaneLab, count: number, fn: (w: WatcherFleet) => Promise<T>): Promise<T> {
-  const watchers = await WatcherFleet.start({ url: lab.server.url, bucket: lab.bucket, coordinatorKey: lab.key.publicKey, count, id: lab.id });
+  // Through the coordinator's watch broker, as agents watch (XL_BENCH_WATCH=direct: the nats.js watch, for an A/B).
+  const brokered = process.env['XL_BENCH_WATCH'] !== 'direct';
+  const watchers = await WatcherFleet.start({ url: lab.server.url, bucket: lab.bucket, coordinatorKey: lab.key.publicKey, count, id: lab.id, ...(brokered ? { brokerPrefix: lab.prefix } : {}) });
   try {
     return await fn(watchers);
   } finally {

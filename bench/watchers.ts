@@ -4,6 +4,7 @@ import { performance } from 'node:perf_hooks';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { connectNats, natsSettingsForUrls } from '../lib/nats-connect.ts';
 import { MeshWatch, type MeshWatchOptions } from '../agent/control/mesh-watch.ts';
+import { agentWatchSource } from '../agent/control/brokered-watch.ts';
 import { systemClock } from '../lib/clock.ts';
 import { silentLogger } from '../lib/logger.ts';
 
@@ -21,7 +22,8 @@ export class WatcherFleet {
   private constructor(readonly members: readonly Watcher[]) {}
 
   static async start(
-    o: { url: string; bucket: string; coordinatorKey: string; count: number; id: string },
+    /** `brokerPrefix`: watch through the coordinator's watch broker on that subject prefix, as the agent does (the agent's fallback to the direct watch included, for a coordinator without the broker); else the direct nats.js watch. */
+    o: { url: string; bucket: string; coordinatorKey: string; count: number; id: string; brokerPrefix?: string },
     extra: Partial<MeshWatchOptions> = {},
   ): Promise<WatcherFleet> {
     const members: Watcher[] = [];
@@ -29,7 +31,8 @@ export class WatcherFleet {
     try {
       for (let i = 0; i < o.count; i++) {
         const nc = await connectNats(natsSettingsForUrls([o.url]), `xl-bench-${o.id}-watch-${i}`);
-        const watch = new MeshWatch({ nc, bucket: o.bucket, coordinatorKey: o.coordinatorKey, logger: silentLogger(), clock: systemClock, ...extra });
+        const watches = o.brokerPrefix === undefined ? {} : { watches: agentWatchSource({ nc, bucket: o.bucket, subjectPrefix: o.brokerPrefix, logger: silentLogger(), clock: systemClock }) };
+        const watch = new MeshWatch({ nc, bucket: o.bucket, coordinatorKey: o.coordinatorKey, logger: silentLogger(), clock: systemClock, ...watches, ...extra });
         members.push({ nc, watch });
         watch.start();
       }

@@ -3,6 +3,7 @@
 // same keys, and the CLI against a running agent's socket.
 import test, { type ExecutionContext } from 'ava';
 import { execa } from 'execa';
+import { jetstreamManager } from '@nats-io/jetstream';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { runCli } from '../cli/main.ts';
@@ -35,6 +36,13 @@ test.serial('two agents register, peer with each other, and serve status, showco
   t.is(toB?.endpoint, '192.0.2.11:51820');
   t.true(toB?.allowedIps.includes('10.245.1.0/24'));
   t.is(a.dataplane.interfaces.at(-1)?.addresses.length, 1, 'the interface carries the overlay IP');
+  // Their watches are consumers the coordinator's watch broker created (xlw_…): five per agent
+  // (nodes, clusters, enrollments, policy, services). (The oc_… ones are the coordinator's own watches.)
+  await waitFor(async () => {
+    const names: string[] = [];
+    for await (const c of (await jetstreamManager(mesh.nc)).consumers.list('KV_crosslink')) names.push(c.name);
+    return names.filter((n) => n.startsWith('xlw_')).length >= 10;
+  }, { ...WAIT, what: 'ten brokered watch consumers' });
 
   // Status over the socket: valid, ready, and free of private key material.
   const res = await httpGet(a.socket, '/status');
