@@ -1,0 +1,63 @@
+// The brokered watch's delivery checks without a server: a consumer-sequence gap ends the watch
+// (nothing after it is yielded), deliveries before the broker's reply are kept in order.
+import test from 'ava';
+import type { Msg, NatsConnection } from '@nats-io/transport-node';
+import { brokeredWatchSource } from '../agent/control/brokered-watch.ts';
+import { systemClock } from '../lib/clock.ts';
+import { silentLogger } from '../lib/logger.ts';
+
+interface FakeNc {
+  readonly nc: NatsConnection;
+  deliver(m: Partial<Msg>): void;
+}
+
+/** A connection whose broker answers at once; deliveries are pushed by the test. */
+function fakeNc(reply: object, early: readonly Partial<Msg>[] = []): FakeNc {
+  let callback: ((err: Error | null, m: Msg) => void) | undefined;
+  const deliver = (m: Partial<Msg>): void => callback?.(null, { data: new Uint8Array(), headers: undefined, ...m } as Msg);
+  const nc = {
+    subscribe: (_s: string, o: { callback: (err: Error | null, m: Msg) => void }) => {
+      callback = o.callback;
+      return { unsubscribe: () => (callback = undefined) };
+    },
+    request: () => {
+      for (const m of early) deliver(m);
+      return Promise.resolve({ string: () => JSON.stringify(reply) });
+    },
+    status: () => ({ [Symbol.asyncIterator]: () => ({ next: () => new Promise(() => undefined) }), stop: () => undefined }),
+    publish: () => undefined,
+  };
+  return { nc: nc as unknown as NatsConnection, deliver };
+}
+
+const ack = (sseq: number, cseq: number, pending: number): string => `$JS.ACK.KV_crosslink.xlw_t.1.${sseq}.${cseq}.1700000000000000000.${pending}`;
+const put = (key: string, sseq: number, cseq: number, pending: number): Partial<Msg> => ({ subject: `$KV.crosslink.${key}`, reply: ack(sseq, cseq, pending), data: new TextEncoder().encode(key) });
+
+test('deliveries before the reply are kept in order; a consumer-sequence gap ends the watch and nothing after it is yielded', async (t) => {
+  const f = fakeNc({ ok: true, name: 'xlw_t', pending: 2, lastRevision: 0, heartbeatMs: 0 }, [put('nodes.a', 5, 1, 1)]);
+  const src = brokeredWatchSource({ nc: f.nc, bucket: 'crosslink', subjectPrefix: 'xl', logger: silentLogger(), clock: systemClock });
+  const w = await src.watch({ key: 'nodes.>' });
+  t.is(await w.initialCount(), 2);
+  f.deliver(put('nodes.b', 7, 2, 0));
+  f.deliver(put('nodes.c', 9, 4, 0)); // consumer sequence 3 never came
+  f.deliver(put('nodes.d', 10, 5, 0));
+  const got: string[] = [];
+  for await (const e of w) got.push(`${e.key}@${e.revision}:${e.isUpdate ? 'update' : 'initial'}:${e.delta ?? '-'}`);
+  t.deepEqual(got, ['nodes.a@5:initial:1', 'nodes.b@7:update:0']);
+  t.is(src.stats().gaps, 1);
+});
+
+test('a delivery of another consumer, or not on a key, is ignored; a delete carries its operation', async (t) => {
+  const f = fakeNc({ ok: true, name: 'xlw_t', pending: 0, lastRevision: 0, heartbeatMs: 0 });
+  const src = brokeredWatchSource({ nc: f.nc, bucket: 'crosslink', subjectPrefix: 'xl', logger: silentLogger(), clock: systemClock });
+  const w = await src.watch({ key: 'nodes.>' });
+  f.deliver({ subject: '$KV.crosslink.nodes.x', reply: '$JS.ACK.KV_crosslink.other.1.3.1.0.0' });
+  f.deliver({ subject: '_INBOX.abc', reply: ack(3, 1, 0) });
+  const h = { code: 0, get: (k: string) => (k === 'KV-Operation' ? 'DEL' : '') };
+  f.deliver({ ...put('nodes.y', 4, 1, 0), headers: h as unknown as Msg['headers'] });
+  const it = w[Symbol.asyncIterator]();
+  const first = await it.next();
+  t.like(first.value, { key: 'nodes.y', operation: 'DEL', revision: 4 });
+  w.stop();
+  t.true((await it.next()).done);
+});
