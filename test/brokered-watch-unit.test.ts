@@ -53,8 +53,8 @@ test('a delivery of another consumer, or not on a key, is ignored; a delete carr
   const w = await src.watch({ key: 'nodes.>' });
   f.deliver({ subject: '$KV.crosslink.nodes.x', reply: '$JS.ACK.KV_crosslink.other.1.3.1.0.0' });
   f.deliver({ subject: '_INBOX.abc', reply: ack(3, 1, 0) });
-  const h = { code: 0, get: (k: string) => (k === 'KV-Operation' ? 'DEL' : '') };
-  f.deliver({ ...put('nodes.y', 4, 1, 0), headers: h as unknown as Msg['headers'] });
+  const h = { code: 0, get: (k: string) => (k === 'KV-Operation' ? 'DEL' : '') } as unknown as NonNullable<Msg['headers']>;
+  f.deliver({ ...put('nodes.y', 4, 1, 0), headers: h });
   const it = w[Symbol.asyncIterator]();
   const first = await it.next();
   t.like(first.value, { key: 'nodes.y', operation: 'DEL', revision: 4 });
