@@ -34,6 +34,7 @@ test('judgeProgress: in step, behind (maybe in flight), stalled (still short of 
   t.regex(stalled.kind === 'stalled' ? stalled.reason : '', /nodes\.>: the bucket had revision 12 a look ago, the watch is still at 10/);
   t.is(nextProgressCheckMs(1000, 5000, 1000, 15_000), 1000, 'burst after a cluster change');
   t.is(nextProgressCheckMs(6000, 5000, 1000, 15_000), 15_000, 'then the slow interval');
+  t.is(nextProgressCheckMs(6000, 5000, 1000, 15_000, true), 1000, 'a look that found the watch behind is followed up soon, not an interval later');
 });
 
 test('a watch whose consumer vanished without a word is detected as stalled and resumed, not re-read', async (t) => {

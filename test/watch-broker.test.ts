@@ -5,7 +5,7 @@
 // The permissions side (an agent credential cannot create any consumer) is in test/nats-auth.test.ts.
 import test from 'ava';
 import { randomBytes } from 'node:crypto';
-import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
+import { jetstreamManager, type ConsumerInfo, type JetStreamManager } from '@nats-io/jetstream';
 import type { KV, KvWatchEntry } from '@nats-io/kv';
 import { connect, headers, type NatsConnection } from '@nats-io/transport-node';
 import { NatsServer } from '../lib/nats-server.ts';
@@ -48,9 +48,11 @@ test.after.always(async () => {
 });
 
 /** A broker on its own subject prefix (so each test has its own), with a short heartbeat. */
-function broker(prefix: string, o: { burst?: number; ratePerSecond?: number } = {}): WatchBroker {
+/** A broker serving `prefix`, its subscription flushed to the server (else the first request may find no responders). */
+async function broker(prefix: string, o: { burst?: number; ratePerSecond?: number } = {}): Promise<WatchBroker> {
   const b = serveWatchBroker({ nc: cnc, bucket: BUCKET, subjectPrefix: prefix, logger: silentLogger(), clock: systemClock, heartbeatMs: 200, inactiveMs: 5000, ...o });
   brokers.push(b);
+  await cnc.flush();
   return b;
 }
 
@@ -109,7 +111,7 @@ test('the defaults let 1,000 agents re-create five watches each at once, and bou
 
 test.serial('a brokered watch yields what the nats.js watch yields (keys, revisions, operations, snapshot/update), and resumes after a revision', async (t) => {
   const prefix = 'xl.same';
-  broker(prefix);
+  await broker(prefix);
   await kv.put('services.ns.a.c1', 'one');
   await kv.put('services.ns.b.c1', 'two');
   await kv.delete('services.ns.a.c1');
@@ -144,7 +146,7 @@ test.serial('a brokered watch yields what the nats.js watch yields (keys, revisi
 
 test.serial('the broker refuses on the wire what an agent must not get, and creates no consumer for it', async (t) => {
   const prefix = 'xl.refuse';
-  broker(prefix);
+  await broker(prefix);
   const before = await consumerNames();
   const ask = async (body: object): Promise<WatchReply> => WatchReply.parse(JSON.parse((await anc.request(`${prefix}.watch`, JSON.stringify(body), { timeout: 5000 })).string()));
   const ok = { kind: 'watch', filter: 'nodes.>', deliverSubject: '_INBOX.refused', start: { kind: 'last-per-subject' } };
@@ -164,7 +166,7 @@ test.serial('the broker refuses on the wire what an agent must not get, and crea
 
 test.serial('a flood is rate-limited with a retry hint; the source reports it as a typed refusal', async (t) => {
   const prefix = 'xl.flood';
-  const b = broker(prefix, { burst: 3, ratePerSecond: 0.1 });
+  const b = await broker(prefix, { burst: 3, ratePerSecond: 0.1 });
   const src = brokeredWatchSource({ nc: anc, bucket: BUCKET, subjectPrefix: prefix, logger: silentLogger(), clock: systemClock });
   const results = await Promise.allSettled(Array.from({ length: 10 }, () => src.count('nodes.>')));
   const refused = results.filter((r) => r.status === 'rejected').map((r) => r.reason as unknown);
@@ -193,7 +195,7 @@ async function deleteWatchConsumers(): Promise<number> {
 
 test.serial('fault: the consumers vanish (no heartbeats): the watch ends and MeshWatch resumes through the broker from its revision; the audit counts through the broker', async (t) => {
   const prefix = 'xl.vanish';
-  broker(prefix);
+  await broker(prefix);
   await putNode(kv, key, await nodeRecord({ name: 'v1' }));
   const { watch, src } = brokeredMeshWatch(t, prefix);
   watch.start();
@@ -211,17 +213,23 @@ test.serial('fault: the consumers vanish (no heartbeats): the watch ends and Mes
 
 test.serial('fault: a heartbeat showing a delivery we never got ends the watch rather than skipping; a message published into the inbox is not taken for a delivery', async (t) => {
   const prefix = 'xl.gap';
-  broker(prefix);
+  await broker(prefix);
   await kv.put('clusters.gap', 'x');
+  // Earlier tests' watches on clusters.> leave consumers behind until their inactive threshold: the
+  // one found below must be this watch's (else the forged heartbeat goes to a dead inbox).
+  await deleteWatchConsumers();
   const src = brokeredWatchSource({ nc: anc, bucket: BUCKET, subjectPrefix: prefix, logger: silentLogger(), clock: systemClock });
   const w = await src.watch({ key: 'clusters.>' });
   t.teardown(() => w.stop());
   const got = collect(w);
   await waitFor(() => got.length >= 1, { timeoutMs: 10_000, what: 'the snapshot' });
   const info = await waitFor(async () => {
-    for await (const c of jsm.consumers.list(STREAM)) if (c.name.startsWith('xlw_') && c.config.filter_subject === `$KV.${BUCKET}.clusters.>` && c.delivered.consumer_seq >= 1) return c;
-    return undefined;
-  }, { timeoutMs: 5000, what: 'the watch consumer' });
+    const ours: ConsumerInfo[] = [];
+    for await (const c of jsm.consumers.list(STREAM)) if (c.name.startsWith('xlw_') && c.config.filter_subject === `$KV.${BUCKET}.clusters.>`) ours.push(c);
+    // Exactly this watch's consumer, everything delivered and received (the forged heartbeat claims one more).
+    const c = ours.length === 1 ? ours[0] : undefined;
+    return c && c.num_pending === 0 && c.delivered.consumer_seq >= 1 && got.length === c.delivered.consumer_seq ? c : undefined;
+  }, { timeoutMs: 5000, what: 'the watch consumer, alone, with everything delivered' });
   const inbox = info.config.deliver_subject ?? '';
   // A publish into the inbox dressed as the next delivery: not yielded (its subject is the inbox, not a key).
   anc.publish(inbox, 'forged', { reply: `$JS.ACK.${STREAM}.${info.name}.1.999999.${info.delivered.consumer_seq + 1}.0.0` });
@@ -237,7 +245,7 @@ test.serial('fault: a heartbeat showing a delivery we never got ends the watch r
 
 test.serial('fail-static: with every coordinator down a live watch keeps delivering; re-creation retries until one is back and nothing is lost', async (t) => {
   const prefix = 'xl.down';
-  const first = broker(prefix);
+  const first = await broker(prefix);
   await putNode(kv, key, await nodeRecord({ name: 'd1' }));
   const { watch, src } = brokeredMeshWatch(t, prefix);
   watch.start();
@@ -250,7 +258,7 @@ test.serial('fail-static: with every coordinator down a live watch keeps deliver
   await putNode(kv, key, await nodeRecord({ name: 'd3' }));
   await waitFor(() => /no coordinator serves/.test(watch.stats().lastError ?? ''), { timeoutMs: 15_000, what: 'a failed re-creation' });
   t.true(watch.snapshot().nodes.has('d1') && watch.snapshot().nodes.has('d2'), 'nothing held was dropped');
-  broker(prefix);
+  await broker(prefix);
   await waitFor(() => watch.snapshot().nodes.has('d3') && watch.stats().live, { timeoutMs: 15_000, what: 'the change made while no coordinator was up' });
   t.true(watch.stats().resumes >= 1);
   t.is(src.stats().fallbacks, 0);

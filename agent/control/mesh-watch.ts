@@ -180,6 +180,8 @@ export class MeshWatch {
   private progressTargets: number[] | undefined;
   private lagRevisions = 0;
   private checkingProgress = false;
+  /** The look now scheduled is the quick follow-up of a 'behind' look. */
+  private progressFollowedUp = false;
 
   constructor(private readonly o: MeshWatchOptions) {
     this.throttle = new RateLimitedLog(o.logger, o.clock);
@@ -344,7 +346,10 @@ export class MeshWatch {
     const intervalMs = this.o.progressCheckMs ?? 15_000;
     if (intervalMs <= 0 || this.stopped) return;
     if (this.progressTimer) clearTimeout(this.progressTimer);
-    const delay = nextProgressCheckMs(this.o.clock.now(), this.progressBurstUntil, this.o.progressBurstMs ?? 1000, intervalMs);
+    // One quick follow-up per 'behind' look (not a chain of them while the bucket keeps changing).
+    const followUp = this.progressTargets !== undefined && !this.progressFollowedUp;
+    this.progressFollowedUp = followUp;
+    const delay = nextProgressCheckMs(this.o.clock.now(), this.progressBurstUntil, this.o.progressBurstMs ?? 1000, intervalMs, followUp);
     this.progressTimer = setTimeout(() => {
       this.progressTimer = undefined;
       void this.checkProgress()

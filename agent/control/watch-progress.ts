@@ -34,8 +34,11 @@ export function judgeProgress(bucket: readonly number[], applied: readonly numbe
 
 /**
  * When to look next: often (burstMs) for a while after the NATS cluster changed under us (a server
- * left or joined, or we reconnected) — that is when consumers vanish — and rarely otherwise.
+ * left or joined, or we reconnected) — that is when consumers vanish — and rarely otherwise. A look
+ * that found the watch behind is followed up after burstMs too: a stall is then declared one short
+ * look after it was first seen, not a whole interval later (a watch whose server vanished without
+ * the client being told of a cluster change would otherwise wait two intervals).
  */
-export function nextProgressCheckMs(now: number, burstUntil: number, burstMs: number, intervalMs: number): number {
-  return now < burstUntil ? Math.min(burstMs, intervalMs) : intervalMs;
+export function nextProgressCheckMs(now: number, burstUntil: number, burstMs: number, intervalMs: number, lastLookBehind = false): number {
+  return now < burstUntil || lastLookBehind ? Math.min(burstMs, intervalMs) : intervalMs;
 }
