@@ -9,11 +9,14 @@ import { silentLogger } from '../lib/logger.ts';
 interface FakeNc {
   readonly nc: NatsConnection;
   deliver(m: Partial<Msg>): void;
+  /** Subjects the watch published to (flow-control answers included). */
+  readonly published: string[];
 }
 
 /** A connection whose broker answers at once; deliveries are pushed by the test. */
 function fakeNc(reply: object, early: readonly Partial<Msg>[] = []): FakeNc {
   let callback: ((err: Error | null, m: Msg) => void) | undefined;
+  const published: string[] = [];
   const deliver = (m: Partial<Msg>): void => callback?.(null, { data: new Uint8Array(), headers: undefined, ...m } as Msg);
   const nc = {
     subscribe: (_s: string, o: { callback: (err: Error | null, m: Msg) => void }) => {
@@ -25,9 +28,11 @@ function fakeNc(reply: object, early: readonly Partial<Msg>[] = []): FakeNc {
       return Promise.resolve({ string: () => JSON.stringify(reply) });
     },
     status: () => ({ [Symbol.asyncIterator]: () => ({ next: () => new Promise(() => undefined) }), stop: () => undefined }),
-    publish: () => undefined,
+    publish: (subject: string) => {
+      published.push(subject);
+    },
   };
-  return { nc: nc as unknown as NatsConnection, deliver };
+  return { nc: nc as unknown as NatsConnection, deliver, published };
 }
 
 const ack = (sseq: number, cseq: number, pending: number): string => `$JS.ACK.KV_crosslink.xlw_t.1.${sseq}.${cseq}.1700000000000000000.${pending}`;
@@ -60,4 +65,25 @@ test('a delivery of another consumer, or not on a key, is ignored; a delete carr
   t.like(first.value, { key: 'nodes.y', operation: 'DEL', revision: 4 });
   w.stop();
   t.true((await it.next()).done);
+});
+
+test('flow control is answered only on the server\'s $JS.FC. subjects: a status message forged into the inbox cannot make the agent publish elsewhere', async (t) => {
+  const f = fakeNc({ ok: true, name: 'xlw_t', pending: 0, lastRevision: 0, heartbeatMs: 0 });
+  const src = brokeredWatchSource({ nc: f.nc, bucket: 'crosslink', subjectPrefix: 'xl', logger: silentLogger(), clock: systemClock });
+  const w = await src.watch({ key: 'nodes.>' });
+  t.teardown(() => w.stop());
+  const responded: string[] = [];
+  const status = (reply: string, stalled: string): Partial<Msg> => ({
+    subject: '_INBOX.abc',
+    reply,
+    headers: { code: 100, get: (k: string) => (k === 'Nats-Consumer-Stalled' ? stalled : '') } as unknown as NonNullable<Msg['headers']>,
+    respond: () => {
+      responded.push(reply);
+      return true;
+    },
+  });
+  f.deliver(status('crosslink.v1.register', 'crosslink.v1.heartbeat'));
+  t.deepEqual([responded, f.published], [[], []], 'nothing published for a forged status message');
+  f.deliver(status('$JS.FC.KV_crosslink.x.1', '$JS.FC.KV_crosslink.x.2'));
+  t.deepEqual([responded, f.published], [['$JS.FC.KV_crosslink.x.1'], ['$JS.FC.KV_crosslink.x.2']], 'the server\'s flow control is answered');
 });

@@ -139,6 +139,9 @@ export function brokeredWatchSource(o: BrokeredWatchOptions): BrokeredWatchSourc
   };
 }
 
+/** Where the server asks for flow-control answers (`$JS.FC.<stream>.…`). */
+const FLOW_CONTROL_PREFIX = '$JS.FC.';
+
 /** One brokered watch: the inbox subscription turned into an entry iterator. */
 class InboxWatch implements KeyWatch {
   private sub: Subscription | undefined;
@@ -227,10 +230,12 @@ class InboxWatch implements KeyWatch {
     const h = msg.headers;
     if (h && h.code === 100) {
       this.lastActivity = this.o.clock.now();
-      // Flow control: the server waits for this answer before sending more.
-      if (msg.reply) msg.respond();
+      // Flow control: the server waits for this answer before sending more. Only to the server's
+      // flow-control subjects: a status message published into our shared inbox must not make every
+      // agent publish to a subject of the sender's choosing (the register or heartbeat subject).
+      if (msg.reply?.startsWith(FLOW_CONTROL_PREFIX)) msg.respond();
       const stalled = h.get('Nats-Consumer-Stalled');
-      if (stalled) this.o.nc.publish(stalled);
+      if (stalled.startsWith(FLOW_CONTROL_PREFIX)) this.o.nc.publish(stalled);
       const last = Number(h.get('Nats-Last-Consumer') || '0');
       if (last > this.lastConsumerSeq) {
         this.counts.gaps++;
