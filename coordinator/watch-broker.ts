@@ -17,6 +17,9 @@ import { parseWatchRequest, type WatchReply, type WatchRequest } from '../protoc
 import { subjects } from '../protocol/subjects.ts';
 import { RegistrationRateLimit } from './rate-limit.ts';
 
+/** Default timeout of the broker's JetStream API requests (see WatchBrokerOptions.apiTimeoutMs). */
+export const BROKER_API_TIMEOUT_MS = 2000;
+
 /** The queue group every replica serves the watch subject in (one replica answers each request). */
 export const WATCH_QUEUE = 'crosslink-watch';
 
@@ -42,6 +45,12 @@ export interface WatchBrokerOptions {
   readonly inactiveMs?: number;
   /** JetStream API requests handled at once (default 32); the rest queue. */
   readonly concurrency?: number;
+  /**
+   * Timeout of the broker's own JetStream API requests (default 2 s): shorter than the agent's request
+   * timeout (brokered-watch.ts), so a create that cannot be served (the JetStream meta leader lost
+   * with a server) is answered `unavailable` while the agent still listens, and it retries soon.
+   */
+  readonly apiTimeoutMs?: number;
 }
 
 export interface WatchBroker {
@@ -108,7 +117,7 @@ export function serveWatchBroker(o: WatchBrokerOptions): WatchBroker {
       return;
     }
     try {
-      jsm ??= jetstreamManager(o.nc, { checkAPI: false });
+      jsm ??= jetstreamManager(o.nc, { checkAPI: false, timeout: o.apiTimeoutMs ?? BROKER_API_TIMEOUT_MS });
       const api = await jsm.catch((err: unknown) => {
         jsm = undefined;
         throw err;

@@ -2,7 +2,8 @@
 // (nothing after it is yielded), deliveries before the broker's reply are kept in order.
 import test from 'ava';
 import type { Msg, NatsConnection } from '@nats-io/transport-node';
-import { brokeredWatchSource } from '../agent/control/brokered-watch.ts';
+import { brokeredWatchSource, WATCH_REQUEST_TIMEOUT_MS } from '../agent/control/brokered-watch.ts';
+import { BROKER_API_TIMEOUT_MS } from '../coordinator/watch-broker.ts';
 import { systemClock } from '../lib/clock.ts';
 import { silentLogger } from '../lib/logger.ts';
 
@@ -86,4 +87,9 @@ test('flow control is answered only on the server\'s $JS.FC. subjects: a status 
   t.deepEqual([responded, f.published], [[], []], 'nothing published for a forged status message');
   f.deliver(status('$JS.FC.KV_crosslink.x.1', '$JS.FC.KV_crosslink.x.2'));
   t.deepEqual([responded, f.published], [['$JS.FC.KV_crosslink.x.1'], ['$JS.FC.KV_crosslink.x.2']], 'the server\'s flow control is answered');
+});
+
+test('the broker gives up on the JetStream API before the agent gives up on the broker, so an unservable create is answered `unavailable`, not a timeout', (t) => {
+  t.true(BROKER_API_TIMEOUT_MS < WATCH_REQUEST_TIMEOUT_MS, `${BROKER_API_TIMEOUT_MS} < ${WATCH_REQUEST_TIMEOUT_MS}`);
+  t.true(WATCH_REQUEST_TIMEOUT_MS <= 3000, 'a lost watch is asked for again within seconds');
 });

@@ -37,7 +37,7 @@ export interface BrokeredWatchOptions {
   readonly subjectPrefix: string;
   readonly logger: Logger;
   readonly clock: Clock;
-  /** Timeout of the request to the broker (default 5 s). */
+  /** Timeout of the request to the broker (default WATCH_REQUEST_TIMEOUT_MS, 3 s). */
   readonly requestTimeoutMs?: number;
   /** Used only when nobody serves the watch subject ("no responders"). */
   readonly fallback?: KeyWatchSource;
@@ -84,7 +84,7 @@ export function brokeredWatchSource(o: BrokeredWatchOptions): BrokeredWatchSourc
   const ask = async (req: WatchRequest): Promise<Extract<WatchReply, { ok: true }> | 'no-responders'> => {
     let msg: Msg;
     try {
-      msg = await o.nc.request(subject, JSON.stringify(req), { timeout: o.requestTimeoutMs ?? 5000 });
+      msg = await o.nc.request(subject, JSON.stringify(req), { timeout: o.requestTimeoutMs ?? WATCH_REQUEST_TIMEOUT_MS });
     } catch (err) {
       const noResponders = typeof (err as { isNoResponders?: unknown }).isNoResponders === 'function' && (err as { isNoResponders: () => boolean }).isNoResponders();
       if (noResponders) return 'no-responders';
@@ -138,6 +138,13 @@ export function brokeredWatchSource(o: BrokeredWatchOptions): BrokeredWatchSourc
     },
   };
 }
+
+/**
+ * How long the agent waits for a broker's answer (default): longer than the broker's own JetStream API
+ * timeout (coordinator/watch-broker.ts, 2 s) so its `unavailable` arrives, short enough that a watch lost
+ * with a NATS server is asked for again soon (each failure then backs off from 250 ms).
+ */
+export const WATCH_REQUEST_TIMEOUT_MS = 3000;
 
 /** Where the server asks for flow-control answers (`$JS.FC.<stream>.…`). */
 const FLOW_CONTROL_PREFIX = '$JS.FC.';
