@@ -24,8 +24,9 @@ function fakeWireguardGo(socketPath: string, options: { ignoreTerm?: boolean; cr
     : `
     const fs = require('node:fs');
     const sock = process.argv[1];
-    fs.writeFileSync(sock, '');
+    // The handler before the socket: the backend sees the socket as "ready" and may stop us at once.
     process.on('SIGTERM', () => { ${options.ignoreTerm ? '' : "fs.rmSync(sock, { force: true }); process.exit(0);"} });
+    fs.writeFileSync(sock, '');
     setInterval(() => {}, 1000);
   `;
   return Child.start([process.execPath, '-e', script, socketPath], onLine ? { onLine } : {});
