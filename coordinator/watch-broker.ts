@@ -8,6 +8,7 @@
 // in test/nats-auth.test.ts and test/watch-broker.test.ts). A token bucket per replica bounds a flood
 // while the honest fleet's re-watch storm after a NATS server loss fits in its burst.
 import { AckPolicy, DeliverPolicy, jetstreamManager, ReplayPolicy, type ConsumerConfig, type JetStreamManager } from '@nats-io/jetstream';
+import { countKvFilter } from '../lib/kv-filter-count.ts';
 import { nanos, nuid, type Msg, type NatsConnection, type Subscription } from '@nats-io/transport-node';
 import type { Clock } from '../lib/clock.ts';
 import { errorMessage } from '../lib/errors.ts';
@@ -122,21 +123,10 @@ export function serveWatchBroker(o: WatchBrokerOptions): WatchBroker {
         jsm = undefined;
         throw err;
       });
-      const filterSubject = `$KV.${o.bucket}.${req.filter}`;
       if (req.kind === 'count') {
-        const last = await api.streams.getMessage(stream, { last_by_subj: filterSubject });
-        const c = await api.consumers.add(stream, {
-          name: `xlc_${nuid.next()}`,
-          filter_subject: filterSubject,
-          deliver_policy: DeliverPolicy.LastPerSubject,
-          ack_policy: AckPolicy.None,
-          mem_storage: true,
-          num_replicas: 1,
-          inactive_threshold: nanos(inactiveMs),
-        });
-        await api.consumers.delete(stream, c.name).catch(() => undefined);
+        const c = await countKvFilter(api, o.bucket, req.filter, { name: `xlc_${nuid.next()}`, inactiveMs });
         counts.counted++;
-        reply(msg, { ok: true, name: '', pending: c.num_pending, lastRevision: last?.seq ?? 0, heartbeatMs: 0 });
+        reply(msg, { ok: true, name: '', pending: c.keys, lastRevision: c.lastRevision, heartbeatMs: 0 });
         return;
       }
       const c = await api.consumers.add(stream, watchConsumerConfig(o.bucket, req, { heartbeatMs, inactiveMs }));

@@ -2,10 +2,11 @@
 // an injected source, so the agent binary goes through the coordinator's watch broker
 // (brokered-watch.ts: agents hold no consumer permission) while tools and tests holding a
 // coordinator credential keep the direct nats.js KV watch (this file).
-import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
+import { jetstream, jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import { Kvm, type KV, type KvWatchEntry } from '@nats-io/kv';
-import { nanos, type NatsConnection } from '@nats-io/transport-node';
+import type { NatsConnection } from '@nats-io/transport-node';
 import { initialCount } from '../../lib/kv-initial-count.ts';
+import { countKvFilter, type KvFilterCount } from '../../lib/kv-filter-count.ts';
 
 export interface KeyWatchOptions {
   /** One readable key filter (`nodes.>`, `policy.current`, …). */
@@ -22,12 +23,7 @@ export interface KeyWatch extends AsyncIterable<KvWatchEntry> {
 }
 
 /** What a filter holds, without reading its records (the MeshWatch audit). */
-export interface FilterCount {
-  /** Keys under the filter (one per subject, delete markers included). */
-  readonly keys: number;
-  /** Revision of the newest message under the filter; 0 if none. */
-  readonly lastRevision: number;
-}
+export type FilterCount = KvFilterCount;
 
 export interface KeyWatchSource {
   watch(o: KeyWatchOptions): Promise<KeyWatch>;
@@ -63,23 +59,7 @@ export function directWatchSource(o: DirectWatchOptions): KeyWatchSource {
     },
     async count(filter) {
       jsm ??= await jetstreamManager(o.nc, { checkAPI: false });
-      const stream = `KV_${o.bucket}`;
-      const subject = `$KV.${o.bucket}.${filter}`;
-      const last = await jsm.streams.getMessage(stream, { last_by_subj: subject });
-      const consumer = await jsm.consumers.add(stream, {
-        filter_subject: subject,
-        deliver_policy: DeliverPolicy.LastPerSubject,
-        ack_policy: AckPolicy.None,
-        mem_storage: true,
-        num_replicas: 1,
-        // Cleaned up by the server should the delete below not arrive.
-        inactive_threshold: nanos(60_000),
-      });
-      try {
-        return { keys: consumer.num_pending, lastRevision: last?.seq ?? 0 };
-      } finally {
-        await jsm.consumers.delete(stream, consumer.name).catch(() => undefined);
-      }
+      return countKvFilter(jsm, o.bucket, filter);
     },
   };
 }
