@@ -14,12 +14,20 @@ export interface BackoffPolicy {
 /** A source of numbers in [0, 1), Math.random in production. */
 export type Random = () => number;
 
+/**
+ * `baseMs` spread by ±`fraction` with `random` in [0, 1): base · (1 − fraction + 2 · fraction · random),
+ * rounded to whole ms. The one jitter formula: backoff delays here, the agent's heartbeat interval.
+ */
+export function jittered(baseMs: number, fraction: number, random: number): number {
+  return Math.round(baseMs * (1 - fraction + random * 2 * fraction));
+}
+
 /** The delay before the next attempt after `failures` consecutive failures (0 failures: 0 ms). */
 export function backoffDelay(policy: BackoffPolicy, failures: number, random: Random = Math.random): number {
   if (failures <= 0) return 0;
   const base = Math.min(policy.maxMs, policy.initialMs * 2 ** Math.min(failures - 1, 30));
   const j = policy.jitter ?? 0;
-  return j === 0 ? base : Math.round(base * (1 - j + random() * 2 * j));
+  return j === 0 ? base : jittered(base, j, random());
 }
 
 export interface RetryOptions {

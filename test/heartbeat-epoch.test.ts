@@ -3,7 +3,8 @@
 import test from 'ava';
 import { CoordinatorEpoch, mintEpoch } from '../protocol/coordinator-epoch.ts';
 import { epochRefusal, followerMayRecord } from '../coordinator/heartbeat-epoch.ts';
-import { announcedHeartbeatDelayMs, heartbeatRetryDelayMs, MAX_IMMEDIATE_RESENDS, nextHeartbeatDelayMs } from '../agent/control/heartbeat-schedule.ts';
+import { announcedHeartbeatDelayMs, FLAT_RETRIES, HEARTBEAT_RETRY_BACKOFF, heartbeatDelayMs, heartbeatRetryDelayMs, MAX_IMMEDIATE_RESENDS, nextHeartbeatDelayMs } from '../agent/control/heartbeat-schedule.ts';
+import { backoffDelay, jittered } from '../lib/backoff.ts';
 import { Heartbeat, HeartbeatReply } from '../protocol/messages.ts';
 
 test('mintEpoch: the lease revision plus 64 random bits; two terms of one revision still differ', (t) => {
@@ -65,6 +66,18 @@ test('heartbeatRetryDelayMs: flat 1 s ×0.5–1.5 for five failures, then 2 s an
     [3, 800, 0.999_999, 800],
   ];
   for (const [failures, interval, random, want] of rows) t.is(heartbeatRetryDelayMs(failures, interval, random), want, `failures ${failures}, random ${random}`);
+});
+
+test('the heartbeat schedule is lib/backoff\'s: retries are backoffDelay after the flat ones, the interval is jittered ±10 %', (t) => {
+  for (const random of [0, 0.25, 0.5, 0.75, 0.999_999]) {
+    for (let failures = 1; failures <= 12; failures++) {
+      const lib = backoffDelay(HEARTBEAT_RETRY_BACKOFF, Math.max(1, failures - FLAT_RETRIES + 1), () => random);
+      t.is(heartbeatRetryDelayMs(failures, 60_000, random), lib, `failures ${failures}, random ${random}`);
+      t.is(heartbeatRetryDelayMs(failures, 1200, random), Math.min(1200, lib), 'capped at the interval');
+    }
+    t.is(heartbeatDelayMs('interval', 15_000, random), jittered(15_000, 0.1, random));
+  }
+  t.deepEqual([0, 0.5, 0.999_999].map((r) => heartbeatDelayMs('interval', 10_000, r)), [9000, 10_000, 11_000]);
 });
 
 test('nextHeartbeatDelayMs: stale-epoch resends at once twice in a row, then backs off like a failure', (t) => {

@@ -1,7 +1,7 @@
 // lib/ helpers shared by every component: backoff (clock and randomness injected), name order,
 // rate-limited logging.
 import test from 'ava';
-import { backoffDelay, retryWithBackoff, superviseWithBackoff } from '../lib/backoff.ts';
+import { backoffDelay, jittered, retryWithBackoff, superviseWithBackoff } from '../lib/backoff.ts';
 import { ManualClock } from './helpers/manual-clock.ts';
 import { byName, compareText } from '../lib/compare.ts';
 import { RateLimitedLog } from '../lib/rate-limited-log.ts';
@@ -19,6 +19,12 @@ test('backoffDelay jitter spreads ±fraction using the injected random source', 
   t.is(backoffDelay(p, 1, () => 0.5), 1000);
   t.is(backoffDelay(p, 1, () => 0.999_999), 1200);
   t.is(backoffDelay({ initialMs: 1000, maxMs: 1000 }, 1, () => 0), 1000, 'no jitter unless asked');
+});
+
+test('jittered spreads a base by ±fraction over random in [0, 1), rounded to whole ms', (t) => {
+  t.deepEqual([0, 0.25, 0.5, 0.999_999].map((r) => jittered(1000, 0.5, r)), [500, 750, 1000, 1500]);
+  t.deepEqual([0, 0.5, 0.999_999].map((r) => jittered(333, 0.1, r)), [300, 333, 366]);
+  t.is(jittered(1000, 0, 0.9), 1000);
 });
 
 test('retryWithBackoff sleeps the backoff on the injected clock between attempts, then returns the result', async (t) => {

@@ -1,5 +1,13 @@
 // When the agent's next heartbeat is due, as pure functions of what the last one met (tested on
 // tables and a manual clock). Randomness is injected: `random` in [0, 1).
+//
+// Built on lib/backoff.ts, not beside it: the interval's ±10 % is lib's `jittered`, and the retries
+// of an unanswered heartbeat are lib's `backoffDelay` (1 s doubling to 3 s, ±50 %) entered only after
+// FLAT_RETRIES at its first delay. What stays here is the heartbeat's own: the flat start, the cap at
+// one interval, the immediate re-sends after `stale-epoch`, and the two spreads (after a reconnect,
+// after "leader up"), which are a uniform moment within a window, not a delay jittered around a
+// value.
+import { backoffDelay, jittered, type BackoffPolicy } from '../../lib/backoff.ts';
 
 /** What one heartbeat exchange came to. */
 export type HeartbeatOutcome =
@@ -21,11 +29,17 @@ export const MAX_IMMEDIATE_RESENDS = 2;
  * interval from then on.
  */
 export function heartbeatDelayMs(kind: 'interval' | 'after-reconnect', intervalMs: number, random: number): number {
-  return Math.round(kind === 'interval' ? intervalMs * (0.9 + 0.2 * random) : (intervalMs / 2) * random);
+  return kind === 'interval' ? jittered(intervalMs, INTERVAL_JITTER, random) : Math.round((intervalMs / 2) * random);
 }
 
-/** Unanswered heartbeats retried at the flat short delay before backing off (≈ 5 s of an outage). */
-const FLAT_RETRIES = 5;
+/** The spread of a normal interval: ±10 %. */
+const INTERVAL_JITTER = 0.1;
+
+/** Unanswered heartbeats retried at the backoff's first delay before it grows (≈ 5 s of an outage). */
+export const FLAT_RETRIES = 5;
+
+/** The backoff of unanswered heartbeats once the flat retries are used up: 1 s, 2 s, then 3 s, each ×0.5–1.5. */
+export const HEARTBEAT_RETRY_BACKOFF: BackoffPolicy = { initialMs: 1000, maxMs: 3000, jitter: 0.5 };
 
 /**
  * When to retry a heartbeat that got no answer (no responders, timeout, `unavailable`: the
@@ -37,9 +51,8 @@ const FLAT_RETRIES = 5;
  * while the coordinator is away, the same order as a heartbeat interval's worth.
  */
 export function heartbeatRetryDelayMs(failures: number, intervalMs: number, random: number): number {
-  const n = Math.max(failures, 1);
-  const baseMs = n <= FLAT_RETRIES ? 1000 : Math.min(3000, 1000 * (n - FLAT_RETRIES + 1));
-  return Math.min(intervalMs, Math.round(baseMs * (0.5 + random)));
+  const backoffFailures = Math.max(1, failures - FLAT_RETRIES + 1);
+  return Math.min(intervalMs, backoffDelay(HEARTBEAT_RETRY_BACKOFF, backoffFailures, () => random));
 }
 
 /** The delay until the next heartbeat after `outcome` (`failures`/`resends`: that outcome in a row, counting this one). */
