@@ -6,6 +6,9 @@ import { createDataplane, DataplaneApplyError, SET_PRIVATE_KEY_SCRIPT, type Data
 import type { RelayPorts, RelayUpdateOptions } from '../agent/dataplane/api.ts';
 import type { DataplaneConfig, DesiredInterface, DesiredPeer, DesiredRoute, RelayAssignment } from '../agent/plan/model.ts';
 import type { WireguardBackend } from '../agent/dataplane/wireguard-backend.ts';
+import { startingPoint, stateAfterApply } from '../agent/dataplane/applied-state.ts';
+import { interfaceAfterEnsure } from '../agent/dataplane/interface-state.ts';
+import type { LiveWireguard } from '../agent/dataplane/wg-dump.ts';
 import { ManualClock } from './helpers/manual-clock.ts';
 import { PartialFailureError } from '../lib/errors.ts';
 import { silentLogger } from '../lib/logger.ts';
@@ -674,6 +677,38 @@ test('teardown: flush our routes (both families), remove the MSS rule, delete th
   ]);
   t.is(host.routes.size, 0);
   t.deepEqual(host.mangle, []);
+});
+
+test('one record of what was applied: nothing survives a teardown (a change-driven apply after it reads and re-installs)', async (t) => {
+  const { host, dp } = await setup();
+  await dp.apply(state([B, C]));
+  const installed = host.routes.size;
+  await dp.teardown();
+  host.peers.clear();
+  t.is(host.routes.size, 0);
+  host.runner.clear();
+  // The backend kept its generation (the fake's): only the teardown itself voids what was applied.
+  await dp.apply({ ...state([B, C]), readLive: false });
+  t.true(host.runner.transcript().includes(`wg show ${IF} dump`), 'read the kernel again');
+  t.deepEqual([...host.peers.keys()].sort(), [B.publicKey, C.publicKey].sort());
+  t.is(host.routes.size, installed);
+});
+
+test('startingPoint: a change-driven apply on the same generation starts from the mesh model or the interface-only reads; nothing else does', (t) => {
+  const wireguard: LiveWireguard = { interface: { publicKey: KEYS.publicKey, listenPort: 51820, fwmark: 0 }, peers: [] };
+  const iface = interfaceAfterEnsure(wireguard, {}, IFACE, KEYS.publicKey, 3);
+  const desired = state([]).desired;
+  if (desired === null) throw new Error('state() has a desired state');
+  const mesh = stateAfterApply({ wireguard, routes: [] }, desired, KEYS.publicKey, new Set(), 3, iface.link);
+  t.is(startingPoint(mesh, true, 3).model, mesh);
+  t.is(startingPoint(mesh, true, 3).carried, undefined);
+  t.is(startingPoint(iface, true, 3).carried, iface);
+  t.is(startingPoint(iface, true, 3).model, undefined);
+  for (const left of [mesh, iface]) {
+    t.deepEqual(startingPoint(left, false, 3), {}, 'a reading apply starts from the kernel');
+    t.deepEqual(startingPoint(left, true, 4), {}, 'a recreated interface voids it');
+  }
+  t.deepEqual(startingPoint(undefined, true, 3), {});
 });
 
 test('kernel backend through the runner: created with ip link add, deleted on teardown', async (t) => {

@@ -5,13 +5,22 @@
 // reads the kernel afresh and repairs whatever changed behind our back. With a delta (what changed
 // since the desired state it was built from, desired-delta.ts) only the changed keys are rebuilt:
 // unchanged peers keep their objects. Pure.
+//
+// The data plane holds ONE of these (LeftState): the mesh as the last full apply left it, or the
+// interface as an interface-only apply (a fail-static start) left it (interface-state.ts), and
+// `startingPoint` decides which of it the next apply may start from. The other start-time
+// leftovers are not applied state: the reconciler's host read of the start (routes read beside the
+// interface-only apply) is a read handed down once as DataplaneTarget.liveRoutes, and
+// InterfaceEcho (own-changes.ts) holds the interface being ensured, which must outlive an apply in
+// flight and one that failed (the echo of our own `ip link set` is not drift either way).
 import type { DesiredPeer, DesiredState } from '../plan/model.ts';
 import type { DesiredDelta } from './desired-delta.ts';
-import type { LinkJson } from './interface-state.ts';
+import type { InterfaceState, LinkJson } from './interface-state.ts';
 import { isOwnedRoute, liveRouteOf, type LiveRoute } from './route-diff.ts';
 import { canonicalEndpoint, type LivePeer, type LiveWireguard } from './wg-dump.ts';
 
 export interface AppliedState {
+  readonly kind: 'mesh';
   /** Peers sorted by public key (the desired state's order). */
   readonly wireguard: LiveWireguard;
   readonly routes: readonly LiveRoute[];
@@ -24,6 +33,21 @@ export interface AppliedState {
   readonly blocked: ReadonlySet<string>;
   /** The backend generation it was built for: a recreated interface (wireguard-go restart) voids it. */
   readonly generation: number;
+}
+
+/** What the last apply that succeeded left: the mesh (a full apply) or the interface only. */
+export type LeftState = AppliedState | InterfaceState;
+
+/**
+ * What a new apply may start from instead of reading the kernel: only a change-driven apply
+ * (`trusted`: target.readLive false, and no relay hints needing a fresh dump) on the interface
+ * generation `left` was built for. A full apply's state is a model to diff the delta against; an
+ * interface-only apply's state carries its reads (WireGuard and the link) into the first full
+ * apply of a start. A recreated interface (another generation) voids either.
+ */
+export function startingPoint(left: LeftState | undefined, trusted: boolean, generation: number): { readonly model?: AppliedState; readonly carried?: InterfaceState } {
+  if (!trusted || left === undefined || left.generation !== generation) return {};
+  return left.kind === 'mesh' ? { model: left } : { carried: left };
 }
 
 function livePeerOf(want: DesiredPeer, had: LivePeer | undefined): LivePeer {
@@ -60,6 +84,7 @@ export function stateAfterApply(
     ...desired.routes.filter((r) => !blockedDsts.has(r.dst)).map(liveRouteOf),
   ];
   return {
+    kind: 'mesh',
     wireguard: { interface: { ...live.wireguard.interface, publicKey, listenPort: desired.interface.listenPort }, peers },
     routes,
     link,
@@ -91,6 +116,7 @@ export function stateAfterDelta(previous: AppliedState, desired: DesiredState, d
     ...delta.routes.filter((r) => !blockedNow.has(r.dst)).map(liveRouteOf),
   ];
   return {
+    kind: 'mesh',
     wireguard: { interface: { ...previous.wireguard.interface, publicKey, listenPort: desired.interface.listenPort }, peers },
     routes,
     link,

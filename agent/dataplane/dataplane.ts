@@ -24,9 +24,9 @@ import { relayHintsFrom } from './relay-forwarder.ts';
 import { ROUTE_PROTO, diffRoutes, isOwnedRoute, readMainRoutes, routeCommands, type LiveRoute } from './route-diff.ts';
 import { createWireguardBackend, type WireguardBackend, type WireguardBackendOptions, type WireguardMode } from './wireguard-backend.ts';
 import { diffWireguard, wireguardCommands, type PlannedCommand } from './wg-diff.ts';
-import { stateAfterApply, stateAfterDelta, type AppliedState } from './applied-state.ts';
+import { startingPoint, stateAfterApply, stateAfterDelta, type LeftState } from './applied-state.ts';
 import { desiredDelta, type DesiredDelta } from './desired-delta.ts';
-import { interfaceAfterEnsure, type InterfaceState, type LinkJson } from './interface-state.ts';
+import { interfaceAfterEnsure, type LinkJson } from './interface-state.ts';
 import { runIpBatch, runWgSetBatch, type BatchOutcome } from './batch.ts';
 import { InterfaceEcho, OwnRouteChanges } from './own-changes.ts';
 import { EndpointMemory } from './endpoint-memory.ts';
@@ -90,10 +90,13 @@ class LinuxDataplane implements LinuxDataplaneHandle {
    * sysctl/iptables reads until the interval passes, so the periodic resync still repairs drift.
    */
   private hostChecked: { key: string; at: number } | undefined;
-  /** What the last fully successful apply left (a change-driven apply diffs against it); cleared by any other outcome. */
-  private applied: AppliedState | undefined;
-  /** What the last apply left if it was interface-only and succeeded (the first full apply of a start starts from it). */
-  private started: InterfaceState | undefined;
+  /**
+   * The one record of what this data plane applied (agent/dataplane/applied-state.ts): the mesh as
+   * the last fully successful apply left it (a change-driven apply diffs against it), or the
+   * interface as a successful interface-only apply left it (the first full apply of a start starts
+   * from its reads). Taken by every apply and teardown; set again only by a success.
+   */
+  private left: LeftState | undefined;
   /** Routes our batches change, so the netlink monitor can tell their echo from drift. */
   private readonly ownRoutes = new OwnRouteChanges();
   /** Link/address lines that report the interface as last ensured are not drift (the echo of our own changes). */
@@ -155,19 +158,15 @@ class LinuxDataplane implements LinuxDataplaneHandle {
 
   private async applyNow(target: DataplaneTarget): Promise<ApplyReport> {
     const report: Report = { interfaceEnsured: false, changes: 0, commands: [], failures: [], blocked: [] };
-    const previous = this.applied;
-    const started = this.started;
-    this.applied = undefined;
-    this.started = undefined;
+    const left = this.left;
+    this.left = undefined;
     await this.wg.ensureLink();
     const desired = target.desired;
     // Relay hints need the endpoints WireGuard learned since: a relay node reads the dump.
     const needsDump = this.relay !== null && desired !== null && desired.relays.length > 0;
-    const trusted = target.readLive === false && !needsDump;
-    const model = trusted && previous?.generation === this.wg.generation ? previous : undefined;
-    // No model of a full apply yet, but the interface-only apply before this one left its reads
-    // (agent/dataplane/interface-state.ts): the first full apply of a start reads neither again.
-    const carried = trusted && model === undefined && started?.generation === this.wg.generation ? started : undefined;
+    // The model of the last full apply, or (no model yet) the reads the interface-only apply before
+    // this one left (agent/dataplane/interface-state.ts): the first full apply of a start reads neither again.
+    const { model, carried } = startingPoint(left, target.readLive === false && !needsDump, this.wg.generation);
     // The reads of this apply, side by side (one round of spawns, not four in a row): the one
     // WireGuard read (the interface check, the peer diff and the relay hints all use it; setting the
     // key or port below does not change the peers it lists), the interface's addresses, and the
@@ -185,7 +184,7 @@ class LinuxDataplane implements LinuxDataplaneHandle {
     if (model === undefined && carried === undefined) this.endpoints.observe(dump.peers);
     const publicKey = await this.ensureInterface(target.privateKey, target.interface, dump, link, report);
     report.interfaceEnsured = true;
-    if (desired === null) this.started = interfaceAfterEnsure(dump, link, target.interface, publicKey, this.wg.generation);
+    if (desired === null) this.left = interfaceAfterEnsure(dump, link, target.interface, publicKey, this.wg.generation);
     if (desired !== null) {
       // Change-driven: diff only what changed since the desired state the model was built from.
       const delta = model !== undefined ? desiredDelta(model.desired, desired) : undefined;
@@ -196,7 +195,7 @@ class LinuxDataplane implements LinuxDataplaneHandle {
       if (live !== undefined && report.failures.length === 0) {
         const blocked = new Set(live.blocked);
         const ensured = interfaceAfterEnsure(dump, link, target.interface, publicKey, this.wg.generation).link;
-        this.applied =
+        this.left =
           model !== undefined && delta !== undefined
             ? stateAfterDelta(model, desired, delta, publicKey, blocked, ensured)
             : stateAfterApply({ wireguard: dump, routes: live.routes }, desired, publicKey, blocked, this.wg.generation, ensured);
@@ -386,9 +385,10 @@ class LinuxDataplane implements LinuxDataplaneHandle {
 
   teardown(): Promise<void> {
     this.hostChecked = undefined;
-    this.started = undefined;
     const monitor = this.monitor?.stop();
     return this.serialize(async () => {
+      // After the applies queued before it: nothing applied survives a teardown.
+      this.left = undefined;
       const failures: { op: string; error: Error }[] = [];
       const attempt = async (op: string, fn: () => Promise<unknown>): Promise<void> => {
         try {

@@ -16,6 +16,7 @@ export interface LinkJson {
 }
 
 export interface InterfaceState {
+  readonly kind: 'interface';
   readonly wireguard: LiveWireguard;
   readonly link: LinkJson;
   /** The backend generation it was built for: a recreated interface (wireguard-go restart) voids it. */
@@ -36,6 +37,7 @@ export function interfaceAfterEnsure(live: LiveWireguard, link: LinkJson, iface:
     return { family: v6 ? 'inet6' : 'inet', local, prefixlen: len === undefined ? (v6 ? 128 : 32) : Number(len), scope: 'global' };
   });
   return Object.freeze({
+    kind: 'interface' as const,
     wireguard: { interface: { ...live.interface, publicKey, listenPort: iface.listenPort }, peers: live.peers },
     link: { mtu: iface.mtu, flags: flags.includes('UP') ? flags : [...flags, 'UP'], addr_info: [...linkLocal, ...wanted] },
     generation,
