@@ -656,6 +656,7 @@ export class Agent {
     });
     await step('stop node source', () => this.o.nodeSource.stop());
     await step('close status server', () => this.statusServer?.close());
+    await step('stop metrics', () => this.metrics.stop());
     logger.info('stopped');
   }
 }

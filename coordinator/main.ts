@@ -59,6 +59,7 @@ async function runCoordinator(raw: RawRunOptions, sourceOf: (key: keyof RawRunOp
     await serveUntilStopped(config, key, logger, stopping, metrics, running);
   } finally {
     await health?.close();
+    metrics.stop();
   }
 }
 

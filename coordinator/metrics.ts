@@ -6,6 +6,7 @@
 // their own KV watch is behind it: crosslink_agent_watch_lag_revisions). Names: docs/metrics.md.
 import { Counter, Gauge, type Registry } from 'prom-client';
 import { newRegistry, scrape, type MetricsScrape } from '../lib/metrics.ts';
+import type { EventLoopDelaySampler } from '../lib/event-loop-delay.ts';
 
 /** Why a node record was removed (coordinator/registry.ts). */
 export type RemovalReason = 'expired' | 'deregistered' | 'revoked' | 'unenrolled';
@@ -30,6 +31,8 @@ export interface CoordinatorSnapshot {
 
 export interface CoordinatorMetricsOptions {
   readonly processMetrics?: boolean;
+  /** The event-loop delay sampler (tests: one on a manual clock); default one on the system clock. */
+  readonly eventLoopDelay?: EventLoopDelaySampler;
 }
 
 /** Every result a reply can carry (protocol/messages.ts ErrorBody codes), pre-created at 0 so rate() works from the first scrape. */
@@ -38,6 +41,8 @@ const REASONS: readonly RemovalReason[] = ['expired', 'deregistered', 'revoked',
 
 export class CoordinatorMetrics implements CoordinatorMetricsHooks {
   readonly registry: Registry;
+  /** Stops the timers the metrics run (the event-loop sampler); the coordinator's main calls it at exit. */
+  readonly stop: () => void;
   private readonly registrations: Counter<'result'>;
   private readonly heartbeats: Counter<'result'>;
   private readonly removals: Counter<'reason'>;
@@ -50,7 +55,8 @@ export class CoordinatorMetrics implements CoordinatorMetricsHooks {
   private readonly registrationByResult = new Map<string, Counter.Internal>();
 
   constructor(o: CoordinatorMetricsOptions = {}) {
-    const registers = [(this.registry = newRegistry({ processMetrics: o.processMetrics ?? true }))];
+    ({ registry: this.registry, stop: this.stop } = newRegistry({ processMetrics: o.processMetrics ?? true, ...(o.eventLoopDelay ? { eventLoopDelay: o.eventLoopDelay } : {}) }));
+    const registers = [this.registry];
     this.registrations = new Counter({ name: 'crosslink_coordinator_registrations_total', help: 'Registration requests answered, by result (ok or the error code).', labelNames: ['result'], registers });
     this.heartbeats = new Counter({ name: 'crosslink_coordinator_heartbeats_total', help: 'Heartbeats received, by result (ok, the error code, or follower: recorded but not answered).', labelNames: ['result'], registers });
     this.removals = new Counter({ name: 'crosslink_coordinator_node_removals_total', help: 'Node records removed, by reason (expired: TTL without heartbeats; deregistered; revoked; unenrolled).', labelNames: ['reason'], registers });

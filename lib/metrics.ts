@@ -51,15 +51,26 @@ function registerEventLoopDelay(registry: Registry, sampler: EventLoopDelaySampl
   EVENT_LOOP_SERIES.forEach(([name, help], i) => gauges.push(new Gauge({ name, help, registers: [registry], ...(i === 0 ? { collect } : {}) })));
 }
 
-/** A new registry; with `processMetrics` also the standard process_* and nodejs_* series (CPU, memory, event loop). */
-export function newRegistry(o: { readonly processMetrics: boolean; readonly eventLoopDelay?: EventLoopDelaySampler }): Registry {
+/** A registry and the stop of the timer it started: whoever creates one stops it with the process it reports on. */
+export interface OwnedRegistry {
+  readonly registry: Registry;
+  /** Stops the event-loop sampler (its timer is unref'd, but a stopped agent or coordinator must leave no timer behind). Idempotent. */
+  readonly stop: () => void;
+}
+
+/**
+ * A new registry; with `processMetrics` also the standard process_* and nodejs_* series (CPU,
+ * memory, event loop), the event-loop delay from `eventLoopDelay` (started here; default a sampler
+ * on the system clock).
+ */
+export function newRegistry(o: { readonly processMetrics: boolean; readonly eventLoopDelay?: EventLoopDelaySampler }): OwnedRegistry {
   const registry = new Registry();
-  if (o.processMetrics) {
-    collectDefaultMetrics({ register: registry, eventLoopMonitoringPrecision: DORMANT_MONITOR_MS });
-    for (const name of MISNAMED_DEFAULTS) registry.removeSingleMetric(name);
-    registerEventLoopDelay(registry, o.eventLoopDelay ?? new EventLoopDelaySampler().start());
-  }
-  return registry;
+  if (!o.processMetrics) return { registry, stop: () => undefined };
+  collectDefaultMetrics({ register: registry, eventLoopMonitoringPrecision: DORMANT_MONITOR_MS });
+  for (const name of MISNAMED_DEFAULTS) registry.removeSingleMetric(name);
+  const sampler = (o.eventLoopDelay ?? new EventLoopDelaySampler()).start();
+  registerEventLoopDelay(registry, sampler);
+  return { registry, stop: () => sampler.stop() };
 }
 
 export async function scrape(registry: Registry): Promise<MetricsScrape> {

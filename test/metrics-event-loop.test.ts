@@ -6,6 +6,9 @@ import perfHooks, { type EventLoopMonitorOptions, type IntervalHistogram } from 
 import test from 'ava';
 import { BUSY_PERIOD_MS, BUSY_UTILIZATION, EventLoopDelaySampler, IDLE_PERIOD_MS, type EventLoopDelayDeps } from '../lib/event-loop-delay.ts';
 import { DORMANT_MONITOR_MS, newRegistry, scrape } from '../lib/metrics.ts';
+import { AgentMetrics } from '../agent/metrics/agent-metrics.ts';
+import { DeferredAgentMetrics } from '../agent/metrics/deferred-agent-metrics.ts';
+import { CoordinatorMetrics } from '../coordinator/metrics.ts';
 
 /** A manual clock and timer queue, and the utilization the next sample will read. */
 function manual(): { deps: EventLoopDelayDeps; advance: (ms: number) => void; pending: () => number[]; setUtilization: (u: number) => void } {
@@ -67,9 +70,9 @@ test('prom-client\'s own monitor is started dormant, and the lag series report a
     return real(o);
   };
   const sampler = new EventLoopDelaySampler();
-  let registry;
+  let owned;
   try {
-    registry = newRegistry({ processMetrics: true, eventLoopDelay: sampler });
+    owned = newRegistry({ processMetrics: true, eventLoopDelay: sampler });
   } finally {
     perfHooks.monitorEventLoopDelay = real;
   }
@@ -81,8 +84,8 @@ test('prom-client\'s own monitor is started dormant, and the lag series report a
   while (Date.now() < until) Math.sqrt(Math.random());
   const deadline = Date.now() + 10_000;
   while (sampler.histogram.count === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
-  const body = (await scrape(registry)).body;
-  sampler.stop();
+  const body = (await scrape(owned.registry)).body;
+  owned.stop();
   const value = (name: string): number => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(body)?.[1]);
   t.true(value('nodejs_eventloop_lag_max_seconds') >= 0.9, body.split('\n').filter((l) => l.startsWith('nodejs_eventloop_lag')).join('\n'));
   for (const name of ['nodejs_eventloop_lag_seconds', 'nodejs_eventloop_lag_min_seconds', 'nodejs_eventloop_lag_mean_seconds', 'nodejs_eventloop_lag_stddev_seconds', 'nodejs_eventloop_lag_p50_seconds', 'nodejs_eventloop_lag_p90_seconds', 'nodejs_eventloop_lag_p99_seconds']) {
@@ -105,4 +108,38 @@ test('without process metrics no event-loop monitor or sampler is started', (t) 
     perfHooks.monitorEventLoopDelay = real;
   }
   t.is(started, 0);
+});
+
+test('whoever makes the metrics stops their sampler: the registry, AgentMetrics, CoordinatorMetrics, DeferredAgentMetrics (also one loaded after the stop)', async (t) => {
+  const owned = manual();
+  const registry = newRegistry({ processMetrics: true, eventLoopDelay: new EventLoopDelaySampler(owned.deps) });
+  t.is(owned.pending().length, 1, 'newRegistry starts the sampler');
+  registry.stop();
+  registry.stop();
+  t.deepEqual(owned.pending(), [], 'stopped (twice is fine)');
+
+  const agent = manual();
+  const am = new AgentMetrics({ eventLoopDelay: new EventLoopDelaySampler(agent.deps) });
+  t.is(agent.pending().length, 1);
+  am.stop();
+  t.deepEqual(agent.pending(), []);
+
+  const coordinator = manual();
+  const cm = new CoordinatorMetrics({ eventLoopDelay: new EventLoopDelaySampler(coordinator.deps) });
+  t.is(coordinator.pending().length, 1);
+  cm.stop();
+  t.deepEqual(coordinator.pending(), []);
+
+  const loaded = manual();
+  const deferred = new DeferredAgentMetrics(() => Promise.resolve(new AgentMetrics({ eventLoopDelay: new EventLoopDelaySampler(loaded.deps) })));
+  await deferred.render();
+  t.is(loaded.pending().length, 1);
+  deferred.stop();
+  t.deepEqual(loaded.pending(), []);
+
+  const late = manual();
+  const stoppedFirst = new DeferredAgentMetrics(() => Promise.resolve(new AgentMetrics({ eventLoopDelay: new EventLoopDelaySampler(late.deps) })));
+  stoppedFirst.stop();
+  await stoppedFirst.render();
+  t.deepEqual(late.pending(), [], 'a scrape after the stop loads metrics that are stopped at once');
 });

@@ -4,6 +4,8 @@
 import { spawn } from 'node:child_process';
 import test from 'ava';
 import { AgentMetrics, type AgentScrapeSnapshot } from '../agent/metrics/agent-metrics.ts';
+import { DeferredAgentMetrics } from '../agent/metrics/deferred-agent-metrics.ts';
+import { EventLoopDelaySampler } from '../lib/event-loop-delay.ts';
 import { CoordinatorMetrics } from '../coordinator/metrics.ts';
 import { fakeAgent } from './helpers/fake-agent.ts';
 import { freeLoopbackPort } from '../lib/nats-server.ts';
@@ -198,7 +200,16 @@ test('bin/crosslink-coordinator --health-addr: /healthz, /readyz and a /metrics 
 test('a real agent serves /metrics on its health port: its peers, readiness and NATS state; promtool accepts the scrape', async (t) => {
   const mesh = await startMesh(t, { label: 'xl-metrics-mesh', nodeTtl: '10s' });
   const port = await freeLoopbackPort();
-  const a = await startStaticAgent(t, mesh, { name: 'node-a', cluster: 'c1', podCidr: '10.244.1.0/24', stateDir: await tempDir(t, 'xl-metrics-a'), extra: ['--health-addr', `127.0.0.1:${port}`] });
+  // The agent's metrics as it makes them (prom-client loaded at the first scrape), with an event-loop sampler whose timers are counted.
+  let timers = 0;
+  const sampler = new EventLoopDelaySampler({ now: () => 0, utilization: () => 0, schedule: () => {
+    timers++;
+    return () => {
+      timers--;
+    };
+  } });
+  const metrics = new DeferredAgentMetrics(() => Promise.resolve(new AgentMetrics({ eventLoopDelay: sampler })));
+  const a = await startStaticAgent(t, mesh, { name: 'node-a', cluster: 'c1', podCidr: '10.244.1.0/24', stateDir: await tempDir(t, 'xl-metrics-a'), extra: ['--health-addr', `127.0.0.1:${port}`], metrics });
   await startStaticAgent(t, mesh, { name: 'node-b', cluster: 'c2', podCidr: '10.244.2.0/24', stateDir: await tempDir(t, 'xl-metrics-b') });
   const body = await waitFor(async () => {
     const r = await fetch(`http://127.0.0.1:${port}/metrics`);
@@ -223,4 +234,9 @@ test('a real agent serves /metrics on its health port: its peers, readiness and 
     return sample(b, 'crosslink_agent_wireguard_restarts_total') === 1 && (sample(b, 'crosslink_agent_route_repairs_total') ?? 0) >= 1 ? b : undefined;
   }, { timeoutMs: 20_000, what: 'the restart and the drift repair to be counted' });
   t.is(sample(healed, 'crosslink_agent_wireguard_restarts_total'), 1);
+
+  // Stopping the agent stops its event-loop sampler: no timer left behind.
+  t.is(timers, 1, 'the sampler runs once the metrics are loaded');
+  await a.stop();
+  t.is(timers, 0, 'no sampler timer after the agent stopped');
 });

@@ -7,6 +7,7 @@
 // Names, labels and meaning: docs/metrics.md.
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import { newRegistry, scrape, type MetricsScrape } from '../../lib/metrics.ts';
+import type { EventLoopDelaySampler } from '../../lib/event-loop-delay.ts';
 import type { AgentStatus } from '../../protocol/status.ts';
 import { RECONCILE_BUCKETS, type EarlyTotals } from './early-totals.ts';
 import { peerSamples, policyDropSamples } from './peer-samples.ts';
@@ -58,17 +59,22 @@ export interface AgentMetricsPort extends AgentMetricsHooks {
   reconciled(r: ReconcileOutcome): void;
   observe(snapshot: AgentScrapeSnapshot): void;
   render(): Promise<MetricsScrape>;
+  /** Stops the timers the metrics run (the event-loop sampler); the agent calls it at shutdown. */
+  stop(): void;
 }
 
 export interface AgentMetricsOptions {
   /** process_* and nodejs_* series (CPU, memory, event loop); default true. */
   readonly processMetrics?: boolean;
+  /** The event-loop delay sampler (tests: one on a manual clock); default one on the system clock. */
+  readonly eventLoopDelay?: EventLoopDelaySampler;
 }
 
 const PEER = ['peer', 'cluster'] as const;
 
 export class AgentMetrics implements AgentMetricsPort {
   readonly registry: Registry;
+  readonly stop: () => void;
   private readonly info: Gauge;
   private readonly ready: Gauge;
   private readonly natsConnected: Gauge;
@@ -103,7 +109,8 @@ export class AgentMetrics implements AgentMetricsPort {
   private readonly policyDroppedBytes: Counter<'rule'>;
 
   constructor(o: AgentMetricsOptions = {}) {
-    const registers = [(this.registry = newRegistry({ processMetrics: o.processMetrics ?? true }))];
+    ({ registry: this.registry, stop: this.stop } = newRegistry({ processMetrics: o.processMetrics ?? true, ...(o.eventLoopDelay ? { eventLoopDelay: o.eventLoopDelay } : {}) }));
+    const registers = [this.registry];
     const gauge = <L extends string = string>(name: string, help: string, labelNames: readonly L[] = []): Gauge<L> => new Gauge<L>({ name, help, labelNames, registers });
     const counter = <L extends string = string>(name: string, help: string, labelNames: readonly L[] = []): Counter<L> => new Counter<L>({ name, help, labelNames, registers });
     this.info = gauge('crosslink_agent_info', 'Always 1; the labels say which node, cluster and version this agent is.', ['version', 'node', 'cluster', 'topology']);

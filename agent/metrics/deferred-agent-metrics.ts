@@ -20,6 +20,7 @@ export class DeferredAgentMetrics implements AgentMetricsPort {
   private real: AgentMetrics | null = null;
   private loading: Promise<AgentMetrics> | null = null;
   private pendingSnapshot: AgentScrapeSnapshot | null = null;
+  private stopped = false;
 
   constructor(private readonly load: LoadAgentMetrics = loadAgentMetrics) {}
 
@@ -57,12 +58,19 @@ export class DeferredAgentMetrics implements AgentMetricsPort {
     return real.render();
   }
 
+  /** Stops the loaded metrics' timers; metrics loaded by a scrape after this are stopped as they load. */
+  stop(): void {
+    this.stopped = true;
+    this.real?.stop();
+  }
+
   /** One load for concurrent first scrapes; a failed load is retried by the next scrape. Events that arrive while loading are folded and handed over with the rest. */
   private loadOnce(): Promise<AgentMetrics> {
     this.loading ??= this.load().then(
       (m) => {
         m.restore(this.totals);
         this.real = m;
+        if (this.stopped) m.stop();
         return m;
       },
       (err: unknown) => {

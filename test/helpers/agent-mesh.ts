@@ -25,6 +25,7 @@ import { DEFAULT_BUCKET, kvKeys } from '../../protocol/subjects.ts';
 import { FakeDataplane } from '../agent-helpers.ts';
 import { readJoinCredentialFile } from '../../agent/control/keys.ts';
 import { joinCredentialArgs, TestEnrollment } from './enrollment.ts';
+import type { AgentMetricsPort } from '../../agent/metrics/agent-metrics.ts';
 
 /** What an agent needs to find the control plane (also before any server is up). */
 export interface MeshAddress {
@@ -124,6 +125,8 @@ export interface FakeAgentOptions {
   readonly events?: EventPublisher;
   /** Enroll the agent's cluster (`--cluster` of args) for these pod CIDRs and give it the join credential. */
   readonly join?: { readonly mesh: MeshAddress; readonly podCidrs: readonly string[]; readonly topology?: 'mesh' | 'gateway' };
+  /** Default: the agent's own (DeferredAgentMetrics). */
+  readonly metrics?: AgentMetricsPort;
 }
 
 export interface RunningAgent {
@@ -165,6 +168,7 @@ export async function startFakeAgent(t: ExecutionContext, o: FakeAgentOptions): 
     ...(o.signal ? { signal: o.signal } : {}),
     ...(o.servicesSync ? { servicesSync: o.servicesSync } : {}),
     ...(o.events ? { events: o.events } : {}),
+    ...(o.metrics ? { metrics: o.metrics } : {}),
   });
   let stopped = false;
   const stop = async (): Promise<void> => {
@@ -188,6 +192,7 @@ export interface StaticAgentOptions {
   readonly logger?: Logger;
   readonly runner?: Runner;
   readonly createDataplane?: () => Promise<FakeDataplane>;
+  readonly metrics?: AgentMetricsPort;
 }
 
 // Each agent of a test file gets its own documentation endpoint and private address: .10, .11, …
@@ -222,5 +227,6 @@ export function startStaticAgent(t: ExecutionContext, mesh: MeshAddress, o: Stat
     ...(o.logger ? { logger: o.logger } : {}),
     ...(o.runner ? { runner: o.runner } : {}),
     ...(o.createDataplane ? { createDataplane: o.createDataplane } : {}),
+    ...(o.metrics ? { metrics: o.metrics } : {}),
   });
 }
