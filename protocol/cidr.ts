@@ -17,11 +17,12 @@ export function parseIp(text: string): { family: 4 | 6; value: bigint } | undefi
     const v = parseIpv6(text);
     return v === undefined ? undefined : { family: 6, value: v };
   }
-  const v = parseIpv4(text);
-  return v === undefined ? undefined : { family: 4, value: v };
+  const v = ipv4Number(text);
+  return v === undefined ? undefined : { family: 4, value: BigInt(v) };
 }
 
-function parseIpv4(text: string): bigint | undefined {
+/** A strict dotted quad as an unsigned 32-bit number (no bigint: the route guard's IPv4 path is all numbers). */
+export function ipv4Number(text: string): number | undefined {
   // Dotted quad of decimal octets without leading zeros ("0" alone is fine). A character loop, not
   // split + regex: route tables and desired states parse thousands of addresses per reconcile.
   let value = 0;
@@ -45,7 +46,7 @@ function parseIpv4(text: string): bigint | undefined {
     if (part > 255) return undefined;
   }
   if (digits === 0 || dots !== 3) return undefined;
-  return BigInt(value * 256 + part);
+  return value * 256 + part;
 }
 
 function parseIpv6(text: string): bigint | undefined {
@@ -140,6 +141,36 @@ export function parseCidr(text: string, options: { allowHostBits?: boolean } = {
   return { family: ip.family, network, prefix, text: canonical };
 }
 
+/** An IPv4 range as plain numbers: network (host bits cleared, unsigned 32-bit) and prefix length. */
+export interface Ipv4Range {
+  readonly network: number;
+  readonly prefix: number;
+}
+
+/** `ip` with the host bits of a /`prefix` cleared, unsigned. */
+export function ipv4Network(ip: number, prefix: number): number {
+  return prefix === 0 ? 0 : (ip & (0xffffffff << (32 - prefix))) >>> 0;
+}
+
+/**
+ * "a.b.c.d/n" (a bare address is a /32) as numbers, host bits cleared: exactly the IPv4 inputs that
+ * parseCidr(text, { allowHostBits: true }) accepts, undefined for everything else (IPv6 included).
+ * No bigint and no text: the route guard asks about every peer CIDR of every desired state.
+ */
+export function parseIpv4Range(text: string): Ipv4Range | undefined {
+  const slash = text.indexOf('/');
+  if (slash >= 0 && text.indexOf('/', slash + 1) >= 0) return undefined;
+  const ip = ipv4Number(slash < 0 ? text : text.slice(0, slash));
+  if (ip === undefined) return undefined;
+  let prefix = V4_BITS;
+  if (slash >= 0) {
+    const p = parsePrefix(text.slice(slash + 1));
+    if (p === undefined || p > V4_BITS) return undefined;
+    prefix = p;
+  }
+  return { network: ipv4Network(ip, prefix), prefix };
+}
+
 export function prefixMask(family: 4 | 6, prefix: number): bigint {
   const cached = MASKS[family][prefix];
   if (cached !== undefined) return cached;
@@ -203,7 +234,7 @@ export function parseEndpoint(text: string): { host: string; family: 4 | 6; port
     port = port * 10 + (c - 48);
   }
   // The strict dotted quad (no leading zeros) is its own canonical text.
-  if (port < 1 || port > 65535 || parseIpv4(host) === undefined) return undefined;
+  if (port < 1 || port > 65535 || ipv4Number(host) === undefined) return undefined;
   return { host, family: 4, port };
 }
 

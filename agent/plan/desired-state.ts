@@ -160,11 +160,14 @@ export function computeDesiredState(view: MeshView, config: DataplaneConfig, hos
 
   const peers: DesiredPeer[] = [];
   const routes = new Map<string, DesiredRoute>();
-  /** Adds the route unless it is ours, taken or refused by the guard; true if a route to dst exists now. */
-  const addRoute = (route: DesiredRoute, claimedBy: { name: string; cluster: string }): boolean => {
+  /**
+   * Adds the route unless it is ours, taken or refused by the guard; true if a route to dst exists now.
+   * `guarded`: the guard already let dst in (a peer's allowed IP): not asked twice.
+   */
+  const addRoute = (route: DesiredRoute, claimedBy: { name: string; cluster: string }, guarded = false): boolean => {
     if (own.has(route.dst)) return false;
     if (routes.has(route.dst)) return true;
-    if (!allowed(route.dst, claimedBy)) return false;
+    if (!guarded && !allowed(route.dst, claimedBy)) return false;
     routes.set(route.dst, route);
     return true;
   };
@@ -184,7 +187,7 @@ export function computeDesiredState(view: MeshView, config: DataplaneConfig, hos
       for (const c of allowedIps) claimed.add(c);
       if (allowedIps.length === 0) continue;
       peers.push({ ...p, allowedIps: [...allowedIps].sort(compareText) });
-      for (const dst of allowedIps) addRoute({ dst, dev: config.interfaceName }, { name: p.node, cluster: p.cluster });
+      for (const dst of allowedIps) addRoute({ dst, dev: config.interfaceName }, { name: p.node, cluster: p.cluster }, true);
     }
     if (isGateway && ownCluster) {
       // Remote clusters send our non-gateway nodes' overlay IPs to us; hand them on over the VPC.

@@ -5,7 +5,7 @@
 // with a reason (status, `crosslink diagnose`). A hostile or mistaken record can then never pull
 // the host's own subnets, its default gateway, the NATS servers or any node's underlay address
 // into the tunnel — whatever the coordinator admitted (defence in depth). Rules: docs/dataplane.md.
-import { parseCidr, parseEndpoint, type Cidr } from '../../protocol/cidr.ts';
+import { ipv4Number, parseCidr, parseEndpoint, parseIpv4Range, type Cidr } from '../../protocol/cidr.ts';
 import type { NodeRecord } from '../../protocol/messages.ts';
 import { RangeIndex, type RangeMatch } from './range-index.ts';
 
@@ -104,29 +104,49 @@ export function createRouteGuard(facts: HostFacts, self: NodeRecord, nodes: Iter
     else add(dst, `route ${dst.text} (proto ${r.protocol}${dev}) that Crosslink does not own`, 'exact');
   }
   for (const ip of facts.natsAddresses) add(host(ip), `NATS server ${ip}`);
-  const underlay = (n: NodeRecord): void => {
-    const node = n.name === self.name ? null : n.name;
-    for (const u of underlayOf(n)) add(u.range, { what: u.what, ip: u.ip, node });
-  };
-  underlay(self);
-  for (const n of nodes) if (n.name !== self.name) underlay(n);
+  addUnderlay(ranges, self, null);
+  for (const n of nodes) if (n.name !== self.name) addUnderlay(ranges, n, n.name);
 
-  // The desired state asks about most CIDRs twice (allowed IP, then route): answer each once.
-  const answers = new Map<string, string | null>();
   return {
     reason(cidr: string): string | null {
-      let answer = answers.get(cidr);
-      if (answer !== undefined) return answer;
-      const c = parseCidr(cidr, { allowHostBits: true });
-      if (!c) answer = `${cidr} is not a CIDR`;
-      else {
-        const what = ranges.first(c);
-        answer = what === undefined ? null : `${c.text} overlaps ${describe(what)}`;
+      // IPv4 as numbers (no bigint, and no text unless refused); the rest through parseCidr.
+      const v4 = parseIpv4Range(cidr);
+      if (v4 !== undefined) {
+        const what = ranges.firstIpv4(v4.network, v4.prefix);
+        return what === undefined ? null : `${parseCidr(cidr, { allowHostBits: true })?.text ?? cidr} overlaps ${describe(what)}`;
       }
-      answers.set(cidr, answer);
-      return answer;
+      const c = parseCidr(cidr, { allowHostBits: true });
+      if (!c) return `${cidr} is not a CIDR`;
+      const what = ranges.first(c);
+      return what === undefined ? null : `${c.text} overlaps ${describe(what)}`;
     },
   };
+}
+
+/**
+ * A node's underlay addresses (endpoint hosts, then private addresses), as underlayOf lists them,
+ * added to the index. IPv4 goes in as numbers: no Cidr, bigint or text per address (two per node,
+ * the bulk of the index, rebuilt for every desired state).
+ */
+function addUnderlay(ranges: RangeIndex<Protected>, n: NodeRecord, node: string | null): void {
+  for (const e of n.endpoints) {
+    const ep = parseEndpoint(e);
+    if (ep === undefined) continue;
+    const ip = ep.family === 4 ? ipv4Number(ep.host) : undefined;
+    if (ip !== undefined) ranges.addIpv4(ip, 32, 'overlap', { what: 'endpoint', ip: ep.host, node });
+    else {
+      const range = host(ep.host);
+      if (range) ranges.add(range, 'overlap', { what: 'endpoint', ip: ep.host, node });
+    }
+  }
+  for (const p of n.privateAddresses) {
+    const ip = ipv4Number(p);
+    if (ip !== undefined) ranges.addIpv4(ip, 32, 'overlap', { what: 'private address', ip: p, node });
+    else {
+      const range = host(p);
+      if (range) ranges.add(range, 'overlap', { what: 'private address', ip: p, node });
+    }
+  }
 }
 
 /** A guard that refuses nothing: tests only (the negative control of the route-guard test). */
