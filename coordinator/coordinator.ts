@@ -334,7 +334,10 @@ export class Coordinator {
     }
     if (!registry && this.lease.lapsed()) {
       // We lead, but the renewal is late (a slow bucket under load): we may not answer ok, and
-      // silence would make the agent wait out its whole request timeout.
+      // silence would make the agent wait out its whole request timeout. The node is alive all the
+      // same: if the term survives the lapse it must not expire by a TTL counted from before it
+      // (only a heartbeat of this term's epoch that the registry would take: Registry.noteAlive).
+      if (this.epoch !== undefined && epochRefusal(hb.epoch, this.epoch, this.deps.config.requireHeartbeatEpoch) === undefined) this.term?.registry?.noteAlive(hb);
       this.deps.metrics?.heartbeat('unavailable');
       if (msg.reply) msg.respond(JSON.stringify(RENEWING));
       return;

@@ -399,6 +399,29 @@ export class Registry {
 
   /** Answers a verified heartbeat (the caller has checked signature and clock skew). */
   heartbeat(hb: Heartbeat): HeartbeatReply {
+    const refused = this.heartbeatRefusal(hb);
+    if (refused) return refused;
+    const binding = this.bindings.ofKey(hb.identityKey)?.value;
+    const now = this.deps.clock.now();
+    this.deps.liveness.touch(hb.name, now, hb.identityKey);
+    if (binding && binding.aliveAt === undefined && binding.releasedAt === undefined) void this.markAlive(hb.name, hb.identityKey, now);
+    return { ok: true };
+  }
+
+  /**
+   * A verified heartbeat that arrived while our lease lapsed (nothing may be written; the agent is
+   * answered "unavailable"): recorded as the node's sign of life if heartbeat() would take it, so a
+   * node heard during a lapse the term survives does not expire by a TTL counted from before the
+   * lapse. Writes nothing (a first heartbeat's binding mark waits for an answered one). True: recorded.
+   */
+  noteAlive(hb: Heartbeat): boolean {
+    if (this.heartbeatRefusal(hb)) return false;
+    this.deps.liveness.touch(hb.name, this.deps.clock.now(), hb.identityKey);
+    return true;
+  }
+
+  /** Why a verified heartbeat is not the node's sign of life (revoked, not registered, another key, older than its registration); undefined: it is. */
+  private heartbeatRefusal(hb: Heartbeat): { ok: false; error: ErrorBody } | undefined {
     // Before the unknown-node check: that answer would make the agent re-register in a loop.
     const revoked = this.revocations.forHeartbeat(hb.name, hb.identityKey);
     if (revoked) return { ok: false, error: revocationError(revoked) };
@@ -412,10 +435,7 @@ export class Registry {
     const binding = this.bindings.ofKey(hb.identityKey)?.value;
     // A heartbeat captured before the node's last registration (say, replayed after every replica restarted).
     if (binding && hb.sentAt < binding.lastSentAt) return { ok: false, error: staleRefusal(hb.sentAt, binding.lastSentAt) };
-    const now = this.deps.clock.now();
-    this.deps.liveness.touch(hb.name, now, hb.identityKey);
-    if (binding && binding.aliveAt === undefined && binding.releasedAt === undefined) void this.markAlive(hb.name, hb.identityKey, now);
-    return { ok: true };
+    return undefined;
   }
 
   /** Records that the node came alive (its first heartbeat after registering): it keeps its allocation. */
