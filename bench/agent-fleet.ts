@@ -105,8 +105,6 @@ export class AgentFleet {
   /** Unanswered heartbeats in a row per agent: retried like the agent does (heartbeatRetryDelayMs), not an interval later. */
   private readonly failures = new Map<string, number>();
   private intervalMs = 0;
-  /** The coordinator epoch each agent learned (protocol/coordinator-epoch.ts): signed into its heartbeats, like the agent. */
-  private readonly epochs = new Map<string, string>();
   /** The epoch of each agent's last heartbeat answered ok: a leader-up of that epoch has heard it. */
   private readonly heardEpochs = new Map<string, string>();
   private stopLeaderUp: (() => void) | undefined;
@@ -130,7 +128,7 @@ export class AgentFleet {
     const body = await signedRegistration(request, agent.identity.secretKey, agent.joinCredential ?? this.controlPlane.credentialFor(request.cluster));
     const t0 = performance.now();
     const reply = await rpc(this.nc, this.subjects.register, body, RegisterReply, this.timeoutMs);
-    if (reply.epoch !== undefined) this.epochs.set(agent.name, reply.epoch);
+    if (reply.epoch !== undefined) agent.epoch = reply.epoch;
     return { reply, ms: performance.now() - t0 };
   }
 
@@ -195,7 +193,7 @@ export class AgentFleet {
         this.leaderUps++;
         const t = performance.now();
         for (const a of this.agents) {
-          this.epochs.set(a.name, up.epoch);
+          a.epoch = up.epoch;
           if (this.heardEpochs.get(a.name) === up.epoch) continue;
           const at = t + announcedHeartbeatDelayMs(spreadOverride ?? up.spreadMs, Math.random());
           if (at < (this.due.get(a.name) ?? Infinity)) this.due.set(a.name, at);
@@ -238,7 +236,8 @@ export class AgentFleet {
 
   private async heartbeat(agent: FakeAgent, resends = 0): Promise<void> {
     const c = this.counters;
-    const epoch = this.epochs.get(agent.name);
+    // The epoch the agent learned (FakeAgent.epoch, protocol/coordinator-epoch.ts): signed into its heartbeats, like the agent.
+    const epoch = agent.epoch;
     const hb: Heartbeat = { v: 1, name: agent.name, identityKey: agent.identity.publicKey, generation: 0, sentAt: agent.nextSentAt(), ...(epoch === undefined ? {} : { epoch }) };
     const body = await signed(hb, agent.identity.secretKey);
     c.sent++;
@@ -255,7 +254,7 @@ export class AgentFleet {
       return;
     }
     c.latenciesMs.push(performance.now() - t0);
-    if (reply.epoch !== undefined) this.epochs.set(agent.name, reply.epoch);
+    if (reply.epoch !== undefined) agent.epoch = reply.epoch;
     if (reply.ok) {
       c.ok++;
       if (epoch !== undefined) this.heardEpochs.set(agent.name, reply.epoch ?? epoch);

@@ -18,6 +18,11 @@ export interface FakeAgent {
   request(overrides?: Partial<RegistrationRequest>): RegistrationRequest;
   /** A sentAt above every one this agent used before (the coordinator refuses a sentAt that does not move forward). */
   nextSentAt(): number;
+  /**
+   * The coordinator epoch this agent last learned from a reply (registration, heartbeat), signed into
+   * its heartbeats as the real agent does (agent/control/control-plane.ts); unset until a reply carried one.
+   */
+  epoch?: string | undefined;
 }
 
 export async function fakeAgent(name: string, base: Partial<RegistrationRequest> = {}): Promise<FakeAgent> {
@@ -82,6 +87,12 @@ export interface AgentClient {
   deregister(agent: FakeAgent, overrides?: Partial<Deregister>): Promise<HeartbeatReply>;
 }
 
+/** The agent keeps the epoch a reply carries (every reply of a leader that knows one does). */
+function learn<R extends { readonly epoch?: string | undefined }>(agent: FakeAgent, reply: R): R {
+  if (reply.epoch !== undefined) agent.epoch = reply.epoch;
+  return reply;
+}
+
 export function agentClient(nc: NatsConnection, prefix?: string, options: AgentClientOptions | number = {}): AgentClient {
   const s = subjects(prefix);
   const o: AgentClientOptions = typeof options === 'number' ? { timeoutMs: options } : options;
@@ -93,10 +104,17 @@ export function agentClient(nc: NatsConnection, prefix?: string, options: AgentC
   };
   return {
     registrationBody,
-    register: async (agent, overrides) => rpc(nc, s.register, await registrationBody(agent, overrides), RegisterReply, timeoutMs),
-    heartbeat: async (agent, overrides) => {
-      const hb: Heartbeat = { v: 1, name: agent.name, identityKey: agent.identity.publicKey, generation: 0, sentAt: agent.nextSentAt(), ...overrides };
-      return rpc(nc, s.heartbeat, await signed(hb, agent.identity.secretKey), HeartbeatReply, timeoutMs);
+    register: async (agent, overrides) => learn(agent, await rpc(nc, s.register, await registrationBody(agent, overrides), RegisterReply, timeoutMs)),
+    heartbeat: async (agent, overrides = {}) => {
+      const send = async (): Promise<HeartbeatReply> => {
+        const hb: Heartbeat = { v: 1, name: agent.name, identityKey: agent.identity.publicKey, generation: 0, sentAt: agent.nextSentAt(), ...(agent.epoch === undefined ? {} : { epoch: agent.epoch }), ...overrides };
+        return learn(agent, await rpc(nc, s.heartbeat, await signed(hb, agent.identity.secretKey), HeartbeatReply, timeoutMs));
+      };
+      const reply = await send();
+      // A new leader (stale-epoch), or none learned yet (epoch-required): the reply names the current
+      // epoch, and the agent signs it at once, as the real one does; not when the test pinned the epoch.
+      const resend = !reply.ok && (reply.error.code === 'stale-epoch' || reply.error.code === 'epoch-required') && reply.epoch !== undefined && !('epoch' in overrides);
+      return resend ? send() : reply;
     },
     deregister: async (agent, overrides) => {
       const d: Deregister = { v: 1, name: agent.name, identityKey: agent.identity.publicKey, sentAt: agent.nextSentAt(), ...overrides };

@@ -32,7 +32,7 @@ interface Replica {
 async function startReplica(t: ExecutionContext, server: NatsServer, key: SigningKeyPair, opts: Partial<RawRunOptions>, holderId: string, clock: Clock = systemClock): Promise<Replica> {
   const nc = await connect({ servers: server.url, name: `xl-coord-${holderId}`, maxReconnectAttempts: -1, reconnectTimeWait: 250 });
   // The fake agents here sign no epoch (test/helpers/coordinator-fixture.ts).
-  const config = parseCoordinatorConfig({ nodeTtl: '30s', leaseTtl: '1s', requireHeartbeatEpoch: 'off', ...opts });
+  const config = parseCoordinatorConfig({ nodeTtl: '30s', leaseTtl: '1s', ...opts });
   const coordinator = await Coordinator.start({ nc, clock, logger: silentLogger(), config, signingKey: key, holderId });
   t.teardown(async () => {
     await coordinator.stop();
@@ -95,7 +95,7 @@ test('two replicas: one leader answers; when it dies the follower takes over wit
   const c = await fakeAgent('node-c', { podCidrs: ['10.12.0.0/24'] });
   t.true(ok(await client.register(c)));
   t.is((await overlayIpOf(kv, key, 'node-c')).ip, '100.96.0.3');
-  t.deepEqual(await client.heartbeat(a), { ok: true });
+  t.like(await client.heartbeat(a), { ok: true });
 });
 
 test('a clean stop hands leadership over at once', async (t) => {
@@ -139,7 +139,7 @@ test('a leader dead with its lease held: the follower answers heartbeats `unavai
   await waitFor(() => r2Clock.slept(500) >= 2, { timeoutMs: 15_000, intervalMs: 50, what: "r2's presence probe ran twice" });
   const hb = await signed({ v: 1, name: 'node-a', identityKey: a.identity.publicKey, generation: 1, sentAt: Date.now() }, a.identity.secretKey);
   t.is(await responders(nc, subjects(opts.subjectPrefix).heartbeat, hb), 1);
-  t.deepEqual(await client.heartbeat(a), { ok: true });
+  t.like(await client.heartbeat(a), { ok: true });
 
   // The leader "is SIGKILLed": its connection drops, the lease stays held for 60 s.
   await r1.nc.close();

@@ -97,7 +97,7 @@ test('heartbeats keep a node alive; unknown-node once it has expired', async (t)
   for (let s = 1; s <= 25; s++) {
     if (s % 2 === 0) {
       lastBeat = clock.now();
-      t.deepEqual(await env.client.heartbeat(a, { sentAt: lastBeat }), { ok: true });
+      t.like(await env.client.heartbeat(a, { sentAt: lastBeat }), { ok: true });
     }
     await rounds.next();
   }
@@ -120,7 +120,7 @@ test('heartbeat checks: wrong identity, stale sentAt, bad signature', async (t) 
   t.like(await env.client.heartbeat(a, { sentAt: Date.now() - 3_600_000 }), { ok: false, error: { code: 'stale', field: 'sentAt' } });
   // Claims a's identity key but is signed by mallory's key.
   t.like(await env.client.heartbeat(mallory, { identityKey: a.identity.publicKey }), { ok: false, error: { code: 'unauthorized', field: 'sig' } });
-  t.deepEqual(await env.client.heartbeat(a), { ok: true });
+  t.like(await env.client.heartbeat(a), { ok: true });
 });
 
 test('deregistration deletes the record at once; only the owner may deregister', async (t) => {

@@ -95,7 +95,7 @@ test('a copy that has not reached the revision within the bound says so (the cal
 test('a follower that takes over loads its warm copy instead of reading the bucket, with what was registered while it followed', async (t) => {
   const { bucket, prefix, id } = scratchNames('xlwarmha');
   const key = await generateSigningKeyPair();
-  const config = parseCoordinatorConfig({ bucket, subjectPrefix: prefix, nodeTtl: '30s', leaseTtl: '1s', requireHeartbeatEpoch: 'off' });
+  const config = parseCoordinatorConfig({ bucket, subjectPrefix: prefix, nodeTtl: '30s', leaseTtl: '1s' });
   const start = async (holderId: string, logger = silentLogger()): Promise<{ coordinator: Coordinator; nc: Awaited<ReturnType<typeof connect>> }> => {
     const nc = await connect({ servers: server().url, name: holderId, maxReconnectAttempts: -1, reconnectTimeWait: 250 });
     const coordinator = await Coordinator.start({ nc, clock: systemClock, logger, config, signingKey: key, holderId });

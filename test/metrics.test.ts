@@ -138,7 +138,7 @@ test('coordinator: registrations by result, heartbeats and expiries are counted 
   const a = await fakeAgent('node-a', { cluster: 'm1' });
   t.true((await env.client.register(a)).ok);
   t.false((await env.client.register(a, { podCidrs: ['not-a-cidr'] })).ok);
-  t.deepEqual(await env.client.heartbeat(a), { ok: true });
+  t.like(await env.client.heartbeat(a), { ok: true });
   const stranger = await fakeAgent('node-x', { cluster: 'm1' });
   t.false((await env.client.heartbeat(stranger)).ok);
   // node-a goes silent: the leader expires it after the 1 s TTL.

@@ -72,7 +72,7 @@ test('3-server cluster: losing the bucket stream leader loses nothing; every wat
   const coordNc = await connectTo(0, 'xl-coordinator');
   t.teardown(() => coordNc.close());
   // The fake agents here sign no epoch (test/helpers/coordinator-fixture.ts).
-  const config = parseCoordinatorConfig({ bucket, subjectPrefix: prefix, replicas: '3', nodeTtl: '60s', leaseTtl: '2s', requireHeartbeatEpoch: 'off' });
+  const config = parseCoordinatorConfig({ bucket, subjectPrefix: prefix, replicas: '3', nodeTtl: '60s', leaseTtl: '2s' });
   const coordinator = await Coordinator.start({ nc: coordNc, clock: systemClock, logger: silentLogger(), config, signingKey, holderId: 'xl-cl-coord' });
   t.teardown(() => coordinator.stop());
   await waitFor(() => coordinator.isLeader(), { timeoutMs: 30_000, what: 'coordinator leads' });

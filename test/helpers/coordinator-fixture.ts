@@ -84,9 +84,9 @@ export async function startCoordinatorEnv(t: ExecutionContext, o: CoordinatorEnv
   const key = await generateSigningKeyPair();
   const nc = await connect({ servers: o.natsUrl, name: `xl-test-${id}` });
   const cnc = await connect({ servers: o.natsUrl, name: `xl-coord-${id}` });
-  // The fake agents (bench/simulated-agent.ts) sign no epoch unless a test passes one, like agents
-  // older than the epoch: the requirement is off here unless a test turns it on (adversary-epoch does).
-  const config = parseCoordinatorConfig({ bucket, subjectPrefix: prefix, leaseTtl: '5s', requireHeartbeatEpoch: 'off', ...o.config });
+  // The fake agents (bench/simulated-agent.ts) learn the epoch from replies and sign it, like the real
+  // agent: the coordinator runs with the shipped default (--require-heartbeat-epoch on).
+  const config = parseCoordinatorConfig({ bucket, subjectPrefix: prefix, leaseTtl: '5s', ...o.config });
   const coordinator = await Coordinator.start({ nc: cnc, clock, logger: silentLogger(), config, signingKey: key, ...(o.metrics ? { metrics: o.metrics } : {}), ...(o.eventSchedule ? { eventSchedule: o.eventSchedule } : {}) });
   const kv = await new Kvm(nc).open(bucket);
   const events: { key: string; op: string }[] = [];
