@@ -7,8 +7,10 @@
 //    writes its identity binding once: issue 8) and one more second has passed: a steady state;
 //  - the heartbeat window lasts `windowMs` (10 s: ~2,000 heartbeats at N = 1,000);
 //  - then the agents fall silent; after `settleMs` the idle window (`idleMs`) measures what the
-//    coordinator spends with N live nodes and nobody talking (lease renewals, expiry rounds). The
-//    windows fit inside the TTL, so nobody expires (the table shows node deletions: must be 0);
+//    coordinator spends with N live nodes and nobody talking (lease renewals, expiry rounds): the
+//    median of its one-second slices (bench/steady-rate.ts), so a GC landing in it is not taken for
+//    a steady cost and subtracted from the heartbeat window. The windows fit inside the TTL, so
+//    nobody expires (the table shows node deletions: must be 0);
 //  - CPU comes from /proc/<pid>/task/*/schedstat (ns, per thread: main thread vs the others, i.e.
 //    V8's GC/compiler workers and libuv's pool), and for comparison with earlier rounds from
 //    /proc/<pid>/stat's utime+stime (10 ms ticks).
@@ -20,7 +22,8 @@ import { AgentFleet, makeAgents } from './agent-fleet.ts';
 import { ControlPlaneLab } from './control-plane-lab.ts';
 import { coordinatorCommand } from './coordinator-command.ts';
 import { ms, percentile, printTable, type Cell } from './report.ts';
-import { cpuBetween, type ThreadCpu } from './thread-cpu.ts';
+import { rateBetween, steadyRate } from './steady-rate.ts';
+import type { ThreadCpu } from './thread-cpu.ts';
 
 const sleep = (t: number): Promise<void> => new Promise((r) => setTimeout(r, t));
 
@@ -54,8 +57,18 @@ async function read(lab: ControlPlaneLab): Promise<Reading> {
 /** ms of CPU per wall second between two readings: total, main thread, other threads, and from ticks. */
 function rate(a: Reading, b: Reading): { total: number; main: number; others: number; ticks: number; secs: number } {
   const secs = (b.at - a.at) / 1000;
-  const d = cpuBetween(a.threads, b.threads);
-  return { total: d.totalMs / secs, main: d.mainMs / secs, others: d.othersMs / secs, ticks: (b.tickMs - a.tickMs) / secs, secs };
+  return { ...rateBetween(a, b), ticks: (b.tickMs - a.tickMs) / secs, secs };
+}
+
+/** Readings every second over `ms` (the first one now). */
+async function readEverySecond(lab: ControlPlaneLab, ms: number): Promise<Reading[]> {
+  const readings = [await read(lab)];
+  const end = readings[0]!.at + ms;
+  while (performance.now() < end) {
+    await sleep(Math.min(1000, end - performance.now()));
+    readings.push(await read(lab));
+  }
+  return readings;
 }
 
 async function measureSize(server: NatsServer, n: number, o: HeartbeatLoadOptions, windows: string[]): Promise<Cell[]> {
@@ -76,13 +89,14 @@ async function measureSize(server: NatsServer, n: number, o: HeartbeatLoadOption
     await fleet.stopHeartbeats();
     const rev = await lab.revision();
     await sleep(o.settleMs);
-    const i0 = await read(lab);
-    await sleep(o.idleMs);
-    const i1 = await read(lab);
+    const idleReadings = await readEverySecond(lab, o.idleMs);
+    const i0 = idleReadings[0]!;
+    const i1 = idleReadings.at(-1)!;
     const deletes = (await lab.writesSince(rev)).nodeDeletes;
     windows.push(`N ${n}: heartbeat window ${h0.monoUs}-${h1.monoUs}, idle window ${i0.monoUs}-${i1.monoUs} (CLOCK_MONOTONIC us, as in a --cpu-prof profile)`);
     const loaded = rate(h0, h1);
-    const idle = rate(i0, i1);
+    // The idle baseline: the median one-second slice (a GC in the idle window is no steady cost); ticks over the whole window (10 ms resolution).
+    const idle = { ...steadyRate(idleReadings), ticks: rate(i0, i1).ticks };
     const perHb = (x: number, y: number): string => (c.ok > 0 ? (((x - y) * loaded.secs * 1000) / c.ok).toFixed(0) : '-');
     return [
       n,
@@ -121,7 +135,8 @@ export async function runHeartbeatLoad(server: NatsServer, o: HeartbeatLoadOptio
     rows,
     notes: [
       'CPU from /proc/<pid>/task/*/schedstat (ns, per thread; "main" = the event loop, "others" = V8 workers and libuv pool); "ticks" from /proc/<pid>/stat utime+stime (10 ms ticks), as in earlier rounds.',
-      'CPU us/heartbeat = (loaded - idle) CPU per second x window / heartbeats answered ok in the window.',
+      'idle ms/s: the median of the idle window\'s one-second slices, each series on its own (a GC landing in the window is no steady cost); ticks: the whole window.',
+      'CPU us/heartbeat = (loaded - idle) CPU per second x window / heartbeats answered ok in the window; per thread, a thread that exited counts 0, one that started counts from 0.',
       'each N on a fresh coordinator; "expired while idle" counts node deletions from the heartbeats\' stop to the idle window\'s end (must be 0).',
       ...windows,
     ],

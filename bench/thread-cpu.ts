@@ -11,6 +11,8 @@ export interface ThreadCpu {
   readonly othersNs: number;
   /** How many threads were read. */
   readonly threads: number;
+  /** The other threads' CPU time (ns) by tid. */
+  readonly others: ReadonlyMap<string, number>;
 }
 
 /** Field 1 of schedstat: time spent on the CPU, ns. A thread that exited meanwhile counts 0. */
@@ -32,12 +34,20 @@ export async function threadCpu(pid: number): Promise<ThreadCpu> {
     if (t.main) mainNs += t.ns;
     else othersNs += t.ns;
   }
-  return { mainNs, othersNs, threads: tids.length };
+  const others = new Map(tids.map((tid, i) => [tid, times[i]?.ns ?? 0] as const).filter(([tid]) => tid !== String(pid)));
+  return { mainNs, othersNs, threads: tids.length, others };
 }
 
-/** CPU used between two readings, in ms: main thread, the other threads, and both. */
+/**
+ * CPU used between two readings, in ms: main thread, the other threads, and both. Summed per thread:
+ * a thread that started meanwhile counts from 0, one that exited meanwhile counts 0 (its time since
+ * `a` is gone with it). A difference of the two readings' sums would subtract an exited thread's
+ * whole life, which made "others" negative.
+ */
 export function cpuBetween(a: ThreadCpu, b: ThreadCpu): { mainMs: number; othersMs: number; totalMs: number } {
   const mainMs = (b.mainNs - a.mainNs) / 1e6;
-  const othersMs = (b.othersNs - a.othersNs) / 1e6;
+  let othersNs = 0;
+  for (const [tid, ns] of b.others) othersNs += ns - (a.others.get(tid) ?? 0);
+  const othersMs = othersNs / 1e6;
   return { mainMs, othersMs, totalMs: mainMs + othersMs };
 }

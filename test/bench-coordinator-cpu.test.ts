@@ -7,7 +7,8 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { COORDINATOR_NODE_FLAGS, coordinatorCommand } from '../bench/coordinator-command.ts';
-import { cpuBetween, threadCpu } from '../bench/thread-cpu.ts';
+import { cpuBetween, threadCpu, type ThreadCpu } from '../bench/thread-cpu.ts';
+import { steadyRate, type CpuReading } from '../bench/steady-rate.ts';
 
 test('default: this checkout\'s dist/ coordinator with the V8 flags bin/run-compiled uses, profiling flags added', (t) => {
   const c = coordinatorCommand({ XL_BENCH_COORDINATOR_NODE_FLAGS: ' --cpu-prof  --cpu-prof-dir=/tmp/p ' });
@@ -62,4 +63,41 @@ test('threadCpu: the main thread\'s ns grow with work done on it; the others are
   t.true(d.mainMs >= ticks - 30, `main thread ${d.mainMs} ms by schedstat, ${ticks} ms by ticks (x=${x})`);
   t.is(d.totalMs, d.mainMs + d.othersMs);
   t.true(d.othersMs >= 0);
+});
+
+/** A reading of main-thread and other-thread ns (by tid), `at` ms. */
+const reading = (at: number, mainMs: number, others: Record<string, number>): CpuReading => {
+  const map = new Map(Object.entries(others).map(([tid, ms]) => [tid, ms * 1e6] as const));
+  const threads: ThreadCpu = { mainNs: mainMs * 1e6, othersNs: [...map.values()].reduce((x, y) => x + y, 0), threads: map.size + 1, others: map };
+  return { at, threads };
+};
+
+test('cpuBetween sums per thread: a thread that exited counts 0 (not minus its life), one that started counts from 0', (t) => {
+  const a = reading(0, 100, { '11': 50, '12': 400 });
+  const b = reading(1000, 110, { '11': 53, '13': 2 }); // 12 exited (400 ms of life), 13 started
+  const d = cpuBetween(a.threads, b.threads);
+  t.is(d.mainMs, 10);
+  t.is(d.othersMs, 5, '3 ms of 11 and 2 ms of 13; nothing of 12');
+  t.is(d.totalMs, 15);
+});
+
+test('steadyRate: the idle baseline is the median one-second slice, so a GC burst in the idle window is not subtracted as a steady cost', (t) => {
+  // Idle: main 1 ms/s, others 0.5 ms/s, and one 40 ms GC on another thread in the 4th second.
+  const idle: CpuReading[] = [];
+  let main = 0;
+  let gc = 0;
+  for (let s = 0; s <= 10; s++) {
+    idle.push(reading(s * 1000, main, { '21': gc }));
+    main += 1;
+    gc += s === 3 ? 40.5 : 0.5;
+  }
+  const base = steadyRate(idle);
+  t.deepEqual(base, { total: 1.5, main: 1, others: 0.5 });
+  // The loaded window: others 2 ms/s (the heartbeats' garbage). Against the window's average (4.5 ms/s
+  // of others) the heartbeats' share would be negative; against the median it is 1.5 ms/s.
+  const whole = cpuBetween(idle[0]!.threads, idle.at(-1)!.threads).othersMs / 10;
+  t.is(whole, 4.5);
+  t.true(2 - whole < 0, 'the old accounting');
+  t.is(2 - base.others, 1.5);
+  t.throws(() => steadyRate(idle.slice(0, 1)), { instanceOf: RangeError, message: /1 readings; at least 2/ });
 });
