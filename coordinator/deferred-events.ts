@@ -9,7 +9,7 @@ import type { EventInput, EventPublisher } from '../protocol/events.ts';
 /** Runs `run` later (default: setImmediate, after the current I/O callback and its microtasks). */
 export type Schedule = (run: () => void) => void;
 
-const nextTurn: Schedule = (run) => {
+export const nextTurn: Schedule = (run) => {
   setImmediate(run);
 };
 

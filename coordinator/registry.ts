@@ -31,7 +31,9 @@ import { KeyedMutex } from './keyed-mutex.ts';
 import { IpamTable, NodeTable } from './registry-index.ts';
 import type { Liveness } from './liveness.ts';
 import { RevocationTable, revocationError } from './revocations.ts';
-import { isCasConflict, type Snapshot, type StateStore, type StoredIpam, type StoredRecord } from './store.ts';
+import { isCasConflict, type SignedNode, type Snapshot, type StateStore, type StoredIpam, type StoredRecord } from './store.ts';
+import { nextTurn, type Schedule } from './deferred-events.ts';
+import { isDeepStrictEqual } from 'node:util';
 import { RateLimitedLog } from '../lib/rate-limited-log.ts';
 import { RegistrationRateLimit } from './rate-limit.ts';
 import { BindingTable, aliveBinding, bindingRefusal, boundBinding, releasedBinding, staleRefusal, type IdentityBinding, type ReleaseCause } from './bindings.ts';
@@ -57,6 +59,8 @@ export interface RegistryDeps {
   readonly events?: EventPublisher;
   /** A follower's warm copy of the bucket (warm-snapshot.ts), if it has one current: load() then reads nothing. */
   readonly preloaded?: (() => Promise<Snapshot | undefined>) | undefined;
+  /** Runs work on the next turn of the event loop (default setImmediate): signing a node record while its ipam entry and binding are in flight. */
+  readonly nextTurn?: Schedule;
 }
 
 const CAS_ATTEMPTS = 4;
@@ -95,11 +99,13 @@ export class Registry {
   private readonly rateLimit: RegistrationRateLimit;
   private readonly throttledLog: RateLimitedLog;
   private readonly policy: RegistrationPolicy;
+  private readonly schedule: Schedule;
   private active = true;
 
   private constructor(private readonly deps: RegistryDeps) {
     this.addresses = new AddressIndex(deps.config.overlayCidr);
     this.nodes = new NodeTable(this.addresses);
+    this.schedule = deps.nextTurn ?? nextTurn;
     this.ipam = new IpamTable(this.addresses);
     this.rateLimit = new RegistrationRateLimit(deps.config.registrationRate, deps.config.registrationBurst);
     this.throttledLog = new RateLimitedLog(deps.logger, deps.clock, 10_000);
@@ -283,7 +289,13 @@ export class Registry {
     // The name binding and the replay mark go out together with the ipam entry (one round trip, not
     // two), and both before the node record: once they are stored, the request cannot be replayed.
     const bind = (): Promise<void> => this.putBinding(boundBinding(r, this.bindings.ofKey(r.identityKey)?.value, now));
-    const ip = await this.ensureOverlayIp(r, now, restated, bind);
+    // While those two writes are in flight the node record is built and signed (signedAhead), so its
+    // write leaves as soon as both are stored; it is still only written after them.
+    let ahead: SignedNode | undefined;
+    const signAhead = (address: string): void => {
+      ahead = this.signedAhead(r, address, now);
+    };
+    const ip = await this.ensureOverlayIp(r, now, restated, bind, signAhead);
     if (!ip.ok) return this.rejected('registration', r.name, ip.error);
     if (!ip.value.bound) await bind();
     const existing = this.nodes.get(r.name);
@@ -294,10 +306,11 @@ export class Registry {
       this.deps.logger.debug({ node: r.name }, 'registration unchanged');
       return this.accepted(existing);
     }
-    const previousGeneration = Math.max(existing?.value.generation ?? 0, this.ipam.get(r.name)?.value.generation ?? 0);
-    const record = nodeRecordOf(material, previousGeneration + 1, existing?.value.registeredAt ?? now, now);
+    const record = this.recordFor(material, existing?.value, now);
     this.assertWritable();
-    const stored = await this.deps.store.putNode(record, existing?.revision);
+    // The record signed ahead only if it is exactly this one (the same inputs: nothing changed meanwhile).
+    const signed = ahead !== undefined && isDeepStrictEqual(ahead.record, record) ? ahead : record;
+    const stored = await this.deps.store.putNode(signed, existing?.revision);
     this.nodes.set(r.name, stored);
     this.deps.liveness.touch(r.name, now, r.identityKey);
     this.deps.logger.info(
@@ -318,13 +331,43 @@ export class Registry {
     return this.accepted(stored);
   }
 
+  /** The record a registration stores: the material, the next generation, the first registration time. */
+  private recordFor(material: NodeMaterial, existing: NodeRecord | undefined, now: number): NodeRecord {
+    const previousGeneration = Math.max(existing?.generation ?? 0, this.ipam.get(material.name)?.value.generation ?? 0);
+    return nodeRecordOf(material, previousGeneration + 1, existing?.registeredAt ?? now, now);
+  }
+
+  /**
+   * The record registerLocked will store once the ipam entry (with `address`) and the binding are
+   * stored, signed now, while they are in flight. Undefined when there will be no record write (the
+   * live record already says this) or signing fails (registerLocked signs again and reports it).
+   */
+  private signedAhead(r: RegistrationRequest, address: string, now: number): SignedNode | undefined {
+    const existing = this.nodes.get(r.name);
+    const material = nodeMaterial(r, address);
+    if (existing && sameMaterial(existing.value, material) && existing.signedByUs) return undefined;
+    try {
+      return this.deps.store.signNode(this.recordFor(material, existing?.value, now));
+    } catch {
+      return undefined;
+    }
+  }
+
   /**
    * Finds (or keeps) the node's overlay address and makes sure the ipam entry says so. When the entry
    * has to be written, `alongside` (the identity binding) is written concurrently with it — both
    * publishes leave in one socket write and the registration waits one round trip instead of two;
-   * `bound` says whether it ran. Nothing is written when the address cannot be had (pool exhausted).
+   * `bound` says whether it ran — and `meanwhile(address)` runs on the next turn of the event loop,
+   * after both have left and (normally) before their acknowledgements are read. Nothing is written
+   * when the address cannot be had (pool exhausted).
    */
-  private ensureOverlayIp(r: RegistrationRequest, now: number, restated: NodeRecord | undefined, alongside: () => Promise<void>): Promise<Checked<Allocated>> {
+  private ensureOverlayIp(
+    r: RegistrationRequest,
+    now: number,
+    restated: NodeRecord | undefined,
+    alongside: () => Promise<void>,
+    meanwhile: (address: string) => void,
+  ): Promise<Checked<Allocated>> {
     const own = this.ipam.get(r.name);
     // The address the node's live record already has, and its ipam entry agrees: keep it without
     // scanning the whole table (the scan is for new and returning nodes).
@@ -336,10 +379,10 @@ export class Registry {
     if (decision.kind === 'reclaim') {
       return this.locks.run('ipam', () => {
         const current = this.ipam.get(r.name);
-        return this.allocate(r, now, current, this.decideAddress(r.name, current), alongside);
+        return this.allocate(r, now, current, this.decideAddress(r.name, current), alongside, meanwhile);
       });
     }
-    return this.allocate(r, now, own, decision, alongside);
+    return this.allocate(r, now, own, decision, alongside, meanwhile);
   }
 
   /** The address decision (coordinator/ipam.ts); names registering right now are never reclaim victims. */
@@ -357,7 +400,14 @@ export class Registry {
    * is held in the index from then until the entry is stored, so concurrent registrations neither
    * wait for each other's round trip (no table-wide lock) nor pick the same address.
    */
-  private async allocate(r: RegistrationRequest, now: number, own: StoredIpam | undefined, decision: IpamDecision, alongside: () => Promise<void>): Promise<Checked<Allocated>> {
+  private async allocate(
+    r: RegistrationRequest,
+    now: number,
+    own: StoredIpam | undefined,
+    decision: IpamDecision,
+    alongside: () => Promise<void>,
+    meanwhile: (address: string) => void,
+  ): Promise<Checked<Allocated>> {
     if (decision.kind === 'exhausted') return fail('unavailable', decision.message, 'overlayIp');
     if (decision.kind === 'keep' && own && own.value.releasedAt === undefined && own.value.identityKey === r.identityKey) {
       return { ok: true, value: { ip: decision.ip, bound: false } };
@@ -385,7 +435,9 @@ export class Registry {
       };
       // Settled, not Promise.all: a failed write must not leave the other one running unobserved
       // (a CAS retry re-runs the whole registration).
-      const [ipam, bound] = await Promise.allSettled([this.deps.store.putIpam(r.name, entry, own?.revision), alongside()]);
+      const writes = Promise.allSettled([this.deps.store.putIpam(r.name, entry, own?.revision), alongside()]);
+      this.schedule(() => meanwhile(decision.ip));
+      const [ipam, bound] = await writes;
       if (ipam.status === 'fulfilled') this.ipam.set(r.name, ipam.value);
       if (ipam.status === 'rejected') throw ipam.reason;
       if (bound.status === 'rejected') throw bound.reason;

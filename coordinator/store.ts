@@ -7,7 +7,7 @@ import type { z } from 'zod';
 import type { Logger } from '../lib/logger.ts';
 import { errorMessage } from '../lib/errors.ts';
 import { ClusterDefinition, ClusterRecord, NodeRecord, Revocation, SignedEnvelope } from '../protocol/messages.ts';
-import { SignatureError, signEnvelope, verifyEnvelope, type SigningKeyPair } from '../protocol/signing.ts';
+import { SignatureError, signEnvelope, signEnvelopeNow, verifyEnvelope, type SigningKeyPair } from '../protocol/signing.ts';
 import { enrollmentNameFromKey, kvKeys, revokedNameFromKey } from '../protocol/subjects.ts';
 import { IpamEntry } from './ipam.ts';
 import { IdentityBinding } from './bindings.ts';
@@ -68,6 +68,17 @@ export type AnyRecord =
   | { readonly kind: 'binding'; readonly record: StoredRecord<IdentityBinding> };
 
 const live = (e: KvEntry | null): e is KvEntry => e !== null && e.operation === 'PUT';
+
+/** A node record with its envelope and the envelope's text, as StateStore.signNode makes them. */
+export class SignedNode {
+  readonly data: string;
+  constructor(
+    readonly record: NodeRecord,
+    readonly envelope: SignedEnvelope,
+  ) {
+    this.data = JSON.stringify(envelope);
+  }
+}
 
 export class StateStore {
   constructor(
@@ -285,8 +296,19 @@ export class StateStore {
   }
 
   /** Signs and writes a node record: create when `revision` is undefined, else CAS update. */
-  async putNode(record: NodeRecord, revision: number | undefined): Promise<StoredRecord<NodeRecord>> {
-    return this.putSigned(kvKeys.node(record.name), record, revision);
+  async putNode(record: NodeRecord | SignedNode, revision: number | undefined): Promise<StoredRecord<NodeRecord>> {
+    if (!(record instanceof SignedNode)) return this.putSigned(kvKeys.node(record.name), record, revision);
+    const rev = await this.write(kvKeys.node(record.record.name), record.data, revision);
+    return { value: record.record, envelope: record.envelope, revision: rev, signedByUs: true };
+  }
+
+  /**
+   * A node record signed now and written later by putNode (the registry signs it while the writes it
+   * must wait for are in flight). The envelope is made from `record` here, in this process, with our
+   * key: it cannot be paired with another record.
+   */
+  signNode(record: NodeRecord): SignedNode {
+    return new SignedNode(record, signEnvelopeNow(record, this.signingKey.secretKey));
   }
 
   async putCluster(record: ClusterRecord, revision: number | undefined): Promise<StoredRecord<ClusterRecord>> {
