@@ -31,7 +31,7 @@ export class WatcherFleet {
     try {
       for (let i = 0; i < o.count; i++) {
         const nc = await connectNats(natsSettingsForUrls([o.url]), `xl-bench-${o.id}-watch-${i}`);
-        const watches = o.brokerPrefix === undefined ? {} : { watches: agentWatchSource({ nc, bucket: o.bucket, subjectPrefix: o.brokerPrefix, logger: silentLogger(), clock: systemClock }) };
+        const watches = o.brokerPrefix === undefined ? {} : { watches: agentWatchSource({ nc, bucket: o.bucket, subjectPrefix: o.brokerPrefix, logger: silentLogger(), clock: systemClock, coordinatorKey: o.coordinatorKey }) };
         const watch = new MeshWatch({ nc, bucket: o.bucket, coordinatorKey: o.coordinatorKey, logger: silentLogger(), clock: systemClock, ...watches, ...extra });
         members.push({ nc, watch });
         watch.start();

@@ -154,7 +154,7 @@ export class Coordinator {
         c.onHeartbeat(msg).catch((e: unknown) => c.logger.error({ err: errorMessage(e) }, 'heartbeat handler failed'));
       },
     });
-    c.watchBroker = serveWatchBroker({ nc: deps.nc, bucket: deps.config.bucket, subjectPrefix: deps.config.subjectPrefix, logger: deps.logger.child({ component: 'watch-broker' }), clock: deps.clock });
+    c.watchBroker = serveWatchBroker({ nc: deps.nc, bucket: deps.config.bucket, subjectPrefix: deps.config.subjectPrefix, logger: deps.logger.child({ component: 'watch-broker' }), clock: deps.clock, signingKey: deps.signingKey });
     await deps.nc.flush(); // the server knows the subscriptions before start() returns
     deps.logger.info({ holder: c.lease.holder, publicKey: deps.signingKey.publicKey, subjectPrefix: deps.config.subjectPrefix, bucket: deps.config.bucket }, 'coordinator started');
     return c;

@@ -9,12 +9,15 @@
 // while the honest fleet's re-watch storm after a NATS server loss fits in its burst.
 import { AckPolicy, DeliverPolicy, jetstreamManager, ReplayPolicy, type ConsumerConfig, type JetStreamManager } from '@nats-io/jetstream';
 import { countKvFilter } from '../lib/kv-filter-count.ts';
+import { readKvAfter } from '../lib/kv-catch-up.ts';
 import { nanos, nuid, type Msg, type NatsConnection, type Subscription } from '@nats-io/transport-node';
 import type { Clock } from '../lib/clock.ts';
 import { errorMessage } from '../lib/errors.ts';
 import type { Logger } from '../lib/logger.ts';
 import { RateLimitedLog } from '../lib/rate-limited-log.ts';
-import { parseWatchRequest, type WatchReply, type WatchRequest } from '../protocol/watch-broker.ts';
+import { CATCHUP_MAX_BYTES, parseWatchRequest, type CatchUpReply, type WatchReply, type WatchRequest } from '../protocol/watch-broker.ts';
+import type { SigningKeyPair } from '../protocol/signing.ts';
+import { signedCatchUpPage } from './catch-up-page.ts';
 import { subjects } from '../protocol/subjects.ts';
 import { RegistrationRateLimit } from './rate-limit.ts';
 
@@ -37,6 +40,8 @@ export interface WatchBrokerOptions {
   readonly subjectPrefix: string;
   readonly logger: Logger;
   readonly clock: Clock;
+  /** Signs catch-up pages (the coordinator's key: agents verify them with the key they verify records with). */
+  readonly signingKey: SigningKeyPair;
   /** Requests served per second (refill) and at once (burst), per replica: WATCH_RATE_DEFAULTS. */
   readonly ratePerSecond?: number;
   readonly burst?: number;
@@ -56,7 +61,7 @@ export interface WatchBrokerOptions {
 
 export interface WatchBroker {
   /** Requests answered so far, by outcome. */
-  stats(): { readonly created: number; readonly counted: number; readonly refused: number; readonly rateLimited: number; readonly failed: number };
+  stats(): { readonly created: number; readonly counted: number; readonly caughtUp: number; readonly refused: number; readonly rateLimited: number; readonly failed: number };
   stop(): Promise<void>;
 }
 
@@ -86,14 +91,14 @@ export function serveWatchBroker(o: WatchBrokerOptions): WatchBroker {
   const inactiveMs = o.inactiveMs ?? 30_000;
   const concurrency = o.concurrency ?? 32;
   const throttle = new RateLimitedLog(o.logger, o.clock);
-  const counts = { created: 0, counted: 0, refused: 0, rateLimited: 0, failed: 0 };
+  const counts = { created: 0, counted: 0, caughtUp: 0, refused: 0, rateLimited: 0, failed: 0 };
   const stream = `KV_${o.bucket}`;
   let jsm: Promise<JetStreamManager> | undefined;
   let active = 0;
   const queue: Msg[] = [];
   const inFlight = new Set<Promise<void>>();
 
-  const reply = (msg: Msg, r: WatchReply): void => {
+  const reply = (msg: Msg, r: WatchReply | CatchUpReply): void => {
     try {
       msg.respond(JSON.stringify(r));
     } catch (err) {
@@ -110,7 +115,9 @@ export function serveWatchBroker(o: WatchBrokerOptions): WatchBroker {
       return;
     }
     const req = parsed.request;
-    const take = limit.take('watch', o.clock.now());
+    // Catch-up polls (every second per agent while its watch cannot be created) have their own
+    // bucket: they cannot use up the tokens the re-watch storm needs, nor the other way round.
+    const take = limit.take(req.kind === 'catchup' ? 'catchup' : 'watch', o.clock.now());
     if (!take.ok) {
       counts.rateLimited++;
       throttle.warn('watch-rate', { retryAfterMs: take.retryAfterMs }, 'watch broker: rate limit reached; refusing watch requests for now');
@@ -123,6 +130,13 @@ export function serveWatchBroker(o: WatchBrokerOptions): WatchBroker {
         jsm = undefined;
         throw err;
       });
+      if (req.kind === 'catchup') {
+        // Direct gets with this replica's own credential, pinned to the validated filter: no consumer.
+        const page = await readKvAfter(api, o.bucket, req.filter, req.afterRevision, { limit: req.limit, maxBytes: CATCHUP_MAX_BYTES });
+        counts.caughtUp++;
+        reply(msg, await signedCatchUpPage(req, page, o.signingKey.secretKey));
+        return;
+      }
       if (req.kind === 'count') {
         const c = await countKvFilter(api, o.bucket, req.filter, { name: `xlc_${nuid.next()}`, inactiveMs });
         counts.counted++;
@@ -134,8 +148,8 @@ export function serveWatchBroker(o: WatchBrokerOptions): WatchBroker {
       reply(msg, { ok: true, name: c.name, pending: c.num_pending, lastRevision: c.delivered.stream_seq, heartbeatMs });
     } catch (err) {
       counts.failed++;
-      throttle.warn('watch-failed', { err: errorMessage(err), filter: req.filter }, 'watch broker: cannot create the consumer');
-      reply(msg, { ok: false, code: 'unavailable', message: `cannot create the watch: ${errorMessage(err)}; retry` });
+      throttle.warn('watch-failed', { err: errorMessage(err), filter: req.filter, kind: req.kind }, 'watch broker: cannot serve the request');
+      reply(msg, { ok: false, code: 'unavailable', message: `cannot ${req.kind === 'watch' ? 'create the watch' : `serve the ${req.kind}`}: ${errorMessage(err)}; retry` });
     }
   };
 

@@ -6,6 +6,7 @@ import * as z from 'zod';
 import { policyKeys } from './policy/record.ts';
 import { serviceKeys } from './service.ts';
 import { kvKeys } from './subjects.ts';
+import { SignedEnvelope } from './messages.ts';
 
 /**
  * The key filters an agent may watch or read: exactly its readable ranges. Never ipam, identities,
@@ -30,6 +31,13 @@ export const WatchStart = z.discriminatedUnion('kind', [
 export type WatchStart = z.infer<typeof WatchStart>;
 
 /**
+ * Largest `limit` of a catch-up page (its signed index stays under SignedEnvelope's 64 KiB payload);
+ * its values are also capped at CATCHUP_MAX_BYTES (under NATS's 1 MiB max_payload, base64 included).
+ */
+export const CATCHUP_MAX_LIMIT = 256;
+export const CATCHUP_MAX_BYTES = 384 * 1024;
+
+/**
  * `watch`: create an ephemeral push consumer on `filter` delivering to `deliverSubject`.
  * `count`: how many keys `filter` holds (delete markers included) and its newest revision, without a
  * consumer on the agent's side (the MeshWatch audit).
@@ -38,6 +46,14 @@ export type WatchStart = z.infer<typeof WatchStart>;
 export const WatchRequest = z.discriminatedUnion('kind', [
   z.strictObject({ kind: z.literal('watch'), filter: Filter, deliverSubject: DeliverSubject, start: WatchStart }),
   z.strictObject({ kind: z.literal('count'), filter: Filter }),
+  z.strictObject({
+    kind: z.literal('catchup'),
+    filter: Filter,
+    afterRevision: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER),
+    limit: z.number().int().min(1).max(CATCHUP_MAX_LIMIT),
+    /** Echoed in the signed page (a page answers one request). */
+    nonce: z.string().regex(/^[A-Za-z0-9_-]{8,64}$/, 'must be 8-64 letters, digits, "-" or "_"'),
+  }),
 ]);
 export type WatchRequest = z.infer<typeof WatchRequest>;
 
@@ -67,13 +83,49 @@ export const WatchReply = z.union([
 export type WatchReply = z.infer<typeof WatchReply>;
 export type WatchRefusal = Extract<WatchReply, { ok: false }>;
 
+/**
+ * One entry of a catch-up page as the coordinator signs it: the value itself travels beside the
+ * signed page (`values`, base64), bound to it by its SHA-256 here.
+ */
+export const CatchUpEntry = z.strictObject({
+  key: z.string().min(1).max(512),
+  revision: z.number().int().min(1).max(Number.MAX_SAFE_INTEGER),
+  operation: z.enum(['PUT', 'DEL', 'PURGE']),
+  /** When the server stored it (ms since the epoch). */
+  created: z.number().int().min(0),
+  /** SHA-256 of the value, base64. */
+  sha256: z.base64().length(44),
+});
+export type CatchUpEntry = z.infer<typeof CatchUpEntry>;
+
+/**
+ * The signed part of a catch-up answer. The request's filter, revision and nonce are repeated so a page
+ * answers exactly one request: agents share `_INBOX.` (docs/security.md), and a reply forged into
+ * another agent's inbox could otherwise inject delete markers or move its revision past changes.
+ */
+export const CatchUpPage = z.strictObject({
+  filter: z.string(),
+  afterRevision: z.number().int().min(0),
+  nonce: z.string(),
+  entries: z.array(CatchUpEntry).max(CATCHUP_MAX_LIMIT),
+  more: z.boolean(),
+});
+export type CatchUpPage = z.infer<typeof CatchUpPage>;
+
+/** The answer to `catchup`: the page signed by the coordinator's key, and the values in its order. */
+export const CatchUpReply = z.union([
+  z.object({ ok: z.literal(true), page: SignedEnvelope, values: z.array(z.base64()).max(CATCHUP_MAX_LIMIT) }),
+  WatchReply.options[1],
+]);
+export type CatchUpReply = z.infer<typeof CatchUpReply>;
+
 /** Validates a request body: the request, or a `bad-request` refusal naming the field, its value and what is allowed. */
 export function parseWatchRequest(body: Uint8Array): { readonly ok: true; readonly request: WatchRequest } | WatchRefusal {
   let raw: unknown;
   try {
     raw = JSON.parse(new TextDecoder().decode(body));
   } catch {
-    return { ok: false, code: 'bad-request', field: '(body)', message: 'the request is not JSON; send {"kind":"watch"|"count", "filter", …}' };
+    return { ok: false, code: 'bad-request', field: '(body)', message: 'the request is not JSON; send {"kind":"watch"|"count"|"catchup", "filter", …}' };
   }
   const r = WatchRequest.safeParse(raw);
   if (r.success) return { ok: true, request: r.data };
@@ -82,8 +134,14 @@ export function parseWatchRequest(body: Uint8Array): { readonly ok: true; readon
   const path = [...(issue?.path ?? []), ...keys.slice(0, 1)].map(String);
   const field = path.length > 0 ? path.join('.') : '(body)';
   const value = valueAt(raw, path);
-  const allowed = keys.length > 0 ? `fields allowed: kind, filter, deliverSubject, start (no durable, deliver group or other consumer settings)` : (issue?.message ?? 'invalid');
+  const allowed = keys.length > 0 ? `fields allowed: ${FIELDS_ALLOWED[kindOf(raw)] ?? FIELDS_ALLOWED.watch} (no durable, deliver group or other consumer settings)` : (issue?.message ?? 'invalid');
   return { ok: false, code: 'bad-request', field, message: `${field}: ${JSON.stringify(value) ?? 'missing'} is not valid; ${allowed}` };
+}
+
+const FIELDS_ALLOWED: Readonly<Record<string, string>> = { watch: 'kind, filter, deliverSubject, start', count: 'kind, filter', catchup: 'kind, filter, afterRevision, limit, nonce' };
+
+function kindOf(raw: unknown): string {
+  return typeof raw === 'object' && raw !== null && typeof (raw as { kind?: unknown }).kind === 'string' ? (raw as { kind: string }).kind : 'watch';
 }
 
 function valueAt(raw: unknown, path: readonly string[]): unknown {

@@ -36,12 +36,15 @@ function fakeNc(reply: object, early: readonly Partial<Msg>[] = []): FakeNc {
   return { nc: nc as unknown as NatsConnection, deliver, published };
 }
 
+/** These tests never ask for a catch-up page: a well-formed key that verifies nothing they use. */
+const UNUSED_KEY = Buffer.alloc(32).toString('base64');
+
 const ack = (sseq: number, cseq: number, pending: number): string => `$JS.ACK.KV_crosslink.xlw_t.1.${sseq}.${cseq}.1700000000000000000.${pending}`;
 const put = (key: string, sseq: number, cseq: number, pending: number): Partial<Msg> => ({ subject: `$KV.crosslink.${key}`, reply: ack(sseq, cseq, pending), data: new TextEncoder().encode(key) });
 
 test('deliveries before the reply are kept in order; a consumer-sequence gap ends the watch and nothing after it is yielded', async (t) => {
   const f = fakeNc({ ok: true, name: 'xlw_t', pending: 2, lastRevision: 0, heartbeatMs: 0 }, [put('nodes.a', 5, 1, 1)]);
-  const src = brokeredWatchSource({ nc: f.nc, bucket: 'crosslink', subjectPrefix: 'xl', logger: silentLogger(), clock: systemClock });
+  const src = brokeredWatchSource({ nc: f.nc, bucket: 'crosslink', subjectPrefix: 'xl', logger: silentLogger(), clock: systemClock, coordinatorKey: UNUSED_KEY });
   const w = await src.watch({ key: 'nodes.>' });
   t.is(await w.initialCount(), 2);
   f.deliver(put('nodes.b', 7, 2, 0));
@@ -55,7 +58,7 @@ test('deliveries before the reply are kept in order; a consumer-sequence gap end
 
 test('a delivery of another consumer, or not on a key, is ignored; a delete carries its operation', async (t) => {
   const f = fakeNc({ ok: true, name: 'xlw_t', pending: 0, lastRevision: 0, heartbeatMs: 0 });
-  const src = brokeredWatchSource({ nc: f.nc, bucket: 'crosslink', subjectPrefix: 'xl', logger: silentLogger(), clock: systemClock });
+  const src = brokeredWatchSource({ nc: f.nc, bucket: 'crosslink', subjectPrefix: 'xl', logger: silentLogger(), clock: systemClock, coordinatorKey: UNUSED_KEY });
   const w = await src.watch({ key: 'nodes.>' });
   f.deliver({ subject: '$KV.crosslink.nodes.x', reply: '$JS.ACK.KV_crosslink.other.1.3.1.0.0' });
   f.deliver({ subject: '_INBOX.abc', reply: ack(3, 1, 0) });
@@ -70,7 +73,7 @@ test('a delivery of another consumer, or not on a key, is ignored; a delete carr
 
 test('flow control is answered only on the server\'s $JS.FC. subjects: a status message forged into the inbox cannot make the agent publish elsewhere', async (t) => {
   const f = fakeNc({ ok: true, name: 'xlw_t', pending: 0, lastRevision: 0, heartbeatMs: 0 });
-  const src = brokeredWatchSource({ nc: f.nc, bucket: 'crosslink', subjectPrefix: 'xl', logger: silentLogger(), clock: systemClock });
+  const src = brokeredWatchSource({ nc: f.nc, bucket: 'crosslink', subjectPrefix: 'xl', logger: silentLogger(), clock: systemClock, coordinatorKey: UNUSED_KEY });
   const w = await src.watch({ key: 'nodes.>' });
   t.teardown(() => w.stop());
   const responded: string[] = [];

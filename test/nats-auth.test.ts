@@ -195,7 +195,7 @@ async function readerConnection(name: string): Promise<NatsConnection> {
 
 /** The agent's watch source: through the coordinator's watch broker, no fallback (agents create no consumer). */
 function agentWatches(nc: NatsConnection): ReturnType<typeof brokeredWatchSource> {
-  return brokeredWatchSource({ nc, bucket: BUCKET, subjectPrefix: P, logger: silentLogger(), clock: systemClock });
+  return brokeredWatchSource({ nc, bucket: BUCKET, subjectPrefix: P, logger: silentLogger(), clock: systemClock, coordinatorKey: signingKey.publicKey });
 }
 
 test.serial('agent (real coordinator): registers with its join credential, heartbeats, and its MeshWatch sees the signed record and later changes through the watch broker', async (t) => {
@@ -262,6 +262,9 @@ test.serial('agent: no reading ipam, revocations or the lease; no writes; no con
   t.regex(await outcome(jsm.consumers.add(stream, { durable_name: 'evil2' })), denied, 'unfiltered durable consumer');
   t.regex(await outcome(jsm.consumers.add(stream, { deliver_subject: `${P}.heartbeat`, filter_subject: `$KV.${BUCKET}.ipam.>` })), denied, 'push consumer of ipam');
   t.regex(await outcome(jsm.streams.getMessage(stream, { last_by_subj: `$KV.${BUCKET}.ipam.node-a` })), denied, 'stream msg get');
+  // The body-addressed direct get (what the broker's catch-up uses with its own credential) is not the agent's.
+  t.regex(await outcome(jsm.direct.getMessage(stream, { seq: 1, next_by_subj: `$KV.${BUCKET}.ipam.>` })), denied, 'direct get by body (next_by_subj) of ipam');
+  t.regex(await outcome(jsm.direct.getMessage(stream, { seq: 1, next_by_subj: `$KV.${BUCKET}.nodes.>` })), denied, 'direct get by body, even of a readable range');
 
   // A push consumer on a readable range, aimed at the coordinator's heartbeat subject: the consumer
   // lives in the STORE account, where nothing subscribes, so the server delivers nowhere.
@@ -447,6 +450,7 @@ test.serial('watch broker (real coordinator, agent credential): refuses internal
   const cases: [object, string][] = [
     ...['ipam.>', 'identities.>', 'revoked.>', 'coordinator.lease', 'ipam.node-a', '>'].map((filter): [object, string] => [{ ...ok, filter }, 'filter']),
     [{ kind: 'count', filter: 'ipam.>' }, 'filter'],
+    ...['ipam.>', 'identities.>', 'revoked.>', 'coordinator.lease'].map((filter): [object, string] => [{ kind: 'catchup', filter, afterRevision: 0, limit: 10, nonce: 'abcdefgh12' }, 'filter']),
     [{ ...ok, durable_name: 'evil' }, 'durable_name'],
     [{ ...ok, durable: 'evil' }, 'durable'],
     [{ ...ok, deliverSubject: `${P}.heartbeat` }, 'deliverSubject'],
@@ -455,6 +459,11 @@ test.serial('watch broker (real coordinator, agent credential): refuses internal
   ];
   for (const [body, field] of cases) t.like(await ask(body), { ok: false, code: 'bad-request', field }, JSON.stringify(body));
   t.deepEqual(await names(), before, 'no consumer was created for any of them');
+  // What it may read, it reads through the broker's catch-up: node records, signed pages verified with the coordinator's key.
+  const page = await agentWatches(nc).catchUp({ filter: 'nodes.>', afterRevision: 0, limit: 256 });
+  t.true(page.entries.some((e) => e.key === 'nodes.node-a'), 'node-a through catch-up');
+  t.true(page.entries.every((e) => e.key.startsWith('nodes.')));
+  t.deepEqual(await names(), before, 'and no consumer for that either');
 });
 
 test.serial('events and health summaries under the accounts: the coordinator\'s and agents\' signed publishes land in their streams; the reader reads and verifies them; an agent credential posting in another node\'s name is not attributed to it', async (t) => {

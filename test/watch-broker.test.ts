@@ -50,7 +50,7 @@ test.after.always(async () => {
 /** A broker on its own subject prefix (so each test has its own), with a short heartbeat. */
 /** A broker serving `prefix`, its subscription flushed to the server (else the first request may find no responders). */
 async function broker(prefix: string, o: { burst?: number; ratePerSecond?: number } = {}): Promise<WatchBroker> {
-  const b = serveWatchBroker({ nc: cnc, bucket: BUCKET, subjectPrefix: prefix, logger: silentLogger(), clock: systemClock, heartbeatMs: 200, inactiveMs: 5000, ...o });
+  const b = serveWatchBroker({ nc: cnc, bucket: BUCKET, subjectPrefix: prefix, logger: silentLogger(), clock: systemClock, signingKey: key, heartbeatMs: 200, inactiveMs: 5000, ...o });
   brokers.push(b);
   await cnc.flush();
   return b;
@@ -115,7 +115,7 @@ test.serial('a brokered watch yields what the nats.js watch yields (keys, revisi
   await kv.put('services.ns.a.c1', 'one');
   await kv.put('services.ns.b.c1', 'two');
   await kv.delete('services.ns.a.c1');
-  const src = brokeredWatchSource({ nc: anc, bucket: BUCKET, subjectPrefix: prefix, logger: silentLogger(), clock: systemClock });
+  const src = brokeredWatchSource({ nc: anc, bucket: BUCKET, subjectPrefix: prefix, logger: silentLogger(), clock: systemClock, coordinatorKey: key.publicKey });
   const direct = directWatchSource({ nc: cnc, bucket: BUCKET });
   const [bw, dw] = await Promise.all([src.watch({ key: 'services.>' }), direct.watch({ key: 'services.>' })]);
   t.teardown(() => {
@@ -167,7 +167,7 @@ test.serial('the broker refuses on the wire what an agent must not get, and crea
 test.serial('a flood is rate-limited with a retry hint; the source reports it as a typed refusal', async (t) => {
   const prefix = 'xl.flood';
   const b = await broker(prefix, { burst: 3, ratePerSecond: 0.1 });
-  const src = brokeredWatchSource({ nc: anc, bucket: BUCKET, subjectPrefix: prefix, logger: silentLogger(), clock: systemClock });
+  const src = brokeredWatchSource({ nc: anc, bucket: BUCKET, subjectPrefix: prefix, logger: silentLogger(), clock: systemClock, coordinatorKey: key.publicKey });
   const results = await Promise.allSettled(Array.from({ length: 10 }, () => src.count('nodes.>')));
   const refused = results.filter((r) => r.status === 'rejected').map((r) => r.reason as unknown);
   t.is(results.filter((r) => r.status === 'fulfilled').length, 3);
@@ -177,7 +177,7 @@ test.serial('a flood is rate-limited with a retry hint; the source reports it as
 });
 
 function brokeredMeshWatch(t: import('ava').ExecutionContext, prefix: string): { watch: MeshWatch; src: ReturnType<typeof brokeredWatchSource> } {
-  const src = brokeredWatchSource({ nc: anc, bucket: BUCKET, subjectPrefix: prefix, logger: silentLogger(), clock: systemClock, requestTimeoutMs: 2000 });
+  const src = brokeredWatchSource({ nc: anc, bucket: BUCKET, subjectPrefix: prefix, logger: silentLogger(), clock: systemClock, requestTimeoutMs: 2000, coordinatorKey: key.publicKey });
   const watch = new MeshWatch({ nc: anc, watches: src, bucket: BUCKET, coordinatorKey: key.publicKey, logger: silentLogger(), clock: systemClock, debounceMs: 20, retryMinMs: 50, retryMaxMs: 300, auditIntervalMs: 0, progressCheckMs: 0, rewatchJitterMs: 0 });
   t.teardown(() => watch.stop());
   return { watch, src };
@@ -218,7 +218,7 @@ test.serial('fault: a heartbeat showing a delivery we never got ends the watch r
   // Earlier tests' watches on clusters.> leave consumers behind until their inactive threshold: the
   // one found below must be this watch's (else the forged heartbeat goes to a dead inbox).
   await deleteWatchConsumers();
-  const src = brokeredWatchSource({ nc: anc, bucket: BUCKET, subjectPrefix: prefix, logger: silentLogger(), clock: systemClock });
+  const src = brokeredWatchSource({ nc: anc, bucket: BUCKET, subjectPrefix: prefix, logger: silentLogger(), clock: systemClock, coordinatorKey: key.publicKey });
   const w = await src.watch({ key: 'clusters.>' });
   t.teardown(() => w.stop());
   const got = collect(w);
@@ -265,10 +265,81 @@ test.serial('fail-static: with every coordinator down a live watch keeps deliver
 });
 
 test.serial('no coordinator serves the subject (an older one): the agent\'s source falls back to the direct watch', async (t) => {
-  const src = agentWatchSource({ nc: anc, bucket: BUCKET, subjectPrefix: 'xl.nobody', logger: silentLogger(), clock: systemClock });
+  const src = agentWatchSource({ nc: anc, bucket: BUCKET, subjectPrefix: 'xl.nobody', logger: silentLogger(), clock: systemClock, coordinatorKey: key.publicKey });
   const w = await src.watch({ key: 'clusters.>' });
   t.teardown(() => w.stop());
   const got = collect(w);
   await waitFor(() => got.length >= 1, { timeoutMs: 10_000, what: 'the fallback watch' });
   t.like(src.stats(), { fallbacks: 1, brokered: 0 });
+});
+
+test.serial('catchup: the entries after a revision equal what a resumed watch delivers (puts, deletes, purges, values), page by page, with no consumer created', async (t) => {
+  const prefix = 'xl.catchup';
+  const b = await broker(prefix);
+  const filter = 'enrollments.>';
+  const start = (await jsm.streams.info(STREAM)).state.last_seq;
+  t.true((await jsm.streams.info(STREAM)).config.allow_direct, 'the bucket serves direct gets (any replica)');
+  await kv.put('enrollments.e1', 'one');
+  await kv.put('enrollments.e2', 'two');
+  await kv.put('nodes.not-in-range', 'x');
+  await kv.delete('enrollments.e1');
+  await kv.put('enrollments.e3', new Uint8Array([0, 255, 1]));
+  await kv.purge('enrollments.e2');
+  const last = await kv.put('enrollments.e4', 'four');
+  const src = brokeredWatchSource({ nc: anc, bucket: BUCKET, subjectPrefix: prefix, logger: silentLogger(), clock: systemClock, coordinatorKey: key.publicKey });
+  const consumersBefore = await consumerNames();
+  // Page by page (2 entries each) from the start revision.
+  const pages: number[] = [];
+  const got: object[] = [];
+  let after = start;
+  for (;;) {
+    const page = await src.catchUp({ filter, afterRevision: after, limit: 2 });
+    pages.push(page.entries.length);
+    for (const e of page.entries) got.push({ key: e.key, revision: e.revision, operation: e.operation, value: Buffer.from(e.value).toString('hex') });
+    after = page.entries.at(-1)?.revision ?? after;
+    if (!page.more) break;
+  }
+  t.deepEqual(await consumerNames(), consumersBefore, 'no consumer created by a catch-up');
+  // What a watch resumed at the same revision delivers (a purge leaves only its marker in the stream: both read the stream).
+  const w = await directWatchSource({ nc: cnc, bucket: BUCKET }).watch({ key: filter, resumeFromRevision: start + 1 });
+  t.teardown(() => w.stop());
+  const d = collect(w);
+  await waitFor(() => d.some((e) => e.revision === last), { timeoutMs: 10_000, what: 'the watch up to the last revision' });
+  t.deepEqual(got, d.map((e) => ({ key: e.key, revision: e.revision, operation: e.operation, value: Buffer.from(e.value).toString('hex') })));
+  t.deepEqual(
+    got.map((e) => `${(e as { key: string }).key}:${(e as { operation: string }).operation}`),
+    ['enrollments.e1:PUT', 'enrollments.e1:DEL', 'enrollments.e3:PUT', 'enrollments.e2:PURGE', 'enrollments.e4:PUT'],
+    'e1 put then deleted (history kept), e2\'s put gone with its purge, e3, e4; nothing outside the range',
+  );
+  t.deepEqual(pages, [2, 2, 1]);
+  t.is(b.stats().caughtUp, 3);
+  t.is(src.stats().catchUps, 3);
+  // Nothing after the newest revision.
+  t.deepEqual(await src.catchUp({ filter, afterRevision: last, limit: 10 }), { entries: [], more: false });
+});
+
+test.serial('catchup: the broker refuses internal filters, unknown fields and bad limits by name; the agent refuses a page not signed by the coordinator', async (t) => {
+  const prefix = 'xl.catchup-refuse';
+  const b = await broker(prefix);
+  const ask = async (body: object): Promise<unknown> => JSON.parse((await anc.request(`${prefix}.watch`, JSON.stringify(body), { timeout: 5000 })).string()) as unknown;
+  const ok = { kind: 'catchup', filter: 'nodes.>', afterRevision: 0, limit: 10, nonce: 'abcdefgh12' };
+  const cases: [object, string][] = [
+    ...['ipam.>', 'identities.>', 'revoked.>', 'coordinator.lease', '>', 'nodes.*'].map((filter): [object, string] => [{ ...ok, filter }, 'filter']),
+    [{ ...ok, deliverSubject: '_INBOX.x' }, 'deliverSubject'],
+    [{ ...ok, next_by_subj: '$KV.crosslink.ipam.>' }, 'next_by_subj'],
+    [{ ...ok, limit: 0 }, 'limit'],
+    [{ ...ok, limit: 257 }, 'limit'],
+    [{ ...ok, afterRevision: -1 }, 'afterRevision'],
+    [{ ...ok, nonce: 'x' }, 'nonce'],
+  ];
+  for (const [body, field] of cases) t.like(await ask(body), { ok: false, code: 'bad-request', field }, JSON.stringify(body));
+  const extra = await ask({ ...ok, next_by_subj: 'x' });
+  t.regex((extra as { message: string }).message, /fields allowed: kind, filter, afterRevision, limit, nonce/);
+  t.is(b.stats().caughtUp, 0);
+  t.is(b.stats().refused, cases.length + 1);
+  // A source that trusts another key (a forger's coordinator) refuses the genuine page: pages are checked, not taken.
+  const other = await generateSigningKeyPair();
+  const wrong = brokeredWatchSource({ nc: anc, bucket: BUCKET, subjectPrefix: prefix, logger: silentLogger(), clock: systemClock, coordinatorKey: other.publicKey });
+  const err = await t.throwsAsync(wrong.catchUp({ filter: 'nodes.>', afterRevision: 0, limit: 5 }));
+  t.true(err instanceof WatchBrokerError && err.code === 'unavailable' && /failed verification/.test(err.message), String(err));
 });

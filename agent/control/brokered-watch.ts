@@ -9,14 +9,16 @@
 // When no coordinator serves the subject at all (an older coordinator during an upgrade) it uses
 // `fallback`, if given (the direct watch: refused by the server where agents hold no consumer permission).
 import type { KvWatchEntry } from '@nats-io/kv';
-import { createInbox, type Msg, type NatsConnection, type Subscription } from '@nats-io/transport-node';
+import { createInbox, nuid, type Msg, type NatsConnection, type Subscription } from '@nats-io/transport-node';
+import type { VerifyKeys } from '../../protocol/signing.ts';
+import { openCatchUpPage } from './catch-up-verify.ts';
 import type { Clock } from '../../lib/clock.ts';
 import { CrosslinkError, errorMessage } from '../../lib/errors.ts';
 import type { Logger } from '../../lib/logger.ts';
 import { onConnectionStatus } from '../../lib/nats-status.ts';
 import { subjects } from '../../protocol/subjects.ts';
-import { WatchReply, type WatchRefusalCode, type WatchRequest } from '../../protocol/watch-broker.ts';
-import { directWatchSource, type FilterCount, type KeyWatch, type KeyWatchOptions, type KeyWatchSource } from './key-watch.ts';
+import { CatchUpReply, WatchReply, type WatchRefusalCode, type WatchRequest } from '../../protocol/watch-broker.ts';
+import { directWatchSource, type CatchUpOptions, type FilterCount, type KeyWatch, type KeyWatchOptions, type KeyWatchSource, type KvCatchUpPage } from './key-watch.ts';
 
 /** The broker refused (or could not be asked): `code` says why; `retryAfterMs` when rate-limited. */
 export class WatchBrokerError extends CrosslinkError {
@@ -37,6 +39,8 @@ export interface BrokeredWatchOptions {
   readonly subjectPrefix: string;
   readonly logger: Logger;
   readonly clock: Clock;
+  /** Verifies catch-up pages (the coordinator signs them; the same key(s) that verify records). */
+  readonly coordinatorKey: VerifyKeys;
   /** Timeout of the request to the broker (default WATCH_REQUEST_TIMEOUT_MS, 3 s). */
   readonly requestTimeoutMs?: number;
   /** Used only when nobody serves the watch subject ("no responders"). */
@@ -48,6 +52,8 @@ export interface BrokeredWatchStats {
   readonly brokered: number;
   /** Watches and counts that took the fallback (no coordinator served the subject). */
   readonly fallbacks: number;
+  /** Catch-up pages the broker served (while a watch could not be created). */
+  readonly catchUps: number;
   /** Watches ended because they broke: a consumer-sequence gap, missing heartbeats, a reconnect. */
   readonly gaps: number;
   readonly silent: number;
@@ -78,10 +84,16 @@ export function parseAckSubject(reply: string | undefined): AckInfo | undefined 
 }
 
 export function brokeredWatchSource(o: BrokeredWatchOptions): BrokeredWatchSource {
-  const counts = { brokered: 0, fallbacks: 0, gaps: 0, silent: 0, reconnects: 0 };
+  const counts = { brokered: 0, fallbacks: 0, catchUps: 0, gaps: 0, silent: 0, reconnects: 0 };
   const subject = subjects(o.subjectPrefix).watch;
 
   const ask = async (req: WatchRequest): Promise<Extract<WatchReply, { ok: true }> | 'no-responders'> => {
+    const r = await askFor(req, WatchReply);
+    if (r === 'no-responders' || 'name' in r) return r;
+    throw new WatchBrokerError('unavailable', 'unexpected reply from the watch broker: not a watch or count answer');
+  };
+
+  const askFor = async <R extends WatchReply | CatchUpReply>(req: WatchRequest, schema: { parse(v: unknown): R }): Promise<Exclude<R, { ok: false }> | 'no-responders'> => {
     let msg: Msg;
     try {
       msg = await o.nc.request(subject, JSON.stringify(req), { timeout: o.requestTimeoutMs ?? WATCH_REQUEST_TIMEOUT_MS });
@@ -90,14 +102,14 @@ export function brokeredWatchSource(o: BrokeredWatchOptions): BrokeredWatchSourc
       if (noResponders) return 'no-responders';
       throw new WatchBrokerError('unavailable', `no coordinator answered the watch request: ${errorMessage(err)}`, undefined, { cause: err });
     }
-    let parsed: WatchReply;
+    let parsed: R;
     try {
-      parsed = WatchReply.parse(JSON.parse(msg.string()));
+      parsed = schema.parse(JSON.parse(msg.string()));
     } catch (err) {
       throw new WatchBrokerError('unavailable', `unexpected reply from the watch broker: ${errorMessage(err)}`, undefined, { cause: err });
     }
     if (!parsed.ok) throw new WatchBrokerError(parsed.code, `the watch broker refused: ${parsed.message}`, parsed.retryAfterMs);
-    return parsed;
+    return parsed as Exclude<R, { ok: false }>;
   };
 
   const noCoordinator = (): WatchBrokerError => new WatchBrokerError('unavailable', `no coordinator serves ${subject} (none running, or older than the watch broker)`);
@@ -112,6 +124,20 @@ export function brokeredWatchSource(o: BrokeredWatchOptions): BrokeredWatchSourc
         return o.fallback.count(filter);
       }
       return { keys: r.pending, lastRevision: r.lastRevision };
+    },
+    async catchUp(c: CatchUpOptions): Promise<KvCatchUpPage> {
+      const nonce = nuid.next();
+      const r = await askFor({ kind: 'catchup', filter: c.filter, afterRevision: c.afterRevision, limit: c.limit, nonce }, CatchUpReply);
+      if (r === 'no-responders') {
+        if (!o.fallback) throw noCoordinator();
+        counts.fallbacks++;
+        return o.fallback.catchUp(c);
+      }
+      const page = await openCatchUpPage(r, { ...c, nonce }, o.coordinatorKey).catch((err: unknown) => {
+        throw new WatchBrokerError('unavailable', `a catch-up page failed verification: ${errorMessage(err)}`, undefined, { cause: err });
+      });
+      counts.catchUps++;
+      return page;
     },
     async watch(w: KeyWatchOptions): Promise<KeyWatch> {
       const inbox = createInbox();

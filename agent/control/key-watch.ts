@@ -7,6 +7,8 @@ import { Kvm, type KV, type KvWatchEntry } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { initialCount } from '../../lib/kv-initial-count.ts';
 import { countKvFilter, type KvFilterCount } from '../../lib/kv-filter-count.ts';
+import { readKvAfter, type KvCatchUpPage } from '../../lib/kv-catch-up.ts';
+import { CATCHUP_MAX_BYTES } from '../../protocol/watch-broker.ts';
 
 export interface KeyWatchOptions {
   /** One readable key filter (`nodes.>`, `policy.current`, …). */
@@ -25,9 +27,23 @@ export interface KeyWatch extends AsyncIterable<KvWatchEntry> {
 /** What a filter holds, without reading its records (the MeshWatch audit). */
 export type FilterCount = KvFilterCount;
 
+/** A catch-up page request: entries under `filter` after `afterRevision`, at most `limit`. */
+export interface CatchUpOptions {
+  readonly filter: string;
+  readonly afterRevision: number;
+  readonly limit: number;
+}
+
+export type { KvCatchUpEntry, KvCatchUpPage } from '../../lib/kv-catch-up.ts';
+
 export interface KeyWatchSource {
   watch(o: KeyWatchOptions): Promise<KeyWatch>;
   count(filter: string): Promise<FilterCount>;
+  /**
+   * What changed after a revision, without a consumer (direct gets): followed while a watch cannot be
+   * created (catch-up-watch.ts), e.g. in the seconds after a NATS server loss.
+   */
+  catchUp(o: CatchUpOptions): Promise<KvCatchUpPage>;
 }
 
 export interface DirectWatchOptions {
@@ -60,6 +76,11 @@ export function directWatchSource(o: DirectWatchOptions): KeyWatchSource {
     async count(filter) {
       jsm ??= await jetstreamManager(o.nc, { checkAPI: false });
       return countKvFilter(jsm, o.bucket, filter);
+    },
+    async catchUp(c) {
+      // Direct gets whose body names the range: only a credential allowed the body form (not an agent's).
+      jsm ??= await jetstreamManager(o.nc, { checkAPI: false, ...(o.timeoutMs === undefined ? {} : { timeout: o.timeoutMs }) });
+      return readKvAfter(jsm, o.bucket, c.filter, c.afterRevision, { limit: c.limit, maxBytes: CATCHUP_MAX_BYTES });
     },
   };
 }

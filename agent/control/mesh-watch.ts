@@ -26,7 +26,8 @@ import { onConnectionStatus } from '../../lib/nats-status.ts';
 import { RateLimitedLog } from '../../lib/rate-limited-log.ts';
 import { backoffDelay } from '../../lib/backoff.ts';
 import { ChangeCoalescer } from './change-coalescer.ts';
-import { directWatchSource, type KeyWatch, type KeyWatchSource } from './key-watch.ts';
+import { directWatchSource, type KeyWatch, type KeyWatchOptions, type KeyWatchSource } from './key-watch.ts';
+import { CatchUpWatch } from './catch-up-watch.ts';
 
 export type { MeshSnapshot } from '../plan/model.ts';
 
@@ -77,6 +78,15 @@ export interface MeshWatchOptions {
    * broker (brokered-watch.ts); default the direct nats.js watch on `nc` (needs consumer permissions).
    */
   readonly watches?: KeyWatchSource;
+  /**
+   * Catch-up (catch-up-watch.ts): when the watch cannot be created within this long (default 1000 ms;
+   * 0 disables) — refused, timing out, or slow, as right after a NATS server loss — follow the bucket
+   * by catch-up requests (direct gets, no consumer) from the last applied revision, every
+   * `catchUpIntervalMs` (default 1000 ms), until a watch can be created again. A watch found stalled
+   * is re-created the same way.
+   */
+  readonly catchUpAfterMs?: number;
+  readonly catchUpIntervalMs?: number;
 }
 
 export type { RejectedRecord } from '../../protocol/kv-record.ts';
@@ -101,6 +111,10 @@ export interface MeshWatchStats {
   readonly stalls: number;
   /** Revisions the watch was behind the bucket at the latest progress check (0: in step or not checked yet). */
   readonly lagRevisions: number;
+  /** Sessions that followed the bucket by catch-up requests (no watch could be created in time). */
+  readonly catchUpSessions: number;
+  /** The current session follows by catch-up requests (not a push watch). */
+  readonly catchingUp: boolean;
 }
 
 /** What an audit found: in step (nothing read), a mismatch (full re-read started), or not run. */
@@ -134,6 +148,14 @@ interface Session {
   pendingInitial: number;
   done: boolean;
   entries: number;
+  /** Following by catch-up requests: no push watch could be created in time. */
+  readonly catchUp: boolean;
+}
+
+/** Push watchers created for a later session (while a catch-up session runs), and the mode they were created for. */
+interface Handoff {
+  readonly mode: Session['mode'];
+  readonly watchers: KeyWatch[];
 }
 
 export class MeshWatch {
@@ -175,7 +197,13 @@ export class MeshWatch {
   private audit: NodeJS.Timeout | undefined;
   private stopStatus: (() => void) | undefined;
   private stalls = 0;
-  private progressTimer: NodeJS.Timeout | undefined;
+  /** Aborted to re-arm the progress loop's sleep (a burst began) and on stop(). */
+  private progressWake = new AbortController();
+  private progressLoop: Promise<void> | undefined;
+  private catchUpSessions = 0;
+  private handoff: Handoff | undefined;
+  /** Cuts returnToPush()'s retry sleep short: aborted by rewatch() and stop(), one per catch-up session. */
+  private pushRetryWake = new AbortController();
   private progressBurstUntil = 0;
   private progressTargets: number[] | undefined;
   private lagRevisions = 0;
@@ -196,7 +224,7 @@ export class MeshWatch {
       // A server joined or left the cluster (or we moved): consumers may have vanished with it.
       if (s.type === 'reconnect' || s.type === 'update') this.burstProgressChecks();
     });
-    this.scheduleProgressCheck();
+    this.progressLoop = this.runProgressChecks().catch((err: unknown) => this.o.logger.error({ err }, 'watch progress loop crashed'));
     const auditMs = this.o.auditIntervalMs ?? 300_000;
     if (auditMs > 0) {
       this.audit = setInterval(() => {
@@ -213,11 +241,15 @@ export class MeshWatch {
     this.stopped = true;
     this.stopStatus?.();
     if (this.audit) clearInterval(this.audit);
-    if (this.progressTimer) clearTimeout(this.progressTimer);
+    this.progressWake.abort();
+    this.pushRetryWake.abort();
     this.coalescer.stop();
     this.stopWatchers();
     this.wakeup.abort();
     await this.supervisor;
+    await this.progressLoop;
+    for (const w of this.handoff?.watchers ?? []) w.stop();
+    this.handoff = undefined;
   }
 
   /** Called with a new immutable snapshot (debounced) after the verified set changed. Returns unsubscribe. */
@@ -263,6 +295,8 @@ export class MeshWatch {
       auditRereads: this.auditRereads,
       stalls: this.stalls,
       lagRevisions: this.lagRevisions,
+      catchUpSessions: this.catchUpSessions,
+      catchingUp: this.current?.catchUp ?? false,
     };
   }
 
@@ -276,6 +310,8 @@ export class MeshWatch {
     if (this.auditing) return { kind: 'skipped', reason: 'an audit is running' };
     // A session being set up reads (or resumes) anyway.
     if (!this.live || this.current === undefined) return { kind: 'skipped', reason: 'the watch is not live' };
+    // Counting creates a consumer, which is what cannot be done now; the session follows by catch-up.
+    if (this.current.catchUp) return { kind: 'skipped', reason: 'following by catch-up requests' };
     this.auditing = true;
     try {
       this.audits++;
@@ -308,7 +344,8 @@ export class MeshWatch {
    * previous check saw? Then re-create it, resuming from the last applied revision.
    */
   async checkProgress(): Promise<'in-step' | 'behind' | 'stalled' | 'skipped'> {
-    if (this.stopped || this.checkingProgress || !this.live || this.current === undefined) {
+    // A catch-up session polls the bucket itself: it cannot stall silently.
+    if (this.stopped || this.checkingProgress || !this.live || this.current === undefined || this.current.catchUp) {
       this.progressTargets = undefined;
       return 'skipped';
     }
@@ -339,24 +376,30 @@ export class MeshWatch {
 
   private burstProgressChecks(): void {
     this.progressBurstUntil = this.o.clock.now() + (this.o.progressBurstWindowMs ?? 30_000);
-    this.scheduleProgressCheck();
+    // Re-arm the loop's sleep with the burst's short delay.
+    this.progressWake.abort();
   }
 
-  private scheduleProgressCheck(): void {
+  /** The progress checks, on the injected clock: sleep the delay nextProgressCheckMs gives, look, repeat. */
+  private async runProgressChecks(): Promise<void> {
     const intervalMs = this.o.progressCheckMs ?? 15_000;
-    if (intervalMs <= 0 || this.stopped) return;
-    if (this.progressTimer) clearTimeout(this.progressTimer);
-    // One quick follow-up per 'behind' look (not a chain of them while the bucket keeps changing).
-    const followUp = this.progressTargets !== undefined && !this.progressFollowedUp;
-    this.progressFollowedUp = followUp;
-    const delay = nextProgressCheckMs(this.o.clock.now(), this.progressBurstUntil, this.o.progressBurstMs ?? 1000, intervalMs, followUp);
-    this.progressTimer = setTimeout(() => {
-      this.progressTimer = undefined;
-      void this.checkProgress()
-        .catch((err: unknown) => this.o.logger.error({ err }, 'watch progress check crashed'))
-        .finally(() => this.scheduleProgressCheck());
-    }, delay);
-    this.progressTimer.unref();
+    if (intervalMs <= 0) return;
+    while (!this.stopped) {
+      // One quick follow-up per 'behind' look (not a chain of them while the bucket keeps changing).
+      const followUp = this.progressTargets !== undefined && !this.progressFollowedUp;
+      this.progressFollowedUp = followUp;
+      const delay = nextProgressCheckMs(this.o.clock.now(), this.progressBurstUntil, this.o.progressBurstMs ?? 1000, intervalMs, followUp);
+      const wake = this.progressWake;
+      await this.o.clock.sleep(delay, wake.signal);
+      if (this.stopped) return;
+      if (wake.signal.aborted) {
+        // Re-armed (a burst began): compute the delay again.
+        this.progressWake = new AbortController();
+        this.progressFollowedUp = false;
+        continue;
+      }
+      await this.checkProgress().catch((err: unknown) => this.o.logger.error({ err }, 'watch progress check crashed'));
+    }
   }
 
   /** Per filter: the revision of the newest message (a delete marker too), by direct get; 0 if none. */
@@ -417,6 +460,7 @@ export class MeshWatch {
     if (this.stopped) return;
     this.restartReason = reason;
     this.rewatchDelayMs = delayMs;
+    this.pushRetryWake.abort();
     this.stopWatchers();
     this.wakeup.abort();
   }
@@ -476,31 +520,126 @@ export class MeshWatch {
       this.appliedRevision.fill(0);
       for (const keys of this.appliedKeys) keys.clear();
     }
-    const watchers: KeyWatch[] = [];
-    try {
-      for (const [i, key] of FILTERS.entries()) {
-        const after = this.appliedRevision[i] ?? 0;
-        // Resuming a range we never received anything from is the same as a full read of it.
-        watchers.push(await source.watch(mode === 'resume' && after > 0 ? { key, resumeFromRevision: after + 1 } : { key }));
-      }
-    } catch (err) {
-      for (const w of watchers) w.stop();
-      throw err;
-    }
-    const session: Session = { id: ++this.sessions, mode, watchers, seen: new Set(), pendingInitial: watchers.length, done: false, entries: 0 };
+    const opened = await this.openWatchers(source, mode);
+    const watchers = opened.watchers;
+    const session: Session = { id: ++this.sessions, mode, watchers, seen: new Set(), pendingInitial: watchers.length, done: false, entries: 0, catchUp: opened.pending !== undefined };
     if (mode === 'resume') this.resumes++;
+    if (session.catchUp) this.catchUpSessions++;
     this.current = session;
     if (this.stopped || this.restartReason !== undefined) {
       for (const w of watchers) w.stop();
+      void opened.pending?.then((ws) => ws.forEach((w) => w.stop()), () => undefined);
       return false;
     }
-    this.o.logger.debug({ session: session.id, reason, mode }, 'KV watch started');
+    this.o.logger.debug({ session: session.id, reason, mode, catchUp: session.catchUp }, 'KV watch started');
+    if (opened.pending) void this.returnToPush(session, opened.pending);
     await Promise.all(watchers.map((w, i) => this.consume(session, w, i)));
     this.lastSessionEntries = session.entries;
     if (!this.stopped && this.restartReason === undefined) {
       this.o.logger.warn({ session: session.id }, 'KV watch ended; re-creating it');
     }
     return session.done;
+  }
+
+  /** What each range's watch is asked for in `mode`: resuming after the last applied revision, or everything. */
+  private watchOptions(mode: Session['mode']): KeyWatchOptions[] {
+    return FILTERS.map((key, i) => {
+      const after = this.appliedRevision[i] ?? 0;
+      // Resuming a range we never received anything from is the same as a full read of it.
+      return mode === 'resume' && after > 0 ? { key, resumeFromRevision: after + 1 } : { key };
+    });
+  }
+
+  /** One push watch per range, or none: a failure stops those already created. */
+  private async createWatchers(source: KeyWatchSource, mode: Session['mode']): Promise<KeyWatch[]> {
+    const watchers: KeyWatch[] = [];
+    try {
+      for (const w of this.watchOptions(mode)) watchers.push(await source.watch(w));
+    } catch (err) {
+      for (const w of watchers) w.stop();
+      throw err;
+    }
+    return watchers;
+  }
+
+  /**
+   * The session's watchers: push watches (handed over, or created now), or — when they cannot be
+   * created within catchUpAfterMs — catch-up watches from the last applied revision, with the push
+   * creates still `pending` (returnToPush() takes them over when they succeed).
+   */
+  private async openWatchers(source: KeyWatchSource, mode: Session['mode']): Promise<{ readonly watchers: KeyWatch[]; readonly pending?: Promise<KeyWatch[]> }> {
+    const handoff = this.handoff;
+    this.handoff = undefined;
+    if (handoff?.mode === mode) return { watchers: handoff.watchers };
+    for (const w of handoff?.watchers ?? []) w.stop();
+    const catchUpAfterMs = this.o.catchUpAfterMs ?? 1000;
+    const creating = this.createWatchers(source, mode);
+    if (catchUpAfterMs <= 0) return { watchers: await creating };
+    const timer = new AbortController();
+    const raced = await Promise.race([
+      creating.then(
+        (watchers) => ({ kind: 'created' as const, watchers }),
+        (err: unknown) => ({ kind: 'failed' as const, err }),
+      ),
+      this.o.clock.sleep(catchUpAfterMs, timer.signal).then(() => ({ kind: 'slow' as const })),
+    ]);
+    timer.abort();
+    if (raced.kind === 'created') return { watchers: raced.watchers };
+    const why = raced.kind === 'failed' ? errorMessage(raced.err) : `not created within ${catchUpAfterMs} ms`;
+    this.lastError = why;
+    this.throttle.warn('watch-catch-up', { reason: why, mode }, 'cannot create the KV watch; following the bucket by catch-up requests until it can be');
+    const watchers = FILTERS.map(
+      (filter, i) =>
+        new CatchUpWatch({
+          source,
+          bucket: this.o.bucket,
+          filter,
+          afterRevision: mode === 'resume' ? (this.appliedRevision[i] ?? 0) : 0,
+          clock: this.o.clock,
+          logger: this.o.logger,
+          ...(this.o.catchUpIntervalMs === undefined ? {} : { intervalMs: this.o.catchUpIntervalMs }),
+        }),
+    );
+    return { watchers, pending: creating };
+  }
+
+  /**
+   * While `session` follows by catch-up: keep trying to create the push watches (backing off), and hand
+   * them to a new session as soon as they exist. A handed-over watch may start before revisions the
+   * catch-up applied meanwhile; those are skipped (consume(): only revisions above the applied one).
+   */
+  private async returnToPush(session: Session, first: Promise<KeyWatch[]>): Promise<void> {
+    const source = this.watchSource();
+    let attempt: Promise<KeyWatch[]> = first;
+    let attemptMode = session.mode;
+    let failures = 0;
+    const policy = { initialMs: this.o.retryMinMs ?? 250, maxMs: this.o.retryMaxMs ?? 5000 };
+    // Its own wake-up (the supervisor's may still be aborted from the rewatch that led here).
+    const wake = new AbortController();
+    this.pushRetryWake = wake;
+    for (;;) {
+      let created: KeyWatch[] | undefined;
+      try {
+        created = await attempt;
+      } catch (err) {
+        failures++;
+        this.o.logger.debug({ err: errorMessage(err), failures }, 'catch-up: the watch still cannot be created');
+      }
+      const over = this.stopped || this.current !== session || this.restartReason !== undefined;
+      if (created && !over) {
+        this.handoff = { mode: attemptMode, watchers: created };
+        this.o.logger.info({ session: session.id, mode: attemptMode }, 'the KV watch can be created again; leaving catch-up');
+        this.rewatch('the watch can be created again', 0);
+        return;
+      }
+      for (const w of created ?? []) w.stop();
+      if (over) return;
+      await this.o.clock.sleep(backoffDelay(policy, Math.max(1, failures)), wake.signal);
+      if (this.stopped || wake.signal.aborted || this.current !== session || this.restartReason !== undefined) return;
+      // What a new session would be now: a completed catch-up full read makes it a resume.
+      attemptMode = this.everSynced && !this.fullReadNeeded ? 'resume' : 'full';
+      attempt = this.createWatchers(source, attemptMode);
+    }
   }
 
   private async consume(session: Session, w: KeyWatch, filter: number): Promise<void> {
@@ -523,8 +662,11 @@ export class MeshWatch {
     if (expected === 0) finishInitial();
     armQuiet();
     const applyInOrder = async (e: KvWatchEntry, verdict: Promise<KvRecordVerdict | undefined> | undefined): Promise<void> => {
-      await this.apply(session, e, verdict);
-      if (this.current === session) {
+      // Entries come in revision order per range; one at or below what is applied was applied already
+      // (a watch handed over from catch-up starts where the catch-up was when it was created).
+      const applied = e.revision <= (this.appliedRevision[filter] ?? 0);
+      if (!applied) await this.apply(session, e, verdict);
+      if (!applied && this.current === session) {
         session.entries++;
         this.totalEntries++;
         this.appliedRevision[filter] = Math.max(this.appliedRevision[filter] ?? 0, e.revision);

@@ -1,0 +1,152 @@
+// A KV "watch" made of catch-up requests (KeyWatchSource.catchUp: direct gets, no consumer), for the
+// seconds in which a push watch cannot be created — after a NATS server loss creating a consumer is
+// refused or times out for 10–20 s while direct gets are served (docs/benchmarks.md round 21). It
+// yields the same KvWatchEntry values as a watch, in revision order, so MeshWatch applies them through
+// its one verify/apply path: first every entry after `afterRevision` (all pages; that is the initial
+// snapshot and initialCount()), then, every `intervalMs` on the injected clock, what changed since
+// the last entry. A failed first pass ends it at once (the caller retries); a failed later poll is
+// logged and the next one tries again. MeshWatch stops it once a push watch can be created again.
+import type { KvWatchEntry } from '@nats-io/kv';
+import type { Clock } from '../../lib/clock.ts';
+import { errorMessage } from '../../lib/errors.ts';
+import type { KvCatchUpEntry } from '../../lib/kv-catch-up.ts';
+import type { Logger } from '../../lib/logger.ts';
+import type { KeyWatch, KeyWatchSource } from './key-watch.ts';
+
+export interface CatchUpWatchOptions {
+  readonly source: Pick<KeyWatchSource, 'catchUp'>;
+  readonly bucket: string;
+  /** The key filter (`nodes.>`, …). */
+  readonly filter: string;
+  /** Entries after this revision (0: everything the stream still holds under the filter). */
+  readonly afterRevision: number;
+  readonly clock: Clock;
+  readonly logger: Logger;
+  /** How often to ask for what changed after the first pass (default 1000 ms). */
+  readonly intervalMs?: number;
+  /** Entries per page (default 256, the broker's maximum). */
+  readonly pageLimit?: number;
+}
+
+/** The KvWatchEntry a watch would have delivered for a catch-up entry. */
+export function catchUpWatchEntry(bucket: string, e: KvCatchUpEntry, isUpdate: boolean): KvWatchEntry {
+  const decoder = new TextDecoder();
+  const value = e.value;
+  return {
+    bucket,
+    key: e.key,
+    rawKey: e.key,
+    value,
+    created: new Date(e.createdMs),
+    revision: e.revision,
+    delta: 0,
+    operation: e.operation,
+    length: value.length,
+    isUpdate,
+    // KvEntry's json<T>() is the caller's assertion, as in nats.js.
+    json: () => JSON.parse(decoder.decode(value)) as never,
+    string: (): string => decoder.decode(value),
+  };
+}
+
+export class CatchUpWatch implements KeyWatch {
+  private readonly ready: KvWatchEntry[] = [];
+  private waiter: (() => void) | undefined;
+  private ended = false;
+  private cursor: number;
+  private readonly abort = new AbortController();
+  private readonly initial: Promise<number | undefined>;
+  private polls = 0;
+
+  constructor(private readonly o: CatchUpWatchOptions) {
+    this.cursor = o.afterRevision;
+    this.initial = this.firstPass();
+    void this.initial.then((n) => {
+      if (n !== undefined) void this.follow();
+    });
+  }
+
+  /** Catch-up requests answered so far (pages). */
+  get pages(): number {
+    return this.polls;
+  }
+
+  initialCount(): Promise<number | undefined> {
+    return this.initial;
+  }
+
+  stop(): void {
+    if (this.ended) return;
+    this.ended = true;
+    this.abort.abort();
+    this.wake();
+  }
+
+  [Symbol.asyncIterator](): AsyncIterator<KvWatchEntry> {
+    return {
+      next: async (): Promise<IteratorResult<KvWatchEntry>> => {
+        for (;;) {
+          const e = this.ready.shift();
+          if (e) return { value: e, done: false };
+          if (this.ended) return { value: undefined, done: true };
+          await new Promise<void>((resolve) => (this.waiter = resolve));
+        }
+      },
+      return: (): Promise<IteratorResult<KvWatchEntry>> => {
+        this.stop();
+        return Promise.resolve({ value: undefined, done: true });
+      },
+    };
+  }
+
+  /** Every page after the start: the initial snapshot. Undefined (and the watch ended) if it failed. */
+  private async firstPass(): Promise<number | undefined> {
+    try {
+      const entries = await this.readAll();
+      if (this.ended) return undefined;
+      entries.forEach((e, i) => this.ready.push(catchUpWatchEntry(this.o.bucket, e, i + 1 >= entries.length)));
+      this.wake();
+      return entries.length;
+    } catch (err) {
+      this.o.logger.warn({ filter: this.o.filter, err: errorMessage(err) }, 'catch-up: cannot read what changed; the watch is retried');
+      this.stop();
+      return undefined;
+    }
+  }
+
+  private async follow(): Promise<void> {
+    const intervalMs = this.o.intervalMs ?? 1000;
+    while (!this.ended) {
+      await this.o.clock.sleep(intervalMs, this.abort.signal);
+      if (this.ended) return;
+      try {
+        for (const e of await this.readAll()) this.ready.push(catchUpWatchEntry(this.o.bucket, e, true));
+        this.wake();
+      } catch (err) {
+        this.o.logger.debug({ filter: this.o.filter, err: errorMessage(err) }, 'catch-up poll failed; polling again');
+      }
+    }
+  }
+
+  /** Pages from the cursor until one says no more follow. */
+  private async readAll(): Promise<KvCatchUpEntry[]> {
+    const out: KvCatchUpEntry[] = [];
+    for (;;) {
+      const page = await this.o.source.catchUp({ filter: this.o.filter, afterRevision: this.cursor, limit: this.o.pageLimit ?? 256 });
+      this.polls++;
+      if (this.ended) return out;
+      for (const e of page.entries) {
+        if (e.revision <= this.cursor) continue;
+        out.push(e);
+        this.cursor = e.revision;
+      }
+      if (!page.more || page.entries.length === 0) return out;
+    }
+  }
+
+  private wake(): void {
+    const w = this.waiter;
+    this.waiter = undefined;
+    w?.();
+  }
+}

@@ -1,0 +1,212 @@
+// MeshWatch's catch-up mode (agent/control/catch-up-watch.ts) and its progress timer, on a manual
+// clock: a real nats-server holds the bucket (direct gets, the revision look-ups), and the watch
+// source in front of it is a fake that can refuse to create watches (as the broker does for 10–20 s
+// after a NATS server loss) or freeze a created one (a silent stall). Every clock advance waits first
+// until the sleeper it is meant to wake is armed (an observable condition), so no test relies on
+// real-time pacing.
+import test, { type ExecutionContext } from 'ava';
+import type { KvWatchEntry } from '@nats-io/kv';
+import { WatchBrokerError } from '../agent/control/brokered-watch.ts';
+import { directWatchSource, type CatchUpOptions, type KeyWatch, type KeyWatchOptions, type KeyWatchSource, type KvCatchUpPage } from '../agent/control/key-watch.ts';
+import type { MeshWatch } from '../agent/control/mesh-watch.ts';
+import { waitFor } from '../lib/wait.ts';
+import { nodeRecord, putNode } from './agent-helpers.ts';
+import { ManualClock } from './helpers/manual-clock.ts';
+import { startWatchFixture, WATCH_BUCKET, type WatchFixture } from './helpers/mesh-watch-fixture.ts';
+
+/** A push watch whose deliveries can be held back (frozen): the consumer's server vanished, silently. */
+class FreezableWatch implements KeyWatch {
+  frozen = false;
+  /** Entries this watch passed on. */
+  yielded = 0;
+  constructor(private readonly inner: KeyWatch) {}
+  stop(): void {
+    this.inner.stop();
+  }
+  initialCount(): Promise<number | undefined> {
+    return this.inner.initialCount();
+  }
+  async *[Symbol.asyncIterator](): AsyncIterator<KvWatchEntry> {
+    for await (const e of this.inner) {
+      if (this.frozen) continue;
+      this.yielded++;
+      yield e;
+    }
+  }
+}
+
+/** The direct source, with watch creation refusable and created watches freezable; counts what was asked. */
+class FakeSource implements KeyWatchSource {
+  refuse = false;
+  /** While set, a create waits for it (a slow create: its start revision was fixed when asked). */
+  hold: Promise<void> | undefined;
+  created: FreezableWatch[] = [];
+  refused = 0;
+  /** Creates asked for (refused, held or made). */
+  asked = 0;
+  catchUps = 0;
+  /** Entries per catch-up page at most (forces pagination). */
+  pageLimit = 1000;
+  private readonly direct: KeyWatchSource;
+  constructor(f: WatchFixture) {
+    this.direct = directWatchSource({ nc: f.nc, bucket: WATCH_BUCKET });
+  }
+  async watch(o: KeyWatchOptions): Promise<KeyWatch> {
+    this.asked++;
+    if (this.refuse) {
+      this.refused++;
+      throw new WatchBrokerError('unavailable', 'the watch broker refused: cannot create the watch: timeout; retry');
+    }
+    await this.hold;
+    const w = new FreezableWatch(await this.direct.watch(o));
+    this.created.push(w);
+    return w;
+  }
+  count(filter: string): ReturnType<KeyWatchSource['count']> {
+    return this.direct.count(filter);
+  }
+  catchUp(o: CatchUpOptions): Promise<KvCatchUpPage> {
+    this.catchUps++;
+    return this.direct.catchUp({ ...o, limit: Math.min(o.limit, this.pageLimit) });
+  }
+}
+
+const T0 = 1_700_000_000_000;
+
+async function setup(t: ExecutionContext, extra: Parameters<typeof startWatchFixture>[1]['watch'] = {}): Promise<{ f: WatchFixture; src: FakeSource; clock: ManualClock }> {
+  const clock = new ManualClock(T0);
+  const made: { src?: FakeSource } = {};
+  const f = await startWatchFixture(t, {
+    label: 'xl-mwcatch',
+    watch: {
+      clock,
+      debounceMs: 0,
+      retryMinMs: 2000,
+      retryMaxMs: 2000,
+      rewatchJitterMs: 0,
+      auditIntervalMs: 0,
+      progressCheckMs: 0,
+      catchUpAfterMs: 1000,
+      catchUpIntervalMs: 1000,
+      // The fixture builds the watch before we can build the source over its connection: resolved lazily.
+      watches: {
+        watch: (o) => (made.src as FakeSource).watch(o),
+        count: (filter) => (made.src as FakeSource).count(filter),
+        catchUp: (o) => (made.src as FakeSource).catchUp(o),
+      },
+      ...extra,
+    },
+  });
+  const src = new FakeSource(f);
+  made.src = src;
+  // Releases whatever still sleeps so stop() can finish (teardowns run last-in, first-out: before the watch stops).
+  t.teardown(() => clock.advance(3_600_000));
+  return { f, src, clock };
+}
+
+const has = (w: MeshWatch, name: string): boolean => w.snapshot().nodes.has(name);
+
+/** Advances the clock to `at` once something sleeps until exactly then. */
+async function advanceWhenArmed(clock: ManualClock, at: number, what: string): Promise<void> {
+  await waitFor(() => clock.hasSleeperAt(at), { timeoutMs: 10_000, intervalMs: 20, what: `a sleeper armed for ${what} (t+${at - T0} ms; armed: ${clock.wakeups.map((w) => `t+${w - T0}`).join(', ')})` });
+  clock.advanceTo(at);
+}
+
+test('watch creation refused: the mesh is followed by catch-up requests every second; the push watch takes over when it can be created, nothing applied twice', async (t) => {
+  const { f, src, clock } = await setup(t);
+  await putNode(f.kv, f.coordinator, await nodeRecord({ name: 'a' }));
+  f.watch.start();
+  await waitFor(() => f.watch.synced && has(f.watch, 'a'), { timeoutMs: 10_000, what: 'the first snapshot (push)' });
+  t.is(src.created.length, 2, 'two push watches');
+
+  // The NATS cluster loses a server: creates are refused from now on, and the watches end.
+  src.refuse = true;
+  for (const w of src.created) w.stop();
+  // The supervisor backs off (retryMinMs 2 s) before the next session.
+  await advanceWhenArmed(clock, T0 + 2000, 'the re-watch backoff');
+  await waitFor(() => f.watch.stats().catchingUp && f.watch.stats().live, { timeoutMs: 10_000, what: 'a live catch-up session' });
+  const s = f.watch.stats();
+  t.true(src.refused >= 1);
+  t.is(s.catchUpSessions, 1);
+  t.is(s.resumes, 1, 'the catch-up session resumes from the last applied revision (no full re-read)');
+  t.is(s.sessionEntries, 0, 'nothing changed meanwhile: nothing read');
+
+  // A node joins: the next poll (1 s later on the clock) brings it, verified like a watch's entry.
+  await putNode(f.kv, f.coordinator, await nodeRecord({ name: 'b' }));
+  const polled = src.catchUps;
+  await advanceWhenArmed(clock, T0 + 3000, 'the first catch-up poll');
+  await waitFor(() => has(f.watch, 'b'), { timeoutMs: 10_000, what: 'b through catch-up' });
+  t.true(src.catchUps > polled);
+  // A forged (unsigned) value and a delete arrive the same way and are judged the same way.
+  await f.kv.put('nodes.forged', '{"kind":"node"}');
+  await f.kv.delete('nodes.a');
+  await advanceWhenArmed(clock, T0 + 4000, 'the second catch-up poll');
+  await waitFor(() => !has(f.watch, 'a') && f.watch.rejected().has('nodes.forged'), { timeoutMs: 10_000, what: 'the delete applied and the forgery refused' });
+  t.false(has(f.watch, 'forged'));
+  t.is(src.created.length, 2, 'no push watch meanwhile');
+
+  // Creates work again but slowly: the retry at t+6 s (2 s backoff after the refused one at t+4 s)
+  // asks from the applied revision, and while it is held a catch-up poll applies a newer change; the
+  // push watch that then takes over delivers that change again and it is not applied twice.
+  let release = (): void => undefined;
+  src.hold = new Promise<void>((resolve) => (release = resolve));
+  src.refuse = false;
+  const asked = src.asked;
+  await advanceWhenArmed(clock, T0 + 6000, 'the push retry');
+  await waitFor(() => src.asked > asked, { timeoutMs: 10_000, what: 'the retry asking (held)' });
+  await putNode(f.kv, f.coordinator, await nodeRecord({ name: 'd' }));
+  await advanceWhenArmed(clock, T0 + 7000, 'the poll while the create is held');
+  await waitFor(() => has(f.watch, 'd'), { timeoutMs: 10_000, what: 'd through catch-up' });
+  const entriesBefore = f.watch.stats().totalEntries;
+  release();
+  await waitFor(() => !f.watch.stats().catchingUp && f.watch.stats().live && src.created.length === 4, { timeoutMs: 10_000, what: 'back on a push watch' });
+  await waitFor(() => src.created.slice(2).some((w) => w.yielded > 0), { timeoutMs: 10_000, what: 'the handed-over watch delivering d again' });
+  t.is(f.watch.stats().totalEntries, entriesBefore, 'nothing the catch-up had applied was applied again');
+  t.is(f.watch.stats().resumes, 2, 'the push watch resumed; nothing re-read');
+  await putNode(f.kv, f.coordinator, await nodeRecord({ name: 'c' }));
+  await waitFor(() => has(f.watch, 'c'), { timeoutMs: 10_000, what: 'c through the push watch, no clock advance' });
+  t.deepEqual([...f.watch.snapshot().nodes.keys()].sort(), ['b', 'c', 'd']);
+});
+
+test('a new agent whose first watch cannot be created loads the mesh by paginated catch-up, prunes nothing it should keep, and follows changes', async (t) => {
+  const { f, src, clock } = await setup(t);
+  for (let i = 0; i < 23; i++) await putNode(f.kv, f.coordinator, await nodeRecord({ name: `n${String(i).padStart(2, '0')}` }));
+  await f.kv.delete('nodes.n05');
+  src.refuse = true;
+  src.pageLimit = 5;
+  f.watch.start();
+  await waitFor(() => f.watch.synced, { timeoutMs: 10_000, what: 'the snapshot loaded by catch-up' });
+  t.is(f.watch.snapshot().nodes.size, 22);
+  t.false(has(f.watch, 'n05'));
+  t.true(src.catchUps >= 5, `paginated: ${src.catchUps} pages`);
+  t.like(f.watch.stats(), { catchingUp: true, catchUpSessions: 1, resumes: 0 });
+  t.is(src.created.length, 0);
+
+  await f.kv.delete('nodes.n00');
+  await advanceWhenArmed(clock, T0 + 1000, 'the first poll');
+  await waitFor(() => !has(f.watch, 'n00'), { timeoutMs: 10_000, what: 'a delete through catch-up' });
+  t.true(f.watch.synced);
+});
+
+test('progress timer on the injected clock: a frozen watch is found stalled at the expected clock times and followed by catch-up at once', async (t) => {
+  const { f, src, clock } = await setup(t, { progressCheckMs: 15_000, progressBurstMs: 1000 });
+  await putNode(f.kv, f.coordinator, await nodeRecord({ name: 'a' }));
+  f.watch.start();
+  await waitFor(() => f.watch.synced && has(f.watch, 'a'), { timeoutMs: 10_000, what: 'the first snapshot' });
+
+  // The watch's server vanishes silently: deliveries stop, no error; and creates are refused.
+  for (const w of src.created) w.frozen = true;
+  src.refuse = true;
+  await putNode(f.kv, f.coordinator, await nodeRecord({ name: 'b' }));
+  // First look at t+15 s: behind (maybe in flight); the follow-up 1 s later: stalled.
+  await advanceWhenArmed(clock, T0 + 15_000, 'the first progress look');
+  await waitFor(() => f.watch.stats().lagRevisions > 0, { timeoutMs: 10_000, what: 'the look found the watch behind' });
+  t.is(f.watch.stats().stalls, 0, 'behind once is not a stall');
+  t.false(has(f.watch, 'b'));
+  await advanceWhenArmed(clock, T0 + 16_000, 'the follow-up look');
+  await waitFor(() => f.watch.stats().stalls === 1, { timeoutMs: 10_000, what: 'the stall declared' });
+  // The re-created watch is refused at once: the catch-up's first pass brings b with no further clock advance.
+  await waitFor(() => has(f.watch, 'b') && f.watch.stats().catchingUp, { timeoutMs: 10_000, what: 'b through catch-up after the stall' });
+  t.is(clock.now(), T0 + 16_000);
+  t.is(f.watch.stats().resumes, 1, 'resumed from the last applied revision, not re-read');
+});
