@@ -522,8 +522,11 @@ export class MeshWatch {
     }
     const opened = await this.openWatchers(source, mode);
     const watchers = opened.watchers;
-    const session: Session = { id: ++this.sessions, mode, watchers, seen: new Set(), pendingInitial: watchers.length, done: false, entries: 0, catchUp: opened.pending !== undefined };
-    if (mode === 'resume') this.resumes++;
+    // A push watch taking over from catch-up continues that recovery: counted as neither a new session
+    // nor a resume, and its entries add to the catch-up session's (the figures read the same either way).
+    const handedOver = opened.handedOver === true;
+    const session: Session = { id: handedOver ? this.sessions : ++this.sessions, mode, watchers, seen: new Set(), pendingInitial: watchers.length, done: false, entries: handedOver ? this.lastSessionEntries : 0, catchUp: opened.pending !== undefined };
+    if (mode === 'resume' && !handedOver) this.resumes++;
     if (session.catchUp) this.catchUpSessions++;
     this.current = session;
     if (this.stopped || this.restartReason !== undefined) {
@@ -567,10 +570,10 @@ export class MeshWatch {
    * created within catchUpAfterMs — catch-up watches from the last applied revision, with the push
    * creates still `pending` (returnToPush() takes them over when they succeed).
    */
-  private async openWatchers(source: KeyWatchSource, mode: Session['mode']): Promise<{ readonly watchers: KeyWatch[]; readonly pending?: Promise<KeyWatch[]> }> {
+  private async openWatchers(source: KeyWatchSource, mode: Session['mode']): Promise<{ readonly watchers: KeyWatch[]; readonly pending?: Promise<KeyWatch[]>; readonly handedOver?: boolean }> {
     const handoff = this.handoff;
     this.handoff = undefined;
-    if (handoff?.mode === mode) return { watchers: handoff.watchers };
+    if (handoff?.mode === mode) return { watchers: handoff.watchers, handedOver: true };
     for (const w of handoff?.watchers ?? []) w.stop();
     const catchUpAfterMs = this.o.catchUpAfterMs ?? 1000;
     const creating = this.createWatchers(source, mode);
