@@ -181,7 +181,7 @@ test('the node record is signed while the ipam entry and binding are in flight, 
   t.is(spy.made.length, 1, 'signed once');
   const stored = await verifyEnvelope(JSON.parse(nodeWrite?.text ?? '{}'), env.signingKey.publicKey, NodeRecord);
   t.like(stored, { name: 'node-a', generation: 1, podCidrs: ['10.10.1.0/24'] });
-  t.is(stored.overlayIp, overlayIpOf(r));
+  t.is<string | undefined, string | undefined>(stored.overlayIp, overlayIpOf(r));
 });
 
 test('a record signed ahead that differs from the record to store is not written: the record is signed again', async (t) => {
