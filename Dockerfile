@@ -8,7 +8,7 @@ WORKDIR /src
 COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund
 COPY tsconfig.json ./
-COPY scripts/build.sh ./scripts/build.sh
+COPY scripts/build.sh scripts/build-agent.ts ./scripts/
 COPY lib ./lib
 COPY protocol ./protocol
 COPY agent ./agent

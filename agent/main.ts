@@ -22,21 +22,21 @@ import type { EventPublisher } from '../protocol/events.ts';
 async function createNodeSource(config: AgentConfig, runner: Runner, logger: Logger): Promise<NodeSource> {
   if (config.mode === 'standalone') return createStaticNodeSource({ config, runner, logger });
   // Imported lazily: the Kubernetes client is large and standalone agents never need it.
-  const { kubernetesNodeSourceFromConfig } = await import('./kubernetes/from-agent-config.ts');
+  const { kubernetesNodeSourceFromConfig } = await import('./kubernetes/agent-mode.ts');
   return kubernetesNodeSourceFromConfig(config, { logger, clock: systemClock });
 }
 
 /** Kubernetes mode: ServiceExport/EndpointSlice → exports, ServiceImports (agent/kubernetes/mcs). */
 async function createServicesSync(config: AgentConfig, logger: Logger): Promise<ServicesSyncFactory | undefined> {
   if (config.mode === 'standalone') return undefined;
-  const { mcsSyncFromConfig } = await import('./kubernetes/mcs/from-agent-config.ts');
+  const { mcsSyncFromConfig } = await import('./kubernetes/agent-mode.ts');
   return mcsSyncFromConfig(config, { logger, clock: systemClock });
 }
 
 /** Kubernetes mode: the agent's events also as Events on its Node (agent/kubernetes/node-events.ts). */
 async function createNodeEvents(config: AgentConfig, logger: Logger): Promise<EventPublisher | undefined> {
   if (config.mode === 'standalone') return undefined;
-  const { kubernetesNodeEventsFromConfig } = await import('./kubernetes/node-events.ts');
+  const { kubernetesNodeEventsFromConfig } = await import('./kubernetes/agent-mode.ts');
   return kubernetesNodeEventsFromConfig(config, { logger, clock: systemClock });
 }
 

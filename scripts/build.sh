@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # `npm run build`: bundles the agent, coordinator and CLI — each with everything it imports, npm
-# dependencies included — into dist/ with esbuild: dist/{agent,coordinator,cli}/main.js plus shared
-# chunks in dist/chunks/ (code used by several programs, and the Kubernetes client, which the agent
-# imports only in Kubernetes mode). The agent loads 6 files instead of ~620 modules: at
-# 1,000 peers that is less code and module source text in the agent's heap and a faster start
-# (docs/benchmarks.md, issue 10 round 18); dist/ needs no node_modules at run time.
+# dependencies included — into dist/ with esbuild. The coordinator and the CLI: ESM,
+# dist/{coordinator,cli}/main.js plus shared chunks in dist/chunks/. The agent: one CommonJS bundle,
+# dist/agent/main.cjs, plus one per lazy import (dist/agent/kubernetes.cjs, loaded only in
+# Kubernetes mode; dist/agent/metrics.cjs, prom-client, at the first scrape) — scripts/build-agent.ts.
+# One file instead of ~620 modules, and no ESM loader: less code and module source text in the
+# agent's heap and a faster start (docs/benchmarks.md, issue 10 rounds 18 and 22); dist/ needs no
+# node_modules at run time.
 # Whitespace and syntax are minified, identifiers are not, so stack traces keep function and class
 # names; dist/**/*.js.map maps them back to the TypeScript (node --enable-source-maps, off by
 # default: it costs the agent ~5 MiB of heap). esbuild does not type-check: `npm run typecheck`.
@@ -13,10 +15,10 @@
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
-entries=(agent/main.ts coordinator/main.ts cli/main.ts)
+entries=(coordinator/main.ts cli/main.ts)
 stale() {
   [ -f dist/.built ] || return 0
-  [ -n "$(find lib protocol agent coordinator cli tsconfig.json package.json package-lock.json scripts/build.sh -newer dist/.built -print -quit 2>/dev/null)" ]
+  [ -n "$(find lib protocol agent coordinator cli tsconfig.json package.json package-lock.json scripts/build.sh scripts/build-agent.ts -newer dist/.built -print -quit 2>/dev/null)" ]
 }
 mkdir -p dist
 exec 9>dist/.build.lock
@@ -31,11 +33,12 @@ fi
 touch dist/.built.next
 # Remove the previous output (and anything an older tsc build left): chunk names carry a content hash.
 for d in agent coordinator cli chunks lib protocol; do rm -rf "dist/$d"; done
-rm -f dist/.built dist/.tsbuildinfo dist/meta.json
+rm -f dist/.built dist/.tsbuildinfo dist/meta.json dist/meta-agent.json
 # ESM output; the bundled CommonJS dependencies call require() for node's built-ins, so every
 # output file gets a require of its own.
 "$esbuild" "${entries[@]}" --bundle --platform=node --target=node20 --format=esm --splitting \
   --outdir=dist --outbase=. --chunk-names='chunks/[name]-[hash]' \
   --minify-whitespace --minify-syntax --sourcemap=external --legal-comments=external --metafile=dist/meta.json --log-level=warning \
   --banner:js="import { createRequire as __xlCreateRequire } from 'node:module'; const require = __xlCreateRequire(import.meta.url);"
+node --import tsx scripts/build-agent.ts dist
 mv dist/.built.next dist/.built

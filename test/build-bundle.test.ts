@@ -1,6 +1,7 @@
-// `npm run build` (scripts/build.sh) bundles each program with esbuild: dist/{agent,coordinator,cli}/main.js
-// and shared chunks, npm dependencies included, so dist/ runs without node_modules (the image has
-// none). Checked the way the image holds it: dist/, bin/, deploy/ and package.json copied to a
+// `npm run build` (scripts/build.sh) bundles each program with esbuild, npm dependencies included, so
+// dist/ runs without node_modules (the image has none): dist/{coordinator,cli}/main.js and shared ESM
+// chunks; the agent as one CommonJS bundle, dist/agent/main.cjs, plus one per lazy import
+// (scripts/build-agent.ts). Checked the way the image holds it: dist/, bin/, deploy/ and package.json copied to a
 // directory with no node_modules and no scripts/ (so bin/ does not try to build).
 import { execFile } from 'node:child_process';
 import { cp, mkdtemp, mkdir, readdir, readFile, rm, utimes, writeFile } from 'node:fs/promises';
@@ -9,8 +10,11 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { pathToFileURL } from 'node:url';
 import test from 'ava';
+import { generateSigningKeyPair } from '../protocol/signing.ts';
 
 const run = promisify(execFile);
+/** dist/agent/: the entry, the agent's start-up bundle and the two it loads lazily. */
+const AGENT_FILES = ['main.cjs', 'agent.cjs', 'kubernetes.cjs', 'metrics.cjs'];
 const ROOT = join(import.meta.dirname, '..');
 const DIST = join(ROOT, 'dist');
 
@@ -23,12 +27,16 @@ async function imageLikeCopy(): Promise<string> {
 }
 
 test('dist/ holds one bundle per program plus chunks, with source maps back to the TypeScript', async (t) => {
-  for (const program of ['agent', 'coordinator', 'cli']) {
+  for (const program of ['coordinator', 'cli']) {
     const files = await readdir(join(DIST, program));
     t.deepEqual(files.sort(), ['main.js', 'main.js.map'], `dist/${program}/ is one bundle`);
     const map = JSON.parse(await readFile(join(DIST, program, 'main.js.map'), 'utf8')) as { sources: string[] };
     t.true(map.sources.includes(`../../${program}/main.ts`), `${program}: ${map.sources.slice(0, 5).join(', ')}`);
   }
+  // The agent: one CommonJS bundle for its start, one per lazy import (the Kubernetes client, prom-client).
+  t.deepEqual((await readdir(join(DIST, 'agent'))).sort(), AGENT_FILES.flatMap((f) => [f, `${f}.map`]).sort());
+  const agentMap = JSON.parse(await readFile(join(DIST, 'agent', 'agent.cjs.map'), 'utf8')) as { sources: string[] };
+  t.true(agentMap.sources.includes('../../agent/main.ts'), agentMap.sources.slice(0, 5).join(', '));
   const chunks = (await readdir(join(DIST, 'chunks'))).filter((f) => f.endsWith('.js'));
   t.true(chunks.length > 0 && chunks.length < 40, `${chunks.length} chunks`);
   // No module tree from an older tsc build is left behind (and none is needed).
@@ -52,6 +60,35 @@ test('the bundles run without node_modules: each program answers --help, manifes
     const script = chunks.map((f) => `await import(${JSON.stringify(pathToFileURL(join(dir, 'dist', 'chunks', f)).href)});`).join('\n') + '\nconsole.log("loaded");';
     const { stdout } = await run(process.execPath, ['--input-type=module', '-e', script], { cwd: dir, timeout: 60_000 });
     t.is(stdout.trim(), 'loaded');
+    // The agent's bundles are CommonJS: required (not run: not the entry point) from a CommonJS
+    // script, each loads without node_modules, and none loads node's ESM loader (nor pino's
+    // transports, whose `module` built-in would load it).
+    const probe = join(dir, 'probe.cjs');
+    await writeFile(probe, `for (const f of ${JSON.stringify(AGENT_FILES.filter((f) => f !== 'main.cjs'))}) require(${JSON.stringify(join(dir, 'dist', 'agent'))} + '/' + f);
+process.stdout.write(JSON.stringify(process.moduleLoadList.filter((m) => /esm\\/loader|^NativeModule module$/.test(m))));`);
+    const { stdout: esm } = await run(process.execPath, [probe], { cwd: dir, timeout: 60_000 });
+    t.deepEqual(JSON.parse(esm), [], 'the agent never loads the ESM loader');
+    // The running agent: main.cjs loads agent.cjs with lib/load-commonjs.ts (read in pieces), not
+    // with require(), and node's ESM loader is never loaded.
+    const hook = join(dir, 'hook.cjs');
+    await writeFile(hook, `process.on('exit', () => process.stderr.write('XL-LOADED ' + JSON.stringify({ required: Object.keys(require.cache), esm: process.moduleLoadList.filter((m) => /esm\\/loader/.test(m)) }) + '\\n'));`);
+    const { stderr: loadedLine } = await run(join(dir, 'bin', 'crosslink-agent'), ['--help'], { timeout: 60_000, env: { ...process.env, NODE_OPTIONS: `--require=${hook}` } });
+    const loaded = JSON.parse(loadedLine.split('\n').find((l) => l.startsWith('XL-LOADED '))?.slice('XL-LOADED '.length) ?? '{}') as { required?: string[]; esm?: string[] };
+    t.deepEqual(loaded.esm, [], 'no ESM loader in the running agent');
+    t.true(loaded.required?.some((f) => f.endsWith('/dist/agent/main.cjs')), JSON.stringify(loaded.required));
+    t.false(loaded.required?.some((f) => f.endsWith('/dist/agent/agent.cjs')), `agent.cjs is not require()d: ${JSON.stringify(loaded.required)}`);
+    // Kubernetes mode loads dist/agent/kubernetes.cjs (through agent.cjs's lazy import): its own
+    // message about the missing kubeconfig; NATS is never contacted, nothing is started.
+    const key = (await generateSigningKeyPair()).publicKey;
+    const k8s = await run(join(dir, 'bin', 'crosslink-agent'), ['--kubernetes', '--cluster', 'eu1', '--nats-url', 'nats://127.0.0.1:1', '--node-name', 'xl-bundle', '--coordinator-key', key, '--state-dir', join(dir, 'state'), '--mtu', '1420', '--health-addr', 'off'], {
+      timeout: 60_000,
+      env: { PATH: process.env['PATH'] ?? '/usr/bin:/bin', HOME: dir, KUBECONFIG: join(dir, 'nope') },
+    }).then(
+      () => ({ code: 0, stderr: '' }),
+      (err: unknown) => ({ code: (err as { code?: unknown }).code, stderr: String((err as { stderr?: unknown }).stderr) }),
+    );
+    t.is(k8s.code, 1, k8s.stderr);
+    t.regex(k8s.stderr, /cannot load the Kubernetes client configuration from KUBECONFIG=\S+nope: ENOENT/);
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
@@ -94,35 +131,24 @@ test('build.sh --if-stale rebuilds when a source, the lock file or the build scr
   }
 });
 
-/** esbuild's metafile (dist/meta.json): the packages in the files a program loads at start, and in those it may import later. */
-async function packagesOf(entry: string): Promise<{ atStart: Set<string>; lazily: Set<string>; startInputs: Set<string> }> {
-  const meta = JSON.parse(await readFile(join(DIST, 'meta.json'), 'utf8')) as {
-    outputs: Record<string, { imports: { path: string; kind: string; external?: boolean }[]; inputs: Record<string, unknown> }>;
+/** The agent's metafile (dist/meta-agent.json): packages in its start-up bundles and in every agent bundle, and which bundles agent.cjs loads lazily. */
+async function agentPackages(): Promise<{ atStart: Set<string>; lazily: Set<string>; startInputs: Set<string>; lazyBundles: string[] }> {
+  const meta = JSON.parse(await readFile(join(DIST, 'meta-agent.json'), 'utf8')) as {
+    outputs: Record<string, { inputs: Record<string, unknown> }>;
   };
-  const filesReached = (kinds: readonly string[]): Set<string> => {
-    const seen = new Set<string>();
-    const stack = [entry];
-    for (let file = stack.pop(); file !== undefined; file = stack.pop()) {
-      if (seen.has(file)) continue;
-      seen.add(file);
-      for (const i of meta.outputs[file]?.imports ?? []) if (kinds.includes(i.kind) && i.external !== true) stack.push(i.path);
-    }
-    return new Set([...seen].flatMap((file) => Object.keys(meta.outputs[file]?.inputs ?? {})));
-  };
-  const packages = (inputs: Set<string>): Set<string> => {
-    const found = new Set<string>();
-    for (const input of inputs) {
-      const parts = input.split('/');
-      if (parts[0] === 'node_modules') found.add(parts.slice(1, parts[1]?.startsWith('@') ? 3 : 2).join('/'));
-    }
-    return found;
-  };
-  const startInputs = filesReached(['import-statement']);
-  return { atStart: packages(startInputs), lazily: packages(filesReached(['import-statement', 'dynamic-import'])), startInputs };
+  const inputsOf = (files: string[]): Set<string> => new Set(files.flatMap((f) => Object.keys(meta.outputs[f]?.inputs ?? {})));
+  const packages = (inputs: Set<string>): Set<string> =>
+    new Set([...inputs].filter((i) => i.startsWith('node_modules/')).map((i) => i.split('/').slice(1, i.split('/')[1]?.startsWith('@') ? 3 : 2).join('/')));
+  const startInputs = inputsOf(['dist/agent/main.cjs', 'dist/agent/agent.cjs']);
+  const all = inputsOf(Object.keys(meta.outputs).filter((f) => f.endsWith('.cjs')));
+  const lazyBundles = [...startInputs].filter((i) => i.startsWith('crosslink-lazy:')).map((i) => i.slice('crosslink-lazy:'.length)).sort();
+  return { atStart: packages(startInputs), lazily: packages(all), startInputs, lazyBundles };
 }
 
 test('the agent loads prom-client only when scraped, the Kubernetes client only in Kubernetes mode, the YAML parser never', async (t) => {
-  const agent = await packagesOf('dist/agent/main.js');
+  const agent = await agentPackages();
+  t.deepEqual(agent.lazyBundles, ['kubernetes.cjs', 'metrics.cjs'], 'agent.cjs loads the lazy bundles');
+  t.false(agent.atStart.has('thread-stream'), "pino's transports (a worker thread) are not in the agent");
   // Policies reach the agent as JSON in signed records; YAML is the operator's (coordinator, CLI).
   t.false(agent.lazily.has('yaml'), 'the agent does not bundle the YAML parser');
   for (const lazy of ['prom-client', '@kubernetes/client-node']) {
@@ -136,7 +162,7 @@ test('zod is tree-shaken: no locale but English and no JSON-schema importer amon
   // `import { z } from 'zod'` binds zod's whole namespace (all ~50 locales, the JSON-schema
   // importer: 430 KB more source text in the agent's heap); `import * as z from 'zod'` lets
   // esbuild keep only what is used (eslint forbids the named import; docs/benchmarks.md round 19).
-  const { startInputs } = await packagesOf('dist/agent/main.js');
+  const { startInputs } = await agentPackages();
   const zod = [...startInputs].filter((f) => f.startsWith('node_modules/zod/'));
   t.true(zod.some((f) => f.endsWith('/v4/core/schemas.js')), 'zod itself is bundled');
   t.deepEqual(zod.filter((f) => f.includes('/locales/') && !f.endsWith('/locales/en.js')), []);

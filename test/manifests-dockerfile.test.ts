@@ -32,8 +32,8 @@ test('Dockerfile: Node 22 runtime with the data-plane tools and tini as PID 1', 
 
 test('Dockerfile: a build stage bundles dist/ (scripts/build.sh); the runtime has no node_modules and bin/ runs dist/', (t) => {
   t.regex(dockerfile, /^FROM node:22-bookworm-slim AS build$/m);
-  t.regex(buildStage, /^COPY scripts\/build\.sh \.\/scripts\/build\.sh$/m);
-  t.true(dockerignore.includes('!scripts/build.sh'), '.dockerignore keeps scripts/build.sh in the build context');
+  t.regex(buildStage, /^COPY scripts\/build\.sh scripts\/build-agent\.ts \.\/scripts\/$/m);
+  for (const f of ['scripts/build.sh', 'scripts/build-agent.ts']) t.true(dockerignore.includes(`!${f}`), `.dockerignore keeps ${f} in the build context`);
   t.regex(buildStage, /^RUN bash scripts\/build\.sh$/m);
   t.regex(dockerfile, /^COPY --from=build \/src\/dist \.\/dist$/m);
   t.notRegex(runtimeStage, /npm (?:ci|install)|node_modules/, 'the bundles carry their dependencies: the runtime installs none');
@@ -44,7 +44,7 @@ test('Dockerfile: a build stage bundles dist/ (scripts/build.sh); the runtime ha
     t.true(runtimeCopied.includes(dirname(bin)), `${bin} is copied`);
     const script = readFileSync(join(ROOT, bin), 'utf8');
     t.notRegex(script, /tsx/, `${bin} does not use tsx`);
-    t.regex(script, /run-compiled" [a-z]+\/main\.js/, `${bin} runs a compiled entry point`);
+    t.regex(script, /run-compiled" [a-z]+\/main\.c?js/, `${bin} runs a compiled entry point`);
   }
   t.regex(readFileSync(join(ROOT, 'bin', 'run-compiled'), 'utf8'), /exec node (?:"\$\{flags\[@\]\}" )?"\$root\/dist\/\$entry"/);
   t.true(copied.includes('package-lock.json') || dockerfile.includes('package-lock.json'));
