@@ -11,7 +11,7 @@ import { onConnectionStatus } from '../lib/nats-status.ts';
 import { errorMessage } from '../lib/errors.ts';
 import { mapLimit } from '../lib/pool.ts';
 import { HeardAgainTracker } from './heard-again.ts';
-import { fakeAgent, rpc, signed, signedRegistration, type FakeAgent } from './simulated-agent.ts';
+import { simulatedAgent, rpc, signed, signedRegistration, type SimulatedAgent } from './simulated-agent.ts';
 import type { JoinCredential } from '../protocol/join-credential.ts';
 import { HeartbeatReply, RegisterReply, type Heartbeat } from '../protocol/messages.ts';
 import { openEnvelopeUnverified } from '../protocol/signing.ts';
@@ -35,12 +35,12 @@ export interface FleetControlPlane {
  * Agent `i` of a synthetic fleet: unique name, WireGuard key and /26 pod CIDR inside its cluster's
  * range (`clusterRange`; 16384 nodes per cluster); two gateways per cluster.
  */
-export function makeAgent(i: number): Promise<FakeAgent> {
+export function makeAgent(i: number): Promise<SimulatedAgent> {
   const hi = (i >> 8) & 255;
   const lo = i & 255;
   const c = i % CLUSTERS;
   const j = Math.floor(i / CLUSTERS) % 16_384;
-  return fakeAgent(`node-${i}`, {
+  return simulatedAgent(`node-${i}`, {
     cluster: `c${c}`,
     location: `region-${c}`,
     podCidrs: [`10.${16 * c + (j >> 10)}.${(j >> 2) & 255}.${(j & 3) * 64}/26`],
@@ -50,7 +50,7 @@ export function makeAgent(i: number): Promise<FakeAgent> {
   });
 }
 
-export async function makeAgents(from: number, count: number): Promise<FakeAgent[]> {
+export async function makeAgents(from: number, count: number): Promise<SimulatedAgent[]> {
   return Promise.all(Array.from({ length: count }, (_, k) => makeAgent(from + k)));
 }
 
@@ -115,7 +115,7 @@ export class AgentFleet {
 
   constructor(
     private readonly controlPlane: FleetControlPlane,
-    readonly agents: readonly FakeAgent[],
+    readonly agents: readonly SimulatedAgent[],
     private readonly timeoutMs = 5000,
   ) {
     this.nc = controlPlane.nc;
@@ -123,7 +123,7 @@ export class AgentFleet {
   }
 
   /** One signed registration; resolves to the reply and the request's round trip. */
-  async registerOnce(agent: FakeAgent): Promise<{ reply: RegisterReply; ms: number }> {
+  async registerOnce(agent: SimulatedAgent): Promise<{ reply: RegisterReply; ms: number }> {
     const request = agent.request();
     const body = await signedRegistration(request, agent.identity.secretKey, agent.joinCredential ?? this.controlPlane.credentialFor(request.cluster));
     const t0 = performance.now();
@@ -133,7 +133,7 @@ export class AgentFleet {
   }
 
   /** Registers every agent with at most `concurrency` requests in flight, retrying "unavailable". */
-  async registerAll(concurrency: number, agents: readonly FakeAgent[] = this.agents): Promise<RegistrationRun> {
+  async registerAll(concurrency: number, agents: readonly SimulatedAgent[] = this.agents): Promise<RegistrationRun> {
     const latenciesMs: number[] = [];
     const generations = new Map<string, number>();
     let retries = 0;
@@ -234,9 +234,9 @@ export class AgentFleet {
     if (at < (this.due.get(name) ?? Infinity)) this.due.set(name, at);
   }
 
-  private async heartbeat(agent: FakeAgent, resends = 0): Promise<void> {
+  private async heartbeat(agent: SimulatedAgent, resends = 0): Promise<void> {
     const c = this.counters;
-    // The epoch the agent learned (FakeAgent.epoch, protocol/coordinator-epoch.ts): signed into its heartbeats, like the agent.
+    // The epoch the agent learned (SimulatedAgent.epoch, protocol/coordinator-epoch.ts): signed into its heartbeats, like the agent.
     const epoch = agent.epoch;
     const hb: Heartbeat = { v: 1, name: agent.name, identityKey: agent.identity.publicKey, generation: 0, sentAt: agent.nextSentAt(), ...(epoch === undefined ? {} : { epoch }) };
     const body = await signed(hb, agent.identity.secretKey);

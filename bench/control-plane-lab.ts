@@ -14,7 +14,7 @@ import { systemClock } from '../lib/clock.ts';
 import { silentLogger } from '../lib/logger.ts';
 import type { JoinCredential } from '../protocol/join-credential.ts';
 import { CLUSTERS, clusterRange } from './agent-fleet.ts';
-import { fakeAgent, rpc, signed, type FakeAgent } from './simulated-agent.ts';
+import { simulatedAgent, rpc, signed, type SimulatedAgent } from './simulated-agent.ts';
 import type { NatsServer } from '../lib/nats-server.ts';
 import { waitFor } from '../lib/wait.ts';
 import { HeartbeatReply, type Heartbeat } from '../protocol/messages.ts';
@@ -51,7 +51,7 @@ export class ControlPlaneLab {
   readonly podName = `xl-bench-coordinator-${this.id}`;
   coordinator: CoordinatorProcess | undefined;
   private kvHandle: KV | undefined;
-  private probe: FakeAgent | undefined;
+  private probe: SimulatedAgent | undefined;
   private readonly credentials = new Map<string, JoinCredential>();
 
   private constructor(
@@ -126,7 +126,7 @@ export class ControlPlaneLab {
 
   /** True when the leader answers a heartbeat (an unregistered probe gets "unknown-node" from the leader only). */
   async serves(timeoutMs = 500): Promise<boolean> {
-    this.probe ??= await fakeAgent('xl-bench-probe');
+    this.probe ??= await simulatedAgent('xl-bench-probe');
     const hb: Heartbeat = { v: 1, name: this.probe.name, identityKey: this.probe.identity.publicKey, generation: 0, sentAt: this.probe.nextSentAt() };
     try {
       await rpc(this.nc, this.subjects.heartbeat, await signed(hb, this.probe.identity.secretKey), HeartbeatReply, timeoutMs);

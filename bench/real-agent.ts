@@ -17,7 +17,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
-import { agentClient, fakeAgent, rpc, signed, type AgentClient, type FakeAgent } from './simulated-agent.ts';
+import { agentClient, simulatedAgent, rpc, signed, type AgentClient, type SimulatedAgent } from './simulated-agent.ts';
 import { errorMessage } from '../lib/errors.ts';
 import { NatsServer } from '../lib/nats-server.ts';
 import { ProcessRunner } from '../lib/runner.ts';
@@ -147,8 +147,8 @@ async function residentByMapping(pid: number): Promise<string> {
 }
 
 /** Simulated node `i` of cluster "sim": a /24 out of 10.64.0.0/10 and a documentation-range endpoint. */
-function simNode(i: number, credential: JoinCredential): Promise<FakeAgent> {
-  return fakeAgent(`sim-${i}`, {
+function simNode(i: number, credential: JoinCredential): Promise<SimulatedAgent> {
+  return simulatedAgent(`sim-${i}`, {
     cluster: 'sim',
     location: `region-${i % 10}`,
     podCidrs: [`10.${64 + (i >> 8)}.${i & 255}.0/24`],
@@ -460,9 +460,9 @@ async function serves(nc: NatsConnection | undefined): Promise<boolean> {
     return false;
   }
 }
-const probeAgent = fakeAgent('xl-bench-probe');
+const probeAgent = simulatedAgent('xl-bench-probe');
 
-async function registerWithRetry(client: AgentClient, agent: FakeAgent): Promise<Extract<RegisterReply, { ok: true }>> {
+async function registerWithRetry(client: AgentClient, agent: SimulatedAgent): Promise<Extract<RegisterReply, { ok: true }>> {
   let last = '';
   for (let attempt = 1; attempt <= 10; attempt++) {
     try {

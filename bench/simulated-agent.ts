@@ -8,7 +8,7 @@ import { subjects } from '../protocol/subjects.ts';
 import { generateSigningKeyPair, generateWireguardKeyPair, signEnvelope, type SigningKeyPair, type WireguardKeyPair } from '../protocol/signing.ts';
 import { joinSign, type JoinCredential } from '../protocol/join-credential.ts';
 
-export interface FakeAgent {
+export interface SimulatedAgent {
   readonly name: string;
   readonly identity: SigningKeyPair;
   readonly wireguard: WireguardKeyPair;
@@ -25,7 +25,7 @@ export interface FakeAgent {
   epoch?: string | undefined;
 }
 
-export async function fakeAgent(name: string, base: Partial<RegistrationRequest> = {}): Promise<FakeAgent> {
+export async function simulatedAgent(name: string, base: Partial<RegistrationRequest> = {}): Promise<SimulatedAgent> {
   const identity = await generateSigningKeyPair();
   const wireguard = await generateWireguardKeyPair();
   let last = 0;
@@ -81,14 +81,14 @@ export interface AgentClientOptions {
 
 export interface AgentClient {
   /** The signed registration body `register` would send (`signWith`: another identity secret key). */
-  registrationBody(agent: FakeAgent, overrides?: Partial<RegistrationRequest>, signWith?: string): Promise<string>;
-  register(agent: FakeAgent, overrides?: Partial<RegistrationRequest>): Promise<RegisterReply>;
-  heartbeat(agent: FakeAgent, overrides?: Partial<Heartbeat>): Promise<HeartbeatReply>;
-  deregister(agent: FakeAgent, overrides?: Partial<Deregister>): Promise<HeartbeatReply>;
+  registrationBody(agent: SimulatedAgent, overrides?: Partial<RegistrationRequest>, signWith?: string): Promise<string>;
+  register(agent: SimulatedAgent, overrides?: Partial<RegistrationRequest>): Promise<RegisterReply>;
+  heartbeat(agent: SimulatedAgent, overrides?: Partial<Heartbeat>): Promise<HeartbeatReply>;
+  deregister(agent: SimulatedAgent, overrides?: Partial<Deregister>): Promise<HeartbeatReply>;
 }
 
 /** The agent keeps the epoch a reply carries (every reply of a leader that knows one does). */
-function learn<R extends { readonly epoch?: string | undefined }>(agent: FakeAgent, reply: R): R {
+function learn<R extends { readonly epoch?: string | undefined }>(agent: SimulatedAgent, reply: R): R {
   if (reply.epoch !== undefined) agent.epoch = reply.epoch;
   return reply;
 }
@@ -97,7 +97,7 @@ export function agentClient(nc: NatsConnection, prefix?: string, options: AgentC
   const s = subjects(prefix);
   const o: AgentClientOptions = typeof options === 'number' ? { timeoutMs: options } : options;
   const timeoutMs = o.timeoutMs ?? 3000;
-  const registrationBody = async (agent: FakeAgent, overrides?: Partial<RegistrationRequest>, signWith?: string): Promise<string> => {
+  const registrationBody = async (agent: SimulatedAgent, overrides?: Partial<RegistrationRequest>, signWith?: string): Promise<string> => {
     const request = agent.request(overrides);
     const credential = agent.joinCredential ?? (await o.credentialFor?.(request));
     return signedRegistration(request, signWith ?? agent.identity.secretKey, credential);

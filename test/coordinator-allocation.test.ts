@@ -5,7 +5,7 @@
 // In-process, on a bucket whose writes the test holds (test/helpers/gated-kv.ts): no NATS.
 import test from 'ava';
 import { GatedKv } from './helpers/gated-kv.ts';
-import { fakeAgent, signedRegistration, type FakeAgent } from '../bench/simulated-agent.ts';
+import { fakeAgent, signedRegistration, type FakeAgent } from './helpers/fake-agent.ts';
 import { addCluster } from '../coordinator/cluster-admin.ts';
 import { defaultRunOptions, parseCoordinatorConfig } from '../coordinator/config.ts';
 import { Liveness } from '../coordinator/liveness.ts';

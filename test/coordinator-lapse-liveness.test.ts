@@ -7,7 +7,7 @@
 import test from 'ava';
 import { GatedKv } from './helpers/gated-kv.ts';
 import { ManualClock } from './helpers/manual-clock.ts';
-import { fakeAgent, signedRegistration, type FakeAgent } from '../bench/simulated-agent.ts';
+import { fakeAgent, signedRegistration, type FakeAgent } from './helpers/fake-agent.ts';
 import { addCluster } from '../coordinator/cluster-admin.ts';
 import { defaultRunOptions, parseCoordinatorConfig } from '../coordinator/config.ts';
 import { LeaderLease } from '../coordinator/lease.ts';

@@ -32,6 +32,11 @@ test('no test fake lives in the production tree (fakes, manual clocks and record
   for (const p of paths) files.set(p, await readFile(join(ROOT, p), 'utf8'));
   t.deepEqual(testFakesIn(files), []);
   t.deepEqual(testFakesIn(new Map([['lib/clock.ts', 'export class ManualClock implements Clock {}\nexport const systemClock = {};']])), ['lib/clock.ts:1 ManualClock'], 'the check can fail');
+  t.deepEqual(
+    testFakesIn(new Map([['coordinator/testing.ts', 'export async function fakeAgent() {}\nexport abstract class FakeStore {}\nexport default class MockNats {}\nexport function* stubEntries() {}']])),
+    ['coordinator/testing.ts:1 fakeAgent', 'coordinator/testing.ts:2 FakeStore', 'coordinator/testing.ts:3 MockNats', 'coordinator/testing.ts:4 stubEntries'],
+    'async, abstract, default and generator exports too',
+  );
 });
 
 test('fixture: an upward, a sideways and an outside import are each reported; downward ones are not', (t) => {

@@ -1,6 +1,7 @@
 import test from 'ava';
 import type { DesiredRoute } from '../agent/plan/model.ts';
-import { ROUTE_PROTO, diffRoutes, parseIpRoutes, readRoutesArgv, routeCommands, RouteParseError, type LiveRoute } from '../agent/dataplane/route-diff.ts';
+import { ROUTE_PROTO, diffRoutes, parseIpRoutes, readRoutesArgv, routeCommands, type LiveRoute } from '../agent/dataplane/route-diff.ts';
+import { IpJsonError } from '../agent/dataplane/ip-json.ts';
 
 /** A live route of ours (proto 149) unless `protocol` says otherwise. */
 const live = (dst: string, dev: string | null, via: string | null = null, extra: Partial<LiveRoute> = {}): LiveRoute => ({
@@ -41,7 +42,9 @@ test('parseIpRoutes: real iproute2 6.1 output (host routes without prefix, gatew
   ]);
   t.deepEqual(parseIpRoutes('', 4), []);
   t.deepEqual(parseIpRoutes('[]', 4), []);
-  t.throws(() => parseIpRoutes('Error: oops', 4), { instanceOf: RouteParseError });
+  // One parse of `ip -j` output (agent/dataplane/ip-json.ts): the error names the command.
+  t.throws(() => parseIpRoutes('Error: oops', 4), { instanceOf: IpJsonError, message: /^ip -j route show table main: output is not JSON/ });
+  t.throws(() => parseIpRoutes('{}', 6), { instanceOf: IpJsonError, message: /^ip -j -6 route show table main: expected a JSON array/ });
 });
 
 // [title, desired, live, expected commands]

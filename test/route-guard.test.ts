@@ -7,6 +7,7 @@ import type { HostFacts } from '../agent/plan/route-guard.ts';
 import { parseHostAddresses, readHostFacts } from '../agent/dataplane/host-facts.ts';
 import { RecordingRunner } from './helpers/recording-runner.ts';
 import type { ClusterRecord, NodeRecord } from '../protocol/messages.ts';
+import { IpJsonError } from '../agent/dataplane/ip-json.ts';
 
 const key = (name: string): string => createHash('sha256').update(`wg:${name}`).digest('base64');
 
@@ -131,4 +132,5 @@ test('host facts: read once, our interface and our routes left out', async (t) =
   });
   t.deepEqual(runner.transcript(), ['ip -j addr show', 'ip -j route show table main', 'ip -j -6 route show table main']);
   t.deepEqual(parseHostAddresses('', 'xl0'), []);
+  t.throws(() => parseHostAddresses('Error: oops', 'xl0'), { instanceOf: IpJsonError, message: /^ip -j addr show: output is not JSON/ });
 });

@@ -4,7 +4,11 @@
 // the overlay, not the host.
 import type { Runner } from '../../lib/runner.ts';
 import type { HostAddress, HostFacts, HostRoute } from '../plan/route-guard.ts';
-import { RouteParseError, isOwnedRoute, readMainRoutes, type LiveRoute } from './route-diff.ts';
+import { parseIpJson } from './ip-json.ts';
+import { isOwnedRoute, readMainRoutes, type LiveRoute } from './route-diff.ts';
+
+/** Every address of the host. */
+const HOST_ADDR_ARGV = ['ip', '-j', 'addr', 'show'] as const;
 
 interface IpJsonAddrLink {
   ifname?: unknown;
@@ -13,14 +17,7 @@ interface IpJsonAddrLink {
 
 /** Parses `ip -j addr show`: every address with its prefix length, except on `skipDev`. */
 export function parseHostAddresses(stdout: string, skipDev: string): HostAddress[] {
-  if (stdout.trim() === '') return [];
-  let raw: unknown;
-  try {
-    raw = JSON.parse(stdout);
-  } catch (err) {
-    throw new RouteParseError(`ip -j addr output is not JSON: ${stdout.slice(0, 80)}`, { cause: err });
-  }
-  if (!Array.isArray(raw)) throw new RouteParseError('ip -j addr output is not a JSON array');
+  const raw = parseIpJson(stdout, HOST_ADDR_ARGV);
   const out: HostAddress[] = [];
   for (const link of raw as IpJsonAddrLink[]) {
     if (typeof link.ifname !== 'string' || link.ifname === skipDev) continue;
@@ -43,7 +40,7 @@ export interface HostRead {
 
 /** Reads the host: `ip -j addr show` and the main table of both families, side by side. */
 export async function readHost(runner: Runner, iface: string, natsAddresses: readonly string[]): Promise<HostRead> {
-  const [addr, live] = await Promise.all([runner.run(['ip', '-j', 'addr', 'show']), readMainRoutes(runner)]);
+  const [addr, live] = await Promise.all([runner.run(HOST_ADDR_ARGV), readMainRoutes(runner)]);
   const routes: HostRoute[] = live
     .filter((r) => !isOwnedRoute(r) && r.dev !== iface)
     .map((r) => ({ dst: r.dst, dev: r.dev, via: r.via, protocol: r.protocol, scope: r.scope }));

@@ -1,9 +1,9 @@
 // Routes Crosslink owns are marked with a dedicated route protocol number; we read, replace and
 // delete only those, so routes of the CNI, the cloud or the admin are never touched.
 import { canonicalCidr, formatIp, hostCidr, parseIp } from '../../protocol/cidr.ts';
-import { CrosslinkError } from '../../lib/errors.ts';
 import type { DesiredRoute } from '../plan/model.ts';
 import type { PlannedCommand } from './wg-diff.ts';
+import { parseIpJson } from './ip-json.ts';
 import type { Runner } from '../../lib/runner.ts';
 
 /**
@@ -30,10 +30,6 @@ export const defaultMetric = (family: 4 | 6): number => (family === 6 ? 1024 : 0
 
 /** Crosslink installed it: our protocol number (and, by construction, table main). */
 export const isOwnedRoute = (r: LiveRoute): boolean => r.protocol === String(ROUTE_PROTO);
-
-export class RouteParseError extends CrosslinkError {
-  override name = 'RouteParseError';
-}
 
 /**
  * `ip -j [-6] route show table main`: the WHOLE main table, both ours and everybody else's, so
@@ -76,14 +72,7 @@ function routeDst(dst: string, family: 4 | 6): string | undefined {
  * without "protocol" is iproute2's default, "boot".
  */
 export function parseIpRoutes(stdout: string, family: 4 | 6): LiveRoute[] {
-  if (stdout.trim() === '') return [];
-  let raw: unknown;
-  try {
-    raw = JSON.parse(stdout);
-  } catch (err) {
-    throw new RouteParseError(`ip -j route output is not JSON: ${stdout.slice(0, 80)}`, { cause: err });
-  }
-  if (!Array.isArray(raw)) throw new RouteParseError('ip -j route output is not a JSON array');
+  const raw = parseIpJson(stdout, readRoutesArgv(family));
   const out: LiveRoute[] = [];
   for (const r of raw as IpJsonRoute[]) {
     if (typeof r.dst !== 'string') continue;

@@ -60,7 +60,7 @@ export function layerViolations(files: ReadonlyMap<string, string>): ImportViola
 }
 
 /** Exported names that say "test double": they belong under test/helpers/, not in the production tree. */
-const TEST_FAKE_RE = /^export\s+(?:abstract\s+)?(?:class|function|const|let)\s+((?:Fake|Mock|Stub|Dummy|Manual|Recording|fake|mock|stub|dummy)\w*)/gm;
+const TEST_FAKE_RE = /^export\s+(?:default\s+)?(?:abstract\s+|async\s+)?(?:class|function\*?|const|let|var)\s+((?:Fake|Mock|Stub|Dummy|Manual|Recording|fake|mock|stub|dummy)\w*)/gm;
 
 /** `file:line Name` of every export of `files` named like a test fake. */
 export function testFakesIn(files: ReadonlyMap<string, string>): string[] {
