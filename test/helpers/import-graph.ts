@@ -1,6 +1,7 @@
 // The layer rule as data: lib ← protocol ← agent | coordinator ← cli ← lab ← bench. An import may go
 // to its own folder or to a lower layer; never up, never sideways (agent ↔ coordinator). bench sits
-// above lab: benchmarks bring up labs (bench/idle.ts), a lab never imports a benchmark.
+// above lab: benchmarks bring up labs (bench/idle.ts), a lab never imports a benchmark. scripts/
+// (the build) sits on top: it may bundle anything, and no module imports it.
 import { posix } from 'node:path';
 
 /** Layer of each top-level folder; equal numbers are siblings that must not import each other. */
@@ -12,6 +13,8 @@ export const LAYERS: Readonly<Record<string, number>> = {
   cli: 3,
   lab: 4,
   bench: 5,
+  /** The build (scripts/build-agent.ts): it bundles the others; nothing imports it. */
+  scripts: 6,
 };
 
 export interface ImportViolation {
