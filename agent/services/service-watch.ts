@@ -8,11 +8,17 @@ import type { KvWatchEntry } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { directWatchSource, type KeyWatch, type KeyWatchSource } from '../control/key-watch.ts';
 import type { Clock } from '../../lib/clock.ts';
-import { errorMessage } from '../../lib/errors.ts';
+import { superviseWithBackoff } from '../../lib/backoff.ts';
+import { CrosslinkError, errorMessage } from '../../lib/errors.ts';
 import type { Logger } from '../../lib/logger.ts';
 import { ServiceExportRecord, serviceKeys } from '../../protocol/service.ts';
 import { verifyEnvelope } from '../../protocol/signing.ts';
 import { onConnectionStatus } from '../../lib/nats-status.ts';
+
+/** A watch session that ended without delivering its full snapshot (retried with backoff). */
+export class ServiceWatchError extends CrosslinkError {
+  override name = 'ServiceWatchError';
+}
 
 export interface ServiceWatchOptions {
   readonly nc: NatsConnection;
@@ -72,21 +78,19 @@ export class ServiceWatch {
     await this.loop;
   }
 
-  private async run(): Promise<void> {
-    const min = this.o.retryMinMs ?? 250;
-    const max = this.o.retryMaxMs ?? 5000;
-    let delay = min;
-    while (!this.abort.signal.aborted) {
-      try {
-        const complete = await this.session();
-        if (complete) delay = min;
-      } catch (err) {
-        this.o.logger.warn({ err: errorMessage(err) }, 'service watch failed; retrying');
-      }
-      if (this.abort.signal.aborted) break;
-      await this.o.clock.sleep(delay, this.abort.signal);
-      delay = Math.min(max, delay * 2);
-    }
+  /** Sessions one after the other (lib/backoff.ts): the minimum delay after a complete one, growing after failures and sessions cut short before their snapshot. */
+  private run(): Promise<void> {
+    return superviseWithBackoff(
+      async () => {
+        if (!(await this.session())) throw new ServiceWatchError('the watch ended before its snapshot was complete');
+      },
+      {
+        policy: { initialMs: this.o.retryMinMs ?? 250, maxMs: this.o.retryMaxMs ?? 5000 },
+        clock: this.o.clock,
+        signal: this.abort.signal,
+        onFailure: (err, failures, retryInMs) => this.o.logger.warn({ err: errorMessage(err), failures, retryInMs }, 'service watch failed; retrying'),
+      },
+    );
   }
 
   /** One session: the full snapshot (then swapped in), then deltas until the watcher ends. */

@@ -1,0 +1,69 @@
+// ServiceWatch's sessions (agent/services/service-watch.ts) are supervised by lib/backoff.ts, not a
+// backoff of their own: failures and sessions cut short before their snapshot back off (2×, 4×, …
+// the minimum, capped), a session that delivered its snapshot is followed after the minimum. On a
+// manual clock, with a fake watch source: no NATS, no real-time sleep.
+import test from 'ava';
+import type { KvWatchEntry } from '@nats-io/kv';
+import type { NatsConnection } from '@nats-io/transport-node';
+import type { KeyWatch, KeyWatchSource } from '../agent/control/key-watch.ts';
+import { ServiceWatch } from '../agent/services/service-watch.ts';
+import { silentLogger } from '../lib/logger.ts';
+import { waitFor } from '../lib/wait.ts';
+import { generateSigningKeyPair } from '../protocol/signing.ts';
+import { ManualClock } from './helpers/manual-clock.ts';
+
+/** A connection whose status stream never says anything. */
+const quietConnection = (): NatsConnection =>
+  ({
+    status: () => ({
+      [Symbol.asyncIterator]: () => ({ next: () => new Promise<IteratorResult<never>>(() => undefined) }),
+      stop: () => undefined,
+    }),
+  }) as unknown as NatsConnection;
+
+/** A watch whose snapshot announces `count` entries and which ends (delivering none) when `end` is called, or at once. */
+function watchOf(count: number, endAtOnce: boolean): KeyWatch & { end(): void } {
+  let finish: () => void = () => undefined;
+  const ended = endAtOnce ? Promise.resolve() : new Promise<void>((r) => (finish = r));
+  return {
+    initialCount: () => Promise.resolve(count),
+    stop: () => finish(),
+    end: () => finish(),
+    [Symbol.asyncIterator]: (): AsyncIterator<KvWatchEntry> => ({
+      next: async (): Promise<IteratorResult<KvWatchEntry>> => {
+        await ended;
+        return { done: true, value: undefined };
+      },
+    }),
+  };
+}
+
+test('sessions back off with lib/backoff.ts: failures and a cut-short snapshot double the delay, a complete session is followed after the minimum', async (t) => {
+  const clock = new ManualClock();
+  // Three failed creates, a session that ends before its one-entry snapshot, a complete (empty) one that ends, then one that stays.
+  const lasting = watchOf(0, false);
+  const plan: (() => Promise<KeyWatch>)[] = [
+    () => Promise.reject(new Error('no responders')),
+    () => Promise.reject(new Error('no responders')),
+    () => Promise.reject(new Error('no responders')),
+    () => Promise.resolve(watchOf(1, true)),
+    () => Promise.resolve(watchOf(0, true)),
+    () => Promise.resolve(lasting),
+  ];
+  let calls = 0;
+  const source = { watch: () => (plan[calls++] ?? (() => Promise.reject(new Error('unplanned'))))() } as unknown as KeyWatchSource;
+  const key = await generateSigningKeyPair();
+  const w = new ServiceWatch({ nc: quietConnection(), bucket: 'b', coordinatorKey: key.publicKey, logger: silentLogger(), clock, retryMinMs: 250, retryMaxMs: 5000, watches: source });
+  w.start();
+  t.teardown(() => w.stop());
+  const delays: number[] = [];
+  for (let i = 0; i < 5; i++) {
+    const due = await waitFor(() => clock.wakeups[0], { timeoutMs: 5000, intervalMs: 1, what: `the watch asleep before session ${i + 2}` });
+    delays.push(due - clock.now());
+    clock.advanceTo(due);
+  }
+  t.deepEqual(delays, [500, 1000, 2000, 4000, 250]);
+  await waitFor(() => calls === 6, { timeoutMs: 5000, intervalMs: 1, what: 'the sixth session' });
+  t.true(w.synced, 'the complete session delivered its (empty) snapshot');
+  lasting.end();
+});
