@@ -7,6 +7,9 @@
 // another filter, never another deliver subject (protocol/watch-broker.ts validates; adversary tests
 // in test/nats-auth.test.ts and test/watch-broker.test.ts). A token bucket per replica bounds a flood
 // while the honest fleet's re-watch storm after a NATS server loss fits in its burst.
+// `catchup` answers what changed after a revision by direct gets (lib/kv-catch-up.ts: no consumer, any
+// replica), in a page signed with the coordinator's key (catch-up-page.ts): what agents follow while
+// consumer creates are unservable after a NATS server loss (agent/control/catch-up-watch.ts).
 import { AckPolicy, DeliverPolicy, jetstreamManager, ReplayPolicy, type ConsumerConfig, type JetStreamManager } from '@nats-io/jetstream';
 import { countKvFilter } from '../lib/kv-filter-count.ts';
 import { readKvAfter } from '../lib/kv-catch-up.ts';

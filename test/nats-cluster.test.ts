@@ -7,6 +7,7 @@ import test from 'ava';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { brokeredWatchSource } from '../agent/control/brokered-watch.ts';
 import { MeshWatch } from '../agent/control/mesh-watch.ts';
 import { judgeProgress, nextProgressCheckMs } from '../agent/control/watch-progress.ts';
 import { parseCoordinatorConfig } from '../coordinator/config.ts';
@@ -157,3 +158,79 @@ test('3-server cluster: losing the bucket stream leader loses nothing; every wat
   mark('every watch has node-after');
 });
 
+
+test('fault: after the loss the cluster refuses every consumer create; an agent watching through the broker still sees a node joining right after, by catch-up (direct gets, no consumer)', async (t) => {
+  const cluster = await NatsCluster.start({ name: `xl-natsc-${scratchNames('x').id}` });
+  t.teardown(() => cluster.stop());
+  const { bucket, prefix } = scratchNames('xlcu');
+  const stream = `KV_${bucket}`;
+  const connectTo = (first: number, name: string): Promise<NatsConnection> =>
+    connect({ servers: [cluster.urls[first]!, ...cluster.urls.filter((_, i) => i !== first)], noRandomize: true, name, maxReconnectAttempts: -1, reconnectTimeWait: 250 });
+  const adminNc = await connectTo(1, 'xl-admin');
+  t.teardown(() => adminNc.close());
+  const jsm = await jetstreamManager(adminNc);
+  // The bucket as the coordinator makes it, but with a consumer cap (nats-server 2.9 cannot change it
+  // later): once the test has filled it, creating a consumer is refused — the fault, made certain.
+  await new Kvm(adminNc).create(bucket, { replicas: 3, history: 1 });
+  const config = (await jsm.streams.info(stream)).config;
+  await jsm.streams.delete(stream);
+  await jsm.streams.add({ ...config, max_consumers: 12 });
+
+  const signingKey = await generateSigningKeyPair();
+  const coordNc = await connectTo(0, 'xl-coordinator');
+  t.teardown(() => coordNc.close());
+  const coordinator = await Coordinator.start({ nc: coordNc, clock: systemClock, logger: silentLogger(), config: parseCoordinatorConfig({ bucket, subjectPrefix: prefix, replicas: '3', nodeTtl: '60s', leaseTtl: '2s' }), signingKey, holderId: 'xl-cu-coord' });
+  t.teardown(() => coordinator.stop());
+  await waitFor(() => coordinator.isLeader(), { timeoutMs: 30_000, what: 'coordinator leads' });
+  const client = await enrollingClient(adminNc, prefix, bucket, signingKey, 5000);
+  const register = async (a: FakeAgent): Promise<void> => {
+    await waitFor(async () => (await client.register(a)).ok, { timeoutMs: 30_000, intervalMs: 250, what: `registration of ${a.name}` });
+  };
+  for (let i = 0; i < 3; i++) await register(await fakeAgent(`node-${i}`, { podCidrs: [`10.30.${i}.0/24`] }));
+
+  // The agent's side: its watches through the coordinator's broker, as crosslink-agent does.
+  const agentNc = await connectTo(2, 'xl-agent');
+  t.teardown(() => agentNc.close());
+  const src = brokeredWatchSource({ nc: agentNc, bucket, subjectPrefix: prefix, logger: silentLogger(), clock: systemClock, coordinatorKey: signingKey.publicKey });
+  const watch = new MeshWatch({ nc: agentNc, watches: src, bucket, coordinatorKey: signingKey.publicKey, logger: process.env['XL_DEBUG'] ? createLogger('agent-watch', 'debug') : silentLogger(), clock: systemClock, debounceMs: 20, auditIntervalMs: 0, rewatchJitterMs: 0, progressCheckMs: 2000, progressBurstMs: 500 });
+  t.teardown(() => watch.stop());
+  watch.start();
+  await waitFor(() => watch.synced && watch.snapshot().nodes.size === 3 && src.stats().brokered === 2, { timeoutMs: 30_000, what: 'the agent has 3 nodes through two brokered watches' });
+
+  // Lose the server holding the agent's nodes.> consumer (its watch goes silent or its connection moves).
+  let host = '';
+  for await (const c of jsm.consumers.list(stream)) if (c.name.startsWith('xlw_') && c.config.filter_subject === `$KV.${bucket}.nodes.>`) host = c.cluster?.leader ?? '';
+  const lost = cluster.indexOf(host);
+  t.true(lost >= 0, `the watch consumer's server ${host} is a member`);
+  const brokeredBefore = src.stats().brokered;
+  await cluster.server(lost).stopProcess();
+  // Fill the cap: from now on every consumer create is refused (by whichever server leads the meta layer).
+  let filled = 0;
+  let lastErr = '';
+  const refusal = await waitFor(
+    async () => {
+      try {
+        await jsm.consumers.add(stream, { filter_subject: `$KV.${bucket}.clusters.>`, mem_storage: true, num_replicas: 1, inactive_threshold: 120_000_000_000 });
+        filled++;
+        return undefined;
+      } catch (err) {
+        lastErr = String(err);
+        return /maximum consumers/i.test(lastErr) ? lastErr : undefined;
+      }
+    },
+    { timeoutMs: 30_000, intervalMs: 10, what: 'consumer creates refused at the cap' },
+  ).catch((err: unknown) => {
+    throw new Error(`${String(err)} (filled ${filled}; last error ${lastErr})`);
+  });
+  t.log(`creates refused: ${refusal}`);
+
+  const late = await fakeAgent('node-late', { podCidrs: ['10.31.0.0/24'] });
+  await register(late);
+  await waitFor(() => watch.snapshot().nodes.has('node-late'), { timeoutMs: 30_000, what: 'the agent sees node-late although no watch can be created' });
+  const s = watch.stats();
+  t.log({ mesh: s, source: src.stats() });
+  t.true(s.catchUpSessions >= 1 && s.catchingUp, 'followed by catch-up');
+  t.is(src.stats().brokered, brokeredBefore, 'no watch was created after the loss');
+  t.true(src.stats().catchUps >= 1);
+  t.is(watch.snapshot().nodes.size, 4);
+});
