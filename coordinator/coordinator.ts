@@ -3,6 +3,7 @@
 // tracked everywhere; only the leader answers them.
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
+import type { KV } from '@nats-io/kv';
 import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
 import type { Clock } from '../lib/clock.ts';
 import { errorMessage } from '../lib/errors.ts';
@@ -45,6 +46,8 @@ export interface CoordinatorDeps {
   readonly metrics?: CoordinatorMetricsHooks;
   /** When events published while handling a request go out (coordinator/deferred-events.ts); default: the next turn. */
   readonly eventSchedule?: Schedule;
+  /** The bucket as this coordinator uses it (tests: fault injection, e.g. lease writes that hang); default as opened. */
+  readonly wrapBucket?: (kv: KV) => KV;
 }
 
 /** The heartbeat answer of a leader whose registry is not loaded yet. */
@@ -131,7 +134,8 @@ export class Coordinator {
 
   /** Opens (or creates) the bucket and starts campaigning. Throws if the bucket cannot be opened. */
   static async start(deps: CoordinatorDeps): Promise<Coordinator> {
-    const kv = await openBucket(deps.nc, { bucket: deps.config.bucket, replicas: deps.config.replicas, logger: deps.logger });
+    const opened = await openBucket(deps.nc, { bucket: deps.config.bucket, replicas: deps.config.replicas, logger: deps.logger });
+    const kv = deps.wrapBucket?.(opened) ?? opened;
     await ensureEventStream(deps.nc, { bucket: deps.config.bucket, subjectPrefix: deps.config.subjectPrefix, replicas: deps.config.replicas, logger: deps.logger });
     await ensureHealthStream(deps.nc, { bucket: deps.config.bucket, subjectPrefix: deps.config.subjectPrefix, replicas: deps.config.replicas, logger: deps.logger });
     const c = new Coordinator(deps, new StateStore(kv, deps.signingKey, deps.logger, deps.config.previousPublicKeys));

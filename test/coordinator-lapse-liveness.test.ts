@@ -2,22 +2,29 @@
 // leader's renewal is stuck it answers heartbeats "unavailable" and writes nothing, but the
 // heartbeats it takes (Registry.noteAlive, as coordinator.ts calls it during a lapse) count as signs
 // of life, so once the lapse is survived no node that kept heartbeating expires by a TTL counted
-// from before it. A real LeaderLease and Registry on one in-memory bucket (test/helpers/gated-kv.ts)
-// and one manual clock: no NATS, no real-time sleep.
+// from before it. First a real LeaderLease and Registry on one in-memory bucket
+// (test/helpers/gated-kv.ts) and one manual clock; then the real Coordinator on a real nats-server
+// whose lease writes the test holds (CoordinatorDeps.wrapBucket), on a manual clock: no real-time sleep.
 import test from 'ava';
+import type { KV } from '@nats-io/kv';
 import { GatedKv } from './helpers/gated-kv.ts';
 import { ManualClock } from './helpers/manual-clock.ts';
 import { fakeAgent, signedRegistration, type FakeAgent } from './helpers/fake-agent.ts';
 import { addCluster } from '../coordinator/cluster-admin.ts';
 import { defaultRunOptions, parseCoordinatorConfig } from '../coordinator/config.ts';
-import { LeaderLease } from '../coordinator/lease.ts';
+import { LAPSE_GRACE_MS, LeaderLease } from '../coordinator/lease.ts';
 import { Liveness } from '../coordinator/liveness.ts';
 import { Registry } from '../coordinator/registry.ts';
 import { StateStore } from '../coordinator/store.ts';
 import { silentLogger } from '../lib/logger.ts';
+import { kvKeys } from '../protocol/subjects.ts';
+import { present, startCoordinatorEnv } from './helpers/coordinator-fixture.ts';
+import { useNatsServer } from './helpers/nats-fixture.ts';
 import { waitFor } from '../lib/wait.ts';
 import type { Heartbeat } from '../protocol/messages.ts';
 import { generateSigningKeyPair } from '../protocol/signing.ts';
+
+const server = useNatsServer('xl-lapse');
 
 const LEASE_TTL = 3000;
 const NODE_TTL = 5000;
@@ -81,4 +88,89 @@ test('heartbeats taken during a lapse keep their nodes alive once the lapse is s
   t.true(clock.now() - heardAt < NODE_TTL);
   await registry.expireDue();
   t.deepEqual(registry.liveNodeNames().sort(), ['node-alive'], 'only the node silent for a whole TTL expired');
+});
+
+/** The bucket as the coordinator sees it, with its lease renewals held while `held` (the stream takes no writes). */
+class LeaseWritesHeld {
+  held = false;
+  /** Lease writes under way on the server (released or never held), not yet answered. */
+  active = 0;
+  private readonly waiting: (() => void)[] = [];
+  get inFlight(): number {
+    return this.waiting.length;
+  }
+  wrap(kv: KV): KV {
+    return new Proxy(kv, {
+      get: (target, prop) => {
+        if (prop === 'update') {
+          return (key: string, ...rest: unknown[]): Promise<number> => {
+            const write = (): Promise<number> => (target.update as (k: string, ...r: unknown[]) => Promise<number>)(key, ...rest);
+            if (key !== kvKeys.lease) return write();
+            const counted = (): Promise<number> => {
+              this.active++;
+              return write().finally(() => this.active--);
+            };
+            return this.held ? new Promise<void>((r) => this.waiting.push(r)).then(counted) : counted();
+          };
+        }
+        const v: unknown = Reflect.get(target, prop, target);
+        return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+      },
+    });
+  }
+  release(): void {
+    this.held = false;
+    for (const r of this.waiting.splice(0)) r();
+  }
+}
+
+test('the real coordinator: a heartbeat answered "unavailable" during a lapse keeps its node alive once the lapse is survived', async (t) => {
+  const clock = new ManualClock(Date.now());
+  const lease = new LeaseWritesHeld();
+  const env = await startCoordinatorEnv(t, { natsUrl: server().url, bucketTag: 'xllapse', config: { nodeTtl: `${NODE_TTL}ms`, leaseTtl: `${LEASE_TTL}ms`, maxClockSkew: '1h' }, clock, wrapBucket: (kv) => lease.wrap(kv) });
+  t.teardown(() => lease.release());
+  const alive = await fakeAgent('node-alive', { podCidrs: ['10.10.1.0/24'] });
+  const silent = await fakeAgent('node-silent', { podCidrs: ['10.10.2.0/24'] });
+  for (const a of [alive, silent]) t.like(await env.client.register(a), { ok: true });
+  const t0 = clock.now();
+  for (const a of [alive, silent]) t.like(await env.client.heartbeat(a), { ok: true });
+
+  // The stream takes no writes: the next renewal hangs; a lease TTL later the leader has lapsed.
+  // The lease loop sleeps a third of the TTL between renewals: one such period wakes it.
+  lease.held = true;
+  clock.advance(LEASE_TTL / 3);
+  await waitFor(() => lease.inFlight > 0, { timeoutMs: 10_000, intervalMs: 5, what: 'the renewal held' });
+  t.true(lease.inFlight > 0, 'a renewal is held');
+  clock.advance(LEASE_TTL);
+  t.false(env.coordinator.isLeader(), 'lapsed: not writing');
+  const during = await env.client.heartbeat(alive);
+  t.like(during, { ok: false, error: { code: 'unavailable' } });
+  t.regex(during.ok ? '' : during.error.message, /renewing its leader lease/);
+  const heardAt = clock.now();
+
+  // Writes pass again: the held renewal lands (compare-and-set: nobody else led), the next one restores
+  // the lease. Time moves only while no lease write is on its way (never past the grace on a slow box).
+  lease.release();
+  await waitFor(
+    () => {
+      if (env.coordinator.isLeader()) return true;
+      if (lease.active === 0) clock.advance(50);
+      return false;
+    },
+    { timeoutMs: 10_000, intervalMs: 5, what: 'the lease renewed after the lapse' },
+  );
+  t.true(clock.now() - heardAt < LAPSE_GRACE_MS, 'the term survived the lapse');
+
+  // Expiry rounds up to a node TTL after the last answered heartbeat: the silent node goes, the one heard during the lapse stays.
+  await waitFor(
+    () => {
+      if (env.events.some((e) => e.key === kvKeys.node('node-silent') && e.op === 'DEL')) return true;
+      if (clock.now() < t0 + NODE_TTL + 2000) clock.advance(100);
+      return false;
+    },
+    { timeoutMs: 15_000, intervalMs: 10, what: 'the silent node expired' },
+  );
+  t.true(clock.now() - heardAt < NODE_TTL, 'the node heard during the lapse is within its TTL');
+  t.true(await present(env.kv, kvKeys.node('node-alive')), 'not expired by a TTL counted from before the lapse');
+  t.false(env.events.some((e) => e.key === kvKeys.node('node-alive') && e.op === 'DEL'));
 });

@@ -75,6 +75,8 @@ export interface CoordinatorEnvOptions {
   readonly metrics?: CoordinatorMetricsHooks;
   /** When the coordinator's deferred events go out (coordinator/deferred-events.ts). */
   readonly eventSchedule?: Schedule;
+  /** The bucket as the coordinator uses it (fault injection). */
+  readonly wrapBucket?: (kv: KV) => KV;
 }
 
 /** Starts a Coordinator on its own connection and waits until it leads; all is stopped when the test ends. */
@@ -87,7 +89,7 @@ export async function startCoordinatorEnv(t: ExecutionContext, o: CoordinatorEnv
   // The fake agents (bench/simulated-agent.ts) learn the epoch from replies and sign it, like the real
   // agent: the coordinator runs with the shipped default (--require-heartbeat-epoch on).
   const config = parseCoordinatorConfig({ bucket, subjectPrefix: prefix, leaseTtl: '5s', ...o.config });
-  const coordinator = await Coordinator.start({ nc: cnc, clock, logger: silentLogger(), config, signingKey: key, ...(o.metrics ? { metrics: o.metrics } : {}), ...(o.eventSchedule ? { eventSchedule: o.eventSchedule } : {}) });
+  const coordinator = await Coordinator.start({ nc: cnc, clock, logger: silentLogger(), config, signingKey: key, ...(o.metrics ? { metrics: o.metrics } : {}), ...(o.eventSchedule ? { eventSchedule: o.eventSchedule } : {}), ...(o.wrapBucket ? { wrapBucket: o.wrapBucket } : {}) });
   const kv = await new Kvm(nc).open(bucket);
   const events: { key: string; op: string }[] = [];
   const watcher = await kv.watch({ key: '>' });
