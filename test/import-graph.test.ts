@@ -63,10 +63,10 @@ test('fixture: a folder without a layer is reported', (t) => {
   );
 });
 
-test('importsOf finds multi-line and type-only imports', (t) => {
-  const src = "import {\n  a,\n  type B,\n} from '../lib/a.ts';\nexport type { C } from './c.ts';\nimport type { D } from '../protocol/d.ts';";
+test('importsOf finds multi-line and type-only imports, and require()', (t) => {
+  const src = "import {\n  a,\n  type B,\n} from '../lib/a.ts';\nexport type { C } from './c.ts';\nimport type { D } from '../protocol/d.ts';\nconst e = require('../cli/e.cjs');";
   t.deepEqual(
     importsOf(src).map((i) => i.specifier),
-    ['../lib/a.ts', './c.ts', '../protocol/d.ts'],
+    ['../lib/a.ts', './c.ts', '../protocol/d.ts', '../cli/e.cjs'],
   );
 });

@@ -24,8 +24,8 @@ export interface ImportViolation {
   readonly reason: string;
 }
 
-/** Static `import … from`, `export … from`, side-effect `import '…'` and dynamic `import('…')`. */
-const IMPORT_RE = /(?:\bimport\s*(?:[\w*{}\s,]+\bfrom\s*)?|\bexport\s*(?:type\s*)?[\w*{}\s,]*\bfrom\s*|\bimport\s*\(\s*)['"]([^'"]+)['"]/g;
+/** Static `import … from`, `export … from`, side-effect `import '…'`, dynamic `import('…')` and CommonJS `require('…')`. */
+const IMPORT_RE = /(?:\bimport\s*(?:[\w*{}\s,]+\bfrom\s*)?|\bexport\s*(?:type\s*)?[\w*{}\s,]*\bfrom\s*|\bimport\s*\(\s*|\brequire\s*\(\s*)['"]([^'"]+)['"]/g;
 
 export function importsOf(source: string): { specifier: string; line: number }[] {
   const out: { specifier: string; line: number }[] = [];
