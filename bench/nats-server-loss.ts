@@ -8,6 +8,8 @@
 // again, a current replica. Real packets: test/lab-nats-cluster.test.ts (namespaces, wireguard-go).
 // XL_BENCH_NATS_STOP=SIGKILL: the server crashes instead of shutting down (no leadership hand-off).
 // XL_BENCH_LEASE_TTL=<duration>: the coordinators' --lease-ttl instead of the shipped default.
+// XL_BENCH_CATCH_UP=off: the watches wait for their watch to be re-created instead of following the
+// bucket by catch-up requests meanwhile (MeshWatch catchUpAfterMs 0; the A/B of round 22).
 import { readFile } from 'node:fs/promises';
 import { performance } from 'node:perf_hooks';
 import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
@@ -46,6 +48,7 @@ async function streamState(jsm: JetStreamManager, stream: string): Promise<{ lea
 export async function runNatsServerLoss(trials = 5, nodes = 300): Promise<void> {
   const stopSignal = process.env['XL_BENCH_NATS_STOP'] === 'SIGKILL' ? 'SIGKILL' : 'SIGTERM';
   const leaseTtl = process.env['XL_BENCH_LEASE_TTL'];
+  const catchUpOff = process.env['XL_BENCH_CATCH_UP'] === 'off';
   const leaseMs = parseCoordinatorConfig(leaseTtl === undefined ? {} : { leaseTtl }).leaseTtlMs;
   const cluster = await NatsCluster.start({ name: `xl-bench-natsc-${Math.random().toString(16).slice(2, 8)}` });
   const leaseEvents: LeaseEvent[] = [];
@@ -75,7 +78,7 @@ export async function runNatsServerLoss(trials = 5, nodes = 300): Promise<void> 
     const watches: MeshWatch[] = [];
     for (let i = 0; i < 3; i++) {
       const nc: NatsConnection = await connect({ servers: [cluster.urls[i] ?? '', ...cluster.urls.filter((_, j) => j !== i)], noRandomize: true, name: `xl-bench-watch-${i}`, maxReconnectAttempts: -1, reconnectTimeWait: 250 });
-      const w = new MeshWatch({ nc, bucket: l.bucket, coordinatorKey: l.key.publicKey, logger: silentLogger(), clock: systemClock, debounceMs: 20, auditIntervalMs: 0 });
+      const w = new MeshWatch({ nc, bucket: l.bucket, coordinatorKey: l.key.publicKey, logger: silentLogger(), clock: systemClock, debounceMs: 20, auditIntervalMs: 0, ...(catchUpOff ? { catchUpAfterMs: 0 } : {}) });
       closers.push(async () => {
         await w.stop();
         await nc.close();
@@ -163,6 +166,7 @@ export async function runNatsServerLoss(trials = 5, nodes = 300): Promise<void> 
       const reread = stats1.map((s, i) => s.totalEntries - (stats0[i]?.totalEntries ?? 0));
       const resumes = stats1.map((s, i) => s.resumes - (stats0[i]?.resumes ?? 0));
       const stalls = stats1.map((s, i) => s.stalls - (stats0[i]?.stalls ?? 0));
+      const catchUps = stats1.map((s, i) => s.catchUpSessions - (stats0[i]?.catchUpSessions ?? 0));
       if (hb.reasons.size > 0) notes.push(`trial ${trial}: heartbeat failures: ${[...hb.reasons].map(([r, n]) => `${n} x ${r}`).join('; ')}`);
       if (leaseEvents.length > 0) notes.push(`trial ${trial}: lease events: ${leaseEvents.map((e) => `${e.replica} ${e.msg} +${e.at - t0Wall} ms`).join('; ')}`);
       rows.push([
@@ -175,7 +179,7 @@ export async function runNatsServerLoss(trials = 5, nodes = 300): Promise<void> 
         `${hb.failed}`,
         takes.length === 0 ? 'kept' : `taken by ${takes.join(', ')}`,
         seen.map((x) => ms(x)).join(' / '),
-        `${resumes.join('/')} ; ${stalls.join('/')} ; ${reread.join('/')}`,
+        `${resumes.join('/')} ; ${stalls.join('/')} ; ${catchUps.join('/')} ; ${reread.join('/')}`,
         ms(rejoinedMs),
       ]);
     }
@@ -192,8 +196,8 @@ export async function runNatsServerLoss(trials = 5, nodes = 300): Promise<void> 
   }
   printTable({
     title: 'NATS server loss: the bucket stream\'s leader server stopped on a 3-server cluster (R3), two coordinators, N nodes heartbeating',
-    params: { N: nodes, trials, stop: stopSignal, leaseTtl: `${leaseMs} ms${leaseTtl === undefined ? ' (shipped default)' : ''}`, load: await loadAverage() },
-    header: ['trial', 'server', 'stopped', 'new stream leader', 'new node registered (attempts)', 'hb caught / all caught heard', 'hb failed', 'lease', 'each watch sees new node', 'watch resumes ; stalls ; entries read', 'restarted → current'],
+    params: { N: nodes, trials, stop: stopSignal, leaseTtl: `${leaseMs} ms${leaseTtl === undefined ? ' (shipped default)' : ''}`, catchUp: catchUpOff ? 'off' : 'on', load: await loadAverage() },
+    header: ['trial', 'server', 'stopped', 'new stream leader', 'new node registered (attempts)', 'hb caught / all caught heard', 'hb failed', 'lease', 'each watch sees new node', 'watch resumes ; stalls ; catch-ups ; entries read', 'restarted → current'],
     rows,
     notes: [
       'ms after the stop began (SIGTERM: nats-server shuts down and hands its leaderships over; SIGKILL: a crash). new stream leader: a surviving server reports another leader.',

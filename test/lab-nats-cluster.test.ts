@@ -9,7 +9,11 @@ import type { NatsClusterHealth } from '../lab/nats-health.ts';
 import { assertConverged, assertReachable, useLab } from './helpers/lab-harness.ts';
 
 const CONVERGE_MS = 60_000;
-const REACH_MS = 60_000;
+// The bound is 10 s. With the catch-up path (round 22) 12 runs here took 1.7–5.9 s at load 2–6
+// (docs/benchmarks.md round 22), so this deadline is 5× the slowest seen: no timing assertion at the
+// issue's bound on a shared CI box, but a return of the consumer-create wait (7–41 s before, one run
+// past 60 s) fails it. The figure is logged below and recorded in docs/benchmarks.md.
+const REACH_MS = 30_000;
 const NATS_MS = 60_000;
 const NEW_NODE = 'north-n1';
 

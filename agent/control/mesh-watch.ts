@@ -131,6 +131,9 @@ interface FilterState {
   readonly keys: number;
 }
 
+/** Looks at the bucket's newest revisions before a resume concludes the bucket was renumbered. */
+const RENUMBERED_LOOKS = 3;
+
 /** Entries verified ahead of the one being applied (bounds the memory a fast stream can pin). */
 const VERIFY_AHEAD = 64;
 
@@ -510,8 +513,16 @@ export class MeshWatch {
       // A bucket re-created (or a server that lost data) numbers revisions anew: resuming would
       // wait for revisions that never come, so read everything.
       // (A direct get per range, answered by any replica: the stream leader may be the server just lost.)
-      const last = await this.lastRevisions();
-      if (last.some((rev, i) => rev < (this.appliedRevision[i] ?? 0))) {
+      // A replica still catching up after a crash answers an older revision too: only when every one of
+      // three looks (250 ms apart) is behind is the bucket taken as renumbered (nats-server-loss
+      // SIGKILL, round 22: 2 of 15 watches re-read everything on one stale answer).
+      const behind = (last: readonly number[]): boolean => last.some((rev, i) => rev < (this.appliedRevision[i] ?? 0));
+      let last = await this.lastRevisions();
+      for (let look = 1; look < RENUMBERED_LOOKS && behind(last) && !this.stopped; look++) {
+        await this.o.clock.sleep(250);
+        last = await this.lastRevisions();
+      }
+      if (behind(last)) {
         mode = 'full';
         this.revision = 0;
       }
