@@ -57,6 +57,7 @@ async function setup(t: ExecutionContext, identity: () => NodeIdentity = () => I
     retryMinMs: 50,
     retryMaxMs: 200,
     rejectedRetryMs: 400,
+    notReadyRetryMaxMs: 100,
   });
   t.teardown(async () => {
     await cp.stop();
@@ -139,6 +140,26 @@ test('a rejection is reported with its field and retried slowly (no spinning)', 
   }
   t.false(f.cp.state().registered);
   t.is(f.cp.state().lastError, 'invalid (podCidrs[0]): podCidrs[0]: overlaps node-b');
+});
+
+test('a coordinator answering unavailable (no stream leader yet) is retried on the short cap; rate-limited keeps the long one', async (t) => {
+  const clock = new ManualClock();
+  const f = await setup(t, undefined, clock);
+  let code: 'unavailable' | 'rate-limited' = 'unavailable';
+  const reg = await serveRegister(f, () => Promise.resolve({ ok: false, error: { code, message: 'jetstream is not enabled' } }));
+  f.cp.start();
+  await waitFor(() => reg.count() >= 1, { timeoutMs: 5000, what: 'first request' });
+  const delays: number[] = [];
+  for (let n = 1; n <= 6; n++) {
+    if (n === 4) code = 'rate-limited';
+    const delay = await parkedFor(clock, `the retry sleep after refusal ${n}`);
+    delays.push(delay);
+    clock.advance(delay);
+    await waitFor(() => reg.count() > n, { timeoutMs: 5000, intervalMs: 5, what: `request ${n + 1}` });
+  }
+  // retryMinMs 50 doubling, ±20 %: unavailable capped at notReadyRetryMaxMs 100, rate-limited at retryMaxMs 200.
+  t.true(delays.slice(0, 3).every((d) => d <= 120), `unavailable: ${delays.join(', ')}`);
+  t.true(delays.slice(4).every((d) => d >= 160), `rate-limited: ${delays.join(', ')}`);
 });
 
 test('a reply signed by another key is not trusted', async (t) => {

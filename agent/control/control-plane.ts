@@ -57,6 +57,13 @@ export interface ControlPlaneOptions {
   readonly retryMaxMs?: number;
   /** Delay after the coordinator rejected us (fixing that takes a human; don't spin). */
   readonly rejectedRetryMs?: number;
+  /**
+   * Cap of the retry backoff for a registration the coordinator ANSWERED `unavailable`/`internal`
+   * (default 1000 ms; no answer and `rate-limited` keep retryMaxMs): right after a NATS server crash
+   * the bucket takes no writes until the stream elects a leader (4–9 s); doubling to 5 s put a
+   * joining node's registration up to 4 s after that (docs/benchmarks.md round 22).
+   */
+  readonly notReadyRetryMaxMs?: number;
   /** Random source in [0, 1) for the heartbeat and retry jitter (tests). */
   readonly random?: () => number;
 }
@@ -84,7 +91,7 @@ export interface ControlPlaneState {
  */
 export type KeyRegistration =
   | { readonly ok: true; readonly record: NodeRecord }
-  | { readonly ok: false; readonly kind: 'unavailable' | 'rejected'; readonly error: string; readonly uncertain: boolean };
+  | { readonly ok: false; readonly kind: 'unavailable' | 'rejected'; readonly error: string; readonly uncertain: boolean; readonly notReady?: boolean };
 
 export class ControlPlane {
   private connected = true;
@@ -317,7 +324,11 @@ export class ControlPlane {
         const policy: BackoffPolicy =
           outcome.kind === 'rejected'
             ? { initialMs: rejected, maxMs: rejected, jitter: 0.2 }
-            : { initialMs: this.o.retryMinMs ?? 250, maxMs: this.o.retryMaxMs ?? 5000, jitter: 0.2 };
+            : {
+                initialMs: this.o.retryMinMs ?? 250,
+                maxMs: outcome.notReady === true ? Math.min(this.o.notReadyRetryMaxMs ?? 1000, this.o.retryMaxMs ?? 5000) : (this.o.retryMaxMs ?? 5000),
+                jitter: 0.2,
+              };
         await this.sleep(backoffDelay(policy, outcome.kind === 'rejected' ? 1 : failures, () => this.random()));
         continue;
       }
@@ -434,7 +445,7 @@ export class ControlPlane {
     if (error.code === 'unavailable' || error.code === 'internal') {
       this.throttle.warn('register-unavailable', { code: error.code, err: error.message }, 'registration: coordinator not ready, retrying');
       // 'internal' may come after a partial write.
-      return { ok: false, kind: 'unavailable', error: this.lastError, uncertain: error.code === 'internal' };
+      return { ok: false, kind: 'unavailable', error: this.lastError, uncertain: error.code === 'internal', notReady: true };
     }
     if (error.code === 'rate-limited') {
       // Our cluster is registering faster than the coordinator admits: back off (with jitter) and retry.
