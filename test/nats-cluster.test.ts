@@ -202,26 +202,31 @@ test('fault: after the loss the cluster refuses every consumer create; an agent 
   for await (const c of jsm.consumers.list(stream)) if (c.name.startsWith('xlw_') && c.config.filter_subject === `$KV.${bucket}.nodes.>`) host = c.cluster?.leader ?? '';
   const lost = cluster.indexOf(host);
   t.true(lost >= 0, `the watch consumer's server ${host} is a member`);
-  const brokeredBefore = src.stats().brokered;
-  await cluster.server(lost).stopProcess();
-  // Fill the cap: from now on every consumer create is refused (by whichever server leads the meta layer).
+  // Fill the cap first: from now on every consumer create is refused (the agent's own consumers, on
+  // the server about to go, keep their slots in the meta layer's assignments).
   let filled = 0;
   let lastErr = '';
-  const refusal = await waitFor(
-    async () => {
-      try {
-        await jsm.consumers.add(stream, { filter_subject: `$KV.${bucket}.clusters.>`, mem_storage: true, num_replicas: 1, inactive_threshold: 120_000_000_000 });
-        filled++;
-        return undefined;
-      } catch (err) {
-        lastErr = String(err);
-        return /maximum consumers/i.test(lastErr) ? lastErr : undefined;
-      }
-    },
-    { timeoutMs: 30_000, intervalMs: 10, what: 'consumer creates refused at the cap' },
-  ).catch((err: unknown) => {
-    throw new Error(`${String(err)} (filled ${filled}; last error ${lastErr})`);
-  });
+  const fill = (what: string): Promise<string> =>
+    waitFor(
+      async () => {
+        try {
+          await jsm.consumers.add(stream, { filter_subject: `$KV.${bucket}.clusters.>`, mem_storage: true, num_replicas: 1, inactive_threshold: 120_000_000_000 });
+          filled++;
+          return undefined;
+        } catch (err) {
+          lastErr = String(err);
+          return /maximum consumers/i.test(lastErr) ? lastErr : undefined;
+        }
+      },
+      { timeoutMs: 30_000, intervalMs: 10, what },
+    ).catch((err: unknown) => {
+      throw new Error(`${String(err)} (filled ${filled}; last error ${lastErr})`);
+    });
+  await fill('consumer creates refused at the cap');
+  const brokeredBefore = src.stats().brokered;
+  await cluster.server(lost).stopProcess();
+  // Should the loss have freed a slot, take it back before anyone else can.
+  const refusal = await fill('consumer creates still refused after the loss');
   t.log(`creates refused: ${refusal}`);
 
   const late = await fakeAgent('node-late', { podCidrs: ['10.31.0.0/24'] });

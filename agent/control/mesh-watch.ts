@@ -205,6 +205,8 @@ export class MeshWatch {
   private progressLoop: Promise<void> | undefined;
   private catchUpSessions = 0;
   private handoff: Handoff | undefined;
+  /** The next session follows by catch-up at once (its watch was found stalled), creating the push watch meanwhile. */
+  private catchUpNow = false;
   /** Cuts returnToPush()'s retry sleep short: aborted by rewatch() and stop(), one per catch-up session. */
   private pushRetryWake = new AbortController();
   private progressBurstUntil = 0;
@@ -365,6 +367,8 @@ export class MeshWatch {
       if (verdict.kind === 'stalled') {
         this.stalls++;
         this.o.logger.warn({ reason: verdict.reason }, 'KV watch stalled (no error, no progress); re-creating it from the last applied revision');
+        // A stall follows a cluster change, when creates are slow or refused: catch up at once.
+        this.catchUpNow = true;
         this.rewatch(`stalled: ${verdict.reason}`, 0);
       }
       return verdict.kind;
@@ -587,10 +591,14 @@ export class MeshWatch {
     if (handoff?.mode === mode) return { watchers: handoff.watchers, handedOver: true };
     for (const w of handoff?.watchers ?? []) w.stop();
     const catchUpAfterMs = this.o.catchUpAfterMs ?? 1000;
+    const now = this.catchUpNow;
+    this.catchUpNow = false;
     const creating = this.createWatchers(source, mode);
     if (catchUpAfterMs <= 0) return { watchers: await creating };
+    // returnToPush() awaits it later; until then a refusal is not an unhandled rejection.
+    creating.catch(() => undefined);
     const timer = new AbortController();
-    const raced = await Promise.race([
+    const raced = now ? ({ kind: 'stalled' as const }) : await Promise.race([
       creating.then(
         (watchers) => ({ kind: 'created' as const, watchers }),
         (err: unknown) => ({ kind: 'failed' as const, err }),
@@ -599,7 +607,7 @@ export class MeshWatch {
     ]);
     timer.abort();
     if (raced.kind === 'created') return { watchers: raced.watchers };
-    const why = raced.kind === 'failed' ? errorMessage(raced.err) : `not created within ${catchUpAfterMs} ms`;
+    const why = raced.kind === 'failed' ? errorMessage(raced.err) : raced.kind === 'stalled' ? 'the watch stalled' : `not created within ${catchUpAfterMs} ms`;
     this.lastError = why;
     this.throttle.warn('watch-catch-up', { reason: why, mode }, 'cannot create the KV watch; following the bucket by catch-up requests until it can be');
     const watchers = FILTERS.map(
