@@ -15,6 +15,7 @@ import { openCatchUpPage } from './catch-up-verify.ts';
 import type { Clock } from '../../lib/clock.ts';
 import { CrosslinkError, errorMessage } from '../../lib/errors.ts';
 import type { Logger } from '../../lib/logger.ts';
+import { AsyncQueue } from '../../lib/async-queue.ts';
 import { onConnectionStatus } from '../../lib/nats-status.ts';
 import { subjects } from '../../protocol/subjects.ts';
 import { CatchUpReply, WatchReply, type WatchRefusalCode, type WatchRequest } from '../../protocol/watch-broker.ts';
@@ -179,8 +180,7 @@ const FLOW_CONTROL_PREFIX = '$JS.FC.';
 class InboxWatch implements KeyWatch {
   private sub: Subscription | undefined;
   private readonly early: Msg[] = [];
-  private readonly ready: KvWatchEntry[] = [];
-  private waiter: (() => void) | undefined;
+  private readonly queue = new AsyncQueue<KvWatchEntry>();
   private ended = false;
   private name: string | undefined;
   private initial = 0;
@@ -242,20 +242,7 @@ class InboxWatch implements KeyWatch {
   }
 
   [Symbol.asyncIterator](): AsyncIterator<KvWatchEntry> {
-    return {
-      next: async (): Promise<IteratorResult<KvWatchEntry>> => {
-        for (;;) {
-          const e = this.ready.shift();
-          if (e) return { value: e, done: false };
-          if (this.ended) return { value: undefined, done: true };
-          await new Promise<void>((resolve) => (this.waiter = resolve));
-        }
-      },
-      return: (): Promise<IteratorResult<KvWatchEntry>> => {
-        this.stop();
-        return Promise.resolve({ value: undefined, done: true });
-      },
-    };
+    return this.queue.iterator(() => this.stop());
   }
 
   private onMessage(msg: Msg): void {
@@ -312,8 +299,7 @@ class InboxWatch implements KeyWatch {
       string: (): string => decoder.decode(value),
     };
     this.delivered++;
-    this.ready.push(entry);
-    this.wake();
+    this.queue.push(entry);
   }
 
   private end(reason: string, broke = false): void {
@@ -323,13 +309,7 @@ class InboxWatch implements KeyWatch {
     this.stopStatus?.();
     if (this.timer) clearInterval(this.timer);
     if (broke) this.o.logger.warn({ filter: this.filter, consumer: this.name, reason }, 'brokered KV watch ended; it is re-created from where it was');
-    this.wake();
-  }
-
-  private wake(): void {
-    const w = this.waiter;
-    this.waiter = undefined;
-    w?.();
+    this.queue.close();
   }
 }
 

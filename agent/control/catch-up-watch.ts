@@ -11,6 +11,7 @@ import type { Clock } from '../../lib/clock.ts';
 import { errorMessage } from '../../lib/errors.ts';
 import type { KvCatchUpEntry } from '../../lib/kv-catch-up.ts';
 import type { Logger } from '../../lib/logger.ts';
+import { AsyncQueue } from '../../lib/async-queue.ts';
 import type { KeyWatch, KeyWatchSource } from './key-watch.ts';
 
 export interface CatchUpWatchOptions {
@@ -50,8 +51,7 @@ export function catchUpWatchEntry(bucket: string, e: KvCatchUpEntry, isUpdate: b
 }
 
 export class CatchUpWatch implements KeyWatch {
-  private readonly ready: KvWatchEntry[] = [];
-  private waiter: (() => void) | undefined;
+  private readonly queue = new AsyncQueue<KvWatchEntry>();
   private ended = false;
   private cursor: number;
   private readonly abort = new AbortController();
@@ -79,24 +79,11 @@ export class CatchUpWatch implements KeyWatch {
     if (this.ended) return;
     this.ended = true;
     this.abort.abort();
-    this.wake();
+    this.queue.close();
   }
 
   [Symbol.asyncIterator](): AsyncIterator<KvWatchEntry> {
-    return {
-      next: async (): Promise<IteratorResult<KvWatchEntry>> => {
-        for (;;) {
-          const e = this.ready.shift();
-          if (e) return { value: e, done: false };
-          if (this.ended) return { value: undefined, done: true };
-          await new Promise<void>((resolve) => (this.waiter = resolve));
-        }
-      },
-      return: (): Promise<IteratorResult<KvWatchEntry>> => {
-        this.stop();
-        return Promise.resolve({ value: undefined, done: true });
-      },
-    };
+    return this.queue.iterator(() => this.stop());
   }
 
   /** Every page after the start: the initial snapshot. Undefined (and the watch ended) if it failed. */
@@ -104,8 +91,7 @@ export class CatchUpWatch implements KeyWatch {
     try {
       const entries = await this.readAll();
       if (this.ended) return undefined;
-      entries.forEach((e, i) => this.ready.push(catchUpWatchEntry(this.o.bucket, e, i + 1 >= entries.length)));
-      this.wake();
+      entries.forEach((e, i) => this.queue.push(catchUpWatchEntry(this.o.bucket, e, i + 1 >= entries.length)));
       return entries.length;
     } catch (err) {
       this.o.logger.warn({ filter: this.o.filter, err: errorMessage(err) }, 'catch-up: cannot read what changed; the watch is retried');
@@ -120,8 +106,7 @@ export class CatchUpWatch implements KeyWatch {
       await this.o.clock.sleep(intervalMs, this.abort.signal);
       if (this.ended) return;
       try {
-        for (const e of await this.readAll()) this.ready.push(catchUpWatchEntry(this.o.bucket, e, true));
-        this.wake();
+        for (const e of await this.readAll()) this.queue.push(catchUpWatchEntry(this.o.bucket, e, true));
       } catch (err) {
         this.o.logger.debug({ filter: this.o.filter, err: errorMessage(err) }, 'catch-up poll failed; polling again');
       }
@@ -142,11 +127,5 @@ export class CatchUpWatch implements KeyWatch {
       }
       if (!page.more || page.entries.length === 0) return out;
     }
-  }
-
-  private wake(): void {
-    const w = this.waiter;
-    this.waiter = undefined;
-    w?.();
   }
 }
