@@ -81,12 +81,16 @@ export function netnsOf(pid: number): string | undefined {
 }
 
 export function roleOf(pid: number): ProcessRole {
-  const argv = commandLineOf(pid);
+  return roleOfCommandLine(commandLineOf(pid));
+}
+
+/** What a process is, from its command line: bin/ scripts, the compiled entries (agent main.cjs, coordinator main.js) or the TypeScript ones. */
+export function roleOfCommandLine(argv: readonly string[]): ProcessRole {
   const text = argv.join(' ');
   const exe = (argv[0] ?? '').split('/').pop() ?? '';
   if (exe === 'wireguard-go' || /(^|\/)wireguard-go( |$)/.test(text)) return 'wireguard-go';
-  if (/crosslink-agent|\/agent\/main\.[jt]s/.test(text)) return 'agent';
-  if (/crosslink-coordinator|\/coordinator\/main\.[jt]s/.test(text)) return 'coordinator';
+  if (/crosslink-agent|\/agent\/main\.(?:c?js|ts)( |$)/.test(text)) return 'agent';
+  if (/crosslink-coordinator|\/coordinator\/main\.(?:c?js|ts)( |$)/.test(text)) return 'coordinator';
   if (exe === 'nats-server' || /(^|\/)nats-server /.test(text)) return 'nats-server';
   return 'other';
 }
