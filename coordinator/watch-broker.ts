@@ -12,7 +12,7 @@
 // consumer creates are unservable after a NATS server loss (agent/control/catch-up-watch.ts).
 import { AckPolicy, DeliverPolicy, jetstreamManager, ReplayPolicy, type ConsumerConfig, type JetStreamManager } from '@nats-io/jetstream';
 import { countKvFilter } from '../lib/kv-filter-count.ts';
-import { readKvAfter } from '../lib/kv-catch-up.ts';
+import { readKvAfter, type KvCatchUpPage } from '../lib/kv-catch-up.ts';
 import { nanos, nuid, type Msg, type NatsConnection, type Subscription } from '@nats-io/transport-node';
 import type { Clock } from '../lib/clock.ts';
 import { errorMessage } from '../lib/errors.ts';
@@ -37,6 +37,16 @@ export const WATCH_QUEUE = 'crosslink-watch';
  */
 export const WATCH_RATE_DEFAULTS = Object.freeze({ ratePerSecond: 500, burst: 10_000 });
 
+/**
+ * Per replica: catch-up ENTRIES read per second, and at once. A catch-up request costs this replica one
+ * direct get per entry plus one (up to 257), so requests alone would not bound its work: an agent
+ * credential asking for full pages over and over could keep the coordinator reading for it instead of
+ * answering heartbeats. An honest fleet reads little (after a NATS server loss each agent reads the few
+ * changes it missed; a new agent its mesh once: 100 new agents of a 1,000-node mesh fit in the burst);
+ * past the budget a page is cut short (`more`) or refused `rate-limited`.
+ */
+export const CATCHUP_ENTRY_RATE_DEFAULTS = Object.freeze({ ratePerSecond: 10_000, burst: 100_000 });
+
 export interface WatchBrokerOptions {
   readonly nc: NatsConnection;
   readonly bucket: string;
@@ -48,6 +58,8 @@ export interface WatchBrokerOptions {
   /** Requests served per second (refill) and at once (burst), per replica: WATCH_RATE_DEFAULTS. */
   readonly ratePerSecond?: number;
   readonly burst?: number;
+  /** Catch-up entries read per second and at once, per replica: CATCHUP_ENTRY_RATE_DEFAULTS. */
+  readonly catchUpEntryRate?: { readonly ratePerSecond: number; readonly burst: number };
   /** The consumers' idle heartbeat (default 5 s); the agent ends a watch silent for about 3× this. */
   readonly heartbeatMs?: number;
   /** The server removes a consumer whose inbox has had no subscriber this long (default 30 s). */
@@ -90,6 +102,8 @@ export function watchConsumerConfig(bucket: string, req: Extract<WatchRequest, {
 /** Serves `<prefix>.watch` on this connection until stop(). */
 export function serveWatchBroker(o: WatchBrokerOptions): WatchBroker {
   const limit = new RegistrationRateLimit(o.ratePerSecond ?? WATCH_RATE_DEFAULTS.ratePerSecond, o.burst ?? WATCH_RATE_DEFAULTS.burst);
+  const entryRate = o.catchUpEntryRate ?? CATCHUP_ENTRY_RATE_DEFAULTS;
+  const entries = new RegistrationRateLimit(entryRate.ratePerSecond, entryRate.burst);
   const heartbeatMs = o.heartbeatMs ?? 5000;
   const inactiveMs = o.inactiveMs ?? 30_000;
   const concurrency = o.concurrency ?? 32;
@@ -134,8 +148,24 @@ export function serveWatchBroker(o: WatchBrokerOptions): WatchBroker {
         throw err;
       });
       if (req.kind === 'catchup') {
-        // Direct gets with this replica's own credential, pinned to the validated filter: no consumer.
-        const page = await readKvAfter(api, o.bucket, req.filter, req.afterRevision, { limit: req.limit, maxBytes: CATCHUP_MAX_BYTES });
+        // The page is as long as the entry budget allows (a shorter page says `more`); the entries
+        // not read are given back. Direct gets with this replica's own credential, pinned to the
+        // validated filter: no consumer.
+        const budget = entries.takeUpTo('entries', o.clock.now(), req.limit);
+        if (!budget.ok) {
+          counts.rateLimited++;
+          throttle.warn('catchup-rate', { retryAfterMs: budget.retryAfterMs }, 'watch broker: catch-up entry budget used up; refusing catch-up for now');
+          reply(msg, { ok: false, code: 'rate-limited', message: `too many catch-up entries read; retry in ${budget.retryAfterMs} ms`, retryAfterMs: budget.retryAfterMs });
+          return;
+        }
+        let page: KvCatchUpPage;
+        try {
+          page = await readKvAfter(api, o.bucket, req.filter, req.afterRevision, { limit: budget.taken, maxBytes: CATCHUP_MAX_BYTES });
+        } catch (err) {
+          entries.giveBack('entries', budget.taken);
+          throw err;
+        }
+        entries.giveBack('entries', budget.taken - page.entries.length);
         counts.caughtUp++;
         reply(msg, await signedCatchUpPage(req, page, o.signingKey.secretKey));
         return;

@@ -49,7 +49,7 @@ test.after.always(async () => {
 
 /** A broker on its own subject prefix (so each test has its own), with a short heartbeat. */
 /** A broker serving `prefix`, its subscription flushed to the server (else the first request may find no responders). */
-async function broker(prefix: string, o: { burst?: number; ratePerSecond?: number } = {}): Promise<WatchBroker> {
+async function broker(prefix: string, o: { burst?: number; ratePerSecond?: number; catchUpEntryRate?: { ratePerSecond: number; burst: number } } = {}): Promise<WatchBroker> {
   const b = serveWatchBroker({ nc: cnc, bucket: BUCKET, subjectPrefix: prefix, logger: silentLogger(), clock: systemClock, signingKey: key, heartbeatMs: 200, inactiveMs: 5000, ...o });
   brokers.push(b);
   await cnc.flush();
@@ -316,6 +316,28 @@ test.serial('catchup: the entries after a revision equal what a resumed watch de
   t.is(src.stats().catchUps, 3);
   // Nothing after the newest revision.
   t.deepEqual(await src.catchUp({ filter, afterRevision: last, limit: 10 }), { entries: [], more: false });
+});
+
+test.serial('catchup: the entries read are budgeted per replica: a page is cut to what is left (more follows), then refused rate-limited; an empty poll costs no entries', async (t) => {
+  const prefix = 'xl.catchup-budget';
+  const b = await broker(prefix, { catchUpEntryRate: { ratePerSecond: 0.001, burst: 3 } });
+  const filter = 'enrollments.>';
+  const start = (await jsm.streams.info(STREAM)).state.last_seq;
+  let last = start;
+  for (let i = 1; i <= 5; i++) last = await kv.put(`enrollments.budget-${i}`, `b${i}`);
+  const src = brokeredWatchSource({ nc: anc, bucket: BUCKET, subjectPrefix: prefix, logger: silentLogger(), clock: systemClock, coordinatorKey: key.publicKey });
+  // Polls with nothing new (what every agent in catch-up sends each second) give their budget back.
+  for (let i = 0; i < 5; i++) t.deepEqual(await src.catchUp({ filter, afterRevision: last, limit: 10 }), { entries: [], more: false });
+  const first = await src.catchUp({ filter, afterRevision: start, limit: 10 });
+  t.deepEqual(
+    first.entries.map((e) => e.key),
+    ['enrollments.budget-1', 'enrollments.budget-2', 'enrollments.budget-3'],
+    'cut to the 3 entries of budget',
+  );
+  t.true(first.more, 'a page cut short says more follows');
+  const err = await t.throwsAsync(src.catchUp({ filter, afterRevision: first.entries.at(-1)?.revision ?? start, limit: 10 }));
+  t.true(err instanceof WatchBrokerError && err.code === 'rate-limited' && (err.retryAfterMs ?? 0) > 0, String(err));
+  t.like(b.stats(), { caughtUp: 6, rateLimited: 1 });
 });
 
 test.serial('catchup: the broker refuses internal filters, unknown fields and bad limits by name; the agent refuses a page not signed by the coordinator', async (t) => {
