@@ -106,25 +106,35 @@ export class CatchUpWatch implements KeyWatch {
       await this.o.clock.sleep(intervalMs, this.abort.signal);
       if (this.ended) return;
       try {
-        for (const e of await this.readAll()) this.queue.push(catchUpWatchEntry(this.o.bucket, e, true));
+        // Each page is handed on as it arrives: the cursor has moved past it, so a later page that
+        // fails (rate-limited, a timeout) must not take the earlier ones with it.
+        await this.readAll((page) => {
+          for (const e of page) this.queue.push(catchUpWatchEntry(this.o.bucket, e, true));
+        });
       } catch (err) {
         this.o.logger.debug({ filter: this.o.filter, err: errorMessage(err) }, 'catch-up poll failed; polling again');
       }
     }
   }
 
-  /** Pages from the cursor until one says no more follow. */
-  private async readAll(): Promise<KvCatchUpEntry[]> {
+  /**
+   * Pages from the cursor until one says no more follow; each page's new entries go to `onPage` as
+   * soon as it is read (the cursor moves past them), and all of them are returned at the end.
+   */
+  private async readAll(onPage?: (entries: readonly KvCatchUpEntry[]) => void): Promise<KvCatchUpEntry[]> {
     const out: KvCatchUpEntry[] = [];
     for (;;) {
       const page = await this.o.source.catchUp({ filter: this.o.filter, afterRevision: this.cursor, limit: this.o.pageLimit ?? 256 });
       this.polls++;
       if (this.ended) return out;
+      const fresh: KvCatchUpEntry[] = [];
       for (const e of page.entries) {
         if (e.revision <= this.cursor) continue;
-        out.push(e);
+        fresh.push(e);
         this.cursor = e.revision;
       }
+      out.push(...fresh);
+      onPage?.(fresh);
       if (!page.more || page.entries.length === 0) return out;
     }
   }
