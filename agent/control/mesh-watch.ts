@@ -21,7 +21,7 @@ import type { ClusterRecord, NodeRecord } from '../../protocol/messages.ts';
 import { judgeGeneration, recordKeyOf, verifyKvRecord, type KvRecordVerdict, type RejectedRecord } from '../../protocol/kv-record.ts';
 import { kvKeys } from '../../protocol/subjects.ts';
 import type { MeshSnapshot } from '../plan/model.ts';
-import { judgeProgress, nextProgressCheckMs } from './watch-progress.ts';
+import { bucketRenumbered, judgeProgress, nextProgressCheckMs } from './watch-progress.ts';
 import { onConnectionStatus } from '../../lib/nats-status.ts';
 import { RateLimitedLog } from '../../lib/rate-limited-log.ts';
 import { backoffDelay } from '../../lib/backoff.ts';
@@ -131,9 +131,6 @@ interface FilterState {
   readonly keys: number;
 }
 
-/** Looks at the bucket's newest revisions before a resume concludes the bucket was renumbered. */
-const RENUMBERED_LOOKS = 3;
-
 /** Entries verified ahead of the one being applied (bounds the memory a fast stream can pin). */
 const VERIFY_AHEAD = 64;
 
@@ -195,6 +192,8 @@ export class MeshWatch {
   private lastSessionEntries = 0;
   private source: KeyWatchSource | undefined;
   private wakeup = new AbortController();
+  /** Aborted by stop(): ends the sleeps that must not outlive the watch. */
+  private readonly stopping = new AbortController();
   private supervisor: Promise<void> | undefined;
   private readonly coalescer: ChangeCoalescer;
   private audit: NodeJS.Timeout | undefined;
@@ -244,6 +243,7 @@ export class MeshWatch {
 
   async stop(): Promise<void> {
     this.stopped = true;
+    this.stopping.abort();
     this.stopStatus?.();
     if (this.audit) clearInterval(this.audit);
     this.progressWake.abort();
@@ -517,16 +517,15 @@ export class MeshWatch {
       // A bucket re-created (or a server that lost data) numbers revisions anew: resuming would
       // wait for revisions that never come, so read everything.
       // (A direct get per range, answered by any replica: the stream leader may be the server just lost.)
-      // A replica still catching up after a crash answers an older revision too: only when every one of
-      // three looks (250 ms apart) is behind is the bucket taken as renumbered (nats-server-loss
-      // SIGKILL, round 22: 2 of 15 watches re-read everything on one stale answer).
-      const behind = (last: readonly number[]): boolean => last.some((rev, i) => rev < (this.appliedRevision[i] ?? 0));
-      let last = await this.lastRevisions();
-      for (let look = 1; look < RENUMBERED_LOOKS && behind(last) && !this.stopped; look++) {
-        await this.o.clock.sleep(250);
-        last = await this.lastRevisions();
-      }
-      if (behind(last)) {
+      // A replica still catching up after a crash answers an older revision too: bucketRenumbered looks
+      // more than once (watch-progress.ts).
+      const renumbered = await bucketRenumbered(
+        () => this.lastRevisions(),
+        this.appliedRevision,
+        (ms) => this.o.clock.sleep(ms, this.stopping.signal),
+        () => this.stopped,
+      );
+      if (renumbered) {
         mode = 'full';
         this.revision = 0;
       }

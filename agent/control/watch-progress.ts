@@ -42,3 +42,26 @@ export function judgeProgress(bucket: readonly number[], applied: readonly numbe
 export function nextProgressCheckMs(now: number, burstUntil: number, burstMs: number, intervalMs: number, lastLookBehind = false): number {
   return now < burstUntil || lastLookBehind ? Math.min(burstMs, intervalMs) : intervalMs;
 }
+
+/** Looks at the bucket's newest revisions before a resume concludes the bucket was renumbered. */
+export const RENUMBERED_LOOKS = 3;
+/** Between those looks. */
+export const RENUMBERED_LOOK_GAP_MS = 250;
+
+/**
+ * Before a resume: was the bucket renumbered (re-created, or a server that lost data), so that resuming
+ * would wait for revisions that never come and everything must be read again? Only when every one of
+ * RENUMBERED_LOOKS looks (`look()`: the newest revision per range), RENUMBERED_LOOK_GAP_MS apart, is
+ * behind `applied`: a replica still catching up after a crash answers an older revision too
+ * (nats-server-loss SIGKILL, round 22: 2 of 15 watches re-read everything on one stale answer).
+ * `sleep` ends early once the caller stops (then the answer no longer matters).
+ */
+export async function bucketRenumbered(look: () => Promise<readonly number[]>, applied: readonly number[], sleep: (ms: number) => Promise<void>, stopped: () => boolean): Promise<boolean> {
+  const behind = (last: readonly number[]): boolean => last.some((rev, i) => rev < (applied[i] ?? 0));
+  let last = await look();
+  for (let n = 1; n < RENUMBERED_LOOKS && behind(last) && !stopped(); n++) {
+    await sleep(RENUMBERED_LOOK_GAP_MS);
+    last = await look();
+  }
+  return behind(last);
+}
