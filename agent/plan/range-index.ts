@@ -17,6 +17,7 @@
 // IPv4 is kept as plain numbers end to end (`addIpv4`/`firstIpv4` take numbers, `add`/`first`
 // convert once): no bigint arithmetic and no bigint Map keys on the path every peer CIDR takes.
 import { cidrLast, prefixMask, type Cidr } from '../../protocol/cidr.ts';
+import { lowerBound } from '../../lib/sorted-array.ts';
 
 const masks6: bigint[] = [];
 const mask6 = (prefix: number): bigint => (masks6[prefix] ??= prefixMask(6, prefix));
@@ -48,6 +49,10 @@ function put<T, N>(byPrefix: Map<number, Map<N, Entry<T, N>>>, prefix: number, e
   if (nets === undefined) byPrefix.set(prefix, (nets = new Map<N, Entry<T, N>>()));
   if (!nets.has(entry.network)) nets.set(entry.network, entry);
 }
+
+/** Order of entries by network address (the sorted lists' order; lowerBound finds the first one at or above an address). */
+const byNetwork4 = <T>(e: Entry<T, number>, network: number): number => e.network - network;
+const byNetwork6 = <T>(e: Entry<T, bigint>, network: bigint): number => (e.network < network ? -1 : e.network > network ? 1 : 0);
 
 function older<T, N>(a: Entry<T, N> | undefined, b: Entry<T, N> | undefined): Entry<T, N> | undefined {
   return a === undefined || (b !== undefined && b.order < a.order) ? b : a;
@@ -97,7 +102,7 @@ export class RangeIndex<T> {
     // No closures here: this runs for every peer CIDR of every desired-state computation.
     const fam = this.v4;
     if (fam.dirty) {
-      fam.sorted.sort((a, b) => a.network - b.network);
+      fam.sorted.sort((a, b) => byNetwork4(a, b.network));
       fam.dirty = false;
     }
     let best = fam.exact.size === 0 ? undefined : fam.exact.get(prefix)?.get(network);
@@ -106,14 +111,7 @@ export class RangeIndex<T> {
     }
     const last = network + TWO32 / 2 ** prefix - 1;
     const s = fam.sorted;
-    let lo = 0;
-    let hi = s.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      if ((s[mid] as Entry<T, number>).network < network) lo = mid + 1;
-      else hi = mid;
-    }
-    for (let i = lo; i < s.length; i++) {
+    for (let i = lowerBound(s, network, byNetwork4); i < s.length; i++) {
       const e = s[i] as Entry<T, number>;
       if (e.network > last) break;
       if (best === undefined || e.order < best.order) best = e;
@@ -124,7 +122,7 @@ export class RangeIndex<T> {
   private firstIpv6(c: Cidr): T | undefined {
     const fam = this.v6;
     if (fam.dirty) {
-      fam.sorted.sort((a, b) => (a.network < b.network ? -1 : a.network > b.network ? 1 : 0));
+      fam.sorted.sort((a, b) => byNetwork6(a, b.network));
       fam.dirty = false;
     }
     let best = fam.exact.size === 0 ? undefined : fam.exact.get(c.prefix)?.get(c.network);
@@ -133,14 +131,7 @@ export class RangeIndex<T> {
     }
     const last = cidrLast(c);
     const s = fam.sorted;
-    let lo = 0;
-    let hi = s.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      if ((s[mid] as Entry<T, bigint>).network < c.network) lo = mid + 1;
-      else hi = mid;
-    }
-    for (let i = lo; i < s.length; i++) {
+    for (let i = lowerBound(s, c.network, byNetwork6); i < s.length; i++) {
       const e = s[i] as Entry<T, bigint>;
       if (e.network > last) break;
       if (best === undefined || e.order < best.order) best = e;
