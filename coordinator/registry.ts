@@ -33,7 +33,7 @@ import type { Liveness } from './liveness.ts';
 import { RevocationTable, revocationError } from './revocations.ts';
 import { isCasConflict, type SignedNode, type Snapshot, type StateStore, type StoredIpam, type StoredRecord } from './store.ts';
 import { nextTurn, type Schedule } from './deferred-events.ts';
-import { isDeepStrictEqual } from 'node:util';
+import { jsonEqual } from '../lib/json-equal.ts';
 import { RateLimitedLog } from '../lib/rate-limited-log.ts';
 import { RegistrationRateLimit } from './rate-limit.ts';
 import { BindingTable, aliveBinding, bindingRefusal, boundBinding, releasedBinding, staleRefusal, type IdentityBinding, type ReleaseCause } from './bindings.ts';
@@ -309,7 +309,7 @@ export class Registry {
     const record = this.recordFor(material, existing?.value, now);
     this.assertWritable();
     // The record signed ahead only if it is exactly this one (the same inputs: nothing changed meanwhile).
-    const signed = ahead !== undefined && isDeepStrictEqual(ahead.record, record) ? ahead : record;
+    const signed = ahead !== undefined && jsonEqual(ahead.record, record) ? ahead : record;
     const stored = await this.deps.store.putNode(signed, existing?.revision);
     this.nodes.set(r.name, stored);
     this.deps.liveness.touch(r.name, now, r.identityKey);

@@ -2,7 +2,7 @@
 // coordinator): revoke writes a coordinator-signed `revoked.<name>` and then deletes `nodes.<name>`
 // so every agent drops the node at once; unrevoke deletes the revocation; list reads them all.
 // The leader follows `revoked.>` and enforces each change (see registry.applyRevocation).
-import { isDeepStrictEqual } from 'node:util';
+import { jsonEqual } from '../lib/json-equal.ts';
 import type { Clock } from '../lib/clock.ts';
 import { CrosslinkError, ValidationError } from '../lib/errors.ts';
 import { NodeName, Revocation, type NodeRecord } from '../protocol/messages.ts';
@@ -77,7 +77,7 @@ export async function revokeNode(deps: RevocationAdminDeps, name: string, reason
         revokedAt: existing?.value.revokedAt ?? clock.now(),
       } satisfies Revocation);
       // The revocation first: once the record is gone the agent re-registers, and must be refused.
-      if (!existing || !existing.signedByUs || !isDeepStrictEqual(existing.value, revocation)) {
+      if (!existing || !existing.signedByUs || !jsonEqual(existing.value, revocation)) {
         try {
           await store.putRevocation(revocation, existing?.revision);
         } catch (err) {
