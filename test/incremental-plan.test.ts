@@ -174,6 +174,47 @@ test('incremental results equal the reference with NATed nodes and many collisio
   }
 });
 
+test('a public node in a mesh with many NATed nodes: joins and leaves of public nodes are edited unless they move a relayed pair onto or off us', (t) => {
+  // A third of the nodes are NATed (relay planning couples every NATed pair of different clusters);
+  // we are public and a relay candidate, so some pairs are ours. Every step still equals the
+  // reference; most changes of public nodes are edited, and each relay check sends some to it.
+  const runs = [31, 32, 33, 34].map((seed) => run(t, seed, 160, { nat: 0.25, collide: 0.02, sharedKey: 0.003, gateway: 0.05 }));
+  const reasons = new Map<string, number>();
+  for (const r of runs) for (const [why, n] of r.fullReasons) reasons.set(why, (reasons.get(why) ?? 0) + n);
+  const seen = [...reasons].map(([why, n]) => `${why}: ${n}`).join('; ');
+  const incremental = runs.reduce((n, r) => n + r.incremental, 0);
+  const full = runs.reduce((n, r) => n + r.full, 0);
+  // NATed nodes' own changes (a third of all) still run the reference, and so does the leave of a
+  // relay candidate (in a mesh this small almost every candidate carries a pair); the rest is edited.
+  t.true(incremental > 0.2 * (incremental + full), `edited: incremental ${incremental}, full ${full} (${seen})`);
+  for (const why of ['n#: would win a NATed pair we relay', 'n#: relay for # NATed pairs']) {
+    t.true((reasons.get(why) ?? 0) > 0, `fallback "${why}" never taken: ${seen}`);
+  }
+  t.log(seen);
+});
+
+test('joins of public nodes into a 150-node mesh with 20 % NATed nodes are edited, each equal to the reference', (t) => {
+  const rnd = prng(43);
+  const planner = new IncrementalPlanner();
+  const self: NodeRecord = { ...node(0, rnd, { nat: 0, collide: 0 }), cluster: 'c0', topology: 'mesh' };
+  const nodes = new Map<string, NodeRecord>();
+  const mesh = (i: number, nat: number): NodeRecord => ({ ...node(i, rnd, { nat, collide: 0, sharedKey: 0 }), cluster: `c${i % 4}`, topology: 'mesh' });
+  for (let i = 1; i <= 150; i++) nodes.set(`n${i}`, mesh(i, 0.2));
+  const clusters = new Map<string, ClusterRecord>();
+  const first = planner.compute({ self, nodes: new Map(nodes), clusters }, config, hostA);
+  t.true(first.relays.length > 0, 'we relay some NATed pairs (else the relay checks say nothing)');
+  for (let j = 0; j < 30; j++) {
+    const joiner = mesh(1000 + j, 0);
+    nodes.set(joiner.name, joiner);
+    const view: MeshView = { self, nodes: new Map(nodes), clusters };
+    const got = planner.compute(view, config, hostA);
+    t.is(JSON.stringify(got), JSON.stringify(computeDesiredState(view, config, hostA)), `join ${j}`);
+  }
+  const s = planner.stats();
+  // A joiner takes a pair of ours only if it outranks us on it (~relays/candidates of the joins).
+  t.true(s.incremental >= 27, `joins edited: ${s.incremental} of 30 (${s.lastFullReason})`);
+});
+
 test('an unchanged view returns the previous result; a join edits the previous one and leaves it untouched', (t) => {
   const planner = new IncrementalPlanner();
   const rnd = prng(7);

@@ -123,6 +123,11 @@ function sameFamilyAddress(addresses: readonly string[], cidr: string): string |
  * and becomes neither an allowed IP nor a route.
  */
 export function computeDesiredState(view: MeshView, config: DataplaneConfig, host: HostFacts = NO_HOST_FACTS, options: DesiredStateOptions = {}): DesiredState {
+  return planDesiredState(view, config, host, options).desired;
+}
+
+/** computeDesiredState, with the relay plan of the whole mesh it used (the incremental planner keeps it). */
+export function planDesiredState(view: MeshView, config: DataplaneConfig, host: HostFacts = NO_HOST_FACTS, options: DesiredStateOptions = {}): { readonly desired: DesiredState; readonly relayPlan: RelayPlan } {
   const self = view.self;
   const index = indexTopology(view);
   const plan = planRelays(index, config);
@@ -204,7 +209,7 @@ export function computeDesiredState(view: MeshView, config: DataplaneConfig, hos
     remotes = localGatewayPaths(self, ownCluster, index, plan, config, addRoute, cidrsOf);
   }
 
-  return {
+  const desired: DesiredState = {
     interface: iface,
     peers: peers.sort((a, b) => compareText(a.publicKey, b.publicKey)),
     routes: [...routes.values()].sort((a, b) => compareText(a.dst, b.dst)),
@@ -213,6 +218,7 @@ export function computeDesiredState(view: MeshView, config: DataplaneConfig, hos
     refused: [...refused.values()].sort((a, b) => compareText(a.cidr, b.cidr)),
     isGateway,
   };
+  return { desired, relayPlan: plan };
 }
 
 /**

@@ -10,8 +10,15 @@
 // A change is local (edited in place) when all of these hold, else the reference runs:
 //   - same config, host facts (by value: a full reconcile reads them afresh), guard mode, own record
 //     and cluster records as the previous view;
-//   - every changed node (before and after) is another node of a mesh cluster, with an endpoint,
-//     and the mesh has no node without one (no relay planning, which couples every NATed pair);
+//   - every changed node (before and after) is another node of a mesh cluster, with an endpoint;
+//     we have an endpoint too (a NATed self plans relays for its own peers: every NATed pair
+//     couples). The mesh may have NATed nodes: a public self reaches them directly and only relays
+//     for some of their pairs, so a change is local when it moves no pair onto or off us: a
+//     joining relay candidate wins none of our pairs (rendezvous hashing: the pairs it takes are
+//     not ours) and a leaving one carried none in the last reference run's relay plan. That plan
+//     goes stale for the pairs joiners take, but never in a way that matters: a pair's winner in
+//     that run (never us, or the join was refused) cannot leave by an edit, so a pair a joiner took
+//     goes back, when the joiner leaves, to a candidate that outranks us — never to us;
 //   - no CIDR of a changed node is ours, another node's, or refused by the route guard (host facts,
 //     any node's underlay address), and no underlay address of a changed node lies in any node's
 //     CIDR — so no other peer, route or refusal can change.
@@ -20,7 +27,8 @@ import type { NodeRecord } from '../../protocol/messages.ts';
 import type { RemotePath } from '../../protocol/status.ts';
 import { compareText } from '../../lib/compare.ts';
 import { indexOfSorted, lowerBound } from '../../lib/sorted-array.ts';
-import { computeDesiredState, nodeCidrs, type DesiredStateOptions } from './desired-state.ts';
+import { nodeCidrs, planDesiredState, type DesiredStateOptions } from './desired-state.ts';
+import { mayRelay, relayWins, type RelayPlan } from './relay-plan.ts';
 import { MeshRanges, type Address } from './mesh-ranges.ts';
 import type { DataplaneConfig, DesiredPeer, DesiredRoute, DesiredState, MeshView } from './model.ts';
 import { createRouteGuard, underlayOf, type HostFacts, type RouteGuard } from './route-guard.ts';
@@ -51,6 +59,8 @@ interface Basis {
   readonly ownCidrs: ReadonlySet<string>;
   readonly refusedCidrs: ReadonlySet<string>;
   readonly keepalive: number;
+  /** The whole mesh's relay plan of the last reference run: which pairs each candidate wins. */
+  readonly relayPlan: RelayPlan;
 }
 
 class NotLocal extends Error {
@@ -153,10 +163,10 @@ export class IncrementalPlanner {
   }
 
   private full(view: MeshView, config: DataplaneConfig, host: HostFacts, unguarded: boolean, why: string): DesiredState {
-    const desired = computeDesiredState(view, config, host, { unguarded });
+    const { desired, relayPlan } = planDesiredState(view, config, host, { unguarded });
     this.counts.full++;
     this.counts.lastFullReason = why;
-    this.basis = buildBasis(view, config, host, unguarded, desired);
+    this.basis = buildBasis(view, config, host, unguarded, desired, relayPlan);
     return desired;
   }
 
@@ -181,6 +191,13 @@ export class IncrementalPlanner {
         if (topologyOf(rec.cluster) !== 'mesh') throw new NotLocal(`${name} is in gateway cluster ${rec.cluster}`);
       }
       edits.push({ name, before, after });
+    }
+    // Relays: no pair moves onto or off us (see the top of the file).
+    const ours = b.relayPlan.pairKeysOn(self.name);
+    for (const { name, before, after } of edits) {
+      const carried = before !== undefined && mayRelay(before) ? b.relayPlan.pairKeysOn(name).length : 0;
+      if (carried > 0) throw new NotLocal(`${name}: relay for ${carried} NATed pairs`);
+      if (after !== undefined && mayRelay(after) && ours.some((k) => relayWins(k, name, self.name))) throw new NotLocal(`${name}: would win a NATed pair we relay`);
     }
 
     // Indexes first (any failure below rebuilds them with the reference).
@@ -271,7 +288,7 @@ export class IncrementalPlanner {
 }
 
 /** The indexes for `view` and its reference result, or why its changes cannot be edited in. */
-function buildBasis(view: MeshView, config: DataplaneConfig, host: HostFacts, unguarded: boolean, desired: DesiredState): Basis {
+function buildBasis(view: MeshView, config: DataplaneConfig, host: HostFacts, unguarded: boolean, desired: DesiredState, relayPlan: RelayPlan): Basis {
   const self = view.self;
   const ranges = new MeshRanges();
   const basis = {
@@ -285,6 +302,7 @@ function buildBasis(view: MeshView, config: DataplaneConfig, host: HostFacts, un
     ownCidrs: new Set(nodeCidrs(self)),
     refusedCidrs: new Set(desired.refused.map((r) => r.cidr)),
     keepalive: self.persistentKeepalive ?? (self.endpoints.length > 0 ? 0 : config.natKeepaliveSec),
+    relayPlan,
   };
   const ineligible = (why: string): Basis => ({ ...basis, ineligible: why });
   if (unguarded) return ineligible('route guard off');
@@ -293,7 +311,6 @@ function buildBasis(view: MeshView, config: DataplaneConfig, host: HostFacts, un
   const underlay: Address[] = [];
   for (const [name, node] of view.nodes) {
     if (node.name !== name) return ineligible(`a record under another name (${name})`);
-    if (node.endpoints.length === 0) return ineligible(`${name} has no endpoint (relay planning)`);
     if (name === self.name) continue;
     for (const c of nodeCidrs(node)) {
       const parsed = parseCidr(c);

@@ -19,6 +19,12 @@ export interface RelayPlan {
   forPair(a: NodeRecord, b: NodeRecord): RelayChoice;
   /** Pairs `node` forwards for, sorted by port. */
   assignmentsOf(node: string): readonly RelayAssignment[];
+  /**
+   * The pair keys whose rendezvous winner is `node`, including pairs it has no free port for (what
+   * moves elsewhere if `node` leaves); sorted. The incremental planner proves with these that a
+   * change of another node moves no pair onto or off us.
+   */
+  pairKeysOn(node: string): readonly string[];
 }
 
 /** The pair's identity: both WireGuard public keys, sorted, joined by ",". */
@@ -34,8 +40,15 @@ const sha256 = (text: string): Buffer => createHash('sha256').update(text, 'utf8
  * eligible: it is not on the overlay and its advertised endpoint is not where any agent listens.
  */
 export function relayCandidates(index: TopologyIndex): readonly NodeRecord[] {
-  // gatewayEligible is the operator's "may carry other nodes' traffic" switch: gateways and relays alike.
-  return index.overlayMembers.filter((n) => isPublic(n) && n.gatewayEligible && relayHost(n) !== undefined);
+  return index.overlayMembers.filter(mayRelay);
+}
+
+/**
+ * Whether an overlay member may relay: public, gatewayEligible (the operator's "may carry other
+ * nodes' traffic" switch: gateways and relays alike) and an endpoint with an IP host.
+ */
+export function mayRelay(node: NodeRecord): boolean {
+  return isPublic(node) && node.gatewayEligible && relayHost(node) !== undefined;
 }
 
 function relayHost(node: NodeRecord): string | undefined {
@@ -52,13 +65,22 @@ export function rendezvousRelay(key: string, candidates: readonly NodeRecord[]):
   let best: NodeRecord | undefined;
   let bestScore = '';
   for (const c of candidates) {
-    const score = sha256(key + c.name).toString('hex');
-    if (best === undefined || score > bestScore || (score === bestScore && c.name < best.name)) {
+    const score = relayScore(key, c.name);
+    if (best === undefined || beats(score, c.name, bestScore, best.name)) {
       best = c;
       bestScore = score;
     }
   }
   return best;
+}
+
+const relayScore = (key: string, name: string): string => sha256(key + name).toString('hex');
+/** The higher score wins; equal scores (never seen: sha256), the lower name. */
+const beats = (score: string, name: string, otherScore: string, otherName: string): boolean => score > otherScore || (score === otherScore && name < otherName);
+
+/** Would `challenger` win pair `key` from `holder` (rendezvousRelay's order, whatever the other candidates)? */
+export function relayWins(key: string, challenger: string, holder: string): boolean {
+  return beats(relayScore(key, challenger), challenger, relayScore(key, holder), holder);
 }
 
 /** The port a pair would like on its relay: base + (hash(pairKey) mod span). */
@@ -144,6 +166,9 @@ export function planRelays(index: TopologyIndex, config: Pick<DataplaneConfig, '
     },
     assignmentsOf(node) {
       return assignments.get(node) ?? [];
+    },
+    pairKeysOn(node) {
+      return (byRelay.get(node) ?? []).map((p) => p.key);
     },
   };
 }
