@@ -1,39 +1,18 @@
 // MeshWatch's catch-up mode (agent/control/catch-up-watch.ts) and its progress timer, on a manual
 // clock: a real nats-server holds the bucket (direct gets, the revision look-ups), and the watch
 // source in front of it is a fake that can refuse to create watches (as the broker does for 10–20 s
-// after a NATS server loss) or freeze a created one (a silent stall). Every clock advance waits first
+// after a NATS server loss) or freeze a created one (a silent stall: test/helpers/freezable-watch.ts). Every clock advance waits first
 // until the sleeper it is meant to wake is armed (an observable condition), so no test relies on
 // real-time pacing.
 import test, { type ExecutionContext } from 'ava';
-import type { KvWatchEntry } from '@nats-io/kv';
 import { WatchBrokerError } from '../agent/control/brokered-watch.ts';
 import { directWatchSource, type CatchUpOptions, type KeyWatch, type KeyWatchOptions, type KeyWatchSource, type KvCatchUpPage } from '../agent/control/key-watch.ts';
 import type { MeshWatch } from '../agent/control/mesh-watch.ts';
 import { waitFor } from '../lib/wait.ts';
+import { FreezableWatch } from './helpers/freezable-watch.ts';
 import { nodeRecord, putNode } from './agent-helpers.ts';
 import { ManualClock } from './helpers/manual-clock.ts';
 import { startWatchFixture, WATCH_BUCKET, type WatchFixture } from './helpers/mesh-watch-fixture.ts';
-
-/** A push watch whose deliveries can be held back (frozen): the consumer's server vanished, silently. */
-class FreezableWatch implements KeyWatch {
-  frozen = false;
-  /** Entries this watch passed on. */
-  yielded = 0;
-  constructor(private readonly inner: KeyWatch) {}
-  stop(): void {
-    this.inner.stop();
-  }
-  initialCount(): Promise<number | undefined> {
-    return this.inner.initialCount();
-  }
-  async *[Symbol.asyncIterator](): AsyncIterator<KvWatchEntry> {
-    for await (const e of this.inner) {
-      if (this.frozen) continue;
-      this.yielded++;
-      yield e;
-    }
-  }
-}
 
 /** The direct source, with watch creation refusable and created watches freezable; counts what was asked. */
 class FakeSource implements KeyWatchSource {
@@ -106,12 +85,6 @@ async function setup(t: ExecutionContext, extra: Parameters<typeof startWatchFix
 
 const has = (w: MeshWatch, name: string): boolean => w.snapshot().nodes.has(name);
 
-/** Advances the clock to `at` once something sleeps until exactly then. */
-async function advanceWhenArmed(clock: ManualClock, at: number, what: string): Promise<void> {
-  await waitFor(() => clock.hasSleeperAt(at), { timeoutMs: 10_000, intervalMs: 20, what: `a sleeper armed for ${what} (t+${at - T0} ms; armed: ${clock.wakeups.map((w) => `t+${w - T0}`).join(', ')})` });
-  clock.advanceTo(at);
-}
-
 test('watch creation refused: the mesh is followed by catch-up requests every second; the push watch takes over when it can be created, nothing applied twice', async (t) => {
   const { f, src, clock } = await setup(t);
   await putNode(f.kv, f.coordinator, await nodeRecord({ name: 'a' }));
@@ -123,7 +96,7 @@ test('watch creation refused: the mesh is followed by catch-up requests every se
   src.refuse = true;
   for (const w of src.created) w.stop();
   // The supervisor backs off (retryMinMs 2 s) before the next session.
-  await advanceWhenArmed(clock, T0 + 2000, 'the re-watch backoff');
+  await clock.advanceWhenArmed(T0 + 2000, 'the re-watch backoff');
   await waitFor(() => f.watch.stats().catchingUp && f.watch.stats().live, { timeoutMs: 10_000, what: 'a live catch-up session' });
   const s = f.watch.stats();
   t.true(src.refused >= 1);
@@ -134,13 +107,13 @@ test('watch creation refused: the mesh is followed by catch-up requests every se
   // A node joins: the next poll (1 s later on the clock) brings it, verified like a watch's entry.
   await putNode(f.kv, f.coordinator, await nodeRecord({ name: 'b' }));
   const polled = src.catchUps;
-  await advanceWhenArmed(clock, T0 + 3000, 'the first catch-up poll');
+  await clock.advanceWhenArmed(T0 + 3000, 'the first catch-up poll');
   await waitFor(() => has(f.watch, 'b'), { timeoutMs: 10_000, what: 'b through catch-up' });
   t.true(src.catchUps > polled);
   // A forged (unsigned) value and a delete arrive the same way and are judged the same way.
   await f.kv.put('nodes.forged', '{"kind":"node"}');
   await f.kv.delete('nodes.a');
-  await advanceWhenArmed(clock, T0 + 4000, 'the second catch-up poll');
+  await clock.advanceWhenArmed(T0 + 4000, 'the second catch-up poll');
   await waitFor(() => !has(f.watch, 'a') && f.watch.rejected().has('nodes.forged'), { timeoutMs: 10_000, what: 'the delete applied and the forgery refused' });
   t.false(has(f.watch, 'forged'));
   t.is(src.created.length, 2, 'no push watch meanwhile');
@@ -152,10 +125,10 @@ test('watch creation refused: the mesh is followed by catch-up requests every se
   src.hold = new Promise<void>((resolve) => (release = resolve));
   src.refuse = false;
   const asked = src.asked;
-  await advanceWhenArmed(clock, T0 + 6000, 'the push retry');
+  await clock.advanceWhenArmed(T0 + 6000, 'the push retry');
   await waitFor(() => src.asked > asked, { timeoutMs: 10_000, what: 'the retry asking (held)' });
   await putNode(f.kv, f.coordinator, await nodeRecord({ name: 'd' }));
-  await advanceWhenArmed(clock, T0 + 7000, 'the poll while the create is held');
+  await clock.advanceWhenArmed(T0 + 7000, 'the poll while the create is held');
   await waitFor(() => has(f.watch, 'd'), { timeoutMs: 10_000, what: 'd through catch-up' });
   const entriesBefore = f.watch.stats().totalEntries;
   release();
@@ -183,7 +156,7 @@ test('a new agent whose first watch cannot be created loads the mesh by paginate
   t.is(src.created.length, 0);
 
   await f.kv.delete('nodes.n00');
-  await advanceWhenArmed(clock, T0 + 1000, 'the first poll');
+  await clock.advanceWhenArmed(T0 + 1000, 'the first poll');
   await waitFor(() => !has(f.watch, 'n00'), { timeoutMs: 10_000, what: 'a delete through catch-up' });
   t.true(f.watch.synced);
 });
@@ -199,11 +172,11 @@ test('progress timer on the injected clock: a frozen watch is found stalled at t
   src.refuse = true;
   await putNode(f.kv, f.coordinator, await nodeRecord({ name: 'b' }));
   // First look at t+15 s: behind (maybe in flight); the follow-up 1 s later: stalled.
-  await advanceWhenArmed(clock, T0 + 15_000, 'the first progress look');
+  await clock.advanceWhenArmed(T0 + 15_000, 'the first progress look');
   await waitFor(() => f.watch.stats().lagRevisions > 0, { timeoutMs: 10_000, what: 'the look found the watch behind' });
   t.is(f.watch.stats().stalls, 0, 'behind once is not a stall');
   t.false(has(f.watch, 'b'));
-  await advanceWhenArmed(clock, T0 + 16_000, 'the follow-up look');
+  await clock.advanceWhenArmed(T0 + 16_000, 'the follow-up look');
   await waitFor(() => f.watch.stats().stalls === 1, { timeoutMs: 10_000, what: 'the stall declared' });
   // The re-created watch is refused at once: the catch-up's first pass brings b with no further clock advance.
   await waitFor(() => has(f.watch, 'b') && f.watch.stats().catchingUp, { timeoutMs: 10_000, what: 'b through catch-up after the stall' });

@@ -10,7 +10,6 @@
 // left the cluster) is found by comparing revisions (watch-progress.ts) and resumed. Until a fresh snapshot is complete nothing is
 // removed (fail-static).
 import type { VerifyKeys } from '../../protocol/signing.ts';
-import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import type { KvWatchEntry } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Clock } from '../../lib/clock.ts';
@@ -21,7 +20,9 @@ import type { ClusterRecord, NodeRecord } from '../../protocol/messages.ts';
 import { judgeGeneration, recordKeyOf, verifyKvRecord, type KvRecordVerdict, type RejectedRecord } from '../../protocol/kv-record.ts';
 import { kvKeys } from '../../protocol/subjects.ts';
 import type { MeshSnapshot } from '../plan/model.ts';
-import { bucketRenumbered, judgeProgress, nextProgressCheckMs } from './watch-progress.ts';
+import { bucketRenumbered } from './watch-progress.ts';
+import { ProgressMonitor, type ProgressCheck } from './progress-monitor.ts';
+import { kvLastRevisions } from '../../lib/kv-last-revision.ts';
 import { onConnectionStatus } from '../../lib/nats-status.ts';
 import { RateLimitedLog } from '../../lib/rate-limited-log.ts';
 import { backoffDelay } from '../../lib/backoff.ts';
@@ -185,7 +186,6 @@ export class MeshWatch {
   private audits = 0;
   private auditRereads = 0;
   private auditing = false;
-  private jsm: JetStreamManager | undefined;
   /** Delay before the next session (the reconnect jitter). */
   private rewatchDelayMs = 0;
   private resumes = 0;
@@ -198,26 +198,38 @@ export class MeshWatch {
   private readonly coalescer: ChangeCoalescer;
   private audit: NodeJS.Timeout | undefined;
   private stopStatus: (() => void) | undefined;
-  private stalls = 0;
-  /** Aborted to re-arm the progress loop's sleep (a burst began) and on stop(). */
-  private progressWake = new AbortController();
-  private progressLoop: Promise<void> | undefined;
+  /** Stall detection (progress-monitor.ts): finds a watch that stopped moving behind the bucket. */
+  private readonly progress: ProgressMonitor;
+  /** Per FILTERS entry: the bucket's newest revision (direct gets). */
+  private readonly lastRevisions: () => Promise<number[]>;
   private catchUpSessions = 0;
   private handoff: Handoff | undefined;
   /** The next session follows by catch-up at once (its watch was found stalled), creating the push watch meanwhile. */
   private catchUpNow = false;
   /** Cuts returnToPush()'s retry sleep short: aborted by rewatch() and stop(), one per catch-up session. */
   private pushRetryWake = new AbortController();
-  private progressBurstUntil = 0;
-  private progressTargets: number[] | undefined;
-  private lagRevisions = 0;
-  private checkingProgress = false;
-  /** The look now scheduled is the quick follow-up of a 'behind' look. */
-  private progressFollowedUp = false;
 
   constructor(private readonly o: MeshWatchOptions) {
     this.throttle = new RateLimitedLog(o.logger, o.clock);
     this.coalescer = new ChangeCoalescer({ windowMs: o.debounceMs ?? 150, clock: o.clock, deliver: () => this.deliver() });
+    this.lastRevisions = kvLastRevisions(o.nc, o.bucket, FILTERS);
+    this.progress = new ProgressMonitor({
+      clock: o.clock,
+      logger: o.logger,
+      what: 'KV watch',
+      filters: FILTERS,
+      ...(o.progressCheckMs === undefined ? {} : { intervalMs: o.progressCheckMs }),
+      ...(o.progressBurstMs === undefined ? {} : { burstMs: o.progressBurstMs }),
+      ...(o.progressBurstWindowMs === undefined ? {} : { burstWindowMs: o.progressBurstWindowMs }),
+      look: () => this.lastRevisions(),
+      // A catch-up session polls the bucket itself: it cannot stall silently.
+      watching: () => (this.stopped || !this.live || this.current === undefined || this.current.catchUp ? undefined : { session: this.current, applied: this.appliedRevision }),
+      onStall: (reason) => {
+        // A stall follows a cluster change, when creates are slow or refused: catch up at once.
+        this.catchUpNow = true;
+        this.rewatch(`stalled: ${reason}`, 0);
+      },
+    });
   }
 
   start(): void {
@@ -226,9 +238,9 @@ export class MeshWatch {
       // The server may have lost our consumer (restart, failover): watch again, from where we were.
       if (s.type === 'reconnect') this.rewatch('NATS reconnected', (this.o.random ?? Math.random)() * (this.o.rewatchJitterMs ?? 2000));
       // A server joined or left the cluster (or we moved): consumers may have vanished with it.
-      if (s.type === 'reconnect' || s.type === 'update') this.burstProgressChecks();
+      if (s.type === 'reconnect' || s.type === 'update') this.progress.burst();
     });
-    this.progressLoop = this.runProgressChecks().catch((err: unknown) => this.o.logger.error({ err }, 'watch progress loop crashed'));
+    this.progress.start();
     const auditMs = this.o.auditIntervalMs ?? 300_000;
     if (auditMs > 0) {
       this.audit = setInterval(() => {
@@ -246,13 +258,13 @@ export class MeshWatch {
     this.stopping.abort();
     this.stopStatus?.();
     if (this.audit) clearInterval(this.audit);
-    this.progressWake.abort();
+    const progress = this.progress.stop();
     this.pushRetryWake.abort();
     this.coalescer.stop();
     this.stopWatchers();
     this.wakeup.abort();
     await this.supervisor;
-    await this.progressLoop;
+    await progress;
     for (const w of this.handoff?.watchers ?? []) w.stop();
     this.handoff = undefined;
   }
@@ -298,8 +310,8 @@ export class MeshWatch {
       totalEntries: this.totalEntries,
       audits: this.audits,
       auditRereads: this.auditRereads,
-      stalls: this.stalls,
-      lagRevisions: this.lagRevisions,
+      stalls: this.progress.stalls,
+      lagRevisions: this.progress.lagRevisions,
       catchUpSessions: this.catchUpSessions,
       catchingUp: this.current?.catchUp ?? false,
     };
@@ -345,83 +357,11 @@ export class MeshWatch {
   }
 
   /**
-   * One stall check: is the watch behind the bucket's newest revisions, and still short of what the
-   * previous check saw? Then re-create it, resuming from the last applied revision.
+   * One stall check (progress-monitor.ts): is the watch behind the bucket's newest revisions, and still
+   * short of what the previous check saw? Then re-create it, resuming from the last applied revision.
    */
-  async checkProgress(): Promise<'in-step' | 'behind' | 'stalled' | 'skipped'> {
-    // A catch-up session polls the bucket itself: it cannot stall silently.
-    if (this.stopped || this.checkingProgress || !this.live || this.current === undefined || this.current.catchUp) {
-      this.progressTargets = undefined;
-      return 'skipped';
-    }
-    this.checkingProgress = true;
-    const session = this.current;
-    try {
-      const applied = [...this.appliedRevision];
-      const bucket = await this.lastRevisions();
-      if (this.current !== session || !this.live) return 'skipped';
-      const verdict = judgeProgress(bucket, applied, this.progressTargets, FILTERS);
-      this.lagRevisions = Math.max(0, ...bucket.map((rev, i) => rev - (applied[i] ?? 0)));
-      this.o.logger.debug({ bucket, applied, verdict }, 'watch progress check');
-      this.progressTargets = verdict.kind === 'behind' ? [...verdict.targets] : undefined;
-      if (verdict.kind === 'stalled') {
-        this.stalls++;
-        this.o.logger.warn({ reason: verdict.reason }, 'KV watch stalled (no error, no progress); re-creating it from the last applied revision');
-        // A stall follows a cluster change, when creates are slow or refused: catch up at once.
-        this.catchUpNow = true;
-        this.rewatch(`stalled: ${verdict.reason}`, 0);
-      }
-      return verdict.kind;
-    } catch (err) {
-      // JetStream may be electing a leader right now; look again later.
-      this.o.logger.debug({ err: errorMessage(err) }, 'watch progress check failed');
-      return 'skipped';
-    } finally {
-      this.checkingProgress = false;
-    }
-  }
-
-  private burstProgressChecks(): void {
-    this.progressBurstUntil = this.o.clock.now() + (this.o.progressBurstWindowMs ?? 30_000);
-    // Re-arm the loop's sleep with the burst's short delay.
-    this.progressWake.abort();
-  }
-
-  /** The progress checks, on the injected clock: sleep the delay nextProgressCheckMs gives, look, repeat. */
-  private async runProgressChecks(): Promise<void> {
-    const intervalMs = this.o.progressCheckMs ?? 15_000;
-    if (intervalMs <= 0) return;
-    while (!this.stopped) {
-      // One quick follow-up per 'behind' look (not a chain of them while the bucket keeps changing).
-      const followUp = this.progressTargets !== undefined && !this.progressFollowedUp;
-      this.progressFollowedUp = followUp;
-      const delay = nextProgressCheckMs(this.o.clock.now(), this.progressBurstUntil, this.o.progressBurstMs ?? 1000, intervalMs, followUp);
-      const wake = this.progressWake;
-      await this.o.clock.sleep(delay, wake.signal);
-      if (this.stopped) return;
-      if (wake.signal.aborted) {
-        // Re-armed (a burst began): compute the delay again.
-        this.progressWake = new AbortController();
-        this.progressFollowedUp = false;
-        continue;
-      }
-      await this.checkProgress().catch((err: unknown) => this.o.logger.error({ err }, 'watch progress check crashed'));
-    }
-  }
-
-  /** Per filter: the revision of the newest message (a delete marker too), by direct get; 0 if none. */
-  private async lastRevisions(): Promise<number[]> {
-    this.jsm ??= await jetstreamManager(this.o.nc, { checkAPI: false });
-    const jsm = this.jsm;
-    const stream = `KV_${this.o.bucket}`;
-    return Promise.all(
-      FILTERS.map(async (filter) => {
-        const last_by_subj = `$KV.${this.o.bucket}.${filter}`;
-        // Direct gets are answered by any replica; a bucket without allow_direct takes the API path.
-        const m = await jsm.direct.getMessage(stream, { last_by_subj }).catch(() => jsm.streams.getMessage(stream, { last_by_subj }));
-        return m?.seq ?? 0;
-      }),
-    );
+  checkProgress(): Promise<ProgressCheck> {
+    return this.progress.check();
   }
 
   /** Why the watch differs from the bucket, or undefined when it is in step. */

@@ -1,12 +1,13 @@
 // A manually advanced Clock for tests (a test fake: it lives under test/, never in the production tree).
 import type { Clock } from '../../lib/clock.ts';
+import { waitFor } from '../../lib/wait.ts';
 
 /** Manually advanced clock for tests. `sleep` resolves when `advance` passes its deadline, or at
  *  once when its signal aborts (as systemClock's does). */
 export class ManualClock implements Clock {
   private t: number;
   private waiters: { at: number; resolve: () => void }[] = [];
-  constructor(start = 1_700_000_000_000) {
+  constructor(private readonly start = 1_700_000_000_000) {
     this.t = start;
   }
   now(): number {
@@ -41,6 +42,12 @@ export class ManualClock implements Clock {
   /** Number of pending sleeps. */
   get sleepers(): number {
     return this.waiters.length;
+  }
+  /** Advances to `at` once something sleeps until exactly then (`what`: the sleeper meant, for the timeout's message). */
+  async advanceWhenArmed(at: number, what: string): Promise<void> {
+    const rel = (ms: number): string => `t+${ms - this.start}`;
+    await waitFor(() => this.hasSleeperAt(at), { timeoutMs: 10_000, intervalMs: 20, what: `a sleeper armed for ${what} (${rel(at)} ms; armed: ${this.wakeups.map(rel).join(', ')})` });
+    this.advanceTo(at);
   }
   advanceTo(at: number): void {
     this.advance(at - this.t);
