@@ -53,7 +53,8 @@ test('sessions back off with lib/backoff.ts: failures and a cut-short snapshot d
   let calls = 0;
   const source = { watch: () => (plan[calls++] ?? (() => Promise.reject(new Error('unplanned'))))() } as unknown as KeyWatchSource;
   const key = await generateSigningKeyPair();
-  const w = new ServiceWatch({ nc: quietConnection(), bucket: 'b', coordinatorKey: key.publicKey, logger: silentLogger(), clock, retryMinMs: 250, retryMaxMs: 5000, watches: source });
+  // Stall detection off: its sleeps would be among the wakeups read here (test/watch-stall.test.ts covers it).
+  const w = new ServiceWatch({ nc: quietConnection(), bucket: 'b', coordinatorKey: key.publicKey, logger: silentLogger(), clock, retryMinMs: 250, retryMaxMs: 5000, watches: source, progressCheckMs: 0 });
   w.start();
   t.teardown(() => w.stop());
   const delays: number[] = [];

@@ -6,6 +6,10 @@
 // Each (re)started watch delivers every current definition first; the held set is replaced only
 // when that snapshot is complete, so a removal missed while disconnected is not kept. Until the first
 // snapshot is complete the enrollments are unknown (the enforcer then leaves the live table alone).
+// A watch that stops moving while the bucket has newer entries under `enrollments.>` (a silent
+// stall) is found by the agent's shared stall detector and re-created after the last applied
+// revision: only what changed meanwhile, removals included (agent/control/range-resume.ts; a full
+// re-read only if the bucket was renumbered).
 import type { KvWatchEntry } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { superviseWithBackoff } from '../../lib/backoff.ts';
@@ -14,11 +18,12 @@ import { errorMessage } from '../../lib/errors.ts';
 import { directWatchSource, type KeyWatch, type KeyWatchSource } from '../control/key-watch.ts';
 import type { Logger } from '../../lib/logger.ts';
 import { onConnectionStatus } from '../../lib/nats-status.ts';
+import { RangeResume, type RangeResumeStats, type StallDetectionOptions } from '../control/range-resume.ts';
 import { verifyEnrollment } from '../../protocol/enrollment-record.ts';
 import type { ClusterDefinition } from '../../protocol/messages.ts';
 import { enrollmentNameFromKey, kvKeys } from '../../protocol/subjects.ts';
 
-export interface EnrollmentWatchOptions {
+export interface EnrollmentWatchOptions extends StallDetectionOptions {
   readonly nc: NatsConnection;
   readonly bucket: string;
   /** Coordinator public keys a definition may be signed by. */
@@ -50,15 +55,27 @@ export class EnrollmentWatch {
   private loop: Promise<void> | undefined;
   private stopStatus: (() => void) | undefined;
   private readonly wake = new AbortController();
+  /** Stall detection and the revision a resumed session starts after. */
+  private readonly resume: RangeResume;
 
-  constructor(private readonly o: EnrollmentWatchOptions) {}
+  constructor(private readonly o: EnrollmentWatchOptions) {
+    this.resume = new RangeResume({ ...o, filter: kvKeys.enrollmentsFilter, what: 'enrollment watch', endWatch: () => this.watcher?.stop() });
+  }
+
+  /** Stalls found and resumes (agent/control/range-resume.ts). */
+  stats(): RangeResumeStats {
+    return this.resume.stats();
+  }
 
   start(): void {
     if (this.loop) return;
     // After a reconnect the watch starts again (the snapshot then prunes what was removed meanwhile).
     this.stopStatus = onConnectionStatus(this.o.nc, (s) => {
       if (s.type === 'reconnect') this.watcher?.stop();
+      // A server joined or left the cluster (or we moved): consumers may have vanished with it.
+      if (s.type === 'reconnect' || s.type === 'update') this.resume.burst();
     });
+    this.resume.start();
     this.loop = this.supervise().catch((err: unknown) => this.o.logger.error({ err: errorMessage(err) }, 'enrollment watch crashed'));
   }
 
@@ -67,7 +84,7 @@ export class EnrollmentWatch {
     this.stopStatus?.();
     this.watcher?.stop();
     this.wake.abort();
-    await this.loop;
+    await Promise.all([this.loop, this.resume.stop()]);
   }
 
   onChange(listener: (s: EnrollmentWatchState) => void): void {
@@ -82,10 +99,15 @@ export class EnrollmentWatch {
     await superviseWithBackoff(
       async () => {
         this.source ??= this.o.watches ?? directWatchSource({ nc: this.o.nc, bucket: this.o.bucket });
-        const w = await this.source.watch({ key: kvKeys.enrollmentsFilter });
+        const from = await this.resume.sessionStart(this.st.known);
+        const w = await this.source.watch(from === undefined ? { key: kvKeys.enrollmentsFilter } : { key: kvKeys.enrollmentsFilter, resumeFromRevision: from });
         if (this.stopped) w.stop();
         this.watcher = w;
-        await this.consume(w);
+        try {
+          await this.consume(w, from !== undefined);
+        } finally {
+          this.resume.sessionEnded();
+        }
       },
       {
         policy: { initialMs: this.o.retryMinMs ?? 250, maxMs: this.o.retryMaxMs ?? 5000 },
@@ -99,19 +121,26 @@ export class EnrollmentWatch {
     );
   }
 
-  private async consume(w: KeyWatch): Promise<void> {
+  /** A full session (the snapshot, then changes) or, resuming, only the changes after the applied revision. */
+  private async consume(w: KeyWatch, resumed: boolean): Promise<void> {
+    const session = {};
     // The snapshot is collected apart and replaces the held set once complete.
-    let snapshot: Map<string, ClusterDefinition> | undefined = new Map();
+    let snapshot: Map<string, ClusterDefinition> | undefined = resumed ? undefined : new Map();
     const rejected = new Map<string, string>();
     const finish = (): void => {
       if (!snapshot) return;
       const defs = snapshot;
       snapshot = undefined;
+      this.resume.sessionLive(session);
       this.o.logger.info({ clusters: [...defs.keys()].sort() }, 'cluster enrollments read');
       this.set({ known: true, definitions: defs, rejected: new Map(rejected), lastError: null });
     };
-    if ((await w.initialCount()) === 0) finish();
+    if (resumed) this.resume.sessionLive(session);
+    else if ((await w.initialCount()) === 0) finish();
     for await (const e of w) {
+      // One at or below the applied revision was applied already.
+      if (!snapshot && this.resume.wasApplied(e.revision)) continue;
+      this.resume.appliedUpTo(e.revision);
       const name = enrollmentNameFromKey(e.key);
       if (name !== undefined) {
         const into = snapshot ?? new Map(this.st.definitions);

@@ -3,6 +3,10 @@
 // Each watch session reads the full (small) service set; the records in use are replaced only when
 // a session's snapshot is complete, so an outage or a re-watch never empties the answers
 // (fail-static). A session that ends (NATS reconnect, watcher error) is re-created with backoff.
+// A session that stops moving while the bucket has newer entries under `services.>` (a silent
+// stall: its consumer's server left the NATS cluster) is found by the agent's shared stall detector
+// and re-created after the last applied revision: only what changed meanwhile is read, deletes
+// included (agent/control/range-resume.ts; a full re-read only if the bucket was renumbered).
 import type { VerifyKeys } from '../../protocol/signing.ts';
 import type { KvWatchEntry } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
@@ -14,13 +18,14 @@ import type { Logger } from '../../lib/logger.ts';
 import { ServiceExportRecord, serviceKeys } from '../../protocol/service.ts';
 import { verifyEnvelope } from '../../protocol/signing.ts';
 import { onConnectionStatus } from '../../lib/nats-status.ts';
+import { RangeResume, type RangeResumeStats, type StallDetectionOptions } from '../control/range-resume.ts';
 
 /** A watch session that ended without delivering its full snapshot (retried with backoff). */
 export class ServiceWatchError extends CrosslinkError {
   override name = 'ServiceWatchError';
 }
 
-export interface ServiceWatchOptions {
+export interface ServiceWatchOptions extends StallDetectionOptions {
   readonly nc: NatsConnection;
   readonly bucket: string;
   /** The coordinator's public key, or its key set during a signing-key rotation. */
@@ -43,8 +48,17 @@ export class ServiceWatch {
   private source: KeyWatchSource | undefined;
   private everSynced = false;
   private rejectedCount = 0;
+  /** Stall detection and the revision a resumed session starts after. */
+  private readonly resume: RangeResume;
 
-  constructor(private readonly o: ServiceWatchOptions) {}
+  constructor(private readonly o: ServiceWatchOptions) {
+    this.resume = new RangeResume({ ...o, filter: serviceKeys.filter, what: 'service watch', endWatch: () => this.watcher?.stop() });
+  }
+
+  /** Stalls found and resumes (agent/control/range-resume.ts). */
+  stats(): RangeResumeStats {
+    return this.resume.stats();
+  }
 
   /** True once one full snapshot is in. */
   get synced(): boolean {
@@ -67,7 +81,10 @@ export class ServiceWatch {
   start(): void {
     this.stopStatus = onConnectionStatus(this.o.nc, (s) => {
       if (s.type === 'reconnect') this.watcher?.stop();
+      // A server joined or left the cluster (or we moved): consumers may have vanished with it.
+      if (s.type === 'reconnect' || s.type === 'update') this.resume.burst();
     });
+    this.resume.start();
     this.loop = this.run();
   }
 
@@ -75,7 +92,7 @@ export class ServiceWatch {
     this.abort.abort();
     this.stopStatus?.();
     this.watcher?.stop();
-    await this.loop;
+    await Promise.all([this.loop, this.resume.stop()]);
   }
 
   /** Sessions one after the other (lib/backoff.ts): the minimum delay after a complete one, growing after failures and sessions cut short before their snapshot. */
@@ -93,12 +110,30 @@ export class ServiceWatch {
     );
   }
 
-  /** One session: the full snapshot (then swapped in), then deltas until the watcher ends. */
+  /**
+   * One session: the full snapshot (then swapped in), then deltas until the watcher ends; after a
+   * stall only the deltas after the last applied revision.
+   */
   private async session(): Promise<boolean> {
+    try {
+      return await this.watchOnce();
+    } finally {
+      this.resume.sessionEnded();
+    }
+  }
+
+  private async watchOnce(): Promise<boolean> {
     this.source ??= this.o.watches ?? directWatchSource({ nc: this.o.nc, bucket: this.o.bucket });
-    const w = await this.source.watch({ key: serviceKeys.filter });
+    const from = await this.resume.sessionStart(this.everSynced);
+    const w = await this.source.watch(from === undefined ? { key: serviceKeys.filter } : { key: serviceKeys.filter, resumeFromRevision: from });
     this.watcher = w;
     if (this.abort.signal.aborted) w.stop();
+    const session = {};
+    if (from !== undefined) {
+      this.resume.sessionLive(session);
+      for await (const e of w) await this.applyLive(e);
+      return true;
+    }
     // The snapshot is collected apart and swapped in whole: deletes during an outage are seen, and
     // nothing is served half-read.
     let pending: Map<string, ServiceExportRecord> | undefined = new Map();
@@ -107,6 +142,7 @@ export class ServiceWatch {
       this.records = pending;
       pending = undefined;
       this.everSynced = true;
+      this.resume.sessionLive(session);
       this.o.logger.info({ services: this.records.size }, 'service exports loaded');
       this.emit();
     };
@@ -123,21 +159,30 @@ export class ServiceWatch {
     let seen = 0;
     try {
       for await (const e of w) {
-        const target: Map<string, ServiceExportRecord> = pending ?? new Map(this.records);
-        await this.apply(target, e);
-        seen++;
-        if (target === pending) {
-          if (e.isUpdate || (expected !== undefined && seen >= expected)) finish();
-          else armQuiet();
-        } else {
-          this.records = target;
-          this.emit();
+        if (!pending) {
+          await this.applyLive(e);
+          continue;
         }
+        await this.apply(pending, e);
+        this.resume.appliedUpTo(e.revision);
+        seen++;
+        if (e.isUpdate || (expected !== undefined && seen >= expected)) finish();
+        else armQuiet();
       }
     } finally {
       if (quiet) clearTimeout(quiet);
     }
     return pending === undefined;
+  }
+
+  /** A change after the snapshot, into a copy of the records in use (one applied already is skipped). */
+  private async applyLive(e: KvWatchEntry): Promise<void> {
+    if (this.resume.wasApplied(e.revision)) return;
+    const target = new Map(this.records);
+    await this.apply(target, e);
+    this.resume.appliedUpTo(e.revision);
+    this.records = target;
+    this.emit();
   }
 
   private async apply(into: Map<string, ServiceExportRecord>, e: KvWatchEntry): Promise<void> {
