@@ -59,7 +59,7 @@ function status(peers: PeerStatus[], drops: { rule: number | 'default'; packets:
   };
 }
 
-const snapshot = (s: AgentStatus): AgentScrapeSnapshot => ({ status: s, probes: { requestsSent: 40, repliesReceived: 36, requestsAnswered: 41 }, watch: { live: true, stalls: 1, lagRevisions: 0 }, now: NOW });
+const snapshot = (s: AgentStatus): AgentScrapeSnapshot => ({ status: s, probes: { requestsSent: 40, repliesReceived: 36, requestsAnswered: 41 }, watch: { live: true, stalls: 1, lagRevisions: 0 }, rangeWatchStalls: { services: 2, enrollments: undefined }, now: NOW });
 
 /** The value of one series in a scrape body (labels in the exposition's order), or undefined. */
 function sample(body: string, series: string): number | undefined {
@@ -85,6 +85,8 @@ test('agent: a status snapshot becomes per-peer and per-rule series; a peer that
   t.is(sample(body, 'crosslink_agent_policy_enforcing'), 1);
   t.is(sample(body, 'crosslink_agent_nats_connected'), 1);
   t.is(sample(body, 'crosslink_agent_watch_stalls_total'), 1);
+  t.is(sample(body, 'crosslink_agent_range_watch_stalls_total{watch="services"}'), 2);
+  t.is(sample(body, 'crosslink_agent_range_watch_stalls_total{watch="enrollments"}'), undefined, 'a watch not running: no series');
   t.is(sample(body, 'crosslink_agent_info{version="0.1.0",node="n1",cluster="c1",topology="mesh"}'), 1);
   t.false(/100\.96\.|192\.0\.2\./.test(body), 'no addresses in labels');
   const lint = await checkMetrics(body);

@@ -35,11 +35,16 @@ export interface WatchFigures {
   readonly lagRevisions: number;
 }
 
+/** The single-range watchers whose stalls are counted apart from the mesh watch's. */
+export type RangeWatchName = 'services' | 'enrollments';
+
 /** Everything a scrape reports beyond the event counters, pushed by the agent at scrape time. */
 export interface AgentScrapeSnapshot {
   readonly status: AgentStatus;
   readonly probes: ProbePacketCounts;
   readonly watch: WatchFigures | null;
+  /** Stalls of the service and enrollment watches (agent/control/range-resume.ts); undefined: not running. */
+  readonly rangeWatchStalls?: Readonly<Record<RangeWatchName, number | undefined>>;
   readonly now: number;
 }
 
@@ -87,6 +92,7 @@ export class AgentMetrics implements AgentMetricsPort {
   private readonly watchLive: Gauge;
   private readonly watchLag: Gauge;
   private readonly watchStalls: Counter;
+  private readonly rangeWatchStalls: Counter<'watch'>;
   private readonly peerUp: Gauge<(typeof PEER)[number]>;
   private readonly handshakeAge: Gauge<(typeof PEER)[number]>;
   private readonly rxBytes: Counter<(typeof PEER)[number]>;
@@ -125,6 +131,7 @@ export class AgentMetrics implements AgentMetricsPort {
     this.watchLive = gauge('crosslink_agent_watch_live', '1 while the KV watch has delivered its full snapshot and follows changes, else 0.');
     this.watchLag = gauge('crosslink_agent_watch_lag_revisions', 'Revisions the KV watch was behind the bucket at its latest progress check (every 15 s by default).');
     this.watchStalls = counter('crosslink_agent_watch_stalls_total', 'Times the KV watch stalled (fell behind without an error) and was re-created.');
+    this.rangeWatchStalls = counter('crosslink_agent_range_watch_stalls_total', 'Times the service or enrollment watch stalled (fell behind without an error) and was resumed.', ['watch']);
     this.peerUp = gauge('crosslink_agent_peer_up', '1 when the peer answers the agent\'s probes through the tunnel, 0 when down or not concluded yet.', PEER);
     this.handshakeAge = gauge('crosslink_agent_peer_handshake_age_seconds', 'Seconds since the latest WireGuard handshake with the peer (absent: none yet).', PEER);
     this.rxBytes = counter('crosslink_agent_peer_receive_bytes_total', 'Bytes received from the peer through WireGuard (resets when the interface is re-created).', PEER);
@@ -198,7 +205,7 @@ export class AgentMetrics implements AgentMetricsPort {
   }
 
   /** One status snapshot, the prober's and the watch's counters, pushed at scrape time. Replaces every per-peer and per-rule series. */
-  observe({ status, probes, watch, now }: AgentScrapeSnapshot): void {
+  observe({ status, probes, watch, rangeWatchStalls, now }: AgentScrapeSnapshot): void {
     this.info.reset();
     this.info.labels(status.version, status.node.name, status.node.cluster, status.node.topology).set(1);
     this.ready.set(status.ready ? 1 : 0);
@@ -212,6 +219,8 @@ export class AgentMetrics implements AgentMetricsPort {
     this.watchLag.set(watch?.lagRevisions ?? 0);
     this.watchStalls.reset();
     this.watchStalls.inc(watch?.stalls ?? 0);
+    this.rangeWatchStalls.reset();
+    for (const [name, stalls] of Object.entries(rangeWatchStalls ?? {})) if (stalls !== undefined) this.rangeWatchStalls.inc({ watch: name }, stalls);
     // Counters that mirror a source's own totals: reset, then set to the source's value. A peer
     // that left disappears; a source that restarted from 0 reads as a counter reset, which
     // Prometheus' rate() handles.

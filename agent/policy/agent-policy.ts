@@ -84,6 +84,11 @@ export class AgentPolicy {
     this.enforcer.resync();
   }
 
+  /** Stalls of the enrollment watch so far (undefined: not started). */
+  get enrollmentWatchStalls(): number | undefined {
+    return this.enrollments?.stats().stalls;
+  }
+
   private push(): void {
     const s = this.watch?.state();
     const e = this.enrollments?.state();

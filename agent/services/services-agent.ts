@@ -143,6 +143,11 @@ export class ServicesAgent {
     return this.watch?.synced ?? false;
   }
 
+  /** Stalls of the service watch so far (undefined: not started). */
+  get watchStalls(): number | undefined {
+    return this.watch?.stats().stalls;
+  }
+
   /** The answer table in force (tests, status). */
   currentTable(): ServiceTable {
     return this.table;
