@@ -17,6 +17,11 @@ import { startWatchFixture, WATCH_BUCKET, type WatchFixture } from './helpers/me
 /** The direct source, with watch creation refusable and created watches freezable; counts what was asked. */
 class FakeSource implements KeyWatchSource {
   refuse = false;
+  /** What a refused create throws. */
+  refusal: () => Error = () => new WatchBrokerError('unavailable', 'the watch broker refused: cannot create the watch: timeout; retry');
+  /** When (on the clock, if given) each create was asked for. */
+  askedAt: number[] = [];
+  clock: ManualClock | undefined;
   /** While set, a create waits for it (a slow create: its start revision was fixed when asked). */
   hold: Promise<void> | undefined;
   created: FreezableWatch[] = [];
@@ -32,9 +37,10 @@ class FakeSource implements KeyWatchSource {
   }
   async watch(o: KeyWatchOptions): Promise<KeyWatch> {
     this.asked++;
+    this.askedAt.push(this.clock?.now() ?? 0);
     if (this.refuse) {
       this.refused++;
-      throw new WatchBrokerError('unavailable', 'the watch broker refused: cannot create the watch: timeout; retry');
+      throw this.refusal();
     }
     await this.hold;
     const w = new FreezableWatch(await this.direct.watch(o));
@@ -77,6 +83,7 @@ async function setup(t: ExecutionContext, extra: Parameters<typeof startWatchFix
     },
   });
   const src = new FakeSource(f);
+  src.clock = clock;
   made.src = src;
   // Releases whatever still sleeps so stop() can finish (teardowns run last-in, first-out: before the watch stops).
   t.teardown(() => clock.advance(3_600_000));
@@ -139,6 +146,31 @@ test('watch creation refused: the mesh is followed by catch-up requests every se
   await putNode(f.kv, f.coordinator, await nodeRecord({ name: 'c' }));
   await waitFor(() => has(f.watch, 'c'), { timeoutMs: 10_000, what: 'c through the push watch, no clock advance' });
   t.deepEqual([...f.watch.snapshot().nodes.keys()].sort(), ['b', 'c', 'd']);
+});
+
+test('watch creation refused as rate-limited: the push watch is asked for again only after the broker\'s retryAfterMs (not the 2 s backoff), and right then', async (t) => {
+  const { f, src, clock } = await setup(t);
+  await putNode(f.kv, f.coordinator, await nodeRecord({ name: 'a' }));
+  f.watch.start();
+  await waitFor(() => f.watch.synced && has(f.watch, 'a'), { timeoutMs: 10_000, what: 'the first snapshot (push)' });
+  src.refuse = true;
+  src.refusal = () => new WatchBrokerError('rate-limited', 'the watch broker refused: too many watch requests; retry in 7000 ms', 7000);
+  for (const w of src.created) w.stop();
+  await advanceWhenArmed(clock, T0 + 2000, 'the re-watch backoff');
+  await waitFor(() => f.watch.stats().catchingUp && f.watch.stats().live, { timeoutMs: 10_000, what: 'a live catch-up session' });
+  const asked = src.asked;
+  t.is(src.askedAt.at(-1), T0 + 2000, 'refused at t+2 s');
+  // The retry of the push create sleeps until t+9 s (7 s after the refusal; the backoff alone says t+4 s).
+  await advanceWhenArmed(clock, T0 + 3000, 'the first catch-up poll');
+  await waitFor(() => clock.hasSleeperAt(T0 + 9000), { timeoutMs: 10_000, what: `the push retry armed for t+9 s (armed: ${clock.wakeups.map((w) => `t+${w - T0}`).join(', ')})` });
+  t.false(clock.hasSleeperAt(T0 + 4000), 'no retry at the backoff\'s t+4 s');
+  for (let at = T0 + 4000; at <= T0 + 8000; at += 1000) await advanceWhenArmed(clock, at, 'a catch-up poll');
+  t.is(src.asked, asked, 'no create asked for before retryAfterMs');
+  src.refuse = false;
+  await advanceWhenArmed(clock, T0 + 9000, 'the push retry');
+  await waitFor(() => src.asked > asked, { timeoutMs: 10_000, what: 'the create asked for right after retryAfterMs' });
+  t.is(src.askedAt[asked], T0 + 9000);
+  await waitFor(() => !f.watch.stats().catchingUp && f.watch.stats().live, { timeoutMs: 10_000, what: 'back on a push watch' });
 });
 
 test('a new agent whose first watch cannot be created loads the mesh by paginated catch-up, prunes nothing it should keep, and follows changes', async (t) => {

@@ -34,6 +34,22 @@ export class WatchBrokerError extends CrosslinkError {
   }
 }
 
+/**
+ * The longest wait a broker's `retryAfterMs` imposes on the agent (10 s): a larger value (a broker's
+ * bug, or a budget refilled that slowly) is cut to this, so a refusal never parks a recovering watch
+ * for longer than a watch re-creation backs off to at most (MeshWatch retryMaxMs, 5 s) twice.
+ */
+export const RETRY_AFTER_MAX_MS = 10_000;
+
+/**
+ * How long a refusal asked us to wait before asking again: a rate-limited WatchBrokerError's
+ * `retryAfterMs`, at most RETRY_AFTER_MAX_MS; 0 for any other error (the caller's own pace applies).
+ */
+export function retryAfterOf(err: unknown): number {
+  if (!(err instanceof WatchBrokerError) || err.code !== 'rate-limited' || err.retryAfterMs === undefined) return 0;
+  return Math.min(Math.max(0, err.retryAfterMs), RETRY_AFTER_MAX_MS);
+}
+
 export interface BrokeredWatchOptions {
   readonly nc: NatsConnection;
   readonly bucket: string;

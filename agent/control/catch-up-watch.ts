@@ -5,13 +5,17 @@
 // its one verify/apply path: first every entry after `afterRevision` (all pages; that is the initial
 // snapshot and initialCount()), then, every `intervalMs` on the injected clock, what changed since
 // the last entry. A failed first pass ends it at once (the caller retries); a failed later poll is
-// logged and the next one tries again. MeshWatch stops it once a push watch can be created again.
+// logged and the next one tries again. A request the broker refused as rate-limited is asked again
+// only after its `retryAfterMs` (at most RETRY_AFTER_MAX_MS), the first pass included (it goes on
+// from the page refused rather than ending: re-creating the watch would only ask sooner).
+// MeshWatch stops it once a push watch can be created again.
 import type { KvWatchEntry } from '@nats-io/kv';
 import type { Clock } from '../../lib/clock.ts';
 import { errorMessage } from '../../lib/errors.ts';
 import type { KvCatchUpEntry } from '../../lib/kv-catch-up.ts';
 import type { Logger } from '../../lib/logger.ts';
 import { AsyncQueue } from '../../lib/async-queue.ts';
+import { retryAfterOf } from './brokered-watch.ts';
 import type { KeyWatch, KeyWatchSource } from './key-watch.ts';
 
 export interface CatchUpWatchOptions {
@@ -88,23 +92,38 @@ export class CatchUpWatch implements KeyWatch {
 
   /** Every page after the start: the initial snapshot. Undefined (and the watch ended) if it failed. */
   private async firstPass(): Promise<number | undefined> {
-    try {
-      const entries = await this.readAll();
-      if (this.ended) return undefined;
-      entries.forEach((e, i) => this.queue.push(catchUpWatchEntry(this.o.bucket, e, i + 1 >= entries.length)));
-      return entries.length;
-    } catch (err) {
-      this.o.logger.warn({ filter: this.o.filter, err: errorMessage(err) }, 'catch-up: cannot read what changed; the watch is retried');
-      this.stop();
-      return undefined;
+    // Pages read before a rate-limited one are kept: the cursor has moved past them.
+    const entries: KvCatchUpEntry[] = [];
+    for (;;) {
+      try {
+        await this.readAll((page) => {
+          entries.push(...page);
+        });
+        if (this.ended) return undefined;
+        entries.forEach((e, i) => this.queue.push(catchUpWatchEntry(this.o.bucket, e, i + 1 >= entries.length)));
+        return entries.length;
+      } catch (err) {
+        const waitMs = retryAfterOf(err);
+        if (waitMs > 0 && !this.ended) {
+          this.o.logger.debug({ filter: this.o.filter, retryAfterMs: waitMs }, 'catch-up: rate-limited; asking again when the broker said');
+          await this.o.clock.sleep(waitMs, this.abort.signal);
+          if (this.ended) return undefined;
+          continue;
+        }
+        this.o.logger.warn({ filter: this.o.filter, err: errorMessage(err) }, 'catch-up: cannot read what changed; the watch is retried');
+        this.stop();
+        return undefined;
+      }
     }
   }
 
   private async follow(): Promise<void> {
     const intervalMs = this.o.intervalMs ?? 1000;
+    let waitMs = intervalMs;
     while (!this.ended) {
-      await this.o.clock.sleep(intervalMs, this.abort.signal);
+      await this.o.clock.sleep(waitMs, this.abort.signal);
       if (this.ended) return;
+      waitMs = intervalMs;
       try {
         // Each page is handed on as it arrives: the cursor has moved past it, so a later page that
         // fails (rate-limited, a timeout) must not take the earlier ones with it.
@@ -112,30 +131,30 @@ export class CatchUpWatch implements KeyWatch {
           for (const e of page) this.queue.push(catchUpWatchEntry(this.o.bucket, e, true));
         });
       } catch (err) {
-        this.o.logger.debug({ filter: this.o.filter, err: errorMessage(err) }, 'catch-up poll failed; polling again');
+        // Refused as rate-limited: not before the broker said (the usual interval if that is longer).
+        waitMs = Math.max(intervalMs, retryAfterOf(err));
+        this.o.logger.debug({ filter: this.o.filter, err: errorMessage(err), nextInMs: waitMs }, 'catch-up poll failed; polling again');
       }
     }
   }
 
   /**
    * Pages from the cursor until one says no more follow; each page's new entries go to `onPage` as
-   * soon as it is read (the cursor moves past them), and all of them are returned at the end.
+   * soon as it is read (the cursor moves past them), so a later page that fails loses none of them.
    */
-  private async readAll(onPage?: (entries: readonly KvCatchUpEntry[]) => void): Promise<KvCatchUpEntry[]> {
-    const out: KvCatchUpEntry[] = [];
+  private async readAll(onPage: (entries: readonly KvCatchUpEntry[]) => void): Promise<void> {
     for (;;) {
       const page = await this.o.source.catchUp({ filter: this.o.filter, afterRevision: this.cursor, limit: this.o.pageLimit ?? 256 });
       this.polls++;
-      if (this.ended) return out;
+      if (this.ended) return;
       const fresh: KvCatchUpEntry[] = [];
       for (const e of page.entries) {
         if (e.revision <= this.cursor) continue;
         fresh.push(e);
         this.cursor = e.revision;
       }
-      out.push(...fresh);
-      onPage?.(fresh);
-      if (!page.more || page.entries.length === 0) return out;
+      onPage(fresh);
+      if (!page.more || page.entries.length === 0) return;
     }
   }
 }

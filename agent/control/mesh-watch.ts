@@ -29,6 +29,7 @@ import { backoffDelay } from '../../lib/backoff.ts';
 import { ChangeCoalescer } from './change-coalescer.ts';
 import { directWatchSource, type KeyWatch, type KeyWatchOptions, type KeyWatchSource } from './key-watch.ts';
 import { CatchUpWatch } from './catch-up-watch.ts';
+import { retryAfterOf } from './brokered-watch.ts';
 
 export type { MeshSnapshot } from '../plan/model.ts';
 
@@ -580,11 +581,14 @@ export class MeshWatch {
     this.pushRetryWake = wake;
     for (;;) {
       let created: KeyWatch[] | undefined;
+      // A broker that refused as rate-limited is not asked again before its retryAfterMs (capped).
+      let retryAfterMs = 0;
       try {
         created = await attempt;
       } catch (err) {
         failures++;
-        this.o.logger.debug({ err: errorMessage(err), failures }, 'catch-up: the watch still cannot be created');
+        retryAfterMs = retryAfterOf(err);
+        this.o.logger.debug({ err: errorMessage(err), failures, retryAfterMs }, 'catch-up: the watch still cannot be created');
       }
       const over = this.stopped || this.current !== session || this.restartReason !== undefined;
       if (created && !over) {
@@ -595,7 +599,7 @@ export class MeshWatch {
       }
       for (const w of created ?? []) w.stop();
       if (over) return;
-      await this.o.clock.sleep(backoffDelay(policy, Math.max(1, failures)), wake.signal);
+      await this.o.clock.sleep(Math.max(backoffDelay(policy, Math.max(1, failures)), retryAfterMs), wake.signal);
       if (this.stopped || wake.signal.aborted || this.current !== session || this.restartReason !== undefined) return;
       // What a new session would be now: a completed catch-up full read makes it a resume.
       attemptMode = this.everSynced && !this.fullReadNeeded ? 'resume' : 'full';
