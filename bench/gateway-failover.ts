@@ -6,7 +6,7 @@
 // lab is torn down afterwards.
 import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import { Lab } from '../lab/lab.ts';
+import type { Lab } from '../lab/lab.ts';
 import { randomLabId } from '../lab/names.ts';
 import { findPod, WIREGUARD_PORT } from '../lab/plan.ts';
 import { packagePath } from '../lib/package-root.ts';
@@ -14,6 +14,7 @@ import { ProcessRunner } from '../lib/runner.ts';
 import { waitFor } from '../lib/wait.ts';
 import { failoverBreakdown, parsePinoLog, reportedDown, type FailoverBreakdown, type LogLine } from './failover-breakdown.ts';
 import { median, ms, printTable } from './report.ts';
+import { upLabForBench } from './interrupt.ts';
 
 const DROP = (port: number): string => `table inet xlbench {\n chain input { type filter hook input priority -10; udp dport ${port} drop; }\n}\n`;
 const CLEAR = 'delete table inet xlbench\n';
@@ -38,7 +39,7 @@ async function gatewayInto(lab: Lab, cloud: string): Promise<string | null> {
 }
 
 export async function runGatewayFailover(trials = 5): Promise<void> {
-  const lab = await Lab.up({
+  const { lab, down } = await upLabForBench({
     id: randomLabId('bf'),
     topologyText: readFileSync(packagePath('lab/topologies/default.yaml'), 'utf8'),
     topologySource: 'lab/topologies/default.yaml',
@@ -95,7 +96,7 @@ export async function runGatewayFailover(trials = 5): Promise<void> {
       phaseRows.push([i, ms(b.reporters[0]?.[1] ?? NaN), ms(b.detect), ms(b.quorum), ms(b.elected), ms(b.applyStart), ms(b.applied), ms(b.gatewayApplied), ms(replacedMs), ms(flowingMs), b.reporters.map(([n, t]) => `${n} ${ms(t)}`).join(', ')]);
     }
   } finally {
-    await lab.down();
+    await down();
   }
   rows.push(['median', '', median(replaced), median(flowing)]);
   const med = (f: (b: FailoverBreakdown) => number): string => ms(median(phases.map(f).filter((x) => Number.isFinite(x))));

@@ -4,11 +4,11 @@
 // and its whole process CPU per minute. The lab is torn down afterwards.
 import { readFileSync } from 'node:fs';
 import { request } from 'node:http';
-import { Lab } from '../lab/lab.ts';
 import { randomLabId } from '../lab/names.ts';
 import { packagePath } from '../lib/package-root.ts';
 import { ProcessRunner } from '../lib/runner.ts';
 import { printTable } from './report.ts';
+import { upLabForBench } from './interrupt.ts';
 
 function scrapeSocket(socketPath: string): Promise<string> {
   return new Promise((resolve, reject) => {
@@ -35,7 +35,7 @@ function total(body: string, family: string, match = ''): number {
 }
 
 export async function runIdleLab(topology = 'default', windowMs = 60_000): Promise<void> {
-  const lab = await Lab.up({
+  const { lab, down } = await upLabForBench({
     id: randomLabId('b'),
     topologyText: readFileSync(packagePath(`lab/topologies/${topology}.yaml`), 'utf8'),
     topologySource: `lab/topologies/${topology}.yaml`,
@@ -74,7 +74,7 @@ export async function runIdleLab(topology = 'default', windowMs = 60_000): Promi
       ]);
     }
   } finally {
-    await lab.down();
+    await down();
   }
   printTable({
     title: `idle converged lab (${topology}): mutating data-plane commands and probing, from the agents' /metrics`,

@@ -27,7 +27,8 @@
 import { randomBytes } from 'node:crypto';
 import { NatsServer } from '../lib/nats-server.ts';
 import { runDataPlane } from './data-plane.ts';
-import { runRealAgent } from './real-agent.ts';
+import { insideRealAgentNamespace, runRealAgent } from './real-agent.ts';
+import { onBenchInterrupt, stopOnInterrupt } from './interrupt.ts';
 import { runPolicyPropagation } from './policy.ts';
 import { runPolicyLab } from './policy-lab.ts';
 import { runProbingCost } from './probing.ts';
@@ -79,6 +80,10 @@ async function main(): Promise<void> {
     return;
   }
   const real = asked.find((a) => a.parsed?.name === 'agent');
+  // Ctrl-C / SIGTERM stops every process the bench started before it exits (bench/interrupt.ts). Not in
+  // the real-agent section's outer process: it forwards the signal to the run in the namespace, waits
+  // for it and then removes the namespace itself.
+  if (!real || insideRealAgentNamespace()) stopOnInterrupt();
   if (real) {
     // Runs on its own (its own nats-server and namespace); default sizes 1,000 and 3,000.
     await runRealAgent(real.parsed?.arg ?? [1000, 3000]);
@@ -98,11 +103,8 @@ async function main(): Promise<void> {
   if (cp.length === 0) return;
   // One nats-server for all control-plane sections; each section uses its own bucket and subjects.
   const server = await NatsServer.start({ name: `xl-bench-${randomBytes(3).toString('hex')}` });
-  const stopOnSignal = (): void => {
-    void server.stop().finally(() => process.exit(130));
-  };
-  process.once('SIGINT', stopOnSignal);
-  process.once('SIGTERM', stopOnSignal);
+  // Interrupted: the process is already stopped with every other child; this removes its store.
+  const unregister = onBenchInterrupt(() => server.stop());
   try {
     for (const s of cp) {
       const t0 = Date.now();
@@ -110,6 +112,7 @@ async function main(): Promise<void> {
       console.log(`(${s.name}: ${((Date.now() - t0) / 1000).toFixed(1)} s)\n`);
     }
   } finally {
+    unregister();
     await server.stop();
   }
 }

@@ -11,13 +11,13 @@ import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { getFromAgent } from '../cli/client.ts';
 import { signingKeyFile } from '../lab/commands.ts';
-import { Lab } from '../lab/lab.ts';
 import { randomLabId } from '../lab/names.ts';
 import { packagePath } from '../lib/package-root.ts';
 import { ProcessRunner } from '../lib/runner.ts';
 import { waitFor } from '../lib/wait.ts';
 import { PolicyDocumentResponse } from '../protocol/policy/status.ts';
 import { median, ms, percentile, printTable } from './report.ts';
+import { upLabForBench } from './interrupt.ts';
 
 const TOPOLOGY = 'policy';
 
@@ -28,7 +28,7 @@ const yaml = (i: number): string =>
     : `default: allow\nrules:\n  - from: {cluster: north}\n    to: {cluster: west, ports: ["tcp/${9000 + i}"]}\n    action: deny\n`;
 
 export async function runPolicyLab(changes = 8): Promise<void> {
-  const lab = await Lab.up({
+  const { lab, down } = await upLabForBench({
     id: randomLabId('b'),
     topologyText: readFileSync(packagePath(`lab/topologies/${TOPOLOGY}.yaml`), 'utf8'),
     topologySource: `lab/topologies/${TOPOLOGY}.yaml`,
@@ -74,7 +74,7 @@ export async function runPolicyLab(changes = 8): Promise<void> {
       lastAgent.push(Math.max(...applied.values()));
     }
   } finally {
-    await lab.down();
+    await down();
   }
   printTable({
     title: `policy propagation on a real lab (${TOPOLOGY}): policy set → every agent enforcing the new version`,

@@ -7,6 +7,7 @@ import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { PROBE_DEFAULTS } from '../agent/health/prober.ts';
+import { killOnExit } from '../lib/exit-cleanup.ts';
 import { ProcessRunner } from '../lib/runner.ts';
 import type { ProbeCostResult } from './probe-cost-worker.ts';
 import { printTable } from './report.ts';
@@ -21,6 +22,7 @@ export function wireguardWireBytes(innerIpBytes: number): number {
 function runWorker(ns: string, nodes: number, windowMs: number): Promise<ProbeCostResult> {
   return new Promise((resolve, reject) => {
     const child = spawn('ip', ['netns', 'exec', ns, process.execPath, '--import', 'tsx', WORKER, String(nodes), String(windowMs), String(PROBE_DEFAULTS.intervalMs)], { stdio: ['ignore', 'pipe', 'pipe'] });
+    killOnExit(child);
     let out = '';
     let err = '';
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));

@@ -19,6 +19,7 @@ import { performance } from 'node:perf_hooks';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { agentClient, simulatedAgent, rpc, signed, type AgentClient, type SimulatedAgent } from './simulated-agent.ts';
 import { errorMessage } from '../lib/errors.ts';
+import { killOnExit } from '../lib/exit-cleanup.ts';
 import { NatsServer } from '../lib/nats-server.ts';
 import { ProcessRunner } from '../lib/runner.ts';
 import { waitFor } from '../lib/wait.ts';
@@ -34,6 +35,11 @@ import { ms, percentile, printTable } from './report.ts';
 
 const REPO = new URL('..', import.meta.url).pathname;
 const NETNS_ENV = 'XL_BENCH_AGENT_NETNS';
+
+/** True in the run inside the namespace (runRealAgent's second half). */
+export function insideRealAgentNamespace(): boolean {
+  return process.env[NETNS_ENV] !== undefined;
+}
 const JOINS = 20;
 /** The idle window (XL_BENCH_IDLE_S overrides the 60 s, e.g. for a quick try). */
 const IDLE_MS = Number(process.env.XL_BENCH_IDLE_S ?? 60) * 1000;
@@ -58,6 +64,7 @@ export async function runRealAgent(sizes: readonly number[]): Promise<void> {
     await host.run(['ip', 'netns', 'exec', ns, 'ip', 'link', 'set', 'lo', 'up']);
     const argv = ['ip', 'netns', 'exec', ns, process.execPath, '--import', 'tsx', join(REPO, 'bench', 'main.ts'), `agent:${sizes.join(',')}`];
     child = spawn(argv[0] ?? 'ip', argv.slice(1), { stdio: 'inherit', env: { ...process.env, [NETNS_ENV]: ns } });
+    killOnExit(child);
     const code = await new Promise<number | null>((resolve) => child?.once('exit', (c) => resolve(c)));
     if (code !== 0) process.exitCode = code ?? 1;
   } finally {
@@ -263,6 +270,7 @@ async function measure(n: number): Promise<void> {
     const startedAt = performance.now();
     if (process.env.XL_BENCH_SPAWN_TIMES) await writeFile(process.env.XL_BENCH_SPAWN_TIMES, `${Date.now() / 1000} - agent spawned\n`);
     agent = spawn(join(REPO, 'bin', 'crosslink-agent'), agentArgs, { stdio: ['ignore', 'pipe', 'pipe'], env });
+    killOnExit(agent);
     for (const s of [agent.stdout, agent.stderr]) s?.on('data', (c: Buffer) => agentLog.push(c.toString()));
     const agentPid = agent.pid ?? -1;
     const probesAnswered = probes ? Promise.resolve() : answerProbes();

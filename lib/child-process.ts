@@ -7,7 +7,7 @@
 // that survived SIGKILL), so a caller can delete the namespace it ran in only after that.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { CrosslinkError, TimeoutError, errorMessage } from './errors.ts';
-import { killOnExit } from './exit-cleanup.ts';
+import { killOnExit, runningChildren } from './exit-cleanup.ts';
 import { drainPipesAfterExit } from './pipe-drain.ts';
 
 export class ChildProcessError extends CrosslinkError {
@@ -78,6 +78,34 @@ export function settlesWithin(p: Promise<unknown>, ms: number): Promise<boolean>
       resolve(true);
     });
   });
+}
+
+/** Resolves true once `c` has exited, false after `ms`. */
+function exitsWithin(c: ChildProcess, ms: number): Promise<boolean> {
+  if (c.exitCode !== null || c.signalCode !== null) return Promise.resolve(true);
+  return settlesWithin(new Promise((resolve) => c.once('exit', resolve)), ms);
+}
+
+/**
+ * Stops every child this process started that still runs (all that lib/exit-cleanup.ts registered:
+ * Child, the runner's commands, spawns passed to killOnExit), all at once with the escalating stop,
+ * and resolves once they are gone — unlike the exit hook's SIGTERM, which nobody waits for, so a
+ * child that is slow to stop, or ignores SIGTERM, outlives its parent. Resolves with the pids still
+ * there after SIGKILL (none, normally).
+ */
+export async function stopAllChildren(options: StopOptions): Promise<number[]> {
+  const left = await Promise.all(
+    runningChildren().map(async (c) => {
+      const target = {
+        signal: (sig: NodeJS.Signals): void => {
+          if (c.exitCode === null && c.signalCode === null) c.kill(sig);
+        },
+        waitExit: (ms: number) => exitsWithin(c, ms),
+      };
+      return (await stopEscalating(target, options)) ? [] : [c.pid ?? -1];
+    }),
+  );
+  return left.flat();
 }
 
 function spawnSubprocess(file: string, args: readonly string[], env: NodeJS.ProcessEnv): ChildProcess {

@@ -2,7 +2,8 @@
 // long-lived ones) is registered here while it runs and SIGTERMed when this process exits, or dies
 // of a signal it does not handle, before it was stopped — what execa's `cleanup: true` did, through
 // the same library (signal-exit). A child is removed from the set at its 'exit': after that its pid
-// is reaped and may belong to someone else.
+// is reaped and may belong to someone else. runningChildren() lists them for a process that stops
+// them itself and waits (lib/child-process.ts stopAllChildren: the bench on Ctrl-C).
 import type { ChildProcess } from 'node:child_process';
 import { onExit } from 'signal-exit';
 
@@ -23,3 +24,8 @@ export function killOnExit(child: ChildProcess): void {
   child.once('exit', () => running.delete(child));
 }
 
+
+/** The registered children that have not exited yet. */
+export function runningChildren(): ChildProcess[] {
+  return [...running];
+}
