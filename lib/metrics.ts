@@ -1,7 +1,7 @@
 // Shared Prometheus plumbing (prom-client): a scrape body with its content type, and a fresh
 // per-instance Registry (never the global one: tests run several agents and coordinators in one
 // process, and each must report only its own figures).
-import type { RecordableHistogram } from 'node:perf_hooks';
+import perfHooks, { type EventLoopMonitorOptions, type IntervalHistogram, type RecordableHistogram } from 'node:perf_hooks';
 import { collectDefaultMetrics, Gauge, Registry } from 'prom-client';
 import { EventLoopDelaySampler } from './event-loop-delay.ts';
 
@@ -51,10 +51,45 @@ function registerEventLoopDelay(registry: Registry, sampler: EventLoopDelaySampl
   EVENT_LOOP_SERIES.forEach(([name, help], i) => gauges.push(new Gauge({ name, help, registers: [registry], ...(i === 0 ? { collect } : {}) })));
 }
 
+/**
+ * collectDefaultMetrics, and a stop for what it leaves running. prom-client 15 starts, for every
+ * registry, an event-loop monitor (monitorEventLoopDelay, enabled) and a PerformanceObserver on every
+ * GC, and gives no handle on either (prometheus/client_js issues 494 and 500): a stopped agent or
+ * coordinator kept observing each GC, once per registry ever made in the process (tests make dozens).
+ * Both are caught as prom-client makes them — it takes both from the perf_hooks module object, inside
+ * this synchronous call — and the returned stop disables the monitor and disconnects the observer.
+ */
+function collectStoppableDefaults(registry: Registry): () => void {
+  const monitors: IntervalHistogram[] = [];
+  const observers: perfHooks.PerformanceObserver[] = [];
+  const { monitorEventLoopDelay, PerformanceObserver } = perfHooks;
+  perfHooks.monitorEventLoopDelay = (options?: EventLoopMonitorOptions): IntervalHistogram => {
+    const monitor = monitorEventLoopDelay(options);
+    monitors.push(monitor);
+    return monitor;
+  };
+  perfHooks.PerformanceObserver = class extends PerformanceObserver {
+    constructor(callback: perfHooks.PerformanceObserverCallback) {
+      super(callback);
+      observers.push(this);
+    }
+  };
+  try {
+    collectDefaultMetrics({ register: registry, eventLoopMonitoringPrecision: DORMANT_MONITOR_MS });
+  } finally {
+    perfHooks.monitorEventLoopDelay = monitorEventLoopDelay;
+    perfHooks.PerformanceObserver = PerformanceObserver;
+  }
+  return () => {
+    for (const monitor of monitors) monitor.disable();
+    for (const observer of observers) observer.disconnect();
+  };
+}
+
 /** A registry and the stop of the timer it started: whoever creates one stops it with the process it reports on. */
 export interface OwnedRegistry {
   readonly registry: Registry;
-  /** Stops the event-loop sampler (its timer is unref'd, but a stopped agent or coordinator must leave no timer behind). Idempotent. */
+  /** Stops the event-loop sampler (its timer is unref'd, but a stopped agent or coordinator must leave no timer behind) and prom-client's monitor and GC observer. Idempotent. */
   readonly stop: () => void;
 }
 
@@ -66,11 +101,17 @@ export interface OwnedRegistry {
 export function newRegistry(o: { readonly processMetrics: boolean; readonly eventLoopDelay?: EventLoopDelaySampler }): OwnedRegistry {
   const registry = new Registry();
   if (!o.processMetrics) return { registry, stop: () => undefined };
-  collectDefaultMetrics({ register: registry, eventLoopMonitoringPrecision: DORMANT_MONITOR_MS });
+  const stopDefaults = collectStoppableDefaults(registry);
   for (const name of MISNAMED_DEFAULTS) registry.removeSingleMetric(name);
   const sampler = (o.eventLoopDelay ?? new EventLoopDelaySampler()).start();
   registerEventLoopDelay(registry, sampler);
-  return { registry, stop: () => sampler.stop() };
+  return {
+    registry,
+    stop: () => {
+      sampler.stop();
+      stopDefaults();
+    },
+  };
 }
 
 export async function scrape(registry: Registry): Promise<MetricsScrape> {
