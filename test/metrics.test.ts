@@ -2,9 +2,11 @@
 // every counter moves when its event happens, and the real `promtool check metrics` on live scrapes
 // of a real agent (health port) and of the real bin/crosslink-coordinator (--health-addr).
 import { spawn } from 'node:child_process';
+import { connect, createServer, type Socket } from 'node:net';
 import test from 'ava';
 import { AgentMetrics, type AgentScrapeSnapshot } from '../agent/metrics/agent-metrics.ts';
 import { DeferredAgentMetrics } from '../agent/metrics/deferred-agent-metrics.ts';
+import { settlesWithin } from '../lib/child-process.ts';
 import { EventLoopDelaySampler } from '../lib/event-loop-delay.ts';
 import { CoordinatorMetrics } from '../coordinator/metrics.ts';
 import { fakeAgent } from './helpers/fake-agent.ts';
@@ -198,6 +200,38 @@ test('bin/crosslink-coordinator --health-addr: /healthz, /readyz and a /metrics 
   child.kill('SIGTERM');
   t.is(await exited, 0, stderr);
 });
+
+test('bin/crosslink-coordinator on SIGTERM closes its health/metrics listener, also with a scraper\'s keep-alive connection open: it exits within 15 s and the port can be bound again', async (t) => {
+  const dir = await tempDir(t, 'xl-metrics-coord-stop');
+  const port = await freeLoopbackPort();
+  const child = spawn(COORDINATOR_BIN, ['run', '--nats-url', server().url, '--bucket', `xlmstop_${port}`, '--subject-prefix', `xl.ms${port}.v1`, '--signing-key-file', `${dir}/coordinator.key`, '--health-addr', `127.0.0.1:${port}`, '--log-level', 'warn'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  t.teardown(() => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  });
+  await waitFor(async () => (await fetch(`http://127.0.0.1:${port}/metrics`)).status === 200, { timeoutMs: 20_000, what: 'the coordinator serving /metrics' });
+  // A scraper's idle keep-alive connection: a listener closed without closing it would keep the process up.
+  const idle = await new Promise<Socket>((resolve, reject) => {
+    const s = connect(port, '127.0.0.1', () => resolve(s)).once('error', reject);
+  });
+  t.teardown(() => idle.destroy());
+  idle.on('error', () => undefined);
+  child.kill('SIGTERM');
+  t.true(await settlesWithin(exited, 15_000), `exited within 15 s of SIGTERM (stderr: ${stderr})`);
+  t.is(await exited, 0, stderr);
+  t.true(await canBind(port), `port ${port} is free`);
+});
+
+/** Whether 127.0.0.1:`port` can be listened on (nobody holds it). */
+function canBind(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const probe = createServer();
+    probe.once('error', () => resolve(false));
+    probe.listen(port, '127.0.0.1', () => probe.close(() => resolve(true)));
+  });
+}
 
 test('a real agent serves /metrics on its health port: its peers, readiness and NATS state; promtool accepts the scrape', async (t) => {
   const mesh = await startMesh(t, { label: 'xl-metrics-mesh', nodeTtl: '10s' });
