@@ -38,6 +38,13 @@ export interface RetryOptions {
   readonly random?: Random;
   /** Told about each failure before the sleep, e.g. to log it. */
   readonly onFailure?: (err: unknown, failures: number, retryInMs: number) => void;
+  /** The least a failure asks to wait (e.g. a broker's rate-limited `retryAfterMs`, capped by the caller); the sleep is the longer of it and the backoff. */
+  readonly minDelayOf?: (err: unknown) => number;
+}
+
+/** The sleep after a failure: the backoff, or longer if the failure asked for more (RetryOptions.minDelayOf). */
+function delayAfter(o: RetryOptions, failures: number, err: unknown): number {
+  return Math.max(backoffDelay(o.policy, failures, o.random), o.minDelayOf?.(err) ?? 0);
 }
 
 /**
@@ -52,7 +59,7 @@ export async function retryWithBackoff<T>(attempt: () => Promise<T>, o: RetryOpt
     } catch (err) {
       if (o.signal.aborted) return undefined;
       failures++;
-      const delay = backoffDelay(o.policy, failures, o.random);
+      const delay = delayAfter(o, failures, err);
       o.onFailure?.(err, failures, delay);
       await o.clock.sleep(delay, o.signal);
     }
@@ -78,7 +85,7 @@ export async function superviseWithBackoff(run: () => Promise<void>, o: RetryOpt
     }
     if (o.signal.aborted) return;
     // After a failure the first delay is already twice the minimum; after a clean end it is the minimum.
-    const delay = backoffDelay(o.policy, failures + 1, o.random);
+    const delay = failures > 0 ? delayAfter(o, failures + 1, failed) : backoffDelay(o.policy, 1, o.random);
     if (failures > 0) o.onFailure?.(failed, failures, delay);
     await o.clock.sleep(delay, o.signal);
   }

@@ -88,6 +88,32 @@ test('superviseWithBackoff restarts a run: the initial delay after a clean end, 
   t.deepEqual(failures.slice(0, 3), [[1, 200], [2, 400], [1, 200]]);
 });
 
+test('minDelayOf: a failure that asks for a longer wait (a rate-limited retryAfterMs) is waited out, a shorter ask leaves the backoff; both retry helpers', async (t) => {
+  const clock = new ManualClock(0);
+  const stop = new AbortController();
+  t.teardown(() => stop.abort());
+  const asks = [3000, 10, 0];
+  let runs = 0;
+  const failures: [number, number][] = [];
+  const minDelayOf = (err: unknown): number => Number((err as Error).message);
+  void superviseWithBackoff(() => Promise.reject(new Error(String(asks[runs++] ?? 0))), { policy: { initialMs: 100, maxMs: 10_000 }, clock, signal: stop.signal, minDelayOf, onFailure: (_e, n, ms) => failures.push([n, ms]) });
+  for (const [expectedRuns, due] of [[1, 3000], [2, 3400], [3, 4200]] as const) {
+    await waitFor(() => runs === expectedRuns && clock.wakeups[0] === due, { timeoutMs: 10_000, intervalMs: 5, what: `sleep after run ${expectedRuns} (armed: ${clock.wakeups.join(', ')})` });
+    clock.advanceTo(due);
+  }
+  // 3000 asked (backoff 200), 10 asked (backoff 400), none (backoff 800).
+  t.deepEqual(failures.slice(0, 3), [[1, 3000], [2, 400], [3, 800]]);
+
+  const retried: number[] = [];
+  const clock2 = new ManualClock(0);
+  let attempts = 0;
+  const done = retryWithBackoff(() => (++attempts === 1 ? Promise.reject(new Error('2500')) : Promise.resolve('ok')), { policy: { initialMs: 100, maxMs: 1000 }, clock: clock2, signal: stop.signal, minDelayOf, onFailure: (_e, _n, ms) => retried.push(ms) });
+  await waitFor(() => clock2.wakeups[0] === 2500, { timeoutMs: 10_000, intervalMs: 5, what: 'the retry armed at 2500' });
+  clock2.advanceTo(2500);
+  t.is(await done, 'ok');
+  t.deepEqual(retried, [2500]);
+});
+
 test('compareText is code-unit order, not the locale\'s', (t) => {
   const names = ['node-b', 'node10', 'Node-a', 'node-a', 'node1'];
   t.deepEqual([...names].sort(compareText), [...names].sort());

@@ -5,6 +5,7 @@
 import test from 'ava';
 import type { KvWatchEntry } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
+import { WatchBrokerError } from '../agent/control/brokered-watch.ts';
 import type { KeyWatch, KeyWatchSource } from '../agent/control/key-watch.ts';
 import { ServiceWatch } from '../agent/services/service-watch.ts';
 import { silentLogger } from '../lib/logger.ts';
@@ -66,5 +67,31 @@ test('sessions back off with lib/backoff.ts: failures and a cut-short snapshot d
   t.deepEqual(delays, [500, 1000, 2000, 4000, 250]);
   await waitFor(() => calls === 6, { timeoutMs: 5000, intervalMs: 1, what: 'the sixth session' });
   t.true(w.synced, 'the complete session delivered its (empty) snapshot');
+  lasting.end();
+});
+
+test('a create the broker refused as rate-limited is asked again after its retryAfterMs (not the backoff)', async (t) => {
+  const clock = new ManualClock();
+  const lasting = watchOf(0, false);
+  const askedAt: number[] = [];
+  let calls = 0;
+  const source = {
+    watch: (): Promise<KeyWatch> => {
+      askedAt.push(clock.now());
+      return calls++ === 0 ? Promise.reject(new WatchBrokerError('rate-limited', 'the watch broker refused: too many watch requests; retry in 3000 ms', 3000)) : Promise.resolve(lasting);
+    },
+  } as unknown as KeyWatchSource;
+  const key = await generateSigningKeyPair();
+  const w = new ServiceWatch({ nc: quietConnection(), bucket: 'b', coordinatorKey: key.publicKey, logger: silentLogger(), clock, retryMinMs: 250, retryMaxMs: 5000, watches: source });
+  const t0 = clock.now();
+  w.start();
+  t.teardown(() => w.stop());
+  const due = await waitFor(() => clock.wakeups[0], { timeoutMs: 5000, intervalMs: 1, what: 'the watch asleep after the refusal' });
+  t.is(due - t0, 3000, 'retryAfterMs, not the 500 ms backoff');
+  clock.advanceTo(due - 1);
+  t.is(calls, 1, 'not asked before');
+  clock.advanceTo(due);
+  await waitFor(() => calls === 2, { timeoutMs: 5000, intervalMs: 1, what: 'asked again right at retryAfterMs' });
+  t.deepEqual(askedAt, [t0, t0 + 3000]);
   lasting.end();
 });

@@ -13,6 +13,7 @@
 import type { KvWatchEntry } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { superviseWithBackoff } from '../../lib/backoff.ts';
+import { retryAfterOf } from '../control/brokered-watch.ts';
 import type { Clock } from '../../lib/clock.ts';
 import { errorMessage } from '../../lib/errors.ts';
 import { directWatchSource, type KeyWatch, type KeyWatchSource } from '../control/key-watch.ts';
@@ -113,6 +114,8 @@ export class EnrollmentWatch {
         policy: { initialMs: this.o.retryMinMs ?? 250, maxMs: this.o.retryMaxMs ?? 5000 },
         clock: this.o.clock,
         signal: this.wake.signal,
+        // A broker that refused as rate-limited is not asked again before its retryAfterMs (capped).
+        minDelayOf: retryAfterOf,
         onFailure: (err) => {
           this.set({ ...this.st, lastError: errorMessage(err) });
           this.o.logger.warn({ err: errorMessage(err) }, 'cannot watch the cluster enrollments; keeping the ones we have, retrying');

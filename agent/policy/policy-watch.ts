@@ -11,6 +11,7 @@ import type { Logger } from '../../lib/logger.ts';
 import type { PolicyRecord } from '../../protocol/policy/document.ts';
 import { policyKeys, verifyPolicyRecord } from '../../protocol/policy/record.ts';
 import { superviseWithBackoff } from '../../lib/backoff.ts';
+import { retryAfterOf } from '../control/brokered-watch.ts';
 import { onConnectionStatus } from '../../lib/nats-status.ts';
 
 export interface PolicyWatchOptions {
@@ -107,6 +108,8 @@ export class PolicyWatch {
         policy: { initialMs: this.o.retryMinMs ?? 250, maxMs: this.o.retryMaxMs ?? 5000 },
         clock: this.o.clock,
         signal: this.wake.signal,
+        // A broker that refused as rate-limited is not asked again before its retryAfterMs (capped).
+        minDelayOf: retryAfterOf,
         onFailure: (err) => {
           this.set({ ...this.st, lastError: errorMessage(err) });
           this.o.logger.warn({ err: errorMessage(err) }, 'cannot watch the policy key; keeping the policy we have, retrying');

@@ -13,6 +13,7 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import { directWatchSource, type KeyWatch, type KeyWatchSource } from '../control/key-watch.ts';
 import type { Clock } from '../../lib/clock.ts';
 import { superviseWithBackoff } from '../../lib/backoff.ts';
+import { retryAfterOf } from '../control/brokered-watch.ts';
 import { CrosslinkError, errorMessage } from '../../lib/errors.ts';
 import type { Logger } from '../../lib/logger.ts';
 import { ServiceExportRecord, serviceKeys } from '../../protocol/service.ts';
@@ -105,6 +106,8 @@ export class ServiceWatch {
         policy: { initialMs: this.o.retryMinMs ?? 250, maxMs: this.o.retryMaxMs ?? 5000 },
         clock: this.o.clock,
         signal: this.abort.signal,
+        // A broker that refused as rate-limited is not asked again before its retryAfterMs (capped).
+        minDelayOf: retryAfterOf,
         onFailure: (err, failures, retryInMs) => this.o.logger.warn({ err: errorMessage(err), failures, retryInMs }, 'service watch failed; retrying'),
       },
     );
