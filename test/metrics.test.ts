@@ -1,9 +1,9 @@
 // Prometheus metrics (agent/metrics/, coordinator/metrics.ts): what the snapshots turn into, that
 // every counter moves when its event happens, and the real `promtool check metrics` on live scrapes
 // of a real agent (health port) and of the real bin/crosslink-coordinator (--health-addr).
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { connect, createServer, type Socket } from 'node:net';
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { AgentMetrics, type AgentScrapeSnapshot } from '../agent/metrics/agent-metrics.ts';
 import { DeferredAgentMetrics } from '../agent/metrics/deferred-agent-metrics.ts';
 import { settlesWithin } from '../lib/child-process.ts';
@@ -168,16 +168,7 @@ test('bin/crosslink-coordinator --health-addr: /healthz, /readyz and a /metrics 
   t.is(bad.code, 2);
   t.regex(bad.stderr, /--health-addr: "example\.com:80" is not valid; must be host:port with an IP literal/);
 
-  const dir = await tempDir(t, 'xl-metrics-coord');
-  const port = await freeLoopbackPort();
-  const child = spawn(COORDINATOR_BIN, ['run', '--nats-url', server().url, '--bucket', `xlmetrics_${port}`, '--subject-prefix', `xl.m${port}.v1`, '--signing-key-file', `${dir}/coordinator.key`, '--health-addr', `127.0.0.1:${port}`, '--log-level', 'warn'], { stdio: ['ignore', 'ignore', 'pipe'] });
-  let stderr = '';
-  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-  t.teardown(async () => {
-    child.kill('SIGTERM');
-    await exited;
-  });
+  const { child, port, exited, stderr } = await coordinatorWithHealth(t, 'xl-metrics-coord');
   const get = (path: string): Promise<Response> => fetch(`http://127.0.0.1:${port}${path}`);
   await waitFor(async () => (await get('/healthz')).status === 200, { timeoutMs: 20_000, what: 'the coordinator health listener' });
   const ready = await waitFor(async () => {
@@ -198,19 +189,11 @@ test('bin/crosslink-coordinator --health-addr: /healthz, /readyz and a /metrics 
   t.is(lint.output.trim(), '');
   t.is((await get('/status')).status, 404, 'serves nothing else');
   child.kill('SIGTERM');
-  t.is(await exited, 0, stderr);
+  t.is(await exited, 0, stderr());
 });
 
 test('bin/crosslink-coordinator on SIGTERM closes its health/metrics listener, also with a scraper\'s keep-alive connection open: it exits within 15 s and the port can be bound again', async (t) => {
-  const dir = await tempDir(t, 'xl-metrics-coord-stop');
-  const port = await freeLoopbackPort();
-  const child = spawn(COORDINATOR_BIN, ['run', '--nats-url', server().url, '--bucket', `xlmstop_${port}`, '--subject-prefix', `xl.ms${port}.v1`, '--signing-key-file', `${dir}/coordinator.key`, '--health-addr', `127.0.0.1:${port}`, '--log-level', 'warn'], { stdio: ['ignore', 'ignore', 'pipe'] });
-  let stderr = '';
-  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-  t.teardown(() => {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-  });
+  const { child, port, exited, stderr } = await coordinatorWithHealth(t, 'xl-metrics-coord-stop');
   await waitFor(async () => (await fetch(`http://127.0.0.1:${port}/metrics`)).status === 200, { timeoutMs: 20_000, what: 'the coordinator serving /metrics' });
   // A scraper's idle keep-alive connection: a listener closed without closing it would keep the process up.
   const idle = await new Promise<Socket>((resolve, reject) => {
@@ -219,10 +202,26 @@ test('bin/crosslink-coordinator on SIGTERM closes its health/metrics listener, a
   t.teardown(() => idle.destroy());
   idle.on('error', () => undefined);
   child.kill('SIGTERM');
-  t.true(await settlesWithin(exited, 15_000), `exited within 15 s of SIGTERM (stderr: ${stderr})`);
-  t.is(await exited, 0, stderr);
+  t.true(await settlesWithin(exited, 15_000), `exited within 15 s of SIGTERM (stderr: ${stderr()})`);
+  t.is(await exited, 0, stderr());
   t.true(await canBind(port), `port ${port} is free`);
 });
+
+/** bin/crosslink-coordinator with --health-addr on a free port (its own bucket and subjects); SIGKILLed at teardown if still running. */
+async function coordinatorWithHealth(t: ExecutionContext, label: string): Promise<{ child: ChildProcess; port: number; exited: Promise<number | null>; stderr: () => string }> {
+  const dir = await tempDir(t, label);
+  const port = await freeLoopbackPort();
+  const child = spawn(COORDINATOR_BIN, ['run', '--nats-url', server().url, '--bucket', `xlmetrics_${port}`, '--subject-prefix', `xl.m${port}.v1`, '--signing-key-file', `${dir}/coordinator.key`, '--health-addr', `127.0.0.1:${port}`, '--log-level', 'warn'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  t.teardown(async () => {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    child.kill('SIGKILL');
+    await exited;
+  });
+  return { child, port, exited, stderr: () => stderr };
+}
 
 /** Whether 127.0.0.1:`port` can be listened on (nobody holds it). */
 function canBind(port: number): Promise<boolean> {
