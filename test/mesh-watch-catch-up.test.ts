@@ -173,6 +173,19 @@ test('watch creation refused as rate-limited: the push watch is asked for again 
   await waitFor(() => !f.watch.stats().catchingUp && f.watch.stats().live, { timeoutMs: 10_000, what: 'back on a push watch' });
 });
 
+test('catch-up off (catchUpAfterMs 0): a create refused as rate-limited is retried by the supervisor after retryAfterMs, not the 2 s backoff', async (t) => {
+  const { f, src, clock } = await setup(t, { catchUpAfterMs: 0 });
+  src.refuse = true;
+  src.refusal = () => new WatchBrokerError('rate-limited', 'the watch broker refused: too many watch requests; retry in 7000 ms', 7000);
+  f.watch.start();
+  await waitFor(() => src.asked === 1 && clock.sleepers === 1, { timeoutMs: 10_000, what: 'the refused create and the supervisor asleep' });
+  t.deepEqual(clock.wakeups, [T0 + 7000], `the next create at t+7 s (armed: ${clock.wakeups.map((w) => `t+${w - T0}`).join(', ')})`);
+  src.refuse = false;
+  clock.advanceTo(T0 + 7000);
+  await waitFor(() => f.watch.synced, { timeoutMs: 10_000, what: 'the watch created right at retryAfterMs' });
+  t.deepEqual(src.askedAt.slice(0, 2), [T0, T0 + 7000]);
+});
+
 test('a new agent whose first watch cannot be created loads the mesh by paginated catch-up, prunes nothing it should keep, and follows changes', async (t) => {
   const { f, src, clock } = await setup(t);
   for (let i = 0; i < 23; i++) await putNode(f.kv, f.coordinator, await nodeRecord({ name: `n${String(i).padStart(2, '0')}` }));

@@ -424,11 +424,14 @@ export class MeshWatch {
     while (!this.stopped) {
       const reason = this.restartReason ?? (this.sessions === 0 ? 'start' : 'watch ended');
       this.restartReason = undefined;
+      // A create the broker refused as rate-limited (catch-up off) is not asked again before its retryAfterMs (capped).
+      let retryAfterMs = 0;
       try {
         const completed = await this.runSession(reason);
         failures = completed ? 0 : failures + 1;
       } catch (err) {
         failures++;
+        retryAfterMs = retryAfterOf(err);
         this.lastError = errorMessage(err);
         this.throttle.warn('watch-failed', { err: this.lastError, bucket: this.o.bucket }, 'cannot watch the KV bucket; keeping the records we have, retrying');
       }
@@ -438,7 +441,7 @@ export class MeshWatch {
       // A requested re-watch starts at once (or after its jitter); a failure backs off.
       const requested = this.restartReason !== undefined && failures === 0;
       const policy = { initialMs: this.o.retryMinMs ?? 250, maxMs: this.o.retryMaxMs ?? 5000 };
-      const delay = requested ? this.rewatchDelayMs : backoffDelay(policy, Math.max(1, failures));
+      const delay = requested ? this.rewatchDelayMs : Math.max(backoffDelay(policy, Math.max(1, failures)), retryAfterMs);
       this.rewatchDelayMs = 0;
       if (requested && delay <= 0) continue;
       if (this.wakeup.signal.aborted) this.wakeup = new AbortController();
