@@ -156,18 +156,18 @@ test('watch creation refused as rate-limited: the push watch is asked for again 
   src.refuse = true;
   src.refusal = () => new WatchBrokerError('rate-limited', 'the watch broker refused: too many watch requests; retry in 7000 ms', 7000);
   for (const w of src.created) w.stop();
-  await advanceWhenArmed(clock, T0 + 2000, 'the re-watch backoff');
+  await clock.advanceWhenArmed(T0 + 2000, 'the re-watch backoff');
   await waitFor(() => f.watch.stats().catchingUp && f.watch.stats().live, { timeoutMs: 10_000, what: 'a live catch-up session' });
   const asked = src.asked;
   t.is(src.askedAt.at(-1), T0 + 2000, 'refused at t+2 s');
   // The retry of the push create sleeps until t+9 s (7 s after the refusal; the backoff alone says t+4 s).
-  await advanceWhenArmed(clock, T0 + 3000, 'the first catch-up poll');
+  await clock.advanceWhenArmed(T0 + 3000, 'the first catch-up poll');
   await waitFor(() => clock.hasSleeperAt(T0 + 9000), { timeoutMs: 10_000, what: `the push retry armed for t+9 s (armed: ${clock.wakeups.map((w) => `t+${w - T0}`).join(', ')})` });
   t.false(clock.hasSleeperAt(T0 + 4000), 'no retry at the backoff\'s t+4 s');
-  for (let at = T0 + 4000; at <= T0 + 8000; at += 1000) await advanceWhenArmed(clock, at, 'a catch-up poll');
+  for (let at = T0 + 4000; at <= T0 + 8000; at += 1000) await clock.advanceWhenArmed(at, 'a catch-up poll');
   t.is(src.asked, asked, 'no create asked for before retryAfterMs');
   src.refuse = false;
-  await advanceWhenArmed(clock, T0 + 9000, 'the push retry');
+  await clock.advanceWhenArmed(T0 + 9000, 'the push retry');
   await waitFor(() => src.asked > asked, { timeoutMs: 10_000, what: 'the create asked for right after retryAfterMs' });
   t.is(src.askedAt[asked], T0 + 9000);
   await waitFor(() => !f.watch.stats().catchingUp && f.watch.stats().live, { timeoutMs: 10_000, what: 'back on a push watch' });

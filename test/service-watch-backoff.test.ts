@@ -82,7 +82,7 @@ test('a create the broker refused as rate-limited is asked again after its retry
     },
   } as unknown as KeyWatchSource;
   const key = await generateSigningKeyPair();
-  const w = new ServiceWatch({ nc: quietConnection(), bucket: 'b', coordinatorKey: key.publicKey, logger: silentLogger(), clock, retryMinMs: 250, retryMaxMs: 5000, watches: source });
+  const w = new ServiceWatch({ nc: quietConnection(), bucket: 'b', coordinatorKey: key.publicKey, logger: silentLogger(), clock, retryMinMs: 250, retryMaxMs: 5000, watches: source, progressCheckMs: 0 });
   const t0 = clock.now();
   w.start();
   t.teardown(() => w.stop());
