@@ -5,62 +5,21 @@
 // the watch source in front of it can freeze a created watch — deliveries stop, no error, no end —
 // as when the server holding the consumer leaves the NATS cluster. On a manual clock: every advance
 // waits until the sleeper it is meant to wake is armed.
-import { randomBytes } from 'node:crypto';
-import test, { type ExecutionContext } from 'ava';
-import type { KV } from '@nats-io/kv';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
-import { directWatchSource } from '../agent/control/key-watch.ts';
+import test from 'ava';
 import { EnrollmentWatch } from '../agent/policy/enrollment-watch.ts';
 import { ServiceWatch } from '../agent/services/service-watch.ts';
 import { silentLogger } from '../lib/logger.ts';
-import { NatsServer } from '../lib/nats-server.ts';
 import { waitFor } from '../lib/wait.ts';
 import type { ClusterDefinition } from '../protocol/messages.ts';
-import { serviceKeys, type ServiceExportRecord } from '../protocol/service.ts';
-import { generateSigningKeyPair, signEnvelope, type SigningKeyPair } from '../protocol/signing.ts';
+import { serviceKeys } from '../protocol/service.ts';
 import { kvKeys } from '../protocol/subjects.ts';
-import { openBucket } from './agent-helpers.ts';
-import { FreezingSource } from './helpers/freezable-watch.ts';
-import { ManualClock } from './helpers/manual-clock.ts';
 import { enrolledCluster } from './helpers/policy-fixtures.ts';
+import { bed, BUCKET, putSigned, service, T0, type Bed } from './helpers/range-watch-bed.ts';
 
-const BUCKET = 'crosslink';
-const T0 = 1_700_000_000_000;
 /** The detection the docs promise (docs/agent.md): a look every 15 s, a stall one 1 s follow-up later, re-created after the 250 ms retry minimum. */
 const FIRST_LOOK = T0 + 15_000;
 const STALL = FIRST_LOOK + 1000;
 const REWATCH = STALL + 250;
-
-interface Bed {
-  readonly nc: NatsConnection;
-  readonly kv: KV;
-  readonly coordinator: SigningKeyPair;
-  /** Signs like the coordinator but is not trusted. */
-  readonly mallory: SigningKeyPair;
-  readonly src: FreezingSource;
-  readonly clock: ManualClock;
-}
-
-async function bed(t: ExecutionContext, label: string): Promise<Bed> {
-  const server = await NatsServer.start({ name: `xl-${label}-${randomBytes(3).toString('hex')}` });
-  t.teardown(() => server.stop());
-  const nc = await connect({ servers: server.url });
-  t.teardown(() => nc.close());
-  const kv = await openBucket(nc, BUCKET);
-  const clock = new ManualClock(T0);
-  // Releases whatever still sleeps so stop() can finish (teardowns run last-in, first-out).
-  t.teardown(() => clock.advance(3_600_000));
-  return { nc, kv, coordinator: await generateSigningKeyPair(), mallory: await generateSigningKeyPair(), src: new FreezingSource(directWatchSource({ nc, bucket: BUCKET })), clock };
-}
-
-const service = (name: string, cluster = 'east', generation = 1): ServiceExportRecord => ({
-  kind: 'service-export', v: 1, namespace: 'shop', name, cluster, ports: [{ name: 'http', port: 80, protocol: 'TCP' }], addresses: ['10.1.0.5'],
-  exportedBy: `${cluster}-n1`, createdAt: 1, updatedAt: 1, generation,
-});
-
-async function putSigned(kv: KV, key: string, value: unknown, by: SigningKeyPair): Promise<number> {
-  return kv.put(key, JSON.stringify(await signEnvelope(value, by.secretKey)));
-}
 
 /** Freezes every watch made so far; then (put, delete, forged) go into the bucket while nothing is delivered. */
 async function stallAndWrite(b: Bed, write: () => Promise<void>): Promise<void> {
