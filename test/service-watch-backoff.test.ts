@@ -54,8 +54,9 @@ test('sessions back off with lib/backoff.ts: failures and a cut-short snapshot d
   let calls = 0;
   const source = { watch: () => (plan[calls++] ?? (() => Promise.reject(new Error('unplanned'))))() } as unknown as KeyWatchSource;
   const key = await generateSigningKeyPair();
-  // Stall detection off: its sleeps would be among the wakeups read here (test/watch-stall.test.ts covers it).
-  const w = new ServiceWatch({ nc: quietConnection(), bucket: 'b', coordinatorKey: key.publicKey, logger: silentLogger(), clock, retryMinMs: 250, retryMaxMs: 5000, watches: source, progressCheckMs: 0 });
+  // Stall detection and catch-up off: their sleeps would be among the wakeups read here, and a refused
+  // create would be followed by catch-up, not retried (test/watch-stall.test.ts, test/watch-catch-up.test.ts).
+  const w = new ServiceWatch({ nc: quietConnection(), bucket: 'b', coordinatorKey: key.publicKey, logger: silentLogger(), clock, retryMinMs: 250, retryMaxMs: 5000, watches: source, progressCheckMs: 0, catchUpAfterMs: 0 });
   w.start();
   t.teardown(() => w.stop());
   const delays: number[] = [];
@@ -82,7 +83,7 @@ test('a create the broker refused as rate-limited is asked again after its retry
     },
   } as unknown as KeyWatchSource;
   const key = await generateSigningKeyPair();
-  const w = new ServiceWatch({ nc: quietConnection(), bucket: 'b', coordinatorKey: key.publicKey, logger: silentLogger(), clock, retryMinMs: 250, retryMaxMs: 5000, watches: source, progressCheckMs: 0 });
+  const w = new ServiceWatch({ nc: quietConnection(), bucket: 'b', coordinatorKey: key.publicKey, logger: silentLogger(), clock, retryMinMs: 250, retryMaxMs: 5000, watches: source, progressCheckMs: 0, catchUpAfterMs: 0 });
   const t0 = clock.now();
   w.start();
   t.teardown(() => w.stop());

@@ -2,12 +2,19 @@
 // and enrollment watches): it keeps the revision the watcher applied, runs the shared stall detector
 // (progress-monitor.ts) over the range, and after a stall makes the next session resume after that
 // revision (only what changed meanwhile, deletes included) unless the bucket was renumbered
-// (watch-progress.ts bucketRenumbered), when the session reads everything again. MeshWatch, with two
-// ranges, catch-up and an audit, drives the same detector itself.
+// (watch-progress.ts bucketRenumbered), when the session reads everything again. It also opens each
+// session's watch: when the push watch cannot be created within catchUpAfterMs (refused, timing out,
+// or slow, as right after a NATS server loss) the session follows the range by catch-up requests from
+// the last applied revision (the whole range when nothing was applied yet) and the push watch takes
+// over once it can be created (catch-up-handover.ts). MeshWatch, with two ranges and an audit, drives
+// the same detector and catch-up itself.
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Clock } from '../../lib/clock.ts';
+import { CrosslinkError, errorMessage } from '../../lib/errors.ts';
 import { kvLastRevisions } from '../../lib/kv-last-revision.ts';
 import type { Logger } from '../../lib/logger.ts';
+import { CatchUpHandover } from './catch-up-handover.ts';
+import type { KeyWatch, KeyWatchSource } from './key-watch.ts';
 import { ProgressMonitor } from './progress-monitor.ts';
 import { bucketRenumbered } from './watch-progress.ts';
 
@@ -18,6 +25,13 @@ export interface StallDetectionOptions {
   /** Every this long (default 1 s) for progressBurstWindowMs (default 30 s) after a NATS cluster change, and once after a look found the watch behind. */
   readonly progressBurstMs?: number;
   readonly progressBurstWindowMs?: number;
+  /**
+   * Catch-up (as MeshWatch's): when the watch cannot be created within this long (default 1000 ms; 0
+   * disables), follow the range by catch-up requests every `catchUpIntervalMs` (default 1000 ms) until
+   * it can be.
+   */
+  readonly catchUpAfterMs?: number;
+  readonly catchUpIntervalMs?: number;
 }
 
 export interface RangeResumeOptions extends StallDetectionOptions {
@@ -30,6 +44,20 @@ export interface RangeResumeOptions extends StallDetectionOptions {
   readonly what: string;
   /** Ends the current watch (its session then ends and the next one resumes). */
   readonly endWatch: () => void;
+  /** Backoff between creates of the push watch while following by catch-up (default 250 ms doubling to 5 s, as the sessions'). */
+  readonly retryMinMs?: number;
+  readonly retryMaxMs?: number;
+}
+
+/** Neither the watch nor a catch-up of the range could be started (the session fails and backs off). */
+export class RangeWatchError extends CrosslinkError {
+  override name = 'RangeWatchError';
+}
+
+/** A session's watch (RangeResume.open): `from` is the revision it resumes from, undefined for a full read. */
+export interface OpenedRange {
+  readonly watch: KeyWatch;
+  readonly from: number | undefined;
 }
 
 export interface RangeResumeStats {
@@ -39,6 +67,10 @@ export interface RangeResumeStats {
   readonly resumes: number;
   /** Revisions the watch was behind the bucket at the latest look. */
   readonly lagRevisions: number;
+  /** Sessions that followed the range by catch-up requests (no watch could be created in time). */
+  readonly catchUpSessions: number;
+  /** The current session follows by catch-up requests (no push watch yet). */
+  readonly catchingUp: boolean;
 }
 
 export class RangeResume {
@@ -47,6 +79,9 @@ export class RangeResume {
   private live: object | undefined;
   private resumeNext = false;
   private resumes = 0;
+  private catchUpSessions = 0;
+  /** The current session's catch-up, if it follows by catch-up. */
+  private following: CatchUpHandover | undefined;
   private stopped = false;
   private readonly stopping = new AbortController();
   private readonly look: () => Promise<number[]>;
@@ -63,7 +98,8 @@ export class RangeResume {
       ...(o.progressBurstMs === undefined ? {} : { burstMs: o.progressBurstMs }),
       ...(o.progressBurstWindowMs === undefined ? {} : { burstWindowMs: o.progressBurstWindowMs }),
       look: () => this.look(),
-      watching: () => (this.live === undefined ? undefined : { session: this.live, applied: [this.applied] }),
+      // A catch-up polls the bucket itself: it cannot stall silently.
+      watching: () => (this.live === undefined || this.following?.catchingUp === true ? undefined : { session: this.live, applied: [this.applied] }),
       onStall: () => {
         this.resumeNext = true;
         this.o.endWatch();
@@ -87,17 +123,75 @@ export class RangeResume {
   }
 
   stats(): RangeResumeStats {
-    return { stalls: this.progress.stalls, resumes: this.resumes, lagRevisions: this.progress.lagRevisions };
+    return { stalls: this.progress.stalls, resumes: this.resumes, lagRevisions: this.progress.lagRevisions, catchUpSessions: this.catchUpSessions, catchingUp: this.following?.catchingUp === true };
+  }
+
+  /**
+   * A session's watch of the range (sessionStart() decides full read or resume): the push watch if
+   * `source` creates it within catchUpAfterMs, else a catch-up from the last applied revision — kept
+   * even when this session would have read everything, unless nothing was applied, the range was not
+   * read whole yet (`synced`) or the bucket was renumbered — that hands over to the push watch later.
+   * Throws when neither can be had (the create failed or is slow, and so did the catch-up's first pass).
+   */
+  async open(source: KeyWatchSource, synced: boolean): Promise<OpenedRange> {
+    const before = this.applied;
+    let from = await this.sessionStart(synced);
+    const asked = from === undefined ? { key: this.o.filter } : { key: this.o.filter, resumeFromRevision: from };
+    const creating = source.watch(asked);
+    const afterMs = this.o.catchUpAfterMs ?? 1000;
+    if (afterMs <= 0) return { watch: await creating, from };
+    // The handover awaits it later; until then a refusal is not an unhandled rejection.
+    creating.catch(() => undefined);
+    const timer = new AbortController();
+    const raced = await Promise.race([
+      creating.then(
+        (watch) => ({ kind: 'created' as const, watch }),
+        (err: unknown) => ({ kind: 'failed' as const, err }),
+      ),
+      this.o.clock.sleep(afterMs, timer.signal).then(() => ({ kind: 'slow' as const })),
+    ]);
+    timer.abort();
+    if (raced.kind === 'created') return { watch: raced.watch, from };
+    if (from === undefined && synced && before > 0 && !(await this.renumbered(before))) {
+      // Only what changed since the last applied revision (deletes are markers in the stream).
+      this.applied = before;
+      this.resumes++;
+      from = before + 1;
+    }
+    this.catchUpSessions++;
+    const reason = raced.kind === 'failed' ? errorMessage(raced.err) : `not created within ${afterMs} ms`;
+    this.o.logger.warn({ reason, afterRevision: from === undefined ? 0 : from - 1 }, `cannot create the ${this.o.what}; following it by catch-up requests until it can be`);
+    const watch = new CatchUpHandover({
+      source,
+      bucket: this.o.bucket,
+      watch: asked,
+      afterRevision: from === undefined ? 0 : from - 1,
+      pending: creating,
+      clock: this.o.clock,
+      logger: this.o.logger,
+      retry: { initialMs: this.o.retryMinMs ?? 250, maxMs: this.o.retryMaxMs ?? 5000 },
+      ...(this.o.catchUpIntervalMs === undefined ? {} : { intervalMs: this.o.catchUpIntervalMs }),
+    });
+    // No catch-up either (its first pass failed): the session fails as a failed create did, backing
+    // off (a rate-limited create's retryAfterMs honoured) and telling why.
+    if ((await watch.initialCount()) === undefined) {
+      watch.stop();
+      if (raced.kind === 'failed') throw raced.err;
+      throw new RangeWatchError(`the ${this.o.what} was not created within ${afterMs} ms and the catch-up failed`);
+    }
+    this.following = watch;
+    return { watch, from };
   }
 
   /**
    * At a session's start: the revision to resume from (the last one stalled and `synced`: a complete
    * snapshot was read before), or undefined for a full read (then nothing counts as applied).
    */
-  async sessionStart(synced: boolean): Promise<number | undefined> {
+  private async sessionStart(synced: boolean): Promise<number | undefined> {
     const resume = this.resumeNext && synced && this.applied > 0 && !(await this.renumbered());
     this.resumeNext = false;
     this.live = undefined;
+    this.following = undefined;
     if (!resume) {
       this.applied = 0;
       return undefined;
@@ -114,6 +208,7 @@ export class RangeResume {
 
   sessionEnded(): void {
     this.live = undefined;
+    this.following = undefined;
   }
 
   /** An entry was applied (any kind: a refused value and a delete too). */
@@ -127,10 +222,10 @@ export class RangeResume {
   }
 
   /** Revisions numbered anew (the bucket re-created) would never reach ours: then read everything (also when the look fails). */
-  private renumbered(): Promise<boolean> {
+  private renumbered(applied = this.applied): Promise<boolean> {
     return bucketRenumbered(
       () => this.look(),
-      [this.applied],
+      [applied],
       (ms) => this.o.clock.sleep(ms, this.stopping.signal),
       () => this.stopped,
     ).catch(() => true);

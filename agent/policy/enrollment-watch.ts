@@ -9,7 +9,10 @@
 // A watch that stops moving while the bucket has newer entries under `enrollments.>` (a silent
 // stall) is found by the agent's shared stall detector and re-created after the last applied
 // revision: only what changed meanwhile, removals included (agent/control/range-resume.ts; a full
-// re-read only if the bucket was renumbered).
+// re-read only if the bucket was renumbered). While no watch can be created (the seconds after a NATS
+// server loss) the session follows `enrollments.>` by catch-up requests from the last applied
+// revision, verified as a watch's entries, until the push watch takes over
+// (agent/control/catch-up-handover.ts).
 import type { KvWatchEntry } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { superviseWithBackoff } from '../../lib/backoff.ts';
@@ -100,8 +103,8 @@ export class EnrollmentWatch {
     await superviseWithBackoff(
       async () => {
         this.source ??= this.o.watches ?? directWatchSource({ nc: this.o.nc, bucket: this.o.bucket });
-        const from = await this.resume.sessionStart(this.st.known);
-        const w = await this.source.watch(from === undefined ? { key: kvKeys.enrollmentsFilter } : { key: kvKeys.enrollmentsFilter, resumeFromRevision: from });
+        // The push watch, or (it cannot be created in time) a catch-up that hands over to it (range-resume.ts).
+        const { watch: w, from } = await this.resume.open(this.source, this.st.known);
         if (this.stopped) w.stop();
         this.watcher = w;
         try {

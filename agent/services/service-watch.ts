@@ -7,6 +7,9 @@
 // stall: its consumer's server left the NATS cluster) is found by the agent's shared stall detector
 // and re-created after the last applied revision: only what changed meanwhile is read, deletes
 // included (agent/control/range-resume.ts; a full re-read only if the bucket was renumbered).
+// While no watch can be created (the seconds after a NATS server loss) the session follows
+// `services.>` by catch-up requests from the last applied revision, verified as a watch's entries,
+// until the push watch takes over (agent/control/catch-up-handover.ts).
 import type { VerifyKeys } from '../../protocol/signing.ts';
 import type { KvWatchEntry } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
@@ -127,8 +130,8 @@ export class ServiceWatch {
 
   private async watchOnce(): Promise<boolean> {
     this.source ??= this.o.watches ?? directWatchSource({ nc: this.o.nc, bucket: this.o.bucket });
-    const from = await this.resume.sessionStart(this.everSynced);
-    const w = await this.source.watch(from === undefined ? { key: serviceKeys.filter } : { key: serviceKeys.filter, resumeFromRevision: from });
+    // The push watch, or (it cannot be created in time) a catch-up that hands over to it (range-resume.ts).
+    const { watch: w, from } = await this.resume.open(this.source, this.everSynced);
     this.watcher = w;
     if (this.abort.signal.aborted) w.stop();
     const session = {};

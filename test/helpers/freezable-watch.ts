@@ -24,14 +24,28 @@ export class FreezableWatch implements KeyWatch {
   }
 }
 
-/** A source whose every watch is freezable; remembers what it was asked and what it made. */
+/**
+ * A source whose every watch is freezable, whose creates can be refused (as the broker refuses them for
+ * 10–20 s after a NATS server loss) or held (a slow create); remembers what it was asked and what it made.
+ */
 export class FreezingSource implements KeyWatchSource {
   readonly created: FreezableWatch[] = [];
+  /** Every create asked for (refused and held ones too). */
   readonly asked: KeyWatchOptions[] = [];
+  refuse = false;
+  /** What a refused create throws. */
+  refusal: () => Error = () => new Error('cannot create the watch: timeout');
+  /** While set, a create waits for it after asking the inner source (its start revision fixed when asked). */
+  hold: Promise<void> | undefined;
+  /** Catch-up pages asked for. */
+  catchUps = 0;
   constructor(private readonly inner: KeyWatchSource) {}
   async watch(o: KeyWatchOptions): Promise<KeyWatch> {
     this.asked.push(o);
-    const w = new FreezableWatch(await this.inner.watch(o));
+    if (this.refuse) throw this.refusal();
+    const inner = await this.inner.watch(o);
+    await this.hold;
+    const w = new FreezableWatch(inner);
     this.created.push(w);
     return w;
   }
@@ -39,6 +53,7 @@ export class FreezingSource implements KeyWatchSource {
     return this.inner.count(filter);
   }
   catchUp(o: Parameters<KeyWatchSource['catchUp']>[0]): ReturnType<KeyWatchSource['catchUp']> {
+    this.catchUps++;
     return this.inner.catchUp(o);
   }
 }
