@@ -143,6 +143,30 @@ for (const { what, make } of KINDS) {
     t.like(w.stats(), { catchUpSessions: 1, resumes: 1, catchingUp: false });
   });
 
+  test(`${what}: a watch found stalled whose re-creation is refused is followed by catch-up at once, from the last applied revision`, async (t) => {
+    const b = await bed(t, 'rngstall');
+    await make(b).put('a', b.coordinator);
+    await make(b).put('b', b.coordinator);
+    const w = started(t, b, make);
+    await waitFor(() => w.synced() && w.names().length === 2, { timeoutMs: 10_000, what: 'the first snapshot (push)' });
+    // The consumer's server leaves silently (no error, no entries), and creates are refused.
+    for (const f of b.src.created) f.frozen = true;
+    b.src.refuse = true;
+    await w.put('c', b.coordinator);
+    await b.kv.delete(w.key('a'));
+    await w.put('evil', b.mallory);
+    await b.clock.advanceWhenArmed(T0 + 15_000, 'the first progress look');
+    await waitFor(() => w.stats().lagRevisions === 3, { timeoutMs: 10_000, what: 'the look found the watch behind' });
+    await b.clock.advanceWhenArmed(T0 + 16_000, 'the follow-up look');
+    await waitFor(() => w.stats().stalls === 1, { timeoutMs: 10_000, what: 'the stall declared' });
+    await b.clock.advanceWhenArmed(T0 + 18_000, 'the re-watch after the 2 s minimum');
+    await waitFor(() => w.names().includes('c') && !w.names().includes('a') && w.refused('evil'), { timeoutMs: 10_000, what: 'c added, a removed, the forgery refused' });
+    t.is(b.clock.now(), T0 + 18_000, 'by the catch-up\'s first pass, with no further clock advance');
+    t.deepEqual(w.names(), ['b', 'c']);
+    t.like(w.stats(), { stalls: 1, resumes: 1, catchUpSessions: 1, catchingUp: true });
+    t.is(b.src.created.length, 1, 'no push watch');
+  });
+
   test(`${what}: a first watch that cannot be created reads the range in full by catch-up, deletes included, then follows it until the push watch takes over`, async (t) => {
     const b = await bed(t, 'rngfull');
     await make(b).put('a', b.coordinator);
