@@ -6,6 +6,7 @@ import { admitToCluster } from '../protocol/admission.ts';
 import { generateJoinCredential, joinSign, type JoinCredential } from '../protocol/join-credential.ts';
 import type { ClusterDefinition, RegistrationRequest } from '../protocol/messages.ts';
 import { generateSigningKeyPair, generateWireguardKeyPair } from '../protocol/signing.ts';
+import { registrationRequest } from './helpers/registration-request.ts';
 
 let cred: JoinCredential;
 let other: JoinCredential;
@@ -31,23 +32,7 @@ const definition = (name: string, podCidrs: string[], joinKey: string): ClusterD
   updatedAt: 1,
 });
 
-const request = (o: Partial<RegistrationRequest> = {}): RegistrationRequest => ({
-  v: 1,
-  name: 'node-a',
-  cluster: 'aws',
-  location: 'eu-west-1',
-  publicKey: wg,
-  identityKey,
-  endpoints: ['192.0.2.10:51820'],
-  privateAddresses: ['10.0.1.10'],
-  podCidrs: ['10.10.0.0/24'],
-  listenPort: 51820,
-  topology: 'mesh',
-  gatewayEligible: true,
-  agentVersion: '0.1.0',
-  sentAt: 1,
-  ...o,
-});
+const request = (o: Partial<RegistrationRequest> = {}): RegistrationRequest => registrationRequest({ wg, identityKey }, 1, o);
 
 async function admit(req: RegistrationRequest, defs: ClusterDefinition[], signer: JoinCredential = cred) {
   const payload = Buffer.from(JSON.stringify(req)).toString('base64');

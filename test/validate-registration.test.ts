@@ -3,6 +3,7 @@ import { parseCidr } from '../protocol/cidr.ts';
 import { RegistrationRequest, type ErrorBody, type NodeRecord } from '../protocol/messages.ts';
 import { generateSigningKeyPair, generateWireguardKeyPair, signEnvelope, type SigningKeyPair } from '../protocol/signing.ts';
 import { checkSentAt, openSignedRequest, validateRegistration, type Checked, type RegistrationPolicy } from '../protocol/validate-registration.ts';
+import { registrationRequest } from './helpers/registration-request.ts';
 
 const NOW = 1_700_000_000_000;
 const ZERO = Buffer.alloc(32).toString('base64');
@@ -31,25 +32,7 @@ test.before(async () => {
   };
 });
 
-function request(overrides: Partial<RegistrationRequest> = {}): RegistrationRequest {
-  return {
-    v: 1,
-    name: 'node-a',
-    cluster: 'aws',
-    location: 'eu-west-1',
-    publicKey: keys.wg,
-    identityKey: keys.identity.publicKey,
-    endpoints: ['192.0.2.10:51820'],
-    privateAddresses: ['10.0.1.10'],
-    podCidrs: ['10.10.0.0/24'],
-    listenPort: 51820,
-    topology: 'mesh',
-    gatewayEligible: true,
-    agentVersion: '0.1.0',
-    sentAt: NOW,
-    ...overrides,
-  };
-}
+const request = (overrides: Partial<RegistrationRequest> = {}): RegistrationRequest => registrationRequest({ wg: keys.wg, identityKey: keys.identity.publicKey }, NOW, overrides);
 
 /** A live node of another cluster that owns 10.20.0.0/16. */
 function otherNode(): NodeRecord {
