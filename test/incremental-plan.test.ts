@@ -187,7 +187,7 @@ test('a public node in a mesh with many NATed nodes: joins and leaves of public 
   // NATed nodes' own changes (a third of all) still run the reference, and so does the leave of a
   // relay candidate (in a mesh this small almost every candidate carries a pair); the rest is edited.
   t.true(incremental > 0.2 * (incremental + full), `edited: incremental ${incremental}, full ${full} (${seen})`);
-  for (const why of ['n#: would win a NATed pair we relay', 'n#: relay for # NATed pairs']) {
+  for (const why of ['n#: would win a NATed pair we relay', 'n#: relays NATed pairs']) {
     t.true((reasons.get(why) ?? 0) > 0, `fallback "${why}" never taken: ${seen}`);
   }
   t.log(seen);

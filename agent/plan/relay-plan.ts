@@ -25,6 +25,8 @@ export interface RelayPlan {
    * change of another node moves no pair onto or off us.
    */
   pairKeysOn(node: string): readonly string[];
+  /** The candidates that win at least one pair (what pairKeysOn is not empty for). */
+  relaysInUse(): readonly string[];
 }
 
 /** The pair's identity: both WireGuard public keys, sorted, joined by ",". */
@@ -169,6 +171,9 @@ export function planRelays(index: TopologyIndex, config: Pick<DataplaneConfig, '
     },
     pairKeysOn(node) {
       return (byRelay.get(node) ?? []).map((p) => p.key);
+    },
+    relaysInUse() {
+      return [...byRelay.keys()];
     },
   };
 }
