@@ -155,6 +155,7 @@ export async function runFanOut(server: NatsServer, o: { watchers: number; joins
         const replies: number[] = [];
         const puts: number[] = [];
         const cpu0 = await lab.coordinator!.threadCpu();
+        const windowStartUs = process.hrtime.bigint() / 1000n;
         for (const j of joiners) {
           // Watch from before the request: the record may reach watchers before the reply reaches the agent.
           const tSend = performance.now();
@@ -169,7 +170,8 @@ export async function runFanOut(server: NatsServer, o: { watchers: number; joins
           if (put !== undefined) puts.push(put - tSend);
         }
         const cpu = cpuBetween(cpu0, await lab.coordinator!.threadCpu());
-        stages.push(`mesh ${b}: p50 from the request: node record's KV put seen ${ms(percentile(puts, 50))} ms (${puts.length}/${o.joins}), reply ${ms(percentile(replies, 50))} ms, a watcher has it ${ms(percentile(perWatcher, 50))} ms; coordinator CPU per join ${ms(cpu.totalMs / o.joins)} ms (main thread ${ms(cpu.mainMs / o.joins)})`);
+        const windowEndUs = process.hrtime.bigint() / 1000n;
+        stages.push(`mesh ${b}: p50 from the request: node record's KV put seen ${ms(percentile(puts, 50))} ms (${puts.length}/${o.joins}), reply ${ms(percentile(replies, 50))} ms, a watcher has it ${ms(percentile(perWatcher, 50))} ms; coordinator CPU per join ${ms(cpu.totalMs / o.joins)} ms (main thread ${ms(cpu.mainMs / o.joins)}); joins window ${windowStartUs}-${windowEndUs} (CLOCK_MONOTONIC us, as in a --cpu-prof profile)`);
         const after = watchers.traffic();
         const writes = await lab.writesSince(rev);
         const perJoinPerWatcher = o.joins * o.watchers;
