@@ -193,6 +193,20 @@ export const SignedEnvelope = z
 export type SignedEnvelope = z.infer<typeof SignedEnvelope>;
 
 /**
+ * A heartbeat authenticated by a MAC instead of a signature (protocol/heartbeat-mac.ts): HMAC-SHA256
+ * over the exact payload bytes, keyed by the secret the node's identity key and the coordinator key
+ * `coordinatorKey` agree on (X25519 of both Ed25519 keys). The payload is the same Heartbeat.
+ */
+export const MacEnvelope = z
+  .object({
+    payload: z.string().min(1).max(65536),
+    mac: z.string().regex(KEY_BASE64, 'must be a 32-byte MAC in base64 (44 characters ending in "=")'),
+    coordinatorKey: Key32,
+  })
+  .strict();
+export type MacEnvelope = z.infer<typeof MacEnvelope>;
+
+/**
  * What agents send: a SignedEnvelope (signed by the node identity key) which, for a registration,
  * also carries `joinSig`: a signature over the same payload bytes by the cluster's join credential.
  */

@@ -4,7 +4,7 @@
 // secret key is 64 bytes, seed ‖ public key; public keys and signatures are raw 32 / 64 bytes.
 // (libsodium-wrappers cost the agent ~20 MiB of resident memory for its WebAssembly heap and
 // module; node:crypto is already in the process. Same signatures, byte for byte: test/signing.test.ts.)
-import { createPrivateKey, createPublicKey, randomBytes, sign, verify, type KeyObject } from 'node:crypto';
+import { createPrivateKey, createPublicKey, diffieHellman, randomBytes, sign, verify, type KeyObject } from 'node:crypto';
 import type { z } from 'zod';
 import { CrosslinkError } from '../lib/errors.ts';
 import { SignedEnvelope } from './messages.ts';
@@ -157,6 +157,41 @@ function x25519PublicOf(priv: Uint8Array): Buffer {
   return rawPublicKey(createPublicKey(createPrivateKey({ key: Buffer.concat([X25519_PKCS8, priv]), format: 'der', type: 'pkcs8' })));
 }
 
+/**
+ * X25519 private keys by scalar (the coordinator's and an agent's key agreement for heartbeat MACs,
+ * protocol/heartbeat-mac.ts): a DER import costs ~0.5 ms, and the coordinator agrees a key with every
+ * node it hears from. A process holds one or two; the bound is only a guard.
+ */
+const x25519PrivateKeys = new Map<string, KeyObject>();
+function x25519Private(scalar: Uint8Array): KeyObject {
+  const id = Buffer.from(scalar).toString('base64');
+  let key = x25519PrivateKeys.get(id);
+  if (key === undefined) {
+    key = createPrivateKey({ key: Buffer.concat([X25519_PKCS8, scalar]), format: 'der', type: 'pkcs8' });
+    if (x25519PrivateKeys.size >= 16) x25519PrivateKeys.clear();
+    x25519PrivateKeys.set(id, key);
+  }
+  return key;
+}
+
+/**
+ * X25519(scalar, u): the shared secret of a 32-byte private scalar (clamped by OpenSSL) and a peer's
+ * 32-byte Montgomery u-coordinate. Throws SignatureError when the result is all zero (a low-order
+ * point: no secret at all) or the point is refused.
+ */
+export function x25519SharedSecret(scalar: Uint8Array, peerU: Uint8Array): Buffer {
+  if (scalar.length !== 32 || peerU.length !== 32) throw new SignatureError('X25519 keys must be 32 bytes');
+  let shared: Buffer;
+  try {
+    const publicKey = createPublicKey({ key: { kty: 'OKP', crv: 'X25519', x: Buffer.from(peerU).toString('base64url') }, format: 'jwk' });
+    shared = diffieHellman({ privateKey: x25519Private(scalar), publicKey });
+  } catch (err) {
+    throw new SignatureError('X25519 key agreement failed (a low-order or malformed public key)', { cause: err });
+  }
+  if (shared.length !== 32 || shared.every((b) => b === 0)) throw new SignatureError('X25519 key agreement gave the all-zero secret (a low-order public key)');
+  return shared;
+}
+
 /** A clamped Curve25519 private key, as `wg genkey` makes. */
 export function generateWireguardKeyPair(): Promise<WireguardKeyPair> {
   const priv = randomBytes(32);
@@ -216,6 +251,19 @@ export type VerifyKeys = string | readonly string[];
  */
 export function verifyEnvelope<S extends z.ZodType>(raw: unknown, publicKey: VerifyKeys, schema: S): Promise<z.infer<S>> {
   return settle(() => verifyEnvelopeNow(raw, publicKey, schema));
+}
+
+/**
+ * verifyEnvelope, also saying which of `publicKey`'s keys verified it (during a rotation the agent
+ * holds several coordinator keys; its heartbeat MAC is made for the one that signed its record).
+ */
+export function verifyEnvelopeWithKey<S extends z.ZodType>(raw: unknown, publicKey: VerifyKeys, schema: S): Promise<{ readonly value: z.infer<S>; readonly key: string }> {
+  return settle(() => {
+    const env = parseEnvelope(raw);
+    const payload = decodeEnvelopePayload(env);
+    const key = checkPayloadSignature(payload.bytes, env.sig, publicKey);
+    return { value: schema.parse(payload.value), key };
+  });
 }
 
 function verifyEnvelopeNow<S extends z.ZodType>(raw: unknown, publicKey: VerifyKeys, schema: S): z.infer<S> {
@@ -280,11 +328,12 @@ export function checkEnvelopeSignature(envelope: SignedEnvelope, publicKey: Veri
 /**
  * The signature check over payload bytes already decoded (decodeEnvelopePayload: a request's
  * payload is decoded once, and the value parsed is the one the signature covers). `sig` is base64.
- * Throws SignatureError.
+ * Returns the key that verified it. Throws SignatureError.
  */
-export function checkPayloadSignature(payload: Uint8Array, sig: string, publicKey: VerifyKeys): void {
+export function checkPayloadSignature(payload: Uint8Array, sig: string, publicKey: VerifyKeys): string {
   const keys = typeof publicKey === 'string' ? [publicKey] : publicKey;
   const sigBytes = unb64(sig);
-  const verified = keys.some((k) => verifyWithKey(payload, sigBytes, verificationKey(k)));
-  if (!verified) throw notVerified(keys.length);
+  const verified = keys.find((k) => verifyWithKey(payload, sigBytes, verificationKey(k)));
+  if (verified === undefined) throw notVerified(keys.length);
+  return verified;
 }

@@ -1,5 +1,5 @@
 // Edge checks for what agents send the coordinator. `openSignedRequest` turns raw bytes into a
-// shape-checked, signature-verified value; `validateRegistration` is the pure policy check
+// shape-checked, signature-verified value (`openHeartbeat`: signature or MAC); `validateRegistration` is the pure policy check
 // (addresses, overlaps, replay window, identity binding). Every rejection names the field and the
 // offending value, and nothing is stored for a rejected request.
 import type { z } from 'zod';
@@ -14,7 +14,8 @@ import {
   parseIp,
   type Cidr,
 } from './cidr.ts';
-import { describeZodError, RequestEnvelope, type ErrorBody, type NodeRecord, type RegistrationRequest } from './messages.ts';
+import { describeZodError, MacEnvelope, RequestEnvelope, type ErrorBody, type NodeRecord, type RegistrationRequest } from './messages.ts';
+import { heartbeatMacMatches } from './heartbeat-mac.ts';
 import { SignatureError, checkPayloadSignature, decodeEnvelopePayload } from './signing.ts';
 import { FORBIDDEN_POD_RANGES, forbiddenOverlap } from './special-purpose.ts';
 
@@ -50,39 +51,98 @@ export function openSignedRequest<T extends { identityKey: string }>(
 }
 
 function openSignedRequestNow<T extends { identityKey: string }>(raw: Uint8Array | string, schema: z.ZodType<T>): Opened<T> {
+  const json = parseJson(raw);
+  return json.ok ? openSignedJson(json.value, schema) : json;
+}
+
+function parseJson(raw: Uint8Array | string): Checked<unknown> {
   const text = typeof raw === 'string' ? raw : Buffer.from(raw).toString('utf8');
-  let json: unknown;
   try {
-    json = JSON.parse(text) as unknown;
+    return { ok: true, value: JSON.parse(text) as unknown };
   } catch {
     return reject('invalid', '(root)', `message is not JSON (got ${show(text)})`);
   }
+}
+
+/** An envelope's payload decoded and parsed with `schema` (the bytes kept: what a signature or MAC covers). */
+function openPayload<T>(envelope: { readonly payload: string }, schema: z.ZodType<T>): Checked<{ readonly bytes: Buffer; readonly value: T }> {
+  let decoded: ReturnType<typeof decodeEnvelopePayload>;
+  try {
+    decoded = decodeEnvelopePayload(envelope);
+  } catch {
+    return reject('invalid', 'payload', `payload is not base64 JSON (got ${show(envelope.payload)})`);
+  }
+  const parsed = schema.safeParse(decoded.value);
+  if (!parsed.success) {
+    const d = describeZodError(parsed.error, decoded.value);
+    return reject('invalid', d.field, d.message);
+  }
+  return { ok: true, value: { bytes: decoded.bytes, value: parsed.data } };
+}
+
+function openSignedJson<T extends { identityKey: string }>(json: unknown, schema: z.ZodType<T>): Opened<T> {
   const env = RequestEnvelope.safeParse(json);
   if (!env.success) {
     const d = describeZodError(env.error, json);
     return reject('invalid', d.field, `not a signed envelope: ${d.message}`);
   }
-  let decoded: ReturnType<typeof decodeEnvelopePayload>;
+  const opened = openPayload(env.data, schema);
+  if (!opened.ok) return opened;
   try {
-    decoded = decodeEnvelopePayload(env.data);
-  } catch {
-    return reject('invalid', 'payload', `payload is not base64 JSON (got ${show(env.data.payload)})`);
-  }
-  const payload = decoded.value;
-  const parsed = schema.safeParse(payload);
-  if (!parsed.success) {
-    const d = describeZodError(parsed.error, payload);
-    return reject('invalid', d.field, d.message);
-  }
-  try {
-    checkPayloadSignature(decoded.bytes, env.data.sig, parsed.data.identityKey);
+    checkPayloadSignature(opened.value.bytes, env.data.sig, opened.value.value.identityKey);
   } catch (err) {
     if (err instanceof SignatureError) {
-      return reject('unauthorized', 'sig', `sig: signature ${show(env.data.sig)} does not verify with identityKey ${show(parsed.data.identityKey)}`);
+      return reject('unauthorized', 'sig', `sig: signature ${show(env.data.sig)} does not verify with identityKey ${show(opened.value.value.identityKey)}`);
     }
     throw err;
   }
-  return { ok: true, value: parsed.data, envelope: env.data };
+  return { ok: true, value: opened.value.value, envelope: env.data };
+}
+
+/** The coordinator's side of heartbeat MACs: its current public key, and K per node identity key (HeartbeatMacKeys). */
+export interface HeartbeatMacVerifier {
+  readonly coordinatorKey: string;
+  /** K for the identity key (base64), or null when none can be agreed with it. */
+  keyFor(identityKey: string): Buffer | null;
+}
+
+/**
+ * Opens a heartbeat in either form: a SignedEnvelope signed by the payload's `identityKey`
+ * (openSignedRequest), or a MacEnvelope (protocol/heartbeat-mac.ts) whose MAC was made with the key
+ * that identity key and this coordinator's current key agree on. Either way the value is the same
+ * schema-checked payload, and every later check (identity binding, revocation, replay marks, skew,
+ * epoch) is the caller's, unchanged. A MAC made for another coordinator key is refused
+ * `unauthorized` naming both keys (the agent then falls back to signing).
+ */
+export function openHeartbeat<T extends { identityKey: string }>(raw: Uint8Array | string, schema: z.ZodType<T>, mac: HeartbeatMacVerifier): Checked<T> {
+  const json = parseJson(raw);
+  if (!json.ok) return json;
+  const value = json.value;
+  if (typeof value !== 'object' || value === null || !('mac' in value)) {
+    const signed = openSignedJson(value, schema);
+    return signed.ok ? { ok: true, value: signed.value } : signed;
+  }
+  const env = MacEnvelope.safeParse(value);
+  if (!env.success) {
+    const d = describeZodError(env.error, value);
+    return reject('invalid', d.field, `not a MAC envelope: ${d.message}`);
+  }
+  if (env.data.coordinatorKey !== mac.coordinatorKey) {
+    return reject(
+      'unauthorized',
+      'coordinatorKey',
+      `coordinatorKey: the MAC was made for coordinator key ${show(env.data.coordinatorKey)}, but this coordinator's key is ${show(mac.coordinatorKey)}; send a signed heartbeat ({payload, sig}) or register again`,
+    );
+  }
+  const opened = openPayload(env.data, schema);
+  if (!opened.ok) return opened;
+  const identityKey = opened.value.value.identityKey;
+  const key = mac.keyFor(identityKey);
+  if (key === null) return reject('unauthorized', 'identityKey', `identityKey: ${show(identityKey)} cannot agree a MAC key (a low-order or malformed point); send a signed heartbeat`);
+  if (!heartbeatMacMatches(opened.value.bytes, env.data.mac, key)) {
+    return reject('unauthorized', 'mac', `mac: ${show(env.data.mac)} does not authenticate the payload for identityKey ${show(identityKey)} and coordinator key ${show(mac.coordinatorKey)}`);
+  }
+  return { ok: true, value: opened.value.value };
 }
 
 /** Replay window: a signed message is only accepted within `maxSkewMs` of the receiver's clock. */

@@ -1,0 +1,183 @@
+// Heartbeats authenticated by a MAC instead of an Ed25519 signature: an asymmetric key agreement
+// once per (node, coordinator key), then HMAC-SHA256 on the hot path — WireGuard's split of an
+// asymmetric handshake and symmetric transport. Verifying a signature cost the coordinator ~80 µs of
+// a 100–130 µs heartbeat (docs/benchmarks.md, round 23); an HMAC over ~200 bytes costs ~2 µs.
+//
+// The key agreement is static–static and sends nothing secret: both Ed25519 keys (the node's
+// identity key, the coordinator's signing key) are converted to X25519 the way libsodium's
+// crypto_sign_ed25519_{pk,sk}_to_curve25519 do, and
+//   K = HKDF-SHA256(ikm = X25519(own scalar, peer u), salt = "crosslink heartbeat mac v1",
+//                   info = node identity key (32 raw bytes) ‖ coordinator public key (32 raw bytes)).
+// Only the node (its seed) and the coordinator (its seed) can compute K. docs/coordinator.md has the
+// threat analysis.
+import { createHash, createHmac, hkdfSync, timingSafeEqual } from 'node:crypto';
+import { CrosslinkError } from '../lib/errors.ts';
+import type { ErrorBody, Heartbeat, MacEnvelope } from './messages.ts';
+import { signEnvelopeNow, x25519SharedSecret, type SigningKeyPair } from './signing.ts';
+
+export class HeartbeatMacError extends CrosslinkError {
+  override name = 'HeartbeatMacError';
+}
+
+const P = 2n ** 255n - 19n;
+const SALT = Buffer.from('crosslink heartbeat mac v1', 'utf8');
+/** Bytes of a MAC (HMAC-SHA256) and of a MAC key. */
+export const MAC_BYTES = 32;
+
+/** a⁻¹ mod P (extended Euclid: ~20 µs with BigInt, against ~150 µs for a^(P−2)). a ≠ 0 mod P. */
+function invert(a: bigint): bigint {
+  let [r0, r1] = [P, ((a % P) + P) % P];
+  let [s0, s1] = [0n, 1n];
+  while (r1 !== 0n) {
+    const q = r0 / r1;
+    [r0, r1] = [r1, r0 - q * r1];
+    [s0, s1] = [s1, s0 - q * s1];
+  }
+  return ((s0 % P) + P) % P;
+}
+
+function littleEndian(bytes: Uint8Array): bigint {
+  let n = 0n;
+  for (let i = bytes.length - 1; i >= 0; i--) n = (n << 8n) | BigInt(bytes[i] ?? 0);
+  return n;
+}
+
+function toLittleEndian32(n: bigint): Buffer {
+  const out = Buffer.alloc(32);
+  for (let i = 0; i < 32; i++) {
+    out[i] = Number(n & 0xffn);
+    n >>= 8n;
+  }
+  return out;
+}
+
+/**
+ * An Ed25519 public key (32 bytes, Edwards y little-endian, the top bit the sign of x) → the X25519
+ * u-coordinate of the same point, u = (1 + y) / (1 − y) mod 2^255 − 19 (libsodium's
+ * crypto_sign_ed25519_pk_to_curve25519). Throws HeartbeatMacError for a y that is not canonical
+ * (≥ p) or is 1 (the neutral point, which has no u).
+ */
+export function edwardsToMontgomery(edPublic: Uint8Array): Buffer {
+  if (edPublic.length !== 32) throw new HeartbeatMacError(`an Ed25519 public key is 32 bytes, not ${edPublic.length}`);
+  const y = littleEndian(edPublic) & ((1n << 255n) - 1n);
+  if (y >= P) throw new HeartbeatMacError('Ed25519 public key is not canonical (y ≥ 2^255 − 19)');
+  if (y === 1n) throw new HeartbeatMacError('Ed25519 public key is the neutral point');
+  return toLittleEndian32(((1n + y) * invert(1n - y)) % P);
+}
+
+/** An Ed25519 secret key (base64, seed ‖ public key) → its X25519 scalar: the first 32 bytes of SHA-512(seed), unclamped (X25519 clamps). */
+export function montgomeryScalar(secretKey: string): Buffer {
+  const sk = Buffer.from(secretKey, 'base64');
+  if (sk.length !== 64) throw new HeartbeatMacError('an Ed25519 secret key is 64 bytes (seed ‖ public key)');
+  return createHash('sha512').update(sk.subarray(0, 32)).digest().subarray(0, 32);
+}
+
+/**
+ * K for heartbeats of node `nodeKey` to coordinator `coordinatorKey` (both base64 Ed25519 public
+ * keys), from one side's secret key and the other side's public key. Throws HeartbeatMacError when no
+ * secret can be agreed (a low-order or malformed public key).
+ */
+function agree(ownSecretKey: string, peerPublicKey: string, nodeKey: string, coordinatorKey: string): Buffer {
+  const node = Buffer.from(nodeKey, 'base64');
+  const coordinator = Buffer.from(coordinatorKey, 'base64');
+  if (node.length !== 32 || coordinator.length !== 32) throw new HeartbeatMacError('heartbeat MAC keys are agreed between two 32-byte public keys');
+  let shared: Buffer;
+  try {
+    shared = x25519SharedSecret(montgomeryScalar(ownSecretKey), edwardsToMontgomery(Buffer.from(peerPublicKey, 'base64')));
+  } catch (err) {
+    if (err instanceof HeartbeatMacError) throw err;
+    throw new HeartbeatMacError(`no heartbeat MAC key can be agreed: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+  }
+  return Buffer.from(hkdfSync('sha256', shared, SALT, Buffer.concat([node, coordinator]), MAC_BYTES));
+}
+
+/** The node's side: K from its identity key pair and the coordinator's public key (base64). */
+export function nodeHeartbeatMacKey(identity: SigningKeyPair, coordinatorKey: string): Buffer {
+  return agree(identity.secretKey, coordinatorKey, identity.publicKey, coordinatorKey);
+}
+
+/** The coordinator's side: K from its signing key pair and the node's identity key (base64). */
+export function coordinatorHeartbeatMacKey(coordinator: SigningKeyPair, identityKey: string): Buffer {
+  return agree(coordinator.secretKey, identityKey, identityKey, coordinator.publicKey);
+}
+
+/** HMAC-SHA256 of the exact payload bytes under K. */
+export function macHeartbeat(payload: Uint8Array, key: Uint8Array): Buffer {
+  return createHmac('sha256', key).update(payload).digest();
+}
+
+/** Does the base64 `mac` authenticate `payload` under K? Constant time in the MAC's bytes. */
+export function heartbeatMacMatches(payload: Uint8Array, mac: string, key: Uint8Array): boolean {
+  const given = Buffer.from(mac, 'base64');
+  if (given.length !== MAC_BYTES) return false;
+  return timingSafeEqual(given, macHeartbeat(payload, key));
+}
+
+/** What a node holds to MAC its heartbeats: K and the coordinator key it was agreed with. */
+export interface HeartbeatMac {
+  readonly coordinatorKey: string;
+  readonly key: Buffer;
+}
+
+/** A heartbeat in a MacEnvelope: the payload is the heartbeat's JSON, as in a signed envelope. */
+export function macEnvelope(heartbeat: Heartbeat, mac: HeartbeatMac): MacEnvelope {
+  const payload = Buffer.from(JSON.stringify(heartbeat), 'utf8');
+  return { payload: payload.toString('base64'), mac: macHeartbeat(payload, mac.key).toString('base64'), coordinatorKey: mac.coordinatorKey };
+}
+
+/**
+ * The request body of a heartbeat, as every agent sends it (the real one and the bench's): a
+ * MacEnvelope given a MAC key, else (none agreed yet, or fallen back: `macRefused`) an envelope
+ * signed by the identity key. Throws SignatureError for a bad identity key.
+ */
+export function heartbeatBody(heartbeat: Heartbeat, identity: SigningKeyPair, mac: HeartbeatMac | undefined): string {
+  return JSON.stringify(mac === undefined ? signEnvelopeNow(heartbeat, identity.secretKey) : macEnvelope(heartbeat, mac));
+}
+
+/**
+ * Whether a refusal of a MAC heartbeat means "send signed ones instead": `invalid` (a coordinator
+ * older than the MAC form refuses its shape) or `unauthorized` (a coordinator whose key rotated, or a
+ * MAC it cannot check). The agent falls back until its next registration and sends again at once.
+ */
+export function macRefused(error: ErrorBody): boolean {
+  return error.revoked !== true && (error.code === 'invalid' || error.code === 'unauthorized');
+}
+
+/**
+ * The coordinator's MAC keys by node identity key: agreed once per node (~0.1 ms), not per
+ * heartbeat. Bounded like signing.ts's verification keys (the oldest entry goes first, so a flood of
+ * made-up identity keys costs one agreement each, as a signature check would, and no cliff); null: a
+ * key no secret can be agreed with.
+ */
+export class HeartbeatMacKeys {
+  private readonly keys = new Map<string, Buffer | null>();
+
+  constructor(
+    private readonly coordinator: SigningKeyPair,
+    private readonly max = 20_000,
+  ) {}
+
+  /** The coordinator public key these MAC keys were agreed with. */
+  get coordinatorKey(): string {
+    return this.coordinator.publicKey;
+  }
+
+  /** K for `identityKey` (base64), or null when none can be agreed. */
+  keyFor(identityKey: string): Buffer | null {
+    let key = this.keys.get(identityKey);
+    if (key === undefined) {
+      try {
+        key = coordinatorHeartbeatMacKey(this.coordinator, identityKey);
+      } catch (err) {
+        if (!(err instanceof HeartbeatMacError)) throw err;
+        key = null;
+      }
+      if (this.keys.size >= this.max) {
+        const oldest = this.keys.keys().next();
+        if (oldest.done !== true) this.keys.delete(oldest.value);
+      }
+      this.keys.set(identityKey, key);
+    }
+    return key;
+  }
+}
