@@ -11,7 +11,8 @@ import type { Logger } from '../lib/logger.ts';
 import { Heartbeat, type HeartbeatReply } from '../protocol/messages.ts';
 import type { SigningKeyPair } from '../protocol/signing.ts';
 import { subjects } from '../protocol/subjects.ts';
-import { checkSentAt, openSignedRequest } from '../protocol/validate-registration.ts';
+import { checkSentAt, openHeartbeat } from '../protocol/validate-registration.ts';
+import { HeartbeatMacKeys } from '../protocol/heartbeat-mac.ts';
 import { heartbeatIntervalMs, type CoordinatorConfig } from './config.ts';
 import { LeaderLease } from './lease.ts';
 import type { CoordinatorMetricsHooks, CoordinatorSnapshot } from './metrics.ts';
@@ -69,6 +70,8 @@ export function defaultHolderId(): string {
 export class Coordinator {
   private readonly liveness = new Liveness();
   private readonly heartbeatMarks: HeartbeatMarks;
+  /** Heartbeat MAC keys per node, agreed with this replica's signing key (protocol/heartbeat-mac.ts). */
+  private readonly macKeys: HeartbeatMacKeys;
   /** The ok reply's text, made once per epoch (coordinator/ok-reply-text.ts). */
   private readonly okReplies = new OkReplyText();
   private readonly lease: LeaderLease;
@@ -104,6 +107,7 @@ export class Coordinator {
     this.logger = deps.logger;
     this.startedAt = deps.clock.now();
     this.heartbeatMarks = new HeartbeatMarks(deps.config.maxClockSkewMs);
+    this.macKeys = new HeartbeatMacKeys(deps.signingKey);
     this.lease = new LeaderLease(store.kv, {
       seal: leaseSeal(deps.signingKey, deps.config.previousPublicKeys),
       holder: deps.holderId ?? defaultHolderId(),
@@ -155,7 +159,11 @@ export class Coordinator {
           c.logger.warn({ err: errorMessage(err) }, 'heartbeat subscription error');
           return;
         }
-        c.onHeartbeat(msg).catch((e: unknown) => c.logger.error({ err: errorMessage(e) }, 'heartbeat handler failed'));
+        try {
+          c.onHeartbeat(msg);
+        } catch (e) {
+          c.logger.error({ err: errorMessage(e) }, 'heartbeat handler failed');
+        }
       },
     });
     c.watchBroker = serveWatchBroker({ nc: deps.nc, bucket: deps.config.bucket, subjectPrefix: deps.config.subjectPrefix, logger: deps.logger.child({ component: 'watch-broker' }), clock: deps.clock, signingKey: deps.signingKey });
@@ -175,6 +183,11 @@ export class Coordinator {
 
   get publicKey(): string {
     return this.deps.signingKey.publicKey;
+  }
+
+  /** When this replica last took a sign of life of `name` (a registration or a verified heartbeat; leader and followers alike). */
+  lastHeardAt(name: string): number | undefined {
+    return this.liveness.lastSeenAt(name);
   }
 
   /** What GET /metrics reports beyond the counters: leader, NATS, live nodes, the bucket's revision (one stream info request, bounded). */
@@ -288,8 +301,10 @@ export class Coordinator {
     }
   }
 
-  private async onHeartbeat(msg: Msg): Promise<void> {
-    const opened = await openSignedRequest(msg.data, Heartbeat);
+  private onHeartbeat(msg: Msg): void {
+    // Signed or MAC'd (protocol/heartbeat-mac.ts), leader and followers alike: nothing below runs for
+    // a heartbeat whose signature or MAC does not hold.
+    const opened = openHeartbeat(msg.data, Heartbeat, this.macKeys);
     const now = this.deps.clock.now();
     const epoch = this.lease.holds() ? this.epoch : undefined;
     const registry = epoch !== undefined ? this.term?.registry : undefined;

@@ -1,0 +1,147 @@
+// MAC heartbeats (protocol/heartbeat-mac.ts) against a real nats-server and real coordinators on
+// 127.0.0.1: answered ok and recorded as the node's sign of life; forged ones (another node's K, a
+// flipped byte, a MAC for another coordinator key) refused naming the field and recorded by neither
+// the leader nor a follower; a replayed one refused by the replay marks; a revoked node's refused
+// as revoked.
+import test from 'ava';
+import { connect } from '@nats-io/transport-node';
+import { parseCoordinatorConfig } from '../coordinator/config.ts';
+import { Coordinator } from '../coordinator/coordinator.ts';
+import { revokeNode } from '../coordinator/revocation-admin.ts';
+import { StateStore } from '../coordinator/store.ts';
+import { agentClient, fakeAgent, rpc, type FakeAgent } from './helpers/fake-agent.ts';
+import { ManualClock } from './helpers/manual-clock.ts';
+import { systemClock } from '../lib/clock.ts';
+import { silentLogger } from '../lib/logger.ts';
+import { waitFor } from '../lib/wait.ts';
+import { heartbeatBody, macEnvelope, nodeHeartbeatMacKey, type HeartbeatMac } from '../protocol/heartbeat-mac.ts';
+import { HeartbeatReply, type Heartbeat } from '../protocol/messages.ts';
+import { generateSigningKeyPair } from '../protocol/signing.ts';
+import { subjects } from '../protocol/subjects.ts';
+import { startCoordinatorEnv, type CoordinatorEnv } from './helpers/coordinator-fixture.ts';
+import { useNatsServer } from './helpers/nats-fixture.ts';
+
+const server = useNatsServer('xl-hbmac');
+
+/** A client whose agents send MAC heartbeats, K agreed with the fixture coordinator's key at registration. */
+const macClient = (env: CoordinatorEnv): ReturnType<typeof agentClient> =>
+  agentClient(env.nc, env.prefix, { credentialFor: env.enrollment.credentialFor, heartbeatMac: env.key.publicKey });
+
+const hbOf = (a: FakeAgent, o: Partial<Heartbeat> = {}): Heartbeat => ({
+  v: 1,
+  name: a.name,
+  identityKey: a.identity.publicKey,
+  generation: 0,
+  sentAt: a.nextSentAt(),
+  ...(a.epoch === undefined ? {} : { epoch: a.epoch }),
+  ...o,
+});
+const macOf = (a: FakeAgent, coordinatorKey: string): HeartbeatMac => ({ coordinatorKey, key: nodeHeartbeatMacKey(a.identity, coordinatorKey) });
+
+/** The three forgeries of node `b`'s heartbeat by someone holding node `a`'s credential (or an old coordinator key). */
+async function forgeries(env: CoordinatorEnv, a: FakeAgent, b: FakeAgent): Promise<{ what: string; body: string; field: string }[]> {
+  const rotated = await generateSigningKeyPair();
+  const valid = macEnvelope(hbOf(b), macOf(b, env.key.publicKey));
+  const flipped = Buffer.from(valid.mac, 'base64');
+  flipped[0] = (flipped[0] ?? 0) ^ 1;
+  return [
+    { what: "node a's K over node b's heartbeat", body: heartbeatBody(hbOf(b), a.identity, macOf(a, env.key.publicKey)), field: 'mac' },
+    { what: 'a flipped MAC byte', body: JSON.stringify({ ...valid, mac: flipped.toString('base64') }), field: 'mac' },
+    { what: 'a MAC for another coordinator key', body: heartbeatBody(hbOf(b), b.identity, macOf(b, rotated.publicKey)), field: 'coordinatorKey' },
+  ];
+}
+
+test('leader: a MAC heartbeat is answered ok and keeps the node alive; forgeries are refused and keep nobody alive; a replay is refused by the marks', async (t) => {
+  const clock = new ManualClock(Date.now());
+  const env = await startCoordinatorEnv(t, { natsUrl: server().url, bucketTag: 'xlhbmac', config: { nodeTtl: '60s', leaseTtl: '1m', maxClockSkew: '1h' }, clock });
+  const client = macClient(env);
+  const s = subjects(env.prefix);
+  const a = await fakeAgent('node-a', { podCidrs: ['10.20.1.0/24'] });
+  const b = await fakeAgent('node-b', { podCidrs: ['10.20.2.0/24'] });
+  t.true((await client.register(a)).ok);
+  t.true((await client.register(b)).ok);
+  const registeredAt = env.coordinator.lastHeardAt('node-b');
+  clock.advance(5000);
+
+  t.deepEqual(await rpc(env.nc, s.heartbeat, heartbeatBody(hbOf(a), a.identity, macOf(a, env.key.publicKey)), HeartbeatReply), { ok: true, epoch: a.epoch });
+  t.is(env.coordinator.lastHeardAt('node-a'), clock.now(), 'the MAC heartbeat is node-a\'s sign of life');
+
+  for (const f of await forgeries(env, a, b)) {
+    const r = await rpc(env.nc, s.heartbeat, f.body, HeartbeatReply);
+    t.like(r, { ok: false, error: { code: 'unauthorized', field: f.field } }, f.what);
+  }
+  t.is(env.coordinator.lastHeardAt('node-b'), registeredAt, 'no forgery counted as node-b\'s sign of life');
+
+  const honest = heartbeatBody(hbOf(b), b.identity, macOf(b, env.key.publicKey));
+  t.like(await rpc(env.nc, s.heartbeat, honest, HeartbeatReply), { ok: true });
+  t.is(env.coordinator.lastHeardAt('node-b'), clock.now());
+  clock.advance(1000);
+  t.like(await rpc(env.nc, s.heartbeat, honest, HeartbeatReply), { ok: false, error: { code: 'stale', field: 'sentAt' } }, 'the captured MAC heartbeat replayed');
+  t.is(env.coordinator.lastHeardAt('node-b'), clock.now() - 1000, 'the replay kept nobody alive');
+  // The signed form is still taken (older agents, and the fallback).
+  t.like(await rpc(env.nc, s.heartbeat, heartbeatBody(hbOf(b), b.identity, undefined), HeartbeatReply), { ok: true });
+  t.is(env.coordinator.lastHeardAt('node-b'), clock.now());
+});
+
+test('follower: records a MAC heartbeat as a sign of life, and none of the forgeries', async (t) => {
+  const env = await startCoordinatorEnv(t, { natsUrl: server().url, bucketTag: 'xlhbmacf', config: { nodeTtl: '60s', leaseTtl: '30s' } });
+  const s = subjects(env.prefix);
+  const nc = await connect({ servers: server().url, name: 'xl-hbmac-follower' });
+  let heard = 0;
+  const follower = await Coordinator.start({
+    nc,
+    clock: systemClock,
+    logger: silentLogger(),
+    config: parseCoordinatorConfig({ bucket: env.bucket, subjectPrefix: env.prefix, leaseTtl: '30s', nodeTtl: '60s' }),
+    signingKey: env.key,
+    holderId: 'xl-hbmac-follower',
+    metrics: { registration: () => undefined, nodeRemoved: () => undefined, heartbeat: () => {
+      heard++;
+    } },
+  });
+  t.teardown(async () => {
+    await follower.stop();
+    await nc.close();
+  });
+  t.false(follower.isLeader());
+  const client = macClient(env);
+  const a = await fakeAgent('node-a', { podCidrs: ['10.20.1.0/24'] });
+  const b = await fakeAgent('node-b', { podCidrs: ['10.20.2.0/24'] });
+  t.true((await client.register(a)).ok);
+  t.true((await client.register(b)).ok);
+  // Once the follower's presence probe knows the leader's epoch, it records node-a's MAC heartbeats.
+  await waitFor(async () => {
+    await rpc(env.nc, s.heartbeat, heartbeatBody(hbOf(a), a.identity, macOf(a, env.key.publicKey)), HeartbeatReply);
+    return follower.lastHeardAt('node-a') !== undefined;
+  }, { timeoutMs: 10_000, intervalMs: 100, what: 'the follower recording node-a\'s MAC heartbeat' });
+
+  /** Sends `body` and waits until the follower has handled it (its heartbeat counter moved). */
+  const send = async (body: string): Promise<HeartbeatReply> => {
+    const before = heard;
+    const r = await rpc(env.nc, s.heartbeat, body, HeartbeatReply);
+    await waitFor(() => heard > before, { timeoutMs: 5000, intervalMs: 5, what: 'the follower handling the heartbeat' });
+    return r;
+  };
+  for (const f of await forgeries(env, a, b)) t.like(await send(f.body), { ok: false, error: { code: 'unauthorized', field: f.field } }, f.what);
+  t.is(follower.lastHeardAt('node-b'), undefined, 'the follower recorded no forgery');
+  t.like(await send(heartbeatBody(hbOf(b), b.identity, macOf(b, env.key.publicKey))), { ok: true });
+  t.not(follower.lastHeardAt('node-b'), undefined, 'the honest MAC heartbeat is recorded (the check above could fail)');
+});
+
+test('a revoked node\'s MAC heartbeat is refused as revoked (and the client does not fall back: a revocation is final)', async (t) => {
+  const env = await startCoordinatorEnv(t, { natsUrl: server().url, bucketTag: 'xlhbmacr', config: { nodeTtl: '60s' } });
+  const client = macClient(env);
+  const a = await fakeAgent('node-a', { podCidrs: ['10.20.1.0/24'] });
+  t.true((await client.register(a)).ok);
+  t.like(await client.heartbeat(a), { ok: true });
+  await revokeNode({ store: new StateStore(env.kv, env.key, silentLogger()), clock: systemClock }, 'node-a', 'laptop stolen');
+  const s = subjects(env.prefix);
+  const error = await waitFor(async () => {
+    const r = await rpc(env.nc, s.heartbeat, heartbeatBody(hbOf(a), a.identity, macOf(a, env.key.publicKey)), HeartbeatReply);
+    return r.ok ? undefined : r.error;
+  }, { timeoutMs: 5000, intervalMs: 100, what: 'the MAC heartbeat refused after the revocation' });
+  t.like(error, { code: 'unauthorized', revoked: true });
+  t.regex(error.message, /revoked/);
+  t.like(await client.heartbeat(a), { ok: false, error: { code: 'unauthorized', revoked: true } });
+  t.true(a.macActive, 'still MAC heartbeats: a revocation is no reason to fall back to signing');
+});
