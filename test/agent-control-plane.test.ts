@@ -13,6 +13,8 @@ import { waitFor } from '../lib/wait.ts';
 import { Deregister, Heartbeat, RegistrationRequest, type NodeRecord, type RegisterReply } from '../protocol/messages.ts';
 import { generateSigningKeyPair, generateWireguardKeyPair, signEnvelope, verifyEnvelope, openEnvelopeUnverified, type SigningKeyPair } from '../protocol/signing.ts';
 import { subjects } from '../protocol/subjects.ts';
+import { HeartbeatMacKeys } from '../protocol/heartbeat-mac.ts';
+import { openHeartbeat } from '../protocol/validate-registration.ts';
 
 const S = subjects();
 const IDENTITY: NodeIdentity = {
@@ -92,6 +94,13 @@ async function serveRegister(f: Fixture, answer: (req: RegistrationRequest, n: n
   // could meet "no responders" and the agent would sleep on a manual clock nobody advances.
   await f.coordNc.flush();
   return { count: () => requests.length, requests };
+}
+
+/** A heartbeat as the coordinator opens it (either form: protocol/validate-registration.ts openHeartbeat); throws unless it verifies. */
+function openBeat(f: Fixture, data: Uint8Array): { hb: Heartbeat; form: 'mac' | 'signed' } {
+  const opened = openHeartbeat(data, Heartbeat, new HeartbeatMacKeys(f.coordinator));
+  if (!opened.ok) throw new Error(`heartbeat refused: ${opened.error.message}`);
+  return { hb: opened.value, form: 'mac' in (JSON.parse(Buffer.from(data).toString('utf8')) as object) ? 'mac' : 'signed' };
 }
 
 const ok = (f: Fixture, signer?: SigningKeyPair) => async (req: RegistrationRequest, n: number): Promise<RegisterReply> => ({
@@ -178,11 +187,9 @@ test('heartbeats flow; unknown-node makes it register again; deregister is signe
   let forget = false;
   f.coordNc.subscribe(S.heartbeat, {
     callback: (_err, msg) => {
-      void (async () => {
-        const hb = await verifyEnvelope(msg.data, f.identityKey.publicKey, Heartbeat);
-        beats.push(hb);
-        msg.respond(JSON.stringify(forget ? { ok: false, error: { code: 'unknown-node', message: 'expired' } } : { ok: true }));
-      })();
+      const { hb } = openBeat(f, msg.data);
+      beats.push(hb);
+      msg.respond(JSON.stringify(forget ? { ok: false, error: { code: 'unknown-node', message: 'expired' } } : { ok: true }));
     },
   });
   f.cp.start();
@@ -252,11 +259,9 @@ test('finding 10: a revoked heartbeat reply stops heartbeats and registrations; 
   let revoke = false;
   f.coordNc.subscribe(S.heartbeat, {
     callback: (_err, msg) => {
-      void (async () => {
-        beats.push(await verifyEnvelope(msg.data, f.identityKey.publicKey, Heartbeat));
-        const refusal = { code: 'unauthorized', field: 'name', revoked: true, message: 'node "node-a" was revoked at … (reason: "stolen")' };
-        msg.respond(JSON.stringify(revoke ? { ok: false, error: refusal } : { ok: true }));
-      })();
+      beats.push(openBeat(f, msg.data).hb);
+      const refusal = { code: 'unauthorized', field: 'name', revoked: true, message: 'node "node-a" was revoked at … (reason: "stolen")' };
+      msg.respond(JSON.stringify(revoke ? { ok: false, error: refusal } : { ok: true }));
     },
   });
   await f.coordNc.flush();
@@ -291,4 +296,56 @@ test('finding 10: a revoked heartbeat reply stops heartbeats and registrations; 
   );
   t.is(seen.beats, beatsThen, 'no heartbeat after revocation');
   t.is(seen.regs, regsThen, 'no registration after revocation');
+});
+
+test('MAC heartbeats after registering; a coordinator refusing them (`invalid`, as one older than them) gets signed ones at once, until the next registration; no storm', async (t) => {
+  const clock = new ManualClock();
+  const f = await setup(t, undefined, clock);
+  const reg = await serveRegister(f, ok(f));
+  const beats: { hb: Heartbeat; form: 'mac' | 'signed' }[] = [];
+  let refuseMac = false;
+  f.coordNc.subscribe(S.heartbeat, {
+    callback: (_err, msg) => {
+      const beat = openBeat(f, msg.data);
+      beats.push(beat);
+      // What a coordinator from before MAC heartbeats answers: the strict signed envelope refuses the shape.
+      const refusal = { code: 'invalid', field: 'sig', message: 'not a signed envelope: sig: Required' };
+      msg.respond(JSON.stringify(refuseMac && beat.form === 'mac' ? { ok: false, error: refusal } : { ok: true }));
+    },
+  });
+  await f.coordNc.flush();
+  f.cp.start();
+  const nextBeat = async (): Promise<void> => {
+    const n = beats.length;
+    clock.advance(await parkedFor(clock, `heartbeat ${n + 1} due`));
+    await waitFor(() => beats.length > n, { timeoutMs: 5000, intervalMs: 5, what: `heartbeat ${n + 1}` });
+  };
+  const forms = (): string => beats.map((b) => b.form).join(',');
+  await waitFor(() => f.cp.state().registered, { timeoutMs: 5000, what: 'registered' });
+  await nextBeat();
+  await nextBeat();
+  t.is(forms(), 'mac,mac', 'MAC heartbeats once registered');
+
+  refuseMac = true;
+  const before = beats.length;
+  await nextBeat();
+  // Refused: the signed heartbeat goes at once — no clock movement — and then the loop parks for an interval.
+  await waitFor(() => beats.length === before + 2, { timeoutMs: 5000, intervalMs: 5, what: 'the signed heartbeat sent at once after the refusal' });
+  const parked = await parkedFor(clock, 'the loop parked after the signed heartbeat');
+  t.true(parked >= 180 && parked <= 220, `next heartbeat an interval later (${parked} ms)`);
+  t.is(beats.length, before + 2, 'exactly one resend');
+  for (let i = 0; i < 10; i++) await nextBeat();
+  t.is(beats.length, before + 12, 'one heartbeat per interval: no storm');
+  t.deepEqual(beats.slice(before).map((b) => b.form), ['mac', ...Array<string>(11).fill('signed')], 'signed from the refusal on');
+  t.is(f.cp.state().lastError, null, 'the signed heartbeats are answered ok: the node stays alive');
+  t.is(f.cp.state().lastHeartbeatAt, clock.now());
+
+  // The next registration tries MACs again: one refused MAC heartbeat per registration, not per interval.
+  f.cp.requestRegister('identity changed');
+  await waitFor(() => reg.count() === 2, { timeoutMs: 5000, what: 're-registration' });
+  const again = beats.length;
+  await nextBeat();
+  await waitFor(() => beats.length === again + 2, { timeoutMs: 5000, intervalMs: 5, what: 'MAC, refused, then signed at once' });
+  t.deepEqual(beats.slice(again).map((b) => b.form), ['mac', 'signed']);
+  t.true(beats.every((b) => b.hb.identityKey === f.identityKey.publicKey && b.hb.name === 'node-a'));
 });

@@ -18,7 +18,8 @@ import {
   describeZodError,
   type ErrorBody,
 } from '../../protocol/messages.ts';
-import { signEnvelope, verifyEnvelope, type SigningKeyPair } from '../../protocol/signing.ts';
+import { signEnvelope, verifyEnvelopeWithKey, type SigningKeyPair } from '../../protocol/signing.ts';
+import { heartbeatBody, macRefused, nodeHeartbeatMacKey, type HeartbeatMac } from '../../protocol/heartbeat-mac.ts';
 import { joinSign, type JoinCredential } from '../../protocol/join-credential.ts';
 import { subjects } from '../../protocol/subjects.ts';
 import type { NodeIdentity } from '../plan/model.ts';
@@ -113,6 +114,13 @@ export class ControlPlane {
   private epoch: string | undefined;
   /** The epoch of the last heartbeat answered ok: a leader-up of that epoch has heard us already. */
   private heardEpoch: string | undefined;
+  /**
+   * The heartbeat MAC key (protocol/heartbeat-mac.ts), agreed with the coordinator key that verified
+   * our last registration reply; undefined: heartbeats are signed.
+   */
+  private heartbeatMac: HeartbeatMac | undefined;
+  /** A MAC heartbeat was refused (an older coordinator, a rotated key): signed ones until the next registration. */
+  private macFallback = false;
   private foreignGeneration = -1;
   private heartbeatDue = 0;
   private registerReason = 'start';
@@ -406,8 +414,9 @@ export class ControlPlane {
     if (!reply.data.ok) return this.rejected(reply.data.error);
 
     let record: NodeRecord;
+    let signedBy: string;
     try {
-      record = await verifyEnvelope(reply.data.record, this.o.coordinatorKey, NodeRecord);
+      ({ value: record, key: signedBy } = await verifyEnvelopeWithKey(reply.data.record, this.o.coordinatorKey, NodeRecord));
     } catch (err) {
       this.lastError = `register reply does not verify with the coordinator key: ${errorMessage(err)}`;
       this.o.logger.error({ err: this.lastError }, 'registration: reply not signed by the configured coordinator key (wrong --coordinator-key?)');
@@ -418,6 +427,7 @@ export class ControlPlane {
       this.o.logger.error({ err: this.lastError }, 'registration: the coordinator answered with a record that is not ours');
       return { ok: false, kind: 'rejected', error: this.lastError, uncertain: true };
     }
+    this.agreeHeartbeatMac(signedBy);
     const first = this.record === null;
     const rekeyed = publicKey !== this.wireguardPublicKey;
     this.wireguardPublicKey = publicKey;
@@ -461,6 +471,21 @@ export class ControlPlane {
     return { ok: false, kind: 'rejected', error: this.lastError, uncertain: false };
   }
 
+  /**
+   * MAC heartbeats from now on, with K agreed with `coordinatorKey` (the key that signed our record):
+   * agreed once per coordinator key (our identity key is fixed), and a registration ends a fallback.
+   */
+  private agreeHeartbeatMac(coordinatorKey: string): void {
+    this.macFallback = false;
+    if (this.heartbeatMac?.coordinatorKey === coordinatorKey) return;
+    try {
+      this.heartbeatMac = { coordinatorKey, key: nodeHeartbeatMacKey(this.o.identityKey, coordinatorKey) };
+    } catch (err) {
+      this.heartbeatMac = undefined;
+      this.o.logger.warn({ err: errorMessage(err), coordinatorKey }, 'no heartbeat MAC key can be agreed with the coordinator key; heartbeats are signed');
+    }
+  }
+
   /** The epoch of the coordinator that answered (its replies are unsigned: a forged one costs a `stale-epoch` round trip, and an epoch cannot be guessed ahead). */
   private learnEpoch(epoch: string | undefined): void {
     if (epoch === undefined || epoch === this.epoch) return;
@@ -476,6 +501,7 @@ export class ControlPlane {
       return 'answered';
     }
     let raw: unknown;
+    const mac = this.macFallback ? undefined : this.heartbeatMac;
     try {
       const hb = Heartbeat.parse({
         v: 1,
@@ -485,8 +511,7 @@ export class ControlPlane {
         sentAt: this.nextSentAt(),
         ...(this.epoch === undefined ? {} : { epoch: this.epoch }),
       });
-      const env = await signEnvelope(hb, this.o.identityKey.secretKey);
-      const reply = await this.o.nc.request(this.subjects.heartbeat, JSON.stringify(env), { timeout: this.o.requestTimeoutMs ?? 5000 });
+      const reply = await this.o.nc.request(this.subjects.heartbeat, heartbeatBody(hb, this.o.identityKey, mac), { timeout: this.o.requestTimeoutMs ?? 5000 });
       raw = reply.json();
     } catch (err) {
       this.lastError = `heartbeat failed: ${errorMessage(err)}`;
@@ -511,6 +536,13 @@ export class ControlPlane {
     if (reply.data.error.revoked === true) {
       this.markRevoked(reply.data.error);
       return 'answered';
+    }
+    if (mac !== undefined && macRefused(reply.data.error)) {
+      // A coordinator older than MAC heartbeats (`invalid`), or one whose key is not the one our MAC
+      // was made for (`unauthorized`): signed heartbeats until the next registration, the first at once.
+      this.macFallback = true;
+      this.throttle.warn('heartbeat-mac-refused', { code, field: reply.data.error.field, err: message }, 'heartbeat MAC refused by the coordinator; sending signed heartbeats until the next registration');
+      return 'resend';
     }
     if (code === 'unknown-node') {
       // Expired or removed (e.g. during an outage): register again with the same keys.
