@@ -11,7 +11,8 @@ import { onConnectionStatus } from '../lib/nats-status.ts';
 import { errorMessage } from '../lib/errors.ts';
 import { mapLimit } from '../lib/pool.ts';
 import { HeardAgainTracker } from './heard-again.ts';
-import { simulatedAgent, rpc, signed, signedRegistration, type SimulatedAgent } from './simulated-agent.ts';
+import { agreeHeartbeatMac, benchHeartbeatForm, fallBackFromMac, heartbeatMacOf, simulatedAgent, rpc, signedRegistration, type SimulatedAgent } from './simulated-agent.ts';
+import { heartbeatBody } from '../protocol/heartbeat-mac.ts';
 import type { JoinCredential } from '../protocol/join-credential.ts';
 import { HeartbeatReply, RegisterReply, type Heartbeat } from '../protocol/messages.ts';
 import { openEnvelopeUnverified } from '../protocol/signing.ts';
@@ -29,6 +30,12 @@ export interface FleetControlPlane {
   readonly nc: NatsConnection;
   readonly prefix: string;
   credentialFor(cluster: string): JoinCredential | undefined;
+  /**
+   * The coordinator's public key: given, the agents send MAC heartbeats (protocol/heartbeat-mac.ts)
+   * as the agent does, K agreed at registration, falling back to signed ones when refused (a
+   * coordinator from before them: XL_BENCH_COORDINATOR_DIR), unless XL_BENCH_HEARTBEAT_FORM=signed.
+   */
+  readonly coordinatorKey?: string | undefined;
 }
 
 /**
@@ -73,6 +80,8 @@ export interface HeartbeatCounters {
   unknownNode: number;
   /** Heartbeats answered `stale-epoch` (a new leader) and re-signed at once. */
   staleEpoch: number;
+  /** MAC heartbeats refused (`invalid`/`unauthorized`) and sent again signed at once. */
+  macRefused: number;
   failed: number;
   reregistered: number;
   latenciesMs: number[];
@@ -84,7 +93,7 @@ export interface HeartbeatCounters {
   reasons: Map<string, number>;
 }
 
-const newCounters = (): HeartbeatCounters => ({ sent: 0, ok: 0, unknownNode: 0, staleEpoch: 0, failed: 0, reregistered: 0, latenciesMs: [], sentAtMs: [], answeredAtMs: [], reasons: new Map() });
+const newCounters = (): HeartbeatCounters => ({ sent: 0, ok: 0, unknownNode: 0, staleEpoch: 0, macRefused: 0, failed: 0, reregistered: 0, latenciesMs: [], sentAtMs: [], answeredAtMs: [], reasons: new Map() });
 
 function countReason(c: HeartbeatCounters, reason: string): void {
   c.failed++;
@@ -120,7 +129,11 @@ export class AgentFleet {
   ) {
     this.nc = controlPlane.nc;
     this.subjects = subjects(controlPlane.prefix);
+    this.macWith = benchHeartbeatForm() === 'mac' ? controlPlane.coordinatorKey : undefined;
   }
+
+  /** The coordinator key heartbeat MACs are agreed with (undefined: signed heartbeats). */
+  private readonly macWith: string | undefined;
 
   /** One signed registration; resolves to the reply and the request's round trip. */
   async registerOnce(agent: SimulatedAgent): Promise<{ reply: RegisterReply; ms: number }> {
@@ -129,6 +142,8 @@ export class AgentFleet {
     const t0 = performance.now();
     const reply = await rpc(this.nc, this.subjects.register, body, RegisterReply, this.timeoutMs);
     if (reply.epoch !== undefined) agent.epoch = reply.epoch;
+    // K is agreed here, before any measured heartbeat window (once per agent and coordinator key).
+    if (reply.ok) agreeHeartbeatMac(agent, this.macWith);
     return { reply, ms: performance.now() - t0 };
   }
 
@@ -221,6 +236,12 @@ export class AgentFleet {
     await Promise.all([...this.inFlight]);
   }
 
+  /** How many agents send MAC'd and how many signed heartbeats now. */
+  heartbeatForms(): { mac: number; signed: number } {
+    const mac = this.agents.filter((a) => heartbeatMacOf(a) !== undefined).length;
+    return { mac, signed: this.agents.length - mac };
+  }
+
   resetCounters(): HeartbeatCounters {
     const c = this.counters;
     this.counters = newCounters();
@@ -239,7 +260,8 @@ export class AgentFleet {
     // The epoch the agent learned (SimulatedAgent.epoch, protocol/coordinator-epoch.ts): signed into its heartbeats, like the agent.
     const epoch = agent.epoch;
     const hb: Heartbeat = { v: 1, name: agent.name, identityKey: agent.identity.publicKey, generation: 0, sentAt: agent.nextSentAt(), ...(epoch === undefined ? {} : { epoch }) };
-    const body = await signed(hb, agent.identity.secretKey);
+    const mac = heartbeatMacOf(agent);
+    const body = heartbeatBody(hb, agent.identity, mac);
     c.sent++;
     const t0 = performance.now();
     c.sentAtMs.push(t0);
@@ -263,6 +285,12 @@ export class AgentFleet {
       this.lastOkAt.set(agent.name, at);
       this.heardAgain.answered(agent.name, t0, at);
       this.failures.delete(agent.name);
+      return;
+    }
+    if (resends < MAX_IMMEDIATE_RESENDS && fallBackFromMac(agent, mac, reply.error)) {
+      // Like the agent: a coordinator that refuses MAC heartbeats gets signed ones from now on, the first at once.
+      c.macRefused++;
+      await this.heartbeat(agent, resends + 1);
       return;
     }
     if ((reply.error.code === 'stale-epoch' || reply.error.code === 'epoch-required') && resends < MAX_IMMEDIATE_RESENDS) {

@@ -93,6 +93,11 @@ export class ControlPlaneLab {
   /** The join credential of an enrolled cluster (for the simulated agents' registrations). */
   readonly credentialFor = (cluster: string): JoinCredential | undefined => this.credentials.get(cluster);
 
+  /** The coordinator's public key (the fleet's heartbeat MACs are agreed with it: bench/agent-fleet.ts). */
+  get coordinatorKey(): string {
+    return this.key.publicKey;
+  }
+
   get subjects(): ReturnType<typeof subjects> {
     return subjects(this.prefix);
   }

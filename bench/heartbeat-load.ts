@@ -6,6 +6,8 @@
 //  - the window starts once every node's first heartbeat has been answered (a node's first heartbeat
 //    writes its identity binding once: issue 8) and one more second has passed: a steady state;
 //  - the heartbeat window lasts `windowMs` (10 s: ~2,000 heartbeats at N = 1,000);
+//  - heartbeats are MAC'd as the agent sends them (K agreed at registration, before the window), or
+//    signed where the coordinator refuses MACs (an older one) or XL_BENCH_HEARTBEAT_FORM=signed;
 //  - then the agents fall silent; after `settleMs` the idle window (`idleMs`) measures what the
 //    coordinator spends with N live nodes and nobody talking (lease renewals, expiry rounds): the
 //    median of its one-second slices (bench/steady-rate.ts), so a GC landing in it is not taken for
@@ -21,6 +23,7 @@ import { waitFor } from '../lib/wait.ts';
 import { AgentFleet, makeAgents } from './agent-fleet.ts';
 import { ControlPlaneLab } from './control-plane-lab.ts';
 import { coordinatorCommand } from './coordinator-command.ts';
+import { benchHeartbeatForm } from './simulated-agent.ts';
 import { ms, percentile, printTable, type Cell } from './report.ts';
 import { rateBetween, steadyRate } from './steady-rate.ts';
 import type { ThreadCpu } from './thread-cpu.ts';
@@ -86,6 +89,8 @@ async function measureSize(server: NatsServer, n: number, o: HeartbeatLoadOption
     await sleep(o.windowMs);
     const h1 = await read(lab);
     const c = fleet.resetCounters();
+    const forms = fleet.heartbeatForms();
+    windows.push(`N ${n}: heartbeats sent ${forms.mac} MAC'd, ${forms.signed} signed at the window's end (${c.macRefused} MAC heartbeats refused in the window and sent again signed)`);
     await fleet.stopHeartbeats();
     const rev = await lab.revision();
     await sleep(o.settleMs);
@@ -130,6 +135,7 @@ export async function runHeartbeatLoad(server: NatsServer, o: HeartbeatLoadOptio
       window: `${o.windowMs} ms from 1 s after every node's first heartbeat`,
       idle: `${o.idleMs} ms, ${o.settleMs} ms after the last heartbeat`,
       coordinator: coordinatorCommand().label,
+      heartbeats: benchHeartbeatForm() === 'signed' ? 'signed (XL_BENCH_HEARTBEAT_FORM=signed)' : 'MAC (protocol/heartbeat-mac.ts), signed where the coordinator refuses MACs',
     },
     header: ['N', 'interval ms', 'heartbeats', 'per s', 'idle ms/s (main + others)', 'idle ms/s ticks', 'loaded ms/s (main + others)', 'CPU us/heartbeat (main + others)', 'us/hb ticks', 'reply p50 ms', 'p99 ms', 'failed', 'expired while idle', 'threads'],
     rows,

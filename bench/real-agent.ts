@@ -17,7 +17,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
-import { agentClient, simulatedAgent, rpc, signed, type AgentClient, type SimulatedAgent } from './simulated-agent.ts';
+import { agentClient, benchHeartbeatForm, simulatedAgent, rpc, signed, type AgentClient, type SimulatedAgent } from './simulated-agent.ts';
 import { errorMessage } from '../lib/errors.ts';
 import { killOnExit } from '../lib/exit-cleanup.ts';
 import { NatsServer } from '../lib/nats-server.ts';
@@ -190,7 +190,8 @@ async function measure(n: number): Promise<void> {
         registrationRate: 100_000, registrationBurst: 1_000_000 });
     coordinator = startCoordinator();
     nc = await connect({ servers: server.url, name: 'xl-bench-sim', maxReconnectAttempts: -1, reconnectTimeWait: 500 });
-    const client = agentClient(nc, undefined, { timeoutMs: 10_000 });
+    // The simulated nodes heartbeat as the agent does: MAC'd (unless XL_BENCH_HEARTBEAT_FORM=signed).
+    const client = agentClient(nc, undefined, { timeoutMs: 10_000, ...(benchHeartbeatForm() === 'mac' ? { heartbeatMac: key.publicKey } : {}) });
     await waitFor(() => serves(nc), { timeoutMs: 60_000, intervalMs: 50, what: 'coordinator to answer' });
 
     const coordinatorBin = join(REPO, 'bin', 'crosslink-coordinator');
@@ -212,7 +213,7 @@ async function measure(n: number): Promise<void> {
       heartbeatIntervalMs = reply.heartbeatIntervalMs;
     });
     const registerMs = performance.now() - t0;
-    fleet = new AgentFleet({ nc, prefix: 'crosslink.v1', credentialFor: () => undefined }, sims, 5_000);
+    fleet = new AgentFleet({ nc, prefix: 'crosslink.v1', credentialFor: () => undefined, coordinatorKey: key.publicKey }, sims, 5_000);
     fleet.startHeartbeats(heartbeatIntervalMs);
 
     // The real agent.
