@@ -133,6 +133,13 @@ test('retries while no coordinator answers, then registers with a signed, verifi
 const parkedFor = (clock: ManualClock, what: string): Promise<number> =>
   waitFor(() => (clock.sleepers === 1 ? (clock.wakeups[0] ?? 0) - clock.now() : undefined), { timeoutMs: 5000, intervalMs: 5, what });
 
+/** Moves `clock` to the loop's next wake-up (the heartbeat due) and waits for that heartbeat (`beats`: how many were seen). */
+const beatByBeat = (clock: ManualClock, beats: () => number) => async (): Promise<void> => {
+  const n = beats();
+  clock.advance(await parkedFor(clock, `heartbeat ${n + 1} due`));
+  await waitFor(() => beats() > n, { timeoutMs: 5000, intervalMs: 5, what: `heartbeat ${n + 1}` });
+};
+
 test('a rejection is reported with its field and retried slowly (no spinning)', async (t) => {
   const clock = new ManualClock();
   const f = await setup(t, undefined, clock);
@@ -267,11 +274,7 @@ test('finding 10: a revoked heartbeat reply stops heartbeats and registrations; 
   await f.coordNc.flush();
   f.cp.start();
   // Time moves only here: to the loop's next wake-up (the heartbeat due), one heartbeat at a time.
-  const nextBeat = async (): Promise<void> => {
-    const n = beats.length;
-    clock.advance(await parkedFor(clock, `heartbeat ${n + 1} due`));
-    await waitFor(() => beats.length > n, { timeoutMs: 5000, intervalMs: 5, what: `heartbeat ${n + 1}` });
-  };
+  const nextBeat = beatByBeat(clock, () => beats.length);
   await waitFor(() => f.cp.state().registered, { timeoutMs: 5000, what: 'registered' });
   await nextBeat();
   await nextBeat();
@@ -315,11 +318,7 @@ test('MAC heartbeats after registering; a coordinator refusing them (`invalid`, 
   });
   await f.coordNc.flush();
   f.cp.start();
-  const nextBeat = async (): Promise<void> => {
-    const n = beats.length;
-    clock.advance(await parkedFor(clock, `heartbeat ${n + 1} due`));
-    await waitFor(() => beats.length > n, { timeoutMs: 5000, intervalMs: 5, what: `heartbeat ${n + 1}` });
-  };
+  const nextBeat = beatByBeat(clock, () => beats.length);
   const forms = (): string => beats.map((b) => b.form).join(',');
   await waitFor(() => f.cp.state().registered, { timeoutMs: 5000, what: 'registered' });
   await nextBeat();
