@@ -1,7 +1,8 @@
 // Edge checks for what agents send the coordinator. `openSignedRequest` turns raw bytes into a
-// shape-checked, signature-verified value (`openHeartbeat`: signature or MAC); `validateRegistration` is the pure policy check
-// (addresses, overlaps, replay window, identity binding). Every rejection names the field and the
-// offending value, and nothing is stored for a rejected request.
+// shape-checked, signature-verified value (`openHeartbeat`: signature or MAC);
+// `validateRegistration` is the pure policy check (addresses, overlaps, replay window, identity
+// binding). Every rejection names the field and the offending value, and nothing is stored for a
+// rejected request.
 import type { z } from 'zod';
 import {
   bitsOf,
