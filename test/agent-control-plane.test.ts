@@ -38,7 +38,7 @@ interface Fixture {
   wgPublicKey: string;
 }
 
-async function setup(t: ExecutionContext, identity: () => NodeIdentity = () => IDENTITY, clock: Clock = systemClock): Promise<Fixture> {
+async function setup(t: ExecutionContext, identity: () => NodeIdentity = () => IDENTITY, clock: Clock = systemClock, keys?: (coordinator: SigningKeyPair) => string[]): Promise<Fixture> {
   const server = await NatsServer.start({ name: 'xl-cp' });
   const nc = await connect({ servers: server.url });
   const coordNc = await connect({ servers: server.url });
@@ -49,7 +49,7 @@ async function setup(t: ExecutionContext, identity: () => NodeIdentity = () => I
     nc,
     clock,
     logger: silentLogger(),
-    coordinatorKey: coordinator.publicKey,
+    coordinatorKey: keys?.(coordinator) ?? coordinator.publicKey,
     wireguardPublicKey: wg.publicKey,
     identityKey,
     identity,
@@ -347,4 +347,27 @@ test('MAC heartbeats after registering; a coordinator refusing them (`invalid`, 
   await waitFor(() => beats.length === again + 2, { timeoutMs: 5000, intervalMs: 5, what: 'MAC, refused, then signed at once' });
   t.deepEqual(beats.slice(again).map((b) => b.form), ['mac', 'signed']);
   t.true(beats.every((b) => b.hb.identityKey === f.identityKey.publicKey && b.hb.name === 'node-a'));
+});
+
+test('during a coordinator key rotation the MAC key is agreed with the key of the set that signed our record, not the first one', async (t) => {
+  const old = await generateSigningKeyPair();
+  const clock = new ManualClock();
+  // The agent holds the old key first; the coordinator signs with the new one.
+  const f = await setup(t, undefined, clock, (c) => [old.publicKey, c.publicKey]);
+  await serveRegister(f, ok(f));
+  const beats: { coordinatorKey: string | undefined; form: 'mac' | 'signed' }[] = [];
+  f.coordNc.subscribe(S.heartbeat, {
+    callback: (_err, msg) => {
+      const body = JSON.parse(msg.string()) as { coordinatorKey?: string };
+      const opened = openHeartbeat(msg.data, Heartbeat, new HeartbeatMacKeys(f.coordinator));
+      beats.push({ coordinatorKey: body.coordinatorKey, form: 'mac' in body ? 'mac' : 'signed' });
+      msg.respond(JSON.stringify(opened.ok ? { ok: true } : { ok: false, error: opened.error }));
+    },
+  });
+  await f.coordNc.flush();
+  f.cp.start();
+  await waitFor(() => f.cp.state().registered, { timeoutMs: 5000, what: 'registered' });
+  await beatByBeat(clock, () => beats.length)();
+  t.deepEqual(beats, [{ coordinatorKey: f.coordinator.publicKey, form: 'mac' }]);
+  t.is(f.cp.state().lastError, null, 'the MAC verified with the coordinator\'s K');
 });
