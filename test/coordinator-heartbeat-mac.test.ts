@@ -145,3 +145,25 @@ test('a revoked node\'s MAC heartbeat is refused as revoked (and the client does
   t.like(await client.heartbeat(a), { ok: false, error: { code: 'unauthorized', revoked: true } });
   t.true(a.macActive, 'still MAC heartbeats: a revocation is no reason to fall back to signing');
 });
+
+test('a node whose MAC key was agreed with a previous coordinator key is refused once naming both keys, then heartbeats signed (as the agent does)', async (t) => {
+  const env = await startCoordinatorEnv(t, { natsUrl: server().url, bucketTag: 'xlhbmack', config: { nodeTtl: '60s' } });
+  const previous = await generateSigningKeyPair();
+  const s = subjects(env.prefix);
+  // The client agrees K with the previous key (an agent registered before the rotation).
+  const client = agentClient(env.nc, env.prefix, { credentialFor: env.enrollment.credentialFor, heartbeatMac: previous.publicKey });
+  const a = await fakeAgent('node-a', { podCidrs: ['10.20.1.0/24'] });
+  t.true((await client.register(a)).ok);
+  const refused = await rpc(env.nc, s.heartbeat, heartbeatBody(hbOf(a), a.identity, macOf(a, previous.publicKey)), HeartbeatReply);
+  if (refused.ok) return t.fail('a MAC for the previous key was accepted');
+  t.like(refused.error, { code: 'unauthorized', field: 'coordinatorKey' });
+  t.true(refused.error.message.includes(previous.publicKey) && refused.error.message.includes(env.key.publicKey));
+  t.like(await client.heartbeat(a), { ok: true }, 'refused, then sent signed at once');
+  t.false(a.macActive, 'signed until the next registration');
+  t.like(await client.heartbeat(a), { ok: true });
+  t.true((await macClient(env).register(a)).ok);
+  t.true(a.macActive, 'registered again: MACs with the current key');
+  t.is(a.agreedMac?.coordinatorKey, env.key.publicKey);
+  t.like(await client.heartbeat(a), { ok: true });
+  t.true(a.macActive, 'the MAC heartbeat was taken: no fallback');
+});
