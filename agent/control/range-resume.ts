@@ -2,12 +2,12 @@
 // and enrollment watches): it keeps the revision the watcher applied, runs the shared stall detector
 // (progress-monitor.ts) over the range, and after a stall makes the next session resume after that
 // revision (only what changed meanwhile, deletes included) unless the bucket was renumbered
-// (watch-progress.ts bucketRenumbered), when the session reads everything again. It also opens each
-// session's watch: when the push watch cannot be created within catchUpAfterMs (refused, timing out,
-// or slow, as right after a NATS server loss) the session follows the range by catch-up requests from
-// the last applied revision (the whole range when nothing was applied yet) and the push watch takes
-// over once it can be created (catch-up-handover.ts). MeshWatch, with two ranges and an audit, drives
-// the same detector and catch-up itself.
+// (watch-progress.ts bucketRenumbered), when the session reads everything again; a reconnect does the
+// same (reconnected()). It also opens each session's watch: when the push watch cannot be created
+// within catchUpAfterMs (refused, timing out, or slow, as right after a NATS server loss) the session
+// follows the range by catch-up requests from the last applied revision (the whole range when nothing
+// was applied yet) and the push watch takes over once it can be created (catch-up-handover.ts).
+// MeshWatch, with two ranges and an audit, drives the same detector and catch-up itself.
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Clock } from '../../lib/clock.ts';
 import { CrosslinkError, errorMessage } from '../../lib/errors.ts';
@@ -71,6 +71,8 @@ export interface RangeResumeStats {
   readonly catchUpSessions: number;
   /** The current session follows by catch-up requests (no push watch yet). */
   readonly catchingUp: boolean;
+  /** Entries applied by every session so far (what the watcher has read in total; as MeshWatch's). */
+  readonly totalEntries: number;
 }
 
 export class RangeResume {
@@ -80,6 +82,7 @@ export class RangeResume {
   private resumeNext = false;
   private resumes = 0;
   private catchUpSessions = 0;
+  private totalEntries = 0;
   /** The current session's catch-up, if it follows by catch-up. */
   private following: CatchUpHandover | undefined;
   private stopped = false;
@@ -122,8 +125,19 @@ export class RangeResume {
     this.progress.burst();
   }
 
+  /**
+   * NATS reconnected (perhaps to another server; the watch's consumer may be gone): the watch is
+   * ended and, when its session was live (its snapshot in), the next one resumes after the last
+   * applied revision as after a stall — not a full re-read (MeshWatch does the same). A session cut
+   * short during its snapshot reads everything again.
+   */
+  reconnected(): void {
+    if (this.live !== undefined) this.resumeNext = true;
+    this.o.endWatch();
+  }
+
   stats(): RangeResumeStats {
-    return { stalls: this.progress.stalls, resumes: this.resumes, lagRevisions: this.progress.lagRevisions, catchUpSessions: this.catchUpSessions, catchingUp: this.following?.catchingUp === true };
+    return { stalls: this.progress.stalls, resumes: this.resumes, lagRevisions: this.progress.lagRevisions, catchUpSessions: this.catchUpSessions, catchingUp: this.following?.catchingUp === true, totalEntries: this.totalEntries };
   }
 
   /**
@@ -213,6 +227,7 @@ export class RangeResume {
 
   /** An entry was applied (any kind: a refused value and a delete too). */
   appliedUpTo(revision: number): void {
+    this.totalEntries++;
     this.applied = Math.max(this.applied, revision);
   }
 

@@ -73,9 +73,10 @@ export class EnrollmentWatch {
 
   start(): void {
     if (this.loop) return;
-    // After a reconnect the watch starts again (the snapshot then prunes what was removed meanwhile).
+    // After a reconnect the watch starts again, resuming after the last applied revision (removals are
+    // entries too; range-resume.ts).
     this.stopStatus = onConnectionStatus(this.o.nc, (s) => {
-      if (s.type === 'reconnect') this.watcher?.stop();
+      if (s.type === 'reconnect') this.resume.reconnected();
       // A server joined or left the cluster (or we moved): consumers may have vanished with it.
       if (s.type === 'reconnect' || s.type === 'update') this.resume.burst();
     });

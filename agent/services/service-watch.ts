@@ -2,7 +2,8 @@
 // by the coordinator, stored under the key their content names, generation never going backwards.
 // Each watch session reads the full (small) service set; the records in use are replaced only when
 // a session's snapshot is complete, so an outage or a re-watch never empties the answers
-// (fail-static). A session that ends (NATS reconnect, watcher error) is re-created with backoff.
+// (fail-static). A session that ends (NATS reconnect, watcher error) is re-created with backoff; after
+// a reconnect it resumes after the last applied revision, as after a stall (below).
 // A session that stops moving while the bucket has newer entries under `services.>` (a silent
 // stall: its consumer's server left the NATS cluster) is found by the agent's shared stall detector
 // and re-created after the last applied revision: only what changed meanwhile is read, deletes
@@ -84,7 +85,7 @@ export class ServiceWatch {
 
   start(): void {
     this.stopStatus = onConnectionStatus(this.o.nc, (s) => {
-      if (s.type === 'reconnect') this.watcher?.stop();
+      if (s.type === 'reconnect') this.resume.reconnected();
       // A server joined or left the cluster (or we moved): consumers may have vanished with it.
       if (s.type === 'reconnect' || s.type === 'update') this.resume.burst();
     });

@@ -1,0 +1,55 @@
+// A NATS connection whose status events the test says (`say({ type: 'reconnect', server })`), everything
+// else passed to the real connection: what a watcher sees when its client moved to another server,
+// without moving it. A test fake for the watchers' reconnect handling.
+import type { NatsConnection, Status } from '@nats-io/transport-node';
+
+export interface ScriptedStatus {
+  readonly nc: NatsConnection;
+  /** Delivers `s` to every status stream opened on `nc` and not stopped. */
+  say(s: Status): void;
+}
+
+export function scriptedStatus(real: NatsConnection): ScriptedStatus {
+  const sinks = new Set<(s: Status) => void>();
+  const status = (): AsyncIterable<Status> & { stop(): void } => {
+    const pending: Status[] = [];
+    let wake: (() => void) | undefined;
+    let stopped = false;
+    const sink = (s: Status): void => {
+      pending.push(s);
+      wake?.();
+    };
+    sinks.add(sink);
+    return {
+      stop: () => {
+        stopped = true;
+        sinks.delete(sink);
+        wake?.();
+      },
+      async *[Symbol.asyncIterator]() {
+        while (!stopped) {
+          const s = pending.shift();
+          if (s) {
+            yield s;
+            continue;
+          }
+          await new Promise<void>((r) => (wake = r));
+          wake = undefined;
+        }
+      },
+    };
+  };
+  const nc = new Proxy(real, {
+    get: (target, prop) => {
+      if (prop === 'status') return status;
+      const v: unknown = Reflect.get(target, prop, target);
+      return typeof v === 'function' ? (v as (...args: unknown[]) => unknown).bind(target) : v;
+    },
+  });
+  return {
+    nc,
+    say: (s) => {
+      for (const sink of sinks) sink(s);
+    },
+  };
+}
