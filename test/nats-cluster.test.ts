@@ -1,23 +1,28 @@
 // The distributed engine, exercised: a KV watch that silently stalls is detected and resumed, and a
 // real 3-server nats-server cluster (routes on 127.0.0.1, bucket at R3) loses its bucket's stream
-// leader: no record is lost, registrations and heartbeats go on, every agent's watch — whichever
-// server it is connected to — sees a node that joins right after the loss, without a full re-read,
-// and the returning server rejoins.
+// leader: no record is lost, registrations and heartbeats go on, every agent's watch — the node
+// records (MeshWatch), the service exports (ServiceWatch) and the cluster enrollments
+// (EnrollmentWatch), whichever server it is connected to — sees a node, a service export and an
+// enrollment written right after the loss, without a full re-read, and the returning server rejoins.
 import test from 'ava';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { brokeredWatchSource } from '../agent/control/brokered-watch.ts';
 import { MeshWatch } from '../agent/control/mesh-watch.ts';
+import { EnrollmentWatch } from '../agent/policy/enrollment-watch.ts';
+import { requestExport } from '../agent/services/export-client.ts';
+import { ServiceWatch } from '../agent/services/service-watch.ts';
 import { judgeProgress, nextProgressCheckMs } from '../agent/control/watch-progress.ts';
 import { parseCoordinatorConfig } from '../coordinator/config.ts';
 import { Coordinator } from '../coordinator/coordinator.ts';
 import { fakeAgent, type FakeAgent } from './helpers/fake-agent.ts';
-import { enrollingClient } from './helpers/enrollment.ts';
+import { enrollingClient, TestEnrollment } from './helpers/enrollment.ts';
 import { systemClock } from '../lib/clock.ts';
 import { createLogger, silentLogger } from '../lib/logger.ts';
 import { NatsCluster } from '../lib/nats-cluster.ts';
 import { waitFor } from '../lib/wait.ts';
+import { serviceKeys } from '../protocol/service.ts';
 import { generateSigningKeyPair } from '../protocol/signing.ts';
 import { nodeRecord, putNode } from './agent-helpers.ts';
 import { startWatchFixture } from './helpers/mesh-watch-fixture.ts';
@@ -61,7 +66,7 @@ test('a watch whose consumer vanished without a word is detected as stalled and 
   t.is(f.watch.snapshot().nodes.size, 21);
 });
 
-test('3-server cluster: losing the bucket stream leader loses nothing; every watch sees a node joining right after; the server rejoins', async (t) => {
+test('3-server cluster: losing the bucket stream leader loses nothing; every watch (nodes, services, enrollments) sees what is written right after; the server rejoins', async (t) => {
   const cluster = await NatsCluster.start({ name: `xl-natsc-${scratchNames('x').id}` });
   t.teardown(() => cluster.stop());
   const { bucket, prefix } = scratchNames('xlcl');
@@ -78,14 +83,22 @@ test('3-server cluster: losing the bucket stream leader loses nothing; every wat
   t.teardown(() => coordinator.stop());
   await waitFor(() => coordinator.isLeader(), { timeoutMs: 30_000, what: 'coordinator leads' });
 
-  // One agent-side watch per server.
+  // One agent's watches per server, on one connection as in crosslink-agent: the node records, the
+  // service exports and the cluster enrollments (default stall detection and catch-up settings).
+  const logger = (what: string) => (process.env['XL_DEBUG'] ? createLogger(what, 'debug') : silentLogger());
   const watches: MeshWatch[] = [];
+  const services: ServiceWatch[] = [];
+  const enrollments: EnrollmentWatch[] = [];
   for (let i = 0; i < 3; i++) {
     const nc = await connectTo(i, `xl-watch-${i}`);
     t.teardown(() => nc.close());
-    const w = new MeshWatch({ nc, bucket, coordinatorKey: signingKey.publicKey, logger: process.env['XL_DEBUG'] ? createLogger(`watch-${i}`, 'debug') : silentLogger(), clock: systemClock, debounceMs: 20, auditIntervalMs: 0 });
-    t.teardown(() => w.stop());
+    const w = new MeshWatch({ nc, bucket, coordinatorKey: signingKey.publicKey, logger: logger(`watch-${i}`), clock: systemClock, debounceMs: 20, auditIntervalMs: 0 });
+    const sw = new ServiceWatch({ nc, bucket, coordinatorKey: signingKey.publicKey, logger: logger(`services-${i}`), clock: systemClock });
+    const ew = new EnrollmentWatch({ nc, bucket, coordinatorKeys: [signingKey.publicKey], logger: logger(`enrollments-${i}`), clock: systemClock });
+    t.teardown(() => Promise.all([w.stop(), sw.stop(), ew.stop()]));
     watches.push(w);
+    services.push(sw);
+    enrollments.push(ew);
   }
   const clientNc = await connectTo(1, 'xl-agents');
   t.teardown(() => clientNc.close());
@@ -100,9 +113,35 @@ test('3-server cluster: losing the bucket stream leader loses nothing; every wat
     agents.push(a);
     await register(a);
   }
-  for (const w of watches) w.start();
+  // Services exported as an agent does (a request signed by a live node of the cluster, written by
+  // the coordinator) and clusters enrolled as `crosslink-coordinator cluster add` does; both retried
+  // while JetStream elects a new leader.
+  const enrollment = new TestEnrollment(await new Kvm(clientNc).open(bucket), signingKey);
+  const exportService = (name: string, by: FakeAgent, address: string): Promise<unknown> =>
+    waitFor(
+      () =>
+        requestExport(
+          { nc: clientNc, coordinatorKey: signingKey.publicKey, identityKey: by.identity, subjectPrefix: prefix, timeoutMs: 5000 },
+          { v: 1, node: by.name, identityKey: by.identity.publicKey, cluster: 'c1', namespace: 'shop', name, ports: [{ name: 'http', port: 80, protocol: 'TCP' }], addresses: [address], sentAt: by.nextSentAt() },
+        ),
+      { timeoutMs: 30_000, intervalMs: 250, what: `the export of ${name}` },
+    );
+  const enroll = (name: string, podCidr: string): Promise<unknown> =>
+    // A retry after a write that went through but was not confirmed finds it enrolled.
+    waitFor(async () => (await enrollment.store.readDefinition(name)) ?? (await enrollment.enroll(name, [podCidr])), { timeoutMs: 30_000, intervalMs: 250, what: `the enrollment of ${name}` });
+  const serviceKey = (name: string): string => serviceKeys.export('shop', name, 'c1');
+  for (let i = 0; i < 5; i++) {
+    await exportService(`svc-${i}`, agents[i]!, `10.20.${i}.5`);
+    await enroll(`east-${i}`, `10.40.${i}.0/24`);
+  }
+  for (const w of [...watches, ...services, ...enrollments]) w.start();
   await waitFor(() => watches.every((w) => w.synced && w.snapshot().nodes.size === 10), { timeoutMs: 30_000, what: 'every watch has 10 nodes' });
+  await waitFor(() => services.every((w) => w.synced && w.current().size === 5), { timeoutMs: 30_000, what: 'every service watch has 5 services' });
+  // c1 (enrolled by the first registration) and east-0 … east-4.
+  await waitFor(() => enrollments.every((w) => w.state().known && w.state().definitions.size === 6), { timeoutMs: 30_000, what: 'every enrollment watch has 6 clusters' });
   const entriesBefore = watches.map((w) => w.stats().totalEntries);
+  const servicesBefore = services.map((w) => w.stats().totalEntries);
+  const enrollmentsBefore = enrollments.map((w) => w.stats().totalEntries);
 
   // Stop the server leading the bucket's stream.
   const jsm = await jetstreamManager(clientNc);
@@ -113,10 +152,14 @@ test('3-server cluster: losing the bucket stream leader loses nothing; every wat
   const mark = (what: string): void => t.log(`${what}: ${Date.now() - t0} ms after the loss`);
   await cluster.server(lost).stopProcess();
 
-  // A node joins right after the loss; heartbeats go on.
+  // A node joins, a service is exported and a cluster enrolled right after the loss; heartbeats go on.
   const late = await fakeAgent('node-late', { podCidrs: ['10.21.0.0/24'] });
   await register(late);
   mark('node-late registered');
+  await exportService('svc-late', agents[0]!, '10.20.0.6');
+  mark('svc-late exported');
+  await enroll('late', '10.41.0.0/24');
+  mark('late enrolled');
   await waitFor(async () => (await client.heartbeat(agents[0]!, { generation: 1 })).ok, { timeoutMs: 30_000, intervalMs: 250, what: 'a heartbeat answered after the loss' });
   await waitFor(() => watches.every((w) => w.snapshot().nodes.has('node-late')), {
     timeoutMs: 45_000,
@@ -127,6 +170,20 @@ test('3-server cluster: losing the bucket stream leader loses nothing; every wat
   for (const [i, w] of watches.entries()) {
     const read = w.stats().totalEntries - (entriesBefore[i] ?? 0);
     t.true(read < 10, `watch ${i} read ${read} entries after the loss: resumed, not re-read`);
+  }
+  await waitFor(() => services.every((w) => w.current().has(serviceKey('svc-late'))), { timeoutMs: 45_000, what: 'every service watch (on every server) sees the service exported after the loss' });
+  await waitFor(() => enrollments.every((w) => w.state().definitions.has('late')), { timeoutMs: 45_000, what: 'every enrollment watch (on every server) sees the cluster enrolled after the loss' });
+  mark('every service and enrollment watch has svc-late and late');
+  t.log({ services: services.map((w) => w.stats()), enrollments: enrollments.map((w) => w.stats()) });
+  // A full re-read would be 6 entries (services) and 7 (enrollments); after the loss there are 1 and
+  // 2 new ones (c1 widened for node-late's pod range, and late).
+  for (const [i, w] of services.entries()) {
+    const read = w.stats().totalEntries - (servicesBefore[i] ?? 0);
+    t.true(read < 5, `service watch ${i} read ${read} entries after the loss: resumed, not re-read`);
+  }
+  for (const [i, w] of enrollments.entries()) {
+    const read = w.stats().totalEntries - (enrollmentsBefore[i] ?? 0);
+    t.true(read < 5, `enrollment watch ${i} read ${read} entries after the loss: resumed, not re-read`);
   }
 
   // No record lost: the bucket (read through a surviving server) still has all 11.
@@ -154,8 +211,12 @@ test('3-server cluster: losing the bucket stream leader loses nothing; every wat
   mark('rejoined');
   const after = await fakeAgent('node-after', { podCidrs: ['10.22.0.0/24'] });
   await register(after);
+  await exportService('svc-after', agents[1]!, '10.20.1.6');
+  await enroll('after', '10.42.0.0/24');
   await waitFor(() => watches.every((w) => w.snapshot().nodes.has('node-after') && w.snapshot().nodes.size === 12), { timeoutMs: 45_000, what: 'every watch sees the node joining after the rejoin' });
-  mark('every watch has node-after');
+  await waitFor(() => services.every((w) => w.current().has(serviceKey('svc-after')) && w.current().size === 7), { timeoutMs: 45_000, what: 'every service watch sees the service exported after the rejoin' });
+  await waitFor(() => enrollments.every((w) => w.state().definitions.has('after') && w.state().definitions.size === 8), { timeoutMs: 45_000, what: 'every enrollment watch sees the cluster enrolled after the rejoin' });
+  mark('every watch has node-after, svc-after and after');
 });
 
 
