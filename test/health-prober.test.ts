@@ -1,7 +1,8 @@
 // The peer prober on real UDP over loopback: a peer that answers is up with an RTT, a peer that stops
 // answering goes down after `downAfter` lost probes (both ends, since a round trip needs both
 // directions), and comes back up with the first answer; one-off probes (crosslink ping) report the
-// bytes the responder received; malformed datagrams are refused by the codec.
+// bytes the responder received, an unanswered one lost at its timeout of the injected clock;
+// malformed datagrams are refused by the codec.
 import { createSocket } from 'node:dgram';
 import test from 'ava';
 import { Prober } from '../agent/health/prober.ts';
@@ -208,6 +209,28 @@ test.serial('a fast target (active gateway) is probed every fastIntervalMs exact
       clock.advanceTo(Math.min(...clock.wakeups.filter((w) => w > clock.now())));
     }
     t.deepEqual(sentAt, [0, 300, 600, 900, 1200, 1500, 1800]);
+  } finally {
+    await a.stop();
+  }
+});
+
+test.serial('an unanswered one-off probe is lost at timeoutMs of the injected clock, not before (lib/clock-timer.ts, no bare setTimeout)', async (t) => {
+  const T0 = 1_700_000_000_000;
+  const clock = new ManualClock(T0);
+  const a = new Prober({ clock, logger: silentLogger(), port: PORT, intervalMs: 60_000, downAfter: 3, window: 10 });
+  a.setLocalIp('127.0.0.1');
+  try {
+    await until('a bound', () => a.localIp === '127.0.0.1');
+    let result: readonly { rttMs: number | null }[] | undefined;
+    const probing = a.probe('127.0.0.9', { count: 1, timeoutMs: 5000 }).then((r) => (result = r));
+    await until('the expiry armed on the clock', () => clock.hasSleeperAt(T0 + 5000));
+    clock.advanceTo(T0 + 4999);
+    // Expiry follows its sleep within the same run of microtasks: one macrotask turn would show it.
+    await new Promise((r) => setImmediate(r));
+    t.is(result, undefined, 'not lost before timeoutMs');
+    clock.advanceTo(T0 + 5000);
+    await probing;
+    t.is(result?.[0]?.rttMs, null, 'lost at timeoutMs');
   } finally {
     await a.stop();
   }

@@ -4,7 +4,6 @@
 // manual clock, with a fake watch source: no NATS, no real-time sleep.
 import test from 'ava';
 import type { KvWatchEntry } from '@nats-io/kv';
-import type { NatsConnection } from '@nats-io/transport-node';
 import { WatchBrokerError } from '../agent/control/brokered-watch.ts';
 import type { KeyWatch, KeyWatchSource } from '../agent/control/key-watch.ts';
 import { ServiceWatch } from '../agent/services/service-watch.ts';
@@ -12,15 +11,7 @@ import { silentLogger } from '../lib/logger.ts';
 import { waitFor } from '../lib/wait.ts';
 import { generateSigningKeyPair } from '../protocol/signing.ts';
 import { ManualClock } from './helpers/manual-clock.ts';
-
-/** A connection whose status stream never says anything. */
-const quietConnection = (): NatsConnection =>
-  ({
-    status: () => ({
-      [Symbol.asyncIterator]: () => ({ next: () => new Promise<IteratorResult<never>>(() => undefined) }),
-      stop: () => undefined,
-    }),
-  }) as unknown as NatsConnection;
+import { quietConnection } from './helpers/scripted-status.ts';
 
 /** A watch whose snapshot announces `count` entries and which ends (delivering none) when `end` is called, or at once. */
 function watchOf(count: number, endAtOnce: boolean): KeyWatch & { end(): void } {

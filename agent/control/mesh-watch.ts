@@ -26,6 +26,7 @@ import { kvLastRevisions } from '../../lib/kv-last-revision.ts';
 import { onConnectionStatus } from '../../lib/nats-status.ts';
 import { RateLimitedLog } from '../../lib/rate-limited-log.ts';
 import { backoffDelay } from '../../lib/backoff.ts';
+import { ClockTimer } from '../../lib/clock-timer.ts';
 import { ChangeCoalescer } from './change-coalescer.ts';
 import { directWatchSource, type KeyWatch, type KeyWatchOptions, type KeyWatchSource } from './key-watch.ts';
 import { CatchUpWatch } from './catch-up-watch.ts';
@@ -620,12 +621,11 @@ export class MeshWatch {
     // The watcher marks entries after its initial snapshot `isUpdate`; an empty snapshot has no
     // entries at all, so ask how many it was going to deliver.
     const expected = await w.initialCount();
-    let quiet: NodeJS.Timeout | undefined;
+    const quiet = new ClockTimer({ clock: this.o.clock, fire: finishInitial, onError: (err) => this.o.logger.error({ err: errorMessage(err), session: session.id }, 'ending the snapshot failed') });
     const armQuiet = (): void => {
-      // Only if the count is unknown (library internals changed): a quiet second ends the snapshot.
+      // Only if the count is unknown (library internals changed): a quiet second (of the clock) ends the snapshot.
       if (expected !== undefined || initialDone) return;
-      if (quiet) clearTimeout(quiet);
-      quiet = setTimeout(finishInitial, 1000);
+      quiet.arm(1000);
     };
     if (expected === 0) finishInitial();
     armQuiet();
@@ -679,7 +679,7 @@ export class MeshWatch {
       this.lastError = errorMessage(err);
       this.o.logger.warn({ err: this.lastError, session: session.id }, 'KV watcher failed');
     } finally {
-      if (quiet) clearTimeout(quiet);
+      quiet.cancel();
       // One watcher ending means the session is broken: end the other one too.
       for (const other of session.watchers) if (other !== w) other.stop();
     }

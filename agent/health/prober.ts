@@ -13,6 +13,7 @@
 import { createSocket, type Socket } from 'node:dgram';
 import { randomInt } from 'node:crypto';
 import type { Clock } from '../../lib/clock.ts';
+import { ClockTimer } from '../../lib/clock-timer.ts';
 import { errorMessage } from '../../lib/errors.ts';
 import type { Logger } from '../../lib/logger.ts';
 import type { PeerProbe, ProbeState } from '../../protocol/health.ts';
@@ -217,9 +218,18 @@ export class Prober {
       if (i > 0) await this.o.clock.sleep(o.gapMs ?? 1000, this.abort.signal);
       results.push(
         new Promise<ProbeResult>((resolve) => {
-          const seq = this.send(ip, o.timeoutMs, (rtt, receivedBytes) => resolve({ seq, rttMs: rtt, receivedBytes }), o.bytes);
-          const timer = setTimeout(() => this.expire(seq), o.timeoutMs);
-          timer.unref();
+          // Lost after timeoutMs of the injected clock (ended early by an answer or stop()).
+          const expiry = this.expiry(() => seq);
+          const seq = this.send(
+            ip,
+            o.timeoutMs,
+            (rtt, receivedBytes) => {
+              expiry.cancel();
+              resolve({ seq, rttMs: rtt, receivedBytes });
+            },
+            o.bytes,
+          );
+          expiry.arm(o.timeoutMs);
         }),
       );
     }
@@ -280,11 +290,7 @@ export class Prober {
       const timeoutMs = tr.fast ? this.fastTimeoutMs : this.intervalMs;
       const seq = this.send(tr.ip, timeoutMs, (rtt) => this.record(name, tr, rtt));
       // Fast targets expire on their own timer (the injected clock), not at the next round (failover speed).
-      if (tr.fast) {
-        void this.o.clock.sleep(timeoutMs, this.abort.signal).then(() => {
-          if (!this.abort.signal.aborted) this.expire(seq);
-        });
-      }
+      if (tr.fast) this.expiry(() => seq).arm(timeoutMs);
     }
   }
 
@@ -323,6 +329,16 @@ export class Prober {
     // EMSGSIZE) reaches the socket's 'error' listener, and the probe expires like any lost one.
     this.socket?.send(packet, this.port, ip);
     return seq;
+  }
+
+  /** A timer (the injected clock's) that reports the probe `seq()` names lost; cancelled by stop(). */
+  private expiry(seq: () => number): ClockTimer {
+    return new ClockTimer({
+      clock: this.o.clock,
+      fire: () => this.expire(seq()),
+      onError: (err) => this.o.logger.error({ err: errorMessage(err) }, 'expiring a probe failed'),
+      signal: this.abort.signal,
+    });
   }
 
   private expire(seq: number): void {

@@ -2,6 +2,7 @@
 // resourceVersion when a watch ends, re-lists on 410 Gone, and backs off while the API server is down.
 import { CoreV1Api, Watch, type KubeConfig, type V1Node } from '@kubernetes/client-node';
 import type { Clock } from '../../lib/clock.ts';
+import { ClockTimer } from '../../lib/clock-timer.ts';
 import type { Logger } from '../../lib/logger.ts';
 import { apiErrorMessage, requestOptions } from './api-requests.ts';
 import { backoffDelay, type BackoffPolicy, type Random } from '../../lib/backoff.ts';
@@ -98,12 +99,11 @@ function watchOnce(watch: Watch, opts: NodeWatchOptions, fieldSelector: string, 
     let failure: unknown;
     let ended = false;
     let controller: AbortController | undefined;
-    let stall: NodeJS.Timeout | undefined;
 
     const finish = (err: unknown): void => {
       if (ended) return;
       ended = true;
-      clearTimeout(stall);
+      stall.cancel();
       signal.removeEventListener('abort', onAbort);
       controller?.abort();
       if (expired) resolve({ kind: 'expired', rv: latest });
@@ -111,10 +111,9 @@ function watchOnce(watch: Watch, opts: NodeWatchOptions, fieldSelector: string, 
       else resolve({ kind: 'closed', rv: latest, events });
     };
     const onAbort = (): void => finish(new Error('stopped'));
-    const armStallTimer = (): void => {
-      clearTimeout(stall);
-      stall = setTimeout(() => finish(new Error(`watch silent for ${stallMs} ms; reconnecting`)), stallMs);
-    };
+    // Silence is measured on the injected clock; finish() cannot throw.
+    const stall = new ClockTimer({ clock: opts.clock, fire: () => finish(new Error(`watch silent for ${stallMs} ms; reconnecting`)), onError: (err: unknown) => finish(err) });
+    const armStallTimer = (): void => stall.arm(stallMs);
 
     signal.addEventListener('abort', onAbort, { once: true });
     armStallTimer();

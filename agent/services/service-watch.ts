@@ -17,6 +17,7 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import { directWatchSource, type KeyWatch, type KeyWatchSource } from '../control/key-watch.ts';
 import type { Clock } from '../../lib/clock.ts';
 import { superviseWithBackoff } from '../../lib/backoff.ts';
+import { ClockTimer } from '../../lib/clock-timer.ts';
 import { retryAfterOf } from '../control/brokered-watch.ts';
 import { CrosslinkError, errorMessage } from '../../lib/errors.ts';
 import type { Logger } from '../../lib/logger.ts';
@@ -155,12 +156,11 @@ export class ServiceWatch {
     };
     const expected = await w.initialCount();
     if (expected === 0) finish();
-    // Only if the library stops telling the count: a quiet second ends the snapshot.
-    let quiet: NodeJS.Timeout | undefined;
+    // Only if the library stops telling the count: a quiet second (of the clock) ends the snapshot.
+    const quiet = new ClockTimer({ clock: this.o.clock, fire: finish, onError: (err) => this.o.logger.error({ err: errorMessage(err) }, 'ending the service snapshot failed') });
     const armQuiet = (): void => {
       if (expected !== undefined || !pending) return;
-      if (quiet) clearTimeout(quiet);
-      quiet = setTimeout(finish, 1000);
+      quiet.arm(1000);
     };
     armQuiet();
     let seen = 0;
@@ -177,7 +177,7 @@ export class ServiceWatch {
         else armQuiet();
       }
     } finally {
-      if (quiet) clearTimeout(quiet);
+      quiet.cancel();
     }
     return pending === undefined;
   }

@@ -1,6 +1,7 @@
-// A NATS connection whose status events the test says (`say({ type: 'reconnect', server })`), everything
-// else passed to the real connection: what a watcher sees when its client moved to another server,
-// without moving it. A test fake for the watchers' reconnect handling.
+// NATS connection status streams for tests of the watchers: a real connection whose status events the
+// test says (`say({ type: 'reconnect', server })`), everything else passed to it — what a watcher
+// sees when its client moved to another server, without moving it; and a stand-in connection whose
+// status stream never says anything (for watchers run on a fake watch source).
 import type { NatsConnection, Status } from '@nats-io/transport-node';
 
 export interface ScriptedStatus {
@@ -53,3 +54,12 @@ export function scriptedStatus(real: NatsConnection): ScriptedStatus {
     },
   };
 }
+
+/** A connection whose status stream never says anything (nothing else on it may be used). */
+export const quietConnection = (): NatsConnection =>
+  ({
+    status: () => ({
+      [Symbol.asyncIterator]: () => ({ next: () => new Promise<IteratorResult<never>>(() => undefined) }),
+      stop: () => undefined,
+    }),
+  }) as unknown as NatsConnection;

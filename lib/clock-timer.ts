@@ -1,0 +1,50 @@
+// A one-shot timer on the injected clock (lib/clock.ts), re-armable and cancellable: what a module
+// that takes a Clock uses instead of a bare setTimeout, so a ManualClock drives it in tests. Each
+// arming is a clock.sleep with its own AbortController; re-arming or cancelling aborts it, and a
+// sleep that ended by an abort never fires. An error thrown (or rejected) by the callback goes to
+// onError, never dropped.
+import type { Clock } from './clock.ts';
+
+export interface ClockTimerOptions {
+  readonly clock: Clock;
+  /** Called once per arming that ran its full time. */
+  readonly fire: () => void | Promise<void>;
+  /** What fire() threw or rejected with. */
+  readonly onError: (err: unknown) => void;
+  /** Cancels the timer for good when it aborts (its owner stopped). */
+  readonly signal?: AbortSignal;
+}
+
+export class ClockTimer {
+  private armed: AbortController | undefined;
+
+  constructor(private readonly o: ClockTimerOptions) {
+    o.signal?.addEventListener('abort', () => this.cancel(), { once: true });
+  }
+
+  /** Armed and not yet fired or cancelled. */
+  get pending(): boolean {
+    return this.armed !== undefined;
+  }
+
+  /** Fires `ms` of clock time from now; an earlier arming is cancelled (pushed back, not doubled). */
+  arm(ms: number): void {
+    this.cancel();
+    if (this.o.signal?.aborted) return;
+    const arming = new AbortController();
+    this.armed = arming;
+    this.o.clock
+      .sleep(ms, arming.signal)
+      .then(async () => {
+        if (arming.signal.aborted) return;
+        this.armed = undefined;
+        await this.o.fire();
+      })
+      .catch(this.o.onError);
+  }
+
+  cancel(): void {
+    this.armed?.abort();
+    this.armed = undefined;
+  }
+}

@@ -1,0 +1,97 @@
+// lib/clock-timer.ts on a manual clock: fires once at its deadline and not before, re-arming pushes
+// the deadline back, a cancelled (or owner-stopped) timer never fires, and what the callback throws
+// reaches onError. A timer's firing follows its sleep in the same run of microtasks, so one macrotask
+// turn (setImmediate) is enough to see that it did not fire.
+import test from 'ava';
+import { ClockTimer } from '../lib/clock-timer.ts';
+import { ManualClock } from './helpers/manual-clock.ts';
+
+const T0 = 1_700_000_000_000;
+const turn = (): Promise<void> => new Promise((r) => setImmediate(r));
+
+function timer(o: { signal?: AbortSignal; fail?: boolean } = {}): { clock: ManualClock; t: ClockTimer; fired: () => number; errors: unknown[] } {
+  const clock = new ManualClock(T0);
+  let fired = 0;
+  const errors: unknown[] = [];
+  const t = new ClockTimer({
+    clock,
+    fire: () => {
+      fired++;
+      if (o.fail) throw new Error('boom');
+    },
+    onError: (err) => errors.push(err),
+    ...(o.signal ? { signal: o.signal } : {}),
+  });
+  return { clock, t, fired: () => fired, errors };
+}
+
+test('fires once at its deadline of clock time, not before, and not again', async (t) => {
+  const x = timer();
+  x.t.arm(1000);
+  t.true(x.t.pending);
+  x.clock.advanceTo(T0 + 999);
+  await turn();
+  t.is(x.fired(), 0, 'not before the deadline');
+  x.clock.advanceTo(T0 + 1000);
+  await turn();
+  t.is(x.fired(), 1, 'at the deadline');
+  t.false(x.t.pending);
+  x.clock.advance(10_000);
+  await turn();
+  t.is(x.fired(), 1, 'once');
+});
+
+test('re-arming pushes the deadline back (one firing, at the later deadline)', async (t) => {
+  const x = timer();
+  x.t.arm(1000);
+  x.clock.advanceTo(T0 + 600);
+  x.t.arm(1000);
+  x.clock.advanceTo(T0 + 1000);
+  await turn();
+  t.is(x.fired(), 0, 'the first deadline passed without a firing');
+  x.clock.advanceTo(T0 + 1599);
+  await turn();
+  t.is(x.fired(), 0);
+  x.clock.advanceTo(T0 + 1600);
+  await turn();
+  t.is(x.fired(), 1);
+  t.is(x.clock.sleepers, 0, 'the replaced arming left no sleeper behind');
+});
+
+test('a cancelled timer never fires; it can be armed again', async (t) => {
+  const x = timer();
+  x.t.arm(1000);
+  x.clock.advanceTo(T0 + 500);
+  x.t.cancel();
+  t.false(x.t.pending);
+  t.is(x.clock.sleepers, 0, 'its sleep ended');
+  x.clock.advance(10_000);
+  await turn();
+  t.is(x.fired(), 0);
+  x.t.arm(100);
+  x.clock.advance(100);
+  await turn();
+  t.is(x.fired(), 1);
+});
+
+test('the owner stopping (its signal) cancels the timer, and later armings do nothing', async (t) => {
+  const stop = new AbortController();
+  const x = timer({ signal: stop.signal });
+  x.t.arm(1000);
+  stop.abort();
+  x.t.arm(1000);
+  x.clock.advance(10_000);
+  await turn();
+  t.is(x.fired(), 0);
+  t.is(x.clock.sleepers, 0);
+});
+
+test('an error thrown by the callback reaches onError', async (t) => {
+  const x = timer({ fail: true });
+  x.t.arm(10);
+  x.clock.advance(10);
+  await turn();
+  t.is(x.fired(), 1);
+  t.is(x.errors.length, 1);
+  t.regex(String(x.errors[0]), /boom/);
+});
