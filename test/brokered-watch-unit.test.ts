@@ -1,11 +1,13 @@
 // The brokered watch's delivery checks without a server: a consumer-sequence gap ends the watch
-// (nothing after it is yielded), deliveries before the broker's reply are kept in order.
+// (nothing after it is yielded), deliveries before the broker's reply are kept in order, a consumer
+// silent for 3 heartbeats (of the injected clock) ends it.
 import test from 'ava';
 import type { Msg, NatsConnection } from '@nats-io/transport-node';
 import { brokeredWatchSource, WATCH_REQUEST_TIMEOUT_MS } from '../agent/control/brokered-watch.ts';
 import { BROKER_API_TIMEOUT_MS } from '../coordinator/watch-broker.ts';
 import { systemClock } from '../lib/clock.ts';
 import { silentLogger } from '../lib/logger.ts';
+import { ManualClock } from './helpers/manual-clock.ts';
 
 interface FakeNc {
   readonly nc: NatsConnection;
@@ -95,4 +97,30 @@ test('flow control is answered only on the server\'s $JS.FC. subjects: a status 
 test('the broker gives up on the JetStream API before the agent gives up on the broker, so an unservable create is answered `unavailable`, not a timeout', (t) => {
   t.true(BROKER_API_TIMEOUT_MS < WATCH_REQUEST_TIMEOUT_MS, `${BROKER_API_TIMEOUT_MS} < ${WATCH_REQUEST_TIMEOUT_MS}`);
   t.true(WATCH_REQUEST_TIMEOUT_MS <= 3000, 'a lost watch is asked for again within seconds');
+});
+
+test('a consumer silent for 3 heartbeats of the injected clock ends the watch (looked at every heartbeat; a delivery pushes it back), not before', async (t) => {
+  const T0 = 1_700_000_000_000;
+  const clock = new ManualClock(T0);
+  t.teardown(() => clock.advance(3_600_000));
+  const f = fakeNc({ ok: true, name: 'xlw_t', pending: 0, lastRevision: 0, heartbeatMs: 1000 });
+  const src = brokeredWatchSource({ nc: f.nc, bucket: 'crosslink', subjectPrefix: 'xl', logger: silentLogger(), clock, coordinatorKey: UNUSED_KEY });
+  const w = await src.watch({ key: 'nodes.>' });
+  const got: string[] = [];
+  const reading = (async () => {
+    for await (const e of w) got.push(e.key);
+  })();
+  const turn = (): Promise<void> => new Promise((r) => setImmediate(r));
+  // Looks at 1 s, 2 s; a delivery at 2 s; looks at 3 s, 4 s, 5 s find 3 s of silence at most.
+  await clock.advanceWhenArmed(T0 + 1000, 'the first look');
+  await clock.advanceWhenArmed(T0 + 2000, 'the second look');
+  f.deliver(put('nodes.a', 5, 1, 0));
+  for (const at of [3000, 4000, 5000]) await clock.advanceWhenArmed(T0 + at, `the look at ${at} ms`);
+  await turn();
+  t.is(src.stats().silent, 0, 'not ended by 3 s of silence');
+  await clock.advanceWhenArmed(T0 + 6000, 'the look that finds 4 s of silence');
+  await reading;
+  t.is(src.stats().silent, 1);
+  t.deepEqual(got, ['nodes.a']);
+  t.is(clock.sleepers, 0, 'no look left armed after the end');
 });

@@ -13,6 +13,7 @@ import { createInbox, nuid, type Msg, type NatsConnection, type Subscription } f
 import type { VerifyKeys } from '../../protocol/signing.ts';
 import { openCatchUpPage } from './catch-up-verify.ts';
 import type { Clock } from '../../lib/clock.ts';
+import { ClockTimer } from '../../lib/clock-timer.ts';
 import { CrosslinkError, errorMessage } from '../../lib/errors.ts';
 import type { Logger } from '../../lib/logger.ts';
 import { AsyncQueue } from '../../lib/async-queue.ts';
@@ -203,7 +204,8 @@ class InboxWatch implements KeyWatch {
   private delivered = 0;
   private lastConsumerSeq = 0;
   private lastActivity = 0;
-  private timer: NodeJS.Timeout | undefined;
+  /** Looks every heartbeat interval (of the injected clock) whether the consumer went silent. */
+  private silence: ClockTimer | undefined;
   private stopStatus: (() => void) | undefined;
   private readonly prefix: string;
   private readonly decoder = new TextDecoder();
@@ -239,12 +241,20 @@ class InboxWatch implements KeyWatch {
     });
     if (r.heartbeatMs > 0) {
       const silentMs = 3 * r.heartbeatMs;
-      this.timer = setInterval(() => {
-        if (this.o.clock.now() - this.lastActivity <= silentMs) return;
-        this.counts.silent++;
-        this.end(`no delivery or heartbeat for ${silentMs} ms (the consumer is gone)`, true);
-      }, r.heartbeatMs);
-      this.timer.unref();
+      const silence = new ClockTimer({
+        clock: this.o.clock,
+        fire: () => {
+          if (this.o.clock.now() - this.lastActivity <= silentMs) {
+            silence.arm(r.heartbeatMs);
+            return;
+          }
+          this.counts.silent++;
+          this.end(`no delivery or heartbeat for ${silentMs} ms (the consumer is gone)`, true);
+        },
+        onError: (err) => this.end(`the silence check failed: ${errorMessage(err)}`, true),
+      });
+      this.silence = silence;
+      silence.arm(r.heartbeatMs);
     }
     for (const m of this.early.splice(0)) this.onMessage(m);
   }
@@ -323,7 +333,7 @@ class InboxWatch implements KeyWatch {
     this.ended = true;
     this.sub?.unsubscribe();
     this.stopStatus?.();
-    if (this.timer) clearInterval(this.timer);
+    this.silence?.cancel();
     if (broke) this.o.logger.warn({ filter: this.filter, consumer: this.name, reason }, 'brokered KV watch ended; it is re-created from where it was');
     this.queue.close();
   }
