@@ -1,5 +1,6 @@
-// A one-shot timer on the injected clock (lib/clock.ts), re-armable and cancellable: what a module
-// that takes a Clock uses instead of a bare setTimeout, so a ManualClock drives it in tests. Each
+// A timer on the injected clock (lib/clock.ts), re-armable and cancellable, one-shot (arm) or
+// periodic (every): what a module that takes a Clock uses instead of a bare setTimeout or
+// setInterval, so a ManualClock drives it in tests. Each
 // arming is a clock.sleep with its own AbortController; re-arming or cancelling aborts it, and a
 // sleep that ended by an abort never fires. An error thrown (or rejected) by the callback goes to
 // onError, never dropped.
@@ -7,8 +8,8 @@ import type { Clock } from './clock.ts';
 
 export interface ClockTimerOptions {
   readonly clock: Clock;
-  /** Called once per arming that ran its full time. */
-  readonly fire: () => void | Promise<void>;
+  /** Called once per arming that ran its full time (each period, for every()). */
+  readonly fire: () => unknown;
   /** What fire() threw or rejected with. */
   readonly onError: (err: unknown) => void;
   /** Cancels the timer for good when it aborts (its owner stopped). */
@@ -29,6 +30,20 @@ export class ClockTimer {
 
   /** Fires `ms` of clock time from now; an earlier arming is cancelled (pushed back, not doubled). */
   arm(ms: number): void {
+    this.schedule(ms, false);
+  }
+
+  /** Fires every `ms` of clock time (as setInterval: the next period starts as one fires) until cancelled. */
+  every(ms: number): void {
+    this.schedule(ms, true);
+  }
+
+  cancel(): void {
+    this.armed?.abort();
+    this.armed = undefined;
+  }
+
+  private schedule(ms: number, repeat: boolean): void {
     this.cancel();
     if (this.o.signal?.aborted) return;
     const arming = new AbortController();
@@ -37,14 +52,10 @@ export class ClockTimer {
       .sleep(ms, arming.signal)
       .then(async () => {
         if (arming.signal.aborted) return;
-        this.armed = undefined;
+        if (repeat) this.schedule(ms, true);
+        else this.armed = undefined;
         await this.o.fire();
       })
       .catch(this.o.onError);
-  }
-
-  cancel(): void {
-    this.armed?.abort();
-    this.armed = undefined;
   }
 }

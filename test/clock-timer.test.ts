@@ -1,6 +1,6 @@
 // lib/clock-timer.ts on a manual clock: fires once at its deadline and not before, re-arming pushes
-// the deadline back, a cancelled (or owner-stopped) timer never fires, and what the callback throws
-// reaches onError. A timer's firing follows its sleep in the same run of microtasks, so one macrotask
+// the deadline back, a cancelled (or owner-stopped) timer never fires, a periodic one fires every
+// period until cancelled, and what the callback throws reaches onError. A timer's firing follows its sleep in the same run of microtasks, so one macrotask
 // turn (setImmediate) is enough to see that it did not fire.
 import test from 'ava';
 import { ClockTimer } from '../lib/clock-timer.ts';
@@ -94,4 +94,21 @@ test('an error thrown by the callback reaches onError', async (t) => {
   t.is(x.fired(), 1);
   t.is(x.errors.length, 1);
   t.regex(String(x.errors[0]), /boom/);
+});
+
+test('every(): fires at each period of clock time, not between, until cancelled; an error does not stop it', async (t) => {
+  const x = timer({ fail: true });
+  x.t.every(1000);
+  for (const [at, want] of [[999, 0], [1000, 1], [1999, 1], [2000, 2], [3000, 3]] as const) {
+    x.clock.advanceTo(T0 + at);
+    await turn();
+    t.is(x.fired(), want, `at ${at} ms`);
+  }
+  t.is(x.errors.length, 3, 'each error reported');
+  t.true(x.t.pending);
+  x.t.cancel();
+  x.clock.advance(10_000);
+  await turn();
+  t.is(x.fired(), 3);
+  t.is(x.clock.sleepers, 0);
 });

@@ -1,10 +1,11 @@
 // The periodic audit of MeshWatch, against a real nats-server: when the watch is in step with the
 // bucket the audit reads no record (only the stream's newest revision and key count); when keys
 // vanished behind the watch's back (a stream-level purge leaves no delete marker) it re-reads the
-// whole bucket and prunes what is gone.
+// whole bucket and prunes what is gone. The periodic audit runs on the injected clock.
 import test, { type ExecutionContext } from 'ava';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { waitFor } from '../lib/wait.ts';
+import { ManualClock } from './helpers/manual-clock.ts';
 import { clusterRecord, nodeRecord, putCluster, putNode } from './agent-helpers.ts';
 import { startWatchFixture, type WatchFixture } from './helpers/mesh-watch-fixture.ts';
 
@@ -76,4 +77,22 @@ test('keys purged behind the watch are found by the audit, which re-reads everyt
   t.like(f.watch.stats(), { audits: 1, auditRereads: 1 });
   // And after the re-read it is in step again.
   t.deepEqual(await f.watch.runAudit(), { kind: 'in-step' });
+});
+
+test('the audit runs every auditIntervalMs of the injected clock, not between (lib/clock-timer.ts, no real setInterval)', async (t) => {
+  const T0 = 1_700_000_000_000;
+  const clock = new ManualClock(T0);
+  t.teardown(() => clock.advance(3_600_000));
+  const f = await startWatchFixture(t, { label: 'xl-mwaudit', watch: { clock, debounceMs: 20, auditIntervalMs: 60_000, progressCheckMs: 0, auditSettleMs: 50 } });
+  await fill(f);
+  f.watch.start();
+  await waitFor(() => f.watch.synced && clock.hasSleeperAt(T0 + 60_000), { timeoutMs: 10_000, what: 'the snapshot, and the audit armed on the clock' });
+  clock.advanceTo(T0 + 59_999);
+  await new Promise((r) => setImmediate(r));
+  t.is(f.watch.stats().audits, 0, 'not before the interval');
+  clock.advanceTo(T0 + 60_000);
+  await waitFor(() => f.watch.stats().audits === 1, { timeoutMs: 10_000, what: 'the first audit' });
+  await clock.advanceWhenArmed(T0 + 120_000, 'the second audit');
+  await waitFor(() => f.watch.stats().audits === 2, { timeoutMs: 10_000, what: 'the second audit' });
+  t.like(f.watch.stats(), { auditRereads: 0 });
 });

@@ -198,7 +198,8 @@ export class MeshWatch {
   private readonly stopping = new AbortController();
   private supervisor: Promise<void> | undefined;
   private readonly coalescer: ChangeCoalescer;
-  private audit: NodeJS.Timeout | undefined;
+  /** The periodic audit, on the injected clock (ended by stop()). */
+  private readonly audit: ClockTimer;
   private stopStatus: (() => void) | undefined;
   /** Stall detection (progress-monitor.ts): finds a watch that stopped moving behind the bucket. */
   private readonly progress: ProgressMonitor;
@@ -213,6 +214,7 @@ export class MeshWatch {
 
   constructor(private readonly o: MeshWatchOptions) {
     this.throttle = new RateLimitedLog(o.logger, o.clock);
+    this.audit = new ClockTimer({ clock: o.clock, fire: () => this.runAudit(), onError: (err) => o.logger.error({ err: errorMessage(err) }, 'mesh watch audit crashed'), signal: this.stopping.signal });
     this.coalescer = new ChangeCoalescer({ windowMs: o.debounceMs ?? 150, clock: o.clock, deliver: () => this.deliver() });
     this.lastRevisions = kvLastRevisions(o.nc, o.bucket, FILTERS);
     this.progress = new ProgressMonitor({
@@ -244,12 +246,7 @@ export class MeshWatch {
     });
     this.progress.start();
     const auditMs = this.o.auditIntervalMs ?? 300_000;
-    if (auditMs > 0) {
-      this.audit = setInterval(() => {
-        void this.runAudit().catch((err: unknown) => this.o.logger.error({ err }, 'mesh watch audit crashed'));
-      }, auditMs);
-      this.audit.unref();
-    }
+    if (auditMs > 0) this.audit.every(auditMs);
     this.supervisor = this.supervise().catch((err: unknown) => {
       this.o.logger.error({ err }, 'mesh watch supervisor crashed');
     });
@@ -259,7 +256,7 @@ export class MeshWatch {
     this.stopped = true;
     this.stopping.abort();
     this.stopStatus?.();
-    if (this.audit) clearInterval(this.audit);
+    this.audit.cancel();
     const progress = this.progress.stop();
     this.pushRetryWake.abort();
     this.coalescer.stop();

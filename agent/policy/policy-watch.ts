@@ -6,6 +6,7 @@ import { Kvm, type KV } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { directWatchSource, type KeyWatch, type KeyWatchSource } from '../control/key-watch.ts';
 import type { Clock } from '../../lib/clock.ts';
+import { ClockTimer } from '../../lib/clock-timer.ts';
 import { errorMessage } from '../../lib/errors.ts';
 import type { Logger } from '../../lib/logger.ts';
 import type { PolicyRecord } from '../../protocol/policy/document.ts';
@@ -48,11 +49,14 @@ export class PolicyWatch {
   private watcher: KeyWatch | undefined;
   private source: KeyWatchSource | undefined;
   private loop: Promise<void> | undefined;
-  private poll: NodeJS.Timeout | undefined;
+  /** The periodic re-read, on the injected clock (ended by stop()). */
+  private readonly poll: ClockTimer;
   private stopStatus: (() => void) | undefined;
   private readonly wake = new AbortController();
 
-  constructor(private readonly o: PolicyWatchOptions) {}
+  constructor(private readonly o: PolicyWatchOptions) {
+    this.poll = new ClockTimer({ clock: o.clock, fire: () => this.readOnce(), onError: (err) => o.logger.error({ err: errorMessage(err) }, 'policy re-read crashed'), signal: this.wake.signal });
+  }
 
   start(): void {
     if (this.loop) return;
@@ -62,15 +66,14 @@ export class PolicyWatch {
         void this.readOnce();
       }
     });
-    this.poll = setInterval(() => void this.readOnce(), this.o.pollIntervalMs ?? 30_000);
-    this.poll.unref();
+    this.poll.every(this.o.pollIntervalMs ?? 30_000);
     this.loop = this.supervise().catch((err: unknown) => this.o.logger.error({ err: errorMessage(err) }, 'policy watch crashed'));
   }
 
   async stop(): Promise<void> {
     this.stopped = true;
     this.stopStatus?.();
-    if (this.poll) clearInterval(this.poll);
+    this.poll.cancel();
     this.watcher?.stop();
     this.wake.abort();
     await this.loop;

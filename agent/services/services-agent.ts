@@ -6,6 +6,7 @@ import type { KeyWatchSource } from '../control/key-watch.ts';
 import type { VerifyKeys } from '../../protocol/signing.ts';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Clock } from '../../lib/clock.ts';
+import { ClockTimer } from '../../lib/clock-timer.ts';
 import { errorMessage } from '../../lib/errors.ts';
 import type { Logger } from '../../lib/logger.ts';
 import type { NodeRecord } from '../../protocol/messages.ts';
@@ -70,7 +71,8 @@ export class ServicesAgent {
   private paths: ReadonlyMap<string, ClusterPathInfo> = new Map();
   /** The latest complete verified node map (pushed by meshChanged); undefined before the first. */
   private nodes: ReadonlyMap<string, NodeRecord> | undefined;
-  private pathTimer: NodeJS.Timeout | undefined;
+  /** The path health refresh, on the injected clock (ended by stop()). */
+  private readonly pathTimer: ClockTimer;
   /** The last path refresh was skipped (no service records). */
   private pathsSkipped = false;
   private readonly listeners: ((services: readonly MergedService[]) => void)[] = [];
@@ -78,6 +80,7 @@ export class ServicesAgent {
 
   constructor(private readonly o: ServicesAgentOptions) {
     this.sync = o.sync?.({ exportService: (spec) => this.exportService(spec), unexportService: (spec) => this.unexportService(spec) });
+    this.pathTimer = new ClockTimer({ clock: o.clock, fire: () => this.refreshPaths(), onError: (err) => o.logger.error({ err: errorMessage(err) }, 'path health refresh crashed') });
   }
 
   /** Starts the DNS server (if --dns-addr) at once; it answers from the KV once connected. */
@@ -91,8 +94,7 @@ export class ServicesAgent {
         ...(this.o.dnsTtlSec === undefined ? {} : { answer: { ttlSec: this.o.dnsTtlSec } }),
       });
     }
-    this.pathTimer = setInterval(() => this.refreshPaths(), this.o.pathRefreshMs ?? 5000);
-    this.pathTimer.unref();
+    this.pathTimer.every(this.o.pathRefreshMs ?? 5000);
     this.sync?.start();
   }
 
@@ -285,7 +287,7 @@ export class ServicesAgent {
   }
 
   async stop(): Promise<void> {
-    if (this.pathTimer) clearInterval(this.pathTimer);
+    this.pathTimer.cancel();
     await this.sync?.stop();
     await this.watch?.stop();
     await this.dns?.close();
