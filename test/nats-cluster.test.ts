@@ -5,7 +5,7 @@
 // (EnrollmentWatch), whichever server it is connected to — sees a node, a service export and an
 // enrollment written right after the loss, without a full re-read, and the returning server rejoins.
 import test from 'ava';
-import { jetstreamManager } from '@nats-io/jetstream';
+import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { brokeredWatchSource } from '../agent/control/brokered-watch.ts';
@@ -116,7 +116,8 @@ test('3-server cluster: losing the bucket stream leader loses nothing; every wat
   // Services exported as an agent does (a request signed by a live node of the cluster, written by
   // the coordinator) and clusters enrolled as `crosslink-coordinator cluster add` does; both retried
   // while JetStream elects a new leader.
-  const enrollment = new TestEnrollment(await new Kvm(clientNc).open(bucket), signingKey);
+  // JetStream requests time out after 2 s (as the agent's): one sent to the lost leader is retried soon.
+  const enrollment = new TestEnrollment(await new Kvm(jetstream(clientNc, { timeout: 2000 })).open(bucket), signingKey);
   const exportService = (name: string, by: FakeAgent, address: string): Promise<unknown> =>
     waitFor(
       () =>
