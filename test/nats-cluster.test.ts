@@ -115,8 +115,8 @@ test('3-server cluster: losing the bucket stream leader loses nothing; every wat
   }
   // Services exported as an agent does (a request signed by a live node of the cluster, written by
   // the coordinator) and clusters enrolled as `crosslink-coordinator cluster add` does; both retried
-  // while JetStream elects a new leader.
-  // JetStream requests time out after 2 s (as the agent's): one sent to the lost leader is retried soon.
+  // while JetStream elects a new leader (the enrollment's JetStream requests time out after 2 s, as
+  // the agent's, so one sent to the lost leader is retried soon).
   const enrollment = new TestEnrollment(await new Kvm(jetstream(clientNc, { timeout: 2000 })).open(bucket), signingKey);
   const exportService = (name: string, by: FakeAgent, address: string): Promise<unknown> =>
     waitFor(
