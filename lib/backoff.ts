@@ -22,6 +22,16 @@ export function jittered(baseMs: number, fraction: number, random: number): numb
   return Math.round(baseMs * (1 - fraction + random * 2 * fraction));
 }
 
+/**
+ * A uniform moment within `windowMs` (`random` in [0, 1)), rounded to whole ms: when one of a fleet
+ * that was disturbed together (the same NATS server lost, a new leader announced) acts again, so the
+ * fleet does not act in the same instant. The agent's re-watch after a reconnect, its heartbeat
+ * after a reconnect or a leader's announcement.
+ */
+export function spreadWithin(windowMs: number, random: number): number {
+  return Math.round(Math.max(0, windowMs) * random);
+}
+
 /** The delay before the next attempt after `failures` consecutive failures (0 failures: 0 ms). */
 export function backoffDelay(policy: BackoffPolicy, failures: number, random: Random = Math.random): number {
   if (failures <= 0) return 0;
@@ -40,6 +50,12 @@ export interface RetryOptions {
   readonly onFailure?: (err: unknown, failures: number, retryInMs: number) => void;
   /** The least a failure asks to wait (e.g. a broker's rate-limited `retryAfterMs`, capped by the caller); the sleep is the longer of it and the backoff. */
   readonly minDelayOf?: (err: unknown) => number;
+  /**
+   * superviseWithBackoff: the delay the run that just ended asked for its successor (e.g. a reconnect's
+   * spread), asked once after each run; after a clean end it replaces the initial delay, after a
+   * failure it is the least the backoff waits. Undefined: the policy alone.
+   */
+  readonly nextDelay?: () => number | undefined;
 }
 
 /** The sleep after a failure: the backoff, or longer if the failure asked for more (RetryOptions.minDelayOf). */
@@ -71,6 +87,7 @@ export async function retryWithBackoff<T>(attempt: () => Promise<T>, o: RetryOpt
  * Keeps a long-running `run` (e.g. a KV watch consumed to its end) going until `signal` aborts:
  * after it ends cleanly the next start waits the policy's initial delay; after a failure the
  * delay grows with consecutive failures (`onFailure` is told first). A clean end resets the count.
+ * `nextDelay` lets the run ask for another delay (RetryOptions.nextDelay).
  */
 export async function superviseWithBackoff(run: () => Promise<void>, o: RetryOptions): Promise<void> {
   let failures = 0;
@@ -83,9 +100,11 @@ export async function superviseWithBackoff(run: () => Promise<void>, o: RetryOpt
       failures++;
       failed = err;
     }
+    const asked = o.nextDelay?.();
     if (o.signal.aborted) return;
-    // After a failure the first delay is already twice the minimum; after a clean end it is the minimum.
-    const delay = failures > 0 ? delayAfter(o, failures + 1, failed) : backoffDelay(o.policy, 1, o.random);
+    // After a failure the first delay is already twice the minimum; after a clean end it is the minimum
+    // (or what the run asked for instead).
+    const delay = failures > 0 ? Math.max(delayAfter(o, failures + 1, failed), asked ?? 0) : (asked ?? backoffDelay(o.policy, 1, o.random));
     if (failures > 0) o.onFailure?.(failed, failures, delay);
     await o.clock.sleep(delay, o.signal);
   }

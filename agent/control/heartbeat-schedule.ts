@@ -7,7 +7,7 @@
 // one interval, the immediate re-sends after `stale-epoch`, and the two spreads (after a reconnect,
 // after "leader up"), which are a uniform moment within a window, not a delay jittered around a
 // value.
-import { backoffDelay, jittered, type BackoffPolicy } from '../../lib/backoff.ts';
+import { backoffDelay, jittered, spreadWithin, type BackoffPolicy } from '../../lib/backoff.ts';
 
 /** What one heartbeat exchange came to. */
 export type HeartbeatOutcome =
@@ -29,7 +29,7 @@ export const MAX_IMMEDIATE_RESENDS = 2;
  * interval from then on.
  */
 export function heartbeatDelayMs(kind: 'interval' | 'after-reconnect', intervalMs: number, random: number): number {
-  return kind === 'interval' ? jittered(intervalMs, INTERVAL_JITTER, random) : Math.round((intervalMs / 2) * random);
+  return kind === 'interval' ? jittered(intervalMs, INTERVAL_JITTER, random) : spreadWithin(intervalMs / 2, random);
 }
 
 /** The spread of a normal interval: ±10 %. */
@@ -68,5 +68,5 @@ export function nextHeartbeatDelayMs(outcome: HeartbeatOutcome, o: { readonly fa
  * heartbeats arrive at a bounded rate — unless it is due sooner anyway.
  */
 export function announcedHeartbeatDelayMs(spreadMs: number, random: number): number {
-  return Math.round(Math.max(0, spreadMs) * random);
+  return spreadWithin(spreadMs, random);
 }

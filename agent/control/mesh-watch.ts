@@ -31,10 +31,12 @@ import { ChangeCoalescer } from './change-coalescer.ts';
 import { directWatchSource, type KeyWatch, type KeyWatchOptions, type KeyWatchSource } from './key-watch.ts';
 import { CatchUpWatch } from './catch-up-watch.ts';
 import { retryAfterOf } from './brokered-watch.ts';
+import { rewatchDelayMs, type RewatchJitterOptions } from './rewatch-jitter.ts';
 
 export type { MeshSnapshot } from '../plan/model.ts';
 
-export interface MeshWatchOptions {
+/** rewatchJitterMs, random: the re-watch after a reconnect (rewatch-jitter.ts). */
+export interface MeshWatchOptions extends RewatchJitterOptions {
   readonly nc: NatsConnection;
   readonly bucket: string;
   /** The coordinator's public key, or its key set during a signing-key rotation. */
@@ -59,13 +61,6 @@ export interface MeshWatchOptions {
   readonly auditIntervalMs?: number;
   /** A mismatching audit looks again after this long before re-reading (a change may have been in flight; default 1000 ms). */
   readonly auditSettleMs?: number;
-  /**
-   * After a reconnect, re-create the watch after a random delay in [0, this) (default 2000 ms; 0:
-   * at once), so agents that lost the same server do not all hit JetStream in the same instant.
-   */
-  readonly rewatchJitterMs?: number;
-  /** Random source in [0, 1) for the jitter (tests). */
-  readonly random?: () => number;
   /**
    * Stall detection (watch-progress.ts): look this often whether the watch has fallen behind the
    * bucket (two direct gets; default 15 s; 0 disables), and every `progressBurstMs` (default 1 s)
@@ -240,7 +235,7 @@ export class MeshWatch {
     if (this.supervisor) return;
     this.stopStatus = onConnectionStatus(this.o.nc, (s) => {
       // The server may have lost our consumer (restart, failover): watch again, from where we were.
-      if (s.type === 'reconnect') this.rewatch('NATS reconnected', (this.o.random ?? Math.random)() * (this.o.rewatchJitterMs ?? 2000));
+      if (s.type === 'reconnect') this.rewatch('NATS reconnected', rewatchDelayMs(this.o));
       // A server joined or left the cluster (or we moved): consumers may have vanished with it.
       if (s.type === 'reconnect' || s.type === 'update') this.progress.burst();
     });

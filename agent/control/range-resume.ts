@@ -3,7 +3,9 @@
 // (progress-monitor.ts) over the range, and after a stall makes the next session resume after that
 // revision (only what changed meanwhile, deletes included) unless the bucket was renumbered
 // (watch-progress.ts bucketRenumbered), when the session reads everything again; a reconnect does the
-// same (reconnected()). It also opens each session's watch: when the push watch cannot be created
+// same (reconnected()), the next session starting at a random moment within a short window
+// (rewatch-jitter.ts, as MeshWatch's) so a fleet that lost the same server does not re-create its
+// consumers at once (the watcher's supervisor asks rewatchDelay()). It also opens each session's watch: when the push watch cannot be created
 // within catchUpAfterMs (refused, timing out, or slow, as right after a NATS server loss) the session
 // follows the range by catch-up requests from the last applied revision (the whole range when nothing
 // was applied yet) and the push watch takes over once it can be created (catch-up-handover.ts).
@@ -16,6 +18,7 @@ import type { Logger } from '../../lib/logger.ts';
 import { CatchUpHandover } from './catch-up-handover.ts';
 import type { KeyWatch, KeyWatchSource } from './key-watch.ts';
 import { ProgressMonitor } from './progress-monitor.ts';
+import { rewatchDelayMs, type RewatchJitterOptions } from './rewatch-jitter.ts';
 import { bucketRenumbered } from './watch-progress.ts';
 
 /** The stall detection settings a watcher takes (as MeshWatch's). */
@@ -34,7 +37,7 @@ export interface StallDetectionOptions {
   readonly catchUpIntervalMs?: number;
 }
 
-export interface RangeResumeOptions extends StallDetectionOptions {
+export interface RangeResumeOptions extends StallDetectionOptions, RewatchJitterOptions {
   readonly nc: NatsConnection;
   readonly bucket: string;
   readonly filter: string;
@@ -80,6 +83,8 @@ export class RangeResume {
   /** The current session once its snapshot is in (or it resumed): what the detector judges. */
   private live: object | undefined;
   private resumeNext = false;
+  /** The delay a reconnect asked before the next session (taken by rewatchDelay()). */
+  private reconnectDelayMs: number | undefined;
   private resumes = 0;
   private catchUpSessions = 0;
   private totalEntries = 0;
@@ -133,7 +138,18 @@ export class RangeResume {
    */
   reconnected(): void {
     if (this.live !== undefined) this.resumeNext = true;
+    this.reconnectDelayMs = rewatchDelayMs(this.o);
     this.o.endWatch();
+  }
+
+  /**
+   * How long to wait before the next session, once one ended: the reconnect's spread if a reconnect
+   * ended it (asked once), else undefined (the watcher's own backoff). For superviseWithBackoff's nextDelay.
+   */
+  rewatchDelay(): number | undefined {
+    const ms = this.reconnectDelayMs;
+    this.reconnectDelayMs = undefined;
+    return ms;
   }
 
   stats(): RangeResumeStats {
@@ -148,6 +164,8 @@ export class RangeResume {
    * Throws when neither can be had (the create failed or is slow, and so did the catch-up's first pass).
    */
   async open(source: KeyWatchSource, synced: boolean): Promise<OpenedRange> {
+    // A reconnect during the sleep before this session: the session starts now, not after another spread.
+    this.reconnectDelayMs = undefined;
     const before = this.applied;
     let from = await this.sessionStart(synced);
     const asked = from === undefined ? { key: this.o.filter } : { key: this.o.filter, resumeFromRevision: from };

@@ -23,11 +23,13 @@ import { directWatchSource, type KeyWatch, type KeyWatchSource } from '../contro
 import type { Logger } from '../../lib/logger.ts';
 import { onConnectionStatus } from '../../lib/nats-status.ts';
 import { RangeResume, type RangeResumeStats, type StallDetectionOptions } from '../control/range-resume.ts';
+import type { RewatchJitterOptions } from '../control/rewatch-jitter.ts';
 import { verifyEnrollment } from '../../protocol/enrollment-record.ts';
 import type { ClusterDefinition } from '../../protocol/messages.ts';
 import { enrollmentNameFromKey, kvKeys } from '../../protocol/subjects.ts';
 
-export interface EnrollmentWatchOptions extends StallDetectionOptions {
+/** rewatchJitterMs, random: the re-watch after a reconnect waits a random moment within 2 s (rewatch-jitter.ts). */
+export interface EnrollmentWatchOptions extends StallDetectionOptions, RewatchJitterOptions {
   readonly nc: NatsConnection;
   readonly bucket: string;
   /** Coordinator public keys a definition may be signed by. */
@@ -120,6 +122,8 @@ export class EnrollmentWatch {
         signal: this.wake.signal,
         // A broker that refused as rate-limited is not asked again before its retryAfterMs (capped).
         minDelayOf: retryAfterOf,
+        // After a reconnect: a random moment within rewatchJitterMs (range-resume.ts), not the retry minimum.
+        nextDelay: () => this.resume.rewatchDelay(),
         onFailure: (err) => {
           this.set({ ...this.st, lastError: errorMessage(err) });
           this.o.logger.warn({ err: errorMessage(err) }, 'cannot watch the cluster enrollments; keeping the ones we have, retrying');

@@ -3,7 +3,8 @@
 // Each watch session reads the full (small) service set; the records in use are replaced only when
 // a session's snapshot is complete, so an outage or a re-watch never empties the answers
 // (fail-static). A session that ends (NATS reconnect, watcher error) is re-created with backoff; after
-// a reconnect it resumes after the last applied revision, as after a stall (below).
+// a reconnect it resumes after the last applied revision, as after a stall (below), at a random
+// moment within 2 s (rewatch-jitter.ts).
 // A session that stops moving while the bucket has newer entries under `services.>` (a silent
 // stall: its consumer's server left the NATS cluster) is found by the agent's shared stall detector
 // and re-created after the last applied revision: only what changed meanwhile is read, deletes
@@ -25,13 +26,15 @@ import { ServiceExportRecord, serviceKeys } from '../../protocol/service.ts';
 import { verifyEnvelope } from '../../protocol/signing.ts';
 import { onConnectionStatus } from '../../lib/nats-status.ts';
 import { RangeResume, type RangeResumeStats, type StallDetectionOptions } from '../control/range-resume.ts';
+import type { RewatchJitterOptions } from '../control/rewatch-jitter.ts';
 
 /** A watch session that ended without delivering its full snapshot (retried with backoff). */
 export class ServiceWatchError extends CrosslinkError {
   override name = 'ServiceWatchError';
 }
 
-export interface ServiceWatchOptions extends StallDetectionOptions {
+/** rewatchJitterMs, random: the re-watch after a reconnect waits a random moment within 2 s (rewatch-jitter.ts). */
+export interface ServiceWatchOptions extends StallDetectionOptions, RewatchJitterOptions {
   readonly nc: NatsConnection;
   readonly bucket: string;
   /** The coordinator's public key, or its key set during a signing-key rotation. */
@@ -113,6 +116,8 @@ export class ServiceWatch {
         signal: this.abort.signal,
         // A broker that refused as rate-limited is not asked again before its retryAfterMs (capped).
         minDelayOf: retryAfterOf,
+        // After a reconnect: a random moment within rewatchJitterMs (range-resume.ts), not the retry minimum.
+        nextDelay: () => this.resume.rewatchDelay(),
         onFailure: (err, failures, retryInMs) => this.o.logger.warn({ err: errorMessage(err), failures, retryInMs }, 'service watch failed; retrying'),
       },
     );
