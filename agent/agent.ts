@@ -57,6 +57,7 @@ import { toViewDocument } from './status/view.ts';
 import { startStatusServer, type StatusServer } from './status-server.ts';
 import { backoffDelay } from '../lib/backoff.ts';
 import { StartGate } from './start-gate.ts';
+import { startPeriodicResync } from './periodic-resync.ts';
 import { recentRead, type RecentRead } from '../lib/recent-read.ts';
 import type { StatusReadOptions } from '../protocol/fresh-read.ts';
 
@@ -132,7 +133,6 @@ export class Agent {
   private controlPlane: ControlPlane | undefined;
   private meshWatch: MeshWatch | undefined;
   private statusServer: StatusServer | undefined;
-  private resyncTimer: NodeJS.Timeout | undefined;
   private connecting: Promise<void> | undefined;
   private stopStatusEvents: (() => void) | undefined;
   private unsubscribeRestart: (() => void) | undefined;
@@ -354,10 +354,16 @@ export class Agent {
     await this.policy.init();
     this.health.start();
     this.summaries.start(this.abort.signal);
-    this.resyncTimer = setInterval(() => {
-      this.reconciler.request('resync');
-      this.policy.resync();
-    }, config.resyncIntervalMs);
+    startPeriodicResync({
+      clock: this.clock,
+      intervalMs: config.resyncIntervalMs,
+      signal: this.abort.signal,
+      logger,
+      resync: () => {
+        this.reconciler.request('resync');
+        this.policy.resync();
+      },
+    });
   }
 
   /** Signed gateway verdicts (agent/health/gateway-reporter.ts) go to every coordinator replica. */
@@ -630,7 +636,6 @@ export class Agent {
     };
     logger.info({ cleanup }, 'shutting down');
     this.abort.abort();
-    if (this.resyncTimer) clearInterval(this.resyncTimer);
     this.stopStatusEvents?.();
     this.unsubscribeRestart?.();
     this.unsubscribeDrift?.();
