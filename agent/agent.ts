@@ -546,7 +546,7 @@ export class Agent {
       status,
       probes: { ...this.health.prober.counters },
       watch: w ? { live: w.live, stalls: w.stalls, lagRevisions: w.lagRevisions } : null,
-      rangeWatchStalls: { services: this.services.watchStalls, enrollments: this.policy.enrollmentWatchStalls },
+      rangeWatches: { services: this.services.watchStats(), enrollments: this.policy.enrollmentWatchStats() },
       now: this.clock.now(),
     });
     return this.metrics.render();

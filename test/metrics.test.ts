@@ -61,7 +61,7 @@ function status(peers: PeerStatus[], drops: { rule: number | 'default'; packets:
   };
 }
 
-const snapshot = (s: AgentStatus): AgentScrapeSnapshot => ({ status: s, probes: { requestsSent: 40, repliesReceived: 36, requestsAnswered: 41 }, watch: { live: true, stalls: 1, lagRevisions: 0 }, rangeWatchStalls: { services: 2, enrollments: undefined }, now: NOW });
+const snapshot = (s: AgentStatus): AgentScrapeSnapshot => ({ status: s, probes: { requestsSent: 40, repliesReceived: 36, requestsAnswered: 41 }, watch: { live: true, stalls: 1, lagRevisions: 0 }, rangeWatches: { services: { stalls: 2, resumes: 3, lagRevisions: 4, catchUpSessions: 5, catchingUp: true, totalEntries: 60 }, enrollments: undefined }, now: NOW });
 
 /** The value of one series in a scrape body (labels in the exposition's order), or undefined. */
 function sample(body: string, series: string): number | undefined {
@@ -89,6 +89,12 @@ test('agent: a status snapshot becomes per-peer and per-rule series; a peer that
   t.is(sample(body, 'crosslink_agent_watch_stalls_total'), 1);
   t.is(sample(body, 'crosslink_agent_range_watch_stalls_total{watch="services"}'), 2);
   t.is(sample(body, 'crosslink_agent_range_watch_stalls_total{watch="enrollments"}'), undefined, 'a watch not running: no series');
+  t.is(sample(body, 'crosslink_agent_range_watch_resumes_total{watch="services"}'), 3);
+  t.is(sample(body, 'crosslink_agent_range_watch_lag_revisions{watch="services"}'), 4);
+  t.is(sample(body, 'crosslink_agent_range_watch_catch_up_sessions_total{watch="services"}'), 5);
+  t.is(sample(body, 'crosslink_agent_range_watch_catching_up{watch="services"}'), 1);
+  t.is(sample(body, 'crosslink_agent_range_watch_entries_total{watch="services"}'), 60);
+  t.false(/crosslink_agent_range_watch_\w+\{watch="enrollments"\}/.test(body), 'a watch not running: none of its series');
   t.is(sample(body, 'crosslink_agent_info{version="0.1.0",node="n1",cluster="c1",topology="mesh"}'), 1);
   t.false(/100\.96\.|192\.0\.2\./.test(body), 'no addresses in labels');
   const lint = await checkMetrics(body);

@@ -9,6 +9,7 @@ import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import { newRegistry, scrape, type MetricsScrape } from '../../lib/metrics.ts';
 import type { EventLoopDelaySampler } from '../../lib/event-loop-delay.ts';
 import type { AgentStatus } from '../../protocol/status.ts';
+import type { RangeResumeStats } from '../control/range-resume.ts';
 import { RECONCILE_BUCKETS, type EarlyTotals } from './early-totals.ts';
 import { peerSamples, policyDropSamples } from './peer-samples.ts';
 
@@ -43,8 +44,8 @@ export interface AgentScrapeSnapshot {
   readonly status: AgentStatus;
   readonly probes: ProbePacketCounts;
   readonly watch: WatchFigures | null;
-  /** Stalls of the service and enrollment watches (agent/control/range-resume.ts); undefined: not running. */
-  readonly rangeWatchStalls?: Readonly<Record<RangeWatchName, number | undefined>>;
+  /** The service and enrollment watches' figures (agent/control/range-resume.ts stats()); undefined: not running. */
+  readonly rangeWatches?: Readonly<Record<RangeWatchName, RangeResumeStats | undefined>>;
   readonly now: number;
 }
 
@@ -93,6 +94,11 @@ export class AgentMetrics implements AgentMetricsPort {
   private readonly watchLag: Gauge;
   private readonly watchStalls: Counter;
   private readonly rangeWatchStalls: Counter<'watch'>;
+  private readonly rangeWatchResumes: Counter<'watch'>;
+  private readonly rangeWatchLag: Gauge<'watch'>;
+  private readonly rangeWatchCatchUps: Counter<'watch'>;
+  private readonly rangeWatchCatchingUp: Gauge<'watch'>;
+  private readonly rangeWatchEntries: Counter<'watch'>;
   private readonly peerUp: Gauge<(typeof PEER)[number]>;
   private readonly handshakeAge: Gauge<(typeof PEER)[number]>;
   private readonly rxBytes: Counter<(typeof PEER)[number]>;
@@ -132,6 +138,11 @@ export class AgentMetrics implements AgentMetricsPort {
     this.watchLag = gauge('crosslink_agent_watch_lag_revisions', 'Revisions the KV watch was behind the bucket at its latest progress check (every 15 s by default).');
     this.watchStalls = counter('crosslink_agent_watch_stalls_total', 'Times the KV watch stalled (fell behind without an error) and was re-created.');
     this.rangeWatchStalls = counter('crosslink_agent_range_watch_stalls_total', 'Times the service or enrollment watch stalled (fell behind without an error) and was resumed.', ['watch']);
+    this.rangeWatchResumes = counter('crosslink_agent_range_watch_resumes_total', 'Sessions of the service or enrollment watch that resumed after the last applied revision (after a stall or a reconnect) instead of re-reading the range.', ['watch']);
+    this.rangeWatchLag = gauge('crosslink_agent_range_watch_lag_revisions', 'Revisions the service or enrollment watch was behind the bucket at its latest progress check.', ['watch']);
+    this.rangeWatchCatchUps = counter('crosslink_agent_range_watch_catch_up_sessions_total', 'Sessions of the service or enrollment watch that followed the range by catch-up requests (no watch could be created in time).', ['watch']);
+    this.rangeWatchCatchingUp = gauge('crosslink_agent_range_watch_catching_up', '1 while the service or enrollment watch follows the range by catch-up requests (no push watch yet), else 0.', ['watch']);
+    this.rangeWatchEntries = counter('crosslink_agent_range_watch_entries_total', 'Entries the service or enrollment watch applied, every session (a full re-read shows as a jump).', ['watch']);
     this.peerUp = gauge('crosslink_agent_peer_up', '1 when the peer answers the agent\'s probes through the tunnel, 0 when down or not concluded yet.', PEER);
     this.handshakeAge = gauge('crosslink_agent_peer_handshake_age_seconds', 'Seconds since the latest WireGuard handshake with the peer (absent: none yet).', PEER);
     this.rxBytes = counter('crosslink_agent_peer_receive_bytes_total', 'Bytes received from the peer through WireGuard (resets when the interface is re-created).', PEER);
@@ -205,7 +216,7 @@ export class AgentMetrics implements AgentMetricsPort {
   }
 
   /** One status snapshot, the prober's and the watch's counters, pushed at scrape time. Replaces every per-peer and per-rule series. */
-  observe({ status, probes, watch, rangeWatchStalls, now }: AgentScrapeSnapshot): void {
+  observe({ status, probes, watch, rangeWatches, now }: AgentScrapeSnapshot): void {
     this.info.reset();
     this.info.labels(status.version, status.node.name, status.node.cluster, status.node.topology).set(1);
     this.ready.set(status.ready ? 1 : 0);
@@ -219,8 +230,17 @@ export class AgentMetrics implements AgentMetricsPort {
     this.watchLag.set(watch?.lagRevisions ?? 0);
     this.watchStalls.reset();
     this.watchStalls.inc(watch?.stalls ?? 0);
-    this.rangeWatchStalls.reset();
-    for (const [name, stalls] of Object.entries(rangeWatchStalls ?? {})) if (stalls !== undefined) this.rangeWatchStalls.inc({ watch: name }, stalls);
+    for (const m of [this.rangeWatchStalls, this.rangeWatchResumes, this.rangeWatchLag, this.rangeWatchCatchUps, this.rangeWatchCatchingUp, this.rangeWatchEntries]) m.reset();
+    for (const [name, s] of Object.entries(rangeWatches ?? {})) {
+      if (s === undefined) continue;
+      const l = { watch: name };
+      this.rangeWatchStalls.inc(l, s.stalls);
+      this.rangeWatchResumes.inc(l, s.resumes);
+      this.rangeWatchLag.set(l, s.lagRevisions);
+      this.rangeWatchCatchUps.inc(l, s.catchUpSessions);
+      this.rangeWatchCatchingUp.set(l, s.catchingUp ? 1 : 0);
+      this.rangeWatchEntries.inc(l, s.totalEntries);
+    }
     // Counters that mirror a source's own totals: reset, then set to the source's value. A peer
     // that left disappears; a source that restarted from 0 reads as a counter reset, which
     // Prometheus' rate() handles.

@@ -3,6 +3,7 @@
 // nftables (PolicyEnforcer), gates the desired state in `required` mode, and answers status,
 // readiness and `crosslink policy explain`. agent.ts wires it in with a few calls.
 import type { KeyWatchSource } from '../control/key-watch.ts';
+import type { RangeResumeStats } from '../control/range-resume.ts';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Clock } from '../../lib/clock.ts';
 import { errorMessage } from '../../lib/errors.ts';
@@ -84,9 +85,9 @@ export class AgentPolicy {
     this.enforcer.resync();
   }
 
-  /** Stalls of the enrollment watch so far (undefined: not started). */
-  get enrollmentWatchStalls(): number | undefined {
-    return this.enrollments?.stats().stalls;
+  /** The enrollment watch's stalls, resumes and catch-up (undefined: not started). */
+  enrollmentWatchStats(): RangeResumeStats | undefined {
+    return this.enrollments?.stats();
   }
 
   private push(): void {

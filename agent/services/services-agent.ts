@@ -3,6 +3,7 @@
 // coordinator, and the local API routes (socket only). Everything it answers is rebuilt as one
 // immutable ServiceTable whenever the exports, the live nodes or the path health change.
 import type { KeyWatchSource } from '../control/key-watch.ts';
+import type { RangeResumeStats } from '../control/range-resume.ts';
 import type { VerifyKeys } from '../../protocol/signing.ts';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Clock } from '../../lib/clock.ts';
@@ -145,9 +146,9 @@ export class ServicesAgent {
     return this.watch?.synced ?? false;
   }
 
-  /** Stalls of the service watch so far (undefined: not started). */
-  get watchStalls(): number | undefined {
-    return this.watch?.stats().stalls;
+  /** The service watch's stalls, resumes and catch-up (undefined: not started). */
+  watchStats(): RangeResumeStats | undefined {
+    return this.watch?.stats();
   }
 
   /** The answer table in force (tests, status). */
