@@ -319,6 +319,7 @@ export class Coordinator {
       reply(opened);
       return;
     }
+    this.deps.metrics?.heartbeatForm(opened.form);
     const hb = opened.value;
     if (hb.epoch !== undefined) answerEpoch = epoch;
     const skew = checkSentAt(hb.sentAt, now, this.deps.config.maxClockSkewMs);

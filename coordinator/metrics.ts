@@ -7,6 +7,7 @@
 import { Counter, Gauge, type Registry } from 'prom-client';
 import { newRegistry, scrape, type MetricsScrape } from '../lib/metrics.ts';
 import type { EventLoopDelaySampler } from '../lib/event-loop-delay.ts';
+import type { HeartbeatForm } from '../protocol/validate-registration.ts';
 
 /** Why a node record was removed (coordinator/registry.ts). */
 export type RemovalReason = 'expired' | 'deregistered' | 'revoked' | 'unenrolled';
@@ -16,6 +17,8 @@ export interface CoordinatorMetricsHooks {
   registration(result: string): void;
   /** 'follower' for heartbeats a follower only records (it does not answer). */
   heartbeat(result: string): void;
+  /** A heartbeat whose MAC or signature held (whatever the later checks say), by form. */
+  heartbeatForm(form: HeartbeatForm): void;
   nodeRemoved(reason: RemovalReason): void;
 }
 
@@ -38,6 +41,7 @@ export interface CoordinatorMetricsOptions {
 /** Every result a reply can carry (protocol/messages.ts ErrorBody codes), pre-created at 0 so rate() works from the first scrape. */
 const RESULTS = ['ok', 'invalid', 'conflict', 'unauthorized', 'unavailable', 'internal', 'unknown-node', 'stale', 'rate-limited', 'stale-epoch', 'epoch-required'] as const;
 const REASONS: readonly RemovalReason[] = ['expired', 'deregistered', 'revoked', 'unenrolled'];
+const FORMS: readonly HeartbeatForm[] = ['mac', 'signed'];
 
 export class CoordinatorMetrics implements CoordinatorMetricsHooks {
   readonly registry: Registry;
@@ -45,6 +49,7 @@ export class CoordinatorMetrics implements CoordinatorMetricsHooks {
   readonly stop: () => void;
   private readonly registrations: Counter<'result'>;
   private readonly heartbeats: Counter<'result'>;
+  private readonly heartbeatForms: Counter<'form'>;
   private readonly removals: Counter<'reason'>;
   private readonly leader: Gauge;
   private readonly natsConnected: Gauge;
@@ -53,12 +58,14 @@ export class CoordinatorMetrics implements CoordinatorMetricsHooks {
   /** The labelled children by result, resolved once: counting a heartbeat is one Map lookup, not prom-client's label hashing. */
   private readonly heartbeatByResult = new Map<string, Counter.Internal>();
   private readonly registrationByResult = new Map<string, Counter.Internal>();
+  private readonly heartbeatByForm = new Map<HeartbeatForm, Counter.Internal>();
 
   constructor(o: CoordinatorMetricsOptions = {}) {
     ({ registry: this.registry, stop: this.stop } = newRegistry({ processMetrics: o.processMetrics ?? true, ...(o.eventLoopDelay ? { eventLoopDelay: o.eventLoopDelay } : {}) }));
     const registers = [this.registry];
     this.registrations = new Counter({ name: 'crosslink_coordinator_registrations_total', help: 'Registration requests answered, by result (ok or the error code).', labelNames: ['result'], registers });
     this.heartbeats = new Counter({ name: 'crosslink_coordinator_heartbeats_total', help: 'Heartbeats received, by result (ok, the error code, or follower: recorded but not answered).', labelNames: ['result'], registers });
+    this.heartbeatForms = new Counter({ name: 'crosslink_coordinator_heartbeat_forms_total', help: 'Heartbeats whose MAC or signature held, by form (mac: HMAC with the agreed key; signed: Ed25519, an agent that fell back or predates MACs).', labelNames: ['form'], registers });
     this.removals = new Counter({ name: 'crosslink_coordinator_node_removals_total', help: 'Node records removed, by reason (expired: TTL without heartbeats; deregistered; revoked; unenrolled).', labelNames: ['reason'], registers });
     this.leader = new Gauge({ name: 'crosslink_coordinator_leader', help: '1 while this replica holds the leader lease and serves registrations, else 0.', registers });
     this.natsConnected = new Gauge({ name: 'crosslink_coordinator_nats_connected', help: '1 while the NATS connection is up, else 0.', registers });
@@ -72,6 +79,10 @@ export class CoordinatorMetrics implements CoordinatorMetricsHooks {
     for (const r of [...RESULTS, 'follower']) this.heartbeatByResult.get(r)?.inc(0);
     for (const r of RESULTS) this.registrationByResult.get(r)?.inc(0);
     for (const r of REASONS) this.removals.labels(r).inc(0);
+    for (const f of FORMS) {
+      this.heartbeatByForm.set(f, this.heartbeatForms.labels(f));
+      this.heartbeatByForm.get(f)?.inc(0);
+    }
   }
 
   registration(result: string): void {
@@ -81,6 +92,10 @@ export class CoordinatorMetrics implements CoordinatorMetricsHooks {
   /** Keeps the label set bounded: an unexpected code is counted as 'other'. */
   heartbeat(result: string): void {
     (this.heartbeatByResult.get(result) ?? this.heartbeats.labels('other')).inc();
+  }
+
+  heartbeatForm(form: HeartbeatForm): void {
+    this.heartbeatByForm.get(form)?.inc();
   }
 
   nodeRemoved(reason: RemovalReason): void {

@@ -22,6 +22,12 @@ import { FORBIDDEN_POD_RANGES, forbiddenOverlap } from './special-purpose.ts';
 
 export type Checked<T> = { readonly ok: true; readonly value: T } | { readonly ok: false; readonly error: ErrorBody };
 
+/** How a heartbeat was authenticated: an HMAC with the agreed key (protocol/heartbeat-mac.ts) or an Ed25519 signature. */
+export type HeartbeatForm = 'mac' | 'signed';
+
+/** An opened heartbeat and the form that authenticated it (the coordinator counts them by form). */
+export type OpenedHeartbeat<T> = { readonly ok: true; readonly value: T; readonly form: HeartbeatForm } | { readonly ok: false; readonly error: ErrorBody };
+
 /** A verified request and the envelope it came in (the payload bytes a join signature covers). */
 export type Opened<T> = { readonly ok: true; readonly value: T; readonly envelope: RequestEnvelope } | { readonly ok: false; readonly error: ErrorBody };
 
@@ -115,13 +121,13 @@ export interface HeartbeatMacVerifier {
  * epoch) is the caller's, unchanged. A MAC made for another coordinator key is refused
  * `unauthorized` naming both keys (the agent then falls back to signing).
  */
-export function openHeartbeat<T extends { identityKey: string }>(raw: Uint8Array | string, schema: z.ZodType<T>, mac: HeartbeatMacVerifier): Checked<T> {
+export function openHeartbeat<T extends { identityKey: string }>(raw: Uint8Array | string, schema: z.ZodType<T>, mac: HeartbeatMacVerifier): OpenedHeartbeat<T> {
   const json = parseJson(raw);
   if (!json.ok) return json;
   const value = json.value;
   if (typeof value !== 'object' || value === null || !('mac' in value)) {
     const signed = openSignedJson(value, schema);
-    return signed.ok ? { ok: true, value: signed.value } : signed;
+    return signed.ok ? { ok: true, value: signed.value, form: 'signed' } : signed;
   }
   const env = MacEnvelope.safeParse(value);
   if (!env.success) {
@@ -143,7 +149,7 @@ export function openHeartbeat<T extends { identityKey: string }>(raw: Uint8Array
   if (!heartbeatMacMatches(opened.value.bytes, env.data.mac, key)) {
     return reject('unauthorized', 'mac', `mac: ${show(env.data.mac)} does not authenticate the payload for identityKey ${show(identityKey)} and coordinator key ${show(mac.coordinatorKey)}`);
   }
-  return { ok: true, value: opened.value.value };
+  return { ok: true, value: opened.value.value, form: 'mac' };
 }
 
 /** Replay window: a signed message is only accepted within `maxSkewMs` of the receiver's clock. */

@@ -2,11 +2,12 @@
 // 127.0.0.1: answered ok and recorded as the node's sign of life; forged ones (another node's K, a
 // flipped byte, a MAC for another coordinator key) refused naming the field and recorded by neither
 // the leader nor a follower; a replayed one refused by the replay marks; a revoked node's refused
-// as revoked.
+// as revoked; /metrics counts the heartbeats by form (mac, signed), forgeries in neither.
 import test from 'ava';
 import { connect } from '@nats-io/transport-node';
 import { parseCoordinatorConfig } from '../coordinator/config.ts';
 import { Coordinator } from '../coordinator/coordinator.ts';
+import { CoordinatorMetrics } from '../coordinator/metrics.ts';
 import { revokeNode } from '../coordinator/revocation-admin.ts';
 import { StateStore } from '../coordinator/store.ts';
 import { agentClient, fakeAgent, rpc, type FakeAgent } from './helpers/fake-agent.ts';
@@ -20,6 +21,7 @@ import { generateSigningKeyPair } from '../protocol/signing.ts';
 import { subjects } from '../protocol/subjects.ts';
 import { startCoordinatorEnv, type CoordinatorEnv } from './helpers/coordinator-fixture.ts';
 import { useNatsServer } from './helpers/nats-fixture.ts';
+import { checkMetrics } from './helpers/promtool.ts';
 
 const server = useNatsServer('xl-hbmac');
 
@@ -95,7 +97,7 @@ test('follower: records a MAC heartbeat as a sign of life, and none of the forge
     config: parseCoordinatorConfig({ bucket: env.bucket, subjectPrefix: env.prefix, leaseTtl: '30s', nodeTtl: '60s' }),
     signingKey: env.key,
     holderId: 'xl-hbmac-follower',
-    metrics: { registration: () => undefined, nodeRemoved: () => undefined, heartbeat: () => {
+    metrics: { registration: () => undefined, nodeRemoved: () => undefined, heartbeatForm: () => undefined, heartbeat: () => {
       heard++;
     } },
   });
@@ -166,4 +168,35 @@ test('a node whose MAC key was agreed with a previous coordinator key is refused
   t.is(a.agreedMac?.coordinatorKey, env.key.publicKey);
   t.like(await client.heartbeat(a), { ok: true });
   t.true(a.macActive, 'the MAC heartbeat was taken: no fallback');
+});
+
+test('metrics: heartbeats counted by form — mac and signed each as sent, forgeries in neither; promtool accepts the scrape', async (t) => {
+  const clock = new ManualClock(Date.now());
+  const metrics = new CoordinatorMetrics({ processMetrics: false });
+  t.teardown(() => metrics.stop());
+  const env = await startCoordinatorEnv(t, { natsUrl: server().url, bucketTag: 'xlhbform', config: { nodeTtl: '60s', leaseTtl: '1m', maxClockSkew: '1h' }, clock, metrics });
+  const client = macClient(env);
+  const s = subjects(env.prefix);
+  const a = await fakeAgent('node-a', { podCidrs: ['10.20.1.0/24'] });
+  const b = await fakeAgent('node-b', { podCidrs: ['10.20.2.0/24'] });
+  t.true((await client.register(a)).ok);
+  t.true((await client.register(b)).ok);
+  const forms = async (): Promise<{ mac: number | undefined; signed: number | undefined }> => {
+    const body = (await metrics.render()).body;
+    const value = (form: string): number | undefined => {
+      const line = body.split('\n').find((l) => l.startsWith(`crosslink_coordinator_heartbeat_forms_total{form="${form}"} `));
+      return line === undefined ? undefined : Number(line.split(' ')[1]);
+    };
+    return { mac: value('mac'), signed: value('signed') };
+  };
+  const before = await forms();
+  t.deepEqual(before, { mac: 0, signed: 0 }, 'both series from the start');
+
+  for (let i = 0; i < 3; i++) t.like(await rpc(env.nc, s.heartbeat, heartbeatBody(hbOf(a), a.identity, macOf(a, env.key.publicKey)), HeartbeatReply), { ok: true });
+  for (let i = 0; i < 2; i++) t.like(await rpc(env.nc, s.heartbeat, heartbeatBody(hbOf(b), b.identity, undefined), HeartbeatReply), { ok: true });
+  for (const f of await forgeries(env, a, b)) t.like(await rpc(env.nc, s.heartbeat, f.body, HeartbeatReply), { ok: false }, f.what);
+  t.deepEqual(await forms(), { mac: 3, signed: 2 });
+  const lint = await checkMetrics((await metrics.render()).body);
+  t.is(lint.code, 0, lint.output);
+  t.is(lint.output.trim(), '', 'no lint findings');
 });

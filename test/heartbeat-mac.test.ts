@@ -112,8 +112,8 @@ test('openHeartbeat: a MAC heartbeat and a signed one open to the same heartbeat
   const b = await generateSigningKeyPair();
   const hb = heartbeat(a);
   const mac = { coordinatorKey: coordinator.publicKey, key: nodeHeartbeatMacKey(a, coordinator.publicKey) };
-  t.deepEqual(openHeartbeat(heartbeatBody(hb, a, mac), Heartbeat, keys), { ok: true, value: hb });
-  t.deepEqual(openHeartbeat(heartbeatBody(hb, a, undefined), Heartbeat, keys), { ok: true, value: hb });
+  t.deepEqual(openHeartbeat(heartbeatBody(hb, a, mac), Heartbeat, keys), { ok: true, value: hb, form: 'mac' });
+  t.deepEqual(openHeartbeat(heartbeatBody(hb, a, undefined), Heartbeat, keys), { ok: true, value: hb, form: 'signed' });
 
   const env = macEnvelope(hb, mac);
   const flipped = Buffer.from(env.mac, 'base64');
