@@ -1,6 +1,6 @@
 // Pure text formatting for the CLI: tables, ages, byte counts, peer states. No I/O, so every
 // layout decision is table-tested (test/cli-format.test.ts).
-import type { AgentStatus, PeerStatus, RemotePath } from '../protocol/status.ts';
+import type { AgentStatus, HeartbeatAuth, PeerStatus, RemotePath } from '../protocol/status.ts';
 import { byName, compareText } from '../lib/compare.ts';
 import { formatAge, formatBytes, renderTable } from '../lib/text-format.ts';
 import { policyLine } from './policy-line.ts';
@@ -162,6 +162,7 @@ export function formatStatus(s: AgentStatus, now: number): string {
         ? `REVOKED by an operator (no registrations or heartbeats): ${cp.revoked}`
         : `${cp.connected ? 'connected' : 'DISCONNECTED'}, ${cp.registered ? 'registered' : 'NOT registered'}, last heartbeat ${formatAge(cp.lastHeartbeatAt, now)}, ${cp.knownNodes} node${cp.knownNodes === 1 ? '' : 's'} known${cp.health && !cp.health.answering ? ` — NOT ANSWERING: ${cp.health.reason}` : ''}`,
     ],
+    ...(cp.heartbeat ? [['Heartbeats', heartbeatLine(cp.heartbeat)] as [string, string]] : []),
     ['Last reconcile', reconcile],
     ['Ready', yesNo(s.ready)],
     ['Peers', `${up}/${s.peers.length} up`],
@@ -180,6 +181,13 @@ export function formatStatus(s: AgentStatus, now: number): string {
   const problems = [...s.errors, ...dataplaneProblems(s), ...peerProblems(s.peers, now)];
   if (problems.length > 0) out.push('', 'Problems:', ...problems.map((e) => `  - ${e}`));
   return out.join('\n');
+}
+
+/** How the agent authenticates its heartbeats, and why it signs when it fell back from MACs. */
+function heartbeatLine(h: HeartbeatAuth): string {
+  if (h.form === 'mac') return `MAC (key agreed with coordinator key ${h.coordinatorKey ?? '?'})`;
+  if (h.fallback === null) return 'signed (no MAC key agreed)';
+  return `signed: the coordinator refused the MAC (${h.fallback.code}: ${h.fallback.message}); MAC again after the next registration`;
 }
 
 export interface NodeRow {

@@ -57,6 +57,17 @@ export const RefusedRoute = z.object({
 });
 export type RefusedRoute = z.infer<typeof RefusedRoute>;
 
+/** How the agent authenticates its heartbeats (docs/coordinator.md "Heartbeat MACs"). */
+export const HeartbeatAuth = z.object({
+  /** mac: an HMAC with the key agreed with `coordinatorKey`; signed: an Ed25519 signature. */
+  form: z.enum(['mac', 'signed']),
+  /** The coordinator key the MAC key was agreed with (form mac); null when signing. */
+  coordinatorKey: z.string().nullable(),
+  /** Why it signs although it registered: the coordinator's refusal of its MAC (until the next registration); null otherwise. */
+  fallback: z.object({ code: z.string(), message: z.string() }).nullable(),
+});
+export type HeartbeatAuth = z.infer<typeof HeartbeatAuth>;
+
 export const AgentStatus = z.object({
   version: z.string(),
   node: z.object({
@@ -82,6 +93,8 @@ export const AgentStatus = z.object({
     revoked: z.string().nullable().optional(),
     /** Heartbeats acknowledged recently (relative to the node TTL); absent from older agents. */
     health: ControlPlaneHealth.optional(),
+    /** How heartbeats are authenticated (MAC or signed, and why it fell back); absent from older agents. */
+    heartbeat: HeartbeatAuth.optional(),
   }),
   dataplane: z.object({
     backend: z.enum(['kernel', 'userspace', 'none']),

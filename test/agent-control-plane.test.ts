@@ -15,6 +15,7 @@ import { generateSigningKeyPair, generateWireguardKeyPair, signEnvelope, verifyE
 import { subjects } from '../protocol/subjects.ts';
 import { HeartbeatMacKeys } from '../protocol/heartbeat-mac.ts';
 import { openHeartbeat } from '../protocol/validate-registration.ts';
+import { AgentStatus } from '../protocol/status.ts';
 
 const S = subjects();
 const IDENTITY: NodeIdentity = {
@@ -324,6 +325,7 @@ test('MAC heartbeats after registering; a coordinator refusing them (`invalid`, 
   await nextBeat();
   await nextBeat();
   t.is(forms(), 'mac,mac', 'MAC heartbeats once registered');
+  t.deepEqual(f.cp.state().heartbeat, { form: 'mac', coordinatorKey: f.coordinator.publicKey, fallback: null }, 'the status says MAC, with the key K was agreed with');
 
   refuseMac = true;
   const before = beats.length;
@@ -338,6 +340,8 @@ test('MAC heartbeats after registering; a coordinator refusing them (`invalid`, 
   t.deepEqual(beats.slice(before).map((b) => b.form), ['mac', ...Array<string>(11).fill('signed')], 'signed from the refusal on');
   t.is(f.cp.state().lastError, null, 'the signed heartbeats are answered ok: the node stays alive');
   t.is(f.cp.state().lastHeartbeatAt, clock.now());
+  t.deepEqual(f.cp.state().heartbeat, { form: 'signed', coordinatorKey: null, fallback: { code: 'invalid', message: 'not a signed envelope: sig: Required' } }, 'the status says signed, and the refusal why');
+  t.like(AgentStatus.shape.controlPlane.parse({ ...f.cp.state(), knownNodes: 0 }), { heartbeat: { form: 'signed' } }, 'what the status document carries');
 
   // The next registration tries MACs again: one refused MAC heartbeat per registration, not per interval.
   f.cp.requestRegister('identity changed');

@@ -150,6 +150,17 @@ function status(overrides: Partial<AgentStatus> = {}): AgentStatus {
   };
 }
 
+test('status text says how the agent heartbeats: MAC with the agreed coordinator key, or signed and why (the refusal); nothing from an older agent', (t) => {
+  const cp = status().controlPlane;
+  const mac = formatStatus(status({ controlPlane: { ...cp, heartbeat: { form: 'mac', coordinatorKey: KEY_A, fallback: null } } }), NOW);
+  t.regex(mac, new RegExp(`^Heartbeats: +MAC \\(key agreed with coordinator key ${KEY_A.replace(/[+/]/g, '\\$&')}\\)$`, 'm'));
+  const refusal = { code: 'unauthorized', message: 'coordinatorKey: the MAC was made for coordinator key AAAA, but this coordinator\'s key is BBBB' };
+  const signed = formatStatus(status({ controlPlane: { ...cp, heartbeat: { form: 'signed', coordinatorKey: null, fallback: refusal } } }), NOW);
+  t.regex(signed, /^Heartbeats: +signed: the coordinator refused the MAC \(unauthorized: coordinatorKey: the MAC was made for coordinator key AAAA, but this coordinator's key is BBBB\); MAC again after the next registration$/m);
+  t.regex(formatStatus(status({ controlPlane: { ...cp, heartbeat: { form: 'signed', coordinatorKey: null, fallback: null } } }), NOW), /^Heartbeats: +signed \(no MAC key agreed\)$/m);
+  t.notRegex(formatStatus(status(), NOW), /^Heartbeats:/m, 'an agent older than the field: no line');
+});
+
 test('peer table', (t) => {
   const text = formatPeerTable(
     [peer({}), peer({ name: 'node-c', cluster: 'c3', path: 'relay', via: 'node-r', configuredEndpoint: '198.51.100.1:52001', endpoint: null, latestHandshakeAt: null, rxBytes: 0, txBytes: 0, persistentKeepalive: 25 })],

@@ -5,6 +5,7 @@ import { assembleStatus, type StatusInputs } from '../agent/status/assemble.ts';
 import type { LivePeer } from '../agent/dataplane/wg-dump.ts';
 import type { DesiredPeer, DesiredState } from '../agent/plan/model.ts';
 import { statusExitCode } from '../cli/format.ts';
+import { AgentStatus } from '../protocol/status.ts';
 
 const NOW = 1_700_000_000_000;
 const KEY_B = 'B'.repeat(43) + '=';
@@ -82,4 +83,13 @@ test('live state unreadable: onInterface left out (unknown), the read error is r
   const s = assembleStatus(inputs({ error: 'wg: no such device' }));
   t.true(s.peers.every((p) => p.onInterface === undefined));
   t.true(s.errors.some((e) => e.includes('cannot read WireGuard state: wg: no such device')));
+});
+
+test('the control plane\'s heartbeat form reaches the status document (and its schema); none before NATS connected', (t) => {
+  const heartbeat = { form: 'signed' as const, coordinatorKey: null, fallback: { code: 'invalid', message: 'not a signed envelope: sig: Required' } };
+  const controlPlane = { connected: true, registered: true, record: null, lastHeartbeatAt: NOW, lastError: null, heartbeatIntervalMs: 1000, nodeTtlMs: 5000, revoked: null, heartbeat };
+  const s = assembleStatus({ ...inputs([live(KEY_B), live(KEY_C)]), controlPlane });
+  t.deepEqual(s.controlPlane.heartbeat, heartbeat);
+  t.deepEqual(AgentStatus.parse(JSON.parse(JSON.stringify(s))).controlPlane.heartbeat, heartbeat, 'the CLI reads it back');
+  t.false('heartbeat' in assembleStatus(inputs([live(KEY_B)])).controlPlane);
 });

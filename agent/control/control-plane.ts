@@ -27,6 +27,7 @@ import { backoffDelay, type BackoffPolicy } from '../../lib/backoff.ts';
 import { announcedHeartbeatDelayMs, heartbeatDelayMs, nextHeartbeatDelayMs, type HeartbeatOutcome } from './heartbeat-schedule.ts';
 import { watchLeaderUp } from './leader-up-watch.ts';
 import type { LeaderUp } from '../../protocol/leader-up.ts';
+import type { HeartbeatAuth } from '../../protocol/status.ts';
 import { onConnectionStatus } from '../../lib/nats-status.ts';
 import { RateLimitedLog } from '../../lib/rate-limited-log.ts';
 
@@ -84,6 +85,8 @@ export interface ControlPlaneState {
   readonly nodeTtlMs: number | null;
   /** The coordinator's refusal once an operator revoked this node: it no longer registers or heartbeats. */
   readonly revoked: string | null;
+  /** How heartbeats are authenticated now: MAC'd (with the coordinator key K was agreed with) or signed, and why. */
+  readonly heartbeat: HeartbeatAuth;
 }
 
 /**
@@ -119,8 +122,8 @@ export class ControlPlane {
    * our last registration reply; undefined: heartbeats are signed.
    */
   private heartbeatMac: HeartbeatMac | undefined;
-  /** A MAC heartbeat was refused (an older coordinator, a rotated key): signed ones until the next registration. */
-  private macFallback = false;
+  /** A MAC heartbeat was refused (an older coordinator, a rotated key), with the refusal: signed ones until the next registration. */
+  private macFallback: HeartbeatAuth['fallback'] = null;
   private foreignGeneration = -1;
   private heartbeatDue = 0;
   private registerReason = 'start';
@@ -189,7 +192,14 @@ export class ControlPlane {
       heartbeatIntervalMs: this.heartbeatIntervalMs,
       nodeTtlMs: this.nodeTtlMs,
       revoked: this.revoked,
+      heartbeat: this.heartbeatAuth(),
     };
+  }
+
+  /** The form the next heartbeat goes in (heartbeatOnce) and, signed after a refusal, why. */
+  private heartbeatAuth(): HeartbeatAuth {
+    if (this.macFallback === null && this.heartbeatMac !== undefined) return { form: 'mac', coordinatorKey: this.heartbeatMac.coordinatorKey, fallback: null };
+    return { form: 'signed', coordinatorKey: null, fallback: this.macFallback };
   }
 
   /** An operator revoked us: stop registering and heartbeating (until restarted after `unrevoke`). */
@@ -476,7 +486,7 @@ export class ControlPlane {
    * agreed once per coordinator key (our identity key is fixed), and a registration ends a fallback.
    */
   private agreeHeartbeatMac(coordinatorKey: string): void {
-    this.macFallback = false;
+    this.macFallback = null;
     if (this.heartbeatMac?.coordinatorKey === coordinatorKey) return;
     try {
       this.heartbeatMac = { coordinatorKey, key: nodeHeartbeatMacKey(this.o.identityKey, coordinatorKey) };
@@ -501,7 +511,7 @@ export class ControlPlane {
       return 'answered';
     }
     let raw: unknown;
-    const mac = this.macFallback ? undefined : this.heartbeatMac;
+    const mac = this.macFallback !== null ? undefined : this.heartbeatMac;
     try {
       const hb = Heartbeat.parse({
         v: 1,
@@ -540,7 +550,7 @@ export class ControlPlane {
     if (mac !== undefined && macRefused(reply.data.error)) {
       // A coordinator older than MAC heartbeats (`invalid`), or one whose key is not the one our MAC
       // was made for (`unauthorized`): signed heartbeats until the next registration, the first at once.
-      this.macFallback = true;
+      this.macFallback = { code, message };
       this.throttle.warn('heartbeat-mac-refused', { code, field: reply.data.error.field, err: message }, 'heartbeat MAC refused by the coordinator; sending signed heartbeats until the next registration');
       return 'resend';
     }

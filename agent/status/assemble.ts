@@ -103,6 +103,7 @@ export function assembleStatus(i: StatusInputs): AgentStatus {
       knownNodes: i.mesh?.nodes.size ?? 0,
       revoked: cp?.revoked ?? null,
       health: i.controlPlaneHealth,
+      ...(cp ? { heartbeat: cp.heartbeat } : {}),
     },
     dataplane: i.dataplane,
     lastReconcile: last === null ? null : { at: last.at, ok: last.ok, changes: last.changes, durationMs: last.durationMs, error: last.error },
