@@ -3,7 +3,7 @@
 // flipped byte, a MAC for another coordinator key) refused naming the field and recorded by neither
 // the leader nor a follower; a replayed one refused by the replay marks; a revoked node's refused
 // as revoked; /metrics counts the heartbeats by form (mac, signed), forgeries in neither.
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { connect } from '@nats-io/transport-node';
 import { parseCoordinatorConfig } from '../coordinator/config.ts';
 import { Coordinator } from '../coordinator/coordinator.ts';
@@ -53,15 +53,20 @@ async function forgeries(env: CoordinatorEnv, a: FakeAgent, b: FakeAgent): Promi
   ];
 }
 
-test('leader: a MAC heartbeat is answered ok and keeps the node alive; forgeries are refused and keep nobody alive; a replay is refused by the marks', async (t) => {
+/** A leader on a manual clock (skew allowance 1 h) and two agents registered through a MAC-heartbeating client. */
+async function leaderWithTwo(t: ExecutionContext, bucketTag: string, metrics?: CoordinatorMetrics): Promise<{ clock: ManualClock; env: CoordinatorEnv; s: ReturnType<typeof subjects>; a: FakeAgent; b: FakeAgent }> {
   const clock = new ManualClock(Date.now());
-  const env = await startCoordinatorEnv(t, { natsUrl: server().url, bucketTag: 'xlhbmac', config: { nodeTtl: '60s', leaseTtl: '1m', maxClockSkew: '1h' }, clock });
+  const env = await startCoordinatorEnv(t, { natsUrl: server().url, bucketTag, config: { nodeTtl: '60s', leaseTtl: '1m', maxClockSkew: '1h' }, clock, ...(metrics ? { metrics } : {}) });
   const client = macClient(env);
-  const s = subjects(env.prefix);
   const a = await fakeAgent('node-a', { podCidrs: ['10.20.1.0/24'] });
   const b = await fakeAgent('node-b', { podCidrs: ['10.20.2.0/24'] });
   t.true((await client.register(a)).ok);
   t.true((await client.register(b)).ok);
+  return { clock, env, s: subjects(env.prefix), a, b };
+}
+
+test('leader: a MAC heartbeat is answered ok and keeps the node alive; forgeries are refused and keep nobody alive; a replay is refused by the marks', async (t) => {
+  const { clock, env, s, a, b } = await leaderWithTwo(t, 'xlhbmac');
   const registeredAt = env.coordinator.lastHeardAt('node-b');
   clock.advance(5000);
 
@@ -171,16 +176,9 @@ test('a node whose MAC key was agreed with a previous coordinator key is refused
 });
 
 test('metrics: heartbeats counted by form — mac and signed each as sent, forgeries in neither; promtool accepts the scrape', async (t) => {
-  const clock = new ManualClock(Date.now());
   const metrics = new CoordinatorMetrics({ processMetrics: false });
   t.teardown(() => metrics.stop());
-  const env = await startCoordinatorEnv(t, { natsUrl: server().url, bucketTag: 'xlhbform', config: { nodeTtl: '60s', leaseTtl: '1m', maxClockSkew: '1h' }, clock, metrics });
-  const client = macClient(env);
-  const s = subjects(env.prefix);
-  const a = await fakeAgent('node-a', { podCidrs: ['10.20.1.0/24'] });
-  const b = await fakeAgent('node-b', { podCidrs: ['10.20.2.0/24'] });
-  t.true((await client.register(a)).ok);
-  t.true((await client.register(b)).ok);
+  const { env, s, a, b } = await leaderWithTwo(t, 'xlhbform', metrics);
   const forms = async (): Promise<{ mac: number | undefined; signed: number | undefined }> => {
     const body = (await metrics.render()).body;
     const value = (form: string): number | undefined => {
