@@ -88,6 +88,31 @@ test('superviseWithBackoff restarts a run: the initial delay after a clean end, 
   t.deepEqual(failures.slice(0, 3), [[1, 200], [2, 400], [1, 200]]);
 });
 
+test('superviseWithBackoff nextDelay: what the ended run asked replaces the initial delay after a clean end, is the least after a failure, and is asked once per run', async (t) => {
+  const clock = new ManualClock(0);
+  const stop = new AbortController();
+  t.teardown(() => stop.abort());
+  // run 1 ends cleanly asking 1500; run 2 ends cleanly asking nothing; run 3 fails asking 50; run 4 fails asking 900.
+  const plan: { ok: boolean; ask: number | undefined }[] = [{ ok: true, ask: 1500 }, { ok: true, ask: undefined }, { ok: false, ask: 50 }, { ok: false, ask: 900 }];
+  let runs = 0;
+  let asked = 0;
+  void superviseWithBackoff(() => (plan[runs++]?.ok ?? false ? Promise.resolve() : Promise.reject(new Error('x'))), {
+    policy: { initialMs: 100, maxMs: 10_000 },
+    clock,
+    signal: stop.signal,
+    nextDelay: () => {
+      asked++;
+      return plan[runs - 1]?.ask;
+    },
+  });
+  // 1500 (asked, not 100), then 100 (the policy), then max(200, 50) = 200, then max(400, 900) = 900.
+  for (const [expectedRuns, due] of [[1, 1500], [2, 1600], [3, 1800], [4, 2700]] as const) {
+    await waitFor(() => runs === expectedRuns && clock.wakeups[0] === due, { timeoutMs: 10_000, intervalMs: 5, what: `sleep after run ${expectedRuns} (armed: ${clock.wakeups.join(', ')})` });
+    t.is(asked, expectedRuns, 'asked once per run');
+    clock.advanceTo(due);
+  }
+});
+
 test('minDelayOf: a failure that asks for a longer wait (a rate-limited retryAfterMs) is waited out, a shorter ask leaves the backoff; both retry helpers', async (t) => {
   const clock = new ManualClock(0);
   const stop = new AbortController();
