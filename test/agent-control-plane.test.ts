@@ -56,7 +56,10 @@ async function setup(t: ExecutionContext, identity: () => NodeIdentity = () => I
     identity,
     listenPort: 51820,
     agentVersion: 'test',
-    requestTimeoutMs: 500,
+    // Real time (nats.js's request timer): every fake coordinator here answers at once, and one
+    // answering slowly on a loaded machine must not count as unanswered (lastError set, a retry
+    // between the beats a manual-clock test counts): 500 ms flaked under a parallel suite.
+    requestTimeoutMs: 5000,
     retryMinMs: 50,
     retryMaxMs: 200,
     rejectedRetryMs: 400,

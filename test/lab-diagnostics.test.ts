@@ -160,6 +160,12 @@ test.serial('healthy lab: status and diagnose exit 0 on every node (no false pos
   const l = theLab();
   await assertConverged(t, l, CONVERGE_MS);
   await allHealthy(t, l, 'converged lab');
+  // Heartbeats are MAC'd end to end (compiled agents, the lab's coordinator, real NATS): no node fell
+  // back to signing, which would also keep it alive and so pass unseen everywhere else.
+  for (const n of l.plan.nodes) {
+    const hb = (await l.status(n.name)).controlPlane.heartbeat;
+    t.like(hb, { form: 'mac', fallback: null }, `${n.name} heartbeats with a MAC: ${JSON.stringify(hb)}`);
+  }
   // The full diagnose (two traffic samples 3 s apart, path-MTU probes) on all 8 nodes at once.
   // Each node's first answer is logged; a node is retried (bounded) only so that one probe lost on a
   // loaded machine does not fail the suite — a systematic false positive fails every try.
