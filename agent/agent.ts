@@ -545,7 +545,7 @@ export class Agent {
     this.metrics.observe({
       status,
       probes: { ...this.health.prober.counters },
-      watch: w ? { live: w.live, stalls: w.stalls, lagRevisions: w.lagRevisions } : null,
+      watch: w ? { live: w.live, stalls: w.stalls, lagRevisions: w.lagRevisions, resumes: w.resumes, catchUpSessions: w.catchUpSessions, catchingUp: w.catchingUp, totalEntries: w.totalEntries } : null,
       rangeWatches: { services: this.services.watchStats(), enrollments: this.policy.enrollmentWatchStats() },
       now: this.clock.now(),
     });

@@ -37,7 +37,7 @@ function snapshot(knownNodes: number): AgentScrapeSnapshot {
     controlPlane: { connected: true, registered: true, knownNodes, health: { answering: true } },
     peers: [],
   } as unknown as AgentStatus;
-  return { status, probes: { requestsSent: 4, repliesReceived: 3, requestsAnswered: 2 }, watch: { live: true, stalls: 0, lagRevisions: 0 }, now: 1_000 };
+  return { status, probes: { requestsSent: 4, repliesReceived: 3, requestsAnswered: 2 }, watch: { live: true, stalls: 0, lagRevisions: 0, resumes: 0, catchUpSessions: 0, catchingUp: false, totalEntries: 0 }, now: 1_000 };
 }
 
 /** Feeds the same events to both. */

@@ -61,7 +61,7 @@ function status(peers: PeerStatus[], drops: { rule: number | 'default'; packets:
   };
 }
 
-const snapshot = (s: AgentStatus): AgentScrapeSnapshot => ({ status: s, probes: { requestsSent: 40, repliesReceived: 36, requestsAnswered: 41 }, watch: { live: true, stalls: 1, lagRevisions: 0 }, rangeWatches: { services: { stalls: 2, resumes: 3, lagRevisions: 4, catchUpSessions: 5, catchingUp: true, totalEntries: 60 }, enrollments: undefined }, now: NOW });
+const snapshot = (s: AgentStatus): AgentScrapeSnapshot => ({ status: s, probes: { requestsSent: 40, repliesReceived: 36, requestsAnswered: 41 }, watch: { live: true, stalls: 1, lagRevisions: 0, resumes: 6, catchUpSessions: 7, catchingUp: true, totalEntries: 80 }, rangeWatches: { services: { stalls: 2, resumes: 3, lagRevisions: 4, catchUpSessions: 5, catchingUp: true, totalEntries: 60 }, enrollments: undefined }, now: NOW });
 
 /** The value of one series in a scrape body (labels in the exposition's order), or undefined. */
 function sample(body: string, series: string): number | undefined {
@@ -87,6 +87,10 @@ test('agent: a status snapshot becomes per-peer and per-rule series; a peer that
   t.is(sample(body, 'crosslink_agent_policy_enforcing'), 1);
   t.is(sample(body, 'crosslink_agent_nats_connected'), 1);
   t.is(sample(body, 'crosslink_agent_watch_stalls_total'), 1);
+  t.is(sample(body, 'crosslink_agent_watch_resumes_total'), 6);
+  t.is(sample(body, 'crosslink_agent_watch_catch_up_sessions_total'), 7);
+  t.is(sample(body, 'crosslink_agent_watch_catching_up'), 1);
+  t.is(sample(body, 'crosslink_agent_watch_entries_total'), 80);
   t.is(sample(body, 'crosslink_agent_range_watch_stalls_total{watch="services"}'), 2);
   t.is(sample(body, 'crosslink_agent_range_watch_stalls_total{watch="enrollments"}'), undefined, 'a watch not running: no series');
   t.is(sample(body, 'crosslink_agent_range_watch_resumes_total{watch="services"}'), 3);
@@ -260,6 +264,9 @@ test('a real agent serves /metrics on its health port: its peers, readiness and 
   t.is(sample(body, 'crosslink_agent_nats_connected'), 1);
   t.is(sample(body, 'crosslink_agent_registered'), 1);
   t.true((sample(body, 'crosslink_agent_reconciles_total{result="ok"}') ?? 0) >= 1);
+  // The mesh watch's own figures reach the scrape (agent.ts passes them on): it read at least ours and node-b.
+  t.true((sample(body, 'crosslink_agent_watch_entries_total') ?? 0) >= 2, 'the mesh watch read the bucket');
+  t.is(sample(body, 'crosslink_agent_watch_catching_up'), 0);
   t.is(a.healthPort, port);
   const lint = await checkMetrics(body);
   t.is(lint.code, 0, lint.output);

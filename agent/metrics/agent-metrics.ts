@@ -34,6 +34,13 @@ export interface WatchFigures {
   readonly live: boolean;
   readonly stalls: number;
   readonly lagRevisions: number;
+  /** Sessions that resumed after the last applied revision instead of re-reading the bucket. */
+  readonly resumes: number;
+  /** Sessions that followed the bucket by catch-up requests, and whether the current one does. */
+  readonly catchUpSessions: number;
+  readonly catchingUp: boolean;
+  /** Entries applied by every session (a full re-read shows as a jump). */
+  readonly totalEntries: number;
 }
 
 /** The single-range watchers whose stalls are counted apart from the mesh watch's. */
@@ -93,6 +100,10 @@ export class AgentMetrics implements AgentMetricsPort {
   private readonly watchLive: Gauge;
   private readonly watchLag: Gauge;
   private readonly watchStalls: Counter;
+  private readonly watchResumes: Counter;
+  private readonly watchCatchUps: Counter;
+  private readonly watchCatchingUp: Gauge;
+  private readonly watchEntries: Counter;
   private readonly rangeWatchStalls: Counter<'watch'>;
   private readonly rangeWatchResumes: Counter<'watch'>;
   private readonly rangeWatchLag: Gauge<'watch'>;
@@ -137,6 +148,10 @@ export class AgentMetrics implements AgentMetricsPort {
     this.watchLive = gauge('crosslink_agent_watch_live', '1 while the KV watch has delivered its full snapshot and follows changes, else 0.');
     this.watchLag = gauge('crosslink_agent_watch_lag_revisions', 'Revisions the KV watch was behind the bucket at its latest progress check (every 15 s by default).');
     this.watchStalls = counter('crosslink_agent_watch_stalls_total', 'Times the KV watch stalled (fell behind without an error) and was re-created.');
+    this.watchResumes = counter('crosslink_agent_watch_resumes_total', 'Sessions of the KV watch that resumed after the last applied revision (after a stall or a reconnect) instead of re-reading the bucket.');
+    this.watchCatchUps = counter('crosslink_agent_watch_catch_up_sessions_total', 'Sessions of the KV watch that followed the bucket by catch-up requests (no watch could be created in time).');
+    this.watchCatchingUp = gauge('crosslink_agent_watch_catching_up', '1 while the KV watch follows the bucket by catch-up requests (no push watch yet), else 0.');
+    this.watchEntries = counter('crosslink_agent_watch_entries_total', 'Entries the KV watch applied, every session (a full re-read shows as a jump).');
     this.rangeWatchStalls = counter('crosslink_agent_range_watch_stalls_total', 'Times the service or enrollment watch stalled (fell behind without an error) and was resumed.', ['watch']);
     this.rangeWatchResumes = counter('crosslink_agent_range_watch_resumes_total', 'Sessions of the service or enrollment watch that resumed after the last applied revision (after a stall or a reconnect) instead of re-reading the range.', ['watch']);
     this.rangeWatchLag = gauge('crosslink_agent_range_watch_lag_revisions', 'Revisions the service or enrollment watch was behind the bucket at its latest progress check.', ['watch']);
@@ -228,8 +243,13 @@ export class AgentMetrics implements AgentMetricsPort {
     this.knownNodes.set(status.controlPlane.knownNodes);
     this.watchLive.set(watch?.live === true ? 1 : 0);
     this.watchLag.set(watch?.lagRevisions ?? 0);
-    this.watchStalls.reset();
+    // Mirrors of the watch's own totals: reset, then set (as the range watches' below).
+    for (const m of [this.watchStalls, this.watchResumes, this.watchCatchUps, this.watchEntries]) m.reset();
     this.watchStalls.inc(watch?.stalls ?? 0);
+    this.watchResumes.inc(watch?.resumes ?? 0);
+    this.watchCatchUps.inc(watch?.catchUpSessions ?? 0);
+    this.watchCatchingUp.set(watch?.catchingUp === true ? 1 : 0);
+    this.watchEntries.inc(watch?.totalEntries ?? 0);
     for (const m of [this.rangeWatchStalls, this.rangeWatchResumes, this.rangeWatchLag, this.rangeWatchCatchUps, this.rangeWatchCatchingUp, this.rangeWatchEntries]) m.reset();
     for (const [name, s] of Object.entries(rangeWatches ?? {})) {
       if (s === undefined) continue;
