@@ -12,6 +12,7 @@ import type { AgentStatus } from '../../protocol/status.ts';
 import type { RangeResumeStats } from '../control/range-resume.ts';
 import { RECONCILE_BUCKETS, type EarlyTotals } from './early-totals.ts';
 import { peerSamples, policyDropSamples } from './peer-samples.ts';
+import { WatchSeries, type WatchProgress } from './watch-series.ts';
 
 /** What the agent's reconciler reports per run (a subset of ReconcileRecord). */
 export interface ReconcileOutcome {
@@ -30,17 +31,8 @@ export interface ProbePacketCounts {
 }
 
 /** The KV watch's figures (agent/control/mesh-watch.ts stats), copied; null before NATS connected. */
-export interface WatchFigures {
+export interface WatchFigures extends WatchProgress {
   readonly live: boolean;
-  readonly stalls: number;
-  readonly lagRevisions: number;
-  /** Sessions that resumed after the last applied revision instead of re-reading the bucket. */
-  readonly resumes: number;
-  /** Sessions that followed the bucket by catch-up requests, and whether the current one does. */
-  readonly catchUpSessions: number;
-  readonly catchingUp: boolean;
-  /** Entries applied by every session (a full re-read shows as a jump). */
-  readonly totalEntries: number;
 }
 
 /** The single-range watchers whose stalls are counted apart from the mesh watch's. */
@@ -98,18 +90,8 @@ export class AgentMetrics implements AgentMetricsPort {
   private readonly knownNodes: Gauge;
   private readonly meshRevision: Gauge;
   private readonly watchLive: Gauge;
-  private readonly watchLag: Gauge;
-  private readonly watchStalls: Counter;
-  private readonly watchResumes: Counter;
-  private readonly watchCatchUps: Counter;
-  private readonly watchCatchingUp: Gauge;
-  private readonly watchEntries: Counter;
-  private readonly rangeWatchStalls: Counter<'watch'>;
-  private readonly rangeWatchResumes: Counter<'watch'>;
-  private readonly rangeWatchLag: Gauge<'watch'>;
-  private readonly rangeWatchCatchUps: Counter<'watch'>;
-  private readonly rangeWatchCatchingUp: Gauge<'watch'>;
-  private readonly rangeWatchEntries: Counter<'watch'>;
+  private readonly watchSeries: WatchSeries<never>;
+  private readonly rangeWatchSeries: WatchSeries<'watch'>;
   private readonly peerUp: Gauge<(typeof PEER)[number]>;
   private readonly handshakeAge: Gauge<(typeof PEER)[number]>;
   private readonly rxBytes: Counter<(typeof PEER)[number]>;
@@ -146,18 +128,8 @@ export class AgentMetrics implements AgentMetricsPort {
     this.knownNodes = gauge('crosslink_agent_known_nodes', 'Nodes in the verified mesh view.');
     this.meshRevision = gauge('crosslink_agent_mesh_revision', 'KV revision of the mesh snapshot the latest reconcile worked from.');
     this.watchLive = gauge('crosslink_agent_watch_live', '1 while the KV watch has delivered its full snapshot and follows changes, else 0.');
-    this.watchLag = gauge('crosslink_agent_watch_lag_revisions', 'Revisions the KV watch was behind the bucket at its latest progress check (every 15 s by default).');
-    this.watchStalls = counter('crosslink_agent_watch_stalls_total', 'Times the KV watch stalled (fell behind without an error) and was re-created.');
-    this.watchResumes = counter('crosslink_agent_watch_resumes_total', 'Sessions of the KV watch that resumed after the last applied revision (after a stall or a reconnect) instead of re-reading the bucket.');
-    this.watchCatchUps = counter('crosslink_agent_watch_catch_up_sessions_total', 'Sessions of the KV watch that followed the bucket by catch-up requests (no watch could be created in time).');
-    this.watchCatchingUp = gauge('crosslink_agent_watch_catching_up', '1 while the KV watch follows the bucket by catch-up requests (no push watch yet), else 0.');
-    this.watchEntries = counter('crosslink_agent_watch_entries_total', 'Entries the KV watch applied, every session (a full re-read shows as a jump).');
-    this.rangeWatchStalls = counter('crosslink_agent_range_watch_stalls_total', 'Times the service or enrollment watch stalled (fell behind without an error) and was resumed.', ['watch']);
-    this.rangeWatchResumes = counter('crosslink_agent_range_watch_resumes_total', 'Sessions of the service or enrollment watch that resumed after the last applied revision (after a stall or a reconnect) instead of re-reading the range.', ['watch']);
-    this.rangeWatchLag = gauge('crosslink_agent_range_watch_lag_revisions', 'Revisions the service or enrollment watch was behind the bucket at its latest progress check.', ['watch']);
-    this.rangeWatchCatchUps = counter('crosslink_agent_range_watch_catch_up_sessions_total', 'Sessions of the service or enrollment watch that followed the range by catch-up requests (no watch could be created in time).', ['watch']);
-    this.rangeWatchCatchingUp = gauge('crosslink_agent_range_watch_catching_up', '1 while the service or enrollment watch follows the range by catch-up requests (no push watch yet), else 0.', ['watch']);
-    this.rangeWatchEntries = counter('crosslink_agent_range_watch_entries_total', 'Entries the service or enrollment watch applied, every session (a full re-read shows as a jump).', ['watch']);
+    this.watchSeries = new WatchSeries(registers, 'crosslink_agent_watch', 'the KV watch', 'bucket', []);
+    this.rangeWatchSeries = new WatchSeries(registers, 'crosslink_agent_range_watch', 'the service or enrollment watch', 'range', ['watch']);
     this.peerUp = gauge('crosslink_agent_peer_up', '1 when the peer answers the agent\'s probes through the tunnel, 0 when down or not concluded yet.', PEER);
     this.handshakeAge = gauge('crosslink_agent_peer_handshake_age_seconds', 'Seconds since the latest WireGuard handshake with the peer (absent: none yet).', PEER);
     this.rxBytes = counter('crosslink_agent_peer_receive_bytes_total', 'Bytes received from the peer through WireGuard (resets when the interface is re-created).', PEER);
@@ -242,25 +214,10 @@ export class AgentMetrics implements AgentMetricsPort {
     this.relay.set(status.node.isRelay ? 1 : 0);
     this.knownNodes.set(status.controlPlane.knownNodes);
     this.watchLive.set(watch?.live === true ? 1 : 0);
-    this.watchLag.set(watch?.lagRevisions ?? 0);
-    // Mirrors of the watch's own totals: reset, then set (as the range watches' below).
-    for (const m of [this.watchStalls, this.watchResumes, this.watchCatchUps, this.watchEntries]) m.reset();
-    this.watchStalls.inc(watch?.stalls ?? 0);
-    this.watchResumes.inc(watch?.resumes ?? 0);
-    this.watchCatchUps.inc(watch?.catchUpSessions ?? 0);
-    this.watchCatchingUp.set(watch?.catchingUp === true ? 1 : 0);
-    this.watchEntries.inc(watch?.totalEntries ?? 0);
-    for (const m of [this.rangeWatchStalls, this.rangeWatchResumes, this.rangeWatchLag, this.rangeWatchCatchUps, this.rangeWatchCatchingUp, this.rangeWatchEntries]) m.reset();
-    for (const [name, s] of Object.entries(rangeWatches ?? {})) {
-      if (s === undefined) continue;
-      const l = { watch: name };
-      this.rangeWatchStalls.inc(l, s.stalls);
-      this.rangeWatchResumes.inc(l, s.resumes);
-      this.rangeWatchLag.set(l, s.lagRevisions);
-      this.rangeWatchCatchUps.inc(l, s.catchUpSessions);
-      this.rangeWatchCatchingUp.set(l, s.catchingUp ? 1 : 0);
-      this.rangeWatchEntries.inc(l, s.totalEntries);
-    }
+    this.watchSeries.reset();
+    if (watch) this.watchSeries.set({}, watch);
+    this.rangeWatchSeries.reset();
+    for (const [name, s] of Object.entries(rangeWatches ?? {})) if (s !== undefined) this.rangeWatchSeries.set({ watch: name }, s);
     // Counters that mirror a source's own totals: reset, then set to the source's value. A peer
     // that left disappears; a source that restarted from 0 reads as a counter reset, which
     // Prometheus' rate() handles.
