@@ -19,9 +19,7 @@ export interface ClockTimerOptions {
 export class ClockTimer {
   private armed: AbortController | undefined;
 
-  constructor(private readonly o: ClockTimerOptions) {
-    o.signal?.addEventListener('abort', () => this.cancel(), { once: true });
-  }
+  constructor(private readonly o: ClockTimerOptions) {}
 
   /** Armed and not yet fired or cancelled. */
   get pending(): boolean {
@@ -45,12 +43,20 @@ export class ClockTimer {
 
   private schedule(ms: number, repeat: boolean): void {
     this.cancel();
-    if (this.o.signal?.aborted) return;
+    const owner = this.o.signal;
+    if (owner?.aborted) return;
     const arming = new AbortController();
     this.armed = arming;
+    // The owner's signal is listened to only while armed: a short-lived timer of a long-lived owner
+    // (a probe's expiry, one per probe) must not leave a listener on the owner's signal behind.
+    const ownerStopped = (): void => {
+      if (this.armed === arming) this.cancel();
+    };
+    owner?.addEventListener('abort', ownerStopped, { once: true });
     this.o.clock
       .sleep(ms, arming.signal)
       .then(async () => {
+        owner?.removeEventListener('abort', ownerStopped);
         if (arming.signal.aborted) return;
         if (repeat) this.schedule(ms, true);
         else this.armed = undefined;

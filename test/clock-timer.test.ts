@@ -2,6 +2,7 @@
 // the deadline back, a cancelled (or owner-stopped) timer never fires, a periodic one fires every
 // period until cancelled, and what the callback throws reaches onError. A timer's firing follows its sleep in the same run of microtasks, so one macrotask
 // turn (setImmediate) is enough to see that it did not fire.
+import { getEventListeners } from 'node:events';
 import test from 'ava';
 import { ClockTimer } from '../lib/clock-timer.ts';
 import { ManualClock } from './helpers/manual-clock.ts';
@@ -111,4 +112,35 @@ test('every(): fires at each period of clock time, not between, until cancelled;
   await turn();
   t.is(x.fired(), 3);
   t.is(x.clock.sleepers, 0);
+});
+
+test('the owner signal is listened to only while armed: timers that fire or are cancelled leave no listener on it', async (t) => {
+  // As the prober does: one short-lived expiry timer per probe, all under the prober's long-lived signal.
+  const owner = new AbortController();
+  const clock = new ManualClock(T0);
+  const listeners = (): number => getEventListeners(owner.signal, 'abort').length;
+  let fired = 0;
+  const expiry = (): ClockTimer => new ClockTimer({ clock, fire: () => fired++, onError: () => undefined, signal: owner.signal });
+  for (let i = 0; i < 50; i++) {
+    expiry().arm(10);
+    clock.advance(10);
+    await turn();
+  }
+  t.is(fired, 50);
+  for (let i = 0; i < 50; i++) {
+    const e = expiry();
+    e.arm(10);
+    e.cancel();
+  }
+  await turn();
+  t.is(listeners(), 0, 'no listener left by 100 timers that fired or were cancelled');
+  const last = expiry();
+  last.arm(10);
+  t.is(listeners(), 1, 'one while armed');
+  owner.abort();
+  await turn();
+  t.false(last.pending, 'the owner stopping cancels it');
+  clock.advance(10);
+  await turn();
+  t.is(fired, 50, 'and it never fires');
 });
