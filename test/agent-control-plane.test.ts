@@ -341,8 +341,9 @@ test('MAC heartbeats after registering; a coordinator refusing them (`invalid`, 
   for (let i = 0; i < 10; i++) await nextBeat();
   t.is(beats.length, before + 12, 'one heartbeat per interval: no storm');
   t.deepEqual(beats.slice(before).map((b) => b.form), ['mac', ...Array<string>(11).fill('signed')], 'signed from the refusal on');
+  // The fake coordinator has seen the last heartbeat; its answer reaches the agent a moment later.
+  await waitFor(() => f.cp.state().lastHeartbeatAt === clock.now(), { timeoutMs: 5000, intervalMs: 5, what: 'the last signed heartbeat answered ok' });
   t.is(f.cp.state().lastError, null, 'the signed heartbeats are answered ok: the node stays alive');
-  t.is(f.cp.state().lastHeartbeatAt, clock.now());
   t.deepEqual(f.cp.state().heartbeat, { form: 'signed', coordinatorKey: null, fallback: { code: 'invalid', message: 'not a signed envelope: sig: Required' } }, 'the status says signed, and the refusal why');
   t.like(AgentStatus.shape.controlPlane.parse({ ...f.cp.state(), knownNodes: 0 }), { heartbeat: { form: 'signed' } }, 'what the status document carries');
 
@@ -375,6 +376,9 @@ test('during a coordinator key rotation the MAC key is agreed with the key of th
   f.cp.start();
   await waitFor(() => f.cp.state().registered, { timeoutMs: 5000, what: 'registered' });
   await beatByBeat(clock, () => beats.length)();
+  // Answered (a refused MAC would have been followed by a signed resend before this).
+  await waitFor(() => f.cp.state().lastHeartbeatAt === clock.now(), { timeoutMs: 5000, intervalMs: 5, what: 'the heartbeat answered' });
   t.deepEqual(beats, [{ coordinatorKey: f.coordinator.publicKey, form: 'mac' }]);
   t.is(f.cp.state().lastError, null, 'the MAC verified with the coordinator\'s K');
+  t.like(f.cp.state().heartbeat, { form: 'mac', coordinatorKey: f.coordinator.publicKey, fallback: null });
 });
