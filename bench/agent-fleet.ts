@@ -11,7 +11,7 @@ import { onConnectionStatus } from '../lib/nats-status.ts';
 import { errorMessage } from '../lib/errors.ts';
 import { mapLimit } from '../lib/pool.ts';
 import { HeardAgainTracker } from './heard-again.ts';
-import { agreeHeartbeatMac, benchHeartbeatForm, fallBackFromMac, heartbeatMacOf, simulatedAgent, rpc, signedRegistration, type SimulatedAgent } from './simulated-agent.ts';
+import { benchHeartbeatForm, simulatedAgent, rpc, signedRegistration, type SimulatedAgent } from './simulated-agent.ts';
 import { heartbeatBody } from '../protocol/heartbeat-mac.ts';
 import type { JoinCredential } from '../protocol/join-credential.ts';
 import { HeartbeatReply, RegisterReply, type Heartbeat } from '../protocol/messages.ts';
@@ -143,7 +143,7 @@ export class AgentFleet {
     const reply = await rpc(this.nc, this.subjects.register, body, RegisterReply, this.timeoutMs);
     if (reply.epoch !== undefined) agent.epoch = reply.epoch;
     // K is agreed here, before any measured heartbeat window (once per agent and coordinator key).
-    if (reply.ok) agreeHeartbeatMac(agent, this.macWith);
+    if (reply.ok) agent.heartbeatMac.registered(this.macWith);
     return { reply, ms: performance.now() - t0 };
   }
 
@@ -238,7 +238,7 @@ export class AgentFleet {
 
   /** How many agents send MAC'd and how many signed heartbeats now. */
   heartbeatForms(): { mac: number; signed: number } {
-    const mac = this.agents.filter((a) => heartbeatMacOf(a) !== undefined).length;
+    const mac = this.agents.filter((a) => a.heartbeatMac.current !== undefined).length;
     return { mac, signed: this.agents.length - mac };
   }
 
@@ -260,7 +260,7 @@ export class AgentFleet {
     // The epoch the agent learned (SimulatedAgent.epoch, protocol/coordinator-epoch.ts): signed into its heartbeats, like the agent.
     const epoch = agent.epoch;
     const hb: Heartbeat = { v: 1, name: agent.name, identityKey: agent.identity.publicKey, generation: 0, sentAt: agent.nextSentAt(), ...(epoch === undefined ? {} : { epoch }) };
-    const mac = heartbeatMacOf(agent);
+    const mac = agent.heartbeatMac.current;
     const body = heartbeatBody(hb, agent.identity, mac);
     c.sent++;
     const t0 = performance.now();
@@ -287,7 +287,7 @@ export class AgentFleet {
       this.failures.delete(agent.name);
       return;
     }
-    if (resends < MAX_IMMEDIATE_RESENDS && fallBackFromMac(agent, mac, reply.error)) {
+    if (resends < MAX_IMMEDIATE_RESENDS && agent.heartbeatMac.refused(mac, reply.error)) {
       // Like the agent: a coordinator that refuses MAC heartbeats gets signed ones from now on, the first at once.
       c.macRefused++;
       await this.heartbeat(agent, resends + 1);

@@ -3,10 +3,10 @@
 // agent (test/helpers/fake-agent.ts) builds on them.
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { z } from 'zod';
-import { DeregisterReply, HeartbeatReply, RegisterReply, type Deregister, type ErrorBody, type Heartbeat, type RegistrationRequest } from '../protocol/messages.ts';
+import { DeregisterReply, HeartbeatReply, RegisterReply, type Deregister, type Heartbeat, type RegistrationRequest } from '../protocol/messages.ts';
 import { subjects } from '../protocol/subjects.ts';
 import { generateSigningKeyPair, generateWireguardKeyPair, signEnvelope, type SigningKeyPair, type WireguardKeyPair } from '../protocol/signing.ts';
-import { heartbeatBody, macRefused, nodeHeartbeatMacKey, type HeartbeatMac } from '../protocol/heartbeat-mac.ts';
+import { HeartbeatMacSession, heartbeatBody, type HeartbeatMac } from '../protocol/heartbeat-mac.ts';
 import { joinSign, type JoinCredential } from '../protocol/join-credential.ts';
 
 export interface SimulatedAgent {
@@ -24,10 +24,8 @@ export interface SimulatedAgent {
    * its heartbeats as the real agent does (agent/control/control-plane.ts); unset until a reply carried one.
    */
   epoch?: string | undefined;
-  /** The heartbeat MAC key agreed with the coordinator key (protocol/heartbeat-mac.ts), kept across registrations. */
-  agreedMac?: HeartbeatMac | undefined;
-  /** Heartbeats go MAC'd: from a registration (agreeHeartbeatMac) until a MAC heartbeat is refused, as the agent's. */
-  macActive?: boolean | undefined;
+  /** Its heartbeat MACs across registrations, kept as the agent keeps them (protocol/heartbeat-mac.ts). */
+  readonly heartbeatMac: HeartbeatMacSession;
 }
 
 /**
@@ -38,33 +36,6 @@ export function benchHeartbeatForm(): 'mac' | 'signed' {
   return process.env['XL_BENCH_HEARTBEAT_FORM'] === 'signed' ? 'signed' : 'mac';
 }
 
-/**
- * After a registration answered ok, as the agent does (agent/control/control-plane.ts): MAC heartbeats
- * with K agreed with `coordinatorKey`, once per key; undefined: signed heartbeats.
- */
-export function agreeHeartbeatMac(agent: SimulatedAgent, coordinatorKey: string | undefined): void {
-  if (coordinatorKey === undefined) {
-    agent.macActive = false;
-    return;
-  }
-  if (agent.agreedMac?.coordinatorKey !== coordinatorKey) agent.agreedMac = { coordinatorKey, key: nodeHeartbeatMacKey(agent.identity, coordinatorKey) };
-  agent.macActive = true;
-}
-
-/** The MAC key the agent's next heartbeat is made with (undefined: signed). */
-export function heartbeatMacOf(agent: SimulatedAgent): HeartbeatMac | undefined {
-  return agent.macActive === true ? agent.agreedMac : undefined;
-}
-
-/**
- * A heartbeat made with `mac` was refused with `error`: true when the agent falls back to signed
- * heartbeats (until its next registration) and sends one at once, as the agent does (macRefused).
- */
-export function fallBackFromMac(agent: SimulatedAgent, mac: HeartbeatMac | undefined, error: ErrorBody): boolean {
-  if (mac === undefined || !macRefused(error)) return false;
-  agent.macActive = false;
-  return true;
-}
 
 export async function simulatedAgent(name: string, base: Partial<RegistrationRequest> = {}): Promise<SimulatedAgent> {
   const identity = await generateSigningKeyPair();
@@ -76,6 +47,7 @@ export async function simulatedAgent(name: string, base: Partial<RegistrationReq
     identity,
     wireguard,
     nextSentAt,
+    heartbeatMac: new HeartbeatMacSession(identity),
     request: (overrides = {}) => ({
       v: 1,
       name,
@@ -152,13 +124,13 @@ export function agentClient(nc: NatsConnection, prefix?: string, options: AgentC
     registrationBody,
     register: async (agent, overrides) => {
       const reply = learn(agent, await rpc(nc, s.register, await registrationBody(agent, overrides), RegisterReply, timeoutMs));
-      if (reply.ok) agreeHeartbeatMac(agent, o.heartbeatMac);
+      if (reply.ok) agent.heartbeatMac.registered(o.heartbeatMac);
       return reply;
     },
     heartbeat: async (agent, overrides = {}) => {
       const send = async (): Promise<{ reply: HeartbeatReply; mac: HeartbeatMac | undefined }> => {
         const hb: Heartbeat = { v: 1, name: agent.name, identityKey: agent.identity.publicKey, generation: 0, sentAt: agent.nextSentAt(), ...(agent.epoch === undefined ? {} : { epoch: agent.epoch }), ...overrides };
-        const mac = heartbeatMacOf(agent);
+        const mac = agent.heartbeatMac.current;
         return { reply: learn(agent, await rpc(nc, s.heartbeat, heartbeatBody(hb, agent.identity, mac), HeartbeatReply, timeoutMs)), mac };
       };
       // Sent again at once, as the agent does: once after a MAC refusal (signed from then on), once
@@ -170,7 +142,7 @@ export function agentClient(nc: NatsConnection, prefix?: string, options: AgentC
         // A new leader (stale-epoch), or none learned yet (epoch-required): the reply names the current
         // epoch, and the agent signs it at once, as the real one does; not when the test pinned the epoch.
         const newEpoch = !epochResent && (error.code === 'stale-epoch' || error.code === 'epoch-required') && sent.reply.epoch !== undefined && !('epoch' in overrides);
-        if (!fallBackFromMac(agent, sent.mac, error) && !newEpoch) break;
+        if (!agent.heartbeatMac.refused(sent.mac, error) && !newEpoch) break;
         if (newEpoch) epochResent = true;
         sent = await send();
       }

@@ -13,6 +13,7 @@
 import { createHash, createHmac, hkdfSync, timingSafeEqual } from 'node:crypto';
 import { CrosslinkError } from '../lib/errors.ts';
 import type { ErrorBody, Heartbeat, MacEnvelope } from './messages.ts';
+import type { HeartbeatAuth } from './status.ts';
 import { signEnvelopeNow, x25519SharedSecret, type SigningKeyPair } from './signing.ts';
 
 export class HeartbeatMacError extends CrosslinkError {
@@ -141,6 +142,49 @@ export function heartbeatBody(heartbeat: Heartbeat, identity: SigningKeyPair, ma
  */
 export function macRefused(error: ErrorBody): boolean {
   return error.revoked !== true && (error.code === 'invalid' || error.code === 'unauthorized');
+}
+
+/**
+ * An agent's side of heartbeat MACs across registrations — the real agent's control plane and the
+ * bench's simulated agents keep the same state: K agreed once per coordinator key at a registration
+ * (the key that verified the reply's record); a MAC heartbeat refused `invalid`/`unauthorized`
+ * (macRefused) means signed heartbeats until the next registration.
+ */
+export class HeartbeatMacSession {
+  private agreed: HeartbeatMac | undefined;
+  private refusal: HeartbeatAuth['fallback'] = null;
+
+  constructor(private readonly identity: SigningKeyPair) {}
+
+  /**
+   * A registration was answered, its record signed by `coordinatorKey` (undefined: sign heartbeats):
+   * MACs from now on, a fallback ended. Throws HeartbeatMacError when no K can be agreed with that
+   * key (heartbeats are then signed).
+   */
+  registered(coordinatorKey: string | undefined): void {
+    this.refusal = null;
+    if (this.agreed?.coordinatorKey === coordinatorKey) return;
+    this.agreed = undefined;
+    if (coordinatorKey !== undefined) this.agreed = { coordinatorKey, key: nodeHeartbeatMacKey(this.identity, coordinatorKey) };
+  }
+
+  /** What the next heartbeat is MAC'd with; undefined: it is signed. */
+  get current(): HeartbeatMac | undefined {
+    return this.refusal === null ? this.agreed : undefined;
+  }
+
+  /** A heartbeat made with `mac` was refused with `error`: true when that ends MACs until the next registration (send a signed one at once). */
+  refused(mac: HeartbeatMac | undefined, error: ErrorBody): boolean {
+    if (mac === undefined || !macRefused(error)) return false;
+    this.refusal = { code: error.code, message: error.message };
+    return true;
+  }
+
+  /** How heartbeats are authenticated now, for the agent's status. */
+  auth(): HeartbeatAuth {
+    const mac = this.current;
+    return mac !== undefined ? { form: 'mac', coordinatorKey: mac.coordinatorKey, fallback: null } : { form: 'signed', coordinatorKey: null, fallback: this.refusal };
+  }
 }
 
 /**

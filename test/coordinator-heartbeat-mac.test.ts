@@ -150,7 +150,7 @@ test('a revoked node\'s MAC heartbeat is refused as revoked (and the client does
   t.like(error, { code: 'unauthorized', revoked: true });
   t.regex(error.message, /revoked/);
   t.like(await client.heartbeat(a), { ok: false, error: { code: 'unauthorized', revoked: true } });
-  t.true(a.macActive, 'still MAC heartbeats: a revocation is no reason to fall back to signing');
+  t.not(a.heartbeatMac.current, undefined, 'still MAC heartbeats: a revocation is no reason to fall back to signing');
 });
 
 test('a node whose MAC key was agreed with a previous coordinator key is refused once naming both keys, then heartbeats signed (as the agent does)', async (t) => {
@@ -166,13 +166,13 @@ test('a node whose MAC key was agreed with a previous coordinator key is refused
   t.like(refused.error, { code: 'unauthorized', field: 'coordinatorKey' });
   t.true(refused.error.message.includes(previous.publicKey) && refused.error.message.includes(env.key.publicKey));
   t.like(await client.heartbeat(a), { ok: true }, 'refused, then sent signed at once');
-  t.false(a.macActive, 'signed until the next registration');
+  t.is(a.heartbeatMac.current, undefined, 'signed until the next registration');
   t.like(await client.heartbeat(a), { ok: true });
   t.true((await macClient(env).register(a)).ok);
-  t.true(a.macActive, 'registered again: MACs with the current key');
-  t.is(a.agreedMac?.coordinatorKey, env.key.publicKey);
+  t.not(a.heartbeatMac.current, undefined, 'registered again: MACs with the current key');
+  t.is(a.heartbeatMac.current?.coordinatorKey, env.key.publicKey);
   t.like(await client.heartbeat(a), { ok: true });
-  t.true(a.macActive, 'the MAC heartbeat was taken: no fallback');
+  t.not(a.heartbeatMac.current, undefined, 'the MAC heartbeat was taken: no fallback');
 });
 
 test('metrics: heartbeats counted by form — mac and signed each as sent, forgeries in neither; promtool accepts the scrape', async (t) => {

@@ -19,7 +19,7 @@ import {
   type ErrorBody,
 } from '../../protocol/messages.ts';
 import { signEnvelope, verifyEnvelopeWithKey, type SigningKeyPair } from '../../protocol/signing.ts';
-import { heartbeatBody, macRefused, nodeHeartbeatMacKey, type HeartbeatMac } from '../../protocol/heartbeat-mac.ts';
+import { HeartbeatMacSession, heartbeatBody } from '../../protocol/heartbeat-mac.ts';
 import { joinSign, type JoinCredential } from '../../protocol/join-credential.ts';
 import { subjects } from '../../protocol/subjects.ts';
 import type { NodeIdentity } from '../plan/model.ts';
@@ -117,13 +117,8 @@ export class ControlPlane {
   private epoch: string | undefined;
   /** The epoch of the last heartbeat answered ok: a leader-up of that epoch has heard us already. */
   private heardEpoch: string | undefined;
-  /**
-   * The heartbeat MAC key (protocol/heartbeat-mac.ts), agreed with the coordinator key that verified
-   * our last registration reply; undefined: heartbeats are signed.
-   */
-  private heartbeatMac: HeartbeatMac | undefined;
-  /** A MAC heartbeat was refused (an older coordinator, a rotated key), with the refusal: signed ones until the next registration. */
-  private macFallback: HeartbeatAuth['fallback'] = null;
+  /** Heartbeat MACs (protocol/heartbeat-mac.ts): K agreed with the key that verified our last registration reply; signed after a refusal until the next. */
+  private readonly heartbeatMac: HeartbeatMacSession;
   private foreignGeneration = -1;
   private heartbeatDue = 0;
   private registerReason = 'start';
@@ -140,6 +135,7 @@ export class ControlPlane {
     this.subjects = subjects(o.subjectPrefix);
     this.throttle = new RateLimitedLog(o.logger, o.clock);
     this.wireguardPublicKey = o.wireguardPublicKey;
+    this.heartbeatMac = new HeartbeatMacSession(o.identityKey);
   }
 
   /**
@@ -192,14 +188,8 @@ export class ControlPlane {
       heartbeatIntervalMs: this.heartbeatIntervalMs,
       nodeTtlMs: this.nodeTtlMs,
       revoked: this.revoked,
-      heartbeat: this.heartbeatAuth(),
+      heartbeat: this.heartbeatMac.auth(),
     };
-  }
-
-  /** The form the next heartbeat goes in (heartbeatOnce) and, signed after a refusal, why. */
-  private heartbeatAuth(): HeartbeatAuth {
-    if (this.macFallback === null && this.heartbeatMac !== undefined) return { form: 'mac', coordinatorKey: this.heartbeatMac.coordinatorKey, fallback: null };
-    return { form: 'signed', coordinatorKey: null, fallback: this.macFallback };
   }
 
   /** An operator revoked us: stop registering and heartbeating (until restarted after `unrevoke`). */
@@ -486,12 +476,9 @@ export class ControlPlane {
    * agreed once per coordinator key (our identity key is fixed), and a registration ends a fallback.
    */
   private agreeHeartbeatMac(coordinatorKey: string): void {
-    this.macFallback = null;
-    if (this.heartbeatMac?.coordinatorKey === coordinatorKey) return;
     try {
-      this.heartbeatMac = { coordinatorKey, key: nodeHeartbeatMacKey(this.o.identityKey, coordinatorKey) };
+      this.heartbeatMac.registered(coordinatorKey);
     } catch (err) {
-      this.heartbeatMac = undefined;
       this.o.logger.warn({ err: errorMessage(err), coordinatorKey }, 'no heartbeat MAC key can be agreed with the coordinator key; heartbeats are signed');
     }
   }
@@ -511,7 +498,7 @@ export class ControlPlane {
       return 'answered';
     }
     let raw: unknown;
-    const mac = this.macFallback !== null ? undefined : this.heartbeatMac;
+    const mac = this.heartbeatMac.current;
     try {
       const hb = Heartbeat.parse({
         v: 1,
@@ -547,10 +534,9 @@ export class ControlPlane {
       this.markRevoked(reply.data.error);
       return 'answered';
     }
-    if (mac !== undefined && macRefused(reply.data.error)) {
+    if (this.heartbeatMac.refused(mac, reply.data.error)) {
       // A coordinator older than MAC heartbeats (`invalid`), or one whose key is not the one our MAC
       // was made for (`unauthorized`): signed heartbeats until the next registration, the first at once.
-      this.macFallback = { code, message };
       this.throttle.warn('heartbeat-mac-refused', { code, field: reply.data.error.field, err: message }, 'heartbeat MAC refused by the coordinator; sending signed heartbeats until the next registration');
       return 'resend';
     }
