@@ -3,16 +3,13 @@
 // sessions, catching-up, entries applied. One definition for both families (crosslink_agent_watch_*
 // unlabelled, crosslink_agent_range_watch_*{watch}), set from the figures pushed at scrape time.
 import { Counter, Gauge, type Registry } from 'prom-client';
+import type { RangeResumeStats } from '../control/range-resume.ts';
 
-/** What each watch counts (its own totals since it started; a restarted agent reads as a counter reset). */
-export interface WatchProgress {
-  readonly stalls: number;
-  readonly resumes: number;
-  readonly lagRevisions: number;
-  readonly catchUpSessions: number;
-  readonly catchingUp: boolean;
-  readonly totalEntries: number;
-}
+/**
+ * What each watch counts (its own totals since it started; a restarted agent reads as a counter
+ * reset): RangeResumeStats, which MeshWatch's stats also carry.
+ */
+export type WatchProgress = RangeResumeStats;
 
 export class WatchSeries<L extends string> {
   private readonly stalls: Counter<L>;
