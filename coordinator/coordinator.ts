@@ -319,7 +319,6 @@ export class Coordinator {
       reply(opened);
       return;
     }
-    this.deps.metrics?.heartbeatForm(opened.form);
     const hb = opened.value;
     if (hb.epoch !== undefined) answerEpoch = epoch;
     const skew = checkSentAt(hb.sentAt, now, this.deps.config.maxClockSkewMs);
@@ -344,6 +343,8 @@ export class Coordinator {
       reply({ ok: false, error: staleRefusal(hb.sentAt, mark ?? hb.sentAt) });
       return;
     }
+    // Counted once it is fresh (skew, epoch, replay mark): a replayed capture is no heartbeat of its form.
+    this.deps.metrics?.heartbeatForm(opened.form);
     if (!registry && epoch !== undefined) {
       // Leader, still loading the bucket (a takeover or restart): say so at once, so the agent
       // retries within seconds instead of waiting out its request timeout.

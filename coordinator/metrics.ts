@@ -17,7 +17,7 @@ export interface CoordinatorMetricsHooks {
   registration(result: string): void;
   /** 'follower' for heartbeats a follower only records (it does not answer). */
   heartbeat(result: string): void;
-  /** A heartbeat whose MAC or signature held (whatever the later checks say), by form. */
+  /** A fresh heartbeat (MAC or signature held, within the skew, of the current epoch, past the replay mark), by form. */
   heartbeatForm(form: HeartbeatForm): void;
   nodeRemoved(reason: RemovalReason): void;
 }
@@ -65,7 +65,7 @@ export class CoordinatorMetrics implements CoordinatorMetricsHooks {
     const registers = [this.registry];
     this.registrations = new Counter({ name: 'crosslink_coordinator_registrations_total', help: 'Registration requests answered, by result (ok or the error code).', labelNames: ['result'], registers });
     this.heartbeats = new Counter({ name: 'crosslink_coordinator_heartbeats_total', help: 'Heartbeats received, by result (ok, the error code, or follower: recorded but not answered).', labelNames: ['result'], registers });
-    this.heartbeatForms = new Counter({ name: 'crosslink_coordinator_heartbeat_forms_total', help: 'Heartbeats whose MAC or signature held, by form (mac: HMAC with the agreed key; signed: Ed25519, an agent that fell back or predates MACs).', labelNames: ['form'], registers });
+    this.heartbeatForms = new Counter({ name: 'crosslink_coordinator_heartbeat_forms_total', help: 'Fresh heartbeats by form (mac: HMAC with the agreed key; signed: Ed25519, an agent that fell back or predates MACs): their MAC or signature held, sentAt within the clock skew, the current epoch, past the node\'s replay mark; counted before the registry\'s answer (which may still refuse, e.g. unknown-node). Forgeries and replays count in neither.', labelNames: ['form'], registers });
     this.removals = new Counter({ name: 'crosslink_coordinator_node_removals_total', help: 'Node records removed, by reason (expired: TTL without heartbeats; deregistered; revoked; unenrolled).', labelNames: ['reason'], registers });
     this.leader = new Gauge({ name: 'crosslink_coordinator_leader', help: '1 while this replica holds the leader lease and serves registrations, else 0.', registers });
     this.natsConnected = new Gauge({ name: 'crosslink_coordinator_nats_connected', help: '1 while the NATS connection is up, else 0.', registers });

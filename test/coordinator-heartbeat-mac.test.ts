@@ -2,7 +2,8 @@
 // 127.0.0.1: answered ok and recorded as the node's sign of life; forged ones (another node's K, a
 // flipped byte, a MAC for another coordinator key) refused naming the field and recorded by neither
 // the leader nor a follower; a replayed one refused by the replay marks; a revoked node's refused
-// as revoked; /metrics counts the heartbeats by form (mac, signed), forgeries in neither.
+// as revoked; /metrics counts the fresh heartbeats by form (mac, signed), forgeries and replays in
+// neither.
 import test, { type ExecutionContext } from 'ava';
 import { connect } from '@nats-io/transport-node';
 import { parseCoordinatorConfig } from '../coordinator/config.ts';
@@ -51,6 +52,12 @@ async function forgeries(env: CoordinatorEnv, a: FakeAgent, b: FakeAgent): Promi
     { what: 'a flipped MAC byte', body: JSON.stringify({ ...valid, mac: flipped.toString('base64') }), field: 'mac' },
     { what: 'a MAC for another coordinator key', body: heartbeatBody(hbOf(b), b.identity, macOf(b, rotated.publicKey)), field: 'coordinatorKey' },
   ];
+}
+
+/** One series' value in a scrape, e.g. `crosslink_coordinator_heartbeat_forms_total{form="mac"}` (undefined: none). */
+async function seriesValue(metrics: CoordinatorMetrics, series: string): Promise<number | undefined> {
+  const line = (await metrics.render()).body.split('\n').find((l) => l.startsWith(`${series} `));
+  return line === undefined ? undefined : Number(line.split(' ')[1]);
 }
 
 /** A leader on a manual clock (skew allowance 1 h) and two agents registered through a MAC-heartbeating client. */
@@ -175,18 +182,14 @@ test('a node whose MAC key was agreed with a previous coordinator key is refused
   t.not(a.heartbeatMac.current, undefined, 'the MAC heartbeat was taken: no fallback');
 });
 
-test('metrics: heartbeats counted by form — mac and signed each as sent, forgeries in neither; promtool accepts the scrape', async (t) => {
+test('metrics: fresh heartbeats counted by form — mac and signed each as sent; forgeries, replays and stale ones in neither; promtool accepts the scrape', async (t) => {
   const metrics = new CoordinatorMetrics({ processMetrics: false });
   t.teardown(() => metrics.stop());
-  const { env, s, a, b } = await leaderWithTwo(t, 'xlhbform', metrics);
-  const forms = async (): Promise<{ mac: number | undefined; signed: number | undefined }> => {
-    const body = (await metrics.render()).body;
-    const value = (form: string): number | undefined => {
-      const line = body.split('\n').find((l) => l.startsWith(`crosslink_coordinator_heartbeat_forms_total{form="${form}"} `));
-      return line === undefined ? undefined : Number(line.split(' ')[1]);
-    };
-    return { mac: value('mac'), signed: value('signed') };
-  };
+  const { clock, env, s, a, b } = await leaderWithTwo(t, 'xlhbform', metrics);
+  const forms = async (): Promise<{ mac: number | undefined; signed: number | undefined }> => ({
+    mac: await seriesValue(metrics, 'crosslink_coordinator_heartbeat_forms_total{form="mac"}'),
+    signed: await seriesValue(metrics, 'crosslink_coordinator_heartbeat_forms_total{form="signed"}'),
+  });
   const before = await forms();
   t.deepEqual(before, { mac: 0, signed: 0 }, 'both series from the start');
 
@@ -194,6 +197,21 @@ test('metrics: heartbeats counted by form — mac and signed each as sent, forge
   for (let i = 0; i < 2; i++) t.like(await rpc(env.nc, s.heartbeat, heartbeatBody(hbOf(b), b.identity, undefined), HeartbeatReply), { ok: true });
   for (const f of await forgeries(env, a, b)) t.like(await rpc(env.nc, s.heartbeat, f.body, HeartbeatReply), { ok: false }, f.what);
   t.deepEqual(await forms(), { mac: 3, signed: 2 });
+
+  // Authentic but not fresh: a captured MAC heartbeat and a captured signed one replayed, and a MAC
+  // heartbeat from outside the clock-skew window. Their MAC or signature holds; they are refused and
+  // are no heartbeat of their form.
+  const captured = heartbeatBody(hbOf(a), a.identity, macOf(a, env.key.publicKey));
+  const capturedSigned = heartbeatBody(hbOf(b), b.identity, undefined);
+  t.like(await rpc(env.nc, s.heartbeat, captured, HeartbeatReply), { ok: true });
+  t.like(await rpc(env.nc, s.heartbeat, capturedSigned, HeartbeatReply), { ok: true });
+  t.deepEqual(await forms(), { mac: 4, signed: 3 });
+  clock.advance(1000);
+  t.like(await rpc(env.nc, s.heartbeat, captured, HeartbeatReply), { ok: false, error: { code: 'stale', field: 'sentAt' } }, 'the MAC heartbeat replayed');
+  t.like(await rpc(env.nc, s.heartbeat, capturedSigned, HeartbeatReply), { ok: false, error: { code: 'stale', field: 'sentAt' } }, 'the signed heartbeat replayed');
+  const early = heartbeatBody(hbOf(a, { sentAt: clock.now() - 2 * 3_600_000 }), a.identity, macOf(a, env.key.publicKey));
+  t.like(await rpc(env.nc, s.heartbeat, early, HeartbeatReply), { ok: false, error: { code: 'stale', field: 'sentAt' } }, 'outside the skew window');
+  t.deepEqual(await forms(), { mac: 4, signed: 3 }, 'the replays and the stale heartbeat moved neither form');
   const lint = await checkMetrics((await metrics.render()).body);
   t.is(lint.code, 0, lint.output);
   t.is(lint.output.trim(), '', 'no lint findings');
