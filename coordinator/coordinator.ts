@@ -12,7 +12,7 @@ import { Heartbeat, type HeartbeatReply } from '../protocol/messages.ts';
 import type { SigningKeyPair } from '../protocol/signing.ts';
 import { subjects } from '../protocol/subjects.ts';
 import { checkSentAt, openHeartbeat } from '../protocol/validate-registration.ts';
-import { HeartbeatMacKeys } from '../protocol/heartbeat-mac.ts';
+import { HeartbeatMacKeys, type HeartbeatMacKeysOptions } from '../protocol/heartbeat-mac.ts';
 import { heartbeatIntervalMs, type CoordinatorConfig } from './config.ts';
 import { LeaderLease } from './lease.ts';
 import type { CoordinatorMetricsHooks, CoordinatorSnapshot } from './metrics.ts';
@@ -49,6 +49,8 @@ export interface CoordinatorDeps {
   readonly eventSchedule?: Schedule;
   /** The bucket as this coordinator uses it (tests: fault injection, e.g. lease writes that hang); default as opened. */
   readonly wrapBucket?: (kv: KV) => KV;
+  /** Bounds of the heartbeat MAC key tables (protocol/heartbeat-mac.ts HeartbeatMacKeys); default 20,000 nodes' keys, 1,024 others. */
+  readonly macKeyBounds?: Pick<HeartbeatMacKeysOptions, 'max' | 'unknownMax'>;
 }
 
 /** The heartbeat answer of a leader whose registry is not loaded yet. */
@@ -107,7 +109,11 @@ export class Coordinator {
     this.logger = deps.logger;
     this.startedAt = deps.clock.now();
     this.heartbeatMarks = new HeartbeatMarks(deps.config.maxClockSkewMs);
-    this.macKeys = new HeartbeatMacKeys(deps.signingKey);
+    this.macKeys = new HeartbeatMacKeys(deps.signingKey, {
+      ...deps.macKeyBounds,
+      knows: (name, identityKey) => this.identityKeyOf(name) === identityKey,
+      onAgreed: (kind) => deps.metrics?.heartbeatMacAgreement(kind),
+    });
     this.lease = new LeaderLease(store.kv, {
       seal: leaseSeal(deps.signingKey, deps.config.previousPublicKeys),
       holder: deps.holderId ?? defaultHolderId(),
@@ -188,6 +194,16 @@ export class Coordinator {
   /** When this replica last took a sign of life of `name` (a registration or a verified heartbeat; leader and followers alike). */
   lastHeardAt(name: string): number | undefined {
     return this.liveness.lastSeenAt(name);
+  }
+
+  /**
+   * The identity key of node `name` as far as this replica knows: the leader's registry, else (a
+   * follower, or a leader still loading) its warm copy of the bucket. One lookup; what keeps a
+   * node's heartbeat MAC key against a flood of made-up keys (protocol/heartbeat-mac.ts).
+   */
+  identityKeyOf(name: string): string | undefined {
+    const registry = this.term?.registry;
+    return registry ? registry.liveNode(name)?.identityKey : this.warm?.identityKeyOf(name);
   }
 
   /** What GET /metrics reports beyond the counters: leader, NATS, live nodes, the bucket's revision (one stream info request, bounded). */

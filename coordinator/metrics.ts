@@ -8,6 +8,7 @@ import { Counter, Gauge, type Registry } from 'prom-client';
 import { newRegistry, scrape, type MetricsScrape } from '../lib/metrics.ts';
 import type { EventLoopDelaySampler } from '../lib/event-loop-delay.ts';
 import type { HeartbeatForm } from '../protocol/validate-registration.ts';
+import type { MacKeyKind } from '../protocol/heartbeat-mac.ts';
 
 /** Why a node record was removed (coordinator/registry.ts). */
 export type RemovalReason = 'expired' | 'deregistered' | 'revoked' | 'unenrolled';
@@ -19,6 +20,8 @@ export interface CoordinatorMetricsHooks {
   heartbeat(result: string): void;
   /** A fresh heartbeat (MAC or signature held, within the skew, of the current epoch, past the replay mark), by form. */
   heartbeatForm(form: HeartbeatForm): void;
+  /** A heartbeat MAC key agreed (~0.1–0.2 ms), for a node's identity key or one this replica does not know. */
+  heartbeatMacAgreement(kind: MacKeyKind): void;
   nodeRemoved(reason: RemovalReason): void;
 }
 
@@ -42,6 +45,7 @@ export interface CoordinatorMetricsOptions {
 const RESULTS = ['ok', 'invalid', 'conflict', 'unauthorized', 'unavailable', 'internal', 'unknown-node', 'stale', 'rate-limited', 'stale-epoch', 'epoch-required'] as const;
 const REASONS: readonly RemovalReason[] = ['expired', 'deregistered', 'revoked', 'unenrolled'];
 const FORMS: readonly HeartbeatForm[] = ['mac', 'signed'];
+const KEY_KINDS: readonly MacKeyKind[] = ['node', 'unknown'];
 
 export class CoordinatorMetrics implements CoordinatorMetricsHooks {
   readonly registry: Registry;
@@ -50,6 +54,7 @@ export class CoordinatorMetrics implements CoordinatorMetricsHooks {
   private readonly registrations: Counter<'result'>;
   private readonly heartbeats: Counter<'result'>;
   private readonly heartbeatForms: Counter<'form'>;
+  private readonly macAgreements: Counter<'key'>;
   private readonly removals: Counter<'reason'>;
   private readonly leader: Gauge;
   private readonly natsConnected: Gauge;
@@ -59,6 +64,7 @@ export class CoordinatorMetrics implements CoordinatorMetricsHooks {
   private readonly heartbeatByResult = new Map<string, Counter.Internal>();
   private readonly registrationByResult = new Map<string, Counter.Internal>();
   private readonly heartbeatByForm = new Map<HeartbeatForm, Counter.Internal>();
+  private readonly agreementByKind = new Map<MacKeyKind, Counter.Internal>();
 
   constructor(o: CoordinatorMetricsOptions = {}) {
     ({ registry: this.registry, stop: this.stop } = newRegistry({ processMetrics: o.processMetrics ?? true, ...(o.eventLoopDelay ? { eventLoopDelay: o.eventLoopDelay } : {}) }));
@@ -66,6 +72,7 @@ export class CoordinatorMetrics implements CoordinatorMetricsHooks {
     this.registrations = new Counter({ name: 'crosslink_coordinator_registrations_total', help: 'Registration requests answered, by result (ok or the error code).', labelNames: ['result'], registers });
     this.heartbeats = new Counter({ name: 'crosslink_coordinator_heartbeats_total', help: 'Heartbeats received, by result (ok, the error code, or follower: recorded but not answered).', labelNames: ['result'], registers });
     this.heartbeatForms = new Counter({ name: 'crosslink_coordinator_heartbeat_forms_total', help: 'Fresh heartbeats by form (mac: HMAC with the agreed key; signed: Ed25519, an agent that fell back or predates MACs): their MAC or signature held, sentAt within the clock skew, the current epoch, past the node\'s replay mark; counted before the registry\'s answer (which may still refuse, e.g. unknown-node). Forgeries and replays count in neither.', labelNames: ['form'], registers });
+    this.macAgreements = new Counter({ name: 'crosslink_coordinator_heartbeat_mac_agreements_total', help: 'Heartbeat MAC keys agreed (X25519 + HKDF, ~0.1-0.2 ms each), by key: node (an identity key this replica knows is the named node\'s; about once per node) or unknown (any other key: a node this replica holds no record of yet, or made-up keys, a flood shows here).', labelNames: ['key'], registers });
     this.removals = new Counter({ name: 'crosslink_coordinator_node_removals_total', help: 'Node records removed, by reason (expired: TTL without heartbeats; deregistered; revoked; unenrolled).', labelNames: ['reason'], registers });
     this.leader = new Gauge({ name: 'crosslink_coordinator_leader', help: '1 while this replica holds the leader lease and serves registrations, else 0.', registers });
     this.natsConnected = new Gauge({ name: 'crosslink_coordinator_nats_connected', help: '1 while the NATS connection is up, else 0.', registers });
@@ -83,6 +90,10 @@ export class CoordinatorMetrics implements CoordinatorMetricsHooks {
       this.heartbeatByForm.set(f, this.heartbeatForms.labels(f));
       this.heartbeatByForm.get(f)?.inc(0);
     }
+    for (const k of KEY_KINDS) {
+      this.agreementByKind.set(k, this.macAgreements.labels(k));
+      this.agreementByKind.get(k)?.inc(0);
+    }
   }
 
   registration(result: string): void {
@@ -96,6 +107,10 @@ export class CoordinatorMetrics implements CoordinatorMetricsHooks {
 
   heartbeatForm(form: HeartbeatForm): void {
     this.heartbeatByForm.get(form)?.inc();
+  }
+
+  heartbeatMacAgreement(kind: MacKeyKind): void {
+    this.agreementByKind.get(kind)?.inc();
   }
 
   nodeRemoved(reason: RemovalReason): void {

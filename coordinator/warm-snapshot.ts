@@ -8,6 +8,7 @@
 import type { KV, KvWatchEntry } from '@nats-io/kv';
 import type { Clock } from '../lib/clock.ts';
 import type { Logger } from '../lib/logger.ts';
+import { kvKeys } from '../protocol/subjects.ts';
 import { watchKeys } from './revocation-watch.ts';
 import type { AnyRecord, Snapshot, StateStore } from './store.ts';
 
@@ -35,6 +36,12 @@ export class WarmSnapshot {
   /** The highest bucket revision the copy holds. */
   get revision(): number {
     return this.applied;
+  }
+
+  /** The identity key of node `name`'s record in the copy (as far as it got); undefined: no record. */
+  identityKeyOf(name: string): string | undefined {
+    const r = this.current.get(kvKeys.node(name));
+    return r?.kind === 'node' ? r.record.value.identityKey : undefined;
   }
 
   /**

@@ -109,8 +109,8 @@ function openSignedJson<T extends { identityKey: string }>(json: unknown, schema
 /** The coordinator's side of heartbeat MACs: its current public key, and K per node identity key (HeartbeatMacKeys). */
 export interface HeartbeatMacVerifier {
   readonly coordinatorKey: string;
-  /** K for the identity key (base64), or null when none can be agreed with it. */
-  keyFor(identityKey: string): Buffer | null;
+  /** K for the identity key (base64) of a heartbeat naming node `name`, or null when none can be agreed with it. */
+  keyFor(identityKey: string, name: string): Buffer | null;
 }
 
 /**
@@ -121,7 +121,7 @@ export interface HeartbeatMacVerifier {
  * epoch) is the caller's, unchanged. A MAC made for another coordinator key is refused
  * `unauthorized` naming both keys (the agent then falls back to signing).
  */
-export function openHeartbeat<T extends { identityKey: string }>(raw: Uint8Array | string, schema: z.ZodType<T>, mac: HeartbeatMacVerifier): OpenedHeartbeat<T> {
+export function openHeartbeat<T extends { identityKey: string; name: string }>(raw: Uint8Array | string, schema: z.ZodType<T>, mac: HeartbeatMacVerifier): OpenedHeartbeat<T> {
   const json = parseJson(raw);
   if (!json.ok) return json;
   const value = json.value;
@@ -144,7 +144,7 @@ export function openHeartbeat<T extends { identityKey: string }>(raw: Uint8Array
   const opened = openPayload(env.data, schema);
   if (!opened.ok) return opened;
   const identityKey = opened.value.value.identityKey;
-  const key = mac.keyFor(identityKey);
+  const key = mac.keyFor(identityKey, opened.value.value.name);
   if (key === null) return reject('unauthorized', 'identityKey', `identityKey: ${show(identityKey)} cannot agree a MAC key (a low-order or malformed point); send a signed heartbeat`);
   if (!heartbeatMacMatches(opened.value.bytes, env.data.mac, key)) {
     return reject('unauthorized', 'mac', `mac: ${show(env.data.mac)} does not authenticate the payload for identityKey ${show(identityKey)} and coordinator key ${show(mac.coordinatorKey)}`);

@@ -3,7 +3,9 @@
 // flipped byte, a MAC for another coordinator key) refused naming the field and recorded by neither
 // the leader nor a follower; a replayed one refused by the replay marks; a revoked node's refused
 // as revoked; /metrics counts the fresh heartbeats by form (mac, signed), forgeries and replays in
-// neither.
+// neither. The adversary holding only an agent's NATS user: a flood of MAC heartbeats under fresh key
+// pairs (valid MACs, more keys than the coordinator keeps) pushes no node's K out — on the leader
+// and on a follower, the nodes' next heartbeats need no new key agreement.
 import test, { type ExecutionContext } from 'ava';
 import { connect } from '@nats-io/transport-node';
 import { parseCoordinatorConfig } from '../coordinator/config.ts';
@@ -20,7 +22,7 @@ import { heartbeatBody, macEnvelope, nodeHeartbeatMacKey, type HeartbeatMac } fr
 import { HeartbeatReply, type Heartbeat } from '../protocol/messages.ts';
 import { generateSigningKeyPair } from '../protocol/signing.ts';
 import { subjects } from '../protocol/subjects.ts';
-import { startCoordinatorEnv, type CoordinatorEnv } from './helpers/coordinator-fixture.ts';
+import { startCoordinatorEnv, type CoordinatorEnv, type CoordinatorEnvOptions } from './helpers/coordinator-fixture.ts';
 import { useNatsServer } from './helpers/nats-fixture.ts';
 import { checkMetrics } from './helpers/promtool.ts';
 
@@ -54,6 +56,22 @@ async function forgeries(env: CoordinatorEnv, a: FakeAgent, b: FakeAgent): Promi
   ];
 }
 
+/**
+ * Heartbeats of someone holding an agent's NATS user and nothing else: `n` fresh key pairs, each
+ * heartbeat with a valid MAC for its own key (K is its secret with the coordinator's public key),
+ * under made-up names and under node-a's name. The answers: the MAC held, the registry refused.
+ */
+async function flood(env: CoordinatorEnv, n: number, sentAt: number, epoch: string | undefined): Promise<HeartbeatReply[]> {
+  const s = subjects(env.prefix);
+  const replies: HeartbeatReply[] = [];
+  for (let i = 0; i < n; i++) {
+    const k = await generateSigningKeyPair();
+    const hb: Heartbeat = { v: 1, name: i % 2 === 0 ? `evil-${i}` : 'node-a', identityKey: k.publicKey, generation: 0, sentAt, ...(epoch === undefined ? {} : { epoch }) };
+    replies.push(await rpc(env.nc, s.heartbeat, heartbeatBody(hb, k, { coordinatorKey: env.key.publicKey, key: nodeHeartbeatMacKey(k, env.key.publicKey) }), HeartbeatReply));
+  }
+  return replies;
+}
+
 /** One series' value in a scrape, e.g. `crosslink_coordinator_heartbeat_forms_total{form="mac"}` (undefined: none). */
 async function seriesValue(metrics: CoordinatorMetrics, series: string): Promise<number | undefined> {
   const line = (await metrics.render()).body.split('\n').find((l) => l.startsWith(`${series} `));
@@ -61,9 +79,9 @@ async function seriesValue(metrics: CoordinatorMetrics, series: string): Promise
 }
 
 /** A leader on a manual clock (skew allowance 1 h) and two agents registered through a MAC-heartbeating client. */
-async function leaderWithTwo(t: ExecutionContext, bucketTag: string, metrics?: CoordinatorMetrics): Promise<{ clock: ManualClock; env: CoordinatorEnv; s: ReturnType<typeof subjects>; a: FakeAgent; b: FakeAgent }> {
+async function leaderWithTwo(t: ExecutionContext, bucketTag: string, metrics?: CoordinatorMetrics, macKeyBounds?: CoordinatorEnvOptions['macKeyBounds']): Promise<{ clock: ManualClock; env: CoordinatorEnv; s: ReturnType<typeof subjects>; a: FakeAgent; b: FakeAgent }> {
   const clock = new ManualClock(Date.now());
-  const env = await startCoordinatorEnv(t, { natsUrl: server().url, bucketTag, config: { nodeTtl: '60s', leaseTtl: '1m', maxClockSkew: '1h' }, clock, ...(metrics ? { metrics } : {}) });
+  const env = await startCoordinatorEnv(t, { natsUrl: server().url, bucketTag, config: { nodeTtl: '60s', leaseTtl: '1m', maxClockSkew: '1h' }, clock, ...(metrics ? { metrics } : {}), ...(macKeyBounds ? { macKeyBounds } : {}) });
   const client = macClient(env);
   const a = await fakeAgent('node-a', { podCidrs: ['10.20.1.0/24'] });
   const b = await fakeAgent('node-b', { podCidrs: ['10.20.2.0/24'] });
@@ -97,27 +115,45 @@ test('leader: a MAC heartbeat is answered ok and keeps the node alive; forgeries
   t.is(env.coordinator.lastHeardAt('node-b'), clock.now());
 });
 
-test('follower: records a MAC heartbeat as a sign of life, and none of the forgeries', async (t) => {
-  const env = await startCoordinatorEnv(t, { natsUrl: server().url, bucketTag: 'xlhbmacf', config: { nodeTtl: '60s', leaseTtl: '30s' } });
-  const s = subjects(env.prefix);
+/** What a follower counted: heartbeats handled, MAC keys agreed by kind. */
+interface FollowerCounts {
+  heartbeats: number;
+  agreed: { node: number; unknown: number };
+}
+
+/** A second replica (a follower: the fixture's coordinator leads) on the system clock, counting what it handles. */
+async function startFollower(t: ExecutionContext, env: CoordinatorEnv, macKeyBounds?: CoordinatorEnvOptions['macKeyBounds']): Promise<{ coordinator: Coordinator; heard: FollowerCounts }> {
   const nc = await connect({ servers: server().url, name: 'xl-hbmac-follower' });
-  let heard = 0;
-  const follower = await Coordinator.start({
+  const heard: FollowerCounts = { heartbeats: 0, agreed: { node: 0, unknown: 0 } };
+  const coordinator = await Coordinator.start({
     nc,
     clock: systemClock,
     logger: silentLogger(),
     config: parseCoordinatorConfig({ bucket: env.bucket, subjectPrefix: env.prefix, leaseTtl: '30s', nodeTtl: '60s' }),
     signingKey: env.key,
     holderId: 'xl-hbmac-follower',
-    metrics: { registration: () => undefined, nodeRemoved: () => undefined, heartbeatForm: () => undefined, heartbeat: () => {
-      heard++;
-    } },
+    metrics: {
+      registration: () => undefined,
+      nodeRemoved: () => undefined,
+      heartbeatForm: () => undefined,
+      heartbeatMacAgreement: (kind) => heard.agreed[kind]++,
+      heartbeat: () => heard.heartbeats++,
+    },
+    ...(macKeyBounds ? { macKeyBounds } : {}),
   });
   t.teardown(async () => {
-    await follower.stop();
+    await coordinator.stop();
     await nc.close();
   });
-  t.false(follower.isLeader());
+  t.false(coordinator.isLeader());
+  return { coordinator, heard };
+}
+
+test('follower: records a MAC heartbeat as a sign of life, and none of the forgeries', async (t) => {
+  const env = await startCoordinatorEnv(t, { natsUrl: server().url, bucketTag: 'xlhbmacf', config: { nodeTtl: '60s', leaseTtl: '30s' } });
+  const s = subjects(env.prefix);
+  const f = await startFollower(t, env);
+  const follower = f.coordinator;
   const client = macClient(env);
   const a = await fakeAgent('node-a', { podCidrs: ['10.20.1.0/24'] });
   const b = await fakeAgent('node-b', { podCidrs: ['10.20.2.0/24'] });
@@ -131,9 +167,9 @@ test('follower: records a MAC heartbeat as a sign of life, and none of the forge
 
   /** Sends `body` and waits until the follower has handled it (its heartbeat counter moved). */
   const send = async (body: string): Promise<HeartbeatReply> => {
-    const before = heard;
+    const before = f.heard.heartbeats;
     const r = await rpc(env.nc, s.heartbeat, body, HeartbeatReply);
-    await waitFor(() => heard > before, { timeoutMs: 5000, intervalMs: 5, what: 'the follower handling the heartbeat' });
+    await waitFor(() => f.heard.heartbeats > before, { timeoutMs: 5000, intervalMs: 5, what: 'the follower handling the heartbeat' });
     return r;
   };
   for (const f of await forgeries(env, a, b)) t.like(await send(f.body), { ok: false, error: { code: 'unauthorized', field: f.field } }, f.what);
@@ -215,4 +251,68 @@ test('metrics: fresh heartbeats counted by form — mac and signed each as sent;
   const lint = await checkMetrics((await metrics.render()).body);
   t.is(lint.code, 0, lint.output);
   t.is(lint.output.trim(), '', 'no lint findings');
+});
+
+test('leader: a flood of MAC heartbeats under fresh key pairs (more than it keeps) pushes no node\'s K out; the nodes\' next heartbeats need no key agreement', async (t) => {
+  const metrics = new CoordinatorMetrics({ processMetrics: false });
+  t.teardown(() => metrics.stop());
+  const { clock, env, s, a, b } = await leaderWithTwo(t, 'xlhbflood', metrics, { max: 4, unknownMax: 4 });
+  const agreed = async (): Promise<{ node: number | undefined; unknown: number | undefined }> => ({
+    node: await seriesValue(metrics, 'crosslink_coordinator_heartbeat_mac_agreements_total{key="node"}'),
+    unknown: await seriesValue(metrics, 'crosslink_coordinator_heartbeat_mac_agreements_total{key="unknown"}'),
+  });
+  t.deepEqual(await agreed(), { node: 0, unknown: 0 }, 'both series from the start');
+  const heartbeat = async (n: FakeAgent): Promise<HeartbeatReply> => rpc(env.nc, s.heartbeat, heartbeatBody(hbOf(n), n.identity, macOf(n, env.key.publicKey)), HeartbeatReply);
+  t.like(await heartbeat(a), { ok: true });
+  t.like(await heartbeat(b), { ok: true });
+  t.like(await heartbeat(a), { ok: true });
+  t.deepEqual(await agreed(), { node: 2, unknown: 0 }, 'one agreement per node, on its first MAC heartbeat');
+
+  clock.advance(1000);
+  const replies = await flood(env, 12, clock.now(), a.epoch);
+  // Every flooded MAC held (the refusal is the registry's, not field mac): each cost one agreement.
+  for (const [i, r] of replies.entries()) {
+    t.like(r, i % 2 === 0 ? { ok: false, error: { code: 'unknown-node' } } : { ok: false, error: { code: 'unauthorized', field: 'identityKey' } }, `flooded heartbeat ${i}`);
+  }
+  t.deepEqual(await agreed(), { node: 2, unknown: 12 }, 'the flood shows as unknown agreements');
+
+  t.like(await heartbeat(a), { ok: true });
+  t.like(await heartbeat(b), { ok: true });
+  t.deepEqual(await agreed(), { node: 2, unknown: 12 }, 'the nodes\' K were still kept: no agreement for their next heartbeats');
+});
+
+test('follower: a flood of MAC heartbeats under fresh key pairs pushes no node\'s K out of a follower either (it knows nodes by its warm copy of the bucket)', async (t) => {
+  const env = await startCoordinatorEnv(t, { natsUrl: server().url, bucketTag: 'xlhbfloodf', config: { nodeTtl: '60s', leaseTtl: '30s' } });
+  const s = subjects(env.prefix);
+  const f = await startFollower(t, env, { max: 4, unknownMax: 4 });
+  const client = macClient(env);
+  const a = await fakeAgent('node-a', { podCidrs: ['10.20.1.0/24'] });
+  const b = await fakeAgent('node-b', { podCidrs: ['10.20.2.0/24'] });
+  t.true((await client.register(a)).ok);
+  t.true((await client.register(b)).ok);
+  await waitFor(() => f.coordinator.identityKeyOf('node-a') === a.identity.publicKey && f.coordinator.identityKeyOf('node-b') === b.identity.publicKey, {
+    timeoutMs: 10_000,
+    intervalMs: 20,
+    what: "the follower's warm copy holding both nodes",
+  });
+  /** Sends `body` and waits until the follower has handled it. */
+  const send = async (body: string): Promise<HeartbeatReply> => {
+    const before = f.heard.heartbeats;
+    const r = await rpc(env.nc, s.heartbeat, body, HeartbeatReply);
+    await waitFor(() => f.heard.heartbeats > before, { timeoutMs: 5000, intervalMs: 5, what: 'the follower handling the heartbeat' });
+    return r;
+  };
+  const heartbeat = (n: FakeAgent): Promise<HeartbeatReply> => send(heartbeatBody(hbOf(n), n.identity, macOf(n, env.key.publicKey)));
+  t.like(await heartbeat(a), { ok: true });
+  t.like(await heartbeat(b), { ok: true });
+  t.deepEqual(f.heard.agreed, { node: 2, unknown: 0 });
+
+  const before = f.heard.heartbeats;
+  await flood(env, 12, Date.now(), a.epoch);
+  await waitFor(() => f.heard.heartbeats >= before + 12, { timeoutMs: 5000, intervalMs: 5, what: 'the follower handling the flood' });
+  t.deepEqual(f.heard.agreed, { node: 2, unknown: 12 }, 'each made-up key cost the follower one agreement');
+
+  t.like(await heartbeat(a), { ok: true });
+  t.like(await heartbeat(b), { ok: true });
+  t.deepEqual(f.heard.agreed, { node: 2, unknown: 12 }, 'the nodes\' K were still kept by the follower');
 });

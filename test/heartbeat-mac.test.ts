@@ -67,8 +67,8 @@ test('the neutral point, a non-canonical y and a low-order point agree no key', 
   // y = 0 is a point of order 4 (u = 1): X25519 with a clamped scalar gives all zeros.
   const coordinator = pair(VECTORS[1]);
   t.throws(() => coordinatorHeartbeatMacKey(coordinator, Buffer.alloc(32).toString('base64')), { instanceOf: HeartbeatMacError });
-  t.is(new HeartbeatMacKeys(coordinator).keyFor(Buffer.alloc(32).toString('base64')), null);
-  t.is(new HeartbeatMacKeys(coordinator).keyFor(neutral.toString('base64')), null);
+  t.is(new HeartbeatMacKeys(coordinator).keyFor(Buffer.alloc(32).toString('base64'), 'node-a'), null);
+  t.is(new HeartbeatMacKeys(coordinator).keyFor(neutral.toString('base64'), 'node-a'), null);
 });
 
 test('the node and the coordinator agree the same K for random key pairs; another coordinator key gives another K', async (t) => {
@@ -150,19 +150,66 @@ test('macRefused: invalid and unauthorized fall back to signing; a revocation, c
   for (const code of ['stale', 'stale-epoch', 'epoch-required', 'unknown-node', 'unavailable'] as const) t.false(macRefused({ code, message: code }), code);
 });
 
-test('HeartbeatMacKeys: K agreed once per identity key; over the bound the oldest goes first', async (t) => {
+test('HeartbeatMacKeys: K agreed once per identity key; over the bound the oldest goes first (nodes\' keys and unknown ones alike)', async (t) => {
   const coordinator = await generateSigningKeyPair();
-  const keys = new HeartbeatMacKeys(coordinator, 2);
   const nodes = await Promise.all([1, 2, 3].map(() => generateSigningKeyPair()));
   const [n1, n2, n3] = nodes.map((n) => n.publicKey) as [string, string, string];
-  const k1 = keys.keyFor(n1);
-  t.is(keys.keyFor(n1), k1, 'the same object: not agreed again');
-  keys.keyFor(n2);
-  const k2 = keys.keyFor(n2);
-  keys.keyFor(n3);
-  t.is(keys.keyFor(n2), k2, 'the newer entry stays');
-  t.not(keys.keyFor(n1), k1, 'the oldest was dropped and is agreed again');
-  t.true(keys.keyFor(n1)?.equals(k1 ?? Buffer.alloc(0)));
+  for (const knows of [() => true, () => false]) {
+    const keys = new HeartbeatMacKeys(coordinator, { max: 2, unknownMax: 2, knows });
+    const k1 = keys.keyFor(n1, 'n1');
+    t.true(k1?.equals(coordinatorHeartbeatMacKey(coordinator, n1)));
+    t.is(keys.keyFor(n1, 'n1'), k1, 'the same object: not agreed again');
+    keys.keyFor(n2, 'n2');
+    const k2 = keys.keyFor(n2, 'n2');
+    t.is(keys.agreements, 2);
+    keys.keyFor(n3, 'n3');
+    t.is(keys.keyFor(n2, 'n2'), k2, 'the newer entry stays');
+    t.is(keys.agreements, 3);
+    t.not(keys.keyFor(n1, 'n1'), k1, 'the oldest was dropped and is agreed again');
+    t.is(keys.agreements, 4);
+    t.true(keys.keyFor(n1, 'n1')?.equals(k1 ?? Buffer.alloc(0)));
+  }
+});
+
+test('HeartbeatMacKeys: a flood of keys nobody knows never pushes out a node\'s K; a key first unknown is kept as a node\'s once known, without agreeing again', async (t) => {
+  const coordinator = await generateSigningKeyPair();
+  const known = new Map<string, string>(); // name → identity key, as the registry would say
+  const agreed: string[] = [];
+  const keys = new HeartbeatMacKeys(coordinator, { max: 2, unknownMax: 3, knows: (name, key) => known.get(name) === key, onAgreed: (kind) => agreed.push(kind) });
+  const [a, b, late] = await Promise.all([1, 2, 3].map(() => generateSigningKeyPair())) as [SigningKeyPair, SigningKeyPair, SigningKeyPair];
+  known.set('node-a', a.publicKey);
+  known.set('node-b', b.publicKey);
+  const ka = keys.keyFor(a.publicKey, 'node-a');
+  const kb = keys.keyFor(b.publicKey, 'node-b');
+  t.deepEqual(agreed, ['node', 'node']);
+
+  // The adversary: fresh key pairs (each a valid MAC key for its holder), under made-up names and
+  // under the real nodes' names — more than either bound.
+  const flood = await Promise.all(Array.from({ length: 8 }, () => generateSigningKeyPair()));
+  for (const [i, f] of flood.entries()) keys.keyFor(f.publicKey, i % 2 === 0 ? `evil-${i}` : 'node-a');
+  t.deepEqual(agreed.slice(2), Array<string>(8).fill('unknown'), 'each made-up key costs one agreement, counted as unknown');
+  t.is(keys.keyFor(a.publicKey, 'node-a'), ka, "node-a's K is still kept");
+  t.is(keys.keyFor(b.publicKey, 'node-b'), kb, "node-b's K is still kept");
+  t.is(keys.agreements, 10, 'the real nodes needed no new agreement');
+  // The unknown table keeps the last three: the newest made-up key is not agreed again, the oldest is.
+  keys.keyFor(flood[7]?.publicKey ?? '', 'node-a');
+  t.is(keys.agreements, 10);
+  keys.keyFor(flood[0]?.publicKey ?? '', 'evil-0');
+  t.is(keys.agreements, 11);
+
+  // A node the replica holds no record of yet (a follower's copy behind): kept apart, then moved.
+  const kl = keys.keyFor(late.publicKey, 'node-late');
+  t.is(agreed.at(-1), 'unknown');
+  known.set('node-late', late.publicKey);
+  t.is(keys.keyFor(late.publicKey, 'node-late'), kl, 'moved to the nodes\' table without a second agreement');
+  t.is(keys.agreements, 12);
+  for (const f of flood) keys.keyFor(f.publicKey, 'node-late');
+  t.is(keys.keyFor(late.publicKey, 'node-late'), kl, 'and no longer pushed out by unknown keys');
+  // The nodes' table is bounded too: a third known node pushes out the oldest (node-a).
+  const agreementsBefore = keys.agreements;
+  t.is(keys.keyFor(b.publicKey, 'node-b'), kb);
+  t.is(keys.keyFor(a.publicKey, 'node-a')?.equals(ka ?? Buffer.alloc(0)), true);
+  t.is(keys.agreements, agreementsBefore + 1, 'node-a was the oldest of three known keys over a bound of two');
 });
 
 test('verifyEnvelopeWithKey names the key of a rotation set that verified (the key an agent agrees its MAC key with)', async (t) => {

@@ -6,7 +6,7 @@ import type { ExecutionContext } from 'ava';
 import { Kvm, type KV, type KvWatchEntry } from '@nats-io/kv';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { parseCoordinatorConfig, type RawRunOptions } from '../../coordinator/config.ts';
-import { Coordinator } from '../../coordinator/coordinator.ts';
+import { Coordinator, type CoordinatorDeps } from '../../coordinator/coordinator.ts';
 import type { CoordinatorMetricsHooks } from '../../coordinator/metrics.ts';
 import type { Schedule } from '../../coordinator/deferred-events.ts';
 import { agentClient, type AgentClient } from './fake-agent.ts';
@@ -77,6 +77,8 @@ export interface CoordinatorEnvOptions {
   readonly eventSchedule?: Schedule;
   /** The bucket as the coordinator uses it (fault injection). */
   readonly wrapBucket?: (kv: KV) => KV;
+  /** Bounds of the coordinator's heartbeat MAC key tables. */
+  readonly macKeyBounds?: CoordinatorDeps['macKeyBounds'];
 }
 
 /** Starts a Coordinator on its own connection and waits until it leads; all is stopped when the test ends. */
@@ -89,7 +91,7 @@ export async function startCoordinatorEnv(t: ExecutionContext, o: CoordinatorEnv
   // The fake agents (bench/simulated-agent.ts) learn the epoch from replies and sign it, like the real
   // agent: the coordinator runs with the shipped default (--require-heartbeat-epoch on).
   const config = parseCoordinatorConfig({ bucket, subjectPrefix: prefix, leaseTtl: '5s', ...o.config });
-  const coordinator = await Coordinator.start({ nc: cnc, clock, logger: silentLogger(), config, signingKey: key, ...(o.metrics ? { metrics: o.metrics } : {}), ...(o.eventSchedule ? { eventSchedule: o.eventSchedule } : {}), ...(o.wrapBucket ? { wrapBucket: o.wrapBucket } : {}) });
+  const coordinator = await Coordinator.start({ nc: cnc, clock, logger: silentLogger(), config, signingKey: key, ...(o.metrics ? { metrics: o.metrics } : {}), ...(o.eventSchedule ? { eventSchedule: o.eventSchedule } : {}), ...(o.wrapBucket ? { wrapBucket: o.wrapBucket } : {}), ...(o.macKeyBounds ? { macKeyBounds: o.macKeyBounds } : {}) });
   const kv = await new Kvm(nc).open(bucket);
   const events: { key: string; op: string }[] = [];
   const watcher = await kv.watch({ key: '>' });
