@@ -69,6 +69,8 @@ async function setup(t: ExecutionContext, extra: Parameters<typeof startWatchFix
       retryMinMs: 2000,
       retryMaxMs: 2000,
       rewatchJitterMs: 0,
+      // The retry spread's centre (rewatch-jitter.ts): every retry after exactly 2 s.
+      random: () => 0.5,
       auditIntervalMs: 0,
       progressCheckMs: 0,
       catchUpAfterMs: 1000,

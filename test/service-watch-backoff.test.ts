@@ -1,7 +1,8 @@
 // ServiceWatch's sessions (agent/services/service-watch.ts) are supervised by lib/backoff.ts, not a
 // backoff of their own: failures and sessions cut short before their snapshot back off (2×, 4×, …
 // the minimum, capped), a session that delivered its snapshot is followed after the minimum. On a
-// manual clock, with a fake watch source: no NATS, no real-time sleep.
+// manual clock, with a fake watch source: no NATS, no real-time sleep. The random source is pinned at
+// the spread's centre (0.5: the backoff itself; the spread: test/watch-retry-jitter.test.ts).
 import test from 'ava';
 import type { KvWatchEntry } from '@nats-io/kv';
 import { WatchBrokerError } from '../agent/control/brokered-watch.ts';
@@ -47,7 +48,7 @@ test('sessions back off with lib/backoff.ts: failures and a cut-short snapshot d
   const key = await generateSigningKeyPair();
   // Stall detection and catch-up off: their sleeps would be among the wakeups read here, and a refused
   // create would be followed by catch-up, not retried (test/watch-stall.test.ts, test/watch-catch-up.test.ts).
-  const w = new ServiceWatch({ nc: quietConnection(), bucket: 'b', coordinatorKey: key.publicKey, logger: silentLogger(), clock, retryMinMs: 250, retryMaxMs: 5000, watches: source, progressCheckMs: 0, catchUpAfterMs: 0 });
+  const w = new ServiceWatch({ nc: quietConnection(), bucket: 'b', coordinatorKey: key.publicKey, logger: silentLogger(), clock, retryMinMs: 250, retryMaxMs: 5000, random: () => 0.5, watches: source, progressCheckMs: 0, catchUpAfterMs: 0 });
   w.start();
   t.teardown(() => w.stop());
   const delays: number[] = [];
@@ -74,7 +75,7 @@ test('a create the broker refused as rate-limited is asked again after its retry
     },
   } as unknown as KeyWatchSource;
   const key = await generateSigningKeyPair();
-  const w = new ServiceWatch({ nc: quietConnection(), bucket: 'b', coordinatorKey: key.publicKey, logger: silentLogger(), clock, retryMinMs: 250, retryMaxMs: 5000, watches: source, progressCheckMs: 0, catchUpAfterMs: 0 });
+  const w = new ServiceWatch({ nc: quietConnection(), bucket: 'b', coordinatorKey: key.publicKey, logger: silentLogger(), clock, retryMinMs: 250, retryMaxMs: 5000, random: () => 0.5, watches: source, progressCheckMs: 0, catchUpAfterMs: 0 });
   const t0 = clock.now();
   w.start();
   t.teardown(() => w.stop());

@@ -31,8 +31,8 @@ interface Watcher {
   readonly changes: () => number;
 }
 
-/** Session and push-retry backoff 2 s (as mesh-watch-catch-up), catch-up after 1 s, polls every 1 s. */
-const SETTINGS = { retryMinMs: 2000, retryMaxMs: 2000, catchUpAfterMs: 1000, catchUpIntervalMs: 1000 } as const;
+/** Session and push-retry backoff 2 s (as mesh-watch-catch-up; random 0.5: the spread's centre, rewatch-jitter.ts), catch-up after 1 s, polls every 1 s. */
+const SETTINGS = { retryMinMs: 2000, retryMaxMs: 2000, catchUpAfterMs: 1000, catchUpIntervalMs: 1000, random: (): number => 0.5 } as const;
 
 function serviceWatcher(b: Bed): Watcher {
   const key = (name: string): string => serviceKeys.export('shop', name, 'east');

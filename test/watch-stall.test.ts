@@ -20,6 +20,8 @@ import { bed, BUCKET, putSigned, service, T0, type Bed } from './helpers/range-w
 const FIRST_LOOK = T0 + 15_000;
 const STALL = FIRST_LOOK + 1000;
 const REWATCH = STALL + 250;
+/** The retry spread's centre (rewatch-jitter.ts): the retry minimum itself, 250 ms. */
+const CENTRE = (): number => 0.5;
 
 /** Freezes every watch made so far; then (put, delete, forged) go into the bucket while nothing is delivered. */
 async function stallAndWrite(b: Bed, write: () => Promise<void>): Promise<void> {
@@ -35,7 +37,7 @@ test('service watch: a frozen watch is found stalled 16 s in and resumed from it
   const forged = serviceKeys.export('shop', 'evil', 'east');
   await putSigned(b.kv, a, service('a'), b.coordinator);
   const lastBefore = await putSigned(b.kv, bKey, service('b'), b.coordinator);
-  const w = new ServiceWatch({ nc: b.nc, bucket: BUCKET, coordinatorKey: b.coordinator.publicKey, logger: silentLogger(), clock: b.clock, watches: b.src });
+  const w = new ServiceWatch({ nc: b.nc, bucket: BUCKET, coordinatorKey: b.coordinator.publicKey, logger: silentLogger(), clock: b.clock, watches: b.src, random: CENTRE });
   let changes = 0;
   w.onChange(() => changes++);
   w.start();
@@ -76,7 +78,7 @@ test('enrollment watch: a frozen watch is found stalled 16 s in and resumed from
   const def = (name: string, cidr: string, updatedAt = 1): ClusterDefinition => enrolledCluster(name, [cidr], updatedAt);
   await putSigned(b.kv, kvKeys.enrollment('east'), def('east', '10.1.0.0/16'), b.coordinator);
   const lastBefore = await putSigned(b.kv, kvKeys.enrollment('west'), def('west', '10.2.0.0/16'), b.coordinator);
-  const w = new EnrollmentWatch({ nc: b.nc, bucket: BUCKET, coordinatorKeys: [b.coordinator.publicKey], logger: silentLogger(), clock: b.clock, watches: b.src });
+  const w = new EnrollmentWatch({ nc: b.nc, bucket: BUCKET, coordinatorKeys: [b.coordinator.publicKey], logger: silentLogger(), clock: b.clock, watches: b.src, random: CENTRE });
   let changes = 0;
   w.onChange(() => changes++);
   w.start();

@@ -1,13 +1,13 @@
 // One key range followed by catch-up requests (catch-up-watch.ts) while its push watch cannot be
 // created, and by that push watch as soon as it can: a single KeyWatch, so a watcher of one range
 // (the service and enrollment watches, through range-resume.ts) consumes it as it consumes a watch.
-// The create that was too slow (or refused) is kept; failures are retried with backoff (a broker's
-// rate-limited retryAfterMs honoured), each retry asking after the last revision handed on. The push
+// The create that was too slow (or refused) is kept; failures are retried with backoff, spread so a
+// fleet does not retry in lockstep (rewatch-jitter.ts; a broker's rate-limited retryAfterMs honoured), each retry asking after the last revision handed on. The push
 // watch takes over only once the catch-up's first pass is in (the initial snapshot stays whole), and
 // its entries at or below the last revision handed on are skipped: nothing is delivered twice.
 // MeshWatch, with two ranges and sessions of its own, does the same handover itself.
 import type { KvWatchEntry } from '@nats-io/kv';
-import { retryWithBackoff, type BackoffPolicy } from '../../lib/backoff.ts';
+import { retryWithBackoff, type BackoffPolicy, type Random } from '../../lib/backoff.ts';
 import type { Clock } from '../../lib/clock.ts';
 import { errorMessage } from '../../lib/errors.ts';
 import type { Logger } from '../../lib/logger.ts';
@@ -26,8 +26,10 @@ export interface CatchUpHandoverOptions {
   readonly pending: Promise<KeyWatch>;
   readonly clock: Clock;
   readonly logger: Logger;
-  /** Backoff between further creates. */
+  /** Backoff between further creates (the watches': rewatch-jitter.ts watchRetryPolicy, spread ±50 %). */
   readonly retry: BackoffPolicy;
+  /** Random source in [0, 1) of the retry's spread (default Math.random). */
+  readonly random?: Random;
   /** Catch-up poll interval (default 1000 ms). */
   readonly intervalMs?: number;
 }
@@ -107,6 +109,7 @@ export class CatchUpHandover implements KeyWatch {
       {
         policy: this.o.retry,
         clock: this.o.clock,
+        ...(this.o.random === undefined ? {} : { random: this.o.random }),
         signal: this.abort.signal,
         // A broker that refused as rate-limited is not asked again before its retryAfterMs (capped).
         minDelayOf: retryAfterOf,

@@ -31,12 +31,12 @@ import { ChangeCoalescer } from './change-coalescer.ts';
 import { directWatchSource, type KeyWatch, type KeyWatchOptions, type KeyWatchSource } from './key-watch.ts';
 import { CatchUpWatch } from './catch-up-watch.ts';
 import { retryAfterOf } from './brokered-watch.ts';
-import { rewatchDelayMs, type RewatchJitterOptions } from './rewatch-jitter.ts';
+import { rewatchDelayMs, watchRetryPolicy, type RewatchJitterOptions, type WatchRetryOptions } from './rewatch-jitter.ts';
 
 export type { MeshSnapshot } from '../plan/model.ts';
 
-/** rewatchJitterMs, random: the re-watch after a reconnect (rewatch-jitter.ts). */
-export interface MeshWatchOptions extends RewatchJitterOptions {
+/** rewatchJitterMs, random: the re-watch after a reconnect and the retries' spread; retryMinMs, retryMaxMs: the retries' backoff (rewatch-jitter.ts). */
+export interface MeshWatchOptions extends RewatchJitterOptions, WatchRetryOptions {
   readonly nc: NatsConnection;
   readonly bucket: string;
   /** The coordinator's public key, or its key set during a signing-key rotation. */
@@ -48,9 +48,6 @@ export interface MeshWatchOptions extends RewatchJitterOptions {
    * long after a delivery go out together at the window's end (change-coalescer.ts).
    */
   readonly debounceMs?: number;
-  /** Retry delays when the bucket can't be watched (default 250 ms doubling to 5 s). */
-  readonly retryMinMs?: number;
-  readonly retryMaxMs?: number;
   /**
    * Check this often that the watch is in step with the bucket, in case a watcher stalled silently
    * or keys vanished without a delete marker (a stream-level purge): default 5 min; 0 disables.
@@ -431,10 +428,9 @@ export class MeshWatch {
       this.live = false;
       this.current = undefined;
       if (this.stopped) break;
-      // A requested re-watch starts at once (or after its jitter); a failure backs off.
+      // A requested re-watch starts at once (or after its jitter); a failure backs off (spread, rewatch-jitter.ts).
       const requested = this.restartReason !== undefined && failures === 0;
-      const policy = { initialMs: this.o.retryMinMs ?? 250, maxMs: this.o.retryMaxMs ?? 5000 };
-      const delay = requested ? this.rewatchDelayMs : Math.max(backoffDelay(policy, Math.max(1, failures)), retryAfterMs);
+      const delay = requested ? this.rewatchDelayMs : Math.max(backoffDelay(watchRetryPolicy(this.o), Math.max(1, failures), this.o.random), retryAfterMs);
       this.rewatchDelayMs = 0;
       if (requested && delay <= 0) continue;
       if (this.wakeup.signal.aborted) this.wakeup = new AbortController();
@@ -571,7 +567,8 @@ export class MeshWatch {
     let attempt: Promise<KeyWatch[]> = first;
     let attemptMode = session.mode;
     let failures = 0;
-    const policy = { initialMs: this.o.retryMinMs ?? 250, maxMs: this.o.retryMaxMs ?? 5000 };
+    // Spread (rewatch-jitter.ts): agents whose creates fail together do not retry together.
+    const policy = watchRetryPolicy(this.o);
     // Its own wake-up (the supervisor's may still be aborted from the rewatch that led here).
     const wake = new AbortController();
     this.pushRetryWake = wake;
@@ -595,7 +592,7 @@ export class MeshWatch {
       }
       for (const w of created ?? []) w.stop();
       if (over) return;
-      await this.o.clock.sleep(Math.max(backoffDelay(policy, Math.max(1, failures)), retryAfterMs), wake.signal);
+      await this.o.clock.sleep(Math.max(backoffDelay(policy, Math.max(1, failures), this.o.random), retryAfterMs), wake.signal);
       if (this.stopped || wake.signal.aborted || this.current !== session || this.restartReason !== undefined) return;
       // What a new session would be now: a completed catch-up full read makes it a resume.
       attemptMode = this.everSynced && !this.fullReadNeeded ? 'resume' : 'full';

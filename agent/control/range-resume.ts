@@ -18,7 +18,7 @@ import type { Logger } from '../../lib/logger.ts';
 import { CatchUpHandover } from './catch-up-handover.ts';
 import type { KeyWatch, KeyWatchSource } from './key-watch.ts';
 import { ProgressMonitor } from './progress-monitor.ts';
-import { rewatchDelayMs, type RewatchJitterOptions } from './rewatch-jitter.ts';
+import { rewatchDelayMs, watchRetryPolicy, type RewatchJitterOptions, type WatchRetryOptions } from './rewatch-jitter.ts';
 import { bucketRenumbered } from './watch-progress.ts';
 
 /** The stall detection settings a watcher takes (as MeshWatch's). */
@@ -37,7 +37,8 @@ export interface StallDetectionOptions {
   readonly catchUpIntervalMs?: number;
 }
 
-export interface RangeResumeOptions extends StallDetectionOptions, RewatchJitterOptions {
+/** retryMinMs, retryMaxMs: the backoff between creates of the push watch while following by catch-up (as the sessions', spread: rewatch-jitter.ts). */
+export interface RangeResumeOptions extends StallDetectionOptions, RewatchJitterOptions, WatchRetryOptions {
   readonly nc: NatsConnection;
   readonly bucket: string;
   readonly filter: string;
@@ -47,9 +48,6 @@ export interface RangeResumeOptions extends StallDetectionOptions, RewatchJitter
   readonly what: string;
   /** Ends the current watch (its session then ends and the next one resumes). */
   readonly endWatch: () => void;
-  /** Backoff between creates of the push watch while following by catch-up (default 250 ms doubling to 5 s, as the sessions'). */
-  readonly retryMinMs?: number;
-  readonly retryMaxMs?: number;
 }
 
 /** Neither the watch nor a catch-up of the range could be started (the session fails and backs off). */
@@ -201,7 +199,8 @@ export class RangeResume {
       pending: creating,
       clock: this.o.clock,
       logger: this.o.logger,
-      retry: { initialMs: this.o.retryMinMs ?? 250, maxMs: this.o.retryMaxMs ?? 5000 },
+      retry: watchRetryPolicy(this.o),
+      ...(this.o.random === undefined ? {} : { random: this.o.random }),
       ...(this.o.catchUpIntervalMs === undefined ? {} : { intervalMs: this.o.catchUpIntervalMs }),
     });
     // No catch-up either (its first pass failed): the session fails as a failed create did, backing

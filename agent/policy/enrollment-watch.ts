@@ -23,21 +23,19 @@ import { directWatchSource, type KeyWatch, type KeyWatchSource } from '../contro
 import type { Logger } from '../../lib/logger.ts';
 import { onConnectionStatus } from '../../lib/nats-status.ts';
 import { RangeResume, type RangeResumeStats, type StallDetectionOptions } from '../control/range-resume.ts';
-import type { RewatchJitterOptions } from '../control/rewatch-jitter.ts';
+import { watchRetryPolicy, type RewatchJitterOptions, type WatchRetryOptions } from '../control/rewatch-jitter.ts';
 import { verifyEnrollment } from '../../protocol/enrollment-record.ts';
 import type { ClusterDefinition } from '../../protocol/messages.ts';
 import { enrollmentNameFromKey, kvKeys } from '../../protocol/subjects.ts';
 
-/** rewatchJitterMs, random: the re-watch after a reconnect waits a random moment within 2 s (rewatch-jitter.ts). */
-export interface EnrollmentWatchOptions extends StallDetectionOptions, RewatchJitterOptions {
+/** rewatchJitterMs, random: the re-watch after a reconnect waits a random moment within 2 s; retryMinMs, retryMaxMs: the sessions' backoff, spread ±50 % (rewatch-jitter.ts). */
+export interface EnrollmentWatchOptions extends StallDetectionOptions, RewatchJitterOptions, WatchRetryOptions {
   readonly nc: NatsConnection;
   readonly bucket: string;
   /** Coordinator public keys a definition may be signed by. */
   readonly coordinatorKeys: readonly string[];
   readonly logger: Logger;
   readonly clock: Clock;
-  readonly retryMinMs?: number;
-  readonly retryMaxMs?: number;
   /** Where the watch comes from (the agent: the coordinator's watch broker); default the direct nats.js watch. */
   readonly watches?: KeyWatchSource;
 }
@@ -117,7 +115,9 @@ export class EnrollmentWatch {
         }
       },
       {
-        policy: { initialMs: this.o.retryMinMs ?? 250, maxMs: this.o.retryMaxMs ?? 5000 },
+        // Spread (rewatch-jitter.ts): a fleet whose sessions failed together does not retry together.
+        policy: watchRetryPolicy(this.o),
+        ...(this.o.random === undefined ? {} : { random: this.o.random }),
         clock: this.o.clock,
         signal: this.wake.signal,
         // A broker that refused as rate-limited is not asked again before its retryAfterMs (capped).

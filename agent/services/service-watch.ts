@@ -26,23 +26,21 @@ import { ServiceExportRecord, serviceKeys } from '../../protocol/service.ts';
 import { verifyEnvelope } from '../../protocol/signing.ts';
 import { onConnectionStatus } from '../../lib/nats-status.ts';
 import { RangeResume, type RangeResumeStats, type StallDetectionOptions } from '../control/range-resume.ts';
-import type { RewatchJitterOptions } from '../control/rewatch-jitter.ts';
+import { watchRetryPolicy, type RewatchJitterOptions, type WatchRetryOptions } from '../control/rewatch-jitter.ts';
 
 /** A watch session that ended without delivering its full snapshot (retried with backoff). */
 export class ServiceWatchError extends CrosslinkError {
   override name = 'ServiceWatchError';
 }
 
-/** rewatchJitterMs, random: the re-watch after a reconnect waits a random moment within 2 s (rewatch-jitter.ts). */
-export interface ServiceWatchOptions extends StallDetectionOptions, RewatchJitterOptions {
+/** rewatchJitterMs, random: the re-watch after a reconnect waits a random moment within 2 s; retryMinMs, retryMaxMs: the sessions' backoff, spread ±50 % (rewatch-jitter.ts). */
+export interface ServiceWatchOptions extends StallDetectionOptions, RewatchJitterOptions, WatchRetryOptions {
   readonly nc: NatsConnection;
   readonly bucket: string;
   /** The coordinator's public key, or its key set during a signing-key rotation. */
   readonly coordinatorKey: VerifyKeys;
   readonly logger: Logger;
   readonly clock: Clock;
-  readonly retryMinMs?: number;
-  readonly retryMaxMs?: number;
   /** Where the watch comes from (the agent: the coordinator's watch broker); default the direct nats.js watch. */
   readonly watches?: KeyWatchSource;
 }
@@ -111,7 +109,9 @@ export class ServiceWatch {
         if (!(await this.session())) throw new ServiceWatchError('the watch ended before its snapshot was complete');
       },
       {
-        policy: { initialMs: this.o.retryMinMs ?? 250, maxMs: this.o.retryMaxMs ?? 5000 },
+        // Spread (rewatch-jitter.ts): a fleet whose sessions failed together does not retry together.
+        policy: watchRetryPolicy(this.o),
+        ...(this.o.random === undefined ? {} : { random: this.o.random }),
         clock: this.o.clock,
         signal: this.abort.signal,
         // A broker that refused as rate-limited is not asked again before its retryAfterMs (capped).
