@@ -230,3 +230,25 @@ test('progress timer on the injected clock: a frozen watch is found stalled at t
   t.is(clock.now(), T0 + 16_000);
   t.is(f.watch.stats().resumes, 1, 'resumed from the last applied revision, not re-read');
 });
+
+test('a slow first create that completes after the catch-up loaded the mesh takes over as it is (catch-up-handover.ts): no create asked again, nothing applied twice, one session', async (t) => {
+  const { f, src, clock } = await setup(t);
+  for (const name of ['a', 'b']) await putNode(f.kv, f.coordinator, await nodeRecord({ name }));
+  let release = (): void => undefined;
+  src.hold = new Promise<void>((resolve) => (release = resolve));
+  f.watch.start();
+  // Not created within catchUpAfterMs (1 s): the mesh is loaded by catch-up while the create is held.
+  await clock.advanceWhenArmed(T0 + 1000, 'the catch-up deadline');
+  await waitFor(() => f.watch.synced && f.watch.stats().catchingUp, { timeoutMs: 10_000, what: 'the mesh loaded by catch-up' });
+  t.is(f.watch.snapshot().nodes.size, 2);
+  const entries = f.watch.stats().totalEntries;
+  release();
+  await waitFor(() => !f.watch.stats().catchingUp && src.created.length === 2, { timeoutMs: 10_000, what: 'the held creates taking over' });
+  // They read the ranges from the start: a and b again, skipped.
+  await waitFor(() => src.created.some((w) => w.yielded > 0), { timeoutMs: 10_000, what: 'the push watch delivering a and b again' });
+  t.is(f.watch.stats().totalEntries, entries, 'nothing the catch-up applied is applied again');
+  await putNode(f.kv, f.coordinator, await nodeRecord({ name: 'c' }));
+  await waitFor(() => has(f.watch, 'c'), { timeoutMs: 10_000, what: 'c through the push watch, no clock advance' });
+  t.is(src.asked, 2, 'the creates asked at the start are the ones used: none asked again');
+  t.like(f.watch.stats(), { sessions: 1, catchUpSessions: 1, resumes: 0 });
+});

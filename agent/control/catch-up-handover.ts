@@ -5,7 +5,8 @@
 // fleet does not retry in lockstep (rewatch-jitter.ts; a broker's rate-limited retryAfterMs honoured), each retry asking after the last revision handed on. The push
 // watch takes over only once the catch-up's first pass is in (the initial snapshot stays whole), and
 // its entries at or below the last revision handed on are skipped: nothing is delivered twice.
-// MeshWatch, with two ranges and sessions of its own, does the same handover itself.
+// The one handover of the agent's watches: the service and enrollment watches (range-resume.ts) and
+// MeshWatch (one per range of a session that follows the bucket by catch-up) consume it as a watch.
 import type { KvWatchEntry } from '@nats-io/kv';
 import { retryWithBackoff, type BackoffPolicy, type Random } from '../../lib/backoff.ts';
 import type { Clock } from '../../lib/clock.ts';
@@ -14,6 +15,36 @@ import type { Logger } from '../../lib/logger.ts';
 import { retryAfterOf } from './brokered-watch.ts';
 import { CatchUpWatch } from './catch-up-watch.ts';
 import type { KeyWatch, KeyWatchOptions, KeyWatchSource } from './key-watch.ts';
+import { watchRetryPolicy, type WatchRetryOptions } from './rewatch-jitter.ts';
+
+/** What became of a push watch's create within catchUpAfterMs: made, refused, or still under way. */
+export type CreateOutcome<T> = { readonly kind: 'created'; readonly watch: T } | { readonly kind: 'failed'; readonly err: unknown } | { readonly kind: 'slow' };
+
+/**
+ * Waits up to `afterMs` on the clock for `creating` (a session's push watch, or MeshWatch's pair). What
+ * is not made by then is followed by catch-up, the handover keeping the create; a refusal after that
+ * is the handover's to see (not an unhandled rejection here).
+ */
+export async function createdWithin<T>(creating: Promise<T>, afterMs: number, clock: Clock): Promise<CreateOutcome<T>> {
+  creating.catch(() => undefined);
+  const timer = new AbortController();
+  try {
+    return await Promise.race([
+      creating.then(
+        (watch): CreateOutcome<T> => ({ kind: 'created', watch }),
+        (err: unknown): CreateOutcome<T> => ({ kind: 'failed', err }),
+      ),
+      clock.sleep(afterMs, timer.signal).then((): CreateOutcome<T> => ({ kind: 'slow' })),
+    ]);
+  } finally {
+    timer.abort();
+  }
+}
+
+/** Why a create did not give a watch in time (a log line's reason). */
+export function notCreatedReason(outcome: Exclude<CreateOutcome<unknown>, { kind: 'created' }>, afterMs: number): string {
+  return outcome.kind === 'failed' ? errorMessage(outcome.err) : `not created within ${afterMs} ms`;
+}
 
 export interface CatchUpHandoverOptions {
   readonly source: KeyWatchSource;
@@ -126,4 +157,27 @@ export class CatchUpHandover implements KeyWatch {
     this.push = w;
     this.catchUp.stop();
   }
+}
+
+/** A watcher's own settings its handovers take (MeshWatch's and RangeResume's options carry them). */
+export interface HandoverSettings extends WatchRetryOptions {
+  readonly bucket: string;
+  readonly clock: Clock;
+  readonly logger: Logger;
+  /** Random source of the retries' spread (rewatch-jitter.ts). */
+  readonly random?: Random;
+  readonly catchUpIntervalMs?: number;
+}
+
+/** A handover of one range on a watcher's settings: its creates retried with the watches' spread backoff (rewatch-jitter.ts watchRetryPolicy). */
+export function handoverWith(s: HandoverSettings, range: Pick<CatchUpHandoverOptions, 'source' | 'watch' | 'afterRevision' | 'pending'>): CatchUpHandover {
+  return new CatchUpHandover({
+    ...range,
+    bucket: s.bucket,
+    clock: s.clock,
+    logger: s.logger,
+    retry: watchRetryPolicy(s),
+    ...(s.random === undefined ? {} : { random: s.random }),
+    ...(s.catchUpIntervalMs === undefined ? {} : { intervalMs: s.catchUpIntervalMs }),
+  });
 }

@@ -8,7 +8,7 @@
 // logged and the next one tries again. A request the broker refused as rate-limited is asked again
 // only after its `retryAfterMs` (at most RETRY_AFTER_MAX_MS), the first pass included (it goes on
 // from the page refused rather than ending: re-creating the watch would only ask sooner).
-// MeshWatch stops it once a push watch can be created again.
+// Its owner (catch-up-handover.ts) stops it once a push watch can be created again.
 import type { KvWatchEntry } from '@nats-io/kv';
 import type { Clock } from '../../lib/clock.ts';
 import { errorMessage } from '../../lib/errors.ts';

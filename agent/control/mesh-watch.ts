@@ -7,13 +7,15 @@
 // re-watch in lockstep); at start and on refresh() it re-reads the full state. The periodic audit
 // only compares the stream's last revision and key count with what the watch applied, and
 // re-reads everything only when they differ. A watch that silently stalls (its consumer's server
-// left the cluster) is found by comparing revisions (watch-progress.ts) and resumed. Until a fresh snapshot is complete nothing is
-// removed (fail-static).
+// left the cluster) is found by comparing revisions (watch-progress.ts) and resumed. While no watch
+// can be created in time, a session follows each range by catch-up requests that hand over to its
+// push watch once it can be (catch-up-handover.ts, as the service and enrollment watches do). Until
+// a fresh snapshot is complete nothing is removed (fail-static).
 import type { VerifyKeys } from '../../protocol/signing.ts';
 import type { KvWatchEntry } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Clock } from '../../lib/clock.ts';
-import { errorMessage } from '../../lib/errors.ts';
+import { CrosslinkError, errorMessage } from '../../lib/errors.ts';
 import { deepFreeze, frozenMap } from '../../lib/frozen-map.ts';
 import type { Logger } from '../../lib/logger.ts';
 import type { ClusterRecord, NodeRecord } from '../../protocol/messages.ts';
@@ -29,7 +31,7 @@ import { backoffDelay } from '../../lib/backoff.ts';
 import { ClockTimer } from '../../lib/clock-timer.ts';
 import { ChangeCoalescer } from './change-coalescer.ts';
 import { directWatchSource, type KeyWatch, type KeyWatchOptions, type KeyWatchSource } from './key-watch.ts';
-import { CatchUpWatch } from './catch-up-watch.ts';
+import { createdWithin, handoverWith, notCreatedReason, type CatchUpHandover } from './catch-up-handover.ts';
 import { retryAfterOf } from './brokered-watch.ts';
 import { rewatchDelayMs, watchRetryPolicy, type RewatchJitterOptions, type WatchRetryOptions } from './rewatch-jitter.ts';
 
@@ -143,14 +145,10 @@ interface Session {
   pendingInitial: number;
   done: boolean;
   entries: number;
-  /** Following by catch-up requests: no push watch could be created in time. */
+  /** Started following by catch-up requests: no push watch could be created in time. */
   readonly catchUp: boolean;
-}
-
-/** Push watchers created for a later session (while a catch-up session runs), and the mode they were created for. */
-interface Handoff {
-  readonly mode: Session['mode'];
-  readonly watchers: KeyWatch[];
+  /** The session's watchers when it started by catch-up: each hands over to its push watch once that can be created (catch-up-handover.ts). */
+  readonly handovers: readonly CatchUpHandover[];
 }
 
 export class MeshWatch {
@@ -198,11 +196,8 @@ export class MeshWatch {
   /** Per FILTERS entry: the bucket's newest revision (direct gets). */
   private readonly lastRevisions: () => Promise<number[]>;
   private catchUpSessions = 0;
-  private handoff: Handoff | undefined;
   /** The next session follows by catch-up at once (its watch was found stalled), creating the push watch meanwhile. */
   private catchUpNow = false;
-  /** Cuts returnToPush()'s retry sleep short: aborted by rewatch() and stop(), one per catch-up session. */
-  private pushRetryWake = new AbortController();
 
   constructor(private readonly o: MeshWatchOptions) {
     this.throttle = new RateLimitedLog(o.logger, o.clock);
@@ -219,7 +214,7 @@ export class MeshWatch {
       ...(o.progressBurstWindowMs === undefined ? {} : { burstWindowMs: o.progressBurstWindowMs }),
       look: () => this.lastRevisions(),
       // A catch-up session polls the bucket itself: it cannot stall silently.
-      watching: () => (this.stopped || !this.live || this.current === undefined || this.current.catchUp ? undefined : { session: this.current, applied: this.appliedRevision }),
+      watching: () => (this.stopped || !this.live || this.current === undefined || catchingUp(this.current) ? undefined : { session: this.current, applied: this.appliedRevision }),
       onStall: (reason) => {
         // A stall follows a cluster change, when creates are slow or refused: catch up at once.
         this.catchUpNow = true;
@@ -250,14 +245,11 @@ export class MeshWatch {
     this.stopStatus?.();
     this.audit.cancel();
     const progress = this.progress.stop();
-    this.pushRetryWake.abort();
     this.coalescer.stop();
     this.stopWatchers();
     this.wakeup.abort();
     await this.supervisor;
     await progress;
-    for (const w of this.handoff?.watchers ?? []) w.stop();
-    this.handoff = undefined;
   }
 
   /** Called with a new immutable snapshot (debounced) after the verified set changed. Returns unsubscribe. */
@@ -304,7 +296,7 @@ export class MeshWatch {
       stalls: this.progress.stalls,
       lagRevisions: this.progress.lagRevisions,
       catchUpSessions: this.catchUpSessions,
-      catchingUp: this.current?.catchUp ?? false,
+      catchingUp: this.current !== undefined && catchingUp(this.current),
     };
   }
 
@@ -319,7 +311,7 @@ export class MeshWatch {
     // A session being set up reads (or resumes) anyway.
     if (!this.live || this.current === undefined) return { kind: 'skipped', reason: 'the watch is not live' };
     // Counting creates a consumer, which is what cannot be done now; the session follows by catch-up.
-    if (this.current.catchUp) return { kind: 'skipped', reason: 'following by catch-up requests' };
+    if (catchingUp(this.current)) return { kind: 'skipped', reason: 'following by catch-up requests' };
     this.auditing = true;
     try {
       this.audits++;
@@ -398,7 +390,6 @@ export class MeshWatch {
     if (this.stopped) return;
     this.restartReason = reason;
     this.rewatchDelayMs = delayMs;
-    this.pushRetryWake.abort();
     this.stopWatchers();
     this.wakeup.abort();
   }
@@ -469,20 +460,19 @@ export class MeshWatch {
     }
     const opened = await this.openWatchers(source, mode);
     const watchers = opened.watchers;
-    // A push watch taking over from catch-up continues that recovery: counted as neither a new session
-    // nor a resume, and its entries add to the catch-up session's (the figures read the same either way).
-    const handedOver = opened.handedOver === true;
-    const session: Session = { id: handedOver ? this.sessions : ++this.sessions, mode, watchers, seen: new Set(), pendingInitial: watchers.length, done: false, entries: handedOver ? this.lastSessionEntries : 0, catchUp: opened.pending !== undefined };
-    if (mode === 'resume' && !handedOver) this.resumes++;
+    // A push watch taking over from catch-up continues that session (inside its watchers): counted as
+    // neither a new session nor a resume, its entries adding to the session's.
+    const handovers = opened.handovers ?? [];
+    const session: Session = { id: ++this.sessions, mode, watchers, seen: new Set(), pendingInitial: watchers.length, done: false, entries: 0, catchUp: handovers.length > 0, handovers };
+    if (mode === 'resume') this.resumes++;
     if (session.catchUp) this.catchUpSessions++;
     this.current = session;
     if (this.stopped || this.restartReason !== undefined) {
+      // A handover stopped also stops the push watch its create brings later.
       for (const w of watchers) w.stop();
-      void opened.pending?.then((ws) => ws.forEach((w) => w.stop()), () => undefined);
       return false;
     }
     this.o.logger.debug({ session: session.id, reason, mode, catchUp: session.catchUp }, 'KV watch started');
-    if (opened.pending) void this.returnToPush(session, opened.pending);
     await Promise.all(watchers.map((w, i) => this.consume(session, w, i)));
     this.lastSessionEntries = session.entries;
     if (!this.stopped && this.restartReason === undefined) {
@@ -500,11 +490,11 @@ export class MeshWatch {
     });
   }
 
-  /** One push watch per range, or none: a failure stops those already created. */
-  private async createWatchers(source: KeyWatchSource, mode: Session['mode']): Promise<KeyWatch[]> {
+  /** One push watch per range (`asked`), or none: a failure stops those already created. */
+  private async createWatchers(source: KeyWatchSource, asked: readonly KeyWatchOptions[]): Promise<KeyWatch[]> {
     const watchers: KeyWatch[] = [];
     try {
-      for (const w of this.watchOptions(mode)) watchers.push(await source.watch(w));
+      for (const w of asked) watchers.push(await source.watch(w));
     } catch (err) {
       for (const w of watchers) w.stop();
       throw err;
@@ -513,91 +503,29 @@ export class MeshWatch {
   }
 
   /**
-   * The session's watchers: push watches (handed over, or created now), or — when they cannot be
-   * created within catchUpAfterMs — catch-up watches from the last applied revision, with the push
-   * creates still `pending` (returnToPush() takes them over when they succeed).
+   * The session's watchers: push watches created now, or — when they cannot be created within
+   * catchUpAfterMs — per range a catch-up from the last applied revision that hands over to the range's
+   * push watch once it can be created (catch-up-handover.ts, as the service and enrollment watches': the
+   * create still pending is kept, failures retried with the watches' spread backoff, and what the push
+   * watch delivers at or below the revision handed on is skipped).
    */
-  private async openWatchers(source: KeyWatchSource, mode: Session['mode']): Promise<{ readonly watchers: KeyWatch[]; readonly pending?: Promise<KeyWatch[]>; readonly handedOver?: boolean }> {
-    const handoff = this.handoff;
-    this.handoff = undefined;
-    if (handoff?.mode === mode) return { watchers: handoff.watchers, handedOver: true };
-    for (const w of handoff?.watchers ?? []) w.stop();
+  private async openWatchers(source: KeyWatchSource, mode: Session['mode']): Promise<{ readonly watchers: KeyWatch[]; readonly handovers?: CatchUpHandover[] }> {
     const catchUpAfterMs = this.o.catchUpAfterMs ?? 1000;
     const now = this.catchUpNow;
     this.catchUpNow = false;
-    const creating = this.createWatchers(source, mode);
+    const asked = this.watchOptions(mode);
+    const creating = this.createWatchers(source, asked);
     if (catchUpAfterMs <= 0) return { watchers: await creating };
-    // returnToPush() awaits it later; until then a refusal is not an unhandled rejection.
-    creating.catch(() => undefined);
-    const timer = new AbortController();
-    const raced = now ? ({ kind: 'stalled' as const }) : await Promise.race([
-      creating.then(
-        (watchers) => ({ kind: 'created' as const, watchers }),
-        (err: unknown) => ({ kind: 'failed' as const, err }),
-      ),
-      this.o.clock.sleep(catchUpAfterMs, timer.signal).then(() => ({ kind: 'slow' as const })),
-    ]);
-    timer.abort();
-    if (raced.kind === 'created') return { watchers: raced.watchers };
-    const why = raced.kind === 'failed' ? errorMessage(raced.err) : raced.kind === 'stalled' ? 'the watch stalled' : `not created within ${catchUpAfterMs} ms`;
+    if (now) creating.catch(() => undefined);
+    const raced = now ? undefined : await createdWithin(creating, catchUpAfterMs, this.o.clock);
+    if (raced?.kind === 'created') return { watchers: raced.watch };
+    const why = raced === undefined ? 'the watch stalled' : notCreatedReason(raced, catchUpAfterMs);
     this.lastError = why;
     this.throttle.warn('watch-catch-up', { reason: why, mode }, 'cannot create the KV watch; following the bucket by catch-up requests until it can be');
-    const watchers = FILTERS.map(
-      (filter, i) =>
-        new CatchUpWatch({
-          source,
-          bucket: this.o.bucket,
-          filter,
-          afterRevision: mode === 'resume' ? (this.appliedRevision[i] ?? 0) : 0,
-          clock: this.o.clock,
-          logger: this.o.logger,
-          ...(this.o.catchUpIntervalMs === undefined ? {} : { intervalMs: this.o.catchUpIntervalMs }),
-        }),
+    const handovers = asked.map((watch, i) =>
+      handoverWith(this.o, { source, watch, afterRevision: mode === 'resume' ? (this.appliedRevision[i] ?? 0) : 0, pending: creating.then((ws) => rangeWatch(ws, i)) }),
     );
-    return { watchers, pending: creating };
-  }
-
-  /**
-   * While `session` follows by catch-up: keep trying to create the push watches (backing off), and hand
-   * them to a new session as soon as they exist. A handed-over watch may start before revisions the
-   * catch-up applied meanwhile; those are skipped (consume(): only revisions above the applied one).
-   */
-  private async returnToPush(session: Session, first: Promise<KeyWatch[]>): Promise<void> {
-    const source = this.watchSource();
-    let attempt: Promise<KeyWatch[]> = first;
-    let attemptMode = session.mode;
-    let failures = 0;
-    // Spread (rewatch-jitter.ts): agents whose creates fail together do not retry together.
-    const policy = watchRetryPolicy(this.o);
-    // Its own wake-up (the supervisor's may still be aborted from the rewatch that led here).
-    const wake = new AbortController();
-    this.pushRetryWake = wake;
-    for (;;) {
-      let created: KeyWatch[] | undefined;
-      // A broker that refused as rate-limited is not asked again before its retryAfterMs (capped).
-      let retryAfterMs = 0;
-      try {
-        created = await attempt;
-      } catch (err) {
-        failures++;
-        retryAfterMs = retryAfterOf(err);
-        this.o.logger.debug({ err: errorMessage(err), failures, retryAfterMs }, 'catch-up: the watch still cannot be created');
-      }
-      const over = this.stopped || this.current !== session || this.restartReason !== undefined;
-      if (created && !over) {
-        this.handoff = { mode: attemptMode, watchers: created };
-        this.o.logger.info({ session: session.id, mode: attemptMode }, 'the KV watch can be created again; leaving catch-up');
-        this.rewatch('the watch can be created again', 0);
-        return;
-      }
-      for (const w of created ?? []) w.stop();
-      if (over) return;
-      await this.o.clock.sleep(Math.max(backoffDelay(policy, Math.max(1, failures), this.o.random), retryAfterMs), wake.signal);
-      if (this.stopped || wake.signal.aborted || this.current !== session || this.restartReason !== undefined) return;
-      // What a new session would be now: a completed catch-up full read makes it a resume.
-      attemptMode = this.everSynced && !this.fullReadNeeded ? 'resume' : 'full';
-      attempt = this.createWatchers(source, attemptMode);
-    }
+    return { watchers: handovers, handovers };
   }
 
   private async consume(session: Session, w: KeyWatch, filter: number): Promise<void> {
@@ -788,6 +716,18 @@ export class MeshWatch {
       }
     }
   }
+}
+
+/** The session still follows a range by catch-up requests (no push watch for it yet). */
+function catchingUp(session: Session): boolean {
+  return session.handovers.some((h) => h.catchingUp);
+}
+
+/** Range `i`'s watch of those createWatchers made (one per range, in FILTERS order). */
+function rangeWatch(watchers: readonly KeyWatch[], i: number): KeyWatch {
+  const w = watchers[i];
+  if (w === undefined) throw new CrosslinkError(`createWatchers made no watch for range ${FILTERS[i] ?? i}`);
+  return w;
 }
 
 /** The active gateway a cluster record names (undefined: no record, or a node record). */

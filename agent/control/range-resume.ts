@@ -9,16 +9,16 @@
 // within catchUpAfterMs (refused, timing out, or slow, as right after a NATS server loss) the session
 // follows the range by catch-up requests from the last applied revision (the whole range when nothing
 // was applied yet) and the push watch takes over once it can be created (catch-up-handover.ts).
-// MeshWatch, with two ranges and an audit, drives the same detector and catch-up itself.
+// MeshWatch, with two ranges and an audit, drives the same detector itself and opens the same handover per range.
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Clock } from '../../lib/clock.ts';
-import { CrosslinkError, errorMessage } from '../../lib/errors.ts';
+import { CrosslinkError } from '../../lib/errors.ts';
 import { kvLastRevisions } from '../../lib/kv-last-revision.ts';
 import type { Logger } from '../../lib/logger.ts';
-import { CatchUpHandover } from './catch-up-handover.ts';
+import { createdWithin, handoverWith, notCreatedReason, type CatchUpHandover } from './catch-up-handover.ts';
 import type { KeyWatch, KeyWatchSource } from './key-watch.ts';
 import { ProgressMonitor } from './progress-monitor.ts';
-import { rewatchDelayMs, watchRetryPolicy, type RewatchJitterOptions, type WatchRetryOptions } from './rewatch-jitter.ts';
+import { rewatchDelayMs, type RewatchJitterOptions, type WatchRetryOptions } from './rewatch-jitter.ts';
 import { bucketRenumbered } from './watch-progress.ts';
 
 /** The stall detection settings a watcher takes (as MeshWatch's). */
@@ -170,17 +170,7 @@ export class RangeResume {
     const creating = source.watch(asked);
     const afterMs = this.o.catchUpAfterMs ?? 1000;
     if (afterMs <= 0) return { watch: await creating, from };
-    // The handover awaits it later; until then a refusal is not an unhandled rejection.
-    creating.catch(() => undefined);
-    const timer = new AbortController();
-    const raced = await Promise.race([
-      creating.then(
-        (watch) => ({ kind: 'created' as const, watch }),
-        (err: unknown) => ({ kind: 'failed' as const, err }),
-      ),
-      this.o.clock.sleep(afterMs, timer.signal).then(() => ({ kind: 'slow' as const })),
-    ]);
-    timer.abort();
+    const raced = await createdWithin(creating, afterMs, this.o.clock);
     if (raced.kind === 'created') return { watch: raced.watch, from };
     if (from === undefined && synced && before > 0 && !(await this.renumbered(before))) {
       // Only what changed since the last applied revision (deletes are markers in the stream).
@@ -189,20 +179,9 @@ export class RangeResume {
       from = before + 1;
     }
     this.catchUpSessions++;
-    const reason = raced.kind === 'failed' ? errorMessage(raced.err) : `not created within ${afterMs} ms`;
+    const reason = notCreatedReason(raced, afterMs);
     this.o.logger.warn({ reason, afterRevision: from === undefined ? 0 : from - 1 }, `cannot create the ${this.o.what}; following it by catch-up requests until it can be`);
-    const watch = new CatchUpHandover({
-      source,
-      bucket: this.o.bucket,
-      watch: asked,
-      afterRevision: from === undefined ? 0 : from - 1,
-      pending: creating,
-      clock: this.o.clock,
-      logger: this.o.logger,
-      retry: watchRetryPolicy(this.o),
-      ...(this.o.random === undefined ? {} : { random: this.o.random }),
-      ...(this.o.catchUpIntervalMs === undefined ? {} : { intervalMs: this.o.catchUpIntervalMs }),
-    });
+    const watch = handoverWith(this.o, { source, watch: asked, afterRevision: from === undefined ? 0 : from - 1, pending: creating });
     // No catch-up either (its first pass failed): the session fails as a failed create did, backing
     // off (a rate-limited create's retryAfterMs honoured) and telling why.
     if ((await watch.initialCount()) === undefined) {
