@@ -16,7 +16,7 @@ import { kvKeys } from '../protocol/subjects.ts';
 import { enrolledCluster } from './helpers/policy-fixtures.ts';
 import { bed, BUCKET, putSigned, service, T0, type Bed } from './helpers/range-watch-bed.ts';
 
-/** The detection the docs promise (docs/agent.md): a look every 15 s, a stall one 1 s follow-up later, re-created after the 250 ms retry minimum. */
+/** The detection the docs promise (docs/agent.md): a look every 15 s, a stall one 1 s follow-up later, re-created after the 250 ms retry minimum (its spread's centre, CENTRE). */
 const FIRST_LOOK = T0 + 15_000;
 const STALL = FIRST_LOOK + 1000;
 const REWATCH = STALL + 250;

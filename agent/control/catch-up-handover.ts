@@ -2,9 +2,10 @@
 // created, and by that push watch as soon as it can: a single KeyWatch, so a watcher of one range
 // (the service and enrollment watches, through range-resume.ts) consumes it as it consumes a watch.
 // The create that was too slow (or refused) is kept; failures are retried with backoff, spread so a
-// fleet does not retry in lockstep (rewatch-jitter.ts; a broker's rate-limited retryAfterMs honoured), each retry asking after the last revision handed on. The push
-// watch takes over only once the catch-up's first pass is in (the initial snapshot stays whole), and
-// its entries at or below the last revision handed on are skipped: nothing is delivered twice.
+// fleet does not retry in lockstep (rewatch-jitter.ts; a broker's rate-limited retryAfterMs
+// honoured), each retry asking after the last revision handed on. The push watch takes over only
+// once the catch-up's first pass is in (the initial snapshot stays whole), and its entries at or
+// below the last revision handed on are skipped: nothing is delivered twice.
 // The one handover of the agent's watches: the service and enrollment watches (range-resume.ts) and
 // MeshWatch (one per range of a session that follows the bucket by catch-up) consume it as a watch.
 import type { KvWatchEntry } from '@nats-io/kv';
