@@ -51,6 +51,8 @@ export interface CoordinatorDeps {
   readonly wrapBucket?: (kv: KV) => KV;
   /** Bounds of the heartbeat MAC key tables (protocol/heartbeat-mac.ts HeartbeatMacKeys); default 20,000 nodes' keys, 1,024 others. */
   readonly macKeyBounds?: Pick<HeartbeatMacKeysOptions, 'max' | 'unknownMax'>;
+  /** Replay marks kept for identity keys no node is known by (coordinator/heartbeat-marks.ts); default UNKNOWN_MARKS_DEFAULT (4,096). */
+  readonly unknownMarksMax?: number;
 }
 
 /** The heartbeat answer of a leader whose registry is not loaded yet. */
@@ -108,7 +110,7 @@ export class Coordinator {
     this.store = store;
     this.logger = deps.logger;
     this.startedAt = deps.clock.now();
-    this.heartbeatMarks = new HeartbeatMarks(deps.config.maxClockSkewMs);
+    this.heartbeatMarks = new HeartbeatMarks(deps.config.maxClockSkewMs, deps.unknownMarksMax);
     this.macKeys = new HeartbeatMacKeys(deps.signingKey, {
       ...deps.macKeyBounds,
       knows: (name, identityKey) => this.identityKeyOf(name) === identityKey,
@@ -204,6 +206,11 @@ export class Coordinator {
   identityKeyOf(name: string): string | undefined {
     const registry = this.term?.registry;
     return registry ? registry.liveNode(name)?.identityKey : this.warm?.identityKeyOf(name);
+  }
+
+  /** Replay marks this replica holds: of identity keys it knows as their node's, of any other key (bounded). */
+  get heartbeatMarkCount(): { readonly known: number; readonly unknown: number } {
+    return this.heartbeatMarks.size;
   }
 
   /** What GET /metrics reports beyond the counters: leader, NATS, live nodes, the bucket's revision (one stream info request, bounded). */
@@ -352,9 +359,13 @@ export class Coordinator {
       if (msg.reply) msg.respond(JSON.stringify({ ok: false, error: staleEpoch, epoch } satisfies HeartbeatReply));
       return;
     }
+    // Whether the key is the named node's as far as this replica knows (one lookup): only then is the
+    // heartbeat a sign of life on a follower, and only then is its mark kept for the whole window.
+    // Anyone with an agent NATS user can sign heartbeats under fresh key pairs and made-up names.
+    const known = this.identityKeyOf(hb.name) === hb.identityKey;
     // Replay: sentAt must move forward per identity key (every replica tracks it, followers too).
     const mark = this.heartbeatMarks.markOf(hb.identityKey);
-    if (!this.heartbeatMarks.advance(hb.identityKey, hb.sentAt, now)) {
+    if (!this.heartbeatMarks.advance(hb.identityKey, hb.sentAt, now, known)) {
       this.logger.info({ node: hb.name, sentAt: hb.sentAt, mark }, 'heartbeat rejected: replayed or reordered');
       reply({ ok: false, error: staleRefusal(hb.sentAt, mark ?? hb.sentAt) });
       return;
@@ -364,7 +375,7 @@ export class Coordinator {
     if (!registry && epoch !== undefined) {
       // Leader, still loading the bucket (a takeover or restart): say so at once, so the agent
       // retries within seconds instead of waiting out its request timeout.
-      this.liveness.touch(hb.name, now, hb.identityKey);
+      if (known) this.liveness.touch(hb.name, now, hb.identityKey);
       this.deps.metrics?.heartbeat('unavailable');
       if (msg.reply) msg.respond(JSON.stringify(answerEpoch === undefined ? TAKING_OVER : { ...TAKING_OVER, epoch: answerEpoch }));
       return;
@@ -382,8 +393,10 @@ export class Coordinator {
     if (!registry) {
       // Followers only keep liveness fresh for the day they take over, noting which key signed it:
       // the new leader keeps it only if that is the node's own identity key (Liveness.retainMatching),
-      // and only for heartbeats of the leader's epoch sent after this replica started.
-      if (followerMayRecord(hb, this.leaderProbe.epoch, this.startedAt, this.deps.config.requireHeartbeatEpoch)) this.liveness.touch(hb.name, now, hb.identityKey);
+      // and only for heartbeats of the leader's epoch sent after this replica started. Only names its
+      // warm copy holds with this key: a flood of made-up names would otherwise stay in memory for
+      // good (a follower forgets nothing until it takes over).
+      if (known && followerMayRecord(hb, this.leaderProbe.epoch, this.startedAt, this.deps.config.requireHeartbeatEpoch)) this.liveness.touch(hb.name, now, hb.identityKey);
       // While no leader answers (it died holding the lease), say so instead of leaving the agent
       // to wait out its request timeout; while one does, stay silent (the first answer wins).
       if (this.leaderProbe.leaderAbsent() && msg.reply) {

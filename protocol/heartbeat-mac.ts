@@ -12,6 +12,7 @@
 // threat analysis.
 import { createHash, createHmac, hkdfSync, timingSafeEqual } from 'node:crypto';
 import { CrosslinkError } from '../lib/errors.ts';
+import { setBounded } from '../lib/bounded-map.ts';
 import type { ErrorBody, Heartbeat, MacEnvelope } from './messages.ts';
 import type { HeartbeatAuth } from './status.ts';
 import { signEnvelopeNow, x25519SharedSecret, type SigningKeyPair } from './signing.ts';
@@ -254,11 +255,11 @@ export class HeartbeatMacKeys {
       key = this.agree(identityKey);
       this.agreed++;
       this.onAgreed?.(known ? 'node' : 'unknown');
-      if (!known) keep(this.unknown, identityKey, key, this.unknownMax);
+      if (!known) setBounded(this.unknown, identityKey, key, this.unknownMax);
     } else if (known) {
       this.unknown.delete(identityKey);
     }
-    if (known) keep(this.nodes, identityKey, key, this.max);
+    if (known) setBounded(this.nodes, identityKey, key, this.max);
     return key;
   }
 
@@ -270,13 +271,4 @@ export class HeartbeatMacKeys {
       return null;
     }
   }
-}
-
-/** Adds an entry to a table bounded at `max`, dropping its oldest entry first when full. */
-function keep(table: Map<string, Buffer | null>, identityKey: string, key: Buffer | null, max: number): void {
-  if (table.size >= max) {
-    const oldest = table.keys().next();
-    if (oldest.done !== true) table.delete(oldest.value);
-  }
-  table.set(identityKey, key);
 }

@@ -7,9 +7,6 @@
 // pairs (valid MACs, more keys than the coordinator keeps) pushes no node's K out — on the leader
 // and on a follower, the nodes' next heartbeats need no new key agreement.
 import test, { type ExecutionContext } from 'ava';
-import { connect } from '@nats-io/transport-node';
-import { parseCoordinatorConfig } from '../coordinator/config.ts';
-import { Coordinator } from '../coordinator/coordinator.ts';
 import { CoordinatorMetrics } from '../coordinator/metrics.ts';
 import { revokeNode } from '../coordinator/revocation-admin.ts';
 import { StateStore } from '../coordinator/store.ts';
@@ -23,6 +20,7 @@ import { HeartbeatReply, type Heartbeat } from '../protocol/messages.ts';
 import { generateSigningKeyPair } from '../protocol/signing.ts';
 import { subjects } from '../protocol/subjects.ts';
 import { startCoordinatorEnv, type CoordinatorEnv, type CoordinatorEnvOptions } from './helpers/coordinator-fixture.ts';
+import { flood, startFollower } from './helpers/heartbeat-flood.ts';
 import { useNatsServer } from './helpers/nats-fixture.ts';
 import { checkMetrics } from './helpers/promtool.ts';
 
@@ -54,22 +52,6 @@ async function forgeries(env: CoordinatorEnv, a: FakeAgent, b: FakeAgent): Promi
     { what: 'a flipped MAC byte', body: JSON.stringify({ ...valid, mac: flipped.toString('base64') }), field: 'mac' },
     { what: 'a MAC for another coordinator key', body: heartbeatBody(hbOf(b), b.identity, macOf(b, rotated.publicKey)), field: 'coordinatorKey' },
   ];
-}
-
-/**
- * Heartbeats of someone holding an agent's NATS user and nothing else: `n` fresh key pairs, each
- * heartbeat with a valid MAC for its own key (K is its secret with the coordinator's public key),
- * under made-up names and under node-a's name. The answers: the MAC held, the registry refused.
- */
-async function flood(env: CoordinatorEnv, n: number, sentAt: number, epoch: string | undefined): Promise<HeartbeatReply[]> {
-  const s = subjects(env.prefix);
-  const replies: HeartbeatReply[] = [];
-  for (let i = 0; i < n; i++) {
-    const k = await generateSigningKeyPair();
-    const hb: Heartbeat = { v: 1, name: i % 2 === 0 ? `evil-${i}` : 'node-a', identityKey: k.publicKey, generation: 0, sentAt, ...(epoch === undefined ? {} : { epoch }) };
-    replies.push(await rpc(env.nc, s.heartbeat, heartbeatBody(hb, k, { coordinatorKey: env.key.publicKey, key: nodeHeartbeatMacKey(k, env.key.publicKey) }), HeartbeatReply));
-  }
-  return replies;
 }
 
 /** One series' value in a scrape, e.g. `crosslink_coordinator_heartbeat_forms_total{form="mac"}` (undefined: none). */
@@ -115,44 +97,10 @@ test('leader: a MAC heartbeat is answered ok and keeps the node alive; forgeries
   t.is(env.coordinator.lastHeardAt('node-b'), clock.now());
 });
 
-/** What a follower counted: heartbeats handled, MAC keys agreed by kind. */
-interface FollowerCounts {
-  heartbeats: number;
-  agreed: { node: number; unknown: number };
-}
-
-/** A second replica (a follower: the fixture's coordinator leads) on the system clock, counting what it handles. */
-async function startFollower(t: ExecutionContext, env: CoordinatorEnv, macKeyBounds?: CoordinatorEnvOptions['macKeyBounds']): Promise<{ coordinator: Coordinator; heard: FollowerCounts }> {
-  const nc = await connect({ servers: server().url, name: 'xl-hbmac-follower' });
-  const heard: FollowerCounts = { heartbeats: 0, agreed: { node: 0, unknown: 0 } };
-  const coordinator = await Coordinator.start({
-    nc,
-    clock: systemClock,
-    logger: silentLogger(),
-    config: parseCoordinatorConfig({ bucket: env.bucket, subjectPrefix: env.prefix, leaseTtl: '30s', nodeTtl: '60s' }),
-    signingKey: env.key,
-    holderId: 'xl-hbmac-follower',
-    metrics: {
-      registration: () => undefined,
-      nodeRemoved: () => undefined,
-      heartbeatForm: () => undefined,
-      heartbeatMacAgreement: (kind) => heard.agreed[kind]++,
-      heartbeat: () => heard.heartbeats++,
-    },
-    ...(macKeyBounds ? { macKeyBounds } : {}),
-  });
-  t.teardown(async () => {
-    await coordinator.stop();
-    await nc.close();
-  });
-  t.false(coordinator.isLeader());
-  return { coordinator, heard };
-}
-
 test('follower: records a MAC heartbeat as a sign of life, and none of the forgeries', async (t) => {
   const env = await startCoordinatorEnv(t, { natsUrl: server().url, bucketTag: 'xlhbmacf', config: { nodeTtl: '60s', leaseTtl: '30s' } });
   const s = subjects(env.prefix);
-  const f = await startFollower(t, env);
+  const f = await startFollower(t, env, server().url);
   const follower = f.coordinator;
   const client = macClient(env);
   const a = await fakeAgent('node-a', { podCidrs: ['10.20.1.0/24'] });
@@ -284,7 +232,7 @@ test('leader: a flood of MAC heartbeats under fresh key pairs (more than it keep
 test('follower: a flood of MAC heartbeats under fresh key pairs pushes no node\'s K out of a follower either (it knows nodes by its warm copy of the bucket)', async (t) => {
   const env = await startCoordinatorEnv(t, { natsUrl: server().url, bucketTag: 'xlhbfloodf', config: { nodeTtl: '60s', leaseTtl: '30s' } });
   const s = subjects(env.prefix);
-  const f = await startFollower(t, env, { max: 4, unknownMax: 4 });
+  const f = await startFollower(t, env, server().url, { macKeyBounds: { max: 4, unknownMax: 4 } });
   const client = macClient(env);
   const a = await fakeAgent('node-a', { podCidrs: ['10.20.1.0/24'] });
   const b = await fakeAgent('node-b', { podCidrs: ['10.20.2.0/24'] });

@@ -79,6 +79,8 @@ export interface CoordinatorEnvOptions {
   readonly wrapBucket?: (kv: KV) => KV;
   /** Bounds of the coordinator's heartbeat MAC key tables. */
   readonly macKeyBounds?: CoordinatorDeps['macKeyBounds'];
+  /** Further bounds of what requests may cost (CoordinatorDeps). */
+  readonly bounds?: Pick<CoordinatorDeps, 'unknownMarksMax'>;
 }
 
 /** Starts a Coordinator on its own connection and waits until it leads; all is stopped when the test ends. */
@@ -91,7 +93,7 @@ export async function startCoordinatorEnv(t: ExecutionContext, o: CoordinatorEnv
   // The fake agents (bench/simulated-agent.ts) learn the epoch from replies and sign it, like the real
   // agent: the coordinator runs with the shipped default (--require-heartbeat-epoch on).
   const config = parseCoordinatorConfig({ bucket, subjectPrefix: prefix, leaseTtl: '5s', ...o.config });
-  const coordinator = await Coordinator.start({ nc: cnc, clock, logger: silentLogger(), config, signingKey: key, ...(o.metrics ? { metrics: o.metrics } : {}), ...(o.eventSchedule ? { eventSchedule: o.eventSchedule } : {}), ...(o.wrapBucket ? { wrapBucket: o.wrapBucket } : {}), ...(o.macKeyBounds ? { macKeyBounds: o.macKeyBounds } : {}) });
+  const coordinator = await Coordinator.start({ nc: cnc, clock, logger: silentLogger(), config, signingKey: key, ...(o.metrics ? { metrics: o.metrics } : {}), ...(o.eventSchedule ? { eventSchedule: o.eventSchedule } : {}), ...(o.wrapBucket ? { wrapBucket: o.wrapBucket } : {}), ...(o.macKeyBounds ? { macKeyBounds: o.macKeyBounds } : {}), ...o.bounds });
   const kv = await new Kvm(nc).open(bucket);
   const events: { key: string; op: string }[] = [];
   const watcher = await kv.watch({ key: '>' });

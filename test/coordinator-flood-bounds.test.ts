@@ -1,0 +1,69 @@
+// The adversary holding one agent's NATS user (docs/security-review.md), against a real nats-server
+// and real coordinators, with small injected bounds: what its requests may make a replica keep and
+// what they may make it read.
+// - Heartbeats under fresh key pairs and made-up names (each MAC'd or signed for its own key, so they
+//   open): a follower records none of them as a sign of life (before: one liveness entry per made-up
+//   name, kept until the follower took over), and every replica keeps at most `unknownMarksMax` replay
+//   marks for keys no node is known by (before: one per key for the whole clock-skew window) — while
+//   the nodes' own marks survive the flood (a captured heartbeat stays refused).
+import test from 'ava';
+import { agentClient, fakeAgent, rpc, type FakeAgent } from './helpers/fake-agent.ts';
+import { waitFor } from '../lib/wait.ts';
+import { heartbeatBody } from '../protocol/heartbeat-mac.ts';
+import { HeartbeatReply, type Heartbeat } from '../protocol/messages.ts';
+import { subjects } from '../protocol/subjects.ts';
+import { startCoordinatorEnv } from './helpers/coordinator-fixture.ts';
+import { flood, startFollower } from './helpers/heartbeat-flood.ts';
+import { useNatsServer } from './helpers/nats-fixture.ts';
+
+const server = useNatsServer('xl-flood');
+
+const hbOf = (a: FakeAgent): Heartbeat => ({ v: 1, name: a.name, identityKey: a.identity.publicKey, generation: 0, sentAt: a.nextSentAt(), ...(a.epoch === undefined ? {} : { epoch: a.epoch }) });
+
+test('a flood of heartbeats under fresh key pairs and made-up names: no follower records them, every replica keeps at most unknownMarksMax of their marks, the nodes\' marks survive', async (t) => {
+  const UNKNOWN = 4;
+  const FLOOD = 12;
+  const env = await startCoordinatorEnv(t, { natsUrl: server().url, bucketTag: 'xlfloodhb', config: { nodeTtl: '60s', leaseTtl: '30s' }, bounds: { unknownMarksMax: UNKNOWN } });
+  const s = subjects(env.prefix);
+  const f = await startFollower(t, env, server().url, { unknownMarksMax: UNKNOWN });
+  const client = agentClient(env.nc, env.prefix, { credentialFor: env.enrollment.credentialFor });
+  const a = await fakeAgent('node-a', { podCidrs: ['10.20.1.0/24'] });
+  const b = await fakeAgent('node-b', { podCidrs: ['10.20.2.0/24'] });
+  t.true((await client.register(a)).ok);
+  t.true((await client.register(b)).ok);
+  /** Sends `body` and waits until the follower has handled it too. */
+  const send = async (body: string): Promise<HeartbeatReply> => {
+    const before = f.heard.heartbeats;
+    const r = await rpc(env.nc, s.heartbeat, body, HeartbeatReply);
+    await waitFor(() => f.heard.heartbeats > before, { timeoutMs: 5000, intervalMs: 5, what: 'the follower handling the heartbeat' });
+    return r;
+  };
+  // Once the follower knows the leader's epoch and both nodes, it records their heartbeats.
+  await waitFor(async () => {
+    await send(heartbeatBody(hbOf(a), a.identity, undefined));
+    return f.coordinator.lastHeardAt('node-a') !== undefined;
+  }, { timeoutMs: 10_000, intervalMs: 100, what: "the follower recording node-a's heartbeat" });
+  await waitFor(() => f.coordinator.identityKeyOf('node-b') === b.identity.publicKey, { timeoutMs: 10_000, intervalMs: 20, what: "the follower's warm copy holding node-b" });
+  const captured = heartbeatBody(hbOf(b), b.identity, undefined);
+  t.like(await send(captured), { ok: true });
+  t.not(f.coordinator.lastHeardAt('node-b'), undefined, 'an honest heartbeat is recorded by the follower (the checks below could fail)');
+
+  const before = f.heard.heartbeats;
+  for (const mac of [true, false]) {
+    const replies = await flood(env, FLOOD / 2, Date.now(), a.epoch, { mac, nameOf: (i) => (i % 3 === 2 ? 'node-a' : `evil-${mac ? 'm' : 's'}${i}`) });
+    // Every one opened (the refusal is the registry's, not the MAC's or signature's).
+    for (const r of replies) t.true(!r.ok && (r.error.code === 'unknown-node' || (r.error.code === 'unauthorized' && r.error.field === 'identityKey')), JSON.stringify(r));
+  }
+  await waitFor(() => f.heard.heartbeats >= before + FLOOD, { timeoutMs: 5000, intervalMs: 5, what: 'the follower handling the flood' });
+
+  const made = [0, 1, 3, 4].flatMap((i) => [`evil-m${i}`, `evil-s${i}`]);
+  t.deepEqual(made.filter((n) => f.coordinator.lastHeardAt(n) !== undefined), [], 'the follower recorded no made-up name');
+  t.deepEqual(made.filter((n) => env.coordinator.lastHeardAt(n) !== undefined), [], 'nor did the leader');
+  t.deepEqual(f.coordinator.heartbeatMarkCount, { known: 2, unknown: UNKNOWN }, "the follower: the nodes' marks, and the bound of the others");
+  t.deepEqual(env.coordinator.heartbeatMarkCount, { known: 2, unknown: UNKNOWN }, "the leader: the nodes' marks, and the bound of the others");
+
+  t.like(await send(captured), { ok: false, error: { code: 'stale', field: 'sentAt' } }, "node-b's captured heartbeat is still refused: its mark was not pushed out");
+  const heard = f.coordinator.lastHeardAt('node-a') ?? 0;
+  t.like(await send(heartbeatBody(hbOf(a), a.identity, undefined)), { ok: true });
+  t.true((f.coordinator.lastHeardAt('node-a') ?? 0) >= heard, "node-a's next heartbeat is still taken");
+});
