@@ -18,6 +18,7 @@ import { LeaderLease } from './lease.ts';
 import type { CoordinatorMetricsHooks, CoordinatorSnapshot } from './metrics.ts';
 import { leaseSeal } from './lease-seal.ts';
 import { LeaderTerm } from './leader-term.ts';
+import type { RegistryDeps } from './registry.ts';
 import { Liveness } from './liveness.ts';
 import { HeartbeatMarks } from './heartbeat-marks.ts';
 import { staleRefusal } from './bindings.ts';
@@ -51,6 +52,8 @@ export interface CoordinatorDeps {
   readonly wrapBucket?: (kv: KV) => KV;
   /** Bounds of the heartbeat MAC key tables (protocol/heartbeat-mac.ts HeartbeatMacKeys); default 20,000 nodes' keys, 1,024 others. */
   readonly macKeyBounds?: Pick<HeartbeatMacKeysOptions, 'max' | 'unknownMax'>;
+  /** Bucket reads confirming refused registrations' cluster definitions (coordinator/registry.ts DEFINITION_READ_DEFAULTS: 10/s, 50 at once). */
+  readonly definitionReadRate?: RegistryDeps['definitionReadRate'];
   /** Replay marks kept for identity keys no node is known by (coordinator/heartbeat-marks.ts); default UNKNOWN_MARKS_DEFAULT (4,096). */
   readonly unknownMarksMax?: number;
 }
@@ -276,6 +279,7 @@ export class Coordinator {
       metrics: this.deps.metrics,
       events: this.events,
       epoch,
+      definitionReadRate: this.deps.definitionReadRate,
       preloaded: warm ? () => this.warmCopy(warm) : undefined,
       onServing: (nodes) =>
         void announceLeader({

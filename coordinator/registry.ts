@@ -61,7 +61,18 @@ export interface RegistryDeps {
   readonly preloaded?: (() => Promise<Snapshot | undefined>) | undefined;
   /** Runs work on the next turn of the event loop (default setImmediate): signing a node record while its ipam entry and binding are in flight. */
   readonly nextTurn?: Schedule;
+  /** Bucket reads confirming a refused registration's cluster definition, per second and at once: DEFINITION_READ_DEFAULTS. */
+  readonly definitionReadRate?: { readonly ratePerSecond: number; readonly burst: number } | undefined;
 }
+
+/**
+ * Per term: direct reads of a cluster definition that confirm an `unauthorized` admission (the watch
+ * may not have delivered a `cluster add` or `rotate-credential` yet). Each is a bucket round trip
+ * that anyone with an agent NATS user could otherwise cause at will (a made-up cluster, a wrong join
+ * signature); honest use is a few agents started right after an operator's change, and they retry.
+ * Past the budget the refusal stands without a read (docs/security-review.md).
+ */
+export const DEFINITION_READ_DEFAULTS = Object.freeze({ ratePerSecond: 10, burst: 50 });
 
 const CAS_ATTEMPTS = 4;
 
@@ -97,6 +108,8 @@ export class Registry {
   /** Names whose registration is in flight: their ipam entry may be fresh while no record exists yet (never a reclaim victim). */
   private readonly registering = new Set<string>();
   private readonly rateLimit: RegistrationRateLimit;
+  /** Budget of confirming definition reads (DEFINITION_READ_DEFAULTS), one bucket for every cluster name. */
+  private readonly definitionReads: RegistrationRateLimit;
   private readonly throttledLog: RateLimitedLog;
   private readonly policy: RegistrationPolicy;
   private readonly schedule: Schedule;
@@ -108,6 +121,8 @@ export class Registry {
     this.schedule = deps.nextTurn ?? nextTurn;
     this.ipam = new IpamTable(this.addresses);
     this.rateLimit = new RegistrationRateLimit(deps.config.registrationRate, deps.config.registrationBurst);
+    const reads = deps.definitionReadRate ?? DEFINITION_READ_DEFAULTS;
+    this.definitionReads = new RegistrationRateLimit(reads.ratePerSecond, reads.burst);
     this.throttledLog = new RateLimitedLog(deps.logger, deps.clock, 10_000);
     this.policy = {
       overlay: deps.config.overlayCidr,
@@ -221,13 +236,14 @@ export class Registry {
   /**
    * Cluster admission (protocol/admission.ts) against the enrolled definitions; the request comes
    * back with the cluster's topology. A refusal is confirmed with a direct read of the definition
-   * first, so an agent started right after `cluster add` is not refused while our watch catches up.
+   * first, so an agent started right after `cluster add` is not refused while our watch catches up —
+   * within a budget (DEFINITION_READ_DEFAULTS): unauthenticated requests must not buy bucket reads.
    */
   private async admit(req: RegistrationRequest, envelope: RequestEnvelope): Promise<Checked<RegistrationRequest>> {
     const attempt = () =>
       admitToCluster({ request: req, payload: envelope.payload, joinSig: envelope.joinSig, definition: this.definitions.get(req.cluster), definitions: this.definitions.values() });
     let result = await attempt();
-    if (!result.ok && result.error.code === 'unauthorized') {
+    if (!result.ok && result.error.code === 'unauthorized' && this.definitionReads.take('definitions', this.deps.clock.now()).ok) {
       const fresh = await this.deps.store.readDefinition(req.cluster);
       if (fresh) this.definitions.apply(req.cluster, fresh.value, fresh.revision);
       result = await attempt();

@@ -6,11 +6,16 @@
 //   name, kept until the follower took over), and every replica keeps at most `unknownMarksMax` replay
 //   marks for keys no node is known by (before: one per key for the whole clock-skew window) — while
 //   the nodes' own marks survive the flood (a captured heartbeat stays refused).
+// - Registrations for a made-up cluster, and with a join signature that does not verify: the leader
+//   confirms such a refusal with a bucket read at most `definitionReadRate.burst` times (before: one
+//   read per request), and an honest node of an enrolled cluster still registers after the flood.
 import test from 'ava';
-import { agentClient, fakeAgent, rpc, type FakeAgent } from './helpers/fake-agent.ts';
+import type { KV } from '@nats-io/kv';
+import { agentClient, fakeAgent, rpc, signedRegistration, type FakeAgent } from './helpers/fake-agent.ts';
 import { waitFor } from '../lib/wait.ts';
 import { heartbeatBody } from '../protocol/heartbeat-mac.ts';
-import { HeartbeatReply, type Heartbeat } from '../protocol/messages.ts';
+import { HeartbeatReply, RegisterReply, type Heartbeat } from '../protocol/messages.ts';
+import { generateJoinCredential } from '../protocol/join-credential.ts';
 import { subjects } from '../protocol/subjects.ts';
 import { startCoordinatorEnv } from './helpers/coordinator-fixture.ts';
 import { flood, startFollower } from './helpers/heartbeat-flood.ts';
@@ -66,4 +71,51 @@ test('a flood of heartbeats under fresh key pairs and made-up names: no follower
   const heard = f.coordinator.lastHeardAt('node-a') ?? 0;
   t.like(await send(heartbeatBody(hbOf(a), a.identity, undefined)), { ok: true });
   t.true((f.coordinator.lastHeardAt('node-a') ?? 0) >= heard, "node-a's next heartbeat is still taken");
+});
+
+/** The bucket as the coordinator uses it, counting direct reads of cluster definitions. */
+function countingDefinitionReads(counter: { reads: number }): (kv: KV) => KV {
+  return (kv) =>
+    new Proxy(kv, {
+      get: (target, prop) => {
+        if (prop === 'get') {
+          return (key: string, ...rest: unknown[]): Promise<unknown> => {
+            if (key.startsWith('enrollments.')) counter.reads++;
+            return (target.get as (k: string, ...r: unknown[]) => Promise<unknown>)(key, ...rest);
+          };
+        }
+        const v: unknown = Reflect.get(target, prop, target);
+        return typeof v === 'function' ? (v as (...args: unknown[]) => unknown).bind(target) : v;
+      },
+    });
+}
+
+test('registrations for a made-up cluster or with a join signature that does not verify buy at most the budget of bucket reads; an honest node still registers', async (t) => {
+  const BURST = 3;
+  const counter = { reads: 0 };
+  const env = await startCoordinatorEnv(t, {
+    natsUrl: server().url,
+    bucketTag: 'xlfloodreg',
+    config: { nodeTtl: '60s' },
+    wrapBucket: countingDefinitionReads(counter),
+    // One token a day: the flood gets the burst and nothing more within the test.
+    bounds: { definitionReadRate: { ratePerSecond: 1 / 86_400, burst: BURST } },
+  });
+  const s = subjects(env.prefix);
+  await env.enrollment.enroll('c1', ['10.20.0.0/16']);
+  const wrongCredential = await generateJoinCredential('c1');
+  const readsBefore = counter.reads;
+  const refused: RegisterReply[] = [];
+  for (let i = 0; i < 10; i++) {
+    const evil = await fakeAgent(`evil-${i}`, { podCidrs: [`10.20.${10 + i}.0/24`] });
+    // Even: a cluster nobody enrolled, no join signature; odd: the enrolled cluster, signed with a credential that is not its own.
+    const body = i % 2 === 0 ? await signedRegistration(evil.request({ cluster: `made-up-${i}` }), evil.identity.secretKey, undefined) : await signedRegistration(evil.request(), evil.identity.secretKey, wrongCredential);
+    refused.push(await rpc(env.nc, s.register, body, RegisterReply));
+  }
+  for (const r of refused) t.like(r, { ok: false, error: { code: 'unauthorized' } });
+  t.is(counter.reads - readsBefore, BURST, 'one read per token of the budget, none after');
+
+  const honest = await fakeAgent('node-a', { podCidrs: ['10.20.1.0/24'] });
+  honest.joinCredential = env.enrollment.credential('c1');
+  t.like(await agentClient(env.nc, env.prefix).register(honest), { ok: true }, 'the enrolled cluster is admitted from the watch-fed table, without a read');
 });

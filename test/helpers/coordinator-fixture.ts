@@ -80,7 +80,7 @@ export interface CoordinatorEnvOptions {
   /** Bounds of the coordinator's heartbeat MAC key tables. */
   readonly macKeyBounds?: CoordinatorDeps['macKeyBounds'];
   /** Further bounds of what requests may cost (CoordinatorDeps). */
-  readonly bounds?: Pick<CoordinatorDeps, 'unknownMarksMax'>;
+  readonly bounds?: Pick<CoordinatorDeps, 'unknownMarksMax' | 'definitionReadRate'>;
 }
 
 /** Starts a Coordinator on its own connection and waits until it leads; all is stopped when the test ends. */
