@@ -243,6 +243,13 @@ function stripUndefined<T extends object>(o: T): Partial<T> {
   return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
 }
 
+/**
+ * Refused requests (registrations, heartbeats, deregistrations, service exports) are logged at info
+ * once per this interval per kind and code; the repeats at debug, counted in the next line
+ * (lib/rate-limited-log.ts). Anyone with an agent NATS user can make the coordinator refuse at will.
+ */
+export const REFUSAL_LOG_INTERVAL_MS = 10_000;
+
 /** Agents heartbeat at a quarter of the TTL, so three lost heartbeats are survivable. */
 export function heartbeatIntervalMs(config: Pick<CoordinatorConfig, 'nodeTtlMs'>): number {
   return Math.max(200, Math.floor(config.nodeTtlMs / 4));

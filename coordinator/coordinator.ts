@@ -13,7 +13,8 @@ import type { SigningKeyPair } from '../protocol/signing.ts';
 import { subjects } from '../protocol/subjects.ts';
 import { checkSentAt, openHeartbeat } from '../protocol/validate-registration.ts';
 import { HeartbeatMacKeys, type HeartbeatMacKeysOptions } from '../protocol/heartbeat-mac.ts';
-import { heartbeatIntervalMs, type CoordinatorConfig } from './config.ts';
+import { REFUSAL_LOG_INTERVAL_MS, heartbeatIntervalMs, type CoordinatorConfig } from './config.ts';
+import { RateLimitedLog } from '../lib/rate-limited-log.ts';
 import { LeaderLease } from './lease.ts';
 import type { CoordinatorMetricsHooks, CoordinatorSnapshot } from './metrics.ts';
 import { leaseSeal } from './lease-seal.ts';
@@ -104,6 +105,8 @@ export class Coordinator {
   /** When this replica started: as a follower it records no heartbeat sent before (heartbeat-epoch.ts). */
   private readonly startedAt: number;
   private readonly logger: Logger;
+  /** Heartbeat refusals at info, once per interval per reason (REFUSAL_LOG_INTERVAL_MS): anyone can send heartbeats that open and are refused. */
+  private readonly refusals: RateLimitedLog;
   private readonly events: DeferredEventPublisher;
 
   private constructor(
@@ -112,6 +115,7 @@ export class Coordinator {
   ) {
     this.store = store;
     this.logger = deps.logger;
+    this.refusals = new RateLimitedLog(deps.logger, deps.clock, REFUSAL_LOG_INTERVAL_MS);
     this.startedAt = deps.clock.now();
     this.heartbeatMarks = new HeartbeatMarks(deps.config.maxClockSkewMs, deps.unknownMarksMax);
     this.macKeys = new HeartbeatMacKeys(deps.signingKey, {
@@ -350,7 +354,7 @@ export class Coordinator {
     if (hb.epoch !== undefined) answerEpoch = epoch;
     const skew = checkSentAt(hb.sentAt, now, this.deps.config.maxClockSkewMs);
     if (!skew.ok) {
-      this.logger.info({ node: hb.name, reason: skew.error.message }, 'heartbeat rejected');
+      this.refusals.log('info', 'skew', { node: hb.name, reason: skew.error.message }, 'heartbeat rejected');
       reply(skew);
       return;
     }
@@ -370,7 +374,7 @@ export class Coordinator {
     // Replay: sentAt must move forward per identity key (every replica tracks it, followers too).
     const mark = this.heartbeatMarks.markOf(hb.identityKey);
     if (!this.heartbeatMarks.advance(hb.identityKey, hb.sentAt, now, known)) {
-      this.logger.info({ node: hb.name, sentAt: hb.sentAt, mark }, 'heartbeat rejected: replayed or reordered');
+      this.refusals.log('info', 'replay', { node: hb.name, sentAt: hb.sentAt, mark }, 'heartbeat rejected: replayed or reordered');
       reply({ ok: false, error: staleRefusal(hb.sentAt, mark ?? hb.sentAt) });
       return;
     }
@@ -413,7 +417,11 @@ export class Coordinator {
     }
     const r = registry.heartbeat(hb);
     // unknown-node is routine (the agent re-registers); anything else is worth seeing.
-    if (!r.ok) this.logger[r.error.code === 'unknown-node' ? 'debug' : 'info']({ node: hb.name, code: r.error.code, reason: r.error.message }, 'heartbeat refused');
+    if (!r.ok) {
+      const fields = { node: hb.name, code: r.error.code, reason: r.error.message };
+      if (r.error.code === 'unknown-node') this.logger.debug(fields, 'heartbeat refused');
+      else this.refusals.log('info', `refused:${r.error.code}`, fields, 'heartbeat refused');
+    }
     reply(r);
   }
 

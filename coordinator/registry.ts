@@ -25,7 +25,7 @@ import { DefinitionTable } from './definitions.ts';
 import { kvKeys } from '../protocol/subjects.ts';
 import { checkSentAt, openSignedRequest, validateRegistration, type Checked, type RegistrationPolicy } from '../protocol/validate-registration.ts';
 import { decideCluster } from './clusters.ts';
-import { heartbeatIntervalMs, type CoordinatorConfig } from './config.ts';
+import { REFUSAL_LOG_INTERVAL_MS, heartbeatIntervalMs, type CoordinatorConfig } from './config.ts';
 import { AddressIndex, decideOverlayIp, type IpamDecision, type IpamEntry } from './ipam.ts';
 import { KeyedMutex } from './keyed-mutex.ts';
 import { IpamTable, NodeTable } from './registry-index.ts';
@@ -123,7 +123,7 @@ export class Registry {
     this.rateLimit = new RegistrationRateLimit(deps.config.registrationRate, deps.config.registrationBurst);
     const reads = deps.definitionReadRate ?? DEFINITION_READ_DEFAULTS;
     this.definitionReads = new RegistrationRateLimit(reads.ratePerSecond, reads.burst);
-    this.throttledLog = new RateLimitedLog(deps.logger, deps.clock, 10_000);
+    this.throttledLog = new RateLimitedLog(deps.logger, deps.clock, REFUSAL_LOG_INTERVAL_MS);
     this.policy = {
       overlay: deps.config.overlayCidr,
       minPodCidrPrefixV4: deps.config.minPodCidrPrefixV4,
@@ -877,7 +877,10 @@ export class Registry {
 
   private rejected(what: string, node: string | undefined, error: ErrorBody): { ok: false; error: ErrorBody } {
     const level = error.code === 'unavailable' || error.code === 'internal' ? 'warn' : error.code === 'stale' ? 'debug' : 'info';
-    this.deps.logger[level]({ node, code: error.code, field: error.field, reason: error.message }, `${what} rejected`);
+    const fields = { node, code: error.code, field: error.field, reason: error.message };
+    // Once per interval per kind and code (REFUSAL_LOG_INTERVAL_MS): anyone can have requests refused at will.
+    if (level === 'debug') this.deps.logger.debug(fields, `${what} rejected`);
+    else this.throttledLog.log(level, `${what}:${error.code}`, fields, `${what} rejected`);
     return { ok: false, error };
   }
 

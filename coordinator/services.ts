@@ -20,6 +20,8 @@ import {
 } from '../protocol/service.ts';
 import { checkSentAt, openSignedRequest } from '../protocol/validate-registration.ts';
 import { KeyedMutex } from './keyed-mutex.ts';
+import { RateLimitedLog } from '../lib/rate-limited-log.ts';
+import { REFUSAL_LOG_INTERVAL_MS } from './config.ts';
 import { isCasConflict, type StateStore } from './store.ts';
 
 /** What admission needs from the registry: live nodes by name, and the enrolled clusters' pod ranges. */
@@ -50,8 +52,12 @@ export class ServiceDirectory {
   private readonly locks = new KeyedMutex();
   /** sentAt of the last accepted request per KV key: an older (replayed) request is refused. */
   private readonly lastSentAt = new Map<string, number>();
+  /** Refusals at info once per interval per kind and code (REFUSAL_LOG_INTERVAL_MS). */
+  private readonly refusals: RateLimitedLog;
 
-  constructor(private readonly deps: ServiceDirectoryDeps) {}
+  constructor(private readonly deps: ServiceDirectoryDeps) {
+    this.refusals = new RateLimitedLog(deps.logger, deps.clock, REFUSAL_LOG_INTERVAL_MS);
+  }
 
   async export(raw: Uint8Array | string): Promise<ServiceReply> {
     const opened = await openSignedRequest(raw, ServiceExportRequest);
@@ -138,7 +144,7 @@ export class ServiceDirectory {
   }
 
   private refused(what: string, req: { readonly node: string; readonly name: string; readonly namespace: string } | undefined, error: ErrorBody): ServiceReply {
-    this.deps.logger.info({ node: req?.node, service: req ? serviceRef(req) : undefined, code: error.code, reason: error.message }, `service ${what} refused`);
+    this.refusals.log('info', `${what}:${error.code}`, { node: req?.node, service: req ? serviceRef(req) : undefined, code: error.code, reason: error.message }, `service ${what} refused`);
     return { ok: false, error };
   }
 }

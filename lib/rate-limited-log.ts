@@ -1,5 +1,7 @@
 // A warning that may repeat every few seconds (a retry loop) is logged at warn once per interval;
-// the repeats go to debug, and the next warn says how many were held back.
+// the repeats go to debug, and the next warn says how many were held back. The same for lines at
+// info that someone else can make repeat at will (a coordinator refusing requests: `log('info', …)`).
+// Keys must come from a bounded set (a kind of message and a code, never a name a peer chose).
 import type { Clock } from './clock.ts';
 import type { Logger } from './logger.ts';
 
@@ -13,6 +15,11 @@ export class RateLimitedLog {
   ) {}
 
   warn(key: string, fields: Record<string, unknown>, message: string): void {
+    this.log('warn', key, fields, message);
+  }
+
+  /** Logs the first occurrence of `key` within `intervalMs` at `level`, the repeats at debug (the next one at `level` counts them). */
+  log(level: 'info' | 'warn', key: string, fields: Record<string, unknown>, message: string): void {
     const now = this.clock.now();
     const prev = this.last.get(key);
     if (prev && now - prev.at < this.intervalMs) {
@@ -21,7 +28,7 @@ export class RateLimitedLog {
       return;
     }
     this.last.set(key, { at: now, suppressed: 0 });
-    this.logger.warn(prev && prev.suppressed > 0 ? { ...fields, suppressedSinceLast: prev.suppressed } : fields, message);
+    this.logger[level](prev && prev.suppressed > 0 ? { ...fields, suppressedSinceLast: prev.suppressed } : fields, message);
   }
 
   /** Forget a key so the next occurrence is logged at warn again (e.g. after a recovery). */

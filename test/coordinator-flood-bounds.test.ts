@@ -9,13 +9,20 @@
 // - Registrations for a made-up cluster, and with a join signature that does not verify: the leader
 //   confirms such a refusal with a bucket read at most `definitionReadRate.burst` times (before: one
 //   read per request), and an honest node of an enrolled cluster still registers after the flood.
+// - Refusals it can cause at will (registrations, heartbeats, service requests): logged at info once
+//   per interval and kind (before: one info line per message), the repeats at debug and counted.
 import test from 'ava';
 import type { KV } from '@nats-io/kv';
-import { agentClient, fakeAgent, rpc, signedRegistration, type FakeAgent } from './helpers/fake-agent.ts';
+import { pino } from 'pino';
+import * as z from 'zod';
+import { REFUSAL_LOG_INTERVAL_MS } from '../coordinator/config.ts';
+import { agentClient, fakeAgent, rpc, signed, signedRegistration, type FakeAgent } from './helpers/fake-agent.ts';
+import { ManualClock } from './helpers/manual-clock.ts';
 import { waitFor } from '../lib/wait.ts';
 import { heartbeatBody } from '../protocol/heartbeat-mac.ts';
 import { HeartbeatReply, RegisterReply, type Heartbeat } from '../protocol/messages.ts';
 import { generateJoinCredential } from '../protocol/join-credential.ts';
+import { serviceSubjects } from '../protocol/service.ts';
 import { subjects } from '../protocol/subjects.ts';
 import { startCoordinatorEnv } from './helpers/coordinator-fixture.ts';
 import { flood, startFollower } from './helpers/heartbeat-flood.ts';
@@ -118,4 +125,40 @@ test('registrations for a made-up cluster or with a join signature that does not
   const honest = await fakeAgent('node-a', { podCidrs: ['10.20.1.0/24'] });
   honest.joinCredential = env.enrollment.credential('c1');
   t.like(await agentClient(env.nc, env.prefix).register(honest), { ok: true }, 'the enrolled cluster is admitted from the watch-fed table, without a read');
+});
+
+test('refusals anyone can cause at will are logged at info once per interval and kind, the repeats at debug and counted in the next line', async (t) => {
+  const lines: { level: number; msg: string; suppressedSinceLast?: number }[] = [];
+  const logger = pino({ level: 'debug' }, { write: (l: string) => void lines.push(JSON.parse(l) as { level: number; msg: string }) });
+  const clock = new ManualClock(Date.now());
+  const env = await startCoordinatorEnv(t, { natsUrl: server().url, bucketTag: 'xlfloodlog', config: { nodeTtl: '60s', leaseTtl: '1m', maxClockSkew: '1h' }, clock, logger });
+  const s = subjects(env.prefix);
+  const a = await fakeAgent('node-a', { podCidrs: ['10.20.1.0/24'] });
+  t.true((await agentClient(env.nc, env.prefix, { credentialFor: env.enrollment.credentialFor }).register(a)).ok);
+  const N = 8;
+  const registerMadeUp = async (i: number): Promise<RegisterReply> => {
+    const evil = await fakeAgent(`evil-${i}`);
+    return rpc(env.nc, s.register, await signedRegistration(evil.request({ cluster: `made-up-${i}` }), evil.identity.secretKey, undefined), RegisterReply);
+  };
+  for (let i = 0; i < N; i++) t.like(await registerMadeUp(i), { ok: false, error: { code: 'unauthorized' } });
+  // Fresh keys under node-a's name (refused by the registry), and under made-up names an hour and more off the clock (refused for the skew).
+  for (const r of await flood(env, N, clock.now(), a.epoch, { mac: false, nameOf: () => 'node-a' })) t.like(r, { ok: false, error: { code: 'unauthorized', field: 'identityKey' } });
+  for (const r of await flood(env, N, clock.now() - 2 * 3_600_000, a.epoch, { mac: false })) t.like(r, { ok: false, error: { code: 'stale' } });
+  const stranger = await fakeAgent('evil-x');
+  for (let i = 0; i < N; i++) {
+    const unexport = { v: 1, node: 'evil-x', identityKey: stranger.identity.publicKey, cluster: 'c1', namespace: 'default', name: `svc-${i}`, sentAt: stranger.nextSentAt() };
+    t.like(await rpc(env.nc, serviceSubjects(env.prefix).unexport, await signed(unexport, stranger.identity.secretKey), z.object({ ok: z.boolean() })), { ok: false });
+  }
+
+  const at = (msg: string, level: number): number => lines.filter((l) => l.msg === msg && l.level === level).length;
+  const INFO = 30;
+  const DEBUG = 20;
+  for (const msg of ['registration rejected', 'heartbeat refused', 'heartbeat rejected', 'service unexport refused']) {
+    t.is(at(msg, INFO), 1, `${msg}: once at info`);
+    t.is(at(msg, DEBUG), N - 1, `${msg}: the repeats at debug`);
+  }
+
+  clock.advance(REFUSAL_LOG_INTERVAL_MS);
+  t.like(await registerMadeUp(N), { ok: false });
+  t.like(lines.filter((l) => l.msg === 'registration rejected' && l.level === INFO).at(-1), { suppressedSinceLast: N - 1 }, 'an interval later: at info again, saying how many were held back');
 });

@@ -12,7 +12,7 @@ import type { Schedule } from '../../coordinator/deferred-events.ts';
 import { agentClient, type AgentClient } from './fake-agent.ts';
 import { systemClock, type Clock } from '../../lib/clock.ts';
 import { ManualClock } from './manual-clock.ts';
-import { silentLogger } from '../../lib/logger.ts';
+import { silentLogger, type Logger } from '../../lib/logger.ts';
 import { waitFor } from '../../lib/wait.ts';
 import { ClusterRecord } from '../../protocol/messages.ts';
 import { generateSigningKeyPair, verifyEnvelope, type SigningKeyPair } from '../../protocol/signing.ts';
@@ -79,6 +79,8 @@ export interface CoordinatorEnvOptions {
   readonly wrapBucket?: (kv: KV) => KV;
   /** Bounds of the coordinator's heartbeat MAC key tables. */
   readonly macKeyBounds?: CoordinatorDeps['macKeyBounds'];
+  /** The coordinator's logger (default: silent). */
+  readonly logger?: Logger;
   /** Further bounds of what requests may cost (CoordinatorDeps). */
   readonly bounds?: Pick<CoordinatorDeps, 'unknownMarksMax' | 'definitionReadRate'>;
 }
@@ -93,7 +95,7 @@ export async function startCoordinatorEnv(t: ExecutionContext, o: CoordinatorEnv
   // The fake agents (bench/simulated-agent.ts) learn the epoch from replies and sign it, like the real
   // agent: the coordinator runs with the shipped default (--require-heartbeat-epoch on).
   const config = parseCoordinatorConfig({ bucket, subjectPrefix: prefix, leaseTtl: '5s', ...o.config });
-  const coordinator = await Coordinator.start({ nc: cnc, clock, logger: silentLogger(), config, signingKey: key, ...(o.metrics ? { metrics: o.metrics } : {}), ...(o.eventSchedule ? { eventSchedule: o.eventSchedule } : {}), ...(o.wrapBucket ? { wrapBucket: o.wrapBucket } : {}), ...(o.macKeyBounds ? { macKeyBounds: o.macKeyBounds } : {}), ...o.bounds });
+  const coordinator = await Coordinator.start({ nc: cnc, clock, logger: o.logger ?? silentLogger(), config, signingKey: key, ...(o.metrics ? { metrics: o.metrics } : {}), ...(o.eventSchedule ? { eventSchedule: o.eventSchedule } : {}), ...(o.wrapBucket ? { wrapBucket: o.wrapBucket } : {}), ...(o.macKeyBounds ? { macKeyBounds: o.macKeyBounds } : {}), ...o.bounds });
   const kv = await new Kvm(nc).open(bucket);
   const events: { key: string; op: string }[] = [];
   const watcher = await kv.watch({ key: '>' });
