@@ -114,6 +114,14 @@ export interface HeartbeatMacVerifier {
 }
 
 /**
+ * The largest heartbeat opened, in bytes: an honest one is under 1.2 KiB in either form (a 253-byte
+ * name, keys, numbers, the epoch; base64 and the signature or MAC around it). Anything larger is
+ * refused before it is parsed: every replica opens every heartbeat on its event loop, and a 1 MiB
+ * one (NATS's default max_payload) took ~18 ms of JSON and base64 work (docs/security-review.md).
+ */
+export const HEARTBEAT_MAX_BYTES = 4096;
+
+/**
  * Opens a heartbeat in either form: a SignedEnvelope signed by the payload's `identityKey`
  * (openSignedRequest), or a MacEnvelope (protocol/heartbeat-mac.ts) whose MAC was made with the key
  * that identity key and this coordinator's current key agree on. Either way the value is the same
@@ -122,6 +130,7 @@ export interface HeartbeatMacVerifier {
  * `unauthorized` naming both keys (the agent then falls back to signing).
  */
 export function openHeartbeat<T extends { identityKey: string; name: string }>(raw: Uint8Array | string, schema: z.ZodType<T>, mac: HeartbeatMacVerifier): OpenedHeartbeat<T> {
+  if (raw.length > HEARTBEAT_MAX_BYTES) return reject('invalid', '(root)', `heartbeat is ${raw.length} bytes; at most ${HEARTBEAT_MAX_BYTES} are read`);
   const json = parseJson(raw);
   if (!json.ok) return json;
   const value = json.value;

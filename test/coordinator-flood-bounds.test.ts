@@ -11,6 +11,8 @@
 //   read per request), and an honest node of an enrolled cluster still registers after the flood.
 // - Refusals it can cause at will (registrations, heartbeats, service requests): logged at info once
 //   per interval and kind (before: one info line per message), the repeats at debug and counted.
+// - A heartbeat padded to 512 KiB: refused for its size before it is parsed (before: parsed whole on
+//   every replica, ~18 ms per MiB of event-loop time each).
 import test from 'ava';
 import type { KV } from '@nats-io/kv';
 import { pino } from 'pino';
@@ -19,7 +21,8 @@ import { REFUSAL_LOG_INTERVAL_MS } from '../coordinator/config.ts';
 import { agentClient, fakeAgent, rpc, signed, signedRegistration, type FakeAgent } from './helpers/fake-agent.ts';
 import { ManualClock } from './helpers/manual-clock.ts';
 import { waitFor } from '../lib/wait.ts';
-import { heartbeatBody } from '../protocol/heartbeat-mac.ts';
+import { heartbeatBody, nodeHeartbeatMacKey } from '../protocol/heartbeat-mac.ts';
+import { HEARTBEAT_MAX_BYTES } from '../protocol/validate-registration.ts';
 import { HeartbeatReply, RegisterReply, type Heartbeat } from '../protocol/messages.ts';
 import { generateJoinCredential } from '../protocol/join-credential.ts';
 import { serviceSubjects } from '../protocol/service.ts';
@@ -161,4 +164,26 @@ test('refusals anyone can cause at will are logged at info once per interval and
   clock.advance(REFUSAL_LOG_INTERVAL_MS);
   t.like(await registerMadeUp(N), { ok: false });
   t.like(lines.filter((l) => l.msg === 'registration rejected' && l.level === INFO).at(-1), { suppressedSinceLast: N - 1 }, 'an interval later: at info again, saying how many were held back');
+});
+
+test('a heartbeat over HEARTBEAT_MAX_BYTES is refused for its size before it is parsed; the largest honest heartbeat is far below it in either form', async (t) => {
+  const env = await startCoordinatorEnv(t, { natsUrl: server().url, bucketTag: 'xlfloodsize', config: { nodeTtl: '60s' } });
+  const s = subjects(env.prefix);
+  const a = await fakeAgent('node-a', { podCidrs: ['10.20.1.0/24'] });
+  t.true((await agentClient(env.nc, env.prefix, { credentialFor: env.enrollment.credentialFor }).register(a)).ok);
+  // An authentic signed heartbeat with 512 KiB of padding beside it in the envelope.
+  const padded = JSON.stringify({ ...(JSON.parse(heartbeatBody(hbOf(a), a.identity, undefined)) as object), pad: 'x'.repeat(512 * 1024) });
+  const r = await rpc(env.nc, s.heartbeat, padded, HeartbeatReply);
+  if (r.ok) return t.fail('the padded heartbeat was taken');
+  t.like(r.error, { code: 'invalid', field: '(root)' });
+  t.true(r.error.message.includes(`at most ${HEARTBEAT_MAX_BYTES}`), r.error.message);
+  t.like(await rpc(env.nc, s.heartbeat, heartbeatBody(hbOf(a), a.identity, undefined), HeartbeatReply), { ok: true }, 'the same heartbeat unpadded is taken');
+
+  // The largest heartbeat an honest agent can send: a 253-byte name, a 64-byte epoch, large numbers.
+  const name = [63, 63, 63, 61].map((n, i) => String.fromCharCode(97 + i).repeat(n)).join('.');
+  t.is(name.length, 253);
+  const largest: Heartbeat = { v: 1, name, identityKey: a.identity.publicKey, generation: Number.MAX_SAFE_INTEGER, sentAt: Number.MAX_SAFE_INTEGER, epoch: 'e'.repeat(64) };
+  const signedBody = heartbeatBody(largest, a.identity, undefined);
+  const macBody = heartbeatBody(largest, a.identity, { coordinatorKey: env.key.publicKey, key: nodeHeartbeatMacKey(a.identity, env.key.publicKey) });
+  t.true(Math.max(signedBody.length, macBody.length) < HEARTBEAT_MAX_BYTES / 2, `signed ${signedBody.length}, MAC'd ${macBody.length} bytes`);
 });
