@@ -8,6 +8,7 @@
 // (agents' `catchup` requests, coordinator/watch-broker.ts) and the direct watch source's own catch-up
 // (agent/control/key-watch.ts, tools holding a coordinator credential).
 import type { JetStreamManager } from '@nats-io/jetstream';
+import type { KvWatchEntry } from '@nats-io/kv';
 
 export type KvCatchUpOperation = 'PUT' | 'DEL' | 'PURGE';
 
@@ -59,4 +60,37 @@ export async function readKvAfter(jsm: JetStreamManager, bucket: string, filter:
     seq = m.seq + 1;
   }
   return { entries, more: true };
+}
+
+/** Every entry of `filter` in `bucket` (all pages): a small range (e.g. `enrollments.>`) read without a consumer. */
+export async function readKvRange(jsm: JetStreamManager, bucket: string, filter: string, pageLimit = 256): Promise<KvCatchUpEntry[]> {
+  const out: KvCatchUpEntry[] = [];
+  for (let after = 0; ; ) {
+    const page = await readKvAfter(jsm, bucket, filter, after, { limit: pageLimit, maxBytes: Number.POSITIVE_INFINITY });
+    out.push(...page.entries);
+    const last = page.entries.at(-1);
+    if (!page.more || last === undefined) return out;
+    after = last.revision;
+  }
+}
+
+/** The KvWatchEntry a watch would have delivered for a catch-up entry. */
+export function catchUpWatchEntry(bucket: string, e: KvCatchUpEntry, isUpdate: boolean): KvWatchEntry {
+  const decoder = new TextDecoder();
+  const value = e.value;
+  return {
+    bucket,
+    key: e.key,
+    rawKey: e.key,
+    value,
+    created: new Date(e.createdMs),
+    revision: e.revision,
+    delta: 0,
+    operation: e.operation,
+    length: value.length,
+    isUpdate,
+    // KvEntry's json<T>() is the caller's assertion, as in nats.js.
+    json: () => JSON.parse(decoder.decode(value)) as never,
+    string: (): string => decoder.decode(value),
+  };
 }

@@ -12,7 +12,7 @@
 import type { KvWatchEntry } from '@nats-io/kv';
 import type { Clock } from '../../lib/clock.ts';
 import { errorMessage } from '../../lib/errors.ts';
-import type { KvCatchUpEntry } from '../../lib/kv-catch-up.ts';
+import { catchUpWatchEntry, type KvCatchUpEntry } from '../../lib/kv-catch-up.ts';
 import type { Logger } from '../../lib/logger.ts';
 import { AsyncQueue } from '../../lib/async-queue.ts';
 import { retryAfterOf } from './brokered-watch.ts';
@@ -33,26 +33,7 @@ export interface CatchUpWatchOptions {
   readonly pageLimit?: number;
 }
 
-/** The KvWatchEntry a watch would have delivered for a catch-up entry. */
-export function catchUpWatchEntry(bucket: string, e: KvCatchUpEntry, isUpdate: boolean): KvWatchEntry {
-  const decoder = new TextDecoder();
-  const value = e.value;
-  return {
-    bucket,
-    key: e.key,
-    rawKey: e.key,
-    value,
-    created: new Date(e.createdMs),
-    revision: e.revision,
-    delta: 0,
-    operation: e.operation,
-    length: value.length,
-    isUpdate,
-    // KvEntry's json<T>() is the caller's assertion, as in nats.js.
-    json: () => JSON.parse(decoder.decode(value)) as never,
-    string: (): string => decoder.decode(value),
-  };
-}
+export { catchUpWatchEntry };
 
 export class CatchUpWatch implements KeyWatch {
   private readonly queue = new AsyncQueue<KvWatchEntry>();
