@@ -1,11 +1,16 @@
 // The coordinator's view of its JetStream KV bucket: typed, signed reads and writes with revisions.
 // Every write is compare-and-set against the revision last read, so a second writer (a deposed
 // leader that has not noticed yet, an operator) makes the write fail instead of being overwritten.
+// With `retry` (the operator's commands) every read and write is retried while JetStream cannot serve
+// it (lib/jetstream-retry.ts), and a write whose earlier attempt timed out is checked for having
+// landed before a compare-and-set conflict is believed: nothing is applied twice, nothing refused
+// that was ours.
 import { Kvm, type KV, type KvEntry } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { z } from 'zod';
 import type { Logger } from '../lib/logger.ts';
 import { errorMessage } from '../lib/errors.ts';
+import { outcomeUnknown, retryJetStream, type JetStreamRetryOptions } from '../lib/jetstream-retry.ts';
 import { ClusterDefinition, ClusterRecord, NodeRecord, Revocation, SignedEnvelope } from '../protocol/messages.ts';
 import { SignatureError, signEnvelope, signEnvelopeNow, verifyEnvelope, type SigningKeyPair } from '../protocol/signing.ts';
 import { enrollmentNameFromKey, kvKeys, revokedNameFromKey } from '../protocol/subjects.ts';
@@ -69,6 +74,17 @@ export type AnyRecord =
 
 const live = (e: KvEntry | null): e is KvEntry => e !== null && e.operation === 'PUT';
 
+export interface StoreOptions {
+  /** Retry reads and writes JetStream cannot serve yet (after a NATS server loss), up to a deadline. */
+  readonly retry?: JetStreamRetryOptions;
+  /**
+   * Reads every entry under a small key range without a consumer (direct gets, any replica:
+   * lib/kv-catch-up.ts readKvRange) — for the enrollments, which `cluster add` reads twice. A
+   * consumer create after a server loss may be placed on the lost server and never answered.
+   */
+  readonly rangeReader?: (filter: string) => Promise<readonly KvEntry[]>;
+}
+
 /** A node record with its envelope and the envelope's text, as StateStore.signNode makes them. */
 export class SignedNode {
   readonly data: string;
@@ -87,7 +103,13 @@ export class StateStore {
     private readonly logger: Logger,
     /** Our previous public keys (signing-key rotation): records they signed are trusted and re-signed. */
     private readonly previousKeys: readonly string[] = [],
+    private readonly options: StoreOptions = {},
   ) {}
+
+  /** One JetStream operation, retried per `options.retry` (or tried once); `attempt` is told its number. */
+  private op<T>(what: string, attempt: (n: number) => Promise<T>): Promise<T> {
+    return this.options.retry ? retryJetStream(what, attempt, this.options.retry) : attempt(1);
+  }
 
   async loadSnapshot(): Promise<Snapshot> {
     // Decoded as they stream in: only the decoded records are kept, never every raw entry at once.
@@ -172,14 +194,17 @@ export class StateStore {
    * held the whole bucket twice (raw and decoded) at the peak of a load. Revision order: a later value
    * (also a malformed one) or a delete marker replaces what came before, at any history depth.
    */
-  private async latestDecoded<R>(filter: string, decode: (e: KvEntry) => R | undefined | Promise<R | undefined>): Promise<Map<string, R>> {
-    const out = new Map<string, R>();
-    for await (const e of await this.kv.history({ key: filter })) {
-      const r = e.operation === 'PUT' ? await decode(e) : undefined;
-      if (r === undefined) out.delete(e.key);
-      else out.set(e.key, r);
-    }
-    return out;
+  private latestDecoded<R>(filter: string, decode: (e: KvEntry) => R | undefined | Promise<R | undefined>, small = false): Promise<Map<string, R>> {
+    const reader = small ? this.options.rangeReader : undefined;
+    return this.op(`read ${filter}`, async () => {
+      const out = new Map<string, R>();
+      for await (const e of reader ? await reader(filter) : await this.kv.history({ key: filter })) {
+        const r = e.operation === 'PUT' ? await decode(e) : undefined;
+        if (r === undefined) out.delete(e.key);
+        else out.set(e.key, r);
+      }
+      return out;
+    });
   }
 
   readNode(name: string): Promise<StoredRecord<NodeRecord> | undefined> {
@@ -213,7 +238,7 @@ export class StateStore {
   /** Every cluster definition in the bucket, keyed by cluster name. */
   async loadDefinitions(): Promise<Map<string, StoredRecord<ClusterDefinition>>> {
     const out = new Map<string, StoredRecord<ClusterDefinition>>();
-    for (const r of (await this.latestDecoded(kvKeys.enrollmentsFilter, (e) => this.decodeDefinition(e))).values()) out.set(r.value.name, r);
+    for (const r of (await this.latestDecoded(kvKeys.enrollmentsFilter, (e) => this.decodeDefinition(e), true)).values()) out.set(r.value.name, r);
     return out;
   }
 
@@ -244,7 +269,7 @@ export class StateStore {
   }
 
   private async readSigned<T>(key: string, schema: z.ZodType<T>): Promise<StoredRecord<T> | undefined> {
-    const e = await this.kv.get(key);
+    const e = await this.op(`get ${key}`, () => this.kv.get(key));
     if (!live(e)) return undefined;
     return this.decodeSigned(e, schema);
   }
@@ -327,7 +352,18 @@ export class StateStore {
 
   /** Deletes (a DEL marker, so watchers see it) only if the key is still at `revision`. */
   async delete(key: string, revision: number): Promise<void> {
-    await this.kv.delete(key, { previousSeq: revision });
+    // A conflict after an attempt that timed out: if the key is deleted now, that attempt landed.
+    await this.casOp(
+      `delete ${key}`,
+      async () => {
+        await this.kv.delete(key, { previousSeq: revision });
+        return true;
+      },
+      async () => {
+        const e = await this.kv.get(key);
+        return e === null || e.operation !== 'PUT' ? true : undefined;
+      },
+    );
   }
 
   readBinding(identityKey: string): Promise<StoredRecord<IdentityBinding> | undefined> {
@@ -369,6 +405,36 @@ export class StateStore {
   }
 
   private write(key: string, data: string, revision: number | undefined): Promise<number> {
-    return revision === undefined ? this.kv.create(key, data) : this.kv.update(key, data, revision);
+    // A conflict after an attempt that timed out: if the key holds exactly our bytes (our signed
+    // envelope, its own timestamp and signature), that attempt landed and this is its revision.
+    return this.casOp(
+      `put ${key}`,
+      () => (revision === undefined ? this.kv.create(key, data) : this.kv.update(key, data, revision)),
+      async () => {
+        const e = await this.kv.get(key);
+        return e !== null && e.operation === 'PUT' && e.string() === data ? e.revision : undefined;
+      },
+    );
+  }
+
+  /**
+   * A compare-and-set write, retried per `options.retry`. Once an attempt has timed out (it may have
+   * been applied, its reply lost), a later attempt's CAS conflict is checked with `landed`: a value
+   * means the earlier attempt did apply, and is the result; undefined, a real conflict (thrown).
+   */
+  private casOp<T>(what: string, attempt: () => Promise<T>, landed: () => Promise<T | undefined>): Promise<T> {
+    let unsure = false;
+    return this.op(what, async () => {
+      try {
+        return await attempt();
+      } catch (err) {
+        if (unsure && isCasConflict(err)) {
+          const mine = await landed();
+          if (mine !== undefined) return mine;
+        }
+        unsure ||= outcomeUnknown(err);
+        throw err;
+      }
+    });
   }
 }

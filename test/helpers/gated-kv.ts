@@ -10,13 +10,14 @@ interface Stored {
   readonly operation: 'PUT' | 'DEL';
 }
 
-/** A write the test holds: `release` applies it, `fail` rejects it without applying. */
+/** A write the test holds: `release` applies it, `fail` rejects it without applying, `landThenFail` applies it and rejects (a reply lost). */
 export interface HeldWrite {
   readonly key: string;
   /** The value as written (JSON text). */
   readonly text: string;
   release(): void;
   fail(err: Error): void;
+  landThenFail(err: Error): void;
 }
 
 const casConflict = (key: string): Error => Object.assign(new Error(`wrong last sequence for ${key}`), { name: 'JetStreamApiError', code: 10071 });
@@ -25,6 +26,8 @@ export class GatedKv {
   /** While true, writes wait in `pending` until released. */
   held = false;
   readonly pending: HeldWrite[] = [];
+  /** The key of every write applied, in order (a double apply shows as the key twice). */
+  readonly applied: string[] = [];
   private seq = 0;
   private readonly data = new Map<string, Stored>();
 
@@ -77,6 +80,7 @@ export class GatedKv {
     const apply = (): number => {
       if (!casOk(this.data.get(key))) throw casConflict(key);
       this.data.set(key, { value: new TextEncoder().encode(text), revision: ++this.seq, operation: 'PUT' });
+      this.applied.push(key);
       return this.seq;
     };
     if (!this.held) {
@@ -98,6 +102,14 @@ export class GatedKv {
           }
         },
         fail: (err) => reject(err),
+        landThenFail: (err) => {
+          try {
+            apply();
+          } catch {
+            // applied or refused, the reply is lost either way
+          }
+          reject(err);
+        },
       });
     });
   }
