@@ -66,13 +66,14 @@ export async function addCluster(deps: ClusterAdminDeps, input: AddClusterInput)
     createdAt: now,
     updatedAt: now,
   } satisfies ClusterDefinition);
+  let written: StoredRecord<ClusterDefinition>;
   try {
-    await deps.store.putDefinition(definition, undefined);
+    written = await deps.store.putDefinition(definition, undefined);
   } catch (err) {
     if (isCasConflict(err)) throw new ClusterAdminError(`cluster "${name}" was enrolled by someone else meanwhile`, { cause: err });
     throw err;
   }
-  await withdrawIfRaced(deps, definition, input.allowPublic);
+  await withdrawIfRaced(deps, definition, written.revision, input.allowPublic);
   return { definition, credential };
 }
 
@@ -81,8 +82,9 @@ export async function addCluster(deps: ClusterAdminDeps, input: AddClusterInput)
  * write, look again: if an overlapping definition was written before ours (lower revision), ours
  * loses and is withdrawn before anyone holds its credential; the earlier one stays.
  */
-async function withdrawIfRaced(deps: ClusterAdminDeps, ours: ClusterDefinition, allowPublic: boolean): Promise<void> {
-  const all = await deps.store.loadDefinitions();
+async function withdrawIfRaced(deps: ClusterAdminDeps, ours: ClusterDefinition, revision: number, allowPublic: boolean): Promise<void> {
+  // A read that includes our write (any replica may answer, and may not have applied it yet).
+  const all = await deps.store.loadDefinitions(revision);
   const mine = all.get(ours.name);
   if (!mine) throw new ClusterAdminError(`cluster "${ours.name}" was removed by someone else meanwhile`);
   const earlier = [...all.values()].filter((d) => d.value.name !== ours.name && d.revision < mine.revision).map((d) => d.value);

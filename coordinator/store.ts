@@ -10,7 +10,7 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import type { z } from 'zod';
 import type { Logger } from '../lib/logger.ts';
 import { errorMessage } from '../lib/errors.ts';
-import { outcomeUnknown, retryJetStream, type JetStreamRetryOptions } from '../lib/jetstream-retry.ts';
+import { ReplicaBehindError, outcomeUnknown, retryJetStream, type JetStreamRetryOptions } from '../lib/jetstream-retry.ts';
 import { ClusterDefinition, ClusterRecord, NodeRecord, Revocation, SignedEnvelope } from '../protocol/messages.ts';
 import { SignatureError, signEnvelope, signEnvelopeNow, verifyEnvelope, type SigningKeyPair } from '../protocol/signing.ts';
 import { enrollmentNameFromKey, kvKeys, revokedNameFromKey } from '../protocol/subjects.ts';
@@ -194,15 +194,20 @@ export class StateStore {
    * held the whole bucket twice (raw and decoded) at the peak of a load. Revision order: a later value
    * (also a malformed one) or a delete marker replaces what came before, at any history depth.
    */
-  private latestDecoded<R>(filter: string, decode: (e: KvEntry) => R | undefined | Promise<R | undefined>, small = false): Promise<Map<string, R>> {
+  private latestDecoded<R>(filter: string, decode: (e: KvEntry) => R | undefined | Promise<R | undefined>, small = false, atLeast = 0): Promise<Map<string, R>> {
     const reader = small ? this.options.rangeReader : undefined;
     return this.op(`read ${filter}`, async () => {
       const out = new Map<string, R>();
+      let newest = 0;
       for await (const e of reader ? await reader(filter) : await this.kv.history({ key: filter })) {
+        newest = Math.max(newest, e.revision);
         const r = e.operation === 'PUT' ? await decode(e) : undefined;
         if (r === undefined) out.delete(e.key);
         else out.set(e.key, r);
       }
+      // A read that reached `atLeast` (our own write, or anything after it) saw everything before it:
+      // a replica's answers are its applied prefix of the one log.
+      if (newest < atLeast) throw new ReplicaBehindError(`read ${filter}`, newest, atLeast);
       return out;
     });
   }
@@ -235,10 +240,13 @@ export class StateStore {
     return this.readSigned(kvKeys.enrollment(name), ClusterDefinition).then((r) => this.checkDefinitionKey(kvKeys.enrollment(name), r));
   }
 
-  /** Every cluster definition in the bucket, keyed by cluster name. */
-  async loadDefinitions(): Promise<Map<string, StoredRecord<ClusterDefinition>>> {
+  /**
+   * Every cluster definition in the bucket, keyed by cluster name. `atLeast`: a revision under
+   * `enrollments.` the read must include (a write of ours; the replica answering may lag behind it).
+   */
+  async loadDefinitions(atLeast = 0): Promise<Map<string, StoredRecord<ClusterDefinition>>> {
     const out = new Map<string, StoredRecord<ClusterDefinition>>();
-    for (const r of (await this.latestDecoded(kvKeys.enrollmentsFilter, (e) => this.decodeDefinition(e), true)).values()) out.set(r.value.name, r);
+    for (const r of (await this.latestDecoded(kvKeys.enrollmentsFilter, (e) => this.decodeDefinition(e), true, atLeast)).values()) out.set(r.value.name, r);
     return out;
   }
 

@@ -42,6 +42,21 @@ export class JetStreamUnavailableError extends CrosslinkError {
   }
 }
 
+/**
+ * A read answered by a replica that has not applied a revision the caller knows exists (its own
+ * write): direct gets and R1 consumers may be served by any replica of the stream. Asked again.
+ */
+export class ReplicaBehindError extends CrosslinkError {
+  override name = 'ReplicaBehindError';
+  constructor(
+    readonly what: string,
+    readonly seen: number,
+    readonly wanted: number,
+  ) {
+    super(`${what}: the replica that answered had revision ${seen}, not yet ${wanted}`);
+  }
+}
+
 /** True when the request may not have been served yet and may be served later: timeout, no responders, a 503. */
 export function isJetStreamUnavailable(err: unknown): boolean {
   if (!(err instanceof Error)) return false;
@@ -49,6 +64,7 @@ export function isJetStreamUnavailable(err: unknown): boolean {
     case 'TimeoutError': // nats-core: no reply in the request's timeout (maybe served, reply lost)
     case 'NoResponders':
     case 'JetStreamNotEnabled': // nats.js's name for "no responders" on a JetStream subject
+    case 'ReplicaBehindError':
       return true;
     case 'RequestError':
       return isJetStreamUnavailable(err.cause);

@@ -5,6 +5,7 @@
 // but timed out, a rival write in the gap, "no responders", a 503, a request never served.
 import test from 'ava';
 import { JetStreamApiError } from '@nats-io/jetstream';
+import type { KvEntry } from '@nats-io/kv';
 import { errors } from '@nats-io/transport-node';
 import { GatedKv } from './helpers/gated-kv.ts';
 import { ManualClock } from './helpers/manual-clock.ts';
@@ -29,14 +30,20 @@ interface Bed {
   readonly retries: string[];
 }
 
-async function bed(): Promise<Bed> {
+async function bed(rangeReader?: (gate: GatedKv, filter: string) => Promise<KvEntry[]>): Promise<Bed> {
   const gate = new GatedKv();
   const clock = new ManualClock();
   const retries: string[] = [];
   // random 0.5: the waits are exactly the policy's (250 ms, 500 ms, …).
   const retry: JetStreamRetryOptions = { clock, deadlineMs: 30_000, random: () => 0.5, onRetry: (what, err, n, ms) => retries.push(`${what} #${n} ${err instanceof Error ? err.name : ''} ${ms}`) };
-  const store = new StateStore(gate.kv, await generateSigningKeyPair(), silentLogger(), [], { retry });
+  const store = new StateStore(gate.kv, await generateSigningKeyPair(), silentLogger(), [], { retry, ...(rangeReader ? { rangeReader: (filter: string) => rangeReader(gate, filter) } : {}) });
   return { gate, clock, store, retries };
+}
+
+async function entriesOf(gate: GatedKv, filter: string): Promise<KvEntry[]> {
+  const out: KvEntry[] = [];
+  for await (const e of await gate.kv.history({ key: filter })) out.push(e);
+  return out;
 }
 
 const pending = (b: Bed, n: number): Promise<true> => waitFor(() => b.gate.pending.length >= n || undefined, { timeoutMs: 10_000, intervalMs: 5, what: `${n} held writes` });
@@ -84,6 +91,33 @@ test('adversary: another writer in the gap after a lost reply is a conflict, not
   const stored = await b.gate.kv.get(kvKeys.enrollment('east'));
   await verifyEnvelope(JSON.parse(stored?.string() ?? '{}'), rival.publicKey, ClusterDefinition);
   t.pass();
+});
+
+test('cluster add: the re-read after the write, answered by a replica that has not applied it yet, is asked again — not taken for a removal', async (t) => {
+  // The enrollments are read by direct gets (any replica): the first read after our write comes from a
+  // replica still at the revision before it.
+  let reads = 0;
+  let lagAt = Number.POSITIVE_INFINITY;
+  const b = await bed(async (gate, filter) => {
+    reads++;
+    const all = await entriesOf(gate, filter);
+    const view = all.filter((e) => e.revision <= lagAt);
+    lagAt = Number.POSITIVE_INFINITY;
+    return view;
+  });
+  await addCluster({ store: b.store, clock: b.clock }, { name: 'west', podCidrs: ['10.30.0.0/16'], topology: 'mesh', allowPublic: false });
+  reads = 0;
+  b.gate.held = true;
+  const added = addCluster({ store: b.store, clock: b.clock }, { name: 'east', podCidrs: ['10.40.0.0/16'], topology: 'mesh', allowPublic: false });
+  await pending(b, 1);
+  lagAt = 1; // west's revision: the next read misses east (revision 2)
+  b.gate.releaseAll();
+  await b.clock.advanceWhenArmed(b.clock.now() + 250, 'the re-read');
+  const r = await added;
+  t.is(r.definition.name, 'east');
+  t.is(reads, 3, 'before the write, the stale read after it, the read again');
+  t.deepEqual(b.retries, ['read enrollments.> #1 ReplicaBehindError 250']);
+  t.deepEqual([...(await b.store.loadDefinitions()).keys()].sort(), ['east', 'west']);
 });
 
 test('a delete whose reply was lost is found done on the retry, not reported as a conflict', async (t) => {
