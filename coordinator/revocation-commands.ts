@@ -1,8 +1,11 @@
 // `crosslink-coordinator revoke | unrevoke | revocations`: the operator's side of node revocation.
 // Wires flags, the signing key and one NATS connection into revocation-admin.ts and prints what
 // was done. Nothing here needs a running coordinator; the leader picks changes up from the bucket.
+import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
+import { retryJetStream, type JetStreamRetryOptions } from '../lib/jetstream-retry.ts';
+import { catchUpWatchEntry, readKvRange } from '../lib/kv-catch-up.ts';
 import { NATS_AUTH_FLAGS, RECONNECT_ONE_SHOT, connectNats, type NatsFlagKey } from '../lib/nats-connect.ts';
 import { Option, type Command } from 'commander';
 import { renderTable } from '../lib/text-format.ts';
@@ -58,6 +61,32 @@ export interface Admin {
   close(): Promise<void>;
 }
 
+/**
+ * Each JetStream request of an operator's command: its own timeout, and how long one operation keeps
+ * retrying while JetStream cannot serve it. After a NATS server loss the bucket's stream has no leader
+ * until the surviving servers elect one (4–6 s after a crash) and a request sent meanwhile is never
+ * answered: the attempts are short and retried soon (250 ms, NATS's retry wait, growing to 1 s), so
+ * the command goes on within about a second of the election, well within the deadline.
+ */
+export const ADMIN_ATTEMPT_TIMEOUT_MS = 1000;
+export const ADMIN_DEADLINE_MS = 30_000;
+
+/** What an operator's command says while it waits for JetStream (once per operation, on stderr). */
+export function adminRetry(report: (line: string) => void = (l) => process.stderr.write(l)): JetStreamRetryOptions {
+  return {
+    clock: systemClock,
+    deadlineMs: ADMIN_DEADLINE_MS,
+    policy: { initialMs: 250, maxMs: 1000, jitter: 0.2 },
+    onRetry: (what, err, attempt) => {
+      if (attempt === 1) {
+        report(
+          `waiting for NATS JetStream: ${what} was not served (${errorMessage(err)}); after a NATS server loss the bucket's stream elects a new leader within seconds — retrying for up to ${ADMIN_DEADLINE_MS / 1000} s\n`,
+        );
+      }
+    },
+  };
+}
+
 /** Loads the signing key (never creates one), connects once (bounded) and opens the existing bucket. */
 async function openAdmin(config: CoordinatorConfig): Promise<Admin> {
   const key = await loadSigningKey(config.signingKeyFile);
@@ -68,9 +97,13 @@ async function openAdmin(config: CoordinatorConfig): Promise<Admin> {
     throw new RevocationAdminError(`cannot connect to NATS at ${config.nats.servers.join(',')}: ${errorMessage(err)}`, { cause: err });
   }
   try {
-    const kv = await new Kvm(nc).open(config.bucket);
+    const retry = adminRetry();
+    // Reads by direct get (any replica; no stream leader needed): the bucket has allow_direct (Kvm.create).
+    const kv = await new Kvm(jetstream(nc, { timeout: ADMIN_ATTEMPT_TIMEOUT_MS })).open(config.bucket, { allow_direct: true });
+    const jsm = await jetstreamManager(nc, { checkAPI: false, timeout: ADMIN_ATTEMPT_TIMEOUT_MS });
+    const rangeReader = async (filter: string) => (await readKvRange(jsm, config.bucket, filter)).map((e) => catchUpWatchEntry(config.bucket, e, false));
     try {
-      await kv.status();
+      await retryJetStream(`open the bucket "${config.bucket}"`, () => kv.status(), retry);
     } catch (err) {
       throw new RevocationAdminError(
         `cannot open the KV bucket "${config.bucket}" on ${config.nats.servers.join(',')}: ${errorMessage(err)} (does the coordinator use another --bucket?)`,
@@ -78,7 +111,7 @@ async function openAdmin(config: CoordinatorConfig): Promise<Admin> {
       );
     }
     const logger = createLogger('crosslink-coordinator', process.env['CROSSLINK_LOG_LEVEL'] ?? 'warn');
-    return { store: new StateStore(kv, key, logger, config.previousPublicKeys), signingKey: key, close: () => nc.close() };
+    return { store: new StateStore(kv, key, logger, config.previousPublicKeys, { retry, rangeReader }), signingKey: key, close: () => nc.close() };
   } catch (err) {
     await nc.close();
     throw err;
