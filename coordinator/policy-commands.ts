@@ -79,7 +79,7 @@ export function addPolicyCommands(program: Command): void {
       const config = sharedConfig(opts, cmd);
       const by = (opts.by ?? defaultSetBy()).slice(0, 200);
       const logger = createLogger('crosslink-coordinator', process.env['CROSSLINK_LOG_LEVEL'] ?? 'warn');
-      const r = await withAdmin(config, ({ store, signingKey }) => setPolicy({ kv: store.kv, signingKey, clock: systemClock, logger }, text, opts.file, by));
+      const r = await withAdmin(config, ({ kv, signingKey }) => setPolicy({ kv, signingKey, clock: systemClock, logger }, text, opts.file, by));
       if (r.unchanged) process.stdout.write(`unchanged: policy version ${r.record.version} (set by ${r.record.setBy} at ${iso(r.record.setAt)}) already is this document; nothing written\n`);
       else process.stdout.write(`policy version ${r.record.version} is in force (was ${r.previous ? `version ${r.previous.version}` : 'no policy'}): default ${r.record.policy.default}, ${r.record.policy.rules.length} rule(s); every agent applies it within about a second (\`crosslink status\` shows the version a node enforces)\n`);
     });
@@ -88,7 +88,7 @@ export function addPolicyCommands(program: Command): void {
     .addOption(new Option('--json', 'print the signed record\'s content as JSON'))
     .addOption(new Option('--yaml', 'print the document as YAML (feed it back to `policy set`)'))
     .action(async (opts: SharedOptions & { json?: boolean; yaml?: boolean }, cmd: Command) => {
-      const cur = await withAdmin(sharedConfig(opts, cmd), ({ store, signingKey }) => readCurrentPolicy({ kv: store.kv, signingKey }));
+      const cur = await withAdmin(sharedConfig(opts, cmd), ({ kv, signingKey }) => readCurrentPolicy({ kv, signingKey }));
       if (!cur) {
         process.stdout.write(opts.json ? 'null\n' : 'no policy is set: every cluster reaches every cluster\n');
         return;
@@ -104,7 +104,7 @@ export function addPolicyCommands(program: Command): void {
     .action(async (opts: SharedOptions & { json?: boolean; limit: string }, cmd: Command) => {
       const limit = Number(opts.limit);
       if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw new ValidationError('--limit', opts.limit, 'use a whole number 1-1000');
-      const rows = await withAdmin(sharedConfig(opts, cmd), ({ store, signingKey }) => policyHistory({ kv: store.kv, signingKey }, limit));
+      const rows = await withAdmin(sharedConfig(opts, cmd), ({ kv, signingKey }) => policyHistory({ kv, signingKey }, limit));
       if (opts.json) {
         process.stdout.write(`${JSON.stringify(rows.map((r) => ({ ...r.record, verified: r.verified })), null, 2)}\n`);
         return;
@@ -131,10 +131,10 @@ export function addPolicyCommands(program: Command): void {
       const port = parseFlowPort(opts.port);
       if (!port) throw new ValidationError('--port', opts.port, 'use tcp/<port>, udp/<port> or icmp');
       const fileDoc = opts.file === undefined ? undefined : parsePolicyYaml(await readPolicyFile(opts.file), opts.file);
-      const { doc, nodes, enrolled, version } = await withAdmin(sharedConfig(opts, cmd), async ({ store, signingKey }) => {
-        const cur = fileDoc === undefined ? await readCurrentPolicy({ kv: store.kv, signingKey }) : null;
+      const { doc, nodes, enrolled, version } = await withAdmin(sharedConfig(opts, cmd), async ({ store, kv, signingKey }) => {
+        const cur = fileDoc === undefined ? await readCurrentPolicy({ kv, signingKey }) : null;
         const definitions = [...(await store.loadDefinitions()).values()].map((r) => r.value);
-        return { doc: fileDoc ?? cur?.record.policy ?? null, version: cur?.record.version ?? null, nodes: await readNodes({ kv: store.kv, signingKey }), enrolled: definitions };
+        return { doc: fileDoc ?? cur?.record.policy ?? null, version: cur?.record.version ?? null, nodes: await readNodes({ kv, signingKey }), enrolled: definitions };
       });
       // Cluster → CIDRs exactly as every agent maps them: the enrolled ranges (protocol/policy/context.ts).
       const ctx = policyContext(enrolled, nodes);

@@ -2,7 +2,7 @@
 // Wires flags, the signing key and one NATS connection into revocation-admin.ts and prints what
 // was done. Nothing here needs a running coordinator; the leader picks changes up from the bucket.
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
-import { Kvm } from '@nats-io/kv';
+import { Kvm, type KV } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { retryJetStream, type JetStreamRetryOptions } from '../lib/jetstream-retry.ts';
 import { catchUpWatchEntry, readKvRange } from '../lib/kv-catch-up.ts';
@@ -56,7 +56,10 @@ export function sharedConfig(opts: SharedOptions, cmd: Command): CoordinatorConf
 }
 
 export interface Admin {
+  /** Retried reads and writes (see ADMIN_ATTEMPT_TIMEOUT_MS). */
   readonly store: StateStore;
+  /** The bucket with nats.js's default timeouts and no retry, for the policy commands' own multi-key writes. */
+  readonly kv: KV;
   readonly signingKey: SigningKeyPair;
   close(): Promise<void>;
 }
@@ -111,7 +114,8 @@ async function openAdmin(config: CoordinatorConfig): Promise<Admin> {
       );
     }
     const logger = createLogger('crosslink-coordinator', process.env['CROSSLINK_LOG_LEVEL'] ?? 'warn');
-    return { store: new StateStore(kv, key, logger, config.previousPublicKeys, { retry, rangeReader }), signingKey: key, close: () => nc.close() };
+    const store = new StateStore(kv, key, logger, config.previousPublicKeys, { retry, rangeReader });
+    return { store, kv: await new Kvm(nc).open(config.bucket), signingKey: key, close: () => nc.close() };
   } catch (err) {
     await nc.close();
     throw err;
