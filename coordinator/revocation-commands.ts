@@ -4,7 +4,7 @@
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { Kvm, type KV } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { retryJetStream, type JetStreamRetryOptions } from '../lib/jetstream-retry.ts';
+import { JetStreamUnavailableError, retryJetStream, type JetStreamRetryOptions } from '../lib/jetstream-retry.ts';
 import { catchUpWatchEntry, readKvRange } from '../lib/kv-catch-up.ts';
 import { NATS_AUTH_FLAGS, RECONNECT_ONE_SHOT, connectNats, type NatsFlagKey } from '../lib/nats-connect.ts';
 import { Option, type Command } from 'commander';
@@ -90,6 +90,12 @@ export function adminRetry(report: (line: string) => void = (l) => process.stder
   };
 }
 
+/** Why the bucket could not be opened: not served in time (say so), or missing (another --bucket?). */
+export function bucketOpenError(bucket: string, servers: readonly string[], err: unknown): RevocationAdminError {
+  const hint = err instanceof JetStreamUnavailableError ? '' : ' (does the coordinator use another --bucket?)';
+  return new RevocationAdminError(`cannot open the KV bucket "${bucket}" on ${servers.join(',')}: ${errorMessage(err)}${hint}`, { cause: err });
+}
+
 /** Loads the signing key (never creates one), connects once (bounded) and opens the existing bucket. */
 async function openAdmin(config: CoordinatorConfig): Promise<Admin> {
   const key = await loadSigningKey(config.signingKeyFile);
@@ -108,10 +114,7 @@ async function openAdmin(config: CoordinatorConfig): Promise<Admin> {
     try {
       await retryJetStream(`open the bucket "${config.bucket}"`, () => kv.status(), retry);
     } catch (err) {
-      throw new RevocationAdminError(
-        `cannot open the KV bucket "${config.bucket}" on ${config.nats.servers.join(',')}: ${errorMessage(err)} (does the coordinator use another --bucket?)`,
-        { cause: err },
-      );
+      throw bucketOpenError(config.bucket, config.nats.servers, err);
     }
     const logger = createLogger('crosslink-coordinator', process.env['CROSSLINK_LOG_LEVEL'] ?? 'warn');
     const store = new StateStore(kv, key, logger, config.previousPublicKeys, { retry, rangeReader });

@@ -10,6 +10,7 @@ import { errors } from '@nats-io/transport-node';
 import { GatedKv } from './helpers/gated-kv.ts';
 import { ManualClock } from './helpers/manual-clock.ts';
 import { addCluster, ClusterAdminError } from '../coordinator/cluster-admin.ts';
+import { adminRetry, bucketOpenError } from '../coordinator/revocation-commands.ts';
 import { StateStore } from '../coordinator/store.ts';
 import { JetStreamUnavailableError, isJetStreamUnavailable, retryJetStream, type JetStreamRetryOptions } from '../lib/jetstream-retry.ts';
 import { silentLogger } from '../lib/logger.ts';
@@ -197,4 +198,19 @@ test('a request never served ends at the deadline with a typed error naming it; 
   );
   t.is(once, 1, 'a CAS conflict is an answer, not retried');
   t.false(isJetStreamUnavailable(new JetStreamApiError({ code: 404, err_code: 10059, description: 'stream not found' })));
+});
+
+test('operator commands say once per request what they wait for; a bucket not served in time is not blamed on --bucket', (t) => {
+  const lines: string[] = [];
+  const o = adminRetry((l) => lines.push(l));
+  o.onRetry?.('put enrollments.east', timeout(), 1, 250);
+  o.onRetry?.('put enrollments.east', timeout(), 2, 500);
+  t.deepEqual(lines, [
+    "waiting for NATS JetStream: put enrollments.east was not served (timeout); after a NATS server loss the bucket's stream elects a new leader within seconds — retrying for up to 30 s\n",
+  ]);
+  const late = bucketOpenError('crosslink', ['nats://a:4222'], new JetStreamUnavailableError('open the bucket "crosslink"', 31, 30_100, { cause: timeout() }));
+  t.regex(late.message, /^cannot open the KV bucket "crosslink" on nats:\/\/a:4222: open the bucket "crosslink": not served by NATS JetStream in 31 attempts over 30100 ms \(last: timeout\); after a NATS server loss/);
+  t.false(late.message.includes('--bucket'));
+  const missing = bucketOpenError('crosslink', ['nats://a:4222'], new JetStreamApiError({ code: 404, err_code: 10059, description: 'stream not found' }));
+  t.regex(missing.message, /stream not found \(does the coordinator use another --bucket\?\)$/);
 });
