@@ -16,6 +16,15 @@ export class ClusterAdminError extends CrosslinkError {
   override name = 'ClusterAdminError';
 }
 
+/**
+ * The definition was stored, but the check after it (a concurrent overlapping enrollment) could not
+ * run — e.g. JetStream not served before the deadline after a NATS server loss. The cluster is
+ * enrolled with this run's credential: keep it (the operator checks `cluster list`).
+ */
+export class EnrolledUncheckedError extends ClusterAdminError {
+  override name = 'EnrolledUncheckedError';
+}
+
 export interface ClusterAdminDeps {
   readonly store: StateStore;
   readonly clock: Clock;
@@ -73,7 +82,16 @@ export async function addCluster(deps: ClusterAdminDeps, input: AddClusterInput)
     if (isCasConflict(err)) throw new ClusterAdminError(`cluster "${name}" was enrolled by someone else meanwhile`, { cause: err });
     throw err;
   }
-  await withdrawIfRaced(deps, definition, written.revision, input.allowPublic);
+  try {
+    await withdrawIfRaced(deps, definition, written.revision, input.allowPublic);
+  } catch (err) {
+    if (err instanceof ClusterAdminError) throw err;
+    throw new EnrolledUncheckedError(
+      `cluster "${name}" is enrolled, but the check for an overlapping enrollment made at the same time could not run (${errorMessage(err)}); ` +
+        `its credential is kept: check \`crosslink-coordinator cluster list\` and remove "${name}" if its ranges overlap another cluster's`,
+      { cause: err },
+    );
+  }
   return { definition, credential };
 }
 

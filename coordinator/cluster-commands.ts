@@ -9,6 +9,7 @@ import { ValidationError } from '../lib/errors.ts';
 import { generateJoinCredential } from '../protocol/join-credential.ts';
 import type { ClusterDefinition } from '../protocol/messages.ts';
 import {
+  EnrolledUncheckedError,
   addCluster,
   listClusters,
   parseClusterName,
@@ -87,6 +88,8 @@ export function addClusterCommands(program: Command): void {
             `  join credential written to ${out} (mode 0600): give it to the cluster's agents (--join-credential-file)\n`,
         );
       } catch (err) {
+        // Stored but unchecked: the cluster is enrolled with this credential, so it stays on disk.
+        if (err instanceof EnrolledUncheckedError) throw new EnrolledUncheckedError(`${err.message}; the join credential is in ${out} (mode 0600)`, { cause: err });
         await unlink(out).catch(() => undefined);
         throw err;
       }

@@ -9,7 +9,7 @@ import type { KvEntry } from '@nats-io/kv';
 import { errors } from '@nats-io/transport-node';
 import { GatedKv } from './helpers/gated-kv.ts';
 import { ManualClock } from './helpers/manual-clock.ts';
-import { addCluster, ClusterAdminError } from '../coordinator/cluster-admin.ts';
+import { addCluster, ClusterAdminError, EnrolledUncheckedError } from '../coordinator/cluster-admin.ts';
 import { adminRetry, bucketOpenError } from '../coordinator/revocation-commands.ts';
 import { StateStore } from '../coordinator/store.ts';
 import { JetStreamUnavailableError, isJetStreamUnavailable, retryJetStream, type JetStreamRetryOptions } from '../lib/jetstream-retry.ts';
@@ -119,6 +119,25 @@ test('cluster add: the re-read after the write, answered by a replica that has n
   t.is(reads, 3, 'before the write, the stale read after it, the read again');
   t.deepEqual(b.retries, ['read enrollments.> #1 ReplicaBehindError 250']);
   t.deepEqual([...(await b.store.loadDefinitions()).keys()].sort(), ['east', 'west']);
+});
+
+test('cluster add: a check after the write that cannot run reports the cluster enrolled (credential kept), not failed', async (t) => {
+  // Nothing half-applied without saying so: the definition is in the bucket, so the command must not
+  // drop its credential as it does for a failed enrollment.
+  let written = false;
+  const b = await bed(async (gate, filter) => {
+    if (written) throw Object.assign(new Error('permissions violation for subscription to "$JS.API.DIRECT.GET.KV_b"'), { name: 'PermissionViolationError' });
+    return entriesOf(gate, filter);
+  });
+  b.gate.held = true;
+  const added = addCluster({ store: b.store, clock: b.clock }, { name: 'east', podCidrs: ['10.40.0.0/16'], topology: 'mesh', allowPublic: false });
+  await pending(b, 1);
+  written = true;
+  b.gate.releaseAll();
+  const err = await t.throwsAsync(added, { instanceOf: EnrolledUncheckedError });
+  t.regex(err.message, /cluster "east" is enrolled, but the check for an overlapping enrollment made at the same time could not run \(permissions violation/);
+  t.regex(err.message, /its credential is kept/);
+  t.is((await b.gate.kv.get(kvKeys.enrollment('east')))?.operation, 'PUT');
 });
 
 test('a delete whose reply was lost is found done on the retry, not reported as a conflict', async (t) => {
