@@ -17,6 +17,8 @@ import { startWatchFixture, WATCH_BUCKET, type WatchFixture } from './helpers/me
 /** The direct source, with watch creation refusable and created watches freezable; counts what was asked. */
 class FakeSource implements KeyWatchSource {
   refuse = false;
+  /** Creates of this range only are refused (the other range's succeed). */
+  refuseKey: string | undefined;
   /** What a refused create throws. */
   refusal: () => Error = () => new WatchBrokerError('unavailable', 'the watch broker refused: cannot create the watch: timeout; retry');
   /** When (on the clock, if given) each create was asked for. */
@@ -38,7 +40,7 @@ class FakeSource implements KeyWatchSource {
   async watch(o: KeyWatchOptions): Promise<KeyWatch> {
     this.asked++;
     this.askedAt.push(this.clock?.now() ?? 0);
-    if (this.refuse) {
+    if (this.refuse || o.key === this.refuseKey) {
       this.refused++;
       throw this.refusal();
     }
@@ -251,4 +253,43 @@ test('a slow first create that completes after the catch-up loaded the mesh take
   await waitFor(() => has(f.watch, 'c'), { timeoutMs: 10_000, what: 'c through the push watch, no clock advance' });
   t.is(src.asked, 2, 'the creates asked at the start are the ones used: none asked again');
   t.like(f.watch.stats(), { sessions: 1, catchUpSessions: 1, resumes: 0 });
+});
+
+test('one range back on its push watch while the other still catches up: the stall look judges the push range (its silent stall is found) and not the range still polling', async (t) => {
+  const { f, src, clock } = await setup(t);
+  await putNode(f.kv, f.coordinator, await nodeRecord({ name: 'a' }));
+  f.watch.start();
+  await waitFor(() => f.watch.synced && has(f.watch, 'a'), { timeoutMs: 10_000, what: 'the first snapshot (push)' });
+  // Creates refused: the next session follows both ranges by catch-up.
+  src.refuse = true;
+  for (const w of src.created) w.stop();
+  await clock.advanceWhenArmed(T0 + 2000, 'the re-watch backoff');
+  await waitFor(() => f.watch.stats().catchingUp && f.watch.stats().live, { timeoutMs: 10_000, what: 'a live catch-up session' });
+  // The nodes' create works again, the clusters' is still refused: at the retries (2 s after the
+  // refusal) only the nodes range hands over to its push watch.
+  src.refuse = false;
+  src.refuseKey = 'clusters.>';
+  await clock.advanceWhenArmed(T0 + 3000, 'the first catch-up poll');
+  await clock.advanceWhenArmed(T0 + 4000, 'the push retries');
+  await waitFor(() => src.created.length === 3, { timeoutMs: 10_000, what: 'the nodes range\'s push watch created' });
+  await putNode(f.kv, f.coordinator, await nodeRecord({ name: 'p' }));
+  await waitFor(() => has(f.watch, 'p'), { timeoutMs: 10_000, what: 'p through the nodes\' push watch, no clock advance' });
+  t.true(f.watch.stats().catchingUp, 'the clusters range still catches up');
+
+  // The range still polling is behind between polls (a cluster value written, no poll yet): not a stall.
+  await f.kv.put('clusters.x', '{"kind":"cluster"}');
+  t.is(await f.watch.checkProgress(), 'in-step', 'the range polling the bucket itself is not judged');
+  t.is(await f.watch.checkProgress(), 'in-step');
+  t.is(f.watch.stats().stalls, 0);
+
+  // The nodes' push watch stalls silently (its server left): found by two looks, as on any push watch.
+  const pushed = src.created[2];
+  if (pushed === undefined) throw new Error('no push watch');
+  pushed.frozen = true;
+  await putNode(f.kv, f.coordinator, await nodeRecord({ name: 'q' }));
+  t.is(await f.watch.checkProgress(), 'behind');
+  t.is(await f.watch.checkProgress(), 'stalled');
+  t.is(f.watch.stats().stalls, 1);
+  // Re-created at once by catch-up (the stall's rewatch): q arrives with no further clock advance.
+  await waitFor(() => has(f.watch, 'q'), { timeoutMs: 10_000, what: 'q through catch-up after the stall' });
 });

@@ -212,9 +212,10 @@ export class MeshWatch {
       ...(o.progressCheckMs === undefined ? {} : { intervalMs: o.progressCheckMs }),
       ...(o.progressBurstMs === undefined ? {} : { burstMs: o.progressBurstMs }),
       ...(o.progressBurstWindowMs === undefined ? {} : { burstWindowMs: o.progressBurstWindowMs }),
-      look: () => this.lastRevisions(),
-      // A catch-up session polls the bucket itself: it cannot stall silently.
-      watching: () => (this.stopped || !this.live || this.current === undefined || catchingUp(this.current) ? undefined : { session: this.current, applied: this.appliedRevision }),
+      look: () => this.judgedRevisions(),
+      // A range followed by catch-up polls the bucket itself: it cannot stall silently. A session whose
+      // ranges all do is not judged; one with a range back on its push watch is, for that range.
+      watching: () => (this.stopped || !this.live || this.current === undefined || allCatchingUp(this.current) ? undefined : { session: this.current, applied: this.appliedRevision }),
       onStall: (reason) => {
         // A stall follows a cluster change, when creates are slow or refused: catch up at once.
         this.catchUpNow = true;
@@ -345,6 +346,17 @@ export class MeshWatch {
    */
   checkProgress(): Promise<ProgressCheck> {
     return this.progress.check();
+  }
+
+  /**
+   * The bucket's newest revision per range as the stall look judges it: a range the session still
+   * follows by catch-up (its push watch not created yet, the other range's maybe already) counts as
+   * empty, never behind, so the range on its push watch is judged alone.
+   */
+  private async judgedRevisions(): Promise<number[]> {
+    const last = await this.lastRevisions();
+    const handovers = this.current?.handovers ?? [];
+    return last.map((rev, i) => (handovers[i]?.catchingUp === true ? 0 : rev));
   }
 
   /** Why the watch differs from the bucket, or undefined when it is in step. */
@@ -721,6 +733,11 @@ export class MeshWatch {
 /** The session still follows a range by catch-up requests (no push watch for it yet). */
 function catchingUp(session: Session): boolean {
   return session.handovers.some((h) => h.catchingUp);
+}
+
+/** Every range of the session still follows by catch-up requests (none back on its push watch). */
+function allCatchingUp(session: Session): boolean {
+  return session.handovers.length > 0 && session.handovers.every((h) => h.catchingUp);
 }
 
 /** Range `i`'s watch of those createWatchers made (one per range, in FILTERS order). */
