@@ -149,6 +149,8 @@ test('watch creation refused: the mesh is followed by catch-up requests every se
   t.like(f.watch.stats(), { resumes: 1, sessions: 2 }, 'the handover continues the catch-up session\'s recovery; nothing re-read');
   await putNode(f.kv, f.coordinator, await nodeRecord({ name: 'c' }));
   await waitFor(() => has(f.watch, 'c'), { timeoutMs: 10_000, what: 'c through the push watch, no clock advance' });
+  // Applied in order after d's re-delivery: had d been applied again it would count here too.
+  t.is(f.watch.stats().totalEntries, entriesBefore + 1, 'only c applied since the handover');
   t.deepEqual([...f.watch.snapshot().nodes.keys()].sort(), ['b', 'c', 'd']);
 });
 
@@ -251,6 +253,8 @@ test('a slow first create that completes after the catch-up loaded the mesh take
   t.is(f.watch.stats().totalEntries, entries, 'nothing the catch-up applied is applied again');
   await putNode(f.kv, f.coordinator, await nodeRecord({ name: 'c' }));
   await waitFor(() => has(f.watch, 'c'), { timeoutMs: 10_000, what: 'c through the push watch, no clock advance' });
+  // Applied in order after a's and b's re-delivery: had they been applied again they would count here too.
+  t.is(f.watch.stats().totalEntries, entries + 1, 'only c applied since the handover');
   t.is(src.asked, 2, 'the creates asked at the start are the ones used: none asked again');
   t.like(f.watch.stats(), { sessions: 1, catchUpSessions: 1, resumes: 0 });
 });
