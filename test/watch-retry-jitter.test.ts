@@ -2,14 +2,16 @@
 // exponential backoff b = min(retryMaxMs, retryMinMs · 2^(n−1)) spread to [0.5 b, 1.5 b] by the
 // injected random source, lib/backoff.ts jittered), so agents whose creates failed together — the
 // same NATS server lost — do not retry in lockstep: MeshWatch's session retries and its push-watch
-// creates while following by catch-up, and the service watch's session retries and push-watch creates
-// (range-resume.ts, catch-up-handover.ts). A fake source refuses every create; a manual clock; the
-// delays are read from when the creates were asked. The rate-limited retryAfterMs stays a floor.
+// creates while following by catch-up, the service watch's session retries and push-watch creates
+// (range-resume.ts, catch-up-handover.ts), and the policy watch's re-creations. A fake source refuses
+// every create; a manual clock; the delays are read from when the creates were asked. The
+// rate-limited retryAfterMs stays a floor.
 import test from 'ava';
 import { WatchBrokerError } from '../agent/control/brokered-watch.ts';
 import type { CatchUpOptions, KeyWatch, KeyWatchSource, KvCatchUpPage } from '../agent/control/key-watch.ts';
 import { MeshWatch } from '../agent/control/mesh-watch.ts';
 import { ServiceWatch } from '../agent/services/service-watch.ts';
+import { PolicyWatch } from '../agent/policy/policy-watch.ts';
 import { silentLogger } from '../lib/logger.ts';
 import { waitFor } from '../lib/wait.ts';
 import { generateSigningKeyPair } from '../protocol/signing.ts';
@@ -52,7 +54,7 @@ interface Watcher {
   stop(): Promise<void>;
 }
 
-type Kind = 'mesh session' | 'mesh push retry' | 'service session' | 'service push retry';
+type Kind = 'mesh session' | 'mesh push retry' | 'service session' | 'service push retry' | 'policy session';
 
 /** A watcher of `kind` on `src`: catch-up on for the push retries (a refused create is followed by catch-up at once), off for the session retries. */
 async function watcherOf(kind: Kind, src: RefusingSource, clock: ManualClock, random: () => number): Promise<Watcher> {
@@ -60,6 +62,8 @@ async function watcherOf(kind: Kind, src: RefusingSource, clock: ManualClock, ra
   const common = { nc: quietConnection(), bucket: 'b', logger: silentLogger(), clock, watches: src, random, rewatchJitterMs: 0, progressCheckMs: 0, ...RETRY, ...catchUp };
   const key = await generateSigningKeyPair();
   if (kind.startsWith('mesh')) return new MeshWatch({ ...common, coordinatorKey: key.publicKey, debounceMs: 0, auditIntervalMs: 0 });
+  // The policy key's periodic re-read (a direct get) out of the way, as the catch-up's polls.
+  if (kind.startsWith('policy')) return new PolicyWatch({ nc: common.nc, bucket: common.bucket, logger: common.logger, clock, watches: src, random, ...RETRY, coordinatorKeys: [key.publicKey], pollIntervalMs: POLL_MS });
   return new ServiceWatch({ ...common, coordinatorKey: key.publicKey });
 }
 
@@ -92,6 +96,7 @@ const BASES: Record<Kind, readonly number[]> = {
   'mesh push retry': [1000, 2000, 4000, 4000],
   'service session': [2000, 4000, 4000, 4000],
   'service push retry': [1000, 2000, 4000, 4000],
+  'policy session': [2000, 4000, 4000, 4000],
 };
 const KINDS = Object.keys(BASES) as Kind[];
 

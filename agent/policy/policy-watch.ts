@@ -11,11 +11,13 @@ import { errorMessage } from '../../lib/errors.ts';
 import type { Logger } from '../../lib/logger.ts';
 import type { PolicyRecord } from '../../protocol/policy/document.ts';
 import { policyKeys, verifyPolicyRecord } from '../../protocol/policy/record.ts';
-import { superviseWithBackoff } from '../../lib/backoff.ts';
+import { superviseWithBackoff, type Random } from '../../lib/backoff.ts';
 import { retryAfterOf } from '../control/brokered-watch.ts';
+import { watchRetryPolicy, type WatchRetryOptions } from '../control/rewatch-jitter.ts';
 import { onConnectionStatus } from '../../lib/nats-status.ts';
 
-export interface PolicyWatchOptions {
+/** retryMinMs, retryMaxMs: the backoff between watches, spread ±50 % as every KV watch's (rewatch-jitter.ts). */
+export interface PolicyWatchOptions extends WatchRetryOptions {
   readonly nc: NatsConnection;
   readonly bucket: string;
   /** Coordinator public keys a policy may be signed by. */
@@ -24,8 +26,8 @@ export interface PolicyWatchOptions {
   readonly clock: Clock;
   /** Re-read the key this often in case a watch stalled silently (default 30 s). */
   readonly pollIntervalMs?: number;
-  readonly retryMinMs?: number;
-  readonly retryMaxMs?: number;
+  /** Random source in [0, 1) of the retries' spread (tests; default Math.random). */
+  readonly random?: Random;
   /** Where the watch comes from (the agent: the coordinator's watch broker); default the direct nats.js watch. The get stays a direct get. */
   readonly watches?: KeyWatchSource;
 }
@@ -108,7 +110,9 @@ export class PolicyWatch {
         }
       },
       {
-        policy: { initialMs: this.o.retryMinMs ?? 250, maxMs: this.o.retryMaxMs ?? 5000 },
+        // Spread (rewatch-jitter.ts): a fleet whose watches ended together (the same NATS server lost) does not re-create them together.
+        policy: watchRetryPolicy(this.o),
+        ...(this.o.random === undefined ? {} : { random: this.o.random }),
         clock: this.o.clock,
         signal: this.wake.signal,
         // A broker that refused as rate-limited is not asked again before its retryAfterMs (capped).
