@@ -34,6 +34,7 @@ import { RevocationTable, revocationError } from './revocations.ts';
 import { isCasConflict, type SignedNode, type Snapshot, type StateStore, type StoredIpam, type StoredRecord } from './store.ts';
 import { nextTurn, type Schedule } from './deferred-events.ts';
 import { jsonEqual } from '../lib/json-equal.ts';
+import { isJetStreamUnavailable } from '../lib/jetstream-retry.ts';
 import { RateLimitedLog } from '../lib/rate-limited-log.ts';
 import { RegistrationRateLimit } from './rate-limit.ts';
 import { BindingTable, aliveBinding, bindingRefusal, boundBinding, releasedBinding, staleRefusal, type IdentityBinding, type ReleaseCause } from './bindings.ts';
@@ -887,6 +888,13 @@ export class Registry {
   private errorBody(err: unknown): ErrorBody {
     if (err instanceof NotLeaderError) return { code: 'unavailable', message: 'this coordinator is no longer the leader; retry' };
     if (isCasConflict(err)) return { code: 'unavailable', message: 'concurrent update of the same node; retry' };
+    if (isJetStreamUnavailable(err)) {
+      // A NATS server loss: the bucket's stream elects a new leader (seconds); every request meanwhile
+      // fails the same way, so it is logged once per interval, not once per request. Still `internal`
+      // (an agent treats it as "maybe partly written" and registers again).
+      this.throttledLog.warn('jetstream-unavailable', { err: errorMessage(err) }, 'the bucket cannot be written right now (NATS JetStream unavailable); requests fail until it is served again');
+      return { code: 'internal', message: `coordinator error: the bucket cannot be written right now (NATS JetStream unavailable: ${errorMessage(err)}; after a NATS server loss the bucket's stream elects a new leader within seconds); retry` };
+    }
     this.deps.logger.error({ err: errorMessage(err) }, 'request failed');
     return { code: 'internal', message: `coordinator error: ${errorMessage(err)}` };
   }
