@@ -23,12 +23,13 @@ import { HeartbeatMacSession, heartbeatBody } from '../../protocol/heartbeat-mac
 import { joinSign, type JoinCredential } from '../../protocol/join-credential.ts';
 import { subjects } from '../../protocol/subjects.ts';
 import type { NodeIdentity } from '../plan/model.ts';
-import { backoffDelay, type BackoffPolicy } from '../../lib/backoff.ts';
+import { backoffDelay, spreadWithin, type BackoffPolicy } from '../../lib/backoff.ts';
 import { announcedHeartbeatDelayMs, heartbeatDelayMs, nextHeartbeatDelayMs, type HeartbeatOutcome } from './heartbeat-schedule.ts';
 import { watchLeaderUp } from './leader-up-watch.ts';
 import type { LeaderUp } from '../../protocol/leader-up.ts';
 import type { HeartbeatAuth } from '../../protocol/status.ts';
-import { onConnectionStatus } from '../../lib/nats-status.ts';
+import { nextConnectionStatus, onConnectionStatus } from '../../lib/nats-status.ts';
+import { ConnectionLostError, requestUntilDisconnect } from '../../lib/nats-request.ts';
 import { RateLimitedLog } from '../../lib/rate-limited-log.ts';
 
 export class RegistrationError extends CrosslinkError {
@@ -53,8 +54,12 @@ export interface ControlPlaneOptions {
   readonly settings?: EffectiveSettings;
   readonly agentVersion: string;
   readonly subjectPrefix?: string;
+  /** How long a register or heartbeat request waits for its reply (default 5000 ms); one lost with the connection ends at the disconnect. */
   readonly requestTimeoutMs?: number;
-  /** Retry delays while the coordinator is unreachable: min doubling up to max. */
+  /**
+   * Retry delays while the coordinator is unreachable: min doubling up to max. A request lost with
+   * the NATS connection is retried at a random moment within retryMinMs after the reconnect.
+   */
   readonly retryMinMs?: number;
   readonly retryMaxMs?: number;
   /** Delay after the coordinator rejected us (fixing that takes a human; don't spin). */
@@ -95,7 +100,15 @@ export interface ControlPlaneState {
  */
 export type KeyRegistration =
   | { readonly ok: true; readonly record: NodeRecord }
-  | { readonly ok: false; readonly kind: 'unavailable' | 'rejected'; readonly error: string; readonly uncertain: boolean; readonly notReady?: boolean };
+  | {
+      readonly ok: false;
+      readonly kind: 'unavailable' | 'rejected';
+      readonly error: string;
+      readonly uncertain: boolean;
+      readonly notReady?: boolean;
+      /** The request was lost with the NATS connection (ConnectionLostError): retried once reconnected. */
+      readonly connectionLost?: boolean;
+    };
 
 export class ControlPlane {
   private connected = true;
@@ -123,6 +136,8 @@ export class ControlPlane {
   private heartbeatDue = 0;
   private registerReason = 'start';
   private stopped = false;
+  /** NATS reconnects seen: a request lost with the connection waits for the next one. */
+  private reconnects = 0;
   private wakeup = new AbortController();
   private loopDone: Promise<void> | undefined;
   private stopStatus: (() => void) | undefined;
@@ -226,22 +241,42 @@ export class ControlPlane {
     }
   }
 
-  /** Sends a signed Deregister so peers drop us at once. Never throws. */
+  /**
+   * Sends a signed Deregister so peers drop us at once. Never throws. A request lost with the NATS
+   * connection is sent again (a fresh sentAt) once it is back, within the same `timeoutMs`: a resent
+   * deregistration of a node already removed is answered ok.
+   */
   async deregister(timeoutMs = 2000): Promise<boolean> {
     const name = this.o.identity().name;
+    const deadline = this.o.clock.now() + timeoutMs;
     try {
-      const msg = Deregister.parse({ v: 1, name, identityKey: this.o.identityKey.publicKey, sentAt: this.nextSentAt() });
-      const env = await signEnvelope(msg, this.o.identityKey.secretKey);
-      const reply = await this.o.nc.request(this.subjects.deregister, JSON.stringify(env), { timeout: timeoutMs });
-      const parsed = DeregisterReply.safeParse(reply.json());
-      if (parsed.success && parsed.data.ok) {
-        this.o.logger.info({ node: name }, 'deregistered');
-        return true;
+      for (;;) {
+        try {
+          return await this.deregisterOnce(name, Math.max(1, deadline - this.o.clock.now()));
+        } catch (err) {
+          if (!(err instanceof ConnectionLostError)) throw err;
+          const left = deadline - this.o.clock.now();
+          if (left <= 0 || !(await nextConnectionStatus(this.o.nc, 'reconnect', { clock: this.o.clock, timeoutMs: left }))) throw err;
+          this.o.logger.info({ node: name }, 'deregister lost with the NATS connection; sending it again');
+        }
       }
-      this.o.logger.warn({ node: name, reply: parsed.success ? parsed.data : reply.string().slice(0, 200) }, 'deregister refused');
     } catch (err) {
       this.o.logger.warn({ node: name, err: errorMessage(err) }, 'deregister failed (the coordinator drops us when our record expires)');
     }
+    return false;
+  }
+
+  /** One signed Deregister (a fresh sentAt); throws when it gets no reply. */
+  private async deregisterOnce(name: string, timeoutMs: number): Promise<boolean> {
+    const msg = Deregister.parse({ v: 1, name, identityKey: this.o.identityKey.publicKey, sentAt: this.nextSentAt() });
+    const env = await signEnvelope(msg, this.o.identityKey.secretKey);
+    const reply = await requestUntilDisconnect(this.o.nc, this.subjects.deregister, JSON.stringify(env), { timeout: timeoutMs });
+    const parsed = DeregisterReply.safeParse(reply.json());
+    if (parsed.success && parsed.data.ok) {
+      this.o.logger.info({ node: name }, 'deregistered');
+      return true;
+    }
+    this.o.logger.warn({ node: name, reply: parsed.success ? parsed.data : reply.string().slice(0, 200) }, 'deregister refused');
     return false;
   }
 
@@ -259,6 +294,7 @@ export class ControlPlane {
       this.o.logger.warn({ server: s.server }, 'NATS disconnected; keeping the data plane as it is');
     } else if (s.type === 'reconnect') {
       this.connected = true;
+      this.reconnects++;
       this.o.logger.info({ server: s.server }, 'NATS reconnected');
       // Heartbeat soon: it tells us whether the coordinator still knows us (else: re-register). Not at
       // once: every agent of the fleet reconnected in this same instant.
@@ -326,6 +362,12 @@ export class ControlPlane {
           continue;
         }
         this.needRegister = true;
+        if (outcome.connectionLost === true) {
+          // Not the coordinator failing: our request went down with the connection. Retried (a fresh
+          // request, new sentAt) soon after the reconnect rather than a backoff later.
+          await this.sleep(await this.retryAfterReconnect());
+          continue;
+        }
         failures++;
         // Jitter (±20 %) so a fleet restarting together doesn't hammer a recovering coordinator in lockstep.
         const rejected = this.o.rejectedRetryMs ?? 30_000;
@@ -346,12 +388,35 @@ export class ControlPlane {
         continue;
       }
       const outcome = await this.exclusive(() => this.heartbeatOnce());
+      if (outcome === 'connection-lost') {
+        const delay = await this.retryAfterReconnect();
+        this.heartbeatDue = this.o.clock.now() + delay;
+        continue;
+      }
       heartbeatFailures = outcome === 'unanswered' ? heartbeatFailures + 1 : 0;
       resends = outcome === 'resend' ? resends + 1 : 0;
       this.heartbeatDue =
         this.o.clock.now() +
         nextHeartbeatDelayMs(outcome, { failures: heartbeatFailures, resends, intervalMs: this.heartbeatIntervalMs ?? DEFAULT_HEARTBEAT_INTERVAL_MS, random: this.random() });
     }
+  }
+
+  private get requestTimeoutMs(): number {
+    return this.o.requestTimeoutMs ?? 5000;
+  }
+
+  /**
+   * After a request was lost with the NATS connection (seen in the same tick as the disconnect; the
+   * reconnect takes a network round trip, so it is still to come): waits for the reconnect (at most
+   * one request timeout, then retries anyway), and returns the delay of the retry: a random moment
+   * within retryMinMs (lib/backoff.ts spreadWithin). Only exchanges in flight at the loss take this
+   * path — a few of a fleet — so this is no storm; the rest heartbeat within half an interval.
+   */
+  private async retryAfterReconnect(): Promise<number> {
+    const seen = this.reconnects;
+    const giveUpAt = this.o.clock.now() + this.requestTimeoutMs;
+    while (!this.stopped && this.reconnects === seen && this.o.clock.now() < giveUpAt) await this.sleep(giveUpAt - this.o.clock.now());
+    return spreadWithin(this.o.retryMinMs ?? 250, this.random());
   }
 
   private buildRequest(publicKey: string): RegistrationRequest {
@@ -397,9 +462,16 @@ export class ControlPlane {
       const signedByIdentity = await signEnvelope(request, this.o.identityKey.secretKey);
       const join = this.o.joinCredential;
       const env = join ? { ...signedByIdentity, joinSig: await joinSign(signedByIdentity.payload, join.secretKey) } : signedByIdentity;
-      const reply = await this.o.nc.request(this.subjects.register, JSON.stringify(env), { timeout: this.o.requestTimeoutMs ?? 5000 });
+      const reply = await requestUntilDisconnect(this.o.nc, this.subjects.register, JSON.stringify(env), { timeout: this.requestTimeoutMs });
       raw = reply.json();
     } catch (err) {
+      if (err instanceof ConnectionLostError) {
+        // Maybe applied by the coordinator already: the retry is a fresh request (new sentAt), which
+        // the coordinator takes as an unchanged re-registration.
+        this.lastError = errorMessage(err);
+        this.o.logger.info({ err: this.lastError, reason }, 'registration lost with the NATS connection; retrying once reconnected');
+        return { ok: false, kind: 'unavailable', error: this.lastError, uncertain: true, connectionLost: true };
+      }
       this.lastError = `coordinator unavailable: ${errorMessage(err)}`;
       this.throttle.warn('register-unavailable', { err: errorMessage(err), reason }, 'registration: coordinator unavailable, retrying');
       return { ok: false, kind: 'unavailable', error: this.lastError, uncertain: true };
@@ -490,8 +562,8 @@ export class ControlPlane {
     this.epoch = epoch;
   }
 
-  /** One heartbeat, and what it came to (heartbeat-schedule.ts decides when the next one is due). */
-  private async heartbeatOnce(): Promise<HeartbeatOutcome> {
+  /** One heartbeat, and what it came to (heartbeat-schedule.ts decides when the next one is due; one lost with the connection goes again after the reconnect). */
+  private async heartbeatOnce(): Promise<HeartbeatOutcome | 'connection-lost'> {
     const record = this.record;
     if (record === null) {
       this.needRegister = true;
@@ -508,9 +580,14 @@ export class ControlPlane {
         sentAt: this.nextSentAt(),
         ...(this.epoch === undefined ? {} : { epoch: this.epoch }),
       });
-      const reply = await this.o.nc.request(this.subjects.heartbeat, heartbeatBody(hb, this.o.identityKey, mac), { timeout: this.o.requestTimeoutMs ?? 5000 });
+      const reply = await requestUntilDisconnect(this.o.nc, this.subjects.heartbeat, heartbeatBody(hb, this.o.identityKey, mac), { timeout: this.requestTimeoutMs });
       raw = reply.json();
     } catch (err) {
+      if (err instanceof ConnectionLostError) {
+        this.lastError = `heartbeat failed: ${errorMessage(err)}`;
+        this.o.logger.debug({ err: this.lastError }, 'heartbeat lost with the NATS connection; sending it again once reconnected');
+        return 'connection-lost';
+      }
       this.lastError = `heartbeat failed: ${errorMessage(err)}`;
       this.throttle.warn('heartbeat-failed', { err: errorMessage(err) }, 'heartbeat failed; keeping the data plane as it is');
       return 'unanswered';
