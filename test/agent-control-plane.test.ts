@@ -1,7 +1,7 @@
 // ControlPlane against a real nats-server and a scripted fake coordinator: retries while nobody
 // answers, slow retries on rejection, verification of the reply, heartbeats and re-registration.
 import test, { type ExecutionContext } from 'ava';
-import { connect, type Msg, type NatsConnection } from '@nats-io/transport-node';
+import { connect, type Msg, type NatsConnection, type Status } from '@nats-io/transport-node';
 import { ControlPlane } from '../agent/control/control-plane.ts';
 import { readinessOf } from '../agent/status/readiness.ts';
 import type { NodeIdentity } from '../agent/plan/model.ts';
@@ -16,6 +16,7 @@ import { subjects } from '../protocol/subjects.ts';
 import { HeartbeatMacKeys } from '../protocol/heartbeat-mac.ts';
 import { openHeartbeat } from '../protocol/validate-registration.ts';
 import { AgentStatus } from '../protocol/status.ts';
+import { scriptedStatus, type ScriptedStatus } from './helpers/scripted-status.ts';
 
 const S = subjects();
 const IDENTITY: NodeIdentity = {
@@ -39,9 +40,16 @@ interface Fixture {
   wgPublicKey: string;
 }
 
-async function setup(t: ExecutionContext, identity: () => NodeIdentity = () => IDENTITY, clock: Clock = systemClock, keys?: (coordinator: SigningKeyPair) => string[]): Promise<Fixture> {
+async function setup(
+  t: ExecutionContext,
+  identity: () => NodeIdentity = () => IDENTITY,
+  clock: Clock = systemClock,
+  keys?: (coordinator: SigningKeyPair) => string[],
+  /** What the agent's connection looks like to the ControlPlane (e.g. scripted status events). */
+  wrap: (nc: NatsConnection) => NatsConnection = (nc) => nc,
+): Promise<Fixture> {
   const server = await NatsServer.start({ name: 'xl-cp' });
-  const nc = await connect({ servers: server.url });
+  const nc = wrap(await connect({ servers: server.url }));
   const coordNc = await connect({ servers: server.url });
   const coordinator = await generateSigningKeyPair();
   const identityKey = await generateSigningKeyPair();
@@ -381,4 +389,60 @@ test('during a coordinator key rotation the MAC key is agreed with the key of th
   t.deepEqual(beats, [{ coordinatorKey: f.coordinator.publicKey, form: 'mac' }]);
   t.is(f.cp.state().lastError, null, 'the MAC verified with the coordinator\'s K');
   t.like(f.cp.state().heartbeat, { form: 'mac', coordinatorKey: f.coordinator.publicKey, fallback: null });
+});
+
+test('a heartbeat and a deregister lost with the connection end at the disconnect and go again after the reconnect (manual clock)', async (t) => {
+  const clock = new ManualClock();
+  let scripted: ScriptedStatus | undefined;
+  const f = await setup(t, () => IDENTITY, clock, undefined, (nc) => (scripted = scriptedStatus(nc)).nc);
+  const say = (s: Status): void => scripted!.say(s);
+  await serveRegister(f, ok(f));
+  // The first heartbeat reaches the coordinator, whose reply is lost (never sent): as when the
+  // agent's server goes away with the reply. The request timeout (5 s) is real time, never reached.
+  const beats: number[] = [];
+  f.coordNc.subscribe(S.heartbeat, {
+    callback: (_err, msg) => {
+      beats.push(clock.now());
+      if (beats.length > 1) msg.respond(JSON.stringify({ ok: true }));
+    },
+  });
+  await f.coordNc.flush();
+  f.cp.start();
+  await waitFor(() => f.cp.state().registered, { timeoutMs: 5000, what: 'registered' });
+  await waitFor(() => clock.sleepers > 0, { timeoutMs: 5000, what: 'the heartbeat timer' });
+  clock.advance(300);
+  await waitFor(() => beats.length === 1, { timeoutMs: 5000, what: 'the first heartbeat' });
+  say({ type: 'disconnect', server: 'nats://gone:4222' });
+  await waitFor(() => /lost while the request/.test(f.cp.state().lastError ?? ''), { timeoutMs: 3000, what: 'the heartbeat ended at the disconnect' });
+  // Nothing is sent again before the reconnect (a publish while dialling is discarded by nats.js).
+  const lostAt = clock.now();
+  await waitFor(() => clock.wakeups.includes(lostAt + 5000), { timeoutMs: 3000, what: 'the wait for the reconnect (at most one request timeout)' });
+  t.is(beats.length, 1);
+  say({ type: 'reconnect', server: 'nats://other:4222' });
+  // Then at a random moment within retryMinMs (50 ms here), not the after-reconnect spread of half an interval.
+  await waitFor(() => clock.wakeups.some((w) => w <= lostAt + 50) && !clock.wakeups.includes(lostAt + 5000), { timeoutMs: 3000, what: 'the retry armed within retryMinMs' });
+  clock.advance(50);
+  await waitFor(() => beats.length === 2 && f.cp.state().lastError === null, { timeoutMs: 3000, what: 'the heartbeat sent again and answered' });
+  t.true(beats[1]! <= lostAt + 50);
+
+  // Deregister on shutdown: the first request lost with the connection, the second answered.
+  await f.cp.stop();
+  const deregs: Deregister[] = [];
+  f.coordNc.subscribe(S.deregister, {
+    callback: (_err, msg) => {
+      void (async () => {
+        deregs.push(await verifyEnvelope(msg.data, f.identityKey.publicKey, Deregister));
+        if (deregs.length > 1) msg.respond(JSON.stringify({ ok: true }));
+      })();
+    },
+  });
+  await f.coordNc.flush();
+  const done = f.cp.deregister(2000);
+  await waitFor(() => deregs.length === 1, { timeoutMs: 3000, what: 'the first deregister' });
+  say({ type: 'disconnect', server: 'nats://gone:4222' });
+  await waitFor(() => clock.sleepers > 0, { timeoutMs: 3000, what: 'the deregister waiting for the reconnect' });
+  say({ type: 'reconnect', server: 'nats://other:4222' });
+  t.true(await done, 'deregistered by the second request');
+  t.is(deregs.length, 2);
+  t.true(deregs[1]!.sentAt > deregs[0]!.sentAt, 'a fresh request (the coordinator refuses a replayed sentAt)');
 });
