@@ -3,7 +3,9 @@
 // silent for 3 heartbeats (of the injected clock) ends it.
 import test from 'ava';
 import type { Msg, NatsConnection } from '@nats-io/transport-node';
-import { brokeredWatchSource, WATCH_REQUEST_TIMEOUT_MS } from '../agent/control/brokered-watch.ts';
+import { brokeredWatchSource, WatchBrokerError, WATCH_REQUEST_TIMEOUT_MS } from '../agent/control/brokered-watch.ts';
+import { ConnectionLostError } from '../lib/nats-request.ts';
+import { scriptedStatus } from './helpers/scripted-status.ts';
 import { BROKER_API_TIMEOUT_MS } from '../coordinator/watch-broker.ts';
 import { systemClock } from '../lib/clock.ts';
 import { silentLogger } from '../lib/logger.ts';
@@ -123,4 +125,37 @@ test('a consumer silent for 3 heartbeats of the injected clock ends the watch (l
   t.is(src.stats().silent, 1);
   t.deepEqual(got, ['nodes.a']);
   t.is(clock.sleepers, 0, 'no look left armed after the end');
+});
+
+test('a watch, count or catch-up request lost with the connection ends at the disconnect (unavailable, cause ConnectionLostError), not at its timeout; the inbox is dropped', async (t) => {
+  let unsubscribed = 0;
+  let asked = 0;
+  const base = {
+    // The broker never answers (the request or its reply went down with the connection).
+    request: () => {
+      asked++;
+      return new Promise<Msg>(() => undefined);
+    },
+    subscribe: () => ({
+      unsubscribe: () => {
+        unsubscribed++;
+      },
+    }),
+  } as unknown as NatsConnection;
+  const s = scriptedStatus(base);
+  const src = brokeredWatchSource({ nc: s.nc, bucket: 'crosslink', subjectPrefix: 'xl', logger: silentLogger(), clock: systemClock, coordinatorKey: UNUSED_KEY, requestTimeoutMs: 600_000 });
+  const watch = src.watch({ key: 'nodes.>' });
+  const count = src.count('nodes.>');
+  const page = src.catchUp({ filter: 'nodes.>', afterRevision: 0, limit: 10 });
+  const ended = Promise.allSettled([watch, count, page]);
+  await new Promise((r) => setImmediate(r));
+  t.is(asked, 3);
+  s.say({ type: 'disconnect', server: 'nats://gone:4222' });
+  const results = await ended;
+  for (const r of results) {
+    t.is(r.status, 'rejected');
+    const err = r.status === 'rejected' ? (r.reason as unknown) : undefined;
+    t.true(err instanceof WatchBrokerError && err.code === 'unavailable' && err.cause instanceof ConnectionLostError, String(err));
+  }
+  t.is(unsubscribed, 1, 'the watch\'s inbox subscription is dropped');
 });

@@ -18,6 +18,7 @@ import { CrosslinkError, errorMessage } from '../../lib/errors.ts';
 import type { Logger } from '../../lib/logger.ts';
 import { AsyncQueue } from '../../lib/async-queue.ts';
 import { onConnectionStatus } from '../../lib/nats-status.ts';
+import { ConnectionLostError, requestUntilDisconnect } from '../../lib/nats-request.ts';
 import { subjects } from '../../protocol/subjects.ts';
 import { CatchUpReply, WatchReply, type WatchRefusalCode, type WatchRequest } from '../../protocol/watch-broker.ts';
 import { directWatchSource, type CatchUpOptions, type FilterCount, type KeyWatch, type KeyWatchOptions, type KeyWatchSource, type KvCatchUpPage } from './key-watch.ts';
@@ -114,8 +115,10 @@ export function brokeredWatchSource(o: BrokeredWatchOptions): BrokeredWatchSourc
   const askFor = async <R extends WatchReply | CatchUpReply>(req: WatchRequest, schema: { parse(v: unknown): R }): Promise<Exclude<R, { ok: false }> | 'no-responders'> => {
     let msg: Msg;
     try {
-      msg = await o.nc.request(subject, JSON.stringify(req), { timeout: o.requestTimeoutMs ?? WATCH_REQUEST_TIMEOUT_MS });
+      // Lost with the connection: ends at the disconnect, not the timeout (the watcher asks again once reconnected).
+      msg = await requestUntilDisconnect(o.nc, subject, JSON.stringify(req), { timeout: o.requestTimeoutMs ?? WATCH_REQUEST_TIMEOUT_MS });
     } catch (err) {
+      if (err instanceof ConnectionLostError) throw new WatchBrokerError('unavailable', `the watch request was lost with the NATS connection: ${err.message}`, undefined, { cause: err });
       const noResponders = typeof (err as { isNoResponders?: unknown }).isNoResponders === 'function' && (err as { isNoResponders: () => boolean }).isNoResponders();
       if (noResponders) return 'no-responders';
       throw new WatchBrokerError('unavailable', `no coordinator answered the watch request: ${errorMessage(err)}`, undefined, { cause: err });
