@@ -13,7 +13,7 @@
 import { readFile } from 'node:fs/promises';
 import { performance } from 'node:perf_hooks';
 import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
+import type { NatsConnection } from '@nats-io/transport-node';
 import { MeshWatch } from '../agent/control/mesh-watch.ts';
 import { parseCoordinatorConfig } from '../coordinator/config.ts';
 import { systemClock } from '../lib/clock.ts';
@@ -77,7 +77,7 @@ export async function runNatsServerLoss(trials = 5, nodes = 300): Promise<void> 
     // One agent-side watch per server (each prefers its own and fails over to the others).
     const watches: MeshWatch[] = [];
     for (let i = 0; i < 3; i++) {
-      const nc: NatsConnection = await connect({ servers: [cluster.urls[i] ?? '', ...cluster.urls.filter((_, j) => j !== i)], noRandomize: true, name: `xl-bench-watch-${i}`, maxReconnectAttempts: -1, reconnectTimeWait: 250 });
+      const nc: NatsConnection = await cluster.connectPreferring(i, `xl-bench-watch-${i}`);
       const w = new MeshWatch({ nc, bucket: l.bucket, coordinatorKey: l.key.publicKey, logger: silentLogger(), clock: systemClock, debounceMs: 20, auditIntervalMs: 0, ...(catchUpOff ? { catchUpAfterMs: 0 } : {}) });
       closers.push(async () => {
         await w.stop();

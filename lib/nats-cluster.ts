@@ -3,7 +3,7 @@
 // can be stopped and started again on the same ports and store, to simulate losing a server.
 import { randomBytes } from 'node:crypto';
 import { StorageType, jetstreamManager } from '@nats-io/jetstream';
-import { connect } from '@nats-io/transport-node';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { NatsServer, clusterRoutes, freeLoopbackPort } from './nats-server.ts';
 import { waitFor } from './wait.ts';
 
@@ -51,6 +51,15 @@ export class NatsCluster {
   /** Every member's client URL: clients connect to all of them (and fail over between them). */
   get urls(): string[] {
     return this.servers.map((s) => s.url);
+  }
+
+  /**
+   * A client connection preferring member `first` (as agents spread over a cluster), failing over to
+   * the others in order, reconnecting for ever every 250 ms.
+   */
+  connectPreferring(first: number, name: string): Promise<NatsConnection> {
+    const preferred = this.server(first).url;
+    return connect({ servers: [preferred, ...this.urls.filter((u) => u !== preferred)], noRandomize: true, name, maxReconnectAttempts: -1, reconnectTimeWait: 250 });
   }
 
   server(i: number): NatsServer {

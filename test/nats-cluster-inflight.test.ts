@@ -8,7 +8,7 @@
 import test from 'ava';
 import { jetstream } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
-import { connect, type Msg, type NatsConnection } from '@nats-io/transport-node';
+import type { Msg, NatsConnection } from '@nats-io/transport-node';
 import { ControlPlane } from '../agent/control/control-plane.ts';
 import type { NodeIdentity } from '../agent/plan/model.ts';
 import { parseCoordinatorConfig } from '../coordinator/config.ts';
@@ -38,8 +38,8 @@ test('3-server cluster: a registration in flight when the agent\'s server stops 
   t.teardown(() => cluster.stop());
   const { bucket, prefix } = scratchNames('xlif');
   const relayPrefix = `${prefix}-relay`;
-  const connectTo = (first: number, name: string): Promise<NatsConnection> =>
-    connect({ servers: [cluster.urls[first]!, ...cluster.urls.filter((_, i) => i !== first)], noRandomize: true, name, maxReconnectAttempts: -1, reconnectTimeWait: 250 });
+  // Each client prefers one server (as agents spread over a cluster) and fails over to the others.
+  const connectTo = (first: number, name: string): Promise<NatsConnection> => cluster.connectPreferring(first, name);
 
   const signingKey = await generateSigningKeyPair();
   const coordNc = await connectTo(0, 'xl-coordinator');

@@ -7,7 +7,7 @@
 import test from 'ava';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
+import type { NatsConnection } from '@nats-io/transport-node';
 import { brokeredWatchSource } from '../agent/control/brokered-watch.ts';
 import { MeshWatch } from '../agent/control/mesh-watch.ts';
 import { EnrollmentWatch } from '../agent/policy/enrollment-watch.ts';
@@ -70,9 +70,8 @@ test('3-server cluster: losing the bucket stream leader loses nothing; every wat
   const cluster = await NatsCluster.start({ name: `xl-natsc-${scratchNames('x').id}` });
   t.teardown(() => cluster.stop());
   const { bucket, prefix } = scratchNames('xlcl');
-  const connectTo = (first: number, name: string): Promise<NatsConnection> =>
-    // Each client prefers one server (as agents spread over a cluster) and fails over to the others.
-    connect({ servers: [cluster.urls[first]!, ...cluster.urls.filter((_, i) => i !== first)], noRandomize: true, name, maxReconnectAttempts: -1, reconnectTimeWait: 250 });
+  // Each client prefers one server (as agents spread over a cluster) and fails over to the others.
+  const connectTo = (first: number, name: string): Promise<NatsConnection> => cluster.connectPreferring(first, name);
 
   const signingKey = await generateSigningKeyPair();
   const coordNc = await connectTo(0, 'xl-coordinator');
@@ -226,8 +225,8 @@ test('fault: after the loss the cluster refuses every consumer create; an agent 
   t.teardown(() => cluster.stop());
   const { bucket, prefix } = scratchNames('xlcu');
   const stream = `KV_${bucket}`;
-  const connectTo = (first: number, name: string): Promise<NatsConnection> =>
-    connect({ servers: [cluster.urls[first]!, ...cluster.urls.filter((_, i) => i !== first)], noRandomize: true, name, maxReconnectAttempts: -1, reconnectTimeWait: 250 });
+  // Each client prefers one server (as agents spread over a cluster) and fails over to the others.
+  const connectTo = (first: number, name: string): Promise<NatsConnection> => cluster.connectPreferring(first, name);
   const adminNc = await connectTo(1, 'xl-admin');
   t.teardown(() => adminNc.close());
   const jsm = await jetstreamManager(adminNc);

@@ -3,57 +3,32 @@
 // comes here); other statuses and a disconnect before the call leave it alone; replies and the
 // request's own errors pass through; no status stream is left open after 1,000 requests.
 import test from 'ava';
-import type { Msg, Status } from '@nats-io/transport-node';
+import type { Msg, NatsConnection, Status } from '@nats-io/transport-node';
 import { ConnectionLostError, requestUntilDisconnect, type RequestConnection } from '../lib/nats-request.ts';
 import { nextConnectionStatus } from '../lib/nats-status.ts';
 import { ManualClock } from './helpers/manual-clock.ts';
+import { scriptedStatus } from './helpers/scripted-status.ts';
 
 /** A connection whose requests are answered (or not) by the test, and whose status streams it counts. */
 class FakeConnection {
-  /** Status streams opened and not stopped (each a listener of the connection). */
-  readonly open = new Set<(s: Status) => void>();
   /** Requests made, each settled by the test (or never). */
   readonly requests: { subject: string; resolve: (m: Msg) => void; reject: (e: Error) => void }[] = [];
-
-  readonly nc: RequestConnection = {
+  private readonly scripted = scriptedStatus({
     request: (subject: string) =>
       new Promise<Msg>((resolve, reject) => {
         this.requests.push({ subject, resolve, reject });
       }),
-    status: () => this.statusStream(),
-  };
+  } as unknown as NatsConnection);
+
+  readonly nc: RequestConnection = this.scripted.nc;
 
   say(s: Status): void {
-    for (const sink of [...this.open]) sink(s);
+    this.scripted.say(s);
   }
 
-  private statusStream(): AsyncIterable<Status> & { stop(): void } {
-    const pending: Status[] = [];
-    let wake: (() => void) | undefined;
-    let stopped = false;
-    const sink = (s: Status): void => {
-      pending.push(s);
-      wake?.();
-    };
-    this.open.add(sink);
-    return {
-      stop: () => {
-        stopped = true;
-        this.open.delete(sink);
-        wake?.();
-      },
-      async *[Symbol.asyncIterator]() {
-        while (!stopped) {
-          const s = pending.shift();
-          if (s) {
-            yield s;
-            continue;
-          }
-          await new Promise<void>((r) => (wake = r));
-          wake = undefined;
-        }
-      },
-    };
+  /** Status streams opened and not stopped. */
+  open(): number {
+    return this.scripted.open();
   }
 }
 
@@ -79,7 +54,7 @@ test('a request that never answers ends at the disconnect with ConnectionLostErr
   const p = requestUntilDisconnect(f.nc, 'xl.register', 'hello', { timeout: 60_000 });
   await settle();
   t.is(f.requests.length, 1);
-  t.is(f.open.size, 1, 'listening to the connection while in flight');
+  t.is(f.open(), 1, 'listening to the connection while in flight');
   t.is(await outcome(p), 'pending');
   f.say({ type: 'staleConnection' });
   f.say({ type: 'reconnecting' });
@@ -92,7 +67,7 @@ test('a request that never answers ends at the disconnect with ConnectionLostErr
   t.is(err?.subject, 'xl.register');
   t.is(err?.server, 'nats://127.0.0.1:4222');
   t.regex(err?.message ?? '', /lost while the request to xl\.register was in flight/);
-  t.is(f.open.size, 0, 'the listener is removed');
+  t.is(f.open(), 0, 'the listener is removed');
   // The abandoned request rejecting later (its timeout) is consumed, not an unhandled rejection.
   f.requests[0]!.reject(new Error('TIMEOUT'));
   await settle();
@@ -113,7 +88,7 @@ test('a disconnect before the call is not the request\'s loss; replies and the r
   f.requests[1]!.reject(timeout);
   const b = await outcome(timedOut);
   t.true(b !== 'pending' && 'error' in b && b.error === timeout, 'the request\'s own error, unchanged');
-  t.is(f.open.size, 0);
+  t.is(f.open(), 0);
   // A disconnect after both settled touches neither.
   f.say(disconnect);
   await settle();
@@ -123,21 +98,21 @@ test('no status stream left behind after 1,000 requests: answered, failed, or en
   const f = new FakeConnection();
   const answered = Array.from({ length: 1000 }, (_, i) => requestUntilDisconnect(f.nc, `xl.s${i}`, '', { timeout: 5000 }));
   await settle();
-  t.is(f.open.size, 1000);
+  t.is(f.open(), 1000);
   f.requests.forEach((r, i) => (i % 2 === 0 ? r.resolve(reply(`${i}`)) : r.reject(new Error('no responders'))));
   const results = await Promise.allSettled(answered);
   t.is(results.filter((r) => r.status === 'fulfilled').length, 500);
   await settle();
-  t.is(f.open.size, 0, 'every listener removed once its request settled');
+  t.is(f.open(), 0, 'every listener removed once its request settled');
 
   const lost = Array.from({ length: 1000 }, (_, i) => requestUntilDisconnect(f.nc, `xl.l${i}`, '', { timeout: 5000 }));
   await settle();
-  t.is(f.open.size, 1000);
+  t.is(f.open(), 1000);
   f.say(disconnect);
   const ended = await Promise.allSettled(lost);
   t.true(ended.every((r) => r.status === 'rejected' && r.reason instanceof ConnectionLostError), 'all 1,000 ended by the one disconnect');
   await settle();
-  t.is(f.open.size, 0, 'every listener removed');
+  t.is(f.open(), 0, 'every listener removed');
   // Their abandoned requests end later at their own timeouts: nothing is listening, nothing is unhandled.
   for (const r of f.requests.slice(1000)) r.reject(new Error('TIMEOUT'));
   await settle();
@@ -152,10 +127,10 @@ test('nextConnectionStatus: true at the next reconnect, false at its timeout on 
   t.is(await outcome(seen), 'pending');
   f.say({ type: 'reconnect', server: 'nats://127.0.0.1:4223' });
   t.deepEqual(await outcome(seen), { value: true });
-  t.is(f.open.size, 0);
+  t.is(f.open(), 0);
 
   const none = nextConnectionStatus(f.nc, 'reconnect', { clock, timeoutMs: 2000 });
   await clock.advanceWhenArmed(clock.now() + 2000, 'the reconnect wait');
   t.deepEqual(await outcome(none), { value: false });
-  t.is(f.open.size, 0);
+  t.is(f.open(), 0);
 });

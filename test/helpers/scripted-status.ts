@@ -8,6 +8,8 @@ export interface ScriptedStatus {
   readonly nc: NatsConnection;
   /** Delivers `s` to every status stream opened on `nc` and not stopped. */
   say(s: Status): void;
+  /** Status streams opened on `nc` and not stopped yet (each a listener of the connection). */
+  open(): number;
 }
 
 export function scriptedStatus(real: NatsConnection): ScriptedStatus {
@@ -52,6 +54,7 @@ export function scriptedStatus(real: NatsConnection): ScriptedStatus {
     say: (s) => {
       for (const sink of sinks) sink(s);
     },
+    open: () => sinks.size,
   };
 }
 
