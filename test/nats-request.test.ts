@@ -1,11 +1,14 @@
 // lib/nats-request.ts requestUntilDisconnect on a fake connection: a request that never answers ends
 // at the connection's next disconnect with a ConnectionLostError (not at its timeout, which never
 // comes here); other statuses and a disconnect before the call leave it alone; replies and the
-// request's own errors pass through; no status stream is left open after 1,000 requests.
+// request's own errors pass through; no status stream is left open after 1,000 requests — on the
+// fake, and on a real nats.js connection to a real nats-server (its listener list back to where it was).
 import test from 'ava';
-import type { Msg, NatsConnection, Status } from '@nats-io/transport-node';
+import { connect, type Msg, type NatsConnection, type Status } from '@nats-io/transport-node';
 import { ConnectionLostError, requestUntilDisconnect, type RequestConnection } from '../lib/nats-request.ts';
 import { nextConnectionStatus } from '../lib/nats-status.ts';
+import { NatsServer } from '../lib/nats-server.ts';
+import { waitFor } from '../lib/wait.ts';
 import { ManualClock } from './helpers/manual-clock.ts';
 import { scriptedStatus } from './helpers/scripted-status.ts';
 
@@ -133,4 +136,27 @@ test('nextConnectionStatus: true at the next reconnect, false at its timeout on 
   await clock.advanceWhenArmed(clock.now() + 2000, 'the reconnect wait');
   t.deepEqual(await outcome(none), { value: false });
   t.is(f.open(), 0);
+});
+
+test('on a real connection (nats.js 3): 1,000 requests, answered or refused, leave no status listener behind', async (t) => {
+  const server = await NatsServer.start({ name: 'xl-nreq' });
+  t.teardown(() => server.stop());
+  const nc = await connect({ servers: server.url });
+  t.teardown(() => nc.close());
+  nc.subscribe('xl.echo', {
+    callback: (_err, msg) => {
+      msg.respond(msg.data);
+    },
+  });
+  await nc.flush();
+  // nats.js keeps every open status stream in its protocol handler's listener list (internal).
+  const listeners = (): number => (nc as unknown as { protocol: { listeners: unknown[] } }).protocol.listeners.length;
+  const before = listeners();
+  const answered = await Promise.all(Array.from({ length: 500 }, (_, i) => requestUntilDisconnect(nc, 'xl.echo', `${i}`, { timeout: 10_000 })));
+  t.is(answered[499]!.string(), '499');
+  const refused = await Promise.allSettled(Array.from({ length: 500 }, () => requestUntilDisconnect(nc, 'xl.nobody', '', { timeout: 10_000 })));
+  t.true(refused.every((r) => r.status === 'rejected'), 'no responders');
+  // Removed once each stream's end is processed (a promise reaction of nats.js).
+  await waitFor(() => listeners() === before, { timeoutMs: 5000, what: `the listeners back to ${before} (${listeners()})` });
+  t.is(listeners(), before);
 });
