@@ -119,9 +119,11 @@ test('3-server cluster: a registration in flight when the agent\'s server stops 
   await waitFor(() => registers[0]?.ok === true, { timeoutMs: 20_000, what: 'the first registration applied by the coordinator' });
   t.false(cp.state().registered, 'the agent has not heard');
   stopped = true;
+  const stopAt = Date.now();
   await cluster.server(2).stopProcess();
 
   await waitFor(() => cp.state().registered, { timeoutMs: 15_000, what: 'the agent registered after the loss of its server (request timeout 30 s)' });
+  t.log(`registered ${Date.now() - stopAt} ms after the stop began; the resend reached the coordinator ${(registers[1]?.at ?? Number.NaN) - stopAt} ms after`);
   t.is(registers.length, 2, 'one retry');
   t.true(registers[1]!.afterStop, 'the retry came after the stop');
   t.is(registers[1]!.ok, true, 'the coordinator took the resent registration (an unchanged re-registration, fresh sentAt)');
