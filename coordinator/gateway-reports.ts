@@ -9,6 +9,7 @@ import { GatewayHealthReport } from '../protocol/gateway-health.ts';
 import { SignedEnvelope, type NodeRecord } from '../protocol/messages.ts';
 import { openEnvelopeUnverified, verifyEnvelope } from '../protocol/signing.ts';
 import { GatewayHealth } from './gateway-health.ts';
+import { RequestSizeGate } from './request-size-gate.ts';
 
 export class GatewayReportError extends CrosslinkError {
   override name = 'GatewayReportError';
@@ -56,6 +57,8 @@ export interface GatewayReportIntakeOptions {
   readonly logger: Logger;
   readonly maxClockSkewMs: number;
   readonly health?: GatewayHealth;
+  /** Refuses reports over REQUEST_MAX_BYTES['gateway report'] unread (default: its own, on `logger` and `clock`). */
+  readonly sizes?: RequestSizeGate;
 }
 
 /** The leader's side: verified reports in, re-elections out (only when the unhealthy set changes). */
@@ -65,12 +68,18 @@ export class GatewayReportIntake {
   refused = 0;
   /** The unhealthy set last handed to the elections (a change is logged once). */
   private lastUnhealthy: ReadonlySet<string> = new Set();
+  private readonly sizes: RequestSizeGate;
 
   constructor(private readonly o: GatewayReportIntakeOptions) {
     this.health = o.health ?? new GatewayHealth();
+    this.sizes = o.sizes ?? new RequestSizeGate(o.logger, o.clock);
   }
 
   async handle(raw: Uint8Array): Promise<void> {
+    if (this.sizes.refusal(raw, 'gateway report')) {
+      this.refused++;
+      return;
+    }
     const now = this.o.clock.now();
     let report: GatewayHealthReport;
     try {

@@ -13,6 +13,8 @@ import { ServiceDirectory } from './services.ts';
 import { enrollmentNameFromKey } from '../protocol/subjects.ts';
 import { GatewayReportIntake } from './gateway-reports.ts';
 import { startConsumerReaper } from './consumer-reaper-nats.ts';
+import { RequestSizeGate } from './request-size-gate.ts';
+import type { RequestKind } from '../protocol/request-size.ts';
 
 /** The term hands these on to its Registry, and serves requests on `nc`. */
 export interface LeaderTermDeps extends RegistryDeps {
@@ -33,8 +35,11 @@ export class LeaderTerm {
   private readonly subs: Subscription[] = [];
   private readonly abort = new AbortController();
   private readonly done: Promise<void>;
+  /** Requests over their subject's byte limit are refused before they are parsed (protocol/request-size.ts). */
+  private readonly sizes: RequestSizeGate;
 
   constructor(private readonly deps: LeaderTermDeps) {
+    this.sizes = new RequestSizeGate(deps.logger, deps.clock);
     this.done = this.run();
   }
 
@@ -72,13 +77,13 @@ export class LeaderTerm {
     const services = new ServiceDirectory({ store: this.deps.store, nodes: registry, clock, logger, maxClockSkewMs: config.maxClockSkewMs, writable: () => registry.isActive && this.deps.holdsLease() });
     const ss = serviceSubjects(config.subjectPrefix);
     // Health-driven gateway failover: signed probe verdicts from the nodes (coordinator/gateway-health.ts).
-    const gatewayReports = new GatewayReportIntake({ elections: registry, clock, logger, maxClockSkewMs: config.maxClockSkewMs });
+    const gatewayReports = new GatewayReportIntake({ elections: registry, clock, logger, maxClockSkewMs: config.maxClockSkewMs, sizes: this.sizes });
     this.subs.push(
       this.deps.nc.subscribe(s.gatewayHealth, { callback: (err, msg) => void (err ? undefined : gatewayReports.handle(msg.data).catch((e: unknown) => logger.warn({ err: errorMessage(e) }, 'gateway health re-election failed'))) }),
-      this.deps.nc.subscribe(s.register, { queue: QUEUE, callback: (err, msg) => this.serve(err, msg, (m) => this.countRegistration(registry.register(m.data))) }),
-      this.deps.nc.subscribe(s.deregister, { queue: QUEUE, callback: (err, msg) => this.serve(err, msg, (m) => registry.deregister(m.data)) }),
-      this.deps.nc.subscribe(ss.export, { queue: QUEUE, callback: (err, msg) => this.serve(err, msg, (m) => services.export(m.data)) }),
-      this.deps.nc.subscribe(ss.unexport, { queue: QUEUE, callback: (err, msg) => this.serve(err, msg, (m) => services.unexport(m.data)) }),
+      this.deps.nc.subscribe(s.register, { queue: QUEUE, callback: (err, msg) => this.serve(err, msg, 'registration', (m) => this.countRegistration(registry.register(m.data))) }),
+      this.deps.nc.subscribe(s.deregister, { queue: QUEUE, callback: (err, msg) => this.serve(err, msg, 'deregistration', (m) => registry.deregister(m.data)) }),
+      this.deps.nc.subscribe(ss.export, { queue: QUEUE, callback: (err, msg) => this.serve(err, msg, 'service export', (m) => services.export(m.data)) }),
+      this.deps.nc.subscribe(ss.unexport, { queue: QUEUE, callback: (err, msg) => this.serve(err, msg, 'service unexport', (m) => services.unexport(m.data)) }),
     );
     // Leading (Coordinator.isLeader) promises that registrations are answered, so wait until the
     // server has the subscriptions (a request before that fails with "no responders").
@@ -139,12 +144,15 @@ export class LeaderTerm {
     });
   }
 
-  private serve(err: Error | null, msg: Msg, handle: (m: Msg) => Promise<unknown>): void {
+  /** Answers `msg` with `handle`'s reply, or refuses it `invalid` unread when it is over `kind`'s byte limit (counted as the handler's refusals are). */
+  private serve(err: Error | null, msg: Msg, kind: RequestKind, handle: (m: Msg) => Promise<unknown>): void {
     if (err) {
       this.deps.logger.warn({ err: errorMessage(err) }, 'subscription error');
       return;
     }
-    handle(msg)
+    const tooLarge = this.sizes.refusal(msg.data, kind);
+    if (tooLarge && kind === 'registration') this.deps.metrics?.registration(tooLarge.code);
+    (tooLarge ? Promise.resolve({ ok: false, error: tooLarge }) : handle(msg))
       .then((reply) => {
         if (msg.reply) msg.respond(JSON.stringify(reply));
       })

@@ -23,6 +23,7 @@ import type { SigningKeyPair } from '../protocol/signing.ts';
 import { signedCatchUpPage } from './catch-up-page.ts';
 import { subjects } from '../protocol/subjects.ts';
 import { RegistrationRateLimit } from './rate-limit.ts';
+import { RequestSizeGate } from './request-size-gate.ts';
 
 /** Default timeout of the broker's JetStream API requests (see WatchBrokerOptions.apiTimeoutMs). */
 export const BROKER_API_TIMEOUT_MS = 2000;
@@ -108,6 +109,7 @@ export function serveWatchBroker(o: WatchBrokerOptions): WatchBroker {
   const inactiveMs = o.inactiveMs ?? 30_000;
   const concurrency = o.concurrency ?? 32;
   const throttle = new RateLimitedLog(o.logger, o.clock);
+  const sizes = new RequestSizeGate(o.logger, o.clock);
   const counts = { created: 0, counted: 0, caughtUp: 0, refused: 0, rateLimited: 0, failed: 0 };
   const stream = `KV_${o.bucket}`;
   let jsm: Promise<JetStreamManager> | undefined;
@@ -124,6 +126,13 @@ export function serveWatchBroker(o: WatchBrokerOptions): WatchBroker {
   };
 
   const handle = async (msg: Msg): Promise<void> => {
+    // Over REQUEST_MAX_BYTES['watch request']: refused unread (the watch protocol's `invalid` is `bad-request`).
+    const tooLarge = sizes.refusal(msg.data, 'watch request');
+    if (tooLarge) {
+      counts.refused++;
+      reply(msg, { ok: false, code: 'bad-request', field: '(body)', message: tooLarge.message });
+      return;
+    }
     const parsed = parseWatchRequest(msg.data);
     if (!parsed.ok) {
       counts.refused++;

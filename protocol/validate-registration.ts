@@ -17,6 +17,7 @@ import {
 } from './cidr.ts';
 import { describeZodError, MacEnvelope, RequestEnvelope, type ErrorBody, type NodeRecord, type RegistrationRequest } from './messages.ts';
 import { heartbeatMacMatches } from './heartbeat-mac.ts';
+import { oversizedRequest, REQUEST_MAX_BYTES } from './request-size.ts';
 import { SignatureError, checkPayloadSignature, decodeEnvelopePayload } from './signing.ts';
 import { FORBIDDEN_POD_RANGES, forbiddenOverlap } from './special-purpose.ts';
 
@@ -114,12 +115,10 @@ export interface HeartbeatMacVerifier {
 }
 
 /**
- * The largest heartbeat opened, in bytes: an honest one is under 1.2 KiB in either form (a 253-byte
- * name, keys, numbers, the epoch; base64 and the signature or MAC around it). Anything larger is
- * refused before it is parsed: every replica opens every heartbeat on its event loop, and a 1 MiB
- * one (NATS's default max_payload) took ~18 ms of JSON and base64 work (docs/security-review.md).
+ * The largest heartbeat opened, in bytes (protocol/request-size.ts): every replica opens every
+ * heartbeat on its event loop, so anything larger is refused before it is parsed.
  */
-export const HEARTBEAT_MAX_BYTES = 4096;
+export const HEARTBEAT_MAX_BYTES = REQUEST_MAX_BYTES.heartbeat;
 
 /**
  * Opens a heartbeat in either form: a SignedEnvelope signed by the payload's `identityKey`
@@ -130,7 +129,8 @@ export const HEARTBEAT_MAX_BYTES = 4096;
  * `unauthorized` naming both keys (the agent then falls back to signing).
  */
 export function openHeartbeat<T extends { identityKey: string; name: string }>(raw: Uint8Array | string, schema: z.ZodType<T>, mac: HeartbeatMacVerifier): OpenedHeartbeat<T> {
-  if (raw.length > HEARTBEAT_MAX_BYTES) return reject('invalid', '(root)', `heartbeat is ${raw.length} bytes; at most ${HEARTBEAT_MAX_BYTES} are read`);
+  const oversized = oversizedRequest(raw, 'heartbeat');
+  if (oversized) return { ok: false, error: oversized };
   const json = parseJson(raw);
   if (!json.ok) return json;
   const value = json.value;

@@ -15,6 +15,9 @@ import type { GatewayHealthReport } from '../protocol/gateway-health.ts';
 import type { NodeRecord } from '../protocol/messages.ts';
 import { generateSigningKeyPair, signEnvelope, type SigningKeyPair } from '../protocol/signing.ts';
 import { clusterRecord, nodeRecord } from './agent-helpers.ts';
+import { largestRequests } from './helpers/largest-requests.ts';
+import { REQUEST_MAX_BYTES } from '../protocol/request-size.ts';
+import { pino } from 'pino';
 
 const report = (reporter: string, at: number, verdicts: GatewayHealthReport['verdicts']): GatewayHealthReport => ({ kind: 'gateway-health', v: 1, reporter, at, verdicts });
 const down = (gateway: string) => [{ gateway, state: 'down' as const }];
@@ -122,6 +125,27 @@ test('intake: only signatures of live reporters count; one hostile node cannot d
   // Replayed honest report: refused.
   await intake.handle(await bytes(report('aws-n1', now + 20, down('gcp-g1')), a.key.secretKey));
   t.is(intake.refused, 4);
+});
+
+test('intake: a report over REQUEST_MAX_BYTES is refused unread (logged once per interval); the largest honest one is taken', async (t) => {
+  const lines: { level: number; msg: string; bytes?: number; max?: number }[] = [];
+  const logger = pino({ level: 'debug' }, { write: (l: string) => void lines.push(JSON.parse(l) as { level: number; msg: string }) });
+  const clock = new ManualClock(1_700_000_000_000);
+  const largest = await largestRequests();
+  const r = { record: await nodeRecord({ name: largest.registration.name, cluster: 'aws', identityKey: largest.identity.publicKey }), key: largest.identity };
+  const intake = new GatewayReportIntake({ clock, logger, maxClockSkewMs: Number.MAX_SAFE_INTEGER, elections: { liveNode: (n) => (n === r.record.name ? r.record : undefined), setUnhealthyGateways: () => Promise.resolve() } });
+  const honest = await bytes({ ...largest.gatewayReport, at: clock.now() }, r.key.secretKey);
+  t.true(honest.length <= REQUEST_MAX_BYTES['gateway report'] / 2, `the largest honest report: ${honest.length} bytes`);
+  await intake.handle(honest);
+  t.is(intake.refused, 0, 'the largest honest report is taken');
+  // The same report padded beside its envelope, twice: refused for its size, not for the field pad.
+  const padded = new TextEncoder().encode(JSON.stringify({ ...(JSON.parse(Buffer.from(honest).toString('utf8')) as object), pad: 'x'.repeat(REQUEST_MAX_BYTES['gateway report']) }));
+  await intake.handle(padded);
+  await intake.handle(padded);
+  t.is(intake.refused, 2);
+  const tooLarge = lines.filter((l) => l.msg === 'request refused: too large');
+  t.like(tooLarge[0], { level: 30, bytes: padded.length, max: REQUEST_MAX_BYTES['gateway report'] });
+  t.is(tooLarge.filter((l) => l.level === 30).length, 1, 'once at info per interval');
 });
 
 test('reporter: signs with the node identity key, reports a gateway state change at once, repeats while down, ignores non-gateways', async (t) => {
