@@ -50,18 +50,26 @@ export class GatewayHealth {
   /**
    * Takes a report whose signature was verified against `report.reporter`'s identity key. Returns
    * false (and changes nothing) for a replayed or reordered report. `now` is the coordinator's clock.
+   * Only verdicts about gateways `isLiveNode` knows are kept (one lookup each): a report naming
+   * made-up gateways leaves nothing to keep for the freshness window or to re-scan on every report.
    */
-  accept(report: GatewayHealthReport, now: number): boolean {
+  accept(report: GatewayHealthReport, now: number, isLiveNode: (name: string) => boolean): boolean {
     const last = this.lastAt.get(report.reporter);
     if (last !== undefined && report.at <= last) return false;
     this.lastAt.set(report.reporter, report.at);
     for (const v of report.verdicts) {
       if (v.gateway === report.reporter) continue; // nobody vouches for or against itself
+      if (!isLiveNode(v.gateway)) continue;
       let byReporter = this.verdicts.get(v.gateway);
       if (!byReporter) this.verdicts.set(v.gateway, (byReporter = new Map<string, Verdict>()));
       byReporter.set(report.reporter, { state: v.state, at: now });
     }
     return true;
+  }
+
+  /** Gateways verdicts are kept about (fresh or not yet pruned). */
+  get gatewaysTracked(): number {
+    return this.verdicts.size;
   }
 
   /** What the fresh verdicts say about `gateway`. */

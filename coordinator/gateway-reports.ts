@@ -89,7 +89,7 @@ export class GatewayReportIntake {
       this.o.logger.debug({ err: errorMessage(err) }, 'gateway health report refused');
       return;
     }
-    if (!this.health.accept(report, now)) {
+    if (!this.health.accept(report, now, (g) => this.o.elections.liveNode(g) !== undefined)) {
       this.refused++;
       return;
     }

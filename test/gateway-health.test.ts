@@ -16,43 +16,46 @@ import type { NodeRecord } from '../protocol/messages.ts';
 import { generateSigningKeyPair, signEnvelope, type SigningKeyPair } from '../protocol/signing.ts';
 import { clusterRecord, nodeRecord } from './agent-helpers.ts';
 import { largestRequests } from './helpers/largest-requests.ts';
+import { MAX_GATEWAY_VERDICTS } from '../protocol/gateway-health.ts';
 import { REQUEST_MAX_BYTES } from '../protocol/request-size.ts';
 import { pino } from 'pino';
 
 const report = (reporter: string, at: number, verdicts: GatewayHealthReport['verdicts']): GatewayHealthReport => ({ kind: 'gateway-health', v: 1, reporter, at, verdicts });
 const down = (gateway: string) => [{ gateway, state: 'down' as const }];
 const up = (gateway: string) => [{ gateway, state: 'up' as const }];
+/** GatewayHealth.accept's live-node lookup for the pure tests: every name is a live node. */
+const anyNode = (): boolean => true;
 
 test('quorum: one reporter cannot depose; two distinct ones can; a majority saying up keeps a slow gateway', (t) => {
   const h = new GatewayHealth();
-  t.true(h.accept(report('x1', 1, down('gw')), 1000));
+  t.true(h.accept(report('x1', 1, down('gw')), 1000, anyNode));
   t.deepEqual([...h.unhealthy(1000)], [], 'one reporter is never enough');
-  t.true(h.accept(report('x1', 2, down('gw')), 1100));
+  t.true(h.accept(report('x1', 2, down('gw')), 1100, anyNode));
   t.deepEqual([...h.unhealthy(1100)], [], 'the same reporter twice is still one');
-  h.accept(report('x2', 1, down('gw')), 1200);
+  h.accept(report('x2', 1, down('gw')), 1200, anyNode);
   t.deepEqual([...h.unhealthy(1200)], ['gw']);
   // Slow, not dead: three others still get answers.
-  for (const r of ['y1', 'y2', 'y3']) h.accept(report(r, 1, up('gw')), 1300);
+  for (const r of ['y1', 'y2', 'y3']) h.accept(report(r, 1, up('gw')), 1300, anyNode);
   t.deepEqual([...h.unhealthy(1300)], []);
   t.deepEqual(h.view('gw', 1300), { gateway: 'gw', down: ['x1', 'x2'], up: ['y1', 'y2', 'y3'], unhealthy: false });
-  t.true(new GatewayHealth({ quorum: 1 }).accept(report('a', 1, down('gw')), 1), 'a quorum below 2 is raised to 2');
+  t.true(new GatewayHealth({ quorum: 1 }).accept(report('a', 1, down('gw')), 1, anyNode), 'a quorum below 2 is raised to 2');
   const q1 = new GatewayHealth({ quorum: 1 });
-  q1.accept(report('a', 1, down('gw')), 1);
+  q1.accept(report('a', 1, down('gw')), 1, anyNode);
   t.deepEqual([...q1.unhealthy(1)], []);
 });
 
 test('stale verdicts age out, replays and reordered reports are refused, a gateway cannot vouch for itself', (t) => {
   const h = new GatewayHealth({ freshMs: 10_000 });
-  h.accept(report('x1', 5, down('gw')), 0);
-  h.accept(report('x2', 5, down('gw')), 0);
+  h.accept(report('x1', 5, down('gw')), 0, anyNode);
+  h.accept(report('x2', 5, down('gw')), 0, anyNode);
   t.deepEqual([...h.unhealthy(10_000)], ['gw']);
   t.deepEqual([...h.unhealthy(10_001)], [], 'older than freshMs');
-  t.false(h.accept(report('x1', 5, down('gw')), 10_002), 'replayed');
-  t.false(h.accept(report('x1', 4, down('gw')), 10_002), 'reordered');
-  h.accept(report('gw', 1, up('gw')), 10_003);
+  t.false(h.accept(report('x1', 5, down('gw')), 10_002, anyNode), 'replayed');
+  t.false(h.accept(report('x1', 4, down('gw')), 10_002, anyNode), 'reordered');
+  h.accept(report('gw', 1, up('gw')), 10_003, anyNode);
   t.deepEqual(h.view('gw', 10_003).up, [], 'its own verdict is ignored');
-  h.accept(report('x1', 6, down('gw')), 10_004);
-  h.accept(report('x2', 6, down('gw')), 10_004);
+  h.accept(report('x1', 6, down('gw')), 10_004, anyNode);
+  h.accept(report('x2', 6, down('gw')), 10_004, anyNode);
   h.forget('x2');
   t.deepEqual([...h.unhealthy(10_004)], [], 'an expired reporter no longer counts');
 });
@@ -90,8 +93,8 @@ const bytes = async (r: GatewayHealthReport, secretKey: string): Promise<Uint8Ar
 
 test('intake: only signatures of live reporters count; one hostile node cannot depose another cluster’s gateway; two honest reporters can', async (t) => {
   const clock = new ManualClock(1_700_000_000_000);
-  const [hostile, a, b] = [await reporter('evil', 'edge'), await reporter('aws-n1', 'aws'), await reporter('azure-n1', 'azure')];
-  const live = new Map([hostile, a, b].map((r) => [r.record.name, r.record]));
+  const [hostile, a, b, g1] = [await reporter('evil', 'edge'), await reporter('aws-n1', 'aws'), await reporter('azure-n1', 'azure'), await reporter('gcp-g1', 'gcp')];
+  const live = new Map([hostile, a, b, g1].map((r) => [r.record.name, r.record]));
   const elections: { sets: string[][] } = { sets: [] };
   const intake = new GatewayReportIntake({
     clock,
@@ -125,6 +128,19 @@ test('intake: only signatures of live reporters count; one hostile node cannot d
   // Replayed honest report: refused.
   await intake.handle(await bytes(report('aws-n1', now + 20, down('gcp-g1')), a.key.secretKey));
   t.is(intake.refused, 4);
+});
+
+test('intake: verdicts about made-up gateways are not kept (nothing to hold for the freshness window or re-scan); a live gateway\'s are', async (t) => {
+  const clock = new ManualClock(1_700_000_000_000);
+  const [a, g1] = [await reporter('aws-n1', 'aws'), await reporter('gcp-g1', 'gcp')];
+  const live = new Map([a, g1].map((r) => [r.record.name, r.record]));
+  const intake = new GatewayReportIntake({ clock, logger: silentLogger(), maxClockSkewMs: 30_000, elections: { liveNode: (n) => live.get(n), setUnhealthyGateways: () => Promise.resolve() } });
+  const madeUp = Array.from({ length: MAX_GATEWAY_VERDICTS - 1 }, (_, i) => ({ gateway: `made-up-${i}`, state: 'down' as const }));
+  await intake.handle(await bytes(report('aws-n1', clock.now(), [...madeUp, ...down('gcp-g1')]), a.key.secretKey));
+  t.is(intake.refused, 0, 'the report itself is authentic and taken');
+  t.is(intake.health.gatewaysTracked, 1, 'only the live gateway is tracked');
+  t.deepEqual(intake.health.view('gcp-g1', clock.now()).down, ['aws-n1']);
+  t.deepEqual(intake.health.view('made-up-0', clock.now()).down, []);
 });
 
 test('intake: a report over REQUEST_MAX_BYTES is refused unread (logged once per interval); the largest honest one is taken', async (t) => {
