@@ -1,7 +1,7 @@
-// `crosslink-coordinator nats-config`: prints the nats-server `accounts` block (STORE, COORDINATOR,
-// AGENTS; coordinator/nats-permissions.ts) with one user per role (agent, coordinator, read-only
-// reader). Passwords are nats-server variable references (set them in the server's environment), so
-// the output holds no secret.
+// `crosslink-coordinator nats-config`: prints `max_payload` (protocol/nats-payload.ts) and the
+// nats-server `accounts` block (STORE, COORDINATOR, AGENTS; coordinator/nats-permissions.ts) with one
+// user per role (agent, coordinator, read-only reader). Passwords are nats-server variable references
+// (set them in the server's environment), so the output holds no secret.
 import { Option, type Command } from 'commander';
 import { DEFAULT_BUCKET, DEFAULT_SUBJECT_PREFIX } from '../protocol/subjects.ts';
 import { ValidationError } from '../lib/errors.ts';
@@ -26,7 +26,7 @@ export function parseMaxConsumers(v: string | undefined): number | undefined {
 export function addNatsConfigCommand(program: Command): void {
   program
     .command('nats-config')
-    .description('print the nats-server accounts block: accounts, users and permissions for agents, the coordinator and read-only CLIs')
+    .description('print the nats-server max_payload and accounts block: accounts, users and permissions for agents, the coordinator and read-only CLIs')
     .addOption(new Option('--bucket <name>', 'KV bucket').env('CROSSLINK_BUCKET').default(DEFAULT_BUCKET))
     .addOption(new Option('--subject-prefix <prefix>', 'request subject prefix').env('CROSSLINK_SUBJECT_PREFIX').default(DEFAULT_SUBJECT_PREFIX))
     .option('--agent-user <name>', 'user of the agents (password: $CROSSLINK_AGENT_PASSWORD in the server environment)', 'crosslink-agent')

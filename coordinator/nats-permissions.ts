@@ -21,6 +21,7 @@
 import { serviceSubjects } from '../protocol/service.ts';
 import { subjects } from '../protocol/subjects.ts';
 import { WATCHABLE_FILTERS } from '../protocol/watch-broker.ts';
+import { NATS_MAX_PAYLOAD } from '../protocol/nats-payload.ts';
 import { AGENT_EVENT_TYPES, eventStreamName, eventSubject } from '../protocol/events.ts';
 import { healthStreamName } from '../protocol/health-summary.ts';
 import { consumerCreatedAdvisory } from './consumer-reaper.ts';
@@ -169,7 +170,7 @@ export interface AccountLimits {
   readonly maxConsumers?: number | null;
 }
 
-/** A nats-server `accounts { ... }` block (include it from the server config; it replaces `authorization`). */
+/** A nats-server `accounts { ... }` block and the `max_payload` Crosslink needs (include it at the top level of the server config; it replaces `authorization`). */
 export function renderAccounts(users: readonly NatsUserSpec[], scope: PermissionScope, limits: AccountLimits = {}): string {
   const { bucket, subjectPrefix: p } = scope;
   const stream = `KV_${bucket}`;
@@ -185,6 +186,8 @@ export function renderAccounts(users: readonly NatsUserSpec[], scope: Permission
   const usersOf = (roles: readonly NatsRole[]): string[] => users.filter((u) => roles.includes(u.role)).flatMap((u) => userLines(u, scope));
   const lines = [
     '# Rendered by `crosslink-coordinator nats-config`; accounts and roles: docs/security.md.',
+    '# The largest message Crosslink sends (a catch-up reply) needs ~663 KiB; NATS\'s default is 1 MiB (protocol/nats-payload.ts).',
+    `max_payload: ${NATS_MAX_PAYLOAD}`,
     'accounts {',
     `  ${S}: {`,
     '    # JetStream and the bucket live here; nothing here subscribes, so no push consumer can reach a service.',

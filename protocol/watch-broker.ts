@@ -32,7 +32,8 @@ export type WatchStart = z.infer<typeof WatchStart>;
 
 /**
  * Largest `limit` of a catch-up page (its signed index stays under SignedEnvelope's 64 KiB payload);
- * its values are also capped at CATCHUP_MAX_BYTES (under NATS's 1 MiB max_payload, base64 included).
+ * its values are also capped at CATCHUP_MAX_BYTES (the whole reply, base64 included, stays under
+ * NATS_MAX_PAYLOAD: protocol/nats-payload.ts).
  */
 export const CATCHUP_MAX_LIMIT = 256;
 export const CATCHUP_MAX_BYTES = 384 * 1024;

@@ -21,6 +21,7 @@ import { formatJoinCredential, generateJoinCredential } from '../protocol/join-c
 import { RUN_FLAGS, parseCoordinatorConfig, type RawRunOptions } from '../coordinator/config.ts';
 import { DEFAULT_NATS_TLS_SECRET, NATS_TLS_MOUNT } from '../cli/manifests-nats-tls.ts';
 import { makeCa, makeCert } from './helpers/tls-certs.ts';
+import { NATS_MAX_PAYLOAD } from '../protocol/nats-payload.ts';
 
 const run = promisify(execFile);
 const VERSION = packageVersion();
@@ -475,6 +476,7 @@ test('NATS: 3-server StatefulSet with JetStream on a PVC, cluster routes to ever
   const routes = [...conf.matchAll(/nats:\/\/([a-z0-9.-]+):6222/g)].map((m) => m[1]);
   t.deepEqual(routes, [0, 1, 2].map((i) => `crosslink-nats-${i}.crosslink-nats-headless.crosslink-system.svc.cluster.local`));
   t.regex(conf, /server_name:\s*\$SERVER_NAME/);
+  t.regex(conf, new RegExp(`^\\s*max_payload: ${NATS_MAX_PAYLOAD}$`, 'm'), 'max_payload as the largest message needs (protocol/nats-payload.ts), not the 1 MiB default');
   t.deepEqual(at(envOf(container(sts)).get('SERVER_NAME'), 'valueFrom', 'fieldRef', 'fieldPath'), 'metadata.name');
 });
 
