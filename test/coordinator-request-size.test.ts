@@ -2,10 +2,10 @@
 // nats-server and coordinator: a request padded past its subject's byte limit (protocol/request-size.ts)
 // is refused `invalid` (the watch protocol's `bad-request`) with its size and the limit in the reply,
 // before it is parsed — nothing stored, counted with the refusals — on every request subject the
-// coordinator answers: registration, deregistration, service export and unexport, watch/count/catch-up.
-// The largest honest request of each kind (every field at the longest its schema allows:
-// test/helpers/largest-requests.ts) still passes, with at least half its limit to spare.
-// Gateway reports (published, no reply): test/gateway-health.test.ts.
+// coordinator answers: registration, deregistration, service export and unexport, watch/count/catch-up
+// (and gateway reports, published without a reply: refused and logged). The largest honest request of
+// each kind (every field at the longest its schema allows: test/helpers/largest-requests.ts) still
+// passes, with at least half its limit to spare (the largest gateway report: test/gateway-health.test.ts).
 import test from 'ava';
 import * as z from 'zod';
 import { pino } from 'pino';
@@ -13,6 +13,7 @@ import { rpc } from './helpers/fake-agent.ts';
 import { largestRequests, signedBody } from './helpers/largest-requests.ts';
 import { present, startCoordinatorEnv } from './helpers/coordinator-fixture.ts';
 import { useNatsServer } from './helpers/nats-fixture.ts';
+import { waitFor } from '../lib/wait.ts';
 import type { CoordinatorMetricsHooks } from '../coordinator/metrics.ts';
 import { ErrorBody, RegisterReply } from '../protocol/messages.ts';
 import { REQUEST_MAX_BYTES, type RequestKind } from '../protocol/request-size.ts';
@@ -84,10 +85,15 @@ test('every request subject refuses a request over its byte limit invalid, namin
   t.like(await check('deregistration', s.deregister, await signedBody({ ...largest.deregistration, sentAt: now() }, largest.identity), Reply, errorOf), { ok: true });
   t.false(await present(env.kv, kvKeys.node(req.name)));
 
+  // Gateway reports are published without a reply: the refusal shows in the log only.
+  const reportPadded = padded(await signedBody({ ...largest.gatewayReport, at: now() }, largest.identity), 'gateway report');
+  env.nc.publish(s.gatewayHealth, reportPadded);
+  await waitFor(() => lines.some((l) => l.msg === 'request refused: too large' && l.kind === 'gateway report'), { timeoutMs: 5000, intervalMs: 5, what: 'the padded gateway report refused for its size' });
+
   // Logged at info once per kind within the interval (anyone can send them at will), the repeat at debug.
   const tooLarge = lines.filter((l) => l.msg === 'request refused: too large');
   const infoKinds = tooLarge.filter((l) => l.level === 30).map((l) => l.kind);
-  t.deepEqual([...infoKinds].sort(), ['deregistration', 'registration', 'service export', 'service unexport', 'watch request'], 'once at info per kind');
+  t.deepEqual([...infoKinds].sort(), ['deregistration', 'gateway report', 'registration', 'service export', 'service unexport', 'watch request'], 'once at info per kind');
   t.like(tooLarge.find((l) => l.kind === 'registration'), { bytes: registerPadded.length, max: REQUEST_MAX_BYTES.registration });
   t.is(tooLarge.filter((l) => l.level === 20).length, 1 + 1 + 2 + 1, 'the repeats at debug (registration, export, two watch requests, deregistration)');
 });
