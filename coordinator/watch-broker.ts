@@ -125,14 +125,16 @@ export function serveWatchBroker(o: WatchBrokerOptions): WatchBroker {
     }
   };
 
-  const handle = async (msg: Msg): Promise<void> => {
-    // Over REQUEST_MAX_BYTES['watch request']: refused unread (the watch protocol's `invalid` is `bad-request`).
+  /** Over REQUEST_MAX_BYTES['watch request']: refused unread and never queued (the watch protocol's `invalid` is `bad-request`). */
+  const refusedForSize = (msg: Msg): boolean => {
     const tooLarge = sizes.refusal(msg.data, 'watch request');
-    if (tooLarge) {
-      counts.refused++;
-      reply(msg, { ok: false, code: 'bad-request', field: '(body)', message: tooLarge.message });
-      return;
-    }
+    if (!tooLarge) return false;
+    counts.refused++;
+    reply(msg, { ok: false, code: 'bad-request', field: '(body)', message: tooLarge.message });
+    return true;
+  };
+
+  const handle = async (msg: Msg): Promise<void> => {
     const parsed = parseWatchRequest(msg.data);
     if (!parsed.ok) {
       counts.refused++;
@@ -217,6 +219,7 @@ export function serveWatchBroker(o: WatchBrokerOptions): WatchBroker {
         o.logger.warn({ err: errorMessage(err) }, 'watch broker subscription error');
         return;
       }
+      if (refusedForSize(msg)) return;
       queue.push(msg);
       pump();
     },
