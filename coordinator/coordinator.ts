@@ -181,7 +181,7 @@ export class Coordinator {
         }
       },
     });
-    c.watchBroker = serveWatchBroker({ nc: deps.nc, bucket: deps.config.bucket, subjectPrefix: deps.config.subjectPrefix, logger: deps.logger.child({ component: 'watch-broker' }), clock: deps.clock, signingKey: deps.signingKey });
+    c.watchBroker = serveWatchBroker({ nc: deps.nc, bucket: deps.config.bucket, subjectPrefix: deps.config.subjectPrefix, logger: deps.logger.child({ component: 'watch-broker' }), clock: deps.clock, signingKey: deps.signingKey, metrics: deps.metrics });
     await deps.nc.flush(); // the server knows the subscriptions before start() returns
     deps.logger.info({ holder: c.lease.holder, publicKey: deps.signingKey.publicKey, subjectPrefix: deps.config.subjectPrefix, bucket: deps.config.bucket }, 'coordinator started');
     return c;

@@ -39,7 +39,7 @@ export class LeaderTerm {
   private readonly sizes: RequestSizeGate;
 
   constructor(private readonly deps: LeaderTermDeps) {
-    this.sizes = new RequestSizeGate(deps.logger, deps.clock);
+    this.sizes = new RequestSizeGate(deps.logger, deps.clock, (kind) => deps.metrics?.requestTooLarge?.(kind));
     this.done = this.run();
   }
 

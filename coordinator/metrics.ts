@@ -9,6 +9,7 @@ import { newRegistry, scrape, type MetricsScrape } from '../lib/metrics.ts';
 import type { EventLoopDelaySampler } from '../lib/event-loop-delay.ts';
 import type { HeartbeatForm } from '../protocol/validate-registration.ts';
 import type { MacKeyKind } from '../protocol/heartbeat-mac.ts';
+import { REQUEST_MAX_BYTES, type RequestKind } from '../protocol/request-size.ts';
 
 /** Why a node record was removed (coordinator/registry.ts). */
 export type RemovalReason = 'expired' | 'deregistered' | 'revoked' | 'unenrolled';
@@ -23,6 +24,8 @@ export interface CoordinatorMetricsHooks {
   /** A heartbeat MAC key agreed (~0.1–0.2 ms), for a node's identity key or one this replica does not know. */
   heartbeatMacAgreement(kind: MacKeyKind): void;
   nodeRemoved(reason: RemovalReason): void;
+  /** A request refused unread for its size (protocol/request-size.ts), by kind (optional: fakes may leave it out). */
+  requestTooLarge?(kind: RequestKind): void;
 }
 
 /** What the coordinator knows at scrape time. */
@@ -56,6 +59,7 @@ export class CoordinatorMetrics implements CoordinatorMetricsHooks {
   private readonly heartbeatForms: Counter<'form'>;
   private readonly macAgreements: Counter<'key'>;
   private readonly removals: Counter<'reason'>;
+  private readonly tooLarge: Counter<'kind'>;
   private readonly leader: Gauge;
   private readonly natsConnected: Gauge;
   private readonly nodes: Gauge;
@@ -74,6 +78,7 @@ export class CoordinatorMetrics implements CoordinatorMetricsHooks {
     this.heartbeatForms = new Counter({ name: 'crosslink_coordinator_heartbeat_forms_total', help: 'Fresh heartbeats by form (mac: HMAC with the agreed key; signed: Ed25519, an agent that fell back or predates MACs): their MAC or signature held, sentAt within the clock skew, the current epoch, past the node\'s replay mark; counted before the registry\'s answer (which may still refuse, e.g. unknown-node). Forgeries and replays count in neither.', labelNames: ['form'], registers });
     this.macAgreements = new Counter({ name: 'crosslink_coordinator_heartbeat_mac_agreements_total', help: 'Heartbeat MAC keys agreed (X25519 + HKDF, ~0.1-0.2 ms each), by key: node (an identity key this replica knows is the named node\'s; about once per node) or unknown (any other key: a node this replica holds no record of yet, or made-up keys, a flood shows here).', labelNames: ['key'], registers });
     this.removals = new Counter({ name: 'crosslink_coordinator_node_removals_total', help: 'Node records removed, by reason (expired: TTL without heartbeats; deregistered; revoked; unenrolled).', labelNames: ['reason'], registers });
+    this.tooLarge = new Counter({ name: 'crosslink_coordinator_requests_too_large_total', help: 'Requests refused unread because they were over their subject\'s byte limit (REQUEST_MAX_BYTES), by kind (heartbeats count in crosslink_coordinator_heartbeats_total{result="invalid"}). Honest agents never send one: a steady rate is a misconfigured or hostile client.', labelNames: ['kind'], registers });
     this.leader = new Gauge({ name: 'crosslink_coordinator_leader', help: '1 while this replica holds the leader lease and serves registrations, else 0.', registers });
     this.natsConnected = new Gauge({ name: 'crosslink_coordinator_nats_connected', help: '1 while the NATS connection is up, else 0.', registers });
     this.nodes = new Gauge({ name: 'crosslink_coordinator_nodes', help: 'Live nodes in the registry (leader only).', registers });
@@ -86,6 +91,7 @@ export class CoordinatorMetrics implements CoordinatorMetricsHooks {
     for (const r of [...RESULTS, 'follower']) this.heartbeatByResult.get(r)?.inc(0);
     for (const r of RESULTS) this.registrationByResult.get(r)?.inc(0);
     for (const r of REASONS) this.removals.labels(r).inc(0);
+    for (const k of Object.keys(REQUEST_MAX_BYTES)) if (k !== 'heartbeat') this.tooLarge.labels(k).inc(0);
     for (const f of FORMS) {
       this.heartbeatByForm.set(f, this.heartbeatForms.labels(f));
       this.heartbeatByForm.get(f)?.inc(0);
@@ -115,6 +121,10 @@ export class CoordinatorMetrics implements CoordinatorMetricsHooks {
 
   nodeRemoved(reason: RemovalReason): void {
     this.removals.labels(reason).inc();
+  }
+
+  requestTooLarge(kind: RequestKind): void {
+    this.tooLarge.labels(kind).inc();
   }
 
   observe(s: CoordinatorSnapshot): void {

@@ -12,14 +12,22 @@ import { REFUSAL_LOG_INTERVAL_MS } from './config.ts';
 export class RequestSizeGate {
   private readonly log: RateLimitedLog;
 
-  constructor(logger: Logger, clock: Clock, intervalMs = REFUSAL_LOG_INTERVAL_MS) {
+  /** `counted`: called per refusal (the coordinator's crosslink_coordinator_requests_too_large_total). */
+  constructor(
+    logger: Logger,
+    clock: Clock,
+    private readonly counted?: (kind: RequestKind) => void,
+    intervalMs = REFUSAL_LOG_INTERVAL_MS,
+  ) {
     this.log = new RateLimitedLog(logger, clock, intervalMs);
   }
 
   /** The `invalid` refusal of `raw` when it is over its kind's limit (logged, rate-limited), else undefined: read it. */
   refusal(raw: Uint8Array, kind: RequestKind): ErrorBody | undefined {
     const error = oversizedRequest(raw, kind);
-    if (error) this.log.log('info', `too-large:${kind}`, { kind, bytes: raw.length, max: REQUEST_MAX_BYTES[kind] }, 'request refused: too large');
+    if (!error) return undefined;
+    this.counted?.(kind);
+    this.log.log('info', `too-large:${kind}`, { kind, bytes: raw.length, max: REQUEST_MAX_BYTES[kind] }, 'request refused: too large');
     return error;
   }
 }

@@ -24,6 +24,7 @@ import { signedCatchUpPage } from './catch-up-page.ts';
 import { subjects } from '../protocol/subjects.ts';
 import { RegistrationRateLimit } from './rate-limit.ts';
 import { RequestSizeGate } from './request-size-gate.ts';
+import type { CoordinatorMetricsHooks } from './metrics.ts';
 
 /** Default timeout of the broker's JetStream API requests (see WatchBrokerOptions.apiTimeoutMs). */
 export const BROKER_API_TIMEOUT_MS = 2000;
@@ -73,6 +74,8 @@ export interface WatchBrokerOptions {
    * with a server) is answered `unavailable` while the agent still listens, and it retries soon.
    */
   readonly apiTimeoutMs?: number;
+  /** Counts requests refused for their size (crosslink_coordinator_requests_too_large_total). */
+  readonly metrics?: Pick<CoordinatorMetricsHooks, 'requestTooLarge'> | undefined;
 }
 
 export interface WatchBroker {
@@ -109,7 +112,7 @@ export function serveWatchBroker(o: WatchBrokerOptions): WatchBroker {
   const inactiveMs = o.inactiveMs ?? 30_000;
   const concurrency = o.concurrency ?? 32;
   const throttle = new RateLimitedLog(o.logger, o.clock);
-  const sizes = new RequestSizeGate(o.logger, o.clock);
+  const sizes = new RequestSizeGate(o.logger, o.clock, (kind) => o.metrics?.requestTooLarge?.(kind));
   const counts = { created: 0, counted: 0, caughtUp: 0, refused: 0, rateLimited: 0, failed: 0 };
   const stream = `KV_${o.bucket}`;
   let jsm: Promise<JetStreamManager> | undefined;

@@ -30,7 +30,8 @@ const padded = (body: string, kind: RequestKind): string => JSON.stringify({ ...
 
 test('every request subject refuses a request over its byte limit invalid, naming its size, before it is parsed (nothing stored, counted, logged once); the largest honest request of each kind passes', async (t) => {
   const registrations: string[] = [];
-  const metrics: CoordinatorMetricsHooks = { registration: (r) => void registrations.push(r), heartbeat: () => undefined, heartbeatForm: () => undefined, heartbeatMacAgreement: () => undefined, nodeRemoved: () => undefined };
+  const tooLargeCounted: string[] = [];
+  const metrics: CoordinatorMetricsHooks = { registration: (r) => void registrations.push(r), heartbeat: () => undefined, heartbeatForm: () => undefined, heartbeatMacAgreement: () => undefined, nodeRemoved: () => undefined, requestTooLarge: (k) => void tooLargeCounted.push(k) };
   const lines: { level: number; msg: string; kind?: string; bytes?: number; max?: number }[] = [];
   const logger = pino({ level: 'debug' }, { write: (l: string) => void lines.push(JSON.parse(l) as { level: number; msg: string }) });
   const env = await startCoordinatorEnv(t, { natsUrl: server().url, bucketTag: 'xlreqsize', config: { nodeTtl: '60s' }, metrics, logger });
@@ -95,5 +96,6 @@ test('every request subject refuses a request over its byte limit invalid, namin
   const infoKinds = tooLarge.filter((l) => l.level === 30).map((l) => l.kind);
   t.deepEqual([...infoKinds].sort(), ['deregistration', 'gateway report', 'registration', 'service export', 'service unexport', 'watch request'], 'once at info per kind');
   t.like(tooLarge.find((l) => l.kind === 'registration'), { bytes: registerPadded.length, max: REQUEST_MAX_BYTES.registration });
+  t.deepEqual([...tooLargeCounted].sort(), tooLarge.map((l) => l.kind).sort(), 'every one counted (crosslink_coordinator_requests_too_large_total)');
   t.is(tooLarge.filter((l) => l.level === 20).length, 1 + 1 + 2 + 1, 'the repeats at debug (registration, export, two watch requests, deregistration)');
 });

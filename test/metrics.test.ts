@@ -9,6 +9,8 @@ import { DeferredAgentMetrics } from '../agent/metrics/deferred-agent-metrics.ts
 import { settlesWithin } from '../lib/child-process.ts';
 import { EventLoopDelaySampler } from '../lib/event-loop-delay.ts';
 import { CoordinatorMetrics } from '../coordinator/metrics.ts';
+import { REQUEST_MAX_BYTES } from '../protocol/request-size.ts';
+import { subjects } from '../protocol/subjects.ts';
 import { fakeAgent } from './helpers/fake-agent.ts';
 import { freeLoopbackPort } from '../lib/nats-server.ts';
 import { waitFor } from '../lib/wait.ts';
@@ -155,6 +157,9 @@ test('coordinator: registrations by result, heartbeats and expiries are counted 
   t.like(await env.client.heartbeat(a), { ok: true });
   const stranger = await fakeAgent('node-x', { cluster: 'm1' });
   t.false((await env.client.heartbeat(stranger)).ok);
+  // A deregistration over its byte limit: refused unread, counted by kind.
+  const oversized = await env.nc.request(subjects(env.prefix).deregister, 'x'.repeat(REQUEST_MAX_BYTES.deregistration + 1), { timeout: 3000 });
+  t.like(JSON.parse(oversized.string()), { ok: false, error: { code: 'invalid' } });
   // node-a goes silent: the leader expires it after the 1 s TTL.
   const scrape = async (): Promise<string> => {
     metrics.observe(await env.coordinator.metricsSnapshot());
@@ -168,6 +173,8 @@ test('coordinator: registrations by result, heartbeats and expiries are counted 
   t.is(sample(body, 'crosslink_coordinator_registrations_total{result="invalid"}'), 1);
   t.is(sample(body, 'crosslink_coordinator_heartbeats_total{result="ok"}'), 1);
   t.is(sample(body, 'crosslink_coordinator_heartbeats_total{result="unknown-node"}'), 1);
+  t.is(sample(body, 'crosslink_coordinator_requests_too_large_total{kind="deregistration"}'), 1);
+  t.is(sample(body, 'crosslink_coordinator_requests_too_large_total{kind="watch request"}'), 0, 'every kind from the first scrape');
   t.is(sample(body, 'crosslink_coordinator_leader'), 1);
   t.is(sample(body, 'crosslink_coordinator_nodes'), 0);
   t.true((sample(body, 'crosslink_coordinator_kv_revision') ?? 0) > 0, 'the bucket revision is read');
