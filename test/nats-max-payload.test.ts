@@ -41,8 +41,14 @@ function largestCatchUpReply(): string {
   return JSON.stringify({ ok: true, page: JSON.parse(envelopeOf(SIGNED_ENVELOPE_MAX_BYTES)) as unknown, values: values.map((v) => v.toString('base64')) });
 }
 
-/** Publishes `bytes` bytes on `subject` over a raw client connection as `user`; the server's answer to the PING after it. */
-function rawPublish(port: number, user: string, pass: string, subject: string, bytes: number): Promise<{ info: { max_payload?: number }; answer: string }> {
+/**
+ * Announces a publish of `bytes` bytes on `subject` over a raw client connection as `user` and, with
+ * `payload`, sends them and a PING: the server's first line after it. A server refusing the size says
+ * so on the PUB line itself and closes the connection, so the refused case sends no payload (writing
+ * it would race the server's reset, which can discard the error line before it is read); a server
+ * that took the size would wait for the payload and say nothing, and the deadline fails the test.
+ */
+function rawPublish(port: number, user: string, pass: string, subject: string, bytes: number, payload: boolean): Promise<{ info: { max_payload?: number }; answer: string }> {
   return new Promise((resolve, reject) => {
     const socket = connectTcp({ host: '127.0.0.1', port });
     let text = '';
@@ -60,7 +66,6 @@ function rawPublish(port: number, user: string, pass: string, subject: string, b
       const rest = text.replace('PUB-SENT', '');
       return text.startsWith('PUB-SENT') && rest.includes('\r\n') ? rest.slice(0, rest.indexOf('\r\n')) : undefined;
     };
-    // A server refusing the publish says so and closes the connection while the payload is still being written.
     socket.on('error', (err) => {
       const v = verdict();
       if (v !== undefined) return done(v);
@@ -78,7 +83,7 @@ function rawPublish(port: number, user: string, pass: string, subject: string, b
       // The first PONG answers CONNECT's PING; the next line after the publish is the verdict.
       if (text.startsWith('PONG\r\n') && !text.includes('PUB-SENT')) {
         text = 'PUB-SENT';
-        socket.write(Buffer.concat([Buffer.from(`PUB ${subject} ${bytes}\r\n`), Buffer.alloc(bytes, 0x78), Buffer.from('\r\nPING\r\n')]));
+        socket.write(payload ? Buffer.concat([Buffer.from(`PUB ${subject} ${bytes}\r\n`), Buffer.alloc(bytes, 0x78), Buffer.from('\r\nPING\r\n')]) : `PUB ${subject} ${bytes}\r\n`);
         return;
       }
       const v = verdict();
@@ -134,9 +139,9 @@ test('the rendered nats-config sets max_payload; a real nats-server with it carr
   t.true(CatchUpReply.safeParse(JSON.parse(answer.string())).success);
 
   // The server itself: a publish of exactly max_payload is taken, one byte more refused.
-  const at = await rawPublish(port, 'crosslink-agent', PASSWORDS.agent, subjects(P).register, NATS_MAX_PAYLOAD);
+  const at = await rawPublish(port, 'crosslink-agent', PASSWORDS.agent, subjects(P).register, NATS_MAX_PAYLOAD, true);
   t.is(at.info.max_payload, NATS_MAX_PAYLOAD, 'the server announces it');
   t.is(at.answer, 'PONG', 'max_payload bytes: taken');
-  const over = await rawPublish(port, 'crosslink-agent', PASSWORDS.agent, subjects(P).register, NATS_MAX_PAYLOAD + 1);
+  const over = await rawPublish(port, 'crosslink-agent', PASSWORDS.agent, subjects(P).register, NATS_MAX_PAYLOAD + 1, false);
   t.regex(over.answer, /^-ERR 'Maximum Payload Violation'/, 'one byte more: refused by the server');
 });
