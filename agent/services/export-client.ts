@@ -1,9 +1,10 @@
 // Asks the coordinator to export or unexport a service: a request signed with the node's identity
 // key (like registration) over NATS request/reply; the stored record in the reply is verified with
-// the coordinator key before it is believed.
+// the coordinator key before it is believed. A request lost with the NATS connection ends at the
+// disconnect ('unavailable', lib/nats-request.ts), not at its timeout.
 import type { VerifyKeys } from '../../protocol/signing.ts';
-import type { NatsConnection } from '@nats-io/transport-node';
 import { CrosslinkError, errorMessage } from '../../lib/errors.ts';
+import { requestUntilDisconnect, type RequestConnection } from '../../lib/nats-request.ts';
 import {
   ServiceExportRecord,
   ServiceReply,
@@ -26,7 +27,7 @@ export class ServiceRequestError extends CrosslinkError {
 }
 
 export interface ExportClientOptions {
-  readonly nc: NatsConnection;
+  readonly nc: RequestConnection;
   /** The coordinator's public key, or its key set during a signing-key rotation. */
   readonly coordinatorKey: VerifyKeys;
   readonly identityKey: SigningKeyPair;
@@ -38,7 +39,8 @@ async function call(o: ExportClientOptions, subject: string, body: unknown): Pro
   const env = await signEnvelope(body, o.identityKey.secretKey);
   let data: Uint8Array;
   try {
-    data = (await o.nc.request(subject, JSON.stringify(env), { timeout: o.timeoutMs ?? 5000 })).data;
+    // Lost with the connection (its server went away), it ends then, not at its timeout: the caller retries.
+    data = (await requestUntilDisconnect(o.nc, subject, JSON.stringify(env), { timeout: o.timeoutMs ?? 5000 })).data;
   } catch (err) {
     throw new ServiceRequestError('unavailable', `coordinator unavailable: ${errorMessage(err)}`, { cause: err });
   }
