@@ -37,6 +37,9 @@ export interface AddClusterInput {
   readonly allowPublic: boolean;
   /** The credential to enroll with (the command writes it to disk first); default: a new one. */
   readonly credential?: JoinCredential;
+  /** Per-cluster limits (cluster-limits.ts); absent: none. */
+  readonly maxNodes?: number;
+  readonly maxExports?: number;
 }
 
 export interface EnrollResult {
@@ -74,6 +77,8 @@ export async function addCluster(deps: ClusterAdminDeps, input: AddClusterInput)
     credentialGeneration: 1,
     createdAt: now,
     updatedAt: now,
+    ...(input.maxNodes === undefined ? {} : { maxNodes: input.maxNodes }),
+    ...(input.maxExports === undefined ? {} : { maxExports: input.maxExports }),
   } satisfies ClusterDefinition);
   let written: StoredRecord<ClusterDefinition>;
   try {
@@ -161,7 +166,7 @@ export async function showCluster(deps: Pick<ClusterAdminDeps, 'store'>, name: s
   return { definition, record: snap.clusters.get(definition.value.name)?.value ?? null, nodes };
 }
 
-async function mustRead(store: StateStore, name: string): Promise<StoredRecord<ClusterDefinition>> {
+export async function mustRead(store: StateStore, name: string): Promise<StoredRecord<ClusterDefinition>> {
   const existing = await store.readDefinition(name);
   if (!existing) throw new ClusterAdminError(`cluster "${name}" is not enrolled; \`crosslink-coordinator cluster list\` lists the enrolled clusters`);
   return existing;

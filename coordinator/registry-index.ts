@@ -140,6 +140,11 @@ export class NodeTable implements Iterable<[string, StoredRecord<NodeRecord>]> {
     return this.byName.delete(name);
   }
 
+  /** How many live members a cluster has (the node limit's count: an index lookup, no scan). */
+  memberCount(cluster: string): number {
+    return this.byCluster.get(cluster)?.size ?? 0;
+  }
+
   /** Records of one cluster's live members. */
   members(cluster: string): NodeRecord[] {
     // A plain loop: this runs on every registration, over every member of the cluster (spread plus

@@ -37,6 +37,8 @@ import { jsonEqual } from '../lib/json-equal.ts';
 import { isJetStreamUnavailable } from '../lib/jetstream-retry.ts';
 import { RateLimitedLog } from '../lib/rate-limited-log.ts';
 import { RegistrationRateLimit } from './rate-limit.ts';
+import { nodeLimitRefusal } from './cluster-limits.ts';
+import { NO_CLAIM, SlotClaims, type SlotClaim } from './slot-claims.ts';
 import { BindingTable, aliveBinding, bindingRefusal, boundBinding, releasedBinding, staleRefusal, type IdentityBinding, type ReleaseCause } from './bindings.ts';
 import type { EventPublisher } from '../protocol/events.ts';
 import { gatewayChangedEvent, nodeJoinedEvent, nodeRemovedEvent } from './events.ts';
@@ -108,6 +110,8 @@ export class Registry {
   private readonly locks = new KeyedMutex();
   /** Names whose registration is in flight: their ipam entry may be fresh while no record exists yet (never a reclaim victim). */
   private readonly registering = new Set<string>();
+  /** Slots claimed under the clusters' node limits by registrations in flight. */
+  private readonly nodeSlots = new SlotClaims();
   private readonly rateLimit: RegistrationRateLimit;
   /** Budget of confirming definition reads (DEFINITION_READ_DEFAULTS), one bucket for every cluster name. */
   private readonly definitionReads: RegistrationRateLimit;
@@ -184,6 +188,11 @@ export class Registry {
     return this.definitions.get(cluster)?.podCidrs ?? [];
   }
 
+  /** The cluster's service export limit (`maxExports` of its definition); undefined: none. */
+  exportLimit(cluster: string): number | undefined {
+    return this.definitions.get(cluster)?.maxExports;
+  }
+
   /** The live members of a cluster. */
   clusterMembers(cluster: string): NodeRecord[] {
     return this.nodes.members(cluster);
@@ -222,16 +231,31 @@ export class Registry {
     }
     try {
       return await this.locks.run(`node:${req.name}`, async () => {
+        const slot = this.claimNodeSlot(req);
+        if (!slot.ok) return this.rejected('registration', req.name, nodeLimitRefusal(req.cluster, slot));
         this.registering.add(req.name);
         try {
           return await this.withCasRetry((attempt) => this.registerLocked(req, attempt > 1), { node: req.name });
         } finally {
           this.registering.delete(req.name);
+          slot.release();
         }
       });
     } catch (err) {
       return this.rejected('registration', req.name, this.errorBody(err));
     }
+  }
+
+  /**
+   * A slot under the cluster's node limit (`maxNodes` of its definition) for a node that is not one
+   * of its live members; a live member re-registering (an agent restart) needs none. Taken under the
+   * node's lock and held until its registration is stored or refused, so registrations of other names
+   * racing for the last slot cannot both get in (slot-claims.ts). The count is the cluster index's.
+   */
+  private claimNodeSlot(req: RegistrationRequest): SlotClaim {
+    const limit = this.definitions.get(req.cluster)?.maxNodes;
+    if (limit === undefined || this.nodes.get(req.name)?.value.cluster === req.cluster) return NO_CLAIM;
+    return this.nodeSlots.claim(req.cluster, req.name, limit, this.nodes.memberCount(req.cluster), (n) => this.nodes.get(n)?.value.cluster === req.cluster);
   }
 
   /**

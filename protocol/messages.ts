@@ -161,6 +161,9 @@ export type Revocation = z.infer<typeof Revocation>;
  * kvKeys.enrollment(name): the pod ranges its nodes may claim, its topology, and the public half of
  * its join credential (every registration into the cluster must be signed with the secret half).
  */
+/** The largest per-cluster limit a definition may carry (nodes or service exports). */
+export const CLUSTER_LIMIT_MAX = 1_000_000;
+
 export const ClusterDefinition = z
   .object({
     kind: z.literal('cluster-definition'),
@@ -177,6 +180,14 @@ export const ClusterDefinition = z
     credentialGeneration: z.number().int().positive(),
     createdAt: z.number().int().nonnegative(),
     updatedAt: z.number().int().nonnegative(),
+    /**
+     * At most this many live nodes (`cluster add|set --max-nodes`); a registration of a new node
+     * beyond it is refused, a live node's re-registration never. Absent: no limit (definitions
+     * written before the field existed keep verifying and admitting as before).
+     */
+    maxNodes: z.number().int().min(1).max(CLUSTER_LIMIT_MAX).optional(),
+    /** At most this many service exports of the cluster (`--max-exports`); absent: no limit. */
+    maxExports: z.number().int().min(1).max(CLUSTER_LIMIT_MAX).optional(),
   })
   .strict();
 export type ClusterDefinition = z.infer<typeof ClusterDefinition>;
