@@ -20,6 +20,9 @@ import {
   type ClusterDetails,
 } from './cluster-admin.ts';
 import { addSharedOptions, sharedConfig, withAdmin, type SharedOptions } from './revocation-commands.ts';
+import { addClusterSetCommand, addLimitOptions, newClusterLimits, type LimitOptions } from './cluster-limit-commands.ts';
+import { clusterUsage, type ClusterUsage } from './cluster-limits-admin.ts';
+import { usageText } from './cluster-limits.ts';
 
 const iso = (ms: number): string => new Date(ms).toISOString();
 const collect = (v: string, prev: string[] | undefined): string[] => [...(prev ?? []), ...v.split(',').map((x) => x.trim()).filter((x) => x !== '')];
@@ -35,15 +38,26 @@ function credentialOut(v: string | undefined): string {
   return v;
 }
 
-export function formatClusterList(rows: readonly { value: ClusterDefinition }[]): string {
+/** "3/5000", or "3/-" without a limit. */
+const ofLimit = (count: number, limit: number | undefined): string => `${count}/${limit ?? '-'}`;
+
+export function formatClusterList(rows: readonly { value: ClusterDefinition }[], usage: ReadonlyMap<string, ClusterUsage> = new Map()): string {
   if (rows.length === 0) return 'no clusters are enrolled\n';
   return `${renderTable(
-    ['NAME', 'TOPOLOGY', 'POD RANGES', 'CREDENTIAL', 'ENROLLED AT'],
-    rows.map(({ value: d }) => [d.name, d.topology, d.podCidrs.join(','), `generation ${d.credentialGeneration}`, iso(d.createdAt)]),
+    ['NAME', 'TOPOLOGY', 'POD RANGES', 'NODES/MAX', 'EXPORTS/MAX', 'CREDENTIAL', 'ENROLLED AT'],
+    rows.map(({ value: d }) => [
+      d.name,
+      d.topology,
+      d.podCidrs.join(','),
+      ofLimit(usage.get(d.name)?.nodes ?? 0, d.maxNodes),
+      ofLimit(usage.get(d.name)?.exports ?? 0, d.maxExports),
+      `generation ${d.credentialGeneration}`,
+      iso(d.createdAt),
+    ]),
   )}\n`;
 }
 
-export function formatClusterDetails(d: ClusterDetails): string {
+export function formatClusterDetails(d: ClusterDetails, exports = 0): string {
   const v = d.definition.value;
   const lines = [
     `cluster:            ${v.name}`,
@@ -51,6 +65,8 @@ export function formatClusterDetails(d: ClusterDetails): string {
     `pod ranges:         ${v.podCidrs.join(', ')}${v.allowPublic ? ' (public space allowed)' : ''}`,
     `join key:           ${v.joinKey} (credential generation ${v.credentialGeneration})`,
     `enrolled at:        ${iso(v.createdAt)}; updated ${iso(v.updatedAt)}`,
+    `node limit:         ${usageText(d.nodes.length, v.maxNodes)} live`,
+    `export limit:       ${usageText(exports, v.maxExports)} service exports`,
     `gateway:            ${d.record?.gateway ?? '-'}`,
     `live nodes:         ${d.nodes.length === 0 ? '-' : d.nodes.map((n) => `${n.name} (${n.overlayIp}, ${n.podCidrs.join(',')})`).join('; ')}`,
   ];
@@ -60,19 +76,23 @@ export function formatClusterDetails(d: ClusterDetails): string {
 export function addClusterCommands(program: Command): void {
   const cluster = program.command('cluster').description('enroll clusters: their pod ranges, topology and join credential');
 
-  addSharedOptions(
-    cluster
-      .command('add')
-      .argument('<name>', 'cluster name (a DNS label)')
-      .description('enroll a cluster and write its join credential (a secret file for its agents)'),
+  addLimitOptions(
+    addSharedOptions(
+      cluster
+        .command('add')
+        .argument('<name>', 'cluster name (a DNS label)')
+        .description('enroll a cluster and write its join credential (a secret file for its agents)'),
+    ),
+    true,
   )
     .addOption(new Option('--pod-cidr <cidr>', 'a pod range of the cluster; repeatable or comma-separated (required)').argParser(collect))
     .addOption(new Option('--topology <mode>', 'mesh | gateway (default mesh)'))
     .addOption(new Option('--allow-public', 'allow pod ranges outside private space (public, or shared 100.64.0.0/10)'))
     .addOption(new Option('--credential-out <file>', 'where to write the join credential (mode 0600; required)'))
-    .action(async (name: string, opts: SharedOptions & { podCidr?: string[]; topology?: string; allowPublic?: boolean; credentialOut?: string }, cmd: Command) => {
+    .action(async (name: string, opts: SharedOptions & LimitOptions & { podCidr?: string[]; topology?: string; allowPublic?: boolean; credentialOut?: string }, cmd: Command) => {
       const cluster = parseClusterName(name);
       const topology = parseTopology(opts.topology);
+      const limits = newClusterLimits(opts);
       const out = credentialOut(opts.credentialOut);
       if (!opts.podCidr || opts.podCidr.length === 0) throw new ValidationError('--pod-cidr', undefined, 'required: the pod ranges of the cluster, e.g. --pod-cidr 10.244.0.0/16');
       const config = sharedConfig(opts, cmd);
@@ -81,10 +101,10 @@ export function addClusterCommands(program: Command): void {
       await writeCredentialFile(out, credential);
       try {
         const r = await withAdmin(config, ({ store }) =>
-          addCluster({ store, clock: systemClock }, { name: cluster, podCidrs: opts.podCidr ?? [], topology, allowPublic: opts.allowPublic === true, credential }),
+          addCluster({ store, clock: systemClock }, { name: cluster, podCidrs: opts.podCidr ?? [], topology, allowPublic: opts.allowPublic === true, credential, ...limits }),
         );
         process.stdout.write(
-          `enrolled cluster "${cluster}" (${r.definition.topology}; pod ranges ${r.definition.podCidrs.join(', ')})\n` +
+          `enrolled cluster "${cluster}" (${r.definition.topology}; pod ranges ${r.definition.podCidrs.join(', ')}; at most ${limits.maxNodes} live nodes and ${limits.maxExports} service exports)\n` +
             `  join credential written to ${out} (mode 0600): give it to the cluster's agents (--join-credential-file)\n`,
         );
       } catch (err) {
@@ -98,16 +118,16 @@ export function addClusterCommands(program: Command): void {
   addSharedOptions(cluster.command('list').description('list enrolled clusters'))
     .addOption(new Option('--json', 'print JSON'))
     .action(async (opts: SharedOptions & { json?: boolean }, cmd: Command) => {
-      const rows = await withAdmin(sharedConfig(opts, cmd), ({ store }) => listClusters({ store }));
-      process.stdout.write(opts.json === true ? `${JSON.stringify(rows.map((r) => r.value), null, 2)}\n` : formatClusterList(rows));
+      const { rows, usage } = await withAdmin(sharedConfig(opts, cmd), async ({ store }) => ({ rows: await listClusters({ store }), usage: await clusterUsage(store) }));
+      process.stdout.write(opts.json === true ? `${JSON.stringify(rows.map((r) => r.value), null, 2)}\n` : formatClusterList(rows, usage));
     });
 
   addSharedOptions(cluster.command('show').argument('<name>', 'cluster name').description('show a cluster definition and its live nodes'))
     .addOption(new Option('--json', 'print JSON'))
     .action(async (name: string, opts: SharedOptions & { json?: boolean }, cmd: Command) => {
       const c = parseClusterName(name);
-      const d = await withAdmin(sharedConfig(opts, cmd), ({ store }) => showCluster({ store }, c));
-      process.stdout.write(opts.json === true ? `${JSON.stringify({ definition: d.definition.value, record: d.record, nodes: d.nodes }, null, 2)}\n` : formatClusterDetails(d));
+      const { d, exports } = await withAdmin(sharedConfig(opts, cmd), async ({ store }) => ({ d: await showCluster({ store }, c), exports: (await clusterUsage(store)).get(c)?.exports ?? 0 }));
+      process.stdout.write(opts.json === true ? `${JSON.stringify({ definition: d.definition.value, record: d.record, nodes: d.nodes, exports }, null, 2)}\n` : formatClusterDetails(d, exports));
     });
 
   addSharedOptions(cluster.command('remove').argument('<name>', 'cluster name').description('remove an enrollment: its live nodes are removed and nothing can register into it')).action(
@@ -134,4 +154,6 @@ export function addClusterCommands(program: Command): void {
       const r = await withAdmin(config, ({ store }) => rotateCredential({ store, clock: systemClock }, c, credential));
       process.stdout.write(`rotated the join credential of cluster "${c}" (generation ${r.definition.credentialGeneration}); written to ${out} (mode 0600)\n`);
     });
+
+  addClusterSetCommand(cluster);
 }
