@@ -43,7 +43,7 @@ export function nodeLimitRefusal(cluster: string, { limit, live, inFlight }: Lim
     field: 'cluster',
     message:
       `cluster ${JSON.stringify(cluster)} is at its node limit: ${live} live node${live === 1 ? '' : 's'}${inFlight > 0 ? ` and ${inFlight} registering` : ''} of at most ${limit}; ` +
-      `a new node gets in once one expires (silent for --node-ttl), deregisters or is released, or once an operator raises the limit ` +
+      `a new node gets in once one expires (silent for --node-ttl), deregisters or is revoked, or once an operator raises the limit ` +
       `(\`crosslink-coordinator cluster set ${cluster} --max-nodes N\`)`,
   };
 }
