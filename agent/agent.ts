@@ -55,7 +55,7 @@ import { collectDiagnostics } from './status/diagnostics.ts';
 import { readinessOf } from './status/readiness.ts';
 import { toViewDocument } from './status/view.ts';
 import { startStatusServer, type StatusServer } from './status-server.ts';
-import { backoffDelay } from '../lib/backoff.ts';
+import { backoffDelay, type BackoffPolicy, type Random } from '../lib/backoff.ts';
 import { StartGate } from './start-gate.ts';
 import { startPeriodicResync } from './periodic-resync.ts';
 import { recentRead, type RecentRead } from '../lib/recent-read.ts';
@@ -70,6 +70,13 @@ export const AGENT_VERSION: string = (() => {
   }
 })();
 
+/**
+ * Retries of the first connect to NATS (fail-static meanwhile): 0.5 s doubling to 5 s, spread ±50 %
+ * so a fleet started while NATS is down (a rollout, a cluster restart) does not knock in lockstep when
+ * it comes back. nats.js spreads its own reconnects after the first connect.
+ */
+export const CONNECT_RETRY_POLICY: BackoffPolicy = Object.freeze({ initialMs: 500, maxMs: 5000, jitter: 0.5 });
+
 export interface AgentOptions {
   readonly config: AgentConfig;
   readonly logger: Logger;
@@ -77,6 +84,8 @@ export interface AgentOptions {
   readonly runner: Runner;
   /** Resolves once connected (it may wait for a server); the agent serves status meanwhile. */
   readonly connectNats: () => Promise<NatsConnection>;
+  /** Randomness for the first connect's retry spread (tests pin it); default Math.random. */
+  readonly random?: Random;
   /** The data plane: WireGuard, routes and relay ports (agent/dataplane/dataplane.ts; tests fake it). */
   readonly createDataplane: (o: { config: DataplaneConfig; wireguardMode: WireguardMode }) => Promise<Dataplane>;
   readonly nodeSource: NodeSource;
@@ -399,7 +408,7 @@ export class Agent {
         const fields = { err: errorMessage(err), attempts: failures };
         if (failures === 1 || failures % 30 === 0) log.warn(fields, 'cannot connect to NATS yet (check --nats-url / --nats-creds); retrying');
         else log.debug(fields, 'NATS connect failed; retrying');
-        await this.clock.sleep(backoffDelay({ initialMs: 500, maxMs: 5000 }, failures), this.abort.signal);
+        await this.clock.sleep(backoffDelay(CONNECT_RETRY_POLICY, failures, this.o.random), this.abort.signal);
       }
     }
   }
