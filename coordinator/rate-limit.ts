@@ -1,6 +1,9 @@
 // Per-cluster registration rate limit: a token bucket per cluster name, refilled at `ratePerSecond`
 // up to `burst`. Pure apart from the injected time; the leader holds one per term (in memory: a
 // new leader starts every cluster with a full bucket, which at worst allows one extra burst).
+// With `max`, at most that many keys are kept: the one used longest ago goes first (it comes back full).
+import { setBounded } from '../lib/bounded-map.ts';
+
 export interface RateDecision {
   readonly ok: boolean;
   /** When refused: how long until one token is back. */
@@ -13,16 +16,23 @@ export class RegistrationRateLimit {
   constructor(
     private readonly ratePerSecond: number,
     private readonly burst: number,
+    private readonly max = Infinity,
   ) {}
+
+  private put(key: string, b: { tokens: number; at: number }): void {
+    // Re-inserted at the end: the oldest entry is the one used longest ago.
+    this.buckets.delete(key);
+    setBounded(this.buckets, key, b, this.max);
+  }
 
   /** Takes one token of `key` at time `now` (ms), if there is one. */
   take(key: string, now: number): RateDecision {
     const tokens = this.refilled(key, now);
     if (tokens >= 1) {
-      this.buckets.set(key, { tokens: tokens - 1, at: now });
+      this.put(key, { tokens: tokens - 1, at: now });
       return { ok: true, retryAfterMs: 0 };
     }
-    this.buckets.set(key, { tokens, at: now });
+    this.put(key, { tokens, at: now });
     return { ok: false, retryAfterMs: Math.ceil(((1 - tokens) * 1000) / this.ratePerSecond) };
   }
 
@@ -34,7 +44,7 @@ export class RegistrationRateLimit {
   takeUpTo(key: string, now: number, max: number): RateDecision & { readonly taken: number } {
     const tokens = this.refilled(key, now);
     const taken = Math.max(0, Math.min(Math.floor(max), Math.floor(tokens)));
-    this.buckets.set(key, { tokens: tokens - taken, at: now });
+    this.put(key, { tokens: tokens - taken, at: now });
     return taken > 0 ? { ok: true, retryAfterMs: 0, taken } : { ok: false, retryAfterMs: Math.ceil(((1 - tokens) * 1000) / this.ratePerSecond), taken };
   }
 

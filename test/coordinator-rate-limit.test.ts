@@ -22,3 +22,13 @@ test('takeUpTo takes what there is (whole tokens, at most max); giveBack returns
   t.like(l.takeUpTo('e', 2500, 10), { ok: true, taken: 2 }, '2.5 tokens refilled: 2 whole ones taken');
   t.like(l.takeUpTo('e', 3000, 10), { ok: true, taken: 1 }, 'the half token kept counts');
 });
+
+test('with max, at most that many keys are kept: the one used longest ago goes (and comes back full), a key in use stays', (t) => {
+  const l = new RegistrationRateLimit(0.001, 1, 2);
+  t.true(l.take('a', 0).ok);
+  t.true(l.take('b', 1).ok);
+  t.false(l.take('a', 2).ok, 'a is empty, and now the one used last');
+  t.true(l.take('c', 3).ok, 'c pushes b out (used longest ago), not a');
+  t.false(l.take('a', 4).ok, 'a was kept: still empty');
+  t.true(l.take('b', 5).ok, 'b was dropped: it comes back full (kept, it would be empty)');
+});
