@@ -35,7 +35,7 @@ import { announceLeader } from './leader-announce.ts';
 import { WarmSnapshot } from './warm-snapshot.ts';
 import { OkReplyText } from './ok-reply-text.ts';
 import type { Snapshot } from './store.ts';
-import { serveWatchBroker, type WatchBroker } from './watch-broker.ts';
+import { serveWatchBroker, type WatchBroker, type WatchBrokerOptions } from './watch-broker.ts';
 
 export interface CoordinatorDeps {
   readonly nc: NatsConnection;
@@ -55,6 +55,8 @@ export interface CoordinatorDeps {
   readonly macKeyBounds?: Pick<HeartbeatMacKeysOptions, 'max' | 'unknownMax'>;
   /** Bucket reads confirming refused registrations' cluster definitions (coordinator/registry.ts DEFINITION_READ_DEFAULTS: 10/s, 50 at once). */
   readonly definitionReadRate?: RegistryDeps['definitionReadRate'];
+  /** The watch broker's budgets (coordinator/watch-broker.ts): shared (WATCH_RATE_DEFAULTS, CATCHUP_ENTRY_RATE_DEFAULTS) and per node (NODE_WATCH_BUDGET_DEFAULTS). */
+  readonly watchBudgets?: Pick<WatchBrokerOptions, 'ratePerSecond' | 'burst' | 'catchUpEntryRate' | 'nodeBudget'>;
   /** Replay marks kept for identity keys no node is known by (coordinator/heartbeat-marks.ts); default UNKNOWN_MARKS_DEFAULT (4,096). */
   readonly unknownMarksMax?: number;
 }
@@ -181,7 +183,18 @@ export class Coordinator {
         }
       },
     });
-    c.watchBroker = serveWatchBroker({ nc: deps.nc, bucket: deps.config.bucket, subjectPrefix: deps.config.subjectPrefix, logger: deps.logger.child({ component: 'watch-broker' }), clock: deps.clock, signingKey: deps.signingKey, metrics: deps.metrics });
+    c.watchBroker = serveWatchBroker({
+      nc: deps.nc,
+      bucket: deps.config.bucket,
+      subjectPrefix: deps.config.subjectPrefix,
+      logger: deps.logger.child({ component: 'watch-broker' }),
+      clock: deps.clock,
+      signingKey: deps.signingKey,
+      metrics: deps.metrics,
+      // MAC'd requests of nodes this replica knows draw from their own budgets (watch-request-mac.ts).
+      auth: { identityKeyOf: (name) => c.identityKeyOf(name), keyFor: (identityKey, name) => c.macKeys.keyFor(identityKey, name), maxClockSkewMs: deps.config.maxClockSkewMs },
+      ...deps.watchBudgets,
+    });
     await deps.nc.flush(); // the server knows the subscriptions before start() returns
     deps.logger.info({ holder: c.lease.holder, publicKey: deps.signingKey.publicKey, subjectPrefix: deps.config.subjectPrefix, bucket: deps.config.bucket }, 'coordinator started');
     return c;

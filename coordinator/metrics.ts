@@ -9,6 +9,7 @@ import { newRegistry, scrape, type MetricsScrape } from '../lib/metrics.ts';
 import type { EventLoopDelaySampler } from '../lib/event-loop-delay.ts';
 import type { HeartbeatForm } from '../protocol/validate-registration.ts';
 import type { MacKeyKind } from '../protocol/heartbeat-mac.ts';
+import { WATCH_REQUEST_AUTH_OUTCOMES, type WatchRequestAuthOutcome } from '../protocol/watch-request-mac.ts';
 import { REQUEST_MAX_BYTES, type RequestKind } from '../protocol/request-size.ts';
 
 /** Why a node record was removed (coordinator/registry.ts). */
@@ -26,6 +27,8 @@ export interface CoordinatorMetricsHooks {
   nodeRemoved(reason: RemovalReason): void;
   /** A request refused unread for its size (protocol/request-size.ts), by kind (optional: fakes may leave it out). */
   requestTooLarge?(kind: RequestKind): void;
+  /** A watch-broker request, by whose budget it drew from and why (protocol/watch-request-mac.ts; optional: fakes may leave it out). */
+  watchRequestAuth?(outcome: WatchRequestAuthOutcome): void;
 }
 
 /** What the coordinator knows at scrape time. */
@@ -60,6 +63,7 @@ export class CoordinatorMetrics implements CoordinatorMetricsHooks {
   private readonly macAgreements: Counter<'key'>;
   private readonly removals: Counter<'reason'>;
   private readonly tooLarge: Counter<'kind'>;
+  private readonly watchAuth: Counter<'budget'>;
   private readonly leader: Gauge;
   private readonly natsConnected: Gauge;
   private readonly nodes: Gauge;
@@ -79,6 +83,8 @@ export class CoordinatorMetrics implements CoordinatorMetricsHooks {
     this.macAgreements = new Counter({ name: 'crosslink_coordinator_heartbeat_mac_agreements_total', help: 'Heartbeat MAC keys agreed (X25519 + HKDF, ~0.1-0.2 ms each), by key: node (an identity key this replica knows is the named node\'s; about once per node) or unknown (any other key: a node this replica holds no record of yet, or made-up keys, a flood shows here).', labelNames: ['key'], registers });
     this.removals = new Counter({ name: 'crosslink_coordinator_node_removals_total', help: 'Node records removed, by reason (expired: TTL without heartbeats; deregistered; revoked; unenrolled).', labelNames: ['reason'], registers });
     this.tooLarge = new Counter({ name: 'crosslink_coordinator_requests_too_large_total', help: 'Requests refused unread because they were over their subject\'s byte limit (REQUEST_MAX_BYTES), by kind (heartbeats count in crosslink_coordinator_heartbeats_total{result="invalid"}). Honest agents never send one: a steady rate is a misconfigured or hostile client.', labelNames: ['kind'], registers });
+    this.watchAuth = new Counter({ name: 'crosslink_coordinator_watch_requests_total', help: 'Watch-broker requests (watch, count, catch-up) by budget: node (MAC\'d by a node this replica knows: its own budget), else the shared budget: unsigned (no MAC headers: an older agent or a tool), unknown-node, bad-mac, stale (sentAt outside the clock skew). A steady bad-mac or unknown-node rate is a flood.', labelNames: ['budget'], registers });
+    for (const k of WATCH_REQUEST_AUTH_OUTCOMES) this.watchAuth.labels(k).inc(0);
     this.leader = new Gauge({ name: 'crosslink_coordinator_leader', help: '1 while this replica holds the leader lease and serves registrations, else 0.', registers });
     this.natsConnected = new Gauge({ name: 'crosslink_coordinator_nats_connected', help: '1 while the NATS connection is up, else 0.', registers });
     this.nodes = new Gauge({ name: 'crosslink_coordinator_nodes', help: 'Live nodes in the registry (leader only).', registers });
@@ -121,6 +127,10 @@ export class CoordinatorMetrics implements CoordinatorMetricsHooks {
 
   nodeRemoved(reason: RemovalReason): void {
     this.removals.labels(reason).inc();
+  }
+
+  watchRequestAuth(outcome: WatchRequestAuthOutcome): void {
+    this.watchAuth.labels(outcome).inc();
   }
 
   requestTooLarge(kind: RequestKind): void {

@@ -6,7 +6,9 @@
 // readable filter, delivering only to the requester's `_INBOX.` subject. Never a durable, never
 // another filter, never another deliver subject (protocol/watch-broker.ts validates; adversary tests
 // in test/nats-auth.test.ts and test/watch-broker.test.ts). A token bucket per replica bounds a flood
-// while the honest fleet's re-watch storm after a NATS server loss fits in its burst.
+// while the honest fleet's re-watch storm after a NATS server loss fits in its burst. A request MAC'd
+// by a node this replica knows (protocol/watch-request-mac.ts, headers) draws from that node's own
+// bounded budget instead, so a flood that empties the shared one does not starve honest agents.
 // `catchup` answers what changed after a revision by direct gets (lib/kv-catch-up.ts: no consumer, any
 // replica), in a page signed with the coordinator's key (catch-up-page.ts): what agents follow while
 // consumer creates are unservable after a NATS server loss (agent/control/catch-up-watch.ts).
@@ -18,6 +20,7 @@ import type { Clock } from '../lib/clock.ts';
 import { errorMessage } from '../lib/errors.ts';
 import type { Logger } from '../lib/logger.ts';
 import { RateLimitedLog } from '../lib/rate-limited-log.ts';
+import { parseSentAtHeader, watchRequestMacInput, watchRequestMacKey, watchRequestMacMatches, WATCH_MAC_HEADERS, WATCH_REQUEST_AUTH_OUTCOMES, type WatchRequestAuthOutcome } from '../protocol/watch-request-mac.ts';
 import { CATCHUP_MAX_BYTES, parseWatchRequest, type CatchUpReply, type WatchReply, type WatchRequest } from '../protocol/watch-broker.ts';
 import type { SigningKeyPair } from '../protocol/signing.ts';
 import { signedCatchUpPage } from './catch-up-page.ts';
@@ -49,6 +52,33 @@ export const WATCH_RATE_DEFAULTS = Object.freeze({ ratePerSecond: 500, burst: 10
  */
 export const CATCHUP_ENTRY_RATE_DEFAULTS = Object.freeze({ ratePerSecond: 10_000, burst: 100_000 });
 
+/**
+ * Per node whose request carries a valid MAC (its own budget, apart from the shared one): requests per
+ * second and at once (an agent re-creates its five watches after a NATS server loss, and polls catch-up
+ * about once a second per watch while they cannot be created: 10/s with 50 at once leaves it room to
+ * retry), catch-up entries per second and at once (a new agent reads its mesh once: 2,000 at once
+ * covers a mesh of 1,000 nodes twice), and how many nodes' budgets are kept (the one used longest ago
+ * goes first and comes back full; as many as the MAC keys kept, HeartbeatMacKeys).
+ */
+export const NODE_WATCH_BUDGET_DEFAULTS: NodeWatchBudget = Object.freeze({ ratePerSecond: 10, burst: 50, catchUpEntryRate: Object.freeze({ ratePerSecond: 200, burst: 2000 }), maxNodes: 20_000 });
+
+export interface NodeWatchBudget {
+  readonly ratePerSecond: number;
+  readonly burst: number;
+  readonly catchUpEntryRate: { readonly ratePerSecond: number; readonly burst: number };
+  readonly maxNodes: number;
+}
+
+/** How a MAC'd request is checked: what the replica knows of the named node and its heartbeat MAC key K. */
+export interface WatchRequestAuth {
+  /** The identity key this replica knows for node `name` (Coordinator.identityKeyOf), or undefined. */
+  identityKeyOf(name: string): string | undefined;
+  /** K for that identity key (HeartbeatMacKeys.keyFor), or null when none can be agreed. */
+  keyFor(identityKey: string, name: string): Buffer | null;
+  /** A `sentAt` further than this from the replica's clock is stale (--max-clock-skew). */
+  readonly maxClockSkewMs: number;
+}
+
 export interface WatchBrokerOptions {
   readonly nc: NatsConnection;
   readonly bucket: string;
@@ -74,13 +104,17 @@ export interface WatchBrokerOptions {
    * with a server) is answered `unavailable` while the agent still listens, and it retries soon.
    */
   readonly apiTimeoutMs?: number;
-  /** Counts requests refused for their size (crosslink_coordinator_requests_too_large_total). */
-  readonly metrics?: Pick<CoordinatorMetricsHooks, 'requestTooLarge'> | undefined;
+  /** Checks MAC'd requests; absent: every request draws from the shared budget. */
+  readonly auth?: WatchRequestAuth;
+  /** Budgets of nodes whose requests carry a valid MAC: NODE_WATCH_BUDGET_DEFAULTS. */
+  readonly nodeBudget?: NodeWatchBudget;
+  /** Counts requests refused for their size and requests by budget (crosslink_coordinator_watch_requests_total). */
+  readonly metrics?: Pick<CoordinatorMetricsHooks, 'requestTooLarge' | 'watchRequestAuth'> | undefined;
 }
 
 export interface WatchBroker {
   /** Requests answered so far, by outcome. */
-  stats(): { readonly created: number; readonly counted: number; readonly caughtUp: number; readonly refused: number; readonly rateLimited: number; readonly failed: number };
+  stats(): { readonly created: number; readonly counted: number; readonly caughtUp: number; readonly refused: number; readonly rateLimited: number; readonly failed: number; readonly auth: Readonly<Record<WatchRequestAuthOutcome, number>> };
   stop(): Promise<void>;
 }
 
@@ -108,6 +142,11 @@ export function serveWatchBroker(o: WatchBrokerOptions): WatchBroker {
   const limit = new RegistrationRateLimit(o.ratePerSecond ?? WATCH_RATE_DEFAULTS.ratePerSecond, o.burst ?? WATCH_RATE_DEFAULTS.burst);
   const entryRate = o.catchUpEntryRate ?? CATCHUP_ENTRY_RATE_DEFAULTS;
   const entries = new RegistrationRateLimit(entryRate.ratePerSecond, entryRate.burst);
+  const nb = o.nodeBudget ?? NODE_WATCH_BUDGET_DEFAULTS;
+  // Keyed `<kind>\0<node>` (two kinds) and `<node>`: names never hold a NUL.
+  const nodeLimit = new RegistrationRateLimit(nb.ratePerSecond, nb.burst, 2 * nb.maxNodes);
+  const nodeEntries = new RegistrationRateLimit(nb.catchUpEntryRate.ratePerSecond, nb.catchUpEntryRate.burst, nb.maxNodes);
+  const authCounts = Object.fromEntries(WATCH_REQUEST_AUTH_OUTCOMES.map((k) => [k, 0])) as Record<WatchRequestAuthOutcome, number>;
   const heartbeatMs = o.heartbeatMs ?? 5000;
   const inactiveMs = o.inactiveMs ?? 30_000;
   const concurrency = o.concurrency ?? 32;
@@ -137,6 +176,22 @@ export function serveWatchBroker(o: WatchBrokerOptions): WatchBroker {
     return true;
   };
 
+  /** Whose budget `msg` draws from: the node's, for a valid MAC of a node this replica knows (never refused for its MAC: old agents and tools keep the shared budget). */
+  const authenticate = (msg: Msg): { readonly outcome: WatchRequestAuthOutcome; readonly node?: string } => {
+    const h = msg.headers;
+    const node = h?.get(WATCH_MAC_HEADERS.node) ?? '';
+    const sentAtRaw = h?.get(WATCH_MAC_HEADERS.sentAt) ?? '';
+    const mac = h?.get(WATCH_MAC_HEADERS.mac) ?? '';
+    if (o.auth === undefined || node === '' || sentAtRaw === '' || mac === '') return { outcome: 'unsigned' };
+    const sentAt = parseSentAtHeader(sentAtRaw);
+    if (sentAt === undefined || Math.abs(o.clock.now() - sentAt) > o.auth.maxClockSkewMs) return { outcome: 'stale' };
+    const identityKey = o.auth.identityKeyOf(node);
+    const key = identityKey === undefined ? null : o.auth.keyFor(identityKey, node);
+    if (key === null) return { outcome: 'unknown-node' };
+    if (!watchRequestMacMatches(watchRequestMacInput(node, sentAt, msg.data), mac, watchRequestMacKey(key))) return { outcome: 'bad-mac' };
+    return { outcome: 'node', node };
+  };
+
   const handle = async (msg: Msg): Promise<void> => {
     const parsed = parseWatchRequest(msg.data);
     if (!parsed.ok) {
@@ -146,9 +201,13 @@ export function serveWatchBroker(o: WatchBrokerOptions): WatchBroker {
       return;
     }
     const req = parsed.request;
+    const who = authenticate(msg);
+    authCounts[who.outcome]++;
+    o.metrics?.watchRequestAuth?.(who.outcome);
     // Catch-up polls (every second per agent while its watch cannot be created) have their own
     // bucket: they cannot use up the tokens the re-watch storm needs, nor the other way round.
-    const take = limit.take(req.kind === 'catchup' ? 'catchup' : 'watch', o.clock.now());
+    const kind = req.kind === 'catchup' ? 'catchup' : 'watch';
+    const take = who.node === undefined ? limit.take(kind, o.clock.now()) : nodeLimit.take(`${kind}\0${who.node}`, o.clock.now());
     if (!take.ok) {
       counts.rateLimited++;
       throttle.warn('watch-rate', { retryAfterMs: take.retryAfterMs }, 'watch broker: rate limit reached; refusing watch requests for now');
@@ -165,7 +224,8 @@ export function serveWatchBroker(o: WatchBrokerOptions): WatchBroker {
         // The page is as long as the entry budget allows (a shorter page says `more`); the entries
         // not read are given back. Direct gets with this replica's own credential, pinned to the
         // validated filter: no consumer.
-        const budget = entries.takeUpTo('entries', o.clock.now(), req.limit);
+        const [budgets, entriesKey] = who.node === undefined ? [entries, 'entries'] : [nodeEntries, who.node];
+        const budget = budgets.takeUpTo(entriesKey, o.clock.now(), req.limit);
         if (!budget.ok) {
           counts.rateLimited++;
           throttle.warn('catchup-rate', { retryAfterMs: budget.retryAfterMs }, 'watch broker: catch-up entry budget used up; refusing catch-up for now');
@@ -176,10 +236,10 @@ export function serveWatchBroker(o: WatchBrokerOptions): WatchBroker {
         try {
           page = await readKvAfter(api, o.bucket, req.filter, req.afterRevision, { limit: budget.taken, maxBytes: CATCHUP_MAX_BYTES });
         } catch (err) {
-          entries.giveBack('entries', budget.taken);
+          budgets.giveBack(entriesKey, budget.taken);
           throw err;
         }
-        entries.giveBack('entries', budget.taken - page.entries.length);
+        budgets.giveBack(entriesKey, budget.taken - page.entries.length);
         counts.caughtUp++;
         reply(msg, await signedCatchUpPage(req, page, o.signingKey.secretKey));
         return;
@@ -229,7 +289,7 @@ export function serveWatchBroker(o: WatchBrokerOptions): WatchBroker {
   });
 
   return {
-    stats: () => ({ ...counts }),
+    stats: () => ({ ...counts, auth: { ...authCounts } }),
     async stop() {
       sub.unsubscribe();
       queue.length = 0;

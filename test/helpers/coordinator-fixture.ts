@@ -82,7 +82,7 @@ export interface CoordinatorEnvOptions {
   /** The coordinator's logger (default: silent). */
   readonly logger?: Logger;
   /** Further bounds of what requests may cost (CoordinatorDeps). */
-  readonly bounds?: Pick<CoordinatorDeps, 'unknownMarksMax' | 'definitionReadRate'>;
+  readonly bounds?: Pick<CoordinatorDeps, 'unknownMarksMax' | 'definitionReadRate' | 'watchBudgets'>;
 }
 
 /** Starts a Coordinator on its own connection and waits until it leads; all is stopped when the test ends. */
