@@ -438,7 +438,7 @@ export class Agent {
       ...(tuning.requestTimeoutMs === undefined ? {} : { requestTimeoutMs: tuning.requestTimeoutMs }),
     });
     // Watches through the coordinators' watch broker (agents hold no consumer permission: docs/agent.md).
-    const watches = agentWatchSource({ nc, bucket: config.bucket, subjectPrefix: DEFAULT_SUBJECT_PREFIX, logger: logger.child({ component: 'watch' }), clock: this.clock, coordinatorKey: this.o.coordinatorKey });
+    const watches = agentWatchSource({ nc, bucket: config.bucket, subjectPrefix: DEFAULT_SUBJECT_PREFIX, logger: logger.child({ component: 'watch' }), clock: this.clock, coordinatorKey: this.o.coordinatorKey, requestMac: () => cp.watchRequestMac() });
     const watch = new MeshWatch({
       nc,
       watches,

@@ -13,7 +13,8 @@ import { waitFor } from '../lib/wait.ts';
 import { Deregister, Heartbeat, RegistrationRequest, type NodeRecord, type RegisterReply } from '../protocol/messages.ts';
 import { generateSigningKeyPair, generateWireguardKeyPair, signEnvelope, verifyEnvelope, openEnvelopeUnverified, type SigningKeyPair } from '../protocol/signing.ts';
 import { subjects } from '../protocol/subjects.ts';
-import { HeartbeatMacKeys } from '../protocol/heartbeat-mac.ts';
+import { coordinatorHeartbeatMacKey, HeartbeatMacKeys } from '../protocol/heartbeat-mac.ts';
+import { watchRequestMacKey } from '../protocol/watch-request-mac.ts';
 import { openHeartbeat } from '../protocol/validate-registration.ts';
 import { AgentStatus } from '../protocol/status.ts';
 import { scriptedStatus, type ScriptedStatus } from './helpers/scripted-status.ts';
@@ -329,6 +330,7 @@ test('MAC heartbeats after registering; a coordinator refusing them (`invalid`, 
     },
   });
   await f.coordNc.flush();
+  t.is(f.cp.watchRequestMac(), undefined, 'no K before the first registration: watch requests go without a MAC');
   f.cp.start();
   const nextBeat = beatByBeat(clock, () => beats.length);
   const forms = (): string => beats.map((b) => b.form).join(',');
@@ -337,6 +339,8 @@ test('MAC heartbeats after registering; a coordinator refusing them (`invalid`, 
   await nextBeat();
   t.is(forms(), 'mac,mac', 'MAC heartbeats once registered');
   t.deepEqual(f.cp.state().heartbeat, { form: 'mac', coordinatorKey: f.coordinator.publicKey, fallback: null }, 'the status says MAC, with the key K was agreed with');
+  // Watch-broker requests are MAC'd under K_watch, derived from the K the coordinator agrees too.
+  t.deepEqual(f.cp.watchRequestMac(), { node: 'node-a', key: watchRequestMacKey(coordinatorHeartbeatMacKey(f.coordinator, f.identityKey.publicKey)) });
 
   refuseMac = true;
   const before = beats.length;
@@ -353,6 +357,7 @@ test('MAC heartbeats after registering; a coordinator refusing them (`invalid`, 
   await waitFor(() => f.cp.state().lastHeartbeatAt === clock.now(), { timeoutMs: 5000, intervalMs: 5, what: 'the last signed heartbeat answered ok' });
   t.is(f.cp.state().lastError, null, 'the signed heartbeats are answered ok: the node stays alive');
   t.deepEqual(f.cp.state().heartbeat, { form: 'signed', coordinatorKey: null, fallback: { code: 'invalid', message: 'not a signed envelope: sig: Required' } }, 'the status says signed, and the refusal why');
+  t.is(f.cp.watchRequestMac(), undefined, 'fallen back: watch requests go without a MAC too (the shared budget)');
   t.like(AgentStatus.shape.controlPlane.parse({ ...f.cp.state(), knownNodes: 0 }), { heartbeat: { form: 'signed' } }, 'what the status document carries');
 
   // The next registration tries MACs again: one refused MAC heartbeat per registration, not per interval.

@@ -1,8 +1,10 @@
 // The brokered watch's delivery checks without a server: a consumer-sequence gap ends the watch
 // (nothing after it is yielded), deliveries before the broker's reply are kept in order, a consumer
-// silent for 3 heartbeats (of the injected clock) ends it.
+// silent for 3 heartbeats (of the injected clock) ends it. Requests carry the MAC headers only while the
+// agent holds K_watch.
 import test from 'ava';
-import type { Msg, NatsConnection } from '@nats-io/transport-node';
+import { randomBytes } from 'node:crypto';
+import type { Msg, MsgHdrs, NatsConnection } from '@nats-io/transport-node';
 import { brokeredWatchSource, WatchBrokerError, WATCH_REQUEST_TIMEOUT_MS } from '../agent/control/brokered-watch.ts';
 import { ConnectionLostError } from '../lib/nats-request.ts';
 import { scriptedStatus } from './helpers/scripted-status.ts';
@@ -10,6 +12,7 @@ import { BROKER_API_TIMEOUT_MS } from '../coordinator/watch-broker.ts';
 import { systemClock } from '../lib/clock.ts';
 import { silentLogger } from '../lib/logger.ts';
 import { ManualClock } from './helpers/manual-clock.ts';
+import { watchRequestMacInput, watchRequestMacKey, watchRequestMacMatches, WATCH_MAC_HEADERS, type WatchRequestMac } from '../protocol/watch-request-mac.ts';
 
 interface FakeNc {
   readonly nc: NatsConnection;
@@ -158,4 +161,31 @@ test('a watch, count or catch-up request lost with the connection ends at the di
     t.true(err instanceof WatchBrokerError && err.code === 'unavailable' && err.cause instanceof ConnectionLostError, String(err));
   }
   t.is(unsubscribed, 1, 'the watch\'s inbox subscription is dropped');
+});
+
+test('watch requests carry the MAC headers (node, sentAt of the injected clock, MAC over both and the body) only while the agent has K_watch; the body is the same WatchRequest JSON either way', async (t) => {
+  const sent: { body: string; headers: MsgHdrs | undefined }[] = [];
+  const nc = {
+    request: (_s: string, payload: Uint8Array, opts: { headers?: MsgHdrs }) => {
+      sent.push({ body: Buffer.from(payload).toString('utf8'), headers: opts.headers });
+      return Promise.resolve({ string: () => JSON.stringify({ ok: true, name: '', pending: 2, lastRevision: 7, heartbeatMs: 0 }) });
+    },
+    status: () => ({ [Symbol.asyncIterator]: () => ({ next: () => new Promise(() => undefined) }), stop: () => undefined }),
+  } as unknown as NatsConnection;
+  const clock = new ManualClock(1_764_800_000_000);
+  const held: { mac?: WatchRequestMac } = {};
+  const src = brokeredWatchSource({ nc, bucket: 'b', subjectPrefix: 'p', logger: silentLogger(), clock, coordinatorKey: 'k', requestMac: () => held.mac });
+  await src.count('nodes.>');
+  const mac = { node: 'node-a', key: watchRequestMacKey(randomBytes(32)) };
+  held.mac = mac;
+  await src.count('nodes.>');
+  const [plain, macd] = sent;
+  if (plain === undefined || macd === undefined) return t.fail('two requests');
+  t.is(plain.headers, undefined, 'no K: no headers (as before)');
+  t.is(plain.body, JSON.stringify({ kind: 'count', filter: 'nodes.>' }));
+  t.is(macd.body, plain.body, 'the body is unchanged: an older coordinator (strict schema) serves it');
+  const h = macd.headers;
+  t.is(h?.get(WATCH_MAC_HEADERS.node), 'node-a');
+  t.is(h?.get(WATCH_MAC_HEADERS.sentAt), String(clock.now()));
+  t.true(watchRequestMacMatches(watchRequestMacInput('node-a', clock.now(), Buffer.from(macd.body)), h?.get(WATCH_MAC_HEADERS.mac) ?? '', mac.key));
 });

@@ -9,7 +9,7 @@
 // When no coordinator serves the subject at all (an older coordinator during an upgrade) it uses
 // `fallback`, if given (the direct watch: refused by the server where agents hold no consumer permission).
 import type { KvWatchEntry } from '@nats-io/kv';
-import { createInbox, nuid, type Msg, type NatsConnection, type Subscription } from '@nats-io/transport-node';
+import { createInbox, headers, nuid, type Msg, type MsgHdrs, type NatsConnection, type Subscription } from '@nats-io/transport-node';
 import type { VerifyKeys } from '../../protocol/signing.ts';
 import { openCatchUpPage } from './catch-up-verify.ts';
 import type { Clock } from '../../lib/clock.ts';
@@ -20,6 +20,7 @@ import { AsyncQueue } from '../../lib/async-queue.ts';
 import { onConnectionStatus } from '../../lib/nats-status.ts';
 import { ConnectionLostError, requestUntilDisconnect } from '../../lib/nats-request.ts';
 import { subjects } from '../../protocol/subjects.ts';
+import { macWatchRequest, watchRequestMacInput, WATCH_MAC_HEADERS, type WatchRequestMac } from '../../protocol/watch-request-mac.ts';
 import { CatchUpReply, WatchReply, type WatchRefusalCode, type WatchRequest } from '../../protocol/watch-broker.ts';
 import { directWatchSource, type CatchUpOptions, type FilterCount, type KeyWatch, type KeyWatchOptions, type KeyWatchSource, type KvCatchUpPage } from './key-watch.ts';
 
@@ -64,6 +65,21 @@ export interface BrokeredWatchOptions {
   readonly requestTimeoutMs?: number;
   /** Used only when nobody serves the watch subject ("no responders"). */
   readonly fallback?: KeyWatchSource;
+  /**
+   * What each request is MAC'd with (the node's name and K_watch, protocol/watch-request-mac.ts), asked
+   * per request; undefined (no K yet, or heartbeats fell back to signatures): sent without headers,
+   * from the broker's shared budget.
+   */
+  readonly requestMac?: () => WatchRequestMac | undefined;
+}
+
+/** The MAC headers of a request with `body`, sent at `sentAt` (ms). */
+export function watchMacHeaders(mac: WatchRequestMac, sentAt: number, body: Uint8Array): MsgHdrs {
+  const h = headers();
+  h.set(WATCH_MAC_HEADERS.node, mac.node);
+  h.set(WATCH_MAC_HEADERS.sentAt, String(sentAt));
+  h.set(WATCH_MAC_HEADERS.mac, macWatchRequest(mac.key, watchRequestMacInput(mac.node, sentAt, body)).toString('base64'));
+  return h;
 }
 
 export interface BrokeredWatchStats {
@@ -116,7 +132,10 @@ export function brokeredWatchSource(o: BrokeredWatchOptions): BrokeredWatchSourc
     let msg: Msg;
     try {
       // Lost with the connection: ends at the disconnect, not the timeout (the watcher asks again once reconnected).
-      msg = await requestUntilDisconnect(o.nc, subject, JSON.stringify(req), { timeout: o.requestTimeoutMs ?? WATCH_REQUEST_TIMEOUT_MS });
+      const body = Buffer.from(JSON.stringify(req), 'utf8');
+      const mac = o.requestMac?.();
+      const h = mac === undefined ? {} : { headers: watchMacHeaders(mac, Math.floor(o.clock.now()), body) };
+      msg = await requestUntilDisconnect(o.nc, subject, body, { timeout: o.requestTimeoutMs ?? WATCH_REQUEST_TIMEOUT_MS, ...h });
     } catch (err) {
       if (err instanceof ConnectionLostError) throw new WatchBrokerError('unavailable', `the watch request was lost with the NATS connection: ${err.message}`, undefined, { cause: err });
       const noResponders = typeof (err as { isNoResponders?: unknown }).isNoResponders === 'function' && (err as { isNoResponders: () => boolean }).isNoResponders();

@@ -19,7 +19,8 @@ import {
   type ErrorBody,
 } from '../../protocol/messages.ts';
 import { signEnvelope, verifyEnvelopeWithKey, type SigningKeyPair } from '../../protocol/signing.ts';
-import { HeartbeatMacSession, heartbeatBody } from '../../protocol/heartbeat-mac.ts';
+import { HeartbeatMacSession, heartbeatBody, type HeartbeatMac } from '../../protocol/heartbeat-mac.ts';
+import { watchRequestMacKey, type WatchRequestMac } from '../../protocol/watch-request-mac.ts';
 import { joinSign, type JoinCredential } from '../../protocol/join-credential.ts';
 import { subjects } from '../../protocol/subjects.ts';
 import type { NodeIdentity } from '../plan/model.ts';
@@ -132,6 +133,8 @@ export class ControlPlane {
   private heardEpoch: string | undefined;
   /** Heartbeat MACs (protocol/heartbeat-mac.ts): K agreed with the key that verified our last registration reply; signed after a refusal until the next. */
   private readonly heartbeatMac: HeartbeatMacSession;
+  /** K_watch, derived once per heartbeat MAC key K. */
+  private watchKey: { readonly from: HeartbeatMac; readonly key: Buffer } | undefined;
   private foreignGeneration = -1;
   private heartbeatDue = 0;
   private registerReason = 'start';
@@ -186,6 +189,19 @@ export class ControlPlane {
     this.loopDone = this.loop().catch((err: unknown) => {
       this.o.logger.error({ err }, 'control-plane loop crashed');
     });
+  }
+
+  /**
+   * What our watch-broker requests are MAC'd with (protocol/watch-request-mac.ts): our name and
+   * K_watch while heartbeats are MAC'd; undefined before the first registration or after a MAC
+   * refusal (requests then go without a MAC, from the broker's shared budget).
+   */
+  watchRequestMac(): WatchRequestMac | undefined {
+    const mac = this.heartbeatMac.current;
+    const record = this.record;
+    if (mac === undefined || record === null) return undefined;
+    if (this.watchKey?.from !== mac) this.watchKey = { from: mac, key: watchRequestMacKey(mac.key) };
+    return { node: record.name, key: this.watchKey.key };
   }
 
   /** Our newest verified record (from the register reply or the KV watch). */
