@@ -207,7 +207,11 @@ export function serveWatchBroker(o: WatchBrokerOptions): WatchBroker {
     // Catch-up polls (every second per agent while its watch cannot be created) have their own
     // bucket: they cannot use up the tokens the re-watch storm needs, nor the other way round.
     const kind = req.kind === 'catchup' ? 'catchup' : 'watch';
-    const take = who.node === undefined ? limit.take(kind, o.clock.now()) : nodeLimit.take(`${kind}\0${who.node}`, o.clock.now());
+    const now = o.clock.now();
+    let take = who.node === undefined ? limit.take(kind, now) : nodeLimit.take(`${kind}\0${who.node}`, now);
+    // A node past its own budget may still draw on the shared one, as every request did before: a flood
+    // that emptied the shared budget cannot touch the node's own, and the node loses nothing it had.
+    if (!take.ok && who.node !== undefined) take = limit.take(kind, now);
     if (!take.ok) {
       counts.rateLimited++;
       throttle.warn('watch-rate', { retryAfterMs: take.retryAfterMs }, 'watch broker: rate limit reached; refusing watch requests for now');
@@ -224,8 +228,13 @@ export function serveWatchBroker(o: WatchBrokerOptions): WatchBroker {
         // The page is as long as the entry budget allows (a shorter page says `more`); the entries
         // not read are given back. Direct gets with this replica's own credential, pinned to the
         // validated filter: no consumer.
-        const [budgets, entriesKey] = who.node === undefined ? [entries, 'entries'] : [nodeEntries, who.node];
-        const budget = budgets.takeUpTo(entriesKey, o.clock.now(), req.limit);
+        // The node's own entries first; used up, the shared ones (a new agent reading a mesh larger than its own burst).
+        let [budgets, entriesKey] = who.node === undefined ? [entries, 'entries'] : [nodeEntries, who.node];
+        let budget = budgets.takeUpTo(entriesKey, o.clock.now(), req.limit);
+        if (!budget.ok && who.node !== undefined) {
+          [budgets, entriesKey] = [entries, 'entries'];
+          budget = budgets.takeUpTo(entriesKey, o.clock.now(), req.limit);
+        }
         if (!budget.ok) {
           counts.rateLimited++;
           throttle.warn('catchup-rate', { retryAfterMs: budget.retryAfterMs }, 'watch broker: catch-up entry budget used up; refusing catch-up for now');

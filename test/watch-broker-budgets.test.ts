@@ -83,8 +83,8 @@ test('a flood without a valid MAC empties only the shared budget: an honest agen
   t.true(refused.every((r) => !r.ok && r.code === 'rate-limited'), JSON.stringify(refused));
   t.like(Object.fromEntries(auth), { unsigned: 1 + 3, 'bad-mac': 2 * 3, 'unknown-node': 3, stale: 3 });
 
-  // The honest agent's MAC'd requests are served at once, from its own budget (bounded too: it does
-  // not spill into the shared one).
+  // The honest agent's MAC'd requests are served at once, from its own budget (bounded too; past it the
+  // shared one, which the flood emptied).
   for (let i = 0; i < PER_NODE; i++) t.true((await honestSource.count('nodes.>')).keys >= 1, `honest request ${i + 1}`);
   t.is(auth.get('node'), PER_NODE);
   t.true(rateLimited(await honestSource.count('nodes.>').catch((err: unknown) => err)), 'past its own burst');
@@ -117,4 +117,29 @@ test('catch-up: a MAC\'d page is read from the node\'s own entry budget while th
   t.true(err instanceof WatchBrokerError && err.code === 'rate-limited', String(err));
   // node-a's page comes from its own budget: both records.
   t.is((await honest.catchUp(ask)).entries.length, 2);
+});
+
+test('a node past its own budget still draws on the shared one while it has tokens (a new agent reading a big mesh loses nothing it had)', async (t) => {
+  const env = await startCoordinatorEnv(t, {
+    natsUrl: server().url,
+    bucketTag: 'xlwatchbudgetspill',
+    config: { nodeTtl: '60s', leaseTtl: '30s' },
+    bounds: { watchBudgets: { burst: 2, ratePerSecond: SLOW, catchUpEntryRate: { burst: 10, ratePerSecond: SLOW }, nodeBudget: { ...NODE_WATCH_BUDGET_DEFAULTS, burst: 1, ratePerSecond: SLOW, catchUpEntryRate: { burst: 1, ratePerSecond: SLOW } } } },
+  });
+  const client = agentClient(env.nc, env.prefix, { credentialFor: env.enrollment.credentialFor, heartbeatMac: env.key.publicKey });
+  const a = await fakeAgent('node-a', { podCidrs: ['10.20.1.0/24'] });
+  const b = await fakeAgent('node-b', { podCidrs: ['10.20.2.0/24'] });
+  t.true((await client.register(a)).ok);
+  t.true((await client.register(b)).ok);
+  const k = a.heartbeatMac.current;
+  if (k === undefined) return t.fail('node-a agreed no heartbeat MAC key');
+  const honest = brokeredWatchSource({ nc: env.nc, bucket: env.bucket, subjectPrefix: env.prefix, logger: silentLogger(), clock: systemClock, coordinatorKey: env.key.publicKey, requestMac: () => ({ node: a.name, key: watchRequestMacKey(k.key) }) });
+  // Its own request budget (1), then the shared one (2), then nothing.
+  for (let i = 0; i < 3; i++) t.true((await honest.count('nodes.>')).keys >= 1, `request ${i + 1}`);
+  const err = await honest.count('nodes.>').catch((e: unknown) => e);
+  t.true(err instanceof WatchBrokerError && err.code === 'rate-limited', String(err));
+  // Catch-up entries: its own (1) is spent by the first page; the shared entries (10) serve the rest.
+  const ask = { filter: 'nodes.>', afterRevision: 0, limit: 10 };
+  t.is((await honest.catchUp(ask)).entries.length, 1, 'its own budget: one entry');
+  t.is((await honest.catchUp(ask)).entries.length, 2, 'then the shared entries: the whole page');
 });
