@@ -5,10 +5,10 @@
 // (they are answered `rate-limited`); an honest registered agent's MAC'd requests (K_watch, headers)
 // are still served at once, from its own budget (bounded too); a request without headers (an older
 // agent) draws from the shared budget — served while it has tokens, refused once the flood emptied it.
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { randomBytes } from 'node:crypto';
 import { headers } from '@nats-io/transport-node';
-import { brokeredWatchSource, watchMacHeaders, WatchBrokerError } from '../agent/control/brokered-watch.ts';
+import { brokeredWatchSource, watchMacHeaders, WatchBrokerError, type BrokeredWatchSource } from '../agent/control/brokered-watch.ts';
 import type { CoordinatorMetricsHooks } from '../coordinator/metrics.ts';
 import { NODE_WATCH_BUDGET_DEFAULTS } from '../coordinator/watch-broker.ts';
 import { systemClock } from '../lib/clock.ts';
@@ -17,7 +17,7 @@ import { subjects } from '../protocol/subjects.ts';
 import { WatchReply } from '../protocol/watch-broker.ts';
 import { watchRequestMacKey, WATCH_MAC_HEADERS, type WatchRequestAuthOutcome, type WatchRequestMac } from '../protocol/watch-request-mac.ts';
 import { agentClient, fakeAgent } from './helpers/fake-agent.ts';
-import { startCoordinatorEnv } from './helpers/coordinator-fixture.ts';
+import { startCoordinatorEnv, type CoordinatorEnvOptions } from './helpers/coordinator-fixture.ts';
 import { useNatsServer } from './helpers/nats-fixture.ts';
 
 const server = useNatsServer('xl-watchbudget');
@@ -93,23 +93,30 @@ test('a flood without a valid MAC empties only the shared budget: an honest agen
   t.true(rateLimited(await olderAgent.count('nodes.>').catch((err: unknown) => err)));
 });
 
-test('catch-up: a MAC\'d page is read from the node\'s own entry budget while the shared one is empty', async (t) => {
-  const env = await startCoordinatorEnv(t, {
-    natsUrl: server().url,
-    bucketTag: 'xlwatchbudgetcu',
-    config: { nodeTtl: '60s', leaseTtl: '30s' },
-    bounds: { watchBudgets: { catchUpEntryRate: { burst: 1, ratePerSecond: SLOW }, nodeBudget: { ...NODE_WATCH_BUDGET_DEFAULTS, ratePerSecond: SLOW } } },
-  });
+/**
+ * A coordinator with `watchBudgets`, node-a and node-b registered, and two broker clients: node-a's
+ * (its requests MAC'd) and an older agent's (no headers).
+ */
+async function twoNodes(t: ExecutionContext, bucketTag: string, watchBudgets: NonNullable<NonNullable<CoordinatorEnvOptions['bounds']>['watchBudgets']>): Promise<{ honest: BrokeredWatchSource; older: BrokeredWatchSource } | undefined> {
+  const env = await startCoordinatorEnv(t, { natsUrl: server().url, bucketTag, config: { nodeTtl: '60s', leaseTtl: '30s' }, bounds: { watchBudgets } });
   const client = agentClient(env.nc, env.prefix, { credentialFor: env.enrollment.credentialFor, heartbeatMac: env.key.publicKey });
   const a = await fakeAgent('node-a', { podCidrs: ['10.20.1.0/24'] });
   const b = await fakeAgent('node-b', { podCidrs: ['10.20.2.0/24'] });
   t.true((await client.register(a)).ok);
   t.true((await client.register(b)).ok);
   const k = a.heartbeatMac.current;
-  if (k === undefined) return t.fail('node-a agreed no heartbeat MAC key');
+  if (k === undefined) {
+    t.fail('node-a agreed no heartbeat MAC key');
+    return undefined;
+  }
   const opts = { nc: env.nc, bucket: env.bucket, subjectPrefix: env.prefix, logger: silentLogger(), clock: systemClock, coordinatorKey: env.key.publicKey };
-  const older = brokeredWatchSource(opts);
-  const honest = brokeredWatchSource({ ...opts, requestMac: () => ({ node: a.name, key: watchRequestMacKey(k.key) }) });
+  return { older: brokeredWatchSource(opts), honest: brokeredWatchSource({ ...opts, requestMac: () => ({ node: a.name, key: watchRequestMacKey(k.key) }) }) };
+}
+
+test('catch-up: a MAC\'d page is read from the node\'s own entry budget while the shared one is empty', async (t) => {
+  const nodes = await twoNodes(t, 'xlwatchbudgetcu', { catchUpEntryRate: { burst: 1, ratePerSecond: SLOW }, nodeBudget: { ...NODE_WATCH_BUDGET_DEFAULTS, ratePerSecond: SLOW } });
+  if (!nodes) return;
+  const { older, honest } = nodes;
   const ask = { filter: 'nodes.>', afterRevision: 0, limit: 10 };
   // The shared entry budget (1) is spent by an unsigned page; the next is refused.
   t.is((await older.catchUp(ask)).entries.length, 1);
@@ -120,20 +127,9 @@ test('catch-up: a MAC\'d page is read from the node\'s own entry budget while th
 });
 
 test('a node past its own budget still draws on the shared one while it has tokens (a new agent reading a big mesh loses nothing it had)', async (t) => {
-  const env = await startCoordinatorEnv(t, {
-    natsUrl: server().url,
-    bucketTag: 'xlwatchbudgetspill',
-    config: { nodeTtl: '60s', leaseTtl: '30s' },
-    bounds: { watchBudgets: { burst: 2, ratePerSecond: SLOW, catchUpEntryRate: { burst: 10, ratePerSecond: SLOW }, nodeBudget: { ...NODE_WATCH_BUDGET_DEFAULTS, burst: 1, ratePerSecond: SLOW, catchUpEntryRate: { burst: 1, ratePerSecond: SLOW } } } },
-  });
-  const client = agentClient(env.nc, env.prefix, { credentialFor: env.enrollment.credentialFor, heartbeatMac: env.key.publicKey });
-  const a = await fakeAgent('node-a', { podCidrs: ['10.20.1.0/24'] });
-  const b = await fakeAgent('node-b', { podCidrs: ['10.20.2.0/24'] });
-  t.true((await client.register(a)).ok);
-  t.true((await client.register(b)).ok);
-  const k = a.heartbeatMac.current;
-  if (k === undefined) return t.fail('node-a agreed no heartbeat MAC key');
-  const honest = brokeredWatchSource({ nc: env.nc, bucket: env.bucket, subjectPrefix: env.prefix, logger: silentLogger(), clock: systemClock, coordinatorKey: env.key.publicKey, requestMac: () => ({ node: a.name, key: watchRequestMacKey(k.key) }) });
+  const nodes = await twoNodes(t, 'xlwatchbudgetspill', { burst: 2, ratePerSecond: SLOW, catchUpEntryRate: { burst: 10, ratePerSecond: SLOW }, nodeBudget: { ...NODE_WATCH_BUDGET_DEFAULTS, burst: 1, ratePerSecond: SLOW, catchUpEntryRate: { burst: 1, ratePerSecond: SLOW } } });
+  if (!nodes) return;
+  const { honest } = nodes;
   // Its own request budget (1), then the shared one (2), then nothing.
   for (let i = 0; i < 3; i++) t.true((await honest.count('nodes.>')).keys >= 1, `request ${i + 1}`);
   const err = await honest.count('nodes.>').catch((e: unknown) => e);
