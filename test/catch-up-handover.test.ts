@@ -5,7 +5,7 @@
 import test from 'ava';
 import type { KvWatchEntry } from '@nats-io/kv';
 import { CatchUpHandover } from '../agent/control/catch-up-handover.ts';
-import { catchUpWatchEntry } from '../agent/control/catch-up-watch.ts';
+import { catchUpWatchEntry } from '../lib/kv-catch-up.ts';
 import type { CatchUpOptions, KeyWatch, KeyWatchOptions, KeyWatchSource, KvCatchUpEntry, KvCatchUpPage } from '../agent/control/key-watch.ts';
 import { AsyncQueue } from '../lib/async-queue.ts';
 import { silentLogger } from '../lib/logger.ts';

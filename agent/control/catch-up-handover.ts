@@ -19,7 +19,7 @@ import type { KeyWatch, KeyWatchOptions, KeyWatchSource } from './key-watch.ts';
 import { watchRetryPolicy, type WatchRetryOptions } from './rewatch-jitter.ts';
 
 /** What became of a push watch's create within catchUpAfterMs: made, refused, or still under way. */
-export type CreateOutcome<T> = { readonly kind: 'created'; readonly watch: T } | { readonly kind: 'failed'; readonly err: unknown } | { readonly kind: 'slow' };
+type CreateOutcome<T> = { readonly kind: 'created'; readonly watch: T } | { readonly kind: 'failed'; readonly err: unknown } | { readonly kind: 'slow' };
 
 /**
  * Waits up to `afterMs` on the clock for `creating` (a session's push watch, or MeshWatch's pair). What
@@ -161,7 +161,7 @@ export class CatchUpHandover implements KeyWatch {
 }
 
 /** A watcher's own settings its handovers take (MeshWatch's and RangeResume's options carry them). */
-export interface HandoverSettings extends WatchRetryOptions {
+interface HandoverSettings extends WatchRetryOptions {
   readonly bucket: string;
   readonly clock: Clock;
   readonly logger: Logger;

@@ -33,7 +33,6 @@ export interface CatchUpWatchOptions {
   readonly pageLimit?: number;
 }
 
-export { catchUpWatchEntry };
 
 export class CatchUpWatch implements KeyWatch {
   private readonly queue = new AsyncQueue<KvWatchEntry>();

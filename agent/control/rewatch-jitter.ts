@@ -12,7 +12,7 @@ import { spreadWithin, type BackoffPolicy, type Random } from '../../lib/backoff
 export const REWATCH_JITTER_MS = 2000;
 
 /** Spread of every retry delay of the watches: ±50 % around the backoff (lib/backoff.ts jittered). */
-export const WATCH_RETRY_JITTER = 0.5;
+const WATCH_RETRY_JITTER = 0.5;
 
 export interface RewatchJitterOptions {
   /**
@@ -42,4 +42,9 @@ export function rewatchDelayMs(o: RewatchJitterOptions): number {
  */
 export function watchRetryPolicy(o: WatchRetryOptions): BackoffPolicy {
   return { initialMs: o.retryMinMs ?? 250, maxMs: o.retryMaxMs ?? 5000, jitter: WATCH_RETRY_JITTER };
+}
+
+/** A watch's retry backoff with the random source it is spread by: the options supervised retries take (lib/backoff.ts). */
+export function watchRetry(o: WatchRetryOptions & { readonly random?: Random }): { readonly policy: BackoffPolicy; readonly random?: Random } {
+  return { policy: watchRetryPolicy(o), ...(o.random === undefined ? {} : { random: o.random }) };
 }

@@ -23,7 +23,7 @@ import { directWatchSource, type KeyWatch, type KeyWatchSource } from '../contro
 import type { Logger } from '../../lib/logger.ts';
 import { onConnectionStatus } from '../../lib/nats-status.ts';
 import { RangeResume, type RangeResumeStats, type StallDetectionOptions } from '../control/range-resume.ts';
-import { watchRetryPolicy, type RewatchJitterOptions, type WatchRetryOptions } from '../control/rewatch-jitter.ts';
+import { watchRetry, type RewatchJitterOptions, type WatchRetryOptions } from '../control/rewatch-jitter.ts';
 import { verifyEnrollment } from '../../protocol/enrollment-record.ts';
 import type { ClusterDefinition } from '../../protocol/messages.ts';
 import { enrollmentNameFromKey, kvKeys } from '../../protocol/subjects.ts';
@@ -116,8 +116,7 @@ export class EnrollmentWatch {
       },
       {
         // Spread (rewatch-jitter.ts): a fleet whose sessions failed together does not retry together.
-        policy: watchRetryPolicy(this.o),
-        ...(this.o.random === undefined ? {} : { random: this.o.random }),
+        ...watchRetry(this.o),
         clock: this.o.clock,
         signal: this.wake.signal,
         // A broker that refused as rate-limited is not asked again before its retryAfterMs (capped).

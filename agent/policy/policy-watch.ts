@@ -13,7 +13,7 @@ import type { PolicyRecord } from '../../protocol/policy/document.ts';
 import { policyKeys, verifyPolicyRecord } from '../../protocol/policy/record.ts';
 import { superviseWithBackoff, type Random } from '../../lib/backoff.ts';
 import { retryAfterOf } from '../control/brokered-watch.ts';
-import { watchRetryPolicy, type WatchRetryOptions } from '../control/rewatch-jitter.ts';
+import { watchRetry, type WatchRetryOptions } from '../control/rewatch-jitter.ts';
 import { onConnectionStatus } from '../../lib/nats-status.ts';
 
 /** retryMinMs, retryMaxMs: the backoff between watches, spread ±50 % as every KV watch's (rewatch-jitter.ts). */
@@ -111,8 +111,7 @@ export class PolicyWatch {
       },
       {
         // Spread (rewatch-jitter.ts): a fleet whose watches ended together (the same NATS server lost) does not re-create them together.
-        policy: watchRetryPolicy(this.o),
-        ...(this.o.random === undefined ? {} : { random: this.o.random }),
+        ...watchRetry(this.o),
         clock: this.o.clock,
         signal: this.wake.signal,
         // A broker that refused as rate-limited is not asked again before its retryAfterMs (capped).

@@ -26,7 +26,7 @@ import { ServiceExportRecord, serviceKeys } from '../../protocol/service.ts';
 import { verifyEnvelope } from '../../protocol/signing.ts';
 import { onConnectionStatus } from '../../lib/nats-status.ts';
 import { RangeResume, type RangeResumeStats, type StallDetectionOptions } from '../control/range-resume.ts';
-import { watchRetryPolicy, type RewatchJitterOptions, type WatchRetryOptions } from '../control/rewatch-jitter.ts';
+import { watchRetry, type RewatchJitterOptions, type WatchRetryOptions } from '../control/rewatch-jitter.ts';
 
 /** A watch session that ended without delivering its full snapshot (retried with backoff). */
 export class ServiceWatchError extends CrosslinkError {
@@ -110,8 +110,7 @@ export class ServiceWatch {
       },
       {
         // Spread (rewatch-jitter.ts): a fleet whose sessions failed together does not retry together.
-        policy: watchRetryPolicy(this.o),
-        ...(this.o.random === undefined ? {} : { random: this.o.random }),
+        ...watchRetry(this.o),
         clock: this.o.clock,
         signal: this.abort.signal,
         // A broker that refused as rate-limited is not asked again before its retryAfterMs (capped).
