@@ -21,7 +21,7 @@ import {
 } from './cluster-admin.ts';
 import { addSharedOptions, sharedConfig, withAdmin, type SharedOptions } from './revocation-commands.ts';
 import { addClusterSetCommand, addLimitOptions, newClusterLimits, type LimitOptions } from './cluster-limit-commands.ts';
-import { clusterUsage, type ClusterUsage } from './cluster-limits-admin.ts';
+import { clusterExportCount, clusterUsage, type ClusterUsage } from './cluster-limits-admin.ts';
 import { usageText } from './cluster-limits.ts';
 
 const iso = (ms: number): string => new Date(ms).toISOString();
@@ -126,7 +126,7 @@ export function addClusterCommands(program: Command): void {
     .addOption(new Option('--json', 'print JSON'))
     .action(async (name: string, opts: SharedOptions & { json?: boolean }, cmd: Command) => {
       const c = parseClusterName(name);
-      const { d, exports } = await withAdmin(sharedConfig(opts, cmd), async ({ store }) => ({ d: await showCluster({ store }, c), exports: (await clusterUsage(store)).get(c)?.exports ?? 0 }));
+      const { d, exports } = await withAdmin(sharedConfig(opts, cmd), async ({ store }) => ({ d: await showCluster({ store }, c), exports: await clusterExportCount(store, c) }));
       process.stdout.write(opts.json === true ? `${JSON.stringify({ definition: d.definition.value, record: d.record, nodes: d.nodes, exports }, null, 2)}\n` : formatClusterDetails(d, exports));
     });
 

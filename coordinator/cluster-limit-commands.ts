@@ -21,7 +21,7 @@ export function addLimitOptions(cmd: Command, defaults: boolean): Command {
 }
 
 /** The limits given on the command line (validated: a whole number from 1 to CLUSTER_LIMIT_MAX). */
-export function limitsOf(opts: LimitOptions): ClusterLimits {
+function limitsOf(opts: LimitOptions): ClusterLimits {
   return { maxNodes: parseLimit('--max-nodes', opts.maxNodes), maxExports: parseLimit('--max-exports', opts.maxExports) };
 }
 

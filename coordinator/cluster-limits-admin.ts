@@ -4,8 +4,7 @@
 import { NodeRecord, ClusterDefinition } from '../protocol/messages.ts';
 import { kvKeys } from '../protocol/subjects.ts';
 import { ClusterAdminError, mustRead, parseClusterName, type ClusterAdminDeps } from './cluster-admin.ts';
-import { bucketExportKeys } from './export-counts.ts';
-import { serviceKeys } from '../protocol/service.ts';
+import { bucketExportKeys, exportKeysByCluster } from './export-counts.ts';
 import { isCasConflict, type StateStore } from './store.ts';
 
 export interface ClusterLimits {
@@ -50,9 +49,11 @@ export async function clusterUsage(store: StateStore): Promise<ReadonlyMap<strin
     return u;
   };
   for (const rec of (await store.loadSignedUnder(kvKeys.nodesFilter, NodeRecord)).values()) of(rec.value.cluster).nodes++;
-  for (const key of await bucketExportKeys(store.kv)) {
-    const ref = serviceKeys.parse(key);
-    if (ref) of(ref.cluster).exports++;
-  }
+  for (const [cluster, keys] of exportKeysByCluster(await bucketExportKeys(store.kv))) of(cluster).exports = keys.size;
   return out;
+}
+
+/** The service exports of one cluster (keys only: no record is read or verified). */
+export async function clusterExportCount(store: StateStore, cluster: string): Promise<number> {
+  return exportKeysByCluster(await bucketExportKeys(store.kv)).get(cluster)?.size ?? 0;
 }

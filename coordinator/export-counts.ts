@@ -48,15 +48,21 @@ export class ExportCounts {
   }
 
   private async read(): Promise<Map<string, Set<string>>> {
-    const all = new Map<string, Set<string>>();
-    for (const key of await this.list()) {
-      const ref = serviceKeys.parse(key);
-      if (!ref) continue;
-      let keys = all.get(ref.cluster);
-      if (!keys) all.set(ref.cluster, (keys = new Set()));
-      keys.add(key);
-    }
+    const all = exportKeysByCluster(await this.list());
     this.byCluster = all;
     return all;
   }
+}
+
+/** Export keys (`services.…`) grouped by the cluster that exports them; keys of other shapes are left out. */
+export function exportKeysByCluster(keys: Iterable<string>): Map<string, Set<string>> {
+  const all = new Map<string, Set<string>>();
+  for (const key of keys) {
+    const ref = serviceKeys.parse(key);
+    if (!ref) continue;
+    let inCluster = all.get(ref.cluster);
+    if (!inCluster) all.set(ref.cluster, (inCluster = new Set()));
+    inCluster.add(key);
+  }
+  return all;
 }

@@ -175,13 +175,9 @@ export class ServiceDirectory {
         try {
           const existing = await this.deps.store.readSignedAt(key, ServiceExportRecord);
           this.lastSentAt.set(key, req.sentAt);
-          if (!existing) {
-            this.counts.removed(req.cluster, key);
-            return { ok: true, record: null };
-          }
-          await this.deps.store.delete(key, existing.revision);
+          if (existing) await this.deps.store.delete(key, existing.revision);
           this.counts.removed(req.cluster, key);
-          this.deps.logger.info({ service: serviceRef(req), cluster: req.cluster, node: req.node }, 'service unexported');
+          if (existing) this.deps.logger.info({ service: serviceRef(req), cluster: req.cluster, node: req.node }, 'service unexported');
           return { ok: true, record: null };
         } catch (err) {
           if (isCasConflict(err) && attempt < CAS_ATTEMPTS) continue;
