@@ -380,7 +380,8 @@ export class Coordinator {
       if (msg.reply) msg.respond(JSON.stringify({ ok: false, error: staleEpoch, epoch } satisfies HeartbeatReply));
       return;
     }
-    // Whether the key is the named node's as far as this replica knows (one lookup): only then is the
+    // Whether the key is the named node's as far as this replica knows (a map lookup; the MAC key table
+    // asked the same when it had no K kept for a node): only then is the
     // heartbeat a sign of life on a follower, and only then is its mark kept for the whole window.
     // Anyone with an agent NATS user can sign heartbeats under fresh key pairs and made-up names.
     const known = this.identityKeyOf(hb.name) === hb.identityKey;

@@ -20,6 +20,10 @@ export class RegistrationRateLimit {
   ) {}
 
   private put(key: string, b: { tokens: number; at: number }): void {
+    if (this.max === Infinity) {
+      this.buckets.set(key, b); // unbounded (the per-cluster limit): no order to keep
+      return;
+    }
     // Re-inserted at the end: the oldest entry is the one used longest ago.
     this.buckets.delete(key);
     setBounded(this.buckets, key, b, this.max);

@@ -143,9 +143,23 @@ export function serveWatchBroker(o: WatchBrokerOptions): WatchBroker {
   const entryRate = o.catchUpEntryRate ?? CATCHUP_ENTRY_RATE_DEFAULTS;
   const entries = new RegistrationRateLimit(entryRate.ratePerSecond, entryRate.burst);
   const nb = o.nodeBudget ?? NODE_WATCH_BUDGET_DEFAULTS;
-  // Keyed `<kind>\0<node>` (two kinds) and `<node>`: names never hold a NUL.
-  const nodeLimit = new RegistrationRateLimit(nb.ratePerSecond, nb.burst, 2 * nb.maxNodes);
+  // Per node, keyed by its name: requests of each kind, catch-up entries.
+  const nodeLimits = { watch: new RegistrationRateLimit(nb.ratePerSecond, nb.burst, nb.maxNodes), catchup: new RegistrationRateLimit(nb.ratePerSecond, nb.burst, nb.maxNodes) };
   const nodeEntries = new RegistrationRateLimit(nb.catchUpEntryRate.ratePerSecond, nb.catchUpEntryRate.burst, nb.maxNodes);
+  /**
+   * Up to `n` tokens: from the node's own budget first (a valid MAC of a node this replica knows), then
+   * the shared one — a node past its own budget draws on the shared one as every request did before;
+   * a flood that emptied the shared budget never reaches a node's own. With where they came from, to
+   * give back what was not used.
+   */
+  const draw = (own: RegistrationRateLimit, shared: RegistrationRateLimit, sharedKey: string, node: string | undefined, n: number) => {
+    const now = o.clock.now();
+    if (node !== undefined) {
+      const d = own.takeUpTo(node, now, n);
+      if (d.ok) return { d, from: own, key: node };
+    }
+    return { d: shared.takeUpTo(sharedKey, now, n), from: shared, key: sharedKey };
+  };
   const authCounts = Object.fromEntries(WATCH_REQUEST_AUTH_OUTCOMES.map((k) => [k, 0])) as Record<WatchRequestAuthOutcome, number>;
   const heartbeatMs = o.heartbeatMs ?? 5000;
   const inactiveMs = o.inactiveMs ?? 30_000;
@@ -207,11 +221,7 @@ export function serveWatchBroker(o: WatchBrokerOptions): WatchBroker {
     // Catch-up polls (every second per agent while its watch cannot be created) have their own
     // bucket: they cannot use up the tokens the re-watch storm needs, nor the other way round.
     const kind = req.kind === 'catchup' ? 'catchup' : 'watch';
-    const now = o.clock.now();
-    let take = who.node === undefined ? limit.take(kind, now) : nodeLimit.take(`${kind}\0${who.node}`, now);
-    // A node past its own budget may still draw on the shared one, as every request did before: a flood
-    // that emptied the shared budget cannot touch the node's own, and the node loses nothing it had.
-    if (!take.ok && who.node !== undefined) take = limit.take(kind, now);
+    const take = draw(nodeLimits[kind], limit, kind, who.node, 1).d;
     if (!take.ok) {
       counts.rateLimited++;
       throttle.warn('watch-rate', { retryAfterMs: take.retryAfterMs }, 'watch broker: rate limit reached; refusing watch requests for now');
@@ -228,13 +238,7 @@ export function serveWatchBroker(o: WatchBrokerOptions): WatchBroker {
         // The page is as long as the entry budget allows (a shorter page says `more`); the entries
         // not read are given back. Direct gets with this replica's own credential, pinned to the
         // validated filter: no consumer.
-        // The node's own entries first; used up, the shared ones (a new agent reading a mesh larger than its own burst).
-        let [budgets, entriesKey] = who.node === undefined ? [entries, 'entries'] : [nodeEntries, who.node];
-        let budget = budgets.takeUpTo(entriesKey, o.clock.now(), req.limit);
-        if (!budget.ok && who.node !== undefined) {
-          [budgets, entriesKey] = [entries, 'entries'];
-          budget = budgets.takeUpTo(entriesKey, o.clock.now(), req.limit);
-        }
+        const { d: budget, from: budgets, key: entriesKey } = draw(nodeEntries, entries, 'entries', who.node, req.limit);
         if (!budget.ok) {
           counts.rateLimited++;
           throttle.warn('catchup-rate', { retryAfterMs: budget.retryAfterMs }, 'watch broker: catch-up entry budget used up; refusing catch-up for now');
